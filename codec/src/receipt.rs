@@ -1,0 +1,1 @@
+//! Delivery receipts (SMPP 3.4 Appendix B).
