@@ -3,6 +3,26 @@
 //! Sans-IO: bytes in, typed PDUs out, and back. This crate never touches a socket, a clock or a
 //! runtime; callers pass in what it needs (buffers, the current time) and act on what it returns.
 //! Decoded strings and bodies are [`bytes::Bytes`] slices of the input buffer, never copies.
+//!
+//! - [`Decoder`] frames a byte stream: `Ok(None)` until a whole PDU is buffered, a
+//!   [`FramingError`] when the stream must be closed, a [`PduError`] (with its command_status)
+//!   when one PDU is malformed and the session can go on.
+//! - [`Pdu::encode`] writes straight into a `BytesMut` and back-patches command_length once.
+//! - [`text`] holds the alphabets, segment counting, splitting and reassembly; [`receipt`] the
+//!   Appendix B delivery receipt text.
 
+pub mod command;
+pub mod error;
+pub mod framing;
+pub mod pdu;
 pub mod receipt;
+pub mod status;
 pub mod text;
+pub mod tlv;
+
+pub use command::CommandId;
+pub use error::{Field, FramingError, PduError};
+pub use framing::{DEFAULT_MAX_COMMAND_LENGTH, DecodeError, Decoder};
+pub use pdu::*;
+pub use status::CommandStatus;
+pub use tlv::{NetworkErrorCode, Tlv, Tlvs, TlvsBuilder, tag};

@@ -1,0 +1,83 @@
+//! Stream framing: whole PDUs out of a growing read buffer.
+
+use bytes::BytesMut;
+
+use crate::error::{FramingError, PduError};
+use crate::pdu::{HEADER_LEN, Header, Pdu};
+
+/// Default ceiling on command_length. The largest legitimate PDU is a submit_multi to 255
+/// destinations or a data_sm carrying a 64 KiB message_payload; 70,000 octets covers both.
+pub const DEFAULT_MAX_COMMAND_LENGTH: u32 = 70_000;
+
+/// Why [`Decoder::decode`] returned no PDU.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The stream cannot be framed: close the session.
+    #[error("framing: {0}")]
+    Framing(#[from] FramingError),
+    /// One PDU was malformed and consumed; answer it with `error.command_status()` and go on.
+    #[error("{} seq {}: {error}", header.command_id, header.sequence_number)]
+    Pdu {
+        /// The header of the consumed frame.
+        header: Header,
+        /// What was wrong with its body.
+        error: PduError,
+    },
+}
+
+/// Splits PDUs off a read buffer. Holds only the configured limit: no state between frames.
+#[derive(Debug, Clone, Copy)]
+pub struct Decoder {
+    max_command_length: u32,
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Decoder { max_command_length: DEFAULT_MAX_COMMAND_LENGTH }
+    }
+}
+
+impl Decoder {
+    /// A decoder refusing command_length above `max_command_length` (at least the header size).
+    pub fn new(max_command_length: u32) -> Decoder {
+        Decoder { max_command_length: max_command_length.max(HEADER_LEN as u32) }
+    }
+
+    /// The configured ceiling.
+    pub fn max_command_length(&self) -> u32 {
+        self.max_command_length
+    }
+
+    /// Returns `Ok(None)` until a whole PDU is buffered, then splits it off `buf` and decodes it.
+    /// command_length is checked as soon as its four octets arrive, before any body is buffered.
+    /// Decoded fields are slices of the split frame: no copy, no allocation.
+    pub fn decode(&self, buf: &mut BytesMut) -> Result<Option<Pdu>, DecodeError> {
+        let Some(len) = self.frame_len(buf)? else {
+            return Ok(None);
+        };
+        let frame = buf.split_to(len).freeze();
+        Pdu::decode_frame(frame).map(Some).map_err(|(header, error)| DecodeError::Pdu { header, error })
+    }
+
+    /// The length of the frame at the front of `buf` once it is complete; `Ok(None)` while more is
+    /// needed (and room for the rest of the frame is reserved).
+    pub fn frame_len(&self, buf: &mut BytesMut) -> Result<Option<usize>, FramingError> {
+        if buf.len() < 4 {
+            return Ok(None);
+        }
+        let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
+        if len < HEADER_LEN as u32 {
+            return Err(FramingError::TooShort { len, min: HEADER_LEN as u32 });
+        }
+        if len > self.max_command_length {
+            return Err(FramingError::TooLong { len, max: self.max_command_length });
+        }
+        let len = len as usize;
+        if buf.len() < len {
+            buf.reserve(len - buf.len());
+            return Ok(None);
+        }
+        Ok(Some(len))
+    }
+}
