@@ -461,6 +461,20 @@ impl Pdu {
     }
 }
 
+/// Encodes a submit_sm (or, with `CommandId::DELIVER_SM`, a deliver_sm) from a borrowed body, so a
+/// caller that keeps the message (a vendor window, a retry queue) need not clone it to send it.
+pub fn encode_short_message(command_id: CommandId, sequence_number: u32, body: &SubmitSm, out: &mut BytesMut) {
+    let start = out.len();
+    out.reserve(HEADER_LEN + 64);
+    out.put_u32(0);
+    out.put_u32(command_id.0);
+    out.put_u32(CommandStatus::ESME_ROK.0);
+    out.put_u32(sequence_number);
+    put_submit(out, body);
+    let len = (out.len() - start) as u32;
+    out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+}
+
 /// Reads the fields of a body, each a slice of the frame.
 struct Reader {
     buf: Bytes,
@@ -853,7 +867,7 @@ fn encode_body(body: &Body, status: CommandStatus, out: &mut BytesMut) {
             put_addr(out, &q.source);
         }
         Body::QuerySmResp(q) => {
-            if !(omit_error_body(status, &q.message_id) && q.final_date.is_empty() && q.message_state == 0) {
+            if !(omit_error_body(status, &q.message_id) && q.final_date.is_empty() && q.message_state == 0 && q.error_code == 0) {
                 put_cstr(out, &q.message_id);
                 put_cstr(out, &q.final_date);
                 out.put_u8(q.message_state);

@@ -1,1 +1,21 @@
-//! Placeholder
+//! smppgw's data plane: one glommio executor per core.
+//!
+//! Each core owns the customer sessions it accepted and the vendor binds it opened; nothing on
+//! the hot path takes a lock, and work crosses cores only through bounded channels. Protocol logic
+//! lives in sans-IO machines ([`customer`], [`vendor`]) driven by thin glommio tasks ([`io`]).
+//! This crate must never block a core: no blocking IO, no locks, no unbounded queues.
+
+pub mod config;
+pub mod core;
+pub mod customer;
+pub mod io;
+pub mod limits;
+pub mod mailbox;
+pub mod metrics;
+pub mod msgid;
+pub mod rate;
+pub mod runtime;
+pub mod snapshot;
+pub mod vendor;
+
+pub use runtime::{Gateway, StartError, start};

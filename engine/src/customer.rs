@@ -1,0 +1,713 @@
+//! The customer session (we are the SMSC): a sans-IO state machine.
+//!
+//! The driver feeds it decoded PDUs, decode errors, results from the router and the current time;
+//! it writes the PDUs to send into the driver's output buffer and reports [`Event`]s the driver
+//! must act on (authenticate a bind, route a submit, close). Nothing here touches a socket or reads
+//! a clock, so every status path is unit-tested below.
+
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use smppgw_codec::{Bind, BindResp, Body, CommandStatus, DecodeError, MessageIdResp, Pdu, SubmitSm, Tlvs};
+
+use crate::limits::BIND_FAILURES_MAX;
+use crate::msgid::{IdStyle, format_id};
+
+/// The three ways to bind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BindKind {
+    /// May submit only.
+    Transmitter,
+    /// May receive only.
+    Receiver,
+    /// Both.
+    Transceiver,
+}
+
+impl BindKind {
+    /// Whether this bind may submit.
+    pub fn can_submit(self) -> bool {
+        self != BindKind::Receiver
+    }
+    /// Whether this bind may receive receipts and MO.
+    pub fn can_receive(self) -> bool {
+        self != BindKind::Transmitter
+    }
+}
+
+/// Timing and size settings of a customer session.
+#[derive(Debug, Clone)]
+pub struct CustomerSettings {
+    /// Our system_id in bind responses.
+    pub system_id: bytes::Bytes,
+    /// Send enquire_link after this much silence.
+    pub enquire_link_interval: Duration,
+    /// Close after this much silence.
+    pub session_timeout: Duration,
+    /// A connection must bind within this.
+    pub bind_timeout: Duration,
+    /// Our requests (enquire_link, unbind) must be answered within this.
+    pub response_timeout: Duration,
+}
+
+/// What the driver must do after feeding the machine.
+#[derive(Debug)]
+pub enum Event {
+    /// Authenticate and answer with [`CustomerSession::bind_accepted`] or
+    /// [`CustomerSession::bind_refused`].
+    Bind {
+        /// Requested bind type.
+        kind: BindKind,
+        /// The request.
+        bind: Bind,
+        /// Its sequence number.
+        seq: u32,
+    },
+    /// Route this validated message and answer with [`CustomerSession::submit_done`].
+    Submit {
+        /// The customer's sequence number.
+        seq: u32,
+        /// The message as submitted.
+        submit: SubmitSm,
+        /// Segments it counts for against the throughput limit.
+        segments: u32,
+    },
+    /// data_sm, routed like submit_sm and answered with data_sm_resp.
+    DataSm {
+        /// The customer's sequence number.
+        seq: u32,
+        /// The message, converted to submit_sm form with its text in message_payload.
+        submit: SubmitSm,
+        /// Segments it counts for.
+        segments: u32,
+    },
+    /// The customer answered one of our deliver_sm (or data_sm) requests.
+    DeliverResp {
+        /// Sequence number of our request.
+        seq: u32,
+        /// Its status.
+        status: CommandStatus,
+    },
+    /// Another request this machine does not answer itself (query_sm, cancel_sm, replace_sm,
+    /// submit_multi): the driver answers it.
+    Request(Pdu),
+    /// Close the connection (after flushing what was written).
+    Close(CloseReason),
+}
+
+/// Why a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The customer unbound and its outstanding submits were answered.
+    Unbound,
+    /// Our shutdown finished.
+    Shutdown,
+    /// No bind within the bind timeout.
+    BindTimeout,
+    /// Too many failed binds.
+    BindFailures,
+    /// Silence beyond the session timeout, or an unanswered enquire_link.
+    Timeout,
+    /// The byte stream could not be framed.
+    Framing,
+}
+
+#[derive(Debug)]
+enum State {
+    Open { since: Instant, failures: u32 },
+    Binding { since: Instant },
+    Bound { kind: BindKind, style: IdStyle },
+    /// The customer sent unbind; answered once outstanding submits are.
+    Unbinding { kind: BindKind, style: IdStyle, seq: u32 },
+    /// We sent unbind (shutdown) and wait for unbind_resp.
+    Closing { since: Instant, unbind_sent: bool, style: IdStyle },
+    Closed,
+}
+
+/// One customer connection's protocol state.
+#[derive(Debug)]
+pub struct CustomerSession {
+    settings: CustomerSettings,
+    state: State,
+    window: u32,
+    outstanding: u32,
+    next_seq: u32,
+    last_rx: Instant,
+    enquire_sent: Option<Instant>,
+}
+
+/// Result of routing a submit: our id, or the status to answer with.
+pub type SubmitResult = Result<u64, CommandStatus>;
+
+impl CustomerSession {
+    /// A new connection at `now`.
+    pub fn new(settings: CustomerSettings, now: Instant) -> CustomerSession {
+        CustomerSession {
+            settings,
+            state: State::Open { since: now, failures: 0 },
+            window: 1,
+            outstanding: 0,
+            next_seq: 1,
+            last_rx: now,
+            enquire_sent: None,
+        }
+    }
+
+    /// The bind type, once bound.
+    pub fn bound_kind(&self) -> Option<BindKind> {
+        match self.state {
+            State::Bound { kind, .. } | State::Unbinding { kind, .. } => Some(kind),
+            _ => None,
+        }
+    }
+
+    /// Submits routed and not yet answered.
+    pub fn outstanding(&self) -> u32 {
+        self.outstanding
+    }
+
+    /// Whether the session has ended.
+    pub fn is_closed(&self) -> bool {
+        matches!(self.state, State::Closed)
+    }
+
+    /// A fresh sequence number for a request we send (deliver_sm, enquire_link, unbind).
+    pub fn next_sequence(&mut self) -> u32 {
+        let s = self.next_seq;
+        // sequence_number is 1..=0x7FFFFFFF (SMPP 3.4 section 3.2).
+        self.next_seq = if s >= 0x7FFF_FFFF { 1 } else { s + 1 };
+        s
+    }
+
+    /// Feeds one decoded PDU.
+    pub fn on_pdu(&mut self, pdu: Pdu, now: Instant, out: &mut BytesMut, events: &mut Vec<Event>) {
+        self.last_rx = now;
+        let seq = pdu.sequence_number;
+        let id = pdu.command_id();
+        match (&self.state, pdu.body) {
+            (State::Closed, _) => {}
+            (_, Body::EnquireLink) => Pdu::new(seq, Body::EnquireLinkResp).encode(out),
+            (_, Body::EnquireLinkResp) => self.enquire_sent = None,
+            (_, Body::GenericNack) => {
+                if !pdu.command_status.is_ok() {
+                    events.push(Event::DeliverResp { seq, status: pdu.command_status });
+                }
+            }
+            (State::Open { .. }, body @ (Body::BindTransmitter(_) | Body::BindReceiver(_) | Body::BindTransceiver(_))) => {
+                let (kind, bind) = match body {
+                    Body::BindTransmitter(b) => (BindKind::Transmitter, b),
+                    Body::BindReceiver(b) => (BindKind::Receiver, b),
+                    Body::BindTransceiver(b) => (BindKind::Transceiver, b),
+                    _ => return,
+                };
+                self.state = State::Binding { since: now };
+                events.push(Event::Bind { kind, bind, seq });
+            }
+            (_, Body::BindTransmitter(_) | Body::BindReceiver(_) | Body::BindTransceiver(_)) => {
+                // SMPP 3.4 5.1.3: "ESME_RALYBND ... ESME already in bound state".
+                Pdu::error_response(&header(id, seq), CommandStatus::ESME_RALYBND).encode(out);
+            }
+            (State::Bound { kind, style }, Body::Unbind) => {
+                let (kind, style) = (*kind, *style);
+                self.state = State::Unbinding { kind, style, seq };
+                self.finish_unbind_if_drained(out, events);
+            }
+            (State::Closing { .. }, Body::Unbind) => {
+                Pdu::new(seq, Body::UnbindResp).encode(out);
+                self.state = State::Closed;
+                events.push(Event::Close(CloseReason::Shutdown));
+            }
+            (State::Closing { .. }, Body::UnbindResp) => {
+                self.state = State::Closed;
+                events.push(Event::Close(CloseReason::Shutdown));
+            }
+            (State::Bound { kind, .. }, Body::SubmitSm(s)) => {
+                let kind = *kind;
+                if !kind.can_submit() {
+                    return refuse(out, id, seq, CommandStatus::ESME_RINVBNDSTS);
+                }
+                if self.outstanding >= self.window {
+                    // Window overflow: documented as ESME_RTHROTTLED (slow down and retry).
+                    return refuse(out, id, seq, CommandStatus::ESME_RTHROTTLED);
+                }
+                match validate_submit(&s) {
+                    Ok(segments) => {
+                        self.outstanding += 1;
+                        events.push(Event::Submit { seq, submit: s, segments });
+                    }
+                    Err(st) => refuse(out, id, seq, st),
+                }
+            }
+            (State::Bound { kind, .. }, Body::DataSm(d)) => {
+                if !kind.can_submit() {
+                    return refuse(out, id, seq, CommandStatus::ESME_RINVBNDSTS);
+                }
+                if self.outstanding >= self.window {
+                    return refuse(out, id, seq, CommandStatus::ESME_RTHROTTLED);
+                }
+                let submit = SubmitSm {
+                    service_type: d.service_type,
+                    source: d.source,
+                    dest: d.dest,
+                    esm_class: d.esm_class,
+                    registered_delivery: d.registered_delivery,
+                    data_coding: d.data_coding,
+                    tlvs: d.tlvs,
+                    ..SubmitSm::default()
+                };
+                match validate_submit(&submit) {
+                    Ok(segments) => {
+                        self.outstanding += 1;
+                        events.push(Event::DataSm { seq, submit, segments });
+                    }
+                    Err(st) => refuse(out, id, seq, st),
+                }
+            }
+            (State::Bound { .. }, Body::DeliverSmResp(_) | Body::DataSmResp(_)) => {
+                events.push(Event::DeliverResp { seq, status: pdu.command_status });
+            }
+            (State::Bound { kind, .. }, body @ (Body::QuerySm(_) | Body::CancelSm(_) | Body::ReplaceSm(_) | Body::SubmitMulti(_))) => {
+                let submits = !matches!(body, Body::QuerySm(_));
+                if submits && !kind.can_submit() {
+                    return refuse(out, id, seq, CommandStatus::ESME_RINVBNDSTS);
+                }
+                events.push(Event::Request(Pdu::with_status(seq, pdu.command_status, body)));
+            }
+            (_, body) if id.is_response() => {
+                // A response to nothing we sent; SMPP says to ignore it rather than answer it.
+                let _ = body;
+            }
+            (State::Bound { .. } | State::Unbinding { .. } | State::Closing { .. }, Body::Outbind(_) | Body::AlertNotification(_)) => {
+                Pdu::with_status(seq, CommandStatus::ESME_RINVCMDID, Body::GenericNack).encode(out);
+            }
+            (State::Unbinding { .. } | State::Closing { .. }, _) => {
+                refuse(out, id, seq, CommandStatus::ESME_RINVBNDSTS);
+            }
+            (State::Open { .. } | State::Binding { .. }, _) => {
+                // SMPP 3.4: any request before a successful bind gets ESME_RINVBNDSTS.
+                refuse(out, id, seq, CommandStatus::ESME_RINVBNDSTS);
+            }
+            (State::Bound { .. }, _) => refuse(out, id, seq, CommandStatus::ESME_RINVCMDID),
+        }
+    }
+
+    /// Feeds a decode error. A malformed PDU is answered; a framing error closes the session.
+    pub fn on_decode_error(&mut self, err: &DecodeError, now: Instant, out: &mut BytesMut, events: &mut Vec<Event>) {
+        self.last_rx = now;
+        match err {
+            DecodeError::Pdu { header, error } => {
+                if header.command_id.is_response() && header.command_id.name().is_some() {
+                    // A malformed response to our request: count it as failed, answer nothing.
+                    events.push(Event::DeliverResp { seq: header.sequence_number, status: CommandStatus::ESME_RSYSERR });
+                    return;
+                }
+                let status = error.command_status();
+                if header.command_id.name().is_none() {
+                    Pdu::with_status(header.sequence_number, status, Body::GenericNack).encode(out);
+                } else {
+                    Pdu::error_response(header, status).encode(out);
+                }
+            }
+            _ => {
+                self.state = State::Closed;
+                events.push(Event::Close(CloseReason::Framing));
+            }
+        }
+    }
+
+    /// The driver authenticated the bind.
+    pub fn bind_accepted(&mut self, kind: BindKind, seq: u32, style: IdStyle, window: u32, out: &mut BytesMut) {
+        let body = BindResp { system_id: self.settings.system_id.clone(), tlvs: sc_version() };
+        let body = match kind {
+            BindKind::Transmitter => Body::BindTransmitterResp(body),
+            BindKind::Receiver => Body::BindReceiverResp(body),
+            BindKind::Transceiver => Body::BindTransceiverResp(body),
+        };
+        Pdu::new(seq, body).encode(out);
+        self.window = window.max(1);
+        self.state = State::Bound { kind, style };
+    }
+
+    /// The driver refused the bind with `status`.
+    pub fn bind_refused(&mut self, kind: BindKind, seq: u32, status: CommandStatus, now: Instant, out: &mut BytesMut, events: &mut Vec<Event>) {
+        let id = match kind {
+            BindKind::Transmitter => smppgw_codec::CommandId::BIND_TRANSMITTER,
+            BindKind::Receiver => smppgw_codec::CommandId::BIND_RECEIVER,
+            BindKind::Transceiver => smppgw_codec::CommandId::BIND_TRANSCEIVER,
+        };
+        Pdu::error_response(&header(id, seq), status).encode(out);
+        let failures = match self.state {
+            State::Open { failures, .. } => failures + 1,
+            _ => 1,
+        };
+        if failures >= BIND_FAILURES_MAX {
+            self.state = State::Closed;
+            events.push(Event::Close(CloseReason::BindFailures));
+        } else {
+            self.state = State::Open { since: now, failures };
+        }
+    }
+
+    /// A routed submit finished: answer it with our id or the status.
+    pub fn submit_done(&mut self, seq: u32, data_sm: bool, result: SubmitResult, out: &mut BytesMut, events: &mut Vec<Event>) {
+        self.outstanding = self.outstanding.saturating_sub(1);
+        let style = match self.state {
+            State::Bound { style, .. } | State::Unbinding { style, .. } | State::Closing { style, .. } => style,
+            _ => IdStyle::Hex,
+        };
+        let (status, id) = match result {
+            Ok(id) => {
+                let mut buf = [0u8; 20];
+                (CommandStatus::ESME_ROK, bytes::Bytes::copy_from_slice(format_id(id, style, &mut buf)))
+            }
+            Err(st) => (st, bytes::Bytes::new()),
+        };
+        let body = if data_sm {
+            Body::DataSmResp(smppgw_codec::DataSmResp { message_id: id, tlvs: Tlvs::new() })
+        } else {
+            Body::SubmitSmResp(MessageIdResp { message_id: id })
+        };
+        Pdu::with_status(seq, status, body).encode(out);
+        self.finish_unbind_if_drained(out, events);
+        if let State::Closing { since: _, unbind_sent: false, .. } = self.state
+            && self.outstanding == 0
+        {
+            self.send_unbind(out);
+        }
+    }
+
+    fn finish_unbind_if_drained(&mut self, out: &mut BytesMut, events: &mut Vec<Event>) {
+        if let State::Unbinding { seq, .. } = self.state
+            && self.outstanding == 0
+        {
+            Pdu::new(seq, Body::UnbindResp).encode(out);
+            self.state = State::Closed;
+            events.push(Event::Close(CloseReason::Unbound));
+        }
+    }
+
+    fn send_unbind(&mut self, out: &mut BytesMut) {
+        let seq = self.next_sequence();
+        Pdu::new(seq, Body::Unbind).encode(out);
+        if let State::Closing { unbind_sent, .. } = &mut self.state {
+            *unbind_sent = true;
+        }
+    }
+
+    /// Our shutdown: refuse new work, answer what is outstanding, then unbind.
+    pub fn begin_shutdown(&mut self, now: Instant, out: &mut BytesMut, events: &mut Vec<Event>) {
+        match self.state {
+            State::Bound { style, .. } => {
+                self.state = State::Closing { since: now, unbind_sent: false, style };
+                if self.outstanding == 0 {
+                    self.send_unbind(out);
+                }
+            }
+            State::Unbinding { .. } | State::Closing { .. } | State::Closed => {}
+            State::Open { .. } | State::Binding { .. } => {
+                self.state = State::Closed;
+                events.push(Event::Close(CloseReason::Shutdown));
+            }
+        }
+    }
+
+    /// The earliest time [`CustomerSession::on_tick`] has something to do.
+    pub fn next_deadline(&self) -> Instant {
+        let s = &self.settings;
+        match self.state {
+            State::Open { since, .. } | State::Binding { since } => since + s.bind_timeout,
+            State::Closing { since, .. } => since + s.response_timeout,
+            _ => match self.enquire_sent {
+                Some(at) => at + s.response_timeout,
+                None => (self.last_rx + s.enquire_link_interval).min(self.last_rx + s.session_timeout),
+            },
+        }
+    }
+
+    /// Time passed: keepalive, timeouts.
+    pub fn on_tick(&mut self, now: Instant, out: &mut BytesMut, events: &mut Vec<Event>) {
+        let s = &self.settings;
+        let (bind_timeout, response_timeout, session_timeout, enquire_link_interval) =
+            (s.bind_timeout, s.response_timeout, s.session_timeout, s.enquire_link_interval);
+        match self.state {
+            State::Closed => {}
+            State::Open { since, .. } => {
+                if now >= since + bind_timeout {
+                    self.state = State::Closed;
+                    events.push(Event::Close(CloseReason::BindTimeout));
+                }
+            }
+            // Authentication is under way in the driver; it always answers.
+            State::Binding { .. } => {}
+            State::Closing { since, .. } => {
+                if now >= since + response_timeout {
+                    self.state = State::Closed;
+                    events.push(Event::Close(CloseReason::Shutdown));
+                }
+            }
+            State::Bound { .. } | State::Unbinding { .. } => {
+                if let Some(at) = self.enquire_sent {
+                    if now >= at + response_timeout {
+                        self.state = State::Closed;
+                        events.push(Event::Close(CloseReason::Timeout));
+                    }
+                } else if now >= self.last_rx + session_timeout {
+                    self.state = State::Closed;
+                    events.push(Event::Close(CloseReason::Timeout));
+                } else if now >= self.last_rx + enquire_link_interval {
+                    let seq = self.next_sequence();
+                    Pdu::new(seq, Body::EnquireLink).encode(out);
+                    self.enquire_sent = Some(now);
+                }
+            }
+        }
+    }
+}
+
+fn sc_version() -> Tlvs {
+    Tlvs::builder().u8(smppgw_codec::tag::SC_INTERFACE_VERSION, 0x34).build()
+}
+
+fn header(id: smppgw_codec::CommandId, seq: u32) -> smppgw_codec::Header {
+    smppgw_codec::Header { command_length: 16, command_id: id, command_status: CommandStatus::ESME_ROK, sequence_number: seq }
+}
+
+fn refuse(out: &mut BytesMut, id: smppgw_codec::CommandId, seq: u32, status: CommandStatus) {
+    Pdu::error_response(&header(id, seq), status).encode(out);
+}
+
+/// Checks a submit (or a data_sm in submit form) against SMPP 3.4 and returns the segments it
+/// counts for, or the status to refuse it with.
+pub fn validate_submit(s: &SubmitSm) -> Result<u32, CommandStatus> {
+    if s.dest.addr.is_empty() {
+        return Err(CommandStatus::ESME_RINVDSTADR);
+    }
+    if s.source.addr.is_empty() {
+        return Err(CommandStatus::ESME_RINVSRCADR);
+    }
+    // 5.2.12: message type bits 0x04 and 0x20 mark receipts and notifications, which an ESME
+    // does not submit.
+    if matches!(s.esm_class & 0x3C, 0x04 | 0x20) {
+        return Err(CommandStatus::ESME_RINVESMCLASS);
+    }
+    if s.priority_flag > 4 {
+        return Err(CommandStatus::ESME_RINVPRTFLG);
+    }
+    if s.registered_delivery > 0x1F {
+        return Err(CommandStatus::ESME_RINVREGDLVFLG);
+    }
+    if s.replace_if_present_flag > 1 {
+        return Err(CommandStatus::ESME_RINVREPFLAG);
+    }
+    // 7.1.1: absolute or relative time formats are 16 characters.
+    if !matches!(s.schedule_delivery_time.len(), 0 | 16) {
+        return Err(CommandStatus::ESME_RINVSCHED);
+    }
+    if !matches!(s.validity_period.len(), 0 | 16) {
+        return Err(CommandStatus::ESME_RINVEXPIRY);
+    }
+    let payload = s.tlvs.message_payload();
+    let body: &[u8] = match &payload {
+        // 5.3.2.32: message_payload and short_message must not both carry data.
+        Some(_) if !s.short_message.is_empty() => return Err(CommandStatus::ESME_RINVPARLEN),
+        Some(p) => p,
+        None => &s.short_message,
+    };
+    let text: &[u8] = if s.esm_class & 0x40 != 0 {
+        // UDHI: the first octet is the header length and the header must fit.
+        let Some(&udhl) = body.first() else {
+            return Err(CommandStatus::ESME_RINVMSGLEN);
+        };
+        if usize::from(udhl) + 1 > body.len() {
+            return Err(CommandStatus::ESME_RINVMSGLEN);
+        }
+        &body[usize::from(udhl) + 1..]
+    } else {
+        body
+    };
+    if payload.is_some() || s.esm_class & 0x40 == 0 {
+        // A whole text (not a part the customer already split): what it will cost at the operator.
+        Ok(segments_of(s.data_coding, text.len()))
+    } else {
+        Ok(1)
+    }
+}
+
+/// Segments an encoded text of `len` octets occupies: 160/153 GSM septets (one per octet as
+/// carried with data_coding 0), 70/67 UCS-2 units, 140/134 octets otherwise.
+pub fn segments_of(data_coding: u8, len: usize) -> u32 {
+    let (units, single, multi) = match data_coding {
+        0 | 1 => (len, 160, 153),
+        8 => (len / 2, 70, 67),
+        _ => (len, 140, 134),
+    };
+    if units <= single { 1 } else { units.div_ceil(multi) as u32 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use smppgw_codec::{Address, CommandId, Decoder, PduError};
+
+    fn settings() -> CustomerSettings {
+        CustomerSettings {
+            system_id: "smppgw".into(),
+            enquire_link_interval: Duration::from_secs(30),
+            session_timeout: Duration::from_secs(90),
+            bind_timeout: Duration::from_secs(10),
+            response_timeout: Duration::from_secs(10),
+        }
+    }
+
+    fn decode_all(out: &mut BytesMut) -> Vec<Pdu> {
+        let mut v = Vec::new();
+        while let Some(p) = Decoder::default().decode(out).unwrap() {
+            v.push(p);
+        }
+        v
+    }
+
+    fn submit(seq: u32) -> Pdu {
+        Pdu::new(
+            seq,
+            Body::SubmitSm(SubmitSm {
+                source: Address::new(1, 1, "15550001"),
+                dest: Address::new(1, 1, "15550002"),
+                short_message: "hello".into(),
+                ..Default::default()
+            }),
+        )
+    }
+
+    fn bound(kind: BindKind, window: u32) -> (CustomerSession, Instant) {
+        let now = Instant::now();
+        let mut s = CustomerSession::new(settings(), now);
+        let mut out = BytesMut::new();
+        let mut ev = Vec::new();
+        s.on_pdu(Pdu::new(1, Body::BindTransceiver(Bind::default())), now, &mut out, &mut ev);
+        assert!(matches!(ev[0], Event::Bind { seq: 1, .. }));
+        s.bind_accepted(kind, 1, IdStyle::Hex, window, &mut out);
+        (s, now)
+    }
+
+    #[test]
+    fn a_request_before_bind_gets_invbndsts() {
+        let now = Instant::now();
+        let mut s = CustomerSession::new(settings(), now);
+        let (mut out, mut ev) = (BytesMut::new(), Vec::new());
+        s.on_pdu(submit(7), now, &mut out, &mut ev);
+        let r = decode_all(&mut out);
+        assert_eq!(r[0].command_id(), CommandId::SUBMIT_SM_RESP);
+        assert_eq!(r[0].command_status, CommandStatus::ESME_RINVBNDSTS);
+        assert!(ev.is_empty());
+    }
+
+    #[test]
+    fn a_second_bind_gets_alybnd() {
+        let (mut s, now) = bound(BindKind::Transceiver, 10);
+        let (mut out, mut ev) = (BytesMut::new(), Vec::new());
+        s.on_pdu(Pdu::new(2, Body::BindTransmitter(Bind::default())), now, &mut out, &mut ev);
+        assert_eq!(decode_all(&mut out)[0].command_status, CommandStatus::ESME_RALYBND);
+    }
+
+    #[test]
+    fn a_receiver_cannot_submit() {
+        let (mut s, now) = bound(BindKind::Receiver, 10);
+        let (mut out, mut ev) = (BytesMut::new(), Vec::new());
+        s.on_pdu(submit(2), now, &mut out, &mut ev);
+        assert_eq!(decode_all(&mut out)[0].command_status, CommandStatus::ESME_RINVBNDSTS);
+    }
+
+    #[test]
+    fn the_window_is_enforced_and_ids_are_formatted() {
+        let (mut s, now) = bound(BindKind::Transmitter, 2);
+        let (mut out, mut ev) = (BytesMut::new(), Vec::new());
+        for seq in 2..5 {
+            s.on_pdu(submit(seq), now, &mut out, &mut ev);
+        }
+        assert_eq!(ev.len(), 2, "two within the window");
+        let r = decode_all(&mut out);
+        assert_eq!(r.len(), 1, "only the third is answered at once");
+        assert_eq!(r[0].command_status, CommandStatus::ESME_RTHROTTLED);
+        s.submit_done(2, false, Ok(0xabc), &mut out, &mut ev);
+        let r = decode_all(&mut out);
+        assert_eq!(r[0].body, Body::SubmitSmResp(MessageIdResp { message_id: "abc".into() }));
+    }
+
+    #[test]
+    fn unbind_waits_for_outstanding_submits() {
+        let (mut s, now) = bound(BindKind::Transceiver, 10);
+        let (mut out, mut ev) = (BytesMut::new(), Vec::new());
+        s.on_pdu(submit(2), now, &mut out, &mut ev);
+        s.on_pdu(Pdu::new(3, Body::Unbind), now, &mut out, &mut ev);
+        let _ = decode_all(&mut out);
+        assert!(!ev.iter().any(|e| matches!(e, Event::Close(_))));
+        s.submit_done(2, false, Err(CommandStatus::ESME_RSYSERR), &mut out, &mut ev);
+        let r = decode_all(&mut out);
+        assert_eq!(r[0].command_status, CommandStatus::ESME_RSYSERR);
+        assert_eq!(r[1].command_id(), CommandId::UNBIND_RESP);
+        assert!(matches!(ev.last(), Some(Event::Close(CloseReason::Unbound))));
+    }
+
+    #[test]
+    fn malformed_pdus_are_answered_and_framing_errors_close() {
+        let (mut s, now) = bound(BindKind::Transceiver, 10);
+        let (mut out, mut ev) = (BytesMut::new(), Vec::new());
+        let h = smppgw_codec::Header {
+            command_length: 16,
+            command_id: CommandId(0x1234),
+            command_status: CommandStatus::ESME_ROK,
+            sequence_number: 9,
+        };
+        s.on_decode_error(&DecodeError::Pdu { header: h, error: PduError::UnknownCommand { command_id: 0x1234 } }, now, &mut out, &mut ev);
+        let r = decode_all(&mut out);
+        assert_eq!(r[0].command_id(), CommandId::GENERIC_NACK);
+        assert_eq!(r[0].command_status, CommandStatus::ESME_RINVCMDID);
+        assert_eq!(r[0].sequence_number, 9);
+        let framing = DecodeError::Framing(smppgw_codec::FramingError::TooLong { len: 1 << 30, max: 70_000 });
+        s.on_decode_error(&framing, now, &mut out, &mut ev);
+        assert!(matches!(ev.last(), Some(Event::Close(CloseReason::Framing))));
+    }
+
+    #[test]
+    fn idle_sessions_get_enquire_link_then_close() {
+        let (mut s, now) = bound(BindKind::Transceiver, 10);
+        let (mut out, mut ev) = (BytesMut::new(), Vec::new());
+        s.on_tick(now + Duration::from_secs(31), &mut out, &mut ev);
+        assert_eq!(decode_all(&mut out)[0].command_id(), CommandId::ENQUIRE_LINK);
+        s.on_tick(now + Duration::from_secs(42), &mut out, &mut ev);
+        assert!(matches!(ev.last(), Some(Event::Close(CloseReason::Timeout))));
+    }
+
+    #[test]
+    fn validation_statuses() {
+        let ok = SubmitSm {
+            source: Address::new(1, 1, "1"),
+            dest: Address::new(1, 1, "2"),
+            short_message: "x".into(),
+            ..Default::default()
+        };
+        assert_eq!(validate_submit(&ok), Ok(1));
+        let mut s = ok.clone();
+        s.dest.addr = Default::default();
+        assert_eq!(validate_submit(&s), Err(CommandStatus::ESME_RINVDSTADR));
+        let mut s = ok.clone();
+        s.validity_period = "1".into();
+        assert_eq!(validate_submit(&s), Err(CommandStatus::ESME_RINVEXPIRY));
+        let mut s = ok.clone();
+        s.esm_class = 0x40;
+        s.short_message = vec![9u8, 0, 3].into();
+        assert_eq!(validate_submit(&s), Err(CommandStatus::ESME_RINVMSGLEN));
+        let mut s = ok.clone();
+        s.short_message = Default::default();
+        s.tlvs = Tlvs::builder().bytes(smppgw_codec::tag::MESSAGE_PAYLOAD, &[b'a'; 400]).build();
+        assert_eq!(validate_submit(&s), Ok(3), "400 GSM septets are 3 segments of 153");
+        let mut s2 = s.clone();
+        s2.short_message = "x".into();
+        assert_eq!(validate_submit(&s2), Err(CommandStatus::ESME_RINVPARLEN));
+        assert_eq!(segments_of(8, 140), 1);
+        assert_eq!(segments_of(8, 142), 2);
+        assert_eq!(segments_of(0, 160), 1);
+        assert_eq!(segments_of(0, 161), 2);
+    }
+}

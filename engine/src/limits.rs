@@ -1,0 +1,49 @@
+//! Hard limits of the data plane, in one place, each with why it has its value. Configurable limits
+//! are validated against these ceilings once, when the config is loaded.
+
+/// Capacity of each cross-core channel (messages). Large enough to absorb a burst of one
+/// full customer window per session from the other core between two polls; a full channel is
+/// backpressure (another bind, or ESME_RTHROTTLED), never a drop.
+pub const CROSS_CORE_CHANNEL_CAPACITY: usize = 16 * 1024;
+
+/// Jobs queued at one vendor bind beyond its in-flight window. Small: a queued job is a job not
+/// yet at the vendor, so a long queue only hides a slow vendor from failover.
+pub const VENDOR_BIND_QUEUE_MAX: usize = 1024;
+
+/// Events queued for one customer session (submit results, receipts to send). A customer has at
+/// most `window` submits outstanding, so results never exceed this; receipts beyond it wait in the
+/// per-customer receipt queue.
+pub const CUSTOMER_MAILBOX_MAX: usize = 4096;
+
+/// Bytes read from a socket per syscall, into the per-core scratch buffer.
+pub const READ_SCRATCH_BYTES: usize = 256 * 1024;
+
+/// Outgoing bytes buffered for one session before the session stops producing (it waits for the
+/// socket to drain).
+pub const WRITE_BUFFER_HIGH_WATER_BYTES: usize = 1024 * 1024;
+
+/// Largest customer or vendor window accepted from the config.
+pub const WINDOW_MAX: u32 = 10_000;
+
+/// Most executor cores: message ids carry the core in 6 bits.
+pub const CORES_MAX: usize = 64;
+
+/// Bind attempts that failed authentication before a connection is closed.
+pub const BIND_FAILURES_MAX: u32 = 3;
+
+/// Verified (system_id, password) pairs cached per core, so that a bind storm costs one password
+/// hash per customer per core instead of one per bind.
+pub const AUTH_CACHE_MAX: usize = 4096;
+
+/// glommio's io_uring buffer memory per executor. The machine's locked-memory limit is 8 MiB for
+/// the whole process, so two executors at 1 MiB each fit with room to spare.
+pub const IO_MEMORY_BYTES: usize = 1024 * 1024;
+
+/// io_uring submission queue depth per executor.
+pub const RING_DEPTH: usize = 1024;
+
+/// Listen backlog: a reconnect storm of thousands of customers must not be refused.
+pub const LISTEN_BACKLOG: i32 = 8192;
+
+const _: () = assert!(CUSTOMER_MAILBOX_MAX as u32 >= WINDOW_MAX / 4);
+const _: () = assert!(CORES_MAX <= 64);

@@ -1,0 +1,96 @@
+//! Counters and latency histograms shared by all cores: relaxed atomics only, read by the control
+//! plane for /metrics and by the gateway's own reports.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Upper bounds (microseconds) of the latency buckets: fine enough below a millisecond to read a
+/// p99, coarse above a second.
+pub const LATENCY_BUCKETS_US: [u64; 24] = [
+    25, 50, 75, 100, 150, 200, 250, 300, 400, 500, 750, 1_000, 1_500, 2_000, 3_000, 5_000, 7_500, 10_000, 25_000,
+    50_000, 100_000, 250_000, 1_000_000, 5_000_000,
+];
+
+/// A cumulative-bucket latency histogram on atomics.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; 25],
+    sum_us: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Histogram {
+    /// Records one observation.
+    pub fn observe(&self, d: Duration) {
+        let us = d.as_micros() as u64;
+        let i = LATENCY_BUCKETS_US.iter().position(|&b| us <= b).unwrap_or(LATENCY_BUCKETS_US.len());
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// (bucket counts, not cumulative; the last is +Inf), sum in microseconds, count.
+    pub fn read(&self) -> (Vec<u64>, u64, u64) {
+        (
+            self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).collect(),
+            self.sum_us.load(Ordering::Relaxed),
+            self.count.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// Gateway-wide counters.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// submit_sm/data_sm received from customers.
+    pub submits: AtomicU64,
+    /// Answered with our id.
+    pub accepted: AtomicU64,
+    /// Answered with an error status after routing.
+    pub refused: AtomicU64,
+    /// Refused before routing (validation, window, throughput).
+    pub rejected: AtomicU64,
+    /// Refused for the customer's throughput.
+    pub throttled_customer: AtomicU64,
+    /// No route for the destination.
+    pub no_route: AtomicU64,
+    /// No vendor could take the message.
+    pub no_vendor: AtomicU64,
+    /// A vendor answered a temporary error or timed out and the message went to the next one.
+    pub failovers: AtomicU64,
+    /// Messages sent again after an unknown outcome (possible duplicates at the handset).
+    pub possible_duplicates: AtomicU64,
+    /// ESME_RTHROTTLED from vendors.
+    pub vendor_throttled: AtomicU64,
+    /// Vendor submits that timed out.
+    pub vendor_timeouts: AtomicU64,
+    /// Answers for sessions that were gone.
+    pub orphan_answers: AtomicU64,
+    /// Answers that could not be queued (must stay 0).
+    pub lost_answers: AtomicU64,
+    /// Customer binds accepted.
+    pub binds: AtomicU64,
+    /// Customer binds refused.
+    pub bind_failures: AtomicU64,
+    /// Customer connections open now.
+    pub sessions: AtomicU64,
+    /// Customer sessions bound now.
+    pub sessions_bound: AtomicU64,
+    /// Vendor reconnects.
+    pub vendor_reconnects: AtomicU64,
+    /// Malformed PDUs answered with an error.
+    pub malformed: AtomicU64,
+    /// Sessions closed for framing errors.
+    pub framing_errors: AtomicU64,
+    /// Customer submit -> our submit_sm_resp.
+    pub submit_latency: Histogram,
+    /// Our submit_sm -> the vendor's submit_sm_resp.
+    pub vendor_latency: Histogram,
+}
+
+impl Metrics {
+    /// Records the customer-side latency of one submit.
+    pub fn observe_submit(&self, d: Duration) {
+        self.submit_latency.observe(d);
+    }
+}

@@ -1,0 +1,196 @@
+//! Throughput limits.
+//!
+//! [`Gcra`] is the generic cell rate algorithm over one atomic (the theoretical arrival time), so a
+//! customer bound on several cores shares one limit without a lock. [`AdaptiveRate`] paces one
+//! vendor bind and backs off when the vendor answers ESME_RTHROTTLED.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Nanoseconds on the caller's monotonic clock (the engine counts from its start).
+pub type Nanos = u64;
+
+/// A GCRA limiter: `rate` units per second with a burst of `burst` units.
+#[derive(Debug)]
+pub struct Gcra {
+    /// Nanoseconds per unit; 0 means unlimited.
+    interval_ns: u64,
+    /// How far ahead of `now` the theoretical arrival time may run.
+    tolerance_ns: u64,
+    tat: AtomicU64,
+}
+
+impl Gcra {
+    /// `rate` units per second (0 = unlimited), absorbing bursts of `burst` units.
+    pub fn new(rate: u32, burst: u32) -> Gcra {
+        let interval_ns = if rate == 0 { 0 } else { 1_000_000_000 / u64::from(rate) };
+        Gcra { interval_ns, tolerance_ns: interval_ns * u64::from(burst.max(1)), tat: AtomicU64::new(0) }
+    }
+
+    /// Whether this limiter limits anything.
+    pub fn is_unlimited(&self) -> bool {
+        self.interval_ns == 0
+    }
+
+    /// Takes `units` at `now` if the rate allows; otherwise takes nothing and returns false.
+    pub fn try_acquire(&self, units: u32, now: Nanos) -> bool {
+        if self.interval_ns == 0 {
+            return true;
+        }
+        let cost = self.interval_ns * u64::from(units);
+        let mut tat = self.tat.load(Ordering::Relaxed);
+        loop {
+            let start = tat.max(now);
+            let new_tat = start + cost;
+            if new_tat > now + self.tolerance_ns.max(cost) {
+                return false;
+            }
+            match self.tat.compare_exchange_weak(tat, new_tat, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return true,
+                Err(actual) => tat = actual,
+            }
+        }
+    }
+}
+
+/// Pacing of one vendor bind: a configured ceiling, halved on throttling, recovering by a quarter
+/// per second without throttling.
+#[derive(Debug, Clone)]
+pub struct AdaptiveRate {
+    /// Configured ceiling in messages per second (`f64::INFINITY` when unlimited).
+    ceiling: f64,
+    /// Current pace.
+    current: f64,
+    /// Earliest time the next message may go.
+    next_ns: Nanos,
+    last_throttle_ns: Nanos,
+    last_recover_ns: Nanos,
+    /// Messages sent in the current second, to know the observed rate when the ceiling is infinite.
+    window_start_ns: Nanos,
+    window_count: u32,
+    observed: f64,
+}
+
+/// The slowest pace throttling can push a bind to, so that it keeps probing the vendor.
+pub const ADAPTIVE_FLOOR_PER_SEC: f64 = 1.0;
+const SECOND: Nanos = 1_000_000_000;
+
+impl AdaptiveRate {
+    /// A pace with `ceiling` messages per second (0 = unlimited).
+    pub fn new(ceiling: f64) -> AdaptiveRate {
+        let ceiling = if ceiling <= 0.0 { f64::INFINITY } else { ceiling };
+        AdaptiveRate {
+            ceiling,
+            current: ceiling,
+            next_ns: 0,
+            last_throttle_ns: 0,
+            last_recover_ns: 0,
+            window_start_ns: 0,
+            window_count: 0,
+            observed: 0.0,
+        }
+    }
+
+    /// The current pace in messages per second.
+    pub fn current(&self) -> f64 {
+        self.current
+    }
+
+    /// Whether throttling has slowed this bind below its ceiling.
+    pub fn is_slowed(&self) -> bool {
+        self.current < self.ceiling
+    }
+
+    /// When a message may be sent: `None` now, or the time to wait for.
+    pub fn ready_at(&mut self, now: Nanos) -> Option<Nanos> {
+        self.recover(now);
+        if self.current.is_infinite() || now >= self.next_ns { None } else { Some(self.next_ns) }
+    }
+
+    /// Records a send at `now`.
+    pub fn on_send(&mut self, now: Nanos) {
+        if now.saturating_sub(self.window_start_ns) >= SECOND {
+            self.observed = f64::from(self.window_count) * SECOND as f64 / (now - self.window_start_ns).max(1) as f64;
+            self.window_start_ns = now;
+            self.window_count = 0;
+        }
+        self.window_count += 1;
+        if self.current.is_finite() {
+            let gap = (SECOND as f64 / self.current) as u64;
+            // Do not bank unused time beyond one interval: a quiet bind must not burst.
+            self.next_ns = self.next_ns.max(now.saturating_sub(gap)) + gap;
+        }
+    }
+
+    /// The vendor answered ESME_RTHROTTLED (or reported congestion).
+    pub fn on_throttled(&mut self, now: Nanos) {
+        // Halve at most once per 100 ms: a window of throttled answers is one signal, not 64.
+        if now.saturating_sub(self.last_throttle_ns) < SECOND / 10 && self.last_throttle_ns != 0 {
+            return;
+        }
+        let base = if self.current.is_finite() { self.current } else { self.observed.max(2.0 * ADAPTIVE_FLOOR_PER_SEC) };
+        self.current = (base / 2.0).max(ADAPTIVE_FLOOR_PER_SEC);
+        self.last_throttle_ns = now;
+        self.last_recover_ns = now;
+    }
+
+    fn recover(&mut self, now: Nanos) {
+        if self.current >= self.ceiling || now.saturating_sub(self.last_recover_ns) < SECOND {
+            return;
+        }
+        self.last_recover_ns = now;
+        let next = self.current * 1.25;
+        // With no ceiling, pacing ends once the pace is well above what the bind last sustained.
+        self.current = if self.ceiling.is_infinite() && next > 4.0 * self.observed.max(1.0) {
+            f64::INFINITY
+        } else {
+            next.min(self.ceiling)
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gcra_allows_the_rate_and_refuses_above_it() {
+        let g = Gcra::new(10, 1);
+        let mut ok = 0;
+        // 100 attempts within one second at 10/s with a burst of 1: about 10 pass.
+        for i in 0..100u64 {
+            if g.try_acquire(1, i * 10_000_000) {
+                ok += 1;
+            }
+        }
+        assert!((10..=11).contains(&ok), "{ok}");
+        assert!(Gcra::new(0, 0).try_acquire(1000, 0));
+    }
+
+    #[test]
+    fn gcra_counts_segments() {
+        let g = Gcra::new(100, 10);
+        assert!(g.try_acquire(10, 0));
+        assert!(!g.try_acquire(3, 0), "a burst of 10 segments is spent");
+        assert!(g.try_acquire(3, 30_000_000));
+    }
+
+    #[test]
+    fn throttling_halves_the_pace_and_it_recovers() {
+        let mut r = AdaptiveRate::new(1000.0);
+        r.on_throttled(1);
+        assert_eq!(r.current(), 500.0);
+        r.on_throttled(2);
+        assert_eq!(r.current(), 500.0, "one halving per 100 ms");
+        assert!(r.ready_at(SECOND / 2).is_none());
+        // One interval of unused time may be banked, no more: the third send in a row must wait.
+        r.on_send(SECOND / 2);
+        r.on_send(SECOND / 2);
+        assert!(r.ready_at(SECOND / 2 + 1).is_some(), "paced at 500/s");
+        let _ = r.ready_at(3 * SECOND);
+        assert!(r.current() > 500.0);
+        for s in 4..40 {
+            let _ = r.ready_at(s * SECOND);
+        }
+        assert_eq!(r.current(), 1000.0);
+    }
+}

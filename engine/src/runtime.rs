@@ -1,0 +1,253 @@
+//! Starting and stopping the gateway: one pinned glommio executor per core, the listeners (one
+//! SO_REUSEPORT socket per core on the same port), the vendor bind slots spread over the cores,
+//! and the bounded channels between every pair of cores.
+
+use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, IntoRawFd, RawFd};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use glommio::channels::shared_channel::{self, SharedReceiver, SharedSender};
+use glommio::timer::Timer;
+use glommio::{LocalExecutorBuilder, Placement};
+use socket2::{Domain, Protocol, Socket, Type};
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::core::{Core, CoreMsg, Outbox, SessionMsg, VendorMsg};
+use crate::io::{CoreIo, accept_loop, vendor_slot};
+use crate::limits;
+use crate::mailbox::Mailbox;
+use crate::metrics::Metrics;
+use crate::snapshot::Snapshot;
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The SMPP listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// An executor could not be created (io_uring missing, locked memory too small, ...).
+    #[error("cannot start executor {core}: {message}")]
+    Executor {
+        /// Core index.
+        core: usize,
+        /// Why.
+        message: String,
+    },
+}
+
+/// A running gateway.
+pub struct Gateway {
+    /// The SMPP address customers connect to (the real port when the config said 0).
+    pub local_addr: SocketAddr,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// The config snapshot in force.
+    pub snapshot: Arc<Snapshot>,
+    shutdown: Arc<AtomicBool>,
+    threads: Vec<glommio::ExecutorJoinHandle<()>>,
+}
+
+impl Gateway {
+    /// Begins a graceful shutdown: stop accepting, finish in-flight submits, unbind everyone.
+    pub fn shutdown(&self) {
+        self.shutdown.store(true, Ordering::Release);
+    }
+
+    /// A handle that can trigger shutdown from another thread (a signal handler loop).
+    pub fn shutdown_flag(&self) -> Arc<AtomicBool> {
+        self.shutdown.clone()
+    }
+
+    /// Waits until every core has stopped.
+    pub fn join(self) {
+        for t in self.threads {
+            if let Err(e) = t.join() {
+                warn!("executor ended with an error: {e}");
+            }
+        }
+    }
+}
+
+fn listener_socket(addr: SocketAddr) -> std::io::Result<Socket> {
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    s.set_reuse_port(true)?;
+    s.set_reuse_address(true)?;
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    s.listen(limits::LISTEN_BACKLOG)?;
+    Ok(s)
+}
+
+/// Number of cores to run on: the configured number, or all available, at most [`limits::CORES_MAX`].
+pub fn core_count(config: &Config) -> usize {
+    let avail = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let want = if config.server.cores == 0 { avail } else { config.server.cores as usize };
+    want.clamp(1, limits::CORES_MAX)
+}
+
+/// Starts the gateway on `config`.
+pub fn start(config: Config) -> Result<Gateway, StartError> {
+    let cores = core_count(&config);
+    let snapshot = Arc::new(Snapshot::build(config, cores));
+    let metrics = Arc::new(Metrics::default());
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let epoch = Instant::now();
+
+    // Bind every core's listener here, so that port 0 resolves once and all share it.
+    let want = snapshot.config.server.listen;
+    let first = listener_socket(want).map_err(|source| StartError::Listen { addr: want, source })?;
+    let local_addr = first
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .ok_or(StartError::Listen { addr: want, source: std::io::Error::other("no local address") })?;
+    let mut fds: Vec<RawFd> = vec![first.into_raw_fd()];
+    for _ in 1..cores {
+        let s = listener_socket(local_addr).map_err(|source| StartError::Listen { addr: local_addr, source })?;
+        fds.push(s.into_raw_fd());
+    }
+
+    // channels[from][to]
+    let mut senders: Vec<Vec<Option<SharedSender<CoreMsg>>>> = (0..cores).map(|_| (0..cores).map(|_| None).collect()).collect();
+    let mut receivers: Vec<Vec<Option<SharedReceiver<CoreMsg>>>> = (0..cores).map(|_| (0..cores).map(|_| None).collect()).collect();
+    for from in 0..cores {
+        for to in 0..cores {
+            if from != to {
+                let (tx, rx) = shared_channel::new_bounded(limits::CROSS_CORE_CHANNEL_CAPACITY);
+                senders[from][to] = Some(tx);
+                receivers[to][from] = Some(rx);
+            }
+        }
+    }
+
+    let mut threads = Vec::new();
+    for (core, fd) in fds.into_iter().enumerate() {
+        let my_senders = std::mem::take(&mut senders[core]);
+        let my_receivers = std::mem::take(&mut receivers[core]);
+        let snap = snapshot.clone();
+        let metrics = metrics.clone();
+        let shutdown = shutdown.clone();
+        let placement = if cores <= std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) {
+            Placement::Fixed(core)
+        } else {
+            Placement::Unbound
+        };
+        let handle = LocalExecutorBuilder::new(placement)
+            .name(&format!("smppgw-core-{core}"))
+            .io_memory(limits::IO_MEMORY_BYTES)
+            .ring_depth(limits::RING_DEPTH)
+            .spawn(move || async move {
+                core_main(core, fd, snap, metrics, shutdown, my_senders, my_receivers, epoch).await;
+            })
+            .map_err(|e| StartError::Executor { core, message: e.to_string() })?;
+        threads.push(handle);
+    }
+    info!(%local_addr, cores, "smppgw listening");
+    Ok(Gateway { local_addr, metrics, snapshot, shutdown, threads })
+}
+
+async fn core_main(
+    idx: usize,
+    fd: RawFd,
+    snap: Arc<Snapshot>,
+    metrics: Arc<Metrics>,
+    shutdown: Arc<AtomicBool>,
+    senders: Vec<Option<SharedSender<CoreMsg>>>,
+    receivers: Vec<Option<SharedReceiver<CoreMsg>>>,
+    epoch: Instant,
+) {
+    let cores = snap.cores;
+    let grace = Duration::from_millis(u64::from(snap.config.server.shutdown_grace_ms));
+    // Outboxes hold what waits for channel space; every job in them belongs to some window, so
+    // the bound below is never the limit in practice.
+    let outboxes: Vec<Option<Rc<Outbox>>> =
+        (0..cores).map(|c| (c != idx).then(|| Rc::new(Mailbox::new(1 << 20)))).collect();
+    let core = Rc::new(Core::new(idx, snap.clone(), outboxes.clone(), metrics));
+    let io = Rc::new(CoreIo::new(epoch));
+
+    // Pumps: outbox -> channel, and channel -> this core.
+    for (to, tx) in senders.into_iter().enumerate() {
+        let (Some(tx), Some(outbox)) = (tx, outboxes[to].clone()) else { continue };
+        glommio::spawn_local(async move {
+            let tx = tx.connect().await;
+            let mut batch = Vec::new();
+            loop {
+                std::future::poll_fn(|cx| if outbox.poll_ready(cx.waker()) { std::task::Poll::Ready(()) } else { std::task::Poll::Pending }).await;
+                if outbox.is_closed() && outbox.is_empty() {
+                    break;
+                }
+                outbox.drain_into(&mut batch);
+                for m in batch.drain(..) {
+                    if tx.send(m).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        })
+        .detach();
+    }
+    for rx in receivers.into_iter().flatten() {
+        let core = core.clone();
+        glommio::spawn_local(async move {
+            let rx = rx.connect().await;
+            while let Some(m) = rx.recv().await {
+                core.on_core_msg(m);
+            }
+        })
+        .detach();
+    }
+
+    // Vendor bind slots owned by this core.
+    let mut vendor_tasks = Vec::new();
+    for v in &snap.vendors {
+        for s in v.slots.iter().filter(|s| s.core == idx) {
+            let mailbox = Rc::new(Mailbox::new(limits::VENDOR_BIND_QUEUE_MAX + limits::WINDOW_MAX as usize));
+            core.add_vendor_bind(s.vendor, s.slot, mailbox.clone());
+            vendor_tasks.push(glommio::spawn_local(vendor_slot(core.clone(), io.clone(), s.vendor, s.slot, mailbox)));
+        }
+    }
+
+    // SAFETY: `fd` is a listening socket created in `start` and handed to this core alone.
+    let listener = unsafe { glommio::net::TcpListener::from_raw_fd(fd) };
+    let acceptor = glommio::spawn_local(accept_loop(core.clone(), io.clone(), listener));
+
+    // Ticker: clock catch-up for ids, and the shutdown signal.
+    while !shutdown.load(Ordering::Acquire) {
+        Timer::new(Duration::from_millis(50)).await;
+        core.catch_up_ids();
+    }
+    info!(core = idx, "shutting down");
+    core.shutting_down.set(true);
+    drop(acceptor.cancel());
+    for mb in core.session_mailboxes() {
+        let _ = mb.push(SessionMsg::Shutdown);
+    }
+    let deadline = Instant::now() + grace;
+    while core.session_count() > 0 && Instant::now() < deadline {
+        Timer::new(Duration::from_millis(10)).await;
+    }
+    // Customers are gone (or out of time): vendors unbind once their windows drain.
+    for mb in core.vendor_mailboxes() {
+        let _ = mb.push(VendorMsg::Shutdown);
+    }
+    let vendor_deadline = Instant::now() + grace.min(Duration::from_secs(5)).max(Duration::from_millis(500));
+    for t in vendor_tasks {
+        let left = vendor_deadline.saturating_duration_since(Instant::now());
+        let timeout = Timer::new(left);
+        futures_lite::future::or(async { t.await; }, async { timeout.await; }).await;
+    }
+    for o in outboxes.iter().flatten() {
+        o.close();
+    }
+    info!(core = idx, "stopped");
+}

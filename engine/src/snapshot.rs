@@ -1,0 +1,254 @@
+//! The running configuration as one immutable snapshot shared by every core: customers by
+//! system_id, vendors with the live status of each bind slot, and the route table.
+//!
+//! Only the atomics in [`CustomerRt`] and [`BindSlot`] change after a snapshot is built; they are
+//! written by the core that owns the thing they describe and read lock-free by the others.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+
+use crate::config::{Config, CustomerConfig, IdFormat, RouteConfig, VendorConfig};
+use crate::customer::BindKind;
+use crate::msgid::IdStyle;
+use crate::rate::Gcra;
+
+/// A customer and its shared counters.
+#[derive(Debug)]
+pub struct CustomerRt {
+    /// Index in [`Snapshot::customers`].
+    pub idx: u32,
+    /// Its configuration.
+    pub cfg: CustomerConfig,
+    /// Its throughput limit in segments per second, shared by all its binds on all cores.
+    pub limiter: Gcra,
+    /// Bound sessions on this node, all cores.
+    pub binds: AtomicU32,
+    /// How its message ids are written.
+    pub id_style: IdStyle,
+}
+
+impl CustomerRt {
+    /// Whether it may bind as `kind`.
+    pub fn allows(&self, kind: BindKind) -> bool {
+        use crate::config::BindType;
+        self.cfg.bind_types.iter().any(|b| {
+            matches!(
+                (b, kind),
+                (BindType::Transmitter, BindKind::Transmitter)
+                    | (BindType::Receiver, BindKind::Receiver)
+                    | (BindType::Transceiver, BindKind::Transceiver)
+            )
+        })
+    }
+
+    /// Takes one bind slot if under `max_binds`.
+    pub fn try_add_bind(&self) -> bool {
+        let max = self.cfg.max_binds;
+        self.binds.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1)).is_ok()
+    }
+
+    /// Gives a bind slot back.
+    pub fn remove_bind(&self) {
+        let _ = self.binds.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    }
+}
+
+/// The live status of one vendor bind slot, published by the core that owns it.
+#[derive(Debug)]
+pub struct BindSlot {
+    /// Vendor index.
+    pub vendor: u32,
+    /// Slot number within the vendor.
+    pub slot: u32,
+    /// Core that owns the connection.
+    pub core: usize,
+    /// Bound and able to take submits.
+    pub up: AtomicBool,
+    /// Submits in flight plus queued at the slot.
+    pub load: AtomicU32,
+    /// Capacity: window plus the slot's queue.
+    pub capacity: u32,
+    /// Submits sent, for the API.
+    pub sent: AtomicU64,
+    /// Reconnects, for the API and metrics.
+    pub reconnects: AtomicU64,
+    /// Whether throttling currently slows this slot.
+    pub slowed: AtomicBool,
+}
+
+impl BindSlot {
+    /// Whether a job routed here now would be taken.
+    pub fn available(&self) -> bool {
+        self.up.load(Ordering::Relaxed) && self.load.load(Ordering::Relaxed) < self.capacity
+    }
+}
+
+/// A vendor and its bind slots.
+#[derive(Debug)]
+pub struct VendorRt {
+    /// Index in [`Snapshot::vendors`].
+    pub idx: u32,
+    /// Its configuration.
+    pub cfg: VendorConfig,
+    /// One per configured bind.
+    pub slots: Vec<Arc<BindSlot>>,
+}
+
+/// One compiled route.
+#[derive(Debug)]
+pub struct RouteRt {
+    /// Its name.
+    pub name: String,
+    /// Customer indexes it is limited to (empty: all).
+    pub customers: Vec<u32>,
+    /// Source prefixes it is limited to (empty: all).
+    pub source_prefixes: Vec<Vec<u8>>,
+    /// Vendor groups by ascending priority: (vendor index, weight).
+    pub groups: Vec<Vec<(u32, u32)>>,
+}
+
+impl RouteRt {
+    fn matches(&self, customer: u32, source: &[u8]) -> bool {
+        (self.customers.is_empty() || self.customers.contains(&customer))
+            && (self.source_prefixes.is_empty()
+                || self.source_prefixes.iter().any(|p| strip_plus(source).starts_with(p)))
+    }
+}
+
+fn strip_plus(s: &[u8]) -> &[u8] {
+    s.strip_prefix(b"+").unwrap_or(s)
+}
+
+/// Destination prefix -> routes, searched longest prefix first.
+#[derive(Debug, Default)]
+pub struct RouteTable {
+    by_prefix: HashMap<Vec<u8>, Vec<u32>>,
+    longest: usize,
+    /// Routes in config order.
+    pub routes: Vec<RouteRt>,
+}
+
+impl RouteTable {
+    /// The route for `dest` from `customer` with `source`: longest destination prefix first, then
+    /// the first route in config order whose filters match.
+    pub fn lookup(&self, customer: u32, source: &[u8], dest: &[u8]) -> Option<(u32, &RouteRt)> {
+        let dest = strip_plus(dest);
+        for len in (0..=dest.len().min(self.longest)).rev() {
+            if let Some(ids) = self.by_prefix.get(&dest[..len]) {
+                for &i in ids {
+                    let r = &self.routes[i as usize];
+                    if r.matches(customer, source) {
+                        return Some((i, r));
+                    }
+                }
+            }
+        }
+        None
+    }
+}
+
+/// Everything the data plane reads from the config.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// The config it was built from.
+    pub config: Config,
+    /// Customers by index.
+    pub customers: Vec<Arc<CustomerRt>>,
+    /// system_id -> customer index.
+    pub customer_by_id: HashMap<Vec<u8>, u32>,
+    /// Vendors by index.
+    pub vendors: Vec<Arc<VendorRt>>,
+    /// Routes.
+    pub routes: RouteTable,
+    /// Number of executor cores.
+    pub cores: usize,
+}
+
+impl Snapshot {
+    /// Compiles `config` for `cores` cores. Vendor slot `i` is owned by core `i % cores`.
+    pub fn build(config: Config, cores: usize) -> Snapshot {
+        let cores = cores.max(1);
+        let customers: Vec<Arc<CustomerRt>> = config
+            .customers
+            .iter()
+            .enumerate()
+            .map(|(i, c)| Arc::new(customer_rt(i as u32, c)))
+            .collect();
+        let customer_by_id = customers.iter().map(|c| (c.cfg.system_id.as_bytes().to_vec(), c.idx)).collect();
+        let vendors: Vec<Arc<VendorRt>> =
+            config.vendors.iter().enumerate().map(|(i, v)| Arc::new(vendor_rt(i as u32, v, cores))).collect();
+        let routes = route_table(&config.routes, &config.customers, &config.vendors);
+        Snapshot { config, customers, customer_by_id, vendors, routes, cores }
+    }
+
+    /// The customer with this system_id.
+    pub fn customer(&self, system_id: &[u8]) -> Option<&Arc<CustomerRt>> {
+        self.customer_by_id.get(system_id).map(|&i| &self.customers[i as usize])
+    }
+}
+
+fn customer_rt(idx: u32, c: &CustomerConfig) -> CustomerRt {
+    // A burst of one tenth of a second of traffic (at least one window of single segments).
+    let burst = (c.throughput / 10).max(1);
+    CustomerRt {
+        idx,
+        cfg: c.clone(),
+        limiter: Gcra::new(c.throughput, burst),
+        binds: AtomicU32::new(0),
+        id_style: match c.id_format {
+            IdFormat::Hex => IdStyle::Hex,
+            IdFormat::Decimal => IdStyle::Decimal,
+        },
+    }
+}
+
+fn vendor_rt(idx: u32, v: &VendorConfig, cores: usize) -> VendorRt {
+    let slots = (0..v.binds)
+        .map(|s| {
+            Arc::new(BindSlot {
+                vendor: idx,
+                slot: s,
+                core: s as usize % cores,
+                up: AtomicBool::new(false),
+                load: AtomicU32::new(0),
+                capacity: v.window + crate::limits::VENDOR_BIND_QUEUE_MAX.min(v.window as usize * 4) as u32,
+                sent: AtomicU64::new(0),
+                reconnects: AtomicU64::new(0),
+                slowed: AtomicBool::new(false),
+            })
+        })
+        .collect();
+    VendorRt { idx, cfg: v.clone(), slots }
+}
+
+fn route_table(routes: &[RouteConfig], customers: &[CustomerConfig], vendors: &[VendorConfig]) -> RouteTable {
+    let mut t = RouteTable::default();
+    for (i, r) in routes.iter().enumerate() {
+        let mut by_prio: Vec<(u32, Vec<(u32, u32)>)> = Vec::new();
+        for rv in &r.vendors {
+            let Some(vi) = vendors.iter().position(|v| v.name == rv.name) else { continue };
+            match by_prio.iter_mut().find(|(p, _)| *p == rv.priority) {
+                Some((_, g)) => g.push((vi as u32, rv.weight.max(1))),
+                None => by_prio.push((rv.priority, vec![(vi as u32, rv.weight.max(1))])),
+            }
+        }
+        by_prio.sort_by_key(|(p, _)| *p);
+        t.routes.push(RouteRt {
+            name: r.name.clone(),
+            customers: r
+                .customers
+                .iter()
+                .filter_map(|c| customers.iter().position(|x| &x.system_id == c).map(|p| p as u32))
+                .collect(),
+            source_prefixes: r.source_prefixes.iter().map(|p| strip_plus(p.as_bytes()).to_vec()).collect(),
+            groups: by_prio.into_iter().map(|(_, g)| g).collect(),
+        });
+        for p in &r.prefixes {
+            let p = strip_plus(p.as_bytes()).to_vec();
+            t.longest = t.longest.max(p.len());
+            t.by_prefix.entry(p).or_default().push(i as u32);
+        }
+    }
+    t
+}

@@ -1,0 +1,449 @@
+//! The vendor bind (we are the ESME): a sans-IO state machine over one SMPP connection.
+//!
+//! It binds, keeps a window of submits in flight with their deadlines, answers the vendor's
+//! enquire_link and receipts, and hands back every job with its outcome exactly once: accepted,
+//! refused with a status, or unknown (timeout, connection lost) so the caller can apply the
+//! documented unknown-outcome policy. The job type is generic so tests use plain numbers.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use smppgw_codec::{Bind, Body, CommandStatus, DecodeError, DeliverSm, MessageIdResp, Pdu, SubmitSm};
+
+/// How a vendor bind binds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VendorBindKind {
+    /// bind_transmitter.
+    Transmitter,
+    /// bind_receiver (receipts only).
+    Receiver,
+    /// bind_transceiver.
+    Transceiver,
+}
+
+/// Settings of one vendor bind.
+#[derive(Debug, Clone)]
+pub struct VendorSettings {
+    /// Our credentials at the vendor.
+    pub system_id: Bytes,
+    /// Password.
+    pub password: Bytes,
+    /// system_type.
+    pub system_type: Bytes,
+    /// Bind type.
+    pub kind: VendorBindKind,
+    /// Submits in flight.
+    pub window: u32,
+    /// A submit, bind or enquire_link unanswered for this long has an unknown outcome.
+    pub response_timeout: Duration,
+    /// enquire_link after this much silence.
+    pub enquire_link_interval: Duration,
+}
+
+/// What the outcome of a submit is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The vendor accepted it under this id.
+    Accepted(Bytes),
+    /// The vendor refused it.
+    Refused(CommandStatus),
+    /// No answer: timed out or the connection dropped with it in flight.
+    Unknown,
+}
+
+/// What the driver must act on.
+#[derive(Debug)]
+pub enum VendorEvent<J> {
+    /// Bound: jobs can flow.
+    Bound,
+    /// The vendor refused our bind.
+    BindFailed(CommandStatus),
+    /// A submit finished.
+    Done {
+        /// The job handed in with [`VendorSession::submit`].
+        job: J,
+        /// Its outcome.
+        outcome: Outcome,
+    },
+    /// The vendor sent a deliver_sm (receipt or MO); it has been answered with ESME_ROK.
+    Deliver(DeliverSm),
+    /// Close the connection.
+    Close,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Connected,
+    BindSent { at: Instant, seq: u32 },
+    Bound,
+    Unbinding { at: Instant },
+    Closed,
+}
+
+/// A multiplicative hasher for sequence numbers: SipHash is wasted on our own counters.
+#[derive(Default)]
+pub struct SeqHasher(u64);
+impl Hasher for SeqHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8 | u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.0 = u64::from(n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+type SeqMap<V> = HashMap<u32, V, BuildHasherDefault<SeqHasher>>;
+
+/// One vendor connection's protocol state.
+#[derive(Debug)]
+pub struct VendorSession<J> {
+    settings: VendorSettings,
+    state: State,
+    next_seq: u32,
+    inflight: SeqMap<(J, Instant)>,
+    /// Send order of in-flight submits with their deadlines; stale entries are skipped.
+    deadlines: VecDeque<(Instant, u32)>,
+    last_rx: Instant,
+    enquire_sent: Option<Instant>,
+}
+
+impl<J> VendorSession<J> {
+    /// A connected socket at `now`: writes the bind request.
+    pub fn new(settings: VendorSettings, now: Instant, out: &mut BytesMut) -> VendorSession<J> {
+        let mut s = VendorSession {
+            settings,
+            state: State::Connected,
+            next_seq: 1,
+            inflight: SeqMap::default(),
+            deadlines: VecDeque::new(),
+            last_rx: now,
+            enquire_sent: None,
+        };
+        let seq = s.next_sequence();
+        let b = Bind {
+            system_id: s.settings.system_id.clone(),
+            password: s.settings.password.clone(),
+            system_type: s.settings.system_type.clone(),
+            interface_version: 0x34,
+            ..Bind::default()
+        };
+        let body = match s.settings.kind {
+            VendorBindKind::Transmitter => Body::BindTransmitter(b),
+            VendorBindKind::Receiver => Body::BindReceiver(b),
+            VendorBindKind::Transceiver => Body::BindTransceiver(b),
+        };
+        Pdu::new(seq, body).encode(out);
+        s.state = State::BindSent { at: now, seq };
+        s
+    }
+
+    fn next_sequence(&mut self) -> u32 {
+        let s = self.next_seq;
+        self.next_seq = if s >= 0x7FFF_FFFF { 1 } else { s + 1 };
+        s
+    }
+
+    /// Whether submits can be sent now.
+    pub fn is_bound(&self) -> bool {
+        self.state == State::Bound
+    }
+
+    /// Submits in flight.
+    pub fn inflight(&self) -> usize {
+        self.inflight.len()
+    }
+
+    /// Whether another submit fits in the window.
+    pub fn has_room(&self) -> bool {
+        self.is_bound() && self.settings.kind != VendorBindKind::Receiver && (self.inflight.len() as u32) < self.settings.window
+    }
+
+    /// Sends `submit` for `job`, or hands the job back when not bound or the window is full.
+    pub fn submit(&mut self, job: J, now: Instant, out: &mut BytesMut, body: impl Fn(&J) -> &SubmitSm) -> Result<(), J> {
+        if !self.has_room() {
+            return Err(job);
+        }
+        let mut seq = self.next_sequence();
+        while self.inflight.contains_key(&seq) {
+            seq = self.next_sequence();
+        }
+        smppgw_codec::encode_short_message(smppgw_codec::CommandId::SUBMIT_SM, seq, body(&job), out);
+        let deadline = now + self.settings.response_timeout;
+        self.inflight.insert(seq, (job, deadline));
+        self.deadlines.push_back((deadline, seq));
+        Ok(())
+    }
+
+    /// Feeds one decoded PDU from the vendor.
+    pub fn on_pdu(&mut self, pdu: Pdu, now: Instant, out: &mut BytesMut, events: &mut Vec<VendorEvent<J>>) {
+        self.last_rx = now;
+        let seq = pdu.sequence_number;
+        let status = pdu.command_status;
+        match pdu.body {
+            Body::BindTransmitterResp(_) | Body::BindReceiverResp(_) | Body::BindTransceiverResp(_) => {
+                if let State::BindSent { seq: s, .. } = self.state
+                    && s == seq
+                {
+                    if status.is_ok() {
+                        self.state = State::Bound;
+                        events.push(VendorEvent::Bound);
+                    } else {
+                        self.state = State::Closed;
+                        events.push(VendorEvent::BindFailed(status));
+                        events.push(VendorEvent::Close);
+                    }
+                }
+            }
+            Body::SubmitSmResp(MessageIdResp { message_id }) => {
+                if let Some((job, _)) = self.inflight.remove(&seq) {
+                    let outcome = if status.is_ok() { Outcome::Accepted(message_id) } else { Outcome::Refused(status) };
+                    events.push(VendorEvent::Done { job, outcome });
+                }
+            }
+            Body::GenericNack => {
+                if let Some((job, _)) = self.inflight.remove(&seq) {
+                    let st = if status.is_ok() { CommandStatus::ESME_RSYSERR } else { status };
+                    events.push(VendorEvent::Done { job, outcome: Outcome::Refused(st) });
+                } else if let State::BindSent { seq: s, .. } = self.state
+                    && s == seq
+                {
+                    self.state = State::Closed;
+                    events.push(VendorEvent::BindFailed(status));
+                    events.push(VendorEvent::Close);
+                }
+            }
+            Body::EnquireLink => Pdu::new(seq, Body::EnquireLinkResp).encode(out),
+            Body::EnquireLinkResp => self.enquire_sent = None,
+            Body::DeliverSm(d) => {
+                Pdu::new(seq, Body::DeliverSmResp(MessageIdResp::default())).encode(out);
+                events.push(VendorEvent::Deliver(d));
+            }
+            Body::DataSm(d) => {
+                // A receipt or MO as data_sm: answered, then handled in deliver_sm form.
+                Pdu::new(seq, Body::DataSmResp(Default::default())).encode(out);
+                events.push(VendorEvent::Deliver(SubmitSm {
+                    service_type: d.service_type,
+                    source: d.source,
+                    dest: d.dest,
+                    esm_class: d.esm_class,
+                    registered_delivery: d.registered_delivery,
+                    data_coding: d.data_coding,
+                    tlvs: d.tlvs,
+                    ..SubmitSm::default()
+                }));
+            }
+            Body::Unbind => {
+                Pdu::new(seq, Body::UnbindResp).encode(out);
+                self.close(events);
+            }
+            Body::UnbindResp => self.close(events),
+            body => {
+                let id = body.command_id();
+                if !id.is_response() {
+                    let h = smppgw_codec::Header { command_length: 16, command_id: id, command_status: status, sequence_number: seq };
+                    Pdu::error_response(&h, CommandStatus::ESME_RINVCMDID).encode(out);
+                }
+            }
+        }
+    }
+
+    /// Feeds a decode error: malformed requests are answered, a malformed response fails its
+    /// submit, a framing error closes.
+    pub fn on_decode_error(&mut self, err: &DecodeError, out: &mut BytesMut, events: &mut Vec<VendorEvent<J>>) {
+        match err {
+            DecodeError::Pdu { header, error } => {
+                if header.command_id.is_response() {
+                    if let Some((job, _)) = self.inflight.remove(&header.sequence_number) {
+                        // The vendor answered but we cannot read its id: it has the message.
+                        let outcome = if header.command_status.is_ok() { Outcome::Accepted(Bytes::new()) } else { Outcome::Refused(header.command_status) };
+                        events.push(VendorEvent::Done { job, outcome });
+                    }
+                } else {
+                    Pdu::error_response(header, error.command_status()).encode(out);
+                }
+            }
+            _ => self.close(events),
+        }
+    }
+
+    /// The earliest time [`VendorSession::on_tick`] has something to do.
+    pub fn next_deadline(&self) -> Instant {
+        let s = &self.settings;
+        let keepalive = match self.enquire_sent {
+            Some(at) => at + s.response_timeout,
+            None => self.last_rx + s.enquire_link_interval,
+        };
+        let state = match self.state {
+            State::BindSent { at, .. } | State::Unbinding { at } => at + s.response_timeout,
+            _ => keepalive,
+        };
+        match self.deadlines.front() {
+            Some(&(d, _)) => d.min(state),
+            None => state,
+        }
+    }
+
+    /// Time passed: expire submits, keepalive, bind and unbind timeouts.
+    pub fn on_tick(&mut self, now: Instant, out: &mut BytesMut, events: &mut Vec<VendorEvent<J>>) {
+        while let Some(&(deadline, seq)) = self.deadlines.front() {
+            if deadline > now {
+                break;
+            }
+            self.deadlines.pop_front();
+            // Only if this entry is still the live one for that sequence number.
+            if self.inflight.get(&seq).is_some_and(|(_, d)| *d == deadline)
+                && let Some((job, _)) = self.inflight.remove(&seq)
+            {
+                events.push(VendorEvent::Done { job, outcome: Outcome::Unknown });
+            }
+        }
+        let s = self.settings.clone();
+        match self.state {
+            State::BindSent { at, .. } if now >= at + s.response_timeout => {
+                self.state = State::Closed;
+                events.push(VendorEvent::BindFailed(CommandStatus::ESME_RSYSERR));
+                events.push(VendorEvent::Close);
+            }
+            State::Unbinding { at } if now >= at + s.response_timeout => self.close(events),
+            State::Bound => match self.enquire_sent {
+                Some(at) if now >= at + s.response_timeout => self.close(events),
+                None if now >= self.last_rx + s.enquire_link_interval => {
+                    let seq = self.next_sequence();
+                    Pdu::new(seq, Body::EnquireLink).encode(out);
+                    self.enquire_sent = Some(now);
+                }
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+
+    /// Starts a graceful unbind once nothing is in flight (the driver waits for that).
+    pub fn unbind(&mut self, now: Instant, out: &mut BytesMut) {
+        if self.state == State::Bound {
+            let seq = self.next_sequence();
+            Pdu::new(seq, Body::Unbind).encode(out);
+            self.state = State::Unbinding { at: now };
+        }
+    }
+
+    /// The connection is gone: every job in flight comes back with an unknown outcome.
+    pub fn close(&mut self, events: &mut Vec<VendorEvent<J>>) {
+        if self.state == State::Closed && self.inflight.is_empty() {
+            return;
+        }
+        let was_closed = self.state == State::Closed;
+        self.state = State::Closed;
+        self.deadlines.clear();
+        for (_, (job, _)) in self.inflight.drain() {
+            events.push(VendorEvent::Done { job, outcome: Outcome::Unknown });
+        }
+        if !was_closed {
+            events.push(VendorEvent::Close);
+        }
+    }
+
+    /// Whether the session has ended.
+    pub fn is_closed(&self) -> bool {
+        self.state == State::Closed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use smppgw_codec::{Address, CommandId, Decoder};
+
+    fn settings() -> VendorSettings {
+        VendorSettings {
+            system_id: "gw".into(),
+            password: "pw".into(),
+            system_type: Bytes::new(),
+            kind: VendorBindKind::Transceiver,
+            window: 2,
+            response_timeout: Duration::from_secs(5),
+            enquire_link_interval: Duration::from_secs(30),
+        }
+    }
+
+    fn pdus(out: &mut BytesMut) -> Vec<Pdu> {
+        let mut v = Vec::new();
+        while let Some(p) = Decoder::default().decode(out).unwrap() {
+            v.push(p);
+        }
+        v
+    }
+
+    fn bound() -> (VendorSession<(u32, SubmitSm)>, Instant, BytesMut) {
+        let now = Instant::now();
+        let mut out = BytesMut::new();
+        let mut s = VendorSession::new(settings(), now, &mut out);
+        let bind = pdus(&mut out);
+        assert_eq!(bind[0].command_id(), CommandId::BIND_TRANSCEIVER);
+        let mut ev = Vec::new();
+        s.on_pdu(Pdu::new(bind[0].sequence_number, Body::BindTransceiverResp(Default::default())), now, &mut out, &mut ev);
+        assert!(matches!(ev[0], VendorEvent::Bound));
+        (s, now, out)
+    }
+
+    fn msg() -> SubmitSm {
+        SubmitSm { source: Address::new(1, 1, "1"), dest: Address::new(1, 1, "2"), ..Default::default() }
+    }
+
+    #[test]
+    fn window_accepts_then_hands_back() {
+        let m = msg();
+        let (mut s, now, mut out) = bound();
+        assert!(s.submit((1, m.clone()), now, &mut out, |j| &j.1).is_ok());
+        assert!(s.submit((2, m.clone()), now, &mut out, |j| &j.1).is_ok());
+        assert_eq!(s.submit((3, m.clone()), now, &mut out, |j| &j.1).map_err(|j| j.0), Err(3));
+        let sent = pdus(&mut out);
+        let mut ev = Vec::new();
+        let resp = Pdu::new(sent[1].sequence_number, Body::SubmitSmResp(MessageIdResp { message_id: "V2".into() }));
+        s.on_pdu(resp, now, &mut out, &mut ev);
+        assert!(matches!(&ev[0], VendorEvent::Done { job: (2, _), outcome: Outcome::Accepted(id) } if id == "V2"));
+        let nack = Pdu::with_status(sent[0].sequence_number, CommandStatus::ESME_RTHROTTLED, Body::SubmitSmResp(Default::default()));
+        s.on_pdu(nack, now, &mut out, &mut ev);
+        assert!(matches!(&ev[1], VendorEvent::Done { job: (1, _), outcome: Outcome::Refused(CommandStatus::ESME_RTHROTTLED) }));
+    }
+
+    #[test]
+    fn timeouts_and_disconnects_give_unknown_outcomes_once() {
+        let m = msg();
+        let (mut s, now, mut out) = bound();
+        s.submit((1, m.clone()), now, &mut out, |j| &j.1).unwrap();
+        s.submit((2, m.clone()), now + Duration::from_secs(1), &mut out, |j| &j.1).unwrap();
+        let mut ev = Vec::new();
+        s.on_tick(now + Duration::from_secs(5), &mut out, &mut ev);
+        assert!(matches!(&ev[..], [VendorEvent::Done { job: (1, _), outcome: Outcome::Unknown }]));
+        s.close(&mut ev);
+        assert!(matches!(&ev[1], VendorEvent::Done { job: (2, _), outcome: Outcome::Unknown }));
+        assert!(matches!(&ev[2], VendorEvent::Close));
+        s.close(&mut ev);
+        assert_eq!(ev.len(), 3, "nothing twice");
+    }
+
+    #[test]
+    fn bind_refusal_and_receipts() {
+        let now = Instant::now();
+        let mut out = BytesMut::new();
+        let mut s: VendorSession<(u32, SubmitSm)> = VendorSession::new(settings(), now, &mut out);
+        let seq = pdus(&mut out)[0].sequence_number;
+        let mut ev = Vec::new();
+        s.on_pdu(Pdu::with_status(seq, CommandStatus::ESME_RINVPASWD, Body::BindTransceiverResp(Default::default())), now, &mut out, &mut ev);
+        assert!(matches!(ev[0], VendorEvent::BindFailed(CommandStatus::ESME_RINVPASWD)));
+
+        let (mut s, now, mut out) = bound();
+        let mut ev = Vec::new();
+        s.on_pdu(Pdu::new(77, Body::DeliverSm(msg())), now, &mut out, &mut ev);
+        let r = pdus(&mut out);
+        assert_eq!((r[0].command_id(), r[0].sequence_number), (CommandId::DELIVER_SM_RESP, 77));
+        assert!(matches!(ev[0], VendorEvent::Deliver(_)));
+    }
+}
