@@ -1,0 +1,167 @@
+//! Helpers for the end-to-end tests: a gateway on an ephemeral port, the simulator as its vendor,
+//! and a plain blocking SMPP client that shows exactly what a customer sees.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use smppgw_codec::{Address, Bind, Body, CommandStatus, Decoder, Pdu, SubmitSm};
+use smppgw_engine::config::{Config, CustomerConfig, RouteConfig, VendorConfig};
+
+/// A password hash for "pw", computed once per test binary.
+pub fn pw_hash() -> String {
+    use std::sync::OnceLock;
+    static H: OnceLock<String> = OnceLock::new();
+    H.get_or_init(|| smppgw_engine::config::hash_password("pw")).clone()
+}
+
+/// A config with customers `c1`, `c2` (password "pw"), the given vendors, and one default route
+/// through them in order.
+pub fn config(vendors: &[(&str, SocketAddr)]) -> Config {
+    let mut cfg = Config::default();
+    cfg.server.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.server.cores = 2;
+    cfg.server.shutdown_grace_ms = 3000;
+    cfg.server.response_timeout_ms = 2000;
+    for id in ["c1", "c2"] {
+        cfg.customers.push(CustomerConfig::new(id, pw_hash()));
+    }
+    for (name, addr) in vendors {
+        let mut v = VendorConfig::new(*name, addr.ip().to_string(), addr.port(), "smppgw", "secret");
+        v.binds = 2;
+        v.reconnect_backoff_min_ms = 50;
+        v.reconnect_backoff_max_ms = 200;
+        v.response_timeout_ms = 1000;
+        cfg.vendors.push(v);
+    }
+    let names: Vec<&str> = vendors.iter().map(|(n, _)| *n).collect();
+    if !names.is_empty() {
+        cfg.routes.push(RouteConfig::new("default", &names));
+    }
+    cfg
+}
+
+/// A blocking SMPP client.
+pub struct Client {
+    pub stream: TcpStream,
+    buf: BytesMut,
+    seq: u32,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        stream.set_nodelay(true).unwrap();
+        Client { stream, buf: BytesMut::new(), seq: 0 }
+    }
+
+    pub fn next_seq(&mut self) -> u32 {
+        self.seq += 1;
+        self.seq
+    }
+
+    pub fn send(&mut self, pdu: &Pdu) {
+        self.stream.write_all(&pdu.to_bytes()).expect("write");
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write");
+    }
+
+    /// The next PDU, or None when the connection closed.
+    pub fn recv(&mut self) -> Option<Pdu> {
+        loop {
+            match Decoder::default().decode(&mut self.buf) {
+                Ok(Some(p)) => return Some(p),
+                Ok(None) => {}
+                Err(e) => panic!("gateway sent a malformed PDU: {e}"),
+            }
+            let mut tmp = [0u8; 65536];
+            match self.stream.read(&mut tmp) {
+                Ok(0) => return None,
+                Ok(n) => self.buf.extend_from_slice(&tmp[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
+                    panic!("no PDU from the gateway within the read timeout")
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Receives until a response with `seq` arrives, answering enquire_link on the way.
+    pub fn recv_resp(&mut self, seq: u32) -> Pdu {
+        loop {
+            let p = self.recv().expect("connection closed while waiting for a response");
+            if p.sequence_number == seq && p.command_id().is_response() {
+                return p;
+            }
+            if let Body::EnquireLink = p.body {
+                self.send(&Pdu::new(p.sequence_number, Body::EnquireLinkResp));
+            }
+        }
+    }
+
+    pub fn bind(&mut self, kind: &str, system_id: &str, password: &str) -> CommandStatus {
+        let seq = self.next_seq();
+        let b = Bind {
+            system_id: system_id.to_owned().into(),
+            password: password.to_owned().into(),
+            interface_version: 0x34,
+            ..Default::default()
+        };
+        let body = match kind {
+            "tx" => Body::BindTransmitter(b),
+            "rx" => Body::BindReceiver(b),
+            _ => Body::BindTransceiver(b),
+        };
+        self.send(&Pdu::new(seq, body));
+        self.recv_resp(seq).command_status
+    }
+
+    pub fn submit_pdu(&mut self, dest: &str, text: &str) -> (u32, Pdu) {
+        let seq = self.next_seq();
+        let p = Pdu::new(
+            seq,
+            Body::SubmitSm(SubmitSm {
+                source: Address::new(1, 1, "15550001"),
+                dest: Address::new(1, 1, dest.to_owned()),
+                short_message: text.to_owned().into(),
+                ..Default::default()
+            }),
+        );
+        (seq, p)
+    }
+
+    /// Submits one message and returns (status, message_id).
+    pub fn submit(&mut self, dest: &str, text: &str) -> (CommandStatus, String) {
+        let (seq, p) = self.submit_pdu(dest, text);
+        self.send(&p);
+        let r = self.recv_resp(seq);
+        let id = match &r.body {
+            Body::SubmitSmResp(m) => String::from_utf8_lossy(&m.message_id).into_owned(),
+            _ => String::new(),
+        };
+        (r.command_status, id)
+    }
+
+    pub fn unbind(&mut self) -> CommandStatus {
+        let seq = self.next_seq();
+        self.send(&Pdu::new(seq, Body::Unbind));
+        self.recv_resp(seq).command_status
+    }
+}
+
+/// Polls `f` until it is true or `timeout` passes.
+pub fn wait_for(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    f()
+}
