@@ -1,24 +1,45 @@
-//! One core's share of the gateway: its sessions, its vendor binds, and the routing of submits to
-//! a vendor bind on this core or, through a bounded channel, on another.
+//! One core's share of the gateway: its sessions, its vendor binds, its shard of the receipt
+//! store, the delivery queues of the customers homed on it, and the routing of work to whichever
+//! core owns what the work needs.
 //!
 //! Everything here is owned by one glommio executor (`Rc`, `RefCell`, `Cell`): the hot path takes
-//! no lock. Other cores are reached only through [`Outbox`]es that feed bounded shared channels.
+//! no lock. Other cores are reached only through [`Outbox`]es that feed bounded shared channels;
+//! work for this core itself goes through a local inbox so no handler ever re-enters another.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use smppgw_codec::{CommandStatus, SubmitSm};
+use bytes::{Bytes, BytesMut};
+use smppgw_codec::receipt::{MessageState, Receipt, ReceiptId, is_receipt};
+use smppgw_codec::{Address, CommandStatus, SubmitSm, Tlvs, tag};
 
+use crate::deliveries::{Delivery, Dispatcher, Kind, SessionRef};
 use crate::mailbox::Mailbox;
 use crate::metrics::Metrics;
-use crate::msgid::IdGen;
+use crate::msgid::{IdGen, format_id};
 use crate::snapshot::{BindSlot, Snapshot};
+use crate::store::{Record, Shard, canonical_id, shard_key, shard_of};
 
-/// Where a submit's answer goes: a customer session on some core.
+/// What a finished operation answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyKind {
+    /// submit_sm_resp.
+    Submit,
+    /// data_sm_resp.
+    DataSm,
+    /// One destination of a submit_multi.
+    Multi(u16),
+    /// cancel_sm_resp.
+    Cancel,
+    /// replace_sm_resp.
+    Replace,
+}
+
+/// Where an answer goes: a customer session on some core.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReplyTo {
     /// Core of the customer session.
@@ -29,6 +50,8 @@ pub struct ReplyTo {
     pub generation: u32,
     /// The customer's sequence number.
     pub seq: u32,
+    /// What to answer with.
+    pub kind: ReplyKind,
 }
 
 /// Most vendors one message may be offered to (failover depth).
@@ -37,14 +60,14 @@ pub const FAILOVER_MAX: usize = 8;
 /// A submit on its way to a vendor.
 #[derive(Debug)]
 pub struct Job {
-    /// Our message id.
+    /// Our internal id for this vendor submit.
     pub msg_id: u64,
+    /// The id the customer is given.
+    pub shown_id: u64,
     /// Where the answer goes.
     pub reply: ReplyTo,
     /// Customer index.
     pub customer: u32,
-    /// Answer with data_sm_resp instead of submit_sm_resp.
-    pub data_sm: bool,
     /// The message as it goes to the vendor.
     pub submit: SubmitSm,
     /// Route index.
@@ -57,6 +80,12 @@ pub struct Job {
     pub last_status: Option<CommandStatus>,
     /// When the customer's submit arrived.
     pub received: Instant,
+    /// Unix seconds of the submit.
+    pub submitted_unix: u64,
+    /// The customer asked for a receipt.
+    pub wants_receipt: bool,
+    /// Earlier parts of a long message whose receipts derive from this part's.
+    pub siblings: Vec<u64>,
 }
 
 impl Job {
@@ -75,7 +104,42 @@ impl Job {
     }
 }
 
-/// What moves between cores.
+/// cancel_sm or replace_sm for a message at a vendor.
+#[derive(Debug)]
+pub struct OpJob {
+    /// Where the answer goes.
+    pub reply: ReplyTo,
+    /// The vendor that holds the message.
+    pub vendor: u32,
+    /// The request, with the vendor's id in it.
+    pub pdu: smppgw_codec::Body,
+    /// Shard holding the record, to record the outcome.
+    pub shard: u16,
+    /// The customer's id of the message.
+    pub shown_id: u64,
+}
+
+/// A vendor receipt on its way to the shard that holds its message.
+#[derive(Debug)]
+pub struct VendorReceipt {
+    /// Vendor index.
+    pub vendor: u32,
+    /// The receipt as parsed (TLVs merged).
+    pub receipt: Receipt,
+    /// network_error_code TLV value, passed through.
+    pub network_error: Option<Bytes>,
+}
+
+/// What the query scatter finds.
+#[derive(Debug, Clone)]
+pub struct Found {
+    /// The core whose shard holds it.
+    pub shard: u16,
+    /// The record.
+    pub record: Record,
+}
+
+/// What moves between cores (and, through the local inbox, within one).
 #[derive(Debug)]
 pub enum CoreMsg {
     /// Run this job on vendor slot (vendor, slot), owned by the receiving core.
@@ -87,28 +151,94 @@ pub enum CoreMsg {
         /// The job.
         job: Job,
     },
-    /// A submit finished: answer the customer.
+    /// Run this cancel/replace on vendor slot (vendor, slot).
+    Op {
+        /// Slot index.
+        slot: u32,
+        /// The operation.
+        op: OpJob,
+    },
+    /// An operation finished: answer the customer.
     Done {
         /// Where.
         reply: ReplyTo,
-        /// data_sm_resp or submit_sm_resp.
-        data_sm: bool,
         /// Our id or the status.
         result: Result<u64, CommandStatus>,
+    },
+    /// Store a message a vendor accepted (to its shard).
+    Store(Box<Record>),
+    /// A receipt for the shard that holds its message.
+    Receipt(Box<VendorReceipt>),
+    /// A receipt or MO for the customer homed on the receiving core.
+    Deliver(Box<Delivery>),
+    /// Send this delivery on a session of the receiving core.
+    DeliverOn {
+        /// The session.
+        session: SessionRef,
+        /// The delivery.
+        delivery: Box<Delivery>,
+    },
+    /// A session answered a delivery (to the customer's home core).
+    DeliveryAck {
+        /// Customer index.
+        customer: u32,
+        /// Delivery token.
+        token: u64,
+        /// Accepted.
+        ok: bool,
+    },
+    /// A receiving session of a customer came up or went down (to its home core).
+    Receiver {
+        /// Customer index.
+        customer: u32,
+        /// The session.
+        session: SessionRef,
+        /// Up or down.
+        up: bool,
+    },
+    /// Look for the message a customer knows by `shown_id` (sent to every core).
+    Query {
+        /// The customer's id.
+        shown_id: u64,
+        /// Only its owner may see it.
+        customer: u32,
+        /// Where the answer goes.
+        reply: ReplyTo,
+    },
+    /// One core's answer to a query.
+    QueryAnswer {
+        /// Where.
+        reply: ReplyTo,
+        /// What it found.
+        found: Option<Box<Found>>,
+    },
+    /// Record a new state for a message (after cancel_sm).
+    SetState {
+        /// The customer's id.
+        shown_id: u64,
+        /// New state.
+        state: MessageState,
     },
 }
 
 /// What a customer session's task receives.
 #[derive(Debug)]
 pub enum SessionMsg {
-    /// One of its submits finished.
+    /// One of its operations finished.
     Done {
-        /// The customer's sequence number.
-        seq: u32,
-        /// data_sm or submit_sm.
-        data_sm: bool,
+        /// Its request.
+        reply: ReplyTo,
         /// Our id or the status.
         result: Result<u64, CommandStatus>,
+    },
+    /// A receipt or MO to send.
+    Deliver(Box<Delivery>),
+    /// One core's answer to a query.
+    QueryAnswer {
+        /// Its request.
+        reply: ReplyTo,
+        /// What it found.
+        found: Option<Box<Found>>,
     },
     /// The gateway is shutting down.
     Shutdown,
@@ -117,14 +247,17 @@ pub enum SessionMsg {
 /// What a vendor bind's task receives.
 #[derive(Debug)]
 pub enum VendorMsg {
-    /// Send this.
+    /// Send this submit.
     Job(Job),
+    /// Send this cancel/replace.
+    Op(OpJob),
     /// The gateway is shutting down.
     Shutdown,
 }
 
-/// Messages waiting for the channel to another core. Bounded by everything in flight, which the
-/// windows bound; the pump task awaits channel space, so nothing is dropped.
+/// Messages waiting for the channel to another core (or for this core's inbox task). Bounded by
+/// everything in flight, which the windows bound; the pump task awaits channel space, so nothing
+/// is dropped.
 pub type Outbox = Mailbox<CoreMsg>;
 
 struct SessionEntry {
@@ -142,8 +275,8 @@ pub struct Core {
     free: RefCell<Vec<u32>>,
     generation: Cell<u32>,
     vendor_binds: RefCell<HashMap<(u32, u32), Rc<Mailbox<VendorMsg>>>>,
-    /// One outbox per core (None for this core).
-    pub outboxes: Vec<Option<Rc<Outbox>>>,
+    /// One outbox per core; this core's own is its local inbox.
+    pub outboxes: Vec<Rc<Outbox>>,
     rng: Cell<u64>,
     /// Shared counters.
     pub metrics: Arc<Metrics>,
@@ -151,16 +284,31 @@ pub struct Core {
     pub shutting_down: Cell<bool>,
     /// Unknown-outcome policy: fail over (true) or answer ESME_RSUBMITFAIL (false).
     pub failover_on_unknown: bool,
+    store: RefCell<Shard<Box<VendorReceipt>>>,
+    dispatcher: RefCell<Dispatcher>,
+    pending_out: RefCell<Vec<(SessionRef, Delivery)>>,
 }
 
 /// Outbox length above which another core is treated as congested for new jobs.
 const OUTBOX_CONGESTED: usize = crate::limits::CROSS_CORE_CHANNEL_CAPACITY;
 
+/// Tag of the vendor-specific TLV that marks a receipt the gateway derived for an earlier part of
+/// a long message from the receipt of its last part (value 1). Documented in the README.
+pub const TAG_DERIVED_RECEIPT: u16 = 0x1501;
+
+/// Unix time in seconds.
+pub fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
 impl Core {
-    /// A core with its outboxes to the other cores.
-    pub fn new(idx: usize, snapshot: Arc<Snapshot>, outboxes: Vec<Option<Rc<Outbox>>>, metrics: Arc<Metrics>) -> Core {
-        let node = snapshot.config.server.node_id as u8;
-        let failover_on_unknown = snapshot.config.server.unknown_outcome_failover;
+    /// A core with its outboxes (index `idx` is the local inbox).
+    pub fn new(idx: usize, snapshot: Arc<Snapshot>, outboxes: Vec<Rc<Outbox>>, metrics: Arc<Metrics>) -> Core {
+        let server = &snapshot.config.server;
+        let node = server.node_id as u8;
+        let failover_on_unknown = server.unknown_outcome_failover;
+        let store = Shard::new(server.receipt_store_max as usize, u64::from(server.receipt_ttl_secs));
+        let dispatcher = Dispatcher::new(server.receipt_queue_max as usize, idx);
         Core {
             idx,
             snapshot: RefCell::new(snapshot),
@@ -174,6 +322,9 @@ impl Core {
             metrics,
             shutting_down: Cell::new(false),
             failover_on_unknown,
+            store: RefCell::new(store),
+            dispatcher: RefCell::new(dispatcher),
+            pending_out: RefCell::new(Vec::new()),
         }
     }
 
@@ -182,14 +333,30 @@ impl Core {
         self.snapshot.borrow().clone()
     }
 
+    /// Number of cores.
+    pub fn cores(&self) -> usize {
+        self.outboxes.len()
+    }
+
     /// A new message id.
     pub fn next_msg_id(&self) -> u64 {
         self.ids.borrow_mut().next_id()
     }
 
-    /// Keeps message ids tied to the clock (from a periodic timer).
-    pub fn catch_up_ids(&self) {
+    /// Periodic work: ids tied to the clock, store expiry.
+    pub fn tick(&self) {
         self.ids.borrow_mut().catch_up();
+        let expired = self.store.borrow_mut().expire(unix_now());
+        if !expired.is_empty() {
+            self.metrics.receipts_unmatched.fetch_add(expired.len() as u64, Ordering::Relaxed);
+        }
+        let d = self.dispatcher.borrow();
+        self.metrics.deliveries_dropped.store(d.dropped, Ordering::Relaxed);
+    }
+
+    /// Records in this core's shard.
+    pub fn store_len(&self) -> usize {
+        self.store.borrow().len()
     }
 
     fn next_rand(&self) -> u64 {
@@ -200,6 +367,20 @@ impl Core {
         x ^= x >> 27;
         self.rng.set(x);
         x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Sends `msg` to core `to` (this core's inbox when it is this one).
+    pub fn send(&self, to: usize, msg: CoreMsg) {
+        match self.outboxes.get(to) {
+            Some(o) => {
+                if o.push(msg).is_err() {
+                    // Outboxes are sized far beyond what the windows allow in flight.
+                    self.metrics.lost_answers.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(to, "outbox full: message lost");
+                }
+            }
+            None => tracing::error!(to, "no such core"),
+        }
     }
 
     /// Registers a customer session; returns its slot and generation.
@@ -229,6 +410,13 @@ impl Core {
         }
     }
 
+    fn session_mailbox(&self, slot: u32, generation: u32) -> Option<Rc<Mailbox<SessionMsg>>> {
+        match self.sessions.borrow().get(slot as usize) {
+            Some(Some(e)) if e.generation == generation => Some(e.mailbox.clone()),
+            _ => None,
+        }
+    }
+
     /// Every session's mailbox (for shutdown).
     pub fn session_mailboxes(&self) -> Vec<Rc<Mailbox<SessionMsg>>> {
         self.sessions.borrow().iter().flatten().map(|e| e.mailbox.clone()).collect()
@@ -247,6 +435,11 @@ impl Core {
     /// Mailboxes of the local vendor binds (for shutdown).
     pub fn vendor_mailboxes(&self) -> Vec<Rc<Mailbox<VendorMsg>>> {
         self.vendor_binds.borrow().values().cloned().collect()
+    }
+
+    /// Home core of a customer: where its delivery queue lives.
+    pub fn home_of(&self, customer: u32) -> usize {
+        customer as usize % self.cores()
     }
 
     /// Routes a new submit: picks its route and hands it to a vendor.
@@ -309,11 +502,11 @@ impl Core {
             CommandStatus::ESME_RSYSERR
         });
         self.metrics.no_vendor.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(%status, "no vendor can take the message");
         self.finish(&job, Err(status));
     }
 
-    /// Hands the job to the least loaded available slot, preferring this core's.
-    fn offer(&self, slots: &[Arc<BindSlot>], job: Job) -> Result<(), Job> {
+    fn best_slot<'a>(&self, slots: &'a [Arc<BindSlot>]) -> Option<&'a Arc<BindSlot>> {
         let mut best: Option<&Arc<BindSlot>> = None;
         for s in slots.iter().filter(|s| s.available()) {
             let better = match best {
@@ -328,7 +521,12 @@ impl Core {
                 best = Some(s);
             }
         }
-        let Some(slot) = best else { return Err(job) };
+        best
+    }
+
+    /// Hands the job to the least loaded available slot, preferring this core's.
+    fn offer(&self, slots: &[Arc<BindSlot>], job: Job) -> Result<(), Job> {
+        let Some(slot) = self.best_slot(slots) else { return Err(job) };
         if slot.core == self.idx {
             let mb = self.vendor_binds.borrow().get(&(slot.vendor, slot.slot)).cloned();
             let Some(mb) = mb else { return Err(job) };
@@ -337,11 +535,11 @@ impl Core {
                 slot.load.fetch_sub(1, Ordering::Relaxed);
                 match m {
                     VendorMsg::Job(j) => j,
-                    VendorMsg::Shutdown => unreachable_job(),
+                    _ => unreachable_job(),
                 }
             })
         } else {
-            let Some(Some(outbox)) = self.outboxes.get(slot.core) else { return Err(job) };
+            let Some(outbox) = self.outboxes.get(slot.core) else { return Err(job) };
             if outbox.len() >= OUTBOX_CONGESTED {
                 return Err(job);
             }
@@ -350,33 +548,55 @@ impl Core {
                 slot.load.fetch_sub(1, Ordering::Relaxed);
                 match m {
                     CoreMsg::Job { job, .. } => job,
-                    CoreMsg::Done { .. } => unreachable_job(),
+                    _ => unreachable_job(),
                 }
             })
         }
     }
 
+    /// Sends a cancel/replace to a bind of the vendor that holds the message.
+    pub fn dispatch_op(&self, op: OpJob) {
+        let snap = self.snapshot();
+        let slot = snap.vendors.get(op.vendor as usize).and_then(|v| self.best_slot(&v.slots)).cloned();
+        let Some(slot) = slot else {
+            let st = match op.reply.kind {
+                ReplyKind::Replace => CommandStatus::ESME_RREPLACEFAIL,
+                _ => CommandStatus::ESME_RCANCELFAIL,
+            };
+            return self.reply(op.reply, Err(st));
+        };
+        if slot.core == self.idx {
+            let mb = self.vendor_binds.borrow().get(&(slot.vendor, slot.slot)).cloned();
+            match mb {
+                Some(mb) => {
+                    if let Err(VendorMsg::Op(op)) = mb.push(VendorMsg::Op(op)) {
+                        self.reply(op.reply, Err(CommandStatus::ESME_RSYSERR));
+                    }
+                }
+                None => self.reply(op.reply, Err(CommandStatus::ESME_RSYSERR)),
+            }
+        } else {
+            self.send(slot.core, CoreMsg::Op { slot: slot.slot, op });
+        }
+    }
+
     /// A job arrived from another core for one of our vendor slots.
-    pub fn accept_remote_job(&self, vendor: u32, slot: u32, job: Job) {
+    fn accept_remote_job(&self, vendor: u32, slot: u32, job: Job) {
         let mb = self.vendor_binds.borrow().get(&(vendor, slot)).cloned();
         let snap = self.snapshot();
         let slot_rt = snap.vendors.get(vendor as usize).and_then(|v| v.slots.get(slot as usize)).cloned();
-        match (mb, slot_rt) {
-            (Some(mb), Some(_)) => {
-                if let Err(VendorMsg::Job(job)) = mb.push(VendorMsg::Job(job)) {
-                    if let Some(s) = &snap.vendors[vendor as usize].slots.get(slot as usize) {
-                        s.load.fetch_sub(1, Ordering::Relaxed);
-                    }
-                    self.dispatch(job);
-                }
-            }
-            (_, slot_rt) => {
-                if let Some(s) = slot_rt {
-                    s.load.fetch_sub(1, Ordering::Relaxed);
-                }
-                self.dispatch(job);
-            }
+        let job = match mb {
+            Some(mb) => match mb.push(VendorMsg::Job(job)) {
+                Ok(()) => return,
+                Err(VendorMsg::Job(job)) => job,
+                Err(_) => return,
+            },
+            None => job,
+        };
+        if let Some(s) = slot_rt {
+            s.load.fetch_sub(1, Ordering::Relaxed);
         }
+        self.dispatch(job);
     }
 
     /// Answers the customer of `job`, on whichever core its session lives.
@@ -386,31 +606,40 @@ impl Core {
             Err(_) => self.metrics.refused.fetch_add(1, Ordering::Relaxed),
         };
         self.metrics.observe_submit(job.received.elapsed());
-        self.deliver_done(job.reply, job.data_sm, result);
+        self.reply(job.reply, result.map(|_| job.shown_id));
     }
 
-    /// Delivers a submit answer to a session here, or sends it to its core.
-    pub fn deliver_done(&self, reply: ReplyTo, data_sm: bool, result: Result<u64, CommandStatus>) {
-        if usize::from(reply.core) != self.idx {
-            if let Some(Some(outbox)) = self.outboxes.get(usize::from(reply.core)) {
-                // The outbox is bounded by the windows in flight; see `Outbox`.
-                if outbox.push(CoreMsg::Done { reply, data_sm, result }).is_err() {
-                    self.metrics.lost_answers.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(core = reply.core, "outbox to core is full: answer lost");
-                }
-            }
-            return;
-        }
-        let mb = {
-            let sessions = self.sessions.borrow();
-            match sessions.get(reply.session as usize) {
-                Some(Some(e)) if e.generation == reply.generation => Some(e.mailbox.clone()),
-                _ => None,
-            }
+    /// A vendor accepted `job` under `vendor_id`: answer the customer and store the message.
+    pub fn accepted(&self, job: Job, vendor: u32, vendor_id: Bytes) {
+        self.finish(&job, Ok(job.shown_id));
+        let canonical = canonical_id(&vendor_id);
+        let rec = Record {
+            msg_id: job.msg_id,
+            shown_id: job.shown_id,
+            customer: job.customer,
+            vendor,
+            vendor_id: Bytes::copy_from_slice(&vendor_id),
+            source: (job.submit.source.ton, job.submit.source.npi, Bytes::copy_from_slice(&job.submit.source.addr)),
+            dest: (job.submit.dest.ton, job.submit.dest.npi, Bytes::copy_from_slice(&job.submit.dest.addr)),
+            submitted: job.submitted_unix,
+            state: MessageState::Enroute,
+            final_at: 0,
+            error: 0,
+            wants_receipt: job.wants_receipt,
+            siblings: job.siblings,
         };
-        match mb {
+        let shard = shard_of(vendor, &shard_key(&canonical), self.cores());
+        self.send(shard, CoreMsg::Store(Box::new(rec)));
+    }
+
+    /// Delivers an answer to a session here, or sends it to its core.
+    pub fn reply(&self, reply: ReplyTo, result: Result<u64, CommandStatus>) {
+        if usize::from(reply.core) != self.idx {
+            return self.send(usize::from(reply.core), CoreMsg::Done { reply, result });
+        }
+        match self.session_mailbox(reply.session, reply.generation) {
             Some(mb) => {
-                if mb.push(SessionMsg::Done { seq: reply.seq, data_sm, result }).is_err() {
+                if mb.push(SessionMsg::Done { reply, result }).is_err() {
                     self.metrics.lost_answers.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -422,12 +651,212 @@ impl Core {
         }
     }
 
-    /// Handles a message from another core.
+    /// A vendor sent a deliver_sm (receipt or MO) to a bind on this core.
+    pub fn vendor_deliver(&self, vendor: u32, d: SubmitSm) {
+        if is_receipt(d.esm_class) {
+            self.metrics.receipts_in.fetch_add(1, Ordering::Relaxed);
+            let receipt = Receipt::parse_with_tlvs(
+                &d.short_message,
+                d.tlvs.receipted_message_id().as_deref(),
+                d.tlvs.message_state(),
+                d.tlvs.get(tag::NETWORK_ERROR_CODE).as_deref(),
+            );
+            let receipt = match receipt {
+                Ok(r) => r,
+                Err(e) => {
+                    self.metrics.receipts_unparsable.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(vendor, "unreadable receipt: {e}");
+                    return;
+                }
+            };
+            let canonical = canonical_id(receipt.id.as_bytes());
+            let shard = shard_of(vendor, &shard_key(&canonical), self.cores());
+            let network_error = d.tlvs.get(tag::NETWORK_ERROR_CODE);
+            self.send(shard, CoreMsg::Receipt(Box::new(VendorReceipt { vendor, receipt, network_error })));
+        } else {
+            self.metrics.mo_in.fetch_add(1, Ordering::Relaxed);
+            let snap = self.snapshot();
+            match snap.mo_owner(&d.dest.addr) {
+                Some(customer) => {
+                    let delivery = Delivery { customer, token: 0, kind: Kind::Mo, body: d, attempts: 0 };
+                    self.send(self.home_of(customer), CoreMsg::Deliver(Box::new(delivery)));
+                }
+                None => {
+                    self.metrics.mo_unroutable.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(dest = %String::from_utf8_lossy(&d.dest.addr), "MO for a number no customer owns");
+                }
+            }
+        }
+    }
+
+    fn apply_receipt(&self, r: Box<VendorReceipt>) {
+        let now = unix_now();
+        let mut store = self.store.borrow_mut();
+        let Some(rec) = store.find_vendor_mut(r.vendor, r.receipt.id.as_bytes()) else {
+            let (vendor, id) = (r.vendor, r.receipt.id.as_bytes().to_vec());
+            if !store.park(vendor, &id, r, now) {
+                self.metrics.receipts_unmatched.fetch_add(1, Ordering::Relaxed);
+            }
+            return;
+        };
+        let stat = r.receipt.stat;
+        rec.state = stat;
+        if stat.is_final() {
+            rec.final_at = now;
+        }
+        if let Some(nec) = &r.network_error
+            && nec.len() == 3
+        {
+            rec.error = u16::from_be_bytes([nec[1], nec[2]]);
+        }
+        self.metrics.receipts_matched.fetch_add(1, Ordering::Relaxed);
+        if !rec.wants_receipt {
+            return;
+        }
+        let rec = rec.clone();
+        drop(store);
+        let snap = self.snapshot();
+        let Some(c) = snap.customers.get(rec.customer as usize) else { return };
+        let home = self.home_of(rec.customer);
+        let mut ids: Vec<(u64, bool)> = vec![(rec.shown_id, false)];
+        ids.extend(rec.siblings.iter().map(|&s| (s, true)));
+        for (shown, derived) in ids {
+            let body = customer_receipt(&rec, &r, shown, c.id_style, derived);
+            let delivery = Delivery { customer: rec.customer, token: 0, kind: Kind::Receipt, body, attempts: 0 };
+            self.send(home, CoreMsg::Deliver(Box::new(delivery)));
+            if derived {
+                for core in 0..self.cores() {
+                    self.send(core, CoreMsg::SetState { shown_id: shown, state: stat });
+                }
+            }
+        }
+    }
+
+    fn pump_deliveries(&self) {
+        let mut out = self.pending_out.borrow_mut();
+        self.dispatcher.borrow_mut().next(&mut out);
+        for (session, d) in out.drain(..) {
+            self.send(usize::from(session.core), CoreMsg::DeliverOn { session, delivery: Box::new(d) });
+        }
+    }
+
+    /// Handles a message from another core or the local inbox.
     pub fn on_core_msg(&self, msg: CoreMsg) {
         match msg {
             CoreMsg::Job { vendor, slot, job } => self.accept_remote_job(vendor, slot, job),
-            CoreMsg::Done { reply, data_sm, result } => self.deliver_done(reply, data_sm, result),
+            CoreMsg::Op { slot, op } => {
+                let mb = self.vendor_binds.borrow().get(&(op.vendor, slot)).cloned();
+                match mb {
+                    Some(mb) => {
+                        if let Err(VendorMsg::Op(op)) = mb.push(VendorMsg::Op(op)) {
+                            self.reply(op.reply, Err(CommandStatus::ESME_RSYSERR));
+                        }
+                    }
+                    None => self.reply(op.reply, Err(CommandStatus::ESME_RSYSERR)),
+                }
+            }
+            CoreMsg::Done { reply, result } => self.reply(reply, result),
+            CoreMsg::Store(rec) => {
+                let early = self.store.borrow_mut().insert(*rec, unix_now());
+                if let Some(r) = early {
+                    self.metrics.receipts_early.fetch_add(1, Ordering::Relaxed);
+                    self.apply_receipt(r);
+                }
+            }
+            CoreMsg::Receipt(r) => self.apply_receipt(r),
+            CoreMsg::Deliver(d) => {
+                self.dispatcher.borrow_mut().push(*d);
+                self.pump_deliveries();
+            }
+            CoreMsg::DeliverOn { session, delivery } => {
+                let customer = delivery.customer;
+                let token = delivery.token;
+                match self.session_mailbox(session.session, session.generation) {
+                    Some(mb) if mb.push(SessionMsg::Deliver(delivery)).is_ok() => {}
+                    _ => {
+                        let home = self.home_of(customer);
+                        self.send(home, CoreMsg::DeliveryAck { customer, token, ok: false });
+                        self.send(home, CoreMsg::Receiver { customer, session, up: false });
+                    }
+                }
+            }
+            CoreMsg::DeliveryAck { customer, token, ok } => {
+                if ok {
+                    self.metrics.deliveries_ok.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    self.metrics.deliveries_failed.fetch_add(1, Ordering::Relaxed);
+                }
+                self.dispatcher.borrow_mut().ack(customer, token, ok);
+                self.pump_deliveries();
+            }
+            CoreMsg::Receiver { customer, session, up } => {
+                {
+                    let mut d = self.dispatcher.borrow_mut();
+                    if up {
+                        d.session_up(customer, session);
+                    } else {
+                        d.session_down(customer, session);
+                    }
+                }
+                self.pump_deliveries();
+            }
+            CoreMsg::Query { shown_id, customer, reply } => {
+                let found = self
+                    .store
+                    .borrow()
+                    .find_shown(shown_id)
+                    .filter(|r| r.customer == customer)
+                    .map(|r| Box::new(Found { shard: self.idx as u16, record: r.clone() }));
+                self.send(usize::from(reply.core), CoreMsg::QueryAnswer { reply, found });
+            }
+            CoreMsg::QueryAnswer { reply, found } => {
+                if let Some(mb) = self.session_mailbox(reply.session, reply.generation) {
+                    let _ = mb.push(SessionMsg::QueryAnswer { reply, found });
+                }
+            }
+            CoreMsg::SetState { shown_id, state } => {
+                if let Some(r) = self.store.borrow_mut().find_shown_mut(shown_id) {
+                    r.state = state;
+                    if state.is_final() && r.final_at == 0 {
+                        r.final_at = unix_now();
+                    }
+                }
+            }
         }
+    }
+}
+
+/// The receipt a customer gets: the vendor's receipt with our id in the text and in
+/// receipted_message_id, addressed back from the recipient to the originator.
+fn customer_receipt(rec: &Record, r: &VendorReceipt, shown: u64, style: crate::msgid::IdStyle, derived: bool) -> SubmitSm {
+    let mut idbuf = [0u8; 20];
+    let id = format_id(shown, style, &mut idbuf);
+    let receipt = match ReceiptId::from_slice(id) {
+        Ok(rid) => r.receipt.with_id(rid),
+        Err(_) => r.receipt.clone(),
+    };
+    let mut text = BytesMut::with_capacity(160);
+    receipt.format_into(&mut text);
+    let mut tlvs = Tlvs::builder()
+        .cstr(tag::RECEIPTED_MESSAGE_ID, id)
+        .u8(tag::MESSAGE_STATE, receipt.stat.as_u8());
+    if let Some(nec) = &r.network_error {
+        tlvs = tlvs.bytes(tag::NETWORK_ERROR_CODE, nec);
+    }
+    if derived {
+        tlvs = tlvs.u8(TAG_DERIVED_RECEIPT, 1);
+    }
+    let mut text = text.freeze();
+    if text.len() > smppgw_codec::SHORT_MESSAGE_MAX {
+        text = text.slice(..smppgw_codec::SHORT_MESSAGE_MAX);
+    }
+    SubmitSm {
+        source: Address { ton: rec.dest.0, npi: rec.dest.1, addr: rec.dest.2.clone() },
+        dest: Address { ton: rec.source.0, npi: rec.source.1, addr: rec.source.2.clone() },
+        esm_class: 0x04,
+        short_message: text,
+        tlvs: tlvs.build(),
+        ..SubmitSm::default()
     }
 }
 
@@ -436,14 +865,23 @@ fn unreachable_job() -> Job {
     // Kept as a function so the impossible branch does not panic the core.
     Job {
         msg_id: 0,
-        reply: ReplyTo { core: 0, session: u32::MAX, generation: 0, seq: 0 },
+        shown_id: 0,
+        reply: ReplyTo { core: 0, session: u32::MAX, generation: 0, seq: 0, kind: ReplyKind::Submit },
         customer: 0,
-        data_sm: false,
         submit: SubmitSm::default(),
         route: 0,
         tried: [0; FAILOVER_MAX],
         tried_len: 0,
         last_status: None,
         received: Instant::now(),
+        submitted_unix: 0,
+        wants_receipt: false,
+        siblings: Vec::new(),
     }
+}
+
+/// Formats our id for a customer.
+pub fn shown_text(id: u64, style: crate::msgid::IdStyle) -> Bytes {
+    let mut buf = [0u8; 20];
+    Bytes::copy_from_slice(format_id(id, style, &mut buf))
 }

@@ -81,12 +81,13 @@ pub enum Event {
         /// Segments it counts for.
         segments: u32,
     },
-    /// The customer answered one of our deliver_sm (or data_sm) requests.
-    DeliverResp {
-        /// Sequence number of our request.
-        seq: u32,
-        /// Its status.
-        status: CommandStatus,
+    /// A delivery handed to [`CustomerSession::deliver`] finished: answered OK, or failed (error
+    /// status, generic_nack, timeout).
+    Delivered {
+        /// The token it was handed in with.
+        token: u64,
+        /// Whether the customer accepted it.
+        ok: bool,
     },
     /// Another request this machine does not answer itself (query_sm, cancel_sm, replace_sm,
     /// submit_multi): the driver answers it.
@@ -134,6 +135,8 @@ pub struct CustomerSession {
     next_seq: u32,
     last_rx: Instant,
     enquire_sent: Option<Instant>,
+    deliveries: std::collections::HashMap<u32, (u64, Instant)>,
+    delivery_deadlines: std::collections::VecDeque<(Instant, u32)>,
 }
 
 /// Result of routing a submit: our id, or the status to answer with.
@@ -150,6 +153,52 @@ impl CustomerSession {
             next_seq: 1,
             last_rx: now,
             enquire_sent: None,
+            deliveries: std::collections::HashMap::new(),
+            delivery_deadlines: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// Sends a receipt or MO (in deliver_sm form) as deliver_sm, or as data_sm when `as_data_sm`.
+    /// Returns false when this session cannot receive now (not bound as receiver/transceiver, or
+    /// shutting down); the caller routes it elsewhere.
+    pub fn deliver(&mut self, token: u64, body: &SubmitSm, as_data_sm: bool, now: Instant, out: &mut BytesMut) -> bool {
+        match self.state {
+            State::Bound { kind, .. } if kind.can_receive() => {}
+            _ => return false,
+        }
+        let seq = self.next_sequence();
+        if as_data_sm {
+            let mut tlvs = body.tlvs.clone();
+            if !body.short_message.is_empty() {
+                tlvs = tlvs.with(smppgw_codec::tag::MESSAGE_PAYLOAD, &body.short_message);
+            }
+            let d = smppgw_codec::DataSm {
+                service_type: body.service_type.clone(),
+                source: body.source.clone(),
+                dest: body.dest.clone(),
+                esm_class: body.esm_class,
+                registered_delivery: body.registered_delivery,
+                data_coding: body.data_coding,
+                tlvs,
+            };
+            Pdu::new(seq, Body::DataSm(d)).encode(out);
+        } else {
+            smppgw_codec::encode_short_message(smppgw_codec::CommandId::DELIVER_SM, seq, body, out);
+        }
+        let deadline = now + self.settings.response_timeout;
+        self.deliveries.insert(seq, (token, deadline));
+        self.delivery_deadlines.push_back((deadline, seq));
+        true
+    }
+
+    /// Deliveries sent and not yet answered.
+    pub fn deliveries_outstanding(&self) -> usize {
+        self.deliveries.len()
+    }
+
+    fn delivery_answered(&mut self, seq: u32, ok: bool, events: &mut Vec<Event>) {
+        if let Some((token, _)) = self.deliveries.remove(&seq) {
+            events.push(Event::Delivered { token, ok });
         }
     }
 
@@ -188,11 +237,7 @@ impl CustomerSession {
             (State::Closed, _) => {}
             (_, Body::EnquireLink) => Pdu::new(seq, Body::EnquireLinkResp).encode(out),
             (_, Body::EnquireLinkResp) => self.enquire_sent = None,
-            (_, Body::GenericNack) => {
-                if !pdu.command_status.is_ok() {
-                    events.push(Event::DeliverResp { seq, status: pdu.command_status });
-                }
-            }
+            (_, Body::GenericNack) => self.delivery_answered(seq, false, events),
             (State::Open { .. }, body @ (Body::BindTransmitter(_) | Body::BindReceiver(_) | Body::BindTransceiver(_))) => {
                 let (kind, bind) = match body {
                     Body::BindTransmitter(b) => (BindKind::Transmitter, b),
@@ -263,8 +308,8 @@ impl CustomerSession {
                     Err(st) => refuse(out, id, seq, st),
                 }
             }
-            (State::Bound { .. }, Body::DeliverSmResp(_) | Body::DataSmResp(_)) => {
-                events.push(Event::DeliverResp { seq, status: pdu.command_status });
+            (_, Body::DeliverSmResp(_) | Body::DataSmResp(_)) => {
+                self.delivery_answered(seq, pdu.command_status.is_ok(), events);
             }
             (State::Bound { kind, .. }, body @ (Body::QuerySm(_) | Body::CancelSm(_) | Body::ReplaceSm(_) | Body::SubmitMulti(_))) => {
                 let submits = !matches!(body, Body::QuerySm(_));
@@ -297,8 +342,8 @@ impl CustomerSession {
         match err {
             DecodeError::Pdu { header, error } => {
                 if header.command_id.is_response() && header.command_id.name().is_some() {
-                    // A malformed response to our request: count it as failed, answer nothing.
-                    events.push(Event::DeliverResp { seq: header.sequence_number, status: CommandStatus::ESME_RSYSERR });
+                    // A malformed response to our request: judge it by its status, answer nothing.
+                    self.delivery_answered(header.sequence_number, header.command_status.is_ok(), events);
                     return;
                 }
                 let status = error.command_status();
@@ -413,6 +458,14 @@ impl CustomerSession {
 
     /// The earliest time [`CustomerSession::on_tick`] has something to do.
     pub fn next_deadline(&self) -> Instant {
+        let own = self.own_deadline();
+        match self.delivery_deadlines.front() {
+            Some(&(d, _)) => d.min(own),
+            None => own,
+        }
+    }
+
+    fn own_deadline(&self) -> Instant {
         let s = &self.settings;
         match self.state {
             State::Open { since, .. } | State::Binding { since } => since + s.bind_timeout,
@@ -426,6 +479,15 @@ impl CustomerSession {
 
     /// Time passed: keepalive, timeouts.
     pub fn on_tick(&mut self, now: Instant, out: &mut BytesMut, events: &mut Vec<Event>) {
+        while let Some(&(deadline, seq)) = self.delivery_deadlines.front() {
+            if deadline > now {
+                break;
+            }
+            self.delivery_deadlines.pop_front();
+            if self.deliveries.get(&seq).is_some_and(|(_, d)| *d == deadline) {
+                self.delivery_answered(seq, false, events);
+            }
+        }
         let s = &self.settings;
         let (bind_timeout, response_timeout, session_timeout, enquire_link_interval) =
             (s.bind_timeout, s.response_timeout, s.session_timeout, s.enquire_link_interval);
@@ -709,5 +771,50 @@ mod tests {
         assert_eq!(segments_of(8, 142), 2);
         assert_eq!(segments_of(0, 160), 1);
         assert_eq!(segments_of(0, 161), 2);
+    }
+}
+
+#[cfg(test)]
+mod delivery_tests {
+    use super::*;
+    use smppgw_codec::{CommandId, Decoder};
+
+    #[test]
+    fn deliveries_are_answered_failed_or_timed_out_exactly_once() {
+        let now = Instant::now();
+        let settings = CustomerSettings {
+            system_id: "gw".into(),
+            enquire_link_interval: Duration::from_secs(30),
+            session_timeout: Duration::from_secs(90),
+            bind_timeout: Duration::from_secs(10),
+            response_timeout: Duration::from_secs(5),
+        };
+        let mut s = CustomerSession::new(settings, now);
+        let (mut out, mut ev) = (BytesMut::new(), Vec::new());
+        assert!(!s.deliver(1, &SubmitSm::default(), false, now, &mut out), "not bound");
+        s.on_pdu(Pdu::new(1, Body::BindReceiver(Bind::default())), now, &mut out, &mut ev);
+        s.bind_accepted(BindKind::Receiver, 1, IdStyle::Hex, 10, &mut out);
+        out.clear();
+        assert!(s.deliver(11, &SubmitSm::default(), false, now, &mut out));
+        assert!(s.deliver(12, &SubmitSm::default(), true, now, &mut out));
+        assert!(s.deliver(13, &SubmitSm::default(), false, now, &mut out));
+        let mut sent = Vec::new();
+        while let Some(p) = Decoder::default().decode(&mut out).unwrap() {
+            sent.push(p);
+        }
+        assert_eq!(sent[1].command_id(), CommandId::DATA_SM);
+        ev.clear();
+        s.on_pdu(Pdu::new(sent[0].sequence_number, Body::DeliverSmResp(Default::default())), now, &mut out, &mut ev);
+        s.on_pdu(Pdu::with_status(sent[1].sequence_number, CommandStatus::ESME_RX_T_APPN, Body::DataSmResp(Default::default())), now, &mut out, &mut ev);
+        s.on_tick(now + Duration::from_secs(6), &mut out, &mut ev);
+        let got: Vec<(u64, bool)> = ev
+            .iter()
+            .filter_map(|e| match e {
+                Event::Delivered { token, ok } => Some((*token, *ok)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(got, vec![(11, true), (12, false), (13, false)]);
+        assert_eq!(s.deliveries_outstanding(), 0);
     }
 }

@@ -20,7 +20,8 @@ use glommio::timer::Timer;
 use smppgw_codec::{CommandStatus, DecodeError, Decoder};
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::core::{Core, FAILOVER_MAX, Job, ReplyTo, SessionMsg, VendorMsg};
+use crate::core::{Core, CoreMsg, FAILOVER_MAX, Found, Job, OpJob, ReplyKind, ReplyTo, SessionMsg, VendorMsg};
+use crate::deliveries::SessionRef;
 use crate::customer::{BindKind, CustomerSession, CustomerSettings, Event};
 use crate::limits;
 use crate::mailbox::Mailbox;
@@ -37,6 +38,8 @@ pub struct CoreIo {
     pub auth_cache: RefCell<std::collections::HashMap<(Bytes, Bytes), String>>,
     /// Monotonic origin for rate limiters.
     pub epoch: Instant,
+    /// Long-message groups (receipt policy "last").
+    pub part_groups: RefCell<PartGroups>,
 }
 
 impl CoreIo {
@@ -46,6 +49,7 @@ impl CoreIo {
             scratch: RefCell::new(vec![0; limits::READ_SCRATCH_BYTES]),
             auth_cache: RefCell::new(std::collections::HashMap::new()),
             epoch,
+            part_groups: RefCell::new(PartGroups::new()),
         }
     }
 
@@ -182,6 +186,397 @@ async fn authenticate(
     Ok(c)
 }
 
+/// Parts of long messages seen on this core, for the "receipt for the last part only" policy:
+/// (customer, source, destination, reference) -> (when, ids of the parts so far).
+pub type PartGroups = std::collections::HashMap<(u32, Bytes, Bytes, u16), (Instant, Vec<u64>)>;
+
+/// Long-message groups remembered per core; the oldest are forgotten past this (their last part
+/// then simply asks the vendor for its own receipt).
+pub const PART_GROUPS_MAX: usize = 100_000;
+/// A group whose last part has not come within this is forgotten.
+pub const PART_GROUP_TTL: Duration = Duration::from_secs(600);
+
+/// The (reference, total, seq) of a part of a long message, from its UDH or SAR TLVs.
+fn part_info(s: &smppgw_codec::SubmitSm) -> Option<(u16, u8, u8)> {
+    if s.esm_class & 0x40 != 0 {
+        let ud = smppgw_codec::text::parse_udh(&s.short_message).ok()?;
+        let c = ud.concat?.info;
+        return Some((c.ref_num, c.total, c.seq));
+    }
+    let t = &s.tlvs;
+    Some((t.sar_msg_ref_num()?, t.sar_total_segments()?, t.sar_segment_seqnum()?))
+}
+
+enum Pending {
+    Query,
+    Cancel(smppgw_codec::CancelSm),
+    Replace(smppgw_codec::ReplaceSm),
+}
+
+struct PendingQuery {
+    what: Pending,
+    answers: usize,
+    found: Option<Box<Found>>,
+}
+
+struct PendingMulti {
+    remaining: usize,
+    shown_id: u64,
+    any_ok: bool,
+    unsuccess: Vec<smppgw_codec::UnsuccessSme>,
+    dests: Vec<smppgw_codec::Address>,
+}
+
+struct CustomerDriver {
+    core: Rc<Core>,
+    io: Rc<CoreIo>,
+    slot: u32,
+    generation: u32,
+    machine: CustomerSession,
+    customer: Option<Arc<CustomerRt>>,
+    receiving: bool,
+    wbuf: BytesMut,
+    queries: std::collections::HashMap<u32, PendingQuery>,
+    multis: std::collections::HashMap<u32, PendingMulti>,
+    closing: bool,
+}
+
+impl CustomerDriver {
+    fn me(&self) -> SessionRef {
+        SessionRef { core: self.core.idx as u16, session: self.slot, generation: self.generation }
+    }
+
+    fn reply_to(&self, seq: u32, kind: ReplyKind) -> ReplyTo {
+        ReplyTo { core: self.core.idx as u16, session: self.slot, generation: self.generation, seq, kind }
+    }
+
+    fn on_events(&mut self, events: &mut Vec<Event>, now: Instant, peer: SocketAddr) -> Vec<Event> {
+        let mut later = Vec::new();
+        for ev in events.drain(..) {
+            match ev {
+                Event::Bind { .. } => later.push(ev),
+                Event::Submit { seq, submit, segments } => self.submit(seq, submit, segments, ReplyKind::Submit, now),
+                Event::DataSm { seq, submit, segments } => self.submit(seq, submit, segments, ReplyKind::DataSm, now),
+                Event::Delivered { token, ok } => {
+                    if let Some(c) = &self.customer {
+                        let home = self.core.home_of(c.idx);
+                        self.core.send(home, CoreMsg::DeliveryAck { customer: c.idx, token, ok });
+                    }
+                }
+                Event::Request(pdu) => self.request(pdu, now),
+                Event::Close(reason) => {
+                    debug!(?reason, %peer, "closing");
+                    self.closing = true;
+                }
+            }
+        }
+        later
+    }
+
+    fn submit(&mut self, seq: u32, mut submit: smppgw_codec::SubmitSm, segments: u32, kind: ReplyKind, now: Instant) {
+        let data_sm = kind == ReplyKind::DataSm;
+        self.core.metrics.submits.fetch_add(1, Ordering::Relaxed);
+        let Some(c) = self.customer.clone() else { return };
+        if !c.limiter.try_acquire(segments, self.io.nanos(now)) {
+            self.core.metrics.throttled_customer.fetch_add(1, Ordering::Relaxed);
+            self.core.metrics.rejected.fetch_add(1, Ordering::Relaxed);
+            let mut sink = Vec::new();
+            self.machine.submit_done(seq, data_sm, Err(CommandStatus::ESME_RTHROTTLED), &mut self.wbuf, &mut sink);
+            return;
+        }
+        let msg_id = self.core.next_msg_id();
+        let wants_receipt = submit.registered_delivery & 0x03 != 0;
+        let mut siblings = Vec::new();
+        if wants_receipt
+            && c.cfg.receipt_parts == crate::config::ReceiptParts::Last
+            && let Some((r, total, part)) = part_info(&submit)
+            && total > 1
+        {
+            let key = (c.idx, submit.source.addr.clone(), submit.dest.addr.clone(), r);
+            let mut groups = self.io.part_groups.borrow_mut();
+            if part < total {
+                if groups.len() >= PART_GROUPS_MAX {
+                    groups.retain(|_, (t, _)| now.saturating_duration_since(*t) < PART_GROUP_TTL);
+                }
+                if groups.len() < PART_GROUPS_MAX {
+                    groups.entry(key).or_insert_with(|| (now, Vec::new())).1.push(msg_id);
+                    // Only the last part asks the vendor; this one's receipt is derived from it.
+                    submit.registered_delivery &= !0x03;
+                }
+            } else if let Some((_, ids)) = groups.remove(&key) {
+                siblings = ids;
+            }
+        }
+        let job = Job {
+            msg_id,
+            shown_id: msg_id,
+            reply: self.reply_to(seq, kind),
+            customer: c.idx,
+            submit,
+            route: 0,
+            tried: [0; FAILOVER_MAX],
+            tried_len: 0,
+            last_status: None,
+            received: now,
+            submitted_unix: crate::core::unix_now(),
+            wants_receipt,
+            siblings,
+        };
+        self.core.submit(job);
+    }
+
+    fn refuse(&mut self, pdu: &smppgw_codec::Pdu, st: CommandStatus) {
+        let h = smppgw_codec::Header {
+            command_length: 16,
+            command_id: pdu.command_id(),
+            command_status: CommandStatus::ESME_ROK,
+            sequence_number: pdu.sequence_number,
+        };
+        smppgw_codec::Pdu::error_response(&h, st).encode(&mut self.wbuf);
+    }
+
+    fn request(&mut self, pdu: smppgw_codec::Pdu, now: Instant) {
+        let Some(c) = self.customer.clone() else { return };
+        let seq = pdu.sequence_number;
+        let (id, what, fail) = match &pdu.body {
+            smppgw_codec::Body::QuerySm(q) => (q.message_id.clone(), Pending::Query, CommandStatus::ESME_RQUERYFAIL),
+            smppgw_codec::Body::CancelSm(x) => {
+                (x.message_id.clone(), Pending::Cancel(x.clone()), CommandStatus::ESME_RCANCELFAIL)
+            }
+            smppgw_codec::Body::ReplaceSm(x) => {
+                (x.message_id.clone(), Pending::Replace(x.clone()), CommandStatus::ESME_RREPLACEFAIL)
+            }
+            smppgw_codec::Body::SubmitMulti(m) => return self.submit_multi(seq, m.clone(), &c, now),
+            _ => return self.refuse(&pdu, CommandStatus::ESME_RINVCMDID),
+        };
+        if self.queries.len() >= limits::WINDOW_MAX as usize {
+            return self.refuse(&pdu, CommandStatus::ESME_RTHROTTLED);
+        }
+        let Some(shown_id) = crate::msgid::parse_id(&id, c.id_style) else {
+            // cancel_sm with an empty id (cancel by addresses) is not supported: refused as failed.
+            return self.refuse(&pdu, if id.is_empty() { fail } else { CommandStatus::ESME_RINVMSGID });
+        };
+        self.queries.insert(seq, PendingQuery { what, answers: 0, found: None });
+        let reply = self.reply_to(seq, ReplyKind::Submit);
+        for core in 0..self.core.cores() {
+            self.core.send(core, CoreMsg::Query { shown_id, customer: c.idx, reply });
+        }
+    }
+
+    fn submit_multi(&mut self, seq: u32, m: smppgw_codec::SubmitMulti, c: &Arc<CustomerRt>, now: Instant) {
+        use smppgw_codec::{DestAddress, UnsuccessSme};
+        let shown_id = self.core.next_msg_id();
+        let mut pm = PendingMulti { remaining: 0, shown_id, any_ok: false, unsuccess: Vec::new(), dests: Vec::new() };
+        let mut jobs = Vec::new();
+        for (i, d) in m.dests.iter().enumerate() {
+            match d {
+                DestAddress::DistributionList(name) => pm.unsuccess.push(UnsuccessSme {
+                    addr: smppgw_codec::Address::new(0, 0, name.clone()),
+                    error_status: CommandStatus::ESME_RINVDLNAME,
+                }),
+                DestAddress::Sme(addr) => {
+                    let submit = smppgw_codec::SubmitSm {
+                        service_type: m.service_type.clone(),
+                        source: m.source.clone(),
+                        dest: addr.clone(),
+                        esm_class: m.esm_class,
+                        protocol_id: m.protocol_id,
+                        priority_flag: m.priority_flag,
+                        schedule_delivery_time: m.schedule_delivery_time.clone(),
+                        validity_period: m.validity_period.clone(),
+                        registered_delivery: m.registered_delivery,
+                        replace_if_present_flag: m.replace_if_present_flag,
+                        data_coding: m.data_coding,
+                        sm_default_msg_id: m.sm_default_msg_id,
+                        short_message: m.short_message.clone(),
+                        tlvs: m.tlvs.clone(),
+                    };
+                    match crate::customer::validate_submit(&submit) {
+                        Err(st) => pm.unsuccess.push(UnsuccessSme { addr: addr.clone(), error_status: st }),
+                        Ok(segments) => {
+                            if !c.limiter.try_acquire(segments, self.io.nanos(now)) {
+                                pm.unsuccess.push(UnsuccessSme { addr: addr.clone(), error_status: CommandStatus::ESME_RTHROTTLED });
+                                continue;
+                            }
+                            jobs.push((i as u16, submit));
+                        }
+                    }
+                }
+            }
+            pm.dests.push(match d {
+                DestAddress::Sme(a) => a.clone(),
+                DestAddress::DistributionList(n) => smppgw_codec::Address::new(0, 0, n.clone()),
+            });
+        }
+        pm.remaining = jobs.len();
+        let empty = jobs.is_empty();
+        self.multis.insert(seq, pm);
+        if empty {
+            self.finish_multi(seq);
+            return;
+        }
+        for (i, submit) in jobs {
+            self.core.metrics.submits.fetch_add(1, Ordering::Relaxed);
+            let wants_receipt = submit.registered_delivery & 0x03 != 0;
+            let job = Job {
+                msg_id: self.core.next_msg_id(),
+                shown_id,
+                reply: self.reply_to(seq, ReplyKind::Multi(i)),
+                customer: c.idx,
+                submit,
+                route: 0,
+                tried: [0; FAILOVER_MAX],
+                tried_len: 0,
+                last_status: None,
+                received: now,
+                submitted_unix: crate::core::unix_now(),
+                wants_receipt,
+                siblings: Vec::new(),
+            };
+            self.core.submit(job);
+        }
+    }
+
+    fn finish_multi(&mut self, seq: u32) {
+        let Some(pm) = self.multis.remove(&seq) else { return };
+        let style = self.customer.as_ref().map_or(crate::msgid::IdStyle::Hex, |c| c.id_style);
+        let (status, message_id) = if pm.any_ok {
+            (CommandStatus::ESME_ROK, crate::core::shown_text(pm.shown_id, style))
+        } else {
+            (CommandStatus::ESME_RSUBMITFAIL, Bytes::new())
+        };
+        let body = smppgw_codec::Body::SubmitMultiResp(smppgw_codec::SubmitMultiResp { message_id, unsuccess: pm.unsuccess });
+        smppgw_codec::Pdu::with_status(seq, status, body).encode(&mut self.wbuf);
+    }
+
+    fn on_done(&mut self, reply: ReplyTo, result: Result<u64, CommandStatus>, events: &mut Vec<Event>) {
+        let seq = reply.seq;
+        match reply.kind {
+            ReplyKind::Submit => self.machine.submit_done(seq, false, result, &mut self.wbuf, events),
+            ReplyKind::DataSm => self.machine.submit_done(seq, true, result, &mut self.wbuf, events),
+            ReplyKind::Multi(i) => {
+                let Some(pm) = self.multis.get_mut(&seq) else { return };
+                pm.remaining = pm.remaining.saturating_sub(1);
+                match result {
+                    Ok(_) => pm.any_ok = true,
+                    Err(st) => {
+                        let addr = pm.dests.get(usize::from(i)).cloned().unwrap_or_default();
+                        pm.unsuccess.push(smppgw_codec::UnsuccessSme { addr, error_status: st });
+                    }
+                }
+                if pm.remaining == 0 {
+                    self.finish_multi(seq);
+                }
+            }
+            ReplyKind::Cancel | ReplyKind::Replace => {
+                let body = if reply.kind == ReplyKind::Cancel {
+                    smppgw_codec::Body::CancelSmResp
+                } else {
+                    smppgw_codec::Body::ReplaceSmResp
+                };
+                let st = result.err().unwrap_or(CommandStatus::ESME_ROK);
+                smppgw_codec::Pdu::with_status(seq, st, body).encode(&mut self.wbuf);
+            }
+        }
+    }
+
+    fn on_query_answer(&mut self, reply: ReplyTo, found: Option<Box<Found>>) {
+        let seq = reply.seq;
+        let cores = self.core.cores();
+        let Some(q) = self.queries.get_mut(&seq) else { return };
+        q.answers += 1;
+        if found.is_some() {
+            q.found = found;
+        }
+        if q.answers < cores {
+            return;
+        }
+        let Some(q) = self.queries.remove(&seq) else { return };
+        let style = self.customer.as_ref().map_or(crate::msgid::IdStyle::Hex, |c| c.id_style);
+        match (q.what, q.found) {
+            (Pending::Query, Some(f)) => {
+                let r = &f.record;
+                let body = smppgw_codec::QuerySmResp {
+                    message_id: crate::core::shown_text(r.shown_id, style),
+                    final_date: if r.final_at > 0 { smpp_time(r.final_at) } else { Bytes::new() },
+                    message_state: r.state.as_u8(),
+                    error_code: r.error.min(255) as u8,
+                };
+                smppgw_codec::Pdu::new(seq, smppgw_codec::Body::QuerySmResp(body)).encode(&mut self.wbuf);
+            }
+            (Pending::Query, None) => {
+                let body = smppgw_codec::Body::QuerySmResp(Default::default());
+                smppgw_codec::Pdu::with_status(seq, CommandStatus::ESME_RQUERYFAIL, body).encode(&mut self.wbuf);
+            }
+            (Pending::Cancel(mut x), Some(f)) if !f.record.state.is_final() => {
+                x.message_id = f.record.vendor_id.clone();
+                let op = OpJob {
+                    reply: self.reply_to(seq, ReplyKind::Cancel),
+                    vendor: f.record.vendor,
+                    pdu: smppgw_codec::Body::CancelSm(x),
+                    shard: f.shard,
+                    shown_id: f.record.shown_id,
+                };
+                self.core.dispatch_op(op);
+            }
+            (Pending::Replace(mut x), Some(f)) if !f.record.state.is_final() => {
+                x.message_id = f.record.vendor_id.clone();
+                let op = OpJob {
+                    reply: self.reply_to(seq, ReplyKind::Replace),
+                    vendor: f.record.vendor,
+                    pdu: smppgw_codec::Body::ReplaceSm(x),
+                    shard: f.shard,
+                    shown_id: f.record.shown_id,
+                };
+                self.core.dispatch_op(op);
+            }
+            (Pending::Cancel(_), _) => {
+                smppgw_codec::Pdu::with_status(seq, CommandStatus::ESME_RCANCELFAIL, smppgw_codec::Body::CancelSmResp)
+                    .encode(&mut self.wbuf);
+            }
+            (Pending::Replace(_), _) => {
+                smppgw_codec::Pdu::with_status(seq, CommandStatus::ESME_RREPLACEFAIL, smppgw_codec::Body::ReplaceSmResp)
+                    .encode(&mut self.wbuf);
+            }
+        }
+    }
+
+    fn on_deliver(&mut self, d: Box<crate::deliveries::Delivery>, now: Instant) {
+        let as_data_sm = d.kind == crate::deliveries::Kind::Receipt
+            && self.customer.as_ref().is_some_and(|c| c.cfg.receipt_pdu == crate::config::ReceiptPdu::DataSm);
+        if !self.machine.deliver(d.token, &d.body, as_data_sm, now, &mut self.wbuf) {
+            let home = self.core.home_of(d.customer);
+            self.core.send(home, CoreMsg::DeliveryAck { customer: d.customer, token: d.token, ok: false });
+            self.core.send(home, CoreMsg::Receiver { customer: d.customer, session: self.me(), up: false });
+        }
+    }
+}
+
+/// An SMPP absolute time (YYMMDDhhmmss000+) for unix seconds, in UTC.
+fn smpp_time(unix: u64) -> Bytes {
+    let days = unix / 86_400;
+    let secs = unix % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    Bytes::from(format!(
+        "{:02}{:02}{:02}{:02}{:02}{:02}000+",
+        y % 100,
+        m,
+        d,
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    ))
+}
+
 async fn customer_session(core: Rc<Core>, io: Rc<CoreIo>, mut stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
     core.metrics.sessions.fetch_add(1, Ordering::Relaxed);
@@ -189,25 +584,36 @@ async fn customer_session(core: Rc<Core>, io: Rc<CoreIo>, mut stream: TcpStream,
     let mailbox = Rc::new(Mailbox::new(limits::WINDOW_MAX as usize + limits::CUSTOMER_MAILBOX_MAX));
     let (slot, generation) = core.add_session(mailbox.clone());
     let now = Instant::now();
-    let mut machine = CustomerSession::new(customer_settings(&snap), now);
     let decoder = Decoder::new(snap.config.server.max_command_length);
-    let (mut rbuf, mut wbuf) = (BytesMut::new(), BytesMut::new());
+    let mut d = CustomerDriver {
+        core: core.clone(),
+        io: io.clone(),
+        slot,
+        generation,
+        machine: CustomerSession::new(customer_settings(&snap), now),
+        customer: None,
+        receiving: false,
+        wbuf: BytesMut::new(),
+        queries: std::collections::HashMap::new(),
+        multis: std::collections::HashMap::new(),
+        closing: false,
+    };
+    drop(snap);
+    let mut rbuf = BytesMut::new();
     let (mut events, mut msgs) = (Vec::new(), Vec::new());
-    let mut customer: Option<Arc<CustomerRt>> = None;
-    let mut deadline = Deadline::new(machine.next_deadline());
+    let mut deadline = Deadline::new(d.machine.next_deadline());
     if core.shutting_down.get() {
         let _ = mailbox.push(SessionMsg::Shutdown);
     }
-    let mut closing = false;
-    while !closing {
-        deadline.set(machine.next_deadline());
+    while !d.closing {
+        deadline.set(d.machine.next_deadline());
         let wake = wait(&mut stream, &mut rbuf, &io, &mailbox, &mut deadline.timer).await;
         let now = Instant::now();
         match wake {
             Wake::Eof => break,
             Wake::Read => loop {
                 match decoder.decode(&mut rbuf) {
-                    Ok(Some(pdu)) => machine.on_pdu(pdu, now, &mut wbuf, &mut events),
+                    Ok(Some(pdu)) => d.machine.on_pdu(pdu, now, &mut d.wbuf, &mut events),
                     Ok(None) => break,
                     Err(e) => {
                         match &e {
@@ -215,7 +621,7 @@ async fn customer_session(core: Rc<Core>, io: Rc<CoreIo>, mut stream: TcpStream,
                             _ => core.metrics.framing_errors.fetch_add(1, Ordering::Relaxed),
                         };
                         debug!("bad PDU: {e}");
-                        machine.on_decode_error(&e, now, &mut wbuf, &mut events);
+                        d.machine.on_decode_error(&e, now, &mut d.wbuf, &mut events);
                         if !matches!(e, DecodeError::Pdu { .. }) {
                             break;
                         }
@@ -226,113 +632,65 @@ async fn customer_session(core: Rc<Core>, io: Rc<CoreIo>, mut stream: TcpStream,
                 mailbox.drain_into(&mut msgs);
                 for m in msgs.drain(..) {
                     match m {
-                        SessionMsg::Done { seq, data_sm, result } => {
-                            machine.submit_done(seq, data_sm, result, &mut wbuf, &mut events)
-                        }
-                        SessionMsg::Shutdown => machine.begin_shutdown(now, &mut wbuf, &mut events),
+                        SessionMsg::Done { reply, result } => d.on_done(reply, result, &mut events),
+                        SessionMsg::Deliver(del) => d.on_deliver(del, now),
+                        SessionMsg::QueryAnswer { reply, found } => d.on_query_answer(reply, found),
+                        SessionMsg::Shutdown => d.machine.begin_shutdown(now, &mut d.wbuf, &mut events),
                     }
                 }
             }
-            Wake::Timer => machine.on_tick(now, &mut wbuf, &mut events),
+            Wake::Timer => d.machine.on_tick(now, &mut d.wbuf, &mut events),
         }
-        for ev in events.drain(..) {
-            match ev {
-                Event::Bind { kind, bind, seq } => {
-                    let snap = core.snapshot();
-                    match authenticate(&core, &io, &snap, kind, &bind, peer.ip()).await {
-                        Ok(c) => {
-                            core.metrics.binds.fetch_add(1, Ordering::Relaxed);
-                            core.metrics.sessions_bound.fetch_add(1, Ordering::Relaxed);
-                            tracing::Span::current().record("system_id", c.cfg.system_id.as_str());
-                            info!(?kind, "bound");
-                            let window = if c.cfg.window == 0 { snap.config.server.window } else { c.cfg.window };
-                            machine.bind_accepted(kind, seq, c.id_style, window, &mut wbuf);
-                            customer = Some(c);
-                        }
-                        Err(st) => {
-                            core.metrics.bind_failures.fetch_add(1, Ordering::Relaxed);
-                            info!(system_id = %String::from_utf8_lossy(&bind.system_id), status = %st, "bind refused");
-                            let mut more = Vec::new();
-                            machine.bind_refused(kind, seq, st, Instant::now(), &mut wbuf, &mut more);
-                            closing |= more.iter().any(|e| matches!(e, Event::Close(_)));
-                        }
+        for ev in d.on_events(&mut events, now, peer) {
+            let Event::Bind { kind, bind, seq } = ev else { continue };
+            let snap = core.snapshot();
+            match authenticate(&core, &io, &snap, kind, &bind, peer.ip()).await {
+                Ok(c) => {
+                    core.metrics.binds.fetch_add(1, Ordering::Relaxed);
+                    core.metrics.sessions_bound.fetch_add(1, Ordering::Relaxed);
+                    tracing::Span::current().record("system_id", c.cfg.system_id.as_str());
+                    info!(?kind, "bound");
+                    let window = if c.cfg.window == 0 { snap.config.server.window } else { c.cfg.window };
+                    d.machine.bind_accepted(kind, seq, c.id_style, window, &mut d.wbuf);
+                    if kind.can_receive() {
+                        d.receiving = true;
+                        core.send(core.home_of(c.idx), CoreMsg::Receiver { customer: c.idx, session: d.me(), up: true });
                     }
+                    d.customer = Some(c);
                 }
-                ev @ (Event::Submit { .. } | Event::DataSm { .. }) => {
-                    let (seq, submit, segments, data_sm) = match ev {
-                        Event::Submit { seq, submit, segments } => (seq, submit, segments, false),
-                        Event::DataSm { seq, submit, segments } => (seq, submit, segments, true),
-                        _ => continue,
-                    };
-                    core.metrics.submits.fetch_add(1, Ordering::Relaxed);
-                    let Some(c) = &customer else { continue };
-                    if !c.limiter.try_acquire(segments, io.nanos(now)) {
-                        core.metrics.throttled_customer.fetch_add(1, Ordering::Relaxed);
-                        core.metrics.rejected.fetch_add(1, Ordering::Relaxed);
-                        machine.submit_done(seq, data_sm, Err(CommandStatus::ESME_RTHROTTLED), &mut wbuf, &mut events_sink());
-                        continue;
-                    }
-                    let job = Job {
-                        msg_id: core.next_msg_id(),
-                        reply: ReplyTo { core: core.idx as u16, session: slot, generation, seq },
-                        customer: c.idx,
-                        data_sm,
-                        submit,
-                        route: 0,
-                        tried: [0; FAILOVER_MAX],
-                        tried_len: 0,
-                        last_status: None,
-                        received: now,
-                    };
-                    core.submit(job);
-                }
-                Event::DeliverResp { .. } => {}
-                Event::Request(pdu) => {
-                    // query_sm, cancel_sm, replace_sm and submit_multi arrive with the receipt
-                    // store; until then they are refused with their own failure status.
-                    let st = match pdu.command_id() {
-                        smppgw_codec::CommandId::QUERY_SM => CommandStatus::ESME_RQUERYFAIL,
-                        smppgw_codec::CommandId::CANCEL_SM => CommandStatus::ESME_RCANCELFAIL,
-                        smppgw_codec::CommandId::REPLACE_SM => CommandStatus::ESME_RREPLACEFAIL,
-                        _ => CommandStatus::ESME_RSUBMITFAIL,
-                    };
-                    let h = smppgw_codec::Header {
-                        command_length: 16,
-                        command_id: pdu.command_id(),
-                        command_status: CommandStatus::ESME_ROK,
-                        sequence_number: pdu.sequence_number,
-                    };
-                    smppgw_codec::Pdu::error_response(&h, st).encode(&mut wbuf);
-                }
-                Event::Close(reason) => {
-                    debug!(?reason, "closing");
-                    closing = true;
+                Err(st) => {
+                    core.metrics.bind_failures.fetch_add(1, Ordering::Relaxed);
+                    info!(system_id = %String::from_utf8_lossy(&bind.system_id), status = %st, "bind refused");
+                    let mut more = Vec::new();
+                    d.machine.bind_refused(kind, seq, st, Instant::now(), &mut d.wbuf, &mut more);
+                    d.closing |= more.iter().any(|e| matches!(e, Event::Close(_)));
                 }
             }
         }
-        if !wbuf.is_empty() {
-            if stream.write_all(&wbuf).await.is_err() {
+        if !d.wbuf.is_empty() {
+            if stream.write_all(&d.wbuf).await.is_err() {
                 break;
             }
-            wbuf.clear();
+            d.wbuf.clear();
         }
-        if machine.is_closed() {
-            closing = true;
+        if d.machine.is_closed() {
+            d.closing = true;
         }
     }
     mailbox.close();
     core.remove_session(slot);
     core.metrics.sessions.fetch_sub(1, Ordering::Relaxed);
-    if let Some(c) = customer {
+    if let Some(c) = &d.customer {
+        if d.receiving {
+            core.send(core.home_of(c.idx), CoreMsg::Receiver { customer: c.idx, session: d.me(), up: false });
+        }
         c.remove_bind();
         core.metrics.sessions_bound.fetch_sub(1, Ordering::Relaxed);
-        info!(outstanding = machine.outstanding(), "session closed");
+        info!(outstanding = d.machine.outstanding(), "session closed");
     }
+    // Anything that raced into the mailbox after it closed is answered by the home core's
+    // session_down (deliveries) or counted as orphaned (submit answers).
     let _ = stream.close().await;
-}
-
-fn events_sink() -> Vec<Event> {
-    Vec::new()
 }
 
 fn vendor_settings(v: &crate::config::VendorConfig, kind: VendorBindKind) -> VendorSettings {
@@ -350,7 +708,7 @@ fn vendor_settings(v: &crate::config::VendorConfig, kind: VendorBindKind) -> Ven
 /// Keeps one vendor bind slot connected and bound, and feeds it the jobs routed to it.
 pub async fn vendor_slot(core: Rc<Core>, io: Rc<CoreIo>, vendor: u32, slot: u32, mailbox: Rc<Mailbox<VendorMsg>>) {
     let mut backoff_ms = 0u64;
-    let mut queue: VecDeque<Job> = VecDeque::new();
+    let mut queue: VecDeque<VJob> = VecDeque::new();
     let mut shutting = false;
     let mut msgs = Vec::new();
     loop {
@@ -403,11 +761,11 @@ pub async fn vendor_slot(core: Rc<Core>, io: Rc<CoreIo>, vendor: u32, slot: u32,
             _ => VendorBindKind::Transceiver,
         };
         let (mut rbuf, mut wbuf) = (BytesMut::new(), BytesMut::new());
-        let mut machine: VendorSession<Job> = VendorSession::new(vendor_settings(cfg, kind), Instant::now(), &mut wbuf);
+        let mut machine: VendorSession<VJob> = VendorSession::new(vendor_settings(cfg, kind), Instant::now(), &mut wbuf);
         let per_bind = if cfg.throughput == 0 { 0.0 } else { f64::from(cfg.throughput) / f64::from(cfg.binds.max(1)) };
         let mut rate = AdaptiveRate::new(per_bind);
         let decoder = Decoder::default();
-        let mut events: Vec<VendorEvent<Job>> = Vec::new();
+        let mut events: Vec<VendorEvent<VJob>> = Vec::new();
         let mut deadline = Deadline::new(machine.next_deadline());
         let mut unbinding = false;
         'session: loop {
@@ -444,7 +802,8 @@ pub async fn vendor_slot(core: Rc<Core>, io: Rc<CoreIo>, vendor: u32, slot: u32,
                     mailbox.drain_into(&mut msgs);
                     for m in msgs.drain(..) {
                         match m {
-                            VendorMsg::Job(j) => queue.push_back(j),
+                            VendorMsg::Job(j) => queue.push_back(VJob::Submit(j)),
+                            VendorMsg::Op(o) => queue.push_back(VJob::Op(o)),
                             VendorMsg::Shutdown => shutting = true,
                         }
                     }
@@ -459,13 +818,8 @@ pub async fn vendor_slot(core: Rc<Core>, io: Rc<CoreIo>, vendor: u32, slot: u32,
                         backoff_ms = 0;
                     }
                     VendorEvent::BindFailed(st) => warn!(vendor = %cfg.name, slot, status = %st, "vendor refused bind"),
-                    VendorEvent::Done { job, outcome } => {
-                        slot_rt.load.fetch_sub(1, Ordering::Relaxed);
-                        on_outcome(&core, &io, vendor, &mut rate, job, outcome, now);
-                    }
-                    VendorEvent::Deliver(_d) => {
-                        // Receipts and MO are routed by the receipt store (next issue).
-                    }
+                    VendorEvent::Done { job, outcome } => on_vjob(&core, &io, vendor, &slot_rt, &mut rate, job, outcome, now),
+                    VendorEvent::Deliver(d) => core.vendor_deliver(vendor, d),
                     VendorEvent::Close => break 'session,
                 }
             }
@@ -477,7 +831,17 @@ pub async fn vendor_slot(core: Rc<Core>, io: Rc<CoreIo>, vendor: u32, slot: u32,
                     queue.push_front(job);
                     break;
                 }
-                match machine.submit(job, now, &mut wbuf, |j| &j.submit) {
+                let sent = match job {
+                    VJob::Submit(_) => machine.submit(job, now, &mut wbuf, |j| match j {
+                        VJob::Submit(j) => &j.submit,
+                        VJob::Op(_) => &EMPTY_SUBMIT,
+                    }),
+                    VJob::Op(ref op) => {
+                        let body = op.pdu.clone();
+                        machine.request(job, now, &mut wbuf, |seq, out| smppgw_codec::Pdu::new(seq, body).encode(out))
+                    }
+                };
+                match sent {
                     Ok(()) => {
                         rate.on_send(t);
                         slot_rt.sent.fetch_add(1, Ordering::Relaxed);
@@ -504,14 +868,18 @@ pub async fn vendor_slot(core: Rc<Core>, io: Rc<CoreIo>, vendor: u32, slot: u32,
         let now = Instant::now();
         for ev in events.drain(..) {
             if let VendorEvent::Done { job, outcome } = ev {
-                slot_rt.load.fetch_sub(1, Ordering::Relaxed);
-                on_outcome(&core, &io, vendor, &mut rate, job, outcome, now);
+                on_vjob(&core, &io, vendor, &slot_rt, &mut rate, job, outcome, now);
             }
         }
         // Jobs never sent are safe to send elsewhere.
         for job in queue.drain(..) {
-            slot_rt.load.fetch_sub(1, Ordering::Relaxed);
-            core.dispatch(job);
+            match job {
+                VJob::Submit(job) => {
+                    slot_rt.load.fetch_sub(1, Ordering::Relaxed);
+                    core.dispatch(job);
+                }
+                VJob::Op(op) => core.dispatch_op(op),
+            }
         }
         let _ = stream.close().await;
         if shutting {
@@ -532,6 +900,71 @@ pub async fn vendor_slot(core: Rc<Core>, io: Rc<CoreIo>, vendor: u32, slot: u32,
     }
 }
 
+/// What a vendor bind carries: submits and message operations.
+#[derive(Debug)]
+enum VJob {
+    Submit(Job),
+    Op(OpJob),
+}
+
+static EMPTY_SUBMIT: smppgw_codec::SubmitSm = smppgw_codec::SubmitSm {
+    service_type: Bytes::new(),
+    source: smppgw_codec::Address { ton: 0, npi: 0, addr: Bytes::new() },
+    dest: smppgw_codec::Address { ton: 0, npi: 0, addr: Bytes::new() },
+    esm_class: 0,
+    protocol_id: 0,
+    priority_flag: 0,
+    schedule_delivery_time: Bytes::new(),
+    validity_period: Bytes::new(),
+    registered_delivery: 0,
+    replace_if_present_flag: 0,
+    data_coding: 0,
+    sm_default_msg_id: 0,
+    short_message: Bytes::new(),
+    tlvs: smppgw_codec::Tlvs::new(),
+};
+
+fn on_vjob(
+    core: &Core,
+    io: &CoreIo,
+    vendor: u32,
+    slot_rt: &crate::snapshot::BindSlot,
+    rate: &mut AdaptiveRate,
+    job: VJob,
+    outcome: Outcome,
+    now: Instant,
+) {
+    match job {
+        VJob::Submit(job) => {
+            slot_rt.load.fetch_sub(1, Ordering::Relaxed);
+            on_outcome(core, io, vendor, rate, job, outcome, now);
+        }
+        VJob::Op(op) => {
+            let cancel = op.reply.kind == ReplyKind::Cancel;
+            match outcome {
+                Outcome::Accepted(_) => {
+                    if cancel {
+                        core.send(
+                            usize::from(op.shard),
+                            CoreMsg::SetState { shown_id: op.shown_id, state: smppgw_codec::receipt::MessageState::Deleted },
+                        );
+                    }
+                    core.reply(op.reply, Ok(op.shown_id));
+                }
+                Outcome::Refused(st) => {
+                    debug!(status = %st, "vendor refused the operation");
+                    let fail = if cancel { CommandStatus::ESME_RCANCELFAIL } else { CommandStatus::ESME_RREPLACEFAIL };
+                    core.reply(op.reply, Err(fail));
+                }
+                Outcome::Unknown => {
+                    let fail = if cancel { CommandStatus::ESME_RCANCELFAIL } else { CommandStatus::ESME_RREPLACEFAIL };
+                    core.reply(op.reply, Err(fail));
+                }
+            }
+        }
+    }
+}
+
 fn redispatch_mail(core: &Core, mailbox: &Mailbox<VendorMsg>, slot_rt: &crate::snapshot::BindSlot, msgs: &mut Vec<VendorMsg>, shutting: &mut bool) {
     mailbox.drain_into(msgs);
     for m in msgs.drain(..) {
@@ -540,6 +973,7 @@ fn redispatch_mail(core: &Core, mailbox: &Mailbox<VendorMsg>, slot_rt: &crate::s
                 slot_rt.load.fetch_sub(1, Ordering::Relaxed);
                 core.dispatch(j);
             }
+            VendorMsg::Op(op) => core.dispatch_op(op),
             VendorMsg::Shutdown => *shutting = true,
         }
     }
@@ -547,7 +981,7 @@ fn redispatch_mail(core: &Core, mailbox: &Mailbox<VendorMsg>, slot_rt: &crate::s
 
 fn on_outcome(core: &Core, io: &CoreIo, vendor: u32, rate: &mut AdaptiveRate, mut job: Job, outcome: Outcome, now: Instant) {
     match outcome {
-        Outcome::Accepted(_vendor_id) => core.finish(&job, Ok(job.msg_id)),
+        Outcome::Accepted(vendor_id) => core.accepted(job, vendor, vendor_id),
         Outcome::Refused(st) if st.is_temporary() => {
             if st == CommandStatus::ESME_RTHROTTLED {
                 core.metrics.vendor_throttled.fetch_add(1, Ordering::Relaxed);

@@ -8,6 +8,7 @@
 pub mod config;
 pub mod core;
 pub mod customer;
+pub mod deliveries;
 pub mod io;
 pub mod limits;
 pub mod mailbox;
@@ -16,6 +17,7 @@ pub mod msgid;
 pub mod rate;
 pub mod runtime;
 pub mod snapshot;
+pub mod store;
 pub mod vendor;
 
 pub use runtime::{Gateway, StartError, start};

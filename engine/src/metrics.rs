@@ -82,6 +82,26 @@ pub struct Metrics {
     pub malformed: AtomicU64,
     /// Sessions closed for framing errors.
     pub framing_errors: AtomicU64,
+    /// Receipts received from vendors.
+    pub receipts_in: AtomicU64,
+    /// Receipts matched to a stored message.
+    pub receipts_matched: AtomicU64,
+    /// Receipts that arrived before their submit_sm_resp (and were matched later).
+    pub receipts_early: AtomicU64,
+    /// Receipts that never matched a message.
+    pub receipts_unmatched: AtomicU64,
+    /// Receipts that could not be parsed.
+    pub receipts_unparsable: AtomicU64,
+    /// MO messages received from vendors.
+    pub mo_in: AtomicU64,
+    /// MO messages for numbers no customer owns.
+    pub mo_unroutable: AtomicU64,
+    /// Deliveries (receipts, MO) the customer accepted.
+    pub deliveries_ok: AtomicU64,
+    /// Delivery attempts that failed (retried).
+    pub deliveries_failed: AtomicU64,
+    /// Deliveries dropped by the queue overflow policy.
+    pub deliveries_dropped: AtomicU64,
     /// Customer submit -> our submit_sm_resp.
     pub submit_latency: Histogram,
     /// Our submit_sm -> the vendor's submit_sm_resp.

@@ -170,14 +170,33 @@ async fn core_main(
     let grace = Duration::from_millis(u64::from(snap.config.server.shutdown_grace_ms));
     // Outboxes hold what waits for channel space; every job in them belongs to some window, so
     // the bound below is never the limit in practice.
-    let outboxes: Vec<Option<Rc<Outbox>>> =
-        (0..cores).map(|c| (c != idx).then(|| Rc::new(Mailbox::new(1 << 20)))).collect();
+    let outboxes: Vec<Rc<Outbox>> = (0..cores).map(|_| Rc::new(Mailbox::new(1 << 20))).collect();
     let core = Rc::new(Core::new(idx, snap.clone(), outboxes.clone(), metrics));
     let io = Rc::new(CoreIo::new(epoch));
 
+    // The local inbox: work this core sends itself runs after the current handler, never inside it.
+    {
+        let core = core.clone();
+        let inbox = outboxes[idx].clone();
+        glommio::spawn_local(async move {
+            let mut batch = Vec::new();
+            loop {
+                std::future::poll_fn(|cx| if inbox.poll_ready(cx.waker()) { std::task::Poll::Ready(()) } else { std::task::Poll::Pending }).await;
+                if inbox.is_closed() && inbox.is_empty() {
+                    break;
+                }
+                inbox.drain_into(&mut batch);
+                for m in batch.drain(..) {
+                    core.on_core_msg(m);
+                }
+            }
+        })
+        .detach();
+    }
     // Pumps: outbox -> channel, and channel -> this core.
     for (to, tx) in senders.into_iter().enumerate() {
-        let (Some(tx), Some(outbox)) = (tx, outboxes[to].clone()) else { continue };
+        let Some(tx) = tx else { continue };
+        let outbox = outboxes[to].clone();
         glommio::spawn_local(async move {
             let tx = tx.connect().await;
             let mut batch = Vec::new();
@@ -224,7 +243,7 @@ async fn core_main(
     // Ticker: clock catch-up for ids, and the shutdown signal.
     while !shutdown.load(Ordering::Acquire) {
         Timer::new(Duration::from_millis(50)).await;
-        core.catch_up_ids();
+        core.tick();
     }
     info!(core = idx, "shutting down");
     core.shutting_down.set(true);
@@ -246,7 +265,7 @@ async fn core_main(
         let timeout = Timer::new(left);
         futures_lite::future::or(async { t.await; }, async { timeout.await; }).await;
     }
-    for o in outboxes.iter().flatten() {
+    for o in &outboxes {
         o.close();
     }
     info!(core = idx, "stopped");

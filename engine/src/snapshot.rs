@@ -182,6 +182,21 @@ impl Snapshot {
         Snapshot { config, customers, customer_by_id, vendors, routes, cores }
     }
 
+    /// The customer that owns `dest` for MO (longest number range prefix).
+    pub fn mo_owner(&self, dest: &[u8]) -> Option<u32> {
+        let dest = strip_plus(dest);
+        let mut best: Option<(usize, u32)> = None;
+        for c in &self.customers {
+            for r in &c.cfg.number_ranges {
+                let r = strip_plus(r.as_bytes());
+                if dest.starts_with(r) && best.is_none_or(|(l, _)| r.len() > l) {
+                    best = Some((r.len(), c.idx));
+                }
+            }
+        }
+        best.map(|(_, c)| c)
+    }
+
     /// The customer with this system_id.
     pub fn customer(&self, system_id: &[u8]) -> Option<&Arc<CustomerRt>> {
         self.customer_by_id.get(system_id).map(|&i| &self.customers[i as usize])

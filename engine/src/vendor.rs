@@ -180,6 +180,23 @@ impl<J> VendorSession<J> {
         Ok(())
     }
 
+    /// Sends any other request (cancel_sm, replace_sm, query_sm) for `job`; its response comes
+    /// back as [`VendorEvent::Done`] like a submit's.
+    pub fn request(&mut self, job: J, now: Instant, out: &mut BytesMut, encode: impl FnOnce(u32, &mut BytesMut)) -> Result<(), J> {
+        if !self.is_bound() || self.settings.kind == VendorBindKind::Receiver {
+            return Err(job);
+        }
+        let mut seq = self.next_sequence();
+        while self.inflight.contains_key(&seq) {
+            seq = self.next_sequence();
+        }
+        encode(seq, out);
+        let deadline = now + self.settings.response_timeout;
+        self.inflight.insert(seq, (job, deadline));
+        self.deadlines.push_back((deadline, seq));
+        Ok(())
+    }
+
     /// Feeds one decoded PDU from the vendor.
     pub fn on_pdu(&mut self, pdu: Pdu, now: Instant, out: &mut BytesMut, events: &mut Vec<VendorEvent<J>>) {
         self.last_rx = now;
@@ -203,6 +220,12 @@ impl<J> VendorSession<J> {
             Body::SubmitSmResp(MessageIdResp { message_id }) => {
                 if let Some((job, _)) = self.inflight.remove(&seq) {
                     let outcome = if status.is_ok() { Outcome::Accepted(message_id) } else { Outcome::Refused(status) };
+                    events.push(VendorEvent::Done { job, outcome });
+                }
+            }
+            Body::CancelSmResp | Body::ReplaceSmResp | Body::QuerySmResp(_) => {
+                if let Some((job, _)) = self.inflight.remove(&seq) {
+                    let outcome = if status.is_ok() { Outcome::Accepted(Bytes::new()) } else { Outcome::Refused(status) };
                     events.push(VendorEvent::Done { job, outcome });
                 }
             }

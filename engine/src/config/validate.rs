@@ -1,0 +1,537 @@
+//! What a well-formed configuration must also mean: numbers within [`limits`], SMPP field sizes,
+//! names that are unique and usable in environment variables, routes that name defined vendors and
+//! customers, prefixes that are prefixes. Works on the typed [`Config`] (so a configuration built
+//! in code is checked the same way) and reports [`Path`]s that the loader turns into lines.
+
+use std::collections::HashMap;
+
+use super::error::ErrorKind;
+use super::limits::{self, Limit};
+use super::password::parse_phc;
+use super::schema::{Path, Section};
+use super::{Config, CustomerConfig, RouteConfig, ServerConfig, VendorConfig};
+
+/// One semantic problem.
+#[derive(Debug)]
+pub(crate) struct Issue {
+    /// What it is about.
+    pub(crate) path: Path,
+    /// Where to point instead when `path` is not in the file (a defaulted field).
+    pub(crate) also: Option<Path>,
+    /// The earlier item it clashes with, for duplicates.
+    pub(crate) first: Option<Path>,
+    pub(crate) kind: ErrorKind,
+    pub(crate) message: String,
+}
+
+#[derive(Default)]
+struct Issues(Vec<Issue>);
+
+impl Issues {
+    fn push(&mut self, path: Path, kind: ErrorKind, message: String) {
+        self.0.push(Issue { path, also: None, first: None, kind, message });
+    }
+
+    fn invalid(&mut self, path: Path, message: String) {
+        self.push(path, ErrorKind::Invalid, message);
+    }
+
+    fn range(&mut self, path: Path, label: &str, value: u32, limit: &Limit) {
+        let value = u64::from(value);
+        if !limit.contains(value) {
+            let field = path.field.unwrap_or_default();
+            self.push(
+                path,
+                ErrorKind::OutOfRange { value, min: limit.min, max: limit.max },
+                format!(
+                    "{label}: {field} = {value} is out of range {}..={} ({})",
+                    limit.min, limit.max, limit.why
+                ),
+            );
+        }
+    }
+
+    fn count(&mut self, path: Path, label: &str, what: &str, len: usize, limit: &Limit) {
+        let value = u64::try_from(len).unwrap_or(u64::MAX);
+        if !limit.contains(value) {
+            self.push(
+                path,
+                ErrorKind::OutOfRange { value, min: limit.min, max: limit.max },
+                format!("{label}: {len} {what}; allowed {}..={} ({})", limit.min, limit.max, limit.why),
+            );
+        }
+    }
+
+    fn list_len(&mut self, path: Path, label: &str, len: usize, max: usize) {
+        if len > max {
+            let field = path.field.unwrap_or_default();
+            self.push(
+                path,
+                ErrorKind::TooLong { len, max },
+                format!("{label}: {field} has {len} entries; at most {max} are accepted"),
+            );
+        }
+    }
+
+    /// SMPP C-Octet String fields: printable ASCII, bounded length.
+    fn smpp_string(&mut self, path: Path, label: &str, value: &str, max: usize, allow_empty: bool) {
+        let field = path.field.unwrap_or_default();
+        if value.is_empty() && !allow_empty {
+            self.invalid(path, format!("{label}: {field} must not be empty"));
+        } else if value.len() > max {
+            self.push(
+                path,
+                ErrorKind::TooLong { len: value.len(), max },
+                format!(
+                    "{label}: {field} '{value}' is {} characters; SMPP allows at most {max}",
+                    value.len()
+                ),
+            );
+        } else if !value.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
+            self.invalid(path, format!("{label}: {field} '{value}' must be printable ASCII"));
+        }
+    }
+
+    fn name(&mut self, path: Path, label: &str, name: &str) {
+        if name.is_empty() || name.len() > limits::NAME_LEN_MAX {
+            self.push(
+                path,
+                ErrorKind::TooLong { len: name.len(), max: limits::NAME_LEN_MAX },
+                format!("{label}: name must be 1..={} characters", limits::NAME_LEN_MAX),
+            );
+        } else if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+            self.invalid(
+                path,
+                format!(
+                    "{label}: name '{name}' may only use letters, digits, '_' and '-' (it appears in logs, \
+                     metrics and SMPPGW__ environment variables)"
+                ),
+            );
+        }
+    }
+}
+
+/// Every semantic problem of `config`, in no particular order.
+pub(crate) fn validate(config: &Config) -> Vec<Issue> {
+    let mut issues = Issues::default();
+    server(&config.server, &mut issues);
+    customers(config, &mut issues);
+    vendors(&config.vendors, &mut issues);
+    routes(config, &mut issues);
+    issues.0
+}
+
+fn server(s: &ServerConfig, issues: &mut Issues) {
+    let label = "[server]";
+    let p = Path::server;
+    issues.range(p("cores"), label, s.cores, &limits::CORES);
+    issues.range(p("node_id"), label, s.node_id, &limits::NODE_ID);
+    issues.smpp_string(p("system_id"), label, &s.system_id, limits::SYSTEM_ID_LEN_MAX, false);
+    issues.range(p("max_binds"), label, s.max_binds, &limits::SERVER_MAX_BINDS);
+    issues.range(p("window"), label, s.window, &limits::CUSTOMER_WINDOW);
+    issues.range(p("max_command_length"), label, s.max_command_length, &limits::MAX_COMMAND_LENGTH);
+    issues.range(
+        p("enquire_link_interval_ms"),
+        label,
+        s.enquire_link_interval_ms,
+        &limits::ENQUIRE_LINK_INTERVAL_MS,
+    );
+    issues.range(p("session_timeout_ms"), label, s.session_timeout_ms, &limits::SESSION_TIMEOUT_MS);
+    issues.range(p("response_timeout_ms"), label, s.response_timeout_ms, &limits::RESPONSE_TIMEOUT_MS);
+    issues.range(p("bind_timeout_ms"), label, s.bind_timeout_ms, &limits::BIND_TIMEOUT_MS);
+    issues.range(p("shutdown_grace_ms"), label, s.shutdown_grace_ms, &limits::SHUTDOWN_GRACE_MS);
+    issues.range(p("receipt_ttl_secs"), label, s.receipt_ttl_secs, &limits::RECEIPT_TTL_SECS);
+    issues.range(p("receipt_store_max"), label, s.receipt_store_max, &limits::RECEIPT_STORE_MAX);
+    issues.range(p("receipt_queue_max"), label, s.receipt_queue_max, &limits::RECEIPT_QUEUE_MAX);
+    if s.session_timeout_ms <= s.enquire_link_interval_ms {
+        issues.0.push(Issue {
+            path: p("session_timeout_ms"),
+            also: Some(p("enquire_link_interval_ms")),
+            first: None,
+            kind: ErrorKind::Invalid,
+            message: format!(
+                "{label}: session_timeout_ms ({}) must be longer than enquire_link_interval_ms ({}), or idle \
+                 sessions are closed before they are probed",
+                s.session_timeout_ms, s.enquire_link_interval_ms
+            ),
+        });
+    }
+    if s.listen == s.http_listen && s.listen.port() != 0 {
+        issues.invalid(
+            p("http_listen"),
+            format!("{label}: http_listen and listen are both {}; give the HTTP API its own port", s.listen),
+        );
+    }
+}
+
+fn customers(config: &Config, issues: &mut Issues) {
+    let list = &config.customers;
+    let section_path = Path { section: Section::Customer, item: None, field: None, elem: None };
+    issues.count(section_path, "[[customer]]", "customers", list.len(), &limits::CUSTOMERS);
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut ranges: HashMap<String, (usize, usize)> = HashMap::new();
+    for (i, c) in list.iter().enumerate() {
+        let label = format!("customer '{}'", c.system_id);
+        let p = |field| Path::field(Section::Customer, i, field);
+        issues.smpp_string(p("system_id"), &label, &c.system_id, limits::SYSTEM_ID_LEN_MAX, false);
+        if c.system_id.contains(' ') {
+            issues.invalid(p("system_id"), format!("{label}: system_id must not contain spaces"));
+        }
+        duplicate(
+            issues,
+            &mut seen,
+            c.system_id.to_ascii_lowercase(),
+            i,
+            Section::Customer,
+            "system_id",
+            format!("{label}: system_id is defined twice (system_ids ignore case)"),
+        );
+        if let Err(why) = parse_phc(&c.password_hash) {
+            issues.invalid(
+                p("password_hash"),
+                format!(
+                    "{label}: password_hash is not usable: {why}; generate one with `smppgw hash-password`"
+                ),
+            );
+        }
+        if c.bind_types.is_empty() {
+            issues.invalid(
+                p("bind_types"),
+                format!("{label}: bind_types is empty, so it could never bind; remove the line to allow all"),
+            );
+        }
+        issues.list_len(p("allowed_ips"), &label, c.allowed_ips.len(), limits::ALLOWED_IPS_LEN_MAX);
+        issues.range(p("max_binds"), &label, c.max_binds, &limits::CUSTOMER_MAX_BINDS);
+        issues.range(p("throughput"), &label, c.throughput, &limits::THROUGHPUT_PER_SEC);
+        issues.range(p("window"), &label, c.window, &limits::CUSTOMER_WINDOW_OR_DEFAULT);
+        issues.list_len(p("number_ranges"), &label, c.number_ranges.len(), limits::NUMBER_RANGES_LEN_MAX);
+        number_ranges(c, i, &label, &mut ranges, issues);
+    }
+}
+
+fn number_ranges(
+    c: &CustomerConfig,
+    i: usize,
+    label: &str,
+    claimed: &mut HashMap<String, (usize, usize)>,
+    issues: &mut Issues,
+) {
+    for (j, range) in c.number_ranges.iter().enumerate() {
+        let path = Path::elem(Section::Customer, i, "number_ranges", j);
+        if let Err(why) = check_prefix(range) {
+            issues.invalid(path, format!("{label}: number range '{range}' {why}"));
+            continue;
+        }
+        let key = range.trim_start_matches('+').to_owned();
+        match claimed.get(&key) {
+            Some(&(other, other_j)) if other != i => issues.0.push(Issue {
+                path,
+                also: None,
+                first: Some(Path::elem(Section::Customer, other, "number_ranges", other_j)),
+                kind: ErrorKind::Duplicate,
+                message: format!(
+                    "{label}: number range '{range}' is also claimed by another customer; MO messages to it \
+                     could not be routed"
+                ),
+            }),
+            _ => {
+                claimed.insert(key, (i, j));
+            }
+        }
+    }
+}
+
+fn vendors(list: &[VendorConfig], issues: &mut Issues) {
+    let section_path = Path { section: Section::Vendor, item: None, field: None, elem: None };
+    issues.count(section_path, "[[vendor]]", "vendors", list.len(), &limits::VENDORS);
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (i, v) in list.iter().enumerate() {
+        let label = format!("vendor '{}'", v.name);
+        let p = |field| Path::field(Section::Vendor, i, field);
+        issues.name(p("name"), &label, &v.name);
+        duplicate(
+            issues,
+            &mut seen,
+            v.name.to_ascii_lowercase(),
+            i,
+            Section::Vendor,
+            "name",
+            format!("{label}: name is defined twice (names ignore case)"),
+        );
+        if v.host.is_empty() || v.host.len() > limits::HOST_LEN_MAX || v.host.chars().any(char::is_whitespace)
+        {
+            issues.invalid(
+                p("host"),
+                format!(
+                    "{label}: host '{}' must be a host name or IP address of 1..={} characters without spaces",
+                    v.host,
+                    limits::HOST_LEN_MAX
+                ),
+            );
+        }
+        issues.range(p("port"), &label, u32::from(v.port), &limits::PORT);
+        issues.smpp_string(p("system_id"), &label, &v.system_id, limits::SYSTEM_ID_LEN_MAX, false);
+        issues.smpp_string(p("password"), &label, &v.password, limits::PASSWORD_LEN_MAX, true);
+        issues.smpp_string(p("system_type"), &label, &v.system_type, limits::SYSTEM_TYPE_LEN_MAX, true);
+        issues.range(p("binds"), &label, v.binds, &limits::VENDOR_BINDS);
+        issues.range(p("window"), &label, v.window, &limits::VENDOR_WINDOW);
+        issues.range(p("throughput"), &label, v.throughput, &limits::THROUGHPUT_PER_SEC);
+        issues.range(
+            p("enquire_link_interval_ms"),
+            &label,
+            v.enquire_link_interval_ms,
+            &limits::ENQUIRE_LINK_INTERVAL_MS,
+        );
+        issues.range(p("response_timeout_ms"), &label, v.response_timeout_ms, &limits::RESPONSE_TIMEOUT_MS);
+        issues.range(
+            p("reconnect_backoff_min_ms"),
+            &label,
+            v.reconnect_backoff_min_ms,
+            &limits::RECONNECT_BACKOFF_MIN_MS,
+        );
+        issues.range(
+            p("reconnect_backoff_max_ms"),
+            &label,
+            v.reconnect_backoff_max_ms,
+            &limits::RECONNECT_BACKOFF_MAX_MS,
+        );
+        if v.reconnect_backoff_min_ms > v.reconnect_backoff_max_ms {
+            issues.0.push(Issue {
+                path: p("reconnect_backoff_min_ms"),
+                also: Some(p("reconnect_backoff_max_ms")),
+                first: None,
+                kind: ErrorKind::Invalid,
+                message: format!(
+                    "{label}: reconnect_backoff_min_ms ({}) is larger than reconnect_backoff_max_ms ({}); \
+                     the backoff grows from min to max",
+                    v.reconnect_backoff_min_ms, v.reconnect_backoff_max_ms
+                ),
+            });
+        }
+    }
+}
+
+fn routes(config: &Config, issues: &mut Issues) {
+    let list = &config.routes;
+    let section_path = Path { section: Section::Route, item: None, field: None, elem: None };
+    issues.count(section_path, "[[route]]", "routes", list.len(), &limits::ROUTES);
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    // (destination prefix, customers, source prefixes) -> first route and prefix index.
+    type MatchKey = (String, Vec<String>, Vec<String>);
+    let mut matches: HashMap<MatchKey, (usize, usize)> = HashMap::new();
+    for (i, r) in list.iter().enumerate() {
+        let label = format!("route '{}'", r.name);
+        let p = |field| Path::field(Section::Route, i, field);
+        issues.name(p("name"), &label, &r.name);
+        duplicate(
+            issues,
+            &mut seen,
+            r.name.to_ascii_lowercase(),
+            i,
+            Section::Route,
+            "name",
+            format!("{label}: name is defined twice (names ignore case)"),
+        );
+        for (field, len) in [
+            ("prefixes", r.prefixes.len()),
+            ("customers", r.customers.len()),
+            ("source_prefixes", r.source_prefixes.len()),
+        ] {
+            issues.list_len(p(field), &label, len, limits::ROUTE_LIST_LEN_MAX);
+        }
+        if r.prefixes.is_empty() {
+            issues.invalid(
+                p("prefixes"),
+                format!(
+                    "{label}: prefixes is empty, so it matches nothing; use [\"\"] to match every destination"
+                ),
+            );
+        }
+        for (j, prefix) in r.prefixes.iter().enumerate() {
+            if let Err(why) = check_prefix(prefix) {
+                issues.invalid(
+                    Path::elem(Section::Route, i, "prefixes", j),
+                    format!("{label}: prefix '{prefix}' {why}"),
+                );
+            }
+        }
+        route_customers(config, r, i, &label, issues);
+        for (j, source) in r.source_prefixes.iter().enumerate() {
+            let path = Path::elem(Section::Route, i, "source_prefixes", j);
+            if source.is_empty() || source.len() > limits::ADDRESS_PREFIX_LEN_MAX {
+                issues.invalid(
+                    path,
+                    format!(
+                        "{label}: source prefix '{source}' must be 1..={} characters (leave source_prefixes \
+                         empty to match every source)",
+                        limits::ADDRESS_PREFIX_LEN_MAX
+                    ),
+                );
+            } else if !source.bytes().all(|b| b.is_ascii_graphic()) {
+                issues.invalid(path, format!("{label}: source prefix '{source}' must be printable ASCII"));
+            }
+        }
+        route_vendors(config, r, i, &label, issues);
+        let mut customers = r.customers.clone();
+        customers.sort();
+        let mut sources: Vec<String> =
+            r.source_prefixes.iter().map(|s| s.trim_start_matches('+').to_owned()).collect();
+        sources.sort();
+        for (j, prefix) in r.prefixes.iter().enumerate() {
+            let key = (prefix.trim_start_matches('+').to_owned(), customers.clone(), sources.clone());
+            match matches.get(&key) {
+                Some(&(other, other_j)) if other != i => issues.0.push(Issue {
+                    path: Path::elem(Section::Route, i, "prefixes", j),
+                    also: None,
+                    first: Some(Path::elem(Section::Route, other, "prefixes", other_j)),
+                    kind: ErrorKind::Duplicate,
+                    message: format!(
+                        "{label}: prefix '{prefix}' with the same customers and source_prefixes is already \
+                         routed by route '{}'; merge the two or tell them apart",
+                        list[other].name
+                    ),
+                }),
+                Some(_) => {}
+                None => {
+                    matches.insert(key, (i, j));
+                }
+            }
+        }
+    }
+}
+
+fn route_customers(config: &Config, r: &RouteConfig, i: usize, label: &str, issues: &mut Issues) {
+    for (j, customer) in r.customers.iter().enumerate() {
+        if config.customers.iter().any(|c| &c.system_id == customer) {
+            continue;
+        }
+        let defined: Vec<&str> = config.customers.iter().map(|c| c.system_id.as_str()).collect();
+        issues.push(
+            Path::elem(Section::Route, i, "customers", j),
+            ErrorKind::UnknownReference,
+            format!(
+                "{label} names customer '{customer}', which is not defined{}; defined customers: {}",
+                case_hint(customer, &defined),
+                name_list(&defined)
+            ),
+        );
+    }
+}
+
+fn route_vendors(config: &Config, r: &RouteConfig, i: usize, label: &str, issues: &mut Issues) {
+    let path = Path::field(Section::Route, i, "vendors");
+    if r.vendors.is_empty() {
+        issues.push(
+            path,
+            ErrorKind::OutOfRange {
+                value: 0,
+                min: limits::ROUTE_VENDORS.min,
+                max: limits::ROUTE_VENDORS.max,
+            },
+            format!("{label} has no vendors; add vendors = [\"name\", ...] in failover order"),
+        );
+        return;
+    }
+    issues.count(path, label, "vendors", r.vendors.len(), &limits::ROUTE_VENDORS);
+    let defined: Vec<&str> = config.vendors.iter().map(|v| v.name.as_str()).collect();
+    for (j, rv) in r.vendors.iter().enumerate() {
+        let elem = Path::elem(Section::Route, i, "vendors", j);
+        if !defined.contains(&rv.name.as_str()) {
+            issues.push(
+                elem,
+                ErrorKind::UnknownReference,
+                format!(
+                    "{label} names vendor '{}', which is not defined{}; defined vendors: {}",
+                    rv.name,
+                    case_hint(&rv.name, &defined),
+                    name_list(&defined)
+                ),
+            );
+        }
+        if let Some(first) = r.vendors[..j].iter().position(|other| other.name == rv.name) {
+            issues.0.push(Issue {
+                path: elem,
+                also: None,
+                first: Some(Path::elem(Section::Route, i, "vendors", first)),
+                kind: ErrorKind::Duplicate,
+                message: format!("{label} lists vendor '{}' twice", rv.name),
+            });
+        }
+        let entry_label = format!("{label}, vendor '{}'", rv.name);
+        for (field, value, limit) in
+            [("priority", rv.priority, &limits::ROUTE_PRIORITY), ("weight", rv.weight, &limits::ROUTE_WEIGHT)]
+        {
+            let value64 = u64::from(value);
+            if !limit.contains(value64) {
+                issues.push(
+                    elem,
+                    ErrorKind::OutOfRange { value: value64, min: limit.min, max: limit.max },
+                    format!(
+                        "{entry_label}: {field} = {value} is out of range {}..={} ({})",
+                        limit.min, limit.max, limit.why
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// A destination prefix: digits only after an optional '+', at most 20 characters; "" matches all.
+fn check_prefix(prefix: &str) -> Result<(), String> {
+    let digits = prefix.strip_prefix('+').unwrap_or(prefix);
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("may only hold digits after an optional '+' (\"\" matches every number)".to_owned());
+    }
+    if prefix.len() > limits::ADDRESS_PREFIX_LEN_MAX {
+        return Err(format!(
+            "is {} characters; an SMPP address has at most {}",
+            prefix.len(),
+            limits::ADDRESS_PREFIX_LEN_MAX
+        ));
+    }
+    Ok(())
+}
+
+fn duplicate(
+    issues: &mut Issues,
+    seen: &mut HashMap<String, usize>,
+    key: String,
+    i: usize,
+    section: Section,
+    field: &'static str,
+    message: String,
+) {
+    match seen.get(&key) {
+        Some(&first) => issues.0.push(Issue {
+            path: Path::field(section, i, field),
+            also: None,
+            first: Some(Path::field(section, first, field)),
+            kind: ErrorKind::Duplicate,
+            message,
+        }),
+        None => {
+            seen.insert(key, i);
+        }
+    }
+}
+
+/// `" (did you mean 'Sim'? names are case-sensitive here)"` when only the case differs.
+fn case_hint(name: &str, defined: &[&str]) -> String {
+    match defined.iter().find(|d| d.eq_ignore_ascii_case(name)) {
+        Some(d) => format!(" (did you mean '{d}'? references are case-sensitive)"),
+        None => String::new(),
+    }
+}
+
+/// At most 10 names, comma-separated, or "(none)".
+fn name_list(names: &[&str]) -> String {
+    const SHOWN: usize = 10;
+    if names.is_empty() {
+        return "(none)".to_owned();
+    }
+    let mut list = names.iter().take(SHOWN).copied().collect::<Vec<_>>().join(", ");
+    if names.len() > SHOWN {
+        list.push_str(&format!(" and {} more", names.len() - SHOWN));
+    }
+    list
+}

@@ -1,0 +1,232 @@
+//! Receipts and MO on their way to customers. Each customer has a home core (its index modulo
+//! the cores) that owns its queue: an ordered, bounded queue of deliveries, the customer's
+//! receiving sessions on every core, and how many deliver_sm each has outstanding. Sans-IO: the
+//! driver moves what [`Dispatcher::next`] hands out to the chosen session and reports the answer
+//! back with [`Dispatcher::ack`].
+//!
+//! Overflow policy: when a customer's queue is full (no receiving bind for a long time), the
+//! oldest queued delivery is dropped and counted (`smppgw_deliveries_dropped_total`): the newest
+//! receipts are the ones a customer still acts on. Failed deliveries (an error deliver_sm_resp,
+//! a timeout, the session closing) go back to the front of the queue and are retried, up to
+//! [`DELIVERY_ATTEMPTS_MAX`] times.
+
+use std::collections::{HashMap, VecDeque};
+
+use smppgw_codec::SubmitSm;
+
+/// deliver_sm outstanding per receiving session.
+pub const SESSION_DELIVERY_WINDOW: u32 = 64;
+/// Attempts before a delivery is given up (the customer refuses it every time).
+pub const DELIVERY_ATTEMPTS_MAX: u8 = 10;
+
+/// A customer session somewhere in the node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SessionRef {
+    /// Its core.
+    pub core: u16,
+    /// Its slot on that core.
+    pub session: u32,
+    /// The slot's generation.
+    pub generation: u32,
+}
+
+/// What is delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    /// A delivery receipt.
+    Receipt,
+    /// A mobile-originated message.
+    Mo,
+}
+
+/// One receipt or MO for a customer.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// Customer index.
+    pub customer: u32,
+    /// Home-core token, unique while in flight.
+    pub token: u64,
+    /// Receipt or MO.
+    pub kind: Kind,
+    /// The deliver_sm body as it goes to the customer.
+    pub body: SubmitSm,
+    /// Attempts so far.
+    pub attempts: u8,
+}
+
+#[derive(Debug, Default)]
+struct CustomerQueue {
+    queue: VecDeque<Delivery>,
+    sessions: Vec<(SessionRef, u32)>,
+    next: usize,
+    inflight: HashMap<u64, (SessionRef, Delivery)>,
+}
+
+/// The home-core side of every customer homed on this core.
+#[derive(Debug)]
+pub struct Dispatcher {
+    customers: HashMap<u32, CustomerQueue>,
+    queue_max: usize,
+    next_token: u64,
+    /// Deliveries dropped by the overflow policy.
+    pub dropped: u64,
+    /// Deliveries given up after [`DELIVERY_ATTEMPTS_MAX`].
+    pub given_up: u64,
+}
+
+impl Dispatcher {
+    /// A dispatcher whose per-customer queues hold at most `queue_max`.
+    pub fn new(queue_max: usize, core: usize) -> Dispatcher {
+        Dispatcher {
+            customers: HashMap::new(),
+            queue_max: queue_max.max(1),
+            next_token: (core as u64) << 56,
+            dropped: 0,
+            given_up: 0,
+        }
+    }
+
+    /// Queues a delivery (a new one gets a token).
+    pub fn push(&mut self, mut d: Delivery) {
+        if d.token == 0 {
+            self.next_token += 1;
+            d.token = self.next_token;
+        }
+        let q = self.customers.entry(d.customer).or_default();
+        if q.queue.len() >= self.queue_max {
+            q.queue.pop_front();
+            self.dropped += 1;
+        }
+        q.queue.push_back(d);
+    }
+
+    /// A receiving session of `customer` came up.
+    pub fn session_up(&mut self, customer: u32, s: SessionRef) {
+        let q = self.customers.entry(customer).or_default();
+        if !q.sessions.iter().any(|(x, _)| *x == s) {
+            q.sessions.push((s, 0));
+        }
+    }
+
+    /// A receiving session went away: what it had in flight is queued again, first.
+    pub fn session_down(&mut self, customer: u32, s: SessionRef) {
+        let Some(q) = self.customers.get_mut(&customer) else { return };
+        q.sessions.retain(|(x, _)| *x != s);
+        let back: Vec<u64> = q.inflight.iter().filter(|(_, (x, _))| *x == s).map(|(t, _)| *t).collect();
+        for t in back {
+            if let Some((_, d)) = q.inflight.remove(&t) {
+                q.queue.push_front(d);
+            }
+        }
+    }
+
+    /// The customer answered (or failed to answer) delivery `token`.
+    pub fn ack(&mut self, customer: u32, token: u64, ok: bool) {
+        let Some(q) = self.customers.get_mut(&customer) else { return };
+        let Some((s, mut d)) = q.inflight.remove(&token) else { return };
+        if let Some(e) = q.sessions.iter_mut().find(|(x, _)| *x == s) {
+            e.1 = e.1.saturating_sub(1);
+        }
+        if !ok {
+            d.attempts += 1;
+            if d.attempts >= DELIVERY_ATTEMPTS_MAX {
+                self.given_up += 1;
+            } else {
+                q.queue.push_front(d);
+            }
+        }
+    }
+
+    /// Deliveries that can go now, each with the session to send it on, in queue order.
+    pub fn next(&mut self, out: &mut Vec<(SessionRef, Delivery)>) {
+        for q in self.customers.values_mut() {
+            while !q.queue.is_empty() && !q.sessions.is_empty() {
+                // Round robin over sessions with room.
+                let n = q.sessions.len();
+                let Some(i) = (0..n).map(|k| (q.next + k) % n).find(|&i| q.sessions[i].1 < SESSION_DELIVERY_WINDOW)
+                else {
+                    break;
+                };
+                q.next = (i + 1) % n;
+                let Some(d) = q.queue.pop_front() else { break };
+                q.sessions[i].1 += 1;
+                let s = q.sessions[i].0;
+                q.inflight.insert(d.token, (s, d.clone()));
+                out.push((s, d));
+            }
+        }
+    }
+
+    /// Queued (not in flight) deliveries for `customer`.
+    pub fn queued(&self, customer: u32) -> usize {
+        self.customers.get(&customer).map_or(0, |q| q.queue.len())
+    }
+
+    /// Queued deliveries over all customers.
+    pub fn queued_total(&self) -> usize {
+        self.customers.values().map(|q| q.queue.len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(c: u32, n: u8) -> Delivery {
+        Delivery { customer: c, token: 0, kind: Kind::Receipt, body: SubmitSm { esm_class: n, ..Default::default() }, attempts: 0 }
+    }
+    const S1: SessionRef = SessionRef { core: 0, session: 1, generation: 1 };
+    const S2: SessionRef = SessionRef { core: 1, session: 1, generation: 1 };
+
+    #[test]
+    fn held_while_no_receiver_then_delivered_in_order() {
+        let mut x = Dispatcher::new(10, 0);
+        for n in 0..3 {
+            x.push(d(7, n));
+        }
+        let mut out = Vec::new();
+        x.next(&mut out);
+        assert!(out.is_empty());
+        x.session_up(7, S1);
+        x.next(&mut out);
+        assert_eq!(out.iter().map(|(_, d)| d.body.esm_class).collect::<Vec<_>>(), vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn failures_are_retried_first_and_a_dead_session_gives_back_its_work() {
+        let mut x = Dispatcher::new(10, 0);
+        x.session_up(7, S1);
+        x.push(d(7, 0));
+        x.push(d(7, 1));
+        let mut out = Vec::new();
+        x.next(&mut out);
+        let t0 = out[0].1.token;
+        x.ack(7, t0, false);
+        x.session_down(7, S1);
+        assert_eq!(x.queued(7), 2);
+        x.session_up(7, S2);
+        out.clear();
+        x.next(&mut out);
+        assert_eq!(out.len(), 2);
+        assert!(out.iter().all(|(s, _)| *s == S2));
+        for (_, d) in &out {
+            x.ack(7, d.token, true);
+        }
+        out.clear();
+        x.next(&mut out);
+        assert!(out.is_empty(), "nothing duplicated");
+    }
+
+    #[test]
+    fn overflow_drops_the_oldest() {
+        let mut x = Dispatcher::new(2, 0);
+        for n in 0..3 {
+            x.push(d(1, n));
+        }
+        assert_eq!(x.dropped, 1);
+        x.session_up(1, S1);
+        let mut out = Vec::new();
+        x.next(&mut out);
+        assert_eq!(out.iter().map(|(_, d)| d.body.esm_class).collect::<Vec<_>>(), vec![1, 2]);
+    }
+}

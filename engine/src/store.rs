@@ -1,0 +1,326 @@
+//! The receipt store: what we know of each message, for matching vendor receipts, query_sm,
+//! cancel_sm, replace_sm and the HTTP lookup. Sans-IO and per core: each core owns the shard of
+//! vendor message ids that hash to it ([`shard_of`]), bounded in entries and in age.
+//!
+//! Vendor ids are matched whatever their style: case, leading zeros, and a receipt that quotes in
+//! decimal an id the submit_sm_resp gave in hex (or the reverse) all find the message. A receipt
+//! that arrives before the submit_sm_resp is parked (bounded, briefly) and applied when the
+//! message is stored.
+
+use std::collections::{HashMap, VecDeque};
+
+use bytes::Bytes;
+use smppgw_codec::receipt::MessageState;
+
+/// How long a receipt may wait for its submit_sm_resp, in seconds.
+pub const EARLY_RECEIPT_TTL_SECS: u64 = 120;
+/// Receipts parked waiting for their submit_sm_resp, per core.
+pub const EARLY_RECEIPTS_MAX: usize = 100_000;
+
+/// A vendor message id reduced to its canonical form: trimmed, lower case, no leading zeros.
+pub fn canonical_id(id: &[u8]) -> Vec<u8> {
+    let id = trim(id);
+    let mut v: Vec<u8> = id.iter().map(u8::to_ascii_lowercase).collect();
+    let zeros = v.iter().take_while(|&&c| c == b'0').count();
+    if zeros == v.len() && !v.is_empty() {
+        return b"0".to_vec();
+    }
+    v.drain(..zeros);
+    v
+}
+
+fn trim(id: &[u8]) -> &[u8] {
+    let start = id.iter().position(|c| !c.is_ascii_whitespace() && *c != 0).unwrap_or(id.len());
+    let end = id.iter().rposition(|c| !c.is_ascii_whitespace() && *c != 0).map_or(start, |e| e + 1);
+    &id[start..end.max(start)]
+}
+
+/// Other spellings a vendor may use for the same id: the decimal id in hex and the hex id in
+/// decimal (vendors are seen answering submit_sm in one and quoting receipts in the other).
+pub fn alternate_ids(canonical: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let Ok(s) = std::str::from_utf8(canonical) else { return out };
+    if s.is_empty() || s.len() > 32 {
+        return out;
+    }
+    if s.bytes().all(|c| c.is_ascii_digit())
+        && let Ok(n) = s.parse::<u128>()
+    {
+        out.push(format!("{n:x}").into_bytes());
+    }
+    if s.bytes().all(|c| c.is_ascii_hexdigit())
+        && let Ok(n) = u128::from_str_radix(s, 16)
+    {
+        out.push(n.to_string().into_bytes());
+    }
+    out.retain(|a| a.as_slice() != canonical);
+    out
+}
+
+/// The core that owns the record of `canonical` id at `vendor`.
+pub fn shard_of(vendor: u32, canonical: &[u8], cores: usize) -> usize {
+    // FNV-1a: stable across processes and nodes, cheap, good enough spread for ids.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ u64::from(vendor);
+    for &b in canonical {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    (h % cores.max(1) as u64) as usize
+}
+
+/// The shard for a receipt's id: its canonical form, or, when the vendor is known to alternate
+/// styles, every spelling must hash alike, so ids are sharded by their numeric value when they
+/// have one.
+pub fn shard_key(canonical: &[u8]) -> Vec<u8> {
+    // Hash decimal-looking ids by their hex spelling so both spellings land on one shard.
+    if let Ok(s) = std::str::from_utf8(canonical)
+        && !s.is_empty()
+        && s.len() <= 38
+        && s.bytes().all(|c| c.is_ascii_digit())
+        && let Ok(n) = s.parse::<u128>()
+    {
+        return format!("{n:x}").into_bytes();
+    }
+    canonical.to_vec()
+}
+
+/// Everything kept about one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Our internal id (unique per vendor submit).
+    pub msg_id: u64,
+    /// The id the customer was given (differs for submit_multi destinations).
+    pub shown_id: u64,
+    /// Customer index.
+    pub customer: u32,
+    /// Vendor index.
+    pub vendor: u32,
+    /// The vendor's id, as it sent it.
+    pub vendor_id: Bytes,
+    /// Originator, TON, NPI.
+    pub source: (u8, u8, Bytes),
+    /// Recipient, TON, NPI.
+    pub dest: (u8, u8, Bytes),
+    /// Unix seconds when the customer submitted it.
+    pub submitted: u64,
+    /// Last known state.
+    pub state: MessageState,
+    /// Unix seconds of the final state (0 while not final).
+    pub final_at: u64,
+    /// Network error code from the receipt.
+    pub error: u16,
+    /// The customer asked for a receipt.
+    pub wants_receipt: bool,
+    /// Other parts of the same long message whose receipts derive from this one's.
+    pub siblings: Vec<u64>,
+}
+
+/// A receipt waiting for its message.
+#[derive(Debug)]
+struct Early<R> {
+    at: u64,
+    receipt: R,
+}
+
+/// One core's shard. `R` is the parked receipt type.
+#[derive(Debug)]
+pub struct Shard<R> {
+    by_vendor: HashMap<(u32, Vec<u8>), Record>,
+    by_shown: HashMap<u64, (u32, Vec<u8>)>,
+    order: VecDeque<(u64, u32, Vec<u8>)>,
+    early: HashMap<(u32, Vec<u8>), Early<R>>,
+    early_order: VecDeque<(u64, u32, Vec<u8>)>,
+    max: usize,
+    ttl_secs: u64,
+    /// Records evicted for the bound before their TTL.
+    pub evicted: u64,
+    /// Early receipts that never found their message.
+    pub early_expired: u64,
+}
+
+impl<R> Shard<R> {
+    /// A shard holding at most `max` records for `ttl_secs`.
+    pub fn new(max: usize, ttl_secs: u64) -> Shard<R> {
+        Shard {
+            by_vendor: HashMap::new(),
+            by_shown: HashMap::new(),
+            order: VecDeque::new(),
+            early: HashMap::new(),
+            early_order: VecDeque::new(),
+            max: max.max(1),
+            ttl_secs,
+            evicted: 0,
+            early_expired: 0,
+        }
+    }
+
+    /// Records held.
+    pub fn len(&self) -> usize {
+        self.by_vendor.len()
+    }
+
+    /// Whether the shard is empty.
+    pub fn is_empty(&self) -> bool {
+        self.by_vendor.is_empty()
+    }
+
+    /// Stores a message the vendor accepted; returns a receipt that was waiting for it.
+    pub fn insert(&mut self, rec: Record, now: u64) -> Option<R> {
+        let key = (rec.vendor, canonical_id(&rec.vendor_id));
+        while self.by_vendor.len() >= self.max {
+            if !self.pop_oldest() {
+                break;
+            }
+            self.evicted += 1;
+        }
+        self.by_shown.insert(rec.shown_id, key.clone());
+        self.order.push_back((now, key.0, key.1.clone()));
+        let early = self.take_early(&key);
+        self.by_vendor.insert(key, rec);
+        early
+    }
+
+    fn take_early(&mut self, key: &(u32, Vec<u8>)) -> Option<R> {
+        if let Some(e) = self.early.remove(key) {
+            return Some(e.receipt);
+        }
+        for alt in alternate_ids(&key.1) {
+            if let Some(e) = self.early.remove(&(key.0, alt)) {
+                return Some(e.receipt);
+            }
+        }
+        None
+    }
+
+    fn pop_oldest(&mut self) -> bool {
+        while let Some((_, v, id)) = self.order.pop_front() {
+            if let Some(rec) = self.by_vendor.remove(&(v, id)) {
+                self.by_shown.remove(&rec.shown_id);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// The record for a vendor's id, however the vendor spelled it.
+    pub fn find_vendor_mut(&mut self, vendor: u32, id: &[u8]) -> Option<&mut Record> {
+        let c = canonical_id(id);
+        let key = if self.by_vendor.contains_key(&(vendor, c.clone())) {
+            Some((vendor, c))
+        } else {
+            alternate_ids(&c).into_iter().map(|a| (vendor, a)).find(|k| self.by_vendor.contains_key(k))
+        };
+        key.and_then(move |k| self.by_vendor.get_mut(&k))
+    }
+
+    /// Parks a receipt whose message is not stored yet. Returns false when the bound refuses it.
+    pub fn park(&mut self, vendor: u32, id: &[u8], receipt: R, now: u64) -> bool {
+        if self.early.len() >= EARLY_RECEIPTS_MAX {
+            return false;
+        }
+        let key = (vendor, canonical_id(id));
+        self.early_order.push_back((now, key.0, key.1.clone()));
+        self.early.insert(key, Early { at: now, receipt });
+        true
+    }
+
+    /// The record the customer knows by `shown_id`.
+    pub fn find_shown(&self, shown_id: u64) -> Option<&Record> {
+        self.by_shown.get(&shown_id).and_then(|k| self.by_vendor.get(k))
+    }
+
+    /// Mutable access by the customer's id.
+    pub fn find_shown_mut(&mut self, shown_id: u64) -> Option<&mut Record> {
+        let k = self.by_shown.get(&shown_id)?.clone();
+        self.by_vendor.get_mut(&k)
+    }
+
+    /// Drops records older than the TTL and early receipts older than theirs; returns the
+    /// early receipts that expired unmatched.
+    pub fn expire(&mut self, now: u64) -> Vec<R> {
+        while let Some(&(at, _, _)) = self.order.front() {
+            if now.saturating_sub(at) < self.ttl_secs {
+                break;
+            }
+            self.pop_oldest();
+        }
+        let mut out = Vec::new();
+        while let Some(&(at, _, _)) = self.early_order.front() {
+            if now.saturating_sub(at) < EARLY_RECEIPT_TTL_SECS {
+                break;
+            }
+            if let Some((_, v, id)) = self.early_order.pop_front()
+                && let Some(e) = self.early.remove(&(v, id))
+            {
+                if now.saturating_sub(e.at) >= EARLY_RECEIPT_TTL_SECS {
+                    self.early_expired += 1;
+                    out.push(e.receipt);
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(msg: u64, vid: &str) -> Record {
+        Record {
+            msg_id: msg,
+            shown_id: msg,
+            customer: 0,
+            vendor: 1,
+            vendor_id: Bytes::copy_from_slice(vid.as_bytes()),
+            source: (1, 1, "1".into()),
+            dest: (1, 1, "2".into()),
+            submitted: 0,
+            state: MessageState::Enroute,
+            final_at: 0,
+            error: 0,
+            wants_receipt: true,
+            siblings: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn vendor_id_styles_all_match() {
+        let mut s: Shard<()> = Shard::new(10, 100);
+        s.insert(rec(1, "00A1B2"), 0);
+        assert!(s.find_vendor_mut(1, b"a1b2").is_some(), "case and leading zeros");
+        assert!(s.find_vendor_mut(1, b"41394").is_some(), "decimal spelling of hex a1b2");
+        assert!(s.find_vendor_mut(2, b"a1b2").is_none(), "other vendor");
+        s.insert(rec(2, "123456789"), 0);
+        assert!(s.find_vendor_mut(1, b"75BCD15").is_some(), "hex spelling of a decimal id");
+        s.insert(rec(3, "8F14E45F-CEEA-467A-9575-2A1F6F2E4A11"), 0);
+        assert!(s.find_vendor_mut(1, b"8f14e45f-ceea-467a-9575-2a1f6f2e4a11").is_some());
+        assert_eq!(shard_of(1, &shard_key(b"41394"), 7), shard_of(1, &shard_key(b"a1b2"), 7));
+    }
+
+    #[test]
+    fn early_receipts_wait_for_their_message_then_expire() {
+        let mut s: Shard<&str> = Shard::new(10, 100);
+        assert!(s.park(1, b"77", "r", 0));
+        assert_eq!(s.insert(rec(1, "077"), 1), Some("r"));
+        assert!(s.park(1, b"88", "late", 0));
+        assert_eq!(s.expire(EARLY_RECEIPT_TTL_SECS + 1), vec!["late"]);
+        assert_eq!(s.early_expired, 1);
+    }
+
+    #[test]
+    fn bounded_and_expiring() {
+        let mut s: Shard<()> = Shard::new(2, 100);
+        s.insert(rec(1, "a"), 0);
+        s.insert(rec(2, "b"), 1);
+        s.insert(rec(3, "c"), 2);
+        assert_eq!(s.len(), 2);
+        assert_eq!(s.evicted, 1);
+        assert!(s.find_shown(1).is_none(), "oldest evicted");
+        assert!(s.find_shown(3).is_some());
+        s.expire(101);
+        assert_eq!(s.len(), 1, "b is past its TTL");
+        s.expire(103);
+        assert!(s.is_empty());
+    }
+}

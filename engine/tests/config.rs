@@ -1,0 +1,637 @@
+//! Configuration loading: the embedded default and the example file load; every kind of mistake is
+//! reported with the line (or environment variable) it is about; overrides apply; passwords hash.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use smppgw_engine::config::{
+    self, BindType, Cidr, Config, ConfigErrors, ErrorKind, IdFormat, Location, ReceiptParts, RouteVendor,
+    VendorBindType, VendorIdFormat,
+};
+
+/// The demo customer's hash from the embedded default (password "demo").
+fn demo_hash() -> String {
+    Config::embedded_default().customers[0].password_hash.clone()
+}
+
+/// A small valid file; `HASH` stands for a valid password hash.
+const BASE: &str = r#"[server]
+listen = "127.0.0.1:2775"
+
+[[customer]]
+system_id = "demo"
+password_hash = "HASH"
+
+[[vendor]]
+name = "sim"
+host = "127.0.0.1"
+port = 2776
+system_id = "smppgw"
+password = "secret"
+
+[[route]]
+name = "default"
+vendors = ["sim"]
+"#;
+
+fn with_hash(text: &str) -> String {
+    text.replace("HASH", &demo_hash())
+}
+
+fn load(text: &str) -> Result<Config, ConfigErrors> {
+    Config::from_toml_str(&with_hash(text), "f.toml")
+}
+
+fn load_env(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigErrors> {
+    Config::load(&with_hash(text), "f.toml", env.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+}
+
+/// The printed error lines of a file that must fail.
+fn errors(text: &str) -> Vec<String> {
+    match load(text) {
+        Ok(_) => panic!("expected errors for:\n{text}"),
+        Err(e) => e.to_string().lines().map(str::to_owned).collect(),
+    }
+}
+
+/// Asserts that loading fails with exactly one error, starting with `prefix` and containing `words`.
+#[track_caller]
+fn assert_one_error(text: &str, prefix: &str, words: &str) {
+    let lines = errors(text);
+    assert_eq!(lines.len(), 1, "expected one error, got: {lines:#?}");
+    assert!(lines[0].starts_with(prefix), "expected prefix {prefix:?} in {:?}", lines[0]);
+    assert!(lines[0].contains(words), "expected {words:?} in {:?}", lines[0]);
+}
+
+#[test]
+fn embedded_default_loads_and_validates() {
+    let config = Config::embedded_default();
+    assert_eq!(config.validate(), Ok(()));
+    assert_eq!(config.server.listen, "127.0.0.1:2775".parse::<SocketAddr>().unwrap());
+    assert!(config.server.listen.ip().is_loopback(), "the demo password is public: loopback only");
+    assert_eq!(config.customers.len(), 1);
+    let demo = &config.customers[0];
+    assert_eq!(demo.system_id, "demo");
+    assert_eq!(demo.throughput, 0);
+    assert!(config::verify_password(&demo.password_hash, b"demo"));
+    assert_eq!(demo.bind_types, BindType::ALL.to_vec());
+    let sim = config.vendor("sim").expect("vendor sim");
+    assert_eq!((sim.host.as_str(), sim.port), ("127.0.0.1", 2776));
+    assert_eq!((sim.system_id.as_str(), sim.password.as_str()), ("smppgw", "secret"));
+    assert_eq!((sim.binds, sim.bind_type, sim.window), (2, VendorBindType::Transceiver, 64));
+    let route = config.route("default").expect("route default");
+    assert_eq!(route.prefixes, vec![String::new()]);
+    assert_eq!(route.vendors, vec![RouteVendor { name: "sim".into(), priority: 0, weight: 1 }]);
+}
+
+#[test]
+fn embedded_default_text_is_the_constant() {
+    let parsed = Config::from_toml_str(config::DEFAULT_CONFIG_TOML, config::DEFAULT_SOURCE_NAME).unwrap();
+    assert_eq!(parsed, Config::embedded_default());
+}
+
+fn example_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/config/example.toml")
+}
+
+#[test]
+fn example_file_loads() {
+    let text = std::fs::read_to_string(example_path()).unwrap();
+    let config = Config::from_toml_str(&text, "example.toml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.customers.len(), 2);
+    assert_eq!(config.vendors.len(), 2);
+    assert!(config.routes.len() >= 3);
+    let us = config.route("us").unwrap();
+    assert_eq!(
+        us.vendors,
+        vec![
+            RouteVendor { name: "carrier-a".into(), priority: 0, weight: 3 },
+            RouteVendor { name: "carrier-b".into(), priority: 0, weight: 1 },
+        ]
+    );
+    let acme = config.customer("acme").unwrap();
+    assert!(acme.allows_ip("198.51.100.20".parse().unwrap()));
+    assert!(!acme.allows_ip("198.51.101.20".parse().unwrap()));
+    assert!(config::verify_password(&acme.password_hash, b"acme-pw"));
+    assert_eq!(config.customer("shop").unwrap().id_format, IdFormat::Decimal);
+    assert_eq!(config.customer("shop").unwrap().receipt_parts, ReceiptParts::Last);
+    assert_eq!(config.vendor("carrier-b").unwrap().id_format, VendorIdFormat::Uuid);
+    // check-config on the same file (the test process sets no SMPPGW__ variables).
+    assert_eq!(config::check_config_file(example_path()), Ok(config));
+}
+
+#[test]
+fn check_config_file_reports_read_errors() {
+    let err = config::check_config_file("/nonexistent/smppgw.toml").unwrap_err();
+    assert!(err.starts_with("/nonexistent/smppgw.toml: cannot read the file"), "{err}");
+}
+
+#[test]
+fn config_survives_a_serialize_round_trip() {
+    let text = std::fs::read_to_string(example_path()).unwrap();
+    let config = Config::from_toml_str(&text, "example.toml").unwrap();
+    let written = toml::to_string(&config).unwrap();
+    assert_eq!(Config::from_toml_str(&written, "written.toml"), Ok(config));
+}
+
+// ---- syntax and structure ----------------------------------------------------------------------
+
+#[test]
+fn syntax_errors_carry_line_and_column() {
+    let lines = errors("[server]\nlisten = \"127.0.0.1:2775\"\ncores = = 2\n");
+    assert!(!lines.is_empty());
+    for line in &lines {
+        assert!(line.starts_with("f.toml:3:"), "{line}");
+        let column: usize = line.split(':').nth(2).unwrap().parse().unwrap();
+        assert!(column >= 7, "the column points into the line: {line}");
+    }
+    // Several broken lines: each is reported.
+    let lines = errors("[server]\ncores = = 2\n[[vendor]\nname = 'x\n");
+    let at: Vec<&str> = lines.iter().map(|l| l.split(": ").next().unwrap()).collect();
+    assert!(at.iter().any(|l| l.starts_with("f.toml:2:")), "{lines:?}");
+    assert!(at.iter().any(|l| l.starts_with("f.toml:3:")), "{lines:?}");
+}
+
+#[test]
+fn unknown_field_is_reported_at_its_line_with_a_suggestion() {
+    let text = BASE.replace("password = \"secret\"", "passwrd = \"secret\"");
+    let lines = errors(&text);
+    assert!(
+        lines.contains(
+            &"f.toml:13: vendor 'sim': unknown field 'passwrd'; did you mean 'password'?".to_owned()
+        )
+    );
+    // The required field is then missing: reported at the [[vendor]] header.
+    assert!(lines.contains(&"f.toml:8: vendor 'sim' is missing the required field 'password'".to_owned()));
+}
+
+#[test]
+fn missing_required_field_points_at_the_table() {
+    let text = BASE.replace("host = \"127.0.0.1\"\n", "");
+    assert_one_error(&text, "f.toml:8: ", "vendor 'sim' is missing the required field 'host'");
+}
+
+#[test]
+fn wrong_types_are_reported_at_the_value() {
+    let text = BASE.replace("port = 2776", "port = \"2776\"");
+    assert_one_error(
+        &text,
+        "f.toml:11: ",
+        "port must be an integer, not a string (write 2776 without quotes)",
+    );
+    let text = BASE.replace("[[route]]", "[[route]]\nprefixes = \"1\"");
+    assert_one_error(&text, "f.toml:16: ", "prefixes must be a list");
+    let text = format!("{BASE}[server.extra]\n");
+    assert!(errors(&text)[0].starts_with("f.toml:"));
+}
+
+#[test]
+fn unknown_choice_and_bad_address_are_reported() {
+    let text = BASE.replace("password = \"secret\"", "password = \"secret\"\nbind_type = \"transciever\"");
+    assert_one_error(&text, "f.toml:14: ", "bind_type 'transciever' is not one of");
+    let text = BASE.replace("listen = \"127.0.0.1:2775\"", "listen = \"localhost\"");
+    assert_one_error(&text, "f.toml:2: ", "[server]: listen = 'localhost' is not an IP address with a port");
+}
+
+#[test]
+fn bad_cidr_points_at_its_element_line() {
+    let text = BASE.replace(
+        "password_hash = \"HASH\"",
+        "password_hash = \"HASH\"\nallowed_ips = [\n  \"10.0.0.0/8\",\n  \"10.0.0.1/8\",\n]",
+    );
+    assert_one_error(&text, "f.toml:9: ", "'10.0.0.1/8' has host bits set; did you mean '10.0.0.0/8'?");
+}
+
+#[test]
+fn unknown_section_and_single_bracket_list_are_reported() {
+    let text = format!("{BASE}\n[vendors]\nname = \"x\"\n");
+    assert_one_error(&text, "f.toml:19: ", "unknown section 'vendors'; did you mean 'vendor'?");
+    let text = "[vendor]\nname = \"sim\"\n";
+    assert_one_error(text, "f.toml:1: ", "write [[vendor]] (double brackets)");
+}
+
+// ---- meaning -----------------------------------------------------------------------------------
+
+#[test]
+fn duplicate_names_point_at_the_second_and_name_the_first() {
+    let text = format!("{BASE}\n[[customer]]\nsystem_id = \"DEMO\"\npassword_hash = \"HASH\"\n");
+    assert_one_error(
+        &text,
+        "f.toml:20: ",
+        "system_id is defined twice (system_ids ignore case); the first is at line 5",
+    );
+    let text = format!(
+        "{BASE}\n[[vendor]]\nname = \"sim\"\nhost = \"h\"\nport = 1\nsystem_id = \"s\"\npassword = \"p\"\n"
+    );
+    assert_one_error(
+        &text,
+        "f.toml:20: ",
+        "vendor 'sim': name is defined twice (names ignore case); the first is at line 9",
+    );
+    let text = format!("{BASE}\n[[route]]\nname = \"default\"\nprefixes = [\"1\"]\nvendors = [\"sim\"]\n");
+    assert_one_error(&text, "f.toml:20: ", "route 'default': name is defined twice");
+}
+
+#[test]
+fn route_naming_an_unknown_vendor_explains_the_fix() {
+    let text = BASE.replace("vendors = [\"sim\"]", "vendors = [\n  \"sim\",\n  \"twilio\",\n]");
+    let lines = errors(&text);
+    assert_eq!(
+        lines,
+        vec!["f.toml:19: route 'default' names vendor 'twilio', which is not defined; defined vendors: sim"]
+    );
+    let text = BASE.replace("vendors = [\"sim\"]", "vendors = [\"SIM\"]");
+    assert_one_error(&text, "f.toml:17: ", "(did you mean 'sim'? references are case-sensitive)");
+}
+
+#[test]
+fn route_naming_an_unknown_customer_is_reported() {
+    let text = BASE
+        .replace("[[route]]\nname = \"default\"", "[[route]]\nname = \"default\"\ncustomers = [\"acme\"]");
+    assert_one_error(
+        &text,
+        "f.toml:17: ",
+        "route 'default' names customer 'acme', which is not defined; defined customers: demo",
+    );
+}
+
+#[test]
+fn numbers_out_of_range_are_reported_with_their_limit() {
+    let text = BASE.replace("listen = \"127.0.0.1:2775\"", "listen = \"127.0.0.1:2775\"\nnode_id = 300");
+    assert_one_error(&text, "f.toml:3: ", "[server]: node_id = 300 is out of range 0..=255");
+    let text = BASE.replace("listen = \"127.0.0.1:2775\"", "listen = \"127.0.0.1:2775\"\ncores = 65");
+    assert_one_error(&text, "f.toml:3: ", "cores = 65 is out of range 0..=64");
+    let text = BASE.replace("listen = \"127.0.0.1:2775\"", "listen = \"127.0.0.1:2775\"\ncores = 2");
+    assert!(load(&text).is_ok(), "a core count the machine may not have is clamped later, not an error");
+    let text =
+        BASE.replace("listen = \"127.0.0.1:2775\"", "listen = \"127.0.0.1:2775\"\nmax_command_length = 8");
+    assert_one_error(&text, "f.toml:3: ", "max_command_length = 8 is out of range 16..=1048576");
+    let text = BASE.replace("port = 2776", "port = 2776\nbinds = 0");
+    assert_one_error(&text, "f.toml:12: ", "vendor 'sim': binds = 0 is out of range 1..=256");
+    let text = BASE.replace("port = 2776", "port = 70000");
+    assert_one_error(&text, "f.toml:11: ", "port = 70000 is too large (at most 65535)");
+    let text = BASE.replace("port = 2776", "port = -1");
+    assert_one_error(&text, "f.toml:11: ", "port = -1 must not be negative");
+    let err = load(&BASE.replace("port = 2776", "port = 2776\nwindow = 5000")).unwrap_err();
+    assert_eq!(err.errors()[0].kind, ErrorKind::OutOfRange { value: 5000, min: 1, max: 4096 });
+    assert_eq!(err.errors()[0].location, Location::Line(12));
+}
+
+#[test]
+fn smpp_string_sizes_are_enforced() {
+    let text = BASE.replace("password = \"secret\"", "password = \"much-too-long\"");
+    assert_one_error(
+        &text,
+        "f.toml:13: ",
+        "vendor 'sim': password 'much-too-long' is 13 characters; SMPP allows at most 8",
+    );
+    let text = BASE.replace("system_id = \"demo\"", "system_id = \"a-very-long-system-id\"");
+    assert_one_error(
+        &text,
+        "f.toml:5: ",
+        "system_id 'a-very-long-system-id' is 21 characters; SMPP allows at most 15",
+    );
+}
+
+#[test]
+fn bad_prefixes_point_at_their_element() {
+    let text = BASE.replace("name = \"default\"", "name = \"default\"\nprefixes = [\"1555\",\n  \"12a\"]");
+    assert_one_error(
+        &text,
+        "f.toml:18: ",
+        "route 'default': prefix '12a' may only hold digits after an optional '+'",
+    );
+    let text = BASE.replace("name = \"default\"", "name = \"default\"\nprefixes = []");
+    assert_one_error(&text, "f.toml:17: ", "prefixes is empty, so it matches nothing");
+}
+
+#[test]
+fn backoff_min_above_max_points_at_the_field_set() {
+    let text = BASE.replace("port = 2776", "port = 2776\nreconnect_backoff_min_ms = 40000");
+    assert_one_error(
+        &text,
+        "f.toml:12: ",
+        "reconnect_backoff_min_ms (40000) is larger than reconnect_backoff_max_ms (30000)",
+    );
+    // Only max set: the error points at max, the field that is in the file.
+    let text = BASE.replace("port = 2776", "port = 2776\nreconnect_backoff_max_ms = 100");
+    assert_one_error(&text, "f.toml:12: ", "is larger than reconnect_backoff_max_ms (100)");
+}
+
+#[test]
+fn route_without_vendors_is_reported() {
+    let text = BASE.replace("vendors = [\"sim\"]", "vendors = []");
+    assert_one_error(&text, "f.toml:17: ", "route 'default' has no vendors; add vendors = [\"name\", ...]");
+    let text = BASE.replace("vendors = [\"sim\"]\n", "");
+    assert_one_error(&text, "f.toml:15: ", "route 'default' has no vendors");
+}
+
+#[test]
+fn unusable_password_hash_is_reported_at_load() {
+    let text = BASE.replace("password_hash = \"HASH\"", "password_hash = \"demo\"");
+    assert_one_error(
+        &text,
+        "f.toml:6: ",
+        "password_hash is not usable: it is not a PHC string (it looks like a plain-text password)",
+    );
+    let text = BASE.replace("password_hash = \"HASH\"", "password_hash = \"$argon2id$v=19$garbage\"");
+    assert_one_error(&text, "f.toml:6: ", "generate one with `smppgw hash-password`");
+}
+
+#[test]
+fn session_timeout_must_exceed_enquire_link_interval() {
+    let text = BASE.replace(
+        "listen = \"127.0.0.1:2775\"",
+        "listen = \"127.0.0.1:2775\"\nenquire_link_interval_ms = 100000",
+    );
+    assert_one_error(
+        &text,
+        "f.toml:3: ",
+        "session_timeout_ms (90000) must be longer than enquire_link_interval_ms (100000)",
+    );
+}
+
+#[test]
+fn ambiguous_routes_and_shared_number_ranges_are_reported() {
+    let text = format!("{BASE}\n[[route]]\nname = \"again\"\nprefixes = [\"\"]\nvendors = [\"sim\"]\n");
+    assert_one_error(&text, "f.toml:21: ", "is already routed by route 'default'");
+    let text = BASE
+        .replace("password_hash = \"HASH\"", "password_hash = \"HASH\"\nnumber_ranges = [\"1555\"]")
+        + "\n[[customer]]\nsystem_id = \"other\"\npassword_hash = \"HASH\"\nnumber_ranges = [\"+1555\"]\n";
+    assert_one_error(&text, "f.toml:23: ", "number range '+1555' is also claimed by another customer");
+}
+
+#[test]
+fn multiple_errors_are_all_reported_in_file_order() {
+    let text = r#"[server]
+node_id = 256
+cores = 100
+
+[[customer]]
+system_id = "demo"
+password_hash = "HASH"
+allowed_ips = ["10.0.0.0/8"]
+
+[[vendor]]
+name = "sim"
+host = "127.0.0.1"
+port = 2776
+system_id = "smppgw"
+password = "123456789"
+
+[[route]]
+name = "us"
+prefixes = ["1"]
+vendors = ["sim", "twilio"]
+"#;
+    let err = load(text).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "f.toml:2: [server]: node_id = 256 is out of range 0..=255 (the node id is one byte of every message id; \
+         give each node its own)\n\
+         f.toml:3: [server]: cores = 100 is out of range 0..=64 (one executor per core; the engine is built for \
+         at most 64 (0 = all))\n\
+         f.toml:15: vendor 'sim': password '123456789' is 9 characters; SMPP allows at most 8\n\
+         f.toml:20: route 'us' names vendor 'twilio', which is not defined; defined vendors: sim"
+    );
+    assert_eq!(err.len(), 4);
+    assert_eq!(err.source_name(), "f.toml");
+    let lines: Vec<Option<usize>> = err.errors().iter().map(|e| e.location.line()).collect();
+    assert_eq!(lines, vec![Some(2), Some(3), Some(15), Some(20)]);
+}
+
+#[test]
+fn multiple_structural_errors_are_all_reported() {
+    let text = BASE
+        .replace("listen = \"127.0.0.1:2775\"", "listen = \"127.0.0.1:2775\"\ncoresz = 1")
+        .replace("port = 2776", "port = true")
+        .replace("vendors = [\"sim\"]", "vendors = [\"sim\", 3]");
+    let lines = errors(&text);
+    assert_eq!(lines.len(), 3, "{lines:#?}");
+    assert!(lines[0].starts_with("f.toml:3: [server]: unknown field 'coresz'; did you mean 'cores'?"));
+    assert!(lines[1].starts_with("f.toml:12: vendor 'sim': port must be an integer, not a boolean"));
+    assert!(
+        lines[2].starts_with("f.toml:18: route 'default': a vendors entry must be a vendor name or a table")
+    );
+}
+
+#[test]
+fn a_bad_field_does_not_hide_the_errors_of_the_rest_of_the_file() {
+    let text = r#"[server]
+node_id = 300
+http_listen = "nowhere"
+
+[[customer]]
+system_id = "demo"
+password_hash = "HASH"
+allowed_ips = ["192.168.1.1/24"]
+max_binds = 0
+
+[[vendor]]
+name = "sim"
+port = 2776
+system_id = "smppgw"
+password = "secret"
+reconnect_backoff_min_ms = "fast"
+
+[[route]]
+name = "us"
+vendors = ["sim", "twilio"]
+"#;
+    let lines = errors(text);
+    let at: Vec<&str> = lines.iter().map(|l| l.split(": ").next().unwrap()).collect();
+    assert_eq!(
+        at,
+        vec!["f.toml:2", "f.toml:3", "f.toml:8", "f.toml:9", "f.toml:11", "f.toml:16", "f.toml:20"],
+        "{lines:#?}"
+    );
+    assert!(lines[4].ends_with("vendor 'sim' is missing the required field 'host'"), "{}", lines[4]);
+    assert!(lines[6].contains("names vendor 'twilio'"), "{}", lines[6]);
+}
+
+// ---- route vendors -----------------------------------------------------------------------------
+
+#[test]
+fn route_vendor_tables_and_names_are_normalised() {
+    let text = format!(
+        "{}\n[[vendor]]\nname = \"b\"\nhost = \"h\"\nport = 1\nsystem_id = \"s\"\npassword = \"p\"\n\
+         [[vendor]]\nname = \"c\"\nhost = \"h\"\nport = 1\nsystem_id = \"s\"\npassword = \"p\"\n",
+        BASE.replace(
+            "vendors = [\"sim\"]",
+            "vendors = [\"sim\", { name = \"b\", priority = 0, weight = 3 }, { name = \"c\" }]"
+        )
+    );
+    let config = load(&text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        config.routes[0].vendors,
+        vec![
+            RouteVendor { name: "sim".into(), priority: 0, weight: 1 },
+            RouteVendor { name: "b".into(), priority: 0, weight: 3 },
+            RouteVendor { name: "c".into(), priority: 2, weight: 1 },
+        ]
+    );
+    let bad = BASE.replace("vendors = [\"sim\"]", "vendors = [{ name = \"sim\", weight = 0 }]");
+    assert_one_error(
+        &bad,
+        "f.toml:17: ",
+        "route 'default', vendor 'sim': weight = 0 is out of range 1..=1000",
+    );
+    let bad = BASE.replace("vendors = [\"sim\"]", "vendors = [{ name = \"sim\", wieght = 2 }]");
+    assert_one_error(
+        &bad,
+        "f.toml:17: ",
+        "unknown field 'wieght' in a vendors entry; did you mean 'weight'?",
+    );
+}
+
+// ---- environment overrides ---------------------------------------------------------------------
+
+#[test]
+fn env_overrides_a_server_field() {
+    let config =
+        load_env(BASE, &[("SMPPGW__SERVER__LISTEN", "0.0.0.0:2775"), ("SMPPGW__SERVER__CORES", "2")])
+            .unwrap();
+    assert_eq!(config.server.listen, "0.0.0.0:2775".parse::<SocketAddr>().unwrap());
+    assert_eq!(config.server.cores, 2);
+    // A boolean, and a [server] section the file does not have.
+    let config = load_env(
+        &BASE.replace("[server]\nlisten = \"127.0.0.1:2775\"\n", ""),
+        &[("smppgw__server__unknown_outcome_failover", "TRUE"), ("PATH", "/bin"), ("SMPPGW_LOG", "debug")],
+    )
+    .unwrap();
+    assert!(config.server.unknown_outcome_failover);
+}
+
+#[test]
+fn env_overrides_a_vendor_password_by_name() {
+    let config = load_env(BASE, &[("SMPPGW__VENDOR__SIM__PASSWORD", "s3cret")]).unwrap();
+    assert_eq!(config.vendors[0].password, "s3cret");
+    // A '-' in a name is written '_' in the variable.
+    let text = BASE.replace("name = \"sim\"", "name = \"sim-eu\"").replace("[\"sim\"]", "[\"sim-eu\"]");
+    let config = load_env(&text, &[("SMPPGW__VENDOR__SIM_EU__PASSWORD", "other")]).unwrap();
+    assert_eq!(config.vendors[0].password, "other");
+    let hash = config::hash_password("new");
+    let config = load_env(BASE, &[("SMPPGW__CUSTOMER__DEMO__PASSWORD_HASH", &hash)]).unwrap();
+    assert!(config::verify_password(&config.customers[0].password_hash, b"new"));
+}
+
+#[test]
+fn env_overrides_a_route_vendor_list() {
+    let text = format!(
+        "{BASE}\n[[vendor]]\nname = \"b\"\nhost = \"h\"\nport = 1\nsystem_id = \"s\"\npassword = \"p\"\n"
+    );
+    let config = load_env(&text, &[("SMPPGW__ROUTE__DEFAULT__VENDORS", "b, sim")]).unwrap();
+    assert_eq!(
+        config.routes[0].vendors,
+        vec![
+            RouteVendor { name: "b".into(), priority: 0, weight: 1 },
+            RouteVendor { name: "sim".into(), priority: 1, weight: 1 },
+        ]
+    );
+    let config = load_env(
+        &text,
+        &[(
+            "SMPPGW__ROUTE__DEFAULT__VENDORS",
+            "[{ name = \"b\", weight = 2 }, { name = \"sim\", priority = 0 }]",
+        )],
+    )
+    .unwrap();
+    assert_eq!(
+        config.routes[0].vendors,
+        vec![
+            RouteVendor { name: "b".into(), priority: 0, weight: 2 },
+            RouteVendor { name: "sim".into(), priority: 0, weight: 1 },
+        ]
+    );
+    let config = load_env(&text, &[("SMPPGW__CUSTOMER__DEMO__ALLOWED_IPS", "10.0.0.0/8,::1")]).unwrap();
+    assert_eq!(
+        config.customers[0].allowed_ips,
+        vec!["10.0.0.0/8".parse::<Cidr>().unwrap(), "::1".parse().unwrap()]
+    );
+}
+
+#[test]
+fn env_naming_an_unknown_setting_or_item_is_an_error() {
+    let err = load_env(BASE, &[("SMPPGW__SERVER__LISTN", "0.0.0.0:1")]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "env:SMPPGW__SERVER__LISTN: server has no field 'listn'; did you mean 'listen'?"
+    );
+    assert_eq!(err.errors()[0].kind, ErrorKind::Environment);
+    let err = load_env(BASE, &[("SMPPGW__VENDOR__TWILIO__PASSWORD", "x")]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "env:SMPPGW__VENDOR__TWILIO__PASSWORD: there is no vendor named 'TWILIO' (names ignore case); defined: sim"
+    );
+    let err = load_env(BASE, &[("SMPPGW__VENDORS__SIM__PASSWORD", "x"), ("SMPPGW__SERVER__CORES", "two")])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("env:SMPPGW__SERVER__CORES: cores expects a whole number, not 'two'"), "{err}");
+    assert!(
+        err.contains("env:SMPPGW__VENDORS__SIM__PASSWORD: unknown section 'VENDORS'; did you mean 'vendor'?"),
+        "{err}"
+    );
+    let err = load_env(BASE, &[("SMPPGW__VENDOR__PASSWORD", "x")]).unwrap_err().to_string();
+    assert!(err.contains("does not say which vendor"), "{err}");
+}
+
+#[test]
+fn env_values_are_checked_like_file_values_and_blamed_on_the_variable() {
+    let err = load_env(BASE, &[("SMPPGW__SERVER__CORES", "100")]).unwrap_err();
+    assert_eq!(err.errors()[0].location, Location::Env("SMPPGW__SERVER__CORES".into()));
+    assert!(err.to_string().starts_with("env:SMPPGW__SERVER__CORES: [server]: cores = 100 is out of range"));
+    let err = load_env(BASE, &[("SMPPGW__VENDOR__SIM__BIND_TYPE", "rx")]).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("env:SMPPGW__VENDOR__SIM__BIND_TYPE: vendor 'sim': bind_type 'rx' is not one of")
+    );
+    let err = load_env(BASE, &[("SMPPGW__ROUTE__DEFAULT__VENDORS", "sim,twilio")]).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("env:SMPPGW__ROUTE__DEFAULT__VENDORS: route 'default' names vendor 'twilio'")
+    );
+}
+
+// ---- passwords ---------------------------------------------------------------------------------
+
+#[test]
+fn hash_and_verify_round_trip() {
+    let phc = config::hash_password("hunter2");
+    assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
+    assert!(config::verify_password(&phc, b"hunter2"));
+    assert!(!config::verify_password(&phc, b"hunter3"));
+    assert_ne!(config::hash_password("hunter2"), phc, "every hash has its own salt");
+}
+
+#[test]
+fn verify_fails_on_garbage_hashes_without_panicking() {
+    for garbage in [
+        "",
+        "demo",
+        "$",
+        "$argon2id$",
+        "$argon2id$v=19$m=19456,t=2,p=1$",
+        "$md5$abc$def",
+        "$argon2id$v=19$m=x,t=2,p=1$c2FsdA$aGFzaA",
+    ] {
+        assert!(!config::verify_password(garbage, b"demo"), "{garbage:?}");
+    }
+}
+
+#[test]
+fn allowed_ips_and_bind_types_answer_the_session_questions() {
+    let text = BASE.replace(
+        "password_hash = \"HASH\"",
+        "password_hash = \"HASH\"\nallowed_ips = [\"192.0.2.0/24\", \"2001:db8::/32\"]\nbind_types = [\"receiver\"]",
+    );
+    let config = load(&text).unwrap();
+    let demo = &config.customers[0];
+    assert!(demo.allows_ip("192.0.2.9".parse().unwrap()));
+    assert!(demo.allows_ip("::ffff:192.0.2.9".parse().unwrap()));
+    assert!(demo.allows_ip("2001:db8::5".parse().unwrap()));
+    assert!(!demo.allows_ip("198.51.100.1".parse().unwrap()));
+    assert!(demo.allows_bind(BindType::Receiver));
+    assert!(!demo.allows_bind(BindType::Transmitter));
+    assert_eq!(demo.effective_window(config.server.window), 64);
+    assert_eq!(config.server.effective_cores(8), 8);
+}
