@@ -165,3 +165,68 @@ pub fn wait_for(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
     f()
 }
+
+/// A simulator on an ephemeral port with the gateway's vendor credentials, recording submits.
+pub fn sim(tweak: impl FnOnce(&mut smppgw_loadgen::sim::SimConfig)) -> smppgw_loadgen::sim::SimHandle {
+    let mut cfg = smppgw_loadgen::sim::SimConfig::for_tests();
+    cfg.record_max = 10_000;
+    cfg.seed = Some(7);
+    tweak(&mut cfg);
+    smppgw_loadgen::sim::Simulator::start(cfg).expect("simulator starts")
+}
+
+impl Client {
+    /// Receives the next deliver_sm (answering enquire_link on the way) without answering it.
+    pub fn recv_deliver(&mut self) -> Pdu {
+        loop {
+            let p = self.recv().expect("connection closed while waiting for deliver_sm");
+            match p.body {
+                Body::EnquireLink => self.send(&Pdu::new(p.sequence_number, Body::EnquireLinkResp)),
+                Body::DeliverSm(_) | Body::DataSm(_) => return p,
+                _ => {}
+            }
+        }
+    }
+
+    /// Answers a deliver_sm with `status`.
+    pub fn answer(&mut self, p: &Pdu, status: CommandStatus) {
+        let body = match p.body {
+            Body::DataSm(_) => Body::DataSmResp(Default::default()),
+            _ => Body::DeliverSmResp(Default::default()),
+        };
+        self.send(&Pdu::with_status(p.sequence_number, status, body));
+    }
+
+    /// Submits with registered_delivery set; returns (status, id).
+    pub fn submit_dlr(&mut self, dest: &str, text: &str) -> (CommandStatus, String) {
+        let (seq, mut p) = self.submit_pdu(dest, text);
+        if let Body::SubmitSm(s) = &mut p.body {
+            s.registered_delivery = 1;
+        }
+        self.send(&p);
+        let r = self.recv_resp(seq);
+        let id = match &r.body {
+            Body::SubmitSmResp(m) => String::from_utf8_lossy(&m.message_id).into_owned(),
+            _ => String::new(),
+        };
+        (r.command_status, id)
+    }
+}
+
+/// The receipt fields a customer sees: (receipted_message_id TLV, parsed text).
+pub fn receipt_of(p: &Pdu) -> (String, smppgw_codec::receipt::Receipt) {
+    let s = match &p.body {
+        Body::DeliverSm(s) => s.clone(),
+        Body::DataSm(d) => SubmitSm {
+            short_message: d.tlvs.message_payload().unwrap_or_default(),
+            tlvs: d.tlvs.clone(),
+            esm_class: d.esm_class,
+            ..Default::default()
+        },
+        _ => panic!("not a receipt: {p:?}"),
+    };
+    assert!(smppgw_codec::receipt::is_receipt(s.esm_class), "esm_class marks a receipt");
+    let tlv = String::from_utf8_lossy(&s.tlvs.receipted_message_id().expect("receipted_message_id")).into_owned();
+    let r = smppgw_codec::receipt::Receipt::parse(&s.short_message).expect("Appendix B text");
+    (tlv, r)
+}

@@ -1,0 +1,153 @@
+//! Receipts end to end: vendor receipts are matched whatever the vendor's id style and quirks,
+//! rewritten to our id, and delivered to the customer (held while it has no receiving bind).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Client, config, receipt_of, sim, wait_for};
+use smppgw_codec::receipt::MessageState;
+use smppgw_codec::{Body, CommandStatus, Pdu};
+use smppgw_loadgen::msgid::IdFormat;
+
+fn run_receipt_round_trip(tweak: impl FnOnce(&mut smppgw_loadgen::sim::SimConfig)) {
+    let vendor = sim(tweak);
+    let gw = smppgw_engine::start(config(&[("v1", vendor.local_addr())])).unwrap();
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
+    assert!(wait_for(Duration::from_secs(5), || vendor.stats().binds_current >= 2), "vendor binds up");
+    let (st, id) = c.submit_dlr("15551230001", "hello receipt");
+    assert_eq!(st, CommandStatus::ESME_ROK);
+    assert!(!id.is_empty() && id.len() <= 20 && id.bytes().all(|b| b.is_ascii_hexdigit()), "hex id {id}");
+    let recorded = vendor.take_recorded();
+    let vendor_id = recorded.last().expect("the vendor got the submit").message_id.clone();
+    assert_ne!(vendor_id.to_lowercase(), id, "the vendor's id is not ours");
+    let p = c.recv_deliver();
+    let (tlv, r) = receipt_of(&p);
+    assert_eq!(tlv, id, "receipted_message_id is our id");
+    assert_eq!(r.id.as_str(), id, "the text's id is our id");
+    assert_eq!(r.stat, MessageState::Delivered);
+    assert!(r.submit_date.is_some() && r.done_date.is_some() && r.sub.is_some() && r.dlvrd.is_some());
+    if let Body::DeliverSm(s) = &p.body {
+        assert_eq!(&s.source.addr[..], b"15551230001", "receipt comes from the recipient");
+        assert_eq!(&s.dest.addr[..], b"15550001", "to the originator");
+    }
+    c.answer(&p, CommandStatus::ESME_ROK);
+    assert_eq!(c.unbind(), CommandStatus::ESME_ROK);
+    gw.shutdown();
+    gw.join();
+}
+
+#[test]
+fn hex_vendor_ids_receipt_round_trip() {
+    run_receipt_round_trip(|_| {});
+}
+
+#[test]
+fn decimal_vendor_ids() {
+    run_receipt_round_trip(|s| s.id_format = IdFormat::Decimal);
+}
+
+#[test]
+fn uuid_vendor_ids() {
+    run_receipt_round_trip(|s| s.id_format = IdFormat::Uuid);
+}
+
+#[test]
+fn receipts_without_tlvs_and_upper_case_keys() {
+    run_receipt_round_trip(|s| {
+        s.receipts.tlvs = false;
+        s.receipts.upper_case_keys = true;
+        s.receipts.date_digits = 12;
+    });
+}
+
+#[test]
+fn receipt_before_submit_resp() {
+    run_receipt_round_trip(|s| s.receipts.before_resp = true);
+}
+
+#[test]
+fn receipts_wait_for_a_receiving_bind_and_failed_deliveries_are_retried_once_each() {
+    // Goal: a transmitter-only customer's receipts are held, delivered in order when it binds a
+    // receiver; a refused deliver_sm is retried, and nothing is delivered twice once accepted.
+    let vendor = sim(|_| {});
+    let gw = smppgw_engine::start(config(&[("v1", vendor.local_addr())])).unwrap();
+    let mut tx = Client::connect(gw.local_addr);
+    assert_eq!(tx.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+    assert!(wait_for(Duration::from_secs(5), || vendor.stats().binds_current >= 2));
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let (st, id) = tx.submit_dlr(&format!("1555123{i:04}"), "held");
+        assert_eq!(st, CommandStatus::ESME_ROK);
+        ids.push(id);
+    }
+    assert!(wait_for(Duration::from_secs(5), || vendor.stats().receipts_sent >= 5));
+    std::thread::sleep(Duration::from_millis(200));
+    let mut rx = Client::connect(gw.local_addr);
+    assert_eq!(rx.bind("rx", "c1", "pw"), CommandStatus::ESME_ROK);
+    let first = rx.recv_deliver();
+    let (first_id, _) = receipt_of(&first);
+    rx.answer(&first, CommandStatus::ESME_RX_T_APPN);
+    let mut got = Vec::new();
+    while got.len() < 5 {
+        let p = rx.recv_deliver();
+        let (id, _) = receipt_of(&p);
+        rx.answer(&p, CommandStatus::ESME_ROK);
+        got.push(id);
+    }
+    assert!(got.contains(&first_id), "the refused receipt came again");
+    let mut sorted = got.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), 5, "each receipt accepted exactly once: {got:?}");
+    let mut want = ids.clone();
+    want.sort();
+    assert_eq!(sorted, want);
+    rx.stream.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    let mut extra = Vec::new();
+    let mut tmp = [0u8; 1024];
+    use std::io::Read;
+    if let Ok(n) = rx.stream.read(&mut tmp) {
+        extra.extend_from_slice(&tmp[..n]);
+    }
+    assert!(extra.is_empty(), "no duplicate after acceptance");
+    gw.shutdown();
+    gw.join();
+}
+
+#[test]
+fn query_sm_answers_from_the_store_for_its_owner_only() {
+    // Goal: query_sm gives the state of the customer's own message; another customer's query fails.
+    let vendor = sim(|_| {});
+    let gw = smppgw_engine::start(config(&[("v1", vendor.local_addr())])).unwrap();
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
+    assert!(wait_for(Duration::from_secs(5), || vendor.stats().binds_current >= 2));
+    let (_, id) = c.submit_dlr("15551230009", "query me");
+    let p = c.recv_deliver();
+    c.answer(&p, CommandStatus::ESME_ROK);
+    let q = |c: &mut Client, id: &str| {
+        let seq = c.next_seq();
+        c.send(&Pdu::new(
+            seq,
+            Body::QuerySm(smppgw_codec::QuerySm {
+                message_id: id.to_owned().into(),
+                source: smppgw_codec::Address::new(1, 1, "15550001"),
+            }),
+        ));
+        c.recv_resp(seq)
+    };
+    let r = q(&mut c, &id);
+    assert_eq!(r.command_status, CommandStatus::ESME_ROK);
+    let Body::QuerySmResp(qr) = r.body else { panic!("query_sm_resp") };
+    assert_eq!(&qr.message_id[..], id.as_bytes());
+    assert_eq!(qr.message_state, MessageState::Delivered.as_u8());
+    assert!(!qr.final_date.is_empty());
+    let mut other = Client::connect(gw.local_addr);
+    assert_eq!(other.bind("trx", "c2", "pw"), CommandStatus::ESME_ROK);
+    assert_eq!(q(&mut other, &id).command_status, CommandStatus::ESME_RQUERYFAIL);
+    assert_eq!(q(&mut c, "ffffffff").command_status, CommandStatus::ESME_RQUERYFAIL);
+    gw.shutdown();
+    gw.join();
+}
