@@ -38,6 +38,8 @@ pub struct CoreIo {
     pub auth_cache: RefCell<std::collections::HashMap<(Bytes, Bytes), String>>,
     /// Monotonic origin for rate limiters.
     pub epoch: Instant,
+    /// Credentials being verified right now.
+    pub auth_inflight: RefCell<std::collections::HashSet<(Bytes, Bytes)>>,
     /// Long-message groups (receipt policy "last").
     pub part_groups: RefCell<PartGroups>,
 }
@@ -49,6 +51,7 @@ impl CoreIo {
             scratch: RefCell::new(vec![0; limits::READ_SCRATCH_BYTES]),
             auth_cache: RefCell::new(std::collections::HashMap::new()),
             epoch,
+            auth_inflight: RefCell::new(std::collections::HashSet::new()),
             part_groups: RefCell::new(PartGroups::new()),
         }
     }
@@ -144,6 +147,17 @@ fn customer_settings(snap: &Snapshot) -> CustomerSettings {
     }
 }
 
+struct InflightGuard<'a> {
+    io: &'a CoreIo,
+    key: (Bytes, Bytes),
+}
+
+impl Drop for InflightGuard<'_> {
+    fn drop(&mut self) {
+        self.io.auth_inflight.borrow_mut().remove(&self.key);
+    }
+}
+
 async fn authenticate(
     core: &Core,
     io: &CoreIo,
@@ -160,8 +174,14 @@ async fn authenticate(
         return Err(CommandStatus::ESME_RBINDFAIL);
     }
     let key = (bind.system_id.clone(), bind.password.clone());
+    // Single flight: a bind storm with the same credentials waits for one verification.
+    while io.auth_inflight.borrow().contains(&key) {
+        Timer::new(Duration::from_millis(5)).await;
+    }
     let cached = io.auth_cache.borrow().get(&key).is_some_and(|h| *h == c.cfg.password_hash);
     if !cached {
+        io.auth_inflight.borrow_mut().insert(key.clone());
+        let _guard = InflightGuard { io, key: key.clone() };
         let (hash, pw) = (c.cfg.password_hash.clone(), bind.password.clone());
         // Password hashing is deliberately slow: keep it off the reactor.
         let ok = glommio::executor().spawn_blocking(move || crate::config::verify_password(&hash, &pw)).await;
@@ -775,7 +795,7 @@ pub async fn vendor_slot(core: Rc<Core>, io: Rc<CoreIo>, vendor: u32, slot: u32,
             wbuf.clear();
             let now = Instant::now();
             let mut next = machine.next_deadline();
-            if !queue.is_empty() && machine.has_room() {
+            if (!queue.is_empty() && machine.has_room()) || rate.is_slowed() {
                 if let Some(at) = rate.ready_at(io.nanos(now)) {
                     next = next.min(io.epoch + Duration::from_nanos(at));
                 }
@@ -852,7 +872,18 @@ pub async fn vendor_slot(core: Rc<Core>, io: Rc<CoreIo>, vendor: u32, slot: u32,
                     }
                 }
             }
-            slot_rt.slowed.store(rate.is_slowed(), Ordering::Relaxed);
+            let slowed = rate.is_slowed();
+            slot_rt.slowed.store(slowed, Ordering::Relaxed);
+            // While slowed, take only what the pace can send within about 100 ms (and nothing while
+            // the next send is further off), so work goes to other vendors instead of queueing.
+            let cap = if !slowed {
+                slot_rt.capacity
+            } else if rate.ready_at(io.nanos(now)).is_none() {
+                ((rate.current() / 10.0) as u32).clamp(1, slot_rt.capacity)
+            } else {
+                0
+            };
+            slot_rt.effective_capacity.store(cap, Ordering::Relaxed);
             if shutting && queue.is_empty() && machine.inflight() == 0 && !unbinding {
                 machine.unbind(now, &mut wbuf);
                 unbinding = true;

@@ -69,6 +69,9 @@ pub struct BindSlot {
     pub load: AtomicU32,
     /// Capacity: window plus the slot's queue.
     pub capacity: u32,
+    /// What the slot takes now: `capacity`, or, while throttling slows it, about 100 ms of its
+    /// current pace, so work goes to other vendors instead of waiting behind the pace.
+    pub effective_capacity: AtomicU32,
     /// Submits sent, for the API.
     pub sent: AtomicU64,
     /// Reconnects, for the API and metrics.
@@ -80,7 +83,7 @@ pub struct BindSlot {
 impl BindSlot {
     /// Whether a job routed here now would be taken.
     pub fn available(&self) -> bool {
-        self.up.load(Ordering::Relaxed) && self.load.load(Ordering::Relaxed) < self.capacity
+        self.up.load(Ordering::Relaxed) && self.load.load(Ordering::Relaxed) < self.effective_capacity.load(Ordering::Relaxed)
     }
 }
 
@@ -221,13 +224,15 @@ fn customer_rt(idx: u32, c: &CustomerConfig) -> CustomerRt {
 fn vendor_rt(idx: u32, v: &VendorConfig, cores: usize) -> VendorRt {
     let slots = (0..v.binds)
         .map(|s| {
+            let capacity = v.window + crate::limits::VENDOR_BIND_QUEUE_MAX.min(v.window as usize * 4) as u32;
             Arc::new(BindSlot {
+                effective_capacity: AtomicU32::new(capacity),
                 vendor: idx,
                 slot: s,
                 core: s as usize % cores,
                 up: AtomicBool::new(false),
                 load: AtomicU32::new(0),
-                capacity: v.window + crate::limits::VENDOR_BIND_QUEUE_MAX.min(v.window as usize * 4) as u32,
+                capacity,
                 sent: AtomicU64::new(0),
                 reconnects: AtomicU64::new(0),
                 slowed: AtomicBool::new(false),

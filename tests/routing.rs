@@ -1,0 +1,213 @@
+//! Routing and vendors end to end: failover when a vendor is down, throttles or times out,
+//! adaptive slow-down, customer throughput in segments, window overflow, and many binds.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Client, config, sim, wait_for};
+use smppgw_codec::{Body, CommandStatus, Pdu, Tlvs, tag};
+
+#[test]
+fn submits_reach_the_vendor_with_our_id_and_fail_over_when_the_first_vendor_is_down() {
+    // Goal: with the first vendor unreachable, every message goes to the second, ids are ours.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_addr = dead.local_addr().unwrap();
+    drop(dead);
+    let v2 = sim(|_| {});
+    let gw = smppgw_engine::start(config(&[("down", dead_addr), ("up", v2.local_addr())])).unwrap();
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+    assert!(wait_for(Duration::from_secs(5), || v2.stats().binds_current >= 2));
+    for i in 0..20 {
+        let (st, id) = c.submit(&format!("1555000{i:04}"), "failover");
+        assert_eq!(st, CommandStatus::ESME_ROK);
+        assert!(!id.is_empty());
+    }
+    assert_eq!(v2.stats().submits, 20);
+    gw.shutdown();
+    gw.join();
+}
+
+#[test]
+fn a_throttling_vendor_is_passed_over_and_slowed_down() {
+    // Goal: ESME_RTHROTTLED from the first vendor sends the message to the next one, and the
+    // gateway stops hammering the throttling vendor.
+    let v1 = sim(|s| s.faults.throttle_tps = Some(5));
+    let v2 = sim(|_| {});
+    let gw = smppgw_engine::start(config(&[("slow", v1.local_addr()), ("spare", v2.local_addr())])).unwrap();
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+    assert!(wait_for(Duration::from_secs(5), || v1.stats().binds_current >= 2 && v2.stats().binds_current >= 2));
+    let n = 300;
+    for i in 0..n {
+        let (st, _) = c.submit(&format!("1555100{i:04}"), "burst");
+        assert_eq!(st, CommandStatus::ESME_ROK, "message {i} is carried by one vendor or the other");
+    }
+    let (s1, s2) = (v1.stats(), v2.stats());
+    assert_eq!(s1.submits_ok + s2.submits_ok, n, "every message accepted exactly once");
+    assert!(s1.throttled > 0, "the first vendor throttled");
+    assert!(s2.submits_ok > 0, "the spare vendor took the overflow");
+    // Adaptive pacing: far fewer throttled answers than messages offered.
+    assert!(s1.throttled < n / 2, "slowed down instead of hammering: {} throttled", s1.throttled);
+    let m = &gw.metrics;
+    assert!(m.failovers.load(std::sync::atomic::Ordering::Relaxed) >= s1.throttled);
+    gw.shutdown();
+    gw.join();
+}
+
+#[test]
+fn a_vendor_that_times_out_fails_over_when_configured_and_errors_otherwise() {
+    // Goal: unknown outcome policy: default answers ESME_RSUBMITFAIL (never sends twice);
+    // unknown_outcome_failover sends it to the next vendor.
+    let v1 = sim(|s| s.faults.drop_rate = 1.0);
+    let v2 = sim(|_| {});
+    let mut cfg = config(&[("mute", v1.local_addr()), ("spare", v2.local_addr())]);
+    cfg.vendors[0].response_timeout_ms = 300;
+    let gw = smppgw_engine::start(cfg.clone()).unwrap();
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+    assert!(wait_for(Duration::from_secs(5), || v1.stats().binds_current >= 2 && v2.stats().binds_current >= 2));
+    assert_eq!(c.submit("15552220000", "lost?").0, CommandStatus::ESME_RSUBMITFAIL);
+    assert_eq!(v2.stats().submits, 0, "not sent twice");
+    gw.shutdown();
+    gw.join();
+
+    cfg.server.unknown_outcome_failover = true;
+    let gw = smppgw_engine::start(cfg).unwrap();
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+    assert!(wait_for(Duration::from_secs(5), || v1.stats().binds_current >= 2 && v2.stats().binds_current >= 2));
+    assert_eq!(c.submit("15552220001", "retry elsewhere").0, CommandStatus::ESME_ROK);
+    assert_eq!(v2.stats().submits, 1);
+    assert_eq!(gw.metrics.possible_duplicates.load(std::sync::atomic::Ordering::Relaxed), 1);
+    gw.shutdown();
+    gw.join();
+}
+
+#[test]
+fn customer_throughput_is_counted_in_segments() {
+    // Goal: 10 segments/s; a 3-segment message_payload costs 3; the excess gets ESME_RTHROTTLED.
+    let v = sim(|_| {});
+    let mut cfg = config(&[("v", v.local_addr())]);
+    cfg.customers[0].throughput = 10;
+    let gw = smppgw_engine::start(cfg).unwrap();
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+    assert!(wait_for(Duration::from_secs(5), || v.stats().binds_current >= 2));
+    let long = |c: &mut Client| {
+        let (seq, mut p) = c.submit_pdu("15553330000", "");
+        if let Body::SubmitSm(s) = &mut p.body {
+            s.tlvs = Tlvs::builder().bytes(tag::MESSAGE_PAYLOAD, &[b'x'; 400]).build();
+        }
+        c.send(&p);
+        c.recv_resp(seq).command_status
+    };
+    // Burst allowance is one tenth of a second (1 segment): the first 3-segment message passes,
+    // the next within the same instant does not.
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(long(&mut c));
+    }
+    assert_eq!(statuses[0], CommandStatus::ESME_ROK);
+    assert!(statuses.contains(&CommandStatus::ESME_RTHROTTLED), "{statuses:?}");
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(long(&mut c), CommandStatus::ESME_ROK, "allowed again after 300 ms");
+    gw.shutdown();
+    gw.join();
+}
+
+#[test]
+fn window_overflow_gets_throttled() {
+    // Goal: more outstanding submits than the window get ESME_RTHROTTLED at once.
+    let v = sim(|s| s.faults.resp_latency = smppgw_loadgen::sim::Delay::Fixed(Duration::from_millis(300)));
+    let mut cfg = config(&[("v", v.local_addr())]);
+    cfg.customers[0].window = 4;
+    let gw = smppgw_engine::start(cfg).unwrap();
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+    assert!(wait_for(Duration::from_secs(5), || v.stats().binds_current >= 2));
+    let mut seqs = Vec::new();
+    for i in 0..6 {
+        let (seq, p) = c.submit_pdu(&format!("155544400{i}"), "w");
+        c.send(&p);
+        seqs.push(seq);
+    }
+    let mut by_seq = std::collections::HashMap::new();
+    for _ in 0..6 {
+        let p = c.recv().unwrap();
+        by_seq.insert(p.sequence_number, p.command_status);
+    }
+    let throttled = by_seq.values().filter(|s| **s == CommandStatus::ESME_RTHROTTLED).count();
+    let ok = by_seq.values().filter(|s| **s == CommandStatus::ESME_ROK).count();
+    assert_eq!((ok, throttled), (4, 2), "{by_seq:?}");
+    gw.shutdown();
+    gw.join();
+}
+
+#[test]
+fn two_thousand_concurrent_binds() {
+    // Goal: 2,000 customer sessions bind at once and all stay served.
+    let mut cfg = config(&[]);
+    cfg.customers[0].max_binds = 5000;
+    let gw = smppgw_engine::start(cfg).unwrap();
+    let mut clients = Vec::new();
+    for _ in 0..2000 {
+        let mut c = Client::connect(gw.local_addr);
+        let seq = c.next_seq();
+        c.send(&Pdu::new(
+            seq,
+            Body::BindTransceiver(smppgw_codec::Bind {
+                system_id: "c1".into(),
+                password: "pw".into(),
+                interface_version: 0x34,
+                ..Default::default()
+            }),
+        ));
+        clients.push((c, seq));
+    }
+    for (c, seq) in &mut clients {
+        assert_eq!(c.recv_resp(*seq).command_status, CommandStatus::ESME_ROK);
+    }
+    assert_eq!(gw.metrics.sessions_bound.load(std::sync::atomic::Ordering::Relaxed), 2000);
+    for (i, (c, _)) in clients.iter_mut().enumerate().step_by(97) {
+        c.send(&Pdu::new(1000 + i as u32, Body::EnquireLink));
+        assert_eq!(c.recv_resp(1000 + i as u32).command_id(), smppgw_codec::CommandId::ENQUIRE_LINK_RESP);
+    }
+    drop(clients);
+    gw.shutdown();
+    gw.join();
+}
+
+#[test]
+fn graceful_shutdown_answers_every_submit_in_flight() {
+    // Goal: on shutdown, submits in flight are finished and every acknowledged message reached
+    // the vendor; the customer is unbound.
+    let v = sim(|s| s.faults.resp_latency = smppgw_loadgen::sim::Delay::Fixed(Duration::from_millis(200)));
+    let gw = smppgw_engine::start(config(&[("v", v.local_addr())])).unwrap();
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+    assert!(wait_for(Duration::from_secs(5), || v.stats().binds_current >= 2));
+    for i in 0..20 {
+        let (_, p) = c.submit_pdu(&format!("15556660{i:03}"), "in flight");
+        c.send(&p);
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    gw.shutdown();
+    let mut acked = 0;
+    let mut unbound = false;
+    while let Some(p) = c.recv() {
+        match p.body {
+            Body::SubmitSmResp(_) if p.command_status.is_ok() => acked += 1,
+            Body::Unbind => {
+                unbound = true;
+                c.send(&Pdu::new(p.sequence_number, Body::UnbindResp));
+            }
+            _ => {}
+        }
+    }
+    gw.join();
+    assert_eq!(acked, 20, "every submit in flight was answered OK");
+    assert!(unbound, "the gateway unbound the customer");
+    assert_eq!(v.stats().submits_ok, 20, "every acknowledged message reached the vendor");
+}
