@@ -668,6 +668,7 @@ async fn customer_session(core: Rc<Core>, io: Rc<CoreIo>, mut stream: TcpStream,
                 Ok(c) => {
                     core.metrics.binds.fetch_add(1, Ordering::Relaxed);
                     core.metrics.sessions_bound.fetch_add(1, Ordering::Relaxed);
+                    core.metrics.sessions_by_core[core.idx].fetch_add(1, Ordering::Relaxed);
                     tracing::Span::current().record("system_id", c.cfg.system_id.as_str());
                     info!(?kind, "bound");
                     let window = if c.cfg.window == 0 { snap.config.server.window } else { c.cfg.window };
@@ -706,6 +707,7 @@ async fn customer_session(core: Rc<Core>, io: Rc<CoreIo>, mut stream: TcpStream,
         }
         c.remove_bind();
         core.metrics.sessions_bound.fetch_sub(1, Ordering::Relaxed);
+        core.metrics.sessions_by_core[core.idx].fetch_sub(1, Ordering::Relaxed);
         info!(outstanding = d.machine.outstanding(), "session closed");
     }
     // Anything that raced into the mailbox after it closed is answered by the home core's

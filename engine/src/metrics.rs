@@ -39,6 +39,23 @@ impl Histogram {
     }
 }
 
+/// One gauge per core.
+#[derive(Debug)]
+pub struct PerCore(pub [AtomicU64; crate::limits::CORES_MAX]);
+
+impl Default for PerCore {
+    fn default() -> Self {
+        PerCore(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+}
+
+impl std::ops::Index<usize> for PerCore {
+    type Output = AtomicU64;
+    fn index(&self, i: usize) -> &AtomicU64 {
+        &self.0[i]
+    }
+}
+
 /// Gateway-wide counters.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -76,6 +93,8 @@ pub struct Metrics {
     pub sessions: AtomicU64,
     /// Customer sessions bound now.
     pub sessions_bound: AtomicU64,
+    /// Customer sessions bound now, by core.
+    pub sessions_by_core: PerCore,
     /// Vendor reconnects.
     pub vendor_reconnects: AtomicU64,
     /// Malformed PDUs answered with an error.

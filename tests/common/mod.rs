@@ -91,6 +91,20 @@ impl Client {
         }
     }
 
+    /// The next PDU, or None when nothing arrives within the read timeout or the peer closed.
+    pub fn try_recv(&mut self) -> Option<Pdu> {
+        loop {
+            if let Ok(Some(p)) = Decoder::default().decode(&mut self.buf) {
+                return Some(p);
+            }
+            let mut tmp = [0u8; 65536];
+            match self.stream.read(&mut tmp) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&tmp[..n]),
+            }
+        }
+    }
+
     /// Receives until a response with `seq` arrives, answering enquire_link on the way.
     pub fn recv_resp(&mut self, seq: u32) -> Pdu {
         loop {

@@ -1,0 +1,249 @@
+//! Long messages (UDH, SAR, message_payload) with per-part receipts under both policies, MO,
+//! submit_multi, data_sm receipts, and receipts that cross cores.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use common::{Client, config, receipt_of, sim, wait_for};
+use smppgw_codec::text::{Encoding, Form, RefWidth, split};
+use smppgw_codec::{Address, Body, CommandStatus, DestAddress, Pdu, SubmitMulti, tag};
+use smppgw_engine::config::{ReceiptParts, ReceiptPdu};
+
+/// Submits `text` split in `form` with registered_delivery; returns the ids of the parts.
+fn submit_long(c: &mut Client, dest: &str, text: &str, form: Form) -> Vec<String> {
+    let parts = split(text, Encoding::Gsm7, form, 0x1234).expect("split");
+    let mut ids = Vec::new();
+    for part in parts {
+        let (seq, mut p) = c.submit_pdu(dest, "");
+        if let Body::SubmitSm(s) = &mut p.body {
+            s.registered_delivery = 1;
+            s.short_message = part.short_message.clone();
+            if part.udhi {
+                s.esm_class |= 0x40;
+            }
+            let mut t = smppgw_codec::Tlvs::builder();
+            if let Some(sar) = part.sar {
+                t = t
+                    .u16(tag::SAR_MSG_REF_NUM, sar.ref_num)
+                    .u8(tag::SAR_TOTAL_SEGMENTS, sar.total)
+                    .u8(tag::SAR_SEGMENT_SEQNUM, sar.seq);
+            }
+            if let Some(pl) = &part.message_payload {
+                t = t.bytes(tag::MESSAGE_PAYLOAD, pl);
+            }
+            s.tlvs = t.build();
+        }
+        c.send(&p);
+        let r = c.recv_resp(seq);
+        assert_eq!(r.command_status, CommandStatus::ESME_ROK);
+        let Body::SubmitSmResp(m) = r.body else { panic!("submit_sm_resp") };
+        ids.push(String::from_utf8_lossy(&m.message_id).into_owned());
+    }
+    ids
+}
+
+fn long_text() -> String {
+    "The quick brown fox jumps over the lazy dog. ".repeat(8)
+}
+
+/// Collects `n` receipts: (id, derived).
+fn receipts(c: &mut Client, n: usize) -> Vec<(String, bool)> {
+    (0..n)
+        .map(|_| {
+            let p = c.recv_deliver();
+            let (id, _) = receipt_of(&p);
+            let derived = match &p.body {
+                Body::DeliverSm(s) => s.tlvs.contains(smppgw_engine::core::TAG_DERIVED_RECEIPT),
+                _ => false,
+            };
+            c.answer(&p, CommandStatus::ESME_ROK);
+            (id, derived)
+        })
+        .collect()
+}
+
+fn run_long(form: Form, policy: ReceiptParts) {
+    let v = sim(|_| {});
+    let mut cfg = config(&[("v", v.local_addr())]);
+    cfg.customers[0].receipt_parts = policy;
+    let gw = smppgw_engine::start(cfg).unwrap();
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
+    assert!(wait_for(Duration::from_secs(5), || v.stats().binds_current >= 2));
+    let ids = submit_long(&mut c, "15557770000", &long_text(), form);
+    let expect_parts = if matches!(form, Form::Payload) { 1 } else { 3 };
+    assert_eq!(ids.len(), expect_parts);
+    let got = receipts(&mut c, ids.len());
+    let got_ids: HashSet<String> = got.iter().map(|(i, _)| i.clone()).collect();
+    assert_eq!(got_ids, ids.iter().cloned().collect::<HashSet<_>>(), "one receipt per part, each with its own id");
+    let recorded = v.take_recorded();
+    let asked = recorded.iter().filter(|r| r.pdu.registered_delivery & 1 != 0).count();
+    let derived = got.iter().filter(|(_, d)| *d).count();
+    match (policy, expect_parts) {
+        (ReceiptParts::Last, 3) => {
+            assert_eq!(asked, 1, "only the last part asks the vendor for a receipt");
+            assert_eq!(derived, 2, "the other two are derived and marked");
+        }
+        _ => {
+            assert_eq!(asked, expect_parts, "every part asks");
+            assert_eq!(derived, 0);
+        }
+    }
+    gw.shutdown();
+    gw.join();
+}
+
+#[test]
+fn udh_parts_receipts_every_part() {
+    run_long(Form::Udh(RefWidth::Bits8), ReceiptParts::All);
+}
+
+#[test]
+fn udh_parts_receipt_for_last_part_only() {
+    run_long(Form::Udh(RefWidth::Bits16), ReceiptParts::Last);
+}
+
+#[test]
+fn sar_parts_receipts_both_policies() {
+    run_long(Form::Sar(RefWidth::Bits8), ReceiptParts::All);
+    run_long(Form::Sar(RefWidth::Bits8), ReceiptParts::Last);
+}
+
+#[test]
+fn message_payload_is_one_message_with_one_receipt() {
+    run_long(Form::Payload, ReceiptParts::Last);
+}
+
+#[test]
+fn mo_reaches_the_customer_that_owns_the_number() {
+    // Goal: a deliver_sm that is not a receipt goes to the customer owning the destination range.
+    let v = sim(|s| {
+        s.mo.rate_per_s = 20.0;
+        s.mo.dest = smppgw_loadgen::pattern::Pattern::parse("12345").unwrap();
+    });
+    let mut cfg = config(&[("v", v.local_addr())]);
+    cfg.customers[1].number_ranges = vec!["123".into()];
+    let gw = smppgw_engine::start(cfg).unwrap();
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("rx", "c2", "pw"), CommandStatus::ESME_ROK);
+    for _ in 0..3 {
+        let p = c.recv_deliver();
+        let Body::DeliverSm(s) = &p.body else { panic!("deliver_sm") };
+        assert!(!smppgw_codec::receipt::is_receipt(s.esm_class), "an MO, not a receipt");
+        assert_eq!(&s.dest.addr[..], b"12345");
+        assert!(!s.short_message.is_empty());
+        c.answer(&p, CommandStatus::ESME_ROK);
+    }
+    assert!(gw.metrics.mo_in.load(Ordering::Relaxed) >= 3);
+    gw.shutdown();
+    gw.join();
+}
+
+#[test]
+fn submit_multi_routes_each_destination_and_lists_failures() {
+    // Goal: each SME destination is sent on its own; invalid ones come back in unsuccess_sme;
+    // every destination's receipt carries the one id the customer got.
+    let v = sim(|_| {});
+    let gw = smppgw_engine::start(config(&[("v", v.local_addr())])).unwrap();
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
+    assert!(wait_for(Duration::from_secs(5), || v.stats().binds_current >= 2));
+    let seq = c.next_seq();
+    let m = SubmitMulti {
+        source: Address::new(1, 1, "15550001"),
+        dests: vec![
+            DestAddress::Sme(Address::new(1, 1, "15558880001")),
+            DestAddress::Sme(Address::new(1, 1, "15558880002")),
+            DestAddress::DistributionList("friends".into()),
+            DestAddress::Sme(Address::new(1, 1, "15558880003")),
+        ],
+        registered_delivery: 1,
+        short_message: "to many".into(),
+        ..Default::default()
+    };
+    c.send(&Pdu::new(seq, Body::SubmitMulti(m)));
+    let r = c.recv_resp(seq);
+    assert_eq!(r.command_status, CommandStatus::ESME_ROK);
+    let Body::SubmitMultiResp(resp) = r.body else { panic!("submit_multi_resp") };
+    assert_eq!(resp.unsuccess.len(), 1);
+    assert_eq!(resp.unsuccess[0].error_status, CommandStatus::ESME_RINVDLNAME);
+    assert_eq!(v.stats().submits, 3);
+    let id = String::from_utf8_lossy(&resp.message_id).into_owned();
+    let got = receipts(&mut c, 3);
+    assert!(got.iter().all(|(i, _)| *i == id), "{got:?} vs {id}");
+    gw.shutdown();
+    gw.join();
+}
+
+#[test]
+fn data_sm_receipts_when_the_customer_prefers_them() {
+    // Goal: receipt_pdu = data_sm delivers receipts as data_sm with the text in message_payload.
+    let v = sim(|_| {});
+    let mut cfg = config(&[("v", v.local_addr())]);
+    cfg.customers[0].receipt_pdu = ReceiptPdu::DataSm;
+    let gw = smppgw_engine::start(cfg).unwrap();
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
+    assert!(wait_for(Duration::from_secs(5), || v.stats().binds_current >= 2));
+    let (_, id) = c.submit_dlr("15559990000", "data_sm please");
+    let p = c.recv_deliver();
+    assert!(matches!(p.body, Body::DataSm(_)));
+    assert_eq!(receipt_of(&p).0, id);
+    c.answer(&p, CommandStatus::ESME_ROK);
+    gw.shutdown();
+    gw.join();
+}
+
+#[test]
+fn receipts_reach_receivers_on_every_core() {
+    // Goal: with receiving sessions on both cores, every receipt arrives once, wherever its
+    // submit, vendor bind, store shard and session live.
+    let v = sim(|_| {});
+    let gw = smppgw_engine::start(config(&[("v", v.local_addr())])).unwrap();
+    let mut rxs = Vec::new();
+    while rxs.len() < 16 {
+        let mut r = Client::connect(gw.local_addr);
+        assert_eq!(r.bind("rx", "c1", "pw"), CommandStatus::ESME_ROK);
+        rxs.push(r);
+        let per = &gw.metrics.sessions_by_core;
+        if rxs.len() >= 4 && per[0].load(Ordering::Relaxed) > 0 && per[1].load(Ordering::Relaxed) > 0 {
+            break;
+        }
+    }
+    let per = &gw.metrics.sessions_by_core;
+    assert!(per[0].load(Ordering::Relaxed) > 0 && per[1].load(Ordering::Relaxed) > 0, "sessions on both cores");
+    let mut tx = Client::connect(gw.local_addr);
+    assert_eq!(tx.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+    assert!(wait_for(Duration::from_secs(5), || v.stats().binds_current >= 2));
+    let mut ids = HashSet::new();
+    for i in 0..40 {
+        ids.insert(tx.submit_dlr(&format!("1555444{i:04}"), "x-core").1);
+    }
+    let mut got = HashSet::new();
+    let mut sessions_used = 0;
+    for r in &mut rxs {
+        r.stream.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while got.len() < 40 && std::time::Instant::now() < deadline {
+        for r in &mut rxs {
+            let mut used = false;
+            while let Some(p) = r.try_recv() {
+                if let Body::DeliverSm(_) = p.body {
+                    assert!(got.insert(receipt_of(&p).0), "no duplicates");
+                    r.answer(&p, CommandStatus::ESME_ROK);
+                    used = true;
+                }
+            }
+            sessions_used += usize::from(used);
+        }
+    }
+    assert_eq!(got, ids);
+    assert!(sessions_used >= 2, "receipts spread over sessions");
+    gw.shutdown();
+    gw.join();
+}
+
