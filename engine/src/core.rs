@@ -253,6 +253,8 @@ pub enum VendorMsg {
     Op(OpJob),
     /// The gateway is shutting down.
     Shutdown,
+    /// A reload replaced or removed this bind: send nothing new, finish what is in flight, unbind.
+    Retire,
 }
 
 /// Messages waiting for the channel to another core (or for this core's inbox task). Bounded by
@@ -263,6 +265,7 @@ pub type Outbox = Mailbox<CoreMsg>;
 struct SessionEntry {
     generation: u32,
     mailbox: Rc<Mailbox<SessionMsg>>,
+    customer: Cell<Option<u32>>,
 }
 
 /// The state of one core.
@@ -274,7 +277,7 @@ pub struct Core {
     sessions: RefCell<Vec<Option<SessionEntry>>>,
     free: RefCell<Vec<u32>>,
     generation: Cell<u32>,
-    vendor_binds: RefCell<HashMap<(u32, u32), Rc<Mailbox<VendorMsg>>>>,
+    vendor_binds: RefCell<HashMap<(u32, u32), (Arc<BindSlot>, Rc<Mailbox<VendorMsg>>)>>,
     /// One outbox per core; this core's own is its local inbox.
     pub outboxes: Vec<Rc<Outbox>>,
     rng: Cell<u64>,
@@ -387,7 +390,7 @@ impl Core {
     pub fn add_session(&self, mailbox: Rc<Mailbox<SessionMsg>>) -> (u32, u32) {
         let generation = self.generation.get().wrapping_add(1).max(1);
         self.generation.set(generation);
-        let entry = SessionEntry { generation, mailbox };
+        let entry = SessionEntry { generation, mailbox, customer: Cell::new(None) };
         let mut sessions = self.sessions.borrow_mut();
         let slot = match self.free.borrow_mut().pop() {
             Some(s) => {
@@ -427,14 +430,55 @@ impl Core {
         self.sessions.borrow().iter().flatten().count()
     }
 
-    /// Registers the mailbox of a local vendor bind slot.
-    pub fn add_vendor_bind(&self, vendor: u32, slot: u32, mailbox: Rc<Mailbox<VendorMsg>>) {
-        self.vendor_binds.borrow_mut().insert((vendor, slot), mailbox);
+    /// Registers the mailbox of a local vendor bind slot; returns the mailbox it replaces.
+    pub fn add_vendor_bind(&self, slot: Arc<BindSlot>, mailbox: Rc<Mailbox<VendorMsg>>) -> Option<Rc<Mailbox<VendorMsg>>> {
+        self.vendor_binds.borrow_mut().insert((slot.vendor, slot.slot), (slot, mailbox)).map(|(_, m)| m)
+    }
+
+    /// Whether this exact slot (not a replacement) has its task on this core.
+    pub fn has_vendor_bind(&self, slot: &Arc<BindSlot>) -> bool {
+        self.vendor_binds.borrow().get(&(slot.vendor, slot.slot)).is_some_and(|(s, _)| Arc::ptr_eq(s, slot))
+    }
+
+    /// Removes the slots the new snapshot no longer has; returns their mailboxes.
+    pub fn retain_vendor_binds(&self, snap: &Snapshot) -> Vec<Rc<Mailbox<VendorMsg>>> {
+        let mut gone = Vec::new();
+        self.vendor_binds.borrow_mut().retain(|&(v, s), (slot, mb)| {
+            let keep = snap.vendor(v).and_then(|x| x.slots.get(s as usize)).is_some_and(|n| Arc::ptr_eq(n, slot));
+            if !keep {
+                gone.push(mb.clone());
+            }
+            keep
+        });
+        gone
     }
 
     /// Mailboxes of the local vendor binds (for shutdown).
     pub fn vendor_mailboxes(&self) -> Vec<Rc<Mailbox<VendorMsg>>> {
-        self.vendor_binds.borrow().values().cloned().collect()
+        self.vendor_binds.borrow().values().map(|(_, m)| m.clone()).collect()
+    }
+
+    /// Installs a new snapshot on this core.
+    pub fn set_snapshot(&self, snap: Arc<Snapshot>) {
+        *self.snapshot.borrow_mut() = snap;
+    }
+
+    /// Tells the sessions of customers the snapshot no longer has to unbind.
+    pub fn unbind_removed_customers(&self, snap: &Snapshot) {
+        for e in self.sessions.borrow().iter().flatten() {
+            if let Some(c) = e.customer.get()
+                && snap.customer_at(c).is_none()
+            {
+                let _ = e.mailbox.push(SessionMsg::Shutdown);
+            }
+        }
+    }
+
+    /// Records which customer a session bound as.
+    pub fn set_session_customer(&self, slot: u32, customer: u32) {
+        if let Some(Some(e)) = self.sessions.borrow().get(slot as usize) {
+            e.customer.set(Some(customer));
+        }
     }
 
     /// Home core of a customer: where its delivery queue lives.
@@ -484,7 +528,7 @@ impl Core {
                 if job.has_tried(v) {
                     continue;
                 }
-                let Some(vendor) = snap.vendors.get(v as usize) else { continue };
+                let Some(vendor) = snap.vendor(v) else { continue };
                 if vendor.slots.iter().any(|s| s.up.load(Ordering::Relaxed)) {
                     any_up = true;
                 }
@@ -528,7 +572,7 @@ impl Core {
     fn offer(&self, slots: &[Arc<BindSlot>], job: Job) -> Result<(), Job> {
         let Some(slot) = self.best_slot(slots) else { return Err(job) };
         if slot.core == self.idx {
-            let mb = self.vendor_binds.borrow().get(&(slot.vendor, slot.slot)).cloned();
+            let mb = self.vendor_binds.borrow().get(&(slot.vendor, slot.slot)).map(|(_, m)| m.clone());
             let Some(mb) = mb else { return Err(job) };
             slot.load.fetch_add(1, Ordering::Relaxed);
             mb.push(VendorMsg::Job(job)).map_err(|m| {
@@ -557,7 +601,7 @@ impl Core {
     /// Sends a cancel/replace to a bind of the vendor that holds the message.
     pub fn dispatch_op(&self, op: OpJob) {
         let snap = self.snapshot();
-        let slot = snap.vendors.get(op.vendor as usize).and_then(|v| self.best_slot(&v.slots)).cloned();
+        let slot = snap.vendor(op.vendor).and_then(|v| self.best_slot(&v.slots)).cloned();
         let Some(slot) = slot else {
             let st = match op.reply.kind {
                 ReplyKind::Replace => CommandStatus::ESME_RREPLACEFAIL,
@@ -566,7 +610,7 @@ impl Core {
             return self.reply(op.reply, Err(st));
         };
         if slot.core == self.idx {
-            let mb = self.vendor_binds.borrow().get(&(slot.vendor, slot.slot)).cloned();
+            let mb = self.vendor_binds.borrow().get(&(slot.vendor, slot.slot)).map(|(_, m)| m.clone());
             match mb {
                 Some(mb) => {
                     if let Err(VendorMsg::Op(op)) = mb.push(VendorMsg::Op(op)) {
@@ -582,9 +626,9 @@ impl Core {
 
     /// A job arrived from another core for one of our vendor slots.
     fn accept_remote_job(&self, vendor: u32, slot: u32, job: Job) {
-        let mb = self.vendor_binds.borrow().get(&(vendor, slot)).cloned();
+        let mb = self.vendor_binds.borrow().get(&(vendor, slot)).map(|(_, m)| m.clone());
         let snap = self.snapshot();
-        let slot_rt = snap.vendors.get(vendor as usize).and_then(|v| v.slots.get(slot as usize)).cloned();
+        let slot_rt = snap.vendor(vendor).and_then(|v| v.slots.get(slot as usize)).cloned();
         let job = match mb {
             Some(mb) => match mb.push(VendorMsg::Job(job)) {
                 Ok(()) => return,
@@ -716,7 +760,7 @@ impl Core {
         let rec = rec.clone();
         drop(store);
         let snap = self.snapshot();
-        let Some(c) = snap.customers.get(rec.customer as usize) else { return };
+        let Some(c) = snap.customer_at(rec.customer) else { return };
         let home = self.home_of(rec.customer);
         let mut ids: Vec<(u64, bool)> = vec![(rec.shown_id, false)];
         ids.extend(rec.siblings.iter().map(|&s| (s, true)));
@@ -745,7 +789,7 @@ impl Core {
         match msg {
             CoreMsg::Job { vendor, slot, job } => self.accept_remote_job(vendor, slot, job),
             CoreMsg::Op { slot, op } => {
-                let mb = self.vendor_binds.borrow().get(&(op.vendor, slot)).cloned();
+                let mb = self.vendor_binds.borrow().get(&(op.vendor, slot)).map(|(_, m)| m.clone());
                 match mb {
                     Some(mb) => {
                         if let Err(VendorMsg::Op(op)) = mb.push(VendorMsg::Op(op)) {

@@ -625,7 +625,23 @@ async fn customer_session(core: Rc<Core>, io: Rc<CoreIo>, mut stream: TcpStream,
     if core.shutting_down.get() {
         let _ = mailbox.push(SessionMsg::Shutdown);
     }
+    let mut version = core.snapshot().version;
     while !d.closing {
+        // A reload gives the customer its new settings (rate, formats); a removed one is unbound.
+        let snap = core.snapshot();
+        if snap.version != version {
+            version = snap.version;
+            if let Some(c) = d.customer.take() {
+                match snap.customer_at(c.idx) {
+                    Some(n) => d.customer = Some(n.clone()),
+                    None => {
+                        d.customer = Some(c);
+                        d.machine.begin_shutdown(Instant::now(), &mut d.wbuf, &mut events);
+                    }
+                }
+            }
+        }
+        drop(snap);
         deadline.set(d.machine.next_deadline());
         let wake = wait(&mut stream, &mut rbuf, &io, &mailbox, &mut deadline.timer).await;
         let now = Instant::now();
@@ -677,6 +693,7 @@ async fn customer_session(core: Rc<Core>, io: Rc<CoreIo>, mut stream: TcpStream,
                         d.receiving = true;
                         core.send(core.home_of(c.idx), CoreMsg::Receiver { customer: c.idx, session: d.me(), up: true });
                     }
+                    core.set_session_customer(d.slot, c.idx);
                     d.customer = Some(c);
                 }
                 Err(st) => {
@@ -728,15 +745,19 @@ fn vendor_settings(v: &crate::config::VendorConfig, kind: VendorBindKind) -> Ven
 }
 
 /// Keeps one vendor bind slot connected and bound, and feeds it the jobs routed to it.
-pub async fn vendor_slot(core: Rc<Core>, io: Rc<CoreIo>, vendor: u32, slot: u32, mailbox: Rc<Mailbox<VendorMsg>>) {
+pub async fn vendor_slot(core: Rc<Core>, io: Rc<CoreIo>, slot_rt: Arc<crate::snapshot::BindSlot>, mailbox: Rc<Mailbox<VendorMsg>>) {
+    let (vendor, slot) = (slot_rt.vendor, slot_rt.slot);
     let mut backoff_ms = 0u64;
     let mut queue: VecDeque<VJob> = VecDeque::new();
     let mut shutting = false;
     let mut msgs = Vec::new();
     loop {
         let snap = core.snapshot();
-        let Some(v) = snap.vendors.get(vendor as usize).cloned() else { return };
-        let Some(slot_rt) = v.slots.get(slot as usize).cloned() else { return };
+        let Some(v) = snap.vendor(vendor).cloned() else { break };
+        // A reload that replaced this slot retires this task (the new slot has its own).
+        if !v.slots.get(slot as usize).is_some_and(|s| Arc::ptr_eq(s, &slot_rt)) {
+            break;
+        }
         let cfg = &v.cfg;
         if shutting || core.shutting_down.get() && mailbox.is_closed() {
             break;
@@ -827,6 +848,20 @@ pub async fn vendor_slot(core: Rc<Core>, io: Rc<CoreIo>, vendor: u32, slot: u32,
                             VendorMsg::Job(j) => queue.push_back(VJob::Submit(j)),
                             VendorMsg::Op(o) => queue.push_back(VJob::Op(o)),
                             VendorMsg::Shutdown => shutting = true,
+                            VendorMsg::Retire => {
+                                shutting = true;
+                                slot_rt.up.store(false, Ordering::Relaxed);
+                                // Not sent yet: safe to send elsewhere right away.
+                                for job in queue.drain(..) {
+                                    match job {
+                                        VJob::Submit(job) => {
+                                            slot_rt.load.fetch_sub(1, Ordering::Relaxed);
+                                            core.dispatch(job);
+                                        }
+                                        VJob::Op(op) => core.dispatch_op(op),
+                                    }
+                                }
+                            }
                         }
                     }
                 }
@@ -926,11 +961,8 @@ pub async fn vendor_slot(core: Rc<Core>, io: Rc<CoreIo>, vendor: u32, slot: u32,
     }
     mailbox.close();
     // Anything that raced in after close goes elsewhere.
-    let snap = core.snapshot();
-    if let Some(slot_rt) = snap.vendors.get(vendor as usize).and_then(|v| v.slots.get(slot as usize)) {
-        slot_rt.up.store(false, Ordering::Relaxed);
-        redispatch_mail(&core, &mailbox, slot_rt, &mut msgs, &mut shutting);
-    }
+    slot_rt.up.store(false, Ordering::Relaxed);
+    redispatch_mail(&core, &mailbox, &slot_rt, &mut msgs, &mut shutting);
 }
 
 /// What a vendor bind carries: submits and message operations.
@@ -1007,7 +1039,7 @@ fn redispatch_mail(core: &Core, mailbox: &Mailbox<VendorMsg>, slot_rt: &crate::s
                 core.dispatch(j);
             }
             VendorMsg::Op(op) => core.dispatch_op(op),
-            VendorMsg::Shutdown => *shutting = true,
+            VendorMsg::Shutdown | VendorMsg::Retire => *shutting = true,
         }
     }
 }

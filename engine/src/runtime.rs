@@ -6,7 +6,9 @@ use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, IntoRawFd, RawFd};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+#[allow(clippy::disallowed_types)]
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use glommio::channels::shared_channel::{self, SharedReceiver, SharedSender};
@@ -55,6 +57,62 @@ pub struct Gateway {
     pub snapshot: Arc<Snapshot>,
     shutdown: Arc<AtomicBool>,
     threads: Vec<glommio::ExecutorJoinHandle<()>>,
+    control: Arc<GatewayControl>,
+}
+
+/// The control plane's handle on the running cores: config reloads. Cloneable and `Send`, used
+/// from the control thread only (its lock is never touched by a core).
+pub struct GatewayControl {
+    // Control plane only: serialises reloads; the cores never see it.
+    #[allow(clippy::disallowed_types)]
+    current: Mutex<Arc<Snapshot>>,
+    senders: Vec<crossbeam_channel::Sender<Control>>,
+    applied: Vec<Arc<AtomicU64>>,
+}
+
+/// Why a reload was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReloadError {
+    /// The new config does not validate; the running one stays.
+    #[error("{0}")]
+    Invalid(#[from] crate::config::ConfigErrors),
+    /// A core's control queue is full (reloads faster than cores apply them).
+    #[error("core {0} has reloads queued; try again")]
+    Busy(usize),
+}
+
+impl GatewayControl {
+    /// Validates `config` and sends it to every core as the successor of the running snapshot.
+    /// Returns the new version; [`GatewayControl::applied_everywhere`] tells when all cores run it.
+    pub fn reload(&self, mut config: Config) -> Result<u64, ReloadError> {
+        config.validate()?;
+        #[allow(clippy::disallowed_methods)]
+        let mut current = self.current.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Per-node settings that only a restart can change keep their running values.
+        config.server.listen = current.config.server.listen;
+        config.server.cores = current.config.server.cores;
+        config.server.node_id = current.config.server.node_id;
+        let next = Arc::new(Snapshot::build_next(Some(&current), config, current.cores));
+        for (i, tx) in self.senders.iter().enumerate() {
+            if tx.try_send(Control::Snapshot(next.clone())).is_err() {
+                return Err(ReloadError::Busy(i));
+            }
+        }
+        let v = next.version;
+        *current = next;
+        Ok(v)
+    }
+
+    /// Whether every core runs `version` (or later).
+    pub fn applied_everywhere(&self, version: u64) -> bool {
+        self.applied.iter().all(|a| a.load(Ordering::Acquire) >= version)
+    }
+
+    /// The snapshot most recently handed to the cores.
+    pub fn current(&self) -> Arc<Snapshot> {
+        self.current.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
 }
 
 impl Gateway {
@@ -66,6 +124,11 @@ impl Gateway {
     /// A handle that can trigger shutdown from another thread (a signal handler loop).
     pub fn shutdown_flag(&self) -> Arc<AtomicBool> {
         self.shutdown.clone()
+    }
+
+    /// The handle for config reloads.
+    pub fn control(&self) -> Arc<GatewayControl> {
+        self.control.clone()
     }
 
     /// Waits until every core has stopped.
@@ -131,12 +194,18 @@ pub fn start(config: Config) -> Result<Gateway, StartError> {
     }
 
     let mut threads = Vec::new();
+    let mut control_tx = Vec::new();
+    let mut applied_per_core = Vec::new();
     for (core, fd) in fds.into_iter().enumerate() {
         let my_senders = std::mem::take(&mut senders[core]);
         let my_receivers = std::mem::take(&mut receivers[core]);
         let snap = snapshot.clone();
         let metrics = metrics.clone();
         let shutdown = shutdown.clone();
+        let (ctl_tx, ctl_rx) = crossbeam_channel::bounded(CONTROL_CHANNEL_CAPACITY);
+        control_tx.push(ctl_tx);
+        let applied = Arc::new(AtomicU64::new(snapshot.version));
+        applied_per_core.push(applied.clone());
         let placement = if cores <= std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) {
             Placement::Fixed(core)
         } else {
@@ -147,13 +216,46 @@ pub fn start(config: Config) -> Result<Gateway, StartError> {
             .io_memory(limits::IO_MEMORY_BYTES)
             .ring_depth(limits::RING_DEPTH)
             .spawn(move || async move {
-                core_main(core, fd, snap, metrics, shutdown, my_senders, my_receivers, epoch).await;
+                core_main(core, fd, snap, metrics, shutdown, my_senders, my_receivers, epoch, ctl_rx, applied).await;
             })
             .map_err(|e| StartError::Executor { core, message: e.to_string() })?;
         threads.push(handle);
     }
     info!(%local_addr, cores, "smppgw listening");
-    Ok(Gateway { local_addr, metrics, snapshot, shutdown, threads })
+    let control = Arc::new(GatewayControl {
+        current: Mutex::new(snapshot.clone()),
+        senders: control_tx,
+        applied: applied_per_core,
+    });
+    Ok(Gateway { local_addr, metrics, snapshot, shutdown, threads, control })
+}
+
+/// How often each core looks for control messages (reloads): the bound on reload latency.
+pub const CONTROL_POLL_MS: u64 = 10;
+/// Control messages queued per core.
+pub const CONTROL_CHANNEL_CAPACITY: usize = 16;
+
+/// What the control plane sends a core.
+#[derive(Debug)]
+pub enum Control {
+    /// Switch to this config snapshot.
+    Snapshot(Arc<Snapshot>),
+}
+
+fn spawn_vendor_slots(core: &Rc<Core>, io: &Rc<CoreIo>, snap: &Snapshot, tasks: &mut Vec<glommio::task::JoinHandle<()>>) {
+    for v in snap.vendors.iter().flatten() {
+        for s in v.slots.iter().filter(|s| s.core == core.idx) {
+            if core.has_vendor_bind(s) {
+                continue;
+            }
+            let mailbox = Rc::new(Mailbox::new(limits::VENDOR_BIND_QUEUE_MAX + limits::WINDOW_MAX as usize));
+            if let Some(old) = core.add_vendor_bind(s.clone(), mailbox.clone()) {
+                let _ = old.push(VendorMsg::Retire);
+            }
+            let task = glommio::spawn_local(vendor_slot(core.clone(), io.clone(), s.clone(), mailbox));
+            tasks.push(task.detach());
+        }
+    }
 }
 
 async fn core_main(
@@ -165,6 +267,8 @@ async fn core_main(
     senders: Vec<Option<SharedSender<CoreMsg>>>,
     receivers: Vec<Option<SharedReceiver<CoreMsg>>>,
     epoch: Instant,
+    control: crossbeam_channel::Receiver<Control>,
+    applied: Arc<AtomicU64>,
 ) {
     let cores = snap.cores;
     let grace = Duration::from_millis(u64::from(snap.config.server.shutdown_grace_ms));
@@ -228,22 +332,35 @@ async fn core_main(
 
     // Vendor bind slots owned by this core.
     let mut vendor_tasks = Vec::new();
-    for v in &snap.vendors {
-        for s in v.slots.iter().filter(|s| s.core == idx) {
-            let mailbox = Rc::new(Mailbox::new(limits::VENDOR_BIND_QUEUE_MAX + limits::WINDOW_MAX as usize));
-            core.add_vendor_bind(s.vendor, s.slot, mailbox.clone());
-            vendor_tasks.push(glommio::spawn_local(vendor_slot(core.clone(), io.clone(), s.vendor, s.slot, mailbox)));
-        }
-    }
+    spawn_vendor_slots(&core, &io, &snap, &mut vendor_tasks);
 
+    let applied = applied;
     // SAFETY: `fd` is a listening socket created in `start` and handed to this core alone.
     let listener = unsafe { glommio::net::TcpListener::from_raw_fd(fd) };
     let acceptor = glommio::spawn_local(accept_loop(core.clone(), io.clone(), listener));
 
-    // Ticker: clock catch-up for ids, and the shutdown signal.
+    // Ticker: reloads from the control plane, clock catch-up for ids, store expiry, shutdown.
+    let mut last_tick = Instant::now();
     while !shutdown.load(Ordering::Acquire) {
-        Timer::new(Duration::from_millis(50)).await;
-        core.tick();
+        Timer::new(Duration::from_millis(CONTROL_POLL_MS)).await;
+        while let Ok(ctl) = control.try_recv() {
+            match ctl {
+                Control::Snapshot(new) => {
+                    core.set_snapshot(new.clone());
+                    for mb in core.retain_vendor_binds(&new) {
+                        let _ = mb.push(VendorMsg::Retire);
+                    }
+                    spawn_vendor_slots(&core, &io, &new, &mut vendor_tasks);
+                    core.unbind_removed_customers(&new);
+                    applied.fetch_max(new.version, Ordering::AcqRel);
+                    info!(core = idx, version = new.version, "config applied");
+                }
+            }
+        }
+        if last_tick.elapsed() >= Duration::from_millis(100) {
+            last_tick = Instant::now();
+            core.tick();
+        }
     }
     info!(core = idx, "shutting down");
     core.shutting_down.set(true);
@@ -263,7 +380,15 @@ async fn core_main(
     for t in vendor_tasks {
         let left = vendor_deadline.saturating_duration_since(Instant::now());
         let timeout = Timer::new(left);
-        futures_lite::future::or(async { t.await; }, async { timeout.await; }).await;
+        futures_lite::future::or(
+            async {
+                let _ = t.await;
+            },
+            async {
+                timeout.await;
+            },
+        )
+        .await;
     }
     for o in &outboxes {
         o.close();

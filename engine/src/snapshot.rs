@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use crate::config::{Config, CustomerConfig, IdFormat, RouteConfig, VendorConfig};
+
 use crate::customer::BindKind;
 use crate::msgid::IdStyle;
 use crate::rate::Gcra;
@@ -20,10 +21,11 @@ pub struct CustomerRt {
     pub idx: u32,
     /// Its configuration.
     pub cfg: CustomerConfig,
-    /// Its throughput limit in segments per second, shared by all its binds on all cores.
-    pub limiter: Gcra,
-    /// Bound sessions on this node, all cores.
-    pub binds: AtomicU32,
+    /// Its throughput limit in segments per second, shared by all its binds on all cores (and
+    /// kept across reloads that do not change it).
+    pub limiter: Arc<Gcra>,
+    /// Bound sessions on this node, all cores (kept across reloads).
+    pub binds: Arc<AtomicU32>,
     /// How its message ids are written.
     pub id_style: IdStyle,
 }
@@ -152,68 +154,140 @@ impl RouteTable {
 }
 
 /// Everything the data plane reads from the config.
+///
+/// Customers and vendors keep their index across reloads (found by system_id and name), so work
+/// in flight during a reload still finds them; a removed one leaves a hole.
 #[derive(Debug)]
 pub struct Snapshot {
     /// The config it was built from.
     pub config: Config,
-    /// Customers by index.
-    pub customers: Vec<Arc<CustomerRt>>,
+    /// Customers by stable index.
+    pub customers: Vec<Option<Arc<CustomerRt>>>,
     /// system_id -> customer index.
     pub customer_by_id: HashMap<Vec<u8>, u32>,
-    /// Vendors by index.
-    pub vendors: Vec<Arc<VendorRt>>,
+    /// Vendors by stable index.
+    pub vendors: Vec<Option<Arc<VendorRt>>>,
     /// Routes.
     pub routes: RouteTable,
     /// Number of executor cores.
     pub cores: usize,
+    /// Increases with every reload.
+    pub version: u64,
+    /// MO number ranges: prefix -> customer, searched longest first.
+    mo_ranges: HashMap<Vec<u8>, u32>,
+    mo_longest: usize,
+}
+
+/// The parts of a vendor's config that a live bind depends on: a change replaces the binds.
+fn connection_key(v: &VendorConfig) -> (String, u16, String, String, String, String, u32) {
+    (
+        v.host.clone(),
+        v.port,
+        v.system_id.clone(),
+        v.password.clone(),
+        v.system_type.clone(),
+        v.bind_type.as_str().to_owned(),
+        v.window,
+    )
 }
 
 impl Snapshot {
     /// Compiles `config` for `cores` cores. Vendor slot `i` is owned by core `i % cores`.
     pub fn build(config: Config, cores: usize) -> Snapshot {
+        Snapshot::build_next(None, config, cores)
+    }
+
+    /// Compiles `config` as the successor of `prev`: indexes, bind counters, rate state and
+    /// unchanged vendor binds carry over, so a reload drops no session.
+    pub fn build_next(prev: Option<&Snapshot>, config: Config, cores: usize) -> Snapshot {
         let cores = cores.max(1);
-        let customers: Vec<Arc<CustomerRt>> = config
-            .customers
-            .iter()
-            .enumerate()
-            .map(|(i, c)| Arc::new(customer_rt(i as u32, c)))
-            .collect();
-        let customer_by_id = customers.iter().map(|c| (c.cfg.system_id.as_bytes().to_vec(), c.idx)).collect();
-        let vendors: Vec<Arc<VendorRt>> =
-            config.vendors.iter().enumerate().map(|(i, v)| Arc::new(vendor_rt(i as u32, v, cores))).collect();
-        let routes = route_table(&config.routes, &config.customers, &config.vendors);
-        Snapshot { config, customers, customer_by_id, vendors, routes, cores }
+        let mut customers: Vec<Option<Arc<CustomerRt>>> = Vec::new();
+        let mut customer_by_id = HashMap::new();
+        let mut next_c = prev.map_or(0, |p| p.customers.len() as u32);
+        for c in &config.customers {
+            let old = prev.and_then(|p| p.customer(c.system_id.as_bytes())).cloned();
+            let idx = old.as_ref().map_or_else(
+                || {
+                    next_c += 1;
+                    next_c - 1
+                },
+                |o| o.idx,
+            );
+            let rt = customer_rt(idx, c, old.as_deref());
+            if customers.len() <= idx as usize {
+                customers.resize(idx as usize + 1, None);
+            }
+            customer_by_id.insert(c.system_id.as_bytes().to_vec(), idx);
+            customers[idx as usize] = Some(Arc::new(rt));
+        }
+        let mut vendors: Vec<Option<Arc<VendorRt>>> = Vec::new();
+        let mut next_v = prev.map_or(0, |p| p.vendors.len() as u32);
+        let mut vendor_by_name = HashMap::new();
+        for v in &config.vendors {
+            let old = prev.and_then(|p| p.vendors.iter().flatten().find(|o| o.cfg.name == v.name)).cloned();
+            let idx = old.as_ref().map_or_else(
+                || {
+                    next_v += 1;
+                    next_v - 1
+                },
+                |o| o.idx,
+            );
+            let keep = old.as_ref().filter(|o| connection_key(&o.cfg) == connection_key(v));
+            let rt = vendor_rt(idx, v, cores, keep.map(|o| o.slots.as_slice()));
+            if vendors.len() <= idx as usize {
+                vendors.resize(idx as usize + 1, None);
+            }
+            vendor_by_name.insert(v.name.clone(), idx);
+            vendors[idx as usize] = Some(Arc::new(rt));
+        }
+        let routes = route_table(&config.routes, &customer_by_id, &vendor_by_name);
+        let mut mo_ranges = HashMap::new();
+        let mut mo_longest = 0;
+        for c in customers.iter().flatten() {
+            for r in &c.cfg.number_ranges {
+                let r = strip_plus(r.as_bytes()).to_vec();
+                mo_longest = mo_longest.max(r.len());
+                mo_ranges.insert(r, c.idx);
+            }
+        }
+        let version = prev.map_or(1, |p| p.version + 1);
+        Snapshot { config, customers, customer_by_id, vendors, routes, cores, version, mo_ranges, mo_longest }
     }
 
     /// The customer that owns `dest` for MO (longest number range prefix).
     pub fn mo_owner(&self, dest: &[u8]) -> Option<u32> {
         let dest = strip_plus(dest);
-        let mut best: Option<(usize, u32)> = None;
-        for c in &self.customers {
-            for r in &c.cfg.number_ranges {
-                let r = strip_plus(r.as_bytes());
-                if dest.starts_with(r) && best.is_none_or(|(l, _)| r.len() > l) {
-                    best = Some((r.len(), c.idx));
-                }
-            }
-        }
-        best.map(|(_, c)| c)
+        (1..=dest.len().min(self.mo_longest)).rev().find_map(|l| self.mo_ranges.get(&dest[..l]).copied())
     }
 
     /// The customer with this system_id.
     pub fn customer(&self, system_id: &[u8]) -> Option<&Arc<CustomerRt>> {
-        self.customer_by_id.get(system_id).map(|&i| &self.customers[i as usize])
+        self.customer_by_id.get(system_id).and_then(|&i| self.customer_at(i))
+    }
+
+    /// The customer with this index.
+    pub fn customer_at(&self, idx: u32) -> Option<&Arc<CustomerRt>> {
+        self.customers.get(idx as usize).and_then(Option::as_ref)
+    }
+
+    /// The vendor with this index.
+    pub fn vendor(&self, idx: u32) -> Option<&Arc<VendorRt>> {
+        self.vendors.get(idx as usize).and_then(Option::as_ref)
     }
 }
 
-fn customer_rt(idx: u32, c: &CustomerConfig) -> CustomerRt {
-    // A burst of one tenth of a second of traffic (at least one window of single segments).
+fn customer_rt(idx: u32, c: &CustomerConfig, old: Option<&CustomerRt>) -> CustomerRt {
+    // A burst of one tenth of a second of traffic.
     let burst = (c.throughput / 10).max(1);
+    let limiter = match old {
+        Some(o) if o.cfg.throughput == c.throughput => o.limiter.clone(),
+        _ => Arc::new(Gcra::new(c.throughput, burst)),
+    };
     CustomerRt {
         idx,
         cfg: c.clone(),
-        limiter: Gcra::new(c.throughput, burst),
-        binds: AtomicU32::new(0),
+        limiter,
+        binds: old.map_or_else(|| Arc::new(AtomicU32::new(0)), |o| o.binds.clone()),
         id_style: match c.id_format {
             IdFormat::Hex => IdStyle::Hex,
             IdFormat::Decimal => IdStyle::Decimal,
@@ -221,9 +295,12 @@ fn customer_rt(idx: u32, c: &CustomerConfig) -> CustomerRt {
     }
 }
 
-fn vendor_rt(idx: u32, v: &VendorConfig, cores: usize) -> VendorRt {
+fn vendor_rt(idx: u32, v: &VendorConfig, cores: usize, keep: Option<&[Arc<BindSlot>]>) -> VendorRt {
     let slots = (0..v.binds)
         .map(|s| {
+            if let Some(old) = keep.and_then(|k| k.get(s as usize)) {
+                return old.clone();
+            }
             let capacity = v.window + crate::limits::VENDOR_BIND_QUEUE_MAX.min(v.window as usize * 4) as u32;
             Arc::new(BindSlot {
                 effective_capacity: AtomicU32::new(capacity),
@@ -242,15 +319,15 @@ fn vendor_rt(idx: u32, v: &VendorConfig, cores: usize) -> VendorRt {
     VendorRt { idx, cfg: v.clone(), slots }
 }
 
-fn route_table(routes: &[RouteConfig], customers: &[CustomerConfig], vendors: &[VendorConfig]) -> RouteTable {
+fn route_table(routes: &[RouteConfig], customers: &HashMap<Vec<u8>, u32>, vendors: &HashMap<String, u32>) -> RouteTable {
     let mut t = RouteTable::default();
     for (i, r) in routes.iter().enumerate() {
         let mut by_prio: Vec<(u32, Vec<(u32, u32)>)> = Vec::new();
         for rv in &r.vendors {
-            let Some(vi) = vendors.iter().position(|v| v.name == rv.name) else { continue };
+            let Some(&vi) = vendors.get(&rv.name) else { continue };
             match by_prio.iter_mut().find(|(p, _)| *p == rv.priority) {
-                Some((_, g)) => g.push((vi as u32, rv.weight.max(1))),
-                None => by_prio.push((rv.priority, vec![(vi as u32, rv.weight.max(1))])),
+                Some((_, g)) => g.push((vi, rv.weight.max(1))),
+                None => by_prio.push((rv.priority, vec![(vi, rv.weight.max(1))])),
             }
         }
         by_prio.sort_by_key(|(p, _)| *p);
@@ -259,7 +336,7 @@ fn route_table(routes: &[RouteConfig], customers: &[CustomerConfig], vendors: &[
             customers: r
                 .customers
                 .iter()
-                .filter_map(|c| customers.iter().position(|x| &x.system_id == c).map(|p| p as u32))
+                .filter_map(|c| customers.get(c.as_bytes()).copied())
                 .collect(),
             source_prefixes: r.source_prefixes.iter().map(|p| strip_plus(p.as_bytes()).to_vec()).collect(),
             groups: by_prio.into_iter().map(|(_, g)| g).collect(),
