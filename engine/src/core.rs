@@ -262,6 +262,9 @@ pub enum VendorMsg {
 /// is dropped.
 pub type Outbox = Mailbox<CoreMsg>;
 
+/// A vendor bind slot this core runs, with the mailbox of its task.
+type LocalBind = (Arc<BindSlot>, Rc<Mailbox<VendorMsg>>);
+
 struct SessionEntry {
     generation: u32,
     mailbox: Rc<Mailbox<SessionMsg>>,
@@ -277,7 +280,7 @@ pub struct Core {
     sessions: RefCell<Vec<Option<SessionEntry>>>,
     free: RefCell<Vec<u32>>,
     generation: Cell<u32>,
-    vendor_binds: RefCell<HashMap<(u32, u32), (Arc<BindSlot>, Rc<Mailbox<VendorMsg>>)>>,
+    vendor_binds: RefCell<HashMap<(u32, u32), LocalBind>>,
     /// One outbox per core; this core's own is its local inbox.
     pub outboxes: Vec<Rc<Outbox>>,
     rng: Cell<u64>,
@@ -355,6 +358,11 @@ impl Core {
         }
         let d = self.dispatcher.borrow();
         self.metrics.deliveries_dropped.store(d.dropped, Ordering::Relaxed);
+    }
+
+    /// The record this core's shard holds for a customer-visible id.
+    pub fn lookup(&self, shown_id: u64) -> Option<Record> {
+        self.store.borrow().find_shown(shown_id).cloned()
     }
 
     /// Records in this core's shard.
@@ -569,6 +577,9 @@ impl Core {
     }
 
     /// Hands the job to the least loaded available slot, preferring this core's.
+    // A job handed back is the point (the caller offers it to the next vendor); boxing it would
+    // allocate on the hot path.
+    #[allow(clippy::result_large_err)]
     fn offer(&self, slots: &[Arc<BindSlot>], job: Job) -> Result<(), Job> {
         let Some(slot) = self.best_slot(slots) else { return Err(job) };
         if slot.core == self.idx {

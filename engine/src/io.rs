@@ -766,7 +766,7 @@ pub async fn vendor_slot(core: Rc<Core>, io: Rc<CoreIo>, slot_rt: Arc<crate::sna
             // Jitter: +-25%, so a vendor restart is not met by every bind at the same instant.
             let jitter = (core.next_msg_id() % (backoff_ms / 2 + 1)) as i64 - (backoff_ms / 4) as i64;
             let wait_ms = (backoff_ms as i64 + jitter).max(1) as u64;
-            let until = Instant::now() + Duration::from_millis(u64::from(wait_ms));
+            let until = Instant::now() + Duration::from_millis(wait_ms);
             // While down, jobs that raced into the mailbox go elsewhere.
             while Instant::now() < until {
                 let mut t = Timer::new(until.saturating_duration_since(Instant::now()));
@@ -818,10 +818,10 @@ pub async fn vendor_slot(core: Rc<Core>, io: Rc<CoreIo>, slot_rt: Arc<crate::sna
             wbuf.clear();
             let now = Instant::now();
             let mut next = machine.next_deadline();
-            if (!queue.is_empty() && machine.has_room()) || rate.is_slowed() {
-                if let Some(at) = rate.ready_at(io.nanos(now)) {
-                    next = next.min(io.epoch + Duration::from_nanos(at));
-                }
+            if ((!queue.is_empty() && machine.has_room()) || rate.is_slowed())
+                && let Some(at) = rate.ready_at(io.nanos(now))
+            {
+                next = next.min(io.epoch + Duration::from_nanos(at));
             }
             deadline.set(next);
             let wake = wait(&mut stream, &mut rbuf, &io, &mailbox, &mut deadline.timer).await;

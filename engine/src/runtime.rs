@@ -7,8 +7,10 @@ use std::os::fd::{FromRawFd, IntoRawFd, RawFd};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+/// Serialises reloads on the control plane. The cores never touch it, which is why this one lock
+/// is allowed outside the data plane's no-lock rule.
 #[allow(clippy::disallowed_types)]
-use std::sync::Mutex;
+type ControlLock<T> = std::sync::Mutex<T>;
 use std::time::{Duration, Instant};
 
 use glommio::channels::shared_channel::{self, SharedReceiver, SharedSender};
@@ -63,9 +65,7 @@ pub struct Gateway {
 /// The control plane's handle on the running cores: config reloads. Cloneable and `Send`, used
 /// from the control thread only (its lock is never touched by a core).
 pub struct GatewayControl {
-    // Control plane only: serialises reloads; the cores never see it.
-    #[allow(clippy::disallowed_types)]
-    current: Mutex<Arc<Snapshot>>,
+    current: ControlLock<Arc<Snapshot>>,
     senders: Vec<crossbeam_channel::Sender<Control>>,
     applied: Vec<Arc<AtomicU64>>,
 }
@@ -102,6 +102,27 @@ impl GatewayControl {
         let v = next.version;
         *current = next;
         Ok(v)
+    }
+
+    /// The message a customer knows by `shown_id`, from whichever core's shard holds it. Blocks
+    /// up to `timeout` (call it from a blocking task of the control plane).
+    pub fn lookup(&self, shown_id: u64, timeout: std::time::Duration) -> Option<crate::store::Record> {
+        let (tx, rx) = crossbeam_channel::bounded(self.senders.len());
+        let mut asked = 0;
+        for s in &self.senders {
+            if s.try_send(Control::Lookup { shown_id, reply: tx.clone() }).is_ok() {
+                asked += 1;
+            }
+        }
+        let deadline = std::time::Instant::now() + timeout;
+        for _ in 0..asked {
+            match rx.recv_deadline(deadline) {
+                Ok(Some(r)) => return Some(r),
+                Ok(None) => {}
+                Err(_) => return None,
+            }
+        }
+        None
     }
 
     /// Whether every core runs `version` (or later).
@@ -223,7 +244,7 @@ pub fn start(config: Config) -> Result<Gateway, StartError> {
     }
     info!(%local_addr, cores, "smppgw listening");
     let control = Arc::new(GatewayControl {
-        current: Mutex::new(snapshot.clone()),
+        current: ControlLock::new(snapshot.clone()),
         senders: control_tx,
         applied: applied_per_core,
     });
@@ -240,6 +261,13 @@ pub const CONTROL_CHANNEL_CAPACITY: usize = 16;
 pub enum Control {
     /// Switch to this config snapshot.
     Snapshot(Arc<Snapshot>),
+    /// Look up a message by the id its customer was given; every core answers on `reply`.
+    Lookup {
+        /// The customer-visible id.
+        shown_id: u64,
+        /// Where each core sends what its shard holds.
+        reply: crossbeam_channel::Sender<Option<crate::store::Record>>,
+    },
 }
 
 fn spawn_vendor_slots(core: &Rc<Core>, io: &Rc<CoreIo>, snap: &Snapshot, tasks: &mut Vec<glommio::task::JoinHandle<()>>) {
@@ -334,7 +362,6 @@ async fn core_main(
     let mut vendor_tasks = Vec::new();
     spawn_vendor_slots(&core, &io, &snap, &mut vendor_tasks);
 
-    let applied = applied;
     // SAFETY: `fd` is a listening socket created in `start` and handed to this core alone.
     let listener = unsafe { glommio::net::TcpListener::from_raw_fd(fd) };
     let acceptor = glommio::spawn_local(accept_loop(core.clone(), io.clone(), listener));
@@ -354,6 +381,9 @@ async fn core_main(
                     core.unbind_removed_customers(&new);
                     applied.fetch_max(new.version, Ordering::AcqRel);
                     info!(core = idx, version = new.version, "config applied");
+                }
+                Control::Lookup { shown_id, reply } => {
+                    let _ = reply.try_send(core.lookup(shown_id));
                 }
             }
         }

@@ -251,11 +251,10 @@ impl<R> Shard<R> {
             }
             if let Some((_, v, id)) = self.early_order.pop_front()
                 && let Some(e) = self.early.remove(&(v, id))
+                && now.saturating_sub(e.at) >= EARLY_RECEIPT_TTL_SECS
             {
-                if now.saturating_sub(e.at) >= EARLY_RECEIPT_TTL_SECS {
-                    self.early_expired += 1;
-                    out.push(e.receipt);
-                }
+                self.early_expired += 1;
+                out.push(e.receipt);
             }
         }
         out
