@@ -114,10 +114,21 @@ pub struct RouteRt {
 }
 
 impl RouteRt {
-    fn matches(&self, customer: u32, source: &[u8]) -> bool {
-        (self.customers.is_empty() || self.customers.contains(&customer))
-            && (self.source_prefixes.is_empty()
-                || self.source_prefixes.iter().any(|p| strip_plus(source).starts_with(p)))
+    /// How specifically this route matches (None: it does not).
+    fn specificity(&self, customer: u32, source: &[u8]) -> Option<usize> {
+        let mut score = 0;
+        if !self.customers.is_empty() {
+            if !self.customers.contains(&customer) {
+                return None;
+            }
+            score += 1000;
+        }
+        if !self.source_prefixes.is_empty() {
+            let src = strip_plus(source);
+            let best = self.source_prefixes.iter().filter(|p| src.starts_with(p)).map(|p| p.len()).max()?;
+            score += 100 + best;
+        }
+        Some(score)
     }
 }
 
@@ -135,17 +146,25 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
-    /// The route for `dest` from `customer` with `source`: longest destination prefix first, then
-    /// the first route in config order whose filters match.
+    /// The route for `dest` from `customer` with `source`: the longest destination prefix first;
+    /// among routes with that prefix, the most specific whose filters match (a customer filter
+    /// outranks a source filter, which outranks none; a longer source prefix outranks a shorter),
+    /// then config order.
     pub fn lookup(&self, customer: u32, source: &[u8], dest: &[u8]) -> Option<(u32, &RouteRt)> {
         let dest = strip_plus(dest);
         for len in (0..=dest.len().min(self.longest)).rev() {
             if let Some(ids) = self.by_prefix.get(&dest[..len]) {
+                let mut best: Option<(usize, u32)> = None;
                 for &i in ids {
                     let r = &self.routes[i as usize];
-                    if r.matches(customer, source) {
-                        return Some((i, r));
+                    if let Some(score) = r.specificity(customer, source)
+                        && best.is_none_or(|(b, _)| score > b)
+                    {
+                        best = Some((score, i));
                     }
+                }
+                if let Some((_, i)) = best {
+                    return Some((i, &self.routes[i as usize]));
                 }
             }
         }
@@ -348,4 +367,34 @@ fn route_table(routes: &[RouteConfig], customers: &HashMap<Vec<u8>, u32>, vendor
         }
     }
     t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{CustomerConfig, RouteConfig, VendorConfig};
+
+    #[test]
+    fn the_most_specific_route_wins_over_config_order() {
+        let mut cfg = Config::default();
+        cfg.customers.push(CustomerConfig::new("acme", "x"));
+        cfg.customers.push(CustomerConfig::new("other", "x"));
+        cfg.vendors.push(VendorConfig::new("a", "h", 1, "s", "p"));
+        cfg.vendors.push(VendorConfig::new("b", "h", 1, "s", "p"));
+        cfg.routes.push(RouteConfig::new("default", &["a"]));
+        let mut special = RouteConfig::new("acme-short", &["b"]);
+        special.customers = vec!["acme".into()];
+        special.source_prefixes = vec!["12345".into()];
+        cfg.routes.push(special);
+        let mut us = RouteConfig::new("us", &["b"]);
+        us.prefixes = vec!["1".into()];
+        cfg.routes.push(us);
+        let snap = Snapshot::build(cfg, 1);
+        let acme = snap.customer(b"acme").unwrap().idx;
+        let other = snap.customer(b"other").unwrap().idx;
+        assert_eq!(snap.routes.lookup(acme, b"12345", b"4412").unwrap().1.name, "acme-short");
+        assert_eq!(snap.routes.lookup(other, b"12345", b"4412").unwrap().1.name, "default");
+        assert_eq!(snap.routes.lookup(acme, b"999", b"4412").unwrap().1.name, "default");
+        assert_eq!(snap.routes.lookup(acme, b"12345", b"1555").unwrap().1.name, "us", "longer destination prefix first");
+    }
 }
