@@ -148,8 +148,8 @@ pub enum CoreMsg {
         vendor: u32,
         /// Slot index.
         slot: u32,
-        /// The job.
-        job: Job,
+        /// The job (boxed: it moves through queues and channels by pointer).
+        job: Box<Job>,
     },
     /// Run this cancel/replace on vendor slot (vendor, slot).
     Op {
@@ -248,7 +248,7 @@ pub enum SessionMsg {
 #[derive(Debug)]
 pub enum VendorMsg {
     /// Send this submit.
-    Job(Job),
+    Job(Box<Job>),
     /// Send this cancel/replace.
     Op(OpJob),
     /// The gateway is shutting down.
@@ -495,7 +495,7 @@ impl Core {
     }
 
     /// Routes a new submit: picks its route and hands it to a vendor.
-    pub fn submit(&self, mut job: Job) {
+    pub fn submit(&self, mut job: Box<Job>) {
         let snap = self.snapshot();
         match snap.routes.lookup(job.customer, &job.submit.source.addr, &job.submit.dest.addr) {
             Some((route, _)) => {
@@ -513,7 +513,7 @@ impl Core {
 
     /// Offers a job to the next vendor of its route that can take it, here or on another core;
     /// answers the customer when none can.
-    pub fn dispatch(&self, mut job: Job) {
+    pub fn dispatch(&self, mut job: Box<Job>) {
         let snap = self.snapshot();
         let Some(route) = snap.routes.routes.get(job.route as usize) else {
             return self.finish(&job, Err(CommandStatus::ESME_RSYSERR));
@@ -577,10 +577,7 @@ impl Core {
     }
 
     /// Hands the job to the least loaded available slot, preferring this core's.
-    // A job handed back is the point (the caller offers it to the next vendor); boxing it would
-    // allocate on the hot path.
-    #[allow(clippy::result_large_err)]
-    fn offer(&self, slots: &[Arc<BindSlot>], job: Job) -> Result<(), Job> {
+    fn offer(&self, slots: &[Arc<BindSlot>], job: Box<Job>) -> Result<(), Box<Job>> {
         let Some(slot) = self.best_slot(slots) else { return Err(job) };
         if slot.core == self.idx {
             let mb = self.vendor_binds.borrow().get(&(slot.vendor, slot.slot)).map(|(_, m)| m.clone());
@@ -636,7 +633,7 @@ impl Core {
     }
 
     /// A job arrived from another core for one of our vendor slots.
-    fn accept_remote_job(&self, vendor: u32, slot: u32, job: Job) {
+    fn accept_remote_job(&self, vendor: u32, slot: u32, job: Box<Job>) {
         let mb = self.vendor_binds.borrow().get(&(vendor, slot)).map(|(_, m)| m.clone());
         let snap = self.snapshot();
         let slot_rt = snap.vendor(vendor).and_then(|v| v.slots.get(slot as usize)).cloned();
@@ -665,7 +662,7 @@ impl Core {
     }
 
     /// A vendor accepted `job` under `vendor_id`: answer the customer and store the message.
-    pub fn accepted(&self, job: Job, vendor: u32, vendor_id: Bytes) {
+    pub fn accepted(&self, job: Box<Job>, vendor: u32, vendor_id: Bytes) {
         self.finish(&job, Ok(job.shown_id));
         let canonical = canonical_id(&vendor_id);
         let rec = Record {
@@ -915,10 +912,10 @@ fn customer_receipt(rec: &Record, r: &VendorReceipt, shown: u64, style: crate::m
     }
 }
 
-fn unreachable_job() -> Job {
+fn unreachable_job() -> Box<Job> {
     // Only jobs are pushed where these conversions run; a job is returned in every branch above.
     // Kept as a function so the impossible branch does not panic the core.
-    Job {
+    Box::new(Job {
         msg_id: 0,
         shown_id: 0,
         reply: ReplyTo { core: 0, session: u32::MAX, generation: 0, seq: 0, kind: ReplyKind::Submit },
@@ -932,7 +929,7 @@ fn unreachable_job() -> Job {
         submitted_unix: 0,
         wants_receipt: false,
         siblings: Vec::new(),
-    }
+    })
 }
 
 /// Formats our id for a customer.

@@ -135,7 +135,7 @@ pub struct CustomerSession {
     next_seq: u32,
     last_rx: Instant,
     enquire_sent: Option<Instant>,
-    deliveries: std::collections::HashMap<u32, (u64, Instant)>,
+    deliveries: crate::hash::FxHashMap<u32, (u64, Instant)>,
     delivery_deadlines: std::collections::VecDeque<(Instant, u32)>,
 }
 
@@ -153,7 +153,7 @@ impl CustomerSession {
             next_seq: 1,
             last_rx: now,
             enquire_sent: None,
-            deliveries: std::collections::HashMap::new(),
+            deliveries: crate::hash::FxHashMap::default(),
             delivery_deadlines: std::collections::VecDeque::new(),
         }
     }

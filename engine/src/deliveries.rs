@@ -10,7 +10,9 @@
 //! a timeout, the session closing) go back to the front of the queue and are retried, up to
 //! [`DELIVERY_ATTEMPTS_MAX`] times.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use crate::hash::FxHashMap as HashMap;
 
 use smppgw_codec::SubmitSm;
 
@@ -78,7 +80,7 @@ impl Dispatcher {
     /// A dispatcher whose per-customer queues hold at most `queue_max`.
     pub fn new(queue_max: usize, core: usize) -> Dispatcher {
         Dispatcher {
-            customers: HashMap::new(),
+            customers: HashMap::default(),
             queue_max: queue_max.max(1),
             next_token: (core as u64) << 56,
             dropped: 0,

@@ -327,7 +327,7 @@ impl CustomerDriver {
                 siblings = ids;
             }
         }
-        let job = Job {
+        let job = Box::new(Job {
             msg_id,
             shown_id: msg_id,
             reply: self.reply_to(seq, kind),
@@ -341,7 +341,7 @@ impl CustomerDriver {
             submitted_unix: crate::core::unix_now(),
             wants_receipt,
             siblings,
-        };
+        });
         self.core.submit(job);
     }
 
@@ -438,7 +438,7 @@ impl CustomerDriver {
         for (i, submit) in jobs {
             self.core.metrics.submits.fetch_add(1, Ordering::Relaxed);
             let wants_receipt = submit.registered_delivery & 0x03 != 0;
-            let job = Job {
+            let job = Box::new(Job {
                 msg_id: self.core.next_msg_id(),
                 shown_id,
                 reply: self.reply_to(seq, ReplyKind::Multi(i)),
@@ -452,7 +452,7 @@ impl CustomerDriver {
                 submitted_unix: crate::core::unix_now(),
                 wants_receipt,
                 siblings: Vec::new(),
-            };
+            });
             self.core.submit(job);
         }
     }
@@ -968,7 +968,7 @@ pub async fn vendor_slot(core: Rc<Core>, io: Rc<CoreIo>, slot_rt: Arc<crate::sna
 /// What a vendor bind carries: submits and message operations.
 #[derive(Debug)]
 enum VJob {
-    Submit(Job),
+    Submit(Box<Job>),
     Op(OpJob),
 }
 
@@ -1044,7 +1044,7 @@ fn redispatch_mail(core: &Core, mailbox: &Mailbox<VendorMsg>, slot_rt: &crate::s
     }
 }
 
-fn on_outcome(core: &Core, io: &CoreIo, vendor: u32, rate: &mut AdaptiveRate, mut job: Job, outcome: Outcome, now: Instant) {
+fn on_outcome(core: &Core, io: &CoreIo, vendor: u32, rate: &mut AdaptiveRate, mut job: Box<Job>, outcome: Outcome, now: Instant) {
     match outcome {
         Outcome::Accepted(vendor_id) => core.accepted(job, vendor, vendor_id),
         Outcome::Refused(st) if st.is_temporary() => {

@@ -9,6 +9,7 @@ pub mod config;
 pub mod core;
 pub mod customer;
 pub mod deliveries;
+pub mod hash;
 pub mod io;
 pub mod limits;
 pub mod mailbox;

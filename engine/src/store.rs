@@ -7,7 +7,9 @@
 //! that arrives before the submit_sm_resp is parked (bounded, briefly) and applied when the
 //! message is stored.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use crate::hash::FxHashMap as HashMap;
 
 use bytes::Bytes;
 use smppgw_codec::receipt::MessageState;
@@ -125,11 +127,12 @@ struct Early<R> {
 /// One core's shard. `R` is the parked receipt type.
 #[derive(Debug)]
 pub struct Shard<R> {
-    by_vendor: HashMap<(u32, Vec<u8>), Record>,
-    by_shown: HashMap<u64, (u32, Vec<u8>)>,
-    order: VecDeque<(u64, u32, Vec<u8>)>,
-    early: HashMap<(u32, Vec<u8>), Early<R>>,
-    early_order: VecDeque<(u64, u32, Vec<u8>)>,
+    records: HashMap<u64, Record>,
+    by_vendor: HashMap<(u32, Box<[u8]>), u64>,
+    by_shown: HashMap<u64, u64>,
+    order: VecDeque<(u64, u64)>,
+    early: HashMap<(u32, Box<[u8]>), Early<R>>,
+    early_order: VecDeque<(u64, u32, Box<[u8]>)>,
     max: usize,
     ttl_secs: u64,
     /// Records evicted for the bound before their TTL.
@@ -142,10 +145,11 @@ impl<R> Shard<R> {
     /// A shard holding at most `max` records for `ttl_secs`.
     pub fn new(max: usize, ttl_secs: u64) -> Shard<R> {
         Shard {
-            by_vendor: HashMap::new(),
-            by_shown: HashMap::new(),
+            records: HashMap::default(),
+            by_vendor: HashMap::default(),
+            by_shown: HashMap::default(),
             order: VecDeque::new(),
-            early: HashMap::new(),
+            early: HashMap::default(),
             early_order: VecDeque::new(),
             max: max.max(1),
             ttl_secs,
@@ -156,36 +160,41 @@ impl<R> Shard<R> {
 
     /// Records held.
     pub fn len(&self) -> usize {
-        self.by_vendor.len()
+        self.records.len()
     }
 
     /// Whether the shard is empty.
     pub fn is_empty(&self) -> bool {
-        self.by_vendor.is_empty()
+        self.records.is_empty()
     }
 
     /// Stores a message the vendor accepted; returns a receipt that was waiting for it.
     pub fn insert(&mut self, rec: Record, now: u64) -> Option<R> {
-        let key = (rec.vendor, canonical_id(&rec.vendor_id));
-        while self.by_vendor.len() >= self.max {
+        let key: (u32, Box<[u8]>) = (rec.vendor, canonical_id(&rec.vendor_id).into_boxed_slice());
+        while self.records.len() >= self.max {
             if !self.pop_oldest() {
                 break;
             }
             self.evicted += 1;
         }
-        self.by_shown.insert(rec.shown_id, key.clone());
-        self.order.push_back((now, key.0, key.1.clone()));
+        let msg_id = rec.msg_id;
+        self.by_shown.insert(rec.shown_id, msg_id);
+        self.order.push_back((now, msg_id));
         let early = self.take_early(&key);
-        self.by_vendor.insert(key, rec);
+        self.by_vendor.insert(key, msg_id);
+        self.records.insert(msg_id, rec);
         early
     }
 
-    fn take_early(&mut self, key: &(u32, Vec<u8>)) -> Option<R> {
+    fn take_early(&mut self, key: &(u32, Box<[u8]>)) -> Option<R> {
+        if self.early.is_empty() {
+            return None;
+        }
         if let Some(e) = self.early.remove(key) {
             return Some(e.receipt);
         }
         for alt in alternate_ids(&key.1) {
-            if let Some(e) = self.early.remove(&(key.0, alt)) {
+            if let Some(e) = self.early.remove(&(key.0, alt.into_boxed_slice())) {
                 return Some(e.receipt);
             }
         }
@@ -193,9 +202,15 @@ impl<R> Shard<R> {
     }
 
     fn pop_oldest(&mut self) -> bool {
-        while let Some((_, v, id)) = self.order.pop_front() {
-            if let Some(rec) = self.by_vendor.remove(&(v, id)) {
-                self.by_shown.remove(&rec.shown_id);
+        while let Some((_, msg_id)) = self.order.pop_front() {
+            if let Some(rec) = self.records.remove(&msg_id) {
+                if self.by_shown.get(&rec.shown_id) == Some(&msg_id) {
+                    self.by_shown.remove(&rec.shown_id);
+                }
+                let key = (rec.vendor, canonical_id(&rec.vendor_id).into_boxed_slice());
+                if self.by_vendor.get(&key) == Some(&msg_id) {
+                    self.by_vendor.remove(&key);
+                }
                 return true;
             }
         }
@@ -204,13 +219,14 @@ impl<R> Shard<R> {
 
     /// The record for a vendor's id, however the vendor spelled it.
     pub fn find_vendor_mut(&mut self, vendor: u32, id: &[u8]) -> Option<&mut Record> {
-        let c = canonical_id(id);
-        let key = if self.by_vendor.contains_key(&(vendor, c.clone())) {
-            Some((vendor, c))
-        } else {
-            alternate_ids(&c).into_iter().map(|a| (vendor, a)).find(|k| self.by_vendor.contains_key(k))
+        let c = canonical_id(id).into_boxed_slice();
+        let msg_id = match self.by_vendor.get(&(vendor, c.clone())) {
+            Some(&m) => m,
+            None => alternate_ids(&c)
+                .into_iter()
+                .find_map(|a| self.by_vendor.get(&(vendor, a.into_boxed_slice())).copied())?,
         };
-        key.and_then(move |k| self.by_vendor.get_mut(&k))
+        self.records.get_mut(&msg_id)
     }
 
     /// Parks a receipt whose message is not stored yet. Returns false when the bound refuses it.
@@ -218,7 +234,7 @@ impl<R> Shard<R> {
         if self.early.len() >= EARLY_RECEIPTS_MAX {
             return false;
         }
-        let key = (vendor, canonical_id(id));
+        let key = (vendor, canonical_id(id).into_boxed_slice());
         self.early_order.push_back((now, key.0, key.1.clone()));
         self.early.insert(key, Early { at: now, receipt });
         true
@@ -226,19 +242,19 @@ impl<R> Shard<R> {
 
     /// The record the customer knows by `shown_id`.
     pub fn find_shown(&self, shown_id: u64) -> Option<&Record> {
-        self.by_shown.get(&shown_id).and_then(|k| self.by_vendor.get(k))
+        self.by_shown.get(&shown_id).and_then(|m| self.records.get(m))
     }
 
     /// Mutable access by the customer's id.
     pub fn find_shown_mut(&mut self, shown_id: u64) -> Option<&mut Record> {
-        let k = self.by_shown.get(&shown_id)?.clone();
-        self.by_vendor.get_mut(&k)
+        let m = *self.by_shown.get(&shown_id)?;
+        self.records.get_mut(&m)
     }
 
     /// Drops records older than the TTL and early receipts older than theirs; returns the
     /// early receipts that expired unmatched.
     pub fn expire(&mut self, now: u64) -> Vec<R> {
-        while let Some(&(at, _, _)) = self.order.front() {
+        while let Some(&(at, _)) = self.order.front() {
             if now.saturating_sub(at) < self.ttl_secs {
                 break;
             }

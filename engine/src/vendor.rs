@@ -100,6 +100,7 @@ impl Hasher for SeqHasher {
 }
 type SeqMap<V> = HashMap<u32, V, BuildHasherDefault<SeqHasher>>;
 
+
 /// One vendor connection's protocol state.
 #[derive(Debug)]
 pub struct VendorSession<J> {
