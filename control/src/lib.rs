@@ -7,6 +7,8 @@
 //! data-plane core, never block one, and never hand it anything that did not validate.
 
 pub mod db;
+pub mod http;
+pub mod metrics;
 
 pub use db::{
     Campaign, ConfigWatcher, DbConfig, DbError, Health, ImportSummary, InvalidConfig, WatchOptions,

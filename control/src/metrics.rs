@@ -282,12 +282,24 @@ pub fn render(metrics: &Metrics, snap: &Snapshot) -> String {
         "Receipts that arrived before their submit_sm_resp and were matched later.",
         receipts_early,
     );
-    e.counter("smppgw_receipts_unmatched_total", "Receipts that never matched a message.", receipts_unmatched);
+    e.counter(
+        "smppgw_receipts_unmatched_total",
+        "Receipts that never matched a message.",
+        receipts_unmatched,
+    );
     e.counter("smppgw_receipts_unparsable_total", "Receipts that could not be parsed.", receipts_unparsable);
     e.counter("smppgw_mo_received_total", "MO messages received from vendors.", mo_in);
     e.counter("smppgw_mo_unroutable_total", "MO messages for numbers no customer owns.", mo_unroutable);
-    e.counter("smppgw_deliveries_ok_total", "Deliveries (receipts, MO) the customer accepted.", deliveries_ok);
-    e.counter("smppgw_deliveries_failed_total", "Delivery attempts that failed (retried).", deliveries_failed);
+    e.counter(
+        "smppgw_deliveries_ok_total",
+        "Deliveries (receipts, MO) the customer accepted.",
+        deliveries_ok,
+    );
+    e.counter(
+        "smppgw_deliveries_failed_total",
+        "Delivery attempts that failed (retried).",
+        deliveries_failed,
+    );
     e.counter(
         "smppgw_deliveries_dropped_total",
         "Deliveries dropped by the queue overflow policy.",
@@ -328,12 +340,18 @@ fn render_vendor_binds(e: &mut Exposition, snap: &Snapshot) {
         ("smppgw_vendor_bind_up", Kind::Gauge, "1 while the vendor bind is bound and takes submits.", |s| {
             u64::from(s.up.load(Ordering::Relaxed))
         }),
-        ("smppgw_vendor_bind_load", Kind::Gauge, "Submits in flight plus queued at the vendor bind (window occupancy).", |s| {
-            u64::from(s.load.load(Ordering::Relaxed))
-        }),
-        ("smppgw_vendor_bind_capacity", Kind::Gauge, "Most submits the vendor bind holds: its window plus its queue.", |s| {
-            u64::from(s.capacity)
-        }),
+        (
+            "smppgw_vendor_bind_load",
+            Kind::Gauge,
+            "Submits in flight plus queued at the vendor bind (window occupancy).",
+            |s| u64::from(s.load.load(Ordering::Relaxed)),
+        ),
+        (
+            "smppgw_vendor_bind_capacity",
+            Kind::Gauge,
+            "Most submits the vendor bind holds: its window plus its queue.",
+            |s| u64::from(s.capacity),
+        ),
         (
             "smppgw_vendor_bind_effective_capacity",
             Kind::Gauge,
@@ -452,14 +470,24 @@ struct HistState {
 }
 
 impl HistState {
-    fn sample(&mut self, family: &str, sample: &str, labels: &BTreeMap<String, String>, v: f64) -> Result<(), String> {
+    fn sample(
+        &mut self,
+        family: &str,
+        sample: &str,
+        labels: &BTreeMap<String, String>,
+        v: f64,
+    ) -> Result<(), String> {
         self.seen = true;
         if sample == format!("{family}_bucket") {
             let le = labels.get("le").ok_or_else(|| format!("{sample} without le"))?;
             if self.inf.is_some() {
                 return Err(format!("{sample} after le=\"+Inf\""));
             }
-            let bound = if le == "+Inf" { f64::INFINITY } else { le.parse::<f64>().map_err(|_| format!("bad le {le:?}"))? };
+            let bound = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse::<f64>().map_err(|_| format!("bad le {le:?}"))?
+            };
             if self.last_le.is_some_and(|p| bound <= p) {
                 return Err(format!("le {le} not increasing"));
             }
@@ -488,7 +516,9 @@ impl HistState {
         }
         match (self.inf, self.count) {
             (Some(inf), Some(count)) if inf == count => Ok(()),
-            (Some(inf), Some(count)) => Err(format!("{family}: +Inf bucket {inf} differs from _count {count}")),
+            (Some(inf), Some(count)) => {
+                Err(format!("{family}: +Inf bucket {inf} differs from _count {count}"))
+            }
             (None, _) => Err(format!("{family}: no le=\"+Inf\" bucket")),
             (_, None) => Err(format!("{family}: no _count")),
         }
@@ -497,7 +527,10 @@ impl HistState {
 
 fn check_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
-        && name.chars().enumerate().all(|(i, c)| c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit()));
+        && name
+            .chars()
+            .enumerate()
+            .all(|(i, c)| c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit()));
     if ok { Ok(()) } else { Err(format!("bad metric name {name:?}")) }
 }
 
@@ -513,9 +546,8 @@ fn parse_sample(line: &str) -> Result<Sample, String> {
     if let Some(r) = rest.strip_prefix('{') {
         let mut chars = r.char_indices().peekable();
         let mut end = None;
-        loop {
-            // A label: key="value" followed by ',' or '}'.
-            let Some(&(start, c)) = chars.peek() else { break };
+        // Labels: key="value", each followed by ',' or '}'.
+        while let Some(&(start, c)) = chars.peek() {
             if c == '}' {
                 end = Some(start + 1);
                 break;
@@ -654,7 +686,10 @@ mod tests {
                 "not cumulative",
             ),
             ("# HELP h h\n# TYPE h histogram\nh_bucket{le=\"1\"} 2\nh_sum 0\nh_count 2\n", "no le=\"+Inf\""),
-            ("# HELP h h\n# TYPE h histogram\nh_bucket{le=\"+Inf\"} 2\nh_sum 0\nh_count 3\n", "differs from _count"),
+            (
+                "# HELP h h\n# TYPE h histogram\nh_bucket{le=\"+Inf\"} 2\nh_sum 0\nh_count 3\n",
+                "differs from _count",
+            ),
             ("# HELP a h\n# TYPE a gauge\n# HELP a h\n# TYPE a gauge\n", "declared twice"),
         ];
         for (text, why) in bad {
