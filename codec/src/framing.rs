@@ -51,7 +51,9 @@ impl Decoder {
 
     /// Returns `Ok(None)` until a whole PDU is buffered, then splits it off `buf` and decodes it.
     /// command_length is checked as soon as its four octets arrive, before any body is buffered.
-    /// Decoded fields are slices of the split frame: no copy, no allocation.
+    /// Decoded fields are slices of the split frame: no copy, no allocation. Inlined so that
+    /// the PDU is decoded straight into the caller's result.
+    #[inline]
     pub fn decode(&self, buf: &mut BytesMut) -> Result<Option<Pdu>, DecodeError> {
         let Some(len) = self.frame_len(buf)? else {
             return Ok(None);

@@ -1,0 +1,644 @@
+//! `e2e`: the one-command end-to-end benchmark of smppgw on this machine.
+//!
+//! It runs, in one go: (1) the direct baseline, smppgw-loadgen -> smppgw-sim, closed model
+//! without and with receipts; (2) the same load through the gateway, smppgw-loadgen -> smppgw ->
+//! smppgw-sim; (3) a fixed-rate run at half of the measured peak, direct and through the gateway,
+//! for the latency the gateway adds. It prints the throughputs, their ratio (the number we steer
+//! by), latency percentiles and the gateway's CPU and memory, and writes everything as JSON to
+//! bench/out/. It only drives release binaries as separate processes (built first unless
+//! `--no-build`); when the gateway binary is missing or does not come up, step (2) and the
+//! gateway half of (3) are skipped with the reason.
+
+use std::io::Read as _;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use serde_json::{Value, json};
+
+const EXAMPLES: &str = "\
+Examples:
+  # Everything, 10 s per throughput run (builds the release binaries first)
+  cargo run --release -p smppgw-bench --bin e2e
+
+  # Longer runs, binaries already built, gateway on one core
+  cargo run --release -p smppgw-bench --bin e2e -- --duration 30s --no-build --gateway-cores 1
+
+CPU placement on this 2-core machine: the load generator is pinned to --loadgen-cpu, the simulator
+to --sim-cpu, the gateway runs its own executors (--gateway-cores, pinned from CPU 0 by itself).";
+
+/// End-to-end benchmark: direct baseline vs through the gateway.
+#[derive(Parser, Debug)]
+#[command(name = "e2e", about, after_long_help = EXAMPLES)]
+struct Args {
+    /// Length of each throughput run.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Length of each fixed-rate run.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    rate_duration: Duration,
+    /// Sessions of the load generator.
+    #[arg(long, default_value_t = 4)]
+    binds: usize,
+    /// Window per session.
+    #[arg(long, default_value_t = 64)]
+    window: u32,
+    /// CPU the load generator is pinned to.
+    #[arg(long, default_value_t = 0)]
+    loadgen_cpu: usize,
+    /// CPU the simulator is pinned to.
+    #[arg(long, default_value_t = 1)]
+    sim_cpu: usize,
+    /// Executors of the gateway.
+    #[arg(long, default_value_t = 2)]
+    gateway_cores: u32,
+    /// Vendor binds the gateway opens to the simulator.
+    #[arg(long, default_value_t = 4)]
+    gateway_vendor_binds: u32,
+    /// How long the gateway has to start accepting connections.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    gateway_wait: Duration,
+    /// Do not run cargo build first.
+    #[arg(long)]
+    no_build: bool,
+    /// Only the direct baseline.
+    #[arg(long)]
+    skip_gateway: bool,
+    /// Where the binaries are (default: the workspace's target/release).
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
+    /// Where the JSON results go (default: the workspace's bench/out).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let (n, mul) = if let Some(v) = t.strip_suffix("ms") {
+        (v, 0.001)
+    } else if let Some(v) = t.strip_suffix('s') {
+        (v, 1.0)
+    } else if let Some(v) = t.strip_suffix('m') {
+        (v, 60.0)
+    } else {
+        (t, 1.0)
+    };
+    let v: f64 = n.trim().parse().map_err(|_| format!("bad duration {s:?}"))?;
+    if !(0.0..=86_400.0).contains(&(v * mul)) {
+        return Err(format!("duration {s:?} out of range"));
+    }
+    Ok(Duration::from_secs_f64(v * mul))
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn wait_accepting(addr: SocketAddr, within: Duration, child: &mut Child) -> Result<(), String> {
+    let end = Instant::now() + within;
+    while Instant::now() < end {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("exited with {status} before accepting connections"));
+        }
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err(format!("did not accept connections on {addr} within {within:?}"))
+}
+
+/// A child process killed (SIGTERM, then SIGKILL) when dropped.
+struct Proc {
+    name: &'static str,
+    child: Child,
+}
+
+impl Proc {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
+        // SAFETY: kill(2) on our own child's pid with a valid signal number.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let end = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < end {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!("e2e: {} did not stop on SIGTERM, killing it", self.name);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// CPU time (user + system) of a process and its memory, from /proc.
+#[derive(Debug, Clone, Copy, Default)]
+struct ProcSample {
+    cpu: Duration,
+    rss_kb: u64,
+    hwm_kb: u64,
+}
+
+fn sample(pid: u32) -> Option<ProcSample> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let (utime, stime): (u64, u64) = (f.get(11)?.parse().ok()?, f.get(12)?.parse().ok()?);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb = |key: &str| -> u64 {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    Some(ProcSample {
+        cpu: Duration::from_secs_f64((utime + stime) as f64 / hz),
+        rss_kb: kb("VmRSS:"),
+        hwm_kb: kb("VmHWM:"),
+    })
+}
+
+struct Bins {
+    loadgen: PathBuf,
+    sim: PathBuf,
+    gateway: PathBuf,
+}
+
+fn build(root: &Path) -> Result<(), String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    eprintln!("e2e: cargo build --release -p smppgw-loadgen --bins");
+    let ok = Command::new(&cargo)
+        .current_dir(root)
+        .args(["build", "--release", "-p", "smppgw-loadgen", "--bins"])
+        .status()
+        .map_err(|e| format!("running cargo: {e}"))?;
+    if !ok.success() {
+        return Err("building smppgw-loadgen failed".into());
+    }
+    eprintln!("e2e: cargo build --release -p smppgw --bin smppgw");
+    match Command::new(&cargo)
+        .current_dir(root)
+        .args(["build", "--release", "-p", "smppgw", "--bin", "smppgw"])
+        .status()
+    {
+        Ok(s) if s.success() => {}
+        _ => eprintln!("e2e: building the gateway failed; the runs through it will be skipped"),
+    }
+    Ok(())
+}
+
+/// Runs smppgw-loadgen with `extra` flags and returns its JSON report.
+fn loadgen(
+    bins: &Bins,
+    target: SocketAddr,
+    user: &str,
+    password: &str,
+    a: &Args,
+    extra: &[String],
+) -> Result<Value, String> {
+    let mut cmd = Command::new(&bins.loadgen);
+    cmd.args(["-t", &target.to_string(), "-u", user, "-p", password])
+        .args(["-b", &a.binds.to_string(), "-w", &a.window.to_string()])
+        .args([
+            "--cpus",
+            &a.loadgen_cpu.to_string(),
+            "--json",
+            "-q",
+            "--timeout",
+            "5s",
+            "--receipt-wait",
+            "10s",
+        ])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut child = cmd.spawn().map_err(|e| format!("starting {}: {e}", bins.loadgen.display()))?;
+    let mut out = String::new();
+    if let Some(mut so) = child.stdout.take() {
+        so.read_to_string(&mut out).map_err(|e| format!("reading the report: {e}"))?;
+    }
+    let status = child.wait().map_err(|e| e.to_string())?;
+    let v: Value =
+        serde_json::from_str(&out).map_err(|e| format!("loadgen ({status}) gave no JSON report: {e}"))?;
+    Ok(v)
+}
+
+fn start_sim(bins: &Bins, port: u16, a: &Args) -> Result<Proc, String> {
+    let child = Command::new(&bins.sim)
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--cpus", &a.sim_cpu.to_string(), "--quiet"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("starting {}: {e}", bins.sim.display()))?;
+    let mut p = Proc { name: "smppgw-sim", child };
+    wait_accepting(SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_secs(5), &mut p.child)
+        .map_err(|e| format!("smppgw-sim {e}"))?;
+    Ok(p)
+}
+
+/// GATEWAY CONFIG: the TOML the gateway is started with (`smppgw --config FILE`). It follows the
+/// engine's schema (engine/src/config.rs and its embedded default.toml): one customer `demo`
+/// (password `demo`, hashed by `smppgw hash-password`), one vendor `sim` at the simulator, one
+/// catch-all route. Change it here when the schema changes.
+fn write_gateway_config(
+    path: &Path,
+    bins: &Bins,
+    gw_port: u16,
+    http_port: u16,
+    sim_port: u16,
+    a: &Args,
+) -> Result<(), String> {
+    let out = Command::new(&bins.gateway)
+        .args(["hash-password", "demo"])
+        .output()
+        .map_err(|e| format!("smppgw hash-password: {e}"))?;
+    let hash = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if !out.status.success() || hash.is_empty() {
+        return Err("smppgw hash-password demo gave no hash".into());
+    }
+    let toml = format!(
+        r#"# Written by the e2e benchmark (bench/src/bin/e2e.rs, write_gateway_config).
+[server]
+listen = "127.0.0.1:{gw_port}"
+http_listen = "127.0.0.1:{http_port}"
+cores = {cores}
+window = {window}
+
+[[customer]]
+system_id = "demo"
+password_hash = "{hash}"
+throughput = 0
+
+[[vendor]]
+name = "sim"
+host = "127.0.0.1"
+port = {sim_port}
+system_id = "smppgw"
+password = "secret"
+binds = {vbinds}
+bind_type = "transceiver"
+window = {window}
+
+[[route]]
+name = "default"
+prefixes = [""]
+vendors = ["sim"]
+"#,
+        cores = a.gateway_cores,
+        window = a.window.max(64),
+        vbinds = a.gateway_vendor_binds,
+    );
+    std::fs::write(path, toml).map_err(|e| format!("writing {}: {e}", path.display()))
+}
+
+fn start_gateway(bins: &Bins, config: &Path, gw_port: u16, a: &Args) -> Result<Proc, String> {
+    let v = Command::new(&bins.gateway).arg("--version").output();
+    match v {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => return Err(format!("`smppgw --version` failed ({})", o.status)),
+        Err(e) => return Err(format!("{} is not usable: {e}", bins.gateway.display())),
+    }
+    let child = Command::new(&bins.gateway)
+        .arg("--config")
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("starting smppgw: {e}"))?;
+    let mut p = Proc { name: "smppgw", child };
+    wait_accepting(SocketAddr::from(([127, 0, 0, 1], gw_port)), a.gateway_wait, &mut p.child)
+        .map_err(|e| format!("smppgw {e}"))?;
+    Ok(p)
+}
+
+fn num(v: &Value, path: &[&str]) -> f64 {
+    let mut x = v;
+    for k in path {
+        x = &x[*k];
+    }
+    x.as_f64().unwrap_or(0.0)
+}
+
+/// The figures of one run that the summary and the JSON keep.
+fn digest(r: &Value) -> Value {
+    json!({
+        "throughput_per_s": r["throughput_per_s"],
+        "ok_per_s": r["ok_per_s"],
+        "submits_ok": r["submits_ok"],
+        "submits_failed": r["submits_failed"],
+        "errors": r["errors"],
+        "timeouts": r["timeouts"],
+        "receipts": r["receipts"],
+        "latency_us": r["latency_us"],
+        "elapsed_s": r["elapsed_s"],
+        "binds_ok": r["sessions"]["binds_ok"],
+        "bind_failures": r["sessions"]["bind_failures"],
+    })
+}
+
+fn cpu_between(before: Option<ProcSample>, after: Option<ProcSample>, wall: Duration) -> Value {
+    match (before, after) {
+        (Some(b), Some(a)) => json!({
+            "cpu_percent": ((a.cpu.saturating_sub(b.cpu)).as_secs_f64() / wall.as_secs_f64() * 1000.0).round() / 10.0,
+            "rss_kb": a.rss_kb,
+            "peak_rss_kb": a.hwm_kb,
+        }),
+        _ => Value::Null,
+    }
+}
+
+struct Step<'a> {
+    name: &'a str,
+    target: SocketAddr,
+    user: &'a str,
+    password: &'a str,
+    watch: Option<u32>,
+}
+
+fn run_step(bins: &Bins, a: &Args, s: &Step<'_>, extra: &[String]) -> Result<Value, String> {
+    eprintln!("e2e: {} ...", s.name);
+    let before = s.watch.and_then(sample);
+    let t0 = Instant::now();
+    let r = loadgen(bins, s.target, s.user, s.password, a, extra)?;
+    let wall = t0.elapsed();
+    let after = s.watch.and_then(sample);
+    let mut d = digest(&r);
+    if s.watch.is_some() {
+        d["gateway_process"] = cpu_between(before, after, wall);
+    }
+    let binds_ok = num(&r, &["sessions", "binds_ok"]);
+    if binds_ok == 0.0 {
+        return Err(format!("{}: no session could bind: {}", s.name, r["sessions"]["bind_failures"]));
+    }
+    eprintln!(
+        "e2e: {}: {:.0} submit_sm/s, p50 {:.3} ms, p99 {:.3} ms",
+        s.name,
+        num(&r, &["throughput_per_s"]),
+        num(&r, &["latency_us", "submit_resp", "p50"]) / 1000.0,
+        num(&r, &["latency_us", "submit_resp", "p99"]) / 1000.0
+    );
+    Ok(d)
+}
+
+fn main() -> ExitCode {
+    let a = Args::parse();
+    let root = workspace_root();
+    if !a.no_build
+        && let Err(e) = build(&root)
+    {
+        eprintln!("e2e: {e}");
+        return ExitCode::from(1);
+    }
+    let dir = a.bin_dir.clone().unwrap_or_else(|| {
+        std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("target"))
+            .join("release")
+    });
+    let bins = Bins {
+        loadgen: dir.join("smppgw-loadgen"),
+        sim: dir.join("smppgw-sim"),
+        gateway: dir.join("smppgw"),
+    };
+    for b in [&bins.loadgen, &bins.sim] {
+        if !b.exists() {
+            eprintln!("e2e: {} is missing (build with cargo build --release -p smppgw-loadgen)", b.display());
+            return ExitCode::from(1);
+        }
+    }
+    match run(&a, &bins, &root) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("e2e: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(a: &Args, bins: &Bins, root: &Path) -> Result<(), String> {
+    let secs = format!("{}ms", a.duration.as_millis());
+    let rate_secs = format!("{}ms", a.rate_duration.as_millis());
+    let closed = |receipts: bool| -> Vec<String> {
+        let mut v = vec!["-d".to_string(), secs.clone()];
+        if receipts {
+            v.extend(["--registered-delivery".to_string(), "1".to_string()]);
+        }
+        v
+    };
+    let port = |what: &str| free_port().map_err(|e| format!("no free port for {what}: {e}"));
+
+    // (1) Direct baseline.
+    let sim_port = port("the simulator")?;
+    let direct = Step {
+        name: "direct, no receipts",
+        target: SocketAddr::from(([127, 0, 0, 1], sim_port)),
+        user: "smppgw",
+        password: "secret",
+        watch: None,
+    };
+    let (d_plain, d_rcpt) = {
+        let _sim = start_sim(bins, sim_port, a)?;
+        let plain = run_step(bins, a, &direct, &closed(false))?;
+        let rcpt = run_step(bins, a, &Step { name: "direct, with receipts", ..direct }, &closed(true))?;
+        (plain, rcpt)
+    };
+
+    // (2) Through the gateway.
+    let mut gw: Value = json!({ "status": "skipped" });
+    let mut g_plain = Value::Null;
+    let mut g_rcpt = Value::Null;
+    let mut gw_ctx: Option<(u16, u16, u16, PathBuf)> = None;
+    if a.skip_gateway {
+        gw["status"] = json!("skipped: --skip-gateway");
+    } else if !bins.gateway.exists() {
+        gw["status"] = json!(format!("skipped: {} is not built", bins.gateway.display()));
+    } else {
+        let (gp, hp, sp) = (port("the gateway")?, port("the gateway's HTTP API")?, port("the simulator")?);
+        let out_dir = a.out.clone().unwrap_or_else(|| root.join("bench").join("out"));
+        std::fs::create_dir_all(&out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
+        let cfg_path = out_dir.join("e2e-gateway.toml");
+        let attempt = (|| -> Result<(Value, Value, Value), String> {
+            write_gateway_config(&cfg_path, bins, gp, hp, sp, a)?;
+            let _sim = start_sim(bins, sp, a)?;
+            let g = start_gateway(bins, &cfg_path, gp, a)?;
+            // Give the gateway a moment to bind its vendor sessions.
+            std::thread::sleep(Duration::from_millis(500));
+            let step = Step {
+                name: "through the gateway, no receipts",
+                target: SocketAddr::from(([127, 0, 0, 1], gp)),
+                user: "demo",
+                password: "demo",
+                watch: Some(g.pid()),
+            };
+            let plain = run_step(bins, a, &step, &closed(false))?;
+            let rcpt = run_step(
+                bins,
+                a,
+                &Step { name: "through the gateway, with receipts", ..step },
+                &closed(true),
+            )?;
+            let mem = sample(g.pid())
+                .map(|s| json!({"rss_kb": s.rss_kb, "peak_rss_kb": s.hwm_kb}))
+                .unwrap_or(Value::Null);
+            Ok((plain, rcpt, mem))
+        })();
+        match attempt {
+            Ok((p, r, mem)) => {
+                gw = json!({ "status": "ok", "memory_after": mem, "config": cfg_path.display().to_string() });
+                g_plain = p;
+                g_rcpt = r;
+                gw_ctx = Some((gp, hp, sp, cfg_path));
+            }
+            Err(e) => {
+                eprintln!("e2e: SKIPPING the runs through the gateway: {e}");
+                gw["status"] = json!(format!("skipped: {e}"));
+            }
+        }
+    }
+
+    // (3) Fixed rate at half the peak: the gateway's when it ran (so that neither is overloaded
+    // and the two latencies compare at the same load), else the direct one.
+    let peak = if g_plain.is_null() {
+        num(&d_plain, &["throughput_per_s"])
+    } else {
+        num(&g_plain, &["throughput_per_s"])
+    };
+    let rate = (peak / 2.0).max(1.0).round();
+    let fixed = vec!["-d".to_string(), rate_secs.clone(), "-r".to_string(), format!("{rate}")];
+    let d_fixed = {
+        let _sim = start_sim(bins, sim_port, a)?;
+        run_step(bins, a, &Step { name: "direct, fixed rate", ..direct }, &fixed)?
+    };
+    let mut g_fixed = Value::Null;
+    if let Some((gp, hp, sp, cfg_path)) = &gw_ctx {
+        let attempt = (|| -> Result<Value, String> {
+            write_gateway_config(cfg_path, bins, *gp, *hp, *sp, a)?;
+            let _sim = start_sim(bins, *sp, a)?;
+            let g = start_gateway(bins, cfg_path, *gp, a)?;
+            std::thread::sleep(Duration::from_millis(500));
+            let step = Step {
+                name: "through the gateway, fixed rate",
+                target: SocketAddr::from(([127, 0, 0, 1], *gp)),
+                user: "demo",
+                password: "demo",
+                watch: Some(g.pid()),
+            };
+            run_step(bins, a, &step, &fixed)
+        })();
+        match attempt {
+            Ok(v) => g_fixed = v,
+            Err(e) => eprintln!("e2e: gateway fixed-rate run failed: {e}"),
+        }
+    }
+
+    let ratio = |g: &Value, d: &Value| {
+        if g.is_null() {
+            Value::Null
+        } else {
+            json!(
+                (num(g, &["throughput_per_s"]) / num(d, &["throughput_per_s"]).max(1.0) * 1000.0).round()
+                    / 1000.0
+            )
+        }
+    };
+    let result = json!({
+        "machine": {
+            "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+            "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
+        },
+        "params": {
+            "binds": a.binds, "window": a.window, "duration_s": a.duration.as_secs_f64(),
+            "rate_duration_s": a.rate_duration.as_secs_f64(), "fixed_rate_per_s": rate,
+            "loadgen_cpu": a.loadgen_cpu, "sim_cpu": a.sim_cpu, "gateway_cores": a.gateway_cores,
+        },
+        "direct": { "no_receipts": d_plain, "receipts": d_rcpt, "fixed_rate": d_fixed },
+        "gateway": { "run": gw, "no_receipts": g_plain, "receipts": g_rcpt, "fixed_rate": g_fixed },
+        "ratio_gateway_to_direct": { "no_receipts": ratio(&g_plain, &d_plain), "receipts": ratio(&g_rcpt, &d_rcpt) },
+    });
+    print_summary(&result);
+    let out_dir = a.out.clone().unwrap_or_else(|| root.join("bench").join("out"));
+    std::fs::create_dir_all(&out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
+    let stamp =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let text = serde_json::to_string_pretty(&result).map_err(|e| e.to_string())?;
+    for name in [format!("e2e-{stamp}.json"), "e2e-latest.json".to_string()] {
+        let p = out_dir.join(name);
+        std::fs::write(&p, &text).map_err(|e| format!("{}: {e}", p.display()))?;
+    }
+    println!("\nresults: {}", out_dir.join("e2e-latest.json").display());
+    Ok(())
+}
+
+fn print_summary(r: &Value) {
+    let ms = |v: &Value, k: &str| num(v, &["latency_us", "submit_resp", k]) / 1000.0;
+    let tput = |v: &Value| {
+        if v.is_null() { "skipped".to_string() } else { format!("{:.0}/s", num(v, &["throughput_per_s"])) }
+    };
+    println!(
+        "\nsmppgw end-to-end benchmark ({} binds, window {})",
+        r["params"]["binds"], r["params"]["window"]
+    );
+    println!("{:<34} {:>14} {:>14} {:>8}", "closed model, submit_sm/s", "direct", "via gateway", "ratio");
+    for (label, key) in [("no receipts", "no_receipts"), ("with receipts (all matched?)", "receipts")] {
+        let d = &r["direct"][key];
+        let g = &r["gateway"][key];
+        let ratio = r["ratio_gateway_to_direct"][key]
+            .as_f64()
+            .map(|x| format!("{x:.3}"))
+            .unwrap_or_else(|| "-".into());
+        println!("{label:<34} {:>14} {:>14} {ratio:>8}", tput(d), tput(g));
+    }
+    let f =
+        |x: &Value| if x.is_null() { "-".to_string() } else { format!("{}/{}", x["matched"], x["expected"]) };
+    let (d, g) = (&r["direct"]["receipts"]["receipts"], &r["gateway"]["receipts"]["receipts"]);
+    println!("{:<34} {:>14} {:>14}", "receipts matched/expected", f(d), f(g));
+    println!(
+        "\nfixed rate {} msg/s, submit->resp (ms)      p50      p99    p99.9",
+        r["params"]["fixed_rate_per_s"]
+    );
+    for (label, v) in [("direct", &r["direct"]["fixed_rate"]), ("via gateway", &r["gateway"]["fixed_rate"])] {
+        if v.is_null() {
+            println!("  {label:<38} skipped");
+        } else {
+            println!("  {label:<38} {:>8.3} {:>8.3} {:>8.3}", ms(v, "p50"), ms(v, "p99"), ms(v, "p999"));
+        }
+    }
+    let g = &r["gateway"];
+    println!("\ngateway: {}", g["run"]["status"].as_str().unwrap_or("?"));
+    for key in ["no_receipts", "receipts", "fixed_rate"] {
+        let p = &g[key]["gateway_process"];
+        if !p.is_null() {
+            println!(
+                "  {key:<12} CPU {:>6.1}%  RSS {:>8} kB  peak RSS {:>8} kB",
+                p["cpu_percent"].as_f64().unwrap_or(0.0),
+                p["rss_kb"],
+                p["peak_rss_kb"]
+            );
+        }
+    }
+}

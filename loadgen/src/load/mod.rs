@@ -1,0 +1,291 @@
+//! The load generator: binds sessions to any SMPP server, sends submit_sm in a closed or an open
+//! model, and measures responses, errors, timeouts and receipts.
+//!
+//! [`run`] blocks until the run is over and returns its [`Report`]; it can be called from a test
+//! on any thread. The protocol logic is in [`LoadSession`] and [`LoadCore`], both sans-IO.
+//!
+//! ```no_run
+//! use smppgw_loadgen::load::{self, LoadConfig};
+//! let cfg = LoadConfig {
+//!     target: "127.0.0.1:2776".parse().unwrap(),
+//!     system_id: "smppgw".into(),
+//!     password: "secret".into(),
+//!     count: Some(10_000),
+//!     ..LoadConfig::default()
+//! };
+//! let report = load::run(cfg)?;
+//! assert_eq!(report.submits_ok, 10_000);
+//! # Ok::<(), smppgw_loadgen::Error>(())
+//! ```
+
+pub mod config;
+pub mod core;
+mod driver;
+pub mod report;
+pub mod session;
+pub mod template;
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use smppgw_codec::CommandStatus;
+use smppgw_codec::receipt::MessageState;
+
+pub use self::config::{BindMode, Lengths, LoadConfig, MessageMix};
+pub use self::core::{LoadCore, LoadShared};
+use self::driver::{ProgressMsg, SessionPlan};
+use self::report::new_histogram;
+pub use self::report::{Histograms, Latencies, ReceiptCounts, Report, SessionCounts, Summary};
+pub use self::session::LoadSession;
+use self::template::Templates;
+use crate::limits::PROGRESS_CHANNEL;
+use crate::runtime::spawn_executor;
+use crate::sim::BindKind;
+use crate::{Error, Result};
+
+/// Runs a load test to its end and returns the report. Progress goes to stderr once a second
+/// when `cfg.progress` is set.
+pub fn run(cfg: LoadConfig) -> Result<Report> {
+    run_with_stop(cfg, Arc::new(AtomicBool::new(false)))
+}
+
+/// [`run`], ending early (sending stops, outstanding responses are awaited, sessions unbind)
+/// once `stop` is set, e.g. from a signal handler or another thread.
+pub fn run_with_stop(cfg: LoadConfig, stop: Arc<AtomicBool>) -> Result<Report> {
+    cfg.validate().map_err(Error::Config)?;
+    let templates = Templates::build(&cfg.mix).map_err(Error::Config)?;
+    let cfg = Arc::new(cfg);
+    let cores = cfg.cores.min(cfg.binds).max(1);
+    let shared = Arc::new(LoadShared::new(cores, stop));
+    let mut plans: Vec<Vec<SessionPlan>> = vec![Vec::new(); cores];
+    let kind = match cfg.bind_mode {
+        BindMode::Transmitter | BindMode::TxRx => BindKind::Transmitter,
+        BindMode::Transceiver => BindKind::Transceiver,
+    };
+    for i in 0..cfg.binds {
+        let quota = cfg.count.map(|n| n / cfg.binds as u64 + u64::from((i as u64) < n % cfg.binds as u64));
+        plans[i % cores].push(SessionPlan { index: i, sessions: cfg.binds, kind, quota });
+        if cfg.bind_mode == BindMode::TxRx {
+            plans[i % cores].push(SessionPlan {
+                index: i,
+                sessions: cfg.binds,
+                kind: BindKind::Receiver,
+                quota: None,
+            });
+        }
+    }
+    let (tx, rx) = crossbeam_channel::bounded(PROGRESS_CHANNEL);
+    let progress = cfg.progress.then_some(tx);
+    let start = Instant::now();
+    let mut handles = Vec::with_capacity(cores);
+    for (index, plan) in plans.into_iter().enumerate() {
+        let (c, s, t, p) = (cfg.clone(), shared.clone(), templates.clone(), progress.clone());
+        handles.push(spawn_executor("smppgw-loadgen", index, &cfg.cpus, cfg.spin_before_park, move || {
+            driver::run_core(c, s, index, start, t, plan, p)
+        })?);
+    }
+    drop(progress);
+    if cfg.progress {
+        print_progress(&rx, cores, start);
+    }
+    let mut results = Vec::with_capacity(cores);
+    for h in handles {
+        results.push(h.join().map_err(|e| Error::Runtime(format!("load core failed: {e}")))?);
+    }
+    Ok(merge(&cfg, cores, results))
+}
+
+fn status_name(code: u32) -> String {
+    if code == u32::MAX { "timeout".to_string() } else { CommandStatus(code).name_or_hex().into_owned() }
+}
+
+fn merge(cfg: &LoadConfig, cores: usize, results: Vec<self::core::CoreResult>) -> Report {
+    let mut c = self::core::Counters::default();
+    let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+    let mut bind_failures: BTreeMap<String, u64> = BTreeMap::new();
+    let mut states = [0u64; 10];
+    let mut hist = Histograms::default();
+    let mut awaiting = HashMap::new();
+    let mut early = Vec::new();
+    let mut first: Option<Instant> = None;
+    let mut last: Option<Instant> = None;
+    for r in results {
+        let k = r.counters;
+        for (dst, src) in [
+            (&mut c.messages_sent, k.messages_sent),
+            (&mut c.submits_sent, k.submits_sent),
+            (&mut c.submits_ok, k.submits_ok),
+            (&mut c.submits_failed, k.submits_failed),
+            (&mut c.timeouts, k.timeouts),
+            (&mut c.late_responses, k.late_responses),
+            (&mut c.lost_in_flight, k.lost_in_flight),
+            (&mut c.malformed, k.malformed),
+            (&mut c.mo_received, k.mo_received),
+            (&mut c.binds_ok, k.binds_ok),
+            (&mut c.connect_failures, k.connect_failures),
+            (&mut c.disconnects, k.disconnects),
+            (&mut c.reconnects, k.reconnects),
+            (&mut c.receipts_expected, k.receipts_expected),
+            (&mut c.receipts_matched, k.receipts_matched),
+            (&mut c.receipts_unparsable, k.receipts_unparsable),
+            (&mut c.receipts_intermediate, k.receipts_intermediate),
+            (&mut c.receipts_untracked, k.receipts_untracked),
+            (&mut c.receipts_overflow, k.receipts_overflow),
+        ] {
+            *dst += src;
+        }
+        for (code, n) in r.errors {
+            *errors.entry(status_name(code)).or_insert(0) += n;
+        }
+        for (code, n) in r.bind_failures {
+            *bind_failures.entry(status_name(code)).or_insert(0) += n;
+        }
+        for (d, s) in states.iter_mut().zip(r.states) {
+            *d += s;
+        }
+        hist.add(&r.hist);
+        awaiting.extend(r.awaiting);
+        early.extend(r.early);
+        first = match (first, r.first_send) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        last = match (last, r.last_resp) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+    }
+    // Receipts that arrived on a core other than the one that submitted (or before their
+    // response, and never claimed): match them against every core's table now.
+    let mut unmatched = c.receipts_overflow;
+    for (key, arrived) in early {
+        match awaiting.remove(&key) {
+            Some(t_ref) => {
+                c.receipts_matched += 1;
+                let us = (arrived.saturating_duration_since(t_ref).as_micros() as u64).max(1);
+                hist.receipt.saturating_record(us);
+            }
+            None => unmatched += 1,
+        }
+    }
+    let elapsed = match (first, last) {
+        (Some(a), Some(b)) => b.saturating_duration_since(a),
+        _ => Duration::ZERO,
+    };
+    let secs = elapsed.as_secs_f64().max(1e-9);
+    let answered = c.submits_ok + c.submits_failed;
+    Report {
+        target: cfg.target.to_string(),
+        binds: cfg.binds,
+        bind_mode: match cfg.bind_mode {
+            BindMode::Transmitter => "transmitter",
+            BindMode::Transceiver => "transceiver",
+            BindMode::TxRx => "transmitter+receiver",
+        }
+        .to_string(),
+        window: cfg.window,
+        model: if cfg.rate.is_some() { "open" } else { "closed" }.to_string(),
+        rate_target: cfg.rate,
+        cores,
+        elapsed_s: (elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
+        messages_sent: c.messages_sent,
+        submits_sent: c.submits_sent,
+        submits_ok: c.submits_ok,
+        submits_failed: c.submits_failed,
+        throughput_per_s: if answered > 0 { (answered as f64 / secs).round() } else { 0.0 },
+        ok_per_s: if c.submits_ok > 0 { (c.submits_ok as f64 / secs).round() } else { 0.0 },
+        errors,
+        timeouts: c.timeouts,
+        late_responses: c.late_responses,
+        lost_in_flight: c.lost_in_flight,
+        malformed: c.malformed,
+        mo_received: c.mo_received,
+        sessions: SessionCounts {
+            binds_ok: c.binds_ok,
+            bind_failures,
+            connect_failures: c.connect_failures,
+            disconnects: c.disconnects,
+            reconnects: c.reconnects,
+        },
+        receipts: ReceiptCounts {
+            expected: c.receipts_expected,
+            matched: c.receipts_matched,
+            missing: awaiting.len() as u64,
+            unmatched,
+            unparsable: c.receipts_unparsable,
+            intermediate: c.receipts_intermediate,
+            untracked: c.receipts_untracked,
+            states: states
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| **n > 0)
+                .filter_map(|(i, n)| MessageState::from_u8(i as u8).map(|s| (s.stat_word().to_string(), *n)))
+                .collect(),
+        },
+        latency_us: Latencies {
+            submit_resp: Summary::of(&hist.submit_resp),
+            service_time: Summary::of(&hist.service_time),
+            receipt: Summary::of(&hist.receipt),
+        },
+        histograms: hist,
+    }
+}
+
+/// Prints one line a second on stderr until every core is done.
+fn print_progress(rx: &crossbeam_channel::Receiver<ProgressMsg>, cores: usize, start: Instant) {
+    let mut done = 0;
+    let mut latest = vec![self::core::Counters::default(); cores];
+    let mut interval = new_histogram();
+    let mut last_answered = 0u64;
+    let mut last_print = start;
+    let mut next_print = start + Duration::from_secs(1) + Duration::from_millis(50);
+    let mut err = std::io::stderr().lock();
+    while done < cores {
+        let timeout = next_print.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(timeout) {
+            Ok(ProgressMsg::Sample { core, counters, interval: h }) => {
+                if let Some(l) = latest.get_mut(core) {
+                    *l = counters;
+                }
+                let _ = interval.add(&*h);
+            }
+            Ok(ProgressMsg::Done) => done += 1,
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+        }
+        let now = Instant::now();
+        if now >= next_print {
+            next_print += Duration::from_secs(1);
+            let sum = |f: fn(&self::core::Counters) -> u64| latest.iter().map(f).sum::<u64>();
+            let answered = sum(|c| c.submits_ok + c.submits_failed);
+            let rate = (answered - last_answered.min(answered)) as f64
+                / now.duration_since(last_print).as_secs_f64();
+            last_answered = answered;
+            last_print = now;
+            let (p50, p99) = if interval.is_empty() {
+                (0.0, 0.0)
+            } else {
+                (
+                    interval.value_at_quantile(0.5) as f64 / 1000.0,
+                    interval.value_at_quantile(0.99) as f64 / 1000.0,
+                )
+            };
+            interval.reset();
+            let _ = writeln!(
+                err,
+                "[{:>6.1}s] {:>9.0} resp/s  p50 {p50:.3} ms  p99 {p99:.3} ms  in flight {:>6}  ok {}  err {}  timeouts {}  receipts {}/{}",
+                now.duration_since(start).as_secs_f64(),
+                rate,
+                sum(|c| c.inflight),
+                sum(|c| c.submits_ok),
+                sum(|c| c.submits_failed),
+                sum(|c| c.timeouts),
+                sum(|c| c.receipts_matched),
+                sum(|c| c.receipts_expected),
+            );
+        }
+    }
+}

@@ -1,0 +1,495 @@
+//! One load-generator session as a sans-IO state machine: it binds, sends submit_sm from the
+//! pre-built templates within its window (closed model) or on its schedule (open model), matches
+//! responses by sequence number in O(1), answers deliver_sm, gives up on timeouts, and unbinds when
+//! its core finishes. The driver connects, reads, writes and sleeps until [`LoadSession::next_deadline`].
+
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use smppgw_codec::{Bind, Body, CommandId, CommandStatus, DecodeError, Header, Pdu};
+
+use super::core::LoadCore;
+use super::template::emit;
+use crate::limits::WRITE_BUFFER_HIGH_BYTES;
+use crate::pattern::{ADDR_LEN_MAX, PatternGen};
+use crate::sim::BindKind;
+use crate::wire::{next_seq, put_empty, put_id_resp};
+
+/// A bind without response after this long fails the connection.
+pub const BIND_TIMEOUT: Duration = Duration::from_secs(10);
+/// An unbind without response after this long: close anyway.
+pub const UNBIND_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often outstanding submits are checked for timeouts, at most.
+const TIMEOUT_SCAN: Duration = Duration::from_millis(50);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Not connected (before the first connect, or between reconnects).
+    Disconnected,
+    /// bind sent.
+    Binding { seq: u32, since: Instant },
+    /// Bound: traffic flows.
+    Bound,
+    /// unbind sent.
+    Unbinding { since: Instant },
+    /// Done for good.
+    Closed,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    /// 0: free.
+    seq: u32,
+    receipt: bool,
+    intended: Instant,
+    sent: Instant,
+}
+
+struct Pending {
+    variant: usize,
+    next_part: usize,
+    intended: Instant,
+    src: [u8; ADDR_LEN_MAX],
+    dst: [u8; ADDR_LEN_MAX],
+    ref_num: u8,
+}
+
+/// One SMPP session of the load generator.
+pub struct LoadSession {
+    index: usize,
+    kind: BindKind,
+    state: State,
+    seq: u32,
+    out: BytesMut,
+    slots: Box<[Slot]>,
+    mask: u32,
+    inflight: u32,
+    window: u32,
+    // Sending.
+    sends: bool,
+    quota: Option<u64>,
+    k: u64,
+    /// Open model: (first intended time, seconds between messages of this session).
+    schedule: Option<(Instant, f64)>,
+    pending: Option<Pending>,
+    src_gen: PatternGen,
+    dst_gen: PatternGen,
+    ref_counter: u8,
+    done: bool,
+    next_scan: Instant,
+    next_enquire: Option<Instant>,
+    reconnects: u32,
+    receipts: bool,
+}
+
+impl LoadSession {
+    /// Session `index` of `sessions` senders (receivers of a tx+rx pair pass `quota` None and
+    /// `kind` Receiver). `quota`: messages this session sends (None: until the deadline).
+    pub fn new(
+        index: usize,
+        sessions: usize,
+        kind: BindKind,
+        quota: Option<u64>,
+        core: &mut LoadCore,
+        now: Instant,
+    ) -> LoadSession {
+        let cfg = &core.cfg;
+        let window = cfg.window;
+        let table = (window as usize * 2).next_power_of_two().max(2);
+        let blank = Slot { seq: 0, receipt: false, intended: now, sent: now };
+        let sends = kind.can_submit();
+        LoadSession {
+            index,
+            kind,
+            state: State::Disconnected,
+            seq: 0,
+            out: BytesMut::with_capacity(64 * 1024),
+            slots: vec![blank; table].into_boxed_slice(),
+            mask: (table - 1) as u32,
+            inflight: 0,
+            window,
+            sends,
+            quota,
+            k: 0,
+            schedule: None,
+            pending: None,
+            src_gen: cfg.mix.source.instance(index, sessions),
+            dst_gen: cfg.mix.dest.instance(index, sessions),
+            ref_counter: (index as u8).wrapping_mul(37),
+            done: !sends,
+            next_scan: now,
+            next_enquire: None,
+            reconnects: 0,
+            receipts: cfg.expects_receipts(),
+        }
+    }
+
+    /// The bytes to write; the driver writes them all and clears the buffer.
+    pub fn output(&mut self) -> &mut BytesMut {
+        &mut self.out
+    }
+
+    /// Whether this session is finished for good (the driver closes and ends).
+    pub fn is_closed(&self) -> bool {
+        self.state == State::Closed
+    }
+
+    /// Whether the session wants a connection (it is not connected and not closed).
+    pub fn wants_connection(&self) -> bool {
+        self.state == State::Disconnected
+    }
+
+    /// Submits outstanding.
+    pub fn inflight(&self) -> u32 {
+        self.inflight
+    }
+
+    fn next_seq(&mut self) -> u32 {
+        self.seq = next_seq(self.seq);
+        self.seq
+    }
+
+    /// Marks the session done sending (once), so that its core can tell when all are.
+    fn mark_done(&mut self, core: &mut LoadCore) {
+        if !self.done {
+            self.done = true;
+            core.senders_active = core.senders_active.saturating_sub(1);
+        }
+    }
+
+    /// A TCP connection is up: send the bind.
+    pub fn on_connected(&mut self, now: Instant, core: &mut LoadCore) {
+        let cfg = &core.cfg;
+        let bind = Bind {
+            system_id: Bytes::copy_from_slice(cfg.system_id.as_bytes()),
+            password: Bytes::copy_from_slice(cfg.password.as_bytes()),
+            system_type: Bytes::copy_from_slice(cfg.system_type.as_bytes()),
+            interface_version: 0x34,
+            ..Bind::default()
+        };
+        let body = match self.kind {
+            BindKind::Transmitter => Body::BindTransmitter(bind),
+            BindKind::Receiver => Body::BindReceiver(bind),
+            BindKind::Transceiver => Body::BindTransceiver(bind),
+        };
+        let seq = self.next_seq();
+        self.out.clear();
+        Pdu::new(seq, body).encode(&mut self.out);
+        self.state = State::Binding { seq, since: now };
+    }
+
+    /// The connection could not be made, or was lost: count, and decide whether to try again.
+    pub fn on_disconnected(&mut self, connected: bool, core: &mut LoadCore) {
+        if connected {
+            if matches!(self.state, State::Binding { .. } | State::Bound) {
+                core.counters.disconnects += 1;
+            }
+        } else {
+            core.counters.connect_failures += 1;
+        }
+        let lost = u64::from(self.inflight);
+        core.counters.lost_in_flight += lost;
+        core.on_abandoned(lost);
+        for s in self.slots.iter_mut() {
+            s.seq = 0;
+        }
+        self.inflight = 0;
+        self.pending = None;
+        self.out.clear();
+        let was_leaving = matches!(self.state, State::Unbinding { .. } | State::Closed);
+        let wanted = !self.done || (!self.sends && !core.finishing);
+        if !was_leaving && !core.finishing && wanted && self.reconnects < core.cfg.max_reconnects {
+            self.reconnects += 1;
+            if connected {
+                core.counters.reconnects += 1;
+            }
+            self.state = State::Disconnected;
+        } else {
+            self.state = State::Closed;
+            self.mark_done(core);
+        }
+    }
+
+    /// Handles one decoded PDU.
+    pub fn on_pdu(&mut self, pdu: Pdu, now: Instant, core: &mut LoadCore) {
+        let seq = pdu.sequence_number;
+        let status = pdu.command_status;
+        match pdu.body {
+            Body::SubmitSmResp(r) => self.on_submit_resp(seq, status, &r.message_id, now, core),
+            Body::DeliverSm(d) => {
+                core.on_deliver(&d, now);
+                put_id_resp(&mut self.out, CommandId::DELIVER_SM_RESP, seq, CommandStatus::ESME_ROK, b"");
+            }
+            Body::BindTransmitterResp(_) | Body::BindReceiverResp(_) | Body::BindTransceiverResp(_) => {
+                if let State::Binding { seq: want, .. } = self.state
+                    && want == seq
+                {
+                    if status.is_ok() {
+                        core.counters.binds_ok += 1;
+                        self.state = State::Bound;
+                        self.next_enquire = core.cfg.enquire_link.map(|d| now + d);
+                        if self.schedule.is_none()
+                            && let Some(rate) = core.cfg.rate
+                        {
+                            // Messages of all sessions interleave evenly: session i starts i/rate in.
+                            let per_session = rate / core.cfg.binds as f64;
+                            let phase = Duration::from_secs_f64(self.index as f64 / rate);
+                            self.schedule = Some((now + phase, 1.0 / per_session));
+                        }
+                    } else {
+                        *core.bind_failures.entry(status.0).or_insert(0) += 1;
+                        self.state = State::Closed;
+                        self.mark_done(core);
+                    }
+                }
+            }
+            Body::EnquireLink => {
+                put_empty(&mut self.out, CommandId::ENQUIRE_LINK_RESP, CommandStatus::ESME_ROK, seq)
+            }
+            Body::Unbind => {
+                put_empty(&mut self.out, CommandId::UNBIND_RESP, CommandStatus::ESME_ROK, seq);
+                // The server ends the session: like a disconnect, after this resp is written.
+                self.state = State::Unbinding { since: now };
+            }
+            Body::UnbindResp => {
+                if matches!(self.state, State::Unbinding { .. }) {
+                    self.state = State::Closed;
+                    self.mark_done(core);
+                }
+            }
+            Body::GenericNack => {
+                // A nack of one of our submits fails it; others (enquire_link, ...) are ignored.
+                let s = self.slots[(seq & self.mask) as usize];
+                if s.seq == seq && seq != 0 {
+                    let st = if status.is_ok() { CommandStatus::ESME_RUNKNOWNERR } else { status };
+                    self.resolve(seq, st, b"", now, core);
+                }
+            }
+            body if body.command_id().is_response() => {}
+            // A request we do not serve (data_sm, alert_notification, ...).
+            body => {
+                let h = Header {
+                    command_length: 0,
+                    command_id: body.command_id(),
+                    command_status: status,
+                    sequence_number: seq,
+                };
+                Pdu::error_response(&h, CommandStatus::ESME_RINVCMDID).encode(&mut self.out);
+            }
+        }
+    }
+
+    /// Handles a PDU the decoder refused. A broken submit_sm_resp still resolves its submit (as
+    /// malformed); a framing error means the connection must be closed (returns false).
+    pub fn on_decode_error(&mut self, e: DecodeError, now: Instant, core: &mut LoadCore) -> bool {
+        core.counters.malformed += 1;
+        match e {
+            DecodeError::Pdu { header, error } => {
+                if header.command_id == CommandId::SUBMIT_SM_RESP
+                    || header.command_id == CommandId::GENERIC_NACK
+                {
+                    let st = if header.command_status.is_ok() {
+                        error.command_status()
+                    } else {
+                        header.command_status
+                    };
+                    let s = self.slots[(header.sequence_number & self.mask) as usize];
+                    if s.seq == header.sequence_number && s.seq != 0 {
+                        self.resolve(header.sequence_number, st, b"", now, core);
+                    }
+                } else if !header.command_id.is_response() {
+                    Pdu::error_response(&header, error.command_status()).encode(&mut self.out);
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    #[inline]
+    fn on_submit_resp(
+        &mut self,
+        seq: u32,
+        status: CommandStatus,
+        id: &[u8],
+        now: Instant,
+        core: &mut LoadCore,
+    ) {
+        let s = self.slots[(seq & self.mask) as usize];
+        if s.seq != seq || seq == 0 {
+            core.counters.late_responses += 1;
+            return;
+        }
+        self.resolve(seq, status, id, now, core);
+    }
+
+    #[inline]
+    fn resolve(&mut self, seq: u32, status: CommandStatus, id: &[u8], now: Instant, core: &mut LoadCore) {
+        let slot = &mut self.slots[(seq & self.mask) as usize];
+        slot.seq = 0;
+        let s = *slot;
+        self.inflight -= 1;
+        core.on_resp(now, s.intended, s.sent, status);
+        if status.is_ok() && s.receipt && !id.is_empty() {
+            core.await_receipt(id, s.intended);
+        }
+    }
+
+    /// Does what is due at `now`: bind and unbind timeouts, submit timeouts, enquire_link, the
+    /// end of the run, and sending within the window and the schedule.
+    pub fn poll(&mut self, now: Instant, core: &mut LoadCore) {
+        match self.state {
+            State::Binding { since, .. } if now >= since + BIND_TIMEOUT => {
+                *core.bind_failures.entry(u32::MAX).or_insert(0) += 1;
+                self.state = State::Closed;
+                self.mark_done(core);
+                return;
+            }
+            State::Unbinding { since } if now >= since + UNBIND_TIMEOUT => {
+                self.state = State::Closed;
+                self.mark_done(core);
+                return;
+            }
+            State::Bound => {}
+            _ => return,
+        }
+        if self.inflight > 0 && now >= self.next_scan {
+            self.scan_timeouts(now, core);
+        }
+        if let Some(at) = self.next_enquire
+            && now >= at
+        {
+            let seq = self.next_seq();
+            put_empty(&mut self.out, CommandId::ENQUIRE_LINK, CommandStatus::ESME_ROK, seq);
+            self.next_enquire = core.cfg.enquire_link.map(|d| now + d);
+        }
+        if core.finishing || core.shared.stop.load(std::sync::atomic::Ordering::Relaxed) {
+            self.pending = None;
+            if self.inflight == 0 {
+                let seq = self.next_seq();
+                put_empty(&mut self.out, CommandId::UNBIND, CommandStatus::ESME_ROK, seq);
+                self.state = State::Unbinding { since: now };
+            }
+            return;
+        }
+        if !self.done {
+            self.send(now, core);
+        }
+    }
+
+    fn scan_timeouts(&mut self, now: Instant, core: &mut LoadCore) {
+        let timeout = core.cfg.timeout;
+        let mut n = 0;
+        for s in self.slots.iter_mut() {
+            if s.seq != 0 && now.saturating_duration_since(s.sent) >= timeout {
+                s.seq = 0;
+                n += 1;
+            }
+        }
+        self.inflight -= n;
+        core.counters.timeouts += u64::from(n);
+        core.on_abandoned(u64::from(n));
+        self.next_scan = now + TIMEOUT_SCAN.min(timeout / 4);
+        if self.done_sending(now, core) {
+            self.mark_done(core);
+        }
+    }
+
+    fn done_sending(&self, now: Instant, core: &LoadCore) -> bool {
+        self.pending.is_none()
+            && self.inflight == 0
+            && (self.quota == Some(0) || core.send_deadline.is_some_and(|d| now >= d))
+    }
+
+    /// Fills the window: continues a long message, or starts the next message if its time has come.
+    fn send(&mut self, now: Instant, core: &mut LoadCore) {
+        let templates = core.templates.clone();
+        let (sw, dw) = (templates.src_width, templates.dst_width);
+        while self.inflight < self.window && self.out.len() < WRITE_BUFFER_HIGH_BYTES {
+            if self.pending.is_none() {
+                if self.quota == Some(0) || core.send_deadline.is_some_and(|d| now >= d) {
+                    if self.inflight == 0 {
+                        self.mark_done(core);
+                    }
+                    return;
+                }
+                let intended = match self.schedule {
+                    Some((origin, interval)) => {
+                        let t = origin + Duration::from_secs_f64(interval * self.k as f64);
+                        if t > now {
+                            return;
+                        }
+                        t
+                    }
+                    None => now,
+                };
+                let mut p = Pending {
+                    variant: templates.pick(&mut core.rng),
+                    next_part: 0,
+                    intended,
+                    src: [0; ADDR_LEN_MAX],
+                    dst: [0; ADDR_LEN_MAX],
+                    ref_num: self.ref_counter,
+                };
+                self.ref_counter = self.ref_counter.wrapping_add(1);
+                self.src_gen.fill(&mut core.rng, &mut p.src[..sw]);
+                self.dst_gen.fill(&mut core.rng, &mut p.dst[..dw]);
+                self.pending = Some(p);
+                self.k += 1;
+                if let Some(q) = &mut self.quota {
+                    *q -= 1;
+                }
+                core.counters.messages_sent += 1;
+            }
+            let Some(p) = &mut self.pending else { return };
+            let variant = &templates.variants[p.variant];
+            let part = &variant.parts[p.next_part];
+            // A free slot: at most `window` of the (2 x window) slots are taken.
+            let mut seq = self.seq;
+            loop {
+                seq = next_seq(seq);
+                if self.slots[(seq & self.mask) as usize].seq == 0 {
+                    break;
+                }
+            }
+            self.seq = seq;
+            emit(&mut self.out, part, seq, &p.src[..sw], &p.dst[..dw], p.ref_num);
+            self.slots[(seq & self.mask) as usize] =
+                Slot { seq, receipt: self.receipts, intended: p.intended, sent: now };
+            self.inflight += 1;
+            core.on_sent(now);
+            p.next_part += 1;
+            if p.next_part == variant.parts.len() {
+                self.pending = None;
+            }
+        }
+    }
+
+    /// When [`LoadSession::poll`] must run again if nothing arrives before.
+    pub fn next_deadline(&self, core: &LoadCore) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        let mut at = |t: Instant| next = Some(next.map_or(t, |n: Instant| n.min(t)));
+        match self.state {
+            State::Binding { since, .. } => at(since + BIND_TIMEOUT),
+            State::Unbinding { since } => at(since + UNBIND_TIMEOUT),
+            State::Bound => {
+                if self.inflight > 0 {
+                    at(self.next_scan);
+                }
+                if let Some(e) = self.next_enquire {
+                    at(e);
+                }
+                if !self.done && !core.finishing && self.inflight < self.window && self.pending.is_none() {
+                    if let Some((origin, interval)) = self.schedule {
+                        at(origin + Duration::from_secs_f64(interval * self.k as f64));
+                    }
+                    if let Some(d) = core.send_deadline {
+                        at(d);
+                    }
+                }
+            }
+            State::Disconnected | State::Closed => {}
+        }
+        next
+    }
+}

@@ -1,0 +1,674 @@
+//! One simulator session as a sans-IO state machine: decoded PDUs and the time go in, encoded
+//! PDUs come out in [`SimSession::output`], and [`SimSession::next_deadline`] says when it wants
+//! to be polled again. The glommio driver around it only reads, writes and sleeps.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use smppgw_codec::receipt::MessageState;
+use smppgw_codec::{
+    Bind, BindResp, Body, CommandId, CommandStatus, DecodeError, Header, Pdu, QuerySmResp, SubmitMultiResp,
+    SubmitSm, Tlvs, tag,
+};
+
+use super::core::{BindKind, OutKind, Outbound, SessionId, SimCore};
+use super::delayq::DelayQueue;
+use super::receipt::{ReceiptData, put_mo, put_receipt};
+use crate::limits::{SIM_DELAYED_RESP_MAX, WRITE_BUFFER_HIGH_BYTES};
+use crate::msgid::{IdText, parse_id};
+use crate::runtime::bump;
+use crate::wire::{next_seq, put_empty, put_id_resp};
+
+/// Per-bind throughput limit: a token bucket refilled at `rate` per second that holds up to a
+/// tenth of a second's worth (at least one), so bursts above the rate are refused at once.
+#[derive(Debug, Clone)]
+struct Bucket {
+    tokens: f64,
+    cap: f64,
+    rate: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    fn new(rate: u32, now: Instant) -> Bucket {
+        let cap = (f64::from(rate) / 10.0).max(1.0);
+        Bucket { tokens: cap, cap, rate: f64::from(rate), last: now }
+    }
+
+    fn take(&mut self, now: Instant) -> bool {
+        let dt = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + dt * self.rate).min(self.cap);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Connected, waiting for a bind.
+    Open,
+    /// Bound to an account.
+    Bound { account: usize, kind: BindKind },
+}
+
+struct DelayedResp {
+    seq: u32,
+    id: IdText,
+}
+
+/// One connection of the simulator.
+pub struct SimSession {
+    id: SessionId,
+    state: State,
+    next_seq: u32,
+    out: BytesMut,
+    submits: u64,
+    bucket: Option<Bucket>,
+    delayed: DelayQueue<DelayedResp>,
+    inflight: VecDeque<(u32, Instant)>,
+    close: bool,
+}
+
+impl SimSession {
+    /// A session for connection `id`, opened at `now`.
+    pub fn new(id: SessionId, core: &SimCore, now: Instant) -> SimSession {
+        SimSession {
+            id,
+            state: State::Open,
+            next_seq: 0,
+            out: BytesMut::with_capacity(64 * 1024),
+            submits: 0,
+            bucket: core.cfg.faults.throttle_tps.map(|r| Bucket::new(r, now)),
+            delayed: DelayQueue::default(),
+            inflight: VecDeque::new(),
+            close: false,
+        }
+    }
+
+    /// The bytes to write; the driver writes them all and clears the buffer.
+    pub fn output(&mut self) -> &mut BytesMut {
+        &mut self.out
+    }
+
+    /// Whether the session should be closed once its output is written.
+    pub fn wants_close(&self) -> bool {
+        self.close
+    }
+
+    /// The bind, if any: account index and kind.
+    pub fn bound(&self) -> Option<(usize, BindKind)> {
+        match self.state {
+            State::Bound { account, kind } => Some((account, kind)),
+            State::Open => None,
+        }
+    }
+
+    /// When [`SimSession::poll`] must run again, if nothing arrives before.
+    pub fn next_deadline(&self, core: &SimCore) -> Option<Instant> {
+        let resp = self.delayed.next_due();
+        let dl = self.inflight.front().map(|f| f.1 + core.cfg.deliver_timeout);
+        match (resp, dl) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn seq(&mut self) -> u32 {
+        self.next_seq = next_seq(self.next_seq);
+        self.next_seq
+    }
+
+    fn error(&mut self, h: &Pdu, status: CommandStatus, core: &SimCore) {
+        let header = Header {
+            command_length: 0,
+            command_id: h.body.command_id(),
+            command_status: h.command_status,
+            sequence_number: h.sequence_number,
+        };
+        let resp = Pdu::error_response(&header, status);
+        if resp.body.command_id() == CommandId::GENERIC_NACK {
+            bump(&core.counters().generic_nacks, 1);
+        }
+        resp.encode(&mut self.out);
+    }
+
+    /// Handles one decoded PDU. After the session asked to close, PDUs are ignored.
+    pub fn on_pdu(&mut self, pdu: Pdu, now: Instant, core: &mut SimCore) {
+        if self.close {
+            return;
+        }
+        let seq = pdu.sequence_number;
+        match (&self.state, &pdu.body) {
+            (_, Body::EnquireLink) => {
+                bump(&core.counters().enquire_links, 1);
+                put_empty(&mut self.out, CommandId::ENQUIRE_LINK_RESP, CommandStatus::ESME_ROK, seq);
+            }
+            (_, Body::EnquireLinkResp) => {}
+            (State::Open, Body::BindTransmitter(b)) => self.bind(b, BindKind::Transmitter, seq, now, core),
+            (State::Open, Body::BindReceiver(b)) => self.bind(b, BindKind::Receiver, seq, now, core),
+            (State::Open, Body::BindTransceiver(b)) => self.bind(b, BindKind::Transceiver, seq, now, core),
+            (
+                State::Bound { .. },
+                Body::BindTransmitter(_) | Body::BindReceiver(_) | Body::BindTransceiver(_),
+            ) => {
+                self.error(&pdu, CommandStatus::ESME_RALYBND, core);
+            }
+            (_, Body::Unbind) => {
+                put_empty(&mut self.out, CommandId::UNBIND_RESP, CommandStatus::ESME_ROK, seq);
+                self.close = true;
+            }
+            (_, Body::UnbindResp) => self.close = true,
+            (&State::Bound { account, kind }, Body::SubmitSm(sm)) if kind.can_submit() => {
+                self.submit(seq, sm, account, now, core);
+            }
+            (State::Bound { .. }, Body::DeliverSmResp(_)) => self.deliver_resp(seq, pdu.command_status, core),
+            (State::Bound { .. }, Body::GenericNack) => {
+                self.deliver_resp(seq, CommandStatus::ESME_RUNKNOWNERR, core)
+            }
+            (&State::Bound { kind, .. }, Body::QuerySm(q)) if kind.can_submit() => {
+                bump(&core.counters().queries, 1);
+                match parse_id(core.cfg.id_format, core.salt(), &q.message_id) {
+                    Some(_) => {
+                        let state = core.final_state(&q.message_id);
+                        let mut date = BytesMut::with_capacity(16);
+                        super::receipt::put_date(&mut date, core.unix_secs(now), 12);
+                        date.extend_from_slice(b"000+");
+                        Pdu::new(
+                            seq,
+                            Body::QuerySmResp(QuerySmResp {
+                                message_id: q.message_id.clone(),
+                                final_date: date.freeze(),
+                                message_state: state.as_u8(),
+                                error_code: super::receipt::err_code(state).min(255) as u8,
+                            }),
+                        )
+                        .encode(&mut self.out);
+                    }
+                    None => self.error(&pdu, CommandStatus::ESME_RQUERYFAIL, core),
+                }
+            }
+            (&State::Bound { kind, .. }, Body::DataSm(_)) if kind.can_submit() => {
+                let id = core.new_message_id();
+                put_id_resp(
+                    &mut self.out,
+                    CommandId::DATA_SM_RESP,
+                    seq,
+                    CommandStatus::ESME_ROK,
+                    id.as_bytes(),
+                );
+            }
+            (&State::Bound { kind, .. }, Body::SubmitMulti(_)) if kind.can_submit() => {
+                let id = core.new_message_id();
+                let body = SubmitMultiResp {
+                    message_id: Bytes::copy_from_slice(id.as_bytes()),
+                    unsuccess: Vec::new(),
+                };
+                Pdu::new(seq, Body::SubmitMultiResp(body)).encode(&mut self.out);
+            }
+            (&State::Bound { kind, .. }, Body::CancelSm(_)) if kind.can_submit() => {
+                put_empty(&mut self.out, CommandId::CANCEL_SM_RESP, CommandStatus::ESME_ROK, seq);
+            }
+            (&State::Bound { kind, .. }, Body::ReplaceSm(_)) if kind.can_submit() => {
+                put_empty(&mut self.out, CommandId::REPLACE_SM_RESP, CommandStatus::ESME_ROK, seq);
+            }
+            (_, Body::Outbind(_) | Body::AlertNotification(_)) => {
+                self.error(&pdu, CommandStatus::ESME_RINVCMDID, core)
+            }
+            // A response we did not ask for: nothing to answer.
+            (_, body) if body.command_id().is_response() => {}
+            // Anything else is a request in the wrong state (before bind, submit on a receiver).
+            _ => self.error(&pdu, CommandStatus::ESME_RINVBNDSTS, core),
+        }
+    }
+
+    /// Handles a PDU the decoder refused: its error response, or generic_nack and close when the
+    /// stream cannot be framed any more.
+    pub fn on_decode_error(&mut self, e: DecodeError, core: &mut SimCore) {
+        bump(&core.counters().malformed, 1);
+        match e {
+            DecodeError::Pdu { header, error } => {
+                if !header.command_id.is_response() {
+                    let resp = Pdu::error_response(&header, error.command_status());
+                    if resp.body.command_id() == CommandId::GENERIC_NACK {
+                        bump(&core.counters().generic_nacks, 1);
+                    }
+                    resp.encode(&mut self.out);
+                }
+            }
+            _ => {
+                bump(&core.counters().generic_nacks, 1);
+                put_empty(&mut self.out, CommandId::GENERIC_NACK, CommandStatus::ESME_RINVCMDLEN, 0);
+                self.close = true;
+            }
+        }
+    }
+
+    fn bind(&mut self, b: &Bind, kind: BindKind, seq: u32, now: Instant, core: &mut SimCore) {
+        let resp_body = |system_id: Bytes, tlvs: Tlvs| {
+            let r = BindResp { system_id, tlvs };
+            match kind {
+                BindKind::Transmitter => Body::BindTransmitterResp(r),
+                BindKind::Receiver => Body::BindReceiverResp(r),
+                BindKind::Transceiver => Body::BindTransceiverResp(r),
+            }
+        };
+        match core.check_bind(&b.system_id, &b.password) {
+            Ok(account) => {
+                self.state = State::Bound { account, kind };
+                core.bound(self.id, account, kind);
+                let tlvs = Tlvs::builder().u8(tag::SC_INTERFACE_VERSION, 0x34).build();
+                let body = resp_body(Bytes::copy_from_slice(core.cfg.system_id.as_bytes()), tlvs);
+                Pdu::new(seq, body).encode(&mut self.out);
+                if let Some(bucket) = &mut self.bucket {
+                    *bucket = Bucket::new(core.cfg.faults.throttle_tps.unwrap_or(1), now);
+                }
+            }
+            Err(status) => {
+                bump(&core.counters().bind_failures, 1);
+                Pdu::with_status(seq, status, resp_body(Bytes::new(), Tlvs::new())).encode(&mut self.out);
+                self.close = true;
+            }
+        }
+    }
+
+    fn submit(&mut self, seq: u32, sm: &SubmitSm, account: usize, now: Instant, core: &mut SimCore) {
+        let c = core.counters();
+        bump(&c.submits, 1);
+        bump(&c.accounts[account].submits, 1);
+        self.submits += 1;
+        if core.cfg.faults.disconnect_after.is_some_and(|n| self.submits == n) {
+            bump(&core.counters().disconnects_injected, 1);
+            self.close = true;
+        }
+        let faults = &core.cfg.faults;
+        if faults.drop_rate > 0.0 && core.rng.chance(faults.drop_rate) {
+            bump(&core.counters().dropped, 1);
+            return;
+        }
+        let status = if self.bucket.as_mut().is_some_and(|b| !b.take(now)) {
+            bump(&core.counters().throttled, 1);
+            CommandStatus::ESME_RTHROTTLED
+        } else if faults.error_rate > 0.0 && core.rng.chance(faults.error_rate) {
+            bump(&core.counters().injected_errors, 1);
+            faults.error_status
+        } else {
+            CommandStatus::ESME_ROK
+        };
+        if !status.is_ok() {
+            if core.cfg.record_max > 0 {
+                core.record(account, b"", status, sm);
+            }
+            put_id_resp(&mut self.out, CommandId::SUBMIT_SM_RESP, seq, status, b"");
+            return;
+        }
+        bump(&core.counters().submits_ok, 1);
+        let id = core.new_message_id();
+        if core.cfg.record_max > 0 {
+            core.record(account, id.as_bytes(), status, sm);
+        }
+        let receipt = self.receipt_for(&id, sm, account, now, core);
+        let resp_delay = if core.cfg.faults.resp_latency.is_zero() {
+            Duration::ZERO
+        } else {
+            core.cfg.faults.resp_latency.sample(&mut core.rng)
+        };
+        if core.cfg.receipts.before_resp
+            && let Some(r) = receipt
+        {
+            self.send_or_queue(r, now, now, core);
+            self.respond(seq, id, resp_delay, now);
+            return;
+        }
+        self.respond(seq, id, resp_delay, now);
+        if let Some(r) = receipt {
+            let delay = core.cfg.receipts.delay;
+            let due =
+                now + resp_delay + if delay.is_zero() { Duration::ZERO } else { delay.sample(&mut core.rng) };
+            self.send_or_queue(r, due, now, core);
+        }
+    }
+
+    /// The receipt a submit asks for (registered_delivery bits 1..0: 01 always, 10 on failure,
+    /// 11 on success as in SMPP 5.0), if receipts are on.
+    fn receipt_for(
+        &self,
+        id: &IdText,
+        sm: &SubmitSm,
+        account: usize,
+        now: Instant,
+        core: &SimCore,
+    ) -> Option<Outbound> {
+        let rd = sm.registered_delivery & 0x03;
+        if !core.cfg.receipts.enabled || rd == 0 {
+            return None;
+        }
+        let state = core.final_state(id.as_bytes());
+        let wanted = match rd {
+            1 => true,
+            2 => state != MessageState::Delivered,
+            _ => state == MessageState::Delivered,
+        };
+        wanted.then(|| Outbound {
+            kind: OutKind::Receipt(Box::new(ReceiptData::new(
+                *id,
+                &sm.source,
+                &sm.dest,
+                state,
+                core.unix_secs(now),
+                sm.data_coding,
+                sm.esm_class,
+                &sm.short_message,
+            ))),
+            account: account as u16,
+            origin: Some(self.id),
+        })
+    }
+
+    fn respond(&mut self, seq: u32, id: IdText, delay: Duration, now: Instant) {
+        if delay.is_zero() {
+            put_id_resp(
+                &mut self.out,
+                CommandId::SUBMIT_SM_RESP,
+                seq,
+                CommandStatus::ESME_ROK,
+                id.as_bytes(),
+            );
+        } else if self.delayed.len() < SIM_DELAYED_RESP_MAX {
+            self.delayed.push(now + delay, DelayedResp { seq, id });
+        } else {
+            put_id_resp(&mut self.out, CommandId::SUBMIT_SM_RESP, seq, CommandStatus::ESME_RMSGQFUL, b"");
+        }
+    }
+
+    /// Sends a due receipt at once when this session is its receiver and nothing is queued ahead
+    /// of it; otherwise queues it on the core.
+    fn send_or_queue(&mut self, o: Outbound, due: Instant, now: Instant, core: &mut SimCore) {
+        let mine = self.bound().is_some_and(|(_, k)| k.can_receive());
+        if due <= now
+            && mine
+            && (self.inflight.len() as u32) < core.cfg.deliver_window
+            && self.out.len() < WRITE_BUFFER_HIGH_BYTES
+            && !core.has_ready(self.id)
+        {
+            self.send_outbound(o, now, core);
+        } else {
+            core.enqueue(o, due, now);
+        }
+    }
+
+    fn send_outbound(&mut self, o: Outbound, now: Instant, core: &SimCore) {
+        let seq = self.seq();
+        let c = core.counters();
+        let account = usize::from(o.account).min(c.accounts.len().saturating_sub(1));
+        match &o.kind {
+            OutKind::Receipt(r) => {
+                put_receipt(&mut self.out, seq, r, &core.cfg.receipts, core.unix_secs(now));
+                bump(&c.receipts_sent, 1);
+                if let Some(a) = c.accounts.get(account) {
+                    bump(&a.receipts_sent, 1);
+                }
+            }
+            OutKind::Mo { source, dest } => {
+                put_mo(&mut self.out, seq, source, dest, core.cfg.mo.text.as_bytes());
+                bump(&c.mo_sent, 1);
+                if let Some(a) = c.accounts.get(account) {
+                    bump(&a.mo_sent, 1);
+                }
+            }
+        }
+        self.inflight.push_back((seq, now));
+    }
+
+    fn deliver_resp(&mut self, seq: u32, status: CommandStatus, core: &SimCore) {
+        let found = if self.inflight.front().is_some_and(|f| f.0 == seq) {
+            self.inflight.pop_front().is_some()
+        } else if let Some(i) = self.inflight.iter().position(|f| f.0 == seq) {
+            self.inflight.remove(i).is_some()
+        } else {
+            false
+        };
+        if found {
+            let c = core.counters();
+            bump(if status.is_ok() { &c.deliver_resp_ok } else { &c.deliver_resp_errors }, 1);
+        }
+    }
+
+    /// Writes what is due at `now`: delayed responses, then deliver_sm waiting for this session
+    /// while its window and write buffer allow; gives up deliver_sm unanswered for too long.
+    pub fn poll(&mut self, now: Instant, core: &mut SimCore) {
+        while let Some(r) = self.delayed.pop_due(now) {
+            put_id_resp(
+                &mut self.out,
+                CommandId::SUBMIT_SM_RESP,
+                r.seq,
+                CommandStatus::ESME_ROK,
+                r.id.as_bytes(),
+            );
+        }
+        let timeout = core.cfg.deliver_timeout;
+        while self.inflight.front().is_some_and(|f| f.1 + timeout <= now) {
+            self.inflight.pop_front();
+            bump(&core.counters().deliver_timeouts, 1);
+        }
+        if self.bound().is_none_or(|(_, k)| !k.can_receive()) {
+            return;
+        }
+        let window = core.cfg.deliver_window as usize;
+        while self.inflight.len() < window && self.out.len() < WRITE_BUFFER_HIGH_BYTES {
+            let Some(o) = core.take_ready(self.id) else { break };
+            self.send_outbound(o, now, core);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::config::{Faults, SimConfig};
+    use crate::sim::core::Shared;
+    use smppgw_codec::{Address, Decoder, MessageIdResp};
+    use std::rc::Rc;
+    use std::sync::Arc;
+
+    fn core_with(cfg: SimConfig) -> SimCore {
+        let cfg = Arc::new(cfg);
+        let shared = Arc::new(Shared::new(&cfg));
+        SimCore::new(cfg, shared, 0, Instant::now(), Duration::from_secs(1_764_097_200))
+    }
+
+    fn bind(kind: fn(Bind) -> Body, id: &str, pw: &str) -> Pdu {
+        Pdu::new(
+            1,
+            kind(Bind {
+                system_id: Bytes::copy_from_slice(id.as_bytes()),
+                password: Bytes::copy_from_slice(pw.as_bytes()),
+                interface_version: 0x34,
+                ..Bind::default()
+            }),
+        )
+    }
+
+    fn submit(seq: u32, rd: u8) -> Pdu {
+        Pdu::new(
+            seq,
+            Body::SubmitSm(SubmitSm {
+                source: Address::new(1, 1, &b"15550001111"[..]),
+                dest: Address::new(1, 1, &b"447700900123"[..]),
+                registered_delivery: rd,
+                short_message: Bytes::from_static(b"hello"),
+                ..SubmitSm::default()
+            }),
+        )
+    }
+
+    fn drain(s: &mut SimSession) -> Vec<Pdu> {
+        let mut out = std::mem::take(s.output());
+        let mut v = Vec::new();
+        while let Some(p) = Decoder::default().decode(&mut out).unwrap() {
+            v.push(p);
+        }
+        v
+    }
+
+    fn open(core: &mut SimCore, now: Instant) -> SimSession {
+        let id = core.open_session(Rc::new(crate::runtime::Notify::default()));
+        SimSession::new(id, core, now)
+    }
+
+    #[test]
+    fn bind_checks_system_id_then_password() {
+        // Goal: unknown system_id gets ESME_RINVSYSID, a wrong password ESME_RINVPASWD, and both
+        // close the session; the right ones bind.
+        let mut core = core_with(SimConfig::for_tests());
+        let t = Instant::now();
+        for (id, pw, want) in [
+            ("nobody", "secret", CommandStatus::ESME_RINVSYSID),
+            ("smppgw", "wrong", CommandStatus::ESME_RINVPASWD),
+            ("smppgw", "secret", CommandStatus::ESME_ROK),
+        ] {
+            let mut s = open(&mut core, t);
+            s.on_pdu(bind(Body::BindTransceiver, id, pw), t, &mut core);
+            let out = drain(&mut s);
+            assert_eq!(out[0].command_status, want, "{id}/{pw}");
+            assert_eq!(out[0].body.command_id(), CommandId::BIND_TRANSCEIVER_RESP);
+            assert_eq!(s.wants_close(), !want.is_ok());
+        }
+        assert_eq!(core.shared.stats().bind_failures, 2);
+    }
+
+    #[test]
+    fn submit_before_bind_and_unknown_commands_are_refused() {
+        // Goal: requests before bind get ESME_RINVBNDSTS; unknown command ids get generic_nack
+        // ESME_RINVCMDID; a broken length closes.
+        let mut core = core_with(SimConfig::for_tests());
+        let t = Instant::now();
+        let mut s = open(&mut core, t);
+        s.on_pdu(submit(2, 0), t, &mut core);
+        assert_eq!(drain(&mut s)[0].command_status, CommandStatus::ESME_RINVBNDSTS);
+        let mut raw = BytesMut::from(&[0u8, 0, 0, 16, 0, 0, 0x12, 0x34, 0, 0, 0, 0, 0, 0, 0, 9][..]);
+        let e = Decoder::default().decode(&mut raw).unwrap_err();
+        s.on_decode_error(e, &mut core);
+        let nack = &drain(&mut s)[0];
+        assert_eq!(
+            (nack.body.command_id(), nack.command_status, nack.sequence_number),
+            (CommandId::GENERIC_NACK, CommandStatus::ESME_RINVCMDID, 9)
+        );
+        assert!(!s.wants_close());
+        let mut bad = BytesMut::from(&[0u8, 0, 0, 3, 0, 0, 0, 4][..]);
+        let e = Decoder::default().decode(&mut bad).unwrap_err();
+        s.on_decode_error(e, &mut core);
+        assert!(s.wants_close());
+    }
+
+    #[test]
+    fn transceiver_gets_resp_then_receipt_in_one_write() {
+        // Goal: with no receipt delay, a transceiver's submit_sm_resp and its receipt go out in
+        // the same buffer, and the receipt carries the id of the resp.
+        let mut core = core_with(SimConfig::for_tests());
+        let t = Instant::now();
+        let mut s = open(&mut core, t);
+        s.on_pdu(bind(Body::BindTransceiver, "smppgw", "secret"), t, &mut core);
+        drain(&mut s);
+        s.on_pdu(submit(7, 1), t, &mut core);
+        s.poll(t, &mut core);
+        let out = drain(&mut s);
+        assert_eq!(out.len(), 2);
+        let Body::SubmitSmResp(r) = &out[0].body else { panic!("{:?}", out[0]) };
+        let Body::DeliverSm(d) = &out[1].body else { panic!("{:?}", out[1]) };
+        assert_eq!(d.tlvs.receipted_message_id().unwrap(), r.message_id);
+        // Its deliver_sm_resp frees the window.
+        s.on_pdu(
+            Pdu::new(out[1].sequence_number, Body::DeliverSmResp(MessageIdResp::default())),
+            t,
+            &mut core,
+        );
+        assert_eq!(core.shared.stats().deliver_resp_ok, 1);
+    }
+
+    #[test]
+    fn receipt_before_resp_quirk_reverses_the_order() {
+        // Goal: --receipt-before-resp puts the receipt ahead of the submit_sm_resp.
+        let mut cfg = SimConfig::for_tests();
+        cfg.receipts.before_resp = true;
+        let mut core = core_with(cfg);
+        let t = Instant::now();
+        let mut s = open(&mut core, t);
+        s.on_pdu(bind(Body::BindTransceiver, "smppgw", "secret"), t, &mut core);
+        drain(&mut s);
+        s.on_pdu(submit(7, 1), t, &mut core);
+        let out = drain(&mut s);
+        assert_eq!(out[0].body.command_id(), CommandId::DELIVER_SM);
+        assert_eq!(out[1].body.command_id(), CommandId::SUBMIT_SM_RESP);
+    }
+
+    #[test]
+    fn delayed_receipts_go_to_the_receiver_of_a_transmitter() {
+        // Goal: a transmitter's receipt waits its delay in the core, then goes to a receiver
+        // bind of the same account.
+        let mut cfg = SimConfig::for_tests();
+        cfg.receipts.delay = crate::sim::config::Delay::Fixed(Duration::from_millis(100));
+        let mut core = core_with(cfg);
+        let t = Instant::now();
+        let mut tx = open(&mut core, t);
+        let mut rx = open(&mut core, t);
+        tx.on_pdu(bind(Body::BindTransmitter, "smppgw", "secret"), t, &mut core);
+        rx.on_pdu(bind(Body::BindReceiver, "smppgw", "secret"), t, &mut core);
+        drain(&mut tx);
+        drain(&mut rx);
+        tx.on_pdu(submit(3, 1), t, &mut core);
+        assert_eq!(drain(&mut tx).len(), 1);
+        core.poll(t + Duration::from_millis(50));
+        rx.poll(t + Duration::from_millis(50), &mut core);
+        assert!(drain(&mut rx).is_empty());
+        core.poll(t + Duration::from_millis(100));
+        rx.poll(t + Duration::from_millis(100), &mut core);
+        let got = drain(&mut rx);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].body.command_id(), CommandId::DELIVER_SM);
+    }
+
+    #[test]
+    fn throttle_errors_and_disconnect_faults() {
+        // Goal: above the per-bind rate submits get ESME_RTHROTTLED, and the session asks to
+        // close after --disconnect-after submits.
+        let mut cfg = SimConfig::for_tests();
+        cfg.faults = Faults { throttle_tps: Some(10), disconnect_after: Some(5), ..Faults::default() };
+        let mut core = core_with(cfg);
+        let t = Instant::now();
+        let mut s = open(&mut core, t);
+        s.on_pdu(bind(Body::BindTransmitter, "smppgw", "secret"), t, &mut core);
+        drain(&mut s);
+        for i in 0..5 {
+            s.on_pdu(submit(10 + i, 0), t, &mut core);
+        }
+        let st: Vec<CommandStatus> = drain(&mut s).iter().map(|p| p.command_status).collect();
+        assert_eq!(st[0], CommandStatus::ESME_ROK);
+        assert!(st[1..].iter().all(|&x| x == CommandStatus::ESME_RTHROTTLED), "{st:?}");
+        assert!(s.wants_close());
+        let stats = core.shared.stats();
+        assert_eq!((stats.throttled, stats.disconnects_injected), (4, 1));
+    }
+
+    #[test]
+    fn resp_latency_holds_responses_until_due() {
+        // Goal: --resp-latency-ms keeps the response back until its time.
+        let mut cfg = SimConfig::for_tests();
+        cfg.faults.resp_latency = crate::sim::config::Delay::Fixed(Duration::from_millis(20));
+        let mut core = core_with(cfg);
+        let t = Instant::now();
+        let mut s = open(&mut core, t);
+        s.on_pdu(bind(Body::BindTransmitter, "smppgw", "secret"), t, &mut core);
+        drain(&mut s);
+        s.on_pdu(submit(4, 0), t, &mut core);
+        assert!(drain(&mut s).is_empty());
+        assert_eq!(s.next_deadline(&core), Some(t + Duration::from_millis(20)));
+        s.poll(t + Duration::from_millis(20), &mut core);
+        assert_eq!(drain(&mut s)[0].sequence_number, 4);
+    }
+}
