@@ -673,6 +673,11 @@ pub(crate) fn decode_body(id: CommandId, status: CommandStatus, body: Bytes) -> 
         CommandId::SUBMIT_MULTI => Body::SubmitMulti(decode_submit_multi(r)?),
         CommandId::SUBMIT_MULTI_RESP => {
             let message_id = r.cstr(Field::MessageId, max::MESSAGE_ID)?;
+            // A failed submit_multi_resp with a lone NUL message_id and nothing after it is seen
+            // in the wild, like the other error responses: no unsuccess list.
+            if !status.is_ok() && r.remaining() == 0 {
+                return Ok(Body::SubmitMultiResp(SubmitMultiResp { message_id, unsuccess: Vec::new() }));
+            }
             let n = usize::from(r.u8(Field::NoUnsuccess)?);
             let mut unsuccess = Vec::with_capacity(n);
             for _ in 0..n {

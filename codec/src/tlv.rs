@@ -68,11 +68,11 @@ const fn length_bounds(t: u16) -> Option<(usize, usize)> {
         | PRIVACY_INDICATOR | USER_RESPONSE_CODE | LANGUAGE_INDICATOR | SAR_TOTAL_SEGMENTS
         | SAR_SEGMENT_SEQNUM | SC_INTERFACE_VERSION | CALLBACK_NUM_PRES_IND | NUMBER_OF_MESSAGES
         | DPF_RESULT | SET_DPF | MS_AVAILABILITY_STATUS | DELIVERY_FAILURE_REASON
-        | MORE_MESSAGES_TO_SEND | MESSAGE_STATE | CONGESTION_STATE | DISPLAY_TIME
-        | ALERT_ON_MESSAGE_DELIVERY | ITS_REPLY_TYPE => (1, 1),
+        | MORE_MESSAGES_TO_SEND | MESSAGE_STATE | CONGESTION_STATE | DISPLAY_TIME | ITS_REPLY_TYPE => (1, 1),
+        // alert_on_message_delivery is zero length in 3.4 and one octet in 5.0: accept both.
+        ALERT_ON_MESSAGE_DELIVERY => (0, 1),
         // ms_validity is one octet in 3.4; SMPP 5.0 appends an optional 3-octet behaviour spec.
         MS_VALIDITY => (1, 4),
-        // alert_on_message_delivery is zero length in 3.4 (one octet in 5.0): accept both.
         DEST_TELEMATICS_ID | USER_MESSAGE_REFERENCE | SOURCE_PORT | DESTINATION_PORT | SAR_MSG_REF_NUM
         | SMS_SIGNAL | ITS_SESSION_INFO | SOURCE_TELEMATICS_ID => (2, 2),
         QOS_TIME_TO_LIVE => (4, 4),
@@ -399,6 +399,13 @@ mod tests {
         assert_eq!(err.command_status(), crate::CommandStatus::ESME_RINVPARLEN);
         let stub = Bytes::from_static(&[0x04]);
         assert!(matches!(Tlvs::decode(stub), Err(PduError::TlvTruncated { .. })));
+    }
+
+    #[test]
+    fn alert_on_message_delivery_is_accepted_in_both_versions() {
+        // SMPP 3.4 defines it with no value, SMPP 5.0 with one octet.
+        assert!(Tlvs::decode(Bytes::from_static(&[0x13, 0x0C, 0, 0])).is_ok());
+        assert!(Tlvs::decode(Bytes::from_static(&[0x13, 0x0C, 0, 1, 2])).is_ok());
     }
 
     #[test]

@@ -665,3 +665,12 @@ fn a_bad_pdu_between_good_ones_costs_only_itself() {
     assert!(matches!(d.decode(&mut buf), Ok(Some(Pdu { sequence_number: 4, body: Body::SubmitSm(_), .. }))));
     assert_eq!(d.decode(&mut buf), Ok(None));
 }
+
+#[test]
+fn failed_submit_multi_resp_with_a_lone_nul_decodes() {
+    // Goal: the lone-NUL error form is accepted for submit_multi_resp like for the other responses.
+    let mut b = bytes::BytesMut::from(&[0, 0, 0, 17, 0x80, 0, 0, 0x21, 0, 0, 0, 0x45, 0, 0, 0, 1, 0][..]);
+    let p = smppgw_codec::Decoder::default().decode(&mut b).unwrap().unwrap();
+    assert_eq!(p.command_status, smppgw_codec::CommandStatus::ESME_RSUBMITFAIL);
+    assert!(matches!(p.body, smppgw_codec::Body::SubmitMultiResp(ref r) if r.unsuccess.is_empty()));
+}
