@@ -481,6 +481,28 @@ pub fn encode_short_message(command_id: CommandId, sequence_number: u32, body: &
     out[start..start + 4].copy_from_slice(&len.to_be_bytes());
 }
 
+/// Encodes a response that carries only a message_id (submit_sm_resp, deliver_sm_resp,
+/// data_sm_resp without TLVs) from a borrowed id, so the caller need not allocate one. An error
+/// status with an empty id is sent with an empty body, as [`Pdu::encode`] does.
+pub fn encode_message_id_resp(
+    command_id: CommandId,
+    command_status: CommandStatus,
+    sequence_number: u32,
+    message_id: &[u8],
+    out: &mut BytesMut,
+) {
+    let empty = !command_status.is_ok() && message_id.is_empty();
+    let len = HEADER_LEN + if empty { 0 } else { message_id.len() + 1 };
+    out.reserve(len);
+    out.put_u32(len as u32);
+    out.put_u32(command_id.0);
+    out.put_u32(command_status.0);
+    out.put_u32(sequence_number);
+    if !empty {
+        put_cstr(out, message_id);
+    }
+}
+
 /// Reads the fields of a body, each a slice of the frame.
 struct Reader {
     buf: Bytes,

@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use smppgw_codec::{Bind, BindResp, Body, CommandStatus, DecodeError, MessageIdResp, Pdu, SubmitSm, Tlvs};
+use smppgw_codec::{Bind, BindResp, Body, CommandStatus, DecodeError, Pdu, SubmitSm, Tlvs};
 
 use crate::limits::BIND_FAILURES_MAX;
 use crate::msgid::{IdStyle, format_id};
@@ -400,19 +400,13 @@ impl CustomerSession {
             State::Bound { style, .. } | State::Unbinding { style, .. } | State::Closing { style, .. } => style,
             _ => IdStyle::Hex,
         };
-        let (status, id) = match result {
-            Ok(id) => {
-                let mut buf = [0u8; 20];
-                (CommandStatus::ESME_ROK, bytes::Bytes::copy_from_slice(format_id(id, style, &mut buf)))
-            }
-            Err(st) => (st, bytes::Bytes::new()),
+        let mut buf = [0u8; 20];
+        let (status, id): (CommandStatus, &[u8]) = match result {
+            Ok(id) => (CommandStatus::ESME_ROK, format_id(id, style, &mut buf)),
+            Err(st) => (st, &[]),
         };
-        let body = if data_sm {
-            Body::DataSmResp(smppgw_codec::DataSmResp { message_id: id, tlvs: Tlvs::new() })
-        } else {
-            Body::SubmitSmResp(MessageIdResp { message_id: id })
-        };
-        Pdu::with_status(seq, status, body).encode(out);
+        let cmd = if data_sm { smppgw_codec::CommandId::DATA_SM_RESP } else { smppgw_codec::CommandId::SUBMIT_SM_RESP };
+        smppgw_codec::encode_message_id_resp(cmd, status, seq, id, out);
         self.finish_unbind_if_drained(out, events);
         if let State::Closing { since: _, unbind_sent: false, .. } = self.state
             && self.outstanding == 0
@@ -609,7 +603,7 @@ pub fn segments_of(data_coding: u8, len: usize) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use smppgw_codec::{Address, CommandId, Decoder, PduError};
+    use smppgw_codec::{Address, CommandId, Decoder, MessageIdResp, PduError};
 
     fn settings() -> CustomerSettings {
         CustomerSettings {

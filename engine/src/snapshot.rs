@@ -139,8 +139,11 @@ fn strip_plus(s: &[u8]) -> &[u8] {
 /// Destination prefix -> routes, searched longest prefix first.
 #[derive(Debug, Default)]
 pub struct RouteTable {
-    by_prefix: HashMap<Vec<u8>, Vec<u32>>,
+    by_prefix: crate::hash::FxHashMap<Vec<u8>, Vec<u32>>,
     longest: usize,
+    /// Bit n set: some route has a destination prefix of n digits (n < 64), so lookups skip the
+    /// lengths no route uses.
+    lengths: u64,
     /// Routes in config order.
     pub routes: Vec<RouteRt>,
 }
@@ -153,6 +156,9 @@ impl RouteTable {
     pub fn lookup(&self, customer: u32, source: &[u8], dest: &[u8]) -> Option<(u32, &RouteRt)> {
         let dest = strip_plus(dest);
         for len in (0..=dest.len().min(self.longest)).rev() {
+            if len < 64 && self.lengths & (1 << len) == 0 {
+                continue;
+            }
             if let Some(ids) = self.by_prefix.get(&dest[..len]) {
                 let mut best: Option<(usize, u32)> = None;
                 for &i in ids {
@@ -363,6 +369,7 @@ fn route_table(routes: &[RouteConfig], customers: &HashMap<Vec<u8>, u32>, vendor
         for p in &r.prefixes {
             let p = strip_plus(p.as_bytes()).to_vec();
             t.longest = t.longest.max(p.len());
+            t.lengths |= if p.len() < 64 { 1 << p.len() } else { 0 };
             t.by_prefix.entry(p).or_default().push(i as u32);
         }
     }
