@@ -99,7 +99,10 @@ fn main() -> ExitCode {
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| format!("tokio runtime: {e}"))
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("tokio runtime: {e}"))
 }
 
 fn db_command(url: Option<String>, import: Option<PathBuf>) -> ExitCode {
@@ -116,7 +119,8 @@ fn db_command(url: Option<String>, import: Option<PathBuf>) -> ExitCode {
             println!("migrations applied: {applied:?}");
             if let Some(file) = import {
                 let cfg = config::check_config_file(&file)?;
-                let summary = smppgw_control::import_config(&mut client, &cfg).await.map_err(|e| e.to_string())?;
+                let summary =
+                    smppgw_control::import_config(&mut client, &cfg).await.map_err(|e| e.to_string())?;
                 println!("{summary}");
             }
             Ok::<(), String>(())
@@ -138,9 +142,8 @@ fn load(path: Option<&PathBuf>) -> Result<Config, String> {
             let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
             Config::load(&text, &p.display().to_string(), env).map_err(|e| e.to_string())
         }
-        None => {
-            Config::load(config::DEFAULT_CONFIG_TOML, config::DEFAULT_SOURCE_NAME, env).map_err(|e| e.to_string())
-        }
+        None => Config::load(config::DEFAULT_CONFIG_TOML, config::DEFAULT_SOURCE_NAME, env)
+            .map_err(|e| e.to_string()),
     }
 }
 
@@ -186,7 +189,9 @@ fn run(path: Option<PathBuf>, database_url: Option<String>, admin_token: Option<
         None => base.clone(),
     };
     if path.is_none() && database_url.is_none() {
-        tracing::info!("running on the embedded default config (customer demo/demo, vendor sim at 127.0.0.1:2776)");
+        tracing::info!(
+            "running on the embedded default config (customer demo/demo, vendor sim at 127.0.0.1:2776)"
+        );
     }
     let http_listen = cfg.server.http_listen;
     let gw = match smppgw_engine::start(cfg) {
@@ -202,7 +207,8 @@ fn run(path: Option<PathBuf>, database_url: Option<String>, admin_token: Option<
     }
     let control = gw.control();
     let metrics = gw.metrics.clone();
-    let control_thread = spawn_control_thread(http, move || control_plane(control, metrics, base, path, database_url));
+    let control_thread =
+        spawn_control_thread(http, move || control_plane(control, metrics, base, path, database_url));
     let control_thread = match control_thread {
         Ok(t) => t,
         Err(e) => {
@@ -245,9 +251,10 @@ async fn control_plane(
     match database_url {
         Some(url) => {
             let pg = smppgw_control::db::parse_database_url(&url).map_err(|e| e.to_string())?;
-            let watcher = smppgw_control::ConfigWatcher::start(&pg, base, smppgw_control::WatchOptions::default())
-                .await
-                .map_err(|e| e.to_string())?;
+            let watcher =
+                smppgw_control::ConfigWatcher::start(&pg, base, smppgw_control::WatchOptions::default())
+                    .await
+                    .map_err(|e| e.to_string())?;
             let health = watcher.subscribe_health();
             state = state.with_backend(Backend::new("postgres", move || {
                 let h = health.borrow();

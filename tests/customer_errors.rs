@@ -23,7 +23,11 @@ fn bind_statuses_are_the_ones_peers_expect() {
 
     assert_eq!(Client::connect(a).bind("trx", "nobody", "pw"), CommandStatus::ESME_RINVSYSID);
     assert_eq!(Client::connect(a).bind("trx", "c1", "wrong"), CommandStatus::ESME_RINVPASWD);
-    assert_eq!(Client::connect(a).bind("rx", "c2", "pw"), CommandStatus::ESME_RBINDFAIL, "bind type not allowed");
+    assert_eq!(
+        Client::connect(a).bind("rx", "c2", "pw"),
+        CommandStatus::ESME_RBINDFAIL,
+        "bind type not allowed"
+    );
 
     let mut first = Client::connect(a);
     assert_eq!(first.bind("tx", "c2", "pw"), CommandStatus::ESME_ROK);
@@ -100,7 +104,10 @@ fn malformed_and_unknown_pdus_are_answered_and_oversize_closes_only_that_session
     raw[..4].copy_from_slice(&len.to_be_bytes());
     c.send_raw(&raw);
     let r = c.recv_resp(78);
-    assert_eq!((r.command_id(), r.command_status), (CommandId::SUBMIT_SM_RESP, CommandStatus::ESME_RINVSRCADR));
+    assert_eq!(
+        (r.command_id(), r.command_status),
+        (CommandId::SUBMIT_SM_RESP, CommandStatus::ESME_RINVSRCADR)
+    );
     // enquire_link still answered after the garbage.
     c.send(&Pdu::new(79, Body::EnquireLink));
     assert_eq!(c.recv_resp(79).command_id(), CommandId::ENQUIRE_LINK_RESP);

@@ -78,7 +78,11 @@ fn run_long(form: Form, policy: ReceiptParts) {
     assert_eq!(ids.len(), expect_parts);
     let got = receipts(&mut c, ids.len());
     let got_ids: HashSet<String> = got.iter().map(|(i, _)| i.clone()).collect();
-    assert_eq!(got_ids, ids.iter().cloned().collect::<HashSet<_>>(), "one receipt per part, each with its own id");
+    assert_eq!(
+        got_ids,
+        ids.iter().cloned().collect::<HashSet<_>>(),
+        "one receipt per part, each with its own id"
+    );
     let recorded = v.take_recorded();
     let asked = recorded.iter().filter(|r| r.pdu.registered_delivery & 1 != 0).count();
     let derived = got.iter().filter(|(_, d)| *d).count();
@@ -214,7 +218,10 @@ fn receipts_reach_receivers_on_every_core() {
         }
     }
     let per = &gw.metrics.sessions_by_core;
-    assert!(per[0].load(Ordering::Relaxed) > 0 && per[1].load(Ordering::Relaxed) > 0, "sessions on both cores");
+    assert!(
+        per[0].load(Ordering::Relaxed) > 0 && per[1].load(Ordering::Relaxed) > 0,
+        "sessions on both cores"
+    );
     let mut tx = Client::connect(gw.local_addr);
     assert_eq!(tx.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
     assert!(wait_for(Duration::from_secs(5), || v.stats().binds_current >= 2));
@@ -246,4 +253,3 @@ fn receipts_reach_receivers_on_every_core() {
     gw.shutdown();
     gw.join();
 }
-

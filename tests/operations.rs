@@ -28,10 +28,18 @@ fn cancel_and_replace_reach_the_vendor_and_are_recorded() {
     assert!(wait_for(Duration::from_secs(5), || query(&mut c, &id).command_status.is_ok()));
 
     let seq = c.next_seq();
-    let r = ReplaceSm { message_id: id.clone().into(), source: Address::new(1, 1, "15550001"), short_message: "new text".into(), ..Default::default() };
+    let r = ReplaceSm {
+        message_id: id.clone().into(),
+        source: Address::new(1, 1, "15550001"),
+        short_message: "new text".into(),
+        ..Default::default()
+    };
     c.send(&Pdu::new(seq, Body::ReplaceSm(r)));
     let resp = c.recv_resp(seq);
-    assert_eq!((resp.command_id(), resp.command_status), (smppgw_codec::CommandId::REPLACE_SM_RESP, CommandStatus::ESME_ROK));
+    assert_eq!(
+        (resp.command_id(), resp.command_status),
+        (smppgw_codec::CommandId::REPLACE_SM_RESP, CommandStatus::ESME_ROK)
+    );
 
     let seq = c.next_seq();
     let x = CancelSm {
@@ -42,10 +50,16 @@ fn cancel_and_replace_reach_the_vendor_and_are_recorded() {
     };
     c.send(&Pdu::new(seq, Body::CancelSm(x.clone())));
     let resp = c.recv_resp(seq);
-    assert_eq!((resp.command_id(), resp.command_status), (smppgw_codec::CommandId::CANCEL_SM_RESP, CommandStatus::ESME_ROK));
-    assert!(wait_for(Duration::from_secs(5), || {
-        matches!(query(&mut c, &id).body, Body::QuerySmResp(q) if q.message_state == MessageState::Deleted.as_u8())
-    }), "the cancel is recorded");
+    assert_eq!(
+        (resp.command_id(), resp.command_status),
+        (smppgw_codec::CommandId::CANCEL_SM_RESP, CommandStatus::ESME_ROK)
+    );
+    assert!(
+        wait_for(Duration::from_secs(5), || {
+            matches!(query(&mut c, &id).body, Body::QuerySmResp(q) if q.message_state == MessageState::Deleted.as_u8())
+        }),
+        "the cancel is recorded"
+    );
 
     // A second cancel of a final message, and a cancel of an unknown id, fail.
     let seq = c.next_seq();

@@ -38,7 +38,9 @@ fn a_throttling_vendor_is_passed_over_and_slowed_down() {
     let gw = smppgw_engine::start(config(&[("slow", v1.local_addr()), ("spare", v2.local_addr())])).unwrap();
     let mut c = Client::connect(gw.local_addr);
     assert_eq!(c.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
-    assert!(wait_for(Duration::from_secs(5), || v1.stats().binds_current >= 2 && v2.stats().binds_current >= 2));
+    assert!(
+        wait_for(Duration::from_secs(5), || v1.stats().binds_current >= 2 && v2.stats().binds_current >= 2)
+    );
     let n = 300;
     for i in 0..n {
         let (st, _) = c.submit(&format!("1555100{i:04}"), "burst");
@@ -67,7 +69,9 @@ fn a_vendor_that_times_out_fails_over_when_configured_and_errors_otherwise() {
     let gw = smppgw_engine::start(cfg.clone()).unwrap();
     let mut c = Client::connect(gw.local_addr);
     assert_eq!(c.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
-    assert!(wait_for(Duration::from_secs(5), || v1.stats().binds_current >= 2 && v2.stats().binds_current >= 2));
+    assert!(
+        wait_for(Duration::from_secs(5), || v1.stats().binds_current >= 2 && v2.stats().binds_current >= 2)
+    );
     assert_eq!(c.submit("15552220000", "lost?").0, CommandStatus::ESME_RSUBMITFAIL);
     assert_eq!(v2.stats().submits, 0, "not sent twice");
     gw.shutdown();
@@ -77,7 +81,9 @@ fn a_vendor_that_times_out_fails_over_when_configured_and_errors_otherwise() {
     let gw = smppgw_engine::start(cfg).unwrap();
     let mut c = Client::connect(gw.local_addr);
     assert_eq!(c.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
-    assert!(wait_for(Duration::from_secs(5), || v1.stats().binds_current >= 2 && v2.stats().binds_current >= 2));
+    assert!(
+        wait_for(Duration::from_secs(5), || v1.stats().binds_current >= 2 && v2.stats().binds_current >= 2)
+    );
     assert_eq!(c.submit("15552220001", "retry elsewhere").0, CommandStatus::ESME_ROK);
     assert_eq!(v2.stats().submits, 1);
     assert_eq!(gw.metrics.possible_duplicates.load(std::sync::atomic::Ordering::Relaxed), 1);

@@ -441,7 +441,9 @@ impl Pdu {
         let mut body = frame;
         body.advance(HEADER_LEN);
         match decode_body(h.command_id, h.command_status, body) {
-            Ok(body) => Ok(Pdu { command_status: h.command_status, sequence_number: h.sequence_number, body }),
+            Ok(body) => {
+                Ok(Pdu { command_status: h.command_status, sequence_number: h.sequence_number, body })
+            }
             Err(e) => Err((h, e)),
         }
     }
@@ -469,7 +471,12 @@ impl Pdu {
 
 /// Encodes a submit_sm (or, with `CommandId::DELIVER_SM`, a deliver_sm) from a borrowed body, so a
 /// caller that keeps the message (a vendor window, a retry queue) need not clone it to send it.
-pub fn encode_short_message(command_id: CommandId, sequence_number: u32, body: &SubmitSm, out: &mut BytesMut) {
+pub fn encode_short_message(
+    command_id: CommandId,
+    sequence_number: u32,
+    body: &SubmitSm,
+    out: &mut BytesMut,
+) {
     let start = out.len();
     out.reserve(HEADER_LEN + 64);
     out.put_u32(0);
@@ -658,14 +665,17 @@ fn empty_error_body(status: CommandStatus, r: &Reader) -> bool {
 pub(crate) fn decode_body(id: CommandId, status: CommandStatus, body: Bytes) -> Result<Body, PduError> {
     let mut r = Reader { buf: body, pos: 0 };
     let r = &mut r;
-    if id.is_response() && id != CommandId::GENERIC_NACK && id.name().is_some() && empty_error_body(status, r) {
+    if id.is_response() && id != CommandId::GENERIC_NACK && id.name().is_some() && empty_error_body(status, r)
+    {
         return Ok(Body::empty_response(CommandId(id.0 & !crate::command::RESPONSE_BIT)));
     }
     let body = match id {
         CommandId::BIND_TRANSMITTER => Body::BindTransmitter(decode_bind(r)?),
         CommandId::BIND_RECEIVER => Body::BindReceiver(decode_bind(r)?),
         CommandId::BIND_TRANSCEIVER => Body::BindTransceiver(decode_bind(r)?),
-        CommandId::BIND_TRANSMITTER_RESP | CommandId::BIND_RECEIVER_RESP | CommandId::BIND_TRANSCEIVER_RESP => {
+        CommandId::BIND_TRANSMITTER_RESP
+        | CommandId::BIND_RECEIVER_RESP
+        | CommandId::BIND_TRANSCEIVER_RESP => {
             let resp = BindResp { system_id: r.cstr(Field::SystemId, max::SYSTEM_ID)?, tlvs: r.tlvs()? };
             match id {
                 CommandId::BIND_TRANSMITTER_RESP => Body::BindTransmitterResp(resp),
@@ -703,7 +713,8 @@ pub(crate) fn decode_body(id: CommandId, status: CommandStatus, body: Bytes) -> 
             let n = usize::from(r.u8(Field::NoUnsuccess)?);
             let mut unsuccess = Vec::with_capacity(n);
             for _ in 0..n {
-                let addr = r.address(Field::DestAddrTon, Field::DestAddrNpi, Field::DestinationAddr, max::ADDR)?;
+                let addr =
+                    r.address(Field::DestAddrTon, Field::DestAddrNpi, Field::DestinationAddr, max::ADDR)?;
                 let error_status = CommandStatus(r.u32(Field::ErrorStatusCode)?);
                 unsuccess.push(UnsuccessSme { addr, error_status });
             }
@@ -723,9 +734,10 @@ pub(crate) fn decode_body(id: CommandId, status: CommandStatus, body: Bytes) -> 
             data_coding: r.u8(Field::DataCoding)?,
             tlvs: r.tlvs()?,
         }),
-        CommandId::DATA_SM_RESP => {
-            Body::DataSmResp(DataSmResp { message_id: r.cstr(Field::MessageId, max::MESSAGE_ID)?, tlvs: r.tlvs()? })
-        }
+        CommandId::DATA_SM_RESP => Body::DataSmResp(DataSmResp {
+            message_id: r.cstr(Field::MessageId, max::MESSAGE_ID)?,
+            tlvs: r.tlvs()?,
+        }),
         CommandId::QUERY_SM => Body::QuerySm(QuerySm {
             message_id: r.cstr(Field::MessageId, max::MESSAGE_ID)?,
             source: r.address(Field::SourceAddrTon, Field::SourceAddrNpi, Field::SourceAddr, max::ADDR)?,

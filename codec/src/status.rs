@@ -172,7 +172,8 @@ mod tests {
 
     #[test]
     fn every_code_in_the_reference_has_its_name() {
-        let Ok(text) = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/smpp-reference.md"))
+        let Ok(text) =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/smpp-reference.md"))
         else {
             panic!("../shared/smpp-reference.md must be beside the checkout");
         };

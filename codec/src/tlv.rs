@@ -63,18 +63,43 @@ pub mod tag {
 const fn length_bounds(t: u16) -> Option<(usize, usize)> {
     use tag::*;
     Some(match t {
-        DEST_ADDR_SUBUNIT | DEST_NETWORK_TYPE | DEST_BEARER_TYPE | SOURCE_ADDR_SUBUNIT
-        | SOURCE_NETWORK_TYPE | SOURCE_BEARER_TYPE | PAYLOAD_TYPE | MS_MSG_WAIT_FACILITIES
-        | PRIVACY_INDICATOR | USER_RESPONSE_CODE | LANGUAGE_INDICATOR | SAR_TOTAL_SEGMENTS
-        | SAR_SEGMENT_SEQNUM | SC_INTERFACE_VERSION | CALLBACK_NUM_PRES_IND | NUMBER_OF_MESSAGES
-        | DPF_RESULT | SET_DPF | MS_AVAILABILITY_STATUS | DELIVERY_FAILURE_REASON
-        | MORE_MESSAGES_TO_SEND | MESSAGE_STATE | CONGESTION_STATE | DISPLAY_TIME | ITS_REPLY_TYPE => (1, 1),
+        DEST_ADDR_SUBUNIT
+        | DEST_NETWORK_TYPE
+        | DEST_BEARER_TYPE
+        | SOURCE_ADDR_SUBUNIT
+        | SOURCE_NETWORK_TYPE
+        | SOURCE_BEARER_TYPE
+        | PAYLOAD_TYPE
+        | MS_MSG_WAIT_FACILITIES
+        | PRIVACY_INDICATOR
+        | USER_RESPONSE_CODE
+        | LANGUAGE_INDICATOR
+        | SAR_TOTAL_SEGMENTS
+        | SAR_SEGMENT_SEQNUM
+        | SC_INTERFACE_VERSION
+        | CALLBACK_NUM_PRES_IND
+        | NUMBER_OF_MESSAGES
+        | DPF_RESULT
+        | SET_DPF
+        | MS_AVAILABILITY_STATUS
+        | DELIVERY_FAILURE_REASON
+        | MORE_MESSAGES_TO_SEND
+        | MESSAGE_STATE
+        | CONGESTION_STATE
+        | DISPLAY_TIME
+        | ITS_REPLY_TYPE => (1, 1),
         // alert_on_message_delivery is zero length in 3.4 and one octet in 5.0: accept both.
         ALERT_ON_MESSAGE_DELIVERY => (0, 1),
         // ms_validity is one octet in 3.4; SMPP 5.0 appends an optional 3-octet behaviour spec.
         MS_VALIDITY => (1, 4),
-        DEST_TELEMATICS_ID | USER_MESSAGE_REFERENCE | SOURCE_PORT | DESTINATION_PORT | SAR_MSG_REF_NUM
-        | SMS_SIGNAL | ITS_SESSION_INFO | SOURCE_TELEMATICS_ID => (2, 2),
+        DEST_TELEMATICS_ID
+        | USER_MESSAGE_REFERENCE
+        | SOURCE_PORT
+        | DESTINATION_PORT
+        | SAR_MSG_REF_NUM
+        | SMS_SIGNAL
+        | ITS_SESSION_INFO
+        | SOURCE_TELEMATICS_ID => (2, 2),
         QOS_TIME_TO_LIVE => (4, 4),
         NETWORK_ERROR_CODE => (3, 3),
         RECEIPTED_MESSAGE_ID => (1, 65),
@@ -193,8 +218,10 @@ impl Tlvs {
     /// network_error_code.
     pub fn network_error_code(&self) -> Option<NetworkErrorCode> {
         self.get(tag::NETWORK_ERROR_CODE).and_then(|v| {
-            (v.len() == 3)
-                .then(|| NetworkErrorCode { network_type: v[0], error_code: u16::from_be_bytes([v[1], v[2]]) })
+            (v.len() == 3).then(|| NetworkErrorCode {
+                network_type: v[0],
+                error_code: u16::from_be_bytes([v[1], v[2]]),
+            })
         })
     }
     /// sar_msg_ref_num.
@@ -410,7 +437,11 @@ mod tests {
 
     #[test]
     fn with_replaces_in_place_and_keeps_order() {
-        let t = Tlvs::builder().u8(tag::MESSAGE_STATE, 2).cstr(tag::RECEIPTED_MESSAGE_ID, b"abc").u16(0x1401, 7).build();
+        let t = Tlvs::builder()
+            .u8(tag::MESSAGE_STATE, 2)
+            .cstr(tag::RECEIPTED_MESSAGE_ID, b"abc")
+            .u16(0x1401, 7)
+            .build();
         let t2 = t.with(tag::RECEIPTED_MESSAGE_ID, b"xyz12\0");
         let tags: Vec<u16> = t2.iter().map(|x| x.tag).collect();
         assert_eq!(tags, vec![tag::MESSAGE_STATE, tag::RECEIPTED_MESSAGE_ID, 0x1401]);

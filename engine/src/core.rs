@@ -309,7 +309,12 @@ pub fn unix_now() -> u64 {
 
 impl Core {
     /// A core with its outboxes (index `idx` is the local inbox).
-    pub fn new(idx: usize, snapshot: Arc<Snapshot>, outboxes: Vec<Rc<Outbox>>, metrics: Arc<Metrics>) -> Core {
+    pub fn new(
+        idx: usize,
+        snapshot: Arc<Snapshot>,
+        outboxes: Vec<Rc<Outbox>>,
+        metrics: Arc<Metrics>,
+    ) -> Core {
         let server = &snapshot.config.server;
         let node = server.node_id as u8;
         let failover_on_unknown = server.unknown_outcome_failover;
@@ -439,7 +444,11 @@ impl Core {
     }
 
     /// Registers the mailbox of a local vendor bind slot; returns the mailbox it replaces.
-    pub fn add_vendor_bind(&self, slot: Arc<BindSlot>, mailbox: Rc<Mailbox<VendorMsg>>) -> Option<Rc<Mailbox<VendorMsg>>> {
+    pub fn add_vendor_bind(
+        &self,
+        slot: Arc<BindSlot>,
+        mailbox: Rc<Mailbox<VendorMsg>>,
+    ) -> Option<Rc<Mailbox<VendorMsg>>> {
         self.vendor_binds.borrow_mut().insert((slot.vendor, slot.slot), (slot, mailbox)).map(|(_, m)| m)
     }
 
@@ -452,7 +461,8 @@ impl Core {
     pub fn retain_vendor_binds(&self, snap: &Snapshot) -> Vec<Rc<Mailbox<VendorMsg>>> {
         let mut gone = Vec::new();
         self.vendor_binds.borrow_mut().retain(|&(v, s), (slot, mb)| {
-            let keep = snap.vendor(v).and_then(|x| x.slots.get(s as usize)).is_some_and(|n| Arc::ptr_eq(n, slot));
+            let keep =
+                snap.vendor(v).and_then(|x| x.slots.get(s as usize)).is_some_and(|n| Arc::ptr_eq(n, slot));
             if !keep {
                 gone.push(mb.clone());
             }
@@ -566,7 +576,8 @@ impl Core {
                 Some(b) => {
                     let (local, blocal) = (s.core == self.idx, b.core == self.idx);
                     (local && !blocal)
-                        || (local == blocal && s.load.load(Ordering::Relaxed) < b.load.load(Ordering::Relaxed))
+                        || (local == blocal
+                            && s.load.load(Ordering::Relaxed) < b.load.load(Ordering::Relaxed))
                 }
             };
             if better {
@@ -671,7 +682,11 @@ impl Core {
             customer: job.customer,
             vendor,
             vendor_id: Bytes::copy_from_slice(&vendor_id),
-            source: (job.submit.source.ton, job.submit.source.npi, Bytes::copy_from_slice(&job.submit.source.addr)),
+            source: (
+                job.submit.source.ton,
+                job.submit.source.npi,
+                Bytes::copy_from_slice(&job.submit.source.addr),
+            ),
             dest: (job.submit.dest.ton, job.submit.dest.npi, Bytes::copy_from_slice(&job.submit.dest.addr)),
             submitted: job.submitted_unix,
             state: MessageState::Enroute,
@@ -774,7 +789,8 @@ impl Core {
         ids.extend(rec.siblings.iter().map(|&s| (s, true)));
         for (shown, derived) in ids {
             let body = customer_receipt(&rec, &r, shown, c.id_style, derived);
-            let delivery = Delivery { customer: rec.customer, token: 0, kind: Kind::Receipt, body, attempts: 0 };
+            let delivery =
+                Delivery { customer: rec.customer, token: 0, kind: Kind::Receipt, body, attempts: 0 };
             self.send(home, CoreMsg::Deliver(Box::new(delivery)));
             if derived {
                 for core in 0..self.cores() {
@@ -880,7 +896,13 @@ impl Core {
 
 /// The receipt a customer gets: the vendor's receipt with our id in the text and in
 /// receipted_message_id, addressed back from the recipient to the originator.
-fn customer_receipt(rec: &Record, r: &VendorReceipt, shown: u64, style: crate::msgid::IdStyle, derived: bool) -> SubmitSm {
+fn customer_receipt(
+    rec: &Record,
+    r: &VendorReceipt,
+    shown: u64,
+    style: crate::msgid::IdStyle,
+    derived: bool,
+) -> SubmitSm {
     let mut idbuf = [0u8; 20];
     let id = format_id(shown, style, &mut idbuf);
     let receipt = match ReceiptId::from_slice(id) {
@@ -889,9 +911,8 @@ fn customer_receipt(rec: &Record, r: &VendorReceipt, shown: u64, style: crate::m
     };
     let mut text = BytesMut::with_capacity(160);
     receipt.format_into(&mut text);
-    let mut tlvs = Tlvs::builder()
-        .cstr(tag::RECEIPTED_MESSAGE_ID, id)
-        .u8(tag::MESSAGE_STATE, receipt.stat.as_u8());
+    let mut tlvs =
+        Tlvs::builder().cstr(tag::RECEIPTED_MESSAGE_ID, id).u8(tag::MESSAGE_STATE, receipt.stat.as_u8());
     if let Some(nec) = &r.network_error {
         tlvs = tlvs.bytes(tag::NETWORK_ERROR_CODE, nec);
     }

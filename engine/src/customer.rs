@@ -115,13 +115,29 @@ pub enum CloseReason {
 
 #[derive(Debug)]
 enum State {
-    Open { since: Instant, failures: u32 },
-    Binding { since: Instant },
-    Bound { kind: BindKind, style: IdStyle },
+    Open {
+        since: Instant,
+        failures: u32,
+    },
+    Binding {
+        since: Instant,
+    },
+    Bound {
+        kind: BindKind,
+        style: IdStyle,
+    },
     /// The customer sent unbind; answered once outstanding submits are.
-    Unbinding { kind: BindKind, style: IdStyle, seq: u32 },
+    Unbinding {
+        kind: BindKind,
+        style: IdStyle,
+        seq: u32,
+    },
     /// We sent unbind (shutdown) and wait for unbind_resp.
-    Closing { since: Instant, unbind_sent: bool, style: IdStyle },
+    Closing {
+        since: Instant,
+        unbind_sent: bool,
+        style: IdStyle,
+    },
     Closed,
 }
 
@@ -161,7 +177,14 @@ impl CustomerSession {
     /// Sends a receipt or MO (in deliver_sm form) as deliver_sm, or as data_sm when `as_data_sm`.
     /// Returns false when this session cannot receive now (not bound as receiver/transceiver, or
     /// shutting down); the caller routes it elsewhere.
-    pub fn deliver(&mut self, token: u64, body: &SubmitSm, as_data_sm: bool, now: Instant, out: &mut BytesMut) -> bool {
+    pub fn deliver(
+        &mut self,
+        token: u64,
+        body: &SubmitSm,
+        as_data_sm: bool,
+        now: Instant,
+        out: &mut BytesMut,
+    ) -> bool {
         match self.state {
             State::Bound { kind, .. } if kind.can_receive() => {}
             _ => return false,
@@ -238,7 +261,10 @@ impl CustomerSession {
             (_, Body::EnquireLink) => Pdu::new(seq, Body::EnquireLinkResp).encode(out),
             (_, Body::EnquireLinkResp) => self.enquire_sent = None,
             (_, Body::GenericNack) => self.delivery_answered(seq, false, events),
-            (State::Open { .. }, body @ (Body::BindTransmitter(_) | Body::BindReceiver(_) | Body::BindTransceiver(_))) => {
+            (
+                State::Open { .. },
+                body @ (Body::BindTransmitter(_) | Body::BindReceiver(_) | Body::BindTransceiver(_)),
+            ) => {
                 let (kind, bind) = match body {
                     Body::BindTransmitter(b) => (BindKind::Transmitter, b),
                     Body::BindReceiver(b) => (BindKind::Receiver, b),
@@ -311,7 +337,10 @@ impl CustomerSession {
             (_, Body::DeliverSmResp(_) | Body::DataSmResp(_)) => {
                 self.delivery_answered(seq, pdu.command_status.is_ok(), events);
             }
-            (State::Bound { kind, .. }, body @ (Body::QuerySm(_) | Body::CancelSm(_) | Body::ReplaceSm(_) | Body::SubmitMulti(_))) => {
+            (
+                State::Bound { kind, .. },
+                body @ (Body::QuerySm(_) | Body::CancelSm(_) | Body::ReplaceSm(_) | Body::SubmitMulti(_)),
+            ) => {
                 let submits = !matches!(body, Body::QuerySm(_));
                 if submits && !kind.can_submit() {
                     return refuse(out, id, seq, CommandStatus::ESME_RINVBNDSTS);
@@ -322,7 +351,10 @@ impl CustomerSession {
                 // A response to nothing we sent; SMPP says to ignore it rather than answer it.
                 let _ = body;
             }
-            (State::Bound { .. } | State::Unbinding { .. } | State::Closing { .. }, Body::Outbind(_) | Body::AlertNotification(_)) => {
+            (
+                State::Bound { .. } | State::Unbinding { .. } | State::Closing { .. },
+                Body::Outbind(_) | Body::AlertNotification(_),
+            ) => {
                 Pdu::with_status(seq, CommandStatus::ESME_RINVCMDID, Body::GenericNack).encode(out);
             }
             (State::Unbinding { .. } | State::Closing { .. }, _) => {
@@ -337,7 +369,13 @@ impl CustomerSession {
     }
 
     /// Feeds a decode error. A malformed PDU is answered; a framing error closes the session.
-    pub fn on_decode_error(&mut self, err: &DecodeError, now: Instant, out: &mut BytesMut, events: &mut Vec<Event>) {
+    pub fn on_decode_error(
+        &mut self,
+        err: &DecodeError,
+        now: Instant,
+        out: &mut BytesMut,
+        events: &mut Vec<Event>,
+    ) {
         self.last_rx = now;
         match err {
             DecodeError::Pdu { header, error } => {
@@ -361,7 +399,14 @@ impl CustomerSession {
     }
 
     /// The driver authenticated the bind.
-    pub fn bind_accepted(&mut self, kind: BindKind, seq: u32, style: IdStyle, window: u32, out: &mut BytesMut) {
+    pub fn bind_accepted(
+        &mut self,
+        kind: BindKind,
+        seq: u32,
+        style: IdStyle,
+        window: u32,
+        out: &mut BytesMut,
+    ) {
         let body = BindResp { system_id: self.settings.system_id.clone(), tlvs: sc_version() };
         let body = match kind {
             BindKind::Transmitter => Body::BindTransmitterResp(body),
@@ -374,7 +419,15 @@ impl CustomerSession {
     }
 
     /// The driver refused the bind with `status`.
-    pub fn bind_refused(&mut self, kind: BindKind, seq: u32, status: CommandStatus, now: Instant, out: &mut BytesMut, events: &mut Vec<Event>) {
+    pub fn bind_refused(
+        &mut self,
+        kind: BindKind,
+        seq: u32,
+        status: CommandStatus,
+        now: Instant,
+        out: &mut BytesMut,
+        events: &mut Vec<Event>,
+    ) {
         let id = match kind {
             BindKind::Transmitter => smppgw_codec::CommandId::BIND_TRANSMITTER,
             BindKind::Receiver => smppgw_codec::CommandId::BIND_RECEIVER,
@@ -394,10 +447,19 @@ impl CustomerSession {
     }
 
     /// A routed submit finished: answer it with our id or the status.
-    pub fn submit_done(&mut self, seq: u32, data_sm: bool, result: SubmitResult, out: &mut BytesMut, events: &mut Vec<Event>) {
+    pub fn submit_done(
+        &mut self,
+        seq: u32,
+        data_sm: bool,
+        result: SubmitResult,
+        out: &mut BytesMut,
+        events: &mut Vec<Event>,
+    ) {
         self.outstanding = self.outstanding.saturating_sub(1);
         let style = match self.state {
-            State::Bound { style, .. } | State::Unbinding { style, .. } | State::Closing { style, .. } => style,
+            State::Bound { style, .. } | State::Unbinding { style, .. } | State::Closing { style, .. } => {
+                style
+            }
             _ => IdStyle::Hex,
         };
         let mut buf = [0u8; 20];
@@ -405,7 +467,11 @@ impl CustomerSession {
             Ok(id) => (CommandStatus::ESME_ROK, format_id(id, style, &mut buf)),
             Err(st) => (st, &[]),
         };
-        let cmd = if data_sm { smppgw_codec::CommandId::DATA_SM_RESP } else { smppgw_codec::CommandId::SUBMIT_SM_RESP };
+        let cmd = if data_sm {
+            smppgw_codec::CommandId::DATA_SM_RESP
+        } else {
+            smppgw_codec::CommandId::SUBMIT_SM_RESP
+        };
         smppgw_codec::encode_message_id_resp(cmd, status, seq, id, out);
         self.finish_unbind_if_drained(out, events);
         if let State::Closing { since: _, unbind_sent: false, .. } = self.state
@@ -525,7 +591,12 @@ fn sc_version() -> Tlvs {
 }
 
 fn header(id: smppgw_codec::CommandId, seq: u32) -> smppgw_codec::Header {
-    smppgw_codec::Header { command_length: 16, command_id: id, command_status: CommandStatus::ESME_ROK, sequence_number: seq }
+    smppgw_codec::Header {
+        command_length: 16,
+        command_id: id,
+        command_status: CommandStatus::ESME_ROK,
+        sequence_number: seq,
+    }
 }
 
 fn refuse(out: &mut BytesMut, id: smppgw_codec::CommandId, seq: u32, status: CommandStatus) {
@@ -715,7 +786,12 @@ mod tests {
             command_status: CommandStatus::ESME_ROK,
             sequence_number: 9,
         };
-        s.on_decode_error(&DecodeError::Pdu { header: h, error: PduError::UnknownCommand { command_id: 0x1234 } }, now, &mut out, &mut ev);
+        s.on_decode_error(
+            &DecodeError::Pdu { header: h, error: PduError::UnknownCommand { command_id: 0x1234 } },
+            now,
+            &mut out,
+            &mut ev,
+        );
         let r = decode_all(&mut out);
         assert_eq!(r[0].command_id(), CommandId::GENERIC_NACK);
         assert_eq!(r[0].command_status, CommandStatus::ESME_RINVCMDID);
@@ -798,8 +874,22 @@ mod delivery_tests {
         }
         assert_eq!(sent[1].command_id(), CommandId::DATA_SM);
         ev.clear();
-        s.on_pdu(Pdu::new(sent[0].sequence_number, Body::DeliverSmResp(Default::default())), now, &mut out, &mut ev);
-        s.on_pdu(Pdu::with_status(sent[1].sequence_number, CommandStatus::ESME_RX_T_APPN, Body::DataSmResp(Default::default())), now, &mut out, &mut ev);
+        s.on_pdu(
+            Pdu::new(sent[0].sequence_number, Body::DeliverSmResp(Default::default())),
+            now,
+            &mut out,
+            &mut ev,
+        );
+        s.on_pdu(
+            Pdu::with_status(
+                sent[1].sequence_number,
+                CommandStatus::ESME_RX_T_APPN,
+                Body::DataSmResp(Default::default()),
+            ),
+            now,
+            &mut out,
+            &mut ev,
+        );
         s.on_tick(now + Duration::from_secs(6), &mut out, &mut ev);
         let got: Vec<(u64, bool)> = ev
             .iter()

@@ -145,7 +145,8 @@ impl Dispatcher {
             while !q.queue.is_empty() && !q.sessions.is_empty() {
                 // Round robin over sessions with room.
                 let n = q.sessions.len();
-                let Some(i) = (0..n).map(|k| (q.next + k) % n).find(|&i| q.sessions[i].1 < SESSION_DELIVERY_WINDOW)
+                let Some(i) =
+                    (0..n).map(|k| (q.next + k) % n).find(|&i| q.sessions[i].1 < SESSION_DELIVERY_WINDOW)
                 else {
                     break;
                 };
@@ -175,7 +176,13 @@ mod tests {
     use super::*;
 
     fn d(c: u32, n: u8) -> Delivery {
-        Delivery { customer: c, token: 0, kind: Kind::Receipt, body: SubmitSm { esm_class: n, ..Default::default() }, attempts: 0 }
+        Delivery {
+            customer: c,
+            token: 0,
+            kind: Kind::Receipt,
+            body: SubmitSm { esm_class: n, ..Default::default() },
+            attempts: 0,
+        }
     }
     const S1: SessionRef = SessionRef { core: 0, session: 1, generation: 1 };
     const S2: SessionRef = SessionRef { core: 1, session: 1, generation: 1 };

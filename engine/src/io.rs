@@ -20,9 +20,11 @@ use glommio::timer::Timer;
 use smppgw_codec::{CommandStatus, DecodeError, Decoder};
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::core::{Core, CoreMsg, FAILOVER_MAX, Found, Job, OpJob, ReplyKind, ReplyTo, SessionMsg, VendorMsg};
-use crate::deliveries::SessionRef;
+use crate::core::{
+    Core, CoreMsg, FAILOVER_MAX, Found, Job, OpJob, ReplyKind, ReplyTo, SessionMsg, VendorMsg,
+};
 use crate::customer::{BindKind, CustomerSession, CustomerSettings, Event};
+use crate::deliveries::SessionRef;
 use crate::limits;
 use crate::mailbox::Mailbox;
 use crate::rate::AdaptiveRate;
@@ -69,7 +71,13 @@ enum Wake {
 }
 
 /// Waits for bytes (appended to `rbuf`), a mailbox item, or the deadline.
-async fn wait<M>(stream: &mut TcpStream, rbuf: &mut BytesMut, io: &CoreIo, mailbox: &Mailbox<M>, timer: &mut Timer) -> Wake {
+async fn wait<M>(
+    stream: &mut TcpStream,
+    rbuf: &mut BytesMut,
+    io: &CoreIo,
+    mailbox: &Mailbox<M>,
+    timer: &mut Timer,
+) -> Wake {
     poll_fn(|cx| {
         if mailbox.poll_ready(cx.waker()) {
             return Poll::Ready(Wake::Mail);
@@ -132,7 +140,8 @@ pub async fn accept_loop(core: Rc<Core>, io: Rc<CoreIo>, listener: TcpListener) 
             continue;
         }
         let span = info_span!("customer", core = core.idx, %peer, system_id = tracing::field::Empty);
-        glommio::spawn_local(customer_session(core.clone(), io.clone(), stream, peer).instrument(span)).detach();
+        glommio::spawn_local(customer_session(core.clone(), io.clone(), stream, peer).instrument(span))
+            .detach();
     }
 }
 
@@ -275,8 +284,12 @@ impl CustomerDriver {
         for ev in events.drain(..) {
             match ev {
                 Event::Bind { .. } => later.push(ev),
-                Event::Submit { seq, submit, segments } => self.submit(seq, submit, segments, ReplyKind::Submit, now),
-                Event::DataSm { seq, submit, segments } => self.submit(seq, submit, segments, ReplyKind::DataSm, now),
+                Event::Submit { seq, submit, segments } => {
+                    self.submit(seq, submit, segments, ReplyKind::Submit, now)
+                }
+                Event::DataSm { seq, submit, segments } => {
+                    self.submit(seq, submit, segments, ReplyKind::DataSm, now)
+                }
                 Event::Delivered { token, ok } => {
                     if let Some(c) = &self.customer {
                         let home = self.core.home_of(c.idx);
@@ -293,7 +306,14 @@ impl CustomerDriver {
         later
     }
 
-    fn submit(&mut self, seq: u32, mut submit: smppgw_codec::SubmitSm, segments: u32, kind: ReplyKind, now: Instant) {
+    fn submit(
+        &mut self,
+        seq: u32,
+        mut submit: smppgw_codec::SubmitSm,
+        segments: u32,
+        kind: ReplyKind,
+        now: Instant,
+    ) {
         let data_sm = kind == ReplyKind::DataSm;
         self.core.metrics.submits.fetch_add(1, Ordering::Relaxed);
         let Some(c) = self.customer.clone() else { return };
@@ -301,7 +321,13 @@ impl CustomerDriver {
             self.core.metrics.throttled_customer.fetch_add(1, Ordering::Relaxed);
             self.core.metrics.rejected.fetch_add(1, Ordering::Relaxed);
             let mut sink = Vec::new();
-            self.machine.submit_done(seq, data_sm, Err(CommandStatus::ESME_RTHROTTLED), &mut self.wbuf, &mut sink);
+            self.machine.submit_done(
+                seq,
+                data_sm,
+                Err(CommandStatus::ESME_RTHROTTLED),
+                &mut self.wbuf,
+                &mut sink,
+            );
             return;
         }
         let msg_id = self.core.next_msg_id();
@@ -359,7 +385,9 @@ impl CustomerDriver {
         let Some(c) = self.customer.clone() else { return };
         let seq = pdu.sequence_number;
         let (id, what, fail) = match &pdu.body {
-            smppgw_codec::Body::QuerySm(q) => (q.message_id.clone(), Pending::Query, CommandStatus::ESME_RQUERYFAIL),
+            smppgw_codec::Body::QuerySm(q) => {
+                (q.message_id.clone(), Pending::Query, CommandStatus::ESME_RQUERYFAIL)
+            }
             smppgw_codec::Body::CancelSm(x) => {
                 (x.message_id.clone(), Pending::Cancel(x.clone()), CommandStatus::ESME_RCANCELFAIL)
             }
@@ -386,7 +414,8 @@ impl CustomerDriver {
     fn submit_multi(&mut self, seq: u32, m: smppgw_codec::SubmitMulti, c: &Arc<CustomerRt>, now: Instant) {
         use smppgw_codec::{DestAddress, UnsuccessSme};
         let shown_id = self.core.next_msg_id();
-        let mut pm = PendingMulti { remaining: 0, shown_id, any_ok: false, unsuccess: Vec::new(), dests: Vec::new() };
+        let mut pm =
+            PendingMulti { remaining: 0, shown_id, any_ok: false, unsuccess: Vec::new(), dests: Vec::new() };
         let mut jobs = Vec::new();
         for (i, d) in m.dests.iter().enumerate() {
             match d {
@@ -415,7 +444,10 @@ impl CustomerDriver {
                         Err(st) => pm.unsuccess.push(UnsuccessSme { addr: addr.clone(), error_status: st }),
                         Ok(segments) => {
                             if !c.limiter.try_acquire(segments, self.io.nanos(now)) {
-                                pm.unsuccess.push(UnsuccessSme { addr: addr.clone(), error_status: CommandStatus::ESME_RTHROTTLED });
+                                pm.unsuccess.push(UnsuccessSme {
+                                    addr: addr.clone(),
+                                    error_status: CommandStatus::ESME_RTHROTTLED,
+                                });
                                 continue;
                             }
                             jobs.push((i as u16, submit));
@@ -465,7 +497,10 @@ impl CustomerDriver {
         } else {
             (CommandStatus::ESME_RSUBMITFAIL, Bytes::new())
         };
-        let body = smppgw_codec::Body::SubmitMultiResp(smppgw_codec::SubmitMultiResp { message_id, unsuccess: pm.unsuccess });
+        let body = smppgw_codec::Body::SubmitMultiResp(smppgw_codec::SubmitMultiResp {
+            message_id,
+            unsuccess: pm.unsuccess,
+        });
         smppgw_codec::Pdu::with_status(seq, status, body).encode(&mut self.wbuf);
     }
 
@@ -526,7 +561,8 @@ impl CustomerDriver {
             }
             (Pending::Query, None) => {
                 let body = smppgw_codec::Body::QuerySmResp(Default::default());
-                smppgw_codec::Pdu::with_status(seq, CommandStatus::ESME_RQUERYFAIL, body).encode(&mut self.wbuf);
+                smppgw_codec::Pdu::with_status(seq, CommandStatus::ESME_RQUERYFAIL, body)
+                    .encode(&mut self.wbuf);
             }
             (Pending::Cancel(mut x), Some(f)) if !f.record.state.is_final() => {
                 x.message_id = f.record.vendor_id.clone();
@@ -551,12 +587,20 @@ impl CustomerDriver {
                 self.core.dispatch_op(op);
             }
             (Pending::Cancel(_), _) => {
-                smppgw_codec::Pdu::with_status(seq, CommandStatus::ESME_RCANCELFAIL, smppgw_codec::Body::CancelSmResp)
-                    .encode(&mut self.wbuf);
+                smppgw_codec::Pdu::with_status(
+                    seq,
+                    CommandStatus::ESME_RCANCELFAIL,
+                    smppgw_codec::Body::CancelSmResp,
+                )
+                .encode(&mut self.wbuf);
             }
             (Pending::Replace(_), _) => {
-                smppgw_codec::Pdu::with_status(seq, CommandStatus::ESME_RREPLACEFAIL, smppgw_codec::Body::ReplaceSmResp)
-                    .encode(&mut self.wbuf);
+                smppgw_codec::Pdu::with_status(
+                    seq,
+                    CommandStatus::ESME_RREPLACEFAIL,
+                    smppgw_codec::Body::ReplaceSmResp,
+                )
+                .encode(&mut self.wbuf);
             }
         }
     }
@@ -691,7 +735,10 @@ async fn customer_session(core: Rc<Core>, io: Rc<CoreIo>, mut stream: TcpStream,
                     d.machine.bind_accepted(kind, seq, c.id_style, window, &mut d.wbuf);
                     if kind.can_receive() {
                         d.receiving = true;
-                        core.send(core.home_of(c.idx), CoreMsg::Receiver { customer: c.idx, session: d.me(), up: true });
+                        core.send(
+                            core.home_of(c.idx),
+                            CoreMsg::Receiver { customer: c.idx, session: d.me(), up: true },
+                        );
                     }
                     core.set_session_customer(d.slot, c.idx);
                     d.customer = Some(c);
@@ -745,7 +792,12 @@ fn vendor_settings(v: &crate::config::VendorConfig, kind: VendorBindKind) -> Ven
 }
 
 /// Keeps one vendor bind slot connected and bound, and feeds it the jobs routed to it.
-pub async fn vendor_slot(core: Rc<Core>, io: Rc<CoreIo>, slot_rt: Arc<crate::snapshot::BindSlot>, mailbox: Rc<Mailbox<VendorMsg>>) {
+pub async fn vendor_slot(
+    core: Rc<Core>,
+    io: Rc<CoreIo>,
+    slot_rt: Arc<crate::snapshot::BindSlot>,
+    mailbox: Rc<Mailbox<VendorMsg>>,
+) {
     let (vendor, slot) = (slot_rt.vendor, slot_rt.slot);
     let mut backoff_ms = 0u64;
     let mut queue: VecDeque<VJob> = VecDeque::new();
@@ -788,9 +840,14 @@ pub async fn vendor_slot(core: Rc<Core>, io: Rc<CoreIo>, slot_rt: Arc<crate::sna
                 }
             }
         }
-        backoff_ms = (backoff_ms * 2).clamp(u64::from(cfg.reconnect_backoff_min_ms), u64::from(cfg.reconnect_backoff_max_ms));
+        backoff_ms = (backoff_ms * 2)
+            .clamp(u64::from(cfg.reconnect_backoff_min_ms), u64::from(cfg.reconnect_backoff_max_ms));
         let addr = format!("{}:{}", cfg.host, cfg.port);
-        let connected = TcpStream::connect_timeout(addr.as_str(), Duration::from_millis(u64::from(cfg.response_timeout_ms))).await;
+        let connected = TcpStream::connect_timeout(
+            addr.as_str(),
+            Duration::from_millis(u64::from(cfg.response_timeout_ms)),
+        )
+        .await;
         let mut stream = match connected {
             Ok(s) => s,
             Err(e) => {
@@ -804,8 +861,10 @@ pub async fn vendor_slot(core: Rc<Core>, io: Rc<CoreIo>, slot_rt: Arc<crate::sna
             _ => VendorBindKind::Transceiver,
         };
         let (mut rbuf, mut wbuf) = (BytesMut::new(), BytesMut::new());
-        let mut machine: VendorSession<VJob> = VendorSession::new(vendor_settings(cfg, kind), Instant::now(), &mut wbuf);
-        let per_bind = if cfg.throughput == 0 { 0.0 } else { f64::from(cfg.throughput) / f64::from(cfg.binds.max(1)) };
+        let mut machine: VendorSession<VJob> =
+            VendorSession::new(vendor_settings(cfg, kind), Instant::now(), &mut wbuf);
+        let per_bind =
+            if cfg.throughput == 0 { 0.0 } else { f64::from(cfg.throughput) / f64::from(cfg.binds.max(1)) };
         let mut rate = AdaptiveRate::new(per_bind);
         let decoder = Decoder::default();
         let mut events: Vec<VendorEvent<VJob>> = Vec::new();
@@ -874,8 +933,12 @@ pub async fn vendor_slot(core: Rc<Core>, io: Rc<CoreIo>, slot_rt: Arc<crate::sna
                         slot_rt.up.store(true, Ordering::Relaxed);
                         backoff_ms = 0;
                     }
-                    VendorEvent::BindFailed(st) => warn!(vendor = %cfg.name, slot, status = %st, "vendor refused bind"),
-                    VendorEvent::Done { job, outcome } => on_vjob(&core, &io, vendor, &slot_rt, &mut rate, job, outcome, now),
+                    VendorEvent::BindFailed(st) => {
+                        warn!(vendor = %cfg.name, slot, status = %st, "vendor refused bind")
+                    }
+                    VendorEvent::Done { job, outcome } => {
+                        on_vjob(&core, &io, vendor, &slot_rt, &mut rate, job, outcome, now)
+                    }
                     VendorEvent::Deliver(d) => core.vendor_deliver(vendor, d),
                     VendorEvent::Close => break 'session,
                 }
@@ -895,7 +958,9 @@ pub async fn vendor_slot(core: Rc<Core>, io: Rc<CoreIo>, slot_rt: Arc<crate::sna
                     }),
                     VJob::Op(ref op) => {
                         let body = op.pdu.clone();
-                        machine.request(job, now, &mut wbuf, |seq, out| smppgw_codec::Pdu::new(seq, body).encode(out))
+                        machine.request(job, now, &mut wbuf, |seq, out| {
+                            smppgw_codec::Pdu::new(seq, body).encode(out)
+                        })
                     }
                 };
                 match sent {
@@ -1011,18 +1076,29 @@ fn on_vjob(
                     if cancel {
                         core.send(
                             usize::from(op.shard),
-                            CoreMsg::SetState { shown_id: op.shown_id, state: smppgw_codec::receipt::MessageState::Deleted },
+                            CoreMsg::SetState {
+                                shown_id: op.shown_id,
+                                state: smppgw_codec::receipt::MessageState::Deleted,
+                            },
                         );
                     }
                     core.reply(op.reply, Ok(op.shown_id));
                 }
                 Outcome::Refused(st) => {
                     debug!(status = %st, "vendor refused the operation");
-                    let fail = if cancel { CommandStatus::ESME_RCANCELFAIL } else { CommandStatus::ESME_RREPLACEFAIL };
+                    let fail = if cancel {
+                        CommandStatus::ESME_RCANCELFAIL
+                    } else {
+                        CommandStatus::ESME_RREPLACEFAIL
+                    };
                     core.reply(op.reply, Err(fail));
                 }
                 Outcome::Unknown => {
-                    let fail = if cancel { CommandStatus::ESME_RCANCELFAIL } else { CommandStatus::ESME_RREPLACEFAIL };
+                    let fail = if cancel {
+                        CommandStatus::ESME_RCANCELFAIL
+                    } else {
+                        CommandStatus::ESME_RREPLACEFAIL
+                    };
                     core.reply(op.reply, Err(fail));
                 }
             }
@@ -1030,7 +1106,13 @@ fn on_vjob(
     }
 }
 
-fn redispatch_mail(core: &Core, mailbox: &Mailbox<VendorMsg>, slot_rt: &crate::snapshot::BindSlot, msgs: &mut Vec<VendorMsg>, shutting: &mut bool) {
+fn redispatch_mail(
+    core: &Core,
+    mailbox: &Mailbox<VendorMsg>,
+    slot_rt: &crate::snapshot::BindSlot,
+    msgs: &mut Vec<VendorMsg>,
+    shutting: &mut bool,
+) {
     mailbox.drain_into(msgs);
     for m in msgs.drain(..) {
         match m {
@@ -1044,7 +1126,15 @@ fn redispatch_mail(core: &Core, mailbox: &Mailbox<VendorMsg>, slot_rt: &crate::s
     }
 }
 
-fn on_outcome(core: &Core, io: &CoreIo, vendor: u32, rate: &mut AdaptiveRate, mut job: Box<Job>, outcome: Outcome, now: Instant) {
+fn on_outcome(
+    core: &Core,
+    io: &CoreIo,
+    vendor: u32,
+    rate: &mut AdaptiveRate,
+    mut job: Box<Job>,
+    outcome: Outcome,
+    now: Instant,
+) {
     match outcome {
         Outcome::Accepted(vendor_id) => core.accepted(job, vendor, vendor_id),
         Outcome::Refused(st) if st.is_temporary() => {

@@ -22,7 +22,12 @@ impl<T> std::fmt::Debug for Mailbox<T> {
 impl<T> Mailbox<T> {
     /// A mailbox holding at most `cap` items.
     pub fn new(cap: usize) -> Mailbox<T> {
-        Mailbox { items: RefCell::new(VecDeque::new()), cap, waker: Cell::new(None), closed: Cell::new(false) }
+        Mailbox {
+            items: RefCell::new(VecDeque::new()),
+            cap,
+            waker: Cell::new(None),
+            closed: Cell::new(false),
+        }
     }
 
     /// Queues `item` and wakes the task; hands it back when full or closed.

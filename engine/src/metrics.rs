@@ -7,8 +7,8 @@ use std::time::Duration;
 /// Upper bounds (microseconds) of the latency buckets: fine enough below a millisecond to read a
 /// p99, coarse above a second.
 pub const LATENCY_BUCKETS_US: [u64; 24] = [
-    25, 50, 75, 100, 150, 200, 250, 300, 400, 500, 750, 1_000, 1_500, 2_000, 3_000, 5_000, 7_500, 10_000, 25_000,
-    50_000, 100_000, 250_000, 1_000_000, 5_000_000,
+    25, 50, 75, 100, 150, 200, 250, 300, 400, 500, 750, 1_000, 1_500, 2_000, 3_000, 5_000, 7_500, 10_000,
+    25_000, 50_000, 100_000, 250_000, 1_000_000, 5_000_000,
 ];
 
 /// A cumulative-bucket latency histogram on atomics.

@@ -109,7 +109,8 @@ impl AdaptiveRate {
     /// Records a send at `now`.
     pub fn on_send(&mut self, now: Nanos) {
         if now.saturating_sub(self.window_start_ns) >= SECOND {
-            self.observed = f64::from(self.window_count) * SECOND as f64 / (now - self.window_start_ns).max(1) as f64;
+            self.observed =
+                f64::from(self.window_count) * SECOND as f64 / (now - self.window_start_ns).max(1) as f64;
             self.window_start_ns = now;
             self.window_count = 0;
         }
@@ -127,7 +128,11 @@ impl AdaptiveRate {
         if now.saturating_sub(self.last_throttle_ns) < SECOND / 10 && self.last_throttle_ns != 0 {
             return;
         }
-        let base = if self.current.is_finite() { self.current } else { self.observed.max(2.0 * ADAPTIVE_FLOOR_PER_SEC) };
+        let base = if self.current.is_finite() {
+            self.current
+        } else {
+            self.observed.max(2.0 * ADAPTIVE_FLOOR_PER_SEC)
+        };
         self.current = (base / 2.0).max(ADAPTIVE_FLOOR_PER_SEC);
         self.last_throttle_ns = now;
         self.last_recover_ns = now;

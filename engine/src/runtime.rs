@@ -197,13 +197,16 @@ pub fn start(config: Config) -> Result<Gateway, StartError> {
         .ok_or(StartError::Listen { addr: want, source: std::io::Error::other("no local address") })?;
     let mut fds: Vec<RawFd> = vec![first.into_raw_fd()];
     for _ in 1..cores {
-        let s = listener_socket(local_addr).map_err(|source| StartError::Listen { addr: local_addr, source })?;
+        let s =
+            listener_socket(local_addr).map_err(|source| StartError::Listen { addr: local_addr, source })?;
         fds.push(s.into_raw_fd());
     }
 
     // channels[from][to]
-    let mut senders: Vec<Vec<Option<SharedSender<CoreMsg>>>> = (0..cores).map(|_| (0..cores).map(|_| None).collect()).collect();
-    let mut receivers: Vec<Vec<Option<SharedReceiver<CoreMsg>>>> = (0..cores).map(|_| (0..cores).map(|_| None).collect()).collect();
+    let mut senders: Vec<Vec<Option<SharedSender<CoreMsg>>>> =
+        (0..cores).map(|_| (0..cores).map(|_| None).collect()).collect();
+    let mut receivers: Vec<Vec<Option<SharedReceiver<CoreMsg>>>> =
+        (0..cores).map(|_| (0..cores).map(|_| None).collect()).collect();
     for from in 0..cores {
         for to in 0..cores {
             if from != to {
@@ -237,7 +240,19 @@ pub fn start(config: Config) -> Result<Gateway, StartError> {
             .io_memory(limits::IO_MEMORY_BYTES)
             .ring_depth(limits::RING_DEPTH)
             .spawn(move || async move {
-                core_main(core, fd, snap, metrics, shutdown, my_senders, my_receivers, epoch, ctl_rx, applied).await;
+                core_main(
+                    core,
+                    fd,
+                    snap,
+                    metrics,
+                    shutdown,
+                    my_senders,
+                    my_receivers,
+                    epoch,
+                    ctl_rx,
+                    applied,
+                )
+                .await;
             })
             .map_err(|e| StartError::Executor { core, message: e.to_string() })?;
         threads.push(handle);
@@ -270,7 +285,12 @@ pub enum Control {
     },
 }
 
-fn spawn_vendor_slots(core: &Rc<Core>, io: &Rc<CoreIo>, snap: &Snapshot, tasks: &mut Vec<glommio::task::JoinHandle<()>>) {
+fn spawn_vendor_slots(
+    core: &Rc<Core>,
+    io: &Rc<CoreIo>,
+    snap: &Snapshot,
+    tasks: &mut Vec<glommio::task::JoinHandle<()>>,
+) {
     for v in snap.vendors.iter().flatten() {
         for s in v.slots.iter().filter(|s| s.core == core.idx) {
             if core.has_vendor_bind(s) {
@@ -313,7 +333,14 @@ async fn core_main(
         glommio::spawn_local(async move {
             let mut batch = Vec::new();
             loop {
-                std::future::poll_fn(|cx| if inbox.poll_ready(cx.waker()) { std::task::Poll::Ready(()) } else { std::task::Poll::Pending }).await;
+                std::future::poll_fn(|cx| {
+                    if inbox.poll_ready(cx.waker()) {
+                        std::task::Poll::Ready(())
+                    } else {
+                        std::task::Poll::Pending
+                    }
+                })
+                .await;
                 if inbox.is_closed() && inbox.is_empty() {
                     break;
                 }
@@ -333,7 +360,14 @@ async fn core_main(
             let tx = tx.connect().await;
             let mut batch = Vec::new();
             loop {
-                std::future::poll_fn(|cx| if outbox.poll_ready(cx.waker()) { std::task::Poll::Ready(()) } else { std::task::Poll::Pending }).await;
+                std::future::poll_fn(|cx| {
+                    if outbox.poll_ready(cx.waker()) {
+                        std::task::Poll::Ready(())
+                    } else {
+                        std::task::Poll::Pending
+                    }
+                })
+                .await;
                 if outbox.is_closed() && outbox.is_empty() {
                     break;
                 }

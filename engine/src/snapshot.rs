@@ -85,7 +85,8 @@ pub struct BindSlot {
 impl BindSlot {
     /// Whether a job routed here now would be taken.
     pub fn available(&self) -> bool {
-        self.up.load(Ordering::Relaxed) && self.load.load(Ordering::Relaxed) < self.effective_capacity.load(Ordering::Relaxed)
+        self.up.load(Ordering::Relaxed)
+            && self.load.load(Ordering::Relaxed) < self.effective_capacity.load(Ordering::Relaxed)
     }
 }
 
@@ -344,7 +345,11 @@ fn vendor_rt(idx: u32, v: &VendorConfig, cores: usize, keep: Option<&[Arc<BindSl
     VendorRt { idx, cfg: v.clone(), slots }
 }
 
-fn route_table(routes: &[RouteConfig], customers: &HashMap<Vec<u8>, u32>, vendors: &HashMap<String, u32>) -> RouteTable {
+fn route_table(
+    routes: &[RouteConfig],
+    customers: &HashMap<Vec<u8>, u32>,
+    vendors: &HashMap<String, u32>,
+) -> RouteTable {
     let mut t = RouteTable::default();
     for (i, r) in routes.iter().enumerate() {
         let mut by_prio: Vec<(u32, Vec<(u32, u32)>)> = Vec::new();
@@ -358,11 +363,7 @@ fn route_table(routes: &[RouteConfig], customers: &HashMap<Vec<u8>, u32>, vendor
         by_prio.sort_by_key(|(p, _)| *p);
         t.routes.push(RouteRt {
             name: r.name.clone(),
-            customers: r
-                .customers
-                .iter()
-                .filter_map(|c| customers.get(c.as_bytes()).copied())
-                .collect(),
+            customers: r.customers.iter().filter_map(|c| customers.get(c.as_bytes()).copied()).collect(),
             source_prefixes: r.source_prefixes.iter().map(|p| strip_plus(p.as_bytes()).to_vec()).collect(),
             groups: by_prio.into_iter().map(|(_, g)| g).collect(),
         });
@@ -402,6 +403,10 @@ mod tests {
         assert_eq!(snap.routes.lookup(acme, b"12345", b"4412").unwrap().1.name, "acme-short");
         assert_eq!(snap.routes.lookup(other, b"12345", b"4412").unwrap().1.name, "default");
         assert_eq!(snap.routes.lookup(acme, b"999", b"4412").unwrap().1.name, "default");
-        assert_eq!(snap.routes.lookup(acme, b"12345", b"1555").unwrap().1.name, "us", "longer destination prefix first");
+        assert_eq!(
+            snap.routes.lookup(acme, b"12345", b"1555").unwrap().1.name,
+            "us",
+            "longer destination prefix first"
+        );
     }
 }

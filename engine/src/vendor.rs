@@ -100,7 +100,6 @@ impl Hasher for SeqHasher {
 }
 type SeqMap<V> = HashMap<u32, V, BuildHasherDefault<SeqHasher>>;
 
-
 /// One vendor connection's protocol state.
 #[derive(Debug)]
 pub struct VendorSession<J> {
@@ -162,11 +161,19 @@ impl<J> VendorSession<J> {
 
     /// Whether another submit fits in the window.
     pub fn has_room(&self) -> bool {
-        self.is_bound() && self.settings.kind != VendorBindKind::Receiver && (self.inflight.len() as u32) < self.settings.window
+        self.is_bound()
+            && self.settings.kind != VendorBindKind::Receiver
+            && (self.inflight.len() as u32) < self.settings.window
     }
 
     /// Sends `submit` for `job`, or hands the job back when not bound or the window is full.
-    pub fn submit(&mut self, job: J, now: Instant, out: &mut BytesMut, body: impl Fn(&J) -> &SubmitSm) -> Result<(), J> {
+    pub fn submit(
+        &mut self,
+        job: J,
+        now: Instant,
+        out: &mut BytesMut,
+        body: impl Fn(&J) -> &SubmitSm,
+    ) -> Result<(), J> {
         if !self.has_room() {
             return Err(job);
         }
@@ -183,7 +190,13 @@ impl<J> VendorSession<J> {
 
     /// Sends any other request (cancel_sm, replace_sm, query_sm) for `job`; its response comes
     /// back as [`VendorEvent::Done`] like a submit's.
-    pub fn request(&mut self, job: J, now: Instant, out: &mut BytesMut, encode: impl FnOnce(u32, &mut BytesMut)) -> Result<(), J> {
+    pub fn request(
+        &mut self,
+        job: J,
+        now: Instant,
+        out: &mut BytesMut,
+        encode: impl FnOnce(u32, &mut BytesMut),
+    ) -> Result<(), J> {
         if !self.is_bound() || self.settings.kind == VendorBindKind::Receiver {
             return Err(job);
         }
@@ -220,13 +233,18 @@ impl<J> VendorSession<J> {
             }
             Body::SubmitSmResp(MessageIdResp { message_id }) => {
                 if let Some((job, _)) = self.inflight.remove(&seq) {
-                    let outcome = if status.is_ok() { Outcome::Accepted(message_id) } else { Outcome::Refused(status) };
+                    let outcome =
+                        if status.is_ok() { Outcome::Accepted(message_id) } else { Outcome::Refused(status) };
                     events.push(VendorEvent::Done { job, outcome });
                 }
             }
             Body::CancelSmResp | Body::ReplaceSmResp | Body::QuerySmResp(_) => {
                 if let Some((job, _)) = self.inflight.remove(&seq) {
-                    let outcome = if status.is_ok() { Outcome::Accepted(Bytes::new()) } else { Outcome::Refused(status) };
+                    let outcome = if status.is_ok() {
+                        Outcome::Accepted(Bytes::new())
+                    } else {
+                        Outcome::Refused(status)
+                    };
                     events.push(VendorEvent::Done { job, outcome });
                 }
             }
@@ -270,7 +288,12 @@ impl<J> VendorSession<J> {
             body => {
                 let id = body.command_id();
                 if !id.is_response() {
-                    let h = smppgw_codec::Header { command_length: 16, command_id: id, command_status: status, sequence_number: seq };
+                    let h = smppgw_codec::Header {
+                        command_length: 16,
+                        command_id: id,
+                        command_status: status,
+                        sequence_number: seq,
+                    };
                     Pdu::error_response(&h, CommandStatus::ESME_RINVCMDID).encode(out);
                 }
             }
@@ -279,13 +302,22 @@ impl<J> VendorSession<J> {
 
     /// Feeds a decode error: malformed requests are answered, a malformed response fails its
     /// submit, a framing error closes.
-    pub fn on_decode_error(&mut self, err: &DecodeError, out: &mut BytesMut, events: &mut Vec<VendorEvent<J>>) {
+    pub fn on_decode_error(
+        &mut self,
+        err: &DecodeError,
+        out: &mut BytesMut,
+        events: &mut Vec<VendorEvent<J>>,
+    ) {
         match err {
             DecodeError::Pdu { header, error } => {
                 if header.command_id.is_response() {
                     if let Some((job, _)) = self.inflight.remove(&header.sequence_number) {
                         // The vendor answered but we cannot read its id: it has the message.
-                        let outcome = if header.command_status.is_ok() { Outcome::Accepted(Bytes::new()) } else { Outcome::Refused(header.command_status) };
+                        let outcome = if header.command_status.is_ok() {
+                            Outcome::Accepted(Bytes::new())
+                        } else {
+                            Outcome::Refused(header.command_status)
+                        };
                         events.push(VendorEvent::Done { job, outcome });
                     }
                 } else {
@@ -411,7 +443,12 @@ mod tests {
         let bind = pdus(&mut out);
         assert_eq!(bind[0].command_id(), CommandId::BIND_TRANSCEIVER);
         let mut ev = Vec::new();
-        s.on_pdu(Pdu::new(bind[0].sequence_number, Body::BindTransceiverResp(Default::default())), now, &mut out, &mut ev);
+        s.on_pdu(
+            Pdu::new(bind[0].sequence_number, Body::BindTransceiverResp(Default::default())),
+            now,
+            &mut out,
+            &mut ev,
+        );
         assert!(matches!(ev[0], VendorEvent::Bound));
         (s, now, out)
     }
@@ -429,12 +466,22 @@ mod tests {
         assert_eq!(s.submit((3, m.clone()), now, &mut out, |j| &j.1).map_err(|j| j.0), Err(3));
         let sent = pdus(&mut out);
         let mut ev = Vec::new();
-        let resp = Pdu::new(sent[1].sequence_number, Body::SubmitSmResp(MessageIdResp { message_id: "V2".into() }));
+        let resp =
+            Pdu::new(sent[1].sequence_number, Body::SubmitSmResp(MessageIdResp { message_id: "V2".into() }));
         s.on_pdu(resp, now, &mut out, &mut ev);
-        assert!(matches!(&ev[0], VendorEvent::Done { job: (2, _), outcome: Outcome::Accepted(id) } if id == "V2"));
-        let nack = Pdu::with_status(sent[0].sequence_number, CommandStatus::ESME_RTHROTTLED, Body::SubmitSmResp(Default::default()));
+        assert!(
+            matches!(&ev[0], VendorEvent::Done { job: (2, _), outcome: Outcome::Accepted(id) } if id == "V2")
+        );
+        let nack = Pdu::with_status(
+            sent[0].sequence_number,
+            CommandStatus::ESME_RTHROTTLED,
+            Body::SubmitSmResp(Default::default()),
+        );
         s.on_pdu(nack, now, &mut out, &mut ev);
-        assert!(matches!(&ev[1], VendorEvent::Done { job: (1, _), outcome: Outcome::Refused(CommandStatus::ESME_RTHROTTLED) }));
+        assert!(matches!(
+            &ev[1],
+            VendorEvent::Done { job: (1, _), outcome: Outcome::Refused(CommandStatus::ESME_RTHROTTLED) }
+        ));
     }
 
     #[test]
@@ -460,7 +507,16 @@ mod tests {
         let mut s: VendorSession<(u32, SubmitSm)> = VendorSession::new(settings(), now, &mut out);
         let seq = pdus(&mut out)[0].sequence_number;
         let mut ev = Vec::new();
-        s.on_pdu(Pdu::with_status(seq, CommandStatus::ESME_RINVPASWD, Body::BindTransceiverResp(Default::default())), now, &mut out, &mut ev);
+        s.on_pdu(
+            Pdu::with_status(
+                seq,
+                CommandStatus::ESME_RINVPASWD,
+                Body::BindTransceiverResp(Default::default()),
+            ),
+            now,
+            &mut out,
+            &mut ev,
+        );
         assert!(matches!(ev[0], VendorEvent::BindFailed(CommandStatus::ESME_RINVPASWD)));
 
         let (mut s, now, mut out) = bound();

@@ -73,12 +73,13 @@ where
     F: Future<Output = T> + 'static,
     T: Send + 'static,
 {
-    let mut b = LocalExecutorBuilder::new(cpus.placement(index)).name(&format!("{name}-{index}")).io_memory(IO_MEMORY_BYTES);
+    let mut b = LocalExecutorBuilder::new(cpus.placement(index))
+        .name(&format!("{name}-{index}"))
+        .io_memory(IO_MEMORY_BYTES);
     if !spin.is_zero() {
         b = b.spin_before_park(spin);
     }
-    b.spawn(fut_gen)
-        .map_err(|e| crate::Error::Runtime(format!("starting executor {index}: {e}")))
+    b.spawn(fut_gen).map_err(|e| crate::Error::Runtime(format!("starting executor {index}: {e}")))
 }
 
 /// A one-shot wake-up flag for tasks of one executor: `notify` sets it and wakes the waiting
@@ -144,7 +145,9 @@ pub enum Woke {
 }
 
 /// Reads once into `scratch` and appends what came to `buf`, unless `notify` is set or `deadline`
-/// passes first. Dropping a pending read loses nothing: glommio only polls for readiness.
+/// passes first. A deadline already past still tries the read once, without waiting, so that a
+/// caller whose deadlines keep falling due never starves its socket. Dropping a pending read
+/// loses nothing: glommio only polls for readiness.
 pub async fn read_or_wake<S: futures_lite::AsyncRead + Unpin>(
     stream: &mut S,
     scratch: &mut [u8],
@@ -170,7 +173,7 @@ pub async fn read_or_wake<S: futures_lite::AsyncRead + Unpin>(
         Some(d) => {
             let now = Instant::now();
             if d <= now {
-                return Woke::Deadline;
+                return futures_lite::future::poll_once(read).await.unwrap_or(Woke::Deadline);
             }
             let timer = async {
                 glommio::timer::Timer::new(d - now).await;

@@ -83,7 +83,10 @@ impl Client {
             match self.stream.read(&mut tmp) {
                 Ok(0) => return None,
                 Ok(n) => self.buf.extend_from_slice(&tmp[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut =>
+                {
                     panic!("no PDU from the gateway within the read timeout")
                 }
                 Err(_) => return None,
@@ -240,7 +243,8 @@ pub fn receipt_of(p: &Pdu) -> (String, smppgw_codec::receipt::Receipt) {
         _ => panic!("not a receipt: {p:?}"),
     };
     assert!(smppgw_codec::receipt::is_receipt(s.esm_class), "esm_class marks a receipt");
-    let tlv = String::from_utf8_lossy(&s.tlvs.receipted_message_id().expect("receipted_message_id")).into_owned();
+    let tlv =
+        String::from_utf8_lossy(&s.tlvs.receipted_message_id().expect("receipted_message_id")).into_owned();
     let r = smppgw_codec::receipt::Receipt::parse(&s.short_message).expect("Appendix B text");
     (tlv, r)
 }

@@ -321,8 +321,10 @@ fn routes(config: &Config, issues: &mut Issues) {
     let mut matches: HashMap<MatchKey, (usize, usize)> = HashMap::new();
     // Built once: a route's references are checked against these sets, not by scanning the lists
     // (10,000 routes x 10,000 customers must stay fast for hot reloads).
-    let customer_ids: std::collections::HashSet<&str> = config.customers.iter().map(|c| c.system_id.as_str()).collect();
-    let vendor_names: std::collections::HashSet<&str> = config.vendors.iter().map(|v| v.name.as_str()).collect();
+    let customer_ids: std::collections::HashSet<&str> =
+        config.customers.iter().map(|c| c.system_id.as_str()).collect();
+    let vendor_names: std::collections::HashSet<&str> =
+        config.vendors.iter().map(|v| v.name.as_str()).collect();
     for (i, r) in list.iter().enumerate() {
         let label = format!("route '{}'", r.name);
         let p = |field| Path::field(Section::Route, i, field);

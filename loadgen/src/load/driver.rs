@@ -160,8 +160,9 @@ async fn drive(
     loop {
         let deadline = {
             let mut c = core.borrow_mut();
-            sess.poll(Instant::now(), &mut c);
-            sess.next_deadline(&c)
+            let now = Instant::now();
+            sess.poll(now, &mut c);
+            sess.next_deadline(now, &c)
         };
         if !sess.output().is_empty() {
             if stream.write_all(sess.output()).await.is_err() {

@@ -396,9 +396,7 @@ impl LoadSession {
     }
 
     fn done_sending(&self, now: Instant, core: &LoadCore) -> bool {
-        self.pending.is_none()
-            && self.inflight == 0
-            && (self.quota == Some(0) || core.send_deadline.is_some_and(|d| now >= d))
+        self.pending.is_none() && self.inflight == 0 && self.sending_over(now, core)
     }
 
     /// Fills the window: continues a long message, or starts the next message if its time has come.
@@ -407,7 +405,7 @@ impl LoadSession {
         let (sw, dw) = (templates.src_width, templates.dst_width);
         while self.inflight < self.window && self.out.len() < WRITE_BUFFER_HIGH_BYTES {
             if self.pending.is_none() {
-                if self.quota == Some(0) || core.send_deadline.is_some_and(|d| now >= d) {
+                if self.sending_over(now, core) {
                     if self.inflight == 0 {
                         self.mark_done(core);
                     }
@@ -465,8 +463,13 @@ impl LoadSession {
         }
     }
 
+    /// Whether this session's share of the run is sent (quota used up or duration over).
+    fn sending_over(&self, now: Instant, core: &LoadCore) -> bool {
+        self.quota == Some(0) || core.send_deadline.is_some_and(|d| now >= d)
+    }
+
     /// When [`LoadSession::poll`] must run again if nothing arrives before.
-    pub fn next_deadline(&self, core: &LoadCore) -> Option<Instant> {
+    pub fn next_deadline(&self, now: Instant, core: &LoadCore) -> Option<Instant> {
         let mut next: Option<Instant> = None;
         let mut at = |t: Instant| next = Some(next.map_or(t, |n: Instant| n.min(t)));
         match self.state {
@@ -479,7 +482,12 @@ impl LoadSession {
                 if let Some(e) = self.next_enquire {
                     at(e);
                 }
-                if !self.done && !core.finishing && self.inflight < self.window && self.pending.is_none() {
+                let can_send = !self.done
+                    && !core.finishing
+                    && self.inflight < self.window
+                    && self.pending.is_none()
+                    && !self.sending_over(now, core);
+                if can_send {
                     if let Some((origin, interval)) = self.schedule {
                         at(origin + Duration::from_secs_f64(interval * self.k as f64));
                     }
