@@ -1,4 +1,5 @@
 //! Every error status a customer can get from the gateway's SMSC side, over real sockets.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

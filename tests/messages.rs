@@ -1,5 +1,6 @@
 //! Long messages (UDH, SAR, message_payload) with per-part receipts under both policies, MO,
 //! submit_multi, data_sm receipts, and receipts that cross cores.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

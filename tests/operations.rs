@@ -1,5 +1,6 @@
 //! cancel_sm and replace_sm are forwarded to the vendor holding the message (ids translated),
 //! or refused with ESME_RCANCELFAIL / ESME_RREPLACEFAIL; the outcome is recorded.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! Routing and vendors end to end: failover when a vendor is down, throttles or times out,
 //! adaptive slow-down, customer throughput in segments, window overflow, and many binds.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

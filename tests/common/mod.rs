@@ -1,6 +1,6 @@
 //! Helpers for the end-to-end tests: a gateway on an ephemeral port, the simulator as its vendor,
 //! and a plain blocking SMPP client that shows exactly what a customer sees.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
