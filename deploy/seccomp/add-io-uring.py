@@ -1,0 +1,69 @@
+#!/usr/bin/env python3
+"""Writes a seccomp profile that is INPUT plus the three io_uring syscalls smppgw needs.
+
+smppgw runs on glommio, which does all its IO through io_uring. Docker >= 25 and containerd >= 2.0
+removed io_uring_setup, io_uring_enter and io_uring_register from their default profiles, so the
+gateway cannot start under them. Start from the profile your runtime uses by default, so that
+everything else stays as filtered as before:
+
+  * Docker / moby: profiles/seccomp/default.json of the moby release your engine runs;
+  * Podman, CRI-O: /usr/share/containers/seccomp.json (package containers-common);
+  * containerd: `containerd` has no file for it; take moby's default.json of the same era, or use
+    the Security Profiles Operator to record and install a profile.
+
+Usage:
+  python3 deploy/seccomp/add-io-uring.py DEFAULT.json > smppgw-io-uring.json
+
+Then:
+  docker run --security-opt seccomp=smppgw-io-uring.json ...
+  Kubernetes: copy it to /var/lib/kubelet/seccomp/profiles/smppgw-io-uring.json on every node that
+  may run smppgw (deploy/k8s/statefulset.yaml refers to it as a Localhost profile).
+
+Trade-off, stated plainly: an io_uring submission performs reads, writes, accepts and connects
+without passing through the seccomp filter again, so allowing io_uring widens what a compromised
+process could do inside the container's other limits (user, capabilities, namespaces). That is
+the price of glommio; keep the rest of the hardening (non-root, no capabilities, read-only root).
+Standard library only; Python 3.8 or later.
+"""
+
+import json
+import sys
+
+IO_URING = ["io_uring_setup", "io_uring_enter", "io_uring_register"]
+
+
+def allowed_unconditionally(profile, name):
+    """Whether a rule without argument or capability conditions already allows `name`."""
+    for rule in profile.get("syscalls", []):
+        names = rule.get("names") or ([rule["name"]] if "name" in rule else [])
+        if (
+            name in names
+            and rule.get("action") == "SCMP_ACT_ALLOW"
+            and not rule.get("args")
+            and not rule.get("includes")
+            and not rule.get("excludes")
+        ):
+            return True
+    return False
+
+
+def main(argv):
+    if len(argv) != 2 or argv[1] in ("-h", "--help"):
+        sys.stderr.write(__doc__)
+        return 2
+    with open(argv[1], encoding="utf-8") as f:
+        profile = json.load(f)
+    if not isinstance(profile, dict) or "defaultAction" not in profile:
+        sys.stderr.write(f"{argv[1]}: not a seccomp profile (no defaultAction)\n")
+        return 1
+    missing = [n for n in IO_URING if not allowed_unconditionally(profile, n)]
+    if missing and profile["defaultAction"] != "SCMP_ACT_ALLOW":
+        # Only the fields every runtime's profile loader knows (OCI names/action).
+        profile.setdefault("syscalls", []).append({"names": missing, "action": "SCMP_ACT_ALLOW"})
+    json.dump(profile, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
