@@ -57,3 +57,26 @@ fn sigterm_drains_and_exits_zero() {
     let status = child.wait().unwrap();
     assert!(status.success(), "exit status {status:?}");
 }
+
+#[test]
+fn executors_that_cannot_start_stop_the_process_with_an_error() {
+    // Goal: without enough locked memory for io_uring the gateway exits non-zero and says why,
+    // instead of running with dead cores.
+    use std::os::unix::process::CommandExt;
+    let mut cmd = smppgw();
+    cmd.env("SMPPGW__SERVER__LISTEN", "127.0.0.1:0").env("SMPPGW__SERVER__HTTP_LISTEN", "127.0.0.1:0");
+    // SAFETY: setrlimit is async-signal-safe and touches only the child.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit { rlim_cur: 65_536, rlim_max: 65_536 };
+            if libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("executors started") && err.contains("RLIMIT_MEMLOCK"), "{err}");
+}

@@ -35,8 +35,11 @@ pub const BIND_FAILURES_MAX: u32 = 3;
 /// hash per customer per core instead of one per bind.
 pub const AUTH_CACHE_MAX: usize = 4096;
 
-/// glommio's io_uring buffer memory per executor. The machine's locked-memory limit is 8 MiB for
-/// the whole process, so two executors at 1 MiB each fit with room to spare.
+/// glommio's io_uring buffer memory per executor. Kept small because it is locked memory; the
+/// rings themselves lock more (measured: about 8 MiB for one core and 12 MiB for two on this
+/// kernel), so run with RLIMIT_MEMLOCK of 64 MiB or unlimited (deploy/TUNING.md). With less,
+/// glommio skips registering buffers and takes a slower IO path; with far less, the executors
+/// fail and the gateway refuses to start.
 pub const IO_MEMORY_BYTES: usize = 1024 * 1024;
 
 /// io_uring submission queue depth per executor.

@@ -172,6 +172,24 @@ fn listener_socket(addr: SocketAddr) -> std::io::Result<Socket> {
     Ok(s)
 }
 
+/// How long the executors have to come up.
+const EXECUTOR_START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The CPUs this process may run on (its affinity mask), in order.
+fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: sched_getaffinity writes at most size_of::<cpu_set_t>() bytes into the zeroed set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let ok = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) } == 0;
+    let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    if !ok {
+        return (0..n).collect();
+    }
+    // SAFETY: CPU_ISSET reads the set initialised above.
+    let cpus: Vec<usize> =
+        (0..libc::CPU_SETSIZE as usize).filter(|&c| unsafe { libc::CPU_ISSET(c, &set) }).collect();
+    if cpus.is_empty() { (0..n).collect() } else { cpus }
+}
+
 /// Number of cores to run on: the configured number, or all available, at most [`limits::CORES_MAX`].
 pub fn core_count(config: &Config) -> usize {
     let avail = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
@@ -217,6 +235,8 @@ pub fn start(config: Config) -> Result<Gateway, StartError> {
         }
     }
 
+    let allowed = allowed_cpus();
+    let (ready_tx, ready_rx) = crossbeam_channel::bounded::<usize>(cores);
     let mut threads = Vec::new();
     let mut control_tx = Vec::new();
     let mut applied_per_core = Vec::new();
@@ -230,32 +250,58 @@ pub fn start(config: Config) -> Result<Gateway, StartError> {
         control_tx.push(ctl_tx);
         let applied = Arc::new(AtomicU64::new(snapshot.version));
         applied_per_core.push(applied.clone());
-        let placement = if cores <= std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) {
-            Placement::Fixed(core)
-        } else {
-            Placement::Unbound
-        };
+        // Pin to the CPUs this process may use (a cgroup cpuset, systemd AllowedCPUs=, the
+        // Kubernetes static CPU manager), not to CPU `core` of the machine.
+        let placement =
+            if cores <= allowed.len() { Placement::Fixed(allowed[core]) } else { Placement::Unbound };
         let handle = LocalExecutorBuilder::new(placement)
             .name(&format!("smppgw-core-{core}"))
             .io_memory(limits::IO_MEMORY_BYTES)
             .ring_depth(limits::RING_DEPTH)
-            .spawn(move || async move {
-                core_main(
-                    core,
-                    fd,
-                    snap,
-                    metrics,
-                    shutdown,
-                    my_senders,
-                    my_receivers,
-                    epoch,
-                    ctl_rx,
-                    applied,
-                )
-                .await;
+            .spawn({
+                let ready_tx = ready_tx.clone();
+                move || async move {
+                    let _ = ready_tx.send(core);
+                    core_main(
+                        core,
+                        fd,
+                        snap,
+                        metrics,
+                        shutdown,
+                        my_senders,
+                        my_receivers,
+                        epoch,
+                        ctl_rx,
+                        applied,
+                    )
+                    .await;
+                }
             })
             .map_err(|e| StartError::Executor { core, message: e.to_string() })?;
         threads.push(handle);
+    }
+    // Every executor must come up (io_uring and locked memory are checked there); a gateway with
+    // a dead core would leave its share of the listening port unanswered.
+    drop(ready_tx);
+    let deadline = Instant::now() + EXECUTOR_START_TIMEOUT;
+    let mut up = 0;
+    while up < cores {
+        match ready_rx.recv_deadline(deadline) {
+            Ok(_) => up += 1,
+            Err(_) => break,
+        }
+    }
+    if up < cores {
+        shutdown.store(true, Ordering::Release);
+        let mut message = format!("{} of {cores} executors started", up);
+        for t in threads {
+            if let Err(e) = t.join() {
+                message = format!(
+                    "{message}; {e} (io_uring must be available and RLIMIT_MEMLOCK large enough: see deploy/TUNING.md)"
+                );
+            }
+        }
+        return Err(StartError::Executor { core: up, message });
     }
     info!(%local_addr, cores, "smppgw listening");
     let control = Arc::new(GatewayControl {
