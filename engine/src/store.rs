@@ -128,10 +128,12 @@ struct Early<R> {
 #[derive(Debug)]
 pub struct Shard<R> {
     records: HashMap<u64, Record>,
-    by_vendor: HashMap<(u32, Box<[u8]>), u64>,
+    // Vendor ids are byte strings that differ in a few characters: a strong hash keeps probes
+    // short; our own ids (u64) use the fast one.
+    by_vendor: std::collections::HashMap<(u32, Box<[u8]>), u64>,
     by_shown: HashMap<u64, u64>,
     order: VecDeque<(u64, u64)>,
-    early: HashMap<(u32, Box<[u8]>), Early<R>>,
+    early: std::collections::HashMap<(u32, Box<[u8]>), Early<R>>,
     early_order: VecDeque<(u64, u32, Box<[u8]>)>,
     max: usize,
     ttl_secs: u64,
@@ -146,10 +148,10 @@ impl<R> Shard<R> {
     pub fn new(max: usize, ttl_secs: u64) -> Shard<R> {
         Shard {
             records: HashMap::default(),
-            by_vendor: HashMap::default(),
+            by_vendor: std::collections::HashMap::new(),
             by_shown: HashMap::default(),
             order: VecDeque::new(),
-            early: HashMap::default(),
+            early: std::collections::HashMap::new(),
             early_order: VecDeque::new(),
             max: max.max(1),
             ttl_secs,
