@@ -31,7 +31,7 @@ to --sim-cpu, the gateway runs its own executors (--gateway-cores, pinned from C
 
 /// End-to-end benchmark: direct baseline vs through the gateway.
 #[derive(Parser, Debug)]
-#[command(name = "e2e", about, after_long_help = EXAMPLES)]
+#[command(name = "e2e", after_long_help = EXAMPLES)]
 struct Args {
     /// Length of each throughput run.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
@@ -129,8 +129,9 @@ impl Proc {
     }
 }
 
-impl Drop for Proc {
-    fn drop(&mut self) {
+impl Proc {
+    /// SIGTERM, then SIGKILL after 5 s.
+    fn terminate(&mut self) {
         if let Ok(Some(_)) = self.child.try_wait() {
             return;
         }
@@ -149,6 +150,35 @@ impl Drop for Proc {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+
+    /// Stops the process and returns what it printed on stdout (the simulator's final counters).
+    fn finish(mut self) -> String {
+        self.terminate();
+        let mut out = String::new();
+        if let Some(mut o) = self.child.stdout.take() {
+            let _ = o.read_to_string(&mut out);
+        }
+        out
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.terminate();
+    }
+}
+
+/// The simulator's final counters, as it printed them.
+fn sim_totals(sim: Proc) -> Value {
+    let out = sim.finish();
+    let v: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
+    if v.is_null() {
+        return v;
+    }
+    json!({
+        "submits": v["submits"], "receipts_sent": v["receipts_sent"], "receipts_dropped": v["receipts_dropped"],
+        "receipts_queued": v["receipts_queued"], "deliver_timeouts": v["deliver_timeouts"], "binds_total": v["binds_total"],
+    })
 }
 
 /// CPU time (user + system) of a process and its memory, from /proc.
@@ -232,7 +262,7 @@ fn loadgen(
             "--timeout",
             "5s",
             "--receipt-wait",
-            "10s",
+            "30s",
         ])
         .args(extra)
         .stdout(Stdio::piped())
@@ -250,8 +280,15 @@ fn loadgen(
 
 fn start_sim(bins: &Bins, port: u16, a: &Args) -> Result<Proc, String> {
     let child = Command::new(&bins.sim)
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--cpus", &a.sim_cpu.to_string(), "--quiet"])
-        .stdout(Stdio::null())
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--cpus",
+            &a.sim_cpu.to_string(),
+            "--quiet",
+            "--json",
+        ])
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| format!("starting {}: {e}", bins.sim.display()))?;
@@ -461,12 +498,15 @@ fn run(a: &Args, bins: &Bins, root: &Path) -> Result<(), String> {
         password: "secret",
         watch: None,
     };
-    let (d_plain, d_rcpt) = {
-        let _sim = start_sim(bins, sim_port, a)?;
-        let plain = run_step(bins, a, &direct, &closed(false))?;
-        let rcpt = run_step(bins, a, &Step { name: "direct, with receipts", ..direct }, &closed(true))?;
-        (plain, rcpt)
+    // A fresh simulator per run, so that its counters are the run's.
+    let direct_run = |step: &Step<'_>, extra: &[String]| -> Result<Value, String> {
+        let sim = start_sim(bins, sim_port, a)?;
+        let mut v = run_step(bins, a, step, extra)?;
+        v["sim"] = sim_totals(sim);
+        Ok(v)
     };
+    let d_plain = direct_run(&direct, &closed(false))?;
+    let d_rcpt = direct_run(&Step { name: "direct, with receipts", ..direct }, &closed(true))?;
 
     // (2) Through the gateway.
     let mut gw: Value = json!({ "status": "skipped" });
@@ -484,7 +524,7 @@ fn run(a: &Args, bins: &Bins, root: &Path) -> Result<(), String> {
         let cfg_path = out_dir.join("e2e-gateway.toml");
         let attempt = (|| -> Result<(Value, Value, Value), String> {
             write_gateway_config(&cfg_path, bins, gp, hp, sp, a)?;
-            let _sim = start_sim(bins, sp, a)?;
+            let sim = start_sim(bins, sp, a)?;
             let g = start_gateway(bins, &cfg_path, gp, a)?;
             // Give the gateway a moment to bind its vendor sessions.
             std::thread::sleep(Duration::from_millis(500));
@@ -505,11 +545,18 @@ fn run(a: &Args, bins: &Bins, root: &Path) -> Result<(), String> {
             let mem = sample(g.pid())
                 .map(|s| json!({"rss_kb": s.rss_kb, "peak_rss_kb": s.hwm_kb}))
                 .unwrap_or(Value::Null);
-            Ok((plain, rcpt, mem))
+            drop(g);
+            let info = json!({ "memory_after": mem, "sim_totals": sim_totals(sim) });
+            Ok((plain, rcpt, info))
         })();
         match attempt {
-            Ok((p, r, mem)) => {
-                gw = json!({ "status": "ok", "memory_after": mem, "config": cfg_path.display().to_string() });
+            Ok((p, r, info)) => {
+                gw = json!({
+                    "status": "ok",
+                    "memory_after": info["memory_after"],
+                    "sim_totals": info["sim_totals"],
+                    "config": cfg_path.display().to_string(),
+                });
                 g_plain = p;
                 g_rcpt = r;
                 gw_ctx = Some((gp, hp, sp, cfg_path));
@@ -530,15 +577,12 @@ fn run(a: &Args, bins: &Bins, root: &Path) -> Result<(), String> {
     };
     let rate = (peak / 2.0).max(1.0).round();
     let fixed = vec!["-d".to_string(), rate_secs.clone(), "-r".to_string(), format!("{rate}")];
-    let d_fixed = {
-        let _sim = start_sim(bins, sim_port, a)?;
-        run_step(bins, a, &Step { name: "direct, fixed rate", ..direct }, &fixed)?
-    };
+    let d_fixed = direct_run(&Step { name: "direct, fixed rate", ..direct }, &fixed)?;
     let mut g_fixed = Value::Null;
     if let Some((gp, hp, sp, cfg_path)) = &gw_ctx {
         let attempt = (|| -> Result<Value, String> {
             write_gateway_config(cfg_path, bins, *gp, *hp, *sp, a)?;
-            let _sim = start_sim(bins, *sp, a)?;
+            let sim = start_sim(bins, *sp, a)?;
             let g = start_gateway(bins, cfg_path, *gp, a)?;
             std::thread::sleep(Duration::from_millis(500));
             let step = Step {
@@ -548,7 +592,10 @@ fn run(a: &Args, bins: &Bins, root: &Path) -> Result<(), String> {
                 password: "demo",
                 watch: Some(g.pid()),
             };
-            run_step(bins, a, &step, &fixed)
+            let mut v = run_step(bins, a, &step, &fixed)?;
+            drop(g);
+            v["sim"] = sim_totals(sim);
+            Ok(v)
         })();
         match attempt {
             Ok(v) => g_fixed = v,
@@ -617,6 +664,9 @@ fn print_summary(r: &Value) {
         |x: &Value| if x.is_null() { "-".to_string() } else { format!("{}/{}", x["matched"], x["expected"]) };
     let (d, g) = (&r["direct"]["receipts"]["receipts"], &r["gateway"]["receipts"]["receipts"]);
     println!("{:<34} {:>14} {:>14}", "receipts matched/expected", f(d), f(g));
+    let sent = |x: &Value| if x.is_null() { "-".to_string() } else { x["receipts_sent"].to_string() };
+    let (d, g) = (&r["direct"]["receipts"]["sim"], &r["gateway"]["run"]["sim_totals"]);
+    println!("{:<34} {:>14} {:>14}", "receipts sent by the simulator", sent(d), sent(g));
     println!(
         "\nfixed rate {} msg/s, submit->resp (ms)      p50      p99    p99.9",
         r["params"]["fixed_rate_per_s"]

@@ -43,7 +43,7 @@ Output:
 
 /// SMPP load generator: binds sessions, sends submit_sm, measures responses, errors and receipts.
 #[derive(Parser, Debug)]
-#[command(name = "smppgw-loadgen", version, about, after_long_help = EXAMPLES)]
+#[command(name = "smppgw-loadgen", version, after_long_help = EXAMPLES)]
 struct Args {
     /// SMPP server, HOST:PORT.
     #[arg(short, long, default_value = "127.0.0.1:2775")]

@@ -49,7 +49,7 @@ generic_nack ESME_RINVCMDID. Rates are printed once a second on stderr unless --
 
 /// Vendor SMSC simulator: accepts binds, answers submit_sm, sends receipts and MO, injects faults.
 #[derive(Parser, Debug)]
-#[command(name = "smppgw-sim", version, about, after_long_help = EXAMPLES)]
+#[command(name = "smppgw-sim", version, after_long_help = EXAMPLES)]
 struct Args {
     /// Address to listen on (port 0: any free port, printed at start).
     #[arg(short, long, default_value = "127.0.0.1:2776")]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use crossbeam_channel::Sender;
 use futures_lite::AsyncWriteExt;
 use glommio::net::TcpStream;
@@ -179,6 +179,12 @@ async fn drive(
                 let now = Instant::now();
                 let mut c = core.borrow_mut();
                 loop {
+                    if let Ok(Some(len)) = decoder.frame_len(rbuf)
+                        && sess.on_raw_frame(&rbuf[..len], now, &mut c)
+                    {
+                        rbuf.advance(len);
+                        continue;
+                    }
                     match decoder.decode(rbuf) {
                         Ok(Some(pdu)) => sess.on_pdu(pdu, now, &mut c),
                         Ok(None) => break,

@@ -412,7 +412,13 @@ fn plot(title: &str, series: &[(&str, &str, &Histogram<u64>)]) -> String {
     const B: f64 = 60.0;
     const NINES_MAX: f64 = 5.0;
     let nines = |q: f64| -> f64 { (-(1.0 - q).max(1e-12).log10()).min(NINES_MAX) };
-    let max_ms = series.iter().map(|s| s.2.max() as f64 / 1000.0).fold(0.0f64, f64::max).max(0.001) * 1.08;
+    let top = series.iter().map(|s| s.2.max() as f64 / 1000.0).fold(0.0f64, f64::max).max(0.001);
+    // A round step (1, 2 or 5 times a power of ten) giving at most 6 intervals.
+    let raw = top / 5.0;
+    let pow = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0].iter().map(|m| m * pow).find(|s| *s >= raw).unwrap_or(10.0 * pow);
+    let ticks = (top / step).ceil().max(1.0) as u32;
+    let max_ms = step * f64::from(ticks);
     let x = |n: f64| L + (W - L - R) * n / NINES_MAX;
     let y = |v: f64| H - B - (H - T - B) * (v / max_ms);
     let mut s = String::new();
@@ -438,13 +444,14 @@ fn plot(title: &str, series: &[(&str, &str, &Histogram<u64>)]) -> String {
             H - B + 18.0
         );
     }
-    for i in 0..=5 {
-        let v = max_ms * f64::from(i) / 5.0;
+    let decimals = if step >= 1.0 { 0 } else { (-step.log10().floor()) as usize };
+    for i in 0..=ticks {
+        let v = step * f64::from(i);
         let yi = y(v);
         let _ = writeln!(
             s,
             "<line x1=\"{L}\" y1=\"{yi:.1}\" x2=\"{:.1}\" y2=\"{yi:.1}\" stroke=\"#ddd\"/>\
-             <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{v:.3}</text>",
+             <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{v:.decimals$}</text>",
             W - R,
             L - 6.0,
             yi + 4.0

@@ -6,14 +6,14 @@
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use smppgw_codec::{Bind, Body, CommandId, CommandStatus, DecodeError, Header, Pdu};
+use smppgw_codec::{Bind, Body, CommandId, CommandStatus, DecodeError, HEADER_LEN, Header, Pdu};
 
 use super::core::LoadCore;
 use super::template::emit;
 use crate::limits::WRITE_BUFFER_HIGH_BYTES;
 use crate::pattern::{ADDR_LEN_MAX, PatternGen};
 use crate::sim::BindKind;
-use crate::wire::{next_seq, put_empty, put_id_resp};
+use crate::wire::{id_resp_body, next_seq, peek_header, put_empty, put_id_resp};
 
 /// A bind without response after this long fails the connection.
 pub const BIND_TIMEOUT: Duration = Duration::from_secs(10);
@@ -117,7 +117,7 @@ impl LoadSession {
             dst_gen: cfg.mix.dest.instance(index, sessions),
             ref_counter: (index as u8).wrapping_mul(37),
             done: !sends,
-            next_scan: now,
+            next_scan: now + TIMEOUT_SCAN,
             next_enquire: None,
             reconnects: 0,
             receipts: cfg.expects_receipts(),
@@ -303,6 +303,28 @@ impl LoadSession {
                 true
             }
             _ => false,
+        }
+    }
+
+    /// The fast path for the frame that dominates a load test: a well-formed submit_sm_resp is
+    /// handled straight from the read buffer. Returns false for anything else, which the caller
+    /// decodes with the codec and hands to [`LoadSession::on_pdu`].
+    #[inline]
+    pub fn on_raw_frame(&mut self, frame: &[u8], now: Instant, core: &mut LoadCore) -> bool {
+        let Some(h) = peek_header(frame) else { return false };
+        if h.id != CommandId::SUBMIT_SM_RESP {
+            return false;
+        }
+        let body = &frame[HEADER_LEN..];
+        if h.status.is_ok() && body.is_empty() {
+            return false;
+        }
+        match id_resp_body(body) {
+            Some(id) => {
+                self.on_submit_resp(h.seq, h.status, id, now, core);
+                true
+            }
+            None => false,
         }
     }
 
@@ -499,5 +521,172 @@ impl LoadSession {
             State::Disconnected | State::Closed => {}
         }
         next
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::config::{LoadConfig, MessageMix};
+    use crate::load::core::LoadShared;
+    use crate::load::template::Templates;
+    use smppgw_codec::{Address, BindResp, Decoder, DeliverSm, MessageIdResp, Tlvs, tag};
+    use std::rc::Rc;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+
+    fn core(cfg: LoadConfig, t0: Instant) -> LoadCore {
+        let templates = Rc::new(Templates::build(&cfg.mix).unwrap());
+        let shared = Arc::new(LoadShared::new(1, Arc::new(AtomicBool::new(false))));
+        LoadCore::new(Arc::new(cfg), shared, 0, t0, templates)
+    }
+
+    fn drain(s: &mut LoadSession) -> Vec<Pdu> {
+        let mut out = std::mem::take(s.output());
+        let mut v = Vec::new();
+        while let Some(p) = Decoder::default().decode(&mut out).unwrap() {
+            v.push(p);
+        }
+        v
+    }
+
+    /// A session bound at `t0`.
+    fn bound(c: &mut LoadCore, t0: Instant, quota: Option<u64>) -> LoadSession {
+        let mut s = LoadSession::new(0, 1, BindKind::Transceiver, quota, c, t0);
+        s.on_connected(t0, c);
+        let bind = drain(&mut s).remove(0);
+        assert_eq!(bind.body.command_id(), CommandId::BIND_TRANSCEIVER);
+        s.on_pdu(Pdu::new(bind.sequence_number, Body::BindTransceiverResp(BindResp::default())), t0, c);
+        s
+    }
+
+    fn resp(seq: u32, id: &str) -> Pdu {
+        Pdu::new(
+            seq,
+            Body::SubmitSmResp(MessageIdResp { message_id: bytes::Bytes::copy_from_slice(id.as_bytes()) }),
+        )
+    }
+
+    #[test]
+    fn closed_model_keeps_the_window_full_and_matches_responses() {
+        // Goal: the window is filled at once, each response frees one slot which is refilled,
+        // and a response for a sequence number not outstanding counts as late.
+        let t0 = Instant::now();
+        let mut c = core(LoadConfig { window: 8, count: Some(20), ..LoadConfig::default() }, t0);
+        let mut s = bound(&mut c, t0, Some(20));
+        s.poll(t0, &mut c);
+        let sent = drain(&mut s);
+        assert_eq!(sent.len(), 8);
+        assert!(sent.iter().all(|p| p.body.command_id() == CommandId::SUBMIT_SM));
+        s.on_pdu(resp(sent[3].sequence_number, "a1"), t0, &mut c);
+        s.on_pdu(resp(sent[3].sequence_number, "a1"), t0, &mut c);
+        assert_eq!((c.counters.submits_ok, c.counters.late_responses), (1, 1));
+        s.poll(t0, &mut c);
+        assert_eq!(drain(&mut s).len(), 1, "one slot freed, one submit");
+        assert_eq!(s.inflight(), 8);
+    }
+
+    #[test]
+    fn fast_path_and_codec_path_agree() {
+        // Goal: a submit_sm_resp handled from raw bytes counts exactly like a decoded one.
+        let t0 = Instant::now();
+        let mut c = core(LoadConfig { window: 4, ..LoadConfig::default() }, t0);
+        let mut s = bound(&mut c, t0, Some(4));
+        s.poll(t0, &mut c);
+        let sent = drain(&mut s);
+        let raw = resp(sent[0].sequence_number, "abc").to_bytes();
+        assert!(s.on_raw_frame(&raw, t0, &mut c));
+        let err = Pdu::with_status(
+            sent[1].sequence_number,
+            CommandStatus::ESME_RTHROTTLED,
+            Body::SubmitSmResp(MessageIdResp::default()),
+        )
+        .to_bytes();
+        assert!(s.on_raw_frame(&err, t0, &mut c));
+        let nack = Pdu::new(1, Body::EnquireLinkResp).to_bytes();
+        assert!(!s.on_raw_frame(&nack, t0, &mut c), "other commands go to the codec");
+        assert_eq!((c.counters.submits_ok, c.counters.submits_failed), (1, 1));
+        assert_eq!(c.errors.get(&CommandStatus::ESME_RTHROTTLED.0), Some(&1));
+    }
+
+    #[test]
+    fn timeouts_free_the_window_and_late_answers_are_counted() {
+        // Goal: submits without response within the timeout are given up and counted.
+        let t0 = Instant::now();
+        let cfg = LoadConfig { window: 2, timeout: Duration::from_millis(100), ..LoadConfig::default() };
+        let mut c = core(cfg, t0);
+        let mut s = bound(&mut c, t0, Some(2));
+        s.poll(t0, &mut c);
+        let sent = drain(&mut s);
+        s.poll(t0 + Duration::from_millis(150), &mut c);
+        assert_eq!((c.counters.timeouts, s.inflight()), (2, 0));
+        s.on_pdu(resp(sent[0].sequence_number, "x"), t0 + Duration::from_millis(160), &mut c);
+        assert_eq!(c.counters.late_responses, 1);
+    }
+
+    #[test]
+    fn open_model_sends_on_schedule_and_measures_from_the_intended_time() {
+        // Goal: at 1000 msg/s a message is due every millisecond; nothing is sent early, a late
+        // poll catches up, and latency counts from each message's intended time.
+        let t0 = Instant::now();
+        let cfg = LoadConfig {
+            binds: 1,
+            window: 100,
+            rate: Some(1000.0),
+            count: None,
+            duration: Some(Duration::from_secs(1)),
+            ..LoadConfig::default()
+        };
+        let mut c = core(cfg, t0);
+        let mut s = bound(&mut c, t0, None);
+        s.poll(t0, &mut c);
+        assert_eq!(drain(&mut s).len(), 1, "message 0 is due at bind time");
+        assert_eq!(s.next_deadline(t0, &c), Some(t0 + Duration::from_millis(1)));
+        s.poll(t0 + Duration::from_micros(500), &mut c);
+        assert!(drain(&mut s).is_empty(), "message 1 is not due yet");
+        let late = t0 + Duration::from_millis(10);
+        s.poll(late, &mut c);
+        let burst = drain(&mut s);
+        assert_eq!(burst.len(), 10, "messages 1..=10 were due by 10 ms");
+        // The first of the burst was due at 1 ms: answered at 10 ms, it took 9 ms, not ~0.
+        s.on_pdu(resp(burst[0].sequence_number, "id"), late, &mut c);
+        let us = c.hist.submit_resp.max();
+        assert!((8_900..=9_100).contains(&us), "{us}");
+        assert!(c.hist.service_time.max() < 100);
+    }
+
+    #[test]
+    fn receipts_match_by_id_whatever_the_order_and_case() {
+        // Goal: a receipt matches the id of its submit_sm_resp, in any case, also when it comes
+        // first; one for an unknown id is parked and never counted as matched.
+        let t0 = Instant::now();
+        let mix = MessageMix { registered_delivery: 1, ..MessageMix::default() };
+        let mut c = core(LoadConfig { window: 2, mix, ..LoadConfig::default() }, t0);
+        let mut s = bound(&mut c, t0, Some(2));
+        s.poll(t0, &mut c);
+        let sent = drain(&mut s);
+        let receipt = |id: &str| {
+            Body::DeliverSm(DeliverSm {
+                esm_class: 0x04,
+                source: Address::default(),
+                tlvs: Tlvs::builder()
+                    .cstr(tag::RECEIPTED_MESSAGE_ID, id.as_bytes())
+                    .u8(tag::MESSAGE_STATE, 2)
+                    .build(),
+                ..DeliverSm::default()
+            })
+        };
+        s.on_pdu(resp(sent[0].sequence_number, "abcdef01"), t0, &mut c);
+        s.on_pdu(Pdu::new(77, receipt("ABCDEF01")), t0, &mut c);
+        // Receipt before its response.
+        s.on_pdu(Pdu::new(78, receipt("0123")), t0, &mut c);
+        s.on_pdu(resp(sent[1].sequence_number, "0123"), t0, &mut c);
+        s.on_pdu(Pdu::new(79, receipt("ffff")), t0, &mut c);
+        assert_eq!((c.counters.receipts_expected, c.counters.receipts_matched), (2, 2));
+        let answers = drain(&mut s);
+        assert_eq!(answers.len(), 3);
+        assert!(answers.iter().all(|p| p.body.command_id() == CommandId::DELIVER_SM_RESP));
+        let r = c.take_result();
+        assert_eq!((r.awaiting.len(), r.early.len()), (0, 1), "the unknown id stays unmatched");
     }
 }

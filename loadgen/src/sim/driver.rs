@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use futures_lite::AsyncWriteExt;
 use glommio::net::{TcpListener, TcpStream};
 use smppgw_codec::Decoder;
@@ -143,6 +143,16 @@ async fn session(mut stream: TcpStream, core: Rc<RefCell<SimCore>>) {
                 let now = Instant::now();
                 let mut c = core.borrow_mut();
                 loop {
+                    // Frames the session handles in place are skipped without a decode.
+                    if let Ok(Some(len)) = decoder.frame_len(&mut rbuf)
+                        && sess.on_raw_frame(&rbuf[..len], now, &mut c)
+                    {
+                        rbuf.advance(len);
+                        if sess.wants_close() {
+                            break;
+                        }
+                        continue;
+                    }
                     match decoder.decode(&mut rbuf) {
                         Ok(Some(pdu)) => {
                             sess.on_pdu(pdu, now, &mut c);

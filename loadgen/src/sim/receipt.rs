@@ -7,7 +7,7 @@ use smppgw_codec::{Address, CommandId, CommandStatus, tag};
 
 use super::config::ReceiptOptions;
 use crate::msgid::IdText;
-use crate::wire::{begin, finish, put_cstr};
+use crate::wire::{SubmitView, begin, finish, put_cstr};
 
 /// Octets of the original message quoted in `text:` (Appendix B: "the first 20 characters").
 pub const RECEIPT_TEXT_LEN: usize = 20;
@@ -71,27 +71,18 @@ pub struct ReceiptData {
 }
 
 impl ReceiptData {
-    /// A receipt for a submit whose fields are given. The quoted text keeps printable ASCII of
-    /// text codings only (binary and UCS-2 are not quoted).
-    pub fn new(
-        id: IdText,
-        submit_source: &Address,
-        submit_dest: &Address,
-        state: MessageState,
-        submit_unix: u64,
-        data_coding: u8,
-        esm_class: u8,
-        short_message: &[u8],
-    ) -> ReceiptData {
+    /// A receipt for the submit `sm`. The quoted text keeps printable ASCII of text codings only
+    /// (binary and UCS-2 are not quoted).
+    pub fn new(id: IdText, sm: &SubmitView<'_>, state: MessageState, submit_unix: u64) -> ReceiptData {
         let mut text = [0u8; RECEIPT_TEXT_LEN];
         let mut text_len = 0;
-        if matches!(data_coding, 0 | 1 | 3) {
+        if matches!(sm.data_coding, 0 | 1 | 3) {
             // Skip the UDH of a concatenated part.
-            let body = if esm_class & 0x40 != 0 {
-                let udhl = short_message.first().map_or(0, |&l| usize::from(l) + 1);
-                short_message.get(udhl..).unwrap_or_default()
+            let body = if sm.esm_class & 0x40 != 0 {
+                let udhl = sm.short_message.first().map_or(0, |&l| usize::from(l) + 1);
+                sm.short_message.get(udhl..).unwrap_or_default()
             } else {
-                short_message
+                sm.short_message
             };
             for (d, &s) in text.iter_mut().zip(body.iter()) {
                 *d = if (0x20..0x7F).contains(&s) { s } else { b'.' };
@@ -100,8 +91,8 @@ impl ReceiptData {
         }
         ReceiptData {
             id,
-            source: Addr::from_address(submit_dest),
-            dest: Addr::from_address(submit_source),
+            source: Addr::new(sm.dest.0, sm.dest.1, sm.dest.2),
+            dest: Addr::new(sm.source.0, sm.source.1, sm.source.2),
             state,
             submit_unix,
             text,
@@ -260,9 +251,15 @@ mod tests {
 
     fn sample(state: MessageState) -> ReceiptData {
         let id = format_id(IdFormat::Hex, 0, 0xabc);
-        let src = Address::new(1, 1, &b"15550001111"[..]);
-        let dst = Address::new(1, 1, &b"447700900123"[..]);
-        ReceiptData::new(id, &src, &dst, state, 1_764_097_200, 0, 0, b"Hello there, this is a test")
+        let sm = SubmitView {
+            source: (1, 1, b"15550001111"),
+            dest: (1, 1, b"447700900123"),
+            esm_class: 0,
+            registered_delivery: 1,
+            data_coding: 0,
+            short_message: b"Hello there, this is a test",
+        };
+        ReceiptData::new(id, &sm, state, 1_764_097_200)
     }
 
     #[test]

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use smppgw_codec::receipt::MessageState;
 use smppgw_codec::{
-    Bind, BindResp, Body, CommandId, CommandStatus, DecodeError, Header, Pdu, QuerySmResp, SubmitMultiResp,
-    SubmitSm, Tlvs, tag,
+    Bind, BindResp, Body, CommandId, CommandStatus, DecodeError, HEADER_LEN, Header, Pdu, QuerySmResp,
+    SubmitMultiResp, SubmitSm, Tlvs, tag,
 };
 
 use super::core::{BindKind, OutKind, Outbound, SessionId, SimCore};
@@ -18,7 +18,7 @@ use super::receipt::{ReceiptData, put_mo, put_receipt};
 use crate::limits::{SIM_DELAYED_RESP_MAX, WRITE_BUFFER_HIGH_BYTES};
 use crate::msgid::{IdText, parse_id};
 use crate::runtime::bump;
-use crate::wire::{next_seq, put_empty, put_id_resp};
+use crate::wire::{SubmitView, next_seq, peek_header, put_empty, put_id_resp};
 
 /// Per-bind throughput limit: a token bucket refilled at `rate` per second that holds up to a
 /// tenth of a second's worth (at least one), so bursts above the rate are refused at once.
@@ -165,7 +165,7 @@ impl SimSession {
             }
             (_, Body::UnbindResp) => self.close = true,
             (&State::Bound { account, kind }, Body::SubmitSm(sm)) if kind.can_submit() => {
-                self.submit(seq, sm, account, now, core);
+                self.submit(seq, &SubmitView::of(sm), Some(sm), account, now, core);
             }
             (State::Bound { .. }, Body::DeliverSmResp(_)) => self.deliver_resp(seq, pdu.command_status, core),
             (State::Bound { .. }, Body::GenericNack) => {
@@ -277,7 +277,45 @@ impl SimSession {
         }
     }
 
-    fn submit(&mut self, seq: u32, sm: &SubmitSm, account: usize, now: Instant, core: &mut SimCore) {
+    /// The fast path: handles the frames that dominate a load test straight from the read buffer,
+    /// without building a [`Pdu`]: a submit_sm without optional parameters (unless record mode
+    /// wants the whole PDU) and a deliver_sm_resp. Returns false for anything else, which the
+    /// caller then decodes with the codec and hands to [`SimSession::on_pdu`].
+    pub fn on_raw_frame(&mut self, frame: &[u8], now: Instant, core: &mut SimCore) -> bool {
+        let Some(h) = peek_header(frame) else { return false };
+        if self.close {
+            return true;
+        }
+        let body = &frame[HEADER_LEN..];
+        match (self.state, h.id) {
+            (State::Bound { account, kind }, CommandId::SUBMIT_SM)
+                if kind.can_submit() && core.cfg.record_max == 0 && h.status.is_ok() =>
+            {
+                match SubmitView::parse(body) {
+                    Some(view) => {
+                        self.submit(h.seq, &view, None, account, now, core);
+                        true
+                    }
+                    None => false,
+                }
+            }
+            (State::Bound { .. }, CommandId::DELIVER_SM_RESP) if body.len() <= 1 => {
+                self.deliver_resp(h.seq, h.status, core);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn submit(
+        &mut self,
+        seq: u32,
+        sm: &SubmitView<'_>,
+        pdu: Option<&SubmitSm>,
+        account: usize,
+        now: Instant,
+        core: &mut SimCore,
+    ) {
         let c = core.counters();
         bump(&c.submits, 1);
         bump(&c.accounts[account].submits, 1);
@@ -301,16 +339,20 @@ impl SimSession {
             CommandStatus::ESME_ROK
         };
         if !status.is_ok() {
-            if core.cfg.record_max > 0 {
-                core.record(account, b"", status, sm);
+            if let Some(pdu) = pdu
+                && core.cfg.record_max > 0
+            {
+                core.record(account, b"", status, pdu);
             }
             put_id_resp(&mut self.out, CommandId::SUBMIT_SM_RESP, seq, status, b"");
             return;
         }
         bump(&core.counters().submits_ok, 1);
         let id = core.new_message_id();
-        if core.cfg.record_max > 0 {
-            core.record(account, id.as_bytes(), status, sm);
+        if let Some(pdu) = pdu
+            && core.cfg.record_max > 0
+        {
+            core.record(account, id.as_bytes(), status, pdu);
         }
         let receipt = self.receipt_for(&id, sm, account, now, core);
         let resp_delay = if core.cfg.faults.resp_latency.is_zero() {
@@ -339,7 +381,7 @@ impl SimSession {
     fn receipt_for(
         &self,
         id: &IdText,
-        sm: &SubmitSm,
+        sm: &SubmitView<'_>,
         account: usize,
         now: Instant,
         core: &SimCore,
@@ -355,16 +397,7 @@ impl SimSession {
             _ => state == MessageState::Delivered,
         };
         wanted.then(|| Outbound {
-            kind: OutKind::Receipt(Box::new(ReceiptData::new(
-                *id,
-                &sm.source,
-                &sm.dest,
-                state,
-                core.unix_secs(now),
-                sm.data_coding,
-                sm.esm_class,
-                &sm.short_message,
-            ))),
+            kind: OutKind::Receipt(Box::new(ReceiptData::new(*id, sm, state, core.unix_secs(now)))),
             account: account as u16,
             origin: Some(self.id),
         })
@@ -456,7 +489,8 @@ impl SimSession {
             self.inflight.pop_front();
             bump(&core.counters().deliver_timeouts, 1);
         }
-        if self.bound().is_none_or(|(_, k)| !k.can_receive()) {
+        // Nothing new goes out on a session that is closing (after unbind or a fault).
+        if self.close || self.bound().is_none_or(|(_, k)| !k.can_receive()) {
             return;
         }
         let window = core.cfg.deliver_window as usize;
