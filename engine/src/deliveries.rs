@@ -4,9 +4,10 @@
 //! driver moves what [`Dispatcher::next`] hands out to the chosen session and reports the answer
 //! back with [`Dispatcher::ack`].
 //!
-//! Overflow policy: when a customer's queue is full (no receiving bind for a long time), the
-//! oldest queued delivery is dropped and counted (`smppgw_deliveries_dropped_total`): the newest
-//! receipts are the ones a customer still acts on. Failed deliveries (an error deliver_sm_resp,
+//! Overflow policy: when a customer's queue is full (`receipt_queue_max` while it has no receiving
+//! bind, [`BOUND_QUEUE_FACTOR`] times that while one is draining it), the oldest queued delivery
+//! is dropped and counted (`smppgw_deliveries_dropped_total`): the newest receipts are the ones a
+//! customer still acts on. Failed deliveries (an error deliver_sm_resp,
 //! a timeout, the session closing) go back to the front of the queue and are retried, up to
 //! [`DELIVERY_ATTEMPTS_MAX`] times.
 
@@ -20,6 +21,10 @@ use smppgw_codec::SubmitSm;
 pub const SESSION_DELIVERY_WINDOW: u32 = 64;
 /// Attempts before a delivery is given up (the customer refuses it every time).
 pub const DELIVERY_ATTEMPTS_MAX: u8 = 10;
+/// While the customer has a receiving bind its queue is draining, so it may hold this many times
+/// `receipt_queue_max` before the overflow policy applies: a burst of receipts faster than the
+/// customer answers them is absorbed, not dropped. Still a bound.
+pub const BOUND_QUEUE_FACTOR: usize = 8;
 
 /// A customer session somewhere in the node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -95,7 +100,8 @@ impl Dispatcher {
             d.token = self.next_token;
         }
         let q = self.customers.entry(d.customer).or_default();
-        if q.queue.len() >= self.queue_max {
+        let cap = if q.sessions.is_empty() { self.queue_max } else { self.queue_max * BOUND_QUEUE_FACTOR };
+        if q.queue.len() >= cap {
             q.queue.pop_front();
             self.dropped += 1;
         }
@@ -224,6 +230,18 @@ mod tests {
         out.clear();
         x.next(&mut out);
         assert!(out.is_empty(), "nothing duplicated");
+    }
+
+    #[test]
+    fn a_draining_queue_absorbs_bursts() {
+        let mut x = Dispatcher::new(2, 0);
+        x.session_up(1, S1);
+        for n in 0..(2 * BOUND_QUEUE_FACTOR as u8) {
+            x.push(d(1, n));
+        }
+        assert_eq!(x.dropped, 0);
+        x.push(d(1, 99));
+        assert_eq!(x.dropped, 1, "still bounded");
     }
 
     #[test]
