@@ -9,7 +9,6 @@
 
 use std::collections::VecDeque;
 
-use crate::hash::FxHashMap as HashMap;
 
 use bytes::Bytes;
 use smppgw_codec::receipt::MessageState;
@@ -86,6 +85,50 @@ pub fn shard_key(canonical: &[u8]) -> Vec<u8> {
     canonical.to_vec()
 }
 
+
+/// Segments of each of the store's tables. A table of millions of entries that grows rehashes
+/// all of them at once, stalling the core for tens of milliseconds; split in segments, each growth
+/// moves one segment's share, and memory is only taken as records arrive.
+pub const SEGMENTS: usize = 64;
+
+/// A hash map split in [`SEGMENTS`] independently growing segments.
+#[derive(Debug)]
+pub struct SegMap<K, V, S = crate::hash::FxBuild> {
+    segs: Vec<std::collections::HashMap<K, V, S>>,
+}
+
+impl<K: std::hash::Hash + Eq, V, S: std::hash::BuildHasher + Default> SegMap<K, V, S> {
+    fn new() -> Self {
+        SegMap {
+            segs: (0..SEGMENTS).map(|_| std::collections::HashMap::with_hasher(S::default())).collect(),
+        }
+    }
+    fn seg<Q: std::hash::Hash + ?Sized>(&self, k: &Q) -> usize {
+        use std::hash::BuildHasher;
+        // Middle bits: independent of the top bits (hashbrown's tags) and the low bits (bucket
+        // index) that the segment's own table uses.
+        ((crate::hash::FxBuild::default().hash_one(k) >> 32) as usize) % SEGMENTS
+    }
+    fn get(&self, k: &K) -> Option<&V> {
+        self.segs[self.seg(k)].get(k)
+    }
+    fn get_mut(&mut self, k: &K) -> Option<&mut V> {
+        let i = self.seg(k);
+        self.segs[i].get_mut(k)
+    }
+    fn insert(&mut self, k: K, v: V) -> Option<V> {
+        let i = self.seg(&k);
+        self.segs[i].insert(k, v)
+    }
+    fn remove(&mut self, k: &K) -> Option<V> {
+        let i = self.seg(k);
+        self.segs[i].remove(k)
+    }
+    fn len(&self) -> usize {
+        self.segs.iter().map(std::collections::HashMap::len).sum()
+    }
+}
+
 /// Everything kept about one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
@@ -127,11 +170,11 @@ struct Early<R> {
 /// One core's shard. `R` is the parked receipt type.
 #[derive(Debug)]
 pub struct Shard<R> {
-    records: HashMap<u64, Record>,
+    records: SegMap<u64, Record>,
     // Vendor ids are byte strings that differ in a few characters: a strong hash keeps probes
     // short; our own ids (u64) use the fast one.
-    by_vendor: std::collections::HashMap<(u32, Box<[u8]>), u64>,
-    by_shown: HashMap<u64, u64>,
+    by_vendor: SegMap<(u32, Box<[u8]>), u64, std::collections::hash_map::RandomState>,
+    by_shown: SegMap<u64, u64>,
     order: VecDeque<(u64, u64)>,
     early: std::collections::HashMap<(u32, Box<[u8]>), Early<R>>,
     early_order: VecDeque<(u64, u32, Box<[u8]>)>,
@@ -141,44 +184,42 @@ pub struct Shard<R> {
     pub evicted: u64,
     /// Early receipts that never found their message.
     pub early_expired: u64,
+    len: usize,
 }
 
 impl<R> Shard<R> {
     /// A shard holding at most `max` records for `ttl_secs`.
-    ///
-    /// The maps are sized for `max` up front: growing a table of millions of entries rehashes all
-    /// of them at once, a stall of tens of milliseconds on the core. Reserving costs address space
-    /// only; pages are touched as records arrive.
     pub fn new(max: usize, ttl_secs: u64) -> Shard<R> {
-        let max = max.max(1);
         Shard {
-            records: HashMap::with_capacity_and_hasher(max, Default::default()),
-            by_vendor: std::collections::HashMap::with_capacity(max),
-            by_shown: HashMap::with_capacity_and_hasher(max, Default::default()),
-            order: VecDeque::with_capacity(max),
+            records: SegMap::new(),
+            by_vendor: SegMap::new(),
+            by_shown: SegMap::new(),
+            order: VecDeque::new(),
             early: std::collections::HashMap::new(),
             early_order: VecDeque::new(),
-            max,
+            max: max.max(1),
             ttl_secs,
             evicted: 0,
             early_expired: 0,
+            len: 0,
         }
     }
 
     /// Records held.
     pub fn len(&self) -> usize {
-        self.records.len()
+        debug_assert_eq!(self.len, self.records.len());
+        self.len
     }
 
     /// Whether the shard is empty.
     pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
+        self.len == 0
     }
 
     /// Stores a message the vendor accepted; returns a receipt that was waiting for it.
     pub fn insert(&mut self, rec: Record, now: u64) -> Option<R> {
         let key: (u32, Box<[u8]>) = (rec.vendor, canonical_id(&rec.vendor_id).into_boxed_slice());
-        while self.records.len() >= self.max {
+        while self.len >= self.max {
             if !self.pop_oldest() {
                 break;
             }
@@ -189,7 +230,9 @@ impl<R> Shard<R> {
         self.order.push_back((now, msg_id));
         let early = self.take_early(&key);
         self.by_vendor.insert(key, msg_id);
-        self.records.insert(msg_id, rec);
+        if self.records.insert(msg_id, rec).is_none() {
+            self.len += 1;
+        }
         early
     }
 
@@ -211,6 +254,7 @@ impl<R> Shard<R> {
     fn pop_oldest(&mut self) -> bool {
         while let Some((_, msg_id)) = self.order.pop_front() {
             if let Some(rec) = self.records.remove(&msg_id) {
+                self.len -= 1;
                 if self.by_shown.get(&rec.shown_id) == Some(&msg_id) {
                     self.by_shown.remove(&rec.shown_id);
                 }
