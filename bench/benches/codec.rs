@@ -72,7 +72,13 @@ stat:DELIVRD err:000 text:Your verification co";
 }
 
 fn submit_sm_resp() -> Pdu {
-    Pdu::new(0x0001_0001, Body::SubmitSmResp(MessageIdResp { message_id: Bytes::from_static(b"7f3a9c1e5b") }))
+    Pdu::new(
+        0x0001_0001,
+        Body::SubmitSmResp(MessageIdResp {
+            message_id: Bytes::from_static(b"7f3a9c1e5b"),
+            tlvs: Default::default(),
+        }),
+    )
 }
 
 /// rusmpp's decode of the frame at the front of `src`, as its codec does it.

@@ -151,6 +151,9 @@ pub type DeliverSm = SubmitSm;
 pub struct MessageIdResp {
     /// The id the SMSC gave the message (unused, empty, in deliver_sm_resp).
     pub message_id: Bytes,
+    /// Optional parameters: SMPP 5.0 allows some in responses (additional_status_info_text,
+    /// delivery_failure_reason, network_error_code, congestion_state); kept byte for byte.
+    pub tlvs: Tlvs,
 }
 
 /// A destination of submit_multi.
@@ -211,6 +214,8 @@ pub struct SubmitMultiResp {
     pub message_id: Bytes,
     /// Destinations that failed.
     pub unsuccess: Vec<UnsuccessSme>,
+    /// Optional parameters (SMPP 5.0), kept byte for byte.
+    pub tlvs: Tlvs,
 }
 
 /// data_sm.
@@ -696,19 +701,25 @@ pub(crate) fn decode_body(id: CommandId, status: CommandStatus, body: Bytes) -> 
         CommandId::REPLACE_SM_RESP => Body::ReplaceSmResp,
         CommandId::SUBMIT_SM => Body::SubmitSm(decode_submit(r)?),
         CommandId::DELIVER_SM => Body::DeliverSm(decode_submit(r)?),
-        CommandId::SUBMIT_SM_RESP => {
-            Body::SubmitSmResp(MessageIdResp { message_id: r.cstr(Field::MessageId, max::MESSAGE_ID)? })
-        }
-        CommandId::DELIVER_SM_RESP => {
-            Body::DeliverSmResp(MessageIdResp { message_id: r.cstr(Field::MessageId, max::MESSAGE_ID)? })
-        }
+        CommandId::SUBMIT_SM_RESP => Body::SubmitSmResp(MessageIdResp {
+            message_id: r.cstr(Field::MessageId, max::MESSAGE_ID)?,
+            tlvs: r.tlvs()?,
+        }),
+        CommandId::DELIVER_SM_RESP => Body::DeliverSmResp(MessageIdResp {
+            message_id: r.cstr(Field::MessageId, max::MESSAGE_ID)?,
+            tlvs: r.tlvs()?,
+        }),
         CommandId::SUBMIT_MULTI => Body::SubmitMulti(decode_submit_multi(r)?),
         CommandId::SUBMIT_MULTI_RESP => {
             let message_id = r.cstr(Field::MessageId, max::MESSAGE_ID)?;
             // A failed submit_multi_resp with a lone NUL message_id and nothing after it is seen
             // in the wild, like the other error responses: no unsuccess list.
             if !status.is_ok() && r.remaining() == 0 {
-                return Ok(Body::SubmitMultiResp(SubmitMultiResp { message_id, unsuccess: Vec::new() }));
+                return Ok(Body::SubmitMultiResp(SubmitMultiResp {
+                    message_id,
+                    unsuccess: Vec::new(),
+                    tlvs: Tlvs::new(),
+                }));
             }
             let n = usize::from(r.u8(Field::NoUnsuccess)?);
             let mut unsuccess = Vec::with_capacity(n);
@@ -718,12 +729,9 @@ pub(crate) fn decode_body(id: CommandId, status: CommandStatus, body: Bytes) -> 
                 let error_status = CommandStatus(r.u32(Field::ErrorStatusCode)?);
                 unsuccess.push(UnsuccessSme { addr, error_status });
             }
-            // SMPP 5.0 allows TLVs here; 3.4 peers send none. Validate and drop nothing silently.
+            // SMPP 5.0 allows TLVs here; 3.4 peers send none. Kept byte for byte.
             let tlvs = r.tlvs()?;
-            if !tlvs.is_empty() {
-                return Err(PduError::UnexpectedBody { command: id, len: tlvs.raw().len() });
-            }
-            Body::SubmitMultiResp(SubmitMultiResp { message_id, unsuccess })
+            Body::SubmitMultiResp(SubmitMultiResp { message_id, unsuccess, tlvs })
         }
         CommandId::DATA_SM => Body::DataSm(DataSm {
             service_type: r.cstr(Field::ServiceType, max::SERVICE_TYPE)?,
@@ -850,8 +858,9 @@ fn encode_body(body: &Body, status: CommandStatus, out: &mut BytesMut) {
         | Body::ReplaceSmResp => {}
         Body::SubmitSm(s) | Body::DeliverSm(s) => put_submit(out, s),
         Body::SubmitSmResp(m) | Body::DeliverSmResp(m) => {
-            if !omit_error_body(status, &m.message_id) {
+            if !(omit_error_body(status, &m.message_id) && m.tlvs.is_empty()) {
                 put_cstr(out, &m.message_id);
+                out.put_slice(m.tlvs.raw());
             }
         }
         Body::SubmitMulti(s) => {
@@ -884,7 +893,7 @@ fn encode_body(body: &Body, status: CommandStatus, out: &mut BytesMut) {
             out.put_slice(s.tlvs.raw());
         }
         Body::SubmitMultiResp(m) => {
-            if !(omit_error_body(status, &m.message_id) && m.unsuccess.is_empty()) {
+            if !(omit_error_body(status, &m.message_id) && m.unsuccess.is_empty() && m.tlvs.is_empty()) {
                 put_cstr(out, &m.message_id);
                 let list = &m.unsuccess[..m.unsuccess.len().min(DESTS_MAX)];
                 out.put_u8(list.len() as u8);
@@ -892,6 +901,7 @@ fn encode_body(body: &Body, status: CommandStatus, out: &mut BytesMut) {
                     put_addr(out, &u.addr);
                     out.put_u32(u.error_status.0);
                 }
+                out.put_slice(m.tlvs.raw());
             }
         }
         Body::DataSm(d) => {

@@ -152,7 +152,13 @@ fn decoding_a_receipt_deliver_sm_with_tlvs_allocates_nothing() {
 
 #[test]
 fn decoding_a_submit_sm_resp_allocates_nothing() {
-    let pdu = Pdu::new(3, Body::SubmitSmResp(MessageIdResp { message_id: Bytes::from_static(b"5f3c9a1e") }));
+    let pdu = Pdu::new(
+        3,
+        Body::SubmitSmResp(MessageIdResp {
+            message_id: Bytes::from_static(b"5f3c9a1e"),
+            tlvs: Default::default(),
+        }),
+    );
     let (first, rest) = decode_counting(stream_of(&pdu), &pdu);
     assert!(first <= 1, "first frame: {first} allocations");
     assert_eq!(rest, 0, "frames 2..={FRAMES}: {rest} allocations");

@@ -411,8 +411,14 @@ fn shared_body() -> impl Strategy<Value = Body> {
         Just(Body::EnquireLinkResp),
         shared_submit(false).prop_map(Body::SubmitSm),
         shared_submit(true).prop_map(Body::DeliverSm),
-        message_id().prop_map(|message_id| Body::SubmitSmResp(MessageIdResp { message_id })),
-        message_id().prop_map(|message_id| Body::DeliverSmResp(MessageIdResp { message_id })),
+        message_id().prop_map(|message_id| Body::SubmitSmResp(MessageIdResp {
+            message_id,
+            tlvs: Default::default()
+        })),
+        message_id().prop_map(|message_id| Body::DeliverSmResp(MessageIdResp {
+            message_id,
+            tlvs: Default::default()
+        })),
         (shared_submit(false), dests).prop_map(|(s, dests)| Body::SubmitMulti(SubmitMulti {
             service_type: s.service_type,
             source: s.source,
@@ -436,6 +442,7 @@ fn shared_body() -> impl Strategy<Value = Body> {
                     .into_iter()
                     .map(|(addr, code)| UnsuccessSme { addr, error_status: CommandStatus(code) })
                     .collect(),
+                tlvs: Default::default(),
             })
         }),
         (ascii(5), addr(20), addr(20), octet(), octet(), octet(), shared_tlvs(false)).prop_map(

@@ -128,6 +128,7 @@ fn extra_pdus() -> Vec<(&'static str, Pdu)> {
                         addr: addr("447700900002"),
                         error_status: CommandStatus::ESME_RINVDSTADR,
                     }],
+                    tlvs: Default::default(),
                 }),
             ),
         ),

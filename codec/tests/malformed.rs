@@ -482,13 +482,14 @@ fn unknown_tlvs_of_any_length_pass() {
 }
 
 #[test]
-fn submit_multi_resp_with_tlvs_is_refused() {
+fn submit_multi_resp_keeps_smpp5_tlvs() {
+    // Goal: SMPP 5.0 allows TLVs after the unsuccess list; an unknown one is kept, not refused.
     let body = BodyBytes::default().cstr(b"id").u8(0).raw(&[0x14, 0x00, 0x00, 0x01, 9]);
-    let err = pdu_error(0x8000_0021, body.bytes());
-    assert!(
-        matches!(err, PduError::UnexpectedBody { command: CommandId::SUBMIT_MULTI_RESP, len: 5 }),
-        "{err:?}"
-    );
+    let f = frame(0x8000_0021, 0, 42, body.bytes());
+    let p = decode_one(&f).unwrap().unwrap();
+    let Body::SubmitMultiResp(ref r) = p.body else { panic!("submit_multi_resp") };
+    assert_eq!(r.tlvs.get(0x1400).as_deref(), Some(&[9u8][..]));
+    assert_eq!(&p.to_bytes()[..], &f[..]);
 }
 
 // ---- commands ------------------------------------------------------------------------------
@@ -640,7 +641,7 @@ fn error_response_keeps_a_message_id_it_carries() {
         Ok(Some(Pdu::with_status(
             3,
             CommandStatus::ESME_RSUBMITFAIL,
-            Body::SubmitSmResp(MessageIdResp { message_id: "abc".into() })
+            Body::SubmitSmResp(MessageIdResp { message_id: "abc".into(), tlvs: Default::default() })
         )))
     );
 }
@@ -673,4 +674,19 @@ fn failed_submit_multi_resp_with_a_lone_nul_decodes() {
     let p = smppgw_codec::Decoder::default().decode(&mut b).unwrap().unwrap();
     assert_eq!(p.command_status, smppgw_codec::CommandStatus::ESME_RSUBMITFAIL);
     assert!(matches!(p.body, smppgw_codec::Body::SubmitMultiResp(ref r) if r.unsuccess.is_empty()));
+}
+
+#[test]
+fn responses_with_smpp5_tlvs_keep_them() {
+    // Goal: a submit_sm_resp carrying SMPP 5.0 TLVs keeps its message_id and the TLVs byte for byte.
+    let wire = [
+        0, 0, 0, 0x1D, 0x80, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 1, b'a', b'b', b'c', 0, 0x00, 0x1D, 0, 5, b'f',
+        b'a', b'i', b'l', 0,
+    ];
+    let mut b = bytes::BytesMut::from(&wire[..]);
+    let p = smppgw_codec::Decoder::default().decode(&mut b).unwrap().unwrap();
+    let smppgw_codec::Body::SubmitSmResp(ref r) = p.body else { panic!("submit_sm_resp") };
+    assert_eq!(&r.message_id[..], b"abc");
+    assert_eq!(r.tlvs.additional_status_info_text().as_deref(), Some(&b"fail"[..]));
+    assert_eq!(&p.to_bytes()[..], &wire[..]);
 }

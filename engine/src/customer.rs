@@ -758,7 +758,10 @@ mod tests {
         assert_eq!(r[0].command_status, CommandStatus::ESME_RTHROTTLED);
         s.submit_done(2, false, Ok(0xabc), &mut out, &mut ev);
         let r = decode_all(&mut out);
-        assert_eq!(r[0].body, Body::SubmitSmResp(MessageIdResp { message_id: "abc".into() }));
+        assert_eq!(
+            r[0].body,
+            Body::SubmitSmResp(MessageIdResp { message_id: "abc".into(), tlvs: Default::default() })
+        );
     }
 
     #[test]

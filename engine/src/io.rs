@@ -500,6 +500,7 @@ impl CustomerDriver {
         let body = smppgw_codec::Body::SubmitMultiResp(smppgw_codec::SubmitMultiResp {
             message_id,
             unsuccess: pm.unsuccess,
+            tlvs: Default::default(),
         });
         smppgw_codec::Pdu::with_status(seq, status, body).encode(&mut self.wbuf);
     }

@@ -9,7 +9,6 @@
 
 use std::collections::VecDeque;
 
-
 use bytes::Bytes;
 use smppgw_codec::receipt::MessageState;
 
@@ -85,7 +84,6 @@ pub fn shard_key(canonical: &[u8]) -> Vec<u8> {
     canonical.to_vec()
 }
 
-
 /// Segments of each of the store's tables. A table of millions of entries that grows rehashes
 /// all of them at once, stalling the core for tens of milliseconds; split in segments, each growth
 /// moves one segment's share, and memory is only taken as records arrive.
@@ -99,9 +97,7 @@ pub struct SegMap<K, V, S = crate::hash::FxBuild> {
 
 impl<K: std::hash::Hash + Eq, V, S: std::hash::BuildHasher + Default> SegMap<K, V, S> {
     fn new() -> Self {
-        SegMap {
-            segs: (0..SEGMENTS).map(|_| std::collections::HashMap::with_hasher(S::default())).collect(),
-        }
+        SegMap { segs: (0..SEGMENTS).map(|_| std::collections::HashMap::with_hasher(S::default())).collect() }
     }
     fn seg<Q: std::hash::Hash + ?Sized>(&self, k: &Q) -> usize {
         use std::hash::BuildHasher;

@@ -231,7 +231,7 @@ impl<J> VendorSession<J> {
                     }
                 }
             }
-            Body::SubmitSmResp(MessageIdResp { message_id }) => {
+            Body::SubmitSmResp(MessageIdResp { message_id, .. }) => {
                 if let Some((job, _)) = self.inflight.remove(&seq) {
                     let outcome =
                         if status.is_ok() { Outcome::Accepted(message_id) } else { Outcome::Refused(status) };
@@ -466,8 +466,10 @@ mod tests {
         assert_eq!(s.submit((3, m.clone()), now, &mut out, |j| &j.1).map_err(|j| j.0), Err(3));
         let sent = pdus(&mut out);
         let mut ev = Vec::new();
-        let resp =
-            Pdu::new(sent[1].sequence_number, Body::SubmitSmResp(MessageIdResp { message_id: "V2".into() }));
+        let resp = Pdu::new(
+            sent[1].sequence_number,
+            Body::SubmitSmResp(MessageIdResp { message_id: "V2".into(), tlvs: Default::default() }),
+        );
         s.on_pdu(resp, now, &mut out, &mut ev);
         assert!(
             matches!(&ev[0], VendorEvent::Done { job: (2, _), outcome: Outcome::Accepted(id) } if id == "V2")

@@ -187,7 +187,10 @@ mod tests {
         put_id_resp(&mut a, CommandId::SUBMIT_SM_RESP, 7, CommandStatus::ESME_ROK, b"abc123");
         let p = Pdu::new(
             7,
-            Body::SubmitSmResp(MessageIdResp { message_id: bytes::Bytes::from_static(b"abc123") }),
+            Body::SubmitSmResp(MessageIdResp {
+                message_id: bytes::Bytes::from_static(b"abc123"),
+                tlvs: Default::default(),
+            }),
         );
         assert_eq!(&a[..], &p.to_bytes()[..]);
         let mut e = BytesMut::new();

@@ -194,8 +194,11 @@ pub fn submit_multi_resp() -> impl Strategy<Value = SubmitMultiResp> {
             .prop_map(|(addr, code)| UnsuccessSme { addr, error_status: CommandStatus(code) })
     };
     let list = prop_oneof![4 => vec(unsuccess(), 0..=6), 1 => vec(unsuccess(), 0..=255)];
-    (cstr(max::MESSAGE_ID), list)
-        .prop_map(|(message_id, unsuccess)| SubmitMultiResp { message_id, unsuccess })
+    (cstr(max::MESSAGE_ID), list).prop_map(|(message_id, unsuccess)| SubmitMultiResp {
+        message_id,
+        unsuccess,
+        tlvs: Default::default(),
+    })
 }
 
 pub fn data_sm() -> impl Strategy<Value = DataSm> {
@@ -247,7 +250,9 @@ pub fn replace_sm() -> impl Strategy<Value = ReplaceSm> {
 
 /// Every body variant with valid contents.
 pub fn body() -> impl Strategy<Value = Body> {
-    let message_id = || cstr(max::MESSAGE_ID).prop_map(|message_id| MessageIdResp { message_id });
+    let message_id = || {
+        cstr(max::MESSAGE_ID).prop_map(|message_id| MessageIdResp { message_id, tlvs: Default::default() })
+    };
     prop_oneof![
         bind().prop_map(Body::BindTransmitter),
         bind_resp().prop_map(Body::BindTransmitterResp),

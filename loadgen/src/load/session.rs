@@ -563,7 +563,10 @@ mod tests {
     fn resp(seq: u32, id: &str) -> Pdu {
         Pdu::new(
             seq,
-            Body::SubmitSmResp(MessageIdResp { message_id: bytes::Bytes::copy_from_slice(id.as_bytes()) }),
+            Body::SubmitSmResp(MessageIdResp {
+                message_id: bytes::Bytes::copy_from_slice(id.as_bytes()),
+                tlvs: Default::default(),
+            }),
         )
     }
 

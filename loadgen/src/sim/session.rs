@@ -208,6 +208,7 @@ impl SimSession {
                 let body = SubmitMultiResp {
                     message_id: Bytes::copy_from_slice(id.as_bytes()),
                     unsuccess: Vec::new(),
+                    tlvs: Default::default(),
                 };
                 Pdu::new(seq, Body::SubmitMultiResp(body)).encode(&mut self.out);
             }
