@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::{Client, config, receipt_of, sim, wait_for};
@@ -35,6 +36,14 @@ fn run_receipt_round_trip(tweak: impl FnOnce(&mut smppgw_loadgen::sim::SimConfig
     }
     c.answer(&p, CommandStatus::ESME_ROK);
     assert_eq!(c.unbind(), CommandStatus::ESME_ROK);
+    // What operators see: the receipt counted by state, its latency and the vendor's observed.
+    let m = &gw.metrics;
+    let delivered =
+        m.receipts_by_state.0[usize::from(MessageState::Delivered.as_u8())].load(Ordering::Relaxed);
+    assert_eq!(delivered, 1);
+    assert_eq!(m.receipt_latency.read().2, 1);
+    assert_eq!(m.vendor_latency.read().2, 1);
+    assert_eq!(m.submit_results.0[0].load(Ordering::Relaxed), 1, "one ESME_ROK");
     gw.shutdown();
     gw.join();
 }

@@ -59,6 +59,11 @@ pub const METRIC_FAMILIES: &[&str] = &[
     "smppgw_deliveries_dropped_total",
     "smppgw_submit_latency_seconds",
     "smppgw_vendor_submit_latency_seconds",
+    "smppgw_receipt_latency_seconds",
+    "smppgw_submit_results_total",
+    "smppgw_receipts_by_state_total",
+    "smppgw_delivery_queue_depth",
+    "smppgw_store_records",
     "smppgw_customer_binds",
     "smppgw_customer_max_binds",
     "smppgw_vendor_bind_up",
@@ -216,7 +221,12 @@ pub fn render(metrics: &Metrics, snap: &Snapshot) -> String {
         deliveries_ok,
         deliveries_failed,
         deliveries_dropped,
+        submit_results,
+        receipts_by_state,
+        delivery_queue_by_core,
+        store_records_by_core,
         submit_latency,
+        receipt_latency,
         vendor_latency,
     } = metrics;
 
@@ -316,6 +326,55 @@ pub fn render(metrics: &Metrics, snap: &Snapshot) -> String {
         "Our submit_sm to the vendor's submit_sm_resp, in seconds.",
         vendor_latency,
     );
+    e.histogram(
+        "smppgw_receipt_latency_seconds",
+        "Customer submit to the vendor's receipt reaching the gateway, in seconds.",
+        receipt_latency,
+    );
+
+    e.family(
+        "smppgw_submit_results_total",
+        Kind::Counter,
+        "Routed customer submits (and throughput refusals) by the command_status answered.",
+    );
+    for (code, c) in submit_results.0.iter().enumerate() {
+        let n = c.load(Ordering::Relaxed);
+        if n > 0 || code == 0 {
+            let name = if code == 255 {
+                "other".to_owned()
+            } else {
+                smppgw_codec::CommandStatus(code as u32).name_or_hex().into_owned()
+            };
+            e.sample("smppgw_submit_results_total", &[("status", &name)], n);
+        }
+    }
+    e.family("smppgw_receipts_by_state_total", Kind::Counter, "Receipts matched, by the state they report.");
+    for st in smppgw_codec::receipt::MessageState::ALL {
+        let n = receipts_by_state.0.get(usize::from(st.as_u8())).map_or(0, |c| c.load(Ordering::Relaxed));
+        e.sample("smppgw_receipts_by_state_total", &[("state", st.stat_word())], n);
+    }
+    e.family(
+        "smppgw_delivery_queue_depth",
+        Kind::Gauge,
+        "Receipts and MO waiting in the delivery queues of the customers homed on each core.",
+    );
+    for core in 0..snap.cores {
+        let core_label = core.to_string();
+        e.sample(
+            "smppgw_delivery_queue_depth",
+            &[("core", &core_label)],
+            delivery_queue_by_core[core].load(Ordering::Relaxed),
+        );
+    }
+    e.family("smppgw_store_records", Kind::Gauge, "Messages held in the receipt store, by core.");
+    for core in 0..snap.cores {
+        let core_label = core.to_string();
+        e.sample(
+            "smppgw_store_records",
+            &[("core", &core_label)],
+            store_records_by_core[core].load(Ordering::Relaxed),
+        );
+    }
 
     render_customers(&mut e, snap);
     render_vendor_binds(&mut e, snap);

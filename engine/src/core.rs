@@ -86,6 +86,8 @@ pub struct Job {
     pub wants_receipt: bool,
     /// Earlier parts of a long message whose receipts derive from this part's.
     pub siblings: Vec<u64>,
+    /// When it was last sent to a vendor.
+    pub sent_at: Option<Instant>,
 }
 
 impl Job {
@@ -302,6 +304,11 @@ const OUTBOX_CONGESTED: usize = crate::limits::CROSS_CORE_CHANNEL_CAPACITY;
 /// a long message from the receipt of its last part (value 1). Documented in the README.
 pub const TAG_DERIVED_RECEIPT: u16 = 0x1501;
 
+/// Unix time in milliseconds.
+pub fn unix_now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
 /// Unix time in seconds.
 pub fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
@@ -363,6 +370,9 @@ impl Core {
         }
         let d = self.dispatcher.borrow();
         self.metrics.deliveries_dropped.store(d.dropped, Ordering::Relaxed);
+        self.metrics.delivery_queue_by_core[self.idx].store(d.queued_total() as u64, Ordering::Relaxed);
+        self.metrics.store_records_by_core[self.idx]
+            .store(self.store.borrow().len() as u64, Ordering::Relaxed);
     }
 
     /// The record this core's shard holds for a customer-visible id.
@@ -669,6 +679,13 @@ impl Core {
             Err(_) => self.metrics.refused.fetch_add(1, Ordering::Relaxed),
         };
         self.metrics.observe_submit(job.received.elapsed());
+        self.metrics.submit_results.add(match &result {
+            Ok(_) => 0,
+            Err(st) => st.0,
+        });
+        if let Some(sent) = job.sent_at {
+            self.metrics.vendor_latency.observe(sent.elapsed());
+        }
         self.reply(job.reply, result.map(|_| job.shown_id));
     }
 
@@ -777,6 +794,13 @@ impl Core {
             rec.error = u16::from_be_bytes([nec[1], nec[2]]);
         }
         self.metrics.receipts_matched.fetch_add(1, Ordering::Relaxed);
+        if let Some(c) = self.metrics.receipts_by_state.0.get(usize::from(stat.as_u8())) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+        let waited_ms = unix_now_ms().saturating_sub(rec.submitted.saturating_mul(1000));
+        if rec.submitted > 0 {
+            self.metrics.receipt_latency.observe(std::time::Duration::from_millis(waited_ms));
+        }
         if !rec.wants_receipt {
             return;
         }
@@ -950,6 +974,7 @@ fn unreachable_job() -> Box<Job> {
         submitted_unix: 0,
         wants_receipt: false,
         siblings: Vec::new(),
+        sent_at: None,
     })
 }
 

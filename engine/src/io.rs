@@ -319,6 +319,7 @@ impl CustomerDriver {
         let Some(c) = self.customer.clone() else { return };
         if !c.limiter.try_acquire(segments, self.io.nanos(now)) {
             self.core.metrics.throttled_customer.fetch_add(1, Ordering::Relaxed);
+            self.core.metrics.submit_results.add(CommandStatus::ESME_RTHROTTLED.0);
             self.core.metrics.rejected.fetch_add(1, Ordering::Relaxed);
             let mut sink = Vec::new();
             self.machine.submit_done(
@@ -367,6 +368,7 @@ impl CustomerDriver {
             submitted_unix: crate::core::unix_now(),
             wants_receipt,
             siblings,
+            sent_at: None,
         });
         self.core.submit(job);
     }
@@ -484,6 +486,7 @@ impl CustomerDriver {
                 submitted_unix: crate::core::unix_now(),
                 wants_receipt,
                 siblings: Vec::new(),
+                sent_at: None,
             });
             self.core.submit(job);
         }
@@ -951,6 +954,10 @@ pub async fn vendor_slot(
                 if rate.ready_at(t).is_some() {
                     queue.push_front(job);
                     break;
+                }
+                let mut job = job;
+                if let VJob::Submit(j) = &mut job {
+                    j.sent_at = Some(now);
                 }
                 let sent = match job {
                     VJob::Submit(_) => machine.submit(job, now, &mut wbuf, |j| match j {

@@ -56,6 +56,27 @@ impl std::ops::Index<usize> for PerCore {
     }
 }
 
+/// One counter per command_status code below 255; index 255 counts every other code.
+#[derive(Debug)]
+pub struct StatusCounts(pub [AtomicU64; 256]);
+
+impl Default for StatusCounts {
+    fn default() -> Self {
+        StatusCounts(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+}
+
+impl StatusCounts {
+    /// Counts one answer with `status`.
+    pub fn add(&self, status: u32) {
+        self.0[status.min(255) as usize].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// One counter per message_state value (0..=9).
+#[derive(Debug, Default)]
+pub struct StateCounts(pub [AtomicU64; 10]);
+
 /// Gateway-wide counters.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -121,8 +142,18 @@ pub struct Metrics {
     pub deliveries_failed: AtomicU64,
     /// Deliveries dropped by the queue overflow policy.
     pub deliveries_dropped: AtomicU64,
+    /// Routed submits by the status the customer got (ESME_ROK included).
+    pub submit_results: StatusCounts,
+    /// Receipts matched, by the state they reported.
+    pub receipts_by_state: StateCounts,
+    /// Deliveries (receipts, MO) queued per customer home core, by core.
+    pub delivery_queue_by_core: PerCore,
+    /// Messages in the receipt store, by core.
+    pub store_records_by_core: PerCore,
     /// Customer submit -> our submit_sm_resp.
     pub submit_latency: Histogram,
+    /// Customer submit -> the vendor's receipt reaching us.
+    pub receipt_latency: Histogram,
     /// Our submit_sm -> the vendor's submit_sm_resp.
     pub vendor_latency: Histogram,
 }
