@@ -915,15 +915,7 @@ pub async fn vendor_slot(
                                 shutting = true;
                                 slot_rt.up.store(false, Ordering::Relaxed);
                                 // Not sent yet: safe to send elsewhere right away.
-                                for job in queue.drain(..) {
-                                    match job {
-                                        VJob::Submit(job) => {
-                                            slot_rt.load.fetch_sub(1, Ordering::Relaxed);
-                                            core.dispatch(job);
-                                        }
-                                        VJob::Op(op) => core.dispatch_op(op),
-                                    }
-                                }
+                                send_elsewhere(&core, &slot_rt, &mut queue);
                             }
                         }
                     }
@@ -1013,15 +1005,7 @@ pub async fn vendor_slot(
             }
         }
         // Jobs never sent are safe to send elsewhere.
-        for job in queue.drain(..) {
-            match job {
-                VJob::Submit(job) => {
-                    slot_rt.load.fetch_sub(1, Ordering::Relaxed);
-                    core.dispatch(job);
-                }
-                VJob::Op(op) => core.dispatch_op(op),
-            }
-        }
+        send_elsewhere(&core, &slot_rt, &mut queue);
         let _ = stream.close().await;
         if shutting {
             break;
@@ -1110,6 +1094,19 @@ fn on_vjob(
                     core.reply(op.reply, Err(fail));
                 }
             }
+        }
+    }
+}
+
+/// Jobs queued at a bind but never sent: safe to send elsewhere.
+fn send_elsewhere(core: &Core, slot_rt: &crate::snapshot::BindSlot, queue: &mut VecDeque<VJob>) {
+    for job in queue.drain(..) {
+        match job {
+            VJob::Submit(job) => {
+                slot_rt.load.fetch_sub(1, Ordering::Relaxed);
+                core.dispatch(job);
+            }
+            VJob::Op(op) => core.dispatch_op(op),
         }
     }
 }
