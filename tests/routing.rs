@@ -218,3 +218,34 @@ fn graceful_shutdown_answers_every_submit_in_flight() {
     assert!(unbound, "the gateway unbound the customer");
     assert_eq!(v.stats().submits_ok, 20, "every acknowledged message reached the vendor");
 }
+
+#[test]
+fn a_customer_and_its_vendor_bind_on_different_cores() {
+    // Goal: with the vendor's one bind on core 0, customers bound on core 1 are served through the
+    // cross-core channel, answered with ids, and nothing is lost.
+    let v = sim(|_| {});
+    let mut cfg = config(&[("v", v.local_addr())]);
+    cfg.vendors[0].binds = 1;
+    let gw = smppgw_engine::start(cfg).unwrap();
+    assert!(wait_for(Duration::from_secs(5), || v.stats().binds_current >= 1));
+    let per = &gw.metrics.sessions_by_core;
+    let mut clients = Vec::new();
+    while per[1].load(std::sync::atomic::Ordering::Relaxed) == 0 && clients.len() < 32 {
+        let mut c = Client::connect(gw.local_addr);
+        assert_eq!(c.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+        clients.push(c);
+    }
+    assert!(per[1].load(std::sync::atomic::Ordering::Relaxed) > 0, "a session landed on core 1");
+    let mut ok = 0;
+    for (i, c) in clients.iter_mut().enumerate() {
+        for j in 0..10 {
+            let (st, id) = c.submit(&format!("1555{i:03}{j:04}"), "cross-core");
+            assert_eq!(st, CommandStatus::ESME_ROK);
+            assert!(!id.is_empty());
+            ok += 1;
+        }
+    }
+    assert_eq!(v.stats().submits_ok, ok);
+    gw.shutdown();
+    gw.join();
+}

@@ -905,3 +905,97 @@ mod delivery_tests {
         assert_eq!(s.deliveries_outstanding(), 0);
     }
 }
+
+#[cfg(test)]
+mod fuzz_tests {
+    use super::*;
+    use proptest::prelude::*;
+    use smppgw_codec::{Address, Decoder};
+
+    /// Random bytes, or a valid PDU a customer might send (possibly cut short).
+    fn chunk() -> impl Strategy<Value = Vec<u8>> {
+        let submit = |seq: u32, esm: u8| {
+            Pdu::new(
+                seq,
+                Body::SubmitSm(SubmitSm {
+                    source: Address::new(1, 1, "1555"),
+                    dest: Address::new(1, 1, "1666"),
+                    esm_class: esm,
+                    short_message: "hi".into(),
+                    ..Default::default()
+                }),
+            )
+        };
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..48),
+            (any::<u32>(), any::<u8>()).prop_map(move |(q, e)| submit(q, e).to_bytes().to_vec()),
+            any::<u32>().prop_map(|q| Pdu::new(q, Body::EnquireLink).to_bytes().to_vec()),
+            any::<u32>().prop_map(|q| Pdu::new(q, Body::Unbind).to_bytes().to_vec()),
+            any::<u32>()
+                .prop_map(|q| Pdu::new(q, Body::BindTransmitter(Bind::default())).to_bytes().to_vec()),
+            any::<u32>()
+                .prop_map(|q| Pdu::new(q, Body::DeliverSmResp(Default::default())).to_bytes().to_vec()),
+            (any::<u32>(), any::<u32>()).prop_map(|(q, id)| {
+                let mut v = Pdu::new(q, Body::EnquireLink).to_bytes().to_vec();
+                v[4..8].copy_from_slice(&id.to_be_bytes());
+                v
+            }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        /// Whatever bytes a peer sends, the session machine never panics, answers only with PDUs
+        /// that decode, and keeps its outstanding count consistent.
+        #[test]
+        fn arbitrary_input_never_breaks_the_session(chunks in proptest::collection::vec(chunk(), 0..24), bind_first in any::<bool>()) {
+            let now = Instant::now();
+            let settings = CustomerSettings {
+                system_id: "gw".into(),
+                enquire_link_interval: Duration::from_secs(30),
+                session_timeout: Duration::from_secs(90),
+                bind_timeout: Duration::from_secs(10),
+                response_timeout: Duration::from_secs(5),
+            };
+            let mut s = CustomerSession::new(settings, now);
+            let (mut out, mut ev) = (BytesMut::new(), Vec::new());
+            if bind_first {
+                s.on_pdu(Pdu::new(1, Body::BindTransceiver(Bind::default())), now, &mut out, &mut ev);
+                s.bind_accepted(BindKind::Transceiver, 1, IdStyle::Hex, 8, &mut out);
+            }
+            let decoder = Decoder::default();
+            let mut buf = BytesMut::new();
+            for c in chunks {
+                buf.extend_from_slice(&c);
+                loop {
+                    match decoder.decode(&mut buf) {
+                        Ok(Some(p)) => s.on_pdu(p, now, &mut out, &mut ev),
+                        Ok(None) => break,
+                        Err(e) => {
+                            s.on_decode_error(&e, now, &mut out, &mut ev);
+                            if !matches!(e, DecodeError::Pdu { .. }) {
+                                buf.clear();
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            // Everything routed is answered.
+            for e in ev.drain(..) {
+                if let Event::Submit { seq, .. } | Event::DataSm { seq, .. } = e {
+                    s.submit_done(seq, false, Err(CommandStatus::ESME_RSYSERR), &mut out, &mut Vec::new());
+                }
+            }
+            prop_assert_eq!(s.outstanding(), 0);
+            s.on_tick(now + Duration::from_secs(120), &mut out, &mut ev);
+            while !out.is_empty() {
+                match decoder.decode(&mut out) {
+                    Ok(Some(_)) => {}
+                    other => prop_assert!(false, "the session wrote something undecodable: {:?}", other),
+                }
+            }
+        }
+    }
+}
