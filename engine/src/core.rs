@@ -702,9 +702,9 @@ impl Core {
             source: (
                 job.submit.source.ton,
                 job.submit.source.npi,
-                Bytes::copy_from_slice(&job.submit.source.addr),
+                crate::store::Small::new(&job.submit.source.addr),
             ),
-            dest: (job.submit.dest.ton, job.submit.dest.npi, Bytes::copy_from_slice(&job.submit.dest.addr)),
+            dest: (job.submit.dest.ton, job.submit.dest.npi, crate::store::Small::new(&job.submit.dest.addr)),
             submitted: job.submitted_unix,
             state: MessageState::Enroute,
             final_at: 0,
@@ -948,8 +948,16 @@ fn customer_receipt(
         text = text.slice(..smppgw_codec::SHORT_MESSAGE_MAX);
     }
     SubmitSm {
-        source: Address { ton: rec.dest.0, npi: rec.dest.1, addr: rec.dest.2.clone() },
-        dest: Address { ton: rec.source.0, npi: rec.source.1, addr: rec.source.2.clone() },
+        source: Address {
+            ton: rec.dest.0,
+            npi: rec.dest.1,
+            addr: Bytes::copy_from_slice(rec.dest.2.as_bytes()),
+        },
+        dest: Address {
+            ton: rec.source.0,
+            npi: rec.source.1,
+            addr: Bytes::copy_from_slice(rec.source.2.as_bytes()),
+        },
         esm_class: 0x04,
         short_message: text,
         tlvs: tlvs.build(),

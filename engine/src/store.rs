@@ -57,6 +57,18 @@ pub fn alternate_ids(canonical: &[u8]) -> Vec<Vec<u8>> {
     out
 }
 
+/// The key of a vendor's id in the store: a 64-bit hash of the vendor and the canonical id. A
+/// lookup checks the record's own id, so a collision can only hide a receipt, never misroute one.
+fn vendor_key(vendor: u32, canonical: &[u8]) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    h.write_u32(vendor);
+    h.write(canonical);
+    let a = h.finish();
+    // A second, independent pass mixes the bits for the segment and bucket choices.
+    crate::hash::FxBuild::default().hash_one(a)
+}
+
 /// The core that owns the record of `canonical` id at `vendor`.
 pub fn shard_of(vendor: u32, canonical: &[u8], cores: usize) -> usize {
     // FNV-1a: stable across processes and nodes, cheap, good enough spread for ids.
@@ -125,6 +137,49 @@ impl<K: std::hash::Hash + Eq, V, S: std::hash::BuildHasher + Default> SegMap<K, 
     }
 }
 
+/// A short byte string kept inline (addresses: 20 digits in SMPP 3.4), on the heap only when
+/// longer: a stored message costs no allocation for its addresses.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Small {
+    /// Up to 22 octets, with their length.
+    Inline(u8, [u8; 22]),
+    /// Longer.
+    Heap(Box<[u8]>),
+}
+
+impl Small {
+    /// Copies `b`.
+    pub fn new(b: &[u8]) -> Small {
+        if b.len() <= 22 {
+            let mut a = [0u8; 22];
+            a[..b.len()].copy_from_slice(b);
+            Small::Inline(b.len() as u8, a)
+        } else {
+            Small::Heap(b.into())
+        }
+    }
+
+    /// The octets.
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Small::Inline(n, a) => &a[..usize::from(*n)],
+            Small::Heap(b) => b,
+        }
+    }
+}
+
+impl std::fmt::Debug for Small {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", String::from_utf8_lossy(self.as_bytes()))
+    }
+}
+
+impl From<&str> for Small {
+    fn from(s: &str) -> Small {
+        Small::new(s.as_bytes())
+    }
+}
+
 /// Everything kept about one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
@@ -139,9 +194,9 @@ pub struct Record {
     /// The vendor's id, as it sent it.
     pub vendor_id: Bytes,
     /// Originator, TON, NPI.
-    pub source: (u8, u8, Bytes),
+    pub source: (u8, u8, Small),
     /// Recipient, TON, NPI.
-    pub dest: (u8, u8, Bytes),
+    pub dest: (u8, u8, Small),
     /// Unix seconds when the customer submitted it.
     pub submitted: u64,
     /// Last known state.
@@ -169,7 +224,7 @@ pub struct Shard<R> {
     records: SegMap<u64, Record>,
     // Vendor ids are byte strings that differ in a few characters: a strong hash keeps probes
     // short; our own ids (u64) use the fast one.
-    by_vendor: SegMap<(u32, Box<[u8]>), u64, std::collections::hash_map::RandomState>,
+    by_vendor: SegMap<u64, u64>,
     by_shown: SegMap<u64, u64>,
     order: VecDeque<(u64, u64)>,
     early: std::collections::HashMap<(u32, Box<[u8]>), Early<R>>,
@@ -214,7 +269,9 @@ impl<R> Shard<R> {
 
     /// Stores a message the vendor accepted; returns a receipt that was waiting for it.
     pub fn insert(&mut self, rec: Record, now: u64) -> Option<R> {
-        let key: (u32, Box<[u8]>) = (rec.vendor, canonical_id(&rec.vendor_id).into_boxed_slice());
+        let canonical = canonical_id(&rec.vendor_id);
+        let early_key: (u32, Box<[u8]>) = (rec.vendor, canonical.clone().into_boxed_slice());
+        let key = vendor_key(rec.vendor, &canonical);
         while self.len >= self.max {
             if !self.pop_oldest() {
                 break;
@@ -224,7 +281,7 @@ impl<R> Shard<R> {
         let msg_id = rec.msg_id;
         self.by_shown.insert(rec.shown_id, msg_id);
         self.order.push_back((now, msg_id));
-        let early = self.take_early(&key);
+        let early = self.take_early(&early_key);
         self.by_vendor.insert(key, msg_id);
         if self.records.insert(msg_id, rec).is_none() {
             self.len += 1;
@@ -254,7 +311,7 @@ impl<R> Shard<R> {
                 if self.by_shown.get(&rec.shown_id) == Some(&msg_id) {
                     self.by_shown.remove(&rec.shown_id);
                 }
-                let key = (rec.vendor, canonical_id(&rec.vendor_id).into_boxed_slice());
+                let key = vendor_key(rec.vendor, &canonical_id(&rec.vendor_id));
                 if self.by_vendor.get(&key) == Some(&msg_id) {
                     self.by_vendor.remove(&key);
                 }
@@ -266,14 +323,19 @@ impl<R> Shard<R> {
 
     /// The record for a vendor's id, however the vendor spelled it.
     pub fn find_vendor_mut(&mut self, vendor: u32, id: &[u8]) -> Option<&mut Record> {
-        let c = canonical_id(id).into_boxed_slice();
-        let msg_id = match self.by_vendor.get(&(vendor, c.clone())) {
-            Some(&m) => m,
-            None => alternate_ids(&c)
-                .into_iter()
-                .find_map(|a| self.by_vendor.get(&(vendor, a.into_boxed_slice())).copied())?,
-        };
-        self.records.get_mut(&msg_id)
+        let c = canonical_id(id);
+        let matches =
+            |rec: &Record, want: &[u8]| rec.vendor == vendor && canonical_id(&rec.vendor_id) == want;
+        let mut found = None;
+        for cand in std::iter::once(c.clone()).chain(alternate_ids(&c)) {
+            if let Some(&m) = self.by_vendor.get(&vendor_key(vendor, &cand))
+                && self.records.get(&m).is_some_and(|r| matches(r, &cand))
+            {
+                found = Some(m);
+                break;
+            }
+        }
+        self.records.get_mut(&found?)
     }
 
     /// Parks a receipt whose message is not stored yet. Returns false when the bound refuses it.
