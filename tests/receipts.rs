@@ -161,3 +161,34 @@ fn query_sm_answers_from_the_store_for_its_owner_only() {
     gw.shutdown();
     gw.join();
 }
+
+#[test]
+fn an_unanswered_receipt_is_sent_again_after_the_response_timeout_and_only_until_answered() {
+    // Goal: a deliver_sm the customer never answers is retried after server.response_timeout_ms;
+    // once answered it is not sent again.
+    let vendor = sim(|_| {});
+    let mut cfg = config(&[("v1", vendor.local_addr())]);
+    cfg.server.response_timeout_ms = 500;
+    let gw = smppgw_engine::start(cfg).unwrap();
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
+    assert!(wait_for(Duration::from_secs(5), || vendor.stats().binds_current >= 2));
+    let (_, id) = c.submit_dlr("15551239999", "time me out");
+    let first = c.recv_deliver();
+    assert_eq!(receipt_of(&first).0, id);
+    // Not answered: the same receipt comes again after the timeout.
+    let again = c.recv_deliver();
+    assert_eq!(receipt_of(&again).0, id);
+    assert_ne!(again.sequence_number, first.sequence_number);
+    c.answer(&again, CommandStatus::ESME_ROK);
+    c.stream.set_read_timeout(Some(Duration::from_millis(1500))).unwrap();
+    let mut extra = 0;
+    while let Some(p) = c.try_recv() {
+        if matches!(p.body, Body::DeliverSm(_)) {
+            extra += 1;
+        }
+    }
+    assert_eq!(extra, 0, "accepted once, never again");
+    gw.shutdown();
+    gw.join();
+}
