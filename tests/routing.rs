@@ -55,6 +55,12 @@ fn a_throttling_vendor_is_passed_over_and_slowed_down() {
     assert!(s1.throttled < n / 2, "slowed down instead of hammering: {} throttled", s1.throttled);
     let m = &gw.metrics;
     assert!(m.failovers.load(std::sync::atomic::Ordering::Relaxed) >= s1.throttled);
+    // Operators see it per vendor and per customer.
+    let snap = gw.control().current();
+    let slow = snap.vendors.iter().flatten().find(|v| v.cfg.name == "slow").unwrap();
+    assert_eq!(slow.counters.throttled.load(std::sync::atomic::Ordering::Relaxed), s1.throttled);
+    let c1 = snap.customer(b"c1").unwrap();
+    assert_eq!(c1.counters.accepted.load(std::sync::atomic::Ordering::Relaxed), n);
     gw.shutdown();
     gw.join();
 }
@@ -120,6 +126,15 @@ fn customer_throughput_is_counted_in_segments() {
     assert!(statuses.contains(&CommandStatus::ESME_RTHROTTLED), "{statuses:?}");
     std::thread::sleep(Duration::from_millis(400));
     assert_eq!(long(&mut c), CommandStatus::ESME_ROK, "allowed again after 300 ms");
+    let snap = gw.control().current();
+    let k = &snap.customer(b"c1").unwrap().counters;
+    let ok = statuses.iter().filter(|s| s.is_ok()).count() as u64 + 1;
+    assert_eq!(
+        k.segments.load(std::sync::atomic::Ordering::Relaxed),
+        3 * ok,
+        "3 segments per accepted message"
+    );
+    assert_eq!(k.throttled.load(std::sync::atomic::Ordering::Relaxed), 6 - ok);
     gw.shutdown();
     gw.join();
 }

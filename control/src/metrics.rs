@@ -66,6 +66,9 @@ pub const METRIC_FAMILIES: &[&str] = &[
     "smppgw_store_records",
     "smppgw_customer_binds",
     "smppgw_customer_max_binds",
+    "smppgw_customer_messages_total",
+    "smppgw_customer_segments_total",
+    "smppgw_vendor_messages_total",
     "smppgw_vendor_bind_up",
     "smppgw_vendor_bind_load",
     "smppgw_vendor_bind_capacity",
@@ -389,6 +392,55 @@ fn render_customers(e: &mut Exposition, snap: &Snapshot) {
     e.family("smppgw_customer_max_binds", Kind::Gauge, "Concurrent binds each customer is allowed.");
     for c in snap.customers.iter().flatten() {
         e.sample("smppgw_customer_max_binds", &[("customer", &c.cfg.system_id)], c.cfg.max_binds);
+    }
+    e.family(
+        "smppgw_customer_messages_total",
+        Kind::Counter,
+        "Messages of each customer by result: submitted (routed), accepted, refused, throttled.",
+    );
+    for c in snap.customers.iter().flatten() {
+        let k = &c.counters;
+        for (result, n) in [
+            ("submitted", &k.submitted),
+            ("accepted", &k.accepted),
+            ("refused", &k.refused),
+            ("throttled", &k.throttled),
+        ] {
+            e.sample(
+                "smppgw_customer_messages_total",
+                &[("customer", &c.cfg.system_id), ("result", result)],
+                n.load(Ordering::Relaxed),
+            );
+        }
+    }
+    e.family("smppgw_customer_segments_total", Kind::Counter, "Segments each customer submitted.");
+    for c in snap.customers.iter().flatten() {
+        e.sample(
+            "smppgw_customer_segments_total",
+            &[("customer", &c.cfg.system_id)],
+            c.counters.segments.load(Ordering::Relaxed),
+        );
+    }
+    e.family(
+        "smppgw_vendor_messages_total",
+        Kind::Counter,
+        "Submits at each vendor by outcome: accepted, refused, temporary (passed on), throttled, unknown.",
+    );
+    for v in snap.vendors.iter().flatten() {
+        let k = &v.counters;
+        for (result, n) in [
+            ("accepted", &k.accepted),
+            ("refused", &k.refused),
+            ("temporary", &k.temporary),
+            ("throttled", &k.throttled),
+            ("unknown", &k.unknown),
+        ] {
+            e.sample(
+                "smppgw_vendor_messages_total",
+                &[("vendor", &v.cfg.name), ("result", result)],
+                n.load(Ordering::Relaxed),
+            );
+        }
     }
 }
 

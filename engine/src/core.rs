@@ -679,6 +679,10 @@ impl Core {
             Err(_) => self.metrics.refused.fetch_add(1, Ordering::Relaxed),
         };
         self.metrics.observe_submit(job.received.elapsed());
+        if let Some(c) = self.snapshot().customer_at(job.customer) {
+            let counter = if result.is_ok() { &c.counters.accepted } else { &c.counters.refused };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
         self.metrics.submit_results.add(match &result {
             Ok(_) => 0,
             Err(st) => st.0,

@@ -319,6 +319,7 @@ impl CustomerDriver {
         let Some(c) = self.customer.clone() else { return };
         if !c.limiter.try_acquire(segments, self.io.nanos(now)) {
             self.core.metrics.throttled_customer.fetch_add(1, Ordering::Relaxed);
+            c.counters.throttled.fetch_add(1, Ordering::Relaxed);
             self.core.metrics.submit_results.add(CommandStatus::ESME_RTHROTTLED.0);
             self.core.metrics.rejected.fetch_add(1, Ordering::Relaxed);
             let mut sink = Vec::new();
@@ -331,6 +332,8 @@ impl CustomerDriver {
             );
             return;
         }
+        c.counters.submitted.fetch_add(1, Ordering::Relaxed);
+        c.counters.segments.fetch_add(u64::from(segments), Ordering::Relaxed);
         let msg_id = self.core.next_msg_id();
         let wants_receipt = submit.registered_delivery & 0x03 != 0;
         let mut siblings = Vec::new();
@@ -452,6 +455,8 @@ impl CustomerDriver {
                                 });
                                 continue;
                             }
+                            c.counters.submitted.fetch_add(1, Ordering::Relaxed);
+                            c.counters.segments.fetch_add(u64::from(segments), Ordering::Relaxed);
                             jobs.push((i as u16, submit));
                         }
                     }
@@ -1140,6 +1145,19 @@ fn on_outcome(
     outcome: Outcome,
     now: Instant,
 ) {
+    if let Some(v) = core.snapshot().vendor(vendor) {
+        let c = &v.counters;
+        match &outcome {
+            Outcome::Accepted(_) => c.accepted.fetch_add(1, Ordering::Relaxed),
+            Outcome::Refused(st) if *st == CommandStatus::ESME_RTHROTTLED => {
+                c.temporary.fetch_add(1, Ordering::Relaxed);
+                c.throttled.fetch_add(1, Ordering::Relaxed)
+            }
+            Outcome::Refused(st) if st.is_temporary() => c.temporary.fetch_add(1, Ordering::Relaxed),
+            Outcome::Refused(_) => c.refused.fetch_add(1, Ordering::Relaxed),
+            Outcome::Unknown => c.unknown.fetch_add(1, Ordering::Relaxed),
+        };
+    }
     match outcome {
         Outcome::Accepted(vendor_id) => core.accepted(job, vendor, vendor_id),
         Outcome::Refused(st) if st.is_temporary() => {

@@ -28,6 +28,38 @@ pub struct CustomerRt {
     pub binds: Arc<AtomicU32>,
     /// How its message ids are written.
     pub id_style: IdStyle,
+    /// Its message counters (kept across reloads).
+    pub counters: Arc<CustomerCounters>,
+}
+
+/// Per-customer message counters, for /metrics.
+#[derive(Debug, Default)]
+pub struct CustomerCounters {
+    /// submit_sm/data_sm/submit_multi destinations accepted for routing.
+    pub submitted: AtomicU64,
+    /// Segments they count for.
+    pub segments: AtomicU64,
+    /// Answered with our id.
+    pub accepted: AtomicU64,
+    /// Answered with an error after routing.
+    pub refused: AtomicU64,
+    /// Refused for its throughput limit.
+    pub throttled: AtomicU64,
+}
+
+/// Per-vendor outcome counters, for /metrics.
+#[derive(Debug, Default)]
+pub struct VendorCounters {
+    /// Accepted by the vendor.
+    pub accepted: AtomicU64,
+    /// Refused with a permanent status.
+    pub refused: AtomicU64,
+    /// Refused with a temporary status (passed to the next vendor).
+    pub temporary: AtomicU64,
+    /// ESME_RTHROTTLED among those.
+    pub throttled: AtomicU64,
+    /// No answer (timeout or connection lost).
+    pub unknown: AtomicU64,
 }
 
 impl CustomerRt {
@@ -99,6 +131,8 @@ pub struct VendorRt {
     pub cfg: VendorConfig,
     /// One per configured bind.
     pub slots: Vec<Arc<BindSlot>>,
+    /// Outcome counters (kept across reloads).
+    pub counters: Arc<VendorCounters>,
 }
 
 /// One compiled route.
@@ -259,7 +293,10 @@ impl Snapshot {
                 |o| o.idx,
             );
             let keep = old.as_ref().filter(|o| connection_key(&o.cfg) == connection_key(v));
-            let rt = vendor_rt(idx, v, cores, keep.map(|o| o.slots.as_slice()));
+            let mut rt = vendor_rt(idx, v, cores, keep.map(|o| o.slots.as_slice()));
+            if let Some(o) = &old {
+                rt.counters = o.counters.clone();
+            }
             if vendors.len() <= idx as usize {
                 vendors.resize(idx as usize + 1, None);
             }
@@ -314,6 +351,7 @@ fn customer_rt(idx: u32, c: &CustomerConfig, old: Option<&CustomerRt>) -> Custom
         cfg: c.clone(),
         limiter,
         binds: old.map_or_else(|| Arc::new(AtomicU32::new(0)), |o| o.binds.clone()),
+        counters: old.map_or_else(Arc::default, |o| o.counters.clone()),
         id_style: match c.id_format {
             IdFormat::Hex => IdStyle::Hex,
             IdFormat::Decimal => IdStyle::Decimal,
@@ -342,7 +380,7 @@ fn vendor_rt(idx: u32, v: &VendorConfig, cores: usize, keep: Option<&[Arc<BindSl
             })
         })
         .collect();
-    VendorRt { idx, cfg: v.clone(), slots }
+    VendorRt { idx, cfg: v.clone(), slots, counters: Arc::default() }
 }
 
 fn route_table(
