@@ -59,6 +59,9 @@ fn a_throttling_vendor_is_passed_over_and_slowed_down() {
     let snap = gw.control().current();
     let slow = snap.vendors.iter().flatten().find(|v| v.cfg.name == "slow").unwrap();
     assert_eq!(slow.counters.throttled.load(std::sync::atomic::Ordering::Relaxed), s1.throttled);
+    let last =
+        slow.slots.iter().filter_map(|s| s.last_error()).map(|(e, _)| e.to_string()).collect::<Vec<_>>();
+    assert!(last.iter().any(|e| e == "submit refused: ESME_RTHROTTLED"), "{last:?}");
     let c1 = snap.customer(b"c1").unwrap();
     assert_eq!(c1.counters.accepted.load(std::sync::atomic::Ordering::Relaxed), n);
     gw.shutdown();

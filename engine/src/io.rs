@@ -860,6 +860,7 @@ pub async fn vendor_slot(
         let mut stream = match connected {
             Ok(s) => s,
             Err(e) => {
+                slot_rt.set_error(crate::snapshot::BindError::Connect, crate::core::unix_now());
                 warn!(vendor = %cfg.name, slot, "connect to {addr} failed: {e}");
                 continue;
             }
@@ -935,6 +936,10 @@ pub async fn vendor_slot(
                         backoff_ms = 0;
                     }
                     VendorEvent::BindFailed(st) => {
+                        slot_rt.set_error(
+                            crate::snapshot::BindError::BindRefused(st.0),
+                            crate::core::unix_now(),
+                        );
                         warn!(vendor = %cfg.name, slot, status = %st, "vendor refused bind")
                     }
                     VendorEvent::Done { job, outcome } => {
@@ -1001,6 +1006,9 @@ pub async fn vendor_slot(
             }
         }
         // The connection is gone.
+        if !shutting {
+            slot_rt.set_error(crate::snapshot::BindError::Disconnected, crate::core::unix_now());
+        }
         slot_rt.up.store(false, Ordering::Relaxed);
         machine.close(&mut events);
         let now = Instant::now();
@@ -1064,6 +1072,14 @@ fn on_vjob(
     match job {
         VJob::Submit(job) => {
             slot_rt.load.fetch_sub(1, Ordering::Relaxed);
+            match &outcome {
+                Outcome::Refused(st) => slot_rt
+                    .set_error(crate::snapshot::BindError::SubmitRefused(st.0), crate::core::unix_now()),
+                Outcome::Unknown => {
+                    slot_rt.set_error(crate::snapshot::BindError::Timeout, crate::core::unix_now())
+                }
+                Outcome::Accepted(_) => {}
+            }
             on_outcome(core, io, vendor, rate, job, outcome, now);
         }
         VJob::Op(op) => {

@@ -112,6 +112,78 @@ pub struct BindSlot {
     pub reconnects: AtomicU64,
     /// Whether throttling currently slows this slot.
     pub slowed: AtomicBool,
+    /// The last thing that went wrong, as [`BindError::encode`]d (0: nothing yet).
+    pub last_error: AtomicU64,
+    /// Unix seconds of `last_error`.
+    pub last_error_at: AtomicU64,
+}
+
+/// What went wrong on a vendor bind, packed in one atomic so the API can show it lock-free.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BindError {
+    /// TCP connect failed.
+    Connect,
+    /// The vendor refused our bind with this status.
+    BindRefused(u32),
+    /// The connection was closed or broke.
+    Disconnected,
+    /// The vendor refused a submit with this status.
+    SubmitRefused(u32),
+    /// A submit got no answer within the response timeout.
+    Timeout,
+}
+
+impl BindError {
+    /// Packs the error in a u64.
+    pub fn encode(self) -> u64 {
+        match self {
+            BindError::Connect => 1 << 32,
+            BindError::BindRefused(s) => (2 << 32) | u64::from(s),
+            BindError::Disconnected => 3 << 32,
+            BindError::SubmitRefused(s) => (4 << 32) | u64::from(s),
+            BindError::Timeout => 5 << 32,
+        }
+    }
+
+    /// Unpacks [`BindError::encode`]; `None` for 0.
+    pub fn decode(v: u64) -> Option<BindError> {
+        let s = v as u32;
+        Some(match v >> 32 {
+            1 => BindError::Connect,
+            2 => BindError::BindRefused(s),
+            3 => BindError::Disconnected,
+            4 => BindError::SubmitRefused(s),
+            5 => BindError::Timeout,
+            _ => return None,
+        })
+    }
+}
+
+impl std::fmt::Display for BindError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let st = |s: u32| smppgw_codec::CommandStatus(s).name_or_hex().into_owned();
+        match self {
+            BindError::Connect => f.write_str("connect failed"),
+            BindError::BindRefused(s) => write!(f, "bind refused: {}", st(*s)),
+            BindError::Disconnected => f.write_str("connection closed"),
+            BindError::SubmitRefused(s) => write!(f, "submit refused: {}", st(*s)),
+            BindError::Timeout => f.write_str("submit timed out"),
+        }
+    }
+}
+
+impl BindSlot {
+    /// Records what went wrong, now.
+    pub fn set_error(&self, e: BindError, unix_secs: u64) {
+        self.last_error.store(e.encode(), Ordering::Relaxed);
+        self.last_error_at.store(unix_secs, Ordering::Relaxed);
+    }
+
+    /// The last error and when it happened.
+    pub fn last_error(&self) -> Option<(BindError, u64)> {
+        BindError::decode(self.last_error.load(Ordering::Relaxed))
+            .map(|e| (e, self.last_error_at.load(Ordering::Relaxed)))
+    }
 }
 
 impl BindSlot {
@@ -377,6 +449,8 @@ fn vendor_rt(idx: u32, v: &VendorConfig, cores: usize, keep: Option<&[Arc<BindSl
                 sent: AtomicU64::new(0),
                 reconnects: AtomicU64::new(0),
                 slowed: AtomicBool::new(false),
+                last_error: AtomicU64::new(0),
+                last_error_at: AtomicU64::new(0),
             })
         })
         .collect();

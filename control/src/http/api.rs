@@ -329,7 +329,7 @@ struct BindJson {
     slowed: bool,
     sent: u64,
     reconnects: u64,
-    /// Not tracked by the engine yet: always null.
+    /// The last error on the bind and when (`null` when none yet).
     last_error: Option<String>,
 }
 
@@ -353,7 +353,7 @@ fn vendors(snap: &Snapshot) -> VendorsJson<'_> {
                     slowed: s.slowed.load(Ordering::Relaxed),
                     sent: s.sent.load(Ordering::Relaxed),
                     reconnects: s.reconnects.load(Ordering::Relaxed),
-                    last_error: None,
+                    last_error: s.last_error().map(|(e, at)| format!("{e} (at unix {at})")),
                 })
                 .collect();
             VendorJson {
