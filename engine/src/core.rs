@@ -177,8 +177,8 @@ pub enum CoreMsg {
     DeliverOn {
         /// The session.
         session: SessionRef,
-        /// The delivery.
-        delivery: Box<Delivery>,
+        /// The delivery (shared with the home core's in-flight table).
+        delivery: Arc<Delivery>,
     },
     /// A session answered a delivery (to the customer's home core).
     DeliveryAck {
@@ -234,7 +234,7 @@ pub enum SessionMsg {
         result: Result<u64, CommandStatus>,
     },
     /// A receipt or MO to send.
-    Deliver(Box<Delivery>),
+    Deliver(Arc<Delivery>),
     /// One core's answer to a query.
     QueryAnswer {
         /// Its request.
@@ -294,7 +294,7 @@ pub struct Core {
     pub failover_on_unknown: bool,
     store: RefCell<Shard<Box<VendorReceipt>>>,
     dispatcher: RefCell<Dispatcher>,
-    pending_out: RefCell<Vec<(SessionRef, Delivery)>>,
+    pending_out: RefCell<Vec<(SessionRef, Arc<Delivery>)>>,
 }
 
 /// Outbox length above which another core is treated as congested for new jobs.
@@ -832,7 +832,7 @@ impl Core {
         let mut out = self.pending_out.borrow_mut();
         self.dispatcher.borrow_mut().next(&mut out);
         for (session, d) in out.drain(..) {
-            self.send(usize::from(session.core), CoreMsg::DeliverOn { session, delivery: Box::new(d) });
+            self.send(usize::from(session.core), CoreMsg::DeliverOn { session, delivery: d });
         }
     }
 

@@ -66,7 +66,9 @@ struct CustomerQueue {
     queue: VecDeque<Delivery>,
     sessions: Vec<(SessionRef, u32)>,
     next: usize,
-    inflight: HashMap<u64, (SessionRef, Delivery)>,
+    /// Shared with the message that carries it to its session: a retry needs it back, and a
+    /// pointer moves through the tables and channels instead of the whole body.
+    inflight: HashMap<u64, (SessionRef, std::sync::Arc<Delivery>)>,
 }
 
 /// The home-core side of every customer homed on this core.
@@ -123,7 +125,7 @@ impl Dispatcher {
         let back: Vec<u64> = q.inflight.iter().filter(|(_, (x, _))| *x == s).map(|(t, _)| *t).collect();
         for t in back {
             if let Some((_, d)) = q.inflight.remove(&t) {
-                q.queue.push_front(d);
+                q.queue.push_front(std::sync::Arc::unwrap_or_clone(d));
             }
         }
     }
@@ -131,11 +133,12 @@ impl Dispatcher {
     /// The customer answered (or failed to answer) delivery `token`.
     pub fn ack(&mut self, customer: u32, token: u64, ok: bool) {
         let Some(q) = self.customers.get_mut(&customer) else { return };
-        let Some((s, mut d)) = q.inflight.remove(&token) else { return };
+        let Some((s, d)) = q.inflight.remove(&token) else { return };
         if let Some(e) = q.sessions.iter_mut().find(|(x, _)| *x == s) {
             e.1 = e.1.saturating_sub(1);
         }
         if !ok {
+            let mut d = std::sync::Arc::unwrap_or_clone(d);
             d.attempts += 1;
             if d.attempts >= DELIVERY_ATTEMPTS_MAX {
                 self.given_up += 1;
@@ -146,7 +149,7 @@ impl Dispatcher {
     }
 
     /// Deliveries that can go now, each with the session to send it on, in queue order.
-    pub fn next(&mut self, out: &mut Vec<(SessionRef, Delivery)>) {
+    pub fn next(&mut self, out: &mut Vec<(SessionRef, std::sync::Arc<Delivery>)>) {
         for q in self.customers.values_mut() {
             while !q.queue.is_empty() && !q.sessions.is_empty() {
                 // Round robin over sessions with room.
@@ -160,6 +163,7 @@ impl Dispatcher {
                 let Some(d) = q.queue.pop_front() else { break };
                 q.sessions[i].1 += 1;
                 let s = q.sessions[i].0;
+                let d = std::sync::Arc::new(d);
                 q.inflight.insert(d.token, (s, d.clone()));
                 out.push((s, d));
             }

@@ -614,7 +614,7 @@ impl CustomerDriver {
         }
     }
 
-    fn on_deliver(&mut self, d: Box<crate::deliveries::Delivery>, now: Instant) {
+    fn on_deliver(&mut self, d: Arc<crate::deliveries::Delivery>, now: Instant) {
         let as_data_sm = d.kind == crate::deliveries::Kind::Receipt
             && self.customer.as_ref().is_some_and(|c| c.cfg.receipt_pdu == crate::config::ReceiptPdu::DataSm);
         if !self.machine.deliver(d.token, &d.body, as_data_sm, now, &mut self.wbuf) {
