@@ -101,18 +101,23 @@ async fn wait<M>(
     .await
 }
 
-/// A timer re-armed only when the deadline moves.
+/// A timer for the next deadline of a session machine.
+///
+/// Re-armed only when the deadline moves earlier or the timer has fired: a later deadline (every
+/// PDU pushes the keepalive out) keeps the armed timer, which then fires early, finds nothing to
+/// do, and is re-armed once, instead of a new timer per PDU.
 struct Deadline {
     at: Instant,
     timer: Timer,
+    fired: bool,
 }
 
 impl Deadline {
     fn new(at: Instant) -> Deadline {
-        Deadline { at, timer: Timer::new(at.saturating_duration_since(Instant::now())) }
+        Deadline { at, timer: Timer::new(at.saturating_duration_since(Instant::now())), fired: false }
     }
     fn set(&mut self, at: Instant) {
-        if at != self.at {
+        if at < self.at || self.fired {
             *self = Deadline::new(at);
         }
     }
@@ -728,7 +733,10 @@ async fn customer_session(core: Rc<Core>, io: Rc<CoreIo>, mut stream: TcpStream,
                     }
                 }
             }
-            Wake::Timer => d.machine.on_tick(now, &mut d.wbuf, &mut events),
+            Wake::Timer => {
+                deadline.fired = true;
+                d.machine.on_tick(now, &mut d.wbuf, &mut events)
+            }
         }
         for ev in d.on_events(&mut events, now, peer) {
             let Event::Bind { kind, bind, seq } = ev else { continue };
@@ -926,7 +934,10 @@ pub async fn vendor_slot(
                         }
                     }
                 }
-                Wake::Timer => machine.on_tick(now, &mut wbuf, &mut events),
+                Wake::Timer => {
+                    deadline.fired = true;
+                    machine.on_tick(now, &mut wbuf, &mut events)
+                }
             }
             for ev in events.drain(..) {
                 match ev {
