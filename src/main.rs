@@ -33,6 +33,14 @@ struct Cli {
     /// Token for the HTTP API's state-changing requests (required when it listens beyond loopback).
     #[arg(long, env = "SMPPGW_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// Redis URL (redis://host:6379/0): the receipt store, receipts for customers bound on other
+    /// nodes, global rate limits and bind counts are shared through it, so that several nodes act
+    /// as one. Without it all state is local to this node.
+    #[arg(long, env = "SMPPGW_REDIS_URL", hide_env_values = true)]
+    redis_url: Option<String>,
+    /// Prefix of every Redis key (nodes that must act as one use the same prefix).
+    #[arg(long, env = "SMPPGW_REDIS_PREFIX", default_value = "smppgw")]
+    redis_prefix: String,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -94,7 +102,12 @@ fn main() -> ExitCode {
         }
         Some(Command::Migrate) => db_command(cli.database_url, None),
         Some(Command::ImportConfig { file }) => db_command(cli.database_url, Some(file)),
-        None => run(cli.config, cli.database_url, cli.admin_token),
+        None => {
+            let redis = cli
+                .redis_url
+                .map(|u| smppgw_control::redis::RedisOptions::new(u).with_prefix(cli.redis_prefix));
+            run(cli.config, cli.database_url, cli.admin_token, redis)
+        }
     }
 }
 
@@ -161,7 +174,12 @@ fn load_from_db(url: &str, base: &Config) -> Result<Config, String> {
     })
 }
 
-fn run(path: Option<PathBuf>, database_url: Option<String>, admin_token: Option<String>) -> ExitCode {
+fn run(
+    path: Option<PathBuf>,
+    database_url: Option<String>,
+    admin_token: Option<String>,
+    redis: Option<smppgw_control::redis::RedisOptions>,
+) -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SMPPGW_LOG")
@@ -194,7 +212,11 @@ fn run(path: Option<PathBuf>, database_url: Option<String>, admin_token: Option<
         );
     }
     let http_listen = cfg.server.http_listen;
-    let gw = match smppgw_engine::start(cfg) {
+    let started = match &redis {
+        Some(_) => smppgw_engine::start_shared(cfg).map(|(g, end)| (g, Some(end))),
+        None => smppgw_engine::start(cfg).map(|g| (g, None)),
+    };
+    let (gw, remote_end) = match started {
         Ok(g) => g,
         Err(e) => {
             eprintln!("smppgw: {e}");
@@ -207,8 +229,9 @@ fn run(path: Option<PathBuf>, database_url: Option<String>, admin_token: Option<
     }
     let control = gw.control();
     let metrics = gw.metrics.clone();
+    let shared = redis.zip(remote_end);
     let control_thread =
-        spawn_control_thread(http, move || control_plane(control, metrics, base, path, database_url));
+        spawn_control_thread(http, move || control_plane(control, metrics, base, path, database_url, shared));
     let control_thread = match control_thread {
         Ok(t) => t,
         Err(e) => {
@@ -246,8 +269,12 @@ async fn control_plane(
     base: Config,
     path: Option<PathBuf>,
     database_url: Option<String>,
+    shared: Option<(smppgw_control::redis::RedisOptions, smppgw_engine::remote::RemoteEnd)>,
 ) -> Result<ApiState, String> {
     let mut state = ApiState::new(control.clone(), metrics);
+    if let Some((opts, end)) = shared {
+        state = smppgw_control::redis::attach(state, opts, control.clone(), end).0;
+    }
     match database_url {
         Some(url) => {
             let pg = smppgw_control::db::parse_database_url(&url).map_err(|e| e.to_string())?;

@@ -26,6 +26,13 @@ fn submits_reach_the_vendor_with_our_id_and_fail_over_when_the_first_vendor_is_d
         assert!(!id.is_empty());
     }
     assert_eq!(v2.stats().submits, 20);
+    // Operators see the route's traffic in /metrics; an unroutable destination counts nowhere.
+    let scrape = smppgw_control::metrics::render(&gw.metrics, &gw.control().current());
+    assert!(
+        scrape.contains("smppgw_route_messages_total{route=\"default\",result=\"accepted\"} 20"),
+        "{scrape}"
+    );
+    assert!(scrape.contains("smppgw_route_messages_total{route=\"default\",result=\"refused\"} 0"));
     gw.shutdown();
     gw.join();
 }

@@ -9,8 +9,9 @@
 pub mod db;
 pub mod http;
 pub mod metrics;
+pub mod redis;
 
 pub use db::{
-    Campaign, ConfigWatcher, DbConfig, DbError, Health, ImportSummary, InvalidConfig, WatchOptions,
-    import_config, load, migrate,
+    ConfigWatcher, DbConfig, DbError, Health, ImportSummary, InvalidConfig, WatchOptions, import_config,
+    load, migrate,
 };

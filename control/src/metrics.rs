@@ -51,6 +51,10 @@ pub const METRIC_FAMILIES: &[&str] = &[
     "smppgw_receipts_matched_total",
     "smppgw_receipts_early_total",
     "smppgw_receipts_unmatched_total",
+    "smppgw_shared_fallbacks_total",
+    "smppgw_shared_found_total",
+    "smppgw_shared_deliveries_out_total",
+    "smppgw_shared_deliveries_in_total",
     "smppgw_receipts_unparsable_total",
     "smppgw_mo_received_total",
     "smppgw_mo_unroutable_total",
@@ -68,6 +72,7 @@ pub const METRIC_FAMILIES: &[&str] = &[
     "smppgw_customer_max_binds",
     "smppgw_customer_messages_total",
     "smppgw_customer_segments_total",
+    "smppgw_route_messages_total",
     "smppgw_vendor_messages_total",
     "smppgw_vendor_bind_up",
     "smppgw_vendor_bind_load",
@@ -76,6 +81,9 @@ pub const METRIC_FAMILIES: &[&str] = &[
     "smppgw_vendor_bind_slowed",
     "smppgw_vendor_bind_sent_total",
     "smppgw_vendor_bind_reconnects_total",
+    "smppgw_campaign_segments_total",
+    "smppgw_campaign_throttled_total",
+    "smppgw_brand_capped_total",
 ];
 
 /// What a family's `# TYPE` line says.
@@ -198,6 +206,9 @@ pub fn render(metrics: &Metrics, snap: &Snapshot) -> String {
         refused,
         rejected,
         throttled_customer,
+        // Exported per campaign and per brand by `render_campaigns`.
+        throttled_campaign: _,
+        capped_brand: _,
         no_route,
         no_vendor,
         failovers,
@@ -218,6 +229,10 @@ pub fn render(metrics: &Metrics, snap: &Snapshot) -> String {
         receipts_matched,
         receipts_early,
         receipts_unmatched,
+        remote_fallbacks,
+        remote_found,
+        remote_deliveries_out,
+        remote_deliveries_in,
         receipts_unparsable,
         mo_in,
         mo_unroutable,
@@ -300,6 +315,26 @@ pub fn render(metrics: &Metrics, snap: &Snapshot) -> String {
         "Receipts that never matched a message.",
         receipts_unmatched,
     );
+    e.counter(
+        "smppgw_shared_fallbacks_total",
+        "Shared-state (Redis) operations handled locally because the queue to the control thread was full.",
+        remote_fallbacks,
+    );
+    e.counter(
+        "smppgw_shared_found_total",
+        "Messages stored by another node, found in Redis for a receipt that arrived here.",
+        remote_found,
+    );
+    e.counter(
+        "smppgw_shared_deliveries_out_total",
+        "Receipts and MO handed to Redis for a customer with no receiving bind on this node.",
+        remote_deliveries_out,
+    );
+    e.counter(
+        "smppgw_shared_deliveries_in_total",
+        "Receipts and MO taken from Redis for customers bound on this node.",
+        remote_deliveries_in,
+    );
     e.counter("smppgw_receipts_unparsable_total", "Receipts that could not be parsed.", receipts_unparsable);
     e.counter("smppgw_mo_received_total", "MO messages received from vendors.", mo_in);
     e.counter("smppgw_mo_unroutable_total", "MO messages for numbers no customer owns.", mo_unroutable);
@@ -381,7 +416,40 @@ pub fn render(metrics: &Metrics, snap: &Snapshot) -> String {
 
     render_customers(&mut e, snap);
     render_vendor_binds(&mut e, snap);
+    render_campaigns(&mut e, snap);
     e.out
+}
+
+/// 10DLC campaign and brand families, one sample per configured campaign or brand.
+fn render_campaigns(e: &mut Exposition, snap: &Snapshot) {
+    let t = &snap.campaigns;
+    type CampaignField = fn(&smppgw_engine::campaign::CampaignCounters) -> &AtomicU64;
+    let families: [(&str, &str, CampaignField); 2] = [
+        ("smppgw_campaign_segments_total", "Segments admitted for each 10DLC campaign.", |k| &k.segments),
+        (
+            "smppgw_campaign_throttled_total",
+            "Submits refused (ESME_RTHROTTLED) for each 10DLC campaign's segments per minute.",
+            |k| &k.throttled,
+        ),
+    ];
+    for (name, help, field) in families {
+        e.family(name, Kind::Counter, help);
+        for c in &t.campaigns {
+            e.sample(name, &[("campaign", &c.cfg.campaign_id)], field(&c.counters).load(Ordering::Relaxed));
+        }
+    }
+    e.family(
+        "smppgw_brand_capped_total",
+        Kind::Counter,
+        "Submits refused (ESME_RTHROTTLED) for each 10DLC brand's daily cap.",
+    );
+    for b in &t.brands {
+        e.sample(
+            "smppgw_brand_capped_total",
+            &[("brand", &b.cfg.brand_id)],
+            b.counters.capped.load(Ordering::Relaxed),
+        );
+    }
 }
 
 fn render_customers(e: &mut Exposition, snap: &Snapshot) {
@@ -420,6 +488,22 @@ fn render_customers(e: &mut Exposition, snap: &Snapshot) {
             &[("customer", &c.cfg.system_id)],
             c.counters.segments.load(Ordering::Relaxed),
         );
+    }
+    e.family(
+        "smppgw_route_messages_total",
+        Kind::Counter,
+        "Messages routed by each route by result: accepted, refused (routes that carried traffic).",
+    );
+    // Only routes that carried traffic: a config may hold tens of thousands of routes.
+    for r in snap.routes.routes.iter() {
+        let (a, f) =
+            (r.counters.accepted.load(Ordering::Relaxed), r.counters.refused.load(Ordering::Relaxed));
+        if a + f == 0 {
+            continue;
+        }
+        for (result, n) in [("accepted", a), ("refused", f)] {
+            e.sample("smppgw_route_messages_total", &[("route", &r.name), ("result", result)], n);
+        }
     }
     e.family(
         "smppgw_vendor_messages_total",
@@ -721,7 +805,7 @@ fn parse_sample(line: &str) -> Result<Sample, String> {
 mod tests {
     use std::time::Duration;
 
-    use smppgw_engine::config::{Config, CustomerConfig, VendorConfig};
+    use smppgw_engine::config::{BrandConfig, CampaignConfig, Config, CustomerConfig, VendorConfig};
 
     use super::*;
 
@@ -732,6 +816,10 @@ mod tests {
         let mut v = VendorConfig::new("v1", "127.0.0.1", 1, "a", "b");
         v.binds = 3;
         cfg.vendors.push(v);
+        cfg.brands.push(BrandConfig::new("B1", 10));
+        let mut c = CampaignConfig::new("C1", "B1");
+        c.source_prefixes = vec!["1555".into()];
+        cfg.campaigns.push(c);
         Snapshot::build(cfg, 2)
     }
 
@@ -747,6 +835,8 @@ mod tests {
         let snap = snapshot();
         snap.vendors[0].as_ref().unwrap().slots[1].up.store(true, Ordering::Relaxed);
         snap.customers[0].as_ref().unwrap().binds.store(2, Ordering::Relaxed);
+        assert!(snap.campaign_admit(b"15550001", 4, 0).is_ok());
+        assert!(snap.campaign_admit(b"15550001", 7, 0).is_err(), "over the brand's cap");
 
         let text = render(&m, &snap);
         let families = check_exposition(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
@@ -760,6 +850,9 @@ mod tests {
         assert!(text.contains("smppgw_vendor_bind_up{vendor=\"v1\",slot=\"2\",core=\"0\"} 0\n"));
         assert!(text.contains("smppgw_customer_binds{customer=\"c1\"} 2\n"));
         assert!(text.contains("smppgw_customer_binds{customer=\"we\\\"ird\\\\\"} 0\n"), "label escaping");
+        assert!(text.contains("smppgw_campaign_segments_total{campaign=\"C1\"} 4\n"), "{text}");
+        assert!(text.contains("smppgw_campaign_throttled_total{campaign=\"C1\"} 0\n"));
+        assert!(text.contains("smppgw_brand_capped_total{brand=\"B1\"} 1\n"));
         // Buckets in seconds, cumulative, +Inf == count; the sum in seconds.
         assert!(text.contains("smppgw_submit_latency_seconds_bucket{le=\"0.000025\"} 1\n"));
         assert!(text.contains("smppgw_submit_latency_seconds_bucket{le=\"0.00005\"} 3\n"));

@@ -9,11 +9,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use smppgw_control::db::{
-    self, Campaign, ConfigWatcher, DbConfig, DbError, Health, MIGRATIONS, NODE_SERVER_SETTINGS, WatchOptions,
+    self, ConfigWatcher, DbConfig, DbError, Health, MIGRATIONS, NODE_SERVER_SETTINGS, WatchOptions,
 };
 use smppgw_engine::config::{
-    BindType, Config, CustomerConfig, IdFormat, ReceiptParts, ReceiptPdu, RouteConfig, RouteVendor,
-    VendorBindType, VendorConfig, VendorIdFormat,
+    BindType, BrandConfig, CampaignConfig, Config, CustomerConfig, IdFormat, ReceiptParts, ReceiptPdu,
+    RouteConfig, RouteVendor, VendorBindType, VendorConfig, VendorIdFormat,
 };
 use tokio::sync::watch;
 use tokio_postgres::Client;
@@ -164,10 +164,7 @@ async fn migrations_apply_from_empty_once_even_when_two_nodes_start_together() {
     // An empty schema loads as a configuration with no items, the node's server settings.
     let base = example();
     let loaded = db::load(&mut a, &base).await.expect("empty tables load");
-    assert_eq!(
-        loaded,
-        DbConfig { config: Config { server: base.server.clone(), ..Config::default() }, campaigns: vec![] }
-    );
+    assert_eq!(loaded, DbConfig { config: Config { server: base.server.clone(), ..Config::default() } });
 }
 
 #[tokio::test]
@@ -196,10 +193,12 @@ async fn imported_example_loads_back_equal_and_a_second_import_changes_nothing()
     assert_eq!((first.customers.added, first.vendors.added, first.routes.added), (2, 2, 4));
     assert!(first.changed());
 
-    // With the file itself as the node's base: exactly the file.
+    assert_eq!((first.brands.added, first.campaigns.added), (1, 2));
+
+    // With the file itself as the node's base: exactly the file, 10DLC brands and campaigns too.
     let loaded = db::load(&mut client, &file).await.expect("load");
     assert_eq!(loaded.config, file);
-    assert!(loaded.campaigns.is_empty());
+    assert!(!loaded.config.campaigns.is_empty());
 
     // Another node: its own per-node settings, the cluster's from the tables.
     let mut node = Config::default();
@@ -215,6 +214,7 @@ async fn imported_example_loads_back_equal_and_a_second_import_changes_nothing()
     println!("second import: {second}");
     assert!(!second.changed(), "{second}");
     assert_eq!((second.customers.unchanged, second.vendors.unchanged, second.routes.unchanged), (2, 2, 4));
+    assert_eq!((second.brands.unchanged, second.campaigns.unchanged), (1, 2));
     assert_eq!(db::load(&mut client, &file).await.expect("load").config, file);
 
     // Changing one route rewrites that route only.
@@ -226,6 +226,18 @@ async fn imported_example_loads_back_equal_and_a_second_import_changes_nothing()
         (third.routes.updated, third.routes.unchanged, third.customers.unchanged),
         (2, 2, 2),
         "{third}"
+    );
+    assert_eq!(db::load(&mut client, &changed).await.expect("load").config, changed);
+
+    // A number moving between two campaigns, and a brand's new cap: those three rows only.
+    let moved = changed.campaigns[0].source_prefixes.remove(1);
+    changed.campaigns[1].source_prefixes.push(moved);
+    changed.brands[0].daily_cap_segments = 1234;
+    let fourth = db::import_config(&mut client, &changed).await.expect("import 10DLC changes");
+    assert_eq!(
+        (fourth.campaigns.updated, fourth.brands.updated, fourth.routes.unchanged),
+        (2, 1, 4),
+        "{fourth}"
     );
     assert_eq!(db::load(&mut client, &changed).await.expect("load").config, changed);
 }
@@ -278,16 +290,8 @@ async fn items_inserted_with_only_their_required_columns_load_with_the_toml_defa
     assert_eq!(loaded.config.customers, vec![CustomerConfig::new("c1", HASH)]);
     assert_eq!(loaded.config.routes, vec![RouteConfig::new("r1", &["v1"])]);
     assert_eq!(loaded.config.server, base.server, "NULL settings leave the node's own");
-    assert_eq!(
-        loaded.campaigns,
-        vec![Campaign {
-            campaign_id: "C1".into(),
-            brand_id: "B1".into(),
-            source_prefixes: vec![],
-            segments_per_minute: 0,
-            brand_daily_cap_segments: 0,
-        }]
-    );
+    assert_eq!(loaded.config.brands, vec![BrandConfig::new("B1", 0)]);
+    assert_eq!(loaded.config.campaigns, vec![CampaignConfig::new("C1", "B1")]);
 }
 
 #[tokio::test]
@@ -379,13 +383,15 @@ async fn a_change_in_each_table_reaches_the_watcher() {
              INSERT INTO smppgw_campaign_numbers (source_prefix, campaign_id) VALUES ('15557001', 'CX1'), ('+15557002', 'CX1');
              COMMIT",
             |c| {
-                c.campaigns.len() == 1
-                    && c.campaigns[0].source_prefixes == ["15557001", "+15557002"]
-                    && c.campaigns[0].segments_per_minute == 600
+                c.config.campaign("CX1").is_some_and(|x| {
+                    x.brand_id == "BX1"
+                        && x.source_prefixes == ["15557001", "+15557002"]
+                        && x.segments_per_minute == 600
+                })
             },
         ),
         ("brand", "UPDATE smppgw_brands SET daily_cap_segments = 5000", |c| {
-            c.campaigns.first().is_some_and(|c| c.brand_daily_cap_segments == 5000)
+            c.config.brands.iter().all(|b| b.daily_cap_segments == 5000)
         }),
         ("settings", "UPDATE smppgw_settings SET window_size = 32", |c| c.config.server.window == 32),
         ("route deleted", "DELETE FROM smppgw_routes WHERE name = 'fr'", |c| c.config.route("fr").is_none()),
@@ -474,8 +480,13 @@ async fn a_bad_change_is_rejected_and_the_last_good_configuration_stays() {
         .unwrap();
     let (config, elapsed) = next_config(&mut rx, since).await;
     println!("fix applied {:.1} ms after the commit", elapsed.as_secs_f64() * 1e3);
-    assert_eq!(config.config, base);
-    assert_eq!(config.campaigns.len(), 2);
+    let mut expected = base.clone();
+    expected.brands.push(BrandConfig::new("B1", 0));
+    expected
+        .campaigns
+        .push(CampaignConfig { source_prefixes: vec!["15550001".into()], ..CampaignConfig::new("C1", "B1") });
+    expected.campaigns.push(CampaignConfig::new("C2", "B1"));
+    assert_eq!(config.config, expected);
     assert!(watcher.health().rejected.is_none());
 }
 

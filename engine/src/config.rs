@@ -12,7 +12,8 @@
 //! Loading goes: parse the TOML keeping the span of every key and value; apply `SMPPGW__...`
 //! environment overrides to that document; check its structure against the schema (unknown or
 //! missing fields, types, choices, addresses, CIDRs); deserialize; then validate the meaning
-//! (limits, names, duplicates, references between routes, vendors and customers).
+//! (limits, names, duplicates, references between routes, vendors and customers, and between
+//! campaigns and brands).
 
 mod cidr;
 mod env;
@@ -253,6 +254,12 @@ pub struct Config {
     /// `[[route]]`: which vendors carry which destinations.
     #[serde(default, rename = "route")]
     pub routes: Vec<RouteConfig>,
+    /// `[[brand]]`: US 10DLC brands and their daily caps.
+    #[serde(default, rename = "brand")]
+    pub brands: Vec<BrandConfig>,
+    /// `[[campaign]]`: US 10DLC campaigns, found from a message's source number.
+    #[serde(default, rename = "campaign")]
+    pub campaigns: Vec<CampaignConfig>,
 }
 
 /// `[server]`: settings of this gateway node. Every field has a default.
@@ -613,6 +620,57 @@ fn deserialize_route_vendors<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Rout
         .collect())
 }
 
+/// `[[brand]]`: a US 10DLC brand (as registered with The Campaign Registry). Its campaigns share
+/// its daily cap.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrandConfig {
+    /// Required, unique (ignoring case), 1..=64 of `[A-Za-z0-9_-]`.
+    pub brand_id: String,
+    /// Segments per UTC day over all campaigns of the brand; 0 = no cap.
+    #[serde(default)]
+    pub daily_cap_segments: u32,
+}
+
+impl BrandConfig {
+    /// A brand with this id and daily cap (0 = none).
+    #[must_use]
+    pub fn new(brand_id: impl Into<String>, daily_cap_segments: u32) -> Self {
+        Self { brand_id: brand_id.into(), daily_cap_segments }
+    }
+}
+
+/// `[[campaign]]`: a US 10DLC campaign. A submit whose source_addr starts with one of its source
+/// prefixes (the longest match over all campaigns wins) counts against its rate and its brand's cap.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CampaignConfig {
+    /// Required, unique (ignoring case), 1..=64 of `[A-Za-z0-9_-]`.
+    pub campaign_id: String,
+    /// Required: the `brand_id` of a `[[brand]]`.
+    pub brand_id: String,
+    /// Segments per UTC minute over all its numbers; 0 = no campaign limit.
+    #[serde(default)]
+    pub segments_per_minute: u32,
+    /// Source numbers, or prefixes of them: digits after an optional '+'. Each belongs to one
+    /// campaign.
+    #[serde(default)]
+    pub source_prefixes: Vec<String>,
+}
+
+impl CampaignConfig {
+    /// A campaign of `brand_id` with no limit and no numbers.
+    #[must_use]
+    pub fn new(campaign_id: impl Into<String>, brand_id: impl Into<String>) -> Self {
+        Self {
+            campaign_id: campaign_id.into(),
+            brand_id: brand_id.into(),
+            segments_per_minute: 0,
+            source_prefixes: Vec::new(),
+        }
+    }
+}
+
 impl Config {
     /// Parses and validates a TOML document, with no environment overrides.
     ///
@@ -627,7 +685,8 @@ impl Config {
     /// `env` is a list of (name, value) pairs, normally [`process_env`]; only names starting with
     /// [`ENV_PREFIX`] (`SMPPGW__`, any case) are used, the rest ignored. Forms:
     /// `SMPPGW__SERVER__<FIELD>`, `SMPPGW__CUSTOMER__<SYSTEM_ID>__<FIELD>`,
-    /// `SMPPGW__VENDOR__<NAME>__<FIELD>`, `SMPPGW__ROUTE__<NAME>__<FIELD>`. Names and fields are
+    /// `SMPPGW__VENDOR__<NAME>__<FIELD>`, `SMPPGW__ROUTE__<NAME>__<FIELD>`,
+    /// `SMPPGW__BRAND__<BRAND_ID>__<FIELD>`, `SMPPGW__CAMPAIGN__<CAMPAIGN_ID>__<FIELD>`. Names and fields are
     /// case-insensitive and a `_` in the variable also matches a `-` in an item's name. Numbers and
     /// booleans are parsed per the field's type; lists are comma-separated (`a,b`) or a TOML array
     /// (`[{ name = "a", weight = 3 }, "b"]`). A variable naming an unknown setting or item is an
@@ -684,6 +743,18 @@ impl Config {
     #[must_use]
     pub fn route(&self, name: &str) -> Option<&RouteConfig> {
         self.routes.iter().find(|r| r.name == name)
+    }
+
+    /// The brand with this id.
+    #[must_use]
+    pub fn brand(&self, brand_id: &str) -> Option<&BrandConfig> {
+        self.brands.iter().find(|b| b.brand_id == brand_id)
+    }
+
+    /// The campaign with this id.
+    #[must_use]
+    pub fn campaign(&self, campaign_id: &str) -> Option<&CampaignConfig> {
+        self.campaigns.iter().find(|c| c.campaign_id == campaign_id)
     }
 }
 

@@ -21,6 +21,7 @@ use crate::deliveries::{Delivery, Dispatcher, Kind, SessionRef};
 use crate::mailbox::Mailbox;
 use crate::metrics::Metrics;
 use crate::msgid::{IdGen, format_id};
+use crate::remote::{RemoteLink, RemoteOp};
 use crate::snapshot::{BindSlot, Snapshot};
 use crate::store::{Record, Shard, canonical_id, shard_key, shard_of};
 
@@ -53,6 +54,9 @@ pub struct ReplyTo {
     /// What to answer with.
     pub kind: ReplyKind,
 }
+
+/// `Job::route` of a job not routed yet.
+pub const NOT_ROUTED: u32 = u32::MAX;
 
 /// Most vendors one message may be offered to (failover depth).
 pub const FAILOVER_MAX: usize = 8;
@@ -295,6 +299,7 @@ pub struct Core {
     store: RefCell<Shard<Box<VendorReceipt>>>,
     dispatcher: RefCell<Dispatcher>,
     pending_out: RefCell<Vec<(SessionRef, Arc<Delivery>)>>,
+    remote: Option<RemoteLink>,
 }
 
 /// Outbox length above which another core is treated as congested for new jobs.
@@ -321,6 +326,7 @@ impl Core {
         snapshot: Arc<Snapshot>,
         outboxes: Vec<Rc<Outbox>>,
         metrics: Arc<Metrics>,
+        remote: Option<RemoteLink>,
     ) -> Core {
         let server = &snapshot.config.server;
         let node = server.node_id as u8;
@@ -343,7 +349,100 @@ impl Core {
             store: RefCell::new(store),
             dispatcher: RefCell::new(dispatcher),
             pending_out: RefCell::new(Vec::new()),
+            remote,
         }
+    }
+
+    /// Whether shared state (Redis) is configured and reachable now.
+    pub fn remote_up(&self) -> bool {
+        self.remote.as_ref().is_some_and(RemoteLink::is_up)
+    }
+
+    /// Hands `op` to the control thread (when shared state is configured).
+    fn remote_push(&self, op: RemoteOp) {
+        let Some(link) = &self.remote else { return };
+        for op in link.push(op) {
+            self.remote_fallback(op);
+        }
+    }
+
+    /// Hands the gathered shared-state ops to the control thread (called by the ticker).
+    pub fn flush_remote(&self) {
+        let Some(link) = &self.remote else { return };
+        for op in link.flush() {
+            self.remote_fallback(op);
+        }
+    }
+
+    /// The local behaviour for an op the control thread could not take.
+    fn remote_fallback(&self, op: RemoteOp) {
+        self.metrics.remote_fallbacks.fetch_add(1, Ordering::Relaxed);
+        match op {
+            // Still in the local store; other nodes just cannot see it.
+            RemoteOp::Put { .. } | RemoteOp::Miss { .. } => {}
+            RemoteOp::Query { reply, .. } => self.remote_query_answer(reply, None),
+            RemoteOp::Deliver(d) => {
+                let home = self.home_of(d.customer);
+                if home == self.idx {
+                    self.dispatcher.borrow_mut().push(*d);
+                    self.pump_deliveries();
+                } else {
+                    self.send(home, CoreMsg::Deliver(d));
+                }
+            }
+        }
+    }
+
+    fn remote_put(&self, record: &Record, new: bool) {
+        if self.remote.is_some() {
+            self.remote_push(RemoteOp::Put { record: Box::new(record.clone()), new });
+        }
+    }
+
+    /// Asks the shared store for a message when this node's cores found nothing final for a
+    /// query; returns false when there is no shared store to ask.
+    pub fn remote_query(&self, shown_id: u64, customer: u32, reply: ReplyTo) -> bool {
+        if !self.remote_up() {
+            return false;
+        }
+        self.remote_push(RemoteOp::Query { shown_id, customer, reply });
+        true
+    }
+
+    /// The shared store's answer to [`Core::remote_query`], for a session on this core.
+    pub fn remote_query_answer(&self, reply: ReplyTo, found: Option<Box<Found>>) {
+        if let Some(mb) = self.session_mailbox(reply.session, reply.generation) {
+            let _ = mb.push(SessionMsg::QueryAnswer { reply, found });
+        }
+    }
+
+    /// A message another node stored, found for a receipt that arrived here: kept in this shard
+    /// (unless it already is) so the parked receipt applies.
+    pub fn remote_record(&self, rec: Record) {
+        self.metrics.remote_found.fetch_add(1, Ordering::Relaxed);
+        let early = {
+            let mut store = self.store.borrow_mut();
+            if store.find_vendor_mut(rec.vendor, &rec.vendor_id).is_some() {
+                return;
+            }
+            store.insert(rec, unix_now())
+        };
+        if let Some(r) = early {
+            self.apply_receipt(r);
+        }
+    }
+
+    /// Receipts and MO from the shared queue for customers homed on this core.
+    pub fn remote_deliveries(&self, batch: Vec<Delivery>) {
+        self.metrics.remote_deliveries_in.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        {
+            let mut d = self.dispatcher.borrow_mut();
+            for mut x in batch {
+                x.token = 0;
+                d.push(x);
+            }
+        }
+        self.pump_deliveries();
     }
 
     /// The current config snapshot.
@@ -679,8 +778,13 @@ impl Core {
             Err(_) => self.metrics.refused.fetch_add(1, Ordering::Relaxed),
         };
         self.metrics.observe_submit(job.received.elapsed());
-        if let Some(c) = self.snapshot().customer_at(job.customer) {
+        let snap = self.snapshot();
+        if let Some(c) = snap.customer_at(job.customer) {
             let counter = if result.is_ok() { &c.counters.accepted } else { &c.counters.refused };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(r) = snap.routes.routes.get(job.route as usize) {
+            let counter = if result.is_ok() { &r.counters.accepted } else { &r.counters.refused };
             counter.fetch_add(1, Ordering::Relaxed);
         }
         self.metrics.submit_results.add(match &result {
@@ -784,6 +888,12 @@ impl Core {
             let (vendor, id) = (r.vendor, r.receipt.id.as_bytes().to_vec());
             if !store.park(vendor, &id, r, now) {
                 self.metrics.receipts_unmatched.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            drop(store);
+            // Another node may have sent it (vendors deliver receipts on any bind).
+            if self.remote_up() {
+                self.remote_push(RemoteOp::Miss { vendor, id: Bytes::from(id) });
             }
             return;
         };
@@ -800,6 +910,10 @@ impl Core {
         self.metrics.receipts_matched.fetch_add(1, Ordering::Relaxed);
         if let Some(c) = self.metrics.receipts_by_state.0.get(usize::from(stat.as_u8())) {
             c.fetch_add(1, Ordering::Relaxed);
+        }
+        if self.remote.is_some() {
+            let copy = Box::new(rec.clone());
+            self.remote_push(RemoteOp::Put { record: copy, new: false });
         }
         let waited_ms = unix_now_ms().saturating_sub(rec.submitted.saturating_mul(1000));
         if rec.submitted > 0 {
@@ -853,6 +967,7 @@ impl Core {
             }
             CoreMsg::Done { reply, result } => self.reply(reply, result),
             CoreMsg::Store(rec) => {
+                self.remote_put(&rec, true);
                 let early = self.store.borrow_mut().insert(*rec, unix_now());
                 if let Some(r) = early {
                     self.metrics.receipts_early.fetch_add(1, Ordering::Relaxed);
@@ -861,6 +976,12 @@ impl Core {
             }
             CoreMsg::Receipt(r) => self.apply_receipt(r),
             CoreMsg::Deliver(d) => {
+                // No receiving bind here: a node where the customer has one takes it from Redis.
+                if self.remote_up() && !self.dispatcher.borrow().has_receiver(d.customer) {
+                    self.metrics.remote_deliveries_out.fetch_add(1, Ordering::Relaxed);
+                    self.remote_push(RemoteOp::Deliver(d));
+                    return;
+                }
                 self.dispatcher.borrow_mut().push(*d);
                 self.pump_deliveries();
             }
@@ -911,11 +1032,15 @@ impl Core {
                 }
             }
             CoreMsg::SetState { shown_id, state } => {
-                if let Some(r) = self.store.borrow_mut().find_shown_mut(shown_id) {
+                let updated = self.store.borrow_mut().find_shown_mut(shown_id).map(|r| {
                     r.state = state;
                     if state.is_final() && r.final_at == 0 {
                         r.final_at = unix_now();
                     }
+                    r.clone()
+                });
+                if let Some(r) = updated {
+                    self.remote_put(&r, false);
                 }
             }
         }
@@ -978,7 +1103,7 @@ fn unreachable_job() -> Box<Job> {
         reply: ReplyTo { core: 0, session: u32::MAX, generation: 0, seq: 0, kind: ReplyKind::Submit },
         customer: 0,
         submit: SubmitSm::default(),
-        route: 0,
+        route: NOT_ROUTED,
         tried: [0; FAILOVER_MAX],
         tried_len: 0,
         last_status: None,

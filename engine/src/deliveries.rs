@@ -110,6 +110,11 @@ impl Dispatcher {
         q.queue.push_back(d);
     }
 
+    /// Whether `customer` has a receiving session on this node.
+    pub fn has_receiver(&self, customer: u32) -> bool {
+        self.customers.get(&customer).is_some_and(|q| !q.sessions.is_empty())
+    }
+
     /// A receiving session of `customer` came up.
     pub fn session_up(&mut self, customer: u32, s: SessionRef) {
         let q = self.customers.entry(customer).or_default();

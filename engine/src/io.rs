@@ -251,6 +251,10 @@ struct PendingQuery {
     what: Pending,
     answers: usize,
     found: Option<Box<Found>>,
+    /// The shared store was asked too (nothing final on this node): one more answer to wait for.
+    remote: bool,
+    /// The customer's id of the message.
+    shown_id: u64,
 }
 
 struct PendingMulti {
@@ -322,8 +326,28 @@ impl CustomerDriver {
         let data_sm = kind == ReplyKind::DataSm;
         self.core.metrics.submits.fetch_add(1, Ordering::Relaxed);
         let Some(c) = self.customer.clone() else { return };
-        if !c.limiter.try_acquire(segments, self.io.nanos(now)) {
+        if !(c.limiter.try_acquire(segments, self.io.nanos(now)) && c.lease.try_take(segments)) {
             self.core.metrics.throttled_customer.fetch_add(1, Ordering::Relaxed);
+            c.counters.throttled.fetch_add(1, Ordering::Relaxed);
+            self.core.metrics.submit_results.add(CommandStatus::ESME_RTHROTTLED.0);
+            self.core.metrics.rejected.fetch_add(1, Ordering::Relaxed);
+            let mut sink = Vec::new();
+            self.machine.submit_done(
+                seq,
+                data_sm,
+                Err(CommandStatus::ESME_RTHROTTLED),
+                &mut self.wbuf,
+                &mut sink,
+            );
+            return;
+        }
+        // 10DLC: the campaign of the source number and its brand (a source in none is not limited).
+        let snap = self.core.snapshot();
+        if !snap.campaigns.is_empty()
+            && let Err(refusal) =
+                snap.campaign_admit(&submit.source.addr, segments, crate::core::unix_now_ms())
+        {
+            refusal.counter(&self.core.metrics).fetch_add(1, Ordering::Relaxed);
             c.counters.throttled.fetch_add(1, Ordering::Relaxed);
             self.core.metrics.submit_results.add(CommandStatus::ESME_RTHROTTLED.0);
             self.core.metrics.rejected.fetch_add(1, Ordering::Relaxed);
@@ -368,7 +392,7 @@ impl CustomerDriver {
             reply: self.reply_to(seq, kind),
             customer: c.idx,
             submit,
-            route: 0,
+            route: crate::core::NOT_ROUTED,
             tried: [0; FAILOVER_MAX],
             tried_len: 0,
             last_status: None,
@@ -414,7 +438,7 @@ impl CustomerDriver {
             // cancel_sm with an empty id (cancel by addresses) is not supported: refused as failed.
             return self.refuse(&pdu, if id.is_empty() { fail } else { CommandStatus::ESME_RINVMSGID });
         };
-        self.queries.insert(seq, PendingQuery { what, answers: 0, found: None });
+        self.queries.insert(seq, PendingQuery { what, answers: 0, found: None, remote: false, shown_id });
         let reply = self.reply_to(seq, ReplyKind::Submit);
         for core in 0..self.core.cores() {
             self.core.send(core, CoreMsg::Query { shown_id, customer: c.idx, reply });
@@ -453,7 +477,22 @@ impl CustomerDriver {
                     match crate::customer::validate_submit(&submit) {
                         Err(st) => pm.unsuccess.push(UnsuccessSme { addr: addr.clone(), error_status: st }),
                         Ok(segments) => {
-                            if !c.limiter.try_acquire(segments, self.io.nanos(now)) {
+                            if !(c.limiter.try_acquire(segments, self.io.nanos(now))
+                                && c.lease.try_take(segments))
+                            {
+                                pm.unsuccess.push(UnsuccessSme {
+                                    addr: addr.clone(),
+                                    error_status: CommandStatus::ESME_RTHROTTLED,
+                                });
+                                continue;
+                            }
+                            // 10DLC: the campaign of the source number and its brand.
+                            if let Err(refusal) = self.core.snapshot().campaign_admit(
+                                &submit.source.addr,
+                                segments,
+                                crate::core::unix_now_ms(),
+                            ) {
+                                refusal.counter(&self.core.metrics).fetch_add(1, Ordering::Relaxed);
                                 pm.unsuccess.push(UnsuccessSme {
                                     addr: addr.clone(),
                                     error_status: CommandStatus::ESME_RTHROTTLED,
@@ -488,7 +527,7 @@ impl CustomerDriver {
                 reply: self.reply_to(seq, ReplyKind::Multi(i)),
                 customer: c.idx,
                 submit,
-                route: 0,
+                route: crate::core::NOT_ROUTED,
                 tried: [0; FAILOVER_MAX],
                 tried_len: 0,
                 last_status: None,
@@ -554,10 +593,22 @@ impl CustomerDriver {
         let cores = self.core.cores();
         let Some(q) = self.queries.get_mut(&seq) else { return };
         q.answers += 1;
-        if found.is_some() {
-            q.found = found;
+        // The shared store's copy wins over a local one that is not final: the receipt may have
+        // reached another node.
+        if let Some(f) = found
+            && q.found.as_ref().is_none_or(|old| !old.record.state.is_final())
+        {
+            q.found = Some(f);
         }
-        if q.answers < cores {
+        if q.answers < cores + usize::from(q.remote) {
+            return;
+        }
+        if !q.remote
+            && q.found.as_ref().is_none_or(|f| !f.record.state.is_final())
+            && let Some(c) = &self.customer
+            && self.core.remote_query(q.shown_id, c.idx, reply)
+        {
+            q.remote = true;
             return;
         }
         let Some(q) = self.queries.remove(&seq) else { return };
@@ -752,6 +803,7 @@ async fn customer_session(core: Rc<Core>, io: Rc<CoreIo>, mut stream: TcpStream,
                     d.machine.bind_accepted(kind, seq, c.id_style, window, &mut d.wbuf);
                     if kind.can_receive() {
                         d.receiving = true;
+                        c.receivers.fetch_add(1, Ordering::AcqRel);
                         core.send(
                             core.home_of(c.idx),
                             CoreMsg::Receiver { customer: c.idx, session: d.me(), up: true },
@@ -785,6 +837,7 @@ async fn customer_session(core: Rc<Core>, io: Rc<CoreIo>, mut stream: TcpStream,
     if let Some(c) = &d.customer {
         if d.receiving {
             core.send(core.home_of(c.idx), CoreMsg::Receiver { customer: c.idx, session: d.me(), up: false });
+            let _ = c.receivers.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
         }
         c.remove_bind();
         core.metrics.sessions_bound.fetch_sub(1, Ordering::Relaxed);
@@ -807,6 +860,10 @@ fn vendor_settings(v: &crate::config::VendorConfig, kind: VendorBindKind) -> Ven
         enquire_link_interval: Duration::from_millis(u64::from(v.enquire_link_interval_ms)),
     }
 }
+
+/// How soon a vendor bind that ran out of its share of the vendor's limit over all nodes tries
+/// again (the control plane tops shares up about this often).
+const LEASE_RETRY_MS: u64 = 5;
 
 /// Keeps one vendor bind slot connected and bound, and feeds it the jobs routed to it.
 pub async fn vendor_slot(
@@ -884,6 +941,9 @@ pub async fn vendor_slot(
         let per_bind =
             if cfg.throughput == 0 { 0.0 } else { f64::from(cfg.throughput) / f64::from(cfg.binds.max(1)) };
         let mut rate = AdaptiveRate::new(per_bind);
+        // The vendor account's limit over all nodes (inactive without Redis).
+        let lease = v.lease.clone();
+        let mut lease_starved = false;
         let decoder = Decoder::default();
         let mut events: Vec<VendorEvent<VJob>> = Vec::new();
         let mut deadline = Deadline::new(machine.next_deadline());
@@ -899,6 +959,9 @@ pub async fn vendor_slot(
                 && let Some(at) = rate.ready_at(io.nanos(now))
             {
                 next = next.min(io.epoch + Duration::from_nanos(at));
+            }
+            if lease_starved {
+                next = next.min(now + Duration::from_millis(LEASE_RETRY_MS));
             }
             deadline.set(next);
             let wake = wait(&mut stream, &mut rbuf, &io, &mailbox, &mut deadline.timer).await;
@@ -960,12 +1023,18 @@ pub async fn vendor_slot(
                     VendorEvent::Close => break 'session,
                 }
             }
-            // Send what the window and the pace allow.
+            // Send what the window, the pace and the shared limit allow.
+            lease_starved = false;
             while machine.has_room() {
                 let Some(job) = queue.pop_front() else { break };
                 let t = io.nanos(now);
                 if rate.ready_at(t).is_some() {
                     queue.push_front(job);
+                    break;
+                }
+                if matches!(job, VJob::Submit(_)) && !lease.try_take(1) {
+                    queue.push_front(job);
+                    lease_starved = true;
                     break;
                 }
                 let mut job = job;

@@ -5,20 +5,23 @@
 //! lives in sans-IO machines ([`customer`], [`vendor`]) driven by thin glommio tasks ([`io`]).
 //! This crate must never block a core: no blocking IO, no locks, no unbounded queues.
 
+pub mod campaign;
 pub mod config;
 pub mod core;
 pub mod customer;
 pub mod deliveries;
 pub mod hash;
 pub mod io;
+pub mod lease;
 pub mod limits;
 pub mod mailbox;
 pub mod metrics;
 pub mod msgid;
 pub mod rate;
+pub mod remote;
 pub mod runtime;
 pub mod snapshot;
 pub mod store;
 pub mod vendor;
 
-pub use runtime::{Gateway, StartError, start};
+pub use runtime::{Gateway, StartError, start, start_shared};

@@ -90,6 +90,10 @@ pub struct Metrics {
     pub rejected: AtomicU64,
     /// Refused for the customer's throughput.
     pub throttled_customer: AtomicU64,
+    /// Refused for a 10DLC campaign's segments per minute.
+    pub throttled_campaign: AtomicU64,
+    /// Refused for a 10DLC brand's daily cap.
+    pub capped_brand: AtomicU64,
     /// No route for the destination.
     pub no_route: AtomicU64,
     /// No vendor could take the message.
@@ -130,6 +134,14 @@ pub struct Metrics {
     pub receipts_early: AtomicU64,
     /// Receipts that never matched a message.
     pub receipts_unmatched: AtomicU64,
+    /// Ops for the shared state handled locally because the queue to the control thread was full.
+    pub remote_fallbacks: AtomicU64,
+    /// Messages another node stored, found in the shared store for a receipt or query here.
+    pub remote_found: AtomicU64,
+    /// Receipts and MO handed to the shared queue for a customer bound on another node.
+    pub remote_deliveries_out: AtomicU64,
+    /// Receipts and MO taken from the shared queue for a customer bound here.
+    pub remote_deliveries_in: AtomicU64,
     /// Receipts that could not be parsed.
     pub receipts_unparsable: AtomicU64,
     /// MO messages received from vendors.

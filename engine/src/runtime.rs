@@ -25,6 +25,7 @@ use crate::io::{CoreIo, accept_loop, vendor_slot};
 use crate::limits;
 use crate::mailbox::Mailbox;
 use crate::metrics::Metrics;
+use crate::remote::{RemoteEnd, RemoteLinks};
 use crate::snapshot::Snapshot;
 
 /// Why the gateway could not start.
@@ -125,6 +126,19 @@ impl GatewayControl {
         None
     }
 
+    /// Hands `msg` to core `core`; gives it back when that core's control queue is full.
+    pub fn send_to_core(&self, core: usize, msg: Control) -> Result<(), Control> {
+        match self.senders.get(core) {
+            Some(tx) => tx.try_send(msg).map_err(crossbeam_channel::TrySendError::into_inner),
+            None => Err(msg),
+        }
+    }
+
+    /// Number of cores.
+    pub fn cores(&self) -> usize {
+        self.senders.len()
+    }
+
     /// Whether every core runs `version` (or later).
     pub fn applied_everywhere(&self, version: u64) -> bool {
         self.applied.iter().all(|a| a.load(Ordering::Acquire) >= version)
@@ -197,8 +211,19 @@ pub fn core_count(config: &Config) -> usize {
     want.clamp(1, limits::CORES_MAX)
 }
 
-/// Starts the gateway on `config`.
+/// Starts the gateway on `config`, with all state local to this node.
 pub fn start(config: Config) -> Result<Gateway, StartError> {
+    start_with(config, None)
+}
+
+/// Starts the gateway on `config` with state shared between nodes: the cores hand their
+/// shared-state ops to the returned [`RemoteEnd`], which the control plane serves (Redis).
+pub fn start_shared(config: Config) -> Result<(Gateway, RemoteEnd), StartError> {
+    let (end, links) = crate::remote::link();
+    start_with(config, Some(links)).map(|g| (g, end))
+}
+
+fn start_with(config: Config, remote: Option<RemoteLinks>) -> Result<Gateway, StartError> {
     let cores = core_count(&config);
     let snapshot = Arc::new(Snapshot::build(config, cores));
     let metrics = Arc::new(Metrics::default());
@@ -246,6 +271,7 @@ pub fn start(config: Config) -> Result<Gateway, StartError> {
         let snap = snapshot.clone();
         let metrics = metrics.clone();
         let shutdown = shutdown.clone();
+        let remote = remote.clone();
         let (ctl_tx, ctl_rx) = crossbeam_channel::bounded(CONTROL_CHANNEL_CAPACITY);
         control_tx.push(ctl_tx);
         let applied = Arc::new(AtomicU64::new(snapshot.version));
@@ -273,6 +299,7 @@ pub fn start(config: Config) -> Result<Gateway, StartError> {
                         epoch,
                         ctl_rx,
                         applied,
+                        remote.map(|r| r.make()),
                     )
                     .await;
                 }
@@ -315,7 +342,7 @@ pub fn start(config: Config) -> Result<Gateway, StartError> {
 /// How often each core looks for control messages (reloads): the bound on reload latency.
 pub const CONTROL_POLL_MS: u64 = 10;
 /// Control messages queued per core.
-pub const CONTROL_CHANNEL_CAPACITY: usize = 16;
+pub const CONTROL_CHANNEL_CAPACITY: usize = 256;
 
 /// What the control plane sends a core.
 #[derive(Debug)]
@@ -328,6 +355,17 @@ pub enum Control {
         shown_id: u64,
         /// Where each core sends what its shard holds.
         reply: crossbeam_channel::Sender<Option<crate::store::Record>>,
+    },
+    /// A message found in the shared store, for the shard that must hold it.
+    Record(Box<crate::store::Record>),
+    /// Receipts and MO from the shared queue, for customers homed on the receiving core.
+    Deliveries(Vec<crate::deliveries::Delivery>),
+    /// The shared store's answer to a query of a session on the receiving core.
+    QueryAnswer {
+        /// The session's request.
+        reply: crate::core::ReplyTo,
+        /// What the shared store holds.
+        found: Option<Box<crate::core::Found>>,
     },
 }
 
@@ -363,13 +401,14 @@ async fn core_main(
     epoch: Instant,
     control: crossbeam_channel::Receiver<Control>,
     applied: Arc<AtomicU64>,
+    remote: Option<crate::remote::RemoteLink>,
 ) {
     let cores = snap.cores;
     let grace = Duration::from_millis(u64::from(snap.config.server.shutdown_grace_ms));
     // Outboxes hold what waits for channel space; every job in them belongs to some window, so
     // the bound below is never the limit in practice.
     let outboxes: Vec<Rc<Outbox>> = (0..cores).map(|_| Rc::new(Mailbox::new(1 << 20))).collect();
-    let core = Rc::new(Core::new(idx, snap.clone(), outboxes.clone(), metrics));
+    let core = Rc::new(Core::new(idx, snap.clone(), outboxes.clone(), metrics, remote));
     let io = Rc::new(CoreIo::new(epoch));
 
     // The local inbox: work this core sends itself runs after the current handler, never inside it.
@@ -465,8 +504,12 @@ async fn core_main(
                 Control::Lookup { shown_id, reply } => {
                     let _ = reply.try_send(core.lookup(shown_id));
                 }
+                Control::Record(rec) => core.remote_record(*rec),
+                Control::Deliveries(batch) => core.remote_deliveries(batch),
+                Control::QueryAnswer { reply, found } => core.remote_query_answer(reply, found),
             }
         }
+        core.flush_remote();
         if last_tick.elapsed() >= Duration::from_millis(100) {
             last_tick = Instant::now();
             core.tick();

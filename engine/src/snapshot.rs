@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use crate::config::{Config, CustomerConfig, IdFormat, RouteConfig, VendorConfig};
 
 use crate::customer::BindKind;
+use crate::lease::{Lease, LeaseSpec};
 use crate::msgid::IdStyle;
 use crate::rate::Gcra;
 
@@ -26,6 +27,12 @@ pub struct CustomerRt {
     pub limiter: Arc<Gcra>,
     /// Bound sessions on this node, all cores (kept across reloads).
     pub binds: Arc<AtomicU32>,
+    /// Bound sessions on other nodes, as last published through Redis (0 without it).
+    pub remote_binds: Arc<AtomicU32>,
+    /// Receiving (receiver or transceiver) sessions on this node, all cores.
+    pub receivers: Arc<AtomicU32>,
+    /// Its share of its throughput limit over all nodes (inactive without Redis).
+    pub lease: Arc<Lease>,
     /// How its message ids are written.
     pub id_style: IdStyle,
     /// Its message counters (kept across reloads).
@@ -76,9 +83,9 @@ impl CustomerRt {
         })
     }
 
-    /// Takes one bind slot if under `max_binds`.
+    /// Takes one bind slot if under `max_binds`, counting the binds other nodes published.
     pub fn try_add_bind(&self) -> bool {
-        let max = self.cfg.max_binds;
+        let max = self.cfg.max_binds.saturating_sub(self.remote_binds.load(Ordering::Acquire));
         self.binds.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1)).is_ok()
     }
 
@@ -205,6 +212,8 @@ pub struct VendorRt {
     pub slots: Vec<Arc<BindSlot>>,
     /// Outcome counters (kept across reloads).
     pub counters: Arc<VendorCounters>,
+    /// Its share of the vendor account's throughput over all nodes (inactive without Redis).
+    pub lease: Arc<Lease>,
 }
 
 /// One compiled route.
@@ -218,6 +227,17 @@ pub struct RouteRt {
     pub source_prefixes: Vec<Vec<u8>>,
     /// Vendor groups by ascending priority: (vendor index, weight).
     pub groups: Vec<Vec<(u32, u32)>>,
+    /// Its message counters (kept across reloads by route name).
+    pub counters: Arc<RouteCounters>,
+}
+
+/// Per-route message counters, for /metrics.
+#[derive(Debug, Default)]
+pub struct RouteCounters {
+    /// Answered with our id.
+    pub accepted: AtomicU64,
+    /// Answered with an error after routing.
+    pub refused: AtomicU64,
 }
 
 impl RouteRt {
@@ -305,6 +325,8 @@ pub struct Snapshot {
     pub cores: usize,
     /// Increases with every reload.
     pub version: u64,
+    /// 10DLC campaigns and brands with their counters (see [`Snapshot::campaign_admit`]).
+    pub campaigns: crate::campaign::CampaignTable,
     /// MO number ranges: prefix -> customer, searched longest first.
     mo_ranges: HashMap<Vec<u8>, u32>,
     mo_longest: usize,
@@ -368,6 +390,9 @@ impl Snapshot {
             let mut rt = vendor_rt(idx, v, cores, keep.map(|o| o.slots.as_slice()));
             if let Some(o) = &old {
                 rt.counters = o.counters.clone();
+                if o.cfg.throughput == v.throughput {
+                    rt.lease = o.lease.clone();
+                }
             }
             if vendors.len() <= idx as usize {
                 vendors.resize(idx as usize + 1, None);
@@ -375,7 +400,7 @@ impl Snapshot {
             vendor_by_name.insert(v.name.clone(), idx);
             vendors[idx as usize] = Some(Arc::new(rt));
         }
-        let routes = route_table(&config.routes, &customer_by_id, &vendor_by_name);
+        let routes = route_table(&config.routes, &customer_by_id, &vendor_by_name, prev.map(|p| &p.routes));
         let mut mo_ranges = HashMap::new();
         let mut mo_longest = 0;
         for c in customers.iter().flatten() {
@@ -386,7 +411,48 @@ impl Snapshot {
             }
         }
         let version = prev.map_or(1, |p| p.version + 1);
-        Snapshot { config, customers, customer_by_id, vendors, routes, cores, version, mo_ranges, mo_longest }
+        let campaigns = crate::campaign::CampaignTable::build(
+            &config.brands,
+            &config.campaigns,
+            prev.map(|p| &p.campaigns),
+        );
+        Snapshot {
+            config,
+            customers,
+            customer_by_id,
+            vendors,
+            routes,
+            cores,
+            version,
+            campaigns,
+            mo_ranges,
+            mo_longest,
+        }
+    }
+
+    /// Every limit shared between nodes, for the control plane to keep leases of: customer
+    /// throughput (segments per second), vendor throughput (messages per second), 10DLC campaign
+    /// rates (segments per minute) and brand caps (segments per day).
+    pub fn leases(&self) -> Vec<LeaseSpec> {
+        let mut out = Vec::new();
+        for c in self.customers.iter().flatten().filter(|c| c.cfg.throughput > 0) {
+            out.push(LeaseSpec {
+                key: format!("rate:customer:{}", c.cfg.system_id),
+                limit: u64::from(c.cfg.throughput),
+                window_ms: 1000,
+                lease: c.lease.clone(),
+            });
+        }
+        for v in self.vendors.iter().flatten().filter(|v| v.cfg.throughput > 0) {
+            out.push(LeaseSpec {
+                key: format!("rate:vendor:{}", v.cfg.name),
+                limit: u64::from(v.cfg.throughput),
+                window_ms: 1000,
+                lease: v.lease.clone(),
+            });
+        }
+        out.extend(self.campaigns.leases());
+        out
     }
 
     /// The customer that owns `dest` for MO (longest number range prefix).
@@ -423,6 +489,12 @@ fn customer_rt(idx: u32, c: &CustomerConfig, old: Option<&CustomerRt>) -> Custom
         cfg: c.clone(),
         limiter,
         binds: old.map_or_else(|| Arc::new(AtomicU32::new(0)), |o| o.binds.clone()),
+        remote_binds: old.map_or_else(Arc::default, |o| o.remote_binds.clone()),
+        receivers: old.map_or_else(Arc::default, |o| o.receivers.clone()),
+        lease: match old {
+            Some(o) if o.cfg.throughput == c.throughput => o.lease.clone(),
+            _ => Arc::default(),
+        },
         counters: old.map_or_else(Arc::default, |o| o.counters.clone()),
         id_style: match c.id_format {
             IdFormat::Hex => IdStyle::Hex,
@@ -454,14 +526,17 @@ fn vendor_rt(idx: u32, v: &VendorConfig, cores: usize, keep: Option<&[Arc<BindSl
             })
         })
         .collect();
-    VendorRt { idx, cfg: v.clone(), slots, counters: Arc::default() }
+    VendorRt { idx, cfg: v.clone(), slots, counters: Arc::default(), lease: Arc::default() }
 }
 
 fn route_table(
     routes: &[RouteConfig],
     customers: &HashMap<Vec<u8>, u32>,
     vendors: &HashMap<String, u32>,
+    prev: Option<&RouteTable>,
 ) -> RouteTable {
+    let old: HashMap<&str, &Arc<RouteCounters>> =
+        prev.map(|p| p.routes.iter().map(|r| (r.name.as_str(), &r.counters)).collect()).unwrap_or_default();
     let mut t = RouteTable::default();
     for (i, r) in routes.iter().enumerate() {
         let mut by_prio: Vec<(u32, Vec<(u32, u32)>)> = Vec::new();
@@ -478,6 +553,7 @@ fn route_table(
             customers: r.customers.iter().filter_map(|c| customers.get(c.as_bytes()).copied()).collect(),
             source_prefixes: r.source_prefixes.iter().map(|p| strip_plus(p.as_bytes()).to_vec()).collect(),
             groups: by_prio.into_iter().map(|(_, g)| g).collect(),
+            counters: old.get(r.name.as_str()).map_or_else(Arc::default, |c| Arc::clone(c)),
         });
         for p in &r.prefixes {
             let p = strip_plus(p.as_bytes()).to_vec();

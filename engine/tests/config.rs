@@ -116,6 +116,9 @@ fn example_file_loads() {
     assert_eq!(config.customer("shop").unwrap().id_format, IdFormat::Decimal);
     assert_eq!(config.customer("shop").unwrap().receipt_parts, ReceiptParts::Last);
     assert_eq!(config.vendor("carrier-b").unwrap().id_format, VendorIdFormat::Uuid);
+    assert_eq!(config.brands.len(), 1);
+    assert_eq!(config.campaigns.len(), 2);
+    assert!(config.campaigns.iter().all(|c| c.brand_id == config.brands[0].brand_id));
     // check-config on the same file (the test process sets no SMPPGW__ variables).
     assert_eq!(config::check_config_file(example_path()), Ok(config));
 }
@@ -634,4 +637,150 @@ fn allowed_ips_and_bind_types_answer_the_session_questions() {
     assert!(!demo.allows_bind(BindType::Transmitter));
     assert_eq!(demo.effective_window(config.server.window), 64);
     assert_eq!(config.server.effective_cores(8), 8);
+}
+
+// ---- 10DLC brands and campaigns ----------------------------------------------------------------
+
+/// BASE plus a brand and a campaign: `[[brand]]` is line 19, `[[campaign]]` line 23.
+const TEN_DLC: &str = r#"
+[[brand]]
+brand_id = "B1"
+daily_cap_segments = 1000
+
+[[campaign]]
+campaign_id = "C1"
+brand_id = "B1"
+segments_per_minute = 60
+source_prefixes = [
+  "+15550001",
+  "1555002",
+]
+"#;
+
+fn with_10dlc() -> String {
+    format!("{BASE}{TEN_DLC}")
+}
+
+#[test]
+fn brands_and_campaigns_load_and_default_to_none() {
+    // Goal: [[brand]] and [[campaign]] parse into the config; without them there are none.
+    let config = load(&with_10dlc()).unwrap();
+    assert_eq!(config.brands, vec![config::BrandConfig::new("B1", 1000)]);
+    let c = config.campaign("C1").unwrap();
+    assert_eq!((c.brand_id.as_str(), c.segments_per_minute), ("B1", 60));
+    assert_eq!(c.source_prefixes, ["+15550001", "1555002"]);
+    assert_eq!(config.brand("B1").unwrap().daily_cap_segments, 1000);
+    // Only the required fields: no limit, no cap, no numbers.
+    let minimal = format!(
+        "{BASE}\n[[brand]]\nbrand_id = \"B\"\n\n[[campaign]]\ncampaign_id = \"C\"\nbrand_id = \"B\"\n"
+    );
+    let config = load(&minimal).unwrap();
+    assert_eq!(config.brands, vec![config::BrandConfig::new("B", 0)]);
+    assert_eq!(config.campaigns, vec![config::CampaignConfig::new("C", "B")]);
+    assert!(load(BASE).unwrap().campaigns.is_empty());
+    assert!(Config::embedded_default().brands.is_empty());
+    // And back through TOML.
+    let config = load(&with_10dlc()).unwrap();
+    let written = toml::to_string(&config).unwrap();
+    assert_eq!(Config::from_toml_str(&written, "written.toml"), Ok(config));
+}
+
+#[test]
+fn a_campaign_naming_an_unknown_brand_points_at_its_brand_id() {
+    let text = with_10dlc()
+        .replace("campaign_id = \"C1\"\nbrand_id = \"B1\"", "campaign_id = \"C1\"\nbrand_id = \"b1\"");
+    assert_one_error(
+        &text,
+        "f.toml:25: ",
+        "campaign 'C1' names brand 'b1', which is not defined (did you mean 'B1'? references are \
+         case-sensitive); defined brands: B1",
+    );
+}
+
+#[test]
+fn bad_and_shared_source_prefixes_point_at_their_element() {
+    let text = with_10dlc().replace("\"1555002\"", "\"1555-002\"");
+    assert_one_error(&text, "f.toml:29: ", "campaign 'C1': source prefix '1555-002' may only hold digits");
+    let text = with_10dlc().replace("\"1555002\"", "\"+\"");
+    assert_one_error(&text, "f.toml:29: ", "source prefix '+' is empty");
+    let text = with_10dlc().replace("\"1555002\"", "\"155500200000000000000\"");
+    assert_one_error(&text, "f.toml:29: ", "is 21 characters; an SMPP address has at most 20");
+    // The same number in another campaign, spelled with a '+': points at the second, names the first.
+    let text = format!(
+        "{}\n[[campaign]]\ncampaign_id = \"C2\"\nbrand_id = \"B1\"\nsource_prefixes = [\"+1555002\"]\n",
+        with_10dlc()
+    );
+    assert_one_error(
+        &text,
+        "f.toml:35: ",
+        "campaign 'C2': source prefix '+1555002' also belongs to campaign 'C1'; a number counts against one \
+         campaign only; the first is at line 29",
+    );
+    // A longer prefix inside another campaign's shorter one is allowed: the longest match wins.
+    let text = format!(
+        "{}\n[[campaign]]\ncampaign_id = \"C2\"\nbrand_id = \"B1\"\nsource_prefixes = [\"15550029\"]\n",
+        with_10dlc()
+    );
+    assert!(load(&text).is_ok());
+}
+
+#[test]
+fn campaign_and_brand_ids_limits_and_fields_are_checked() {
+    let text = format!("{}\n[[campaign]]\ncampaign_id = \"c1\"\nbrand_id = \"B1\"\n", with_10dlc());
+    assert_one_error(
+        &text,
+        "f.toml:33: ",
+        "campaign 'c1': campaign_id is defined twice (ids ignore case); the first is at line 24",
+    );
+    let text = format!("{}\n[[brand]]\nbrand_id = \"B1\"\n", with_10dlc());
+    assert_one_error(&text, "f.toml:33: ", "brand 'B1': brand_id is defined twice");
+    let text = with_10dlc().replace("campaign_id = \"C1\"", "campaign_id = \"C 1\"");
+    assert_one_error(&text, "f.toml:24: ", "campaign 'C 1': campaign_id 'C 1' may only use letters, digits");
+    let text = with_10dlc().replace("segments_per_minute = 60", "segments_per_minute = 70000000");
+    assert_one_error(&text, "f.toml:26: ", "segments_per_minute = 70000000 is out of range 0..=60000000");
+    let text = with_10dlc().replace("daily_cap_segments = 1000", "daily_cap_segments = 4100000000");
+    assert_one_error(&text, "f.toml:21: ", "brand 'B1': daily_cap_segments = 4100000000 is out of range");
+    let text = with_10dlc().replace("daily_cap_segments = 1000", "daily_cap_segments = -1");
+    assert_one_error(&text, "f.toml:21: ", "daily_cap_segments = -1 must not be negative");
+    let text = with_10dlc().replace("segments_per_minute = 60", "segments_per_min = 60");
+    assert_one_error(
+        &text,
+        "f.toml:26: ",
+        "campaign 'C1': unknown field 'segments_per_min'; did you mean 'segments_per_minute'?",
+    );
+    let text = with_10dlc().replace("campaign_id = \"C1\"\nbrand_id = \"B1\"\n", "campaign_id = \"C1\"\n");
+    assert_one_error(&text, "f.toml:23: ", "campaign 'C1' is missing the required field 'brand_id'");
+    let text = with_10dlc().replace("source_prefixes = [", "source_prefixes = \"1555\"\nx = [");
+    assert!(
+        errors(&text)
+            .iter()
+            .any(|l| l.starts_with("f.toml:27: campaign 'C1': source_prefixes must be a list"))
+    );
+    let text = format!("{BASE}\n[campaign]\ncampaign_id = \"C\"\n");
+    assert_one_error(&text, "f.toml:19: ", "write [[campaign]] (double brackets)");
+    let text = format!("{BASE}\n[[campaigns]]\ncampaign_id = \"C\"\n");
+    assert_one_error(&text, "f.toml:19: ", "unknown section 'campaigns'; did you mean 'campaign'?");
+}
+
+#[test]
+fn env_overrides_campaign_and_brand_settings() {
+    let config = load_env(
+        &with_10dlc(),
+        &[
+            ("SMPPGW__CAMPAIGN__C1__SEGMENTS_PER_MINUTE", "5"),
+            ("SMPPGW__CAMPAIGN__C1__SOURCE_PREFIXES", "1666,+1777"),
+            ("SMPPGW__BRAND__B1__DAILY_CAP_SEGMENTS", "0"),
+        ],
+    )
+    .unwrap();
+    let c = config.campaign("C1").unwrap();
+    assert_eq!((c.segments_per_minute, c.source_prefixes.clone()), (5, vec!["1666".into(), "+1777".into()]));
+    assert_eq!(config.brand("B1").unwrap().daily_cap_segments, 0);
+    let err = load_env(&with_10dlc(), &[("SMPPGW__CAMPAIGN__C1__BRAND_ID", "B9")]).unwrap_err();
+    assert!(
+        err.to_string().starts_with("env:SMPPGW__CAMPAIGN__C1__BRAND_ID: campaign 'C1' names brand 'B9'"),
+        "{err}"
+    );
+    let err = load_env(&with_10dlc(), &[("SMPPGW__CAMPAIGN__C9__SEGMENTS_PER_MINUTE", "1")]).unwrap_err();
+    assert!(err.to_string().contains("there is no campaign named 'C9'"), "{err}");
 }

@@ -66,6 +66,13 @@ struct Args {
     /// Only the direct baseline.
     #[arg(long)]
     skip_gateway: bool,
+    /// Also run the gateway with Redis as its shared state (a throwaway `redis-server` on a free
+    /// port, or the one at --redis-url) and compare it with the embedded default in this run.
+    #[arg(long)]
+    redis: bool,
+    /// Redis to use with --redis (default: start a throwaway redis-server).
+    #[arg(long)]
+    redis_url: Option<String>,
     /// Where the binaries are (default: the workspace's target/release).
     #[arg(long)]
     bin_dir: Option<PathBuf>,
@@ -354,6 +361,30 @@ vendors = ["sim"]
 }
 
 fn start_gateway(bins: &Bins, config: &Path, gw_port: u16, a: &Args) -> Result<Proc, String> {
+    start_gateway_with(bins, config, gw_port, a, &[])
+}
+
+/// A throwaway redis-server on `port` (no persistence).
+fn start_redis(port: u16) -> Result<Proc, String> {
+    let child = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("starting redis-server: {e}"))?;
+    let mut p = Proc { name: "redis-server", child };
+    wait_accepting(SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_secs(5), &mut p.child)
+        .map_err(|e| format!("redis-server {e}"))?;
+    Ok(p)
+}
+
+fn start_gateway_with(
+    bins: &Bins,
+    config: &Path,
+    gw_port: u16,
+    a: &Args,
+    extra: &[String],
+) -> Result<Proc, String> {
     let v = Command::new(&bins.gateway).arg("--version").output();
     match v {
         Ok(o) if o.status.success() => {}
@@ -363,6 +394,7 @@ fn start_gateway(bins: &Bins, config: &Path, gw_port: u16, a: &Args) -> Result<P
     let child = Command::new(&bins.gateway)
         .arg("--config")
         .arg(config)
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -603,6 +635,62 @@ fn run(a: &Args, bins: &Bins, root: &Path) -> Result<(), String> {
         }
     }
 
+    // (4) Through the gateway with Redis as the shared state, compared with (2).
+    let mut r_plain = Value::Null;
+    let mut r_rcpt = Value::Null;
+    let mut redis_run: Value = json!({ "status": "skipped: no --redis" });
+    if let (true, Some((gp, hp, sp, cfg_path))) = (a.redis, &gw_ctx) {
+        let attempt = (|| -> Result<(Value, Value, Value), String> {
+            let (url, server) = match &a.redis_url {
+                Some(u) => (u.clone(), None),
+                None => {
+                    let rp = port("redis-server")?;
+                    (format!("redis://127.0.0.1:{rp}/"), Some(start_redis(rp)?))
+                }
+            };
+            write_gateway_config(cfg_path, bins, *gp, *hp, *sp, a)?;
+            let sim = start_sim(bins, *sp, a)?;
+            let extra =
+                ["--redis-url".to_string(), url.clone(), "--redis-prefix".to_string(), "e2e".to_string()];
+            let g = start_gateway_with(bins, cfg_path, *gp, a, &extra)?;
+            std::thread::sleep(Duration::from_millis(500));
+            let step = Step {
+                name: "through the gateway with Redis, no receipts",
+                target: SocketAddr::from(([127, 0, 0, 1], *gp)),
+                user: "demo",
+                password: "demo",
+                watch: Some(g.pid()),
+            };
+            let plain = run_step(bins, a, &step, &closed(false))?;
+            let rcpt = run_step(
+                bins,
+                a,
+                &Step { name: "through the gateway with Redis, with receipts", ..step },
+                &closed(true),
+            )?;
+            let redis_cpu =
+                server.as_ref().and_then(|s| sample(s.pid())).map(|s| json!({"rss_kb": s.rss_kb}));
+            drop(g);
+            drop(server);
+            Ok((
+                plain,
+                rcpt,
+                json!({ "status": "ok", "url": url, "redis_process": redis_cpu, "sim_totals": sim_totals(sim) }),
+            ))
+        })();
+        match attempt {
+            Ok((p, r, info)) => {
+                r_plain = p;
+                r_rcpt = r;
+                redis_run = info;
+            }
+            Err(e) => {
+                eprintln!("e2e: SKIPPING the runs with Redis: {e}");
+                redis_run = json!({ "status": format!("skipped: {e}") });
+            }
+        }
+    }
+
     let ratio = |g: &Value, d: &Value| {
         if g.is_null() {
             Value::Null
@@ -626,6 +714,8 @@ fn run(a: &Args, bins: &Bins, root: &Path) -> Result<(), String> {
         "direct": { "no_receipts": d_plain, "receipts": d_rcpt, "fixed_rate": d_fixed },
         "gateway": { "run": gw, "no_receipts": g_plain, "receipts": g_rcpt, "fixed_rate": g_fixed },
         "ratio_gateway_to_direct": { "no_receipts": ratio(&g_plain, &d_plain), "receipts": ratio(&g_rcpt, &d_rcpt) },
+        "gateway_redis": { "run": redis_run, "no_receipts": r_plain, "receipts": r_rcpt },
+        "ratio_redis_to_embedded": { "no_receipts": ratio(&r_plain, &g_plain), "receipts": ratio(&r_rcpt, &g_rcpt) },
     });
     print_summary(&result);
     let out_dir = a.out.clone().unwrap_or_else(|| root.join("bench").join("out"));
@@ -677,6 +767,22 @@ fn print_summary(r: &Value) {
         } else {
             println!("  {label:<38} {:>8.3} {:>8.3} {:>8.3}", ms(v, "p50"), ms(v, "p99"), ms(v, "p999"));
         }
+    }
+    if !r["gateway_redis"]["no_receipts"].is_null() {
+        println!("\n{:<34} {:>14} {:>14} {:>8}", "gateway, submit_sm/s", "embedded", "with Redis", "ratio");
+        for (label, key) in [("no receipts", "no_receipts"), ("with receipts", "receipts")] {
+            let ratio = r["ratio_redis_to_embedded"][key]
+                .as_f64()
+                .map(|x| format!("{x:.3}"))
+                .unwrap_or_else(|| "-".into());
+            println!(
+                "{label:<34} {:>14} {:>14} {ratio:>8}",
+                tput(&r["gateway"][key]),
+                tput(&r["gateway_redis"][key])
+            );
+        }
+        let g = &r["gateway_redis"]["receipts"]["receipts"];
+        println!("{:<34} {:>14} {:>14}", "receipts matched/expected", "", f(g));
     }
     let g = &r["gateway"];
     println!("\ngateway: {}", g["run"]["status"].as_str().unwrap_or("?"));

@@ -1,10 +1,10 @@
 //! `smppgw import-config FILE`: merging a TOML configuration into the tables, in one transaction.
 //!
-//! Items are matched by key (customer system_id, vendor and route name). An item that differs is
-//! rewritten with its child rows (number ranges, route vendors, route customers); an equal one is
-//! not touched, so importing the same file twice writes nothing the second time (and sends no
-//! notification). Items the database has and the file does not are kept: the import merges, it
-//! does not prune. Campaigns are not part of the TOML format and are left alone.
+//! Items are matched by key (customer system_id, vendor and route name, brand and campaign id). An
+//! item that differs is rewritten with its child rows (number ranges, route vendors, route
+//! customers, campaign numbers); an equal one is not touched, so importing the same file twice
+//! writes nothing the second time (and sends no notification). Items the database has and the file
+//! does not are kept: the import merges, it does not prune.
 //!
 //! Before committing, the merged contents are loaded and validated inside the transaction: an import
 //! that would leave the database with a configuration the gateway refuses (a number range claimed by
@@ -14,7 +14,9 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use serde_json::{Value, json};
-use smppgw_engine::config::{Config, CustomerConfig, RouteConfig, ServerConfig, VendorConfig};
+use smppgw_engine::config::{
+    BrandConfig, CampaignConfig, Config, CustomerConfig, RouteConfig, ServerConfig, VendorConfig,
+};
 use tokio_postgres::{Client, Transaction};
 
 use super::load;
@@ -45,6 +47,10 @@ pub struct ImportSummary {
     pub vendors: ItemCounts,
     /// `[[route]]` items (with their vendors and customer filters).
     pub routes: ItemCounts,
+    /// `[[brand]]` items.
+    pub brands: ItemCounts,
+    /// `[[campaign]]` items (with their source numbers).
+    pub campaigns: ItemCounts,
 }
 
 impl ImportSummary {
@@ -52,7 +58,9 @@ impl ImportSummary {
     #[must_use]
     pub fn changed(&self) -> bool {
         self.settings_changed
-            || [self.customers, self.vendors, self.routes].iter().any(|c| c.added + c.updated > 0)
+            || [self.customers, self.vendors, self.routes, self.brands, self.campaigns]
+                .iter()
+                .any(|c| c.added + c.updated > 0)
     }
 }
 
@@ -66,17 +74,20 @@ impl fmt::Display for ImportSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "settings {}; customers: {}; vendors: {}; routes: {}",
+            "settings {}; customers: {}; vendors: {}; routes: {}; brands: {}; campaigns: {}",
             if self.settings_changed { "updated" } else { "unchanged" },
             self.customers,
             self.vendors,
-            self.routes
+            self.routes,
+            self.brands,
+            self.campaigns
         )
     }
 }
 
 /// Merges `cfg` into the tables in one transaction (see the module documentation): the cluster-wide
-/// `[server]` settings ([`super::DB_SERVER_SETTINGS`]) and every customer, vendor and route. Idempotent.
+/// `[server]` settings ([`super::DB_SERVER_SETTINGS`]) and every customer, vendor, route, brand and
+/// campaign. Idempotent.
 ///
 /// # Errors
 /// [`DbError::Invalid`] when `cfg` does not validate, or the merged contents would not (nothing is
@@ -98,6 +109,11 @@ pub async fn import_config(client: &mut Client, cfg: &Config) -> Result<ImportSu
         .collect();
     let routes: Vec<RouteConfig> =
         cfg.routes.iter().map(|r| RouteConfig { customers: dedup(&r.customers), ..r.clone() }).collect();
+    let campaigns: Vec<CampaignConfig> = cfg
+        .campaigns
+        .iter()
+        .map(|c| CampaignConfig { source_prefixes: dedup(&c.source_prefixes), ..c.clone() })
+        .collect();
 
     let mut summary =
         ImportSummary { settings_changed: settings(&tx, &cfg.server).await?, ..Default::default() };
@@ -110,6 +126,13 @@ pub async fn import_config(client: &mut Client, cfg: &Config) -> Result<ImportSu
     let (counts, upsert) = classify(&routes, &current.routes, |r| &r.name);
     summary.routes = counts;
     import_routes(&tx, &upsert).await?;
+    // Brands before campaigns: a campaign references its brand.
+    let (counts, upsert) = classify(&cfg.brands, &current.brands, |b| &b.brand_id);
+    summary.brands = counts;
+    import_brands(&tx, &upsert).await?;
+    let (counts, upsert) = classify(&campaigns, &current.campaigns, |c| &c.campaign_id);
+    summary.campaigns = counts;
+    import_campaigns(&tx, &upsert).await?;
 
     let (merged, problems) = load::build(load::read(&tx).await?, cfg);
     load::check(merged, problems)?;
@@ -392,6 +415,75 @@ async fn import_routes(tx: &Transaction<'_>, upsert: &[&RouteConfig]) -> Result<
          ORDER BY i",
         customers,
         "importing smppgw_route_customers",
+    )
+    .await
+}
+
+async fn import_brands(tx: &Transaction<'_>, upsert: &[&BrandConfig]) -> Result<(), DbError> {
+    let rows = upsert
+        .iter()
+        .enumerate()
+        .map(|(i, b)| json!({ "i": i, "brand_id": b.brand_id, "daily_cap_segments": b.daily_cap_segments }))
+        .collect();
+    bulk(
+        tx,
+        "INSERT INTO smppgw_brands (brand_id, daily_cap_segments) \
+         SELECT brand_id, daily_cap_segments \
+         FROM jsonb_to_recordset($1::jsonb) AS x(i integer, brand_id text, daily_cap_segments bigint) ORDER BY i \
+         ON CONFLICT (brand_id) DO UPDATE SET daily_cap_segments = excluded.daily_cap_segments",
+        rows,
+        "importing smppgw_brands",
+    )
+    .await
+}
+
+async fn import_campaigns(tx: &Transaction<'_>, upsert: &[&CampaignConfig]) -> Result<(), DbError> {
+    let rows = upsert
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            json!({
+                "i": i,
+                "campaign_id": c.campaign_id,
+                "brand_id": c.brand_id,
+                "segments_per_minute": c.segments_per_minute,
+            })
+        })
+        .collect();
+    bulk(
+        tx,
+        "INSERT INTO smppgw_campaigns (campaign_id, brand_id, segments_per_minute) \
+         SELECT campaign_id, brand_id, segments_per_minute \
+         FROM jsonb_to_recordset($1::jsonb) \
+         AS x(i integer, campaign_id text, brand_id text, segments_per_minute bigint) ORDER BY i \
+         ON CONFLICT (campaign_id) DO UPDATE SET brand_id = excluded.brand_id, \
+         segments_per_minute = excluded.segments_per_minute",
+        rows,
+        "importing smppgw_campaigns",
+    )
+    .await?;
+    // Every rewritten campaign's numbers go before any is inserted, so a number can move from one
+    // rewritten campaign to another.
+    delete_children(
+        tx,
+        "DELETE FROM smppgw_campaign_numbers WHERE campaign_id = ANY($1::text[])",
+        &upsert.iter().map(|c| c.campaign_id.as_str()).collect::<Vec<_>>(),
+        "replacing smppgw_campaign_numbers",
+    )
+    .await?;
+    let numbers = upsert
+        .iter()
+        .flat_map(|c| c.source_prefixes.iter().map(move |source| (&c.campaign_id, source)))
+        .enumerate()
+        .map(|(i, (campaign_id, source))| json!({ "i": i, "campaign_id": campaign_id, "source_prefix": source }))
+        .collect();
+    bulk(
+        tx,
+        "INSERT INTO smppgw_campaign_numbers (source_prefix, campaign_id) \
+         SELECT source_prefix, campaign_id \
+         FROM jsonb_to_recordset($1::jsonb) AS x(i integer, source_prefix text, campaign_id text) ORDER BY i",
+        numbers,
+        "importing smppgw_campaign_numbers",
     )
     .await
 }

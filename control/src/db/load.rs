@@ -11,12 +11,12 @@ use std::collections::HashMap;
 use serde::de::DeserializeOwned;
 use serde::de::value::{Error as ValueError, StrDeserializer};
 use smppgw_engine::config::{
-    BindType, Cidr, Config, CustomerConfig, ErrorKind, RouteConfig, RouteVendor, ServerConfig, VendorConfig,
+    BindType, BrandConfig, CampaignConfig, Cidr, Config, CustomerConfig, ErrorKind, RouteConfig, RouteVendor,
+    ServerConfig, VendorConfig,
 };
 use tokio_postgres::types::FromSql;
 use tokio_postgres::{Client, IsolationLevel, Row, Transaction};
 
-use super::campaign::{self, Campaign};
 use super::{DbConfig, DbError, InvalidConfig, Problem};
 
 const SETTINGS_SQL: &str = "SELECT system_id, window_size::bigint, max_command_length::bigint, \
@@ -35,9 +35,9 @@ const ROUTES_SQL: &str =
 const ROUTE_VENDORS_SQL: &str =
     "SELECT route, vendor, priority::bigint, weight::bigint FROM smppgw_route_vendors ORDER BY id";
 const ROUTE_CUSTOMERS_SQL: &str = "SELECT route, system_id FROM smppgw_route_customers ORDER BY id";
-const CAMPAIGNS_SQL: &str = "SELECT c.campaign_id, c.brand_id, c.segments_per_minute::bigint, \
-     b.daily_cap_segments::bigint FROM smppgw_campaigns c JOIN smppgw_brands b ON b.brand_id = c.brand_id \
-     ORDER BY c.id";
+const BRANDS_SQL: &str = "SELECT brand_id, daily_cap_segments::bigint FROM smppgw_brands ORDER BY id";
+const CAMPAIGNS_SQL: &str =
+    "SELECT campaign_id, brand_id, segments_per_minute::bigint FROM smppgw_campaigns ORDER BY id";
 const CAMPAIGN_NUMBERS_SQL: &str =
     "SELECT campaign_id, source_prefix FROM smppgw_campaign_numbers ORDER BY id";
 
@@ -46,8 +46,8 @@ const CAMPAIGN_NUMBERS_SQL: &str =
 ///
 /// The `[server]` section starts from `base.server` (this node's TOML file and environment) and takes
 /// each cluster-wide setting that `smppgw_settings` sets (not NULL); `base`'s customers, vendors and
-/// routes are ignored, the tables are the source of those. Then [`Config::validate`] and the
-/// campaign checks run.
+/// routes, brands and campaigns are ignored, the tables are the source of those. Then
+/// [`Config::validate`] runs.
 ///
 /// # Errors
 /// [`DbError::Invalid`] with every problem when a row cannot become configuration or the result
@@ -76,6 +76,7 @@ pub(crate) struct Tables {
     routes: Vec<Row>,
     route_vendors: Vec<Row>,
     route_customers: Vec<Row>,
+    brands: Vec<Row>,
     campaigns: Vec<Row>,
     campaign_numbers: Vec<Row>,
 }
@@ -95,6 +96,7 @@ pub(crate) async fn read(tx: &Transaction<'_>) -> Result<Tables, DbError> {
         routes,
         route_vendors,
         route_customers,
+        brands,
         campaigns,
         numbers,
     ) = tokio::join!(
@@ -105,6 +107,7 @@ pub(crate) async fn read(tx: &Transaction<'_>) -> Result<Tables, DbError> {
         q(ROUTES_SQL, "reading smppgw_routes"),
         q(ROUTE_VENDORS_SQL, "reading smppgw_route_vendors"),
         q(ROUTE_CUSTOMERS_SQL, "reading smppgw_route_customers"),
+        q(BRANDS_SQL, "reading smppgw_brands"),
         q(CAMPAIGNS_SQL, "reading smppgw_campaigns"),
         q(CAMPAIGN_NUMBERS_SQL, "reading smppgw_campaign_numbers"),
     );
@@ -116,6 +119,7 @@ pub(crate) async fn read(tx: &Transaction<'_>) -> Result<Tables, DbError> {
         routes,
         route_vendors,
         route_customers,
+        brands,
         campaigns,
         numbers,
     ) = (
@@ -126,6 +130,7 @@ pub(crate) async fn read(tx: &Transaction<'_>) -> Result<Tables, DbError> {
         routes?,
         route_vendors?,
         route_customers?,
+        brands?,
         campaigns?,
         numbers?,
     );
@@ -137,6 +142,7 @@ pub(crate) async fn read(tx: &Transaction<'_>) -> Result<Tables, DbError> {
         routes,
         route_vendors,
         route_customers,
+        brands,
         campaigns,
         campaign_numbers: numbers,
     })
@@ -216,7 +222,14 @@ pub(crate) fn build(t: Tables, base: &Config) -> (DbConfig, Vec<Problem>) {
         }
     }
 
-    let mut campaigns: Vec<Campaign> = Vec::with_capacity(t.campaigns.len());
+    let mut brands: Vec<BrandConfig> = Vec::with_capacity(t.brands.len());
+    for row in &t.brands {
+        match brand(row) {
+            Ok(b) => brands.push(b),
+            Err(why) => report("smppgw_brands", row, why),
+        }
+    }
+    let mut campaigns: Vec<CampaignConfig> = Vec::with_capacity(t.campaigns.len());
     for row in &t.campaigns {
         match campaign_row(row) {
             Ok(c) => campaigns.push(c),
@@ -236,16 +249,15 @@ pub(crate) fn build(t: Tables, base: &Config) -> (DbConfig, Vec<Problem>) {
         }
     }
 
-    (DbConfig { config: Config { server, customers, vendors, routes }, campaigns }, problems)
+    (DbConfig { config: Config { server, customers, vendors, routes, brands, campaigns } }, problems)
 }
 
 /// Refuses a built configuration with row problems, else validates it.
 pub(crate) fn check(db: DbConfig, mut problems: Vec<Problem>) -> Result<DbConfig, DbError> {
-    if problems.is_empty() {
-        if let Err(errors) = db.config.validate() {
-            problems.extend(InvalidConfig::from_config_errors(&errors).problems);
-        }
-        problems.extend(campaign::validate(&db.campaigns));
+    if problems.is_empty()
+        && let Err(errors) = db.config.validate()
+    {
+        problems.extend(InvalidConfig::from_config_errors(&errors).problems);
     }
     if problems.is_empty() { Ok(db) } else { Err(DbError::Invalid(InvalidConfig { problems })) }
 }
@@ -364,12 +376,18 @@ fn route_vendor(row: &Row) -> Result<(String, RouteVendor), String> {
     Ok((route, rv))
 }
 
-fn campaign_row(row: &Row) -> Result<Campaign, String> {
-    Ok(Campaign {
+fn brand(row: &Row) -> Result<BrandConfig, String> {
+    Ok(BrandConfig {
+        brand_id: col(row, 0, "brand_id")?,
+        daily_cap_segments: u32_col(row, 1, "daily_cap_segments")?,
+    })
+}
+
+fn campaign_row(row: &Row) -> Result<CampaignConfig, String> {
+    Ok(CampaignConfig {
         campaign_id: col(row, 0, "campaign_id")?,
         brand_id: col(row, 1, "brand_id")?,
-        source_prefixes: Vec::new(),
         segments_per_minute: u32_col(row, 2, "segments_per_minute")?,
-        brand_daily_cap_segments: u32_col(row, 3, "daily_cap_segments")?,
+        source_prefixes: Vec::new(),
     })
 }

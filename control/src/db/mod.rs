@@ -24,9 +24,9 @@
 //! | `smppgw_routes` | `name` | `prefixes`, `source_prefixes` (text arrays) and `position` |
 //! | `smppgw_route_vendors` | `(route, vendor)` | `route.vendors`: `priority` (default 0), `weight` (default 1) |
 //! | `smppgw_route_customers` | `(route, system_id)` | `route.customers` |
-//! | `smppgw_brands` | `brand_id` | 10DLC brand: `daily_cap_segments` |
-//! | `smppgw_campaigns` | `campaign_id` | 10DLC campaign: `brand_id`, `segments_per_minute` |
-//! | `smppgw_campaign_numbers` | `source_prefix` | a campaign's source numbers or prefixes |
+//! | `smppgw_brands` | `brand_id` | `[[brand]]`: `daily_cap_segments` |
+//! | `smppgw_campaigns` | `campaign_id` | `[[campaign]]`: `brand_id`, `segments_per_minute` |
+//! | `smppgw_campaign_numbers` | `source_prefix` | `campaign.source_prefixes` (`campaign_id` references the campaign) |
 //!
 //! Column names are the TOML keys, except `window` (reserved in SQL), which is `window_size`. Every
 //! column default is the TOML default, so adding a vendor is one statement:
@@ -45,7 +45,6 @@
 //!
 //! Everything here runs on the control thread's tokio runtime; nothing blocks a data-plane core.
 
-mod campaign;
 mod connect;
 mod error;
 mod import;
@@ -55,7 +54,6 @@ mod watch;
 
 use smppgw_engine::config::Config;
 
-pub use campaign::{Campaign, limits as campaign_limits};
 pub use connect::{Driver, connect, describe_target, parse_database_url};
 pub use error::{DbError, InvalidConfig, Problem};
 pub use import::{ImportSummary, ItemCounts, import_config};
@@ -93,12 +91,11 @@ pub const NODE_SERVER_SETTINGS: &[&str] = &[
     "receipt_queue_max",
 ];
 
-/// A configuration loaded from the database: the gateway's [`Config`] plus what it has no field
-/// for yet (10DLC campaigns). Values handed out by [`load`] and [`ConfigWatcher`] are valid.
+/// A configuration loaded from the database. Values handed out by [`load`] and [`ConfigWatcher`]
+/// are valid.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DbConfig {
-    /// Customers, vendors, routes and server settings, validated with [`Config::validate`].
+    /// Customers, vendors, routes, 10DLC brands and campaigns and server settings, validated with
+    /// [`Config::validate`].
     pub config: Config,
-    /// 10DLC campaigns, in insertion order, validated by this module.
-    pub campaigns: Vec<Campaign>,
 }

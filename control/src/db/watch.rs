@@ -122,7 +122,7 @@ impl ConfigWatcher {
             customers = first.config.customers.len(),
             vendors = first.config.vendors.len(),
             routes = first.config.routes.len(),
-            campaigns = first.campaigns.len(),
+            campaigns = first.config.campaigns.len(),
             "configuration loaded from PostgreSQL"
         );
         let (config_tx, config) = watch::channel(Arc::new(first));
@@ -336,7 +336,7 @@ impl Worker {
                     customers = db.config.customers.len(),
                     vendors = db.config.vendors.len(),
                     routes = db.config.routes.len(),
-                    campaigns = db.campaigns.len(),
+                    campaigns = db.config.campaigns.len(),
                     "configuration changed; applying"
                 );
                 self.config.send_replace(Arc::new(db));

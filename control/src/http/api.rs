@@ -116,7 +116,14 @@ pub struct ApiState {
     metrics: Arc<Metrics>,
     backends: Vec<Backend>,
     reload: Option<ReloadFn>,
+    remote_lookup: Option<RemoteLookupFn>,
+    extra_metrics: Vec<ExtraMetricsFn>,
 }
+
+/// Finds a message in state shared between nodes (Redis) when no core of this node holds it.
+pub type RemoteLookupFn = Arc<dyn Fn(u64) -> BoxFuture<Option<Record>> + Send + Sync>;
+/// Appends more families to /metrics (the Redis link's).
+pub type ExtraMetricsFn = Arc<dyn Fn(&mut String) + Send + Sync>;
 
 impl std::fmt::Debug for ApiState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -130,7 +137,14 @@ impl std::fmt::Debug for ApiState {
 impl ApiState {
     /// State for a gateway's control handle and counters; no backends, no reload source.
     pub fn new(control: Arc<GatewayControl>, metrics: Arc<Metrics>) -> Self {
-        Self { control, metrics, backends: Vec::new(), reload: None }
+        Self {
+            control,
+            metrics,
+            backends: Vec::new(),
+            reload: None,
+            remote_lookup: None,
+            extra_metrics: Vec::new(),
+        }
     }
 
     /// State for a running gateway.
@@ -142,6 +156,24 @@ impl ApiState {
     #[must_use]
     pub fn with_backend(mut self, backend: Backend) -> Self {
         self.backends.push(backend);
+        self
+    }
+
+    /// Where `GET /api/v1/messages/{id}` looks when no core of this node holds the message.
+    #[must_use]
+    pub fn with_remote_lookup<F, Fut>(mut self, lookup: F) -> Self
+    where
+        F: Fn(u64) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Option<Record>> + Send + 'static,
+    {
+        self.remote_lookup = Some(Arc::new(move |id| Box::pin(lookup(id))));
+        self
+    }
+
+    /// Appends families to /metrics.
+    #[must_use]
+    pub fn with_extra_metrics(mut self, render: impl Fn(&mut String) + Send + Sync + 'static) -> Self {
+        self.extra_metrics.push(Arc::new(render));
         self
     }
 
@@ -224,7 +256,10 @@ async fn route(req: Request<Incoming>, shared: &Shared) -> Resp {
         "/health" if get => text(StatusCode::OK, "text/plain; charset=utf-8", "ok\n"),
         "/ready" if get => ready(st),
         "/metrics" if get => {
-            let body = crate::metrics::render(&st.metrics, &st.control.current());
+            let mut body = crate::metrics::render(&st.metrics, &st.control.current());
+            for extra in &st.extra_metrics {
+                extra(&mut body);
+            }
             text(StatusCode::OK, crate::metrics::CONTENT_TYPE, body)
         }
         "/api/v1/vendors" if get => json(StatusCode::OK, &vendors(&st.control.current())),
@@ -512,6 +547,17 @@ async fn message(st: &ApiState, id: &str, query: Option<&str>) -> Resp {
             control.lookup(shown_id, Duration::from_millis(LOOKUP_TIMEOUT_MS))
         })
         .await;
+        // Another node may hold the receipt this node has not seen: Redis's copy wins over a
+        // local one that is not final.
+        let looked_up = match (looked_up, &st.remote_lookup) {
+            (Ok(local), Some(remote)) if local.as_ref().is_none_or(|r| !r.state.is_final()) => {
+                match remote(shown_id).await {
+                    Some(r) if local.is_none() || r.state.is_final() => Ok(Some(r)),
+                    _ => Ok(local),
+                }
+            }
+            (other, _) => other,
+        };
         let rec = match looked_up {
             Ok(Some(r)) => r,
             Ok(None) => continue,

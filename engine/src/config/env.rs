@@ -1,5 +1,6 @@
 //! Environment overrides (12-factor): `SMPPGW__SERVER__LISTEN=0.0.0.0:2775`,
-//! `SMPPGW__VENDOR__SIM__PASSWORD=...`, `SMPPGW__ROUTE__DEFAULT__VENDORS=a,b`.
+//! `SMPPGW__VENDOR__SIM__PASSWORD=...`, `SMPPGW__ROUTE__DEFAULT__VENDORS=a,b`,
+//! `SMPPGW__CAMPAIGN__C1ABC23__SEGMENTS_PER_MINUTE=600`.
 //!
 //! They are spliced into the parsed document before anything is checked, so an overridden value
 //! goes through exactly the checks of a value in the file. Each spliced key and value gets a span
@@ -102,7 +103,8 @@ fn target_table<'d, 'a>(
 
 fn resolve<'a>(doc: &DeTable<'_>, name: &str, value: &'a str, span: usize) -> Result<Resolved<'a>, String> {
     const FORMS: &str = "use SMPPGW__SERVER__<FIELD>, or SMPPGW__CUSTOMER__<SYSTEM_ID>__<FIELD>, \
-                         SMPPGW__VENDOR__<NAME>__<FIELD>, SMPPGW__ROUTE__<NAME>__<FIELD>";
+                         SMPPGW__VENDOR__<NAME>__<FIELD>, SMPPGW__ROUTE__<NAME>__<FIELD>, \
+                         SMPPGW__BRAND__<BRAND_ID>__<FIELD>, SMPPGW__CAMPAIGN__<CAMPAIGN_ID>__<FIELD>";
     let rest = name.get(ENV_PREFIX.len()..).unwrap_or_default();
     let parts: Vec<&str> = rest.split("__").collect();
     let (Some(section_part), Some(field_part)) = (parts.first(), parts.last()) else {

@@ -173,7 +173,8 @@ pub const PORT: Limit = Limit { min: 1, max: 65_535, why: "TCP ports are 1..=655
 /// `vendor.host`: DNS names are at most 253 characters.
 pub const HOST_LEN_MAX: usize = 253;
 
-/// Length of a vendor or route name (names go into logs, metrics labels and environment keys).
+/// Length of a vendor or route name, and of a brand or campaign id (The Campaign Registry's are 7
+/// characters): names go into logs, metrics labels and environment keys.
 pub const NAME_LEN_MAX: usize = 64;
 
 // ---- [[route]] --------------------------------------------------------------------------------------
@@ -200,6 +201,33 @@ pub const ROUTE_WEIGHT: Limit = Limit {
 /// Entries in `route.prefixes`, `route.source_prefixes` and `route.customers`.
 pub const ROUTE_LIST_LEN_MAX: usize = 10_000;
 
+// ---- [[brand]] and [[campaign]] (US 10DLC) ----------------------------------------------------------
+
+/// Number of `[[brand]]` entries.
+pub const BRANDS: Limit =
+    Limit { min: 0, max: 100_000, why: "every brand and its daily counter are held in memory on every node" };
+
+/// Number of `[[campaign]]` entries.
+pub const CAMPAIGNS: Limit =
+    Limit { min: 0, max: 100_000, why: "every campaign and its numbers are held in memory on every node" };
+
+/// `campaign.segments_per_minute`; 0 = no campaign limit.
+pub const CAMPAIGN_SEGMENTS_PER_MINUTE: Limit = Limit {
+    min: 0,
+    max: 60_000_000,
+    why: "a million segments per second is the pacer's ceiling; above it use 0 (no limit)",
+};
+
+/// `brand.daily_cap_segments`; 0 = no cap.
+pub const BRAND_DAILY_CAP_SEGMENTS: Limit = Limit {
+    min: 0,
+    max: 4_000_000_000,
+    why: "a cap above 4 billion segments a day limits nothing a brand sends; use 0 (no cap)",
+};
+
+/// Entries in `campaign.source_prefixes`.
+pub const CAMPAIGN_SOURCES_LEN_MAX: usize = 10_000;
+
 // ---- SMPP 3.4 field sizes ---------------------------------------------------------------------------
 
 /// system_id: C-Octet String of at most 16 octets including the NUL (SMPP 3.4, 4.1.1).
@@ -223,3 +251,7 @@ const _: () = assert!(CUSTOMER_MAX_BINDS.max <= SERVER_MAX_BINDS.max);
 const _: () = assert!(NODE_ID.max == u8::MAX as u64);
 const _: () = assert!(PORT.max == u16::MAX as u64);
 const _: () = assert!(PASSWORD_LEN_MAX < SYSTEM_ID_LEN_MAX);
+// The engine's fixed-window counters hold a window's count in 32 bits.
+const _: () = assert!(CAMPAIGN_SEGMENTS_PER_MINUTE.max <= u32::MAX as u64);
+const _: () = assert!(BRAND_DAILY_CAP_SEGMENTS.max <= u32::MAX as u64);
+const _: () = assert!(CAMPAIGN_SEGMENTS_PER_MINUTE.max == THROUGHPUT_PER_SEC.max * 60);

@@ -21,11 +21,19 @@ pub(crate) enum Section {
     Customer,
     Vendor,
     Route,
+    Brand,
+    Campaign,
 }
 
 impl Section {
-    pub(crate) const ALL: [Section; 4] =
-        [Section::Server, Section::Customer, Section::Vendor, Section::Route];
+    pub(crate) const ALL: [Section; 6] = [
+        Section::Server,
+        Section::Customer,
+        Section::Vendor,
+        Section::Route,
+        Section::Brand,
+        Section::Campaign,
+    ];
 
     /// Its key in the file.
     pub(crate) fn key(self) -> &'static str {
@@ -34,6 +42,8 @@ impl Section {
             Section::Customer => "customer",
             Section::Vendor => "vendor",
             Section::Route => "route",
+            Section::Brand => "brand",
+            Section::Campaign => "campaign",
         }
     }
 
@@ -46,6 +56,8 @@ impl Section {
     pub(crate) fn item_key(self) -> &'static str {
         match self {
             Section::Customer => "system_id",
+            Section::Brand => "brand_id",
+            Section::Campaign => "campaign_id",
             Section::Server | Section::Vendor | Section::Route => "name",
         }
     }
@@ -56,6 +68,8 @@ impl Section {
             Section::Customer => CUSTOMER,
             Section::Vendor => VENDOR,
             Section::Route => ROUTE,
+            Section::Brand => BRAND,
+            Section::Campaign => CAMPAIGN,
         }
     }
 
@@ -165,6 +179,15 @@ static ROUTE: &[Field] = &[
     opt("customers", Kind::StrList),
     opt("source_prefixes", Kind::StrList),
     opt("vendors", Kind::RouteVendors),
+];
+
+static BRAND: &[Field] = &[req("brand_id", Kind::Str), opt("daily_cap_segments", U32)];
+
+static CAMPAIGN: &[Field] = &[
+    req("campaign_id", Kind::Str),
+    req("brand_id", Kind::Str),
+    opt("segments_per_minute", U32),
+    opt("source_prefixes", Kind::StrList),
 ];
 
 /// Fields of a route vendor in table form.
@@ -292,7 +315,8 @@ pub(crate) fn check(doc: &DeTable<'_>, out: &mut Vec<Problem>) -> SpanIndex {
                 out,
                 span,
                 format!(
-                    "unknown section '{}'{}; the sections are [server], [[customer]], [[vendor]] and [[route]]",
+                    "unknown section '{}'{}; the sections are [server], [[customer]], [[vendor]], [[route]], \
+                     [[brand]] and [[campaign]]",
                     key.get_ref(),
                     did_you_mean(key.get_ref(), &section_keys)
                 ),
@@ -668,7 +692,7 @@ const _: () = assert!(limits::PORT.max == u16::MAX as u64);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Config, CustomerConfig, RouteConfig, VendorConfig};
+    use crate::config::{BrandConfig, CampaignConfig, Config, CustomerConfig, RouteConfig, VendorConfig};
 
     fn keys_of<T: serde::Serialize>(value: &T) -> Vec<String> {
         let table = toml::Table::try_from(value).expect("serializes to a table");
@@ -690,6 +714,8 @@ mod tests {
         assert_eq!(keys_of(&CustomerConfig::new("a", "b")), schema_keys(Section::Customer));
         assert_eq!(keys_of(&VendorConfig::new("a", "h", 1, "s", "p")), schema_keys(Section::Vendor));
         assert_eq!(keys_of(&RouteConfig::new("r", &["a"])), schema_keys(Section::Route));
+        assert_eq!(keys_of(&BrandConfig::new("B1", 0)), schema_keys(Section::Brand));
+        assert_eq!(keys_of(&CampaignConfig::new("C1", "B1")), schema_keys(Section::Campaign));
         let sections: Vec<String> = Section::ALL.iter().map(|s| s.key().to_owned()).collect();
         let mut sections_sorted = sections.clone();
         sections_sorted.sort();

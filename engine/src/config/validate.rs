@@ -1,6 +1,6 @@
 //! What a well-formed configuration must also mean: numbers within [`limits`], SMPP field sizes,
 //! names that are unique and usable in environment variables, routes that name defined vendors and
-//! customers, prefixes that are prefixes. Works on the typed [`Config`] (so a configuration built
+//! customers, campaigns that name defined brands, prefixes that are prefixes. Works on the typed [`Config`] (so a configuration built
 //! in code is checked the same way) and reports [`Path`]s that the loader turns into lines.
 
 use std::collections::HashMap;
@@ -9,7 +9,7 @@ use super::error::ErrorKind;
 use super::limits::{self, Limit};
 use super::password::parse_phc;
 use super::schema::{Path, Section};
-use super::{Config, CustomerConfig, RouteConfig, ServerConfig, VendorConfig};
+use super::{BrandConfig, Config, CustomerConfig, RouteConfig, ServerConfig, VendorConfig};
 
 /// One semantic problem.
 #[derive(Debug)]
@@ -92,18 +92,20 @@ impl Issues {
         }
     }
 
+    /// A name or id (the field `path` names): 1..=64 of `[A-Za-z0-9_-]`.
     fn name(&mut self, path: Path, label: &str, name: &str) {
+        let field = path.field.unwrap_or("name");
         if name.is_empty() || name.len() > limits::NAME_LEN_MAX {
             self.push(
                 path,
                 ErrorKind::TooLong { len: name.len(), max: limits::NAME_LEN_MAX },
-                format!("{label}: name must be 1..={} characters", limits::NAME_LEN_MAX),
+                format!("{label}: {field} must be 1..={} characters", limits::NAME_LEN_MAX),
             );
         } else if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
             self.invalid(
                 path,
                 format!(
-                    "{label}: name '{name}' may only use letters, digits, '_' and '-' (it appears in logs, \
+                    "{label}: {field} '{name}' may only use letters, digits, '_' and '-' (it appears in logs, \
                      metrics and SMPPGW__ environment variables)"
                 ),
             );
@@ -118,6 +120,8 @@ pub(crate) fn validate(config: &Config) -> Vec<Issue> {
     customers(config, &mut issues);
     vendors(&config.vendors, &mut issues);
     routes(config, &mut issues);
+    brands(&config.brands, &mut issues);
+    campaigns(config, &mut issues);
     issues.0
 }
 
@@ -494,6 +498,127 @@ fn route_vendors(
             }
         }
     }
+}
+
+fn brands(list: &[BrandConfig], issues: &mut Issues) {
+    let section_path = Path { section: Section::Brand, item: None, field: None, elem: None };
+    issues.count(section_path, "[[brand]]", "brands", list.len(), &limits::BRANDS);
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (i, b) in list.iter().enumerate() {
+        let label = format!("brand '{}'", b.brand_id);
+        let p = |field| Path::field(Section::Brand, i, field);
+        issues.name(p("brand_id"), &label, &b.brand_id);
+        duplicate(
+            issues,
+            &mut seen,
+            b.brand_id.to_ascii_lowercase(),
+            i,
+            Section::Brand,
+            "brand_id",
+            format!("{label}: brand_id is defined twice (ids ignore case)"),
+        );
+        issues.range(
+            p("daily_cap_segments"),
+            &label,
+            b.daily_cap_segments,
+            &limits::BRAND_DAILY_CAP_SEGMENTS,
+        );
+    }
+}
+
+fn campaigns(config: &Config, issues: &mut Issues) {
+    let list = &config.campaigns;
+    let section_path = Path { section: Section::Campaign, item: None, field: None, elem: None };
+    issues.count(section_path, "[[campaign]]", "campaigns", list.len(), &limits::CAMPAIGNS);
+    let brand_ids: std::collections::HashSet<&str> =
+        config.brands.iter().map(|b| b.brand_id.as_str()).collect();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    // Source prefix without '+' -> (campaign, element) that claimed it first.
+    let mut claimed: HashMap<&str, (usize, usize)> = HashMap::new();
+    for (i, c) in list.iter().enumerate() {
+        let label = format!("campaign '{}'", c.campaign_id);
+        let p = |field| Path::field(Section::Campaign, i, field);
+        issues.name(p("campaign_id"), &label, &c.campaign_id);
+        duplicate(
+            issues,
+            &mut seen,
+            c.campaign_id.to_ascii_lowercase(),
+            i,
+            Section::Campaign,
+            "campaign_id",
+            format!("{label}: campaign_id is defined twice (ids ignore case)"),
+        );
+        if !brand_ids.contains(c.brand_id.as_str()) {
+            let defined: Vec<&str> = config.brands.iter().map(|b| b.brand_id.as_str()).collect();
+            issues.push(
+                p("brand_id"),
+                ErrorKind::UnknownReference,
+                format!(
+                    "{label} names brand '{}', which is not defined{}; defined brands: {} (add a [[brand]] \
+                     with this brand_id)",
+                    c.brand_id,
+                    case_hint(&c.brand_id, &defined),
+                    name_list(&defined)
+                ),
+            );
+        }
+        issues.range(
+            p("segments_per_minute"),
+            &label,
+            c.segments_per_minute,
+            &limits::CAMPAIGN_SEGMENTS_PER_MINUTE,
+        );
+        issues.list_len(
+            p("source_prefixes"),
+            &label,
+            c.source_prefixes.len(),
+            limits::CAMPAIGN_SOURCES_LEN_MAX,
+        );
+        for (j, source) in c.source_prefixes.iter().enumerate() {
+            let path = Path::elem(Section::Campaign, i, "source_prefixes", j);
+            if let Err(why) = check_source(source) {
+                issues.invalid(path, format!("{label}: source prefix '{source}' {why}"));
+                continue;
+            }
+            let key = source.strip_prefix('+').unwrap_or(source);
+            match claimed.get(key) {
+                Some(&(other, other_j)) if other != i => issues.0.push(Issue {
+                    path,
+                    also: None,
+                    first: Some(Path::elem(Section::Campaign, other, "source_prefixes", other_j)),
+                    kind: ErrorKind::Duplicate,
+                    message: format!(
+                        "{label}: source prefix '{source}' also belongs to campaign '{}'; a number counts \
+                         against one campaign only",
+                        list[other].campaign_id
+                    ),
+                }),
+                Some(_) => {}
+                None => {
+                    claimed.insert(key, (i, j));
+                }
+            }
+        }
+    }
+}
+
+/// A campaign's source number or prefix: 1..=20 digits after an optional '+'.
+fn check_source(source: &str) -> Result<(), String> {
+    let digits = source.strip_prefix('+').unwrap_or(source);
+    if digits.is_empty() {
+        return Err("is empty; a campaign is found from the source numbers it lists".to_owned());
+    }
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("may only hold digits after an optional '+'".to_owned());
+    }
+    if source.len() > limits::ADDRESS_PREFIX_LEN_MAX {
+        return Err(format!(
+            "is {} characters; an SMPP address has at most {}",
+            source.len(),
+            limits::ADDRESS_PREFIX_LEN_MAX
+        ));
+    }
+    Ok(())
 }
 
 /// A destination prefix: digits only after an optional '+', at most 20 characters; "" matches all.

@@ -1,0 +1,240 @@
+//! How messages and deliveries are written in Redis.
+//!
+//! Nodes may number customers and vendors differently (indexes follow each node's config
+//! history), so what goes to Redis names them: a record read back on another node is mapped to
+//! that node's indexes, and one naming a customer or vendor that node does not know is skipped.
+//! The format is a versioned, length-prefixed binary layout; a value that does not parse is
+//! treated as absent, never trusted.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use smppgw_codec::receipt::MessageState;
+use smppgw_codec::{Body, Decoder, Pdu};
+use smppgw_engine::deliveries::{Delivery, Kind};
+use smppgw_engine::snapshot::Snapshot;
+use smppgw_engine::store::{Record, Small};
+
+const RECORD_V1: u8 = 1;
+const DELIVERY_V1: u8 = 1;
+/// Most siblings a stored record may list (a long message has at most 255 parts).
+const SIBLINGS_MAX: usize = 255;
+
+/// Bounds-checked reading of the layout.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Some(a)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        self.take(1).map(|b| b[0])
+    }
+    fn u16(&mut self) -> Option<u16> {
+        self.take(2).map(|b| u16::from_be_bytes([b[0], b[1]]))
+    }
+    fn u64(&mut self) -> Option<u64> {
+        let b = self.take(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Some(u64::from_be_bytes(a))
+    }
+    fn bytes(&mut self) -> Option<&'a [u8]> {
+        let n = self.u16()?;
+        self.take(usize::from(n))
+    }
+}
+
+fn put_bytes(out: &mut BytesMut, b: &[u8]) {
+    let n = b.len().min(usize::from(u16::MAX));
+    out.put_u16(n as u16);
+    out.put_slice(&b[..n]);
+}
+
+/// The stored form of `rec`, or None when its customer or vendor is not in `snap`.
+pub fn encode_record(rec: &Record, snap: &Snapshot) -> Option<Vec<u8>> {
+    let customer = snap.customer_at(rec.customer)?;
+    let vendor = snap.vendor(rec.vendor)?;
+    let mut out = BytesMut::with_capacity(96 + rec.siblings.len() * 8);
+    out.put_u8(RECORD_V1);
+    out.put_u64(rec.msg_id);
+    out.put_u64(rec.shown_id);
+    out.put_u64(rec.submitted);
+    out.put_u64(rec.final_at);
+    out.put_u16(rec.error);
+    out.put_u8(rec.state.as_u8());
+    out.put_u8(u8::from(rec.wants_receipt));
+    put_bytes(&mut out, customer.cfg.system_id.as_bytes());
+    put_bytes(&mut out, vendor.cfg.name.as_bytes());
+    put_bytes(&mut out, &rec.vendor_id);
+    for (ton, npi, addr) in [&rec.source, &rec.dest] {
+        out.put_u8(*ton);
+        out.put_u8(*npi);
+        put_bytes(&mut out, addr.as_bytes());
+    }
+    let n = rec.siblings.len().min(SIBLINGS_MAX);
+    out.put_u16(n as u16);
+    for s in &rec.siblings[..n] {
+        out.put_u64(*s);
+    }
+    Some(out.to_vec())
+}
+
+/// A stored record mapped to `snap`'s indexes; None when it does not parse or names a customer
+/// or vendor `snap` lacks.
+pub fn decode_record(b: &[u8], snap: &Snapshot) -> Option<Record> {
+    let mut r = Reader(b);
+    if r.u8()? != RECORD_V1 {
+        return None;
+    }
+    let msg_id = r.u64()?;
+    let shown_id = r.u64()?;
+    let submitted = r.u64()?;
+    let final_at = r.u64()?;
+    let error = r.u16()?;
+    let state = MessageState::from_u8(r.u8()?)?;
+    let wants_receipt = r.u8()? != 0;
+    let customer = snap.customer(r.bytes()?)?.idx;
+    let vendor_name = std::str::from_utf8(r.bytes()?).ok()?;
+    let vendor = snap.vendors.iter().flatten().find(|v| v.cfg.name == vendor_name)?.idx;
+    let vendor_id = Bytes::copy_from_slice(r.bytes()?);
+    let source = (r.u8()?, r.u8()?, Small::new(r.bytes()?));
+    let dest = (r.u8()?, r.u8()?, Small::new(r.bytes()?));
+    let n = usize::from(r.u16()?);
+    if n > SIBLINGS_MAX {
+        return None;
+    }
+    let mut siblings = Vec::with_capacity(n);
+    for _ in 0..n {
+        siblings.push(r.u64()?);
+    }
+    Some(Record {
+        msg_id,
+        shown_id,
+        customer,
+        vendor,
+        vendor_id,
+        source,
+        dest,
+        submitted,
+        state,
+        final_at,
+        error,
+        wants_receipt,
+        siblings,
+    })
+}
+
+/// The queued form of a delivery: its kind and attempts, then the deliver_sm as a PDU.
+pub fn encode_delivery(d: &Delivery) -> Vec<u8> {
+    let mut out = BytesMut::with_capacity(64 + d.body.short_message.len());
+    out.put_u8(DELIVERY_V1);
+    out.put_u8(match d.kind {
+        Kind::Receipt => 0,
+        Kind::Mo => 1,
+    });
+    out.put_u8(d.attempts);
+    Pdu::new(0, Body::DeliverSm(d.body.clone())).encode(&mut out);
+    out.to_vec()
+}
+
+/// A queued delivery for customer index `customer`; None when it does not parse.
+pub fn decode_delivery(b: &[u8], customer: u32) -> Option<Delivery> {
+    let mut r = Reader(b);
+    if r.u8()? != DELIVERY_V1 {
+        return None;
+    }
+    let kind = match r.u8()? {
+        0 => Kind::Receipt,
+        1 => Kind::Mo,
+        _ => return None,
+    };
+    let attempts = r.u8()?;
+    let mut buf = BytesMut::from(r.0);
+    match Decoder::default().decode(&mut buf) {
+        Ok(Some(Pdu { body: Body::DeliverSm(body), .. })) if buf.is_empty() => {
+            Some(Delivery { customer, token: 0, kind, body, attempts })
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use smppgw_codec::{Address, SubmitSm};
+    use smppgw_engine::config::{Config, CustomerConfig, VendorConfig};
+
+    fn snap(order: &[&str]) -> Snapshot {
+        let mut cfg = Config::default();
+        for c in order {
+            cfg.customers.push(CustomerConfig::new(*c, "x"));
+        }
+        cfg.vendors.push(VendorConfig::new("v1", "127.0.0.1", 1, "a", "b"));
+        cfg.vendors.push(VendorConfig::new("v2", "127.0.0.1", 2, "a", "b"));
+        Snapshot::build(cfg, 2)
+    }
+
+    fn record(customer: u32) -> Record {
+        Record {
+            msg_id: 7,
+            shown_id: 0xdead_beef,
+            customer,
+            vendor: 1,
+            vendor_id: Bytes::from_static(b"ABC-123"),
+            source: (1, 1, Small::from("15550001")),
+            dest: (1, 1, Small::from("15550002")),
+            submitted: 1_764_000_000,
+            state: MessageState::Delivered,
+            final_at: 1_764_000_009,
+            error: 3,
+            wants_receipt: true,
+            siblings: vec![5, 6],
+        }
+    }
+
+    #[test]
+    fn a_record_crosses_nodes_that_number_customers_differently() {
+        let a = snap(&["acme", "beta"]);
+        let b = snap(&["beta", "acme"]);
+        let bytes = encode_record(&record(0), &a).expect("acme is known");
+        let back = decode_record(&bytes, &b).expect("parses");
+        assert_eq!(back.customer, 1, "acme is index 1 on node b");
+        assert_eq!(Record { customer: 0, ..back }, record(0));
+    }
+
+    #[test]
+    fn unknown_names_and_damaged_values_are_absent() {
+        let a = snap(&["acme"]);
+        let other = snap(&["zeta"]);
+        let bytes = encode_record(&record(0), &a).expect("known");
+        assert!(decode_record(&bytes, &other).is_none(), "customer unknown there");
+        for cut in 0..bytes.len() {
+            assert!(decode_record(&bytes[..cut], &a).is_none(), "truncated at {cut}");
+        }
+        assert!(encode_record(&record(9), &a).is_none(), "no customer 9");
+        assert!(decode_record(b"\x02garbage", &a).is_none());
+    }
+
+    #[test]
+    fn a_delivery_round_trips() {
+        let body = SubmitSm {
+            source: Address::new(1, 1, "15550002"),
+            dest: Address::new(1, 1, "15550001"),
+            esm_class: 0x04,
+            short_message: Bytes::from_static(b"id:1 sub:001 dlvrd:001 submit date:2511251200 done date:2511251201 stat:DELIVRD err:000 text:"),
+            ..SubmitSm::default()
+        };
+        let d = Delivery { customer: 3, token: 99, kind: Kind::Receipt, body, attempts: 2 };
+        let bytes = encode_delivery(&d);
+        let back = decode_delivery(&bytes, 5).expect("parses");
+        assert_eq!((back.customer, back.token, back.kind, back.attempts), (5, 0, Kind::Receipt, 2));
+        assert_eq!(back.body, d.body);
+        for cut in 0..bytes.len() {
+            assert!(decode_delivery(&bytes[..cut], 5).is_none(), "truncated at {cut}");
+        }
+    }
+}

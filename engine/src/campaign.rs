@@ -1,0 +1,549 @@
+//! US 10DLC campaign limits on the hot path: a submit's source number finds its campaign (longest
+//! source prefix), which admits so many segments per UTC minute, and the campaign's brand, which
+//! admits so many segments per UTC day over all its campaigns.
+//!
+//! Each limit is a local fixed-window counter on wall-clock time, one atomic shared by every core,
+//! plus a [`Lease`] of the limit over all nodes (inactive, so admitting everything, until the
+//! control plane activates it). A message is admitted only when the campaign and the brand both
+//! admit it; what the campaign took is given back when the brand refuses, so a capped brand does
+//! not also eat its campaigns' minutes. Messages from a source in no campaign are not limited here.
+//! Nothing here reads the clock: the caller passes the time in.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::config::{BrandConfig, CampaignConfig};
+use crate::hash::FxHashMap;
+use crate::lease::{Lease, LeaseSpec};
+use crate::metrics::Metrics;
+use crate::snapshot::Snapshot;
+
+/// A campaign's window: one UTC minute, in milliseconds.
+pub const MINUTE_MS: u64 = 60_000;
+
+/// A brand's window: one UTC day, in milliseconds (unix time has no leap seconds).
+pub const DAY_MS: u64 = 86_400_000;
+
+/// Units counted in fixed wall-clock windows, lock-free: the window's index (high 32 bits) and its
+/// count (low 32 bits) share one atomic, so starting a new window and counting in it is one CAS.
+#[derive(Debug, Default)]
+pub struct FixedWindow {
+    state: AtomicU64,
+}
+
+fn pack(window: u32, count: u32) -> u64 {
+    (u64::from(window) << 32) | u64::from(count)
+}
+
+fn unpack(state: u64) -> (u32, u32) {
+    ((state >> 32) as u32, state as u32)
+}
+
+/// The index of the window of `window_ms` that `unix_ms` falls in.
+pub fn window_index(unix_ms: u64, window_ms: u64) -> u32 {
+    u32::try_from(unix_ms / window_ms.max(1)).unwrap_or(u32::MAX)
+}
+
+impl FixedWindow {
+    /// Counts `units` in window `window` if its count stays within `limit`; otherwise counts nothing.
+    #[inline]
+    pub fn try_add(&self, window: u32, units: u32, limit: u32) -> bool {
+        self.state
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
+                let (w, n) = unpack(s);
+                // A core whose clock read is a little behind another's counts in the newer window
+                // rather than reopening the old one.
+                let (w, n) = if window > w { (window, 0) } else { (w, n) };
+                let total = n.checked_add(units)?;
+                (total <= limit).then(|| pack(w, total))
+            })
+            .is_ok()
+    }
+
+    /// Takes back `units` counted in `window` (nothing once that window is over).
+    pub fn give_back(&self, window: u32, units: u32) {
+        let _ = self.state.fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
+            let (w, n) = unpack(s);
+            (w == window).then(|| pack(w, n.saturating_sub(units)))
+        });
+    }
+
+    /// Units counted in `window` (0 when the counter is in another window).
+    pub fn count(&self, window: u32) -> u32 {
+        let (w, n) = unpack(self.state.load(Ordering::Acquire));
+        if w == window { n } else { 0 }
+    }
+}
+
+/// A campaign's counters, for /metrics (kept across reloads).
+#[derive(Debug, Default)]
+pub struct CampaignCounters {
+    /// Segments admitted.
+    pub segments: AtomicU64,
+    /// Messages refused for the campaign's segments per minute.
+    pub throttled: AtomicU64,
+    /// Messages refused for its brand's daily cap.
+    pub capped: AtomicU64,
+}
+
+/// A brand's counters, for /metrics (kept across reloads).
+#[derive(Debug, Default)]
+pub struct BrandCounters {
+    /// Segments admitted over all its campaigns.
+    pub segments: AtomicU64,
+    /// Messages refused for its daily cap.
+    pub capped: AtomicU64,
+}
+
+/// A campaign and its live state.
+#[derive(Debug)]
+pub struct CampaignRt {
+    /// Its configuration.
+    pub cfg: CampaignConfig,
+    /// Its brand's index in [`CampaignTable::brands`] (`None` only in a config that did not validate).
+    pub brand: Option<u32>,
+    /// Segments this node admitted in the current UTC minute (kept across reloads that keep the limit).
+    pub window: Arc<FixedWindow>,
+    /// Its share of `segments_per_minute` over all nodes (inactive without a shared backend).
+    pub lease: Arc<Lease>,
+    /// Its counters.
+    pub counters: Arc<CampaignCounters>,
+}
+
+/// A brand and its live state.
+#[derive(Debug)]
+pub struct BrandRt {
+    /// Its configuration.
+    pub cfg: BrandConfig,
+    /// Segments this node admitted in the current UTC day (kept across reloads that keep the cap).
+    pub window: Arc<FixedWindow>,
+    /// Its share of `daily_cap_segments` over all nodes (inactive without a shared backend).
+    pub lease: Arc<Lease>,
+    /// Its counters.
+    pub counters: Arc<BrandCounters>,
+}
+
+/// Why a message was refused; either way the customer gets ESME_RTHROTTLED.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CampaignRefusal {
+    /// The campaign's segments for this minute are spent.
+    Campaign {
+        /// Index in [`CampaignTable::campaigns`].
+        campaign: u32,
+    },
+    /// The brand's segments for this UTC day are spent.
+    Brand {
+        /// Index in [`CampaignTable::campaigns`].
+        campaign: u32,
+        /// Index in [`CampaignTable::brands`].
+        brand: u32,
+    },
+}
+
+impl CampaignRefusal {
+    /// The gateway-wide counter this refusal counts in.
+    pub fn counter(self, metrics: &Metrics) -> &AtomicU64 {
+        match self {
+            CampaignRefusal::Campaign { .. } => &metrics.throttled_campaign,
+            CampaignRefusal::Brand { .. } => &metrics.capped_brand,
+        }
+    }
+}
+
+/// Every campaign and brand, with source prefix -> campaign searched longest first.
+#[derive(Debug, Default)]
+pub struct CampaignTable {
+    by_prefix: FxHashMap<Vec<u8>, u32>,
+    longest: usize,
+    /// Bit n set: some campaign has a source prefix of n digits (n < 64), so lookups skip the
+    /// lengths no campaign uses.
+    lengths: u64,
+    /// Campaigns in config order.
+    pub campaigns: Vec<CampaignRt>,
+    /// Brands in config order.
+    pub brands: Vec<BrandRt>,
+}
+
+fn strip_plus(s: &[u8]) -> &[u8] {
+    s.strip_prefix(b"+").unwrap_or(s)
+}
+
+/// Gives back units taken from a lease. An inactive lease took nothing, so it gets nothing.
+fn return_to(lease: &Lease, units: u32) {
+    if lease.is_active() {
+        lease.grant(i64::from(units));
+    }
+}
+
+impl CampaignTable {
+    /// Compiles `brands` and `campaigns`. With `prev` (the table being replaced) every campaign and
+    /// brand keeps its counters, and its window and lease too when its limit is unchanged.
+    pub fn build(
+        brands: &[BrandConfig],
+        campaigns: &[CampaignConfig],
+        prev: Option<&CampaignTable>,
+    ) -> CampaignTable {
+        let old_brands: HashMap<&str, &BrandRt> =
+            prev.map(|p| p.brands.iter().map(|b| (b.cfg.brand_id.as_str(), b)).collect()).unwrap_or_default();
+        let old_campaigns: HashMap<&str, &CampaignRt> = prev
+            .map(|p| p.campaigns.iter().map(|c| (c.cfg.campaign_id.as_str(), c)).collect())
+            .unwrap_or_default();
+        let mut t = CampaignTable::default();
+        let mut brand_index: HashMap<&str, u32> = HashMap::new();
+        for b in brands {
+            let old = old_brands.get(b.brand_id.as_str());
+            let same = old.filter(|o| o.cfg.daily_cap_segments == b.daily_cap_segments);
+            brand_index.entry(b.brand_id.as_str()).or_insert(t.brands.len() as u32);
+            t.brands.push(BrandRt {
+                cfg: b.clone(),
+                window: same.map_or_else(Arc::default, |o| o.window.clone()),
+                lease: same.map_or_else(Arc::default, |o| o.lease.clone()),
+                counters: old.map_or_else(Arc::default, |o| o.counters.clone()),
+            });
+        }
+        for c in campaigns {
+            let idx = t.campaigns.len() as u32;
+            let old = old_campaigns.get(c.campaign_id.as_str());
+            let same = old.filter(|o| o.cfg.segments_per_minute == c.segments_per_minute);
+            for p in &c.source_prefixes {
+                let p = strip_plus(p.as_bytes());
+                // Validation refuses an empty prefix; one built in code would match every source.
+                if p.is_empty() {
+                    continue;
+                }
+                t.longest = t.longest.max(p.len());
+                t.lengths |= if p.len() < 64 { 1 << p.len() } else { 0 };
+                t.by_prefix.entry(p.to_vec()).or_insert(idx);
+            }
+            t.campaigns.push(CampaignRt {
+                cfg: c.clone(),
+                brand: brand_index.get(c.brand_id.as_str()).copied(),
+                window: same.map_or_else(Arc::default, |o| o.window.clone()),
+                lease: same.map_or_else(Arc::default, |o| o.lease.clone()),
+                counters: old.map_or_else(Arc::default, |o| o.counters.clone()),
+            });
+        }
+        t
+    }
+
+    /// Whether no campaign has a source prefix (then no message is limited here).
+    pub fn is_empty(&self) -> bool {
+        self.by_prefix.is_empty()
+    }
+
+    /// The campaign of `source` (a leading '+' ignored): the one with the longest matching prefix.
+    pub fn lookup(&self, source: &[u8]) -> Option<u32> {
+        if self.by_prefix.is_empty() {
+            return None;
+        }
+        let source = strip_plus(source);
+        for len in (1..=source.len().min(self.longest)).rev() {
+            if len < 64 && self.lengths & (1 << len) == 0 {
+                continue;
+            }
+            if let Some(&i) = self.by_prefix.get(&source[..len]) {
+                return Some(i);
+            }
+        }
+        None
+    }
+
+    /// Admits a message of `segments` from `source` at `unix_ms`: `Ok(Some(campaign))` when its
+    /// campaign and brand both had room (they now count it), `Ok(None)` when the source is in no
+    /// campaign, or why it was refused (then nothing stays counted).
+    pub fn admit(&self, source: &[u8], segments: u32, unix_ms: u64) -> Result<Option<u32>, CampaignRefusal> {
+        let Some(ci) = self.lookup(source) else { return Ok(None) };
+        let Some(c) = self.campaigns.get(ci as usize) else { return Ok(None) };
+        let per_minute = c.cfg.segments_per_minute;
+        let minute = window_index(unix_ms, MINUTE_MS);
+        if per_minute > 0 {
+            if !c.window.try_add(minute, segments, per_minute) {
+                c.counters.throttled.fetch_add(1, Ordering::Relaxed);
+                return Err(CampaignRefusal::Campaign { campaign: ci });
+            }
+            if !c.lease.try_take(segments) {
+                c.window.give_back(minute, segments);
+                c.counters.throttled.fetch_add(1, Ordering::Relaxed);
+                return Err(CampaignRefusal::Campaign { campaign: ci });
+            }
+        }
+        if let Some(bi) = c.brand
+            && let Some(b) = self.brands.get(bi as usize)
+        {
+            let cap = b.cfg.daily_cap_segments;
+            if cap > 0 {
+                let day = window_index(unix_ms, DAY_MS);
+                let admitted = b.window.try_add(day, segments, cap)
+                    && (b.lease.try_take(segments) || {
+                        b.window.give_back(day, segments);
+                        false
+                    });
+                if !admitted {
+                    // The campaign's minute was not spent on a message that is not sent.
+                    if per_minute > 0 {
+                        c.window.give_back(minute, segments);
+                        return_to(&c.lease, segments);
+                    }
+                    b.counters.capped.fetch_add(1, Ordering::Relaxed);
+                    c.counters.capped.fetch_add(1, Ordering::Relaxed);
+                    return Err(CampaignRefusal::Brand { campaign: ci, brand: bi });
+                }
+            }
+            b.counters.segments.fetch_add(u64::from(segments), Ordering::Relaxed);
+        }
+        c.counters.segments.fetch_add(u64::from(segments), Ordering::Relaxed);
+        Ok(Some(ci))
+    }
+
+    /// The shared limits of the campaigns and brands that have one: `rate:campaign:{id}` (segments
+    /// per minute) and `rate:brand:{id}` (segments per day).
+    pub fn leases(&self) -> impl Iterator<Item = LeaseSpec> + '_ {
+        let campaigns = self.campaigns.iter().filter(|c| c.cfg.segments_per_minute > 0).map(|c| LeaseSpec {
+            key: format!("rate:campaign:{}", c.cfg.campaign_id),
+            limit: u64::from(c.cfg.segments_per_minute),
+            window_ms: MINUTE_MS,
+            lease: c.lease.clone(),
+        });
+        let brands = self.brands.iter().filter(|b| b.cfg.daily_cap_segments > 0).map(|b| LeaseSpec {
+            key: format!("rate:brand:{}", b.cfg.brand_id),
+            limit: u64::from(b.cfg.daily_cap_segments),
+            window_ms: DAY_MS,
+            lease: b.lease.clone(),
+        });
+        campaigns.chain(brands)
+    }
+}
+
+impl Snapshot {
+    /// Admits a message of `segments` from `source` at `unix_ms` against its 10DLC campaign and
+    /// brand (see [`CampaignTable::admit`]): the campaign's index, `None` for a source in no
+    /// campaign, or why it must be answered ESME_RTHROTTLED.
+    #[inline]
+    pub fn campaign_admit(
+        &self,
+        source: &[u8],
+        segments: u32,
+        unix_ms: u64,
+    ) -> Result<Option<u32>, CampaignRefusal> {
+        if self.campaigns.is_empty() {
+            return Ok(None);
+        }
+        self.campaigns.admit(source, segments, unix_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 2024-01-01T00:00:00Z, a minute and a day boundary.
+    const T0: u64 = 1_704_067_200_000;
+
+    fn brand(id: &str, cap: u32) -> BrandConfig {
+        BrandConfig::new(id, cap)
+    }
+
+    fn campaign(id: &str, brand: &str, per_minute: u32, sources: &[&str]) -> CampaignConfig {
+        CampaignConfig {
+            segments_per_minute: per_minute,
+            source_prefixes: sources.iter().map(|s| (*s).to_owned()).collect(),
+            ..CampaignConfig::new(id, brand)
+        }
+    }
+
+    fn table(brands: &[BrandConfig], campaigns: &[CampaignConfig]) -> CampaignTable {
+        CampaignTable::build(brands, campaigns, None)
+    }
+
+    #[test]
+    fn the_longest_source_prefix_wins_and_plus_is_ignored() {
+        let t = table(
+            &[brand("B1", 0)],
+            &[
+                campaign("C1", "B1", 0, &["1555"]),
+                campaign("C2", "B1", 0, &["+155501"]),
+                campaign("C3", "B1", 0, &["15550123"]),
+            ],
+        );
+        assert_eq!(t.lookup(b"15559999"), Some(0));
+        assert_eq!(t.lookup(b"+15550100"), Some(1));
+        assert_eq!(t.lookup(b"15550123"), Some(2), "a whole number is the longest prefix");
+        assert_eq!(t.lookup(b"1555012"), Some(1));
+        assert_eq!(t.lookup(b"1666"), None);
+        assert_eq!(t.lookup(b"155"), None, "shorter than every prefix");
+        assert_eq!(t.lookup(b""), None);
+        assert_eq!(t.lookup(b"ACME"), None, "alphanumeric senders are in no campaign");
+        assert!(table(&[], &[]).is_empty());
+    }
+
+    #[test]
+    fn a_source_in_no_campaign_is_admitted_and_counted_nowhere() {
+        let t = table(&[brand("B1", 1)], &[campaign("C1", "B1", 1, &["1555"])]);
+        for _ in 0..10 {
+            assert_eq!(t.admit(b"4477001", 1, T0), Ok(None));
+        }
+        assert_eq!(t.campaigns[0].counters.segments.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn the_campaign_window_rolls_over_each_utc_minute() {
+        let t = table(&[brand("B1", 0)], &[campaign("C1", "B1", 5, &["1555"])]);
+        for i in 0..5 {
+            assert_eq!(t.admit(b"15550001", 1, T0 + i * 1000), Ok(Some(0)));
+        }
+        assert_eq!(t.admit(b"15550002", 1, T0 + 59_999), Err(CampaignRefusal::Campaign { campaign: 0 }));
+        // The next minute starts at :00, not 60 s after the first message.
+        assert_eq!(t.admit(b"15550001", 1, T0 + 60_000), Ok(Some(0)));
+        assert_eq!(t.admit(b"15550001", 4, T0 + 60_001), Ok(Some(0)));
+        assert!(t.admit(b"15550001", 1, T0 + 119_999).is_err());
+        let k = &t.campaigns[0].counters;
+        assert_eq!(k.segments.load(Ordering::Relaxed), 10);
+        assert_eq!(k.throttled.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn segments_are_counted_and_a_message_larger_than_the_rest_is_refused_whole() {
+        let t = table(&[brand("B1", 0)], &[campaign("C1", "B1", 5, &["1555"])]);
+        assert_eq!(t.admit(b"15550001", 3, T0), Ok(Some(0)));
+        assert!(t.admit(b"15550001", 3, T0).is_err(), "2 left, 3 asked");
+        assert_eq!(t.admit(b"15550001", 2, T0), Ok(Some(0)));
+        assert_eq!(t.campaigns[0].window.count(window_index(T0, MINUTE_MS)), 5);
+    }
+
+    #[test]
+    fn a_brand_cap_is_shared_by_its_campaigns_and_resets_each_utc_day() {
+        let t = table(
+            &[brand("B1", 5), brand("B2", 0)],
+            &[
+                campaign("C1", "B1", 0, &["1555"]),
+                campaign("C2", "B1", 100, &["1666"]),
+                campaign("C3", "B2", 0, &["1777"]),
+            ],
+        );
+        assert_eq!(t.admit(b"15550001", 2, T0), Ok(Some(0)));
+        assert_eq!(t.admit(b"16660001", 3, T0 + 3_600_000), Ok(Some(1)));
+        assert_eq!(
+            t.admit(b"15550001", 1, T0 + 7_200_000),
+            Err(CampaignRefusal::Brand { campaign: 0, brand: 0 })
+        );
+        assert_eq!(
+            t.admit(b"16660001", 1, T0 + 7_200_000),
+            Err(CampaignRefusal::Brand { campaign: 1, brand: 0 })
+        );
+        assert_eq!(t.admit(b"17770001", 50, T0), Ok(Some(2)), "another brand, no cap");
+        assert_eq!(
+            t.admit(b"16660001", 1, T0 + DAY_MS - 1),
+            Err(CampaignRefusal::Brand { campaign: 1, brand: 0 })
+        );
+        assert_eq!(t.admit(b"16660001", 1, T0 + DAY_MS), Ok(Some(1)), "a new UTC day");
+        let b = &t.brands[0].counters;
+        assert_eq!((b.segments.load(Ordering::Relaxed), b.capped.load(Ordering::Relaxed)), (6, 3));
+        assert_eq!(t.campaigns[1].counters.capped.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn a_brand_refusal_gives_the_campaign_its_units_back() {
+        let t = table(&[brand("B1", 4)], &[campaign("C1", "B1", 10, &["1555"])]);
+        t.campaigns[0].lease.activate(100);
+        let minute = window_index(T0, MINUTE_MS);
+        assert_eq!(t.admit(b"15550001", 4, T0), Ok(Some(0)));
+        assert_eq!((t.campaigns[0].window.count(minute), t.campaigns[0].lease.tokens()), (4, 96));
+        assert!(matches!(t.admit(b"15550001", 3, T0), Err(CampaignRefusal::Brand { .. })));
+        assert_eq!(
+            (t.campaigns[0].window.count(minute), t.campaigns[0].lease.tokens()),
+            (4, 96),
+            "the refused message left nothing counted against the campaign"
+        );
+        assert_eq!(t.brands[0].window.count(window_index(T0, DAY_MS)), 4);
+    }
+
+    #[test]
+    fn an_inactive_lease_leaves_the_local_limit_and_an_active_one_adds_the_shared_limit() {
+        let t = table(&[brand("B1", 1000)], &[campaign("C1", "B1", 10, &["1555"])]);
+        let (c, b) = (&t.campaigns[0], &t.brands[0]);
+        // Inactive: the local 10 per minute is the only campaign limit.
+        for _ in 0..10 {
+            assert!(t.admit(b"15550001", 1, T0).is_ok());
+        }
+        assert!(t.admit(b"15550001", 1, T0).is_err());
+        // Active with 3 units for this node: 3 more in the next minute, though the local limit allows 10.
+        c.lease.activate(3);
+        let next = T0 + MINUTE_MS;
+        for _ in 0..3 {
+            assert!(t.admit(b"15550001", 1, next).is_ok());
+        }
+        assert_eq!(t.admit(b"15550001", 1, next), Err(CampaignRefusal::Campaign { campaign: 0 }));
+        assert_eq!(
+            c.window.count(window_index(next, MINUTE_MS)),
+            3,
+            "the lease's refusal was not counted locally"
+        );
+        c.lease.grant(1);
+        assert!(t.admit(b"15550001", 1, next).is_ok(), "a top-up from the control plane admits again");
+        // The brand's lease refuses: its local count and the campaign's units are given back.
+        b.lease.activate(0);
+        let before =
+            (c.window.count(window_index(next, MINUTE_MS)), b.window.count(window_index(next, DAY_MS)));
+        c.lease.grant(1);
+        assert!(matches!(t.admit(b"15550001", 1, next), Err(CampaignRefusal::Brand { .. })));
+        assert_eq!(
+            (c.window.count(window_index(next, MINUTE_MS)), b.window.count(window_index(next, DAY_MS))),
+            before
+        );
+        assert_eq!(c.lease.tokens(), 1, "the campaign's lease units came back");
+        b.lease.deactivate();
+        assert!(t.admit(b"15550001", 1, next).is_ok());
+    }
+
+    #[test]
+    fn concurrent_admissions_never_exceed_the_limit() {
+        let t = Arc::new(table(&[brand("B1", 0)], &[campaign("C1", "B1", 10_000, &["1555"])]));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let t = t.clone();
+                std::thread::spawn(move || {
+                    (0..10_000).filter(|_| t.admit(b"15550001", 1, T0).is_ok()).count()
+                })
+            })
+            .collect();
+        let total: usize = threads.into_iter().map(|h| h.join().unwrap_or(0)).sum();
+        assert_eq!(total, 10_000);
+    }
+
+    #[test]
+    fn a_reload_keeps_the_window_and_lease_only_when_the_limit_is_unchanged() {
+        let brands = [brand("B1", 100)];
+        let old = table(&brands, &[campaign("C1", "B1", 5, &["1555"]), campaign("C2", "B1", 5, &["1666"])]);
+        assert!(old.admit(b"15550001", 5, T0).is_ok());
+        assert!(old.admit(b"16660001", 5, T0).is_ok());
+        let new = CampaignTable::build(
+            &brands,
+            &[campaign("C1", "B1", 5, &["1555"]), campaign("C2", "B1", 6, &["1666"])],
+            Some(&old),
+        );
+        assert!(new.admit(b"15550001", 1, T0).is_err(), "C1 unchanged: its minute is still spent");
+        assert!(new.admit(b"16660001", 6, T0).is_ok(), "C2's limit changed: a fresh window");
+        assert!(Arc::ptr_eq(&old.campaigns[0].lease, &new.campaigns[0].lease));
+        assert!(!Arc::ptr_eq(&old.campaigns[1].lease, &new.campaigns[1].lease));
+        assert!(
+            Arc::ptr_eq(&old.campaigns[1].counters, &new.campaigns[1].counters),
+            "counters always carry over"
+        );
+        assert!(Arc::ptr_eq(&old.brands[0].window, &new.brands[0].window));
+        assert_eq!(new.brands[0].window.count(window_index(T0, DAY_MS)), 16);
+    }
+
+    #[test]
+    fn every_limited_campaign_and_capped_brand_has_a_lease_spec() {
+        let t = table(
+            &[brand("B1", 1000), brand("B2", 0)],
+            &[campaign("C1", "B1", 60, &["1555"]), campaign("C2", "B2", 0, &["1666"])],
+        );
+        let specs: Vec<(String, u64, u64)> = t.leases().map(|s| (s.key, s.limit, s.window_ms)).collect();
+        assert_eq!(
+            specs,
+            vec![("rate:campaign:C1".to_owned(), 60, 60_000), ("rate:brand:B1".to_owned(), 1000, 86_400_000)]
+        );
+    }
+}

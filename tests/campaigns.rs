@@ -1,0 +1,197 @@
+//! US 10DLC campaign limits end to end: a campaign's segments per minute and a brand's daily cap,
+//! counted in segments and answered with ESME_RTHROTTLED, over real sockets with the simulator as
+//! the vendor.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::{Client, config, sim, wait_for};
+use smppgw_codec::{Address, Body, CommandStatus, DestAddress, Pdu, SubmitMulti, Tlvs, tag};
+use smppgw_engine::config::{BrandConfig, CampaignConfig, Config};
+
+/// The campaign `id` of brand `brand` with `per_minute` segments and these source numbers.
+fn campaign(id: &str, brand: &str, per_minute: u32, sources: &[&str]) -> CampaignConfig {
+    CampaignConfig {
+        segments_per_minute: per_minute,
+        source_prefixes: sources.iter().map(|s| (*s).to_owned()).collect(),
+        ..CampaignConfig::new(id, brand)
+    }
+}
+
+/// Waits until at least `room_ms` remain in the current UTC window of `window_ms`, so that a test
+/// that fills a window is not split across two.
+fn wait_for_room_in_window(window_ms: u64, room_ms: u64) {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
+    let left = window_ms - now % window_ms;
+    if left < room_ms {
+        std::thread::sleep(Duration::from_millis(left + 50));
+    }
+}
+
+/// A gateway on `cfg` with one bound transmitter of customer c1 (vendor binds up).
+fn start(cfg: impl FnOnce(&mut Config)) -> (smppgw_engine::Gateway, Client, smppgw_loadgen::sim::SimHandle) {
+    let v = sim(|_| {});
+    let mut c = config(&[("v", v.local_addr())]);
+    cfg(&mut c);
+    let gw = smppgw_engine::start(c).expect("gateway starts");
+    let mut client = Client::connect(gw.local_addr);
+    assert_eq!(client.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+    assert!(wait_for(Duration::from_secs(5), || v.stats().binds_current >= 2));
+    (gw, client, v)
+}
+
+/// Submits `text` (or, when `payload_len` is set, a message_payload of that many octets) from
+/// `source`; returns the status.
+fn submit_from(c: &mut Client, source: &str, text: &str, payload_len: Option<usize>) -> CommandStatus {
+    let (seq, mut p) = c.submit_pdu("15553330000", text);
+    if let Body::SubmitSm(s) = &mut p.body {
+        s.source = Address::new(1, 1, source.to_owned());
+        if let Some(len) = payload_len {
+            s.short_message = Default::default();
+            s.tlvs = Tlvs::builder().bytes(tag::MESSAGE_PAYLOAD, &vec![b'x'; len]).build();
+        }
+    }
+    c.send(&p);
+    c.recv_resp(seq).command_status
+}
+
+#[test]
+fn a_campaign_admits_its_segments_per_minute_and_other_sources_pass() {
+    // Goal: 5 segments per minute: five single-segment submits from a number of the campaign are
+    // accepted, the sixth gets ESME_RTHROTTLED; a source in no campaign is still accepted.
+    wait_for_room_in_window(60_000, 10_000);
+    let (gw, mut c, v) = start(|cfg| {
+        cfg.brands.push(BrandConfig::new("B1", 0));
+        cfg.campaigns.push(campaign("C1", "B1", 5, &["+1555000"]));
+    });
+    for i in 0..5 {
+        assert_eq!(submit_from(&mut c, "15550001", "hi", None), CommandStatus::ESME_ROK, "message {i}");
+    }
+    assert_eq!(submit_from(&mut c, "+15550002", "hi", None), CommandStatus::ESME_RTHROTTLED);
+    assert_eq!(submit_from(&mut c, "15559999", "not in a campaign", None), CommandStatus::ESME_ROK);
+    assert_eq!(submit_from(&mut c, "ACME", "alphanumeric sender", None), CommandStatus::ESME_ROK);
+    assert_eq!(v.stats().submits, 7, "the throttled message never reached the vendor");
+
+    assert_eq!(gw.metrics.throttled_campaign.load(Ordering::Relaxed), 1);
+    assert_eq!(gw.metrics.capped_brand.load(Ordering::Relaxed), 0);
+    let snap = gw.control().current();
+    let k = &snap.campaigns.campaigns[0].counters;
+    assert_eq!((k.segments.load(Ordering::Relaxed), k.throttled.load(Ordering::Relaxed)), (5, 1));
+    let customer = snap.customer(b"c1").unwrap();
+    assert_eq!(customer.counters.throttled.load(Ordering::Relaxed), 1, "the customer saw a throttle");
+    gw.shutdown();
+    gw.join();
+}
+
+#[test]
+fn a_brand_daily_cap_is_shared_by_its_two_campaigns() {
+    // Goal: a brand capped at 4 segments a day: two from each of its campaigns pass, then neither
+    // campaign gets another one through, though their own minute limits have room.
+    wait_for_room_in_window(86_400_000, 10_000);
+    let (gw, mut c, _v) = start(|cfg| {
+        cfg.brands.push(BrandConfig::new("B1", 4));
+        cfg.campaigns.push(campaign("C1", "B1", 0, &["15550001"]));
+        cfg.campaigns.push(campaign("C2", "B1", 100, &["15550002"]));
+    });
+    for source in ["15550001", "15550002", "15550001", "15550002"] {
+        assert_eq!(submit_from(&mut c, source, "hi", None), CommandStatus::ESME_ROK, "from {source}");
+    }
+    assert_eq!(submit_from(&mut c, "15550001", "hi", None), CommandStatus::ESME_RTHROTTLED);
+    assert_eq!(submit_from(&mut c, "15550002", "hi", None), CommandStatus::ESME_RTHROTTLED);
+    assert_eq!(submit_from(&mut c, "15550003", "hi", None), CommandStatus::ESME_ROK, "in no campaign");
+
+    assert_eq!(gw.metrics.capped_brand.load(Ordering::Relaxed), 2);
+    assert_eq!(gw.metrics.throttled_campaign.load(Ordering::Relaxed), 0);
+    let snap = gw.control().current();
+    let b = &snap.campaigns.brands[0].counters;
+    assert_eq!((b.segments.load(Ordering::Relaxed), b.capped.load(Ordering::Relaxed)), (4, 2));
+    let c2 = &snap.campaigns.campaigns[1];
+    let minute = smppgw_engine::campaign::window_index(
+        SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64,
+        smppgw_engine::campaign::MINUTE_MS,
+    );
+    assert!(c2.window.count(minute) <= 2, "the capped message gave its campaign minute back");
+    gw.shutdown();
+    gw.join();
+}
+
+#[test]
+fn a_long_message_counts_its_segments() {
+    // Goal: a 3-segment message_payload costs 3 of the campaign's 5 segments a minute; a second
+    // does not fit, two single-segment messages do, and then nothing more.
+    wait_for_room_in_window(60_000, 10_000);
+    let (gw, mut c, _v) = start(|cfg| {
+        cfg.brands.push(BrandConfig::new("B1", 0));
+        cfg.campaigns.push(campaign("C1", "B1", 5, &["1555000"]));
+    });
+    assert_eq!(submit_from(&mut c, "15550001", "", Some(400)), CommandStatus::ESME_ROK);
+    assert_eq!(submit_from(&mut c, "15550001", "", Some(400)), CommandStatus::ESME_RTHROTTLED);
+    assert_eq!(submit_from(&mut c, "15550001", "one", None), CommandStatus::ESME_ROK);
+    assert_eq!(submit_from(&mut c, "15550001", "two", None), CommandStatus::ESME_ROK);
+    assert_eq!(submit_from(&mut c, "15550001", "three", None), CommandStatus::ESME_RTHROTTLED);
+    let snap = gw.control().current();
+    assert_eq!(snap.campaigns.campaigns[0].counters.segments.load(Ordering::Relaxed), 5);
+    gw.shutdown();
+    gw.join();
+}
+
+#[test]
+fn submit_multi_destinations_each_count_against_the_campaign() {
+    // Goal: with 2 segments a minute left, a submit_multi to three numbers sends two and lists the
+    // third as ESME_RTHROTTLED in unsuccess_sme.
+    wait_for_room_in_window(60_000, 10_000);
+    let (gw, mut c, v) = start(|cfg| {
+        cfg.brands.push(BrandConfig::new("B1", 0));
+        cfg.campaigns.push(campaign("C1", "B1", 2, &["15550001"]));
+    });
+    let seq = c.next_seq();
+    let m = SubmitMulti {
+        source: Address::new(1, 1, "15550001"),
+        dests: (1..=3).map(|i| DestAddress::Sme(Address::new(1, 1, format!("155588800{i:02}")))).collect(),
+        short_message: "to many".into(),
+        ..Default::default()
+    };
+    c.send(&Pdu::new(seq, Body::SubmitMulti(m)));
+    let r = c.recv_resp(seq);
+    assert_eq!(r.command_status, CommandStatus::ESME_ROK);
+    let Body::SubmitMultiResp(resp) = r.body else { panic!("submit_multi_resp") };
+    assert_eq!(resp.unsuccess.len(), 1);
+    assert_eq!(resp.unsuccess[0].error_status, CommandStatus::ESME_RTHROTTLED);
+    assert_eq!(&resp.unsuccess[0].addr.addr[..], b"15558880003");
+    assert_eq!(v.stats().submits, 2);
+    assert_eq!(gw.metrics.throttled_campaign.load(Ordering::Relaxed), 1);
+    gw.shutdown();
+    gw.join();
+}
+
+#[test]
+fn a_reload_that_keeps_the_limit_keeps_the_count() {
+    // Goal: a hot reload that leaves the campaign's limit alone does not hand out a fresh minute;
+    // one that raises it starts counting afresh.
+    wait_for_room_in_window(60_000, 10_000);
+    let mut cfg = Config::default();
+    let (gw, mut c, v) = start(|c| {
+        c.brands.push(BrandConfig::new("B1", 0));
+        c.campaigns.push(campaign("C1", "B1", 2, &["15550001"]));
+        cfg = c.clone();
+    });
+    for _ in 0..2 {
+        assert_eq!(submit_from(&mut c, "15550001", "hi", None), CommandStatus::ESME_ROK);
+    }
+    let ctl = gw.control();
+    // Another customer setting changes; the campaign does not.
+    cfg.customers[1].max_binds = 3;
+    let version = ctl.reload(cfg.clone()).unwrap();
+    assert!(wait_for(Duration::from_secs(2), || ctl.applied_everywhere(version)));
+    assert_eq!(submit_from(&mut c, "15550001", "hi", None), CommandStatus::ESME_RTHROTTLED);
+    cfg.campaigns[0].segments_per_minute = 3;
+    let version = ctl.reload(cfg).unwrap();
+    assert!(wait_for(Duration::from_secs(2), || ctl.applied_everywhere(version)));
+    assert_eq!(submit_from(&mut c, "15550001", "hi", None), CommandStatus::ESME_ROK);
+    assert_eq!(v.stats().submits, 3);
+    gw.shutdown();
+    gw.join();
+}

@@ -1,0 +1,346 @@
+//! Several nodes acting as one through Redis: receipts reach the customer on whichever node it is
+//! bound, a receipt that arrives at another node finds its message, query_sm sees what another
+//! node learnt, customer limits and bind counts hold over all nodes, and a Redis outage loses
+//! nothing a customer was told.
+//!
+//! Each test runs its own throwaway `redis-server` on a free port (the test command installs
+//! Redis on a machine that has none), so stopping it disturbs nobody else.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{Client, config, http_get, receipt_of, sim, wait_for};
+use smppgw_codec::receipt::MessageState;
+use smppgw_codec::{Address, Body, CommandStatus, Pdu, QuerySm};
+use smppgw_control::http::{ApiState, ControlThread, HttpConfig, spawn_control_thread};
+use smppgw_control::redis::{Redis, RedisOptions, attach};
+use smppgw_engine::Gateway;
+use smppgw_engine::config::{Config, VendorBindType};
+
+/// A redis-server of this test's own.
+struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+}
+
+impl RedisServer {
+    fn start() -> RedisServer {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut r = RedisServer { child: None, port };
+        r.restart();
+        r
+    }
+
+    fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server runs (deploy/dev/ensure-services.sh installs it)");
+        self.child = Some(child);
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        assert!(
+            wait_for(Duration::from_secs(10), || TcpStream::connect(addr).is_ok()),
+            "redis-server listens on {addr}"
+        );
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    fn client(&self) -> redis::Connection {
+        redis::Client::open(self.url()).unwrap().get_connection().unwrap()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A gateway node with its control thread (HTTP API + Redis link).
+struct Node {
+    gw: Gateway,
+    ctl: ControlThread,
+    redis: Redis,
+}
+
+impl Node {
+    fn start(mut cfg: Config, node_id: u32, redis: &RedisServer) -> Node {
+        cfg.server.node_id = node_id;
+        let (gw, end) = smppgw_engine::start_shared(cfg).unwrap();
+        let control = gw.control();
+        let metrics = gw.metrics.clone();
+        let opts = RedisOptions::new(redis.url()).with_prefix("t");
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let ctl = spawn_control_thread(HttpConfig::new("127.0.0.1:0".parse().unwrap()), move || async move {
+            let (state, link) = attach(ApiState::new(control.clone(), metrics), opts, control, end);
+            let _ = tx.send(link);
+            Ok::<_, String>(state)
+        })
+        .unwrap();
+        let redis = rx.recv_timeout(Duration::from_secs(10)).expect("the Redis link starts");
+        assert!(wait_for(Duration::from_secs(10), || redis.health().is_up()), "node {node_id} reaches Redis");
+        Node { gw, ctl, redis }
+    }
+
+    fn http(&self) -> SocketAddr {
+        self.ctl.local_addr()
+    }
+
+    fn stop(self) {
+        self.gw.shutdown();
+        self.gw.join();
+        let _ = self.ctl.stop();
+    }
+}
+
+fn query(c: &mut Client, id: &str) -> Pdu {
+    let seq = c.next_seq();
+    let q = QuerySm { message_id: id.to_owned().into(), source: Address::new(1, 1, "15550001") };
+    c.send(&Pdu::new(seq, Body::QuerySm(q)));
+    c.recv_resp(seq)
+}
+
+fn state_of(p: &Pdu) -> Option<u8> {
+    match &p.body {
+        Body::QuerySmResp(q) if p.command_status.is_ok() => Some(q.message_state),
+        _ => None,
+    }
+}
+
+#[test]
+fn a_receipt_for_a_message_sent_by_node_b_reaches_the_customer_bound_on_node_a() {
+    let redis = RedisServer::start();
+    let vendor = sim(|_| {});
+    let a = Node::start(config(&[("v1", vendor.local_addr())]), 1, &redis);
+    let b = Node::start(config(&[("v1", vendor.local_addr())]), 2, &redis);
+    assert!(wait_for(Duration::from_secs(5), || vendor.stats().binds_current >= 4), "vendor binds up");
+
+    // The customer receives on node A only and sends through node B.
+    let mut rx = Client::connect(a.gw.local_addr);
+    assert_eq!(rx.bind("rx", "c1", "pw"), CommandStatus::ESME_ROK);
+    let mut tx = Client::connect(b.gw.local_addr);
+    assert_eq!(tx.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let (st, id) = tx.submit_dlr(&format!("1555123000{i}"), "via node b");
+        assert_eq!(st, CommandStatus::ESME_ROK);
+        ids.push(id);
+    }
+    let mut got = Vec::new();
+    for _ in 0..5 {
+        let p = rx.recv_deliver();
+        let (tlv, r) = receipt_of(&p);
+        assert_eq!(tlv, r.id.as_str(), "our id in the TLV and the text");
+        assert_eq!(r.stat, MessageState::Delivered);
+        rx.answer(&p, CommandStatus::ESME_ROK);
+        got.push(tlv);
+    }
+    got.sort();
+    ids.sort();
+    assert_eq!(got, ids, "every receipt, each once, with the id node B gave");
+    assert_eq!(b.gw.metrics.remote_deliveries_out.load(Ordering::Relaxed), 5);
+    assert_eq!(a.gw.metrics.remote_deliveries_in.load(Ordering::Relaxed), 5);
+    // Nothing more arrives (no duplicates).
+    rx.stream.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    assert!(rx.try_recv().is_none(), "no duplicate receipt");
+    a.stop();
+    b.stop();
+}
+
+#[test]
+fn a_receipt_that_reaches_another_node_finds_its_message_and_query_sm_sees_the_outcome() {
+    let redis = RedisServer::start();
+    // Receipts come after 50 ms on a receiving bind of the account: node B binds the vendor as a
+    // transmitter, so the vendor delivers B's receipts to node A.
+    let vendor = sim(|s| s.receipts.delay = smppgw_loadgen::sim::Delay::Fixed(Duration::from_millis(50)));
+    let a = Node::start(config(&[("v1", vendor.local_addr())]), 1, &redis);
+    let mut cfg_b = config(&[("v1", vendor.local_addr())]);
+    cfg_b.vendors[0].bind_type = VendorBindType::Transmitter;
+    let b = Node::start(cfg_b, 2, &redis);
+    assert!(wait_for(Duration::from_secs(5), || vendor.stats().binds_current >= 4), "vendor binds up");
+
+    let mut c = Client::connect(b.gw.local_addr);
+    assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
+    let (st, id) = c.submit_dlr("15551230009", "receipt goes to node a");
+    assert_eq!(st, CommandStatus::ESME_ROK);
+    let p = c.recv_deliver();
+    let (tlv, r) = receipt_of(&p);
+    assert_eq!((tlv.as_str(), r.id.as_str()), (id.as_str(), id.as_str()), "rewritten to our id");
+    c.answer(&p, CommandStatus::ESME_ROK);
+    assert!(a.gw.metrics.remote_found.load(Ordering::Relaxed) >= 1, "node A found B's message in Redis");
+    assert_eq!(b.gw.metrics.receipts_in.load(Ordering::Relaxed), 0, "node B never saw the receipt");
+
+    // Node B only knows the message as enroute; query_sm answers what node A learnt.
+    let q = query(&mut c, &id);
+    assert_eq!(state_of(&q), Some(MessageState::Delivered.as_u8()), "{q:?}");
+    // So does the HTTP lookup on node B.
+    let (status, body) = http_get(b.http(), &format!("/api/v1/messages/{id}?customer=c1"));
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"delivered\""), "{body}");
+    // And a customer bound on node A can query the message node B sent.
+    let mut on_a = Client::connect(a.gw.local_addr);
+    assert_eq!(on_a.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+    assert_eq!(state_of(&query(&mut on_a, &id)), Some(MessageState::Delivered.as_u8()));
+    // Another customer may not.
+    let mut other = Client::connect(a.gw.local_addr);
+    assert_eq!(other.bind("tx", "c2", "pw"), CommandStatus::ESME_ROK);
+    assert_eq!(query(&mut other, &id).command_status, CommandStatus::ESME_RQUERYFAIL);
+    a.stop();
+    b.stop();
+}
+
+#[test]
+fn a_customer_limit_and_its_bind_count_hold_over_both_nodes() {
+    let redis = RedisServer::start();
+    let vendor = sim(|_| {});
+    let limit = 40u32;
+    let mk = || {
+        let mut cfg = config(&[("v1", vendor.local_addr())]);
+        cfg.customers[0].throughput = limit;
+        cfg.customers[0].max_binds = 2;
+        cfg
+    };
+    let a = Node::start(mk(), 1, &redis);
+    let b = Node::start(mk(), 2, &redis);
+    assert!(wait_for(Duration::from_secs(5), || vendor.stats().binds_current >= 4), "vendor binds up");
+
+    let mut on_a = Client::connect(a.gw.local_addr);
+    assert_eq!(on_a.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+    let mut on_b = Client::connect(b.gw.local_addr);
+    assert_eq!(on_b.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+    // Once the counts are published, a third bind anywhere is refused.
+    std::thread::sleep(Duration::from_millis(2_500));
+    let mut third = Client::connect(a.gw.local_addr);
+    assert_eq!(third.bind("tx", "c1", "pw"), CommandStatus::ESME_RBINDFAIL, "2 binds over both nodes");
+    drop(third);
+
+    // Both nodes submit as fast as answers come for 3 s: alone, each would accept its local
+    // 40/s; together they must stay within 40/s over both.
+    let accepted = Arc::new(AtomicU32::new(0));
+    let run = Duration::from_secs(3);
+    let started = Instant::now();
+    let threads: Vec<_> = [on_a, on_b]
+        .into_iter()
+        .map(|mut c| {
+            let accepted = accepted.clone();
+            std::thread::spawn(move || {
+                let mut tried = 0u32;
+                while started.elapsed() < run {
+                    let (st, _) = c.submit("15551239999", "x");
+                    tried += 1;
+                    match st {
+                        CommandStatus::ESME_ROK => {
+                            accepted.fetch_add(1, Ordering::Relaxed);
+                        }
+                        CommandStatus::ESME_RTHROTTLED => {}
+                        other => panic!("unexpected {other}"),
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                tried
+            })
+        })
+        .collect();
+    let tried: u32 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    let ok = accepted.load(Ordering::Relaxed);
+    // 3 s span at most 4 one-second windows of Redis's clock; each grants at most `limit`.
+    assert!(ok <= limit * 4, "accepted {ok} of {tried}: over {} allowed in 4 windows", limit * 4);
+    // Each node alone would accept about 120 + its burst: the sum shows the limit is shared, and
+    // leases do not starve a node that is within it.
+    assert!(ok >= limit * 2, "accepted only {ok} of {tried}");
+    assert!(tried > ok * 2, "most attempts were throttled ({ok} of {tried})");
+    a.stop();
+    b.stop();
+}
+
+#[test]
+fn redis_stopped_and_restarted_during_traffic_loses_nothing() {
+    let mut redis = RedisServer::start();
+    let vendor = sim(|_| {});
+    let a = Node::start(config(&[("v1", vendor.local_addr())]), 1, &redis);
+    assert!(wait_for(Duration::from_secs(5), || vendor.stats().binds_current >= 2), "vendor binds up");
+    let mut c = Client::connect(a.gw.local_addr);
+    assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
+    let round = |c: &mut Client, n: usize| -> Vec<String> {
+        let mut ids = Vec::new();
+        for i in 0..n {
+            let (st, id) = c.submit_dlr(&format!("155512{i:05}"), "outage");
+            assert_eq!(st, CommandStatus::ESME_ROK);
+            ids.push(id);
+        }
+        let mut got = Vec::new();
+        for _ in 0..n {
+            let p = c.recv_deliver();
+            got.push(receipt_of(&p).0);
+            c.answer(&p, CommandStatus::ESME_ROK);
+        }
+        got.sort();
+        ids.sort();
+        assert_eq!(got, ids, "every receipt delivered");
+        ids
+    };
+    let before = round(&mut c, 20);
+    assert_eq!(http_get(a.http(), "/ready").0, 200);
+
+    redis.stop();
+    assert!(wait_for(Duration::from_secs(10), || !a.redis.health().is_up()), "the outage is noticed");
+    let during = round(&mut c, 20);
+    let (status, body) = http_get(a.http(), "/ready");
+    assert_eq!(status, 503, "not ready while Redis is down: {body}");
+    assert!(body.contains("redis"), "{body}");
+    let (_, scrape) = http_get(a.http(), "/metrics");
+    assert!(scrape.contains("smppgw_redis_up 0"), "down in /metrics");
+    // The scrape is well formed and holds exactly the declared families, the Redis ones included.
+    let families = smppgw_control::metrics::check_exposition(&scrape).unwrap_or_else(|e| panic!("{e}"));
+    let declared: std::collections::BTreeSet<String> = smppgw_control::metrics::METRIC_FAMILIES
+        .iter()
+        .chain(smppgw_control::redis::METRIC_FAMILIES)
+        .map(|s| (*s).to_owned())
+        .collect();
+    assert_eq!(families, declared);
+    let backlog = scrape.lines().find_map(|l| l.strip_prefix("smppgw_redis_write_backlog ")).unwrap();
+    assert!(backlog.parse::<u64>().unwrap() > 0, "writes wait for Redis: backlog {backlog}");
+
+    redis.restart();
+    assert!(wait_for(Duration::from_secs(15), || a.redis.health().is_up()), "reconnects");
+    assert!(wait_for(Duration::from_secs(10), || a.redis.health().backlog() == 0), "catches up");
+    assert_eq!(http_get(a.http(), "/ready").0, 200);
+    let after = round(&mut c, 5);
+    // What was written during the outage reached Redis when it came back (this Redis restarted
+    // empty, so every key in it was written after the restart).
+    let mut r = redis.client();
+    for id in during.iter().chain(&after) {
+        let shown = u64::from_str_radix(id, 16).unwrap();
+        let exists: bool = redis::cmd("EXISTS").arg(format!("t:m:{shown}")).query(&mut r).unwrap();
+        assert!(exists, "message {id} is in Redis after the outage");
+    }
+    assert!(before.iter().all(|id| !during.contains(id)));
+    a.stop();
+}
