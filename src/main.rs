@@ -160,6 +160,9 @@ fn load(path: Option<&PathBuf>) -> Result<Config, String> {
     }
 }
 
+/// How long a stopping node waits for its last writes to reach Redis.
+const REDIS_DRAIN_SECS: u64 = 3;
+
 /// Loads the first configuration from PostgreSQL (migrating the schema first).
 fn load_from_db(url: &str, base: &Config) -> Result<Config, String> {
     runtime()?.block_on(async {
@@ -230,8 +233,10 @@ fn run(
     let control = gw.control();
     let metrics = gw.metrics.clone();
     let shared = redis.zip(remote_end);
-    let control_thread =
-        spawn_control_thread(http, move || control_plane(control, metrics, base, path, database_url, shared));
+    let (health_tx, health_rx) = std::sync::mpsc::sync_channel(1);
+    let control_thread = spawn_control_thread(http, move || {
+        control_plane(control, metrics, base, path, database_url, shared, health_tx)
+    });
     let control_thread = match control_thread {
         Ok(t) => t,
         Err(e) => {
@@ -255,6 +260,15 @@ fn run(
         Err(e) => tracing::warn!("cannot install signal handlers: {e}"),
     }
     gw.join();
+    // Messages acknowledged in the last moments must reach Redis before the node goes.
+    if let Ok(health) = health_rx.try_recv() {
+        let health: Arc<smppgw_control::redis::RedisHealth> = health;
+        health.flush_now();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(REDIS_DRAIN_SECS);
+        while health.is_up() && health.backlog() > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
     if let Err(e) = control_thread.stop() {
         tracing::warn!("control thread: {e}");
     }
@@ -270,10 +284,13 @@ async fn control_plane(
     path: Option<PathBuf>,
     database_url: Option<String>,
     shared: Option<(smppgw_control::redis::RedisOptions, smppgw_engine::remote::RemoteEnd)>,
+    health_tx: std::sync::mpsc::SyncSender<Arc<smppgw_control::redis::RedisHealth>>,
 ) -> Result<ApiState, String> {
     let mut state = ApiState::new(control.clone(), metrics);
     if let Some((opts, end)) = shared {
-        state = smppgw_control::redis::attach(state, opts, control.clone(), end).0;
+        let (s, redis) = smppgw_control::redis::attach(state, opts, control.clone(), end);
+        state = s;
+        let _ = health_tx.try_send(redis.health());
     }
     match database_url {
         Some(url) => {

@@ -197,9 +197,14 @@ fn a_receipt_that_reaches_another_node_finds_its_message_and_query_sm_sees_the_o
     assert!(a.gw.metrics.remote_found.load(Ordering::Relaxed) >= 1, "node A found B's message in Redis");
     assert_eq!(b.gw.metrics.receipts_in.load(Ordering::Relaxed), 0, "node B never saw the receipt");
 
-    // Node B only knows the message as enroute; query_sm answers what node A learnt.
-    let q = query(&mut c, &id);
-    assert_eq!(state_of(&q), Some(MessageState::Delivered.as_u8()), "{q:?}");
+    // Node B only knows the message as enroute; query_sm answers what node A learnt (written
+    // behind, so visible within a moment).
+    let delivered = Some(MessageState::Delivered.as_u8());
+    assert!(
+        wait_for(Duration::from_secs(3), || state_of(&query(&mut c, &id)) == delivered),
+        "{:?}",
+        query(&mut c, &id)
+    );
     // So does the HTTP lookup on node B.
     let (status, body) = http_get(b.http(), &format!("/api/v1/messages/{id}?customer=c1"));
     assert_eq!(status, 200, "{body}");
@@ -338,7 +343,12 @@ fn redis_stopped_and_restarted_during_traffic_loses_nothing() {
     let mut r = redis.client();
     for id in during.iter().chain(&after) {
         let shown = u64::from_str_radix(id, 16).unwrap();
-        let exists: bool = redis::cmd("EXISTS").arg(format!("t:m:{shown}")).query(&mut r).unwrap();
+        let today =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() / 86_400;
+        let bucket = shown % u64::from(smppgw_control::redis::BUCKETS_PER_DAY);
+        let exists = [today, today - 1].iter().any(|day| {
+            redis::cmd("HEXISTS").arg(format!("t:m:{day}:{bucket}")).arg(shown).query::<bool>(&mut r).unwrap()
+        });
         assert!(exists, "message {id} is in Redis after the outage");
     }
     assert!(before.iter().all(|id| !during.contains(id)));

@@ -16,11 +16,16 @@
 //!
 //! | key | value |
 //! |---|---|
-//! | `{p}:v:{vendor}:{vendor id}` | the message record ([`wire`]), receipt TTL |
-//! | `{p}:m:{our id}` | `{vendor}:{vendor id}`, pointer to the above, receipt TTL |
+//! | `{p}:m:{day}:{bucket}` | hash our id -> the message record ([`wire`]) |
+//! | `{p}:v:{day}:{bucket}` | hash `{vendor}:{vendor id}` -> our id (messages awaiting a receipt) |
 //! | `{p}:dlrq:{system_id}` | list of queued receipts/MO for the customer, receipt TTL |
 //! | `{p}:binds:{system_id}` | hash node id -> `{binds}:{unix ms}` |
 //! | `{p}:rate:{kind}:{name}:{window}` | units granted in that window, 2 windows |
+//!
+//! `day` is the day (UTC) the message was submitted and `bucket` our id, or a hash of the vendor
+//! field, modulo [`BUCKETS_PER_DAY`]: records are written as one multi-field HSET per bucket per pipeline, and a
+//! day's buckets expire together `receipt_ttl_secs` after that day ends, so a message is kept for
+//! between the TTL and the TTL plus one day.
 
 pub mod wire;
 
@@ -48,6 +53,12 @@ type Lock<T> = std::sync::Mutex<T>;
 
 /// Records written per pipeline.
 pub const WRITE_BATCH: usize = 2_000;
+/// How long a record write is held before it is flushed, so that a receipt arriving meanwhile is
+/// written with it (one write per message instead of two or three). Other nodes see a message
+/// this much later; their receipt lookups retry ([`MISS_RETRY_MS`]).
+pub const WRITE_HOLD_MS: u64 = 100;
+/// Writes held beyond this many are flushed at once, whatever their age.
+pub const WRITE_HOLD_MAX: usize = 200_000;
 /// Record writes waiting while Redis is slow or down; beyond it the oldest are dropped (counted
 /// in `smppgw_redis_writes_dropped_total`; the node's own store still has them).
 pub const WRITE_BACKLOG_MAX: usize = 1_000_000;
@@ -151,6 +162,7 @@ pub struct RedisHealth {
     deliveries_in: AtomicU64,
     trimmed: AtomicU64,
     lease_requests: AtomicU64,
+    flush_now: AtomicBool,
     last_error: Lock<Option<String>>,
 }
 
@@ -172,6 +184,12 @@ impl RedisHealth {
     /// Record writes waiting for Redis.
     pub fn backlog(&self) -> u64 {
         self.backlog.load(Ordering::Relaxed)
+    }
+
+    /// Flushes held writes at once from now on (before the node stops), so that other nodes find
+    /// every message this node acknowledged.
+    pub fn flush_now(&self) {
+        self.flush_now.store(true, Ordering::Release);
     }
 
     /// Records written to Redis so far.
@@ -379,12 +397,120 @@ async fn supervise(inner: Arc<Inner>, url: String) {
 
 /// A record write waiting for Redis.
 struct Write {
-    key: String,
+    /// Day of the message's submission (its buckets).
+    day: u64,
+    /// Our id: the record's field.
+    shown_id: u64,
     value: Vec<u8>,
-    /// `{p}:m:{id}` keys to point at `key` (first write only).
-    pointers: Vec<String>,
-    pointer: String,
-    ttl: u64,
+    /// First write of a message whose receipt is awaited: index its vendor id, (bucket, field).
+    vendor_index: Option<(u32, String)>,
+}
+
+/// Record writes waiting to be flushed. A new message's first write is held [`WRITE_HOLD_MS`] so
+/// that a receipt arriving meanwhile is written with it (one write per message instead of two or
+/// three); a later state of a message already written goes out at once. A newer state replaces
+/// a waiting write of the same message.
+struct Backlog {
+    /// First writes, held, in arrival order.
+    held: Fifo,
+    /// Updates of messages already written, due at once.
+    updates: Fifo,
+    /// Our id -> (in `held`?, sequence number) of its waiting write.
+    index: HashMap<u64, (bool, u64)>,
+}
+
+#[derive(Default)]
+struct Fifo {
+    queue: VecDeque<Pending>,
+    /// Sequence number of `queue[0]`.
+    front: u64,
+}
+
+struct Pending {
+    at: Instant,
+    record: Box<Record>,
+    new: bool,
+}
+
+impl Backlog {
+    fn new() -> Backlog {
+        Backlog { held: Fifo::default(), updates: Fifo::default(), index: HashMap::new() }
+    }
+
+    fn len(&self) -> usize {
+        self.held.queue.len() + self.updates.queue.len()
+    }
+
+    /// Adds a write; returns true when the bound dropped the oldest.
+    fn put(&mut self, record: Box<Record>, new: bool, now: Instant) -> bool {
+        if let Some(&(held, seq)) = self.index.get(&record.shown_id) {
+            let fifo = if held { &mut self.held } else { &mut self.updates };
+            if let Some(p) = seq.checked_sub(fifo.front).and_then(|i| fifo.queue.get_mut(i as usize)) {
+                p.record = record;
+                return false;
+            }
+        }
+        let fifo = if new { &mut self.held } else { &mut self.updates };
+        let seq = fifo.front + fifo.queue.len() as u64;
+        self.index.insert(record.shown_id, (new, seq));
+        fifo.queue.push_back(Pending { at: now, record, new });
+        if self.len() > WRITE_BACKLOG_MAX {
+            let oldest_held = self.held.queue.front().map(|p| p.at);
+            let oldest_update = self.updates.queue.front().map(|p| p.at);
+            self.pop_front(
+                oldest_held.is_some() && (oldest_update.is_none() || oldest_held <= oldest_update),
+            );
+            return true;
+        }
+        false
+    }
+
+    /// The writes due now, oldest first: every update, and first writes held long enough (all of
+    /// them with `all`, or those beyond [`WRITE_HOLD_MAX`]); at most `max`.
+    fn take_due(&mut self, now: Instant, all: bool, max: usize) -> Vec<Pending> {
+        let mut out = Vec::new();
+        while out.len() < max && !self.updates.queue.is_empty() {
+            if let Some(p) = self.pop_front(false) {
+                out.push(p);
+            }
+        }
+        let hold = Duration::from_millis(WRITE_HOLD_MS);
+        while out.len() < max {
+            let Some(p) = self.held.queue.front() else { break };
+            if !all && now.duration_since(p.at) < hold && self.held.queue.len() <= WRITE_HOLD_MAX {
+                break;
+            }
+            if let Some(p) = self.pop_front(true) {
+                out.push(p);
+            }
+        }
+        out
+    }
+
+    /// Puts writes that could not be flushed back at the front, in order.
+    fn restore(&mut self, writes: Vec<Pending>) {
+        for p in writes.into_iter().rev() {
+            let fifo = if p.new { &mut self.held } else { &mut self.updates };
+            // A newer state that arrived since replaces the restored one.
+            let newer =
+                self.index.get(&p.record.shown_id).is_some_and(|&(h, seq)| h == p.new && seq >= fifo.front);
+            fifo.front -= 1;
+            if !newer {
+                self.index.insert(p.record.shown_id, (p.new, fifo.front));
+            }
+            fifo.queue.push_front(p);
+        }
+    }
+
+    fn pop_front(&mut self, held: bool) -> Option<Pending> {
+        let fifo = if held { &mut self.held } else { &mut self.updates };
+        let p = fifo.queue.pop_front()?;
+        if self.index.get(&p.record.shown_id) == Some(&(held, fifo.front)) {
+            self.index.remove(&p.record.shown_id);
+        }
+        fifo.front += 1;
+        Some(p)
+    }
 }
 
 struct Miss {
@@ -395,25 +521,22 @@ struct Miss {
 }
 
 async fn write_loop(inner: Arc<Inner>, end: RemoteEnd) {
-    let mut backlog: VecDeque<Write> = VecDeque::new();
+    let mut backlog = Backlog::new();
     let mut misses: VecDeque<Miss> = VecDeque::new();
     let mut deliveries: Vec<Delivery> = Vec::new();
     loop {
         let snap = inner.snapshot();
         let ttl = u64::from(snap.config.server.receipt_ttl_secs).max(1);
         let mut got = 0usize;
-        while backlog.len() < WRITE_BATCH * 4 {
-            let Ok(batch) = end.ops.try_recv() else { break };
+        let now = Instant::now();
+        while let Ok(batch) = end.ops.try_recv() {
             got += batch.len();
             for op in batch {
                 match op {
                     RemoteOp::Put { record, new } => {
-                        let Some(w) = make_write(&inner, &snap, &record, new, ttl) else { continue };
-                        if backlog.len() >= WRITE_BACKLOG_MAX {
-                            backlog.pop_front();
+                        if backlog.put(record, new, now) {
                             add(&inner.health.dropped, 1);
                         }
-                        backlog.push_back(w);
                     }
                     RemoteOp::Miss { vendor, id } => {
                         if misses.len() < MISS_PENDING_MAX {
@@ -448,7 +571,7 @@ async fn write_loop(inner: Arc<Inner>, end: RemoteEnd) {
         let conn = inner.conn();
         match conn {
             Some(mut conn) => {
-                flush_writes(&inner, &mut conn, &mut backlog).await;
+                flush_writes(&inner, &mut conn, &snap, &mut backlog, ttl).await;
                 if !deliveries.is_empty() {
                     push_deliveries(&inner, &mut conn, &snap, &mut deliveries).await;
                 }
@@ -468,40 +591,116 @@ async fn write_loop(inner: Arc<Inner>, end: RemoteEnd) {
     }
 }
 
-fn make_write(inner: &Inner, snap: &Snapshot, rec: &Record, new: bool, ttl: u64) -> Option<Write> {
+fn make_write(snap: &Snapshot, rec: &Record, new: bool) -> Option<Write> {
     let value = wire::encode_record(rec, snap)?;
-    let vendor = &snap.vendor(rec.vendor)?.cfg.name;
-    let canonical = String::from_utf8_lossy(&canonical_id(&rec.vendor_id)).into_owned();
-    let pointer = format!("{vendor}:{canonical}");
-    let key = inner.key(format_args!("v:{pointer}"));
-    let pointers = if new {
-        std::iter::once(rec.shown_id)
-            .chain(rec.siblings.iter().copied())
-            .map(|id| inner.key(format_args!("m:{id}")))
-            .collect()
+    // Only a message whose receipt is still awaited needs finding by the vendor's id: the others
+    // (no receipt asked, or it came while the write was held) are found by our id alone, which
+    // halves what Redis stores for them.
+    let vendor_index = if new && rec.wants_receipt && !rec.state.is_final() {
+        let vendor = &snap.vendor(rec.vendor)?.cfg.name;
+        let field = record_field(vendor, &canonical_id(&rec.vendor_id));
+        Some((bucket_of(field.as_bytes()), field))
     } else {
-        Vec::new()
+        None
     };
-    Some(Write { key, value, pointers, pointer, ttl })
+    Some(Write { day: rec.submitted / DAY_SECS, shown_id: rec.shown_id, value, vendor_index })
 }
 
-async fn flush_writes(inner: &Inner, conn: &mut MultiplexedConnection, backlog: &mut VecDeque<Write>) {
-    while !backlog.is_empty() {
-        let n = backlog.len().min(WRITE_BATCH);
-        let mut pipe = redis::pipe();
-        for w in backlog.iter().take(n) {
-            pipe.cmd("SET").arg(&w.key).arg(&w.value).arg("EX").arg(w.ttl).ignore();
-            for p in &w.pointers {
-                pipe.cmd("SET").arg(p).arg(&w.pointer).arg("EX").arg(w.ttl).ignore();
+/// The field of a vendor id in its bucket: the vendor and its id in canonical form.
+fn record_field(vendor: &str, canonical: &[u8]) -> String {
+    format!("{vendor}:{}", String::from_utf8_lossy(canonical))
+}
+
+/// Seconds in a day: records are kept in buckets per day of submission.
+const DAY_SECS: u64 = 86_400;
+/// Hashes per day for records and for pointers. A pipeline of records writes one HSET with many
+/// fields per bucket instead of one SET per record: Redis's cost per command, not per field,
+/// dominates at a few hundred thousand messages per second.
+pub const BUCKETS_PER_DAY: u32 = 64;
+
+fn bucket_of(field: &[u8]) -> u32 {
+    // FNV-1a: the same on every node.
+    let mut h: u32 = 0x811c_9dc5;
+    for &b in field {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h % BUCKETS_PER_DAY
+}
+
+/// The hash of vendor ids -> our ids.
+fn vendor_ids_key(inner: &Inner, day: u64, bucket: u32) -> String {
+    inner.key(format_args!("v:{day}:{bucket}"))
+}
+
+/// The hash of our ids -> message records.
+fn records_key(inner: &Inner, day: u64, shown_id: u64) -> String {
+    inner.key(format_args!("m:{day}:{}", shown_id % u64::from(BUCKETS_PER_DAY)))
+}
+
+/// Days whose buckets may hold a message still within `ttl_secs`, newest first.
+fn recent_days(ttl_secs: u64) -> impl Iterator<Item = u64> {
+    let today = smppgw_engine::core::unix_now() / DAY_SECS;
+    let span = ttl_secs.div_ceil(DAY_SECS) + 1;
+    (0..=span).filter_map(move |d| today.checked_sub(d))
+}
+
+async fn flush_writes(
+    inner: &Inner,
+    conn: &mut MultiplexedConnection,
+    snap: &Snapshot,
+    backlog: &mut Backlog,
+    ttl: u64,
+) {
+    loop {
+        let all = inner.health.flush_now.load(Ordering::Acquire);
+        let due = backlog.take_due(Instant::now(), all, WRITE_BATCH);
+        if due.is_empty() {
+            return;
+        }
+        let writes: Vec<Write> = due.iter().filter_map(|p| make_write(snap, &p.record, p.new)).collect();
+        // One HSET per bucket; fields keep their order, so a later state of a message wins.
+        let mut records: HashMap<(u64, u64), redis::Cmd> = HashMap::new();
+        let mut vendor_ids: HashMap<(u64, u32), redis::Cmd> = HashMap::new();
+        let buckets = u64::from(BUCKETS_PER_DAY);
+        for w in &writes {
+            records
+                .entry((w.day, w.shown_id % buckets))
+                .or_insert_with(|| {
+                    let mut c = redis::cmd("HSET");
+                    c.arg(records_key(inner, w.day, w.shown_id));
+                    c
+                })
+                .arg(w.shown_id)
+                .arg(&w.value);
+            if let Some((bucket, field)) = &w.vendor_index {
+                vendor_ids
+                    .entry((w.day, *bucket))
+                    .or_insert_with(|| {
+                        let mut c = redis::cmd("HSET");
+                        c.arg(vendor_ids_key(inner, w.day, *bucket));
+                        c
+                    })
+                    .arg(field)
+                    .arg(w.shown_id);
             }
         }
+        let mut pipe = redis::pipe();
+        // A day's buckets go when its last message's TTL has passed.
+        let expire_at = |day: u64| (day + 1) * DAY_SECS + ttl;
+        for ((day, b), cmd) in records {
+            pipe.add_command(cmd).ignore();
+            pipe.cmd("EXPIREAT").arg(records_key(inner, day, b)).arg(expire_at(day)).ignore();
+        }
+        for ((day, bucket), cmd) in vendor_ids {
+            pipe.add_command(cmd).ignore();
+            pipe.cmd("EXPIREAT").arg(vendor_ids_key(inner, day, bucket)).arg(expire_at(day)).ignore();
+        }
         match pipe.query_async::<()>(conn).await {
-            Ok(()) => {
-                backlog.drain(..n);
-                add(&inner.health.written, n as u64);
-            }
+            Ok(()) => add(&inner.health.written, writes.len() as u64),
             Err(e) => {
                 // Kept, in order, for when Redis is back.
+                backlog.restore(due);
                 inner.fail("writing records", &e);
                 return;
             }
@@ -605,18 +804,28 @@ async fn resolve_misses(
         }
     }
     *misses = later;
+    // First try the last two days (receipts mostly come within minutes), later every day the
+    // TTL covers. Phase one finds our id from the vendor's, phase two the record.
+    let ttl = u64::from(snap.config.server.receipt_ttl_secs).max(1);
     let mut pipe = redis::pipe();
+    let mut asked = Vec::with_capacity(due.len());
     for m in &due {
         let vendor = snap.vendor(m.vendor).map(|v| v.cfg.name.clone()).unwrap_or_default();
         let c = canonical_id(&m.id);
-        let keys: Vec<String> = std::iter::once(c.clone())
-            .chain(alternate_ids(&c))
-            .map(|k| inner.key(format_args!("v:{vendor}:{}", String::from_utf8_lossy(&k))))
-            .collect();
-        pipe.cmd("MGET").arg(keys);
+        let days: Vec<u64> = recent_days(ttl).take(if m.attempt == 0 { 2 } else { usize::MAX }).collect();
+        let mut keys = Vec::new();
+        for spelling in std::iter::once(c.clone()).chain(alternate_ids(&c)) {
+            let field = record_field(&vendor, &spelling);
+            let bucket = bucket_of(field.as_bytes());
+            for &day in &days {
+                pipe.cmd("HGET").arg(vendor_ids_key(inner, day, bucket)).arg(&field);
+                keys.push(day);
+            }
+        }
+        asked.push(keys);
     }
     add(&inner.health.lookups, due.len() as u64);
-    let answers: Vec<Vec<Option<Vec<u8>>>> = match pipe.query_async(conn).await {
+    let ids: Vec<Option<u64>> = match pipe.query_async(conn).await {
         Ok(a) => a,
         Err(e) => {
             inner.fail("looking up receipts", &e);
@@ -624,8 +833,30 @@ async fn resolve_misses(
             return;
         }
     };
-    for (m, vals) in due.into_iter().zip(answers) {
-        let rec = vals.into_iter().flatten().find_map(|v| wire::decode_record(&v, snap));
+    let mut ids = ids.into_iter();
+    let found: Vec<Option<(u64, u64)>> = asked
+        .iter()
+        .map(|days| days.iter().zip(ids.by_ref().take(days.len())).find_map(|(d, id)| id.map(|id| (*d, id))))
+        .collect();
+    let mut pipe = redis::pipe();
+    for (day, shown) in found.iter().flatten() {
+        pipe.cmd("HGET").arg(records_key(inner, *day, *shown)).arg(*shown);
+    }
+    let records: Vec<Option<Vec<u8>>> = if found.iter().any(Option::is_some) {
+        match pipe.query_async(conn).await {
+            Ok(a) => a,
+            Err(e) => {
+                inner.fail("looking up receipts", &e);
+                misses.extend(due);
+                return;
+            }
+        }
+    } else {
+        Vec::new()
+    };
+    let mut records = records.into_iter();
+    for (m, f) in due.into_iter().zip(found) {
+        let rec = f.and_then(|_| records.next().flatten()).and_then(|v| wire::decode_record(&v, snap));
         match rec {
             Some(rec) => {
                 add(&inner.health.found, 1);
@@ -647,27 +878,22 @@ async fn resolve_misses(
 async fn lookup_shown(inner: &Inner, shown_id: u64) -> Option<Record> {
     let mut conn = inner.conn()?;
     add(&inner.health.lookups, 1);
-    let mkey = inner.key(format_args!("m:{shown_id}"));
-    let ptr: Option<String> = match redis::cmd("GET").arg(mkey).query_async(&mut conn).await {
-        Ok(p) => p,
+    let snap = inner.snapshot();
+    let ttl = u64::from(snap.config.server.receipt_ttl_secs).max(1);
+    let mut pipe = redis::pipe();
+    for day in recent_days(ttl) {
+        pipe.cmd("HGET").arg(records_key(inner, day, shown_id)).arg(shown_id);
+    }
+    let found: Vec<Option<Vec<u8>>> = match pipe.query_async(&mut conn).await {
+        Ok(f) => f,
         Err(e) => {
             inner.fail("looking up a message", &e);
             return None;
         }
     };
-    let ptr = ptr?;
-    let vkey = inner.key(format_args!("v:{ptr}"));
-    let val: Option<Vec<u8>> = match redis::cmd("GET").arg(vkey).query_async(&mut conn).await {
-        Ok(v) => v,
-        Err(e) => {
-            inner.fail("looking up a message", &e);
-            return None;
-        }
-    };
-    let rec = wire::decode_record(&val?, &inner.snapshot())?;
+    let rec = found.into_iter().flatten().find_map(|v| wire::decode_record(&v, &snap))?;
     add(&inner.health.found, 1);
-    // A sibling part of a long message points at the part that carries the receipt.
-    Some(Record { shown_id, ..rec })
+    Some(rec)
 }
 
 async fn poll_deliveries(inner: Arc<Inner>) {
@@ -893,4 +1119,97 @@ pub fn attach(
             async move { r.lookup(id).await }
         });
     (state, redis)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use smppgw_codec::receipt::MessageState;
+    use smppgw_engine::store::Small;
+
+    fn rec(shown_id: u64, state: MessageState) -> Box<Record> {
+        Box::new(Record {
+            msg_id: shown_id,
+            shown_id,
+            customer: 0,
+            vendor: 0,
+            vendor_id: Bytes::from_static(b"1"),
+            source: (0, 0, Small::from("1")),
+            dest: (0, 0, Small::from("2")),
+            submitted: 0,
+            state,
+            final_at: 0,
+            error: 0,
+            wants_receipt: true,
+            siblings: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn a_receipt_within_the_hold_is_written_with_its_message() {
+        let t = Instant::now();
+        let mut b = Backlog::new();
+        b.put(rec(1, MessageState::Enroute), true, t);
+        b.put(rec(2, MessageState::Enroute), true, t);
+        b.put(rec(1, MessageState::Delivered), false, t + Duration::from_millis(5));
+        assert_eq!(b.len(), 2, "the receipt's state replaced the waiting first write");
+        assert!(b.take_due(t + Duration::from_millis(50), false, 10).is_empty(), "still held");
+        let due = b.take_due(t + Duration::from_millis(WRITE_HOLD_MS), false, 10);
+        let got: Vec<(u64, MessageState, bool)> =
+            due.iter().map(|p| (p.record.shown_id, p.record.state, p.new)).collect();
+        assert_eq!(got, vec![(1, MessageState::Delivered, true), (2, MessageState::Enroute, true)]);
+        assert_eq!(b.len(), 0);
+    }
+
+    #[test]
+    fn a_later_state_of_a_written_message_goes_at_once_and_a_failed_flush_keeps_order() {
+        let t = Instant::now();
+        let mut b = Backlog::new();
+        b.put(rec(7, MessageState::Enroute), true, t);
+        b.put(rec(3, MessageState::Delivered), false, t);
+        b.put(rec(4, MessageState::Expired), false, t);
+        let due = b.take_due(t, false, 10);
+        assert_eq!(due.iter().map(|p| p.record.shown_id).collect::<Vec<_>>(), vec![3, 4], "updates only");
+        b.restore(due);
+        // A newer state of a restored write still replaces it.
+        b.put(rec(3, MessageState::Undeliverable), false, t);
+        let due = b.take_due(t, true, 10);
+        let got: Vec<(u64, MessageState)> = due.iter().map(|p| (p.record.shown_id, p.record.state)).collect();
+        assert_eq!(
+            got,
+            vec![(3, MessageState::Undeliverable), (4, MessageState::Expired), (7, MessageState::Enroute)]
+        );
+    }
+
+    #[test]
+    fn a_message_whose_receipt_came_is_not_indexed_by_the_vendor_id() {
+        let mut cfg = smppgw_engine::config::Config::default();
+        cfg.customers.push(smppgw_engine::config::CustomerConfig::new("c", "x"));
+        cfg.vendors.push(smppgw_engine::config::VendorConfig::new("v", "127.0.0.1", 1, "a", "b"));
+        let snap = Snapshot::build(cfg, 1);
+        let waiting = make_write(&snap, &rec(1, MessageState::Enroute), true).expect("known names");
+        assert_eq!(waiting.vendor_index.map(|(_, f)| f), Some("v:1".to_owned()));
+        assert!(
+            make_write(&snap, &rec(1, MessageState::Delivered), true).expect("known").vendor_index.is_none()
+        );
+        assert!(
+            make_write(&snap, &rec(1, MessageState::Enroute), false).expect("known").vendor_index.is_none()
+        );
+        let mut no_receipt = rec(1, MessageState::Enroute);
+        no_receipt.wants_receipt = false;
+        assert!(make_write(&snap, &no_receipt, true).expect("known").vendor_index.is_none());
+    }
+
+    #[test]
+    fn the_bound_drops_the_oldest_write() {
+        let t = Instant::now();
+        let mut b = Backlog::new();
+        for i in 0..WRITE_BACKLOG_MAX as u64 {
+            assert!(!b.put(rec(i, MessageState::Enroute), true, t));
+        }
+        assert!(b.put(rec(u64::MAX, MessageState::Enroute), true, t), "one over the bound");
+        assert_eq!(b.len(), WRITE_BACKLOG_MAX);
+        let first = b.take_due(t, true, 1);
+        assert_eq!(first[0].record.shown_id, 1, "message 0 was dropped");
+    }
 }
