@@ -395,7 +395,7 @@ impl Core {
 
     fn remote_put(&self, record: &Record, new: bool) {
         if self.remote.is_some() {
-            self.remote_push(RemoteOp::Put { record: Box::new(record.clone()), new });
+            self.remote_push(RemoteOp::Put { record: record.clone(), new });
         }
     }
 
@@ -912,7 +912,7 @@ impl Core {
             c.fetch_add(1, Ordering::Relaxed);
         }
         if self.remote.is_some() {
-            let copy = Box::new(rec.clone());
+            let copy = rec.clone();
             self.remote_push(RemoteOp::Put { record: copy, new: false });
         }
         let waited_ms = unix_now_ms().saturating_sub(rec.submitted.saturating_mul(1000));

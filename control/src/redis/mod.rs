@@ -16,16 +16,17 @@
 //!
 //! | key | value |
 //! |---|---|
-//! | `{p}:m:{day}:{bucket}` | hash our id -> the message record ([`wire`]) |
+//! | `{p}:m:{our id >> 5}` | string: the records of 32 consecutive ids, appended ([`wire::push_entry`]) |
 //! | `{p}:v:{day}:{bucket}` | hash `{vendor}:{vendor id}` -> our id (messages awaiting a receipt) |
 //! | `{p}:dlrq:{system_id}` | list of queued receipts/MO for the customer, receipt TTL |
 //! | `{p}:binds:{system_id}` | hash node id -> `{binds}:{unix ms}` |
 //! | `{p}:rate:{kind}:{name}:{window}` | units granted in that window, 2 windows |
 //!
-//! `day` is the day (UTC) the message was submitted and `bucket` our id, or a hash of the vendor
-//! field, modulo [`BUCKETS_PER_DAY`]: records are written as one multi-field HSET per bucket per pipeline, and a
-//! day's buckets expire together `receipt_ttl_secs` after that day ends, so a message is kept for
-//! between the TTL and the TTL plus one day.
+//! `day` is the day (UTC) the message was submitted and `bucket` a hash of the vendor field modulo
+//! [`BUCKETS_PER_DAY`]. A pipeline writes one APPEND per group and one multi-field HSET per bucket
+//! (Redis's cost is per command far more than per byte), and keys expire `receipt_ttl_secs` after
+//! the end of the day of their newest message, so a message is kept for between the TTL and the
+//! TTL plus one day.
 
 pub mod wire;
 
@@ -39,6 +40,7 @@ use redis::Value;
 use redis::aio::MultiplexedConnection;
 use smppgw_engine::core::Found;
 use smppgw_engine::deliveries::Delivery;
+use smppgw_engine::hash::FxHashMap;
 use smppgw_engine::lease::LeaseSpec;
 use smppgw_engine::remote::{RemoteEnd, RemoteOp};
 use smppgw_engine::runtime::{Control, GatewayControl};
@@ -395,13 +397,10 @@ async fn supervise(inner: Arc<Inner>, url: String) {
     }
 }
 
-/// A record write waiting for Redis.
+/// What a record write indexes besides the record.
 struct Write {
     /// Day of the message's submission (its buckets).
     day: u64,
-    /// Our id: the record's field.
-    shown_id: u64,
-    value: Vec<u8>,
     /// First write of a message whose receipt is awaited: index its vendor id, (bucket, field).
     vendor_index: Option<(u32, String)>,
 }
@@ -416,7 +415,7 @@ struct Backlog {
     /// Updates of messages already written, due at once.
     updates: Fifo,
     /// Our id -> (in `held`?, sequence number) of its waiting write.
-    index: HashMap<u64, (bool, u64)>,
+    index: FxHashMap<u64, (bool, u64)>,
 }
 
 #[derive(Default)]
@@ -428,13 +427,13 @@ struct Fifo {
 
 struct Pending {
     at: Instant,
-    record: Box<Record>,
+    record: Record,
     new: bool,
 }
 
 impl Backlog {
     fn new() -> Backlog {
-        Backlog { held: Fifo::default(), updates: Fifo::default(), index: HashMap::new() }
+        Backlog { held: Fifo::default(), updates: Fifo::default(), index: FxHashMap::default() }
     }
 
     fn len(&self) -> usize {
@@ -442,7 +441,7 @@ impl Backlog {
     }
 
     /// Adds a write; returns true when the bound dropped the oldest.
-    fn put(&mut self, record: Box<Record>, new: bool, now: Instant) -> bool {
+    fn put(&mut self, record: Record, new: bool, now: Instant) -> bool {
         if let Some(&(held, seq)) = self.index.get(&record.shown_id) {
             let fifo = if held { &mut self.held } else { &mut self.updates };
             if let Some(p) = seq.checked_sub(fifo.front).and_then(|i| fifo.queue.get_mut(i as usize)) {
@@ -592,7 +591,6 @@ async fn write_loop(inner: Arc<Inner>, end: RemoteEnd) {
 }
 
 fn make_write(snap: &Snapshot, rec: &Record, new: bool) -> Option<Write> {
-    let value = wire::encode_record(rec, snap)?;
     // Only a message whose receipt is still awaited needs finding by the vendor's id: the others
     // (no receipt asked, or it came while the write was held) are found by our id alone, which
     // halves what Redis stores for them.
@@ -603,7 +601,7 @@ fn make_write(snap: &Snapshot, rec: &Record, new: bool) -> Option<Write> {
     } else {
         None
     };
-    Some(Write { day: rec.submitted / DAY_SECS, shown_id: rec.shown_id, value, vendor_index })
+    Some(Write { day: rec.submitted / DAY_SECS, vendor_index })
 }
 
 /// The field of a vendor id in its bucket: the vendor and its id in canonical form.
@@ -633,9 +631,13 @@ fn vendor_ids_key(inner: &Inner, day: u64, bucket: u32) -> String {
     inner.key(format_args!("v:{day}:{bucket}"))
 }
 
-/// The hash of our ids -> message records.
-fn records_key(inner: &Inner, day: u64, shown_id: u64) -> String {
-    inner.key(format_args!("m:{day}:{}", shown_id % u64::from(BUCKETS_PER_DAY)))
+/// Ids per group key: consecutive ids (one core's, at a high rate) share one string key that
+/// each flush APPENDs to, so Redis handles one command per group instead of one per message.
+pub const GROUP_BITS: u32 = 5;
+
+/// The group key of our id.
+fn records_key(inner: &Inner, shown_id: u64) -> String {
+    inner.key(format_args!("m:{}", shown_id >> GROUP_BITS))
 }
 
 /// Days whose buckets may hold a message still within `ttl_secs`, newest first.
@@ -658,21 +660,20 @@ async fn flush_writes(
         if due.is_empty() {
             return;
         }
-        let writes: Vec<Write> = due.iter().filter_map(|p| make_write(snap, &p.record, p.new)).collect();
-        // One HSET per bucket; fields keep their order, so a later state of a message wins.
-        let mut records: HashMap<(u64, u64), redis::Cmd> = HashMap::new();
+        // One APPEND per group and one HSET per vendor-id bucket; entries keep their order, so
+        // a later state of a message wins.
+        let mut groups: FxHashMap<u64, (u64, Vec<u8>)> = FxHashMap::default();
         let mut vendor_ids: HashMap<(u64, u32), redis::Cmd> = HashMap::new();
-        let buckets = u64::from(BUCKETS_PER_DAY);
-        for w in &writes {
-            records
-                .entry((w.day, w.shown_id % buckets))
-                .or_insert_with(|| {
-                    let mut c = redis::cmd("HSET");
-                    c.arg(records_key(inner, w.day, w.shown_id));
-                    c
-                })
-                .arg(w.shown_id)
-                .arg(&w.value);
+        let mut written = 0u64;
+        for p in &due {
+            let Some(w) = make_write(snap, &p.record, p.new) else { continue };
+            let id = p.record.shown_id;
+            let (day, blob) = groups.entry(id >> GROUP_BITS).or_insert_with(|| (w.day, Vec::new()));
+            *day = (*day).max(w.day);
+            if !wire::push_record(blob, &p.record, snap) {
+                continue;
+            }
+            written += 1;
             if let Some((bucket, field)) = &w.vendor_index {
                 vendor_ids
                     .entry((w.day, *bucket))
@@ -682,22 +683,23 @@ async fn flush_writes(
                         c
                     })
                     .arg(field)
-                    .arg(w.shown_id);
+                    .arg(id);
             }
         }
         let mut pipe = redis::pipe();
-        // A day's buckets go when its last message's TTL has passed.
+        // What a day wrote goes when that day's TTL has passed.
         let expire_at = |day: u64| (day + 1) * DAY_SECS + ttl;
-        for ((day, b), cmd) in records {
-            pipe.add_command(cmd).ignore();
-            pipe.cmd("EXPIREAT").arg(records_key(inner, day, b)).arg(expire_at(day)).ignore();
+        for (group, (day, blob)) in groups {
+            let key = records_key(inner, group << GROUP_BITS);
+            pipe.cmd("APPEND").arg(&key).arg(blob).ignore();
+            pipe.cmd("EXPIREAT").arg(key).arg(expire_at(day)).ignore();
         }
         for ((day, bucket), cmd) in vendor_ids {
             pipe.add_command(cmd).ignore();
             pipe.cmd("EXPIREAT").arg(vendor_ids_key(inner, day, bucket)).arg(expire_at(day)).ignore();
         }
         match pipe.query_async::<()>(conn).await {
-            Ok(()) => add(&inner.health.written, writes.len() as u64),
+            Ok(()) => add(&inner.health.written, written),
             Err(e) => {
                 // Kept, in order, for when Redis is back.
                 backlog.restore(due);
@@ -839,8 +841,8 @@ async fn resolve_misses(
         .map(|days| days.iter().zip(ids.by_ref().take(days.len())).find_map(|(d, id)| id.map(|id| (*d, id))))
         .collect();
     let mut pipe = redis::pipe();
-    for (day, shown) in found.iter().flatten() {
-        pipe.cmd("HGET").arg(records_key(inner, *day, *shown)).arg(*shown);
+    for (_, shown) in found.iter().flatten() {
+        pipe.cmd("GET").arg(records_key(inner, *shown));
     }
     let records: Vec<Option<Vec<u8>>> = if found.iter().any(Option::is_some) {
         match pipe.query_async(conn).await {
@@ -856,7 +858,10 @@ async fn resolve_misses(
     };
     let mut records = records.into_iter();
     for (m, f) in due.into_iter().zip(found) {
-        let rec = f.and_then(|_| records.next().flatten()).and_then(|v| wire::decode_record(&v, snap));
+        let rec = f.and_then(|(_, shown)| {
+            let blob = records.next().flatten()?;
+            wire::find_entry(&blob, shown).and_then(|v| wire::decode_record(v, snap))
+        });
         match rec {
             Some(rec) => {
                 add(&inner.health.found, 1);
@@ -878,20 +883,15 @@ async fn resolve_misses(
 async fn lookup_shown(inner: &Inner, shown_id: u64) -> Option<Record> {
     let mut conn = inner.conn()?;
     add(&inner.health.lookups, 1);
-    let snap = inner.snapshot();
-    let ttl = u64::from(snap.config.server.receipt_ttl_secs).max(1);
-    let mut pipe = redis::pipe();
-    for day in recent_days(ttl) {
-        pipe.cmd("HGET").arg(records_key(inner, day, shown_id)).arg(shown_id);
-    }
-    let found: Vec<Option<Vec<u8>>> = match pipe.query_async(&mut conn).await {
-        Ok(f) => f,
-        Err(e) => {
-            inner.fail("looking up a message", &e);
-            return None;
-        }
-    };
-    let rec = found.into_iter().flatten().find_map(|v| wire::decode_record(&v, &snap))?;
+    let blob: Option<Vec<u8>> =
+        match redis::cmd("GET").arg(records_key(inner, shown_id)).query_async(&mut conn).await {
+            Ok(f) => f,
+            Err(e) => {
+                inner.fail("looking up a message", &e);
+                return None;
+            }
+        };
+    let rec = wire::decode_record(wire::find_entry(&blob?, shown_id)?, &inner.snapshot())?;
     add(&inner.health.found, 1);
     Some(rec)
 }
@@ -1127,8 +1127,8 @@ mod tests {
     use smppgw_codec::receipt::MessageState;
     use smppgw_engine::store::Small;
 
-    fn rec(shown_id: u64, state: MessageState) -> Box<Record> {
-        Box::new(Record {
+    fn rec(shown_id: u64, state: MessageState) -> Record {
+        Record {
             msg_id: shown_id,
             shown_id,
             customer: 0,
@@ -1142,7 +1142,7 @@ mod tests {
             error: 0,
             wants_receipt: true,
             siblings: Vec::new(),
-        })
+        }
     }
 
     #[test]

@@ -48,7 +48,7 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn put_bytes(out: &mut BytesMut, b: &[u8]) {
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     let n = b.len().min(usize::from(u16::MAX));
     out.put_u16(n as u16);
     out.put_slice(&b[..n]);
@@ -56,9 +56,16 @@ fn put_bytes(out: &mut BytesMut, b: &[u8]) {
 
 /// The stored form of `rec`, or None when its customer or vendor is not in `snap`.
 pub fn encode_record(rec: &Record, snap: &Snapshot) -> Option<Vec<u8>> {
-    let customer = snap.customer_at(rec.customer)?;
-    let vendor = snap.vendor(rec.vendor)?;
-    let mut out = BytesMut::with_capacity(96 + rec.siblings.len() * 8);
+    let mut out = Vec::with_capacity(96 + rec.siblings.len() * 8);
+    encode_record_into(rec, snap, &mut out).then_some(out)
+}
+
+/// Appends the stored form of `rec` to `out`; false (and nothing appended) when its customer or
+/// vendor is not in `snap`.
+pub fn encode_record_into(rec: &Record, snap: &Snapshot, out: &mut Vec<u8>) -> bool {
+    let (Some(customer), Some(vendor)) = (snap.customer_at(rec.customer), snap.vendor(rec.vendor)) else {
+        return false;
+    };
     out.put_u8(RECORD_V1);
     out.put_u64(rec.msg_id);
     out.put_u64(rec.shown_id);
@@ -67,20 +74,20 @@ pub fn encode_record(rec: &Record, snap: &Snapshot) -> Option<Vec<u8>> {
     out.put_u16(rec.error);
     out.put_u8(rec.state.as_u8());
     out.put_u8(u8::from(rec.wants_receipt));
-    put_bytes(&mut out, customer.cfg.system_id.as_bytes());
-    put_bytes(&mut out, vendor.cfg.name.as_bytes());
-    put_bytes(&mut out, &rec.vendor_id);
+    put_bytes(out, customer.cfg.system_id.as_bytes());
+    put_bytes(out, vendor.cfg.name.as_bytes());
+    put_bytes(out, &rec.vendor_id);
     for (ton, npi, addr) in [&rec.source, &rec.dest] {
         out.put_u8(*ton);
         out.put_u8(*npi);
-        put_bytes(&mut out, addr.as_bytes());
+        put_bytes(out, addr.as_bytes());
     }
     let n = rec.siblings.len().min(SIBLINGS_MAX);
     out.put_u16(n as u16);
     for s in &rec.siblings[..n] {
         out.put_u64(*s);
     }
-    Some(out.to_vec())
+    true
 }
 
 /// A stored record mapped to `snap`'s indexes; None when it does not parse or names a customer
@@ -126,6 +133,50 @@ pub fn decode_record(b: &[u8], snap: &Snapshot) -> Option<Record> {
         wants_receipt,
         siblings,
     })
+}
+
+/// Appends one entry of a group blob: our id, the record's length, the record. A group key holds
+/// the entries of a run of consecutive ids, appended as they are written; a later entry for the
+/// same id is a newer state of that message.
+pub fn push_entry(out: &mut Vec<u8>, shown_id: u64, record: &[u8]) {
+    let n = record.len().min(usize::from(u16::MAX));
+    out.extend_from_slice(&shown_id.to_be_bytes());
+    out.extend_from_slice(&(n as u16).to_be_bytes());
+    out.extend_from_slice(&record[..n]);
+}
+
+/// Appends an entry for `rec` to a group blob, encoding it in place; false (and nothing
+/// appended) when its customer or vendor is not in `snap`.
+pub fn push_record(out: &mut Vec<u8>, rec: &Record, snap: &Snapshot) -> bool {
+    let start = out.len();
+    out.extend_from_slice(&rec.shown_id.to_be_bytes());
+    out.extend_from_slice(&[0, 0]);
+    if !encode_record_into(rec, snap, out) {
+        out.truncate(start);
+        return false;
+    }
+    let n = out.len() - start - 10;
+    if n > usize::from(u16::MAX) {
+        out.truncate(start);
+        return false;
+    }
+    out[start + 8..start + 10].copy_from_slice(&(n as u16).to_be_bytes());
+    true
+}
+
+/// The newest record of `shown_id` in a group blob. A damaged tail ends the search; what was
+/// read before it still counts.
+pub fn find_entry(blob: &[u8], shown_id: u64) -> Option<&[u8]> {
+    let mut r = Reader(blob);
+    let mut found = None;
+    while !r.0.is_empty() {
+        let Some(id) = r.u64() else { break };
+        let Some(rec) = r.bytes() else { break };
+        if id == shown_id {
+            found = Some(rec);
+        }
+    }
+    found
 }
 
 /// The queued form of a delivery: its kind and attempts, then the deliver_sm as a PDU.
@@ -217,6 +268,42 @@ mod tests {
         }
         assert!(encode_record(&record(9), &a).is_none(), "no customer 9");
         assert!(decode_record(b"\x02garbage", &a).is_none());
+    }
+
+    #[test]
+    fn records_pushed_into_a_group_are_found_by_id() {
+        let a = snap(&["acme"]);
+        let mut blob = Vec::new();
+        let mut first = record(0);
+        first.state = MessageState::Enroute;
+        assert!(push_record(&mut blob, &first, &a));
+        assert!(!push_record(&mut blob, &record(9), &a), "unknown customer: nothing appended");
+        let mut other = record(0);
+        other.shown_id += 1;
+        assert!(push_record(&mut blob, &other, &a));
+        assert!(push_record(&mut blob, &record(0), &a));
+        let found =
+            decode_record(find_entry(&blob, record(0).shown_id).expect("present"), &a).expect("parses");
+        assert_eq!(found, record(0), "the newest state");
+        let found = decode_record(find_entry(&blob, other.shown_id).expect("present"), &a).expect("parses");
+        assert_eq!(found, other);
+    }
+
+    #[test]
+    fn the_newest_entry_of_an_id_wins_and_a_damaged_tail_is_ignored() {
+        let mut blob = Vec::new();
+        push_entry(&mut blob, 1, b"first");
+        push_entry(&mut blob, 2, b"other");
+        push_entry(&mut blob, 1, b"newer");
+        assert_eq!(find_entry(&blob, 1), Some(&b"newer"[..]));
+        assert_eq!(find_entry(&blob, 2), Some(&b"other"[..]));
+        assert_eq!(find_entry(&blob, 3), None);
+        let whole = blob.len();
+        blob.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 1, 0xff]);
+        assert_eq!(find_entry(&blob, 1), Some(&b"newer"[..]), "a torn entry is skipped");
+        for cut in 0..whole {
+            let _ = find_entry(&blob[..cut], 1);
+        }
     }
 
     #[test]
