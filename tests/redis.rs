@@ -354,3 +354,112 @@ fn redis_stopped_and_restarted_during_traffic_loses_nothing() {
     assert!(before.iter().all(|id| !during.contains(id)));
     a.stop();
 }
+
+/// Two nodes whose clients submit, one thread per node, for `run`; returns (accepted, tried).
+fn submit_from_both(clients: Vec<Client>, run: Duration, source: &str, pause: Duration) -> (u32, u32) {
+    let started = Instant::now();
+    let threads: Vec<_> = clients
+        .into_iter()
+        .map(|mut c| {
+            let source = source.to_owned();
+            std::thread::spawn(move || {
+                let (mut ok, mut tried) = (0u32, 0u32);
+                while started.elapsed() < run {
+                    let (seq, mut p) = c.submit_pdu("15551239999", "x");
+                    if let Body::SubmitSm(s) = &mut p.body {
+                        s.source = Address::new(1, 1, source.clone());
+                    }
+                    c.send(&p);
+                    let st = c.recv_resp(seq).command_status;
+                    tried += 1;
+                    match st {
+                        CommandStatus::ESME_ROK => ok += 1,
+                        CommandStatus::ESME_RTHROTTLED => {}
+                        other => panic!("unexpected {other}"),
+                    }
+                    std::thread::sleep(pause);
+                }
+                (ok, tried)
+            })
+        })
+        .collect();
+    threads.into_iter().map(|t| t.join().unwrap()).fold((0, 0), |(a, b), (c, d)| (a + c, b + d))
+}
+
+#[test]
+fn a_vendor_account_limit_holds_over_both_nodes() {
+    let redis = RedisServer::start();
+    let vendor = sim(|_| {});
+    let limit = 40u32;
+    let mk = || {
+        let mut cfg = config(&[("v1", vendor.local_addr())]);
+        cfg.vendors[0].throughput = limit;
+        cfg.server.response_timeout_ms = 5_000;
+        cfg.customers[0].max_binds = 8;
+        cfg
+    };
+    let a = Node::start(mk(), 1, &redis);
+    let b = Node::start(mk(), 2, &redis);
+    assert!(wait_for(Duration::from_secs(5), || vendor.stats().binds_current >= 4), "vendor binds up");
+    // Four sessions per node keep every bind of both nodes busy.
+    let clients: Vec<Client> = [&a, &b, &a, &b, &a, &b, &a, &b]
+        .iter()
+        .map(|n| {
+            let mut c = Client::connect(n.gw.local_addr);
+            assert_eq!(c.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+            c
+        })
+        .collect();
+    let before = vendor.stats().submits;
+    // Each node alone paces the vendor at 40/s; together they must too.
+    let (ok, tried) = submit_from_both(clients, Duration::from_secs(3), "15550001", Duration::ZERO);
+    let sent = vendor.stats().submits - before;
+    assert!(sent <= u64::from(limit * 4), "the vendor got {sent} in 3 s ({ok} of {tried} accepted)");
+    assert!(sent >= u64::from(limit * 2), "the vendor got only {sent}");
+    a.stop();
+    b.stop();
+}
+
+#[test]
+fn a_10dlc_campaign_limit_holds_over_both_nodes() {
+    use smppgw_engine::config::{BrandConfig, CampaignConfig};
+    let redis = RedisServer::start();
+    let vendor = sim(|_| {});
+    let per_minute = 60u32;
+    let mk = || {
+        let mut cfg = config(&[("v1", vendor.local_addr())]);
+        cfg.brands.push(BrandConfig::new("B1", 0));
+        cfg.campaigns.push(CampaignConfig {
+            segments_per_minute: per_minute,
+            source_prefixes: vec!["1555777".to_owned()],
+            ..CampaignConfig::new("C1", "B1")
+        });
+        cfg
+    };
+    let a = Node::start(mk(), 1, &redis);
+    let b = Node::start(mk(), 2, &redis);
+    assert!(wait_for(Duration::from_secs(5), || vendor.stats().binds_current >= 4), "vendor binds up");
+    // Stay within one minute of Redis's clock (the same host's clock here).
+    let now_ms =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let left = 60_000 - now_ms % 60_000;
+    if left < 5_000 {
+        std::thread::sleep(Duration::from_millis(left + 100));
+    }
+    let clients: Vec<Client> = [&a, &b]
+        .iter()
+        .map(|n| {
+            let mut c = Client::connect(n.gw.local_addr);
+            assert_eq!(c.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+            c
+        })
+        .collect();
+    // Each node alone would admit 60 in the minute; both together 60 in all.
+    let (ok, tried) =
+        submit_from_both(clients, Duration::from_secs(1), "15557770001", Duration::from_millis(5));
+    assert!(ok <= per_minute, "{ok} of {tried} accepted in one minute");
+    assert!(ok >= per_minute / 2, "only {ok} of {tried} accepted");
+    assert!(tried >= per_minute * 2, "both nodes tried more than the limit ({tried})");
+    a.stop();
+    b.stop();
+}
