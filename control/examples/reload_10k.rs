@@ -87,6 +87,37 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             ms(loads[LOADS - 1])
         );
         println!("Config::validate() alone: {:.1} ms", ms(time_validate(&cfg)));
+
+        // The whole path on a running gateway (2 cores): read from PostgreSQL, validate, build
+        // the snapshot, hand it to every core, and wait until every core runs it.
+        let mut running = config(10, 100, 10, 10);
+        running.server.listen = "127.0.0.1:0".parse()?;
+        running.server.http_listen = "127.0.0.1:0".parse()?;
+        running.server.cores = 2;
+        let gw = smppgw_engine::start(running)?;
+        let control = gw.control();
+        let mut applied = Vec::with_capacity(LOADS);
+        for i in 0..LOADS {
+            let started = Instant::now();
+            let mut loaded = db::load(&mut client, &cfg).await?.config;
+            // A different limit each time, so every reload changes something.
+            loaded.customers[0].throughput = 1_000 + i as u32;
+            let version = control.reload(loaded).map_err(|e| e.to_string())?;
+            while !control.applied_everywhere(version) {
+                tokio::time::sleep(Duration::from_micros(200)).await;
+            }
+            applied.push(started.elapsed());
+        }
+        applied.sort();
+        println!(
+            "reload of {routes} routes from PostgreSQL to applied on all {} cores, {LOADS} runs: min {:.1} ms, median {:.1} ms, max {:.1} ms",
+            control.cores(),
+            ms(applied[0]),
+            ms(applied[LOADS / 2]),
+            ms(applied[LOADS - 1])
+        );
+        gw.shutdown();
+        gw.join();
         Ok::<_, Box<dyn std::error::Error>>(())
     }
     .await;
