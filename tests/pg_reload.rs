@@ -1,0 +1,162 @@
+//! The smppgw binary on PostgreSQL: `import-config` moves a TOML config into the database, the
+//! gateway starts from it, and a change to each kind of table is applied within a second while a
+//! customer keeps submitting on the same session, which is never dropped.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{Client, http_get, pw_hash, sim, wait_for};
+use smppgw_codec::CommandStatus;
+
+const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn sql(url: &str, statements: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let pg = smppgw_control::db::parse_database_url(url).unwrap();
+        let (client, driver) = smppgw_control::db::connect(&pg).await.expect("PostgreSQL reachable");
+        tokio::spawn(driver);
+        client.batch_execute(statements).await.unwrap_or_else(|e| panic!("{statements}: {e}"));
+    });
+}
+
+fn config_version(http: SocketAddr) -> u64 {
+    let (_, body) = http_get(http, "/ready");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    v["config_version"].as_u64().unwrap()
+}
+
+#[test]
+fn each_table_reloads_within_a_second_under_traffic_without_dropping_the_session() {
+    let admin = std::env::var("SMPPGW_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned());
+    let db = format!("smppgw_reload_{}", std::process::id());
+    sql(&admin, &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"));
+    sql(&admin, &format!("CREATE DATABASE {db}"));
+    let pg = smppgw_control::db::parse_database_url(&admin).unwrap();
+    let url = format!(
+        "postgres://{}@{}:{}/{db}",
+        pg.get_user().unwrap_or("postgres"),
+        "127.0.0.1",
+        pg.get_ports().first().copied().unwrap_or(5432)
+    );
+
+    let v1 = sim(|_| {});
+    let v2 = sim(|_| {});
+    let (smpp, http) = (free_port(), free_port());
+    let dir = std::env::temp_dir().join(format!("smppgw-pg-reload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let toml = dir.join("node.toml");
+    std::fs::write(
+        &toml,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{smpp}\"\nhttp_listen = \"127.0.0.1:{http}\"\ncores = 2\n\n\
+             [[customer]]\nsystem_id = \"c1\"\npassword_hash = \"{}\"\n\n\
+             [[vendor]]\nname = \"v1\"\nhost = \"127.0.0.1\"\nport = {}\nsystem_id = \"smppgw\"\npassword = \"secret\"\nbinds = 2\n\n\
+             [[vendor]]\nname = \"v2\"\nhost = \"127.0.0.1\"\nport = {}\nsystem_id = \"smppgw\"\npassword = \"secret\"\nbinds = 2\n\n\
+             [[route]]\nname = \"default\"\nprefixes = [\"\"]\nvendors = [\"v1\"]\n",
+            pw_hash(),
+            v1.local_addr().port(),
+            v2.local_addr().port()
+        ),
+    )
+    .unwrap();
+    let bin = env!("CARGO_BIN_EXE_smppgw");
+    let out = Command::new(bin).args(["import-config", "--database-url", &url]).arg(&toml).output().unwrap();
+    assert!(out.status.success(), "import-config: {}", String::from_utf8_lossy(&out.stderr));
+
+    let mut gw = Command::new(bin)
+        .args(["--database-url", &url, "--config"])
+        .arg(&toml)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let smpp_addr = SocketAddr::from(([127, 0, 0, 1], smpp));
+    let http_addr = SocketAddr::from(([127, 0, 0, 1], http));
+    assert!(wait_for(Duration::from_secs(15), || TcpStream::connect(smpp_addr).is_ok()), "gateway up");
+    assert!(wait_for(Duration::from_secs(5), || v1.stats().binds_current >= 2), "vendor binds up");
+
+    // One customer session submitting all along.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, other) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let load = {
+        let (stop, ok, other) = (stop.clone(), ok.clone(), other.clone());
+        std::thread::spawn(move || {
+            let mut c = Client::connect(smpp_addr);
+            assert_eq!(c.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+            while !stop.load(Ordering::Relaxed) {
+                let (st, _) = c.submit("15551230000", "under reload");
+                let counter = if st == CommandStatus::ESME_ROK { &ok } else { &other };
+                counter.fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            // Still the same session: it answers an unbind.
+            c.unbind()
+        })
+    };
+
+    let changes: [(&str, &str); 9] = [
+        ("customer", "UPDATE smppgw_customers SET throughput = 5000 WHERE system_id = 'c1'"),
+        ("vendor (binds replaced)", "UPDATE smppgw_vendors SET window_size = 32 WHERE name = 'v1'"),
+        ("route vendor", "INSERT INTO smppgw_route_vendors (route, vendor, priority) VALUES ('default', 'v2', 1)"),
+        (
+            "route",
+            "BEGIN; INSERT INTO smppgw_routes (name, prefixes) VALUES ('uk', '{44}');
+             INSERT INTO smppgw_route_vendors (route, vendor) VALUES ('uk', 'v2'); COMMIT",
+        ),
+        ("number range", "INSERT INTO smppgw_number_ranges (prefix, system_id) VALUES ('447700', 'c1')"),
+        ("brand", "INSERT INTO smppgw_brands (brand_id, daily_cap_segments) VALUES ('B1', 1000000)"),
+        (
+            "campaign",
+            "BEGIN; INSERT INTO smppgw_campaigns (campaign_id, brand_id, segments_per_minute) VALUES ('C1', 'B1', 600000);
+             INSERT INTO smppgw_campaign_numbers (source_prefix, campaign_id) VALUES ('1555999', 'C1'); COMMIT",
+        ),
+        ("settings", "UPDATE smppgw_settings SET window_size = 48"),
+        ("route deleted", "DELETE FROM smppgw_routes WHERE name = 'uk'"),
+    ];
+    let mut slowest = Duration::ZERO;
+    for (what, statement) in changes {
+        let before = config_version(http_addr);
+        let at = Instant::now();
+        sql(&url, statement);
+        assert!(
+            wait_for(Duration::from_secs(5), || config_version(http_addr) > before),
+            "{what}: never applied"
+        );
+        let took = at.elapsed();
+        println!("{what}: applied within {:.0} ms", took.as_secs_f64() * 1e3);
+        assert!(took < Duration::from_secs(1), "{what}: applied after {took:?}");
+        slowest = slowest.max(took);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A change the engine refuses (a route with no vendor) leaves the last good config running.
+    let before = config_version(http_addr);
+    sql(&url, "INSERT INTO smppgw_routes (name, prefixes) VALUES ('bad', '{33}')");
+    std::thread::sleep(Duration::from_millis(1_500));
+    assert_eq!(config_version(http_addr), before, "the bad change was not applied");
+    sql(&url, "DELETE FROM smppgw_routes WHERE name = 'bad'");
+    stop.store(true, Ordering::Relaxed);
+    let unbind = load.join().expect("the session was never dropped");
+    assert_eq!(unbind, CommandStatus::ESME_ROK);
+    let (ok, other) = (ok.load(Ordering::Relaxed), other.load(Ordering::Relaxed));
+    assert!(ok > 100, "{ok} submits accepted");
+    assert_eq!(other, 0, "every submit accepted through every reload ({other} refused)");
+    // The vendor change rebound v1 gracefully and it is back.
+    assert!(wait_for(Duration::from_secs(5), || v1.stats().binds_current >= 2));
+    println!("slowest: {:.0} ms", slowest.as_secs_f64() * 1e3);
+
+    // SAFETY: a signal to our own child.
+    unsafe { libc::kill(gw.id() as i32, libc::SIGTERM) };
+    assert!(gw.wait().unwrap().success());
+    sql(&admin, &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"));
+}
