@@ -315,6 +315,21 @@ impl CustomerDriver {
         later
     }
 
+    /// Answers a submit refused for a throughput limit (the customer's, or a 10DLC one).
+    fn throttled(&mut self, seq: u32, data_sm: bool, c: &CustomerRt) {
+        c.counters.throttled.fetch_add(1, Ordering::Relaxed);
+        self.core.metrics.submit_results.add(CommandStatus::ESME_RTHROTTLED.0);
+        self.core.metrics.rejected.fetch_add(1, Ordering::Relaxed);
+        let mut sink = Vec::new();
+        self.machine.submit_done(
+            seq,
+            data_sm,
+            Err(CommandStatus::ESME_RTHROTTLED),
+            &mut self.wbuf,
+            &mut sink,
+        );
+    }
+
     fn submit(
         &mut self,
         seq: u32,
@@ -328,18 +343,7 @@ impl CustomerDriver {
         let Some(c) = self.customer.clone() else { return };
         if !(c.limiter.try_acquire(segments, self.io.nanos(now)) && c.lease.try_take(segments)) {
             self.core.metrics.throttled_customer.fetch_add(1, Ordering::Relaxed);
-            c.counters.throttled.fetch_add(1, Ordering::Relaxed);
-            self.core.metrics.submit_results.add(CommandStatus::ESME_RTHROTTLED.0);
-            self.core.metrics.rejected.fetch_add(1, Ordering::Relaxed);
-            let mut sink = Vec::new();
-            self.machine.submit_done(
-                seq,
-                data_sm,
-                Err(CommandStatus::ESME_RTHROTTLED),
-                &mut self.wbuf,
-                &mut sink,
-            );
-            return;
+            return self.throttled(seq, data_sm, &c);
         }
         // 10DLC: the campaign of the source number and its brand (a source in none is not limited).
         let snap = self.core.snapshot();
@@ -348,18 +352,7 @@ impl CustomerDriver {
                 snap.campaign_admit(&submit.source.addr, segments, crate::core::unix_now_ms())
         {
             refusal.counter(&self.core.metrics).fetch_add(1, Ordering::Relaxed);
-            c.counters.throttled.fetch_add(1, Ordering::Relaxed);
-            self.core.metrics.submit_results.add(CommandStatus::ESME_RTHROTTLED.0);
-            self.core.metrics.rejected.fetch_add(1, Ordering::Relaxed);
-            let mut sink = Vec::new();
-            self.machine.submit_done(
-                seq,
-                data_sm,
-                Err(CommandStatus::ESME_RTHROTTLED),
-                &mut self.wbuf,
-                &mut sink,
-            );
-            return;
+            return self.throttled(seq, data_sm, &c);
         }
         c.counters.submitted.fetch_add(1, Ordering::Relaxed);
         c.counters.segments.fetch_add(u64::from(segments), Ordering::Relaxed);

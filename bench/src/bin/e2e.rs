@@ -474,6 +474,31 @@ fn run_step(bins: &Bins, a: &Args, s: &Step<'_>, extra: &[String]) -> Result<Val
     Ok(d)
 }
 
+/// The closed-model pair through a running gateway: without receipts, then with every receipt.
+fn gateway_pair(
+    bins: &Bins,
+    a: &Args,
+    gateway: &Proc,
+    port: u16,
+    label: &str,
+    closed: &dyn Fn(bool) -> Vec<String>,
+) -> Result<(Value, Value), String> {
+    // Give the gateway a moment to bind its vendor sessions.
+    std::thread::sleep(Duration::from_millis(500));
+    let plain_name = format!("{label}, no receipts");
+    let rcpt_name = format!("{label}, with receipts");
+    let step = Step {
+        name: &plain_name,
+        target: SocketAddr::from(([127, 0, 0, 1], port)),
+        user: "demo",
+        password: "demo",
+        watch: Some(gateway.pid()),
+    };
+    let plain = run_step(bins, a, &step, &closed(false))?;
+    let rcpt = run_step(bins, a, &Step { name: &rcpt_name, ..step }, &closed(true))?;
+    Ok((plain, rcpt))
+}
+
 fn main() -> ExitCode {
     let a = Args::parse();
     let root = workspace_root();
@@ -558,22 +583,7 @@ fn run(a: &Args, bins: &Bins, root: &Path) -> Result<(), String> {
             write_gateway_config(&cfg_path, bins, gp, hp, sp, a)?;
             let sim = start_sim(bins, sp, a)?;
             let g = start_gateway(bins, &cfg_path, gp, a)?;
-            // Give the gateway a moment to bind its vendor sessions.
-            std::thread::sleep(Duration::from_millis(500));
-            let step = Step {
-                name: "through the gateway, no receipts",
-                target: SocketAddr::from(([127, 0, 0, 1], gp)),
-                user: "demo",
-                password: "demo",
-                watch: Some(g.pid()),
-            };
-            let plain = run_step(bins, a, &step, &closed(false))?;
-            let rcpt = run_step(
-                bins,
-                a,
-                &Step { name: "through the gateway, with receipts", ..step },
-                &closed(true),
-            )?;
+            let (plain, rcpt) = gateway_pair(bins, a, &g, gp, "through the gateway", &closed)?;
             let mem = sample(g.pid())
                 .map(|s| json!({"rss_kb": s.rss_kb, "peak_rss_kb": s.hwm_kb}))
                 .unwrap_or(Value::Null);
@@ -653,21 +663,7 @@ fn run(a: &Args, bins: &Bins, root: &Path) -> Result<(), String> {
             let extra =
                 ["--redis-url".to_string(), url.clone(), "--redis-prefix".to_string(), "e2e".to_string()];
             let g = start_gateway_with(bins, cfg_path, *gp, a, &extra)?;
-            std::thread::sleep(Duration::from_millis(500));
-            let step = Step {
-                name: "through the gateway with Redis, no receipts",
-                target: SocketAddr::from(([127, 0, 0, 1], *gp)),
-                user: "demo",
-                password: "demo",
-                watch: Some(g.pid()),
-            };
-            let plain = run_step(bins, a, &step, &closed(false))?;
-            let rcpt = run_step(
-                bins,
-                a,
-                &Step { name: "through the gateway with Redis, with receipts", ..step },
-                &closed(true),
-            )?;
+            let (plain, rcpt) = gateway_pair(bins, a, &g, *gp, "through the gateway with Redis", &closed)?;
             let redis_cpu =
                 server.as_ref().and_then(|s| sample(s.pid())).map(|s| json!({"rss_kb": s.rss_kb}));
             drop(g);
