@@ -43,6 +43,12 @@ fn run_receipt_round_trip(tweak: impl FnOnce(&mut smppgw_loadgen::sim::SimConfig
     assert_eq!(delivered, 1);
     assert_eq!(m.receipt_latency.read().2, 1);
     assert_eq!(m.vendor_latency.read().2, 1);
+    let snap = gw.control().current();
+    let v1 = snap.vendors.iter().flatten().find(|v| v.cfg.name == "v1").unwrap();
+    assert_eq!(v1.counters.latency.read().2, 1, "observed at the vendor that took it");
+    let scrape = smppgw_control::metrics::render(m, &snap);
+    smppgw_control::metrics::check_exposition(&scrape).unwrap();
+    assert!(scrape.contains("smppgw_vendor_latency_seconds_count{vendor=\"v1\"} 1"), "{scrape}");
     assert_eq!(m.submit_results.0[0].load(Ordering::Relaxed), 1, "one ESME_ROK");
     gw.shutdown();
     gw.join();

@@ -63,6 +63,7 @@ pub const METRIC_FAMILIES: &[&str] = &[
     "smppgw_deliveries_dropped_total",
     "smppgw_submit_latency_seconds",
     "smppgw_vendor_submit_latency_seconds",
+    "smppgw_vendor_latency_seconds",
     "smppgw_receipt_latency_seconds",
     "smppgw_submit_results_total",
     "smppgw_receipts_by_state_total",
@@ -147,6 +148,11 @@ impl Exposition {
 
     fn histogram(&mut self, name: &str, help: &str, h: &Histogram) {
         self.family(name, Kind::Histogram, help);
+        self.histogram_series(name, &[], h);
+    }
+
+    /// One series of a histogram family declared with [`Exposition::family`].
+    fn histogram_series(&mut self, name: &str, labels: &[(&str, &str)], h: &Histogram) {
         let (buckets, sum_us, _count) = h.read();
         // The bucket atomics and the count are updated one after the other; reading them is not
         // one snapshot. `_count` is the bucket total, so `+Inf == _count` holds in every scrape.
@@ -155,10 +161,12 @@ impl Exposition {
             cumulative = cumulative.saturating_add(*n);
             let le = LATENCY_BUCKETS_US.get(i).map_or_else(|| "+Inf".to_owned(), |&us| micros_as_seconds(us));
             let bucket = format!("{name}_bucket");
-            self.sample(&bucket, &[("le", &le)], cumulative);
+            let mut with_le = labels.to_vec();
+            with_le.push(("le", &le));
+            self.sample(&bucket, &with_le, cumulative);
         }
-        self.sample(&format!("{name}_sum"), &[], micros_as_seconds(sum_us));
-        self.sample(&format!("{name}_count"), &[], cumulative);
+        self.sample(&format!("{name}_sum"), labels, micros_as_seconds(sum_us));
+        self.sample(&format!("{name}_count"), labels, cumulative);
     }
 }
 
@@ -361,9 +369,17 @@ pub fn render(metrics: &Metrics, snap: &Snapshot) -> String {
     );
     e.histogram(
         "smppgw_vendor_submit_latency_seconds",
-        "Our submit_sm to the vendor's submit_sm_resp, in seconds.",
+        "Our submit_sm to the vendor's submit_sm_resp, all vendors, in seconds.",
         vendor_latency,
     );
+    e.family(
+        "smppgw_vendor_latency_seconds",
+        Kind::Histogram,
+        "Our submit_sm to the vendor's submit_sm_resp at each vendor, in seconds.",
+    );
+    for v in snap.vendors.iter().flatten() {
+        e.histogram_series("smppgw_vendor_latency_seconds", &[("vendor", &v.cfg.name)], &v.counters.latency);
+    }
     e.histogram(
         "smppgw_receipt_latency_seconds",
         "Customer submit to the vendor's receipt reaching the gateway, in seconds.",
@@ -598,8 +614,8 @@ pub fn check_exposition(text: &str) -> Result<BTreeSet<String>, ExpositionError>
     let mut families = BTreeSet::new();
     let mut current: Option<(String, String)> = None;
     let mut help_for: Option<String> = None;
-    // Histogram state of the current family: last cumulative bucket, +Inf value, _count value.
-    let mut hist = HistState::default();
+    // Histogram state of each series (its labels but `le`) of the current family.
+    let mut hist = Histograms::default();
     for (i, raw) in text.lines().enumerate() {
         let line = i + 1;
         let err = |message: String| ExpositionError { line, message };
@@ -632,7 +648,7 @@ pub fn check_exposition(text: &str) -> Result<BTreeSet<String>, ExpositionError>
                 return Err(err(format!("family {name} declared twice")));
             }
             help_for = None;
-            hist = HistState::default();
+            hist = Histograms::default();
             current = Some((name.to_owned(), kind.to_owned()));
             continue;
         }
@@ -653,6 +669,31 @@ pub fn check_exposition(text: &str) -> Result<BTreeSet<String>, ExpositionError>
         hist.finish(name).map_err(|message| ExpositionError { line: text.lines().count(), message })?;
     }
     Ok(families)
+}
+
+/// The series of one histogram family, by their labels other than `le`.
+#[derive(Default)]
+struct Histograms(BTreeMap<String, HistState>);
+
+impl Histograms {
+    fn sample(
+        &mut self,
+        family: &str,
+        sample: &str,
+        labels: &BTreeMap<String, String>,
+        v: f64,
+    ) -> Result<(), String> {
+        let series: Vec<String> =
+            labels.iter().filter(|(k, _)| k.as_str() != "le").map(|(k, v)| format!("{k}={v:?}")).collect();
+        self.0.entry(series.join(",")).or_default().sample(family, sample, labels, v)
+    }
+
+    fn finish(&self, family: &str) -> Result<(), String> {
+        for (series, h) in &self.0 {
+            h.finish(family).map_err(|e| if series.is_empty() { e } else { format!("{e} ({series})") })?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Default)]

@@ -1236,6 +1236,11 @@ fn on_outcome(
 ) {
     if let Some(v) = core.snapshot().vendor(vendor) {
         let c = &v.counters;
+        if let Some(sent) = job.sent_at
+            && !matches!(outcome, Outcome::Unknown)
+        {
+            c.latency.observe(now.saturating_duration_since(sent));
+        }
         match &outcome {
             Outcome::Accepted(_) => c.accepted.fetch_add(1, Ordering::Relaxed),
             Outcome::Refused(st) if *st == CommandStatus::ESME_RTHROTTLED => {

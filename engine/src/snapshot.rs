@@ -67,6 +67,8 @@ pub struct VendorCounters {
     pub throttled: AtomicU64,
     /// No answer (timeout or connection lost).
     pub unknown: AtomicU64,
+    /// Our submit_sm to its submit_sm_resp.
+    pub latency: crate::metrics::Histogram,
 }
 
 impl CustomerRt {
