@@ -120,10 +120,6 @@ impl<K: std::hash::Hash + Eq, V, S: std::hash::BuildHasher + Default> SegMap<K, 
     fn get(&self, k: &K) -> Option<&V> {
         self.segs[self.seg(k)].get(k)
     }
-    fn get_mut(&mut self, k: &K) -> Option<&mut V> {
-        let i = self.seg(k);
-        self.segs[i].get_mut(k)
-    }
     fn insert(&mut self, k: K, v: V) -> Option<V> {
         let i = self.seg(&k);
         self.segs[i].insert(k, v)
@@ -131,9 +127,6 @@ impl<K: std::hash::Hash + Eq, V, S: std::hash::BuildHasher + Default> SegMap<K, 
     fn remove(&mut self, k: &K) -> Option<V> {
         let i = self.seg(k);
         self.segs[i].remove(k)
-    }
-    fn len(&self) -> usize {
-        self.segs.iter().map(std::collections::HashMap::len).sum()
     }
 }
 
@@ -218,15 +211,86 @@ struct Early<R> {
     receipt: R,
 }
 
+/// Records per chunk of the [`Ring`].
+pub const RING_CHUNK: usize = 4096;
+
+/// The records in arrival order, each known by a sequence number. Records leave only from the
+/// oldest end (the bound and the TTL both evict the oldest), so they live in fixed-size chunks:
+/// a growing store never moves or rehashes a record, and memory is taken a chunk at a time.
+#[derive(Debug, Default)]
+struct Ring {
+    chunks: VecDeque<Vec<Option<(u64, Record)>>>,
+    /// Sequence number of `chunks[0][0]`.
+    base: u64,
+    /// Entries of `chunks[0]` already removed.
+    head: usize,
+    /// Sequence number the next record gets.
+    next: u64,
+}
+
+impl Ring {
+    fn push(&mut self, at: u64, rec: Record) -> u64 {
+        if self.chunks.back().is_none_or(|c| c.len() == RING_CHUNK) {
+            self.chunks.push_back(Vec::with_capacity(RING_CHUNK));
+        }
+        if let Some(c) = self.chunks.back_mut() {
+            c.push(Some((at, rec)));
+        }
+        self.next += 1;
+        self.next - 1
+    }
+
+    fn slot(&self, seq: u64) -> Option<(usize, usize)> {
+        if seq < self.base + self.head as u64 || seq >= self.next {
+            return None;
+        }
+        let rel = (seq - self.base) as usize;
+        Some((rel / RING_CHUNK, rel % RING_CHUNK))
+    }
+
+    fn get(&self, seq: u64) -> Option<&Record> {
+        let (c, i) = self.slot(seq)?;
+        self.chunks.get(c)?.get(i)?.as_ref().map(|(_, r)| r)
+    }
+
+    fn get_mut(&mut self, seq: u64) -> Option<&mut Record> {
+        let (c, i) = self.slot(seq)?;
+        self.chunks.get_mut(c)?.get_mut(i)?.as_mut().map(|(_, r)| r)
+    }
+
+    /// The oldest record's arrival time.
+    fn front_at(&self) -> Option<u64> {
+        if self.base + (self.head as u64) >= self.next {
+            return None;
+        }
+        self.chunks.front()?.get(self.head)?.as_ref().map(|(at, _)| *at)
+    }
+
+    /// Removes the oldest record: (its sequence number, it).
+    fn pop(&mut self) -> Option<(u64, Record)> {
+        let seq = self.base + self.head as u64;
+        if seq >= self.next {
+            return None;
+        }
+        let taken = self.chunks.front_mut()?.get_mut(self.head)?.take();
+        self.head += 1;
+        if self.head == RING_CHUNK {
+            self.chunks.pop_front();
+            self.base += RING_CHUNK as u64;
+            self.head = 0;
+        }
+        taken.map(|(_, r)| (seq, r))
+    }
+}
+
 /// One core's shard. `R` is the parked receipt type.
 #[derive(Debug)]
 pub struct Shard<R> {
-    records: SegMap<u64, Record>,
+    records: Ring,
     // Vendor ids are byte strings that differ in a few characters: a strong hash keeps probes
-    // short; our own ids (u64) use the fast one.
+    // short; our own ids (u64) use the fast one. Both map to a sequence number in `records`.
     by_vendor: SegMap<u64, u64>,
     by_shown: SegMap<u64, u64>,
-    order: VecDeque<(u64, u64)>,
     early: std::collections::HashMap<(u32, Box<[u8]>), Early<R>>,
     early_order: VecDeque<(u64, u32, Box<[u8]>)>,
     max: usize,
@@ -242,10 +306,9 @@ impl<R> Shard<R> {
     /// A shard holding at most `max` records for `ttl_secs`.
     pub fn new(max: usize, ttl_secs: u64) -> Shard<R> {
         Shard {
-            records: SegMap::new(),
+            records: Ring::default(),
             by_vendor: SegMap::new(),
             by_shown: SegMap::new(),
-            order: VecDeque::new(),
             early: std::collections::HashMap::new(),
             early_order: VecDeque::new(),
             max: max.max(1),
@@ -258,7 +321,6 @@ impl<R> Shard<R> {
 
     /// Records held.
     pub fn len(&self) -> usize {
-        debug_assert_eq!(self.len, self.records.len());
         self.len
     }
 
@@ -278,15 +340,12 @@ impl<R> Shard<R> {
             }
             self.evicted += 1;
         }
-        let msg_id = rec.msg_id;
-        self.by_shown.insert(rec.shown_id, msg_id);
-        self.order.push_back((now, msg_id));
-        let early = self.take_early(&early_key);
-        self.by_vendor.insert(key, msg_id);
-        if self.records.insert(msg_id, rec).is_none() {
-            self.len += 1;
-        }
-        early
+        let shown = rec.shown_id;
+        let seq = self.records.push(now, rec);
+        self.len += 1;
+        self.by_shown.insert(shown, seq);
+        self.by_vendor.insert(key, seq);
+        self.take_early(&early_key)
     }
 
     fn take_early(&mut self, key: &(u32, Box<[u8]>)) -> Option<R> {
@@ -305,20 +364,16 @@ impl<R> Shard<R> {
     }
 
     fn pop_oldest(&mut self) -> bool {
-        while let Some((_, msg_id)) = self.order.pop_front() {
-            if let Some(rec) = self.records.remove(&msg_id) {
-                self.len -= 1;
-                if self.by_shown.get(&rec.shown_id) == Some(&msg_id) {
-                    self.by_shown.remove(&rec.shown_id);
-                }
-                let key = vendor_key(rec.vendor, &canonical_id(&rec.vendor_id));
-                if self.by_vendor.get(&key) == Some(&msg_id) {
-                    self.by_vendor.remove(&key);
-                }
-                return true;
-            }
+        let Some((seq, rec)) = self.records.pop() else { return false };
+        self.len -= 1;
+        if self.by_shown.get(&rec.shown_id) == Some(&seq) {
+            self.by_shown.remove(&rec.shown_id);
         }
-        false
+        let key = vendor_key(rec.vendor, &canonical_id(&rec.vendor_id));
+        if self.by_vendor.get(&key) == Some(&seq) {
+            self.by_vendor.remove(&key);
+        }
+        true
     }
 
     /// The record for a vendor's id, however the vendor spelled it.
@@ -329,13 +384,13 @@ impl<R> Shard<R> {
         let mut found = None;
         for cand in std::iter::once(c.clone()).chain(alternate_ids(&c)) {
             if let Some(&m) = self.by_vendor.get(&vendor_key(vendor, &cand))
-                && self.records.get(&m).is_some_and(|r| matches(r, &cand))
+                && self.records.get(m).is_some_and(|r| matches(r, &cand))
             {
                 found = Some(m);
                 break;
             }
         }
-        self.records.get_mut(&found?)
+        self.records.get_mut(found?)
     }
 
     /// Parks a receipt whose message is not stored yet. Returns false when the bound refuses it.
@@ -351,19 +406,19 @@ impl<R> Shard<R> {
 
     /// The record the customer knows by `shown_id`.
     pub fn find_shown(&self, shown_id: u64) -> Option<&Record> {
-        self.by_shown.get(&shown_id).and_then(|m| self.records.get(m))
+        self.by_shown.get(&shown_id).and_then(|&m| self.records.get(m)).filter(|r| r.shown_id == shown_id)
     }
 
     /// Mutable access by the customer's id.
     pub fn find_shown_mut(&mut self, shown_id: u64) -> Option<&mut Record> {
         let m = *self.by_shown.get(&shown_id)?;
-        self.records.get_mut(&m)
+        self.records.get_mut(m).filter(|r| r.shown_id == shown_id)
     }
 
     /// Drops records older than the TTL and early receipts older than theirs; returns the
     /// early receipts that expired unmatched.
     pub fn expire(&mut self, now: u64) -> Vec<R> {
-        while let Some(&(at, _)) = self.order.front() {
+        while let Some(at) = self.records.front_at() {
             if now.saturating_sub(at) < self.ttl_secs {
                 break;
             }
@@ -430,6 +485,34 @@ mod tests {
         assert!(s.park(1, b"88", "late", 0));
         assert_eq!(s.expire(EARLY_RECEIPT_TTL_SECS + 1), vec!["late"]);
         assert_eq!(s.early_expired, 1);
+    }
+
+    #[test]
+    fn records_across_chunks_stay_findable_and_leave_oldest_first() {
+        let n = RING_CHUNK as u64 * 2 + 10;
+        let mut s: Shard<()> = Shard::new(RING_CHUNK * 2, 100);
+        for i in 0..n {
+            s.insert(rec(i, &format!("{i:x}")), i / 1000);
+        }
+        assert_eq!(s.len(), RING_CHUNK * 2);
+        assert_eq!(s.evicted, 10);
+        assert!(s.find_shown(9).is_none(), "evicted");
+        assert!(s.find_shown(10).is_some());
+        let last = n - 1;
+        assert_eq!(s.find_vendor_mut(1, format!("{last:x}").as_bytes()).map(|r| r.shown_id), Some(last));
+        if let Some(r) = s.find_shown_mut(RING_CHUNK as u64 + 3) {
+            r.state = MessageState::Delivered;
+        }
+        assert_eq!(s.find_shown(RING_CHUNK as u64 + 3).map(|r| r.state), Some(MessageState::Delivered));
+        // Arrival times 0..=8: at 104 everything that arrived at 0..=4 is 100 or more old.
+        s.expire(104);
+        assert!(s.find_shown(4999).is_none() && s.find_shown(5000).is_some());
+        assert_eq!(s.len() as u64, n - 5000);
+        s.expire(1_000);
+        assert!(s.is_empty());
+        assert!(s.find_shown(last).is_none());
+        s.insert(rec(n, "zz"), 1_000);
+        assert!(s.find_shown(n).is_some(), "the ring works after emptying");
     }
 
     #[test]
