@@ -30,6 +30,11 @@ struct Cli {
     /// settings (listen addresses, cores, node_id).
     #[arg(long, env = "SMPPGW_DATABASE_URL", global = true, hide_env_values = true)]
     database_url: Option<String>,
+    /// With --database-url: keep the last configuration PostgreSQL gave in this file, and start
+    /// from it when PostgreSQL is down at start (then follow PostgreSQL as soon as it answers).
+    /// Without it, PostgreSQL down at start is an error (exit 3).
+    #[arg(long, env = "SMPPGW_CONFIG_CACHE")]
+    config_cache: Option<PathBuf>,
     /// Token for the HTTP API's state-changing requests (required when it listens beyond loopback).
     #[arg(long, env = "SMPPGW_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
@@ -106,7 +111,13 @@ fn main() -> ExitCode {
             let redis = cli
                 .redis_url
                 .map(|u| smppgw_control::redis::RedisOptions::new(u).with_prefix(cli.redis_prefix));
-            run(cli.config, cli.database_url, cli.admin_token, redis)
+            run(Opts {
+                path: cli.config,
+                database_url: cli.database_url,
+                admin_token: cli.admin_token,
+                redis,
+                config_cache: cli.config_cache,
+            })
         }
     }
 }
@@ -177,12 +188,21 @@ fn load_from_db(url: &str, base: &Config) -> Result<Config, String> {
     })
 }
 
-fn run(
+/// What `smppgw` (no subcommand) runs with.
+struct Opts {
     path: Option<PathBuf>,
     database_url: Option<String>,
     admin_token: Option<String>,
     redis: Option<smppgw_control::redis::RedisOptions>,
-) -> ExitCode {
+    config_cache: Option<PathBuf>,
+}
+
+fn run(opts: Opts) -> ExitCode {
+    let Opts { path, database_url, admin_token, redis, config_cache } = opts;
+    // Registered first: a SIGTERM while the node is still starting waits here and then drains,
+    // instead of killing the process.
+    let signals =
+        signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT]);
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SMPPGW_LOG")
@@ -199,11 +219,35 @@ fn run(
         }
     };
     let cfg = match &database_url {
-        Some(url) => match load_from_db(url, &base) {
-            Ok(c) => c,
-            Err(e) => {
+        Some(url) => match (load_from_db(url, &base), &config_cache) {
+            (Ok(c), cache) => {
+                if let Some(file) = cache
+                    && let Err(e) = smppgw_control::db::cache::save(file, &c)
+                {
+                    tracing::warn!("cannot keep the configuration in {}: {e}", file.display());
+                }
+                c
+            }
+            (Err(e), Some(file)) => match smppgw_control::db::cache::load(file, &base) {
+                Ok(c) => {
+                    tracing::warn!(
+                        "PostgreSQL: {e}; starting from the last good configuration in {} and following PostgreSQL when it answers",
+                        file.display()
+                    );
+                    c
+                }
+                Err(why) => {
+                    eprintln!(
+                        "smppgw: cannot load the configuration from PostgreSQL: {e}; nor from the cache: {why}"
+                    );
+                    return ExitCode::from(3);
+                }
+            },
+            (Err(e), None) => {
                 // Documented: PostgreSQL down at start is a clear error and a non-zero exit.
-                eprintln!("smppgw: cannot load the configuration from PostgreSQL: {e}");
+                eprintln!(
+                    "smppgw: cannot load the configuration from PostgreSQL: {e} (--config-cache FILE lets a node start from the last good one)"
+                );
                 return ExitCode::from(3);
             }
         },
@@ -235,7 +279,7 @@ fn run(
     let shared = redis.zip(remote_end);
     let (health_tx, health_rx) = std::sync::mpsc::sync_channel(1);
     let control_thread = spawn_control_thread(http, move || {
-        control_plane(control, metrics, base, path, database_url, shared, health_tx)
+        control_plane(control, metrics, base, (path, database_url, config_cache), shared, health_tx)
     });
     let control_thread = match control_thread {
         Ok(t) => t,
@@ -248,7 +292,7 @@ fn run(
     };
     tracing::info!(http = %control_thread.local_addr(), "HTTP API listening");
     let flag = gw.shutdown_flag();
-    match signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT]) {
+    match signals {
         Ok(mut signals) => {
             std::thread::spawn(move || {
                 if let Some(sig) = signals.forever().next() {
@@ -276,13 +320,78 @@ fn run(
     ExitCode::SUCCESS
 }
 
+/// Follows PostgreSQL: connects (retrying while it is down: the node runs on the configuration it
+/// started with), applies what the database holds, then every change, keeping the cache file up
+/// to date.
+async fn follow_database(
+    pg: tokio_postgres::Config,
+    base: Config,
+    control: Arc<smppgw_engine::runtime::GatewayControl>,
+    status: tokio::sync::watch::Sender<Result<(), String>>,
+    slot: Arc<std::sync::OnceLock<Arc<smppgw_control::ConfigWatcher>>>,
+    cache: Option<PathBuf>,
+) {
+    let mut wait = std::time::Duration::from_millis(500);
+    let watcher = loop {
+        match smppgw_control::ConfigWatcher::start(&pg, base.clone(), smppgw_control::WatchOptions::default())
+            .await
+        {
+            Ok(w) => break w,
+            Err(e) => {
+                tracing::warn!(
+                    "PostgreSQL: {e}; running on the configuration in force, retrying in {wait:?}"
+                );
+                let _ = status.send(Err(e.to_string()));
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(std::time::Duration::from_secs(10));
+            }
+        }
+    };
+    let apply = |config: &Config| match control.reload(config.clone()) {
+        Ok(v) => {
+            tracing::info!(version = v, "configuration from PostgreSQL applied");
+            if let Some(file) = &cache
+                && let Err(e) = smppgw_control::db::cache::save(file, config)
+            {
+                tracing::warn!("cannot keep the configuration in {}: {e}", file.display());
+            }
+        }
+        Err(e) => tracing::warn!("configuration from PostgreSQL refused: {e}"),
+    };
+    // What the database holds now may be newer than what the node started on (a cache).
+    apply(&watcher.current().config);
+    let mut health = watcher.subscribe_health();
+    let mut changes = watcher.subscribe();
+    let watcher = Arc::new(watcher);
+    let _ = slot.set(watcher.clone());
+    tokio::spawn(async move {
+        loop {
+            let now = {
+                let h = health.borrow_and_update();
+                match (&h.db_ok, &h.last_error) {
+                    (true, _) => Ok(()),
+                    (false, e) => Err(e.clone().unwrap_or_else(|| "not connected".into())),
+                }
+            };
+            let _ = status.send(now);
+            if health.changed().await.is_err() {
+                break;
+            }
+        }
+    });
+    let _keep = watcher;
+    while changes.changed().await.is_ok() {
+        let db = changes.borrow_and_update().clone();
+        apply(&db.config);
+    }
+}
+
 /// Runs on the control thread's runtime: the PostgreSQL watcher feeding reloads, and the API state.
 async fn control_plane(
     control: Arc<smppgw_engine::runtime::GatewayControl>,
     metrics: Arc<smppgw_engine::metrics::Metrics>,
     base: Config,
-    path: Option<PathBuf>,
-    database_url: Option<String>,
+    (path, database_url, config_cache): (Option<PathBuf>, Option<String>, Option<PathBuf>),
     shared: Option<(smppgw_control::redis::RedisOptions, smppgw_engine::remote::RemoteEnd)>,
     health_tx: std::sync::mpsc::SyncSender<Arc<smppgw_control::redis::RedisHealth>>,
 ) -> Result<ApiState, String> {
@@ -295,37 +404,25 @@ async fn control_plane(
     match database_url {
         Some(url) => {
             let pg = smppgw_control::db::parse_database_url(&url).map_err(|e| e.to_string())?;
-            let watcher =
-                smppgw_control::ConfigWatcher::start(&pg, base, smppgw_control::WatchOptions::default())
-                    .await
-                    .map_err(|e| e.to_string())?;
-            let health = watcher.subscribe_health();
-            state = state.with_backend(Backend::new("postgres", move || {
-                let h = health.borrow();
-                match (&h.db_ok, &h.last_error) {
-                    (true, _) => Ok(()),
-                    (false, e) => Err(e.clone().unwrap_or_else(|| "not connected".into())),
-                }
-            }));
-            let mut changes = watcher.subscribe();
-            let watcher = Arc::new(watcher);
-            let w = watcher.clone();
-            let c = control.clone();
+            // /ready says why until the watcher is connected, then what the watcher says.
+            let (status_tx, status_rx) =
+                tokio::sync::watch::channel::<Result<(), String>>(Err("connecting".into()));
+            state = state.with_backend(Backend::new("postgres", move || status_rx.borrow().clone()));
+            let slot: Arc<std::sync::OnceLock<Arc<smppgw_control::ConfigWatcher>>> = Arc::default();
+            let (s, c) = (slot.clone(), control.clone());
             state = state.with_reload(move || {
-                w.request_reload();
-                let c = c.clone();
-                async move { Ok::<u64, ReloadFailure>(c.current().version) }
-            });
-            tokio::spawn(async move {
-                let _keep = watcher;
-                while changes.changed().await.is_ok() {
-                    let db = changes.borrow_and_update().clone();
-                    match control.reload(db.config.clone()) {
-                        Ok(v) => tracing::info!(version = v, "configuration from PostgreSQL applied"),
-                        Err(e) => tracing::warn!("configuration from PostgreSQL refused: {e}"),
+                let (w, c) = (s.get().cloned(), c.clone());
+                async move {
+                    match w {
+                        Some(w) => {
+                            w.request_reload();
+                            Ok::<u64, ReloadFailure>(c.current().version)
+                        }
+                        None => Err(ReloadFailure::Unavailable("PostgreSQL is not reachable yet".into())),
                     }
                 }
             });
+            tokio::spawn(follow_database(pg, base, control, status_tx, slot, config_cache));
         }
         None => {
             // Without a database, a reload re-reads the TOML file (or the embedded default).

@@ -160,3 +160,89 @@ fn each_table_reloads_within_a_second_under_traffic_without_dropping_the_session
     assert!(gw.wait().unwrap().success());
     sql(&admin, &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"));
 }
+
+#[test]
+fn a_node_starts_from_its_cached_configuration_while_postgresql_is_down() {
+    let admin = std::env::var("SMPPGW_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned());
+    let db = format!("smppgw_cache_{}", std::process::id());
+    sql(&admin, &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"));
+    sql(&admin, &format!("CREATE DATABASE {db}"));
+    let pg = smppgw_control::db::parse_database_url(&admin).unwrap();
+    let port = pg.get_ports().first().copied().unwrap_or(5432);
+    let user = pg.get_user().unwrap_or("postgres").to_owned();
+    let url = format!("postgres://{user}@127.0.0.1:{port}/{db}");
+    // Nothing listens there: PostgreSQL is "down".
+    let down = format!("postgres://{user}@127.0.0.1:{}/{db}?connect_timeout=1", free_port());
+
+    let v1 = sim(|_| {});
+    let dir = std::env::temp_dir().join(format!("smppgw-pg-cache-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cache = dir.join("last-good.json");
+    let _ = std::fs::remove_file(&cache);
+    let (smpp, http) = (free_port(), free_port());
+    let toml = dir.join("node.toml");
+    std::fs::write(
+        &toml,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{smpp}\"\nhttp_listen = \"127.0.0.1:{http}\"\ncores = 1\n\n\
+             [[customer]]\nsystem_id = \"c1\"\npassword_hash = \"{}\"\n\n\
+             [[vendor]]\nname = \"v1\"\nhost = \"127.0.0.1\"\nport = {}\nsystem_id = \"smppgw\"\npassword = \"secret\"\n\n\
+             [[route]]\nname = \"default\"\nprefixes = [\"\"]\nvendors = [\"v1\"]\n",
+            pw_hash(),
+            v1.local_addr().port()
+        ),
+    )
+    .unwrap();
+    let bin = env!("CARGO_BIN_EXE_smppgw");
+    let out = Command::new(bin).args(["import-config", "--database-url", &url]).arg(&toml).output().unwrap();
+    assert!(out.status.success(), "import-config: {}", String::from_utf8_lossy(&out.stderr));
+    // The database names a second customer the TOML does not have: a node started from the cache
+    // must know it.
+    sql(
+        &url,
+        &format!("INSERT INTO smppgw_customers (system_id, password_hash) VALUES ('c9', '{}')", pw_hash()),
+    );
+    let smpp_addr = SocketAddr::from(([127, 0, 0, 1], smpp));
+    let http_addr = SocketAddr::from(([127, 0, 0, 1], http));
+    let start = |db_url: &str, with_cache: bool, stderr: Stdio| {
+        let mut cmd = Command::new(bin);
+        cmd.args(["--database-url", db_url, "--config"]).arg(&toml);
+        if with_cache {
+            cmd.arg("--config-cache").arg(&cache);
+        }
+        cmd.stdout(Stdio::null()).stderr(stderr).spawn().unwrap()
+    };
+    let stop = |mut child: std::process::Child| {
+        // SAFETY: a signal to our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let status = child.wait().unwrap();
+        assert!(status.success(), "{status:?}");
+    };
+
+    // With PostgreSQL up, the node keeps what it loaded.
+    let gw = start(&url, true, Stdio::null());
+    assert!(wait_for(Duration::from_secs(15), || cache.exists()), "the cache is written");
+    assert!(wait_for(Duration::from_secs(15), || TcpStream::connect(smpp_addr).is_ok()));
+    stop(gw);
+
+    // PostgreSQL down and no cache: a clear error, exit 3.
+    let out = start(&down, false, Stdio::piped()).wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--config-cache"), "says how to start anyway");
+
+    // PostgreSQL down with the cache: the node starts on what PostgreSQL last said.
+    let gw = start(&down, true, Stdio::null());
+    assert!(wait_for(Duration::from_secs(15), || TcpStream::connect(smpp_addr).is_ok()), "starts");
+    let mut c = Client::connect(smpp_addr);
+    assert_eq!(c.bind("tx", "c9", "pw"), CommandStatus::ESME_ROK, "the database's customer");
+    assert!(wait_for(Duration::from_secs(5), || v1.stats().binds_current >= 1));
+    let (st, _) = c.submit("15551230000", "from the cache");
+    assert_eq!(st, CommandStatus::ESME_ROK);
+    let (status, body) = http_get(http_addr, "/ready");
+    assert_eq!(status, 503, "not ready while PostgreSQL is down: {body}");
+    assert!(body.contains("postgres"), "{body}");
+    drop(c);
+    stop(gw);
+    sql(&admin, &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

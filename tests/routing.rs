@@ -274,3 +274,31 @@ fn a_customer_and_its_vendor_bind_on_different_cores() {
     gw.shutdown();
     gw.join();
 }
+
+#[test]
+fn a_message_waits_briefly_for_its_vendor_to_be_bound_then_fails_with_rsyserr() {
+    // Goal: a gap in the vendor's binds (a reload replacing them, a reconnect) does not refuse
+    // messages; a vendor that stays away does, after NO_VENDOR_HOLD_MS.
+    let spot = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = spot.local_addr().unwrap();
+    drop(spot);
+    let gw = smppgw_engine::start(config(&[("late", addr)])).unwrap();
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+    let started = std::time::Instant::now();
+    let (st, _) = c.submit("15550009999", "nobody there");
+    assert_eq!(st, CommandStatus::ESME_RSYSERR, "no vendor came");
+    let waited = started.elapsed();
+    let hold = Duration::from_millis(smppgw_engine::core::NO_VENDOR_HOLD_MS);
+    assert!(waited >= hold, "answered after {waited:?}, before the hold");
+
+    // The vendor comes up while the message waits.
+    let (seq, p) = c.submit_pdu("15550009998", "just in time");
+    c.send(&p);
+    std::thread::sleep(Duration::from_millis(100));
+    let v = sim(|s| s.listen = addr);
+    assert_eq!(c.recv_resp(seq).command_status, CommandStatus::ESME_ROK, "sent once the vendor bound");
+    assert_eq!(v.stats().submits, 1);
+    gw.shutdown();
+    gw.join();
+}

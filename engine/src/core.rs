@@ -55,6 +55,12 @@ pub struct ReplyTo {
     pub kind: ReplyKind,
 }
 
+/// How long a message waits for a vendor of its route to be bound (binds being replaced by a
+/// reload, a vendor reconnecting) before it is answered ESME_RSYSERR.
+pub const NO_VENDOR_HOLD_MS: u64 = 1_000;
+/// Messages waiting so, per core; beyond it they are answered at once.
+pub const NO_VENDOR_HOLD_MAX: usize = 10_000;
+
 /// `Job::route` of a job not routed yet.
 pub const NOT_ROUTED: u32 = u32::MAX;
 
@@ -92,6 +98,8 @@ pub struct Job {
     pub siblings: Vec<u64>,
     /// When it was last sent to a vendor.
     pub sent_at: Option<Instant>,
+    /// Until when it may wait for a vendor of its route to be bound ([`NO_VENDOR_HOLD_MS`]).
+    pub hold_until: Option<Instant>,
 }
 
 impl Job {
@@ -300,6 +308,7 @@ pub struct Core {
     dispatcher: RefCell<Dispatcher>,
     pending_out: RefCell<Vec<(SessionRef, Arc<Delivery>)>>,
     remote: Option<RemoteLink>,
+    held: RefCell<std::collections::VecDeque<Box<Job>>>,
 }
 
 /// Outbox length above which another core is treated as congested for new jobs.
@@ -350,6 +359,15 @@ impl Core {
             dispatcher: RefCell::new(dispatcher),
             pending_out: RefCell::new(Vec::new()),
             remote,
+            held: RefCell::new(std::collections::VecDeque::new()),
+        }
+    }
+
+    /// Offers the messages waiting for a vendor of their route again (called by the ticker).
+    pub fn retry_held(&self) {
+        let jobs: Vec<Box<Job>> = self.held.borrow_mut().drain(..).collect();
+        for job in jobs {
+            self.dispatch(job);
         }
     }
 
@@ -663,6 +681,16 @@ impl Core {
                     Ok(()) => return,
                     Err(j) => job = j,
                 }
+            }
+        }
+        if !any_up && job.last_status.is_none() && !self.shutting_down.get() {
+            let until = *job
+                .hold_until
+                .get_or_insert_with(|| Instant::now() + std::time::Duration::from_millis(NO_VENDOR_HOLD_MS));
+            let mut held = self.held.borrow_mut();
+            if Instant::now() < until && held.len() < NO_VENDOR_HOLD_MAX {
+                held.push_back(job);
+                return;
             }
         }
         let status = job.last_status.unwrap_or(if any_up {
@@ -1112,6 +1140,7 @@ fn unreachable_job() -> Box<Job> {
         wants_receipt: false,
         siblings: Vec::new(),
         sent_at: None,
+        hold_until: None,
     })
 }
 

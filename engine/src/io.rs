@@ -394,6 +394,7 @@ impl CustomerDriver {
             wants_receipt,
             siblings,
             sent_at: None,
+            hold_until: None,
         });
         self.core.submit(job);
     }
@@ -529,6 +530,7 @@ impl CustomerDriver {
                 wants_receipt,
                 siblings: Vec::new(),
                 sent_at: None,
+                hold_until: None,
             });
             self.core.submit(job);
         }

@@ -510,6 +510,7 @@ async fn core_main(
             }
         }
         core.flush_remote();
+        core.retry_held();
         if last_tick.elapsed() >= Duration::from_millis(100) {
             last_tick = Instant::now();
             core.tick();

@@ -45,6 +45,7 @@
 //!
 //! Everything here runs on the control thread's tokio runtime; nothing blocks a data-plane core.
 
+pub mod cache;
 mod connect;
 mod error;
 mod import;

@@ -1,0 +1,79 @@
+//! The last good configuration from PostgreSQL, kept in a file (`smppgw --config-cache FILE`), so
+//! that a node can start while PostgreSQL is down: it runs on what the database last said and
+//! follows the database again as soon as it answers.
+//!
+//! The file is JSON (the engine's [`Config`] as serde writes it), replaced atomically (written
+//! beside it, then renamed), and validated when read. The node's own settings
+//! ([`super::NODE_SERVER_SETTINGS`]) always come from the node's TOML and environment, never from
+//! the file: another node may have written it.
+
+use std::path::Path;
+
+use smppgw_engine::config::Config;
+
+/// Writes `config` to `path`, replacing the file only once the new one is complete.
+pub fn save(path: &Path, config: &Config) -> std::io::Result<()> {
+    let json = serde_json::to_vec(config).map_err(std::io::Error::other)?;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    std::fs::write(&tmp, json)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// The configuration saved at `path`, with this node's settings from `base`, validated.
+pub fn load(path: &Path, base: &Config) -> Result<Config, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let cached: Config = serde_json::from_slice(&bytes)
+        .map_err(|e| format!("{}: not a saved configuration: {e}", path.display()))?;
+    let config = with_node_settings(cached, base);
+    config.validate().map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(config)
+}
+
+/// `config` with the settings that belong to this node ([`super::NODE_SERVER_SETTINGS`]) taken
+/// from `base`.
+pub fn with_node_settings(mut config: Config, base: &Config) -> Config {
+    let (s, b) = (&mut config.server, &base.server);
+    s.listen = b.listen;
+    s.http_listen = b.http_listen;
+    s.cores = b.cores;
+    s.node_id = b.node_id;
+    s.max_binds = b.max_binds;
+    s.shutdown_grace_ms = b.shutdown_grace_ms;
+    s.receipt_store_max = b.receipt_store_max;
+    s.receipt_queue_max = b.receipt_queue_max;
+    config
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example() -> Config {
+        Config::from_toml_str(include_str!("../../../deploy/config/example.toml"), "example.toml")
+            .expect("the example is valid")
+    }
+
+    #[test]
+    fn a_saved_configuration_loads_back_with_this_nodes_settings() {
+        let dir = std::env::temp_dir().join(format!("smppgw-cache-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("last-good.json");
+        let saved = example();
+        save(&path, &saved).expect("saved");
+        let mut base = Config::default();
+        base.server.node_id = 42;
+        base.server.listen = "127.0.0.1:3775".parse().expect("addr");
+        let loaded = load(&path, &base).expect("loads");
+        assert_eq!(loaded.server.node_id, 42, "the node's own id, not the writer's");
+        assert_eq!(loaded.server.listen, base.server.listen);
+        assert_eq!(loaded.customers, saved.customers);
+        assert_eq!(loaded.routes, saved.routes);
+        assert_eq!(with_node_settings(saved.clone(), &saved), saved);
+
+        std::fs::write(&path, b"{\"server\": 1}").expect("write");
+        assert!(load(&path, &base).unwrap_err().contains("not a saved configuration"));
+        assert!(load(&dir.join("missing.json"), &base).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
