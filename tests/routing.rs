@@ -245,6 +245,68 @@ fn graceful_shutdown_answers_every_submit_in_flight() {
 }
 
 #[test]
+fn graceful_shutdown_hands_over_the_receipts_it_holds_before_unbinding() {
+    // Goal: receipts the gateway already has for a bound customer (more than its receiving
+    // session's window, so most are queued) are delivered and answered before the customer is
+    // unbound, so a clean shutdown loses none.
+    let v = sim(|_| {});
+    let mut cfg = config(&[("v", v.local_addr())]);
+    // No deliver_sm times out (and is sent again) while the customer is not reading.
+    cfg.server.response_timeout_ms = 30_000;
+    cfg.server.shutdown_grace_ms = 10_000;
+    let gw = smppgw_engine::start(cfg).unwrap();
+    // The receiving session on core 1, away from the customer's queue on its home core 0: the
+    // case where a core must not unbind its sessions while another still holds their receipts.
+    let per = &gw.metrics.sessions_by_core;
+    let mut rx = None;
+    for _ in 0..64 {
+        let before = per[1].load(std::sync::atomic::Ordering::Relaxed);
+        let mut c = Client::connect(gw.local_addr);
+        assert_eq!(c.bind("rx", "c1", "pw"), CommandStatus::ESME_ROK);
+        if per[1].load(std::sync::atomic::Ordering::Relaxed) > before {
+            rx = Some(c);
+            break;
+        }
+        assert_eq!(c.unbind(), CommandStatus::ESME_ROK);
+    }
+    let mut rx = rx.expect("a session on core 1");
+    let mut tx = Client::connect(gw.local_addr);
+    assert_eq!(tx.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+    assert!(wait_for(Duration::from_secs(5), || v.stats().binds_current >= 2));
+    let n = 3 * smppgw_engine::deliveries::SESSION_DELIVERY_WINDOW as u64;
+    for i in 0..n {
+        let (st, _) = tx.submit_dlr(&format!("15557770{i:03}"), "receipt me");
+        assert_eq!(st, CommandStatus::ESME_ROK);
+    }
+    assert_eq!(tx.unbind(), CommandStatus::ESME_ROK);
+    drop(tx);
+    let c = &mut rx;
+    // Every receipt is at the gateway (sent or queued, none answered) when shutdown begins.
+    let ok = wait_for(Duration::from_secs(5), || v.stats().receipts_sent >= n);
+    assert!(ok, "{:?}", v.stats());
+    std::thread::sleep(Duration::from_millis(200));
+    gw.shutdown();
+    let (mut receipts, mut unbind_after) = (std::collections::BTreeSet::new(), None);
+    while let Some(p) = c.recv() {
+        match p.body {
+            Body::DeliverSm(_) => {
+                assert!(unbind_after.is_none(), "a receipt after the unbind");
+                receipts.insert(common::receipt_of(&p).0);
+                c.answer(&p, CommandStatus::ESME_ROK);
+            }
+            Body::Unbind => {
+                unbind_after = Some(receipts.len() as u64);
+                c.send(&Pdu::new(p.sequence_number, Body::UnbindResp));
+            }
+            _ => {}
+        }
+    }
+    gw.join();
+    assert_eq!(receipts.len() as u64, n, "every receipt delivered");
+    assert_eq!(unbind_after, Some(n), "unbound only after the last receipt");
+}
+
+#[test]
 fn a_customer_and_its_vendor_bind_on_different_cores() {
     // Goal: with the vendor's one bind on core 0, customers bound on core 1 are served through the
     // cross-core channel, answered with ids, and nothing is lost.

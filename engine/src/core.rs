@@ -363,6 +363,11 @@ impl Core {
         }
     }
 
+    /// Receipts and MO this core still has for customers with a receiving session.
+    pub fn deliverable(&self) -> usize {
+        self.dispatcher.borrow().deliverable()
+    }
+
     /// Offers the messages waiting for a vendor of their route again (called by the ticker).
     pub fn retry_held(&self) {
         let jobs: Vec<Box<Job>> = self.held.borrow_mut().drain(..).collect();

@@ -180,6 +180,16 @@ impl Dispatcher {
         self.customers.get(&customer).map_or(0, |q| q.queue.len())
     }
 
+    /// Deliveries queued or in flight for customers that have a receiving session: what a
+    /// draining node can still hand over before it unbinds them.
+    pub fn deliverable(&self) -> usize {
+        self.customers
+            .values()
+            .filter(|q| !q.sessions.is_empty())
+            .map(|q| q.queue.len() + q.inflight.len())
+            .sum()
+    }
+
     /// Queued deliveries over all customers.
     pub fn queued_total(&self) -> usize {
         self.customers.values().map(|q| q.queue.len()).sum()

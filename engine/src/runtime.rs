@@ -260,6 +260,9 @@ fn start_with(config: Config, remote: Option<RemoteLinks>) -> Result<Gateway, St
         }
     }
 
+    // Deliveries each core still holds for bound customers when shutdown begins; 1 = not known
+    // yet, so no core unbinds customers before every core has looked.
+    let draining: Arc<Vec<AtomicU64>> = Arc::new((0..cores).map(|_| AtomicU64::new(1)).collect());
     let allowed = allowed_cpus();
     let (ready_tx, ready_rx) = crossbeam_channel::bounded::<usize>(cores);
     let mut threads = Vec::new();
@@ -272,6 +275,7 @@ fn start_with(config: Config, remote: Option<RemoteLinks>) -> Result<Gateway, St
         let metrics = metrics.clone();
         let shutdown = shutdown.clone();
         let remote = remote.clone();
+        let draining = draining.clone();
         let (ctl_tx, ctl_rx) = crossbeam_channel::bounded(CONTROL_CHANNEL_CAPACITY);
         control_tx.push(ctl_tx);
         let applied = Arc::new(AtomicU64::new(snapshot.version));
@@ -300,6 +304,7 @@ fn start_with(config: Config, remote: Option<RemoteLinks>) -> Result<Gateway, St
                         ctl_rx,
                         applied,
                         remote.map(|r| r.make()),
+                        draining,
                     )
                     .await;
                 }
@@ -402,6 +407,7 @@ async fn core_main(
     control: crossbeam_channel::Receiver<Control>,
     applied: Arc<AtomicU64>,
     remote: Option<crate::remote::RemoteLink>,
+    draining: Arc<Vec<AtomicU64>>,
 ) {
     let cores = snap.cores;
     let grace = Duration::from_millis(u64::from(snap.config.server.shutdown_grace_ms));
@@ -517,8 +523,23 @@ async fn core_main(
         }
     }
     info!(core = idx, "shutting down");
-    core.shutting_down.set(true);
     drop(acceptor.cancel());
+    // Receipts and MO already here go out to the customers still bound before they are unbound
+    // (for at most half the grace period).
+    // Every core waits for all: a customer's queue lives on its home core, its sessions on others.
+    let drain_until = Instant::now() + grace / 2;
+    loop {
+        draining[idx].store(core.deliverable() as u64, Ordering::Release);
+        let left: u64 = draining.iter().map(|d| d.load(Ordering::Acquire)).sum();
+        if left == 0 || Instant::now() >= drain_until {
+            break;
+        }
+        Timer::new(Duration::from_millis(CONTROL_POLL_MS)).await;
+        core.flush_remote();
+        core.retry_held();
+    }
+    draining[idx].store(0, Ordering::Release);
+    core.shutting_down.set(true);
     for mb in core.session_mailboxes() {
         let _ = mb.push(SessionMsg::Shutdown);
     }
