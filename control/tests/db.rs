@@ -8,9 +8,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use smppgw_control::db::{
-    self, ConfigWatcher, DbConfig, DbError, Health, MIGRATIONS, NODE_SERVER_SETTINGS, WatchOptions,
-};
+use smppgw_control::db::{self, ConfigWatcher, DbConfig, DbError, Health, MIGRATIONS, WatchOptions};
 use smppgw_engine::config::{
     BindType, BrandConfig, CampaignConfig, Config, CustomerConfig, IdFormat, ReceiptParts, ReceiptPdu,
     RouteConfig, RouteVendor, VendorBindType, VendorConfig, VendorIdFormat,
@@ -95,22 +93,6 @@ impl Drop for TestDb {
 fn example() -> Config {
     Config::from_toml_str(EXAMPLE_TOML, "deploy/config/example.toml")
         .expect("the example configuration is valid")
-}
-
-/// `config` with the per-node `[server]` settings of `node`.
-fn with_node_settings(config: &Config, node: &Config) -> Config {
-    let mut out = config.clone();
-    let (s, n) = (&mut out.server, &node.server);
-    s.listen = n.listen;
-    s.http_listen = n.http_listen;
-    s.cores = n.cores;
-    s.node_id = n.node_id;
-    s.max_binds = n.max_binds;
-    s.shutdown_grace_ms = n.shutdown_grace_ms;
-    s.receipt_store_max = n.receipt_store_max;
-    s.receipt_queue_max = n.receipt_queue_max;
-    assert_eq!(NODE_SERVER_SETTINGS.len(), 8, "with_node_settings must copy every per-node setting");
-    out
 }
 
 /// Waits for the next configuration, or fails after [`CHANGE_DEADLINE`]; returns it and the time taken.
@@ -207,7 +189,7 @@ async fn imported_example_loads_back_equal_and_a_second_import_changes_nothing()
     node.server.max_binds = 77;
     node.server.window = 5; // cluster-wide: the table's 100 wins
     let loaded = db::load(&mut client, &node).await.expect("load on another node");
-    assert_eq!(loaded.config, with_node_settings(&file, &node));
+    assert_eq!(loaded.config, db::cache::with_node_settings(file.clone(), &node));
     assert_eq!(loaded.config.server.window, 100);
 
     let second = db::import_config(&mut client, &file).await.expect("re-import");

@@ -103,6 +103,37 @@ pub struct Job {
 }
 
 impl Job {
+    /// A job not routed or sent yet.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        msg_id: u64,
+        shown_id: u64,
+        reply: ReplyTo,
+        customer: u32,
+        submit: SubmitSm,
+        received: Instant,
+        wants_receipt: bool,
+        siblings: Vec<u64>,
+    ) -> Box<Job> {
+        Box::new(Job {
+            msg_id,
+            shown_id,
+            reply,
+            customer,
+            submit,
+            route: NOT_ROUTED,
+            tried: [0; FAILOVER_MAX],
+            tried_len: 0,
+            last_status: None,
+            received,
+            submitted_unix: unix_now(),
+            wants_receipt,
+            siblings,
+            sent_at: None,
+            hold_until: None,
+        })
+    }
+
     fn has_tried(&self, vendor: u32) -> bool {
         self.tried[..usize::from(self.tried_len)].contains(&vendor)
     }

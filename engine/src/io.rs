@@ -20,9 +20,7 @@ use glommio::timer::Timer;
 use smppgw_codec::{CommandStatus, DecodeError, Decoder};
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::core::{
-    Core, CoreMsg, FAILOVER_MAX, Found, Job, OpJob, ReplyKind, ReplyTo, SessionMsg, VendorMsg,
-};
+use crate::core::{Core, CoreMsg, Found, Job, OpJob, ReplyKind, ReplyTo, SessionMsg, VendorMsg};
 use crate::customer::{BindKind, CustomerSession, CustomerSettings, Event};
 use crate::deliveries::SessionRef;
 use crate::limits;
@@ -379,23 +377,8 @@ impl CustomerDriver {
                 siblings = ids;
             }
         }
-        let job = Box::new(Job {
-            msg_id,
-            shown_id: msg_id,
-            reply: self.reply_to(seq, kind),
-            customer: c.idx,
-            submit,
-            route: crate::core::NOT_ROUTED,
-            tried: [0; FAILOVER_MAX],
-            tried_len: 0,
-            last_status: None,
-            received: now,
-            submitted_unix: crate::core::unix_now(),
-            wants_receipt,
-            siblings,
-            sent_at: None,
-            hold_until: None,
-        });
+        let job =
+            Job::new(msg_id, msg_id, self.reply_to(seq, kind), c.idx, submit, now, wants_receipt, siblings);
         self.core.submit(job);
     }
 
@@ -515,23 +498,17 @@ impl CustomerDriver {
         for (i, submit) in jobs {
             self.core.metrics.submits.fetch_add(1, Ordering::Relaxed);
             let wants_receipt = submit.registered_delivery & 0x03 != 0;
-            let job = Box::new(Job {
-                msg_id: self.core.next_msg_id(),
+            let reply = self.reply_to(seq, ReplyKind::Multi(i));
+            let job = Job::new(
+                self.core.next_msg_id(),
                 shown_id,
-                reply: self.reply_to(seq, ReplyKind::Multi(i)),
-                customer: c.idx,
+                reply,
+                c.idx,
                 submit,
-                route: crate::core::NOT_ROUTED,
-                tried: [0; FAILOVER_MAX],
-                tried_len: 0,
-                last_status: None,
-                received: now,
-                submitted_unix: crate::core::unix_now(),
+                now,
                 wants_receipt,
-                siblings: Vec::new(),
-                sent_at: None,
-                hold_until: None,
-            });
+                Vec::new(),
+            );
             self.core.submit(job);
         }
     }
