@@ -371,7 +371,16 @@ impl Core {
         let server = &snapshot.config.server;
         let node = server.node_id as u8;
         let failover_on_unknown = server.unknown_outcome_failover;
-        let store = Shard::new(server.receipt_store_max as usize, u64::from(server.receipt_ttl_secs));
+        let mut store = Shard::new(server.receipt_store_max as usize, u64::from(server.receipt_ttl_secs));
+        if server.receipt_store_prealloc {
+            let started = Instant::now();
+            store.preallocate();
+            tracing::info!(
+                records = server.receipt_store_max,
+                ms = started.elapsed().as_millis() as u64,
+                "receipt store preallocated"
+            );
+        }
         let dispatcher = Dispatcher::new(server.receipt_queue_max as usize, idx);
         Core {
             idx,
@@ -870,7 +879,7 @@ impl Core {
             shown_id: job.shown_id,
             customer: job.customer,
             vendor,
-            vendor_id: Bytes::copy_from_slice(&vendor_id),
+            vendor_id: crate::store::Small::new(&vendor_id),
             source: (
                 job.submit.source.ton,
                 job.submit.source.npi,

@@ -602,7 +602,7 @@ impl CustomerDriver {
                     .encode(&mut self.wbuf);
             }
             (Pending::Cancel(mut x), Some(f)) if !f.record.state.is_final() => {
-                x.message_id = f.record.vendor_id.clone();
+                x.message_id = Bytes::copy_from_slice(&f.record.vendor_id);
                 let op = OpJob {
                     reply: self.reply_to(seq, ReplyKind::Cancel),
                     vendor: f.record.vendor,
@@ -613,7 +613,7 @@ impl CustomerDriver {
                 self.core.dispatch_op(op);
             }
             (Pending::Replace(mut x), Some(f)) if !f.record.state.is_final() => {
-                x.message_id = f.record.vendor_id.clone();
+                x.message_id = Bytes::copy_from_slice(&f.record.vendor_id);
                 let op = OpJob {
                     reply: self.reply_to(seq, ReplyKind::Replace),
                     vendor: f.record.vendor,

@@ -9,7 +9,6 @@
 
 use std::collections::VecDeque;
 
-use bytes::Bytes;
 use smppgw_codec::receipt::MessageState;
 
 /// How long a receipt may wait for its submit_sm_resp, in seconds.
@@ -130,6 +129,27 @@ impl<K: std::hash::Hash + Eq, V, S: std::hash::BuildHasher + Default> SegMap<K, 
     }
 }
 
+impl<V: Default, S: std::hash::BuildHasher + Default> SegMap<u64, V, S> {
+    /// Grows every segment to hold its share of `entries` and touches its memory, so the map
+    /// neither rehashes nor faults pages in while it fills.
+    fn preallocate(&mut self, entries: usize) {
+        // Keys spread unevenly over segments: leave room for a few percent more than the share.
+        let per = entries.div_ceil(SEGMENTS) + entries.div_ceil(SEGMENTS) / 16 + 64;
+        for seg in &mut self.segs {
+            seg.reserve(per.saturating_sub(seg.len()));
+            if seg.is_empty() {
+                // Keys land on buckets at random: one key per 16 buckets (16 octets each) is
+                // about 16 writes per 4 KiB page, so all but a few pages in a million are
+                // touched, in a sixteenth of the time of filling the table. `clear` keeps it.
+                for k in 0..(per / 16) as u64 {
+                    seg.insert(k, V::default());
+                }
+                seg.clear();
+            }
+        }
+    }
+}
+
 /// A short byte string kept inline (addresses: 20 digits in SMPP 3.4), on the heap only when
 /// longer: a stored message costs no allocation for its addresses.
 #[derive(Clone, PartialEq, Eq)]
@@ -173,6 +193,13 @@ impl From<&str> for Small {
     }
 }
 
+impl std::ops::Deref for Small {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
 /// Everything kept about one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
@@ -184,8 +211,8 @@ pub struct Record {
     pub customer: u32,
     /// Vendor index.
     pub vendor: u32,
-    /// The vendor's id, as it sent it.
-    pub vendor_id: Bytes,
+    /// The vendor's id, as it sent it (inline up to 22 octets: most ids cost no allocation).
+    pub vendor_id: Small,
     /// Originator, TON, NPI.
     pub source: (u8, u8, Small),
     /// Recipient, TON, NPI.
@@ -226,12 +253,16 @@ struct Ring {
     head: usize,
     /// Sequence number the next record gets.
     next: u64,
+    /// Emptied (or preallocated) chunks kept for the next ones needed: a full store turns
+    /// chunks over without returning memory to the allocator and faulting it back in.
+    spare: Vec<Vec<Option<(u64, Record)>>>,
 }
 
 impl Ring {
     fn push(&mut self, at: u64, rec: Record) -> u64 {
         if self.chunks.back().is_none_or(|c| c.len() == RING_CHUNK) {
-            self.chunks.push_back(Vec::with_capacity(RING_CHUNK));
+            let chunk = self.spare.pop().unwrap_or_else(|| Vec::with_capacity(RING_CHUNK));
+            self.chunks.push_back(chunk);
         }
         if let Some(c) = self.chunks.back_mut() {
             c.push(Some((at, rec)));
@@ -258,6 +289,17 @@ impl Ring {
         self.chunks.get_mut(c)?.get_mut(i)?.as_mut().map(|(_, r)| r)
     }
 
+    /// Allocates and touches the chunks for `records` records ahead of time.
+    fn preallocate(&mut self, records: usize) {
+        let want = records.div_ceil(RING_CHUNK).saturating_sub(self.chunks.len() + self.spare.len());
+        for _ in 0..want {
+            let mut c: Vec<Option<(u64, Record)>> = Vec::with_capacity(RING_CHUNK);
+            c.resize_with(RING_CHUNK, || None);
+            c.clear();
+            self.spare.push(c);
+        }
+    }
+
     /// The oldest record's arrival time.
     fn front_at(&self) -> Option<u64> {
         if self.base + (self.head as u64) >= self.next {
@@ -275,7 +317,10 @@ impl Ring {
         let taken = self.chunks.front_mut()?.get_mut(self.head)?.take();
         self.head += 1;
         if self.head == RING_CHUNK {
-            self.chunks.pop_front();
+            if let Some(mut done) = self.chunks.pop_front() {
+                done.clear();
+                self.spare.push(done);
+            }
             self.base += RING_CHUNK as u64;
             self.head = 0;
         }
@@ -319,6 +364,15 @@ impl<R> Shard<R> {
         }
     }
 
+    /// Allocates the memory for `max` records now rather than as they arrive: no rehash and no
+    /// page faults on the submit path while the store fills, at the price of its full size in
+    /// memory from the start.
+    pub fn preallocate(&mut self) {
+        self.records.preallocate(self.max);
+        self.by_vendor.preallocate(self.max);
+        self.by_shown.preallocate(self.max);
+    }
+
     /// Records held.
     pub fn len(&self) -> usize {
         self.len
@@ -332,8 +386,10 @@ impl<R> Shard<R> {
     /// Stores a message the vendor accepted; returns a receipt that was waiting for it.
     pub fn insert(&mut self, rec: Record, now: u64) -> Option<R> {
         let canonical = canonical_id(&rec.vendor_id);
-        let early_key: (u32, Box<[u8]>) = (rec.vendor, canonical.clone().into_boxed_slice());
         let key = vendor_key(rec.vendor, &canonical);
+        // Receipts rarely arrive before the submit_sm_resp: build the parking key only when
+        // something is parked.
+        let early_key = (!self.early.is_empty()).then(|| (rec.vendor, canonical.into_boxed_slice()));
         while self.len >= self.max {
             if !self.pop_oldest() {
                 break;
@@ -345,7 +401,7 @@ impl<R> Shard<R> {
         self.len += 1;
         self.by_shown.insert(shown, seq);
         self.by_vendor.insert(key, seq);
-        self.take_early(&early_key)
+        self.take_early(&early_key?)
     }
 
     fn take_early(&mut self, key: &(u32, Box<[u8]>)) -> Option<R> {
@@ -451,7 +507,7 @@ mod tests {
             shown_id: msg,
             customer: 0,
             vendor: 1,
-            vendor_id: Bytes::copy_from_slice(vid.as_bytes()),
+            vendor_id: Small::new(vid.as_bytes()),
             source: (1, 1, "1".into()),
             dest: (1, 1, "2".into()),
             submitted: 0,
@@ -485,6 +541,31 @@ mod tests {
         assert!(s.park(1, b"88", "late", 0));
         assert_eq!(s.expire(EARLY_RECEIPT_TTL_SECS + 1), vec!["late"]);
         assert_eq!(s.early_expired, 1);
+    }
+
+    #[test]
+    fn a_preallocated_store_fills_and_turns_over_without_new_memory() {
+        let max = RING_CHUNK * 2 + 5;
+        let mut s: Shard<()> = Shard::new(max, 100);
+        s.preallocate();
+        assert!(s.is_empty(), "preallocating stores nothing");
+        assert_eq!(s.records.spare.len(), 3, "chunks for every record the bound allows");
+        let caps: Vec<usize> = s.by_shown.segs.iter().map(|m| m.capacity()).collect();
+        assert!(caps.iter().all(|&c| c >= max / SEGMENTS), "every segment holds its share");
+        let n = max as u64 * 3;
+        for i in 0..n {
+            s.insert(rec(i, &format!("{i:x}")), 0);
+        }
+        assert_eq!(s.len(), max);
+        assert_eq!(s.evicted, n - max as u64);
+        assert!(s.find_shown(n - max as u64 - 1).is_none(), "evicted");
+        assert!(s.find_shown(n - max as u64).is_some());
+        assert_eq!(s.find_vendor_mut(1, format!("{:x}", n - 1).as_bytes()).map(|r| r.shown_id), Some(n - 1));
+        // Chunks were recycled: never more allocated than the bound needs (plus the one filling).
+        assert!(s.records.chunks.len() + s.records.spare.len() <= 4);
+        // The few segments that outgrew their share grew; the rest kept their tables.
+        let same = s.by_shown.segs.iter().zip(&caps).filter(|(m, c)| m.capacity() == **c).count();
+        assert!(same >= SEGMENTS * 3 / 4, "{same} of {SEGMENTS} segments kept their table");
     }
 
     #[test]

@@ -100,6 +100,10 @@ impl Hasher for SeqHasher {
 }
 type SeqMap<V> = HashMap<u32, V, BuildHasherDefault<SeqHasher>>;
 
+/// How many deadline entries, per request in flight, the session keeps before sweeping out the
+/// stale ones (see `VendorSession::push_deadline`).
+const DEADLINES_SLACK: usize = 4;
+
 /// One vendor connection's protocol state.
 #[derive(Debug)]
 pub struct VendorSession<J> {
@@ -184,7 +188,7 @@ impl<J> VendorSession<J> {
         smppgw_codec::encode_short_message(smppgw_codec::CommandId::SUBMIT_SM, seq, body(&job), out);
         let deadline = now + self.settings.response_timeout;
         self.inflight.insert(seq, (job, deadline));
-        self.deadlines.push_back((deadline, seq));
+        self.push_deadline(deadline, seq);
         Ok(())
     }
 
@@ -207,7 +211,7 @@ impl<J> VendorSession<J> {
         encode(seq, out);
         let deadline = now + self.settings.response_timeout;
         self.inflight.insert(seq, (job, deadline));
-        self.deadlines.push_back((deadline, seq));
+        self.push_deadline(deadline, seq);
         Ok(())
     }
 
@@ -345,6 +349,29 @@ impl<J> VendorSession<J> {
         }
     }
 
+    /// Whether the deadline entry `(deadline, seq)` still belongs to a request in flight.
+    fn is_live(&self, deadline: Instant, seq: u32) -> bool {
+        self.inflight.get(&seq).is_some_and(|(_, d)| *d == deadline)
+    }
+
+    /// Records a request's deadline. Answered requests leave stale entries behind; they are
+    /// dropped from the front as they are passed and, should one slow request hold the front,
+    /// swept out whenever the queue outgrows [`DEADLINES_SLACK`] times the requests in flight, so
+    /// the queue stays proportional to the window rather than to the rate times the timeout.
+    fn push_deadline(&mut self, deadline: Instant, seq: u32) {
+        while let Some(&(d, s)) = self.deadlines.front() {
+            if self.is_live(d, s) {
+                break;
+            }
+            self.deadlines.pop_front();
+        }
+        if self.deadlines.len() >= DEADLINES_SLACK * (self.inflight.len() + 16) {
+            let inflight = &self.inflight;
+            self.deadlines.retain(|&(d, s)| inflight.get(&s).is_some_and(|(_, x)| *x == d));
+        }
+        self.deadlines.push_back((deadline, seq));
+    }
+
     /// Time passed: expire submits, keepalive, bind and unbind timeouts.
     pub fn on_tick(&mut self, now: Instant, out: &mut BytesMut, events: &mut Vec<VendorEvent<J>>) {
         while let Some(&(deadline, seq)) = self.deadlines.front() {
@@ -353,7 +380,7 @@ impl<J> VendorSession<J> {
             }
             self.deadlines.pop_front();
             // Only if this entry is still the live one for that sequence number.
-            if self.inflight.get(&seq).is_some_and(|(_, d)| *d == deadline)
+            if self.is_live(deadline, seq)
                 && let Some((job, _)) = self.inflight.remove(&seq)
             {
                 events.push(VendorEvent::Done { job, outcome: Outcome::Unknown });
@@ -500,6 +527,33 @@ mod tests {
         assert!(matches!(&ev[2], VendorEvent::Close));
         s.close(&mut ev);
         assert_eq!(ev.len(), 3, "nothing twice");
+    }
+
+    #[test]
+    fn answered_submits_do_not_pile_up_deadlines() {
+        let m = msg();
+        let (mut s, now, mut out) = bound();
+        // One submit never answered holds the front; a long stream of answered ones follows.
+        s.submit((0, m.clone()), now, &mut out, |j| &j.1).unwrap();
+        let stuck = pdus(&mut out)[0].sequence_number;
+        let mut ev = Vec::new();
+        for i in 1..10_000u32 {
+            s.submit((i, m.clone()), now, &mut out, |j| &j.1).unwrap();
+            let seq = pdus(&mut out)[0].sequence_number;
+            let resp = Pdu::new(
+                seq,
+                Body::SubmitSmResp(MessageIdResp { message_id: "V".into(), tlvs: Default::default() }),
+            );
+            s.on_pdu(resp, now, &mut out, &mut ev);
+            // The window is 2: the queue never holds more than the slack allows for it.
+            assert!(s.deadlines.len() <= DEADLINES_SLACK * (2 + 16) + 1, "{} at {i}", s.deadlines.len());
+        }
+        assert_eq!(ev.len(), 9_999);
+        // The stuck one still times out, exactly once.
+        ev.clear();
+        s.on_tick(now + Duration::from_secs(5), &mut out, &mut ev);
+        assert!(matches!(&ev[..], [VendorEvent::Done { job: (0, _), outcome: Outcome::Unknown }]));
+        assert!(!s.inflight.contains_key(&stuck));
     }
 
     #[test]

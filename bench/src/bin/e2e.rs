@@ -57,8 +57,9 @@ struct Args {
     /// Vendor binds the gateway opens to the simulator.
     #[arg(long, default_value_t = 4)]
     gateway_vendor_binds: u32,
-    /// How long the gateway has to start accepting connections.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    /// How long the gateway has to start accepting connections and to be ready (vendor binds up,
+    /// store preallocated).
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
     gateway_wait: Duration,
     /// Do not run cargo build first.
     #[arg(long)]
@@ -66,6 +67,10 @@ struct Args {
     /// Only the direct baseline.
     #[arg(long)]
     skip_gateway: bool,
+    /// Run the gateway with `receipt_store_prealloc = false` (the embedded default) instead of
+    /// the setting recommended for dedicated nodes (`true`, as in deploy/k8s/configmap.yaml).
+    #[arg(long)]
+    no_store_prealloc: bool,
     /// Also run the gateway with Redis as its shared state (a throwaway `redis-server` on a free
     /// port, or the one at --redis-url) and compare it with the embedded default in this run.
     #[arg(long)]
@@ -332,6 +337,7 @@ listen = "127.0.0.1:{gw_port}"
 http_listen = "127.0.0.1:{http_port}"
 cores = {cores}
 window = {window}
+receipt_store_prealloc = {prealloc}
 
 [[customer]]
 system_id = "demo"
@@ -356,6 +362,7 @@ vendors = ["sim"]
         cores = a.gateway_cores,
         window = a.window.max(64),
         vbinds = a.gateway_vendor_binds,
+        prealloc = !a.no_store_prealloc,
     );
     std::fs::write(path, toml).map_err(|e| format!("writing {}: {e}", path.display()))
 }
@@ -402,7 +409,38 @@ fn start_gateway_with(
     let mut p = Proc { name: "smppgw", child };
     wait_accepting(SocketAddr::from(([127, 0, 0, 1], gw_port)), a.gateway_wait, &mut p.child)
         .map_err(|e| format!("smppgw {e}"))?;
+    // Accepting is not serving: the vendor binds (and a preallocated store) come up after the
+    // listener; /ready says when.
+    let text = std::fs::read_to_string(config).map_err(|e| format!("{}: {e}", config.display()))?;
+    let http = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("http_listen = \"")?.strip_suffix('"')?.parse().ok())
+        .ok_or_else(|| format!("{}: no http_listen", config.display()))?;
+    wait_ready(http, a.gateway_wait, &mut p.child).map_err(|e| format!("smppgw {e}"))?;
     Ok(p)
+}
+
+/// Waits until `GET /ready` on `addr` answers 200.
+fn wait_ready(addr: SocketAddr, within: Duration, child: &mut Child) -> Result<(), String> {
+    use std::io::Write;
+    let end = Instant::now() + within;
+    while Instant::now() < end {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("exited with {status} before it was ready"));
+        }
+        if let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+            let mut answer = String::new();
+            if s.write_all(b"GET /ready HTTP/1.0\r\nHost: gateway\r\n\r\n").is_ok()
+                && s.read_to_string(&mut answer).is_ok()
+                && answer.lines().next().is_some_and(|l| l.contains(" 200"))
+            {
+                return Ok(());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(format!("was not ready (GET /ready on {addr}) within {within:?}"))
 }
 
 fn num(v: &Value, path: &[&str]) -> f64 {
@@ -705,7 +743,7 @@ fn run(a: &Args, bins: &Bins, root: &Path) -> Result<(), String> {
         "params": {
             "binds": a.binds, "window": a.window, "duration_s": a.duration.as_secs_f64(),
             "rate_duration_s": a.rate_duration.as_secs_f64(), "fixed_rate_per_s": rate,
-            "loadgen_cpu": a.loadgen_cpu, "sim_cpu": a.sim_cpu, "gateway_cores": a.gateway_cores,
+            "loadgen_cpu": a.loadgen_cpu, "sim_cpu": a.sim_cpu, "gateway_cores": a.gateway_cores, "receipt_store_prealloc": !a.no_store_prealloc,
         },
         "direct": { "no_receipts": d_plain, "receipts": d_rcpt, "fixed_rate": d_fixed },
         "gateway": { "run": gw, "no_receipts": g_plain, "receipts": g_rcpt, "fixed_rate": g_fixed },

@@ -33,7 +33,7 @@ pub fn load(path: &Path, base: &Config) -> Result<Config, String> {
 /// `config` with the settings that belong to this node ([`super::NODE_SERVER_SETTINGS`]) taken
 /// from `base`.
 pub fn with_node_settings(mut config: Config, base: &Config) -> Config {
-    const _: () = assert!(super::NODE_SERVER_SETTINGS.len() == 8, "copy every per-node setting here");
+    const _: () = assert!(super::NODE_SERVER_SETTINGS.len() == 9, "copy every per-node setting here");
     let (s, b) = (&mut config.server, &base.server);
     s.listen = b.listen;
     s.http_listen = b.http_listen;
@@ -42,6 +42,7 @@ pub fn with_node_settings(mut config: Config, base: &Config) -> Config {
     s.max_binds = b.max_binds;
     s.shutdown_grace_ms = b.shutdown_grace_ms;
     s.receipt_store_max = b.receipt_store_max;
+    s.receipt_store_prealloc = b.receipt_store_prealloc;
     s.receipt_queue_max = b.receipt_queue_max;
     config
 }

@@ -89,6 +89,7 @@ pub const NODE_SERVER_SETTINGS: &[&str] = &[
     "max_binds",
     "shutdown_grace_ms",
     "receipt_store_max",
+    "receipt_store_prealloc",
     "receipt_queue_max",
 ];
 

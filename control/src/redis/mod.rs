@@ -1133,7 +1133,7 @@ mod tests {
             shown_id,
             customer: 0,
             vendor: 0,
-            vendor_id: Bytes::from_static(b"1"),
+            vendor_id: Small::from("1"),
             source: (0, 0, Small::from("1")),
             dest: (0, 0, Small::from("2")),
             submitted: 0,

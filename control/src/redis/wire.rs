@@ -6,7 +6,7 @@
 //! The format is a versioned, length-prefixed binary layout; a value that does not parse is
 //! treated as absent, never trusted.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, BytesMut};
 use smppgw_codec::receipt::MessageState;
 use smppgw_codec::{Body, Decoder, Pdu};
 use smppgw_engine::deliveries::{Delivery, Kind};
@@ -107,7 +107,7 @@ pub fn decode_record(b: &[u8], snap: &Snapshot) -> Option<Record> {
     let customer = snap.customer(r.bytes()?)?.idx;
     let vendor_name = std::str::from_utf8(r.bytes()?).ok()?;
     let vendor = snap.vendors.iter().flatten().find(|v| v.cfg.name == vendor_name)?.idx;
-    let vendor_id = Bytes::copy_from_slice(r.bytes()?);
+    let vendor_id = Small::new(r.bytes()?);
     let source = (r.u8()?, r.u8()?, Small::new(r.bytes()?));
     let dest = (r.u8()?, r.u8()?, Small::new(r.bytes()?));
     let n = usize::from(r.u16()?);
@@ -216,6 +216,7 @@ pub fn decode_delivery(b: &[u8], customer: u32) -> Option<Delivery> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
     use smppgw_codec::{Address, SubmitSm};
     use smppgw_engine::config::{Config, CustomerConfig, VendorConfig};
 
@@ -235,7 +236,7 @@ mod tests {
             shown_id: 0xdead_beef,
             customer,
             vendor: 1,
-            vendor_id: Bytes::from_static(b"ABC-123"),
+            vendor_id: Small::from("ABC-123"),
             source: (1, 1, Small::from("15550001")),
             dest: (1, 1, Small::from("15550002")),
             submitted: 1_764_000_000,

@@ -136,6 +136,7 @@ static SERVER: &[Field] = &[
     opt("shutdown_grace_ms", U32),
     opt("receipt_ttl_secs", U32),
     opt("receipt_store_max", U32),
+    opt("receipt_store_prealloc", Kind::Bool),
     opt("receipt_queue_max", U32),
     opt("http_listen", Kind::Addr),
     opt("unknown_outcome_failover", Kind::Bool),
