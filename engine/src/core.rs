@@ -156,8 +156,10 @@ pub struct OpJob {
     pub reply: ReplyTo,
     /// The vendor that holds the message.
     pub vendor: u32,
-    /// The request, with the vendor's id in it.
-    pub pdu: smppgw_codec::Body,
+    /// The request, with the vendor's id in it. Boxed: an `OpJob` rides in [`CoreMsg`],
+    /// [`VendorMsg`] and vendor windows, which are as large as their largest variant, and a
+    /// `Body` inline would make every submit's messages carry its 250 octets.
+    pub pdu: Box<smppgw_codec::Body>,
     /// Shard holding the record, to record the outcome.
     pub shard: u16,
     /// The customer's id of the message.
@@ -306,6 +308,12 @@ pub enum VendorMsg {
 /// everything in flight, which the windows bound; the pump task awaits channel space, so nothing
 /// is dropped.
 pub type Outbox = Mailbox<CoreMsg>;
+
+// Messages are moved by value through mailboxes, outboxes and the cross-core channels, several
+// times each: keep them a cache line at most (box what is large and rare).
+const _: () = assert!(std::mem::size_of::<CoreMsg>() <= 64);
+const _: () = assert!(std::mem::size_of::<VendorMsg>() <= 64);
+const _: () = assert!(std::mem::size_of::<SessionMsg>() <= 64);
 
 /// A vendor bind slot this core runs, with the mailbox of its task.
 type LocalBind = (Arc<BindSlot>, Rc<Mailbox<VendorMsg>>);
@@ -1194,3 +1202,4 @@ pub fn shown_text(id: u64, style: crate::msgid::IdStyle) -> Bytes {
     let mut buf = [0u8; 20];
     Bytes::copy_from_slice(format_id(id, style, &mut buf))
 }
+

@@ -606,7 +606,7 @@ impl CustomerDriver {
                 let op = OpJob {
                     reply: self.reply_to(seq, ReplyKind::Cancel),
                     vendor: f.record.vendor,
-                    pdu: smppgw_codec::Body::CancelSm(x),
+                    pdu: Box::new(smppgw_codec::Body::CancelSm(x)),
                     shard: f.shard,
                     shown_id: f.record.shown_id,
                 };
@@ -617,7 +617,7 @@ impl CustomerDriver {
                 let op = OpJob {
                     reply: self.reply_to(seq, ReplyKind::Replace),
                     vendor: f.record.vendor,
-                    pdu: smppgw_codec::Body::ReplaceSm(x),
+                    pdu: Box::new(smppgw_codec::Body::ReplaceSm(x)),
                     shard: f.shard,
                     shown_id: f.record.shown_id,
                 };
@@ -1019,7 +1019,7 @@ pub async fn vendor_slot(
                         VJob::Op(_) => &EMPTY_SUBMIT,
                     }),
                     VJob::Op(ref op) => {
-                        let body = op.pdu.clone();
+                        let body = (*op.pdu).clone();
                         machine.request(job, now, &mut wbuf, |seq, out| {
                             smppgw_codec::Pdu::new(seq, body).encode(out)
                         })
