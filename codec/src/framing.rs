@@ -58,12 +58,12 @@ impl Decoder {
         let Some(len) = self.frame_len(buf)? else {
             return Ok(None);
         };
-        let frame = buf.split_to(len).freeze();
-        Pdu::decode_frame(frame).map(Some).map_err(|(header, error)| DecodeError::Pdu { header, error })
+        crate::pdu::decode_split(buf, len)
     }
 
     /// The length of the frame at the front of `buf` once it is complete; `Ok(None)` while more is
     /// needed (and room for the rest of the frame is reserved).
+    #[inline]
     pub fn frame_len(&self, buf: &mut BytesMut) -> Result<Option<usize>, FramingError> {
         if buf.len() < 4 {
             return Ok(None);

@@ -7,7 +7,8 @@
 //! - [`Decoder`] frames a byte stream: `Ok(None)` until a whole PDU is buffered, a
 //!   [`FramingError`] when the stream must be closed, a [`PduError`] (with its command_status)
 //!   when one PDU is malformed and the session can go on.
-//! - [`Pdu::encode`] writes straight into a `BytesMut` and back-patches command_length once.
+//! - [`Pdu::encode`] writes straight into a `BytesMut`: the frame length is computed first, so the
+//!   room is reserved once and the header carries its final command_length (no back-patch).
 //! - [`text`] holds the alphabets, segment counting, splitting and reassembly; [`receipt`] the
 //!   Appendix B delivery receipt text.
 
@@ -19,6 +20,7 @@ pub mod receipt;
 pub mod status;
 pub mod text;
 pub mod tlv;
+mod wire;
 
 pub use command::CommandId;
 pub use error::{Field, FramingError, PduError};

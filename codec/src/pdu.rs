@@ -1,9 +1,11 @@
 //! PDU types and their body decode/encode pairs (SMPP 3.4 section 4).
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use crate::error::{Field, PduError};
-use crate::tlv::Tlvs;
+use crate::framing::DecodeError;
+use crate::tlv::{self, Tlvs};
+use crate::wire::{FrameWriter, find_nul};
 use crate::{CommandId, CommandStatus};
 
 /// Size of the PDU header: command_length, command_id, command_status, sequence_number.
@@ -44,6 +46,7 @@ pub struct Header {
 
 impl Header {
     /// Reads a header from the first 16 octets of `b` (the caller checked there are 16).
+    #[inline]
     pub(crate) fn read(b: &[u8]) -> Header {
         let w = |i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
         Header {
@@ -453,22 +456,43 @@ impl Pdu {
         }
     }
 
-    /// Appends the encoded PDU to `out`: one pass, command_length back-patched once.
+    /// Appends the encoded PDU to `out`: the frame length is computed first, room for it reserved
+    /// once, and the header (with its final command_length) and fields written in one pass.
+    /// Inlined for the hot bodies (submit_sm, deliver_sm and their responses); the others go
+    /// through one shared out-of-line path.
+    #[inline]
     pub fn encode(&self, out: &mut BytesMut) {
-        let start = out.len();
-        out.reserve(HEADER_LEN + 64);
-        out.put_u32(0);
-        out.put_u32(self.command_id().0);
-        out.put_u32(self.command_status.0);
-        out.put_u32(self.sequence_number);
-        encode_body(&self.body, self.command_status, out);
-        let len = (out.len() - start) as u32;
-        out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+        let (status, seq) = (self.command_status, self.sequence_number);
+        match &self.body {
+            Body::SubmitSm(s) => encode_submit(CommandId::SUBMIT_SM, status, seq, s, out),
+            Body::DeliverSm(s) => encode_submit(CommandId::DELIVER_SM, status, seq, s, out),
+            Body::SubmitSmResp(m) => {
+                encode_id_resp(CommandId::SUBMIT_SM_RESP, status, seq, &m.message_id, m.tlvs.raw(), out)
+            }
+            Body::DeliverSmResp(m) => {
+                encode_id_resp(CommandId::DELIVER_SM_RESP, status, seq, &m.message_id, m.tlvs.raw(), out)
+            }
+            _ => self.encode_other(out),
+        }
+    }
+
+    #[inline(never)]
+    fn encode_other(&self, out: &mut BytesMut) {
+        let len = HEADER_LEN + other_body_len(&self.body, self.command_status);
+        let mut w = FrameWriter::new(out, len);
+        w.header(len as u32, self.command_id().0, self.command_status.0, self.sequence_number);
+        write_other_body(&mut w, &self.body, self.command_status);
+        w.finish();
+    }
+
+    /// The size of the encoded PDU, header included: what [`Pdu::encode`] appends.
+    pub fn encoded_len(&self) -> usize {
+        HEADER_LEN + other_body_len(&self.body, self.command_status)
     }
 
     /// The PDU encoded into a new buffer.
     pub fn to_bytes(&self) -> Bytes {
-        let mut b = BytesMut::with_capacity(128);
+        let mut b = BytesMut::with_capacity(self.encoded_len());
         self.encode(&mut b);
         b.freeze()
     }
@@ -476,26 +500,20 @@ impl Pdu {
 
 /// Encodes a submit_sm (or, with `CommandId::DELIVER_SM`, a deliver_sm) from a borrowed body, so a
 /// caller that keeps the message (a vendor window, a retry queue) need not clone it to send it.
+#[inline]
 pub fn encode_short_message(
     command_id: CommandId,
     sequence_number: u32,
     body: &SubmitSm,
     out: &mut BytesMut,
 ) {
-    let start = out.len();
-    out.reserve(HEADER_LEN + 64);
-    out.put_u32(0);
-    out.put_u32(command_id.0);
-    out.put_u32(CommandStatus::ESME_ROK.0);
-    out.put_u32(sequence_number);
-    put_submit(out, body);
-    let len = (out.len() - start) as u32;
-    out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+    encode_submit(command_id, CommandStatus::ESME_ROK, sequence_number, body, out);
 }
 
 /// Encodes a response that carries only a message_id (submit_sm_resp, deliver_sm_resp,
 /// data_sm_resp without TLVs) from a borrowed id, so the caller need not allocate one. An error
 /// status with an empty id is sent with an empty body, as [`Pdu::encode`] does.
+#[inline]
 pub fn encode_message_id_resp(
     command_id: CommandId,
     command_status: CommandStatus,
@@ -503,15 +521,195 @@ pub fn encode_message_id_resp(
     message_id: &[u8],
     out: &mut BytesMut,
 ) {
-    let empty = !command_status.is_ok() && message_id.is_empty();
-    let len = HEADER_LEN + if empty { 0 } else { message_id.len() + 1 };
-    out.reserve(len);
-    out.put_u32(len as u32);
-    out.put_u32(command_id.0);
-    out.put_u32(command_status.0);
-    out.put_u32(sequence_number);
-    if !empty {
-        put_cstr(out, message_id);
+    encode_id_resp(command_id, command_status, sequence_number, message_id, &[], out);
+}
+
+/// Splits the `len`-octet frame at the front of `buf` (its command_length already checked, see
+/// [`crate::Decoder`]) and decodes it.
+///
+/// The hot commands (submit_sm, deliver_sm and their responses) are first scanned as a plain slice
+/// of `buf`, finding where each field lies without taking a reference count; only a valid body is
+/// then split off and cut into `Bytes` fields, with one reference count per non-empty field (the
+/// last one takes over the frame's own) and the `Pdu` built in place in the caller's result.
+/// Anything the scan does not accept, and every other command, goes through the general decoder,
+/// which gives the same result or the typed error.
+#[inline(always)]
+pub(crate) fn decode_split(buf: &mut BytesMut, len: usize) -> Result<Option<Pdu>, DecodeError> {
+    let frame = &buf[..len];
+    let h = Header::read(frame);
+    let body = &frame[HEADER_LEN..];
+    match h.command_id {
+        CommandId::SUBMIT_SM | CommandId::DELIVER_SM => {
+            if let Some(l) = SubmitLayout::scan(body) {
+                let frame = buf.split_to(len);
+                let (command_status, sequence_number) = (h.command_status, h.sequence_number);
+                // One whole expression per variant, so the body is built in place.
+                return Ok(Some(if h.command_id == CommandId::SUBMIT_SM {
+                    Pdu { command_status, sequence_number, body: Body::SubmitSm(l.build(frame)) }
+                } else {
+                    Pdu { command_status, sequence_number, body: Body::DeliverSm(l.build(frame)) }
+                }));
+            }
+        }
+        CommandId::SUBMIT_SM_RESP | CommandId::DELIVER_SM_RESP => {
+            // An error response with an empty body takes the general path (the empty response).
+            // The search runs over the whole frame, so that a short body is read in one go.
+            if (h.command_status.is_ok() || !body.is_empty())
+                && let Some(id_end) = find_nul(frame, HEADER_LEN, max::MESSAGE_ID).map(|n| n - HEADER_LEN)
+                && (id_end + 1 == body.len() || tlv::validate(&body[id_end + 1..]).is_ok())
+            {
+                let tlvs_len = body.len() - (id_end + 1);
+                let mut frame = buf.split_to(len).freeze();
+                let resp = if tlvs_len == 0 {
+                    // The usual response: message_id takes over the frame.
+                    frame.advance(HEADER_LEN);
+                    frame.truncate(id_end);
+                    MessageIdResp { message_id: frame, tlvs: Tlvs::new() }
+                } else {
+                    let message_id = frame.slice(HEADER_LEN..HEADER_LEN + id_end);
+                    frame.advance(HEADER_LEN + id_end + 1);
+                    MessageIdResp { message_id, tlvs: Tlvs::from_validated(frame) }
+                };
+                let (command_status, sequence_number) = (h.command_status, h.sequence_number);
+                let body = if h.command_id == CommandId::SUBMIT_SM_RESP {
+                    Body::SubmitSmResp(resp)
+                } else {
+                    Body::DeliverSmResp(resp)
+                };
+                return Ok(Some(Pdu { command_status, sequence_number, body }));
+            }
+        }
+        _ => {}
+    }
+    decode_general(buf, len)
+}
+
+#[inline(never)]
+fn decode_general(buf: &mut BytesMut, len: usize) -> Result<Option<Pdu>, DecodeError> {
+    let frame = buf.split_to(len).freeze();
+    Pdu::decode_frame(frame).map(Some).map_err(|(header, error)| DecodeError::Pdu { header, error })
+}
+
+/// Reads a body slice without creating any `Bytes`: fields come out as octets or as ranges.
+struct Scan<'a> {
+    b: &'a [u8],
+    pos: usize,
+}
+
+impl Scan<'_> {
+    #[inline(always)]
+    fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
+        let a = *self.b.get(self.pos..)?.first_chunk::<N>()?;
+        self.pos += N;
+        Some(a)
+    }
+
+    /// A C-octet string of at most `max` octets counting its NUL, as the range of its octets.
+    #[inline(always)]
+    fn cstr(&mut self, max: usize) -> Option<(usize, usize)> {
+        let start = self.pos;
+        let end = find_nul(self.b, start, max)?;
+        self.pos = end + 1;
+        Some((start, end))
+    }
+}
+
+/// Where the fields of a valid submit_sm or deliver_sm body lie (ranges in the body).
+struct SubmitLayout {
+    service_type: (usize, usize),
+    source: (u8, u8, (usize, usize)),
+    dest: (u8, u8, (usize, usize)),
+    /// esm_class, protocol_id, priority_flag.
+    flags: [u8; 3],
+    schedule_delivery_time: (usize, usize),
+    validity_period: (usize, usize),
+    /// registered_delivery, replace_if_present_flag, data_coding, sm_default_msg_id.
+    flags2: [u8; 4],
+    short_message: (usize, usize),
+    tlvs: (usize, usize),
+}
+
+impl SubmitLayout {
+    /// The layout of `b` if it is a body [`decode_submit`] accepts: the same fields, in the same
+    /// order, with the same bounds; `None` otherwise.
+    #[inline(always)]
+    fn scan(b: &[u8]) -> Option<SubmitLayout> {
+        let mut s = Scan { b, pos: 0 };
+        let service_type = s.cstr(max::SERVICE_TYPE)?;
+        let [ton, npi] = s.array()?;
+        let source = (ton, npi, s.cstr(max::ADDR)?);
+        let [ton, npi] = s.array()?;
+        let dest = (ton, npi, s.cstr(max::ADDR)?);
+        let flags = s.array()?;
+        let schedule_delivery_time = s.cstr(max::TIME)?;
+        let validity_period = s.cstr(max::TIME)?;
+        let [f0, f1, f2, f3, sm_len] = s.array()?;
+        let sm_len = usize::from(sm_len);
+        if sm_len > SHORT_MESSAGE_MAX || b.len() - s.pos < sm_len {
+            return None;
+        }
+        let short_message = (s.pos, s.pos + sm_len);
+        let tlvs = (short_message.1, b.len());
+        if tlvs.0 < b.len() {
+            tlv::validate(&b[tlvs.0..]).ok()?;
+        }
+        Some(SubmitLayout {
+            service_type,
+            source,
+            dest,
+            flags,
+            schedule_delivery_time,
+            validity_period,
+            flags2: [f0, f1, f2, f3],
+            short_message,
+            tlvs,
+        })
+    }
+
+    /// The body, its fields cut out of `frame` (the whole frame, header included). Each
+    /// non-empty field takes a reference count, except the last one, which takes over the
+    /// frame's own: the TLVs when there are some, else short_message.
+    #[inline(always)]
+    fn build(self, frame: BytesMut) -> SubmitSm {
+        let mut frame = frame.freeze();
+        let slice = |(start, end): (usize, usize)| {
+            if start == end { Bytes::new() } else { frame.slice(HEADER_LEN + start..HEADER_LEN + end) }
+        };
+        let service_type = slice(self.service_type);
+        let source = slice(self.source.2);
+        let dest = slice(self.dest.2);
+        let schedule_delivery_time = slice(self.schedule_delivery_time);
+        let validity_period = slice(self.validity_period);
+        let (sm, tlvs) = (self.short_message, self.tlvs);
+        let (short_message, tlvs) = if tlvs.0 != tlvs.1 {
+            let short_message = slice(sm);
+            frame.advance(HEADER_LEN + tlvs.0);
+            (short_message, frame)
+        } else if sm.0 != sm.1 {
+            frame.advance(HEADER_LEN + sm.0);
+            frame.truncate(sm.1 - sm.0);
+            (frame, Bytes::new())
+        } else {
+            (Bytes::new(), Bytes::new())
+        };
+        let [esm_class, protocol_id, priority_flag] = self.flags;
+        let [registered_delivery, replace_if_present_flag, data_coding, sm_default_msg_id] = self.flags2;
+        SubmitSm {
+            service_type,
+            source: Address { ton: self.source.0, npi: self.source.1, addr: source },
+            dest: Address { ton: self.dest.0, npi: self.dest.1, addr: dest },
+            esm_class,
+            protocol_id,
+            priority_flag,
+            schedule_delivery_time,
+            validity_period,
+            registered_delivery,
+            replace_if_present_flag,
+            data_coding,
+            sm_default_msg_id,
+            short_message,
+            tlvs: Tlvs::from_validated(tlvs),
+        }
     }
 }
 
@@ -783,71 +981,243 @@ pub(crate) fn decode_body(id: CommandId, status: CommandStatus, body: Bytes) -> 
     Ok(body)
 }
 
-fn put_cstr(out: &mut BytesMut, s: &[u8]) {
-    out.put_slice(s);
-    out.put_u8(0);
+/// short_message as it is encoded: longer than 254 octets cannot be expressed in sm_length, so
+/// encoding cuts it to 254 rather than writing a PDU that lies. Builders validate before they get
+/// here.
+#[inline(always)]
+fn sm_wire(sm: &[u8]) -> &[u8] {
+    &sm[..sm.len().min(SHORT_MESSAGE_MAX)]
 }
 
-fn put_addr(out: &mut BytesMut, a: &Address) {
-    out.put_u8(a.ton);
-    out.put_u8(a.npi);
-    put_cstr(out, &a.addr);
+/// Encoded size of an address: TON, NPI, the address and its NUL.
+#[inline(always)]
+fn addr_len(a: &Address) -> usize {
+    3 + a.addr.len()
 }
 
-/// short_message longer than 254 octets cannot be expressed in sm_length; encoding cuts it to
-/// 254 rather than writing a PDU that lies. Builders validate before they get here.
-fn put_sm(out: &mut BytesMut, sm: &[u8]) {
-    let sm = &sm[..sm.len().min(SHORT_MESSAGE_MAX)];
-    out.put_u8(sm.len() as u8);
-    out.put_slice(sm);
+#[inline(always)]
+fn write_addr(w: &mut FrameWriter<'_>, a: &Address) {
+    w.array([a.ton, a.npi]);
+    w.cstr(&a.addr);
 }
 
-fn put_submit(out: &mut BytesMut, s: &SubmitSm) {
-    out.reserve(40 + s.source.addr.len() + s.dest.addr.len() + s.short_message.len() + s.tlvs.raw().len());
-    put_cstr(out, &s.service_type);
-    put_addr(out, &s.source);
-    put_addr(out, &s.dest);
-    out.put_u8(s.esm_class);
-    out.put_u8(s.protocol_id);
-    out.put_u8(s.priority_flag);
-    put_cstr(out, &s.schedule_delivery_time);
-    put_cstr(out, &s.validity_period);
-    out.put_u8(s.registered_delivery);
-    out.put_u8(s.replace_if_present_flag);
-    out.put_u8(s.data_coding);
-    out.put_u8(s.sm_default_msg_id);
-    put_sm(out, &s.short_message);
-    out.put_slice(s.tlvs.raw());
+/// Encoded size of a submit_sm or deliver_sm body.
+#[inline(always)]
+fn submit_len(s: &SubmitSm) -> usize {
+    // Each address counts its own TON, NPI and NUL.
+    s.service_type.len()
+        + addr_len(&s.source)
+        + addr_len(&s.dest)
+        + s.schedule_delivery_time.len()
+        + s.validity_period.len()
+        + sm_wire(&s.short_message).len()
+        + s.tlvs.raw().len()
+        + 3 // the NULs of service_type, schedule_delivery_time and validity_period
+        + 3 // esm_class, protocol_id, priority_flag
+        + 5 // registered_delivery .. sm_default_msg_id, sm_length
 }
 
-fn put_bind(out: &mut BytesMut, b: &Bind) {
-    put_cstr(out, &b.system_id);
-    put_cstr(out, &b.password);
-    put_cstr(out, &b.system_type);
-    out.put_u8(b.interface_version);
-    out.put_u8(b.addr_ton);
-    out.put_u8(b.addr_npi);
-    put_cstr(out, &b.address_range);
+#[inline(always)]
+fn write_submit(w: &mut FrameWriter<'_>, s: &SubmitSm) {
+    w.cstr(&s.service_type);
+    write_addr(w, &s.source);
+    write_addr(w, &s.dest);
+    w.array([s.esm_class, s.protocol_id, s.priority_flag]);
+    w.cstr(&s.schedule_delivery_time);
+    w.cstr(&s.validity_period);
+    let sm = sm_wire(&s.short_message);
+    w.array([
+        s.registered_delivery,
+        s.replace_if_present_flag,
+        s.data_coding,
+        s.sm_default_msg_id,
+        sm.len() as u8,
+    ]);
+    w.slice(sm);
+    w.slice(s.tlvs.raw());
+}
+
+/// One submit_sm or deliver_sm frame: length computed first, header written with it, one pass.
+#[inline(always)]
+fn encode_submit(id: CommandId, status: CommandStatus, seq: u32, s: &SubmitSm, out: &mut BytesMut) {
+    let len = HEADER_LEN + submit_len(s);
+    let mut w = FrameWriter::new(out, len);
+    w.header(len as u32, id.0, status.0, seq);
+    write_submit(&mut w, s);
+    w.finish();
+}
+
+/// One frame of a response carrying a message_id and TLVs.
+#[inline(always)]
+fn encode_id_resp(
+    id: CommandId,
+    status: CommandStatus,
+    seq: u32,
+    message_id: &[u8],
+    tlvs: &[u8],
+    out: &mut BytesMut,
+) {
+    let empty = omit_error_body(status, message_id) && tlvs.is_empty();
+    let len = HEADER_LEN + if empty { 0 } else { message_id.len() + 1 + tlvs.len() };
+    let mut w = FrameWriter::new(out, len);
+    w.header(len as u32, id.0, status.0, seq);
+    if !empty {
+        w.cstr(message_id);
+        w.slice(tlvs);
+    }
+    w.finish();
+}
+
+fn bind_len(b: &Bind) -> usize {
+    b.system_id.len() + b.password.len() + b.system_type.len() + b.address_range.len() + 4 + 3
+}
+
+fn write_bind(w: &mut FrameWriter<'_>, b: &Bind) {
+    w.cstr(&b.system_id);
+    w.cstr(&b.password);
+    w.cstr(&b.system_type);
+    w.array([b.interface_version, b.addr_ton, b.addr_npi]);
+    w.cstr(&b.address_range);
 }
 
 /// An error response whose fields are all empty is sent with an empty body: SMPP 3.4 says of
 /// submit_sm_resp "the body is not returned if the command_status field contains a non-zero value".
+#[inline(always)]
 fn omit_error_body(status: CommandStatus, id_field: &[u8]) -> bool {
     !status.is_ok() && id_field.is_empty()
 }
 
-fn encode_body(body: &Body, status: CommandStatus, out: &mut BytesMut) {
+fn omit_bind_resp(status: CommandStatus, b: &BindResp) -> bool {
+    omit_error_body(status, &b.system_id) && b.tlvs.is_empty()
+}
+
+fn omit_submit_multi_resp(status: CommandStatus, m: &SubmitMultiResp) -> bool {
+    omit_error_body(status, &m.message_id) && m.unsuccess.is_empty() && m.tlvs.is_empty()
+}
+
+fn omit_query_sm_resp(status: CommandStatus, q: &QuerySmResp) -> bool {
+    omit_error_body(status, &q.message_id)
+        && q.final_date.is_empty()
+        && q.message_state == 0
+        && q.error_code == 0
+}
+
+fn dests(s: &SubmitMulti) -> &[DestAddress] {
+    &s.dests[..s.dests.len().min(DESTS_MAX)]
+}
+
+fn unsuccess(m: &SubmitMultiResp) -> &[UnsuccessSme] {
+    &m.unsuccess[..m.unsuccess.len().min(DESTS_MAX)]
+}
+
+/// Encoded size of the bodies [`write_other_body`] writes. The two must agree octet for octet (a
+/// disagreement panics in [`append_frame`]; the round-trip property tests cover every body).
+fn other_body_len(body: &Body, status: CommandStatus) -> usize {
     match body {
-        Body::BindTransmitter(b) | Body::BindReceiver(b) | Body::BindTransceiver(b) => put_bind(out, b),
+        Body::BindTransmitter(b) | Body::BindReceiver(b) | Body::BindTransceiver(b) => bind_len(b),
         Body::BindTransmitterResp(b) | Body::BindReceiverResp(b) | Body::BindTransceiverResp(b) => {
-            if !(omit_error_body(status, &b.system_id) && b.tlvs.is_empty()) {
-                put_cstr(out, &b.system_id);
-                out.put_slice(b.tlvs.raw());
+            if omit_bind_resp(status, b) {
+                0
+            } else {
+                b.system_id.len() + 1 + b.tlvs.raw().len()
+            }
+        }
+        Body::Outbind(o) => o.system_id.len() + 1 + o.password.len() + 1,
+        Body::Unbind
+        | Body::UnbindResp
+        | Body::GenericNack
+        | Body::EnquireLink
+        | Body::EnquireLinkResp
+        | Body::CancelSmResp
+        | Body::ReplaceSmResp => 0,
+        Body::SubmitSm(s) | Body::DeliverSm(s) => submit_len(s),
+        Body::SubmitSmResp(m) | Body::DeliverSmResp(m) => {
+            if omit_error_body(status, &m.message_id) && m.tlvs.is_empty() {
+                0
+            } else {
+                m.message_id.len() + 1 + m.tlvs.raw().len()
+            }
+        }
+        Body::SubmitMulti(s) => {
+            let dests: usize = dests(s)
+                .iter()
+                .map(|d| match d {
+                    DestAddress::Sme(a) => 1 + addr_len(a),
+                    DestAddress::DistributionList(n) => 1 + n.len() + 1,
+                })
+                .sum();
+            s.service_type.len()
+                + 1
+                + addr_len(&s.source)
+                + 1
+                + dests
+                + 3
+                + s.schedule_delivery_time.len()
+                + 1
+                + s.validity_period.len()
+                + 1
+                + 5
+                + sm_wire(&s.short_message).len()
+                + s.tlvs.raw().len()
+        }
+        Body::SubmitMultiResp(m) => {
+            if omit_submit_multi_resp(status, m) {
+                0
+            } else {
+                let list: usize = unsuccess(m).iter().map(|u| addr_len(&u.addr) + 4).sum();
+                m.message_id.len() + 1 + 1 + list + m.tlvs.raw().len()
+            }
+        }
+        Body::DataSm(d) => {
+            d.service_type.len() + 1 + addr_len(&d.source) + addr_len(&d.dest) + 3 + d.tlvs.raw().len()
+        }
+        Body::DataSmResp(d) => {
+            if omit_error_body(status, &d.message_id) && d.tlvs.is_empty() {
+                0
+            } else {
+                d.message_id.len() + 1 + d.tlvs.raw().len()
+            }
+        }
+        Body::QuerySm(q) => q.message_id.len() + 1 + addr_len(&q.source),
+        Body::QuerySmResp(q) => {
+            if omit_query_sm_resp(status, q) {
+                0
+            } else {
+                q.message_id.len() + 1 + q.final_date.len() + 1 + 2
+            }
+        }
+        Body::CancelSm(c) => {
+            c.service_type.len() + 1 + c.message_id.len() + 1 + addr_len(&c.source) + addr_len(&c.dest)
+        }
+        Body::ReplaceSm(r) => {
+            r.message_id.len()
+                + 1
+                + addr_len(&r.source)
+                + r.schedule_delivery_time.len()
+                + 1
+                + r.validity_period.len()
+                + 1
+                + 3
+                + sm_wire(&r.short_message).len()
+                + r.tlvs.raw().len()
+        }
+        Body::AlertNotification(a) => addr_len(&a.source) + addr_len(&a.esme) + a.tlvs.raw().len(),
+    }
+}
+
+/// Writes any body; [`Pdu::encode`] has its own inlined paths for the hot ones.
+fn write_other_body(w: &mut FrameWriter<'_>, body: &Body, status: CommandStatus) {
+    match body {
+        Body::BindTransmitter(b) | Body::BindReceiver(b) | Body::BindTransceiver(b) => write_bind(w, b),
+        Body::BindTransmitterResp(b) | Body::BindReceiverResp(b) | Body::BindTransceiverResp(b) => {
+            if !omit_bind_resp(status, b) {
+                w.cstr(&b.system_id);
+                w.slice(b.tlvs.raw());
             }
         }
         Body::Outbind(o) => {
-            put_cstr(out, &o.system_id);
-            put_cstr(out, &o.password);
+            w.cstr(&o.system_id);
+            w.cstr(&o.password);
         }
         Body::Unbind
         | Body::UnbindResp
@@ -856,105 +1226,100 @@ fn encode_body(body: &Body, status: CommandStatus, out: &mut BytesMut) {
         | Body::EnquireLinkResp
         | Body::CancelSmResp
         | Body::ReplaceSmResp => {}
-        Body::SubmitSm(s) | Body::DeliverSm(s) => put_submit(out, s),
+        Body::SubmitSm(s) | Body::DeliverSm(s) => write_submit(w, s),
         Body::SubmitSmResp(m) | Body::DeliverSmResp(m) => {
             if !(omit_error_body(status, &m.message_id) && m.tlvs.is_empty()) {
-                put_cstr(out, &m.message_id);
-                out.put_slice(m.tlvs.raw());
+                w.cstr(&m.message_id);
+                w.slice(m.tlvs.raw());
             }
         }
         Body::SubmitMulti(s) => {
-            put_cstr(out, &s.service_type);
-            put_addr(out, &s.source);
-            let dests = &s.dests[..s.dests.len().min(DESTS_MAX)];
-            out.put_u8(dests.len() as u8);
+            w.cstr(&s.service_type);
+            write_addr(w, &s.source);
+            let dests = dests(s);
+            w.u8(dests.len() as u8);
             for d in dests {
                 match d {
                     DestAddress::Sme(a) => {
-                        out.put_u8(1);
-                        put_addr(out, a);
+                        w.u8(1);
+                        write_addr(w, a);
                     }
                     DestAddress::DistributionList(n) => {
-                        out.put_u8(2);
-                        put_cstr(out, n);
+                        w.u8(2);
+                        w.cstr(n);
                     }
                 }
             }
-            out.put_u8(s.esm_class);
-            out.put_u8(s.protocol_id);
-            out.put_u8(s.priority_flag);
-            put_cstr(out, &s.schedule_delivery_time);
-            put_cstr(out, &s.validity_period);
-            out.put_u8(s.registered_delivery);
-            out.put_u8(s.replace_if_present_flag);
-            out.put_u8(s.data_coding);
-            out.put_u8(s.sm_default_msg_id);
-            put_sm(out, &s.short_message);
-            out.put_slice(s.tlvs.raw());
+            w.array([s.esm_class, s.protocol_id, s.priority_flag]);
+            w.cstr(&s.schedule_delivery_time);
+            w.cstr(&s.validity_period);
+            let sm = sm_wire(&s.short_message);
+            w.array([
+                s.registered_delivery,
+                s.replace_if_present_flag,
+                s.data_coding,
+                s.sm_default_msg_id,
+                sm.len() as u8,
+            ]);
+            w.slice(sm);
+            w.slice(s.tlvs.raw());
         }
         Body::SubmitMultiResp(m) => {
-            if !(omit_error_body(status, &m.message_id) && m.unsuccess.is_empty() && m.tlvs.is_empty()) {
-                put_cstr(out, &m.message_id);
-                let list = &m.unsuccess[..m.unsuccess.len().min(DESTS_MAX)];
-                out.put_u8(list.len() as u8);
+            if !omit_submit_multi_resp(status, m) {
+                w.cstr(&m.message_id);
+                let list = unsuccess(m);
+                w.u8(list.len() as u8);
                 for u in list {
-                    put_addr(out, &u.addr);
-                    out.put_u32(u.error_status.0);
+                    write_addr(w, &u.addr);
+                    w.u32(u.error_status.0);
                 }
-                out.put_slice(m.tlvs.raw());
+                w.slice(m.tlvs.raw());
             }
         }
         Body::DataSm(d) => {
-            put_cstr(out, &d.service_type);
-            put_addr(out, &d.source);
-            put_addr(out, &d.dest);
-            out.put_u8(d.esm_class);
-            out.put_u8(d.registered_delivery);
-            out.put_u8(d.data_coding);
-            out.put_slice(d.tlvs.raw());
+            w.cstr(&d.service_type);
+            write_addr(w, &d.source);
+            write_addr(w, &d.dest);
+            w.array([d.esm_class, d.registered_delivery, d.data_coding]);
+            w.slice(d.tlvs.raw());
         }
         Body::DataSmResp(d) => {
             if !(omit_error_body(status, &d.message_id) && d.tlvs.is_empty()) {
-                put_cstr(out, &d.message_id);
-                out.put_slice(d.tlvs.raw());
+                w.cstr(&d.message_id);
+                w.slice(d.tlvs.raw());
             }
         }
         Body::QuerySm(q) => {
-            put_cstr(out, &q.message_id);
-            put_addr(out, &q.source);
+            w.cstr(&q.message_id);
+            write_addr(w, &q.source);
         }
         Body::QuerySmResp(q) => {
-            if !(omit_error_body(status, &q.message_id)
-                && q.final_date.is_empty()
-                && q.message_state == 0
-                && q.error_code == 0)
-            {
-                put_cstr(out, &q.message_id);
-                put_cstr(out, &q.final_date);
-                out.put_u8(q.message_state);
-                out.put_u8(q.error_code);
+            if !omit_query_sm_resp(status, q) {
+                w.cstr(&q.message_id);
+                w.cstr(&q.final_date);
+                w.array([q.message_state, q.error_code]);
             }
         }
         Body::CancelSm(c) => {
-            put_cstr(out, &c.service_type);
-            put_cstr(out, &c.message_id);
-            put_addr(out, &c.source);
-            put_addr(out, &c.dest);
+            w.cstr(&c.service_type);
+            w.cstr(&c.message_id);
+            write_addr(w, &c.source);
+            write_addr(w, &c.dest);
         }
         Body::ReplaceSm(r) => {
-            put_cstr(out, &r.message_id);
-            put_addr(out, &r.source);
-            put_cstr(out, &r.schedule_delivery_time);
-            put_cstr(out, &r.validity_period);
-            out.put_u8(r.registered_delivery);
-            out.put_u8(r.sm_default_msg_id);
-            put_sm(out, &r.short_message);
-            out.put_slice(r.tlvs.raw());
+            w.cstr(&r.message_id);
+            write_addr(w, &r.source);
+            w.cstr(&r.schedule_delivery_time);
+            w.cstr(&r.validity_period);
+            let sm = sm_wire(&r.short_message);
+            w.array([r.registered_delivery, r.sm_default_msg_id, sm.len() as u8]);
+            w.slice(sm);
+            w.slice(r.tlvs.raw());
         }
         Body::AlertNotification(a) => {
-            put_addr(out, &a.source);
-            put_addr(out, &a.esme);
-            out.put_slice(a.tlvs.raw());
+            write_addr(w, &a.source);
+            write_addr(w, &a.esme);
+            w.slice(a.tlvs.raw());
         }
     }
 }

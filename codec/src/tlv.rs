@@ -151,27 +151,14 @@ impl Tlvs {
     /// Validates the TLV area of a PDU: every header and value is inside the slice, and every known
     /// fixed-size TLV has its size. Unknown tags pass untouched.
     pub fn decode(raw: Bytes) -> Result<Tlvs, PduError> {
-        let b = &raw[..];
-        let mut pos = 0;
-        while pos < b.len() {
-            let rest = &b[pos..];
-            if rest.len() < 4 {
-                let tag = if rest.len() >= 2 { u16::from_be_bytes([rest[0], rest[1]]) } else { 0 };
-                return Err(PduError::TlvTruncated { tag, remaining: rest.len() });
-            }
-            let t = u16::from_be_bytes([rest[0], rest[1]]);
-            let len = usize::from(u16::from_be_bytes([rest[2], rest[3]]));
-            if rest.len() - 4 < len {
-                return Err(PduError::TlvTruncated { tag: t, remaining: rest.len() - 4 });
-            }
-            if let Some((min, max)) = length_bounds(t)
-                && (len < min || len > max)
-            {
-                return Err(PduError::TlvLength { tag: t, len, min, max });
-            }
-            pos += 4 + len;
-        }
+        validate(&raw)?;
         Ok(Tlvs { raw })
+    }
+
+    /// A TLV area that [`validate`] accepted.
+    #[inline(always)]
+    pub(crate) fn from_validated(raw: Bytes) -> Tlvs {
+        Tlvs { raw }
     }
 
     /// The raw TLV area, exactly as it will be encoded.
@@ -327,6 +314,32 @@ impl Tlvs {
     pub fn builder() -> TlvsBuilder {
         TlvsBuilder::with_capacity(32)
     }
+}
+
+/// Checks a TLV area: every header and value is inside `b`, and every known fixed-size TLV has its
+/// size. Unknown tags pass untouched.
+#[inline]
+pub(crate) fn validate(b: &[u8]) -> Result<(), PduError> {
+    let mut pos = 0;
+    while pos < b.len() {
+        let rest = &b[pos..];
+        if rest.len() < 4 {
+            let tag = if rest.len() >= 2 { u16::from_be_bytes([rest[0], rest[1]]) } else { 0 };
+            return Err(PduError::TlvTruncated { tag, remaining: rest.len() });
+        }
+        let t = u16::from_be_bytes([rest[0], rest[1]]);
+        let len = usize::from(u16::from_be_bytes([rest[2], rest[3]]));
+        if rest.len() - 4 < len {
+            return Err(PduError::TlvTruncated { tag: t, remaining: rest.len() - 4 });
+        }
+        if let Some((min, max)) = length_bounds(t)
+            && (len < min || len > max)
+        {
+            return Err(PduError::TlvLength { tag: t, len, min, max });
+        }
+        pos += 4 + len;
+    }
+    Ok(())
 }
 
 fn strip_nul(v: Bytes) -> Bytes {

@@ -1202,4 +1202,3 @@ pub fn shown_text(id: u64, style: crate::msgid::IdStyle) -> Bytes {
     let mut buf = [0u8; 20];
     Bytes::copy_from_slice(format_id(id, style, &mut buf))
 }
-
