@@ -71,6 +71,10 @@ struct Args {
     /// the setting recommended for dedicated nodes (`true`, as in deploy/k8s/configmap.yaml).
     #[arg(long)]
     no_store_prealloc: bool,
+    /// The fixed rate (messages per second) of the latency runs, instead of half the gateway's
+    /// peak: to compare latencies at a load the gateway sustains in the open model.
+    #[arg(long)]
+    fixed_rate: Option<u32>,
     /// Also run the gateway with Redis as its shared state (a throwaway `redis-server` on a free
     /// port, or the one at --redis-url) and compare it with the embedded default in this run.
     #[arg(long)]
@@ -655,7 +659,7 @@ fn run(a: &Args, bins: &Bins, root: &Path) -> Result<(), String> {
     } else {
         num(&g_plain, &["throughput_per_s"])
     };
-    let rate = (peak / 2.0).max(1.0).round();
+    let rate = a.fixed_rate.map_or((peak / 2.0).max(1.0).round(), f64::from);
     let fixed = vec!["-d".to_string(), rate_secs.clone(), "-r".to_string(), format!("{rate}")];
     let d_fixed = direct_run(&Step { name: "direct, fixed rate", ..direct }, &fixed)?;
     let mut g_fixed = Value::Null;
