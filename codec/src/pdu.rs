@@ -1022,19 +1022,37 @@ fn write_submit(w: &mut FrameWriter<'_>, s: &SubmitSm) {
     w.cstr(&s.service_type);
     write_addr(w, &s.source);
     write_addr(w, &s.dest);
-    w.array([s.esm_class, s.protocol_id, s.priority_flag]);
-    w.cstr(&s.schedule_delivery_time);
-    w.cstr(&s.validity_period);
-    let sm = sm_wire(&s.short_message);
-    w.array([
-        s.registered_delivery,
-        s.replace_if_present_flag,
-        s.data_coding,
-        s.sm_default_msg_id,
-        sm.len() as u8,
-    ]);
+    write_message_tail(
+        w,
+        [s.esm_class, s.protocol_id, s.priority_flag],
+        &s.schedule_delivery_time,
+        &s.validity_period,
+        [s.registered_delivery, s.replace_if_present_flag, s.data_coding, s.sm_default_msg_id],
+        &s.short_message,
+        s.tlvs.raw(),
+    );
+}
+
+/// What submit_sm, deliver_sm and submit_multi share after their destination(s): esm_class ..
+/// sm_default_msg_id, short_message and the TLVs.
+#[inline(always)]
+fn write_message_tail(
+    w: &mut FrameWriter<'_>,
+    flags: [u8; 3],
+    schedule_delivery_time: &[u8],
+    validity_period: &[u8],
+    flags2: [u8; 4],
+    short_message: &[u8],
+    tlvs: &[u8],
+) {
+    w.array(flags);
+    w.cstr(schedule_delivery_time);
+    w.cstr(validity_period);
+    let sm = sm_wire(short_message);
+    let [a, b, c, d] = flags2;
+    w.array([a, b, c, d, sm.len() as u8]);
     w.slice(sm);
-    w.slice(s.tlvs.raw());
+    w.slice(tlvs);
 }
 
 /// One submit_sm or deliver_sm frame: length computed first, header written with it, one pass.
@@ -1250,19 +1268,15 @@ fn write_other_body(w: &mut FrameWriter<'_>, body: &Body, status: CommandStatus)
                     }
                 }
             }
-            w.array([s.esm_class, s.protocol_id, s.priority_flag]);
-            w.cstr(&s.schedule_delivery_time);
-            w.cstr(&s.validity_period);
-            let sm = sm_wire(&s.short_message);
-            w.array([
-                s.registered_delivery,
-                s.replace_if_present_flag,
-                s.data_coding,
-                s.sm_default_msg_id,
-                sm.len() as u8,
-            ]);
-            w.slice(sm);
-            w.slice(s.tlvs.raw());
+            write_message_tail(
+                w,
+                [s.esm_class, s.protocol_id, s.priority_flag],
+                &s.schedule_delivery_time,
+                &s.validity_period,
+                [s.registered_delivery, s.replace_if_present_flag, s.data_coding, s.sm_default_msg_id],
+                &s.short_message,
+                s.tlvs.raw(),
+            );
         }
         Body::SubmitMultiResp(m) => {
             if !omit_submit_multi_resp(status, m) {
