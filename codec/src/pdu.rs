@@ -911,8 +911,9 @@ pub(crate) fn decode_body(id: CommandId, status: CommandStatus, body: Bytes) -> 
         CommandId::SUBMIT_MULTI_RESP => {
             let message_id = r.cstr(Field::MessageId, max::MESSAGE_ID)?;
             // A failed submit_multi_resp with a lone NUL message_id and nothing after it is seen
-            // in the wild, like the other error responses: no unsuccess list.
-            if !status.is_ok() && r.remaining() == 0 {
+            // in the wild, like the other error responses: no unsuccess list. With an id, the
+            // list's count is required (re-encoding would otherwise add the octet it lacked).
+            if !status.is_ok() && message_id.is_empty() && r.remaining() == 0 {
                 return Ok(Body::SubmitMultiResp(SubmitMultiResp {
                     message_id,
                     unsuccess: Vec::new(),

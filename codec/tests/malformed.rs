@@ -677,6 +677,16 @@ fn failed_submit_multi_resp_with_a_lone_nul_decodes() {
 }
 
 #[test]
+fn failed_submit_multi_resp_with_an_id_but_no_count_is_truncated() {
+    // Goal: only the lone NUL stands for "no body"; an id without the no_unsuccess count after it
+    // is a truncated body (found by the fuzz property: accepting it made re-encoding add an octet).
+    let mut b =
+        bytes::BytesMut::from(&[0, 0, 0, 19, 0x80, 0, 0, 0x21, 0, 0, 0, 0x45, 0, 0, 0, 1, b'a', b'b', 0][..]);
+    assert!(matches!(smppgw_codec::Decoder::default().decode(&mut b), Err(DecodeError::Pdu { .. })));
+    assert!(b.is_empty(), "the bad frame is consumed");
+}
+
+#[test]
 fn responses_with_smpp5_tlvs_keep_them() {
     // Goal: a submit_sm_resp carrying SMPP 5.0 TLVs keeps its message_id and the TLVs byte for byte.
     let wire = [
