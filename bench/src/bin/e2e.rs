@@ -371,8 +371,8 @@ vendors = ["sim"]
     std::fs::write(path, toml).map_err(|e| format!("writing {}: {e}", path.display()))
 }
 
-fn start_gateway(bins: &Bins, config: &Path, gw_port: u16, a: &Args) -> Result<Proc, String> {
-    start_gateway_with(bins, config, gw_port, a, &[])
+fn start_gateway(bins: &Bins, config: &Path, gw_port: u16, http_port: u16, a: &Args) -> Result<Proc, String> {
+    start_gateway_with(bins, config, gw_port, http_port, a, &[])
 }
 
 /// A throwaway redis-server on `port` (no persistence).
@@ -393,6 +393,7 @@ fn start_gateway_with(
     bins: &Bins,
     config: &Path,
     gw_port: u16,
+    http_port: u16,
     a: &Args,
     extra: &[String],
 ) -> Result<Proc, String> {
@@ -415,11 +416,7 @@ fn start_gateway_with(
         .map_err(|e| format!("smppgw {e}"))?;
     // Accepting is not serving: the vendor binds (and a preallocated store) come up after the
     // listener; /ready says when.
-    let text = std::fs::read_to_string(config).map_err(|e| format!("{}: {e}", config.display()))?;
-    let http = text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("http_listen = \"")?.strip_suffix('"')?.parse().ok())
-        .ok_or_else(|| format!("{}: no http_listen", config.display()))?;
+    let http = SocketAddr::from(([127, 0, 0, 1], http_port));
     wait_ready(http, a.gateway_wait, &mut p.child).map_err(|e| format!("smppgw {e}"))?;
     Ok(p)
 }
@@ -624,7 +621,7 @@ fn run(a: &Args, bins: &Bins, root: &Path) -> Result<(), String> {
         let attempt = (|| -> Result<(Value, Value, Value), String> {
             write_gateway_config(&cfg_path, bins, gp, hp, sp, a)?;
             let sim = start_sim(bins, sp, a)?;
-            let g = start_gateway(bins, &cfg_path, gp, a)?;
+            let g = start_gateway(bins, &cfg_path, gp, hp, a)?;
             let (plain, rcpt) = gateway_pair(bins, a, &g, gp, "through the gateway", &closed)?;
             let mem = sample(g.pid())
                 .map(|s| json!({"rss_kb": s.rss_kb, "peak_rss_kb": s.hwm_kb}))
@@ -667,7 +664,7 @@ fn run(a: &Args, bins: &Bins, root: &Path) -> Result<(), String> {
         let attempt = (|| -> Result<Value, String> {
             write_gateway_config(cfg_path, bins, *gp, *hp, *sp, a)?;
             let sim = start_sim(bins, *sp, a)?;
-            let g = start_gateway(bins, cfg_path, *gp, a)?;
+            let g = start_gateway(bins, cfg_path, *gp, *hp, a)?;
             std::thread::sleep(Duration::from_millis(500));
             let step = Step {
                 name: "through the gateway, fixed rate",
@@ -704,7 +701,7 @@ fn run(a: &Args, bins: &Bins, root: &Path) -> Result<(), String> {
             let sim = start_sim(bins, *sp, a)?;
             let extra =
                 ["--redis-url".to_string(), url.clone(), "--redis-prefix".to_string(), "e2e".to_string()];
-            let g = start_gateway_with(bins, cfg_path, *gp, a, &extra)?;
+            let g = start_gateway_with(bins, cfg_path, *gp, *hp, a, &extra)?;
             let (plain, rcpt) = gateway_pair(bins, a, &g, *gp, "through the gateway with Redis", &closed)?;
             let redis_cpu =
                 server.as_ref().and_then(|s| sample(s.pid())).map(|s| json!({"rss_kb": s.rss_kb}));
