@@ -44,6 +44,7 @@ pub const METRIC_FAMILIES: &[&str] = &[
     "smppgw_sessions_open",
     "smppgw_sessions_bound",
     "smppgw_core_sessions_bound",
+    "smppgw_core_connections",
     "smppgw_vendor_reconnects_total",
     "smppgw_malformed_pdus_total",
     "smppgw_framing_errors_total",
@@ -230,6 +231,7 @@ pub fn render(metrics: &Metrics, snap: &Snapshot) -> String {
         sessions,
         sessions_bound,
         sessions_by_core,
+        connections_by_core,
         vendor_reconnects,
         malformed,
         framing_errors,
@@ -306,6 +308,14 @@ pub fn render(metrics: &Metrics, snap: &Snapshot) -> String {
     let cores = snap.cores.min(sessions_by_core.0.len());
     for (core, n) in sessions_by_core.0.iter().take(cores).enumerate() {
         e.sample("smppgw_core_sessions_bound", &[("core", &core.to_string())], n.load(Ordering::Relaxed));
+    }
+    e.family(
+        "smppgw_core_connections",
+        Kind::Gauge,
+        "Customer connections open now, by the executor core serving them (placed evenly).",
+    );
+    for (core, n) in connections_by_core.0.iter().take(cores).enumerate() {
+        e.sample("smppgw_core_connections", &[("core", &core.to_string())], n.load(Ordering::Relaxed));
     }
 
     e.counter("smppgw_vendor_reconnects_total", "Vendor bind reconnects, all vendors.", vendor_reconnects);

@@ -6,6 +6,7 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use glommio::timer::Timer;
 use smppgw_codec::{CommandStatus, DecodeError, Decoder};
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use crate::balance::{Balancer, Handoff};
 use crate::core::{Core, CoreMsg, Found, Job, OpJob, ReplyKind, ReplyTo, SessionMsg, VendorMsg};
 use crate::customer::{BindKind, CustomerSession, CustomerSettings, Event};
 use crate::deliveries::SessionRef;
@@ -42,12 +44,15 @@ pub struct CoreIo {
     pub auth_inflight: RefCell<std::collections::HashSet<(Bytes, Bytes)>>,
     /// Long-message groups (receipt policy "last").
     pub part_groups: RefCell<PartGroups>,
+    /// Places customer connections evenly over the cores.
+    pub balancer: Arc<Balancer>,
 }
 
 impl CoreIo {
     /// Buffers for one core.
-    pub fn new(epoch: Instant) -> CoreIo {
+    pub fn new(epoch: Instant, balancer: Arc<Balancer>) -> CoreIo {
         CoreIo {
+            balancer,
             scratch: RefCell::new(vec![0; limits::READ_SCRATCH_BYTES]),
             auth_cache: RefCell::new(std::collections::HashMap::new()),
             epoch,
@@ -142,10 +147,41 @@ pub async fn accept_loop(core: Rc<Core>, io: Rc<CoreIo>, listener: TcpListener) 
             drop(stream);
             continue;
         }
-        let span = info_span!("customer", core = core.idx, %peer, system_id = tracing::field::Empty);
-        glommio::spawn_local(customer_session(core.clone(), io.clone(), stream, peer).instrument(span))
-            .detach();
+        let here = core.idx;
+        let to = io.balancer.place(here);
+        if to != here {
+            // SAFETY: `stream` owns this descriptor and outlives the borrow, which only dups it.
+            let dup = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) }.try_clone_to_owned();
+            match dup {
+                Ok(fd) => match io.balancer.hand(here, to, Handoff { fd, peer }) {
+                    // The other core serves it through its own descriptor.
+                    Ok(()) => continue,
+                    Err(h) => drop(h),
+                },
+                Err(e) => {
+                    debug!(core = here, "keeping a connection: dup failed: {e}");
+                    io.balancer.keep(here, to);
+                }
+            }
+        }
+        serve(&core, &io, stream, peer);
     }
+}
+
+/// Serves a connection another core accepted and handed to this one.
+pub fn adopt(core: &Rc<Core>, io: &Rc<CoreIo>, h: Handoff) {
+    if core.shutting_down.get() {
+        io.balancer.closed(core.idx);
+        return;
+    }
+    // SAFETY: the handoff owned the descriptor; the stream takes that ownership over.
+    let stream = unsafe { TcpStream::from_raw_fd(h.fd.into_raw_fd()) };
+    serve(core, io, stream, h.peer);
+}
+
+fn serve(core: &Rc<Core>, io: &Rc<CoreIo>, stream: TcpStream, peer: SocketAddr) {
+    let span = info_span!("customer", core = core.idx, %peer, system_id = tracing::field::Empty);
+    glommio::spawn_local(customer_session(core.clone(), io.clone(), stream, peer).instrument(span)).detach();
 }
 
 fn customer_settings(snap: &Snapshot) -> CustomerSettings {
@@ -806,6 +842,7 @@ async fn customer_session(core: Rc<Core>, io: Rc<CoreIo>, mut stream: TcpStream,
     mailbox.close();
     core.remove_session(slot);
     core.metrics.sessions.fetch_sub(1, Ordering::Relaxed);
+    io.balancer.closed(core.idx);
     if let Some(c) = &d.customer {
         if d.receiving {
             core.send(core.home_of(c.idx), CoreMsg::Receiver { customer: c.idx, session: d.me(), up: false });

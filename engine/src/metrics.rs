@@ -120,6 +120,8 @@ pub struct Metrics {
     pub sessions_bound: AtomicU64,
     /// Customer sessions bound now, by core.
     pub sessions_by_core: PerCore,
+    /// Customer connections open now, by the core that serves them (see [`crate::balance`]).
+    pub connections_by_core: PerCore,
     /// Vendor reconnects.
     pub vendor_reconnects: AtomicU64,
     /// Malformed PDUs answered with an error.

@@ -19,9 +19,10 @@ use glommio::{LocalExecutorBuilder, Placement};
 use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{info, warn};
 
+use crate::balance::{Balancer, Handoff};
 use crate::config::Config;
 use crate::core::{Core, CoreMsg, Outbox, SessionMsg, VendorMsg};
-use crate::io::{CoreIo, accept_loop, vendor_slot};
+use crate::io::{CoreIo, accept_loop, adopt, vendor_slot};
 use crate::limits;
 use crate::mailbox::Mailbox;
 use crate::metrics::Metrics;
@@ -263,6 +264,8 @@ fn start_with(config: Config, remote: Option<RemoteLinks>) -> Result<Gateway, St
     // Deliveries each core still holds for bound customers when shutdown begins; 1 = not known
     // yet, so no core unbinds customers before every core has looked.
     let draining: Arc<Vec<AtomicU64>> = Arc::new((0..cores).map(|_| AtomicU64::new(1)).collect());
+    let (balancer, mut handoffs) = Balancer::new(cores, metrics.clone());
+    handoffs.reverse();
     let allowed = allowed_cpus();
     let (ready_tx, ready_rx) = crossbeam_channel::bounded::<usize>(cores);
     let mut threads = Vec::new();
@@ -276,6 +279,10 @@ fn start_with(config: Config, remote: Option<RemoteLinks>) -> Result<Gateway, St
         let shutdown = shutdown.clone();
         let remote = remote.clone();
         let draining = draining.clone();
+        let balancer = balancer.clone();
+        let Some(handoff_rx) = handoffs.pop() else {
+            return Err(StartError::Executor { core, message: "no handoff queue".into() });
+        };
         let (ctl_tx, ctl_rx) = crossbeam_channel::bounded(CONTROL_CHANNEL_CAPACITY);
         control_tx.push(ctl_tx);
         let applied = Arc::new(AtomicU64::new(snapshot.version));
@@ -305,6 +312,7 @@ fn start_with(config: Config, remote: Option<RemoteLinks>) -> Result<Gateway, St
                         applied,
                         remote.map(|r| r.make()),
                         draining,
+                        (balancer, handoff_rx),
                     )
                     .await;
                 }
@@ -408,6 +416,7 @@ async fn core_main(
     applied: Arc<AtomicU64>,
     remote: Option<crate::remote::RemoteLink>,
     draining: Arc<Vec<AtomicU64>>,
+    (balancer, handoffs): (Arc<Balancer>, crossbeam_channel::Receiver<Handoff>),
 ) {
     let cores = snap.cores;
     let grace = Duration::from_millis(u64::from(snap.config.server.shutdown_grace_ms));
@@ -415,7 +424,7 @@ async fn core_main(
     // the bound below is never the limit in practice.
     let outboxes: Vec<Rc<Outbox>> = (0..cores).map(|_| Rc::new(Mailbox::new(1 << 20))).collect();
     let core = Rc::new(Core::new(idx, snap.clone(), outboxes.clone(), metrics, remote));
-    let io = Rc::new(CoreIo::new(epoch));
+    let io = Rc::new(CoreIo::new(epoch, balancer));
 
     // The local inbox: work this core sends itself runs after the current handler, never inside it.
     {
@@ -515,6 +524,10 @@ async fn core_main(
                 Control::QueryAnswer { reply, found } => core.remote_query_answer(reply, found),
             }
         }
+        // Connections other cores accepted for this one (at most one poll of connect delay).
+        while let Ok(h) = handoffs.try_recv() {
+            adopt(&core, &io, h);
+        }
         core.flush_remote();
         core.retry_held();
         if last_tick.elapsed() >= Duration::from_millis(100) {
@@ -524,6 +537,11 @@ async fn core_main(
     }
     info!(core = idx, "shutting down");
     drop(acceptor.cancel());
+    // Handed over but not served: closed (they never bound).
+    while let Ok(h) = handoffs.try_recv() {
+        drop(h);
+        io.balancer.closed(idx);
+    }
     // Receipts and MO already here go out to the customers still bound before they are unbound
     // (for at most half the grace period).
     // Every core waits for all: a customer's queue lives on its home core, its sessions on others.

@@ -11,13 +11,15 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         Some(i) => (&t[..i], &t[i..]),
         None => (t, "s"),
     };
-    let v: f64 = num.trim().parse().map_err(|_| format!("bad duration {s:?} (e.g. 30s, 500ms, 2m)"))?;
+    let v: f64 =
+        num.trim().parse().map_err(|_| format!("bad duration {s:?} (e.g. 30s, 500ms, 100us, 2m)"))?;
     let secs = match unit {
+        "us" | "µs" => v / 1_000_000.0,
         "ms" => v / 1000.0,
         "s" => v,
         "m" | "min" => v * 60.0,
         "h" => v * 3600.0,
-        _ => return Err(format!("bad duration unit in {s:?} (ms, s, m, h)")),
+        _ => return Err(format!("bad duration unit in {s:?} (us, ms, s, m, h)")),
     };
     if !(0.0..=366.0 * 86_400.0).contains(&secs) {
         return Err(format!("duration {s:?} outside 0..=1 year"));

@@ -24,6 +24,10 @@ pub const MAX_COMMAND_LENGTH: u32 = smppgw_codec::DEFAULT_MAX_COMMAND_LENGTH;
 /// Sessions (binds) of one load run.
 pub const BINDS_MAX: usize = 10_000;
 
+/// Longest open-model send quantum: beyond this the "fixed rate" would be bursts too coarse to
+/// say anything about latency.
+pub const SEND_QUANTUM_MAX: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// Outstanding submit_sm per session. SMPP windows in the wild are 1 to a few thousand.
 pub const WINDOW_MAX: u32 = 65_536;
 

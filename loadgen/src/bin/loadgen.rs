@@ -76,6 +76,11 @@ struct Args {
     /// Open model: messages per second over all sessions (50000, 50k). Default: closed model.
     #[arg(short, long, value_parser = parse_rate)]
     rate: Option<f64>,
+    /// Open model: send the messages that fell due only at multiples of this quantum (100us,
+    /// 1ms), several per write, instead of one wake-up and one write per message. Latency still
+    /// counts from each message's own due time. Default 0: every message at its own time.
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    send_quantum: Duration,
     /// Executors (one per core).
     #[arg(long, default_value_t = 1)]
     cores: usize,
@@ -188,6 +193,7 @@ fn main() -> ExitCode {
         duration: a.duration,
         window: a.window,
         rate: a.rate,
+        send_quantum: a.send_quantum,
         mix: MessageMix {
             text_len: a.text_len,
             long_share: a.long_share,

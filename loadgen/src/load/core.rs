@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use smppgw_codec::receipt::{MessageState, Receipt, is_receipt};
@@ -145,6 +145,27 @@ fn us(d: std::time::Duration) -> u64 {
 }
 
 impl LoadCore {
+    /// Open model: the latest send point at or before `now`. Messages due up to it go out now;
+    /// later ones wait for the next point. Without a send quantum every instant is a send point.
+    pub fn send_point(&self, now: Instant) -> Instant {
+        let q = self.cfg.send_quantum.as_nanos();
+        if q == 0 || now <= self.start {
+            return now;
+        }
+        let since = now.duration_since(self.start).as_nanos();
+        self.start + nanos(since - since % q)
+    }
+
+    /// Open model: the first send point at or after `due`, when a message due then goes out.
+    pub fn send_point_for(&self, due: Instant) -> Instant {
+        let q = self.cfg.send_quantum.as_nanos();
+        if q == 0 || due <= self.start {
+            return due;
+        }
+        let since = due.duration_since(self.start).as_nanos();
+        self.start + nanos(since.div_ceil(q) * q)
+    }
+
     /// Core `index` of a run that started at `start`.
     pub fn new(
         cfg: Arc<LoadConfig>,
@@ -304,4 +325,9 @@ impl LoadCore {
             last_resp: self.last_resp,
         }
     }
+}
+
+/// A nanosecond count as a duration (saturating: runs do not last 584 years).
+fn nanos(n: u128) -> Duration {
+    Duration::from_nanos(u64::try_from(n).unwrap_or(u64::MAX))
 }

@@ -436,7 +436,7 @@ impl LoadSession {
                 let intended = match self.schedule {
                     Some((origin, interval)) => {
                         let t = origin + Duration::from_secs_f64(interval * self.k as f64);
-                        if t > now {
+                        if t > core.send_point(now) {
                             return;
                         }
                         t
@@ -511,7 +511,7 @@ impl LoadSession {
                     && !self.sending_over(now, core);
                 if can_send {
                     if let Some((origin, interval)) = self.schedule {
-                        at(origin + Duration::from_secs_f64(interval * self.k as f64));
+                        at(core.send_point_for(origin + Duration::from_secs_f64(interval * self.k as f64)));
                     }
                     if let Some(d) = core.send_deadline {
                         at(d);
@@ -656,6 +656,39 @@ mod tests {
         let us = c.hist.submit_resp.max();
         assert!((8_900..=9_100).contains(&us), "{us}");
         assert!(c.hist.service_time.max() < 100);
+    }
+
+    #[test]
+    fn send_quantum_batches_due_messages_and_still_measures_from_their_own_time() {
+        // Goal: at 10,000 msg/s with a 1 ms quantum, the messages due within a millisecond go
+        // out together at the next millisecond mark, not one by one, and each one's latency
+        // counts from its own due time.
+        let t0 = Instant::now();
+        let cfg = LoadConfig {
+            binds: 1,
+            window: 100,
+            rate: Some(10_000.0),
+            send_quantum: Duration::from_millis(1),
+            count: None,
+            duration: Some(Duration::from_secs(1)),
+            ..LoadConfig::default()
+        };
+        let mut c = core(cfg, t0);
+        let mut s = bound(&mut c, t0, None);
+        s.poll(t0, &mut c);
+        assert_eq!(drain(&mut s).len(), 1, "message 0 is due at bind time, a send point");
+        let mark = t0 + Duration::from_millis(1);
+        assert_eq!(s.next_deadline(t0, &c), Some(mark), "message 1 (due at 0.1 ms) waits for the mark");
+        s.poll(t0 + Duration::from_micros(500), &mut c);
+        assert!(drain(&mut s).is_empty(), "nothing goes out between marks");
+        s.poll(mark + Duration::from_micros(50), &mut c);
+        let batch = drain(&mut s);
+        assert_eq!(batch.len(), 10, "messages 1..=10 (due 0.1 to 1.0 ms) go out at the mark");
+        assert_eq!(s.next_deadline(mark, &c), Some(t0 + Duration::from_millis(2)));
+        // Message 1 was due at 0.1 ms: answered at 1.05 ms, it took 950 us.
+        s.on_pdu(resp(batch[0].sequence_number, "id"), mark + Duration::from_micros(50), &mut c);
+        let us = c.hist.submit_resp.max();
+        assert!((940..=960).contains(&us), "{us}");
     }
 
     #[test]
