@@ -179,7 +179,8 @@ fn window_overflow_gets_throttled() {
 
 #[test]
 fn two_thousand_concurrent_binds() {
-    // Goal: 2,000 customer sessions bind at once and all stay served.
+    // Goal: 2,000 customer sessions bind at once, all stay served, and are spread evenly over
+    // the cores.
     let mut cfg = config(&[]);
     cfg.customers[0].max_binds = 5000;
     let gw = smppgw_engine::start(cfg).unwrap();
@@ -202,6 +203,10 @@ fn two_thousand_concurrent_binds() {
         assert_eq!(c.recv_resp(*seq).command_status, CommandStatus::ESME_ROK);
     }
     assert_eq!(gw.metrics.sessions_bound.load(std::sync::atomic::Ordering::Relaxed), 2000);
+    // Whichever listening socket the kernel chose, the two cores serve about half each.
+    let by_core = |c: usize| gw.metrics.sessions_by_core[c].load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(by_core(0) + by_core(1), 2000);
+    assert!(by_core(0).abs_diff(by_core(1)) <= 2, "{} / {}", by_core(0), by_core(1));
     for (i, (c, _)) in clients.iter_mut().enumerate().step_by(97) {
         c.send(&Pdu::new(1000 + i as u32, Body::EnquireLink));
         assert_eq!(c.recv_resp(1000 + i as u32).command_id(), smppgw_codec::CommandId::ENQUIRE_LINK_RESP);
