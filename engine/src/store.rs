@@ -17,15 +17,16 @@ pub const EARLY_RECEIPT_TTL_SECS: u64 = 120;
 pub const EARLY_RECEIPTS_MAX: usize = 100_000;
 
 /// A vendor message id reduced to its canonical form: trimmed, lower case, no leading zeros.
-pub fn canonical_id(id: &[u8]) -> Vec<u8> {
+/// Kept inline (no allocation) up to [`Small`]'s inline size, which covers the usual ids.
+pub fn canonical_id(id: &[u8]) -> Small {
     let id = trim(id);
-    let mut v: Vec<u8> = id.iter().map(u8::to_ascii_lowercase).collect();
-    let zeros = v.iter().take_while(|&&c| c == b'0').count();
-    if zeros == v.len() && !v.is_empty() {
-        return b"0".to_vec();
-    }
-    v.drain(..zeros);
-    v
+    let zeros = id.iter().take_while(|&&c| c == b'0').count();
+    let id = match (zeros == id.len(), id.is_empty()) {
+        (true, false) => b"0".as_slice(),
+        (true, true) => id,
+        (false, _) => &id[zeros..],
+    };
+    Small::lowercase(id)
 }
 
 fn trim(id: &[u8]) -> &[u8] {
@@ -36,24 +37,46 @@ fn trim(id: &[u8]) -> &[u8] {
 
 /// Other spellings a vendor may use for the same id: the decimal id in hex and the hex id in
 /// decimal (vendors are seen answering submit_sm in one and quoting receipts in the other).
-pub fn alternate_ids(canonical: &[u8]) -> Vec<Vec<u8>> {
+pub fn alternate_ids(canonical: &[u8]) -> Vec<Small> {
     let mut out = Vec::new();
-    let Ok(s) = std::str::from_utf8(canonical) else { return out };
-    if s.is_empty() || s.len() > 32 {
+    if canonical.is_empty() || canonical.len() > 32 {
         return out;
     }
-    if s.bytes().all(|c| c.is_ascii_digit())
-        && let Ok(n) = s.parse::<u128>()
-    {
-        out.push(format!("{n:x}").into_bytes());
+    let mut buf = [0u8; 40];
+    if let Some(n) = parse_radix(canonical, 10) {
+        out.push(Small::new(write_radix(n, 16, &mut buf)));
     }
-    if s.bytes().all(|c| c.is_ascii_hexdigit())
-        && let Ok(n) = u128::from_str_radix(s, 16)
-    {
-        out.push(n.to_string().into_bytes());
+    if let Some(n) = parse_radix(canonical, 16) {
+        out.push(Small::new(write_radix(n, 10, &mut buf)));
     }
-    out.retain(|a| a.as_slice() != canonical);
+    out.retain(|a| a.as_bytes() != canonical);
     out
+}
+
+/// `s` as a number in `radix` (10 or 16, lower-case digits), if it is one that fits a u128.
+fn parse_radix(s: &[u8], radix: u32) -> Option<u128> {
+    let mut n: u128 = 0;
+    for &c in s {
+        let d = char::from(c).to_digit(radix)?;
+        if c.is_ascii_uppercase() {
+            return None;
+        }
+        n = n.checked_mul(u128::from(radix))?.checked_add(u128::from(d))?;
+    }
+    (!s.is_empty()).then_some(n)
+}
+
+/// `n` written in `radix` (10 or 16, lower case) at the end of `buf`.
+fn write_radix(mut n: u128, radix: u128, buf: &mut [u8; 40]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b"0123456789abcdef"[(n % radix) as usize];
+        n /= radix;
+        if n == 0 {
+            return &buf[i..];
+        }
+    }
 }
 
 /// The key of a vendor's id in the store: a 64-bit hash of the vendor and the canonical id. A
@@ -82,17 +105,14 @@ pub fn shard_of(vendor: u32, canonical: &[u8], cores: usize) -> usize {
 /// The shard for a receipt's id: its canonical form, or, when the vendor is known to alternate
 /// styles, every spelling must hash alike, so ids are sharded by their numeric value when they
 /// have one.
-pub fn shard_key(canonical: &[u8]) -> Vec<u8> {
+pub fn shard_key(canonical: &[u8]) -> Small {
     // Hash decimal-looking ids by their hex spelling so both spellings land on one shard.
-    if let Ok(s) = std::str::from_utf8(canonical)
-        && !s.is_empty()
-        && s.len() <= 38
-        && s.bytes().all(|c| c.is_ascii_digit())
-        && let Ok(n) = s.parse::<u128>()
+    if canonical.len() <= 38
+        && let Some(n) = parse_radix(canonical, 10)
     {
-        return format!("{n:x}").into_bytes();
+        return Small::new(write_radix(n, 16, &mut [0u8; 40]));
     }
-    canonical.to_vec()
+    Small::new(canonical)
 }
 
 /// Segments of each of the store's tables. A table of millions of entries that grows rehashes
@@ -170,6 +190,16 @@ impl Small {
         } else {
             Small::Heap(b.into())
         }
+    }
+
+    /// Copies `b` in lower case.
+    pub fn lowercase(b: &[u8]) -> Small {
+        let mut s = Small::new(b);
+        match &mut s {
+            Small::Inline(n, a) => a[..usize::from(*n)].make_ascii_lowercase(),
+            Small::Heap(h) => h.make_ascii_lowercase(),
+        }
+        s
     }
 
     /// The octets.
@@ -389,7 +419,8 @@ impl<R> Shard<R> {
         let key = vendor_key(rec.vendor, &canonical);
         // Receipts rarely arrive before the submit_sm_resp: build the parking key only when
         // something is parked.
-        let early_key = (!self.early.is_empty()).then(|| (rec.vendor, canonical.into_boxed_slice()));
+        let early_key =
+            (!self.early.is_empty()).then(|| (rec.vendor, Box::<[u8]>::from(canonical.as_bytes())));
         while self.len >= self.max {
             if !self.pop_oldest() {
                 break;
@@ -412,7 +443,7 @@ impl<R> Shard<R> {
             return Some(e.receipt);
         }
         for alt in alternate_ids(&key.1) {
-            if let Some(e) = self.early.remove(&(key.0, alt.into_boxed_slice())) {
+            if let Some(e) = self.early.remove(&(key.0, Box::<[u8]>::from(alt.as_bytes()))) {
                 return Some(e.receipt);
             }
         }
@@ -435,8 +466,9 @@ impl<R> Shard<R> {
     /// The record for a vendor's id, however the vendor spelled it.
     pub fn find_vendor_mut(&mut self, vendor: u32, id: &[u8]) -> Option<&mut Record> {
         let c = canonical_id(id);
-        let matches =
-            |rec: &Record, want: &[u8]| rec.vendor == vendor && canonical_id(&rec.vendor_id) == want;
+        let matches = |rec: &Record, want: &[u8]| {
+            rec.vendor == vendor && canonical_id(&rec.vendor_id).as_bytes() == want
+        };
         let mut found = None;
         for cand in std::iter::once(c.clone()).chain(alternate_ids(&c)) {
             if let Some(&m) = self.by_vendor.get(&vendor_key(vendor, &cand))
@@ -454,7 +486,7 @@ impl<R> Shard<R> {
         if self.early.len() >= EARLY_RECEIPTS_MAX {
             return false;
         }
-        let key = (vendor, canonical_id(id).into_boxed_slice());
+        let key = (vendor, Box::<[u8]>::from(canonical_id(id).as_bytes()));
         self.early_order.push_back((now, key.0, key.1.clone()));
         self.early.insert(key, Early { at: now, receipt });
         true
@@ -517,6 +549,28 @@ mod tests {
             wants_receipt: true,
             siblings: Vec::new(),
         }
+    }
+
+    #[test]
+    fn canonical_ids_and_their_other_spellings() {
+        // Goal: the spellings vendors use reduce to one form, without allocating for the usual
+        // ids, and the hex/decimal alternates are exact (no overflow, no false alternates).
+        let c = |s: &[u8]| canonical_id(s).as_bytes().to_vec();
+        assert_eq!(c(b" 000A1B2\0"), b"a1b2");
+        assert_eq!(c(b"0000"), b"0");
+        assert_eq!(c(b""), b"");
+        assert_eq!(c(b"8F14E45F-CEEA-467A-9575-2A1F6F2E4A11"), b"8f14e45f-ceea-467a-9575-2a1f6f2e4a11");
+        assert!(matches!(canonical_id(b"00ABCDEF0123456789ABCD"), Small::Inline(..)));
+        let alts = |s: &[u8]| alternate_ids(s).iter().map(|a| a.as_bytes().to_vec()).collect::<Vec<_>>();
+        assert_eq!(alts(b"41394"), vec![b"a1b2".to_vec(), b"267156".to_vec()], "decimal digits are hex too");
+        assert_eq!(alts(b"a1b2"), vec![b"41394".to_vec()]);
+        assert_eq!(alts(b"10"), vec![b"a".to_vec(), b"16".to_vec()]);
+        assert_eq!(alts(b"0"), Vec::<Vec<u8>>::new(), "0 is 0 in both");
+        assert_eq!(alts(b"ffffffffffffffffffffffffffffffff"), vec![u128::MAX.to_string().into_bytes()]);
+        assert!(alts(b"340282366920938463463374607431768211456").is_empty(), "past u128, longer than 32");
+        assert!(alts(b"8f14e45f-ceea").is_empty());
+        assert_eq!(shard_key(b"123456789").as_bytes(), b"75bcd15");
+        assert_eq!(shard_key(b"a1b2").as_bytes(), b"a1b2");
     }
 
     #[test]
