@@ -1,6 +1,7 @@
 //! Starting and stopping the gateway: one pinned glommio executor per core, the listeners (one
-//! SO_REUSEPORT socket per core on the same port), the vendor bind slots spread over the cores,
-//! and the bounded channels between every pair of cores.
+//! SO_REUSEPORT socket per core on the same port, connections then evened out by
+//! [`crate::balance`]), the vendor bind slots spread over the cores, and the bounded channels
+//! between every pair of cores.
 
 use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, IntoRawFd, RawFd};

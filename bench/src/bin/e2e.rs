@@ -661,47 +661,60 @@ fn run(a: &Args, bins: &Bins, root: &Path) -> Result<(), String> {
     }
 
     // (3) Fixed rate at half the peak: the gateway's when it ran (so that neither is overloaded
-    // and the two latencies compare at the same load), else the direct one.
-    let peak = if g_plain.is_null() {
-        num(&d_plain, &["throughput_per_s"])
-    } else {
-        num(&g_plain, &["throughput_per_s"])
+    // and the two latencies compare at the same load), else the direct one. Once without
+    // receipts (submit -> resp) and once with every receipt at half the peak with receipts
+    // (submit -> receipt).
+    let half = |gateway: &Value, direct: &Value| {
+        let peak = num(if gateway.is_null() { direct } else { gateway }, &["throughput_per_s"]);
+        (peak / 2.0).max(1.0).round()
     };
-    let rate = a.fixed_rate.map_or((peak / 2.0).max(1.0).round(), f64::from);
+    let rate = a.fixed_rate.map_or_else(|| half(&g_plain, &d_plain), f64::from);
+    let rate_rcpt = a.fixed_rate.map_or_else(|| half(&g_rcpt, &d_rcpt), f64::from);
     let quantum = format!("{}us", a.send_quantum.as_micros());
-    let fixed = vec![
-        "-d".to_string(),
-        rate_secs.clone(),
-        "-r".to_string(),
-        format!("{rate}"),
-        "--send-quantum".into(),
-        quantum,
-    ];
-    let d_fixed = direct_run(&Step { name: "direct, fixed rate", ..direct }, &fixed)?;
-    let mut g_fixed = Value::Null;
-    if let Some((gp, hp, sp, cfg_path)) = &gw_ctx {
+    let fixed_args = |rate: f64, receipts: bool| {
+        let mut v = vec![
+            "-d".to_string(),
+            rate_secs.clone(),
+            "-r".to_string(),
+            format!("{rate}"),
+            "--send-quantum".into(),
+            quantum.clone(),
+        ];
+        if receipts {
+            v.extend(["--registered-delivery".to_string(), "1".to_string()]);
+        }
+        v
+    };
+    let fixed_pair = |label: &'static str, extra: &[String]| -> Result<(Value, Value), String> {
+        let d = direct_run(&Step { name: label, ..direct }, extra)?;
+        let Some((gp, hp, sp, cfg_path)) = &gw_ctx else { return Ok((d, Value::Null)) };
         let attempt = (|| -> Result<Value, String> {
             write_gateway_config(cfg_path, bins, *gp, *hp, *sp, a)?;
             let sim = start_sim(bins, *sp, a)?;
             let g = start_gateway(bins, cfg_path, *gp, *hp, a)?;
             std::thread::sleep(Duration::from_millis(500));
             let step = Step {
-                name: "through the gateway, fixed rate",
+                name: label,
                 target: SocketAddr::from(([127, 0, 0, 1], *gp)),
                 user: "demo",
                 password: "demo",
                 watch: Some(g.pid()),
             };
-            let mut v = run_step(bins, a, &step, &fixed)?;
+            let mut v = run_step(bins, a, &step, extra)?;
             drop(g);
             v["sim"] = sim_totals(sim);
             Ok(v)
         })();
-        match attempt {
-            Ok(v) => g_fixed = v,
-            Err(e) => eprintln!("e2e: gateway fixed-rate run failed: {e}"),
-        }
-    }
+        Ok((
+            d,
+            attempt.unwrap_or_else(|e| {
+                eprintln!("e2e: gateway {label} run failed: {e}");
+                Value::Null
+            }),
+        ))
+    };
+    let (d_fixed, g_fixed) = fixed_pair("fixed rate", &fixed_args(rate, false))?;
+    let (d_fixed_rcpt, g_fixed_rcpt) = fixed_pair("fixed rate with receipts", &fixed_args(rate_rcpt, true))?;
 
     // (4) Through the gateway with Redis as the shared state, compared with (2).
     let mut r_plain = Value::Null;
@@ -762,11 +775,15 @@ fn run(a: &Args, bins: &Bins, root: &Path) -> Result<(), String> {
         },
         "params": {
             "binds": a.binds, "window": a.window, "duration_s": a.duration.as_secs_f64(),
-            "rate_duration_s": a.rate_duration.as_secs_f64(), "fixed_rate_per_s": rate, "send_quantum_us": a.send_quantum.as_micros() as u64,
+            "rate_duration_s": a.rate_duration.as_secs_f64(), "fixed_rate_per_s": rate,
+            "fixed_rate_receipts_per_s": rate_rcpt, "send_quantum_us": a.send_quantum.as_micros() as u64,
             "loadgen_cpu": a.loadgen_cpu, "sim_cpu": a.sim_cpu, "gateway_cores": a.gateway_cores, "receipt_store_prealloc": !a.no_store_prealloc,
         },
-        "direct": { "no_receipts": d_plain, "receipts": d_rcpt, "fixed_rate": d_fixed },
-        "gateway": { "run": gw, "no_receipts": g_plain, "receipts": g_rcpt, "fixed_rate": g_fixed },
+        "direct": { "no_receipts": d_plain, "receipts": d_rcpt, "fixed_rate": d_fixed, "fixed_rate_receipts": d_fixed_rcpt },
+        "gateway": {
+            "run": gw, "no_receipts": g_plain, "receipts": g_rcpt, "fixed_rate": g_fixed,
+            "fixed_rate_receipts": g_fixed_rcpt,
+        },
         "ratio_gateway_to_direct": { "no_receipts": ratio(&g_plain, &d_plain), "receipts": ratio(&g_rcpt, &d_rcpt) },
         "gateway_redis": { "run": redis_run, "no_receipts": r_plain, "receipts": r_rcpt },
         "ratio_redis_to_embedded": { "no_receipts": ratio(&r_plain, &g_plain), "receipts": ratio(&r_rcpt, &g_rcpt) },
@@ -820,6 +837,28 @@ fn print_summary(r: &Value) {
             println!("  {label:<38} skipped");
         } else {
             println!("  {label:<38} {:>8.3} {:>8.3} {:>8.3}", ms(v, "p50"), ms(v, "p99"), ms(v, "p999"));
+        }
+    }
+    println!(
+        "\nfixed rate {} msg/s with receipts, submit->receipt (ms)      p50      p99    p99.9",
+        r["params"]["fixed_rate_receipts_per_s"]
+    );
+    let rms = |v: &Value, k: &str| num(v, &["latency_us", "receipt", k]) / 1000.0;
+    for (label, v) in [
+        ("direct", &r["direct"]["fixed_rate_receipts"]),
+        ("via gateway", &r["gateway"]["fixed_rate_receipts"]),
+    ] {
+        if v.is_null() {
+            println!("  {label:<38} skipped");
+        } else {
+            println!(
+                "  {label:<38} {:>8.3} {:>8.3} {:>8.3}  ({}/{} matched)",
+                rms(v, "p50"),
+                rms(v, "p99"),
+                rms(v, "p999"),
+                v["receipts"]["matched"],
+                v["receipts"]["expected"]
+            );
         }
     }
     if !r["gateway_redis"]["no_receipts"].is_null() {
