@@ -627,15 +627,13 @@ mod tests {
         assert_eq!(c.counters.late_responses, 1);
     }
 
-    #[test]
-    fn open_model_sends_on_schedule_and_measures_from_the_intended_time() {
-        // Goal: at 1000 msg/s a message is due every millisecond; nothing is sent early, a late
-        // poll catches up, and latency counts from each message's intended time.
-        let t0 = Instant::now();
+    /// One session bound at `t0` in the open model at `rate`, polled once at `t0`.
+    fn open_model(rate: f64, send_quantum: Duration, t0: Instant) -> (LoadCore, LoadSession) {
         let cfg = LoadConfig {
             binds: 1,
             window: 100,
-            rate: Some(1000.0),
+            rate: Some(rate),
+            send_quantum,
             count: None,
             duration: Some(Duration::from_secs(1)),
             ..LoadConfig::default()
@@ -643,6 +641,15 @@ mod tests {
         let mut c = core(cfg, t0);
         let mut s = bound(&mut c, t0, None);
         s.poll(t0, &mut c);
+        (c, s)
+    }
+
+    #[test]
+    fn open_model_sends_on_schedule_and_measures_from_the_intended_time() {
+        // Goal: at 1000 msg/s a message is due every millisecond; nothing is sent early, a late
+        // poll catches up, and latency counts from each message's intended time.
+        let t0 = Instant::now();
+        let (mut c, mut s) = open_model(1000.0, Duration::ZERO, t0);
         assert_eq!(drain(&mut s).len(), 1, "message 0 is due at bind time");
         assert_eq!(s.next_deadline(t0, &c), Some(t0 + Duration::from_millis(1)));
         s.poll(t0 + Duration::from_micros(500), &mut c);
@@ -664,18 +671,7 @@ mod tests {
         // out together at the next millisecond mark, not one by one, and each one's latency
         // counts from its own due time.
         let t0 = Instant::now();
-        let cfg = LoadConfig {
-            binds: 1,
-            window: 100,
-            rate: Some(10_000.0),
-            send_quantum: Duration::from_millis(1),
-            count: None,
-            duration: Some(Duration::from_secs(1)),
-            ..LoadConfig::default()
-        };
-        let mut c = core(cfg, t0);
-        let mut s = bound(&mut c, t0, None);
-        s.poll(t0, &mut c);
+        let (mut c, mut s) = open_model(10_000.0, Duration::from_millis(1), t0);
         assert_eq!(drain(&mut s).len(), 1, "message 0 is due at bind time, a send point");
         let mark = t0 + Duration::from_millis(1);
         assert_eq!(s.next_deadline(t0, &c), Some(mark), "message 1 (due at 0.1 ms) waits for the mark");
