@@ -16,8 +16,11 @@ use smppgw_codec::CommandStatus;
 
 const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+/// `N` distinct free ports: every listener is held until all ports are known, so two calls in a
+/// row cannot get the same port back.
+fn free_ports<const N: usize>() -> [u16; N] {
+    let held: Vec<TcpListener> = (0..N).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    std::array::from_fn(|i| held[i].local_addr().unwrap().port())
 }
 
 fn sql(url: &str, statements: &str) {
@@ -52,7 +55,7 @@ fn each_table_reloads_within_a_second_under_traffic_without_dropping_the_session
 
     let v1 = sim(|_| {});
     let v2 = sim(|_| {});
-    let (smpp, http) = (free_port(), free_port());
+    let [smpp, http] = free_ports();
     let dir = std::env::temp_dir().join(format!("smppgw-pg-reload-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let toml = dir.join("node.toml");
@@ -172,14 +175,14 @@ fn a_node_starts_from_its_cached_configuration_while_postgresql_is_down() {
     let user = pg.get_user().unwrap_or("postgres").to_owned();
     let url = format!("postgres://{user}@127.0.0.1:{port}/{db}");
     // Nothing listens there: PostgreSQL is "down".
-    let down = format!("postgres://{user}@127.0.0.1:{}/{db}?connect_timeout=1", free_port());
+    let down = format!("postgres://{user}@127.0.0.1:{}/{db}?connect_timeout=1", free_ports::<1>()[0]);
 
     let v1 = sim(|_| {});
     let dir = std::env::temp_dir().join(format!("smppgw-pg-cache-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let cache = dir.join("last-good.json");
     let _ = std::fs::remove_file(&cache);
-    let (smpp, http) = (free_port(), free_port());
+    let [smpp, http] = free_ports();
     let toml = dir.join("node.toml");
     std::fs::write(
         &toml,
