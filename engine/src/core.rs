@@ -1008,8 +1008,7 @@ impl Core {
         let snap = self.snapshot();
         let Some(c) = snap.customer_at(rec.customer) else { return };
         let home = self.home_of(rec.customer);
-        let mut ids: Vec<(u64, bool)> = vec![(rec.shown_id, false)];
-        ids.extend(rec.siblings.iter().map(|&s| (s, true)));
+        let ids = std::iter::once((rec.shown_id, false)).chain(rec.siblings.iter().map(|&s| (s, true)));
         for (shown, derived) in ids {
             let body = customer_receipt(&rec, &r, shown, c.id_style, derived);
             let delivery =

@@ -469,15 +469,15 @@ impl<R> Shard<R> {
         let matches = |rec: &Record, want: &[u8]| {
             rec.vendor == vendor && canonical_id(&rec.vendor_id).as_bytes() == want
         };
-        let mut found = None;
-        for cand in std::iter::once(c.clone()).chain(alternate_ids(&c)) {
-            if let Some(&m) = self.by_vendor.get(&vendor_key(vendor, &cand))
-                && self.records.get(m).is_some_and(|r| matches(r, &cand))
-            {
-                found = Some(m);
-                break;
-            }
-        }
+        let lookup = |cand: &[u8]| {
+            self.by_vendor
+                .get(&vendor_key(vendor, cand))
+                .copied()
+                .filter(|&m| self.records.get(m).is_some_and(|r| matches(r, cand)))
+        };
+        // The id as the vendor spelled it at submit time is the usual case: the other spellings
+        // (a parse and an allocation) only on a miss.
+        let found = lookup(&c).or_else(|| alternate_ids(&c).iter().find_map(|alt| lookup(alt)));
         self.records.get_mut(found?)
     }
 
