@@ -1020,8 +1020,14 @@ fn submit_len(s: &SubmitSm) -> usize {
 
 #[inline(always)]
 fn write_submit(w: &mut FrameWriter<'_>, s: &SubmitSm) {
-    w.cstr(&s.service_type);
-    write_addr(w, &s.source);
+    if s.service_type.is_empty() {
+        // The usual case: the empty service_type's NUL and the source's TON and NPI in one write.
+        w.array([0, s.source.ton, s.source.npi]);
+        w.cstr(&s.source.addr);
+    } else {
+        w.cstr(&s.service_type);
+        write_addr(w, &s.source);
+    }
     write_addr(w, &s.dest);
     write_message_tail(
         w,
@@ -1046,12 +1052,19 @@ fn write_message_tail(
     short_message: &[u8],
     tlvs: &[u8],
 ) {
-    w.array(flags);
-    w.cstr(schedule_delivery_time);
-    w.cstr(validity_period);
     let sm = sm_wire(short_message);
     let [a, b, c, d] = flags2;
-    w.array([a, b, c, d, sm.len() as u8]);
+    let [e, f, g] = flags;
+    if schedule_delivery_time.is_empty() && validity_period.is_empty() {
+        // The usual case (deliver now, the SMSC's default validity): the ten fixed octets from
+        // esm_class to sm_length, both empty times' NULs among them, in one write.
+        w.array([e, f, g, 0, 0, a, b, c, d, sm.len() as u8]);
+    } else {
+        w.array(flags);
+        w.cstr(schedule_delivery_time);
+        w.cstr(validity_period);
+        w.array([a, b, c, d, sm.len() as u8]);
+    }
     w.slice(sm);
     w.slice(tlvs);
 }
