@@ -90,8 +90,8 @@ pub struct Job {
     pub last_status: Option<CommandStatus>,
     /// When the customer's submit arrived.
     pub received: Instant,
-    /// Unix seconds of the submit.
-    pub submitted_unix: u64,
+    /// Unix time of the submit, in milliseconds.
+    pub submitted_unix_ms: u64,
     /// The customer asked for a receipt.
     pub wants_receipt: bool,
     /// Earlier parts of a long message whose receipts derive from this part's.
@@ -126,7 +126,7 @@ impl Job {
             tried_len: 0,
             last_status: None,
             received,
-            submitted_unix: unix_now(),
+            submitted_unix_ms: unix_now_ms(),
             wants_receipt,
             siblings,
             sent_at: None,
@@ -894,7 +894,8 @@ impl Core {
                 crate::store::Small::new(&job.submit.source.addr),
             ),
             dest: (job.submit.dest.ton, job.submit.dest.npi, crate::store::Small::new(&job.submit.dest.addr)),
-            submitted: job.submitted_unix,
+            submitted: job.submitted_unix_ms / 1000,
+            submitted_ms: (job.submitted_unix_ms % 1000) as u16,
             state: MessageState::Enroute,
             final_at: 0,
             error: 0,
@@ -996,8 +997,7 @@ impl Core {
             let copy = rec.clone();
             self.remote_push(RemoteOp::Put { record: copy, new: false });
         }
-        let waited_ms = unix_now_ms().saturating_sub(rec.submitted.saturating_mul(1000));
-        if rec.submitted > 0 {
+        if let Some(waited_ms) = rec.receipt_wait_ms(unix_now_ms()) {
             self.metrics.receipt_latency.observe(std::time::Duration::from_millis(waited_ms));
         }
         if !rec.wants_receipt {
@@ -1188,7 +1188,7 @@ fn unreachable_job() -> Box<Job> {
         tried_len: 0,
         last_status: None,
         received: Instant::now(),
-        submitted_unix: 0,
+        submitted_unix_ms: 0,
         wants_receipt: false,
         siblings: Vec::new(),
         sent_at: None,

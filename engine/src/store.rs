@@ -249,6 +249,9 @@ pub struct Record {
     pub dest: (u8, u8, Small),
     /// Unix seconds when the customer submitted it.
     pub submitted: u64,
+    /// Milliseconds past `submitted` (0-999), or [`SUBMITTED_MS_UNKNOWN`] for a record another
+    /// node stored (the shared form keeps whole seconds).
+    pub submitted_ms: u16,
     /// Last known state.
     pub state: MessageState,
     /// Unix seconds of the final state (0 while not final).
@@ -259,6 +262,20 @@ pub struct Record {
     pub wants_receipt: bool,
     /// Other parts of the same long message whose receipts derive from this one's.
     pub siblings: Vec<u64>,
+}
+
+/// [`Record::submitted_ms`] of a record whose submit time is known to the second only.
+pub const SUBMITTED_MS_UNKNOWN: u16 = u16::MAX;
+
+impl Record {
+    /// Milliseconds from the submit to `now_ms` (unix milliseconds), for the receipt latency
+    /// histogram; None when the submit time is not known to the millisecond.
+    pub fn receipt_wait_ms(&self, now_ms: u64) -> Option<u64> {
+        if self.submitted == 0 || self.submitted_ms >= 1000 {
+            return None;
+        }
+        Some(now_ms.saturating_sub(self.submitted * 1000 + u64::from(self.submitted_ms)))
+    }
 }
 
 /// A receipt waiting for its message.
@@ -543,6 +560,7 @@ mod tests {
             source: (1, 1, "1".into()),
             dest: (1, 1, "2".into()),
             submitted: 0,
+            submitted_ms: 0,
             state: MessageState::Enroute,
             final_at: 0,
             error: 0,
@@ -664,5 +682,21 @@ mod tests {
         assert_eq!(s.len(), 1, "b is past its TTL");
         s.expire(103);
         assert!(s.is_empty());
+    }
+
+    #[test]
+    fn receipt_wait_counts_from_the_submit_millisecond() {
+        let mut r = rec(1, "a");
+        r.submitted = 1_764_000_000;
+        r.submitted_ms = 750;
+        // A receipt 250 ms after a submit at .750 s: 250 ms, not the 1,000 ms a whole-second
+        // submit time gives.
+        assert_eq!(r.receipt_wait_ms(1_764_000_001_000), Some(250));
+        assert_eq!(r.receipt_wait_ms(1_764_000_000_700), Some(0), "clock stepped back: zero, not a wrap");
+        r.submitted_ms = SUBMITTED_MS_UNKNOWN;
+        assert_eq!(r.receipt_wait_ms(1_764_000_001_000), None, "known to the second only: not observed");
+        r.submitted_ms = 0;
+        r.submitted = 0;
+        assert_eq!(r.receipt_wait_ms(1_764_000_001_000), None, "no submit time");
     }
 }

@@ -1137,6 +1137,7 @@ mod tests {
             source: (0, 0, Small::from("1")),
             dest: (0, 0, Small::from("2")),
             submitted: 0,
+            submitted_ms: 0,
             state,
             final_at: 0,
             error: 0,

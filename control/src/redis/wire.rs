@@ -11,7 +11,7 @@ use smppgw_codec::receipt::MessageState;
 use smppgw_codec::{Body, Decoder, Pdu};
 use smppgw_engine::deliveries::{Delivery, Kind};
 use smppgw_engine::snapshot::Snapshot;
-use smppgw_engine::store::{Record, Small};
+use smppgw_engine::store::{Record, SUBMITTED_MS_UNKNOWN, Small};
 
 const RECORD_V1: u8 = 1;
 const DELIVERY_V1: u8 = 1;
@@ -127,6 +127,8 @@ pub fn decode_record(b: &[u8], snap: &Snapshot) -> Option<Record> {
         source,
         dest,
         submitted,
+        // Whole seconds only: a record from another node is not timed in the receipt histogram.
+        submitted_ms: SUBMITTED_MS_UNKNOWN,
         state,
         final_at,
         error,
@@ -240,6 +242,8 @@ mod tests {
             source: (1, 1, Small::from("15550001")),
             dest: (1, 1, Small::from("15550002")),
             submitted: 1_764_000_000,
+            // The shared form keeps whole seconds: a record read back has no millisecond.
+            submitted_ms: SUBMITTED_MS_UNKNOWN,
             state: MessageState::Delivered,
             final_at: 1_764_000_009,
             error: 3,
