@@ -274,7 +274,11 @@ impl Record {
         if self.submitted == 0 || self.submitted_ms >= 1000 {
             return None;
         }
-        Some(now_ms.saturating_sub(self.submitted * 1000 + u64::from(self.submitted_ms)))
+        Some(
+            now_ms.saturating_sub(
+                self.submitted.saturating_mul(1000).saturating_add(u64::from(self.submitted_ms)),
+            ),
+        )
     }
 }
 
