@@ -204,6 +204,8 @@ unsafe fn copy_to(dst: *mut u8, s: &[u8]) {
             }
         } else if n <= 32 {
             pair::<16>(dst, s);
+        } else if n <= 192 {
+            thirds(dst, s);
         } else if n <= 256 {
             chunks32(dst, s);
         } else {
@@ -230,6 +232,34 @@ unsafe fn pair<const K: usize>(dst: *mut u8, s: &[u8]) {
     unsafe {
         dst.cast::<[u8; K]>().write_unaligned(*head);
         dst.add(n - K).cast::<[u8; K]>().write_unaligned(*tail);
+    }
+}
+
+/// Copies `s` (of 33 to 192 octets) to `dst` with up to three 32-octet moves from its start and
+/// as many ending at its end, overlapping in the middle: no loop.
+///
+/// # Safety
+///
+/// As [`copy_to`]; fewer than 33 or more than 192 octets panic.
+#[inline(always)]
+unsafe fn thirds(dst: *mut u8, s: &[u8]) {
+    let n = s.len();
+    assert!((33..=192).contains(&n), "thirds copies 33 to 192 octets");
+    // Moves of 32 from the front and the back: k of each cover up to 64k octets.
+    let k = n.div_ceil(64);
+    for i in 0..k {
+        let (Some(head), Some(tail)) = (
+            s.get(32 * i..).and_then(|r| r.first_chunk::<32>()),
+            s.get(..n - 32 * i).and_then(|r| r.last_chunk::<32>()),
+        ) else {
+            unreachable!("32 * i + 32 <= n for i < k");
+        };
+        // SAFETY: both moves lie inside the n octets the caller made valid (offsets 32i and
+        // n - 32(i + 1), each with 32 octets, within 0..n since 32(i + 1) <= n).
+        unsafe {
+            dst.add(32 * i).cast::<[u8; 32]>().write_unaligned(*head);
+            dst.add(n - 32 * (i + 1)).cast::<[u8; 32]>().write_unaligned(*tail);
+        }
     }
 }
 
