@@ -87,6 +87,8 @@ fn each_table_reloads_within_a_second_under_traffic_without_dropping_the_session
     let smpp_addr = SocketAddr::from(([127, 0, 0, 1], smpp));
     let http_addr = SocketAddr::from(([127, 0, 0, 1], http));
     assert!(wait_for(Duration::from_secs(15), || TcpStream::connect(smpp_addr).is_ok()), "gateway up");
+    // The HTTP API starts after the engine: the SMPP port and the vendor binds can be up first.
+    assert!(wait_for(Duration::from_secs(15), || TcpStream::connect(http_addr).is_ok()), "HTTP API up");
     assert!(wait_for(Duration::from_secs(5), || v1.stats().binds_current >= 2), "vendor binds up");
 
     // One customer session submitting all along.
@@ -241,6 +243,7 @@ fn a_node_starts_from_its_cached_configuration_while_postgresql_is_down() {
     assert!(wait_for(Duration::from_secs(5), || v1.stats().binds_current >= 1));
     let (st, _) = c.submit("15551230000", "from the cache");
     assert_eq!(st, CommandStatus::ESME_ROK);
+    assert!(wait_for(Duration::from_secs(15), || TcpStream::connect(http_addr).is_ok()), "HTTP API up");
     let (status, body) = http_get(http_addr, "/ready");
     assert_eq!(status, 503, "not ready while PostgreSQL is down: {body}");
     assert!(body.contains("postgres"), "{body}");
