@@ -10,8 +10,8 @@
 //! many of them (`DECODE_BATCH`), and each decoded PDU is dropped before the next. rusmpp gets the
 //! same treatment through its fastest public API, the sans-IO `Command::decode` over a `BytesMut`
 //! that its tokio codec calls after reading command_length. Encoding appends frames to one
-//! already-grown write buffer, emptied every `ENCODE_BATCH` frames; for rusmpp that is its codec's
-//! encode (reserve, command_length, `Encode::encode`). Group ids are `decode/<pdu>/<implementation>`.
+//! already-grown write buffer, emptied every `ENCODE_BATCH` frames as a session's is after each
+//! write; for rusmpp that is its codec's encode (reserve, command_length, `Encode::encode`). Group ids are `decode/<pdu>/<implementation>`.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -150,32 +150,35 @@ fn bench_pdu(c: &mut Criterion, name: &str, pdu: &Pdu) {
     g.finish();
 
     let mut g = c.benchmark_group(format!("encode/{name}"));
-    // Frames are appended to one write buffer, as a session does, and the buffer is emptied when
-    // the next frame would not fit: each frame lands at a different address, so neither encoder
-    // is measured at one lucky or unlucky alignment between its source and destination (a single
-    // cleared buffer gave run-to-run swings of a quarter, in both directions).
-    let room = frame.len() * ENCODE_BATCH;
-    let mut out = BytesMut::with_capacity(room);
+    let mut out = BytesMut::with_capacity(frame.len() * ENCODE_BATCH);
     g.bench_function("smppgw", |b| {
-        b.iter(|| {
-            if out.len() + frame.len() > room {
-                out.clear();
-            }
-            black_box(pdu).encode(&mut out);
-            black_box(&out);
-        })
+        b.iter_custom(|iters| time_encode(iters, &mut out, |out| black_box(pdu).encode(out)))
     });
-    out.clear();
     g.bench_function("rusmpp", |b| {
-        b.iter(|| {
-            if out.len() + frame.len() > room {
-                out.clear();
-            }
-            rusmpp_encode(black_box(&command), &mut out);
-            black_box(&out);
-        })
+        b.iter_custom(|iters| time_encode(iters, &mut out, |out| rusmpp_encode(black_box(&command), out)))
     });
     g.finish();
+}
+
+/// Times `encode_one` over `iters` frames, appended `ENCODE_BATCH` at a time to `out` (already
+/// grown to hold a batch), which is emptied between batches as a session's write buffer is after
+/// each write. Each frame lands at a different address, so neither encoder is measured at one
+/// lucky or unlucky alignment between its source and destination (a single cleared buffer gave
+/// run-to-run swings of a quarter, in both directions), and no per-frame test of the room is
+/// timed with the encoders.
+fn time_encode(iters: u64, out: &mut BytesMut, mut encode_one: impl FnMut(&mut BytesMut)) -> Duration {
+    let mut left = iters;
+    let start = Instant::now();
+    while left > 0 {
+        let n = left.min(ENCODE_BATCH as u64);
+        out.clear();
+        for _ in 0..n {
+            encode_one(out);
+        }
+        black_box(&*out);
+        left -= n;
+    }
+    start.elapsed()
 }
 
 fn codec(c: &mut Criterion) {

@@ -178,6 +178,39 @@ impl<'a> FrameWriter<'a> {
     }
 }
 
+/// Longest C-octet string [`header_and_cstr`] takes (without its NUL): message ids as vendors and
+/// we issue them.
+pub(crate) const SHORT_CSTR_MAX: usize = 32;
+
+/// Appends a frame made of the 16-octet `header` and, when `with_cstr`, `s` and its NUL (a
+/// submit_sm_resp or deliver_sm_resp without TLVs, the commonest frame on the wire). The general
+/// [`FrameWriter`] checks each field against the room; here the room is reserved for the longest
+/// such frame, so the header, the string and its NUL are written unchecked and the length is
+/// extended once. `header` must carry the frame's command_length.
+///
+/// # Panics
+///
+/// If `s` is longer than [`SHORT_CSTR_MAX`], or not empty while `with_cstr` is false.
+#[inline(always)]
+pub(crate) fn header_and_cstr(out: &mut BytesMut, header: [u8; 16], s: &[u8], with_cstr: bool) {
+    let n = s.len();
+    assert!(n <= SHORT_CSTR_MAX && (with_cstr || n == 0), "not a short frame");
+    let len = 16 + if with_cstr { n + 1 } else { 0 };
+    out.reserve(16 + SHORT_CSTR_MAX + 1);
+    let p = out.spare_capacity_mut().as_mut_ptr().cast::<u8>();
+    // SAFETY: the spare capacity holds at least 16 + SHORT_CSTR_MAX + 1 octets (reserved above)
+    // and nothing else references it; the header takes 16, the string n <= SHORT_CSTR_MAX after
+    // it, and its NUL one more (written even without the string: it is then left outside the
+    // frame, in spare capacity). The length grows only over the `len` octets just written.
+    unsafe {
+        p.cast::<[u8; 16]>().write_unaligned(header);
+        copy_to(p.add(16), s);
+        p.add(16 + n).write(0);
+        let new_len = out.len() + len;
+        out.set_len(new_len);
+    }
+}
+
 /// Copies all of `s` to `dst`. Fields of up to 32 octets, the usual case, are copied with two
 /// overlapping fixed-size moves and fields up to 256 octets with 32-octet moves, instead of a call
 /// to `memcpy`.
@@ -339,6 +372,42 @@ mod tests {
             want.extend_from_slice(&[0xDE, 0xAD, 0xBE, 0xEF]);
             assert_eq!(&out[..], &want[..]);
         }
+    }
+
+    #[test]
+    fn header_and_cstr_appends_exactly_the_frame() {
+        let src: Vec<u8> = (1..=SHORT_CSTR_MAX as u8).collect();
+        let header: [u8; 16] = std::array::from_fn(|i| 0xA0 + i as u8);
+        for n in 0..=SHORT_CSTR_MAX {
+            for with_cstr in [true, false] {
+                if !with_cstr && n > 0 {
+                    continue;
+                }
+                // A buffer with content and no spare room, then one with room to spare.
+                for mut out in [BytesMut::from(&b"xyz"[..]), BytesMut::with_capacity(200)] {
+                    let before = out.to_vec();
+                    header_and_cstr(&mut out, header, &src[..n], with_cstr);
+                    let mut want = before;
+                    want.extend_from_slice(&header);
+                    if with_cstr {
+                        want.extend_from_slice(&src[..n]);
+                        want.push(0);
+                    }
+                    assert_eq!(&out[..], &want[..], "n {n} with_cstr {with_cstr}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn header_and_cstr_refuses_a_long_string() {
+        let mut out = BytesMut::new();
+        let long = [b'a'; SHORT_CSTR_MAX + 1];
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            header_and_cstr(&mut out, [0; 16], &long, true)
+        }));
+        assert!(r.is_err());
+        assert!(out.is_empty());
     }
 
     /// Runs `write` on a writer with `len` octets of room; it must panic and leave `out` empty.
