@@ -17,7 +17,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::Criterion;
 use rusmpp::Command;
 use rusmpp::decode::DecodeWithLength;
 use rusmpp::encode::Length;
@@ -121,9 +121,16 @@ fn time_decode(frame: &[u8], iters: u64, mut decode_one: impl FnMut(&mut BytesMu
     total
 }
 
-fn bench_pdu(c: &mut Criterion, name: &str, pdu: &Pdu) {
+/// One measured operation: `time(iters)` runs it `iters` times and says how long that took.
+struct Op<'a> {
+    name: String,
+    ours: Box<dyn FnMut(u64) -> Duration + 'a>,
+    theirs: Box<dyn FnMut(u64) -> Duration + 'a>,
+}
+
+/// Decode and encode of `pdu`, by both implementations.
+fn ops<'a>(name: &str, pdu: &'a Pdu) -> Vec<Op<'a>> {
     let frame = pdu.to_bytes();
-    let decoder = Decoder::default();
     let mut probe = BytesMut::from(&frame[..]);
     let command = rusmpp_decode(&mut probe);
     // Both encoders write the same bytes, so both decoders read the same input.
@@ -131,33 +138,35 @@ fn bench_pdu(c: &mut Criterion, name: &str, pdu: &Pdu) {
     rusmpp_encode(&command, &mut theirs);
     assert_eq!(&theirs[..], &frame[..], "rusmpp and smppgw encode {name} differently");
 
-    let mut g = c.benchmark_group(format!("decode/{name}"));
-    g.bench_function("smppgw", |b| {
-        b.iter_custom(|iters| {
-            time_decode(&frame, iters, |buf| {
-                let pdu = decoder.decode(buf).expect("valid").expect("whole frame");
-                black_box(pdu);
-            })
-        })
-    });
-    g.bench_function("rusmpp", |b| {
-        b.iter_custom(|iters| {
-            time_decode(&frame, iters, |buf| {
-                black_box(rusmpp_decode(buf));
-            })
-        })
-    });
-    g.finish();
-
-    let mut g = c.benchmark_group(format!("encode/{name}"));
-    let mut out = BytesMut::with_capacity(frame.len() * ENCODE_BATCH);
-    g.bench_function("smppgw", |b| {
-        b.iter_custom(|iters| time_encode(iters, &mut out, |out| black_box(pdu).encode(out)))
-    });
-    g.bench_function("rusmpp", |b| {
-        b.iter_custom(|iters| time_encode(iters, &mut out, |out| rusmpp_encode(black_box(&command), out)))
-    });
-    g.finish();
+    let decoder = Decoder::default();
+    let f1 = frame.clone();
+    let f2 = frame.clone();
+    let mut out1 = BytesMut::with_capacity(frame.len() * ENCODE_BATCH);
+    let mut out2 = BytesMut::with_capacity(frame.len() * ENCODE_BATCH);
+    let command2 = command.clone();
+    vec![
+        Op {
+            name: format!("decode/{name}"),
+            ours: Box::new(move |iters| {
+                time_decode(&f1, iters, |buf| {
+                    let pdu = decoder.decode(buf).expect("valid").expect("whole frame");
+                    black_box(pdu);
+                })
+            }),
+            theirs: Box::new(move |iters| {
+                time_decode(&f2, iters, |buf| {
+                    black_box(rusmpp_decode(buf));
+                })
+            }),
+        },
+        Op {
+            name: format!("encode/{name}"),
+            ours: Box::new(move |iters| time_encode(iters, &mut out1, |out| black_box(pdu).encode(out))),
+            theirs: Box::new(move |iters| {
+                time_encode(iters, &mut out2, |out| rusmpp_encode(black_box(&command2), out))
+            }),
+        },
+    ]
 }
 
 /// Times `encode_one` over `iters` frames, appended `ENCODE_BATCH` at a time to `out` (already
@@ -181,11 +190,74 @@ fn time_encode(iters: u64, out: &mut BytesMut, mut encode_one: impl FnMut(&mut B
     start.elapsed()
 }
 
-fn codec(c: &mut Criterion) {
-    bench_pdu(c, "submit_sm", &submit_sm());
-    bench_pdu(c, "deliver_sm", &deliver_sm_receipt());
-    bench_pdu(c, "submit_sm_resp", &submit_sm_resp());
+fn cases() -> Vec<(&'static str, Pdu)> {
+    vec![
+        ("submit_sm", submit_sm()),
+        ("deliver_sm", deliver_sm_receipt()),
+        ("submit_sm_resp", submit_sm_resp()),
+    ]
 }
 
-criterion_group!(benches, codec);
-criterion_main!(benches);
+fn codec(c: &mut Criterion, cases: &[(&'static str, Pdu)]) {
+    for (name, pdu) in cases {
+        for mut op in ops(name, pdu) {
+            let mut g = c.benchmark_group(op.name.clone());
+            g.bench_function("smppgw", |b| b.iter_custom(|iters| (op.ours)(iters)));
+            g.bench_function("rusmpp", |b| b.iter_custom(|iters| (op.theirs)(iters)));
+            g.finish();
+        }
+    }
+}
+
+/// Alternating rounds of the paired comparison.
+const PAIRED_ROUNDS: usize = 101;
+/// Time each side of a round takes, about.
+const PAIRED_SLICE: Duration = Duration::from_millis(2);
+
+/// The ratio rusmpp / smppgw of each operation, measured in alternating rounds: each round times
+/// both implementations over the same number of frames, back to back (which goes first
+/// alternates), and the median of the rounds' ratios is reported with the spread of the middle
+/// half. On a shared VM the machine's speed drifts by a fifth from one second to the next, and
+/// criterion measures the two implementations seconds apart; within a round both see the same
+/// machine, so the ratio holds still where the two criterion figures do not.
+fn paired(cases: &[(&'static str, Pdu)]) {
+    println!(
+        "\npaired ratios, rusmpp / smppgw ({PAIRED_ROUNDS} alternating rounds of ~{PAIRED_SLICE:?} each side):"
+    );
+    println!("{:<26} {:>8} {:>8} {:>8}", "operation", "median", "q1", "q3");
+    for (name, pdu) in cases {
+        for mut op in ops(name, pdu) {
+            // Warm up, then size a round so each side takes about PAIRED_SLICE.
+            (op.ours)(10_000);
+            (op.theirs)(10_000);
+            let probe = (op.ours)(100_000).as_secs_f64() / 100_000.0;
+            let iters = ((PAIRED_SLICE.as_secs_f64() / probe.max(1e-9)) as u64).max(1_000);
+            let mut ratios: Vec<f64> = (0..PAIRED_ROUNDS)
+                .map(|round| {
+                    let (ours, theirs) = if round % 2 == 0 {
+                        let o = (op.ours)(iters);
+                        (o, (op.theirs)(iters))
+                    } else {
+                        let t = (op.theirs)(iters);
+                        ((op.ours)(iters), t)
+                    };
+                    theirs.as_secs_f64() / ours.as_secs_f64().max(1e-12)
+                })
+                .collect();
+            ratios.sort_by(f64::total_cmp);
+            let at = |q: usize| ratios[(ratios.len() - 1) * q / 4];
+            println!("{:<26} {:>7.2}x {:>7.2}x {:>7.2}x", op.name, at(2), at(1), at(3));
+        }
+    }
+}
+
+fn main() {
+    let cases = cases();
+    let mut c = Criterion::default().configure_from_args();
+    codec(&mut c, &cases);
+    c.final_summary();
+    // `cargo test --benches` runs each benchmark once as a test; the comparison is for `cargo bench`.
+    if std::env::args().any(|a| a == "--bench") {
+        paired(&cases);
+    }
+}

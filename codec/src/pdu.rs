@@ -1091,13 +1091,7 @@ fn encode_id_resp(
 ) {
     let empty = omit_error_body(status, message_id) && tlvs.is_empty();
     if tlvs.is_empty() && message_id.len() <= SHORT_CSTR_MAX {
-        let len = HEADER_LEN + if empty { 0 } else { message_id.len() + 1 };
-        let (a, b, c, d) =
-            ((len as u32).to_be_bytes(), id.0.to_be_bytes(), status.0.to_be_bytes(), seq.to_be_bytes());
-        let header =
-            [a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3], c[0], c[1], c[2], c[3], d[0], d[1], d[2], d[3]];
-        header_and_cstr(out, header, message_id, !empty);
-        return;
+        return header_and_cstr(out, id.0, status.0, seq, message_id, !empty);
     }
     let len = HEADER_LEN + if empty { 0 } else { message_id.len() + 1 + tlvs.len() };
     let mut w = FrameWriter::new(out, len);

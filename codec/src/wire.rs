@@ -132,10 +132,17 @@ impl<'a> FrameWriter<'a> {
     /// Writes the 16-octet header.
     #[inline(always)]
     pub(crate) fn header(&mut self, len: u32, id: u32, status: u32, seq: u32) {
-        let (a, b, c, d) = (len.to_be_bytes(), id.to_be_bytes(), status.to_be_bytes(), seq.to_be_bytes());
-        self.array([
-            a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3], c[0], c[1], c[2], c[3], d[0], d[1], d[2], d[3],
-        ]);
+        assert!(16 <= self.left(), "frame longer than its computed length");
+        // Two big-endian words, two stores (four fields are four).
+        let w0 = (u64::from(len) << 32 | u64::from(id)).to_be_bytes();
+        let w1 = (u64::from(status) << 32 | u64::from(seq)).to_be_bytes();
+        // SAFETY: `pos..pos + 16` lies inside the room (checked just above), which nothing else
+        // references while the writer lives.
+        unsafe {
+            self.pos.cast::<[u8; 8]>().write_unaligned(w0);
+            self.pos.add(8).cast::<[u8; 8]>().write_unaligned(w1);
+            self.pos = self.pos.add(16);
+        }
     }
 
     /// Writes `s` as is.
@@ -182,20 +189,23 @@ impl<'a> FrameWriter<'a> {
 /// we issue them.
 pub(crate) const SHORT_CSTR_MAX: usize = 32;
 
-/// Appends a frame made of the 16-octet `header` and, when `with_cstr`, `s` and its NUL (a
-/// submit_sm_resp or deliver_sm_resp without TLVs, the commonest frame on the wire). The general
-/// [`FrameWriter`] checks each field against the room; here the room is reserved for the longest
-/// such frame, so the header, the string and its NUL are written unchecked and the length is
-/// extended once. `header` must carry the frame's command_length.
+/// Appends a frame made of a header and, when `with_cstr`, `s` and its NUL (a submit_sm_resp or
+/// deliver_sm_resp without TLVs, the commonest frame on the wire). The general [`FrameWriter`]
+/// checks each field against the room; here the room is reserved for the longest such frame, so
+/// the header, the string and its NUL are written unchecked and the length is extended once.
 ///
 /// # Panics
 ///
 /// If `s` is longer than [`SHORT_CSTR_MAX`], or not empty while `with_cstr` is false.
 #[inline(always)]
-pub(crate) fn header_and_cstr(out: &mut BytesMut, header: [u8; 16], s: &[u8], with_cstr: bool) {
+pub(crate) fn header_and_cstr(out: &mut BytesMut, id: u32, status: u32, seq: u32, s: &[u8], with_cstr: bool) {
     let n = s.len();
     assert!(n <= SHORT_CSTR_MAX && (with_cstr || n == 0), "not a short frame");
     let len = 16 + if with_cstr { n + 1 } else { 0 };
+    // The header as two big-endian words: written as four fields, the compiler stores a
+    // command_length it knows to be small octet by octet.
+    let w0 = ((len as u64) << 32 | u64::from(id)).to_be_bytes();
+    let w1 = (u64::from(status) << 32 | u64::from(seq)).to_be_bytes();
     out.reserve(16 + SHORT_CSTR_MAX + 1);
     let p = out.spare_capacity_mut().as_mut_ptr().cast::<u8>();
     // SAFETY: the spare capacity holds at least 16 + SHORT_CSTR_MAX + 1 octets (reserved above)
@@ -203,7 +213,8 @@ pub(crate) fn header_and_cstr(out: &mut BytesMut, header: [u8; 16], s: &[u8], wi
     // it, and its NUL one more (written even without the string: it is then left outside the
     // frame, in spare capacity). The length grows only over the `len` octets just written.
     unsafe {
-        p.cast::<[u8; 16]>().write_unaligned(header);
+        p.cast::<[u8; 8]>().write_unaligned(w0);
+        p.add(8).cast::<[u8; 8]>().write_unaligned(w1);
         copy_to(p.add(16), s);
         p.add(16 + n).write(0);
         let new_len = out.len() + len;
@@ -377,7 +388,7 @@ mod tests {
     #[test]
     fn header_and_cstr_appends_exactly_the_frame() {
         let src: Vec<u8> = (1..=SHORT_CSTR_MAX as u8).collect();
-        let header: [u8; 16] = std::array::from_fn(|i| 0xA0 + i as u8);
+        let (id, status, seq) = (0x8000_0004, 0x0000_0045, 0x1234_5678);
         for n in 0..=SHORT_CSTR_MAX {
             for with_cstr in [true, false] {
                 if !with_cstr && n > 0 {
@@ -386,9 +397,12 @@ mod tests {
                 // A buffer with content and no spare room, then one with room to spare.
                 for mut out in [BytesMut::from(&b"xyz"[..]), BytesMut::with_capacity(200)] {
                     let before = out.to_vec();
-                    header_and_cstr(&mut out, header, &src[..n], with_cstr);
+                    header_and_cstr(&mut out, id, status, seq, &src[..n], with_cstr);
                     let mut want = before;
-                    want.extend_from_slice(&header);
+                    let len = 16 + if with_cstr { n as u32 + 1 } else { 0 };
+                    for w in [len, id, status, seq] {
+                        want.extend_from_slice(&w.to_be_bytes());
+                    }
                     if with_cstr {
                         want.extend_from_slice(&src[..n]);
                         want.push(0);
@@ -404,7 +418,7 @@ mod tests {
         let mut out = BytesMut::new();
         let long = [b'a'; SHORT_CSTR_MAX + 1];
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            header_and_cstr(&mut out, [0; 16], &long, true)
+            header_and_cstr(&mut out, 4, 0, 1, &long, true)
         }));
         assert!(r.is_err());
         assert!(out.is_empty());
