@@ -256,8 +256,11 @@ fn main() {
     let mut c = Criterion::default().configure_from_args();
     codec(&mut c, &cases);
     c.final_summary();
-    // `cargo test --benches` runs each benchmark once as a test; the comparison is for `cargo bench`.
-    if std::env::args().any(|a| a == "--bench") {
+    // `cargo test --benches` runs each benchmark once as a test; the comparison is for `cargo bench`
+    // (and can be left out, for profiling one benchmark: SMPPGW_CODEC_PAIRED=0).
+    if std::env::args().any(|a| a == "--bench")
+        && std::env::var_os("SMPPGW_CODEC_PAIRED").is_none_or(|v| v != "0")
+    {
         paired(&cases);
     }
 }
