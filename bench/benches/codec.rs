@@ -11,7 +11,9 @@
 //! same treatment through its fastest public API, the sans-IO `Command::decode` over a `BytesMut`
 //! that its tokio codec calls after reading command_length. Encoding appends frames to one
 //! already-grown write buffer, emptied every `ENCODE_BATCH` frames as a session's is after each
-//! write; for rusmpp that is its codec's encode (reserve, command_length, `Encode::encode`). Group ids are `decode/<pdu>/<implementation>`.
+//! write; for rusmpp that is its codec's encode (reserve, command_length, `Encode::encode`). Group
+//! ids are `decode/<pdu>/<implementation>`. After criterion, a paired comparison of the same
+//! operations prints the ratios measured in alternating rounds (see [`paired`]).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -121,7 +123,8 @@ fn time_decode(frame: &[u8], iters: u64, mut decode_one: impl FnMut(&mut BytesMu
     total
 }
 
-/// One measured operation: `time(iters)` runs it `iters` times and says how long that took.
+/// One measured operation: `ours(iters)` and `theirs(iters)` run it `iters` times, by smppgw and
+/// by rusmpp, and say how long that took.
 struct Op<'a> {
     name: String,
     ours: Box<dyn FnMut(u64) -> Duration + 'a>,
