@@ -784,6 +784,21 @@ fn the_dockerfile_builds_in_stages_and_runs_unprivileged() {
             .any(|b| b.contains("--release") && b.contains("--locked") && b.contains("--bin smppgw"))
     );
 
+    // The default image runs on any CPU of its architecture: a target CPU (x86-64-v3, say) is
+    // only ever the builder's explicit choice, through the TARGET_CPU build argument.
+    let target_cpu_args: Vec<&String> =
+        ins.iter().filter(|(k, a)| k == "ARG" && a.starts_with("TARGET_CPU")).map(|(_, a)| a).collect();
+    assert!(
+        !target_cpu_args.is_empty() && target_cpu_args.iter().all(|a| *a == "TARGET_CPU="),
+        "{target_cpu_args:?}"
+    );
+    for b in &builds {
+        assert!(
+            !b.contains("target-cpu") || b.contains("${TARGET_CPU:+-C target-cpu=${TARGET_CPU}}"),
+            "no fixed target CPU: {b}"
+        );
+    }
+
     // The last stage is what `docker build` produces by default.
     let last_from = ins.iter().rposition(|(k, _)| k == "FROM").unwrap();
     let runtime = &ins[last_from..];
