@@ -133,14 +133,10 @@ impl<'a> FrameWriter<'a> {
     #[inline(always)]
     pub(crate) fn header(&mut self, len: u32, id: u32, status: u32, seq: u32) {
         assert!(16 <= self.left(), "frame longer than its computed length");
-        // Two big-endian words, two stores (four fields are four).
-        let w0 = (u64::from(len) << 32 | u64::from(id)).to_be_bytes();
-        let w1 = (u64::from(status) << 32 | u64::from(seq)).to_be_bytes();
         // SAFETY: `pos..pos + 16` lies inside the room (checked just above), which nothing else
         // references while the writer lives.
         unsafe {
-            self.pos.cast::<[u8; 8]>().write_unaligned(w0);
-            self.pos.add(8).cast::<[u8; 8]>().write_unaligned(w1);
+            put_header(self.pos, len, id, status, seq);
             self.pos = self.pos.add(16);
         }
     }
@@ -185,6 +181,23 @@ impl<'a> FrameWriter<'a> {
     }
 }
 
+/// Writes the 16-octet header at `dst` as two big-endian words: written as four fields, the
+/// compiler stores a command_length it knows to be small octet by octet.
+///
+/// # Safety
+///
+/// `dst..dst + 16` must be valid for writes.
+#[inline(always)]
+unsafe fn put_header(dst: *mut u8, len: u32, id: u32, status: u32, seq: u32) {
+    let w0 = (u64::from(len) << 32 | u64::from(id)).to_be_bytes();
+    let w1 = (u64::from(status) << 32 | u64::from(seq)).to_be_bytes();
+    // SAFETY: the caller's guarantee; unaligned writes need no alignment.
+    unsafe {
+        dst.cast::<[u8; 8]>().write_unaligned(w0);
+        dst.add(8).cast::<[u8; 8]>().write_unaligned(w1);
+    }
+}
+
 /// Longest C-octet string [`header_and_cstr`] takes (without its NUL): message ids as vendors and
 /// we issue them.
 pub(crate) const SHORT_CSTR_MAX: usize = 32;
@@ -202,10 +215,6 @@ pub(crate) fn header_and_cstr(out: &mut BytesMut, id: u32, status: u32, seq: u32
     let n = s.len();
     assert!(n <= SHORT_CSTR_MAX && (with_cstr || n == 0), "not a short frame");
     let len = 16 + if with_cstr { n + 1 } else { 0 };
-    // The header as two big-endian words: written as four fields, the compiler stores a
-    // command_length it knows to be small octet by octet.
-    let w0 = ((len as u64) << 32 | u64::from(id)).to_be_bytes();
-    let w1 = (u64::from(status) << 32 | u64::from(seq)).to_be_bytes();
     out.reserve(16 + SHORT_CSTR_MAX + 1);
     let p = out.spare_capacity_mut().as_mut_ptr().cast::<u8>();
     // SAFETY: the spare capacity holds at least 16 + SHORT_CSTR_MAX + 1 octets (reserved above)
@@ -213,8 +222,7 @@ pub(crate) fn header_and_cstr(out: &mut BytesMut, id: u32, status: u32, seq: u32
     // it, and its NUL one more (written even without the string: it is then left outside the
     // frame, in spare capacity). The length grows only over the `len` octets just written.
     unsafe {
-        p.cast::<[u8; 8]>().write_unaligned(w0);
-        p.add(8).cast::<[u8; 8]>().write_unaligned(w1);
+        put_header(p, len as u32, id, status, seq);
         copy_to(p.add(16), s);
         p.add(16 + n).write(0);
         let new_len = out.len() + len;
@@ -279,8 +287,8 @@ unsafe fn pair<const K: usize>(dst: *mut u8, s: &[u8]) {
     }
 }
 
-/// Copies `s` (of 33 to 192 octets) to `dst` with up to three 32-octet moves from its start and
-/// as many ending at its end, overlapping in the middle: no loop.
+/// Copies `s` (of 33 to 192 octets) to `dst` with one to three pairs of 32-octet moves, one from
+/// its start and one ending at its end, overlapping in the middle (no `memcpy` call).
 ///
 /// # Safety
 ///
