@@ -217,7 +217,7 @@ pub enum CoreMsg {
     /// A receipt for the shard that holds its message.
     Receipt(Box<VendorReceipt>),
     /// A receipt or MO for the customer homed on the receiving core.
-    Deliver(Box<Delivery>),
+    Deliver(Arc<Delivery>),
     /// Send this delivery on a session of the receiving core.
     DeliverOn {
         /// The session.
@@ -455,7 +455,7 @@ impl Core {
             RemoteOp::Deliver(d) => {
                 let home = self.home_of(d.customer);
                 if home == self.idx {
-                    self.dispatcher.borrow_mut().push(*d);
+                    self.dispatcher.borrow_mut().push(d);
                     self.pump_deliveries();
                 } else {
                     self.send(home, CoreMsg::Deliver(d));
@@ -510,7 +510,7 @@ impl Core {
             let mut d = self.dispatcher.borrow_mut();
             for mut x in batch {
                 x.token = 0;
-                d.push(x);
+                d.push(Arc::new(x));
             }
         }
         self.pump_deliveries();
@@ -953,7 +953,7 @@ impl Core {
             match snap.mo_owner(&d.dest.addr) {
                 Some(customer) => {
                     let delivery = Delivery { customer, token: 0, kind: Kind::Mo, body: d, attempts: 0 };
-                    self.send(self.home_of(customer), CoreMsg::Deliver(Box::new(delivery)));
+                    self.send(self.home_of(customer), CoreMsg::Deliver(Arc::new(delivery)));
                 }
                 None => {
                     self.metrics.mo_unroutable.fetch_add(1, Ordering::Relaxed);
@@ -1013,7 +1013,7 @@ impl Core {
             let body = customer_receipt(&rec, &r, shown, c.id_style, derived);
             let delivery =
                 Delivery { customer: rec.customer, token: 0, kind: Kind::Receipt, body, attempts: 0 };
-            self.send(home, CoreMsg::Deliver(Box::new(delivery)));
+            self.send(home, CoreMsg::Deliver(Arc::new(delivery)));
             if derived {
                 for core in 0..self.cores() {
                     self.send(core, CoreMsg::SetState { shown_id: shown, state: stat });
@@ -1062,7 +1062,7 @@ impl Core {
                     self.remote_push(RemoteOp::Deliver(d));
                     return;
                 }
-                self.dispatcher.borrow_mut().push(*d);
+                self.dispatcher.borrow_mut().push(d);
                 self.pump_deliveries();
             }
             CoreMsg::DeliverOn { session, delivery } => {

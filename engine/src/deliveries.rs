@@ -12,6 +12,7 @@
 //! [`DELIVERY_ATTEMPTS_MAX`] times.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use crate::hash::FxHashMap as HashMap;
 
@@ -63,12 +64,14 @@ pub struct Delivery {
 
 #[derive(Debug, Default)]
 struct CustomerQueue {
-    queue: VecDeque<Delivery>,
+    /// Pointers, not bodies: a queue of hundreds of thousands of receipts grows (and is moved
+    /// through) at 8 octets an entry, not at a deliver_sm body's 250 or so.
+    queue: VecDeque<Arc<Delivery>>,
     sessions: Vec<(SessionRef, u32)>,
     next: usize,
     /// Shared with the message that carries it to its session: a retry needs it back, and a
     /// pointer moves through the tables and channels instead of the whole body.
-    inflight: HashMap<u64, (SessionRef, std::sync::Arc<Delivery>)>,
+    inflight: HashMap<u64, (SessionRef, Arc<Delivery>)>,
 }
 
 /// The home-core side of every customer homed on this core.
@@ -95,11 +98,13 @@ impl Dispatcher {
         }
     }
 
-    /// Queues a delivery (a new one gets a token).
-    pub fn push(&mut self, mut d: Delivery) {
+    /// Queues a delivery (a new one gets a token). It arrives shared, as it crossed the cores,
+    /// and stays so until the customer answers it: nothing copies the body on the way.
+    pub fn push(&mut self, mut d: Arc<Delivery>) {
         if d.token == 0 {
             self.next_token += 1;
-            d.token = self.next_token;
+            // A new delivery has no other owner yet, so this does not copy it.
+            Arc::make_mut(&mut d).token = self.next_token;
         }
         let q = self.customers.entry(d.customer).or_default();
         let cap = if q.sessions.is_empty() { self.queue_max } else { self.queue_max * BOUND_QUEUE_FACTOR };
@@ -130,7 +135,7 @@ impl Dispatcher {
         let back: Vec<u64> = q.inflight.iter().filter(|(_, (x, _))| *x == s).map(|(t, _)| *t).collect();
         for t in back {
             if let Some((_, d)) = q.inflight.remove(&t) {
-                q.queue.push_front(std::sync::Arc::unwrap_or_clone(d));
+                q.queue.push_front(d);
             }
         }
     }
@@ -143,8 +148,9 @@ impl Dispatcher {
             e.1 = e.1.saturating_sub(1);
         }
         if !ok {
-            let mut d = std::sync::Arc::unwrap_or_clone(d);
-            d.attempts += 1;
+            let mut d = d;
+            // Copies the delivery only if its session still holds the other reference.
+            Arc::make_mut(&mut d).attempts += 1;
             if d.attempts >= DELIVERY_ATTEMPTS_MAX {
                 self.given_up += 1;
             } else {
@@ -154,7 +160,7 @@ impl Dispatcher {
     }
 
     /// Deliveries that can go now, each with the session to send it on, in queue order.
-    pub fn next(&mut self, out: &mut Vec<(SessionRef, std::sync::Arc<Delivery>)>) {
+    pub fn next(&mut self, out: &mut Vec<(SessionRef, Arc<Delivery>)>) {
         for q in self.customers.values_mut() {
             while !q.queue.is_empty() && !q.sessions.is_empty() {
                 // Round robin over sessions with room.
@@ -168,7 +174,6 @@ impl Dispatcher {
                 let Some(d) = q.queue.pop_front() else { break };
                 q.sessions[i].1 += 1;
                 let s = q.sessions[i].0;
-                let d = std::sync::Arc::new(d);
                 q.inflight.insert(d.token, (s, d.clone()));
                 out.push((s, d));
             }
@@ -200,14 +205,14 @@ impl Dispatcher {
 mod tests {
     use super::*;
 
-    fn d(c: u32, n: u8) -> Delivery {
-        Delivery {
+    fn d(c: u32, n: u8) -> Arc<Delivery> {
+        Arc::new(Delivery {
             customer: c,
             token: 0,
             kind: Kind::Receipt,
             body: SubmitSm { esm_class: n, ..Default::default() },
             attempts: 0,
-        }
+        })
     }
     const S1: SessionRef = SessionRef { core: 0, session: 1, generation: 1 };
     const S2: SessionRef = SessionRef { core: 1, session: 1, generation: 1 };

@@ -53,7 +53,7 @@ pub enum RemoteOp {
         reply: ReplyTo,
     },
     /// A receipt or MO for a customer with no receiving bind on this node.
-    Deliver(Box<Delivery>),
+    Deliver(std::sync::Arc<Delivery>),
 }
 
 /// The control thread's end of the link: every core's batches, and the flag it raises while

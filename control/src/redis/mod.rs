@@ -562,7 +562,7 @@ async fn write_loop(inner: Arc<Inner>, end: RemoteEnd) {
                             answer_query(&inner, reply, found).await;
                         });
                     }
-                    RemoteOp::Deliver(d) => deliveries.push(*d),
+                    RemoteOp::Deliver(d) => deliveries.push(Arc::unwrap_or_clone(d)),
                 }
             }
         }
