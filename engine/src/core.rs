@@ -521,6 +521,14 @@ impl Core {
         self.snapshot.borrow().clone()
     }
 
+    /// The current config snapshot, borrowed. The per-message path reads it through this: a
+    /// clone of the `Arc` is an atomic increment and decrement of a count every core shares,
+    /// several times a message. The borrow is not held across an await, and nothing a message
+    /// does installs a snapshot (`set_snapshot` runs from the control mailbox only).
+    pub(crate) fn snap(&self) -> std::cell::Ref<'_, Arc<Snapshot>> {
+        self.snapshot.borrow()
+    }
+
     /// Number of cores.
     pub fn cores(&self) -> usize {
         self.outboxes.len()
@@ -686,9 +694,13 @@ impl Core {
 
     /// Routes a new submit: picks its route and hands it to a vendor.
     pub fn submit(&self, mut job: Box<Job>) {
-        let snap = self.snapshot();
-        match snap.routes.lookup(job.customer, &job.submit.source.addr, &job.submit.dest.addr) {
-            Some((route, _)) => {
+        let route = self
+            .snap()
+            .routes
+            .lookup(job.customer, &job.submit.source.addr, &job.submit.dest.addr)
+            .map(|(route, _)| route);
+        match route {
+            Some(route) => {
                 job.route = route;
                 self.dispatch(job);
             }
@@ -704,7 +716,7 @@ impl Core {
     /// Offers a job to the next vendor of its route that can take it, here or on another core;
     /// answers the customer when none can.
     pub fn dispatch(&self, mut job: Box<Job>) {
-        let snap = self.snapshot();
+        let snap = self.snap();
         let Some(route) = snap.routes.routes.get(job.route as usize) else {
             return self.finish(&job, Err(CommandStatus::ESME_RSYSERR));
         };
@@ -858,22 +870,26 @@ impl Core {
             Ok(_) => self.metrics.accepted.fetch_add(1, Ordering::Relaxed),
             Err(_) => self.metrics.refused.fetch_add(1, Ordering::Relaxed),
         };
-        self.metrics.observe_submit(job.received.elapsed());
-        let snap = self.snapshot();
-        if let Some(c) = snap.customer_at(job.customer) {
-            let counter = if result.is_ok() { &c.counters.accepted } else { &c.counters.refused };
-            counter.fetch_add(1, Ordering::Relaxed);
-        }
-        if let Some(r) = snap.routes.routes.get(job.route as usize) {
-            let counter = if result.is_ok() { &r.counters.accepted } else { &r.counters.refused };
-            counter.fetch_add(1, Ordering::Relaxed);
+        // One clock read for both latencies.
+        let now = Instant::now();
+        self.metrics.observe_submit(now.saturating_duration_since(job.received));
+        {
+            let snap = self.snap();
+            if let Some(c) = snap.customer_at(job.customer) {
+                let counter = if result.is_ok() { &c.counters.accepted } else { &c.counters.refused };
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+            if let Some(r) = snap.routes.routes.get(job.route as usize) {
+                let counter = if result.is_ok() { &r.counters.accepted } else { &r.counters.refused };
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
         }
         self.metrics.submit_results.add(match &result {
             Ok(_) => 0,
             Err(st) => st.0,
         });
         if let Some(sent) = job.sent_at {
-            self.metrics.vendor_latency.observe(sent.elapsed());
+            self.metrics.vendor_latency.observe(now.saturating_duration_since(sent));
         }
         self.reply(job.reply, result.map(|_| job.shown_id));
     }

@@ -374,18 +374,25 @@ impl CustomerDriver {
     ) {
         let data_sm = kind == ReplyKind::DataSm;
         self.core.metrics.submits.fetch_add(1, Ordering::Relaxed);
-        let Some(c) = self.customer.clone() else { return };
+        // Borrowed, not cloned: a clone is two atomic operations on a count every core shares.
+        let Some(c) = self.customer.as_ref() else { return };
         if !(c.limiter.try_acquire(segments, self.io.nanos(now)) && c.lease.try_take(segments)) {
             self.core.metrics.throttled_customer.fetch_add(1, Ordering::Relaxed);
+            let c = Arc::clone(c);
             return self.throttled(seq, data_sm, &c);
         }
         // 10DLC: the campaign of the source number and its brand (a source in none is not limited).
-        let snap = self.core.snapshot();
-        if !snap.campaigns.is_empty()
-            && let Err(refusal) =
-                snap.campaign_admit(&submit.source.addr, segments, crate::core::unix_now_ms())
-        {
+        let refused = {
+            let snap = self.core.snap();
+            if snap.campaigns.is_empty() {
+                None
+            } else {
+                snap.campaign_admit(&submit.source.addr, segments, crate::core::unix_now_ms()).err()
+            }
+        };
+        if let Some(refusal) = refused {
             refusal.counter(&self.core.metrics).fetch_add(1, Ordering::Relaxed);
+            let c = Arc::clone(c);
             return self.throttled(seq, data_sm, &c);
         }
         c.counters.submitted.fetch_add(1, Ordering::Relaxed);
@@ -1250,7 +1257,7 @@ fn on_outcome(
     outcome: Outcome,
     now: Instant,
 ) {
-    if let Some(v) = core.snapshot().vendor(vendor) {
+    if let Some(v) = core.snap().vendor(vendor) {
         let c = &v.counters;
         if let Some(sent) = job.sent_at
             && !matches!(outcome, Outcome::Unknown)
