@@ -880,9 +880,9 @@ mod tests {
         m.submits.fetch_add(7, Ordering::Relaxed);
         m.sessions_by_core[1].store(3, Ordering::Relaxed);
         for us in [10, 30, 30, 120, 2_000_000, 9_000_000] {
-            m.submit_latency.observe(Duration::from_micros(us));
+            m.submit_latency.observe(0, Duration::from_micros(us));
         }
-        m.vendor_latency.observe(Duration::from_millis(3));
+        m.vendor_latency.observe(1, Duration::from_millis(3));
         let snap = snapshot();
         snap.vendors[0].as_ref().unwrap().slots[1].up.store(true, Ordering::Relaxed);
         snap.customers[0].as_ref().unwrap().binds.store(2, Ordering::Relaxed);

@@ -872,7 +872,7 @@ impl Core {
         };
         // One clock read for both latencies.
         let now = Instant::now();
-        self.metrics.observe_submit(now.saturating_duration_since(job.received));
+        self.metrics.observe_submit(self.idx, now.saturating_duration_since(job.received));
         {
             let snap = self.snap();
             if let Some(c) = snap.customer_at(job.customer) {
@@ -889,7 +889,7 @@ impl Core {
             Err(st) => st.0,
         });
         if let Some(sent) = job.sent_at {
-            self.metrics.vendor_latency.observe(now.saturating_duration_since(sent));
+            self.metrics.vendor_latency.observe(self.idx, now.saturating_duration_since(sent));
         }
         self.reply(job.reply, result.map(|_| job.shown_id));
     }
@@ -1014,7 +1014,7 @@ impl Core {
             self.remote_push(RemoteOp::Put { record: copy, new: false });
         }
         if let Some(waited_ms) = rec.receipt_wait_ms(unix_now_ms()) {
-            self.metrics.receipt_latency.observe(std::time::Duration::from_millis(waited_ms));
+            self.metrics.receipt_latency.observe(self.idx, std::time::Duration::from_millis(waited_ms));
         }
         if !rec.wants_receipt {
             return;

@@ -1262,7 +1262,7 @@ fn on_outcome(
         if let Some(sent) = job.sent_at
             && !matches!(outcome, Outcome::Unknown)
         {
-            c.latency.observe(now.saturating_duration_since(sent));
+            c.latency.observe(core.idx, now.saturating_duration_since(sent));
         }
         match &outcome {
             Outcome::Accepted(_) => c.accepted.fetch_add(1, Ordering::Relaxed),

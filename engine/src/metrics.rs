@@ -11,31 +11,60 @@ pub const LATENCY_BUCKETS_US: [u64; 24] = [
     25_000, 50_000, 100_000, 250_000, 1_000_000, 5_000_000,
 ];
 
-/// A cumulative-bucket latency histogram on atomics.
-#[derive(Debug, Default)]
+/// A latency histogram the executors record into without atomic read-modify-writes: each core
+/// has its own row, which only that core's thread writes (a plain load and store, where a
+/// `fetch_add` is a locked instruction: three of them per observation, several observations per
+/// message), and readers add the rows up. A caller that passed another core's index would only
+/// lose observations, never corrupt anything: every cell is still an atomic.
+#[derive(Debug)]
 pub struct Histogram {
+    rows: Box<[Row; crate::limits::CORES_MAX]>,
+}
+
+/// One core's buckets and sum, on cache lines of its own.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct Row {
     buckets: [AtomicU64; 25],
     sum_us: AtomicU64,
-    count: AtomicU64,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram { rows: Box::new(std::array::from_fn(|_| Row::default())) }
+    }
+}
+
+/// Adds `by` to a cell only the calling thread writes.
+#[inline(always)]
+fn bump(cell: &AtomicU64, by: u64) {
+    cell.store(cell.load(Ordering::Relaxed).wrapping_add(by), Ordering::Relaxed);
 }
 
 impl Histogram {
-    /// Records one observation.
-    pub fn observe(&self, d: Duration) {
+    /// Records one observation made on executor `core` (its thread is the only writer of that
+    /// core's row).
+    pub fn observe(&self, core: usize, d: Duration) {
         let us = d.as_micros() as u64;
         let i = LATENCY_BUCKETS_US.iter().position(|&b| us <= b).unwrap_or(LATENCY_BUCKETS_US.len());
-        self.buckets[i].fetch_add(1, Ordering::Relaxed);
-        self.sum_us.fetch_add(us, Ordering::Relaxed);
-        self.count.fetch_add(1, Ordering::Relaxed);
+        let row = &self.rows[core % crate::limits::CORES_MAX];
+        bump(&row.buckets[i], 1);
+        bump(&row.sum_us, us);
     }
 
-    /// (bucket counts, not cumulative; the last is +Inf), sum in microseconds, count.
+    /// (bucket counts, not cumulative; the last is +Inf), sum in microseconds, count (the
+    /// buckets' total, so that the +Inf bucket and the count always agree).
     pub fn read(&self) -> (Vec<u64>, u64, u64) {
-        (
-            self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).collect(),
-            self.sum_us.load(Ordering::Relaxed),
-            self.count.load(Ordering::Relaxed),
-        )
+        let mut buckets = vec![0u64; 25];
+        let mut sum_us = 0u64;
+        for row in self.rows.iter() {
+            for (total, b) in buckets.iter_mut().zip(&row.buckets) {
+                *total = total.wrapping_add(b.load(Ordering::Relaxed));
+            }
+            sum_us = sum_us.wrapping_add(row.sum_us.load(Ordering::Relaxed));
+        }
+        let count = buckets.iter().fold(0u64, |a, b| a.wrapping_add(*b));
+        (buckets, sum_us, count)
     }
 }
 
@@ -173,8 +202,8 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Records the customer-side latency of one submit.
-    pub fn observe_submit(&self, d: Duration) {
-        self.submit_latency.observe(d);
+    /// Records the customer-side latency of one submit answered on executor `core`.
+    pub fn observe_submit(&self, core: usize, d: Duration) {
+        self.submit_latency.observe(core, d);
     }
 }
