@@ -126,7 +126,7 @@ impl Job {
             tried_len: 0,
             last_status: None,
             received,
-            submitted_unix_ms: unix_now_ms(),
+            submitted_unix_ms: unix_ms_at(received),
             wants_receipt,
             siblings,
             sent_at: None,
@@ -360,6 +360,36 @@ pub const TAG_DERIVED_RECEIPT: u16 = 0x1501;
 /// Unix time in milliseconds.
 pub fn unix_now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Unix time in milliseconds at `at`, an `Instant` read moments ago: each thread reads the wall
+/// clock at most once a second and advances it by the monotonic clock in between, so that a
+/// submit's timestamp costs no clock read of its own. A step of the wall clock shows within a
+/// second.
+pub fn unix_ms_at(at: Instant) -> u64 {
+    thread_local! {
+        static ANCHOR: std::cell::Cell<Option<(Instant, u64)>> = const { std::cell::Cell::new(None) };
+    }
+    const REFRESH: std::time::Duration = std::time::Duration::from_secs(1);
+    ANCHOR.with(|anchor| {
+        let (i, ms) = match anchor.get() {
+            Some((i, ms))
+                if at.saturating_duration_since(i) < REFRESH && i.saturating_duration_since(at) < REFRESH =>
+            {
+                (i, ms)
+            }
+            _ => {
+                let fresh = (Instant::now(), unix_now_ms());
+                anchor.set(Some(fresh));
+                fresh
+            }
+        };
+        if at >= i {
+            ms + at.duration_since(i).as_millis() as u64
+        } else {
+            ms.saturating_sub(i.duration_since(at).as_millis() as u64)
+        }
+    })
 }
 
 /// Unix time in seconds.
@@ -866,12 +896,16 @@ impl Core {
 
     /// Answers the customer of `job`, on whichever core its session lives.
     pub fn finish(&self, job: &Job, result: Result<u64, CommandStatus>) {
+        self.finish_at(job, result, Instant::now());
+    }
+
+    /// [`Core::finish`] with the time the outcome was read (a vendor session reads a batch of
+    /// answers at one instant), saving a clock read per message.
+    pub fn finish_at(&self, job: &Job, result: Result<u64, CommandStatus>, now: Instant) {
         match &result {
             Ok(_) => self.metrics.accepted.fetch_add(1, Ordering::Relaxed),
             Err(_) => self.metrics.refused.fetch_add(1, Ordering::Relaxed),
         };
-        // One clock read for both latencies.
-        let now = Instant::now();
         self.metrics.observe_submit(self.idx, now.saturating_duration_since(job.received));
         {
             let snap = self.snap();
@@ -895,8 +929,8 @@ impl Core {
     }
 
     /// A vendor accepted `job` under `vendor_id`: answer the customer and store the message.
-    pub fn accepted(&self, job: Box<Job>, vendor: u32, vendor_id: Bytes) {
-        self.finish(&job, Ok(job.shown_id));
+    pub fn accepted(&self, job: Box<Job>, vendor: u32, vendor_id: Bytes, now: Instant) {
+        self.finish_at(&job, Ok(job.shown_id), now);
         let canonical = canonical_id(&vendor_id);
         let rec = Record {
             msg_id: job.msg_id,
@@ -1216,4 +1250,30 @@ fn unreachable_job() -> Box<Job> {
 pub fn shown_text(id: u64, style: crate::msgid::IdStyle) -> Bytes {
     let mut buf = [0u8; 20];
     Bytes::copy_from_slice(format_id(id, style, &mut buf))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn unix_ms_at_follows_the_wall_clock_for_instants_before_and_after_its_anchor() {
+        // Tolerances allow for the thread being descheduled between two clock reads on a busy
+        // machine; a wrong sign or unit would be off by hundreds of milliseconds or more.
+        let now = Instant::now();
+        let wall = unix_now_ms();
+        let at = unix_ms_at(now);
+        assert!(at.abs_diff(wall) <= 50, "{at} vs {wall}");
+        // An instant before the anchor and one after it, inside the refresh interval: exact
+        // offsets from the same anchor (up to rounding to whole milliseconds).
+        let before = unix_ms_at(now - Duration::from_millis(300));
+        assert!((299..=301).contains(&at.abs_diff(before)), "{at} vs {before}");
+        let after = unix_ms_at(now + Duration::from_millis(700));
+        assert!((699..=701).contains(&after.abs_diff(at)), "{at} vs {after}");
+        // Far from the anchor: read afresh, still the wall clock's time at that instant.
+        let later = Instant::now();
+        let fresh = unix_ms_at(later + Duration::from_secs(5));
+        assert!(fresh.abs_diff(unix_now_ms() + 5_000) <= 50, "{fresh}");
+    }
 }

@@ -1276,7 +1276,7 @@ fn on_outcome(
         };
     }
     match outcome {
-        Outcome::Accepted(vendor_id) => core.accepted(job, vendor, vendor_id),
+        Outcome::Accepted(vendor_id) => core.accepted(job, vendor, vendor_id, now),
         Outcome::Refused(st) if st.is_temporary() => {
             if st == CommandStatus::ESME_RTHROTTLED {
                 core.metrics.vendor_throttled.fetch_add(1, Ordering::Relaxed);
