@@ -49,7 +49,7 @@ fn run_receipt_round_trip(tweak: impl FnOnce(&mut smppgw_loadgen::sim::SimConfig
     let scrape = smppgw_control::metrics::render(m, &snap);
     smppgw_control::metrics::check_exposition(&scrape).unwrap();
     assert!(scrape.contains("smppgw_vendor_latency_seconds_count{vendor=\"v1\"} 1"), "{scrape}");
-    assert_eq!(m.submit_results.0[0].load(Ordering::Relaxed), 1, "one ESME_ROK");
+    assert_eq!(m.submit_results.get(0), 1, "one ESME_ROK");
     gw.shutdown();
     gw.join();
 }

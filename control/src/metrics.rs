@@ -107,6 +107,23 @@ impl Kind {
 }
 
 /// Writes families one after the other; each family's samples follow its HELP and TYPE lines.
+/// A counter's current value, whichever way the engine keeps it.
+trait Count {
+    fn count(&self) -> u64;
+}
+
+impl Count for AtomicU64 {
+    fn count(&self) -> u64 {
+        self.load(Ordering::Relaxed)
+    }
+}
+
+impl Count for smppgw_engine::metrics::CoreCounter {
+    fn count(&self) -> u64 {
+        self.get()
+    }
+}
+
 struct Exposition {
     out: String,
 }
@@ -139,8 +156,8 @@ impl Exposition {
         self.sample(name, &[], value);
     }
 
-    fn counter(&mut self, name: &str, help: &str, c: &AtomicU64) {
-        self.single(name, Kind::Counter, help, c.load(Ordering::Relaxed));
+    fn counter(&mut self, name: &str, help: &str, c: &impl Count) {
+        self.single(name, Kind::Counter, help, c.count());
     }
 
     fn gauge(&mut self, name: &str, help: &str, g: &AtomicU64) {
@@ -401,8 +418,8 @@ pub fn render(metrics: &Metrics, snap: &Snapshot) -> String {
         Kind::Counter,
         "Routed customer submits (and throughput refusals) by the command_status answered.",
     );
-    for (code, c) in submit_results.0.iter().enumerate() {
-        let n = c.load(Ordering::Relaxed);
+    for code in 0..256 {
+        let n = submit_results.get(code);
         if n > 0 || code == 0 {
             let name = if code == 255 {
                 "other".to_owned()
@@ -877,7 +894,7 @@ mod tests {
     #[test]
     fn every_family_is_declared_typed_and_well_formed() {
         let m = Metrics::default();
-        m.submits.fetch_add(7, Ordering::Relaxed);
+        m.submits.add(1, 7);
         m.sessions_by_core[1].store(3, Ordering::Relaxed);
         for us in [10, 30, 30, 120, 2_000_000, 9_000_000] {
             m.submit_latency.observe(0, Duration::from_micros(us));

@@ -903,8 +903,8 @@ impl Core {
     /// answers at one instant), saving a clock read per message.
     pub fn finish_at(&self, job: &Job, result: Result<u64, CommandStatus>, now: Instant) {
         match &result {
-            Ok(_) => self.metrics.accepted.fetch_add(1, Ordering::Relaxed),
-            Err(_) => self.metrics.refused.fetch_add(1, Ordering::Relaxed),
+            Ok(_) => self.metrics.accepted.add(self.idx, 1),
+            Err(_) => self.metrics.refused.add(self.idx, 1),
         };
         self.metrics.observe_submit(self.idx, now.saturating_duration_since(job.received));
         {
@@ -918,10 +918,13 @@ impl Core {
                 counter.fetch_add(1, Ordering::Relaxed);
             }
         }
-        self.metrics.submit_results.add(match &result {
-            Ok(_) => 0,
-            Err(st) => st.0,
-        });
+        self.metrics.submit_results.add(
+            self.idx,
+            match &result {
+                Ok(_) => 0,
+                Err(st) => st.0,
+            },
+        );
         if let Some(sent) = job.sent_at {
             self.metrics.vendor_latency.observe(self.idx, now.saturating_duration_since(sent));
         }

@@ -352,7 +352,7 @@ impl CustomerDriver {
     /// Answers a submit refused for a throughput limit (the customer's, or a 10DLC one).
     fn throttled(&mut self, seq: u32, data_sm: bool, c: &CustomerRt) {
         c.counters.throttled.fetch_add(1, Ordering::Relaxed);
-        self.core.metrics.submit_results.add(CommandStatus::ESME_RTHROTTLED.0);
+        self.core.metrics.submit_results.add(self.core.idx, CommandStatus::ESME_RTHROTTLED.0);
         self.core.metrics.rejected.fetch_add(1, Ordering::Relaxed);
         let mut sink = Vec::new();
         self.machine.submit_done(
@@ -373,7 +373,7 @@ impl CustomerDriver {
         now: Instant,
     ) {
         let data_sm = kind == ReplyKind::DataSm;
-        self.core.metrics.submits.fetch_add(1, Ordering::Relaxed);
+        self.core.metrics.submits.add(self.core.idx, 1);
         // Borrowed, not cloned: a clone is two atomic operations on a count every core shares.
         let Some(c) = self.customer.as_ref() else { return };
         if !(c.limiter.try_acquire(segments, self.io.nanos(now)) && c.lease.try_take(segments)) {
@@ -539,7 +539,7 @@ impl CustomerDriver {
             return;
         }
         for (i, submit) in jobs {
-            self.core.metrics.submits.fetch_add(1, Ordering::Relaxed);
+            self.core.metrics.submits.add(self.core.idx, 1);
             let wants_receipt = submit.registered_delivery & 0x03 != 0;
             let reply = self.reply_to(seq, ReplyKind::Multi(i));
             let job = Job::new(

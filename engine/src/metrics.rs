@@ -68,6 +68,38 @@ impl Histogram {
     }
 }
 
+/// A counter the executors add to on every message without a locked instruction: one cell per
+/// core, on a cache line of its own, written only by that core's thread (see [`Histogram`]),
+/// summed when read.
+#[derive(Debug)]
+pub struct CoreCounter {
+    cells: Box<[Cell; crate::limits::CORES_MAX]>,
+}
+
+/// One core's cell of a [`CoreCounter`].
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct Cell(AtomicU64);
+
+impl Default for CoreCounter {
+    fn default() -> Self {
+        CoreCounter { cells: Box::new(std::array::from_fn(|_| Cell::default())) }
+    }
+}
+
+impl CoreCounter {
+    /// Adds `n` on executor `core` (its thread is the only writer of that cell).
+    #[inline]
+    pub fn add(&self, core: usize, n: u64) {
+        bump(&self.cells[core % crate::limits::CORES_MAX].0, n);
+    }
+
+    /// The total over every core.
+    pub fn get(&self) -> u64 {
+        self.cells.iter().fold(0u64, |a, c| a.wrapping_add(c.0.load(Ordering::Relaxed)))
+    }
+}
+
 /// One gauge per core.
 #[derive(Debug)]
 pub struct PerCore(pub [AtomicU64; crate::limits::CORES_MAX]);
@@ -85,20 +117,31 @@ impl std::ops::Index<usize> for PerCore {
     }
 }
 
-/// One counter per command_status code below 255; index 255 counts every other code.
+/// One counter per command_status code below 255; index 255 counts every other code. Counted
+/// once a message, so each core has its own row (written only by its thread, as in
+/// [`Histogram`]) and readers add the rows up.
 #[derive(Debug)]
-pub struct StatusCounts(pub [AtomicU64; 256]);
+pub struct StatusCounts {
+    rows: Box<[[AtomicU64; 256]; crate::limits::CORES_MAX]>,
+}
 
 impl Default for StatusCounts {
     fn default() -> Self {
-        StatusCounts(std::array::from_fn(|_| AtomicU64::new(0)))
+        StatusCounts { rows: Box::new(std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0)))) }
     }
 }
 
 impl StatusCounts {
-    /// Counts one answer with `status`.
-    pub fn add(&self, status: u32) {
-        self.0[status.min(255) as usize].fetch_add(1, Ordering::Relaxed);
+    /// Counts one answer with `status`, given on executor `core`.
+    pub fn add(&self, core: usize, status: u32) {
+        bump(&self.rows[core % crate::limits::CORES_MAX][status.min(255) as usize], 1);
+    }
+
+    /// Answers counted with status index `i` (0..=255) over every core.
+    pub fn get(&self, i: usize) -> u64 {
+        self.rows
+            .iter()
+            .fold(0u64, |a, row| a.wrapping_add(row.get(i).map_or(0, |c| c.load(Ordering::Relaxed))))
     }
 }
 
@@ -110,11 +153,11 @@ pub struct StateCounts(pub [AtomicU64; 10]);
 #[derive(Debug, Default)]
 pub struct Metrics {
     /// submit_sm/data_sm received from customers.
-    pub submits: AtomicU64,
+    pub submits: CoreCounter,
     /// Answered with our id.
-    pub accepted: AtomicU64,
+    pub accepted: CoreCounter,
     /// Answered with an error status after routing.
-    pub refused: AtomicU64,
+    pub refused: CoreCounter,
     /// Refused before routing (validation, window, throughput).
     pub rejected: AtomicU64,
     /// Refused for the customer's throughput.
