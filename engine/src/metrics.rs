@@ -11,27 +11,31 @@ pub const LATENCY_BUCKETS_US: [u64; 24] = [
     25_000, 50_000, 100_000, 250_000, 1_000_000, 5_000_000,
 ];
 
-/// A latency histogram the executors record into without atomic read-modify-writes: each core
-/// has its own row, which only that core's thread writes (a plain load and store, where a
-/// `fetch_add` is a locked instruction: three of them per observation, several observations per
-/// message), and readers add the rows up. A caller that passed another core's index would only
-/// lose observations, never corrupt anything: every cell is still an atomic.
+/// One `T` per executor core, each on cache lines of its own and written only by that core's
+/// thread, for what the executors count on every message: a plain load and store per update
+/// (see [`bump`]) where a shared atomic needs a locked instruction. Readers add the rows up. A
+/// caller that passed another core's index would only lose updates, never corrupt anything:
+/// every cell is still an atomic.
 #[derive(Debug)]
-pub struct Histogram {
-    rows: Box<[Row; crate::limits::CORES_MAX]>,
-}
+struct PerCoreRows<T>(Box<[Padded<T>; crate::limits::CORES_MAX]>);
 
-/// One core's buckets and sum, on cache lines of its own.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 #[repr(align(64))]
-struct Row {
-    buckets: [AtomicU64; 25],
-    sum_us: AtomicU64,
-}
+struct Padded<T>(T);
 
-impl Default for Histogram {
-    fn default() -> Self {
-        Histogram { rows: Box::new(std::array::from_fn(|_| Row::default())) }
+impl<T> PerCoreRows<T> {
+    fn new(row: impl Fn() -> T) -> Self {
+        PerCoreRows(Box::new(std::array::from_fn(|_| Padded(row()))))
+    }
+
+    /// The row executor `core` writes.
+    #[inline(always)]
+    fn of(&self, core: usize) -> &T {
+        &self.0[core % crate::limits::CORES_MAX].0
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &T> {
+        self.0.iter().map(|p| &p.0)
     }
 }
 
@@ -41,13 +45,31 @@ fn bump(cell: &AtomicU64, by: u64) {
     cell.store(cell.load(Ordering::Relaxed).wrapping_add(by), Ordering::Relaxed);
 }
 
+/// A latency histogram with a row per executor ([`PerCoreRows`]): observed several times a
+/// message, where a shared one cost three locked instructions per observation.
+#[derive(Debug)]
+pub struct Histogram {
+    rows: PerCoreRows<HistogramRow>,
+}
+
+#[derive(Debug, Default)]
+struct HistogramRow {
+    buckets: [AtomicU64; 25],
+    sum_us: AtomicU64,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram { rows: PerCoreRows::new(HistogramRow::default) }
+    }
+}
+
 impl Histogram {
-    /// Records one observation made on executor `core` (its thread is the only writer of that
-    /// core's row).
+    /// Records one observation made on executor `core`.
     pub fn observe(&self, core: usize, d: Duration) {
         let us = d.as_micros() as u64;
         let i = LATENCY_BUCKETS_US.iter().position(|&b| us <= b).unwrap_or(LATENCY_BUCKETS_US.len());
-        let row = &self.rows[core % crate::limits::CORES_MAX];
+        let row = self.rows.of(core);
         bump(&row.buckets[i], 1);
         bump(&row.sum_us, us);
     }
@@ -68,35 +90,28 @@ impl Histogram {
     }
 }
 
-/// A counter the executors add to on every message without a locked instruction: one cell per
-/// core, on a cache line of its own, written only by that core's thread (see [`Histogram`]),
-/// summed when read.
+/// A counter with a cell per executor ([`PerCoreRows`]), for counts taken on every message.
 #[derive(Debug)]
 pub struct CoreCounter {
-    cells: Box<[Cell; crate::limits::CORES_MAX]>,
+    cells: PerCoreRows<AtomicU64>,
 }
-
-/// One core's cell of a [`CoreCounter`].
-#[derive(Debug, Default)]
-#[repr(align(64))]
-struct Cell(AtomicU64);
 
 impl Default for CoreCounter {
     fn default() -> Self {
-        CoreCounter { cells: Box::new(std::array::from_fn(|_| Cell::default())) }
+        CoreCounter { cells: PerCoreRows::new(AtomicU64::default) }
     }
 }
 
 impl CoreCounter {
-    /// Adds `n` on executor `core` (its thread is the only writer of that cell).
+    /// Adds `n` on executor `core`.
     #[inline]
     pub fn add(&self, core: usize, n: u64) {
-        bump(&self.cells[core % crate::limits::CORES_MAX].0, n);
+        bump(self.cells.of(core), n);
     }
 
     /// The total over every core.
     pub fn get(&self) -> u64 {
-        self.cells.iter().fold(0u64, |a, c| a.wrapping_add(c.0.load(Ordering::Relaxed)))
+        self.cells.iter().fold(0u64, |a, c| a.wrapping_add(c.load(Ordering::Relaxed)))
     }
 }
 
@@ -118,23 +133,22 @@ impl std::ops::Index<usize> for PerCore {
 }
 
 /// One counter per command_status code below 255; index 255 counts every other code. Counted
-/// once a message, so each core has its own row (written only by its thread, as in
-/// [`Histogram`]) and readers add the rows up.
+/// once a message, so with a row per executor ([`PerCoreRows`]).
 #[derive(Debug)]
 pub struct StatusCounts {
-    rows: Box<[[AtomicU64; 256]; crate::limits::CORES_MAX]>,
+    rows: PerCoreRows<[AtomicU64; 256]>,
 }
 
 impl Default for StatusCounts {
     fn default() -> Self {
-        StatusCounts { rows: Box::new(std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0)))) }
+        StatusCounts { rows: PerCoreRows::new(|| std::array::from_fn(|_| AtomicU64::new(0))) }
     }
 }
 
 impl StatusCounts {
     /// Counts one answer with `status`, given on executor `core`.
     pub fn add(&self, core: usize, status: u32) {
-        bump(&self.rows[core % crate::limits::CORES_MAX][status.min(255) as usize], 1);
+        bump(&self.rows.of(core)[status.min(255) as usize], 1);
     }
 
     /// Answers counted with status index `i` (0..=255) over every core.
@@ -248,5 +262,38 @@ impl Metrics {
     /// Records the customer-side latency of one submit answered on executor `core`.
     pub fn observe_submit(&self, core: usize, d: Duration) {
         self.submit_latency.observe(core, d);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_written_on_different_cores_add_up() {
+        let h = Histogram::default();
+        h.observe(0, Duration::from_micros(10));
+        h.observe(1, Duration::from_micros(10));
+        h.observe(1, Duration::from_millis(2));
+        h.observe(crate::limits::CORES_MAX - 1, Duration::from_secs(9));
+        let (buckets, sum_us, count) = h.read();
+        assert_eq!(count, 4);
+        assert_eq!(buckets[0], 2, "two observations of 10 us, on two cores");
+        assert_eq!(buckets[13], 1, "2 ms: in the 2,000 us bucket");
+        assert_eq!(buckets[24], 1, "9 s: +Inf");
+        assert_eq!(sum_us, 10 + 10 + 2_000 + 9_000_000);
+
+        let c = CoreCounter::default();
+        c.add(0, 3);
+        c.add(1, 4);
+        c.add(1, 1);
+        assert_eq!(c.get(), 8);
+
+        let s = StatusCounts::default();
+        s.add(0, 0);
+        s.add(1, 0);
+        s.add(1, 0x58);
+        s.add(0, 0x1_0000);
+        assert_eq!((s.get(0), s.get(0x58), s.get(255), s.get(1)), (2, 1, 1, 0));
     }
 }
