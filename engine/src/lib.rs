@@ -21,6 +21,7 @@ pub mod msgid;
 pub mod rate;
 pub mod remote;
 pub mod runtime;
+pub mod seqindex;
 pub mod snapshot;
 pub mod store;
 pub mod vendor;

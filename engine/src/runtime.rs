@@ -22,7 +22,7 @@ use tracing::{info, warn};
 
 use crate::balance::{Balancer, Handoff};
 use crate::config::Config;
-use crate::core::{Core, CoreMsg, Outbox, SessionMsg, VendorMsg};
+use crate::core::{CORE_MSG_BATCH, Core, CoreMsg, Outbox, SessionMsg, VendorMsg};
 use crate::io::{CoreIo, accept_loop, adopt, vendor_slot};
 use crate::limits;
 use crate::mailbox::Mailbox;
@@ -446,9 +446,7 @@ async fn core_main(
                     break;
                 }
                 inbox.drain_into(&mut batch);
-                for m in batch.drain(..) {
-                    core.on_core_msg(m);
-                }
+                core.on_core_msgs(&mut batch);
             }
         })
         .detach();
@@ -486,8 +484,25 @@ async fn core_main(
         let core = core.clone();
         glommio::spawn_local(async move {
             let rx = rx.connect().await;
+            let mut batch = Vec::with_capacity(CORE_MSG_BATCH);
             while let Some(m) = rx.recv().await {
-                core.on_core_msg(m);
+                batch.push(m);
+                // Take what else is already there, without waiting, to handle it as a batch.
+                let mut open = true;
+                while batch.len() < CORE_MSG_BATCH {
+                    match futures_lite::future::poll_once(rx.recv()).await {
+                        Some(Some(m)) => batch.push(m),
+                        Some(None) => {
+                            open = false;
+                            break;
+                        }
+                        None => break,
+                    }
+                }
+                core.on_core_msgs(&mut batch);
+                if !open {
+                    break;
+                }
             }
         })
         .detach();

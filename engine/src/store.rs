@@ -11,6 +11,8 @@ use std::collections::VecDeque;
 
 use smppgw_codec::receipt::MessageState;
 
+use crate::seqindex::SeqIndex;
+
 /// How long a receipt may wait for its submit_sm_resp, in seconds.
 pub const EARLY_RECEIPT_TTL_SECS: u64 = 120;
 /// Receipts parked waiting for their submit_sm_resp, per core.
@@ -82,13 +84,11 @@ fn write_radix(mut n: u128, radix: u128, buf: &mut [u8; 40]) -> &[u8] {
 /// The key of a vendor's id in the store: a 64-bit hash of the vendor and the canonical id. A
 /// lookup checks the record's own id, so a collision can only hide a receipt, never misroute one.
 fn vendor_key(vendor: u32, canonical: &[u8]) -> u64 {
-    use std::hash::{BuildHasher, Hasher};
+    use std::hash::Hasher;
     let mut h = std::collections::hash_map::DefaultHasher::new();
     h.write_u32(vendor);
     h.write(canonical);
-    let a = h.finish();
-    // A second, independent pass mixes the bits for the segment and bucket choices.
-    crate::hash::FxBuild::default().hash_one(a)
+    h.finish()
 }
 
 /// The core that owns the record of `canonical` id at `vendor`.
@@ -113,61 +113,6 @@ pub fn shard_key(canonical: &[u8]) -> Small {
         return Small::new(write_radix(n, 16, &mut [0u8; 40]));
     }
     Small::new(canonical)
-}
-
-/// Segments of each of the store's tables. A table of millions of entries that grows rehashes
-/// all of them at once, stalling the core for tens of milliseconds; split in segments, each growth
-/// moves one segment's share, and memory is only taken as records arrive.
-pub const SEGMENTS: usize = 64;
-
-/// A hash map split in [`SEGMENTS`] independently growing segments.
-#[derive(Debug)]
-pub struct SegMap<K, V, S = crate::hash::FxBuild> {
-    segs: Vec<std::collections::HashMap<K, V, S>>,
-}
-
-impl<K: std::hash::Hash + Eq, V, S: std::hash::BuildHasher + Default> SegMap<K, V, S> {
-    fn new() -> Self {
-        SegMap { segs: (0..SEGMENTS).map(|_| std::collections::HashMap::with_hasher(S::default())).collect() }
-    }
-    fn seg<Q: std::hash::Hash + ?Sized>(&self, k: &Q) -> usize {
-        use std::hash::BuildHasher;
-        // Middle bits: independent of the top bits (hashbrown's tags) and the low bits (bucket
-        // index) that the segment's own table uses.
-        ((crate::hash::FxBuild::default().hash_one(k) >> 32) as usize) % SEGMENTS
-    }
-    fn get(&self, k: &K) -> Option<&V> {
-        self.segs[self.seg(k)].get(k)
-    }
-    fn insert(&mut self, k: K, v: V) -> Option<V> {
-        let i = self.seg(&k);
-        self.segs[i].insert(k, v)
-    }
-    fn remove(&mut self, k: &K) -> Option<V> {
-        let i = self.seg(k);
-        self.segs[i].remove(k)
-    }
-}
-
-impl<V: Default, S: std::hash::BuildHasher + Default> SegMap<u64, V, S> {
-    /// Grows every segment to hold its share of `entries` and touches its memory, so the map
-    /// neither rehashes nor faults pages in while it fills.
-    fn preallocate(&mut self, entries: usize) {
-        // Keys spread unevenly over segments: leave room for a few percent more than the share.
-        let per = entries.div_ceil(SEGMENTS) + entries.div_ceil(SEGMENTS) / 16 + 64;
-        for seg in &mut self.segs {
-            seg.reserve(per.saturating_sub(seg.len()));
-            if seg.is_empty() {
-                // Keys land on buckets at random: one key per 16 buckets (16 octets each) is
-                // about 16 writes per 4 KiB page, so all but a few pages in a million are
-                // touched, in a sixteenth of the time of filling the table. `clear` keeps it.
-                for k in 0..(per / 16) as u64 {
-                    seg.insert(k, V::default());
-                }
-                seg.clear();
-            }
-        }
-    }
 }
 
 /// A short byte string kept inline (addresses: 20 digits in SMPP 3.4), on the heap only when
@@ -385,8 +330,8 @@ pub struct Shard<R> {
     records: Ring,
     // Vendor ids are byte strings that differ in a few characters: a strong hash keeps probes
     // short; our own ids (u64) use the fast one. Both map to a sequence number in `records`.
-    by_vendor: SegMap<u64, u64>,
-    by_shown: SegMap<u64, u64>,
+    by_vendor: SeqIndex,
+    by_shown: SeqIndex,
     early: std::collections::HashMap<(u32, Box<[u8]>), Early<R>>,
     early_order: VecDeque<(u64, u32, Box<[u8]>)>,
     max: usize,
@@ -403,8 +348,8 @@ impl<R> Shard<R> {
     pub fn new(max: usize, ttl_secs: u64) -> Shard<R> {
         Shard {
             records: Ring::default(),
-            by_vendor: SegMap::new(),
-            by_shown: SegMap::new(),
+            by_vendor: SeqIndex::new(),
+            by_shown: SeqIndex::new(),
             early: std::collections::HashMap::new(),
             early_order: VecDeque::new(),
             max: max.max(1),
@@ -434,14 +379,28 @@ impl<R> Shard<R> {
         self.len == 0
     }
 
+    /// Starts loading the index entries that inserting `rec` will write, and returns the key
+    /// [`Shard::insert_keyed`] takes: a core that prefetches a batch of records before inserting
+    /// them waits for memory about once per batch instead of twice per record.
+    pub fn prefetch(&self, rec: &Record) -> u64 {
+        let key = vendor_key(rec.vendor, &canonical_id(&rec.vendor_id));
+        self.by_vendor.prefetch(key);
+        self.by_shown.prefetch(rec.shown_id);
+        key
+    }
+
     /// Stores a message the vendor accepted; returns a receipt that was waiting for it.
     pub fn insert(&mut self, rec: Record, now: u64) -> Option<R> {
-        let canonical = canonical_id(&rec.vendor_id);
-        let key = vendor_key(rec.vendor, &canonical);
+        let key = vendor_key(rec.vendor, &canonical_id(&rec.vendor_id));
+        self.insert_keyed(rec, key, now)
+    }
+
+    /// [`Shard::insert`] with the key [`Shard::prefetch`] returned for `rec`.
+    pub fn insert_keyed(&mut self, rec: Record, key: u64, now: u64) -> Option<R> {
         // Receipts rarely arrive before the submit_sm_resp: build the parking key only when
         // something is parked.
-        let early_key =
-            (!self.early.is_empty()).then(|| (rec.vendor, Box::<[u8]>::from(canonical.as_bytes())));
+        let early_key = (!self.early.is_empty())
+            .then(|| (rec.vendor, Box::<[u8]>::from(canonical_id(&rec.vendor_id).as_bytes())));
         while self.len >= self.max {
             if !self.pop_oldest() {
                 break;
@@ -474,13 +433,8 @@ impl<R> Shard<R> {
     fn pop_oldest(&mut self) -> bool {
         let Some((seq, rec)) = self.records.pop() else { return false };
         self.len -= 1;
-        if self.by_shown.get(&rec.shown_id) == Some(&seq) {
-            self.by_shown.remove(&rec.shown_id);
-        }
-        let key = vendor_key(rec.vendor, &canonical_id(&rec.vendor_id));
-        if self.by_vendor.get(&key) == Some(&seq) {
-            self.by_vendor.remove(&key);
-        }
+        self.by_shown.remove_if(rec.shown_id, seq);
+        self.by_vendor.remove_if(vendor_key(rec.vendor, &canonical_id(&rec.vendor_id)), seq);
         true
     }
 
@@ -492,8 +446,7 @@ impl<R> Shard<R> {
         };
         let lookup = |cand: &[u8]| {
             self.by_vendor
-                .get(&vendor_key(vendor, cand))
-                .copied()
+                .get(vendor_key(vendor, cand))
                 .filter(|&m| self.records.get(m).is_some_and(|r| matches(r, cand)))
         };
         // The id as the vendor spelled it at submit time is the usual case: the other spellings
@@ -515,12 +468,12 @@ impl<R> Shard<R> {
 
     /// The record the customer knows by `shown_id`.
     pub fn find_shown(&self, shown_id: u64) -> Option<&Record> {
-        self.by_shown.get(&shown_id).and_then(|&m| self.records.get(m)).filter(|r| r.shown_id == shown_id)
+        self.by_shown.get(shown_id).and_then(|m| self.records.get(m)).filter(|r| r.shown_id == shown_id)
     }
 
     /// Mutable access by the customer's id.
     pub fn find_shown_mut(&mut self, shown_id: u64) -> Option<&mut Record> {
-        let m = *self.by_shown.get(&shown_id)?;
+        let m = self.by_shown.get(shown_id)?;
         self.records.get_mut(m).filter(|r| r.shown_id == shown_id)
     }
 
@@ -553,6 +506,7 @@ impl<R> Shard<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::seqindex::SEGMENTS;
 
     fn rec(msg: u64, vid: &str) -> Record {
         Record {
@@ -626,7 +580,7 @@ mod tests {
         s.preallocate();
         assert!(s.is_empty(), "preallocating stores nothing");
         assert_eq!(s.records.spare.len(), 3, "chunks for every record the bound allows");
-        let caps: Vec<usize> = s.by_shown.segs.iter().map(|m| m.capacity()).collect();
+        let caps = s.by_shown.capacities();
         assert!(caps.iter().all(|&c| c >= max / SEGMENTS), "every segment holds its share");
         let n = max as u64 * 3;
         for i in 0..n {
@@ -640,7 +594,7 @@ mod tests {
         // Chunks were recycled: never more allocated than the bound needs (plus the one filling).
         assert!(s.records.chunks.len() + s.records.spare.len() <= 4);
         // The few segments that outgrew their share grew; the rest kept their tables.
-        let same = s.by_shown.segs.iter().zip(&caps).filter(|(m, c)| m.capacity() == **c).count();
+        let same = s.by_shown.capacities().iter().zip(&caps).filter(|(m, c)| m == c).count();
         assert!(same >= SEGMENTS * 3 / 4, "{same} of {SEGMENTS} segments kept their table");
     }
 
