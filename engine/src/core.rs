@@ -23,7 +23,7 @@ use crate::metrics::Metrics;
 use crate::msgid::{IdGen, format_id};
 use crate::remote::{RemoteLink, RemoteOp};
 use crate::snapshot::{BindSlot, Snapshot};
-use crate::store::{Record, Shard, canonical_id, shard_key, shard_of};
+use crate::store::{Record, Shard, canonical_id, shard_key, shard_of, vendor_key};
 
 /// What a finished operation answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,8 +216,9 @@ pub enum CoreMsg {
         /// Our id or the status.
         result: Result<u64, CommandStatus>,
     },
-    /// Store a message a vendor accepted (to its shard).
-    Store(Box<Record>),
+    /// Store a message a vendor accepted (to its shard), with its key in the shard
+    /// ([`crate::store::vendor_key`], computed where the record was made).
+    Store(Box<Record>, u64),
     /// A receipt for the shard that holds its message.
     Receipt(Box<VendorReceipt>),
     /// A receipt or MO for the customer homed on the receiving core.
@@ -960,7 +961,8 @@ impl Core {
             siblings: job.siblings,
         };
         let shard = shard_of(vendor, &shard_key(&canonical), self.cores());
-        self.send(shard, CoreMsg::Store(Box::new(rec)));
+        let key = vendor_key(vendor, &canonical);
+        self.send(shard, CoreMsg::Store(Box::new(rec), key));
     }
 
     /// Delivers an answer to a session here, or sends it to its core.
@@ -1092,37 +1094,32 @@ impl Core {
     /// and started together they overlap instead of queueing one behind the other.
     pub fn on_core_msgs(&self, batch: &mut Vec<CoreMsg>) {
         let mut msgs = batch.drain(..);
-        let mut keys = [0u64; CORE_MSG_BATCH];
         // One wall-clock read per batch for the records' arrival times (seconds: the TTL's unit).
         let mut now = None;
         while !msgs.as_slice().is_empty() {
             {
                 let store = self.store.borrow();
-                for (m, k) in msgs.as_slice().iter().zip(keys.iter_mut()) {
-                    if let CoreMsg::Store(rec) = m {
-                        *k = store.prefetch(rec);
+                for m in msgs.as_slice().iter().take(CORE_MSG_BATCH) {
+                    if let CoreMsg::Store(rec, key) = m {
+                        store.prefetch(rec, *key);
                     }
                 }
             }
-            for &key in &keys {
-                match msgs.next() {
-                    Some(CoreMsg::Store(rec)) => {
+            for m in msgs.by_ref().take(CORE_MSG_BATCH) {
+                match m {
+                    CoreMsg::Store(rec, key) => {
                         let now = *now.get_or_insert_with(unix_now);
-                        self.store_record(*rec, Some(key), now)
+                        self.store_record(*rec, key, now)
                     }
-                    Some(m) => self.on_core_msg(m),
-                    None => break,
+                    m => self.on_core_msg(m),
                 }
             }
         }
     }
 
-    fn store_record(&self, rec: Record, key: Option<u64>, now: u64) {
+    fn store_record(&self, rec: Record, key: u64, now: u64) {
         self.remote_put(&rec, true);
-        let early = match key {
-            Some(key) => self.store.borrow_mut().insert_keyed(rec, key, now),
-            None => self.store.borrow_mut().insert(rec, now),
-        };
+        let early = self.store.borrow_mut().insert_keyed(rec, key, now);
         if let Some(r) = early {
             self.metrics.receipts_early.fetch_add(1, Ordering::Relaxed);
             self.apply_receipt(r);
@@ -1145,7 +1142,7 @@ impl Core {
                 }
             }
             CoreMsg::Done { reply, result } => self.reply(reply, result),
-            CoreMsg::Store(rec) => self.store_record(*rec, None, unix_now()),
+            CoreMsg::Store(rec, key) => self.store_record(*rec, key, unix_now()),
             CoreMsg::Receipt(r) => self.apply_receipt(r),
             CoreMsg::Deliver(d) => {
                 // No receiving bind here: a node where the customer has one takes it from Redis.

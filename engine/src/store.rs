@@ -83,7 +83,7 @@ fn write_radix(mut n: u128, radix: u128, buf: &mut [u8; 40]) -> &[u8] {
 
 /// The key of a vendor's id in the store: a 64-bit hash of the vendor and the canonical id. A
 /// lookup checks the record's own id, so a collision can only hide a receipt, never misroute one.
-fn vendor_key(vendor: u32, canonical: &[u8]) -> u64 {
+pub fn vendor_key(vendor: u32, canonical: &[u8]) -> u64 {
     use std::hash::Hasher;
     let mut h = std::collections::hash_map::DefaultHasher::new();
     h.write_u32(vendor);
@@ -379,14 +379,12 @@ impl<R> Shard<R> {
         self.len == 0
     }
 
-    /// Starts loading the index entries that inserting `rec` will write, and returns the key
-    /// [`Shard::insert_keyed`] takes: a core that prefetches a batch of records before inserting
-    /// them waits for memory about once per batch instead of twice per record.
-    pub fn prefetch(&self, rec: &Record) -> u64 {
-        let key = vendor_key(rec.vendor, &canonical_id(&rec.vendor_id));
+    /// Starts loading the index entries that inserting `rec` under `key` ([`vendor_key`]) will
+    /// write: a core that prefetches a batch of records before inserting them waits for memory
+    /// about once per batch instead of twice per record.
+    pub fn prefetch(&self, rec: &Record, key: u64) {
         self.by_vendor.prefetch(key);
         self.by_shown.prefetch(rec.shown_id);
-        key
     }
 
     /// Stores a message the vendor accepted; returns a receipt that was waiting for it.
@@ -395,8 +393,9 @@ impl<R> Shard<R> {
         self.insert_keyed(rec, key, now)
     }
 
-    /// [`Shard::insert`] with the key [`Shard::prefetch`] returned for `rec`.
+    /// [`Shard::insert`] with `rec`'s [`vendor_key`], computed beforehand.
     pub fn insert_keyed(&mut self, rec: Record, key: u64, now: u64) -> Option<R> {
+        debug_assert_eq!(key, vendor_key(rec.vendor, &canonical_id(&rec.vendor_id)));
         // Receipts rarely arrive before the submit_sm_resp: build the parking key only when
         // something is parked.
         let early_key = (!self.early.is_empty())
