@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
-use smppgw_codec::receipt::{MessageState, Receipt, ReceiptId, is_receipt};
+use smppgw_codec::receipt::{MessageState, Receipt, is_receipt};
 use smppgw_codec::{Address, CommandStatus, SubmitSm, Tlvs, tag};
 
 use crate::deliveries::{Delivery, Dispatcher, Kind, SessionRef};
@@ -1023,7 +1023,8 @@ impl Core {
     }
 
     fn apply_receipt(&self, r: Box<VendorReceipt>) {
-        let now = unix_now();
+        let now_ms = unix_now_ms();
+        let now = now_ms / 1000;
         let mut store = self.store.borrow_mut();
         let Some(rec) = store.find_vendor_mut(r.vendor, r.receipt.id.as_bytes()) else {
             let (vendor, id) = (r.vendor, r.receipt.id.as_bytes().to_vec());
@@ -1056,7 +1057,7 @@ impl Core {
             let copy = rec.clone();
             self.remote_push(RemoteOp::Put { record: copy, new: false });
         }
-        if let Some(waited_ms) = rec.receipt_wait_ms(unix_now_ms()) {
+        if let Some(waited_ms) = rec.receipt_wait_ms(now_ms) {
             self.metrics.receipt_latency.observe(self.idx, std::time::Duration::from_millis(waited_ms));
         }
         if !rec.wants_receipt {
@@ -1227,35 +1228,33 @@ fn customer_receipt(
 ) -> SubmitSm {
     let mut idbuf = [0u8; 20];
     let id = format_id(shown, style, &mut idbuf);
-    let receipt = match ReceiptId::from_slice(id) {
-        Ok(rid) => r.receipt.with_id(rid),
-        Err(_) => r.receipt.clone(),
-    };
-    let mut text = BytesMut::with_capacity(160);
-    receipt.format_into(&mut text);
+    let (src, dst) = (rec.dest.2.as_bytes(), rec.source.2.as_bytes());
+    // The text and both addresses share one allocation.
+    let mut buf = BytesMut::with_capacity(160 + src.len() + dst.len());
+    buf.extend_from_slice(src);
+    buf.extend_from_slice(dst);
+    let dates = smppgw_codec::receipt::DateStyle::Standard;
+    if r.receipt.format_with_id_into(id, &mut buf, dates).is_err() {
+        // Our ids are always valid receipt ids; should one not be, the vendor's text goes as it was.
+        r.receipt.format_into_as(&mut buf, dates);
+    }
+    let mut text = buf.freeze();
+    let source_addr = text.split_to(src.len());
+    let dest_addr = text.split_to(dst.len());
     let mut tlvs =
-        Tlvs::builder().cstr(tag::RECEIPTED_MESSAGE_ID, id).u8(tag::MESSAGE_STATE, receipt.stat.as_u8());
+        Tlvs::builder().cstr(tag::RECEIPTED_MESSAGE_ID, id).u8(tag::MESSAGE_STATE, r.receipt.stat.as_u8());
     if let Some(nec) = &r.network_error {
         tlvs = tlvs.bytes(tag::NETWORK_ERROR_CODE, nec);
     }
     if derived {
         tlvs = tlvs.u8(TAG_DERIVED_RECEIPT, 1);
     }
-    let mut text = text.freeze();
     if text.len() > smppgw_codec::SHORT_MESSAGE_MAX {
         text = text.slice(..smppgw_codec::SHORT_MESSAGE_MAX);
     }
     SubmitSm {
-        source: Address {
-            ton: rec.dest.0,
-            npi: rec.dest.1,
-            addr: Bytes::copy_from_slice(rec.dest.2.as_bytes()),
-        },
-        dest: Address {
-            ton: rec.source.0,
-            npi: rec.source.1,
-            addr: Bytes::copy_from_slice(rec.source.2.as_bytes()),
-        },
+        source: Address { ton: rec.dest.0, npi: rec.dest.1, addr: source_addr },
+        dest: Address { ton: rec.source.0, npi: rec.source.1, addr: dest_addr },
         esm_class: 0x04,
         short_message: text,
         tlvs: tlvs.build(),
