@@ -178,20 +178,43 @@ impl Tlvs {
 
     /// The value of the first parameter with this tag.
     pub fn get(&self, t: u16) -> Option<Bytes> {
-        self.iter().find(|tlv| tlv.tag == t).map(|tlv| tlv.value)
+        self.find(t).map(|at| self.raw.slice(at))
+    }
+
+    /// The value of the first parameter with this tag, borrowed: no reference count is taken
+    /// (each is an atomic increment and decrement on the read buffer the PDU came from).
+    pub fn get_ref(&self, t: u16) -> Option<&[u8]> {
+        self.find(t).and_then(|at| self.raw.get(at))
+    }
+
+    /// Where the value of the first parameter with this tag lies in the raw area.
+    fn find(&self, t: u16) -> Option<std::ops::Range<usize>> {
+        let raw: &[u8] = &self.raw;
+        let mut pos = 0;
+        while let Some(&[t0, t1, l0, l1]) = raw.get(pos..pos + 4) {
+            let start = pos + 4;
+            // Decode validated the area; the check keeps a hand-built value from panicking.
+            let end =
+                start.checked_add(usize::from(u16::from_be_bytes([l0, l1]))).filter(|&e| e <= raw.len())?;
+            if u16::from_be_bytes([t0, t1]) == t {
+                return Some(start..end);
+            }
+            pos = end;
+        }
+        None
     }
 
     /// Whether a parameter with this tag is present.
     pub fn contains(&self, t: u16) -> bool {
-        self.iter().any(|tlv| tlv.tag == t)
+        self.find(t).is_some()
     }
 
     fn get_u8(&self, t: u16) -> Option<u8> {
-        self.get(t).and_then(|v| v.first().copied())
+        self.get_ref(t).and_then(|v| v.first().copied())
     }
 
     fn get_u16(&self, t: u16) -> Option<u16> {
-        self.get(t).and_then(|v| if v.len() == 2 { Some(u16::from_be_bytes([v[0], v[1]])) } else { None })
+        self.get_ref(t).and_then(|v| if v.len() == 2 { Some(u16::from_be_bytes([v[0], v[1]])) } else { None })
     }
 
     /// receipted_message_id, without the C-octet string's trailing NUL.
@@ -204,7 +227,7 @@ impl Tlvs {
     }
     /// network_error_code.
     pub fn network_error_code(&self) -> Option<NetworkErrorCode> {
-        self.get(tag::NETWORK_ERROR_CODE).and_then(|v| {
+        self.get_ref(tag::NETWORK_ERROR_CODE).and_then(|v| {
             (v.len() == 3).then(|| NetworkErrorCode {
                 network_type: v[0],
                 error_code: u16::from_be_bytes([v[1], v[2]]),
@@ -426,6 +449,26 @@ mod tests {
         let t = Tlvs::decode(raw.clone()).unwrap();
         assert_eq!(t.raw(), &raw);
         assert_eq!(t.get(0x1400).unwrap().as_ref(), &[1, 2, 3]);
+        assert_eq!(t.message_state(), Some(2));
+    }
+
+    #[test]
+    fn lookups_by_tag_agree_with_iteration_and_find_the_first() {
+        let raw = Bytes::from_static(&[
+            0x14, 0x00, 0x00, 0x03, 1, 2, 3, // vendor-specific
+            0x04, 0x27, 0x00, 0x01, 2, // message_state
+            0x00, 0x1E, 0x00, 0x01, 0, // receipted_message_id, empty (its NUL only)
+            0x14, 0x00, 0x00, 0x01, 9, // the vendor tag again
+        ]);
+        let t = Tlvs::decode(raw).unwrap();
+        for tag in [0x1400, tag::MESSAGE_STATE, tag::RECEIPTED_MESSAGE_ID, tag::NETWORK_ERROR_CODE] {
+            let first = t.iter().find(|x| x.tag == tag).map(|x| x.value);
+            assert_eq!(t.get(tag), first, "tag {tag:#06x}");
+            assert_eq!(t.get_ref(tag), first.as_deref(), "tag {tag:#06x}");
+            assert_eq!(t.contains(tag), first.is_some());
+        }
+        assert_eq!(t.get_ref(0x1400), Some(&[1u8, 2, 3][..]), "the first of two");
+        assert_eq!(t.get_ref(tag::RECEIPTED_MESSAGE_ID), Some(&[0u8][..]), "present, NUL only");
         assert_eq!(t.message_state(), Some(2));
     }
 

@@ -990,9 +990,9 @@ impl Core {
             self.metrics.receipts_in.fetch_add(1, Ordering::Relaxed);
             let receipt = Receipt::parse_with_tlvs(
                 &d.short_message,
-                d.tlvs.receipted_message_id().as_deref(),
+                d.tlvs.get_ref(tag::RECEIPTED_MESSAGE_ID),
                 d.tlvs.message_state(),
-                d.tlvs.get(tag::NETWORK_ERROR_CODE).as_deref(),
+                d.tlvs.get_ref(tag::NETWORK_ERROR_CODE),
             );
             let receipt = match receipt {
                 Ok(r) => r,
