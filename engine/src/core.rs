@@ -22,7 +22,7 @@ use crate::mailbox::Mailbox;
 use crate::metrics::Metrics;
 use crate::msgid::{IdGen, format_id};
 use crate::remote::{RemoteLink, RemoteOp};
-use crate::snapshot::{BindSlot, Snapshot};
+use crate::snapshot::{BindSlot, Snapshot, VendorRt};
 use crate::store::{Record, Shard, canonical_id, shard_key, shard_of, vendor_key};
 
 /// What a finished operation answers.
@@ -774,12 +774,14 @@ impl Core {
                     continue;
                 }
                 let Some(vendor) = snap.vendor(v) else { continue };
-                if vendor.slots.iter().any(|s| s.up.load(Ordering::Relaxed)) {
-                    any_up = true;
-                }
-                match self.offer(&vendor.slots, job) {
+                match self.offer(vendor, job) {
                     Ok(()) => return,
-                    Err(j) => job = j,
+                    Err(j) => {
+                        // Read only when the offer failed: the slots of other cores are cache
+                        // misses on the path every message takes.
+                        any_up |= vendor.slots.iter().any(|s| s.up.load(Ordering::Relaxed));
+                        job = j;
+                    }
                 }
             }
         }
@@ -805,28 +807,16 @@ impl Core {
         self.finish(&job, Err(status));
     }
 
-    fn best_slot<'a>(&self, slots: &'a [Arc<BindSlot>]) -> Option<&'a Arc<BindSlot>> {
-        let mut best: Option<&Arc<BindSlot>> = None;
-        for s in slots.iter().filter(|s| s.available()) {
-            let better = match best {
-                None => true,
-                Some(b) => {
-                    let (local, blocal) = (s.core == self.idx, b.core == self.idx);
-                    (local && !blocal)
-                        || (local == blocal
-                            && s.load.load(Ordering::Relaxed) < b.load.load(Ordering::Relaxed))
-                }
-            };
-            if better {
-                best = Some(s);
-            }
-        }
-        best
+    /// The least loaded available slot of `vendor`, this core's first: another core's slots are
+    /// looked at only when none of ours can take the job (their counters are written by their
+    /// own core with every message, so reading them costs a cache miss).
+    fn best_slot<'a>(&self, vendor: &'a VendorRt) -> Option<&'a Arc<BindSlot>> {
+        least_loaded(vendor.slots_on(self.idx)).or_else(|| least_loaded(vendor.slots_off(self.idx)))
     }
 
     /// Hands the job to the least loaded available slot, preferring this core's.
-    fn offer(&self, slots: &[Arc<BindSlot>], job: Box<Job>) -> Result<(), Box<Job>> {
-        let Some(slot) = self.best_slot(slots) else { return Err(job) };
+    fn offer(&self, vendor: &VendorRt, job: Box<Job>) -> Result<(), Box<Job>> {
+        let Some(slot) = self.best_slot(vendor) else { return Err(job) };
         if slot.core == self.idx {
             let mb = self.vendor_binds.borrow().get(&(slot.vendor, slot.slot)).map(|(_, m)| m.clone());
             let Some(mb) = mb else { return Err(job) };
@@ -857,7 +847,7 @@ impl Core {
     /// Sends a cancel/replace to a bind of the vendor that holds the message.
     pub fn dispatch_op(&self, op: OpJob) {
         let snap = self.snapshot();
-        let slot = snap.vendor(op.vendor).and_then(|v| self.best_slot(&v.slots)).cloned();
+        let slot = snap.vendor(op.vendor).and_then(|v| self.best_slot(v)).cloned();
         let Some(slot) = slot else {
             let st = match op.reply.kind {
                 ReplyKind::Replace => CommandStatus::ESME_RREPLACEFAIL,
@@ -1262,6 +1252,18 @@ fn customer_receipt(
     }
 }
 
+/// The available slot with the fewest jobs (the first of equals).
+fn least_loaded<'a>(slots: impl Iterator<Item = &'a Arc<BindSlot>>) -> Option<&'a Arc<BindSlot>> {
+    let mut best: Option<(&Arc<BindSlot>, u32)> = None;
+    for s in slots.filter(|s| s.available()) {
+        let load = s.load.load(Ordering::Relaxed);
+        if best.is_none_or(|(_, b)| load < b) {
+            best = Some((s, load));
+        }
+    }
+    best.map(|(s, _)| s)
+}
+
 fn unreachable_job() -> Box<Job> {
     // Only jobs are pushed where these conversions run; a job is returned in every branch above.
     // Kept as a function so the impossible branch does not panic the core.
@@ -1294,6 +1296,32 @@ pub fn shown_text(id: u64, style: crate::msgid::IdStyle) -> Bytes {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn the_least_loaded_available_slot_is_chosen_and_the_first_of_equals() {
+        let slot = |n: u32, up: bool, load: u32| {
+            Arc::new(BindSlot {
+                vendor: 0,
+                slot: n,
+                core: 0,
+                up: std::sync::atomic::AtomicBool::new(up),
+                load: std::sync::atomic::AtomicU32::new(load),
+                capacity: 10,
+                effective_capacity: std::sync::atomic::AtomicU32::new(10),
+                sent: Default::default(),
+                reconnects: Default::default(),
+                slowed: Default::default(),
+                last_error: Default::default(),
+                last_error_at: Default::default(),
+            })
+        };
+        let slots =
+            [slot(0, true, 5), slot(1, false, 0), slot(2, true, 3), slot(3, true, 3), slot(4, true, 10)];
+        // Slot 1 is down and slot 4 full; of 2 and 3, equally loaded, the first.
+        assert_eq!(least_loaded(slots.iter()).map(|s| s.slot), Some(2));
+        assert!(least_loaded(slots[4..].iter()).is_none(), "a full slot is not available");
+        assert!(least_loaded(std::iter::empty()).is_none());
+    }
 
     #[test]
     fn unix_ms_at_follows_the_wall_clock_for_instants_before_and_after_its_anchor() {

@@ -203,6 +203,21 @@ impl BindSlot {
     }
 }
 
+impl VendorRt {
+    /// The slots owned by `core`, found by their index alone: another core's slots are written
+    /// by that core with every message, so even reading which core a slot belongs to is a cache
+    /// miss there.
+    pub fn slots_on(&self, core: usize) -> impl Iterator<Item = &Arc<BindSlot>> {
+        self.slots.iter().skip(core).step_by(self.cores)
+    }
+
+    /// The slots owned by other cores than `core`.
+    pub fn slots_off(&self, core: usize) -> impl Iterator<Item = &Arc<BindSlot>> {
+        let cores = self.cores;
+        self.slots.iter().enumerate().filter(move |(s, _)| s % cores != core).map(|(_, b)| b)
+    }
+}
+
 /// A vendor and its bind slots.
 #[derive(Debug)]
 pub struct VendorRt {
@@ -210,8 +225,10 @@ pub struct VendorRt {
     pub idx: u32,
     /// Its configuration.
     pub cfg: VendorConfig,
-    /// One per configured bind.
+    /// One per configured bind; slot `s` lives on core `s % cores`.
     pub slots: Vec<Arc<BindSlot>>,
+    /// Executors the slots are spread over.
+    pub cores: usize,
     /// Outcome counters (kept across reloads).
     pub counters: Arc<VendorCounters>,
     /// Its share of the vendor account's throughput over all nodes (inactive without Redis).
@@ -528,7 +545,16 @@ fn vendor_rt(idx: u32, v: &VendorConfig, cores: usize, keep: Option<&[Arc<BindSl
             })
         })
         .collect();
-    VendorRt { idx, cfg: v.clone(), slots, counters: Arc::default(), lease: Arc::default() }
+    let slots: Vec<Arc<BindSlot>> = slots;
+    debug_assert!(slots.iter().enumerate().all(|(s, b)| b.core == s % cores.max(1)));
+    VendorRt {
+        idx,
+        cfg: v.clone(),
+        slots,
+        cores: cores.max(1),
+        counters: Arc::default(),
+        lease: Arc::default(),
+    }
 }
 
 fn route_table(
@@ -598,5 +624,21 @@ mod tests {
             "us",
             "longer destination prefix first"
         );
+    }
+
+    #[test]
+    fn a_vendors_slots_split_by_the_core_that_owns_them() {
+        let mut v = VendorConfig::new("a", "h", 1, "s", "p");
+        v.binds = 5;
+        let rt = vendor_rt(0, &v, 2, None);
+        let ids =
+            |it: &mut dyn Iterator<Item = &Arc<BindSlot>>| it.map(|b| (b.slot, b.core)).collect::<Vec<_>>();
+        assert_eq!(ids(&mut rt.slots_on(0)), [(0, 0), (2, 0), (4, 0)]);
+        assert_eq!(ids(&mut rt.slots_on(1)), [(1, 1), (3, 1)]);
+        assert_eq!(ids(&mut rt.slots_off(0)), [(1, 1), (3, 1)]);
+        assert_eq!(ids(&mut rt.slots_off(1)), [(0, 0), (2, 0), (4, 0)]);
+        let one = vendor_rt(0, &v, 1, None);
+        assert_eq!(one.slots_on(0).count(), 5);
+        assert_eq!(one.slots_off(0).count(), 0);
     }
 }
