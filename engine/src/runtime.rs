@@ -489,6 +489,7 @@ async fn core_main(
                 batch.push(m);
                 // Take what else is already there, without waiting, to handle it as a batch.
                 let mut open = true;
+                let mut registered = false;
                 while batch.len() < CORE_MSG_BATCH {
                     match futures_lite::future::poll_once(rx.recv()).await {
                         Some(Some(m)) => batch.push(m),
@@ -496,12 +497,32 @@ async fn core_main(
                             open = false;
                             break;
                         }
-                        None => break,
+                        None => {
+                            registered = true;
+                            break;
+                        }
                     }
                 }
                 core.on_core_msgs(&mut batch);
                 if !open {
                     break;
+                }
+                if registered {
+                    // The empty poll above left this task's waker with the channel; it fires
+                    // when the next message arrives. Wait for it rather than polling `recv`
+                    // again: glommio keeps every waker registered on an empty channel and wakes
+                    // one per arriving message, so two registrations per message would pile up
+                    // wakers without bound while traffic is sparse.
+                    let mut waited = false;
+                    std::future::poll_fn(|_| {
+                        if waited {
+                            std::task::Poll::Ready(())
+                        } else {
+                            waited = true;
+                            std::task::Poll::Pending
+                        }
+                    })
+                    .await;
                 }
             }
         })
