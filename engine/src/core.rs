@@ -811,7 +811,9 @@ impl Core {
     /// looked at only when none of ours can take the job (their counters are written by their
     /// own core with every message, so reading them costs a cache miss).
     fn best_slot<'a>(&self, vendor: &'a VendorRt) -> Option<&'a Arc<BindSlot>> {
-        least_loaded(vendor.slots_on(self.idx)).or_else(|| least_loaded(vendor.slots_off(self.idx)))
+        let cores = self.cores();
+        least_loaded(vendor.slots_on(self.idx, cores))
+            .or_else(|| least_loaded(vendor.slots_off(self.idx, cores)))
     }
 
     /// Hands the job to the least loaded available slot, preferring this core's.

@@ -203,18 +203,22 @@ impl BindSlot {
     }
 }
 
+/// The core that owns slot `s` of a vendor whose binds are spread over `cores` executors.
+pub fn slot_core(s: usize, cores: usize) -> usize {
+    s % cores.max(1)
+}
+
 impl VendorRt {
-    /// The slots owned by `core`, found by their index alone: another core's slots are written
-    /// by that core with every message, so even reading which core a slot belongs to is a cache
-    /// miss there.
-    pub fn slots_on(&self, core: usize) -> impl Iterator<Item = &Arc<BindSlot>> {
-        self.slots.iter().skip(core).step_by(self.cores)
+    /// The slots owned by `core` of `cores`, found by their index alone ([`slot_core`]):
+    /// another core's slots are written by that core with every message, so even reading which
+    /// core a slot belongs to is a cache miss there.
+    pub fn slots_on(&self, core: usize, cores: usize) -> impl Iterator<Item = &Arc<BindSlot>> {
+        self.slots.iter().enumerate().filter(move |(s, _)| slot_core(*s, cores) == core).map(|(_, b)| b)
     }
 
-    /// The slots owned by other cores than `core`.
-    pub fn slots_off(&self, core: usize) -> impl Iterator<Item = &Arc<BindSlot>> {
-        let cores = self.cores;
-        self.slots.iter().enumerate().filter(move |(s, _)| s % cores != core).map(|(_, b)| b)
+    /// The slots owned by other cores than `core` of `cores`.
+    pub fn slots_off(&self, core: usize, cores: usize) -> impl Iterator<Item = &Arc<BindSlot>> {
+        self.slots.iter().enumerate().filter(move |(s, _)| slot_core(*s, cores) != core).map(|(_, b)| b)
     }
 }
 
@@ -225,10 +229,8 @@ pub struct VendorRt {
     pub idx: u32,
     /// Its configuration.
     pub cfg: VendorConfig,
-    /// One per configured bind; slot `s` lives on core `s % cores`.
+    /// One per configured bind; slot `s` lives on core [`slot_core`]`(s, cores)`.
     pub slots: Vec<Arc<BindSlot>>,
-    /// Executors the slots are spread over.
-    pub cores: usize,
     /// Outcome counters (kept across reloads).
     pub counters: Arc<VendorCounters>,
     /// Its share of the vendor account's throughput over all nodes (inactive without Redis).
@@ -533,7 +535,7 @@ fn vendor_rt(idx: u32, v: &VendorConfig, cores: usize, keep: Option<&[Arc<BindSl
                 effective_capacity: AtomicU32::new(capacity),
                 vendor: idx,
                 slot: s,
-                core: s as usize % cores,
+                core: slot_core(s as usize, cores),
                 up: AtomicBool::new(false),
                 load: AtomicU32::new(0),
                 capacity,
@@ -545,16 +547,7 @@ fn vendor_rt(idx: u32, v: &VendorConfig, cores: usize, keep: Option<&[Arc<BindSl
             })
         })
         .collect();
-    let slots: Vec<Arc<BindSlot>> = slots;
-    debug_assert!(slots.iter().enumerate().all(|(s, b)| b.core == s % cores.max(1)));
-    VendorRt {
-        idx,
-        cfg: v.clone(),
-        slots,
-        cores: cores.max(1),
-        counters: Arc::default(),
-        lease: Arc::default(),
-    }
+    VendorRt { idx, cfg: v.clone(), slots, counters: Arc::default(), lease: Arc::default() }
 }
 
 fn route_table(
@@ -633,12 +626,12 @@ mod tests {
         let rt = vendor_rt(0, &v, 2, None);
         let ids =
             |it: &mut dyn Iterator<Item = &Arc<BindSlot>>| it.map(|b| (b.slot, b.core)).collect::<Vec<_>>();
-        assert_eq!(ids(&mut rt.slots_on(0)), [(0, 0), (2, 0), (4, 0)]);
-        assert_eq!(ids(&mut rt.slots_on(1)), [(1, 1), (3, 1)]);
-        assert_eq!(ids(&mut rt.slots_off(0)), [(1, 1), (3, 1)]);
-        assert_eq!(ids(&mut rt.slots_off(1)), [(0, 0), (2, 0), (4, 0)]);
+        assert_eq!(ids(&mut rt.slots_on(0, 2)), [(0, 0), (2, 0), (4, 0)]);
+        assert_eq!(ids(&mut rt.slots_on(1, 2)), [(1, 1), (3, 1)]);
+        assert_eq!(ids(&mut rt.slots_off(0, 2)), [(1, 1), (3, 1)]);
+        assert_eq!(ids(&mut rt.slots_off(1, 2)), [(0, 0), (2, 0), (4, 0)]);
         let one = vendor_rt(0, &v, 1, None);
-        assert_eq!(one.slots_on(0).count(), 5);
-        assert_eq!(one.slots_off(0).count(), 0);
+        assert_eq!(one.slots_on(0, 1).count(), 5);
+        assert_eq!(one.slots_off(0, 1).count(), 0);
     }
 }
