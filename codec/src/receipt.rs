@@ -667,6 +667,19 @@ impl Key {
     /// Classifies a key; when the whole key is unknown, tries it without its leading words, so that
     /// stray words before a key do not hide it.
     fn classify(key: &[u8]) -> Key {
+        // The spellings of Appendix B (and "Text", seen as often as "text"), matched as they are
+        // before the general path normalises case and gaps.
+        match key {
+            b"id" => return Key::Id,
+            b"sub" => return Key::Sub,
+            b"dlvrd" => return Key::Dlvrd,
+            b"submit date" => return Key::SubmitDate,
+            b"done date" => return Key::DoneDate,
+            b"stat" => return Key::Stat,
+            b"err" => return Key::Err,
+            b"text" | b"Text" => return Key::Text,
+            _ => {}
+        }
         let mut rest = key;
         loop {
             let found = Key::known(rest);

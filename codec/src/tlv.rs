@@ -400,12 +400,19 @@ impl Iterator for TlvIter<'_> {
 #[derive(Debug)]
 pub struct TlvsBuilder {
     buf: BytesMut,
+    /// Where the TLV area starts in `buf` (what precedes it belongs to the caller).
+    start: usize,
 }
 
 impl TlvsBuilder {
     /// A builder with room for `cap` octets.
     pub fn with_capacity(cap: usize) -> TlvsBuilder {
-        TlvsBuilder { buf: BytesMut::with_capacity(cap) }
+        TlvsBuilder { buf: BytesMut::with_capacity(cap), start: 0 }
+    }
+    /// A builder that appends the TLV area to `buf`, after what it already holds; [`Self::split`]
+    /// gives both back, sharing one allocation (a PDU's text and its TLVs, say).
+    pub fn after(buf: BytesMut) -> TlvsBuilder {
+        TlvsBuilder { start: buf.len(), buf }
     }
     /// Appends a parameter with raw octets. Values longer than 65535 octets are cut to 65535, the
     /// most a TLV length can say.
@@ -435,13 +442,37 @@ impl TlvsBuilder {
     }
     /// Finishes the area.
     pub fn build(self) -> Tlvs {
-        Tlvs { raw: self.buf.freeze() }
+        self.split().1
+    }
+    /// Finishes the area: what `buf` held before it (see [`Self::after`]), and the area.
+    pub fn split(self) -> (Bytes, Tlvs) {
+        let mut all = self.buf.freeze();
+        let raw = all.split_off(self.start);
+        (all, Tlvs { raw })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_builder_after_other_content_gives_both_back_in_one_buffer() {
+        let mut buf = BytesMut::with_capacity(64);
+        buf.extend_from_slice(b"receipt text");
+        let (text, tlvs) = TlvsBuilder::after(buf)
+            .cstr(tag::RECEIPTED_MESSAGE_ID, b"ab12")
+            .u8(tag::MESSAGE_STATE, 2)
+            .split();
+        assert_eq!(&text[..], b"receipt text");
+        let alone =
+            Tlvs::builder().cstr(tag::RECEIPTED_MESSAGE_ID, b"ab12").u8(tag::MESSAGE_STATE, 2).build();
+        assert_eq!(tlvs, alone);
+        assert_eq!(tlvs.message_state(), Some(2));
+        assert_eq!(tlvs.receipted_message_id().as_deref(), Some(&b"ab12"[..]));
+        // One allocation: the TLV area starts where the text ends.
+        assert_eq!(tlvs.raw().as_ptr(), text.as_ptr().wrapping_add(text.len()));
+    }
 
     #[test]
     fn unknown_vendor_tlv_is_kept_byte_for_byte() {

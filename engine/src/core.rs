@@ -7,7 +7,6 @@
 //! work for this core itself goes through a local inbox so no handler ever re-enters another.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -15,9 +14,10 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use smppgw_codec::receipt::{MessageState, Receipt, is_receipt};
-use smppgw_codec::{Address, CommandStatus, SubmitSm, Tlvs, tag};
+use smppgw_codec::{Address, CommandStatus, SubmitSm, TlvsBuilder, tag};
 
 use crate::deliveries::{Delivery, Dispatcher, Kind, SessionRef};
+use crate::hash::FxHashMap;
 use crate::mailbox::Mailbox;
 use crate::metrics::Metrics;
 use crate::msgid::{IdGen, format_id};
@@ -338,7 +338,7 @@ pub struct Core {
     sessions: RefCell<Vec<Option<SessionEntry>>>,
     free: RefCell<Vec<u32>>,
     generation: Cell<u32>,
-    vendor_binds: RefCell<HashMap<(u32, u32), LocalBind>>,
+    vendor_binds: RefCell<FxHashMap<(u32, u32), LocalBind>>,
     /// One outbox per core; this core's own is its local inbox.
     pub outboxes: Vec<Rc<Outbox>>,
     rng: Cell<u64>,
@@ -432,7 +432,7 @@ impl Core {
             sessions: RefCell::new(Vec::new()),
             free: RefCell::new(Vec::new()),
             generation: Cell::new(1),
-            vendor_binds: RefCell::new(HashMap::new()),
+            vendor_binds: RefCell::new(FxHashMap::default()),
             outboxes,
             rng: Cell::new(0x9E37_79B9_7F4A_7C15 ^ (idx as u64 + 1)),
             metrics,
@@ -1221,8 +1221,10 @@ fn customer_receipt(
     let mut idbuf = [0u8; 20];
     let id = format_id(shown, style, &mut idbuf);
     let (src, dst) = (rec.dest.2.as_bytes(), rec.source.2.as_bytes());
-    // The text and both addresses share one allocation.
-    let mut buf = BytesMut::with_capacity(160 + src.len() + dst.len());
+    // Both addresses, the text and the TLVs share one allocation (one free, on whichever core
+    // the customer's answer comes back to).
+    let tlv_room = 4 + id.len() + 1 + 5 + r.network_error.as_ref().map_or(0, |n| 4 + n.len()) + 5;
+    let mut buf = BytesMut::with_capacity(160 + src.len() + dst.len() + tlv_room);
     buf.extend_from_slice(src);
     buf.extend_from_slice(dst);
     let dates = smppgw_codec::receipt::DateStyle::Standard;
@@ -1230,17 +1232,18 @@ fn customer_receipt(
         // Our ids are always valid receipt ids; should one not be, the vendor's text goes as it was.
         r.receipt.format_into_as(&mut buf, dates);
     }
-    let mut text = buf.freeze();
-    let source_addr = text.split_to(src.len());
-    let dest_addr = text.split_to(dst.len());
-    let mut tlvs =
-        Tlvs::builder().cstr(tag::RECEIPTED_MESSAGE_ID, id).u8(tag::MESSAGE_STATE, r.receipt.stat.as_u8());
+    let mut tlvs = TlvsBuilder::after(buf)
+        .cstr(tag::RECEIPTED_MESSAGE_ID, id)
+        .u8(tag::MESSAGE_STATE, r.receipt.stat.as_u8());
     if let Some(nec) = &r.network_error {
         tlvs = tlvs.bytes(tag::NETWORK_ERROR_CODE, nec);
     }
     if derived {
         tlvs = tlvs.u8(TAG_DERIVED_RECEIPT, 1);
     }
+    let (mut text, tlvs) = tlvs.split();
+    let source_addr = text.split_to(src.len());
+    let dest_addr = text.split_to(dst.len());
     if text.len() > smppgw_codec::SHORT_MESSAGE_MAX {
         text = text.slice(..smppgw_codec::SHORT_MESSAGE_MAX);
     }
@@ -1249,7 +1252,7 @@ fn customer_receipt(
         dest: Address { ton: rec.source.0, npi: rec.source.1, addr: dest_addr },
         esm_class: 0x04,
         short_message: text,
-        tlvs: tlvs.build(),
+        tlvs,
         ..SubmitSm::default()
     }
 }

@@ -71,6 +71,18 @@ fn parse_radix(s: &[u8], radix: u32) -> Option<u128> {
 /// `n` written in `radix` (10 or 16, lower case) at the end of `buf`.
 fn write_radix(mut n: u128, radix: u128, buf: &mut [u8; 40]) -> &[u8] {
     let mut i = buf.len();
+    if radix == 16 {
+        // Shifts, not 128-bit divisions (a library call each): decimal ids are sharded by their
+        // hex spelling, on every receipt and every accepted message of a decimal-id vendor.
+        loop {
+            i -= 1;
+            buf[i] = b"0123456789abcdef"[(n & 0xf) as usize];
+            n >>= 4;
+            if n == 0 {
+                return &buf[i..];
+            }
+        }
+    }
     loop {
         i -= 1;
         buf[i] = b"0123456789abcdef"[(n % radix) as usize];
@@ -545,6 +557,11 @@ mod tests {
         assert!(alts(b"340282366920938463463374607431768211456").is_empty(), "past u128, longer than 32");
         assert!(alts(b"8f14e45f-ceea").is_empty());
         assert_eq!(shard_key(b"123456789").as_bytes(), b"75bcd15");
+        for n in [0u128, 1, 15, 16, 255, 4096, u128::from(u64::MAX), u128::MAX - 1, u128::MAX] {
+            let mut buf = [0u8; 40];
+            assert_eq!(write_radix(n, 16, &mut buf), format!("{n:x}").as_bytes());
+            assert_eq!(write_radix(n, 10, &mut buf), n.to_string().as_bytes());
+        }
         assert_eq!(shard_key(b"a1b2").as_bytes(), b"a1b2");
     }
 

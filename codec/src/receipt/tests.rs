@@ -554,3 +554,42 @@ proptest! {
         prop_assert_eq!((&reparsed.id, reparsed.stat, &reparsed.text), (&receipt.id, receipt.stat, &receipt.text));
     }
 }
+
+#[test]
+fn keys_matched_as_written_classify_as_the_general_path_does() {
+    // classify() matches the usual spellings before normalising; both paths must agree, for those
+    // spellings and for every variant of case and gap the general path accepts.
+    for key in [
+        "id",
+        "sub",
+        "dlvrd",
+        "submit date",
+        "done date",
+        "stat",
+        "err",
+        "text",
+        "Text",
+        "ID",
+        "Sub",
+        "submit_date",
+        "Submit  Date",
+        "donedate",
+        "STAT",
+        "Err",
+        "TEXT",
+        "msgid",
+        "x id",
+        "",
+    ] {
+        let mut general = Key::known(key.as_bytes());
+        if general == Key::Other {
+            // classify() also tries the key without its leading words.
+            if let Some((_, last)) = key.rsplit_once(' ') {
+                general = Key::known(last.as_bytes());
+            }
+        }
+        assert_eq!(Key::classify(key.as_bytes()), general, "key {key:?}");
+    }
+    assert_eq!(Key::classify(b"Text"), Key::Text);
+    assert_eq!(Key::classify(b"submit date"), Key::SubmitDate);
+}
