@@ -1092,10 +1092,12 @@ impl Core {
         while !msgs.as_slice().is_empty() {
             {
                 let store = self.store.borrow();
-                for m in msgs.as_slice().iter().take(CORE_MSG_BATCH) {
-                    if let CoreMsg::Store(rec, key) = m {
-                        store.prefetch(rec, *key);
-                    }
+                let records = msgs.as_slice().iter().take(CORE_MSG_BATCH).filter_map(|m| match m {
+                    CoreMsg::Store(rec, key) => Some((rec, *key)),
+                    _ => None,
+                });
+                for (nth, (rec, key)) in records.enumerate() {
+                    store.prefetch(rec, key, nth);
                 }
             }
             for m in msgs.by_ref().take(CORE_MSG_BATCH) {

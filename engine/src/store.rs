@@ -254,7 +254,7 @@ pub const RING_CHUNK: usize = 4096;
 /// a growing store never moves or rehashes a record, and memory is taken a chunk at a time.
 #[derive(Debug, Default)]
 struct Ring {
-    chunks: VecDeque<Vec<Option<(u64, Record)>>>,
+    chunks: VecDeque<Vec<Option<Entry>>>,
     /// Sequence number of `chunks[0][0]`.
     base: u64,
     /// Entries of `chunks[0]` already removed.
@@ -263,17 +263,26 @@ struct Ring {
     next: u64,
     /// Emptied (or preallocated) chunks kept for the next ones needed: a full store turns
     /// chunks over without returning memory to the allocator and faulting it back in.
-    spare: Vec<Vec<Option<(u64, Record)>>>,
+    spare: Vec<Vec<Option<Entry>>>,
+}
+
+/// A record in the [`Ring`], with its arrival time and its [`vendor_key`]: evicting it takes its
+/// index entry out without hashing the id again.
+#[derive(Debug)]
+struct Entry {
+    at: u64,
+    key: u64,
+    rec: Record,
 }
 
 impl Ring {
-    fn push(&mut self, at: u64, rec: Record) -> u64 {
+    fn push(&mut self, at: u64, key: u64, rec: Record) -> u64 {
         if self.chunks.back().is_none_or(|c| c.len() == RING_CHUNK) {
             let chunk = self.spare.pop().unwrap_or_else(|| Vec::with_capacity(RING_CHUNK));
             self.chunks.push_back(chunk);
         }
         if let Some(c) = self.chunks.back_mut() {
-            c.push(Some((at, rec)));
+            c.push(Some(Entry { at, key, rec }));
         }
         self.next += 1;
         self.next - 1
@@ -289,19 +298,28 @@ impl Ring {
 
     fn get(&self, seq: u64) -> Option<&Record> {
         let (c, i) = self.slot(seq)?;
-        self.chunks.get(c)?.get(i)?.as_ref().map(|(_, r)| r)
+        self.chunks.get(c)?.get(i)?.as_ref().map(|e| &e.rec)
+    }
+
+    /// The `n`th oldest entry (0: the oldest).
+    fn nth_oldest(&self, n: usize) -> Option<&Entry> {
+        let rel = self.head + n;
+        if (self.base + rel as u64) >= self.next {
+            return None;
+        }
+        self.chunks.get(rel / RING_CHUNK)?.get(rel % RING_CHUNK)?.as_ref()
     }
 
     fn get_mut(&mut self, seq: u64) -> Option<&mut Record> {
         let (c, i) = self.slot(seq)?;
-        self.chunks.get_mut(c)?.get_mut(i)?.as_mut().map(|(_, r)| r)
+        self.chunks.get_mut(c)?.get_mut(i)?.as_mut().map(|e| &mut e.rec)
     }
 
     /// Allocates and touches the chunks for `records` records ahead of time.
     fn preallocate(&mut self, records: usize) {
         let want = records.div_ceil(RING_CHUNK).saturating_sub(self.chunks.len() + self.spare.len());
         for _ in 0..want {
-            let mut c: Vec<Option<(u64, Record)>> = Vec::with_capacity(RING_CHUNK);
+            let mut c: Vec<Option<Entry>> = Vec::with_capacity(RING_CHUNK);
             c.resize_with(RING_CHUNK, || None);
             c.clear();
             self.spare.push(c);
@@ -313,11 +331,11 @@ impl Ring {
         if self.base + (self.head as u64) >= self.next {
             return None;
         }
-        self.chunks.front()?.get(self.head)?.as_ref().map(|(at, _)| *at)
+        self.chunks.front()?.get(self.head)?.as_ref().map(|e| e.at)
     }
 
-    /// Removes the oldest record: (its sequence number, it).
-    fn pop(&mut self) -> Option<(u64, Record)> {
+    /// Removes the oldest record: its sequence number and entry.
+    fn pop(&mut self) -> Option<(u64, Entry)> {
         let seq = self.base + self.head as u64;
         if seq >= self.next {
             return None;
@@ -332,7 +350,7 @@ impl Ring {
             self.base += RING_CHUNK as u64;
             self.head = 0;
         }
-        taken.map(|(_, r)| (seq, r))
+        taken.map(|e| (seq, e))
     }
 }
 
@@ -394,9 +412,19 @@ impl<R> Shard<R> {
     /// Starts loading the index entries that inserting `rec` under `key` ([`vendor_key`]) will
     /// write: a core that prefetches a batch of records before inserting them waits for memory
     /// about once per batch instead of twice per record.
-    pub fn prefetch(&self, rec: &Record, key: u64) {
+    ///
+    /// `nth` is the record's place among those inserted next (0: the next one): when the store
+    /// is full, the index entries of the record it will evict are loaded too.
+    pub fn prefetch(&self, rec: &Record, key: u64, nth: usize) {
         self.by_vendor.prefetch(key);
         self.by_shown.prefetch(rec.shown_id);
+        let evictions = (self.len + nth + 1).saturating_sub(self.max);
+        if evictions > 0
+            && let Some(victim) = self.records.nth_oldest(evictions - 1)
+        {
+            self.by_vendor.prefetch(victim.key);
+            self.by_shown.prefetch(victim.rec.shown_id);
+        }
     }
 
     /// Stores a message the vendor accepted; returns a receipt that was waiting for it.
@@ -419,7 +447,7 @@ impl<R> Shard<R> {
             self.evicted += 1;
         }
         let shown = rec.shown_id;
-        let seq = self.records.push(now, rec);
+        let seq = self.records.push(now, key, rec);
         self.len += 1;
         self.by_shown.insert(shown, seq);
         self.by_vendor.insert(key, seq);
@@ -442,10 +470,10 @@ impl<R> Shard<R> {
     }
 
     fn pop_oldest(&mut self) -> bool {
-        let Some((seq, rec)) = self.records.pop() else { return false };
+        let Some((seq, e)) = self.records.pop() else { return false };
         self.len -= 1;
-        self.by_shown.remove_if(rec.shown_id, seq);
-        self.by_vendor.remove_if(vendor_key(rec.vendor, &canonical_id(&rec.vendor_id)), seq);
+        self.by_shown.remove_if(e.rec.shown_id, seq);
+        self.by_vendor.remove_if(e.key, seq);
         true
     }
 
@@ -623,6 +651,13 @@ mod tests {
         }
         assert_eq!(s.len(), RING_CHUNK * 2);
         assert_eq!(s.evicted, 10);
+        // The eviction order the prefetch pass reads ahead: oldest first, across chunks.
+        for k in [0, 1, RING_CHUNK - 11, RING_CHUNK - 10, RING_CHUNK * 2 - 1] {
+            let e = s.records.nth_oldest(k).map(|e| (e.rec.shown_id, e.key));
+            let id = 10 + k as u64;
+            assert_eq!(e, Some((id, vendor_key(1, format!("{id:x}").as_bytes()))), "{k}th oldest");
+        }
+        assert!(s.records.nth_oldest(RING_CHUNK * 2).is_none(), "past the newest");
         assert!(s.find_shown(9).is_none(), "evicted");
         assert!(s.find_shown(10).is_some());
         let last = n - 1;
