@@ -179,6 +179,9 @@ pub struct VendorReceipt {
     pub receipt: Receipt,
     /// network_error_code TLV value, passed through.
     pub network_error: Option<Bytes>,
+    /// [`vendor_key`] of the receipt's id, computed where it was parsed: the shard prefetches
+    /// and looks up by it.
+    pub key: u64,
 }
 
 /// What the query scatter finds.
@@ -997,7 +1000,11 @@ impl Core {
             let canonical = canonical_id(receipt.id.as_bytes());
             let shard = shard_of(vendor, &shard_key(&canonical), self.cores());
             let network_error = d.tlvs.get(tag::NETWORK_ERROR_CODE);
-            self.send(shard, CoreMsg::Receipt(Box::new(VendorReceipt { vendor, receipt, network_error })));
+            let key = vendor_key(vendor, &canonical);
+            self.send(
+                shard,
+                CoreMsg::Receipt(Box::new(VendorReceipt { vendor, receipt, network_error, key })),
+            );
         } else {
             self.metrics.mo_in.fetch_add(1, Ordering::Relaxed);
             let snap = self.snapshot();
@@ -1018,7 +1025,7 @@ impl Core {
         let now_ms = unix_now_ms();
         let now = now_ms / 1000;
         let mut store = self.store.borrow_mut();
-        let Some(rec) = store.find_vendor_mut(r.vendor, r.receipt.id.as_bytes()) else {
+        let Some(rec) = store.find_vendor_keyed_mut(r.vendor, r.receipt.id.as_bytes(), r.key) else {
             let (vendor, id) = (r.vendor, r.receipt.id.as_bytes().to_vec());
             if !store.park(vendor, &id, r, now) {
                 self.metrics.receipts_unmatched.fetch_add(1, Ordering::Relaxed);
@@ -1092,12 +1099,16 @@ impl Core {
         while !msgs.as_slice().is_empty() {
             {
                 let store = self.store.borrow();
-                let records = msgs.as_slice().iter().take(CORE_MSG_BATCH).filter_map(|m| match m {
-                    CoreMsg::Store(rec, key) => Some((rec, *key)),
-                    _ => None,
-                });
-                for (nth, (rec, key)) in records.enumerate() {
-                    store.prefetch(rec, key, nth);
+                let mut nth = 0;
+                for m in msgs.as_slice().iter().take(CORE_MSG_BATCH) {
+                    match m {
+                        CoreMsg::Store(rec, key) => {
+                            store.prefetch(rec, *key, nth);
+                            nth += 1;
+                        }
+                        CoreMsg::Receipt(r) => store.prefetch_vendor(r.key),
+                        _ => {}
+                    }
                 }
             }
             for m in msgs.by_ref().take(CORE_MSG_BATCH) {

@@ -477,20 +477,34 @@ impl<R> Shard<R> {
         true
     }
 
+    /// Starts loading the index entry a lookup of `key` ([`vendor_key`]) reads.
+    pub fn prefetch_vendor(&self, key: u64) {
+        self.by_vendor.prefetch(key);
+    }
+
     /// The record for a vendor's id, however the vendor spelled it.
     pub fn find_vendor_mut(&mut self, vendor: u32, id: &[u8]) -> Option<&mut Record> {
+        let key = vendor_key(vendor, &canonical_id(id));
+        self.find_vendor_keyed_mut(vendor, id, key)
+    }
+
+    /// [`Shard::find_vendor_mut`] with the [`vendor_key`] of `id`, computed beforehand.
+    pub fn find_vendor_keyed_mut(&mut self, vendor: u32, id: &[u8], key: u64) -> Option<&mut Record> {
         let c = canonical_id(id);
+        debug_assert_eq!(key, vendor_key(vendor, &c));
+        // The vendor quoting the id exactly as it answered the submit is the usual case: equal
+        // octets need no canonical form.
         let matches = |rec: &Record, want: &[u8]| {
-            rec.vendor == vendor && canonical_id(&rec.vendor_id).as_bytes() == want
+            rec.vendor == vendor
+                && (rec.vendor_id.as_bytes() == id || canonical_id(&rec.vendor_id).as_bytes() == want)
         };
-        let lookup = |cand: &[u8]| {
-            self.by_vendor
-                .get(vendor_key(vendor, cand))
-                .filter(|&m| self.records.get(m).is_some_and(|r| matches(r, cand)))
+        let lookup = |key: u64, cand: &[u8]| {
+            self.by_vendor.get(key).filter(|&m| self.records.get(m).is_some_and(|r| matches(r, cand)))
         };
         // The id as the vendor spelled it at submit time is the usual case: the other spellings
         // (a parse and an allocation) only on a miss.
-        let found = lookup(&c).or_else(|| alternate_ids(&c).iter().find_map(|alt| lookup(alt)));
+        let found = lookup(key, &c)
+            .or_else(|| alternate_ids(&c).iter().find_map(|alt| lookup(vendor_key(vendor, alt), alt)));
         self.records.get_mut(found?)
     }
 
