@@ -377,9 +377,16 @@ pub fn unix_now_ms() -> u64 {
 pub fn unix_ms_at(at: Instant) -> u64 {
     thread_local! {
         static ANCHOR: std::cell::Cell<Option<(Instant, u64)>> = const { std::cell::Cell::new(None) };
+        // The last answer: a session stamps every submit of one read with the same instant.
+        static LAST: std::cell::Cell<Option<(Instant, u64)>> = const { std::cell::Cell::new(None) };
     }
     const REFRESH: std::time::Duration = std::time::Duration::from_secs(1);
-    ANCHOR.with(|anchor| {
+    if let Some((last, ms)) = LAST.with(|l| l.get())
+        && last == at
+    {
+        return ms;
+    }
+    let ms = ANCHOR.with(|anchor| {
         let (i, ms) = match anchor.get() {
             Some((i, ms))
                 if at.saturating_duration_since(i) < REFRESH && i.saturating_duration_since(at) < REFRESH =>
@@ -397,7 +404,9 @@ pub fn unix_ms_at(at: Instant) -> u64 {
         } else {
             ms.saturating_sub(i.duration_since(at).as_millis() as u64)
         }
-    })
+    });
+    LAST.with(|l| l.set(Some((at, ms))));
+    ms
 }
 
 /// Unix time in seconds.
