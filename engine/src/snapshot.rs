@@ -284,10 +284,33 @@ fn strip_plus(s: &[u8]) -> &[u8] {
     s.strip_prefix(b"+").unwrap_or(s)
 }
 
+/// A destination prefix as a map key: up to 15 octets packed with their length into one u128,
+/// hashed in two rounds and compared in one instruction (a `Vec<u8>` key costs a call to memcmp
+/// per lookup, on every message); longer prefixes keep their octets.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum PrefixKey {
+    Packed(u128),
+    Long(Box<[u8]>),
+}
+
+impl PrefixKey {
+    fn new(p: &[u8]) -> PrefixKey {
+        match p.len() {
+            n @ 0..=15 => {
+                let mut b = [0u8; 16];
+                b[..n].copy_from_slice(p);
+                b[15] = n as u8;
+                PrefixKey::Packed(u128::from_le_bytes(b))
+            }
+            _ => PrefixKey::Long(p.into()),
+        }
+    }
+}
+
 /// Destination prefix -> routes, searched longest prefix first.
 #[derive(Debug, Default)]
 pub struct RouteTable {
-    by_prefix: crate::hash::FxHashMap<Vec<u8>, Vec<u32>>,
+    by_prefix: crate::hash::FxHashMap<PrefixKey, Vec<u32>>,
     longest: usize,
     /// Bit n set: some route has a destination prefix of n digits (n < 64), so lookups skip the
     /// lengths no route uses.
@@ -307,7 +330,7 @@ impl RouteTable {
             if len < 64 && self.lengths & (1 << len) == 0 {
                 continue;
             }
-            if let Some(ids) = self.by_prefix.get(&dest[..len]) {
+            if let Some(ids) = self.by_prefix.get(&PrefixKey::new(&dest[..len])) {
                 let mut best: Option<(usize, u32)> = None;
                 for &i in ids {
                     let r = &self.routes[i as usize];
@@ -580,7 +603,7 @@ fn route_table(
             let p = strip_plus(p.as_bytes()).to_vec();
             t.longest = t.longest.max(p.len());
             t.lengths |= if p.len() < 64 { 1 << p.len() } else { 0 };
-            t.by_prefix.entry(p).or_default().push(i as u32);
+            t.by_prefix.entry(PrefixKey::new(&p)).or_default().push(i as u32);
         }
     }
     t
@@ -617,6 +640,31 @@ mod tests {
             "us",
             "longer destination prefix first"
         );
+    }
+
+    #[test]
+    fn prefixes_of_every_length_route_to_the_longest_that_matches() {
+        // Prefixes up to 15 digits are packed map keys, longer ones are not: both kinds, and a
+        // prefix next to one a NUL or a digit longer, must find their own routes.
+        let mut cfg = Config::default();
+        cfg.vendors.push(VendorConfig::new("a", "h", 1, "s", "p"));
+        let prefixes = ["", "1", "10", "123456789012345", "1234567890123456", "12345678901234567"];
+        for p in prefixes {
+            let mut r = RouteConfig::new(&format!("p{}", p.len()), &["a"]);
+            r.prefixes = vec![p.into()];
+            cfg.routes.push(r);
+        }
+        let snap = Snapshot::build(cfg, 1);
+        let route = |dest: &[u8]| snap.routes.lookup(0, b"1", dest).map(|(_, r)| r.name.clone());
+        assert_eq!(route(b"999").as_deref(), Some("p0"));
+        assert_eq!(route(b"1").as_deref(), Some("p1"));
+        assert_eq!(route(b"1\0").as_deref(), Some("p1"), "a NUL is not the end of a shorter prefix");
+        assert_eq!(route(b"109").as_deref(), Some("p2"));
+        assert_eq!(route(b"12345678901234").as_deref(), Some("p1"));
+        assert_eq!(route(b"123456789012345").as_deref(), Some("p15"));
+        assert_eq!(route(b"1234567890123459").as_deref(), Some("p15"));
+        assert_eq!(route(b"1234567890123456").as_deref(), Some("p16"));
+        assert_eq!(route(b"+12345678901234567890").as_deref(), Some("p17"));
     }
 
     #[test]
