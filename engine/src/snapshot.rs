@@ -650,7 +650,7 @@ mod tests {
         cfg.vendors.push(VendorConfig::new("a", "h", 1, "s", "p"));
         let prefixes = ["", "1", "10", "123456789012345", "1234567890123456", "12345678901234567"];
         for p in prefixes {
-            let mut r = RouteConfig::new(&format!("p{}", p.len()), &["a"]);
+            let mut r = RouteConfig::new(format!("p{}", p.len()), &["a"]);
             r.prefixes = vec![p.into()];
             cfg.routes.push(r);
         }
