@@ -61,9 +61,12 @@ Reply STOP to opt out of messages from ACME Bank. "
     )
 }
 
-fn deliver_sm_receipt() -> Pdu {
-    let text = b"id:7f3a9c1e5b sub:001 dlvrd:001 submit date:2611251803 done date:2611251804 \
+/// The receipt text of the deliver_sm case: SMPP 3.4 Appendix B, as vendors send it.
+const RECEIPT_TEXT: &[u8] = b"id:7f3a9c1e5b sub:001 dlvrd:001 submit date:2611251803 done date:2611251804 \
 stat:DELIVRD err:000 text:Your verification co";
+
+fn deliver_sm_receipt() -> Pdu {
+    let text = RECEIPT_TEXT;
     Pdu::new(
         0x0002_0002,
         Body::DeliverSm(SubmitSm {
@@ -218,6 +221,15 @@ fn codec(c: &mut Criterion, cases: &[(&'static str, Pdu)]) {
     }
 }
 
+/// Parsing a receipt's text, as the gateway reads every receipt a vendor sends (ours only: rusmpp
+/// has no receipt parser). The text alone, without the TLVs, so that every field is read from it.
+fn receipt_parse(c: &mut Criterion) {
+    let text = Bytes::from_static(RECEIPT_TEXT);
+    c.bench_function("receipt/parse", |b| {
+        b.iter(|| smppgw_codec::receipt::Receipt::parse_with_tlvs(black_box(&text), None, None, None))
+    });
+}
+
 /// Alternating rounds of the paired comparison.
 const PAIRED_ROUNDS: usize = 101;
 /// Time each side of a round takes, about.
@@ -285,6 +297,7 @@ fn main() {
     let cases = cases();
     let mut c = Criterion::default().configure_from_args();
     codec(&mut c, &cases);
+    receipt_parse(&mut c);
     c.final_summary();
     // `cargo test --benches` runs each benchmark once as a test; the comparison is for `cargo bench`
     // (and can be left out, for profiling one benchmark: SMPPGW_CODEC_PAIRED=0).
