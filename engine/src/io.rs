@@ -752,7 +752,9 @@ async fn customer_session(core: Rc<Core>, io: Rc<CoreIo>, mut stream: TcpStream,
     let mut version = core.snapshot().version;
     while !d.closing {
         // A reload gives the customer its new settings (rate, formats); a removed one is unbound.
-        let snap = core.snapshot();
+        // Borrowed, not cloned (a count both cores write, on every wake), and let go before the
+        // await below.
+        let snap = core.snap();
         if snap.version != version {
             version = snap.version;
             if let Some(c) = d.customer.take() {
