@@ -752,22 +752,23 @@ async fn customer_session(core: Rc<Core>, io: Rc<CoreIo>, mut stream: TcpStream,
     let mut version = core.snapshot().version;
     while !d.closing {
         // A reload gives the customer its new settings (rate, formats); a removed one is unbound.
-        // Borrowed, not cloned (a count both cores write, on every wake), and let go before the
-        // await below.
-        let snap = core.snap();
-        if snap.version != version {
-            version = snap.version;
-            if let Some(c) = d.customer.take() {
-                match snap.customer_at(c.idx) {
-                    Some(n) => d.customer = Some(n.clone()),
-                    None => {
-                        d.customer = Some(c);
-                        d.machine.begin_shutdown(Instant::now(), &mut d.wbuf, &mut events);
+        // Borrowed, not cloned (a count both cores write, on every wake), in a block that ends
+        // before the await below.
+        {
+            let snap = core.snap();
+            if snap.version != version {
+                version = snap.version;
+                if let Some(c) = d.customer.take() {
+                    match snap.customer_at(c.idx) {
+                        Some(n) => d.customer = Some(n.clone()),
+                        None => {
+                            d.customer = Some(c);
+                            d.machine.begin_shutdown(Instant::now(), &mut d.wbuf, &mut events);
+                        }
                     }
                 }
             }
         }
-        drop(snap);
         deadline.set(d.machine.next_deadline());
         let wake = wait(&mut stream, &mut rbuf, &io, &mailbox, &mut deadline.timer).await;
         let now = Instant::now();
