@@ -490,21 +490,25 @@ impl<R> Shard<R> {
 
     /// [`Shard::find_vendor_mut`] with the [`vendor_key`] of `id`, computed beforehand.
     pub fn find_vendor_keyed_mut(&mut self, vendor: u32, id: &[u8], key: u64) -> Option<&mut Record> {
-        let c = canonical_id(id);
-        debug_assert_eq!(key, vendor_key(vendor, &c));
-        // The vendor quoting the id exactly as it answered the submit is the usual case: equal
-        // octets need no canonical form.
-        let matches = |rec: &Record, want: &[u8]| {
-            rec.vendor == vendor
-                && (rec.vendor_id.as_bytes() == id || canonical_id(&rec.vendor_id).as_bytes() == want)
-        };
-        let lookup = |key: u64, cand: &[u8]| {
-            self.by_vendor.get(key).filter(|&m| self.records.get(m).is_some_and(|r| matches(r, cand)))
-        };
-        // The id as the vendor spelled it at submit time is the usual case: the other spellings
-        // (a parse and an allocation) only on a miss.
-        let found = lookup(key, &c)
-            .or_else(|| alternate_ids(&c).iter().find_map(|alt| lookup(vendor_key(vendor, alt), alt)));
+        debug_assert_eq!(key, vendor_key(vendor, &canonical_id(id)));
+        // The usual case: the vendor quotes the id exactly as it answered the submit, and equal
+        // octets need no canonical form (the caller computed the key from it already).
+        let exact = self.by_vendor.get(key).filter(|&m| {
+            self.records.get(m).is_some_and(|r| r.vendor == vendor && r.vendor_id.as_bytes() == id)
+        });
+        let found = exact.or_else(|| {
+            // Another case, leading zeros or another radix: compare canonical forms.
+            let c = canonical_id(id);
+            let lookup = |key: u64, cand: &[u8]| {
+                self.by_vendor.get(key).filter(|&m| {
+                    self.records
+                        .get(m)
+                        .is_some_and(|r| r.vendor == vendor && canonical_id(&r.vendor_id).as_bytes() == cand)
+                })
+            };
+            lookup(key, &c)
+                .or_else(|| alternate_ids(&c).iter().find_map(|alt| lookup(vendor_key(vendor, alt), alt)))
+        });
         self.records.get_mut(found?)
     }
 
