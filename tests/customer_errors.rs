@@ -129,3 +129,122 @@ fn hash_is_checked_not_the_plain_password() {
     assert!(smppgw_engine::config::verify_password(&h, b"pw"));
     assert!(!smppgw_engine::config::verify_password(&h, b"pw2"));
 }
+
+#[test]
+fn field_checks_answer_over_the_wire_and_a_valid_data_sm_reaches_the_vendor() {
+    // Goal: each field a customer can get wrong comes back with its own status (submit_sm and
+    // data_sm alike), nothing refused reaches the vendor, and a valid data_sm is routed, sent
+    // and answered with a gateway id.
+    use smppgw_codec::{Address, DataSm, Tlvs, tag};
+    let vendor = common::sim(|_| {});
+    let gw = start(config(&[("v1", vendor.local_addr())]));
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
+    assert!(wait_for(Duration::from_secs(5), || vendor.stats().binds_current >= 2), "vendor binds up");
+
+    type Tweak = Box<dyn Fn(&mut smppgw_codec::SubmitSm)>;
+    let cases: Vec<(&str, Tweak, CommandStatus)> = vec![
+        ("empty source", Box::new(|s| s.source.addr = Default::default()), CommandStatus::ESME_RINVSRCADR),
+        ("receipt esm_class", Box::new(|s| s.esm_class = 0x04), CommandStatus::ESME_RINVESMCLASS),
+        ("priority 7", Box::new(|s| s.priority_flag = 7), CommandStatus::ESME_RINVPRTFLG),
+        (
+            "registered_delivery 0x80",
+            Box::new(|s| s.registered_delivery = 0x80),
+            CommandStatus::ESME_RINVREGDLVFLG,
+        ),
+        (
+            "replace_if_present 3",
+            Box::new(|s| s.replace_if_present_flag = 3),
+            CommandStatus::ESME_RINVREPFLAG,
+        ),
+        (
+            "schedule of 3 characters",
+            Box::new(|s| s.schedule_delivery_time = "123".into()),
+            CommandStatus::ESME_RINVSCHED,
+        ),
+        ("reserved data_coding", Box::new(|s| s.data_coding = 0x0C), CommandStatus::ESME_RINVDCS),
+        (
+            "odd UCS-2",
+            Box::new(|s| {
+                s.data_coding = 8;
+                s.short_message = vec![0, b'h', 0].into();
+            }),
+            CommandStatus::ESME_RINVMSGLEN,
+        ),
+        (
+            "UDH part 0",
+            Box::new(|s| {
+                s.esm_class = 0x40;
+                s.short_message = vec![5, 0x00, 3, 9, 2, 0, b'h'].into();
+            }),
+            CommandStatus::ESME_RINVMSGLEN,
+        ),
+        (
+            "SAR without its total",
+            Box::new(|s| {
+                s.tlvs = Tlvs::builder().u16(tag::SAR_MSG_REF_NUM, 9).u8(tag::SAR_SEGMENT_SEQNUM, 1).build();
+            }),
+            CommandStatus::ESME_RMISSINGOPTPARAM,
+        ),
+        (
+            "SAR part 4 of 3",
+            Box::new(|s| {
+                s.tlvs = Tlvs::builder()
+                    .u16(tag::SAR_MSG_REF_NUM, 9)
+                    .u8(tag::SAR_TOTAL_SEGMENTS, 3)
+                    .u8(tag::SAR_SEGMENT_SEQNUM, 4)
+                    .build();
+            }),
+            CommandStatus::ESME_RINVOPTPARAMVAL,
+        ),
+    ];
+    for (what, tweak, status) in &cases {
+        let (seq, mut p) = c.submit_pdu("15551234567", "hello");
+        let Body::SubmitSm(s) = &mut p.body else { unreachable!() };
+        tweak(s);
+        c.send(&p);
+        let r = c.recv_resp(seq);
+        assert_eq!(
+            (r.command_id(), r.command_status),
+            (CommandId::SUBMIT_SM_RESP, *status),
+            "submit_sm: {what}"
+        );
+    }
+
+    // data_sm: the same checks, its own response.
+    let data_sm = |dc: u8, payload: &[u8]| DataSm {
+        source: Address::new(1, 1, "15550001"),
+        dest: Address::new(1, 1, "15551234567"),
+        data_coding: dc,
+        tlvs: Tlvs::builder().bytes(tag::MESSAGE_PAYLOAD, payload).build(),
+        ..Default::default()
+    };
+    let seq = c.next_seq();
+    c.send(&Pdu::new(seq, Body::DataSm(data_sm(0x0B, b"hello"))));
+    let r = c.recv_resp(seq);
+    assert_eq!((r.command_id(), r.command_status), (CommandId::DATA_SM_RESP, CommandStatus::ESME_RINVDCS));
+    let seq = c.next_seq();
+    c.send(&Pdu::new(seq, Body::DataSm(data_sm(8, &[0, b'h', 0]))));
+    assert_eq!(c.recv_resp(seq).command_status, CommandStatus::ESME_RINVMSGLEN, "odd UCS-2 data_sm");
+    assert!(vendor.take_recorded().is_empty(), "nothing refused reached the vendor");
+
+    let seq = c.next_seq();
+    c.send(&Pdu::new(seq, Body::DataSm(data_sm(0, b"hello by data_sm"))));
+    let r = c.recv_resp(seq);
+    assert_eq!((r.command_id(), r.command_status), (CommandId::DATA_SM_RESP, CommandStatus::ESME_ROK));
+    let Body::DataSmResp(m) = &r.body else { panic!("data_sm_resp with a body: {r:?}") };
+    assert!(!m.message_id.is_empty() && m.message_id.len() <= 20, "a gateway id: {:?}", m.message_id);
+    let recorded = vendor.take_recorded();
+    assert_eq!(recorded.len(), 1, "the vendor got the message once");
+    let sent = &recorded[0].pdu;
+    assert_eq!(&sent.dest.addr[..], b"15551234567");
+    let text = sent.tlvs.message_payload().unwrap_or_else(|| sent.short_message.clone());
+    assert_eq!(&text[..], b"hello by data_sm");
+    assert_ne!(
+        recorded[0].message_id.as_bytes(),
+        &m.message_id[..],
+        "the customer gets our id, not the vendor's"
+    );
+    gw.shutdown();
+    gw.join();
+}

@@ -7,7 +7,9 @@
 
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use bytes::BytesMut;
+use smppgw_codec::text::Alphabet;
 use smppgw_codec::{Bind, BindResp, Body, CommandStatus, DecodeError, Pdu, SubmitSm, Tlvs};
 
 use crate::limits::BIND_FAILURES_MAX;
@@ -633,40 +635,74 @@ pub fn validate_submit(s: &SubmitSm) -> Result<u32, CommandStatus> {
     if !matches!(s.validity_period.len(), 0 | 16) {
         return Err(CommandStatus::ESME_RINVEXPIRY);
     }
+    // A reserved data_coding cannot be delivered as the customer meant it (SMPP 5.0's status).
+    let Some(alphabet) = smppgw_codec::text::alphabet(s.data_coding) else {
+        return Err(CommandStatus::ESME_RINVDCS);
+    };
+    sar_checked(&s.tlvs)?;
     let payload = s.tlvs.message_payload();
-    let body: &[u8] = match &payload {
+    let body: &Bytes = match &payload {
         // 5.3.2.32: message_payload and short_message must not both carry data.
         Some(_) if !s.short_message.is_empty() => return Err(CommandStatus::ESME_RINVPARLEN),
         Some(p) => p,
         None => &s.short_message,
     };
     let text: &[u8] = if s.esm_class & 0x40 != 0 {
-        // UDHI: the first octet is the header length and the header must fit.
+        // UDHI: the header must fit, and its concatenation or port element, if any, be well
+        // formed (a part numbered 0 or past its total would reach the handset as a fragment).
         let Some(&udhl) = body.first() else {
             return Err(CommandStatus::ESME_RINVMSGLEN);
         };
-        if usize::from(udhl) + 1 > body.len() {
+        if usize::from(udhl) + 1 > body.len() || smppgw_codec::text::parse_udh(body).is_err() {
             return Err(CommandStatus::ESME_RINVMSGLEN);
         }
         &body[usize::from(udhl) + 1..]
     } else {
         body
     };
+    if alphabet == Alphabet::Ucs2 && !text.len().is_multiple_of(2) {
+        // Half a UCS-2 character: the handset would show the rest shifted by an octet.
+        return Err(CommandStatus::ESME_RINVMSGLEN);
+    }
     if payload.is_some() || s.esm_class & 0x40 == 0 {
         // A whole text (not a part the customer already split): what it will cost at the operator.
-        Ok(segments_of(s.data_coding, text.len()))
+        Ok(segments_of(alphabet, text.len()))
     } else {
         Ok(1)
     }
 }
 
+/// The SAR parameters (5.3.2.22-24) come all three or not at all, each of its own size, with a
+/// part number from 1 to the total.
+fn sar_checked(t: &smppgw_codec::Tlvs) -> Result<(), CommandStatus> {
+    use smppgw_codec::tag;
+    let (r, total, seq) = (
+        t.get_ref(tag::SAR_MSG_REF_NUM),
+        t.get_ref(tag::SAR_TOTAL_SEGMENTS),
+        t.get_ref(tag::SAR_SEGMENT_SEQNUM),
+    );
+    match (r, total, seq) {
+        (None, None, None) => Ok(()),
+        (Some(r), Some(total), Some(seq)) => {
+            if r.len() != 2 || total.len() != 1 || seq.len() != 1 {
+                return Err(CommandStatus::ESME_RINVPARLEN);
+            }
+            if total[0] == 0 || seq[0] == 0 || seq[0] > total[0] {
+                return Err(CommandStatus::ESME_RINVOPTPARAMVAL);
+            }
+            Ok(())
+        }
+        _ => Err(CommandStatus::ESME_RMISSINGOPTPARAM),
+    }
+}
+
 /// Segments an encoded text of `len` octets occupies: 160/153 GSM septets (one per octet as
-/// carried with data_coding 0), 70/67 UCS-2 units, 140/134 octets otherwise.
-pub fn segments_of(data_coding: u8, len: usize) -> u32 {
-    let (units, single, multi) = match data_coding {
-        0 | 1 => (len, 160, 153),
-        8 => (len / 2, 70, 67),
-        _ => (len, 140, 134),
+/// carried in SMPP), 70/67 UCS-2 units, 140/134 octets.
+pub fn segments_of(alphabet: Alphabet, len: usize) -> u32 {
+    let (units, single, multi) = match alphabet {
+        Alphabet::Septets => (len, 160, 153),
+        Alphabet::Ucs2 => (len / 2, 70, 67),
+        Alphabet::Octets => (len, 140, 134),
     };
     if units <= single { 1 } else { units.div_ceil(multi) as u32 }
 }
@@ -840,10 +876,152 @@ mod tests {
         let mut s2 = s.clone();
         s2.short_message = "x".into();
         assert_eq!(validate_submit(&s2), Err(CommandStatus::ESME_RINVPARLEN));
-        assert_eq!(segments_of(8, 140), 1);
-        assert_eq!(segments_of(8, 142), 2);
-        assert_eq!(segments_of(0, 160), 1);
-        assert_eq!(segments_of(0, 161), 2);
+        assert_eq!(segments_of(Alphabet::Ucs2, 140), 1);
+        assert_eq!(segments_of(Alphabet::Ucs2, 142), 2);
+        assert_eq!(segments_of(Alphabet::Septets, 160), 1);
+        assert_eq!(segments_of(Alphabet::Septets, 161), 2);
+    }
+
+    #[test]
+    fn every_field_check_has_its_status() {
+        use smppgw_codec::tag;
+        let ok = SubmitSm {
+            source: Address::new(1, 1, "1"),
+            dest: Address::new(1, 1, "2"),
+            short_message: "x".into(),
+            ..Default::default()
+        };
+        let with = |f: &dyn Fn(&mut SubmitSm)| {
+            let mut s = ok.clone();
+            f(&mut s);
+            validate_submit(&s)
+        };
+        let sar = |r: &[u8], total: &[u8], seq: &[u8]| {
+            Tlvs::builder()
+                .bytes(tag::SAR_MSG_REF_NUM, r)
+                .bytes(tag::SAR_TOTAL_SEGMENTS, total)
+                .bytes(tag::SAR_SEGMENT_SEQNUM, seq)
+                .build()
+        };
+        type Tweak<'a> = Box<dyn Fn(&mut SubmitSm) + 'a>;
+        let cases: Vec<(&str, Tweak<'_>, CommandStatus)> = vec![
+            ("no source", Box::new(|s| s.source.addr = Default::default()), CommandStatus::ESME_RINVSRCADR),
+            ("a receipt's esm_class", Box::new(|s| s.esm_class = 0x04), CommandStatus::ESME_RINVESMCLASS),
+            (
+                "an notification's esm_class",
+                Box::new(|s| s.esm_class = 0x20),
+                CommandStatus::ESME_RINVESMCLASS,
+            ),
+            ("priority 5", Box::new(|s| s.priority_flag = 5), CommandStatus::ESME_RINVPRTFLG),
+            (
+                "registered_delivery 0x20",
+                Box::new(|s| s.registered_delivery = 0x20),
+                CommandStatus::ESME_RINVREGDLVFLG,
+            ),
+            (
+                "replace_if_present 2",
+                Box::new(|s| s.replace_if_present_flag = 2),
+                CommandStatus::ESME_RINVREPFLAG,
+            ),
+            (
+                "a 15-character schedule",
+                Box::new(|s| s.schedule_delivery_time = "261126120000000".into()),
+                CommandStatus::ESME_RINVSCHED,
+            ),
+            ("reserved data_coding 0x0B", Box::new(|s| s.data_coding = 0x0B), CommandStatus::ESME_RINVDCS),
+            ("reserved data_coding 0x9F", Box::new(|s| s.data_coding = 0x9F), CommandStatus::ESME_RINVDCS),
+            (
+                "UCS-2 of 3 octets",
+                Box::new(|s| {
+                    s.data_coding = 8;
+                    s.short_message = vec![0, b'a', 0].into();
+                }),
+                CommandStatus::ESME_RINVMSGLEN,
+            ),
+            ("flash UCS-2 of 1 octet", Box::new(|s| s.data_coding = 0x18), CommandStatus::ESME_RINVMSGLEN),
+            (
+                "UDH part 3 of 2",
+                Box::new(|s| {
+                    s.esm_class = 0x40;
+                    s.short_message = vec![5, 0x00, 3, 7, 2, 3, b'a'].into();
+                }),
+                CommandStatus::ESME_RINVMSGLEN,
+            ),
+            (
+                "UDH concatenation of the wrong length",
+                Box::new(|s| {
+                    s.esm_class = 0x40;
+                    s.short_message = vec![4, 0x00, 2, 7, 2, b'a'].into();
+                }),
+                CommandStatus::ESME_RINVMSGLEN,
+            ),
+            (
+                "SAR without its seqnum",
+                Box::new(|s| {
+                    s.tlvs =
+                        Tlvs::builder().u16(tag::SAR_MSG_REF_NUM, 7).u8(tag::SAR_TOTAL_SEGMENTS, 2).build();
+                }),
+                CommandStatus::ESME_RMISSINGOPTPARAM,
+            ),
+            (
+                "SAR part 0",
+                Box::new(|s| s.tlvs = sar(&[0, 7], &[2], &[0])),
+                CommandStatus::ESME_RINVOPTPARAMVAL,
+            ),
+            (
+                "SAR part 3 of 2",
+                Box::new(|s| s.tlvs = sar(&[0, 7], &[2], &[3])),
+                CommandStatus::ESME_RINVOPTPARAMVAL,
+            ),
+            (
+                "SAR total 0",
+                Box::new(|s| s.tlvs = sar(&[0, 7], &[0], &[0])),
+                CommandStatus::ESME_RINVOPTPARAMVAL,
+            ),
+            (
+                "SAR reference of one octet",
+                Box::new(|s| s.tlvs = sar(&[7], &[2], &[1])),
+                CommandStatus::ESME_RINVPARLEN,
+            ),
+        ];
+        for (what, f, status) in &cases {
+            assert_eq!(with(f.as_ref()), Err(*status), "{what}");
+        }
+        // What is valid stays valid: each check above, one step inside its bound.
+        let good: Vec<(&str, Tweak<'_>, u32)> = vec![
+            ("priority 4", Box::new(|s| s.priority_flag = 4), 1),
+            ("registered_delivery 0x1F", Box::new(|s| s.registered_delivery = 0x1F), 1),
+            ("flash GSM", Box::new(|s| s.data_coding = 0x10), 1),
+            (
+                "flash UCS-2 of 142 octets: 2 segments",
+                Box::new(|s| {
+                    s.data_coding = 0x18;
+                    s.short_message = vec![0; 142].into();
+                }),
+                2,
+            ),
+            (
+                "8-bit data of 141 octets: 2 segments",
+                Box::new(|s| {
+                    s.data_coding = 0x04;
+                    s.short_message = vec![0; 141].into();
+                }),
+                2,
+            ),
+            (
+                "UDH part 2 of 2, UCS-2 text after it",
+                Box::new(|s| {
+                    s.esm_class = 0x40;
+                    s.data_coding = 8;
+                    s.short_message = vec![5, 0x00, 3, 7, 2, 2, 0, b'a'].into();
+                }),
+                1,
+            ),
+            ("SAR part 2 of 2", Box::new(|s| s.tlvs = sar(&[0, 7], &[2], &[2])), 1),
+        ];
+        for (what, f, segments) in &good {
+            assert_eq!(with(f.as_ref()), Ok(*segments), "{what}");
+        }
     }
 }
 

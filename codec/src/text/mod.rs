@@ -88,6 +88,58 @@ impl Encoding {
     }
 }
 
+/// How the user data of a `data_coding` value is counted and checked: what [`alphabet`] returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Alphabet {
+    /// Seven-bit characters carried one to an octet (GSM 03.38 default alphabet, IA5): 160 to a
+    /// segment, 153 with a concatenation header.
+    Septets,
+    /// Octets: 8-bit data and the one-octet (or variable-width, counted by octets) character sets:
+    /// 140 to a segment, 134 with a concatenation header.
+    Octets,
+    /// UCS-2 (UTF-16BE) units of two octets: 70 to a segment, 67 with a concatenation header; an
+    /// odd number of octets is not UCS-2.
+    Ucs2,
+}
+
+/// What a `data_coding` value says of its user data, or `None` for a reserved value.
+///
+/// 0x00..=0x0E are SMPP 3.4's table (5.2.19), where 0x0B and 0x0C are reserved. From 0x10 on,
+/// the GSM 03.38 coding groups that handsets and SMSCs act on: general data coding 0x10..=0x7F
+/// (the alphabet in bits 3-2, where 11 is reserved; compressed text, bit 5, is octets), the
+/// reserved groups 0x80..=0xBF, message waiting 0xC0..=0xDF (GSM alphabet) and 0xE0..=0xEF
+/// (UCS-2), and data coding / message class 0xF0..=0xFF (bit 2: GSM alphabet or 8-bit data).
+/// SMPP 3.4 calls everything from 0x0F to 0xBF reserved, but flash messages (0x10, 0x18) and the
+/// other general-group values are in daily use, so they are taken as GSM defines them.
+pub const fn alphabet(data_coding: u8) -> Option<Alphabet> {
+    match data_coding {
+        0x00 | 0x01 | 0xC0..=0xDF => Some(Alphabet::Septets),
+        0x08 | 0xE0..=0xEF => Some(Alphabet::Ucs2),
+        0x02..=0x07 | 0x09 | 0x0A | 0x0D | 0x0E => Some(Alphabet::Octets),
+        0x0B | 0x0C | 0x0F | 0x80..=0xBF => None,
+        0x10..=0x7F => {
+            if data_coding & 0x20 != 0 {
+                // Compressed (23.042): octets whatever the alphabet, unless that is reserved.
+                if data_coding & 0x0C == 0x0C { None } else { Some(Alphabet::Octets) }
+            } else {
+                match data_coding & 0x0C {
+                    0x00 => Some(Alphabet::Septets),
+                    0x04 => Some(Alphabet::Octets),
+                    0x08 => Some(Alphabet::Ucs2),
+                    _ => None,
+                }
+            }
+        }
+        0xF0..=0xFF => {
+            if data_coding & 0x04 == 0 {
+                Some(Alphabet::Septets)
+            } else {
+                Some(Alphabet::Octets)
+            }
+        }
+    }
+}
+
 /// Everything that can go wrong in this module; each variant carries the bound that was broken.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -225,6 +277,37 @@ fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn alphabet_follows_smpp_for_its_table_and_gsm_above_it() {
+        // Goal: the SMPP 3.4 values, the GSM 03.38 groups customers use (flash, message
+        // waiting, message class) and the reserved values are told apart.
+        assert_eq!(alphabet(0x00), Some(Alphabet::Septets));
+        assert_eq!(alphabet(0x01), Some(Alphabet::Septets));
+        assert_eq!(alphabet(0x03), Some(Alphabet::Octets));
+        assert_eq!(alphabet(0x04), Some(Alphabet::Octets));
+        assert_eq!(alphabet(0x08), Some(Alphabet::Ucs2));
+        assert_eq!(alphabet(0x0E), Some(Alphabet::Octets));
+        for reserved in [0x0B, 0x0C, 0x0F, 0x1C, 0x3C, 0x4C, 0x80, 0x9F, 0xBF] {
+            assert_eq!(alphabet(reserved), None, "{reserved:#04x}");
+        }
+        assert_eq!(alphabet(0x10), Some(Alphabet::Septets), "flash, GSM alphabet");
+        assert_eq!(alphabet(0x18), Some(Alphabet::Ucs2), "flash, UCS-2");
+        assert_eq!(alphabet(0x14), Some(Alphabet::Octets));
+        assert_eq!(alphabet(0x38), Some(Alphabet::Octets), "compressed UCS-2 is octets");
+        assert_eq!(alphabet(0x48), Some(Alphabet::Ucs2), "marked for deletion, UCS-2");
+        assert_eq!(alphabet(0xC8), Some(Alphabet::Septets));
+        assert_eq!(alphabet(0xE8), Some(Alphabet::Ucs2));
+        assert_eq!(alphabet(0xF0), Some(Alphabet::Septets));
+        assert_eq!(alphabet(0xF4), Some(Alphabet::Octets));
+        // Every text encoding's own value agrees with it.
+        for (e, a) in [(Encoding::Gsm7, Alphabet::Septets), (Encoding::Ascii, Alphabet::Septets)]
+            .into_iter()
+            .chain([(Encoding::Latin1, Alphabet::Octets), (Encoding::Ucs2, Alphabet::Ucs2)])
+        {
+            assert_eq!(alphabet(e.data_coding()), Some(a), "{e:?}");
+        }
+    }
 
     #[test]
     fn data_coding_values_match_smpp() {
