@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{Client, config, sim, wait_for};
 use smppgw_codec::receipt::MessageState;
-use smppgw_codec::{Address, Body, CancelSm, CommandStatus, Pdu, QuerySm, ReplaceSm};
+use smppgw_codec::{Address, Body, CancelSm, CommandId, CommandStatus, Pdu, QuerySm, ReplaceSm};
 
 fn query(c: &mut Client, id: &str) -> Pdu {
     let seq = c.next_seq();
@@ -25,6 +25,8 @@ fn cancel_and_replace_reach_the_vendor_and_are_recorded() {
     assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
     assert!(wait_for(Duration::from_secs(5), || v.stats().binds_current >= 2));
     let (_, id) = c.submit_dlr("15551110000", "cancel me");
+    let vendor_id = v.take_recorded().last().expect("the vendor got the submit").message_id.clone();
+    assert_ne!(vendor_id, id, "the vendor's id is not ours");
     // The store is written asynchronously after the answer: wait until the message is known.
     assert!(wait_for(Duration::from_secs(5), || query(&mut c, &id).command_status.is_ok()));
 
@@ -39,7 +41,7 @@ fn cancel_and_replace_reach_the_vendor_and_are_recorded() {
     let resp = c.recv_resp(seq);
     assert_eq!(
         (resp.command_id(), resp.command_status),
-        (smppgw_codec::CommandId::REPLACE_SM_RESP, CommandStatus::ESME_ROK)
+        (CommandId::REPLACE_SM_RESP, CommandStatus::ESME_ROK)
     );
 
     let seq = c.next_seq();
@@ -53,13 +55,25 @@ fn cancel_and_replace_reach_the_vendor_and_are_recorded() {
     let resp = c.recv_resp(seq);
     assert_eq!(
         (resp.command_id(), resp.command_status),
-        (smppgw_codec::CommandId::CANCEL_SM_RESP, CommandStatus::ESME_ROK)
+        (CommandId::CANCEL_SM_RESP, CommandStatus::ESME_ROK)
     );
     assert!(
         wait_for(Duration::from_secs(5), || {
             matches!(query(&mut c, &id).body, Body::QuerySmResp(q) if q.message_state == MessageState::Deleted.as_u8())
         }),
         "the cancel is recorded"
+    );
+
+    // Both reached the vendor, in order, under the vendor's id, the replacement with its text.
+    let ops = v.take_recorded_ops();
+    let seen: Vec<(CommandId, &str, &[u8])> =
+        ops.iter().map(|o| (o.command_id, o.message_id.as_str(), &o.short_message[..])).collect();
+    assert_eq!(
+        seen,
+        vec![
+            (CommandId::REPLACE_SM, vendor_id.as_str(), &b"new text"[..]),
+            (CommandId::CANCEL_SM, vendor_id.as_str(), &b""[..])
+        ]
     );
 
     // A second cancel of a final message, and a cancel of an unknown id, fail.
@@ -72,6 +86,38 @@ fn cancel_and_replace_reach_the_vendor_and_are_recorded() {
     let seq = c.next_seq();
     c.send(&Pdu::new(seq, Body::ReplaceSm(ReplaceSm { message_id: "abcdef".into(), ..Default::default() })));
     assert_eq!(c.recv_resp(seq).command_status, CommandStatus::ESME_RREPLACEFAIL);
+    assert!(v.take_recorded_ops().is_empty(), "nothing the gateway refused itself went to the vendor");
+    gw.shutdown();
+    gw.join();
+}
+
+#[test]
+fn a_vendor_refusing_cancel_or_replace_is_cancelfail_or_replacefail_and_changes_nothing() {
+    // Goal: when the vendor refuses (its message is past changing), the customer gets
+    // ESME_RCANCELFAIL / ESME_RREPLACEFAIL and the message is not recorded as deleted.
+    let v = sim(|s| {
+        s.receipts.delay = smppgw_loadgen::sim::Delay::Fixed(Duration::from_secs(30));
+        s.faults.op_status = CommandStatus::ESME_RSYSERR;
+    });
+    let gw = smppgw_engine::start(config(&[("v", v.local_addr())])).unwrap();
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
+    assert!(wait_for(Duration::from_secs(5), || v.stats().binds_current >= 2));
+    let (_, id) = c.submit_dlr("15551110001", "keep me");
+    assert!(wait_for(Duration::from_secs(5), || query(&mut c, &id).command_status.is_ok()));
+
+    let seq = c.next_seq();
+    let r = ReplaceSm { message_id: id.clone().into(), short_message: "other".into(), ..Default::default() };
+    c.send(&Pdu::new(seq, Body::ReplaceSm(r)));
+    assert_eq!(c.recv_resp(seq).command_status, CommandStatus::ESME_RREPLACEFAIL);
+    let seq = c.next_seq();
+    c.send(&Pdu::new(seq, Body::CancelSm(CancelSm { message_id: id.clone().into(), ..Default::default() })));
+    assert_eq!(c.recv_resp(seq).command_status, CommandStatus::ESME_RCANCELFAIL);
+    assert_eq!(v.take_recorded_ops().len(), 2, "both were asked of the vendor");
+    match query(&mut c, &id).body {
+        Body::QuerySmResp(q) => assert_eq!(q.message_state, MessageState::Enroute.as_u8(), "still en route"),
+        other => panic!("query_sm_resp: {other:?}"),
+    }
     gw.shutdown();
     gw.join();
 }

@@ -102,6 +102,10 @@ struct Args {
     /// Status of injected errors: a name (ESME_RTHROTTLED, RSYSERR) or a number (0x58).
     #[arg(long, default_value = "ESME_RTHROTTLED", value_parser = parse_status)]
     error_status: CommandStatus,
+    /// Status cancel_sm and replace_sm are answered with (ESME_ROK: done; ESME_RCANCELFAIL, say,
+    /// for an SMSC that refuses them).
+    #[arg(long, default_value = "ESME_ROK", value_parser = parse_status)]
+    op_status: CommandStatus,
     /// submit_sm per second allowed per bind; above it ESME_RTHROTTLED (bursts of 100 ms allowed).
     #[arg(long)]
     throttle_tps: Option<u32>,
@@ -191,6 +195,7 @@ fn main() -> ExitCode {
             throttle_tps: a.throttle_tps,
             drop_rate: a.drop_rate,
             disconnect_after: a.disconnect_after,
+            op_status: a.op_status,
             stall: a.stall_ms.map(|ms| Stall {
                 every: Duration::from_millis(a.stall_every_ms),
                 length: Duration::from_millis(ms),

@@ -235,6 +235,9 @@ pub struct Faults {
     pub disconnect_after: Option<u64>,
     /// Periodic stalls.
     pub stall: Option<Stall>,
+    /// What cancel_sm and replace_sm are answered with: ESME_ROK (done), or a refusal such as
+    /// ESME_RCANCELFAIL, as an SMSC answers for a message it cannot change any more.
+    pub op_status: CommandStatus,
 }
 
 impl Default for Faults {
@@ -247,6 +250,7 @@ impl Default for Faults {
             drop_rate: 0.0,
             disconnect_after: None,
             stall: None,
+            op_status: CommandStatus::ESME_ROK,
         }
     }
 }

@@ -89,6 +89,21 @@ pub struct RecordedSubmit {
     pub pdu: SubmitSm,
 }
 
+/// A cancel_sm or replace_sm as the simulator received it (record mode).
+#[derive(Debug, Clone)]
+pub struct RecordedOp {
+    /// The account (system_id) it came on.
+    pub system_id: String,
+    /// CANCEL_SM or REPLACE_SM.
+    pub command_id: smppgw_codec::CommandId,
+    /// The message id it names.
+    pub message_id: String,
+    /// replace_sm's new short_message (empty for cancel_sm).
+    pub short_message: bytes::Bytes,
+    /// The status it was answered with.
+    pub status: CommandStatus,
+}
+
 /// Per-account counters of one core.
 #[derive(Debug, Default)]
 pub struct AccountCounters {
@@ -164,6 +179,7 @@ pub struct Shared {
     forward_tx: Vec<Sender<Outbound>>,
     forward_rx: Vec<Receiver<Outbound>>,
     record: Option<(Sender<RecordedSubmit>, Receiver<RecordedSubmit>)>,
+    ops_record: Option<(Sender<RecordedOp>, Receiver<RecordedOp>)>,
     /// Account system_ids, in configuration order.
     pub system_ids: Vec<String>,
 }
@@ -192,6 +208,7 @@ impl Shared {
             forward_tx,
             forward_rx,
             record: (cfg.record_max > 0).then(|| crossbeam_channel::bounded(cfg.record_max)),
+            ops_record: (cfg.record_max > 0).then(|| crossbeam_channel::bounded(cfg.record_max)),
             system_ids: cfg.accounts.iter().map(|a| a.system_id.clone()).collect(),
         }
     }
@@ -199,6 +216,14 @@ impl Shared {
     /// Drains the recorded submits.
     pub fn take_recorded(&self) -> Vec<RecordedSubmit> {
         match &self.record {
+            Some((_, rx)) => rx.try_iter().collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// Drains the recorded cancel_sm and replace_sm.
+    pub fn take_recorded_ops(&self) -> Vec<RecordedOp> {
+        match &self.ops_record {
             Some((_, rx)) => rx.try_iter().collect(),
             None => Vec::new(),
         }
@@ -586,6 +611,35 @@ impl SimCore {
     #[inline]
     pub fn has_ready(&mut self, id: SessionId) -> bool {
         self.slot(id).is_some_and(|s| !s.ready.is_empty())
+    }
+
+    /// Records a cancel_sm or replace_sm (record mode), dropping the oldest when the record is full.
+    pub fn record_op(
+        &self,
+        system_id: usize,
+        command_id: smppgw_codec::CommandId,
+        message_id: &[u8],
+        short_message: &[u8],
+        status: CommandStatus,
+    ) {
+        let Some((tx, rx)) = &self.shared.ops_record else { return };
+        let mut item = RecordedOp {
+            system_id: self.cfg.accounts.get(system_id).map(|a| a.system_id.clone()).unwrap_or_default(),
+            command_id,
+            message_id: String::from_utf8_lossy(message_id).into_owned(),
+            short_message: bytes::Bytes::copy_from_slice(short_message),
+            status,
+        };
+        loop {
+            match tx.try_send(item) {
+                Ok(()) => return,
+                Err(TrySendError::Full(back)) => {
+                    item = back;
+                    let _ = rx.try_recv();
+                }
+                Err(TrySendError::Disconnected(_)) => return,
+            }
+        }
     }
 
     /// Records a submit (record mode), dropping the oldest when the record is full.

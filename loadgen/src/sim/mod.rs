@@ -32,7 +32,7 @@ use glommio::ExecutorJoinHandle;
 pub use self::config::{
     Account, Delay, Faults, MoOptions, ReceiptOptions, SimConfig, Stall, StateMix, parse_status,
 };
-pub use self::core::{AccountStats, BindKind, RecordedSubmit, SimCore, SimStats};
+pub use self::core::{AccountStats, BindKind, RecordedOp, RecordedSubmit, SimCore, SimStats};
 pub use self::session::SimSession;
 use crate::runtime::spawn_executor;
 use crate::{Error, Result};
@@ -95,6 +95,11 @@ impl SimHandle {
     /// Takes the submit_sm recorded so far (record mode, `record_max` > 0), oldest first.
     pub fn take_recorded(&self) -> Vec<RecordedSubmit> {
         self.shared.take_recorded()
+    }
+
+    /// Takes the cancel_sm and replace_sm recorded so far (record mode), oldest first.
+    pub fn take_recorded_ops(&self) -> Vec<RecordedOp> {
+        self.shared.take_recorded_ops()
     }
 
     /// Stops every core, waits for them, and returns the final counters.

@@ -212,11 +212,15 @@ impl SimSession {
                 };
                 Pdu::new(seq, Body::SubmitMultiResp(body)).encode(&mut self.out);
             }
-            (&State::Bound { kind, .. }, Body::CancelSm(_)) if kind.can_submit() => {
-                put_empty(&mut self.out, CommandId::CANCEL_SM_RESP, CommandStatus::ESME_ROK, seq);
+            (&State::Bound { account, kind }, Body::CancelSm(x)) if kind.can_submit() => {
+                let status = core.cfg.faults.op_status;
+                core.record_op(account, CommandId::CANCEL_SM, &x.message_id, b"", status);
+                put_empty(&mut self.out, CommandId::CANCEL_SM_RESP, status, seq);
             }
-            (&State::Bound { kind, .. }, Body::ReplaceSm(_)) if kind.can_submit() => {
-                put_empty(&mut self.out, CommandId::REPLACE_SM_RESP, CommandStatus::ESME_ROK, seq);
+            (&State::Bound { account, kind }, Body::ReplaceSm(r)) if kind.can_submit() => {
+                let status = core.cfg.faults.op_status;
+                core.record_op(account, CommandId::REPLACE_SM, &r.message_id, &r.short_message, status);
+                put_empty(&mut self.out, CommandId::REPLACE_SM_RESP, status, seq);
             }
             (_, Body::Outbind(_) | Body::AlertNotification(_)) => {
                 self.error(&pdu, CommandStatus::ESME_RINVCMDID, core)
