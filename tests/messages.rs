@@ -125,9 +125,21 @@ fn message_payload_is_one_message_with_one_receipt() {
 #[test]
 fn mo_reaches_the_customer_that_owns_the_number() {
     // Goal: a deliver_sm that is not a receipt goes to the customer owning the destination range.
+    run_mo(false);
+}
+
+#[test]
+fn data_sm_mo_reaches_the_customer_that_owns_the_number() {
+    // Goal: the same for an MO the vendor sends as data_sm (its text in message_payload).
+    run_mo(true);
+}
+
+fn run_mo(data_sm: bool) {
     let v = sim(|s| {
         s.mo.rate_per_s = 20.0;
         s.mo.dest = smppgw_loadgen::pattern::Pattern::parse("12345").unwrap();
+        s.mo.data_sm = data_sm;
+        s.mo.text = "STOP".into();
     });
     let mut cfg = config(&[("v", v.local_addr())]);
     cfg.customers[1].number_ranges = vec!["123".into()];
@@ -139,7 +151,12 @@ fn mo_reaches_the_customer_that_owns_the_number() {
         let Body::DeliverSm(s) = &p.body else { panic!("deliver_sm") };
         assert!(!smppgw_codec::receipt::is_receipt(s.esm_class), "an MO, not a receipt");
         assert_eq!(&s.dest.addr[..], b"12345");
-        assert!(!s.short_message.is_empty());
+        let text = if s.short_message.is_empty() {
+            s.tlvs.message_payload().unwrap_or_default()
+        } else {
+            s.short_message.clone()
+        };
+        assert_eq!(&text[..], b"STOP", "the handset's text");
         c.answer(&p, CommandStatus::ESME_ROK);
     }
     assert!(gw.metrics.mo_in.load(Ordering::Relaxed) >= 3);

@@ -29,11 +29,25 @@ fn run_receipt_round_trip(tweak: impl FnOnce(&mut smppgw_loadgen::sim::SimConfig
     assert_eq!(tlv, id, "receipted_message_id is our id");
     assert_eq!(r.id.as_str(), id, "the text's id is our id");
     assert_eq!(r.stat, MessageState::Delivered);
-    assert!(r.submit_date.is_some() && r.done_date.is_some() && r.sub.is_some() && r.dlvrd.is_some());
-    if let Body::DeliverSm(s) = &p.body {
-        assert_eq!(&s.source.addr[..], b"15551230001", "receipt comes from the recipient");
-        assert_eq!(&s.dest.addr[..], b"15550001", "to the originator");
-    }
+    // Every Appendix B field, with the values the vendor gave (the simulator: one part
+    // submitted and delivered, err 000, the first 20 characters of the text, both dates today).
+    assert_eq!((r.sub, r.dlvrd), (Some(1), Some(1)));
+    assert_eq!(r.err, Some(smppgw_codec::receipt::ReceiptErr::Code(0)));
+    assert_eq!(r.text.as_deref(), Some(&b"hello receipt"[..]));
+    let (Some(sd), Some(dd)) = (r.submit_date, r.done_date) else { panic!("both dates: {r:?}") };
+    let as_key = |d: smppgw_codec::receipt::ReceiptDate| (d.year, d.month, d.day, d.hour, d.minute);
+    assert!(as_key(sd) <= as_key(dd), "submitted {sd:?} before done {dd:?}");
+    assert!(sd.year >= 2025, "{sd:?}");
+    let tlvs = match &p.body {
+        Body::DeliverSm(s) => {
+            assert_eq!(&s.source.addr[..], b"15551230001", "receipt comes from the recipient");
+            assert_eq!(&s.dest.addr[..], b"15550001", "to the originator");
+            &s.tlvs
+        }
+        Body::DataSm(d) => &d.tlvs,
+        other => panic!("a receipt PDU: {other:?}"),
+    };
+    assert_eq!(tlvs.message_state(), Some(MessageState::Delivered.as_u8()), "message_state TLV");
     c.answer(&p, CommandStatus::ESME_ROK);
     assert_eq!(c.unbind(), CommandStatus::ESME_ROK);
     // What operators see: the receipt counted by state, its latency and the vendor's observed.
@@ -67,6 +81,30 @@ fn decimal_vendor_ids() {
 #[test]
 fn uuid_vendor_ids() {
     run_receipt_round_trip(|s| s.id_format = IdFormat::Uuid);
+}
+
+#[test]
+fn vendor_ids_quoted_in_upper_case() {
+    // The submit_sm_resp gives lower-case hex, the receipt quotes it in upper case (the
+    // vendor's receipt system is another one): the message is found.
+    run_receipt_round_trip(|s| s.receipts.id_quote = smppgw_loadgen::msgid::IdQuote::Upper);
+}
+
+#[test]
+fn vendor_ids_quoted_with_leading_zeros() {
+    run_receipt_round_trip(|s| s.receipts.id_quote = smppgw_loadgen::msgid::IdQuote::Padded);
+}
+
+#[test]
+fn hex_vendor_ids_quoted_in_decimal() {
+    run_receipt_round_trip(|s| s.receipts.id_quote = smppgw_loadgen::msgid::IdQuote::Decimal);
+}
+
+#[test]
+fn data_sm_receipts_from_the_vendor() {
+    // The vendor sends its receipts as data_sm (TLVs, the text in message_payload); the customer
+    // gets its usual deliver_sm, rewritten to our id.
+    run_receipt_round_trip(|s| s.receipts.data_sm = true);
 }
 
 #[test]

@@ -992,8 +992,10 @@ impl Core {
     pub fn vendor_deliver(&self, vendor: u32, d: SubmitSm) {
         if is_receipt(d.esm_class) {
             self.metrics.receipts_in.fetch_add(1, Ordering::Relaxed);
+            // A data_sm receipt (and some deliver_sm ones) carries its text in message_payload.
+            let payload = if d.short_message.is_empty() { d.tlvs.message_payload() } else { None };
             let receipt = Receipt::parse_with_tlvs(
-                &d.short_message,
+                payload.as_ref().unwrap_or(&d.short_message),
                 d.tlvs.get_ref(tag::RECEIPTED_MESSAGE_ID),
                 d.tlvs.message_state(),
                 d.tlvs.get_ref(tag::NETWORK_ERROR_CODE),

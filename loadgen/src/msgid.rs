@@ -44,6 +44,61 @@ impl fmt::Display for IdFormat {
     }
 }
 
+/// How the simulator's receipts quote the id its submit_sm_resp gave (vendors are seen doing
+/// each of these): as given, in upper case, with leading zeros, or a hex id as a decimal number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IdQuote {
+    /// The same octets.
+    #[default]
+    Same,
+    /// ASCII upper case.
+    Upper,
+    /// Four leading zeros more (as long as the id stays within [`ID_TEXT_MAX`]).
+    Padded,
+    /// A hex id (the `hex` format) as its decimal value; other ids as given.
+    Decimal,
+}
+
+impl std::str::FromStr for IdQuote {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "same" => Ok(IdQuote::Same),
+            "upper" => Ok(IdQuote::Upper),
+            "padded" => Ok(IdQuote::Padded),
+            "decimal" => Ok(IdQuote::Decimal),
+            other => Err(format!("unknown id quoting {other:?} (same, upper, padded, decimal)")),
+        }
+    }
+}
+
+impl IdText {
+    /// This id as a receipt quotes it under `quote`.
+    pub fn quoted(&self, quote: IdQuote) -> IdText {
+        let mut t = *self;
+        let n = usize::from(self.len);
+        match quote {
+            IdQuote::Same => {}
+            IdQuote::Upper => t.buf[..n].make_ascii_uppercase(),
+            IdQuote::Padded if n + 4 <= ID_TEXT_MAX => {
+                t.buf[..4].copy_from_slice(b"0000");
+                t.buf[4..n + 4].copy_from_slice(&self.buf[..n]);
+                t.len = (n + 4) as u8;
+            }
+            IdQuote::Padded => {}
+            IdQuote::Decimal => {
+                let hex =
+                    std::str::from_utf8(self.as_bytes()).ok().and_then(|s| u64::from_str_radix(s, 16).ok());
+                if let Some(v) = hex.filter(|_| n == 16) {
+                    t = format_id(IdFormat::Decimal, 0, v);
+                }
+            }
+        }
+        t
+    }
+}
+
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// A formatted id on the stack.

@@ -11,7 +11,7 @@ use clap::Parser;
 use mimalloc::MiMalloc;
 use smppgw_codec::CommandStatus;
 use smppgw_loadgen::cli::{parse_duration, parse_rate, parse_share, stop_on_signal};
-use smppgw_loadgen::msgid::IdFormat;
+use smppgw_loadgen::msgid::{IdFormat, IdQuote};
 use smppgw_loadgen::pattern::Pattern;
 use smppgw_loadgen::runtime::CpuPlacement;
 use smppgw_loadgen::sim::{
@@ -93,6 +93,13 @@ struct Args {
     /// Quirk: send the receipt before the submit_sm_resp.
     #[arg(long)]
     receipt_before_resp: bool,
+    /// Quirk: how receipts quote the id: same, upper (upper case), padded (leading zeros),
+    /// decimal (a hex id's value in decimal).
+    #[arg(long, default_value = "same")]
+    receipt_id_quote: IdQuote,
+    /// Send receipts and MO as data_sm (TLVs, text in message_payload) instead of deliver_sm.
+    #[arg(long)]
+    data_sm: bool,
     /// Response latency, ms: fixed or MIN..MAX.
     #[arg(long, default_value = "0", value_parser = Delay::parse_ms)]
     resp_latency_ms: Delay,
@@ -187,6 +194,8 @@ fn main() -> ExitCode {
             upper_case_keys: a.upper_case_keys,
             date_digits: a.date_digits,
             before_resp: a.receipt_before_resp,
+            id_quote: a.receipt_id_quote,
+            data_sm: a.data_sm,
         },
         faults: Faults {
             resp_latency: a.resp_latency_ms,
@@ -201,7 +210,13 @@ fn main() -> ExitCode {
                 length: Duration::from_millis(ms),
             }),
         },
-        mo: MoOptions { rate_per_s: a.mo_rate, source: a.mo_source, dest: a.mo_dest, text: a.mo_text },
+        mo: MoOptions {
+            rate_per_s: a.mo_rate,
+            source: a.mo_source,
+            dest: a.mo_dest,
+            text: a.mo_text,
+            data_sm: a.data_sm,
+        },
         deliver_window: a.deliver_window,
         receipt_queue_max: a.receipt_queue_max,
         seed: a.seed,

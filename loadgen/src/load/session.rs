@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use smppgw_codec::{Bind, Body, CommandId, CommandStatus, DecodeError, HEADER_LEN, Header, Pdu};
+use smppgw_codec::{Bind, Body, CommandId, CommandStatus, DecodeError, DeliverSm, HEADER_LEN, Header, Pdu};
 
 use super::core::LoadCore;
 use super::template::emit;
@@ -220,6 +220,18 @@ impl LoadSession {
                 core.on_deliver(&d, now);
                 put_id_resp(&mut self.out, CommandId::DELIVER_SM_RESP, seq, CommandStatus::ESME_ROK, b"");
             }
+            // A receipt or MO as data_sm (a gateway or SMSC set to send them so): the same
+            // matching, its text taken from message_payload.
+            Body::DataSm(d) => {
+                let as_deliver = DeliverSm {
+                    esm_class: d.esm_class,
+                    short_message: d.tlvs.message_payload().unwrap_or_default(),
+                    tlvs: d.tlvs,
+                    ..DeliverSm::default()
+                };
+                core.on_deliver(&as_deliver, now);
+                put_id_resp(&mut self.out, CommandId::DATA_SM_RESP, seq, CommandStatus::ESME_ROK, b"");
+            }
             Body::BindTransmitterResp(_) | Body::BindReceiverResp(_) | Body::BindTransceiverResp(_) => {
                 if let State::Binding { seq: want, .. } = self.state
                     && want == seq
@@ -266,7 +278,7 @@ impl LoadSession {
                 }
             }
             body if body.command_id().is_response() => {}
-            // A request we do not serve (data_sm, alert_notification, ...).
+            // A request we do not serve (alert_notification, ...).
             body => {
                 let h = Header {
                     command_length: 0,
@@ -720,5 +732,40 @@ mod tests {
         assert!(answers.iter().all(|p| p.body.command_id() == CommandId::DELIVER_SM_RESP));
         let r = c.take_result();
         assert_eq!((r.awaiting.len(), r.early.len()), (0, 1), "the unknown id stays unmatched");
+    }
+
+    #[test]
+    fn data_sm_receipts_match_and_are_answered_with_data_sm_resp() {
+        // Goal: a receipt sent as data_sm (TLVs, or only its text in message_payload) matches
+        // like a deliver_sm one and gets data_sm_resp; an MO data_sm is counted as MO.
+        let t0 = Instant::now();
+        let mix = MessageMix { registered_delivery: 1, ..MessageMix::default() };
+        let mut c = core(LoadConfig { window: 2, mix, ..LoadConfig::default() }, t0);
+        let mut s = bound(&mut c, t0, Some(2));
+        s.poll(t0, &mut c);
+        let sent = drain(&mut s);
+        s.on_pdu(resp(sent[0].sequence_number, "a1"), t0, &mut c);
+        s.on_pdu(resp(sent[1].sequence_number, "b2"), t0, &mut c);
+        let data_sm = |esm_class: u8, tlvs: Tlvs| {
+            Body::DataSm(smppgw_codec::DataSm { esm_class, tlvs, ..Default::default() })
+        };
+        let by_tlv = Tlvs::builder().cstr(tag::RECEIPTED_MESSAGE_ID, b"a1").u8(tag::MESSAGE_STATE, 2).build();
+        s.on_pdu(Pdu::new(80, data_sm(0x04, by_tlv)), t0, &mut c);
+        let text =
+            b"id:b2 sub:001 dlvrd:001 submit date:2611261200 done date:2611261201 stat:DELIVRD err:000";
+        let by_text = Tlvs::builder().bytes(tag::MESSAGE_PAYLOAD, text).build();
+        s.on_pdu(Pdu::new(81, data_sm(0x04, by_text)), t0, &mut c);
+        let mo = Tlvs::builder().bytes(tag::MESSAGE_PAYLOAD, b"hello").build();
+        s.on_pdu(Pdu::new(82, data_sm(0, mo)), t0, &mut c);
+        assert_eq!((c.counters.receipts_expected, c.counters.receipts_matched), (2, 2));
+        assert_eq!(c.counters.mo_received, 1);
+        let answers = drain(&mut s);
+        let ids: Vec<(CommandId, u32)> =
+            answers.iter().map(|p| (p.command_id(), p.sequence_number)).collect();
+        assert_eq!(
+            ids,
+            vec![(CommandId::DATA_SM_RESP, 80), (CommandId::DATA_SM_RESP, 81), (CommandId::DATA_SM_RESP, 82)]
+        );
+        assert!(answers.iter().all(|p| p.command_status.is_ok()));
     }
 }

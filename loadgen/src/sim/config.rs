@@ -7,7 +7,7 @@ use smppgw_codec::CommandStatus;
 use smppgw_codec::receipt::MessageState;
 
 use crate::limits::{ACCOUNTS_MAX, CORES_MAX, CREDENTIALS_FILE_MAX_BYTES, RECORD_MAX, SIM_RECEIPT_QUEUE_MAX};
-use crate::msgid::IdFormat;
+use crate::msgid::{IdFormat, IdQuote};
 use crate::pattern::Pattern;
 use crate::rng::Rng;
 use crate::runtime::CpuPlacement;
@@ -192,6 +192,10 @@ pub struct ReceiptOptions {
     pub date_digits: u8,
     /// Quirk: send the receipt before the submit_sm_resp that gives its id.
     pub before_resp: bool,
+    /// Quirk: how the receipt (text and receipted_message_id) quotes the id.
+    pub id_quote: IdQuote,
+    /// Send receipts as data_sm (TLVs, the text in message_payload) instead of deliver_sm.
+    pub data_sm: bool,
 }
 
 impl Default for ReceiptOptions {
@@ -204,6 +208,8 @@ impl Default for ReceiptOptions {
             upper_case_keys: false,
             date_digits: 10,
             before_resp: false,
+            id_quote: IdQuote::Same,
+            data_sm: false,
         }
     }
 }
@@ -266,6 +272,8 @@ pub struct MoOptions {
     pub dest: Pattern,
     /// The text, GSM 7-bit.
     pub text: String,
+    /// Send MO as data_sm (the text in message_payload) instead of deliver_sm.
+    pub data_sm: bool,
 }
 
 impl Default for MoOptions {
@@ -275,6 +283,7 @@ impl Default for MoOptions {
             source: Pattern::parse("1555{rand:7}").unwrap_or_else(|_| unreachable_pattern()),
             dest: Pattern::parse("12345").unwrap_or_else(|_| unreachable_pattern()),
             text: "MO test message".to_string(),
+            data_sm: false,
         }
     }
 }

@@ -173,7 +173,7 @@ pub fn put_receipt_text(out: &mut BytesMut, r: &ReceiptData, opts: &ReceiptOptio
     let up = opts.upper_case_keys;
     let delivered = r.state == MessageState::Delivered;
     put_key(out, b"id:", up);
-    out.put_slice(r.id.as_bytes());
+    out.put_slice(r.id.quoted(opts.id_quote).as_bytes());
     put_key(out, b" sub:", up);
     out.put_slice(b"001");
     put_key(out, b" dlvrd:", up);
@@ -193,8 +193,12 @@ pub fn put_receipt_text(out: &mut BytesMut, r: &ReceiptData, opts: &ReceiptOptio
 }
 
 /// Writes a deliver_sm carrying the receipt `r` (esm_class 0x04), with the TLVs unless the
-/// no-TLV quirk is on.
+/// no-TLV quirk is on; or, with `opts.data_sm`, a data_sm with the TLVs and the text in
+/// message_payload.
 pub fn put_receipt(out: &mut BytesMut, seq: u32, r: &ReceiptData, opts: &ReceiptOptions, done_unix: u64) {
+    if opts.data_sm {
+        return put_receipt_data_sm(out, seq, r, opts, done_unix);
+    }
     out.reserve(256);
     let start = begin(out, CommandId::DELIVER_SM, CommandStatus::ESME_ROK, seq);
     out.put_u8(0); // service_type ""
@@ -211,25 +215,67 @@ pub fn put_receipt(out: &mut BytesMut, seq: u32, r: &ReceiptData, opts: &Receipt
     // The text is at most ~150 octets (36-character id, 12-digit dates, 20 quoted): always < 255.
     out[len_at] = sm_len.min(254) as u8;
     if opts.tlvs {
-        out.put_u16(tag::RECEIPTED_MESSAGE_ID);
-        out.put_u16(r.id.as_bytes().len() as u16 + 1);
-        put_cstr(out, r.id.as_bytes());
-        out.put_u16(tag::MESSAGE_STATE);
-        out.put_u16(1);
-        out.put_u8(r.state.as_u8());
-        let e = err_code(r.state);
-        if e != 0 {
-            out.put_u16(tag::NETWORK_ERROR_CODE);
-            out.put_u16(3);
-            out.put_u8(3); // GSM
-            out.put_u16(e);
-        }
+        put_receipt_tlvs(out, r, opts);
     }
     finish(out, start);
 }
 
-/// Writes a deliver_sm carrying an MO message (esm_class 0, GSM 7-bit).
-pub fn put_mo(out: &mut BytesMut, seq: u32, source: &Addr, dest: &Addr, text: &[u8]) {
+/// receipted_message_id, message_state and (for a failure) network_error_code.
+fn put_receipt_tlvs(out: &mut BytesMut, r: &ReceiptData, opts: &ReceiptOptions) {
+    let id = r.id.quoted(opts.id_quote);
+    out.put_u16(tag::RECEIPTED_MESSAGE_ID);
+    out.put_u16(id.as_bytes().len() as u16 + 1);
+    put_cstr(out, id.as_bytes());
+    out.put_u16(tag::MESSAGE_STATE);
+    out.put_u16(1);
+    out.put_u8(r.state.as_u8());
+    let e = err_code(r.state);
+    if e != 0 {
+        out.put_u16(tag::NETWORK_ERROR_CODE);
+        out.put_u16(3);
+        out.put_u8(3); // GSM
+        out.put_u16(e);
+    }
+}
+
+/// The common head of a data_sm: service_type, addresses, esm_class, registered_delivery and
+/// data_coding (0).
+fn put_data_sm_head(out: &mut BytesMut, source: &Addr, dest: &Addr, esm_class: u8) {
+    out.put_u8(0); // service_type ""
+    source.put(out);
+    dest.put(out);
+    out.put_slice(&[esm_class, 0, 0]); // esm_class, registered_delivery, data_coding
+}
+
+/// A receipt as data_sm: the TLVs (always: a data_sm receipt has nothing else to match on) and
+/// the Appendix B text in message_payload, as the vendors that send them do.
+fn put_receipt_data_sm(out: &mut BytesMut, seq: u32, r: &ReceiptData, opts: &ReceiptOptions, done_unix: u64) {
+    out.reserve(320);
+    let start = begin(out, CommandId::DATA_SM, CommandStatus::ESME_ROK, seq);
+    put_data_sm_head(out, &r.source, &r.dest, ESM_CLASS_RECEIPT);
+    put_receipt_tlvs(out, r, opts);
+    out.put_u16(tag::MESSAGE_PAYLOAD);
+    let len_at = out.len();
+    out.put_u16(0);
+    put_receipt_text(out, r, opts, done_unix);
+    let len = (out.len() - len_at - 2) as u16;
+    out[len_at..len_at + 2].copy_from_slice(&len.to_be_bytes());
+    finish(out, start);
+}
+
+/// Writes a deliver_sm carrying an MO message (esm_class 0, GSM 7-bit), or with `data_sm` a
+/// data_sm with the text in message_payload.
+pub fn put_mo(out: &mut BytesMut, seq: u32, source: &Addr, dest: &Addr, text: &[u8], data_sm: bool) {
+    if data_sm {
+        let text = &text[..text.len().min(usize::from(u16::MAX))];
+        out.reserve(64 + text.len());
+        let start = begin(out, CommandId::DATA_SM, CommandStatus::ESME_ROK, seq);
+        put_data_sm_head(out, source, dest, 0);
+        out.put_u16(tag::MESSAGE_PAYLOAD);
+        out.put_u16(text.len() as u16);
+        out.put_slice(text);
+        return finish(out, start);
+    }
     out.reserve(64 + text.len());
     let start = begin(out, CommandId::DELIVER_SM, CommandStatus::ESME_ROK, seq);
     out.put_u8(0);
@@ -245,7 +291,7 @@ pub fn put_mo(out: &mut BytesMut, seq: u32, source: &Addr, dest: &Addr, text: &[
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::msgid::{IdFormat, format_id};
+    use crate::msgid::{IdFormat, IdQuote, format_id};
     use smppgw_codec::receipt::Receipt;
     use smppgw_codec::{Body, Decoder};
 
@@ -323,10 +369,57 @@ mod tests {
     fn mo_is_a_plain_deliver_sm() {
         // Goal: MO messages decode as deliver_sm that are not receipts.
         let mut out = BytesMut::new();
-        put_mo(&mut out, 9, &Addr::new(1, 1, b"15551234567"), &Addr::new(0, 0, b"12345"), b"hi");
+        put_mo(&mut out, 9, &Addr::new(1, 1, b"15551234567"), &Addr::new(0, 0, b"12345"), b"hi", false);
         let pdu = Decoder::default().decode(&mut out).unwrap().unwrap();
         let Body::DeliverSm(d) = pdu.body else { panic!("not deliver_sm") };
         assert!(!smppgw_codec::receipt::is_receipt(d.esm_class));
         assert_eq!(&d.short_message[..], b"hi");
+    }
+
+    #[test]
+    fn data_sm_receipts_and_mo_carry_tlvs_and_the_text_in_message_payload() {
+        // Goal: with the data_sm switch, receipts are data_sm with esm_class 0x04, the TLVs and
+        // the Appendix B text in message_payload; MO is a data_sm with its text there.
+        let r = sample(MessageState::Delivered);
+        let opts = ReceiptOptions { data_sm: true, ..ReceiptOptions::default() };
+        let mut out = BytesMut::new();
+        put_receipt(&mut out, 7, &r, &opts, 1_764_097_260);
+        let pdu = Decoder::default().decode(&mut out).unwrap().unwrap();
+        assert!(out.is_empty(), "one whole frame");
+        let Body::DataSm(d) = pdu.body else { panic!("not data_sm: {pdu:?}") };
+        assert!(smppgw_codec::receipt::is_receipt(d.esm_class));
+        assert_eq!((&d.source.addr[..], &d.dest.addr[..]), (&b"447700900123"[..], &b"15550001111"[..]));
+        assert_eq!(d.tlvs.receipted_message_id().unwrap().as_ref(), b"0000000000000abc");
+        assert_eq!(d.tlvs.message_state(), Some(MessageState::Delivered.as_u8()));
+        let text = d.tlvs.message_payload().unwrap();
+        assert_eq!(Receipt::parse_bytes(&text).unwrap().id.as_bytes(), b"0000000000000abc");
+
+        let mut out = BytesMut::new();
+        put_mo(&mut out, 9, &Addr::new(1, 1, b"15551234567"), &Addr::new(0, 0, b"12345"), b"hi there", true);
+        let pdu = Decoder::default().decode(&mut out).unwrap().unwrap();
+        let Body::DataSm(d) = pdu.body else { panic!("not data_sm: {pdu:?}") };
+        assert!(!smppgw_codec::receipt::is_receipt(d.esm_class));
+        assert_eq!(&d.tlvs.message_payload().unwrap()[..], b"hi there");
+    }
+
+    #[test]
+    fn receipts_quote_the_id_as_configured() {
+        // Goal: each quoting quirk changes the id in both the text and receipted_message_id,
+        // and only as it says.
+        let r = sample(MessageState::Delivered);
+        for (quote, want) in [
+            (IdQuote::Same, &b"0000000000000abc"[..]),
+            (IdQuote::Upper, b"0000000000000ABC"),
+            (IdQuote::Padded, b"00000000000000000abc"),
+            (IdQuote::Decimal, b"2748"),
+        ] {
+            let opts = ReceiptOptions { id_quote: quote, ..ReceiptOptions::default() };
+            let mut out = BytesMut::new();
+            put_receipt(&mut out, 8, &r, &opts, 1_764_097_260);
+            let pdu = Decoder::default().decode(&mut out).unwrap().unwrap();
+            let Body::DeliverSm(d) = pdu.body else { panic!("not deliver_sm") };
+            assert_eq!(d.tlvs.receipted_message_id().unwrap().as_ref(), want, "{quote:?}");
+            assert_eq!(Receipt::parse_bytes(&d.short_message).unwrap().id.as_bytes(), want, "{quote:?}");
+        }
     }
 }

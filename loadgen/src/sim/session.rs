@@ -167,7 +167,9 @@ impl SimSession {
             (&State::Bound { account, kind }, Body::SubmitSm(sm)) if kind.can_submit() => {
                 self.submit(seq, &SubmitView::of(sm), Some(sm), account, now, core);
             }
-            (State::Bound { .. }, Body::DeliverSmResp(_)) => self.deliver_resp(seq, pdu.command_status, core),
+            (State::Bound { .. }, Body::DeliverSmResp(_) | Body::DataSmResp(_)) => {
+                self.deliver_resp(seq, pdu.command_status, core)
+            }
             (State::Bound { .. }, Body::GenericNack) => {
                 self.deliver_resp(seq, CommandStatus::ESME_RUNKNOWNERR, core)
             }
@@ -453,7 +455,7 @@ impl SimSession {
                 }
             }
             OutKind::Mo { source, dest } => {
-                put_mo(&mut self.out, seq, source, dest, core.cfg.mo.text.as_bytes());
+                put_mo(&mut self.out, seq, source, dest, core.cfg.mo.text.as_bytes(), core.cfg.mo.data_sm);
                 bump(&c.mo_sent, 1);
                 if let Some(a) = c.accounts.get(account) {
                     bump(&a.mo_sent, 1);
