@@ -1,8 +1,13 @@
 //! The smppgw binary's commands: check-config explains errors with their line, hash-password
-//! prints a hash the config accepts, and the gateway drains on SIGTERM and exits 0.
+//! prints a hash the config accepts, and the gateway drains on SIGTERM or SIGINT and exits 0.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::process::Command;
+use std::time::Duration;
+
+use smppgw_codec::{Body, CommandStatus, Pdu};
 
 fn smppgw() -> Command {
     Command::new(env!("CARGO_BIN_EXE_smppgw"))
@@ -42,20 +47,80 @@ fn hash_password_prints_a_hash_that_verifies() {
     assert!(smppgw_engine::config::verify_password(&hash, b"s3cret"));
 }
 
-#[test]
-fn sigterm_drains_and_exits_zero() {
-    let mut child = smppgw()
-        .env("SMPPGW__SERVER__LISTEN", "127.0.0.1:0")
-        .env("SMPPGW__SERVER__CORES", "1")
-        .env("SMPPGW__SERVER__HTTP_LISTEN", "127.0.0.1:0")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(500));
+/// A free TCP port on loopback (the OS's choice, released for the child to take).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Runs the smppgw binary against a simulator that answers after 200 ms, submits 20 messages,
+/// sends `signal` while they are in flight, and checks what a clean shutdown promises: every
+/// submit answered ESME_ROK, the customer unbound, every acknowledged message at the vendor,
+/// the vendor binds unbound, exit status 0.
+fn signal_drains_and_exits_zero(signal: i32) {
+    let v = common::sim(|s| {
+        s.faults.resp_latency = smppgw_loadgen::sim::Delay::Fixed(Duration::from_millis(200))
+    });
+    let port = free_port();
+    let dir = std::env::temp_dir().join(format!("smppgw-cli-sig{signal}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("gw.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\nhttp_listen = \"127.0.0.1:0\"\ncores = 1\n\n\
+             [[customer]]\nsystem_id = \"c1\"\npassword_hash = \"{}\"\n\n\
+             [[vendor]]\nname = \"v\"\nhost = \"127.0.0.1\"\nport = {}\nsystem_id = \"smppgw\"\npassword = \"secret\"\nbinds = 2\n\n\
+             [[route]]\nname = \"all\"\nprefixes = [\"\"]\nvendors = [\"v\"]\n",
+            common::pw_hash(),
+            v.local_addr().port()
+        ),
+    )
+    .unwrap();
+    let mut child = smppgw().arg("--config").arg(&cfg).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    assert!(
+        common::wait_for(Duration::from_secs(10), || std::net::TcpStream::connect(addr).is_ok()
+            && v.stats().binds_current >= 2),
+        "the gateway serves and its vendor binds are up"
+    );
+    let mut c = common::Client::connect(addr);
+    assert_eq!(c.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+    for i in 0..20 {
+        let (_, p) = c.submit_pdu(&format!("15556660{i:03}"), "in flight");
+        c.send(&p);
+    }
+    std::thread::sleep(Duration::from_millis(50));
     // SAFETY: sending a signal to our own child process.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    unsafe { libc::kill(child.id() as i32, signal) };
+    let (mut acked, mut unbound) = (0, false);
+    while let Some(p) = c.recv() {
+        match p.body {
+            Body::SubmitSmResp(_) if p.command_status.is_ok() => acked += 1,
+            Body::Unbind => {
+                unbound = true;
+                c.send(&Pdu::new(p.sequence_number, Body::UnbindResp));
+            }
+            _ => {}
+        }
+    }
     let status = child.wait().unwrap();
     assert!(status.success(), "exit status {status:?}");
+    assert_eq!(acked, 20, "every submit in flight was answered ESME_ROK");
+    assert!(unbound, "the customer was unbound");
+    let s = v.stats();
+    assert_eq!(s.submits_ok, 20, "every acknowledged message reached the vendor");
+    assert_eq!((s.unbinds, s.binds_current), (2, 0), "both vendor binds unbound and closed");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn sigterm_drains_and_exits_zero() {
+    signal_drains_and_exits_zero(libc::SIGTERM);
+}
+
+#[test]
+fn sigint_drains_and_exits_zero() {
+    signal_drains_and_exits_zero(libc::SIGINT);
 }
 
 #[test]
@@ -79,4 +144,22 @@ fn executors_that_cannot_start_stop_the_process_with_an_error() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("executors started") && err.contains("RLIMIT_MEMLOCK"), "{err}");
+}
+
+#[test]
+fn the_embedded_default_is_what_the_readme_says() {
+    // Goal: `smppgw` with no arguments serves SMPP on loopback 2775 (the demo password is
+    // public), with customer demo/demo and one vendor at the simulator's 127.0.0.1:2776 on a
+    // catch-all route.
+    let cfg = smppgw_engine::config::Config::embedded_default();
+    assert_eq!(cfg.server.listen, "127.0.0.1:2775".parse().unwrap());
+    let demo = cfg.customer("demo").expect("the demo customer");
+    assert!(smppgw_engine::config::verify_password(&demo.password_hash, b"demo"));
+    assert_eq!(cfg.vendors.len(), 1);
+    let v = &cfg.vendors[0];
+    assert_eq!((v.host.as_str(), v.port), ("127.0.0.1", 2776));
+    assert_eq!(cfg.routes.len(), 1);
+    assert_eq!(cfg.routes[0].prefixes, vec![String::new()], "a catch-all route");
+    let names: Vec<&str> = cfg.routes[0].vendors.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, vec![v.name.as_str()]);
 }

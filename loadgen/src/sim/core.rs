@@ -153,6 +153,8 @@ pub struct CoreCounters {
     pub mo_sent: AtomicU64,
     /// enquire_link answered.
     pub enquire_links: AtomicU64,
+    /// unbind answered (a peer that left cleanly).
+    pub unbinds: AtomicU64,
     /// query_sm answered.
     pub queries: AtomicU64,
     /// generic_nack sent (unknown commands, broken PDUs).
@@ -255,6 +257,7 @@ impl Shared {
             s.deliver_timeouts += get(&c.deliver_timeouts);
             s.mo_sent += get(&c.mo_sent);
             s.enquire_links += get(&c.enquire_links);
+            s.unbinds += get(&c.unbinds);
             s.queries += get(&c.queries);
             s.generic_nacks += get(&c.generic_nacks);
             s.malformed += get(&c.malformed);
@@ -312,6 +315,7 @@ pub struct SimStats {
     pub deliver_timeouts: u64,
     pub mo_sent: u64,
     pub enquire_links: u64,
+    pub unbinds: u64,
     pub queries: u64,
     pub generic_nacks: u64,
     pub malformed: u64,

@@ -160,6 +160,7 @@ impl SimSession {
                 self.error(&pdu, CommandStatus::ESME_RALYBND, core);
             }
             (_, Body::Unbind) => {
+                bump(&core.counters().unbinds, 1);
                 put_empty(&mut self.out, CommandId::UNBIND_RESP, CommandStatus::ESME_ROK, seq);
                 self.close = true;
             }
