@@ -121,3 +121,44 @@ fn a_vendor_refusing_cancel_or_replace_is_cancelfail_or_replacefail_and_changes_
     gw.shutdown();
     gw.join();
 }
+
+#[test]
+fn a_customer_with_decimal_ids_gets_them_everywhere() {
+    // Goal: a customer set to decimal ids gets a decimal id in submit_sm_resp, the same id in its
+    // receipt (text and TLV), and can query and cancel the message by it.
+    let v = sim(|s| s.receipts.delay = smppgw_loadgen::sim::Delay::Fixed(Duration::from_millis(1500)));
+    let mut cfg = config(&[("v", v.local_addr())]);
+    cfg.customers[0].id_format = smppgw_engine::config::IdFormat::Decimal;
+    let gw = smppgw_engine::start(cfg).unwrap();
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
+    assert!(wait_for(Duration::from_secs(5), || v.stats().binds_current >= 2));
+
+    let (st, id) = c.submit_dlr("15551110002", "decimal please");
+    assert_eq!(st, CommandStatus::ESME_ROK);
+    assert!(!id.is_empty() && id.len() <= 20 && id.bytes().all(|b| b.is_ascii_digit()), "decimal id {id}");
+    let p = c.recv_deliver();
+    let (tlv, r) = common::receipt_of(&p);
+    assert_eq!((tlv.as_str(), r.id.as_str()), (id.as_str(), id.as_str()), "the receipt quotes the same id");
+    c.answer(&p, CommandStatus::ESME_ROK);
+    match query(&mut c, &id).body {
+        Body::QuerySmResp(q) => {
+            assert_eq!(&q.message_id[..], id.as_bytes());
+            assert_eq!(q.message_state, MessageState::Delivered.as_u8());
+        }
+        other => panic!("query_sm_resp: {other:?}"),
+    }
+
+    // A second message, cancelled by its decimal id before its receipt.
+    let (_, id2) = c.submit_dlr("15551110003", "cancel me");
+    let vendor_id = v.take_recorded().last().expect("submitted").message_id.clone();
+    assert!(wait_for(Duration::from_secs(5), || query(&mut c, &id2).command_status.is_ok()));
+    let seq = c.next_seq();
+    c.send(&Pdu::new(seq, Body::CancelSm(CancelSm { message_id: id2.clone().into(), ..Default::default() })));
+    assert_eq!(c.recv_resp(seq).command_status, CommandStatus::ESME_ROK);
+    let ops = v.take_recorded_ops();
+    assert_eq!(ops.len(), 1);
+    assert_eq!((ops[0].command_id, ops[0].message_id.as_str()), (CommandId::CANCEL_SM, vendor_id.as_str()));
+    gw.shutdown();
+    gw.join();
+}

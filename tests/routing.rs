@@ -38,6 +38,47 @@ fn submits_reach_the_vendor_with_our_id_and_fail_over_when_the_first_vendor_is_d
 }
 
 #[test]
+fn temporary_vendor_errors_fail_over_and_permanent_ones_come_back() {
+    // Goal: ESME_RMSGQFUL and ESME_RSYSERR from the first vendor send the message to the next
+    // one (the customer sees ESME_ROK); a permanent refusal (ESME_RINVDSTADR) is not retried
+    // elsewhere and reaches the customer as the vendor gave it.
+    for status in [CommandStatus::ESME_RMSGQFUL, CommandStatus::ESME_RSYSERR, CommandStatus::ESME_RINVDSTADR]
+    {
+        let v1 = sim(|s| {
+            s.faults.error_rate = 1.0;
+            s.faults.error_status = status;
+        });
+        let v2 = sim(|_| {});
+        let gw =
+            smppgw_engine::start(config(&[("first", v1.local_addr()), ("second", v2.local_addr())])).unwrap();
+        let mut c = Client::connect(gw.local_addr);
+        assert_eq!(c.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+        assert!(wait_for(Duration::from_secs(5), || v1.stats().binds_current >= 2
+            && v2.stats().binds_current >= 2));
+        let permanent = status == CommandStatus::ESME_RINVDSTADR;
+        for i in 0..10 {
+            let (st, id) = c.submit(&format!("1555200{i:04}"), "temporary or not");
+            if permanent {
+                assert_eq!(st, status, "message {i}: the vendor's refusal");
+                assert!(id.is_empty());
+            } else {
+                assert_eq!(st, CommandStatus::ESME_ROK, "message {i} after {status}");
+                assert!(!id.is_empty());
+            }
+        }
+        let (s1, s2) = (v1.stats(), v2.stats());
+        assert_eq!(s1.injected_errors, 10, "{status}: every message was offered to the first vendor");
+        if permanent {
+            assert_eq!(s2.submits, 0, "a permanent refusal is not sent elsewhere");
+        } else {
+            assert_eq!(s2.submits_ok, 10, "{status}: the second vendor took every message");
+        }
+        gw.shutdown();
+        gw.join();
+    }
+}
+
+#[test]
 fn a_throttling_vendor_is_passed_over_and_slowed_down() {
     // Goal: ESME_RTHROTTLED from the first vendor sends the message to the next one, and the
     // gateway stops hammering the throttling vendor.
@@ -366,6 +407,137 @@ fn a_message_waits_briefly_for_its_vendor_to_be_bound_then_fails_with_rsyserr() 
     let v = sim(|s| s.listen = addr);
     assert_eq!(c.recv_resp(seq).command_status, CommandStatus::ESME_ROK, "sent once the vendor bound");
     assert_eq!(v.stats().submits, 1);
+    gw.shutdown();
+    gw.join();
+}
+
+#[test]
+fn a_vendor_bind_is_made_with_its_settings_retried_with_growing_backoff_and_kept_alive() {
+    // Goal: the vendor bind carries the configured credentials, system_type and bind type; a
+    // refused bind is retried after 100, 200, then 400 ms (+-25% jitter), never in a tight loop
+    // and never beyond the maximum; once bound, enquire_link keeps the bind alive.
+    use std::io::{Read, Write};
+    use std::time::Instant;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let fake = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        listener.set_nonblocking(true).unwrap();
+        let until = Instant::now() + Duration::from_millis(2000);
+        while Instant::now() < until {
+            let Ok((mut s, _)) = listener.accept() else {
+                std::thread::sleep(Duration::from_millis(2));
+                continue;
+            };
+            let at = Instant::now();
+            s.set_nonblocking(false).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            let mut buf = bytes::BytesMut::new();
+            let mut chunk = [0u8; 512];
+            let pdu = loop {
+                if let Ok(Some(p)) = smppgw_codec::Decoder::default().decode(&mut buf) {
+                    break Some(p);
+                }
+                match s.read(&mut chunk) {
+                    Ok(0) | Err(_) => break None,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            };
+            let Some(pdu) = pdu else { continue };
+            let Body::BindTransceiver(b) = &pdu.body else { panic!("a transceiver bind: {pdu:?}") };
+            seen.push((at, b.system_id.clone(), b.password.clone(), b.system_type.clone()));
+            let resp = Pdu::with_status(
+                pdu.sequence_number,
+                CommandStatus::ESME_RBINDFAIL,
+                Body::BindTransceiverResp(Default::default()),
+            );
+            let _ = s.write_all(&resp.to_bytes());
+        }
+        seen
+    });
+    let mut cfg = config(&[("picky", addr)]);
+    let v = &mut cfg.vendors[0];
+    v.binds = 1;
+    v.system_type = "VMA".into();
+    v.reconnect_backoff_min_ms = 100;
+    v.reconnect_backoff_max_ms = 400;
+    let gw = smppgw_engine::start(cfg).unwrap();
+    let attempts = fake.join().unwrap();
+    gw.shutdown();
+    gw.join();
+    assert!((4..=12).contains(&attempts.len()), "{} binds in 2 s", attempts.len());
+    for (_, system_id, password, system_type) in attempts.iter() {
+        assert_eq!(
+            (&system_id[..], &password[..], &system_type[..]),
+            (&b"smppgw"[..], &b"secret"[..], &b"VMA"[..])
+        );
+    }
+    let gaps: Vec<u128> = attempts.windows(2).map(|w| w[1].0.duration_since(w[0].0).as_millis()).collect();
+    assert!(
+        gaps.iter().all(|&g| (70..=560).contains(&g)),
+        "within 75% of the minimum and 125% of the maximum (+ slack): {gaps:?}"
+    );
+    assert!(gaps.iter().any(|&g| g >= 290), "the backoff grew to the maximum: {gaps:?}");
+    assert!(gaps[0] < 200, "it starts from the minimum: {gaps:?}");
+
+    // Bound: enquire_link at the configured interval.
+    let sim = sim(|_| {});
+    let mut cfg = config(&[("alive", sim.local_addr())]);
+    cfg.vendors[0].enquire_link_interval_ms = 100;
+    let gw = smppgw_engine::start(cfg).unwrap();
+    assert!(wait_for(Duration::from_secs(5), || sim.stats().enquire_links >= 6), "keepalive on both binds");
+    assert_eq!(sim.stats().binds_total, 2, "the binds stayed up");
+    gw.shutdown();
+    gw.join();
+}
+
+#[test]
+fn equal_priority_vendors_share_traffic_by_weight_and_cover_for_each_other() {
+    // Goal: two vendors of one priority, weights 3 and 1, take about three quarters and one
+    // quarter of the traffic; with the heavier one down, the lighter one takes everything.
+    let heavy = sim(|_| {});
+    let light = sim(|_| {});
+    let mut cfg = config(&[("heavy", heavy.local_addr()), ("light", light.local_addr())]);
+    for (rv, w) in cfg.routes[0].vendors.iter_mut().zip([3, 1]) {
+        rv.priority = 0;
+        rv.weight = w;
+    }
+    let gw = smppgw_engine::start(cfg).unwrap();
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+    assert!(wait_for(Duration::from_secs(5), || heavy.stats().binds_current >= 2
+        && light.stats().binds_current >= 2));
+    let n = 400;
+    for i in 0..n {
+        assert_eq!(c.submit(&format!("1555300{i:04}"), "weighted").0, CommandStatus::ESME_ROK);
+    }
+    let (h, l) = (heavy.stats().submits_ok, light.stats().submits_ok);
+    assert_eq!(h + l, n);
+    // 3:1 of 400 is 300:100; a binomial spread of about 9 either way, so 250..350 is far outside
+    // chance and far from an even split (200) or one vendor taking all.
+    assert!((250..=350).contains(&h), "heavy took {h} of {n}, light {l}");
+    drop(c);
+    gw.shutdown();
+    gw.join();
+
+    // The light vendor alone when the heavy one is down: equal priority still fails over.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_addr = dead.local_addr().unwrap();
+    drop(dead);
+    let mut cfg = config(&[("heavy", dead_addr), ("light", light.local_addr())]);
+    for (rv, w) in cfg.routes[0].vendors.iter_mut().zip([3, 1]) {
+        rv.priority = 0;
+        rv.weight = w;
+    }
+    let before = light.stats().submits_ok;
+    let gw = smppgw_engine::start(cfg).unwrap();
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+    assert!(wait_for(Duration::from_secs(5), || light.stats().binds_current >= 2));
+    for i in 0..20 {
+        assert_eq!(c.submit(&format!("1555301{i:04}"), "weighted").0, CommandStatus::ESME_ROK);
+    }
+    assert_eq!(light.stats().submits_ok - before, 20);
     gw.shutdown();
     gw.join();
 }
