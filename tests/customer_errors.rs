@@ -248,3 +248,44 @@ fn field_checks_answer_over_the_wire_and_a_valid_data_sm_reaches_the_vendor() {
     gw.shutdown();
     gw.join();
 }
+
+#[test]
+fn an_idle_customer_gets_enquire_link_and_is_closed_when_it_never_answers() {
+    // Goal: a bound customer that sends nothing gets enquire_link after the configured interval;
+    // one that answers stays bound; one that never answers is closed after the response timeout.
+    let mut cfg = config(&[]);
+    cfg.server.enquire_link_interval_ms = 200;
+    cfg.server.response_timeout_ms = 300;
+    cfg.server.session_timeout_ms = 5000;
+    let gw = start(cfg);
+
+    let mut silent = Client::connect(gw.local_addr);
+    assert_eq!(silent.bind("trx", "c2", "pw"), CommandStatus::ESME_ROK);
+    let p = silent.recv().expect("an enquire_link first");
+    assert_eq!(p.command_id(), CommandId::ENQUIRE_LINK);
+    let start = std::time::Instant::now();
+    assert!(silent.recv().is_none(), "closed without an answer to its enquire_link");
+    assert!(start.elapsed() < Duration::from_secs(4), "closed by the response timeout, not the read timeout");
+
+    // One that answers stays bound through several intervals and is still served.
+    let mut polite = Client::connect(gw.local_addr);
+    assert_eq!(polite.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
+    for _ in 0..4 {
+        let p = polite.recv().expect("an enquire_link, not a close");
+        assert_eq!(p.command_id(), CommandId::ENQUIRE_LINK);
+        polite.send(&Pdu::new(p.sequence_number, Body::EnquireLinkResp));
+    }
+    polite.send(&Pdu::new(900, Body::EnquireLink));
+    loop {
+        let p = polite.recv().expect("still bound");
+        match p.body {
+            Body::EnquireLink => polite.send(&Pdu::new(p.sequence_number, Body::EnquireLinkResp)),
+            _ => {
+                assert_eq!((p.command_id(), p.sequence_number), (CommandId::ENQUIRE_LINK_RESP, 900));
+                break;
+            }
+        }
+    }
+    gw.shutdown();
+    gw.join();
+}

@@ -166,10 +166,13 @@ fn run_mo(data_sm: bool) {
 
 #[test]
 fn submit_multi_routes_each_destination_and_lists_failures() {
-    // Goal: each SME destination is sent on its own; invalid ones come back in unsuccess_sme;
-    // every destination's receipt carries the one id the customer got.
+    // Goal: each SME destination is routed and sent on its own; a distribution list and a
+    // destination no route covers come back in unsuccess_sme with their own status; every
+    // delivered destination's receipt carries the one id the customer got.
     let v = sim(|_| {});
-    let gw = smppgw_engine::start(config(&[("v", v.local_addr())])).unwrap();
+    let mut cfg = config(&[("v", v.local_addr())]);
+    cfg.routes[0].prefixes = vec!["1555".into()];
+    let gw = smppgw_engine::start(cfg).unwrap();
     let mut c = Client::connect(gw.local_addr);
     assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
     assert!(wait_for(Duration::from_secs(5), || v.stats().binds_current >= 2));
@@ -180,6 +183,7 @@ fn submit_multi_routes_each_destination_and_lists_failures() {
             DestAddress::Sme(Address::new(1, 1, "15558880001")),
             DestAddress::Sme(Address::new(1, 1, "15558880002")),
             DestAddress::DistributionList("friends".into()),
+            DestAddress::Sme(Address::new(1, 1, "447700900777")),
             DestAddress::Sme(Address::new(1, 1, "15558880003")),
         ],
         registered_delivery: 1,
@@ -190,12 +194,30 @@ fn submit_multi_routes_each_destination_and_lists_failures() {
     let r = c.recv_resp(seq);
     assert_eq!(r.command_status, CommandStatus::ESME_ROK);
     let Body::SubmitMultiResp(resp) = r.body else { panic!("submit_multi_resp") };
-    assert_eq!(resp.unsuccess.len(), 1);
-    assert_eq!(resp.unsuccess[0].error_status, CommandStatus::ESME_RINVDLNAME);
-    assert_eq!(v.stats().submits, 3);
+    let failed: Vec<(&[u8], CommandStatus)> =
+        resp.unsuccess.iter().map(|u| (&u.addr.addr[..], u.error_status)).collect();
+    assert_eq!(
+        failed,
+        vec![
+            (&b"friends"[..], CommandStatus::ESME_RINVDLNAME),
+            (&b"447700900777"[..], CommandStatus::ESME_RINVDSTADR)
+        ]
+    );
+    let sent: HashSet<Vec<u8>> = v.take_recorded().iter().map(|r| r.pdu.dest.addr.to_vec()).collect();
+    let want: HashSet<Vec<u8>> =
+        ["15558880001", "15558880002", "15558880003"].iter().map(|d| d.as_bytes().to_vec()).collect();
+    assert_eq!(sent, want, "each routable destination reached the vendor once, on its own");
     let id = String::from_utf8_lossy(&resp.message_id).into_owned();
-    let got = receipts(&mut c, 3);
-    assert!(got.iter().all(|(i, _)| *i == id), "{got:?} vs {id}");
+    let mut from = HashSet::new();
+    for _ in 0..3 {
+        let p = c.recv_deliver();
+        let (tlv, r) = receipt_of(&p);
+        assert_eq!((tlv.as_str(), r.id.as_str()), (id.as_str(), id.as_str()), "the one id the customer got");
+        let Body::DeliverSm(d) = &p.body else { panic!("deliver_sm") };
+        from.insert(d.source.addr.to_vec());
+        c.answer(&p, CommandStatus::ESME_ROK);
+    }
+    assert_eq!(from, want, "one receipt from each delivered destination");
     gw.shutdown();
     gw.join();
 }
