@@ -293,3 +293,32 @@ fn receipts_reach_receivers_on_every_core() {
     gw.shutdown();
     gw.join();
 }
+
+#[test]
+fn mo_waits_for_a_receiving_bind_and_is_delivered_whole_when_it_binds() {
+    // Goal: MO for a customer with no receiving bind is held (like receipts), not dropped, and
+    // every held message is delivered once it binds.
+    let v = sim(|s| {
+        s.mo.rate_per_s = 50.0;
+        s.mo.dest = smppgw_loadgen::pattern::Pattern::parse("12345").unwrap();
+    });
+    let mut cfg = config(&[("v", v.local_addr())]);
+    cfg.customers[1].number_ranges = vec!["123".into()];
+    let gw = smppgw_engine::start(cfg).unwrap();
+    assert!(wait_for(Duration::from_secs(10), || gw.metrics.mo_in.load(Ordering::Relaxed) >= 10));
+    // Stop the vendor so that nothing new arrives: what the customer gets is what was held.
+    let sent = v.stop().mo_sent;
+    assert!(wait_for(Duration::from_secs(5), || gw.metrics.mo_in.load(Ordering::Relaxed) == sent));
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("rx", "c2", "pw"), CommandStatus::ESME_ROK);
+    for i in 0..sent {
+        let p = c.recv_deliver();
+        let Body::DeliverSm(s) = &p.body else { panic!("deliver_sm") };
+        assert!(!smppgw_codec::receipt::is_receipt(s.esm_class), "MO {i}");
+        c.answer(&p, CommandStatus::ESME_ROK);
+    }
+    c.stream.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    assert!(c.try_recv().is_none(), "each held MO delivered once");
+    gw.shutdown();
+    gw.join();
+}
