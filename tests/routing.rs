@@ -541,3 +541,33 @@ fn equal_priority_vendors_share_traffic_by_weight_and_cover_for_each_other() {
     gw.shutdown();
     gw.join();
 }
+
+#[test]
+fn a_vendor_is_paced_to_its_throughput_without_redis() {
+    // Goal: a vendor configured for 20 messages a second gets no more than that (plus its short
+    // burst) on the embedded default, and the messages wait for their turn instead of failing.
+    let v = sim(|_| {});
+    let mut cfg = config(&[("slow", v.local_addr())]);
+    cfg.vendors[0].throughput = 20;
+    let gw = smppgw_engine::start(cfg).unwrap();
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+    assert!(wait_for(Duration::from_secs(5), || v.stats().binds_current >= 2));
+    let start = std::time::Instant::now();
+    for i in 0..30 {
+        assert_eq!(c.submit(&format!("1555400{i:04}"), "paced").0, CommandStatus::ESME_ROK, "message {i}");
+    }
+    let took = start.elapsed();
+    assert_eq!(v.stats().submits_ok, 30);
+    // 30 at 20/s is 1.5 s; even with the whole burst allowance up front, more than 1 s.
+    assert!(took >= Duration::from_millis(1000), "30 messages in {took:?}: not paced to 20/s");
+    // Each bind paces its share (10/s here): a customer that waits for every answer still gets
+    // the vendor's whole rate only if both binds carry its messages.
+    let snap = gw.control().current();
+    let slow = snap.vendors.iter().flatten().find(|v| v.cfg.name == "slow").unwrap();
+    let sent: Vec<u64> =
+        slow.slots.iter().map(|s| s.sent.load(std::sync::atomic::Ordering::Relaxed)).collect();
+    assert!(sent.iter().all(|&n| n >= 10), "both binds carry the traffic: {sent:?}");
+    gw.shutdown();
+    gw.join();
+}

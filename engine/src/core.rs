@@ -821,11 +821,30 @@ impl Core {
 
     /// The least loaded available slot of `vendor`, this core's first: another core's slots are
     /// looked at only when none of ours can take the job (their counters are written by their
-    /// own core with every message, so reading them costs a cache miss).
+    /// own core with every message, so reading them costs a cache miss), or when ours is paced
+    /// (the vendor's `throughput`) and would hold the job for its pace while another slot, no
+    /// busier, can send it now. Without that, a customer that waits for each answer would get
+    /// one bind's share of a paced vendor's throughput.
     fn best_slot<'a>(&self, vendor: &'a VendorRt) -> Option<&'a Arc<BindSlot>> {
         let cores = self.cores();
-        least_loaded(vendor.slots_on(self.idx, cores))
-            .or_else(|| least_loaded(vendor.slots_off(self.idx, cores)))
+        let Some(local) = least_loaded(vendor.slots_on(self.idx, cores)) else {
+            return least_loaded(vendor.slots_off(self.idx, cores));
+        };
+        let next = local.next_send_ms.load(Ordering::Relaxed);
+        if next == 0 {
+            return Some(local);
+        }
+        let now = unix_now_ms();
+        if next <= now {
+            return Some(local);
+        }
+        let load = local.load.load(Ordering::Relaxed);
+        let ready_now = vendor.slots.iter().filter(|s| {
+            s.available()
+                && s.load.load(Ordering::Relaxed) <= load
+                && s.next_send_ms.load(Ordering::Relaxed) <= now
+        });
+        least_loaded(ready_now).or(Some(local))
     }
 
     /// Hands the job to the least loaded available slot, preferring this core's.
@@ -1340,6 +1359,7 @@ mod tests {
                 sent: Default::default(),
                 reconnects: Default::default(),
                 slowed: Default::default(),
+                next_send_ms: Default::default(),
                 last_error: Default::default(),
                 last_error_at: Default::default(),
             })

@@ -1095,6 +1095,14 @@ pub async fn vendor_slot(
                 0
             };
             slot_rt.effective_capacity.store(cap, Ordering::Relaxed);
+            // When the pace next lets this slot send (0: now), for the dispatcher's choice.
+            let next_send_ms = match rate.ready_at(io.nanos(now)) {
+                Some(at) => crate::core::unix_now_ms() + at.saturating_sub(io.nanos(now)).div_ceil(1_000_000),
+                None => 0,
+            };
+            if slot_rt.next_send_ms.load(Ordering::Relaxed) != next_send_ms {
+                slot_rt.next_send_ms.store(next_send_ms, Ordering::Relaxed);
+            }
             if shutting && queue.is_empty() && machine.inflight() == 0 && !unbinding {
                 machine.unbind(now, &mut wbuf);
                 unbinding = true;

@@ -121,6 +121,10 @@ pub struct BindSlot {
     pub reconnects: AtomicU64,
     /// Whether throttling currently slows this slot.
     pub slowed: AtomicBool,
+    /// Unix ms before which the slot's pace lets it send nothing more (0: it can send now, or it
+    /// is not paced). Lets the dispatcher give a message to a bind that can send it at once
+    /// rather than to one that would hold it for its pace.
+    pub next_send_ms: AtomicU64,
     /// The last thing that went wrong, as [`BindError::encode`]d (0: nothing yet).
     pub last_error: AtomicU64,
     /// Unix seconds of `last_error`.
@@ -565,6 +569,7 @@ fn vendor_rt(idx: u32, v: &VendorConfig, cores: usize, keep: Option<&[Arc<BindSl
                 sent: AtomicU64::new(0),
                 reconnects: AtomicU64::new(0),
                 slowed: AtomicBool::new(false),
+                next_send_ms: AtomicU64::new(0),
                 last_error: AtomicU64::new(0),
                 last_error_at: AtomicU64::new(0),
             })
