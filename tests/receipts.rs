@@ -202,6 +202,24 @@ fn query_sm_answers_from_the_store_for_its_owner_only() {
     assert_eq!(other.bind("trx", "c2", "pw"), CommandStatus::ESME_ROK);
     assert_eq!(q(&mut other, &id).command_status, CommandStatus::ESME_RQUERYFAIL);
     assert_eq!(q(&mut c, "ffffffff").command_status, CommandStatus::ESME_RQUERYFAIL);
+    assert_eq!(qr.error_code, 0, "delivered: no error");
+    gw.shutdown();
+    gw.join();
+
+    // A failed message: its state and the vendor's network error code (the simulator's
+    // UNDELIV carries GSM error 1).
+    let failing = sim(|s| s.receipts.mix = smppgw_loadgen::sim::StateMix::parse("UNDELIV=100").unwrap());
+    let gw = smppgw_engine::start(config(&[("v1", failing.local_addr())])).unwrap();
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
+    assert!(wait_for(Duration::from_secs(5), || failing.stats().binds_current >= 2));
+    let (_, id) = c.submit_dlr("15551230010", "will fail");
+    let p = c.recv_deliver();
+    c.answer(&p, CommandStatus::ESME_ROK);
+    let r = q(&mut c, &id);
+    let Body::QuerySmResp(qr) = r.body else { panic!("query_sm_resp: {r:?}") };
+    assert_eq!((qr.message_state, qr.error_code), (MessageState::Undeliverable.as_u8(), 1));
+    assert!(!qr.final_date.is_empty());
     gw.shutdown();
     gw.join();
 }
