@@ -71,6 +71,9 @@ impl Field {
             Field::NumberOfDests => CommandStatus::ESME_RINVNUMDESTS,
             Field::DestFlag => CommandStatus::ESME_RINVDESTFLAG,
             Field::DlName => CommandStatus::ESME_RINVDLNAME,
+            // SMPP has no status of its own for a bind's address_range or interface_version: a
+            // bind that cannot be read is a failed bind, not a wrong command_length.
+            Field::AddressRange | Field::InterfaceVersion => CommandStatus::ESME_RBINDFAIL,
             _ => CommandStatus::ESME_RINVCMDLEN,
         }
     }
@@ -139,5 +142,25 @@ impl PduError {
             PduError::TooMany { field: Field::NumberOfDests, .. } => CommandStatus::ESME_RINVNUMDESTS,
             PduError::TooMany { .. } => CommandStatus::ESME_RINVCMDLEN,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bind_field_that_cannot_be_read_fails_the_bind_with_its_status() {
+        // Goal: what a peer sees for each unreadable bind field; a body cut short is still a
+        // wrong command_length.
+        let too_long = |field| PduError::CStringTooLong { field, max: 1 }.command_status();
+        assert_eq!(too_long(Field::SystemId), CommandStatus::ESME_RINVSYSID);
+        assert_eq!(too_long(Field::Password), CommandStatus::ESME_RINVPASWD);
+        assert_eq!(too_long(Field::SystemType), CommandStatus::ESME_RINVSYSTYP);
+        assert_eq!(too_long(Field::AddressRange), CommandStatus::ESME_RBINDFAIL);
+        assert_eq!(
+            PduError::Truncated { field: Field::AddressRange }.command_status(),
+            CommandStatus::ESME_RINVCMDLEN
+        );
     }
 }

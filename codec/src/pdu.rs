@@ -858,10 +858,11 @@ fn decode_submit_multi(r: &mut Reader) -> Result<SubmitMulti, PduError> {
     })
 }
 
-/// Error responses come both with an empty body and with a lone NUL message_id: an empty body
-/// with a non-zero status decodes to the empty response.
+/// Error responses come both with an empty body and with a lone NUL message_id: either, with a
+/// non-zero status, decodes to the empty response (for query_sm_resp too, whose lone NUL would
+/// otherwise lack its final_date, state and error code).
 fn empty_error_body(status: CommandStatus, r: &Reader) -> bool {
-    !status.is_ok() && r.remaining() == 0
+    !status.is_ok() && (r.remaining() == 0 || r.buf.get(r.pos..) == Some(&[0u8][..]))
 }
 
 #[inline]

@@ -613,11 +613,18 @@ fn error_responses_with_empty_body_or_lone_nul_decode_the_same() {
         decode_one(&frame(0x8000_0021, 0x45, 1, &[])),
         decode_one(&frame(0x8000_0021, 0x45, 1, &[0, 0]))
     );
-    // query_sm_resp: every field empty or zero.
+    // query_sm_resp: every field empty or zero, and the lone NUL form too.
     assert_eq!(
         decode_one(&frame(0x8000_0003, 0x67, 1, &[])),
         decode_one(&frame(0x8000_0003, 0x67, 1, &[0, 0, 0, 0]))
     );
+    assert_eq!(decode_one(&frame(0x8000_0003, 0x67, 1, &[])), decode_one(&frame(0x8000_0003, 0x67, 1, &[0])));
+    // The bodiless responses (cancel_sm_resp, replace_sm_resp, unbind_resp) in the lone NUL form.
+    for id in [0x8000_0008u32, 0x8000_0007, 0x8000_0006] {
+        let nul = decode_one(&frame(id, 0x11, 2, &[0]));
+        let Ok(Some(pdu)) = &nul else { panic!("0x{id:08X} lone NUL: {nul:?}") };
+        assert_eq!((pdu.command_id(), pdu.command_status), (CommandId(id), CommandStatus(0x11)));
+    }
     // A successful response must carry its body: an empty one is truncated.
     assert_eq!(
         decode_one(&frame(0x8000_0004, 0, 1, &[])),
