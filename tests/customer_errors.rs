@@ -289,3 +289,55 @@ fn an_idle_customer_gets_enquire_link_and_is_closed_when_it_never_answers() {
     gw.shutdown();
     gw.join();
 }
+
+#[test]
+fn a_customer_that_stops_reading_is_closed_and_the_gateway_serves_on() {
+    // Goal: a customer that keeps submitting but never reads its responses (its TCP window
+    // shuts) does not hold its session forever: once the gateway's writes stall for the response
+    // timeout, that session is closed; everyone else is served.
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    use std::sync::atomic::Ordering;
+    let mut cfg = config(&[]);
+    cfg.server.response_timeout_ms = 1000;
+    let gw = start(cfg);
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
+    let small: libc::c_int = 4096;
+    // SAFETY: setsockopt on a socket this test owns, with a pointer to a live c_int.
+    unsafe {
+        libc::setsockopt(
+            c.stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&small as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+    assert_eq!(gw.metrics.sessions_bound.load(Ordering::Relaxed), 1);
+    // Submits for a destination no route covers: each is answered at once (16 octets), and
+    // never read. 320,000 answers are 5 MB: more than the gateway's socket can buffer (its send
+    // buffer grows to tcp_wmem's 4 MB) on top of this one's 4 KiB.
+    let (_, mut p) = c.submit_pdu("1", "");
+    let mut flood = bytes::BytesMut::new();
+    for i in 0..320_000u32 {
+        p.sequence_number = i + 1;
+        p.encode(&mut flood);
+    }
+    let mut writer = c.stream.try_clone().unwrap();
+    writer.set_write_timeout(Some(Duration::from_secs(20))).unwrap();
+    let flooder = std::thread::spawn(move || {
+        let _ = writer.write_all(&flood);
+    });
+    assert!(
+        wait_for(Duration::from_secs(20), || gw.metrics.sessions_bound.load(Ordering::Relaxed) == 0),
+        "the session that stopped reading was closed"
+    );
+    flooder.join().unwrap();
+    let mut other = Client::connect(gw.local_addr);
+    assert_eq!(other.bind("trx", "c2", "pw"), CommandStatus::ESME_ROK);
+    other.send(&Pdu::new(7, Body::EnquireLink));
+    assert_eq!(other.recv_resp(7).command_id(), CommandId::ENQUIRE_LINK_RESP);
+    gw.shutdown();
+    gw.join();
+}

@@ -725,6 +725,8 @@ async fn customer_session(core: Rc<Core>, io: Rc<CoreIo>, mut stream: TcpStream,
     let _ = stream.set_nodelay(true);
     core.metrics.sessions.fetch_add(1, Ordering::Relaxed);
     let snap = core.snapshot();
+    let stall = u64::from(snap.config.server.response_timeout_ms).max(limits::WRITE_STALL_MIN_MS);
+    let _ = stream.set_write_timeout(Some(Duration::from_millis(stall)));
     let mailbox = Rc::new(Mailbox::new(limits::WINDOW_MAX as usize + limits::CUSTOMER_MAILBOX_MAX));
     let (slot, generation) = core.add_session(mailbox.clone());
     let now = Instant::now();
@@ -950,6 +952,8 @@ pub async fn vendor_slot(
             }
         };
         let _ = stream.set_nodelay(true);
+        let stall = u64::from(cfg.response_timeout_ms).max(limits::WRITE_STALL_MIN_MS);
+        let _ = stream.set_write_timeout(Some(Duration::from_millis(stall)));
         let kind = match cfg.bind_type {
             crate::config::VendorBindType::Transmitter => VendorBindKind::Transmitter,
             _ => VendorBindKind::Transceiver,

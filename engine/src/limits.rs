@@ -22,6 +22,12 @@ pub const READ_SCRATCH_BYTES: usize = 256 * 1024;
 /// socket to drain).
 pub const WRITE_BUFFER_HIGH_WATER_BYTES: usize = 1024 * 1024;
 
+/// Least time a peer gets to take bytes from a socket that does not drain (its TCP window
+/// stays shut) before its session is closed; the session's response timeout when longer. A
+/// peer that has stopped reading is as gone as one that has stopped answering, and a write
+/// waiting on it would hold the session's timers, window and receipts forever.
+pub const WRITE_STALL_MIN_MS: u64 = 1_000;
+
 /// Largest customer or vendor window accepted from the config.
 pub const WINDOW_MAX: u32 = 10_000;
 
