@@ -322,3 +322,38 @@ fn mo_waits_for_a_receiving_bind_and_is_delivered_whole_when_it_binds() {
     gw.shutdown();
     gw.join();
 }
+
+#[test]
+fn a_part_repeated_past_its_group_asks_the_vendor_for_its_own_receipt() {
+    // Goal: under receipt_parts = last a group keeps at most its other parts; a customer that
+    // repeats part 1 of 2 does not make it grow: the extra copies ask the vendor themselves, and
+    // every submitted part still gets exactly one receipt.
+    let v = sim(|_| {});
+    let mut cfg = config(&[("v", v.local_addr())]);
+    cfg.customers[0].receipt_parts = ReceiptParts::Last;
+    let gw = smppgw_engine::start(cfg).unwrap();
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
+    assert!(wait_for(Duration::from_secs(5), || v.stats().binds_current >= 2));
+    let mut ids = Vec::new();
+    for seq_in_group in [1u8, 1, 1, 1, 2] {
+        let (seq, mut p) = c.submit_pdu("15557771111", "");
+        let Body::SubmitSm(s) = &mut p.body else { unreachable!() };
+        s.registered_delivery = 1;
+        s.esm_class |= 0x40;
+        s.short_message = [&[5u8, 0x00, 3, 0x42, 2, seq_in_group][..], b"part"].concat().into();
+        c.send(&p);
+        let r = c.recv_resp(seq);
+        assert_eq!(r.command_status, CommandStatus::ESME_ROK);
+        let Body::SubmitSmResp(m) = r.body else { panic!("submit_sm_resp") };
+        ids.push(String::from_utf8_lossy(&m.message_id).into_owned());
+    }
+    let asked = v.take_recorded().iter().filter(|r| r.pdu.registered_delivery & 1 != 0).count();
+    assert_eq!(asked, 4, "the first part 1 waits for the last; the three repeats and the last ask");
+    let got = receipts(&mut c, 5);
+    let got_ids: HashSet<String> = got.iter().map(|(i, _)| i.clone()).collect();
+    assert_eq!(got_ids, ids.iter().cloned().collect::<HashSet<_>>(), "one receipt per submitted part");
+    assert_eq!(got.iter().filter(|(_, derived)| *derived).count(), 1, "one derived from the last part");
+    gw.shutdown();
+    gw.join();
+}

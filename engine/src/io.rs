@@ -411,10 +411,15 @@ impl CustomerDriver {
                 if groups.len() >= PART_GROUPS_MAX {
                     groups.retain(|_, (t, _)| now.saturating_duration_since(*t) < PART_GROUP_TTL);
                 }
-                if groups.len() < PART_GROUPS_MAX {
-                    groups.entry(key).or_insert_with(|| (now, Vec::new())).1.push(msg_id);
-                    // Only the last part asks the vendor; this one's receipt is derived from it.
-                    submit.registered_delivery &= !0x03;
+                if groups.len() < PART_GROUPS_MAX || groups.contains_key(&key) {
+                    let ids = &mut groups.entry(key).or_insert_with(|| (now, Vec::new())).1;
+                    // A group holds at most its other parts (a customer repeating one is not
+                    // let grow it); past that, a part asks the vendor for its own receipt.
+                    if ids.len() < usize::from(total) - 1 {
+                        ids.push(msg_id);
+                        // Only the last part asks the vendor; this one's receipt is derived from it.
+                        submit.registered_delivery &= !0x03;
+                    }
                 }
             } else if let Some((_, ids)) = groups.remove(&key) {
                 siblings = ids;
