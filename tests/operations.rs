@@ -162,3 +162,54 @@ fn a_customer_with_decimal_ids_gets_them_everywhere() {
     gw.shutdown();
     gw.join();
 }
+
+#[test]
+fn submit_multi_shares_the_window_and_a_reused_sequence_number_is_refused() {
+    // Goal: a submit_multi's destinations count against the customer's window (all or
+    // nothing: too many is ESME_RTHROTTLED); a query_sm reusing the sequence number of one
+    // still pending is refused with ESME_RSYSERR and the pending one is answered as usual.
+    let v = sim(|s| s.receipts.delay = smppgw_loadgen::sim::Delay::Fixed(Duration::from_secs(30)));
+    let mut cfg = config(&[("v", v.local_addr())]);
+    cfg.customers[0].window = 2;
+    let gw = smppgw_engine::start(cfg).unwrap();
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
+    assert!(wait_for(Duration::from_secs(5), || v.stats().binds_current >= 2));
+    let multi = |n: usize| {
+        Body::SubmitMulti(smppgw_codec::SubmitMulti {
+            source: Address::new(1, 1, "15550001"),
+            dests: (0..n)
+                .map(|i| smppgw_codec::DestAddress::Sme(Address::new(1, 1, format!("155588800{i:02}"))))
+                .collect(),
+            short_message: "to many".into(),
+            ..Default::default()
+        })
+    };
+    let seq = c.next_seq();
+    c.send(&Pdu::new(seq, multi(3)));
+    let r = c.recv_resp(seq);
+    assert_eq!(
+        (r.command_id(), r.command_status),
+        (CommandId::SUBMIT_MULTI_RESP, CommandStatus::ESME_RTHROTTLED)
+    );
+    assert_eq!(v.stats().submits, 0, "none of the three was sent");
+    let seq = c.next_seq();
+    c.send(&Pdu::new(seq, multi(2)));
+    assert_eq!(c.recv_resp(seq).command_status, CommandStatus::ESME_ROK);
+    assert_eq!(v.stats().submits, 2);
+
+    let (_, id) = c.submit_dlr("15551110004", "query me twice");
+    assert!(wait_for(Duration::from_secs(5), || query(&mut c, &id).command_status.is_ok()));
+    let q = Pdu::new(
+        500,
+        Body::QuerySm(QuerySm { message_id: id.clone().into(), source: Address::new(1, 1, "15550001") }),
+    );
+    let mut both = q.to_bytes().to_vec();
+    both.extend_from_slice(&q.to_bytes());
+    c.send_raw(&both);
+    let mut statuses = vec![c.recv_resp(500).command_status, c.recv_resp(500).command_status];
+    statuses.sort_by_key(|s| s.0);
+    assert_eq!(statuses, vec![CommandStatus::ESME_ROK, CommandStatus::ESME_RSYSERR]);
+    gw.shutdown();
+    gw.join();
+}

@@ -240,6 +240,23 @@ impl CustomerSession {
         self.outstanding
     }
 
+    /// Counts `n` more requests against the window (a submit_multi's destinations, each routed
+    /// as a submit); false, and nothing counted, when they do not fit.
+    pub fn take_window(&mut self, n: u32) -> bool {
+        if self.outstanding.saturating_add(n) > self.window {
+            return false;
+        }
+        self.outstanding += n;
+        true
+    }
+
+    /// Gives back `n` taken by [`CustomerSession::take_window`] (answered, or never sent). An
+    /// unbind waiting for the window to drain goes on when it has.
+    pub fn give_window(&mut self, n: u32, out: &mut BytesMut, events: &mut Vec<Event>) {
+        self.outstanding = self.outstanding.saturating_sub(n);
+        self.finish_unbind_if_drained(out, events);
+    }
+
     /// Whether the session has ended.
     pub fn is_closed(&self) -> bool {
         matches!(self.state, State::Closed)
@@ -798,6 +815,30 @@ mod tests {
             r[0].body,
             Body::SubmitSmResp(MessageIdResp { message_id: "abc".into(), tlvs: Default::default() })
         );
+    }
+
+    #[test]
+    fn a_submit_multi_shares_the_window_and_unbind_waits_for_it() {
+        // Goal: destinations taken by a submit_multi count against the window like submits,
+        // all or nothing, and an unbind waits until they are given back.
+        let (mut s, now) = bound(BindKind::Transceiver, 3);
+        let (mut out, mut ev) = (BytesMut::new(), Vec::new());
+        assert!(!s.take_window(4), "four destinations do not fit a window of 3");
+        assert!(s.take_window(2));
+        s.on_pdu(submit(2), now, &mut out, &mut ev);
+        s.on_pdu(submit(3), now, &mut out, &mut ev);
+        let r = decode_all(&mut out);
+        assert_eq!(r.len(), 1);
+        assert_eq!((r[0].sequence_number, r[0].command_status), (3, CommandStatus::ESME_RTHROTTLED));
+        s.submit_done(2, false, Ok(1), &mut out, &mut ev);
+        s.on_pdu(Pdu::new(4, Body::Unbind), now, &mut out, &mut ev);
+        let _ = decode_all(&mut out);
+        s.give_window(1, &mut out, &mut ev);
+        assert!(decode_all(&mut out).is_empty(), "one destination still out: no unbind_resp yet");
+        s.give_window(1, &mut out, &mut ev);
+        let r = decode_all(&mut out);
+        assert_eq!((r[0].command_id(), r[0].sequence_number), (CommandId::UNBIND_RESP, 4));
+        assert!(matches!(ev.last(), Some(Event::Close(CloseReason::Unbound))));
     }
 
     #[test]

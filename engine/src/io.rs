@@ -453,10 +453,19 @@ impl CustomerDriver {
             smppgw_codec::Body::ReplaceSm(x) => {
                 (x.message_id.clone(), Pending::Replace(x.clone()), CommandStatus::ESME_RREPLACEFAIL)
             }
+            smppgw_codec::Body::SubmitMulti(_) if self.multis.contains_key(&seq) => {
+                // Its answer would be mixed with the pending one's (the customer reused a
+                // sequence number still in flight): refused, the pending one goes on.
+                return self.refuse(&pdu, CommandStatus::ESME_RSYSERR);
+            }
             smppgw_codec::Body::SubmitMulti(m) => return self.submit_multi(seq, m.clone(), &c, now),
             _ => return self.refuse(&pdu, CommandStatus::ESME_RINVCMDID),
         };
-        if self.queries.len() >= limits::WINDOW_MAX as usize {
+        if self.queries.contains_key(&seq) {
+            // As above: a sequence number still in flight.
+            return self.refuse(&pdu, CommandStatus::ESME_RSYSERR);
+        }
+        if self.queries.len() >= (limits::QUERY_ANSWERS_MAX / self.core.cores().max(1)).max(1) {
             return self.refuse(&pdu, CommandStatus::ESME_RTHROTTLED);
         }
         let Some(shown_id) = crate::msgid::parse_id(&id, c.id_style) else {
@@ -472,6 +481,19 @@ impl CustomerDriver {
 
     fn submit_multi(&mut self, seq: u32, m: smppgw_codec::SubmitMulti, c: &Arc<CustomerRt>, now: Instant) {
         use smppgw_codec::{DestAddress, UnsuccessSme};
+        // Each destination is a submit in flight: the window bounds them as it bounds submit_sm
+        // (and so the answers coming back to this session), all or nothing.
+        let smes = m.dests.iter().filter(|d| matches!(d, DestAddress::Sme(_))).count() as u32;
+        if !self.machine.take_window(smes) {
+            let h = smppgw_codec::Header {
+                command_length: 16,
+                command_id: smppgw_codec::CommandId::SUBMIT_MULTI,
+                command_status: CommandStatus::ESME_ROK,
+                sequence_number: seq,
+            };
+            smppgw_codec::Pdu::error_response(&h, CommandStatus::ESME_RTHROTTLED).encode(&mut self.wbuf);
+            return;
+        }
         let shown_id = self.core.next_msg_id();
         let mut pm =
             PendingMulti { remaining: 0, shown_id, any_ok: false, unsuccess: Vec::new(), dests: Vec::new() };
@@ -537,6 +559,9 @@ impl CustomerDriver {
             });
         }
         pm.remaining = jobs.len();
+        // Destinations refused here are answered already: their share of the window goes back.
+        let mut sink = Vec::new();
+        self.machine.give_window(smes - jobs.len() as u32, &mut self.wbuf, &mut sink);
         let empty = jobs.is_empty();
         self.multis.insert(seq, pm);
         if empty {
@@ -585,6 +610,8 @@ impl CustomerDriver {
             ReplyKind::Multi(i) => {
                 let Some(pm) = self.multis.get_mut(&seq) else { return };
                 pm.remaining = pm.remaining.saturating_sub(1);
+                self.machine.give_window(1, &mut self.wbuf, events);
+                let Some(pm) = self.multis.get_mut(&seq) else { return };
                 match result {
                     Ok(_) => pm.any_ok = true,
                     Err(st) => {
@@ -1014,6 +1041,15 @@ pub async fn vendor_slot(
                     for m in msgs.drain(..) {
                         match m {
                             VendorMsg::Job(j) => queue.push_back(VJob::Submit(j)),
+                            // Submits are bounded by the slot's capacity before they get here;
+                            // cancel_sm and replace_sm are bounded here, by the same figure.
+                            VendorMsg::Op(o) if queue.len() >= slot_rt.capacity as usize => {
+                                let st = match o.reply.kind {
+                                    ReplyKind::Replace => CommandStatus::ESME_RREPLACEFAIL,
+                                    _ => CommandStatus::ESME_RCANCELFAIL,
+                                };
+                                core.reply(o.reply, Err(st));
+                            }
                             VendorMsg::Op(o) => queue.push_back(VJob::Op(o)),
                             VendorMsg::Shutdown => shutting = true,
                             VendorMsg::Retire => {

@@ -15,6 +15,12 @@ pub const VENDOR_BIND_QUEUE_MAX: usize = 1024;
 /// per-customer receipt queue.
 pub const CUSTOMER_MAILBOX_MAX: usize = 4096;
 
+/// Answers to a session's pending query_sm, cancel_sm and replace_sm that may be on their way at
+/// once (each asks every executor, so a session may have this many divided by the executors
+/// pending): with the window's submit answers and the receipts in flight, what the session's
+/// mailbox holds. More are refused with ESME_RTHROTTLED.
+pub const QUERY_ANSWERS_MAX: usize = 2048;
+
 /// Bytes read from a socket per syscall, into the per-core scratch buffer.
 pub const READ_SCRATCH_BYTES: usize = 256 * 1024;
 
@@ -56,3 +62,7 @@ pub const LISTEN_BACKLOG: i32 = 8192;
 
 const _: () = assert!(CUSTOMER_MAILBOX_MAX as u32 >= WINDOW_MAX / 4);
 const _: () = assert!(CORES_MAX <= 64);
+// A session's mailbox holds, besides its window's submit answers, the query answers and the
+// receipts in flight to it.
+const _: () =
+    assert!(QUERY_ANSWERS_MAX + crate::deliveries::SESSION_DELIVERY_WINDOW as usize <= CUSTOMER_MAILBOX_MAX);
