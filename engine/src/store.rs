@@ -514,10 +514,21 @@ impl<R> Shard<R> {
 
     /// Parks a receipt whose message is not stored yet. Returns false when the bound refuses it.
     pub fn park(&mut self, vendor: u32, id: &[u8], receipt: R, now: u64) -> bool {
+        let key = (vendor, Box::<[u8]>::from(canonical_id(id).as_bytes()));
+        if let Some(e) = self.early.get_mut(&key) {
+            // A vendor repeating a receipt: the latest one waits, in the first one's place (and
+            // no second entry in the expiry order, which the map's bound would not count).
+            e.receipt = receipt;
+            return true;
+        }
         if self.early.len() >= EARLY_RECEIPTS_MAX {
             return false;
         }
-        let key = (vendor, Box::<[u8]>::from(canonical_id(id).as_bytes()));
+        if self.early_order.len() >= 2 * EARLY_RECEIPTS_MAX {
+            // Entries of receipts matched since they were parked: drop them.
+            let early = &self.early;
+            self.early_order.retain(|(at, v, id)| early.get(&(*v, id.clone())).is_some_and(|e| e.at == *at));
+        }
         self.early_order.push_back((now, key.0, key.1.clone()));
         self.early.insert(key, Early { at: now, receipt });
         true
@@ -548,12 +559,16 @@ impl<R> Shard<R> {
             if now.saturating_sub(at) < EARLY_RECEIPT_TTL_SECS {
                 break;
             }
-            if let Some((_, v, id)) = self.early_order.pop_front()
-                && let Some(e) = self.early.remove(&(v, id))
-                && now.saturating_sub(e.at) >= EARLY_RECEIPT_TTL_SECS
-            {
-                self.early_expired += 1;
-                out.push(e.receipt);
+            // An entry whose receipt was matched, and the same id parked again since, is not
+            // that receipt's: it expires by its own entry.
+            if let Some((at, v, id)) = self.early_order.pop_front() {
+                let key = (v, id);
+                if self.early.get(&key).is_some_and(|e| e.at == at)
+                    && let Some(e) = self.early.remove(&key)
+                {
+                    self.early_expired += 1;
+                    out.push(e.receipt);
+                }
             }
         }
         out
@@ -633,6 +648,30 @@ mod tests {
         assert!(s.park(1, b"88", "late", 0));
         assert_eq!(s.expire(EARLY_RECEIPT_TTL_SECS + 1), vec!["late"]);
         assert_eq!(s.early_expired, 1);
+    }
+
+    #[test]
+    fn a_repeated_early_receipt_takes_one_place_and_a_reparked_one_keeps_its_own_time() {
+        // Goal: a vendor repeating a receipt for an unknown id holds one entry (the latest
+        // receipt), not one per copy; an id parked, matched and parked again expires at the
+        // second parking's time, counted, not at the first one's.
+        let mut s: Shard<&str> = Shard::new(10, 100);
+        for copy in ["a", "b", "c"] {
+            assert!(s.park(1, b"99", copy, 5));
+        }
+        assert_eq!((s.early.len(), s.early_order.len()), (1, 1));
+        assert_eq!(s.expire(5 + EARLY_RECEIPT_TTL_SECS), vec!["c"], "the latest copy");
+
+        assert!(s.park(1, b"77", "first", 0));
+        assert_eq!(s.insert(rec(1, "77"), 1), Some("first"));
+        assert!(s.park(1, b"77", "again", 100));
+        assert!(
+            s.expire(EARLY_RECEIPT_TTL_SECS + 1).is_empty(),
+            "the first parking's entry is not this one's"
+        );
+        assert_eq!(s.early.len(), 1, "still waiting");
+        assert_eq!(s.expire(100 + EARLY_RECEIPT_TTL_SECS), vec!["again"]);
+        assert_eq!(s.early_expired, 2);
     }
 
     #[test]
