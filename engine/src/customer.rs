@@ -15,6 +15,10 @@ use smppgw_codec::{Bind, BindResp, Body, CommandStatus, DecodeError, Pdu, Submit
 use crate::limits::BIND_FAILURES_MAX;
 use crate::msgid::{IdStyle, format_id};
 
+/// How many delivery deadline entries, per delivery in flight, a session keeps before sweeping
+/// out the stale ones (see `CustomerSession::push_delivery_deadline`).
+const DEADLINES_SLACK: usize = 4;
+
 /// The three ways to bind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BindKind {
@@ -212,8 +216,29 @@ impl CustomerSession {
         }
         let deadline = now + self.settings.response_timeout;
         self.deliveries.insert(seq, (token, deadline));
-        self.delivery_deadlines.push_back((deadline, seq));
+        self.push_delivery_deadline(deadline, seq);
         true
+    }
+
+    /// Records a delivery's deadline. Answered deliveries leave stale entries behind: they are
+    /// dropped from the front as they are passed and, should one slow delivery hold the front,
+    /// swept out when the queue outgrows [`DEADLINES_SLACK`] times the deliveries in flight, so
+    /// the queue stays proportional to the delivery window, not to the rate times the timeout.
+    fn push_delivery_deadline(&mut self, deadline: Instant, seq: u32) {
+        let live = |deliveries: &crate::hash::FxHashMap<u32, (u64, Instant)>, d: Instant, s: u32| {
+            deliveries.get(&s).is_some_and(|(_, x)| *x == d)
+        };
+        while let Some(&(d, s)) = self.delivery_deadlines.front() {
+            if live(&self.deliveries, d, s) {
+                break;
+            }
+            self.delivery_deadlines.pop_front();
+        }
+        if self.delivery_deadlines.len() >= DEADLINES_SLACK * (self.deliveries.len() + 16) {
+            let deliveries = &self.deliveries;
+            self.delivery_deadlines.retain(|&(d, s)| live(deliveries, d, s));
+        }
+        self.delivery_deadlines.push_back((deadline, seq));
     }
 
     /// Deliveries sent and not yet answered.
@@ -1070,6 +1095,50 @@ mod tests {
 mod delivery_tests {
     use super::*;
     use smppgw_codec::{CommandId, Decoder};
+
+    #[test]
+    fn answered_deliveries_leave_no_deadlines_behind() {
+        // Goal: a session that gets every delivery answered at once keeps a deadline queue the
+        // size of its delivery window, however many it delivers within one response timeout,
+        // and one still unanswered delivery at the front does not make it grow either.
+        let now = Instant::now();
+        let mut s = CustomerSession::new(
+            CustomerSettings {
+                system_id: "gw".into(),
+                enquire_link_interval: Duration::from_secs(30),
+                session_timeout: Duration::from_secs(90),
+                bind_timeout: Duration::from_secs(10),
+                response_timeout: Duration::from_secs(10),
+            },
+            now,
+        );
+        let (mut out, mut ev) = (BytesMut::new(), Vec::new());
+        s.on_pdu(Pdu::new(1, Body::BindReceiver(Bind::default())), now, &mut out, &mut ev);
+        s.bind_accepted(BindKind::Receiver, 1, IdStyle::Hex, 10, &mut out);
+        out.clear();
+        assert!(s.deliver(1, &SubmitSm::default(), false, now, &mut out), "one left unanswered");
+        let _ = Decoder::default().decode(&mut out).unwrap();
+        for token in 2..10_000u64 {
+            assert!(s.deliver(token, &SubmitSm::default(), false, now, &mut out));
+            let p = Decoder::default().decode(&mut out).unwrap().expect("a deliver_sm");
+            s.on_pdu(
+                Pdu::new(p.sequence_number, Body::DeliverSmResp(Default::default())),
+                now,
+                &mut out,
+                &mut ev,
+            );
+        }
+        assert_eq!(s.deliveries_outstanding(), 1);
+        assert!(
+            s.delivery_deadlines.len() <= DEADLINES_SLACK * 17,
+            "{} deadlines",
+            s.delivery_deadlines.len()
+        );
+        // The unanswered one still times out.
+        ev.clear();
+        s.on_tick(now + Duration::from_secs(11), &mut out, &mut ev);
+        assert_eq!(s.deliveries_outstanding(), 0);
+    }
 
     #[test]
     fn deliveries_are_answered_failed_or_timed_out_exactly_once() {
