@@ -281,7 +281,17 @@ enum Pending {
     Replace(smppgw_codec::ReplaceSm),
 }
 
+/// A query_sm, cancel_sm or replace_sm whose lookup has not been answered within this is
+/// answered as failed (its answers were lost: a full queue on the way); the lookup takes
+/// milliseconds, or up to about 1.5 s when it asks the shared store.
+pub const QUERY_PENDING_TIMEOUT: Duration = Duration::from_secs(10);
+/// A submit_multi whose destinations have not all been answered within this is answered with
+/// what is known (each destination has its vendors' response timeouts well within it).
+pub const MULTI_PENDING_TIMEOUT: Duration = Duration::from_secs(120);
+
 struct PendingQuery {
+    /// When it was asked.
+    since: Instant,
     what: Pending,
     answers: usize,
     found: Option<Box<Found>>,
@@ -292,6 +302,8 @@ struct PendingQuery {
 }
 
 struct PendingMulti {
+    /// When it was asked.
+    since: Instant,
     remaining: usize,
     shown_id: u64,
     any_ok: bool,
@@ -472,7 +484,8 @@ impl CustomerDriver {
             // cancel_sm with an empty id (cancel by addresses) is not supported: refused as failed.
             return self.refuse(&pdu, if id.is_empty() { fail } else { CommandStatus::ESME_RINVMSGID });
         };
-        self.queries.insert(seq, PendingQuery { what, answers: 0, found: None, remote: false, shown_id });
+        self.queries
+            .insert(seq, PendingQuery { since: now, what, answers: 0, found: None, remote: false, shown_id });
         let reply = self.reply_to(seq, ReplyKind::Submit);
         for core in 0..self.core.cores() {
             self.core.send(core, CoreMsg::Query { shown_id, customer: c.idx, reply });
@@ -495,8 +508,14 @@ impl CustomerDriver {
             return;
         }
         let shown_id = self.core.next_msg_id();
-        let mut pm =
-            PendingMulti { remaining: 0, shown_id, any_ok: false, unsuccess: Vec::new(), dests: Vec::new() };
+        let mut pm = PendingMulti {
+            since: now,
+            remaining: 0,
+            shown_id,
+            any_ok: false,
+            unsuccess: Vec::new(),
+            dests: Vec::new(),
+        };
         let mut jobs = Vec::new();
         for (i, d) in m.dests.iter().enumerate() {
             match d {
@@ -632,6 +651,45 @@ impl CustomerDriver {
                 let st = result.err().unwrap_or(CommandStatus::ESME_ROK);
                 smppgw_codec::Pdu::with_status(seq, st, body).encode(&mut self.wbuf);
             }
+        }
+    }
+
+    /// Answers the requests whose answers have not all come back in time (lost on the way), so
+    /// that no customer waits forever: a lookup as failed, a submit_multi with what is known
+    /// (the destinations still out give their share of the window back).
+    fn expire_pending(&mut self, now: Instant, events: &mut Vec<Event>) {
+        let late: Vec<u32> = self
+            .queries
+            .iter()
+            .filter(|(_, q)| now.saturating_duration_since(q.since) >= QUERY_PENDING_TIMEOUT)
+            .map(|(&seq, _)| seq)
+            .collect();
+        for seq in late {
+            let Some(q) = self.queries.remove(&seq) else { continue };
+            let (st, body) = match q.what {
+                Pending::Query => {
+                    (CommandStatus::ESME_RQUERYFAIL, smppgw_codec::Body::QuerySmResp(Default::default()))
+                }
+                Pending::Cancel(_) => (CommandStatus::ESME_RCANCELFAIL, smppgw_codec::Body::CancelSmResp),
+                Pending::Replace(_) => (CommandStatus::ESME_RREPLACEFAIL, smppgw_codec::Body::ReplaceSmResp),
+            };
+            warn!(seq, "request's lookup not answered in time: answered {st}");
+            smppgw_codec::Pdu::with_status(seq, st, body).encode(&mut self.wbuf);
+        }
+        let late: Vec<u32> = self
+            .multis
+            .iter()
+            .filter(|(_, m)| now.saturating_duration_since(m.since) >= MULTI_PENDING_TIMEOUT)
+            .map(|(&seq, _)| seq)
+            .collect();
+        for seq in late {
+            let Some(remaining) = self.multis.get(&seq).map(|m| m.remaining) else { continue };
+            warn!(
+                seq,
+                remaining, "submit_multi destinations not answered in time: answered with what is known"
+            );
+            self.machine.give_window(remaining as u32, &mut self.wbuf, events);
+            self.finish_multi(seq);
         }
     }
 
@@ -840,6 +898,9 @@ async fn customer_session(core: Rc<Core>, io: Rc<CoreIo>, mut stream: TcpStream,
                 deadline.fired = true;
                 d.machine.on_tick(now, &mut d.wbuf, &mut events)
             }
+        }
+        if !d.queries.is_empty() || !d.multis.is_empty() {
+            d.expire_pending(now, &mut events);
         }
         for ev in d.on_events(&mut events, now, peer) {
             let Event::Bind { kind, bind, seq } = ev else { continue };
