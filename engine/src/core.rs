@@ -360,6 +360,9 @@ pub struct Core {
 
 /// Outbox length above which another core is treated as congested for new jobs.
 const OUTBOX_CONGESTED: usize = crate::limits::CROSS_CORE_CHANNEL_CAPACITY;
+/// Outbox length above which vendor binds stop reading (see [`Core::backlogged`]).
+const OUTBOX_BACKLOGGED: usize = 4 * OUTBOX_CONGESTED;
+const _: () = assert!(OUTBOX_BACKLOGGED * 16 <= crate::limits::OUTBOX_MAX);
 
 /// Tag of the vendor-specific TLV that marks a receipt the gateway derived for an earlier part of
 /// a long message from the receipt of its last part (value 1). Documented in the README.
@@ -618,6 +621,14 @@ impl Core {
         x ^= x >> 27;
         self.rng.set(x);
         x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Whether another executor has fallen behind with what this one sends it (its outbox
+    /// holds [`OUTBOX_BACKLOGGED`] messages): vendor binds then stop reading until it catches
+    /// up, so that receipts a vendor pours in wait in its socket (TCP backpressure) rather than
+    /// in an outbox that would reach its bound and drop them.
+    pub fn backlogged(&self) -> bool {
+        self.outboxes.iter().enumerate().any(|(i, o)| i != self.idx && o.len() >= OUTBOX_BACKLOGGED)
     }
 
     /// Sends `msg` to core `to` (this core's inbox when it is this one).

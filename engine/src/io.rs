@@ -1079,6 +1079,11 @@ pub async fn vendor_slot(
             if lease_starved {
                 next = next.min(now + Duration::from_millis(LEASE_RETRY_MS));
             }
+            // Backpressure: while another executor is behind with what this one sends it, read
+            // nothing more from the vendor (see `Core::backlogged`).
+            while core.backlogged() && !core.shutting_down.get() {
+                Timer::new(Duration::from_millis(1)).await;
+            }
             deadline.set(next);
             let wake = wait(&mut stream, &mut rbuf, &io, &mailbox, &mut deadline.timer).await;
             let now = Instant::now();

@@ -15,6 +15,12 @@ pub const VENDOR_BIND_QUEUE_MAX: usize = 1024;
 /// per-customer receipt queue.
 pub const CUSTOMER_MAILBOX_MAX: usize = 4096;
 
+/// Messages one executor holds for another while the channel between them is full. Jobs and
+/// answers are bounded by the windows; vendor binds stop reading receipts and MO when an
+/// outbox passes a sixteenth of this (`core::OUTBOX_BACKLOGGED`). Full, a message is dropped
+/// and counted (`lost_answers`).
+pub const OUTBOX_MAX: usize = 1 << 20;
+
 /// Answers to a session's pending query_sm, cancel_sm and replace_sm that may be on their way at
 /// once (each asks every executor, so a session may have this many divided by the executors
 /// pending): with the window's submit answers and the receipts in flight, what the session's

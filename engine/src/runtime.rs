@@ -421,9 +421,11 @@ async fn core_main(
 ) {
     let cores = snap.cores;
     let grace = Duration::from_millis(u64::from(snap.config.server.shutdown_grace_ms));
-    // Outboxes hold what waits for channel space; every job in them belongs to some window, so
-    // the bound below is never the limit in practice.
-    let outboxes: Vec<Rc<Outbox>> = (0..cores).map(|_| Rc::new(Mailbox::new(1 << 20))).collect();
+    // Outboxes hold what waits for channel space: jobs and answers, which windows bound, and
+    // receipts and MO, which vendor binds stop reading for well before the bound
+    // (`Core::backlogged`).
+    let outboxes: Vec<Rc<Outbox>> =
+        (0..cores).map(|_| Rc::new(Mailbox::new(crate::limits::OUTBOX_MAX))).collect();
     let core = Rc::new(Core::new(idx, snap.clone(), outboxes.clone(), metrics, remote));
     let io = Rc::new(CoreIo::new(epoch, balancer));
 

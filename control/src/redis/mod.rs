@@ -66,6 +66,9 @@ pub const WRITE_HOLD_MAX: usize = 200_000;
 pub const WRITE_BACKLOG_MAX: usize = 1_000_000;
 /// Receipts waiting for a message another node may have stored.
 pub const MISS_PENDING_MAX: usize = 100_000;
+/// query_sm, cancel_sm and replace_sm lookups in Redis at once; more are answered "not found"
+/// at once (the customer gets ESME_RQUERYFAIL and the like) instead of queueing without end.
+pub const QUERY_LOOKUPS_MAX: usize = 1_024;
 /// When a receipt's lookup is retried while no node's record is found (a node writes its records
 /// behind by up to a few milliseconds, so a fast receipt can beat them): then it is given up
 /// here and stays parked in the core until the early-receipt TTL.
@@ -520,6 +523,7 @@ struct Miss {
 }
 
 async fn write_loop(inner: Arc<Inner>, end: RemoteEnd) {
+    let lookups = Arc::new(tokio::sync::Semaphore::new(QUERY_LOOKUPS_MAX));
     let mut backlog = Backlog::new();
     let mut misses: VecDeque<Miss> = VecDeque::new();
     let mut deliveries: Vec<Delivery> = Vec::new();
@@ -547,7 +551,13 @@ async fn write_loop(inner: Arc<Inner>, end: RemoteEnd) {
                     }
                     RemoteOp::Query { shown_id, customer, reply } => {
                         let inner = inner.clone();
+                        let Ok(permit) = lookups.clone().try_acquire_owned() else {
+                            add(&inner.health.given_up, 1);
+                            tokio::spawn(async move { answer_query(&inner, reply, None).await });
+                            continue;
+                        };
                         tokio::spawn(async move {
+                            let _permit = permit;
                             let found =
                                 lookup_shown(&inner, shown_id).await.filter(|r| r.customer == customer);
                             let found = found.map(|record| {
