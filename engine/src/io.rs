@@ -254,9 +254,81 @@ async fn authenticate(
     Ok(c)
 }
 
+/// A long message's group: (customer, source, destination, reference).
+pub type PartKey = (u32, Bytes, Bytes, u16);
+
 /// Parts of long messages seen on this core, for the "receipt for the last part only" policy:
-/// (customer, source, destination, reference) -> (when, ids of the parts so far).
-pub type PartGroups = std::collections::HashMap<(u32, Bytes, Bytes, u16), (Instant, Vec<u64>)>;
+/// each group's ids of the parts before the last, forgotten after [`PART_GROUP_TTL`], at most
+/// [`PART_GROUPS_MAX`] groups. Sans-IO: the caller passes the time.
+#[derive(Debug, Default)]
+pub struct PartGroups {
+    groups: std::collections::HashMap<PartKey, (Instant, Vec<u64>)>,
+    /// Groups in the order they began, for expiry from the front; entries of groups taken since
+    /// are skipped, and swept out when they reach twice the bound.
+    order: std::collections::VecDeque<(Instant, PartKey)>,
+}
+
+impl PartGroups {
+    /// No groups.
+    pub fn new() -> PartGroups {
+        PartGroups::default()
+    }
+
+    /// Adds `msg_id`, a part before the last of a message of `total` parts, to its group.
+    /// False when the group cannot hold it (the group is full, or so is the table): that part
+    /// then asks the vendor for its own receipt.
+    pub fn add(&mut self, key: &PartKey, total: u8, msg_id: u64, now: Instant) -> bool {
+        self.expire(now);
+        if let Some((_, ids)) = self.groups.get_mut(key) {
+            // A group holds at most its other parts: a customer repeating one does not grow it.
+            if ids.len() + 1 >= usize::from(total) {
+                return false;
+            }
+            ids.push(msg_id);
+            return true;
+        }
+        if self.groups.len() >= PART_GROUPS_MAX || total < 2 {
+            return false;
+        }
+        if self.order.len() >= 2 * PART_GROUPS_MAX {
+            let groups = &self.groups;
+            self.order.retain(|(t, k)| groups.get(k).is_some_and(|(at, _)| at == t));
+        }
+        // Owned copies: the key outlives the read buffer the addresses were decoded from.
+        let key = (key.0, Bytes::copy_from_slice(&key.1), Bytes::copy_from_slice(&key.2), key.3);
+        self.order.push_back((now, key.clone()));
+        self.groups.insert(key, (now, vec![msg_id]));
+        true
+    }
+
+    /// The ids of the parts before the last, when the last part comes.
+    pub fn take(&mut self, key: &PartKey) -> Option<Vec<u64>> {
+        self.groups.remove(key).map(|(_, ids)| ids)
+    }
+
+    /// Groups held.
+    pub fn len(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// Whether no group is held.
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+    }
+
+    fn expire(&mut self, now: Instant) {
+        while let Some((t, _)) = self.order.front() {
+            if now.saturating_duration_since(*t) < PART_GROUP_TTL {
+                break;
+            }
+            if let Some((t, k)) = self.order.pop_front()
+                && self.groups.get(&k).is_some_and(|(at, _)| *at == t)
+            {
+                self.groups.remove(&k);
+            }
+        }
+    }
+}
 
 /// Long-message groups remembered per core; the oldest are forgotten past this (their last part
 /// then simply asks the vendor for its own receipt).
@@ -420,20 +492,11 @@ impl CustomerDriver {
             let key = (c.idx, submit.source.addr.clone(), submit.dest.addr.clone(), r);
             let mut groups = self.io.part_groups.borrow_mut();
             if part < total {
-                if groups.len() >= PART_GROUPS_MAX {
-                    groups.retain(|_, (t, _)| now.saturating_duration_since(*t) < PART_GROUP_TTL);
+                if groups.add(&key, total, msg_id, now) {
+                    // Only the last part asks the vendor; this one's receipt is derived from it.
+                    submit.registered_delivery &= !0x03;
                 }
-                if groups.len() < PART_GROUPS_MAX || groups.contains_key(&key) {
-                    let ids = &mut groups.entry(key).or_insert_with(|| (now, Vec::new())).1;
-                    // A group holds at most its other parts (a customer repeating one is not
-                    // let grow it); past that, a part asks the vendor for its own receipt.
-                    if ids.len() < usize::from(total) - 1 {
-                        ids.push(msg_id);
-                        // Only the last part asks the vendor; this one's receipt is derived from it.
-                        submit.registered_delivery &= !0x03;
-                    }
-                }
-            } else if let Some((_, ids)) = groups.remove(&key) {
+            } else if let Some(ids) = groups.take(&key) {
                 siblings = ids;
             }
         }
@@ -1425,5 +1488,58 @@ fn on_outcome(
                 core.finish(&job, Err(CommandStatus::ESME_RSUBMITFAIL));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(r: u16) -> PartKey {
+        (0, Bytes::from_static(b"15550001"), Bytes::from_static(b"15557770000"), r)
+    }
+
+    #[test]
+    fn a_group_holds_its_other_parts_until_the_last_takes_them() {
+        // Goal: parts before the last gather under their group, at most total - 1 of them,
+        // and the last part takes them all (once).
+        let now = Instant::now();
+        let mut g = PartGroups::new();
+        assert!(g.add(&key(1), 3, 10, now));
+        assert!(g.add(&key(1), 3, 11, now));
+        assert!(!g.add(&key(1), 3, 12, now), "a third part before the last of three: not held");
+        assert!(g.add(&key(2), 2, 20, now), "another reference, another group");
+        assert_eq!(g.take(&key(1)), Some(vec![10, 11]));
+        assert_eq!(g.take(&key(1)), None);
+        assert_eq!(g.len(), 1);
+    }
+
+    #[test]
+    fn groups_expire_in_order_and_the_table_is_bounded_without_scanning() {
+        // Goal: groups older than the TTL are forgotten from the front; a full table refuses new
+        // groups (their parts ask the vendor) until the old ones expire; groups taken since
+        // leave no entries that expire a later group of the same key early.
+        let t0 = Instant::now();
+        let mut g = PartGroups::new();
+        assert!(g.add(&key(1), 2, 1, t0));
+        assert_eq!(g.take(&key(1)), Some(vec![1]));
+        let later = t0 + PART_GROUP_TTL / 2;
+        assert!(g.add(&key(1), 2, 2, later), "the same key begins again");
+        // The first entry's time passes: the group that began later is kept.
+        assert!(g.add(&key(9), 2, 9, t0 + PART_GROUP_TTL));
+        assert_eq!(g.take(&key(1)), Some(vec![2]));
+
+        let mut g = PartGroups::new();
+        for r in 0..PART_GROUPS_MAX {
+            assert!(g.add(&nth_key(r), 2, r as u64, t0));
+        }
+        assert!(!g.add(&key(7), 2, 7, t0 + Duration::from_secs(1)), "full: refused");
+        assert!(g.add(&key(7), 2, 7, t0 + PART_GROUP_TTL), "room again once the old ones expire");
+        assert_eq!(g.len(), 1);
+    }
+
+    /// A distinct key per `n` (the reference holds 16 bits, the customer the rest).
+    fn nth_key(n: usize) -> PartKey {
+        ((n >> 16) as u32, Bytes::new(), Bytes::new(), n as u16)
     }
 }
