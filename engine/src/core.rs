@@ -1051,7 +1051,10 @@ impl Core {
             let snap = self.snapshot();
             match snap.mo_owner(&d.dest.addr) {
                 Some(customer) => {
-                    let delivery = Delivery { customer, token: 0, kind: Kind::Mo, body: d, attempts: 0 };
+                    // In a buffer of its own: an MO may wait hours for its customer to bind, and
+                    // its fields are slices of the vendor's read buffer, which they would pin.
+                    let body = owned_copy(d);
+                    let delivery = Delivery { customer, token: 0, kind: Kind::Mo, body, attempts: 0 };
                     self.send(self.home_of(customer), CoreMsg::Deliver(Arc::new(delivery)));
                 }
                 None => {
@@ -1312,6 +1315,23 @@ fn customer_receipt(
 }
 
 /// The available slot with the fewest jobs (the first of equals).
+/// `d` with every field copied out of the buffer it was decoded from.
+fn owned_copy(d: SubmitSm) -> SubmitSm {
+    let own = |b: &Bytes| if b.is_empty() { Bytes::new() } else { Bytes::copy_from_slice(b) };
+    let addr = |a: &smppgw_codec::Address| smppgw_codec::Address::new(a.ton, a.npi, own(&a.addr));
+    SubmitSm {
+        service_type: own(&d.service_type),
+        source: addr(&d.source),
+        dest: addr(&d.dest),
+        schedule_delivery_time: own(&d.schedule_delivery_time),
+        validity_period: own(&d.validity_period),
+        short_message: own(&d.short_message),
+        // Valid already (it was decoded): decoding the copy cannot fail.
+        tlvs: smppgw_codec::Tlvs::decode(own(d.tlvs.raw())).unwrap_or_else(|_| d.tlvs.clone()),
+        ..d
+    }
+}
+
 fn least_loaded<'a>(slots: impl Iterator<Item = &'a Arc<BindSlot>>) -> Option<&'a Arc<BindSlot>> {
     let mut best: Option<(&Arc<BindSlot>, u32)> = None;
     for s in slots.filter(|s| s.available()) {
@@ -1355,6 +1375,27 @@ pub fn shown_text(id: u64, style: crate::msgid::IdStyle) -> Bytes {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn an_owned_copy_is_equal_and_shares_nothing_with_its_read_buffer() {
+        // Goal: a queued MO keeps its content but not the vendor's read buffer.
+        let wire = bytes::Bytes::from(vec![b'x'; 64 * 1024]);
+        let d = SubmitSm {
+            source: smppgw_codec::Address::new(1, 1, wire.slice(0..11)),
+            dest: smppgw_codec::Address::new(1, 1, wire.slice(11..16)),
+            short_message: wire.slice(100..120),
+            ..SubmitSm::default()
+        };
+        let copy = owned_copy(d.clone());
+        assert_eq!(copy, d);
+        let inside = |b: &bytes::Bytes| wire.as_ptr_range().contains(&b.as_ptr());
+        assert!(![&copy.source.addr, &copy.dest.addr, &copy.short_message].into_iter().any(inside));
+        // A data_sm MO's 30-digit source, longer than deliver_sm allows, is copied too.
+        let long = SubmitSm { source: smppgw_codec::Address::new(1, 1, wire.slice(0..30)), ..d };
+        let copy = owned_copy(long.clone());
+        assert_eq!(copy, long);
+        assert!(!inside(&copy.source.addr));
+    }
 
     #[test]
     fn the_least_loaded_available_slot_is_chosen_and_the_first_of_equals() {
