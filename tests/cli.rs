@@ -7,7 +7,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use smppgw_codec::{Body, CommandStatus, Pdu};
+use smppgw_codec::CommandStatus;
 
 fn smppgw() -> Command {
     Command::new(env!("CARGO_BIN_EXE_smppgw"))
@@ -92,17 +92,7 @@ fn signal_drains_and_exits_zero(signal: i32) {
     std::thread::sleep(Duration::from_millis(50));
     // SAFETY: sending a signal to our own child process.
     unsafe { libc::kill(child.id() as i32, signal) };
-    let (mut acked, mut unbound) = (0, false);
-    while let Some(p) = c.recv() {
-        match p.body {
-            Body::SubmitSmResp(_) if p.command_status.is_ok() => acked += 1,
-            Body::Unbind => {
-                unbound = true;
-                c.send(&Pdu::new(p.sequence_number, Body::UnbindResp));
-            }
-            _ => {}
-        }
-    }
+    let (acked, unbound) = c.drain_until_closed();
     let status = child.wait().unwrap();
     assert!(status.success(), "exit status {status:?}");
     assert_eq!(acked, 20, "every submit in flight was answered ESME_ROK");

@@ -272,18 +272,7 @@ fn graceful_shutdown_answers_every_submit_in_flight() {
     }
     std::thread::sleep(Duration::from_millis(50));
     gw.shutdown();
-    let mut acked = 0;
-    let mut unbound = false;
-    while let Some(p) = c.recv() {
-        match p.body {
-            Body::SubmitSmResp(_) if p.command_status.is_ok() => acked += 1,
-            Body::Unbind => {
-                unbound = true;
-                c.send(&Pdu::new(p.sequence_number, Body::UnbindResp));
-            }
-            _ => {}
-        }
-    }
+    let (acked, unbound) = c.drain_until_closed();
     gw.join();
     assert_eq!(acked, 20, "every submit in flight was answered OK");
     assert!(unbound, "the gateway unbound the customer");

@@ -214,6 +214,23 @@ impl Client {
         self.send(&Pdu::with_status(p.sequence_number, status, body));
     }
 
+    /// Reads until the gateway closes the connection, answering its unbind; returns how many
+    /// submit_sm_resp came with ESME_ROK and whether the gateway unbound this session.
+    pub fn drain_until_closed(&mut self) -> (usize, bool) {
+        let (mut acked, mut unbound) = (0, false);
+        while let Some(p) = self.recv() {
+            match p.body {
+                Body::SubmitSmResp(_) if p.command_status.is_ok() => acked += 1,
+                Body::Unbind => {
+                    unbound = true;
+                    self.send(&Pdu::new(p.sequence_number, Body::UnbindResp));
+                }
+                _ => {}
+            }
+        }
+        (acked, unbound)
+    }
+
     /// Submits with registered_delivery set; returns (status, id).
     pub fn submit_dlr(&mut self, dest: &str, text: &str) -> (CommandStatus, String) {
         let (seq, mut p) = self.submit_pdu(dest, text);

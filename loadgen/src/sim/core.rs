@@ -627,23 +627,14 @@ impl SimCore {
         status: CommandStatus,
     ) {
         let Some((tx, rx)) = &self.shared.ops_record else { return };
-        let mut item = RecordedOp {
+        let item = RecordedOp {
             system_id: self.cfg.accounts.get(system_id).map(|a| a.system_id.clone()).unwrap_or_default(),
             command_id,
             message_id: String::from_utf8_lossy(message_id).into_owned(),
             short_message: bytes::Bytes::copy_from_slice(short_message),
             status,
         };
-        loop {
-            match tx.try_send(item) {
-                Ok(()) => return,
-                Err(TrySendError::Full(back)) => {
-                    item = back;
-                    let _ = rx.try_recv();
-                }
-                Err(TrySendError::Disconnected(_)) => return,
-            }
-        }
+        push_dropping_oldest(tx, rx, item);
     }
 
     /// Records a submit (record mode), dropping the oldest when the record is full.
@@ -657,22 +648,13 @@ impl SimCore {
         else {
             return;
         };
-        let mut item = RecordedSubmit {
+        let item = RecordedSubmit {
             system_id: self.cfg.accounts.get(system_id).map(|a| a.system_id.clone()).unwrap_or_default(),
             message_id: String::from_utf8_lossy(message_id).into_owned(),
             status,
             pdu: copy,
         };
-        loop {
-            match tx.try_send(item) {
-                Ok(()) => return,
-                Err(TrySendError::Full(back)) => {
-                    item = back;
-                    let _ = rx.try_recv();
-                }
-                Err(TrySendError::Disconnected(_)) => return,
-            }
-        }
+        push_dropping_oldest(tx, rx, item);
     }
 
     /// Moves due receipts to their sessions, takes forwarded ones, makes due MO; returns when it
@@ -772,5 +754,19 @@ impl SimCore {
     /// Sessions open.
     pub fn sessions(&self) -> usize {
         self.slots.iter().filter(|s| s.data.is_some()).count()
+    }
+}
+
+/// Puts `item` in a bounded record, dropping the oldest entry when it is full.
+fn push_dropping_oldest<T>(tx: &Sender<T>, rx: &Receiver<T>, mut item: T) {
+    loop {
+        match tx.try_send(item) {
+            Ok(()) => return,
+            Err(TrySendError::Full(back)) => {
+                item = back;
+                let _ = rx.try_recv();
+            }
+            Err(TrySendError::Disconnected(_)) => return,
+        }
     }
 }
