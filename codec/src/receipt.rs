@@ -449,6 +449,23 @@ impl Receipt {
         }
     }
 
+    /// This receipt with its fields copied out of the buffer they were parsed from, for one
+    /// that is kept a while (a parsed receipt's fields are slices of that buffer, which they
+    /// would keep whole).
+    pub fn into_owned(self) -> Receipt {
+        let own = |b: &Bytes| Bytes::copy_from_slice(b);
+        Receipt {
+            id: ReceiptId(own(&self.id.0)),
+            err: self.err.map(|e| match e {
+                ReceiptErr::Text(t) => ReceiptErr::Text(own(&t)),
+                code => code,
+            }),
+            text: self.text.as_ref().map(own),
+            extra: self.extra.iter().map(|f| ExtraField { key: own(&f.key), value: own(&f.value) }).collect(),
+            ..self
+        }
+    }
+
     /// Parses receipt text, copying it once so that the fields can share it; see
     /// [`Receipt::parse_bytes`] for what is accepted.
     pub fn parse(text: &[u8]) -> Result<Receipt, ReceiptError> {

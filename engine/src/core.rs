@@ -1071,6 +1071,13 @@ impl Core {
         let mut store = self.store.borrow_mut();
         let Some(rec) = store.find_vendor_keyed_mut(r.vendor, r.receipt.id.as_bytes(), r.key) else {
             let (vendor, id) = (r.vendor, r.receipt.id.as_bytes().to_vec());
+            // Parked for up to two minutes: in buffers of its own, not pinning the vendor's read
+            // buffer (after a restart without Redis every receipt for older messages waits here).
+            let r = Box::new(VendorReceipt {
+                receipt: r.receipt.into_owned(),
+                network_error: r.network_error.as_ref().map(|b| Bytes::copy_from_slice(b)),
+                ..*r
+            });
             if !store.park(vendor, &id, r, now) {
                 self.metrics.receipts_unmatched.fetch_add(1, Ordering::Relaxed);
                 return;

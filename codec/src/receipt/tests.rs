@@ -593,3 +593,21 @@ fn keys_matched_as_written_classify_as_the_general_path_does() {
     assert_eq!(Key::classify(b"Text"), Key::Text);
     assert_eq!(Key::classify(b"submit date"), Key::SubmitDate);
 }
+
+#[test]
+fn an_owned_receipt_is_equal_and_outside_the_text_it_was_parsed_from() {
+    // Goal: a receipt kept a while holds its own copies, not slices of the vendor's buffer.
+    let text = Bytes::from_static(
+        b"id:ABC123 sub:001 dlvrd:001 submit date:2611261200 done date:2611261201 stat:DELIVRD err:X1 mcc:310 text:hello",
+    );
+    let r = Receipt::parse_bytes(&text).unwrap();
+    let owned = r.clone().into_owned();
+    assert_eq!(owned, r);
+    let inside = |b: &[u8]| text.as_ptr_range().contains(&b.as_ptr());
+    assert!(!inside(owned.id.as_bytes()));
+    assert!(!inside(owned.text.as_deref().unwrap()));
+    let Some(ReceiptErr::Text(err)) = &owned.err else { panic!("a text err: {:?}", owned.err) };
+    assert!(!inside(err));
+    assert!(owned.extra.iter().all(|f| !inside(&f.key) && !inside(&f.value)));
+    assert!(inside(r.id.as_bytes()), "the parsed one was a slice");
+}
