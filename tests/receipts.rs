@@ -254,3 +254,45 @@ fn an_unanswered_receipt_is_sent_again_after_the_response_timeout_and_only_until
     gw.shutdown();
     gw.join();
 }
+
+#[test]
+fn the_receipt_store_is_bounded_per_core_and_forgets_its_oldest_first() {
+    // Goal: with `receipt_store_max` records per core, the oldest messages are forgotten first
+    // (query_sm no longer finds them) while the newest are still known.
+    let vendor = sim(|s| s.receipts.enabled = false);
+    let mut cfg = config(&[("v1", vendor.local_addr())]);
+    cfg.server.cores = 1;
+    cfg.server.receipt_store_max = 1_000;
+    let gw = smppgw_engine::start(cfg).unwrap();
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
+    assert!(wait_for(Duration::from_secs(5), || vendor.stats().binds_current >= 2));
+    let ids: Vec<String> = (0..1_100)
+        .map(|i| {
+            let (st, id) = c.submit_dlr(&format!("1555124{i:04}"), "kept or not");
+            assert_eq!(st, CommandStatus::ESME_ROK);
+            id
+        })
+        .collect();
+    let q = |c: &mut Client, id: &str| {
+        let seq = c.next_seq();
+        let q = smppgw_codec::QuerySm {
+            message_id: id.to_owned().into(),
+            source: smppgw_codec::Address::new(1, 1, "15550001"),
+        };
+        c.send(&Pdu::new(seq, Body::QuerySm(q)));
+        c.recv_resp(seq).command_status
+    };
+    let last = ids.last().unwrap().clone();
+    assert!(
+        wait_for(Duration::from_secs(5), || q(&mut c, &last) == CommandStatus::ESME_ROK),
+        "the newest is known"
+    );
+    assert_eq!(q(&mut c, &ids[0]), CommandStatus::ESME_RQUERYFAIL, "the oldest was forgotten");
+    assert_eq!(q(&mut c, &ids[99]), CommandStatus::ESME_RQUERYFAIL);
+    assert_eq!(q(&mut c, &ids[100]), CommandStatus::ESME_ROK, "exactly the 1,000 newest are kept");
+    let stored: u64 = gw.metrics.store_records_by_core.0.iter().map(|n| n.load(Ordering::Relaxed)).sum();
+    assert!(stored <= 1_000, "{stored} records");
+    gw.shutdown();
+    gw.join();
+}
