@@ -316,11 +316,16 @@ fn a_customer_that_stops_reading_is_closed_and_the_gateway_serves_on() {
     }
     assert_eq!(gw.metrics.sessions_bound.load(Ordering::Relaxed), 1);
     // Submits for a destination no route covers: each is answered at once (16 octets), and
-    // never read. 320,000 answers are 5 MB: more than the gateway's socket can buffer (its send
-    // buffer grows to tcp_wmem's 4 MB) on top of this one's 4 KiB.
+    // never read. Answers for a megabyte more than the gateway's socket can buffer (its send
+    // buffer grows to tcp_wmem's largest, 4 MB by default) on top of this one's 4 KiB.
+    let wmem_max: usize = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(2).and_then(|n| n.parse().ok()))
+        .unwrap_or(4 << 20);
+    let answers = ((wmem_max + (1 << 20)) / 16) as u32;
     let (_, mut p) = c.submit_pdu("1", "");
     let mut flood = bytes::BytesMut::new();
-    for i in 0..320_000u32 {
+    for i in 0..answers {
         p.sequence_number = i + 1;
         p.encode(&mut flood);
     }

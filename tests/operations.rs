@@ -126,7 +126,7 @@ fn a_vendor_refusing_cancel_or_replace_is_cancelfail_or_replacefail_and_changes_
 fn a_customer_with_decimal_ids_gets_them_everywhere() {
     // Goal: a customer set to decimal ids gets a decimal id in submit_sm_resp, the same id in its
     // receipt (text and TLV), and can query and cancel the message by it.
-    let v = sim(|s| s.receipts.delay = smppgw_loadgen::sim::Delay::Fixed(Duration::from_millis(1500)));
+    let v = sim(|s| s.receipts.delay = smppgw_loadgen::sim::Delay::Fixed(Duration::from_millis(3000)));
     let mut cfg = config(&[("v", v.local_addr())]);
     cfg.customers[0].id_format = smppgw_engine::config::IdFormat::Decimal;
     let gw = smppgw_engine::start(cfg).unwrap();
