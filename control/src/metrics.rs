@@ -385,7 +385,7 @@ pub fn render(metrics: &Metrics, snap: &Snapshot) -> String {
     );
     e.counter(
         "smppgw_deliveries_dropped_total",
-        "Deliveries dropped by the queue overflow policy.",
+        "Deliveries dropped by the queue overflow policy or given up after the last attempt.",
         deliveries_dropped,
     );
 

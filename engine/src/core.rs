@@ -239,6 +239,9 @@ pub enum CoreMsg {
         customer: u32,
         /// Delivery token.
         token: u64,
+        /// The session the delivery was sent on: an answer from any other (a stale failure for
+        /// a delivery that has since gone out again elsewhere) is not this delivery's.
+        session: SessionRef,
         /// Accepted.
         ok: bool,
     },
@@ -250,6 +253,15 @@ pub enum CoreMsg {
         session: SessionRef,
         /// Up or down.
         up: bool,
+    },
+    /// A receiving session that stays open but takes no new deliveries (unbinding, closing, or
+    /// its mailbox full): it gets nothing more, and what it has in flight stays its own until it
+    /// answers or goes down (sent elsewhere now, a delivery it then accepted would go twice).
+    ReceiverDraining {
+        /// Customer index.
+        customer: u32,
+        /// The session.
+        session: SessionRef,
     },
     /// Look for the message a customer knows by `shown_id` (sent to every core).
     Query {
@@ -336,6 +348,8 @@ struct SessionEntry {
 pub struct Core {
     /// This core's index.
     pub idx: usize,
+    /// Deliveries dropped and given up on this core as last added to the shared counter.
+    deliveries_reported: Cell<u64>,
     snapshot: RefCell<Arc<Snapshot>>,
     ids: RefCell<IdGen>,
     sessions: RefCell<Vec<Option<SessionEntry>>>,
@@ -450,6 +464,7 @@ impl Core {
             vendor_binds: RefCell::new(FxHashMap::default()),
             outboxes,
             rng: Cell::new(0x9E37_79B9_7F4A_7C15 ^ (idx as u64 + 1)),
+            deliveries_reported: Cell::new(0),
             metrics,
             shutting_down: Cell::new(false),
             failover_on_unknown,
@@ -597,7 +612,10 @@ impl Core {
             self.metrics.receipts_unmatched.fetch_add(expired.len() as u64, Ordering::Relaxed);
         }
         let d = self.dispatcher.borrow();
-        self.metrics.deliveries_dropped.store(d.dropped, Ordering::Relaxed);
+        // Each core adds what it dropped since its last tick: one shared counter for all cores.
+        let dropped = d.dropped + d.given_up;
+        let reported = self.deliveries_reported.replace(dropped);
+        self.metrics.deliveries_dropped.fetch_add(dropped.saturating_sub(reported), Ordering::Relaxed);
         self.metrics.delivery_queue_by_core[self.idx].store(d.queued_total() as u64, Ordering::Relaxed);
         self.metrics.store_records_by_core[self.idx]
             .store(self.store.borrow().len() as u64, Ordering::Relaxed);
@@ -1078,7 +1096,12 @@ impl Core {
                 network_error: r.network_error.as_ref().map(|b| Bytes::copy_from_slice(b)),
                 ..*r
             });
-            if !store.park(vendor, &id, r, now) {
+            // Two receipts before the submit_sm_resp (an intermediate one and the final one, in
+            // either order): the final one waits.
+            let kept = store.park_unless(vendor, &id, r, now, |old, new| {
+                old.receipt.stat.is_final() && !new.receipt.stat.is_final()
+            });
+            if !kept {
                 self.metrics.receipts_unmatched.fetch_add(1, Ordering::Relaxed);
                 return;
             }
@@ -1215,21 +1238,28 @@ impl Core {
                 let customer = delivery.customer;
                 let token = delivery.token;
                 match self.session_mailbox(session.session, session.generation) {
-                    Some(mb) if mb.push(SessionMsg::Deliver(delivery)).is_ok() => {}
-                    _ => {
+                    Some(mb) if mb.push(SessionMsg::Deliver(delivery.clone())).is_ok() => {}
+                    // Gone: its Receiver down is on its way (or has been handled) and gives back
+                    // what else it had. Full: it stays open but takes nothing more.
+                    None => {
                         let home = self.home_of(customer);
-                        self.send(home, CoreMsg::DeliveryAck { customer, token, ok: false });
+                        self.send(home, CoreMsg::DeliveryAck { customer, token, session, ok: false });
                         self.send(home, CoreMsg::Receiver { customer, session, up: false });
+                    }
+                    Some(_) => {
+                        let home = self.home_of(customer);
+                        self.send(home, CoreMsg::DeliveryAck { customer, token, session, ok: false });
+                        self.send(home, CoreMsg::ReceiverDraining { customer, session });
                     }
                 }
             }
-            CoreMsg::DeliveryAck { customer, token, ok } => {
+            CoreMsg::DeliveryAck { customer, token, session, ok } => {
                 if ok {
                     self.metrics.deliveries_ok.fetch_add(1, Ordering::Relaxed);
                 } else {
                     self.metrics.deliveries_failed.fetch_add(1, Ordering::Relaxed);
                 }
-                self.dispatcher.borrow_mut().ack(customer, token, ok);
+                self.dispatcher.borrow_mut().ack(customer, token, session, ok);
                 self.pump_deliveries();
             }
             CoreMsg::Receiver { customer, session, up } => {
@@ -1241,6 +1271,10 @@ impl Core {
                         d.session_down(customer, session);
                     }
                 }
+                self.pump_deliveries();
+            }
+            CoreMsg::ReceiverDraining { customer, session } => {
+                self.dispatcher.borrow_mut().session_draining(customer, session);
                 self.pump_deliveries();
             }
             CoreMsg::Query { shown_id, customer, reply } => {

@@ -140,9 +140,24 @@ impl Dispatcher {
         }
     }
 
-    /// The customer answered (or failed to answer) delivery `token`.
-    pub fn ack(&mut self, customer: u32, token: u64, ok: bool) {
+    /// A receiving session stays open but takes no new deliveries: it leaves the round robin,
+    /// and what it has in flight stays its own until it answers or goes down
+    /// ([`Dispatcher::session_down`] then gives back the rest).
+    pub fn session_draining(&mut self, customer: u32, s: SessionRef) {
+        if let Some(q) = self.customers.get_mut(&customer) {
+            q.sessions.retain(|(x, _)| *x != s);
+        }
+    }
+
+    /// The customer answered (or failed to answer) delivery `token` on session `from`. An answer
+    /// from another session than the one the delivery is in flight on is stale (the delivery was
+    /// requeued when that session went down and has gone out again since) and changes nothing:
+    /// acting on it would send the delivery a second time, or drop the one in flight.
+    pub fn ack(&mut self, customer: u32, token: u64, from: SessionRef, ok: bool) {
         let Some(q) = self.customers.get_mut(&customer) else { return };
+        if q.inflight.get(&token).is_none_or(|(s, _)| *s != from) {
+            return;
+        }
         let Some((s, d)) = q.inflight.remove(&token) else { return };
         if let Some(e) = q.sessions.iter_mut().find(|(x, _)| *x == s) {
             e.1 = e.1.saturating_sub(1);
@@ -240,7 +255,7 @@ mod tests {
         let mut out = Vec::new();
         x.next(&mut out);
         let t0 = out[0].1.token;
-        x.ack(7, t0, false);
+        x.ack(7, t0, S1, false);
         x.session_down(7, S1);
         assert_eq!(x.queued(7), 2);
         x.session_up(7, S2);
@@ -248,12 +263,66 @@ mod tests {
         x.next(&mut out);
         assert_eq!(out.len(), 2);
         assert!(out.iter().all(|(s, _)| *s == S2));
-        for (_, d) in &out {
-            x.ack(7, d.token, true);
+        for (s, d) in &out {
+            x.ack(7, d.token, *s, true);
         }
         out.clear();
         x.next(&mut out);
         assert!(out.is_empty(), "nothing duplicated");
+    }
+
+    #[test]
+    fn a_stale_failure_from_a_closed_session_does_not_touch_the_retry() {
+        // Goal: a delivery requeued when its session went down and sent again on another is not
+        // sent a third time (nor dropped) by a late failure answer from the first session; the
+        // answer of the session it is on now counts.
+        let mut x = Dispatcher::new(10, 0);
+        x.session_up(7, S1);
+        x.session_up(7, S2);
+        x.push(d(7, 0));
+        let mut out = Vec::new();
+        x.next(&mut out);
+        let (first, t) = (out[0].0, out[0].1.token);
+        let other = if first == S1 { S2 } else { S1 };
+        x.session_down(7, first);
+        out.clear();
+        x.next(&mut out);
+        assert_eq!((out.len(), out[0].0), (1, other), "sent again on the other session");
+        x.ack(7, t, first, false);
+        out.clear();
+        x.next(&mut out);
+        assert!(out.is_empty(), "the stale failure sent nothing more");
+        x.ack(7, t, other, true);
+        assert_eq!((x.queued(7), x.deliverable()), (0, 0), "accepted once, gone");
+    }
+
+    #[test]
+    fn a_draining_session_keeps_what_it_has_and_takes_nothing_more() {
+        // Goal: a session that is unbinding still answers what it has (each accepted once, not
+        // sent again elsewhere), new deliveries go to the other session, and what it never
+        // answered comes back when it goes down.
+        let mut x = Dispatcher::new(10, 0);
+        x.session_up(7, S1);
+        x.push(d(7, 0));
+        x.push(d(7, 1));
+        let mut out = Vec::new();
+        x.next(&mut out);
+        let (t0, t1) = (out[0].1.token, out[1].1.token);
+        x.session_up(7, S2);
+        x.session_draining(7, S1);
+        x.push(d(7, 2));
+        out.clear();
+        x.next(&mut out);
+        assert_eq!(out.iter().map(|(s, d)| (*s, d.body.esm_class)).collect::<Vec<_>>(), vec![(S2, 2)]);
+        x.ack(7, t0, S1, true);
+        x.session_down(7, S1);
+        out.clear();
+        x.next(&mut out);
+        assert_eq!(
+            out.iter().map(|(s, d)| (*s, d.token)).collect::<Vec<_>>(),
+            vec![(S2, t1)],
+            "only the unanswered one goes again"
+        );
     }
 
     #[test]

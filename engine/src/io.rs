@@ -420,7 +420,8 @@ impl CustomerDriver {
                 Event::Delivered { token, ok } => {
                     if let Some(c) = &self.customer {
                         let home = self.core.home_of(c.idx);
-                        self.core.send(home, CoreMsg::DeliveryAck { customer: c.idx, token, ok });
+                        let session = self.me();
+                        self.core.send(home, CoreMsg::DeliveryAck { customer: c.idx, token, session, ok });
                     }
                 }
                 Event::Request(pdu) => self.request(pdu, now),
@@ -843,8 +844,13 @@ impl CustomerDriver {
             && self.customer.as_ref().is_some_and(|c| c.cfg.receipt_pdu == crate::config::ReceiptPdu::DataSm);
         if !self.machine.deliver(d.token, &d.body, as_data_sm, now, &mut self.wbuf) {
             let home = self.core.home_of(d.customer);
-            self.core.send(home, CoreMsg::DeliveryAck { customer: d.customer, token: d.token, ok: false });
-            self.core.send(home, CoreMsg::Receiver { customer: d.customer, session: self.me(), up: false });
+            let session = self.me();
+            self.core.send(
+                home,
+                CoreMsg::DeliveryAck { customer: d.customer, token: d.token, session, ok: false },
+            );
+            // Open still (unbinding or closing) and answering what it has: it takes nothing more.
+            self.core.send(home, CoreMsg::ReceiverDraining { customer: d.customer, session: self.me() });
         }
     }
 }

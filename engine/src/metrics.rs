@@ -240,7 +240,8 @@ pub struct Metrics {
     pub deliveries_ok: AtomicU64,
     /// Delivery attempts that failed (retried).
     pub deliveries_failed: AtomicU64,
-    /// Deliveries dropped by the queue overflow policy.
+    /// Deliveries dropped: by the queue overflow policy, or given up after the last attempt.
+    /// Summed over the cores (each adds what it dropped since its last tick).
     pub deliveries_dropped: AtomicU64,
     /// Routed submits by the status the customer got (ESME_ROK included).
     pub submit_results: StatusCounts,

@@ -514,11 +514,26 @@ impl<R> Shard<R> {
 
     /// Parks a receipt whose message is not stored yet. Returns false when the bound refuses it.
     pub fn park(&mut self, vendor: u32, id: &[u8], receipt: R, now: u64) -> bool {
+        self.park_unless(vendor, id, receipt, now, |_, _| false)
+    }
+
+    /// [`Shard::park`], except that a receipt already parked for the id stays when
+    /// `keep_old(parked, new)` says so (a final state over a later intermediate one).
+    pub fn park_unless(
+        &mut self,
+        vendor: u32,
+        id: &[u8],
+        receipt: R,
+        now: u64,
+        keep_old: impl FnOnce(&R, &R) -> bool,
+    ) -> bool {
         let key = (vendor, Box::<[u8]>::from(canonical_id(id).as_bytes()));
         if let Some(e) = self.early.get_mut(&key) {
-            // A vendor repeating a receipt: the latest one waits, in the first one's place (and
-            // no second entry in the expiry order, which the map's bound would not count).
-            e.receipt = receipt;
+            // A vendor repeating a receipt: one waits, in the first one's place (and no second
+            // entry in the expiry order, which the map's bound would not count).
+            if !keep_old(&e.receipt, &receipt) {
+                e.receipt = receipt;
+            }
             return true;
         }
         if self.early.len() >= EARLY_RECEIPTS_MAX {
@@ -648,6 +663,20 @@ mod tests {
         assert!(s.park(1, b"88", "late", 0));
         assert_eq!(s.expire(EARLY_RECEIPT_TTL_SECS + 1), vec!["late"]);
         assert_eq!(s.early_expired, 1);
+    }
+
+    #[test]
+    fn a_parked_receipt_can_be_kept_over_a_later_one() {
+        // Goal: the caller decides which of two early receipts for one id waits (the gateway
+        // keeps a final state over a later intermediate one).
+        let mut s: Shard<&str> = Shard::new(10, 100);
+        let keep_final = |old: &&str, new: &&str| *old == "DELIVRD" && *new == "ENROUTE";
+        assert!(s.park_unless(1, b"5", "DELIVRD", 0, keep_final));
+        assert!(s.park_unless(1, b"5", "ENROUTE", 0, keep_final));
+        assert_eq!(s.insert(rec(1, "5"), 1), Some("DELIVRD"));
+        assert!(s.park_unless(1, b"6", "ENROUTE", 0, keep_final));
+        assert!(s.park_unless(1, b"6", "DELIVRD", 0, keep_final));
+        assert_eq!(s.insert(rec(2, "6"), 1), Some("DELIVRD"));
     }
 
     #[test]
