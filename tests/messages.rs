@@ -357,3 +357,51 @@ fn a_part_repeated_past_its_group_asks_the_vendor_for_its_own_receipt() {
     gw.shutdown();
     gw.join();
 }
+
+#[test]
+fn when_the_last_part_fails_the_earlier_parts_get_derived_undeliverable_receipts() {
+    // Goal: under receipt_parts = last only the last part asks the vendor for a receipt; when
+    // the vendor refuses that part, the parts it already accepted still get one receipt each
+    // (UNDELIV, derived, err the last part's status) instead of waiting forever.
+    let v = sim(|s| {
+        s.faults.refuse_containing = Some(b"BLOCKED".to_vec());
+        s.faults.error_status = CommandStatus::ESME_RINVDSTADR;
+    });
+    let mut cfg = config(&[("v", v.local_addr())]);
+    cfg.customers[0].receipt_parts = ReceiptParts::Last;
+    let gw = smppgw_engine::start(cfg).unwrap();
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
+    assert!(wait_for(Duration::from_secs(5), || v.stats().binds_current >= 2));
+    let mut ids = Vec::new();
+    for (part, text) in [(1u8, &b"first part "[..]), (2, b"second part "), (3, b"BLOCKED end")] {
+        let (seq, mut p) = c.submit_pdu("15557772222", "");
+        let Body::SubmitSm(s) = &mut p.body else { unreachable!() };
+        s.registered_delivery = 1;
+        s.esm_class |= 0x40;
+        s.short_message = [&[5u8, 0x00, 3, 0x43, 3, part][..], text].concat().into();
+        c.send(&p);
+        let r = c.recv_resp(seq);
+        if part < 3 {
+            assert_eq!(r.command_status, CommandStatus::ESME_ROK, "part {part}");
+            let Body::SubmitSmResp(m) = r.body else { panic!("submit_sm_resp") };
+            ids.push(String::from_utf8_lossy(&m.message_id).into_owned());
+        } else {
+            assert_eq!(r.command_status, CommandStatus::ESME_RINVDSTADR, "the vendor refused the last part");
+        }
+    }
+    let mut got = HashSet::new();
+    for _ in 0..2 {
+        let p = c.recv_deliver();
+        let (id, r) = receipt_of(&p);
+        assert_eq!(r.stat, smppgw_codec::receipt::MessageState::Undeliverable);
+        assert_eq!(r.err, Some(smppgw_codec::receipt::ReceiptErr::Code(0x0B)));
+        let Body::DeliverSm(d) = &p.body else { panic!("deliver_sm") };
+        assert!(d.tlvs.contains(smppgw_engine::core::TAG_DERIVED_RECEIPT), "marked derived");
+        got.insert(id);
+        c.answer(&p, CommandStatus::ESME_ROK);
+    }
+    assert_eq!(got, ids.iter().cloned().collect::<HashSet<_>>(), "one receipt for each accepted part");
+    gw.shutdown();
+    gw.join();
+}

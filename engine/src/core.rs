@@ -982,6 +982,12 @@ impl Core {
                 Err(st) => st.0,
             },
         );
+        if let Err(st) = &result
+            && job.wants_receipt
+            && !job.siblings.is_empty()
+        {
+            self.derive_failed_siblings(job, *st);
+        }
         if let Some(sent) = job.sent_at {
             self.metrics.vendor_latency.observe(self.idx, now.saturating_duration_since(sent));
         }
@@ -1151,6 +1157,54 @@ impl Core {
                 for core in 0..self.cores() {
                     self.send(core, CoreMsg::SetState { shown_id: shown, state: stat });
                 }
+            }
+        }
+    }
+
+    /// The earlier parts of a long message whose last part failed, under receipt_parts = "last"
+    /// (only the last part asked the vendor for a receipt): each gets a derived receipt saying
+    /// the message will not be delivered whole (UNDELIV, `err` the last part's status), so that
+    /// no part the customer submitted waits forever for its receipt.
+    fn derive_failed_siblings(&self, job: &Job, status: CommandStatus) {
+        let snap = self.snapshot();
+        let Some(c) = snap.customer_at(job.customer) else { return };
+        let now = unix_now();
+        let submitted = job.submitted_unix_ms / 1000;
+        let s = &job.submit;
+        let small = crate::store::Small::new;
+        let rec = Record {
+            msg_id: job.msg_id,
+            shown_id: job.shown_id,
+            customer: job.customer,
+            vendor: 0,
+            vendor_id: small(b""),
+            source: (s.source.ton, s.source.npi, small(&s.source.addr)),
+            dest: (s.dest.ton, s.dest.npi, small(&s.dest.addr)),
+            submitted,
+            submitted_ms: 0,
+            state: MessageState::Undeliverable,
+            final_at: now,
+            error: 0,
+            wants_receipt: true,
+            siblings: Vec::new(),
+        };
+        let Ok(placeholder) = smppgw_codec::receipt::ReceiptId::new(Bytes::from_static(b"0")) else { return };
+        let date = |t: u64| smppgw_codec::receipt::ReceiptDate::parse(&crate::io::smpp_time(t)[..12]);
+        let mut receipt = Receipt::new(placeholder, MessageState::Undeliverable);
+        receipt.sub = Some(1);
+        receipt.dlvrd = Some(0);
+        receipt.submit_date = date(submitted);
+        receipt.done_date = date(now);
+        receipt.err = Some(smppgw_codec::receipt::ReceiptErr::Code((status.0 % 1000) as u16));
+        let r = VendorReceipt { vendor: 0, receipt, network_error: None, key: 0 };
+        let home = self.home_of(job.customer);
+        for &shown in &job.siblings {
+            let body = customer_receipt(&rec, &r, shown, c.id_style, true);
+            let delivery =
+                Delivery { customer: job.customer, token: 0, kind: Kind::Receipt, body, attempts: 0 };
+            self.send(home, CoreMsg::Deliver(Arc::new(delivery)));
+            for core in 0..self.cores() {
+                self.send(core, CoreMsg::SetState { shown_id: shown, state: MessageState::Undeliverable });
             }
         }
     }
@@ -1355,7 +1409,6 @@ fn customer_receipt(
     }
 }
 
-/// The available slot with the fewest jobs (the first of equals).
 /// `d` with every field copied out of the buffer it was decoded from.
 fn owned_copy(d: SubmitSm) -> SubmitSm {
     let own = |b: &Bytes| if b.is_empty() { Bytes::new() } else { Bytes::copy_from_slice(b) };
@@ -1373,6 +1426,7 @@ fn owned_copy(d: SubmitSm) -> SubmitSm {
     }
 }
 
+/// The available slot with the fewest jobs (the first of equals).
 fn least_loaded<'a>(slots: impl Iterator<Item = &'a Arc<BindSlot>>) -> Option<&'a Arc<BindSlot>> {
     let mut best: Option<(&Arc<BindSlot>, u32)> = None;
     for s in slots.filter(|s| s.available()) {

@@ -856,7 +856,7 @@ impl CustomerDriver {
 }
 
 /// An SMPP absolute time (YYMMDDhhmmss000+) for unix seconds, in UTC.
-fn smpp_time(unix: u64) -> Bytes {
+pub(crate) fn smpp_time(unix: u64) -> Bytes {
     let days = unix / 86_400;
     let secs = unix % 86_400;
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).

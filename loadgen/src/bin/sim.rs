@@ -113,6 +113,9 @@ struct Args {
     /// for an SMSC that refuses them).
     #[arg(long, default_value = "ESME_ROK", value_parser = parse_status)]
     op_status: CommandStatus,
+    /// A content filter: submit_sm whose short_message contains this text get --error-status.
+    #[arg(long)]
+    refuse_containing: Option<String>,
     /// submit_sm per second allowed per bind; above it ESME_RTHROTTLED (bursts of 100 ms allowed).
     #[arg(long)]
     throttle_tps: Option<u32>,
@@ -205,6 +208,7 @@ fn main() -> ExitCode {
             drop_rate: a.drop_rate,
             disconnect_after: a.disconnect_after,
             op_status: a.op_status,
+            refuse_containing: a.refuse_containing.map(String::into_bytes),
             stall: a.stall_ms.map(|ms| Stall {
                 every: Duration::from_millis(a.stall_every_ms),
                 length: Duration::from_millis(ms),

@@ -244,6 +244,9 @@ pub struct Faults {
     /// What cancel_sm and replace_sm are answered with: ESME_ROK (done), or a refusal such as
     /// ESME_RCANCELFAIL, as an SMSC answers for a message it cannot change any more.
     pub op_status: CommandStatus,
+    /// A content filter: a submit_sm whose short_message contains these octets is answered
+    /// with `error_status`.
+    pub refuse_containing: Option<Vec<u8>>,
 }
 
 impl Default for Faults {
@@ -257,6 +260,7 @@ impl Default for Faults {
             disconnect_after: None,
             stall: None,
             op_status: CommandStatus::ESME_ROK,
+            refuse_containing: None,
         }
     }
 }

@@ -340,7 +340,12 @@ impl SimSession {
         let status = if self.bucket.as_mut().is_some_and(|b| !b.take(now)) {
             bump(&core.counters().throttled, 1);
             CommandStatus::ESME_RTHROTTLED
-        } else if faults.error_rate > 0.0 && core.rng.chance(faults.error_rate) {
+        } else if (faults.error_rate > 0.0 && core.rng.chance(faults.error_rate))
+            || faults
+                .refuse_containing
+                .as_deref()
+                .is_some_and(|p| !p.is_empty() && sm.short_message.windows(p.len()).any(|w| w == p))
+        {
             bump(&core.counters().injected_errors, 1);
             faults.error_status
         } else {
