@@ -1166,23 +1166,36 @@ impl Core {
     /// the message will not be delivered whole (UNDELIV, `err` the last part's status), so that
     /// no part the customer submitted waits forever for its receipt.
     fn derive_failed_siblings(&self, job: &Job, status: CommandStatus) {
-        let snap = self.snapshot();
-        let Some(c) = snap.customer_at(job.customer) else { return };
-        let now = unix_now();
-        let submitted = job.submitted_unix_ms / 1000;
-        let s = &job.submit;
-        let small = crate::store::Small::new;
-        let rec = Record {
-            msg_id: job.msg_id,
-            shown_id: job.shown_id,
+        let parts = DerivedParts {
             customer: job.customer,
+            source: &job.submit.source,
+            dest: &job.submit.dest,
+            submitted_unix_ms: job.submitted_unix_ms,
+            shown_ids: &job.siblings,
+        };
+        self.derive_receipts(&parts, MessageState::Undeliverable, (status.0 % 1000) as u16);
+    }
+
+    /// Derived receipts (marked with [`TAG_DERIVED_RECEIPT`]) in `state` for parts of a long
+    /// message that did not ask the vendor for their own, and their records set to it.
+    pub fn derive_receipts(&self, parts: &DerivedParts<'_>, state: MessageState, err: u16) {
+        let snap = self.snapshot();
+        let Some(c) = snap.customer_at(parts.customer) else { return };
+        let now = unix_now();
+        let submitted = parts.submitted_unix_ms / 1000;
+        let small = crate::store::Small::new;
+        let (src, dst) = (parts.source, parts.dest);
+        let rec = Record {
+            msg_id: 0,
+            shown_id: 0,
+            customer: parts.customer,
             vendor: 0,
             vendor_id: small(b""),
-            source: (s.source.ton, s.source.npi, small(&s.source.addr)),
-            dest: (s.dest.ton, s.dest.npi, small(&s.dest.addr)),
+            source: (src.ton, src.npi, small(&src.addr)),
+            dest: (dst.ton, dst.npi, small(&dst.addr)),
             submitted,
             submitted_ms: 0,
-            state: MessageState::Undeliverable,
+            state,
             final_at: now,
             error: 0,
             wants_receipt: true,
@@ -1190,21 +1203,21 @@ impl Core {
         };
         let Ok(placeholder) = smppgw_codec::receipt::ReceiptId::new(Bytes::from_static(b"0")) else { return };
         let date = |t: u64| smppgw_codec::receipt::ReceiptDate::parse(&crate::io::smpp_time(t)[..12]);
-        let mut receipt = Receipt::new(placeholder, MessageState::Undeliverable);
+        let mut receipt = Receipt::new(placeholder, state);
         receipt.sub = Some(1);
-        receipt.dlvrd = Some(0);
+        receipt.dlvrd = Some(u16::from(state == MessageState::Delivered));
         receipt.submit_date = date(submitted);
         receipt.done_date = date(now);
-        receipt.err = Some(smppgw_codec::receipt::ReceiptErr::Code((status.0 % 1000) as u16));
+        receipt.err = Some(smppgw_codec::receipt::ReceiptErr::Code(err));
         let r = VendorReceipt { vendor: 0, receipt, network_error: None, key: 0 };
-        let home = self.home_of(job.customer);
-        for &shown in &job.siblings {
+        let home = self.home_of(parts.customer);
+        for &shown in parts.shown_ids {
             let body = customer_receipt(&rec, &r, shown, c.id_style, true);
             let delivery =
-                Delivery { customer: job.customer, token: 0, kind: Kind::Receipt, body, attempts: 0 };
+                Delivery { customer: parts.customer, token: 0, kind: Kind::Receipt, body, attempts: 0 };
             self.send(home, CoreMsg::Deliver(Arc::new(delivery)));
             for core in 0..self.cores() {
-                self.send(core, CoreMsg::SetState { shown_id: shown, state: MessageState::Undeliverable });
+                self.send(core, CoreMsg::SetState { shown_id: shown, state });
             }
         }
     }
@@ -1407,6 +1420,21 @@ fn customer_receipt(
         tlvs,
         ..SubmitSm::default()
     }
+}
+
+/// Parts of one long message to derive receipts for ([`Core::derive_receipts`]).
+#[derive(Debug)]
+pub struct DerivedParts<'a> {
+    /// Customer index.
+    pub customer: u32,
+    /// The message's originator.
+    pub source: &'a Address,
+    /// Its recipient.
+    pub dest: &'a Address,
+    /// When the first of them was submitted.
+    pub submitted_unix_ms: u64,
+    /// The customer's ids of the parts.
+    pub shown_ids: &'a [u64],
 }
 
 /// `d` with every field copied out of the buffer it was decoded from.

@@ -262,10 +262,35 @@ pub type PartKey = (u32, Bytes, Bytes, u16);
 /// [`PART_GROUPS_MAX`] groups. Sans-IO: the caller passes the time.
 #[derive(Debug, Default)]
 pub struct PartGroups {
-    groups: std::collections::HashMap<PartKey, (Instant, Vec<u64>)>,
+    groups: std::collections::HashMap<PartKey, (Instant, Vec<u64>, PartMeta)>,
     /// Groups in the order they began, for expiry from the front; entries of groups taken since
     /// are skipped, and swept out when they reach twice the bound.
     order: std::collections::VecDeque<(Instant, PartKey)>,
+    /// Groups that expired without their last part, for the caller to give derived receipts
+    /// ([`PartGroups::take_expired`]); bounded by the table's bound.
+    expired: Vec<ExpiredGroup>,
+}
+
+/// What a derived receipt needs of a group besides its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PartMeta {
+    /// source_addr_ton, source_addr_npi.
+    pub source: (u8, u8),
+    /// dest_addr_ton, dest_addr_npi.
+    pub dest: (u8, u8),
+    /// When its first part was submitted.
+    pub submitted_unix_ms: u64,
+}
+
+/// A group whose last part did not come within [`PART_GROUP_TTL`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpiredGroup {
+    /// Its key.
+    pub key: PartKey,
+    /// Addresses' TON/NPI and time.
+    pub meta: PartMeta,
+    /// The customer's ids of the parts that came.
+    pub ids: Vec<u64>,
 }
 
 impl PartGroups {
@@ -277,9 +302,9 @@ impl PartGroups {
     /// Adds `msg_id`, a part before the last of a message of `total` parts, to its group.
     /// False when the group cannot hold it (the group is full, or so is the table): that part
     /// then asks the vendor for its own receipt.
-    pub fn add(&mut self, key: &PartKey, total: u8, msg_id: u64, now: Instant) -> bool {
+    pub fn add(&mut self, key: &PartKey, total: u8, msg_id: u64, meta: PartMeta, now: Instant) -> bool {
         self.expire(now);
-        if let Some((_, ids)) = self.groups.get_mut(key) {
+        if let Some((_, ids, _)) = self.groups.get_mut(key) {
             // A group holds at most its other parts: a customer repeating one does not grow it.
             if ids.len() + 1 >= usize::from(total) {
                 return false;
@@ -292,18 +317,25 @@ impl PartGroups {
         }
         if self.order.len() >= 2 * PART_GROUPS_MAX {
             let groups = &self.groups;
-            self.order.retain(|(t, k)| groups.get(k).is_some_and(|(at, _)| at == t));
+            self.order.retain(|(t, k)| groups.get(k).is_some_and(|(at, _, _)| at == t));
         }
         // Owned copies: the key outlives the read buffer the addresses were decoded from.
         let key = (key.0, Bytes::copy_from_slice(&key.1), Bytes::copy_from_slice(&key.2), key.3);
         self.order.push_back((now, key.clone()));
-        self.groups.insert(key, (now, vec![msg_id]));
+        self.groups.insert(key, (now, vec![msg_id], meta));
         true
     }
 
     /// The ids of the parts before the last, when the last part comes.
     pub fn take(&mut self, key: &PartKey) -> Option<Vec<u64>> {
-        self.groups.remove(key).map(|(_, ids)| ids)
+        self.groups.remove(key).map(|(_, ids, _)| ids)
+    }
+
+    /// Forgets the groups older than [`PART_GROUP_TTL`] and hands back every group that expired
+    /// so far (here or when parts were added).
+    pub fn take_expired(&mut self, now: Instant) -> Vec<ExpiredGroup> {
+        self.expire(now);
+        std::mem::take(&mut self.expired)
     }
 
     /// Groups held.
@@ -322,11 +354,31 @@ impl PartGroups {
                 break;
             }
             if let Some((t, k)) = self.order.pop_front()
-                && self.groups.get(&k).is_some_and(|(at, _)| *at == t)
+                && self.groups.get(&k).is_some_and(|(at, _, _)| *at == t)
+                && let Some((_, ids, meta)) = self.groups.remove(&k)
             {
-                self.groups.remove(&k);
+                self.expired.push(ExpiredGroup { key: k, meta, ids });
             }
         }
+    }
+}
+
+/// Parts of long messages whose last part did not come within [`PART_GROUP_TTL`] (or came on
+/// another executor, which holds its own groups) get derived receipts in state UNKNOWN: they did
+/// not ask the vendor for their own, and the message will not reach the handset whole.
+pub fn derive_expired_parts(core: &Core, io: &CoreIo, now: Instant) {
+    let expired = io.part_groups.borrow_mut().take_expired(now);
+    for g in expired {
+        let source = smppgw_codec::Address::new(g.meta.source.0, g.meta.source.1, g.key.1.clone());
+        let dest = smppgw_codec::Address::new(g.meta.dest.0, g.meta.dest.1, g.key.2.clone());
+        let parts = crate::core::DerivedParts {
+            customer: g.key.0,
+            source: &source,
+            dest: &dest,
+            submitted_unix_ms: g.meta.submitted_unix_ms,
+            shown_ids: &g.ids,
+        };
+        core.derive_receipts(&parts, smppgw_codec::receipt::MessageState::Unknown, 0);
     }
 }
 
@@ -493,7 +545,12 @@ impl CustomerDriver {
             let key = (c.idx, submit.source.addr.clone(), submit.dest.addr.clone(), r);
             let mut groups = self.io.part_groups.borrow_mut();
             if part < total {
-                if groups.add(&key, total, msg_id, now) {
+                let meta = PartMeta {
+                    source: (submit.source.ton, submit.source.npi),
+                    dest: (submit.dest.ton, submit.dest.npi),
+                    submitted_unix_ms: crate::core::unix_now_ms(),
+                };
+                if groups.add(&key, total, msg_id, meta, now) {
                     // Only the last part asks the vendor; this one's receipt is derived from it.
                     submit.registered_delivery &= !0x03;
                 }
@@ -1511,10 +1568,13 @@ mod tests {
         // and the last part takes them all (once).
         let now = Instant::now();
         let mut g = PartGroups::new();
-        assert!(g.add(&key(1), 3, 10, now));
-        assert!(g.add(&key(1), 3, 11, now));
-        assert!(!g.add(&key(1), 3, 12, now), "a third part before the last of three: not held");
-        assert!(g.add(&key(2), 2, 20, now), "another reference, another group");
+        assert!(g.add(&key(1), 3, 10, PartMeta::default(), now));
+        assert!(g.add(&key(1), 3, 11, PartMeta::default(), now));
+        assert!(
+            !g.add(&key(1), 3, 12, PartMeta::default(), now),
+            "a third part before the last of three: not held"
+        );
+        assert!(g.add(&key(2), 2, 20, PartMeta::default(), now), "another reference, another group");
         assert_eq!(g.take(&key(1)), Some(vec![10, 11]));
         assert_eq!(g.take(&key(1)), None);
         assert_eq!(g.len(), 1);
@@ -1527,21 +1587,42 @@ mod tests {
         // leave no entries that expire a later group of the same key early.
         let t0 = Instant::now();
         let mut g = PartGroups::new();
-        assert!(g.add(&key(1), 2, 1, t0));
+        assert!(g.add(&key(1), 2, 1, PartMeta::default(), t0));
         assert_eq!(g.take(&key(1)), Some(vec![1]));
         let later = t0 + PART_GROUP_TTL / 2;
-        assert!(g.add(&key(1), 2, 2, later), "the same key begins again");
+        assert!(g.add(&key(1), 2, 2, PartMeta::default(), later), "the same key begins again");
         // The first entry's time passes: the group that began later is kept.
-        assert!(g.add(&key(9), 2, 9, t0 + PART_GROUP_TTL));
+        assert!(g.add(&key(9), 2, 9, PartMeta::default(), t0 + PART_GROUP_TTL));
         assert_eq!(g.take(&key(1)), Some(vec![2]));
 
         let mut g = PartGroups::new();
         for r in 0..PART_GROUPS_MAX {
-            assert!(g.add(&nth_key(r), 2, r as u64, t0));
+            assert!(g.add(&nth_key(r), 2, r as u64, PartMeta::default(), t0));
         }
-        assert!(!g.add(&key(7), 2, 7, t0 + Duration::from_secs(1)), "full: refused");
-        assert!(g.add(&key(7), 2, 7, t0 + PART_GROUP_TTL), "room again once the old ones expire");
+        assert!(!g.add(&key(7), 2, 7, PartMeta::default(), t0 + Duration::from_secs(1)), "full: refused");
+        assert!(
+            g.add(&key(7), 2, 7, PartMeta::default(), t0 + PART_GROUP_TTL),
+            "room again once the old ones expire"
+        );
         assert_eq!(g.len(), 1);
+    }
+
+    #[test]
+    fn expired_groups_are_handed_back_once_for_derived_receipts() {
+        // Goal: a group whose last part never came is handed back (once) with the ids of the
+        // parts that did, so that they get receipts; a group taken by its last part is not.
+        let t0 = Instant::now();
+        let mut g = PartGroups::new();
+        let meta = PartMeta { source: (5, 0), dest: (1, 1), submitted_unix_ms: 42 };
+        assert!(g.add(&key(1), 3, 10, meta, t0));
+        assert!(g.add(&key(1), 3, 11, meta, t0));
+        assert!(g.add(&key(2), 2, 20, meta, t0));
+        assert_eq!(g.take(&key(2)), Some(vec![20]));
+        assert!(g.take_expired(t0 + PART_GROUP_TTL / 2).is_empty(), "not yet");
+        let expired = g.take_expired(t0 + PART_GROUP_TTL);
+        assert_eq!(expired, vec![ExpiredGroup { key: key(1), meta, ids: vec![10, 11] }]);
+        assert!(g.take_expired(t0 + PART_GROUP_TTL * 2).is_empty(), "handed back once");
+        assert!(g.is_empty());
     }
 
     /// A distinct key per `n` (the reference holds 16 bits, the customer the rest).
