@@ -481,6 +481,17 @@ impl Core {
         self.dispatcher.borrow().deliverable()
     }
 
+    /// At exit: the receipts and MO still queued here (for customers not bound, or not drained
+    /// in time) are lost with the process; they are counted as dropped and logged, not lost
+    /// silently.
+    pub fn count_undelivered_at_exit(&self) {
+        let left = self.dispatcher.borrow().queued_total() as u64;
+        if left > 0 {
+            self.metrics.deliveries_dropped.fetch_add(left, Ordering::Relaxed);
+            tracing::warn!(core = self.idx, left, "receipts and MO still queued at exit are lost");
+        }
+    }
+
     /// Offers the messages waiting for a vendor of their route again (called by the ticker).
     pub fn retry_held(&self) {
         let jobs: Vec<Box<Job>> = self.held.borrow_mut().drain(..).collect();

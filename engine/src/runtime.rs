@@ -626,5 +626,6 @@ async fn core_main(
     for o in &outboxes {
         o.close();
     }
+    core.count_undelivered_at_exit();
     info!(core = idx, "stopped");
 }
