@@ -323,27 +323,42 @@ fn mo_waits_for_a_receiving_bind_and_is_delivered_whole_when_it_binds() {
     gw.join();
 }
 
-#[test]
-fn a_part_repeated_past_its_group_asks_the_vendor_for_its_own_receipt() {
-    // Goal: under receipt_parts = last a group keeps at most its other parts; a customer that
-    // repeats part 1 of 2 does not make it grow: the extra copies ask the vendor themselves, and
-    // every submitted part still gets exactly one receipt.
-    let v = sim(|_| {});
+/// Submits one part (reference, total, number) of a long message in UDH form, asking for a
+/// receipt; returns the submit_sm_resp.
+fn submit_udh_part(c: &mut Client, dest: &str, (r, total, part): (u8, u8, u8), text: &[u8]) -> Pdu {
+    let (seq, mut p) = c.submit_pdu(dest, "");
+    let Body::SubmitSm(s) = &mut p.body else { unreachable!() };
+    s.registered_delivery = 1;
+    s.esm_class |= 0x40;
+    s.short_message = [&[5u8, 0x00, 3, r, total, part][..], text].concat().into();
+    c.send(&p);
+    c.recv_resp(seq)
+}
+
+/// A simulator (`tweak`ed), a gateway whose customer c1 has receipt_parts = "last", and c1 bound
+/// as a transceiver once the vendor binds are up.
+fn last_part_policy(
+    tweak: impl FnOnce(&mut smppgw_loadgen::sim::SimConfig),
+) -> (smppgw_loadgen::sim::SimHandle, smppgw_engine::Gateway, Client) {
+    let v = sim(tweak);
     let mut cfg = config(&[("v", v.local_addr())]);
     cfg.customers[0].receipt_parts = ReceiptParts::Last;
     let gw = smppgw_engine::start(cfg).unwrap();
     let mut c = Client::connect(gw.local_addr);
     assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
     assert!(wait_for(Duration::from_secs(5), || v.stats().binds_current >= 2));
+    (v, gw, c)
+}
+
+#[test]
+fn a_part_repeated_past_its_group_asks_the_vendor_for_its_own_receipt() {
+    // Goal: under receipt_parts = last a group keeps at most its other parts; a customer that
+    // repeats part 1 of 2 does not make it grow: the extra copies ask the vendor themselves, and
+    // every submitted part still gets exactly one receipt.
+    let (v, gw, mut c) = last_part_policy(|_| {});
     let mut ids = Vec::new();
     for seq_in_group in [1u8, 1, 1, 1, 2] {
-        let (seq, mut p) = c.submit_pdu("15557771111", "");
-        let Body::SubmitSm(s) = &mut p.body else { unreachable!() };
-        s.registered_delivery = 1;
-        s.esm_class |= 0x40;
-        s.short_message = [&[5u8, 0x00, 3, 0x42, 2, seq_in_group][..], b"part"].concat().into();
-        c.send(&p);
-        let r = c.recv_resp(seq);
+        let r = submit_udh_part(&mut c, "15557771111", (0x42, 2, seq_in_group), b"part");
         assert_eq!(r.command_status, CommandStatus::ESME_ROK);
         let Body::SubmitSmResp(m) = r.body else { panic!("submit_sm_resp") };
         ids.push(String::from_utf8_lossy(&m.message_id).into_owned());
@@ -363,25 +378,13 @@ fn when_the_last_part_fails_the_earlier_parts_get_derived_undeliverable_receipts
     // Goal: under receipt_parts = last only the last part asks the vendor for a receipt; when
     // the vendor refuses that part, the parts it already accepted still get one receipt each
     // (UNDELIV, derived, err the last part's status) instead of waiting forever.
-    let v = sim(|s| {
+    let (_v, gw, mut c) = last_part_policy(|s| {
         s.faults.refuse_containing = Some(b"BLOCKED".to_vec());
         s.faults.error_status = CommandStatus::ESME_RINVDSTADR;
     });
-    let mut cfg = config(&[("v", v.local_addr())]);
-    cfg.customers[0].receipt_parts = ReceiptParts::Last;
-    let gw = smppgw_engine::start(cfg).unwrap();
-    let mut c = Client::connect(gw.local_addr);
-    assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
-    assert!(wait_for(Duration::from_secs(5), || v.stats().binds_current >= 2));
     let mut ids = Vec::new();
     for (part, text) in [(1u8, &b"first part "[..]), (2, b"second part "), (3, b"BLOCKED end")] {
-        let (seq, mut p) = c.submit_pdu("15557772222", "");
-        let Body::SubmitSm(s) = &mut p.body else { unreachable!() };
-        s.registered_delivery = 1;
-        s.esm_class |= 0x40;
-        s.short_message = [&[5u8, 0x00, 3, 0x43, 3, part][..], text].concat().into();
-        c.send(&p);
-        let r = c.recv_resp(seq);
+        let r = submit_udh_part(&mut c, "15557772222", (0x43, 3, part), text);
         if part < 3 {
             assert_eq!(r.command_status, CommandStatus::ESME_ROK, "part {part}");
             let Body::SubmitSmResp(m) = r.body else { panic!("submit_sm_resp") };
