@@ -308,6 +308,11 @@ fn run(opts: Opts) -> ExitCode {
     if let Ok(health) = health_rx.try_recv() {
         let health: Arc<smppgw_control::redis::RedisHealth> = health;
         health.flush_now();
+        if health.is_up() {
+            // Receipts the cores handed over last (for customers no longer bound here) go out
+            // on the writer's next turns; they are not in the backlog counted below.
+            std::thread::sleep(std::time::Duration::from_millis(3 * smppgw_control::redis::POLL_MS));
+        }
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(REDIS_DRAIN_SECS);
         while health.is_up() && health.backlog() > 0 && std::time::Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(10));

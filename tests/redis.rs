@@ -485,3 +485,51 @@ fn a_10dlc_campaign_limit_holds_over_both_nodes() {
     a.stop();
     b.stop();
 }
+
+#[test]
+fn receipts_held_for_a_customer_that_left_this_node_are_delivered_where_it_binds_next() {
+    // Goal: receipts a node holds for a customer (in flight on its receiving bind when that
+    // bind closed, unanswered) move to the shared queue when the customer has no receiving bind
+    // there any more, and reach it when it binds on the other node; each once.
+    let redis = RedisServer::start();
+    let vendor = sim(|_| {});
+    let a = Node::start(config(&[("v1", vendor.local_addr())]), 1, &redis);
+    let b = Node::start(config(&[("v1", vendor.local_addr())]), 2, &redis);
+    assert!(wait_for(Duration::from_secs(5), || vendor.stats().binds_current >= 4), "vendor binds up");
+
+    let mut trx = Client::connect(a.gw.local_addr);
+    assert_eq!(trx.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let (st, id) = trx.submit_dlr(&format!("1555124000{i}"), "leave node a");
+        assert_eq!(st, CommandStatus::ESME_ROK);
+        ids.push(id);
+    }
+    // The receipts come to the bind on node A, which never answers them, then leaves.
+    for _ in 0..3 {
+        let _ = trx.recv_deliver();
+    }
+    drop(trx);
+    assert!(
+        wait_for(Duration::from_secs(5), || a.gw.metrics.remote_deliveries_out.load(Ordering::Relaxed) >= 3),
+        "handed to the shared queue"
+    );
+
+    let mut rx = Client::connect(b.gw.local_addr);
+    assert_eq!(rx.bind("rx", "c1", "pw"), CommandStatus::ESME_ROK);
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let p = rx.recv_deliver();
+        let (tlv, r) = receipt_of(&p);
+        assert_eq!(r.stat, MessageState::Delivered);
+        rx.answer(&p, CommandStatus::ESME_ROK);
+        got.push(tlv);
+    }
+    got.sort();
+    ids.sort();
+    assert_eq!(got, ids, "every receipt, on node B");
+    rx.stream.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    assert!(rx.try_recv().is_none(), "each once");
+    a.stop();
+    b.stop();
+}

@@ -481,6 +481,34 @@ impl Core {
         self.dispatcher.borrow().deliverable()
     }
 
+    /// With shared state up, the receipts and MO queued here for `customer` once it has no
+    /// receiving bind on this node go to the shared queue, which every node where it binds
+    /// takes from (this one too, should it bind here again): they no longer wait for it to come
+    /// back to this node.
+    pub fn hand_over_unreceived(&self, customer: u32) {
+        if !self.remote_up() {
+            return;
+        }
+        let orphans = self.dispatcher.borrow_mut().take_unreceived(customer);
+        if orphans.is_empty() {
+            return;
+        }
+        self.metrics.remote_deliveries_out.fetch_add(orphans.len() as u64, Ordering::Relaxed);
+        for d in orphans {
+            self.remote_push(RemoteOp::Deliver(d));
+        }
+        self.flush_remote();
+    }
+
+    /// At shutdown, after the drain: every customer's queue this node still holds, for customers
+    /// not bound here any more, to the shared queue (when it is up).
+    pub fn hand_over_all_unreceived(&self) {
+        let customers = self.dispatcher.borrow().unreceived_customers();
+        for c in customers {
+            self.hand_over_unreceived(c);
+        }
+    }
+
     /// At exit: the receipts and MO still queued here (for customers not bound, or not drained
     /// in time) are lost with the process; they are counted as dropped and logged, not lost
     /// silently.
@@ -1349,10 +1377,14 @@ impl Core {
                         d.session_down(customer, session);
                     }
                 }
+                if !up {
+                    self.hand_over_unreceived(customer);
+                }
                 self.pump_deliveries();
             }
             CoreMsg::ReceiverDraining { customer, session } => {
                 self.dispatcher.borrow_mut().session_draining(customer, session);
+                self.hand_over_unreceived(customer);
                 self.pump_deliveries();
             }
             CoreMsg::Query { shown_id, customer, reply } => {

@@ -195,6 +195,25 @@ impl Dispatcher {
         }
     }
 
+    /// The queued deliveries of `customer` when it has no receiving session here (for a shared
+    /// queue that another node where it binds can deliver from), in queue order; nothing while
+    /// it has one.
+    pub fn take_unreceived(&mut self, customer: u32) -> Vec<Arc<Delivery>> {
+        match self.customers.get_mut(&customer) {
+            Some(q) if q.sessions.is_empty() => q.queue.drain(..).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Customers with deliveries queued and no receiving session here.
+    pub fn unreceived_customers(&self) -> Vec<u32> {
+        self.customers
+            .iter()
+            .filter(|(_, q)| q.sessions.is_empty() && !q.queue.is_empty())
+            .map(|(&c, _)| c)
+            .collect()
+    }
+
     /// Queued (not in flight) deliveries for `customer`.
     pub fn queued(&self, customer: u32) -> usize {
         self.customers.get(&customer).map_or(0, |q| q.queue.len())

@@ -626,6 +626,7 @@ async fn core_main(
     for o in &outboxes {
         o.close();
     }
+    core.hand_over_all_unreceived();
     core.count_undelivered_at_exit();
     info!(core = idx, "stopped");
 }
