@@ -132,7 +132,10 @@ impl Dispatcher {
     pub fn session_down(&mut self, customer: u32, s: SessionRef) {
         let Some(q) = self.customers.get_mut(&customer) else { return };
         q.sessions.retain(|(x, _)| *x != s);
-        let back: Vec<u64> = q.inflight.iter().filter(|(_, (x, _))| *x == s).map(|(t, _)| *t).collect();
+        let mut back: Vec<u64> = q.inflight.iter().filter(|(_, (x, _))| *x == s).map(|(t, _)| *t).collect();
+        // Tokens grow with each new delivery: pushed to the front newest first, they go out
+        // again in the order they first came.
+        back.sort_unstable_by(|a, b| b.cmp(a));
         for t in back {
             if let Some((_, d)) = q.inflight.remove(&t) {
                 q.queue.push_front(d);
@@ -342,6 +345,26 @@ mod tests {
             vec![(S2, t1)],
             "only the unanswered one goes again"
         );
+    }
+
+    #[test]
+    fn what_a_closed_session_had_goes_again_in_its_first_order() {
+        // Goal: deliveries in flight on a session that closes are requeued ahead of the rest,
+        // in the order they first came (a receipt queue is ordered).
+        let mut x = Dispatcher::new(100, 0);
+        x.session_up(7, S1);
+        for n in 0..20 {
+            x.push(d(7, n));
+        }
+        let mut out = Vec::new();
+        x.next(&mut out);
+        x.push(d(7, 20));
+        x.session_down(7, S1);
+        x.session_up(7, S2);
+        out.clear();
+        x.next(&mut out);
+        let order: Vec<u8> = out.iter().map(|(_, d)| d.body.esm_class).collect();
+        assert_eq!(order, (0..=20).collect::<Vec<u8>>());
     }
 
     #[test]
