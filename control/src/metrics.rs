@@ -112,6 +112,12 @@ trait Count {
     fn count(&self) -> u64;
 }
 
+impl Count for smppgw_engine::metrics::PerCore {
+    fn count(&self) -> u64 {
+        self.0.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+}
+
 impl Count for AtomicU64 {
     fn count(&self) -> u64 {
         self.load(Ordering::Relaxed)

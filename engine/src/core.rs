@@ -40,6 +40,16 @@ pub enum ReplyKind {
     Replace,
 }
 
+impl ReplyKind {
+    /// What a cancel_sm or replace_sm that cannot be done is answered with.
+    pub fn op_failure(self) -> CommandStatus {
+        match self {
+            ReplyKind::Replace => CommandStatus::ESME_RREPLACEFAIL,
+            _ => CommandStatus::ESME_RCANCELFAIL,
+        }
+    }
+}
+
 /// Where an answer goes: a customer session on some core.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReplyTo {
@@ -348,8 +358,6 @@ struct SessionEntry {
 pub struct Core {
     /// This core's index.
     pub idx: usize,
-    /// Deliveries dropped and given up on this core as last added to the shared counter.
-    deliveries_reported: Cell<u64>,
     snapshot: RefCell<Arc<Snapshot>>,
     ids: RefCell<IdGen>,
     sessions: RefCell<Vec<Option<SessionEntry>>>,
@@ -464,7 +472,6 @@ impl Core {
             vendor_binds: RefCell::new(FxHashMap::default()),
             outboxes,
             rng: Cell::new(0x9E37_79B9_7F4A_7C15 ^ (idx as u64 + 1)),
-            deliveries_reported: Cell::new(0),
             metrics,
             shutting_down: Cell::new(false),
             failover_on_unknown,
@@ -515,7 +522,7 @@ impl Core {
     pub fn count_undelivered_at_exit(&self) {
         let left = self.dispatcher.borrow().queued_total() as u64;
         if left > 0 {
-            self.metrics.deliveries_dropped.fetch_add(left, Ordering::Relaxed);
+            self.metrics.deliveries_dropped[self.idx].fetch_add(left, Ordering::Relaxed);
             tracing::warn!(core = self.idx, left, "receipts and MO still queued at exit are lost");
         }
     }
@@ -651,10 +658,7 @@ impl Core {
             self.metrics.receipts_unmatched.fetch_add(expired.len() as u64, Ordering::Relaxed);
         }
         let d = self.dispatcher.borrow();
-        // Each core adds what it dropped since its last tick: one shared counter for all cores.
-        let dropped = d.dropped + d.given_up;
-        let reported = self.deliveries_reported.replace(dropped);
-        self.metrics.deliveries_dropped.fetch_add(dropped.saturating_sub(reported), Ordering::Relaxed);
+        self.metrics.deliveries_dropped[self.idx].store(d.dropped + d.given_up, Ordering::Relaxed);
         self.metrics.delivery_queue_by_core[self.idx].store(d.queued_total() as u64, Ordering::Relaxed);
         self.metrics.store_records_by_core[self.idx]
             .store(self.store.borrow().len() as u64, Ordering::Relaxed);
@@ -950,11 +954,7 @@ impl Core {
         let snap = self.snapshot();
         let slot = snap.vendor(op.vendor).and_then(|v| self.best_slot(v)).cloned();
         let Some(slot) = slot else {
-            let st = match op.reply.kind {
-                ReplyKind::Replace => CommandStatus::ESME_RREPLACEFAIL,
-                _ => CommandStatus::ESME_RCANCELFAIL,
-            };
-            return self.reply(op.reply, Err(st));
+            return self.reply(op.reply, Err(op.reply.kind.op_failure()));
         };
         if slot.core == self.idx {
             let mb = self.vendor_binds.borrow().get(&(slot.vendor, slot.slot)).map(|(_, m)| m.clone());
@@ -1344,18 +1344,20 @@ impl Core {
                 let customer = delivery.customer;
                 let token = delivery.token;
                 match self.session_mailbox(session.session, session.generation) {
-                    Some(mb) if mb.push(SessionMsg::Deliver(delivery.clone())).is_ok() => {}
+                    Some(mb) => {
+                        if mb.push(SessionMsg::Deliver(delivery)).is_err() {
+                            // Full: it stays open but takes nothing more.
+                            let home = self.home_of(customer);
+                            self.send(home, CoreMsg::DeliveryAck { customer, token, session, ok: false });
+                            self.send(home, CoreMsg::ReceiverDraining { customer, session });
+                        }
+                    }
                     // Gone: its Receiver down is on its way (or has been handled) and gives back
-                    // what else it had. Full: it stays open but takes nothing more.
+                    // what else it had.
                     None => {
                         let home = self.home_of(customer);
                         self.send(home, CoreMsg::DeliveryAck { customer, token, session, ok: false });
                         self.send(home, CoreMsg::Receiver { customer, session, up: false });
-                    }
-                    Some(_) => {
-                        let home = self.home_of(customer);
-                        self.send(home, CoreMsg::DeliveryAck { customer, token, session, ok: false });
-                        self.send(home, CoreMsg::ReceiverDraining { customer, session });
                     }
                 }
             }

@@ -12,12 +12,9 @@ use bytes::BytesMut;
 use smppgw_codec::text::Alphabet;
 use smppgw_codec::{Bind, BindResp, Body, CommandStatus, DecodeError, Pdu, SubmitSm, Tlvs};
 
+use crate::deadlines::DeadlineQueue;
 use crate::limits::BIND_FAILURES_MAX;
 use crate::msgid::{IdStyle, format_id};
-
-/// How many delivery deadline entries, per delivery in flight, a session keeps before sweeping
-/// out the stale ones (see `CustomerSession::push_delivery_deadline`).
-const DEADLINES_SLACK: usize = 4;
 
 /// The three ways to bind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -158,7 +155,7 @@ pub struct CustomerSession {
     last_rx: Instant,
     enquire_sent: Option<Instant>,
     deliveries: crate::hash::FxHashMap<u32, (u64, Instant)>,
-    delivery_deadlines: std::collections::VecDeque<(Instant, u32)>,
+    delivery_deadlines: DeadlineQueue,
 }
 
 /// Result of routing a submit: our id, or the status to answer with.
@@ -176,7 +173,7 @@ impl CustomerSession {
             last_rx: now,
             enquire_sent: None,
             deliveries: crate::hash::FxHashMap::default(),
-            delivery_deadlines: std::collections::VecDeque::new(),
+            delivery_deadlines: DeadlineQueue::default(),
         }
     }
 
@@ -216,29 +213,11 @@ impl CustomerSession {
         }
         let deadline = now + self.settings.response_timeout;
         self.deliveries.insert(seq, (token, deadline));
-        self.push_delivery_deadline(deadline, seq);
+        // Answered deliveries leave stale entries, kept down by the queue (see DeadlineQueue).
+        let deliveries = &self.deliveries;
+        self.delivery_deadlines
+            .push(deadline, seq, deliveries.len(), |d, s| deliveries.get(&s).is_some_and(|(_, x)| *x == d));
         true
-    }
-
-    /// Records a delivery's deadline. Answered deliveries leave stale entries behind: they are
-    /// dropped from the front as they are passed and, should one slow delivery hold the front,
-    /// swept out when the queue outgrows [`DEADLINES_SLACK`] times the deliveries in flight, so
-    /// the queue stays proportional to the delivery window, not to the rate times the timeout.
-    fn push_delivery_deadline(&mut self, deadline: Instant, seq: u32) {
-        let live = |deliveries: &crate::hash::FxHashMap<u32, (u64, Instant)>, d: Instant, s: u32| {
-            deliveries.get(&s).is_some_and(|(_, x)| *x == d)
-        };
-        while let Some(&(d, s)) = self.delivery_deadlines.front() {
-            if live(&self.deliveries, d, s) {
-                break;
-            }
-            self.delivery_deadlines.pop_front();
-        }
-        if self.delivery_deadlines.len() >= DEADLINES_SLACK * (self.deliveries.len() + 16) {
-            let deliveries = &self.deliveries;
-            self.delivery_deadlines.retain(|&(d, s)| live(deliveries, d, s));
-        }
-        self.delivery_deadlines.push_back((deadline, seq));
     }
 
     /// Deliveries sent and not yet answered.
@@ -564,7 +543,7 @@ impl CustomerSession {
     pub fn next_deadline(&self) -> Instant {
         let own = self.own_deadline();
         match self.delivery_deadlines.front() {
-            Some(&(d, _)) => d.min(own),
+            Some((d, _)) => d.min(own),
             None => own,
         }
     }
@@ -583,11 +562,7 @@ impl CustomerSession {
 
     /// Time passed: keepalive, timeouts.
     pub fn on_tick(&mut self, now: Instant, out: &mut BytesMut, events: &mut Vec<Event>) {
-        while let Some(&(deadline, seq)) = self.delivery_deadlines.front() {
-            if deadline > now {
-                break;
-            }
-            self.delivery_deadlines.pop_front();
+        while let Some((deadline, seq)) = self.delivery_deadlines.pop_due(now) {
             if self.deliveries.get(&seq).is_some_and(|(_, d)| *d == deadline) {
                 self.delivery_answered(seq, false, events);
             }
@@ -1130,7 +1105,7 @@ mod delivery_tests {
         }
         assert_eq!(s.deliveries_outstanding(), 1);
         assert!(
-            s.delivery_deadlines.len() <= DEADLINES_SLACK * 17,
+            s.delivery_deadlines.len() <= crate::deadlines::DEADLINES_SLACK * 17,
             "{} deadlines",
             s.delivery_deadlines.len()
         );

@@ -405,6 +405,19 @@ enum Pending {
     Replace(smppgw_codec::ReplaceSm),
 }
 
+impl Pending {
+    /// The answer when the message is not found, not the customer's, or not changeable.
+    fn failure(&self) -> (CommandStatus, smppgw_codec::Body) {
+        match self {
+            Pending::Query => {
+                (CommandStatus::ESME_RQUERYFAIL, smppgw_codec::Body::QuerySmResp(Default::default()))
+            }
+            Pending::Cancel(_) => (CommandStatus::ESME_RCANCELFAIL, smppgw_codec::Body::CancelSmResp),
+            Pending::Replace(_) => (CommandStatus::ESME_RREPLACEFAIL, smppgw_codec::Body::ReplaceSmResp),
+        }
+    }
+}
+
 /// A query_sm, cancel_sm or replace_sm whose lookup has not been answered within this is
 /// answered as failed (its answers were lost: a full queue on the way); the lookup takes
 /// milliseconds, or up to about 1.5 s when it asks the shared store.
@@ -787,13 +800,7 @@ impl CustomerDriver {
             .collect();
         for seq in late {
             let Some(q) = self.queries.remove(&seq) else { continue };
-            let (st, body) = match q.what {
-                Pending::Query => {
-                    (CommandStatus::ESME_RQUERYFAIL, smppgw_codec::Body::QuerySmResp(Default::default()))
-                }
-                Pending::Cancel(_) => (CommandStatus::ESME_RCANCELFAIL, smppgw_codec::Body::CancelSmResp),
-                Pending::Replace(_) => (CommandStatus::ESME_RREPLACEFAIL, smppgw_codec::Body::ReplaceSmResp),
-            };
+            let (st, body) = q.what.failure();
             warn!(seq, "request's lookup not answered in time: answered {st}");
             smppgw_codec::Pdu::with_status(seq, st, body).encode(&mut self.wbuf);
         }
@@ -850,11 +857,6 @@ impl CustomerDriver {
                 };
                 smppgw_codec::Pdu::new(seq, smppgw_codec::Body::QuerySmResp(body)).encode(&mut self.wbuf);
             }
-            (Pending::Query, None) => {
-                let body = smppgw_codec::Body::QuerySmResp(Default::default());
-                smppgw_codec::Pdu::with_status(seq, CommandStatus::ESME_RQUERYFAIL, body)
-                    .encode(&mut self.wbuf);
-            }
             (Pending::Cancel(mut x), Some(f)) if !f.record.state.is_final() => {
                 x.message_id = Bytes::copy_from_slice(&f.record.vendor_id);
                 let op = OpJob {
@@ -877,21 +879,9 @@ impl CustomerDriver {
                 };
                 self.core.dispatch_op(op);
             }
-            (Pending::Cancel(_), _) => {
-                smppgw_codec::Pdu::with_status(
-                    seq,
-                    CommandStatus::ESME_RCANCELFAIL,
-                    smppgw_codec::Body::CancelSmResp,
-                )
-                .encode(&mut self.wbuf);
-            }
-            (Pending::Replace(_), _) => {
-                smppgw_codec::Pdu::with_status(
-                    seq,
-                    CommandStatus::ESME_RREPLACEFAIL,
-                    smppgw_codec::Body::ReplaceSmResp,
-                )
-                .encode(&mut self.wbuf);
+            (what, _) => {
+                let (st, body) = what.failure();
+                smppgw_codec::Pdu::with_status(seq, st, body).encode(&mut self.wbuf);
             }
         }
     }
@@ -1236,11 +1226,7 @@ pub async fn vendor_slot(
                             // Submits are bounded by the slot's capacity before they get here;
                             // cancel_sm and replace_sm are bounded here, by the same figure.
                             VendorMsg::Op(o) if queue.len() >= slot_rt.capacity as usize => {
-                                let st = match o.reply.kind {
-                                    ReplyKind::Replace => CommandStatus::ESME_RREPLACEFAIL,
-                                    _ => CommandStatus::ESME_RCANCELFAIL,
-                                };
-                                core.reply(o.reply, Err(st));
+                                core.reply(o.reply, Err(o.reply.kind.op_failure()));
                             }
                             VendorMsg::Op(o) => queue.push_back(VJob::Op(o)),
                             VendorMsg::Shutdown => shutting = true,
@@ -1443,21 +1429,9 @@ fn on_vjob(
                 }
                 Outcome::Refused(st) => {
                     debug!(status = %st, "vendor refused the operation");
-                    let fail = if cancel {
-                        CommandStatus::ESME_RCANCELFAIL
-                    } else {
-                        CommandStatus::ESME_RREPLACEFAIL
-                    };
-                    core.reply(op.reply, Err(fail));
+                    core.reply(op.reply, Err(op.reply.kind.op_failure()));
                 }
-                Outcome::Unknown => {
-                    let fail = if cancel {
-                        CommandStatus::ESME_RCANCELFAIL
-                    } else {
-                        CommandStatus::ESME_RREPLACEFAIL
-                    };
-                    core.reply(op.reply, Err(fail));
-                }
+                Outcome::Unknown => core.reply(op.reply, Err(op.reply.kind.op_failure())),
             }
         }
     }

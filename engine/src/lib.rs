@@ -10,6 +10,7 @@ pub mod campaign;
 pub mod config;
 pub mod core;
 pub mod customer;
+pub mod deadlines;
 pub mod deliveries;
 pub mod hash;
 pub mod io;

@@ -241,8 +241,8 @@ pub struct Metrics {
     /// Delivery attempts that failed (retried).
     pub deliveries_failed: AtomicU64,
     /// Deliveries dropped: by the queue overflow policy, or given up after the last attempt.
-    /// Summed over the cores (each adds what it dropped since its last tick).
-    pub deliveries_dropped: AtomicU64,
+    /// A row per core, each its core's running total; the exporter sums them.
+    pub deliveries_dropped: PerCore,
     /// Routed submits by the status the customer got (ESME_ROK included).
     pub submit_results: StatusCounts,
     /// Receipts matched, by the state they reported.

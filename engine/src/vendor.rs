@@ -5,12 +5,14 @@
 //! refused with a status, or unknown (timeout, connection lost) so the caller can apply the
 //! documented unknown-outcome policy. The job type is generic so tests use plain numbers.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use smppgw_codec::{Bind, Body, CommandStatus, DecodeError, DeliverSm, MessageIdResp, Pdu, SubmitSm};
+
+use crate::deadlines::DeadlineQueue;
 
 /// How a vendor bind binds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,10 +102,6 @@ impl Hasher for SeqHasher {
 }
 type SeqMap<V> = HashMap<u32, V, BuildHasherDefault<SeqHasher>>;
 
-/// How many deadline entries, per request in flight, the session keeps before sweeping out the
-/// stale ones (see `VendorSession::push_deadline`).
-const DEADLINES_SLACK: usize = 4;
-
 /// One vendor connection's protocol state.
 #[derive(Debug)]
 pub struct VendorSession<J> {
@@ -112,7 +110,7 @@ pub struct VendorSession<J> {
     next_seq: u32,
     inflight: SeqMap<(J, Instant)>,
     /// Send order of in-flight submits with their deadlines; stale entries are skipped.
-    deadlines: VecDeque<(Instant, u32)>,
+    deadlines: DeadlineQueue,
     last_rx: Instant,
     enquire_sent: Option<Instant>,
 }
@@ -125,7 +123,7 @@ impl<J> VendorSession<J> {
             state: State::Connected,
             next_seq: 1,
             inflight: SeqMap::default(),
-            deadlines: VecDeque::new(),
+            deadlines: DeadlineQueue::default(),
             last_rx: now,
             enquire_sent: None,
         };
@@ -344,7 +342,7 @@ impl<J> VendorSession<J> {
             _ => keepalive,
         };
         match self.deadlines.front() {
-            Some(&(d, _)) => d.min(state),
+            Some((d, _)) => d.min(state),
             None => state,
         }
     }
@@ -354,31 +352,16 @@ impl<J> VendorSession<J> {
         self.inflight.get(&seq).is_some_and(|(_, d)| *d == deadline)
     }
 
-    /// Records a request's deadline. Answered requests leave stale entries behind; they are
-    /// dropped from the front as they are passed and, should one slow request hold the front,
-    /// swept out whenever the queue outgrows [`DEADLINES_SLACK`] times the requests in flight, so
-    /// the queue stays proportional to the window rather than to the rate times the timeout.
+    /// Records a request's deadline (see [`DeadlineQueue`] for how stale entries are kept down).
     fn push_deadline(&mut self, deadline: Instant, seq: u32) {
-        while let Some(&(d, s)) = self.deadlines.front() {
-            if self.is_live(d, s) {
-                break;
-            }
-            self.deadlines.pop_front();
-        }
-        if self.deadlines.len() >= DEADLINES_SLACK * (self.inflight.len() + 16) {
-            let inflight = &self.inflight;
-            self.deadlines.retain(|&(d, s)| inflight.get(&s).is_some_and(|(_, x)| *x == d));
-        }
-        self.deadlines.push_back((deadline, seq));
+        let inflight = &self.inflight;
+        self.deadlines
+            .push(deadline, seq, inflight.len(), |d, s| inflight.get(&s).is_some_and(|(_, x)| *x == d));
     }
 
     /// Time passed: expire submits, keepalive, bind and unbind timeouts.
     pub fn on_tick(&mut self, now: Instant, out: &mut BytesMut, events: &mut Vec<VendorEvent<J>>) {
-        while let Some(&(deadline, seq)) = self.deadlines.front() {
-            if deadline > now {
-                break;
-            }
-            self.deadlines.pop_front();
+        while let Some((deadline, seq)) = self.deadlines.pop_due(now) {
             // Only if this entry is still the live one for that sequence number.
             if self.is_live(deadline, seq)
                 && let Some((job, _)) = self.inflight.remove(&seq)
@@ -546,7 +529,11 @@ mod tests {
             );
             s.on_pdu(resp, now, &mut out, &mut ev);
             // The window is 2: the queue never holds more than the slack allows for it.
-            assert!(s.deadlines.len() <= DEADLINES_SLACK * (2 + 16) + 1, "{} at {i}", s.deadlines.len());
+            assert!(
+                s.deadlines.len() <= crate::deadlines::DEADLINES_SLACK * (2 + 16) + 1,
+                "{} at {i}",
+                s.deadlines.len()
+            );
         }
         assert_eq!(ev.len(), 9_999);
         // The stuck one still times out, exactly once.
