@@ -297,25 +297,23 @@ fn run(opts: Opts) -> ExitCode {
             std::thread::spawn(move || {
                 if let Some(sig) = signals.forever().next() {
                     tracing::info!(signal = sig, "signal received: draining");
-                    flag.store(true, std::sync::atomic::Ordering::Release);
+                    flag.store(true, std::sync::atomic::Ordering::SeqCst);
                 }
             });
         }
         Err(e) => tracing::warn!("cannot install signal handlers: {e}"),
     }
     gw.join();
-    // Messages acknowledged in the last moments must reach Redis before the node goes.
+    // Messages acknowledged in the last moments, and receipts for customers no longer bound
+    // here, must reach Redis before the node goes.
     if let Ok(health) = health_rx.try_recv() {
         let health: Arc<smppgw_control::redis::RedisHealth> = health;
-        health.flush_now();
-        if health.is_up() {
-            // Receipts the cores handed over last (for customers no longer bound here) go out
-            // on the writer's next turns; they are not in the backlog counted below.
-            std::thread::sleep(std::time::Duration::from_millis(3 * smppgw_control::redis::POLL_MS));
-        }
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(REDIS_DRAIN_SECS);
-        while health.is_up() && health.backlog() > 0 && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(10));
+        if !health.wait_written(std::time::Duration::from_secs(REDIS_DRAIN_SECS)) {
+            tracing::warn!(
+                backlog = health.backlog(),
+                up = health.is_up(),
+                "not everything reached Redis before exit"
+            );
         }
     }
     if let Err(e) = control_thread.stop() {

@@ -113,9 +113,11 @@ impl Node {
         self.ctl.local_addr()
     }
 
+    /// As the binary stops on SIGTERM.
     fn stop(self) {
         self.gw.shutdown();
         self.gw.join();
+        assert!(self.redis.health().wait_written(Duration::from_secs(3)), "what the node held reached Redis");
         let _ = self.ctl.stop();
     }
 }
@@ -531,5 +533,94 @@ fn receipts_held_for_a_customer_that_left_this_node_are_delivered_where_it_binds
     rx.stream.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
     assert!(rx.try_recv().is_none(), "each once");
     a.stop();
+    b.stop();
+}
+
+#[test]
+fn receipts_taken_from_the_shared_queue_while_a_node_shuts_down_are_not_lost() {
+    // Goal: a node that is shutting down while a customer is still bound to it keeps taking
+    // nothing more from the shared queue, and what it had taken goes back there: every receipt
+    // reaches the customer, on one node or the other. The customer's receiver on node A answers
+    // every receipt but never the unbind, so node A spends its whole grace period with the
+    // customer bound while node B keeps queueing receipts for it.
+    let redis = RedisServer::start();
+    let vendor = sim(|_| {});
+    let mut cfg_a = config(&[("v1", vendor.local_addr())]);
+    cfg_a.server.shutdown_grace_ms = 1500;
+    let a = Node::start(cfg_a, 1, &redis);
+    let b = Node::start(config(&[("v1", vendor.local_addr())]), 2, &redis);
+    assert!(wait_for(Duration::from_secs(5), || vendor.stats().binds_current >= 4), "vendor binds up");
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut rx = Client::connect(a.gw.local_addr);
+    assert_eq!(rx.bind("rx", "c1", "pw"), CommandStatus::ESME_ROK);
+    rx.stream.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    let on_a = Arc::new(AtomicU32::new(0));
+    let receiver = {
+        let (stop, on_a) = (stop.clone(), on_a.clone());
+        std::thread::spawn(move || {
+            let mut got = Vec::new();
+            while !stop.load(Ordering::Acquire) {
+                let Some(p) = rx.try_recv() else { continue };
+                match p.body {
+                    Body::DeliverSm(_) => {
+                        got.push(receipt_of(&p).0);
+                        on_a.fetch_add(1, Ordering::Release);
+                        rx.answer(&p, CommandStatus::ESME_ROK);
+                    }
+                    Body::EnquireLink => rx.send(&Pdu::new(p.sequence_number, Body::EnquireLinkResp)),
+                    _ => {} // the unbind goes unanswered
+                }
+            }
+            got
+        })
+    };
+    let sender = {
+        let stop = stop.clone();
+        let addr = b.gw.local_addr;
+        std::thread::spawn(move || {
+            let mut tx = Client::connect(addr);
+            assert_eq!(tx.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+            let mut ids = Vec::new();
+            let mut i = 0u32;
+            while !stop.load(Ordering::Acquire) {
+                let (st, id) = tx.submit_dlr(&format!("1555125{i:04}"), "while node a stops");
+                assert_eq!(st, CommandStatus::ESME_ROK);
+                ids.push(id);
+                i += 1;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            ids
+        })
+    };
+    assert!(
+        wait_for(Duration::from_secs(10), || on_a.load(Ordering::Acquire) >= 50),
+        "receipts reach node A"
+    );
+    // Node A stops (as the binary does on SIGTERM) while receipts keep coming for the customer.
+    a.stop();
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Release);
+    let sent = sender.join().unwrap();
+    let mut got = receiver.join().unwrap();
+    let on_node_a = got.len();
+    // The rest, on node B.
+    let mut rx_b = Client::connect(b.gw.local_addr);
+    assert_eq!(rx_b.bind("rx", "c1", "pw"), CommandStatus::ESME_ROK);
+    rx_b.stream.set_read_timeout(Some(Duration::from_millis(1500))).unwrap();
+    while let Some(p) = rx_b.try_recv() {
+        if let Body::DeliverSm(_) = p.body {
+            got.push(receipt_of(&p).0);
+            rx_b.answer(&p, CommandStatus::ESME_ROK);
+        }
+    }
+    let mut want = sent.clone();
+    want.sort();
+    let n = got.len();
+    got.sort();
+    got.dedup();
+    let missing: Vec<&String> = want.iter().filter(|id| got.binary_search(id).is_err()).collect();
+    assert!(missing.is_empty(), "{} of {} receipts lost ({on_node_a} on node A)", missing.len(), want.len());
+    assert_eq!(n, want.len(), "each receipt once");
     b.stop();
 }

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, IntoRawFd, RawFd};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 /// Serialises reloads on the control plane. The cores never touch it, which is why this one lock
 /// is allowed outside the data plane's no-lock rule.
 #[allow(clippy::disallowed_types)]
@@ -71,6 +71,18 @@ pub struct GatewayControl {
     current: ControlLock<Arc<Snapshot>>,
     senders: Vec<crossbeam_channel::Sender<Control>>,
     applied: Vec<Arc<AtomicU64>>,
+    shutdown: Arc<AtomicBool>,
+    handing: Arc<AtomicU32>,
+}
+
+/// A hand-off to the cores announced by [`GatewayControl::begin_handoff`]; it ends when dropped.
+#[derive(Debug)]
+pub struct HandoffGuard(Arc<AtomicU32>);
+
+impl Drop for HandoffGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Why a reload was refused.
@@ -136,6 +148,27 @@ impl GatewayControl {
         }
     }
 
+    /// Whether shutdown has begun.
+    pub fn shutting_down(&self) -> bool {
+        self.shutdown.load(Ordering::SeqCst)
+    }
+
+    /// Announces a hand-off to the cores of deliveries taken from the shared queue, or `None`
+    /// once shutdown has begun (the shared queue then keeps them for the node the customer binds
+    /// to next). Take it before taking anything from the queue and hold it until the cores have
+    /// it or it is back in the queue: a stopping core reads its control queue for the last time
+    /// only after every announced hand-off ended, so none lands where nobody reads.
+    pub fn begin_handoff(&self) -> Option<HandoffGuard> {
+        // Announce, then look at the flag; a stopping core sets the flag, then waits for the
+        // count (both sequentially consistent), so one of the two sees the other.
+        self.handing.fetch_add(1, Ordering::SeqCst);
+        let guard = HandoffGuard(self.handing.clone());
+        if self.shutting_down() {
+            return None;
+        }
+        Some(guard)
+    }
+
     /// Number of cores.
     pub fn cores(&self) -> usize {
         self.senders.len()
@@ -155,7 +188,7 @@ impl GatewayControl {
 impl Gateway {
     /// Begins a graceful shutdown: stop accepting, finish in-flight submits, unbind everyone.
     pub fn shutdown(&self) {
-        self.shutdown.store(true, Ordering::Release);
+        self.shutdown.store(true, Ordering::SeqCst);
     }
 
     /// A handle that can trigger shutdown from another thread (a signal handler loop).
@@ -230,6 +263,7 @@ fn start_with(config: Config, remote: Option<RemoteLinks>) -> Result<Gateway, St
     let snapshot = Arc::new(Snapshot::build(config, cores));
     let metrics = Arc::new(Metrics::default());
     let shutdown = Arc::new(AtomicBool::new(false));
+    let handing = Arc::new(AtomicU32::new(0));
     let epoch = Instant::now();
 
     // Bind every core's listener here, so that port 0 resolves once and all share it.
@@ -280,6 +314,7 @@ fn start_with(config: Config, remote: Option<RemoteLinks>) -> Result<Gateway, St
         let shutdown = shutdown.clone();
         let remote = remote.clone();
         let draining = draining.clone();
+        let handing = handing.clone();
         let balancer = balancer.clone();
         let Some(handoff_rx) = handoffs.pop() else {
             return Err(StartError::Executor { core, message: "no handoff queue".into() });
@@ -312,7 +347,7 @@ fn start_with(config: Config, remote: Option<RemoteLinks>) -> Result<Gateway, St
                         ctl_rx,
                         applied,
                         remote.map(|r| r.make()),
-                        draining,
+                        (draining, handing),
                         (balancer, handoff_rx),
                     )
                     .await;
@@ -349,6 +384,8 @@ fn start_with(config: Config, remote: Option<RemoteLinks>) -> Result<Gateway, St
         current: ControlLock::new(snapshot.clone()),
         senders: control_tx,
         applied: applied_per_core,
+        shutdown: shutdown.clone(),
+        handing,
     });
     Ok(Gateway { local_addr, metrics, snapshot, shutdown, threads, control })
 }
@@ -404,6 +441,27 @@ fn spawn_vendor_slots(
     }
 }
 
+/// How long a stopping core waits for hand-offs from the shared queue that began before shutdown
+/// (a Redis round trip, and the control plane's patience with a full control queue).
+const HANDOFF_PATIENCE: Duration = Duration::from_secs(2);
+
+/// At shutdown: what the control plane still hands this core. Deliveries join the customers'
+/// queues (and go back to the shared queue with them); lookups and answers are served; a new
+/// configuration is no longer applied.
+fn take_control_while_stopping(core: &Core, control: &crossbeam_channel::Receiver<Control>) {
+    while let Ok(ctl) = control.try_recv() {
+        match ctl {
+            Control::Snapshot(_) => {}
+            Control::Lookup { shown_id, reply } => {
+                let _ = reply.try_send(core.lookup(shown_id));
+            }
+            Control::Record(rec) => core.remote_record(*rec),
+            Control::Deliveries(batch) => core.remote_deliveries(batch),
+            Control::QueryAnswer { reply, found } => core.remote_query_answer(reply, found),
+        }
+    }
+}
+
 async fn core_main(
     idx: usize,
     fd: RawFd,
@@ -416,7 +474,7 @@ async fn core_main(
     control: crossbeam_channel::Receiver<Control>,
     applied: Arc<AtomicU64>,
     remote: Option<crate::remote::RemoteLink>,
-    draining: Arc<Vec<AtomicU64>>,
+    (draining, handing): (Arc<Vec<AtomicU64>>, Arc<AtomicU32>),
     (balancer, handoffs): (Arc<Balancer>, crossbeam_channel::Receiver<Handoff>),
 ) {
     let cores = snap.cores;
@@ -593,6 +651,7 @@ async fn core_main(
             break;
         }
         Timer::new(Duration::from_millis(CONTROL_POLL_MS)).await;
+        take_control_while_stopping(&core, &control);
         core.flush_remote();
         core.retry_held();
     }
@@ -604,6 +663,7 @@ async fn core_main(
     let deadline = Instant::now() + grace;
     while core.session_count() > 0 && Instant::now() < deadline {
         Timer::new(Duration::from_millis(10)).await;
+        take_control_while_stopping(&core, &control);
     }
     // Customers are gone (or out of time): vendors unbind once their windows drain.
     for mb in core.vendor_mailboxes() {
@@ -626,6 +686,14 @@ async fn core_main(
     for o in &outboxes {
         o.close();
     }
+    // The last hand-offs from the shared queue (announced before the flag was seen) land here,
+    // not in a queue nobody reads; they go back with the customers' queues.
+    let handoff_deadline = Instant::now() + HANDOFF_PATIENCE;
+    while handing.load(Ordering::SeqCst) > 0 && Instant::now() < handoff_deadline {
+        take_control_while_stopping(&core, &control);
+        Timer::new(Duration::from_millis(1)).await;
+    }
+    take_control_while_stopping(&core, &control);
     core.hand_over_all_unreceived();
     core.count_undelivered_at_exit();
     info!(core = idx, "stopped");

@@ -168,6 +168,10 @@ pub struct RedisHealth {
     trimmed: AtomicU64,
     lease_requests: AtomicU64,
     flush_now: AtomicBool,
+    /// The cores' ops not yet taken by the writer (set when the link starts).
+    ops: std::sync::OnceLock<crossbeam_channel::Receiver<Vec<RemoteOp>>>,
+    /// Set while the writer works on ops it took.
+    writing: AtomicBool,
     last_error: Lock<Option<String>>,
 }
 
@@ -195,6 +199,25 @@ impl RedisHealth {
     /// every message this node acknowledged.
     pub fn flush_now(&self) {
         self.flush_now.store(true, Ordering::Release);
+    }
+
+    /// For the last moments of a node, after its cores stopped: flushes held writes at once and
+    /// waits (blocking) until everything the cores handed over (records, receipts for customers
+    /// bound elsewhere) is in Redis. False when `within` passed first or Redis is down.
+    pub fn wait_written(&self, within: Duration) -> bool {
+        self.flush_now();
+        let deadline = Instant::now() + within;
+        loop {
+            // In this order: ops the writer takes after the first look are seen by the second.
+            let queued = self.ops.get().is_some_and(|r| !r.is_empty());
+            if !queued && !self.writing.load(Ordering::SeqCst) && self.backlog() == 0 {
+                return true;
+            }
+            if !self.is_up() || Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// Records written to Redis so far.
@@ -317,6 +340,7 @@ impl Redis {
             engine_up: end.up.clone(),
             lease_sha: Lock::new(String::new()),
         });
+        let _ = inner.health.ops.set(end.ops.clone());
         tokio::spawn(supervise(inner.clone(), opts.url));
         tokio::spawn(write_loop(inner.clone(), end));
         tokio::spawn(poll_deliveries(inner.clone()));
@@ -532,6 +556,7 @@ async fn write_loop(inner: Arc<Inner>, end: RemoteEnd) {
         let ttl = u64::from(snap.config.server.receipt_ttl_secs).max(1);
         let mut got = 0usize;
         let now = Instant::now();
+        inner.health.writing.store(true, Ordering::SeqCst);
         while let Ok(batch) = end.ops.try_recv() {
             got += batch.len();
             for op in batch {
@@ -594,6 +619,7 @@ async fn write_loop(inner: Arc<Inner>, end: RemoteEnd) {
             }
         }
         inner.health.backlog.store(backlog.len() as u64, Ordering::Relaxed);
+        inner.health.writing.store(false, Ordering::SeqCst);
         if got == 0 {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
@@ -912,6 +938,9 @@ async fn poll_deliveries(inner: Arc<Inner>) {
     loop {
         tick.tick().await;
         let Some(mut conn) = inner.conn() else { continue };
+        // Held until what is taken below is with the cores or back in the queue; none once
+        // shutdown began (the queue keeps them for the node the customer binds to next).
+        let Some(_handoff) = inner.control.begin_handoff() else { continue };
         let snap = inner.snapshot();
         let bound: Vec<(u32, String)> = snap
             .customers
