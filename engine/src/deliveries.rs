@@ -7,9 +7,9 @@
 //! Overflow policy: when a customer's queue is full (`receipt_queue_max` while it has no receiving
 //! bind, [`BOUND_QUEUE_FACTOR`] times that while one is draining it), the oldest queued delivery
 //! is dropped and counted (`smppgw_deliveries_dropped_total`): the newest receipts are the ones a
-//! customer still acts on. Failed deliveries (an error deliver_sm_resp,
-//! a timeout, the session closing) go back to the front of the queue and are retried, up to
-//! [`DELIVERY_ATTEMPTS_MAX`] times.
+//! customer still acts on. Failed deliveries (an error deliver_sm_resp, a timeout, the session
+//! closing) go back ahead of everything queued after them, in the order they first came, and are
+//! retried, up to [`DELIVERY_ATTEMPTS_MAX`] times.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -74,6 +74,18 @@ struct CustomerQueue {
     inflight: HashMap<u64, (SessionRef, Arc<Delivery>)>,
 }
 
+impl CustomerQueue {
+    /// A delivery that went out and came back (refused, timed out, its session gone) goes out
+    /// again before everything queued after it, and in the order it first came among the others
+    /// that came back. Tokens grow with each new delivery and every queued delivery came in
+    /// through [`Dispatcher::push`] or here, so the queue is in token order and this is its place
+    /// (at or near the front: whatever was queued when it went out is newer).
+    fn requeue(&mut self, d: Arc<Delivery>) {
+        let at = self.queue.partition_point(|x| x.token < d.token);
+        self.queue.insert(at, d);
+    }
+}
+
 /// The home-core side of every customer homed on this core.
 #[derive(Debug)]
 pub struct Dispatcher {
@@ -132,13 +144,10 @@ impl Dispatcher {
     pub fn session_down(&mut self, customer: u32, s: SessionRef) {
         let Some(q) = self.customers.get_mut(&customer) else { return };
         q.sessions.retain(|(x, _)| *x != s);
-        let mut back: Vec<u64> = q.inflight.iter().filter(|(_, (x, _))| *x == s).map(|(t, _)| *t).collect();
-        // Tokens grow with each new delivery: pushed to the front newest first, they go out
-        // again in the order they first came.
-        back.sort_unstable_by(|a, b| b.cmp(a));
+        let back: Vec<u64> = q.inflight.iter().filter(|(_, (x, _))| *x == s).map(|(t, _)| *t).collect();
         for t in back {
             if let Some((_, d)) = q.inflight.remove(&t) {
-                q.queue.push_front(d);
+                q.requeue(d);
             }
         }
     }
@@ -172,7 +181,7 @@ impl Dispatcher {
             if d.attempts >= DELIVERY_ATTEMPTS_MAX {
                 self.given_up += 1;
             } else {
-                q.queue.push_front(d);
+                q.requeue(d);
             }
         }
     }
@@ -266,6 +275,31 @@ mod tests {
         x.session_up(7, S1);
         x.next(&mut out);
         assert_eq!(out.iter().map(|(_, d)| d.body.esm_class).collect::<Vec<_>>(), vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn refused_deliveries_go_out_again_first_in_the_order_they_first_came() {
+        let mut x = Dispatcher::new(10, 0);
+        x.session_up(7, S1);
+        for n in 0..5 {
+            x.push(d(7, n));
+        }
+        let mut out = Vec::new();
+        x.next(&mut out);
+        // Two more queued behind the five in flight; the customer refuses three, answers in
+        // the order 0, 2, 1, and the session goes down with one (3) unanswered.
+        x.push(d(7, 5));
+        x.push(d(7, 6));
+        let token = |n: u8| out.iter().find(|(_, d)| d.body.esm_class == n).map(|(_, d)| d.token).unwrap();
+        x.ack(7, token(0), S1, false);
+        x.ack(7, token(2), S1, false);
+        x.ack(7, token(1), S1, false);
+        x.ack(7, token(4), S1, true);
+        x.session_down(7, S1);
+        x.session_up(7, S2);
+        let mut again = Vec::new();
+        x.next(&mut again);
+        assert_eq!(again.iter().map(|(_, d)| d.body.esm_class).collect::<Vec<_>>(), vec![0, 1, 2, 3, 5, 6]);
     }
 
     #[test]
