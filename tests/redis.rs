@@ -624,3 +624,54 @@ fn receipts_taken_from_the_shared_queue_while_a_node_shuts_down_are_not_lost() {
     assert_eq!(n, want.len(), "each receipt once");
     b.stop();
 }
+
+#[test]
+fn the_shared_receipt_queue_keeps_the_newest_up_to_its_bound_and_counts_the_rest() {
+    // Goal: `receipt_queue_max` bounds a customer's shared queue too: the oldest go, counted in
+    // the node's metrics, and the customer then gets the newest, in order.
+    let redis = RedisServer::start();
+    let vendor = sim(|_| {});
+    let mut cfg = config(&[("v1", vendor.local_addr())]);
+    cfg.server.receipt_queue_max = 3;
+    let a = Node::start(cfg.clone(), 1, &redis);
+    let b = Node::start(cfg, 2, &redis);
+    assert!(wait_for(Duration::from_secs(5), || vendor.stats().binds_current >= 4), "vendor binds up");
+
+    let mut tx = Client::connect(b.gw.local_addr);
+    assert_eq!(tx.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let (st, id) = tx.submit_dlr(&format!("1555126000{i}"), "nobody receives yet");
+        assert_eq!(st, CommandStatus::ESME_ROK);
+        ids.push(id);
+        // One at a time, so that the queue's order is the submits' order.
+        assert!(
+            wait_for(Duration::from_secs(5), || b.gw.metrics.remote_deliveries_out.load(Ordering::Relaxed)
+                > i as u64),
+            "receipt {i} queued in Redis"
+        );
+    }
+    let trimmed = || {
+        let (_, m) = http_get(b.http(), "/metrics");
+        m.lines().find_map(|l| l.strip_prefix("smppgw_redis_deliveries_trimmed_total ").map(str::to_owned))
+    };
+    assert!(
+        wait_for(Duration::from_secs(5), || trimmed().as_deref() == Some("2")),
+        "two counted: {:?}",
+        trimmed()
+    );
+
+    let mut rx = Client::connect(a.gw.local_addr);
+    assert_eq!(rx.bind("rx", "c1", "pw"), CommandStatus::ESME_ROK);
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let p = rx.recv_deliver();
+        rx.answer(&p, CommandStatus::ESME_ROK);
+        got.push(receipt_of(&p).0);
+    }
+    assert_eq!(got, ids[2..].to_vec(), "the three newest, in order");
+    rx.stream.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    assert!(rx.try_recv().is_none(), "nothing more");
+    a.stop();
+    b.stop();
+}

@@ -759,7 +759,11 @@ async fn push_deliveries(
     let batch = std::mem::take(deliveries);
     let ttl = u64::from(snap.config.server.receipt_ttl_secs).max(1);
     let max = snap.config.server.receipt_queue_max.max(1);
+    // One transaction: a failure leaves none of the batch queued, so handing it all back to the
+    // local queues below duplicates nothing (unless the connection drops between Redis applying
+    // it and its answer reaching us: then the customer may get some twice, never none).
     let mut pipe = redis::pipe();
+    pipe.atomic();
     let mut pushed = 0usize;
     for d in &batch {
         let Some(c) = snap.customer_at(d.customer) else { continue };
