@@ -1091,6 +1091,11 @@ fn vendor_settings(v: &crate::config::VendorConfig, kind: VendorBindKind) -> Ven
     }
 }
 
+/// One bind's share of its vendor's `throughput` (0: unlimited).
+fn per_bind_pace(v: &crate::config::VendorConfig) -> f64 {
+    if v.throughput == 0 { 0.0 } else { f64::from(v.throughput) / f64::from(v.binds.max(1)) }
+}
+
 /// How soon a vendor bind that ran out of its share of the vendor's limit over all nodes tries
 /// again (the control plane tops shares up about this often).
 const LEASE_RETRY_MS: u64 = 5;
@@ -1170,17 +1175,28 @@ pub async fn vendor_slot(
         let (mut rbuf, mut wbuf) = (BytesMut::new(), BytesMut::new());
         let mut machine: VendorSession<VJob> =
             VendorSession::new(vendor_settings(cfg, kind), Instant::now(), &mut wbuf);
-        let per_bind =
-            if cfg.throughput == 0 { 0.0 } else { f64::from(cfg.throughput) / f64::from(cfg.binds.max(1)) };
-        let mut rate = AdaptiveRate::new(per_bind);
+        let mut rate = AdaptiveRate::new(per_bind_pace(cfg));
         // The vendor account's limit over all nodes (inactive without Redis).
-        let lease = v.lease.clone();
+        let mut lease = v.lease.clone();
+        let mut seen_version = core.snap().version;
         let mut lease_starved = false;
         let decoder = Decoder::default();
         let mut events: Vec<VendorEvent<VJob>> = Vec::new();
         let mut deadline = Deadline::new(machine.next_deadline());
         let mut unbinding = false;
         'session: loop {
+            let version = core.snap().version;
+            if version != seen_version {
+                seen_version = version;
+                // A reload that kept this bind (same connection settings) may have changed its
+                // pace, timing or the vendor's shared limit (a new lease): they apply now.
+                if let Some(nv) = core.snap().vendor(vendor) {
+                    let fresh = vendor_settings(&nv.cfg, kind);
+                    rate.set_ceiling(per_bind_pace(&nv.cfg));
+                    machine.set_timing(fresh.response_timeout, fresh.enquire_link_interval);
+                    lease = nv.lease.clone();
+                }
+            }
             if stream.write_all(&wbuf).await.is_err() {
                 break 'session;
             }
@@ -1229,7 +1245,11 @@ pub async fn vendor_slot(
                                 core.reply(o.reply, Err(o.reply.kind.op_failure()));
                             }
                             VendorMsg::Op(o) => queue.push_back(VJob::Op(o)),
-                            VendorMsg::Shutdown => shutting = true,
+                            VendorMsg::Shutdown => {
+                                shutting = true;
+                                // Unbinding: route nothing more here.
+                                slot_rt.up.store(false, Ordering::Relaxed);
+                            }
                             VendorMsg::Retire => {
                                 shutting = true;
                                 slot_rt.up.store(false, Ordering::Relaxed);
@@ -1244,11 +1264,12 @@ pub async fn vendor_slot(
                     machine.on_tick(now, &mut wbuf, &mut events)
                 }
             }
+            let mut close = false;
             for ev in events.drain(..) {
                 match ev {
                     VendorEvent::Bound => {
                         info!(vendor = %cfg.name, slot, "vendor bound");
-                        slot_rt.up.store(true, Ordering::Relaxed);
+                        slot_rt.up.store(!shutting, Ordering::Relaxed);
                         backoff_ms = 0;
                     }
                     VendorEvent::BindFailed(st) => {
@@ -1262,8 +1283,14 @@ pub async fn vendor_slot(
                         on_vjob(&core, &io, vendor, &slot_rt, &mut rate, job, outcome, now)
                     }
                     VendorEvent::Deliver(d) => core.vendor_deliver(vendor, d),
-                    VendorEvent::Close => break 'session,
+                    VendorEvent::Close => close = true,
                 }
+            }
+            if close {
+                // What the session wrote last goes out first: the unbind_resp to the vendor's
+                // unbind, and the deliver_sm_resp to receipts read with it (else re-sent to us).
+                let _ = stream.write_all(&wbuf).await;
+                break 'session;
             }
             // Send what the window, the pace and the shared limit allow.
             lease_starved = false;
@@ -1325,6 +1352,11 @@ pub async fn vendor_slot(
             };
             if slot_rt.next_send_ms.load(Ordering::Relaxed) != next_send_ms {
                 slot_rt.next_send_ms.store(next_send_ms, Ordering::Relaxed);
+            }
+            if shutting && !unbinding && !machine.is_bound() {
+                // Not bound yet (the bind is on its way): nothing is in flight and there is
+                // nothing to unbind; what waits for this bind goes elsewhere below.
+                break 'session;
             }
             if shutting && queue.is_empty() && machine.inflight() == 0 && !unbinding {
                 machine.unbind(now, &mut wbuf);

@@ -90,6 +90,14 @@ impl AdaptiveRate {
         }
     }
 
+    /// A new ceiling (a reload): the pace follows it, or stays below it while slowed.
+    pub fn set_ceiling(&mut self, ceiling: f64) {
+        let ceiling = if ceiling <= 0.0 { f64::INFINITY } else { ceiling };
+        let slowed = self.is_slowed();
+        self.ceiling = ceiling;
+        self.current = if slowed { self.current.min(ceiling) } else { ceiling };
+    }
+
     /// The current pace in messages per second.
     pub fn current(&self) -> f64 {
         self.current
@@ -131,7 +139,12 @@ impl AdaptiveRate {
         let base = if self.current.is_finite() {
             self.current
         } else {
-            self.observed.max(2.0 * ADAPTIVE_FLOOR_PER_SEC)
+            // Unpaced: what the bind sends now. The last whole second alone says nothing after
+            // a quiet spell (or in the bind's first second), so the current one counts too,
+            // over at least 100 ms.
+            let elapsed = now.saturating_sub(self.window_start_ns).max(SECOND / 10);
+            let recent = f64::from(self.window_count) * SECOND as f64 / elapsed as f64;
+            self.observed.max(recent).max(2.0 * ADAPTIVE_FLOOR_PER_SEC)
         };
         self.current = (base / 2.0).max(ADAPTIVE_FLOOR_PER_SEC);
         self.last_throttle_ns = now;
@@ -197,5 +210,33 @@ mod tests {
             let _ = r.ready_at(s * SECOND);
         }
         assert_eq!(r.current(), 1000.0);
+    }
+
+    #[test]
+    fn an_unpaced_bind_throttled_after_a_quiet_spell_halves_what_it_sends_now() {
+        let mut r = AdaptiveRate::new(0.0);
+        // Quiet for 100 s, then 1,000 sends in half a second, then ESME_RTHROTTLED.
+        let start = 100 * SECOND;
+        for i in 0..1000u64 {
+            r.on_send(start + i * SECOND / 2000);
+        }
+        r.on_throttled(start + SECOND / 2);
+        assert!((900.0..=1100.0).contains(&r.current()), "halved from 2,000/s: {}", r.current());
+    }
+
+    #[test]
+    fn a_new_ceiling_applies_at_once_and_a_slowed_pace_stays_below_it() {
+        let mut r = AdaptiveRate::new(100.0);
+        r.set_ceiling(200.0);
+        assert_eq!(r.current(), 200.0);
+        r.on_throttled(1);
+        assert_eq!(r.current(), 100.0);
+        r.set_ceiling(0.0);
+        assert_eq!(r.current(), 100.0, "still slowed; recovers from there");
+        assert!(r.is_slowed());
+        r.set_ceiling(50.0);
+        assert_eq!(r.current(), 50.0);
+        r.set_ceiling(0.0);
+        assert!(r.current().is_infinite(), "at its ceiling, not slowed: unpaced");
     }
 }

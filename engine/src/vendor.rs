@@ -113,6 +113,8 @@ pub struct VendorSession<J> {
     deadlines: DeadlineQueue,
     last_rx: Instant,
     enquire_sent: Option<Instant>,
+    /// The sequence number of the enquire_link in `enquire_sent`.
+    enquire_seq: u32,
 }
 
 impl<J> VendorSession<J> {
@@ -126,6 +128,7 @@ impl<J> VendorSession<J> {
             deadlines: DeadlineQueue::default(),
             last_rx: now,
             enquire_sent: None,
+            enquire_seq: 0,
         };
         let seq = s.next_sequence();
         let b = Bind {
@@ -260,6 +263,9 @@ impl<J> VendorSession<J> {
                     self.state = State::Closed;
                     events.push(VendorEvent::BindFailed(status));
                     events.push(VendorEvent::Close);
+                } else if self.enquire_sent.is_some() && seq == self.enquire_seq {
+                    // An SMSC that does not know enquire_link still answered it: it is alive.
+                    self.enquire_sent = None;
                 }
             }
             Body::EnquireLink => Pdu::new(seq, Body::EnquireLinkResp).encode(out),
@@ -286,7 +292,9 @@ impl<J> VendorSession<J> {
                 Pdu::new(seq, Body::UnbindResp).encode(out);
                 self.close(events);
             }
-            Body::UnbindResp => self.close(events),
+            // Only the answer to our unbind ends the bind; a stray one changes nothing.
+            Body::UnbindResp if matches!(self.state, State::Unbinding { .. }) => self.close(events),
+            Body::UnbindResp => {}
             body => {
                 let id = body.command_id();
                 if !id.is_response() {
@@ -383,11 +391,19 @@ impl<J> VendorSession<J> {
                     let seq = self.next_sequence();
                     Pdu::new(seq, Body::EnquireLink).encode(out);
                     self.enquire_sent = Some(now);
+                    self.enquire_seq = seq;
                 }
                 _ => {}
             },
             _ => {}
         }
+    }
+
+    /// Applies a reloaded vendor's timing to this live bind (requests in flight keep their
+    /// deadlines).
+    pub fn set_timing(&mut self, response_timeout: Duration, enquire_link_interval: Duration) {
+        self.settings.response_timeout = response_timeout;
+        self.settings.enquire_link_interval = enquire_link_interval;
     }
 
     /// Starts a graceful unbind once nothing is in flight (the driver waits for that).
@@ -568,5 +584,37 @@ mod tests {
         let r = pdus(&mut out);
         assert_eq!((r[0].command_id(), r[0].sequence_number), (CommandId::DELIVER_SM_RESP, 77));
         assert!(matches!(ev[0], VendorEvent::Deliver(_)));
+    }
+
+    #[test]
+    fn a_vendor_that_nacks_enquire_link_stays_bound_and_a_stray_unbind_resp_is_ignored() {
+        let (mut s, now, mut out) = bound();
+        let mut ev = Vec::new();
+        let t = now + Duration::from_secs(30);
+        s.on_tick(t, &mut out, &mut ev);
+        let enquire = pdus(&mut out);
+        assert_eq!(enquire[0].command_id(), CommandId::ENQUIRE_LINK);
+        // The SMSC does not know enquire_link: generic_nack ESME_RINVCMDID, with its sequence.
+        let nack =
+            Pdu::with_status(enquire[0].sequence_number, CommandStatus::ESME_RINVCMDID, Body::GenericNack);
+        s.on_pdu(nack, t, &mut out, &mut ev);
+        s.on_pdu(Pdu::new(999, Body::UnbindResp), t, &mut out, &mut ev);
+        s.on_tick(t + Duration::from_secs(6), &mut out, &mut ev);
+        assert!(s.is_bound(), "still bound past the response timeout: {ev:?}");
+        assert!(ev.is_empty(), "{ev:?}");
+    }
+
+    #[test]
+    fn the_vendors_unbind_is_answered_and_ends_the_bind() {
+        let (mut s, now, mut out) = bound();
+        s.submit((1, msg()), now, &mut out, |j| &j.1).unwrap();
+        let _ = pdus(&mut out);
+        let mut ev = Vec::new();
+        s.on_pdu(Pdu::new(7, Body::Unbind), now, &mut out, &mut ev);
+        let r = pdus(&mut out);
+        assert_eq!((r[0].command_id(), r[0].sequence_number), (CommandId::UNBIND_RESP, 7));
+        assert!(matches!(&ev[0], VendorEvent::Done { job: (1, _), outcome: Outcome::Unknown }));
+        assert!(matches!(ev.last(), Some(VendorEvent::Close)));
+        assert!(s.is_closed());
     }
 }

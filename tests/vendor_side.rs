@@ -1,0 +1,179 @@
+//! The gateway as a vendor's ESME, against a scripted fake SMSC: the vendor's own unbind, a bind
+//! still on its way when the gateway stops, and a reload of a vendor's pace while its binds stay.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use common::{Client, config, sim, wait_for};
+use smppgw_codec::{Body, CommandStatus, Decoder, Pdu, SubmitSm};
+
+/// One connection to the fake SMSC.
+struct Conn {
+    s: TcpStream,
+    buf: BytesMut,
+}
+
+impl Conn {
+    /// The next PDU; None when the gateway closed the connection or nothing came within 3 s.
+    fn recv(&mut self) -> Option<Pdu> {
+        let mut chunk = [0u8; 4096];
+        loop {
+            if let Ok(Some(p)) = Decoder::default().decode(&mut self.buf) {
+                return Some(p);
+            }
+            match self.s.read(&mut chunk) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    fn send(&mut self, p: &Pdu) {
+        let _ = self.s.write_all(&p.to_bytes());
+    }
+}
+
+/// A fake SMSC: each connection the gateway makes is handed, in order, to `script` on its own
+/// thread (with its number); what the scripts return comes back on the channel.
+fn fake_smsc<T: Send + 'static>(
+    script: impl Fn(usize, Conn) -> T + Send + Sync + 'static,
+) -> (SocketAddr, mpsc::Receiver<T>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    // Far more connections than any test makes.
+    let (tx, rx) = mpsc::sync_channel(64);
+    let script = std::sync::Arc::new(script);
+    std::thread::spawn(move || {
+        for (n, s) in listener.incoming().enumerate() {
+            let Ok(s) = s else { return };
+            s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+            let (tx, script) = (tx.clone(), script.clone());
+            std::thread::spawn(move || {
+                let _ = tx.try_send(script(n, Conn { s, buf: BytesMut::new() }));
+            });
+        }
+    });
+    (addr, rx)
+}
+
+/// Answers the gateway's bind_transceiver with ESME_ROK.
+fn accept_bind(c: &mut Conn) {
+    let p = c.recv().expect("a bind");
+    assert!(matches!(p.body, Body::BindTransceiver(_)), "{p:?}");
+    c.send(&Pdu::new(p.sequence_number, Body::BindTransceiverResp(Default::default())));
+}
+
+#[test]
+fn the_vendors_unbind_is_answered_with_the_receipts_read_before_it_and_the_bind_comes_back() {
+    // Goal: an SMSC that unbinds (a restart, maintenance) gets its unbind_resp, and the
+    // deliver_sm_resp for a receipt it sent just before, before the connection closes; the
+    // gateway binds again. Without the answers the SMSC re-sends the receipt (a duplicate for
+    // the customer) and logs an unclean unbind.
+    let (addr, seen) = fake_smsc(|n, mut c| {
+        accept_bind(&mut c);
+        if n > 0 {
+            return Vec::new();
+        }
+        let receipt = SubmitSm {
+            esm_class: 0x04,
+            short_message: "id:V1 sub:001 dlvrd:001 submit date:2611251200 done date:2611251201 stat:DELIVRD err:000 text:x"
+                .into(),
+            ..Default::default()
+        };
+        // One write: the receipt, then the unbind.
+        let mut both = BytesMut::new();
+        Pdu::new(6, Body::DeliverSm(receipt)).encode(&mut both);
+        Pdu::new(7, Body::Unbind).encode(&mut both);
+        c.s.write_all(&both).unwrap();
+        let mut answers = Vec::new();
+        while let Some(p) = c.recv() {
+            answers.push((p.command_id(), p.sequence_number));
+        }
+        answers
+    });
+    let mut cfg = config(&[("smsc", addr)]);
+    cfg.vendors[0].binds = 1;
+    let gw = smppgw_engine::start(cfg).unwrap();
+    let first = seen.recv_timeout(Duration::from_secs(10)).expect("the first connection ends");
+    assert!(
+        first.contains(&(smppgw_codec::CommandId::DELIVER_SM_RESP, 6)),
+        "the receipt answered before the close: {first:?}"
+    );
+    assert!(first.contains(&(smppgw_codec::CommandId::UNBIND_RESP, 7)), "the unbind answered: {first:?}");
+    let again = seen.recv_timeout(Duration::from_secs(10));
+    assert!(again.is_ok(), "the gateway binds again");
+    gw.shutdown();
+    gw.join();
+}
+
+#[test]
+fn a_bind_still_on_its_way_when_the_gateway_stops_is_not_left_up() {
+    // Goal: shutdown while the SMSC has not answered the bind yet: the gateway does not wait for
+    // it, nor keep the bind up (with keepalives) once the answer comes; it closes and exits.
+    let (addr, seen) = fake_smsc(|_, mut c| {
+        let p = c.recv().expect("a bind");
+        std::thread::sleep(Duration::from_millis(500));
+        c.send(&Pdu::new(p.sequence_number, Body::BindTransceiverResp(Default::default())));
+        let mut after = Vec::new();
+        let until = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < until {
+            match c.recv() {
+                Some(p) => after.push(p.command_id()),
+                None => return (after, true),
+            }
+        }
+        (after, false)
+    });
+    let mut cfg = config(&[("smsc", addr)]);
+    cfg.vendors[0].binds = 1;
+    cfg.vendors[0].enquire_link_interval_ms = 200;
+    let gw = smppgw_engine::start(cfg).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let stopping = Instant::now();
+    gw.shutdown();
+    gw.join();
+    let (after, closed) = seen.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(closed, "the connection was closed, not kept up: {after:?}");
+    assert!(
+        !after.contains(&smppgw_codec::CommandId::ENQUIRE_LINK),
+        "no keepalive after shutdown: {after:?}"
+    );
+    assert!(stopping.elapsed() < Duration::from_secs(3), "stopped in {:?}", stopping.elapsed());
+}
+
+#[test]
+fn a_reloaded_vendor_pace_applies_to_the_binds_it_keeps() {
+    // Goal: changing a vendor's throughput (its binds stay up: host and credentials unchanged)
+    // takes effect at once, not at the binds' next reconnect.
+    let v = sim(|_| {});
+    let mut cfg = config(&[("paced", v.local_addr())]);
+    cfg.vendors[0].throughput = 10;
+    let gw = smppgw_engine::start(cfg.clone()).unwrap();
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+    assert!(wait_for(Duration::from_secs(5), || v.stats().binds_current >= 2));
+    let run = |c: &mut Client, tag: &str| {
+        let start = Instant::now();
+        for i in 0..20 {
+            assert_eq!(c.submit(&format!("1555600{i:04}"), tag).0, CommandStatus::ESME_ROK);
+        }
+        start.elapsed()
+    };
+    let slow = run(&mut c, "at 10/s");
+    cfg.vendors[0].throughput = 1000;
+    let version = gw.control().reload(cfg).unwrap();
+    assert!(wait_for(Duration::from_secs(5), || gw.control().applied_everywhere(version)));
+    let fast = run(&mut c, "at 1000/s");
+    assert_eq!(v.stats().binds_total, 2, "the binds were kept");
+    // 20 at 10/s take more than a second; at 1000/s a few milliseconds each way.
+    assert!(slow >= Duration::from_millis(1000), "{slow:?}");
+    assert!(fast < slow / 3, "the new pace applies: {fast:?} against {slow:?}");
+    gw.shutdown();
+    gw.join();
+}
