@@ -562,3 +562,70 @@ fn a_vendor_is_paced_to_its_throughput_without_redis() {
     gw.shutdown();
     gw.join();
 }
+
+#[test]
+fn a_message_held_across_a_reload_keeps_its_destinations_route() {
+    // Goal: a message waiting for a vendor of its route (44... -> "uk", down) stays on that
+    // route when a reload puts another route first; it used to be sent down whatever route took
+    // its place in the list ("fr", whose vendor is up).
+    let spot = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let down = spot.local_addr().unwrap();
+    drop(spot);
+    let up = sim(|_| {});
+    let mut cfg = config(&[("uk-vendor", down), ("other", up.local_addr())]);
+    cfg.routes.clear();
+    let mut uk = smppgw_engine::config::RouteConfig::new("uk", &["uk-vendor"]);
+    uk.prefixes = vec!["44".into()];
+    let mut rest = smppgw_engine::config::RouteConfig::new("rest", &["other"]);
+    rest.prefixes = vec!["1".into()];
+    cfg.routes = vec![uk, rest];
+    let gw = smppgw_engine::start(cfg.clone()).unwrap();
+    assert!(wait_for(Duration::from_secs(5), || up.stats().binds_current >= 2));
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+    let (seq, p) = c.submit_pdu("447700900123", "to the uk");
+    c.send(&p);
+    std::thread::sleep(Duration::from_millis(100));
+    let mut fr = smppgw_engine::config::RouteConfig::new("fr", &["other"]);
+    fr.prefixes = vec!["33".into()];
+    cfg.routes.insert(0, fr);
+    let version = gw.control().reload(cfg).unwrap();
+    assert!(wait_for(Duration::from_secs(2), || gw.control().applied_everywhere(version)));
+    assert_eq!(
+        c.recv_resp(seq).command_status,
+        CommandStatus::ESME_RSYSERR,
+        "its route's vendor stayed down"
+    );
+    assert_eq!(up.stats().submits, 0, "not sent down another route");
+    gw.shutdown();
+    gw.join();
+}
+
+#[test]
+fn a_message_waiting_for_its_vendor_at_shutdown_is_answered() {
+    // Goal: shutdown while a message waits for its route's vendor to bind: the customer gets
+    // ESME_RSYSERR before its session is unbound, not silence.
+    let spot = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = spot.local_addr().unwrap();
+    drop(spot);
+    let gw = smppgw_engine::start(config(&[("late", addr)])).unwrap();
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+    let (seq, p) = c.submit_pdu("15550009997", "waiting");
+    c.send(&p);
+    std::thread::sleep(Duration::from_millis(100));
+    gw.shutdown();
+    let mut answer = None;
+    while let Some(p) = c.recv() {
+        match p.body {
+            Body::SubmitSmResp(_) if p.sequence_number == seq => answer = Some(p.command_status),
+            Body::Unbind => {
+                assert!(answer.is_some(), "answered before the unbind");
+                c.send(&Pdu::new(p.sequence_number, Body::UnbindResp));
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(answer, Some(CommandStatus::ESME_RSYSERR));
+    gw.join();
+}

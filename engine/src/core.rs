@@ -94,8 +94,10 @@ pub struct Job {
     pub customer: u32,
     /// The message as it goes to the vendor.
     pub submit: SubmitSm,
-    /// Route index.
+    /// Route index, in the snapshot of `route_version`.
     pub route: u32,
+    /// The snapshot version the route index belongs to: a reload may reorder routes.
+    pub route_version: u64,
     /// Vendors already tried.
     pub tried: [u32; FAILOVER_MAX],
     /// How many of `tried` are set.
@@ -136,6 +138,7 @@ impl Job {
             customer,
             submit,
             route: NOT_ROUTED,
+            route_version: 0,
             tried: [0; FAILOVER_MAX],
             tried_len: 0,
             last_status: None,
@@ -813,11 +816,11 @@ impl Core {
 
     /// Routes a new submit: picks its route and hands it to a vendor.
     pub fn submit(&self, mut job: Box<Job>) {
-        let route = self
-            .snap()
-            .routes
-            .lookup(job.customer, &job.submit.source.addr, &job.submit.dest.addr)
-            .map(|(route, _)| route);
+        let route = {
+            let snap = self.snap();
+            job.route_version = snap.version;
+            snap.routes.lookup(job.customer, &job.submit.source.addr, &job.submit.dest.addr).map(|(r, _)| r)
+        };
         match route {
             Some(route) => {
                 job.route = route;
@@ -836,6 +839,17 @@ impl Core {
     /// answers the customer when none can.
     pub fn dispatch(&self, mut job: Box<Job>) {
         let snap = self.snap();
+        if job.route_version != snap.version {
+            // Routed under an earlier configuration (a failover or a held message across a
+            // reload): route indexes are positions in the route list, which a reload may change,
+            // so the message is routed again, as a new one would be now. Vendors keep their
+            // indexes: the ones it tried stay tried.
+            job.route_version = snap.version;
+            match snap.routes.lookup(job.customer, &job.submit.source.addr, &job.submit.dest.addr) {
+                Some((r, _)) => job.route = r,
+                None => return self.finish(&job, Err(CommandStatus::ESME_RINVDSTADR)),
+            }
+        }
         let Some(route) = snap.routes.routes.get(job.route as usize) else {
             return self.finish(&job, Err(CommandStatus::ESME_RSYSERR));
         };
@@ -1009,7 +1023,15 @@ impl Core {
                 let counter = if result.is_ok() { &c.counters.accepted } else { &c.counters.refused };
                 counter.fetch_add(1, Ordering::Relaxed);
             }
-            if let Some(r) = snap.routes.routes.get(job.route as usize) {
+            let route = if job.route_version == snap.version {
+                snap.routes.routes.get(job.route as usize)
+            } else {
+                // A reload since it was routed: its route now, for the route's counters.
+                snap.routes
+                    .lookup(job.customer, &job.submit.source.addr, &job.submit.dest.addr)
+                    .map(|(_, r)| r)
+            };
+            if let Some(r) = route {
                 let counter = if result.is_ok() { &r.counters.accepted } else { &r.counters.refused };
                 counter.fetch_add(1, Ordering::Relaxed);
             }
@@ -1521,6 +1543,7 @@ fn unreachable_job() -> Box<Job> {
         customer: 0,
         submit: SubmitSm::default(),
         route: NOT_ROUTED,
+        route_version: 0,
         tried: [0; FAILOVER_MAX],
         tried_len: 0,
         last_status: None,

@@ -68,11 +68,27 @@ pub struct Gateway {
 /// The control plane's handle on the running cores: config reloads. Cloneable and `Send`, used
 /// from the control thread only (its lock is never touched by a core).
 pub struct GatewayControl {
-    current: ControlLock<Arc<Snapshot>>,
+    current: Arc<Published>,
     senders: Vec<crossbeam_channel::Sender<Control>>,
     applied: Vec<Arc<AtomicU64>>,
     shutdown: Arc<AtomicBool>,
     handing: Arc<AtomicU32>,
+}
+
+/// The configuration the control plane published last. Every core switches to it on its next
+/// control poll, whatever it ran before (it may skip versions published in between), so a
+/// reload reaches every core and none is ever left on an older one.
+#[derive(Debug)]
+struct Published {
+    snapshot: ControlLock<Arc<Snapshot>>,
+    version: AtomicU64,
+}
+
+impl Published {
+    fn get(&self) -> Arc<Snapshot> {
+        #[allow(clippy::disallowed_methods)]
+        self.snapshot.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
 }
 
 /// A hand-off to the cores announced by [`GatewayControl::begin_handoff`]; it ends when dropped.
@@ -98,24 +114,21 @@ pub enum ReloadError {
 }
 
 impl GatewayControl {
-    /// Validates `config` and sends it to every core as the successor of the running snapshot.
-    /// Returns the new version; [`GatewayControl::applied_everywhere`] tells when all cores run it.
+    /// Validates `config` and publishes it to every core as the successor of the running
+    /// snapshot. Returns the new version; [`GatewayControl::applied_everywhere`] tells when all
+    /// cores run it (within a control poll, [`CONTROL_POLL_MS`]).
     pub fn reload(&self, mut config: Config) -> Result<u64, ReloadError> {
         config.validate()?;
         #[allow(clippy::disallowed_methods)]
-        let mut current = self.current.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut current = self.current.snapshot.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         // Per-node settings that only a restart can change keep their running values.
         config.server.listen = current.config.server.listen;
         config.server.cores = current.config.server.cores;
         config.server.node_id = current.config.server.node_id;
         let next = Arc::new(Snapshot::build_next(Some(&current), config, current.cores));
-        for (i, tx) in self.senders.iter().enumerate() {
-            if tx.try_send(Control::Snapshot(next.clone())).is_err() {
-                return Err(ReloadError::Busy(i));
-            }
-        }
         let v = next.version;
         *current = next;
+        self.current.version.store(v, Ordering::Release);
         Ok(v)
     }
 
@@ -181,7 +194,7 @@ impl GatewayControl {
 
     /// The snapshot most recently handed to the cores.
     pub fn current(&self) -> Arc<Snapshot> {
-        self.current.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+        self.current.get()
     }
 }
 
@@ -264,6 +277,10 @@ fn start_with(config: Config, remote: Option<RemoteLinks>) -> Result<Gateway, St
     let metrics = Arc::new(Metrics::default());
     let shutdown = Arc::new(AtomicBool::new(false));
     let handing = Arc::new(AtomicU32::new(0));
+    let published = Arc::new(Published {
+        snapshot: ControlLock::new(snapshot.clone()),
+        version: AtomicU64::new(snapshot.version),
+    });
     let epoch = Instant::now();
 
     // Bind every core's listener here, so that port 0 resolves once and all share it.
@@ -323,6 +340,7 @@ fn start_with(config: Config, remote: Option<RemoteLinks>) -> Result<Gateway, St
         control_tx.push(ctl_tx);
         let applied = Arc::new(AtomicU64::new(snapshot.version));
         applied_per_core.push(applied.clone());
+        let published = published.clone();
         // Pin to the CPUs this process may use (a cgroup cpuset, systemd AllowedCPUs=, the
         // Kubernetes static CPU manager), not to CPU `core` of the machine.
         let placement =
@@ -345,7 +363,7 @@ fn start_with(config: Config, remote: Option<RemoteLinks>) -> Result<Gateway, St
                         my_receivers,
                         epoch,
                         ctl_rx,
-                        applied,
+                        (applied, published),
                         remote.map(|r| r.make()),
                         (draining, handing),
                         (balancer, handoff_rx),
@@ -381,7 +399,7 @@ fn start_with(config: Config, remote: Option<RemoteLinks>) -> Result<Gateway, St
     }
     info!(%local_addr, cores, "smppgw listening");
     let control = Arc::new(GatewayControl {
-        current: ControlLock::new(snapshot.clone()),
+        current: published,
         senders: control_tx,
         applied: applied_per_core,
         shutdown: shutdown.clone(),
@@ -398,8 +416,6 @@ pub const CONTROL_CHANNEL_CAPACITY: usize = 256;
 /// What the control plane sends a core.
 #[derive(Debug)]
 pub enum Control {
-    /// Switch to this config snapshot.
-    Snapshot(Arc<Snapshot>),
     /// Look up a message by the id its customer was given; every core answers on `reply`.
     Lookup {
         /// The customer-visible id.
@@ -451,7 +467,6 @@ const HANDOFF_PATIENCE: Duration = Duration::from_secs(2);
 fn take_control_while_stopping(core: &Core, control: &crossbeam_channel::Receiver<Control>) {
     while let Ok(ctl) = control.try_recv() {
         match ctl {
-            Control::Snapshot(_) => {}
             Control::Lookup { shown_id, reply } => {
                 let _ = reply.try_send(core.lookup(shown_id));
             }
@@ -472,7 +487,7 @@ async fn core_main(
     receivers: Vec<Option<SharedReceiver<CoreMsg>>>,
     epoch: Instant,
     control: crossbeam_channel::Receiver<Control>,
-    applied: Arc<AtomicU64>,
+    (applied, published): (Arc<AtomicU64>, Arc<Published>),
     remote: Option<crate::remote::RemoteLink>,
     (draining, handing): (Arc<Vec<AtomicU64>>, Arc<AtomicU32>),
     (balancer, handoffs): (Arc<Balancer>, crossbeam_channel::Receiver<Handoff>),
@@ -601,18 +616,19 @@ async fn core_main(
     let mut last_tick = Instant::now();
     while !shutdown.load(Ordering::Acquire) {
         Timer::new(Duration::from_millis(CONTROL_POLL_MS)).await;
+        if published.version.load(Ordering::Acquire) != core.snap().version {
+            let new = published.get();
+            core.set_snapshot(new.clone());
+            for mb in core.retain_vendor_binds(&new) {
+                let _ = mb.push(VendorMsg::Retire);
+            }
+            spawn_vendor_slots(&core, &io, &new, &mut vendor_tasks);
+            core.unbind_removed_customers(&new);
+            applied.fetch_max(new.version, Ordering::AcqRel);
+            info!(core = idx, version = new.version, "config applied");
+        }
         while let Ok(ctl) = control.try_recv() {
             match ctl {
-                Control::Snapshot(new) => {
-                    core.set_snapshot(new.clone());
-                    for mb in core.retain_vendor_binds(&new) {
-                        let _ = mb.push(VendorMsg::Retire);
-                    }
-                    spawn_vendor_slots(&core, &io, &new, &mut vendor_tasks);
-                    core.unbind_removed_customers(&new);
-                    applied.fetch_max(new.version, Ordering::AcqRel);
-                    info!(core = idx, version = new.version, "config applied");
-                }
                 Control::Lookup { shown_id, reply } => {
                     let _ = reply.try_send(core.lookup(shown_id));
                 }
@@ -657,6 +673,9 @@ async fn core_main(
     }
     draining[idx].store(0, Ordering::Release);
     core.shutting_down.set(true);
+    // Messages waiting for a vendor of their route to bind go now or are answered
+    // (ESME_RSYSERR): nothing waits any more once shutting down.
+    core.retry_held();
     for mb in core.session_mailboxes() {
         let _ = mb.push(SessionMsg::Shutdown);
     }
