@@ -629,3 +629,31 @@ fn a_message_waiting_for_its_vendor_at_shutdown_is_answered() {
     assert_eq!(answer, Some(CommandStatus::ESME_RSYSERR));
     gw.join();
 }
+
+#[test]
+fn a_reloaded_unknown_outcome_policy_applies_to_the_running_cores() {
+    // Goal: `unknown_outcome_failover` is kept by each core outside the snapshot; a reload that
+    // turns it on applies at once (it used to wait for a restart).
+    let v1 = sim(|s| s.faults.drop_rate = 1.0);
+    let v2 = sim(|_| {});
+    let mut cfg = config(&[("mute", v1.local_addr()), ("spare", v2.local_addr())]);
+    cfg.vendors[0].response_timeout_ms = 300;
+    let gw = smppgw_engine::start(cfg.clone()).unwrap();
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+    assert!(
+        wait_for(Duration::from_secs(5), || v1.stats().binds_current >= 2 && v2.stats().binds_current >= 2)
+    );
+    assert_eq!(c.submit("15552230000", "lost?").0, CommandStatus::ESME_RSUBMITFAIL);
+    cfg.server.unknown_outcome_failover = true;
+    let version = gw.control().reload(cfg).unwrap();
+    assert!(wait_for(Duration::from_secs(2), || gw.control().applied_everywhere(version)));
+    assert_eq!(
+        c.submit("15552230001", "retry elsewhere").0,
+        CommandStatus::ESME_ROK,
+        "sent to the next vendor"
+    );
+    assert_eq!(v2.stats().submits, 1);
+    gw.shutdown();
+    gw.join();
+}

@@ -375,7 +375,7 @@ pub struct Core {
     /// Set when shutdown began.
     pub shutting_down: Cell<bool>,
     /// Unknown-outcome policy: fail over (true) or answer ESME_RSUBMITFAIL (false).
-    pub failover_on_unknown: bool,
+    pub failover_on_unknown: Cell<bool>,
     store: RefCell<Shard<Box<VendorReceipt>>>,
     dispatcher: RefCell<Dispatcher>,
     pending_out: RefCell<Vec<(SessionRef, Arc<Delivery>)>>,
@@ -477,7 +477,7 @@ impl Core {
             rng: Cell::new(0x9E37_79B9_7F4A_7C15 ^ (idx as u64 + 1)),
             metrics,
             shutting_down: Cell::new(false),
-            failover_on_unknown,
+            failover_on_unknown: Cell::new(failover_on_unknown),
             store: RefCell::new(store),
             dispatcher: RefCell::new(dispatcher),
             pending_out: RefCell::new(Vec::new()),
@@ -786,8 +786,13 @@ impl Core {
         self.vendor_binds.borrow().values().map(|(_, m)| m.clone()).collect()
     }
 
-    /// Installs a new snapshot on this core.
+    /// Installs a new snapshot on this core, with the server settings a reload may change that
+    /// the core keeps outside it.
     pub fn set_snapshot(&self, snap: Arc<Snapshot>) {
+        let server = &snap.config.server;
+        self.failover_on_unknown.set(server.unknown_outcome_failover);
+        self.store.borrow_mut().set_ttl(u64::from(server.receipt_ttl_secs));
+        self.dispatcher.borrow_mut().set_queue_max(server.receipt_queue_max as usize);
         *self.snapshot.borrow_mut() = snap;
     }
 

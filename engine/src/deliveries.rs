@@ -110,6 +110,12 @@ impl Dispatcher {
         }
     }
 
+    /// A new bound for each customer's queue (a reload); a longer queue sheds its oldest as
+    /// deliveries arrive.
+    pub fn set_queue_max(&mut self, queue_max: usize) {
+        self.queue_max = queue_max.max(1);
+    }
+
     /// Queues a delivery (a new one gets a token). It arrives shared, as it crossed the cores,
     /// and stays so until the customer answers it: nothing copies the body on the way.
     pub fn push(&mut self, mut d: Arc<Delivery>) {
@@ -120,7 +126,7 @@ impl Dispatcher {
         }
         let q = self.customers.entry(d.customer).or_default();
         let cap = if q.sessions.is_empty() { self.queue_max } else { self.queue_max * BOUND_QUEUE_FACTOR };
-        if q.queue.len() >= cap {
+        while q.queue.len() >= cap {
             q.queue.pop_front();
             self.dropped += 1;
         }
@@ -275,6 +281,22 @@ mod tests {
         x.session_up(7, S1);
         x.next(&mut out);
         assert_eq!(out.iter().map(|(_, d)| d.body.esm_class).collect::<Vec<_>>(), vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn a_lower_queue_bound_from_a_reload_sheds_the_oldest() {
+        let mut x = Dispatcher::new(10, 0);
+        for n in 0..10 {
+            x.push(d(7, n));
+        }
+        x.set_queue_max(4);
+        x.push(d(7, 10));
+        assert_eq!(x.queued(7), 4);
+        assert_eq!(x.dropped, 7);
+        x.session_up(7, S1);
+        let mut out = Vec::new();
+        x.next(&mut out);
+        assert_eq!(out.iter().map(|(_, d)| d.body.esm_class).collect::<Vec<_>>(), vec![7, 8, 9, 10]);
     }
 
     #[test]

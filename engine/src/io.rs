@@ -1547,7 +1547,7 @@ fn on_outcome(
         Outcome::Refused(st) => core.finish(&job, Err(st)),
         Outcome::Unknown => {
             core.metrics.vendor_timeouts.fetch_add(1, Ordering::Relaxed);
-            if core.failover_on_unknown && job.mark_tried(vendor) {
+            if core.failover_on_unknown.get() && job.mark_tried(vendor) {
                 // Documented: the first vendor may have delivered it; counted as a possible duplicate.
                 core.metrics.possible_duplicates.fetch_add(1, Ordering::Relaxed);
                 core.metrics.failovers.fetch_add(1, Ordering::Relaxed);

@@ -75,6 +75,15 @@ pub struct GatewayControl {
     handing: Arc<AtomicU32>,
 }
 
+/// Keeps the running value of a setting only a restart can change, noting `name` if the new
+/// configuration changed it.
+fn keep_running<T: PartialEq>(new: &mut T, running: T, name: &'static str, changed: &mut Vec<&'static str>) {
+    if *new != running {
+        changed.push(name);
+        *new = running;
+    }
+}
+
 /// The configuration the control plane published last. Every core switches to it on its next
 /// control poll, whatever it ran before (it may skip versions published in between), so a
 /// reload reaches every core and none is ever left on an older one.
@@ -121,10 +130,24 @@ impl GatewayControl {
         config.validate()?;
         #[allow(clippy::disallowed_methods)]
         let mut current = self.current.snapshot.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        // Per-node settings that only a restart can change keep their running values.
-        config.server.listen = current.config.server.listen;
-        config.server.cores = current.config.server.cores;
-        config.server.node_id = current.config.server.node_id;
+        // Per-node settings that only a restart can change keep their running values; a change
+        // to one is said, not silently dropped.
+        let (new, old) = (&mut config.server, &current.config.server);
+        let mut later = Vec::new();
+        keep_running(&mut new.listen, old.listen, "listen", &mut later);
+        keep_running(&mut new.http_listen, old.http_listen, "http_listen", &mut later);
+        keep_running(&mut new.cores, old.cores, "cores", &mut later);
+        keep_running(&mut new.node_id, old.node_id, "node_id", &mut later);
+        keep_running(&mut new.receipt_store_max, old.receipt_store_max, "receipt_store_max", &mut later);
+        keep_running(
+            &mut new.receipt_store_prealloc,
+            old.receipt_store_prealloc,
+            "receipt_store_prealloc",
+            &mut later,
+        );
+        if !later.is_empty() {
+            warn!(settings = ?later, "changed settings take effect at the next restart; the running values stay");
+        }
         let next = Arc::new(Snapshot::build_next(Some(&current), config, current.cores));
         let v = next.version;
         *current = next;
@@ -493,7 +516,6 @@ async fn core_main(
     (balancer, handoffs): (Arc<Balancer>, crossbeam_channel::Receiver<Handoff>),
 ) {
     let cores = snap.cores;
-    let grace = Duration::from_millis(u64::from(snap.config.server.shutdown_grace_ms));
     // Outboxes hold what waits for channel space: jobs and answers, which windows bound, and
     // receipts and MO, which vendor binds stop reading for well before the bound
     // (`Core::backlogged`).
@@ -656,6 +678,8 @@ async fn core_main(
         drop(h);
         io.balancer.closed(idx);
     }
+    // The grace period as configured now (a reload may have changed it).
+    let grace = Duration::from_millis(u64::from(core.snap().config.server.shutdown_grace_ms));
     // Receipts and MO already here go out to the customers still bound before they are unbound
     // (for at most half the grace period).
     // Every core waits for all: a customer's queue lives on its home core, its sessions on others.

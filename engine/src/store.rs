@@ -390,6 +390,11 @@ impl<R> Shard<R> {
         }
     }
 
+    /// A new TTL (a reload): records older than it go at the next expiry sweep.
+    pub fn set_ttl(&mut self, ttl_secs: u64) {
+        self.ttl_secs = ttl_secs;
+    }
+
     /// Allocates the memory for `max` records now rather than as they arrive: no rehash and no
     /// page faults on the submit path while the store fills, at the price of its full size in
     /// memory from the start.
@@ -653,6 +658,17 @@ mod tests {
         s.insert(rec(3, "8F14E45F-CEEA-467A-9575-2A1F6F2E4A11"), 0);
         assert!(s.find_vendor_mut(1, b"8f14e45f-ceea-467a-9575-2a1f6f2e4a11").is_some());
         assert_eq!(shard_of(1, &shard_key(b"41394"), 7), shard_of(1, &shard_key(b"a1b2"), 7));
+    }
+
+    #[test]
+    fn a_shorter_ttl_from_a_reload_expires_records_at_the_next_sweep() {
+        let mut s: Shard<()> = Shard::new(10, 7 * 86_400);
+        s.insert(rec(1, "A1"), 1_000);
+        s.expire(1_000 + 3_600);
+        assert!(s.find_shown(1).is_some(), "within a week");
+        s.set_ttl(600);
+        s.expire(1_000 + 3_600);
+        assert!(s.find_shown(1).is_none(), "past the new TTL of 10 minutes");
     }
 
     #[test]
