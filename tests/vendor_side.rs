@@ -177,3 +177,83 @@ fn a_reloaded_vendor_pace_applies_to_the_binds_it_keeps() {
     gw.shutdown();
     gw.join();
 }
+
+#[test]
+fn a_transmitter_receiver_vendor_gets_a_transmitter_and_a_receiver_bind_and_receipts_come_on_the_receiver() {
+    // Goal: `bind_type = "transmitter_receiver"` opens, per slot, a bind_transmitter that carries
+    // the submits and a bind_receiver on which the SMSC delivers receipts; an SMSC that refuses
+    // transceivers is fully usable. (The slot used to open one transceiver.)
+    let (addr, seen) = fake_smsc(|_, mut c| {
+        let p = c.recv().expect("a bind");
+        match p.body {
+            Body::BindTransmitter(_) => {
+                c.send(&Pdu::new(p.sequence_number, Body::BindTransmitterResp(Default::default())));
+                // Accept one submit under vendor id V77, then keep answering keepalives.
+                while let Some(p) = c.recv() {
+                    match p.body {
+                        Body::SubmitSm(_) => c.send(&Pdu::new(
+                            p.sequence_number,
+                            Body::SubmitSmResp(smppgw_codec::MessageIdResp {
+                                message_id: "V77".into(),
+                                tlvs: Default::default(),
+                            }),
+                        )),
+                        Body::EnquireLink => c.send(&Pdu::new(p.sequence_number, Body::EnquireLinkResp)),
+                        Body::Unbind => c.send(&Pdu::new(p.sequence_number, Body::UnbindResp)),
+                        _ => {}
+                    }
+                }
+                "transmitter"
+            }
+            Body::BindReceiver(_) => {
+                c.send(&Pdu::new(p.sequence_number, Body::BindReceiverResp(Default::default())));
+                // Wait for the message to have been accepted on the transmitter, then deliver
+                // its receipt here.
+                std::thread::sleep(Duration::from_millis(800));
+                let receipt = SubmitSm {
+                    esm_class: 0x04,
+                    source: smppgw_codec::Address::new(1, 1, "15556000000"),
+                    dest: smppgw_codec::Address::new(1, 1, "15550001"),
+                    short_message: "id:V77 sub:001 dlvrd:001 submit date:2611251200 done date:2611251201 stat:DELIVRD err:000 text:x"
+                        .into(),
+                    ..Default::default()
+                };
+                c.send(&Pdu::new(5, Body::DeliverSm(receipt)));
+                while let Some(p) = c.recv() {
+                    match p.body {
+                        Body::EnquireLink => c.send(&Pdu::new(p.sequence_number, Body::EnquireLinkResp)),
+                        Body::Unbind => c.send(&Pdu::new(p.sequence_number, Body::UnbindResp)),
+                        _ => {}
+                    }
+                }
+                "receiver"
+            }
+            _ => {
+                let refuse = Pdu::with_status(
+                    p.sequence_number,
+                    CommandStatus::ESME_RINVBNDSTS,
+                    Body::BindTransceiverResp(Default::default()),
+                );
+                c.send(&refuse);
+                "refused"
+            }
+        }
+    });
+    let mut cfg = config(&[("split", addr)]);
+    cfg.vendors[0].binds = 1;
+    cfg.vendors[0].bind_type = smppgw_engine::config::VendorBindType::TransmitterReceiver;
+    let gw = smppgw_engine::start(cfg).unwrap();
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
+    let (st, id) = c.submit_dlr("15556000000", "split binds");
+    assert_eq!(st, CommandStatus::ESME_ROK, "sent on the transmitter");
+    let p = c.recv_deliver();
+    let (tlv, r) = common::receipt_of(&p);
+    assert_eq!((tlv.as_str(), r.stat), (id.as_str(), smppgw_codec::receipt::MessageState::Delivered));
+    c.answer(&p, CommandStatus::ESME_ROK);
+    gw.shutdown();
+    gw.join();
+    let mut kinds: Vec<&str> = seen.try_iter().collect();
+    kinds.sort_unstable();
+    assert_eq!(kinds, vec!["receiver", "transmitter"], "one of each, nothing refused");
+}

@@ -1100,13 +1100,39 @@ fn per_bind_pace(v: &crate::config::VendorConfig) -> f64 {
 /// again (the control plane tops shares up about this often).
 const LEASE_RETRY_MS: u64 = 5;
 
-/// Keeps one vendor bind slot connected and bound, and feeds it the jobs routed to it.
+/// Which bind of a slot a task keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotBind {
+    /// The bind that sends (a transmitter or a transceiver): the slot's jobs go to it, and it
+    /// says whether the slot is up.
+    Sender,
+    /// The receiver of a `transmitter_receiver` slot: receipts and MO only.
+    Receiver,
+}
+
+/// Stops a slot's receiver bind when the slot's sender task ends, however it ends.
+struct StopsReceiver(Option<Rc<Mailbox<VendorMsg>>>);
+
+impl Drop for StopsReceiver {
+    fn drop(&mut self) {
+        if let Some(m) = &self.0 {
+            let _ = m.push(VendorMsg::Shutdown);
+        }
+    }
+}
+
+/// Keeps one bind of a vendor slot connected and bound and, for its sender, feeds it the jobs
+/// routed to the slot. A `transmitter_receiver` slot has two such tasks: the sender's `receiver`
+/// is the other's mailbox, told to unbind when the sender stops (shutdown, retired slot).
 pub async fn vendor_slot(
     core: Rc<Core>,
     io: Rc<CoreIo>,
     slot_rt: Arc<crate::snapshot::BindSlot>,
     mailbox: Rc<Mailbox<VendorMsg>>,
+    (role, receiver): (SlotBind, Option<Rc<Mailbox<VendorMsg>>>),
 ) {
+    let _stops_receiver = StopsReceiver(receiver);
+    let sender = role == SlotBind::Sender;
     let (vendor, slot) = (slot_rt.vendor, slot_rt.slot);
     let mut backoff_ms = 0u64;
     let mut queue: VecDeque<VJob> = VecDeque::new();
@@ -1168,9 +1194,14 @@ pub async fn vendor_slot(
         let _ = stream.set_nodelay(true);
         let stall = u64::from(cfg.response_timeout_ms).max(limits::WRITE_STALL_MIN_MS);
         let _ = stream.set_write_timeout(Some(Duration::from_millis(stall)));
-        let kind = match cfg.bind_type {
-            crate::config::VendorBindType::Transmitter => VendorBindKind::Transmitter,
-            _ => VendorBindKind::Transceiver,
+        let kind = match (role, cfg.bind_type) {
+            (SlotBind::Receiver, _) => VendorBindKind::Receiver,
+            (
+                SlotBind::Sender,
+                crate::config::VendorBindType::Transmitter
+                | crate::config::VendorBindType::TransmitterReceiver,
+            ) => VendorBindKind::Transmitter,
+            (SlotBind::Sender, _) => VendorBindKind::Transceiver,
         };
         let (mut rbuf, mut wbuf) = (BytesMut::new(), BytesMut::new());
         let mut machine: VendorSession<VJob> =
@@ -1245,6 +1276,7 @@ pub async fn vendor_slot(
                                 core.reply(o.reply, Err(o.reply.kind.op_failure()));
                             }
                             VendorMsg::Op(o) => queue.push_back(VJob::Op(o)),
+                            VendorMsg::Shutdown if !sender => shutting = true,
                             VendorMsg::Shutdown => {
                                 shutting = true;
                                 // Unbinding: route nothing more here.
@@ -1252,7 +1284,9 @@ pub async fn vendor_slot(
                             }
                             VendorMsg::Retire => {
                                 shutting = true;
-                                slot_rt.up.store(false, Ordering::Relaxed);
+                                if sender {
+                                    slot_rt.up.store(false, Ordering::Relaxed);
+                                }
                                 // Not sent yet: safe to send elsewhere right away.
                                 send_elsewhere(&core, &slot_rt, &mut queue);
                             }
@@ -1268,8 +1302,10 @@ pub async fn vendor_slot(
             for ev in events.drain(..) {
                 match ev {
                     VendorEvent::Bound => {
-                        info!(vendor = %cfg.name, slot, "vendor bound");
-                        slot_rt.up.store(!shutting, Ordering::Relaxed);
+                        info!(vendor = %cfg.name, slot, ?kind, "vendor bound");
+                        if sender {
+                            slot_rt.up.store(!shutting, Ordering::Relaxed);
+                        }
                         backoff_ms = 0;
                     }
                     VendorEvent::BindFailed(st) => {
@@ -1371,7 +1407,9 @@ pub async fn vendor_slot(
         if !shutting {
             slot_rt.set_error(crate::snapshot::BindError::Disconnected, crate::core::unix_now());
         }
-        slot_rt.up.store(false, Ordering::Relaxed);
+        if sender {
+            slot_rt.up.store(false, Ordering::Relaxed);
+        }
         machine.close(&mut events);
         let now = Instant::now();
         for ev in events.drain(..) {
@@ -1393,7 +1431,9 @@ pub async fn vendor_slot(
     }
     mailbox.close();
     // Anything that raced in after close goes elsewhere.
-    slot_rt.up.store(false, Ordering::Relaxed);
+    if sender {
+        slot_rt.up.store(false, Ordering::Relaxed);
+    }
     redispatch_mail(&core, &mailbox, &slot_rt, &mut msgs, &mut shutting);
 }
 

@@ -23,7 +23,7 @@ use tracing::{info, warn};
 use crate::balance::{Balancer, Handoff};
 use crate::config::Config;
 use crate::core::{CORE_MSG_BATCH, Core, CoreMsg, Outbox, SessionMsg, VendorMsg};
-use crate::io::{CoreIo, accept_loop, adopt, vendor_slot};
+use crate::io::{CoreIo, SlotBind, accept_loop, adopt, vendor_slot};
 use crate::limits;
 use crate::mailbox::Mailbox;
 use crate::metrics::Metrics;
@@ -474,11 +474,35 @@ fn spawn_vendor_slots(
             if let Some(old) = core.add_vendor_bind(s.clone(), mailbox.clone()) {
                 let _ = old.push(VendorMsg::Retire);
             }
-            let task = glommio::spawn_local(vendor_slot(core.clone(), io.clone(), s.clone(), mailbox));
+            // A `transmitter_receiver` slot is two binds: the receiver's mailbox only ever gets
+            // the sender's word to stop.
+            let receiver =
+                (v.cfg.bind_type == crate::config::VendorBindType::TransmitterReceiver).then(|| {
+                    let rx_mailbox = Rc::new(Mailbox::new(RECEIVER_MAILBOX));
+                    let task = glommio::spawn_local(vendor_slot(
+                        core.clone(),
+                        io.clone(),
+                        s.clone(),
+                        rx_mailbox.clone(),
+                        (SlotBind::Receiver, None),
+                    ));
+                    tasks.push(task.detach());
+                    rx_mailbox
+                });
+            let task = glommio::spawn_local(vendor_slot(
+                core.clone(),
+                io.clone(),
+                s.clone(),
+                mailbox,
+                (SlotBind::Sender, receiver),
+            ));
             tasks.push(task.detach());
         }
     }
 }
+
+/// A receiver bind's mailbox: its sender's stop, and room to spare.
+const RECEIVER_MAILBOX: usize = 4;
 
 /// How long a stopping core waits for hand-offs from the shared queue that began before shutdown
 /// (a Redis round trip, and the control plane's patience with a full control queue).
