@@ -657,3 +657,31 @@ fn a_reloaded_unknown_outcome_policy_applies_to_the_running_cores() {
     gw.shutdown();
     gw.join();
 }
+
+#[test]
+fn a_vendor_whose_window_is_full_is_passed_over_for_the_next() {
+    // Goal: messages beyond the first vendor's window go to the next vendor of the route while
+    // it has room, rather than queueing behind the first (its queue is a last resort, when no
+    // vendor has room).
+    let slow = sim(|s| s.faults.resp_latency = smppgw_loadgen::sim::Delay::Fixed(Duration::from_millis(500)));
+    let spare = sim(|_| {});
+    let mut cfg = config(&[("slow", slow.local_addr()), ("spare", spare.local_addr())]);
+    cfg.vendors[0].binds = 1;
+    cfg.vendors[0].window = 2;
+    let gw = smppgw_engine::start(cfg).unwrap();
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+    assert!(wait_for(Duration::from_secs(5), || slow.stats().binds_current >= 1
+        && spare.stats().binds_current >= 2));
+    for i in 0..10 {
+        let (_, p) = c.submit_pdu(&format!("155544500{i}"), "w");
+        c.send(&p);
+    }
+    for _ in 0..10 {
+        assert_eq!(c.recv().unwrap().command_status, CommandStatus::ESME_ROK);
+    }
+    assert_eq!(slow.stats().submits, 2, "the first vendor's window");
+    assert_eq!(spare.stats().submits, 8, "the rest to the next vendor, not queued behind the first");
+    gw.shutdown();
+    gw.join();
+}

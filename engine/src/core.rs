@@ -22,7 +22,7 @@ use crate::mailbox::Mailbox;
 use crate::metrics::Metrics;
 use crate::msgid::{IdGen, format_id};
 use crate::remote::{RemoteLink, RemoteOp};
-use crate::snapshot::{BindSlot, Snapshot, VendorRt};
+use crate::snapshot::{BindSlot, Fill, Snapshot, VendorRt};
 use crate::store::{Record, Shard, canonical_id, shard_key, shard_of, vendor_key};
 
 /// What a finished operation answers.
@@ -859,33 +859,42 @@ impl Core {
             return self.finish(&job, Err(CommandStatus::ESME_RSYSERR));
         };
         let mut any_up = false;
-        for group in &route.groups {
-            // Weighted order within an equal-priority group: start at a weighted random member.
-            let total: u64 = group.iter().map(|&(_, w)| u64::from(w)).sum();
-            let mut pick = if total > 0 { self.next_rand() % total } else { 0 };
-            let mut start = 0;
-            for (i, &(_, w)) in group.iter().enumerate() {
-                if pick < u64::from(w) {
-                    start = i;
-                    break;
+        // A vendor whose windows are full is passed over for the next one with room; only when
+        // no vendor of the route has room does the message queue at a bind (the first vendor's
+        // in route order), to go out when its window opens.
+        for fill in [Fill::Window, Fill::Queue] {
+            for group in &route.groups {
+                // Weighted order within an equal-priority group: start at a weighted random member.
+                let total: u64 = group.iter().map(|&(_, w)| u64::from(w)).sum();
+                let mut pick = if total > 0 { self.next_rand() % total } else { 0 };
+                let mut start = 0;
+                for (i, &(_, w)) in group.iter().enumerate() {
+                    if pick < u64::from(w) {
+                        start = i;
+                        break;
+                    }
+                    pick -= u64::from(w);
                 }
-                pick -= u64::from(w);
-            }
-            for k in 0..group.len() {
-                let (v, _) = group[(start + k) % group.len()];
-                if job.has_tried(v) {
-                    continue;
-                }
-                let Some(vendor) = snap.vendor(v) else { continue };
-                match self.offer(vendor, job) {
-                    Ok(()) => return,
-                    Err(j) => {
-                        // Read only when the offer failed: the slots of other cores are cache
-                        // misses on the path every message takes.
-                        any_up |= vendor.slots.iter().any(|s| s.up.load(Ordering::Relaxed));
-                        job = j;
+                for k in 0..group.len() {
+                    let (v, _) = group[(start + k) % group.len()];
+                    if job.has_tried(v) {
+                        continue;
+                    }
+                    let Some(vendor) = snap.vendor(v) else { continue };
+                    match self.offer(vendor, job, fill) {
+                        Ok(()) => return,
+                        Err(j) => {
+                            // Read only when the offer failed: the slots of other cores are cache
+                            // misses on the path every message takes.
+                            any_up |= vendor.slots.iter().any(|s| s.up.load(Ordering::Relaxed));
+                            job = j;
+                        }
                     }
                 }
+            }
+            if !any_up {
+                // Nothing is bound: no queue can take it either.
+                break;
             }
         }
         if !any_up && job.last_status.is_none() && !self.shutting_down.get() {
@@ -916,10 +925,10 @@ impl Core {
     /// (the vendor's `throughput`) and would hold the job for its pace while another slot, no
     /// busier, can send it now. Without that, a customer that waits for each answer would get
     /// one bind's share of a paced vendor's throughput.
-    fn best_slot<'a>(&self, vendor: &'a VendorRt) -> Option<&'a Arc<BindSlot>> {
+    fn best_slot<'a>(&self, vendor: &'a VendorRt, fill: Fill) -> Option<&'a Arc<BindSlot>> {
         let cores = self.cores();
-        let Some(local) = least_loaded(vendor.slots_on(self.idx, cores)) else {
-            return least_loaded(vendor.slots_off(self.idx, cores));
+        let Some(local) = least_loaded(vendor.slots_on(self.idx, cores), fill) else {
+            return least_loaded(vendor.slots_off(self.idx, cores), fill);
         };
         let next = local.next_send_ms.load(Ordering::Relaxed);
         if next == 0 {
@@ -931,16 +940,16 @@ impl Core {
         }
         let load = local.load.load(Ordering::Relaxed);
         let ready_now = vendor.slots.iter().filter(|s| {
-            s.available()
+            s.available(fill)
                 && s.load.load(Ordering::Relaxed) <= load
                 && s.next_send_ms.load(Ordering::Relaxed) <= now
         });
-        least_loaded(ready_now).or(Some(local))
+        least_loaded(ready_now, fill).or(Some(local))
     }
 
-    /// Hands the job to the least loaded available slot, preferring this core's.
-    fn offer(&self, vendor: &VendorRt, job: Box<Job>) -> Result<(), Box<Job>> {
-        let Some(slot) = self.best_slot(vendor) else { return Err(job) };
+    /// Hands the job to the least loaded slot with room up to `fill`, preferring this core's.
+    fn offer(&self, vendor: &VendorRt, job: Box<Job>, fill: Fill) -> Result<(), Box<Job>> {
+        let Some(slot) = self.best_slot(vendor, fill) else { return Err(job) };
         if slot.core == self.idx {
             let mb = self.vendor_binds.borrow().get(&(slot.vendor, slot.slot)).map(|(_, m)| m.clone());
             let Some(mb) = mb else { return Err(job) };
@@ -971,7 +980,7 @@ impl Core {
     /// Sends a cancel/replace to a bind of the vendor that holds the message.
     pub fn dispatch_op(&self, op: OpJob) {
         let snap = self.snapshot();
-        let slot = snap.vendor(op.vendor).and_then(|v| self.best_slot(v)).cloned();
+        let slot = snap.vendor(op.vendor).and_then(|v| self.best_slot(v, Fill::Queue)).cloned();
         let Some(slot) = slot else {
             return self.reply(op.reply, Err(op.reply.kind.op_failure()));
         };
@@ -1527,9 +1536,9 @@ fn owned_copy(d: SubmitSm) -> SubmitSm {
 }
 
 /// The available slot with the fewest jobs (the first of equals).
-fn least_loaded<'a>(slots: impl Iterator<Item = &'a Arc<BindSlot>>) -> Option<&'a Arc<BindSlot>> {
+fn least_loaded<'a>(slots: impl Iterator<Item = &'a Arc<BindSlot>>, fill: Fill) -> Option<&'a Arc<BindSlot>> {
     let mut best: Option<(&Arc<BindSlot>, u32)> = None;
-    for s in slots.filter(|s| s.available()) {
+    for s in slots.filter(|s| s.available(fill)) {
         let load = s.load.load(Ordering::Relaxed);
         if best.is_none_or(|(_, b)| load < b) {
             best = Some((s, load));
@@ -1603,6 +1612,7 @@ mod tests {
                 up: std::sync::atomic::AtomicBool::new(up),
                 load: std::sync::atomic::AtomicU32::new(load),
                 capacity: 10,
+                window: 4,
                 effective_capacity: std::sync::atomic::AtomicU32::new(10),
                 sent: Default::default(),
                 reconnects: Default::default(),
@@ -1615,9 +1625,12 @@ mod tests {
         let slots =
             [slot(0, true, 5), slot(1, false, 0), slot(2, true, 3), slot(3, true, 3), slot(4, true, 10)];
         // Slot 1 is down and slot 4 full; of 2 and 3, equally loaded, the first.
-        assert_eq!(least_loaded(slots.iter()).map(|s| s.slot), Some(2));
-        assert!(least_loaded(slots[4..].iter()).is_none(), "a full slot is not available");
-        assert!(least_loaded(std::iter::empty()).is_none());
+        assert_eq!(least_loaded(slots.iter(), Fill::Queue).map(|s| s.slot), Some(2));
+        assert!(least_loaded(slots[4..].iter(), Fill::Queue).is_none(), "a full slot is not available");
+        assert!(least_loaded(std::iter::empty(), Fill::Queue).is_none());
+        // Up to the window (4) only: slot 0 (5) is past it, 2 and 3 (3) are not.
+        assert_eq!(least_loaded(slots[..1].iter(), Fill::Window).map(|s| s.slot), None);
+        assert_eq!(least_loaded(slots.iter(), Fill::Window).map(|s| s.slot), Some(2));
     }
 
     #[test]

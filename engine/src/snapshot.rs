@@ -112,6 +112,8 @@ pub struct BindSlot {
     pub load: AtomicU32,
     /// Capacity: window plus the slot's queue.
     pub capacity: u32,
+    /// The vendor's window: what the slot has in flight when it is full.
+    pub window: u32,
     /// What the slot takes now: `capacity`, or, while throttling slows it, about 100 ms of its
     /// current pace, so work goes to other vendors instead of waiting behind the pace.
     pub effective_capacity: AtomicU32,
@@ -199,11 +201,24 @@ impl BindSlot {
     }
 }
 
+/// How far a slot may be filled by the dispatcher.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fill {
+    /// Up to its window: the message goes out at once.
+    Window,
+    /// Up to its window and its queue: the message waits for the window.
+    Queue,
+}
+
 impl BindSlot {
-    /// Whether a job routed here now would be taken.
-    pub fn available(&self) -> bool {
-        self.up.load(Ordering::Relaxed)
-            && self.load.load(Ordering::Relaxed) < self.effective_capacity.load(Ordering::Relaxed)
+    /// Whether a job routed here now would be taken when filling up to `fill`.
+    pub fn available(&self, fill: Fill) -> bool {
+        let cap = self.effective_capacity.load(Ordering::Relaxed);
+        let cap = match fill {
+            Fill::Window => cap.min(self.window),
+            Fill::Queue => cap,
+        };
+        self.up.load(Ordering::Relaxed) && self.load.load(Ordering::Relaxed) < cap
     }
 }
 
@@ -566,6 +581,7 @@ fn vendor_rt(idx: u32, v: &VendorConfig, cores: usize, keep: Option<&[Arc<BindSl
                 up: AtomicBool::new(false),
                 load: AtomicU32::new(0),
                 capacity,
+                window: v.window,
                 sent: AtomicU64::new(0),
                 reconnects: AtomicU64::new(0),
                 slowed: AtomicBool::new(false),
