@@ -257,3 +257,29 @@ fn a_transmitter_receiver_vendor_gets_a_transmitter_and_a_receiver_bind_and_rece
     kinds.sort_unstable();
     assert_eq!(kinds, vec!["receiver", "transmitter"], "one of each, nothing refused");
 }
+
+#[test]
+fn a_vendor_that_drops_each_bind_at_once_is_reconnected_to_with_growing_backoff() {
+    // Goal: an SMSC that accepts the bind and closes the connection straight away (restarting,
+    // or over its login limit) sees the reconnect interval grow to the maximum, not a reconnect
+    // at the minimum interval for ever (the backoff used to start again at every accepted bind).
+    let (addr, seen) = fake_smsc(|_, mut c| {
+        let at = Instant::now();
+        accept_bind(&mut c);
+        at
+    });
+    let mut cfg = config(&[("flappy", addr)]);
+    cfg.vendors[0].binds = 1;
+    cfg.vendors[0].reconnect_backoff_min_ms = 100;
+    cfg.vendors[0].reconnect_backoff_max_ms = 400;
+    let gw = smppgw_engine::start(cfg).unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    gw.shutdown();
+    gw.join();
+    let mut at: Vec<Instant> = seen.try_iter().collect();
+    at.sort();
+    let gaps: Vec<u128> = at.windows(2).map(|w| w[1].duration_since(w[0]).as_millis()).collect();
+    assert!(gaps.len() >= 3, "{gaps:?}");
+    assert!(gaps.iter().skip(2).all(|&g| g >= 200), "the backoff grew past its minimum: {gaps:?}");
+    assert!(at.len() <= 12, "{} connections in 2.5 s: {gaps:?}", at.len());
+}

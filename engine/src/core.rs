@@ -474,7 +474,15 @@ impl Core {
             generation: Cell::new(1),
             vendor_binds: RefCell::new(FxHashMap::default()),
             outboxes,
-            rng: Cell::new(0x9E37_79B9_7F4A_7C15 ^ (idx as u64 + 1)),
+            // Seeded apart per core, process and start, so that nodes restarted together do not
+            // draw the same weights and reconnect jitter.
+            rng: Cell::new(
+                (0x9E37_79B9_7F4A_7C15
+                    ^ (idx as u64 + 1)
+                    ^ SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+                    ^ u64::from(std::process::id()))
+                    | 1,
+            ),
             metrics,
             shutting_down: Cell::new(false),
             failover_on_unknown: Cell::new(failover_on_unknown),
@@ -677,7 +685,7 @@ impl Core {
         self.store.borrow().len()
     }
 
-    fn next_rand(&self) -> u64 {
+    pub(crate) fn next_rand(&self) -> u64 {
         // xorshift64*: weights need spread, not secrecy.
         let mut x = self.rng.get();
         x ^= x >> 12;

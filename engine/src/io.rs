@@ -980,6 +980,7 @@ async fn customer_session(core: Rc<Core>, io: Rc<CoreIo>, mut stream: TcpStream,
         deadline.set(d.machine.next_deadline());
         let wake = wait(&mut stream, &mut rbuf, &io, &mailbox, &mut deadline.timer).await;
         let now = Instant::now();
+        let timer_woke = matches!(wake, Wake::Timer);
         match wake {
             Wake::Eof => break,
             Wake::Read => loop {
@@ -1014,6 +1015,11 @@ async fn customer_session(core: Rc<Core>, io: Rc<CoreIo>, mut stream: TcpStream,
                 deadline.fired = true;
                 d.machine.on_tick(now, &mut d.wbuf, &mut events)
             }
+        }
+        if !timer_woke && now >= deadline.at {
+            // A peer that keeps the socket readable is read before the timer is looked at:
+            // the deadlines it passed are kept here.
+            d.machine.on_tick(now, &mut d.wbuf, &mut events);
         }
         if !d.queries.is_empty() || !d.multis.is_empty() {
             d.expire_pending(now, &mut events);
@@ -1091,6 +1097,10 @@ fn vendor_settings(v: &crate::config::VendorConfig, kind: VendorBindKind) -> Ven
     }
 }
 
+/// How long a vendor bind must have held for its reconnect backoff to start again from the
+/// minimum.
+const BIND_STABLE_MS: u64 = 10_000;
+
 /// One bind's share of its vendor's `throughput` (0: unlimited).
 fn per_bind_pace(v: &crate::config::VendorConfig) -> f64 {
     if v.throughput == 0 { 0.0 } else { f64::from(v.throughput) / f64::from(v.binds.max(1)) }
@@ -1151,7 +1161,7 @@ pub async fn vendor_slot(
         }
         if backoff_ms > 0 {
             // Jitter: +-25%, so a vendor restart is not met by every bind at the same instant.
-            let jitter = (core.next_msg_id() % (backoff_ms / 2 + 1)) as i64 - (backoff_ms / 4) as i64;
+            let jitter = (core.next_rand() % (backoff_ms / 2 + 1)) as i64 - (backoff_ms / 4) as i64;
             let wait_ms = (backoff_ms as i64 + jitter).max(1) as u64;
             let until = Instant::now() + Duration::from_millis(wait_ms);
             // While down, jobs that raced into the mailbox go elsewhere.
@@ -1215,6 +1225,7 @@ pub async fn vendor_slot(
         let mut events: Vec<VendorEvent<VJob>> = Vec::new();
         let mut deadline = Deadline::new(machine.next_deadline());
         let mut unbinding = false;
+        let mut bound_at: Option<Instant> = None;
         'session: loop {
             let version = core.snap().version;
             if version != seen_version {
@@ -1250,6 +1261,7 @@ pub async fn vendor_slot(
             deadline.set(next);
             let wake = wait(&mut stream, &mut rbuf, &io, &mailbox, &mut deadline.timer).await;
             let now = Instant::now();
+            let timer_woke = matches!(wake, Wake::Timer);
             match wake {
                 Wake::Eof => break 'session,
                 Wake::Read => loop {
@@ -1298,6 +1310,11 @@ pub async fn vendor_slot(
                     machine.on_tick(now, &mut wbuf, &mut events)
                 }
             }
+            if !timer_woke && now >= deadline.at {
+                // A vendor that keeps the socket readable is read before the timer is looked
+                // at: the deadlines it passed (submit timeouts, keepalive) are kept here.
+                machine.on_tick(now, &mut wbuf, &mut events);
+            }
             let mut close = false;
             for ev in events.drain(..) {
                 match ev {
@@ -1306,7 +1323,7 @@ pub async fn vendor_slot(
                         if sender {
                             slot_rt.up.store(!shutting, Ordering::Relaxed);
                         }
-                        backoff_ms = 0;
+                        bound_at = Some(now);
                     }
                     VendorEvent::BindFailed(st) => {
                         slot_rt.set_error(
@@ -1425,6 +1442,12 @@ pub async fn vendor_slot(
         }
         slot_rt.reconnects.fetch_add(1, Ordering::Relaxed);
         core.metrics.vendor_reconnects.fetch_add(1, Ordering::Relaxed);
+        // A bind that held starts the backoff again from its minimum; one the vendor dropped
+        // soon after accepting it (an SMSC restarting, a login limit) keeps it growing, so a
+        // flapping vendor is not reconnected to at the minimum interval for ever.
+        if bound_at.is_some_and(|t| t.elapsed() >= Duration::from_millis(BIND_STABLE_MS)) {
+            backoff_ms = 0;
+        }
         if backoff_ms == 0 {
             backoff_ms = u64::from(cfg.reconnect_backoff_min_ms);
         }
