@@ -685,3 +685,43 @@ fn a_vendor_whose_window_is_full_is_passed_over_for_the_next() {
     gw.shutdown();
     gw.join();
 }
+
+#[test]
+fn a_reloaded_customer_window_and_id_format_apply_to_its_bound_sessions() {
+    // Goal: a bound customer's new window and id format (a reload) apply from its next
+    // submits, not only to its next bind.
+    let v = sim(|s| s.faults.resp_latency = smppgw_loadgen::sim::Delay::Fixed(Duration::from_millis(300)));
+    let mut cfg = config(&[("v", v.local_addr())]);
+    cfg.customers[0].window = 4;
+    let gw = smppgw_engine::start(cfg.clone()).unwrap();
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+    assert!(wait_for(Duration::from_secs(5), || v.stats().binds_current >= 2));
+    let (st, id) = c.submit("15554460000", "hex");
+    assert_eq!(st, CommandStatus::ESME_ROK);
+    assert!(!id.is_empty() && id.len() <= 16, "hex by default: {id}");
+    cfg.customers[0].window = 2;
+    cfg.customers[0].id_format = smppgw_engine::config::IdFormat::Decimal;
+    let version = gw.control().reload(cfg).unwrap();
+    assert!(wait_for(Duration::from_secs(2), || gw.control().applied_everywhere(version)));
+    std::thread::sleep(Duration::from_millis(50));
+    for i in 0..4 {
+        let (_, p) = c.submit_pdu(&format!("155544600{i}"), "w");
+        c.send(&p);
+    }
+    let mut got = Vec::new();
+    for _ in 0..4 {
+        let p = c.recv().unwrap();
+        let id = match &p.body {
+            Body::SubmitSmResp(m) => String::from_utf8_lossy(&m.message_id).into_owned(),
+            _ => String::new(),
+        };
+        got.push((p.command_status, id));
+    }
+    let ok: Vec<&String> =
+        got.iter().filter(|(s, _)| *s == CommandStatus::ESME_ROK).map(|(_, id)| id).collect();
+    assert_eq!(ok.len(), 2, "the new window of 2: {got:?}");
+    assert!(ok.iter().all(|id| id.bytes().all(|b| b.is_ascii_digit())), "decimal ids: {ok:?}");
+    gw.shutdown();
+    gw.join();
+}

@@ -668,6 +668,13 @@ impl Core {
         if !expired.is_empty() {
             self.metrics.receipts_unmatched.fetch_add(expired.len() as u64, Ordering::Relaxed);
         }
+        let gone = {
+            let snap = self.snap();
+            self.dispatcher.borrow_mut().drop_removed(|c| snap.customer_at(c).is_some())
+        };
+        if gone > 0 {
+            tracing::warn!(core = self.idx, gone, "receipts and MO queued for removed customers dropped");
+        }
         let d = self.dispatcher.borrow();
         self.metrics.deliveries_dropped[self.idx].store(d.dropped + d.given_up, Ordering::Relaxed);
         self.metrics.delivery_queue_by_core[self.idx].store(d.queued_total() as u64, Ordering::Relaxed);

@@ -441,6 +441,15 @@ impl CustomerSession {
         self.state = State::Bound { kind, style };
     }
 
+    /// A reload changed the bound customer's id format or window: they apply from the next
+    /// request (submits already outstanding stay counted against the window).
+    pub fn update_settings(&mut self, style: IdStyle, window: u32) {
+        if let State::Bound { kind, .. } = self.state {
+            self.state = State::Bound { kind, style };
+            self.window = window.max(1);
+        }
+    }
+
     /// The driver refused the bind with `status`.
     pub fn bind_refused(
         &mut self,

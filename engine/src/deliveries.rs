@@ -133,6 +133,22 @@ impl Dispatcher {
         q.queue.push_back(d);
     }
 
+    /// Forgets the queues of customers a reload removed once nothing of theirs is in flight
+    /// (their sessions are unbound by then); what they held is dropped and counted. Returns how
+    /// many deliveries went.
+    pub fn drop_removed(&mut self, present: impl Fn(u32) -> bool) -> usize {
+        let mut gone = 0;
+        self.customers.retain(|&c, q| {
+            let keep = present(c) || !q.sessions.is_empty() || !q.inflight.is_empty();
+            if !keep {
+                gone += q.queue.len();
+            }
+            keep
+        });
+        self.dropped += gone as u64;
+        gone
+    }
+
     /// Whether `customer` has a receiving session on this node.
     pub fn has_receiver(&self, customer: u32) -> bool {
         self.customers.get(&customer).is_some_and(|q| !q.sessions.is_empty())
@@ -281,6 +297,25 @@ mod tests {
         x.session_up(7, S1);
         x.next(&mut out);
         assert_eq!(out.iter().map(|(_, d)| d.body.esm_class).collect::<Vec<_>>(), vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn a_removed_customers_queue_goes_once_nothing_of_it_is_in_flight() {
+        let mut x = Dispatcher::new(10, 0);
+        x.session_up(7, S1);
+        for n in 0..3 {
+            x.push(d(7, n));
+        }
+        let mut out = Vec::new();
+        x.next(&mut out);
+        x.push(d(7, 3));
+        x.push(d(8, 0));
+        // Customer 7 is removed: its session is still draining, so nothing goes yet.
+        assert_eq!(x.drop_removed(|c| c == 8), 0);
+        x.session_down(7, S1);
+        assert_eq!(x.drop_removed(|c| c == 8), 4, "the three back from the session and the queued one");
+        assert_eq!((x.queued(7), x.queued(8), x.dropped), (0, 1, 4));
+        assert!(x.unreceived_customers() == vec![8]);
     }
 
     #[test]

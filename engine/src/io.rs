@@ -959,16 +959,25 @@ async fn customer_session(core: Rc<Core>, io: Rc<CoreIo>, mut stream: TcpStream,
     }
     let mut version = core.snapshot().version;
     while !d.closing {
-        // A reload gives the customer its new settings (rate, formats); a removed one is unbound.
+        deadline.set(d.machine.next_deadline());
+        let wake = wait(&mut stream, &mut rbuf, &io, &mailbox, &mut deadline.timer).await;
+        let now = Instant::now();
+        // A reload gives the customer its new settings (rate, window, formats) before what woke
+        // the session is handled; a removed one is unbound.
         // Borrowed, not cloned (a count both cores write, on every wake), in a block that ends
-        // before the await below.
+        // before any await.
         {
             let snap = core.snap();
             if snap.version != version {
                 version = snap.version;
                 if let Some(c) = d.customer.take() {
                     match snap.customer_at(c.idx) {
-                        Some(n) => d.customer = Some(n.clone()),
+                        Some(n) => {
+                            let window =
+                                if n.cfg.window == 0 { snap.config.server.window } else { n.cfg.window };
+                            d.machine.update_settings(n.id_style, window);
+                            d.customer = Some(n.clone());
+                        }
                         None => {
                             d.customer = Some(c);
                             d.machine.begin_shutdown(Instant::now(), &mut d.wbuf, &mut events);
@@ -977,9 +986,6 @@ async fn customer_session(core: Rc<Core>, io: Rc<CoreIo>, mut stream: TcpStream,
                 }
             }
         }
-        deadline.set(d.machine.next_deadline());
-        let wake = wait(&mut stream, &mut rbuf, &io, &mailbox, &mut deadline.timer).await;
-        let now = Instant::now();
         let timer_woke = matches!(wake, Wake::Timer);
         match wake {
             Wake::Eof => break,
