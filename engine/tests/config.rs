@@ -513,6 +513,17 @@ fn env_overrides_a_vendor_password_by_name() {
     let text = BASE.replace("name = \"sim\"", "name = \"sim-eu\"").replace("[\"sim\"]", "[\"sim-eu\"]");
     let config = load_env(&text, &[("SMPPGW__VENDOR__SIM_EU__PASSWORD", "other")]).unwrap();
     assert_eq!(config.vendors[0].password, "other");
+    // Names may begin or end with '_' or '-': the name is all between the section and the field.
+    for name in ["sim_", "sim-", "_sim", "-sim"] {
+        let text = BASE
+            .replace("name = \"sim\"", &format!("name = \"{name}\""))
+            .replace("[\"sim\"]", &format!("[\"{name}\"]"));
+        let var = format!("SMPPGW__VENDOR__{}__PASSWORD", name.to_ascii_uppercase().replace('-', "_"));
+        let config = load_env(&text, &[(var.as_str(), "edge")]).unwrap_or_else(|e| panic!("{var}: {e}"));
+        assert_eq!(config.vendors[0].password, "edge", "{var}");
+    }
+    assert!(load_env(BASE, &[("SMPPGW__VENDOR____PASSWORD", "x")]).is_err(), "no name");
+    assert!(load_env(BASE, &[("SMPPGW__VENDOR__PASSWORD", "x")]).is_err(), "which vendor");
     let hash = config::hash_password("new");
     let config = load_env(BASE, &[("SMPPGW__CUSTOMER__DEMO__PASSWORD_HASH", &hash)]).unwrap();
     assert!(config::verify_password(&config.customers[0].password_hash, b"new"));

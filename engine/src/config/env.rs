@@ -106,13 +106,15 @@ fn resolve<'a>(doc: &DeTable<'_>, name: &str, value: &'a str, span: usize) -> Re
                          SMPPGW__VENDOR__<NAME>__<FIELD>, SMPPGW__ROUTE__<NAME>__<FIELD>, \
                          SMPPGW__BRAND__<BRAND_ID>__<FIELD>, SMPPGW__CAMPAIGN__<CAMPAIGN_ID>__<FIELD>";
     let rest = name.get(ENV_PREFIX.len()..).unwrap_or_default();
-    let parts: Vec<&str> = rest.split("__").collect();
-    let (Some(section_part), Some(field_part)) = (parts.first(), parts.last()) else {
+    // Section first, field last, and the item name whatever lies between: an item name may itself
+    // hold underscores at either end (`sim_` makes `SMPPGW__VENDOR__SIM___PASSWORD`), so the
+    // middle is not split again.
+    let (Some((section_part, _)), Some((before, field_part))) =
+        (rest.split_once("__"), rest.rsplit_once("__"))
+    else {
         return Err(format!("'{name}' names no setting; {FORMS}"));
     };
-    if parts.len() < 2 {
-        return Err(format!("'{name}' names no setting; {FORMS}"));
-    }
+    let middle = rest.get(section_part.len() + 2..before.len());
     let Some(section) = Section::ALL.into_iter().find(|s| s.key().eq_ignore_ascii_case(section_part)) else {
         let keys: Vec<&str> = Section::ALL.iter().map(|s| s.key()).collect();
         return Err(format!(
@@ -128,7 +130,7 @@ fn resolve<'a>(doc: &DeTable<'_>, name: &str, value: &'a str, span: usize) -> Re
         return Err(format!("{} has no field '{field_lower}'{known}", section.key()));
     };
     let target = if section.is_list() {
-        if parts.len() < 3 {
+        let Some(item_part) = middle.filter(|m| !m.is_empty()) else {
             return Err(format!(
                 "'{name}' does not say which {0}: use SMPPGW__{1}__<{2}>__{3}",
                 section.key(),
@@ -136,11 +138,10 @@ fn resolve<'a>(doc: &DeTable<'_>, name: &str, value: &'a str, span: usize) -> Re
                 section.item_key().to_ascii_uppercase(),
                 field.name.to_ascii_uppercase()
             ));
-        }
-        let item_part = parts[1..parts.len() - 1].join("__");
-        Target::Item(section, find_item(doc, section, &item_part)?)
+        };
+        Target::Item(section, find_item(doc, section, item_part)?)
     } else {
-        if parts.len() != 2 {
+        if middle.is_some() {
             return Err(format!("'{name}' has too many parts: use SMPPGW__SERVER__<FIELD>"));
         }
         Target::Server
