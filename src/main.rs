@@ -159,15 +159,52 @@ fn db_command(url: Option<String>, import: Option<PathBuf>) -> ExitCode {
     }
 }
 
-fn load(path: Option<&PathBuf>) -> Result<Config, String> {
+/// Why the node's TOML configuration could not be loaded.
+#[derive(Debug)]
+enum LoadError {
+    /// The file could not be read (missing, unreadable): the source, not its contents.
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The contents do not parse or validate.
+    Invalid(config::ConfigErrors),
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoadError::Read { path, source } => write!(f, "{}: {source}", path.display()),
+            LoadError::Invalid(errors) => std::fmt::Display::fmt(errors, f),
+        }
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+impl From<LoadError> for ReloadFailure {
+    /// A file that cannot be read is a source that is unavailable (503, retry); contents that do
+    /// not validate are refused (400) with one reason per error.
+    fn from(e: LoadError) -> Self {
+        match e {
+            LoadError::Read { .. } => ReloadFailure::Unavailable(e.to_string()),
+            LoadError::Invalid(errors) => errors.into(),
+        }
+    }
+}
+
+fn load(path: Option<&PathBuf>) -> Result<Config, LoadError> {
     let env = config::process_env();
     match path {
         Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
-            Config::load(&text, &p.display().to_string(), env).map_err(|e| e.to_string())
+            let text =
+                std::fs::read_to_string(p).map_err(|source| LoadError::Read { path: p.clone(), source })?;
+            Config::load(&text, &p.display().to_string(), env).map_err(LoadError::Invalid)
         }
         None => Config::load(config::DEFAULT_CONFIG_TOML, config::DEFAULT_SOURCE_NAME, env)
-            .map_err(|e| e.to_string()),
+            .map_err(LoadError::Invalid),
     }
 }
 
@@ -323,15 +360,67 @@ fn run(opts: Opts) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// The configuration from PostgreSQL that [`follow_database`] handed to the cores last (the
+/// watcher's `Arc`, compared by identity) and the version it became, or why it was not taken.
+type Applied = Option<(Arc<smppgw_control::DbConfig>, Result<u64, ReloadFailure>)>;
+
+/// How long `POST /api/v1/config/reload` waits for PostgreSQL's reload and its application: less
+/// than the API's own bound, so that the answer says what it was waiting for.
+const DB_RELOAD_WAIT_MS: u64 = smppgw_control::http::RELOAD_TIMEOUT_MS - 1_000;
+
+/// `POST /api/v1/config/reload` in database mode: asks the watcher for a reload and answers with
+/// what it came to: the version the cores run once the configuration it found is applied, its
+/// problems when the contents are refused, or why PostgreSQL could not be read.
+async fn reload_from_database(
+    watcher: Option<Arc<smppgw_control::ConfigWatcher>>,
+    mut applied: tokio::sync::watch::Receiver<Applied>,
+) -> Result<u64, ReloadFailure> {
+    let Some(watcher) = watcher else {
+        return Err(ReloadFailure::Unavailable("PostgreSQL is not reachable yet".into()));
+    };
+    let work = async {
+        match watcher.reload().await {
+            smppgw_control::ReloadOutcome::Loaded(_) => {}
+            smppgw_control::ReloadOutcome::Refused(reasons) => return Err(ReloadFailure::Invalid(reasons)),
+            smppgw_control::ReloadOutcome::Failed(why) => {
+                return Err(ReloadFailure::Unavailable(format!("PostgreSQL: {why}")));
+            }
+            other => return Err(ReloadFailure::Unavailable(format!("PostgreSQL: {other:?}"))),
+        }
+        // The watcher's configuration now is what the reload found, or newer: wait until the
+        // cores were handed it. Read what was applied before what is current, so that an apply
+        // in between is seen as a change instead of missed.
+        loop {
+            let last = applied.borrow_and_update().clone();
+            let current = watcher.current();
+            if let Some((config, result)) = last
+                && Arc::ptr_eq(&config, &current)
+            {
+                return result;
+            }
+            if applied.changed().await.is_err() {
+                return Err(ReloadFailure::Unavailable("the configuration is no longer followed".into()));
+            }
+        }
+    };
+    match tokio::time::timeout(std::time::Duration::from_millis(DB_RELOAD_WAIT_MS), work).await {
+        Ok(result) => result,
+        Err(_) => Err(ReloadFailure::Unavailable(format!(
+            "the reload from PostgreSQL did not finish within {DB_RELOAD_WAIT_MS} ms"
+        ))),
+    }
+}
+
 /// Follows PostgreSQL: connects (retrying while it is down: the node runs on the configuration it
 /// started with), applies what the database holds, then every change, keeping the cache file up
-/// to date.
+/// to date and saying in `applied` what became of each.
 async fn follow_database(
     pg: tokio_postgres::Config,
     base: Config,
     control: Arc<smppgw_engine::runtime::GatewayControl>,
     status: tokio::sync::watch::Sender<Result<(), String>>,
     slot: Arc<std::sync::OnceLock<Arc<smppgw_control::ConfigWatcher>>>,
+    applied: tokio::sync::watch::Sender<Applied>,
     cache: Option<PathBuf>,
 ) {
     let mut wait = std::time::Duration::from_millis(500);
@@ -350,19 +439,27 @@ async fn follow_database(
             }
         }
     };
-    let apply = |config: &Config| match control.reload(config.clone()) {
-        Ok(v) => {
-            tracing::info!(version = v, "configuration from PostgreSQL applied");
-            if let Some(file) = &cache
-                && let Err(e) = smppgw_control::db::cache::save(file, config)
-            {
-                tracing::warn!("cannot keep the configuration in {}: {e}", file.display());
+    let apply = |db: Arc<smppgw_control::DbConfig>| {
+        let config = &db.config;
+        let result = match control.reload(config.clone()) {
+            Ok(v) => {
+                tracing::info!(version = v, "configuration from PostgreSQL applied");
+                if let Some(file) = &cache
+                    && let Err(e) = smppgw_control::db::cache::save(file, config)
+                {
+                    tracing::warn!("cannot keep the configuration in {}: {e}", file.display());
+                }
+                Ok(v)
             }
-        }
-        Err(e) => tracing::warn!("configuration from PostgreSQL refused: {e}"),
+            Err(e) => {
+                tracing::warn!("configuration from PostgreSQL refused: {e}");
+                Err(ReloadFailure::from(e))
+            }
+        };
+        applied.send_replace(Some((db, result)));
     };
     // What the database holds now may be newer than what the node started on (a cache).
-    apply(&watcher.current().config);
+    apply(watcher.current());
     let mut health = watcher.subscribe_health();
     let mut changes = watcher.subscribe();
     let watcher = Arc::new(watcher);
@@ -385,7 +482,7 @@ async fn follow_database(
     let _keep = watcher;
     while changes.changed().await.is_ok() {
         let db = changes.borrow_and_update().clone();
-        apply(&db.config);
+        apply(db);
     }
 }
 
@@ -412,20 +509,10 @@ async fn control_plane(
                 tokio::sync::watch::channel::<Result<(), String>>(Err("connecting".into()));
             state = state.with_backend(Backend::new("postgres", move || status_rx.borrow().clone()));
             let slot: Arc<std::sync::OnceLock<Arc<smppgw_control::ConfigWatcher>>> = Arc::default();
-            let (s, c) = (slot.clone(), control.clone());
-            state = state.with_reload(move || {
-                let (w, c) = (s.get().cloned(), c.clone());
-                async move {
-                    match w {
-                        Some(w) => {
-                            w.request_reload();
-                            Ok::<u64, ReloadFailure>(c.current().version)
-                        }
-                        None => Err(ReloadFailure::Unavailable("PostgreSQL is not reachable yet".into())),
-                    }
-                }
-            });
-            tokio::spawn(follow_database(pg, base, control, status_tx, slot, config_cache));
+            let (applied_tx, applied_rx) = tokio::sync::watch::channel::<Applied>(None);
+            let s = slot.clone();
+            state = state.with_reload(move || reload_from_database(s.get().cloned(), applied_rx.clone()));
+            tokio::spawn(follow_database(pg, base, control, status_tx, slot, applied_tx, config_cache));
         }
         None => {
             // Without a database, a reload re-reads the TOML file (or the embedded default).
@@ -433,7 +520,7 @@ async fn control_plane(
                 let c = control.clone();
                 let path = path.clone();
                 async move {
-                    let cfg = load(path.as_ref()).map_err(|e| ReloadFailure::Invalid(vec![e]))?;
+                    let cfg = load(path.as_ref()).map_err(ReloadFailure::from)?;
                     c.reload(cfg).map_err(ReloadFailure::from)
                 }
             });

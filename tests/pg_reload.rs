@@ -252,3 +252,103 @@ fn a_node_starts_from_its_cached_configuration_while_postgresql_is_down() {
     sql(&admin, &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// POST `path` with an empty body, returning (status, body).
+fn http_post(addr: SocketAddr, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect(addr).expect("connect to the HTTP API");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(s, "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8(raw).expect("UTF-8 response");
+    let (head, body) = text.split_once("\r\n\r\n").expect("a complete response");
+    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("a status code");
+    assert!(!head.to_ascii_lowercase().contains("transfer-encoding: chunked"), "a sized body: {head}");
+    (status, body.to_owned())
+}
+
+#[test]
+fn post_reload_answers_what_the_database_reload_came_to() {
+    // Goal: in database mode POST /api/v1/config/reload waits for the reload it asked for:
+    // contents the gateway refuses answer 400 with one reason per problem (and the running
+    // configuration stays); a valid change answers 200 with the version every core then runs.
+    let admin = std::env::var("SMPPGW_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned());
+    let db = format!("smppgw_post_reload_{}", std::process::id());
+    sql(&admin, &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"));
+    sql(&admin, &format!("CREATE DATABASE {db}"));
+    let pg = smppgw_control::db::parse_database_url(&admin).unwrap();
+    let user = pg.get_user().unwrap_or("postgres").to_owned();
+    let url = format!("postgres://{user}@127.0.0.1:{}/{db}", pg.get_ports().first().copied().unwrap_or(5432));
+
+    let v1 = sim(|_| {});
+    let [smpp, http] = free_ports();
+    let dir = std::env::temp_dir().join(format!("smppgw-pg-post-reload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let toml = dir.join("node.toml");
+    std::fs::write(
+        &toml,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{smpp}\"\nhttp_listen = \"127.0.0.1:{http}\"\ncores = 2\n\n\
+             [[customer]]\nsystem_id = \"c1\"\npassword_hash = \"{}\"\n\n\
+             [[vendor]]\nname = \"v1\"\nhost = \"127.0.0.1\"\nport = {}\nsystem_id = \"smppgw\"\npassword = \"secret\"\n\n\
+             [[route]]\nname = \"default\"\nprefixes = [\"\"]\nvendors = [\"v1\"]\n",
+            pw_hash(),
+            v1.local_addr().port()
+        ),
+    )
+    .unwrap();
+    let bin = env!("CARGO_BIN_EXE_smppgw");
+    let out = Command::new(bin).args(["import-config", "--database-url", &url]).arg(&toml).output().unwrap();
+    assert!(out.status.success(), "import-config: {}", String::from_utf8_lossy(&out.stderr));
+    let mut gw = Command::new(bin)
+        .args(["--database-url", &url, "--config"])
+        .arg(&toml)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let http_addr = SocketAddr::from(([127, 0, 0, 1], http));
+    assert!(wait_for(Duration::from_secs(15), || TcpStream::connect(http_addr).is_ok()), "HTTP API up");
+    // The watcher connects after the API is up.
+    assert!(
+        wait_for(Duration::from_secs(15), || http_post(http_addr, "/api/v1/config/reload").0 == 200),
+        "a reload of unchanged contents succeeds"
+    );
+    let running = config_version(http_addr);
+
+    // Two problems the database accepts and the gateway refuses: routes with no vendor.
+    sql(&url, "INSERT INTO smppgw_routes (name, prefixes) VALUES ('bad1', '{33}'), ('bad2', '{34}')");
+    let (status, body) = http_post(http_addr, "/api/v1/config/reload");
+    assert_eq!(status, 400, "refused: {body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["error"], "configuration refused", "{body}");
+    let reasons = v["reasons"].as_array().unwrap_or_else(|| panic!("reasons: {body}"));
+    assert!(reasons.len() >= 2, "one reason per problem: {body}");
+    assert!(reasons.iter().any(|r| r.as_str().is_some_and(|r| r.contains("bad1"))), "{body}");
+    assert!(reasons.iter().any(|r| r.as_str().is_some_and(|r| r.contains("bad2"))), "{body}");
+    assert!(reasons.iter().all(|r| r.as_str().is_some_and(|r| !r.contains('\n'))), "{body}");
+    assert_eq!(config_version(http_addr), running, "the running configuration stays");
+
+    // A valid change: the answer is the version every core runs once it returns.
+    sql(
+        &url,
+        "DELETE FROM smppgw_routes WHERE name IN ('bad1', 'bad2'); UPDATE smppgw_customers SET throughput = 777 WHERE system_id = 'c1'",
+    );
+    let (status, body) = http_post(http_addr, "/api/v1/config/reload");
+    assert_eq!(status, 200, "applied: {body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let version = v["version"].as_u64().unwrap_or_else(|| panic!("a version: {body}"));
+    assert!(version > running, "a new version: {body}");
+    assert_eq!(v["applied_everywhere"], true, "{body}");
+    assert_eq!(config_version(http_addr), version, "the version the node runs");
+    let (_, customers) = http_get(http_addr, "/api/v1/customers");
+    assert!(customers.contains("\"throughput_limit\":777"), "the change is in force: {customers}");
+
+    // SAFETY: a signal to our own child.
+    unsafe { libc::kill(gw.id() as i32, libc::SIGTERM) };
+    assert!(gw.wait().unwrap().success());
+    sql(&admin, &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -675,3 +675,102 @@ fn the_shared_receipt_queue_keeps_the_newest_up_to_its_bound_and_counts_the_rest
     a.stop();
     b.stop();
 }
+
+/// The value of an unlabelled family in a node's /metrics.
+fn metric(node: &Node, family: &str) -> Option<u64> {
+    let (_, m) = http_get(node.http(), "/metrics");
+    m.lines().find_map(|l| l.strip_prefix(family)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn a_malformed_value_in_redis_is_counted_and_does_not_take_the_link_down() {
+    // Goal: a key of the wrong type where a message record belongs, or a bind count that is not
+    // text, reads as absent and is counted; the link stays up (/ready 200) and no error counts.
+    let redis = RedisServer::start();
+    let mut r = redis.client();
+    // A bind count another version (or a hand edit) left that is not UTF-8 text.
+    let _: () =
+        redis::cmd("HSET").arg("t:binds:c1").arg("99").arg(b"\xff\xfe:1".as_slice()).query(&mut r).unwrap();
+    let vendor = sim(|_| {});
+    let a = Node::start(config(&[("v1", vendor.local_addr())]), 1, &redis);
+    assert!(wait_for(Duration::from_secs(5), || vendor.stats().binds_current >= 2), "vendor binds up");
+    let errors = metric(&a, "smppgw_redis_errors_total").expect("the errors counter");
+
+    // A hash where the records of messages 0x1220..=0x123f belong: GET answers WRONGTYPE.
+    let shown: u64 = 0x1234;
+    let key = format!("t:m:{}", shown >> smppgw_control::redis::GROUP_BITS);
+    let _: () = redis::cmd("HSET").arg(&key).arg("x").arg("y").query(&mut r).unwrap();
+    let (status, body) = http_get(a.http(), &format!("/api/v1/messages/{shown:x}?customer=c1"));
+    assert_eq!(status, 404, "absent: {body}");
+    // The bind counts are read every second.
+    std::thread::sleep(Duration::from_millis(2_500));
+
+    assert!(a.redis.health().is_up(), "the link stays up");
+    let (status, body) = http_get(a.http(), "/ready");
+    assert_eq!(status, 200, "still ready: {body}");
+    assert_eq!(metric(&a, "smppgw_redis_up"), Some(1));
+    assert_eq!(metric(&a, "smppgw_redis_errors_total"), Some(errors), "no link error counted");
+    let malformed = metric(&a, "smppgw_redis_malformed_total").expect("the malformed counter");
+    assert!(malformed >= 2, "the record key and the bind count: {malformed}");
+    a.stop();
+}
+
+#[test]
+fn a_malformed_vendor_id_index_entry_does_not_take_the_link_down_and_its_lookup_ends() {
+    // Goal: a receipt that reaches another node looks its vendor id up in the `v:` hashes; a
+    // value there that is not one of our ids reads as absent and is counted, the link stays up,
+    // and the lookup is retried and given up like any other miss, not repeated for ever.
+    let redis = RedisServer::start();
+    // Receipts come late enough to spoil the index entry first, on node A's receiving bind.
+    let vendor = sim(|s| s.receipts.delay = smppgw_loadgen::sim::Delay::Fixed(Duration::from_millis(1_500)));
+    let a = Node::start(config(&[("v1", vendor.local_addr())]), 1, &redis);
+    let mut cfg_b = config(&[("v1", vendor.local_addr())]);
+    cfg_b.vendors[0].bind_type = VendorBindType::Transmitter;
+    let b = Node::start(cfg_b, 2, &redis);
+    assert!(wait_for(Duration::from_secs(5), || vendor.stats().binds_current >= 4), "vendor binds up");
+    let errors = metric(&a, "smppgw_redis_errors_total").expect("the errors counter");
+
+    let mut c = Client::connect(b.gw.local_addr);
+    assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
+    let (st, _) = c.submit_dlr("15551230042", "index spoiled");
+    assert_eq!(st, CommandStatus::ESME_ROK);
+    // Node B indexes the vendor's id (written behind); overwrite our id there with garbage.
+    let mut r = redis.client();
+    let mut spoiled = 0;
+    assert!(
+        wait_for(Duration::from_secs(1), || {
+            let keys: Vec<String> = redis::cmd("KEYS").arg("t:v:*").query(&mut r).unwrap();
+            for k in keys {
+                let fields: Vec<String> = redis::cmd("HKEYS").arg(&k).query(&mut r).unwrap();
+                for f in fields {
+                    let _: () = redis::cmd("HSET").arg(&k).arg(&f).arg("not-an-id").query(&mut r).unwrap();
+                    spoiled += 1;
+                }
+            }
+            spoiled > 0
+        }),
+        "node B indexed the vendor id"
+    );
+    assert!(
+        wait_for(Duration::from_secs(5), || a.gw.metrics.receipts_in.load(Ordering::Relaxed) >= 1),
+        "the receipt reaches node A"
+    );
+    // Its first lookup goes 10 ms later.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(metric(&a, "smppgw_redis_errors_total"), Some(errors), "no link error counted");
+    assert!(a.redis.health().is_up(), "the link stays up");
+    assert_eq!(metric(&a, "smppgw_redis_up"), Some(1));
+    assert_eq!(http_get(a.http(), "/ready").0, 200);
+    assert!(
+        wait_for(Duration::from_secs(5), || metric(&a, "smppgw_redis_malformed_total").unwrap_or(0) >= 1),
+        "node A read the spoiled entry"
+    );
+    // Every retry reads the same entry; then the lookup is given up.
+    let given_up = || metric(&a, "smppgw_redis_lookups_given_up_total").unwrap_or(0);
+    assert!(wait_for(Duration::from_secs(20), || given_up() >= 1), "the lookup ends");
+    assert_eq!(metric(&a, "smppgw_redis_errors_total"), Some(errors), "no link error counted");
+    assert!(a.redis.health().is_up());
+    drop(c);
+    a.stop();
+    b.stop();
+}

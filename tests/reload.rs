@@ -63,3 +63,94 @@ fn reload_switches_routes_rebinds_changed_vendors_and_unbinds_removed_customers(
     gw.shutdown();
     gw.join();
 }
+
+/// POST `path` with an empty body, returning (status, body).
+fn http_post(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to the HTTP API");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(s, "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8(raw).expect("UTF-8 response");
+    let (head, body) = text.split_once("\r\n\r\n").expect("a complete response");
+    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("a status code");
+    assert!(!head.to_ascii_lowercase().contains("transfer-encoding: chunked"), "a sized body: {head}");
+    (status, body.to_owned())
+}
+
+#[test]
+fn post_reload_of_the_toml_file_gives_one_reason_per_error_and_503_when_the_file_is_gone() {
+    // Goal: the binary's TOML reload (POST /api/v1/config/reload) answers as control/API.md
+    // says: 400 with one reason per validation error, each naming its line; 503 when the file
+    // cannot be read (the source is unreachable: retry later); 200 with the new version.
+    let v1 = sim(|_| {});
+    let [smpp, http] = {
+        let held: Vec<std::net::TcpListener> =
+            (0..2).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+        [held[0].local_addr().unwrap().port(), held[1].local_addr().unwrap().port()]
+    };
+    let dir = std::env::temp_dir().join(format!("smppgw-toml-reload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let toml = dir.join("gateway.toml");
+    let good = |throughput: u32| {
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{smpp}\"\nhttp_listen = \"127.0.0.1:{http}\"\ncores = 2\n\n\
+             [[customer]]\nsystem_id = \"c1\"\npassword_hash = \"{}\"\nthroughput = {throughput}\n\n\
+             [[vendor]]\nname = \"v1\"\nhost = \"127.0.0.1\"\nport = {}\nsystem_id = \"smppgw\"\npassword = \"secret\"\n\n\
+             [[route]]\nname = \"default\"\nprefixes = [\"\"]\nvendors = [\"v1\"]\n",
+            common::pw_hash(),
+            v1.local_addr().port()
+        )
+    };
+    std::fs::write(&toml, good(100)).unwrap();
+    let mut gw = std::process::Command::new(env!("CARGO_BIN_EXE_smppgw"))
+        .arg("--config")
+        .arg(&toml)
+        .env_remove("SMPPGW_DATABASE_URL")
+        .env_remove("SMPPGW_REDIS_URL")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let http_addr = std::net::SocketAddr::from(([127, 0, 0, 1], http));
+    assert!(
+        wait_for(Duration::from_secs(15), || std::net::TcpStream::connect(http_addr).is_ok()),
+        "HTTP API up"
+    );
+
+    // Two validation errors, on two lines.
+    std::fs::write(&toml, good(100) + "\n[[customer]]\nsystem_id = \"\"\npassword_hash = \"x\"\n\n[[route]]\nname = \"bad\"\nprefixes = [\"33\"]\nvendors = [\"nope\"]\n").unwrap();
+    let (status, body) = http_post(http_addr, "/api/v1/config/reload");
+    assert_eq!(status, 400, "refused: {body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["error"], "configuration refused", "{body}");
+    let reasons: Vec<&str> = v["reasons"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
+    assert!(reasons.len() >= 2, "one reason per error: {reasons:?}");
+    assert!(reasons.iter().all(|r| !r.contains('\n')), "{reasons:?}");
+    assert!(
+        reasons.iter().all(|r| r.starts_with(&format!("{}:", toml.display()))),
+        "each names its line: {reasons:?}"
+    );
+
+    // The file is gone: the source is unreachable, not the configuration wrong.
+    std::fs::remove_file(&toml).unwrap();
+    let (status, body) = http_post(http_addr, "/api/v1/config/reload");
+    assert_eq!(status, 503, "unavailable: {body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["error"], "reload unavailable", "{body}");
+    assert!(body.contains("gateway.toml"), "says which file: {body}");
+
+    // Back, valid and changed: applied.
+    std::fs::write(&toml, good(200)).unwrap();
+    let (status, body) = http_post(http_addr, "/api/v1/config/reload");
+    assert_eq!(status, 200, "applied: {body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["applied_everywhere"], true, "{body}");
+
+    // SAFETY: a signal to our own child.
+    unsafe { libc::kill(gw.id() as i32, libc::SIGTERM) };
+    assert!(gw.wait().unwrap().success());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -12,6 +12,6 @@ pub mod metrics;
 pub mod redis;
 
 pub use db::{
-    ConfigWatcher, DbConfig, DbError, Health, ImportSummary, InvalidConfig, WatchOptions, import_config,
-    load, migrate,
+    ConfigWatcher, DbConfig, DbError, Health, ImportSummary, InvalidConfig, ReloadOutcome, WatchOptions,
+    import_config, load, migrate,
 };

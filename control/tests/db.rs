@@ -593,3 +593,57 @@ async fn ten_thousand_routes_load_and_validate_quickly() {
     // one that counts (`cargo run --release -p smppgw-control --example reload_10k`).
     assert!(best < Duration::from_secs(5), "loading {ROUTES} routes took {best:?}");
 }
+
+#[tokio::test]
+async fn an_asked_for_reload_answers_what_it_came_to() {
+    // Goal: `ConfigWatcher::reload` waits for a reload that started after it was called and
+    // returns its outcome: the configuration in force (already published), or one reason per
+    // problem when the contents are refused.
+    use smppgw_control::ReloadOutcome;
+    let t = TestDb::create().await;
+    let mut client = t.migrated().await;
+    let base = example();
+    db::import_config(&mut client, &base).await.expect("import");
+    let watcher = ConfigWatcher::start(&t.pg, base.clone(), WatchOptions::default()).await.expect("watcher");
+    let within = |f| tokio::time::timeout(Duration::from_secs(10), f);
+
+    match within(watcher.reload()).await.expect("answered") {
+        ReloadOutcome::Loaded(c) => assert!(std::sync::Arc::ptr_eq(&c, &watcher.current()), "unchanged"),
+        other => panic!("{other:?}"),
+    }
+
+    // The change is found by the reload asked for after it, whatever the notification does.
+    client
+        .batch_execute("UPDATE smppgw_customers SET throughput = 3 WHERE system_id = 'shop'")
+        .await
+        .unwrap();
+    match within(watcher.reload()).await.expect("answered") {
+        ReloadOutcome::Loaded(c) => {
+            assert_eq!(c.config.customer("shop").map(|c| c.throughput), Some(3));
+            assert_eq!(c, watcher.current(), "published before the answer");
+        }
+        other => panic!("{other:?}"),
+    }
+
+    client
+        .batch_execute(
+            "UPDATE smppgw_vendors SET window_size = 0 WHERE name = 'carrier-a';
+             UPDATE smppgw_vendors SET password = '123456789' WHERE name = 'carrier-b';",
+        )
+        .await
+        .unwrap();
+    match within(watcher.reload()).await.expect("answered") {
+        ReloadOutcome::Refused(reasons) => {
+            assert!(reasons.len() >= 2, "one reason per problem: {reasons:?}");
+            assert!(reasons.iter().any(|r| r.contains("vendor 'carrier-a': window = 0")), "{reasons:?}");
+            assert!(reasons.iter().any(|r| r.contains("vendor 'carrier-b': password")), "{reasons:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        watcher.current().config.customer("shop").map(|c| c.throughput),
+        Some(3),
+        "the last good stays"
+    );
+    watcher.stop().await;
+}

@@ -3,7 +3,8 @@
 //! follows the database again as soon as it answers.
 //!
 //! The file is JSON (the engine's [`Config`] as serde writes it), replaced atomically (written
-//! beside it, then renamed), and validated when read. The node's own settings
+//! beside it, then renamed), readable by its owner only (it holds vendor passwords), and
+//! validated when read. The node's own settings
 //! ([`super::NODE_SERVER_SETTINGS`]) always come from the node's TOML and environment, never from
 //! the file: another node may have written it.
 
@@ -11,12 +12,27 @@ use std::path::Path;
 
 use smppgw_engine::config::Config;
 
-/// Writes `config` to `path`, replacing the file only once the new one is complete.
+/// Permissions of the file: it holds vendor passwords, so only the node's own user may read it.
+pub const FILE_MODE: u32 = 0o600;
+
+/// Writes `config` to `path`, replacing the file only once the new one is complete. The file is
+/// [`FILE_MODE`] (owner only), whatever the umask and whatever mode a file already there had.
 pub fn save(path: &Path, config: &Config) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
     let json = serde_json::to_vec(config).map_err(std::io::Error::other)?;
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
-    std::fs::write(&tmp, json)?;
+    // Created private, so the passwords are never readable by others, not even for a moment.
+    let mut file =
+        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(FILE_MODE).open(&tmp)?;
+    // `mode` applies only to a file this call creates: a temp file left by a crash keeps its own.
+    file.set_permissions(std::fs::Permissions::from_mode(FILE_MODE))?;
+    file.write_all(&json)?;
+    // Complete on disk before it replaces the last good one.
+    file.sync_all()?;
+    drop(file);
+    // The rename replaces the old file, so its mode goes with it.
     std::fs::rename(&tmp, path)
 }
 
@@ -76,6 +92,27 @@ mod tests {
         std::fs::write(&path, b"{\"server\": 1}").expect("write");
         assert!(load(&path, &base).unwrap_err().contains("not a saved configuration"));
         assert!(load(&dir.join("missing.json"), &base).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_cache_is_readable_by_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt as _;
+        // It holds vendor passwords.
+        let dir = std::env::temp_dir().join(format!("smppgw-cache-mode-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("last-good.json");
+        let mode = |p: &Path| std::fs::metadata(p).expect("the cache exists").permissions().mode() & 0o777;
+
+        save(&path, &example()).expect("saved");
+        assert_eq!(mode(&path), 0o600, "a new file");
+
+        // A file left readable by an earlier version (or by hand) is replaced by a private one.
+        std::fs::write(&path, b"{}").expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        save(&path, &example()).expect("saved again");
+        assert_eq!(mode(&path), 0o600, "an existing file");
+        assert!(load(&path, &Config::default()).is_ok(), "still loads");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -13,6 +13,9 @@
 //!   differs from the last one. A change that does not validate is logged (once per distinct
 //!   reason) and recorded in [`Health::rejected`]; the last good configuration stays.
 //! - its [`Health`]: whether the database answers (`db_ok`) and the last error, for `/ready`.
+//! - what each reload came to ([`ReloadOutcome`]), numbered, so that [`ConfigWatcher::reload`]
+//!   can wait for the first reload that started after it was called (`POST /api/v1/config/reload`
+//!   answers with its outcome instead of before anything was loaded).
 //!
 //! On a lost connection it keeps the last good configuration, reconnects with a jittered backoff
 //! between [`WatchOptions::retry_backoff_min`] and [`WatchOptions::retry_backoff_max`], and
@@ -21,6 +24,7 @@
 use std::collections::BTreeSet;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use smppgw_engine::config::Config;
@@ -89,12 +93,38 @@ pub struct Health {
     pub disconnects: u64,
 }
 
+/// What one reload of the database came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReloadOutcome {
+    /// The contents are valid: the configuration in force now (a new one, or the same as before
+    /// when nothing changed). It is published to [`ConfigWatcher::subscribe`] before this is seen.
+    Loaded(Arc<DbConfig>),
+    /// The contents do not validate; the last good configuration stays. One reason per problem.
+    Refused(Vec<String>),
+    /// The database could not be read (unreachable, timed out, schema missing).
+    Failed(String),
+}
+
+/// The newest reload's outcome and the requests it answers.
+#[derive(Debug, Clone, Default)]
+struct Served {
+    /// Every [`ConfigWatcher::reload`] ticket up to this one was taken before that reload
+    /// started, so its outcome answers them.
+    upto: u64,
+    /// `None` until the first reload after the start.
+    outcome: Option<ReloadOutcome>,
+}
+
 /// Watches the configuration tables and publishes each new valid configuration. Dropping it stops
 /// its task.
 #[derive(Debug)]
 pub struct ConfigWatcher {
     config: watch::Receiver<Arc<DbConfig>>,
     health: watch::Receiver<Health>,
+    served: watch::Receiver<Served>,
+    /// Tickets handed out by [`ConfigWatcher::reload`].
+    tickets: Arc<AtomicU64>,
     reload: mpsc::Sender<()>,
     task: JoinHandle<()>,
 }
@@ -128,9 +158,19 @@ impl ConfigWatcher {
         let (config_tx, config) = watch::channel(Arc::new(first));
         let (health_tx, health) = watch::channel(Health { db_ok: true, ..Health::default() });
         let (reload, reload_rx) = mpsc::channel(1);
-        let worker = Worker { database, base, options, config: config_tx, health: health_tx };
+        let (served_tx, served) = watch::channel(Served::default());
+        let tickets = Arc::new(AtomicU64::new(0));
+        let worker = Worker {
+            database,
+            base,
+            options,
+            config: config_tx,
+            health: health_tx,
+            served: served_tx,
+            tickets: tickets.clone(),
+        };
         let task = tokio::spawn(worker.run(conn, reload_rx));
-        Ok(ConfigWatcher { config, health, reload, task })
+        Ok(ConfigWatcher { config, health, served, tickets, reload, task })
     }
 
     /// The configuration in force: the last one that loaded and validated.
@@ -157,10 +197,26 @@ impl ConfigWatcher {
         self.health.clone()
     }
 
-    /// Asks for a full reload now (`POST /api/v1/config/reload`). Returns at once; when one is
-    /// pending already this one joins it.
+    /// Asks for a full reload now. Returns at once; when one is pending already this one joins
+    /// it. [`ConfigWatcher::reload`] also waits for what it came to.
     pub fn request_reload(&self) {
         let _already_pending = self.reload.try_send(());
+    }
+
+    /// Asks for a full reload (`POST /api/v1/config/reload`) and waits for the outcome of the
+    /// first reload that starts after this call, whatever triggered it: its contents are at least
+    /// as new as the database's when this was called. While the database is unreachable that is
+    /// the next connection attempt's failure. The caller bounds the wait (a reload takes up to
+    /// [`WatchOptions::query_timeout`]).
+    pub async fn reload(&self) -> ReloadOutcome {
+        let ticket = self.tickets.fetch_add(1, Ordering::SeqCst) + 1;
+        self.request_reload();
+        let mut served = self.served.clone();
+        let outcome = served.wait_for(|s| s.upto >= ticket && s.outcome.is_some()).await;
+        match outcome.ok().and_then(|s| s.outcome.clone()) {
+            Some(o) => o,
+            None => ReloadOutcome::Failed("the configuration watcher has stopped".into()),
+        }
     }
 
     /// Stops the task and waits for it to end.
@@ -189,6 +245,8 @@ struct Worker {
     options: WatchOptions,
     config: watch::Sender<Arc<DbConfig>>,
     health: watch::Sender<Health>,
+    served: watch::Sender<Served>,
+    tickets: Arc<AtomicU64>,
 }
 
 /// Why a reload happened, for the log.
@@ -217,11 +275,22 @@ impl Worker {
         self.health.send_modify(f);
     }
 
+    /// The tickets an attempt starting now answers: every one taken so far.
+    fn tickets_now(&self) -> u64 {
+        self.tickets.load(Ordering::SeqCst)
+    }
+
+    /// Publishes what an attempt that started when [`Worker::tickets_now`] was `upto` came to.
+    fn serve_tickets(&self, upto: u64, outcome: ReloadOutcome) {
+        self.served.send_replace(Served { upto, outcome: Some(outcome) });
+    }
+
     async fn run(mut self, first: Conn, mut requests: mpsc::Receiver<()>) {
         let mut conn = Some(first);
         let mut reload_first = false;
         let mut backoff = self.options.retry_backoff_min;
         loop {
+            let upto = self.tickets_now();
             let outcome = match conn.take() {
                 Some(c) => Ok(c),
                 None => open(&self.database, &self.options).await,
@@ -242,7 +311,11 @@ impl Worker {
                         backoff = self.options.retry_backoff_min;
                     }
                 }
-                Err(e) => self.failed(&e),
+                Err(e) => {
+                    self.failed(&e);
+                    // Whoever waits for a reload learns now that none can happen.
+                    self.serve_tickets(upto, ReloadOutcome::Failed(e.to_string()));
+                }
             }
             let delay = jittered(backoff);
             backoff = (backoff * 2).min(self.options.retry_backoff_max);
@@ -310,6 +383,7 @@ impl Worker {
         trigger: Trigger,
         tables: &BTreeSet<String>,
     ) -> Result<(), DbError> {
+        let upto = self.tickets_now();
         let started = Instant::now();
         let result = within(
             self.options.query_timeout,
@@ -327,6 +401,8 @@ impl Worker {
                 });
                 if **self.config.borrow() == db {
                     tracing::debug!(?trigger, ?tables, elapsed_ms, "configuration unchanged");
+                    let current = Arc::clone(&self.config.borrow());
+                    self.serve_tickets(upto, ReloadOutcome::Loaded(current));
                     return Ok(());
                 }
                 tracing::info!(
@@ -339,8 +415,10 @@ impl Worker {
                     campaigns = db.config.campaigns.len(),
                     "configuration changed; applying"
                 );
-                self.config.send_replace(Arc::new(db));
+                let db = Arc::new(db);
+                self.config.send_replace(Arc::clone(&db));
                 self.health(|h| h.applied += 1);
+                self.serve_tickets(upto, ReloadOutcome::Loaded(db));
                 Ok(())
             }
             Err(DbError::Invalid(invalid)) => {
@@ -359,13 +437,18 @@ impl Worker {
                     h.rejected = Some(reason);
                     h.rejections += 1;
                 });
+                self.serve_tickets(upto, ReloadOutcome::Refused(invalid.messages()));
                 Ok(())
             }
-            Err(e) if e.is_transient() => Err(e),
+            Err(e) if e.is_transient() => {
+                self.serve_tickets(upto, ReloadOutcome::Failed(e.to_string()));
+                Err(e)
+            }
             Err(e) => {
                 // The database answers but cannot be used (the schema is missing): not a
                 // connection problem, so keep the connection and try again on the next trigger.
                 self.failed(&e);
+                self.serve_tickets(upto, ReloadOutcome::Failed(e.to_string()));
                 Ok(())
             }
         }

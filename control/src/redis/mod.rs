@@ -12,6 +12,11 @@
 //! receipts for customers with no receiving bind here stay in the local queue; leases turn off,
 //! so local limits apply alone; lookups answer "not found". The node reconnects with backoff.
 //!
+//! A value that is not what this version writes (a key of another type, a field that is not one
+//! of our ids, a bind count that is not text: another version, a key-prefix collision, a hand
+//! edit) reads as absent and is counted in `smppgw_redis_malformed_total`; only a failure of the
+//! link itself (I/O, timeout, Redis unable to serve) marks Redis down.
+//!
 //! Keys (prefix configurable, default `smppgw`), all with a TTL:
 //!
 //! | key | value |
@@ -36,8 +41,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use redis::Value;
 use redis::aio::MultiplexedConnection;
+use redis::{ErrorKind, RedisError, Value};
 use smppgw_engine::core::Found;
 use smppgw_engine::deliveries::Delivery;
 use smppgw_engine::hash::FxHashMap;
@@ -107,6 +112,7 @@ pub const METRIC_FAMILIES: &[&str] = &[
     "smppgw_redis_deliveries_taken_total",
     "smppgw_redis_deliveries_trimmed_total",
     "smppgw_redis_lease_requests_total",
+    "smppgw_redis_malformed_total",
 ];
 
 const LEASE_SCRIPT: &str = r"
@@ -167,6 +173,7 @@ pub struct RedisHealth {
     deliveries_in: AtomicU64,
     trimmed: AtomicU64,
     lease_requests: AtomicU64,
+    malformed: AtomicU64,
     flush_now: AtomicBool,
     /// The cores' ops not yet taken by the writer (set when the link starts).
     ops: std::sync::OnceLock<crossbeam_channel::Receiver<Vec<RemoteOp>>>,
@@ -225,10 +232,15 @@ impl RedisHealth {
         self.written.load(Ordering::Relaxed)
     }
 
+    /// Values read from Redis that were not what this version writes, read as absent.
+    pub fn malformed(&self) -> u64 {
+        self.malformed.load(Ordering::Relaxed)
+    }
+
     /// Appends the Redis families in the Prometheus text format.
     pub fn render(&self, out: &mut String) {
         use std::fmt::Write as _;
-        let fams: [(&str, &str, &str, u64); 13] = [
+        let fams: [(&str, &str, &str, u64); 14] = [
             ("smppgw_redis_up", "gauge", "1 while Redis answers", u64::from(self.is_up())),
             (
                 "smppgw_redis_errors_total",
@@ -292,6 +304,12 @@ impl RedisHealth {
                 "Quota requests made for global rate limits",
                 load(&self.lease_requests),
             ),
+            (
+                "smppgw_redis_malformed_total",
+                "counter",
+                "Values read from Redis of the wrong type or format, taken as absent",
+                load(&self.malformed),
+            ),
         ];
         for (name, kind, help, v) in fams {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
@@ -305,6 +323,101 @@ fn load(a: &AtomicU64) -> u64 {
 
 fn add(a: &AtomicU64, n: u64) {
     a.fetch_add(n, Ordering::Relaxed);
+}
+
+/// Sends `pipe` (not atomic, nothing ignored) and returns one raw reply per command, in order, a
+/// command Redis refused among them as `Value::ServerError`. `Pipeline::query_async` would turn
+/// one refused command, or one value that does not convert, into an error of the whole pipeline
+/// that looks like a lost link; here each reply is judged alone ([`reply`]).
+///
+/// # Errors
+/// Only the link's: I/O, timeout, a reply count that does not match.
+async fn replies(conn: &mut MultiplexedConnection, pipe: &redis::Pipeline) -> Result<Vec<Value>, RedisError> {
+    if pipe.is_empty() {
+        return Ok(Vec::new());
+    }
+    let values = conn.send_packed_commands(pipe, 0, pipe.len()).await?;
+    if values.len() != pipe.len() {
+        return Err(RedisError::from((
+            ErrorKind::ResponseError,
+            "a pipeline got the wrong number of replies",
+        )));
+    }
+    Ok(values)
+}
+
+/// [`replies`] of read commands, each through [`reply`].
+///
+/// # Errors
+/// The link's, as for [`replies`] and [`reply`].
+async fn read(
+    inner: &Inner,
+    conn: &mut MultiplexedConnection,
+    pipe: &redis::Pipeline,
+) -> Result<Vec<Value>, RedisError> {
+    replies(conn, pipe).await?.into_iter().map(|v| reply(inner, v)).collect()
+}
+
+/// Whether Redis refused a command for what its key holds (another type): a fault of that key,
+/// not of the link.
+fn is_wrong_type(e: &RedisError) -> bool {
+    e.code() == Some("WRONGTYPE")
+}
+
+/// One reply of [`replies`] as its reader sees it: a key of the wrong type reads as absent
+/// (`Nil`) and is counted as malformed.
+///
+/// # Errors
+/// Any other refusal (LOADING, READONLY, NOAUTH, ...): Redis cannot serve, as for a lost link.
+fn reply(inner: &Inner, v: Value) -> Result<Value, RedisError> {
+    match v {
+        Value::ServerError(e) => {
+            let e = RedisError::from(e);
+            if !is_wrong_type(&e) {
+                return Err(e);
+            }
+            add(&inner.health.malformed, 1);
+            Ok(Value::Nil)
+        }
+        v => Ok(v),
+    }
+}
+
+/// The error of a write's reply when it means Redis cannot serve; a key of the wrong type is left
+/// to the read of the same key to count.
+fn write_error(v: &Value) -> Option<RedisError> {
+    match v {
+        Value::ServerError(e) => Some(RedisError::from(e.clone())).filter(|e| !is_wrong_type(e)),
+        _ => None,
+    }
+}
+
+/// Counts a value of the wrong type or format; it reads as absent.
+fn malformed<T>(inner: &Inner) -> Option<T> {
+    add(&inner.health.malformed, 1);
+    None
+}
+
+/// Our id as a `v:` hash holds it (decimal text); None when absent or malformed (counted).
+fn id_value(inner: &Inner, v: Value) -> Option<u64> {
+    match v {
+        Value::Nil => None,
+        Value::BulkString(b) => match std::str::from_utf8(&b).ok().and_then(|t| t.parse().ok()) {
+            Some(id) => Some(id),
+            None => malformed(inner),
+        },
+        Value::Int(i) => u64::try_from(i).ok().or_else(|| malformed(inner)),
+        _ => malformed(inner),
+    }
+}
+
+/// A string value (a group of records); None when absent or malformed (counted).
+fn bytes_value(inner: &Inner, v: Value) -> Option<Vec<u8>> {
+    match v {
+        Value::Nil => None,
+        Value::BulkString(b) => Some(b),
+        _ => malformed(inner),
+    }
 }
 
 struct Inner {
@@ -867,9 +980,12 @@ async fn resolve_misses(
         asked.push(keys);
     }
     add(&inner.health.lookups, due.len() as u64);
-    let ids: Vec<Option<u64>> = match pipe.query_async(conn).await {
-        Ok(a) => a,
+    let ids: Vec<Option<u64>> = match read(inner, conn, &pipe).await {
+        // A malformed entry reads as absent: its lookup counts an attempt like any miss, so it
+        // ends, instead of taking the link down and being asked again after every reconnect.
+        Ok(a) => a.into_iter().map(|v| id_value(inner, v)).collect(),
         Err(e) => {
+            // Not an attempt: the link is down, and the lookup waits for it.
             inner.fail("looking up receipts", &e);
             misses.extend(due);
             return;
@@ -885,8 +1001,8 @@ async fn resolve_misses(
         pipe.cmd("GET").arg(records_key(inner, *shown));
     }
     let records: Vec<Option<Vec<u8>>> = if found.iter().any(Option::is_some) {
-        match pipe.query_async(conn).await {
-            Ok(a) => a,
+        match read(inner, conn, &pipe).await {
+            Ok(a) => a.into_iter().map(|v| bytes_value(inner, v)).collect(),
             Err(e) => {
                 inner.fail("looking up receipts", &e);
                 misses.extend(due);
@@ -923,14 +1039,15 @@ async fn resolve_misses(
 async fn lookup_shown(inner: &Inner, shown_id: u64) -> Option<Record> {
     let mut conn = inner.conn()?;
     add(&inner.health.lookups, 1);
-    let blob: Option<Vec<u8>> =
-        match redis::cmd("GET").arg(records_key(inner, shown_id)).query_async(&mut conn).await {
-            Ok(f) => f,
-            Err(e) => {
-                inner.fail("looking up a message", &e);
-                return None;
-            }
-        };
+    let mut pipe = redis::pipe();
+    pipe.cmd("GET").arg(records_key(inner, shown_id));
+    let blob = match read(inner, &mut conn, &pipe).await {
+        Ok(v) => v.into_iter().next().and_then(|v| bytes_value(inner, v)),
+        Err(e) => {
+            inner.fail("looking up a message", &e);
+            return None;
+        }
+    };
     let rec = wire::decode_record(wire::find_entry(&blob?, shown_id)?, &inner.snapshot())?;
     add(&inner.health.found, 1);
     Some(rec)
@@ -960,7 +1077,9 @@ async fn poll_deliveries(inner: Arc<Inner>) {
         for (_, key) in &bound {
             pipe.cmd("LPOP").arg(key).arg(DELIVERY_POP_BATCH);
         }
-        let popped: Vec<Value> = match pipe.query_async(&mut conn).await {
+        // Read reply by reply: one customer's queue of the wrong type must not fail the others',
+        // whose receipts the same pipeline has already popped.
+        let popped = match read(&inner, &mut conn, &pipe).await {
             Ok(v) => v,
             Err(e) => {
                 inner.fail("taking queued receipts", &e);
@@ -970,19 +1089,18 @@ async fn poll_deliveries(inner: Arc<Inner>) {
         let cores = inner.control.cores().max(1);
         for ((idx, key), v) in bound.iter().zip(popped) {
             let raw: Vec<Vec<u8>> = match v {
-                Value::Array(items) => items
-                    .into_iter()
-                    .filter_map(|i| match i {
-                        Value::BulkString(b) => Some(b),
-                        _ => None,
-                    })
-                    .collect(),
-                _ => continue,
+                Value::Array(items) => items.into_iter().filter_map(|i| bytes_value(&inner, i)).collect(),
+                Value::Nil => continue,
+                _ => {
+                    add(&inner.health.malformed, 1);
+                    continue;
+                }
             };
             if raw.is_empty() {
                 continue;
             }
             let batch: Vec<Delivery> = raw.iter().filter_map(|b| wire::decode_delivery(b, *idx)).collect();
+            add(&inner.health.malformed, (raw.len() - batch.len()) as u64);
             let n = batch.len() as u64;
             if to_core(&inner, *idx as usize % cores, Control::Deliveries(batch)).await {
                 add(&inner.health.deliveries_in, n);
@@ -1116,30 +1234,71 @@ async fn publish_binds(inner: Arc<Inner>) {
         for c in &customers {
             let key = inner.key(format_args!("binds:{}", c.cfg.system_id));
             let mine = c.binds.load(Ordering::Acquire);
-            pipe.cmd("HSET").arg(&key).arg(&node).arg(format!("{mine}:{now_ms}")).ignore();
-            pipe.cmd("PEXPIRE").arg(&key).arg(BINDS_STALE_MS * 2).ignore();
+            pipe.cmd("HSET").arg(&key).arg(&node).arg(format!("{mine}:{now_ms}"));
+            pipe.cmd("PEXPIRE").arg(&key).arg(BINDS_STALE_MS * 2);
             pipe.cmd("HGETALL").arg(&key);
         }
-        let all: Vec<HashMap<String, String>> = match pipe.query_async(&mut conn).await {
+        let all = match replies(&mut conn, &pipe).await {
             Ok(a) => a,
             Err(e) => {
                 inner.fail("publishing bind counts", &e);
                 continue;
             }
         };
-        for (c, nodes) in customers.iter().zip(all) {
-            let others: u32 = nodes
-                .iter()
-                .filter(|(n, _)| **n != node)
-                .filter_map(|(_, v)| {
-                    let (count, at) = v.split_once(':')?;
-                    let at: u64 = at.parse().ok()?;
-                    (now_ms.saturating_sub(at) <= BINDS_STALE_MS).then(|| count.parse::<u32>().ok())?
-                })
+        let mut failed = None;
+        let mut answers = all.into_iter();
+        for c in &customers {
+            // Three replies per customer, as asked; `replies` checked their number.
+            let (Some(hset), Some(pexpire), Some(hgetall)) = (answers.next(), answers.next(), answers.next())
+            else {
+                break;
+            };
+            if let Some(e) = write_error(&hset).or_else(|| write_error(&pexpire)) {
+                failed = Some(e);
+                break;
+            }
+            let nodes = match reply(&inner, hgetall) {
+                Ok(v) => v,
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            };
+            let others: u32 = bind_counts(&inner, nodes)
+                .filter(|(n, _, _)| *n != node.as_bytes())
+                .filter_map(|(_, count, at)| (now_ms.saturating_sub(at) <= BINDS_STALE_MS).then_some(count))
                 .sum();
             c.remote_binds.store(others, Ordering::Release);
         }
+        if let Some(e) = failed {
+            inner.fail("publishing bind counts", &e);
+        }
     }
+}
+
+/// The entries of a `binds:` hash (HGETALL's reply, a flat array or a map): (node id, binds,
+/// unix ms). An entry that is not `{binds}:{unix ms}` is skipped and counted as malformed, as is a
+/// reply that is not a hash.
+fn bind_counts(inner: &Inner, reply: Value) -> impl Iterator<Item = (Vec<u8>, u32, u64)> + '_ {
+    let pairs: Vec<(Value, Value)> = match reply {
+        Value::Nil => Vec::new(),
+        Value::Map(pairs) => pairs,
+        Value::Array(flat) if flat.len() % 2 == 0 => {
+            let mut it = flat.into_iter();
+            std::iter::from_fn(|| Some((it.next()?, it.next()?))).collect()
+        }
+        _ => malformed(inner).unwrap_or_default(),
+    };
+    pairs.into_iter().filter_map(move |(n, v)| {
+        let parsed = match (n, v) {
+            (Value::BulkString(n), Value::BulkString(v)) => std::str::from_utf8(&v).ok().and_then(|v| {
+                let (count, at) = v.split_once(':')?;
+                Some((n, count.parse().ok()?, at.parse().ok()?))
+            }),
+            _ => None,
+        };
+        parsed.or_else(|| malformed(inner))
+    })
 }
 
 /// Starts the Redis link (on the current runtime) and wires it into the API: `/ready` checks it,
