@@ -154,3 +154,65 @@ fn post_reload_of_the_toml_file_gives_one_reason_per_error_and_503_when_the_file
     assert!(gw.wait().unwrap().success());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn vendor_binds_replaced_under_traffic_leave_no_load_behind() {
+    // Goal: messages on their way from one core to a vendor bind on the other while a reload
+    // replaces that vendor's binds are counted off the bind they were counted on; the new binds
+    // start, and end, with nothing counted (a miscount once left a new bind "full" for good:
+    // its load wrapped below zero, and every message of the route got ESME_RTHROTTLED).
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let v = sim(|s| s.faults.resp_latency = smppgw_loadgen::sim::Delay::Fixed(Duration::from_millis(2)));
+    let mut cfg = config(&[("v", v.local_addr())]);
+    cfg.vendors[0].window = 2;
+    cfg.vendors[0].binds = 2;
+    let gw = smppgw_engine::start(cfg.clone()).unwrap();
+    assert!(wait_for(Duration::from_secs(5), || v.stats().binds_current >= 2));
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let senders: Vec<_> = (0..4)
+        .map(|t| {
+            let (stop, addr) = (stop.clone(), gw.local_addr);
+            std::thread::spawn(move || {
+                let mut c = Client::connect(addr);
+                assert_eq!(c.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+                let mut i = 0u32;
+                while !stop.load(Ordering::Acquire) {
+                    // Eight at a time, more than the binds' windows, so that cores hand work
+                    // to each other's binds.
+                    for k in 0..8 {
+                        let (_, p) = c.submit_pdu(&format!("15557{t}{i:05}{k}"), "x");
+                        c.send(&p);
+                    }
+                    // In whatever order they come (a refusal overtakes a message at the vendor).
+                    for _ in 0..8 {
+                        let p = c.recv().expect("every submit answered");
+                        assert!(matches!(p.body, Body::SubmitSmResp(_)), "{p:?}");
+                    }
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    for round in 0..12u32 {
+        std::thread::sleep(Duration::from_millis(100));
+        // The window is part of a bind's connection settings: every reload replaces the binds.
+        cfg.vendors[0].window = 2 + round % 2;
+        let version = gw.control().reload(cfg.clone()).unwrap();
+        assert!(wait_for(Duration::from_secs(2), || gw.control().applied_everywhere(version)));
+    }
+    stop.store(true, Ordering::Release);
+    for s in senders {
+        s.join().unwrap();
+    }
+    let loads = || {
+        let snap = gw.control().current();
+        let v = snap.vendors.iter().flatten().find(|v| v.cfg.name == "v").unwrap().clone();
+        v.slots.iter().map(|s| s.load.load(Ordering::Relaxed)).collect::<Vec<u32>>()
+    };
+    assert!(wait_for(Duration::from_secs(5), || loads().iter().all(|&l| l == 0)), "loads {:?}", loads());
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+    assert_eq!(c.submit("15557999999", "after").0, CommandStatus::ESME_ROK);
+    gw.shutdown();
+    gw.join();
+}

@@ -209,12 +209,12 @@ pub struct Found {
 /// What moves between cores (and, through the local inbox, within one).
 #[derive(Debug)]
 pub enum CoreMsg {
-    /// Run this job on vendor slot (vendor, slot), owned by the receiving core.
+    /// Run this job on a vendor slot owned by the receiving core.
     Job {
-        /// Vendor index.
-        vendor: u32,
-        /// Slot index.
-        slot: u32,
+        /// The slot, as the sender chose it and counted the job in its load: a reload on the
+        /// receiving core may have replaced it since (the job then goes elsewhere and the count
+        /// comes off this slot, not off its successor).
+        slot: Arc<BindSlot>,
         /// The job (boxed: it moves through queues and channels by pointer).
         job: Box<Job>,
     },
@@ -982,7 +982,7 @@ impl Core {
                 return Err(job);
             }
             slot.load.fetch_add(1, Ordering::Relaxed);
-            outbox.push(CoreMsg::Job { vendor: slot.vendor, slot: slot.slot, job }).map_err(|m| {
+            outbox.push(CoreMsg::Job { slot: slot.clone(), job }).map_err(|m| {
                 slot.load.fetch_sub(1, Ordering::Relaxed);
                 match m {
                     CoreMsg::Job { job, .. } => job,
@@ -1014,11 +1014,15 @@ impl Core {
         }
     }
 
-    /// A job arrived from another core for one of our vendor slots.
-    fn accept_remote_job(&self, vendor: u32, slot: u32, job: Box<Job>) {
-        let mb = self.vendor_binds.borrow().get(&(vendor, slot)).map(|(_, m)| m.clone());
-        let snap = self.snapshot();
-        let slot_rt = snap.vendor(vendor).and_then(|v| v.slots.get(slot as usize)).cloned();
+    /// A job arrived from another core for one of our vendor slots: it goes to that slot if it
+    /// is still the one the sender counted it on, else (replaced by a reload, gone) elsewhere.
+    fn accept_remote_job(&self, slot: &Arc<BindSlot>, job: Box<Job>) {
+        let mb = self
+            .vendor_binds
+            .borrow()
+            .get(&(slot.vendor, slot.slot))
+            .filter(|(s, _)| Arc::ptr_eq(s, slot))
+            .map(|(_, m)| m.clone());
         let job = match mb {
             Some(mb) => match mb.push(VendorMsg::Job(job)) {
                 Ok(()) => return,
@@ -1027,9 +1031,7 @@ impl Core {
             },
             None => job,
         };
-        if let Some(s) = slot_rt {
-            s.load.fetch_sub(1, Ordering::Relaxed);
-        }
+        slot.load.fetch_sub(1, Ordering::Relaxed);
         self.dispatch(job);
     }
 
@@ -1366,7 +1368,7 @@ impl Core {
     /// Handles a message from another core or the local inbox.
     pub fn on_core_msg(&self, msg: CoreMsg) {
         match msg {
-            CoreMsg::Job { vendor, slot, job } => self.accept_remote_job(vendor, slot, job),
+            CoreMsg::Job { slot, job } => self.accept_remote_job(&slot, job),
             CoreMsg::Op { slot, op } => {
                 let mb = self.vendor_binds.borrow().get(&(op.vendor, slot)).map(|(_, m)| m.clone());
                 match mb {
