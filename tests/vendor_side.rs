@@ -283,3 +283,61 @@ fn a_vendor_that_drops_each_bind_at_once_is_reconnected_to_with_growing_backoff(
     assert!(gaps.iter().skip(2).all(|&g| g >= 200), "the backoff grew past its minimum: {gaps:?}");
     assert!(at.len() <= 12, "{} connections in 2.5 s: {gaps:?}", at.len());
 }
+
+#[test]
+fn a_cancel_in_progress_at_shutdown_is_answered_before_the_unbind() {
+    // Goal: shutdown while a customer's cancel_sm waits for the vendor: the customer gets the
+    // cancel_sm_resp, then the unbind (the unbind used to go at once, and the answer with it).
+    let (addr, _seen) = fake_smsc(|_, mut c| {
+        accept_bind(&mut c);
+        while let Some(p) = c.recv() {
+            match p.body {
+                Body::SubmitSm(_) => c.send(&Pdu::new(
+                    p.sequence_number,
+                    Body::SubmitSmResp(smppgw_codec::MessageIdResp {
+                        message_id: "V9".into(),
+                        tlvs: Default::default(),
+                    }),
+                )),
+                Body::CancelSm(_) => {
+                    std::thread::sleep(Duration::from_millis(600));
+                    c.send(&Pdu::new(p.sequence_number, Body::CancelSmResp));
+                }
+                Body::EnquireLink => c.send(&Pdu::new(p.sequence_number, Body::EnquireLinkResp)),
+                Body::Unbind => c.send(&Pdu::new(p.sequence_number, Body::UnbindResp)),
+                _ => {}
+            }
+        }
+    });
+    let mut cfg = config(&[("smsc", addr)]);
+    cfg.vendors[0].binds = 1;
+    let gw = smppgw_engine::start(cfg).unwrap();
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
+    let (st, id) = c.submit("15556100000", "to cancel");
+    assert_eq!(st, CommandStatus::ESME_ROK);
+    let seq = c.next_seq();
+    let cancel = smppgw_codec::CancelSm {
+        message_id: id.into(),
+        source: smppgw_codec::Address::new(1, 1, "15550001"),
+        dest: smppgw_codec::Address::new(1, 1, "15556100000"),
+        ..Default::default()
+    };
+    c.send(&Pdu::new(seq, Body::CancelSm(cancel)));
+    std::thread::sleep(Duration::from_millis(150));
+    gw.shutdown();
+    let mut seen = Vec::new();
+    while let Some(p) = c.recv() {
+        seen.push((p.command_id(), p.sequence_number, p.command_status));
+        if let Body::Unbind = p.body {
+            c.send(&Pdu::new(p.sequence_number, Body::UnbindResp));
+        }
+    }
+    gw.join();
+    let at = |id: smppgw_codec::CommandId| seen.iter().position(|(c, _, _)| *c == id);
+    let cancel_at =
+        at(smppgw_codec::CommandId::CANCEL_SM_RESP).unwrap_or_else(|| panic!("answered: {seen:?}"));
+    assert_eq!(seen[cancel_at].1, seq);
+    assert_eq!(seen[cancel_at].2, CommandStatus::ESME_ROK, "{seen:?}");
+    assert!(at(smppgw_codec::CommandId::UNBIND).is_some_and(|u| u > cancel_at), "then the unbind: {seen:?}");
+}

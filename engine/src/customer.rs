@@ -144,6 +144,10 @@ enum State {
     Closed,
 }
 
+/// The longest a session being shut down waits for its outstanding requests before it unbinds
+/// (each is answered within its vendor's timeouts, far sooner; this only bounds the wait).
+pub const CLOSING_WAIT_MAX: Duration = Duration::from_secs(600);
+
 /// One customer connection's protocol state.
 #[derive(Debug)]
 pub struct CustomerSession {
@@ -151,6 +155,9 @@ pub struct CustomerSession {
     state: State,
     window: u32,
     outstanding: u32,
+    /// query_sm, cancel_sm and replace_sm accepted and not answered yet: an unbind waits for
+    /// them as for submits.
+    ops: u32,
     next_seq: u32,
     last_rx: Instant,
     enquire_sent: Option<Instant>,
@@ -169,6 +176,7 @@ impl CustomerSession {
             state: State::Open { since: now, failures: 0 },
             window: 1,
             outstanding: 0,
+            ops: 0,
             next_seq: 1,
             last_rx: now,
             enquire_sent: None,
@@ -256,9 +264,20 @@ impl CustomerSession {
 
     /// Gives back `n` taken by [`CustomerSession::take_window`] (answered, or never sent). An
     /// unbind waiting for the window to drain goes on when it has.
-    pub fn give_window(&mut self, n: u32, out: &mut BytesMut, events: &mut Vec<Event>) {
+    pub fn give_window(&mut self, n: u32, now: Instant, out: &mut BytesMut, events: &mut Vec<Event>) {
         self.outstanding = self.outstanding.saturating_sub(n);
-        self.finish_unbind_if_drained(out, events);
+        self.on_answered(now, out, events);
+    }
+
+    /// The driver accepted a query_sm, cancel_sm or replace_sm: an unbind waits for its answer.
+    pub fn op_began(&mut self) {
+        self.ops += 1;
+    }
+
+    /// The driver answered one of those (or gave up on it).
+    pub fn op_answered(&mut self, now: Instant, out: &mut BytesMut, events: &mut Vec<Event>) {
+        self.ops = self.ops.saturating_sub(1);
+        self.on_answered(now, out, events);
     }
 
     /// Whether the session has ended.
@@ -304,7 +323,7 @@ impl CustomerSession {
             (State::Bound { kind, style }, Body::Unbind) => {
                 let (kind, style) = (*kind, *style);
                 self.state = State::Unbinding { kind, style, seq };
-                self.finish_unbind_if_drained(out, events);
+                self.on_answered(now, out, events);
             }
             (State::Closing { .. }, Body::Unbind) => {
                 Pdu::new(seq, Body::UnbindResp).encode(out);
@@ -484,6 +503,7 @@ impl CustomerSession {
         seq: u32,
         data_sm: bool,
         result: SubmitResult,
+        now: Instant,
         out: &mut BytesMut,
         events: &mut Vec<Event>,
     ) {
@@ -505,28 +525,32 @@ impl CustomerSession {
             smppgw_codec::CommandId::SUBMIT_SM_RESP
         };
         smppgw_codec::encode_message_id_resp(cmd, status, seq, id, out);
-        self.finish_unbind_if_drained(out, events);
-        if let State::Closing { since: _, unbind_sent: false, .. } = self.state
-            && self.outstanding == 0
-        {
-            self.send_unbind(out);
+        self.on_answered(now, out, events);
+    }
+
+    /// Something outstanding was answered: an unbind waiting for everything to be answered (the
+    /// customer's, or ours at shutdown) goes on once it is.
+    fn on_answered(&mut self, now: Instant, out: &mut BytesMut, events: &mut Vec<Event>) {
+        if self.outstanding > 0 || self.ops > 0 {
+            return;
+        }
+        match self.state {
+            State::Unbinding { seq, .. } => {
+                Pdu::new(seq, Body::UnbindResp).encode(out);
+                self.state = State::Closed;
+                events.push(Event::Close(CloseReason::Unbound));
+            }
+            State::Closing { unbind_sent: false, .. } => self.send_unbind(now, out),
+            _ => {}
         }
     }
 
-    fn finish_unbind_if_drained(&mut self, out: &mut BytesMut, events: &mut Vec<Event>) {
-        if let State::Unbinding { seq, .. } = self.state
-            && self.outstanding == 0
-        {
-            Pdu::new(seq, Body::UnbindResp).encode(out);
-            self.state = State::Closed;
-            events.push(Event::Close(CloseReason::Unbound));
-        }
-    }
-
-    fn send_unbind(&mut self, out: &mut BytesMut) {
+    fn send_unbind(&mut self, now: Instant, out: &mut BytesMut) {
         let seq = self.next_sequence();
         Pdu::new(seq, Body::Unbind).encode(out);
-        if let State::Closing { unbind_sent, .. } = &mut self.state {
+        if let State::Closing { since, unbind_sent, .. } = &mut self.state {
+            // The customer has its response timeout to answer the unbind, from now.
+            *since = now;
             *unbind_sent = true;
         }
     }
@@ -536,9 +560,7 @@ impl CustomerSession {
         match self.state {
             State::Bound { style, .. } => {
                 self.state = State::Closing { since: now, unbind_sent: false, style };
-                if self.outstanding == 0 {
-                    self.send_unbind(out);
-                }
+                self.on_answered(now, out, events);
             }
             State::Unbinding { .. } | State::Closing { .. } | State::Closed => {}
             State::Open { .. } | State::Binding { .. } => {
@@ -561,7 +583,10 @@ impl CustomerSession {
         let s = &self.settings;
         match self.state {
             State::Open { since, .. } | State::Binding { since } => since + s.bind_timeout,
-            State::Closing { since, .. } => since + s.response_timeout,
+            // Waiting for what is outstanding has no deadline of its own (every submit is
+            // answered within its vendor's timeouts; shutdown bounds the whole by its grace).
+            State::Closing { since, unbind_sent: true, .. } => since + s.response_timeout,
+            State::Closing { since, .. } => since + CLOSING_WAIT_MAX,
             _ => match self.enquire_sent {
                 Some(at) => at + s.response_timeout,
                 None => (self.last_rx + s.enquire_link_interval).min(self.last_rx + s.session_timeout),
@@ -589,8 +614,14 @@ impl CustomerSession {
             }
             // Authentication is under way in the driver; it always answers.
             State::Binding { .. } => {}
-            State::Closing { since, .. } => {
+            State::Closing { since, unbind_sent: true, .. } => {
                 if now >= since + response_timeout {
+                    self.state = State::Closed;
+                    events.push(Event::Close(CloseReason::Shutdown));
+                }
+            }
+            State::Closing { since, .. } => {
+                if now >= since + CLOSING_WAIT_MAX {
                     self.state = State::Closed;
                     events.push(Event::Close(CloseReason::Shutdown));
                 }
@@ -780,6 +811,41 @@ mod tests {
     }
 
     #[test]
+    fn shutdown_waits_for_pending_operations_and_submits_then_gives_the_unbind_its_own_timeout() {
+        // A cancel_sm in progress and a submit at a slow vendor: our unbind goes only once both
+        // are answered, however long that takes within the wait's bound; then the customer has
+        // its response timeout to answer the unbind.
+        let (mut s, now) = bound(BindKind::Transceiver, 10);
+        let (mut out, mut ev) = (BytesMut::new(), Vec::new());
+        s.on_pdu(submit(2), now, &mut out, &mut ev);
+        s.op_began();
+        s.begin_shutdown(now, &mut out, &mut ev);
+        assert!(decode_all(&mut out).is_empty(), "nothing answered yet: no unbind");
+        let later = now + Duration::from_secs(30);
+        s.on_tick(later, &mut out, &mut ev);
+        assert!(!s.is_closed(), "waiting past the response timeout for the vendor's answer");
+        s.submit_done(2, false, Ok(1), later, &mut out, &mut ev);
+        s.op_answered(later, &mut out, &mut ev);
+        let sent = decode_all(&mut out);
+        assert_eq!(
+            sent.iter().map(|p| p.command_id()).collect::<Vec<_>>(),
+            vec![CommandId::SUBMIT_SM_RESP, CommandId::UNBIND]
+        );
+        s.on_tick(later + Duration::from_secs(9), &mut out, &mut ev);
+        assert!(!s.is_closed());
+        s.on_tick(later + Duration::from_secs(10), &mut out, &mut ev);
+        assert!(s.is_closed(), "the unbind unanswered for the response timeout");
+        // The customer's own unbind waits for a pending operation too.
+        let (mut s, now) = bound(BindKind::Transceiver, 10);
+        let (mut out, mut ev) = (BytesMut::new(), Vec::new());
+        s.op_began();
+        s.on_pdu(Pdu::new(9, Body::Unbind), now, &mut out, &mut ev);
+        assert!(decode_all(&mut out).is_empty());
+        s.op_answered(now, &mut out, &mut ev);
+        assert_eq!(decode_all(&mut out)[0].command_id(), CommandId::UNBIND_RESP);
+    }
+
+    #[test]
     fn a_request_before_bind_gets_invbndsts() {
         let now = Instant::now();
         let mut s = CustomerSession::new(settings(), now);
@@ -818,7 +884,7 @@ mod tests {
         let r = decode_all(&mut out);
         assert_eq!(r.len(), 1, "only the third is answered at once");
         assert_eq!(r[0].command_status, CommandStatus::ESME_RTHROTTLED);
-        s.submit_done(2, false, Ok(0xabc), &mut out, &mut ev);
+        s.submit_done(2, false, Ok(0xabc), now, &mut out, &mut ev);
         let r = decode_all(&mut out);
         assert_eq!(
             r[0].body,
@@ -839,12 +905,12 @@ mod tests {
         let r = decode_all(&mut out);
         assert_eq!(r.len(), 1);
         assert_eq!((r[0].sequence_number, r[0].command_status), (3, CommandStatus::ESME_RTHROTTLED));
-        s.submit_done(2, false, Ok(1), &mut out, &mut ev);
+        s.submit_done(2, false, Ok(1), now, &mut out, &mut ev);
         s.on_pdu(Pdu::new(4, Body::Unbind), now, &mut out, &mut ev);
         let _ = decode_all(&mut out);
-        s.give_window(1, &mut out, &mut ev);
+        s.give_window(1, now, &mut out, &mut ev);
         assert!(decode_all(&mut out).is_empty(), "one destination still out: no unbind_resp yet");
-        s.give_window(1, &mut out, &mut ev);
+        s.give_window(1, now, &mut out, &mut ev);
         let r = decode_all(&mut out);
         assert_eq!((r[0].command_id(), r[0].sequence_number), (CommandId::UNBIND_RESP, 4));
         assert!(matches!(ev.last(), Some(Event::Close(CloseReason::Unbound))));
@@ -858,7 +924,7 @@ mod tests {
         s.on_pdu(Pdu::new(3, Body::Unbind), now, &mut out, &mut ev);
         let _ = decode_all(&mut out);
         assert!(!ev.iter().any(|e| matches!(e, Event::Close(_))));
-        s.submit_done(2, false, Err(CommandStatus::ESME_RSYSERR), &mut out, &mut ev);
+        s.submit_done(2, false, Err(CommandStatus::ESME_RSYSERR), now, &mut out, &mut ev);
         let r = decode_all(&mut out);
         assert_eq!(r[0].command_status, CommandStatus::ESME_RSYSERR);
         assert_eq!(r[1].command_id(), CommandId::UNBIND_RESP);
@@ -1257,7 +1323,7 @@ mod fuzz_tests {
             // Everything routed is answered.
             for e in ev.drain(..) {
                 if let Event::Submit { seq, .. } | Event::DataSm { seq, .. } = e {
-                    s.submit_done(seq, false, Err(CommandStatus::ESME_RSYSERR), &mut out, &mut Vec::new());
+                    s.submit_done(seq, false, Err(CommandStatus::ESME_RSYSERR), now, &mut out, &mut Vec::new());
                 }
             }
             prop_assert_eq!(s.outstanding(), 0);

@@ -500,7 +500,7 @@ impl CustomerDriver {
     }
 
     /// Answers a submit refused for a throughput limit (the customer's, or a 10DLC one).
-    fn throttled(&mut self, seq: u32, data_sm: bool, c: &CustomerRt) {
+    fn throttled(&mut self, seq: u32, data_sm: bool, c: &CustomerRt, now: Instant) {
         c.counters.throttled.fetch_add(1, Ordering::Relaxed);
         self.core.metrics.submit_results.add(self.core.idx, CommandStatus::ESME_RTHROTTLED.0);
         self.core.metrics.rejected.fetch_add(1, Ordering::Relaxed);
@@ -509,6 +509,7 @@ impl CustomerDriver {
             seq,
             data_sm,
             Err(CommandStatus::ESME_RTHROTTLED),
+            now,
             &mut self.wbuf,
             &mut sink,
         );
@@ -529,7 +530,7 @@ impl CustomerDriver {
         if !(c.limiter.try_acquire(segments, self.io.nanos(now)) && c.lease.try_take(segments)) {
             self.core.metrics.throttled_customer.fetch_add(1, Ordering::Relaxed);
             let c = Arc::clone(c);
-            return self.throttled(seq, data_sm, &c);
+            return self.throttled(seq, data_sm, &c, now);
         }
         // 10DLC: the campaign of the source number and its brand (a source in none is not limited).
         let refused = {
@@ -543,7 +544,7 @@ impl CustomerDriver {
         if let Some(refusal) = refused {
             refusal.counter(&self.core.metrics).fetch_add(1, Ordering::Relaxed);
             let c = Arc::clone(c);
-            return self.throttled(seq, data_sm, &c);
+            return self.throttled(seq, data_sm, &c, now);
         }
         c.counters.submitted.fetch_add(1, Ordering::Relaxed);
         c.counters.segments.fetch_add(u64::from(segments), Ordering::Relaxed);
@@ -620,6 +621,7 @@ impl CustomerDriver {
         };
         self.queries
             .insert(seq, PendingQuery { since: now, what, answers: 0, found: None, remote: false, shown_id });
+        self.machine.op_began();
         let reply = self.reply_to(seq, ReplyKind::Submit);
         for core in 0..self.core.cores() {
             self.core.send(core, CoreMsg::Query { shown_id, customer: c.idx, reply });
@@ -714,7 +716,7 @@ impl CustomerDriver {
         pm.remaining = jobs.len();
         // Destinations refused here are answered already: their share of the window goes back.
         let mut sink = Vec::new();
-        self.machine.give_window(smes - jobs.len() as u32, &mut self.wbuf, &mut sink);
+        self.machine.give_window(smes - jobs.len() as u32, now, &mut self.wbuf, &mut sink);
         let empty = jobs.is_empty();
         self.multis.insert(seq, pm);
         if empty {
@@ -755,15 +757,21 @@ impl CustomerDriver {
         smppgw_codec::Pdu::with_status(seq, status, body).encode(&mut self.wbuf);
     }
 
-    fn on_done(&mut self, reply: ReplyTo, result: Result<u64, CommandStatus>, events: &mut Vec<Event>) {
+    fn on_done(
+        &mut self,
+        reply: ReplyTo,
+        result: Result<u64, CommandStatus>,
+        now: Instant,
+        events: &mut Vec<Event>,
+    ) {
         let seq = reply.seq;
         match reply.kind {
-            ReplyKind::Submit => self.machine.submit_done(seq, false, result, &mut self.wbuf, events),
-            ReplyKind::DataSm => self.machine.submit_done(seq, true, result, &mut self.wbuf, events),
+            ReplyKind::Submit => self.machine.submit_done(seq, false, result, now, &mut self.wbuf, events),
+            ReplyKind::DataSm => self.machine.submit_done(seq, true, result, now, &mut self.wbuf, events),
             ReplyKind::Multi(i) => {
                 let Some(pm) = self.multis.get_mut(&seq) else { return };
                 pm.remaining = pm.remaining.saturating_sub(1);
-                self.machine.give_window(1, &mut self.wbuf, events);
+                self.machine.give_window(1, now, &mut self.wbuf, events);
                 let Some(pm) = self.multis.get_mut(&seq) else { return };
                 match result {
                     Ok(_) => pm.any_ok = true,
@@ -784,6 +792,7 @@ impl CustomerDriver {
                 };
                 let st = result.err().unwrap_or(CommandStatus::ESME_ROK);
                 smppgw_codec::Pdu::with_status(seq, st, body).encode(&mut self.wbuf);
+                self.machine.op_answered(now, &mut self.wbuf, events);
             }
         }
     }
@@ -803,6 +812,7 @@ impl CustomerDriver {
             let (st, body) = q.what.failure();
             warn!(seq, "request's lookup not answered in time: answered {st}");
             smppgw_codec::Pdu::with_status(seq, st, body).encode(&mut self.wbuf);
+            self.machine.op_answered(now, &mut self.wbuf, events);
         }
         let late: Vec<u32> = self
             .multis
@@ -816,12 +826,18 @@ impl CustomerDriver {
                 seq,
                 remaining, "submit_multi destinations not answered in time: answered with what is known"
             );
-            self.machine.give_window(remaining as u32, &mut self.wbuf, events);
+            self.machine.give_window(remaining as u32, now, &mut self.wbuf, events);
             self.finish_multi(seq);
         }
     }
 
-    fn on_query_answer(&mut self, reply: ReplyTo, found: Option<Box<Found>>) {
+    fn on_query_answer(
+        &mut self,
+        reply: ReplyTo,
+        found: Option<Box<Found>>,
+        now: Instant,
+        events: &mut Vec<Event>,
+    ) {
         let seq = reply.seq;
         let cores = self.core.cores();
         let Some(q) = self.queries.get_mut(&seq) else { return };
@@ -856,6 +872,7 @@ impl CustomerDriver {
                     error_code: r.error.min(255) as u8,
                 };
                 smppgw_codec::Pdu::new(seq, smppgw_codec::Body::QuerySmResp(body)).encode(&mut self.wbuf);
+                self.machine.op_answered(now, &mut self.wbuf, events);
             }
             (Pending::Cancel(mut x), Some(f)) if !f.record.state.is_final() => {
                 x.message_id = Bytes::copy_from_slice(&f.record.vendor_id);
@@ -882,6 +899,7 @@ impl CustomerDriver {
             (what, _) => {
                 let (st, body) = what.failure();
                 smppgw_codec::Pdu::with_status(seq, st, body).encode(&mut self.wbuf);
+                self.machine.op_answered(now, &mut self.wbuf, events);
             }
         }
     }
@@ -1010,9 +1028,11 @@ async fn customer_session(core: Rc<Core>, io: Rc<CoreIo>, mut stream: TcpStream,
                 mailbox.drain_into(&mut msgs);
                 for m in msgs.drain(..) {
                     match m {
-                        SessionMsg::Done { reply, result } => d.on_done(reply, result, &mut events),
+                        SessionMsg::Done { reply, result } => d.on_done(reply, result, now, &mut events),
                         SessionMsg::Deliver(del) => d.on_deliver(del, now),
-                        SessionMsg::QueryAnswer { reply, found } => d.on_query_answer(reply, found),
+                        SessionMsg::QueryAnswer { reply, found } => {
+                            d.on_query_answer(reply, found, now, &mut events)
+                        }
                         SessionMsg::Shutdown => d.machine.begin_shutdown(now, &mut d.wbuf, &mut events),
                     }
                 }
@@ -1154,7 +1174,7 @@ pub async fn vendor_slot(
     let mut queue: VecDeque<VJob> = VecDeque::new();
     let mut shutting = false;
     let mut msgs = Vec::new();
-    loop {
+    'slot: loop {
         let snap = core.snapshot();
         let Some(v) = snap.vendor(vendor).cloned() else { break };
         // A reload that replaced this slot retires this task (the new slot has its own).
@@ -1182,11 +1202,10 @@ pub async fn vendor_slot(
                 .await;
                 if got {
                     redispatch_mail(&core, &mailbox, &slot_rt, &mut msgs, &mut shutting);
-                    if shutting {
-                        return;
-                    }
-                    if mailbox.is_closed() {
-                        return;
+                    if shutting || mailbox.is_closed() {
+                        // Through the common exit: the mailbox closed, and anything that raced
+                        // into it sent elsewhere.
+                        break 'slot;
                     }
                 }
             }
