@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, IntoRawFd, RawFd};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 /// Serialises reloads on the control plane. The cores never touch it, which is why this one lock
 /// is allowed outside the data plane's no-lock rule.
 #[allow(clippy::disallowed_types)]
@@ -339,6 +339,7 @@ fn start_with(config: Config, remote: Option<RemoteLinks>) -> Result<Gateway, St
     // Deliveries each core still holds for bound customers when shutdown begins; 1 = not known
     // yet, so no core unbinds customers before every core has looked.
     let draining: Arc<Vec<AtomicU64>> = Arc::new((0..cores).map(|_| AtomicU64::new(1)).collect());
+    let stages = Arc::new(StopStages::default());
     let (balancer, mut handoffs) = Balancer::new(cores, metrics.clone());
     handoffs.reverse();
     let allowed = allowed_cpus();
@@ -355,6 +356,7 @@ fn start_with(config: Config, remote: Option<RemoteLinks>) -> Result<Gateway, St
         let remote = remote.clone();
         let draining = draining.clone();
         let handing = handing.clone();
+        let stages = stages.clone();
         let balancer = balancer.clone();
         let Some(handoff_rx) = handoffs.pop() else {
             return Err(StartError::Executor { core, message: "no handoff queue".into() });
@@ -388,7 +390,7 @@ fn start_with(config: Config, remote: Option<RemoteLinks>) -> Result<Gateway, St
                         ctl_rx,
                         (applied, published),
                         remote.map(|r| r.make()),
-                        (draining, handing),
+                        (draining, handing, stages),
                         (balancer, handoff_rx),
                     )
                     .await;
@@ -504,6 +506,34 @@ fn spawn_vendor_slots(
 /// A receiver bind's mailbox: its sender's stop, and room to spare.
 const RECEIVER_MAILBOX: usize = 4;
 
+/// Shutdown's steps that every core finishes before any goes on to the next.
+#[derive(Debug, Default)]
+struct StopStages {
+    /// Cores whose customer sessions are all closed (or out of grace).
+    customers_done: AtomicUsize,
+    /// Cores whose vendor binds have stopped.
+    vendors_done: AtomicUsize,
+}
+
+impl StopStages {
+    /// Counts this core at `stage` and waits, still serving what the control plane hands it,
+    /// until every core is there or `until`.
+    async fn wait(
+        &self,
+        stage: &AtomicUsize,
+        cores: usize,
+        until: Instant,
+        core: &Core,
+        control: &crossbeam_channel::Receiver<Control>,
+    ) {
+        stage.fetch_add(1, Ordering::AcqRel);
+        while stage.load(Ordering::Acquire) < cores && Instant::now() < until {
+            Timer::new(Duration::from_millis(5)).await;
+            take_control_while_stopping(core, control);
+        }
+    }
+}
+
 /// How long a stopping core waits for hand-offs from the shared queue that began before shutdown
 /// (a Redis round trip, and the control plane's patience with a full control queue).
 const HANDOFF_PATIENCE: Duration = Duration::from_secs(2);
@@ -536,7 +566,7 @@ async fn core_main(
     control: crossbeam_channel::Receiver<Control>,
     (applied, published): (Arc<AtomicU64>, Arc<Published>),
     remote: Option<crate::remote::RemoteLink>,
-    (draining, handing): (Arc<Vec<AtomicU64>>, Arc<AtomicU32>),
+    (draining, handing, stages): (Arc<Vec<AtomicU64>>, Arc<AtomicU32>, Arc<StopStages>),
     (balancer, handoffs): (Arc<Balancer>, crossbeam_channel::Receiver<Handoff>),
 ) {
     let cores = snap.cores;
@@ -732,7 +762,9 @@ async fn core_main(
         Timer::new(Duration::from_millis(10)).await;
         take_control_while_stopping(&core, &control);
     }
-    // Customers are gone (or out of time): vendors unbind once their windows drain.
+    // Every core's customers are gone (or out of time) before any core's vendors unbind: a
+    // customer draining on another core may still send a message to a bind of this one.
+    stages.wait(&stages.customers_done, cores, deadline, &core, &control).await;
     for mb in core.vendor_mailboxes() {
         let _ = mb.push(VendorMsg::Shutdown);
     }
@@ -750,6 +782,11 @@ async fn core_main(
         )
         .await;
     }
+    // No core stops taking messages from the others while their vendor binds still read: a
+    // receipt read there may belong to this core's store or customers.
+    stages
+        .wait(&stages.vendors_done, cores, vendor_deadline + Duration::from_millis(500), &core, &control)
+        .await;
     for o in &outboxes {
         o.close();
     }
