@@ -104,6 +104,10 @@ async fn wait<M>(
     .await
 }
 
+/// How late a session's timer may be, while its socket stays readable, before the driver acts
+/// on the deadline itself (the wait looks at the socket first).
+const STARVED_TIMER: Duration = Duration::from_secs(1);
+
 /// A timer for the next deadline of a session machine.
 ///
 /// Re-armed only when the deadline moves earlier or the timer has fired: a later deadline (every
@@ -1042,9 +1046,9 @@ async fn customer_session(core: Rc<Core>, io: Rc<CoreIo>, mut stream: TcpStream,
                 d.machine.on_tick(now, &mut d.wbuf, &mut events)
             }
         }
-        if !timer_woke && now >= deadline.at {
+        if !timer_woke && now >= deadline.at + STARVED_TIMER {
             // A peer that keeps the socket readable is read before the timer is looked at:
-            // the deadlines it passed are kept here.
+            // deadlines it kept from firing are acted on here.
             d.machine.on_tick(now, &mut d.wbuf, &mut events);
         }
         if !d.queries.is_empty() || !d.multis.is_empty() {
@@ -1335,9 +1339,11 @@ pub async fn vendor_slot(
                     machine.on_tick(now, &mut wbuf, &mut events)
                 }
             }
-            if !timer_woke && now >= deadline.at {
+            if !timer_woke && now >= deadline.at + STARVED_TIMER {
                 // A vendor that keeps the socket readable is read before the timer is looked
-                // at: the deadlines it passed (submit timeouts, keepalive) are kept here.
+                // at: deadlines it kept from firing (submit timeouts, keepalive) are acted on
+                // here. Not at once: after a pause in reading (a backlogged executor) answers
+                // may still wait in the socket, and the timer's own wake reads them first.
                 machine.on_tick(now, &mut wbuf, &mut events);
             }
             let mut close = false;
