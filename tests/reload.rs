@@ -216,3 +216,30 @@ fn vendor_binds_replaced_under_traffic_leave_no_load_behind() {
     gw.shutdown();
     gw.join();
 }
+
+#[test]
+fn a_reload_reaches_every_core_even_when_one_has_a_full_control_queue() {
+    // Goal: a core whose control queue is full (lookups and receipts from the control plane
+    // pile up) still switches to a new configuration, and the reload is never refused half
+    // applied (it used to be refused with the cores before that one already switched).
+    let v = sim(|_| {});
+    let mut cfg = config(&[("v", v.local_addr())]);
+    let gw = smppgw_engine::start(cfg.clone()).unwrap();
+    let control = gw.control();
+    let (tx, _rx) = crossbeam_channel::bounded(100_000);
+    let mut queued = 0;
+    while control
+        .send_to_core(1, smppgw_engine::runtime::Control::Lookup { shown_id: 1, reply: tx.clone() })
+        .is_ok()
+    {
+        queued += 1;
+        assert!(queued < 100_000, "the control queue is bounded");
+    }
+    cfg.customers[0].throughput = 7;
+    let version = control.reload(cfg).expect("not refused");
+    assert!(wait_for(Duration::from_secs(2), || control.applied_everywhere(version)), "every core runs it");
+    let snap = control.current();
+    assert_eq!(snap.version, version);
+    gw.shutdown();
+    gw.join();
+}

@@ -117,9 +117,6 @@ pub enum ReloadError {
     /// The new config does not validate; the running one stays.
     #[error("{0}")]
     Invalid(#[from] crate::config::ConfigErrors),
-    /// A core's control queue is full (reloads faster than cores apply them).
-    #[error("core {0} has reloads queued; try again")]
-    Busy(usize),
 }
 
 impl GatewayControl {

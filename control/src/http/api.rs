@@ -48,6 +48,8 @@ impl From<ReloadError> for ReloadFailure {
     fn from(e: ReloadError) -> Self {
         match e {
             ReloadError::Invalid(errors) => errors.into(),
+            // The engine may add kinds of refusal (the type is non-exhaustive): anything not
+            // about the contents is the source being unavailable for now.
             other => ReloadFailure::Unavailable(other.to_string()),
         }
     }
@@ -753,6 +755,5 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(ReloadFailure::from(ReloadError::Busy(1)), ReloadFailure::Unavailable(_)));
     }
 }
