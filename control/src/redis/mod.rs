@@ -872,9 +872,11 @@ async fn push_deliveries(
     let batch = std::mem::take(deliveries);
     let ttl = u64::from(snap.config.server.receipt_ttl_secs).max(1);
     let max = snap.config.server.receipt_queue_max.max(1);
-    // One transaction: a failure leaves none of the batch queued, so handing it all back to the
-    // local queues below duplicates nothing (unless the connection drops between Redis applying
-    // it and its answer reaching us: then the customer may get some twice, never none).
+    // One transaction: a connection failure leaves none of the batch queued, so handing it all
+    // back to the local queues below duplicates nothing. Two cases still may (twice, never
+    // none): the connection dropping between Redis applying it and its answer reaching us, and a
+    // command Redis refuses inside it (a key of the wrong type, put there by hand), which does
+    // not undo the others.
     let mut pipe = redis::pipe();
     pipe.atomic();
     let mut pushed = 0usize;
