@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Client, http_get, pw_hash, sim, wait_for};
+use common::{Client, http_get, http_post, pw_hash, sim, wait_for};
 use smppgw_codec::CommandStatus;
 
 const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -37,6 +37,35 @@ fn config_version(http: SocketAddr) -> u64 {
     let (_, body) = http_get(http, "/ready");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     v["config_version"].as_u64().unwrap()
+}
+
+/// Writes a node's TOML (customer c1, vendor v1 at `vendor_port`, one catch-all route) in `dir`.
+fn node_toml(
+    dir: &std::path::Path,
+    smpp: u16,
+    http: u16,
+    cores: u32,
+    vendor_port: u16,
+) -> std::path::PathBuf {
+    let toml = dir.join("node.toml");
+    std::fs::write(
+        &toml,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{smpp}\"\nhttp_listen = \"127.0.0.1:{http}\"\ncores = {cores}\n\n\
+             [[customer]]\nsystem_id = \"c1\"\npassword_hash = \"{}\"\n\n\
+             [[vendor]]\nname = \"v1\"\nhost = \"127.0.0.1\"\nport = {vendor_port}\nsystem_id = \"smppgw\"\npassword = \"secret\"\n\n\
+             [[route]]\nname = \"default\"\nprefixes = [\"\"]\nvendors = [\"v1\"]\n",
+            pw_hash(),
+        ),
+    )
+    .unwrap();
+    toml
+}
+
+/// `smppgw import-config` of `toml` into the database at `url`.
+fn import_config(bin: &str, url: &str, toml: &std::path::Path) {
+    let out = Command::new(bin).args(["import-config", "--database-url", url]).arg(toml).output().unwrap();
+    assert!(out.status.success(), "import-config: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]
@@ -185,22 +214,9 @@ fn a_node_starts_from_its_cached_configuration_while_postgresql_is_down() {
     let cache = dir.join("last-good.json");
     let _ = std::fs::remove_file(&cache);
     let [smpp, http] = free_ports();
-    let toml = dir.join("node.toml");
-    std::fs::write(
-        &toml,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:{smpp}\"\nhttp_listen = \"127.0.0.1:{http}\"\ncores = 1\n\n\
-             [[customer]]\nsystem_id = \"c1\"\npassword_hash = \"{}\"\n\n\
-             [[vendor]]\nname = \"v1\"\nhost = \"127.0.0.1\"\nport = {}\nsystem_id = \"smppgw\"\npassword = \"secret\"\n\n\
-             [[route]]\nname = \"default\"\nprefixes = [\"\"]\nvendors = [\"v1\"]\n",
-            pw_hash(),
-            v1.local_addr().port()
-        ),
-    )
-    .unwrap();
+    let toml = node_toml(&dir, smpp, http, 1, v1.local_addr().port());
     let bin = env!("CARGO_BIN_EXE_smppgw");
-    let out = Command::new(bin).args(["import-config", "--database-url", &url]).arg(&toml).output().unwrap();
-    assert!(out.status.success(), "import-config: {}", String::from_utf8_lossy(&out.stderr));
+    import_config(bin, &url, &toml);
     // The database names a second customer the TOML does not have: a node started from the cache
     // must know it.
     sql(
@@ -253,22 +269,6 @@ fn a_node_starts_from_its_cached_configuration_while_postgresql_is_down() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// POST `path` with an empty body, returning (status, body).
-fn http_post(addr: SocketAddr, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut s = TcpStream::connect(addr).expect("connect to the HTTP API");
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(s, "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let text = String::from_utf8(raw).expect("UTF-8 response");
-    let (head, body) = text.split_once("\r\n\r\n").expect("a complete response");
-    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("a status code");
-    assert!(!head.to_ascii_lowercase().contains("transfer-encoding: chunked"), "a sized body: {head}");
-    (status, body.to_owned())
-}
-
 #[test]
 fn post_reload_answers_what_the_database_reload_came_to() {
     // Goal: in database mode POST /api/v1/config/reload waits for the reload it asked for:
@@ -286,22 +286,9 @@ fn post_reload_answers_what_the_database_reload_came_to() {
     let [smpp, http] = free_ports();
     let dir = std::env::temp_dir().join(format!("smppgw-pg-post-reload-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let toml = dir.join("node.toml");
-    std::fs::write(
-        &toml,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:{smpp}\"\nhttp_listen = \"127.0.0.1:{http}\"\ncores = 2\n\n\
-             [[customer]]\nsystem_id = \"c1\"\npassword_hash = \"{}\"\n\n\
-             [[vendor]]\nname = \"v1\"\nhost = \"127.0.0.1\"\nport = {}\nsystem_id = \"smppgw\"\npassword = \"secret\"\n\n\
-             [[route]]\nname = \"default\"\nprefixes = [\"\"]\nvendors = [\"v1\"]\n",
-            pw_hash(),
-            v1.local_addr().port()
-        ),
-    )
-    .unwrap();
+    let toml = node_toml(&dir, smpp, http, 2, v1.local_addr().port());
     let bin = env!("CARGO_BIN_EXE_smppgw");
-    let out = Command::new(bin).args(["import-config", "--database-url", &url]).arg(&toml).output().unwrap();
-    assert!(out.status.success(), "import-config: {}", String::from_utf8_lossy(&out.stderr));
+    import_config(bin, &url, &toml);
     let mut gw = Command::new(bin)
         .args(["--database-url", &url, "--config"])
         .arg(&toml)

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Client, config, sim, wait_for};
+use common::{Client, config, http_post, sim, wait_for};
 use smppgw_codec::{Body, CommandStatus};
 use smppgw_engine::config::RouteConfig;
 
@@ -62,22 +62,6 @@ fn reload_switches_routes_rebinds_changed_vendors_and_unbinds_removed_customers(
     assert_eq!(b.stats().submits, 2);
     gw.shutdown();
     gw.join();
-}
-
-/// POST `path` with an empty body, returning (status, body).
-fn http_post(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).expect("connect to the HTTP API");
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(s, "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let text = String::from_utf8(raw).expect("UTF-8 response");
-    let (head, body) = text.split_once("\r\n\r\n").expect("a complete response");
-    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("a status code");
-    assert!(!head.to_ascii_lowercase().contains("transfer-encoding: chunked"), "a sized body: {head}");
-    (status, body.to_owned())
 }
 
 #[test]

@@ -9,12 +9,16 @@ use std::time::Duration;
 use common::{Client, config, sim, wait_for};
 use smppgw_codec::{Body, CommandStatus, Pdu, Tlvs, tag};
 
+/// An address on which nothing listens (a vendor that is down).
+fn nobody_listens() -> std::net::SocketAddr {
+    let spot = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    spot.local_addr().unwrap()
+}
+
 #[test]
 fn submits_reach_the_vendor_with_our_id_and_fail_over_when_the_first_vendor_is_down() {
     // Goal: with the first vendor unreachable, every message goes to the second, ids are ours.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let dead_addr = dead.local_addr().unwrap();
-    drop(dead);
+    let dead_addr = nobody_listens();
     let v2 = sim(|_| {});
     let gw = smppgw_engine::start(config(&[("down", dead_addr), ("up", v2.local_addr())])).unwrap();
     let mut c = Client::connect(gw.local_addr);
@@ -119,7 +123,8 @@ fn a_throttling_vendor_is_passed_over_and_slowed_down() {
 #[test]
 fn a_vendor_that_times_out_fails_over_when_configured_and_errors_otherwise() {
     // Goal: unknown outcome policy: default answers ESME_RSUBMITFAIL (never sends twice);
-    // unknown_outcome_failover sends it to the next vendor.
+    // unknown_outcome_failover sends it to the next vendor, and a reload that turns it on
+    // applies to the running cores at once (each keeps it outside the snapshot).
     let v1 = sim(|s| s.faults.drop_rate = 1.0);
     let v2 = sim(|_| {});
     let mut cfg = config(&[("mute", v1.local_addr()), ("spare", v2.local_addr())]);
@@ -132,16 +137,10 @@ fn a_vendor_that_times_out_fails_over_when_configured_and_errors_otherwise() {
     );
     assert_eq!(c.submit("15552220000", "lost?").0, CommandStatus::ESME_RSUBMITFAIL);
     assert_eq!(v2.stats().submits, 0, "not sent twice");
-    gw.shutdown();
-    gw.join();
 
     cfg.server.unknown_outcome_failover = true;
-    let gw = smppgw_engine::start(cfg).unwrap();
-    let mut c = Client::connect(gw.local_addr);
-    assert_eq!(c.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
-    assert!(
-        wait_for(Duration::from_secs(5), || v1.stats().binds_current >= 2 && v2.stats().binds_current >= 2)
-    );
+    let version = gw.control().reload(cfg).unwrap();
+    assert!(wait_for(Duration::from_secs(2), || gw.control().applied_everywhere(version)));
     assert_eq!(c.submit("15552220001", "retry elsewhere").0, CommandStatus::ESME_ROK);
     assert_eq!(v2.stats().submits, 1);
     assert_eq!(gw.metrics.possible_duplicates.load(std::sync::atomic::Ordering::Relaxed), 1);
@@ -376,9 +375,7 @@ fn a_customer_and_its_vendor_bind_on_different_cores() {
 fn a_message_waits_briefly_for_its_vendor_to_be_bound_then_fails_with_rsyserr() {
     // Goal: a gap in the vendor's binds (a reload replacing them, a reconnect) does not refuse
     // messages; a vendor that stays away does, after NO_VENDOR_HOLD_MS.
-    let spot = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = spot.local_addr().unwrap();
-    drop(spot);
+    let addr = nobody_listens();
     let gw = smppgw_engine::start(config(&[("late", addr)])).unwrap();
     let mut c = Client::connect(gw.local_addr);
     assert_eq!(c.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
@@ -512,9 +509,7 @@ fn equal_priority_vendors_share_traffic_by_weight_and_cover_for_each_other() {
     gw.join();
 
     // The light vendor alone when the heavy one is down: equal priority still fails over.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let dead_addr = dead.local_addr().unwrap();
-    drop(dead);
+    let dead_addr = nobody_listens();
     let mut cfg = config(&[("heavy", dead_addr), ("light", light.local_addr())]);
     for (rv, w) in cfg.routes[0].vendors.iter_mut().zip([3, 1]) {
         rv.priority = 0;
@@ -568,9 +563,7 @@ fn a_message_held_across_a_reload_keeps_its_destinations_route() {
     // Goal: a message waiting for a vendor of its route (44... -> "uk", down) stays on that
     // route when a reload puts another route first; it used to be sent down whatever route took
     // its place in the list ("fr", whose vendor is up).
-    let spot = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let down = spot.local_addr().unwrap();
-    drop(spot);
+    let down = nobody_listens();
     let up = sim(|_| {});
     let mut cfg = config(&[("uk-vendor", down), ("other", up.local_addr())]);
     cfg.routes.clear();
@@ -605,9 +598,7 @@ fn a_message_held_across_a_reload_keeps_its_destinations_route() {
 fn a_message_waiting_for_its_vendor_at_shutdown_is_answered() {
     // Goal: shutdown while a message waits for its route's vendor to bind: the customer gets
     // ESME_RSYSERR before its session is unbound, not silence.
-    let spot = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = spot.local_addr().unwrap();
-    drop(spot);
+    let addr = nobody_listens();
     let gw = smppgw_engine::start(config(&[("late", addr)])).unwrap();
     let mut c = Client::connect(gw.local_addr);
     assert_eq!(c.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
@@ -627,34 +618,6 @@ fn a_message_waiting_for_its_vendor_at_shutdown_is_answered() {
         }
     }
     assert_eq!(answer, Some(CommandStatus::ESME_RSYSERR));
-    gw.join();
-}
-
-#[test]
-fn a_reloaded_unknown_outcome_policy_applies_to_the_running_cores() {
-    // Goal: `unknown_outcome_failover` is kept by each core outside the snapshot; a reload that
-    // turns it on applies at once (it used to wait for a restart).
-    let v1 = sim(|s| s.faults.drop_rate = 1.0);
-    let v2 = sim(|_| {});
-    let mut cfg = config(&[("mute", v1.local_addr()), ("spare", v2.local_addr())]);
-    cfg.vendors[0].response_timeout_ms = 300;
-    let gw = smppgw_engine::start(cfg.clone()).unwrap();
-    let mut c = Client::connect(gw.local_addr);
-    assert_eq!(c.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
-    assert!(
-        wait_for(Duration::from_secs(5), || v1.stats().binds_current >= 2 && v2.stats().binds_current >= 2)
-    );
-    assert_eq!(c.submit("15552230000", "lost?").0, CommandStatus::ESME_RSUBMITFAIL);
-    cfg.server.unknown_outcome_failover = true;
-    let version = gw.control().reload(cfg).unwrap();
-    assert!(wait_for(Duration::from_secs(2), || gw.control().applied_everywhere(version)));
-    assert_eq!(
-        c.submit("15552230001", "retry elsewhere").0,
-        CommandStatus::ESME_ROK,
-        "sent to the next vendor"
-    );
-    assert_eq!(v2.stats().submits, 1);
-    gw.shutdown();
     gw.join();
 }
 

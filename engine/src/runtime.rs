@@ -526,7 +526,7 @@ impl StopStages {
         stage.fetch_add(1, Ordering::AcqRel);
         while stage.load(Ordering::Acquire) < cores && Instant::now() < until {
             Timer::new(Duration::from_millis(5)).await;
-            take_control_while_stopping(core, control);
+            serve_control(core, control);
         }
     }
 }
@@ -535,10 +535,10 @@ impl StopStages {
 /// (a Redis round trip, and the control plane's patience with a full control queue).
 const HANDOFF_PATIENCE: Duration = Duration::from_secs(2);
 
-/// At shutdown: what the control plane still hands this core. Deliveries join the customers'
-/// queues (and go back to the shared queue with them); lookups and answers are served; a new
-/// configuration is no longer applied.
-fn take_control_while_stopping(core: &Core, control: &crossbeam_channel::Receiver<Control>) {
+/// What the control plane hands this core: lookups and answers are served, receipts and MO join
+/// the customers' queues (at shutdown, going back to the shared queue with them). A new
+/// configuration comes another way (see [`Published`]), so a stopping core no longer applies one.
+fn serve_control(core: &Core, control: &crossbeam_channel::Receiver<Control>) {
     while let Ok(ctl) = control.try_recv() {
         match ctl {
             Control::Lookup { shown_id, reply } => {
@@ -700,16 +700,7 @@ async fn core_main(
             applied.fetch_max(new.version, Ordering::AcqRel);
             info!(core = idx, version = new.version, "config applied");
         }
-        while let Ok(ctl) = control.try_recv() {
-            match ctl {
-                Control::Lookup { shown_id, reply } => {
-                    let _ = reply.try_send(core.lookup(shown_id));
-                }
-                Control::Record(rec) => core.remote_record(*rec),
-                Control::Deliveries(batch) => core.remote_deliveries(batch),
-                Control::QueryAnswer { reply, found } => core.remote_query_answer(reply, found),
-            }
-        }
+        serve_control(&core, &control);
         // Connections other cores accepted for this one (at most one poll of connect delay).
         while let Ok(h) = handoffs.try_recv() {
             adopt(&core, &io, h);
@@ -742,7 +733,7 @@ async fn core_main(
             break;
         }
         Timer::new(Duration::from_millis(CONTROL_POLL_MS)).await;
-        take_control_while_stopping(&core, &control);
+        serve_control(&core, &control);
         core.flush_remote();
         core.retry_held();
     }
@@ -757,7 +748,7 @@ async fn core_main(
     let deadline = Instant::now() + grace;
     while core.session_count() > 0 && Instant::now() < deadline {
         Timer::new(Duration::from_millis(10)).await;
-        take_control_while_stopping(&core, &control);
+        serve_control(&core, &control);
     }
     // Every core's customers are gone (or out of time) before any core's vendors unbind: a
     // customer draining on another core may still send a message to a bind of this one.
@@ -791,10 +782,10 @@ async fn core_main(
     // not in a queue nobody reads; they go back with the customers' queues.
     let handoff_deadline = Instant::now() + HANDOFF_PATIENCE;
     while handing.load(Ordering::SeqCst) > 0 && Instant::now() < handoff_deadline {
-        take_control_while_stopping(&core, &control);
+        serve_control(&core, &control);
         Timer::new(Duration::from_millis(1)).await;
     }
-    take_control_while_stopping(&core, &control);
+    serve_control(&core, &control);
     core.hand_over_all_unreceived();
     core.count_undelivered_at_exit();
     info!(core = idx, "stopped");

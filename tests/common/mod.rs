@@ -266,6 +266,21 @@ pub fn receipt_of(p: &Pdu) -> (String, smppgw_codec::receipt::Receipt) {
     (tlv, r)
 }
 
+/// POST `path` with an empty body, returning (status, body).
+pub fn http_post(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).expect("connect to the HTTP API");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(s, "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8(raw).expect("UTF-8 response");
+    let (head, body) = text.split_once("\r\n\r\n").expect("a complete response");
+    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("a status code");
+    assert!(!head.to_ascii_lowercase().contains("transfer-encoding: chunked"), "a sized body: {head}");
+    (status, body.to_owned())
+}
+
 /// GET `path` from `addr`, returning (status, body).
 pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).expect("connect to the HTTP API");
