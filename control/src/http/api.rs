@@ -630,7 +630,9 @@ fn authorised<B>(req: &Request<B>, token: Option<&str>) -> bool {
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        // The scheme is case-insensitive (RFC 9110 11.1); the token is not.
+        .and_then(|v| v.split_once(' ').filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer")))
+        .map(|(_, token)| token)
     else {
         return false;
     };
@@ -734,6 +736,9 @@ mod tests {
         };
         assert!(authorised(&req(None), None), "no token configured");
         assert!(authorised(&req(Some("Bearer s3cret")), Some("s3cret")));
+        assert!(authorised(&req(Some("bearer s3cret")), Some("s3cret")), "the scheme in any case");
+        assert!(!authorised(&req(Some("Bearer S3CRET")), Some("s3cret")), "the token exactly");
+        assert!(!authorised(&req(Some("Basic s3cret")), Some("s3cret")));
         assert!(!authorised(&req(None), Some("s3cret")));
         assert!(!authorised(&req(Some("Bearer s3cre")), Some("s3cret")));
         assert!(!authorised(&req(Some("Bearer s3cret2")), Some("s3cret")));
