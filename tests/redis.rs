@@ -774,3 +774,43 @@ fn a_malformed_vendor_id_index_entry_does_not_take_the_link_down_and_its_lookup_
     a.stop();
     b.stop();
 }
+
+#[test]
+fn a_key_of_the_wrong_type_refuses_its_own_write_and_the_others_go_on() {
+    // Goal: a key of the wrong type under our prefix (a hand edit, another program) makes the
+    // one write to it fail, counted as malformed; the link stays up and the rest of the batch
+    // (the message records) reaches Redis, so another node finds the message. It used to mark
+    // the link down and hold every later write back with it, at every reconnect.
+    let redis = RedisServer::start();
+    let mut r = redis.client();
+    // Lists where today's (and tomorrow's) vendor-id hashes belong: every HSET to them fails.
+    let day = unix_ms() / 1000 / 86_400;
+    for d in [day, day + 1] {
+        for bucket in 0..smppgw_control::redis::BUCKETS_PER_DAY {
+            let _: () = redis::cmd("RPUSH").arg(format!("t:v:{d}:{bucket}")).arg("x").query(&mut r).unwrap();
+        }
+    }
+    let vendor = sim(|s| s.receipts.delay = smppgw_loadgen::sim::Delay::Fixed(Duration::from_secs(30)));
+    let a = Node::start(config(&[("v1", vendor.local_addr())]), 1, &redis);
+    let b = Node::start(config(&[("v1", vendor.local_addr())]), 2, &redis);
+    assert!(wait_for(Duration::from_secs(5), || vendor.stats().binds_current >= 4), "vendor binds up");
+    let errors = metric(&a, "smppgw_redis_errors_total").expect("the errors counter");
+    let mut c = Client::connect(a.gw.local_addr);
+    assert_eq!(c.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+    let (st, id) = c.submit_dlr("15551240000", "indexed where it cannot be");
+    assert_eq!(st, CommandStatus::ESME_ROK);
+    assert!(
+        wait_for(Duration::from_secs(5), || http_get(
+            b.http(),
+            &format!("/api/v1/messages/{id}?customer=c1")
+        )
+        .0 == 200),
+        "node B finds the record node A wrote"
+    );
+    assert!(a.redis.health().is_up(), "the link stays up");
+    assert_eq!(metric(&a, "smppgw_redis_errors_total"), Some(errors), "no link error counted");
+    assert!(metric(&a, "smppgw_redis_malformed_total").is_some_and(|m| m >= 1), "the refused write counted");
+    assert_eq!(a.redis.health().backlog(), 0, "nothing held back");
+    a.stop();
+    b.stop();
+}

@@ -840,21 +840,35 @@ async fn flush_writes(
         let expire_at = |day: u64| (day + 1) * DAY_SECS + ttl;
         for (group, (day, blob)) in groups {
             let key = records_key(inner, group << GROUP_BITS);
-            pipe.cmd("APPEND").arg(&key).arg(blob).ignore();
-            pipe.cmd("EXPIREAT").arg(key).arg(expire_at(day)).ignore();
+            pipe.cmd("APPEND").arg(&key).arg(blob);
+            pipe.cmd("EXPIREAT").arg(key).arg(expire_at(day));
         }
         for ((day, bucket), cmd) in vendor_ids {
-            pipe.add_command(cmd).ignore();
-            pipe.cmd("EXPIREAT").arg(vendor_ids_key(inner, day, bucket)).arg(expire_at(day)).ignore();
+            pipe.add_command(cmd);
+            pipe.cmd("EXPIREAT").arg(vendor_ids_key(inner, day, bucket)).arg(expire_at(day));
         }
-        match pipe.query_async::<()>(conn).await {
-            Ok(()) => add(&inner.health.written, written),
-            Err(e) => {
-                // Kept, in order, for when Redis is back.
-                backlog.restore(due);
-                inner.fail("writing records", &e);
-                return;
+        // Each reply judged alone: a key of the wrong type (put there by hand, or another
+        // program's under our prefix) refuses its own write, counted as malformed; it must not
+        // make the link look down and hold every later write back with it.
+        let failed = match replies(conn, &pipe).await {
+            Ok(values) => {
+                let refused = values.iter().filter(|v| matches!(v, Value::ServerError(_))).count();
+                match values.iter().find_map(write_error) {
+                    Some(e) => Some(e),
+                    None => {
+                        add(&inner.health.malformed, refused as u64);
+                        add(&inner.health.written, written);
+                        None
+                    }
+                }
             }
+            Err(e) => Some(e),
+        };
+        if let Some(e) = failed {
+            // Kept, in order, for when Redis is back.
+            backlog.restore(due);
+            inner.fail("writing records", &e);
+            return;
         }
     }
 }
