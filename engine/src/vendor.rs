@@ -618,3 +618,112 @@ mod tests {
         assert!(s.is_closed());
     }
 }
+
+#[cfg(test)]
+mod fuzz_tests {
+    use super::*;
+    use proptest::prelude::*;
+    use smppgw_codec::{Address, Decoder, MessageIdResp};
+
+    /// Random bytes, or a PDU a vendor might send (answers to any sequence number, receipts,
+    /// keepalives, unbinds, nacks), possibly cut short or with a lying header.
+    fn chunk() -> impl Strategy<Value = Vec<u8>> {
+        let resp = |seq: u32, st: u32| {
+            Pdu::with_status(
+                seq,
+                CommandStatus(st),
+                Body::SubmitSmResp(MessageIdResp { message_id: "V1".into(), tlvs: Default::default() }),
+            )
+        };
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..48),
+            (0..8u32, prop_oneof![Just(0u32), Just(0x58u32), Just(0x14u32), any::<u32>()])
+                .prop_map(move |(q, st)| resp(q, st).to_bytes().to_vec()),
+            any::<u32>().prop_map(|q| {
+                let d = SubmitSm { esm_class: 0x04, source: Address::new(1, 1, "1"), ..Default::default() };
+                Pdu::new(q, Body::DeliverSm(d)).to_bytes().to_vec()
+            }),
+            any::<u32>().prop_map(|q| Pdu::new(q, Body::EnquireLink).to_bytes().to_vec()),
+            (0..8u32).prop_map(|q| Pdu::new(q, Body::EnquireLinkResp).to_bytes().to_vec()),
+            (0..8u32)
+                .prop_map(|q| Pdu::with_status(q, CommandStatus(3), Body::GenericNack).to_bytes().to_vec()),
+            (0..8u32).prop_map(|q| Pdu::new(q, Body::UnbindResp).to_bytes().to_vec()),
+            any::<u32>().prop_map(|q| Pdu::new(q, Body::Unbind).to_bytes().to_vec()),
+            (0..8u32)
+                .prop_map(|q| Pdu::new(q, Body::BindTransceiverResp(Default::default())).to_bytes().to_vec()),
+            (any::<u32>(), any::<u32>()).prop_map(|(q, id)| {
+                let mut v = Pdu::new(q, Body::EnquireLink).to_bytes().to_vec();
+                v[4..8].copy_from_slice(&id.to_be_bytes());
+                v
+            }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        /// Whatever a vendor sends, the bind never panics, writes only PDUs that decode, and
+        /// hands every submit back exactly once (answered, refused or unknown) by the time the
+        /// connection is gone.
+        #[test]
+        fn arbitrary_vendor_input_never_breaks_the_bind(chunks in proptest::collection::vec(chunk(), 0..24), submits in 0..6u32) {
+            let now = Instant::now();
+            let settings = VendorSettings {
+                system_id: "gw".into(),
+                password: "pw".into(),
+                system_type: Bytes::new(),
+                kind: VendorBindKind::Transceiver,
+                window: 4,
+                response_timeout: Duration::from_secs(5),
+                enquire_link_interval: Duration::from_secs(30),
+            };
+            let mut out = BytesMut::new();
+            let mut s: VendorSession<(u32, SubmitSm)> = VendorSession::new(settings, now, &mut out);
+            let mut ev = Vec::new();
+            let bind_seq = Decoder::default().decode(&mut out.clone()).ok().flatten().map_or(1, |p| p.sequence_number);
+            s.on_pdu(Pdu::new(bind_seq, Body::BindTransceiverResp(Default::default())), now, &mut out, &mut ev);
+            let body = SubmitSm { source: Address::new(1, 1, "1"), dest: Address::new(1, 1, "2"), ..Default::default() };
+            let mut sent = 0;
+            for j in 0..submits {
+                if s.submit((j, body.clone()), now, &mut out, |j| &j.1).is_ok() {
+                    sent += 1;
+                }
+            }
+            let decoder = Decoder::default();
+            let mut buf = BytesMut::new();
+            for c in chunks {
+                buf.extend_from_slice(&c);
+                loop {
+                    match decoder.decode(&mut buf) {
+                        Ok(Some(p)) => s.on_pdu(p, now, &mut out, &mut ev),
+                        Ok(None) => break,
+                        Err(e) => {
+                            s.on_decode_error(&e, &mut out, &mut ev);
+                            if !matches!(e, DecodeError::Pdu { .. }) {
+                                buf.clear();
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            s.on_tick(now + Duration::from_secs(60), &mut out, &mut ev);
+            s.close(&mut ev);
+            let mut done = std::collections::HashSet::new();
+            for e in &ev {
+                if let VendorEvent::Done { job, .. } = e {
+                    prop_assert!(done.insert(job.0), "job {} handed back twice", job.0);
+                }
+            }
+            prop_assert_eq!(done.len(), sent, "every submit handed back once");
+            loop {
+                match Decoder::default().decode(&mut out) {
+                    Ok(Some(_)) => {}
+                    Ok(None) => break,
+                    Err(e) => prop_assert!(false, "wrote a PDU that does not decode: {}", e),
+                }
+            }
+            prop_assert!(out.is_empty(), "only whole PDUs written");
+        }
+    }
+}
