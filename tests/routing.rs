@@ -688,3 +688,38 @@ fn a_reloaded_customer_window_and_id_format_apply_to_its_bound_sessions() {
     gw.shutdown();
     gw.join();
 }
+
+#[test]
+fn receipts_that_arrive_while_another_core_still_drains_are_all_accounted_for() {
+    // Goal: shutdown with one customer on one core slow to leave (it never answers our unbind)
+    // and none on the other: the other core keeps its vendor bind and keeps serving its share of
+    // the receipt store until every core's customers are gone, so each receipt the vendor sends
+    // meanwhile is matched (and then held, delivered or counted), never dropped on the way
+    // between cores. (That core used to unbind its vendor and exit at once; receipts for its
+    // shard then arrived on the other core's bind and vanished.)
+    use std::sync::atomic::Ordering;
+    let v = sim(|s| s.receipts.delay = smppgw_loadgen::sim::Delay::Fixed(Duration::from_millis(800)));
+    let cfg = config(&[("v", v.local_addr())]);
+    let gw = smppgw_engine::start(cfg).unwrap();
+    assert!(wait_for(Duration::from_secs(5), || v.stats().binds_current >= 2));
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
+    for i in 0..40 {
+        assert_eq!(c.submit_dlr(&format!("1555800{i:04}"), "late receipt").0, CommandStatus::ESME_ROK);
+    }
+    // The customer reads everything and answers nothing, not even the unbind.
+    let reader = std::thread::spawn(move || while c.try_recv().is_some() {});
+    let metrics = gw.metrics.clone();
+    gw.shutdown();
+    gw.join();
+    let _ = reader.join();
+    let m = &metrics;
+    let arrived = m.receipts_in.load(Ordering::Relaxed);
+    let accounted = m.receipts_matched.load(Ordering::Relaxed)
+        + m.receipts_early.load(Ordering::Relaxed)
+        + m.receipts_unmatched.load(Ordering::Relaxed)
+        + m.receipts_unparsable.load(Ordering::Relaxed);
+    assert_eq!(v.stats().receipts_sent, 40, "the vendor sent every receipt while the gateway drained");
+    assert_eq!(arrived, 40);
+    assert_eq!(accounted, arrived, "every receipt that arrived was matched or counted");
+}
