@@ -284,10 +284,8 @@ fn a_vendor_that_drops_each_bind_at_once_is_reconnected_to_with_growing_backoff(
     assert!(at.len() <= 12, "{} connections in 2.5 s: {gaps:?}", at.len());
 }
 
-#[test]
-fn a_cancel_in_progress_at_shutdown_is_answered_before_the_unbind() {
-    // Goal: shutdown while a customer's cancel_sm waits for the vendor: the customer gets the
-    // cancel_sm_resp, then the unbind (the unbind used to go at once, and the answer with it).
+/// A fake SMSC that accepts every submit as V9 and answers cancel_sm after 600 ms.
+fn slow_cancel_smsc() -> SocketAddr {
     let (addr, _seen) = fake_smsc(|_, mut c| {
         accept_bind(&mut c);
         while let Some(p) = c.recv() {
@@ -309,6 +307,14 @@ fn a_cancel_in_progress_at_shutdown_is_answered_before_the_unbind() {
             }
         }
     });
+    addr
+}
+
+#[test]
+fn a_cancel_in_progress_at_shutdown_is_answered_before_the_unbind() {
+    // Goal: shutdown while a customer's cancel_sm waits for the vendor: the customer gets the
+    // cancel_sm_resp, then the unbind (the unbind used to go at once, and the answer with it).
+    let addr = slow_cancel_smsc();
     let mut cfg = config(&[("smsc", addr)]);
     cfg.vendors[0].binds = 1;
     let gw = smppgw_engine::start(cfg).unwrap();
@@ -340,4 +346,38 @@ fn a_cancel_in_progress_at_shutdown_is_answered_before_the_unbind() {
     assert_eq!(seen[cancel_at].1, seq);
     assert_eq!(seen[cancel_at].2, CommandStatus::ESME_ROK, "{seen:?}");
     assert!(at(smppgw_codec::CommandId::UNBIND).is_some_and(|u| u > cancel_at), "then the unbind: {seen:?}");
+}
+
+#[test]
+fn a_cancel_reusing_the_sequence_number_of_one_at_the_vendor_is_refused() {
+    // Goal: a second cancel_sm with the sequence number of one the vendor has not answered yet
+    // gets ESME_RSYSERR (as for a pending lookup), and the first gets its own answer: not two
+    // answers under one sequence number.
+    let addr = slow_cancel_smsc();
+    let mut cfg = config(&[("smsc", addr)]);
+    cfg.vendors[0].binds = 1;
+    let gw = smppgw_engine::start(cfg).unwrap();
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
+    let (st, id) = c.submit("15556200000", "to cancel");
+    assert_eq!(st, CommandStatus::ESME_ROK);
+    let seq = c.next_seq();
+    let cancel = Pdu::new(
+        seq,
+        Body::CancelSm(smppgw_codec::CancelSm {
+            message_id: id.into(),
+            source: smppgw_codec::Address::new(1, 1, "15550001"),
+            dest: smppgw_codec::Address::new(1, 1, "15556200000"),
+            ..Default::default()
+        }),
+    );
+    c.send(&cancel);
+    std::thread::sleep(Duration::from_millis(200));
+    c.send(&cancel);
+    let answers: Vec<CommandStatus> = (0..2).map(|_| c.recv().expect("answered").command_status).collect();
+    assert_eq!(answers, vec![CommandStatus::ESME_RSYSERR, CommandStatus::ESME_ROK]);
+    c.stream.set_read_timeout(Some(Duration::from_millis(800))).unwrap();
+    assert!(c.try_recv().is_none(), "no third answer");
+    gw.shutdown();
+    gw.join();
 }

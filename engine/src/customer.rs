@@ -124,6 +124,8 @@ enum State {
     },
     Binding {
         since: Instant,
+        /// Refused binds on this connection so far.
+        failures: u32,
     },
     Bound {
         kind: BindKind,
@@ -139,6 +141,7 @@ enum State {
     Closing {
         since: Instant,
         unbind_sent: bool,
+        kind: BindKind,
         style: IdStyle,
     },
     Closed,
@@ -161,6 +164,8 @@ pub struct CustomerSession {
     next_seq: u32,
     last_rx: Instant,
     enquire_sent: Option<Instant>,
+    /// The sequence number of the enquire_link in `enquire_sent`.
+    enquire_seq: u32,
     deliveries: crate::hash::FxHashMap<u32, (u64, Instant)>,
     delivery_deadlines: DeadlineQueue,
 }
@@ -180,6 +185,7 @@ impl CustomerSession {
             next_seq: 1,
             last_rx: now,
             enquire_sent: None,
+            enquire_seq: 0,
             deliveries: crate::hash::FxHashMap::default(),
             delivery_deadlines: DeadlineQueue::default(),
         }
@@ -302,9 +308,13 @@ impl CustomerSession {
             (State::Closed, _) => {}
             (_, Body::EnquireLink) => Pdu::new(seq, Body::EnquireLinkResp).encode(out),
             (_, Body::EnquireLinkResp) => self.enquire_sent = None,
+            // A customer that does not know enquire_link still answered it: it is alive.
+            (_, Body::GenericNack) if self.enquire_sent.is_some() && seq == self.enquire_seq => {
+                self.enquire_sent = None;
+            }
             (_, Body::GenericNack) => self.delivery_answered(seq, false, events),
             (
-                State::Open { .. },
+                &State::Open { since, failures },
                 body @ (Body::BindTransmitter(_) | Body::BindReceiver(_) | Body::BindTransceiver(_)),
             ) => {
                 let (kind, bind) = match body {
@@ -313,7 +323,9 @@ impl CustomerSession {
                     Body::BindTransceiver(b) => (BindKind::Transceiver, b),
                     _ => return,
                 };
-                self.state = State::Binding { since: now };
+                // The connection's bind timeout and its refusals so far carry on through the
+                // attempt.
+                self.state = State::Binding { since, failures };
                 events.push(Event::Bind { kind, bind, seq });
             }
             (_, Body::BindTransmitter(_) | Body::BindReceiver(_) | Body::BindTransceiver(_)) => {
@@ -325,15 +337,18 @@ impl CustomerSession {
                 self.state = State::Unbinding { kind, style, seq };
                 self.on_answered(now, out, events);
             }
-            (State::Closing { .. }, Body::Unbind) => {
-                Pdu::new(seq, Body::UnbindResp).encode(out);
+            // The customer unbinds while we shut down: as in Bound, its answer waits for
+            // everything outstanding (the submits at the vendor still get their responses).
+            (&State::Closing { kind, style, .. }, Body::Unbind) => {
+                self.state = State::Unbinding { kind, style, seq };
+                self.on_answered(now, out, events);
+            }
+            (State::Closing { unbind_sent: true, .. }, Body::UnbindResp) => {
                 self.state = State::Closed;
                 events.push(Event::Close(CloseReason::Shutdown));
             }
-            (State::Closing { .. }, Body::UnbindResp) => {
-                self.state = State::Closed;
-                events.push(Event::Close(CloseReason::Shutdown));
-            }
+            // Not ours to take: our unbind has not gone yet.
+            (State::Closing { .. }, Body::UnbindResp) => {}
             (State::Bound { kind, .. }, Body::SubmitSm(s)) => {
                 let kind = *kind;
                 if !kind.can_submit() {
@@ -357,6 +372,14 @@ impl CustomerSession {
                 }
                 if self.outstanding >= self.window {
                     return refuse(out, id, seq, CommandStatus::ESME_RTHROTTLED);
+                }
+                // data_sm allows 65-octet addresses; it goes on as a submit_sm, whose addresses
+                // hold 20 characters (SMPP 3.4 5.2.8, 5.2.10).
+                if d.source.addr.len() > smppgw_codec::pdu::max::ADDR - 1 {
+                    return refuse(out, id, seq, CommandStatus::ESME_RINVSRCADR);
+                }
+                if d.dest.addr.len() > smppgw_codec::pdu::max::ADDR - 1 {
+                    return refuse(out, id, seq, CommandStatus::ESME_RINVDSTADR);
                 }
                 let submit = SubmitSm {
                     service_type: d.service_type,
@@ -485,15 +508,15 @@ impl CustomerSession {
             BindKind::Transceiver => smppgw_codec::CommandId::BIND_TRANSCEIVER,
         };
         Pdu::error_response(&header(id, seq), status).encode(out);
-        let failures = match self.state {
-            State::Open { failures, .. } => failures + 1,
-            _ => 1,
+        let (since, failures) = match self.state {
+            State::Open { since, failures } | State::Binding { since, failures } => (since, failures + 1),
+            _ => (now, 1),
         };
         if failures >= BIND_FAILURES_MAX {
             self.state = State::Closed;
             events.push(Event::Close(CloseReason::BindFailures));
         } else {
-            self.state = State::Open { since: now, failures };
+            self.state = State::Open { since, failures };
         }
     }
 
@@ -558,8 +581,8 @@ impl CustomerSession {
     /// Our shutdown: refuse new work, answer what is outstanding, then unbind.
     pub fn begin_shutdown(&mut self, now: Instant, out: &mut BytesMut, events: &mut Vec<Event>) {
         match self.state {
-            State::Bound { style, .. } => {
-                self.state = State::Closing { since: now, unbind_sent: false, style };
+            State::Bound { kind, style } => {
+                self.state = State::Closing { since: now, unbind_sent: false, kind, style };
                 self.on_answered(now, out, events);
             }
             State::Unbinding { .. } | State::Closing { .. } | State::Closed => {}
@@ -582,7 +605,7 @@ impl CustomerSession {
     fn own_deadline(&self) -> Instant {
         let s = &self.settings;
         match self.state {
-            State::Open { since, .. } | State::Binding { since } => since + s.bind_timeout,
+            State::Open { since, .. } | State::Binding { since, .. } => since + s.bind_timeout,
             // Waiting for what is outstanding has no deadline of its own (every submit is
             // answered within its vendor's timeouts; shutdown bounds the whole by its grace).
             State::Closing { since, unbind_sent: true, .. } => since + s.response_timeout,
@@ -639,6 +662,7 @@ impl CustomerSession {
                     let seq = self.next_sequence();
                     Pdu::new(seq, Body::EnquireLink).encode(out);
                     self.enquire_sent = Some(now);
+                    self.enquire_seq = seq;
                 }
             }
         }
@@ -843,6 +867,76 @@ mod tests {
         assert!(decode_all(&mut out).is_empty());
         s.op_answered(now, &mut out, &mut ev);
         assert_eq!(decode_all(&mut out)[0].command_id(), CommandId::UNBIND_RESP);
+    }
+
+    #[test]
+    fn the_third_refused_bind_closes_the_connection() {
+        let now = Instant::now();
+        let mut s = CustomerSession::new(settings(), now);
+        let (mut out, mut ev) = (BytesMut::new(), Vec::new());
+        for n in 1..=3u32 {
+            assert!(!s.is_closed(), "open before refusal {n}");
+            s.on_pdu(Pdu::new(n, Body::BindTransceiver(Bind::default())), now, &mut out, &mut ev);
+            assert!(matches!(ev.pop(), Some(Event::Bind { .. })), "bind {n} goes to authentication");
+            s.bind_refused(BindKind::Transceiver, n, CommandStatus::ESME_RINVPASWD, now, &mut out, &mut ev);
+        }
+        assert!(s.is_closed());
+        assert!(matches!(ev.last(), Some(Event::Close(CloseReason::BindFailures))), "{ev:?}");
+        assert_eq!(decode_all(&mut out).len(), 3, "each refusal answered");
+    }
+
+    #[test]
+    fn a_customer_that_nacks_enquire_link_stays_bound() {
+        let (mut s, now) = bound(BindKind::Transceiver, 10);
+        let (mut out, mut ev) = (BytesMut::new(), Vec::new());
+        let t = now + Duration::from_secs(30);
+        s.on_tick(t, &mut out, &mut ev);
+        let enquire = decode_all(&mut out);
+        assert_eq!(enquire[0].command_id(), CommandId::ENQUIRE_LINK);
+        let nack =
+            Pdu::with_status(enquire[0].sequence_number, CommandStatus::ESME_RINVCMDID, Body::GenericNack);
+        s.on_pdu(nack, t, &mut out, &mut ev);
+        s.on_tick(t + Duration::from_secs(11), &mut out, &mut ev);
+        assert!(!s.is_closed(), "alive past the response timeout: {ev:?}");
+    }
+
+    #[test]
+    fn a_data_sm_with_addresses_longer_than_a_submit_sm_holds_is_refused() {
+        let (mut s, now) = bound(BindKind::Transceiver, 10);
+        let (mut out, mut ev) = (BytesMut::new(), Vec::new());
+        let data_sm = |src: &str, dst: &str| smppgw_codec::DataSm {
+            source: Address::new(1, 1, src.to_owned()),
+            dest: Address::new(1, 1, dst.to_owned()),
+            tlvs: smppgw_codec::Tlvs::builder().bytes(smppgw_codec::tag::MESSAGE_PAYLOAD, b"hi").build(),
+            ..Default::default()
+        };
+        let long = "1".repeat(30);
+        s.on_pdu(Pdu::new(2, Body::DataSm(data_sm("1555", &long))), now, &mut out, &mut ev);
+        s.on_pdu(Pdu::new(3, Body::DataSm(data_sm(&long, "1666"))), now, &mut out, &mut ev);
+        s.on_pdu(Pdu::new(4, Body::DataSm(data_sm("1555", &"2".repeat(20)))), now, &mut out, &mut ev);
+        let r = decode_all(&mut out);
+        assert_eq!(
+            r.iter().map(|p| p.command_status).collect::<Vec<_>>(),
+            vec![CommandStatus::ESME_RINVDSTADR, CommandStatus::ESME_RINVSRCADR]
+        );
+        assert!(matches!(&ev[..], [Event::DataSm { seq: 4, .. }]), "20 characters go through: {ev:?}");
+    }
+
+    #[test]
+    fn a_customer_unbinding_during_our_shutdown_gets_its_outstanding_answers_first() {
+        let (mut s, now) = bound(BindKind::Transceiver, 10);
+        let (mut out, mut ev) = (BytesMut::new(), Vec::new());
+        s.on_pdu(submit(2), now, &mut out, &mut ev);
+        s.begin_shutdown(now, &mut out, &mut ev);
+        s.on_pdu(Pdu::new(3, Body::Unbind), now, &mut out, &mut ev);
+        assert!(decode_all(&mut out).is_empty(), "the unbind waits for the submit");
+        s.submit_done(2, false, Ok(1), now, &mut out, &mut ev);
+        let r = decode_all(&mut out);
+        assert_eq!(
+            r.iter().map(|p| (p.command_id(), p.sequence_number)).collect::<Vec<_>>(),
+            vec![(CommandId::SUBMIT_SM_RESP, 2), (CommandId::UNBIND_RESP, 3)]
+        );
+        assert!(s.is_closed());
     }
 
     #[test]

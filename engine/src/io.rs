@@ -462,6 +462,9 @@ struct CustomerDriver {
     receiving: bool,
     wbuf: BytesMut,
     queries: std::collections::HashMap<u32, PendingQuery>,
+    /// cancel_sm and replace_sm at a vendor, by sequence number (their lookup is done): a
+    /// request reusing one is refused like one reusing a pending lookup's.
+    ops_out: std::collections::HashSet<u32>,
     multis: std::collections::HashMap<u32, PendingMulti>,
     closing: bool,
 }
@@ -612,11 +615,13 @@ impl CustomerDriver {
             smppgw_codec::Body::SubmitMulti(m) => return self.submit_multi(seq, m.clone(), &c, now),
             _ => return self.refuse(&pdu, CommandStatus::ESME_RINVCMDID),
         };
-        if self.queries.contains_key(&seq) {
+        if self.queries.contains_key(&seq) || self.ops_out.contains(&seq) {
             // As above: a sequence number still in flight.
             return self.refuse(&pdu, CommandStatus::ESME_RSYSERR);
         }
-        if self.queries.len() >= (limits::QUERY_ANSWERS_MAX / self.core.cores().max(1)).max(1) {
+        if self.queries.len() + self.ops_out.len()
+            >= (limits::QUERY_ANSWERS_MAX / self.core.cores().max(1)).max(1)
+        {
             return self.refuse(&pdu, CommandStatus::ESME_RTHROTTLED);
         }
         let Some(shown_id) = crate::msgid::parse_id(&id, c.id_style) else {
@@ -658,6 +663,12 @@ impl CustomerDriver {
         };
         let mut jobs = Vec::new();
         for (i, d) in m.dests.iter().enumerate() {
+            // Every destination keeps its place, refused here or not: a vendor's answer names
+            // its destination by that index.
+            pm.dests.push(match d {
+                DestAddress::Sme(a) => a.clone(),
+                DestAddress::DistributionList(n) => smppgw_codec::Address::new(0, 0, n.clone()),
+            });
             match d {
                 DestAddress::DistributionList(name) => pm.unsuccess.push(UnsuccessSme {
                     addr: smppgw_codec::Address::new(0, 0, name.clone()),
@@ -712,10 +723,6 @@ impl CustomerDriver {
                     }
                 }
             }
-            pm.dests.push(match d {
-                DestAddress::Sme(a) => a.clone(),
-                DestAddress::DistributionList(n) => smppgw_codec::Address::new(0, 0, n.clone()),
-            });
         }
         pm.remaining = jobs.len();
         // Destinations refused here are answered already: their share of the window goes back.
@@ -789,6 +796,9 @@ impl CustomerDriver {
                 }
             }
             ReplyKind::Cancel | ReplyKind::Replace => {
+                if !self.ops_out.remove(&seq) {
+                    return;
+                }
                 let body = if reply.kind == ReplyKind::Cancel {
                     smppgw_codec::Body::CancelSmResp
                 } else {
@@ -887,6 +897,7 @@ impl CustomerDriver {
                     shard: f.shard,
                     shown_id: f.record.shown_id,
                 };
+                self.ops_out.insert(seq);
                 self.core.dispatch_op(op);
             }
             (Pending::Replace(mut x), Some(f)) if !f.record.state.is_final() => {
@@ -898,6 +909,7 @@ impl CustomerDriver {
                     shard: f.shard,
                     shown_id: f.record.shown_id,
                 };
+                self.ops_out.insert(seq);
                 self.core.dispatch_op(op);
             }
             (what, _) => {
@@ -969,6 +981,7 @@ async fn customer_session(core: Rc<Core>, io: Rc<CoreIo>, mut stream: TcpStream,
         receiving: false,
         wbuf: BytesMut::new(),
         queries: std::collections::HashMap::new(),
+        ops_out: std::collections::HashSet::new(),
         multis: std::collections::HashMap::new(),
         closing: false,
     };
