@@ -213,3 +213,26 @@ fn submit_multi_shares_the_window_and_a_reused_sequence_number_is_refused() {
     gw.shutdown();
     gw.join();
 }
+
+#[test]
+fn query_sm_gives_the_error_code_of_a_receipt_without_tlvs() {
+    // Goal: a vendor whose receipts carry the error only in their text (`err:001`, no
+    // network_error_code TLV) still has it reported by query_sm's error_code.
+    let v = sim(|s| {
+        s.receipts.tlvs = false;
+        s.receipts.mix = smppgw_loadgen::sim::StateMix::parse("UNDELIV=1").unwrap();
+    });
+    let gw = smppgw_engine::start(config(&[("v", v.local_addr())])).unwrap();
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
+    let (st, id) = c.submit_dlr("15557100000", "undeliverable");
+    assert_eq!(st, CommandStatus::ESME_ROK);
+    let p = c.recv_deliver();
+    c.answer(&p, CommandStatus::ESME_ROK);
+    let r = query(&mut c, &id);
+    let Body::QuerySmResp(q) = &r.body else { panic!("{r:?}") };
+    assert_eq!(q.message_state, MessageState::Undeliverable.as_u8());
+    assert_eq!(q.error_code, 1, "the err: of the receipt text");
+    gw.shutdown();
+    gw.join();
+}

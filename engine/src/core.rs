@@ -1211,14 +1211,21 @@ impl Core {
             return;
         };
         let stat = r.receipt.stat;
-        rec.state = stat;
-        if stat.is_final() {
-            rec.final_at = now;
+        // A late intermediate notification does not take a final state back (query_sm would
+        // then report the message as pending, and a cancel would go to the vendor again).
+        if !(rec.state.is_final() && !stat.is_final()) {
+            rec.state = stat;
+            if stat.is_final() {
+                rec.final_at = now;
+            }
         }
+        // The error for query_sm: the network_error_code TLV's, else the receipt text's `err:`.
         if let Some(nec) = &r.network_error
             && nec.len() == 3
         {
             rec.error = u16::from_be_bytes([nec[1], nec[2]]);
+        } else if let Some(smppgw_codec::receipt::ReceiptErr::Code(code)) = &r.receipt.err {
+            rec.error = *code;
         }
         self.metrics.receipts_matched.fetch_add(1, Ordering::Relaxed);
         if let Some(c) = self.metrics.receipts_by_state.0.get(usize::from(stat.as_u8())) {

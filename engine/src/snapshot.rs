@@ -393,6 +393,10 @@ pub struct Snapshot {
     /// MO number ranges: prefix -> customer, searched longest first.
     mo_ranges: HashMap<Vec<u8>, u32>,
     mo_longest: usize,
+    /// The next customer and vendor indexes: never one used before, even by an item a reload
+    /// removed since (its records stay in the store for the receipt TTL, under its index).
+    next_customer: u32,
+    next_vendor: u32,
 }
 
 /// The parts of a vendor's config that a live bind depends on: a change replaces the binds.
@@ -420,7 +424,7 @@ impl Snapshot {
         let cores = cores.max(1);
         let mut customers: Vec<Option<Arc<CustomerRt>>> = Vec::new();
         let mut customer_by_id = HashMap::new();
-        let mut next_c = prev.map_or(0, |p| p.customers.len() as u32);
+        let mut next_c = prev.map_or(0, |p| p.next_customer.max(p.customers.len() as u32));
         for c in &config.customers {
             let old = prev.and_then(|p| p.customer(c.system_id.as_bytes())).cloned();
             let idx = old.as_ref().map_or_else(
@@ -438,7 +442,7 @@ impl Snapshot {
             customers[idx as usize] = Some(Arc::new(rt));
         }
         let mut vendors: Vec<Option<Arc<VendorRt>>> = Vec::new();
-        let mut next_v = prev.map_or(0, |p| p.vendors.len() as u32);
+        let mut next_v = prev.map_or(0, |p| p.next_vendor.max(p.vendors.len() as u32));
         let mut vendor_by_name = HashMap::new();
         for v in &config.vendors {
             let old = prev.and_then(|p| p.vendors.iter().flatten().find(|o| o.cfg.name == v.name)).cloned();
@@ -490,6 +494,8 @@ impl Snapshot {
             campaigns,
             mo_ranges,
             mo_longest,
+            next_customer: next_c,
+            next_vendor: next_v,
         }
     }
 
@@ -634,6 +640,31 @@ fn route_table(
 mod tests {
     use super::*;
     use crate::config::{CustomerConfig, RouteConfig, VendorConfig};
+
+    #[test]
+    fn indexes_of_removed_customers_and_vendors_are_never_given_again() {
+        // Records keep their customer's and vendor's index for the receipt TTL: an index given
+        // to a newcomer would hand it another customer's receipts and queries.
+        let mut cfg = Config::default();
+        cfg.customers.push(CustomerConfig::new("a", "x"));
+        cfg.customers.push(CustomerConfig::new("b", "x"));
+        cfg.vendors.push(VendorConfig::new("v", "h", 1, "s", "p"));
+        cfg.vendors.push(VendorConfig::new("w", "h", 1, "s", "p"));
+        cfg.routes.push(RouteConfig::new("default", &["v"]));
+        let first = Snapshot::build(cfg.clone(), 1);
+        let vendor_idx = |snap: &Snapshot, name: &str| {
+            snap.vendors.iter().flatten().find(|v| v.cfg.name == name).map(|v| v.idx).unwrap()
+        };
+        let (b, w) = (first.customer(b"b").unwrap().idx, vendor_idx(&first, "w"));
+        cfg.customers.pop();
+        cfg.vendors.pop();
+        let second = Snapshot::build_next(Some(&first), cfg.clone(), 1);
+        cfg.customers.push(CustomerConfig::new("c", "x"));
+        cfg.vendors.push(VendorConfig::new("z", "h", 1, "s", "p"));
+        let third = Snapshot::build_next(Some(&second), cfg, 1);
+        assert!(third.customer(b"c").unwrap().idx > b, "c did not take b's index");
+        assert!(vendor_idx(&third, "z") > w, "z did not take w's index");
+    }
 
     #[test]
     fn the_most_specific_route_wins_over_config_order() {
