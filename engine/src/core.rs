@@ -1213,7 +1213,7 @@ impl Core {
         let stat = r.receipt.stat;
         // A late intermediate notification does not take a final state back (query_sm would
         // then report the message as pending, and a cancel would go to the vendor again).
-        if !(rec.state.is_final() && !stat.is_final()) {
+        if !rec.state.is_final() || stat.is_final() {
             rec.state = stat;
             if stat.is_final() {
                 rec.final_at = now;
