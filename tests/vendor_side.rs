@@ -310,26 +310,40 @@ fn slow_cancel_smsc() -> SocketAddr {
     addr
 }
 
-#[test]
-fn a_cancel_in_progress_at_shutdown_is_answered_before_the_unbind() {
-    // Goal: shutdown while a customer's cancel_sm waits for the vendor: the customer gets the
-    // cancel_sm_resp, then the unbind (the unbind used to go at once, and the answer with it).
+/// A gateway whose one vendor is [`slow_cancel_smsc`], a customer bound to it, and a message
+/// it sent to `dest`: (gateway, customer, the message's id).
+fn a_message_to_cancel(dest: &str) -> (smppgw_engine::Gateway, Client, String) {
     let addr = slow_cancel_smsc();
     let mut cfg = config(&[("smsc", addr)]);
     cfg.vendors[0].binds = 1;
     let gw = smppgw_engine::start(cfg).unwrap();
     let mut c = Client::connect(gw.local_addr);
     assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
-    let (st, id) = c.submit("15556100000", "to cancel");
+    let (st, id) = c.submit(dest, "to cancel");
     assert_eq!(st, CommandStatus::ESME_ROK);
+    (gw, c, id)
+}
+
+/// cancel_sm of message `id` sent to `dest`.
+fn cancel_pdu(seq: u32, id: &str, dest: &str) -> Pdu {
+    Pdu::new(
+        seq,
+        Body::CancelSm(smppgw_codec::CancelSm {
+            message_id: id.to_owned().into(),
+            source: smppgw_codec::Address::new(1, 1, "15550001"),
+            dest: smppgw_codec::Address::new(1, 1, dest.to_owned()),
+            ..Default::default()
+        }),
+    )
+}
+
+#[test]
+fn a_cancel_in_progress_at_shutdown_is_answered_before_the_unbind() {
+    // Goal: shutdown while a customer's cancel_sm waits for the vendor: the customer gets the
+    // cancel_sm_resp, then the unbind (the unbind used to go at once, and the answer with it).
+    let (gw, mut c, id) = a_message_to_cancel("15556100000");
     let seq = c.next_seq();
-    let cancel = smppgw_codec::CancelSm {
-        message_id: id.into(),
-        source: smppgw_codec::Address::new(1, 1, "15550001"),
-        dest: smppgw_codec::Address::new(1, 1, "15556100000"),
-        ..Default::default()
-    };
-    c.send(&Pdu::new(seq, Body::CancelSm(cancel)));
+    c.send(&cancel_pdu(seq, &id, "15556100000"));
     std::thread::sleep(Duration::from_millis(150));
     gw.shutdown();
     let mut seen = Vec::new();
@@ -353,24 +367,9 @@ fn a_cancel_reusing_the_sequence_number_of_one_at_the_vendor_is_refused() {
     // Goal: a second cancel_sm with the sequence number of one the vendor has not answered yet
     // gets ESME_RSYSERR (as for a pending lookup), and the first gets its own answer: not two
     // answers under one sequence number.
-    let addr = slow_cancel_smsc();
-    let mut cfg = config(&[("smsc", addr)]);
-    cfg.vendors[0].binds = 1;
-    let gw = smppgw_engine::start(cfg).unwrap();
-    let mut c = Client::connect(gw.local_addr);
-    assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
-    let (st, id) = c.submit("15556200000", "to cancel");
-    assert_eq!(st, CommandStatus::ESME_ROK);
+    let (gw, mut c, id) = a_message_to_cancel("15556200000");
     let seq = c.next_seq();
-    let cancel = Pdu::new(
-        seq,
-        Body::CancelSm(smppgw_codec::CancelSm {
-            message_id: id.into(),
-            source: smppgw_codec::Address::new(1, 1, "15550001"),
-            dest: smppgw_codec::Address::new(1, 1, "15556200000"),
-            ..Default::default()
-        }),
-    );
+    let cancel = cancel_pdu(seq, &id, "15556200000");
     c.send(&cancel);
     std::thread::sleep(Duration::from_millis(200));
     c.send(&cancel);

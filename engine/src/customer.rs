@@ -1396,24 +1396,10 @@ mod fuzz_tests {
                 s.on_pdu(Pdu::new(1, Body::BindTransceiver(Bind::default())), now, &mut out, &mut ev);
                 s.bind_accepted(BindKind::Transceiver, 1, IdStyle::Hex, 8, &mut out);
             }
-            let decoder = Decoder::default();
-            let mut buf = BytesMut::new();
-            for c in chunks {
-                buf.extend_from_slice(&c);
-                loop {
-                    match decoder.decode(&mut buf) {
-                        Ok(Some(p)) => s.on_pdu(p, now, &mut out, &mut ev),
-                        Ok(None) => break,
-                        Err(e) => {
-                            s.on_decode_error(&e, now, &mut out, &mut ev);
-                            if !matches!(e, DecodeError::Pdu { .. }) {
-                                buf.clear();
-                                break;
-                            }
-                        }
-                    }
-                }
-            }
+            crate::test_util::feed_chunks(chunks, |item| match item {
+                Ok(p) => s.on_pdu(p, now, &mut out, &mut ev),
+                Err(e) => s.on_decode_error(&e, now, &mut out, &mut ev),
+            });
             // Everything routed is answered.
             for e in ev.drain(..) {
                 if let Event::Submit { seq, .. } | Event::DataSm { seq, .. } = e {
@@ -1423,7 +1409,7 @@ mod fuzz_tests {
             prop_assert_eq!(s.outstanding(), 0);
             s.on_tick(now + Duration::from_secs(120), &mut out, &mut ev);
             while !out.is_empty() {
-                match decoder.decode(&mut out) {
+                match Decoder::default().decode(&mut out) {
                     Ok(Some(_)) => {}
                     other => prop_assert!(false, "the session wrote something undecodable: {:?}", other),
                 }

@@ -27,4 +27,7 @@ pub mod snapshot;
 pub mod store;
 pub mod vendor;
 
+#[cfg(test)]
+mod test_util;
+
 pub use runtime::{Gateway, StartError, start, start_shared};

@@ -689,24 +689,10 @@ mod fuzz_tests {
                     sent += 1;
                 }
             }
-            let decoder = Decoder::default();
-            let mut buf = BytesMut::new();
-            for c in chunks {
-                buf.extend_from_slice(&c);
-                loop {
-                    match decoder.decode(&mut buf) {
-                        Ok(Some(p)) => s.on_pdu(p, now, &mut out, &mut ev),
-                        Ok(None) => break,
-                        Err(e) => {
-                            s.on_decode_error(&e, &mut out, &mut ev);
-                            if !matches!(e, DecodeError::Pdu { .. }) {
-                                buf.clear();
-                                break;
-                            }
-                        }
-                    }
-                }
-            }
+            crate::test_util::feed_chunks(chunks, |item| match item {
+                Ok(p) => s.on_pdu(p, now, &mut out, &mut ev),
+                Err(e) => s.on_decode_error(&e, &mut out, &mut ev),
+            });
             s.on_tick(now + Duration::from_secs(60), &mut out, &mut ev);
             s.close(&mut ev);
             let mut done = std::collections::HashSet::new();

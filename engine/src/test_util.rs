@@ -1,0 +1,29 @@
+//! Helpers shared by the session machines' tests.
+
+use bytes::BytesMut;
+use smppgw_codec::{DecodeError, Decoder, Pdu};
+
+/// Feeds `chunks`, as a peer's socket would deliver them, through the stream decoder, handing
+/// each PDU or decode error to `on` in order; a framing error drops what is buffered, as the
+/// drivers close the session on one.
+pub(crate) fn feed_chunks(chunks: Vec<Vec<u8>>, mut on: impl FnMut(Result<Pdu, DecodeError>)) {
+    let decoder = Decoder::default();
+    let mut buf = BytesMut::new();
+    for c in chunks {
+        buf.extend_from_slice(&c);
+        loop {
+            match decoder.decode(&mut buf) {
+                Ok(Some(p)) => on(Ok(p)),
+                Ok(None) => break,
+                Err(e) => {
+                    let framing = !matches!(e, DecodeError::Pdu { .. });
+                    on(Err(e));
+                    if framing {
+                        buf.clear();
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
