@@ -811,6 +811,15 @@ impl CustomerDriver {
         }
     }
 
+    /// When the oldest pending lookup or submit_multi is due to be answered by
+    /// [`CustomerDriver::expire_pending`], if any: the session wakes for it even when the
+    /// customer is silent.
+    fn pending_deadline(&self) -> Option<Instant> {
+        let queries = self.queries.values().map(|q| q.since + QUERY_PENDING_TIMEOUT);
+        let multis = self.multis.values().map(|m| m.since + MULTI_PENDING_TIMEOUT);
+        queries.chain(multis).min()
+    }
+
     /// Answers the requests whose answers have not all come back in time (lost on the way), so
     /// that no customer waits forever: a lookup as failed, a submit_multi with what is known
     /// (the destinations still out give their share of the window back).
@@ -994,7 +1003,8 @@ async fn customer_session(core: Rc<Core>, io: Rc<CoreIo>, mut stream: TcpStream,
     }
     let mut version = core.snapshot().version;
     while !d.closing {
-        deadline.set(d.machine.next_deadline());
+        let next = d.machine.next_deadline();
+        deadline.set(d.pending_deadline().map_or(next, |p| p.min(next)));
         let wake = wait(&mut stream, &mut rbuf, &io, &mailbox, &mut deadline.timer).await;
         let now = Instant::now();
         // A reload gives the customer its new settings (rate, window, formats) before what woke
