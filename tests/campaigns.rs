@@ -195,3 +195,30 @@ fn a_reload_that_keeps_the_limit_keeps_the_count() {
     gw.shutdown();
     gw.join();
 }
+
+#[test]
+fn a_message_the_campaign_refuses_does_not_spend_the_customers_own_rate() {
+    // Goal: the customer's rate (here 20 segments a second, a burst of 2) counts what it sends,
+    // not what a 10DLC limit refused: after one message accepted and one refused by the campaign,
+    // the second unit of the burst is still there for a message from another number.
+    wait_for_room_in_window(60_000, 10_000);
+    let (gw, mut c, _v) = start(|cfg| {
+        cfg.customers[0].throughput = 20;
+        cfg.brands.push(BrandConfig::new("B1", 0));
+        cfg.campaigns.push(campaign("C1", "B1", 1, &["+1555000"]));
+    });
+    assert_eq!(submit_from(&mut c, "15550001", "hi", None), CommandStatus::ESME_ROK);
+    assert_eq!(
+        submit_from(&mut c, "15550001", "hi", None),
+        CommandStatus::ESME_RTHROTTLED,
+        "the campaign's minute is spent"
+    );
+    assert_eq!(submit_from(&mut c, "15559999", "another number", None), CommandStatus::ESME_ROK);
+    assert_eq!(
+        gw.metrics.throttled_customer.load(Ordering::Relaxed),
+        0,
+        "never over the customer's own rate"
+    );
+    gw.shutdown();
+    gw.join();
+}

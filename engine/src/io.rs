@@ -104,6 +104,25 @@ async fn wait<M>(
     .await
 }
 
+/// Takes `segments` from the customer's own rate and its share of the limit over all nodes, or
+/// nothing: what one of them granted goes back when the other refuses.
+fn take_customer_rate(c: &CustomerRt, segments: u32, now_ns: u64) -> bool {
+    if !c.limiter.try_acquire(segments, now_ns) {
+        return false;
+    }
+    if !c.lease.try_take(segments) {
+        c.limiter.give_back(segments);
+        return false;
+    }
+    true
+}
+
+/// Gives back what [`take_customer_rate`] took, for a message another limit (10DLC) refused.
+fn give_customer_rate_back(c: &CustomerRt, segments: u32) {
+    c.limiter.give_back(segments);
+    c.lease.give_back(segments);
+}
+
 /// How late a session's timer may be, while its socket stays readable, before the driver acts
 /// on the deadline itself (the wait looks at the socket first).
 const STARVED_TIMER: Duration = Duration::from_secs(1);
@@ -534,7 +553,7 @@ impl CustomerDriver {
         self.core.metrics.submits.add(self.core.idx, 1);
         // Borrowed, not cloned: a clone is two atomic operations on a count every core shares.
         let Some(c) = self.customer.as_ref() else { return };
-        if !(c.limiter.try_acquire(segments, self.io.nanos(now)) && c.lease.try_take(segments)) {
+        if !take_customer_rate(c, segments, self.io.nanos(now)) {
             self.core.metrics.throttled_customer.fetch_add(1, Ordering::Relaxed);
             let c = Arc::clone(c);
             return self.throttled(seq, data_sm, &c, now);
@@ -550,6 +569,7 @@ impl CustomerDriver {
         };
         if let Some(refusal) = refused {
             refusal.counter(&self.core.metrics).fetch_add(1, Ordering::Relaxed);
+            give_customer_rate_back(c, segments);
             let c = Arc::clone(c);
             return self.throttled(seq, data_sm, &c, now);
         }
@@ -694,9 +714,7 @@ impl CustomerDriver {
                     match crate::customer::validate_submit(&submit) {
                         Err(st) => pm.unsuccess.push(UnsuccessSme { addr: addr.clone(), error_status: st }),
                         Ok(segments) => {
-                            if !(c.limiter.try_acquire(segments, self.io.nanos(now))
-                                && c.lease.try_take(segments))
-                            {
+                            if !take_customer_rate(c, segments, self.io.nanos(now)) {
                                 pm.unsuccess.push(UnsuccessSme {
                                     addr: addr.clone(),
                                     error_status: CommandStatus::ESME_RTHROTTLED,
@@ -710,6 +728,7 @@ impl CustomerDriver {
                                 crate::core::unix_now_ms(),
                             ) {
                                 refusal.counter(&self.core.metrics).fetch_add(1, Ordering::Relaxed);
+                                give_customer_rate_back(c, segments);
                                 pm.unsuccess.push(UnsuccessSme {
                                     addr: addr.clone(),
                                     error_status: CommandStatus::ESME_RTHROTTLED,

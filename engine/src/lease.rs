@@ -40,6 +40,17 @@ impl Lease {
         }
     }
 
+    /// Gives back `units` taken by [`Lease::try_take`] for a message refused after all (by
+    /// another limit).
+    pub fn give_back(&self, units: u32) {
+        if self.active.load(Ordering::Relaxed) {
+            self.tokens.fetch_add(i64::from(units), Ordering::AcqRel);
+            let _ = self.taken.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| {
+                Some(t.saturating_sub(u64::from(units)))
+            });
+        }
+    }
+
     /// Whether the shared limit is being enforced.
     pub fn is_active(&self) -> bool {
         self.active.load(Ordering::Acquire)

@@ -52,6 +52,18 @@ impl Gcra {
     }
 }
 
+impl Gcra {
+    /// Gives back `units` taken by [`Gcra::try_acquire`] for a message refused after all (by
+    /// another limit): it must not spend the customer's rate.
+    pub fn give_back(&self, units: u32) {
+        let cost = self.interval_ns * u64::from(units);
+        if cost == 0 {
+            return;
+        }
+        let _ = self.tat.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| Some(t.saturating_sub(cost)));
+    }
+}
+
 /// Pacing of one vendor bind: a configured ceiling, halved on throttling, recovering by a quarter
 /// per second without throttling.
 #[derive(Debug, Clone)]
@@ -238,5 +250,15 @@ mod tests {
         assert_eq!(r.current(), 50.0);
         r.set_ceiling(0.0);
         assert!(r.current().is_infinite(), "at its ceiling, not slowed: unpaced");
+    }
+
+    #[test]
+    fn units_given_back_can_be_taken_again() {
+        let g = Gcra::new(10, 2);
+        assert!(g.try_acquire(2, 0));
+        assert!(!g.try_acquire(1, 0), "the burst of 2 is spent");
+        g.give_back(1);
+        assert!(g.try_acquire(1, 0), "the unit given back");
+        assert!(!g.try_acquire(1, 0));
     }
 }
