@@ -737,7 +737,20 @@ pub fn validate_submit(s: &SubmitSm) -> Result<u32, CommandStatus> {
         if usize::from(udhl) + 1 > body.len() || smppgw_codec::text::parse_udh(body).is_err() {
             return Err(CommandStatus::ESME_RINVMSGLEN);
         }
-        &body[usize::from(udhl) + 1..]
+        let (header, text) = body.split_at(usize::from(udhl) + 1);
+        // A part the customer split itself is one SMS: its header and text must fit the 140
+        // octets of user data (in septets after the header for the seven-bit alphabets), or the
+        // operator cuts it.
+        if payload.is_none() {
+            let fits = match alphabet {
+                Alphabet::Septets => text.len() <= 140usize.saturating_sub(header.len()) * 8 / 7,
+                Alphabet::Octets | Alphabet::Ucs2 => body.len() <= 140,
+            };
+            if !fits {
+                return Err(CommandStatus::ESME_RINVMSGLEN);
+            }
+        }
+        text
     } else {
         body
     };
@@ -1069,6 +1082,17 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(validate_submit(&ok), Ok(1));
+        // A part the customer split itself must fit one SMS with its header: 153 septets after
+        // a 6-octet concatenation header, 134 octets of 8-bit data.
+        let part = |dcs: u8, text_len: usize| {
+            let mut sm = vec![5, 0, 3, 7, 2, 1];
+            sm.extend(std::iter::repeat_n(b'a', text_len));
+            SubmitSm { esm_class: 0x40, data_coding: dcs, short_message: sm.into(), ..ok.clone() }
+        };
+        assert_eq!(validate_submit(&part(0, 153)), Ok(1));
+        assert_eq!(validate_submit(&part(0, 154)), Err(CommandStatus::ESME_RINVMSGLEN));
+        assert_eq!(validate_submit(&part(4, 134)), Ok(1));
+        assert_eq!(validate_submit(&part(4, 135)), Err(CommandStatus::ESME_RINVMSGLEN));
         let mut s = ok.clone();
         s.dest.addr = Default::default();
         assert_eq!(validate_submit(&s), Err(CommandStatus::ESME_RINVDSTADR));
