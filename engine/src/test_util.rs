@@ -27,3 +27,13 @@ pub(crate) fn feed_chunks(chunks: Vec<Vec<u8>>, mut on: impl FnMut(Result<Pdu, D
         }
     }
 }
+
+/// A PDU whose header says another command than its body is (a peer lying about command_id).
+pub(crate) fn lying_header() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+    use proptest::prelude::*;
+    (any::<u32>(), any::<u32>()).prop_map(|(q, id)| {
+        let mut v = Pdu::new(q, smppgw_codec::Body::EnquireLink).to_bytes().to_vec();
+        v[4..8].copy_from_slice(&id.to_be_bytes());
+        v
+    })
+}
