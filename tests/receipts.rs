@@ -100,6 +100,68 @@ fn hex_vendor_ids_quoted_in_decimal() {
     run_receipt_round_trip(|s| s.receipts.id_quote = smppgw_loadgen::msgid::IdQuote::Decimal);
 }
 
+/// Hex ids made only of digits (the simulator's ids are 0000SSSS then a counter: a salt whose
+/// four hex digits are digits, and counts 1 to 9 and 0x10 to 0x19), quoted in decimal in the
+/// receipts, through a gateway of two cores: the two spellings of such an id were sharded to
+/// different cores and about half of these receipts were lost.
+fn digit_only_hex_ids_quoted_in_decimal(before_resp: bool) {
+    let seed = (0u64..)
+        .find(|&s| {
+            format!("{:04x}", smppgw_loadgen::rng::Rng::new(s).next_u64() & 0xFFFF)
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .unwrap();
+    let vendor = sim(|s| {
+        s.cores = 1;
+        s.seed = Some(seed);
+        s.receipts.id_quote = smppgw_loadgen::msgid::IdQuote::Decimal;
+        s.receipts.before_resp = before_resp;
+        s.receipts.tlvs = false; // receipted_message_id would give the hex spelling
+    });
+    let gw = smppgw_engine::start(config(&[("v1", vendor.local_addr())])).unwrap();
+    assert_eq!(gw.snapshot.cores, 2, "the spellings must be able to land on two cores");
+    // Submits on a transmitter, receipts on a receiver (the client drops what it does not wait
+    // for, and a receipt dropped would come back only after the response timeout).
+    let mut tx = Client::connect(gw.local_addr);
+    assert_eq!(tx.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+    let mut rx = Client::connect(gw.local_addr);
+    assert_eq!(rx.bind("rx", "c1", "pw"), CommandStatus::ESME_ROK);
+    assert!(wait_for(Duration::from_secs(5), || vendor.stats().binds_current >= 2), "vendor binds up");
+    let mut ids = Vec::new();
+    for i in 0..25 {
+        let (st, id) = tx.submit_dlr(&format!("1555124{i:04}"), "digits");
+        assert_eq!(st, CommandStatus::ESME_ROK);
+        ids.push(id);
+    }
+    let recorded = vendor.take_recorded();
+    let digit_only = recorded.iter().filter(|r| r.message_id.bytes().all(|b| b.is_ascii_digit())).count();
+    assert!(digit_only >= 18, "the vendor's ids are mostly digits: {digit_only} of {}", recorded.len());
+    let mut got = Vec::new();
+    while got.len() < ids.len() {
+        let p = rx.recv_deliver();
+        got.push(receipt_of(&p).0);
+        rx.answer(&p, CommandStatus::ESME_ROK);
+    }
+    got.sort();
+    ids.sort();
+    assert_eq!(got, ids, "one receipt per message, with our id");
+    assert_eq!(gw.metrics.receipts_unmatched.load(Ordering::Relaxed), 0);
+    assert_eq!((tx.unbind(), rx.unbind()), (CommandStatus::ESME_ROK, CommandStatus::ESME_ROK));
+    gw.shutdown();
+    gw.join();
+}
+
+#[test]
+fn hex_vendor_ids_made_of_digits_quoted_in_decimal_on_two_cores() {
+    digit_only_hex_ids_quoted_in_decimal(false);
+}
+
+#[test]
+fn hex_vendor_ids_made_of_digits_quoted_in_decimal_before_the_resp() {
+    digit_only_hex_ids_quoted_in_decimal(true);
+}
+
 #[test]
 fn data_sm_receipts_from_the_vendor() {
     // The vendor sends its receipts as data_sm (TLVs, the text in message_payload); the customer

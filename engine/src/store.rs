@@ -105,26 +105,41 @@ pub fn vendor_key(vendor: u32, canonical: &[u8]) -> u64 {
 
 /// The core that owns the record of `canonical` id at `vendor`.
 pub fn shard_of(vendor: u32, canonical: &[u8], cores: usize) -> usize {
-    // FNV-1a: stable across processes and nodes, cheap, good enough spread for ids.
+    // FNV-1a: stable across processes and nodes, cheap. Its low bits are weak (the lowest is
+    // the parity of the odd octets), so it is mixed and the core taken from the high bits.
     let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ u64::from(vendor);
     for &b in canonical {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
-    (h % cores.max(1) as u64) as usize
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    ((u128::from(h) * cores.max(1) as u128) >> 64) as usize
 }
 
-/// The shard for a receipt's id: its canonical form, or, when the vendor is known to alternate
-/// styles, every spelling must hash alike, so ids are sharded by their numeric value when they
-/// have one.
+/// The shard for a vendor id: the same for every spelling [`alternate_ids`] may match, so a
+/// record and any receipt quoting its id in the other radix (or parked before it) meet on one
+/// core.
+///
+/// Spellings form chains: a digit string read as decimal has a hex spelling one step down, and
+/// any hex string read as hex has a decimal spelling one step up. Walking down while the string
+/// is all digits ends at the same spelling from every member of a chain (each step makes the
+/// number smaller), so that end is the key: a hex id made only of digits and its decimal
+/// spelling shard alike (one step hid it: "12345678" in hex is "305419896" in decimal, which
+/// steps down to it, while "12345678" itself stepped down to "bc614e").
 pub fn shard_key(canonical: &[u8]) -> Small {
-    // Hash decimal-looking ids by their hex spelling so both spellings land on one shard.
-    if canonical.len() <= 38
-        && let Some(n) = parse_radix(canonical, 10)
-    {
-        return Small::new(write_radix(n, 16, &mut [0u8; 40]));
+    let mut key = Small::new(canonical);
+    let mut buf = [0u8; 40];
+    // Past u128 (39 digits and up) there are no alternates, so the walk stops.
+    while let Some(n) = parse_radix(&key, 10) {
+        let down = write_radix(n, 16, &mut buf);
+        if down == key.as_bytes() {
+            break; // 0 to 9: both spellings alike
+        }
+        key = Small::new(down);
     }
-    Small::new(canonical)
+    key
 }
 
 /// A short byte string kept inline (addresses: 20 digits in SMPP 3.4), on the heap only when
@@ -658,6 +673,37 @@ mod tests {
         s.insert(rec(3, "8F14E45F-CEEA-467A-9575-2A1F6F2E4A11"), 0);
         assert!(s.find_vendor_mut(1, b"8f14e45f-ceea-467a-9575-2a1f6f2e4a11").is_some());
         assert_eq!(shard_of(1, &shard_key(b"41394"), 7), shard_of(1, &shard_key(b"a1b2"), 7));
+    }
+
+    #[test]
+    fn a_hex_id_made_of_digits_and_its_decimal_spelling_share_a_shard() {
+        // Goal: the record of a hex id like 12345678 (all digits) and a receipt quoting it in
+        // decimal (305419896), or parked before it, are on one core: they were on two, and the
+        // receipt was lost.
+        assert_eq!(shard_key(b"12345678").as_bytes(), shard_key(b"305419896").as_bytes());
+        assert_eq!(shard_key(b"305419896").as_bytes(), b"bc614e");
+        let mut s: Shard<&str> = Shard::new(10, 100);
+        assert!(s.park(1, b"305419896", "early", 0));
+        assert_eq!(s.insert(rec(1, "0000000012345678"), 1), Some("early"), "parked in decimal, found");
+        assert!(s.find_vendor_mut(1, b"305419896").is_some());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn every_spelling_a_receipt_may_match_is_on_the_records_shard(
+            hi in proptest::prelude::any::<u64>(),
+            lo in proptest::prelude::any::<u64>(),
+            bits in 1u32..=128,
+        ) {
+            let n = ((u128::from(hi) << 64) | u128::from(lo)) >> (128 - bits);
+            for id in [format!("{n:x}"), n.to_string()] {
+                let key = shard_key(id.as_bytes());
+                for alt in alternate_ids(id.as_bytes()) {
+                    let alt_key = shard_key(&alt);
+                    proptest::prop_assert_eq!(alt_key.as_bytes(), key.as_bytes(), "{} and {:?}", id, alt);
+                }
+            }
+        }
     }
 
     #[test]
