@@ -408,3 +408,35 @@ fn when_the_last_part_fails_the_earlier_parts_get_derived_undeliverable_receipts
     gw.shutdown();
     gw.join();
 }
+
+#[test]
+fn an_earlier_part_the_vendor_refused_gets_no_derived_receipt() {
+    // Goal: under receipt_parts = last, a middle part the vendor refused (the customer got an
+    // error and no id for it) gets no receipt derived from the last part's; the parts accepted
+    // get one each.
+    let (_v, gw, mut c) = last_part_policy(|s| {
+        s.faults.refuse_containing = Some(b"BLOCKED".to_vec());
+        s.faults.error_status = CommandStatus::ESME_RINVDSTADR;
+    });
+    let mut ids = Vec::new();
+    for (part, text) in [(1u8, &b"first part "[..]), (2, b"BLOCKED middle "), (3, b"last part")] {
+        let r = submit_udh_part(&mut c, "15557773333", (0x44, 3, part), text);
+        if part == 2 {
+            assert_eq!(r.command_status, CommandStatus::ESME_RINVDSTADR, "the vendor refused part 2");
+        } else {
+            assert_eq!(r.command_status, CommandStatus::ESME_ROK, "part {part}");
+            let Body::SubmitSmResp(m) = r.body else { panic!("submit_sm_resp") };
+            ids.push(String::from_utf8_lossy(&m.message_id).into_owned());
+        }
+    }
+    let got = receipts(&mut c, 2);
+    let got_ids: HashSet<String> = got.iter().map(|(i, _)| i.clone()).collect();
+    assert_eq!(got_ids, ids.iter().cloned().collect::<HashSet<_>>(), "parts 1 and 3");
+    assert_eq!(got.iter().filter(|(_, derived)| *derived).count(), 1, "part 1's, derived");
+    c.stream.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    let extra = std::iter::from_fn(|| c.try_recv()).find(|p| matches!(p.body, Body::DeliverSm(_)));
+    assert!(extra.is_none(), "no receipt for the refused part: {extra:?}");
+    assert_eq!(gw.metrics.derived_for_refused.load(Ordering::Relaxed), 1);
+    gw.shutdown();
+    gw.join();
+}

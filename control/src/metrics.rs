@@ -59,6 +59,7 @@ pub const METRIC_FAMILIES: &[&str] = &[
     "smppgw_receipts_unparsable_total",
     "smppgw_mo_received_total",
     "smppgw_mo_unroutable_total",
+    "smppgw_receipts_derived_refused_total",
     "smppgw_deliveries_ok_total",
     "smppgw_deliveries_failed_total",
     "smppgw_deliveries_dropped_total",
@@ -269,6 +270,7 @@ pub fn render(metrics: &Metrics, snap: &Snapshot) -> String {
         receipts_unparsable,
         mo_in,
         mo_unroutable,
+        derived_for_refused,
         deliveries_ok,
         deliveries_failed,
         deliveries_dropped,
@@ -379,6 +381,11 @@ pub fn render(metrics: &Metrics, snap: &Snapshot) -> String {
     e.counter("smppgw_receipts_unparsable_total", "Receipts that could not be parsed.", receipts_unparsable);
     e.counter("smppgw_mo_received_total", "MO messages received from vendors.", mo_in);
     e.counter("smppgw_mo_unroutable_total", "MO messages for numbers no customer owns.", mo_unroutable);
+    e.counter(
+        "smppgw_receipts_derived_refused_total",
+        "Receipts not derived for an earlier part of a long message because that part was refused.",
+        derived_for_refused,
+    );
     e.counter(
         "smppgw_deliveries_ok_total",
         "Deliveries (receipts, MO) the customer accepted.",

@@ -112,6 +112,8 @@ pub struct Job {
     pub wants_receipt: bool,
     /// Earlier parts of a long message whose receipts derive from this part's.
     pub siblings: Vec<u64>,
+    /// This is such an earlier part: its receipt will be derived from the last part's.
+    pub receipt_derived: bool,
     /// When it was last sent to a vendor.
     pub sent_at: Option<Instant>,
     /// Until when it may wait for a vendor of its route to be bound ([`NO_VENDOR_HOLD_MS`]).
@@ -146,6 +148,7 @@ impl Job {
             submitted_unix_ms: unix_ms_at(received),
             wants_receipt,
             siblings,
+            receipt_derived: false,
             sent_at: None,
             hold_until: None,
         })
@@ -239,6 +242,20 @@ pub enum CoreMsg {
     Receipt(Box<VendorReceipt>),
     /// A receipt or MO for the customer homed on the receiving core.
     Deliver(Arc<Delivery>),
+    /// A receipt derived for an earlier part of a long message, for the customer homed on the
+    /// receiving core: delivered unless that part was refused ([`CoreMsg::PartRefused`]).
+    DerivedReceipt {
+        /// The receipt.
+        delivery: Arc<Delivery>,
+        /// The id the customer was given for the part.
+        shown_id: u64,
+    },
+    /// An earlier part of a long message whose receipt was to be derived was refused: the
+    /// customer's home core will not deliver a receipt derived for it.
+    PartRefused {
+        /// The id the part would have had.
+        shown_id: u64,
+    },
     /// Send this delivery on a session of the receiving core.
     DeliverOn {
         /// The session.
@@ -378,6 +395,7 @@ pub struct Core {
     pub failover_on_unknown: Cell<bool>,
     store: RefCell<Shard<Box<VendorReceipt>>>,
     dispatcher: RefCell<Dispatcher>,
+    refused_parts: RefCell<crate::deliveries::RefusedParts>,
     pending_out: RefCell<Vec<(SessionRef, Arc<Delivery>)>>,
     remote: Option<RemoteLink>,
     held: RefCell<std::collections::VecDeque<Box<Job>>>,
@@ -488,6 +506,7 @@ impl Core {
             failover_on_unknown: Cell::new(failover_on_unknown),
             store: RefCell::new(store),
             dispatcher: RefCell::new(dispatcher),
+            refused_parts: RefCell::new(Default::default()),
             pending_out: RefCell::new(Vec::new()),
             remote,
             held: RefCell::new(std::collections::VecDeque::new()),
@@ -1080,6 +1099,9 @@ impl Core {
         {
             self.derive_failed_siblings(job, *st);
         }
+        if result.is_err() && job.receipt_derived {
+            self.send(self.home_of(job.customer), CoreMsg::PartRefused { shown_id: job.shown_id });
+        }
         if let Some(sent) = job.sent_at {
             self.metrics.vendor_latency.observe(self.idx, now.saturating_duration_since(sent));
         }
@@ -1249,9 +1271,20 @@ impl Core {
         let ids = std::iter::once((rec.shown_id, false)).chain(rec.siblings.iter().map(|&s| (s, true)));
         for (shown, derived) in ids {
             let body = customer_receipt(&rec, &r, shown, c.id_style, derived);
-            let delivery =
-                Delivery { customer: rec.customer, token: 0, kind: Kind::Receipt, body, attempts: 0 };
-            self.send(home, CoreMsg::Deliver(Arc::new(delivery)));
+            let delivery = Arc::new(Delivery {
+                customer: rec.customer,
+                token: 0,
+                kind: Kind::Receipt,
+                body,
+                attempts: 0,
+            });
+            self.send(
+                home,
+                match derived {
+                    true => CoreMsg::DerivedReceipt { delivery, shown_id: shown },
+                    false => CoreMsg::Deliver(delivery),
+                },
+            );
             if derived {
                 for core in 0..self.cores() {
                     self.send(core, CoreMsg::SetState { shown_id: shown, state: stat });
@@ -1312,13 +1345,30 @@ impl Core {
         let home = self.home_of(parts.customer);
         for &shown in parts.shown_ids {
             let body = customer_receipt(&rec, &r, shown, c.id_style, true);
-            let delivery =
-                Delivery { customer: parts.customer, token: 0, kind: Kind::Receipt, body, attempts: 0 };
-            self.send(home, CoreMsg::Deliver(Arc::new(delivery)));
+            let delivery = Arc::new(Delivery {
+                customer: parts.customer,
+                token: 0,
+                kind: Kind::Receipt,
+                body,
+                attempts: 0,
+            });
+            self.send(home, CoreMsg::DerivedReceipt { delivery, shown_id: shown });
             for core in 0..self.cores() {
                 self.send(core, CoreMsg::SetState { shown_id: shown, state });
             }
         }
+    }
+
+    /// A receipt or MO for a customer homed here: queued for its receiving sessions.
+    fn deliver_home(&self, d: Arc<Delivery>) {
+        // No receiving bind here: a node where the customer has one takes it from Redis.
+        if self.remote_up() && !self.dispatcher.borrow().has_receiver(d.customer) {
+            self.metrics.remote_deliveries_out.fetch_add(1, Ordering::Relaxed);
+            self.remote_push(RemoteOp::Deliver(d));
+            return;
+        }
+        self.dispatcher.borrow_mut().push(d);
+        self.pump_deliveries();
     }
 
     fn pump_deliveries(&self) {
@@ -1390,16 +1440,15 @@ impl Core {
             CoreMsg::Done { reply, result } => self.reply(reply, result),
             CoreMsg::Store(rec, key) => self.store_record(*rec, key, unix_now()),
             CoreMsg::Receipt(r) => self.apply_receipt(r),
-            CoreMsg::Deliver(d) => {
-                // No receiving bind here: a node where the customer has one takes it from Redis.
-                if self.remote_up() && !self.dispatcher.borrow().has_receiver(d.customer) {
-                    self.metrics.remote_deliveries_out.fetch_add(1, Ordering::Relaxed);
-                    self.remote_push(RemoteOp::Deliver(d));
-                    return;
+            CoreMsg::Deliver(d) => self.deliver_home(d),
+            CoreMsg::DerivedReceipt { delivery, shown_id } => {
+                if self.refused_parts.borrow().contains(shown_id) {
+                    self.metrics.derived_for_refused.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    self.deliver_home(delivery);
                 }
-                self.dispatcher.borrow_mut().push(d);
-                self.pump_deliveries();
             }
+            CoreMsg::PartRefused { shown_id } => self.refused_parts.borrow_mut().insert(shown_id),
             CoreMsg::DeliverOn { session, delivery } => {
                 let customer = delivery.customer;
                 let token = delivery.token;
@@ -1589,6 +1638,7 @@ fn unreachable_job() -> Box<Job> {
         submitted_unix_ms: 0,
         wants_receipt: false,
         siblings: Vec::new(),
+        receipt_derived: false,
         sent_at: None,
         hold_until: None,
     })

@@ -269,6 +269,49 @@ impl Dispatcher {
     }
 }
 
+/// Earlier parts of long messages the customer was refused, remembered per home core: their
+/// receipts derive from the last part's (`receipt_parts = "last"`), and a part that was refused
+/// gets none (the customer holds no id for it).
+pub const REFUSED_PARTS_MAX: usize = 100_000;
+
+/// The ids of refused earlier parts, at most [`REFUSED_PARTS_MAX`]; the oldest is forgotten
+/// first (a derived receipt for it would then go out, as before this set existed).
+#[derive(Debug, Default)]
+pub struct RefusedParts {
+    ids: crate::hash::FxHashSet<u64>,
+    order: VecDeque<u64>,
+}
+
+impl RefusedParts {
+    /// Remembers `shown_id`.
+    pub fn insert(&mut self, shown_id: u64) {
+        if !self.ids.insert(shown_id) {
+            return;
+        }
+        if self.order.len() >= REFUSED_PARTS_MAX
+            && let Some(old) = self.order.pop_front()
+        {
+            self.ids.remove(&old);
+        }
+        self.order.push_back(shown_id);
+    }
+
+    /// Whether `shown_id` was refused (it stays remembered: a receipt may be repeated).
+    pub fn contains(&self, shown_id: u64) -> bool {
+        self.ids.contains(&shown_id)
+    }
+
+    /// Ids remembered.
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// Whether none is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -285,6 +328,19 @@ mod tests {
     const S1: SessionRef = SessionRef { core: 0, session: 1, generation: 1 };
     const S2: SessionRef = SessionRef { core: 1, session: 1, generation: 1 };
 
+    #[test]
+    fn refused_parts_are_bounded_and_forget_the_oldest_first() {
+        let mut r = RefusedParts::default();
+        for id in 0..REFUSED_PARTS_MAX as u64 {
+            r.insert(id);
+        }
+        r.insert(7);
+        assert_eq!(r.len(), REFUSED_PARTS_MAX, "a repeated id takes no second place");
+        r.insert(u64::MAX);
+        assert_eq!(r.len(), REFUSED_PARTS_MAX);
+        assert!(!r.contains(0), "the oldest went first");
+        assert!(r.contains(1) && r.contains(u64::MAX));
+    }
     #[test]
     fn held_while_no_receiver_then_delivered_in_order() {
         let mut x = Dispatcher::new(10, 0);

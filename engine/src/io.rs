@@ -578,6 +578,7 @@ impl CustomerDriver {
         let msg_id = self.core.next_msg_id();
         let wants_receipt = submit.registered_delivery & 0x03 != 0;
         let mut siblings = Vec::new();
+        let mut receipt_derived = false;
         if wants_receipt
             && c.cfg.receipt_parts == crate::config::ReceiptParts::Last
             && let Some((r, total, part)) = part_info(&submit)
@@ -594,13 +595,15 @@ impl CustomerDriver {
                 if groups.add(&key, total, msg_id, meta, now) {
                     // Only the last part asks the vendor; this one's receipt is derived from it.
                     submit.registered_delivery &= !0x03;
+                    receipt_derived = true;
                 }
             } else if let Some(ids) = groups.take(&key) {
                 siblings = ids;
             }
         }
-        let job =
+        let mut job =
             Job::new(msg_id, msg_id, self.reply_to(seq, kind), c.idx, submit, now, wants_receipt, siblings);
+        job.receipt_derived = receipt_derived;
         self.core.submit(job);
     }
 

@@ -236,6 +236,8 @@ pub struct Metrics {
     pub mo_in: AtomicU64,
     /// MO messages for numbers no customer owns.
     pub mo_unroutable: AtomicU64,
+    /// Receipts not derived for an earlier part of a long message because that part was refused.
+    pub derived_for_refused: AtomicU64,
     /// Deliveries (receipts, MO) the customer accepted.
     pub deliveries_ok: AtomicU64,
     /// Delivery attempts that failed (retried).
