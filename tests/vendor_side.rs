@@ -380,3 +380,62 @@ fn a_cancel_reusing_the_sequence_number_of_one_at_the_vendor_is_refused() {
     gw.shutdown();
     gw.join();
 }
+
+#[test]
+fn an_intermediate_notification_reaches_the_customer_as_one_and_the_final_receipt_as_a_receipt() {
+    // Goal: a vendor's intermediate delivery notification (esm_class 0x20, a non-final state)
+    // goes to the customer with esm_class 0x20, the final receipt with 0x04: a customer that
+    // tells them apart by esm_class must not take ENROUTE for the end of the message.
+    let (addr, _seen) = fake_smsc(|_, mut c| {
+        accept_bind(&mut c);
+        while let Some(p) = c.recv() {
+            match p.body {
+                Body::SubmitSm(_) => {
+                    let resp = smppgw_codec::MessageIdResp { message_id: "V9".into(), ..Default::default() };
+                    c.send(&Pdu::new(p.sequence_number, Body::SubmitSmResp(resp)));
+                    for (seq, esm, stat) in [(20, 0x20, "ENROUTE"), (21, 0x04, "DELIVRD")] {
+                        let text = format!(
+                            "id:V9 sub:001 dlvrd:000 submit date:2611251200 done date:2611251201 stat:{stat} err:000 text:x"
+                        );
+                        let r = SubmitSm { esm_class: esm, short_message: text.into(), ..Default::default() };
+                        c.send(&Pdu::new(seq, Body::DeliverSm(r)));
+                    }
+                }
+                Body::EnquireLink => c.send(&Pdu::new(p.sequence_number, Body::EnquireLinkResp)),
+                Body::Unbind => c.send(&Pdu::new(p.sequence_number, Body::UnbindResp)),
+                _ => {}
+            }
+        }
+    });
+    let mut cfg = config(&[("smsc", addr)]);
+    cfg.vendors[0].binds = 1;
+    let gw = smppgw_engine::start(cfg).unwrap();
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
+    let mut st = CommandStatus::ESME_RSYSERR;
+    let mut id = String::new();
+    assert!(
+        wait_for(Duration::from_secs(5), || {
+            (st, id) = c.submit_dlr("15557774444", "steps");
+            st == CommandStatus::ESME_ROK
+        }),
+        "submitted once the vendor bind is up: {st}"
+    );
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        let p = c.recv_deliver();
+        let (rid, r) = common::receipt_of(&p);
+        let Body::DeliverSm(d) = &p.body else { panic!("deliver_sm") };
+        got.push((rid, d.esm_class, r.stat));
+        c.answer(&p, CommandStatus::ESME_ROK);
+    }
+    use smppgw_codec::receipt::MessageState;
+    assert_eq!(
+        got,
+        vec![(id.clone(), 0x20, MessageState::Enroute), (id, 0x04, MessageState::Delivered)],
+        "the notification, then the receipt"
+    );
+    assert_eq!(c.unbind(), CommandStatus::ESME_ROK);
+    gw.shutdown();
+    gw.join();
+}

@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
-use smppgw_codec::receipt::{MessageState, Receipt, is_receipt};
+use smppgw_codec::receipt::{EsmMessageType, MessageState, Receipt, esm_class_message_type, is_receipt};
 use smppgw_codec::{Address, CommandStatus, SubmitSm, TlvsBuilder, tag};
 
 use crate::deliveries::{Delivery, Dispatcher, Kind, SessionRef};
@@ -198,6 +198,9 @@ pub struct VendorReceipt {
     /// [`vendor_key`] of the receipt's id, computed where it was parsed: the shard prefetches
     /// and looks up by it.
     pub key: u64,
+    /// The vendor sent it as an intermediate notification (esm_class 0x20): so does the
+    /// customer's copy.
+    pub intermediate: bool,
 }
 
 /// What the query scatter finds.
@@ -1179,10 +1182,18 @@ impl Core {
             let canonical = canonical_id(receipt.id.as_bytes());
             let shard = shard_of(vendor, &shard_key(&canonical), self.cores());
             let network_error = d.tlvs.get(tag::NETWORK_ERROR_CODE);
+            let intermediate =
+                esm_class_message_type(d.esm_class) == EsmMessageType::IntermediateNotification;
             let key = vendor_key(vendor, &canonical);
             self.send(
                 shard,
-                CoreMsg::Receipt(Box::new(VendorReceipt { vendor, receipt, network_error, key })),
+                CoreMsg::Receipt(Box::new(VendorReceipt {
+                    vendor,
+                    receipt,
+                    network_error,
+                    key,
+                    intermediate,
+                })),
             );
         } else {
             self.metrics.mo_in.fetch_add(1, Ordering::Relaxed);
@@ -1341,7 +1352,7 @@ impl Core {
         receipt.submit_date = date(submitted);
         receipt.done_date = date(now);
         receipt.err = Some(smppgw_codec::receipt::ReceiptErr::Code(err));
-        let r = VendorReceipt { vendor: 0, receipt, network_error: None, key: 0 };
+        let r = VendorReceipt { vendor: 0, receipt, network_error: None, key: 0, intermediate: false };
         let home = self.home_of(parts.customer);
         for &shown in parts.shown_ids {
             let body = customer_receipt(&rec, &r, shown, c.id_style, true);
@@ -1569,7 +1580,7 @@ fn customer_receipt(
     SubmitSm {
         source: Address { ton: rec.dest.0, npi: rec.dest.1, addr: source_addr },
         dest: Address { ton: rec.source.0, npi: rec.source.1, addr: dest_addr },
-        esm_class: 0x04,
+        esm_class: if r.intermediate { 0x20 } else { 0x04 },
         short_message: text,
         tlvs,
         ..SubmitSm::default()
