@@ -439,3 +439,67 @@ fn an_intermediate_notification_reaches_the_customer_as_one_and_the_final_receip
     gw.shutdown();
     gw.join();
 }
+
+#[test]
+fn a_replace_that_asks_for_a_receipt_gets_the_vendors_receipt_delivered() {
+    // Goal: a message submitted without registered_delivery, then replaced (accepted by the
+    // vendor) with registered_delivery 1: the vendor's receipt reaches the customer. The record
+    // kept "no receipt wanted" and the receipt was dropped.
+    let (addr, _seen) = fake_smsc(|_, mut c| {
+        accept_bind(&mut c);
+        while let Some(p) = c.recv() {
+            match p.body {
+                Body::SubmitSm(_) => {
+                    let resp = smppgw_codec::MessageIdResp { message_id: "V5".into(), ..Default::default() };
+                    c.send(&Pdu::new(p.sequence_number, Body::SubmitSmResp(resp)));
+                }
+                Body::ReplaceSm(r) => {
+                    assert_eq!(&r.message_id[..], b"V5", "the vendor's id");
+                    c.send(&Pdu::new(p.sequence_number, Body::ReplaceSmResp));
+                    let text = "id:V5 sub:001 dlvrd:001 submit date:2611251200 done date:2611251201 stat:DELIVRD err:000 text:x";
+                    let r = SubmitSm { esm_class: 0x04, short_message: text.into(), ..Default::default() };
+                    c.send(&Pdu::new(30, Body::DeliverSm(r)));
+                }
+                Body::EnquireLink => c.send(&Pdu::new(p.sequence_number, Body::EnquireLinkResp)),
+                Body::Unbind => c.send(&Pdu::new(p.sequence_number, Body::UnbindResp)),
+                _ => {}
+            }
+        }
+    });
+    let mut cfg = config(&[("smsc", addr)]);
+    cfg.vendors[0].binds = 1;
+    let gw = smppgw_engine::start(cfg).unwrap();
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
+    let mut st = CommandStatus::ESME_RSYSERR;
+    let mut id = String::new();
+    assert!(
+        wait_for(Duration::from_secs(5), || {
+            (st, id) = c.submit("15557775555", "no receipt asked");
+            st == CommandStatus::ESME_ROK
+        }),
+        "submitted once the vendor bind is up: {st}"
+    );
+    let mut replaced = CommandStatus::ESME_RSYSERR;
+    // The record is stored just after the answer: the replace may have to wait for it.
+    assert!(wait_for(Duration::from_secs(5), || {
+        let seq = c.next_seq();
+        let r = smppgw_codec::ReplaceSm {
+            message_id: id.clone().into(),
+            source: smppgw_codec::Address::new(1, 1, "15550001"),
+            registered_delivery: 1,
+            short_message: "now with a receipt".into(),
+            ..Default::default()
+        };
+        c.send(&Pdu::new(seq, Body::ReplaceSm(r)));
+        replaced = c.recv_resp(seq).command_status;
+        replaced == CommandStatus::ESME_ROK
+    }));
+    let p = c.recv_deliver();
+    let (rid, r) = common::receipt_of(&p);
+    assert_eq!((rid, r.stat), (id, smppgw_codec::receipt::MessageState::Delivered));
+    c.answer(&p, CommandStatus::ESME_ROK);
+    assert_eq!(c.unbind(), CommandStatus::ESME_ROK);
+    gw.shutdown();
+    gw.join();
+}

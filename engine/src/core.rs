@@ -312,6 +312,11 @@ pub enum CoreMsg {
         /// What it found.
         found: Option<Box<Found>>,
     },
+    /// A replace_sm the vendor accepted asked for the message's receipt.
+    WantsReceipt {
+        /// The customer's id of the message.
+        shown_id: u64,
+    },
     /// Record a new state for a message (after cancel_sm).
     SetState {
         /// The customer's id.
@@ -1521,6 +1526,15 @@ impl Core {
             CoreMsg::QueryAnswer { reply, found } => {
                 if let Some(mb) = self.session_mailbox(reply.session, reply.generation) {
                     let _ = mb.push(SessionMsg::QueryAnswer { reply, found });
+                }
+            }
+            CoreMsg::WantsReceipt { shown_id } => {
+                let updated = self.store.borrow_mut().find_shown_mut(shown_id).map(|r| {
+                    r.wants_receipt = true;
+                    r.clone()
+                });
+                if let Some(r) = updated {
+                    self.remote_put(&r, false);
                 }
             }
             CoreMsg::SetState { shown_id, state } => {

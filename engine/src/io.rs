@@ -1595,6 +1595,13 @@ fn on_vjob(
                                 state: smppgw_codec::receipt::MessageState::Deleted,
                             },
                         );
+                    } else if let smppgw_codec::Body::ReplaceSm(r) = &*op.pdu
+                        && r.registered_delivery & 0x03 != 0
+                    {
+                        // The replaced message asks for a receipt: the vendor's is delivered. One
+                        // that no longer asks changes nothing here (a receipt the vendor sends
+                        // anyway still goes to the customer rather than being lost).
+                        core.send(usize::from(op.shard), CoreMsg::WantsReceipt { shown_id: op.shown_id });
                     }
                     core.reply(op.reply, Ok(op.shown_id));
                 }
