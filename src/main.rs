@@ -102,6 +102,15 @@ fn main() -> ExitCode {
                     line.trim_end_matches(['\r', '\n']).to_owned()
                 }
             };
+            // What a bind can carry: SMPP 3.4 gives the password 9 octets with its NUL. A hash
+            // of anything else is one no customer could ever bind with.
+            if pw.is_empty() || pw.len() > 8 {
+                eprintln!(
+                    "refused: an SMPP password is 1 to 8 characters (bind password field), this one has {}",
+                    pw.len()
+                );
+                return ExitCode::from(2);
+            }
             println!("{}", config::hash_password(&pw));
             ExitCode::SUCCESS
         }

@@ -47,6 +47,18 @@ fn hash_password_prints_a_hash_that_verifies() {
     assert!(smppgw_engine::config::verify_password(&hash, b"s3cret"));
 }
 
+#[test]
+fn hash_password_refuses_what_a_bind_cannot_carry() {
+    // Goal: a password no customer could bind with (longer than the 8 characters of the bind's
+    // password field, or empty stdin) gets an error, not a hash.
+    let out = smppgw().args(["hash-password", "ninechars"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1 to 8 characters"));
+    assert!(out.stdout.is_empty());
+    let out = smppgw().arg("hash-password").stdin(std::process::Stdio::null()).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "empty stdin");
+}
+
 /// A free TCP port on loopback (the OS's choice, released for the child to take).
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()

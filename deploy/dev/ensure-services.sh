@@ -1,40 +1,53 @@
 #!/usr/bin/env bash
-# Makes sure PostgreSQL (127.0.0.1:5432, trust auth) and Redis (127.0.0.1:6379) answer, starting
-# them (installing them from Debian's packages first on a machine that has none) when they do not.
-# The tests that need them read SMPPGW_TEST_DATABASE_URL / SMPPGW_TEST_REDIS_URL, defaulting to these.
+# Makes sure PostgreSQL (127.0.0.1:5432, trust auth, database `test`) and Redis (127.0.0.1:6379)
+# answer, starting them (installing them from Debian's packages first on a machine that has none)
+# when they do not. Run as root or as a user with sudo. The tests that need PostgreSQL read
+# SMPPGW_TEST_DATABASE_URL, defaulting to postgres://postgres@127.0.0.1:5432/test.
 set -euo pipefail
 
 have() { command -v "$1" >/dev/null 2>&1; }
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
+
+install() {
+  $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
 
 ensure_redis() {
   # tests/redis.rs runs throwaway redis-server instances of its own: the binary must exist even
   # when something else already answers on 6379.
-  if ! have redis-server; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
-  fi
+  if ! have redis-server; then install redis-server; fi
   port_open 6379 && return 0
-  mkdir -p /var/lib/redis /var/log/redis
-  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
+  $SUDO mkdir -p /var/lib/redis /var/log/redis
+  $SUDO redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
     --dir /var/lib/redis --logfile /var/log/redis/ci.log
   for _ in $(seq 50); do port_open 6379 && return 0; sleep 0.1; done
   echo "redis did not start" >&2; return 1
 }
 
+can_login() { psql -h 127.0.0.1 -U postgres -w -d postgres -tAc "SELECT 1" >/dev/null 2>&1; }
+
 ensure_postgres() {
-  port_open 5432 && return 0
-  if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  if ! port_open 5432 || ! can_login; then
+    if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then install postgresql; fi
     local v; v=$(ls /etc/postgresql | head -n1)
-    sed -i 's/^\(local\|host\)\(.*\)\(peer\|scram-sha-256\|md5\)$/\1\2trust/' "/etc/postgresql/$v/main/pg_hba.conf"
+    # Trust auth for the tests (idempotent); a running cluster (started by the package on a
+    # machine with systemd) must reload to use it.
+    $SUDO sed -i 's/^\(local\|host\)\(.*\)\(peer\|scram-sha-256\|md5\)$/\1\2trust/' "/etc/postgresql/$v/main/pg_hba.conf"
+    if port_open 5432; then
+      $SUDO pg_ctlcluster --skip-systemctl-redirect "$v" main reload || true
+    else
+      $SUDO pg_ctlcluster --skip-systemctl-redirect "$v" main start || true
+    fi
+    for _ in $(seq 100); do port_open 5432 && can_login && break; sleep 0.1; done
+    port_open 5432 || { echo "postgresql did not start" >&2; return 1; }
+    can_login || { echo "postgresql refuses user postgres without a password on 127.0.0.1" >&2; return 1; }
   fi
-  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
-  for _ in $(seq 100); do port_open 5432 && break; sleep 0.1; done
-  port_open 5432 || { echo "postgresql did not start" >&2; return 1; }
-  psql -h 127.0.0.1 -U postgres -tc "SELECT 1 FROM pg_database WHERE datname='test'" | grep -q 1 \
-    || psql -h 127.0.0.1 -U postgres -c "CREATE DATABASE test" >/dev/null
+  psql -h 127.0.0.1 -U postgres -w -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname='test'" | grep -q 1 \
+    || psql -h 127.0.0.1 -U postgres -w -d postgres -c "CREATE DATABASE test" >/dev/null
 }
 
 ensure_redis
 ensure_postgres
-echo "services: postgresql 127.0.0.1:5432 and redis 127.0.0.1:6379 are up"
+echo "services: postgresql 127.0.0.1:5432 (database test) and redis 127.0.0.1:6379 are up"

@@ -273,10 +273,19 @@ fn allowed_cpus() -> Vec<usize> {
 }
 
 /// Number of cores to run on: the configured number, or all available, at most [`limits::CORES_MAX`].
+/// A configured number above the CPUs this process may use is clamped to them (with a warning):
+/// two executors on one CPU would only take turns, each with its own share of the sessions.
 pub fn core_count(config: &Config) -> usize {
-    let avail = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let want = if config.server.cores == 0 { avail } else { config.server.cores as usize };
-    want.clamp(1, limits::CORES_MAX)
+    let avail = allowed_cpus().len().max(1);
+    if config.server.cores as usize > avail {
+        let configured = config.server.cores;
+        tracing::warn!(
+            configured,
+            cpus = avail,
+            "server.cores is more than the CPUs this process may use: clamped"
+        );
+    }
+    config.server.effective_cores(avail).clamp(1, limits::CORES_MAX)
 }
 
 /// Starts the gateway on `config`, with all state local to this node.
