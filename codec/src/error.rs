@@ -74,6 +74,10 @@ impl Field {
             // SMPP has no status of its own for a bind's address_range or interface_version: a
             // bind that cannot be read is a failed bind, not a wrong command_length.
             Field::AddressRange | Field::InterfaceVersion => CommandStatus::ESME_RBINDFAIL,
+            // The rest (query_sm_resp's final_date, message_state and error_code, the unsuccess
+            // list, ...) are response fields or octets without a status of their own: a response
+            // that cannot be read is answered with generic_nack, and a body that cannot be read
+            // is a wrong command_length.
             _ => CommandStatus::ESME_RINVCMDLEN,
         }
     }
@@ -89,6 +93,14 @@ pub enum FramingError {
     /// command_length is above the configured maximum.
     #[error("command_length {len} exceeds the maximum of {max}")]
     TooLong { len: u32, max: u32 },
+    /// A frame handed to [`crate::Pdu::decode_frame`] is shorter than the header. [`crate::Decoder`]
+    /// never returns this: it frames by command_length.
+    #[error("frame of {len} octets is shorter than the {min}-byte header")]
+    FrameTooShort { len: usize, min: usize },
+    /// A frame handed to [`crate::Pdu::decode_frame`] is not command_length octets long.
+    /// [`crate::Decoder`] never returns this: it frames by command_length.
+    #[error("command_length {command_length} does not match the frame's {frame_len} octets")]
+    LengthMismatch { command_length: u32, frame_len: usize },
 }
 
 /// One PDU was framed but its body is malformed. The frame has been consumed, the session can go
@@ -136,9 +148,9 @@ impl PduError {
             PduError::Truncated { .. } | PduError::UnexpectedBody { .. } => CommandStatus::ESME_RINVCMDLEN,
             PduError::CStringTooLong { field, .. } | PduError::InvalidValue { field, .. } => field.status(),
             PduError::ShortMessageTooLong { .. } => CommandStatus::ESME_RINVMSGLEN,
-            PduError::TlvTruncated { .. } => CommandStatus::ESME_RINVTLVSTREAM,
-            PduError::TlvLength { .. } => CommandStatus::ESME_RINVTLVLEN,
-            PduError::MissingTlv { .. } => CommandStatus::ESME_RMISSINGTLV,
+            PduError::TlvTruncated { .. } => CommandStatus::ESME_RINVOPTPARSTREAM,
+            PduError::TlvLength { .. } => CommandStatus::ESME_RINVPARLEN,
+            PduError::MissingTlv { .. } => CommandStatus::ESME_RMISSINGOPTPARAM,
             PduError::TooMany { field: Field::NumberOfDests, .. } => CommandStatus::ESME_RINVNUMDESTS,
             PduError::TooMany { .. } => CommandStatus::ESME_RINVCMDLEN,
         }

@@ -2,7 +2,7 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use crate::error::{Field, PduError};
+use crate::error::{Field, FramingError, PduError};
 use crate::framing::DecodeError;
 use crate::tlv::{self, Tlvs};
 use crate::wire::{FrameWriter, SHORT_CSTR_MAX, find_nul, header_and_cstr};
@@ -26,7 +26,11 @@ pub mod max {
     pub const ADDR: usize = 21;
     /// data_sm and alert_notification allow 65-octet addresses.
     pub const ADDR_65: usize = 65;
+    /// A time field (schedule_delivery_time, validity_period, final_date) counting its NUL: it is
+    /// either empty or exactly [`TIME_LEN`] characters (SMPP 3.4 section 7.1.1).
     pub const TIME: usize = 17;
+    /// Characters of a non-empty time field, `YYMMDDhhmmsstnnp`.
+    pub const TIME_LEN: usize = 16;
     pub const MESSAGE_ID: usize = 65;
     pub const DL_NAME: usize = 21;
 }
@@ -437,12 +441,28 @@ impl Pdu {
         self.body.command_id()
     }
 
-    /// Decodes one whole frame (header included). The caller has already checked command_length
-    /// (see [`crate::Decoder`]); this checks the body.
+    /// Decodes one whole frame (header included), as [`crate::Decoder`] does once it has framed
+    /// one. A frame shorter than the header, or whose command_length is not its length, is a
+    /// [`DecodeError::Framing`] error ([`FramingError::FrameTooShort`],
+    /// [`FramingError::LengthMismatch`]); a malformed body is a [`DecodeError::Pdu`] error. Never
+    /// panics, whatever the bytes.
+    pub fn decode_frame(frame: Bytes) -> Result<Pdu, DecodeError> {
+        if frame.len() < HEADER_LEN {
+            return Err(FramingError::FrameTooShort { len: frame.len(), min: HEADER_LEN }.into());
+        }
+        let command_length = u32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]);
+        if usize::try_from(command_length).ok() != Some(frame.len()) {
+            return Err(FramingError::LengthMismatch { command_length, frame_len: frame.len() }.into());
+        }
+        Pdu::decode_whole(frame).map_err(|(header, error)| DecodeError::Pdu { header, error })
+    }
+
+    /// Decodes one whole frame whose length the caller has checked: at least the header, and
+    /// command_length octets (see [`crate::Decoder`]).
     // Inlined, with `decode_body`, so that the decoded body is built where the caller keeps it
     // rather than moved through each layer's `Result` (each move a 260-octet memcpy).
     #[inline]
-    pub fn decode_frame(frame: Bytes) -> Result<Pdu, (Header, PduError)> {
+    fn decode_whole(frame: Bytes) -> Result<Pdu, (Header, PduError)> {
         let h = Header::read(&frame);
         // The body is the frame past its header: advancing the view costs no reference count,
         // where a slice would take one and dropping the frame would give it back.
@@ -540,7 +560,7 @@ pub(crate) fn decode_split(buf: &mut BytesMut, len: usize) -> Result<Option<Pdu>
     let body = &frame[HEADER_LEN..];
     match h.command_id {
         CommandId::SUBMIT_SM | CommandId::DELIVER_SM => {
-            if let Some(l) = SubmitLayout::scan(body) {
+            if let Some(l) = SubmitLayout::scan(body, h.command_id == CommandId::SUBMIT_SM) {
                 let frame = buf.split_to(len);
                 let (command_status, sequence_number) = (h.command_status, h.sequence_number);
                 // One whole expression per variant, so the body is built in place.
@@ -587,7 +607,13 @@ pub(crate) fn decode_split(buf: &mut BytesMut, len: usize) -> Result<Option<Pdu>
 #[inline(never)]
 fn decode_general(buf: &mut BytesMut, len: usize) -> Result<Option<Pdu>, DecodeError> {
     let frame = buf.split_to(len).freeze();
-    Pdu::decode_frame(frame).map(Some).map_err(|(header, error)| DecodeError::Pdu { header, error })
+    Pdu::decode_whole(frame).map(Some).map_err(|(header, error)| DecodeError::Pdu { header, error })
+}
+
+/// Whether a time field of `len` characters (its NUL not counted) has a length SMPP 3.4 allows.
+#[inline(always)]
+const fn is_time_len(len: usize) -> bool {
+    len == 0 || len == max::TIME_LEN
 }
 
 /// Reads a body slice without creating any `Bytes`: fields come out as octets or as ranges.
@@ -612,6 +638,14 @@ impl Scan<'_> {
         self.pos = end + 1;
         Some((start, end))
     }
+
+    /// A time field: empty or exactly 16 characters when `strict` (anything else is left to
+    /// the general decoder, which names the error), any length up to 16 otherwise.
+    #[inline(always)]
+    fn time(&mut self, strict: bool) -> Option<(usize, usize)> {
+        let (start, end) = self.cstr(max::TIME)?;
+        (!strict || is_time_len(end - start)).then_some((start, end))
+    }
 }
 
 /// Where the fields of a valid submit_sm or deliver_sm body lie (ranges in the body).
@@ -630,10 +664,11 @@ struct SubmitLayout {
 }
 
 impl SubmitLayout {
-    /// The layout of `b` if it is a body [`decode_submit`] accepts: the same fields, in the same
-    /// order, with the same bounds; `None` otherwise.
+    /// The layout of `b` if it is a body [`decode_submit`] accepts (with the same
+    /// `strict_times`): the same fields, in the same order, with the same bounds; `None`
+    /// otherwise.
     #[inline(always)]
-    fn scan(b: &[u8]) -> Option<SubmitLayout> {
+    fn scan(b: &[u8], strict_times: bool) -> Option<SubmitLayout> {
         let mut s = Scan { b, pos: 0 };
         let service_type = s.cstr(max::SERVICE_TYPE)?;
         let [ton, npi] = s.array()?;
@@ -641,8 +676,8 @@ impl SubmitLayout {
         let [ton, npi] = s.array()?;
         let dest = (ton, npi, s.cstr(max::ADDR)?);
         let flags = s.array()?;
-        let schedule_delivery_time = s.cstr(max::TIME)?;
-        let validity_period = s.cstr(max::TIME)?;
+        let schedule_delivery_time = s.time(strict_times)?;
+        let validity_period = s.time(strict_times)?;
         let [f0, f1, f2, f3, sm_len] = s.array()?;
         let sm_len = usize::from(sm_len);
         if sm_len > SHORT_MESSAGE_MAX || b.len() - s.pos < sm_len {
@@ -752,6 +787,18 @@ impl Reader {
         }
     }
 
+    /// A time field (SMPP 3.4 section 7.1.1): a lone NUL or 16 characters and a NUL. A string
+    /// with no NUL within 17 octets is [`PduError::CStringTooLong`]; one of another length is
+    /// [`PduError::InvalidValue`] with its length as the value.
+    fn time(&mut self, field: Field) -> Result<Bytes, PduError> {
+        let s = self.cstr(field, max::TIME)?;
+        if is_time_len(s.len()) {
+            Ok(s)
+        } else {
+            Err(PduError::InvalidValue { field, value: s.len() as u32 })
+        }
+    }
+
     fn octets(&mut self, n: usize, field: Field) -> Result<Bytes, PduError> {
         if self.remaining() < n {
             return Err(PduError::Truncated { field });
@@ -801,7 +848,11 @@ fn decode_bind(r: &mut Reader) -> Result<Bind, PduError> {
 }
 
 #[inline]
-fn decode_submit(r: &mut Reader) -> Result<SubmitSm, PduError> {
+/// A submit_sm body, or with `strict_times` false a deliver_sm one: SMPP 3.4 wants its time
+/// fields empty, and one a vendor filled in anyway (of any length up to 16) is taken rather
+/// than the receipt it carries refused.
+fn decode_submit(r: &mut Reader, strict_times: bool) -> Result<SubmitSm, PduError> {
+    let time = |r: &mut Reader, field| if strict_times { r.time(field) } else { r.cstr(field, max::TIME) };
     Ok(SubmitSm {
         service_type: r.cstr(Field::ServiceType, max::SERVICE_TYPE)?,
         source: r.address(Field::SourceAddrTon, Field::SourceAddrNpi, Field::SourceAddr, max::ADDR)?,
@@ -809,8 +860,8 @@ fn decode_submit(r: &mut Reader) -> Result<SubmitSm, PduError> {
         esm_class: r.u8(Field::EsmClass)?,
         protocol_id: r.u8(Field::ProtocolId)?,
         priority_flag: r.u8(Field::PriorityFlag)?,
-        schedule_delivery_time: r.cstr(Field::ScheduleDeliveryTime, max::TIME)?,
-        validity_period: r.cstr(Field::ValidityPeriod, max::TIME)?,
+        schedule_delivery_time: time(r, Field::ScheduleDeliveryTime)?,
+        validity_period: time(r, Field::ValidityPeriod)?,
         registered_delivery: r.u8(Field::RegisteredDelivery)?,
         replace_if_present_flag: r.u8(Field::ReplaceIfPresentFlag)?,
         data_coding: r.u8(Field::DataCoding)?,
@@ -847,8 +898,8 @@ fn decode_submit_multi(r: &mut Reader) -> Result<SubmitMulti, PduError> {
         esm_class: r.u8(Field::EsmClass)?,
         protocol_id: r.u8(Field::ProtocolId)?,
         priority_flag: r.u8(Field::PriorityFlag)?,
-        schedule_delivery_time: r.cstr(Field::ScheduleDeliveryTime, max::TIME)?,
-        validity_period: r.cstr(Field::ValidityPeriod, max::TIME)?,
+        schedule_delivery_time: r.time(Field::ScheduleDeliveryTime)?,
+        validity_period: r.time(Field::ValidityPeriod)?,
         registered_delivery: r.u8(Field::RegisteredDelivery)?,
         replace_if_present_flag: r.u8(Field::ReplaceIfPresentFlag)?,
         data_coding: r.u8(Field::DataCoding)?,
@@ -898,8 +949,8 @@ pub(crate) fn decode_body(id: CommandId, status: CommandStatus, body: Bytes) -> 
         CommandId::ENQUIRE_LINK_RESP => Body::EnquireLinkResp,
         CommandId::CANCEL_SM_RESP => Body::CancelSmResp,
         CommandId::REPLACE_SM_RESP => Body::ReplaceSmResp,
-        CommandId::SUBMIT_SM => Body::SubmitSm(decode_submit(r)?),
-        CommandId::DELIVER_SM => Body::DeliverSm(decode_submit(r)?),
+        CommandId::SUBMIT_SM => Body::SubmitSm(decode_submit(r, true)?),
+        CommandId::DELIVER_SM => Body::DeliverSm(decode_submit(r, false)?),
         CommandId::SUBMIT_SM_RESP => Body::SubmitSmResp(MessageIdResp {
             message_id: r.cstr(Field::MessageId, max::MESSAGE_ID)?,
             tlvs: r.tlvs()?,
@@ -952,7 +1003,7 @@ pub(crate) fn decode_body(id: CommandId, status: CommandStatus, body: Bytes) -> 
         }),
         CommandId::QUERY_SM_RESP => Body::QuerySmResp(QuerySmResp {
             message_id: r.cstr(Field::MessageId, max::MESSAGE_ID)?,
-            final_date: r.cstr(Field::FinalDate, max::TIME)?,
+            final_date: r.cstr(Field::FinalDate, max::TIME)?, // an answer: taken as it comes
             message_state: r.u8(Field::MessageState)?,
             error_code: r.u8(Field::ErrorCode)?,
         }),
@@ -965,8 +1016,8 @@ pub(crate) fn decode_body(id: CommandId, status: CommandStatus, body: Bytes) -> 
         CommandId::REPLACE_SM => Body::ReplaceSm(ReplaceSm {
             message_id: r.cstr(Field::MessageId, max::MESSAGE_ID)?,
             source: r.address(Field::SourceAddrTon, Field::SourceAddrNpi, Field::SourceAddr, max::ADDR)?,
-            schedule_delivery_time: r.cstr(Field::ScheduleDeliveryTime, max::TIME)?,
-            validity_period: r.cstr(Field::ValidityPeriod, max::TIME)?,
+            schedule_delivery_time: r.time(Field::ScheduleDeliveryTime)?,
+            validity_period: r.time(Field::ValidityPeriod)?,
             registered_delivery: r.u8(Field::RegisteredDelivery)?,
             sm_default_msg_id: r.u8(Field::SmDefaultMsgId)?,
             short_message: r.short_message()?,

@@ -425,9 +425,9 @@ pub struct Receipt {
     /// `err:`, network or SMSC error code.
     pub err: Option<ReceiptErr>,
     /// `text:`, everything after the key to the end of the input (Appendix B: the first 20
-    /// characters of the original message). Kept as sent, whatever its length; only the input's
-    /// trailing whitespace and NULs are cut, so formatted text with trailing spaces comes back
-    /// without them.
+    /// characters of the original message), or to the next key when `id` or `stat` comes after it
+    /// (see [`Receipt::parse_bytes`]). Kept as sent, whatever its length; only trailing whitespace
+    /// and NULs are cut, so formatted text with trailing spaces comes back without them.
     pub text: Option<Bytes>,
     /// Fields the parser does not know, in input order, at most [`EXTRA_FIELDS_MAX`] of them.
     pub extra: Vec<ExtraField>,
@@ -477,12 +477,17 @@ impl Receipt {
     /// Accepted: `key:value` fields split by whitespace, in any order; keys in any ASCII case, with
     /// `submit date` / `done date` also spelt `submit_date`, `submitdate` (and with several spaces);
     /// stray words before a key are skipped (`xyz stat:DELIVRD` reads `stat`). `text:` takes the rest
-    /// of the input, spaces and colons included, so a `stat:` inside it is text. Leading and trailing
-    /// whitespace, CR/LF and NULs are ignored. When a key repeats, the first one counts. Malformed
-    /// optional values (a date `0000000000`, a count `abc`) read as absent rather than failing the
-    /// receipt; only a missing or bad `id` or `stat` is an error.
+    /// of the input, spaces and colons included, so a `stat:` inside it is text, except when `id` or
+    /// `stat` has not come before it (and no TLV gives it): then, if an `id:` or `stat:` key follows
+    /// (after whitespace, in any case), the text ends before the first known key after it and the
+    /// keys from there on are read too (`id:1 text:hi err:5 stat:DELIVRD` has text `hi`, err 5 and
+    /// stat DELIVRD). Leading and trailing whitespace, CR/LF and NULs are ignored. When a key
+    /// repeats, the first one counts. Malformed optional values (a date `0000000000`, a count
+    /// `abc`) read as absent rather than failing the receipt; only a missing or bad `id` or `stat`
+    /// is an error.
     pub fn parse_bytes(text: &Bytes) -> Result<Receipt, ReceiptError> {
-        Fields::scan(text).finish(TlvValues::default())
+        let tlvs = TlvValues::default();
+        Fields::scan(text, &tlvs).finish(tlvs)
     }
 
     /// Parses receipt text with the `deliver_sm` TLVs beside it; the TLVs win (see
@@ -495,7 +500,7 @@ impl Receipt {
         network_error_code: Option<&[u8]>,
     ) -> Result<Receipt, ReceiptError> {
         let tlvs = TlvValues::read(receipted_message_id, message_state, network_error_code)?;
-        Fields::scan(text).finish(tlvs)
+        Fields::scan(text, &tlvs).finish(tlvs)
     }
 
     /// A receipt from the TLVs alone, for a `deliver_sm` whose text is empty or unreadable.
@@ -681,6 +686,11 @@ enum Key {
 }
 
 impl Key {
+    /// This key's bit in [`Fields::seen`].
+    const fn bit(self) -> u16 {
+        1u16 << (self as u8)
+    }
+
     /// Classifies a key; when the whole key is unknown, tries it without its leading words, so that
     /// stray words before a key do not hide it.
     fn classify(key: &[u8]) -> Key {
@@ -762,8 +772,9 @@ struct Fields {
 }
 
 impl Fields {
-    /// One pass over the input; never fails, never panics.
-    fn scan(input: &Bytes) -> Fields {
+    /// One pass over the input; never fails, never panics. `tlvs` says which of id and stat the
+    /// TLVs give, so that the text need not (see [`Fields::after_text`]).
+    fn scan(input: &Bytes, tlvs: &TlvValues) -> Fields {
         let s: &[u8] = input;
         let end = s.iter().rposition(|&b| !is_sep(b)).map_or(0, |i| i + 1);
         let mut fields = Fields::default();
@@ -776,15 +787,75 @@ impl Fields {
             let key = Key::classify(&s[pos..key_end]);
             let value_start = colon + 1;
             if key == Key::Text {
-                // Appendix B puts text last; it runs to the end of the input, keys and all.
-                fields.text = Some(input.slice(value_start..end));
-                break;
+                // Appendix B puts text last; it runs to the end of the input, keys and all. Only
+                // when id or stat is still missing are the keys after it looked at.
+                let want_id = tlvs.id.is_none() && !fields.has(Key::Id);
+                let want_stat = tlvs.stat.is_none() && !fields.has(Key::Stat);
+                let next = if want_id || want_stat {
+                    Fields::after_text(s, value_start, end, want_id, want_stat)
+                } else {
+                    None
+                };
+                let text_end = next.map_or(end, |next| {
+                    s[value_start..next]
+                        .iter()
+                        .rposition(|&b| !is_sep(b))
+                        .map_or(value_start, |i| value_start + i + 1)
+                });
+                if !fields.has(Key::Text) {
+                    fields.seen |= Key::Text.bit();
+                    fields.text = Some(input.slice(value_start..text_end));
+                }
+                match next {
+                    Some(next) => {
+                        pos = next;
+                        continue;
+                    }
+                    None => break,
+                }
             }
             let value_end = find(s, value_start, end, is_sep).unwrap_or(end);
             fields.set(key, input, pos..key_end, value_start..value_end);
             pos = value_end;
         }
         fields
+    }
+
+    /// Where the text value starting at `from` ends, for a receipt whose `id` (`want_id`) or
+    /// `stat` (`want_stat`) did not come before its `text:` key: at the first known key after a
+    /// separator (`err:`, `stat:`, `submit date:`, ...), provided a wanted key follows it (at it or
+    /// later). `None` when no wanted key follows: the text runs to the end, keys and all.
+    ///
+    /// Each word is looked at once, with a bounded look-ahead for its colon, so this is linear in
+    /// the length of the text.
+    fn after_text(s: &[u8], from: usize, end: usize, want_id: bool, want_stat: bool) -> Option<usize> {
+        /// Longest key span looked at, from its first word to its colon: a known key with a few
+        /// extra gaps (`submit   date`).
+        const KEY_SPAN_MAX: usize = 2 * KEY_LEN_MAX;
+        let mut first_key = None;
+        let mut at = from;
+        loop {
+            // The next word after a separator.
+            let gap = find(s, at, end, is_sep)?;
+            let word = find(s, gap, end, |b| !is_sep(b))?;
+            at = word;
+            let window_end = end.min(word.saturating_add(KEY_SPAN_MAX + 1));
+            let Some(colon) = find(s, word, window_end, |b| b == b':') else { continue };
+            let key_end = s[word..colon].iter().rposition(|&b| !is_sep(b)).map_or(word, |i| word + i + 1);
+            let key = Key::known(&s[word..key_end]);
+            if key == Key::Other {
+                continue;
+            }
+            let first = *first_key.get_or_insert(word);
+            if (want_id && key == Key::Id) || (want_stat && key == Key::Stat) {
+                return Some(first);
+            }
+        }
+    }
+
+    /// Whether `key` was seen.
+    fn has(&self, key: Key) -> bool {
+        self.seen & key.bit() != 0
     }
 
     fn set(&mut self, key: Key, input: &Bytes, key_at: Range<usize>, value_at: Range<usize>) {
@@ -794,11 +865,10 @@ impl Fields {
             }
             return;
         }
-        let bit = 1u16 << (key as u8);
-        if self.seen & bit != 0 {
+        if self.has(key) {
             return;
         }
-        self.seen |= bit;
+        self.seen |= key.bit();
         // Numbers and dates read the bytes in place; only what is kept takes a slice of `input`.
         let value = &input[value_at.clone()];
         match key {

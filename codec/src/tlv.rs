@@ -58,6 +58,10 @@ pub mod tag {
     pub const ITS_SESSION_INFO: u16 = 0x1383;
 }
 
+/// Most octets of a receipted_message_id value: [`crate::receipt::ID_LEN_MAX`] characters and the
+/// NUL. One more than SMPP 3.4's 65, which SMSCs writing 65-character ids overrun.
+pub const RECEIPTED_MESSAGE_ID_LEN_MAX: usize = crate::receipt::ID_LEN_MAX + 1;
+
 /// Length bounds of the TLVs whose definition fixes them (value octets, inclusive). Unknown tags and
 /// tags with free-form values are accepted at any length.
 const fn length_bounds(t: u16) -> Option<(usize, usize)> {
@@ -102,7 +106,9 @@ const fn length_bounds(t: u16) -> Option<(usize, usize)> {
         | SOURCE_TELEMATICS_ID => (2, 2),
         QOS_TIME_TO_LIVE => (4, 4),
         NETWORK_ERROR_CODE => (3, 3),
-        RECEIPTED_MESSAGE_ID => (1, 65),
+        // A C-octet string of 65 octets with its NUL in SMPP 3.4, but SMSCs send 65-character ids
+        // (and [`crate::receipt`] accepts them): 65 characters and the NUL.
+        RECEIPTED_MESSAGE_ID => (1, RECEIPTED_MESSAGE_ID_LEN_MAX),
         ADDITIONAL_STATUS_INFO_TEXT => (1, 256),
         SOURCE_SUBADDRESS | DEST_SUBADDRESS => (2, 23),
         CALLBACK_NUM => (4, 19),

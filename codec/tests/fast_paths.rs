@@ -23,9 +23,7 @@ use smppgw_codec::{
 
 /// What the general decoder makes of a whole frame, in the shape `Decoder::decode` returns.
 fn general(frame: &[u8]) -> Result<Option<Pdu>, DecodeError> {
-    Pdu::decode_frame(Bytes::copy_from_slice(frame))
-        .map(Some)
-        .map_err(|(header, error)| DecodeError::Pdu { header, error })
+    Pdu::decode_frame(Bytes::copy_from_slice(frame)).map(Some)
 }
 
 /// Decodes `frame` both ways and checks they agree and that the whole frame is consumed.

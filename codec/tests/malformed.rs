@@ -458,7 +458,7 @@ fn known_tlv_with_a_wrong_length_is_an_invalid_parameter_length() {
         (&[0x04, 0x27, 0x00, 0x02, 2, 2], 0x0427, 2), // message_state is 1 octet
         (&[0x02, 0x0C, 0x00, 0x01, 7], 0x020C, 1),    // sar_msg_ref_num is 2
         (&[0x04, 0x23, 0x00, 0x02, 3, 0], 0x0423, 2), // network_error_code is 3
-        (&[0x00, 0x1E, 0x00, 0x00], 0x001E, 0),       // receipted_message_id is 1..=65
+        (&[0x00, 0x1E, 0x00, 0x00], 0x001E, 0),       // receipted_message_id is 1..=66
         (&[0x03, 0x81, 0x00, 0x02, 1, 1], 0x0381, 2), // callback_num is 4..=19
     ];
     for &(tlv, tag, len) in cases {
@@ -706,4 +706,171 @@ fn responses_with_smpp5_tlvs_keep_them() {
     assert_eq!(&r.message_id[..], b"abc");
     assert_eq!(r.tlvs.additional_status_info_text().as_deref(), Some(&b"fail"[..]));
     assert_eq!(&p.to_bytes()[..], &wire[..]);
+}
+
+// ---- time fields ---------------------------------------------------------------------------
+
+/// The time fields of every command that has one, each with the field it fills: (name,
+/// command_id, the body with `time` in that field, the field).
+fn time_field_bodies(time: &[u8]) -> Vec<(&'static str, u32, BodyBytes, Field)> {
+    let head =
+        || BodyBytes::default().cstr(b"").addr(b"447700900001").addr(b"447700900002").u8(0).u8(0).u8(0);
+    let multi_head = || {
+        BodyBytes::default()
+            .cstr(b"")
+            .addr(b"447700900001")
+            .u8(1)
+            .u8(1)
+            .addr(b"447700900002")
+            .u8(0)
+            .u8(0)
+            .u8(0)
+    };
+    let tail = |b: BodyBytes| b.u8(0).u8(0).u8(0).u8(0).sm(b"hi");
+    let replace = || BodyBytes::default().cstr(b"m1").addr(b"447700900001");
+    let replace_tail = |b: BodyBytes| b.u8(0).u8(0).sm(b"hi");
+    vec![
+        ("submit_sm schedule", 0x4, tail(head().cstr(time).cstr(b"")), Field::ScheduleDeliveryTime),
+        ("submit_sm validity", 0x4, tail(head().cstr(b"").cstr(time)), Field::ValidityPeriod),
+        ("deliver_sm schedule", 0x5, tail(head().cstr(time).cstr(b"")), Field::ScheduleDeliveryTime),
+        ("deliver_sm validity", 0x5, tail(head().cstr(b"").cstr(time)), Field::ValidityPeriod),
+        ("submit_multi schedule", 0x21, tail(multi_head().cstr(time).cstr(b"")), Field::ScheduleDeliveryTime),
+        ("submit_multi validity", 0x21, tail(multi_head().cstr(b"").cstr(time)), Field::ValidityPeriod),
+        (
+            "replace_sm schedule",
+            0x7,
+            replace_tail(replace().cstr(time).cstr(b"")),
+            Field::ScheduleDeliveryTime,
+        ),
+        ("replace_sm validity", 0x7, replace_tail(replace().cstr(b"").cstr(time)), Field::ValidityPeriod),
+        (
+            "query_sm_resp final_date",
+            0x8000_0003,
+            BodyBytes::default().cstr(b"m1").cstr(time).u8(2).u8(0),
+            Field::FinalDate,
+        ),
+    ]
+}
+
+#[test]
+fn time_fields_are_empty_or_sixteen_characters() {
+    // Goal: SMPP 3.4 7.1.1: a time field is a lone NUL or 16 characters and a NUL. In a request
+    // from an ESME (submit_sm, submit_multi, replace_sm) any other length is a typed error
+    // naming the field, answered with the field's status (schedule: ESME_RINVSCHED, validity:
+    // ESME_RINVEXPIRY). What a vendor sends us (deliver_sm, whose time fields should be empty,
+    // and query_sm_resp's final_date) is taken at any length up to 16: refusing it would lose
+    // the receipt it carries. The fast path and the general decoder agree.
+    let full = b"260101120000000+";
+    for len in 0..=full.len() {
+        let time = &full[..len];
+        for (name, id, body, field) in time_field_bodies(time) {
+            let f = frame(id, 0, 42, body.bytes());
+            let general = Pdu::decode_frame(f.clone().freeze());
+            let lenient = id == CommandId::DELIVER_SM.0 || id == CommandId::QUERY_SM_RESP.0;
+            if len == 0 || len == 16 || lenient {
+                let pdu = match decode_one(&f) {
+                    Ok(Some(pdu)) => pdu,
+                    other => panic!("{name} of {len} characters: {other:?}"),
+                };
+                let got = match (&pdu.body, field) {
+                    (Body::SubmitSm(s) | Body::DeliverSm(s), Field::ScheduleDeliveryTime) => {
+                        &s.schedule_delivery_time
+                    }
+                    (Body::SubmitSm(s) | Body::DeliverSm(s), _) => &s.validity_period,
+                    (Body::SubmitMulti(s), Field::ScheduleDeliveryTime) => &s.schedule_delivery_time,
+                    (Body::SubmitMulti(s), _) => &s.validity_period,
+                    (Body::ReplaceSm(r), Field::ScheduleDeliveryTime) => &r.schedule_delivery_time,
+                    (Body::ReplaceSm(r), _) => &r.validity_period,
+                    (Body::QuerySmResp(q), _) => &q.final_date,
+                    other => panic!("{name}: {other:?}"),
+                };
+                assert_eq!(&got[..], time, "{name}");
+                assert_eq!(general, Ok(pdu), "{name}: the general decoder agrees");
+                continue;
+            }
+            let err = pdu_error(id, body.bytes());
+            assert_eq!(
+                err,
+                PduError::InvalidValue { field, value: len as u32 },
+                "{name} of {len} characters"
+            );
+            let status = match field {
+                Field::ScheduleDeliveryTime => CommandStatus::ESME_RINVSCHED,
+                _ => CommandStatus::ESME_RINVEXPIRY,
+            };
+            assert_eq!(err.command_status(), status, "{name}");
+            assert!(
+                matches!(&general, Err(DecodeError::Pdu { error, .. }) if *error == err),
+                "{name}: the general decoder agrees: {general:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn ten_digit_schedule_time_is_refused_with_esme_rinvsched() {
+    // Goal: a common mistake (a YYMMDDhhmm date, as in receipts) is refused, not carried on.
+    let body = BodyBytes::default()
+        .cstr(b"")
+        .addr(b"1")
+        .addr(b"2")
+        .u8(0)
+        .u8(0)
+        .u8(0)
+        .cstr(b"2601011200")
+        .cstr(b"")
+        .u8(0)
+        .u8(0)
+        .u8(0)
+        .u8(0)
+        .sm(b"x");
+    let err = pdu_error(0x4, body.bytes());
+    assert_eq!(err, PduError::InvalidValue { field: Field::ScheduleDeliveryTime, value: 10 });
+    assert_eq!(err.command_status(), CommandStatus::ESME_RINVSCHED);
+    assert_eq!(err.command_status().0, 0x61);
+}
+
+// ---- Pdu::decode_frame ---------------------------------------------------------------------
+
+#[test]
+fn decode_frame_refuses_short_frames_and_wrong_command_lengths() {
+    // Goal: decode_frame is public and takes any bytes: a frame shorter than the header or whose
+    // command_length is not its length is an error, never a panic or a PDU read past its frame.
+    let good = frame(0x4, 0, 7, submit_sm_body().bytes()).freeze();
+    assert!(matches!(Pdu::decode_frame(good.clone()), Ok(Pdu { sequence_number: 7, .. })));
+    for n in 0..16 {
+        assert_eq!(
+            Pdu::decode_frame(good.slice(..n)),
+            Err(DecodeError::Framing(FramingError::FrameTooShort { len: n, min: 16 })),
+            "{n} octets"
+        );
+    }
+    let len = good.len();
+    // Cut short, with one octet too many, and command_lengths of 0, one off and u32::MAX.
+    let mut longer = good.to_vec();
+    longer.push(0);
+    let relabel = |command_length: u32| {
+        let mut f = good.to_vec();
+        f[..4].copy_from_slice(&command_length.to_be_bytes());
+        bytes::Bytes::from(f)
+    };
+    let cases = [
+        (good.slice(..len - 1), len as u32),
+        (bytes::Bytes::from(longer), len as u32),
+        (relabel(0), 0),
+        (relabel(15), 15),
+        (relabel(len as u32 - 1), len as u32 - 1),
+        (relabel(len as u32 + 1), len as u32 + 1),
+        (relabel(u32::MAX), u32::MAX),
+    ];
+    for (f, command_length) in cases {
+        let frame_len = f.len();
+        assert_eq!(
+            Pdu::decode_frame(f),
+            Err(DecodeError::Framing(FramingError::LengthMismatch { command_length, frame_len })),
+            "command_length {command_length}, {frame_len} octets"
+        );
+    }
+    // A bare header whose command_length says 16 is a whole PDU.
+    assert_eq!(Pdu::decode_frame(frame(0x15, 0, 3, &[]).freeze()), Ok(Pdu::new(3, Body::EnquireLink)));
 }

@@ -240,8 +240,55 @@ fn text_runs_to_the_end_and_its_keys_do_not_override() {
     assert_eq!(r.id.as_str(), "1");
     assert_eq!(r.err, Some(ReceiptErr::Code(0)));
     assert_eq!(r.text.as_deref(), Some(&b"you stat:REJECTD id:666 err:9 ok: yes"[..]));
-    // A text key before stat swallows it: the receipt has no stat.
-    assert_eq!(Receipt::parse(b"id:1 text:hello stat:DELIVRD"), Err(ReceiptError::MissingStat));
+    // A text key before stat used to swallow it (MissingStat). Keys come in any order (vendors
+    // put text: anywhere), so when stat or id has not been seen by text:, the keys after it are
+    // read and the text ends where they start.
+    let r = parse("id:1 text:hello stat:DELIVRD");
+    assert_eq!(r.stat, MessageState::Delivered);
+    assert_eq!(r.text.as_deref(), Some(&b"hello"[..]));
+}
+
+#[test]
+fn keys_after_text_are_read_when_id_or_stat_is_still_missing() {
+    // Goal: any key order, text: included; the text stops at the first known key after it.
+    let r = parse("id:1 text:hi stat:DELIVRD");
+    assert_eq!((r.id.as_str(), r.stat, r.text.as_deref()), ("1", MessageState::Delivered, Some(&b"hi"[..])));
+    // Keys in any case, after any whitespace; the keys between text and stat are read too.
+    let r = parse("text:Hello world  err:005\tsub:001 ID:abc\r\nStat:undeliv done date:2401011201");
+    assert_eq!(r.id.as_str(), "abc");
+    assert_eq!(r.stat, MessageState::Undeliverable);
+    assert_eq!(r.text.as_deref(), Some(&b"Hello world"[..]));
+    assert_eq!((r.err, r.sub), (Some(ReceiptErr::Code(5)), Some(1)));
+    assert!(r.done_date.is_some());
+    // Two-word keys end the text as well.
+    let r = parse("id:1 text:a b submit date:2401011200 stat:DELIVRD");
+    assert_eq!(r.text.as_deref(), Some(&b"a b"[..]));
+    assert!(r.submit_date.is_some());
+    // Words with colons that are not keys stay in the text.
+    let r = parse("id:1 text:see http://x.y/ at 10:30 stat:ACCEPTD");
+    assert_eq!(r.text.as_deref(), Some(&b"see http://x.y/ at 10:30"[..]));
+    assert_eq!(r.stat, MessageState::Accepted);
+    // An empty text.
+    let r = parse("id:1 text: stat:DELIVRD");
+    assert_eq!(r.text.as_deref(), Some(&b""[..]));
+    // stat glued to another word is not a key: still missing.
+    assert_eq!(Receipt::parse(b"id:1 text:hello xstat:DELIVRD"), Err(ReceiptError::MissingStat));
+    assert_eq!(Receipt::parse(b"stat:DELIVRD text:hello"), Err(ReceiptError::MissingId));
+    // With id and stat before it, text still runs to the end, keys and all.
+    let r = parse("id:1 stat:DELIVRD text:x stat:REJECTD");
+    assert_eq!(r.text.as_deref(), Some(&b"x stat:REJECTD"[..]));
+    // A TLV standing in for stat leaves the text whole.
+    let text = Bytes::from_static(b"id:1 text:x stat:REJECTD");
+    let r = Receipt::parse_with_tlvs(&text, None, Some(2), None).unwrap();
+    assert_eq!(r.stat, MessageState::Delivered);
+    assert_eq!(r.text.as_deref(), Some(&b"x stat:REJECTD"[..]));
+    // The first text counts when a second one comes before stat.
+    let r = parse("id:1 text:a text:b stat:DELIVRD");
+    assert_eq!(r.text.as_deref(), Some(&b"a"[..]));
+    // Formats canonically (text last) and reads back the same.
+    let r = parse("text:late id:7 stat:ENROUTE");
+    assert_eq!(formatted(&r), "id:7 stat:ENROUTE text:late");
+    assert_eq!(parse(&formatted(&r)), r);
 }
 
 #[test]
@@ -610,4 +657,35 @@ fn an_owned_receipt_is_equal_and_outside_the_text_it_was_parsed_from() {
     assert!(!inside(err));
     assert!(owned.extra.iter().all(|f| !inside(&f.key) && !inside(&f.value)));
     assert!(inside(r.id.as_bytes()), "the parsed one was a slice");
+}
+
+#[test]
+fn a_deliver_sm_with_a_65_character_receipted_message_id_decodes_and_parses() {
+    // Goal: SMSCs send 65-character ids, which this module accepts; in receipted_message_id that is
+    // 66 octets with the NUL, and the deliver_sm must not be refused with ESME_RINVPARLEN for it.
+    use crate::{Body, Decoder, Pdu, PduError, SubmitSm, Tlvs, tag};
+    let long = "7".repeat(ID_LEN_MAX);
+    let text = Bytes::from(format!("id:{long} stat:DELIVRD"));
+    let tlvs =
+        Tlvs::builder().cstr(tag::RECEIPTED_MESSAGE_ID, long.as_bytes()).u8(tag::MESSAGE_STATE, 2).build();
+    let deliver = SubmitSm { esm_class: 0x04, short_message: text, tlvs, ..SubmitSm::default() };
+    let mut wire = BytesMut::new();
+    Pdu::new(5, Body::DeliverSm(deliver)).encode(&mut wire);
+    let pdu = Decoder::default().decode(&mut wire).unwrap().unwrap();
+    let Body::DeliverSm(d) = pdu.body else { panic!("deliver_sm: {pdu:?}") };
+    let rmid = d.tlvs.get(tag::RECEIPTED_MESSAGE_ID).unwrap();
+    assert_eq!(rmid.len(), ID_LEN_MAX + 1, "65 characters and the NUL");
+    let r = Receipt::parse_with_tlvs(&d.short_message, Some(&rmid), d.tlvs.message_state(), None).unwrap();
+    assert_eq!(r.id.as_str(), long);
+    assert_eq!(r.stat, MessageState::Delivered);
+    // The TLV alone (the text without an id) gives the same id.
+    let r = Receipt::from_tlvs(&rmid, 2, None).unwrap();
+    assert_eq!(r.id.as_str(), long);
+    // One octet more is still refused.
+    let over = Bytes::from(vec![b'7'; ID_LEN_MAX + 2]);
+    let raw = Tlvs::builder().bytes(tag::RECEIPTED_MESSAGE_ID, &over).build().raw().clone();
+    assert_eq!(
+        Tlvs::decode(raw),
+        Err(PduError::TlvLength { tag: tag::RECEIPTED_MESSAGE_ID, len: ID_LEN_MAX + 2, min: 1, max: 66 })
+    );
 }

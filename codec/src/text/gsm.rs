@@ -11,7 +11,7 @@ use super::{Encoding, MESSAGE_PAYLOAD_OCTETS_MAX, TextError};
 /// The escape septet that introduces an extension-table character.
 pub const ESC: u8 = 0x1B;
 /// Carriage return, which 23.038 6.1.2.3.1 uses to fill seven spare bits at the end of packed data.
-const CR: u8 = 0x0D;
+pub const CR: u8 = 0x0D;
 /// Fill bits before packed septets are fewer than one septet.
 pub const FILL_BITS_MAX: u8 = 6;
 
@@ -243,10 +243,31 @@ pub const fn packed_len(septets: usize, fill_bits: u8) -> usize {
     if septets == 0 { 0 } else { (fill_bits as usize + septets * 7).div_ceil(8) }
 }
 
+/// Whether packing `septets` after `fill_bits` fill bits adds a CR (23.038 6.1.2.3.1): the last
+/// septet is a CR that ends exactly on an octet boundary. A receiver that counts septets from the
+/// length drops such a final CR as padding, so the sender adds another (with one zero padding bit);
+/// the receiver then shows CR CR, which 23.038 6.1.1 defines to mean the same as CR.
+pub fn needs_cr_pad(septets: &[u8], fill_bits: u8) -> bool {
+    septets.last() == Some(&CR) && (usize::from(fill_bits) + septets.len() * 7).is_multiple_of(8)
+}
+
+/// Septets [`pack`] writes for `septets` after `fill_bits` fill bits: one more than given when it
+/// adds a CR (see [`needs_cr_pad`]).
+pub fn packed_septets(septets: &[u8], fill_bits: u8) -> usize {
+    septets.len() + usize::from(needs_cr_pad(septets, fill_bits))
+}
+
+/// Octets [`pack`] writes for `septets` after `fill_bits` fill bits, the CR it may add included.
+pub fn packed_len_of(septets: &[u8], fill_bits: u8) -> usize {
+    packed_len(packed_septets(septets, fill_bits), fill_bits)
+}
+
 /// Packs septets eight into seven octets, least significant bit first, after `fill_bits` zero bits.
 ///
 /// When seven bits are left over in the last octet they hold CR rather than zeros (23.038 6.1.2.3.1),
-/// so a receiver that counts septets from the length does not read a spurious '@'.
+/// so a receiver that counts septets from the length does not read a spurious '@'. When the last
+/// septet is itself a CR ending on an octet boundary, another CR is added (see [`needs_cr_pad`]), so
+/// that the receiver does not drop the wanted one as padding.
 pub fn pack(septets: &[u8], fill_bits: u8) -> Result<Bytes, TextError> {
     let mut out = BytesMut::new();
     pack_into(septets, fill_bits, &mut out)?;
@@ -264,10 +285,11 @@ pub fn pack_into(septets: &[u8], fill_bits: u8, out: &mut BytesMut) -> Result<()
     if septets.is_empty() {
         return Ok(());
     }
-    out.reserve(packed_len(septets.len(), fill_bits));
+    let pad = needs_cr_pad(septets, fill_bits).then_some(&CR);
+    out.reserve(packed_len_of(septets, fill_bits));
     let mut acc = 0u32;
     let mut bits = u32::from(fill_bits);
-    for &septet in septets {
+    for &septet in septets.iter().chain(pad) {
         acc |= u32::from(septet) << bits;
         bits += 7;
         if bits >= 8 {
@@ -290,7 +312,8 @@ pub fn pack_into(septets: &[u8], fill_bits: u8, out: &mut BytesMut) -> Result<()
 /// With `septets: Some(n)` exactly `n` septets are read (an error if the octets hold fewer). With
 /// `None` the count is what the octets hold; when that leaves no spare bit, the last septet may only
 /// fill seven spare bits: it is dropped if it is CR, as 23.038 6.1.2.3.1 prescribes for padding. A
-/// zero-padded '@' cannot be told from a real one and is kept.
+/// zero-padded '@' cannot be told from a real one and is kept. A wanted final CR that [`pack`]
+/// followed with another (see [`needs_cr_pad`]) comes back as CR CR.
 pub fn unpack(packed: &[u8], fill_bits: u8, septets: Option<usize>) -> Result<Vec<u8>, TextError> {
     if fill_bits > FILL_BITS_MAX {
         return Err(TextError::FillBits { fill_bits, max: FILL_BITS_MAX });
@@ -438,6 +461,43 @@ mod tests {
     }
 
     #[test]
+    fn a_final_cr_on_an_octet_boundary_is_followed_by_another() {
+        // Goal: 23.038 6.1.2.3.1: a wanted CR ending exactly on an octet boundary reads as the CR
+        // that pads seven spare bits, so the sender adds another; the receiver keeps CR CR.
+        // "1234567\r" used to pack like "1234567" (31d98c56b3dd1a) and lose its CR.
+        let septets = encode("1234567\r").unwrap();
+        assert!(needs_cr_pad(&septets, 0));
+        let packed = pack(&septets, 0).unwrap();
+        assert_eq!(&packed[..], &hex("31d98c56b3dd1a0d")[..]);
+        assert_eq!(packed.len(), packed_len_of(&septets, 0));
+        assert_eq!(unpack(&packed, 0, Some(8)).unwrap(), &septets[..]);
+        assert_eq!(decode(&unpack(&packed, 0, None).unwrap()), "1234567\r\r");
+        assert_ne!(&packed[..], &pack(&encode("1234567").unwrap(), 0).unwrap()[..]);
+        // Every length and fill: a final CR survives unpacking without a count, doubled exactly
+        // when it ends on an octet boundary; otherwise it comes back as it was.
+        for fill in 0..=FILL_BITS_MAX {
+            for n in 1..=40usize {
+                let mut septets = vec![0x41; n - 1];
+                septets.push(CR);
+                let boundary = (usize::from(fill) + n * 7) % 8 == 0;
+                assert_eq!(needs_cr_pad(&septets, fill), boundary);
+                let packed = pack(&septets, fill).unwrap();
+                assert_eq!(packed.len(), packed_len(n + usize::from(boundary), fill), "n {n} fill {fill}");
+                assert_eq!(unpack(&packed, fill, Some(n)).unwrap(), septets);
+                let mut want = septets.clone();
+                if boundary {
+                    want.push(CR);
+                }
+                assert_eq!(unpack(&packed, fill, None).unwrap(), want, "n {n} fill {fill}");
+            }
+        }
+        // A CR that is not last, or not on a boundary, adds nothing.
+        assert!(!needs_cr_pad(&encode("123456\r8").unwrap(), 0));
+        assert!(!needs_cr_pad(&encode("123456\r").unwrap(), 0));
+        assert!(!needs_cr_pad(&[], 0));
+    }
+
+    #[test]
     fn fill_bits_follow_udh_length() {
         // Goal: the text after a UDH starts on a septet boundary.
         assert_eq!(fill_bits_for_udh(0), 0);
@@ -480,13 +540,24 @@ mod tests {
 
     proptest! {
         #[test]
-        fn gsm_text_round_trips(text in gsm_string()) {
+        fn gsm_text_round_trips(text in gsm_string(), final_cr in any::<bool>()) {
+            // A final CR one time in two: with the 7 fill bit counts, some length ends on an octet
+            // boundary (the case 23.038 6.1.2.3.1 pads).
+            let text = if final_cr { text + "\r" } else { text };
             let septets = encode(&text).unwrap();
             prop_assert_eq!(septets.len(), septet_count(&text).unwrap());
             prop_assert_eq!(decode(&septets), text.clone());
             for fill in 0..=FILL_BITS_MAX {
                 let packed = pack(&septets, fill).unwrap();
+                prop_assert_eq!(packed.len(), packed_len_of(&septets, fill));
                 prop_assert_eq!(unpack(&packed, fill, Some(septets.len())).unwrap(), septets.to_vec());
+                // Without a count, the text comes back whole, a final CR on an octet boundary
+                // doubled (23.038 6.1.2.3.1), never lost.
+                let mut want = septets.to_vec();
+                if needs_cr_pad(&septets, fill) {
+                    want.push(CR);
+                }
+                prop_assert_eq!(unpack(&packed, fill, None).unwrap(), want);
             }
         }
 

@@ -5,7 +5,7 @@ use std::ops::Range;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::gsm::{self, ESC};
+use super::gsm::{self, CR, ESC};
 use super::ucs2::{is_high_surrogate, is_low_surrogate};
 use super::{
     Encoding, MESSAGE_PAYLOAD_OCTETS_MAX, PARTS_MAX, SMS_USER_DATA_OCTETS_MAX, SMS_USER_DATA_SEPTETS_MAX,
@@ -108,6 +108,27 @@ const fn form_udh_len(form: Form) -> usize {
     }
 }
 
+/// Fill bits before the packed text of each part of a multi-part message in `form`, for
+/// [`Encoding::Gsm7Packed`] (`None` for the other encodings, which are not packed): after the UDH
+/// for [`Form::Udh`], none for SAR parts, which carry no UDH.
+fn part_fill_bits(encoding: Encoding, form: Form) -> Option<u8> {
+    match (encoding, form) {
+        (Encoding::Gsm7Packed, Form::Udh(width)) => Some(gsm::fill_bits_for_udh(width.udh_len())),
+        (Encoding::Gsm7Packed, _) => Some(0),
+        _ => None,
+    }
+}
+
+/// The septet packing adds when a packed part of `septets` septets ends with a CR that ends on an
+/// octet boundary after `fill` fill bits (see [`gsm::needs_cr_pad`]): 1 or 0. `fill` is `None` for
+/// unpacked encodings, which add nothing.
+fn cr_pad(fill: Option<u8>, last_is_cr: bool, septets: usize) -> usize {
+    match fill {
+        Some(fill) if last_is_cr && (usize::from(fill) + septets * 7).is_multiple_of(8) => 1,
+        _ => 0,
+    }
+}
+
 /// Width in units of one character of `encoding`, or an error if it is not representable.
 fn char_units(c: char, offset: usize, encoding: Encoding) -> Result<usize, TextError> {
     let units = match encoding {
@@ -125,17 +146,23 @@ fn char_units(c: char, offset: usize, encoding: Encoding) -> Result<usize, TextE
 pub fn count_segments(text: &str, encoding: Encoding, form: Form) -> Result<usize, TextError> {
     let single = part_capacity(encoding, 0);
     let multi = part_capacity(encoding, form_udh_len(form));
+    // Packed, a part-final CR on an octet boundary takes two septets (see `chunk`).
+    let lone_fill = (encoding == Encoding::Gsm7Packed).then_some(0);
+    let part_fill = part_fill_bits(encoding, form);
     let (mut total, mut parts, mut filled) = (0usize, 1usize, 0usize);
+    let mut last_is_cr = false;
     for (offset, c) in text.char_indices() {
         let units = char_units(c, offset, encoding)?;
         total += units;
-        if filled > 0 && filled + units > multi {
+        last_is_cr = c == '\r';
+        if filled > 0 && filled + units + cr_pad(part_fill, last_is_cr, filled + units) > multi {
             parts += 1;
             filled = 0;
         }
         filled += units;
     }
-    Ok(if form == Form::Payload || total <= single { 1 } else { parts })
+    let lone = total + cr_pad(lone_fill, last_is_cr, total);
+    Ok(if form == Form::Payload || lone <= single { 1 } else { parts })
 }
 
 /// Encodes `text` and splits it into parts for `form` (see [`split_encoded`]).
@@ -181,13 +208,15 @@ pub fn split_encoded(
                 sar: None,
             }]);
         }
-        _ if encoded.len() <= part_capacity(encoding, 0) * unit_octets => {
+        _ if lone_len(&encoded, encoding) <= part_capacity(encoding, 0) * unit_octets => {
             let short_message = carriage(encoded, encoding)?;
             return Ok(vec![Part { short_message, message_payload: None, udhi: false, sar: None }]);
         }
         Form::Udh(width) | Form::Sar(width) => width,
     };
-    let ranges = chunk(&encoded, encoding, part_capacity(encoding, width.udh_len()) * unit_octets)?;
+    let pack_fill = part_fill_bits(encoding, form);
+    let ranges =
+        chunk(&encoded, encoding, part_capacity(encoding, width.udh_len()) * unit_octets, pack_fill)?;
     let total = u8::try_from(ranges.len())
         .map_err(|_| TextError::TooManyParts { parts: ranges.len(), max: PARTS_MAX })?;
     let packed = encoding == Encoding::Gsm7Packed;
@@ -195,8 +224,10 @@ pub fn split_encoded(
     if let Form::Udh(width) = form {
         let udh_len = width.udh_len();
         let fill = gsm::fill_bits_for_udh(udh_len);
-        let text_len: usize =
-            ranges.iter().map(|r| if packed { gsm::packed_len(r.len(), fill) } else { r.len() }).sum();
+        let text_len: usize = ranges
+            .iter()
+            .map(|r| if packed { gsm::packed_len_of(&encoded[r.clone()], fill) } else { r.len() })
+            .sum();
         let mut buf = BytesMut::with_capacity(udh_len * ranges.len() + text_len);
         for (seq, range) in (1..=total).zip(ranges) {
             put_concat_udh(&mut buf, width, Concat { ref_num, total, seq });
@@ -227,6 +258,15 @@ pub fn split_encoded(
         }
     }
     Ok(parts)
+}
+
+/// Units `encoded` takes as a lone message: its length, plus the CR packing may add (see
+/// [`gsm::needs_cr_pad`]; 160 septets ending in CR do not fit one packed message).
+fn lone_len(encoded: &[u8], encoding: Encoding) -> usize {
+    match encoding {
+        Encoding::Gsm7Packed => gsm::packed_septets(encoded, 0),
+        _ => encoded.len(),
+    }
 }
 
 /// `encoded` as it is carried: packed for [`Encoding::Gsm7Packed`], unchanged otherwise.
@@ -267,13 +307,26 @@ fn char_len_at(encoded: &[u8], at: usize, encoding: Encoding) -> usize {
 
 /// Greedy split of `encoded` into ranges of at most `cap_octets`, never inside a character. Errors
 /// with the full count when more than [`PARTS_MAX`] would be needed.
-fn chunk(encoded: &[u8], encoding: Encoding, cap_octets: usize) -> Result<Vec<Range<usize>>, TextError> {
+///
+/// `pack_fill` is the fill bits each part is packed after, for [`Encoding::Gsm7Packed`]: a
+/// character whose last septet is a CR ending on an octet boundary counts one septet more, the CR
+/// packing adds if it ends the part (see [`gsm::needs_cr_pad`]). It only changes where a part ends
+/// when the part would be full at that CR, and then the CR is its last character: the CR goes to
+/// the next part, so the padded part still fits.
+fn chunk(
+    encoded: &[u8],
+    encoding: Encoding,
+    cap_octets: usize,
+    pack_fill: Option<u8>,
+) -> Result<Vec<Range<usize>>, TextError> {
     let mut ranges = Vec::with_capacity(encoded.len().div_ceil(cap_octets.max(1)).min(PARTS_MAX));
     let (mut parts, mut start, mut at) = (0usize, 0usize, 0usize);
     while at < encoded.len() {
         let len = char_len_at(encoded, at, encoding);
+        let end = at + len;
+        let pad = cr_pad(pack_fill, encoded.get(end - 1) == Some(&CR), end - start);
         // `at > start` guarantees progress even if one character were wider than a part.
-        if at > start && at + len - start > cap_octets {
+        if at > start && end + pad - start > cap_octets {
             if parts < PARTS_MAX {
                 ranges.push(start..at);
             }
@@ -484,6 +537,78 @@ mod tests {
         assert_eq!(&single[0].short_message[..], &encode("hellohello", Encoding::Gsm7Packed).unwrap()[..]);
     }
 
+    #[test]
+    fn a_part_final_cr_on_an_octet_boundary_moves_to_the_next_packed_part() {
+        // Goal: packed, a CR ending a part on an octet boundary needs a second CR (23.038
+        // 6.1.2.3.1), so it counts two septets: a part full up to such a CR ends before it instead
+        // (153 septets after the 8-bit UDH's fill bit, 152 after the 16-bit UDH, 160 alone all end
+        // on a boundary), and every part still fits 140 octets. Before, the CR was the part's
+        // last septet and the receiver dropped it as padding.
+        let packed = Encoding::Gsm7Packed;
+        for (form, cap) in [(UDH8, 153), (UDH16, 152)] {
+            let text = format!("{}\r{}", "a".repeat(cap - 1), "b".repeat(20));
+            let parts = split(&text, packed, form, 3).unwrap();
+            let udh = form_udh_len(form);
+            assert_eq!(parts.len(), 2, "{form:?}");
+            assert_eq!(count_segments(&text, packed, form).unwrap(), 2);
+            assert!(parts.iter().all(|p| p.short_message.len() <= SMS_USER_DATA_OCTETS_MAX), "{form:?}");
+            let fill = gsm::fill_bits_for_udh(udh);
+            let first = gsm::unpack(&parts[0].short_message[udh..], fill, None).unwrap();
+            assert_eq!(gsm::decode(&first), "a".repeat(cap - 1), "{form:?}: the CR moved on");
+            let second = gsm::unpack(&parts[1].short_message[udh..], fill, None).unwrap();
+            assert_eq!(gsm::decode(&second), format!("\r{}", "b".repeat(20)));
+            assert_eq!(round_trip(&text, packed, form, 3), text, "{form:?}");
+            // Unpacked, the CR needs no second one and stays where it was.
+            let parts = split(&text, Encoding::Gsm7, form, 3).unwrap();
+            assert_eq!(parts[0].short_message.last(), Some(&CR));
+        }
+        // 160 septets ending in CR do not fit one packed message (161 with the added CR); 159 do.
+        let text = format!("{}\r", "a".repeat(159));
+        assert_eq!(count_segments(&text, packed, UDH8).unwrap(), 2);
+        let parts = split(&text, packed, UDH8, 3).unwrap();
+        assert_eq!(parts.len(), 2);
+        assert_eq!(round_trip(&text, packed, UDH8, 3), text);
+        assert_eq!(split(&text, Encoding::Gsm7, UDH8, 3).unwrap().len(), 1);
+        let text = format!("{}\r", "a".repeat(158));
+        assert_eq!(count_segments(&text, packed, UDH8).unwrap(), 1);
+        let parts = split(&text, packed, UDH8, 3).unwrap();
+        assert_eq!(parts.len(), 1);
+        assert_eq!(parts[0].short_message.len(), 140);
+        assert_eq!(decode_as(packed, &parts[0].short_message), text);
+        // A last part ending in CR on a boundary keeps its CR, followed by the added one, which the
+        // receiver shows as CR CR (the same as CR, 23.038 6.1.1).
+        let text = format!("{}\r", "a".repeat(153 + 7));
+        let parts = split(&text, packed, SAR, 3).unwrap();
+        assert_eq!(parts.len(), 2);
+        assert_eq!(round_trip(&text, packed, SAR, 3), format!("{text}\r"));
+        let text = format!("{}\r", "a".repeat(7));
+        assert_eq!(decode_as(packed, &encode(&text, packed).unwrap()), format!("{text}\r"));
+    }
+
+    /// What a receiver reads back from the packed parts of `text` when it counts septets from the
+    /// length: the text, with each part-final CR that ends on an octet boundary followed by the
+    /// CR 23.038 6.1.2.3.1 makes the sender add.
+    fn packed_read_back(text: &str, form: Form) -> String {
+        let packed = Encoding::Gsm7Packed;
+        let septets = gsm::encode(text).unwrap();
+        let single = form == Form::Payload || lone_len(&septets, packed) <= SMS_USER_DATA_SEPTETS_MAX;
+        let fill = if single { 0 } else { part_fill_bits(packed, form).unwrap() };
+        let ranges = if single {
+            std::iter::once(0..septets.len()).collect()
+        } else {
+            chunk(&septets, packed, part_capacity(packed, form_udh_len(form)), Some(fill)).unwrap()
+        };
+        let mut out = Vec::new();
+        for range in ranges {
+            let part = &septets[range];
+            out.extend_from_slice(part);
+            if gsm::needs_cr_pad(part, fill) {
+                out.push(CR);
+            }
+        }
+        gsm::decode(&out)
+    }
+
     /// Splits, then reassembles through the UDH parser / SAR values / payload and decodes.
     fn round_trip(text: &str, encoding: Encoding, form: Form, ref_num: u16) -> String {
         let parts = split(text, encoding, form, ref_num).unwrap();
@@ -516,16 +641,15 @@ mod tests {
         decode_as(carried, &done.unwrap())
     }
 
-    /// GSM text; with `cr` false, no CR: 23.038 makes a CR ending on an octet boundary ambiguous in packed
-    /// data whose septet count is unknown (it reads as padding), so packed round trips leave it out.
-    fn gsm_text(cr: bool) -> impl Strategy<Value = String> {
+    /// GSM text, CR included, and CRs often: one character in four, so that parts ending in a CR
+    /// on an octet boundary (which packing follows with a second CR) come up.
+    fn gsm_text() -> impl Strategy<Value = String> {
         let chars: Vec<char> =
             "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABZÄÖÑÜ§¿az{}[]~|\\^€\u{0C}"
                 .chars()
-                .filter(|&c| cr || c != '\r')
                 .collect();
-        proptest::collection::vec(proptest::sample::select(chars), 0..700)
-            .prop_map(|v| v.into_iter().collect())
+        let c = prop_oneof![3 => proptest::sample::select(chars), 1 => Just('\r')];
+        proptest::collection::vec(c, 0..700).prop_map(|v| v.into_iter().collect())
     }
 
     fn forms() -> impl Strategy<Value = Form> {
@@ -540,12 +664,12 @@ mod tests {
 
     proptest! {
         #[test]
-        fn gsm_split_reassembles(text in gsm_text(true), form in forms(), ref_num in any::<u16>()) {
+        fn gsm_split_reassembles(text in gsm_text(), form in forms(), ref_num in any::<u16>()) {
             prop_assert_eq!(round_trip(&text, Encoding::Gsm7, form, ref_num), text);
         }
 
         #[test]
-        fn gsm_packed_split_reassembles(text in gsm_text(false), form in forms(), ref_num in any::<u16>()) {
+        fn gsm_packed_split_reassembles(text in gsm_text(), form in forms(), ref_num in any::<u16>()) {
             let encoding = Encoding::Gsm7Packed;
             let parts = split(&text, encoding, form, ref_num).unwrap();
             for part in &parts {
@@ -553,9 +677,16 @@ mod tests {
                 let cap = part_capacity(encoding, if parts.len() > 1 { form_udh_len(form) } else { 0 });
                 let septets = text_len * 8 / 7;
                 prop_assert!(septets <= cap, "{} > {}", septets, cap);
-                prop_assert!(part.short_message.len() <= super::super::SMS_USER_DATA_SEPTETS_MAX + 7);
+                // Every part fits one SMS, the CR packing may add included.
+                prop_assert!(part.short_message.len() <= SMS_USER_DATA_OCTETS_MAX);
             }
-            prop_assert_eq!(round_trip(&text, encoding, form, ref_num), text);
+            // Read back without septet counts, no CR is lost: a part-final CR on an octet boundary
+            // comes back doubled (what 23.038 6.1.2.3.1 has the sender add), everything else as is.
+            let got = round_trip(&text, encoding, form, ref_num);
+            prop_assert_eq!(&got, &packed_read_back(&text, form));
+            prop_assert_eq!(got.replace('\r', ""), text.replace('\r', ""));
+            let added = got.matches('\r').count() - text.matches('\r').count();
+            prop_assert!(added <= parts.len());
         }
 
         #[test]

@@ -23,6 +23,17 @@ pub fn cstr(max_with_nul: usize) -> impl Strategy<Value = Bytes> {
     ]
 }
 
+/// A time field (schedule_delivery_time, validity_period, final_date): empty or exactly 16
+/// characters, the only lengths SMPP 3.4 7.1.1 allows (the decoder refuses any other). Empty one
+/// time in four, as in [`cstr`]; the characters are any non-NUL octets, since only the length is
+/// checked on the wire.
+pub fn time() -> impl Strategy<Value = Bytes> {
+    prop_oneof![
+        1 => Just(Bytes::new()),
+        3 => vec(1u8..=255, max::TIME_LEN).prop_map(Bytes::from),
+    ]
+}
+
 /// An octet field: zero one time in four, for the same reason.
 pub fn byte() -> impl Strategy<Value = u8> {
     prop_oneof![1 => Just(0u8), 3 => any::<u8>()]
@@ -54,7 +65,7 @@ pub const KNOWN_TLVS: &[(u16, usize, usize)] = &[
     (tag::QOS_TIME_TO_LIVE, 4, 4),
     (tag::PAYLOAD_TYPE, 1, 1),
     (tag::ADDITIONAL_STATUS_INFO_TEXT, 1, 256),
-    (tag::RECEIPTED_MESSAGE_ID, 1, 65),
+    (tag::RECEIPTED_MESSAGE_ID, 1, 66),
     (tag::MS_MSG_WAIT_FACILITIES, 1, 1),
     (tag::PRIVACY_INDICATOR, 1, 1),
     (tag::SOURCE_SUBADDRESS, 2, 23),
@@ -130,7 +141,7 @@ pub fn submit_sm() -> impl Strategy<Value = SubmitSm> {
     (
         (cstr(max::SERVICE_TYPE), address(max::ADDR), address(max::ADDR)),
         (byte(), byte(), byte()),
-        (cstr(max::TIME), cstr(max::TIME)),
+        (time(), time()),
         (byte(), byte(), byte(), byte()),
         (short_message(), tlvs()),
     )
@@ -218,8 +229,8 @@ pub fn replace_sm() -> impl Strategy<Value = ReplaceSm> {
     (
         cstr(max::MESSAGE_ID),
         address(max::ADDR),
-        cstr(max::TIME),
-        cstr(max::TIME),
+        time(),
+        time(),
         byte(),
         byte(),
         short_message(),
@@ -278,7 +289,7 @@ pub fn body() -> impl Strategy<Value = Body> {
             .prop_map(|(message_id, tlvs)| Body::DataSmResp(DataSmResp { message_id, tlvs })),
         (cstr(max::MESSAGE_ID), address(max::ADDR))
             .prop_map(|(message_id, source)| Body::QuerySm(QuerySm { message_id, source })),
-        (cstr(max::MESSAGE_ID), cstr(max::TIME), byte(), byte()).prop_map(
+        (cstr(max::MESSAGE_ID), time(), byte(), byte()).prop_map(
             |(message_id, final_date, message_state, error_code)| Body::QuerySmResp(QuerySmResp {
                 message_id,
                 final_date,
