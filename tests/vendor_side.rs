@@ -313,15 +313,29 @@ fn slow_cancel_smsc() -> SocketAddr {
 /// A gateway whose one vendor is [`slow_cancel_smsc`], a customer bound to it, and a message
 /// it sent to `dest`: (gateway, customer, the message's id).
 fn a_message_to_cancel(dest: &str) -> (smppgw_engine::Gateway, Client, String) {
-    let addr = slow_cancel_smsc();
+    let (gw, mut c) = one_bind_gateway(slow_cancel_smsc());
+    let (st, id) = c.submit(dest, "to cancel");
+    assert_eq!(st, CommandStatus::ESME_ROK);
+    (gw, c, id)
+}
+
+/// A gateway with one bind to the SMSC at `addr`, and customer c1 bound as a transceiver (a
+/// submit waits for the vendor bind to come up).
+fn one_bind_gateway(addr: SocketAddr) -> (smppgw_engine::Gateway, Client) {
     let mut cfg = config(&[("smsc", addr)]);
     cfg.vendors[0].binds = 1;
     let gw = smppgw_engine::start(cfg).unwrap();
     let mut c = Client::connect(gw.local_addr);
     assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
-    let (st, id) = c.submit(dest, "to cancel");
-    assert_eq!(st, CommandStatus::ESME_ROK);
-    (gw, c, id)
+    (gw, c)
+}
+
+/// A vendor's receipt (deliver_sm, `esm_class`) for its message `id` in state `stat`.
+fn vendor_receipt(seq: u32, esm_class: u8, id: &str, stat: &str) -> Pdu {
+    let text = format!(
+        "id:{id} sub:001 dlvrd:000 submit date:2611251200 done date:2611251201 stat:{stat} err:000 text:x"
+    );
+    Pdu::new(seq, Body::DeliverSm(SubmitSm { esm_class, short_message: text.into(), ..Default::default() }))
 }
 
 /// cancel_sm of message `id` sent to `dest`.
@@ -393,13 +407,8 @@ fn an_intermediate_notification_reaches_the_customer_as_one_and_the_final_receip
                 Body::SubmitSm(_) => {
                     let resp = smppgw_codec::MessageIdResp { message_id: "V9".into(), ..Default::default() };
                     c.send(&Pdu::new(p.sequence_number, Body::SubmitSmResp(resp)));
-                    for (seq, esm, stat) in [(20, 0x20, "ENROUTE"), (21, 0x04, "DELIVRD")] {
-                        let text = format!(
-                            "id:V9 sub:001 dlvrd:000 submit date:2611251200 done date:2611251201 stat:{stat} err:000 text:x"
-                        );
-                        let r = SubmitSm { esm_class: esm, short_message: text.into(), ..Default::default() };
-                        c.send(&Pdu::new(seq, Body::DeliverSm(r)));
-                    }
+                    c.send(&vendor_receipt(20, 0x20, "V9", "ENROUTE"));
+                    c.send(&vendor_receipt(21, 0x04, "V9", "DELIVRD"));
                 }
                 Body::EnquireLink => c.send(&Pdu::new(p.sequence_number, Body::EnquireLinkResp)),
                 Body::Unbind => c.send(&Pdu::new(p.sequence_number, Body::UnbindResp)),
@@ -407,20 +416,9 @@ fn an_intermediate_notification_reaches_the_customer_as_one_and_the_final_receip
             }
         }
     });
-    let mut cfg = config(&[("smsc", addr)]);
-    cfg.vendors[0].binds = 1;
-    let gw = smppgw_engine::start(cfg).unwrap();
-    let mut c = Client::connect(gw.local_addr);
-    assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
-    let mut st = CommandStatus::ESME_RSYSERR;
-    let mut id = String::new();
-    assert!(
-        wait_for(Duration::from_secs(5), || {
-            (st, id) = c.submit_dlr("15557774444", "steps");
-            st == CommandStatus::ESME_ROK
-        }),
-        "submitted once the vendor bind is up: {st}"
-    );
+    let (gw, mut c) = one_bind_gateway(addr);
+    let (st, id) = c.submit_dlr("15557774444", "steps");
+    assert_eq!(st, CommandStatus::ESME_ROK);
     let mut got = Vec::new();
     for _ in 0..2 {
         let p = c.recv_deliver();
@@ -456,9 +454,7 @@ fn a_replace_that_asks_for_a_receipt_gets_the_vendors_receipt_delivered() {
                 Body::ReplaceSm(r) => {
                     assert_eq!(&r.message_id[..], b"V5", "the vendor's id");
                     c.send(&Pdu::new(p.sequence_number, Body::ReplaceSmResp));
-                    let text = "id:V5 sub:001 dlvrd:001 submit date:2611251200 done date:2611251201 stat:DELIVRD err:000 text:x";
-                    let r = SubmitSm { esm_class: 0x04, short_message: text.into(), ..Default::default() };
-                    c.send(&Pdu::new(30, Body::DeliverSm(r)));
+                    c.send(&vendor_receipt(30, 0x04, "V5", "DELIVRD"));
                 }
                 Body::EnquireLink => c.send(&Pdu::new(p.sequence_number, Body::EnquireLinkResp)),
                 Body::Unbind => c.send(&Pdu::new(p.sequence_number, Body::UnbindResp)),
@@ -466,20 +462,9 @@ fn a_replace_that_asks_for_a_receipt_gets_the_vendors_receipt_delivered() {
             }
         }
     });
-    let mut cfg = config(&[("smsc", addr)]);
-    cfg.vendors[0].binds = 1;
-    let gw = smppgw_engine::start(cfg).unwrap();
-    let mut c = Client::connect(gw.local_addr);
-    assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
-    let mut st = CommandStatus::ESME_RSYSERR;
-    let mut id = String::new();
-    assert!(
-        wait_for(Duration::from_secs(5), || {
-            (st, id) = c.submit("15557775555", "no receipt asked");
-            st == CommandStatus::ESME_ROK
-        }),
-        "submitted once the vendor bind is up: {st}"
-    );
+    let (gw, mut c) = one_bind_gateway(addr);
+    let (st, id) = c.submit("15557775555", "no receipt asked");
+    assert_eq!(st, CommandStatus::ESME_ROK);
     let mut replaced = CommandStatus::ESME_RSYSERR;
     // The record is stored just after the answer: the replace may have to wait for it.
     assert!(wait_for(Duration::from_secs(5), || {
