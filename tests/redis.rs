@@ -814,3 +814,69 @@ fn a_key_of_the_wrong_type_refuses_its_own_write_and_the_others_go_on() {
     a.stop();
     b.stop();
 }
+
+#[test]
+fn a_customer_queue_of_the_wrong_type_keeps_its_receipts_here_and_the_others_are_queued_once() {
+    // Goal: receipts for customers bound nowhere go to their shared queues in one transaction;
+    // when one customer's queue key holds another type (a hand edit), Redis refuses that push
+    // only. Its receipts stay on this node (delivered when the customer binds here), counted;
+    // the other customer's, which Redis did queue, are not also kept here (they came back as a
+    // whole batch and were delivered twice).
+    let redis = RedisServer::start();
+    let mut r = redis.client();
+    let _: () = redis::cmd("SET").arg("t:dlrq:c2").arg("not a list").query(&mut r).unwrap();
+    let vendor = sim(|_| {});
+    let b = Node::start(config(&[("v1", vendor.local_addr())]), 2, &redis);
+    assert!(wait_for(Duration::from_secs(5), || vendor.stats().binds_current >= 2), "vendor binds up");
+    let mut t1 = Client::connect(b.gw.local_addr);
+    assert_eq!(t1.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+    let mut t2 = Client::connect(b.gw.local_addr);
+    assert_eq!(t2.bind("tx", "c2", "pw"), CommandStatus::ESME_ROK);
+    const N: usize = 20;
+    let submit = |c: &mut Client, dest: String| {
+        let (seq, mut p) = c.submit_pdu(&dest, "queued while nobody receives");
+        if let Body::SubmitSm(s) = &mut p.body {
+            s.registered_delivery = 1;
+        }
+        c.send(&p);
+        seq
+    };
+    for i in 0..N {
+        // Both at once, so that their receipts share transactions.
+        let (s1, s2) = (submit(&mut t1, format!("1555127{i:04}")), submit(&mut t2, format!("1555128{i:04}")));
+        assert_eq!(t1.recv_resp(s1).command_status, CommandStatus::ESME_ROK);
+        assert_eq!(t2.recv_resp(s2).command_status, CommandStatus::ESME_ROK);
+    }
+    let queued = || redis::cmd("LLEN").arg("t:dlrq:c1").query::<usize>(&mut redis.client()).unwrap_or(0);
+    assert!(
+        wait_for(Duration::from_secs(5), || queued() == N),
+        "c1's receipts queued in Redis: {}",
+        queued()
+    );
+    assert!(
+        wait_for(Duration::from_secs(5), || metric(&b, "smppgw_redis_malformed_total")
+            .is_some_and(|m| m >= 1)),
+        "the refused pushes counted"
+    );
+    let drain = |system_id: &str| {
+        let mut rx = Client::connect(b.gw.local_addr);
+        assert_eq!(rx.bind("rx", system_id, "pw"), CommandStatus::ESME_ROK);
+        rx.stream.set_read_timeout(Some(Duration::from_millis(1500))).unwrap();
+        let mut got = Vec::new();
+        while let Some(p) = rx.try_recv() {
+            if let Body::DeliverSm(_) = p.body {
+                got.push(receipt_of(&p).0);
+                rx.answer(&p, CommandStatus::ESME_ROK);
+            }
+        }
+        assert_eq!(rx.unbind(), CommandStatus::ESME_ROK);
+        got
+    };
+    let mut c1 = drain("c1");
+    let n1 = c1.len();
+    c1.sort();
+    c1.dedup();
+    assert_eq!((n1, c1.len()), (N, N), "c1: each receipt once, from Redis");
+    assert_eq!(drain("c2").len(), N, "c2: every receipt, kept on this node");
+    b.stop();
+}

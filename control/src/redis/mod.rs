@@ -887,33 +887,61 @@ async fn push_deliveries(
     let ttl = u64::from(snap.config.server.receipt_ttl_secs).max(1);
     let max = snap.config.server.receipt_queue_max.max(1);
     // One transaction: a connection failure leaves none of the batch queued, so handing it all
-    // back to the local queues below duplicates nothing. Two cases still may (twice, never
-    // none): the connection dropping between Redis applying it and its answer reaching us, and a
-    // command Redis refuses inside it (a key of the wrong type, put there by hand), which does
-    // not undo the others.
+    // back to the local queues below duplicates nothing (except when the connection drops
+    // between Redis applying it and its answer reaching us: then twice, never none). Inside
+    // it each push is judged by its own reply: one Redis refuses (a customer's key of the
+    // wrong type, put there by hand) stays here without the others coming back twice.
     let mut pipe = redis::pipe();
     pipe.atomic();
-    let mut pushed = 0usize;
-    for d in &batch {
+    let mut pushed = Vec::with_capacity(batch.len());
+    for d in batch {
         let Some(c) = snap.customer_at(d.customer) else { continue };
         let key = list_key(inner, &c.cfg.system_id);
-        pipe.cmd("RPUSH").arg(&key).arg(wire::encode_delivery(d));
-        pipe.cmd("LTRIM").arg(&key).arg(-i64::from(max)).arg(-1).ignore();
-        pipe.cmd("EXPIRE").arg(&key).arg(ttl).ignore();
-        pushed += 1;
+        pipe.cmd("RPUSH").arg(&key).arg(wire::encode_delivery(&d));
+        pipe.cmd("LTRIM").arg(&key).arg(-i64::from(max)).arg(-1);
+        pipe.cmd("EXPIRE").arg(&key).arg(ttl);
+        pushed.push(d);
     }
-    match pipe.query_async::<Vec<i64>>(conn).await {
-        Ok(lens) => {
-            add(&inner.health.deliveries_out, pushed as u64);
-            let over: u64 = lens.iter().map(|&l| (l - i64::from(max)).max(0) as u64).sum();
-            // Each push past the bound drops exactly one (the oldest).
-            add(&inner.health.trimmed, over.min(pushed as u64));
+    if pushed.is_empty() {
+        return;
+    }
+    // MULTI, one QUEUED per command, then EXEC's reply: one reply per command.
+    let exec = conn.send_packed_commands(&pipe, pipe.len() + 1, 1).await.map(|mut v| v.pop());
+    let replies = match exec {
+        Ok(Some(Value::Array(replies))) if replies.len() == 3 * pushed.len() => replies,
+        Ok(_) => {
+            let e =
+                RedisError::from((ErrorKind::ResponseError, "the receipt queue transaction was not applied"));
+            inner.fail("queueing receipts", &e);
+            return hand_back(inner, snap, pushed).await;
         }
         Err(e) => {
             inner.fail("queueing receipts", &e);
-            hand_back(inner, snap, batch).await;
+            return hand_back(inner, snap, pushed).await;
+        }
+    };
+    let (mut queued, mut over, mut refused) = (0u64, 0u64, 0u64);
+    let mut back = Vec::new();
+    for (d, r) in pushed.into_iter().zip(replies.chunks(3)) {
+        match &r[0] {
+            Value::Int(len) => {
+                queued += 1;
+                // Each push past the bound drops exactly one (the oldest).
+                over += u64::from(*len > i64::from(max));
+            }
+            other => {
+                match write_error(other) {
+                    Some(e) => inner.fail("queueing receipts", &e),
+                    None => refused += 1,
+                }
+                back.push(d);
+            }
         }
     }
+    add(&inner.health.deliveries_out, queued);
+    add(&inner.health.trimmed, over);
+    add(&inner.health.malformed, refused);
+    hand_back(inner, snap, back).await;
 }
 
 /// Gives deliveries back to their customers' home cores on this node.
