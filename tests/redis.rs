@@ -880,3 +880,30 @@ fn a_customer_queue_of_the_wrong_type_keeps_its_receipts_here_and_the_others_are
     assert_eq!(drain("c2").len(), N, "c2: every receipt, kept on this node");
     b.stop();
 }
+
+#[test]
+fn a_message_of_more_segments_than_a_small_shared_limit_grants_at_once_is_admitted() {
+    // Goal: a customer whose shared limit is small (10 segments/s: the node's lease is asked
+    // for 1 unit at a time) still gets a 2-segment message through: the refused size is
+    // remembered and asked for. It was refused for good (the lease never asked for more than
+    // its usual grant), while without Redis the same message passes.
+    let redis = RedisServer::start();
+    let vendor = sim(|_| {});
+    let mut cfg = config(&[("v1", vendor.local_addr())]);
+    cfg.customers[0].throughput = 10;
+    let a = Node::start(cfg, 1, &redis);
+    assert!(wait_for(Duration::from_secs(5), || vendor.stats().binds_current >= 2), "vendor binds up");
+    let mut c = Client::connect(a.gw.local_addr);
+    assert_eq!(c.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+    let two_segments = "x".repeat(200);
+    let mut st = CommandStatus::ESME_RTHROTTLED;
+    assert!(
+        wait_for(Duration::from_secs(3), || {
+            st = c.submit("15551241111", &two_segments).0;
+            st != CommandStatus::ESME_RTHROTTLED
+        }),
+        "still throttled after 3 s"
+    );
+    assert_eq!(st, CommandStatus::ESME_ROK);
+    a.stop();
+}

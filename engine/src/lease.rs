@@ -5,7 +5,7 @@
 //! control plane has no shared backend (the embedded default, or Redis unreachable) a lease is
 //! inactive and admits everything, leaving the node's local limiter as the only limit.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 
 /// Units of one shared limit that this node may still spend in the current window.
 #[derive(Debug, Default)]
@@ -14,6 +14,12 @@ pub struct Lease {
     tokens: AtomicI64,
     taken: AtomicU64,
     refused: AtomicU64,
+    /// The most units one refused request wanted since the control plane last looked: it
+    /// asks for at least that much (a message of more segments than its usual grant would
+    /// otherwise be refused for good).
+    need: AtomicU32,
+    /// One request may still be admitted ahead of the grant (see [`Lease::idle_window`]).
+    may_borrow: AtomicBool,
 }
 
 impl Lease {
@@ -30,12 +36,14 @@ impl Lease {
         }
         let n = i64::from(units);
         let before = self.tokens.fetch_sub(n, Ordering::AcqRel);
-        if before >= n {
+        if before >= n || self.may_borrow.swap(false, Ordering::AcqRel) {
+            // Borrowed, the units stay owed (negative): the next grant pays them back.
             self.taken.fetch_add(u64::from(units), Ordering::Relaxed);
             true
         } else {
             self.tokens.fetch_add(n, Ordering::AcqRel);
             self.refused.fetch_add(1, Ordering::Relaxed);
+            self.need.fetch_max(units, Ordering::Relaxed);
             false
         }
     }
@@ -58,8 +66,22 @@ impl Lease {
 
     /// Starts enforcing the shared limit with `tokens` units (a new window's first grant).
     pub fn activate(&self, tokens: i64) {
+        self.may_borrow.store(false, Ordering::Release);
         self.tokens.store(tokens, Ordering::Release);
         self.active.store(true, Ordering::Release);
+    }
+
+    /// A new window for a node that was idle in the last one: it holds no units (it asks when
+    /// it needs some, leaving the limit to the nodes with traffic), and one request is admitted
+    /// ahead of that ask, so that a customer's occasional message is not refused for it.
+    pub fn idle_window(&self) {
+        self.activate(0);
+        self.may_borrow.store(true, Ordering::Release);
+    }
+
+    /// The most units a refused request wanted since the last call.
+    pub fn take_need(&self) -> u32 {
+        self.need.swap(0, Ordering::Relaxed)
     }
 
     /// Stops enforcing it (the shared backend is unreachable): only local limits apply.
@@ -105,6 +127,30 @@ pub struct LeaseSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_larger_than_the_grant_is_remembered_for_the_next_ask() {
+        let l = Lease::new();
+        l.activate(1);
+        assert!(!l.try_take(3), "three units, one held");
+        assert!(!l.try_take(2));
+        assert_eq!(l.take_need(), 3, "the largest refused");
+        assert_eq!(l.take_need(), 0, "read once");
+        assert_eq!(l.tokens(), 1, "nothing taken");
+    }
+
+    #[test]
+    fn an_idle_window_admits_one_request_ahead_of_its_grant() {
+        let l = Lease::new();
+        l.idle_window();
+        assert!(l.try_take(2), "the first, borrowed");
+        assert_eq!(l.tokens(), -2, "owed");
+        assert!(!l.try_take(1), "one only");
+        l.grant(5);
+        assert_eq!(l.tokens(), 3, "the grant pays the debt first");
+        l.activate(0);
+        assert!(!l.try_take(1), "a window with traffic borrows nothing");
+    }
 
     #[test]
     fn inactive_admits_everything() {

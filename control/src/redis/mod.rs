@@ -1172,6 +1172,15 @@ struct LeaseState {
     rate: f64,
     /// Redis granted less than asked: the window is (nearly) used up; ask again only slowly.
     short_at: Option<Instant>,
+    /// Window length, from the spec.
+    window_ms: u64,
+    /// Units taken and requests refused when the current window began: a node that did
+    /// neither in a window holds nothing in the next.
+    taken_at_start: u64,
+    refused_at_start: u64,
+    /// The current window was idle-started (`Lease::idle_window`): no ask until a request
+    /// needs units.
+    idle: bool,
 }
 
 async fn keep_leases(inner: Arc<Inner>) {
@@ -1204,19 +1213,46 @@ async fn keep_leases(inner: Arc<Inner>) {
                 last_taken: s.lease.taken(),
                 rate: 0.0,
                 short_at: None,
+                window_ms: s.window_ms.max(1),
+                taken_at_start: s.lease.taken(),
+                refused_at_start: s.lease.refused(),
+                idle: false,
             });
             let taken = s.lease.taken();
             st.rate = 0.7 * st.rate + 0.3 * (taken.saturating_sub(st.last_taken)) as f64;
             st.last_taken = taken;
+            let need = u64::from(s.lease.take_need());
+            let limit = s.limit.max(1);
             // A window's units are never spent after it ends.
-            let expired = st.window < 0 || now >= st.end;
-            if expired && s.lease.is_active() {
-                s.lease.activate(0);
+            let mut expired = st.window < 0 || now >= st.end;
+            if expired && st.window >= 0 {
+                let used = taken != st.taken_at_start || s.lease.refused() != st.refused_at_start || need > 0;
+                (st.taken_at_start, st.refused_at_start) = (taken, s.lease.refused());
+                if !used {
+                    // Idle for a whole window: hold nothing in this one (the other nodes' traffic
+                    // may use it), and ask when a request comes. Its end follows from the last
+                    // one Redis gave (windows are aligned to Redis's clock).
+                    let behind = now.duration_since(st.end).as_millis() as u64 / st.window_ms + 1;
+                    st.window += behind as i64;
+                    st.end += Duration::from_millis(behind * st.window_ms);
+                    s.lease.idle_window();
+                    st.idle = true;
+                    expired = false;
+                } else if s.lease.is_active() {
+                    s.lease.activate(0);
+                }
             }
-            let want = ((s.limit / 50).max((st.rate * 10.0) as u64)).clamp(1, s.limit.max(1));
-            let low = s.lease.tokens() < (want / 2).max(1) as i64;
+            // What a request refused for lack of units wanted, and what was borrowed, at least.
+            let owed = (-s.lease.tokens()).max(0) as u64;
+            let want = ((limit / 50).max((st.rate * 10.0) as u64)).max(need + owed).clamp(1, limit);
+            let low = s.lease.tokens() < (want / 2).max(need).max(1) as i64;
             let may_retry = st.short_at.is_none_or(|t| now.duration_since(t) >= Duration::from_millis(50));
-            if expired || (low && may_retry) {
+            let ask = match st.idle {
+                true => need > 0 || owed > 0,
+                false => expired || (low && may_retry),
+            };
+            if ask {
+                st.idle = false;
                 asks.push((i, want));
             }
         }
