@@ -232,12 +232,22 @@ impl CampaignTable {
         self.by_prefix.is_empty()
     }
 
-    /// The campaign of `source` (a leading '+' ignored): the one with the longest matching prefix.
+    /// The campaign of `source` (a leading '+' ignored, and ten national digits of a North
+    /// American number read with their country code 1): the one with the longest matching
+    /// prefix.
     pub fn lookup(&self, source: &[u8]) -> Option<u32> {
         if self.by_prefix.is_empty() {
             return None;
         }
         let source = strip_plus(source);
+        let mut with_cc = [b'1'; 11];
+        // NANP: area codes start with 2 to 9, so ten digits not starting with 1 are national.
+        let source = if source.len() == 10 && source.iter().all(u8::is_ascii_digit) && source[0] >= b'2' {
+            with_cc[1..].copy_from_slice(source);
+            &with_cc[..]
+        } else {
+            source
+        };
         for len in (1..=source.len().min(self.longest)).rev() {
             if len < 64 && self.lengths & (1 << len) == 0 {
                 continue;
@@ -375,6 +385,18 @@ mod tests {
         assert_eq!(t.lookup(b""), None);
         assert_eq!(t.lookup(b"ACME"), None, "alphanumeric senders are in no campaign");
         assert!(table(&[], &[]).is_empty());
+    }
+
+    #[test]
+    fn a_north_american_number_sent_as_ten_national_digits_finds_its_campaign() {
+        // Goal: a customer sending 5550200123 (no country code) is counted against the campaign
+        // of +15550200123 rather than escaping its limits.
+        let t = table(&[brand("B1", 0)], &[campaign("C1", "B1", 0, &["+15550200"])]);
+        for source in [&b"+15550200123"[..], b"15550200123", b"5550200123"] {
+            assert_eq!(t.lookup(source), Some(0), "{}", String::from_utf8_lossy(source));
+        }
+        assert_eq!(t.lookup(b"5550300123"), None, "another national number");
+        assert_eq!(t.lookup(b"555020012"), None, "nine digits");
     }
 
     #[test]

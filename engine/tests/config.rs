@@ -716,6 +716,9 @@ fn bad_and_shared_source_prefixes_point_at_their_element() {
     assert_one_error(&text, "f.toml:29: ", "source prefix '+' is empty");
     let text = with_10dlc().replace("\"1555002\"", "\"155500200000000000000\"");
     assert_one_error(&text, "f.toml:29: ", "is 21 characters; an SMPP address has at most 20");
+    // 10DLC numbers are North American: a prefix without the country code would never match.
+    let text = with_10dlc().replace("\"1555002\"", "\"+5550020\"");
+    assert_one_error(&text, "f.toml:29: ", "source prefix '+5550020' does not start with the country code 1");
     // The same number in another campaign, spelled with a '+': points at the second, names the first.
     let text = format!(
         "{}\n[[campaign]]\ncampaign_id = \"C2\"\nbrand_id = \"B1\"\nsource_prefixes = [\"+1555002\"]\n",

@@ -611,6 +611,13 @@ fn check_source(source: &str) -> Result<(), String> {
     if !digits.bytes().all(|b| b.is_ascii_digit()) {
         return Err("may only hold digits after an optional '+'".to_owned());
     }
+    if !digits.starts_with('1') {
+        return Err(format!(
+            "does not start with the country code 1: 10DLC numbers are North American, written \
+             1 and ten digits (a source sent as ten national digits is matched as 1 and them); \
+             write '1{digits}' if that is what you mean"
+        ));
+    }
     if source.len() > limits::ADDRESS_PREFIX_LEN_MAX {
         return Err(format!(
             "is {} characters; an SMPP address has at most {}",
