@@ -163,6 +163,10 @@ fn submit_multi_destinations_each_count_against_the_campaign() {
     assert_eq!(&resp.unsuccess[0].addr.addr[..], b"15558880003");
     assert_eq!(v.stats().submits, 2);
     assert_eq!(gw.metrics.throttled_campaign.load(Ordering::Relaxed), 1);
+    // Counted for the customer as a throttled submit would be (the destination was not).
+    let snap = gw.control().current();
+    assert_eq!(snap.customer(b"c1").unwrap().counters.throttled.load(Ordering::Relaxed), 1);
+    assert_eq!(gw.metrics.submit_results.get(CommandStatus::ESME_RTHROTTLED.0 as usize), 1);
     gw.shutdown();
     gw.join();
 }
@@ -219,6 +223,42 @@ fn a_message_the_campaign_refuses_does_not_spend_the_customers_own_rate() {
         0,
         "never over the customer's own rate"
     );
+    gw.shutdown();
+    gw.join();
+}
+
+#[test]
+fn messages_the_vendor_refuses_do_not_spend_the_brands_daily_cap() {
+    // Goal: a brand capped at 3 segments a day; five messages the vendor refuses (a content
+    // filter: ESME_RINVDSTADR, so not sent) leave the cap and the customer's rate whole: three
+    // others then pass and the fourth is capped. The refused ones spent both, and a vendor
+    // outage with customers retrying could use up a brand's day.
+    wait_for_room_in_window(86_400_000, 10_000);
+    let v = sim(|s| {
+        s.faults.refuse_containing = Some(b"BLOCKED".to_vec());
+        s.faults.error_status = CommandStatus::ESME_RINVDSTADR;
+    });
+    let mut cfg = config(&[("v", v.local_addr())]);
+    cfg.brands.push(BrandConfig::new("B1", 3));
+    cfg.campaigns.push(campaign("C1", "B1", 0, &["15550001"]));
+    // A burst of 4 segments: the refused messages must not spend the customer's rate either.
+    cfg.customers[0].throughput = 40;
+    let gw = smppgw_engine::start(cfg).expect("gateway starts");
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+    assert!(wait_for(Duration::from_secs(5), || v.stats().binds_current >= 2));
+    for i in 0..5 {
+        let st = submit_from(&mut c, "15550001", "BLOCKED", None);
+        assert_eq!(st, CommandStatus::ESME_RINVDSTADR, "refused by the vendor, {i}");
+    }
+    for i in 0..3 {
+        assert_eq!(submit_from(&mut c, "15550001", "hi", None), CommandStatus::ESME_ROK, "message {i}");
+    }
+    assert_eq!(submit_from(&mut c, "15550001", "hi", None), CommandStatus::ESME_RTHROTTLED, "the cap");
+    let snap = gw.control().current();
+    assert_eq!(snap.campaigns.brands[0].counters.segments.load(Ordering::Relaxed), 3, "three sent");
+    assert_eq!(gw.metrics.capped_brand.load(Ordering::Relaxed), 1, "the brand's cap refused the last");
+    assert_eq!(gw.metrics.throttled_customer.load(Ordering::Relaxed), 0);
     gw.shutdown();
     gw.join();
 }

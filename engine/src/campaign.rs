@@ -306,6 +306,36 @@ impl CampaignTable {
         Ok(Some(ci))
     }
 
+    /// Takes back what [`CampaignTable::admit`] counted at `unix_ms` for a message of `segments`
+    /// of campaign `ci` that was not sent after all (no route, no vendor, refused by them): a
+    /// vendor outage must not spend a brand's daily cap on the customer's retries. Nothing goes
+    /// back to a window that is over.
+    pub fn give_back(&self, ci: u32, segments: u32, unix_ms: u64) {
+        let Some(c) = self.campaigns.get(ci as usize) else { return };
+        if c.cfg.segments_per_minute > 0 {
+            let minute = window_index(unix_ms, MINUTE_MS);
+            if minute == window_index(crate::core::unix_now_ms(), MINUTE_MS) {
+                c.window.give_back(minute, segments);
+                return_to(&c.lease, segments);
+            }
+        }
+        let _ = c.counters.segments.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+            Some(n.saturating_sub(u64::from(segments)))
+        });
+        if let Some(b) = c.brand.and_then(|bi| self.brands.get(bi as usize)) {
+            if b.cfg.daily_cap_segments > 0 {
+                let day = window_index(unix_ms, DAY_MS);
+                if day == window_index(crate::core::unix_now_ms(), DAY_MS) {
+                    b.window.give_back(day, segments);
+                    return_to(&b.lease, segments);
+                }
+            }
+            let _ = b.counters.segments.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                Some(n.saturating_sub(u64::from(segments)))
+            });
+        }
+    }
+
     /// The shared limits of the campaigns and brands that have one: `rate:campaign:{id}` (segments
     /// per minute) and `rate:brand:{id}` (segments per day).
     pub fn leases(&self) -> impl Iterator<Item = LeaseSpec> + '_ {

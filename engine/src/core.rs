@@ -114,10 +114,28 @@ pub struct Job {
     pub siblings: Vec<u64>,
     /// This is such an earlier part: its receipt will be derived from the last part's.
     pub receipt_derived: bool,
+    /// What admitting it took from the customer's rate and its 10DLC campaign: given back when
+    /// it is refused without having been sent.
+    pub charge: Charge,
+    /// A vendor may have it (its outcome there was unknown): what it took stays taken.
+    pub maybe_sent: bool,
     /// When it was last sent to a vendor.
     pub sent_at: Option<Instant>,
     /// Until when it may wait for a vendor of its route to be bound ([`NO_VENDOR_HOLD_MS`]).
     pub hold_until: Option<Instant>,
+}
+
+/// What a message's admission took from limits (see [`Job::charge`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Charge {
+    /// Segments taken from the customer's rate (0: nothing).
+    pub segments: u32,
+    /// Its 10DLC campaign's index in the snapshot of `version`, which counted the segments.
+    pub campaign: Option<u32>,
+    /// The snapshot version the campaign index belongs to.
+    pub version: u64,
+    /// When it was admitted, Unix milliseconds (the windows it was counted in).
+    pub at_ms: u64,
 }
 
 impl Job {
@@ -149,6 +167,8 @@ impl Job {
             wants_receipt,
             siblings,
             receipt_derived: false,
+            charge: Charge::default(),
+            maybe_sent: false,
             sent_at: None,
             hold_until: None,
         })
@@ -1110,10 +1130,30 @@ impl Core {
         if result.is_err() && job.receipt_derived {
             self.send(self.home_of(job.customer), CoreMsg::PartRefused { shown_id: job.shown_id });
         }
+        if result.is_err() && !job.maybe_sent {
+            self.give_back_charge(job);
+        }
         if let Some(sent) = job.sent_at {
             self.metrics.vendor_latency.observe(self.idx, now.saturating_duration_since(sent));
         }
         self.reply(job.reply, result.map(|_| job.shown_id));
+    }
+
+    /// Gives back what a message refused without having been sent took from the limits.
+    fn give_back_charge(&self, job: &Job) {
+        let ch = job.charge;
+        if ch.segments == 0 {
+            return;
+        }
+        let snap = self.snap();
+        if let Some(c) = snap.customer_at(job.customer) {
+            crate::io::give_customer_rate_back(c, ch.segments);
+        }
+        if let Some(ci) = ch.campaign
+            && ch.version == snap.version
+        {
+            snap.campaigns.give_back(ci, ch.segments, ch.at_ms);
+        }
     }
 
     /// A vendor accepted `job` under `vendor_id`: answer the customer and store the message.
@@ -1664,6 +1704,8 @@ fn unreachable_job() -> Box<Job> {
         wants_receipt: false,
         siblings: Vec::new(),
         receipt_derived: false,
+        charge: Charge::default(),
+        maybe_sent: false,
         sent_at: None,
         hold_until: None,
     })

@@ -118,7 +118,14 @@ fn take_customer_rate(c: &CustomerRt, segments: u32, now_ns: u64) -> bool {
 }
 
 /// Gives back what [`take_customer_rate`] took, for a message another limit (10DLC) refused.
-fn give_customer_rate_back(c: &CustomerRt, segments: u32) {
+/// Counts a submit (or a submit_multi destination) refused for a throughput limit.
+fn count_throttled(core: &Core, c: &CustomerRt) {
+    c.counters.throttled.fetch_add(1, Ordering::Relaxed);
+    core.metrics.submit_results.add(core.idx, CommandStatus::ESME_RTHROTTLED.0);
+    core.metrics.rejected.fetch_add(1, Ordering::Relaxed);
+}
+
+pub(crate) fn give_customer_rate_back(c: &CustomerRt, segments: u32) {
     c.limiter.give_back(segments);
     c.lease.give_back(segments);
 }
@@ -527,9 +534,7 @@ impl CustomerDriver {
 
     /// Answers a submit refused for a throughput limit (the customer's, or a 10DLC one).
     fn throttled(&mut self, seq: u32, data_sm: bool, c: &CustomerRt, now: Instant) {
-        c.counters.throttled.fetch_add(1, Ordering::Relaxed);
-        self.core.metrics.submit_results.add(self.core.idx, CommandStatus::ESME_RTHROTTLED.0);
-        self.core.metrics.rejected.fetch_add(1, Ordering::Relaxed);
+        count_throttled(&self.core, c);
         let mut sink = Vec::new();
         self.machine.submit_done(
             seq,
@@ -559,19 +564,25 @@ impl CustomerDriver {
             return self.throttled(seq, data_sm, &c, now);
         }
         // 10DLC: the campaign of the source number and its brand (a source in none is not limited).
-        let refused = {
+        let mut charge = crate::core::Charge { segments, ..Default::default() };
+        let admitted = {
             let snap = self.core.snap();
             if snap.campaigns.is_empty() {
-                None
+                Ok(None)
             } else {
-                snap.campaign_admit(&submit.source.addr, segments, crate::core::unix_now_ms()).err()
+                charge.at_ms = crate::core::unix_now_ms();
+                charge.version = snap.version;
+                snap.campaign_admit(&submit.source.addr, segments, charge.at_ms)
             }
         };
-        if let Some(refusal) = refused {
-            refusal.counter(&self.core.metrics).fetch_add(1, Ordering::Relaxed);
-            give_customer_rate_back(c, segments);
-            let c = Arc::clone(c);
-            return self.throttled(seq, data_sm, &c, now);
+        match admitted {
+            Ok(campaign) => charge.campaign = campaign,
+            Err(refusal) => {
+                refusal.counter(&self.core.metrics).fetch_add(1, Ordering::Relaxed);
+                give_customer_rate_back(c, segments);
+                let c = Arc::clone(c);
+                return self.throttled(seq, data_sm, &c, now);
+            }
         }
         c.counters.submitted.fetch_add(1, Ordering::Relaxed);
         c.counters.segments.fetch_add(u64::from(segments), Ordering::Relaxed);
@@ -604,6 +615,7 @@ impl CustomerDriver {
         let mut job =
             Job::new(msg_id, msg_id, self.reply_to(seq, kind), c.idx, submit, now, wants_receipt, siblings);
         job.receipt_derived = receipt_derived;
+        job.charge = charge;
         self.core.submit(job);
     }
 
@@ -718,6 +730,8 @@ impl CustomerDriver {
                         Err(st) => pm.unsuccess.push(UnsuccessSme { addr: addr.clone(), error_status: st }),
                         Ok(segments) => {
                             if !take_customer_rate(c, segments, self.io.nanos(now)) {
+                                self.core.metrics.throttled_customer.fetch_add(1, Ordering::Relaxed);
+                                count_throttled(&self.core, c);
                                 pm.unsuccess.push(UnsuccessSme {
                                     addr: addr.clone(),
                                     error_status: CommandStatus::ESME_RTHROTTLED,
@@ -725,22 +739,26 @@ impl CustomerDriver {
                                 continue;
                             }
                             // 10DLC: the campaign of the source number and its brand.
-                            if let Err(refusal) = self.core.snapshot().campaign_admit(
-                                &submit.source.addr,
-                                segments,
-                                crate::core::unix_now_ms(),
-                            ) {
-                                refusal.counter(&self.core.metrics).fetch_add(1, Ordering::Relaxed);
-                                give_customer_rate_back(c, segments);
-                                pm.unsuccess.push(UnsuccessSme {
-                                    addr: addr.clone(),
-                                    error_status: CommandStatus::ESME_RTHROTTLED,
-                                });
-                                continue;
-                            }
+                            let snap = self.core.snapshot();
+                            let at_ms = crate::core::unix_now_ms();
+                            let campaign = match snap.campaign_admit(&submit.source.addr, segments, at_ms) {
+                                Ok(campaign) => campaign,
+                                Err(refusal) => {
+                                    refusal.counter(&self.core.metrics).fetch_add(1, Ordering::Relaxed);
+                                    give_customer_rate_back(c, segments);
+                                    count_throttled(&self.core, c);
+                                    pm.unsuccess.push(UnsuccessSme {
+                                        addr: addr.clone(),
+                                        error_status: CommandStatus::ESME_RTHROTTLED,
+                                    });
+                                    continue;
+                                }
+                            };
                             c.counters.submitted.fetch_add(1, Ordering::Relaxed);
                             c.counters.segments.fetch_add(u64::from(segments), Ordering::Relaxed);
-                            jobs.push((i as u16, submit));
+                            let charge =
+                                crate::core::Charge { segments, campaign, version: snap.version, at_ms };
+                            jobs.push((i as u16, submit, charge));
                         }
                     }
                 }
@@ -756,11 +774,11 @@ impl CustomerDriver {
             self.finish_multi(seq);
             return;
         }
-        for (i, submit) in jobs {
+        for (i, submit, charge) in jobs {
             self.core.metrics.submits.add(self.core.idx, 1);
             let wants_receipt = submit.registered_delivery & 0x03 != 0;
             let reply = self.reply_to(seq, ReplyKind::Multi(i));
-            let job = Job::new(
+            let mut job = Job::new(
                 self.core.next_msg_id(),
                 shown_id,
                 reply,
@@ -770,6 +788,7 @@ impl CustomerDriver {
                 wants_receipt,
                 Vec::new(),
             );
+            job.charge = charge;
             self.core.submit(job);
         }
     }
@@ -1693,6 +1712,7 @@ fn on_outcome(
         Outcome::Refused(st) => core.finish(&job, Err(st)),
         Outcome::Unknown => {
             core.metrics.vendor_timeouts.fetch_add(1, Ordering::Relaxed);
+            job.maybe_sent = true;
             if core.failover_on_unknown.get() && job.mark_tried(vendor) {
                 // Documented: the first vendor may have delivered it; counted as a possible duplicate.
                 core.metrics.possible_duplicates.fetch_add(1, Ordering::Relaxed);
