@@ -172,9 +172,10 @@ fn submit_multi_destinations_each_count_against_the_campaign() {
 }
 
 #[test]
-fn a_reload_that_keeps_the_limit_keeps_the_count() {
-    // Goal: a hot reload that leaves the campaign's limit alone does not hand out a fresh minute;
-    // one that raises it starts counting afresh.
+fn a_reload_keeps_the_count_of_the_current_window() {
+    // Goal: a hot reload does not hand out a fresh minute: one that leaves the campaign's limit
+    // alone keeps it spent, one that raises it from 2 to 3 admits one more (it started counting
+    // afresh, and a lowered daily cap admitted a whole new cap on top of what was sent).
     wait_for_room_in_window(60_000, 10_000);
     let mut cfg = Config::default();
     let (gw, mut c, v) = start(|c| {
@@ -195,6 +196,11 @@ fn a_reload_that_keeps_the_limit_keeps_the_count() {
     let version = ctl.reload(cfg).unwrap();
     assert!(wait_for(Duration::from_secs(2), || ctl.applied_everywhere(version)));
     assert_eq!(submit_from(&mut c, "15550001", "hi", None), CommandStatus::ESME_ROK);
+    assert_eq!(
+        submit_from(&mut c, "15550001", "hi", None),
+        CommandStatus::ESME_RTHROTTLED,
+        "3 in the minute"
+    );
     assert_eq!(v.stats().submits, 3);
     gw.shutdown();
     gw.join();

@@ -178,7 +178,9 @@ fn return_to(lease: &Lease, units: u32) {
 
 impl CampaignTable {
     /// Compiles `brands` and `campaigns`. With `prev` (the table being replaced) every campaign and
-    /// brand keeps its counters, and its window and lease too when its limit is unchanged.
+    /// brand keeps its counters, window and lease: what the current window counted stays counted
+    /// under a changed limit (a cap lowered below what was sent today admits nothing more today,
+    /// one raised admits the difference).
     pub fn build(
         brands: &[BrandConfig],
         campaigns: &[CampaignConfig],
@@ -193,19 +195,17 @@ impl CampaignTable {
         let mut brand_index: HashMap<&str, u32> = HashMap::new();
         for b in brands {
             let old = old_brands.get(b.brand_id.as_str());
-            let same = old.filter(|o| o.cfg.daily_cap_segments == b.daily_cap_segments);
             brand_index.entry(b.brand_id.as_str()).or_insert(t.brands.len() as u32);
             t.brands.push(BrandRt {
                 cfg: b.clone(),
-                window: same.map_or_else(Arc::default, |o| o.window.clone()),
-                lease: same.map_or_else(Arc::default, |o| o.lease.clone()),
+                window: old.map_or_else(Arc::default, |o| o.window.clone()),
+                lease: old.map_or_else(Arc::default, |o| o.lease.clone()),
                 counters: old.map_or_else(Arc::default, |o| o.counters.clone()),
             });
         }
         for c in campaigns {
             let idx = t.campaigns.len() as u32;
             let old = old_campaigns.get(c.campaign_id.as_str());
-            let same = old.filter(|o| o.cfg.segments_per_minute == c.segments_per_minute);
             for p in &c.source_prefixes {
                 let p = strip_plus(p.as_bytes());
                 // Validation refuses an empty prefix; one built in code would match every source.
@@ -219,8 +219,8 @@ impl CampaignTable {
             t.campaigns.push(CampaignRt {
                 cfg: c.clone(),
                 brand: brand_index.get(c.brand_id.as_str()).copied(),
-                window: same.map_or_else(Arc::default, |o| o.window.clone()),
-                lease: same.map_or_else(Arc::default, |o| o.lease.clone()),
+                window: old.map_or_else(Arc::default, |o| o.window.clone()),
+                lease: old.map_or_else(Arc::default, |o| o.lease.clone()),
                 counters: old.map_or_else(Arc::default, |o| o.counters.clone()),
             });
         }
@@ -564,26 +564,32 @@ mod tests {
     }
 
     #[test]
-    fn a_reload_keeps_the_window_and_lease_only_when_the_limit_is_unchanged() {
+    fn a_reload_keeps_every_window_and_lease_under_a_changed_limit_too() {
         let brands = [brand("B1", 100)];
         let old = table(&brands, &[campaign("C1", "B1", 5, &["1555"]), campaign("C2", "B1", 5, &["1666"])]);
         assert!(old.admit(b"15550001", 5, T0).is_ok());
         assert!(old.admit(b"16660001", 5, T0).is_ok());
         let new = CampaignTable::build(
-            &brands,
+            &[brand("B1", 12)],
             &[campaign("C1", "B1", 5, &["1555"]), campaign("C2", "B1", 6, &["1666"])],
             Some(&old),
         );
         assert!(new.admit(b"15550001", 1, T0).is_err(), "C1 unchanged: its minute is still spent");
-        assert!(new.admit(b"16660001", 6, T0).is_ok(), "C2's limit changed: a fresh window");
-        assert!(Arc::ptr_eq(&old.campaigns[0].lease, &new.campaigns[0].lease));
-        assert!(!Arc::ptr_eq(&old.campaigns[1].lease, &new.campaigns[1].lease));
-        assert!(
-            Arc::ptr_eq(&old.campaigns[1].counters, &new.campaigns[1].counters),
-            "counters always carry over"
-        );
+        assert!(new.admit(b"16660001", 2, T0).is_err(), "C2 raised to 6 with 5 counted: one left");
+        assert!(new.admit(b"16660001", 1, T0).is_ok());
+        assert!(new.admit(b"17770001", 1, T0).is_ok(), "in no campaign");
+        for (o, n) in old.campaigns.iter().zip(&new.campaigns) {
+            assert!(Arc::ptr_eq(&o.lease, &n.lease) && Arc::ptr_eq(&o.window, &n.window));
+            assert!(Arc::ptr_eq(&o.counters, &n.counters), "counters always carry over");
+        }
         assert!(Arc::ptr_eq(&old.brands[0].window, &new.brands[0].window));
-        assert_eq!(new.brands[0].window.count(window_index(T0, DAY_MS)), 16);
+        assert_eq!(new.brands[0].window.count(window_index(T0, DAY_MS)), 11, "the cap lowered to 12");
+        let lowered =
+            CampaignTable::build(&[brand("B1", 10)], &[campaign("C2", "B1", 60, &["1666"])], Some(&new));
+        assert!(
+            lowered.admit(b"16660001", 1, T0).is_err(),
+            "a cap lowered below today's count admits nothing"
+        );
     }
 
     #[test]
