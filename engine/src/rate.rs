@@ -167,8 +167,11 @@ impl AdaptiveRate {
         if self.current >= self.ceiling || now.saturating_sub(self.last_recover_ns) < SECOND {
             return;
         }
-        self.last_recover_ns = now;
-        let next = self.current * 1.25;
+        // A quarter per whole second since the last step, however long the bind was quiet (a
+        // bind slowed to 1/s that idles for minutes comes back at its ceiling, not at 1.25/s).
+        let steps = (now.saturating_sub(self.last_recover_ns) / SECOND).min(64);
+        self.last_recover_ns += steps * SECOND;
+        let next = self.current * 1.25f64.powi(steps as i32);
         // With no ceiling, pacing ends once the pace is well above what the bind last sustained.
         self.current = if self.ceiling.is_infinite() && next > 4.0 * self.observed.max(1.0) {
             f64::INFINITY
@@ -221,6 +224,18 @@ mod tests {
         for s in 4..40 {
             let _ = r.ready_at(s * SECOND);
         }
+        assert_eq!(r.current(), 1000.0);
+    }
+
+    #[test]
+    fn a_slowed_bind_that_was_quiet_recovers_a_quarter_for_every_second_it_was() {
+        // Goal: slowed from 1,000/s to 500/s, then nothing sent for 3.5 s: the next send sees
+        // 500 * 1.25^3, not one step; a quiet minute brings it back to its ceiling.
+        let mut r = AdaptiveRate::new(1000.0);
+        r.on_throttled(1);
+        let _ = r.ready_at(1 + 3 * SECOND + SECOND / 2);
+        assert!((r.current() - 500.0 * 1.25f64.powi(3)).abs() < 1e-6, "{}", r.current());
+        let _ = r.ready_at(70 * SECOND);
         assert_eq!(r.current(), 1000.0);
     }
 
