@@ -108,6 +108,10 @@ fn throttling_shows_as_esme_rthrottled() {
     assert_eq!(throttled, st.throttled);
     assert_eq!(r.submits_ok + throttled, 2_000);
     assert_eq!(r.receipts.expected, 0);
+    // Refusals are not throughput, and their latency is kept apart from that of ESME_ROK.
+    assert!(r.ok_per_s < r.responses_per_s, "{} vs {}", r.ok_per_s, r.responses_per_s);
+    assert_eq!(r.latency_us.submit_resp.count, r.submits_ok);
+    assert_eq!(r.latency_us.error_resp.count, throttled);
 }
 
 #[test]
@@ -139,6 +143,7 @@ fn disconnects_are_counted_and_sessions_reconnect() {
     assert_eq!(r.sessions.binds_ok, r.sessions.reconnects + 1);
     assert_eq!(r.submits_ok + r.lost_in_flight, r.submits_sent);
     assert_eq!(r.submits_sent, 2_000);
+    assert_eq!(r.latency_us.submit_resp.count, r.submits_sent, "lost submits are in the latency too");
 }
 
 #[test]
@@ -152,6 +157,9 @@ fn dropped_responses_become_timeouts() {
     assert!(st.dropped > 0);
     assert_eq!(r.timeouts, st.dropped, "{}", r.to_table());
     assert_eq!(r.submits_ok + r.timeouts, 1_000);
+    // The submits never answered are in the latency, at the 1 s they were given up after.
+    assert_eq!(r.latency_us.submit_resp.count, 1_000);
+    assert!(r.latency_us.submit_resp.max >= 1_000_000, "{}", r.to_table());
 }
 
 #[test]

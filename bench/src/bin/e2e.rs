@@ -2,10 +2,15 @@
 //!
 //! It runs, in one go: (1) the direct baseline, smppgw-loadgen -> smppgw-sim, closed model
 //! without and with receipts; (2) the same load through the gateway, smppgw-loadgen -> smppgw ->
-//! smppgw-sim; (3) a fixed-rate run at half of the measured peak, direct and through the gateway,
-//! for the latency the gateway adds. It prints the throughputs, their ratio (the number we steer
-//! by), latency percentiles and the gateway's CPU and memory, and writes everything as JSON to
-//! bench/out/. It only drives release binaries as separate processes (built first unless
+//! smppgw-sim; (3) a fixed-rate run at half of the measured peak ESME_ROK rate, direct and through
+//! the gateway, for the latency the gateway adds. Every run gets a fresh simulator (and gateway),
+//! so that the simulator's counters are the run's. It prints the throughputs (ESME_ROK responses
+//! per second: refusals such as ESME_RTHROTTLED are not throughput), their ratio (the number we
+//! steer by), latency percentiles and the gateway's CPU over each run's sending interval and its
+//! memory, and writes everything as JSON to bench/out/. Runs with error responses, timeouts,
+//! submits lost or due but unsent, missing receipts, a failed load generator, or (fixed rate) an
+//! achieved rate well below the target are flagged in the summary and the JSON, and make the
+//! exit status 3. It only drives release binaries as separate processes (built first unless
 //! `--no-build`); when the gateway binary is missing or does not come up, step (2) and the
 //! gateway half of (3) are skipped with the reason.
 
@@ -27,7 +32,17 @@ Examples:
   cargo run --release -p smppgw-bench --bin e2e -- --duration 30s --no-build --gateway-cores 1
 
 CPU placement on this 2-core machine: the load generator is pinned to --loadgen-cpu, the simulator
-to --sim-cpu, the gateway runs its own executors (--gateway-cores, pinned from CPU 0 by itself).";
+to --sim-cpu, the gateway runs its own executors (--gateway-cores, pinned from CPU 0 by itself).
+
+Figures: throughput is ESME_ROK submit_sm_resp per second (the load generator's ok_per_s); the
+ratio and the fixed rate (half the peak) use it. The gateway's CPU is its CPU time over the load
+generator's sending interval (first submit_sm to last response; sampled from /proc every 50 ms),
+not over the load generator's whole life (connect, bind, receipt wait).
+
+Exit status: 0 when every run was clean, 3 when some run was flagged (error responses, timeouts,
+submits lost or due but unsent, missing receipts, the load generator failing, a fixed rate
+achieving under 90% of its target; listed under PROBLEMS and in \"flagged_runs\" of the JSON),
+1 when the benchmark could not run.";
 
 /// End-to-end benchmark: direct baseline vs through the gateway.
 #[derive(Parser, Debug)]
@@ -269,7 +284,8 @@ fn build(root: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Runs smppgw-loadgen with `extra` flags and returns its JSON report.
+/// Runs smppgw-loadgen with `extra` flags and returns its JSON report and exit code (None: killed
+/// by a signal).
 fn loadgen(
     bins: &Bins,
     target: SocketAddr,
@@ -277,7 +293,7 @@ fn loadgen(
     password: &str,
     a: &Args,
     extra: &[String],
-) -> Result<Value, String> {
+) -> Result<(Value, Option<i32>), String> {
     let mut cmd = Command::new(&bins.loadgen);
     cmd.args(["-t", &target.to_string(), "-u", user, "-p", password])
         .args(["-b", &a.binds.to_string(), "-w", &a.window.to_string()])
@@ -302,7 +318,7 @@ fn loadgen(
     let status = child.wait().map_err(|e| e.to_string())?;
     let v: Value =
         serde_json::from_str(&out).map_err(|e| format!("loadgen ({status}) gave no JSON report: {e}"))?;
-    Ok(v)
+    Ok((v, status.code()))
 }
 
 fn start_sim(bins: &Bins, port: u16, a: &Args) -> Result<Proc, String> {
@@ -382,10 +398,6 @@ vendors = ["sim"]
     std::fs::write(path, toml).map_err(|e| format!("writing {}: {e}", path.display()))
 }
 
-fn start_gateway(bins: &Bins, config: &Path, gw_port: u16, http_port: u16, a: &Args) -> Result<Proc, String> {
-    start_gateway_with(bins, config, gw_port, http_port, a, &[])
-}
-
 /// A throwaway redis-server on `port` (no persistence).
 fn start_redis(port: u16) -> Result<Proc, String> {
     let child = Command::new("redis-server")
@@ -463,15 +475,27 @@ fn num(v: &Value, path: &[&str]) -> f64 {
     x.as_f64().unwrap_or(0.0)
 }
 
+/// A fixed-rate run is flagged when the ESME_ROK rate it achieved is below this share of the rate
+/// asked for.
+const RATE_SHORTFALL: f64 = 0.9;
+/// How often the gateway's CPU time is read from /proc during a run.
+const CPU_SAMPLE_PERIOD: Duration = Duration::from_millis(50);
+/// Exit status when every run completed but some were flagged (see [`problems`]).
+const EXIT_FLAGGED: u8 = 3;
+
 /// The figures of one run that the summary and the JSON keep.
 fn digest(r: &Value) -> Value {
     json!({
-        "throughput_per_s": r["throughput_per_s"],
         "ok_per_s": r["ok_per_s"],
+        "responses_per_s": r["responses_per_s"],
+        "rate_target": r["rate_target"],
+        "messages_sent": r["messages_sent"],
         "submits_ok": r["submits_ok"],
         "submits_failed": r["submits_failed"],
         "errors": r["errors"],
         "timeouts": r["timeouts"],
+        "lost_in_flight": r["lost_in_flight"],
+        "due_unsent": r["due_unsent"],
         "receipts": r["receipts"],
         "latency_us": r["latency_us"],
         "elapsed_s": r["elapsed_s"],
@@ -480,15 +504,132 @@ fn digest(r: &Value) -> Value {
     })
 }
 
-fn cpu_between(before: Option<ProcSample>, after: Option<ProcSample>, wall: Duration) -> Value {
-    match (before, after) {
-        (Some(b), Some(a)) => json!({
-            "cpu_percent": ((a.cpu.saturating_sub(b.cpu)).as_secs_f64() / wall.as_secs_f64() * 1000.0).round() / 10.0,
-            "rss_kb": a.rss_kb,
-            "peak_rss_kb": a.hwm_kb,
-        }),
-        _ => Value::Null,
+/// What makes the figures of a run unreliable, one phrase each; empty for a clean run. `r` is the
+/// load generator's JSON report, `exit` its exit code (None: killed by a signal).
+fn problems(r: &Value, exit: Option<i32>) -> Vec<String> {
+    let mut p = Vec::new();
+    if exit != Some(0) {
+        p.push(match exit {
+            Some(c) => format!("the load generator exited with status {c}"),
+            None => "the load generator was killed by a signal".to_string(),
+        });
     }
+    for (path, what) in [
+        (&["submits_failed"][..], "error responses"),
+        (&["timeouts"], "timeouts"),
+        (&["lost_in_flight"], "submits lost in flight"),
+        (&["due_unsent"], "messages due but unsent"),
+        (&["receipts", "missing"], "receipts missing"),
+    ] {
+        let n = num(r, path);
+        if n > 0.0 {
+            p.push(format!("{n} {what}"));
+        }
+    }
+    if let Some(target) = r["rate_target"].as_f64() {
+        let achieved = num(r, &["ok_per_s"]);
+        if achieved < target * RATE_SHORTFALL {
+            p.push(format!(
+                "achieved {achieved:.0} ESME_ROK/s, {:.0}% of the {target:.0}/s asked",
+                achieved / target.max(1e-9) * 100.0
+            ));
+        }
+    }
+    p
+}
+
+/// The fixed rate of the latency runs: half the ESME_ROK rate of the gateway's closed-model run
+/// when it ran (so that neither side is overloaded and the two latencies compare at the same
+/// load), else of the direct one. Refusals (ESME_RTHROTTLED, ...) are not capacity.
+fn half_peak(gateway: &Value, direct: &Value) -> f64 {
+    let peak = num(if gateway.is_null() { direct } else { gateway }, &["ok_per_s"]);
+    (peak / 2.0).max(1.0).round()
+}
+
+/// The ratio of two runs' ESME_ROK rates (null when `g` did not run).
+fn ratio(g: &Value, d: &Value) -> Value {
+    if g.is_null() {
+        Value::Null
+    } else {
+        json!((num(g, &["ok_per_s"]) / num(d, &["ok_per_s"]).max(1.0) * 1000.0).round() / 1000.0)
+    }
+}
+
+fn unix_ms_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64() * 1000.0)
+        .unwrap_or(0.0)
+}
+
+/// Reads a process's CPU time every [`CPU_SAMPLE_PERIOD`] on a thread of its own, so that the CPU
+/// it used over the load generator's sending interval can be told from what it used connecting,
+/// binding and waiting.
+struct CpuSampler {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<(f64, f64)>>,
+}
+
+impl CpuSampler {
+    fn start(pid: u32) -> CpuSampler {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut samples = Vec::new();
+            loop {
+                let last = flag.load(Ordering::Relaxed);
+                if let Some(s) = sample(pid) {
+                    samples.push((unix_ms_now(), s.cpu.as_secs_f64()));
+                }
+                if last {
+                    return samples;
+                }
+                std::thread::sleep(CPU_SAMPLE_PERIOD);
+            }
+        });
+        CpuSampler { stop, thread }
+    }
+
+    /// Stops sampling (after one last sample) and returns the samples: (Unix ms, CPU seconds).
+    fn finish(self) -> Vec<(f64, f64)> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap_or_default()
+    }
+}
+
+/// CPU seconds used by time `t` (Unix ms), interpolated between the samples around it.
+fn cpu_at(samples: &[(f64, f64)], t: f64) -> Option<f64> {
+    let (first, last) = (samples.first()?, samples.last()?);
+    if t <= first.0 {
+        return Some(first.1);
+    }
+    if t >= last.0 {
+        return Some(last.1);
+    }
+    let i = samples.partition_point(|s| s.0 <= t);
+    let (a, b) = (samples[i - 1], samples[i]);
+    Some(a.1 + (b.1 - a.1) * (t - a.0) / (b.0 - a.0).max(1e-9))
+}
+
+/// The gateway's CPU over the load generator's sending interval (its first submit_sm to its last
+/// response, `first_send_unix_ms`..`last_resp_unix_ms` of its report) and its memory after the run.
+fn gateway_process(samples: &[(f64, f64)], report: &Value, after: Option<ProcSample>) -> Value {
+    let (from, to) = (num(report, &["first_send_unix_ms"]), num(report, &["last_resp_unix_ms"]));
+    let covered = samples.first().is_some_and(|f| f.0 <= from) && samples.last().is_some_and(|l| l.0 >= to);
+    let cpu = match (cpu_at(samples, from), cpu_at(samples, to)) {
+        (Some(a), Some(b)) if to > from && covered => Some(b - a),
+        _ => None,
+    };
+    let Some(after) = after else { return Value::Null };
+    let interval_s = (to - from) / 1000.0;
+    json!({
+        "cpu_percent": cpu.map(|c| (c / interval_s * 1000.0).round() / 10.0),
+        "cpu_s": cpu.map(|c| (c * 1000.0).round() / 1000.0),
+        "cpu_interval_s": (interval_s * 1000.0).round() / 1000.0,
+        "rss_kb": after.rss_kb,
+        "peak_rss_kb": after.hwm_kb,
+    })
 }
 
 struct Step<'a> {
@@ -501,52 +642,68 @@ struct Step<'a> {
 
 fn run_step(bins: &Bins, a: &Args, s: &Step<'_>, extra: &[String]) -> Result<Value, String> {
     eprintln!("e2e: {} ...", s.name);
-    let before = s.watch.and_then(sample);
-    let t0 = Instant::now();
-    let r = loadgen(bins, s.target, s.user, s.password, a, extra)?;
-    let wall = t0.elapsed();
-    let after = s.watch.and_then(sample);
+    let sampler = s.watch.map(CpuSampler::start);
+    let outcome = loadgen(bins, s.target, s.user, s.password, a, extra);
+    let samples = sampler.map(CpuSampler::finish);
+    let (r, exit) = outcome?;
     let mut d = digest(&r);
-    if s.watch.is_some() {
-        d["gateway_process"] = cpu_between(before, after, wall);
+    if let (Some(pid), Some(samples)) = (s.watch, &samples) {
+        d["gateway_process"] = gateway_process(samples, &r, sample(pid));
     }
     let binds_ok = num(&r, &["sessions", "binds_ok"]);
     if binds_ok == 0.0 {
         return Err(format!("{}: no session could bind: {}", s.name, r["sessions"]["bind_failures"]));
     }
+    let flagged = problems(&r, exit);
+    d["loadgen_exit"] = json!(exit);
+    d["problems"] = json!(flagged);
     eprintln!(
-        "e2e: {}: {:.0} submit_sm/s, p50 {:.3} ms, p99 {:.3} ms",
+        "e2e: {}: {:.0} ESME_ROK/s, p50 {:.3} ms, p99 {:.3} ms",
         s.name,
-        num(&r, &["throughput_per_s"]),
+        num(&r, &["ok_per_s"]),
         num(&r, &["latency_us", "submit_resp", "p50"]) / 1000.0,
         num(&r, &["latency_us", "submit_resp", "p99"]) / 1000.0
     );
+    if !flagged.is_empty() {
+        eprintln!("e2e: WARNING: {}: {}", s.name, flagged.join("; "));
+    }
     Ok(d)
 }
 
-/// The closed-model pair through a running gateway: without receipts, then with every receipt.
-fn gateway_pair(
+/// Where the gateway runs: its SMPP and HTTP ports, the simulator's port, its config file.
+struct GatewayCtx {
+    gw_port: u16,
+    http_port: u16,
+    sim_port: u16,
+    config: PathBuf,
+}
+
+/// One run through a fresh simulator and a fresh gateway (started with `gateway_extra`), so that
+/// the simulator's counters in `sim` are this run's alone, as on the direct side.
+fn gateway_run(
     bins: &Bins,
     a: &Args,
-    gateway: &Proc,
-    port: u16,
-    label: &str,
-    closed: &dyn Fn(bool) -> Vec<String>,
-) -> Result<(Value, Value), String> {
+    ctx: &GatewayCtx,
+    name: &str,
+    gateway_extra: &[String],
+    extra: &[String],
+) -> Result<Value, String> {
+    write_gateway_config(&ctx.config, bins, ctx.gw_port, ctx.http_port, ctx.sim_port, a)?;
+    let sim = start_sim(bins, ctx.sim_port, a)?;
+    let g = start_gateway_with(bins, &ctx.config, ctx.gw_port, ctx.http_port, a, gateway_extra)?;
     // Give the gateway a moment to bind its vendor sessions.
     std::thread::sleep(Duration::from_millis(500));
-    let plain_name = format!("{label}, no receipts");
-    let rcpt_name = format!("{label}, with receipts");
     let step = Step {
-        name: &plain_name,
-        target: SocketAddr::from(([127, 0, 0, 1], port)),
+        name,
+        target: SocketAddr::from(([127, 0, 0, 1], ctx.gw_port)),
         user: "demo",
         password: "demo",
-        watch: Some(gateway.pid()),
+        watch: Some(g.pid()),
     };
-    let plain = run_step(bins, a, &step, &closed(false))?;
-    let rcpt = run_step(bins, a, &Step { name: &rcpt_name, ..step }, &closed(true))?;
-    Ok((plain, rcpt))
+    let mut v = run_step(bins, a, &step, extra)?;
+    drop(g);
+    v["sim"] = sim_totals(sim);
+    Ok(v)
 }
 
 fn main() -> ExitCode {
@@ -576,7 +733,11 @@ fn main() -> ExitCode {
         }
     }
     match run(&a, &bins, &root) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(0) => ExitCode::SUCCESS,
+        Ok(n) => {
+            eprintln!("e2e: {n} run(s) flagged (see \"problems\" above and in the JSON)");
+            ExitCode::from(EXIT_FLAGGED)
+        }
         Err(e) => {
             eprintln!("e2e: {e}");
             ExitCode::from(1)
@@ -584,7 +745,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(a: &Args, bins: &Bins, root: &Path) -> Result<(), String> {
+/// Runs everything, prints the summary, writes the JSON; returns how many runs were flagged.
+fn run(a: &Args, bins: &Bins, root: &Path) -> Result<usize, String> {
     let secs = format!("{}ms", a.duration.as_millis());
     let rate_secs = format!("{}ms", a.rate_duration.as_millis());
     let closed = |receipts: bool| -> Vec<String> {
@@ -615,43 +777,35 @@ fn run(a: &Args, bins: &Bins, root: &Path) -> Result<(), String> {
     let d_plain = direct_run(&direct, &closed(false))?;
     let d_rcpt = direct_run(&Step { name: "direct, with receipts", ..direct }, &closed(true))?;
 
-    // (2) Through the gateway.
+    // (2) Through the gateway: a fresh simulator and gateway per run, like the direct side.
     let mut gw: Value = json!({ "status": "skipped" });
     let mut g_plain = Value::Null;
     let mut g_rcpt = Value::Null;
-    let mut gw_ctx: Option<(u16, u16, u16, PathBuf)> = None;
+    let mut gw_ctx: Option<GatewayCtx> = None;
     if a.skip_gateway {
         gw["status"] = json!("skipped: --skip-gateway");
     } else if !bins.gateway.exists() {
         gw["status"] = json!(format!("skipped: {} is not built", bins.gateway.display()));
     } else {
-        let (gp, hp, sp) = (port("the gateway")?, port("the gateway's HTTP API")?, port("the simulator")?);
         let out_dir = a.out.clone().unwrap_or_else(|| root.join("bench").join("out"));
         std::fs::create_dir_all(&out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
-        let cfg_path = out_dir.join("e2e-gateway.toml");
-        let attempt = (|| -> Result<(Value, Value, Value), String> {
-            write_gateway_config(&cfg_path, bins, gp, hp, sp, a)?;
-            let sim = start_sim(bins, sp, a)?;
-            let g = start_gateway(bins, &cfg_path, gp, hp, a)?;
-            let (plain, rcpt) = gateway_pair(bins, a, &g, gp, "through the gateway", &closed)?;
-            let mem = sample(g.pid())
-                .map(|s| json!({"rss_kb": s.rss_kb, "peak_rss_kb": s.hwm_kb}))
-                .unwrap_or(Value::Null);
-            drop(g);
-            let info = json!({ "memory_after": mem, "sim_totals": sim_totals(sim) });
-            Ok((plain, rcpt, info))
+        let ctx = GatewayCtx {
+            gw_port: port("the gateway")?,
+            http_port: port("the gateway's HTTP API")?,
+            sim_port: port("the simulator")?,
+            config: out_dir.join("e2e-gateway.toml"),
+        };
+        let attempt = (|| -> Result<(Value, Value), String> {
+            let plain = gateway_run(bins, a, &ctx, "through the gateway, no receipts", &[], &closed(false))?;
+            let rcpt = gateway_run(bins, a, &ctx, "through the gateway, with receipts", &[], &closed(true))?;
+            Ok((plain, rcpt))
         })();
         match attempt {
-            Ok((p, r, info)) => {
-                gw = json!({
-                    "status": "ok",
-                    "memory_after": info["memory_after"],
-                    "sim_totals": info["sim_totals"],
-                    "config": cfg_path.display().to_string(),
-                });
+            Ok((p, r)) => {
+                gw = json!({ "status": "ok", "config": ctx.config.display().to_string() });
                 g_plain = p;
                 g_rcpt = r;
-                gw_ctx = Some((gp, hp, sp, cfg_path));
+                gw_ctx = Some(ctx);
             }
             Err(e) => {
                 eprintln!("e2e: SKIPPING the runs through the gateway: {e}");
@@ -660,16 +814,11 @@ fn run(a: &Args, bins: &Bins, root: &Path) -> Result<(), String> {
         }
     }
 
-    // (3) Fixed rate at half the peak: the gateway's when it ran (so that neither is overloaded
-    // and the two latencies compare at the same load), else the direct one. Once without
-    // receipts (submit -> resp) and once with every receipt at half the peak with receipts
+    // (3) Fixed rate at half the peak ESME_ROK rate (see half_peak). Once without receipts
+    // (submit -> resp) and once with every receipt at half the peak with receipts
     // (submit -> receipt).
-    let half = |gateway: &Value, direct: &Value| {
-        let peak = num(if gateway.is_null() { direct } else { gateway }, &["throughput_per_s"]);
-        (peak / 2.0).max(1.0).round()
-    };
-    let rate = a.fixed_rate.map_or_else(|| half(&g_plain, &d_plain), f64::from);
-    let rate_rcpt = a.fixed_rate.map_or_else(|| half(&g_rcpt, &d_rcpt), f64::from);
+    let rate = a.fixed_rate.map_or_else(|| half_peak(&g_plain, &d_plain), f64::from);
+    let rate_rcpt = a.fixed_rate.map_or_else(|| half_peak(&g_rcpt, &d_rcpt), f64::from);
     let quantum = format!("{}us", a.send_quantum.as_micros());
     let fixed_args = |rate: f64, receipts: bool| {
         let mut v = vec![
@@ -687,31 +836,12 @@ fn run(a: &Args, bins: &Bins, root: &Path) -> Result<(), String> {
     };
     let fixed_pair = |label: &'static str, extra: &[String]| -> Result<(Value, Value), String> {
         let d = direct_run(&Step { name: label, ..direct }, extra)?;
-        let Some((gp, hp, sp, cfg_path)) = &gw_ctx else { return Ok((d, Value::Null)) };
-        let attempt = (|| -> Result<Value, String> {
-            write_gateway_config(cfg_path, bins, *gp, *hp, *sp, a)?;
-            let sim = start_sim(bins, *sp, a)?;
-            let g = start_gateway(bins, cfg_path, *gp, *hp, a)?;
-            std::thread::sleep(Duration::from_millis(500));
-            let step = Step {
-                name: label,
-                target: SocketAddr::from(([127, 0, 0, 1], *gp)),
-                user: "demo",
-                password: "demo",
-                watch: Some(g.pid()),
-            };
-            let mut v = run_step(bins, a, &step, extra)?;
-            drop(g);
-            v["sim"] = sim_totals(sim);
-            Ok(v)
-        })();
-        Ok((
-            d,
-            attempt.unwrap_or_else(|e| {
-                eprintln!("e2e: gateway {label} run failed: {e}");
-                Value::Null
-            }),
-        ))
+        let Some(ctx) = &gw_ctx else { return Ok((d, Value::Null)) };
+        let g = gateway_run(bins, a, ctx, label, &[], extra).unwrap_or_else(|e| {
+            eprintln!("e2e: gateway {label} run failed: {e}");
+            Value::Null
+        });
+        Ok((d, g))
     };
     let (d_fixed, g_fixed) = fixed_pair("fixed rate", &fixed_args(rate, false))?;
     let (d_fixed_rcpt, g_fixed_rcpt) = fixed_pair("fixed rate with receipts", &fixed_args(rate_rcpt, true))?;
@@ -720,7 +850,7 @@ fn run(a: &Args, bins: &Bins, root: &Path) -> Result<(), String> {
     let mut r_plain = Value::Null;
     let mut r_rcpt = Value::Null;
     let mut redis_run: Value = json!({ "status": "skipped: no --redis" });
-    if let (true, Some((gp, hp, sp, cfg_path))) = (a.redis, &gw_ctx) {
+    if let (true, Some(ctx)) = (a.redis, &gw_ctx) {
         let attempt = (|| -> Result<(Value, Value, Value), String> {
             let (url, server) = match &a.redis_url {
                 Some(u) => (u.clone(), None),
@@ -729,21 +859,15 @@ fn run(a: &Args, bins: &Bins, root: &Path) -> Result<(), String> {
                     (format!("redis://127.0.0.1:{rp}/"), Some(start_redis(rp)?))
                 }
             };
-            write_gateway_config(cfg_path, bins, *gp, *hp, *sp, a)?;
-            let sim = start_sim(bins, *sp, a)?;
             let extra =
                 ["--redis-url".to_string(), url.clone(), "--redis-prefix".to_string(), "e2e".to_string()];
-            let g = start_gateway_with(bins, cfg_path, *gp, *hp, a, &extra)?;
-            let (plain, rcpt) = gateway_pair(bins, a, &g, *gp, "through the gateway with Redis", &closed)?;
-            let redis_cpu =
+            let label = "through the gateway with Redis";
+            let plain = gateway_run(bins, a, ctx, &format!("{label}, no receipts"), &extra, &closed(false))?;
+            let rcpt = gateway_run(bins, a, ctx, &format!("{label}, with receipts"), &extra, &closed(true))?;
+            let redis_mem =
                 server.as_ref().and_then(|s| sample(s.pid())).map(|s| json!({"rss_kb": s.rss_kb}));
-            drop(g);
             drop(server);
-            Ok((
-                plain,
-                rcpt,
-                json!({ "status": "ok", "url": url, "redis_process": redis_cpu, "sim_totals": sim_totals(sim) }),
-            ))
+            Ok((plain, rcpt, json!({ "status": "ok", "url": url, "redis_process": redis_mem })))
         })();
         match attempt {
             Ok((p, r, info)) => {
@@ -758,17 +882,7 @@ fn run(a: &Args, bins: &Bins, root: &Path) -> Result<(), String> {
         }
     }
 
-    let ratio = |g: &Value, d: &Value| {
-        if g.is_null() {
-            Value::Null
-        } else {
-            json!(
-                (num(g, &["throughput_per_s"]) / num(d, &["throughput_per_s"]).max(1.0) * 1000.0).round()
-                    / 1000.0
-            )
-        }
-    };
-    let result = json!({
+    let mut result = json!({
         "machine": {
             "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
             "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
@@ -788,6 +902,9 @@ fn run(a: &Args, bins: &Bins, root: &Path) -> Result<(), String> {
         "gateway_redis": { "run": redis_run, "no_receipts": r_plain, "receipts": r_rcpt },
         "ratio_redis_to_embedded": { "no_receipts": ratio(&r_plain, &g_plain), "receipts": ratio(&r_rcpt, &g_rcpt) },
     });
+    let flagged = flagged_runs(&result);
+    result["flagged_runs"] =
+        json!(flagged.iter().map(|(k, p)| json!({ "run": k, "problems": p })).collect::<Vec<_>>());
     print_summary(&result);
     let out_dir = a.out.clone().unwrap_or_else(|| root.join("bench").join("out"));
     std::fs::create_dir_all(&out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
@@ -799,19 +916,35 @@ fn run(a: &Args, bins: &Bins, root: &Path) -> Result<(), String> {
         std::fs::write(&p, &text).map_err(|e| format!("{}: {e}", p.display()))?;
     }
     println!("\nresults: {}", out_dir.join("e2e-latest.json").display());
-    Ok(())
+    Ok(flagged.len())
+}
+
+/// Every run of the result whose `problems` are not empty, as ("side.run", problems).
+fn flagged_runs(r: &Value) -> Vec<(String, Vec<String>)> {
+    let mut out = Vec::new();
+    for side in ["direct", "gateway", "gateway_redis"] {
+        for run in ["no_receipts", "receipts", "fixed_rate", "fixed_rate_receipts"] {
+            if let Some(p) = r[side][run]["problems"].as_array()
+                && !p.is_empty()
+            {
+                let p = p.iter().map(|x| x.as_str().unwrap_or_default().to_string()).collect();
+                out.push((format!("{side}.{run}"), p));
+            }
+        }
+    }
+    out
 }
 
 fn print_summary(r: &Value) {
     let ms = |v: &Value, k: &str| num(v, &["latency_us", "submit_resp", k]) / 1000.0;
     let tput = |v: &Value| {
-        if v.is_null() { "skipped".to_string() } else { format!("{:.0}/s", num(v, &["throughput_per_s"])) }
+        if v.is_null() { "skipped".to_string() } else { format!("{:.0}/s", num(v, &["ok_per_s"])) }
     };
     println!(
         "\nsmppgw end-to-end benchmark ({} binds, window {})",
         r["params"]["binds"], r["params"]["window"]
     );
-    println!("{:<34} {:>14} {:>14} {:>8}", "closed model, submit_sm/s", "direct", "via gateway", "ratio");
+    println!("{:<34} {:>14} {:>14} {:>8}", "closed model, ESME_ROK/s", "direct", "via gateway", "ratio");
     for (label, key) in [("no receipts", "no_receipts"), ("with receipts (all matched?)", "receipts")] {
         let d = &r["direct"][key];
         let g = &r["gateway"][key];
@@ -826,23 +959,33 @@ fn print_summary(r: &Value) {
     let (d, g) = (&r["direct"]["receipts"]["receipts"], &r["gateway"]["receipts"]["receipts"]);
     println!("{:<34} {:>14} {:>14}", "receipts matched/expected", f(d), f(g));
     let sent = |x: &Value| if x.is_null() { "-".to_string() } else { x["receipts_sent"].to_string() };
-    let (d, g) = (&r["direct"]["receipts"]["sim"], &r["gateway"]["run"]["sim_totals"]);
+    let (d, g) = (&r["direct"]["receipts"]["sim"], &r["gateway"]["receipts"]["sim"]);
     println!("{:<34} {:>14} {:>14}", "receipts sent by the simulator", sent(d), sent(g));
+    let achieved = |v: &Value| format!("{:.0}", num(v, &["ok_per_s"]));
+    let columns = || println!("  {:<38} {:>10} {:>8} {:>8} {:>8}", "", "ESME_ROK/s", "p50", "p99", "p99.9");
     println!(
-        "\nfixed rate {} msg/s (send quantum {} us), submit->resp (ms)      p50      p99    p99.9",
+        "\nfixed rate {} msg/s (send quantum {} us), achieved rate and submit->resp (ms)",
         r["params"]["fixed_rate_per_s"], r["params"]["send_quantum_us"]
     );
+    columns();
     for (label, v) in [("direct", &r["direct"]["fixed_rate"]), ("via gateway", &r["gateway"]["fixed_rate"])] {
         if v.is_null() {
             println!("  {label:<38} skipped");
         } else {
-            println!("  {label:<38} {:>8.3} {:>8.3} {:>8.3}", ms(v, "p50"), ms(v, "p99"), ms(v, "p999"));
+            println!(
+                "  {label:<38} {:>10} {:>8.3} {:>8.3} {:>8.3}",
+                achieved(v),
+                ms(v, "p50"),
+                ms(v, "p99"),
+                ms(v, "p999")
+            );
         }
     }
     println!(
-        "\nfixed rate {} msg/s with receipts, submit->receipt (ms)      p50      p99    p99.9",
+        "\nfixed rate {} msg/s with receipts, achieved rate and submit->receipt (ms)",
         r["params"]["fixed_rate_receipts_per_s"]
     );
+    columns();
     let rms = |v: &Value, k: &str| num(v, &["latency_us", "receipt", k]) / 1000.0;
     for (label, v) in [
         ("direct", &r["direct"]["fixed_rate_receipts"]),
@@ -852,7 +995,8 @@ fn print_summary(r: &Value) {
             println!("  {label:<38} skipped");
         } else {
             println!(
-                "  {label:<38} {:>8.3} {:>8.3} {:>8.3}  ({}/{} matched)",
+                "  {label:<38} {:>10} {:>8.3} {:>8.3} {:>8.3}  ({}/{} matched)",
+                achieved(v),
                 rms(v, "p50"),
                 rms(v, "p99"),
                 rms(v, "p999"),
@@ -862,7 +1006,7 @@ fn print_summary(r: &Value) {
         }
     }
     if !r["gateway_redis"]["no_receipts"].is_null() {
-        println!("\n{:<34} {:>14} {:>14} {:>8}", "gateway, submit_sm/s", "embedded", "with Redis", "ratio");
+        println!("\n{:<34} {:>14} {:>14} {:>8}", "gateway, ESME_ROK/s", "embedded", "with Redis", "ratio");
         for (label, key) in [("no receipts", "no_receipts"), ("with receipts", "receipts")] {
             let ratio = r["ratio_redis_to_embedded"][key]
                 .as_f64()
@@ -878,16 +1022,138 @@ fn print_summary(r: &Value) {
         println!("{:<34} {:>14} {:>14}", "receipts matched/expected", "", f(g));
     }
     let g = &r["gateway"];
-    println!("\ngateway: {}", g["run"]["status"].as_str().unwrap_or("?"));
-    for key in ["no_receipts", "receipts", "fixed_rate"] {
+    println!(
+        "\ngateway: {} (CPU over each run's sending interval, first submit_sm to last response)",
+        g["run"]["status"].as_str().unwrap_or("?")
+    );
+    for key in ["no_receipts", "receipts", "fixed_rate", "fixed_rate_receipts"] {
         let p = &g[key]["gateway_process"];
         if !p.is_null() {
+            let cpu = p["cpu_percent"].as_f64().map_or_else(|| "-".to_string(), |c| format!("{c:.1}%"));
             println!(
-                "  {key:<12} CPU {:>6.1}%  RSS {:>8} kB  peak RSS {:>8} kB",
-                p["cpu_percent"].as_f64().unwrap_or(0.0),
+                "  {key:<20} CPU {cpu:>7} over {:>6.1} s  RSS {:>8} kB  peak RSS {:>8} kB",
+                num(p, &["cpu_interval_s"]),
                 p["rss_kb"],
                 p["peak_rss_kb"]
             );
         }
+    }
+    let flagged = r["flagged_runs"].as_array().cloned().unwrap_or_default();
+    if !flagged.is_empty() {
+        println!("\nPROBLEMS: the figures of these runs are not clean:");
+        for x in &flagged {
+            let p: Vec<&str> = x["problems"]
+                .as_array()
+                .map(|v| v.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            println!("  {:<28} {}", x["run"].as_str().unwrap_or("?"), p.join("; "));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(ok_per_s: f64, responses_per_s: f64) -> Value {
+        json!({
+            "ok_per_s": ok_per_s, "responses_per_s": responses_per_s, "rate_target": null,
+            "submits_failed": 0, "timeouts": 0, "lost_in_flight": 0, "due_unsent": 0,
+            "receipts": { "missing": 0 },
+        })
+    }
+
+    #[test]
+    fn the_ratio_and_the_fixed_rate_follow_esme_rok_not_refusals() {
+        // Goal: a gateway that answers 100k submit_sm/s but refuses half of them with
+        // ESME_RTHROTTLED has 50k/s of capacity: the ratio to the direct run and the half-peak
+        // rate of the fixed-rate runs come from the ESME_ROK rate.
+        let direct = report(200_000.0, 200_000.0);
+        let gateway = report(50_000.0, 100_000.0);
+        assert_eq!(ratio(&gateway, &direct), json!(0.25));
+        assert_eq!(ratio(&Value::Null, &direct), Value::Null);
+        assert_eq!(half_peak(&gateway, &direct), 25_000.0);
+        assert_eq!(half_peak(&Value::Null, &direct), 100_000.0, "no gateway run: the direct one");
+    }
+
+    #[test]
+    fn unclean_runs_are_flagged_with_what_went_wrong() {
+        // Goal: timeouts, errors, losses, messages due but unsent, missing receipts, a fixed rate
+        // well below its target and a failed load generator each flag the run; a clean one is not.
+        let clean = report(100_000.0, 100_000.0);
+        assert!(problems(&clean, Some(0)).is_empty());
+        let mut bad = clean.clone();
+        bad["submits_failed"] = json!(5);
+        bad["timeouts"] = json!(2);
+        bad["lost_in_flight"] = json!(1);
+        bad["due_unsent"] = json!(7);
+        bad["receipts"]["missing"] = json!(3);
+        let p = problems(&bad, Some(0));
+        assert_eq!(p.len(), 5, "{p:?}");
+        assert!(p.iter().any(|x| x.contains("receipts missing")), "{p:?}");
+        let mut slow = clean.clone();
+        slow["rate_target"] = json!(200_000.0);
+        let p = problems(&slow, Some(0));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].contains("achieved 100000 ESME_ROK/s, 50%"), "{p:?}");
+        slow["rate_target"] = json!(105_000.0);
+        assert!(problems(&slow, Some(0)).is_empty(), "within the shortfall allowed");
+        assert_eq!(problems(&clean, Some(1)), ["the load generator exited with status 1"]);
+        assert_eq!(problems(&clean, None).len(), 1);
+        let result = json!({ "direct": { "receipts": { "problems": ["3 receipts missing"] },
+                                         "no_receipts": { "problems": [] } } });
+        assert_eq!(
+            flagged_runs(&result),
+            [("direct.receipts".to_string(), vec!["3 receipts missing".to_string()])]
+        );
+    }
+
+    #[test]
+    fn the_summary_prints_a_partial_result_with_its_problems() {
+        // Goal: the summary copes with skipped runs (null) and lists flagged ones.
+        let mut run = report(1000.0, 1000.0);
+        run["rate_target"] = json!(2000.0);
+        run["problems"] = json!(["achieved 1000 ESME_ROK/s, 50% of the 2000/s asked"]);
+        let mut r = json!({
+            "params": { "binds": 4, "window": 64, "fixed_rate_per_s": 2000.0 },
+            "direct": { "no_receipts": report(1.0, 1.0), "fixed_rate": run },
+            "gateway": { "run": { "status": "skipped" } },
+            "gateway_redis": {},
+        });
+        r["flagged_runs"] = json!(
+            flagged_runs(&r).iter().map(|(k, p)| json!({ "run": k, "problems": p })).collect::<Vec<_>>()
+        );
+        assert_eq!(r["flagged_runs"][0]["run"], "direct.fixed_rate");
+        print_summary(&r);
+    }
+
+    #[test]
+    fn gateway_cpu_is_taken_over_the_sending_interval_only() {
+        // Goal: the gateway burns 0.5 s of CPU binding (argon2) before the load generator sends,
+        // then 1 CPU for 2 s while it sends, then idles 1 s waiting: its CPU is 100% of the
+        // sending interval, not 2.5 s over the 4 s the load generator process lived.
+        let t = 1_000_000.0;
+        let samples: Vec<(f64, f64)> = (0..=80)
+            .map(|i| {
+                let at = t + f64::from(i) * 50.0;
+                let cpu = match at - t {
+                    x if x < 1000.0 => 0.5 * x / 1000.0,
+                    x if x < 3000.0 => 0.5 + (x - 1000.0) / 1000.0,
+                    _ => 2.5,
+                };
+                (at, cpu)
+            })
+            .collect();
+        let report = json!({ "first_send_unix_ms": t + 1000.0, "last_resp_unix_ms": t + 3000.0 });
+        let after = Some(ProcSample { cpu: Duration::from_millis(2500), rss_kb: 10, hwm_kb: 20 });
+        let p = gateway_process(&samples, &report, after);
+        assert_eq!(p["cpu_percent"], json!(100.0), "{p}");
+        assert_eq!(p["cpu_interval_s"], json!(2.0));
+        assert_eq!((p["rss_kb"].clone(), p["peak_rss_kb"].clone()), (json!(10), json!(20)));
+        // Interpolated between samples; outside them, no figure rather than a wrong one.
+        assert!((cpu_at(&samples, t + 1025.0).unwrap() - 0.525).abs() < 1e-9);
+        let early = json!({ "first_send_unix_ms": t - 10.0, "last_resp_unix_ms": t + 3000.0 });
+        assert_eq!(gateway_process(&samples, &early, after)["cpu_percent"], Value::Null);
+        assert_eq!(gateway_process(&samples, &report, None), Value::Null);
     }
 }

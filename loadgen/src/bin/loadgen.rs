@@ -35,7 +35,17 @@ Model:
   Closed (default): every session keeps --window submit_sm outstanding; throughput is what the
   server sustains. Open (--rate): messages are scheduled at the rate whatever the server does;
   latency is measured from each message's intended send time, so a stalled server shows up in
-  the percentiles instead of silently slowing the sender (coordinated omission).
+  the percentiles instead of silently slowing the sender (coordinated omission). When the
+  duration ends, the messages that fell due before it but were held back by a full window are
+  reported as 'due, unsent' (due_unsent) and each is recorded in submit->resp at (end - its due
+  time).
+
+Measured:
+  throughput (OK) / ok_per_s counts ESME_ROK responses only; responses / responses_per_s counts
+  every submit_sm_resp, errors included (a server refusing with ESME_RTHROTTLED answers fast).
+  submit->resp holds ESME_ROK responses, plus every submit never answered (timeout, lost with
+  its connection, due but unsent) at the time it was given up, a lower bound; error responses
+  have their own row, submit->error. service time is the same from the actual send.
 
 Output:
   Progress once a second on stderr (unless --quiet), then a table on stdout (stderr with --json).
@@ -102,7 +112,9 @@ struct Args {
     /// Send this text in every message instead (encoding from its characters, split if long).
     #[arg(long)]
     text: Option<String>,
-    /// registered_delivery: 1 asks for a receipt for every message, 0 for none.
+    /// registered_delivery: 1 asks for a receipt for every message, 0 for none. 2 (on failure
+    /// only) and 3 (on success only, SMPP 5.0) are refused: the receipts expected could not be
+    /// counted. Higher bits (0x10 intermediate notification, ...) are sent as given.
     #[arg(long, default_value_t = 0)]
     registered_delivery: u8,
     /// Source addresses: literal with {rand:N} or {seq:N}, or a range FIRST..LAST.
@@ -126,7 +138,8 @@ struct Args {
     /// service_type.
     #[arg(long, default_value = "")]
     service_type: String,
-    /// A submit_sm without response after this long is a timeout.
+    /// A submit_sm without response after this long is a timeout (counted, and recorded in
+    /// submit->resp at the time it is given up).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     timeout: Duration,
     /// After the last response, wait this long at most for receipts still due.

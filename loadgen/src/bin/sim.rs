@@ -90,7 +90,9 @@ struct Args {
     /// Quirk: 12-digit dates (YYMMDDhhmmss) instead of Appendix B's 10.
     #[arg(long, default_value_t = 10)]
     date_digits: u8,
-    /// Quirk: send the receipt before the submit_sm_resp.
+    /// Quirk: send the receipt before the submit_sm_resp. Only when it can be written at once on
+    /// the submitting session; otherwise (transmitter binds, deliver window full, receipts queued)
+    /// it follows the response and is counted in before_resp_missed.
     #[arg(long)]
     receipt_before_resp: bool,
     /// Quirk: how receipts quote the id: same, upper (upper case), padded (leading zeros),
@@ -279,6 +281,12 @@ fn main() -> ExitCode {
             "smppgw-sim: {} submits, {} receipts, {} MO, {} binds in all",
             s.submits, s.receipts_sent, s.mo_sent, s.binds_total
         );
+        if s.before_resp_missed > 0 {
+            eprintln!(
+                "smppgw-sim: --receipt-before-resp could not apply to {} receipts (sent after their response)",
+                s.before_resp_missed
+            );
+        }
     }
     ExitCode::SUCCESS
 }

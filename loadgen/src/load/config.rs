@@ -69,7 +69,12 @@ pub struct MessageMix {
     pub ucs2_share: f64,
     /// A fixed text for every message instead (encoding chosen from it, split when long).
     pub text: Option<String>,
-    /// registered_delivery of every submit_sm (1: receipt always, 0: none).
+    /// registered_delivery of every submit_sm. Bits 1..0: 1 asks for a receipt for every
+    /// message (SMPP 3.4: on success or failure), 0 for none. 2 (on failure only) and 3
+    /// (reserved in 3.4, on success only in SMPP 5.0 and in smppgw-sim) are refused by
+    /// [`LoadConfig::validate`]: which messages get one is not known in advance, so receipts
+    /// could not be counted as expected or missing. The higher bits (SME acknowledgement,
+    /// intermediate notification) are sent as given.
     pub registered_delivery: u8,
     /// Originators.
     #[serde(serialize_with = "ser_pattern")]
@@ -223,6 +228,18 @@ impl LoadConfig {
                 return Err(format!("{name} = {v} outside 0..=1"));
             }
         }
+        match m.registered_delivery & 0x03 {
+            0 | 1 => {}
+            rd => {
+                return Err(format!(
+                    "registered_delivery {} asks for a receipt only on {} (bits 1..0 = {rd}): the load \
+                     generator cannot tell which messages will get one, so it could not count receipts \
+                     as expected or missing; use 1 (a receipt for every message) or 0 (none)",
+                    m.registered_delivery,
+                    if rd == 2 { "failure" } else { "success (SMPP 5.0; reserved in 3.4)" },
+                ));
+            }
+        }
         if m.service_type.len() > 5 {
             return Err("service_type is at most 5 characters".into());
         }
@@ -233,8 +250,33 @@ impl LoadConfig {
         Ok(())
     }
 
-    /// Whether receipts are asked for (registered_delivery bits 1..0 not zero) and can come back.
+    /// Whether receipts are asked for (registered_delivery bits 1..0 = 1, the only other value
+    /// [`LoadConfig::validate`] accepts being 0) and can come back: every OK submit awaits one.
     pub fn expects_receipts(&self) -> bool {
         self.mix.registered_delivery & 0x03 != 0 && self.bind_mode != BindMode::Transmitter
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registered_delivery_the_receipt_count_cannot_follow_is_refused() {
+        // Goal: registered_delivery 2 (receipt on failure only) and 3 (reserved in SMPP 3.4, on
+        // success only in 5.0 and in the simulator) would make every OK submit await a receipt
+        // that mostly never comes, reported missing: refused, whatever the higher bits.
+        let with = |rd: u8| LoadConfig {
+            mix: MessageMix { registered_delivery: rd, ..MessageMix::default() },
+            ..LoadConfig::default()
+        };
+        for rd in [0u8, 1, 0x10, 0x11] {
+            assert_eq!(with(rd).validate(), Ok(()), "{rd:#x}");
+        }
+        for rd in [2u8, 3, 0x12, 0x13] {
+            let e = with(rd).validate().unwrap_err();
+            assert!(e.contains("registered_delivery"), "{rd:#x}: {e}");
+        }
+        assert!(with(1).expects_receipts() && !with(0x10).expects_receipts());
     }
 }

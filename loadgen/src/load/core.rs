@@ -30,6 +30,7 @@ pub struct Counters {
     pub timeouts: u64,
     pub late_responses: u64,
     pub lost_in_flight: u64,
+    pub due_unsent: u64,
     pub malformed: u64,
     pub mo_received: u64,
     pub binds_ok: u64,
@@ -74,6 +75,30 @@ impl LoadShared {
         let s = |v: &[AtomicU64]| v.iter().map(|a| a.load(Ordering::Relaxed)).sum();
         (s(&self.awaiting), s(&self.early))
     }
+
+    /// Once every sender is done (no submit_sm_resp can come any more): whether the receipts
+    /// still awaited are all accounted for by parked ones that could match them, so that waiting
+    /// longer cannot match more. See [`receipts_settled`].
+    pub fn receipts_settled(&self) -> bool {
+        let load = |v: &[AtomicU64]| v.iter().map(|a| a.load(Ordering::Relaxed)).collect::<Vec<u64>>();
+        receipts_settled(&load(&self.awaiting), &load(&self.early))
+    }
+}
+
+/// Whether the receipt wait can end, from the per-core gauges: receipts awaited and receipts
+/// parked on each core, once every sender is done (no new id can be awaited).
+///
+/// A receipt parked on a core never matches an id awaited on that same core: had its id been
+/// there, it would have matched on arrival or been claimed when the submit_sm_resp came. So
+/// parked receipts (strays, duplicates, ids nobody gave) can only make up for receipts awaited
+/// on *other* cores, and never more than those: with one core the wait ends only when nothing is
+/// awaited. With several cores the ids are not exchanged while running, so this is an upper
+/// bound: strays parked on one core can still end the wait while as many receipts are due on
+/// another (the merge then reports them missing and the strays unmatched).
+pub fn receipts_settled(awaiting: &[u64], early: &[u64]) -> bool {
+    let total: u64 = awaiting.iter().sum();
+    let could_match: u64 = awaiting.iter().zip(early).map(|(&mine, &parked)| parked.min(total - mine)).sum();
+    total <= could_match
 }
 
 /// The state of one load core.
@@ -227,26 +252,61 @@ impl LoadCore {
         }
     }
 
-    /// A submit_sm got its response (or was given up: `resolved` false for timeouts and losses).
+    /// A submit_sm got its response. Latency of ESME_ROK responses goes to submit->resp and the
+    /// service time; that of error responses (refusals such as ESME_RTHROTTLED, often answered
+    /// at once) to their own histogram, so that they neither flatter nor hide the OK latency.
     #[inline]
     pub fn on_resp(&mut self, now: Instant, intended: Instant, sent: Instant, status: CommandStatus) {
         self.counters.inflight = self.counters.inflight.saturating_sub(1);
         self.last_resp = Some(now);
         let lat = us(now.saturating_duration_since(intended));
-        self.hist.submit_resp.saturating_record(lat);
-        self.interval.saturating_record(lat);
-        self.hist.service_time.saturating_record(us(now.saturating_duration_since(sent)));
         if status.is_ok() {
             self.counters.submits_ok += 1;
+            self.hist.submit_resp.saturating_record(lat);
+            self.interval.saturating_record(lat);
+            self.hist.service_time.saturating_record(us(now.saturating_duration_since(sent)));
         } else {
             self.counters.submits_failed += 1;
             *self.errors.entry(status.0).or_insert(0) += 1;
+            self.hist.error_resp.saturating_record(lat);
         }
     }
 
-    /// Outstanding submits given up (timeout or lost connection).
-    pub fn on_abandoned(&mut self, n: u64) {
-        self.counters.inflight = self.counters.inflight.saturating_sub(n);
+    /// An outstanding submit given up at `now` (timeout or lost connection; the caller counts
+    /// which). It never got an answer, so it is recorded in submit->resp and the service time at
+    /// the time it was given up, a lower bound of its latency: a server that drops one submit in
+    /// a hundred shows in the p99 instead of only in a counter.
+    #[inline]
+    pub fn on_given_up(&mut self, now: Instant, intended: Instant, sent: Instant) {
+        self.counters.inflight = self.counters.inflight.saturating_sub(1);
+        let lat = us(now.saturating_duration_since(intended));
+        self.hist.submit_resp.saturating_record(lat);
+        self.interval.saturating_record(lat);
+        self.hist.service_time.saturating_record(us(now.saturating_duration_since(sent)));
+    }
+
+    /// Open model: `n` messages that fell due before the end of the run but were never sent (the
+    /// window stayed full until the deadline), the first due at `first_due`, the next ones every
+    /// `interval`. Counted in `due_unsent` and recorded in submit->resp at `now - due` each
+    /// (coordinated omission: a stall near the end shows in the percentiles). Recorded by
+    /// histogram bucket, so that a long stall at a high rate costs no more than a few thousand
+    /// steps.
+    pub fn on_due_unsent(&mut self, now: Instant, first_due: Instant, interval: Duration, n: u64) {
+        self.counters.due_unsent += n;
+        let first_us = now.saturating_duration_since(first_due).as_secs_f64() * 1e6;
+        let step_us = interval.as_secs_f64() * 1e6;
+        let mut j = 0u64;
+        while j < n {
+            // Latencies fall by `step_us` from one message to the next: record together all those
+            // in the bucket of the current one.
+            let v = ((first_us - step_us * j as f64).max(1.0)) as u64;
+            let low = self.hist.submit_resp.lowest_equivalent(v);
+            let same = if step_us > 0.0 { ((v - low) as f64 / step_us) as u64 + 1 } else { n - j };
+            let c = same.clamp(1, n - j);
+            self.hist.submit_resp.saturating_record_n(v, c);
+            self.interval.saturating_record_n(v, c);
+            j += c;
+        }
     }
 
     /// The id of an OK submit whose receipt is awaited, and its reference time.
@@ -330,4 +390,49 @@ impl LoadCore {
 /// A nanosecond count as a duration (saturating: runs do not last 584 years).
 fn nanos(n: u128) -> Duration {
     Duration::from_nanos(u64::try_from(n).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::template::Templates;
+
+    #[test]
+    fn stray_receipts_do_not_end_the_receipt_wait() {
+        // Goal: receipts parked on a core (strays, duplicates) can never match what that core
+        // still awaits, so they must not end the wait while real receipts are due: with one core
+        // only "nothing awaited" ends it; with several, parked receipts count only against
+        // receipts awaited on the other cores.
+        assert!(!receipts_settled(&[3], &[3]), "3 strays, 3 real ones still due");
+        assert!(!receipts_settled(&[3], &[100]));
+        assert!(receipts_settled(&[0], &[5]), "nothing awaited: done, the strays are unmatched");
+        assert!(receipts_settled(&[0], &[0]));
+        // Two cores: receipts awaited on core 0, parked on core 1 (a receiver on the other core).
+        assert!(receipts_settled(&[4, 0], &[0, 4]));
+        assert!(!receipts_settled(&[4, 0], &[0, 3]));
+        // Parked on the core that awaits them: cannot match.
+        assert!(!receipts_settled(&[4, 0], &[4, 0]));
+        assert!(!receipts_settled(&[2, 2], &[2, 1]));
+        assert!(receipts_settled(&[2, 2], &[2, 2]));
+    }
+
+    #[test]
+    fn due_unsent_messages_are_recorded_by_bucket_at_their_own_latency() {
+        // Goal: ten million messages due 100 ns apart (a 1 s stall at 10 million msg/s) are
+        // recorded with the latency each had, from 2 s (the first, due at 0) down to 1 s (the last),
+        // in a few thousand steps, not ten million.
+        let t0 = Instant::now();
+        let cfg = LoadConfig::default();
+        let templates = Rc::new(Templates::build(&cfg.mix).unwrap());
+        let shared = Arc::new(LoadShared::new(1, Arc::new(AtomicBool::new(false))));
+        let mut c = LoadCore::new(Arc::new(cfg), shared, 0, t0, templates);
+        let n = 10_000_000;
+        c.on_due_unsent(t0 + Duration::from_secs(2), t0, Duration::from_nanos(100), n);
+        let h = &c.hist.submit_resp;
+        assert_eq!((c.counters.due_unsent, h.len(), c.interval.len()), (n, n, n));
+        assert!((1_998_000..=2_001_000).contains(&h.max()), "{}", h.max());
+        assert!((999_000..=1_001_000).contains(&h.min()), "{}", h.min());
+        let p50 = h.value_at_quantile(0.5);
+        assert!((1_495_000..=1_505_000).contains(&p50), "{p50}");
+    }
 }

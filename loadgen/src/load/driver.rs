@@ -85,8 +85,9 @@ pub(crate) async fn run_core(
         let stop = shared.stop.load(Ordering::Relaxed);
         if shared.sending_cores.load(Ordering::Relaxed) == 0 || stop {
             let until = *wait_until.get_or_insert(now + cfg.receipt_wait);
-            let (awaiting, early) = shared.receipt_balance();
-            if stop || !cfg.expects_receipts() || awaiting <= early || now >= until {
+            // Stray or duplicate receipts parked on a core cannot stand in for receipts still
+            // due there: only parked ones that could match elsewhere count (see receipts_settled).
+            if stop || !cfg.expects_receipts() || shared.receipts_settled() || now >= until {
                 c.finish();
                 finished_at.get_or_insert(now);
             }
@@ -125,7 +126,7 @@ async fn session(plan: SessionPlan, core: Rc<RefCell<LoadCore>>) {
         let mut stream = match TcpStream::connect_timeout(target, CONNECT_TIMEOUT).await {
             Ok(s) => s,
             Err(_) => {
-                sess.on_disconnected(false, &mut core.borrow_mut());
+                sess.on_disconnected(false, Instant::now(), &mut core.borrow_mut());
                 glommio::timer::sleep(backoff).await;
                 backoff = (backoff * 2).min(BACKOFF_MAX);
                 continue;
@@ -138,7 +139,7 @@ async fn session(plan: SessionPlan, core: Rc<RefCell<LoadCore>>) {
         drive(&mut stream, &mut sess, &core, &notify, &decoder, &mut scratch, &mut rbuf).await;
         let _ = stream.close().await;
         if !sess.is_closed() {
-            sess.on_disconnected(true, &mut core.borrow_mut());
+            sess.on_disconnected(true, Instant::now(), &mut core.borrow_mut());
             if sess.wants_connection() {
                 glommio::timer::sleep(backoff).await;
                 backoff = (backoff * 2).min(BACKOFF_MAX);

@@ -102,6 +102,16 @@ fn status_name(code: u32) -> String {
     if code == u32::MAX { "timeout".to_string() } else { CommandStatus(code).name_or_hex().into_owned() }
 }
 
+/// Wall-clock time of `t` (an instant of this process) as Unix epoch milliseconds.
+fn unix_ms(t: Instant) -> u64 {
+    let (now, wall) = (Instant::now(), std::time::SystemTime::now());
+    let at = match now.checked_duration_since(t) {
+        Some(ago) => wall.checked_sub(ago),
+        None => wall.checked_add(t.duration_since(now)),
+    };
+    at.and_then(|w| w.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_millis() as u64)
+}
+
 fn merge(cfg: &LoadConfig, cores: usize, results: Vec<self::core::CoreResult>) -> Report {
     let mut c = self::core::Counters::default();
     let mut errors: BTreeMap<String, u64> = BTreeMap::new();
@@ -122,6 +132,7 @@ fn merge(cfg: &LoadConfig, cores: usize, results: Vec<self::core::CoreResult>) -
             (&mut c.timeouts, k.timeouts),
             (&mut c.late_responses, k.late_responses),
             (&mut c.lost_in_flight, k.lost_in_flight),
+            (&mut c.due_unsent, k.due_unsent),
             (&mut c.malformed, k.malformed),
             (&mut c.mo_received, k.mo_received),
             (&mut c.binds_ok, k.binds_ok),
@@ -177,6 +188,7 @@ fn merge(cfg: &LoadConfig, cores: usize, results: Vec<self::core::CoreResult>) -
     };
     let secs = elapsed.as_secs_f64().max(1e-9);
     let answered = c.submits_ok + c.submits_failed;
+    let per_s = |n: u64| if n > 0 { (n as f64 / secs).round() } else { 0.0 };
     Report {
         target: cfg.target.to_string(),
         binds: cfg.binds,
@@ -191,16 +203,25 @@ fn merge(cfg: &LoadConfig, cores: usize, results: Vec<self::core::CoreResult>) -
         rate_target: cfg.rate,
         cores,
         elapsed_s: (elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
+        first_send_unix_ms: match (first, last) {
+            (Some(a), Some(_)) => unix_ms(a),
+            _ => 0,
+        },
+        last_resp_unix_ms: match (first, last) {
+            (Some(_), Some(b)) => unix_ms(b),
+            _ => 0,
+        },
         messages_sent: c.messages_sent,
         submits_sent: c.submits_sent,
         submits_ok: c.submits_ok,
         submits_failed: c.submits_failed,
-        throughput_per_s: if answered > 0 { (answered as f64 / secs).round() } else { 0.0 },
-        ok_per_s: if c.submits_ok > 0 { (c.submits_ok as f64 / secs).round() } else { 0.0 },
+        ok_per_s: per_s(c.submits_ok),
+        responses_per_s: per_s(answered),
         errors,
         timeouts: c.timeouts,
         late_responses: c.late_responses,
         lost_in_flight: c.lost_in_flight,
+        due_unsent: c.due_unsent,
         malformed: c.malformed,
         mo_received: c.mo_received,
         sessions: SessionCounts {
@@ -228,6 +249,7 @@ fn merge(cfg: &LoadConfig, cores: usize, results: Vec<self::core::CoreResult>) -
         latency_us: Latencies {
             submit_resp: Summary::of(&hist.submit_resp),
             service_time: Summary::of(&hist.service_time),
+            error_resp: Summary::of(&hist.error_resp),
             receipt: Summary::of(&hist.receipt),
         },
         histograms: hist,
@@ -239,7 +261,7 @@ fn print_progress(rx: &crossbeam_channel::Receiver<ProgressMsg>, cores: usize, s
     let mut done = 0;
     let mut latest = vec![self::core::Counters::default(); cores];
     let mut interval = new_histogram();
-    let mut last_answered = 0u64;
+    let mut last_ok = 0u64;
     let mut last_print = start;
     let mut next_print = start + Duration::from_secs(1) + Duration::from_millis(50);
     let mut err = std::io::stderr().lock();
@@ -260,10 +282,9 @@ fn print_progress(rx: &crossbeam_channel::Receiver<ProgressMsg>, cores: usize, s
         if now >= next_print {
             next_print += Duration::from_secs(1);
             let sum = |f: fn(&self::core::Counters) -> u64| latest.iter().map(f).sum::<u64>();
-            let answered = sum(|c| c.submits_ok + c.submits_failed);
-            let rate = (answered - last_answered.min(answered)) as f64
-                / now.duration_since(last_print).as_secs_f64();
-            last_answered = answered;
+            let ok = sum(|c| c.submits_ok);
+            let rate = (ok - last_ok.min(ok)) as f64 / now.duration_since(last_print).as_secs_f64();
+            last_ok = ok;
             last_print = now;
             let (p50, p99) = if interval.is_empty() {
                 (0.0, 0.0)
@@ -276,7 +297,7 @@ fn print_progress(rx: &crossbeam_channel::Receiver<ProgressMsg>, cores: usize, s
             interval.reset();
             let _ = writeln!(
                 err,
-                "[{:>6.1}s] {:>9.0} resp/s  p50 {p50:.3} ms  p99 {p99:.3} ms  in flight {:>6}  ok {}  err {}  timeouts {}  receipts {}/{}",
+                "[{:>6.1}s] {:>9.0} ok/s  p50 {p50:.3} ms  p99 {p99:.3} ms  in flight {:>6}  ok {}  err {}  timeouts {}  receipts {}/{}",
                 now.duration_since(start).as_secs_f64(),
                 rate,
                 sum(|c| c.inflight),
@@ -287,5 +308,54 @@ fn print_progress(rx: &crossbeam_channel::Receiver<ProgressMsg>, cores: usize, s
                 sum(|c| c.receipts_expected),
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::template::Templates;
+    use std::rc::Rc;
+
+    #[test]
+    fn refusals_are_not_throughput_and_every_figure_is_labelled() {
+        // Goal: a server answering 7 submits in 10 with ESME_RTHROTTLED has an OK throughput of
+        // 3/s over a second, not 10/s: ok_per_s counts ESME_ROK only, responses_per_s every
+        // response, and the table names both; error latency has its own row, and the messages
+        // due but unsent are counted and make the run unclean.
+        let t0 = Instant::now();
+        let cfg = LoadConfig::default();
+        let templates = Rc::new(Templates::build(&cfg.mix).unwrap());
+        let shared = Arc::new(LoadShared::new(1, Arc::new(AtomicBool::new(false))));
+        let mut c = LoadCore::new(Arc::new(cfg.clone()), shared, 0, t0, templates);
+        let end = t0 + Duration::from_secs(1);
+        for i in 0..10 {
+            c.on_sent(t0);
+            let status = if i < 3 { CommandStatus::ESME_ROK } else { CommandStatus::ESME_RTHROTTLED };
+            c.on_resp(if i == 9 { end } else { t0 + Duration::from_millis(5) }, t0, t0, status);
+        }
+        c.on_due_unsent(end, t0 + Duration::from_millis(500), Duration::from_millis(1), 4);
+        let r = merge(&cfg, 1, vec![c.take_result()]);
+        assert_eq!((r.ok_per_s, r.responses_per_s), (3.0, 10.0));
+        assert_eq!(r.errors.get("ESME_RTHROTTLED"), Some(&7));
+        assert_eq!(r.latency_us.error_resp.count, 7);
+        assert_eq!(r.latency_us.submit_resp.count, 3 + 4, "OK responses and the due-unsent ones");
+        assert_eq!(r.due_unsent, 4);
+        assert!(!r.is_clean());
+        assert!(r.first_send_unix_ms > 0 && r.last_resp_unix_ms >= r.first_send_unix_ms + 999);
+        let t = r.to_table();
+        for want in [
+            "throughput (OK)                 3 ESME_ROK/s",
+            "responses                      10",
+            "submit->error",
+            "due, unsent",
+        ] {
+            assert!(t.contains(want), "{want:?} in\n{t}");
+        }
+        let json: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        assert_eq!(json["ok_per_s"], 3.0);
+        assert_eq!(json["responses_per_s"], 10.0);
+        assert_eq!(json["due_unsent"], 4);
+        assert!(json.get("throughput_per_s").is_none(), "the ambiguous name is gone");
     }
 }

@@ -59,14 +59,21 @@ impl Summary {
     }
 }
 
-/// The three latencies measured.
+/// The latencies measured.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Latencies {
-    /// submit_sm to submit_sm_resp. Open model: from the intended send time, so that stalls of
-    /// the server are not hidden by the sender waiting (coordinated omission corrected).
+    /// submit_sm to its ESME_ROK submit_sm_resp. Open model: from the intended send time, so that
+    /// stalls of the server are not hidden by the sender waiting (coordinated omission
+    /// corrected). Also holds every submit that got no answer, at the time it was given up (a
+    /// lower bound): timeouts, submits lost with their connection and, in the open model,
+    /// messages due but not sent by the end of the run (`due_unsent`, at the end). Error
+    /// responses are not in it (see `error_resp`).
     pub submit_resp: Summary,
-    /// submit_sm to submit_sm_resp from the actual send: the server's service time alone.
+    /// The same from the actual send: the server's service time alone (ESME_ROK responses, and
+    /// timeouts and lost submits when given up).
     pub service_time: Summary,
+    /// submit_sm (intended time) to a submit_sm_resp with an error status (or generic_nack).
+    pub error_resp: Summary,
     /// submit_sm (intended time) to the delivery receipt.
     pub receipt: Summary,
 }
@@ -78,13 +85,20 @@ pub struct Histograms {
     pub submit_resp: Histogram<u64>,
     /// See [`Latencies::service_time`].
     pub service_time: Histogram<u64>,
+    /// See [`Latencies::error_resp`].
+    pub error_resp: Histogram<u64>,
     /// See [`Latencies::receipt`].
     pub receipt: Histogram<u64>,
 }
 
 impl Default for Histograms {
     fn default() -> Self {
-        Histograms { submit_resp: new_histogram(), service_time: new_histogram(), receipt: new_histogram() }
+        Histograms {
+            submit_resp: new_histogram(),
+            service_time: new_histogram(),
+            error_resp: new_histogram(),
+            receipt: new_histogram(),
+        }
     }
 }
 
@@ -93,6 +107,7 @@ impl Histograms {
     pub fn add(&mut self, o: &Histograms) {
         let _ = self.submit_resp.add(&o.submit_resp);
         let _ = self.service_time.add(&o.service_time);
+        let _ = self.error_resp.add(&o.error_resp);
         let _ = self.receipt.add(&o.receipt);
     }
 }
@@ -152,6 +167,12 @@ pub struct Report {
     pub cores: usize,
     /// Seconds from the first submit_sm to the last response.
     pub elapsed_s: f64,
+    /// Wall-clock time (Unix epoch, milliseconds) of the first submit_sm and of the last
+    /// response: the interval `elapsed_s`, `ok_per_s` and `responses_per_s` cover, for lining
+    /// the run up with other processes' measurements. 0 when nothing was sent.
+    pub first_send_unix_ms: u64,
+    /// See `first_send_unix_ms`.
+    pub last_resp_unix_ms: u64,
     /// Messages started (a long message counts once).
     pub messages_sent: u64,
     /// submit_sm sent (one per part).
@@ -160,10 +181,11 @@ pub struct Report {
     pub submits_ok: u64,
     /// submit_sm_resp (or generic_nack) with an error.
     pub submits_failed: u64,
-    /// Responses per second over `elapsed_s` (OK and errors).
-    pub throughput_per_s: f64,
-    /// OK responses per second over `elapsed_s`.
+    /// ESME_ROK submit_sm_resp per second over `elapsed_s`: the throughput.
     pub ok_per_s: f64,
+    /// Every submit_sm_resp per second over `elapsed_s`, ESME_ROK and errors alike (a server
+    /// refusing with ESME_RTHROTTLED answers fast; this is not its throughput).
+    pub responses_per_s: f64,
     /// Non-OK command_status, by name.
     pub errors: BTreeMap<String, u64>,
     /// submit_sm without response within the timeout.
@@ -172,6 +194,10 @@ pub struct Report {
     pub late_responses: u64,
     /// submit_sm outstanding when a connection was lost, or still outstanding when the run ended.
     pub lost_in_flight: u64,
+    /// Open model: messages that fell due before the end of the run but were never sent, held
+    /// back by a full window when the deadline passed. Each is in `latency_us.submit_resp` at
+    /// (end of sending - its due time).
+    pub due_unsent: u64,
     /// Malformed PDUs received.
     pub malformed: u64,
     /// MO messages (deliver_sm that are not receipts) received.
@@ -214,6 +240,7 @@ impl Report {
         self.submits_failed == 0
             && self.timeouts == 0
             && self.lost_in_flight == 0
+            && self.due_unsent == 0
             && self.receipts.missing == 0
             && self.receipts.unmatched == 0
             && self.sessions.bind_failures.is_empty()
@@ -234,14 +261,18 @@ impl Report {
         );
         let _ = writeln!(s);
         let _ = writeln!(s, "  elapsed            {:>14.3} s", self.elapsed_s);
+        let _ = writeln!(s, "  throughput (OK)    {:>14} ESME_ROK/s", thousands(self.ok_per_s as u64));
         let _ = writeln!(
             s,
-            "  throughput         {:>14} submit_sm_resp/s",
-            thousands(self.throughput_per_s as u64)
+            "  responses          {:>14} submit_sm_resp/s (OK and errors)",
+            thousands(self.responses_per_s as u64)
         );
         let _ = writeln!(s, "  messages sent      {:>14}", thousands(self.messages_sent));
         let _ = writeln!(s, "  submit_sm sent     {:>14}", thousands(self.submits_sent));
         let _ = writeln!(s, "  ESME_ROK           {:>14}", thousands(self.submits_ok));
+        if self.submits_failed > 0 {
+            let _ = writeln!(s, "  errors (all)       {:>14}", thousands(self.submits_failed));
+        }
         for (name, n) in &self.errors {
             let _ = writeln!(s, "  {name:<18} {:>14}", thousands(*n));
         }
@@ -249,6 +280,7 @@ impl Report {
             ("timeouts", self.timeouts),
             ("late responses", self.late_responses),
             ("lost in flight", self.lost_in_flight),
+            ("due, unsent", self.due_unsent),
             ("malformed PDUs", self.malformed),
             ("MO received", self.mo_received),
         ] {
@@ -299,6 +331,7 @@ impl Report {
                 &self.latency_us.submit_resp,
             ),
             ("service time", &self.latency_us.service_time),
+            ("submit->error", &self.latency_us.error_resp),
             ("submit->receipt", &self.latency_us.receipt),
         ];
         for (name, l) in rows {
@@ -319,6 +352,13 @@ impl Report {
         }
         if self.rate_target.is_some() {
             let _ = writeln!(s, "  * from the intended send time (coordinated omission corrected)");
+        }
+        if self.timeouts + self.lost_in_flight + self.due_unsent > 0 {
+            let _ = writeln!(
+                s,
+                "  submit->resp also holds each submit never answered (timeout, lost in flight, due\n  \
+                 but unsent) at the time it was given up; error responses are in submit->error"
+            );
         }
         s
     }
@@ -364,6 +404,9 @@ impl Report {
         series.push((resp_name, "#1f77b4", &self.histograms.submit_resp));
         if self.rate_target.is_some() {
             series.push(("service time", "#2ca02c", &self.histograms.service_time));
+        }
+        if !self.histograms.error_resp.is_empty() {
+            series.push(("submit->error", "#ff7f0e", &self.histograms.error_resp));
         }
         if !self.histograms.receipt.is_empty() {
             series.push(("submit->receipt", "#d62728", &self.histograms.receipt));

@@ -76,6 +76,9 @@ pub struct LoadSession {
     dst_gen: PatternGen,
     ref_counter: u8,
     done: bool,
+    /// Open model: no message of the schedule is left to send (quota used up, the next one due
+    /// after the deadline, or the ones due before it given up as `due_unsent`).
+    schedule_over: bool,
     next_scan: Instant,
     next_enquire: Option<Instant>,
     reconnects: u32,
@@ -117,6 +120,7 @@ impl LoadSession {
             dst_gen: cfg.mix.dest.instance(index, sessions),
             ref_counter: (index as u8).wrapping_mul(37),
             done: !sends,
+            schedule_over: false,
             next_scan: now + TIMEOUT_SCAN,
             next_enquire: None,
             reconnects: 0,
@@ -178,8 +182,10 @@ impl LoadSession {
         self.state = State::Binding { seq, since: now };
     }
 
-    /// The connection could not be made, or was lost: count, and decide whether to try again.
-    pub fn on_disconnected(&mut self, connected: bool, core: &mut LoadCore) {
+    /// The connection could not be made, or was lost at `now`: count, and decide whether to try
+    /// again. Submits outstanding on it are lost: counted in `lost_in_flight` and recorded in the
+    /// latency at `now` (see [`LoadCore::on_given_up`]).
+    pub fn on_disconnected(&mut self, connected: bool, now: Instant, core: &mut LoadCore) {
         if connected {
             if matches!(self.state, State::Binding { .. } | State::Bound) {
                 core.counters.disconnects += 1;
@@ -187,10 +193,11 @@ impl LoadSession {
         } else {
             core.counters.connect_failures += 1;
         }
-        let lost = u64::from(self.inflight);
-        core.counters.lost_in_flight += lost;
-        core.on_abandoned(lost);
         for s in self.slots.iter_mut() {
+            if s.seq != 0 {
+                core.counters.lost_in_flight += 1;
+                core.on_given_up(now, s.intended, s.sent);
+            }
             s.seq = 0;
         }
         self.inflight = 0;
@@ -418,11 +425,12 @@ impl LoadSession {
             if s.seq != 0 && now.saturating_duration_since(s.sent) >= timeout {
                 s.seq = 0;
                 n += 1;
+                // In the latency at the time it is given up, not only in a counter.
+                core.on_given_up(now, s.intended, s.sent);
             }
         }
         self.inflight -= n;
         core.counters.timeouts += u64::from(n);
-        core.on_abandoned(u64::from(n));
         self.next_scan = now + TIMEOUT_SCAN.min(timeout / 4);
         if self.done_sending(now, core) {
             self.mark_done(core);
@@ -434,26 +442,43 @@ impl LoadSession {
     }
 
     /// Fills the window: continues a long message, or starts the next message if its time has come.
+    ///
+    /// Open model: the run is the messages due before the deadline. Once it has passed, those
+    /// still unsent go out at once (whatever the send quantum) as far as the window allows; if
+    /// the window is full, the rest are given up as `due_unsent` (see [`LoadCore::on_due_unsent`]).
     fn send(&mut self, now: Instant, core: &mut LoadCore) {
         let templates = core.templates.clone();
         let (sw, dw) = (templates.src_width, templates.dst_width);
+        let past_deadline = core.send_deadline.is_some_and(|d| now >= d);
         while self.inflight < self.window && self.out.len() < WRITE_BUFFER_HIGH_BYTES {
             if self.pending.is_none() {
-                if self.sending_over(now, core) {
-                    if self.inflight == 0 {
-                        self.mark_done(core);
-                    }
-                    return;
-                }
                 let intended = match self.schedule {
                     Some((origin, interval)) => {
-                        let t = origin + Duration::from_secs_f64(interval * self.k as f64);
-                        if t > core.send_point(now) {
+                        let t = due_at(origin, interval, self.k);
+                        if self.schedule_over
+                            || self.quota == Some(0)
+                            || core.send_deadline.is_some_and(|d| t >= d)
+                        {
+                            self.schedule_over = true;
+                            if self.inflight == 0 {
+                                self.mark_done(core);
+                            }
+                            return;
+                        }
+                        if !past_deadline && t > core.send_point(now) {
                             return;
                         }
                         t
                     }
-                    None => now,
+                    None => {
+                        if self.sending_over(now, core) {
+                            if self.inflight == 0 {
+                                self.mark_done(core);
+                            }
+                            return;
+                        }
+                        now
+                    }
                 };
                 let mut p = Pending {
                     variant: templates.pick(&mut core.rng),
@@ -495,11 +520,47 @@ impl LoadSession {
                 self.pending = None;
             }
         }
+        if past_deadline && self.inflight >= self.window && !self.schedule_over {
+            self.give_up_unsent(now, core);
+        }
     }
 
-    /// Whether this session's share of the run is sent (quota used up or duration over).
+    /// Open model, deadline passed with the window full: the messages of the schedule that fell
+    /// due before the deadline and were not sent are counted and recorded, once, and the
+    /// schedule ends.
+    fn give_up_unsent(&mut self, now: Instant, core: &mut LoadCore) {
+        let (Some((origin, interval)), Some(deadline)) = (self.schedule, core.send_deadline) else {
+            return;
+        };
+        self.schedule_over = true;
+        let left = self.quota.unwrap_or(u64::MAX);
+        // Messages k.. due before the deadline: estimated, then made exact against due_at.
+        let span = deadline.saturating_duration_since(origin).as_secs_f64() / interval;
+        let mut n = ((span.ceil() - self.k as f64).max(0.0) as u64).min(left);
+        while n > 0 && due_at(origin, interval, self.k + n - 1) >= deadline {
+            n -= 1;
+        }
+        while n < left && due_at(origin, interval, self.k + n) < deadline {
+            n += 1;
+        }
+        if n > 0 {
+            let first = due_at(origin, interval, self.k);
+            core.on_due_unsent(now, first, Duration::from_secs_f64(interval), n);
+            self.k += n;
+            if let Some(q) = &mut self.quota {
+                *q -= n;
+            }
+        }
+    }
+
+    /// Whether this session's share of the run is sent: quota used up, or the duration over
+    /// (open model: every message due before it sent or given up).
     fn sending_over(&self, now: Instant, core: &LoadCore) -> bool {
-        self.quota == Some(0) || core.send_deadline.is_some_and(|d| now >= d)
+        self.quota == Some(0)
+            || match self.schedule {
+                Some(_) => self.schedule_over,
+                None => core.send_deadline.is_some_and(|d| now >= d),
+            }
     }
 
     /// When [`LoadSession::poll`] must run again if nothing arrives before.
@@ -523,7 +584,7 @@ impl LoadSession {
                     && !self.sending_over(now, core);
                 if can_send {
                     if let Some((origin, interval)) = self.schedule {
-                        at(core.send_point_for(origin + Duration::from_secs_f64(interval * self.k as f64)));
+                        at(core.send_point_for(due_at(origin, interval, self.k)));
                     }
                     if let Some(d) = core.send_deadline {
                         at(d);
@@ -534,6 +595,11 @@ impl LoadSession {
         }
         next
     }
+}
+
+/// Open model: when message `k` of a schedule starting at `origin`, `interval` seconds apart, is due.
+fn due_at(origin: Instant, interval: f64, k: u64) -> Instant {
+    origin + Duration::from_secs_f64(interval * k as f64)
 }
 
 #[cfg(test)]
@@ -637,6 +703,128 @@ mod tests {
         assert_eq!((c.counters.timeouts, s.inflight()), (2, 0));
         s.on_pdu(resp(sent[0].sequence_number, "x"), t0 + Duration::from_millis(160), &mut c);
         assert_eq!(c.counters.late_responses, 1);
+    }
+
+    #[test]
+    fn error_responses_stay_out_of_the_submit_resp_latency() {
+        // Goal: a refusal answered at once (ESME_RTHROTTLED) does not pull submit->resp and the
+        // service time down: only ESME_ROK responses are in them; errors have their own histogram.
+        let t0 = Instant::now();
+        let mut c = core(LoadConfig { window: 2, ..LoadConfig::default() }, t0);
+        let mut s = bound(&mut c, t0, Some(2));
+        s.poll(t0, &mut c);
+        let sent = drain(&mut s);
+        let refused = Pdu::with_status(
+            sent[0].sequence_number,
+            CommandStatus::ESME_RTHROTTLED,
+            Body::SubmitSmResp(MessageIdResp::default()),
+        );
+        s.on_pdu(refused, t0 + Duration::from_millis(1), &mut c);
+        s.on_pdu(resp(sent[1].sequence_number, "ok"), t0 + Duration::from_millis(40), &mut c);
+        assert_eq!((c.counters.submits_ok, c.counters.submits_failed), (1, 1));
+        assert_eq!((c.hist.submit_resp.len(), c.hist.service_time.len()), (1, 1));
+        assert!(c.hist.submit_resp.min() >= 39_000, "{}", c.hist.submit_resp.min());
+        assert_eq!(c.hist.error_resp.len(), 1);
+        assert!(c.hist.error_resp.max() < 2_000);
+    }
+
+    #[test]
+    fn timed_out_and_lost_submits_are_in_the_latency() {
+        // Goal: a server that never answers 1 submit in 100 shows it in the submit->resp tail:
+        // a timed-out submit is recorded when given up (here 150 ms), and so is each submit lost
+        // with its connection, not only counted.
+        let t0 = Instant::now();
+        let cfg = LoadConfig { window: 100, timeout: Duration::from_millis(100), ..LoadConfig::default() };
+        let mut c = core(cfg, t0);
+        let mut s = bound(&mut c, t0, Some(100));
+        s.poll(t0, &mut c);
+        let sent = drain(&mut s);
+        assert_eq!(sent.len(), 100);
+        for p in &sent[..99] {
+            s.on_pdu(resp(p.sequence_number, "id"), t0 + Duration::from_millis(1), &mut c);
+        }
+        s.poll(t0 + Duration::from_millis(150), &mut c);
+        assert_eq!(c.counters.timeouts, 1);
+        assert_eq!(c.hist.submit_resp.len(), 100);
+        assert!(c.hist.submit_resp.max() >= 149_000, "{}", c.hist.submit_resp.max());
+        assert!(c.hist.submit_resp.value_at_quantile(0.995) >= 149_000);
+        assert_eq!(c.hist.service_time.len(), 100);
+
+        // Lost with the connection: 3 outstanding when it drops at 300 ms.
+        let t1 = t0 + Duration::from_millis(200);
+        let mut c = core(LoadConfig { window: 3, ..LoadConfig::default() }, t1);
+        let mut s = bound(&mut c, t1, Some(3));
+        s.poll(t1, &mut c);
+        assert_eq!(drain(&mut s).len(), 3);
+        s.on_disconnected(true, t1 + Duration::from_millis(100), &mut c);
+        assert_eq!(c.counters.lost_in_flight, 3);
+        assert_eq!(c.hist.submit_resp.len(), 3);
+        assert!(c.hist.submit_resp.min() >= 99_000, "{}", c.hist.submit_resp.min());
+    }
+
+    #[test]
+    fn open_model_counts_and_records_messages_due_but_unsent_at_the_end() {
+        // Goal: at 1000 msg/s for 1 s with a window of 2 and a server that never answers, the
+        // 998 messages that fell due while the window was full are not silently forgotten when
+        // the deadline passes: they are counted, and each is recorded in submit->resp at (end -
+        // its due time), so the stall shows in the percentiles.
+        let t0 = Instant::now();
+        let cfg = LoadConfig {
+            binds: 1,
+            window: 2,
+            rate: Some(1000.0),
+            count: None,
+            duration: Some(Duration::from_secs(1)),
+            ..LoadConfig::default()
+        };
+        let mut c = core(cfg, t0);
+        let mut s = bound(&mut c, t0, None);
+        s.poll(t0, &mut c);
+        s.poll(t0 + Duration::from_millis(1), &mut c);
+        let sent = drain(&mut s);
+        assert_eq!(sent.len(), 2);
+        let end = t0 + Duration::from_millis(1010);
+        s.poll(end, &mut c);
+        assert!(drain(&mut s).is_empty());
+        assert_eq!(c.counters.due_unsent, 998, "messages 2..=999 were due before the deadline");
+        assert_eq!(c.counters.messages_sent, 2);
+        let h = &c.hist.submit_resp;
+        assert_eq!(h.len(), 998);
+        assert!((10_900..=11_100).contains(&h.min()), "due at 999 ms, ended at 1010 ms: {}", h.min());
+        assert!((1_007_000..=1_009_000).contains(&h.max()), "due at 2 ms: {}", h.max());
+        // Counted once: later polls add nothing, and the answers still count.
+        s.on_pdu(resp(sent[0].sequence_number, "a"), end, &mut c);
+        s.on_pdu(resp(sent[1].sequence_number, "b"), end, &mut c);
+        s.poll(end + Duration::from_millis(50), &mut c);
+        assert_eq!((c.counters.due_unsent, c.hist.submit_resp.len()), (998, 1000));
+        assert!(c.senders_active == 0, "the session is done");
+    }
+
+    #[test]
+    fn open_model_sends_what_fell_due_before_the_deadline_at_the_last_send_point() {
+        // Goal: with a 1 ms send quantum and a deadline at 1.5 ms, the messages due between the
+        // 1 ms mark and the deadline go out at the next poll (the window has room), not dropped.
+        let t0 = Instant::now();
+        let cfg = LoadConfig {
+            binds: 1,
+            window: 100,
+            rate: Some(10_000.0),
+            send_quantum: Duration::from_millis(1),
+            count: None,
+            duration: Some(Duration::from_micros(1500)),
+            ..LoadConfig::default()
+        };
+        let mut c = core(cfg, t0);
+        let mut s = bound(&mut c, t0, None);
+        s.poll(t0, &mut c);
+        assert_eq!(drain(&mut s).len(), 1);
+        s.poll(t0 + Duration::from_millis(1), &mut c);
+        assert_eq!(drain(&mut s).len(), 10, "due 0.1 to 1.0 ms");
+        s.poll(t0 + Duration::from_millis(2), &mut c);
+        assert_eq!(drain(&mut s).len(), 4, "due 1.1 to 1.4 ms, before the deadline");
+        s.poll(t0 + Duration::from_millis(3), &mut c);
+        assert!(drain(&mut s).is_empty());
+        assert_eq!((c.counters.messages_sent, c.counters.due_unsent), (15, 0));
     }
 
     /// One session bound at `t0` in the open model at `rate`, polled once at `t0`.

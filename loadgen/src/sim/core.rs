@@ -165,6 +165,10 @@ pub struct CoreCounters {
     pub disconnects_injected: AtomicU64,
     /// Stalls done (`--stall-ms`).
     pub stalls: AtomicU64,
+    /// `--receipt-before-resp`: receipts that could not be written ahead of their response (a
+    /// transmitter's receipt goes to a receiver, the deliver window was full, or receipts were
+    /// queued ahead of it) and so followed it as usual.
+    pub before_resp_missed: AtomicU64,
     /// Per account, in the order of the configuration.
     pub accounts: Box<[AccountCounters]>,
 }
@@ -263,6 +267,7 @@ impl Shared {
             s.malformed += get(&c.malformed);
             s.disconnects_injected += get(&c.disconnects_injected);
             s.stalls += get(&c.stalls);
+            s.before_resp_missed += get(&c.before_resp_missed);
             for (a, ac) in s.accounts.iter_mut().zip(c.accounts.iter()) {
                 a.binds_current += get(&ac.binds_current);
                 a.binds_total += get(&ac.binds_total);
@@ -321,6 +326,7 @@ pub struct SimStats {
     pub malformed: u64,
     pub disconnects_injected: u64,
     pub stalls: u64,
+    pub before_resp_missed: u64,
     pub accounts: Vec<AccountStats>,
 }
 

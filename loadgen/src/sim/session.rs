@@ -376,7 +376,13 @@ impl SimSession {
         if core.cfg.receipts.before_resp
             && let Some(r) = receipt
         {
-            self.send_or_queue(r, now, now, core);
+            // The quirk holds only when the receipt can be written now, ahead of the response, on
+            // this session. Otherwise (a transmitter's receiver, the deliver window full, receipts
+            // queued ahead of it) the receipt is queued as usual and follows the response: counted
+            // in `before_resp_missed`, so that a test relying on the quirk can see it did not apply.
+            if !self.send_or_queue(r, now, now, core) {
+                bump(&core.counters().before_resp_missed, 1);
+            }
             self.respond(seq, id, resp_delay, now);
             return;
         }
@@ -385,7 +391,7 @@ impl SimSession {
             let delay = core.cfg.receipts.delay;
             let due =
                 now + resp_delay + if delay.is_zero() { Duration::ZERO } else { delay.sample(&mut core.rng) };
-            self.send_or_queue(r, due, now, core);
+            let _ = self.send_or_queue(r, due, now, core);
         }
     }
 
@@ -433,8 +439,8 @@ impl SimSession {
     }
 
     /// Sends a due receipt at once when this session is its receiver and nothing is queued ahead
-    /// of it; otherwise queues it on the core.
-    fn send_or_queue(&mut self, o: Outbound, due: Instant, now: Instant, core: &mut SimCore) {
+    /// of it (returns true); otherwise queues it on the core (false).
+    fn send_or_queue(&mut self, o: Outbound, due: Instant, now: Instant, core: &mut SimCore) -> bool {
         let mine = self.bound().is_some_and(|(_, k)| k.can_receive());
         if due <= now
             && mine
@@ -443,8 +449,10 @@ impl SimSession {
             && !core.has_ready(self.id)
         {
             self.send_outbound(o, now, core);
+            true
         } else {
             core.enqueue(o, due, now);
+            false
         }
     }
 
@@ -652,6 +660,40 @@ mod tests {
         let out = drain(&mut s);
         assert_eq!(out[0].body.command_id(), CommandId::DELIVER_SM);
         assert_eq!(out[1].body.command_id(), CommandId::SUBMIT_SM_RESP);
+    }
+
+    #[test]
+    fn receipt_before_resp_quirk_that_cannot_apply_is_counted() {
+        // Goal: when the receipt cannot be written ahead of the response (deliver window full,
+        // or the submit came on a transmitter), it follows the response as usual, and the
+        // simulator counts that the quirk did not apply instead of silently dropping it.
+        let mut cfg = SimConfig::for_tests();
+        cfg.receipts.before_resp = true;
+        cfg.deliver_window = 1;
+        let mut core = core_with(cfg);
+        let t = Instant::now();
+        let mut s = open(&mut core, t);
+        s.on_pdu(bind(Body::BindTransceiver, "smppgw", "secret"), t, &mut core);
+        drain(&mut s);
+        s.on_pdu(submit(7, 1), t, &mut core);
+        let first: Vec<CommandId> = drain(&mut s).iter().map(|p| p.body.command_id()).collect();
+        assert_eq!(first, [CommandId::DELIVER_SM, CommandId::SUBMIT_SM_RESP]);
+        assert_eq!(core.shared.stats().before_resp_missed, 0);
+        // The first receipt is not acknowledged: the window of one is full.
+        s.on_pdu(submit(8, 1), t, &mut core);
+        let second: Vec<CommandId> = drain(&mut s).iter().map(|p| p.body.command_id()).collect();
+        assert_eq!(second, [CommandId::SUBMIT_SM_RESP]);
+        assert_eq!(core.shared.stats().before_resp_missed, 1);
+        // A transmitter's receipts go to a receiver: never ahead of its response.
+        let mut tx = open(&mut core, t);
+        let mut rx = open(&mut core, t);
+        tx.on_pdu(bind(Body::BindTransmitter, "smppgw", "secret"), t, &mut core);
+        rx.on_pdu(bind(Body::BindReceiver, "smppgw", "secret"), t, &mut core);
+        drain(&mut tx);
+        drain(&mut rx);
+        tx.on_pdu(submit(9, 1), t, &mut core);
+        assert_eq!(drain(&mut tx)[0].body.command_id(), CommandId::SUBMIT_SM_RESP);
+        assert_eq!(core.shared.stats().before_resp_missed, 2);
     }
 
     #[test]
