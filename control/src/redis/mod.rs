@@ -1223,7 +1223,8 @@ async fn keep_leases(inner: Arc<Inner>) {
             st.last_taken = taken;
             let need = u64::from(s.lease.take_need());
             let limit = s.limit.max(1);
-            // A window's units are never spent after it ends.
+            // A window's units are spent until the next window's grant replaces them: at most a
+            // tick and a round trip past its end (README, "Worst-case overshoot").
             let mut expired = st.window < 0 || now >= st.end;
             if expired && st.window >= 0 {
                 let used = taken != st.taken_at_start || s.lease.refused() != st.refused_at_start || need > 0;
@@ -1238,9 +1239,10 @@ async fn keep_leases(inner: Arc<Inner>) {
                     s.lease.idle_window();
                     st.idle = true;
                     expired = false;
-                } else if s.lease.is_active() {
-                    s.lease.activate(0);
                 }
+                // A node with traffic asks now and keeps what it held until the answer replaces
+                // it (one round trip): emptied at once, it refused the requests of that round trip
+                // at every window change, below the limit.
             }
             // What a request refused for lack of units wanted, and what was borrowed, at least.
             let owed = (-s.lease.tokens()).max(0) as u64;
