@@ -488,3 +488,51 @@ fn a_replace_that_asks_for_a_receipt_gets_the_vendors_receipt_delivered() {
     gw.shutdown();
     gw.join();
 }
+
+#[test]
+fn a_bind_slowed_by_throttling_stays_slowed_across_a_reconnect() {
+    // Goal: a vendor answers ESME_RTHROTTLED and then drops the connection (overloaded SMSCs do
+    // both): the bind that comes back keeps the slowed pace and recovers from it, instead of
+    // meeting the vendor at full speed again.
+    let (addr, _seen) = fake_smsc(|n, mut c| {
+        accept_bind(&mut c);
+        while let Some(p) = c.recv() {
+            match p.body {
+                Body::SubmitSm(_) if n == 0 => {
+                    let resp = Pdu::with_status(
+                        p.sequence_number,
+                        CommandStatus::ESME_RTHROTTLED,
+                        Body::SubmitSmResp(Default::default()),
+                    );
+                    c.send(&resp);
+                    return; // and the connection drops
+                }
+                Body::SubmitSm(_) => {
+                    let resp = smppgw_codec::MessageIdResp { message_id: "V1".into(), ..Default::default() };
+                    c.send(&Pdu::new(p.sequence_number, Body::SubmitSmResp(resp)));
+                }
+                Body::EnquireLink => c.send(&Pdu::new(p.sequence_number, Body::EnquireLinkResp)),
+                Body::Unbind => c.send(&Pdu::new(p.sequence_number, Body::UnbindResp)),
+                _ => {}
+            }
+        }
+    });
+    let mut cfg = config(&[("smsc", addr)]);
+    cfg.vendors[0].binds = 1;
+    cfg.vendors[0].throughput = 100;
+    let gw = smppgw_engine::start(cfg).unwrap();
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+    assert_eq!(c.submit("15557776666", "throttled").0, CommandStatus::ESME_RTHROTTLED);
+    let slot = || gw.control().current().vendors[0].as_ref().unwrap().slots[0].clone();
+    assert!(
+        wait_for(Duration::from_secs(5), || slot().reconnects.load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+            && slot().up.load(std::sync::atomic::Ordering::Relaxed)),
+        "bound again"
+    );
+    assert_eq!(c.submit("15557776667", "after the reconnect").0, CommandStatus::ESME_ROK);
+    assert!(slot().slowed.load(std::sync::atomic::Ordering::Relaxed), "still slowed after the reconnect");
+    gw.shutdown();
+    gw.join();
+}

@@ -1242,6 +1242,9 @@ pub async fn vendor_slot(
     let mut queue: VecDeque<VJob> = VecDeque::new();
     let mut shutting = false;
     let mut msgs = Vec::new();
+    // The pace outlives a connection: a vendor that throttled and then dropped the bind is not
+    // met at full speed again by the next one (it recovers a quarter a second meanwhile).
+    let mut pace: Option<AdaptiveRate> = None;
     'slot: loop {
         let snap = core.snapshot();
         let Some(v) = snap.vendor(vendor).cloned() else { break };
@@ -1309,7 +1312,13 @@ pub async fn vendor_slot(
         let (mut rbuf, mut wbuf) = (BytesMut::new(), BytesMut::new());
         let mut machine: VendorSession<VJob> =
             VendorSession::new(vendor_settings(cfg, kind), Instant::now(), &mut wbuf);
-        let mut rate = AdaptiveRate::new(per_bind_pace(cfg));
+        let rate = match &mut pace {
+            Some(r) => {
+                r.set_ceiling(per_bind_pace(cfg));
+                r
+            }
+            None => pace.insert(AdaptiveRate::new(per_bind_pace(cfg))),
+        };
         // The vendor account's limit over all nodes (inactive without Redis).
         let mut lease = v.lease.clone();
         let mut seen_version = core.snap().version;
@@ -1428,7 +1437,7 @@ pub async fn vendor_slot(
                         warn!(vendor = %cfg.name, slot, status = %st, "vendor refused bind")
                     }
                     VendorEvent::Done { job, outcome } => {
-                        on_vjob(&core, &io, vendor, &slot_rt, &mut rate, job, outcome, now)
+                        on_vjob(&core, &io, vendor, &slot_rt, rate, job, outcome, now)
                     }
                     VendorEvent::Deliver(d) => core.vendor_deliver(vendor, d),
                     VendorEvent::Close => close = true,
@@ -1526,7 +1535,7 @@ pub async fn vendor_slot(
         let now = Instant::now();
         for ev in events.drain(..) {
             if let VendorEvent::Done { job, outcome } = ev {
-                on_vjob(&core, &io, vendor, &slot_rt, &mut rate, job, outcome, now);
+                on_vjob(&core, &io, vendor, &slot_rt, rate, job, outcome, now);
             }
         }
         // Jobs never sent are safe to send elsewhere.
