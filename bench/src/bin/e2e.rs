@@ -504,6 +504,12 @@ fn digest(r: &Value) -> Value {
     })
 }
 
+/// Messages due but unsent at a fixed-rate run's end that flag it: more than this share of what
+/// it sent, and more than [`DUE_UNSENT_MIN`].
+const DUE_UNSENT_SHARE: f64 = 1e-4;
+/// See [`DUE_UNSENT_SHARE`]: one window's worth of the default 4 binds of 64.
+const DUE_UNSENT_MIN: f64 = 256.0;
+
 /// What makes the figures of a run unreliable, one phrase each; empty for a clean run. `r` is the
 /// load generator's JSON report, `exit` its exit code (None: killed by a signal).
 fn problems(r: &Value, exit: Option<i32>) -> Vec<String> {
@@ -518,13 +524,19 @@ fn problems(r: &Value, exit: Option<i32>) -> Vec<String> {
         (&["submits_failed"][..], "error responses"),
         (&["timeouts"], "timeouts"),
         (&["lost_in_flight"], "submits lost in flight"),
-        (&["due_unsent"], "messages due but unsent"),
         (&["receipts", "missing"], "receipts missing"),
     ] {
         let n = num(r, path);
         if n > 0.0 {
             p.push(format!("{n} {what}"));
         }
+    }
+    // A fixed-rate run that ends with its window full leaves the last burst due but unsent (a
+    // few messages in millions, recorded in the latency all the same): only more than that is a
+    // stall worth flagging.
+    let due_unsent = num(r, &["due_unsent"]);
+    if due_unsent > (num(r, &["messages_sent"]) * DUE_UNSENT_SHARE).max(DUE_UNSENT_MIN) {
+        p.push(format!("{due_unsent} messages due but unsent"));
     }
     if let Some(target) = r["rate_target"].as_f64() {
         let achieved = num(r, &["ok_per_s"]);
@@ -1086,10 +1098,13 @@ mod tests {
         bad["submits_failed"] = json!(5);
         bad["timeouts"] = json!(2);
         bad["lost_in_flight"] = json!(1);
-        bad["due_unsent"] = json!(7);
+        bad["due_unsent"] = json!(700);
         bad["receipts"]["missing"] = json!(3);
         let p = problems(&bad, Some(0));
         assert_eq!(p.len(), 5, "{p:?}");
+        let mut edge = clean.clone();
+        edge["due_unsent"] = json!(14);
+        assert!(problems(&edge, Some(0)).is_empty(), "the last burst at the deadline is no stall");
         assert!(p.iter().any(|x| x.contains("receipts missing")), "{p:?}");
         let mut slow = clean.clone();
         slow["rate_target"] = json!(200_000.0);
