@@ -584,6 +584,7 @@ fn services_monitoring_disruption_budget_and_network_policy_fit_the_pods() {
     let one_at_a_time = pdb["spec"]["maxUnavailable"] == 1
         || pdb["spec"]["minAvailable"].as_u64().is_some_and(|m| m >= 2 && m < replicas);
     assert!(one_at_a_time, "maxUnavailable 1 or minAvailable >= 2: {}", pdb["spec"]);
+    assert_eq!(pdb["spec"]["unhealthyPodEvictionPolicy"], "AlwaysAllow", "drains work while all are unready");
 
     // NetworkPolicy.
     let np = objs.iter().map(|(_, v)| v).find(|v| kind_of(v) == "NetworkPolicy").expect("a NetworkPolicy");

@@ -8,8 +8,10 @@ use std::os::fd::{FromRawFd, IntoRawFd, RawFd};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-/// Serialises reloads on the control plane. The cores never touch it, which is why this one lock
-/// is allowed outside the data plane's no-lock rule.
+/// The control plane's locks: reloads are serialised, and the published snapshot pointer is read
+/// or swapped under one. A core takes the pointer's only when a new version was announced, once
+/// per reload, for the time of a clone (never while a snapshot is being built), which is why
+/// these locks are allowed outside the data plane's no-lock rule.
 #[allow(clippy::disallowed_types)]
 type ControlLock<T> = std::sync::Mutex<T>;
 use std::time::{Duration, Instant};
@@ -89,8 +91,12 @@ fn keep_running<T: PartialEq>(new: &mut T, running: T, name: &'static str, chang
 /// reload reaches every core and none is ever left on an older one.
 #[derive(Debug)]
 struct Published {
+    /// Held only to read or swap the pointer: a core that polls while a reload builds its
+    /// snapshot must not wait for the build.
     snapshot: ControlLock<Arc<Snapshot>>,
     version: AtomicU64,
+    /// Serialises reloads (each builds on the one before); only the control plane takes it.
+    reloads: ControlLock<()>,
 }
 
 impl Published {
@@ -126,7 +132,8 @@ impl GatewayControl {
     pub fn reload(&self, mut config: Config) -> Result<u64, ReloadError> {
         config.validate()?;
         #[allow(clippy::disallowed_methods)]
-        let mut current = self.current.snapshot.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _one_at_a_time = self.current.reloads.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let current = self.current.get();
         // Per-node settings that only a restart can change keep their running values; a change
         // to one is said, not silently dropped.
         let (new, old) = (&mut config.server, &current.config.server);
@@ -147,7 +154,9 @@ impl GatewayControl {
         }
         let next = Arc::new(Snapshot::build_next(Some(&current), config, current.cores));
         let v = next.version;
-        *current = next;
+        #[allow(clippy::disallowed_methods)]
+        let mut published = self.current.snapshot.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *published = next;
         self.current.version.store(v, Ordering::Release);
         Ok(v)
     }
@@ -309,6 +318,7 @@ fn start_with(config: Config, remote: Option<RemoteLinks>) -> Result<Gateway, St
     let published = Arc::new(Published {
         snapshot: ControlLock::new(snapshot.clone()),
         version: AtomicU64::new(snapshot.version),
+        reloads: ControlLock::new(()),
     });
     let epoch = Instant::now();
 

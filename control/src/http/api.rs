@@ -306,6 +306,10 @@ fn ready(st: &ApiState) -> Resp {
     let slots = snap.vendors.iter().flatten().flat_map(|v| v.slots.iter());
     let (up, total) = slots.fold((0, 0), |(u, t), s| (u + usize::from(s.up.load(Ordering::Relaxed)), t + 1));
     let mut reasons = Vec::new();
+    if st.control.shutting_down() {
+        // Draining after SIGTERM: the listeners are closed; a load balancer must stop sending.
+        reasons.push("shutting down".to_owned());
+    }
     if total == 0 {
         reasons.push("no vendor is configured".to_owned());
     } else if up == 0 {
@@ -315,10 +319,10 @@ fn ready(st: &ApiState) -> Resp {
         .backends
         .iter()
         .map(|b| {
+            // Reported, not a reason to be unready: the node carries on from local state (the
+            // last configuration, local limits and queues), and a shared backend's outage would
+            // otherwise take every node out of service at once.
             let r = (b.check)();
-            if let Err(why) = &r {
-                reasons.push(format!("{}: {why}", b.name));
-            }
             BackendJson { name: &b.name, ok: r.is_ok(), error: r.err() }
         })
         .collect();
