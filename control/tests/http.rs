@@ -303,6 +303,10 @@ fn every_endpoint_against_a_gateway_with_a_bound_vendor() {
     assert_ne!(get(addr, &format!("{path}?customer=c2")).status, 200, "not c2's message");
     assert_eq!(get(addr, "/api/v1/messages/ffffffffffffffff").status, 404);
     assert_eq!(get(addr, "/api/v1/messages/not-an-id").status, 400);
+    // A customer filter that cannot be decoded is refused, not read as "any customer".
+    assert_eq!(get(addr, &format!("{path}?customer=%zz")).status, 400);
+    assert_eq!(get(addr, &format!("{path}?customer=%ff")).status, 400, "not UTF-8");
+    assert_eq!(get(addr, "/api/v1/messages/fffffffffffffffffff").status, 400, "19 hex digits: too large");
 
     // Metrics.
     let r = get(addr, "/metrics");

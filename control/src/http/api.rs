@@ -523,7 +523,14 @@ async fn message(st: &ApiState, id: &str, query: Option<&str>) -> Resp {
         return error(StatusCode::BAD_REQUEST, "not a message id: expected 1 to 20 hex or decimal digits");
     }
     let snap = st.control.current();
-    let candidates: Vec<(IdStyle, u64, Option<u32>)> = match query_param(query, "customer") {
+    let customer = query_param(query, "customer");
+    let asked_for_customer =
+        query.is_some_and(|q| q.split('&').any(|kv| kv.split_once('=').map_or(kv, |(k, _)| k) == "customer"));
+    if asked_for_customer && customer.is_none() {
+        // Not read as "any customer": a filter that cannot be decoded must not widen the lookup.
+        return error(StatusCode::BAD_REQUEST, "customer: not a percent-encoded UTF-8 system_id");
+    }
+    let candidates: Vec<(IdStyle, u64, Option<u32>)> = match customer {
         Some(system_id) => {
             let Some(c) = snap.customer(system_id.as_bytes()) else {
                 return error(StatusCode::NOT_FOUND, "unknown customer");
@@ -543,6 +550,9 @@ async fn message(st: &ApiState, id: &str, query: Option<&str>) -> Resp {
                 {
                     v.push((style, n, None));
                 }
+            }
+            if v.is_empty() {
+                return error(StatusCode::BAD_REQUEST, "not a message id: too large for hex or decimal");
             }
             v
         }
