@@ -220,17 +220,32 @@ fn load(path: Option<&PathBuf>) -> Result<Config, LoadError> {
 /// How long a stopping node waits for its last writes to reach Redis.
 const REDIS_DRAIN_SECS: u64 = 3;
 
+/// How long the first load from PostgreSQL may take, migrations included, before the node gives
+/// up on it (and starts from its configuration cache when it has one): a PostgreSQL that accepts
+/// connections but does not answer (a pooler in front of a dead server, a lock held by an open
+/// transaction) must not hold the start for ever.
+const DB_START_TIMEOUT_SECS: u64 = 30;
+
 /// Loads the first configuration from PostgreSQL (migrating the schema first).
 fn load_from_db(url: &str, base: &Config) -> Result<Config, String> {
     runtime()?.block_on(async {
         let pg = smppgw_control::db::parse_database_url(url).map_err(|e| e.to_string())?;
         let target = smppgw_control::db::describe_target(&pg);
-        let (mut client, driver) =
-            smppgw_control::db::connect(&pg).await.map_err(|e| format!("PostgreSQL at {target}: {e}"))?;
-        tokio::spawn(driver);
-        smppgw_control::migrate(&mut client).await.map_err(|e| e.to_string())?;
-        let db = smppgw_control::load(&mut client, base).await.map_err(|e| e.to_string())?;
-        Ok(db.config)
+        let first_load = async {
+            let (mut client, driver) =
+                smppgw_control::db::connect(&pg).await.map_err(|e| format!("PostgreSQL at {target}: {e}"))?;
+            tokio::spawn(driver);
+            smppgw_control::migrate(&mut client).await.map_err(|e| e.to_string())?;
+            let db = smppgw_control::load(&mut client, base).await.map_err(|e| e.to_string())?;
+            Ok(db.config)
+        };
+        match tokio::time::timeout(std::time::Duration::from_secs(DB_START_TIMEOUT_SECS), first_load).await {
+            Ok(result) => result,
+            Err(_) => Err(format!(
+                "PostgreSQL at {target}: no configuration within {DB_START_TIMEOUT_SECS} s (connected, but \
+                 the migration or the load did not finish)"
+            )),
+        }
     })
 }
 
@@ -448,16 +463,30 @@ async fn follow_database(
             }
         }
     };
+    // The cache is written off the control thread (a slow fsync must not hold up the HTTP API
+    // and the Redis quotas it also serves), one save at a time, the latest configuration winning.
+    let (to_cache, mut cached) = tokio::sync::watch::channel::<Option<Config>>(None);
+    if let Some(file) = cache.clone() {
+        tokio::spawn(async move {
+            while cached.changed().await.is_ok() {
+                let Some(config) = cached.borrow_and_update().clone() else { continue };
+                let to = file.clone();
+                let saved =
+                    tokio::task::spawn_blocking(move || smppgw_control::db::cache::save(&to, &config)).await;
+                match saved {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::warn!("cannot keep the configuration in {}: {e}", file.display()),
+                    Err(e) => tracing::warn!("cannot keep the configuration in {}: {e}", file.display()),
+                }
+            }
+        });
+    }
     let apply = |db: Arc<smppgw_control::DbConfig>| {
         let config = &db.config;
         let result = match control.reload(config.clone()) {
             Ok(v) => {
                 tracing::info!(version = v, "configuration from PostgreSQL applied");
-                if let Some(file) = &cache
-                    && let Err(e) = smppgw_control::db::cache::save(file, config)
-                {
-                    tracing::warn!("cannot keep the configuration in {}: {e}", file.display());
-                }
+                to_cache.send_replace(Some(config.clone()));
                 Ok(v)
             }
             Err(e) => {
