@@ -873,6 +873,33 @@ fn the_seccomp_helper_adds_exactly_the_io_uring_syscalls() {
     // Idempotent.
     std::fs::write(&input, out.to_string()).unwrap();
     assert_eq!(run(&input)["syscalls"].as_array().unwrap().len(), 2);
+    // --oci, for loaders that ignore moby's keys (containerd): a rule for CAP_SYS_ADMIN holders is
+    // dropped rather than turned into an allow for everyone; an architecture condition is removed.
+    std::fs::write(
+        &input,
+        r#"{"defaultAction":"SCMP_ACT_ERRNO","archMap":[{"architecture":"SCMP_ARCH_X86_64"}],"syscalls":[
+            {"names":["read"],"action":"SCMP_ACT_ALLOW"},
+            {"names":["mount","unshare"],"action":"SCMP_ACT_ALLOW","includes":{"caps":["CAP_SYS_ADMIN"]}},
+            {"names":["arch_prctl"],"action":"SCMP_ACT_ALLOW","includes":{"arches":["amd64"]}}]}"#,
+    )
+    .unwrap();
+    let out = Command::new("python3")
+        .arg(deploy_dir().join("seccomp/add-io-uring.py"))
+        .arg("--oci")
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(out.get("archMap").is_none());
+    assert_eq!(
+        out["syscalls"],
+        serde_json::json!([
+            {"names": ["read"], "action": "SCMP_ACT_ALLOW"},
+            {"names": ["arch_prctl"], "action": "SCMP_ACT_ALLOW"},
+            {"names": ["io_uring_setup", "io_uring_enter", "io_uring_register"], "action": "SCMP_ACT_ALLOW"}
+        ])
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -8,11 +8,18 @@ everything else stays as filtered as before:
 
   * Docker / moby: profiles/seccomp/default.json of the moby release your engine runs;
   * Podman, CRI-O: /usr/share/containers/seccomp.json (package containers-common);
-  * containerd: `containerd` has no file for it; take moby's default.json of the same era, or use
-    the Security Profiles Operator to record and install a profile.
+  * containerd: `containerd` has no file for it; take moby's default.json of the same era and
+    pass --oci (below), or use the Security Profiles Operator to record and install a profile.
 
 Usage:
-  python3 deploy/seccomp/add-io-uring.py DEFAULT.json > smppgw-io-uring.json
+  python3 deploy/seccomp/add-io-uring.py [--oci] DEFAULT.json > smppgw-io-uring.json
+
+--oci writes only what the OCI runtime spec knows, for loaders that read a Localhost profile as
+plain OCI (containerd, CRI-O): they ignore moby's `includes`, `excludes` and `archMap`, so a rule
+meant only for processes holding a capability (mount, unshare, bpf, ... for CAP_SYS_ADMIN) would
+become an allow for everyone. Such rules are dropped (the gateway's pods drop every capability),
+and the moby-only keys are removed from the rest (their architecture conditions become allows on
+the one architecture the node runs, which is what they allowed there).
 
 Then:
   docker run --security-opt seccomp=smppgw-io-uring.json ...
@@ -47,7 +54,22 @@ def allowed_unconditionally(profile, name):
     return False
 
 
+def oci_only(profile):
+    """`profile` with only OCI fields: rules that need a capability dropped, moby keys removed."""
+    rules = []
+    for rule in profile.get("syscalls", []):
+        if (rule.get("includes") or {}).get("caps"):
+            continue
+        rules.append({k: v for k, v in rule.items() if k not in ("includes", "excludes", "comment")})
+    out = {k: v for k, v in profile.items() if k != "archMap"}
+    out["syscalls"] = rules
+    return out
+
+
 def main(argv):
+    oci = len(argv) == 3 and argv[1] == "--oci"
+    if oci:
+        argv = [argv[0], argv[2]]
     if len(argv) != 2 or argv[1] in ("-h", "--help"):
         sys.stderr.write(__doc__)
         return 2
@@ -56,6 +78,8 @@ def main(argv):
     if not isinstance(profile, dict) or "defaultAction" not in profile:
         sys.stderr.write(f"{argv[1]}: not a seccomp profile (no defaultAction)\n")
         return 1
+    if oci:
+        profile = oci_only(profile)
     missing = [n for n in IO_URING if not allowed_unconditionally(profile, n)]
     if missing and profile["defaultAction"] != "SCMP_ACT_ALLOW":
         # Only the fields every runtime's profile loader knows (OCI names/action).
