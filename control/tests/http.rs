@@ -123,6 +123,11 @@ fn get(addr: SocketAddr, path: &str) -> Reply {
     request(addr, "GET", path, &[], b"")
 }
 
+/// [`get`] with the admin token.
+fn get_auth(addr: SocketAddr, path: &str) -> Reply {
+    request(addr, "GET", path, &[("authorization", &format!("Bearer {TOKEN}"))], b"")
+}
+
 fn wait_for(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + timeout;
     while Instant::now() < end {
@@ -287,11 +292,13 @@ fn every_endpoint_against_a_gateway_with_a_bound_vendor() {
     assert!(c1["throughput_limit"].is_u64() && c1["max_binds"].is_u64());
     let id = smpp.submit("15559999");
     let path = format!("/api/v1/messages/{id}");
+    // A message is a customer's data: with a token configured, reading it takes the token.
+    assert_eq!(get(addr, &path).status, 401);
     assert!(
-        wait_for(Duration::from_secs(5), || get(addr, &path).status == 200),
+        wait_for(Duration::from_secs(5), || get_auth(addr, &path).status == 200),
         "the stored message is found (the store write is asynchronous)"
     );
-    let m = get(addr, &path).json();
+    let m = get_auth(addr, &path).json();
     assert_eq!(m["id"], id.as_str());
     assert_eq!(m["customer"], "c1");
     assert_eq!(m["vendor"], "v1");
@@ -299,14 +306,18 @@ fn every_endpoint_against_a_gateway_with_a_bound_vendor() {
     assert!(m["state"].is_string() && m["final"].is_boolean());
     assert!(m["submitted_unix"].as_u64().unwrap() > 1_700_000_000);
     assert!(m["submitted_at"].as_str().unwrap().ends_with('Z'));
-    assert_eq!(get(addr, &format!("{path}?customer=c1")).status, 200);
-    assert_ne!(get(addr, &format!("{path}?customer=c2")).status, 200, "not c2's message");
-    assert_eq!(get(addr, "/api/v1/messages/ffffffffffffffff").status, 404);
-    assert_eq!(get(addr, "/api/v1/messages/not-an-id").status, 400);
+    assert_eq!(get_auth(addr, &format!("{path}?customer=c1")).status, 200);
+    assert_ne!(get_auth(addr, &format!("{path}?customer=c2")).status, 200, "not c2's message");
+    assert_eq!(get_auth(addr, "/api/v1/messages/ffffffffffffffff").status, 404);
+    assert_eq!(get_auth(addr, "/api/v1/messages/not-an-id").status, 400);
     // A customer filter that cannot be decoded is refused, not read as "any customer".
-    assert_eq!(get(addr, &format!("{path}?customer=%zz")).status, 400);
-    assert_eq!(get(addr, &format!("{path}?customer=%ff")).status, 400, "not UTF-8");
-    assert_eq!(get(addr, "/api/v1/messages/fffffffffffffffffff").status, 400, "19 hex digits: too large");
+    assert_eq!(get_auth(addr, &format!("{path}?customer=%zz")).status, 400);
+    assert_eq!(get_auth(addr, &format!("{path}?customer=%ff")).status, 400, "not UTF-8");
+    assert_eq!(
+        get_auth(addr, "/api/v1/messages/fffffffffffffffffff").status,
+        400,
+        "19 hex digits: too large"
+    );
 
     // Metrics.
     let r = get(addr, "/metrics");

@@ -272,6 +272,9 @@ async fn route(req: Request<Incoming>, shared: &Shared) -> Resp {
         }
         "/api/v1/config/reload" => method_not_allowed("POST"),
         p => match p.strip_prefix("/api/v1/messages/") {
+            // A message's addresses and outcome are a customer's data: with a token configured,
+            // reading them takes it too (the other GETs are operational state).
+            Some(_) if get && !authorised(&req, shared.token.as_deref()) => unauthorised(),
             Some(id) if get => message(st, id, req.uri().query()).await,
             Some(_) => method_not_allowed("GET, HEAD"),
             None => error(StatusCode::NOT_FOUND, "no such endpoint"),
@@ -660,11 +663,16 @@ struct ReloadJson {
     applied_everywhere: bool,
 }
 
+/// 401 with the challenge.
+fn unauthorised() -> Resp {
+    let mut r = error(StatusCode::UNAUTHORIZED, "admin token required: Authorization: Bearer <token>");
+    r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    r
+}
+
 async fn reload(req: Request<Incoming>, shared: &Shared) -> Resp {
     if !authorised(&req, shared.token.as_deref()) {
-        let mut r = error(StatusCode::UNAUTHORIZED, "admin token required: Authorization: Bearer <token>");
-        r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        return r;
+        return unauthorised();
     }
     // No body is needed; one within bounds is read and ignored, so the connection stays usable.
     let declared =

@@ -6,8 +6,8 @@
 //! message lookup, runs on a blocking thread with a deadline. Every resource is bounded by a named
 //! constant below: connections, header bytes and time, body bytes and time, handler time.
 //!
-//! Requests that change state (`POST`) need `Authorization: Bearer <token>` when an admin token is
-//! configured, and the server refuses to start on a non-loopback address without one
+//! Requests that change state (`POST`), and message lookups (a customer's data), need
+//! `Authorization: Bearer <token>` when an admin token is configured, and the server refuses to start on a non-loopback address without one
 //! ([`HttpError::TokenRequired`]).
 
 mod api;
