@@ -509,12 +509,26 @@ fn render_campaigns(e: &mut Exposition, snap: &Snapshot) {
 }
 
 fn render_customers(e: &mut Exposition, snap: &Snapshot) {
+    // Only customers bound here or with traffic since start: a config may hold tens of thousands
+    // of customers, most of them idle on any one node, and each would cost seven series a scrape.
+    let active: Vec<_> = snap
+        .customers
+        .iter()
+        .flatten()
+        .filter(|c| {
+            let k = &c.counters;
+            c.binds.load(Ordering::Relaxed) > 0
+                || [&k.submitted, &k.accepted, &k.refused, &k.throttled, &k.segments]
+                    .iter()
+                    .any(|n| n.load(Ordering::Relaxed) > 0)
+        })
+        .collect();
     e.family("smppgw_customer_binds", Kind::Gauge, "Bound sessions of each customer on this node.");
-    for c in snap.customers.iter().flatten() {
+    for c in &active {
         e.sample("smppgw_customer_binds", &[("customer", &c.cfg.system_id)], c.binds.load(Ordering::Relaxed));
     }
     e.family("smppgw_customer_max_binds", Kind::Gauge, "Concurrent binds each customer is allowed.");
-    for c in snap.customers.iter().flatten() {
+    for c in &active {
         e.sample("smppgw_customer_max_binds", &[("customer", &c.cfg.system_id)], c.cfg.max_binds);
     }
     e.family(
@@ -522,7 +536,7 @@ fn render_customers(e: &mut Exposition, snap: &Snapshot) {
         Kind::Counter,
         "Messages of each customer by result: submitted (routed), accepted, refused, throttled.",
     );
-    for c in snap.customers.iter().flatten() {
+    for c in &active {
         let k = &c.counters;
         for (result, n) in [
             ("submitted", &k.submitted),
@@ -538,7 +552,7 @@ fn render_customers(e: &mut Exposition, snap: &Snapshot) {
         }
     }
     e.family("smppgw_customer_segments_total", Kind::Counter, "Segments each customer submitted.");
-    for c in snap.customers.iter().flatten() {
+    for c in &active {
         e.sample(
             "smppgw_customer_segments_total",
             &[("customer", &c.cfg.system_id)],
@@ -894,6 +908,7 @@ mod tests {
         let mut cfg = Config::default();
         cfg.customers.push(CustomerConfig::new("c1", "x"));
         cfg.customers.push(CustomerConfig::new("we\"ird\\", "x"));
+        cfg.customers.push(CustomerConfig::new("idle", "x"));
         let mut v = VendorConfig::new("v1", "127.0.0.1", 1, "a", "b");
         v.binds = 3;
         cfg.vendors.push(v);
@@ -916,6 +931,7 @@ mod tests {
         let snap = snapshot();
         snap.vendors[0].as_ref().unwrap().slots[1].up.store(true, Ordering::Relaxed);
         snap.customers[0].as_ref().unwrap().binds.store(2, Ordering::Relaxed);
+        snap.customers[1].as_ref().unwrap().counters.throttled.store(1, Ordering::Relaxed);
         assert!(snap.campaign_admit(b"15550001", 4, 0).is_ok());
         assert!(snap.campaign_admit(b"15550001", 7, 0).is_err(), "over the brand's cap");
 
@@ -931,6 +947,7 @@ mod tests {
         assert!(text.contains("smppgw_vendor_bind_up{vendor=\"v1\",slot=\"2\",core=\"0\"} 0\n"));
         assert!(text.contains("smppgw_customer_binds{customer=\"c1\"} 2\n"));
         assert!(text.contains("smppgw_customer_binds{customer=\"we\\\"ird\\\\\"} 0\n"), "label escaping");
+        assert!(!text.contains("customer=\"idle\""), "no series for a customer neither bound nor active");
         assert!(text.contains("smppgw_campaign_segments_total{campaign=\"C1\"} 4\n"), "{text}");
         assert!(text.contains("smppgw_campaign_throttled_total{campaign=\"C1\"} 0\n"));
         assert!(text.contains("smppgw_brand_capped_total{brand=\"B1\"} 1\n"));
