@@ -290,6 +290,15 @@ fn every_endpoint_against_a_gateway_with_a_bound_vendor() {
     assert_eq!(c1["bind_types"], serde_json::json!(["transmitter", "receiver", "transceiver"]));
     assert_eq!(c1["id_format"], "hex");
     assert!(c1["throughput_limit"].is_u64() && c1["max_binds"].is_u64());
+    // Pages: bounded, with where the next one starts.
+    let total = c["total"].as_u64().unwrap();
+    assert!(total >= 2 && c.get("next_offset").is_none(), "one page holds them all: {c}");
+    let first = get(addr, "/api/v1/customers?limit=1").json();
+    assert_eq!((first["customers"].as_array().unwrap().len(), first["next_offset"].as_u64()), (1, Some(1)));
+    let last = get(addr, &format!("/api/v1/customers?offset={}&limit=1", total - 1)).json();
+    assert_eq!(last["customers"].as_array().unwrap().len(), 1);
+    assert!(last.get("next_offset").is_none());
+    assert_eq!(get(addr, "/api/v1/customers?limit=lots").status, 400);
     let id = smpp.submit("15559999");
     let path = format!("/api/v1/messages/{id}");
     // A message is a customer's data: with a token configured, reading it takes the token.

@@ -265,7 +265,13 @@ async fn route(req: Request<Incoming>, shared: &Shared) -> Resp {
             text(StatusCode::OK, crate::metrics::CONTENT_TYPE, body)
         }
         "/api/v1/vendors" if get => json(StatusCode::OK, &vendors(&st.control.current())),
-        "/api/v1/customers" if get => json(StatusCode::OK, &customers(&st.control.current())),
+        "/api/v1/customers" if get => {
+            let snap = st.control.current();
+            match customers(&snap, req.uri().query()) {
+                Some(page) => json(StatusCode::OK, &page),
+                None => error(StatusCode::BAD_REQUEST, "offset and limit are whole numbers"),
+            }
+        }
         "/api/v1/config/reload" if *req.method() == Method::POST => reload(req, shared).await,
         "/health" | "/ready" | "/metrics" | "/api/v1/vendors" | "/api/v1/customers" => {
             method_not_allowed("GET, HEAD")
@@ -417,10 +423,19 @@ fn vendors(snap: &Snapshot) -> VendorsJson<'_> {
 
 // ---- /api/v1/customers ----
 
+/// Customers in one `/api/v1/customers` page at most (and by default): a config may hold a
+/// hundred thousand.
+const CUSTOMERS_PAGE_MAX: usize = 1_000;
+
 #[derive(Serialize)]
 struct CustomersJson<'a> {
     config_version: u64,
+    /// Customers in the configuration.
+    total: usize,
     customers: Vec<CustomerJson<'a>>,
+    /// The `offset` of the next page; absent on the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_offset: Option<usize>,
 }
 
 #[derive(Serialize)]
@@ -434,11 +449,22 @@ struct CustomerJson<'a> {
     id_format: &'static str,
 }
 
-fn customers(snap: &Snapshot) -> CustomersJson<'_> {
+/// One page of the customers, `offset` and `limit` from the query (`limit` at most
+/// [`CUSTOMERS_PAGE_MAX`], its default); `None` for a parameter that is not a number.
+fn customers<'a>(snap: &'a Snapshot, query: Option<&str>) -> Option<CustomersJson<'a>> {
+    let number = |key: &str, default: usize| match query_param(query, key) {
+        Some(v) => v.parse::<usize>().ok(),
+        None => Some(default),
+    };
+    let offset = number("offset", 0)?;
+    let limit = number("limit", CUSTOMERS_PAGE_MAX)?.clamp(1, CUSTOMERS_PAGE_MAX);
+    let total = snap.customers.iter().flatten().count();
     let customers = snap
         .customers
         .iter()
         .flatten()
+        .skip(offset)
+        .take(limit)
         .map(|c| CustomerJson {
             system_id: &c.cfg.system_id,
             bound_sessions: c.binds.load(Ordering::Relaxed),
@@ -449,7 +475,8 @@ fn customers(snap: &Snapshot) -> CustomersJson<'_> {
             id_format: c.cfg.id_format.as_str(),
         })
         .collect();
-    CustomersJson { config_version: snap.version, customers }
+    let next_offset = (offset.saturating_add(limit) < total).then(|| offset + limit);
+    Some(CustomersJson { config_version: snap.version, total, customers, next_offset })
 }
 
 // ---- /api/v1/messages/{id} ----
