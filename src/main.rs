@@ -398,8 +398,14 @@ const DB_RELOAD_WAIT_MS: u64 = smppgw_control::http::RELOAD_TIMEOUT_MS - 1_000;
 async fn reload_from_database(
     watcher: Option<Arc<smppgw_control::ConfigWatcher>>,
     mut applied: tokio::sync::watch::Receiver<Applied>,
+    start_refused: tokio::sync::watch::Receiver<Option<Vec<String>>>,
 ) -> Result<u64, ReloadFailure> {
     let Some(watcher) = watcher else {
+        // Not followed yet: PostgreSQL answered with contents that do not validate (the node runs
+        // on its cache), or it has not answered.
+        if let Some(reasons) = start_refused.borrow().clone() {
+            return Err(ReloadFailure::Invalid(reasons));
+        }
         return Err(ReloadFailure::Unavailable("PostgreSQL is not reachable yet".into()));
     };
     let work = async {
@@ -438,25 +444,41 @@ async fn reload_from_database(
 /// Follows PostgreSQL: connects (retrying while it is down: the node runs on the configuration it
 /// started with), applies what the database holds, then every change, keeping the cache file up
 /// to date and saying in `applied` what became of each.
+/// What [`follow_database`] reports to the HTTP API.
+struct Following {
+    /// PostgreSQL's state, for `/ready`.
+    status: tokio::sync::watch::Sender<Result<(), String>>,
+    /// The watcher, once PostgreSQL was read.
+    slot: Arc<std::sync::OnceLock<Arc<smppgw_control::ConfigWatcher>>>,
+    /// What became of each configuration the watcher found.
+    applied: tokio::sync::watch::Sender<Applied>,
+    /// Until the watcher starts: the problems of what PostgreSQL holds, when it answered with a
+    /// configuration that does not validate (a reload is then answered with them, not 503).
+    start_refused: tokio::sync::watch::Sender<Option<Vec<String>>>,
+}
+
 async fn follow_database(
     pg: tokio_postgres::Config,
     base: Config,
     control: Arc<smppgw_engine::runtime::GatewayControl>,
-    status: tokio::sync::watch::Sender<Result<(), String>>,
-    slot: Arc<std::sync::OnceLock<Arc<smppgw_control::ConfigWatcher>>>,
-    applied: tokio::sync::watch::Sender<Applied>,
+    follow: Following,
     cache: Option<PathBuf>,
 ) {
+    let Following { status, slot, applied, start_refused } = follow;
     let mut wait = std::time::Duration::from_millis(500);
     let watcher = loop {
         match smppgw_control::ConfigWatcher::start(&pg, base.clone(), smppgw_control::WatchOptions::default())
             .await
         {
-            Ok(w) => break w,
+            Ok(w) => {
+                start_refused.send_replace(None);
+                break w;
+            }
             Err(e) => {
                 tracing::warn!(
                     "PostgreSQL: {e}; running on the configuration in force, retrying in {wait:?}"
                 );
+                start_refused.send_replace(e.invalid().map(|i| i.messages()));
                 let _ = status.send(Err(e.to_string()));
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(std::time::Duration::from_secs(10));
@@ -548,9 +570,14 @@ async fn control_plane(
             state = state.with_backend(Backend::new("postgres", move || status_rx.borrow().clone()));
             let slot: Arc<std::sync::OnceLock<Arc<smppgw_control::ConfigWatcher>>> = Arc::default();
             let (applied_tx, applied_rx) = tokio::sync::watch::channel::<Applied>(None);
+            let (refused_tx, refused_rx) = tokio::sync::watch::channel::<Option<Vec<String>>>(None);
             let s = slot.clone();
-            state = state.with_reload(move || reload_from_database(s.get().cloned(), applied_rx.clone()));
-            tokio::spawn(follow_database(pg, base, control, status_tx, slot, applied_tx, config_cache));
+            state = state.with_reload(move || {
+                reload_from_database(s.get().cloned(), applied_rx.clone(), refused_rx.clone())
+            });
+            let follow =
+                Following { status: status_tx, slot, applied: applied_tx, start_refused: refused_tx };
+            tokio::spawn(follow_database(pg, base, control, follow, config_cache));
         }
         None => {
             // Without a database, a reload re-reads the TOML file (or the embedded default).

@@ -265,6 +265,26 @@ fn a_node_starts_from_its_cached_configuration_while_postgresql_is_down() {
     assert!(body.contains(r#""name":"postgres","ok":false"#), "PostgreSQL reported down: {body}");
     drop(c);
     stop(gw);
+
+    // PostgreSQL up but holding a configuration that does not validate: the node starts on the
+    // cache, and a reload is answered with the problems (it said "not reachable yet", 503).
+    sql(&url, "UPDATE smppgw_customers SET window_size = 5000 WHERE system_id = 'c9'");
+    let gw = start(&url, true, Stdio::null());
+    assert!(
+        wait_for(Duration::from_secs(15), || TcpStream::connect(smpp_addr).is_ok()),
+        "starts on the cache"
+    );
+    assert!(wait_for(Duration::from_secs(15), || TcpStream::connect(http_addr).is_ok()), "HTTP API up");
+    let mut answer = (0, String::new());
+    assert!(
+        wait_for(Duration::from_secs(10), || {
+            answer = http_post(http_addr, "/api/v1/config/reload");
+            answer.0 == 400
+        }),
+        "the reload names what is wrong: {answer:?}"
+    );
+    assert!(answer.1.contains("c9") && answer.1.contains("window"), "{answer:?}");
+    stop(gw);
     sql(&admin, &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"));
     let _ = std::fs::remove_dir_all(&dir);
 }
