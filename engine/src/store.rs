@@ -57,6 +57,19 @@ pub fn alternate_ids(canonical: &[u8]) -> Vec<Small> {
 
 /// `s` as a number in `radix` (10 or 16, lower-case digits), if it is one that fits a u128.
 fn parse_radix(s: &[u8], radix: u32) -> Option<u128> {
+    // The usual ids fit a u64 whatever their digits (19 decimal, 16 hex): 64-bit arithmetic,
+    // not 128-bit checked multiplications, on every accepted message and receipt.
+    if s.len() <= if radix == 10 { 19 } else { 16 } {
+        let mut n: u64 = 0;
+        for &c in s {
+            let d = char::from(c).to_digit(radix)?;
+            if c.is_ascii_uppercase() {
+                return None;
+            }
+            n = n * u64::from(radix) + u64::from(d);
+        }
+        return (!s.is_empty()).then_some(u128::from(n));
+    }
     let mut n: u128 = 0;
     for &c in s {
         let d = char::from(c).to_digit(radix)?;
