@@ -312,27 +312,25 @@ impl CampaignTable {
     /// back to a window that is over.
     pub fn give_back(&self, ci: u32, segments: u32, unix_ms: u64) {
         let Some(c) = self.campaigns.get(ci as usize) else { return };
-        if c.cfg.segments_per_minute > 0 {
-            let minute = window_index(unix_ms, MINUTE_MS);
-            if minute == window_index(crate::core::unix_now_ms(), MINUTE_MS) {
-                c.window.give_back(minute, segments);
-                return_to(&c.lease, segments);
-            }
-        }
-        let _ = c.counters.segments.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-            Some(n.saturating_sub(u64::from(segments)))
-        });
-        if let Some(b) = c.brand.and_then(|bi| self.brands.get(bi as usize)) {
-            if b.cfg.daily_cap_segments > 0 {
-                let day = window_index(unix_ms, DAY_MS);
-                if day == window_index(crate::core::unix_now_ms(), DAY_MS) {
-                    b.window.give_back(day, segments);
-                    return_to(&b.lease, segments);
-                }
-            }
-            let _ = b.counters.segments.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                Some(n.saturating_sub(u64::from(segments)))
+        let now_ms = crate::core::unix_now_ms();
+        // The window counter ignores an index that is over; the lease does not know windows.
+        let still = |len| window_index(unix_ms, len) == window_index(now_ms, len);
+        let uncount = |n: &std::sync::atomic::AtomicU64| {
+            let _ = n.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_sub(u64::from(segments)))
             });
+        };
+        if c.cfg.segments_per_minute > 0 && still(MINUTE_MS) {
+            c.window.give_back(window_index(unix_ms, MINUTE_MS), segments);
+            return_to(&c.lease, segments);
+        }
+        uncount(&c.counters.segments);
+        if let Some(b) = c.brand.and_then(|bi| self.brands.get(bi as usize)) {
+            if b.cfg.daily_cap_segments > 0 && still(DAY_MS) {
+                b.window.give_back(window_index(unix_ms, DAY_MS), segments);
+                return_to(&b.lease, segments);
+            }
+            uncount(&b.counters.segments);
         }
     }
 

@@ -1172,8 +1172,6 @@ struct LeaseState {
     rate: f64,
     /// Redis granted less than asked: the window is (nearly) used up; ask again only slowly.
     short_at: Option<Instant>,
-    /// Window length, from the spec.
-    window_ms: u64,
     /// Units taken and requests refused when the current window began: a node that did
     /// neither in a window holds nothing in the next.
     taken_at_start: u64,
@@ -1213,7 +1211,6 @@ async fn keep_leases(inner: Arc<Inner>) {
                 last_taken: s.lease.taken(),
                 rate: 0.0,
                 short_at: None,
-                window_ms: s.window_ms.max(1),
                 taken_at_start: s.lease.taken(),
                 refused_at_start: s.lease.refused(),
                 idle: false,
@@ -1233,9 +1230,10 @@ async fn keep_leases(inner: Arc<Inner>) {
                     // Idle for a whole window: hold nothing in this one (the other nodes' traffic
                     // may use it), and ask when a request comes. Its end follows from the last
                     // one Redis gave (windows are aligned to Redis's clock).
-                    let behind = now.duration_since(st.end).as_millis() as u64 / st.window_ms + 1;
+                    let window_ms = s.window_ms.max(1);
+                    let behind = now.duration_since(st.end).as_millis() as u64 / window_ms + 1;
                     st.window += behind as i64;
-                    st.end += Duration::from_millis(behind * st.window_ms);
+                    st.end += Duration::from_millis(behind * window_ms);
                     s.lease.idle_window();
                     st.idle = true;
                     expired = false;
