@@ -64,22 +64,24 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// Runs the smppgw binary against a simulator that answers after 200 ms, submits 20 messages,
-/// sends `signal` while they are in flight, and checks what a clean shutdown promises: every
+/// Runs the smppgw binary against a simulator that answers after 400 ms, submits 20 messages,
+/// sends `signal` while they are in flight, and checks what a clean shutdown promises: `/ready`
+/// says the node is shutting down while it drains (so a load balancer stops sending), every
 /// submit answered ESME_ROK, the customer unbound, every acknowledged message at the vendor,
 /// the vendor binds unbound, exit status 0.
 fn signal_drains_and_exits_zero(signal: i32) {
     let v = common::sim(|s| {
-        s.faults.resp_latency = smppgw_loadgen::sim::Delay::Fixed(Duration::from_millis(200))
+        s.faults.resp_latency = smppgw_loadgen::sim::Delay::Fixed(Duration::from_millis(400))
     });
     let port = free_port();
+    let http: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let dir = std::env::temp_dir().join(format!("smppgw-cli-sig{signal}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = dir.join("gw.toml");
     std::fs::write(
         &cfg,
         format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\nhttp_listen = \"127.0.0.1:0\"\ncores = 1\n\n\
+            "[server]\nlisten = \"127.0.0.1:{port}\"\nhttp_listen = \"{http}\"\ncores = 1\n\n\
              [[customer]]\nsystem_id = \"c1\"\npassword_hash = \"{}\"\n\n\
              [[vendor]]\nname = \"v\"\nhost = \"127.0.0.1\"\nport = {}\nsystem_id = \"smppgw\"\npassword = \"secret\"\nbinds = 2\n\n\
              [[route]]\nname = \"all\"\nprefixes = [\"\"]\nvendors = [\"v\"]\n",
@@ -95,6 +97,12 @@ fn signal_drains_and_exits_zero(signal: i32) {
             && v.stats().binds_current >= 2),
         "the gateway serves and its vendor binds are up"
     );
+    assert!(
+        // The HTTP API starts after the SMPP listeners: wait until it listens.
+        common::wait_for(Duration::from_secs(10), || std::net::TcpStream::connect(http).is_ok()
+            && common::http_get(http, "/ready").0 == 200),
+        "ready before the signal"
+    );
     let mut c = common::Client::connect(addr);
     assert_eq!(c.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
     for i in 0..20 {
@@ -104,6 +112,16 @@ fn signal_drains_and_exits_zero(signal: i32) {
     std::thread::sleep(Duration::from_millis(50));
     // SAFETY: sending a signal to our own child process.
     unsafe { libc::kill(child.id() as i32, signal) };
+    // The submits wait 400 ms at the vendor: the node is draining, and says so.
+    let mut draining = None;
+    common::wait_for(Duration::from_millis(300), || {
+        let (status, body) = common::http_get(http, "/ready");
+        draining = Some((status, body));
+        status != 200
+    });
+    let (status, body) = draining.unwrap();
+    assert_eq!(status, 503, "a draining node is not ready: {body}");
+    assert!(body.contains("shutting down"), "{body}");
     let (acked, unbound) = c.drain_until_closed();
     let status = child.wait().unwrap();
     assert!(status.success(), "exit status {status:?}");
