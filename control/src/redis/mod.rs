@@ -33,6 +33,7 @@
 //! the end of the day of their newest message, so a message is kept for between the TTL and the
 //! TTL plus one day.
 
+mod leases;
 pub mod wire;
 
 use std::collections::{HashMap, VecDeque};
@@ -52,6 +53,8 @@ use smppgw_engine::runtime::{Control, GatewayControl};
 use smppgw_engine::snapshot::Snapshot;
 use smppgw_engine::store::{Record, alternate_ids, canonical_id, shard_key, shard_of};
 use tokio::sync::Notify;
+
+use self::leases::LeaseState;
 use tracing::{info, warn};
 
 /// Only the control thread touches it (never a core).
@@ -1163,24 +1166,6 @@ async fn poll_deliveries(inner: Arc<Inner>) {
     }
 }
 
-/// A lease's state on this node.
-struct LeaseState {
-    window: i64,
-    end: Instant,
-    last_taken: u64,
-    /// Units taken per tick, smoothed.
-    rate: f64,
-    /// Redis granted less than asked: the window is (nearly) used up; ask again only slowly.
-    short_at: Option<Instant>,
-    /// Units taken and requests refused when the current window began: a node that did
-    /// neither in a window holds nothing in the next.
-    taken_at_start: u64,
-    refused_at_start: u64,
-    /// The current window was idle-started (`Lease::idle_window`): no ask until a request
-    /// needs units.
-    idle: bool,
-}
-
 async fn keep_leases(inner: Arc<Inner>) {
     let mut tick = tokio::time::interval(Duration::from_millis(LEASE_TICK_MS));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -1193,7 +1178,10 @@ async fn keep_leases(inner: Arc<Inner>) {
         if snap.version != version {
             version = snap.version;
             specs = snap.leases();
-            states.retain(|k, _| specs.iter().any(|s| &s.key == k));
+            // A limit whose value changed has a new, inactive lease: forget its state so that it
+            // asks at once (an idle state would wait for a refusal that an inactive lease never
+            // makes, leaving only the local limit for the rest of the window).
+            states.retain(|k, _| specs.iter().any(|s| &s.key == k && s.lease.is_active()));
         }
         let Some(mut conn) = inner.conn() else {
             for s in &specs {
@@ -1205,54 +1193,8 @@ async fn keep_leases(inner: Arc<Inner>) {
         let now = Instant::now();
         let mut asks: Vec<(usize, u64)> = Vec::new();
         for (i, s) in specs.iter().enumerate() {
-            let st = states.entry(s.key.clone()).or_insert(LeaseState {
-                window: -1,
-                end: now,
-                last_taken: s.lease.taken(),
-                rate: 0.0,
-                short_at: None,
-                taken_at_start: s.lease.taken(),
-                refused_at_start: s.lease.refused(),
-                idle: false,
-            });
-            let taken = s.lease.taken();
-            st.rate = 0.7 * st.rate + 0.3 * (taken.saturating_sub(st.last_taken)) as f64;
-            st.last_taken = taken;
-            let need = u64::from(s.lease.take_need());
-            let limit = s.limit.max(1);
-            // A window's units are spent until the next window's grant replaces them: at most a
-            // tick and a round trip past its end (README, "Worst-case overshoot").
-            let mut expired = st.window < 0 || now >= st.end;
-            if expired && st.window >= 0 {
-                let used = taken != st.taken_at_start || s.lease.refused() != st.refused_at_start || need > 0;
-                (st.taken_at_start, st.refused_at_start) = (taken, s.lease.refused());
-                if !used {
-                    // Idle for a whole window: hold nothing in this one (the other nodes' traffic
-                    // may use it), and ask when a request comes. Its end follows from the last
-                    // one Redis gave (windows are aligned to Redis's clock).
-                    let window_ms = s.window_ms.max(1);
-                    let behind = now.duration_since(st.end).as_millis() as u64 / window_ms + 1;
-                    st.window += behind as i64;
-                    st.end += Duration::from_millis(behind * window_ms);
-                    s.lease.idle_window();
-                    st.idle = true;
-                    expired = false;
-                }
-                // A node with traffic asks now and keeps what it held until the answer replaces
-                // it (one round trip): emptied at once, it refused the requests of that round trip
-                // at every window change, below the limit.
-            }
-            // What a request refused for lack of units wanted, and what was borrowed, at least.
-            let owed = (-s.lease.tokens()).max(0) as u64;
-            let want = ((limit / 50).max((st.rate * 10.0) as u64)).max(need + owed).clamp(1, limit);
-            let low = s.lease.tokens() < (want / 2).max(need).max(1) as i64;
-            let may_retry = st.short_at.is_none_or(|t| now.duration_since(t) >= Duration::from_millis(50));
-            let ask = match st.idle {
-                true => need > 0 || owed > 0,
-                false => expired || (low && may_retry),
-            };
-            if ask {
-                st.idle = false;
+            let st = states.entry(s.key.clone()).or_insert_with(|| LeaseState::new(s, now));
+            if let Some(want) = st.plan(s, now) {
                 asks.push((i, want));
             }
         }
@@ -1280,17 +1222,11 @@ async fn keep_leases(inner: Arc<Inner>) {
             }
         };
         let now = Instant::now();
-        for ((i, want), (grant, window, ms_left)) in asks.into_iter().zip(answers) {
+        for ((i, want), answer) in asks.into_iter().zip(answers) {
             let s = &specs[i];
-            let Some(st) = states.get_mut(&s.key) else { continue };
-            if window != st.window || !s.lease.is_active() {
-                s.lease.activate(grant);
-                st.window = window;
-            } else {
-                s.lease.grant(grant);
+            if let Some(st) = states.get_mut(&s.key) {
+                st.apply(s, want, answer, now);
             }
-            st.end = now + Duration::from_millis(ms_left.max(0) as u64);
-            st.short_at = ((grant as u64) < want).then_some(now);
         }
     }
 }

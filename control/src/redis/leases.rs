@@ -1,0 +1,189 @@
+//! When a node asks Redis for units of a shared limit, and what it does with the answer: the
+//! decisions of the lease loop, without Redis or a clock, so that window changes can be driven
+//! in a unit test.
+
+use std::time::{Duration, Instant};
+
+use smppgw_engine::lease::LeaseSpec;
+
+/// A failed-short ask (Redis granted less than asked) is not repeated within this long: the
+/// window is (nearly) used up.
+const SHORT_RETRY_MS: u64 = 50;
+
+/// A lease's state on this node.
+#[derive(Debug)]
+pub(crate) struct LeaseState {
+    window: i64,
+    end: Instant,
+    last_taken: u64,
+    /// Units taken per tick, smoothed.
+    rate: f64,
+    /// Redis granted less than asked: the window is (nearly) used up; ask again only slowly.
+    short_at: Option<Instant>,
+    /// Units taken and requests refused when the current window began: a node that did
+    /// neither in a window holds nothing in the next.
+    taken_at_start: u64,
+    refused_at_start: u64,
+    /// The current window was idle-started (`Lease::idle_window`): no ask until a request
+    /// needs units.
+    idle: bool,
+}
+
+impl LeaseState {
+    /// A lease seen for the first time: it asks at the next tick.
+    pub(crate) fn new(s: &LeaseSpec, now: Instant) -> LeaseState {
+        LeaseState {
+            window: -1,
+            end: now,
+            last_taken: s.lease.taken(),
+            rate: 0.0,
+            short_at: None,
+            taken_at_start: s.lease.taken(),
+            refused_at_start: s.lease.refused(),
+            idle: false,
+        }
+    }
+
+    /// One tick of the lease loop: how many units to ask Redis for now, if any.
+    pub(crate) fn plan(&mut self, s: &LeaseSpec, now: Instant) -> Option<u64> {
+        let taken = s.lease.taken();
+        self.rate = 0.7 * self.rate + 0.3 * (taken.saturating_sub(self.last_taken)) as f64;
+        self.last_taken = taken;
+        let need = u64::from(s.lease.take_need());
+        let limit = s.limit.max(1);
+        // A window's units are spent until the next window's grant replaces them: at most a
+        // tick and a round trip past its end (README, "Worst-case overshoot").
+        let mut expired = self.window < 0 || now >= self.end;
+        if expired && self.window >= 0 {
+            let used = taken != self.taken_at_start || s.lease.refused() != self.refused_at_start || need > 0;
+            (self.taken_at_start, self.refused_at_start) = (taken, s.lease.refused());
+            if !used {
+                // Idle for a whole window: hold nothing in this one (the other nodes' traffic
+                // may use it), and ask when a request comes. Its end follows from the last one
+                // Redis gave (windows are aligned to Redis's clock).
+                let window_ms = s.window_ms.max(1);
+                let behind = now.duration_since(self.end).as_millis() as u64 / window_ms + 1;
+                self.window += behind as i64;
+                self.end += Duration::from_millis(behind * window_ms);
+                s.lease.idle_window();
+                self.idle = true;
+                expired = false;
+            }
+            // A node with traffic asks now and keeps what it held until the answer replaces it
+            // (one round trip): emptied at once, it refused the requests of that round trip at
+            // every window change, below the limit.
+        }
+        // What a request refused for lack of units wanted, and what was borrowed, at least.
+        let owed = (-s.lease.tokens()).max(0) as u64;
+        let want = ((limit / 50).max((self.rate * 10.0) as u64)).max(need + owed).clamp(1, limit);
+        let low = s.lease.tokens() < (want / 2).max(need).max(1) as i64;
+        let may_retry =
+            self.short_at.is_none_or(|t| now.duration_since(t) >= Duration::from_millis(SHORT_RETRY_MS));
+        let ask = match self.idle {
+            true => need > 0 || owed > 0,
+            false => expired || (low && may_retry),
+        };
+        if ask {
+            self.idle = false;
+        }
+        ask.then_some(want)
+    }
+
+    /// Redis's answer to an ask of `want` units: `grant` units of window number `window`, which
+    /// ends `ms_left` milliseconds after `now`. A new window's grant replaces what the lease
+    /// held (the last window's units are no longer this node's); within one window it adds.
+    pub(crate) fn apply(
+        &mut self,
+        s: &LeaseSpec,
+        want: u64,
+        (grant, window, ms_left): (i64, i64, i64),
+        now: Instant,
+    ) {
+        if window != self.window || !s.lease.is_active() {
+            s.lease.activate(grant);
+            self.window = window;
+        } else {
+            s.lease.grant(grant);
+        }
+        self.end = now + Duration::from_millis(ms_left.max(0) as u64);
+        self.short_at = ((grant.max(0) as u64) < want).then_some(now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use smppgw_engine::lease::Lease;
+
+    use super::*;
+
+    fn spec(limit: u64) -> LeaseSpec {
+        LeaseSpec { key: "rate:customer:c".into(), limit, window_ms: 1_000, lease: Arc::new(Lease::new()) }
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn a_busy_node_keeps_its_units_across_a_window_change_until_the_new_grant() {
+        // Goal: at a window change a node with traffic goes on admitting from what it held until
+        // Redis's answer for the new window arrives, so requests below the limit are never
+        // refused in that round trip; the answer then replaces (not adds to) the old units.
+        let s = spec(1_000);
+        let t0 = Instant::now();
+        let mut st = LeaseState::new(&s, t0);
+        let want = st.plan(&s, t0).expect("a new lease asks at once");
+        st.apply(&s, want, (100, 7, 1_000), t0);
+        assert_eq!(s.lease.tokens(), 100);
+        for _ in 0..30 {
+            assert!(s.lease.try_take(1));
+        }
+        // The window ends: the tick asks for the next one, and the lease still admits.
+        let t1 = t0 + ms(1_000);
+        let want = st.plan(&s, t1).expect("a busy node asks at the window change");
+        assert_eq!(s.lease.tokens(), 70, "nothing taken away before the answer");
+        assert!(s.lease.try_take(1), "a request in the round trip is admitted");
+        st.apply(&s, want, (80, 8, 1_000), t1 + ms(1));
+        assert_eq!(s.lease.tokens(), 80, "the new window's grant replaces the last window's units");
+        assert!(st.plan(&s, t1 + ms(10)).is_none(), "nothing to ask with the grant in hand");
+    }
+
+    #[test]
+    fn a_node_idle_for_a_window_holds_nothing_then_asks_when_a_request_comes() {
+        // Goal: a node that neither admitted nor refused anything in a window gives the next
+        // one's units to the nodes with traffic, admits one request ahead of its ask, and asks
+        // for at least what that request took.
+        let s = spec(1_000);
+        let t0 = Instant::now();
+        let mut st = LeaseState::new(&s, t0);
+        let want = st.plan(&s, t0).expect("first ask");
+        st.apply(&s, want, (20, 3, 500), t0);
+        let t1 = t0 + ms(500);
+        assert!(st.plan(&s, t1).is_none(), "idle: no ask");
+        assert_eq!(s.lease.tokens(), 0, "and nothing held");
+        assert!(st.plan(&s, t1 + ms(100)).is_none(), "still idle");
+        assert!(s.lease.try_take(2), "one request admitted ahead of the grant");
+        assert!(!s.lease.try_take(1), "and only one");
+        let want = st.plan(&s, t1 + ms(110)).expect("the borrowed units make it ask");
+        assert!(want >= 2, "at least the units owed: {want}");
+        st.apply(&s, want, (want as i64, 4, 390), t1 + ms(111));
+        assert_eq!(s.lease.tokens(), want as i64 - 2, "the grant pays back the borrowed units");
+        // The next window change finds it used: it asks like a busy node.
+        assert!(st.plan(&s, t1 + ms(510)).is_some());
+    }
+
+    #[test]
+    fn a_short_grant_is_not_asked_again_at_every_tick() {
+        // Goal: once Redis grants less than asked (the shared window is nearly used up), the
+        // node asks again only after SHORT_RETRY_MS, not every tick.
+        let s = spec(1_000);
+        let t0 = Instant::now();
+        let mut st = LeaseState::new(&s, t0);
+        let want = st.plan(&s, t0).expect("first ask");
+        st.apply(&s, want, (0, 1, 1_000), t0);
+        assert!(st.plan(&s, t0 + ms(10)).is_none(), "short: wait");
+        assert!(st.plan(&s, t0 + ms(SHORT_RETRY_MS)).is_some(), "then ask again");
+    }
+}
