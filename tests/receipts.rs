@@ -233,6 +233,52 @@ fn receipts_wait_for_a_receiving_bind_and_failed_deliveries_are_retried_once_eac
 }
 
 #[test]
+fn a_customer_refusing_receipts_for_a_while_gets_them_later_not_a_burst_of_retries() {
+    // Goal: a customer that refuses receipts for a moment (its database is down, say) is not
+    // sent the same receipt again at once until the attempts run out and it is lost: each
+    // refusal waits longer (0.5 s, then 1 s, ...) while the other receipts keep coming, and the
+    // receipt arrives once the customer takes it.
+    let vendor = sim(|_| {});
+    let gw = smppgw_engine::start(config(&[("v1", vendor.local_addr())])).unwrap();
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
+    assert!(wait_for(Duration::from_secs(5), || vendor.stats().binds_current >= 2));
+    let (st, refused_id) = c.submit_dlr("15551237001", "refused for a while");
+    assert_eq!(st, CommandStatus::ESME_ROK);
+    let first = c.recv_deliver();
+    assert_eq!(receipt_of(&first).0, refused_id);
+    c.answer(&first, CommandStatus::ESME_RX_T_APPN);
+    let mut last = std::time::Instant::now();
+    // Another message's receipt is not held up behind the refused one.
+    let (_, other_id) = c.submit_dlr("15551237002", "flows meanwhile");
+    let mut gaps = Vec::new();
+    let mut other_seen = false;
+    while gaps.len() < 2 {
+        let p = c.recv_deliver();
+        let (id, _) = receipt_of(&p);
+        if id == other_id {
+            other_seen = true;
+            c.answer(&p, CommandStatus::ESME_ROK);
+            continue;
+        }
+        assert_eq!(id, refused_id);
+        gaps.push(last.elapsed());
+        last = std::time::Instant::now();
+        c.answer(&p, CommandStatus::ESME_RX_T_APPN);
+    }
+    assert!(other_seen, "the other receipt came while the refused one waited");
+    assert!(gaps[0] >= Duration::from_millis(450), "first retry after about 0.5 s: {gaps:?}");
+    assert!(gaps[1] >= Duration::from_millis(950), "then after about 1 s: {gaps:?}");
+    let p = c.recv_deliver();
+    assert_eq!(receipt_of(&p).0, refused_id, "still not given up");
+    c.answer(&p, CommandStatus::ESME_ROK);
+    c.stream.set_read_timeout(Some(Duration::from_millis(2_500))).unwrap();
+    assert!(c.try_recv().is_none_or(|p| !matches!(p.body, Body::DeliverSm(_))), "not sent again once taken");
+    gw.shutdown();
+    gw.join();
+}
+
+#[test]
 fn query_sm_answers_from_the_store_for_its_owner_only() {
     // Goal: query_sm gives the state of the customer's own message; another customer's query fails.
     let vendor = sim(|_| {});

@@ -16,7 +16,7 @@ use bytes::{Bytes, BytesMut};
 use smppgw_codec::receipt::{EsmMessageType, MessageState, Receipt, esm_class_message_type, is_receipt};
 use smppgw_codec::{Address, CommandStatus, SubmitSm, TlvsBuilder, tag};
 
-use crate::deliveries::{Delivery, Dispatcher, Kind, SessionRef};
+use crate::deliveries::{Answer, Delivery, Dispatcher, Kind, SessionRef};
 use crate::hash::FxHashMap;
 use crate::mailbox::Mailbox;
 use crate::metrics::Metrics;
@@ -295,8 +295,8 @@ pub enum CoreMsg {
         /// The session the delivery was sent on: an answer from any other (a stale failure for
         /// a delivery that has since gone out again elsewhere) is not this delivery's.
         session: SessionRef,
-        /// Accepted.
-        ok: bool,
+        /// How it ended.
+        answer: Answer,
     },
     /// A receiving session of a customer came up or went down (to its home core).
     Receiver {
@@ -546,6 +546,13 @@ impl Core {
         self.dispatcher.borrow().deliverable()
     }
 
+    /// The node is draining: refused deliveries waiting for a retry go now, to customers still
+    /// bound, rather than wait past the moment they are unbound.
+    pub fn release_waiting_deliveries(&self) {
+        self.dispatcher.borrow_mut().release_all();
+        self.pump_deliveries();
+    }
+
     /// With shared state up, the receipts and MO queued here for `customer` once it has no
     /// receiving bind on this node go to the shared queue, which every node where it binds
     /// takes from (this one too, should it bind here again): they no longer wait for it to come
@@ -711,6 +718,11 @@ impl Core {
     /// Periodic work: ids tied to the clock, store expiry.
     pub fn tick(&self) {
         self.ids.borrow_mut().catch_up();
+        // Refused deliveries whose wait is over, and customers whose throttling pause ended.
+        let due = self.dispatcher.borrow().next_due();
+        if due.is_some_and(|t| t <= Instant::now()) {
+            self.pump_deliveries();
+        }
         let expired = self.store.borrow_mut().expire(unix_now());
         if !expired.is_empty() {
             self.metrics.receipts_unmatched.fetch_add(expired.len() as u64, Ordering::Relaxed);
@@ -1429,7 +1441,7 @@ impl Core {
 
     fn pump_deliveries(&self) {
         let mut out = self.pending_out.borrow_mut();
-        self.dispatcher.borrow_mut().next(&mut out);
+        self.dispatcher.borrow_mut().next(Instant::now(), &mut out);
         for (session, d) in out.drain(..) {
             self.send(usize::from(session.core), CoreMsg::DeliverOn { session, delivery: d });
         }
@@ -1513,7 +1525,10 @@ impl Core {
                         if mb.push(SessionMsg::Deliver(delivery)).is_err() {
                             // Full: it stays open but takes nothing more.
                             let home = self.home_of(customer);
-                            self.send(home, CoreMsg::DeliveryAck { customer, token, session, ok: false });
+                            self.send(
+                                home,
+                                CoreMsg::DeliveryAck { customer, token, session, answer: Answer::NotSent },
+                            );
                             self.send(home, CoreMsg::ReceiverDraining { customer, session });
                         }
                     }
@@ -1521,18 +1536,20 @@ impl Core {
                     // what else it had.
                     None => {
                         let home = self.home_of(customer);
-                        self.send(home, CoreMsg::DeliveryAck { customer, token, session, ok: false });
+                        self.send(
+                            home,
+                            CoreMsg::DeliveryAck { customer, token, session, answer: Answer::NotSent },
+                        );
                         self.send(home, CoreMsg::Receiver { customer, session, up: false });
                     }
                 }
             }
-            CoreMsg::DeliveryAck { customer, token, session, ok } => {
-                if ok {
-                    self.metrics.deliveries_ok.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    self.metrics.deliveries_failed.fetch_add(1, Ordering::Relaxed);
-                }
-                self.dispatcher.borrow_mut().ack(customer, token, session, ok);
+            CoreMsg::DeliveryAck { customer, token, session, answer } => {
+                match answer {
+                    Answer::Ok => self.metrics.deliveries_ok.fetch_add(1, Ordering::Relaxed),
+                    _ => self.metrics.deliveries_failed.fetch_add(1, Ordering::Relaxed),
+                };
+                self.dispatcher.borrow_mut().ack(customer, token, session, answer, Instant::now());
                 self.pump_deliveries();
             }
             CoreMsg::Receiver { customer, session, up } => {

@@ -13,6 +13,7 @@ use smppgw_codec::text::Alphabet;
 use smppgw_codec::{Bind, BindResp, Body, CommandStatus, DecodeError, Pdu, SubmitSm, Tlvs};
 
 use crate::deadlines::DeadlineQueue;
+use crate::deliveries::Answer;
 use crate::limits::BIND_FAILURES_MAX;
 use crate::msgid::{IdStyle, format_id};
 
@@ -89,8 +90,8 @@ pub enum Event {
     Delivered {
         /// The token it was handed in with.
         token: u64,
-        /// Whether the customer accepted it.
-        ok: bool,
+        /// How the customer answered it.
+        answer: Answer,
     },
     /// Another request this machine does not answer itself (query_sm, cancel_sm, replace_sm,
     /// submit_multi): the driver answers it.
@@ -239,9 +240,9 @@ impl CustomerSession {
         self.deliveries.len()
     }
 
-    fn delivery_answered(&mut self, seq: u32, ok: bool, events: &mut Vec<Event>) {
+    fn delivery_answered(&mut self, seq: u32, answer: Answer, events: &mut Vec<Event>) {
         if let Some((token, _)) = self.deliveries.remove(&seq) {
-            events.push(Event::Delivered { token, ok });
+            events.push(Event::Delivered { token, answer });
         }
     }
 
@@ -312,7 +313,7 @@ impl CustomerSession {
             (_, Body::GenericNack) if self.enquire_sent.is_some() && seq == self.enquire_seq => {
                 self.enquire_sent = None;
             }
-            (_, Body::GenericNack) => self.delivery_answered(seq, false, events),
+            (_, Body::GenericNack) => self.delivery_answered(seq, Answer::Failed, events),
             (
                 &State::Open { since, failures },
                 body @ (Body::BindTransmitter(_) | Body::BindReceiver(_) | Body::BindTransceiver(_)),
@@ -400,7 +401,7 @@ impl CustomerSession {
                 }
             }
             (_, Body::DeliverSmResp(_) | Body::DataSmResp(_)) => {
-                self.delivery_answered(seq, pdu.command_status.is_ok(), events);
+                self.delivery_answered(seq, Answer::from_status(pdu.command_status), events);
             }
             (
                 State::Bound { kind, .. },
@@ -446,7 +447,11 @@ impl CustomerSession {
             DecodeError::Pdu { header, error } => {
                 if header.command_id.is_response() && header.command_id.name().is_some() {
                     // A malformed response to our request: judge it by its status, answer nothing.
-                    self.delivery_answered(header.sequence_number, header.command_status.is_ok(), events);
+                    self.delivery_answered(
+                        header.sequence_number,
+                        Answer::from_status(header.command_status),
+                        events,
+                    );
                     return;
                 }
                 let status = error.command_status();
@@ -621,7 +626,7 @@ impl CustomerSession {
     pub fn on_tick(&mut self, now: Instant, out: &mut BytesMut, events: &mut Vec<Event>) {
         while let Some((deadline, seq)) = self.delivery_deadlines.pop_due(now) {
             if self.deliveries.get(&seq).is_some_and(|(_, d)| *d == deadline) {
-                self.delivery_answered(seq, false, events);
+                self.delivery_answered(seq, Answer::Failed, events);
             }
         }
         let s = &self.settings;
@@ -1350,14 +1355,14 @@ mod delivery_tests {
             &mut ev,
         );
         s.on_tick(now + Duration::from_secs(6), &mut out, &mut ev);
-        let got: Vec<(u64, bool)> = ev
+        let got: Vec<(u64, Answer)> = ev
             .iter()
             .filter_map(|e| match e {
-                Event::Delivered { token, ok } => Some((*token, *ok)),
+                Event::Delivered { token, answer } => Some((*token, *answer)),
                 _ => None,
             })
             .collect();
-        assert_eq!(got, vec![(11, true), (12, false), (13, false)]);
+        assert_eq!(got, vec![(11, Answer::Ok), (12, Answer::Failed), (13, Answer::Failed)]);
         assert_eq!(s.deliveries_outstanding(), 0);
     }
 }

@@ -7,12 +7,18 @@
 //! Overflow policy: when a customer's queue is full (`receipt_queue_max` while it has no receiving
 //! bind, [`BOUND_QUEUE_FACTOR`] times that while one is draining it), the oldest queued delivery
 //! is dropped and counted (`smppgw_deliveries_dropped_total`): the newest receipts are the ones a
-//! customer still acts on. Failed deliveries (an error deliver_sm_resp, a timeout, the session
-//! closing) go back ahead of everything queued after them, in the order they first came, and are
-//! retried, up to [`DELIVERY_ATTEMPTS_MAX`] times.
+//! customer still acts on. Deliveries that never reached the customer (its session closing) go
+//! back ahead of everything queued after them, in the order they first came. Deliveries the
+//! customer refused (an error deliver_sm_resp or generic_nack) or did not answer in time wait
+//! before they go again ([`retry_delay`]: 0.5 s doubling up to 30 s), while the rest of the
+//! queue flows; a throttling answer (ESME_RTHROTTLED, ESME_RMSGQFUL) also pauses the customer's
+//! whole queue for that delay. After [`DELIVERY_ATTEMPTS_MAX`] attempts (about two minutes of
+//! refusals), or at once for a permanent refusal (ESME_RX_P_APPN, ESME_RX_R_APPN), a delivery is
+//! given up and counted.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::hash::FxHashMap as HashMap;
 
@@ -22,6 +28,47 @@ use smppgw_codec::SubmitSm;
 pub const SESSION_DELIVERY_WINDOW: u32 = 64;
 /// Attempts before a delivery is given up (the customer refuses it every time).
 pub const DELIVERY_ATTEMPTS_MAX: u8 = 10;
+/// The wait before a refused delivery's first retry; each further refusal doubles it.
+pub const RETRY_BASE_MS: u64 = 500;
+/// The longest wait between two attempts of one delivery.
+pub const RETRY_MAX_MS: u64 = 30_000;
+
+/// The wait before attempt `attempts + 1` of a delivery refused `attempts` times (at least 1).
+pub fn retry_delay(attempts: u8) -> Duration {
+    let shift = u32::from(attempts.saturating_sub(1)).min(16);
+    Duration::from_millis((RETRY_BASE_MS << shift).min(RETRY_MAX_MS))
+}
+
+/// How a delivery handed to a customer session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// deliver_sm_resp (or data_sm_resp) with ESME_ROK.
+    Ok,
+    /// An error status, a generic_nack or no answer in time: tried again after a delay.
+    Failed,
+    /// ESME_RTHROTTLED or ESME_RMSGQFUL: tried again after a delay, and the customer's queue
+    /// waits that long too.
+    Throttled,
+    /// ESME_RX_P_APPN or ESME_RX_R_APPN: the customer will never take it; given up at once.
+    Rejected,
+    /// It never reached the customer (its session was closing or could not take it): queued
+    /// again at once, no attempt counted.
+    NotSent,
+}
+
+impl Answer {
+    /// The answer a deliver_sm_resp / data_sm_resp status means.
+    pub fn from_status(st: smppgw_codec::CommandStatus) -> Answer {
+        use smppgw_codec::CommandStatus as S;
+        match st {
+            S::ESME_ROK => Answer::Ok,
+            S::ESME_RTHROTTLED | S::ESME_RMSGQFUL => Answer::Throttled,
+            S::ESME_RX_P_APPN | S::ESME_RX_R_APPN => Answer::Rejected,
+            _ => Answer::Failed,
+        }
+    }
+}
+
 /// While the customer has a receiving bind its queue is draining, so it may hold this many times
 /// `receipt_queue_max` before the overflow policy applies: a burst of receipts faster than the
 /// customer answers them is absorbed, not dropped. Still a bound.
@@ -72,6 +119,11 @@ struct CustomerQueue {
     /// Shared with the message that carries it to its session: a retry needs it back, and a
     /// pointer moves through the tables and channels instead of the whole body.
     inflight: HashMap<u64, (SessionRef, Arc<Delivery>)>,
+    /// Refused deliveries waiting for their retry time, in the order they were refused. Counted
+    /// with `queue` against the customer's bound.
+    waiting: VecDeque<(Instant, Arc<Delivery>)>,
+    /// The customer throttled us: nothing goes to it before this.
+    paused_until: Option<Instant>,
 }
 
 impl CustomerQueue {
@@ -83,6 +135,45 @@ impl CustomerQueue {
     fn requeue(&mut self, d: Arc<Delivery>) {
         let at = self.queue.partition_point(|x| x.token < d.token);
         self.queue.insert(at, d);
+    }
+
+    /// Retries whose time has come (all of them with `now` = `None`) rejoin the queue.
+    fn release_due(&mut self, now: Option<Instant>) {
+        if now.is_none() {
+            self.paused_until = None;
+        }
+        let mut i = 0;
+        while i < self.waiting.len() {
+            if now.is_none_or(|t| self.waiting[i].0 <= t) {
+                if let Some((_, d)) = self.waiting.remove(i) {
+                    self.requeue(d);
+                }
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    fn held(&self) -> usize {
+        self.queue.len() + self.waiting.len()
+    }
+
+    /// Drops the oldest held delivery (queued or waiting), to make room.
+    fn drop_oldest(&mut self) -> bool {
+        let waiting_first = match (self.queue.front(), self.waiting.iter().map(|(_, d)| d.token).min()) {
+            (Some(q), Some(w)) => w < q.token,
+            (None, Some(_)) => true,
+            _ => false,
+        };
+        if waiting_first {
+            let Some(i) = self.waiting.iter().enumerate().min_by_key(|(_, (_, d))| d.token).map(|(i, _)| i)
+            else {
+                return false;
+            };
+            self.waiting.remove(i).is_some()
+        } else {
+            self.queue.pop_front().is_some()
+        }
     }
 }
 
@@ -126,8 +217,7 @@ impl Dispatcher {
         }
         let q = self.customers.entry(d.customer).or_default();
         let cap = if q.sessions.is_empty() { self.queue_max } else { self.queue_max * BOUND_QUEUE_FACTOR };
-        while q.queue.len() >= cap {
-            q.queue.pop_front();
+        while q.held() >= cap && q.drop_oldest() {
             self.dropped += 1;
         }
         q.queue.push_back(d);
@@ -141,7 +231,7 @@ impl Dispatcher {
         self.customers.retain(|&c, q| {
             let keep = present(c) || !q.sessions.is_empty() || !q.inflight.is_empty();
             if !keep {
-                gone += q.queue.len();
+                gone += q.held();
             }
             keep
         });
@@ -183,34 +273,64 @@ impl Dispatcher {
         }
     }
 
-    /// The customer answered (or failed to answer) delivery `token` on session `from`. An answer
-    /// from another session than the one the delivery is in flight on is stale (the delivery was
-    /// requeued when that session went down and has gone out again since) and changes nothing:
-    /// acting on it would send the delivery a second time, or drop the one in flight.
-    pub fn ack(&mut self, customer: u32, token: u64, from: SessionRef, ok: bool) {
+    /// The customer answered (or failed to answer) delivery `token` on session `from`, at `now`.
+    /// An answer from another session than the one the delivery is in flight on is stale (the
+    /// delivery was requeued when that session went down and has gone out again since) and
+    /// changes nothing: acting on it would send the delivery a second time, or drop the one in
+    /// flight.
+    pub fn ack(&mut self, customer: u32, token: u64, from: SessionRef, answer: Answer, now: Instant) {
         let Some(q) = self.customers.get_mut(&customer) else { return };
         if q.inflight.get(&token).is_none_or(|(s, _)| *s != from) {
             return;
         }
-        let Some((s, d)) = q.inflight.remove(&token) else { return };
+        let Some((s, mut d)) = q.inflight.remove(&token) else { return };
         if let Some(e) = q.sessions.iter_mut().find(|(x, _)| *x == s) {
             e.1 = e.1.saturating_sub(1);
         }
-        if !ok {
-            let mut d = d;
-            // Copies the delivery only if its session still holds the other reference.
-            Arc::make_mut(&mut d).attempts += 1;
-            if d.attempts >= DELIVERY_ATTEMPTS_MAX {
-                self.given_up += 1;
-            } else {
-                q.requeue(d);
+        match answer {
+            Answer::Ok => {}
+            Answer::NotSent => q.requeue(d),
+            Answer::Rejected => self.given_up += 1,
+            Answer::Failed | Answer::Throttled => {
+                // Copies the delivery only if its session still holds the other reference.
+                Arc::make_mut(&mut d).attempts += 1;
+                if d.attempts >= DELIVERY_ATTEMPTS_MAX {
+                    self.given_up += 1;
+                    return;
+                }
+                let at = now + retry_delay(d.attempts);
+                if answer == Answer::Throttled {
+                    q.paused_until = Some(q.paused_until.map_or(at, |p| p.max(at)));
+                }
+                q.waiting.push_back((at, d));
             }
         }
     }
 
-    /// Deliveries that can go now, each with the session to send it on, in queue order.
-    pub fn next(&mut self, out: &mut Vec<(SessionRef, Arc<Delivery>)>) {
+    /// The earliest time a waiting retry or a throttled customer's pause ends (the driver calls
+    /// [`Dispatcher::next`] then), if any.
+    pub fn next_due(&self) -> Option<Instant> {
+        self.customers.values().flat_map(|q| q.waiting.iter().map(|(t, _)| *t).chain(q.paused_until)).min()
+    }
+
+    /// Every waiting retry may go now, and no customer is paused: the node is draining, and a
+    /// delivery still waiting when its customer is unbound would be left behind.
+    pub fn release_all(&mut self) {
         for q in self.customers.values_mut() {
+            q.release_due(None);
+        }
+    }
+
+    /// Deliveries that can go at `now`, each with the session to send it on, in queue order.
+    pub fn next(&mut self, now: Instant, out: &mut Vec<(SessionRef, Arc<Delivery>)>) {
+        for q in self.customers.values_mut() {
+            if !q.waiting.is_empty() {
+                q.release_due(Some(now));
+            }
+            if q.paused_until.is_some_and(|t| t > now) {
+                continue;
+            }
+            q.paused_until = None;
             while !q.queue.is_empty() && !q.sessions.is_empty() {
                 // Round robin over sessions with room.
                 let n = q.sessions.len();
@@ -234,7 +354,10 @@ impl Dispatcher {
     /// it has one.
     pub fn take_unreceived(&mut self, customer: u32) -> Vec<Arc<Delivery>> {
         match self.customers.get_mut(&customer) {
-            Some(q) if q.sessions.is_empty() => q.queue.drain(..).collect(),
+            Some(q) if q.sessions.is_empty() => {
+                q.release_due(None);
+                q.queue.drain(..).collect()
+            }
             _ => Vec::new(),
         }
     }
@@ -243,29 +366,25 @@ impl Dispatcher {
     pub fn unreceived_customers(&self) -> Vec<u32> {
         self.customers
             .iter()
-            .filter(|(_, q)| q.sessions.is_empty() && !q.queue.is_empty())
+            .filter(|(_, q)| q.sessions.is_empty() && q.held() > 0)
             .map(|(&c, _)| c)
             .collect()
     }
 
-    /// Queued (not in flight) deliveries for `customer`.
+    /// Queued or waiting (not in flight) deliveries for `customer`.
     pub fn queued(&self, customer: u32) -> usize {
-        self.customers.get(&customer).map_or(0, |q| q.queue.len())
+        self.customers.get(&customer).map_or(0, |q| q.held())
     }
 
     /// Deliveries queued or in flight for customers that have a receiving session: what a
     /// draining node can still hand over before it unbinds them.
     pub fn deliverable(&self) -> usize {
-        self.customers
-            .values()
-            .filter(|q| !q.sessions.is_empty())
-            .map(|q| q.queue.len() + q.inflight.len())
-            .sum()
+        self.customers.values().filter(|q| !q.sessions.is_empty()).map(|q| q.held() + q.inflight.len()).sum()
     }
 
-    /// Queued deliveries over all customers.
+    /// Queued or waiting deliveries over all customers.
     pub fn queued_total(&self) -> usize {
-        self.customers.values().map(|q| q.queue.len()).sum()
+        self.customers.values().map(|q| q.held()).sum()
     }
 }
 
@@ -325,6 +444,11 @@ mod tests {
             attempts: 0,
         })
     }
+    /// One instant for a whole test: time moves only where a test moves it.
+    fn t() -> Instant {
+        static T: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        *T.get_or_init(Instant::now)
+    }
     const S1: SessionRef = SessionRef { core: 0, session: 1, generation: 1 };
     const S2: SessionRef = SessionRef { core: 1, session: 1, generation: 1 };
 
@@ -348,10 +472,10 @@ mod tests {
             x.push(d(7, n));
         }
         let mut out = Vec::new();
-        x.next(&mut out);
+        x.next(t(), &mut out);
         assert!(out.is_empty());
         x.session_up(7, S1);
-        x.next(&mut out);
+        x.next(t(), &mut out);
         assert_eq!(out.iter().map(|(_, d)| d.body.esm_class).collect::<Vec<_>>(), vec![0, 1, 2]);
     }
 
@@ -363,7 +487,7 @@ mod tests {
             x.push(d(7, n));
         }
         let mut out = Vec::new();
-        x.next(&mut out);
+        x.next(t(), &mut out);
         x.push(d(7, 3));
         x.push(d(8, 0));
         // Customer 7 is removed: its session is still draining, so nothing goes yet.
@@ -386,33 +510,128 @@ mod tests {
         assert_eq!(x.dropped, 7);
         x.session_up(7, S1);
         let mut out = Vec::new();
-        x.next(&mut out);
+        x.next(t(), &mut out);
         assert_eq!(out.iter().map(|(_, d)| d.body.esm_class).collect::<Vec<_>>(), vec![7, 8, 9, 10]);
     }
 
     #[test]
-    fn refused_deliveries_go_out_again_first_in_the_order_they_first_came() {
+    fn refused_deliveries_wait_then_go_out_again_in_the_order_they_first_came() {
+        // Goal: deliveries the customer refused are not sent straight back (a customer refusing
+        // for a moment would see them all given up within milliseconds): they wait
+        // RETRY_BASE_MS while the rest flows, then go in the order they first came. What a
+        // closed session never answered goes again at once.
         let mut x = Dispatcher::new(10, 0);
         x.session_up(7, S1);
         for n in 0..5 {
             x.push(d(7, n));
         }
         let mut out = Vec::new();
-        x.next(&mut out);
+        x.next(t(), &mut out);
         // Two more queued behind the five in flight; the customer refuses three, answers in
         // the order 0, 2, 1, and the session goes down with one (3) unanswered.
         x.push(d(7, 5));
         x.push(d(7, 6));
         let token = |n: u8| out.iter().find(|(_, d)| d.body.esm_class == n).map(|(_, d)| d.token).unwrap();
-        x.ack(7, token(0), S1, false);
-        x.ack(7, token(2), S1, false);
-        x.ack(7, token(1), S1, false);
-        x.ack(7, token(4), S1, true);
+        x.ack(7, token(0), S1, Answer::Failed, t());
+        x.ack(7, token(2), S1, Answer::Failed, t());
+        x.ack(7, token(1), S1, Answer::Failed, t());
+        x.ack(7, token(4), S1, Answer::Ok, t());
         x.session_down(7, S1);
         x.session_up(7, S2);
+        let esm = |v: &Vec<(SessionRef, Arc<Delivery>)>| {
+            v.iter().map(|(_, d)| d.body.esm_class).collect::<Vec<_>>()
+        };
         let mut again = Vec::new();
-        x.next(&mut again);
-        assert_eq!(again.iter().map(|(_, d)| d.body.esm_class).collect::<Vec<_>>(), vec![0, 1, 2, 3, 5, 6]);
+        x.next(t(), &mut again);
+        assert_eq!(esm(&again), vec![3, 5, 6], "the refused ones wait");
+        assert_eq!(x.next_due(), Some(t() + Duration::from_millis(RETRY_BASE_MS)));
+        again.clear();
+        x.next(t() + Duration::from_millis(RETRY_BASE_MS - 1), &mut again);
+        assert!(again.is_empty());
+        x.next(t() + Duration::from_millis(RETRY_BASE_MS), &mut again);
+        assert_eq!(esm(&again), vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn each_refusal_doubles_the_wait_and_the_last_attempt_gives_up() {
+        // Goal: a delivery refused again and again is tried DELIVERY_ATTEMPTS_MAX times over
+        // about two minutes (0.5 s doubling, at most 30 s apart), then given up and counted.
+        let mut x = Dispatcher::new(10, 0);
+        x.session_up(7, S1);
+        x.push(d(7, 0));
+        let mut now = t();
+        let mut waits = Vec::new();
+        for attempt in 1..=DELIVERY_ATTEMPTS_MAX {
+            let mut out = Vec::new();
+            x.next(now, &mut out);
+            assert_eq!(out.len(), 1, "attempt {attempt} goes out");
+            x.ack(7, out[0].1.token, S1, Answer::Failed, now);
+            match x.next_due() {
+                Some(due) => {
+                    waits.push((due - now).as_millis() as u64);
+                    now = due;
+                }
+                None => assert_eq!(attempt, DELIVERY_ATTEMPTS_MAX),
+            }
+        }
+        assert_eq!(waits, vec![500, 1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000, 30_000]);
+        assert_eq!((x.given_up, x.queued(7)), (1, 0));
+    }
+
+    #[test]
+    fn a_throttling_customer_pauses_its_queue_and_a_permanent_refusal_is_given_up_at_once() {
+        // Goal: ESME_RTHROTTLED from the customer holds back its whole queue for the retry
+        // delay (not only the throttled delivery), ESME_RX_R_APPN drops that delivery without
+        // retries, and a delivery that never reached the customer goes again at once without
+        // counting an attempt.
+        assert_eq!(Answer::from_status(smppgw_codec::CommandStatus::ESME_RTHROTTLED), Answer::Throttled);
+        assert_eq!(Answer::from_status(smppgw_codec::CommandStatus::ESME_RX_R_APPN), Answer::Rejected);
+        assert_eq!(Answer::from_status(smppgw_codec::CommandStatus::ESME_RSYSERR), Answer::Failed);
+        let mut x = Dispatcher::new(10, 0);
+        x.session_up(7, S1);
+        x.push(d(7, 0));
+        x.push(d(7, 1));
+        x.push(d(7, 2));
+        let mut out = Vec::new();
+        x.next(t(), &mut out);
+        let tokens: Vec<u64> = out.iter().map(|(_, d)| d.token).collect();
+        x.ack(7, tokens[0], S1, Answer::Throttled, t());
+        x.ack(7, tokens[1], S1, Answer::Rejected, t());
+        x.ack(7, tokens[2], S1, Answer::NotSent, t());
+        assert_eq!(x.given_up, 1);
+        x.push(d(7, 3));
+        out.clear();
+        x.next(t() + Duration::from_millis(100), &mut out);
+        assert!(out.is_empty(), "paused: neither the bounced one nor a new one goes");
+        x.next(t() + Duration::from_millis(RETRY_BASE_MS), &mut out);
+        let esm: Vec<u8> = out.iter().map(|(_, d)| d.body.esm_class).collect();
+        assert_eq!(esm, vec![0, 2, 3], "then all, in order");
+        assert_eq!(out[1].1.attempts, 0, "the bounced one counted no attempt");
+    }
+
+    #[test]
+    fn retries_waiting_count_against_the_bound_and_go_at_once_when_the_node_drains() {
+        // Goal: refused deliveries waiting for their retry are held within the customer's
+        // queue bound (the oldest dropped first), and a draining node sends them at once
+        // instead of leaving them behind when the customer is unbound.
+        let mut x = Dispatcher::new(2, 0);
+        x.push(d(7, 0));
+        x.push(d(7, 1));
+        x.session_up(7, S1);
+        let mut out = Vec::new();
+        x.next(t(), &mut out);
+        for (s, d) in &out {
+            x.ack(7, d.token, *s, Answer::Failed, t());
+        }
+        assert_eq!(x.queued(7), 2);
+        x.session_down(7, S1);
+        x.push(d(7, 2));
+        assert_eq!((x.queued(7), x.dropped), (2, 1), "bounded: the oldest waiting one went");
+        x.session_up(7, S1);
+        x.release_all();
+        out.clear();
+        x.next(t(), &mut out);
+        assert_eq!(out.iter().map(|(_, d)| d.body.esm_class).collect::<Vec<_>>(), vec![1, 2]);
     }
 
     #[test]
@@ -422,21 +641,21 @@ mod tests {
         x.push(d(7, 0));
         x.push(d(7, 1));
         let mut out = Vec::new();
-        x.next(&mut out);
+        x.next(t(), &mut out);
         let t0 = out[0].1.token;
-        x.ack(7, t0, S1, false);
+        x.ack(7, t0, S1, Answer::Failed, t());
         x.session_down(7, S1);
         assert_eq!(x.queued(7), 2);
         x.session_up(7, S2);
         out.clear();
-        x.next(&mut out);
+        x.next(t() + retry_delay(1), &mut out);
         assert_eq!(out.len(), 2);
         assert!(out.iter().all(|(s, _)| *s == S2));
         for (s, d) in &out {
-            x.ack(7, d.token, *s, true);
+            x.ack(7, d.token, *s, Answer::Ok, t());
         }
         out.clear();
-        x.next(&mut out);
+        x.next(t(), &mut out);
         assert!(out.is_empty(), "nothing duplicated");
     }
 
@@ -450,18 +669,18 @@ mod tests {
         x.session_up(7, S2);
         x.push(d(7, 0));
         let mut out = Vec::new();
-        x.next(&mut out);
-        let (first, t) = (out[0].0, out[0].1.token);
+        x.next(t(), &mut out);
+        let (first, tok) = (out[0].0, out[0].1.token);
         let other = if first == S1 { S2 } else { S1 };
         x.session_down(7, first);
         out.clear();
-        x.next(&mut out);
+        x.next(t(), &mut out);
         assert_eq!((out.len(), out[0].0), (1, other), "sent again on the other session");
-        x.ack(7, t, first, false);
+        x.ack(7, tok, first, Answer::Failed, t());
         out.clear();
-        x.next(&mut out);
+        x.next(t(), &mut out);
         assert!(out.is_empty(), "the stale failure sent nothing more");
-        x.ack(7, t, other, true);
+        x.ack(7, tok, other, Answer::Ok, t());
         assert_eq!((x.queued(7), x.deliverable()), (0, 0), "accepted once, gone");
     }
 
@@ -475,18 +694,18 @@ mod tests {
         x.push(d(7, 0));
         x.push(d(7, 1));
         let mut out = Vec::new();
-        x.next(&mut out);
+        x.next(t(), &mut out);
         let (t0, t1) = (out[0].1.token, out[1].1.token);
         x.session_up(7, S2);
         x.session_draining(7, S1);
         x.push(d(7, 2));
         out.clear();
-        x.next(&mut out);
+        x.next(t(), &mut out);
         assert_eq!(out.iter().map(|(s, d)| (*s, d.body.esm_class)).collect::<Vec<_>>(), vec![(S2, 2)]);
-        x.ack(7, t0, S1, true);
+        x.ack(7, t0, S1, Answer::Ok, t());
         x.session_down(7, S1);
         out.clear();
-        x.next(&mut out);
+        x.next(t(), &mut out);
         assert_eq!(
             out.iter().map(|(s, d)| (*s, d.token)).collect::<Vec<_>>(),
             vec![(S2, t1)],
@@ -504,12 +723,12 @@ mod tests {
             x.push(d(7, n));
         }
         let mut out = Vec::new();
-        x.next(&mut out);
+        x.next(t(), &mut out);
         x.push(d(7, 20));
         x.session_down(7, S1);
         x.session_up(7, S2);
         out.clear();
-        x.next(&mut out);
+        x.next(t(), &mut out);
         let order: Vec<u8> = out.iter().map(|(_, d)| d.body.esm_class).collect();
         assert_eq!(order, (0..=20).collect::<Vec<u8>>());
     }
@@ -535,7 +754,7 @@ mod tests {
         assert_eq!(x.dropped, 1);
         x.session_up(1, S1);
         let mut out = Vec::new();
-        x.next(&mut out);
+        x.next(t(), &mut out);
         assert_eq!(out.iter().map(|(_, d)| d.body.esm_class).collect::<Vec<_>>(), vec![1, 2]);
     }
 }

@@ -24,7 +24,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::balance::{Balancer, Handoff};
 use crate::core::{Core, CoreMsg, Found, Job, OpJob, ReplyKind, ReplyTo, SessionMsg, VendorMsg};
 use crate::customer::{BindKind, CustomerSession, CustomerSettings, Event};
-use crate::deliveries::SessionRef;
+use crate::deliveries::{Answer, SessionRef};
 use crate::limits;
 use crate::mailbox::Mailbox;
 use crate::rate::AdaptiveRate;
@@ -515,11 +515,12 @@ impl CustomerDriver {
                 Event::DataSm { seq, submit, segments } => {
                     self.submit(seq, submit, segments, ReplyKind::DataSm, now)
                 }
-                Event::Delivered { token, ok } => {
+                Event::Delivered { token, answer } => {
                     if let Some(c) = &self.customer {
                         let home = self.core.home_of(c.idx);
                         let session = self.me();
-                        self.core.send(home, CoreMsg::DeliveryAck { customer: c.idx, token, session, ok });
+                        self.core
+                            .send(home, CoreMsg::DeliveryAck { customer: c.idx, token, session, answer });
                     }
                 }
                 Event::Request(pdu) => self.request(pdu, now),
@@ -978,7 +979,12 @@ impl CustomerDriver {
             let session = self.me();
             self.core.send(
                 home,
-                CoreMsg::DeliveryAck { customer: d.customer, token: d.token, session, ok: false },
+                CoreMsg::DeliveryAck {
+                    customer: d.customer,
+                    token: d.token,
+                    session,
+                    answer: Answer::NotSent,
+                },
             );
             // Open still (unbinding or closing) and answering what it has: it takes nothing more.
             self.core.send(home, CoreMsg::ReceiverDraining { customer: d.customer, session: self.me() });

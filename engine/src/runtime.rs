@@ -745,6 +745,7 @@ async fn core_main(
     // (for at most half the grace period).
     // Every core waits for all: a customer's queue lives on its home core, its sessions on others.
     let drain_until = Instant::now() + grace / 2;
+    core.release_waiting_deliveries();
     loop {
         draining[idx].store(core.deliverable() as u64, Ordering::Release);
         let left: u64 = draining.iter().map(|d| d.load(Ordering::Acquire)).sum();
