@@ -536,3 +536,68 @@ fn a_bind_slowed_by_throttling_stays_slowed_across_a_reconnect() {
     gw.shutdown();
     gw.join();
 }
+
+#[test]
+fn a_message_the_vendor_accepted_without_an_id_cannot_be_cancelled_or_replaced_by_address() {
+    // Goal: a vendor that accepts a submit with an empty message_id leaves the gateway nothing
+    // to name the message by. A cancel_sm forwarded with an empty id would cancel every pending
+    // message between those addresses (SMPP 3.4, 4.9.1), other customers' included: the customer
+    // gets ESME_RCANCELFAIL / ESME_RREPLACEFAIL and the vendor sees neither operation.
+    let (addr, seen) = fake_smsc(|_, mut c| {
+        accept_bind(&mut c);
+        let mut ops = Vec::new();
+        while let Some(p) = c.recv() {
+            match p.body {
+                Body::SubmitSm(_) => {
+                    c.send(&Pdu::new(p.sequence_number, Body::SubmitSmResp(Default::default())))
+                }
+                Body::CancelSm(_) | Body::ReplaceSm(_) => ops.push(p.command_id()),
+                Body::EnquireLink => c.send(&Pdu::new(p.sequence_number, Body::EnquireLinkResp)),
+                Body::Unbind => {
+                    c.send(&Pdu::new(p.sequence_number, Body::UnbindResp));
+                    break;
+                }
+                _ => {}
+            }
+        }
+        ops
+    });
+    let mut cfg = config(&[("smsc", addr)]);
+    cfg.vendors[0].binds = 1;
+    let gw = smppgw_engine::start(cfg).unwrap();
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
+    let (st, id) = c.submit_dlr("15557778888", "no vendor id");
+    assert_eq!(st, CommandStatus::ESME_ROK);
+    let src = smppgw_codec::Address::new(1, 1, "15550001");
+    let query = |c: &mut Client| {
+        let seq = c.next_seq();
+        let q = smppgw_codec::QuerySm { message_id: id.clone().into(), source: src.clone() };
+        c.send(&Pdu::new(seq, Body::QuerySm(q)));
+        c.recv_resp(seq).command_status
+    };
+    assert!(wait_for(Duration::from_secs(5), || query(&mut c) == CommandStatus::ESME_ROK), "stored");
+    let seq = c.next_seq();
+    let x = smppgw_codec::CancelSm {
+        message_id: id.clone().into(),
+        source: src.clone(),
+        dest: smppgw_codec::Address::new(1, 1, "15557778888"),
+        ..Default::default()
+    };
+    c.send(&Pdu::new(seq, Body::CancelSm(x)));
+    assert_eq!(c.recv_resp(seq).command_status, CommandStatus::ESME_RCANCELFAIL);
+    let seq = c.next_seq();
+    let r = smppgw_codec::ReplaceSm {
+        message_id: id.clone().into(),
+        source: src,
+        short_message: "new".into(),
+        ..Default::default()
+    };
+    c.send(&Pdu::new(seq, Body::ReplaceSm(r)));
+    assert_eq!(c.recv_resp(seq).command_status, CommandStatus::ESME_RREPLACEFAIL);
+    assert_eq!(c.unbind(), CommandStatus::ESME_ROK);
+    gw.shutdown();
+    gw.join();
+    let ops = seen.recv_timeout(Duration::from_secs(5)).expect("the fake SMSC's connection ended");
+    assert!(ops.is_empty(), "nothing reached the vendor: {ops:?}");
+}

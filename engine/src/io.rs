@@ -939,7 +939,13 @@ impl CustomerDriver {
                 smppgw_codec::Pdu::new(seq, smppgw_codec::Body::QuerySmResp(body)).encode(&mut self.wbuf);
                 self.machine.op_answered(now, &mut self.wbuf, events);
             }
-            (Pending::Cancel(mut x), Some(f)) if !f.record.state.is_final() => {
+            // A record without the vendor's id (the vendor accepted with an empty message_id)
+            // cannot name the message at the vendor: forwarded with an empty id, a cancel_sm
+            // would cancel every pending message of those addresses (SMPP 3.4, 4.9.1), other
+            // customers' too, on the shared bind. It falls through to the failure below.
+            (Pending::Cancel(mut x), Some(f))
+                if !f.record.state.is_final() && !f.record.vendor_id.is_empty() =>
+            {
                 x.message_id = Bytes::copy_from_slice(&f.record.vendor_id);
                 let op = OpJob {
                     reply: self.reply_to(seq, ReplyKind::Cancel),
@@ -951,7 +957,9 @@ impl CustomerDriver {
                 self.ops_out.insert(seq);
                 self.core.dispatch_op(op);
             }
-            (Pending::Replace(mut x), Some(f)) if !f.record.state.is_final() => {
+            (Pending::Replace(mut x), Some(f))
+                if !f.record.state.is_final() && !f.record.vendor_id.is_empty() =>
+            {
                 x.message_id = Bytes::copy_from_slice(&f.record.vendor_id);
                 let op = OpJob {
                     reply: self.reply_to(seq, ReplyKind::Replace),
