@@ -440,3 +440,49 @@ fn an_earlier_part_the_vendor_refused_gets_no_derived_receipt() {
     gw.shutdown();
     gw.join();
 }
+
+#[test]
+fn an_unbind_right_behind_a_submit_multi_or_a_query_waits_for_their_answers() {
+    // Goal: a customer that writes a request and its unbind in one go (many libraries do at
+    // shutdown) gets the request's answer first, then unbind_resp: the submit_multi's message id
+    // (its receipts will carry it) and the query's state are not lost behind the unbind.
+    let v = sim(|s| s.faults.resp_latency = smppgw_loadgen::sim::Delay::Fixed(Duration::from_millis(100)));
+    let gw = smppgw_engine::start(config(&[("v", v.local_addr())])).unwrap();
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
+    assert!(wait_for(Duration::from_secs(5), || v.stats().binds_current >= 2));
+    let (st, id) = c.submit("15558880009", "to query");
+    assert_eq!(st, CommandStatus::ESME_ROK);
+    let m = SubmitMulti {
+        source: Address::new(1, 1, "15550001"),
+        dests: vec![
+            DestAddress::Sme(Address::new(1, 1, "15558880011")),
+            DestAddress::Sme(Address::new(1, 1, "15558880012")),
+        ],
+        short_message: "to two".into(),
+        ..Default::default()
+    };
+    let q = smppgw_codec::QuerySm { message_id: id.into(), source: Address::new(1, 1, "15550001") };
+    let (multi_seq, query_seq, unbind_seq) = (c.next_seq(), c.next_seq(), c.next_seq());
+    let mut wire = Pdu::new(multi_seq, Body::SubmitMulti(m)).to_bytes().to_vec();
+    wire.extend_from_slice(&Pdu::new(query_seq, Body::QuerySm(q)).to_bytes());
+    wire.extend_from_slice(&Pdu::new(unbind_seq, Body::Unbind).to_bytes());
+    c.send_raw(&wire);
+    let mut got = Vec::new();
+    while let Some(p) = c.recv() {
+        got.push((p.command_id(), p.sequence_number, p.command_status));
+    }
+    let last = got.last().copied();
+    assert_eq!(
+        last,
+        Some((smppgw_codec::CommandId::UNBIND_RESP, unbind_seq, CommandStatus::ESME_ROK)),
+        "{got:?}"
+    );
+    assert!(
+        got.contains(&(smppgw_codec::CommandId::SUBMIT_MULTI_RESP, multi_seq, CommandStatus::ESME_ROK)),
+        "{got:?}"
+    );
+    assert!(got.iter().any(|g| g.0 == smppgw_codec::CommandId::QUERY_SM_RESP && g.1 == query_seq), "{got:?}");
+    gw.shutdown();
+    gw.join();
+}

@@ -159,8 +159,8 @@ pub struct CustomerSession {
     state: State,
     window: u32,
     outstanding: u32,
-    /// query_sm, cancel_sm and replace_sm accepted and not answered yet: an unbind waits for
-    /// them as for submits.
+    /// query_sm, cancel_sm, replace_sm and submit_multi handed to the driver and not answered
+    /// yet: an unbind waits for them as for submits.
     ops: u32,
     next_seq: u32,
     last_rx: Instant,
@@ -276,12 +276,9 @@ impl CustomerSession {
         self.on_answered(now, out, events);
     }
 
-    /// The driver accepted a query_sm, cancel_sm or replace_sm: an unbind waits for its answer.
-    pub fn op_began(&mut self) {
-        self.ops += 1;
-    }
-
-    /// The driver answered one of those (or gave up on it).
+    /// The driver answered a request this machine handed it in [`Event::Request`] (or gave up on
+    /// it). An unbind waits for every such answer: one read may carry a request and the unbind
+    /// behind it, and the request's answer goes first.
     pub fn op_answered(&mut self, now: Instant, out: &mut BytesMut, events: &mut Vec<Event>) {
         self.ops = self.ops.saturating_sub(1);
         self.on_answered(now, out, events);
@@ -407,10 +404,14 @@ impl CustomerSession {
                 State::Bound { kind, .. },
                 body @ (Body::QuerySm(_) | Body::CancelSm(_) | Body::ReplaceSm(_) | Body::SubmitMulti(_)),
             ) => {
-                let submits = !matches!(body, Body::QuerySm(_));
-                if submits && !kind.can_submit() {
+                // SMPP 3.4 2.3: all four are issued by an ESME bound as transmitter or
+                // transceiver, query_sm included.
+                if !kind.can_submit() {
                     return refuse(out, id, seq, CommandStatus::ESME_RINVBNDSTS);
                 }
+                // Counted now, not when the driver gets to it: an unbind decoded from the same
+                // read must wait for this answer.
+                self.ops += 1;
                 events.push(Event::Request(Pdu::with_status(seq, pdu.command_status, body)));
             }
             (_, body) if id.is_response() => {
@@ -852,6 +853,29 @@ mod tests {
         (s, now)
     }
 
+    fn cancel(seq: u32) -> Pdu {
+        Pdu::new(seq, Body::CancelSm(smppgw_codec::CancelSm { message_id: "1".into(), ..Default::default() }))
+    }
+
+    #[test]
+    fn a_receiver_bind_may_not_query_cancel_replace_or_submit_multi() {
+        // Goal: SMPP 3.4 2.3 allows these only on transmitter and transceiver binds.
+        let (mut s, now) = bound(BindKind::Receiver, 10);
+        let (mut out, mut ev) = (BytesMut::new(), Vec::new());
+        let q = smppgw_codec::QuerySm { message_id: "1".into(), ..Default::default() };
+        s.on_pdu(Pdu::new(2, Body::QuerySm(q)), now, &mut out, &mut ev);
+        s.on_pdu(cancel(3), now, &mut out, &mut ev);
+        assert!(ev.is_empty(), "nothing handed to the driver");
+        let got: Vec<_> = decode_all(&mut out).iter().map(|p| (p.command_id(), p.command_status)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (CommandId::QUERY_SM_RESP, CommandStatus::ESME_RINVBNDSTS),
+                (CommandId::CANCEL_SM_RESP, CommandStatus::ESME_RINVBNDSTS)
+            ]
+        );
+    }
+
     #[test]
     fn shutdown_waits_for_pending_operations_and_submits_then_gives_the_unbind_its_own_timeout() {
         // A cancel_sm in progress and a submit at a slow vendor: our unbind goes only once both
@@ -860,7 +884,7 @@ mod tests {
         let (mut s, now) = bound(BindKind::Transceiver, 10);
         let (mut out, mut ev) = (BytesMut::new(), Vec::new());
         s.on_pdu(submit(2), now, &mut out, &mut ev);
-        s.op_began();
+        s.on_pdu(cancel(3), now, &mut out, &mut ev);
         s.begin_shutdown(now, &mut out, &mut ev);
         assert!(decode_all(&mut out).is_empty(), "nothing answered yet: no unbind");
         let later = now + Duration::from_secs(30);
@@ -878,11 +902,13 @@ mod tests {
         s.on_tick(later + Duration::from_secs(10), &mut out, &mut ev);
         assert!(s.is_closed(), "the unbind unanswered for the response timeout");
         // The customer's own unbind waits for a pending operation too.
+        // One read carrying a request and the unbind behind it: the unbind waits for the answer.
         let (mut s, now) = bound(BindKind::Transceiver, 10);
         let (mut out, mut ev) = (BytesMut::new(), Vec::new());
-        s.op_began();
+        s.on_pdu(cancel(8), now, &mut out, &mut ev);
         s.on_pdu(Pdu::new(9, Body::Unbind), now, &mut out, &mut ev);
         assert!(decode_all(&mut out).is_empty());
+        assert!(matches!(ev[0], Event::Request(_)), "the request went to the driver");
         s.op_answered(now, &mut out, &mut ev);
         assert_eq!(decode_all(&mut out)[0].command_id(), CommandId::UNBIND_RESP);
     }

@@ -630,8 +630,23 @@ impl CustomerDriver {
         smppgw_codec::Pdu::error_response(&h, st).encode(&mut self.wbuf);
     }
 
+    /// A request the machine handed over ([`Event::Request`]): started, or answered at once,
+    /// and then the machine is told (an unbind behind it waits for that).
     fn request(&mut self, pdu: smppgw_codec::Pdu, now: Instant) {
-        let Some(c) = self.customer.clone() else { return };
+        if !self.start_request(pdu, now) {
+            // Closing events need no handling here: a closed machine is seen after the batch.
+            let mut sink = Vec::new();
+            self.machine.op_answered(now, &mut self.wbuf, &mut sink);
+        }
+    }
+
+    /// Starts a query_sm, cancel_sm, replace_sm or submit_multi; false when it was answered at
+    /// once (refused, or a submit_multi none of whose destinations went to a vendor).
+    fn start_request(&mut self, pdu: smppgw_codec::Pdu, now: Instant) -> bool {
+        let Some(c) = self.customer.clone() else {
+            self.refuse(&pdu, CommandStatus::ESME_RINVBNDSTS);
+            return false;
+        };
         let seq = pdu.sequence_number;
         let (id, what, fail) = match &pdu.body {
             smppgw_codec::Body::QuerySm(q) => {
@@ -646,34 +661,56 @@ impl CustomerDriver {
             smppgw_codec::Body::SubmitMulti(_) if self.multis.contains_key(&seq) => {
                 // Its answer would be mixed with the pending one's (the customer reused a
                 // sequence number still in flight): refused, the pending one goes on.
-                return self.refuse(&pdu, CommandStatus::ESME_RSYSERR);
+                {
+                    self.refuse(&pdu, CommandStatus::ESME_RSYSERR);
+                    return false;
+                }
             }
             smppgw_codec::Body::SubmitMulti(m) => return self.submit_multi(seq, m.clone(), &c, now),
-            _ => return self.refuse(&pdu, CommandStatus::ESME_RINVCMDID),
+            _ => {
+                self.refuse(&pdu, CommandStatus::ESME_RINVCMDID);
+                return false;
+            }
         };
         if self.queries.contains_key(&seq) || self.ops_out.contains(&seq) {
             // As above: a sequence number still in flight.
-            return self.refuse(&pdu, CommandStatus::ESME_RSYSERR);
+            {
+                self.refuse(&pdu, CommandStatus::ESME_RSYSERR);
+                return false;
+            }
         }
         if self.queries.len() + self.ops_out.len()
             >= (limits::QUERY_ANSWERS_MAX / self.core.cores().max(1)).max(1)
         {
-            return self.refuse(&pdu, CommandStatus::ESME_RTHROTTLED);
+            {
+                self.refuse(&pdu, CommandStatus::ESME_RTHROTTLED);
+                return false;
+            }
         }
         let Some(shown_id) = crate::msgid::parse_id(&id, c.id_style) else {
             // cancel_sm with an empty id (cancel by addresses) is not supported: refused as failed.
-            return self.refuse(&pdu, if id.is_empty() { fail } else { CommandStatus::ESME_RINVMSGID });
+            {
+                self.refuse(&pdu, if id.is_empty() { fail } else { CommandStatus::ESME_RINVMSGID });
+                return false;
+            }
         };
         self.queries
             .insert(seq, PendingQuery { since: now, what, answers: 0, found: None, remote: false, shown_id });
-        self.machine.op_began();
         let reply = self.reply_to(seq, ReplyKind::Submit);
         for core in 0..self.core.cores() {
             self.core.send(core, CoreMsg::Query { shown_id, customer: c.idx, reply });
         }
+        true
     }
 
-    fn submit_multi(&mut self, seq: u32, m: smppgw_codec::SubmitMulti, c: &Arc<CustomerRt>, now: Instant) {
+    /// Routes a submit_multi's destinations; false when it was answered at once.
+    fn submit_multi(
+        &mut self,
+        seq: u32,
+        m: smppgw_codec::SubmitMulti,
+        c: &Arc<CustomerRt>,
+        now: Instant,
+    ) -> bool {
         use smppgw_codec::{DestAddress, UnsuccessSme};
         // Each destination is a submit in flight: the window bounds them as it bounds submit_sm
         // (and so the answers coming back to this session), all or nothing.
@@ -686,7 +723,7 @@ impl CustomerDriver {
                 sequence_number: seq,
             };
             smppgw_codec::Pdu::error_response(&h, CommandStatus::ESME_RTHROTTLED).encode(&mut self.wbuf);
-            return;
+            return false;
         }
         let shown_id = self.core.next_msg_id();
         let mut pm = PendingMulti {
@@ -773,7 +810,7 @@ impl CustomerDriver {
         self.multis.insert(seq, pm);
         if empty {
             self.finish_multi(seq);
-            return;
+            return false;
         }
         for (i, submit, charge) in jobs {
             self.core.metrics.submits.add(self.core.idx, 1);
@@ -792,6 +829,7 @@ impl CustomerDriver {
             job.charge = charge;
             self.core.submit(job);
         }
+        true
     }
 
     fn finish_multi(&mut self, seq: u32) {
@@ -835,6 +873,7 @@ impl CustomerDriver {
                 }
                 if pm.remaining == 0 {
                     self.finish_multi(seq);
+                    self.machine.op_answered(now, &mut self.wbuf, events);
                 }
             }
             ReplyKind::Cancel | ReplyKind::Replace => {
@@ -893,6 +932,7 @@ impl CustomerDriver {
             );
             self.machine.give_window(remaining as u32, now, &mut self.wbuf, events);
             self.finish_multi(seq);
+            self.machine.op_answered(now, &mut self.wbuf, events);
         }
     }
 
