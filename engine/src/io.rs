@@ -421,8 +421,16 @@ pub const PART_GROUP_TTL: Duration = Duration::from_secs(600);
 /// The (reference, total, seq) of a part of a long message, from its UDH or SAR TLVs.
 fn part_info(s: &smppgw_codec::SubmitSm) -> Option<(u16, u8, u8)> {
     if s.esm_class & 0x40 != 0 {
-        let ud = smppgw_codec::text::parse_udh(&s.short_message).ok()?;
-        let c = ud.concat?.info;
+        // The user data is in short_message, or in message_payload when short_message is empty
+        // (always so for data_sm).
+        let payload;
+        let ud = if s.short_message.is_empty() {
+            payload = s.tlvs.message_payload()?;
+            &payload
+        } else {
+            &s.short_message
+        };
+        let c = smppgw_codec::text::parse_udh(ud).ok()?.concat?.info;
         return Some((c.ref_num, c.total, c.seq));
     }
     let t = &s.tlvs;
@@ -1792,6 +1800,27 @@ fn on_outcome(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_udh_in_message_payload_marks_a_part_as_one_in_short_message_does() {
+        // Goal: a long message whose parts carry their UDH in message_payload (data_sm always
+        // does) is grouped for receipt_parts = "last" like one with the UDH in short_message.
+        let udh_part = b"\x05\x00\x03\x2a\x03\x02part two".to_vec();
+        let in_sm = smppgw_codec::SubmitSm {
+            esm_class: 0x40,
+            short_message: Bytes::from(udh_part.clone()),
+            ..Default::default()
+        };
+        let in_payload = smppgw_codec::SubmitSm {
+            esm_class: 0x40,
+            tlvs: smppgw_codec::Tlvs::default().with(smppgw_codec::tag::MESSAGE_PAYLOAD, &udh_part),
+            ..Default::default()
+        };
+        assert_eq!(part_info(&in_sm), Some((0x2a, 3, 2)));
+        assert_eq!(part_info(&in_payload), Some((0x2a, 3, 2)));
+        let no_udh = smppgw_codec::SubmitSm { esm_class: 0x40, ..Default::default() };
+        assert_eq!(part_info(&no_udh), None);
+    }
 
     fn key(r: u16) -> PartKey {
         (0, Bytes::from_static(b"15550001"), Bytes::from_static(b"15557770000"), r)
