@@ -601,3 +601,84 @@ fn a_message_the_vendor_accepted_without_an_id_cannot_be_cancelled_or_replaced_b
     let ops = seen.recv_timeout(Duration::from_secs(5)).expect("the fake SMSC's connection ended");
     assert!(ops.is_empty(), "nothing reached the vendor: {ops:?}");
 }
+
+#[test]
+fn an_earlier_part_keeps_its_final_state_and_error_after_a_late_intermediate_for_the_last_part() {
+    // Goal: under receipt_parts = "last" the earlier parts take their state from the last
+    // part's receipt, with its error code (query_sm on part 1 of an undeliverable message says
+    // UNDELIV and the network's error, as its derived receipt does), and a late intermediate
+    // notification for the last part does not take that final state back.
+    let (addr, _seen) = fake_smsc(|_, mut c| {
+        accept_bind(&mut c);
+        let mut n = 0;
+        while let Some(p) = c.recv() {
+            match p.body {
+                Body::SubmitSm(_) => {
+                    n += 1;
+                    let resp = smppgw_codec::MessageIdResp {
+                        message_id: format!("P{n}").into(),
+                        ..Default::default()
+                    };
+                    c.send(&Pdu::new(p.sequence_number, Body::SubmitSmResp(resp)));
+                    if n == 2 {
+                        for (esm, stat) in [(0x04, "UNDELIV"), (0x20, "ENROUTE")] {
+                            let text = format!(
+                                "id:P2 sub:001 dlvrd:000 submit date:2611251200 done date:2611251201 stat:{stat} err:005 text:x"
+                            );
+                            let r =
+                                SubmitSm { esm_class: esm, short_message: text.into(), ..Default::default() };
+                            c.send(&Pdu::new(1000 + n, Body::DeliverSm(r)));
+                        }
+                    }
+                }
+                Body::EnquireLink => c.send(&Pdu::new(p.sequence_number, Body::EnquireLinkResp)),
+                Body::Unbind => {
+                    c.send(&Pdu::new(p.sequence_number, Body::UnbindResp));
+                    break;
+                }
+                _ => {}
+            }
+        }
+    });
+    let mut cfg = config(&[("smsc", addr)]);
+    cfg.vendors[0].binds = 1;
+    cfg.customers[0].receipt_parts = smppgw_engine::config::ReceiptParts::Last;
+    let gw = smppgw_engine::start(cfg).unwrap();
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
+    let mut ids = Vec::new();
+    for part in 1..=2u8 {
+        let (seq, mut p) = c.submit_pdu("15557774444", "");
+        let Body::SubmitSm(s) = &mut p.body else { unreachable!() };
+        s.registered_delivery = 1;
+        s.esm_class |= 0x40;
+        s.short_message = [&[5u8, 0x00, 3, 0x51, 2, part][..], b"part"].concat().into();
+        c.send(&p);
+        let r = c.recv_resp(seq);
+        let Body::SubmitSmResp(m) = r.body else { panic!("submit_sm_resp: {r:?}") };
+        ids.push(String::from_utf8_lossy(&m.message_id).into_owned());
+    }
+    // The final receipts (part 2's own, part 1's derived), then the intermediate for part 2.
+    for _ in 0..3 {
+        let p = c.recv_deliver();
+        c.answer(&p, CommandStatus::ESME_ROK);
+    }
+    let query = |c: &mut Client, id: &str| {
+        let seq = c.next_seq();
+        let q = smppgw_codec::QuerySm {
+            message_id: id.to_owned().into(),
+            source: smppgw_codec::Address::new(1, 1, "15550001"),
+        };
+        c.send(&Pdu::new(seq, Body::QuerySm(q)));
+        let r = c.recv_resp(seq);
+        let Body::QuerySmResp(q) = r.body else { panic!("query_sm_resp: {r:?}") };
+        (q.message_state, q.error_code)
+    };
+    let undeliv = (smppgw_codec::receipt::MessageState::Undeliverable.as_u8(), 5);
+    assert!(wait_for(Duration::from_secs(2), || query(&mut c, &ids[1]) == undeliv), "the last part is final");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(query(&mut c, &ids[0]), undeliv, "part 1: the last part's final state and its error");
+    assert_eq!(c.unbind(), CommandStatus::ESME_ROK);
+    gw.shutdown();
+    gw.join();
+}

@@ -337,12 +337,14 @@ pub enum CoreMsg {
         /// The customer's id of the message.
         shown_id: u64,
     },
-    /// Record a new state for a message (after cancel_sm).
+    /// Record a new state for a message (after cancel_sm, or a receipt derived for a part).
     SetState {
         /// The customer's id.
         shown_id: u64,
-        /// New state.
+        /// New state (a final state is not taken back by one that is not).
         state: MessageState,
+        /// The error code query_sm reports, when this state comes with one.
+        error: Option<u16>,
     },
 }
 
@@ -1355,7 +1357,10 @@ impl Core {
             );
             if derived {
                 for core in 0..self.cores() {
-                    self.send(core, CoreMsg::SetState { shown_id: shown, state: stat });
+                    self.send(
+                        core,
+                        CoreMsg::SetState { shown_id: shown, state: stat, error: Some(rec.error) },
+                    );
                 }
             }
         }
@@ -1422,7 +1427,7 @@ impl Core {
             });
             self.send(home, CoreMsg::DerivedReceipt { delivery, shown_id: shown });
             for core in 0..self.cores() {
-                self.send(core, CoreMsg::SetState { shown_id: shown, state });
+                self.send(core, CoreMsg::SetState { shown_id: shown, state, error: Some(err) });
             }
         }
     }
@@ -1594,13 +1599,21 @@ impl Core {
                     self.remote_put(&r, false);
                 }
             }
-            CoreMsg::SetState { shown_id, state } => {
-                let updated = self.store.borrow_mut().find_shown_mut(shown_id).map(|r| {
+            CoreMsg::SetState { shown_id, state, error } => {
+                let updated = self.store.borrow_mut().find_shown_mut(shown_id).and_then(|r| {
+                    // As for the message's own receipts: a late intermediate state derived from
+                    // the last part does not take an earlier part's final state back.
+                    if r.state.is_final() && !state.is_final() {
+                        return None;
+                    }
                     r.state = state;
+                    if let Some(e) = error {
+                        r.error = e;
+                    }
                     if state.is_final() && r.final_at == 0 {
                         r.final_at = unix_now();
                     }
-                    r.clone()
+                    Some(r.clone())
                 });
                 if let Some(r) = updated {
                     self.remote_put(&r, false);

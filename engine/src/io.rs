@@ -1683,6 +1683,7 @@ fn on_vjob(
                             CoreMsg::SetState {
                                 shown_id: op.shown_id,
                                 state: smppgw_codec::receipt::MessageState::Deleted,
+                                error: None,
                             },
                         );
                     } else if let smppgw_codec::Body::ReplaceSm(r) = &*op.pdu
