@@ -907,3 +907,119 @@ fn a_message_of_more_segments_than_a_small_shared_limit_grants_at_once_is_admitt
     assert_eq!(st, CommandStatus::ESME_ROK);
     a.stop();
 }
+
+#[test]
+fn receipts_a_node_took_from_the_shared_queue_before_it_died_reach_the_customer_after_it_restarts() {
+    // Goal: a node moves the receipts it takes from a customer's shared queue to a list of its
+    // own and drops them from there only once its cores have them. When the node dies in between
+    // (or the reply is lost), they go back to the head of the queue, with the queue's TTL, when a
+    // node of the same id starts, and the customer gets every one, once, in order. They were
+    // popped, so lost; and a list pushed back after LPOP had emptied it had no TTL.
+    let redis = RedisServer::start();
+    let vendor = sim(|_| {});
+    let b = Node::start(config(&[("v1", vendor.local_addr())]), 2, &redis);
+    assert!(wait_for(Duration::from_secs(5), || vendor.stats().binds_current >= 2), "vendor binds up");
+    let mut tx = Client::connect(b.gw.local_addr);
+    assert_eq!(tx.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+    let mut ids = Vec::new();
+    let mut submit = |i: usize, ids: &mut Vec<String>| {
+        let (st, id) = tx.submit_dlr(&format!("1555129000{i}"), "nobody receives yet");
+        assert_eq!(st, CommandStatus::ESME_ROK);
+        ids.push(id);
+        // One at a time, so that the queue's order is the submits' order.
+        assert!(
+            wait_for(Duration::from_secs(5), || b.gw.metrics.remote_deliveries_out.load(Ordering::Relaxed)
+                > i as u64),
+            "receipt {i} queued in Redis"
+        );
+    };
+    for i in 0..3 {
+        submit(i, &mut ids);
+    }
+    // Node 1 took all three (so Redis deleted the emptied queue) and died before its cores had
+    // them.
+    let mut r = redis.client();
+    for _ in 0..3 {
+        let _: Option<Vec<u8>> = redis::cmd("LMOVE")
+            .arg("t:dlrq:c1")
+            .arg("t:dlrq-taken:1:c1")
+            .arg("LEFT")
+            .arg("RIGHT")
+            .query(&mut r)
+            .unwrap();
+    }
+    let exists =
+        |r: &mut redis::Connection, key: &str| redis::cmd("EXISTS").arg(key).query::<bool>(r).unwrap();
+    assert!(!exists(&mut r, "t:dlrq:c1"), "the queue is empty");
+
+    let a = Node::start(config(&[("v1", vendor.local_addr())]), 1, &redis);
+    // Back before the node is up, even with nobody bound to take them.
+    let queued: usize = redis::cmd("LLEN").arg("t:dlrq:c1").query(&mut r).unwrap();
+    assert_eq!(queued, 3, "the taken receipts are back in the queue");
+    assert!(!exists(&mut r, "t:dlrq-taken:1:c1"), "and no longer in node 1's list");
+    let ttl: i64 = redis::cmd("TTL").arg("t:dlrq:c1").query(&mut r).unwrap();
+    assert!(ttl > 0, "the queue they went back to expires: TTL {ttl}");
+    submit(3, &mut ids);
+
+    let mut rx = Client::connect(a.gw.local_addr);
+    assert_eq!(rx.bind("rx", "c1", "pw"), CommandStatus::ESME_ROK);
+    let mut got = Vec::new();
+    for _ in 0..4 {
+        let p = rx.recv_deliver();
+        rx.answer(&p, CommandStatus::ESME_ROK);
+        got.push(receipt_of(&p).0);
+    }
+    assert_eq!(got, ids, "every receipt, in order");
+    rx.stream.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    assert!(rx.try_recv().is_none(), "each once");
+    assert!(
+        wait_for(Duration::from_secs(3), || !exists(&mut r, "t:dlrq-taken:1:c1")),
+        "what the cores have is dropped from node 1's list"
+    );
+    a.stop();
+    b.stop();
+}
+
+#[test]
+fn a_later_state_of_an_earlier_message_does_not_shorten_the_time_its_record_group_is_kept() {
+    // Goal: records of consecutive ids share a key, which can hold messages of two days (around
+    // midnight) and expires after the newest one's TTL. A receipt for the earlier day's message
+    // must not move that expiry earlier, or the newer message's record would go before its TTL.
+    let redis = RedisServer::start();
+    // The receipt comes well after the message's first write.
+    let vendor = sim(|s| s.receipts.delay = smppgw_loadgen::sim::Delay::Fixed(Duration::from_millis(1_000)));
+    let a = Node::start(config(&[("v1", vendor.local_addr())]), 1, &redis);
+    assert!(wait_for(Duration::from_secs(5), || vendor.stats().binds_current >= 2), "vendor binds up");
+    let mut c = Client::connect(a.gw.local_addr);
+    assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
+    let (st, id) = c.submit_dlr("15551242222", "kept as long as its group");
+    assert_eq!(st, CommandStatus::ESME_ROK);
+    let shown = u64::from_str_radix(&id, 16).unwrap();
+    let key = format!("t:m:{}", shown >> smppgw_control::redis::GROUP_BITS);
+    let mut r = redis.client();
+    let mut len = 0usize;
+    assert!(
+        wait_for(Duration::from_secs(3), || {
+            len = redis::cmd("STRLEN").arg(&key).query(&mut r).unwrap();
+            len > 0
+        }),
+        "the message is written"
+    );
+    let ttl: i64 = redis::cmd("TTL").arg(&key).query(&mut r).unwrap();
+    assert!(ttl > 0, "a new group expires: TTL {ttl}");
+    // As if a message of a later day were in the group: it expires 60 days from now.
+    let later = unix_ms() / 1000 + 60 * 86_400;
+    let _: () = redis::cmd("EXPIREAT").arg(&key).arg(later).query(&mut r).unwrap();
+
+    let p = c.recv_deliver();
+    assert_eq!(receipt_of(&p).0, id);
+    c.answer(&p, CommandStatus::ESME_ROK);
+    assert!(
+        wait_for(Duration::from_secs(3), || redis::cmd("STRLEN").arg(&key).query::<usize>(&mut r).unwrap()
+            > len),
+        "the receipt's state is written to the group"
+    );
+    let at: u64 = redis::cmd("EXPIRETIME").arg(&key).query(&mut r).unwrap();
+    assert_eq!(at, later, "the group still expires with its newest message");
+    a.stop();
+}

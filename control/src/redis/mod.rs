@@ -24,6 +24,7 @@
 //! | `{p}:m:{our id >> 5}` | string: the records of 32 consecutive ids, appended ([`wire::push_entry`]) |
 //! | `{p}:v:{day}:{bucket}` | hash `{vendor}:{vendor id}` -> our id (messages awaiting a receipt) |
 //! | `{p}:dlrq:{system_id}` | list of queued receipts/MO for the customer, receipt TTL |
+//! | `{p}:dlrq-taken:{node id}:{system_id}` | what that node took from the list and its cores do not have yet, receipt TTL |
 //! | `{p}:binds:{system_id}` | hash node id -> `{binds}:{unix ms}` |
 //! | `{p}:rate:{kind}:{name}:{window}` | units granted in that window, 2 windows |
 //!
@@ -31,7 +32,13 @@
 //! [`BUCKETS_PER_DAY`]. A pipeline writes one APPEND per group and one multi-field HSET per bucket
 //! (Redis's cost is per command far more than per byte), and keys expire `receipt_ttl_secs` after
 //! the end of the day of their newest message, so a message is kept for between the TTL and the
-//! TTL plus one day.
+//! TTL plus one day. A group's expiry only ever moves later (`EXPIREAT .. GT`, hence Redis 7).
+//!
+//! A node takes a customer's queued receipts by moving them, in one script, to its own
+//! `dlrq-taken` list, and drops them from there once its cores have them: a reply lost on the way,
+//! a hand-over that fails or a node that dies in between leaves them there, and they go back to
+//! the head of the queue when the node (the same node id) next connects. So a receipt may come
+//! twice, never not at all.
 
 mod leases;
 pub mod wire;
@@ -83,7 +90,8 @@ pub const QUERY_LOOKUPS_MAX: usize = 1_024;
 pub const MISS_RETRY_MS: [u64; 6] = [10, 50, 200, 1_000, 3_000, 10_000];
 /// Lookups per pipeline.
 pub const LOOKUP_BATCH: usize = 256;
-/// Deliveries taken from one customer's queue per poll.
+/// Deliveries taken from one customer's queue per poll; also the most a node's `dlrq-taken` list
+/// of a customer holds.
 pub const DELIVERY_POP_BATCH: usize = 256;
 /// How often queues of customers bound here are polled.
 pub const POLL_MS: u64 = 20;
@@ -135,6 +143,36 @@ else
   grant = 0
 end
 return {grant, w, win - (now % win)}
+";
+
+/// Takes up to ARGV[1] receipts from the head of queue KEYS[1] into the taken list KEYS[2] (TTL
+/// ARGV[2] s) and returns them; when the taken list still holds some (a hand-over whose end never
+/// reached Redis), returns those instead: they are older than anything in the queue.
+const TAKE_SCRIPT: &str = r"
+local most = tonumber(ARGV[1])
+local items = redis.call('LRANGE', KEYS[2], 0, most - 1)
+if #items == 0 then
+  items = redis.call('LPOP', KEYS[1], most)
+  if not items then
+    return {}
+  end
+  redis.call('RPUSH', KEYS[2], unpack(items))
+end
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+return items
+";
+
+/// Moves everything in the taken list KEYS[1] back to the head of queue KEYS[2], in order, and
+/// sets the queue's TTL to ARGV[1] s (LPOP deleted the key if it emptied it); returns how many.
+const GIVE_BACK_SCRIPT: &str = r"
+local n = redis.call('LLEN', KEYS[1])
+for _ = 1, n do
+  redis.call('RPOPLPUSH', KEYS[1], KEYS[2])
+end
+if n > 0 then
+  redis.call('EXPIRE', KEYS[2], ARGV[1])
+end
+return n
 ";
 
 /// Where this node finds Redis and how it names its keys.
@@ -433,6 +471,14 @@ struct Inner {
     /// The cores' view of `health.up`.
     engine_up: Arc<AtomicBool>,
     lease_sha: Lock<String>,
+    queue_scripts: Lock<QueueScripts>,
+}
+
+/// SHA1s of the shared receipt queue's scripts, as loaded on the current connection.
+#[derive(Clone, Default)]
+struct QueueScripts {
+    take: String,
+    give_back: String,
 }
 
 /// A running Redis link. Cloneable; its tasks live on the runtime it was started on.
@@ -455,6 +501,7 @@ impl Redis {
             broken: Notify::new(),
             engine_up: end.up.clone(),
             lease_sha: Lock::new(String::new()),
+            queue_scripts: Lock::default(),
         });
         let _ = inner.health.ops.set(end.ops.clone());
         tokio::spawn(supervise(inner.clone(), opts.url));
@@ -513,13 +560,27 @@ async fn supervise(inner: Arc<Inner>, url: String) {
         let attempt = async {
             let client = redis::Client::open(url.as_str())?;
             let mut conn = client.get_multiplexed_async_connection_with_config(&cfg).await?;
-            let sha: String =
-                redis::cmd("SCRIPT").arg("LOAD").arg(LEASE_SCRIPT).query_async(&mut conn).await?;
-            Ok::<_, redis::RedisError>((conn, sha))
+            let (sha, take, give_back): (String, String, String) = redis::pipe()
+                .cmd("SCRIPT")
+                .arg("LOAD")
+                .arg(LEASE_SCRIPT)
+                .cmd("SCRIPT")
+                .arg("LOAD")
+                .arg(TAKE_SCRIPT)
+                .cmd("SCRIPT")
+                .arg("LOAD")
+                .arg(GIVE_BACK_SCRIPT)
+                .query_async(&mut conn)
+                .await?;
+            // Before the node takes anything again: what it had taken keeps its place ahead of
+            // what was queued since, whichever node the customer is bound to now.
+            give_back_all(&inner, &mut conn, &give_back).await?;
+            Ok::<_, redis::RedisError>((conn, sha, QueueScripts { take, give_back }))
         };
         match attempt.await {
-            Ok((conn, sha)) => {
+            Ok((conn, sha, scripts)) => {
                 *inner.lease_sha.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = sha;
+                *inner.queue_scripts.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = scripts;
                 *inner.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(conn);
                 add(&inner.health.connects, 1);
                 inner.health.up.store(true, Ordering::Release);
@@ -844,7 +905,11 @@ async fn flush_writes(
         for (group, (day, blob)) in groups {
             let key = records_key(inner, group << GROUP_BITS);
             pipe.cmd("APPEND").arg(&key).arg(blob);
-            pipe.cmd("EXPIREAT").arg(key).arg(expire_at(day));
+            // A group can span midnight: a later state of its earlier day's message must not cut
+            // short the time of a newer one. NX gives a new key its expiry (GT takes no expiry
+            // as infinite), GT only ever extends it.
+            pipe.cmd("EXPIREAT").arg(&key).arg(expire_at(day)).arg("NX");
+            pipe.cmd("EXPIREAT").arg(key).arg(expire_at(day)).arg("GT");
         }
         for ((day, bucket), cmd) in vendor_ids {
             pipe.add_command(cmd);
@@ -880,6 +945,53 @@ fn list_key(inner: &Inner, system_id: &str) -> String {
     inner.key(format_args!("dlrq:{system_id}"))
 }
 
+/// What this node took from `system_id`'s queue and its cores do not have yet.
+fn taken_key(inner: &Inner, system_id: &str) -> String {
+    inner.key(format_args!("dlrq-taken:{}:{system_id}", inner.node_id))
+}
+
+/// TTL of the shared queues, in seconds: a queued receipt lives as long as its message.
+fn queue_ttl(snap: &Snapshot) -> u64 {
+    u64::from(snap.config.server.receipt_ttl_secs).max(1)
+}
+
+/// Adds to `pipe` the move of this node's taken receipts of `system_id` back to the head of its
+/// queue.
+fn give_back(pipe: &mut redis::Pipeline, inner: &Inner, sha: &str, system_id: &str, ttl: u64) {
+    pipe.cmd("EVALSHA")
+        .arg(sha)
+        .arg(2)
+        .arg(taken_key(inner, system_id))
+        .arg(list_key(inner, system_id))
+        .arg(ttl);
+}
+
+/// Puts every customer's receipts this node id had taken and not handed to its cores (a previous
+/// run that died in between, a link lost before the end of a hand-over) back in their queues.
+///
+/// # Errors
+/// The link's, as for [`read`]; a key of the wrong type is counted and skipped.
+async fn give_back_all(inner: &Inner, conn: &mut MultiplexedConnection, sha: &str) -> Result<(), RedisError> {
+    let snap = inner.snapshot();
+    let ttl = queue_ttl(&snap);
+    let mut pipe = redis::pipe();
+    for c in snap.customers.iter().flatten() {
+        give_back(&mut pipe, inner, sha, &c.cfg.system_id, ttl);
+    }
+    let returned: i64 = read(inner, conn, &pipe)
+        .await?
+        .into_iter()
+        .map(|v| match v {
+            Value::Int(n) => n,
+            _ => 0,
+        })
+        .sum();
+    if returned > 0 {
+        info!(returned, "receipts this node had taken from the shared queues are back in them");
+    }
+    Ok(())
+}
+
 async fn push_deliveries(
     inner: &Inner,
     conn: &mut MultiplexedConnection,
@@ -887,7 +999,7 @@ async fn push_deliveries(
     deliveries: &mut Vec<Delivery>,
 ) {
     let batch = std::mem::take(deliveries);
-    let ttl = u64::from(snap.config.server.receipt_ttl_secs).max(1);
+    let ttl = queue_ttl(snap);
     let max = snap.config.server.receipt_queue_max.max(1);
     // One transaction: a connection failure leaves none of the batch queued, so handing it all
     // back to the local queues below duplicates nothing (except when the connection drops
@@ -1110,58 +1222,80 @@ async fn poll_deliveries(inner: Arc<Inner>) {
         // shutdown began (the queue keeps them for the node the customer binds to next).
         let Some(_handoff) = inner.control.begin_handoff() else { continue };
         let snap = inner.snapshot();
-        let bound: Vec<(u32, String)> = snap
+        let bound: Vec<(u32, &str)> = snap
             .customers
             .iter()
             .flatten()
             .filter(|c| c.receivers.load(Ordering::Acquire) > 0)
-            .map(|c| (c.idx, list_key(&inner, &c.cfg.system_id)))
+            .map(|c| (c.idx, c.cfg.system_id.as_str()))
             .collect();
         if bound.is_empty() {
             continue;
         }
+        let scripts = inner.queue_scripts.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let ttl = queue_ttl(&snap);
         let mut pipe = redis::pipe();
-        for (_, key) in &bound {
-            pipe.cmd("LPOP").arg(key).arg(DELIVERY_POP_BATCH);
+        for (_, system_id) in &bound {
+            pipe.cmd("EVALSHA")
+                .arg(&scripts.take)
+                .arg(2)
+                .arg(list_key(&inner, system_id))
+                .arg(taken_key(&inner, system_id))
+                .arg(DELIVERY_POP_BATCH)
+                .arg(ttl);
         }
         // Read reply by reply: one customer's queue of the wrong type must not fail the others',
-        // whose receipts the same pipeline has already popped.
-        let popped = match read(&inner, &mut conn, &pipe).await {
+        // whose receipts the same pipeline has already taken.
+        let taken = match read(&inner, &mut conn, &pipe).await {
             Ok(v) => v,
             Err(e) => {
+                // Whatever Redis did take waits in the taken lists for the reconnect.
                 inner.fail("taking queued receipts", &e);
                 continue;
             }
         };
         let cores = inner.control.cores().max(1);
-        for ((idx, key), v) in bound.iter().zip(popped) {
-            let raw: Vec<Vec<u8>> = match v {
-                Value::Array(items) => items.into_iter().filter_map(|i| bytes_value(&inner, i)).collect(),
+        // Each customer's taken list is emptied (cores have them) or given back (they do not).
+        let mut ends = redis::pipe();
+        for ((idx, system_id), v) in bound.iter().zip(taken) {
+            let items = match v {
+                Value::Array(items) => items,
                 Value::Nil => continue,
                 _ => {
                     add(&inner.health.malformed, 1);
                     continue;
                 }
             };
-            if raw.is_empty() {
+            if items.is_empty() {
                 continue;
             }
+            let count = items.len();
+            let raw: Vec<Vec<u8>> = items.into_iter().filter_map(|i| bytes_value(&inner, i)).collect();
             let batch: Vec<Delivery> = raw.iter().filter_map(|b| wire::decode_delivery(b, *idx)).collect();
             add(&inner.health.malformed, (raw.len() - batch.len()) as u64);
             let n = batch.len() as u64;
-            if to_core(&inner, *idx as usize % cores, Control::Deliveries(batch)).await {
+            if batch.is_empty() || to_core(&inner, *idx as usize % cores, Control::Deliveries(batch)).await {
                 add(&inner.health.deliveries_in, n);
+                ends.cmd("LTRIM").arg(taken_key(&inner, system_id)).arg(count).arg(-1);
             } else {
-                // Back to the head of the queue, in order.
-                let mut back = redis::cmd("LPUSH");
-                back.arg(key);
-                for b in raw.iter().rev() {
-                    back.arg(b);
-                }
-                if let Err(e) = back.query_async::<()>(&mut conn).await {
-                    inner.fail("returning queued receipts", &e);
-                }
+                give_back(&mut ends, &inner, &scripts.give_back, system_id, ttl);
             }
+        }
+        // A failure leaves them in the taken lists: given back at the reconnect, so a receipt
+        // the cores already have may come twice, but none is lost.
+        let failed = match replies(&mut conn, &ends).await {
+            Ok(values) => {
+                let refused = values.iter().filter(|v| matches!(v, Value::ServerError(_))).count();
+                let failed = values.iter().find_map(write_error);
+                if failed.is_none() {
+                    add(&inner.health.malformed, refused as u64);
+                }
+                failed
+            }
+            Err(e) => Some(e),
+        };
+        if let Some(e) = failed {
+            inner.fail("ending the hand-over of queued receipts", &e);
         }
     }
 }
