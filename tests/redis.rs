@@ -719,7 +719,7 @@ fn a_malformed_value_in_redis_is_counted_and_does_not_take_the_link_down() {
 fn a_malformed_vendor_id_index_entry_does_not_take_the_link_down_and_its_lookup_ends() {
     // Goal: a receipt that reaches another node looks its vendor id up in the `v:` hashes; a
     // value there that is not one of our ids reads as absent and is counted, the link stays up,
-    // and the lookup is retried and given up like any other miss, not repeated for ever.
+    // and the lookup is retried like any other miss, on a finite schedule.
     let redis = RedisServer::start();
     // Receipts come late enough to spoil the index entry first, on node A's receiving bind.
     let vendor = sim(|s| s.receipts.delay = smppgw_loadgen::sim::Delay::Fixed(Duration::from_millis(1_500)));
@@ -765,9 +765,11 @@ fn a_malformed_vendor_id_index_entry_does_not_take_the_link_down_and_its_lookup_
         wait_for(Duration::from_secs(5), || metric(&a, "smppgw_redis_malformed_total").unwrap_or(0) >= 1),
         "node A read the spoiled entry"
     );
-    // Every retry reads the same entry; then the lookup is given up.
-    let given_up = || metric(&a, "smppgw_redis_lookups_given_up_total").unwrap_or(0);
-    assert!(wait_for(Duration::from_secs(20), || given_up() >= 1), "the lookup ends");
+    // Every retry reads the same entry, on the schedule of MISS_RETRY_MS (finite: the last try
+    // is 110 s in, before the receipt's own wait ends, and then the lookup is given up).
+    let malformed = || metric(&a, "smppgw_redis_malformed_total").unwrap_or(0);
+    assert!(wait_for(Duration::from_secs(20), || malformed() >= 5), "retried: {}", malformed());
+    assert_eq!(smppgw_control::redis::MISS_RETRY_MS.len(), 9);
     assert_eq!(metric(&a, "smppgw_redis_errors_total"), Some(errors), "no link error counted");
     assert!(a.redis.health().is_up());
     drop(c);
@@ -1022,4 +1024,79 @@ fn a_later_state_of_an_earlier_message_does_not_shorten_the_time_its_record_grou
     let at: u64 = redis::cmd("EXPIRETIME").arg(&key).query(&mut r).unwrap();
     assert_eq!(at, later, "the group still expires with its newest message");
     a.stop();
+}
+
+#[test]
+fn a_receipt_that_reaches_a_node_while_redis_is_unreachable_is_looked_up_when_it_returns() {
+    // Goal: node A gets the vendor's receipt for node B's message while A cannot reach Redis
+    // (here: Redis paused, so A's commands time out and it marks Redis down). The receipt waits
+    // at A, and when Redis is back A looks it up, finds B's record and the customer gets its
+    // receipt (it used to wait unlooked-up until it expired, two minutes later, unmatched).
+    let redis = RedisServer::start();
+    let vendor = sim(|s| s.receipts.delay = smppgw_loadgen::sim::Delay::Fixed(Duration::from_millis(3_500)));
+    let a = Node::start(config(&[("v1", vendor.local_addr())]), 1, &redis);
+    let mut cfg_b = config(&[("v1", vendor.local_addr())]);
+    cfg_b.vendors[0].bind_type = VendorBindType::Transmitter;
+    let b = Node::start(cfg_b, 2, &redis);
+    assert!(wait_for(Duration::from_secs(5), || vendor.stats().binds_current >= 4), "vendor binds up");
+    let mut c = Client::connect(b.gw.local_addr);
+    assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
+    let (st, id) = c.submit_dlr("15551230077", "receipt during an outage");
+    assert_eq!(st, CommandStatus::ESME_ROK);
+    let mut r = redis.client();
+    assert!(
+        wait_for(Duration::from_secs(2), || {
+            let keys: Vec<String> = redis::cmd("KEYS").arg("t:v:*").query(&mut r).unwrap();
+            !keys.is_empty()
+        }),
+        "node B's record reached Redis"
+    );
+    let _: () = redis::cmd("CLIENT").arg("PAUSE").arg(6_000).arg("ALL").query(&mut r).unwrap();
+    assert!(wait_for(Duration::from_secs(5), || !a.redis.health().is_up()), "node A saw Redis go");
+    assert!(
+        wait_for(Duration::from_secs(5), || a.gw.metrics.receipts_in.load(Ordering::Relaxed) >= 1),
+        "the receipt reached node A during the outage"
+    );
+    assert!(!a.redis.health().is_up(), "still during the outage");
+    c.stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let p = c.recv_deliver();
+    let (tlv, rcpt) = receipt_of(&p);
+    assert_eq!((tlv.as_str(), rcpt.stat), (id.as_str(), MessageState::Delivered));
+    c.answer(&p, CommandStatus::ESME_ROK);
+    a.stop();
+    b.stop();
+}
+
+#[test]
+fn receipts_kept_at_a_node_during_an_outage_go_to_the_node_where_the_customer_receives_once_redis_returns() {
+    // Goal: node B gets a receipt for a customer that receives only on node A while Redis is
+    // unreachable: B keeps it, and once Redis is back B hands it to the shared queue and A
+    // delivers it (it used to wait at B until the customer bound there or B shut down).
+    let redis = RedisServer::start();
+    let vendor = sim(|s| s.receipts.delay = smppgw_loadgen::sim::Delay::Fixed(Duration::from_millis(3_500)));
+    let mut cfg_a = config(&[("v1", vendor.local_addr())]);
+    cfg_a.vendors[0].bind_type = VendorBindType::Transmitter;
+    let a = Node::start(cfg_a, 1, &redis);
+    let b = Node::start(config(&[("v1", vendor.local_addr())]), 2, &redis);
+    assert!(wait_for(Duration::from_secs(5), || vendor.stats().binds_current >= 4), "vendor binds up");
+    let mut rx = Client::connect(a.gw.local_addr);
+    assert_eq!(rx.bind("rx", "c1", "pw"), CommandStatus::ESME_ROK);
+    let mut tx = Client::connect(b.gw.local_addr);
+    assert_eq!(tx.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+    let (st, id) = tx.submit_dlr("15551230078", "kept during an outage");
+    assert_eq!(st, CommandStatus::ESME_ROK);
+    let mut r = redis.client();
+    let _: () = redis::cmd("CLIENT").arg("PAUSE").arg(6_000).arg("ALL").query(&mut r).unwrap();
+    assert!(wait_for(Duration::from_secs(5), || !b.redis.health().is_up()), "node B saw Redis go");
+    assert!(
+        wait_for(Duration::from_secs(5), || b.gw.metrics.receipts_in.load(Ordering::Relaxed) >= 1),
+        "the receipt reached node B during the outage"
+    );
+    rx.stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let p = rx.recv_deliver();
+    let (tlv, rcpt) = receipt_of(&p);
+    assert_eq!((tlv.as_str(), rcpt.stat), (id.as_str(), MessageState::Delivered));
+    rx.answer(&p, CommandStatus::ESME_ROK);
+    a.stop();
+    b.stop();
 }

@@ -421,6 +421,8 @@ pub struct Core {
     pub metrics: Arc<Metrics>,
     /// Set when shutdown began.
     pub shutting_down: Cell<bool>,
+    /// Whether shared state was up at the last tick (its return is acted on).
+    remote_was_up: Cell<bool>,
     /// Unknown-outcome policy: fail over (true) or answer ESME_RSUBMITFAIL (false).
     pub failover_on_unknown: Cell<bool>,
     store: RefCell<Shard<Box<VendorReceipt>>>,
@@ -533,6 +535,7 @@ impl Core {
             ),
             metrics,
             shutting_down: Cell::new(false),
+            remote_was_up: Cell::new(false),
             failover_on_unknown: Cell::new(failover_on_unknown),
             store: RefCell::new(store),
             dispatcher: RefCell::new(dispatcher),
@@ -581,6 +584,19 @@ impl Core {
         for c in customers {
             self.hand_over_unreceived(c);
         }
+    }
+
+    /// Shared state is reachable (again, or for the first time): what waited here while it was
+    /// not goes through it now. Receipts parked during the outage were never looked up at the
+    /// other nodes (their records may be there), and receipts kept here for customers bound
+    /// elsewhere go to the shared queue instead of waiting for the customer to bind here.
+    fn on_remote_back(&self) {
+        let parked: Vec<(u32, Bytes)> =
+            self.store.borrow().parked().map(|(v, id)| (v, Bytes::copy_from_slice(id))).collect();
+        for (vendor, id) in parked {
+            self.remote_push(RemoteOp::Miss { vendor, id });
+        }
+        self.hand_over_all_unreceived();
     }
 
     /// At exit: the receipts and MO still queued here (for customers not bound, or not drained
@@ -720,6 +736,11 @@ impl Core {
     /// Periodic work: ids tied to the clock, store expiry.
     pub fn tick(&self) {
         self.ids.borrow_mut().catch_up();
+        let up = self.remote_up();
+        if up && !self.remote_was_up.get() {
+            self.on_remote_back();
+        }
+        self.remote_was_up.set(up);
         // Refused deliveries whose wait is over, and customers whose throttling pause ended.
         let due = self.dispatcher.borrow().next_due();
         if due.is_some_and(|t| t <= Instant::now()) {

@@ -582,6 +582,11 @@ impl<R> Shard<R> {
         true
     }
 
+    /// Vendor and id of every parked receipt (to look each up elsewhere once more).
+    pub fn parked(&self) -> impl Iterator<Item = (u32, &[u8])> {
+        self.early.keys().map(|(v, id)| (*v, &id[..]))
+    }
+
     /// The record the customer knows by `shown_id`.
     pub fn find_shown(&self, shown_id: u64) -> Option<&Record> {
         self.by_shown.get(shown_id).and_then(|m| self.records.get(m)).filter(|r| r.shown_id == shown_id)

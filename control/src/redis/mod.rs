@@ -85,9 +85,10 @@ pub const MISS_PENDING_MAX: usize = 100_000;
 /// at once (the customer gets ESME_RQUERYFAIL and the like) instead of queueing without end.
 pub const QUERY_LOOKUPS_MAX: usize = 1_024;
 /// When a receipt's lookup is retried while no node's record is found (a node writes its records
-/// behind by up to a few milliseconds, so a fast receipt can beat them): then it is given up
-/// here and stays parked in the core until the early-receipt TTL.
-pub const MISS_RETRY_MS: [u64; 6] = [10, 50, 200, 1_000, 3_000, 10_000];
+/// behind by up to a few milliseconds, so a fast receipt can beat them, and the sending node
+/// learns the vendor's id only from a submit_sm_resp that may take the vendor's whole response
+/// timeout): the last try is just before the core's early-receipt TTL (120 s) ends its wait.
+pub const MISS_RETRY_MS: [u64; 9] = [10, 50, 200, 1_000, 3_000, 10_000, 30_000, 60_000, 110_000];
 /// Lookups per pipeline.
 pub const LOOKUP_BATCH: usize = 256;
 /// Deliveries taken from one customer's queue per poll; also the most a node's `dlrq-taken` list
