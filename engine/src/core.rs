@@ -505,6 +505,7 @@ impl Core {
         let node = server.node_id as u8;
         let failover_on_unknown = server.unknown_outcome_failover;
         let mut store = Shard::new(server.receipt_store_max as usize, u64::from(server.receipt_ttl_secs));
+        store.set_vendor_radix(vendor_radix(&snapshot));
         if server.receipt_store_prealloc {
             let started = Instant::now();
             store.preallocate();
@@ -889,6 +890,7 @@ impl Core {
         let server = &snap.config.server;
         self.failover_on_unknown.set(server.unknown_outcome_failover);
         self.store.borrow_mut().set_ttl(u64::from(server.receipt_ttl_secs));
+        self.store.borrow_mut().set_vendor_radix(vendor_radix(&snap));
         self.dispatcher.borrow_mut().set_queue_max(server.receipt_queue_max as usize);
         *self.snapshot.borrow_mut() = snap;
     }
@@ -1642,6 +1644,18 @@ impl Core {
             }
         }
     }
+}
+
+/// The id spellings each vendor's receipts may use, by vendor index.
+fn vendor_radix(snap: &Snapshot) -> Vec<crate::store::Radix> {
+    snap.vendors
+        .iter()
+        .map(|v| {
+            v.as_ref().map_or(crate::store::Radix::BOTH, |v| {
+                crate::store::Radix::receipt_to_record(v.cfg.id_format)
+            })
+        })
+        .collect()
 }
 
 /// The receipt a customer gets: the vendor's receipt with our id in the text and in

@@ -37,18 +37,57 @@ fn trim(id: &[u8]) -> &[u8] {
     &id[start..end.max(start)]
 }
 
-/// Other spellings a vendor may use for the same id: the decimal id in hex and the hex id in
-/// decimal (vendors are seen answering submit_sm in one and quoting receipts in the other).
-pub fn alternate_ids(canonical: &[u8]) -> Vec<Small> {
+/// Which other radix spellings of a vendor's id to try (vendors are seen answering submit_sm
+/// in hex and quoting receipts in decimal). Every alternate tried is also a chance to match
+/// another message whose id happens to be that spelling, so a vendor whose `id_format` is known
+/// gets only the conversion its receipts may need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Radix {
+    /// Read the id as decimal and try its hex spelling.
+    pub dec_to_hex: bool,
+    /// Read the id as hex and try its decimal spelling.
+    pub hex_to_dec: bool,
+}
+
+impl Radix {
+    /// Both ways (a vendor whose id format is `auto`).
+    pub const BOTH: Radix = Radix { dec_to_hex: true, hex_to_dec: true };
+    /// Neither (decimal or UUID ids: receipts quote them as they were given).
+    pub const NONE: Radix = Radix { dec_to_hex: false, hex_to_dec: false };
+
+    /// From the id a receipt quotes to the id the vendor answered the submit with: a hex
+    /// vendor's receipt may quote the id in decimal (SMPP 3.4 appendix B's example does).
+    pub fn receipt_to_record(f: crate::config::VendorIdFormat) -> Radix {
+        use crate::config::VendorIdFormat as F;
+        match f {
+            F::Auto => Radix::BOTH,
+            F::Hex => Radix { dec_to_hex: true, hex_to_dec: false },
+            F::Decimal | F::Uuid => Radix::NONE,
+        }
+    }
+
+    /// The other way: from a stored id to the spellings a parked receipt may quote.
+    pub fn reversed(self) -> Radix {
+        Radix { dec_to_hex: self.hex_to_dec, hex_to_dec: self.dec_to_hex }
+    }
+}
+
+/// Other spellings of the same id, as `radix` allows: the decimal id in hex, the hex id in
+/// decimal.
+pub fn alternate_ids(canonical: &[u8], radix: Radix) -> Vec<Small> {
     let mut out = Vec::new();
-    if canonical.is_empty() || canonical.len() > 32 {
+    if canonical.is_empty() || canonical.len() > 32 || radix == Radix::NONE {
         return out;
     }
     let mut buf = [0u8; 40];
-    if let Some(n) = parse_radix(canonical, 10) {
+    if radix.dec_to_hex
+        && let Some(n) = parse_radix(canonical, 10)
+    {
         out.push(Small::new(write_radix(n, 16, &mut buf)));
     }
-    if let Some(n) = parse_radix(canonical, 16) {
+    if radix.hex_to_dec
+        && let Some(n) = parse_radix(canonical, 16)
+    {
         out.push(Small::new(write_radix(n, 10, &mut buf)));
     }
     out.retain(|a| a.as_bytes() != canonical);
@@ -392,6 +431,8 @@ pub struct Shard<R> {
     by_shown: SeqIndex,
     early: std::collections::HashMap<(u32, Box<[u8]>), Early<R>>,
     early_order: VecDeque<(u64, u32, Box<[u8]>)>,
+    /// Per vendor index, the spellings its receipts may use ([`Radix::BOTH`] when unknown).
+    radix: Vec<Radix>,
     max: usize,
     ttl_secs: u64,
     /// Records evicted for the bound before their TTL.
@@ -410,12 +451,22 @@ impl<R> Shard<R> {
             by_shown: SeqIndex::new(),
             early: std::collections::HashMap::new(),
             early_order: VecDeque::new(),
+            radix: Vec::new(),
             max: max.max(1),
             ttl_secs,
             evicted: 0,
             early_expired: 0,
             len: 0,
         }
+    }
+
+    /// The spellings each vendor's receipts may use, by vendor index (a start or a reload).
+    pub fn set_vendor_radix(&mut self, radix: Vec<Radix>) {
+        self.radix = radix;
+    }
+
+    fn radix_of(&self, vendor: u32) -> Radix {
+        self.radix.get(vendor as usize).copied().unwrap_or(Radix::BOTH)
     }
 
     /// A new TTL (a reload): records older than it go at the next expiry sweep.
@@ -494,7 +545,7 @@ impl<R> Shard<R> {
         if let Some(e) = self.early.remove(key) {
             return Some(e.receipt);
         }
-        for alt in alternate_ids(&key.1) {
+        for alt in alternate_ids(&key.1, self.radix_of(key.0).reversed()) {
             if let Some(e) = self.early.remove(&(key.0, Box::<[u8]>::from(alt.as_bytes()))) {
                 return Some(e.receipt);
             }
@@ -539,8 +590,10 @@ impl<R> Shard<R> {
                         .is_some_and(|r| r.vendor == vendor && canonical_id(&r.vendor_id).as_bytes() == cand)
                 })
             };
-            lookup(key, &c)
-                .or_else(|| alternate_ids(&c).iter().find_map(|alt| lookup(vendor_key(vendor, alt), alt)))
+            let radix = self.radix_of(vendor);
+            lookup(key, &c).or_else(|| {
+                alternate_ids(&c, radix).iter().find_map(|alt| lookup(vendor_key(vendor, alt), alt))
+            })
         });
         self.records.get_mut(found?)
     }
@@ -662,7 +715,9 @@ mod tests {
         assert_eq!(c(b""), b"");
         assert_eq!(c(b"8F14E45F-CEEA-467A-9575-2A1F6F2E4A11"), b"8f14e45f-ceea-467a-9575-2a1f6f2e4a11");
         assert!(matches!(canonical_id(b"00ABCDEF0123456789ABCD"), Small::Inline(..)));
-        let alts = |s: &[u8]| alternate_ids(s).iter().map(|a| a.as_bytes().to_vec()).collect::<Vec<_>>();
+        let alts = |s: &[u8]| {
+            alternate_ids(s, Radix::BOTH).iter().map(|a| a.as_bytes().to_vec()).collect::<Vec<_>>()
+        };
         assert_eq!(alts(b"41394"), vec![b"a1b2".to_vec(), b"267156".to_vec()], "decimal digits are hex too");
         assert_eq!(alts(b"a1b2"), vec![b"41394".to_vec()]);
         assert_eq!(alts(b"10"), vec![b"a".to_vec(), b"16".to_vec()]);
@@ -694,6 +749,30 @@ mod tests {
     }
 
     #[test]
+    fn a_vendor_of_known_id_format_is_matched_only_in_the_spellings_its_receipts_use() {
+        // Goal: under `auto` a receipt for decimal id 16 that comes before its submit_sm_resp
+        // (or after its record went) takes the record of id 10 (hex 10 is 16): a wrong message
+        // gets the state and its customer the receipt. A vendor configured as decimal is matched
+        // exactly; one configured as hex still finds a receipt quoting its id in decimal.
+        use crate::config::VendorIdFormat as F;
+        let of = |vendor: u32, msg: u64, vid: &str| Record { vendor, ..rec(msg, vid) };
+        let mut s: Shard<&str> = Shard::new(10, 100);
+        s.insert(of(0, 1, "10"), 0);
+        assert!(s.find_vendor_mut(0, b"16").is_some(), "auto: the ambiguous match");
+        s.set_vendor_radix(vec![Radix::receipt_to_record(F::Decimal), Radix::receipt_to_record(F::Hex)]);
+        assert!(s.find_vendor_mut(0, b"16").is_none(), "decimal vendor: 16 is not 10");
+        assert!(s.park(0, b"16", "sixteen", 0));
+        assert_eq!(s.insert(of(0, 2, "10"), 1), None, "nor is a parked 16 taken by another record of id 10");
+        s.insert(of(1, 3, "1f"), 0);
+        assert!(s.find_vendor_mut(1, b"31").is_some(), "hex vendor: its receipt in decimal matches");
+        assert!(s.find_vendor_mut(1, b"1F").is_some());
+        s.insert(of(1, 4, "25"), 0);
+        assert!(s.find_vendor_mut(1, b"19").is_none(), "hex vendor: a hex receipt id is not read as decimal");
+        assert!(s.park(1, b"4095", "early in decimal", 0));
+        assert_eq!(s.insert(of(1, 5, "fff"), 2), Some("early in decimal"), "parked in decimal, found");
+    }
+
+    #[test]
     fn a_hex_id_made_of_digits_and_its_decimal_spelling_share_a_shard() {
         // Goal: the record of a hex id like 12345678 (all digits) and a receipt quoting it in
         // decimal (305419896), or parked before it, are on one core: they were on two, and the
@@ -716,7 +795,7 @@ mod tests {
             let n = ((u128::from(hi) << 64) | u128::from(lo)) >> (128 - bits);
             for id in [format!("{n:x}"), n.to_string()] {
                 let key = shard_key(id.as_bytes());
-                for alt in alternate_ids(id.as_bytes()) {
+                for alt in alternate_ids(id.as_bytes(), Radix::BOTH) {
                     let alt_key = shard_key(&alt);
                     proptest::prop_assert_eq!(alt_key.as_bytes(), key.as_bytes(), "{} and {:?}", id, alt);
                 }

@@ -58,7 +58,7 @@ use smppgw_engine::lease::LeaseSpec;
 use smppgw_engine::remote::{RemoteEnd, RemoteOp};
 use smppgw_engine::runtime::{Control, GatewayControl};
 use smppgw_engine::snapshot::Snapshot;
-use smppgw_engine::store::{Record, alternate_ids, canonical_id, shard_key, shard_of};
+use smppgw_engine::store::{Radix, Record, alternate_ids, canonical_id, shard_key, shard_of};
 use tokio::sync::Notify;
 
 use self::leases::LeaseState;
@@ -1125,11 +1125,13 @@ async fn resolve_misses(
     let mut pipe = redis::pipe();
     let mut asked = Vec::with_capacity(due.len());
     for m in &due {
-        let vendor = snap.vendor(m.vendor).map(|v| v.cfg.name.clone()).unwrap_or_default();
+        let vendor_rt = snap.vendor(m.vendor);
+        let radix = vendor_rt.map_or(Radix::BOTH, |v| Radix::receipt_to_record(v.cfg.id_format));
+        let vendor = vendor_rt.map(|v| v.cfg.name.clone()).unwrap_or_default();
         let c = canonical_id(&m.id);
         let days: Vec<u64> = recent_days(ttl).take(if m.attempt == 0 { 2 } else { usize::MAX }).collect();
         let mut keys = Vec::new();
-        for spelling in std::iter::once(c.clone()).chain(alternate_ids(&c)) {
+        for spelling in std::iter::once(c.clone()).chain(alternate_ids(&c, radix)) {
             let field = record_field(&vendor, &spelling);
             let bucket = bucket_of(field.as_bytes());
             for &day in &days {
