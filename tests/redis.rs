@@ -1100,3 +1100,42 @@ fn receipts_kept_at_a_node_during_an_outage_go_to_the_node_where_the_customer_re
     a.stop();
     b.stop();
 }
+
+#[test]
+fn a_message_cancelled_through_another_node_is_deleted_for_query_sm_on_every_node() {
+    // Goal: a customer sends through node A and cancels through node B (found through Redis):
+    // the vendor's acceptance is recorded where every node reads it, so query_sm on node A says
+    // deleted (it kept saying enroute: B recorded the outcome in a store that did not have the
+    // message).
+    let redis = RedisServer::start();
+    let vendor = sim(|s| s.receipts.delay = smppgw_loadgen::sim::Delay::Fixed(Duration::from_secs(60)));
+    let a = Node::start(config(&[("v1", vendor.local_addr())]), 1, &redis);
+    let b = Node::start(config(&[("v1", vendor.local_addr())]), 2, &redis);
+    assert!(wait_for(Duration::from_secs(5), || vendor.stats().binds_current >= 4), "vendor binds up");
+    let mut on_a = Client::connect(a.gw.local_addr);
+    assert_eq!(on_a.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+    let (st, id) = on_a.submit_dlr("15551230079", "cancel me elsewhere");
+    assert_eq!(st, CommandStatus::ESME_ROK);
+    let mut on_b = Client::connect(b.gw.local_addr);
+    assert_eq!(on_b.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+    // Node A writes behind: B finds the message once it is in Redis.
+    assert!(wait_for(Duration::from_secs(3), || state_of(&query(&mut on_b, &id)).is_some()), "B sees it");
+    let seq = on_b.next_seq();
+    let x = smppgw_codec::CancelSm {
+        message_id: id.clone().into(),
+        source: Address::new(1, 1, "15550001"),
+        dest: Address::new(1, 1, "15551230079"),
+        ..Default::default()
+    };
+    on_b.send(&Pdu::new(seq, Body::CancelSm(x)));
+    assert_eq!(on_b.recv_resp(seq).command_status, CommandStatus::ESME_ROK);
+    let deleted = Some(MessageState::Deleted.as_u8());
+    assert!(
+        wait_for(Duration::from_secs(3), || state_of(&query(&mut on_a, &id)) == deleted),
+        "node A: {:?}",
+        query(&mut on_a, &id)
+    );
+    assert_eq!(state_of(&query(&mut on_b, &id)), deleted, "node B");
+    a.stop();
+    b.stop();
+}

@@ -337,6 +337,10 @@ pub enum CoreMsg {
         /// The customer's id of the message.
         shown_id: u64,
     },
+    /// A record found in the shared store for a cancel_sm or replace_sm sent from this node:
+    /// kept in this shard (unless it already is), so that the outcome recorded here reaches the
+    /// shared store and query_sm on every node.
+    Adopt(Box<Record>),
     /// Record a new state for a message (after cancel_sm, or a receipt derived for a part).
     SetState {
         /// The customer's id.
@@ -1620,6 +1624,17 @@ impl Core {
                 });
                 if let Some(r) = updated {
                     self.remote_put(&r, false);
+                }
+            }
+            CoreMsg::Adopt(rec) => {
+                let mut store = self.store.borrow_mut();
+                if store.find_shown(rec.shown_id).is_none() {
+                    // A parked receipt for it (the vendor's id now known here) applies too.
+                    let early = store.insert(*rec, unix_now());
+                    drop(store);
+                    if let Some(r) = early {
+                        self.apply_receipt(r);
+                    }
                 }
             }
             CoreMsg::SetState { shown_id, state, error } => {

@@ -1002,6 +1002,8 @@ impl CustomerDriver {
                     shard: f.shard,
                     shown_id: f.record.shown_id,
                 };
+                // Found in the shared store, it may not be in this node's: its outcome must be.
+                self.core.send(usize::from(f.shard), CoreMsg::Adopt(Box::new(f.record.clone())));
                 self.ops_out.insert(seq);
                 self.core.dispatch_op(op);
             }
@@ -1016,6 +1018,8 @@ impl CustomerDriver {
                     shard: f.shard,
                     shown_id: f.record.shown_id,
                 };
+                // Found in the shared store, it may not be in this node's: its outcome must be.
+                self.core.send(usize::from(f.shard), CoreMsg::Adopt(Box::new(f.record.clone())));
                 self.ops_out.insert(seq);
                 self.core.dispatch_op(op);
             }
