@@ -446,6 +446,11 @@ impl CustomerSession {
         self.last_rx = now;
         match err {
             DecodeError::Pdu { header, error } => {
+                if header.command_id == smppgw_codec::CommandId::ENQUIRE_LINK_RESP {
+                    // Malformed (a body where none belongs), but an answer: the customer is alive.
+                    self.enquire_sent = None;
+                    return;
+                }
                 if header.command_id.is_response() && header.command_id.name().is_some() {
                     // A malformed response to our request: judge it by its status, answer nothing.
                     self.delivery_answered(
@@ -455,7 +460,25 @@ impl CustomerSession {
                     );
                     return;
                 }
-                let status = error.command_status();
+                let bind = matches!(
+                    header.command_id,
+                    smppgw_codec::CommandId::BIND_TRANSMITTER
+                        | smppgw_codec::CommandId::BIND_RECEIVER
+                        | smppgw_codec::CommandId::BIND_TRANSCEIVER
+                );
+                let status = match self.state {
+                    // SMPP 3.4: a request before a successful bind gets ESME_RINVBNDSTS,
+                    // malformed or not, and a bind on a bound session ESME_RALYBND.
+                    State::Open { .. } | State::Binding { .. }
+                        if !bind && header.command_id.name().is_some() =>
+                    {
+                        CommandStatus::ESME_RINVBNDSTS
+                    }
+                    State::Bound { .. } | State::Unbinding { .. } | State::Closing { .. } if bind => {
+                        CommandStatus::ESME_RALYBND
+                    }
+                    _ => error.command_status(),
+                };
                 if header.command_id.name().is_none() {
                     Pdu::with_status(header.sequence_number, status, Body::GenericNack).encode(out);
                 } else {
@@ -942,6 +965,68 @@ mod tests {
         s.on_pdu(nack, t, &mut out, &mut ev);
         s.on_tick(t + Duration::from_secs(11), &mut out, &mut ev);
         assert!(!s.is_closed(), "alive past the response timeout: {ev:?}");
+    }
+
+    /// Feeds raw octets as the driver does: decoded PDUs and decode errors.
+    fn feed(s: &mut CustomerSession, raw: &[u8], now: Instant, out: &mut BytesMut, ev: &mut Vec<Event>) {
+        let mut buf = BytesMut::from(raw);
+        loop {
+            match smppgw_codec::Decoder::default().decode(&mut buf) {
+                Ok(Some(p)) => s.on_pdu(p, now, out, ev),
+                Ok(None) => return,
+                Err(e) => s.on_decode_error(&e, now, out, ev),
+            }
+        }
+    }
+
+    /// A PDU of `command_id` with `body` octets after the header.
+    fn raw_pdu(command_id: u32, seq: u32, body: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        v.extend_from_slice(&(16 + body.len() as u32).to_be_bytes());
+        v.extend_from_slice(&command_id.to_be_bytes());
+        v.extend_from_slice(&0u32.to_be_bytes());
+        v.extend_from_slice(&seq.to_be_bytes());
+        v.extend_from_slice(body);
+        v
+    }
+
+    #[test]
+    fn a_malformed_enquire_link_resp_still_shows_the_customer_is_alive() {
+        // Goal: an enquire_link_resp carrying octets it should not is still an answer: the
+        // session is not closed as silent after the response timeout.
+        let (mut s, now) = bound(BindKind::Transceiver, 10);
+        let (mut out, mut ev) = (BytesMut::new(), Vec::new());
+        let t = now + Duration::from_secs(30);
+        s.on_tick(t, &mut out, &mut ev);
+        let enquire = decode_all(&mut out);
+        assert_eq!(enquire[0].command_id(), CommandId::ENQUIRE_LINK);
+        feed(&mut s, &raw_pdu(0x8000_0015, enquire[0].sequence_number, b"junk"), t, &mut out, &mut ev);
+        s.on_tick(t + Duration::from_secs(11), &mut out, &mut ev);
+        assert!(!s.is_closed(), "alive past the response timeout: {ev:?}");
+    }
+
+    #[test]
+    fn a_malformed_request_before_bind_or_a_malformed_second_bind_gets_the_state_error() {
+        // Goal: SMPP 3.4 answers a request before a successful bind with ESME_RINVBNDSTS and a
+        // bind on a bound session with ESME_RALYBND, whether or not its body decodes.
+        let now = Instant::now();
+        let mut s = CustomerSession::new(settings(), now);
+        let (mut out, mut ev) = (BytesMut::new(), Vec::new());
+        // submit_sm whose body ends in the middle of its fields.
+        feed(&mut s, &raw_pdu(0x0000_0004, 2, b"\0\x01\x01155"), now, &mut out, &mut ev);
+        let r = decode_all(&mut out);
+        assert_eq!(
+            (r[0].command_id(), r[0].command_status),
+            (CommandId::SUBMIT_SM_RESP, CommandStatus::ESME_RINVBNDSTS)
+        );
+        let (mut s, now) = bound(BindKind::Transceiver, 10);
+        // bind_transceiver whose system_id is not terminated.
+        feed(&mut s, &raw_pdu(0x0000_0009, 3, b"abc"), now, &mut out, &mut ev);
+        let r = decode_all(&mut out);
+        assert_eq!(
+            (r[0].command_id(), r[0].command_status),
+            (CommandId::BIND_TRANSCEIVER_RESP, CommandStatus::ESME_RALYBND)
+        );
     }
 
     #[test]
