@@ -1139,3 +1139,60 @@ fn a_message_cancelled_through_another_node_is_deleted_for_query_sm_on_every_nod
     a.stop();
     b.stop();
 }
+
+#[test]
+fn a_part_refused_on_one_node_gets_no_receipt_derived_on_another() {
+    // Goal: under receipt_parts = "last", node B sends a long message whose middle part the
+    // vendor refuses; the last part's receipt reaches node A, which derives receipts for the
+    // earlier parts. The part B stored gets one; the refused part (no record anywhere, and the
+    // customer holds no id for it) gets none, although only B knew it was refused.
+    let redis = RedisServer::start();
+    let vendor = sim(|s| {
+        s.faults.refuse_containing = Some(b"BLOCKED".to_vec());
+        s.faults.error_status = CommandStatus::ESME_RINVDSTADR;
+        s.receipts.delay = smppgw_loadgen::sim::Delay::Fixed(Duration::from_millis(300));
+    });
+    let mut cfg_a = config(&[("v1", vendor.local_addr())]);
+    cfg_a.customers[0].receipt_parts = smppgw_engine::config::ReceiptParts::Last;
+    let mut cfg_b = cfg_a.clone();
+    cfg_b.vendors[0].bind_type = VendorBindType::Transmitter;
+    let a = Node::start(cfg_a, 1, &redis);
+    let b = Node::start(cfg_b, 2, &redis);
+    assert!(wait_for(Duration::from_secs(5), || vendor.stats().binds_current >= 4), "vendor binds up");
+    let mut c = Client::connect(b.gw.local_addr);
+    assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
+    let mut ids = Vec::new();
+    for (part, text) in [(1u8, &b"first part "[..]), (2, b"BLOCKED middle "), (3, b"last part")] {
+        let (seq, mut p) = c.submit_pdu("15557775555", "");
+        let Body::SubmitSm(s) = &mut p.body else { unreachable!() };
+        s.registered_delivery = 1;
+        s.esm_class |= 0x40;
+        s.short_message = [&[5u8, 0x00, 3, 0x46, 3, part][..], text].concat().into();
+        c.send(&p);
+        let r = c.recv_resp(seq);
+        if part == 2 {
+            assert_eq!(r.command_status, CommandStatus::ESME_RINVDSTADR, "the vendor refused part 2");
+        } else {
+            let Body::SubmitSmResp(m) = r.body else { panic!("submit_sm_resp: {r:?}") };
+            ids.push(String::from_utf8_lossy(&m.message_id).into_owned());
+        }
+    }
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        let p = c.recv_deliver();
+        got.push(receipt_of(&p).0);
+        c.answer(&p, CommandStatus::ESME_ROK);
+    }
+    got.sort();
+    ids.sort();
+    assert_eq!(got, ids, "parts 1 and 3");
+    assert!(
+        wait_for(Duration::from_secs(5), || a.gw.metrics.derived_for_refused.load(Ordering::Relaxed) == 1),
+        "node A counted the refused part's receipt it did not send"
+    );
+    c.stream.set_read_timeout(Some(Duration::from_millis(1_000))).unwrap();
+    let extra = std::iter::from_fn(|| c.try_recv()).find(|p| matches!(p.body, Body::DeliverSm(_)));
+    assert!(extra.is_none(), "no receipt for the refused part: {extra:?}");
+    a.stop();
+    b.stop();
+}

@@ -651,6 +651,8 @@ impl Core {
             // Still in the local store; other nodes just cannot see it.
             RemoteOp::Put { .. } | RemoteOp::Miss { .. } => {}
             RemoteOp::Query { reply, .. } => self.remote_query_answer(reply, None),
+            // Unchecked, as without shared state: delivered.
+            RemoteOp::DerivedCheck { delivery, .. } => self.deliver_home(delivery),
             RemoteOp::Deliver(d) => {
                 let home = self.home_of(d.customer);
                 if home == self.idx {
@@ -699,6 +701,16 @@ impl Core {
         };
         if let Some(r) = early {
             self.apply_receipt(r);
+        }
+    }
+
+    /// A derived receipt checked against the shared store: delivered when its part was stored
+    /// by the node that handled it, counted as refused otherwise.
+    pub fn derived_checked(&self, delivery: Arc<Delivery>, stored: bool) {
+        if stored {
+            self.deliver_home(delivery);
+        } else {
+            self.metrics.derived_for_refused.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -1544,6 +1556,11 @@ impl Core {
             CoreMsg::DerivedReceipt { delivery, shown_id } => {
                 if self.refused_parts.borrow().contains(shown_id) {
                     self.metrics.derived_for_refused.fetch_add(1, Ordering::Relaxed);
+                } else if crate::msgid::node_of(shown_id) != self.snap().config.server.node_id as u8
+                    && self.remote_up()
+                {
+                    // Another node handled that part: only it knows whether it was refused.
+                    self.remote_push(RemoteOp::DerivedCheck { delivery, shown_id });
                 } else {
                     self.deliver_home(delivery);
                 }

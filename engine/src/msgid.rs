@@ -57,6 +57,11 @@ impl IdGen {
     }
 }
 
+/// The node that handed out `id` (its `server.node_id`).
+pub fn node_of(id: u64) -> u8 {
+    (id >> (COUNTER_BITS + CORE_BITS)) as u8
+}
+
 /// Writes `id` in `style` into `out` (at most 20 octets) and returns the used slice.
 pub fn format_id(id: u64, style: IdStyle, out: &mut [u8; 20]) -> &[u8] {
     let mut n = id;

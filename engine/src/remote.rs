@@ -54,6 +54,16 @@ pub enum RemoteOp {
     },
     /// A receipt or MO for a customer with no receiving bind on this node.
     Deliver(std::sync::Arc<Delivery>),
+    /// A receipt derived for an earlier part of a long message that another node handled:
+    /// delivered (to the customer's home core here) only if that node stored the part, that is
+    /// if the vendor did not refuse it (a refused part has no record, and the customer no id
+    /// for it).
+    DerivedCheck {
+        /// The derived receipt.
+        delivery: std::sync::Arc<Delivery>,
+        /// The part's id.
+        shown_id: u64,
+    },
 }
 
 /// The control thread's end of the link: every core's batches, and the flag it raises while

@@ -468,6 +468,13 @@ pub enum Control {
     Record(Box<crate::store::Record>),
     /// Receipts and MO from the shared queue, for customers homed on the receiving core.
     Deliveries(Vec<crate::deliveries::Delivery>),
+    /// The answer to a [`crate::remote::RemoteOp::DerivedCheck`], for the customer's home core.
+    Derived {
+        /// The derived receipt.
+        delivery: std::sync::Arc<crate::deliveries::Delivery>,
+        /// Whether the part it is for was stored (not refused): then it is delivered.
+        stored: bool,
+    },
     /// The shared store's answer to a query of a session on the receiving core.
     QueryAnswer {
         /// The session's request.
@@ -565,6 +572,7 @@ fn serve_control(core: &Core, control: &crossbeam_channel::Receiver<Control>) {
             }
             Control::Record(rec) => core.remote_record(*rec),
             Control::Deliveries(batch) => core.remote_deliveries(batch),
+            Control::Derived { delivery, stored } => core.derived_checked(delivery, stored),
             Control::QueryAnswer { reply, found } => core.remote_query_answer(reply, found),
         }
     }

@@ -776,6 +776,22 @@ async fn write_loop(inner: Arc<Inner>, end: RemoteEnd) {
                         });
                     }
                     RemoteOp::Deliver(d) => deliveries.push(Arc::unwrap_or_clone(d)),
+                    RemoteOp::DerivedCheck { delivery, shown_id } => {
+                        let inner = inner.clone();
+                        // Out of lookup capacity: delivered unchecked, as without Redis.
+                        let permit = lookups.clone().try_acquire_owned().ok();
+                        tokio::spawn(async move {
+                            let stored = match &permit {
+                                Some(_) => part_stored(&inner, shown_id).await,
+                                None => true,
+                            };
+                            drop(permit);
+                            let home = delivery.customer as usize % inner.control.cores().max(1);
+                            if !to_core(&inner, home, Control::Derived { delivery, stored }).await {
+                                warn!("derived receipt dropped: core control queue full");
+                            }
+                        });
+                    }
                 }
             }
         }
@@ -1199,7 +1215,13 @@ async fn resolve_misses(
 }
 
 async fn lookup_shown(inner: &Inner, shown_id: u64) -> Option<Record> {
-    let mut conn = inner.conn()?;
+    lookup_shown_checked(inner, shown_id).await.ok().flatten()
+}
+
+/// The record of `shown_id` in the shared store: `Ok(None)` when it is not there, `Err` when
+/// Redis could not be asked.
+async fn lookup_shown_checked(inner: &Inner, shown_id: u64) -> Result<Option<Record>, ()> {
+    let mut conn = inner.conn().ok_or(())?;
     add(&inner.health.lookups, 1);
     let mut pipe = redis::pipe();
     pipe.cmd("GET").arg(records_key(inner, shown_id));
@@ -1207,12 +1229,31 @@ async fn lookup_shown(inner: &Inner, shown_id: u64) -> Option<Record> {
         Ok(v) => v.into_iter().next().and_then(|v| bytes_value(inner, v)),
         Err(e) => {
             inner.fail("looking up a message", &e);
-            return None;
+            return Err(());
         }
     };
-    let rec = wire::decode_record(wire::find_entry(&blob?, shown_id)?, &inner.snapshot())?;
-    add(&inner.health.found, 1);
-    Some(rec)
+    let rec = blob.and_then(|b| wire::decode_record(wire::find_entry(&b, shown_id)?, &inner.snapshot()));
+    if rec.is_some() {
+        add(&inner.health.found, 1);
+    }
+    Ok(rec)
+}
+
+/// When a derived receipt's part is looked for in the shared store: the node that handled it
+/// writes its records behind, so a part accepted just before the last is retried.
+pub const DERIVED_CHECK_MS: [u64; 3] = [0, 300, 1_500];
+
+/// Whether the node that handled part `shown_id` stored it (the vendor accepted it). A store
+/// that cannot be asked counts as stored: the receipt is delivered, as without Redis.
+async fn part_stored(inner: &Inner, shown_id: u64) -> bool {
+    for ms in DERIVED_CHECK_MS {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        match lookup_shown_checked(inner, shown_id).await {
+            Ok(Some(_)) | Err(()) => return true,
+            Ok(None) => {}
+        }
+    }
+    false
 }
 
 async fn poll_deliveries(inner: Arc<Inner>) {
