@@ -461,7 +461,9 @@ impl Pending {
 /// milliseconds, or up to about 1.5 s when it asks the shared store.
 pub const QUERY_PENDING_TIMEOUT: Duration = Duration::from_secs(10);
 /// A submit_multi whose destinations have not all been answered within this is answered with
-/// what is known (each destination has its vendors' response timeouts well within it).
+/// what is known (each destination has its vendors' response timeouts well within it); a
+/// cancel_sm or replace_sm at a vendor whose answer has not come back within it is answered as
+/// failed (the vendor's response timeout ends it far sooner: only a lost answer gets here).
 pub const MULTI_PENDING_TIMEOUT: Duration = Duration::from_secs(120);
 
 struct PendingQuery {
@@ -498,7 +500,7 @@ struct CustomerDriver {
     queries: std::collections::HashMap<u32, PendingQuery>,
     /// cancel_sm and replace_sm at a vendor, by sequence number (their lookup is done): a
     /// request reusing one is refused like one reusing a pending lookup's.
-    ops_out: std::collections::HashSet<u32>,
+    ops_out: std::collections::HashMap<u32, (Instant, ReplyKind)>,
     multis: std::collections::HashMap<u32, PendingMulti>,
     closing: bool,
 }
@@ -680,7 +682,7 @@ impl CustomerDriver {
                 return false;
             }
         };
-        if self.queries.contains_key(&seq) || self.ops_out.contains(&seq) {
+        if self.queries.contains_key(&seq) || self.ops_out.contains_key(&seq) {
             // As above: a sequence number still in flight.
             {
                 self.refuse(&pdu, CommandStatus::ESME_RSYSERR);
@@ -885,7 +887,7 @@ impl CustomerDriver {
                 }
             }
             ReplyKind::Cancel | ReplyKind::Replace => {
-                if !self.ops_out.remove(&seq) {
+                if self.ops_out.remove(&seq).is_none() {
                     return;
                 }
                 let body = if reply.kind == ReplyKind::Cancel {
@@ -906,7 +908,8 @@ impl CustomerDriver {
     fn pending_deadline(&self) -> Option<Instant> {
         let queries = self.queries.values().map(|q| q.since + QUERY_PENDING_TIMEOUT);
         let multis = self.multis.values().map(|m| m.since + MULTI_PENDING_TIMEOUT);
-        queries.chain(multis).min()
+        let ops = self.ops_out.values().map(|(since, _)| *since + MULTI_PENDING_TIMEOUT);
+        queries.chain(multis).chain(ops).min()
     }
 
     /// Answers the requests whose answers have not all come back in time (lost on the way), so
@@ -940,6 +943,22 @@ impl CustomerDriver {
             );
             self.machine.give_window(remaining as u32, now, &mut self.wbuf, events);
             self.finish_multi(seq);
+            self.machine.op_answered(now, &mut self.wbuf, events);
+        }
+        let late: Vec<(u32, ReplyKind)> = self
+            .ops_out
+            .iter()
+            .filter(|(_, (since, _))| now.saturating_duration_since(*since) >= MULTI_PENDING_TIMEOUT)
+            .map(|(&seq, &(_, kind))| (seq, kind))
+            .collect();
+        for (seq, kind) in late {
+            self.ops_out.remove(&seq);
+            let (st, body) = match kind {
+                ReplyKind::Cancel => (CommandStatus::ESME_RCANCELFAIL, smppgw_codec::Body::CancelSmResp),
+                _ => (CommandStatus::ESME_RREPLACEFAIL, smppgw_codec::Body::ReplaceSmResp),
+            };
+            warn!(seq, "the vendor's answer to a cancel or replace was lost: answered {st}");
+            smppgw_codec::Pdu::with_status(seq, st, body).encode(&mut self.wbuf);
             self.machine.op_answered(now, &mut self.wbuf, events);
         }
     }
@@ -1004,7 +1023,7 @@ impl CustomerDriver {
                 };
                 // Found in the shared store, it may not be in this node's: its outcome must be.
                 self.core.send(usize::from(f.shard), CoreMsg::Adopt(Box::new(f.record.clone())));
-                self.ops_out.insert(seq);
+                self.ops_out.insert(seq, (now, ReplyKind::Cancel));
                 self.core.dispatch_op(op);
             }
             (Pending::Replace(mut x), Some(f))
@@ -1020,7 +1039,7 @@ impl CustomerDriver {
                 };
                 // Found in the shared store, it may not be in this node's: its outcome must be.
                 self.core.send(usize::from(f.shard), CoreMsg::Adopt(Box::new(f.record.clone())));
-                self.ops_out.insert(seq);
+                self.ops_out.insert(seq, (now, ReplyKind::Replace));
                 self.core.dispatch_op(op);
             }
             (what, _) => {
@@ -1097,7 +1116,7 @@ async fn customer_session(core: Rc<Core>, io: Rc<CoreIo>, mut stream: TcpStream,
         receiving: false,
         wbuf: BytesMut::new(),
         queries: std::collections::HashMap::new(),
-        ops_out: std::collections::HashSet::new(),
+        ops_out: std::collections::HashMap::new(),
         multis: std::collections::HashMap::new(),
         closing: false,
     };
@@ -1181,7 +1200,7 @@ async fn customer_session(core: Rc<Core>, io: Rc<CoreIo>, mut stream: TcpStream,
             // deadlines it kept from firing are acted on here.
             d.machine.on_tick(now, &mut d.wbuf, &mut events);
         }
-        if !d.queries.is_empty() || !d.multis.is_empty() {
+        if !d.queries.is_empty() || !d.multis.is_empty() || !d.ops_out.is_empty() {
             d.expire_pending(now, &mut events);
         }
         for ev in d.on_events(&mut events, now, peer) {
