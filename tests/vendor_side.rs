@@ -682,3 +682,55 @@ fn an_earlier_part_keeps_its_final_state_and_error_after_a_late_intermediate_for
     gw.shutdown();
     gw.join();
 }
+
+#[test]
+fn a_receipt_the_vendor_sent_as_tlvs_only_reaches_the_customer_with_every_appendix_b_field() {
+    // Goal: a vendor whose receipts carry only receipted_message_id and message_state (no
+    // text) still gives the customer an Appendix B text with every field: our id, sub, dlvrd,
+    // submit date, done date, stat, err (from network_error_code) and text.
+    let (addr, _seen) = fake_smsc(|_, mut c| {
+        accept_bind(&mut c);
+        while let Some(p) = c.recv() {
+            match p.body {
+                Body::SubmitSm(_) => {
+                    let resp = smppgw_codec::MessageIdResp { message_id: "T1".into(), ..Default::default() };
+                    c.send(&Pdu::new(p.sequence_number, Body::SubmitSmResp(resp)));
+                    let tlvs = smppgw_codec::Tlvs::builder()
+                        .cstr(smppgw_codec::tag::RECEIPTED_MESSAGE_ID, b"T1")
+                        .u8(smppgw_codec::tag::MESSAGE_STATE, 5)
+                        .bytes(smppgw_codec::tag::NETWORK_ERROR_CODE, &[3, 0, 34])
+                        .build();
+                    let r = SubmitSm { esm_class: 0x04, tlvs, ..Default::default() };
+                    c.send(&Pdu::new(900, Body::DeliverSm(r)));
+                }
+                Body::EnquireLink => c.send(&Pdu::new(p.sequence_number, Body::EnquireLinkResp)),
+                Body::Unbind => {
+                    c.send(&Pdu::new(p.sequence_number, Body::UnbindResp));
+                    break;
+                }
+                _ => {}
+            }
+        }
+    });
+    let mut cfg = config(&[("smsc", addr)]);
+    cfg.vendors[0].binds = 1;
+    let gw = smppgw_engine::start(cfg).unwrap();
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
+    let (st, id) = c.submit_dlr("15557776666", "tlv only");
+    assert_eq!(st, CommandStatus::ESME_ROK);
+    let p = c.recv_deliver();
+    let Body::DeliverSm(d) = &p.body else { panic!("deliver_sm: {p:?}") };
+    let text = String::from_utf8_lossy(&d.short_message).into_owned();
+    let r = smppgw_codec::receipt::Receipt::parse_bytes(&d.short_message).expect("an Appendix B text");
+    assert_eq!(r.id.as_str(), id, "{text}");
+    assert_eq!((r.sub, r.dlvrd), (Some(1), Some(0)), "{text}");
+    assert!(r.submit_date.is_some() && r.done_date.is_some(), "{text}");
+    assert_eq!(r.stat, smppgw_codec::receipt::MessageState::Undeliverable, "{text}");
+    assert_eq!(r.err, Some(smppgw_codec::receipt::ReceiptErr::Code(34)), "{text}");
+    assert!(text.ends_with(" text:"), "{text}");
+    c.answer(&p, CommandStatus::ESME_ROK);
+    assert_eq!(c.unbind(), CommandStatus::ESME_ROK);
+    gw.shutdown();
+    gw.join();
+}

@@ -1376,6 +1376,8 @@ impl Core {
         drop(store);
         let snap = self.snapshot();
         let Some(c) = snap.customer_at(rec.customer) else { return };
+        let mut r = r;
+        complete_receipt(&mut r, &rec, now);
         let home = self.home_of(rec.customer);
         let ids = std::iter::once((rec.shown_id, false)).chain(rec.siblings.iter().map(|&s| (s, true)));
         for (shown, derived) in ids {
@@ -1688,6 +1690,40 @@ fn vendor_radix(snap: &Snapshot) -> Vec<crate::store::Radix> {
             })
         })
         .collect()
+}
+
+/// Fills the Appendix B fields a vendor's receipt left out (one that carries only TLVs has
+/// none) from what the gateway knows: one message submitted, delivered or not by its state,
+/// the submit date, the done date of a final state (when the receipt came), the error from the
+/// network_error_code TLV (else 0), and an empty text (the gateway keeps no message text).
+fn complete_receipt(r: &mut VendorReceipt, rec: &Record, now: u64) {
+    let x = &mut r.receipt;
+    if x.sub.is_some()
+        && x.dlvrd.is_some()
+        && x.submit_date.is_some()
+        && (x.done_date.is_some() || !x.stat.is_final())
+        && x.err.is_some()
+        && x.text.is_some()
+    {
+        return;
+    }
+    let date = |t: u64| smppgw_codec::receipt::ReceiptDate::parse(&crate::io::smpp_time(t)[..12]);
+    x.sub.get_or_insert(1);
+    x.dlvrd.get_or_insert(u16::from(x.stat == MessageState::Delivered));
+    if x.submit_date.is_none() {
+        x.submit_date = date(rec.submitted);
+    }
+    if x.done_date.is_none() && x.stat.is_final() {
+        x.done_date = date(now);
+    }
+    if x.err.is_none() {
+        let code = match r.network_error.as_deref() {
+            Some([_, hi, lo]) => u16::from_be_bytes([*hi, *lo]),
+            _ => 0,
+        };
+        x.err = Some(smppgw_codec::receipt::ReceiptErr::Code(code));
+    }
+    x.text.get_or_insert_with(Bytes::new);
 }
 
 /// The receipt a customer gets: the vendor's receipt with our id in the text and in
