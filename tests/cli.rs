@@ -64,14 +64,14 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// Runs the smppgw binary against a simulator that answers after 400 ms, submits 20 messages,
+/// Runs the smppgw binary against a simulator that answers after 1 s, submits 20 messages,
 /// sends `signal` while they are in flight, and checks what a clean shutdown promises: `/ready`
 /// says the node is shutting down while it drains (so a load balancer stops sending), every
 /// submit answered ESME_ROK, the customer unbound, every acknowledged message at the vendor,
 /// the vendor binds unbound, exit status 0.
 fn signal_drains_and_exits_zero(signal: i32) {
     let v = common::sim(|s| {
-        s.faults.resp_latency = smppgw_loadgen::sim::Delay::Fixed(Duration::from_millis(400))
+        s.faults.resp_latency = smppgw_loadgen::sim::Delay::Fixed(Duration::from_millis(1_000))
     });
     let port = free_port();
     let http: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
@@ -109,12 +109,14 @@ fn signal_drains_and_exits_zero(signal: i32) {
         let (_, p) = c.submit_pdu(&format!("15556660{i:03}"), "in flight");
         c.send(&p);
     }
-    std::thread::sleep(Duration::from_millis(50));
+    // Signalled once every submit is at the vendor (one read later would be refused as the
+    // session is shutting down).
+    assert!(common::wait_for(Duration::from_secs(10), || v.stats().submits >= 20), "all at the vendor");
     // SAFETY: sending a signal to our own child process.
     unsafe { libc::kill(child.id() as i32, signal) };
-    // The submits wait 400 ms at the vendor: the node is draining, and says so.
+    // The submits wait up to 1 s at the vendor: the node is draining, and says so.
     let mut draining = None;
-    common::wait_for(Duration::from_millis(300), || {
+    common::wait_for(Duration::from_millis(800), || {
         let (status, body) = common::http_get(http, "/ready");
         draining = Some((status, body));
         status != 200
