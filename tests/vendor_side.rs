@@ -757,3 +757,19 @@ fn a_receipt_the_vendor_sent_as_tlvs_only_reaches_the_customer_with_every_append
     gw.shutdown();
     gw.join();
 }
+
+#[test]
+fn a_vendor_given_by_host_name_is_bound() {
+    // Goal: a vendor configured by name (resolved off the executor, every address tried in
+    // turn: localhost may give ::1 before 127.0.0.1) is bound and takes messages.
+    let v = sim(|_| {});
+    let mut cfg = config(&[("named", v.local_addr())]);
+    cfg.vendors[0].host = "localhost".into();
+    let gw = smppgw_engine::start(cfg).unwrap();
+    assert!(wait_for(Duration::from_secs(10), || v.stats().binds_current >= 2), "bound by name");
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+    assert_eq!(c.submit("15557770001", "by name").0, CommandStatus::ESME_ROK);
+    gw.shutdown();
+    gw.join();
+}

@@ -456,6 +456,9 @@ impl Pending {
     }
 }
 
+/// Addresses of a vendor's host name tried, in the order the resolver gave them.
+pub const VENDOR_ADDRS_MAX: usize = 8;
+
 /// A query_sm, cancel_sm or replace_sm whose lookup has not been answered within this is
 /// answered as failed (its answers were lost: a full queue on the way); the lookup takes
 /// milliseconds, or up to about 1.5 s when it asks the shared store.
@@ -1369,11 +1372,34 @@ pub async fn vendor_slot(
         backoff_ms = (backoff_ms * 2)
             .clamp(u64::from(cfg.reconnect_backoff_min_ms), u64::from(cfg.reconnect_backoff_max_ms));
         let addr = format!("{}:{}", cfg.host, cfg.port);
-        let connected = TcpStream::connect_timeout(
-            addr.as_str(),
-            Duration::from_millis(u64::from(cfg.response_timeout_ms)),
-        )
-        .await;
+        // A host name is resolved on a blocking thread: getaddrinfo on the executor would stop
+        // every session of this core for as long as DNS takes to answer (or time out).
+        let resolved = match addr.parse::<SocketAddr>() {
+            Ok(a) => Ok(vec![a]),
+            Err(_) => {
+                let name = addr.clone();
+                glommio::executor()
+                    .spawn_blocking(move || {
+                        use std::net::ToSocketAddrs;
+                        name.to_socket_addrs().map(|it| it.take(VENDOR_ADDRS_MAX).collect::<Vec<_>>())
+                    })
+                    .await
+            }
+        };
+        let timeout = Duration::from_millis(u64::from(cfg.response_timeout_ms));
+        // Each address in turn, as the name gave them (localhost: ::1 and 127.0.0.1).
+        let mut connected = Err(std::io::Error::new(std::io::ErrorKind::NotFound, "no address"));
+        match resolved {
+            Ok(addrs) => {
+                for a in addrs {
+                    connected = TcpStream::connect_timeout(a, timeout).await.map_err(std::io::Error::from);
+                    if connected.is_ok() {
+                        break;
+                    }
+                }
+            }
+            Err(e) => connected = Err(e),
+        }
         let mut stream = match connected {
             Ok(s) => s,
             Err(e) => {

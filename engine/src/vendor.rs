@@ -295,6 +295,9 @@ impl<J> VendorSession<J> {
             // Only the answer to our unbind ends the bind; a stray one changes nothing.
             Body::UnbindResp if matches!(self.state, State::Unbinding { .. }) => self.close(events),
             Body::UnbindResp => {}
+            // SMSC -> ESME, and has no response (SMPP 3.4 4.12): nothing to answer, nothing to
+            // act on (the gateway keeps no per-handset retry lists).
+            Body::AlertNotification(_) => {}
             body => {
                 let id = body.command_id();
                 if !id.is_response() {
@@ -330,7 +333,7 @@ impl<J> VendorSession<J> {
                         };
                         events.push(VendorEvent::Done { job, outcome });
                     }
-                } else {
+                } else if header.command_id != smppgw_codec::CommandId::ALERT_NOTIFICATION {
                     Pdu::error_response(header, error.command_status()).encode(out);
                 }
             }
@@ -399,11 +402,29 @@ impl<J> VendorSession<J> {
         }
     }
 
-    /// Applies a reloaded vendor's timing to this live bind (requests in flight keep their
-    /// deadlines).
+    /// Applies a reloaded vendor's timing to this live bind. A shorter response timeout applies
+    /// to the submits in flight too (each then times out at its send time plus the new timeout):
+    /// kept, their later deadlines would sit ahead of the new submits' earlier ones in the
+    /// send-ordered queue, and hold those (and their window places) up to the old timeout.
     pub fn set_timing(&mut self, response_timeout: Duration, enquire_link_interval: Duration) {
+        let shorter = self.settings.response_timeout.saturating_sub(response_timeout);
         self.settings.response_timeout = response_timeout;
         self.settings.enquire_link_interval = enquire_link_interval;
+        if shorter.is_zero() || self.inflight.is_empty() {
+            return;
+        }
+        let mut order: Vec<(Instant, u32)> = Vec::with_capacity(self.inflight.len());
+        for (&seq, (_, deadline)) in self.inflight.iter_mut() {
+            *deadline = deadline.checked_sub(shorter).unwrap_or(*deadline);
+            order.push((*deadline, seq));
+        }
+        order.sort_unstable();
+        self.deadlines.clear();
+        let inflight = &self.inflight;
+        for (deadline, seq) in order {
+            self.deadlines
+                .push(deadline, seq, inflight.len(), |d, s| inflight.get(&s).is_some_and(|(_, x)| *x == d));
+        }
     }
 
     /// Starts a graceful unbind once nothing is in flight (the driver waits for that).
@@ -510,6 +531,46 @@ mod tests {
             &ev[1],
             VendorEvent::Done { job: (1, _), outcome: Outcome::Refused(CommandStatus::ESME_RTHROTTLED) }
         ));
+    }
+
+    #[test]
+    fn a_shorter_response_timeout_from_a_reload_applies_to_the_submits_in_flight() {
+        // Goal: lowering a vendor's response timeout from 60 s to 5 s ends a submit sent before
+        // the reload 5 s after it was sent, and one sent after it is not held behind the first.
+        let m = msg();
+        let (mut s, now, mut out) = bound();
+        s.set_timing(Duration::from_secs(60), Duration::from_secs(30));
+        s.submit((1, m.clone()), now, &mut out, |j| &j.1).unwrap();
+        s.set_timing(Duration::from_secs(5), Duration::from_secs(30));
+        s.submit((2, m.clone()), now + Duration::from_secs(1), &mut out, |j| &j.1).unwrap();
+        let mut ev = Vec::new();
+        s.on_tick(now + Duration::from_secs(6), &mut out, &mut ev);
+        let done: Vec<u32> = ev
+            .iter()
+            .filter_map(|e| match e {
+                VendorEvent::Done { job, outcome: Outcome::Unknown } => Some(job.0),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(done, vec![1, 2], "both timed out by their send time plus 5 s");
+        assert_eq!(s.inflight(), 0, "their window places are free");
+    }
+
+    #[test]
+    fn a_vendors_alert_notification_gets_no_answer() {
+        // Goal: alert_notification is a valid SMSC -> ESME PDU without a response (SMPP 3.4
+        // 4.12): it was answered with generic_nack ESME_RINVCMDID, which strict SMSCs log or
+        // unbind for.
+        let (mut s, now, mut out) = bound();
+        let mut ev = Vec::new();
+        let alert = smppgw_codec::AlertNotification {
+            source: Address::new(1, 1, "15551234567"),
+            esme: Address::new(1, 1, "gw"),
+            ..Default::default()
+        };
+        s.on_pdu(Pdu::new(77, Body::AlertNotification(alert)), now, &mut out, &mut ev);
+        assert!(pdus(&mut out).is_empty(), "nothing sent");
+        assert!(ev.is_empty());
     }
 
     #[test]
