@@ -773,3 +773,59 @@ fn a_vendor_given_by_host_name_is_bound() {
     gw.shutdown();
     gw.join();
 }
+
+#[test]
+fn a_vendor_that_lost_the_bind_and_answers_not_bound_is_bound_again_and_the_message_goes() {
+    // Goal: an SMSC that lost our session but still answers refuses a submit with
+    // ESME_RINVBNDSTS: the gateway binds again and the message is delivered through the new
+    // bind or another vendor; the customer never sees the vendor's "not bound" (which would
+    // tell it that its own bind is wrong).
+    let (addr, seen) = fake_smsc(|n, mut c| {
+        accept_bind(&mut c);
+        let mut accepted = 0;
+        while let Some(p) = c.recv() {
+            match p.body {
+                Body::SubmitSm(_) if n == 0 => {
+                    let resp = Pdu::with_status(
+                        p.sequence_number,
+                        CommandStatus::ESME_RINVBNDSTS,
+                        Body::SubmitSmResp(Default::default()),
+                    );
+                    c.send(&resp);
+                }
+                Body::SubmitSm(_) => {
+                    accepted += 1;
+                    let resp = smppgw_codec::MessageIdResp { message_id: "B2".into(), ..Default::default() };
+                    c.send(&Pdu::new(p.sequence_number, Body::SubmitSmResp(resp)));
+                }
+                Body::EnquireLink => c.send(&Pdu::new(p.sequence_number, Body::EnquireLinkResp)),
+                Body::Unbind => {
+                    c.send(&Pdu::new(p.sequence_number, Body::UnbindResp));
+                    break;
+                }
+                _ => {}
+            }
+        }
+        (n, accepted)
+    });
+    let mut cfg = config(&[("lost", addr)]);
+    cfg.vendors[0].binds = 1;
+    cfg.vendors[0].reconnect_backoff_min_ms = 50;
+    let gw = smppgw_engine::start(cfg).unwrap();
+    wait_vendor_up(&gw);
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+    let (st, _) = c.submit("15557779999", "first, refused as not bound");
+    assert_ne!(st, CommandStatus::ESME_RINVBNDSTS, "the vendor's status is not the customer's");
+    assert!(
+        wait_for(Duration::from_secs(10), || {
+            let (st, _) = c.submit("15557779998", "after the rebind");
+            st == CommandStatus::ESME_ROK
+        }),
+        "bound again and taking messages"
+    );
+    let first = seen.recv_timeout(Duration::from_secs(10)).expect("the lost bind was closed");
+    assert_eq!(first, (0, 0), "the first connection, which took nothing, was given up");
+    gw.shutdown();
+    gw.join();
+}

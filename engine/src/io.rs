@@ -1815,9 +1815,14 @@ fn on_outcome(
             Outcome::Unknown => c.unknown.fetch_add(1, Ordering::Relaxed),
         };
     }
+    // A vendor that says we are not bound lost the bind (it is being made again): the message
+    // was not taken, and goes to the next vendor like one refused for a temporary reason.
+    let passed_over = |st: CommandStatus| st.is_temporary() || st == CommandStatus::ESME_RINVBNDSTS;
     match outcome {
         Outcome::Accepted(vendor_id) => core.accepted(job, vendor, vendor_id, now),
-        Outcome::Refused(st) if st.is_temporary() => {
+        Outcome::Refused(st) if passed_over(st) => {
+            // The customer's bind state is fine: it must not see the vendor's "not bound".
+            let st = if st == CommandStatus::ESME_RINVBNDSTS { CommandStatus::ESME_RSYSERR } else { st };
             if st == CommandStatus::ESME_RTHROTTLED {
                 core.metrics.vendor_throttled.fetch_add(1, Ordering::Relaxed);
                 rate.on_throttled(io.nanos(now));

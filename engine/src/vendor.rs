@@ -115,6 +115,10 @@ pub struct VendorSession<J> {
     enquire_sent: Option<Instant>,
     /// The sequence number of the enquire_link in `enquire_sent`.
     enquire_seq: u32,
+    /// The vendor answered ESME_RINVBNDSTS: it no longer has this bind (it lost the session but
+    /// still answers). Nothing more is sent; the bind closes (and is made again) once the
+    /// submits in flight are answered.
+    lost: bool,
 }
 
 impl<J> VendorSession<J> {
@@ -129,6 +133,7 @@ impl<J> VendorSession<J> {
             last_rx: now,
             enquire_sent: None,
             enquire_seq: 0,
+            lost: false,
         };
         let seq = s.next_sequence();
         let b = Bind {
@@ -167,6 +172,7 @@ impl<J> VendorSession<J> {
     /// Whether another submit fits in the window.
     pub fn has_room(&self) -> bool {
         self.is_bound()
+            && !self.lost
             && self.settings.kind != VendorBindKind::Receiver
             && (self.inflight.len() as u32) < self.settings.window
     }
@@ -242,6 +248,7 @@ impl<J> VendorSession<J> {
                         if status.is_ok() { Outcome::Accepted(message_id) } else { Outcome::Refused(status) };
                     events.push(VendorEvent::Done { job, outcome });
                 }
+                self.lost_bind(status, events);
             }
             Body::CancelSmResp | Body::ReplaceSmResp | Body::QuerySmResp(_) => {
                 if let Some((job, _)) = self.inflight.remove(&seq) {
@@ -257,6 +264,7 @@ impl<J> VendorSession<J> {
                 if let Some((job, _)) = self.inflight.remove(&seq) {
                     let st = if status.is_ok() { CommandStatus::ESME_RSYSERR } else { status };
                     events.push(VendorEvent::Done { job, outcome: Outcome::Refused(st) });
+                    self.lost_bind(status, events);
                 } else if let State::BindSent { seq: s, .. } = self.state
                     && s == seq
                 {
@@ -436,6 +444,17 @@ impl<J> VendorSession<J> {
         }
     }
 
+    /// After an answer with `status`: a vendor that says we are not bound has lost this bind;
+    /// once nothing it holds is in flight, the bind closes and the driver makes it again.
+    fn lost_bind(&mut self, status: CommandStatus, events: &mut Vec<VendorEvent<J>>) {
+        if status == CommandStatus::ESME_RINVBNDSTS && self.is_bound() {
+            self.lost = true;
+        }
+        if self.lost && self.inflight.is_empty() {
+            self.close(events);
+        }
+    }
+
     /// The connection is gone: every job in flight comes back with an unknown outcome.
     pub fn close(&mut self, events: &mut Vec<VendorEvent<J>>) {
         if self.state == State::Closed && self.inflight.is_empty() {
@@ -554,6 +573,32 @@ mod tests {
             .collect();
         assert_eq!(done, vec![1, 2], "both timed out by their send time plus 5 s");
         assert_eq!(s.inflight(), 0, "their window places are free");
+    }
+
+    #[test]
+    fn a_vendor_that_answers_not_bound_gets_nothing_more_and_the_bind_is_made_again() {
+        // Goal: an SMSC that lost our session but still answers says ESME_RINVBNDSTS: that
+        // submit is refused (the driver passes it to another vendor), no new submit goes to this
+        // bind, and once the submits in flight are answered the bind closes, to be made again.
+        let m = msg();
+        let (mut s, now, mut out) = bound();
+        s.submit((1, m.clone()), now, &mut out, |j| &j.1).unwrap();
+        s.submit((2, m.clone()), now, &mut out, |j| &j.1).unwrap();
+        let sent = pdus(&mut out);
+        let mut ev = Vec::new();
+        let not_bound = |seq: u32| {
+            Pdu::with_status(seq, CommandStatus::ESME_RINVBNDSTS, Body::SubmitSmResp(Default::default()))
+        };
+        s.on_pdu(not_bound(sent[0].sequence_number), now, &mut out, &mut ev);
+        assert!(matches!(
+            &ev[..],
+            [VendorEvent::Done { job: (1, _), outcome: Outcome::Refused(CommandStatus::ESME_RINVBNDSTS) }]
+        ));
+        assert!(!s.has_room(), "nothing more is sent to it");
+        assert_eq!(s.submit((3, m.clone()), now, &mut out, |j| &j.1).map_err(|j| j.0), Err(3));
+        s.on_pdu(not_bound(sent[1].sequence_number), now, &mut out, &mut ev);
+        assert!(matches!(&ev[1], VendorEvent::Done { job: (2, _), outcome: Outcome::Refused(_) }));
+        assert!(matches!(&ev[2], VendorEvent::Close), "closed once nothing is in flight: {ev:?}");
     }
 
     #[test]
