@@ -333,8 +333,16 @@ impl<J> VendorSession<J> {
             DecodeError::Pdu { header, error } => {
                 if header.command_id.is_response() {
                     if let Some((job, _)) = self.inflight.remove(&header.sequence_number) {
-                        // The vendor answered but we cannot read its id: it has the message.
-                        let outcome = if header.command_status.is_ok() {
+                        // The vendor answered but we cannot read its id: it has the message
+                        // (unless the answer is a generic_nack, which never accepts one).
+                        let nack = header.command_id == smppgw_codec::CommandId::GENERIC_NACK;
+                        let outcome = if nack {
+                            Outcome::Refused(if header.command_status.is_ok() {
+                                CommandStatus::ESME_RSYSERR
+                            } else {
+                                header.command_status
+                            })
+                        } else if header.command_status.is_ok() {
                             Outcome::Accepted(Bytes::new())
                         } else {
                             Outcome::Refused(header.command_status)
@@ -599,6 +607,32 @@ mod tests {
         s.on_pdu(not_bound(sent[1].sequence_number), now, &mut out, &mut ev);
         assert!(matches!(&ev[1], VendorEvent::Done { job: (2, _), outcome: Outcome::Refused(_) }));
         assert!(matches!(&ev[2], VendorEvent::Close), "closed once nothing is in flight: {ev:?}");
+    }
+
+    #[test]
+    fn a_malformed_generic_nack_never_counts_as_an_acceptance() {
+        // Goal: a generic_nack with a body where none belongs (status 0) for a submit in flight
+        // refuses that submit (ESME_RSYSERR: passed to the next vendor); it used to be read as an
+        // undecodable submit_sm_resp with status 0, an acceptance without an id.
+        let (mut s, now, mut out) = bound();
+        s.submit((1, msg()), now, &mut out, |j| &j.1).unwrap();
+        let sent = pdus(&mut out);
+        let mut raw = BytesMut::new();
+        raw.extend_from_slice(&20u32.to_be_bytes());
+        raw.extend_from_slice(&0x8000_0000u32.to_be_bytes());
+        raw.extend_from_slice(&0u32.to_be_bytes());
+        raw.extend_from_slice(&sent[0].sequence_number.to_be_bytes());
+        raw.extend_from_slice(b"junk");
+        let err = Decoder::default().decode(&mut raw).expect_err("malformed");
+        let mut ev = Vec::new();
+        s.on_decode_error(&err, &mut out, &mut ev);
+        assert!(
+            matches!(
+                &ev[..],
+                [VendorEvent::Done { job: (1, _), outcome: Outcome::Refused(CommandStatus::ESME_RSYSERR) }]
+            ),
+            "{ev:?}"
+        );
     }
 
     #[test]
