@@ -39,7 +39,7 @@ fn start(cfg: impl FnOnce(&mut Config)) -> (smppgw_engine::Gateway, Client, smpp
     let gw = smppgw_engine::start(c).expect("gateway starts");
     let mut client = Client::connect(gw.local_addr);
     assert_eq!(client.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
-    assert!(wait_for(Duration::from_secs(5), || v.stats().binds_current >= 2));
+    assert!(wait_for(Duration::from_secs(10), || v.stats().binds_current >= 2));
     (gw, client, v)
 }
 
@@ -190,11 +190,11 @@ fn a_reload_keeps_the_count_of_the_current_window() {
     // Another customer setting changes; the campaign does not.
     cfg.customers[1].max_binds = 3;
     let version = ctl.reload(cfg.clone()).unwrap();
-    assert!(wait_for(Duration::from_secs(2), || ctl.applied_everywhere(version)));
+    assert!(wait_for(Duration::from_secs(10), || ctl.applied_everywhere(version)));
     assert_eq!(submit_from(&mut c, "15550001", "hi", None), CommandStatus::ESME_RTHROTTLED);
     cfg.campaigns[0].segments_per_minute = 3;
     let version = ctl.reload(cfg).unwrap();
-    assert!(wait_for(Duration::from_secs(2), || ctl.applied_everywhere(version)));
+    assert!(wait_for(Duration::from_secs(10), || ctl.applied_everywhere(version)));
     assert_eq!(submit_from(&mut c, "15550001", "hi", None), CommandStatus::ESME_ROK);
     assert_eq!(
         submit_from(&mut c, "15550001", "hi", None),
@@ -252,7 +252,7 @@ fn messages_the_vendor_refuses_do_not_spend_the_brands_daily_cap() {
     let gw = smppgw_engine::start(cfg).expect("gateway starts");
     let mut c = Client::connect(gw.local_addr);
     assert_eq!(c.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
-    assert!(wait_for(Duration::from_secs(5), || v.stats().binds_current >= 2));
+    assert!(wait_for(Duration::from_secs(10), || v.stats().binds_current >= 2));
     for i in 0..5 {
         let st = submit_from(&mut c, "15550001", "BLOCKED", None);
         assert_eq!(st, CommandStatus::ESME_RINVDSTADR, "refused by the vendor, {i}");
