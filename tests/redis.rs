@@ -1080,6 +1080,35 @@ fn a_later_state_of_an_earlier_message_does_not_shorten_the_time_its_record_grou
     a.stop();
 }
 
+/// Which node the vendor delivers receipts to: the other one binds it as a transmitter only.
+#[derive(Clone, Copy)]
+enum ReceiptsTo {
+    A,
+    B,
+}
+
+/// Nodes A (id 1) and B (id 2) sharing `redis`, each with one vendor at `vendor` (the test's
+/// `tweak` applied to both configurations), the vendor's receipts going to `to`; returns once
+/// the four vendor binds are up.
+fn two_nodes(
+    redis: &RedisServer,
+    vendor: &smppgw_loadgen::sim::SimHandle,
+    to: ReceiptsTo,
+    tweak: impl Fn(&mut Config),
+) -> (Node, Node) {
+    let mut cfg_a = config(&[("v1", vendor.local_addr())]);
+    tweak(&mut cfg_a);
+    let mut cfg_b = cfg_a.clone();
+    match to {
+        ReceiptsTo::A => cfg_b.vendors[0].bind_type = VendorBindType::Transmitter,
+        ReceiptsTo::B => cfg_a.vendors[0].bind_type = VendorBindType::Transmitter,
+    }
+    let a = Node::start(cfg_a, 1, redis);
+    let b = Node::start(cfg_b, 2, redis);
+    assert!(wait_for(Duration::from_secs(10), || vendor.stats().binds_current >= 4), "vendor binds up");
+    (a, b)
+}
+
 #[test]
 fn a_receipt_that_reaches_a_node_while_redis_is_unreachable_is_looked_up_when_it_returns() {
     // Goal: node A gets the vendor's receipt for node B's message while A cannot reach Redis
@@ -1088,11 +1117,7 @@ fn a_receipt_that_reaches_a_node_while_redis_is_unreachable_is_looked_up_when_it
     // receipt (it used to wait unlooked-up until it expired, two minutes later, unmatched).
     let redis = RedisServer::start();
     let vendor = sim(|s| s.receipts.delay = smppgw_loadgen::sim::Delay::Fixed(Duration::from_millis(3_500)));
-    let a = Node::start(config(&[("v1", vendor.local_addr())]), 1, &redis);
-    let mut cfg_b = config(&[("v1", vendor.local_addr())]);
-    cfg_b.vendors[0].bind_type = VendorBindType::Transmitter;
-    let b = Node::start(cfg_b, 2, &redis);
-    assert!(wait_for(Duration::from_secs(10), || vendor.stats().binds_current >= 4), "vendor binds up");
+    let (a, b) = two_nodes(&redis, &vendor, ReceiptsTo::A, |_| {});
     let mut c = Client::connect(b.gw.local_addr);
     assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
     let (st, id) = c.submit_dlr("15551230077", "receipt during an outage");
@@ -1128,11 +1153,7 @@ fn receipts_kept_at_a_node_during_an_outage_go_to_the_node_where_the_customer_re
     // delivers it (it used to wait at B until the customer bound there or B shut down).
     let redis = RedisServer::start();
     let vendor = sim(|s| s.receipts.delay = smppgw_loadgen::sim::Delay::Fixed(Duration::from_millis(3_500)));
-    let mut cfg_a = config(&[("v1", vendor.local_addr())]);
-    cfg_a.vendors[0].bind_type = VendorBindType::Transmitter;
-    let a = Node::start(cfg_a, 1, &redis);
-    let b = Node::start(config(&[("v1", vendor.local_addr())]), 2, &redis);
-    assert!(wait_for(Duration::from_secs(10), || vendor.stats().binds_current >= 4), "vendor binds up");
+    let (a, b) = two_nodes(&redis, &vendor, ReceiptsTo::B, |_| {});
     let mut rx = Client::connect(a.gw.local_addr);
     assert_eq!(rx.bind("rx", "c1", "pw"), CommandStatus::ESME_ROK);
     let mut tx = Client::connect(b.gw.local_addr);
@@ -1206,13 +1227,9 @@ fn a_part_refused_on_one_node_gets_no_receipt_derived_on_another() {
         s.faults.error_status = CommandStatus::ESME_RINVDSTADR;
         s.receipts.delay = smppgw_loadgen::sim::Delay::Fixed(Duration::from_millis(300));
     });
-    let mut cfg_a = config(&[("v1", vendor.local_addr())]);
-    cfg_a.customers[0].receipt_parts = smppgw_engine::config::ReceiptParts::Last;
-    let mut cfg_b = cfg_a.clone();
-    cfg_b.vendors[0].bind_type = VendorBindType::Transmitter;
-    let a = Node::start(cfg_a, 1, &redis);
-    let b = Node::start(cfg_b, 2, &redis);
-    assert!(wait_for(Duration::from_secs(10), || vendor.stats().binds_current >= 4), "vendor binds up");
+    let (a, b) = two_nodes(&redis, &vendor, ReceiptsTo::A, |cfg| {
+        cfg.customers[0].receipt_parts = smppgw_engine::config::ReceiptParts::Last
+    });
     let mut c = Client::connect(b.gw.local_addr);
     assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
     let mut ids = Vec::new();

@@ -80,6 +80,27 @@ fn accept_bind(c: &mut Conn) {
     c.send(&Pdu::new(p.sequence_number, Body::BindTransceiverResp(Default::default())));
 }
 
+/// Serves a bound connection of the fake SMSC until the gateway unbinds or closes it: answers
+/// enquire_link and unbind, and hands every other PDU to `on` (which answers it, or not).
+fn serve(c: &mut Conn, mut on: impl FnMut(&mut Conn, Pdu)) {
+    while let Some(p) = c.recv() {
+        match p.body {
+            Body::EnquireLink => c.send(&Pdu::new(p.sequence_number, Body::EnquireLinkResp)),
+            Body::Unbind => {
+                c.send(&Pdu::new(p.sequence_number, Body::UnbindResp));
+                return;
+            }
+            _ => on(c, p),
+        }
+    }
+}
+
+/// A submit_sm_resp accepting `p` under the vendor id `id`.
+fn accepted_as(p: &Pdu, id: &str) -> Pdu {
+    let resp = smppgw_codec::MessageIdResp { message_id: id.to_owned().into(), ..Default::default() };
+    Pdu::new(p.sequence_number, Body::SubmitSmResp(resp))
+}
+
 #[test]
 fn the_vendors_unbind_is_answered_with_the_receipts_read_before_it_and_the_bind_comes_back() {
     // Goal: an SMSC that unbinds (a restart, maintenance) gets its unbind_resp, and the
@@ -566,28 +587,14 @@ fn a_message_the_vendor_accepted_without_an_id_cannot_be_cancelled_or_replaced_b
     let (addr, seen) = fake_smsc(|_, mut c| {
         accept_bind(&mut c);
         let mut ops = Vec::new();
-        while let Some(p) = c.recv() {
-            match p.body {
-                Body::SubmitSm(_) => {
-                    c.send(&Pdu::new(p.sequence_number, Body::SubmitSmResp(Default::default())))
-                }
-                Body::CancelSm(_) | Body::ReplaceSm(_) => ops.push(p.command_id()),
-                Body::EnquireLink => c.send(&Pdu::new(p.sequence_number, Body::EnquireLinkResp)),
-                Body::Unbind => {
-                    c.send(&Pdu::new(p.sequence_number, Body::UnbindResp));
-                    break;
-                }
-                _ => {}
-            }
-        }
+        serve(&mut c, |c, p| match p.body {
+            Body::SubmitSm(_) => c.send(&accepted_as(&p, "")),
+            Body::CancelSm(_) | Body::ReplaceSm(_) => ops.push(p.command_id()),
+            _ => {}
+        });
         ops
     });
-    let mut cfg = config(&[("smsc", addr)]);
-    cfg.vendors[0].binds = 1;
-    let gw = smppgw_engine::start(cfg).unwrap();
-    wait_vendor_up(&gw);
-    let mut c = Client::connect(gw.local_addr);
-    assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
+    let (gw, mut c) = one_bind_gateway(addr);
     let (st, id) = c.submit_dlr("15557778888", "no vendor id");
     assert_eq!(st, CommandStatus::ESME_ROK);
     let src = smppgw_codec::Address::new(1, 1, "15550001");
@@ -632,34 +639,21 @@ fn an_earlier_part_keeps_its_final_state_and_error_after_a_late_intermediate_for
     let (addr, _seen) = fake_smsc(|_, mut c| {
         accept_bind(&mut c);
         let mut n = 0;
-        while let Some(p) = c.recv() {
-            match p.body {
-                Body::SubmitSm(_) => {
-                    n += 1;
-                    let resp = smppgw_codec::MessageIdResp {
-                        message_id: format!("P{n}").into(),
-                        ..Default::default()
-                    };
-                    c.send(&Pdu::new(p.sequence_number, Body::SubmitSmResp(resp)));
-                    if n == 2 {
-                        for (esm, stat) in [(0x04, "UNDELIV"), (0x20, "ENROUTE")] {
-                            let text = format!(
-                                "id:P2 sub:001 dlvrd:000 submit date:2611251200 done date:2611251201 stat:{stat} err:005 text:x"
-                            );
-                            let r =
-                                SubmitSm { esm_class: esm, short_message: text.into(), ..Default::default() };
-                            c.send(&Pdu::new(1000 + n, Body::DeliverSm(r)));
-                        }
+        serve(&mut c, |c, p| {
+            if let Body::SubmitSm(_) = p.body {
+                n += 1;
+                c.send(&accepted_as(&p, &format!("P{n}")));
+                if n == 2 {
+                    for (esm, stat) in [(0x04, "UNDELIV"), (0x20, "ENROUTE")] {
+                        let text = format!(
+                            "id:P2 sub:001 dlvrd:000 submit date:2611251200 done date:2611251201 stat:{stat} err:005 text:x"
+                        );
+                        let r = SubmitSm { esm_class: esm, short_message: text.into(), ..Default::default() };
+                        c.send(&Pdu::new(1000 + n, Body::DeliverSm(r)));
                     }
                 }
-                Body::EnquireLink => c.send(&Pdu::new(p.sequence_number, Body::EnquireLinkResp)),
-                Body::Unbind => {
-                    c.send(&Pdu::new(p.sequence_number, Body::UnbindResp));
-                    break;
-                }
-                _ => {}
             }
-        }
+        });
     });
     let mut cfg = config(&[("smsc", addr)]);
     cfg.vendors[0].binds = 1;
@@ -712,34 +706,20 @@ fn a_receipt_the_vendor_sent_as_tlvs_only_reaches_the_customer_with_every_append
     // submit date, done date, stat, err (from network_error_code) and text.
     let (addr, _seen) = fake_smsc(|_, mut c| {
         accept_bind(&mut c);
-        while let Some(p) = c.recv() {
-            match p.body {
-                Body::SubmitSm(_) => {
-                    let resp = smppgw_codec::MessageIdResp { message_id: "T1".into(), ..Default::default() };
-                    c.send(&Pdu::new(p.sequence_number, Body::SubmitSmResp(resp)));
-                    let tlvs = smppgw_codec::Tlvs::builder()
-                        .cstr(smppgw_codec::tag::RECEIPTED_MESSAGE_ID, b"T1")
-                        .u8(smppgw_codec::tag::MESSAGE_STATE, 5)
-                        .bytes(smppgw_codec::tag::NETWORK_ERROR_CODE, &[3, 0, 34])
-                        .build();
-                    let r = SubmitSm { esm_class: 0x04, tlvs, ..Default::default() };
-                    c.send(&Pdu::new(900, Body::DeliverSm(r)));
-                }
-                Body::EnquireLink => c.send(&Pdu::new(p.sequence_number, Body::EnquireLinkResp)),
-                Body::Unbind => {
-                    c.send(&Pdu::new(p.sequence_number, Body::UnbindResp));
-                    break;
-                }
-                _ => {}
+        serve(&mut c, |c, p| {
+            if let Body::SubmitSm(_) = p.body {
+                c.send(&accepted_as(&p, "T1"));
+                let tlvs = smppgw_codec::Tlvs::builder()
+                    .cstr(smppgw_codec::tag::RECEIPTED_MESSAGE_ID, b"T1")
+                    .u8(smppgw_codec::tag::MESSAGE_STATE, 5)
+                    .bytes(smppgw_codec::tag::NETWORK_ERROR_CODE, &[3, 0, 34])
+                    .build();
+                let r = SubmitSm { esm_class: 0x04, tlvs, ..Default::default() };
+                c.send(&Pdu::new(900, Body::DeliverSm(r)));
             }
-        }
+        });
     });
-    let mut cfg = config(&[("smsc", addr)]);
-    cfg.vendors[0].binds = 1;
-    let gw = smppgw_engine::start(cfg).unwrap();
-    wait_vendor_up(&gw);
-    let mut c = Client::connect(gw.local_addr);
-    assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
+    let (gw, mut c) = one_bind_gateway(addr);
     let (st, id) = c.submit_dlr("15557776666", "tlv only");
     assert_eq!(st, CommandStatus::ESME_ROK);
     let p = c.recv_deliver();
@@ -783,29 +763,17 @@ fn a_vendor_that_lost_the_bind_and_answers_not_bound_is_bound_again_and_the_mess
     let (addr, seen) = fake_smsc(|n, mut c| {
         accept_bind(&mut c);
         let mut accepted = 0;
-        while let Some(p) = c.recv() {
-            match p.body {
-                Body::SubmitSm(_) if n == 0 => {
-                    let resp = Pdu::with_status(
-                        p.sequence_number,
-                        CommandStatus::ESME_RINVBNDSTS,
-                        Body::SubmitSmResp(Default::default()),
-                    );
-                    c.send(&resp);
-                }
-                Body::SubmitSm(_) => {
-                    accepted += 1;
-                    let resp = smppgw_codec::MessageIdResp { message_id: "B2".into(), ..Default::default() };
-                    c.send(&Pdu::new(p.sequence_number, Body::SubmitSmResp(resp)));
-                }
-                Body::EnquireLink => c.send(&Pdu::new(p.sequence_number, Body::EnquireLinkResp)),
-                Body::Unbind => {
-                    c.send(&Pdu::new(p.sequence_number, Body::UnbindResp));
-                    break;
-                }
-                _ => {}
+        serve(&mut c, |c, p| match p.body {
+            Body::SubmitSm(_) if n == 0 => {
+                let status = CommandStatus::ESME_RINVBNDSTS;
+                c.send(&Pdu::with_status(p.sequence_number, status, Body::SubmitSmResp(Default::default())));
             }
-        }
+            Body::SubmitSm(_) => {
+                accepted += 1;
+                c.send(&accepted_as(&p, "B2"));
+            }
+            _ => {}
+        });
         (n, accepted)
     });
     let mut cfg = config(&[("lost", addr)]);
