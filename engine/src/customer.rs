@@ -952,19 +952,28 @@ mod tests {
         assert_eq!(decode_all(&mut out).len(), 3, "each refusal answered");
     }
 
-    #[test]
-    fn a_customer_that_nacks_enquire_link_stays_bound() {
+    /// A bound session's enquire_link after 30 s of silence, answered by `answer` (given its
+    /// sequence number): whether the session is still open past the response timeout.
+    fn open_after_enquire_answered(
+        answer: impl FnOnce(&mut CustomerSession, u32, Instant, &mut BytesMut, &mut Vec<Event>),
+    ) -> bool {
         let (mut s, now) = bound(BindKind::Transceiver, 10);
         let (mut out, mut ev) = (BytesMut::new(), Vec::new());
         let t = now + Duration::from_secs(30);
         s.on_tick(t, &mut out, &mut ev);
         let enquire = decode_all(&mut out);
         assert_eq!(enquire[0].command_id(), CommandId::ENQUIRE_LINK);
-        let nack =
-            Pdu::with_status(enquire[0].sequence_number, CommandStatus::ESME_RINVCMDID, Body::GenericNack);
-        s.on_pdu(nack, t, &mut out, &mut ev);
+        answer(&mut s, enquire[0].sequence_number, t, &mut out, &mut ev);
         s.on_tick(t + Duration::from_secs(11), &mut out, &mut ev);
-        assert!(!s.is_closed(), "alive past the response timeout: {ev:?}");
+        !s.is_closed()
+    }
+
+    #[test]
+    fn a_customer_that_nacks_enquire_link_stays_bound() {
+        assert!(open_after_enquire_answered(|s, seq, t, out, ev| {
+            let nack = Pdu::with_status(seq, CommandStatus::ESME_RINVCMDID, Body::GenericNack);
+            s.on_pdu(nack, t, out, ev);
+        }));
     }
 
     /// Feeds raw octets as the driver does: decoded PDUs and decode errors.
@@ -994,15 +1003,9 @@ mod tests {
     fn a_malformed_enquire_link_resp_still_shows_the_customer_is_alive() {
         // Goal: an enquire_link_resp carrying octets it should not is still an answer: the
         // session is not closed as silent after the response timeout.
-        let (mut s, now) = bound(BindKind::Transceiver, 10);
-        let (mut out, mut ev) = (BytesMut::new(), Vec::new());
-        let t = now + Duration::from_secs(30);
-        s.on_tick(t, &mut out, &mut ev);
-        let enquire = decode_all(&mut out);
-        assert_eq!(enquire[0].command_id(), CommandId::ENQUIRE_LINK);
-        feed(&mut s, &raw_pdu(0x8000_0015, enquire[0].sequence_number, b"junk"), t, &mut out, &mut ev);
-        s.on_tick(t + Duration::from_secs(11), &mut out, &mut ev);
-        assert!(!s.is_closed(), "alive past the response timeout: {ev:?}");
+        assert!(open_after_enquire_answered(|s, seq, t, out, ev| {
+            feed(s, &raw_pdu(0x8000_0015, seq, b"junk"), t, out, ev)
+        }));
     }
 
     #[test]
