@@ -797,3 +797,40 @@ fn a_vendor_that_lost_the_bind_and_answers_not_bound_is_bound_again_and_the_mess
     gw.shutdown();
     gw.join();
 }
+
+#[test]
+fn a_final_receipt_the_vendor_sends_twice_reaches_the_customer_once() {
+    // Goal: an SMSC that sends a final receipt again (it missed our deliver_sm_resp, say, and
+    // resends after a reconnect) does not give the customer a duplicate: the repeat is matched
+    // and counted, not delivered.
+    let (addr, _seen) = fake_smsc(|_, mut c| {
+        accept_bind(&mut c);
+        serve(&mut c, |c, p| {
+            if let Body::SubmitSm(_) = p.body {
+                c.send(&accepted_as(&p, "R1"));
+                c.send(&vendor_receipt(31, 0x04, "R1", "DELIVRD"));
+                c.send(&vendor_receipt(32, 0x04, "R1", "DELIVRD"));
+            }
+        });
+    });
+    let (gw, mut c) = one_bind_gateway(addr);
+    let (st, id) = c.submit_dlr("15557771212", "receipt sent twice");
+    assert_eq!(st, CommandStatus::ESME_ROK);
+    let p = c.recv_deliver();
+    assert_eq!(common::receipt_of(&p).0, id);
+    c.answer(&p, CommandStatus::ESME_ROK);
+    assert!(
+        wait_for(Duration::from_secs(5), || gw
+            .metrics
+            .receipts_repeated
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == 1),
+        "the repeat was seen"
+    );
+    c.stream.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    let extra = std::iter::from_fn(|| c.try_recv()).find(|p| matches!(p.body, Body::DeliverSm(_)));
+    assert!(extra.is_none(), "delivered once: {extra:?}");
+    assert_eq!(c.unbind(), CommandStatus::ESME_ROK);
+    gw.shutdown();
+    gw.join();
+}

@@ -60,6 +60,7 @@ pub const METRIC_FAMILIES: &[&str] = &[
     "smppgw_mo_received_total",
     "smppgw_mo_unroutable_total",
     "smppgw_receipts_derived_refused_total",
+    "smppgw_receipts_repeated_total",
     "smppgw_deliveries_ok_total",
     "smppgw_deliveries_failed_total",
     "smppgw_deliveries_dropped_total",
@@ -271,6 +272,7 @@ pub fn render(metrics: &Metrics, snap: &Snapshot) -> String {
         mo_in,
         mo_unroutable,
         derived_for_refused,
+        receipts_repeated,
         deliveries_ok,
         deliveries_failed,
         deliveries_dropped,
@@ -385,6 +387,11 @@ pub fn render(metrics: &Metrics, snap: &Snapshot) -> String {
         "smppgw_receipts_derived_refused_total",
         "Receipts not derived for an earlier part of a long message because that part was refused.",
         derived_for_refused,
+    );
+    e.counter(
+        "smppgw_receipts_repeated_total",
+        "A vendor's repeats of a final receipt already delivered (not delivered again).",
+        receipts_repeated,
     );
     e.counter(
         "smppgw_deliveries_ok_total",

@@ -1342,6 +1342,14 @@ impl Core {
             return;
         };
         let stat = r.receipt.stat;
+        // A vendor repeating the final receipt (our deliver_sm_resp lost with its connection, so
+        // it sends again after the reconnect): matched, counted, not delivered a second time.
+        // DELETED is left out: a cancel sets it before the vendor's own receipt says so.
+        if rec.state.is_final() && rec.state == stat && stat != MessageState::Deleted && !r.intermediate {
+            self.metrics.receipts_matched.fetch_add(1, Ordering::Relaxed);
+            self.metrics.receipts_repeated.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         // A late intermediate notification does not take a final state back (query_sm would
         // then report the message as pending, and a cancel would go to the vendor again).
         if !rec.state.is_final() || stat.is_final() {

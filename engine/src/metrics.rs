@@ -238,6 +238,8 @@ pub struct Metrics {
     pub mo_unroutable: AtomicU64,
     /// Receipts not derived for an earlier part of a long message because that part was refused.
     pub derived_for_refused: AtomicU64,
+    /// A vendor's repeat of the final receipt a message already had (matched, not delivered again).
+    pub receipts_repeated: AtomicU64,
     /// Deliveries (receipts, MO) the customer accepted.
     pub deliveries_ok: AtomicU64,
     /// Delivery attempts that failed (retried).
