@@ -6,8 +6,8 @@
 //!
 //! Overflow policy: when a customer's queue is full (`receipt_queue_max` while it has no receiving
 //! bind, [`BOUND_QUEUE_FACTOR`] times that while one is draining it), the oldest queued delivery
-//! is dropped and counted (`smppgw_deliveries_dropped_total`): the newest receipts are the ones a
-//! customer still acts on. Deliveries that never reached the customer (its session closing) go
+//! (with none queued, the retry due soonest) is dropped and counted
+//! (`smppgw_deliveries_dropped_total`): the newest receipts are the ones a customer still acts on. Deliveries that never reached the customer (its session closing) go
 //! back ahead of everything queued after them, in the order they first came. Deliveries the
 //! customer refused (an error deliver_sm_resp or generic_nack) or did not answer in time wait
 //! before they go again ([`retry_delay`]: 0.5 s doubling up to 30 s), while the rest of the
@@ -16,7 +16,7 @@
 //! refusals), or at once for a permanent refusal (ESME_RX_P_APPN, ESME_RX_R_APPN), a delivery is
 //! given up and counted.
 
-use std::collections::VecDeque;
+use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -119,9 +119,9 @@ struct CustomerQueue {
     /// Shared with the message that carries it to its session: a retry needs it back, and a
     /// pointer moves through the tables and channels instead of the whole body.
     inflight: HashMap<u64, (SessionRef, Arc<Delivery>)>,
-    /// Refused deliveries waiting for their retry time, in the order they were refused. Counted
-    /// with `queue` against the customer's bound.
-    waiting: VecDeque<(Instant, Arc<Delivery>)>,
+    /// Refused deliveries waiting for their retry time, soonest first. Counted with `queue`
+    /// against the customer's bound.
+    waiting: BinaryHeap<Waiting>,
     /// The customer throttled us: nothing goes to it before this.
     paused_until: Option<Instant>,
 }
@@ -137,19 +137,15 @@ impl CustomerQueue {
         self.queue.insert(at, d);
     }
 
-    /// Retries whose time has come (all of them with `now` = `None`) rejoin the queue.
+    /// Retries whose time has come (all of them with `now` = `None`) rejoin the queue. Each goes
+    /// near its front (it is older than most of what is queued), where inserting moves little.
     fn release_due(&mut self, now: Option<Instant>) {
         if now.is_none() {
             self.paused_until = None;
         }
-        let mut i = 0;
-        while i < self.waiting.len() {
-            if now.is_none_or(|t| self.waiting[i].0 <= t) {
-                if let Some((_, d)) = self.waiting.remove(i) {
-                    self.requeue(d);
-                }
-            } else {
-                i += 1;
+        while self.waiting.peek().is_some_and(|w| now.is_none_or(|t| w.at <= t)) {
+            if let Some(w) = self.waiting.pop() {
+                self.requeue(w.delivery);
             }
         }
     }
@@ -158,22 +154,38 @@ impl CustomerQueue {
         self.queue.len() + self.waiting.len()
     }
 
-    /// Drops the oldest held delivery (queued or waiting), to make room.
+    /// Drops the oldest queued delivery or, with none queued, the retry due soonest, to make
+    /// room.
     fn drop_oldest(&mut self) -> bool {
-        let waiting_first = match (self.queue.front(), self.waiting.iter().map(|(_, d)| d.token).min()) {
-            (Some(q), Some(w)) => w < q.token,
-            (None, Some(_)) => true,
-            _ => false,
-        };
-        if waiting_first {
-            let Some(i) = self.waiting.iter().enumerate().min_by_key(|(_, (_, d))| d.token).map(|(i, _)| i)
-            else {
-                return false;
-            };
-            self.waiting.remove(i).is_some()
-        } else {
-            self.queue.pop_front().is_some()
-        }
+        self.queue.pop_front().is_some() || self.waiting.pop().is_some()
+    }
+}
+
+/// A refused delivery and when it may go again; the heap's top is the soonest (then the oldest).
+#[derive(Debug)]
+struct Waiting {
+    at: Instant,
+    delivery: Arc<Delivery>,
+}
+
+impl PartialEq for Waiting {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
+impl Eq for Waiting {}
+
+impl PartialOrd for Waiting {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Waiting {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        // Reversed: BinaryHeap is a max-heap.
+        (other.at, other.delivery.token).cmp(&(self.at, self.delivery.token))
     }
 }
 
@@ -302,7 +314,7 @@ impl Dispatcher {
                 if answer == Answer::Throttled {
                     q.paused_until = Some(q.paused_until.map_or(at, |p| p.max(at)));
                 }
-                q.waiting.push_back((at, d));
+                q.waiting.push(Waiting { at, delivery: d });
             }
         }
     }
@@ -310,7 +322,10 @@ impl Dispatcher {
     /// The earliest time a waiting retry or a throttled customer's pause ends (the driver calls
     /// [`Dispatcher::next`] then), if any.
     pub fn next_due(&self) -> Option<Instant> {
-        self.customers.values().flat_map(|q| q.waiting.iter().map(|(t, _)| *t).chain(q.paused_until)).min()
+        self.customers
+            .values()
+            .flat_map(|q| q.waiting.peek().map(|w| w.at).into_iter().chain(q.paused_until))
+            .min()
     }
 
     /// Every waiting retry may go now, and no customer is paused: the node is draining, and a
