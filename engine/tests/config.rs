@@ -268,7 +268,13 @@ fn numbers_out_of_range_are_reported_with_their_limit() {
     assert!(load(&text).is_ok(), "a core count the machine may not have is clamped later, not an error");
     let text =
         BASE.replace("listen = \"127.0.0.1:2775\"", "listen = \"127.0.0.1:2775\"\nmax_command_length = 8");
-    assert_one_error(&text, "f.toml:3: ", "max_command_length = 8 is out of range 16..=1048576");
+    assert_one_error(&text, "f.toml:3: ", "max_command_length = 8 is out of range 1024..=1048576");
+    let text =
+        BASE.replace("listen = \"127.0.0.1:2775\"", "listen = \"127.0.0.1:2775\"\nmax_command_length = 200");
+    assert_one_error(&text, "f.toml:3: ", "max_command_length = 200 is out of range 1024..=1048576");
+    let text =
+        BASE.replace("listen = \"127.0.0.1:2775\"", "listen = \"127.0.0.1:2775\"\nreceipt_queue_max = 0");
+    assert_one_error(&text, "f.toml:3: ", "receipt_queue_max = 0 is out of range 1..=10000000");
     let text = BASE.replace("port = 2776", "port = 2776\nbinds = 0");
     assert_one_error(&text, "f.toml:12: ", "vendor 'sim': binds = 0 is out of range 1..=256");
     let text = BASE.replace("port = 2776", "port = 70000");

@@ -44,11 +44,12 @@ pub const CUSTOMER_WINDOW: Limit = Limit {
     why: "the in-flight table of every session is sized by it; SMPP clients rarely use more than 100",
 };
 
-/// `server.max_command_length`: framing limit; a PDU is at least its 16-byte header.
+/// `server.max_command_length`: framing limit for customer sessions.
 pub const MAX_COMMAND_LENGTH: Limit = Limit {
-    min: 16,
+    min: 1_024,
     max: 1_048_576,
-    why: "a PDU is at least its 16-byte header; larger frames than 1 MiB are refused to bound buffers",
+    why: "a submit_sm with a full 254-octet short_message and common TLVs takes about 500 octets, so a \
+          smaller limit closes ordinary sessions; larger frames than 1 MiB are refused to bound buffers",
 };
 
 /// `server.enquire_link_interval_ms` and `vendor.enquire_link_interval_ms`.
@@ -91,12 +92,16 @@ pub const RECEIPT_TTL_SECS: Limit = Limit {
 pub const RECEIPT_STORE_MAX: Limit = Limit {
     min: 1_000,
     max: 100_000_000,
-    why: "each entry costs ~100 bytes per core: 100 million is ~10 GiB",
+    why: "each entry costs about 0.3 KiB (0.26 KiB preallocated, more with long addresses or ids), \
+          per core: 100 million is about 30 GB for each core, taken at start with receipt_store_prealloc",
 };
 
 /// `server.receipt_queue_max`: receipts held per customer while it has no receiving bind.
-pub const RECEIPT_QUEUE_MAX: Limit =
-    Limit { min: 0, max: 10_000_000, why: "receipts queued for an absent customer are held in memory" };
+pub const RECEIPT_QUEUE_MAX: Limit = Limit {
+    min: 1,
+    max: 10_000_000,
+    why: "receipts queued for an absent customer are held in memory; at least one is kept",
+};
 
 // ---- [[customer]] -----------------------------------------------------------------------------------
 
