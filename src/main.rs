@@ -76,6 +76,16 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::CheckConfig { file }) => match config::check_config_file(&file) {
             Ok(c) => {
+                // The HTTP API's own rule (a non-loopback address needs an admin token), which
+                // would otherwise stop the node only once it is starting.
+                let mut http = HttpConfig::new(c.server.http_listen);
+                if let Some(t) = &cli.admin_token {
+                    http = http.with_admin_token(t.clone());
+                }
+                if let Err(e) = http.validate() {
+                    eprintln!("{}: server.http_listen: {e}", file.display());
+                    return ExitCode::from(2);
+                }
                 println!(
                     "{}: ok ({} customers, {} vendors, {} routes)",
                     file.display(),
@@ -319,7 +329,15 @@ fn run(opts: Opts) -> ExitCode {
             "running on the embedded default config (customer demo/demo, vendor sim at 127.0.0.1:2776)"
         );
     }
-    let http_listen = cfg.server.http_listen;
+    let mut http = HttpConfig::new(cfg.server.http_listen);
+    if let Some(t) = admin_token {
+        http = http.with_admin_token(t);
+    }
+    // Before anything listens or connects: a configuration error, as the loader's are.
+    if let Err(e) = http.validate() {
+        eprintln!("smppgw: HTTP API: {e}");
+        return ExitCode::from(2);
+    }
     let started = match &redis {
         Some(_) => smppgw_engine::start_shared(cfg).map(|(g, end)| (g, Some(end))),
         None => smppgw_engine::start(cfg).map(|g| (g, None)),
@@ -331,10 +349,6 @@ fn run(opts: Opts) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mut http = HttpConfig::new(http_listen);
-    if let Some(t) = admin_token {
-        http = http.with_admin_token(t);
-    }
     let control = gw.control();
     let metrics = gw.metrics.clone();
     let shared = redis.zip(remote_end);

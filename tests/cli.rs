@@ -185,3 +185,41 @@ fn the_embedded_default_is_what_the_readme_says() {
     let names: Vec<&str> = cfg.routes[0].vendors.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(names, vec![v.name.as_str()]);
 }
+
+#[test]
+fn check_config_refuses_a_public_http_api_without_an_admin_token_as_the_start_does() {
+    // Goal: an HTTP API on a non-loopback address needs SMPPGW_ADMIN_TOKEN: check-config says so
+    // (it said ok, and the node then failed only after its listeners and vendor binds had
+    // started), and so does the start, before anything listens, with the configuration-error
+    // exit status 2.
+    let dir = std::env::temp_dir().join(format!("smppgw-cli-token-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("public.toml");
+    let text = smppgw_engine::config::DEFAULT_CONFIG_TOML
+        .replace("http_listen = \"127.0.0.1:8080\"", "http_listen = \"0.0.0.0:0\"");
+    assert_ne!(text, smppgw_engine::config::DEFAULT_CONFIG_TOML, "the default sets http_listen");
+    std::fs::write(&cfg, text).unwrap();
+    let out = smppgw().arg("check-config").arg(&cfg).env_remove("SMPPGW_ADMIN_TOKEN").output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("http_listen"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = smppgw()
+        .arg("check-config")
+        .arg(&cfg)
+        .env("SMPPGW_ADMIN_TOKEN", "a-long-enough-admin-token-0123456789")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = smppgw()
+        .arg("--config")
+        .arg(&cfg)
+        .env_remove("SMPPGW_ADMIN_TOKEN")
+        .env("SMPPGW__SERVER__LISTEN", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    let _ = std::fs::remove_dir_all(&dir);
+}
