@@ -230,3 +230,28 @@ fn a_reload_reaches_every_core_even_when_one_has_a_full_control_queue() {
     gw.shutdown();
     gw.join();
 }
+
+#[test]
+fn a_reloaded_keepalive_interval_applies_to_the_sessions_already_bound() {
+    // Goal: the server's session settings changed by a reload (here enquire_link_interval_ms,
+    // from one hour to one second) apply to sessions already open, not only to new ones: the
+    // bound customer gets its enquire_link within seconds, not after the old hour.
+    let v = sim(|_| {});
+    let mut cfg = config(&[("v", v.local_addr())]);
+    cfg.server.enquire_link_interval_ms = 3_600_000;
+    cfg.server.session_timeout_ms = 7_200_000;
+    let gw = smppgw_engine::start(cfg.clone()).unwrap();
+    let ctl = gw.control();
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
+    let mut next = cfg.clone();
+    next.server.enquire_link_interval_ms = 1_000;
+    next.server.session_timeout_ms = 60_000;
+    let version = ctl.reload(next).unwrap();
+    assert!(wait_for(Duration::from_secs(10), || ctl.applied_everywhere(version)), "applied");
+    c.stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let enquire = std::iter::from_fn(|| c.try_recv()).find(|p| matches!(p.body, Body::EnquireLink));
+    assert!(enquire.is_some(), "an enquire_link at the new interval");
+    gw.shutdown();
+    gw.join();
+}

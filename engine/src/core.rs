@@ -373,6 +373,8 @@ pub enum SessionMsg {
     },
     /// The gateway is shutting down.
     Shutdown,
+    /// A new configuration: the session takes its settings now (its timer may be set far ahead).
+    Reloaded,
 }
 
 /// What a vendor bind's task receives.
@@ -911,13 +913,17 @@ impl Core {
         *self.snapshot.borrow_mut() = snap;
     }
 
-    /// Tells the sessions of customers the snapshot no longer has to unbind.
+    /// Tells the sessions of customers the snapshot no longer has to unbind, and wakes the others
+    /// to take their new settings.
     pub fn unbind_removed_customers(&self, snap: &Snapshot) {
         for e in self.sessions.borrow().iter().flatten() {
             if let Some(c) = e.customer.get()
                 && snap.customer_at(c).is_none()
             {
                 let _ = e.mailbox.push(SessionMsg::Shutdown);
+            } else {
+                // A full mailbox means a busy session, which reads the new settings at once.
+                let _ = e.mailbox.push(SessionMsg::Reloaded);
             }
         }
     }

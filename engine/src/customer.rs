@@ -512,6 +512,12 @@ impl CustomerSession {
         self.state = State::Bound { kind, style };
     }
 
+    /// A reload changed the server's session settings (enquire_link interval, session, bind and
+    /// response timeouts, our system_id): they apply from now, to deadlines set from now on.
+    pub fn set_server_settings(&mut self, settings: CustomerSettings) {
+        self.settings = settings;
+    }
+
     /// A reload changed the bound customer's id format or window: they apply from the next
     /// request (submits already outstanding stay counted against the window).
     pub fn update_settings(&mut self, style: IdStyle, window: u32) {

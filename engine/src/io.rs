@@ -1108,7 +1108,7 @@ async fn customer_session(core: Rc<Core>, io: Rc<CoreIo>, mut stream: TcpStream,
     let mailbox = Rc::new(Mailbox::new(limits::WINDOW_MAX as usize + limits::CUSTOMER_MAILBOX_MAX));
     let (slot, generation) = core.add_session(mailbox.clone());
     let now = Instant::now();
-    let decoder = Decoder::new(snap.config.server.max_command_length);
+    let mut decoder = Decoder::new(snap.config.server.max_command_length);
     let mut d = CustomerDriver {
         core: core.clone(),
         io: io.clone(),
@@ -1136,14 +1136,18 @@ async fn customer_session(core: Rc<Core>, io: Rc<CoreIo>, mut stream: TcpStream,
         deadline.set(d.pending_deadline().map_or(next, |p| p.min(next)));
         let wake = wait(&mut stream, &mut rbuf, &io, &mailbox, &mut deadline.timer).await;
         let now = Instant::now();
-        // A reload gives the customer its new settings (rate, window, formats) before what woke
-        // the session is handled; a removed one is unbound.
+        // A reload gives the session its new settings (the server's timers and framing limit, the
+        // customer's rate, window, formats) before what woke it is handled; a removed customer
+        // is unbound.
         // Borrowed, not cloned (a count both cores write, on every wake), in a block that ends
         // before any await.
         {
             let snap = core.snap();
             if snap.version != version {
                 version = snap.version;
+                // The server's session settings apply to the sessions already open too.
+                d.machine.set_server_settings(customer_settings(&snap));
+                decoder = Decoder::new(snap.config.server.max_command_length);
                 if let Some(c) = d.customer.take() {
                     match snap.customer_at(c.idx) {
                         Some(n) => {
@@ -1190,6 +1194,8 @@ async fn customer_session(core: Rc<Core>, io: Rc<CoreIo>, mut stream: TcpStream,
                             d.on_query_answer(reply, found, now, &mut events)
                         }
                         SessionMsg::Shutdown => d.machine.begin_shutdown(now, &mut d.wbuf, &mut events),
+                        // Taken above, before this batch: nothing more to do.
+                        SessionMsg::Reloaded => {}
                     }
                 }
             }
