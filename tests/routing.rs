@@ -300,7 +300,7 @@ fn graceful_shutdown_answers_every_submit_in_flight() {
         c.send(&p);
     }
     // Every submit read by the gateway before the shutdown (one read after it began is refused
-    // with ESME_RINVBNDSTS): each has reached the vendor, which answers 200 ms later.
+    // with ESME_RSYSERR): each has reached the vendor, which answers 200 ms later.
     assert!(wait_for(Duration::from_secs(10), || v.stats().submits >= 20), "{:?}", v.stats());
     gw.shutdown();
     let (acked, unbound) = c.drain_until_closed();

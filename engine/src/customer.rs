@@ -424,9 +424,11 @@ impl CustomerSession {
             ) => {
                 Pdu::with_status(seq, CommandStatus::ESME_RINVCMDID, Body::GenericNack).encode(out);
             }
-            (State::Unbinding { .. } | State::Closing { .. }, _) => {
-                refuse(out, id, seq, CommandStatus::ESME_RINVBNDSTS);
-            }
+            (State::Unbinding { .. }, _) => refuse(out, id, seq, CommandStatus::ESME_RINVBNDSTS),
+            // The node is shutting down and the session is still bound: a temporary error, which
+            // clients retry (on another node once they bind there); ESME_RINVBNDSTS tells many
+            // of them the message failed for good.
+            (State::Closing { .. }, _) => refuse(out, id, seq, CommandStatus::ESME_RSYSERR),
             (State::Open { .. } | State::Binding { .. }, _) => {
                 // SMPP 3.4: any request before a successful bind gets ESME_RINVBNDSTS.
                 refuse(out, id, seq, CommandStatus::ESME_RINVBNDSTS);
@@ -884,6 +886,19 @@ mod tests {
 
     fn cancel(seq: u32) -> Pdu {
         Pdu::new(seq, Body::CancelSm(smppgw_codec::CancelSm { message_id: "1".into(), ..Default::default() }))
+    }
+
+    #[test]
+    fn a_request_while_the_node_shuts_down_gets_a_temporary_error() {
+        // Goal: the session is still bound while shutdown waits for its outstanding submits; a
+        // submit arriving then gets ESME_RSYSERR, which clients retry, not ESME_RINVBNDSTS.
+        let (mut s, now) = bound(BindKind::Transceiver, 10);
+        let (mut out, mut ev) = (BytesMut::new(), Vec::new());
+        s.on_pdu(submit(2), now, &mut out, &mut ev);
+        s.begin_shutdown(now, &mut out, &mut ev);
+        s.on_pdu(submit(3), now, &mut out, &mut ev);
+        let r = decode_all(&mut out);
+        assert_eq!((r[0].sequence_number, r[0].command_status), (3, CommandStatus::ESME_RSYSERR));
     }
 
     #[test]
