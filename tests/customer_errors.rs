@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Client, config, pw_hash, wait_for};
+use common::{Client, config, pw_hash, sim, wait_for};
 use smppgw_codec::{Body, CommandId, CommandStatus, Pdu};
 use smppgw_engine::config::{BindType, Cidr};
 
@@ -343,6 +343,30 @@ fn a_customer_that_stops_reading_is_closed_and_the_gateway_serves_on() {
     assert_eq!(other.bind("trx", "c2", "pw"), CommandStatus::ESME_ROK);
     other.send(&Pdu::new(7, Body::EnquireLink));
     assert_eq!(other.recv_resp(7).command_id(), CommandId::ENQUIRE_LINK_RESP);
+    gw.shutdown();
+    gw.join();
+}
+
+#[test]
+fn a_submit_read_with_broken_framing_behind_it_is_answered_before_the_session_closes() {
+    // Goal: a customer whose write carries a submit and then bytes that cannot be framed gets
+    // the submit's response (the vendor has the message) before the session is closed; the
+    // session used to close at once, and the customer would send that message again.
+    let v = sim(|s| s.faults.resp_latency = smppgw_loadgen::sim::Delay::Fixed(Duration::from_millis(300)));
+    let gw = smppgw_engine::start(config(&[("v", v.local_addr())])).unwrap();
+    assert!(wait_for(Duration::from_secs(10), || v.stats().binds_current >= 2));
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+    let (seq, p) = c.submit_pdu("15551230101", "then garbage");
+    let mut wire = p.to_bytes().to_vec();
+    wire.extend_from_slice(&[0x7F, 0xFF, 0xFF, 0xFF, 0, 0, 0, 4]);
+    c.send_raw(&wire);
+    let mut got = Vec::new();
+    while let Some(p) = c.recv() {
+        got.push((p.command_id(), p.sequence_number, p.command_status));
+    }
+    assert_eq!(got, vec![(CommandId::SUBMIT_SM_RESP, seq, CommandStatus::ESME_ROK)], "answered, then closed");
+    assert_eq!(v.stats().submits_ok, 1);
     gw.shutdown();
     gw.join();
 }

@@ -145,8 +145,19 @@ enum State {
         kind: BindKind,
         style: IdStyle,
     },
+    /// The customer's stream broke its framing with requests still out: nothing more is read,
+    /// and the answers of what was read before go out before the connection closes (a
+    /// customer without them would send those messages again).
+    Broken {
+        since: Instant,
+        style: IdStyle,
+    },
     Closed,
 }
+
+/// The longest a session whose stream broke its framing waits for the answers to its requests
+/// still out before it closes.
+pub const BROKEN_WAIT_MAX: Duration = Duration::from_secs(30);
 
 /// The longest a session being shut down waits for its outstanding requests before it unbinds
 /// (each is answered within its vendor's timeouts, far sooner; this only bounds the wait).
@@ -303,7 +314,8 @@ impl CustomerSession {
         let seq = pdu.sequence_number;
         let id = pdu.command_id();
         match (&self.state, pdu.body) {
-            (State::Closed, _) => {}
+            // Nothing after broken framing is a PDU of the customer's (the driver reads no more).
+            (State::Closed | State::Broken { .. }, _) => {}
             (_, Body::EnquireLink) => Pdu::new(seq, Body::EnquireLinkResp).encode(out),
             (_, Body::EnquireLinkResp) => self.enquire_sent = None,
             // A customer that does not know enquire_link still answered it: it is alive.
@@ -488,10 +500,28 @@ impl CustomerSession {
                 }
             }
             _ => {
-                self.state = State::Closed;
-                events.push(Event::Close(CloseReason::Framing));
+                let style = match self.state {
+                    State::Bound { style, .. }
+                    | State::Unbinding { style, .. }
+                    | State::Closing { style, .. } => Some(style),
+                    _ => None,
+                };
+                match style {
+                    Some(style) if self.outstanding > 0 || self.ops > 0 => {
+                        self.state = State::Broken { since: now, style };
+                    }
+                    _ => {
+                        self.state = State::Closed;
+                        events.push(Event::Close(CloseReason::Framing));
+                    }
+                }
             }
         }
+    }
+
+    /// Whether the driver must stop reading the customer's stream (its framing broke).
+    pub fn reads_nothing_more(&self) -> bool {
+        matches!(self.state, State::Broken { .. } | State::Closed)
     }
 
     /// The driver authenticated the bind.
@@ -569,9 +599,10 @@ impl CustomerSession {
     ) {
         self.outstanding = self.outstanding.saturating_sub(1);
         let style = match self.state {
-            State::Bound { style, .. } | State::Unbinding { style, .. } | State::Closing { style, .. } => {
-                style
-            }
+            State::Bound { style, .. }
+            | State::Unbinding { style, .. }
+            | State::Closing { style, .. }
+            | State::Broken { style, .. } => style,
             _ => IdStyle::Hex,
         };
         let mut buf = [0u8; 20];
@@ -601,6 +632,10 @@ impl CustomerSession {
                 events.push(Event::Close(CloseReason::Unbound));
             }
             State::Closing { unbind_sent: false, .. } => self.send_unbind(now, out),
+            State::Broken { .. } => {
+                self.state = State::Closed;
+                events.push(Event::Close(CloseReason::Framing));
+            }
             _ => {}
         }
     }
@@ -622,7 +657,7 @@ impl CustomerSession {
                 self.state = State::Closing { since: now, unbind_sent: false, kind, style };
                 self.on_answered(now, out, events);
             }
-            State::Unbinding { .. } | State::Closing { .. } | State::Closed => {}
+            State::Unbinding { .. } | State::Closing { .. } | State::Broken { .. } | State::Closed => {}
             State::Open { .. } | State::Binding { .. } => {
                 self.state = State::Closed;
                 events.push(Event::Close(CloseReason::Shutdown));
@@ -647,6 +682,7 @@ impl CustomerSession {
             // answered within its vendor's timeouts; shutdown bounds the whole by its grace).
             State::Closing { since, unbind_sent: true, .. } => since + s.response_timeout,
             State::Closing { since, .. } => since + CLOSING_WAIT_MAX,
+            State::Broken { since, .. } => since + BROKEN_WAIT_MAX,
             _ => match self.enquire_sent {
                 Some(at) => at + s.response_timeout,
                 None => (self.last_rx + s.enquire_link_interval).min(self.last_rx + s.session_timeout),
@@ -684,6 +720,12 @@ impl CustomerSession {
                 if now >= since + CLOSING_WAIT_MAX {
                     self.state = State::Closed;
                     events.push(Event::Close(CloseReason::Shutdown));
+                }
+            }
+            State::Broken { since, .. } => {
+                if now >= since + BROKEN_WAIT_MAX {
+                    self.state = State::Closed;
+                    events.push(Event::Close(CloseReason::Framing));
                 }
             }
             State::Bound { .. } | State::Unbinding { .. } => {
@@ -886,6 +928,35 @@ mod tests {
 
     fn cancel(seq: u32) -> Pdu {
         Pdu::new(seq, Body::CancelSm(smppgw_codec::CancelSm { message_id: "1".into(), ..Default::default() }))
+    }
+
+    #[test]
+    fn a_framing_error_with_a_submit_out_answers_it_before_closing() {
+        // Goal: a stream whose framing breaks right after a submit (same read) stops being read,
+        // and the submit's response still goes out before the connection closes: without it the
+        // customer would send a message the vendor already has again.
+        let (mut s, now) = bound(BindKind::Transceiver, 10);
+        let (mut out, mut ev) = (BytesMut::new(), Vec::new());
+        s.on_pdu(submit(2), now, &mut out, &mut ev);
+        let bad = DecodeError::Framing(smppgw_codec::FramingError::TooLong { len: u32::MAX, max: 70_000 });
+        s.on_decode_error(&bad, now, &mut out, &mut ev);
+        assert!(s.reads_nothing_more(), "nothing more is read");
+        assert!(!s.is_closed(), "open for the answer");
+        assert!(!ev.iter().any(|e| matches!(e, Event::Close(_))), "{ev:?}");
+        s.submit_done(2, false, Ok(7), now, &mut out, &mut ev);
+        let r = decode_all(&mut out);
+        assert_eq!((r[0].command_id(), r[0].sequence_number), (CommandId::SUBMIT_SM_RESP, 2));
+        assert!(s.is_closed() && matches!(ev.last(), Some(Event::Close(CloseReason::Framing))), "{ev:?}");
+        // With nothing out, it closes at once; and a submit never answered ends it after the wait.
+        let (mut s, now) = bound(BindKind::Transceiver, 10);
+        s.on_decode_error(&bad, now, &mut out, &mut ev);
+        assert!(s.is_closed());
+        let (mut s, now) = bound(BindKind::Transceiver, 10);
+        s.on_pdu(submit(2), now, &mut out, &mut ev);
+        s.on_decode_error(&bad, now, &mut out, &mut ev);
+        assert_eq!(s.next_deadline(), now + BROKEN_WAIT_MAX);
+        s.on_tick(now + BROKEN_WAIT_MAX, &mut out, &mut ev);
+        assert!(s.is_closed());
     }
 
     #[test]

@@ -73,10 +73,12 @@ enum Wake {
     Timer,
 }
 
-/// Waits for bytes (appended to `rbuf`), a mailbox item, or the deadline.
+/// Waits for bytes (appended to `rbuf`; not when `read` is false), a mailbox item, or the
+/// deadline.
 async fn wait<M>(
     stream: &mut TcpStream,
     rbuf: &mut BytesMut,
+    read: bool,
     io: &CoreIo,
     mailbox: &Mailbox<M>,
     timer: &mut Timer,
@@ -85,7 +87,7 @@ async fn wait<M>(
         if mailbox.poll_ready(cx.waker()) {
             return Poll::Ready(Wake::Mail);
         }
-        {
+        if read {
             let mut scratch = io.scratch.borrow_mut();
             match Pin::new(&mut *stream).poll_read(cx, &mut scratch[..]) {
                 Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(Wake::Eof),
@@ -1134,7 +1136,9 @@ async fn customer_session(core: Rc<Core>, io: Rc<CoreIo>, mut stream: TcpStream,
     while !d.closing {
         let next = d.machine.next_deadline();
         deadline.set(d.pending_deadline().map_or(next, |p| p.min(next)));
-        let wake = wait(&mut stream, &mut rbuf, &io, &mailbox, &mut deadline.timer).await;
+        let wake =
+            wait(&mut stream, &mut rbuf, !d.machine.reads_nothing_more(), &io, &mailbox, &mut deadline.timer)
+                .await;
         let now = Instant::now();
         // A reload gives the session its new settings (the server's timers and framing limit, the
         // customer's rate, window, formats) before what woke it is handled; a removed customer
@@ -1179,6 +1183,8 @@ async fn customer_session(core: Rc<Core>, io: Rc<CoreIo>, mut stream: TcpStream,
                         debug!("bad PDU: {e}");
                         d.machine.on_decode_error(&e, now, &mut d.wbuf, &mut events);
                         if !matches!(e, DecodeError::Pdu { .. }) {
+                            // Nothing after it can be framed: the rest is dropped unread.
+                            rbuf.clear();
                             break;
                         }
                     }
@@ -1478,7 +1484,7 @@ pub async fn vendor_slot(
                 Timer::new(Duration::from_millis(1)).await;
             }
             deadline.set(next);
-            let wake = wait(&mut stream, &mut rbuf, &io, &mailbox, &mut deadline.timer).await;
+            let wake = wait(&mut stream, &mut rbuf, true, &io, &mailbox, &mut deadline.timer).await;
             let now = Instant::now();
             let timer_woke = matches!(wake, Wake::Timer);
             match wake {
