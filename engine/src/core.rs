@@ -230,6 +230,8 @@ pub struct Found {
     pub shard: u16,
     /// The record.
     pub record: Record,
+    /// Found in the shared store (this node's may not hold it).
+    pub shared: bool,
 }
 
 /// What moves between cores (and, through the local inbox, within one).
@@ -1637,12 +1639,10 @@ impl Core {
                 self.pump_deliveries();
             }
             CoreMsg::Query { shown_id, customer, reply } => {
-                let found = self
-                    .store
-                    .borrow()
-                    .find_shown(shown_id)
-                    .filter(|r| r.customer == customer)
-                    .map(|r| Box::new(Found { shard: self.idx as u16, record: r.clone() }));
+                let found =
+                    self.store.borrow().find_shown(shown_id).filter(|r| r.customer == customer).map(|r| {
+                        Box::new(Found { shard: self.idx as u16, record: r.clone(), shared: false })
+                    });
                 self.send(usize::from(reply.core), CoreMsg::QueryAnswer { reply, found });
             }
             CoreMsg::QueryAnswer { reply, found } => {

@@ -1027,7 +1027,9 @@ impl CustomerDriver {
                     shown_id: f.record.shown_id,
                 };
                 // Found in the shared store, it may not be in this node's: its outcome must be.
-                self.core.send(usize::from(f.shard), CoreMsg::Adopt(Box::new(f.record.clone())));
+                if f.shared {
+                    self.core.send(usize::from(f.shard), CoreMsg::Adopt(Box::new(f.record.clone())));
+                }
                 self.ops_out.insert(seq, (now, ReplyKind::Cancel));
                 self.core.dispatch_op(op);
             }
@@ -1043,7 +1045,9 @@ impl CustomerDriver {
                     shown_id: f.record.shown_id,
                 };
                 // Found in the shared store, it may not be in this node's: its outcome must be.
-                self.core.send(usize::from(f.shard), CoreMsg::Adopt(Box::new(f.record.clone())));
+                if f.shared {
+                    self.core.send(usize::from(f.shard), CoreMsg::Adopt(Box::new(f.record.clone())));
+                }
                 self.ops_out.insert(seq, (now, ReplyKind::Replace));
                 self.core.dispatch_op(op);
             }

@@ -84,11 +84,24 @@ pub const MISS_PENDING_MAX: usize = 100_000;
 /// query_sm, cancel_sm and replace_sm lookups in Redis at once; more are answered "not found"
 /// at once (the customer gets ESME_RQUERYFAIL and the like) instead of queueing without end.
 pub const QUERY_LOOKUPS_MAX: usize = 1_024;
-/// When a receipt's lookup is retried while no node's record is found (a node writes its records
-/// behind by up to a few milliseconds, so a fast receipt can beat them, and the sending node
-/// learns the vendor's id only from a submit_sm_resp that may take the vendor's whole response
-/// timeout): the last try is just before the core's early-receipt TTL (120 s) ends its wait.
-pub const MISS_RETRY_MS: [u64; 9] = [10, 50, 200, 1_000, 3_000, 10_000, 30_000, 60_000, 110_000];
+/// The waits before each try of a receipt's lookup, each after the one before, while no node's
+/// record is found (a node writes its records behind by up to a few milliseconds, so a fast
+/// receipt can beat them, and the sending node learns the vendor's id only from a submit_sm_resp
+/// that may take the vendor's whole response timeout). The tries fall about 0.01, 0.06, 0.26,
+/// 1.3, 4.3, 14, 30, 60 and 110 s after the receipt came: the last just before the core's
+/// early-receipt TTL ends its wait.
+pub const MISS_RETRY_MS: [u64; 9] = [10, 50, 200, 1_000, 3_000, 10_000, 16_000, 30_000, 50_000];
+
+// The last try comes while the receipt still waits in its core.
+const _: () = {
+    let mut total = 0;
+    let mut i = 0;
+    while i < MISS_RETRY_MS.len() {
+        total += MISS_RETRY_MS[i];
+        i += 1;
+    }
+    assert!(total < smppgw_engine::store::EARLY_RECEIPT_TTL_SECS * 1_000);
+};
 /// Lookups per pipeline.
 pub const LOOKUP_BATCH: usize = 256;
 /// Deliveries taken from one customer's queue per poll; also the most a node's `dlrq-taken` list
@@ -770,7 +783,7 @@ async fn write_loop(inner: Arc<Inner>, end: RemoteEnd) {
                                     &shard_key(&canonical_id(&record.vendor_id)),
                                     snap.cores,
                                 ) as u16;
-                                Box::new(Found { shard, record })
+                                Box::new(Found { shard, record, shared: true })
                             });
                             answer_query(&inner, reply, found).await;
                         });
