@@ -64,7 +64,8 @@ enum Command {
     },
     /// Create or upgrade the PostgreSQL schema (needs --database-url).
     Migrate,
-    /// Copy a TOML config's customers, vendors and routes into PostgreSQL (needs --database-url).
+    /// Copy a TOML config's server settings, customers, number ranges, vendors, routes, brands and
+    /// campaigns into PostgreSQL (needs --database-url).
     ImportConfig {
         /// The TOML file.
         file: PathBuf,

@@ -123,6 +123,35 @@ fn malformed_and_unknown_pdus_are_answered_and_oversize_closes_only_that_session
 }
 
 #[test]
+fn before_binding_a_connection_may_send_only_short_pdus() {
+    // Goal: an unauthenticated connection cannot make the node hold a long frame (up to
+    // max_command_length, 70,000 octets by default, for each of many connections): before its
+    // bind a PDU over 1,024 octets closes it; once bound, the configured limit applies.
+    let vendor = sim(|_| {});
+    let gw = start(config(&[("v1", vendor.local_addr())]));
+    let long_submit = |seq: u32| {
+        let mut raw = vec![0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 0];
+        raw.extend(seq.to_be_bytes());
+        raw.extend(b"\0\x01\x0115550001\0\x01\x0115551234\0\0\0\0\0\0\0\0\0\0\0");
+        // message_payload of 1,500 octets.
+        raw.extend([0x04, 0x24, 0x05, 0xDC]);
+        raw.extend([b'x'; 1500]);
+        let len = raw.len() as u32;
+        raw[..4].copy_from_slice(&len.to_be_bytes());
+        raw
+    };
+    let mut c = Client::connect(gw.local_addr);
+    c.send_raw(&long_submit(2));
+    assert!(c.recv().is_none(), "closed unanswered before its bind");
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
+    c.send_raw(&long_submit(7));
+    assert_eq!(c.recv_resp(7).command_status, CommandStatus::ESME_ROK, "bound: 1,500 octets of payload pass");
+    gw.shutdown();
+    gw.join();
+}
+
+#[test]
 fn hash_is_checked_not_the_plain_password() {
     // Goal: the stored hash verifies the password it was made from and nothing else.
     let h = pw_hash();

@@ -166,7 +166,8 @@ fn a_customer_with_decimal_ids_gets_them_everywhere() {
 #[test]
 fn submit_multi_shares_the_window_and_a_reused_sequence_number_is_refused() {
     // Goal: a submit_multi's destinations count against the customer's window (all or
-    // nothing: too many is ESME_RTHROTTLED); a query_sm reusing the sequence number of one
+    // nothing; more than the whole window could ever hold is ESME_RINVNUMDESTS, not a
+    // throttling the customer would retry for ever); a query_sm reusing the sequence number of one
     // still pending is refused with ESME_RSYSERR and the pending one is answered as usual.
     let v = sim(|s| s.receipts.delay = smppgw_loadgen::sim::Delay::Fixed(Duration::from_secs(30)));
     let mut cfg = config(&[("v", v.local_addr())]);
@@ -190,7 +191,7 @@ fn submit_multi_shares_the_window_and_a_reused_sequence_number_is_refused() {
     let r = c.recv_resp(seq);
     assert_eq!(
         (r.command_id(), r.command_status),
-        (CommandId::SUBMIT_MULTI_RESP, CommandStatus::ESME_RTHROTTLED)
+        (CommandId::SUBMIT_MULTI_RESP, CommandStatus::ESME_RINVNUMDESTS)
     );
     assert_eq!(v.stats().submits, 0, "none of the three was sent");
     let seq = c.next_seq();

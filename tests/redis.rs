@@ -795,6 +795,46 @@ fn a_malformed_value_in_redis_is_counted_and_does_not_take_the_link_down() {
 }
 
 #[test]
+fn a_malformed_rate_window_count_is_counted_and_does_not_take_the_link_down() {
+    // Goal: a shared rate window's count that is not a number (a hand edit, another version, a
+    // key of another type) is counted as malformed and the window starts again; the link stays
+    // up and the customer's messages go on. (It failed every lease request of the node, which
+    // marked Redis down for the rest of the window, on every node, every 10 ms.)
+    let redis = RedisServer::start();
+    let mut r = redis.client();
+    let now_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    // The customer's one-second windows for the next minute: a hash, then text.
+    for w in now_s.saturating_sub(2)..now_s + 60 {
+        let key = format!("t:rate:customer:c1:{w}");
+        if w % 2 == 0 {
+            let _: () = redis::cmd("HSET").arg(&key).arg("x").arg("y").query(&mut r).unwrap();
+        } else {
+            let _: () = redis::cmd("SET").arg(&key).arg("junk").query(&mut r).unwrap();
+        }
+    }
+    let vendor = sim(|_| {});
+    let mut cfg = config(&[("v1", vendor.local_addr())]);
+    cfg.customers[0].throughput = 1000;
+    let a = Node::start(cfg, 1, &redis);
+    assert!(wait_for(Duration::from_secs(10), || vendor.stats().binds_current >= 2), "vendor binds up");
+    let errors = metric(&a, "smppgw_redis_errors_total").expect("the errors counter");
+    let mut c = Client::connect(a.gw.local_addr);
+    assert_eq!(c.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+    for i in 0..20 {
+        // A leased quota may be a moment away: throttling is the customer's to retry.
+        assert!(
+            wait_for(Duration::from_secs(5), || c.submit(&format!("1555820{i:04}"), "x").0.is_ok()),
+            "message {i} accepted"
+        );
+    }
+    let malformed = || metric(&a, "smppgw_redis_malformed_total").unwrap_or(0);
+    assert!(wait_for(Duration::from_secs(10), || malformed() >= 1), "counted: {}", malformed());
+    assert!(a.redis.health().is_up(), "the link stays up");
+    assert_eq!(metric(&a, "smppgw_redis_errors_total"), Some(errors), "no link error counted");
+    a.stop();
+}
+
+#[test]
 fn a_malformed_vendor_id_index_entry_does_not_take_the_link_down_and_its_lookup_ends() {
     // Goal: a receipt that reaches another node looks its vendor id up in the `v:` hashes; a
     // value there that is not one of our ids reads as absent and is counted, the link stays up,

@@ -243,6 +243,18 @@ fn window_overflow_gets_throttled() {
         seqs[4..].iter().all(|s| by_seq[s] == CommandStatus::ESME_RTHROTTLED),
         "the two beyond: {by_seq:?}"
     );
+    // An invalid submit (no destination) is refused before routing as well.
+    let (seq, p) = c.submit_pdu("", "no destination");
+    c.send(&p);
+    assert_eq!(c.recv_resp(seq).command_status, CommandStatus::ESME_RINVDSTADR);
+    // Operators see every refusal before routing: received = accepted + refused + rejected.
+    let m = &gw.metrics;
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(load(&m.rejected), 3, "two past the window, one invalid");
+    assert_eq!(m.submits.get(), 7);
+    assert_eq!(m.accepted.get(), 4);
+    let snap = gw.control().current();
+    assert_eq!(load(&snap.customer(b"c1").unwrap().counters.rejected), 3);
     gw.shutdown();
     gw.join();
 }
@@ -751,22 +763,29 @@ fn a_reloaded_customer_window_and_id_format_apply_to_its_bound_sessions() {
 
 #[test]
 fn receipts_that_arrive_while_another_core_still_drains_are_all_accounted_for() {
-    // Goal: shutdown with one customer on one core slow to leave (it never answers our unbind)
-    // and none on the other: the other core keeps its vendor bind and keeps serving its share of
-    // the receipt store until every core's customers are gone, so each receipt the vendor sends
-    // meanwhile is matched (and then held, delivered or counted), never dropped on the way
-    // between cores. (That core used to unbind its vendor and exit at once; receipts for its
-    // shard then arrived on the other core's bind and vanished.)
+    // Goal: shutdown with one customer on one core slow to leave (its submits still at the
+    // vendor, and it never answers our unbind) and none on the other: the other core keeps its
+    // vendor bind and keeps serving its share of the receipt store until every core's customers
+    // are settled, so each receipt the vendor sends meanwhile (right behind its answers) is
+    // matched (and then held, delivered or counted), never dropped on the way between cores.
+    // (That core used to unbind its vendor and exit at once; receipts for its shard then arrived
+    // on the other core's bind and vanished.)
     use std::sync::atomic::Ordering;
-    let v = sim(|s| s.receipts.delay = smppgw_loadgen::sim::Delay::Fixed(Duration::from_millis(800)));
+    let v = sim(|s| s.faults.resp_latency = smppgw_loadgen::sim::Delay::Fixed(Duration::from_millis(800)));
     let cfg = config(&[("v", v.local_addr())]);
     let gw = smppgw_engine::start(cfg).unwrap();
     assert!(wait_for(Duration::from_secs(10), || v.stats().binds_current >= 2));
     let mut c = Client::connect(gw.local_addr);
-    assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
+    // A transmitter: its receipts are held for it, not delivered.
+    assert_eq!(c.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
     for i in 0..40 {
-        assert_eq!(c.submit_dlr(&format!("1555800{i:04}"), "late receipt").0, CommandStatus::ESME_ROK);
+        let (_, mut p) = c.submit_pdu(&format!("1555800{i:04}"), "late receipt");
+        if let Body::SubmitSm(s) = &mut p.body {
+            s.registered_delivery = 1;
+        }
+        c.send(&p);
     }
+    assert!(wait_for(Duration::from_secs(10), || v.stats().submits >= 40), "{:?}", v.stats());
     // The customer reads everything and answers nothing, not even the unbind.
     let reader = std::thread::spawn(move || while c.try_recv().is_some() {});
     let metrics = gw.metrics.clone();
@@ -782,4 +801,56 @@ fn receipts_that_arrive_while_another_core_still_drains_are_all_accounted_for() 
     assert_eq!(v.stats().receipts_sent, 40, "the vendor sent every receipt while the gateway drained");
     assert_eq!(arrived, 40);
     assert_eq!(accounted, arrived, "every receipt that arrived was matched or counted");
+}
+
+#[test]
+fn receipts_a_vendor_sends_while_the_node_shuts_down_reach_the_customers_still_bound() {
+    // Goal: a clean shutdown loses no receipt it took from a vendor. The customer stops being
+    // given new work first, but stays bound, receiving, until the vendors are unbound and what
+    // they sent has gone out; only then is it unbound. (Customers used to be unbound as soon as
+    // their submits were answered, so the receipts the vendor sent right behind its answers were
+    // acknowledged to the vendor and then dropped at exit.)
+    use std::sync::atomic::Ordering;
+    let v = sim(|s| s.faults.resp_latency = smppgw_loadgen::sim::Delay::Fixed(Duration::from_millis(600)));
+    let gw = smppgw_engine::start(config(&[("v", v.local_addr())])).unwrap();
+    assert!(wait_for(Duration::from_secs(10), || v.stats().binds_current >= 2));
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
+    for i in 0..20 {
+        let (_, mut p) = c.submit_pdu(&format!("1555810{i:04}"), "receipt at shutdown");
+        if let Body::SubmitSm(s) = &mut p.body {
+            s.registered_delivery = 1;
+        }
+        c.send(&p);
+    }
+    assert!(wait_for(Duration::from_secs(10), || v.stats().submits >= 20), "{:?}", v.stats());
+    // The customer answers everything, the receipts and our unbind included.
+    let reader = std::thread::spawn(move || {
+        let (mut acked, mut receipts, mut unbound) = (0, 0, false);
+        while let Some(p) = c.recv() {
+            match p.body {
+                Body::SubmitSmResp(_) if p.command_status.is_ok() => acked += 1,
+                Body::DeliverSm(_) => {
+                    receipts += 1;
+                    c.answer(&p, CommandStatus::ESME_ROK);
+                }
+                Body::Unbind => {
+                    unbound = true;
+                    c.send(&Pdu::new(p.sequence_number, Body::UnbindResp));
+                }
+                _ => {}
+            }
+        }
+        (acked, receipts, unbound)
+    });
+    let metrics = gw.metrics.clone();
+    gw.shutdown();
+    gw.join();
+    let (acked, receipts, unbound) = reader.join().unwrap();
+    assert_eq!(acked, 20, "every submit in flight was answered");
+    assert!(unbound, "the customer was unbound");
+    let arrived = metrics.receipts_in.load(Ordering::Relaxed);
+    assert_eq!(v.stats().receipts_sent, arrived, "the vendor's receipts were all read before its unbind");
+    assert_eq!(arrived, 20, "the vendor sent a receipt behind each answer");
+    assert_eq!(receipts, 20, "every receipt taken from the vendor reached the customer");
 }

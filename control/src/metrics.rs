@@ -64,6 +64,8 @@ pub const METRIC_FAMILIES: &[&str] = &[
     "smppgw_deliveries_ok_total",
     "smppgw_deliveries_failed_total",
     "smppgw_deliveries_dropped_total",
+    "smppgw_store_evicted_total",
+    "smppgw_store_evicted_waiting_total",
     "smppgw_submit_latency_seconds",
     "smppgw_vendor_submit_latency_seconds",
     "smppgw_vendor_latency_seconds",
@@ -280,6 +282,8 @@ pub fn render(metrics: &Metrics, snap: &Snapshot) -> String {
         receipts_by_state,
         delivery_queue_by_core,
         store_records_by_core,
+        store_evicted,
+        store_evicted_waiting,
         submit_latency,
         receipt_latency,
         vendor_latency,
@@ -293,7 +297,11 @@ pub fn render(metrics: &Metrics, snap: &Snapshot) -> String {
         snap.version,
     );
 
-    e.counter("smppgw_submits_total", "submit_sm and data_sm received from customers.", submits);
+    e.counter(
+        "smppgw_submits_total",
+        "submit_sm and data_sm received from bound customers (accepted + refused + rejected once answered).",
+        submits,
+    );
     e.counter("smppgw_submits_accepted_total", "Customer submits answered with a message id.", accepted);
     e.counter(
         "smppgw_submits_refused_total",
@@ -302,7 +310,7 @@ pub fn render(metrics: &Metrics, snap: &Snapshot) -> String {
     );
     e.counter(
         "smppgw_submits_rejected_total",
-        "Customer submits refused before routing (validation, window, throughput).",
+        "Customer submits refused before routing: past the window, an invalid field, or a throughput limit.",
         rejected,
     );
     e.counter(
@@ -408,6 +416,16 @@ pub fn render(metrics: &Metrics, snap: &Snapshot) -> String {
         "Deliveries dropped by the queue overflow policy or given up after the last attempt.",
         deliveries_dropped,
     );
+    e.counter(
+        "smppgw_store_evicted_total",
+        "Records the receipt store evicted for its bound (receipt_store_max) before their TTL.",
+        store_evicted,
+    );
+    e.counter(
+        "smppgw_store_evicted_waiting_total",
+        "Evicted records still waiting for the receipt their customer asked for: raise receipt_store_max.",
+        store_evicted_waiting,
+    );
 
     e.histogram(
         "smppgw_submit_latency_seconds",
@@ -436,7 +454,7 @@ pub fn render(metrics: &Metrics, snap: &Snapshot) -> String {
     e.family(
         "smppgw_submit_results_total",
         Kind::Counter,
-        "Routed customer submits (and throughput refusals) by the command_status answered.",
+        "Customer submits by the command_status answered (refusals before routing included).",
     );
     for code in 0..256 {
         let n = submit_results.get(code);
@@ -541,7 +559,8 @@ fn render_customers(e: &mut Exposition, snap: &Snapshot) {
     e.family(
         "smppgw_customer_messages_total",
         Kind::Counter,
-        "Messages of each customer by result: submitted (routed), accepted, refused, throttled.",
+        "Messages of each customer by result: submitted (routed), accepted, refused, throttled, \
+         rejected (past the window or an invalid field).",
     );
     for c in &active {
         let k = &c.counters;
@@ -550,6 +569,7 @@ fn render_customers(e: &mut Exposition, snap: &Snapshot) {
             ("accepted", &k.accepted),
             ("refused", &k.refused),
             ("throttled", &k.throttled),
+            ("rejected", &k.rejected),
         ] {
             e.sample(
                 "smppgw_customer_messages_total",
@@ -910,6 +930,16 @@ mod tests {
     use smppgw_engine::config::{BrandConfig, CampaignConfig, Config, CustomerConfig, VendorConfig};
 
     use super::*;
+
+    #[test]
+    fn api_md_documents_every_metric_family() {
+        // Goal: an operator reading control/API.md finds every family a node exports, so a
+        // dashboard or alert is never built on a guess.
+        let doc = include_str!("../API.md");
+        for f in METRIC_FAMILIES.iter().chain(crate::redis::METRIC_FAMILIES) {
+            assert!(doc.contains(&format!("| `{f}` |")), "control/API.md has no row for {f}");
+        }
+    }
 
     fn snapshot() -> Snapshot {
         let mut cfg = Config::default();

@@ -63,6 +63,10 @@ pub struct ReplyTo {
     pub seq: u32,
     /// What to answer with.
     pub kind: ReplyKind,
+    /// Which request of that sequence number (0 for submits): a lookup, operation or
+    /// submit_multi answered as lost may see its number reused, and a late answer for the old
+    /// request must not be taken as the new one's.
+    pub nonce: u32,
 }
 
 /// How long a message waits for a vendor of its route to be bound (binds being replaced by a
@@ -373,8 +377,11 @@ pub enum SessionMsg {
         /// What it found.
         found: Option<Box<Found>>,
     },
-    /// The gateway is shutting down.
+    /// The gateway is shutting down: unbind now.
     Shutdown,
+    /// The gateway's shutdown begins: take no new requests, answer those outstanding, stay bound
+    /// for receipts and MO until [`SessionMsg::Shutdown`].
+    Settle,
     /// A new configuration: the session takes its settings now (its timer may be set far ahead).
     Reloaded,
 }
@@ -410,6 +417,8 @@ struct SessionEntry {
     generation: u32,
     mailbox: Rc<Mailbox<SessionMsg>>,
     customer: Cell<Option<u32>>,
+    /// Settling for shutdown, with nothing outstanding ([`SessionMsg::Settle`]).
+    settled: Cell<bool>,
 }
 
 /// The state of one core.
@@ -754,6 +763,15 @@ impl Core {
         self.ids.borrow_mut().next_id()
     }
 
+    /// Sends refused deliveries whose wait is over, and those of customers whose throttling
+    /// pause ended.
+    pub fn pump_due_deliveries(&self) {
+        let due = self.dispatcher.borrow().next_due();
+        if due.is_some_and(|t| t <= Instant::now()) {
+            self.pump_deliveries();
+        }
+    }
+
     /// Periodic work: ids tied to the clock, store expiry.
     pub fn tick(&self) {
         self.ids.borrow_mut().catch_up();
@@ -762,11 +780,7 @@ impl Core {
             self.on_remote_back();
         }
         self.remote_was_up.set(up);
-        // Refused deliveries whose wait is over, and customers whose throttling pause ended.
-        let due = self.dispatcher.borrow().next_due();
-        if due.is_some_and(|t| t <= Instant::now()) {
-            self.pump_deliveries();
-        }
+        self.pump_due_deliveries();
         let expired = self.store.borrow_mut().expire(unix_now());
         if !expired.is_empty() {
             self.metrics.receipts_unmatched.fetch_add(expired.len() as u64, Ordering::Relaxed);
@@ -781,8 +795,10 @@ impl Core {
         let d = self.dispatcher.borrow();
         self.metrics.deliveries_dropped[self.idx].store(d.dropped + d.given_up, Ordering::Relaxed);
         self.metrics.delivery_queue_by_core[self.idx].store(d.queued_total() as u64, Ordering::Relaxed);
-        self.metrics.store_records_by_core[self.idx]
-            .store(self.store.borrow().len() as u64, Ordering::Relaxed);
+        let store = self.store.borrow();
+        self.metrics.store_records_by_core[self.idx].store(store.len() as u64, Ordering::Relaxed);
+        self.metrics.store_evicted[self.idx].store(store.evicted, Ordering::Relaxed);
+        self.metrics.store_evicted_waiting[self.idx].store(store.evicted_waiting, Ordering::Relaxed);
     }
 
     /// The record this core's shard holds for a customer-visible id.
@@ -831,7 +847,8 @@ impl Core {
     pub fn add_session(&self, mailbox: Rc<Mailbox<SessionMsg>>) -> (u32, u32) {
         let generation = self.generation.get().wrapping_add(1).max(1);
         self.generation.set(generation);
-        let entry = SessionEntry { generation, mailbox, customer: Cell::new(None) };
+        let entry =
+            SessionEntry { generation, mailbox, customer: Cell::new(None), settled: Cell::new(false) };
         let mut sessions = self.sessions.borrow_mut();
         let slot = match self.free.borrow_mut().pop() {
             Some(s) => {
@@ -869,6 +886,18 @@ impl Core {
     /// Number of sessions on this core.
     pub fn session_count(&self) -> usize {
         self.sessions.borrow().iter().flatten().count()
+    }
+
+    /// Sessions with requests still outstanding after [`SessionMsg::Settle`].
+    pub fn unsettled_count(&self) -> usize {
+        self.sessions.borrow().iter().flatten().filter(|e| !e.settled.get()).count()
+    }
+
+    /// A settling session has nothing outstanding (or has again).
+    pub fn set_settled(&self, slot: u32, settled: bool) {
+        if let Some(Some(e)) = self.sessions.borrow().get(slot as usize) {
+            e.settled.set(settled);
+        }
     }
 
     /// Registers the mailbox of a local vendor bind slot; returns the mailbox it replaces.
@@ -1838,7 +1867,14 @@ fn unreachable_job() -> Box<Job> {
     Box::new(Job {
         msg_id: 0,
         shown_id: 0,
-        reply: ReplyTo { core: 0, session: u32::MAX, generation: 0, seq: 0, kind: ReplyKind::Submit },
+        reply: ReplyTo {
+            core: 0,
+            session: u32::MAX,
+            generation: 0,
+            seq: 0,
+            kind: ReplyKind::Submit,
+            nonce: 0,
+        },
         customer: 0,
         submit: SubmitSm::default(),
         route: NOT_ROUTED,

@@ -96,6 +96,12 @@ pub enum Event {
     /// Another request this machine does not answer itself (query_sm, cancel_sm, replace_sm,
     /// submit_multi): the driver answers it.
     Request(Pdu),
+    /// A submit_sm or data_sm this machine refused before routing (past the window, or an
+    /// invalid field) and already answered with `status`: for the driver's counters.
+    Rejected {
+        /// The status it was answered with.
+        status: CommandStatus,
+    },
     /// Close the connection (after flushing what was written).
     Close(CloseReason),
 }
@@ -138,10 +144,14 @@ enum State {
         style: IdStyle,
         seq: u32,
     },
-    /// We sent unbind (shutdown) and wait for unbind_resp.
+    /// Our shutdown: new requests are refused, what is outstanding is answered, receipts and MO
+    /// still go out (until our unbind); then we send unbind and wait for unbind_resp.
     Closing {
         since: Instant,
         unbind_sent: bool,
+        /// The unbind waits for [`CustomerSession::begin_shutdown`] even once nothing is
+        /// outstanding: the node still delivers what its vendors send before they are unbound.
+        hold: bool,
         kind: BindKind,
         style: IdStyle,
     },
@@ -215,7 +225,8 @@ impl CustomerSession {
         out: &mut BytesMut,
     ) -> bool {
         match self.state {
-            State::Bound { kind, .. } if kind.can_receive() => {}
+            State::Bound { kind, .. } | State::Closing { unbind_sent: false, kind, .. }
+                if kind.can_receive() => {}
             _ => return false,
         }
         let seq = self.next_sequence();
@@ -268,6 +279,11 @@ impl CustomerSession {
     /// Submits routed and not yet answered.
     pub fn outstanding(&self) -> u32 {
         self.outstanding
+    }
+
+    /// The window: requests outstanding at most.
+    pub fn window(&self) -> u32 {
+        self.window
     }
 
     /// Counts `n` more requests against the window (a submit_multi's destinations, each routed
@@ -366,14 +382,14 @@ impl CustomerSession {
                 }
                 if self.outstanding >= self.window {
                     // Window overflow: documented as ESME_RTHROTTLED (slow down and retry).
-                    return refuse(out, id, seq, CommandStatus::ESME_RTHROTTLED);
+                    return reject(out, events, id, seq, CommandStatus::ESME_RTHROTTLED);
                 }
                 match validate_submit(&s) {
                     Ok(segments) => {
                         self.outstanding += 1;
                         events.push(Event::Submit { seq, submit: s, segments });
                     }
-                    Err(st) => refuse(out, id, seq, st),
+                    Err(st) => reject(out, events, id, seq, st),
                 }
             }
             (State::Bound { kind, .. }, Body::DataSm(d)) => {
@@ -381,15 +397,15 @@ impl CustomerSession {
                     return refuse(out, id, seq, CommandStatus::ESME_RINVBNDSTS);
                 }
                 if self.outstanding >= self.window {
-                    return refuse(out, id, seq, CommandStatus::ESME_RTHROTTLED);
+                    return reject(out, events, id, seq, CommandStatus::ESME_RTHROTTLED);
                 }
                 // data_sm allows 65-octet addresses; it goes on as a submit_sm, whose addresses
                 // hold 20 characters (SMPP 3.4 5.2.8, 5.2.10).
                 if d.source.addr.len() > smppgw_codec::pdu::max::ADDR - 1 {
-                    return refuse(out, id, seq, CommandStatus::ESME_RINVSRCADR);
+                    return reject(out, events, id, seq, CommandStatus::ESME_RINVSRCADR);
                 }
                 if d.dest.addr.len() > smppgw_codec::pdu::max::ADDR - 1 {
-                    return refuse(out, id, seq, CommandStatus::ESME_RINVDSTADR);
+                    return reject(out, events, id, seq, CommandStatus::ESME_RINVDSTADR);
                 }
                 let submit = SubmitSm {
                     service_type: d.service_type,
@@ -406,7 +422,7 @@ impl CustomerSession {
                         self.outstanding += 1;
                         events.push(Event::DataSm { seq, submit, segments });
                     }
-                    Err(st) => refuse(out, id, seq, st),
+                    Err(st) => reject(out, events, id, seq, st),
                 }
             }
             (_, Body::DeliverSmResp(_) | Body::DataSmResp(_)) => {
@@ -631,7 +647,7 @@ impl CustomerSession {
                 self.state = State::Closed;
                 events.push(Event::Close(CloseReason::Unbound));
             }
-            State::Closing { unbind_sent: false, .. } => self.send_unbind(now, out),
+            State::Closing { unbind_sent: false, hold: false, .. } => self.send_unbind(now, out),
             State::Broken { .. } => {
                 self.state = State::Closed;
                 events.push(Event::Close(CloseReason::Framing));
@@ -650,11 +666,31 @@ impl CustomerSession {
         }
     }
 
-    /// Our shutdown: refuse new work, answer what is outstanding, then unbind.
+    /// Our shutdown: refuse new work, answer what is outstanding, then unbind (at once if
+    /// [`CustomerSession::begin_settle`] already held it).
     pub fn begin_shutdown(&mut self, now: Instant, out: &mut BytesMut, events: &mut Vec<Event>) {
+        if let State::Closing { hold: hold @ true, .. } = &mut self.state {
+            *hold = false;
+            return self.on_answered(now, out, events);
+        }
+        self.close_down(false, now, out, events);
+    }
+
+    /// The first step of the node's shutdown: refuse new work and answer what is outstanding,
+    /// but stay bound, still taking receipts and MO, until [`CustomerSession::begin_shutdown`].
+    pub fn begin_settle(&mut self, now: Instant, out: &mut BytesMut, events: &mut Vec<Event>) {
+        self.close_down(true, now, out, events);
+    }
+
+    /// Nothing of the customer's is outstanding (submits, lookups, operations).
+    pub fn is_settled(&self) -> bool {
+        self.outstanding == 0 && self.ops == 0
+    }
+
+    fn close_down(&mut self, hold: bool, now: Instant, out: &mut BytesMut, events: &mut Vec<Event>) {
         match self.state {
             State::Bound { kind, style } => {
-                self.state = State::Closing { since: now, unbind_sent: false, kind, style };
+                self.state = State::Closing { since: now, unbind_sent: false, hold, kind, style };
                 self.on_answered(now, out, events);
             }
             State::Unbinding { .. } | State::Closing { .. } | State::Broken { .. } | State::Closed => {}
@@ -763,6 +799,18 @@ fn header(id: smppgw_codec::CommandId, seq: u32) -> smppgw_codec::Header {
 
 fn refuse(out: &mut BytesMut, id: smppgw_codec::CommandId, seq: u32, status: CommandStatus) {
     Pdu::error_response(&header(id, seq), status).encode(out);
+}
+
+/// Refuses a submit_sm or data_sm before routing, and tells the driver (its counters).
+fn reject(
+    out: &mut BytesMut,
+    events: &mut Vec<Event>,
+    id: smppgw_codec::CommandId,
+    seq: u32,
+    status: CommandStatus,
+) {
+    refuse(out, id, seq, status);
+    events.push(Event::Rejected { status });
 }
 
 /// Checks a submit (or a data_sm in submit form) against SMPP 3.4 and returns the segments it
@@ -1143,7 +1191,17 @@ mod tests {
             r.iter().map(|p| p.command_status).collect::<Vec<_>>(),
             vec![CommandStatus::ESME_RINVDSTADR, CommandStatus::ESME_RINVSRCADR]
         );
-        assert!(matches!(&ev[..], [Event::DataSm { seq: 4, .. }]), "20 characters go through: {ev:?}");
+        assert!(
+            matches!(
+                &ev[..],
+                [
+                    Event::Rejected { status: CommandStatus::ESME_RINVDSTADR },
+                    Event::Rejected { status: CommandStatus::ESME_RINVSRCADR },
+                    Event::DataSm { seq: 4, .. }
+                ]
+            ),
+            "20 characters go through, the refusals are counted: {ev:?}"
+        );
     }
 
     #[test]
@@ -1198,7 +1256,9 @@ mod tests {
         for seq in 2..5 {
             s.on_pdu(submit(seq), now, &mut out, &mut ev);
         }
-        assert_eq!(ev.len(), 2, "two within the window");
+        assert_eq!(ev.len(), 3, "two within the window, and the refusal for the driver's counters");
+        assert!(matches!(ev[2], Event::Rejected { status: CommandStatus::ESME_RTHROTTLED }), "{ev:?}");
+        ev.truncate(2);
         let r = decode_all(&mut out);
         assert_eq!(r.len(), 1, "only the third is answered at once");
         assert_eq!(r[0].command_status, CommandStatus::ESME_RTHROTTLED);

@@ -305,7 +305,9 @@ impl Dispatcher {
             Answer::Rejected => self.given_up += 1,
             Answer::Failed | Answer::Throttled => {
                 // Copies the delivery only if its session still holds the other reference.
-                Arc::make_mut(&mut d).attempts += 1;
+                // Saturating: a count read back from the shared queue may be anything.
+                let attempts = &mut Arc::make_mut(&mut d).attempts;
+                *attempts = attempts.saturating_add(1);
                 if d.attempts >= DELIVERY_ATTEMPTS_MAX {
                     self.given_up += 1;
                     return;

@@ -481,6 +481,8 @@ struct PendingQuery {
     remote: bool,
     /// The customer's id of the message.
     shown_id: u64,
+    /// Answers carry it ([`ReplyTo::nonce`]).
+    nonce: u32,
 }
 
 struct PendingMulti {
@@ -491,6 +493,8 @@ struct PendingMulti {
     any_ok: bool,
     unsuccess: Vec<smppgw_codec::UnsuccessSme>,
     dests: Vec<smppgw_codec::Address>,
+    /// Answers carry it ([`ReplyTo::nonce`]).
+    nonce: u32,
 }
 
 struct CustomerDriver {
@@ -505,7 +509,9 @@ struct CustomerDriver {
     queries: std::collections::HashMap<u32, PendingQuery>,
     /// cancel_sm and replace_sm at a vendor, by sequence number (their lookup is done): a
     /// request reusing one is refused like one reusing a pending lookup's.
-    ops_out: std::collections::HashMap<u32, (Instant, ReplyKind)>,
+    ops_out: std::collections::HashMap<u32, (Instant, ReplyKind, u32)>,
+    /// The last request nonce given ([`ReplyTo::nonce`]).
+    nonce: u32,
     multis: std::collections::HashMap<u32, PendingMulti>,
     closing: bool,
 }
@@ -516,7 +522,25 @@ impl CustomerDriver {
     }
 
     fn reply_to(&self, seq: u32, kind: ReplyKind) -> ReplyTo {
-        ReplyTo { core: self.core.idx as u16, session: self.slot, generation: self.generation, seq, kind }
+        self.reply_to_request(seq, kind, 0)
+    }
+
+    fn reply_to_request(&self, seq: u32, kind: ReplyKind, nonce: u32) -> ReplyTo {
+        ReplyTo {
+            core: self.core.idx as u16,
+            session: self.slot,
+            generation: self.generation,
+            seq,
+            kind,
+            nonce,
+        }
+    }
+
+    /// A number for a request whose answer may come after it was given up (see
+    /// [`ReplyTo::nonce`]); never 0, which submits use.
+    fn new_nonce(&mut self) -> u32 {
+        self.nonce = self.nonce.wrapping_add(1).max(1);
+        self.nonce
     }
 
     fn on_events(&mut self, events: &mut Vec<Event>, now: Instant, peer: SocketAddr) -> Vec<Event> {
@@ -539,6 +563,15 @@ impl CustomerDriver {
                     }
                 }
                 Event::Request(pdu) => self.request(pdu, now),
+                Event::Rejected { status } => {
+                    // Received, and refused at once: submits = accepted + refused + rejected.
+                    self.core.metrics.submits.add(self.core.idx, 1);
+                    self.core.metrics.rejected.fetch_add(1, Ordering::Relaxed);
+                    self.core.metrics.submit_results.add(self.core.idx, status.0);
+                    if let Some(c) = &self.customer {
+                        c.counters.rejected.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
                 Event::Close(reason) => {
                     debug!(?reason, %peer, "closing");
                     self.closing = true;
@@ -709,9 +742,12 @@ impl CustomerDriver {
                 return false;
             }
         };
-        self.queries
-            .insert(seq, PendingQuery { since: now, what, answers: 0, found: None, remote: false, shown_id });
-        let reply = self.reply_to(seq, ReplyKind::Submit);
+        let nonce = self.new_nonce();
+        self.queries.insert(
+            seq,
+            PendingQuery { since: now, what, answers: 0, found: None, remote: false, shown_id, nonce },
+        );
+        let reply = self.reply_to_request(seq, ReplyKind::Submit, nonce);
         for core in 0..self.core.cores() {
             self.core.send(core, CoreMsg::Query { shown_id, customer: c.idx, reply });
         }
@@ -730,13 +766,18 @@ impl CustomerDriver {
         // Each destination is a submit in flight: the window bounds them as it bounds submit_sm
         // (and so the answers coming back to this session), all or nothing.
         let smes = m.dests.iter().filter(|d| matches!(d, DestAddress::Sme(_))).count() as u32;
+        let h = smppgw_codec::Header {
+            command_length: 16,
+            command_id: smppgw_codec::CommandId::SUBMIT_MULTI,
+            command_status: CommandStatus::ESME_ROK,
+            sequence_number: seq,
+        };
+        if smes > self.machine.window() {
+            // More than the window could ever hold: retrying would never help.
+            smppgw_codec::Pdu::error_response(&h, CommandStatus::ESME_RINVNUMDESTS).encode(&mut self.wbuf);
+            return false;
+        }
         if !self.machine.take_window(smes) {
-            let h = smppgw_codec::Header {
-                command_length: 16,
-                command_id: smppgw_codec::CommandId::SUBMIT_MULTI,
-                command_status: CommandStatus::ESME_ROK,
-                sequence_number: seq,
-            };
             smppgw_codec::Pdu::error_response(&h, CommandStatus::ESME_RTHROTTLED).encode(&mut self.wbuf);
             return false;
         }
@@ -748,6 +789,7 @@ impl CustomerDriver {
             any_ok: false,
             unsuccess: Vec::new(),
             dests: Vec::new(),
+            nonce: self.new_nonce(),
         };
         let mut jobs = Vec::new();
         for (i, d) in m.dests.iter().enumerate() {
@@ -822,6 +864,7 @@ impl CustomerDriver {
         let mut sink = Vec::new();
         self.machine.give_window(smes - jobs.len() as u32, now, &mut self.wbuf, &mut sink);
         let empty = jobs.is_empty();
+        let nonce = pm.nonce;
         self.multis.insert(seq, pm);
         if empty {
             self.finish_multi(seq);
@@ -830,7 +873,7 @@ impl CustomerDriver {
         for (i, submit, charge) in jobs {
             self.core.metrics.submits.add(self.core.idx, 1);
             let wants_receipt = submit.registered_delivery & 0x03 != 0;
-            let reply = self.reply_to(seq, ReplyKind::Multi(i));
+            let reply = self.reply_to_request(seq, ReplyKind::Multi(i), nonce);
             let mut job = Job::new(
                 self.core.next_msg_id(),
                 shown_id,
@@ -875,7 +918,7 @@ impl CustomerDriver {
             ReplyKind::Submit => self.machine.submit_done(seq, false, result, now, &mut self.wbuf, events),
             ReplyKind::DataSm => self.machine.submit_done(seq, true, result, now, &mut self.wbuf, events),
             ReplyKind::Multi(i) => {
-                let Some(pm) = self.multis.get_mut(&seq) else { return };
+                let Some(pm) = self.multis.get_mut(&seq).filter(|pm| pm.nonce == reply.nonce) else { return };
                 pm.remaining = pm.remaining.saturating_sub(1);
                 self.machine.give_window(1, now, &mut self.wbuf, events);
                 let Some(pm) = self.multis.get_mut(&seq) else { return };
@@ -892,6 +935,13 @@ impl CustomerDriver {
                 }
             }
             ReplyKind::Cancel | ReplyKind::Replace => {
+                if self
+                    .ops_out
+                    .get(&seq)
+                    .is_none_or(|&(_, kind, nonce)| kind != reply.kind || nonce != reply.nonce)
+                {
+                    return;
+                }
                 if self.ops_out.remove(&seq).is_none() {
                     return;
                 }
@@ -913,7 +963,7 @@ impl CustomerDriver {
     fn pending_deadline(&self) -> Option<Instant> {
         let queries = self.queries.values().map(|q| q.since + QUERY_PENDING_TIMEOUT);
         let multis = self.multis.values().map(|m| m.since + MULTI_PENDING_TIMEOUT);
-        let ops = self.ops_out.values().map(|(since, _)| *since + MULTI_PENDING_TIMEOUT);
+        let ops = self.ops_out.values().map(|(since, _, _)| *since + MULTI_PENDING_TIMEOUT);
         queries.chain(multis).chain(ops).min()
     }
 
@@ -953,8 +1003,8 @@ impl CustomerDriver {
         let late: Vec<(u32, ReplyKind)> = self
             .ops_out
             .iter()
-            .filter(|(_, (since, _))| now.saturating_duration_since(*since) >= MULTI_PENDING_TIMEOUT)
-            .map(|(&seq, &(_, kind))| (seq, kind))
+            .filter(|(_, (since, _, _))| now.saturating_duration_since(*since) >= MULTI_PENDING_TIMEOUT)
+            .map(|(&seq, &(_, kind, _))| (seq, kind))
             .collect();
         for (seq, kind) in late {
             self.ops_out.remove(&seq);
@@ -977,7 +1027,7 @@ impl CustomerDriver {
     ) {
         let seq = reply.seq;
         let cores = self.core.cores();
-        let Some(q) = self.queries.get_mut(&seq) else { return };
+        let Some(q) = self.queries.get_mut(&seq).filter(|q| q.nonce == reply.nonce) else { return };
         q.answers += 1;
         // The shared store's copy wins over a local one that is not final: the receipt may have
         // reached another node.
@@ -1019,8 +1069,9 @@ impl CustomerDriver {
                 if !f.record.state.is_final() && !f.record.vendor_id.is_empty() =>
             {
                 x.message_id = Bytes::copy_from_slice(&f.record.vendor_id);
+                let nonce = self.new_nonce();
                 let op = OpJob {
-                    reply: self.reply_to(seq, ReplyKind::Cancel),
+                    reply: self.reply_to_request(seq, ReplyKind::Cancel, nonce),
                     vendor: f.record.vendor,
                     pdu: Box::new(smppgw_codec::Body::CancelSm(x)),
                     shard: f.shard,
@@ -1030,15 +1081,16 @@ impl CustomerDriver {
                 if f.shared {
                     self.core.send(usize::from(f.shard), CoreMsg::Adopt(Box::new(f.record.clone())));
                 }
-                self.ops_out.insert(seq, (now, ReplyKind::Cancel));
+                self.ops_out.insert(seq, (now, ReplyKind::Cancel, nonce));
                 self.core.dispatch_op(op);
             }
             (Pending::Replace(mut x), Some(f))
                 if !f.record.state.is_final() && !f.record.vendor_id.is_empty() =>
             {
                 x.message_id = Bytes::copy_from_slice(&f.record.vendor_id);
+                let nonce = self.new_nonce();
                 let op = OpJob {
-                    reply: self.reply_to(seq, ReplyKind::Replace),
+                    reply: self.reply_to_request(seq, ReplyKind::Replace, nonce),
                     vendor: f.record.vendor,
                     pdu: Box::new(smppgw_codec::Body::ReplaceSm(x)),
                     shard: f.shard,
@@ -1048,7 +1100,7 @@ impl CustomerDriver {
                 if f.shared {
                     self.core.send(usize::from(f.shard), CoreMsg::Adopt(Box::new(f.record.clone())));
                 }
-                self.ops_out.insert(seq, (now, ReplyKind::Replace));
+                self.ops_out.insert(seq, (now, ReplyKind::Replace, nonce));
                 self.core.dispatch_op(op);
             }
             (what, _) => {
@@ -1114,7 +1166,8 @@ async fn customer_session(core: Rc<Core>, io: Rc<CoreIo>, mut stream: TcpStream,
     let mailbox = Rc::new(Mailbox::new(limits::WINDOW_MAX as usize + limits::CUSTOMER_MAILBOX_MAX));
     let (slot, generation) = core.add_session(mailbox.clone());
     let now = Instant::now();
-    let mut decoder = Decoder::new(snap.config.server.max_command_length);
+    let mut decoder =
+        Decoder::new(snap.config.server.max_command_length.min(limits::UNBOUND_COMMAND_LENGTH_MAX));
     let mut d = CustomerDriver {
         core: core.clone(),
         io: io.clone(),
@@ -1126,6 +1179,7 @@ async fn customer_session(core: Rc<Core>, io: Rc<CoreIo>, mut stream: TcpStream,
         wbuf: BytesMut::new(),
         queries: std::collections::HashMap::new(),
         ops_out: std::collections::HashMap::new(),
+        nonce: 0,
         multis: std::collections::HashMap::new(),
         closing: false,
     };
@@ -1133,6 +1187,8 @@ async fn customer_session(core: Rc<Core>, io: Rc<CoreIo>, mut stream: TcpStream,
     let mut rbuf = BytesMut::new();
     let (mut events, mut msgs) = (Vec::new(), Vec::new());
     let mut deadline = Deadline::new(d.machine.next_deadline());
+    // Sessions that were handed over while the node began shutting down: unbound at once.
+    let mut settling = false;
     if core.shutting_down.get() {
         let _ = mailbox.push(SessionMsg::Shutdown);
     }
@@ -1155,7 +1211,12 @@ async fn customer_session(core: Rc<Core>, io: Rc<CoreIo>, mut stream: TcpStream,
                 version = snap.version;
                 // The server's session settings apply to the sessions already open too.
                 d.machine.set_server_settings(customer_settings(&snap));
-                decoder = Decoder::new(snap.config.server.max_command_length);
+                let max = snap.config.server.max_command_length;
+                decoder = Decoder::new(if d.customer.is_some() {
+                    max
+                } else {
+                    max.min(limits::UNBOUND_COMMAND_LENGTH_MAX)
+                });
                 if let Some(c) = d.customer.take() {
                     match snap.customer_at(c.idx) {
                         Some(n) => {
@@ -1204,6 +1265,10 @@ async fn customer_session(core: Rc<Core>, io: Rc<CoreIo>, mut stream: TcpStream,
                             d.on_query_answer(reply, found, now, &mut events)
                         }
                         SessionMsg::Shutdown => d.machine.begin_shutdown(now, &mut d.wbuf, &mut events),
+                        SessionMsg::Settle => {
+                            settling = true;
+                            d.machine.begin_settle(now, &mut d.wbuf, &mut events)
+                        }
                         // Taken above, before this batch: nothing more to do.
                         SessionMsg::Reloaded => {}
                     }
@@ -1244,6 +1309,8 @@ async fn customer_session(core: Rc<Core>, io: Rc<CoreIo>, mut stream: TcpStream,
                     }
                     core.set_session_customer(d.slot, c.idx);
                     d.customer = Some(c);
+                    // Bound: the configured framing limit applies from now on.
+                    decoder = Decoder::new(snap.config.server.max_command_length);
                 }
                 Err(st) => {
                     core.metrics.bind_failures.fetch_add(1, Ordering::Relaxed);
@@ -1262,6 +1329,9 @@ async fn customer_session(core: Rc<Core>, io: Rc<CoreIo>, mut stream: TcpStream,
         }
         if d.machine.is_closed() {
             d.closing = true;
+        }
+        if settling {
+            core.set_settled(slot, d.machine.is_settled());
         }
     }
     mailbox.close();
@@ -1499,7 +1569,7 @@ pub async fn vendor_slot(
                         Ok(None) => break,
                         Err(e) => {
                             warn!(vendor = %cfg.name, slot, "bad PDU from vendor: {e}");
-                            machine.on_decode_error(&e, &mut wbuf, &mut events);
+                            machine.on_decode_error(&e, now, &mut wbuf, &mut events);
                             if !matches!(e, DecodeError::Pdu { .. }) {
                                 break;
                             }

@@ -43,6 +43,11 @@ pub const WRITE_STALL_MIN_MS: u64 = 1_000;
 /// Largest customer or vendor window accepted from the config.
 pub const WINDOW_MAX: u32 = 10_000;
 
+/// The longest PDU a customer connection may send before it is bound (a bind is about 100
+/// octets): unauthenticated connections cannot make the node buffer `max_command_length`
+/// (up to 1 MiB) each. A longer one is a framing error, which closes the connection.
+pub const UNBOUND_COMMAND_LENGTH_MAX: u32 = 1024;
+
 /// Most executor cores: message ids carry the core in 6 bits.
 pub const CORES_MAX: usize = 64;
 

@@ -166,13 +166,15 @@ pub struct StateCounts(pub [AtomicU64; 10]);
 /// Gateway-wide counters.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    /// submit_sm/data_sm received from customers.
+    /// submit_sm/data_sm (and submit_multi destinations) received from bound customers:
+    /// accepted + refused + rejected, once answered.
     pub submits: CoreCounter,
     /// Answered with our id.
     pub accepted: CoreCounter,
     /// Answered with an error status after routing.
     pub refused: CoreCounter,
-    /// Refused before routing (validation, window, throughput).
+    /// submit_sm/data_sm (and submit_multi destinations) refused before routing: past the
+    /// window, an invalid field, or a throughput limit (the customer's or 10DLC).
     pub rejected: AtomicU64,
     /// Refused for the customer's throughput.
     pub throttled_customer: AtomicU64,
@@ -255,6 +257,10 @@ pub struct Metrics {
     pub delivery_queue_by_core: PerCore,
     /// Messages in the receipt store, by core.
     pub store_records_by_core: PerCore,
+    /// Records the store evicted for its bound before their TTL, a running total per core.
+    pub store_evicted: PerCore,
+    /// Among them, records still waiting for their receipt, a running total per core.
+    pub store_evicted_waiting: PerCore,
     /// Customer submit -> our submit_sm_resp.
     pub submit_latency: Histogram,
     /// Customer submit -> the vendor's receipt reaching us.

@@ -532,8 +532,10 @@ const RECEIVER_MAILBOX: usize = 4;
 /// Shutdown's steps that every core finishes before any goes on to the next.
 #[derive(Debug, Default)]
 struct StopStages {
-    /// Cores whose customer sessions are all closed (or out of grace).
+    /// Cores whose customer sessions have nothing outstanding (or are out of grace).
     customers_done: AtomicUsize,
+    /// Cores whose customer sessions are all closed (or out of grace).
+    unbound: AtomicUsize,
     /// Cores whose vendor binds have stopped.
     vendors_done: AtomicUsize,
 }
@@ -749,37 +751,24 @@ async fn core_main(
     }
     // The grace period as configured now (a reload may have changed it).
     let grace = Duration::from_millis(u64::from(core.snap().config.server.shutdown_grace_ms));
-    // Receipts and MO already here go out to the customers still bound before they are unbound
-    // (for at most half the grace period).
-    // Every core waits for all: a customer's queue lives on its home core, its sessions on others.
-    let drain_until = Instant::now() + grace / 2;
-    core.release_waiting_deliveries();
-    loop {
-        draining[idx].store(core.deliverable() as u64, Ordering::Release);
-        let left: u64 = draining.iter().map(|d| d.load(Ordering::Acquire)).sum();
-        if left == 0 || Instant::now() >= drain_until {
-            break;
-        }
-        Timer::new(Duration::from_millis(CONTROL_POLL_MS)).await;
-        serve_control(&core, &control);
-        core.flush_remote();
-        core.retry_held();
-    }
-    draining[idx].store(0, Ordering::Release);
+    // First the customers stop sending: new requests are refused (ESME_RSYSERR), those in
+    // flight are answered, and the sessions stay bound, still taking receipts and MO.
     core.shutting_down.set(true);
     // Messages waiting for a vendor of their route to bind go now or are answered
     // (ESME_RSYSERR): nothing waits any more once shutting down.
     core.retry_held();
     for mb in core.session_mailboxes() {
-        let _ = mb.push(SessionMsg::Shutdown);
+        let _ = mb.push(SessionMsg::Settle);
     }
     let deadline = Instant::now() + grace;
-    while core.session_count() > 0 && Instant::now() < deadline {
+    while core.unsettled_count() > 0 && Instant::now() < deadline {
         Timer::new(Duration::from_millis(10)).await;
         serve_control(&core, &control);
+        core.flush_remote();
+        core.pump_due_deliveries();
     }
-    // Every core's customers are gone (or out of time) before any core's vendors unbind: a
-    // customer draining on another core may still send a message to a bind of this one.
+    // Every core's customers have nothing out (or are out of time) before any core's vendors
+    // unbind: a customer on another core may still have a message for a bind of this one.
     stages.wait(&stages.customers_done, cores, deadline, &core, &control).await;
     for mb in core.vendor_mailboxes() {
         let _ = mb.push(VendorMsg::Shutdown);
@@ -803,6 +792,34 @@ async fn core_main(
     stages
         .wait(&stages.vendors_done, cores, vendor_deadline + Duration::from_millis(500), &core, &control)
         .await;
+    // Nothing more comes from vendors: the receipts and MO here go out to the customers still
+    // bound before they are unbound (for at most half the grace period). Every core waits for
+    // all: a customer's queue lives on its home core, its sessions on others.
+    let drain_until = Instant::now() + grace / 2;
+    core.release_waiting_deliveries();
+    loop {
+        draining[idx].store(core.deliverable() as u64, Ordering::Release);
+        let left: u64 = draining.iter().map(|d| d.load(Ordering::Acquire)).sum();
+        if left == 0 || Instant::now() >= drain_until {
+            break;
+        }
+        Timer::new(Duration::from_millis(CONTROL_POLL_MS)).await;
+        serve_control(&core, &control);
+        core.flush_remote();
+        // Refusals during the drain wait their turn as usual (a refusing customer is not sent
+        // its receipts ten times within a moment and then has them given up).
+        core.pump_due_deliveries();
+    }
+    draining[idx].store(0, Ordering::Release);
+    for mb in core.session_mailboxes() {
+        let _ = mb.push(SessionMsg::Shutdown);
+    }
+    let unbind_deadline = Instant::now() + grace;
+    while core.session_count() > 0 && Instant::now() < unbind_deadline {
+        Timer::new(Duration::from_millis(10)).await;
+        serve_control(&core, &control);
+    }
+    stages.wait(&stages.unbound, cores, unbind_deadline, &core, &control).await;
     for o in &outboxes {
         o.close();
     }

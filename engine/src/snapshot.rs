@@ -52,6 +52,8 @@ pub struct CustomerCounters {
     pub refused: AtomicU64,
     /// Refused for its throughput limit.
     pub throttled: AtomicU64,
+    /// Refused before routing: past its window, or an invalid field.
+    pub rejected: AtomicU64,
 }
 
 /// Per-vendor outcome counters, for /metrics.

@@ -437,6 +437,9 @@ pub struct Shard<R> {
     ttl_secs: u64,
     /// Records evicted for the bound before their TTL.
     pub evicted: u64,
+    /// Among them, records still waiting for the receipt their customer asked for: that
+    /// receipt will not be matched here (a sign `receipt_store_max` is too small for the rate).
+    pub evicted_waiting: u64,
     /// Early receipts that never found their message.
     pub early_expired: u64,
     len: usize,
@@ -455,6 +458,7 @@ impl<R> Shard<R> {
             max: max.max(1),
             ttl_secs,
             evicted: 0,
+            evicted_waiting: 0,
             early_expired: 0,
             len: 0,
         }
@@ -556,6 +560,9 @@ impl<R> Shard<R> {
     fn pop_oldest(&mut self) -> bool {
         let Some((seq, e)) = self.records.pop() else { return false };
         self.len -= 1;
+        if e.rec.wants_receipt && !e.rec.state.is_final() {
+            self.evicted_waiting += 1;
+        }
         self.by_shown.remove_if(e.rec.shown_id, seq);
         self.by_vendor.remove_if(e.key, seq);
         true
@@ -932,10 +939,30 @@ mod tests {
         assert_eq!(s.evicted, 1);
         assert!(s.find_shown(1).is_none(), "oldest evicted");
         assert!(s.find_shown(3).is_some());
+        assert_eq!(s.evicted_waiting, 1, "it was still waiting for its receipt");
         s.expire(101);
         assert_eq!(s.len(), 1, "b is past its TTL");
         s.expire(103);
         assert!(s.is_empty());
+    }
+
+    #[test]
+    fn only_evicted_records_still_waiting_for_a_receipt_count_as_such() {
+        // Goal: operators see how many receipts the store's bound will make unmatched: a record
+        // with its final state, or whose customer wants no receipt, waits for nothing.
+        let mut s: Shard<()> = Shard::new(2, 100);
+        s.insert(rec(1, "a"), 0);
+        let mut quiet = rec(2, "b");
+        quiet.wants_receipt = false;
+        s.insert(quiet, 0);
+        if let Some(r) = s.find_shown_mut(1) {
+            r.state = MessageState::Delivered;
+        }
+        s.insert(rec(3, "c"), 0);
+        s.insert(rec(4, "d"), 0);
+        assert_eq!((s.evicted, s.evicted_waiting), (2, 0));
+        s.insert(rec(5, "e"), 0);
+        assert_eq!((s.evicted, s.evicted_waiting), (3, 1), "3 was enroute and wanted its receipt");
     }
 
     #[test]

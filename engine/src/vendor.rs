@@ -229,18 +229,7 @@ impl<J> VendorSession<J> {
         let status = pdu.command_status;
         match pdu.body {
             Body::BindTransmitterResp(_) | Body::BindReceiverResp(_) | Body::BindTransceiverResp(_) => {
-                if let State::BindSent { seq: s, .. } = self.state
-                    && s == seq
-                {
-                    if status.is_ok() {
-                        self.state = State::Bound;
-                        events.push(VendorEvent::Bound);
-                    } else {
-                        self.state = State::Closed;
-                        events.push(VendorEvent::BindFailed(status));
-                        events.push(VendorEvent::Close);
-                    }
-                }
+                self.bind_answered(seq, status, events)
             }
             Body::SubmitSmResp(MessageIdResp { message_id, .. }) => {
                 if let Some((job, _)) = self.inflight.remove(&seq) {
@@ -321,21 +310,50 @@ impl<J> VendorSession<J> {
         }
     }
 
-    /// Feeds a decode error: malformed requests are answered, a malformed response fails its
-    /// submit, a framing error closes.
+    fn bind_answered(&mut self, seq: u32, status: CommandStatus, events: &mut Vec<VendorEvent<J>>) {
+        if let State::BindSent { seq: s, .. } = self.state
+            && s == seq
+        {
+            if status.is_ok() {
+                self.state = State::Bound;
+                events.push(VendorEvent::Bound);
+            } else {
+                self.state = State::Closed;
+                events.push(VendorEvent::BindFailed(status));
+                events.push(VendorEvent::Close);
+            }
+        }
+    }
+
+    /// Feeds a decode error: malformed requests are answered, a malformed response is judged
+    /// by its header (a submit's fails or succeeds by its status, a bind's binds or not, an
+    /// enquire_link_resp shows the vendor alive), a framing error closes.
     pub fn on_decode_error(
         &mut self,
         err: &DecodeError,
+        now: Instant,
         out: &mut BytesMut,
         events: &mut Vec<VendorEvent<J>>,
     ) {
+        use smppgw_codec::CommandId;
         match err {
             DecodeError::Pdu { header, error } => {
-                if header.command_id.is_response() {
+                // Whatever it is, the vendor sent a whole PDU: the connection is alive.
+                self.last_rx = now;
+                if header.command_id == CommandId::ENQUIRE_LINK_RESP {
+                    self.enquire_sent = None;
+                } else if matches!(
+                    header.command_id,
+                    CommandId::BIND_TRANSMITTER_RESP
+                        | CommandId::BIND_RECEIVER_RESP
+                        | CommandId::BIND_TRANSCEIVER_RESP
+                ) {
+                    self.bind_answered(header.sequence_number, header.command_status, events);
+                } else if header.command_id.is_response() {
                     if let Some((job, _)) = self.inflight.remove(&header.sequence_number) {
                         // The vendor answered but we cannot read its id: it has the message
                         // (unless the answer is a generic_nack, which never accepts one).
-                        let nack = header.command_id == smppgw_codec::CommandId::GENERIC_NACK;
+                        let nack = header.command_id == CommandId::GENERIC_NACK;
                         let outcome = if nack {
                             Outcome::Refused(if header.command_status.is_ok() {
                                 CommandStatus::ESME_RSYSERR
@@ -349,7 +367,7 @@ impl<J> VendorSession<J> {
                         };
                         events.push(VendorEvent::Done { job, outcome });
                     }
-                } else if header.command_id != smppgw_codec::CommandId::ALERT_NOTIFICATION {
+                } else if header.command_id != CommandId::ALERT_NOTIFICATION {
                     Pdu::error_response(header, error.command_status()).encode(out);
                 }
             }
@@ -625,12 +643,57 @@ mod tests {
         raw.extend_from_slice(b"junk");
         let err = Decoder::default().decode(&mut raw).expect_err("malformed");
         let mut ev = Vec::new();
-        s.on_decode_error(&err, &mut out, &mut ev);
+        s.on_decode_error(&err, now, &mut out, &mut ev);
         assert!(
             matches!(
                 &ev[..],
                 [VendorEvent::Done { job: (1, _), outcome: Outcome::Refused(CommandStatus::ESME_RSYSERR) }]
             ),
+            "{ev:?}"
+        );
+    }
+
+    /// A PDU with four octets of junk after its header, which no header-only PDU may have.
+    fn with_junk_body(command_id: u32, status: u32, seq: u32) -> DecodeError {
+        let mut raw = BytesMut::new();
+        raw.extend_from_slice(&20u32.to_be_bytes());
+        raw.extend_from_slice(&command_id.to_be_bytes());
+        raw.extend_from_slice(&status.to_be_bytes());
+        raw.extend_from_slice(&seq.to_be_bytes());
+        raw.extend_from_slice(b"junk");
+        Decoder::default().decode(&mut raw).expect_err("malformed")
+    }
+
+    #[test]
+    fn a_malformed_enquire_link_resp_or_bind_resp_is_still_an_answer() {
+        // Goal: an SMSC whose enquire_link_resp carries a body (or whose bind response the codec
+        // cannot read) is still answering: the bind is not closed as silent at every keepalive,
+        // and a bind it answered OK is bound (it used to reconnect for ever).
+        let (mut s, now, mut out) = bound();
+        let mut ev = Vec::new();
+        let later = now + Duration::from_secs(31);
+        s.on_tick(later, &mut out, &mut ev);
+        let enquire = pdus(&mut out);
+        assert_eq!(enquire[0].command_id(), CommandId::ENQUIRE_LINK);
+        let err = with_junk_body(0x8000_0015, 0, enquire[0].sequence_number);
+        s.on_decode_error(&err, later, &mut out, &mut ev);
+        s.on_tick(later + Duration::from_secs(6), &mut out, &mut ev);
+        assert!(ev.iter().all(|e| !matches!(e, VendorEvent::Close)), "{ev:?}");
+        assert!(pdus(&mut out).is_empty(), "no generic_nack for a response");
+
+        let mut s = VendorSession::<(u32, SubmitSm)>::new(settings(), now, &mut out);
+        let bind = pdus(&mut out);
+        let err = with_junk_body(0x8000_0009, 0, bind[0].sequence_number);
+        let mut ev = Vec::new();
+        s.on_decode_error(&err, now, &mut out, &mut ev);
+        assert!(matches!(&ev[..], [VendorEvent::Bound]), "{ev:?}");
+        let mut s = VendorSession::<(u32, SubmitSm)>::new(settings(), now, &mut out);
+        let bind = pdus(&mut out);
+        let err = with_junk_body(0x8000_0009, 0x0d, bind[0].sequence_number);
+        let mut ev = Vec::new();
+        s.on_decode_error(&err, now, &mut out, &mut ev);
+        assert!(
+            matches!(&ev[..], [VendorEvent::BindFailed(CommandStatus::ESME_RBINDFAIL), VendorEvent::Close]),
             "{ev:?}"
         );
     }
@@ -827,7 +890,7 @@ mod fuzz_tests {
             }
             crate::test_util::feed_chunks(chunks, |item| match item {
                 Ok(p) => s.on_pdu(p, now, &mut out, &mut ev),
-                Err(e) => s.on_decode_error(&e, &mut out, &mut ev),
+                Err(e) => s.on_decode_error(&e, now, &mut out, &mut ev),
             });
             s.on_tick(now + Duration::from_secs(60), &mut out, &mut ev);
             s.close(&mut ev);

@@ -146,7 +146,17 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local win = tonumber(ARGV[2])
 local w = math.floor(now / win)
 local k = KEYS[1] .. ':' .. w
-local used = tonumber(redis.call('GET', k) or '0')
+-- A count that is not a whole number (another version, a hand edit, a key of another type) is
+-- dropped and the window starts again, flagged: one bad key must not fail the node's every
+-- lease request (and mark Redis down) for the rest of the window.
+local v = redis.pcall('GET', k)
+local used = tonumber(v or '0')
+local bad = 0
+if used == nil or used < 0 or used ~= math.floor(used) then
+  redis.call('DEL', k)
+  used = 0
+  bad = 1
+end
 local grant = tonumber(ARGV[1]) - used
 local want = tonumber(ARGV[3])
 if grant > want then grant = want end
@@ -156,7 +166,7 @@ if grant > 0 then
 else
   grant = 0
 end
-return {grant, w, win - (now % win)}
+return {grant, w, win - (now % win), bad}
 ";
 
 /// Takes up to ARGV[1] receipts from the head of queue KEYS[1] into the taken list KEYS[2] (TTL
@@ -1405,7 +1415,7 @@ async fn keep_leases(inner: Arc<Inner>) {
                 .arg(want);
         }
         add(&inner.health.lease_requests, asks.len() as u64);
-        let answers: Vec<(i64, i64, i64)> = match pipe.query_async(&mut conn).await {
+        let answers: Vec<(i64, i64, i64, i64)> = match pipe.query_async(&mut conn).await {
             Ok(a) => a,
             Err(e) => {
                 inner.fail("leasing quotas", &e);
@@ -1413,10 +1423,13 @@ async fn keep_leases(inner: Arc<Inner>) {
             }
         };
         let now = Instant::now();
-        for ((i, want), answer) in asks.into_iter().zip(answers) {
+        for ((i, want), (grant, window, ms_left, bad)) in asks.into_iter().zip(answers) {
+            if bad != 0 {
+                add(&inner.health.malformed, 1);
+            }
             let s = &specs[i];
             if let Some(st) = states.get_mut(&s.key) {
-                st.apply(s, want, answer, now);
+                st.apply(s, want, (grant, window, ms_left), now);
             }
         }
     }
@@ -1471,10 +1484,16 @@ async fn publish_binds(inner: Arc<Inner>) {
                     break;
                 }
             };
+            // Counts and times come from other nodes (or a hand edit): each count is taken at
+            // most at the customer's limit and summed without overflow, and a time ahead of
+            // this node's clock by more than the staleness bound is stale too.
+            let cap = c.cfg.max_binds;
             let others: u32 = bind_counts(&inner, nodes)
                 .filter(|(n, _, _)| *n != node.as_bytes())
-                .filter_map(|(_, count, at)| (now_ms.saturating_sub(at) <= BINDS_STALE_MS).then_some(count))
-                .sum();
+                .filter(|&(_, _, at)| {
+                    now_ms.saturating_sub(at) <= BINDS_STALE_MS && at.saturating_sub(now_ms) <= BINDS_STALE_MS
+                })
+                .fold(0u32, |sum, (_, count, _)| sum.saturating_add(count.min(cap)));
             c.remote_binds.store(others, Ordering::Release);
         }
         if let Some(e) = failed {

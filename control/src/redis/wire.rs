@@ -205,7 +205,8 @@ pub fn decode_delivery(b: &[u8], customer: u32) -> Option<Delivery> {
         1 => Kind::Mo,
         _ => return None,
     };
-    let attempts = r.u8()?;
+    // Another version or a hand edit may have written any count: at most the engine's limit.
+    let attempts = r.u8()?.min(smppgw_engine::deliveries::DELIVERY_ATTEMPTS_MAX);
     let mut buf = BytesMut::from(r.0);
     match Decoder::default().decode(&mut buf) {
         Ok(Some(Pdu { body: Body::DeliverSm(body), .. })) if buf.is_empty() => {
