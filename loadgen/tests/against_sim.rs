@@ -232,3 +232,21 @@ fn long_messages_go_as_parts_and_mo_reaches_receivers() {
     );
     assert!(rec.iter().all(|x| x.message_id.len() == 16 && x.status == CommandStatus::ESME_ROK));
 }
+
+#[test]
+fn bad_arguments_exit_1_and_a_target_nobody_binds_on_exits_2() {
+    // Goal: scripts can tell a typo in the command line (1) from a target that refused every
+    // bind (2), as the README documents; clap's own code for bad arguments is 2.
+    let bin = env!("CARGO_BIN_EXE_smppgw-loadgen");
+    let code =
+        |args: &[&str]| std::process::Command::new(bin).args(args).output().expect("runs").status.code();
+    assert_eq!(code(&["--no-such-flag"]), Some(1));
+    assert_eq!(code(&["-t", "127.0.0.1:1", "-n", "many"]), Some(1));
+    assert_eq!(code(&["--help"]), Some(0));
+    let s = sim(SimConfig::for_tests());
+    let target = s.local_addr().to_string();
+    assert_eq!(
+        code(&["-t", &target, "-u", "nobody", "-p", "wrong", "-n", "1", "-q", "--max-reconnects", "0"]),
+        Some(2)
+    );
+}

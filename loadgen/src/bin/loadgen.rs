@@ -181,7 +181,15 @@ fn resolve(target: &str) -> Result<SocketAddr, String> {
 }
 
 fn main() -> ExitCode {
-    let a = Args::parse();
+    // Bad arguments exit 1, as documented: clap's own code (2) is the code for "no session
+    // could bind", which scripts test for.
+    let a = match Args::try_parse() {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
+        }
+    };
     let target = match resolve(&a.target) {
         Ok(t) => t,
         Err(e) => {
