@@ -136,6 +136,61 @@ fn a_throttling_vendor_is_passed_over_and_slowed_down() {
 }
 
 #[test]
+fn messages_queued_at_a_vendor_when_it_starts_throttling_go_to_the_next_one() {
+    // Goal: a burst fills both vendors' windows and queues (four windows each); when the first
+    // vendor then answers ESME_RTHROTTLED, its bind slows down and the messages still queued
+    // for it go back to routing at once (to the next vendor, or to the customer as throttled
+    // when none has room), instead of waiting out the slower pace (down to one a second) only
+    // to be throttled and passed on one by one, minutes for a long queue.
+    let v1 = sim(|s| {
+        s.faults.error_rate = 1.0;
+        s.faults.error_status = CommandStatus::ESME_RTHROTTLED;
+        s.faults.resp_latency = smppgw_loadgen::sim::Delay::Fixed(Duration::from_millis(300));
+    });
+    let v2 = sim(|s| s.faults.resp_latency = smppgw_loadgen::sim::Delay::Fixed(Duration::from_millis(500)));
+    let mut cfg = config(&[("slow", v1.local_addr()), ("spare", v2.local_addr())]);
+    for v in &mut cfg.vendors {
+        v.binds = 1;
+        v.window = 4;
+    }
+    cfg.customers[0].window = 100;
+    let gw = smppgw_engine::start(cfg).unwrap();
+    assert!(
+        wait_for(Duration::from_secs(10), || v1.stats().binds_current >= 1 && v2.stats().binds_current >= 1)
+    );
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+    // Four in each window, sixteen in each queue.
+    let n = 40;
+    let mut seqs = Vec::new();
+    for i in 0..n {
+        let (seq, p) = c.submit_pdu(&format!("1555830{i:04}"), "burst");
+        c.send(&p);
+        seqs.push(seq);
+    }
+    // Answers come in any order: the spare vendor's before the failed-over ones.
+    let mut answered = std::collections::HashMap::new();
+    while answered.len() < seqs.len() {
+        let p = c.recv().expect("every message is answered");
+        if p.command_id().is_response() {
+            answered.insert(p.sequence_number, p.command_status);
+        }
+    }
+    let ok = answered.values().filter(|s| s.is_ok()).count() as u64;
+    assert!(
+        answered.values().all(|s| s.is_ok() || *s == CommandStatus::ESME_RTHROTTLED),
+        "accepted, or throttled for the customer to retry: {answered:?}"
+    );
+    assert_eq!(v2.stats().submits_ok, ok, "the spare vendor carried every accepted message");
+    // The first four went to the throttling vendor, and at most a few more at its slowed pace:
+    // not the sixteen queued behind them.
+    let tried = v1.stats().submits;
+    assert!((4..12).contains(&tried), "the throttling vendor was sent {tried}");
+    gw.shutdown();
+    gw.join();
+}
+
+#[test]
 fn a_vendor_that_times_out_fails_over_when_configured_and_errors_otherwise() {
     // Goal: unknown outcome policy: default answers ESME_RSUBMITFAIL (never sends twice);
     // unknown_outcome_failover sends it to the next vendor, and a reload that turns it on

@@ -1699,6 +1699,16 @@ pub async fn vendor_slot(
                 0
             };
             slot_rt.effective_capacity.store(cap, Ordering::Relaxed);
+            // Jobs queued here before the vendor throttled would wait out the slower pace (at
+            // 1/s, minutes for a queue of four windows): those beyond what it now takes go to
+            // the route's other binds and vendors, or back to their customers as throttled.
+            if slowed && !shutting {
+                let keep = (cap as usize).saturating_sub(machine.inflight());
+                if queue.len() > keep {
+                    let mut extra = queue.split_off(keep);
+                    send_elsewhere(&core, &slot_rt, &mut extra);
+                }
+            }
             // When the pace next lets this slot send (0: now), for the dispatcher's choice.
             let next_send_ms = match rate.ready_at(io.nanos(now)) {
                 Some(at) => crate::core::unix_now_ms() + at.saturating_sub(io.nanos(now)).div_ceil(1_000_000),
