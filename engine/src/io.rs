@@ -471,6 +471,18 @@ pub const QUERY_PENDING_TIMEOUT: Duration = Duration::from_secs(10);
 /// failed (the vendor's response timeout ends it far sooner: only a lost answer gets here).
 pub const MULTI_PENDING_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// How long a submit_multi or a cancel/replace at a vendor may wait for its answers under
+/// `snap`: [`MULTI_PENDING_TIMEOUT`], or longer when a vendor's response timeout (up to 300 s)
+/// times every failover a message may take would not fit in it, so that only an answer that
+/// was really lost is given up.
+fn pending_timeout(snap: &crate::snapshot::Snapshot) -> Duration {
+    let slowest = snap.config.vendors.iter().map(|v| v.response_timeout_ms).max().unwrap_or(0);
+    let worst = Duration::from_millis(u64::from(slowest) * crate::core::FAILOVER_MAX as u64)
+        + Duration::from_millis(crate::core::NO_VENDOR_HOLD_MS)
+        + Duration::from_secs(10);
+    MULTI_PENDING_TIMEOUT.max(worst)
+}
+
 struct PendingQuery {
     /// When it was asked.
     since: Instant,
@@ -512,6 +524,8 @@ struct CustomerDriver {
     ops_out: std::collections::HashMap<u32, (Instant, ReplyKind, u32)>,
     /// The last request nonce given ([`ReplyTo::nonce`]).
     nonce: u32,
+    /// [`pending_timeout`] under the current configuration.
+    pending_timeout: Duration,
     multis: std::collections::HashMap<u32, PendingMulti>,
     closing: bool,
 }
@@ -962,8 +976,9 @@ impl CustomerDriver {
     /// customer is silent.
     fn pending_deadline(&self) -> Option<Instant> {
         let queries = self.queries.values().map(|q| q.since + QUERY_PENDING_TIMEOUT);
-        let multis = self.multis.values().map(|m| m.since + MULTI_PENDING_TIMEOUT);
-        let ops = self.ops_out.values().map(|(since, _, _)| *since + MULTI_PENDING_TIMEOUT);
+        let wait = self.pending_timeout;
+        let multis = self.multis.values().map(|m| m.since + wait);
+        let ops = self.ops_out.values().map(|(since, _, _)| *since + wait);
         queries.chain(multis).chain(ops).min()
     }
 
@@ -987,7 +1002,7 @@ impl CustomerDriver {
         let late: Vec<u32> = self
             .multis
             .iter()
-            .filter(|(_, m)| now.saturating_duration_since(m.since) >= MULTI_PENDING_TIMEOUT)
+            .filter(|(_, m)| now.saturating_duration_since(m.since) >= self.pending_timeout)
             .map(|(&seq, _)| seq)
             .collect();
         for seq in late {
@@ -1003,7 +1018,7 @@ impl CustomerDriver {
         let late: Vec<(u32, ReplyKind)> = self
             .ops_out
             .iter()
-            .filter(|(_, (since, _, _))| now.saturating_duration_since(*since) >= MULTI_PENDING_TIMEOUT)
+            .filter(|(_, (since, _, _))| now.saturating_duration_since(*since) >= self.pending_timeout)
             .map(|(&seq, &(_, kind, _))| (seq, kind))
             .collect();
         for (seq, kind) in late {
@@ -1180,6 +1195,7 @@ async fn customer_session(core: Rc<Core>, io: Rc<CoreIo>, mut stream: TcpStream,
         queries: std::collections::HashMap::new(),
         ops_out: std::collections::HashMap::new(),
         nonce: 0,
+        pending_timeout: pending_timeout(&snap),
         multis: std::collections::HashMap::new(),
         closing: false,
     };
@@ -1211,6 +1227,7 @@ async fn customer_session(core: Rc<Core>, io: Rc<CoreIo>, mut stream: TcpStream,
                 version = snap.version;
                 // The server's session settings apply to the sessions already open too.
                 d.machine.set_server_settings(customer_settings(&snap));
+                d.pending_timeout = pending_timeout(&snap);
                 let max = snap.config.server.max_command_length;
                 decoder = Decoder::new(if d.customer.is_some() {
                     max
@@ -1971,6 +1988,23 @@ mod tests {
         assert_eq!(part_info(&in_payload), Some((0x2a, 3, 2)));
         let no_udh = smppgw_codec::SubmitSm { esm_class: 0x40, ..Default::default() };
         assert_eq!(part_info(&no_udh), None);
+    }
+
+    #[test]
+    fn an_operation_waits_for_every_failover_its_vendors_timeouts_allow_before_it_is_given_up() {
+        // Goal: a cancel/replace or submit_multi is answered as lost only when its answer
+        // really was: with vendors allowed 300 s to answer, 120 s would give up on answers still
+        // to come (a cancel answered failed that then succeeds).
+        use crate::config::{Config, VendorConfig};
+        let mut cfg = Config::default();
+        cfg.vendors.push(VendorConfig::new("v", "127.0.0.1", 2776, "u", "p"));
+        cfg.vendors[0].response_timeout_ms = 10_000;
+        let snap = crate::snapshot::Snapshot::build(cfg.clone(), 1);
+        assert_eq!(pending_timeout(&snap), MULTI_PENDING_TIMEOUT, "the usual timeouts fit in 120 s");
+        cfg.vendors[0].response_timeout_ms = 300_000;
+        let snap = crate::snapshot::Snapshot::build(cfg, 1);
+        let wait = pending_timeout(&snap);
+        assert!(wait >= Duration::from_secs(300 * crate::core::FAILOVER_MAX as u64), "{wait:?}");
     }
 
     fn key(r: u16) -> PartKey {
