@@ -301,6 +301,8 @@ pub struct PartGroups {
     /// Groups that expired without their last part, for the caller to give derived receipts
     /// ([`PartGroups::take_expired`]); bounded by the table's bound.
     expired: Vec<ExpiredGroup>,
+    /// Groups held per customer, at most [`PART_GROUPS_PER_CUSTOMER_MAX`] each.
+    per_customer: std::collections::HashMap<u32, usize>,
 }
 
 /// What a derived receipt needs of a group besides its key.
@@ -344,9 +346,11 @@ impl PartGroups {
             ids.push(msg_id);
             return true;
         }
-        if self.groups.len() >= PART_GROUPS_MAX || total < 2 {
+        let mine = self.per_customer.get(&key.0).copied().unwrap_or(0);
+        if self.groups.len() >= PART_GROUPS_MAX || mine >= PART_GROUPS_PER_CUSTOMER_MAX || total < 2 {
             return false;
         }
+        self.per_customer.insert(key.0, mine + 1);
         if self.order.len() >= 2 * PART_GROUPS_MAX {
             let groups = &self.groups;
             self.order.retain(|(t, k)| groups.get(k).is_some_and(|(at, _, _)| at == t));
@@ -360,7 +364,18 @@ impl PartGroups {
 
     /// The ids of the parts before the last, when the last part comes.
     pub fn take(&mut self, key: &PartKey) -> Option<Vec<u64>> {
-        self.groups.remove(key).map(|(_, ids, _)| ids)
+        let (_, ids, _) = self.groups.remove(key)?;
+        self.forget_one(key.0);
+        Some(ids)
+    }
+
+    fn forget_one(&mut self, customer: u32) {
+        if let std::collections::hash_map::Entry::Occupied(mut e) = self.per_customer.entry(customer) {
+            *e.get_mut() -= 1;
+            if *e.get() == 0 {
+                e.remove();
+            }
+        }
     }
 
     /// Forgets the groups older than [`PART_GROUP_TTL`] and hands back every group that expired
@@ -389,6 +404,7 @@ impl PartGroups {
                 && self.groups.get(&k).is_some_and(|(at, _, _)| *at == t)
                 && let Some((_, ids, meta)) = self.groups.remove(&k)
             {
+                self.forget_one(k.0);
                 self.expired.push(ExpiredGroup { key: k, meta, ids });
             }
         }
@@ -414,9 +430,12 @@ pub fn derive_expired_parts(core: &Core, io: &CoreIo, now: Instant) {
     }
 }
 
-/// Long-message groups remembered per core; the oldest are forgotten past this (their last part
-/// then simply asks the vendor for its own receipt).
+/// Long-message groups remembered per core; past this, new groups are not held (each of their
+/// parts then simply asks the vendor for its own receipt) until old ones end or expire.
 pub const PART_GROUPS_MAX: usize = 100_000;
+/// Groups one customer may hold per core, so that one customer sending first parts without
+/// last parts cannot fill the table for every other customer of the core.
+pub const PART_GROUPS_PER_CUSTOMER_MAX: usize = PART_GROUPS_MAX / 10;
 /// A group whose last part has not come within this is forgotten.
 pub const PART_GROUP_TTL: Duration = Duration::from_secs(600);
 
@@ -2076,6 +2095,24 @@ mod tests {
 
     /// A distinct key per `n` (the reference holds 16 bits, the customer the rest).
     fn nth_key(n: usize) -> PartKey {
-        ((n >> 16) as u32, Bytes::new(), Bytes::new(), n as u16)
+        // Spread over customers, each within its share of the table.
+        ((n % 16) as u32, Bytes::new(), Bytes::new(), (n / 16) as u16)
+    }
+
+    #[test]
+    fn one_customer_cannot_take_the_whole_group_table() {
+        // Goal: a customer sending first parts without last parts fills its own share of the
+        // core's groups, not everyone's: another customer's long messages still get one receipt
+        // request, for the last part.
+        let t0 = Instant::now();
+        let mut g = PartGroups::new();
+        let of = |c: u32, r: usize| (c, Bytes::from(format!("{}", r / 65536)), Bytes::new(), r as u16);
+        for r in 0..PART_GROUPS_PER_CUSTOMER_MAX {
+            assert!(g.add(&of(1, r), 2, r as u64, PartMeta::default(), t0));
+        }
+        assert!(!g.add(&of(1, usize::MAX / 2), 2, 1, PartMeta::default(), t0), "customer 1's share is full");
+        assert!(g.add(&of(2, 0), 2, 2, PartMeta::default(), t0), "customer 2 still has room");
+        assert_eq!(g.take(&of(1, 0)), Some(vec![0]));
+        assert!(g.add(&of(1, usize::MAX / 2), 2, 1, PartMeta::default(), t0), "room again once one ends");
     }
 }
