@@ -669,8 +669,9 @@ impl Core {
             RemoteOp::Deliver(d) => {
                 let home = self.home_of(d.customer);
                 if home == self.idx {
+                    let customer = d.customer;
                     self.dispatcher.borrow_mut().push(d);
-                    self.pump_deliveries();
+                    self.pump_deliveries_for(customer);
                 } else {
                     self.send(home, CoreMsg::Deliver(d));
                 }
@@ -833,10 +834,15 @@ impl Core {
     pub fn send(&self, to: usize, msg: CoreMsg) {
         match self.outboxes.get(to) {
             Some(o) => {
-                if o.push(msg).is_err() {
-                    // Outboxes are sized far beyond what the windows allow in flight.
-                    self.metrics.lost_answers.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(to, "outbox full: message lost");
+                if let Err(msg) = o.push(msg) {
+                    if o.is_closed() {
+                        // The cores are stopping: after their last exchange, nothing is sent.
+                        tracing::warn!(to, ?msg, "core stopped: message dropped at exit");
+                    } else {
+                        // Outboxes are sized far beyond what the windows allow in flight.
+                        self.metrics.lost_answers.fetch_add(1, Ordering::Relaxed);
+                        tracing::error!(to, "outbox full: message lost");
+                    }
                 }
             }
             None => tracing::error!(to, "no such core"),
@@ -1526,13 +1532,23 @@ impl Core {
             self.remote_push(RemoteOp::Deliver(d));
             return;
         }
+        let customer = d.customer;
         self.dispatcher.borrow_mut().push(d);
-        self.pump_deliveries();
+        self.pump_deliveries_for(customer);
     }
 
     fn pump_deliveries(&self) {
         let mut out = self.pending_out.borrow_mut();
         self.dispatcher.borrow_mut().next(Instant::now(), &mut out);
+        for (session, d) in out.drain(..) {
+            self.send(usize::from(session.core), CoreMsg::DeliverOn { session, delivery: d });
+        }
+    }
+
+    /// [`Core::pump_deliveries`] for one customer, after a change to its queue alone.
+    fn pump_deliveries_for(&self, customer: u32) {
+        let mut out = self.pending_out.borrow_mut();
+        self.dispatcher.borrow_mut().next_for(customer, Instant::now(), &mut out);
         for (session, d) in out.drain(..) {
             self.send(usize::from(session.core), CoreMsg::DeliverOn { session, delivery: d });
         }
@@ -1646,7 +1662,7 @@ impl Core {
                     _ => self.metrics.deliveries_failed.fetch_add(1, Ordering::Relaxed),
                 };
                 self.dispatcher.borrow_mut().ack(customer, token, session, answer, Instant::now());
-                self.pump_deliveries();
+                self.pump_deliveries_for(customer);
             }
             CoreMsg::Receiver { customer, session, up } => {
                 {
@@ -1660,12 +1676,12 @@ impl Core {
                 if !up {
                     self.hand_over_unreceived(customer);
                 }
-                self.pump_deliveries();
+                self.pump_deliveries_for(customer);
             }
             CoreMsg::ReceiverDraining { customer, session } => {
                 self.dispatcher.borrow_mut().session_draining(customer, session);
                 self.hand_over_unreceived(customer);
-                self.pump_deliveries();
+                self.pump_deliveries_for(customer);
             }
             CoreMsg::Query { shown_id, customer, reply } => {
                 let found =

@@ -774,18 +774,27 @@ async fn core_main(
         let _ = mb.push(VendorMsg::Shutdown);
     }
     let vendor_deadline = Instant::now() + grace.min(Duration::from_secs(5)).max(Duration::from_millis(500));
-    for t in vendor_tasks {
+    for mut t in vendor_tasks {
         let left = vendor_deadline.saturating_duration_since(Instant::now());
         let timeout = Timer::new(left);
-        futures_lite::future::or(
+        let ended = futures_lite::future::or(
             async {
-                let _ = t.await;
+                let _ = (&mut t).await;
+                true
             },
             async {
                 timeout.await;
+                false
             },
         )
         .await;
+        if !ended {
+            // Out of time (a vendor that never answers our unbind, or a submit still out): the
+            // bind stops here, so that it reads nothing more. What it has not read stays with
+            // the vendor, unacknowledged, to be sent again to a bind that is up; what it would
+            // read later could reach no customer once the cores stop.
+            t.cancel();
+        }
     }
     // No core stops taking messages from the others while their vendor binds still read: a
     // receipt read there may belong to this core's store or customers.
