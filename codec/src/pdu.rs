@@ -32,6 +32,10 @@ pub mod max {
     /// Characters of a non-empty time field, `YYMMDDhhmmsstnnp`.
     pub const TIME_LEN: usize = 16;
     pub const MESSAGE_ID: usize = 65;
+    /// message_id in a response, read leniently: SMSCs send 65-character ids (and their
+    /// receipts quote them, which [`crate::receipt`] accepts), one more than SMPP 3.4's 65 octets
+    /// with the NUL allow. Refusing the response would lose the id its receipts match by.
+    pub const RESP_MESSAGE_ID: usize = 66;
     pub const DL_NAME: usize = 21;
 }
 
@@ -575,7 +579,8 @@ pub(crate) fn decode_split(buf: &mut BytesMut, len: usize) -> Result<Option<Pdu>
             // An error response with an empty body takes the general path (the empty response).
             // The search runs over the whole frame, so that a short body is read in one go.
             if (h.command_status.is_ok() || !body.is_empty())
-                && let Some(id_end) = find_nul(frame, HEADER_LEN, max::MESSAGE_ID).map(|n| n - HEADER_LEN)
+                && let Some(id_end) =
+                    find_nul(frame, HEADER_LEN, max::RESP_MESSAGE_ID).map(|n| n - HEADER_LEN)
                 && (id_end + 1 == body.len() || tlv::validate(&body[id_end + 1..]).is_ok())
             {
                 let tlvs_len = body.len() - (id_end + 1);
@@ -952,16 +957,16 @@ pub(crate) fn decode_body(id: CommandId, status: CommandStatus, body: Bytes) -> 
         CommandId::SUBMIT_SM => Body::SubmitSm(decode_submit(r, true)?),
         CommandId::DELIVER_SM => Body::DeliverSm(decode_submit(r, false)?),
         CommandId::SUBMIT_SM_RESP => Body::SubmitSmResp(MessageIdResp {
-            message_id: r.cstr(Field::MessageId, max::MESSAGE_ID)?,
+            message_id: r.cstr(Field::MessageId, max::RESP_MESSAGE_ID)?,
             tlvs: r.tlvs()?,
         }),
         CommandId::DELIVER_SM_RESP => Body::DeliverSmResp(MessageIdResp {
-            message_id: r.cstr(Field::MessageId, max::MESSAGE_ID)?,
+            message_id: r.cstr(Field::MessageId, max::RESP_MESSAGE_ID)?,
             tlvs: r.tlvs()?,
         }),
         CommandId::SUBMIT_MULTI => Body::SubmitMulti(decode_submit_multi(r)?),
         CommandId::SUBMIT_MULTI_RESP => {
-            let message_id = r.cstr(Field::MessageId, max::MESSAGE_ID)?;
+            let message_id = r.cstr(Field::MessageId, max::RESP_MESSAGE_ID)?;
             // A failed submit_multi_resp with a lone NUL message_id and nothing after it is seen
             // in the wild, like the other error responses: no unsuccess list. With an id, the
             // list's count is required (re-encoding would otherwise add the octet it lacked).
@@ -994,7 +999,7 @@ pub(crate) fn decode_body(id: CommandId, status: CommandStatus, body: Bytes) -> 
             tlvs: r.tlvs()?,
         }),
         CommandId::DATA_SM_RESP => Body::DataSmResp(DataSmResp {
-            message_id: r.cstr(Field::MessageId, max::MESSAGE_ID)?,
+            message_id: r.cstr(Field::MessageId, max::RESP_MESSAGE_ID)?,
             tlvs: r.tlvs()?,
         }),
         CommandId::QUERY_SM => Body::QuerySm(QuerySm {
@@ -1002,7 +1007,7 @@ pub(crate) fn decode_body(id: CommandId, status: CommandStatus, body: Bytes) -> 
             source: r.address(Field::SourceAddrTon, Field::SourceAddrNpi, Field::SourceAddr, max::ADDR)?,
         }),
         CommandId::QUERY_SM_RESP => Body::QuerySmResp(QuerySmResp {
-            message_id: r.cstr(Field::MessageId, max::MESSAGE_ID)?,
+            message_id: r.cstr(Field::MessageId, max::RESP_MESSAGE_ID)?,
             final_date: r.cstr(Field::FinalDate, max::TIME)?, // an answer: taken as it comes
             message_state: r.u8(Field::MessageState)?,
             error_code: r.u8(Field::ErrorCode)?,

@@ -102,8 +102,9 @@ const fn length_bounds(t: u16) -> Option<(usize, usize)> {
         | DESTINATION_PORT
         | SAR_MSG_REF_NUM
         | SMS_SIGNAL
-        | ITS_SESSION_INFO
-        | SOURCE_TELEMATICS_ID => (2, 2),
+        | ITS_SESSION_INFO => (2, 2),
+        // One octet in SMPP 3.4 (5.3.2.9; Wireshark and jsmpp read it so), two in SMPP 5.0.
+        SOURCE_TELEMATICS_ID => (1, 2),
         QOS_TIME_TO_LIVE => (4, 4),
         NETWORK_ERROR_CODE => (3, 3),
         // A C-octet string of 65 octets with its NUL in SMPP 3.4, but SMSCs send 65-character ids
@@ -519,6 +520,15 @@ mod tests {
         assert_eq!(err.command_status(), crate::CommandStatus::ESME_RINVPARLEN);
         let stub = Bytes::from_static(&[0x04]);
         assert!(matches!(Tlvs::decode(stub), Err(PduError::TlvTruncated { .. })));
+    }
+
+    #[test]
+    fn source_telematics_id_is_accepted_in_both_versions() {
+        // SMPP 3.4 (5.3.2.9) defines it with one octet, SMPP 5.0 with two: a PDU carrying the
+        // 3.4 form was refused whole (a customer's submit, a vendor's receipt or MO).
+        assert!(Tlvs::decode(Bytes::from_static(&[0x00, 0x10, 0, 1, 7])).is_ok());
+        assert!(Tlvs::decode(Bytes::from_static(&[0x00, 0x10, 0, 2, 0, 7])).is_ok());
+        assert!(Tlvs::decode(Bytes::from_static(&[0x00, 0x10, 0, 3, 0, 0, 7])).is_err());
     }
 
     #[test]

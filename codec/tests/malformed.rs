@@ -358,7 +358,7 @@ fn missing_nul_is_cstring_too_long_with_the_fields_status() {
             0x8000_0004,
             BodyBytes::default().raw(&long(70)),
             Field::MessageId,
-            max::MESSAGE_ID,
+            max::RESP_MESSAGE_ID,
             CommandStatus::ESME_RINVMSGID,
         ),
         (
@@ -375,6 +375,26 @@ fn missing_nul_is_cstring_too_long_with_the_fields_status() {
         assert_eq!(err, PduError::CStringTooLong { field, max }, "{name}");
         assert_eq!(err.command_status(), status, "{name}");
     }
+}
+
+#[test]
+fn a_vendors_65_character_message_id_is_read() {
+    // Goal: SMSCs send 65-character ids (one more than SMPP 3.4's 65 octets with the NUL allow)
+    // and quote them in their receipts, which are read; refusing the submit_sm_resp lost the id
+    // the receipts match by. 66 characters are still refused.
+    let id65 = [b'a'; 65];
+    let mut body = id65.to_vec();
+    body.push(0);
+    let mut frame = BytesMut::new();
+    frame.extend_from_slice(&(16 + body.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&0x8000_0004u32.to_be_bytes());
+    frame.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 9]);
+    frame.extend_from_slice(&body);
+    let p = Decoder::default().decode(&mut frame).expect("decodes").expect("whole");
+    let Body::SubmitSmResp(r) = p.body else { panic!("{p:?}") };
+    assert_eq!(&r.message_id[..], &id65[..]);
+    let err = pdu_error(0x8000_0004, BodyBytes::default().raw(&[b'7'; 67]).bytes());
+    assert_eq!(err, PduError::CStringTooLong { field: Field::MessageId, max: max::RESP_MESSAGE_ID });
 }
 
 #[test]

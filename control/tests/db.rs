@@ -222,6 +222,14 @@ async fn imported_example_loads_back_equal_and_a_second_import_changes_nothing()
         "{fourth}"
     );
     assert_eq!(db::load(&mut client, &changed).await.expect("load").config, changed);
+
+    // The file's route order is the routes' order (ties go to the first): a reordered file
+    // moves them, and says so.
+    changed.routes.swap(0, 3);
+    let fifth = db::import_config(&mut client, &changed).await.expect("import a new order");
+    assert_eq!((fifth.routes.updated, fifth.routes.unchanged), (2, 2), "{fifth}");
+    let names = |c: &Config| c.routes.iter().map(|r| r.name.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&db::load(&mut client, &changed).await.expect("load").config), names(&changed));
 }
 
 #[tokio::test]

@@ -62,6 +62,7 @@ pub const KNOWN_TLVS: &[(u16, usize, usize)] = &[
     (tag::DEST_ADDR_SUBUNIT, 1, 1),
     (tag::DEST_NETWORK_TYPE, 1, 1),
     (tag::DEST_TELEMATICS_ID, 2, 2),
+    (tag::SOURCE_TELEMATICS_ID, 1, 2),
     (tag::QOS_TIME_TO_LIVE, 4, 4),
     (tag::PAYLOAD_TYPE, 1, 1),
     (tag::ADDITIONAL_STATUS_INFO_TEXT, 1, 256),

@@ -33,7 +33,11 @@ pub fn save(path: &Path, config: &Config) -> std::io::Result<()> {
     file.sync_all()?;
     drop(file);
     // The rename replaces the old file, so its mode goes with it.
-    std::fs::rename(&tmp, path)
+    std::fs::rename(&tmp, path)?;
+    // The rename itself is durable only once its directory is: after a power loss the previous
+    // file (an older configuration, old vendor credentials) would come back.
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::File::open(dir)?.sync_all()
 }
 
 /// The configuration saved at `path`, with this node's settings from `base`, validated.

@@ -126,6 +126,12 @@ pub async fn import_config(client: &mut Client, cfg: &Config) -> Result<ImportSu
     let (counts, upsert) = classify(&routes, &current.routes, |r| &r.name);
     summary.routes = counts;
     import_routes(&tx, &upsert).await?;
+    // The file's order is the routes' order (ties among routes of equal prefix go to the first):
+    // routes the file moves count as updated, though nothing else of theirs changed.
+    let moved = order_routes(&tx, &routes).await?;
+    let moved_only = moved.iter().filter(|m| !upsert.iter().any(|r| &r.name == *m)).count();
+    summary.routes.unchanged -= moved_only.min(summary.routes.unchanged);
+    summary.routes.updated += moved_only;
     // Brands before campaigns: a campaign references its brand.
     let (counts, upsert) = classify(&cfg.brands, &current.brands, |b| &b.brand_id);
     summary.brands = counts;
@@ -349,6 +355,26 @@ async fn import_vendors(tx: &Transaction<'_>, upsert: &[&VendorConfig]) -> Resul
         "importing smppgw_vendors",
     )
     .await
+}
+
+/// Gives each of `routes` its index in the file as its `position`; returns the names of those
+/// whose position changed.
+async fn order_routes(tx: &Transaction<'_>, routes: &[RouteConfig]) -> Result<Vec<String>, DbError> {
+    if routes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<Value> =
+        routes.iter().enumerate().map(|(i, r)| json!({ "i": i, "name": r.name })).collect();
+    let moved = tx
+        .query(
+            "UPDATE smppgw_routes r SET position = x.i \
+             FROM jsonb_to_recordset($1::jsonb) AS x(i integer, name text) \
+             WHERE r.name = x.name AND r.position IS DISTINCT FROM x.i RETURNING r.name",
+            &[&Value::Array(rows)],
+        )
+        .await
+        .map_err(DbError::query("ordering smppgw_routes"))?;
+    Ok(moved.iter().map(|row| row.get::<_, String>(0)).collect())
 }
 
 async fn import_routes(tx: &Transaction<'_>, upsert: &[&RouteConfig]) -> Result<(), DbError> {

@@ -261,7 +261,10 @@ enum Trigger {
 /// Connects and LISTENs: from here on no committed change goes unnoticed.
 async fn open(database: &tokio_postgres::Config, options: &WatchOptions) -> Result<Conn, DbError> {
     let (tx, notifications) = mpsc::channel(NOTIFY_QUEUE_MAX);
-    let (client, driver) = connect_inner(database, Some(tx)).await?;
+    // The socket's connect_timeout does not cover the login: a server (or a pooler) that accepts
+    // the connection and never answers would hold the watcher here for good.
+    let (client, driver) =
+        within(options.query_timeout, "connecting", connect_inner(database, Some(tx))).await?;
     let listen = format!("LISTEN {NOTIFY_CHANNEL}");
     within(options.query_timeout, "starting to LISTEN", async {
         client.batch_execute(&listen).await.map_err(DbError::query("starting to LISTEN"))

@@ -317,10 +317,18 @@ async fn connection(
             }
             return;
         }
-        () = &mut lifetime => {}
+        () = &mut lifetime => {
+            // Old, not stopping: the request in progress (a reload against a slow database)
+            // gets all the time a request has.
+            conn.as_mut().graceful_shutdown();
+            if let Ok(Err(e)) = tokio::time::timeout(Duration::from_millis(REQUEST_TIMEOUT_MS), conn).await {
+                debug!("HTTP connection ended: {e}");
+            }
+            return;
+        }
         () = draining => {}
     }
-    // Finish the request in progress, if any, then close.
+    // Stopping: finish the request in progress, if any, within the drain, then close.
     conn.as_mut().graceful_shutdown();
     if let Ok(Err(e)) = tokio::time::timeout(Duration::from_millis(SHUTDOWN_DRAIN_MS), conn).await {
         debug!("HTTP connection ended: {e}");

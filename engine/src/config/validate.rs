@@ -76,19 +76,18 @@ impl Issues {
     /// SMPP C-Octet String fields: printable ASCII, bounded length.
     fn smpp_string(&mut self, path: Path, label: &str, value: &str, max: usize, allow_empty: bool) {
         let field = path.field.unwrap_or_default();
+        // A secret never goes into an error (logs, /ready, a reload's reasons): only its length.
+        let shown = if field.contains("password") { String::new() } else { format!(" '{value}'") };
         if value.is_empty() && !allow_empty {
             self.invalid(path, format!("{label}: {field} must not be empty"));
         } else if value.len() > max {
             self.push(
                 path,
                 ErrorKind::TooLong { len: value.len(), max },
-                format!(
-                    "{label}: {field} '{value}' is {} characters; SMPP allows at most {max}",
-                    value.len()
-                ),
+                format!("{label}: {field}{shown} is {} characters; SMPP allows at most {max}", value.len()),
             );
         } else if !value.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
-            self.invalid(path, format!("{label}: {field} '{value}' must be printable ASCII"));
+            self.invalid(path, format!("{label}: {field}{shown} must be printable ASCII"));
         }
     }
 
