@@ -147,6 +147,19 @@ fn before_binding_a_connection_may_send_only_short_pdus() {
     assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
     c.send_raw(&long_submit(7));
     assert_eq!(c.recv_resp(7).command_status, CommandStatus::ESME_ROK, "bound: 1,500 octets of payload pass");
+    // A long PDU right behind the bind, in the same write, is read once the bind is answered.
+    let mut c = Client::connect(gw.local_addr);
+    let bind = smppgw_codec::Bind {
+        system_id: "c1".to_owned().into(),
+        password: "pw".to_owned().into(),
+        interface_version: 0x34,
+        ..Default::default()
+    };
+    let mut both = Pdu::new(1, Body::BindTransceiver(bind)).to_bytes().to_vec();
+    both.extend_from_slice(&long_submit(8));
+    c.send_raw(&both);
+    assert_eq!(c.recv_resp(1).command_status, CommandStatus::ESME_ROK);
+    assert_eq!(c.recv_resp(8).command_status, CommandStatus::ESME_ROK, "pipelined behind the bind");
     gw.shutdown();
     gw.join();
 }

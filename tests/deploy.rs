@@ -391,8 +391,8 @@ fn the_gateway_pods_probe_drain_and_get_whole_cpus() {
     let cfg = Config::load(&configmap_toml(&objs), "configmap.yaml", pod_overrides(w, c, 0)).unwrap();
     let grace_ms = u64::from(cfg.server.shutdown_grace_ms).max(default_grace_ms);
     let period = pod["terminationGracePeriodSeconds"].as_u64().expect("terminationGracePeriodSeconds");
-    // The drain's worst case: half the grace for deliveries, the grace for in-flight submits, then
-    // up to 12.5 s for vendors, hand-offs, Redis and the HTTP API.
+    // The drain's worst case: the grace for in-flight submits, half the grace for deliveries and
+    // the customers' unbind, and up to 12.5 s for vendors, hand-offs, Redis and the HTTP API.
     assert!(
         period * 1000 >= pre_stop * 1000 + grace_ms * 3 / 2 + 15_000,
         "terminationGracePeriodSeconds {period} must be at least preStop {pre_stop} s + 1.5 x shutdown_grace_ms \

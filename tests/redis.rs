@@ -803,13 +803,20 @@ fn a_malformed_rate_window_count_is_counted_and_does_not_take_the_link_down() {
     let redis = RedisServer::start();
     let mut r = redis.client();
     let now_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-    // The customer's one-second windows for the next minute: a hash, then text.
+    // The customer's one-second windows for the next minute: a hash, text, a decimal fraction.
     for w in now_s.saturating_sub(2)..now_s + 60 {
         let key = format!("t:rate:customer:c1:{w}");
-        if w % 2 == 0 {
-            let _: () = redis::cmd("HSET").arg(&key).arg("x").arg("y").query(&mut r).unwrap();
-        } else {
-            let _: () = redis::cmd("SET").arg(&key).arg("junk").query(&mut r).unwrap();
+        match w % 3 {
+            0 => {
+                let _: () = redis::cmd("HSET").arg(&key).arg("x").arg("y").query(&mut r).unwrap();
+            }
+            1 => {
+                let _: () = redis::cmd("SET").arg(&key).arg("junk").query(&mut r).unwrap();
+            }
+            // A number Lua reads but INCRBY refuses.
+            _ => {
+                let _: () = redis::cmd("SET").arg(&key).arg("5.0").query(&mut r).unwrap();
+            }
         }
     }
     let vendor = sim(|_| {});

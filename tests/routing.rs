@@ -152,6 +152,8 @@ fn messages_queued_at_a_vendor_when_it_starts_throttling_go_to_the_next_one() {
     for v in &mut cfg.vendors {
         v.binds = 1;
         v.window = 4;
+        // Far above the vendors' latency, on a loaded machine too: every answer is the vendor's.
+        v.response_timeout_ms = 5_000;
     }
     cfg.customers[0].window = 100;
     let gw = smppgw_engine::start(cfg).unwrap();
@@ -827,7 +829,10 @@ fn receipts_that_arrive_while_another_core_still_drains_are_all_accounted_for() 
     // on the other core's bind and vanished.)
     use std::sync::atomic::Ordering;
     let v = sim(|s| s.faults.resp_latency = smppgw_loadgen::sim::Delay::Fixed(Duration::from_millis(800)));
-    let cfg = config(&[("v", v.local_addr())]);
+    let mut cfg = config(&[("v", v.local_addr())]);
+    // Far above the vendor's latency, on a loaded machine too: every answer is the vendor's.
+    cfg.vendors[0].response_timeout_ms = 5_000;
+    cfg.server.shutdown_grace_ms = 6_000;
     let gw = smppgw_engine::start(cfg).unwrap();
     assert!(wait_for(Duration::from_secs(10), || v.stats().binds_current >= 2));
     let mut c = Client::connect(gw.local_addr);
@@ -867,7 +872,11 @@ fn receipts_a_vendor_sends_while_the_node_shuts_down_reach_the_customers_still_b
     // acknowledged to the vendor and then dropped at exit.)
     use std::sync::atomic::Ordering;
     let v = sim(|s| s.faults.resp_latency = smppgw_loadgen::sim::Delay::Fixed(Duration::from_millis(600)));
-    let gw = smppgw_engine::start(config(&[("v", v.local_addr())])).unwrap();
+    let mut cfg = config(&[("v", v.local_addr())]);
+    // Far above the vendor's latency, on a loaded machine too: every answer is the vendor's.
+    cfg.vendors[0].response_timeout_ms = 5_000;
+    cfg.server.shutdown_grace_ms = 6_000;
+    let gw = smppgw_engine::start(cfg).unwrap();
     assert!(wait_for(Duration::from_secs(10), || v.stats().binds_current >= 2));
     let mut c = Client::connect(gw.local_addr);
     assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
@@ -908,4 +917,40 @@ fn receipts_a_vendor_sends_while_the_node_shuts_down_reach_the_customers_still_b
     assert_eq!(v.stats().receipts_sent, arrived, "the vendor's receipts were all read before its unbind");
     assert_eq!(arrived, 20, "the vendor sent a receipt behind each answer");
     assert_eq!(receipts, 20, "every receipt taken from the vendor reached the customer");
+}
+
+#[test]
+fn a_submit_still_at_a_vendor_when_the_stop_runs_out_of_time_is_answered_before_the_unbind() {
+    // Goal: a vendor that keeps a submit past the whole grace period does not leave the
+    // customer without an answer: the bind is closed, the submit answered as of unknown outcome
+    // (ESME_RSUBMITFAIL, never sent twice), and only then is the customer unbound.
+    let v = sim(|s| s.faults.resp_latency = smppgw_loadgen::sim::Delay::Fixed(Duration::from_secs(20)));
+    let mut cfg = config(&[("v", v.local_addr())]);
+    cfg.vendors[0].response_timeout_ms = 60_000;
+    cfg.server.shutdown_grace_ms = 1_000;
+    let gw = smppgw_engine::start(cfg).unwrap();
+    assert!(wait_for(Duration::from_secs(10), || v.stats().binds_current >= 2));
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
+    let (seq, p) = c.submit_pdu("15558400000", "slow vendor");
+    c.send(&p);
+    assert!(wait_for(Duration::from_secs(10), || v.stats().submits >= 1));
+    let reader = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        while let Some(p) = c.recv() {
+            match p.body {
+                Body::SubmitSmResp(_) if p.sequence_number == seq => seen.push(Some(p.command_status)),
+                Body::Unbind => {
+                    seen.push(None);
+                    c.send(&Pdu::new(p.sequence_number, Body::UnbindResp));
+                }
+                _ => {}
+            }
+        }
+        seen
+    });
+    gw.shutdown();
+    gw.join();
+    let seen = reader.join().unwrap();
+    assert_eq!(seen, vec![Some(CommandStatus::ESME_RSUBMITFAIL), None], "the answer, then the unbind");
 }

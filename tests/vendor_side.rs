@@ -834,3 +834,35 @@ fn a_final_receipt_the_vendor_sends_twice_reaches_the_customer_once() {
     gw.shutdown();
     gw.join();
 }
+
+#[test]
+fn a_data_sm_mo_from_a_long_address_reaches_the_customer_as_data_sm() {
+    // Goal: an MO the vendor sends as data_sm from an address longer than a deliver_sm holds
+    // (data_sm allows 65 characters, deliver_sm 20) reaches the customer whole, as data_sm:
+    // written into a deliver_sm it broke that PDU's limit, and strict customers refused it.
+    let long = "alerts.example.com.notify";
+    let (addr, _done) = fake_smsc(move |_, mut c| {
+        accept_bind(&mut c);
+        let mo = smppgw_codec::DataSm {
+            source: smppgw_codec::Address::new(5, 0, long),
+            dest: smppgw_codec::Address::new(1, 1, "12345"),
+            tlvs: smppgw_codec::Tlvs::builder().bytes(smppgw_codec::tag::MESSAGE_PAYLOAD, b"HELLO").build(),
+            ..Default::default()
+        };
+        c.send(&Pdu::new(7, Body::DataSm(mo)));
+        serve(&mut c, |_, _| {});
+    });
+    let mut cfg = config(&[("smsc", addr)]);
+    cfg.vendors[0].binds = 1;
+    cfg.customers[1].number_ranges = vec!["123".into()];
+    let gw = smppgw_engine::start(cfg).unwrap();
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("rx", "c2", "pw"), CommandStatus::ESME_ROK);
+    let p = c.recv_deliver();
+    let Body::DataSm(d) = &p.body else { panic!("data_sm: {p:?}") };
+    assert_eq!(&d.source.addr[..], long.as_bytes());
+    assert_eq!(&d.tlvs.message_payload().unwrap_or_default()[..], b"HELLO");
+    c.answer(&p, CommandStatus::ESME_ROK);
+    gw.shutdown();
+    gw.join();
+}

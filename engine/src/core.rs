@@ -397,6 +397,9 @@ pub enum VendorMsg {
     Shutdown,
     /// A reload replaced or removed this bind: send nothing new, finish what is in flight, unbind.
     Retire,
+    /// The node's shutdown ran out of time for this bind: close it now, answering what is in
+    /// flight as unknown and sending what is queued elsewhere (read nothing more).
+    Abort,
 }
 
 /// Messages waiting for the channel to another core (or for this core's inbox task). Bounded by

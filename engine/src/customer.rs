@@ -540,6 +540,12 @@ impl CustomerSession {
         matches!(self.state, State::Broken { .. } | State::Closed)
     }
 
+    /// A bind is being authenticated: what follows it is read once it is answered (under the
+    /// framing limit of a bound session, or of one still unbound).
+    pub fn is_binding(&self) -> bool {
+        matches!(self.state, State::Binding { .. })
+    }
+
     /// The driver authenticated the bind.
     pub fn bind_accepted(
         &mut self,
@@ -690,6 +696,8 @@ impl CustomerSession {
     fn close_down(&mut self, hold: bool, now: Instant, out: &mut BytesMut, events: &mut Vec<Event>) {
         match self.state {
             State::Bound { kind, style } => {
+                // Only a session that receives is kept bound for what vendors still send.
+                let hold = hold && kind.can_receive();
                 self.state = State::Closing { since: now, unbind_sent: false, hold, kind, style };
                 self.on_answered(now, out, events);
             }
@@ -887,7 +895,7 @@ pub fn validate_submit(s: &SubmitSm) -> Result<u32, CommandStatus> {
     }
     if payload.is_some() || s.esm_class & 0x40 == 0 {
         // A whole text (not a part the customer already split): what it will cost at the operator.
-        Ok(segments_of(alphabet, text.len()))
+        Ok(segments_of(alphabet, text))
     } else {
         Ok(1)
     }
@@ -917,15 +925,17 @@ fn sar_checked(t: &smppgw_codec::Tlvs) -> Result<(), CommandStatus> {
     }
 }
 
-/// Segments an encoded text of `len` octets occupies: 160/153 GSM septets (one per octet as
-/// carried in SMPP), 70/67 UCS-2 units, 140/134 octets.
-pub fn segments_of(alphabet: Alphabet, len: usize) -> u32 {
-    let (units, single, multi) = match alphabet {
-        Alphabet::Septets => (len, 160, 153),
-        Alphabet::Ucs2 => (len / 2, 70, 67),
-        Alphabet::Octets => (len, 140, 134),
+/// Segments an encoded text occupies at the operator: 160/153 GSM septets (one per octet as
+/// carried in SMPP), 70/67 UCS-2 units, 140/134 octets, with an escape sequence or a surrogate
+/// pair never cut between two (so counted as the operator will bill it).
+pub fn segments_of(alphabet: Alphabet, text: &[u8]) -> u32 {
+    use smppgw_codec::text::Encoding;
+    let encoding = match alphabet {
+        Alphabet::Septets => Encoding::Gsm7,
+        Alphabet::Ucs2 => Encoding::Ucs2,
+        Alphabet::Octets => Encoding::Latin1,
     };
-    if units <= single { 1 } else { units.div_ceil(multi) as u32 }
+    u32::try_from(smppgw_codec::text::count_encoded_segments(text, encoding)).unwrap_or(u32::MAX)
 }
 
 #[cfg(test)]
@@ -1381,10 +1391,19 @@ mod tests {
         let mut s2 = s.clone();
         s2.short_message = "x".into();
         assert_eq!(validate_submit(&s2), Err(CommandStatus::ESME_RINVPARLEN));
-        assert_eq!(segments_of(Alphabet::Ucs2, 140), 1);
-        assert_eq!(segments_of(Alphabet::Ucs2, 142), 2);
-        assert_eq!(segments_of(Alphabet::Septets, 160), 1);
-        assert_eq!(segments_of(Alphabet::Septets, 161), 2);
+        assert_eq!(segments_of(Alphabet::Ucs2, &[0x04; 140]), 1);
+        assert_eq!(segments_of(Alphabet::Ucs2, &[0x04; 142]), 2);
+        assert_eq!(segments_of(Alphabet::Septets, &[b'a'; 160]), 1);
+        assert_eq!(segments_of(Alphabet::Septets, &[b'a'; 161]), 2);
+        // An escape sequence is never cut: 152 septets, '€' (ESC 0x65), 152 more are three
+        // messages at the operator, billed as three (not 306 / 153 = 2).
+        let mut gsm = vec![b'a'; 152];
+        gsm.extend_from_slice(&[0x1B, 0x65]);
+        gsm.extend_from_slice(&[b'a'; 152]);
+        assert_eq!(segments_of(Alphabet::Septets, &gsm), 3);
+        // Nor is a surrogate pair: 67 emoji are 33 + 33 + 1.
+        let emoji: Vec<u8> = (0..67).flat_map(|_| [0xD8, 0x3D, 0xDE, 0x00]).collect();
+        assert_eq!(segments_of(Alphabet::Ucs2, &emoji), 3);
     }
 
     #[test]

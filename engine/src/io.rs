@@ -1146,8 +1146,16 @@ impl CustomerDriver {
     }
 
     fn on_deliver(&mut self, d: Arc<crate::deliveries::Delivery>, now: Instant) {
-        let as_data_sm = d.kind == crate::deliveries::Kind::Receipt
-            && self.customer.as_ref().is_some_and(|c| c.cfg.receipt_pdu == crate::config::ReceiptPdu::DataSm);
+        // An MO a vendor sent as data_sm may have addresses of up to 65 characters, which a
+        // deliver_sm cannot carry (20): it goes on as data_sm, as it came.
+        let deliver_sm_max = smppgw_codec::pdu::max::ADDR - 1;
+        let long_addr = d.body.source.addr.len() > deliver_sm_max || d.body.dest.addr.len() > deliver_sm_max;
+        let as_data_sm = long_addr
+            || (d.kind == crate::deliveries::Kind::Receipt
+                && self
+                    .customer
+                    .as_ref()
+                    .is_some_and(|c| c.cfg.receipt_pdu == crate::config::ReceiptPdu::DataSm));
         if !self.machine.deliver(d.token, &d.body, as_data_sm, now, &mut self.wbuf) {
             let home = self.core.home_of(d.customer);
             let session = self.me();
@@ -1228,12 +1236,17 @@ async fn customer_session(core: Rc<Core>, io: Rc<CoreIo>, mut stream: TcpStream,
         let _ = mailbox.push(SessionMsg::Shutdown);
     }
     let mut version = core.snapshot().version;
+    // PDUs read behind a bind, decoded once the bind is answered.
+    let mut behind_bind = false;
     while !d.closing {
         let next = d.machine.next_deadline();
         deadline.set(d.pending_deadline().map_or(next, |p| p.min(next)));
-        let wake =
+        let wake = if std::mem::take(&mut behind_bind) {
+            Wake::Read
+        } else {
             wait(&mut stream, &mut rbuf, !d.machine.reads_nothing_more(), &io, &mailbox, &mut deadline.timer)
-                .await;
+                .await
+        };
         let now = Instant::now();
         // A reload gives the session its new settings (the server's timers and framing limit, the
         // customer's rate, window, formats) before what woke it is handled; a removed customer
@@ -1274,7 +1287,14 @@ async fn customer_session(core: Rc<Core>, io: Rc<CoreIo>, mut stream: TcpStream,
             Wake::Eof => break,
             Wake::Read => loop {
                 match decoder.decode(&mut rbuf) {
-                    Ok(Some(pdu)) => d.machine.on_pdu(pdu, now, &mut d.wbuf, &mut events),
+                    Ok(Some(pdu)) => {
+                        d.machine.on_pdu(pdu, now, &mut d.wbuf, &mut events);
+                        if d.machine.is_binding() {
+                            // The rest waits for the bind's answer, which sets the framing limit.
+                            behind_bind = !rbuf.is_empty();
+                            break;
+                        }
+                    }
                     Ok(None) => break,
                     Err(e) => {
                         match &e {
@@ -1614,6 +1634,7 @@ pub async fn vendor_slot(
                 },
                 Wake::Mail => {
                     mailbox.drain_into(&mut msgs);
+                    let mut abort = false;
                     for m in msgs.drain(..) {
                         match m {
                             VendorMsg::Job(j) => queue.push_back(VJob::Submit(j)),
@@ -1637,7 +1658,17 @@ pub async fn vendor_slot(
                                 // Not sent yet: safe to send elsewhere right away.
                                 send_elsewhere(&core, &slot_rt, &mut queue);
                             }
+                            VendorMsg::Abort => {
+                                shutting = true;
+                                abort = true;
+                                slot_rt.up.store(false, Ordering::Relaxed);
+                            }
                         }
+                    }
+                    if abort {
+                        // Closed below like a lost connection: in flight answered as unknown,
+                        // the queue sent elsewhere (answered, the node shutting down).
+                        break 'session;
                     }
                 }
                 Wake::Timer => {
@@ -1738,12 +1769,18 @@ pub async fn vendor_slot(
             // Jobs queued here before the vendor throttled would wait out the slower pace (at
             // 1/s, minutes for a queue of four windows): those beyond what it now takes go to
             // the route's other binds and vendors, or back to their customers as throttled.
-            if slowed && !shutting {
-                let keep = (cap as usize).saturating_sub(machine.inflight());
-                if queue.len() > keep {
-                    let mut extra = queue.split_off(keep);
-                    send_elsewhere(&core, &slot_rt, &mut extra);
+            // Counted as the dispatcher counts (the slot's load: its submits in flight and
+            // queued), so that what goes does not come straight back.
+            if slowed && !shutting && slot_rt.load.load(Ordering::Relaxed) > cap {
+                let (mut extra, mut load) = (VecDeque::new(), slot_rt.load.load(Ordering::Relaxed));
+                while load > cap {
+                    let Some(job) = queue.pop_back() else { break };
+                    if matches!(job, VJob::Submit(_)) {
+                        load -= 1;
+                    }
+                    extra.push_front(job);
                 }
+                send_elsewhere(&core, &slot_rt, &mut extra);
             }
             // When the pace next lets this slot send (0: now), for the dispatcher's choice.
             let next_send_ms = match rate.ready_at(io.nanos(now)) {
@@ -1915,7 +1952,7 @@ fn redispatch_mail(
                 core.dispatch(j);
             }
             VendorMsg::Op(op) => core.dispatch_op(op),
-            VendorMsg::Shutdown | VendorMsg::Retire => *shutting = true,
+            VendorMsg::Shutdown | VendorMsg::Retire | VendorMsg::Abort => *shutting = true,
         }
     }
 }

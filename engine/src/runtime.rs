@@ -559,6 +559,28 @@ impl StopStages {
     }
 }
 
+/// The longest the last stage of a stop waits for customers to answer our unbind (nothing of
+/// theirs is outstanding by then): a customer that does not answer is closed.
+const UNBIND_WAIT_MAX: Duration = Duration::from_secs(2);
+/// How long a vendor bind told to stop at once ([`VendorMsg::Abort`]) has to close.
+const VENDOR_ABORT_WAIT: Duration = Duration::from_millis(500);
+
+/// Whether task `t` ends by `deadline` (it is left running otherwise).
+async fn ends_by<T>(t: &mut glommio::task::JoinHandle<T>, deadline: Instant) -> bool {
+    let timeout = Timer::new(deadline.saturating_duration_since(Instant::now()));
+    futures_lite::future::or(
+        async {
+            let _ = t.await;
+            true
+        },
+        async {
+            timeout.await;
+            false
+        },
+    )
+    .await
+}
+
 /// How long a stopping core waits for hand-offs from the shared queue that began before shutdown
 /// (a Redis round trip, and the control plane's patience with a full control queue).
 const HANDOFF_PATIENCE: Duration = Duration::from_secs(2);
@@ -774,26 +796,27 @@ async fn core_main(
         let _ = mb.push(VendorMsg::Shutdown);
     }
     let vendor_deadline = Instant::now() + grace.min(Duration::from_secs(5)).max(Duration::from_millis(500));
+    let mut late = Vec::new();
     for mut t in vendor_tasks {
-        let left = vendor_deadline.saturating_duration_since(Instant::now());
-        let timeout = Timer::new(left);
-        let ended = futures_lite::future::or(
-            async {
-                let _ = (&mut t).await;
-                true
-            },
-            async {
-                timeout.await;
-                false
-            },
-        )
-        .await;
-        if !ended {
-            // Out of time (a vendor that never answers our unbind, or a submit still out): the
-            // bind stops here, so that it reads nothing more. What it has not read stays with
-            // the vendor, unacknowledged, to be sent again to a bind that is up; what it would
-            // read later could reach no customer once the cores stop.
-            t.cancel();
+        if !ends_by(&mut t, vendor_deadline).await {
+            late.push(t);
+        }
+    }
+    if !late.is_empty() {
+        // Out of time (a vendor that never answers our unbind, or a submit still out): the
+        // binds close now, answering what is in flight as unknown (so every customer has its
+        // answers before it is unbound), and read nothing more. What a vendor has not had read
+        // stays with it, unacknowledged, for a bind that is up; what a bind read later could
+        // reach no customer once the cores stop.
+        for mb in core.vendor_mailboxes() {
+            let _ = mb.push(VendorMsg::Abort);
+        }
+        let abort_deadline = Instant::now() + VENDOR_ABORT_WAIT;
+        for mut t in late {
+            if !ends_by(&mut t, abort_deadline).await {
+                // Stuck even so (a write the vendor does not read): stopped where it is.
+                t.cancel();
+            }
         }
     }
     // No core stops taking messages from the others while their vendor binds still read: a
@@ -802,9 +825,11 @@ async fn core_main(
         .wait(&stages.vendors_done, cores, vendor_deadline + Duration::from_millis(500), &core, &control)
         .await;
     // Nothing more comes from vendors: the receipts and MO here go out to the customers still
-    // bound before they are unbound (for at most half the grace period). Every core waits for
-    // all: a customer's queue lives on its home core, its sessions on others.
-    let drain_until = Instant::now() + grace / 2;
+    // bound before they are unbound, the two within half the grace period (as the drain before
+    // the customers' grace took, so the whole stop keeps its bound). Every core waits for all:
+    // a customer's queue lives on its home core, its sessions on others.
+    let unbind_deadline = Instant::now() + grace / 2;
+    let drain_until = unbind_deadline - (grace / 4).min(UNBIND_WAIT_MAX);
     core.release_waiting_deliveries();
     loop {
         draining[idx].store(core.deliverable() as u64, Ordering::Release);
@@ -823,7 +848,6 @@ async fn core_main(
     for mb in core.session_mailboxes() {
         let _ = mb.push(SessionMsg::Shutdown);
     }
-    let unbind_deadline = Instant::now() + grace;
     while core.session_count() > 0 && Instant::now() < unbind_deadline {
         Timer::new(Duration::from_millis(10)).await;
         serve_control(&core, &control);

@@ -20,7 +20,9 @@ pub use reassembly::{
     Progress, Pushed, REASSEMBLY_PART_OCTETS_MAX, REASSEMBLY_PENDING_CEILING, REASSEMBLY_TIMEOUT_CEILING_MS,
     Reassembler,
 };
-pub use segment::{Concat, Form, Part, RefWidth, count_segments, part_capacity, split, split_encoded};
+pub use segment::{
+    Concat, Form, Part, RefWidth, count_encoded_segments, count_segments, part_capacity, split, split_encoded,
+};
 pub use udh::{Ports, UdhConcat, UserData, parse_udh};
 
 /// TP-User-Data octets in one SMS (3GPP TS 23.040 9.2.3.24): the UDH and the text share them.

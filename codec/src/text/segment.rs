@@ -286,6 +286,30 @@ pub(super) fn put_concat_udh(out: &mut BytesMut, width: RefWidth, concat: Concat
     out.put_slice(&[concat.total, concat.seq]);
 }
 
+/// Messages an already encoded text (`encoded` as [`split_encoded`] takes it: unpacked septets for
+/// the GSM encodings) takes at the operator, split with 8-bit-reference UDHs: 1 when it fits a
+/// lone message, else as many parts as [`split_encoded`] would make, since an escape sequence or
+/// a surrogate pair is never cut (152 septets, an escape and 152 more are three parts, not two).
+/// Counts without allocating, past [`PARTS_MAX`] too.
+pub fn count_encoded_segments(encoded: &[u8], encoding: Encoding) -> usize {
+    let unit_octets = if encoding == Encoding::Ucs2 { 2 } else { 1 };
+    if lone_len(encoded, encoding) <= part_capacity(encoding, 0) * unit_octets {
+        return 1;
+    }
+    let cap = part_capacity(encoding, RefWidth::Bits8.udh_len()) * unit_octets;
+    let (mut parts, mut used, mut at) = (1, 0, 0);
+    while at < encoded.len() {
+        let n = char_len_at(encoded, at, encoding);
+        if used + n > cap {
+            parts += 1;
+            used = 0;
+        }
+        used += n;
+        at += n;
+    }
+    parts
+}
+
 /// Octets of the character starting at `at` in `encoded`.
 #[inline]
 fn char_len_at(encoded: &[u8], at: usize, encoding: Encoding) -> usize {
@@ -409,6 +433,35 @@ mod tests {
         assert_eq!(count_segments(&text, Encoding::Gsm7, UDH8).unwrap(), 3);
         let parts = split(&text, Encoding::Gsm7, UDH8, 7).unwrap();
         assert_eq!(payload_lens(&parts, 6, 1), [153, 152, 2]);
+    }
+
+    #[test]
+    fn encoded_counts_agree_with_the_split() {
+        // Goal: counting an encoded text (what a customer's submit carries) gives the number of
+        // parts the split makes, escapes and surrogate pairs kept whole.
+        let cases: [(String, Encoding); 6] = [
+            ("a".repeat(160), Encoding::Gsm7),
+            ("a".repeat(161), Encoding::Gsm7),
+            (format!("{}€{}", "a".repeat(152), "a".repeat(152)), Encoding::Gsm7),
+            ("😀".repeat(67), Encoding::Ucs2),
+            ("ж".repeat(134), Encoding::Ucs2),
+            ("é".repeat(141), Encoding::Latin1),
+        ];
+        for (text, encoding) in cases {
+            let encoded = super::super::encode(&text, encoding).unwrap();
+            let parts = split_encoded(encoded.clone(), encoding, UDH8, 1).unwrap().len();
+            assert_eq!(
+                count_encoded_segments(&encoded, encoding),
+                parts,
+                "{encoding:?} of {} chars",
+                text.chars().count()
+            );
+        }
+        let gsm = super::super::encode(&format!("{}€{}", "a".repeat(152), "a".repeat(152)), Encoding::Gsm7)
+            .unwrap();
+        assert_eq!(count_encoded_segments(&gsm, Encoding::Gsm7), 3, "152, the escape, 152: three parts");
+        let emoji = super::super::encode(&"😀".repeat(67), Encoding::Ucs2).unwrap();
+        assert_eq!(count_encoded_segments(&emoji, Encoding::Ucs2), 3, "67 pairs: 33, 33, 1");
     }
 
     #[test]

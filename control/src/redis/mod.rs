@@ -149,10 +149,16 @@ local k = KEYS[1] .. ':' .. w
 -- A count that is not a whole number (another version, a hand edit, a key of another type) is
 -- dropped and the window starts again, flagged: one bad key must not fail the node's every
 -- lease request (and mark Redis down) for the rest of the window.
+-- Only digits count: tonumber also takes '5.0', '0x10', '1e3' and ' 7', on which INCRBY fails.
 local v = redis.pcall('GET', k)
-local used = tonumber(v or '0')
+local used = nil
+if v == false then
+  used = 0
+elseif type(v) == 'string' and string.len(v) <= 15 and string.match(v, '^%d+$') then
+  used = tonumber(v)
+end
 local bad = 0
-if used == nil or used < 0 or used ~= math.floor(used) then
+if used == nil then
   redis.call('DEL', k)
   used = 0
   bad = 1
