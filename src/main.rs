@@ -411,13 +411,28 @@ const DB_RELOAD_WAIT_MS: u64 = smppgw_control::http::RELOAD_TIMEOUT_MS - 1_000;
 /// what it came to: the version the cores run once the configuration it found is applied, its
 /// problems when the contents are refused, or why PostgreSQL could not be read.
 async fn reload_from_database(
-    watcher: Option<Arc<smppgw_control::ConfigWatcher>>,
+    slot: Arc<std::sync::OnceLock<Arc<smppgw_control::ConfigWatcher>>>,
     mut applied: tokio::sync::watch::Receiver<Applied>,
     start_refused: tokio::sync::watch::Receiver<Option<Vec<String>>>,
+    (mut attempts, retry): (tokio::sync::watch::Receiver<u64>, Arc<tokio::sync::Notify>),
 ) -> Result<u64, ReloadFailure> {
-    let Some(watcher) = watcher else {
+    if slot.get().is_none() {
         // Not followed yet: PostgreSQL answered with contents that do not validate (the node runs
-        // on its cache), or it has not answered.
+        // on its cache), or it has not answered. Try again now rather than at the next retry (an
+        // operator who fixed the database and asks for a reload wants it read now), and answer
+        // with what that attempt came to.
+        let seen = *attempts.borrow_and_update();
+        retry.notify_one();
+        let next = async {
+            while *attempts.borrow_and_update() <= seen {
+                if attempts.changed().await.is_err() {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(DB_RELOAD_WAIT_MS / 2), next).await;
+    }
+    let Some(watcher) = slot.get().cloned() else {
         if let Some(reasons) = start_refused.borrow().clone() {
             return Err(ReloadFailure::Invalid(reasons));
         }
@@ -470,6 +485,8 @@ struct Following {
     /// Until the watcher starts: the problems of what PostgreSQL holds, when it answered with a
     /// configuration that does not validate (a reload is then answered with them, not 503).
     start_refused: tokio::sync::watch::Sender<Option<Vec<String>>>,
+    /// Attempts to start the watcher so far, and a way to make the next one now.
+    attempts: (tokio::sync::watch::Sender<u64>, Arc<tokio::sync::Notify>),
 }
 
 async fn follow_database(
@@ -479,7 +496,7 @@ async fn follow_database(
     follow: Following,
     cache: Option<PathBuf>,
 ) {
-    let Following { status, slot, applied, start_refused } = follow;
+    let Following { status, slot, applied, start_refused, attempts: (attempts, retry) } = follow;
     let mut wait = std::time::Duration::from_millis(500);
     let watcher = loop {
         match smppgw_control::ConfigWatcher::start(&pg, base.clone(), smppgw_control::WatchOptions::default())
@@ -495,7 +512,12 @@ async fn follow_database(
                 );
                 start_refused.send_replace(e.invalid().map(|i| i.messages()));
                 let _ = status.send(Err(e.to_string()));
-                tokio::time::sleep(wait).await;
+                attempts.send_modify(|n| *n += 1);
+                // The next attempt after the backoff, or at once when a reload asks for it.
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = retry.notified() => {}
+                }
                 wait = (wait * 2).min(std::time::Duration::from_secs(10));
             }
         }
@@ -539,6 +561,8 @@ async fn follow_database(
     let mut changes = watcher.subscribe();
     let watcher = Arc::new(watcher);
     let _ = slot.set(watcher.clone());
+    // A reload waiting for this attempt goes on with the watcher.
+    attempts.send_modify(|n| *n += 1);
     tokio::spawn(async move {
         loop {
             let now = {
@@ -587,11 +611,24 @@ async fn control_plane(
             let (applied_tx, applied_rx) = tokio::sync::watch::channel::<Applied>(None);
             let (refused_tx, refused_rx) = tokio::sync::watch::channel::<Option<Vec<String>>>(None);
             let s = slot.clone();
+            let (attempts_tx, attempts_rx) = tokio::sync::watch::channel(0u64);
+            let retry = Arc::new(tokio::sync::Notify::new());
+            let r = retry.clone();
             state = state.with_reload(move || {
-                reload_from_database(s.get().cloned(), applied_rx.clone(), refused_rx.clone())
+                reload_from_database(
+                    s.clone(),
+                    applied_rx.clone(),
+                    refused_rx.clone(),
+                    (attempts_rx.clone(), r.clone()),
+                )
             });
-            let follow =
-                Following { status: status_tx, slot, applied: applied_tx, start_refused: refused_tx };
+            let follow = Following {
+                status: status_tx,
+                slot,
+                applied: applied_tx,
+                start_refused: refused_tx,
+                attempts: (attempts_tx, retry),
+            };
             tokio::spawn(follow_database(pg, base, control, follow, config_cache));
         }
         None => {
