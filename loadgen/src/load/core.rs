@@ -139,6 +139,8 @@ pub struct LoadCore {
     pub first_send: Option<Instant>,
     /// Last response received.
     pub last_resp: Option<Instant>,
+    /// Last final receipt received.
+    pub last_receipt: Option<Instant>,
     notifies: Vec<Rc<Notify>>,
 }
 
@@ -162,6 +164,8 @@ pub struct CoreResult {
     pub first_send: Option<Instant>,
     /// Last response.
     pub last_resp: Option<Instant>,
+    /// Last final receipt.
+    pub last_receipt: Option<Instant>,
 }
 
 #[inline]
@@ -215,6 +219,7 @@ impl LoadCore {
             senders_active: 0,
             first_send: None,
             last_resp: None,
+            last_receipt: None,
             notifies: Vec::new(),
             cfg,
             shared,
@@ -350,6 +355,7 @@ impl LoadCore {
             return;
         }
         self.states[usize::from(state.as_u8()).min(9)] += 1;
+        self.last_receipt = Some(now);
         let key = IdKey::new(&id);
         if let Some(t_ref) = self.awaiting.remove(&key) {
             self.counters.receipts_matched += 1;
@@ -383,6 +389,7 @@ impl LoadCore {
             early: std::mem::take(&mut self.early),
             first_send: self.first_send,
             last_resp: self.last_resp,
+            last_receipt: self.last_receipt,
         }
     }
 }

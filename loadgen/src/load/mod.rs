@@ -122,6 +122,7 @@ fn merge(cfg: &LoadConfig, cores: usize, results: Vec<self::core::CoreResult>) -
     let mut early = Vec::new();
     let mut first: Option<Instant> = None;
     let mut last: Option<Instant> = None;
+    let mut last_receipt: Option<Instant> = None;
     for r in results {
         let k = r.counters;
         for (dst, src) in [
@@ -168,6 +169,10 @@ fn merge(cfg: &LoadConfig, cores: usize, results: Vec<self::core::CoreResult>) -
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
         };
+        last_receipt = match (last_receipt, r.last_receipt) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
     }
     // Receipts that arrived on a core other than the one that submitted (or before their
     // response, and never claimed): match them against every core's table now.
@@ -211,6 +216,7 @@ fn merge(cfg: &LoadConfig, cores: usize, results: Vec<self::core::CoreResult>) -
             (Some(_), Some(b)) => unix_ms(b),
             _ => 0,
         },
+        last_receipt_unix_ms: last_receipt.map_or(0, unix_ms),
         messages_sent: c.messages_sent,
         submits_sent: c.submits_sent,
         submits_ok: c.submits_ok,

@@ -173,6 +173,10 @@ pub struct Report {
     pub first_send_unix_ms: u64,
     /// See `first_send_unix_ms`.
     pub last_resp_unix_ms: u64,
+    /// Wall-clock time (Unix epoch, milliseconds) of the last final receipt received; 0 when
+    /// none came. Receipts still arriving after the last response are work the target did for
+    /// the run: a throughput with receipts counts up to here.
+    pub last_receipt_unix_ms: u64,
     /// Messages started (a long message counts once).
     pub messages_sent: u64,
     /// submit_sm sent (one per part).
