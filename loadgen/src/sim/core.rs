@@ -592,7 +592,10 @@ impl SimCore {
         }
     }
 
-    fn forward(&mut self, o: Outbound) {
+    fn forward(&mut self, mut o: Outbound) {
+        // A session id means something on its own core only: on another, the same slot number
+        // is another session, perhaps of another account.
+        o.origin = None;
         let cores = self.cfg.cores.max(1);
         let account = usize::from(o.account);
         let other = (1..cores)
