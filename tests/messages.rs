@@ -399,12 +399,53 @@ fn when_the_last_part_fails_the_earlier_parts_get_derived_undeliverable_receipts
         let (id, r) = receipt_of(&p);
         assert_eq!(r.stat, smppgw_codec::receipt::MessageState::Undeliverable);
         assert_eq!(r.err, Some(smppgw_codec::receipt::ReceiptErr::Code(0x0B)));
+        // Every Appendix B field, the (empty) text too.
+        assert_eq!((r.sub, r.dlvrd), (Some(1), Some(0)));
+        assert!(r.submit_date.is_some() && r.done_date.is_some());
+        assert_eq!(r.text.as_deref(), Some(&b""[..]), "an empty text:");
         let Body::DeliverSm(d) = &p.body else { panic!("deliver_sm") };
         assert!(d.tlvs.contains(smppgw_engine::core::TAG_DERIVED_RECEIPT), "marked derived");
         got.insert(id);
         c.answer(&p, CommandStatus::ESME_ROK);
     }
     assert_eq!(got, ids.iter().cloned().collect::<HashSet<_>>(), "one receipt for each accepted part");
+    gw.shutdown();
+    gw.join();
+}
+
+#[test]
+fn a_last_part_refused_for_now_and_sent_again_gives_every_part_its_real_receipt() {
+    // Goal: under receipt_parts = last, a last part refused with a temporary error (the
+    // customer is told to retry) does not settle the earlier parts as undeliverable: they wait
+    // for the retry, and when it is delivered every part gets a DELIVRD receipt. (They got
+    // UNDELIV at once, and the handset then received the whole message.)
+    let (_v, gw, mut c) = last_part_policy(|s| {
+        s.faults.refuse_containing = Some(b"BUSY".to_vec());
+        s.faults.error_status = CommandStatus::ESME_RTHROTTLED;
+    });
+    let mut ids = Vec::new();
+    for (part, text) in [(1u8, &b"first part "[..]), (2, b"second part ")] {
+        let r = submit_udh_part(&mut c, "15557774444", (0x45, 3, part), text);
+        assert_eq!(r.command_status, CommandStatus::ESME_ROK, "part {part}");
+        let Body::SubmitSmResp(m) = r.body else { panic!("submit_sm_resp") };
+        ids.push(String::from_utf8_lossy(&m.message_id).into_owned());
+    }
+    let r = submit_udh_part(&mut c, "15557774444", (0x45, 3, 3), b"BUSY end");
+    assert_eq!(r.command_status, CommandStatus::ESME_RTHROTTLED, "refused for now");
+    // The retry (the vendor takes it this time).
+    let r = submit_udh_part(&mut c, "15557774444", (0x45, 3, 3), b"the end");
+    assert_eq!(r.command_status, CommandStatus::ESME_ROK, "the retry");
+    let Body::SubmitSmResp(m) = r.body else { panic!("submit_sm_resp") };
+    ids.push(String::from_utf8_lossy(&m.message_id).into_owned());
+    let mut got = HashSet::new();
+    for _ in 0..3 {
+        let p = c.recv_deliver();
+        let (id, r) = receipt_of(&p);
+        assert_eq!(r.stat, smppgw_codec::receipt::MessageState::Delivered, "part {id}: {r:?}");
+        got.insert(id);
+        c.answer(&p, CommandStatus::ESME_ROK);
+    }
+    assert_eq!(got, ids.iter().cloned().collect::<HashSet<_>>(), "one receipt per part, all delivered");
     gw.shutdown();
     gw.join();
 }

@@ -269,6 +269,9 @@ pub enum CoreMsg {
     Store(Box<Record>, u64),
     /// A receipt for the shard that holds its message.
     Receipt(Box<VendorReceipt>),
+    /// Earlier parts of a long message whose last part was not sent after all, for their group
+    /// on the core of the customer's session.
+    PartsBack(Box<PartsBack>),
     /// A receipt or MO for the customer homed on the receiving core.
     Deliver(Arc<Delivery>),
     /// A receipt derived for an earlier part of a long message, for the customer homed on the
@@ -451,6 +454,8 @@ pub struct Core {
     pending_out: RefCell<Vec<(SessionRef, Arc<Delivery>)>>,
     remote: Option<RemoteLink>,
     held: RefCell<std::collections::VecDeque<Box<Job>>>,
+    /// Long-message groups of the customer sessions here (receipt policy "last").
+    pub part_groups: RefCell<crate::io::PartGroups>,
 }
 
 /// Outbox length above which another core is treated as congested for new jobs.
@@ -564,6 +569,7 @@ impl Core {
             pending_out: RefCell::new(Vec::new()),
             remote,
             held: RefCell::new(std::collections::VecDeque::new()),
+            part_groups: RefCell::new(crate::io::PartGroups::new()),
         }
     }
 
@@ -1224,7 +1230,14 @@ impl Core {
             && job.wants_receipt
             && !job.siblings.is_empty()
         {
-            self.derive_failed_siblings(job, *st);
+            if st.is_temporary() || job.maybe_sent {
+                // Not refused for good (the customer is told to try again) or perhaps sent: the
+                // earlier parts wait in their group again, for the last part's retry (or expire
+                // with stat UNKNOWN), rather than being reported undeliverable.
+                self.send(usize::from(job.reply.core), CoreMsg::PartsBack(Box::new(PartsBack::of(job))));
+            } else {
+                self.derive_failed_siblings(job, *st);
+            }
         }
         if result.is_err() && job.receipt_derived {
             self.send(self.home_of(job.customer), CoreMsg::PartRefused { shown_id: job.shown_id });
@@ -1509,6 +1522,8 @@ impl Core {
         receipt.submit_date = date(submitted);
         receipt.done_date = date(now);
         receipt.err = Some(smppgw_codec::receipt::ReceiptErr::Code(err));
+        // Every Appendix B field, an empty text included (as for the vendor's own receipts).
+        receipt.text = Some(Bytes::new());
         let r = VendorReceipt { vendor: 0, receipt, network_error: None, key: 0, intermediate: false };
         let home = self.home_of(parts.customer);
         for &shown in parts.shown_ids {
@@ -1618,6 +1633,23 @@ impl Core {
             CoreMsg::Done { reply, result } => self.reply(reply, result),
             CoreMsg::Store(rec, key) => self.store_record(*rec, key, unix_now()),
             CoreMsg::Receipt(r) => self.apply_receipt(r),
+            CoreMsg::PartsBack(b) => {
+                let PartsBack { key, total, ids, meta } = *b;
+                let left = self.part_groups.borrow_mut().put_back(&key, total, ids, meta, Instant::now());
+                if !left.is_empty() {
+                    // No room to wait for a retry: settled now, their state unknown.
+                    let source = Address::new(meta.source.0, meta.source.1, key.1.clone());
+                    let dest = Address::new(meta.dest.0, meta.dest.1, key.2.clone());
+                    let parts = DerivedParts {
+                        customer: key.0,
+                        source: &source,
+                        dest: &dest,
+                        submitted_unix_ms: meta.submitted_unix_ms,
+                        shown_ids: &left,
+                    };
+                    self.derive_receipts(&parts, MessageState::Unknown, 0);
+                }
+            }
             CoreMsg::Deliver(d) => self.deliver_home(d),
             CoreMsg::DerivedReceipt { delivery, shown_id } => {
                 if self.refused_parts.borrow().contains(shown_id) {
@@ -1849,6 +1881,42 @@ pub struct DerivedParts<'a> {
     pub submitted_unix_ms: u64,
     /// The customer's ids of the parts.
     pub shown_ids: &'a [u64],
+}
+
+/// See [`CoreMsg::PartsBack`].
+#[derive(Debug)]
+pub struct PartsBack {
+    /// The group (customer, source, destination, reference).
+    pub key: crate::io::PartKey,
+    /// Parts in the message.
+    pub total: u8,
+    /// The earlier parts' ids.
+    pub ids: Vec<u64>,
+    /// Addresses' TON/NPI and time, for receipts derived later.
+    pub meta: crate::io::PartMeta,
+}
+
+impl PartsBack {
+    /// What the last part `job` had taken from its group.
+    fn of(job: &Job) -> PartsBack {
+        let (reference, total) = crate::io::part_info(&job.submit).map_or((0, 0), |(r, t, _)| (r, t));
+        let s = &job.submit;
+        PartsBack {
+            key: (
+                job.customer,
+                Bytes::copy_from_slice(&s.source.addr),
+                Bytes::copy_from_slice(&s.dest.addr),
+                reference,
+            ),
+            total,
+            ids: job.siblings.clone(),
+            meta: crate::io::PartMeta {
+                source: (s.source.ton, s.source.npi),
+                dest: (s.dest.ton, s.dest.npi),
+                submitted_unix_ms: job.submitted_unix_ms,
+            },
+        }
+    }
 }
 
 /// `d` with every field copied out of the buffer it was decoded from.

@@ -42,8 +42,6 @@ pub struct CoreIo {
     pub epoch: Instant,
     /// Credentials being verified right now.
     pub auth_inflight: RefCell<std::collections::HashSet<(Bytes, Bytes)>>,
-    /// Long-message groups (receipt policy "last").
-    pub part_groups: RefCell<PartGroups>,
     /// Places customer connections evenly over the cores.
     pub balancer: Arc<Balancer>,
 }
@@ -57,7 +55,6 @@ impl CoreIo {
             auth_cache: RefCell::new(std::collections::HashMap::new()),
             epoch,
             auth_inflight: RefCell::new(std::collections::HashSet::new()),
-            part_groups: RefCell::new(PartGroups::new()),
         }
     }
 
@@ -362,6 +359,27 @@ impl PartGroups {
         true
     }
 
+    /// Gives a group back the ids [`PartGroups::take`] took, when its last part was not sent
+    /// after all (a temporary refusal, or an outcome unknown): the customer may send it again,
+    /// and the retry takes them. Returns the ids it could not hold (the table is full), for
+    /// the caller to settle otherwise.
+    pub fn put_back(
+        &mut self,
+        key: &PartKey,
+        total: u8,
+        ids: Vec<u64>,
+        meta: PartMeta,
+        now: Instant,
+    ) -> Vec<u64> {
+        let mut left = Vec::new();
+        for id in ids {
+            if !self.add(key, total, id, meta, now) {
+                left.push(id);
+            }
+        }
+        left
+    }
+
     /// The ids of the parts before the last, when the last part comes.
     pub fn take(&mut self, key: &PartKey) -> Option<Vec<u64>> {
         let (_, ids, _) = self.groups.remove(key)?;
@@ -414,8 +432,8 @@ impl PartGroups {
 /// Parts of long messages whose last part did not come within [`PART_GROUP_TTL`] (or came on
 /// another executor, which holds its own groups) get derived receipts in state UNKNOWN: they did
 /// not ask the vendor for their own, and the message will not reach the handset whole.
-pub fn derive_expired_parts(core: &Core, io: &CoreIo, now: Instant) {
-    let expired = io.part_groups.borrow_mut().take_expired(now);
+pub fn derive_expired_parts(core: &Core, now: Instant) {
+    let expired = core.part_groups.borrow_mut().take_expired(now);
     for g in expired {
         let source = smppgw_codec::Address::new(g.meta.source.0, g.meta.source.1, g.key.1.clone());
         let dest = smppgw_codec::Address::new(g.meta.dest.0, g.meta.dest.1, g.key.2.clone());
@@ -440,7 +458,7 @@ pub const PART_GROUPS_PER_CUSTOMER_MAX: usize = PART_GROUPS_MAX / 10;
 pub const PART_GROUP_TTL: Duration = Duration::from_secs(600);
 
 /// The (reference, total, seq) of a part of a long message, from its UDH or SAR TLVs.
-fn part_info(s: &smppgw_codec::SubmitSm) -> Option<(u16, u8, u8)> {
+pub(crate) fn part_info(s: &smppgw_codec::SubmitSm) -> Option<(u16, u8, u8)> {
     if s.esm_class & 0x40 != 0 {
         // The user data is in short_message, or in message_payload when short_message is empty
         // (always so for data_sm).
@@ -678,7 +696,7 @@ impl CustomerDriver {
             && total > 1
         {
             let key = (c.idx, submit.source.addr.clone(), submit.dest.addr.clone(), r);
-            let mut groups = self.io.part_groups.borrow_mut();
+            let mut groups = self.core.part_groups.borrow_mut();
             if part < total {
                 let meta = PartMeta {
                     source: (submit.source.ton, submit.source.npi),
@@ -686,16 +704,28 @@ impl CustomerDriver {
                     submitted_unix_ms: crate::core::unix_now_ms(),
                 };
                 if groups.add(&key, total, msg_id, meta, now) {
-                    // Only the last part asks the vendor; this one's receipt is derived from it.
-                    submit.registered_delivery &= !0x03;
+                    // Only the last part asks the vendor, for intermediate notifications too
+                    // (0x10); this one's are derived from it.
+                    submit.registered_delivery &= !0x13;
                     receipt_derived = true;
                 }
             } else if let Some(ids) = groups.take(&key) {
                 siblings = ids;
             }
         }
-        let mut job =
-            Job::new(msg_id, msg_id, self.reply_to(seq, kind), c.idx, submit, now, wants_receipt, siblings);
+        // A part whose receipt is derived does not take one from the vendor (one that sends
+        // receipts unasked would give it two).
+        let wants_vendor_receipt = wants_receipt && !receipt_derived;
+        let mut job = Job::new(
+            msg_id,
+            msg_id,
+            self.reply_to(seq, kind),
+            c.idx,
+            submit,
+            now,
+            wants_vendor_receipt,
+            siblings,
+        );
         job.receipt_derived = receipt_derived;
         job.charge = charge;
         self.core.submit(job);

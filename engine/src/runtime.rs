@@ -761,7 +761,7 @@ async fn core_main(
         if last_tick.elapsed() >= Duration::from_millis(100) {
             last_tick = Instant::now();
             core.tick();
-            crate::io::derive_expired_parts(&core, &io, last_tick);
+            crate::io::derive_expired_parts(&core, last_tick);
         }
     }
     info!(core = idx, "shutting down");
