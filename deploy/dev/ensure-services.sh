@@ -18,6 +18,13 @@ ensure_redis() {
   # tests/redis.rs runs throwaway redis-server instances of its own: the binary must exist even
   # when something else already answers on 6379.
   if ! have redis-server; then install redis-server; fi
+  # The shared state needs Redis 7 (EXPIREAT with NX and GT): say so here, not in a failed test.
+  local major
+  major=$(redis-server --version | sed -n 's/.*v=\([0-9]*\)\..*/\1/p')
+  if [ -z "$major" ] || [ "$major" -lt 7 ]; then
+    echo "redis-server $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p'): Redis 7 or later is needed" >&2
+    return 1
+  fi
   port_open 6379 && return 0
   $SUDO mkdir -p /var/lib/redis /var/log/redis
   $SUDO redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
@@ -32,9 +39,14 @@ ensure_postgres() {
   if ! port_open 5432 || ! can_login; then
     if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then install postgresql; fi
     local v; v=$(ls /etc/postgresql | head -n1)
-    # Trust auth for the tests (idempotent); a running cluster (started by the package on a
-    # machine with systemd) must reload to use it.
-    $SUDO sed -i 's/^\(local\|host\)\(.*\)\(peer\|scram-sha-256\|md5\)$/\1\2trust/' "/etc/postgresql/$v/main/pg_hba.conf"
+    # Trust for the tests' user alone, over loopback TCP: one line ahead of the others (added
+    # once), so the rest of the machine's rules stay as they were. A running cluster (started
+    # by the package on a machine with systemd) must reload to use it.
+    local hba="/etc/postgresql/$v/main/pg_hba.conf"
+    local line="host all postgres 127.0.0.1/32 trust"
+    if ! $SUDO grep -qxF "$line" "$hba"; then
+      $SUDO sed -i "1i $line" "$hba"
+    fi
     if port_open 5432; then
       $SUDO pg_ctlcluster --skip-systemctl-redirect "$v" main reload || true
     else
