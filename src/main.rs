@@ -414,23 +414,28 @@ async fn reload_from_database(
     slot: Arc<std::sync::OnceLock<Arc<smppgw_control::ConfigWatcher>>>,
     mut applied: tokio::sync::watch::Receiver<Applied>,
     start_refused: tokio::sync::watch::Receiver<Option<Vec<String>>>,
-    (mut attempts, retry): (tokio::sync::watch::Receiver<u64>, Arc<tokio::sync::Notify>),
+    attempts: Attempts,
 ) -> Result<u64, ReloadFailure> {
+    // One deadline for the whole answer, under the API's own.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(DB_RELOAD_WAIT_MS);
     if slot.get().is_none() {
         // Not followed yet: PostgreSQL answered with contents that do not validate (the node runs
         // on its cache), or it has not answered. Try again now rather than at the next retry (an
         // operator who fixed the database and asks for a reload wants it read now), and answer
-        // with what that attempt came to.
-        let seen = *attempts.borrow_and_update();
+        // with what an attempt that starts after this request came to (one under way may have
+        // read the database before the fix).
+        let Attempts { mut started, mut finished, retry } = attempts;
+        let wanted = *started.borrow_and_update() + 1;
         retry.notify_one();
         let next = async {
-            while *attempts.borrow_and_update() <= seen {
-                if attempts.changed().await.is_err() {
+            // Or the watcher started (by the attempt under way): it answers from here.
+            while *finished.borrow_and_update() < wanted && slot.get().is_none() {
+                if finished.changed().await.is_err() {
                     break;
                 }
             }
         };
-        let _ = tokio::time::timeout(std::time::Duration::from_millis(DB_RELOAD_WAIT_MS / 2), next).await;
+        let _ = tokio::time::timeout_at(deadline, next).await;
     }
     let Some(watcher) = slot.get().cloned() else {
         if let Some(reasons) = start_refused.borrow().clone() {
@@ -463,12 +468,23 @@ async fn reload_from_database(
             }
         }
     };
-    match tokio::time::timeout(std::time::Duration::from_millis(DB_RELOAD_WAIT_MS), work).await {
+    match tokio::time::timeout_at(deadline, work).await {
         Ok(result) => result,
         Err(_) => Err(ReloadFailure::Unavailable(format!(
             "the reload from PostgreSQL did not finish within {DB_RELOAD_WAIT_MS} ms"
         ))),
     }
+}
+
+/// The start attempts of [`follow_database`], for a reload that waits for one.
+#[derive(Clone)]
+struct Attempts {
+    /// Attempts started so far.
+    started: tokio::sync::watch::Receiver<u64>,
+    /// The last attempt finished (its number), or the one that started the watcher.
+    finished: tokio::sync::watch::Receiver<u64>,
+    /// Starts the next attempt now.
+    retry: Arc<tokio::sync::Notify>,
 }
 
 /// Follows PostgreSQL: connects (retrying while it is down: the node runs on the configuration it
@@ -485,8 +501,8 @@ struct Following {
     /// Until the watcher starts: the problems of what PostgreSQL holds, when it answered with a
     /// configuration that does not validate (a reload is then answered with them, not 503).
     start_refused: tokio::sync::watch::Sender<Option<Vec<String>>>,
-    /// Attempts to start the watcher so far, and a way to make the next one now.
-    attempts: (tokio::sync::watch::Sender<u64>, Arc<tokio::sync::Notify>),
+    /// Attempts to start the watcher: started, finished, and a way to make the next one now.
+    attempts: (tokio::sync::watch::Sender<u64>, tokio::sync::watch::Sender<u64>, Arc<tokio::sync::Notify>),
 }
 
 async fn follow_database(
@@ -496,9 +512,10 @@ async fn follow_database(
     follow: Following,
     cache: Option<PathBuf>,
 ) {
-    let Following { status, slot, applied, start_refused, attempts: (attempts, retry) } = follow;
+    let Following { status, slot, applied, start_refused, attempts: (started, finished, retry) } = follow;
     let mut wait = std::time::Duration::from_millis(500);
     let watcher = loop {
+        started.send_modify(|n| *n += 1);
         match smppgw_control::ConfigWatcher::start(&pg, base.clone(), smppgw_control::WatchOptions::default())
             .await
         {
@@ -512,7 +529,7 @@ async fn follow_database(
                 );
                 start_refused.send_replace(e.invalid().map(|i| i.messages()));
                 let _ = status.send(Err(e.to_string()));
-                attempts.send_modify(|n| *n += 1);
+                finished.send_replace(*started.borrow());
                 // The next attempt after the backoff, or at once when a reload asks for it.
                 tokio::select! {
                     () = tokio::time::sleep(wait) => {}
@@ -562,7 +579,7 @@ async fn follow_database(
     let watcher = Arc::new(watcher);
     let _ = slot.set(watcher.clone());
     // A reload waiting for this attempt goes on with the watcher.
-    attempts.send_modify(|n| *n += 1);
+    finished.send_replace(*started.borrow());
     tokio::spawn(async move {
         loop {
             let now = {
@@ -611,23 +628,19 @@ async fn control_plane(
             let (applied_tx, applied_rx) = tokio::sync::watch::channel::<Applied>(None);
             let (refused_tx, refused_rx) = tokio::sync::watch::channel::<Option<Vec<String>>>(None);
             let s = slot.clone();
-            let (attempts_tx, attempts_rx) = tokio::sync::watch::channel(0u64);
+            let (started_tx, started) = tokio::sync::watch::channel(0u64);
+            let (finished_tx, finished) = tokio::sync::watch::channel(0u64);
             let retry = Arc::new(tokio::sync::Notify::new());
-            let r = retry.clone();
+            let attempts = Attempts { started, finished, retry: retry.clone() };
             state = state.with_reload(move || {
-                reload_from_database(
-                    s.clone(),
-                    applied_rx.clone(),
-                    refused_rx.clone(),
-                    (attempts_rx.clone(), r.clone()),
-                )
+                reload_from_database(s.clone(), applied_rx.clone(), refused_rx.clone(), attempts.clone())
             });
             let follow = Following {
                 status: status_tx,
                 slot,
                 applied: applied_tx,
                 start_refused: refused_tx,
-                attempts: (attempts_tx, retry),
+                attempts: (started_tx, finished_tx, retry),
             };
             tokio::spawn(follow_database(pg, base, control, follow, config_cache));
         }

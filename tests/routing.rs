@@ -928,13 +928,18 @@ fn a_submit_still_at_a_vendor_when_the_stop_runs_out_of_time_is_answered_before_
     let mut cfg = config(&[("v", v.local_addr())]);
     cfg.vendors[0].response_timeout_ms = 60_000;
     cfg.server.shutdown_grace_ms = 1_000;
-    let gw = smppgw_engine::start(cfg).unwrap();
+    let gw = smppgw_engine::start(cfg.clone()).unwrap();
     assert!(wait_for(Duration::from_secs(10), || v.stats().binds_current >= 2));
     let mut c = Client::connect(gw.local_addr);
     assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
     let (seq, p) = c.submit_pdu("15558400000", "slow vendor");
     c.send(&p);
     assert!(wait_for(Duration::from_secs(10), || v.stats().submits >= 1));
+    // A reload replaces the vendor's binds: the one holding the submit is retired, still
+    // waiting for its answer, when the node stops.
+    cfg.vendors[0].system_type = "new".into();
+    let version = gw.control().reload(cfg).unwrap();
+    assert!(wait_for(Duration::from_secs(10), || gw.control().applied_everywhere(version)));
     let reader = std::thread::spawn(move || {
         let mut seen = Vec::new();
         while let Some(p) = c.recv() {

@@ -1802,14 +1802,19 @@ pub async fn vendor_slot(
             // Counted as the dispatcher counts (the slot's load: its submits in flight and
             // queued), so that what goes does not come straight back.
             if slowed && !shutting && slot_rt.load.load(Ordering::Relaxed) > cap {
-                let (mut extra, mut load) = (VecDeque::new(), slot_rt.load.load(Ordering::Relaxed));
-                while load > cap {
-                    let Some(job) = queue.pop_back() else { break };
-                    if matches!(job, VJob::Submit(_)) {
-                        load -= 1;
+                // Submits from the back of the queue; cancel/replace stay (they do not count in
+                // the load, and the vendor that holds the message is the only one to ask).
+                let mut excess = slot_rt.load.load(Ordering::Relaxed) - cap;
+                let (mut extra, mut kept) = (VecDeque::new(), VecDeque::with_capacity(queue.len()));
+                while let Some(job) = queue.pop_back() {
+                    if excess > 0 && matches!(job, VJob::Submit(_)) {
+                        excess -= 1;
+                        extra.push_front(job);
+                    } else {
+                        kept.push_front(job);
                     }
-                    extra.push_front(job);
                 }
+                queue = kept;
                 send_elsewhere(&core, &slot_rt, &mut extra);
             }
             // When the pace next lets this slot send (0: now), for the dispatcher's choice.

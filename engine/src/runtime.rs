@@ -488,7 +488,7 @@ fn spawn_vendor_slots(
     core: &Rc<Core>,
     io: &Rc<CoreIo>,
     snap: &Snapshot,
-    tasks: &mut Vec<glommio::task::JoinHandle<()>>,
+    tasks: &mut Vec<(glommio::task::JoinHandle<()>, Rc<Mailbox<VendorMsg>>)>,
 ) {
     for v in snap.vendors.iter().flatten() {
         for s in v.slots.iter().filter(|s| s.core == core.idx) {
@@ -511,17 +511,17 @@ fn spawn_vendor_slots(
                         rx_mailbox.clone(),
                         (SlotBind::Receiver, None),
                     ));
-                    tasks.push(task.detach());
+                    tasks.push((task.detach(), rx_mailbox.clone()));
                     rx_mailbox
                 });
             let task = glommio::spawn_local(vendor_slot(
                 core.clone(),
                 io.clone(),
                 s.clone(),
-                mailbox,
+                mailbox.clone(),
                 (SlotBind::Sender, receiver),
             ));
-            tasks.push(task.detach());
+            tasks.push((task.detach(), mailbox));
         }
     }
 }
@@ -797,9 +797,9 @@ async fn core_main(
     }
     let vendor_deadline = Instant::now() + grace.min(Duration::from_secs(5)).max(Duration::from_millis(500));
     let mut late = Vec::new();
-    for mut t in vendor_tasks {
+    for (mut t, mailbox) in vendor_tasks {
         if !ends_by(&mut t, vendor_deadline).await {
-            late.push(t);
+            late.push((t, mailbox));
         }
     }
     if !late.is_empty() {
@@ -808,11 +808,12 @@ async fn core_main(
         // answers before it is unbound), and read nothing more. What a vendor has not had read
         // stays with it, unacknowledged, for a bind that is up; what a bind read later could
         // reach no customer once the cores stop.
-        for mb in core.vendor_mailboxes() {
-            let _ = mb.push(VendorMsg::Abort);
+        // Each late task's own mailbox: a bind a reload retired is no longer among the core's.
+        for (_, mailbox) in &late {
+            let _ = mailbox.push(VendorMsg::Abort);
         }
         let abort_deadline = Instant::now() + VENDOR_ABORT_WAIT;
-        for mut t in late {
+        for (mut t, _) in late {
             if !ends_by(&mut t, abort_deadline).await {
                 // Stuck even so (a write the vendor does not read): stopped where it is.
                 t.cancel();

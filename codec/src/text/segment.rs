@@ -290,7 +290,10 @@ pub(super) fn put_concat_udh(out: &mut BytesMut, width: RefWidth, concat: Concat
 /// the GSM encodings) takes at the operator, split with 8-bit-reference UDHs: 1 when it fits a
 /// lone message, else as many parts as [`split_encoded`] would make, since an escape sequence or
 /// a surrogate pair is never cut (152 septets, an escape and 152 more are three parts, not two).
-/// Counts without allocating, past [`PARTS_MAX`] too.
+/// Counts without allocating, past [`PARTS_MAX`] too. For [`Encoding::Gsm7Packed`] the CR that
+/// packing adds to a part ending in one (see [`gsm::needs_cr_pad`]) is not counted: such a text
+/// can need one part more than counted here (what SMPP carries, and the engine counts, is the
+/// unpacked [`Encoding::Gsm7`]).
 pub fn count_encoded_segments(encoded: &[u8], encoding: Encoding) -> usize {
     let unit_octets = if encoding == Encoding::Ucs2 { 2 } else { 1 };
     if lone_len(encoded, encoding) <= part_capacity(encoding, 0) * unit_octets {
