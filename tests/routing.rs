@@ -818,6 +818,36 @@ fn a_reloaded_customer_window_and_id_format_apply_to_its_bound_sessions() {
     gw.join();
 }
 
+/// A vendor answering after `latency_ms` (each answer followed by its receipt), a gateway with
+/// a response timeout and a grace far above it, customer c1 bound as `kind`, and `n` submits
+/// asking for receipts (to `prefix` and a number) sent and at the vendor, unanswered yet.
+fn submits_at_a_slow_vendor(
+    latency_ms: u64,
+    kind: &str,
+    n: usize,
+    prefix: &str,
+) -> (smppgw_loadgen::sim::SimHandle, smppgw_engine::Gateway, Client) {
+    let v =
+        sim(|s| s.faults.resp_latency = smppgw_loadgen::sim::Delay::Fixed(Duration::from_millis(latency_ms)));
+    let mut cfg = config(&[("v", v.local_addr())]);
+    // Far above the vendor's latency, on a loaded machine too: every answer is the vendor's.
+    cfg.vendors[0].response_timeout_ms = 5_000;
+    cfg.server.shutdown_grace_ms = 6_000;
+    let gw = smppgw_engine::start(cfg).unwrap();
+    assert!(wait_for(Duration::from_secs(10), || v.stats().binds_current >= 2));
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind(kind, "c1", "pw"), CommandStatus::ESME_ROK);
+    for i in 0..n {
+        let (_, mut p) = c.submit_pdu(&format!("{prefix}{i:04}"), "receipt at shutdown");
+        if let Body::SubmitSm(s) = &mut p.body {
+            s.registered_delivery = 1;
+        }
+        c.send(&p);
+    }
+    assert!(wait_for(Duration::from_secs(10), || v.stats().submits >= n as u64), "{:?}", v.stats());
+    (v, gw, c)
+}
+
 #[test]
 fn receipts_that_arrive_while_another_core_still_drains_are_all_accounted_for() {
     // Goal: shutdown with one customer on one core slow to leave (its submits still at the
@@ -828,24 +858,8 @@ fn receipts_that_arrive_while_another_core_still_drains_are_all_accounted_for() 
     // (That core used to unbind its vendor and exit at once; receipts for its shard then arrived
     // on the other core's bind and vanished.)
     use std::sync::atomic::Ordering;
-    let v = sim(|s| s.faults.resp_latency = smppgw_loadgen::sim::Delay::Fixed(Duration::from_millis(800)));
-    let mut cfg = config(&[("v", v.local_addr())]);
-    // Far above the vendor's latency, on a loaded machine too: every answer is the vendor's.
-    cfg.vendors[0].response_timeout_ms = 5_000;
-    cfg.server.shutdown_grace_ms = 6_000;
-    let gw = smppgw_engine::start(cfg).unwrap();
-    assert!(wait_for(Duration::from_secs(10), || v.stats().binds_current >= 2));
-    let mut c = Client::connect(gw.local_addr);
     // A transmitter: its receipts are held for it, not delivered.
-    assert_eq!(c.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
-    for i in 0..40 {
-        let (_, mut p) = c.submit_pdu(&format!("1555800{i:04}"), "late receipt");
-        if let Body::SubmitSm(s) = &mut p.body {
-            s.registered_delivery = 1;
-        }
-        c.send(&p);
-    }
-    assert!(wait_for(Duration::from_secs(10), || v.stats().submits >= 40), "{:?}", v.stats());
+    let (v, gw, mut c) = submits_at_a_slow_vendor(800, "tx", 40, "1555800");
     // The customer reads everything and answers nothing, not even the unbind.
     let reader = std::thread::spawn(move || while c.try_recv().is_some() {});
     let metrics = gw.metrics.clone();
@@ -871,23 +885,7 @@ fn receipts_a_vendor_sends_while_the_node_shuts_down_reach_the_customers_still_b
     // their submits were answered, so the receipts the vendor sent right behind its answers were
     // acknowledged to the vendor and then dropped at exit.)
     use std::sync::atomic::Ordering;
-    let v = sim(|s| s.faults.resp_latency = smppgw_loadgen::sim::Delay::Fixed(Duration::from_millis(600)));
-    let mut cfg = config(&[("v", v.local_addr())]);
-    // Far above the vendor's latency, on a loaded machine too: every answer is the vendor's.
-    cfg.vendors[0].response_timeout_ms = 5_000;
-    cfg.server.shutdown_grace_ms = 6_000;
-    let gw = smppgw_engine::start(cfg).unwrap();
-    assert!(wait_for(Duration::from_secs(10), || v.stats().binds_current >= 2));
-    let mut c = Client::connect(gw.local_addr);
-    assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
-    for i in 0..20 {
-        let (_, mut p) = c.submit_pdu(&format!("1555810{i:04}"), "receipt at shutdown");
-        if let Body::SubmitSm(s) = &mut p.body {
-            s.registered_delivery = 1;
-        }
-        c.send(&p);
-    }
-    assert!(wait_for(Duration::from_secs(10), || v.stats().submits >= 20), "{:?}", v.stats());
+    let (v, gw, mut c) = submits_at_a_slow_vendor(600, "trx", 20, "1555810");
     // The customer answers everything, the receipts and our unbind included.
     let reader = std::thread::spawn(move || {
         let (mut acked, mut receipts, mut unbound) = (0, 0, false);
