@@ -82,6 +82,9 @@ pub struct AdaptiveRate {
     observed: f64,
 }
 
+/// The most unused time a paced bind may bank, to make up for timers firing late.
+const PACE_BANK_NS: Nanos = 1_000_000;
+
 /// The slowest pace throttling can push a bind to, so that it keeps probing the vendor.
 pub const ADAPTIVE_FLOOR_PER_SEC: f64 = 1.0;
 const SECOND: Nanos = 1_000_000_000;
@@ -137,8 +140,10 @@ impl AdaptiveRate {
         self.window_count += 1;
         if self.current.is_finite() {
             let gap = (SECOND as f64 / self.current) as u64;
-            // Do not bank unused time beyond one interval: a quiet bind must not burst.
-            self.next_ns = self.next_ns.max(now.saturating_sub(gap)) + gap;
+            // Banked time makes up for timer lateness, at most PACE_BANK_NS (an interval at fast
+            // paces): a quiet bind at a slow pace must not send two at once (four binds of a
+            // 10/s account would send eight in the first instant).
+            self.next_ns = self.next_ns.max(now.saturating_sub(gap.min(PACE_BANK_NS))) + gap;
         }
     }
 
@@ -215,7 +220,8 @@ mod tests {
         r.on_throttled(2);
         assert_eq!(r.current(), 500.0, "one halving per 100 ms");
         assert!(r.ready_at(SECOND / 2).is_none());
-        // One interval of unused time may be banked, no more: the third send in a row must wait.
+        // At most 1 ms (an interval here is 2 ms) of unused time may be banked: the second send
+        // in a row is already ahead of the pace, the third must wait.
         r.on_send(SECOND / 2);
         r.on_send(SECOND / 2);
         assert!(r.ready_at(SECOND / 2 + 1).is_some(), "paced at 500/s");
@@ -225,6 +231,19 @@ mod tests {
             let _ = r.ready_at(s * SECOND);
         }
         assert_eq!(r.current(), 1000.0);
+    }
+
+    #[test]
+    fn a_quiet_bind_at_a_slow_pace_does_not_send_two_at_once() {
+        // Goal: a bind paced at 2.5/s (a 10/s vendor over four binds), quiet for a while, sends
+        // one message and then waits its interval (it sent two at once: eight in the first
+        // instant over four binds, against a vendor counting ten a second).
+        let mut r = AdaptiveRate::new(2.5);
+        let t = 100 * SECOND;
+        assert!(r.ready_at(t).is_none());
+        r.on_send(t);
+        let next = r.ready_at(t).expect("the second waits");
+        assert!(next >= t + 2 * SECOND / 5 - PACE_BANK_NS, "{} ms on", (next - t) / 1_000_000);
     }
 
     #[test]
