@@ -13,6 +13,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use smppgw_codec::CommandStatus;
+
 use crate::config::{BrandConfig, CampaignConfig};
 use crate::hash::FxHashMap;
 use crate::lease::{Lease, LeaseSpec};
@@ -139,14 +141,29 @@ pub enum CampaignRefusal {
         /// Index in [`CampaignTable::brands`].
         brand: u32,
     },
+    /// The message has more segments than its campaign's minute or its brand's day allows
+    /// whole: no retry can send it (refused for good, not throttled).
+    TooLong {
+        /// Index in [`CampaignTable::campaigns`].
+        campaign: u32,
+    },
 }
 
 impl CampaignRefusal {
     /// The gateway-wide counter this refusal counts in.
     pub fn counter(self, metrics: &Metrics) -> &AtomicU64 {
         match self {
-            CampaignRefusal::Campaign { .. } => &metrics.throttled_campaign,
+            CampaignRefusal::Campaign { .. } | CampaignRefusal::TooLong { .. } => &metrics.throttled_campaign,
             CampaignRefusal::Brand { .. } => &metrics.capped_brand,
+        }
+    }
+
+    /// The status the customer gets: ESME_RTHROTTLED (retry later), or ESME_RINVMSGLEN for a
+    /// message no window can hold.
+    pub fn status(self) -> CommandStatus {
+        match self {
+            CampaignRefusal::TooLong { .. } => CommandStatus::ESME_RINVMSGLEN,
+            _ => CommandStatus::ESME_RTHROTTLED,
         }
     }
 }
@@ -267,6 +284,11 @@ impl CampaignTable {
         let Some(c) = self.campaigns.get(ci as usize) else { return Ok(None) };
         let per_minute = c.cfg.segments_per_minute;
         let minute = window_index(unix_ms, MINUTE_MS);
+        let cap = c.brand.and_then(|bi| self.brands.get(bi as usize)).map_or(0, |b| b.cfg.daily_cap_segments);
+        if (per_minute > 0 && segments > per_minute) || (cap > 0 && segments > cap) {
+            c.counters.throttled.fetch_add(1, Ordering::Relaxed);
+            return Err(CampaignRefusal::TooLong { campaign: ci });
+        }
         if per_minute > 0 {
             if !c.window.try_add(minute, segments, per_minute) {
                 c.counters.throttled.fetch_add(1, Ordering::Relaxed);
@@ -434,6 +456,25 @@ mod tests {
             assert_eq!(t.admit(b"4477001", 1, T0), Ok(None));
         }
         assert_eq!(t.campaigns[0].counters.segments.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_message_longer_than_a_whole_window_is_refused_for_good() {
+        // Goal: a message of more segments than the campaign's minute (or the brand's day) can
+        // never be admitted: it gets a permanent status, not ESME_RTHROTTLED, which the
+        // customer would retry for ever; a message that fits a window still passes.
+        let t = table(&[brand("B1", 8)], &[campaign("C1", "B1", 5, &["1555"])]);
+        let too_long = t.admit(b"15550001", 6, T0);
+        assert_eq!(too_long, Err(CampaignRefusal::TooLong { campaign: 0 }));
+        assert_eq!(too_long.unwrap_err().status(), CommandStatus::ESME_RINVMSGLEN);
+        assert_eq!(t.admit(b"15550001", 5, T0), Ok(Some(0)), "the whole minute, in one message");
+        let t = table(&[brand("B1", 4)], &[campaign("C1", "B1", 0, &["1555"])]);
+        assert_eq!(
+            t.admit(b"15550001", 5, T0),
+            Err(CampaignRefusal::TooLong { campaign: 0 }),
+            "over the day"
+        );
+        assert_eq!(CampaignRefusal::Campaign { campaign: 0 }.status(), CommandStatus::ESME_RTHROTTLED);
     }
 
     #[test]

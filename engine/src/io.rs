@@ -681,6 +681,15 @@ impl CustomerDriver {
                 refusal.counter(&self.core.metrics).fetch_add(1, Ordering::Relaxed);
                 give_customer_rate_back(c, segments);
                 let c = Arc::clone(c);
+                if refusal.status() != CommandStatus::ESME_RTHROTTLED {
+                    // No retry could send it: refused for good, counted before routing.
+                    self.core.metrics.rejected.fetch_add(1, Ordering::Relaxed);
+                    self.core.metrics.submit_results.add(self.core.idx, refusal.status().0);
+                    c.counters.rejected.fetch_add(1, Ordering::Relaxed);
+                    let mut sink = Vec::new();
+                    let st = Err(refusal.status());
+                    return self.machine.submit_done(seq, data_sm, st, now, &mut self.wbuf, &mut sink);
+                }
                 return self.throttled(seq, data_sm, &c, now);
             }
         }
@@ -904,10 +913,15 @@ impl CustomerDriver {
                                 Err(refusal) => {
                                     refusal.counter(&self.core.metrics).fetch_add(1, Ordering::Relaxed);
                                     give_customer_rate_back(c, segments);
-                                    count_throttled(&self.core, c);
+                                    if refusal.status() == CommandStatus::ESME_RTHROTTLED {
+                                        count_throttled(&self.core, c);
+                                    } else {
+                                        self.core.metrics.rejected.fetch_add(1, Ordering::Relaxed);
+                                        c.counters.rejected.fetch_add(1, Ordering::Relaxed);
+                                    }
                                     pm.unsuccess.push(UnsuccessSme {
                                         addr: addr.clone(),
-                                        error_status: CommandStatus::ESME_RTHROTTLED,
+                                        error_status: refusal.status(),
                                     });
                                     continue;
                                 }
