@@ -268,3 +268,39 @@ fn messages_the_vendor_refuses_do_not_spend_the_brands_daily_cap() {
     gw.shutdown();
     gw.join();
 }
+
+#[test]
+fn a_refusal_after_a_reload_still_gives_the_brands_cap_back() {
+    // Goal: a message admitted under one configuration and refused after a reload (any
+    // reload: here an unrelated customer's window) gives its segments back to its campaign and
+    // brand, as without the reload (the refund was dropped: the snapshot it was counted in had
+    // changed). The vendor is down: the message waits for a bind (1 s), then is refused.
+    wait_for_room_in_window(86_400_000, 10_000);
+    let down = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = down.local_addr().unwrap();
+    drop(down);
+    let mut cfg = config(&[("v", addr)]);
+    cfg.brands.push(BrandConfig::new("B1", 1));
+    cfg.campaigns.push(campaign("C1", "B1", 0, &["15550001"]));
+    let gw = smppgw_engine::start(cfg.clone()).expect("gateway starts");
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+    let day = || {
+        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
+        smppgw_engine::campaign::window_index(now_ms, 86_400_000)
+    };
+    let counted = || gw.control().current().campaigns.brands[0].window.count(day());
+    let (seq, mut p) = c.submit_pdu("15551230000", "held");
+    if let Body::SubmitSm(s) = &mut p.body {
+        s.source = Address::new(1, 1, "15550001");
+    }
+    c.send(&p);
+    assert!(wait_for(Duration::from_secs(5), || counted() == 1), "admitted, waiting for a vendor");
+    cfg.customers[1].window = 7;
+    let version = gw.control().reload(cfg).unwrap();
+    assert!(wait_for(Duration::from_secs(10), || gw.control().applied_everywhere(version)));
+    assert_eq!(c.recv_resp(seq).command_status, CommandStatus::ESME_RSYSERR, "no vendor came");
+    assert_eq!(counted(), 0, "the brand's segment is back");
+    gw.shutdown();
+    gw.join();
+}

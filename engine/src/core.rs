@@ -1261,10 +1261,18 @@ impl Core {
         if let Some(c) = snap.customer_at(job.customer) {
             crate::io::give_customer_rate_back(c, ch.segments);
         }
-        if let Some(ci) = ch.campaign
-            && ch.version == snap.version
-        {
-            snap.campaigns.give_back(ci, ch.segments, ch.at_ms);
+        if let Some(ci) = ch.campaign {
+            // Indexes are those of the snapshot that admitted it; after a reload the source's
+            // campaign is found again (a campaign kept by the reload keeps its window and lease,
+            // so the refund lands where the charge was taken).
+            let ci = if ch.version == snap.version {
+                Some(ci)
+            } else {
+                snap.campaigns.lookup(&job.submit.source.addr)
+            };
+            if let Some(ci) = ci {
+                snap.campaigns.give_back(ci, ch.segments, ch.at_ms);
+            }
         }
     }
 
