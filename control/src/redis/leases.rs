@@ -9,6 +9,10 @@ use smppgw_engine::lease::LeaseSpec;
 /// A failed-short ask (Redis granted less than asked) is not repeated within this long: the
 /// window is (nearly) used up.
 const SHORT_RETRY_MS: u64 = 50;
+/// Leases of windows at least this long (a 10DLC brand's day) start idle: a node asks for
+/// units when a request needs them, not at start, so that nodes without that traffic do not
+/// hold a share of a day's cap they will never send.
+const IDLE_START_WINDOW_MS: u64 = 3_600_000;
 
 /// A lease's state on this node.
 #[derive(Debug)]
@@ -30,8 +34,13 @@ pub(crate) struct LeaseState {
 }
 
 impl LeaseState {
-    /// A lease seen for the first time: it asks at the next tick.
+    /// A lease seen for the first time: it asks at the next tick, or, for a long window, when a
+    /// request needs units (one is admitted ahead of that ask).
     pub(crate) fn new(s: &LeaseSpec, now: Instant) -> LeaseState {
+        let idle = s.window_ms >= IDLE_START_WINDOW_MS;
+        if idle {
+            s.lease.idle_window();
+        }
         LeaseState {
             window: -1,
             end: now,
@@ -40,7 +49,7 @@ impl LeaseState {
             short_at: None,
             taken_at_start: s.lease.taken(),
             refused_at_start: s.lease.refused(),
-            idle: false,
+            idle,
         }
     }
 
@@ -100,7 +109,10 @@ impl LeaseState {
         now: Instant,
     ) {
         if window != self.window || !s.lease.is_active() {
-            s.lease.activate(grant);
+            // The first grant after an idle start pays back what was borrowed ahead of it;
+            // a new window's grant replaces the last window's units.
+            let debt = if self.window < 0 { s.lease.tokens().min(0) } else { 0 };
+            s.lease.activate(grant + debt);
             self.window = window;
         } else {
             s.lease.grant(grant);
@@ -172,6 +184,28 @@ mod tests {
         assert_eq!(s.lease.tokens(), want as i64 - 2, "the grant pays back the borrowed units");
         // The next window change finds it used: it asks like a busy node.
         assert!(st.plan(&s, t1 + ms(510)).is_some());
+    }
+
+    #[test]
+    fn a_day_long_lease_is_not_asked_for_until_a_request_needs_it() {
+        // Goal: a brand's daily cap is not spread over every node at start (each asking a
+        // fiftieth of it, traffic or not): a node asks when a request comes, admitting that one
+        // ahead of the grant, which then pays it back.
+        let s = LeaseSpec {
+            key: "rate:brand:b".into(),
+            limit: 10_000,
+            window_ms: 86_400_000,
+            lease: Arc::new(Lease::new()),
+        };
+        let t0 = Instant::now();
+        let mut st = LeaseState::new(&s, t0);
+        assert!(st.plan(&s, t0).is_none(), "no traffic, no ask");
+        assert!(st.plan(&s, t0 + ms(1_000)).is_none());
+        assert!(s.lease.try_take(3), "the first request is admitted ahead of the ask");
+        let want = st.plan(&s, t0 + ms(1_010)).expect("then it asks");
+        assert!(want >= 3, "{want}");
+        st.apply(&s, want, (200, 20_000, 3_600_000), t0 + ms(1_011));
+        assert_eq!(s.lease.tokens(), 197, "the grant, less what was borrowed");
     }
 
     #[test]
