@@ -193,6 +193,14 @@ fn return_to(lease: &Lease, units: u32) {
     }
 }
 
+/// [`return_to`] of units taken under lease generation `generation`: nothing once the lease
+/// is in another window.
+fn return_from(lease: &Lease, generation: u32, units: u32) {
+    if lease.generation() == generation {
+        return_to(lease, units);
+    }
+}
+
 impl CampaignTable {
     /// Compiles `brands` and `campaigns`. With `prev` (the table being replaced) every campaign and
     /// brand keeps its counters, window and lease: what the current window counted stays counted
@@ -332,7 +340,7 @@ impl CampaignTable {
     /// of campaign `ci` that was not sent after all (no route, no vendor, refused by them): a
     /// vendor outage must not spend a brand's daily cap on the customer's retries. Nothing goes
     /// back to a window that is over.
-    pub fn give_back(&self, ci: u32, segments: u32, unix_ms: u64) {
+    pub fn give_back(&self, ci: u32, segments: u32, unix_ms: u64, lease_gens: [u32; 2]) {
         let Some(c) = self.campaigns.get(ci as usize) else { return };
         let now_ms = crate::core::unix_now_ms();
         // The window counter ignores an index that is over; the lease does not know windows.
@@ -344,16 +352,24 @@ impl CampaignTable {
         };
         if c.cfg.segments_per_minute > 0 && still(MINUTE_MS) {
             c.window.give_back(window_index(unix_ms, MINUTE_MS), segments);
-            return_to(&c.lease, segments);
+            return_from(&c.lease, lease_gens[0], segments);
         }
         uncount(&c.counters.segments);
         if let Some(b) = c.brand.and_then(|bi| self.brands.get(bi as usize)) {
             if b.cfg.daily_cap_segments > 0 && still(DAY_MS) {
                 b.window.give_back(window_index(unix_ms, DAY_MS), segments);
-                return_to(&b.lease, segments);
+                return_from(&b.lease, lease_gens[1], segments);
             }
             uncount(&b.counters.segments);
         }
+    }
+
+    /// The generations of campaign `ci`'s lease and its brand's, for a later
+    /// [`CampaignTable::give_back`].
+    pub fn lease_gens(&self, ci: u32) -> [u32; 2] {
+        let Some(c) = self.campaigns.get(ci as usize) else { return [0; 2] };
+        let brand = c.brand.and_then(|bi| self.brands.get(bi as usize)).map_or(0, |b| b.lease.generation());
+        [c.lease.generation(), brand]
     }
 
     /// The shared limits of the campaigns and brands that have one: `rate:campaign:{id}` (segments

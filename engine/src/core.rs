@@ -140,6 +140,10 @@ pub struct Charge {
     pub version: u64,
     /// When it was admitted, Unix milliseconds (the windows it was counted in).
     pub at_ms: u64,
+    /// The generations of the customer's, the campaign's and the brand's shared leases when it
+    /// was admitted ([`crate::lease::Lease::generation`]): a refund goes back to a lease only
+    /// within the window it was taken in.
+    pub lease_gens: [u32; 3],
 }
 
 impl Job {
@@ -1259,7 +1263,8 @@ impl Core {
         }
         let snap = self.snap();
         if let Some(c) = snap.customer_at(job.customer) {
-            crate::io::give_customer_rate_back(c, ch.segments);
+            c.limiter.give_back(ch.segments);
+            c.lease.give_back_from(ch.lease_gens[0], ch.segments);
         }
         if let Some(ci) = ch.campaign {
             // Indexes are those of the snapshot that admitted it; after a reload the source's
@@ -1271,7 +1276,7 @@ impl Core {
                 snap.campaigns.lookup(&job.submit.source.addr)
             };
             if let Some(ci) = ci {
-                snap.campaigns.give_back(ci, ch.segments, ch.at_ms);
+                snap.campaigns.give_back(ci, ch.segments, ch.at_ms, [ch.lease_gens[1], ch.lease_gens[2]]);
             }
         }
     }

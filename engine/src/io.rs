@@ -675,8 +675,15 @@ impl CustomerDriver {
                 snap.campaign_admit(&submit.source.addr, segments, charge.at_ms)
             }
         };
+        charge.lease_gens[0] = c.lease.generation();
         match admitted {
-            Ok(campaign) => charge.campaign = campaign,
+            Ok(campaign) => {
+                charge.campaign = campaign;
+                if let Some(ci) = campaign {
+                    let [g1, g2] = self.core.snapshot().campaigns.lease_gens(ci);
+                    charge.lease_gens[1..].copy_from_slice(&[g1, g2]);
+                }
+            }
             Err(refusal) => {
                 refusal.counter(&self.core.metrics).fetch_add(1, Ordering::Relaxed);
                 give_customer_rate_back(c, segments);
@@ -928,8 +935,17 @@ impl CustomerDriver {
                             };
                             c.counters.submitted.fetch_add(1, Ordering::Relaxed);
                             c.counters.segments.fetch_add(u64::from(segments), Ordering::Relaxed);
-                            let charge =
-                                crate::core::Charge { segments, campaign, version: snap.version, at_ms };
+                            let charge = crate::core::Charge {
+                                segments,
+                                campaign,
+                                version: snap.version,
+                                at_ms,
+                                lease_gens: {
+                                    let [g1, g2] =
+                                        campaign.map_or([0; 2], |ci| snap.campaigns.lease_gens(ci));
+                                    [c.lease.generation(), g1, g2]
+                                },
+                            };
                             jobs.push((i as u16, submit, charge));
                         }
                     }

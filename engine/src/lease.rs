@@ -20,6 +20,9 @@ pub struct Lease {
     need: AtomicU32,
     /// One request may still be admitted ahead of the grant (see [`Lease::idle_window`]).
     may_borrow: AtomicBool,
+    /// Bumped by every [`Lease::activate`] (a new window's units): a refund of units taken
+    /// under another generation belongs to a window that is over (see [`Lease::give_back_from`]).
+    generation: AtomicU32,
 }
 
 impl Lease {
@@ -64,8 +67,22 @@ impl Lease {
         self.active.load(Ordering::Acquire)
     }
 
+    /// The current generation, to pass to [`Lease::give_back_from`] with units taken now.
+    pub fn generation(&self) -> u32 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// [`Lease::give_back`] of units taken under `generation`: nothing when the window they
+    /// were counted in (in Redis too) is over, so a refund never adds to a later window.
+    pub fn give_back_from(&self, generation: u32, units: u32) {
+        if self.generation() == generation {
+            self.give_back(units);
+        }
+    }
+
     /// Starts enforcing the shared limit with `tokens` units (a new window's first grant).
     pub fn activate(&self, tokens: i64) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
         self.may_borrow.store(false, Ordering::Release);
         self.tokens.store(tokens, Ordering::Release);
         self.active.store(true, Ordering::Release);
@@ -127,6 +144,22 @@ pub struct LeaseSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refund_goes_back_only_into_the_window_it_was_taken_from() {
+        // Goal: units taken in one window and refunded after the next window's grant (a message
+        // held for a vendor across the change, then refused) do not add to the new window:
+        // Redis counted them in the old one, and the new one would admit more than its share.
+        let l = Lease::new();
+        l.activate(10);
+        assert!(l.try_take(4));
+        let taken_in = l.generation();
+        l.give_back_from(taken_in, 2);
+        assert_eq!(l.tokens(), 8, "same window: back");
+        l.activate(10);
+        l.give_back_from(taken_in, 2);
+        assert_eq!(l.tokens(), 10, "the window is over: nothing added");
+    }
 
     #[test]
     fn a_request_larger_than_the_grant_is_remembered_for_the_next_ask() {
