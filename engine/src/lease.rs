@@ -38,13 +38,21 @@ impl Lease {
             return true;
         }
         let n = i64::from(units);
-        let before = self.tokens.fetch_sub(n, Ordering::AcqRel);
-        if before >= n || self.may_borrow.swap(false, Ordering::AcqRel) {
+        // Taken only when there are enough (or one may borrow), never taken and put back: a
+        // put-back landing after the control thread stored a new window's grant would add to it.
+        let mut borrowing = false;
+        let took = self.tokens.fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| {
+            if t >= n || borrowing {
+                return Some(t - n);
+            }
             // Borrowed, the units stay owed (negative): the next grant pays them back.
+            borrowing = self.may_borrow.swap(false, Ordering::AcqRel);
+            borrowing.then_some(t - n)
+        });
+        if took.is_ok() {
             self.taken.fetch_add(u64::from(units), Ordering::Relaxed);
             true
         } else {
-            self.tokens.fetch_add(n, Ordering::AcqRel);
             self.refused.fetch_add(1, Ordering::Relaxed);
             self.need.fetch_max(units, Ordering::Relaxed);
             false
