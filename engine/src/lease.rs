@@ -114,6 +114,12 @@ impl Lease {
         self.active.store(false, Ordering::Release);
     }
 
+    /// Enforces the shared limit again with the units held when it was deactivated (Redis is
+    /// back within the same window, which counted them as this node's).
+    pub fn resume(&self) {
+        self.active.store(true, Ordering::Release);
+    }
+
     /// Adds a grant to the current window's units.
     pub fn grant(&self, tokens: i64) {
         self.tokens.fetch_add(tokens, Ordering::AcqRel);

@@ -53,6 +53,11 @@ impl LeaseState {
         }
     }
 
+    /// Whether the window Redis last granted units of is still running at `now`.
+    pub(crate) fn in_window(&self, now: Instant) -> bool {
+        self.window >= 0 && now < self.end
+    }
+
     /// One tick of the lease loop: how many units to ask Redis for now, if any.
     pub(crate) fn plan(&mut self, s: &LeaseSpec, now: Instant) -> Option<u64> {
         let taken = s.lease.taken();
@@ -206,6 +211,25 @@ mod tests {
         assert!(want >= 3, "{want}");
         st.apply(&s, want, (200, 20_000, 3_600_000), t0 + ms(1_011));
         assert_eq!(s.lease.tokens(), 197, "the grant, less what was borrowed");
+    }
+
+    #[test]
+    fn units_held_when_redis_went_away_are_kept_when_it_returns_in_the_same_window() {
+        // Goal: a Redis blip does not strand what a node held (Redis counted it as the node's):
+        // back within the window, the lease resumes with those units and asks nothing; after
+        // the window, it asks for the new one.
+        let s = spec(1_000);
+        let t0 = Instant::now();
+        let mut st = LeaseState::new(&s, t0);
+        let want = st.plan(&s, t0).expect("first ask");
+        st.apply(&s, want, (100, 7, 1_000), t0);
+        assert!(s.lease.try_take(10));
+        s.lease.deactivate();
+        assert!(st.in_window(t0 + ms(500)), "Redis back within the window");
+        s.lease.resume();
+        assert_eq!(s.lease.tokens(), 90, "what it held");
+        assert!(st.plan(&s, t0 + ms(510)).is_none(), "nothing to ask");
+        assert!(!st.in_window(t0 + ms(1_000)), "the window is over");
     }
 
     #[test]

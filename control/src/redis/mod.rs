@@ -1391,13 +1391,21 @@ async fn keep_leases(inner: Arc<Inner>) {
             states.retain(|k, _| specs.iter().any(|s| &s.key == k && s.lease.is_active()));
         }
         let Some(mut conn) = inner.conn() else {
+            // Only the local limits apply while Redis is away. The states are kept: Redis
+            // counted the units each lease holds as this node's, so when it answers again
+            // within the same window the lease resumes with them instead of asking anew (each
+            // blip stranded a share of every limit, up to a fiftieth of a brand's day).
             for s in &specs {
                 s.lease.deactivate();
             }
-            states.clear();
             continue;
         };
         let now = Instant::now();
+        for s in &specs {
+            if !s.lease.is_active() && states.get(&s.key).is_some_and(|st| st.in_window(now)) {
+                s.lease.resume();
+            }
+        }
         let mut asks: Vec<(usize, u64)> = Vec::new();
         for (i, s) in specs.iter().enumerate() {
             let st = states.entry(s.key.clone()).or_insert_with(|| LeaseState::new(s, now));
