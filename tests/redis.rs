@@ -555,6 +555,52 @@ fn a_10dlc_campaign_limit_holds_over_both_nodes() {
 }
 
 #[test]
+fn a_stopping_node_gives_back_the_brand_units_it_held_and_did_not_send() {
+    // Goal: a node leases a share of a brand's daily cap as its traffic needs; at a clean stop
+    // it gives back what it held and did not send, so rolling restarts do not spend the day's
+    // cap on quota nobody sent. The window count in Redis is then what was sent.
+    use smppgw_engine::config::{BrandConfig, CampaignConfig};
+    let redis = RedisServer::start();
+    let vendor = sim(|_| {});
+    let mut cfg = config(&[("v1", vendor.local_addr())]);
+    cfg.brands.push(BrandConfig::new("B1", 10_000));
+    cfg.campaigns.push(CampaignConfig {
+        source_prefixes: vec!["1555777".to_owned()],
+        ..CampaignConfig::new("C1", "B1")
+    });
+    let a = Node::start(cfg, 1, &redis);
+    assert!(wait_for(Duration::from_secs(10), || vendor.stats().binds_current >= 2), "vendor binds up");
+    let mut c = Client::connect(a.gw.local_addr);
+    assert_eq!(c.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+    let send = |c: &mut Client| {
+        let (seq, mut p) = c.submit_pdu("15551230000", "from the brand");
+        if let Body::SubmitSm(s) = &mut p.body {
+            s.source = smppgw_codec::Address::new(1, 1, "15557770001");
+        }
+        c.send(&p);
+        c.recv_resp(seq).command_status
+    };
+    assert_eq!(send(&mut c), CommandStatus::ESME_ROK, "the first, ahead of the lease");
+    let mut r = redis.client();
+    let day = unix_ms() / 86_400_000;
+    let key = format!("t:rate:brand:B1:{day}");
+    let count = |r: &mut redis::Connection| -> u64 {
+        redis::cmd("GET").arg(&key).query::<Option<u64>>(r).unwrap().unwrap_or(0)
+    };
+    assert!(
+        wait_for(Duration::from_secs(5), || count(&mut r) > 2),
+        "the node leased a share: {}",
+        count(&mut r)
+    );
+    for _ in 0..2 {
+        assert_eq!(send(&mut c), CommandStatus::ESME_ROK);
+    }
+    drop(c);
+    a.stop();
+    assert_eq!(count(&mut r), 3, "after the stop, what was sent");
+}
+
+#[test]
 fn receipts_held_for_a_customer_that_left_this_node_are_delivered_where_it_binds_next() {
     // Goal: receipts a node holds for a customer (in flight on its receiving bind when that
     // bind closed, unanswered) move to the shared queue when the customer has no receiving bind

@@ -53,6 +53,11 @@ impl LeaseState {
         }
     }
 
+    /// The number of the window Redis last granted units of (-1 before any).
+    pub(crate) fn window(&self) -> i64 {
+        self.window
+    }
+
     /// Whether the window Redis last granted units of is still running at `now`.
     pub(crate) fn in_window(&self, now: Instant) -> bool {
         self.window >= 0 && now < self.end

@@ -140,6 +140,16 @@ pub const METRIC_FAMILIES: &[&str] = &[
     "smppgw_redis_malformed_total",
 ];
 
+/// Gives ARGV[1] units back to the window count KEYS[1] (never below zero; nothing for a count
+/// that is absent or not a number): a stopping node returns what it held and did not send.
+const RETURN_SCRIPT: &str = r"
+local v = redis.pcall('GET', KEYS[1])
+if type(v) ~= 'string' or not string.match(v, '^%d+$') then return 0 end
+local n = math.min(tonumber(v), tonumber(ARGV[1]))
+if n > 0 then redis.call('DECRBY', KEYS[1], n) end
+return n
+";
+
 const LEASE_SCRIPT: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -246,6 +256,9 @@ pub struct RedisHealth {
     lease_requests: AtomicU64,
     malformed: AtomicU64,
     flush_now: AtomicBool,
+    /// The units the leases held were given back to their windows at the stop (or there was
+    /// nothing to give back).
+    leases_returned: AtomicBool,
     /// The cores' ops not yet taken by the writer (set when the link starts).
     ops: std::sync::OnceLock<crossbeam_channel::Receiver<Vec<RemoteOp>>>,
     /// Set while the writer works on ops it took.
@@ -288,7 +301,8 @@ impl RedisHealth {
         loop {
             // In this order: ops the writer takes after the first look are seen by the second.
             let queued = self.ops.get().is_some_and(|r| !r.is_empty());
-            if !queued && !self.writing.load(Ordering::SeqCst) && self.backlog() == 0 {
+            let returned = self.leases_returned.load(Ordering::Acquire);
+            if !queued && !self.writing.load(Ordering::SeqCst) && self.backlog() == 0 && returned {
                 return true;
             }
             if !self.is_up() || Instant::now() >= deadline {
@@ -1401,6 +1415,32 @@ async fn keep_leases(inner: Arc<Inner>) {
             continue;
         };
         let now = Instant::now();
+        if inner.health.flush_now.load(Ordering::Acquire) {
+            // The node stops (its cores have): what the leases hold in windows still running
+            // goes back to Redis for the other nodes, once.
+            if !inner.health.leases_returned.load(Ordering::Acquire) {
+                let mut pipe = redis::pipe();
+                for s in &specs {
+                    let held = s.lease.tokens();
+                    if let Some(st) = states.get(&s.key).filter(|st| st.in_window(now))
+                        && s.lease.is_active()
+                        && held > 0
+                    {
+                        pipe.cmd("EVAL")
+                            .arg(RETURN_SCRIPT)
+                            .arg(1)
+                            .arg(inner.key(format_args!("{}:{}", s.key, st.window())))
+                            .arg(held);
+                    }
+                    s.lease.deactivate();
+                }
+                match replies(&mut conn, &pipe).await {
+                    Ok(_) => inner.health.leases_returned.store(true, Ordering::Release),
+                    Err(e) => inner.fail("giving back leased units", &e),
+                }
+            }
+            continue;
+        }
         for s in &specs {
             if !s.lease.is_active() && states.get(&s.key).is_some_and(|st| st.in_window(now)) {
                 s.lease.resume();
