@@ -364,6 +364,16 @@ impl CampaignTable {
         }
     }
 
+    /// What names campaign `ci` and its brand across reloads (a hash of their ids): a refund
+    /// after a reload goes to the campaign found for the source only when it is the same one.
+    pub fn identity(&self, ci: u32) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let Some(c) = self.campaigns.get(ci as usize) else { return 0 };
+        let mut h = crate::hash::FxHasher::default();
+        (&c.cfg.campaign_id, &c.cfg.brand_id).hash(&mut h);
+        h.finish()
+    }
+
     /// The generations of campaign `ci`'s lease and its brand's, for a later
     /// [`CampaignTable::give_back`].
     pub fn lease_gens(&self, ci: u32) -> [u32; 2] {

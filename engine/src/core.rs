@@ -144,6 +144,8 @@ pub struct Charge {
     /// was admitted ([`crate::lease::Lease::generation`]): a refund goes back to a lease only
     /// within the window it was taken in.
     pub lease_gens: [u32; 3],
+    /// The campaign's [`crate::campaign::CampaignTable::identity`].
+    pub campaign_key: u64,
 }
 
 impl Job {
@@ -1273,7 +1275,11 @@ impl Core {
             let ci = if ch.version == snap.version {
                 Some(ci)
             } else {
-                snap.campaigns.lookup(&job.submit.source.addr)
+                // Only to the same campaign of the same brand: a reload may have moved the
+                // source elsewhere, whose counts never had these segments.
+                snap.campaigns
+                    .lookup(&job.submit.source.addr)
+                    .filter(|&now_ci| snap.campaigns.identity(now_ci) == ch.campaign_key)
             };
             if let Some(ci) = ci {
                 snap.campaigns.give_back(ci, ch.segments, ch.at_ms, [ch.lease_gens[1], ch.lease_gens[2]]);

@@ -658,6 +658,9 @@ impl CustomerDriver {
         self.core.metrics.submits.add(self.core.idx, 1);
         // Borrowed, not cloned: a clone is two atomic operations on a count every core shares.
         let Some(c) = self.customer.as_ref() else { return };
+        // Read before the take: a new window arriving in between loses this refund rather than
+        // putting it into the new window.
+        let lease_gen = c.lease.generation();
         if !take_customer_rate(c, segments, self.io.nanos(now)) {
             self.core.metrics.throttled_customer.fetch_add(1, Ordering::Relaxed);
             let c = Arc::clone(c);
@@ -675,13 +678,15 @@ impl CustomerDriver {
                 snap.campaign_admit(&submit.source.addr, segments, charge.at_ms)
             }
         };
-        charge.lease_gens[0] = c.lease.generation();
+        charge.lease_gens[0] = lease_gen;
         match admitted {
             Ok(campaign) => {
                 charge.campaign = campaign;
                 if let Some(ci) = campaign {
-                    let [g1, g2] = self.core.snapshot().campaigns.lease_gens(ci);
+                    let snap = self.core.snapshot();
+                    let [g1, g2] = snap.campaigns.lease_gens(ci);
                     charge.lease_gens[1..].copy_from_slice(&[g1, g2]);
+                    charge.campaign_key = snap.campaigns.identity(ci);
                 }
             }
             Err(refusal) => {
@@ -903,6 +908,7 @@ impl CustomerDriver {
                     match crate::customer::validate_submit(&submit) {
                         Err(st) => pm.unsuccess.push(UnsuccessSme { addr: addr.clone(), error_status: st }),
                         Ok(segments) => {
+                            let lease_gen = c.lease.generation();
                             if !take_customer_rate(c, segments, self.io.nanos(now)) {
                                 self.core.metrics.throttled_customer.fetch_add(1, Ordering::Relaxed);
                                 count_throttled(&self.core, c);
@@ -924,6 +930,10 @@ impl CustomerDriver {
                                         count_throttled(&self.core, c);
                                     } else {
                                         self.core.metrics.rejected.fetch_add(1, Ordering::Relaxed);
+                                        self.core
+                                            .metrics
+                                            .submit_results
+                                            .add(self.core.idx, refusal.status().0);
                                         c.counters.rejected.fetch_add(1, Ordering::Relaxed);
                                     }
                                     pm.unsuccess.push(UnsuccessSme {
@@ -943,8 +953,9 @@ impl CustomerDriver {
                                 lease_gens: {
                                     let [g1, g2] =
                                         campaign.map_or([0; 2], |ci| snap.campaigns.lease_gens(ci));
-                                    [c.lease.generation(), g1, g2]
+                                    [lease_gen, g1, g2]
                                 },
+                                campaign_key: campaign.map_or(0, |ci| snap.campaigns.identity(ci)),
                             };
                             jobs.push((i as u16, submit, charge));
                         }

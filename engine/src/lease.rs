@@ -111,12 +111,16 @@ impl Lease {
 
     /// Stops enforcing it (the shared backend is unreachable): only local limits apply.
     pub fn deactivate(&self) {
+        // What is admitted from now on takes nothing from the lease: no refund may add to it.
+        self.generation.fetch_add(1, Ordering::AcqRel);
         self.active.store(false, Ordering::Release);
     }
 
     /// Enforces the shared limit again with the units held when it was deactivated (Redis is
     /// back within the same window, which counted them as this node's).
     pub fn resume(&self) {
+        // Messages admitted while it was inactive took nothing: their refunds add nothing.
+        self.generation.fetch_add(1, Ordering::AcqRel);
         self.active.store(true, Ordering::Release);
     }
 
@@ -173,6 +177,14 @@ mod tests {
         l.activate(10);
         l.give_back_from(taken_in, 2);
         assert_eq!(l.tokens(), 10, "the window is over: nothing added");
+        // Admitted while Redis was away (nothing taken from the lease), refused after it came
+        // back within the window: the refund adds nothing either.
+        l.deactivate();
+        let while_away = l.generation();
+        assert!(l.try_take(3), "inactive: admitted");
+        l.resume();
+        l.give_back_from(while_away, 3);
+        assert_eq!(l.tokens(), 10, "units never taken are not given back");
     }
 
     #[test]

@@ -31,6 +31,9 @@ pub(crate) struct LeaseState {
     /// The current window was idle-started (`Lease::idle_window`): no ask until a request
     /// needs units.
     idle: bool,
+    /// The address of the lease this state is for, only compared: a reload that changes the
+    /// limit makes a new lease, whose state starts again.
+    lease: usize,
 }
 
 impl LeaseState {
@@ -50,7 +53,13 @@ impl LeaseState {
             taken_at_start: s.lease.taken(),
             refused_at_start: s.lease.refused(),
             idle,
+            lease: std::sync::Arc::as_ptr(&s.lease) as usize,
         }
+    }
+
+    /// Whether this state belongs to `s`'s lease (not to the one a reload replaced).
+    pub(crate) fn is_for(&self, s: &LeaseSpec) -> bool {
+        self.lease == std::sync::Arc::as_ptr(&s.lease) as usize
     }
 
     /// The number of the window Redis last granted units of (-1 before any).

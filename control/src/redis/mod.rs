@@ -1399,10 +1399,11 @@ async fn keep_leases(inner: Arc<Inner>) {
         if snap.version != version {
             version = snap.version;
             specs = snap.leases();
-            // A limit whose value changed has a new, inactive lease: forget its state so that it
-            // asks at once (an idle state would wait for a refusal that an inactive lease never
-            // makes, leaving only the local limit for the rest of the window).
-            states.retain(|k, _| specs.iter().any(|s| &s.key == k && s.lease.is_active()));
+            // A limit whose value changed has a new lease: forget its state so that it asks at
+            // once (an idle state would wait for a refusal that an inactive lease never makes,
+            // leaving only the local limit for the rest of the window). The others stay, also
+            // while Redis is away (their leases inactive, their units kept for its return).
+            states.retain(|k, st| specs.iter().any(|s| &s.key == k && st.is_for(s)));
         }
         let Some(mut conn) = inner.conn() else {
             // Only the local limits apply while Redis is away. The states are kept: Redis
