@@ -1103,8 +1103,11 @@ fn receipts_a_node_took_from_the_shared_queue_before_it_died_reach_the_customer_
         submit(i, &mut ids);
     }
     // Node 1 took all three (so Redis deleted the emptied queue) and died before its cores had
-    // them.
+    // them. The count above is of receipts handed to the Redis writer: wait until all three
+    // are written.
     let mut r = redis.client();
+    let len = |r: &mut redis::Connection| redis::cmd("LLEN").arg("t:dlrq:c1").query::<usize>(r).unwrap();
+    assert!(wait_for(Duration::from_secs(5), || len(&mut r) == 3), "three queued: {}", len(&mut r));
     for _ in 0..3 {
         let _: Option<Vec<u8>> = redis::cmd("LMOVE")
             .arg("t:dlrq:c1")
