@@ -111,6 +111,9 @@ pub struct CampaignRt {
     pub lease: Arc<Lease>,
     /// Its counters.
     pub counters: Arc<CampaignCounters>,
+    /// A hash of its id and its brand's, naming it across reloads (see
+    /// [`CampaignTable::identity`]).
+    identity: u64,
 }
 
 /// A brand and its live state.
@@ -247,6 +250,12 @@ impl CampaignTable {
                 window: old.map_or_else(Arc::default, |o| o.window.clone()),
                 lease: old.map_or_else(Arc::default, |o| o.lease.clone()),
                 counters: old.map_or_else(Arc::default, |o| o.counters.clone()),
+                identity: {
+                    use std::hash::{Hash, Hasher};
+                    let mut h = crate::hash::FxHasher::default();
+                    (&c.campaign_id, &c.brand_id).hash(&mut h);
+                    h.finish()
+                },
             });
         }
         t
@@ -367,11 +376,7 @@ impl CampaignTable {
     /// What names campaign `ci` and its brand across reloads (a hash of their ids): a refund
     /// after a reload goes to the campaign found for the source only when it is the same one.
     pub fn identity(&self, ci: u32) -> u64 {
-        use std::hash::{Hash, Hasher};
-        let Some(c) = self.campaigns.get(ci as usize) else { return 0 };
-        let mut h = crate::hash::FxHasher::default();
-        (&c.cfg.campaign_id, &c.cfg.brand_id).hash(&mut h);
-        h.finish()
+        self.campaigns.get(ci as usize).map_or(0, |c| c.identity)
     }
 
     /// The generations of campaign `ci`'s lease and its brand's, for a later

@@ -668,27 +668,26 @@ impl CustomerDriver {
         }
         // 10DLC: the campaign of the source number and its brand (a source in none is not limited).
         let mut charge = crate::core::Charge { segments, ..Default::default() };
+        charge.lease_gens[0] = lease_gen;
         let admitted = {
+            // Borrowed, not cloned (see above).
             let snap = self.core.snap();
             if snap.campaigns.is_empty() {
                 Ok(None)
             } else {
                 charge.at_ms = crate::core::unix_now_ms();
                 charge.version = snap.version;
-                snap.campaign_admit(&submit.source.addr, segments, charge.at_ms)
-            }
-        };
-        charge.lease_gens[0] = lease_gen;
-        match admitted {
-            Ok(campaign) => {
-                charge.campaign = campaign;
-                if let Some(ci) = campaign {
-                    let snap = self.core.snapshot();
+                let admitted = snap.campaign_admit(&submit.source.addr, segments, charge.at_ms);
+                if let Ok(Some(ci)) = admitted {
                     let [g1, g2] = snap.campaigns.lease_gens(ci);
                     charge.lease_gens[1..].copy_from_slice(&[g1, g2]);
                     charge.campaign_key = snap.campaigns.identity(ci);
                 }
+                admitted
             }
+        };
+        match admitted {
+            Ok(campaign) => charge.campaign = campaign,
             Err(refusal) => {
                 refusal.counter(&self.core.metrics).fetch_add(1, Ordering::Relaxed);
                 give_customer_rate_back(c, segments);

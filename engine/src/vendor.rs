@@ -635,13 +635,7 @@ mod tests {
         let (mut s, now, mut out) = bound();
         s.submit((1, msg()), now, &mut out, |j| &j.1).unwrap();
         let sent = pdus(&mut out);
-        let mut raw = BytesMut::new();
-        raw.extend_from_slice(&20u32.to_be_bytes());
-        raw.extend_from_slice(&0x8000_0000u32.to_be_bytes());
-        raw.extend_from_slice(&0u32.to_be_bytes());
-        raw.extend_from_slice(&sent[0].sequence_number.to_be_bytes());
-        raw.extend_from_slice(b"junk");
-        let err = Decoder::default().decode(&mut raw).expect_err("malformed");
+        let err = with_junk_body(0x8000_0000, 0, sent[0].sequence_number);
         let mut ev = Vec::new();
         s.on_decode_error(&err, now, &mut out, &mut ev);
         assert!(
