@@ -592,12 +592,22 @@ fn a_stopping_node_gives_back_the_brand_units_it_held_and_did_not_send() {
         "the node leased a share: {}",
         count(&mut r)
     );
-    for _ in 0..2 {
-        assert_eq!(send(&mut c), CommandStatus::ESME_ROK);
+    // Redis counts the lease a round trip before the node holds it: a message sent in that
+    // round trip is refused (README, "Known gaps"), so two are sent once the lease is there.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut sent = 1;
+    while sent < 3 {
+        match send(&mut c) {
+            CommandStatus::ESME_ROK => sent += 1,
+            CommandStatus::ESME_RTHROTTLED if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            other => panic!("message {} of 3: {other:?}", sent + 1),
+        }
     }
     drop(c);
     a.stop();
-    assert_eq!(count(&mut r), 3, "after the stop, what was sent");
+    assert_eq!(count(&mut r), sent, "after the stop, what was sent");
 }
 
 #[test]
