@@ -35,6 +35,11 @@ struct Cli {
     /// Without it, PostgreSQL down at start is an error (exit 3).
     #[arg(long, env = "SMPPGW_CONFIG_CACHE")]
     config_cache: Option<PathBuf>,
+    /// Keep the highest message id this node issued in this file (written every second and at
+    /// a clean stop), and start above it: ids are then never issued twice within the receipt
+    /// TTL, even when the clock is behind them at a restart. With Redis it is kept there too.
+    #[arg(long, env = "SMPPGW_ID_STATE")]
+    id_state: Option<PathBuf>,
     /// Token for the HTTP API's state-changing requests (required when it listens beyond loopback).
     #[arg(long, env = "SMPPGW_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
@@ -137,6 +142,7 @@ fn main() -> ExitCode {
                 admin_token: cli.admin_token,
                 redis,
                 config_cache: cli.config_cache,
+                id_state: cli.id_state,
             })
         }
     }
@@ -267,10 +273,37 @@ struct Opts {
     admin_token: Option<String>,
     redis: Option<smppgw_control::redis::RedisOptions>,
     config_cache: Option<PathBuf>,
+    id_state: Option<PathBuf>,
+}
+
+/// How long the start waits for Redis to read the id watermark before going on without it.
+const IDS_REDIS_WAIT_MS: u64 = 1_000;
+
+/// The highest id counter an earlier run of node `node` issued, from the id state file and
+/// Redis (whichever is higher); what cannot be read is said and left out.
+fn ids_issued_before(
+    id_state: Option<&std::path::Path>,
+    redis: Option<&smppgw_control::redis::RedisOptions>,
+    node: u32,
+) -> Option<u64> {
+    let from_file = id_state.and_then(|p| {
+        smppgw_control::ids::load(p)
+            .inspect_err(|e| tracing::error!("message id state not read, ids start from the clock: {e}"))
+            .ok()
+            .flatten()
+    });
+    let from_redis = redis.and_then(|r| {
+        let wait = std::time::Duration::from_millis(IDS_REDIS_WAIT_MS);
+        smppgw_control::ids::load_redis(&r.url, &r.prefix, node, wait)
+            .inspect_err(|e| tracing::warn!("message id watermark not read from Redis: {e}"))
+            .ok()
+            .flatten()
+    });
+    from_file.max(from_redis)
 }
 
 fn run(opts: Opts) -> ExitCode {
-    let Opts { path, database_url, admin_token, redis, config_cache } = opts;
+    let Opts { path, database_url, admin_token, redis, config_cache, id_state } = opts;
     // Registered first: a SIGTERM while the node is still starting waits here and then drains,
     // instead of killing the process.
     let signals =
@@ -339,10 +372,9 @@ fn run(opts: Opts) -> ExitCode {
         eprintln!("smppgw: HTTP API: {e}");
         return ExitCode::from(2);
     }
-    let started = match &redis {
-        Some(_) => smppgw_engine::start_shared(cfg).map(|(g, end)| (g, Some(end))),
-        None => smppgw_engine::start(cfg).map(|g| (g, None)),
-    };
+    let ids_issued = ids_issued_before(id_state.as_deref(), redis.as_ref(), cfg.server.node_id);
+    let options = smppgw_engine::StartOptions { shared: redis.is_some(), ids_issued };
+    let started = smppgw_engine::start_with_options(cfg, options);
     let (gw, remote_end) = match started {
         Ok(g) => g,
         Err(e) => {
@@ -352,9 +384,14 @@ fn run(opts: Opts) -> ExitCode {
     };
     let control = gw.control();
     let metrics = gw.metrics.clone();
+    let ids = gw.ids.clone();
     let shared = redis.zip(remote_end);
     let (health_tx, health_rx) = std::sync::mpsc::sync_channel(1);
+    let id_file = id_state.clone();
     let control_thread = spawn_control_thread(http, move || {
+        if let Some(file) = id_file {
+            tokio::spawn(smppgw_control::ids::keep_file(file, control.ids()));
+        }
         control_plane(control, metrics, base, (path, database_url, config_cache), shared, health_tx)
     });
     let control_thread = match control_thread {
@@ -380,6 +417,12 @@ fn run(opts: Opts) -> ExitCode {
         Err(e) => tracing::warn!("cannot install signal handlers: {e}"),
     }
     gw.join();
+    // Every core has stopped: exactly what was issued.
+    if let Some(file) = &id_state
+        && let Err(e) = smppgw_control::ids::save(file, ids.issued())
+    {
+        tracing::warn!("cannot write the message id state to {}: {e}", file.display());
+    }
     // Messages acknowledged in the last moments, and receipts for customers no longer bound
     // here, must reach Redis before the node goes.
     if let Ok(health) = health_rx.try_recv() {

@@ -1359,3 +1359,88 @@ fn a_part_refused_on_one_node_gets_no_receipt_derived_on_another() {
     a.stop();
     b.stop();
 }
+
+#[test]
+fn a_node_restarted_with_its_clock_behind_its_last_ids_starts_above_the_watermark_in_redis() {
+    // Goal: with Redis, a node (the binary, as a pod moved to a host whose clock is behind)
+    // reads the highest id counter its node id issued from Redis at start and issues above it,
+    // and keeps the key up to date as it issues more.
+    const COUNTER_MASK: u64 = (1 << 50) - 1;
+    let redis = RedisServer::start();
+    let vendor = sim(|_| {});
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = std::env::temp_dir().join(format!("smppgw-redis-ids-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("gw.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\nhttp_listen = \"127.0.0.1:0\"\ncores = 1\nnode_id = 7\n\n\
+             [[customer]]\nsystem_id = \"c1\"\npassword_hash = \"{}\"\n\n\
+             [[vendor]]\nname = \"v\"\nhost = \"127.0.0.1\"\nport = {}\nsystem_id = \"smppgw\"\npassword = \"secret\"\n\n\
+             [[route]]\nname = \"all\"\nprefixes = [\"\"]\nvendors = [\"v\"]\n",
+            common::pw_hash(),
+            vendor.local_addr().port()
+        ),
+    )
+    .unwrap();
+    // The id counter is microseconds since 2025-01-01 (engine/src/msgid.rs); the last run's
+    // was an hour ahead of this clock.
+    let clock = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros()
+        as u64
+        - 1_735_689_600_000_000;
+    let last_run = clock + 3_600_000_000;
+    let mut r = redis.client();
+    redis::cmd("SET").arg("t:ids:7").arg(last_run).query::<()>(&mut r).unwrap();
+    /// Killed if the test fails before it stops the node.
+    struct Bin(Child);
+    impl Drop for Bin {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Bin(Command::new(env!("CARGO_BIN_EXE_smppgw"))
+        .arg("--config")
+        .arg(&cfg)
+        .args(["--redis-url", &redis.url(), "--redis-prefix", "t"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap());
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    assert!(
+        wait_for(Duration::from_secs(10), || TcpStream::connect(addr).is_ok()
+            && vendor.stats().binds_current >= 1),
+        "the gateway serves and its vendor bind is up"
+    );
+    let mut c = Client::connect(addr);
+    assert_eq!(c.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+    let mut issued = 0;
+    for i in 0..3 {
+        let (st, id) = c.submit(&format!("1555888100{i}"), "after the restart");
+        assert_eq!(st, CommandStatus::ESME_ROK);
+        let n = u64::from_str_radix(&id, 16).unwrap() & COUNTER_MASK;
+        assert!(n > last_run, "id counter {n} above the last run's {last_run}");
+        issued = issued.max(n);
+    }
+    let watermark = |r: &mut redis::Connection| -> u64 {
+        redis::cmd("GET").arg("t:ids:7").query::<Option<u64>>(r).unwrap().unwrap_or(0)
+    };
+    assert!(
+        wait_for(Duration::from_secs(10), || watermark(&mut r) >= issued),
+        "the key follows what the node issued: {} < {issued}",
+        watermark(&mut r)
+    );
+    let ttl: i64 = redis::cmd("TTL").arg("t:ids:7").query(&mut r).unwrap();
+    assert!(ttl > 86_400, "kept beyond the receipt TTL's day: {ttl}");
+    assert_eq!(
+        smppgw_control::ids::load_redis(&redis.url(), "t", 7, Duration::from_secs(1)),
+        Ok(Some(watermark(&mut r))),
+        "what the next start reads"
+    );
+    drop(c);
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
+    assert!(child.0.wait().unwrap().success());
+    let _ = std::fs::remove_dir_all(&dir);
+}

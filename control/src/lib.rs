@@ -7,7 +7,9 @@
 //! data-plane core, never block one, and never hand it anything that did not validate.
 
 pub mod db;
+pub mod files;
 pub mod http;
+pub mod ids;
 pub mod metrics;
 pub mod redis;
 

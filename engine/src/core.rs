@@ -779,6 +779,20 @@ impl Core {
         self.ids.borrow_mut().next_id()
     }
 
+    /// Issues ids above counter `floor` from now on (what an earlier run issued).
+    pub fn ids_above(&self, floor: u64) {
+        let node = self.snap().config.server.node_id as u8;
+        let mut ids = self.ids.borrow_mut();
+        if floor > ids.counter() {
+            *ids = IdGen::above(node, self.idx, floor);
+        }
+    }
+
+    /// The counter of the last id issued (see [`crate::msgid::IdWatermark`]).
+    pub fn ids_issued(&self) -> u64 {
+        self.ids.borrow().counter()
+    }
+
     /// Sends refused deliveries whose wait is over, and those of customers whose throttling
     /// pause ended.
     pub fn pump_due_deliveries(&self) {

@@ -30,4 +30,4 @@ pub mod vendor;
 #[cfg(test)]
 mod test_util;
 
-pub use runtime::{Gateway, StartError, start, start_shared};
+pub use runtime::{Gateway, StartError, StartOptions, start, start_shared, start_with_options};

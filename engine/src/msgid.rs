@@ -5,7 +5,12 @@
 //! stay unique across restarts unless a core sustained more than one million ids per second for
 //! its whole lifetime, and 2^50 microseconds (35 years) pass before the counter wraps. Formatted
 //! in decimal an id has at most 20 digits; in hex at most 16.
+//!
+//! The clock alone does not keep ids unique across a restart with the clock stepped back: the
+//! [`IdWatermark`] lets the caller persist the highest counter issued and start the next run
+//! above it (`smppgw --id-state FILE`, and Redis when configured).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Unix time of 2025-01-01T00:00:00Z, in microseconds.
@@ -38,8 +43,19 @@ fn now_us() -> u64 {
 impl IdGen {
     /// A generator for `node` (0..=255) and `core` (0..=63).
     pub fn new(node: u8, core: usize) -> IdGen {
+        IdGen::above(node, core, 0)
+    }
+
+    /// A generator whose first id is above counter `floor` (what an earlier run issued) as well
+    /// as the clock.
+    pub fn above(node: u8, core: usize, floor: u64) -> IdGen {
         let prefix = (u64::from(node) << (COUNTER_BITS + CORE_BITS)) | ((core as u64 & 0x3F) << COUNTER_BITS);
-        IdGen { prefix, counter: now_us() }
+        IdGen { prefix, counter: now_us().max(floor & COUNTER_MASK) }
+    }
+
+    /// The counter of the last id issued (or of the clock, if later).
+    pub fn counter(&self) -> u64 {
+        self.counter
     }
 
     /// The next id.
@@ -54,6 +70,45 @@ impl IdGen {
         if now > self.counter {
             self.counter = now;
         }
+    }
+}
+
+/// How far above the last persisted counter a restart starts: what a core may issue between two
+/// writes of the watermark (the clock's microseconds plus ids issued faster than that) and in the
+/// writes that failed in between. A minute covers a writer a minute late.
+pub const ID_RESTART_MARGIN: u64 = 60_000_000;
+
+/// The highest id counters this node's cores issued, published by each core at its periodic tick
+/// (and at exit) for the caller to persist, and the floor this run started above.
+#[derive(Debug)]
+pub struct IdWatermark {
+    floor: u64,
+    issued: Vec<AtomicU64>,
+}
+
+impl IdWatermark {
+    /// A watermark for `cores` cores whose ids start above `persisted` (the counter an earlier
+    /// run issued, 0 when unknown) plus [`ID_RESTART_MARGIN`].
+    pub fn new(cores: usize, persisted: Option<u64>) -> IdWatermark {
+        let floor = persisted.map_or(0, |p| p.saturating_add(ID_RESTART_MARGIN).min(COUNTER_MASK));
+        IdWatermark { floor, issued: (0..cores).map(|_| AtomicU64::new(floor)).collect() }
+    }
+
+    /// The counter every core's first id is above.
+    pub fn floor(&self) -> u64 {
+        self.floor
+    }
+
+    /// Core `core` issued ids up to counter `counter`.
+    pub fn publish(&self, core: usize, counter: u64) {
+        if let Some(a) = self.issued.get(core) {
+            a.fetch_max(counter, Ordering::Relaxed);
+        }
+    }
+
+    /// The highest counter any core published: what to persist.
+    pub fn issued(&self) -> u64 {
+        self.issued.iter().map(|a| a.load(Ordering::Relaxed)).max().unwrap_or(self.floor)
     }
 }
 
@@ -142,5 +197,37 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(5));
         let mut restarted = IdGen::new(1, 0);
         assert!(restarted.next_id() > last);
+    }
+
+    #[test]
+    fn a_restart_with_the_clock_stepped_back_starts_above_what_was_persisted() {
+        // Goal: ids issued before a restart are not issued again when the clock is behind them
+        // at start, as long as the watermark was persisted: the floor is the persisted counter
+        // plus the margin that covers what was issued after the last write.
+        let mut first = IdGen::new(1, 0);
+        // An earlier run whose clock was an hour ahead of this one's.
+        first.counter += 3_600_000_000;
+        let persisted_then = first.counter();
+        let issued_after_write: Vec<u64> = (0..1000).map(|_| first.next_id()).collect();
+        let wm = IdWatermark::new(2, Some(persisted_then));
+        assert_eq!(wm.floor(), persisted_then + ID_RESTART_MARGIN);
+        let mut restarted = IdGen::above(1, 0, wm.floor());
+        let next = restarted.next_id();
+        assert!(issued_after_write.iter().all(|&id| id < next), "no id issued again");
+        // Without a persisted value the floor is the clock's.
+        assert_eq!(IdWatermark::new(1, None).floor(), 0);
+        assert!(IdGen::above(1, 0, 0).next_id() < next);
+    }
+
+    #[test]
+    fn the_watermark_is_the_highest_counter_any_core_published() {
+        let wm = IdWatermark::new(2, Some(100));
+        assert_eq!(wm.issued(), 100 + ID_RESTART_MARGIN, "nothing issued yet: the floor");
+        wm.publish(1, ID_RESTART_MARGIN + 500);
+        wm.publish(0, ID_RESTART_MARGIN + 300);
+        wm.publish(1, ID_RESTART_MARGIN + 400);
+        assert_eq!(wm.issued(), ID_RESTART_MARGIN + 500, "never lowered");
+        wm.publish(7, u64::MAX);
+        assert_eq!(wm.issued(), ID_RESTART_MARGIN + 500, "an unknown core is ignored");
     }
 }

@@ -29,6 +29,7 @@ use crate::io::{CoreIo, SlotBind, accept_loop, adopt, vendor_slot};
 use crate::limits;
 use crate::mailbox::Mailbox;
 use crate::metrics::Metrics;
+use crate::msgid::IdWatermark;
 use crate::remote::{RemoteEnd, RemoteLinks};
 use crate::snapshot::Snapshot;
 
@@ -62,6 +63,8 @@ pub struct Gateway {
     pub metrics: Arc<Metrics>,
     /// The config snapshot in force.
     pub snapshot: Arc<Snapshot>,
+    /// The highest id counters issued, for the caller to persist (see [`IdWatermark`]).
+    pub ids: Arc<IdWatermark>,
     shutdown: Arc<AtomicBool>,
     threads: Vec<glommio::ExecutorJoinHandle<()>>,
     control: Arc<GatewayControl>,
@@ -75,6 +78,7 @@ pub struct GatewayControl {
     applied: Vec<Arc<AtomicU64>>,
     shutdown: Arc<AtomicBool>,
     handing: Arc<AtomicU32>,
+    ids: Arc<IdWatermark>,
 }
 
 /// Keeps the running value of a setting only a restart can change, noting `name` if the new
@@ -225,6 +229,11 @@ impl GatewayControl {
     pub fn current(&self) -> Arc<Snapshot> {
         self.current.get()
     }
+
+    /// The highest id counters the cores issued (for the control plane to persist).
+    pub fn ids(&self) -> Arc<IdWatermark> {
+        self.ids.clone()
+    }
 }
 
 impl Gateway {
@@ -299,18 +308,48 @@ pub fn core_count(config: &Config) -> usize {
 
 /// Starts the gateway on `config`, with all state local to this node.
 pub fn start(config: Config) -> Result<Gateway, StartError> {
-    start_with(config, None)
+    start_with(config, None, None)
 }
 
 /// Starts the gateway on `config` with state shared between nodes: the cores hand their
 /// shared-state ops to the returned [`RemoteEnd`], which the control plane serves (Redis).
 pub fn start_shared(config: Config) -> Result<(Gateway, RemoteEnd), StartError> {
     let (end, links) = crate::remote::link();
-    start_with(config, Some(links)).map(|g| (g, end))
+    start_with(config, Some(links), None).map(|g| (g, end))
 }
 
-fn start_with(config: Config, remote: Option<RemoteLinks>) -> Result<Gateway, StartError> {
+/// How to start a gateway beyond its configuration.
+#[derive(Debug, Clone, Default)]
+pub struct StartOptions {
+    /// State shared between nodes (see [`start_shared`]).
+    pub shared: bool,
+    /// The highest id counter an earlier run of this node issued, as persisted from
+    /// [`Gateway::ids`]: ids start above it (plus a margin) even with the clock stepped back.
+    pub ids_issued: Option<u64>,
+}
+
+/// Starts the gateway with `options`; the [`RemoteEnd`] is there when `options.shared`.
+pub fn start_with_options(
+    config: Config,
+    options: StartOptions,
+) -> Result<(Gateway, Option<RemoteEnd>), StartError> {
+    let (end, links) = match options.shared {
+        true => {
+            let (end, links) = crate::remote::link();
+            (Some(end), Some(links))
+        }
+        false => (None, None),
+    };
+    start_with(config, links, options.ids_issued).map(|g| (g, end))
+}
+
+fn start_with(
+    config: Config,
+    remote: Option<RemoteLinks>,
+    ids_issued: Option<u64>,
+) -> Result<Gateway, StartError> {
     let cores = core_count(&config);
+    let ids = Arc::new(IdWatermark::new(cores, ids_issued));
     let snapshot = Arc::new(Snapshot::build(config, cores));
     let metrics = Arc::new(Metrics::default());
     let shutdown = Arc::new(AtomicBool::new(false));
@@ -368,6 +407,7 @@ fn start_with(config: Config, remote: Option<RemoteLinks>) -> Result<Gateway, St
         let my_receivers = std::mem::take(&mut receivers[core]);
         let snap = snapshot.clone();
         let metrics = metrics.clone();
+        let ids = ids.clone();
         let shutdown = shutdown.clone();
         let remote = remote.clone();
         let draining = draining.clone();
@@ -398,7 +438,7 @@ fn start_with(config: Config, remote: Option<RemoteLinks>) -> Result<Gateway, St
                         core,
                         fd,
                         snap,
-                        metrics,
+                        (metrics, ids),
                         shutdown,
                         my_senders,
                         my_receivers,
@@ -445,8 +485,9 @@ fn start_with(config: Config, remote: Option<RemoteLinks>) -> Result<Gateway, St
         applied: applied_per_core,
         shutdown: shutdown.clone(),
         handing,
+        ids: ids.clone(),
     });
-    Ok(Gateway { local_addr, metrics, snapshot, shutdown, threads, control })
+    Ok(Gateway { local_addr, metrics, snapshot, ids, shutdown, threads, control })
 }
 
 /// How often each core looks for control messages (reloads): the bound on reload latency.
@@ -606,7 +647,7 @@ async fn core_main(
     idx: usize,
     fd: RawFd,
     snap: Arc<Snapshot>,
-    metrics: Arc<Metrics>,
+    (metrics, ids): (Arc<Metrics>, Arc<IdWatermark>),
     shutdown: Arc<AtomicBool>,
     senders: Vec<Option<SharedSender<CoreMsg>>>,
     receivers: Vec<Option<SharedReceiver<CoreMsg>>>,
@@ -624,6 +665,7 @@ async fn core_main(
     let outboxes: Vec<Rc<Outbox>> =
         (0..cores).map(|_| Rc::new(Mailbox::new(crate::limits::OUTBOX_MAX))).collect();
     let core = Rc::new(Core::new(idx, snap.clone(), outboxes.clone(), metrics, remote));
+    core.ids_above(ids.floor());
     let io = Rc::new(CoreIo::new(epoch, balancer));
 
     // The local inbox: work this core sends itself runs after the current handler, never inside it.
@@ -761,6 +803,7 @@ async fn core_main(
         if last_tick.elapsed() >= Duration::from_millis(100) {
             last_tick = Instant::now();
             core.tick();
+            ids.publish(idx, core.ids_issued());
             crate::io::derive_expired_parts(&core, last_tick);
         }
     }
@@ -867,5 +910,7 @@ async fn core_main(
     serve_control(&core, &control);
     core.hand_over_all_unreceived();
     core.count_undelivered_at_exit();
+    // The caller persists the watermark after the cores stop: exactly what was issued.
+    ids.publish(idx, core.ids_issued());
     info!(core = idx, "stopped");
 }

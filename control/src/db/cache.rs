@@ -18,26 +18,8 @@ pub const FILE_MODE: u32 = 0o600;
 /// Writes `config` to `path`, replacing the file only once the new one is complete. The file is
 /// [`FILE_MODE`] (owner only), whatever the umask and whatever mode a file already there had.
 pub fn save(path: &Path, config: &Config) -> std::io::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
     let json = serde_json::to_vec(config).map_err(std::io::Error::other)?;
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    // Created private, so the passwords are never readable by others, not even for a moment.
-    let mut file =
-        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(FILE_MODE).open(&tmp)?;
-    // `mode` applies only to a file this call creates: a temp file left by a crash keeps its own.
-    file.set_permissions(std::fs::Permissions::from_mode(FILE_MODE))?;
-    file.write_all(&json)?;
-    // Complete on disk before it replaces the last good one.
-    file.sync_all()?;
-    drop(file);
-    // The rename replaces the old file, so its mode goes with it.
-    std::fs::rename(&tmp, path)?;
-    // The rename itself is durable only once its directory is: after a power loss the previous
-    // file (an older configuration, old vendor credentials) would come back.
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::File::open(dir)?.sync_all()
+    crate::files::replace_file(path, &json, FILE_MODE)
 }
 
 /// The configuration saved at `path`, with this node's settings from `base`, validated.

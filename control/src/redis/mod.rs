@@ -27,6 +27,7 @@
 //! | `{p}:dlrq-taken:{node id}:{system_id}` | what that node took from the list and its cores do not have yet, receipt TTL |
 //! | `{p}:binds:{system_id}` | hash node id -> `{binds}:{unix ms}` |
 //! | `{p}:rate:{kind}:{name}:{window}` | units granted in that window, 2 windows |
+//! | `{p}:ids:{node id}` | the highest message id counter the node issued ([`crate::ids`]), receipt TTL + 1 day |
 //!
 //! `day` is the day (UTC) the message was submitted and `bucket` a hash of the vendor field modulo
 //! [`BUCKETS_PER_DAY`]. A pipeline writes one APPEND per group and one multi-field HSET per bucket
@@ -553,6 +554,7 @@ impl Redis {
         tokio::spawn(poll_deliveries(inner.clone()));
         tokio::spawn(keep_leases(inner.clone()));
         tokio::spawn(publish_binds(inner.clone()));
+        tokio::spawn(keep_ids(inner.clone()));
         Redis { inner }
     }
 
@@ -1553,6 +1555,27 @@ async fn publish_binds(inner: Arc<Inner>) {
         }
         if let Some(e) = failed {
             inner.fail("publishing bind counts", &e);
+        }
+    }
+}
+
+/// Writes the node's id watermark (see [`crate::ids`]) every [`crate::ids::ID_STATE_WRITE_MS`]
+/// while it changes, kept for the receipt TTL and a day (ids are not reused within the TTL).
+async fn keep_ids(inner: Arc<Inner>) {
+    let ids = inner.control.ids();
+    let script = redis::Script::new(crate::ids::REDIS_SAVE_SCRIPT);
+    let key = crate::ids::redis_key(&inner.prefix, inner.node_id);
+    let mut tick = tokio::time::interval(Duration::from_millis(crate::ids::ID_STATE_WRITE_MS));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut saved = None;
+    loop {
+        tick.tick().await;
+        let now = ids.issued();
+        let Some(mut conn) = inner.conn().filter(|_| saved != Some(now)) else { continue };
+        let ttl = u64::from(inner.snapshot().config.server.receipt_ttl_secs).saturating_add(86_400);
+        match script.key(&key).arg(now).arg(ttl).invoke_async::<Value>(&mut conn).await {
+            Ok(_) => saved = Some(now),
+            Err(e) => inner.fail("saving the message id watermark", &e),
         }
     }
 }
