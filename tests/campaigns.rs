@@ -276,9 +276,11 @@ fn a_refusal_after_a_reload_still_gives_the_brands_cap_back() {
     // brand, as without the reload (the refund was dropped: the snapshot it was counted in had
     // changed). The vendor is down: the message waits for a bind (1 s), then is refused.
     wait_for_room_in_window(86_400_000, 10_000);
-    let down = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = down.local_addr().unwrap();
-    drop(down);
+    // A port bound but not listening, held for the whole test: connecting is refused, and no
+    // simulator of a test running alongside can take it.
+    let down = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    down.bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into()).unwrap();
+    let addr = down.local_addr().unwrap().as_socket().unwrap();
     let mut cfg = config(&[("v", addr)]);
     cfg.brands.push(BrandConfig::new("B1", 1));
     cfg.campaigns.push(campaign("C1", "B1", 0, &["15550001"]));

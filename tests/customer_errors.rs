@@ -129,6 +129,7 @@ fn before_binding_a_connection_may_send_only_short_pdus() {
     // bind a PDU over 1,024 octets closes it; once bound, the configured limit applies.
     let vendor = sim(|_| {});
     let gw = start(config(&[("v1", vendor.local_addr())]));
+    common::wait_vendors_up(&gw);
     let long_submit = |seq: u32| {
         let mut raw = vec![0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 0];
         raw.extend(seq.to_be_bytes());

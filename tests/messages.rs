@@ -246,7 +246,11 @@ fn receipts_reach_receivers_on_every_core() {
     // Goal: with receiving sessions on both cores, every receipt arrives once, wherever its
     // submit, vendor bind, store shard and session live.
     let v = sim(|_| {});
-    let gw = smppgw_engine::start(config(&[("v", v.local_addr())])).unwrap();
+    let mut cfg = config(&[("v", v.local_addr())]);
+    // The receivers are read one after another once every submit is answered: a receipt on the
+    // last may wait seconds on a loaded machine, and would be sent again after a short timeout.
+    cfg.server.response_timeout_ms = 30_000;
+    let gw = smppgw_engine::start(cfg).unwrap();
     let mut rxs = Vec::new();
     while rxs.len() < 16 {
         let mut r = Client::connect(gw.local_addr);

@@ -224,6 +224,7 @@ fn query_sm_gives_the_error_code_of_a_receipt_without_tlvs() {
         s.receipts.mix = smppgw_loadgen::sim::StateMix::parse("UNDELIV=1").unwrap();
     });
     let gw = smppgw_engine::start(config(&[("v", v.local_addr())])).unwrap();
+    common::wait_vendors_up(&gw);
     let mut c = Client::connect(gw.local_addr);
     assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
     let (st, id) = c.submit_dlr("15557100000", "undeliverable");

@@ -119,7 +119,11 @@ fn digit_only_hex_ids_quoted_in_decimal(before_resp: bool) {
         s.receipts.before_resp = before_resp;
         s.receipts.tlvs = false; // receipted_message_id would give the hex spelling
     });
-    let gw = smppgw_engine::start(config(&[("v1", vendor.local_addr())])).unwrap();
+    let mut cfg = config(&[("v1", vendor.local_addr())]);
+    // The receipts are read once every submit is answered: on a loaded machine the first may
+    // wait longer than a short response timeout, and would be sent again.
+    cfg.server.response_timeout_ms = 30_000;
+    let gw = smppgw_engine::start(cfg).unwrap();
     assert_eq!(gw.snapshot.cores, 2, "the spellings must be able to land on two cores");
     // Submits on a transmitter, receipts on a receiver (the client drops what it does not wait
     // for, and a receipt dropped would come back only after the response timeout).
@@ -338,7 +342,8 @@ fn an_unanswered_receipt_is_sent_again_after_the_response_timeout_and_only_until
     // once answered it is not sent again.
     let vendor = sim(|_| {});
     let mut cfg = config(&[("v1", vendor.local_addr())]);
-    cfg.server.response_timeout_ms = 500;
+    // Long enough for the answer to the second copy to arrive in time on a loaded machine.
+    cfg.server.response_timeout_ms = 1_500;
     let gw = smppgw_engine::start(cfg).unwrap();
     let mut c = Client::connect(gw.local_addr);
     assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
@@ -351,7 +356,8 @@ fn an_unanswered_receipt_is_sent_again_after_the_response_timeout_and_only_until
     assert_eq!(receipt_of(&again).0, id);
     assert_ne!(again.sequence_number, first.sequence_number);
     c.answer(&again, CommandStatus::ESME_ROK);
-    c.stream.set_read_timeout(Some(Duration::from_millis(1500))).unwrap();
+    // A third copy would come a timeout and a retry delay after the second.
+    c.stream.set_read_timeout(Some(Duration::from_millis(3_000))).unwrap();
     let mut extra = 0;
     while let Some(p) = c.try_recv() {
         if matches!(p.body, Body::DeliverSm(_)) {

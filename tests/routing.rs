@@ -478,7 +478,11 @@ fn a_message_waits_briefly_for_its_vendor_to_be_bound_then_fails_with_rsyserr() 
     // messages; a vendor that stays away does, after NO_VENDOR_HOLD_MS.
     let held = hold_a_port();
     let addr = held.addr;
-    let gw = smppgw_engine::start(config(&[("late", addr)])).unwrap();
+    let mut cfg = config(&[("late", addr)]);
+    // Reconnects as often as allowed: the vendor's bind must come within the hold (1 s) after
+    // it starts listening, on a loaded machine too.
+    (cfg.vendors[0].reconnect_backoff_min_ms, cfg.vendors[0].reconnect_backoff_max_ms) = (10, 10);
+    let gw = smppgw_engine::start(cfg).unwrap();
     let mut c = Client::connect(gw.local_addr);
     assert_eq!(c.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
     let started = std::time::Instant::now();
@@ -491,7 +495,7 @@ fn a_message_waits_briefly_for_its_vendor_to_be_bound_then_fails_with_rsyserr() 
     // The vendor comes up while the message waits.
     let (seq, p) = c.submit_pdu("15550009998", "just in time");
     c.send(&p);
-    std::thread::sleep(Duration::from_millis(100));
+    std::thread::sleep(Duration::from_millis(20));
     drop(held);
     let v = sim(|s| s.listen = addr);
     assert_eq!(c.recv_resp(seq).command_status, CommandStatus::ESME_ROK, "sent once the vendor bound");

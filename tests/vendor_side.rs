@@ -319,7 +319,7 @@ fn a_vendor_that_drops_each_bind_at_once_is_reconnected_to_with_growing_backoff(
     assert!(gaps.iter().skip(2).all(|&g| g >= 200), "the backoff grew past its minimum: {gaps:?}");
 }
 
-/// A fake SMSC that accepts every submit as V9 and answers cancel_sm after 600 ms; the receiver
+/// A fake SMSC that accepts every submit as V9 and answers cancel_sm after 1 s; the receiver
 /// hears of each cancel_sm as it arrives.
 fn slow_cancel_smsc() -> (SocketAddr, mpsc::Receiver<()>) {
     let (cancel_seen, cancels) = mpsc::sync_channel(16);
@@ -336,7 +336,7 @@ fn slow_cancel_smsc() -> (SocketAddr, mpsc::Receiver<()>) {
                 )),
                 Body::CancelSm(_) => {
                     let _ = cancel_seen.try_send(());
-                    std::thread::sleep(Duration::from_millis(600));
+                    std::thread::sleep(Duration::from_millis(1_000));
                     c.send(&Pdu::new(p.sequence_number, Body::CancelSmResp));
                 }
                 Body::EnquireLink => c.send(&Pdu::new(p.sequence_number, Body::EnquireLinkResp)),
@@ -363,6 +363,8 @@ fn a_message_to_cancel(dest: &str) -> (smppgw_engine::Gateway, Client, String, m
 fn one_bind_gateway(addr: SocketAddr) -> (smppgw_engine::Gateway, Client) {
     let mut cfg = config(&[("smsc", addr)]);
     cfg.vendors[0].binds = 1;
+    // The fake answers some requests late on purpose: a loaded machine must not time them out.
+    cfg.vendors[0].response_timeout_ms = 10_000;
     let gw = smppgw_engine::start(cfg).unwrap();
     wait_vendor_up(&gw);
     let mut c = Client::connect(gw.local_addr);
@@ -421,11 +423,12 @@ fn a_cancel_reusing_the_sequence_number_of_one_at_the_vendor_is_refused() {
     // Goal: a second cancel_sm with the sequence number of one the vendor has not answered yet
     // gets ESME_RSYSERR (as for a pending lookup), and the first gets its own answer: not two
     // answers under one sequence number.
-    let (gw, mut c, id, _cancels) = a_message_to_cancel("15556200000");
+    let (gw, mut c, id, cancels) = a_message_to_cancel("15556200000");
     let seq = c.next_seq();
     let cancel = cancel_pdu(seq, &id, "15556200000");
     c.send(&cancel);
-    std::thread::sleep(Duration::from_millis(200));
+    // The second once the first waits at the vendor (which answers it a second later).
+    cancels.recv_timeout(Duration::from_secs(10)).expect("the first cancel reached the vendor");
     c.send(&cancel);
     let answers: Vec<CommandStatus> = (0..2).map(|_| c.recv().expect("answered").command_status).collect();
     assert_eq!(answers, vec![CommandStatus::ESME_RSYSERR, CommandStatus::ESME_ROK]);

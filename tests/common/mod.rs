@@ -183,6 +183,21 @@ pub fn wait_for(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     f()
 }
 
+/// Waits until every configured vendor of `gw` has a bind up, so that a submit right after it
+/// does not depend on the vendor binding within the gateway's short hold.
+#[allow(dead_code)]
+pub fn wait_vendors_up(gw: &smppgw_engine::Gateway) {
+    let up = || {
+        gw.control()
+            .current()
+            .vendors
+            .iter()
+            .flatten()
+            .all(|v| v.slots.iter().any(|s| s.up.load(std::sync::atomic::Ordering::Relaxed)))
+    };
+    assert!(wait_for(Duration::from_secs(10), up), "every vendor has a bind up");
+}
+
 /// A simulator on an ephemeral port with the gateway's vendor credentials, recording submits.
 pub fn sim(tweak: impl FnOnce(&mut smppgw_loadgen::sim::SimConfig)) -> smppgw_loadgen::sim::SimHandle {
     let mut cfg = smppgw_loadgen::sim::SimConfig::for_tests();
