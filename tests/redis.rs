@@ -1450,3 +1450,57 @@ fn a_node_restarted_with_its_clock_behind_its_last_ids_starts_above_the_watermar
     assert!(child.0.wait().unwrap().success());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn every_destination_of_a_submit_multi_gets_its_receipt_when_the_receipts_reach_another_node() {
+    // Goal: the destinations of a submit_multi share the id the customer was given, but each
+    // is its own message at the vendor; when their receipts reach another node, each finds its
+    // own record in Redis and the customer gets one receipt per destination. Only the last
+    // destination's record used to reach Redis (the others' writes were replaced while held),
+    // and the other receipts were lost.
+    let redis = RedisServer::start();
+    // Node B binds the vendor as a transmitter: the vendor delivers B's receipts to node A.
+    let vendor = sim(|s| s.receipts.delay = smppgw_loadgen::sim::Delay::Fixed(Duration::from_millis(50)));
+    let (a, b) = two_nodes(&redis, &vendor, ReceiptsTo::A, |_| {});
+    let mut c = Client::connect(b.gw.local_addr);
+    assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
+    let dests: Vec<String> = (0..3).map(|i| format!("155577700{i:02}")).collect();
+    let seq = c.next_seq();
+    c.send(&Pdu::new(
+        seq,
+        Body::SubmitMulti(smppgw_codec::SubmitMulti {
+            source: Address::new(1, 1, "15550001"),
+            dests: dests
+                .iter()
+                .map(|d| smppgw_codec::DestAddress::Sme(Address::new(1, 1, d.clone())))
+                .collect(),
+            registered_delivery: 1,
+            short_message: "to three".into(),
+            ..Default::default()
+        }),
+    ));
+    let r = c.recv_resp(seq);
+    let Body::SubmitMultiResp(m) = &r.body else { panic!("{r:?}") };
+    assert_eq!(r.command_status, CommandStatus::ESME_ROK);
+    assert!(m.unsuccess.is_empty(), "{m:?}");
+    let shown = String::from_utf8_lossy(&m.message_id).into_owned();
+    let mut from = Vec::new();
+    for _ in 0..dests.len() {
+        let p = c.recv_deliver();
+        let (tlv, receipt) = receipt_of(&p);
+        assert_eq!(
+            (tlv.as_str(), receipt.id.as_str()),
+            (shown.as_str(), shown.as_str()),
+            "the id it was given"
+        );
+        let Body::DeliverSm(d) = &p.body else { panic!("{p:?}") };
+        from.push(String::from_utf8_lossy(&d.source.addr).into_owned());
+        c.answer(&p, CommandStatus::ESME_ROK);
+    }
+    from.sort();
+    assert_eq!(from, dests, "one receipt from each destination");
+    assert_eq!(b.gw.metrics.receipts_in.load(Ordering::Relaxed), 0, "node B never saw a receipt");
+    assert!(a.gw.metrics.remote_found.load(Ordering::Relaxed) >= 3, "node A found each in Redis");
+    a.stop();
+    b.stop();
+}

@@ -21,8 +21,8 @@
 //!
 //! | key | value |
 //! |---|---|
-//! | `{p}:m:{our id >> 5}` | string: the records of 32 consecutive ids, appended ([`wire::push_entry`]) |
-//! | `{p}:v:{day}:{bucket}` | hash `{vendor}:{vendor id}` -> our id (messages awaiting a receipt) |
+//! | `{p}:m:{our id >> 5}` | string: the records of 32 consecutive ids, appended ([`wire::push_entry`]): each under our internal id, and a submit_multi destination also under the id the customer was given (which its destinations share) |
+//! | `{p}:v:{day}:{bucket}` | hash `{vendor}:{vendor id}` -> our internal id (messages awaiting a receipt) |
 //! | `{p}:dlrq:{system_id}` | list of queued receipts/MO for the customer, receipt TTL |
 //! | `{p}:dlrq-taken:{node id}:{system_id}` | what that node took from the list and its cores do not have yet, receipt TTL |
 //! | `{p}:binds:{system_id}` | hash node id -> `{binds}:{unix ms}` |
@@ -664,7 +664,8 @@ struct Backlog {
     held: Fifo,
     /// Updates of messages already written, due at once.
     updates: Fifo,
-    /// Our id -> (in `held`?, sequence number) of its waiting write.
+    /// Our internal id (one per vendor submit: a submit_multi's destinations share the id the
+    /// customer was given, not this one) -> (in `held`?, sequence number) of its waiting write.
     index: FxHashMap<u64, (bool, u64)>,
 }
 
@@ -692,7 +693,7 @@ impl Backlog {
 
     /// Adds a write; returns true when the bound dropped the oldest.
     fn put(&mut self, record: Record, new: bool, now: Instant) -> bool {
-        if let Some(&(held, seq)) = self.index.get(&record.shown_id) {
+        if let Some(&(held, seq)) = self.index.get(&record.msg_id) {
             let fifo = if held { &mut self.held } else { &mut self.updates };
             if let Some(p) = seq.checked_sub(fifo.front).and_then(|i| fifo.queue.get_mut(i as usize)) {
                 p.record = record;
@@ -701,7 +702,7 @@ impl Backlog {
         }
         let fifo = if new { &mut self.held } else { &mut self.updates };
         let seq = fifo.front + fifo.queue.len() as u64;
-        self.index.insert(record.shown_id, (new, seq));
+        self.index.insert(record.msg_id, (new, seq));
         fifo.queue.push_back(Pending { at: now, record, new });
         if self.len() > WRITE_BACKLOG_MAX {
             let oldest_held = self.held.queue.front().map(|p| p.at);
@@ -742,10 +743,10 @@ impl Backlog {
             let fifo = if p.new { &mut self.held } else { &mut self.updates };
             // A newer state that arrived since replaces the restored one.
             let newer =
-                self.index.get(&p.record.shown_id).is_some_and(|&(h, seq)| h == p.new && seq >= fifo.front);
+                self.index.get(&p.record.msg_id).is_some_and(|&(h, seq)| h == p.new && seq >= fifo.front);
             fifo.front -= 1;
             if !newer {
-                self.index.insert(p.record.shown_id, (p.new, fifo.front));
+                self.index.insert(p.record.msg_id, (p.new, fifo.front));
             }
             fifo.queue.push_front(p);
         }
@@ -754,8 +755,8 @@ impl Backlog {
     fn pop_front(&mut self, held: bool) -> Option<Pending> {
         let fifo = if held { &mut self.held } else { &mut self.updates };
         let p = fifo.queue.pop_front()?;
-        if self.index.get(&p.record.shown_id) == Some(&(held, fifo.front)) {
-            self.index.remove(&p.record.shown_id);
+        if self.index.get(&p.record.msg_id) == Some(&(held, fifo.front)) {
+            self.index.remove(&p.record.msg_id);
         }
         fifo.front += 1;
         Some(p)
@@ -911,8 +912,8 @@ fn vendor_ids_key(inner: &Inner, day: u64, bucket: u32) -> String {
 pub const GROUP_BITS: u32 = 5;
 
 /// The group key of our id.
-fn records_key(inner: &Inner, shown_id: u64) -> String {
-    inner.key(format_args!("m:{}", shown_id >> GROUP_BITS))
+fn records_key(inner: &Inner, id: u64) -> String {
+    inner.key(format_args!("m:{}", id >> GROUP_BITS))
 }
 
 /// Days whose buckets may hold a message still within `ttl_secs`, newest first.
@@ -942,12 +943,20 @@ async fn flush_writes(
         let mut written = 0u64;
         for p in &due {
             let Some(w) = make_write(snap, &p.record, p.new) else { continue };
-            let id = p.record.shown_id;
-            let (day, blob) = groups.entry(id >> GROUP_BITS).or_insert_with(|| (w.day, Vec::new()));
-            *day = (*day).max(w.day);
-            if !wire::push_record(blob, &p.record, snap) {
+            // Under our internal id, which the vendor-id index points to (one per vendor
+            // submit); a submit_multi destination, which shares the id the customer was given
+            // with the others, under that id too, for query_sm and lookups by it.
+            let (msg, shown) = (p.record.msg_id, p.record.shown_id);
+            let mut pushed = false;
+            for id in std::iter::once(msg).chain((shown != msg).then_some(shown)) {
+                let (day, blob) = groups.entry(id >> GROUP_BITS).or_insert_with(|| (w.day, Vec::new()));
+                *day = (*day).max(w.day);
+                pushed |= wire::push_record(blob, id, &p.record, snap);
+            }
+            if !pushed {
                 continue;
             }
+            let id = msg;
             written += 1;
             if let Some((bucket, field)) = &w.vendor_index {
                 vendor_ids
@@ -1666,6 +1675,32 @@ mod tests {
             due.iter().map(|p| (p.record.shown_id, p.record.state, p.new)).collect();
         assert_eq!(got, vec![(1, MessageState::Delivered, true), (2, MessageState::Enroute, true)]);
         assert_eq!(b.len(), 0);
+    }
+
+    #[test]
+    fn the_destinations_of_one_submit_multi_are_each_written() {
+        // Goal: a submit_multi's destinations share the id the customer was given but are
+        // separate messages (each with its vendor id): one does not replace another's waiting
+        // write, or only the last would reach Redis and the others' receipts at another node
+        // would find nothing.
+        let t = Instant::now();
+        let mut b = Backlog::new();
+        for msg_id in [11, 12, 13] {
+            b.put(Record { msg_id, ..rec(10, MessageState::Enroute) }, true, t);
+        }
+        b.put(Record { msg_id: 12, ..rec(10, MessageState::Delivered) }, false, t);
+        let due = b.take_due(t + Duration::from_millis(WRITE_HOLD_MS), false, 10);
+        let got: Vec<(u64, u64, MessageState)> =
+            due.iter().map(|p| (p.record.msg_id, p.record.shown_id, p.record.state)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (11, 10, MessageState::Enroute),
+                (12, 10, MessageState::Delivered),
+                (13, 10, MessageState::Enroute)
+            ],
+            "each destination once, with its own newest state"
+        );
     }
 
     #[test]

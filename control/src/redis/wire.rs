@@ -147,11 +147,11 @@ pub fn push_entry(out: &mut Vec<u8>, shown_id: u64, record: &[u8]) {
     out.extend_from_slice(&record[..n]);
 }
 
-/// Appends an entry for `rec` to a group blob, encoding it in place; false (and nothing
-/// appended) when its customer or vendor is not in `snap`.
-pub fn push_record(out: &mut Vec<u8>, rec: &Record, snap: &Snapshot) -> bool {
+/// Appends an entry for `rec` under id `id` to a group blob, encoding it in place; false (and
+/// nothing appended) when its customer or vendor is not in `snap`.
+pub fn push_record(out: &mut Vec<u8>, id: u64, rec: &Record, snap: &Snapshot) -> bool {
     let start = out.len();
-    out.extend_from_slice(&rec.shown_id.to_be_bytes());
+    out.extend_from_slice(&id.to_be_bytes());
     out.extend_from_slice(&[0, 0]);
     if !encode_record_into(rec, snap, out) {
         out.truncate(start);
@@ -282,12 +282,12 @@ mod tests {
         let mut blob = Vec::new();
         let mut first = record(0);
         first.state = MessageState::Enroute;
-        assert!(push_record(&mut blob, &first, &a));
-        assert!(!push_record(&mut blob, &record(9), &a), "unknown customer: nothing appended");
+        assert!(push_record(&mut blob, first.shown_id, &first, &a));
+        assert!(!push_record(&mut blob, 9, &record(9), &a), "unknown customer: nothing appended");
         let mut other = record(0);
         other.shown_id += 1;
-        assert!(push_record(&mut blob, &other, &a));
-        assert!(push_record(&mut blob, &record(0), &a));
+        assert!(push_record(&mut blob, other.shown_id, &other, &a));
+        assert!(push_record(&mut blob, record(0).shown_id, &record(0), &a));
         let found =
             decode_record(find_entry(&blob, record(0).shown_id).expect("present"), &a).expect("parses");
         assert_eq!(found, record(0), "the newest state");
