@@ -35,9 +35,9 @@ struct Cli {
     /// Without it, PostgreSQL down at start is an error (exit 3).
     #[arg(long, env = "SMPPGW_CONFIG_CACHE")]
     config_cache: Option<PathBuf>,
-    /// Keep the highest message id this node issued in this file (written every second and at
-    /// a clean stop), and start above it: ids are then never issued twice within the receipt
-    /// TTL, even when the clock is behind them at a restart. With Redis it is kept there too.
+    /// Keep the highest message id this node issued in this file (written at start, every
+    /// second and at a clean stop), and start a minute above it: a restart with the clock behind
+    /// the last ids does not issue them again. With Redis it is kept there too.
     #[arg(long, env = "SMPPGW_ID_STATE")]
     id_state: Option<PathBuf>,
     /// Token for the HTTP API's state-changing requests (required when it listens beyond loopback).
@@ -373,6 +373,17 @@ fn run(opts: Opts) -> ExitCode {
         return ExitCode::from(2);
     }
     let ids_issued = ids_issued_before(id_state.as_deref(), redis.as_ref(), cfg.server.node_id);
+    // Kept before the first id is issued: a crash before the first periodic write is covered too,
+    // and a file that cannot be written is said at once.
+    if let Some(file) = &id_state {
+        let start = smppgw_engine::msgid::IdWatermark::start_counter(ids_issued);
+        if let Err(e) = smppgw_control::ids::save(file, start) {
+            tracing::error!(
+                "cannot write the message id state to {}: {e} (a restart with the clock stepped back could issue ids again)",
+                file.display()
+            );
+        }
+    }
     let options = smppgw_engine::StartOptions { shared: redis.is_some(), ids_issued };
     let started = smppgw_engine::start_with_options(cfg, options);
     let (gw, remote_end) = match started {
@@ -417,12 +428,6 @@ fn run(opts: Opts) -> ExitCode {
         Err(e) => tracing::warn!("cannot install signal handlers: {e}"),
     }
     gw.join();
-    // Every core has stopped: exactly what was issued.
-    if let Some(file) = &id_state
-        && let Err(e) = smppgw_control::ids::save(file, ids.issued())
-    {
-        tracing::warn!("cannot write the message id state to {}: {e}", file.display());
-    }
     // Messages acknowledged in the last moments, and receipts for customers no longer bound
     // here, must reach Redis before the node goes.
     if let Ok(health) = health_rx.try_recv() {
@@ -437,6 +442,13 @@ fn run(opts: Opts) -> ExitCode {
     }
     if let Err(e) = control_thread.stop() {
         tracing::warn!("control thread: {e}");
+    }
+    // Every core has stopped, and the periodic writer with the control thread: exactly what
+    // was issued.
+    if let Some(file) = &id_state
+        && let Err(e) = smppgw_control::ids::save(file, ids.issued())
+    {
+        tracing::warn!("cannot write the message id state to {}: {e}", file.display());
     }
     tracing::info!("smppgw stopped");
     ExitCode::SUCCESS

@@ -26,10 +26,16 @@ pub fn load(path: &Path) -> Result<Option<u64>, String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("{}: {e}", path.display())),
     };
-    text.trim()
-        .parse::<u64>()
-        .map(Some)
-        .map_err(|_| format!("{}: not an id counter (a decimal number): {:?}", path.display(), text.trim()))
+    counter(text.trim()).map(Some).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// A persisted counter: a decimal number the margin cannot wrap.
+fn counter(text: &str) -> Result<u64, String> {
+    match text.parse::<u64>() {
+        Ok(n) if smppgw_engine::msgid::valid_persisted_counter(n) => Ok(n),
+        Ok(n) => Err(format!("{n} is beyond the id counter's range (a whole message id?)")),
+        Err(_) => Err(format!("not an id counter (a decimal number): {text:?}")),
+    }
 }
 
 /// Saves `counter` at `path`, replacing the file whole.
@@ -97,9 +103,7 @@ pub fn load_redis(url: &str, prefix: &str, node: u32, timeout: Duration) -> Resu
         redis::cmd("GET").arg(redis_key(prefix, node)).query(&mut conn).map_err(|e| e.to_string())?;
     match v {
         None => Ok(None),
-        Some(s) => {
-            s.trim().parse().map(Some).map_err(|_| format!("{}: not an id counter", redis_key(prefix, node)))
-        }
+        Some(s) => counter(s.trim()).map(Some).map_err(|e| format!("{}: {e}", redis_key(prefix, node))),
     }
 }
 
@@ -119,6 +123,8 @@ mod tests {
         assert_eq!(load(&path), Ok(Some(5)), "replaced whole");
         std::fs::write(&path, "garbage").expect("written");
         assert!(load(&path).is_err_and(|e| e.contains("not an id counter")));
+        std::fs::write(&path, format!("{}", u64::MAX >> 8)).expect("written");
+        assert!(load(&path).is_err_and(|e| e.contains("beyond")), "a whole id, not a counter");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -86,12 +86,32 @@ pub struct IdWatermark {
     issued: Vec<AtomicU64>,
 }
 
+/// Whether `counter`, read from where an earlier run persisted it, can be a floor: a value so
+/// close to the counter's end that the margin would wrap it (a whole message id written instead
+/// of its counter, a hand edit) is not.
+pub fn valid_persisted_counter(counter: u64) -> bool {
+    counter <= COUNTER_MASK - ID_RESTART_MARGIN
+}
+
 impl IdWatermark {
     /// A watermark for `cores` cores whose ids start above `persisted` (the counter an earlier
-    /// run issued, 0 when unknown) plus [`ID_RESTART_MARGIN`].
+    /// run issued; `None` when unknown, and ignored when not [`valid_persisted_counter`]) plus
+    /// [`ID_RESTART_MARGIN`]. What it reports issued starts at the first counter the cores
+    /// issue from, so that a crash within the first write's interval is covered too.
     pub fn new(cores: usize, persisted: Option<u64>) -> IdWatermark {
-        let floor = persisted.map_or(0, |p| p.saturating_add(ID_RESTART_MARGIN).min(COUNTER_MASK));
-        IdWatermark { floor, issued: (0..cores).map(|_| AtomicU64::new(floor)).collect() }
+        let floor = Self::floor_above(persisted);
+        let start = floor.max(now_us());
+        IdWatermark { floor, issued: (0..cores).map(|_| AtomicU64::new(start)).collect() }
+    }
+
+    fn floor_above(persisted: Option<u64>) -> u64 {
+        persisted.filter(|&p| valid_persisted_counter(p)).map_or(0, |p| p + ID_RESTART_MARGIN)
+    }
+
+    /// The counter a run started now above `persisted` issues from (at least the clock's): what
+    /// to persist before it issues any.
+    pub fn start_counter(persisted: Option<u64>) -> u64 {
+        Self::floor_above(persisted).max(now_us())
     }
 
     /// The counter every core's first id is above.
@@ -106,7 +126,7 @@ impl IdWatermark {
         }
     }
 
-    /// The highest counter any core published: what to persist.
+    /// The highest counter any core published (at least where they started): what to persist.
     pub fn issued(&self) -> u64 {
         self.issued.iter().map(|a| a.load(Ordering::Relaxed)).max().unwrap_or(self.floor)
     }
@@ -221,13 +241,30 @@ mod tests {
 
     #[test]
     fn the_watermark_is_the_highest_counter_any_core_published() {
-        let wm = IdWatermark::new(2, Some(100));
-        assert_eq!(wm.issued(), 100 + ID_RESTART_MARGIN, "nothing issued yet: the floor");
-        wm.publish(1, ID_RESTART_MARGIN + 500);
-        wm.publish(0, ID_RESTART_MARGIN + 300);
-        wm.publish(1, ID_RESTART_MARGIN + 400);
-        assert_eq!(wm.issued(), ID_RESTART_MARGIN + 500, "never lowered");
+        let ahead = now_us() + 3_600_000_000;
+        let wm = IdWatermark::new(2, Some(ahead));
+        assert_eq!(wm.issued(), ahead + ID_RESTART_MARGIN, "nothing issued yet: where they start");
+        wm.publish(1, ahead + ID_RESTART_MARGIN + 500);
+        wm.publish(0, ahead + ID_RESTART_MARGIN + 300);
+        wm.publish(1, ahead + ID_RESTART_MARGIN + 400);
+        assert_eq!(wm.issued(), ahead + ID_RESTART_MARGIN + 500, "never lowered");
         wm.publish(7, u64::MAX);
-        assert_eq!(wm.issued(), ID_RESTART_MARGIN + 500, "an unknown core is ignored");
+        assert_eq!(wm.issued(), ahead + ID_RESTART_MARGIN + 500, "an unknown core is ignored");
+        // A first start: what the cores start from is the clock, not 0, so a crash before the
+        // first tick still leaves the next start above the ids issued.
+        let before = now_us();
+        assert!(IdWatermark::new(1, None).issued() >= before);
+    }
+
+    #[test]
+    fn a_persisted_value_the_margin_would_wrap_is_ignored() {
+        // Goal: a persisted counter near the end of the counter's range (a whole id written
+        // instead of its counter) must not make the cores start at the end and wrap to 0, issuing
+        // the same low ids at every start.
+        let whole_id = (5u64 << 56) | 12_345;
+        assert!(!valid_persisted_counter(whole_id));
+        let wm = IdWatermark::new(1, Some(whole_id));
+        assert_eq!(wm.floor(), 0, "ignored: the ids start from the clock");
+        assert!(valid_persisted_counter(now_us()));
     }
 }
