@@ -16,8 +16,8 @@ use bytes::BytesMut;
 use serde_json::Value;
 use smppgw_codec::{Address, Bind, Body, CommandStatus, Decoder, Pdu, SubmitSm};
 use smppgw_control::http::{
-    self, ApiState, Backend, CONNECTIONS_MAX, ControlThread, HttpConfig, HttpError, REQUEST_BODY_MAX_BYTES,
-    ReloadFailure,
+    self, ApiState, Backend, CONNECTIONS_MAX, CONNECTIONS_PER_PEER_MAX, ControlThread, HttpConfig, HttpError,
+    REQUEST_BODY_MAX_BYTES, ReloadFailure,
 };
 use smppgw_control::metrics::{METRIC_FAMILIES, check_exposition};
 use smppgw_engine::config::{Config, CustomerConfig, IdFormat, RouteConfig, VendorConfig};
@@ -415,11 +415,35 @@ fn unready_without_a_bound_vendor_and_bounded_connections() {
     // No token configured (loopback): POST is allowed, but there is nothing to reload from.
     assert_eq!(request(addr, "POST", "/api/v1/config/reload", &[], b"").status, 501);
 
-    // Fill every connection slot with idle connections: the next one is refused with 503.
-    let idle: Vec<TcpStream> = (0..CONNECTIONS_MAX).map(|_| TcpStream::connect(addr).unwrap()).collect();
-    let r = get(addr, "/health");
-    assert_eq!(r.status, 503, "{r:?}");
-    drop(idle);
+    // One client holding idle connections: past its share it is refused with 503, and another
+    // client (a probe) is still served.
+    let from = |ip: [u8; 4]| {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        s.bind(&SocketAddr::from((ip, 0)).into()).unwrap();
+        s.connect(&addr.into()).unwrap();
+        TcpStream::from(s)
+    };
+    let hog: Vec<TcpStream> = (0..CONNECTIONS_PER_PEER_MAX).map(|_| from([127, 0, 0, 1])).collect();
+    assert!(
+        wait_for(Duration::from_secs(5), || get(addr, "/health").status == 503),
+        "the client holding its share is refused"
+    );
+    let mut probe = from([127, 0, 0, 2]);
+    probe.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    probe.write_all(b"GET /health HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n").unwrap();
+    let mut reply = Vec::new();
+    probe.read_to_end(&mut reply).unwrap();
+    assert_eq!(parse_reply(&reply).status, 200, "another client is served");
+    // Every slot taken (by several clients): anyone's next connection is refused with 503.
+    let others: Vec<TcpStream> = (CONNECTIONS_PER_PEER_MAX..CONNECTIONS_MAX)
+        .map(|i| from([127, 0, 1, (i / CONNECTIONS_PER_PEER_MAX) as u8]))
+        .collect();
+    let mut late = from([127, 0, 2, 1]);
+    late.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut reply = Vec::new();
+    let _ = late.read_to_end(&mut reply);
+    assert_eq!(parse_reply(&reply).status, 503, "all {CONNECTIONS_MAX} taken");
+    drop((hog, others));
     assert!(wait_for(Duration::from_secs(5), || get(addr, "/health").status == 200), "slots come back");
 
     // serve() itself refuses a non-loopback address without a token, before binding.

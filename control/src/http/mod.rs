@@ -40,6 +40,10 @@ pub const BODY_READ_TIMEOUT_MS: u64 = 5_000;
 /// Connections served at once; more are answered 503 and closed. A scraper and a few operators
 /// need a handful; the bound keeps a misbehaving client from tying up the control thread.
 pub const CONNECTIONS_MAX: usize = 64;
+/// Connections one client address may hold at once, so that one client holding idle
+/// connections leaves the rest of [`CONNECTIONS_MAX`] to the others (the kubelet's probes, the
+/// scraper); beyond it that client's new connections are answered 503.
+pub const CONNECTIONS_PER_PEER_MAX: usize = 16;
 /// A keep-alive connection is closed gracefully after this long, in milliseconds, so that no
 /// client holds a connection slot for ever.
 pub const CONNECTION_LIFETIME_MAX_MS: u64 = 60_000;
@@ -70,6 +74,47 @@ const _: () = assert!(REQUEST_TIMEOUT_MS > RELOAD_TIMEOUT_MS + RELOAD_APPLY_WAIT
 const _: () = assert!(REQUEST_TIMEOUT_MS > 2 * LOOKUP_TIMEOUT_MS, "a lookup may try two id styles");
 const _: () = assert!(CONNECTION_LIFETIME_MAX_MS > REQUEST_TIMEOUT_MS);
 const _: () = assert!(CONNECTIONS_MAX as u64 <= u32::MAX as u64);
+const _: () = assert!(CONNECTIONS_PER_PEER_MAX < CONNECTIONS_MAX, "a peer leaves room for others");
+
+/// Only the control thread's tasks touch it (never a core).
+#[allow(clippy::disallowed_types)]
+type Lock<T> = std::sync::Mutex<T>;
+
+/// Connections open per client address (bounded by [`CONNECTIONS_MAX`] entries: only admitted
+/// connections are counted).
+#[derive(Default)]
+struct PeerCounts(Lock<std::collections::HashMap<std::net::IpAddr, usize>>);
+
+/// One admitted connection of `ip`; its count goes down when it is dropped.
+struct PeerSlot {
+    counts: Arc<PeerCounts>,
+    ip: std::net::IpAddr,
+}
+
+impl PeerCounts {
+    /// A slot for a connection from `ip`, unless it holds [`CONNECTIONS_PER_PEER_MAX`] already.
+    fn take(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<PeerSlot> {
+        let mut m = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = m.entry(ip).or_insert(0);
+        if *n >= CONNECTIONS_PER_PEER_MAX {
+            return None;
+        }
+        *n += 1;
+        Some(PeerSlot { counts: self.clone(), ip })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut m = self.counts.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = m.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&self.ip);
+            }
+        }
+    }
+}
 
 /// Where and how the API listens.
 #[derive(Clone)]
@@ -224,6 +269,7 @@ impl Server {
     pub async fn run(self, state: ApiState, shutdown: impl Future<Output = ()>) -> Result<(), HttpError> {
         let shared = Arc::new(api::Shared { state, token: self.token });
         let slots = Arc::new(Semaphore::new(CONNECTIONS_MAX));
+        let peers = Arc::new(PeerCounts::default());
         let refusals = Arc::new(Semaphore::new(REFUSALS_MAX));
         let (drain_tx, drain_rx) = watch::channel(false);
         info!(addr = %self.local_addr, "HTTP API listening");
@@ -233,13 +279,20 @@ impl Server {
                 () = &mut shutdown => break,
                 accepted = self.listener.accept() => match accepted {
                     Ok((stream, peer)) => {
-                        let Ok(permit) = slots.clone().try_acquire_owned() else {
-                            debug!(%peer, "HTTP connection refused: {CONNECTIONS_MAX} open");
-                            // Beyond REFUSALS_MAX refusals in progress, the connection is just closed.
-                            if let Ok(slot) = refusals.clone().try_acquire_owned() {
-                                tokio::spawn(refuse(stream, slot));
+                        let admitted = match peers.take(peer.ip()) {
+                            None => Err(CONNECTIONS_PER_PEER_MAX),
+                            Some(p) => slots.clone().try_acquire_owned().map(|s| (s, p)).map_err(|_| CONNECTIONS_MAX),
+                        };
+                        let permit = match admitted {
+                            Ok(p) => p,
+                            Err(open) => {
+                                debug!(%peer, "HTTP connection refused: {open} open");
+                                // Beyond REFUSALS_MAX refusals in progress, the connection is just closed.
+                                if let Ok(slot) = refusals.clone().try_acquire_owned() {
+                                    tokio::spawn(refuse(stream, slot));
+                                }
+                                continue;
                             }
-                            continue;
                         };
                         tokio::spawn(connection(stream, shared.clone(), permit, drain_rx.clone()));
                     }
@@ -263,7 +316,7 @@ impl Server {
     }
 }
 
-/// The answer to a connection over [`CONNECTIONS_MAX`]: a 503, then the write side is closed and
+/// The answer to a connection over [`CONNECTIONS_MAX`] or [`CONNECTIONS_PER_PEER_MAX`]: a 503, then the write side is closed and
 /// what the client sent is read and dropped until it closes (closing a socket with unread bytes
 /// would reset it and lose the answer), for at most [`REFUSAL_LINGER_MS`].
 async fn refuse(mut stream: TcpStream, _slot: OwnedSemaphorePermit) {
@@ -285,7 +338,7 @@ async fn refuse(mut stream: TcpStream, _slot: OwnedSemaphorePermit) {
 async fn connection(
     stream: TcpStream,
     shared: Arc<api::Shared>,
-    permit: OwnedSemaphorePermit,
+    permit: (OwnedSemaphorePermit, PeerSlot),
     mut drain: watch::Receiver<bool>,
 ) {
     let _permit = permit;
