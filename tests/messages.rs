@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::{Client, config, receipt_of, sim, wait_for};
+use smppgw_codec::receipt::MessageState;
 use smppgw_codec::text::{Encoding, Form, RefWidth, split};
 use smppgw_codec::{Address, Body, CommandStatus, DestAddress, Pdu, SubmitMulti, tag};
 use smppgw_engine::config::{ReceiptParts, ReceiptPdu};
@@ -530,4 +531,120 @@ fn an_unbind_right_behind_a_submit_multi_or_a_query_waits_for_their_answers() {
     assert!(got.iter().any(|g| g.0 == smppgw_codec::CommandId::QUERY_SM_RESP && g.1 == query_seq), "{got:?}");
     gw.shutdown();
     gw.join();
+}
+
+/// The id in a submit_sm_resp.
+fn id_of(r: &Pdu) -> String {
+    let Body::SubmitSmResp(m) = &r.body else { panic!("submit_sm_resp: {r:?}") };
+    String::from_utf8_lossy(&m.message_id).into_owned()
+}
+
+#[test]
+fn parts_sent_on_sessions_of_different_cores_meet_in_one_group() {
+    // Goal: under receipt_parts = last, a customer that sends one message's parts on binds
+    // served by different executors (a pool of connections, each part on the next) still gets
+    // the earlier parts' receipts derived from the last part's at once; their groups were per
+    // executor, and such parts got stat UNKNOWN ten minutes later.
+    let v = sim(|_| {});
+    let mut cfg = config(&[("v", v.local_addr())]);
+    cfg.customers[0].receipt_parts = ReceiptParts::Last;
+    let gw = smppgw_engine::start(cfg).unwrap();
+    assert!(wait_for(Duration::from_secs(5), || v.stats().binds_current >= 2));
+    // Binds until two of them are on different cores.
+    let mut by_core: [Option<Client>; 2] = [None, None];
+    for _ in 0..16 {
+        let per = &gw.metrics.sessions_by_core;
+        let before: Vec<u64> = (0..2).map(|i| per[i].load(Ordering::Relaxed)).collect();
+        let mut c = Client::connect(gw.local_addr);
+        assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
+        let after: Vec<u64> = (0..2).map(|i| per[i].load(Ordering::Relaxed)).collect();
+        let core = (0..2).find(|&i| after[i] > before[i]).expect("the session is counted on its core");
+        if by_core[core].is_none() {
+            by_core[core] = Some(c);
+        }
+        if by_core.iter().all(Option::is_some) {
+            break;
+        }
+    }
+    let [Some(mut a), Some(mut b)] = by_core else { panic!("sessions on both cores") };
+    let mut ids = vec![id_of(&submit_udh_part(&mut a, "15557772222", (0x17, 3, 1), b"one"))];
+    ids.push(id_of(&submit_udh_part(&mut b, "15557772222", (0x17, 3, 2), b"two")));
+    ids.push(id_of(&submit_udh_part(&mut a, "15557772222", (0x17, 3, 3), b"three")));
+    let asked = v.take_recorded().iter().filter(|r| r.pdu.registered_delivery & 1 != 0).count();
+    assert_eq!(asked, 1, "only the last part asked the vendor for a receipt");
+    // The receipts go to whichever of the customer's receiving sessions: read both.
+    let mut got = Vec::new();
+    for c in [&mut a, &mut b] {
+        c.stream.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while got.len() < 3 && std::time::Instant::now() < deadline {
+        for c in [&mut a, &mut b] {
+            while let Some(p) = c.try_recv() {
+                if let Body::DeliverSm(s) = &p.body {
+                    let derived = s.tlvs.contains(smppgw_engine::core::TAG_DERIVED_RECEIPT);
+                    got.push((receipt_of(&p).0, derived, receipt_of(&p).1.stat.as_u8()));
+                    c.answer(&p, CommandStatus::ESME_ROK);
+                }
+            }
+        }
+    }
+    got.sort();
+    let delivered = MessageState::Delivered.as_u8();
+    let mut want: Vec<(String, bool, u8)> =
+        ids.iter().enumerate().map(|(i, id)| (id.clone(), i < 2, delivered)).collect();
+    want.sort();
+    assert_eq!(got, want, "every part's receipt at once, the first two derived from the last");
+    gw.shutdown();
+    gw.join();
+}
+
+#[test]
+fn parts_sent_after_their_last_part_ask_the_vendor_for_their_own_receipts() {
+    // Goal: under receipt_parts = last, parts that come after their message's last part (a
+    // part refused for now and sent again, parts sent out of order) are not held for a last
+    // part that has come already: they ask the vendor, and every part gets its real receipt at
+    // once (they waited in a group and got stat UNKNOWN ten minutes later).
+    let (v, gw, mut c) = last_part_policy(|_| {});
+    let mut ids = Vec::new();
+    for part in [3u8, 1, 2] {
+        let r = submit_udh_part(&mut c, "15557773333", (0x29, 3, part), b"out of order");
+        assert_eq!(r.command_status, CommandStatus::ESME_ROK);
+        ids.push(id_of(&r));
+    }
+    let asked = v.take_recorded().iter().filter(|r| r.pdu.registered_delivery & 1 != 0).count();
+    assert_eq!(asked, 3, "each part asked the vendor");
+    let got = receipts(&mut c, 3);
+    let got_ids: HashSet<String> = got.iter().map(|(i, _)| i.clone()).collect();
+    assert_eq!(got_ids, ids.into_iter().collect::<HashSet<_>>());
+    assert!(got.iter().all(|(_, derived)| !derived), "the vendor's own receipts");
+    gw.shutdown();
+    gw.join();
+}
+
+#[test]
+fn parts_still_waiting_for_their_last_part_when_the_node_stops_get_their_receipts() {
+    // Goal: under receipt_parts = last, earlier parts asked the vendor for no receipt; when the
+    // node stops before their last part came (it may go to another node in a rolling restart),
+    // they get derived receipts (stat UNKNOWN) before the customer is unbound, instead of none.
+    let (_v, gw, mut c) = last_part_policy(|_| {});
+    let r = submit_udh_part(&mut c, "15557774444", (0x33, 2, 1), b"first of two");
+    assert_eq!(r.command_status, CommandStatus::ESME_ROK);
+    let id = id_of(&r);
+    gw.shutdown();
+    let mut got = Vec::new();
+    while let Some(p) = c.recv() {
+        match &p.body {
+            Body::DeliverSm(s) => {
+                let derived = s.tlvs.contains(smppgw_engine::core::TAG_DERIVED_RECEIPT);
+                let (rid, receipt) = receipt_of(&p);
+                got.push((rid, derived, receipt.stat.as_u8()));
+                c.answer(&p, CommandStatus::ESME_ROK);
+            }
+            Body::Unbind => c.send(&Pdu::new(p.sequence_number, Body::UnbindResp)),
+            _ => {}
+        }
+    }
+    gw.join();
+    assert_eq!(got, vec![(id, true, MessageState::Unknown.as_u8())], "its receipt before the unbind");
 }

@@ -276,8 +276,11 @@ pub enum CoreMsg {
     /// A receipt for the shard that holds its message.
     Receipt(Box<VendorReceipt>),
     /// Earlier parts of a long message whose last part was not sent after all, for their group
-    /// on the core of the customer's session.
+    /// on the customer's home core.
     PartsBack(Box<PartsBack>),
+    /// A part of a long message under receipt_parts = "last", for its group on the customer's
+    /// home core (which then routes it).
+    GroupPart(Box<Job>),
     /// A receipt or MO for the customer homed on the receiving core.
     Deliver(Arc<Delivery>),
     /// A receipt derived for an earlier part of a long message, for the customer homed on the
@@ -1006,6 +1009,45 @@ impl Core {
         customer as usize % self.cores()
     }
 
+    /// Routes a new part of a long message under receipt_parts = "last" through its group,
+    /// kept on the customer's home core so that parts sent on sessions of different cores meet.
+    pub fn submit_part(&self, job: Box<Job>) {
+        let home = self.home_of(job.customer);
+        match home == self.idx {
+            true => self.group_part(job),
+            false => self.send(home, CoreMsg::GroupPart(job)),
+        }
+    }
+
+    /// On the customer's home core: a part before the last joins its group (its receipt will
+    /// be derived from the last part's, so it asks the vendor for none); the last part takes
+    /// the group's ids. Then the part is routed.
+    fn group_part(&self, mut job: Box<Job>) {
+        if let Some((key, part)) = crate::io::part_key(job.customer, &job.submit) {
+            let now = Instant::now();
+            let mut groups = self.part_groups.borrow_mut();
+            if part < key.4 {
+                let s = &job.submit;
+                let meta = crate::io::PartMeta {
+                    source: (s.source.ton, s.source.npi),
+                    dest: (s.dest.ton, s.dest.npi),
+                    submitted_unix_ms: job.submitted_unix_ms,
+                };
+                if groups.add(&key, job.msg_id, meta, now) {
+                    // Only the last part asks the vendor, for intermediate notifications too
+                    // (0x10); a vendor that sends receipts unasked would otherwise give this
+                    // part two.
+                    job.submit.registered_delivery &= !0x13;
+                    job.receipt_derived = true;
+                    job.wants_receipt = false;
+                }
+            } else {
+                job.siblings = groups.take(&key, now);
+            }
+        }
+        self.submit(job);
+    }
+
     /// Routes a new submit: picks its route and hands it to a vendor.
     pub fn submit(&self, mut job: Box<Job>) {
         let route = {
@@ -1254,7 +1296,9 @@ impl Core {
                 // Not refused for good (the customer is told to try again) or perhaps sent: the
                 // earlier parts wait in their group again, for the last part's retry (or expire
                 // with stat UNKNOWN), rather than being reported undeliverable.
-                self.send(usize::from(job.reply.core), CoreMsg::PartsBack(Box::new(PartsBack::of(job))));
+                if let Some(back) = PartsBack::of(job) {
+                    self.send(self.home_of(job.customer), CoreMsg::PartsBack(Box::new(back)));
+                }
             } else {
                 self.derive_failed_siblings(job, *st);
             }
@@ -1519,7 +1563,8 @@ impl Core {
             submitted_unix_ms: job.submitted_unix_ms,
             shown_ids: &job.siblings,
         };
-        self.derive_receipts(&parts, MessageState::Undeliverable, (status.0 % 1000) as u16);
+        // `err` has three digits: a status beyond (vendor-specific ones, 0x400 and up) is 999.
+        self.derive_receipts(&parts, MessageState::Undeliverable, status.0.min(999) as u16);
     }
 
     /// Derived receipts (marked with [`TAG_DERIVED_RECEIPT`]) in `state` for parts of a long
@@ -1666,9 +1711,10 @@ impl Core {
             CoreMsg::Done { reply, result } => self.reply(reply, result),
             CoreMsg::Store(rec, key) => self.store_record(*rec, key, unix_now()),
             CoreMsg::Receipt(r) => self.apply_receipt(r),
+            CoreMsg::GroupPart(job) => self.group_part(job),
             CoreMsg::PartsBack(b) => {
-                let PartsBack { key, total, ids, meta } = *b;
-                let left = self.part_groups.borrow_mut().put_back(&key, total, ids, meta, Instant::now());
+                let PartsBack { key, ids, meta } = *b;
+                let left = self.part_groups.borrow_mut().put_back(&key, ids, meta, Instant::now());
                 if !left.is_empty() {
                     // No room to wait for a retry: settled now, their state unknown.
                     let source = Address::new(meta.source.0, meta.source.1, key.1.clone());
@@ -1919,10 +1965,8 @@ pub struct DerivedParts<'a> {
 /// See [`CoreMsg::PartsBack`].
 #[derive(Debug)]
 pub struct PartsBack {
-    /// The group (customer, source, destination, reference).
+    /// The group.
     pub key: crate::io::PartKey,
-    /// Parts in the message.
-    pub total: u8,
     /// The earlier parts' ids.
     pub ids: Vec<u64>,
     /// Addresses' TON/NPI and time, for receipts derived later.
@@ -1930,25 +1974,19 @@ pub struct PartsBack {
 }
 
 impl PartsBack {
-    /// What the last part `job` had taken from its group.
-    fn of(job: &Job) -> PartsBack {
-        let (reference, total) = crate::io::part_info(&job.submit).map_or((0, 0), |(r, t, _)| (r, t));
+    /// What the last part `job` had taken from its group (None when it is not a part).
+    fn of(job: &Job) -> Option<PartsBack> {
+        let (key, _) = crate::io::part_key(job.customer, &job.submit)?;
         let s = &job.submit;
-        PartsBack {
-            key: (
-                job.customer,
-                Bytes::copy_from_slice(&s.source.addr),
-                Bytes::copy_from_slice(&s.dest.addr),
-                reference,
-            ),
-            total,
+        Some(PartsBack {
+            key: (key.0, Bytes::copy_from_slice(&key.1), Bytes::copy_from_slice(&key.2), key.3, key.4),
             ids: job.siblings.clone(),
             meta: crate::io::PartMeta {
                 source: (s.source.ton, s.source.npi),
                 dest: (s.dest.ton, s.dest.npi),
                 submitted_unix_ms: job.submitted_unix_ms,
             },
-        }
+        })
     }
 }
 

@@ -283,8 +283,15 @@ async fn authenticate(
     Ok(c)
 }
 
-/// A long message's group: (customer, source, destination, reference).
-pub type PartKey = (u32, Bytes, Bytes, u16);
+/// A long message's group: (customer, source, destination, reference, parts in the message).
+pub type PartKey = (u32, Bytes, Bytes, u16, u8);
+
+/// The group of `submit` (a part of a long message of `customer`), its part number, or None for
+/// a message in one part.
+pub fn part_key(customer: u32, submit: &smppgw_codec::SubmitSm) -> Option<(PartKey, u8)> {
+    let (reference, total, part) = part_info(submit).filter(|&(_, total, _)| total > 1)?;
+    Some(((customer, submit.source.addr.clone(), submit.dest.addr.clone(), reference, total), part))
+}
 
 /// Parts of long messages seen on this core, for the "receipt for the last part only" policy:
 /// each group's ids of the parts before the last, forgotten after [`PART_GROUP_TTL`], at most
@@ -300,6 +307,13 @@ pub struct PartGroups {
     expired: Vec<ExpiredGroup>,
     /// Groups held per customer, at most [`PART_GROUPS_PER_CUSTOMER_MAX`] each.
     per_customer: std::collections::HashMap<u32, usize>,
+    /// Groups whose last part came before some of their other parts (one refused for now and
+    /// sent again, parts sent out of order): how many may still come. Each asks the vendor for
+    /// its own receipt, as no last part will come to derive it from. Forgotten after
+    /// [`PART_GROUP_TTL`], at most [`PART_GROUPS_MAX`] (beyond, such a part waits in a group of
+    /// its own and gets stat UNKNOWN when that expires).
+    closed: std::collections::HashMap<PartKey, (Instant, u8)>,
+    closed_order: std::collections::VecDeque<(Instant, PartKey)>,
 }
 
 /// What a derived receipt needs of a group besides its key.
@@ -330,11 +344,19 @@ impl PartGroups {
         PartGroups::default()
     }
 
-    /// Adds `msg_id`, a part before the last of a message of `total` parts, to its group.
-    /// False when the group cannot hold it (the group is full, or so is the table): that part
-    /// then asks the vendor for its own receipt.
-    pub fn add(&mut self, key: &PartKey, total: u8, msg_id: u64, meta: PartMeta, now: Instant) -> bool {
+    /// Adds `msg_id`, a part before the last, to its group. False when the group cannot hold it
+    /// (the group is full, or so is the table, or its last part came already): that part then
+    /// asks the vendor for its own receipt.
+    pub fn add(&mut self, key: &PartKey, msg_id: u64, meta: PartMeta, now: Instant) -> bool {
         self.expire(now);
+        let total = key.4;
+        if let Some((_, left)) = self.closed.get_mut(key) {
+            *left = left.saturating_sub(1);
+            if *left == 0 {
+                self.closed.remove(key);
+            }
+            return false;
+        }
         if let Some((_, ids, _)) = self.groups.get_mut(key) {
             // A group holds at most its other parts: a customer repeating one does not grow it.
             if ids.len() + 1 >= usize::from(total) {
@@ -352,8 +374,7 @@ impl PartGroups {
             let groups = &self.groups;
             self.order.retain(|(t, k)| groups.get(k).is_some_and(|(at, _, _)| at == t));
         }
-        // Owned copies: the key outlives the read buffer the addresses were decoded from.
-        let key = (key.0, Bytes::copy_from_slice(&key.1), Bytes::copy_from_slice(&key.2), key.3);
+        let key = owned_key(key);
         self.order.push_back((now, key.clone()));
         self.groups.insert(key, (now, vec![msg_id], meta));
         true
@@ -363,28 +384,52 @@ impl PartGroups {
     /// after all (a temporary refusal, or an outcome unknown): the customer may send it again,
     /// and the retry takes them. Returns the ids it could not hold (the table is full), for
     /// the caller to settle otherwise.
-    pub fn put_back(
-        &mut self,
-        key: &PartKey,
-        total: u8,
-        ids: Vec<u64>,
-        meta: PartMeta,
-        now: Instant,
-    ) -> Vec<u64> {
+    pub fn put_back(&mut self, key: &PartKey, ids: Vec<u64>, meta: PartMeta, now: Instant) -> Vec<u64> {
+        // The last part's retry will take them: the parts its first try left to come are
+        // expected in the group again.
+        self.closed.remove(key);
         let mut left = Vec::new();
         for id in ids {
-            if !self.add(key, total, id, meta, now) {
+            if !self.add(key, id, meta, now) {
                 left.push(id);
             }
         }
         left
     }
 
-    /// The ids of the parts before the last, when the last part comes.
-    pub fn take(&mut self, key: &PartKey) -> Option<Vec<u64>> {
-        let (_, ids, _) = self.groups.remove(key)?;
-        self.forget_one(key.0);
-        Some(ids)
+    /// The ids of the parts before the last, when the last part comes (none when none came).
+    /// Parts that have not come yet are remembered, so that each asks the vendor for its own
+    /// receipt when it comes.
+    pub fn take(&mut self, key: &PartKey, now: Instant) -> Vec<u64> {
+        self.expire(now);
+        let ids = match self.groups.remove(key) {
+            Some((_, ids, _)) => {
+                self.forget_one(key.0);
+                ids
+            }
+            None => Vec::new(),
+        };
+        let missing = usize::from(key.4).saturating_sub(1 + ids.len());
+        if missing > 0 && self.closed.len() < PART_GROUPS_MAX {
+            if self.closed_order.len() >= 2 * PART_GROUPS_MAX {
+                let closed = &self.closed;
+                self.closed_order.retain(|(t, k)| closed.get(k).is_some_and(|(at, _)| at == t));
+            }
+            let key = owned_key(key);
+            self.closed_order.push_back((now, key.clone()));
+            self.closed.insert(key, (now, missing as u8));
+        }
+        ids
+    }
+
+    /// Every group held, for derived receipts when the node stops: their last parts will not
+    /// come here.
+    pub fn take_all(&mut self) -> Vec<ExpiredGroup> {
+        self.order.clear();
+        self.per_customer.clear();
+        let mut out = std::mem::take(&mut self.expired);
+        out.extend(self.groups.drain().map(|(key, (_, ids, meta))| ExpiredGroup { key, meta, ids }));
+        out
     }
 
     fn forget_one(&mut self, customer: u32) {
@@ -414,6 +459,16 @@ impl PartGroups {
     }
 
     fn expire(&mut self, now: Instant) {
+        while let Some((t, _)) = self.closed_order.front() {
+            if now.saturating_duration_since(*t) < PART_GROUP_TTL {
+                break;
+            }
+            if let Some((t, k)) = self.closed_order.pop_front()
+                && self.closed.get(&k).is_some_and(|(at, _)| *at == t)
+            {
+                self.closed.remove(&k);
+            }
+        }
         while let Some((t, _)) = self.order.front() {
             if now.saturating_duration_since(*t) < PART_GROUP_TTL {
                 break;
@@ -429,12 +484,33 @@ impl PartGroups {
     }
 }
 
+/// `key` with its addresses copied out of the read buffer they were decoded from (a key kept
+/// outlives it).
+fn owned_key(key: &PartKey) -> PartKey {
+    (key.0, Bytes::copy_from_slice(&key.1), Bytes::copy_from_slice(&key.2), key.3, key.4)
+}
+
 /// Parts of long messages whose last part did not come within [`PART_GROUP_TTL`] (or came on
 /// another executor, which holds its own groups) get derived receipts in state UNKNOWN: they did
 /// not ask the vendor for their own, and the message will not reach the handset whole.
 pub fn derive_expired_parts(core: &Core, now: Instant) {
     let expired = core.part_groups.borrow_mut().take_expired(now);
-    for g in expired {
+    derive_unknown(core, expired);
+}
+
+/// The groups still open when the node stops (after its vendors have answered everything):
+/// their last parts will not come here, and their parts did not ask the vendor for receipts,
+/// so they get derived receipts in state UNKNOWN, delivered (or handed to Redis) by the stop's
+/// drain, instead of none at all.
+pub fn derive_open_parts_at_exit(core: &Core) -> usize {
+    let open = core.part_groups.borrow_mut().take_all();
+    let n = open.len();
+    derive_unknown(core, open);
+    n
+}
+
+fn derive_unknown(core: &Core, groups: Vec<ExpiredGroup>) {
+    for g in groups {
         let source = smppgw_codec::Address::new(g.meta.source.0, g.meta.source.1, g.key.1.clone());
         let dest = smppgw_codec::Address::new(g.meta.dest.0, g.meta.dest.1, g.key.2.clone());
         let parts = crate::core::DerivedParts {
@@ -649,7 +725,7 @@ impl CustomerDriver {
     fn submit(
         &mut self,
         seq: u32,
-        mut submit: smppgw_codec::SubmitSm,
+        submit: smppgw_codec::SubmitSm,
         segments: u32,
         kind: ReplyKind,
         now: Instant,
@@ -708,47 +784,18 @@ impl CustomerDriver {
         c.counters.segments.fetch_add(u64::from(segments), Ordering::Relaxed);
         let msg_id = self.core.next_msg_id();
         let wants_receipt = submit.registered_delivery & 0x03 != 0;
-        let mut siblings = Vec::new();
-        let mut receipt_derived = false;
-        if wants_receipt
+        // Under receipt_parts = "last" a part's receipt may be derived from its last part's: the
+        // parts meet in a group on the customer's home core, wherever its sessions are.
+        let grouped = wants_receipt
             && c.cfg.receipt_parts == crate::config::ReceiptParts::Last
-            && let Some((r, total, part)) = part_info(&submit)
-            && total > 1
-        {
-            let key = (c.idx, submit.source.addr.clone(), submit.dest.addr.clone(), r);
-            let mut groups = self.core.part_groups.borrow_mut();
-            if part < total {
-                let meta = PartMeta {
-                    source: (submit.source.ton, submit.source.npi),
-                    dest: (submit.dest.ton, submit.dest.npi),
-                    submitted_unix_ms: crate::core::unix_now_ms(),
-                };
-                if groups.add(&key, total, msg_id, meta, now) {
-                    // Only the last part asks the vendor, for intermediate notifications too
-                    // (0x10); this one's are derived from it.
-                    submit.registered_delivery &= !0x13;
-                    receipt_derived = true;
-                }
-            } else if let Some(ids) = groups.take(&key) {
-                siblings = ids;
-            }
-        }
-        // A part whose receipt is derived does not take one from the vendor (one that sends
-        // receipts unasked would give it two).
-        let wants_vendor_receipt = wants_receipt && !receipt_derived;
-        let mut job = Job::new(
-            msg_id,
-            msg_id,
-            self.reply_to(seq, kind),
-            c.idx,
-            submit,
-            now,
-            wants_vendor_receipt,
-            siblings,
-        );
-        job.receipt_derived = receipt_derived;
+            && part_info(&submit).is_some_and(|(_, total, _)| total > 1);
+        let mut job =
+            Job::new(msg_id, msg_id, self.reply_to(seq, kind), c.idx, submit, now, wants_receipt, Vec::new());
         job.charge = charge;
-        self.core.submit(job);
+        match grouped {
+            true => self.core.submit_part(job),
+            false => self.core.submit(job),
+        }
     }
 
     fn refuse(&mut self, pdu: &smppgw_codec::Pdu, st: CommandStatus) {
@@ -2138,8 +2185,8 @@ mod tests {
         assert!(wait >= Duration::from_secs(300 * crate::core::FAILOVER_MAX as u64), "{wait:?}");
     }
 
-    fn key(r: u16) -> PartKey {
-        (0, Bytes::from_static(b"15550001"), Bytes::from_static(b"15557770000"), r)
+    fn key(r: u16, total: u8) -> PartKey {
+        (0, Bytes::from_static(b"15550001"), Bytes::from_static(b"15557770000"), r, total)
     }
 
     #[test]
@@ -2148,16 +2195,58 @@ mod tests {
         // and the last part takes them all (once).
         let now = Instant::now();
         let mut g = PartGroups::new();
-        assert!(g.add(&key(1), 3, 10, PartMeta::default(), now));
-        assert!(g.add(&key(1), 3, 11, PartMeta::default(), now));
-        assert!(
-            !g.add(&key(1), 3, 12, PartMeta::default(), now),
-            "a third part before the last of three: not held"
-        );
-        assert!(g.add(&key(2), 2, 20, PartMeta::default(), now), "another reference, another group");
-        assert_eq!(g.take(&key(1)), Some(vec![10, 11]));
-        assert_eq!(g.take(&key(1)), None);
-        assert_eq!(g.len(), 1);
+        let m = PartMeta::default();
+        assert!(g.add(&key(1, 3), 10, m, now));
+        assert!(g.add(&key(1, 3), 11, m, now));
+        assert!(!g.add(&key(1, 3), 12, m, now), "a third part before the last of three: not held");
+        assert!(g.add(&key(2, 2), 20, m, now), "another reference, another group");
+        assert!(g.add(&key(1, 4), 30, m, now), "the same reference in a message of another length");
+        assert_eq!(g.take(&key(1, 3), now), vec![10, 11]);
+        assert_eq!(g.take(&key(1, 3), now), Vec::<u64>::new());
+        assert_eq!(g.len(), 2);
+    }
+
+    #[test]
+    fn a_part_that_comes_after_its_last_part_asks_the_vendor_for_its_own_receipt() {
+        // Goal: a part refused for now and sent again after the last part (or sent after it
+        // on another session) finds no last part to come: it is not held in a group (whose
+        // parts would get stat UNKNOWN ten minutes later), so it asks the vendor itself; once
+        // the parts the last one missed have come, the same reference groups again.
+        let now = Instant::now();
+        let mut g = PartGroups::new();
+        let m = PartMeta::default();
+        assert!(g.add(&key(5, 3), 10, m, now), "part 1");
+        // Part 2 was refused for now; part 3 (the last) comes and takes part 1.
+        assert_eq!(g.take(&key(5, 3), now), vec![10]);
+        assert!(!g.add(&key(5, 3), 11, m, now), "part 2 again, after the last: its own receipt");
+        assert!(g.add(&key(5, 3), 12, m, now), "the next message with that reference groups again");
+        // The last part came first: both earlier parts ask for their own.
+        assert!(g.take(&key(6, 3), now).is_empty());
+        assert!(!g.add(&key(6, 3), 20, m, now));
+        assert!(!g.add(&key(6, 3), 21, m, now));
+        // Remembered for the TTL only.
+        assert!(g.take(&key(7, 2), now).is_empty());
+        assert!(g.add(&key(7, 2), 30, m, now + PART_GROUP_TTL), "forgotten after the TTL");
+        // A last part refused for now gives its parts back, and the retry takes them again.
+        assert!(g.add(&key(8, 2), 40, m, now));
+        let ids = g.take(&key(8, 2), now);
+        assert!(g.put_back(&key(8, 2), ids, m, now).is_empty());
+        assert_eq!(g.take(&key(8, 2), now), vec![40]);
+    }
+
+    #[test]
+    fn at_a_stop_every_open_group_is_handed_back() {
+        let now = Instant::now();
+        let mut g = PartGroups::new();
+        let m = PartMeta::default();
+        assert!(g.add(&key(1, 3), 10, m, now));
+        assert!(g.add(&key(2, 2), 20, m, now));
+        let mut all: Vec<Vec<u64>> = g.take_all().into_iter().map(|e| e.ids).collect();
+        all.sort();
+        assert_eq!(all, vec![vec![10], vec![20]]);
+        assert!(g.is_empty());
+        assert!(g.take_expired(now + PART_GROUP_TTL).is_empty(), "nothing handed back twice");
+        assert!(g.add(&key(1, 3), 11, m, now), "and the table works on");
     }
 
     #[test]
@@ -2166,24 +2255,22 @@ mod tests {
         // groups (their parts ask the vendor) until the old ones expire; groups taken since
         // leave no entries that expire a later group of the same key early.
         let t0 = Instant::now();
+        let m = PartMeta::default();
         let mut g = PartGroups::new();
-        assert!(g.add(&key(1), 2, 1, PartMeta::default(), t0));
-        assert_eq!(g.take(&key(1)), Some(vec![1]));
+        assert!(g.add(&key(1, 2), 1, m, t0));
+        assert_eq!(g.take(&key(1, 2), t0), vec![1]);
         let later = t0 + PART_GROUP_TTL / 2;
-        assert!(g.add(&key(1), 2, 2, PartMeta::default(), later), "the same key begins again");
+        assert!(g.add(&key(1, 2), 2, m, later), "the same key begins again");
         // The first entry's time passes: the group that began later is kept.
-        assert!(g.add(&key(9), 2, 9, PartMeta::default(), t0 + PART_GROUP_TTL));
-        assert_eq!(g.take(&key(1)), Some(vec![2]));
+        assert!(g.add(&key(9, 2), 9, m, t0 + PART_GROUP_TTL));
+        assert_eq!(g.take(&key(1, 2), t0 + PART_GROUP_TTL), vec![2]);
 
         let mut g = PartGroups::new();
         for r in 0..PART_GROUPS_MAX {
-            assert!(g.add(&nth_key(r), 2, r as u64, PartMeta::default(), t0));
+            assert!(g.add(&nth_key(r), r as u64, m, t0));
         }
-        assert!(!g.add(&key(7), 2, 7, PartMeta::default(), t0 + Duration::from_secs(1)), "full: refused");
-        assert!(
-            g.add(&key(7), 2, 7, PartMeta::default(), t0 + PART_GROUP_TTL),
-            "room again once the old ones expire"
-        );
+        assert!(!g.add(&key(7, 2), 7, m, t0 + Duration::from_secs(1)), "full: refused");
+        assert!(g.add(&key(7, 2), 7, m, t0 + PART_GROUP_TTL), "room again once the old ones expire");
         assert_eq!(g.len(), 1);
     }
 
@@ -2194,13 +2281,13 @@ mod tests {
         let t0 = Instant::now();
         let mut g = PartGroups::new();
         let meta = PartMeta { source: (5, 0), dest: (1, 1), submitted_unix_ms: 42 };
-        assert!(g.add(&key(1), 3, 10, meta, t0));
-        assert!(g.add(&key(1), 3, 11, meta, t0));
-        assert!(g.add(&key(2), 2, 20, meta, t0));
-        assert_eq!(g.take(&key(2)), Some(vec![20]));
+        assert!(g.add(&key(1, 3), 10, meta, t0));
+        assert!(g.add(&key(1, 3), 11, meta, t0));
+        assert!(g.add(&key(2, 2), 20, meta, t0));
+        assert_eq!(g.take(&key(2, 2), t0), vec![20]);
         assert!(g.take_expired(t0 + PART_GROUP_TTL / 2).is_empty(), "not yet");
         let expired = g.take_expired(t0 + PART_GROUP_TTL);
-        assert_eq!(expired, vec![ExpiredGroup { key: key(1), meta, ids: vec![10, 11] }]);
+        assert_eq!(expired, vec![ExpiredGroup { key: key(1, 3), meta, ids: vec![10, 11] }]);
         assert!(g.take_expired(t0 + PART_GROUP_TTL * 2).is_empty(), "handed back once");
         assert!(g.is_empty());
     }
@@ -2208,7 +2295,7 @@ mod tests {
     /// A distinct key per `n` (the reference holds 16 bits, the customer the rest).
     fn nth_key(n: usize) -> PartKey {
         // Spread over customers, each within its share of the table.
-        ((n % 16) as u32, Bytes::new(), Bytes::new(), (n / 16) as u16)
+        ((n % 16) as u32, Bytes::new(), Bytes::new(), (n / 16) as u16, 2)
     }
 
     #[test]
@@ -2217,14 +2304,15 @@ mod tests {
         // core's groups, not everyone's: another customer's long messages still get one receipt
         // request, for the last part.
         let t0 = Instant::now();
+        let m = PartMeta::default();
         let mut g = PartGroups::new();
-        let of = |c: u32, r: usize| (c, Bytes::from(format!("{}", r / 65536)), Bytes::new(), r as u16);
+        let of = |c: u32, r: usize| (c, Bytes::from(format!("{}", r / 65536)), Bytes::new(), r as u16, 2);
         for r in 0..PART_GROUPS_PER_CUSTOMER_MAX {
-            assert!(g.add(&of(1, r), 2, r as u64, PartMeta::default(), t0));
+            assert!(g.add(&of(1, r), r as u64, m, t0));
         }
-        assert!(!g.add(&of(1, usize::MAX / 2), 2, 1, PartMeta::default(), t0), "customer 1's share is full");
-        assert!(g.add(&of(2, 0), 2, 2, PartMeta::default(), t0), "customer 2 still has room");
-        assert_eq!(g.take(&of(1, 0)), Some(vec![0]));
-        assert!(g.add(&of(1, usize::MAX / 2), 2, 1, PartMeta::default(), t0), "room again once one ends");
+        assert!(!g.add(&of(1, usize::MAX / 2), 1, m, t0), "customer 1's share is full");
+        assert!(g.add(&of(2, 0), 2, m, t0), "customer 2 still has room");
+        assert_eq!(g.take(&of(1, 0), t0), vec![0]);
+        assert!(g.add(&of(1, usize::MAX / 2), 1, m, t0), "room again once one ends");
     }
 }
