@@ -618,8 +618,22 @@ struct PendingMulti {
     any_ok: bool,
     unsuccess: Vec<smppgw_codec::UnsuccessSme>,
     dests: Vec<smppgw_codec::Address>,
+    /// The destinations sent to vendors and not answered yet (indexes into `dests`).
+    waiting: Vec<u16>,
     /// Answers carry it ([`ReplyTo::nonce`]).
     nonce: u32,
+}
+
+impl PendingMulti {
+    /// Answered with what is known: a destination not answered is not reported accepted (in
+    /// `unsuccess_sme` with ESME_RSUBMITFAIL: its outcome is unknown).
+    fn give_up_waiting(&mut self) {
+        for i in std::mem::take(&mut self.waiting) {
+            let addr = self.dests.get(usize::from(i)).cloned().unwrap_or_default();
+            self.unsuccess
+                .push(smppgw_codec::UnsuccessSme { addr, error_status: CommandStatus::ESME_RSUBMITFAIL });
+        }
+    }
 }
 
 struct CustomerDriver {
@@ -919,6 +933,7 @@ impl CustomerDriver {
             any_ok: false,
             unsuccess: Vec::new(),
             dests: Vec::new(),
+            waiting: Vec::new(),
             nonce: self.new_nonce(),
         };
         let mut jobs = Vec::new();
@@ -1010,6 +1025,7 @@ impl CustomerDriver {
             }
         }
         pm.remaining = jobs.len();
+        pm.waiting = jobs.iter().map(|(i, _, _)| *i).collect();
         // Destinations refused here are answered already: their share of the window goes back.
         let mut sink = Vec::new();
         self.machine.give_window(smes - jobs.len() as u32, now, &mut self.wbuf, &mut sink);
@@ -1072,6 +1088,7 @@ impl CustomerDriver {
                 pm.remaining = pm.remaining.saturating_sub(1);
                 self.machine.give_window(1, now, &mut self.wbuf, events);
                 let Some(pm) = self.multis.get_mut(&seq) else { return };
+                pm.waiting.retain(|&w| w != i);
                 match result {
                     Ok(_) => pm.any_ok = true,
                     Err(st) => {
@@ -1148,6 +1165,9 @@ impl CustomerDriver {
                 remaining, "submit_multi destinations not answered in time: answered with what is known"
             );
             self.machine.give_window(remaining as u32, now, &mut self.wbuf, events);
+            if let Some(pm) = self.multis.get_mut(&seq) {
+                pm.give_up_waiting();
+            }
             self.finish_multi(seq);
             self.machine.op_answered(now, &mut self.wbuf, events);
         }
@@ -2183,6 +2203,38 @@ mod tests {
         let snap = crate::snapshot::Snapshot::build(cfg, 1);
         let wait = pending_timeout(&snap);
         assert!(wait >= Duration::from_secs(300 * crate::core::FAILOVER_MAX as u64), "{wait:?}");
+    }
+
+    #[test]
+    fn a_submit_multi_given_up_lists_the_destinations_still_unanswered_as_failed() {
+        // Goal: a submit_multi answered after its wait ran out reports what is known: the
+        // destinations whose answers never came are in unsuccess_sme (ESME_RSUBMITFAIL), not
+        // silently taken as accepted.
+        let addr = |a: &str| smppgw_codec::Address::new(1, 1, a.to_owned());
+        let mut pm = PendingMulti {
+            since: Instant::now(),
+            remaining: 1,
+            shown_id: 7,
+            any_ok: true,
+            unsuccess: vec![smppgw_codec::UnsuccessSme {
+                addr: addr("1"),
+                error_status: CommandStatus::ESME_RINVDSTADR,
+            }],
+            dests: vec![addr("1"), addr("2"), addr("3")],
+            waiting: vec![2],
+            nonce: 1,
+        };
+        pm.give_up_waiting();
+        let listed: Vec<(Bytes, CommandStatus)> =
+            pm.unsuccess.iter().map(|u| (u.addr.addr.clone(), u.error_status)).collect();
+        assert_eq!(
+            listed,
+            vec![
+                (Bytes::from_static(b"1"), CommandStatus::ESME_RINVDSTADR),
+                (Bytes::from_static(b"3"), CommandStatus::ESME_RSUBMITFAIL)
+            ]
+        );
+        assert!(pm.waiting.is_empty());
     }
 
     fn key(r: u16, total: u8) -> PartKey {

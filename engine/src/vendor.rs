@@ -308,6 +308,7 @@ impl<J> VendorSession<J> {
                 }
             }
         }
+        self.close_if_lost(events);
     }
 
     fn bind_answered(&mut self, seq: u32, status: CommandStatus, events: &mut Vec<VendorEvent<J>>) {
@@ -366,6 +367,9 @@ impl<J> VendorSession<J> {
                             Outcome::Refused(header.command_status)
                         };
                         events.push(VendorEvent::Done { job, outcome });
+                        if header.command_status == CommandStatus::ESME_RINVBNDSTS && self.is_bound() {
+                            self.lost = true;
+                        }
                     }
                 } else if header.command_id != CommandId::ALERT_NOTIFICATION {
                     Pdu::error_response(header, error.command_status()).encode(out);
@@ -373,6 +377,7 @@ impl<J> VendorSession<J> {
             }
             _ => self.close(events),
         }
+        self.close_if_lost(events);
     }
 
     /// The earliest time [`VendorSession::on_tick`] has something to do.
@@ -414,6 +419,7 @@ impl<J> VendorSession<J> {
                 events.push(VendorEvent::Done { job, outcome: Outcome::Unknown });
             }
         }
+        self.close_if_lost(events);
         let s = self.settings.clone();
         match self.state {
             State::BindSent { at, .. } if now >= at + s.response_timeout => {
@@ -476,7 +482,13 @@ impl<J> VendorSession<J> {
         if status == CommandStatus::ESME_RINVBNDSTS && self.is_bound() {
             self.lost = true;
         }
-        if self.lost && self.inflight.is_empty() {
+        self.close_if_lost(events);
+    }
+
+    /// Closes a lost bind once nothing it holds is in flight, however the last request left
+    /// (answered, timed out, an operation's answer, an answer that did not decode).
+    fn close_if_lost(&mut self, events: &mut Vec<VendorEvent<J>>) {
+        if self.lost && self.inflight.is_empty() && self.state != State::Closed {
             self.close(events);
         }
     }
@@ -625,6 +637,47 @@ mod tests {
         s.on_pdu(not_bound(sent[1].sequence_number), now, &mut out, &mut ev);
         assert!(matches!(&ev[1], VendorEvent::Done { job: (2, _), outcome: Outcome::Refused(_) }));
         assert!(matches!(&ev[2], VendorEvent::Close), "closed once nothing is in flight: {ev:?}");
+    }
+
+    #[test]
+    fn a_lost_bind_closes_whichever_way_its_last_request_leaves() {
+        // Goal: once the vendor said ESME_RINVBNDSTS, the bind closes when nothing is in flight
+        // any more, also when the last request timed out or its answer did not decode: it stayed
+        // up, taking no submit and holding those queued at it, for as long as the vendor
+        // answered enquire_link.
+        let m = msg();
+        let not_bound = |seq: u32| {
+            Pdu::with_status(seq, CommandStatus::ESME_RINVBNDSTS, Body::SubmitSmResp(Default::default()))
+        };
+        // The last one times out.
+        let (mut s, now, mut out) = bound();
+        s.submit((1, m.clone()), now, &mut out, |j| &j.1).unwrap();
+        s.submit((2, m.clone()), now, &mut out, |j| &j.1).unwrap();
+        let sent = pdus(&mut out);
+        let mut ev = Vec::new();
+        s.on_pdu(not_bound(sent[0].sequence_number), now, &mut out, &mut ev);
+        assert!(!ev.iter().any(|e| matches!(e, VendorEvent::Close)), "one still in flight");
+        s.on_tick(now + Duration::from_secs(60), &mut out, &mut ev);
+        assert!(matches!(&ev[1], VendorEvent::Done { job: (2, _), outcome: Outcome::Unknown }));
+        assert!(ev.iter().any(|e| matches!(e, VendorEvent::Close)), "closed after the timeout: {ev:?}");
+        // The last answer does not decode.
+        let (mut s, now, mut out) = bound();
+        s.submit((1, m.clone()), now, &mut out, |j| &j.1).unwrap();
+        s.submit((2, m.clone()), now, &mut out, |j| &j.1).unwrap();
+        let sent = pdus(&mut out);
+        let mut ev = Vec::new();
+        s.on_pdu(not_bound(sent[0].sequence_number), now, &mut out, &mut ev);
+        let err = with_junk_body(0x8000_0004, 0, sent[1].sequence_number);
+        s.on_decode_error(&err, now, &mut out, &mut ev);
+        assert!(ev.iter().any(|e| matches!(e, VendorEvent::Close)), "closed after the last answer: {ev:?}");
+        // A not-bound answer that does not decode makes the bind lost too.
+        let (mut s, now, mut out) = bound();
+        s.submit((1, m.clone()), now, &mut out, |j| &j.1).unwrap();
+        let sent = pdus(&mut out);
+        let mut ev = Vec::new();
+        let err = with_junk_body(0x8000_0004, CommandStatus::ESME_RINVBNDSTS.0, sent[0].sequence_number);
+        s.on_decode_error(&err, now, &mut out, &mut ev);
+        assert!(ev.iter().any(|e| matches!(e, VendorEvent::Close)), "lost and closed: {ev:?}");
     }
 
     #[test]
