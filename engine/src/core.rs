@@ -284,18 +284,22 @@ pub enum CoreMsg {
     /// A receipt or MO for the customer homed on the receiving core.
     Deliver(Arc<Delivery>),
     /// A receipt derived for an earlier part of a long message, for the customer homed on the
-    /// receiving core: delivered unless that part was refused ([`CoreMsg::PartRefused`]).
+    /// receiving core: delivered once that part's answer is in, unless it was refused
+    /// ([`CoreMsg::PartSettled`]).
     DerivedReceipt {
         /// The receipt.
         delivery: Arc<Delivery>,
         /// The id the customer was given for the part.
         shown_id: u64,
     },
-    /// An earlier part of a long message whose receipt was to be derived was refused: the
-    /// customer's home core will not deliver a receipt derived for it.
-    PartRefused {
-        /// The id the part would have had.
+    /// The vendors' answer for an earlier part of a long message whose receipt is derived, for
+    /// the customer's home core: a receipt derived for it waits for this, and is not delivered
+    /// if the part was refused.
+    PartSettled {
+        /// The id the part has (or would have had).
         shown_id: u64,
+        /// Refused (the customer got an error and no id).
+        refused: bool,
     },
     /// Send this delivery on a session of the receiving core.
     DeliverOn {
@@ -460,6 +464,9 @@ pub struct Core {
     store: RefCell<Shard<Box<VendorReceipt>>>,
     dispatcher: RefCell<Dispatcher>,
     refused_parts: RefCell<crate::deliveries::RefusedParts>,
+    /// Grouped parts of customers homed here whose answer has not come (see
+    /// [`crate::deliveries::PartSettlements`]).
+    part_settlements: RefCell<crate::deliveries::PartSettlements>,
     pending_out: RefCell<Vec<(SessionRef, Arc<Delivery>)>>,
     remote: Option<RemoteLink>,
     held: RefCell<std::collections::VecDeque<Box<Job>>>,
@@ -575,6 +582,7 @@ impl Core {
             store: RefCell::new(store),
             dispatcher: RefCell::new(dispatcher),
             refused_parts: RefCell::new(Default::default()),
+            part_settlements: RefCell::new(Default::default()),
             pending_out: RefCell::new(Vec::new()),
             remote,
             held: RefCell::new(std::collections::VecDeque::new()),
@@ -808,6 +816,7 @@ impl Core {
     /// Periodic work: ids tied to the clock, store expiry.
     pub fn tick(&self) {
         self.ids.borrow_mut().catch_up();
+        self.release_held_derived(false);
         let up = self.remote_up();
         if up && !self.remote_was_up.get() {
             self.on_remote_back();
@@ -1040,6 +1049,9 @@ impl Core {
                     job.submit.registered_delivery &= !0x13;
                     job.receipt_derived = true;
                     job.wants_receipt = false;
+                    if let Some(d) = self.part_settlements.borrow_mut().grouped(job.shown_id, now) {
+                        self.deliver_derived(d);
+                    }
                 }
             } else {
                 job.siblings = groups.take(&key, now);
@@ -1303,8 +1315,9 @@ impl Core {
                 self.derive_failed_siblings(job, *st);
             }
         }
-        if result.is_err() && job.receipt_derived {
-            self.send(self.home_of(job.customer), CoreMsg::PartRefused { shown_id: job.shown_id });
+        if job.receipt_derived {
+            let refused = result.is_err();
+            self.send(self.home_of(job.customer), CoreMsg::PartSettled { shown_id: job.shown_id, refused });
         }
         if result.is_err() && !job.maybe_sent {
             self.give_back_charge(job);
@@ -1620,6 +1633,23 @@ impl Core {
         }
     }
 
+    /// A derived receipt released without its part's answer (the wait ran out, the table was
+    /// full, or the node stops): delivered as before that answer was awaited.
+    fn deliver_derived(&self, d: Arc<Delivery>) {
+        self.deliver_home(d);
+    }
+
+    /// Releases the derived receipts held longer than their wait (all of them when `all`: the
+    /// node stops).
+    pub fn release_held_derived(&self, all: bool) -> usize {
+        let out = self.part_settlements.borrow_mut().expire(Instant::now(), all);
+        let n = out.len();
+        for d in out {
+            self.deliver_derived(d);
+        }
+        n
+    }
+
     /// A receipt or MO for a customer homed here: queued for its receiving sessions.
     fn deliver_home(&self, d: Arc<Delivery>) {
         // No receiving bind here: a node where the customer has one takes it from Redis.
@@ -1738,11 +1768,22 @@ impl Core {
                 {
                     // Another node handled that part: only it knows whether it was refused.
                     self.remote_push(RemoteOp::DerivedCheck { delivery, shown_id });
-                } else {
-                    self.deliver_home(delivery);
+                } else if let Some(d) = self.part_settlements.borrow_mut().derived(shown_id, delivery) {
+                    self.deliver_home(d);
                 }
             }
-            CoreMsg::PartRefused { shown_id } => self.refused_parts.borrow_mut().insert(shown_id),
+            CoreMsg::PartSettled { shown_id, refused } => {
+                if refused {
+                    self.refused_parts.borrow_mut().insert(shown_id);
+                }
+                match self.part_settlements.borrow_mut().settled(shown_id, refused) {
+                    crate::deliveries::Settled::Deliver(d) => self.deliver_home(d),
+                    crate::deliveries::Settled::Dropped => {
+                        self.metrics.derived_for_refused.fetch_add(1, Ordering::Relaxed);
+                    }
+                    crate::deliveries::Settled::Nothing => {}
+                }
+            }
             CoreMsg::DeliverOn { session, delivery } => {
                 let customer = delivery.customer;
                 let token = delivery.token;

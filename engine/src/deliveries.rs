@@ -462,9 +462,134 @@ impl RefusedParts {
     }
 }
 
+/// Earlier parts whose receipt is derived, tracked on the customer's home core from when they
+/// join their group until the vendor's answer for them is known there, at most this many (the
+/// oldest is forgotten first: a receipt derived for it then goes out unchecked, as before).
+pub const UNSETTLED_PARTS_MAX: usize = 100_000;
+/// The longest a receipt derived for a part whose answer has not come is held (then it goes
+/// out): beyond the vendors' response timeouts over every failover of the usual settings.
+pub const HELD_DERIVED_MAX: Duration = Duration::from_secs(120);
+
+/// Earlier parts of long messages (receipt_parts = "last") whose answer from the vendors has not
+/// reached the customer's home core yet. A receipt derived for one of them (from the last part's
+/// receipt, or from the last part's refusal) comes from another core than the part's answer, in
+/// no set order: it waits for the answer, and is dropped if the part was refused (the customer
+/// got an error and no id for it). Sans-IO: the caller passes the time.
+#[derive(Debug, Default)]
+pub struct PartSettlements {
+    /// Part id -> the derived receipt held for it, if one came first.
+    unsettled: HashMap<u64, Option<Arc<Delivery>>>,
+    /// Entries in the order they began, for the bound and the hold's expiry.
+    order: VecDeque<(Instant, u64)>,
+}
+
+/// What a part's answer releases.
+#[derive(Debug)]
+pub enum Settled {
+    /// Nothing was held for it.
+    Nothing,
+    /// Accepted: its derived receipt goes out now.
+    Deliver(Arc<Delivery>),
+    /// Refused: its derived receipt is dropped.
+    Dropped,
+}
+
+impl PartSettlements {
+    /// Part `shown_id` joined its group: its answer is awaited. At the bound the oldest is
+    /// forgotten, and the receipt held for it, if any, is handed back to go out.
+    pub fn grouped(&mut self, shown_id: u64, now: Instant) -> Option<Arc<Delivery>> {
+        let out = if self.order.len() >= UNSETTLED_PARTS_MAX { self.forget_front() } else { None };
+        if self.unsettled.insert(shown_id, None).is_none() {
+            self.order.push_back((now, shown_id));
+        }
+        out
+    }
+
+    /// The answer for part `shown_id` came (`refused` or not).
+    pub fn settled(&mut self, shown_id: u64, refused: bool) -> Settled {
+        match self.unsettled.remove(&shown_id).flatten() {
+            None => Settled::Nothing,
+            Some(_) if refused => Settled::Dropped,
+            Some(d) => Settled::Deliver(d),
+        }
+    }
+
+    /// A receipt derived for part `shown_id`: handed back to go out now, unless that part's
+    /// answer has not come yet (then it is held).
+    pub fn derived(&mut self, shown_id: u64, d: Arc<Delivery>) -> Option<Arc<Delivery>> {
+        match self.unsettled.get_mut(&shown_id) {
+            Some(held) => {
+                *held = Some(d);
+                None
+            }
+            None => Some(d),
+        }
+    }
+
+    /// The receipts held longer than [`HELD_DERIVED_MAX`] (or all of them, with `all`: the
+    /// node stops), to go out; their parts are no longer awaited.
+    pub fn expire(&mut self, now: Instant, all: bool) -> Vec<Arc<Delivery>> {
+        let mut out = Vec::new();
+        while let Some(&(at, _)) = self.order.front() {
+            if !all && now.saturating_duration_since(at) < HELD_DERIVED_MAX {
+                break;
+            }
+            if let Some(d) = self.forget_front() {
+                out.push(d);
+            }
+        }
+        out
+    }
+
+    fn forget_front(&mut self) -> Option<Arc<Delivery>> {
+        let (_, id) = self.order.pop_front()?;
+        self.unsettled.remove(&id).flatten()
+    }
+
+    /// Parts awaited.
+    pub fn len(&self) -> usize {
+        self.unsettled.len()
+    }
+
+    /// Whether none is awaited.
+    pub fn is_empty(&self) -> bool {
+        self.unsettled.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_receipt_derived_before_its_parts_answer_waits_for_it() {
+        // Goal: the receipt derived for an earlier part can reach the home core before that
+        // part's answer: it is held, then delivered if the part was accepted and dropped if it
+        // was refused; one for a part not awaited goes out at once; a held one goes out after
+        // the longest wait, or when the node stops.
+        let n = |d: Option<Arc<Delivery>>| d.map(|d| d.body.esm_class);
+        let all = |v: Vec<Arc<Delivery>>| v.iter().map(|d| d.body.esm_class).collect::<Vec<_>>();
+        let t0 = Instant::now();
+        let mut p = PartSettlements::default();
+        for id in 1..=3 {
+            assert_eq!(n(p.grouped(id, t0)), None);
+        }
+        assert_eq!(n(p.derived(1, d(0, 1))), None, "part 1 not answered yet: held");
+        assert_eq!(n(p.derived(2, d(0, 2))), None);
+        assert!(matches!(p.settled(1, false), Settled::Deliver(d) if d.body.esm_class == 1), "accepted");
+        assert!(matches!(p.settled(2, true), Settled::Dropped), "refused: dropped");
+        assert!(matches!(p.settled(3, false), Settled::Nothing), "answered before any receipt");
+        assert_eq!(n(p.derived(3, d(0, 3))), Some(3), "answered already: out at once");
+        assert_eq!(n(p.derived(9, d(0, 9))), Some(9), "never awaited: out at once");
+        assert_eq!(n(p.grouped(4, t0)), None);
+        assert_eq!(n(p.derived(4, d(0, 4))), None);
+        assert!(p.expire(t0 + HELD_DERIVED_MAX / 2, false).is_empty(), "not yet");
+        assert_eq!(all(p.expire(t0 + HELD_DERIVED_MAX, false)), vec![4], "out after the longest wait");
+        assert_eq!(n(p.grouped(5, t0)), None);
+        assert_eq!(n(p.derived(5, d(0, 5))), None);
+        assert_eq!(all(p.expire(t0, true)), vec![5], "all of them at a stop");
+        assert!(p.is_empty());
+    }
 
     fn d(c: u32, n: u8) -> Arc<Delivery> {
         Arc::new(Delivery {

@@ -876,7 +876,8 @@ async fn core_main(
     let drain_until = unbind_deadline - (grace / 4).min(UNBIND_WAIT_MAX);
     // No last part will come here any more: the parts still waiting for one get their receipts
     // (through this core's inbox, which runs before the drain below first counts).
-    if crate::io::derive_open_parts_at_exit(&core) > 0 {
+    let derived = crate::io::derive_open_parts_at_exit(&core);
+    if derived + core.release_held_derived(true) > 0 {
         Timer::new(Duration::from_millis(CONTROL_POLL_MS)).await;
     }
     core.release_waiting_deliveries();
