@@ -467,6 +467,8 @@ pub struct Core {
     /// Grouped parts of customers homed here whose answer has not come (see
     /// [`crate::deliveries::PartSettlements`]).
     part_settlements: RefCell<crate::deliveries::PartSettlements>,
+    /// Set by the stop's sweep of the part groups: no part joins or goes back to a group after.
+    pub parts_closed: Cell<bool>,
     pending_out: RefCell<Vec<(SessionRef, Arc<Delivery>)>>,
     remote: Option<RemoteLink>,
     held: RefCell<std::collections::VecDeque<Box<Job>>>,
@@ -583,6 +585,7 @@ impl Core {
             dispatcher: RefCell::new(dispatcher),
             refused_parts: RefCell::new(Default::default()),
             part_settlements: RefCell::new(Default::default()),
+            parts_closed: Cell::new(false),
             pending_out: RefCell::new(Vec::new()),
             remote,
             held: RefCell::new(std::collections::VecDeque::new()),
@@ -1032,7 +1035,9 @@ impl Core {
     /// be derived from the last part's, so it asks the vendor for none); the last part takes
     /// the group's ids. Then the part is routed.
     fn group_part(&self, mut job: Box<Job>) {
-        if let Some((key, part)) = crate::io::part_key(job.customer, &job.submit) {
+        if let Some((key, part)) =
+            crate::io::part_key(job.customer, &job.submit).filter(|_| !self.parts_closed.get())
+        {
             let now = Instant::now();
             let mut groups = self.part_groups.borrow_mut();
             if part < key.4 {
@@ -1049,7 +1054,8 @@ impl Core {
                     job.submit.registered_delivery &= !0x13;
                     job.receipt_derived = true;
                     job.wants_receipt = false;
-                    if let Some(d) = self.part_settlements.borrow_mut().grouped(job.shown_id, now) {
+                    let released = self.part_settlements.borrow_mut().grouped(job.shown_id, now);
+                    for d in released {
                         self.deliver_derived(d);
                     }
                 }
@@ -1300,6 +1306,7 @@ impl Core {
                 Err(st) => st.0,
             },
         );
+        let mut answer_from_home = None;
         if let Err(st) = &result
             && job.wants_receipt
             && !job.siblings.is_empty()
@@ -1307,9 +1314,12 @@ impl Core {
             if st.is_temporary() || job.maybe_sent {
                 // Not refused for good (the customer is told to try again) or perhaps sent: the
                 // earlier parts wait in their group again, for the last part's retry (or expire
-                // with stat UNKNOWN), rather than being reported undeliverable.
-                if let Some(back) = PartsBack::of(job) {
-                    self.send(self.home_of(job.customer), CoreMsg::PartsBack(Box::new(back)));
+                // with stat UNKNOWN), rather than being reported undeliverable. The home core
+                // answers the customer once they are back, so the retry cannot reach the group
+                // before them.
+                if let Some(mut back) = PartsBack::of(job) {
+                    back.answer = Some((job.reply, *st));
+                    answer_from_home = Some(back);
                 }
             } else {
                 self.derive_failed_siblings(job, *st);
@@ -1325,7 +1335,10 @@ impl Core {
         if let Some(sent) = job.sent_at {
             self.metrics.vendor_latency.observe(self.idx, now.saturating_duration_since(sent));
         }
-        self.reply(job.reply, result.map(|_| job.shown_id));
+        match answer_from_home {
+            Some(back) => self.send(self.home_of(job.customer), CoreMsg::PartsBack(Box::new(back))),
+            None => self.reply(job.reply, result.map(|_| job.shown_id)),
+        }
     }
 
     /// Gives back what a message refused without having been sent took from the limits.
@@ -1743,8 +1756,12 @@ impl Core {
             CoreMsg::Receipt(r) => self.apply_receipt(r),
             CoreMsg::GroupPart(job) => self.group_part(job),
             CoreMsg::PartsBack(b) => {
-                let PartsBack { key, ids, meta } = *b;
-                let left = self.part_groups.borrow_mut().put_back(&key, ids, meta, Instant::now());
+                let PartsBack { key, ids, meta, answer } = *b;
+                // After the stop's sweep of the groups nothing derives from them any more.
+                let left = match self.parts_closed.get() {
+                    true => ids,
+                    false => self.part_groups.borrow_mut().put_back(&key, ids, meta, Instant::now()),
+                };
                 if !left.is_empty() {
                     // No room to wait for a retry: settled now, their state unknown.
                     let source = Address::new(meta.source.0, meta.source.1, key.1.clone());
@@ -1758,6 +1775,9 @@ impl Core {
                     };
                     self.derive_receipts(&parts, MessageState::Unknown, 0);
                 }
+                if let Some((reply, st)) = answer {
+                    self.reply(reply, Err(st));
+                }
             }
             CoreMsg::Deliver(d) => self.deliver_home(d),
             CoreMsg::DerivedReceipt { delivery, shown_id } => {
@@ -1768,18 +1788,26 @@ impl Core {
                 {
                     // Another node handled that part: only it knows whether it was refused.
                     self.remote_push(RemoteOp::DerivedCheck { delivery, shown_id });
-                } else if let Some(d) = self.part_settlements.borrow_mut().derived(shown_id, delivery) {
-                    self.deliver_home(d);
+                } else {
+                    let now = self.part_settlements.borrow_mut().derived(shown_id, delivery);
+                    if let Some(d) = now {
+                        self.deliver_home(d);
+                    }
                 }
             }
             CoreMsg::PartSettled { shown_id, refused } => {
                 if refused {
                     self.refused_parts.borrow_mut().insert(shown_id);
                 }
-                match self.part_settlements.borrow_mut().settled(shown_id, refused) {
-                    crate::deliveries::Settled::Deliver(d) => self.deliver_home(d),
-                    crate::deliveries::Settled::Dropped => {
-                        self.metrics.derived_for_refused.fetch_add(1, Ordering::Relaxed);
+                let settled = self.part_settlements.borrow_mut().settled(shown_id, refused);
+                match settled {
+                    crate::deliveries::Settled::Deliver(held) => {
+                        for d in held {
+                            self.deliver_home(d);
+                        }
+                    }
+                    crate::deliveries::Settled::Dropped(n) => {
+                        self.metrics.derived_for_refused.fetch_add(n as u64, Ordering::Relaxed);
                     }
                     crate::deliveries::Settled::Nothing => {}
                 }
@@ -2012,6 +2040,8 @@ pub struct PartsBack {
     pub ids: Vec<u64>,
     /// Addresses' TON/NPI and time, for receipts derived later.
     pub meta: crate::io::PartMeta,
+    /// The last part's answer, given once the parts are back in their group.
+    pub answer: Option<(ReplyTo, CommandStatus)>,
 }
 
 impl PartsBack {
@@ -2027,6 +2057,7 @@ impl PartsBack {
                 dest: (s.dest.ton, s.dest.npi),
                 submitted_unix_ms: job.submitted_unix_ms,
             },
+            answer: None,
         })
     }
 }

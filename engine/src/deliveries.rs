@@ -469,6 +469,8 @@ pub const UNSETTLED_PARTS_MAX: usize = 100_000;
 /// The longest a receipt derived for a part whose answer has not come is held (then it goes
 /// out): beyond the vendors' response timeouts over every failover of the usual settings.
 pub const HELD_DERIVED_MAX: Duration = Duration::from_secs(120);
+/// Derived receipts held for one part; more are dropped (a vendor repeating itself).
+pub const HELD_PER_PART_MAX: usize = 4;
 
 /// Earlier parts of long messages (receipt_parts = "last") whose answer from the vendors has not
 /// reached the customer's home core yet. A receipt derived for one of them (from the last part's
@@ -477,8 +479,9 @@ pub const HELD_DERIVED_MAX: Duration = Duration::from_secs(120);
 /// got an error and no id for it). Sans-IO: the caller passes the time.
 #[derive(Debug, Default)]
 pub struct PartSettlements {
-    /// Part id -> the derived receipt held for it, if one came first.
-    unsettled: HashMap<u64, Option<Arc<Delivery>>>,
+    /// Part id -> the derived receipts held for it (an intermediate one and the final one, a
+    /// repeat), at most [`HELD_PER_PART_MAX`].
+    unsettled: HashMap<u64, Vec<Arc<Delivery>>>,
     /// Entries in the order they began, for the bound and the hold's expiry.
     order: VecDeque<(Instant, u64)>,
 }
@@ -488,18 +491,18 @@ pub struct PartSettlements {
 pub enum Settled {
     /// Nothing was held for it.
     Nothing,
-    /// Accepted: its derived receipt goes out now.
-    Deliver(Arc<Delivery>),
-    /// Refused: its derived receipt is dropped.
-    Dropped,
+    /// Accepted: its derived receipts go out now, in the order they came.
+    Deliver(Vec<Arc<Delivery>>),
+    /// Refused: its derived receipts (this many) are dropped.
+    Dropped(usize),
 }
 
 impl PartSettlements {
     /// Part `shown_id` joined its group: its answer is awaited. At the bound the oldest is
     /// forgotten, and the receipt held for it, if any, is handed back to go out.
-    pub fn grouped(&mut self, shown_id: u64, now: Instant) -> Option<Arc<Delivery>> {
-        let out = if self.order.len() >= UNSETTLED_PARTS_MAX { self.forget_front() } else { None };
-        if self.unsettled.insert(shown_id, None).is_none() {
+    pub fn grouped(&mut self, shown_id: u64, now: Instant) -> Vec<Arc<Delivery>> {
+        let out = if self.order.len() >= UNSETTLED_PARTS_MAX { self.forget_front() } else { Vec::new() };
+        if self.unsettled.insert(shown_id, Vec::new()).is_none() {
             self.order.push_back((now, shown_id));
         }
         out
@@ -507,10 +510,11 @@ impl PartSettlements {
 
     /// The answer for part `shown_id` came (`refused` or not).
     pub fn settled(&mut self, shown_id: u64, refused: bool) -> Settled {
-        match self.unsettled.remove(&shown_id).flatten() {
+        match self.unsettled.remove(&shown_id) {
             None => Settled::Nothing,
-            Some(_) if refused => Settled::Dropped,
-            Some(d) => Settled::Deliver(d),
+            Some(held) if held.is_empty() => Settled::Nothing,
+            Some(held) if refused => Settled::Dropped(held.len()),
+            Some(held) => Settled::Deliver(held),
         }
     }
 
@@ -519,7 +523,9 @@ impl PartSettlements {
     pub fn derived(&mut self, shown_id: u64, d: Arc<Delivery>) -> Option<Arc<Delivery>> {
         match self.unsettled.get_mut(&shown_id) {
             Some(held) => {
-                *held = Some(d);
+                if held.len() < HELD_PER_PART_MAX {
+                    held.push(d);
+                }
                 None
             }
             None => Some(d),
@@ -534,16 +540,14 @@ impl PartSettlements {
             if !all && now.saturating_duration_since(at) < HELD_DERIVED_MAX {
                 break;
             }
-            if let Some(d) = self.forget_front() {
-                out.push(d);
-            }
+            out.extend(self.forget_front());
         }
         out
     }
 
-    fn forget_front(&mut self) -> Option<Arc<Delivery>> {
-        let (_, id) = self.order.pop_front()?;
-        self.unsettled.remove(&id).flatten()
+    fn forget_front(&mut self) -> Vec<Arc<Delivery>> {
+        let Some((_, id)) = self.order.pop_front() else { return Vec::new() };
+        self.unsettled.remove(&id).unwrap_or_default()
     }
 
     /// Parts awaited.
@@ -572,20 +576,24 @@ mod tests {
         let t0 = Instant::now();
         let mut p = PartSettlements::default();
         for id in 1..=3 {
-            assert_eq!(n(p.grouped(id, t0)), None);
+            assert!(p.grouped(id, t0).is_empty());
         }
         assert_eq!(n(p.derived(1, d(0, 1))), None, "part 1 not answered yet: held");
+        assert_eq!(n(p.derived(1, d(0, 11))), None, "and a second receipt for it (the final one)");
         assert_eq!(n(p.derived(2, d(0, 2))), None);
-        assert!(matches!(p.settled(1, false), Settled::Deliver(d) if d.body.esm_class == 1), "accepted");
-        assert!(matches!(p.settled(2, true), Settled::Dropped), "refused: dropped");
+        assert!(
+            matches!(p.settled(1, false), Settled::Deliver(v) if all(v.clone()) == vec![1, 11]),
+            "accepted: both delivered, in order"
+        );
+        assert!(matches!(p.settled(2, true), Settled::Dropped(1)), "refused: dropped");
         assert!(matches!(p.settled(3, false), Settled::Nothing), "answered before any receipt");
         assert_eq!(n(p.derived(3, d(0, 3))), Some(3), "answered already: out at once");
         assert_eq!(n(p.derived(9, d(0, 9))), Some(9), "never awaited: out at once");
-        assert_eq!(n(p.grouped(4, t0)), None);
+        assert!(p.grouped(4, t0).is_empty());
         assert_eq!(n(p.derived(4, d(0, 4))), None);
         assert!(p.expire(t0 + HELD_DERIVED_MAX / 2, false).is_empty(), "not yet");
         assert_eq!(all(p.expire(t0 + HELD_DERIVED_MAX, false)), vec![4], "out after the longest wait");
-        assert_eq!(n(p.grouped(5, t0)), None);
+        assert!(p.grouped(5, t0).is_empty());
         assert_eq!(n(p.derived(5, d(0, 5))), None);
         assert_eq!(all(p.expire(t0, true)), vec![5], "all of them at a stop");
         assert!(p.is_empty());

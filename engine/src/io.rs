@@ -503,6 +503,7 @@ pub fn derive_expired_parts(core: &Core, now: Instant) {
 /// so they get derived receipts in state UNKNOWN, delivered (or handed to Redis) by the stop's
 /// drain, instead of none at all.
 pub fn derive_open_parts_at_exit(core: &Core) -> usize {
+    core.parts_closed.set(true);
     let open = core.part_groups.borrow_mut().take_all();
     let n = open.len();
     derive_unknown(core, open);
