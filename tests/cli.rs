@@ -231,40 +231,16 @@ fn a_node_restarted_with_its_clock_behind_its_last_ids_does_not_issue_them_again
     // Goal: with `--id-state FILE`, ids start above what the last run issued even when the clock
     // is behind it (here the last run's counter is an hour ahead of the clock, as after the
     // clock was stepped back an hour), and a clean stop leaves the last id issued in the file.
-    const COUNTER_MASK: u64 = (1 << 50) - 1;
     let v = common::sim(|_| {});
     let port = free_port();
     let dir = std::env::temp_dir().join(format!("smppgw-cli-ids-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = dir.join("gw.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\nhttp_listen = \"127.0.0.1:0\"\ncores = 1\n\n\
-             [[customer]]\nsystem_id = \"c1\"\npassword_hash = \"{}\"\n\n\
-             [[vendor]]\nname = \"v\"\nhost = \"127.0.0.1\"\nport = {}\nsystem_id = \"smppgw\"\npassword = \"secret\"\n\n\
-             [[route]]\nname = \"all\"\nprefixes = [\"\"]\nvendors = [\"v\"]\n",
-            common::pw_hash(),
-            v.local_addr().port()
-        ),
-    )
-    .unwrap();
-    // The id counter is microseconds since 2025-01-01 (engine/src/msgid.rs).
-    let clock = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros()
-        as u64
-        - 1_735_689_600_000_000;
-    let last_run = clock + 3_600_000_000;
+    std::fs::write(&cfg, common::binary_config(port, v.local_addr().port(), "")).unwrap();
+    let last_run = common::id_counter_now() + 3_600_000_000;
     let state = dir.join("ids");
     std::fs::write(&state, format!("{last_run}\n")).unwrap();
-    /// Killed if the test fails before it stops the node.
-    struct Node(std::process::Child);
-    impl Drop for Node {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let mut child = Node(
+    let mut child = common::KillOnDrop(
         smppgw()
             .arg("--config")
             .arg(&cfg)
@@ -286,7 +262,7 @@ fn a_node_restarted_with_its_clock_behind_its_last_ids_does_not_issue_them_again
     for i in 0..3 {
         let (st, id) = c.submit(&format!("1555888000{i}"), "after the restart");
         assert_eq!(st, CommandStatus::ESME_ROK);
-        counters.push(u64::from_str_radix(&id, 16).unwrap() & COUNTER_MASK);
+        counters.push(u64::from_str_radix(&id, 16).unwrap() & common::ID_COUNTER_MASK);
     }
     assert!(
         counters.iter().all(|&n| n > last_run),

@@ -1371,48 +1371,26 @@ fn a_node_restarted_with_its_clock_behind_its_last_ids_starts_above_the_watermar
     // Goal: with Redis, a node (the binary, as a pod moved to a host whose clock is behind)
     // reads the highest id counter its node id issued from Redis at start and issues above it,
     // and keeps the key up to date as it issues more.
-    const COUNTER_MASK: u64 = (1 << 50) - 1;
     let redis = RedisServer::start();
     let vendor = sim(|_| {});
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let dir = std::env::temp_dir().join(format!("smppgw-redis-ids-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = dir.join("gw.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\nhttp_listen = \"127.0.0.1:0\"\ncores = 1\nnode_id = 7\n\n\
-             [[customer]]\nsystem_id = \"c1\"\npassword_hash = \"{}\"\n\n\
-             [[vendor]]\nname = \"v\"\nhost = \"127.0.0.1\"\nport = {}\nsystem_id = \"smppgw\"\npassword = \"secret\"\n\n\
-             [[route]]\nname = \"all\"\nprefixes = [\"\"]\nvendors = [\"v\"]\n",
-            common::pw_hash(),
-            vendor.local_addr().port()
-        ),
-    )
-    .unwrap();
-    // The id counter is microseconds since 2025-01-01 (engine/src/msgid.rs); the last run's
-    // was an hour ahead of this clock.
-    let clock = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros()
-        as u64
-        - 1_735_689_600_000_000;
-    let last_run = clock + 3_600_000_000;
+    std::fs::write(&cfg, common::binary_config(port, vendor.local_addr().port(), "node_id = 7\n")).unwrap();
+    // The last run's counter was an hour ahead of this clock.
+    let last_run = common::id_counter_now() + 3_600_000_000;
     let mut r = redis.client();
     redis::cmd("SET").arg("t:ids:7").arg(last_run).query::<()>(&mut r).unwrap();
-    /// Killed if the test fails before it stops the node.
-    struct Bin(Child);
-    impl Drop for Bin {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let mut child = Bin(Command::new(env!("CARGO_BIN_EXE_smppgw"))
-        .arg("--config")
-        .arg(&cfg)
-        .args(["--redis-url", &redis.url(), "--redis-prefix", "t"])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap());
+    let mut child = common::KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_smppgw"))
+            .arg("--config")
+            .arg(&cfg)
+            .args(["--redis-url", &redis.url(), "--redis-prefix", "t"])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     assert!(
         wait_for(Duration::from_secs(10), || TcpStream::connect(addr).is_ok()
@@ -1425,7 +1403,7 @@ fn a_node_restarted_with_its_clock_behind_its_last_ids_starts_above_the_watermar
     for i in 0..3 {
         let (st, id) = c.submit(&format!("1555888100{i}"), "after the restart");
         assert_eq!(st, CommandStatus::ESME_ROK);
-        let n = u64::from_str_radix(&id, 16).unwrap() & COUNTER_MASK;
+        let n = u64::from_str_radix(&id, 16).unwrap() & common::ID_COUNTER_MASK;
         assert!(n > last_run, "id counter {n} above the last run's {last_run}");
         issued = issued.max(n);
     }

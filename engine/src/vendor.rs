@@ -649,25 +649,25 @@ mod tests {
         let not_bound = |seq: u32| {
             Pdu::with_status(seq, CommandStatus::ESME_RINVBNDSTS, Body::SubmitSmResp(Default::default()))
         };
+        // Two submits out, the first answered "not bound": lost, one still in flight.
+        let lost_with_one_left = || {
+            let (mut s, now, mut out) = bound();
+            s.submit((1, m.clone()), now, &mut out, |j| &j.1).unwrap();
+            s.submit((2, m.clone()), now, &mut out, |j| &j.1).unwrap();
+            let sent = pdus(&mut out);
+            let mut ev = Vec::new();
+            s.on_pdu(not_bound(sent[0].sequence_number), now, &mut out, &mut ev);
+            assert!(!ev.iter().any(|e| matches!(e, VendorEvent::Close)), "one still in flight");
+            (s, now, out, sent[1].sequence_number, ev)
+        };
         // The last one times out.
-        let (mut s, now, mut out) = bound();
-        s.submit((1, m.clone()), now, &mut out, |j| &j.1).unwrap();
-        s.submit((2, m.clone()), now, &mut out, |j| &j.1).unwrap();
-        let sent = pdus(&mut out);
-        let mut ev = Vec::new();
-        s.on_pdu(not_bound(sent[0].sequence_number), now, &mut out, &mut ev);
-        assert!(!ev.iter().any(|e| matches!(e, VendorEvent::Close)), "one still in flight");
+        let (mut s, now, mut out, _, mut ev) = lost_with_one_left();
         s.on_tick(now + Duration::from_secs(60), &mut out, &mut ev);
         assert!(matches!(&ev[1], VendorEvent::Done { job: (2, _), outcome: Outcome::Unknown }));
         assert!(ev.iter().any(|e| matches!(e, VendorEvent::Close)), "closed after the timeout: {ev:?}");
         // The last answer does not decode.
-        let (mut s, now, mut out) = bound();
-        s.submit((1, m.clone()), now, &mut out, |j| &j.1).unwrap();
-        s.submit((2, m.clone()), now, &mut out, |j| &j.1).unwrap();
-        let sent = pdus(&mut out);
-        let mut ev = Vec::new();
-        s.on_pdu(not_bound(sent[0].sequence_number), now, &mut out, &mut ev);
-        let err = with_junk_body(0x8000_0004, 0, sent[1].sequence_number);
+        let (mut s, now, mut out, second, mut ev) = lost_with_one_left();
+        let err = with_junk_body(0x8000_0004, 0, second);
         s.on_decode_error(&err, now, &mut out, &mut ev);
         assert!(ev.iter().any(|e| matches!(e, VendorEvent::Close)), "closed after the last answer: {ev:?}");
         // A not-bound answer that does not decode makes the bind lost too.

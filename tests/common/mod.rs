@@ -183,6 +183,42 @@ pub fn wait_for(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     f()
 }
 
+/// A TOML config for the `smppgw` binary: SMPP on `port`, one core, customer c1 (password
+/// "pw"), one vendor `v` at `vendor_port` on a catch-all route; `server_extra` is added to the
+/// `[server]` table (lines ending in a newline).
+#[allow(dead_code)]
+pub fn binary_config(port: u16, vendor_port: u16, server_extra: &str) -> String {
+    format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\nhttp_listen = \"127.0.0.1:0\"\ncores = 1\n{server_extra}\n\
+         [[customer]]\nsystem_id = \"c1\"\npassword_hash = \"{}\"\n\n\
+         [[vendor]]\nname = \"v\"\nhost = \"127.0.0.1\"\nport = {vendor_port}\nsystem_id = \"smppgw\"\npassword = \"secret\"\n\n\
+         [[route]]\nname = \"all\"\nprefixes = [\"\"]\nvendors = [\"v\"]\n",
+        pw_hash()
+    )
+}
+
+/// A child process (a gateway binary) killed if the test ends before it stops it.
+#[allow(dead_code)]
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The bits of a message id that are its counter (engine/src/msgid.rs).
+#[allow(dead_code)]
+pub const ID_COUNTER_MASK: u64 = (1 << 50) - 1;
+
+/// The id counter the clock gives now: microseconds since 2025-01-01 (engine/src/msgid.rs).
+#[allow(dead_code)]
+pub fn id_counter_now() -> u64 {
+    let us = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as u64;
+    us - 1_735_689_600_000_000
+}
+
 /// Waits until every configured vendor of `gw` has a bind up, so that a submit right after it
 /// does not depend on the vendor binding within the gateway's short hold.
 #[allow(dead_code)]
