@@ -1614,6 +1614,10 @@ pub async fn vendor_slot(
     // met at full speed again by the next one (it recovers a quarter a second meanwhile).
     let mut pace: Option<AdaptiveRate> = None;
     'slot: loop {
+        // Mail a failed write had taken: jobs go elsewhere while this bind is down.
+        if !msgs.is_empty() {
+            redispatch_mail(&core, &mailbox, &slot_rt, &mut msgs, &mut shutting);
+        }
         let snap = core.snapshot();
         let Some(v) = snap.vendor(vendor).cloned() else { break };
         // A reload that replaced this slot retires this task (the new slot has its own).
@@ -1672,7 +1676,17 @@ pub async fn vendor_slot(
         match resolved {
             Ok(addrs) => {
                 for a in addrs {
-                    connected = TcpStream::connect_timeout(a, timeout).await.map_err(std::io::Error::from);
+                    // A stop's abort does not wait for a connect that takes its whole timeout.
+                    let attempt = async { Some(TcpStream::connect_timeout(a, timeout).await) };
+                    let aborted = async {
+                        abort_requested(&mailbox, &mut msgs).await;
+                        None
+                    };
+                    let Some(attempt) = futures_lite::future::or(attempt, aborted).await else {
+                        // The mail taken (the abort, jobs that raced in) goes through the exit.
+                        break 'slot;
+                    };
+                    connected = attempt.map_err(std::io::Error::from);
                     if connected.is_ok() {
                         break;
                     }
@@ -1732,8 +1746,11 @@ pub async fn vendor_slot(
                     lease = nv.lease.clone();
                 }
             }
-            if stream.write_all(&wbuf).await.is_err() {
-                break 'session;
+            match write_unless_aborted(&mut stream, &wbuf, &mailbox, &mut msgs).await {
+                Written::Done => {}
+                // Aborted: the mail below says so, and the session closes.
+                Written::Aborted => {}
+                Written::Failed => break 'session,
             }
             wbuf.clear();
             let now = Instant::now();
@@ -1752,7 +1769,11 @@ pub async fn vendor_slot(
                 Timer::new(Duration::from_millis(1)).await;
             }
             deadline.set(next);
-            let wake = wait(&mut stream, &mut rbuf, true, &io, &mailbox, &mut deadline.timer).await;
+            // Mail taken while writing is handled before anything else.
+            let wake = match msgs.is_empty() {
+                true => wait(&mut stream, &mut rbuf, true, &io, &mailbox, &mut deadline.timer).await,
+                false => Wake::Mail,
+            };
             let now = Instant::now();
             let timer_woke = matches!(wake, Wake::Timer);
             match wake {
@@ -1848,7 +1869,7 @@ pub async fn vendor_slot(
             if close {
                 // What the session wrote last goes out first: the unbind_resp to the vendor's
                 // unbind, and the deliver_sm_resp to receipts read with it (else re-sent to us).
-                let _ = stream.write_all(&wbuf).await;
+                let _ = write_unless_aborted(&mut stream, &wbuf, &mailbox, &mut msgs).await;
                 break 'session;
             }
             // Send what the window, the pace and the shared limit allow.
@@ -1943,7 +1964,7 @@ pub async fn vendor_slot(
                 unbinding = true;
             }
             if machine.is_closed() {
-                let _ = stream.write_all(&wbuf).await;
+                let _ = write_unless_aborted(&mut stream, &wbuf, &mailbox, &mut msgs).await;
                 break 'session;
             }
         }
@@ -2080,6 +2101,58 @@ fn send_elsewhere(core: &Core, slot_rt: &crate::snapshot::BindSlot, queue: &mut 
     }
 }
 
+/// How a vendor bind's write ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Written {
+    /// All of it.
+    Done,
+    /// The connection failed (or stalled past its write timeout).
+    Failed,
+    /// The bind was told to close at once ([`VendorMsg::Abort`]) before the write ended.
+    Aborted,
+}
+
+/// Writes `buf` whole to a vendor, unless the bind is told to close at once first: a vendor that
+/// stops reading must not keep a stopping node's bind in a write past the stop's abort wait (it
+/// would be cancelled there, its submits unanswered). What the mailbox receives meanwhile is
+/// moved to `held`, for the caller to handle as mail.
+async fn write_unless_aborted(
+    stream: &mut TcpStream,
+    buf: &[u8],
+    mailbox: &Mailbox<VendorMsg>,
+    held: &mut Vec<VendorMsg>,
+) -> Written {
+    let write = async {
+        match stream.write_all(buf).await {
+            Ok(()) => Written::Done,
+            Err(_) => Written::Failed,
+        }
+    };
+    let aborted = async {
+        abort_requested(mailbox, held).await;
+        Written::Aborted
+    };
+    futures_lite::future::or(write, aborted).await
+}
+
+/// Ends when the mailbox is told to abort ([`VendorMsg::Abort`]); what it receives meanwhile
+/// is moved to `held`.
+async fn abort_requested(mailbox: &Mailbox<VendorMsg>, held: &mut Vec<VendorMsg>) {
+    poll_fn(|cx| {
+        loop {
+            // Registers the waker when empty; a closed mailbox receives nothing more.
+            if !mailbox.poll_ready(cx.waker()) || mailbox.is_empty() {
+                return Poll::Pending;
+            }
+            mailbox.drain_into(held);
+            if held.iter().any(|m| matches!(m, VendorMsg::Abort)) {
+                return Poll::Ready(());
+            }
+        }
+    })
+    .await
+}
+
 fn redispatch_mail(
     core: &Core,
     mailbox: &Mailbox<VendorMsg>,
@@ -2204,6 +2277,46 @@ mod tests {
         let snap = crate::snapshot::Snapshot::build(cfg, 1);
         let wait = pending_timeout(&snap);
         assert!(wait >= Duration::from_secs(300 * crate::core::FAILOVER_MAX as u64), "{wait:?}");
+    }
+
+    #[test]
+    fn a_write_to_a_vendor_that_stops_reading_ends_when_the_bind_is_told_to_abort() {
+        // Goal: a stopping node tells a bind that is still busy to close (VendorMsg::Abort); a
+        // bind blocked writing to a vendor that reads nothing must see it and close (answering
+        // its submits), not stay in the write until the stop cancels it with its submits
+        // unanswered. Mail that arrives meanwhile is kept.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+        let addr = listener.local_addr().expect("address");
+        // Accepted and never read.
+        let vendor = std::thread::spawn(move || listener.accept().map(|(s, _)| s));
+        let ex = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .io_memory(crate::limits::IO_MEMORY_BYTES)
+            .spawn(move || async move {
+                let mut stream = TcpStream::connect(addr).await.expect("connected");
+                // Without the abort the write fails only after this.
+                stream.set_write_timeout(Some(Duration::from_secs(3))).expect("timeout set");
+                let mailbox: Rc<Mailbox<VendorMsg>> = Rc::new(Mailbox::new(16));
+                let mb = mailbox.clone();
+                glommio::spawn_local(async move {
+                    glommio::timer::Timer::new(Duration::from_millis(100)).await;
+                    let _ = mb.push(VendorMsg::Shutdown);
+                    glommio::timer::Timer::new(Duration::from_millis(100)).await;
+                    let _ = mb.push(VendorMsg::Abort);
+                })
+                .detach();
+                // Far more than the socket buffers hold.
+                let big = vec![0u8; 64 << 20];
+                let mut held = Vec::new();
+                let started = Instant::now();
+                let r = write_unless_aborted(&mut stream, &big, &mailbox, &mut held).await;
+                (r, held.len(), started.elapsed())
+            })
+            .expect("executor");
+        let (r, held, took) = ex.join().expect("joined");
+        drop(vendor.join());
+        assert_eq!(r, Written::Aborted);
+        assert_eq!(held, 2, "the mail taken meanwhile is kept");
+        assert!(took < Duration::from_secs(2), "{took:?}");
     }
 
     #[test]
