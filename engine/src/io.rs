@@ -1662,12 +1662,24 @@ pub async fn vendor_slot(
             Ok(a) => Ok(vec![a]),
             Err(_) => {
                 let name = addr.clone();
-                glommio::executor()
-                    .spawn_blocking(move || {
-                        use std::net::ToSocketAddrs;
-                        name.to_socket_addrs().map(|it| it.take(VENDOR_ADDRS_MAX).collect::<Vec<_>>())
-                    })
-                    .await
+                let lookup = async {
+                    let found = glommio::executor()
+                        .spawn_blocking(move || {
+                            use std::net::ToSocketAddrs;
+                            name.to_socket_addrs().map(|it| it.take(VENDOR_ADDRS_MAX).collect::<Vec<_>>())
+                        })
+                        .await;
+                    Some(found)
+                };
+                // A stop's abort does not wait for DNS either (the lookup ends on its thread).
+                let aborted = async {
+                    abort_requested(&mailbox, &mut msgs).await;
+                    None
+                };
+                let Some(found) = futures_lite::future::or(lookup, aborted).await else {
+                    break 'slot;
+                };
+                found
             }
         };
         let timeout = Duration::from_millis(u64::from(cfg.response_timeout_ms));
