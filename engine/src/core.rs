@@ -467,6 +467,8 @@ pub struct Core {
     /// Grouped parts of customers homed here whose answer has not come (see
     /// [`crate::deliveries::PartSettlements`]).
     part_settlements: RefCell<crate::deliveries::PartSettlements>,
+    /// Derived states for records not stored here yet (see [`crate::deliveries::EarlyStates`]).
+    early_states: RefCell<crate::deliveries::EarlyStates>,
     /// Set by the stop's sweep of the part groups: no part joins or goes back to a group after.
     pub parts_closed: Cell<bool>,
     pending_out: RefCell<Vec<(SessionRef, Arc<Delivery>)>>,
@@ -585,6 +587,7 @@ impl Core {
             dispatcher: RefCell::new(dispatcher),
             refused_parts: RefCell::new(Default::default()),
             part_settlements: RefCell::new(Default::default()),
+            early_states: RefCell::new(Default::default()),
             parts_closed: Cell::new(false),
             pending_out: RefCell::new(Vec::new()),
             remote,
@@ -1729,11 +1732,40 @@ impl Core {
 
     fn store_record(&self, rec: Record, key: u64, now: u64) {
         self.remote_put(&rec, true);
+        let shown_id = rec.shown_id;
         let early = self.store.borrow_mut().insert_keyed(rec, key, now);
         if let Some(r) = early {
             self.metrics.receipts_early.fetch_add(1, Ordering::Relaxed);
             self.apply_receipt(r);
         }
+        // A state derived for it before it got here (an earlier part of a long message).
+        let derived = self.early_states.borrow_mut().take(shown_id);
+        if let Some((state, error)) = derived {
+            self.set_state(shown_id, state, error);
+        }
+    }
+
+    /// Sets the state of the record the customer knows by `shown_id`, if this core holds it; false
+    /// when it does not.
+    fn set_state(&self, shown_id: u64, state: MessageState, error: Option<u16>) -> bool {
+        let mut store = self.store.borrow_mut();
+        let Some(r) = store.find_shown_mut(shown_id) else { return false };
+        // As for the message's own receipts: a late intermediate state derived from the last
+        // part does not take an earlier part's final state back.
+        if r.state.is_final() && !state.is_final() {
+            return true;
+        }
+        r.state = state;
+        if let Some(e) = error {
+            r.error = e;
+        }
+        if state.is_final() && r.final_at == 0 {
+            r.final_at = unix_now();
+        }
+        let r = r.clone();
+        drop(store);
+        self.remote_put(&r, false);
+        true
     }
 
     /// Handles a message from another core or the local inbox.
@@ -1899,23 +1931,9 @@ impl Core {
                 }
             }
             CoreMsg::SetState { shown_id, state, error } => {
-                let updated = self.store.borrow_mut().find_shown_mut(shown_id).and_then(|r| {
-                    // As for the message's own receipts: a late intermediate state derived from
-                    // the last part does not take an earlier part's final state back.
-                    if r.state.is_final() && !state.is_final() {
-                        return None;
-                    }
-                    r.state = state;
-                    if let Some(e) = error {
-                        r.error = e;
-                    }
-                    if state.is_final() && r.final_at == 0 {
-                        r.final_at = unix_now();
-                    }
-                    Some(r.clone())
-                });
-                if let Some(r) = updated {
-                    self.remote_put(&r, false);
+                // Every core is told; the one whose store gets the record later keeps it briefly.
+                if !self.set_state(shown_id, state, error) {
+                    self.early_states.borrow_mut().put(shown_id, state, error, Instant::now());
                 }
             }
         }

@@ -561,9 +561,89 @@ impl PartSettlements {
     }
 }
 
+/// States set for parts not in this core's store yet (see [`EarlyStates`]), at most this many.
+pub const EARLY_STATES_MAX: usize = 10_000;
+/// How long such a state waits for its record.
+pub const EARLY_STATE_TTL: Duration = Duration::from_secs(10);
+
+/// States derived for earlier parts of long messages whose records have not reached their store
+/// shard yet (the part's answer and the last part's receipt come from different cores, in no set
+/// order): applied when the record is stored, so that query_sm sees the derived state. Every
+/// core is told (records are sharded by the vendor's id, which the deriving core does not know),
+/// so each keeps them briefly; the oldest go first. Sans-IO: the caller passes the time.
+#[derive(Debug, Default)]
+pub struct EarlyStates {
+    states: HashMap<u64, (MessageState, Option<u16>)>,
+    order: VecDeque<(Instant, u64)>,
+}
+
+use smppgw_codec::receipt::MessageState;
+
+impl EarlyStates {
+    /// Keeps `state` (and `error`) for `shown_id` until its record comes.
+    pub fn put(&mut self, shown_id: u64, state: MessageState, error: Option<u16>, now: Instant) {
+        self.expire(now);
+        if self.order.len() >= EARLY_STATES_MAX
+            && let Some((_, old)) = self.order.pop_front()
+        {
+            self.states.remove(&old);
+        }
+        if self.states.insert(shown_id, (state, error)).is_none() {
+            self.order.push_back((now, shown_id));
+        }
+    }
+
+    /// The state kept for `shown_id`, taken.
+    pub fn take(&mut self, shown_id: u64) -> Option<(MessageState, Option<u16>)> {
+        if self.states.is_empty() {
+            return None;
+        }
+        self.states.remove(&shown_id)
+    }
+
+    fn expire(&mut self, now: Instant) {
+        while let Some(&(at, id)) = self.order.front() {
+            if now.saturating_duration_since(at) < EARLY_STATE_TTL {
+                break;
+            }
+            self.order.pop_front();
+            self.states.remove(&id);
+        }
+    }
+
+    /// States kept.
+    pub fn len(&self) -> usize {
+        self.states.len()
+    }
+
+    /// Whether none is kept.
+    pub fn is_empty(&self) -> bool {
+        self.states.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_state_for_a_record_not_stored_yet_waits_briefly_for_it() {
+        let t0 = Instant::now();
+        let mut e = EarlyStates::default();
+        assert_eq!(e.take(1), None);
+        let (delivered, undeliverable) = (MessageState::Delivered, MessageState::Undeliverable);
+        e.put(1, delivered, Some(0), t0);
+        e.put(2, undeliverable, None, t0);
+        assert_eq!(e.take(1), Some((delivered, Some(0))), "applied when the record comes");
+        assert_eq!(e.take(1), None, "once");
+        e.put(3, delivered, None, t0 + EARLY_STATE_TTL);
+        assert_eq!(e.take(2), None, "forgotten after the wait");
+        for id in 10..10 + EARLY_STATES_MAX as u64 {
+            e.put(id, delivered, None, t0 + EARLY_STATE_TTL);
+        }
+        assert_eq!(e.len(), EARLY_STATES_MAX, "bounded");
+        assert_eq!(e.take(3), None, "the oldest went first");
+    }
 
     #[test]
     fn a_receipt_derived_before_its_parts_answer_waits_for_it() {
