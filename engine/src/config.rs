@@ -280,7 +280,7 @@ pub struct ServerConfig {
     pub max_binds: u32,
     /// Default customer window (outstanding submits per session).
     pub window: u32,
-    /// Framing limit in bytes (16..=1_048_576).
+    /// Framing limit in bytes (1_024..=1_048_576).
     pub max_command_length: u32,
     /// Idle time before we send enquire_link to a customer.
     pub enquire_link_interval_ms: u32,

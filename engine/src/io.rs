@@ -1655,7 +1655,11 @@ pub async fn vendor_slot(
         }
         backoff_ms = (backoff_ms * 2)
             .clamp(u64::from(cfg.reconnect_backoff_min_ms), u64::from(cfg.reconnect_backoff_max_ms));
-        let addr = format!("{}:{}", cfg.host, cfg.port);
+        // A bare IPv6 address is bracketed before its port.
+        let addr = match cfg.host.parse::<std::net::Ipv6Addr>() {
+            Ok(_) => format!("[{}]:{}", cfg.host, cfg.port),
+            Err(_) => format!("{}:{}", cfg.host, cfg.port),
+        };
         // A host name is resolved on a blocking thread: getaddrinfo on the executor would stop
         // every session of this core for as long as DNS takes to answer (or time out).
         let resolved = match addr.parse::<SocketAddr>() {

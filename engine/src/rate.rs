@@ -163,7 +163,9 @@ impl AdaptiveRate {
             let recent = f64::from(self.window_count) * SECOND as f64 / elapsed as f64;
             self.observed.max(recent).max(2.0 * ADAPTIVE_FLOOR_PER_SEC)
         };
-        self.current = (base / 2.0).max(ADAPTIVE_FLOOR_PER_SEC);
+        // Never above the ceiling: a bind paced below the floor (an account's throughput shared
+        // by more binds than it has messages a second) stays at its own pace.
+        self.current = (base / 2.0).max(ADAPTIVE_FLOOR_PER_SEC.min(self.ceiling));
         self.last_throttle_ns = now;
         self.last_recover_ns = now;
     }
@@ -189,6 +191,20 @@ impl AdaptiveRate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn throttling_never_paces_a_bind_above_its_ceiling() {
+        // Goal: a vendor whose throughput is below its number of binds (0.5/s a bind) that
+        // throttles us is not then sent to at the 1/s floor, twice its own limit.
+        let mut r = AdaptiveRate::new(0.5);
+        r.on_send(0);
+        r.on_throttled(SECOND);
+        assert!(r.current() <= 0.5, "{}", r.current());
+        let mut r = AdaptiveRate::new(100.0);
+        r.on_throttled(SECOND);
+        assert_eq!(r.current(), 50.0, "halved as before");
+        assert!(r.is_slowed());
+    }
 
     #[test]
     fn gcra_allows_the_rate_and_refuses_above_it() {

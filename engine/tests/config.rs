@@ -613,6 +613,33 @@ fn env_values_are_checked_like_file_values_and_blamed_on_the_variable() {
     );
 }
 
+#[test]
+fn a_vendor_host_with_a_port_or_a_scheme_is_refused_and_ip_literals_pass() {
+    // Goal: `host = "10.0.0.1:2775"` passed and the vendor was reconnected to for ever at
+    // "10.0.0.1:2775:2776"; the port has its own setting.
+    for bad in ["10.0.0.1:2775", "smpp://smsc.example", "smsc/1", "a b", ""] {
+        let err = load_env(BASE, &[("SMPPGW__VENDOR__SIM__HOST", bad)]).unwrap_err();
+        assert!(err.to_string().contains("must be a host name"), "{bad:?}: {err}");
+    }
+    for good in ["10.0.0.1", "::1", "[::1]", "smsc-1.example.com", "smsc_a"] {
+        assert!(load_env(BASE, &[("SMPPGW__VENDOR__SIM__HOST", good)]).is_ok(), "{good:?}");
+    }
+}
+
+#[test]
+fn an_empty_item_in_a_comma_list_override_is_an_error_not_a_catch_all() {
+    // Goal: `SMPPGW__ROUTE__X__PREFIXES=49,` (a trailing comma) must not add "", a prefix every
+    // number has: it would route everything through that route. Only a TOML array may say "".
+    for value in ["49,", "49,,44", ",49"] {
+        let err = load_env(BASE, &[("SMPPGW__ROUTE__DEFAULT__PREFIXES", value)]).unwrap_err();
+        assert!(err.to_string().contains("empty item"), "{value}: {err}");
+    }
+    let config = load_env(BASE, &[("SMPPGW__ROUTE__DEFAULT__PREFIXES", "49, 44")]).unwrap();
+    assert_eq!(config.routes[0].prefixes, vec!["49".to_owned(), "44".to_owned()]);
+    let config = load_env(BASE, &[("SMPPGW__ROUTE__DEFAULT__PREFIXES", "[\"\"]")]).unwrap();
+    assert_eq!(config.routes[0].prefixes, vec![String::new()], "the TOML form may say every number");
+}
+
 // ---- passwords ---------------------------------------------------------------------------------
 
 #[test]

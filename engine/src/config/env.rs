@@ -227,6 +227,14 @@ fn convert<'a>(field: &Field, value: &'a str, span: usize) -> Result<Spanned<DeV
                 let mut array = toml::de::DeArray::new();
                 if !trimmed.is_empty() {
                     for part in value.split(',') {
+                        // An empty item (a trailing or doubled comma) would be "" in a list of
+                        // prefixes: every number. Only the TOML form may say that.
+                        if part.trim().is_empty() {
+                            return Err(format!(
+                                "{} has an empty item (a trailing or doubled comma?); write a TOML array such as [\"\"] for an empty string",
+                                field.name
+                            ));
+                        }
                         array.push(Spanned::new(whole.clone(), DeValue::String(Cow::Borrowed(part.trim()))));
                     }
                 }

@@ -261,12 +261,11 @@ fn vendors(list: &[VendorConfig], issues: &mut Issues) {
             "name",
             format!("{label}: name is defined twice (names ignore case)"),
         );
-        if v.host.is_empty() || v.host.len() > limits::HOST_LEN_MAX || v.host.chars().any(char::is_whitespace)
-        {
+        if v.host.len() > limits::HOST_LEN_MAX || !valid_host(&v.host) {
             issues.invalid(
                 p("host"),
                 format!(
-                    "{label}: host '{}' must be a host name or IP address of 1..={} characters without spaces",
+                    "{label}: host '{}' must be a host name (letters, digits, '-', '.', '_') or an IP address, of 1..={} characters; the port goes in `port`",
                     v.host,
                     limits::HOST_LEN_MAX
                 ),
@@ -685,4 +684,17 @@ fn name_list(names: &[&str]) -> String {
         list.push_str(&format!(" and {} more", names.len() - SHOWN));
     }
     list
+}
+
+/// Whether `host` is an IP address (IPv6 bare or in brackets) or a host name: a `host:port`, a
+/// URL or a path is none (the port has its own setting).
+fn valid_host(host: &str) -> bool {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    if host.parse::<Ipv4Addr>().is_ok() || host.parse::<Ipv6Addr>().is_ok() {
+        return true;
+    }
+    if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return inner.parse::<Ipv6Addr>().is_ok();
+    }
+    !host.is_empty() && host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
 }
