@@ -15,6 +15,12 @@ use smppgw_engine::store::{Record, SUBMITTED_MS_UNKNOWN, Small};
 
 const RECORD_V1: u8 = 1;
 const DELIVERY_V1: u8 = 1;
+/// A delivery whose addresses do not fit a deliver_sm (an MO from a long address, 21 to 65
+/// characters, which goes to the customer as data_sm): the PDU with empty addresses, then the
+/// two addresses.
+const DELIVERY_V2: u8 = 2;
+/// The longest address a deliver_sm carries (SMPP 3.4 section 4.6.1: 21 octets with the NUL).
+const DELIVER_SM_ADDR_MAX: usize = 20;
 /// Most siblings a stored record may list (a long message has at most 255 parts).
 const SIBLINGS_MAX: usize = 255;
 
@@ -181,23 +187,41 @@ pub fn find_entry(blob: &[u8], shown_id: u64) -> Option<&[u8]> {
     found
 }
 
-/// The queued form of a delivery: its kind and attempts, then the deliver_sm as a PDU.
+/// The queued form of a delivery: its kind and attempts, then the deliver_sm as a PDU (with its
+/// addresses after it when they are longer than a deliver_sm carries: [`DELIVERY_V2`]).
 pub fn encode_delivery(d: &Delivery) -> Vec<u8> {
+    let long = d.body.source.addr.len() > DELIVER_SM_ADDR_MAX || d.body.dest.addr.len() > DELIVER_SM_ADDR_MAX;
     let mut out = BytesMut::with_capacity(64 + d.body.short_message.len());
-    out.put_u8(DELIVERY_V1);
+    out.put_u8(if long { DELIVERY_V2 } else { DELIVERY_V1 });
     out.put_u8(match d.kind {
         Kind::Receipt => 0,
         Kind::Mo => 1,
     });
     out.put_u8(d.attempts);
-    Pdu::new(0, Body::DeliverSm(d.body.clone())).encode(&mut out);
-    out.to_vec()
+    let mut body = d.body.clone();
+    if long {
+        body.source.addr = bytes::Bytes::new();
+        body.dest.addr = bytes::Bytes::new();
+    }
+    let mut pdu = BytesMut::new();
+    Pdu::new(0, Body::DeliverSm(body)).encode(&mut pdu);
+    if long {
+        out.put_u32(pdu.len() as u32);
+    }
+    out.extend_from_slice(&pdu);
+    let mut out = out.to_vec();
+    if long {
+        put_bytes(&mut out, &d.body.source.addr);
+        put_bytes(&mut out, &d.body.dest.addr);
+    }
+    out
 }
 
 /// A queued delivery for customer index `customer`; None when it does not parse.
 pub fn decode_delivery(b: &[u8], customer: u32) -> Option<Delivery> {
     let mut r = Reader(b);
-    if r.u8()? != DELIVERY_V1 {
+    let version = r.u8()?;
+    if version != DELIVERY_V1 && version != DELIVERY_V2 {
         return None;
     }
     let kind = match r.u8()? {
@@ -207,13 +231,29 @@ pub fn decode_delivery(b: &[u8], customer: u32) -> Option<Delivery> {
     };
     // Another version or a hand edit may have written any count: at most the engine's limit.
     let attempts = r.u8()?.min(smppgw_engine::deliveries::DELIVERY_ATTEMPTS_MAX);
-    let mut buf = BytesMut::from(r.0);
-    match Decoder::default().decode(&mut buf) {
-        Ok(Some(Pdu { body: Body::DeliverSm(body), .. })) if buf.is_empty() => {
-            Some(Delivery { customer, token: 0, kind, body, attempts })
+    let pdu = match version {
+        DELIVERY_V1 => std::mem::take(&mut r.0),
+        _ => {
+            let n = u32::from_be_bytes(r.take(4)?.try_into().ok()?) as usize;
+            r.take(n)?
         }
-        _ => None,
+    };
+    let mut buf = BytesMut::from(pdu);
+    let mut body = match Decoder::default().decode(&mut buf) {
+        Ok(Some(Pdu { body: Body::DeliverSm(body), .. })) if buf.is_empty() => body,
+        _ => return None,
+    };
+    if version == DELIVERY_V2 {
+        // At most what a data_sm carries (65 octets), as the vendor's was.
+        let addr =
+            |r: &mut Reader<'_>| r.bytes().filter(|a| a.len() <= 65).map(bytes::Bytes::copy_from_slice);
+        body.source.addr = addr(&mut r)?;
+        body.dest.addr = addr(&mut r)?;
+        if !r.0.is_empty() {
+            return None;
+        }
     }
+    Some(Delivery { customer, token: 0, kind, body, attempts })
 }
 
 #[cfg(test)]
@@ -329,5 +369,30 @@ mod tests {
         for cut in 0..bytes.len() {
             assert!(decode_delivery(&bytes[..cut], 5).is_none(), "truncated at {cut}");
         }
+    }
+
+    #[test]
+    fn an_mo_from_a_long_address_round_trips() {
+        // Goal: an MO a vendor sent as data_sm from an address longer than a deliver_sm carries
+        // (it goes to the customer as data_sm) survives the shared queue; the queue's decoder
+        // refused it and the MO was dropped when the customer was bound on another node.
+        let long = "alphanumeric-sender-name-longer-than-twenty";
+        let body = SubmitSm {
+            source: Address::new(5, 0, long),
+            dest: Address::new(1, 1, "15550001"),
+            short_message: Bytes::from_static(b"hello"),
+            ..SubmitSm::default()
+        };
+        let d = Delivery { customer: 1, token: 7, kind: Kind::Mo, body, attempts: 0 };
+        let bytes = encode_delivery(&d);
+        let back = decode_delivery(&bytes, 1).expect("parses");
+        assert_eq!(back.kind, Kind::Mo);
+        assert_eq!(back.body, d.body, "the long address kept");
+        for cut in 0..bytes.len() {
+            assert!(decode_delivery(&bytes[..cut], 1).is_none(), "truncated at {cut}");
+        }
+        let mut extra = bytes.clone();
+        extra.push(0);
+        assert!(decode_delivery(&extra, 1).is_none(), "trailing bytes");
     }
 }
