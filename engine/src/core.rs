@@ -698,10 +698,12 @@ impl Core {
             RemoteOp::Query { reply, .. } => self.remote_query_answer(reply, None),
             // Unchecked, as without shared state: delivered.
             RemoteOp::DerivedCheck { delivery, .. } => self.deliver_home(delivery),
-            RemoteOp::Deliver(d) => {
+            RemoteOp::Deliver(mut d) => {
                 let home = self.home_of(d.customer);
                 if home == self.idx {
                     let customer = d.customer;
+                    // Queued anew: its place follows the others' (tokens keep the queue's order).
+                    Arc::make_mut(&mut d).token = 0;
                     self.dispatcher.borrow_mut().push(d);
                     self.pump_deliveries_for(customer);
                 } else {
@@ -763,6 +765,9 @@ impl Core {
     /// Receipts and MO from the shared queue for customers homed on this core.
     pub fn remote_deliveries(&self, batch: Vec<Delivery>) {
         self.metrics.remote_deliveries_in.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        let mut customers: Vec<u32> = batch.iter().map(|d| d.customer).collect();
+        customers.sort_unstable();
+        customers.dedup();
         {
             let mut d = self.dispatcher.borrow_mut();
             for mut x in batch {
@@ -771,6 +776,12 @@ impl Core {
             }
         }
         self.pump_deliveries();
+        // Taken from the shared queue for a receiving bind that has gone meanwhile: back to the
+        // shared queue, for where the customer is bound now (kept here, they waited for the
+        // customer to bind on this node again).
+        for c in customers {
+            self.hand_over_unreceived(c);
+        }
     }
 
     /// The current config snapshot.
@@ -823,6 +834,11 @@ impl Core {
     pub fn tick(&self) {
         self.ids.borrow_mut().catch_up();
         self.release_held_derived(false);
+        // What stayed here for customers with no receiving bind here (a hand-over the control
+        // thread could not take) goes to the shared queue.
+        if self.remote_up() {
+            self.hand_over_all_unreceived();
+        }
         let up = self.remote_up();
         if up && !self.remote_was_up.get() {
             self.on_remote_back();
