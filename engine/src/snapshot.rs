@@ -399,6 +399,11 @@ pub struct Snapshot {
     /// removed since (its records stay in the store for the receipt TTL, under its index).
     next_customer: u32,
     next_vendor: u32,
+    /// Customers (by system_id) and vendors (by name) a reload removed, with their indexes: one
+    /// added back gets its index again, so the messages stored under it still find their
+    /// customer (their receipts, query_sm) and their vendor (its receipts).
+    retired_customers: HashMap<Vec<u8>, u32>,
+    retired_vendors: HashMap<String, u32>,
 }
 
 /// The parts of a vendor's config that a live bind depends on: a change replaces the binds.
@@ -427,15 +432,22 @@ impl Snapshot {
         let mut customers: Vec<Option<Arc<CustomerRt>>> = Vec::new();
         let mut customer_by_id = HashMap::new();
         let mut next_c = prev.map_or(0, |p| p.next_customer.max(p.customers.len() as u32));
+        let mut retired_customers = prev.map(|p| p.retired_customers.clone()).unwrap_or_default();
+        if let Some(p) = prev {
+            for c in p.customers.iter().flatten() {
+                retired_customers.insert(c.cfg.system_id.as_bytes().to_vec(), c.idx);
+            }
+        }
         for c in &config.customers {
             let old = prev.and_then(|p| p.customer(c.system_id.as_bytes())).cloned();
-            let idx = old.as_ref().map_or_else(
-                || {
+            let idx = match (&old, retired_customers.remove(c.system_id.as_bytes())) {
+                (Some(o), _) => o.idx,
+                (None, Some(idx)) => idx,
+                (None, None) => {
                     next_c += 1;
                     next_c - 1
-                },
-                |o| o.idx,
-            );
+                }
+            };
             let rt = customer_rt(idx, c, old.as_deref());
             if customers.len() <= idx as usize {
                 customers.resize(idx as usize + 1, None);
@@ -446,15 +458,22 @@ impl Snapshot {
         let mut vendors: Vec<Option<Arc<VendorRt>>> = Vec::new();
         let mut next_v = prev.map_or(0, |p| p.next_vendor.max(p.vendors.len() as u32));
         let mut vendor_by_name = HashMap::new();
+        let mut retired_vendors = prev.map(|p| p.retired_vendors.clone()).unwrap_or_default();
+        if let Some(p) = prev {
+            for v in p.vendors.iter().flatten() {
+                retired_vendors.insert(v.cfg.name.clone(), v.idx);
+            }
+        }
         for v in &config.vendors {
             let old = prev.and_then(|p| p.vendors.iter().flatten().find(|o| o.cfg.name == v.name)).cloned();
-            let idx = old.as_ref().map_or_else(
-                || {
+            let idx = match (&old, retired_vendors.remove(&v.name)) {
+                (Some(o), _) => o.idx,
+                (None, Some(idx)) => idx,
+                (None, None) => {
                     next_v += 1;
                     next_v - 1
-                },
-                |o| o.idx,
-            );
+                }
+            };
             let keep = old.as_ref().filter(|o| connection_key(&o.cfg) == connection_key(v));
             let mut rt = vendor_rt(idx, v, cores, keep.map(|o| o.slots.as_slice()));
             if let Some(o) = &old {
@@ -498,6 +517,8 @@ impl Snapshot {
             mo_longest,
             next_customer: next_c,
             next_vendor: next_v,
+            retired_customers,
+            retired_vendors,
         }
     }
 
@@ -663,9 +684,19 @@ mod tests {
         let second = Snapshot::build_next(Some(&first), cfg.clone(), 1);
         cfg.customers.push(CustomerConfig::new("c", "x"));
         cfg.vendors.push(VendorConfig::new("z", "h", 1, "s", "p"));
-        let third = Snapshot::build_next(Some(&second), cfg, 1);
+        let third = Snapshot::build_next(Some(&second), cfg.clone(), 1);
         assert!(third.customer(b"c").unwrap().idx > b, "c did not take b's index");
         assert!(vendor_idx(&third, "z") > w, "z did not take w's index");
+        // b and w added back (a later reload): their own indexes again, so the messages stored
+        // under them find their customer and vendor.
+        cfg.customers.push(CustomerConfig::new("b", "x"));
+        cfg.vendors.push(VendorConfig::new("w", "h", 1, "s", "p"));
+        let fourth = Snapshot::build_next(Some(&third), cfg.clone(), 1);
+        assert_eq!(fourth.customer(b"b").unwrap().idx, b, "b's index again");
+        assert_eq!(vendor_idx(&fourth, "w"), w, "w's index again");
+        let fifth = Snapshot::build_next(Some(&fourth), cfg, 1);
+        assert_eq!(fifth.customer(b"b").unwrap().idx, b, "kept");
+        assert!(fifth.customer(b"c").unwrap().idx != b);
     }
 
     #[test]
