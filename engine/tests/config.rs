@@ -229,10 +229,22 @@ fn duplicate_names_point_at_the_second_and_name_the_first() {
     assert_one_error(
         &text,
         "f.toml:20: ",
-        "vendor 'sim': name is defined twice (names ignore case); the first is at line 9",
+        "vendor 'sim': name is defined twice (names ignore case, and `-` and `_` are one, as in environment overrides); the first is at line 9",
     );
     let text = format!("{BASE}\n[[route]]\nname = \"default\"\nprefixes = [\"1\"]\nvendors = [\"sim\"]\n");
     assert_one_error(&text, "f.toml:20: ", "route 'default': name is defined twice");
+    // `carrier-a` and `carrier_a` are one name to SMPPGW__VENDOR__CARRIER_A__*: neither could be
+    // overridden from the environment.
+    let two = |a: &str, b: &str| {
+        format!(
+            "{BASE}\n[[vendor]]\nname = \"{a}\"\nhost = \"h\"\nport = 1\nsystem_id = \"s\"\npassword = \"p\"\n\n[[vendor]]\nname = \"{b}\"\nhost = \"h\"\nport = 1\nsystem_id = \"s\"\npassword = \"p\"\n"
+        )
+    };
+    assert_one_error(
+        &two("carrier-a", "carrier_a"),
+        "f.toml:27: ",
+        "vendor 'carrier_a': name is defined twice",
+    );
 }
 
 #[test]

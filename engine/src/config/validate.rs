@@ -255,11 +255,13 @@ fn vendors(list: &[VendorConfig], issues: &mut Issues) {
         duplicate(
             issues,
             &mut seen,
-            v.name.to_ascii_lowercase(),
+            v.name.to_ascii_lowercase().replace('-', "_"),
             i,
             Section::Vendor,
             "name",
-            format!("{label}: name is defined twice (names ignore case)"),
+            format!(
+                "{label}: name is defined twice (names ignore case, and `-` and `_` are one, as in environment overrides)"
+            ),
         );
         if v.host.len() > limits::HOST_LEN_MAX || !valid_host(&v.host) {
             issues.invalid(
@@ -334,11 +336,13 @@ fn routes(config: &Config, issues: &mut Issues) {
         duplicate(
             issues,
             &mut seen,
-            r.name.to_ascii_lowercase(),
+            r.name.to_ascii_lowercase().replace('-', "_"),
             i,
             Section::Route,
             "name",
-            format!("{label}: name is defined twice (names ignore case)"),
+            format!(
+                "{label}: name is defined twice (names ignore case, and `-` and `_` are one, as in environment overrides)"
+            ),
         );
         for (field, len) in [
             ("prefixes", r.prefixes.len()),
