@@ -639,6 +639,36 @@ fn a_vendor_host_with_a_port_or_a_scheme_is_refused_and_ip_literals_pass() {
 }
 
 #[test]
+fn the_http_api_and_smpp_may_not_take_one_port_on_overlapping_addresses() {
+    // Goal: check-config says what the start would fail on (the second bind of the port).
+    for (smpp, http) in [("127.0.0.1:8080", "127.0.0.1:8080"), ("0.0.0.0:8080", "127.0.0.1:8080")] {
+        let env = [("SMPPGW__SERVER__LISTEN", smpp), ("SMPPGW__SERVER__HTTP_LISTEN", http)];
+        let err = load_env(BASE, &env).unwrap_err();
+        assert!(err.to_string().contains("give the HTTP API its own port"), "{smpp} {http}: {err}");
+    }
+    let env =
+        [("SMPPGW__SERVER__LISTEN", "127.0.0.1:8080"), ("SMPPGW__SERVER__HTTP_LISTEN", "127.0.0.2:8080")];
+    assert!(load_env(BASE, &env).is_ok(), "distinct addresses may share a port number");
+}
+
+#[test]
+fn overlapping_routes_are_found_whatever_the_order_or_repeats_of_their_filters() {
+    // Goal: a route listing a customer twice is the same filter as one listing it once: the
+    // second route could never be chosen, and is reported; a source prefix "+" (every source)
+    // is refused.
+    let text = format!(
+        "{BASE}\n[[route]]\nname = \"r1\"\nprefixes = [\"44\"]\ncustomers = [\"demo\", \"demo\"]\nvendors = [\"sim\"]\n\n[[route]]\nname = \"r2\"\nprefixes = [\"44\"]\ncustomers = [\"demo\"]\nvendors = [\"sim\"]\n"
+    );
+    let lines = errors(&text);
+    assert!(lines.iter().any(|l| l.contains("route 'r2'")), "{lines:?}");
+    let text = format!(
+        "{BASE}\n[[route]]\nname = \"r1\"\nprefixes = [\"44\"]\nsource_prefixes = [\"+\"]\nvendors = [\"sim\"]\n"
+    );
+    let lines = errors(&text);
+    assert!(lines.iter().any(|l| l.contains("matches every source")), "{lines:?}");
+}
+
+#[test]
 fn an_empty_item_in_a_comma_list_override_is_an_error_not_a_catch_all() {
     // Goal: `SMPPGW__ROUTE__X__PREFIXES=49,` (a trailing comma) must not add "", a prefix every
     // number has: it would route everything through that route. Only a TOML array may say "".

@@ -159,10 +159,15 @@ fn server(s: &ServerConfig, issues: &mut Issues) {
             ),
         });
     }
-    if s.listen == s.http_listen && s.listen.port() != 0 {
+    // The same port on overlapping addresses (equal, or either the wildcard) cannot both bind.
+    let (a, b) = (s.listen, s.http_listen);
+    let overlap = a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified();
+    if a.port() != 0 && a.port() == b.port() && overlap {
         issues.invalid(
             p("http_listen"),
-            format!("{label}: http_listen and listen are both {}; give the HTTP API its own port", s.listen),
+            format!(
+                "{label}: http_listen ({b}) and listen ({a}) take the same port on overlapping addresses; give the HTTP API its own port"
+            ),
         );
     }
 }
@@ -381,14 +386,24 @@ fn routes(config: &Config, issues: &mut Issues) {
                 );
             } else if !source.bytes().all(|b| b.is_ascii_graphic()) {
                 issues.invalid(path, format!("{label}: source prefix '{source}' must be printable ASCII"));
+            } else if source.trim_start_matches('+').is_empty() {
+                issues.invalid(
+                    path,
+                    format!(
+                        "{label}: source prefix '{source}' matches every source; leave source_prefixes empty for that"
+                    ),
+                );
             }
         }
         route_vendors(config, &vendor_names, r, i, &label, issues);
+        // As sets: a name or prefix listed twice is the same filter.
         let mut customers = r.customers.clone();
         customers.sort();
+        customers.dedup();
         let mut sources: Vec<String> =
             r.source_prefixes.iter().map(|s| s.trim_start_matches('+').to_owned()).collect();
         sources.sort();
+        sources.dedup();
         for (j, prefix) in r.prefixes.iter().enumerate() {
             let key = (prefix.trim_start_matches('+').to_owned(), customers.clone(), sources.clone());
             match matches.get(&key) {
