@@ -1075,7 +1075,7 @@ impl Core {
                     job.wants_receipt = false;
                     let released = self.part_settlements.borrow_mut().grouped(job.shown_id, now);
                     for d in released {
-                        self.deliver_derived(d);
+                        self.deliver_home(d);
                     }
                 }
             } else {
@@ -1665,19 +1665,13 @@ impl Core {
         }
     }
 
-    /// A derived receipt released without its part's answer (the wait ran out, the table was
-    /// full, or the node stops): delivered as before that answer was awaited.
-    fn deliver_derived(&self, d: Arc<Delivery>) {
-        self.deliver_home(d);
-    }
-
     /// Releases the derived receipts held longer than their wait (all of them when `all`: the
-    /// node stops).
+    /// node stops): delivered as before that answer was awaited.
     pub fn release_held_derived(&self, all: bool) -> usize {
         let out = self.part_settlements.borrow_mut().expire(Instant::now(), all);
         let n = out.len();
         for d in out {
-            self.deliver_derived(d);
+            self.deliver_home(d);
         }
         n
     }
@@ -2084,7 +2078,7 @@ impl PartsBack {
         let (key, _) = crate::io::part_key(job.customer, &job.submit)?;
         let s = &job.submit;
         Some(PartsBack {
-            key: (key.0, Bytes::copy_from_slice(&key.1), Bytes::copy_from_slice(&key.2), key.3, key.4),
+            key: crate::io::owned_key(&key),
             ids: job.siblings.clone(),
             meta: crate::io::PartMeta {
                 source: (s.source.ton, s.source.npi),

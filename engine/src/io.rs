@@ -486,7 +486,7 @@ impl PartGroups {
 
 /// `key` with its addresses copied out of the read buffer they were decoded from (a key kept
 /// outlives it).
-fn owned_key(key: &PartKey) -> PartKey {
+pub(crate) fn owned_key(key: &PartKey) -> PartKey {
     (key.0, Bytes::copy_from_slice(&key.1), Bytes::copy_from_slice(&key.2), key.3, key.4)
 }
 
