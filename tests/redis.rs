@@ -758,6 +758,59 @@ fn receipts_taken_from_the_shared_queue_while_a_node_shuts_down_are_not_lost() {
 }
 
 #[test]
+fn receipts_a_session_still_unbinding_at_the_stop_never_answered_reach_the_customer_elsewhere() {
+    // Goal: a customer session that neither answers its receipts nor its unbind keeps them in
+    // flight through node A's whole stop; at exit they go back to the shared queue (the
+    // customer may see them twice, never not at all), and the customer gets them on node B.
+    let redis = RedisServer::start();
+    let vendor = sim(|_| {});
+    let mut cfg_a = config(&[("v1", vendor.local_addr())]);
+    cfg_a.server.shutdown_grace_ms = 1500;
+    // No answer comes within the stop: the deliveries stay in flight to its end.
+    cfg_a.server.response_timeout_ms = 30_000;
+    let a = Node::start(cfg_a, 1, &redis);
+    let b = Node::start(config(&[("v1", vendor.local_addr())]), 2, &redis);
+    assert!(wait_for(Duration::from_secs(10), || vendor.stats().binds_current >= 4), "vendor binds up");
+
+    let mut rx = Client::connect(a.gw.local_addr);
+    assert_eq!(rx.bind("rx", "c1", "pw"), CommandStatus::ESME_ROK);
+    let mut tx = Client::connect(b.gw.local_addr);
+    assert_eq!(tx.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let (st, id) = tx.submit_dlr(&format!("1555127000{i}"), "never answered on node a");
+        assert_eq!(st, CommandStatus::ESME_ROK);
+        ids.push(id);
+    }
+    let mut on_a = Vec::new();
+    for _ in 0..3 {
+        // Read, not answered.
+        on_a.push(receipt_of(&rx.recv_deliver()).0);
+    }
+    on_a.sort();
+    ids.sort();
+    assert_eq!(on_a, ids, "every receipt went out on node A");
+    // The unbind node A sends goes unread and unanswered.
+    a.stop();
+
+    let mut rx_b = Client::connect(b.gw.local_addr);
+    assert_eq!(rx_b.bind("rx", "c1", "pw"), CommandStatus::ESME_ROK);
+    rx_b.stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut on_b = Vec::new();
+    while on_b.len() < ids.len() {
+        let Some(p) = rx_b.try_recv() else { break };
+        if let Body::DeliverSm(_) = p.body {
+            on_b.push(receipt_of(&p).0);
+            rx_b.answer(&p, CommandStatus::ESME_ROK);
+        }
+    }
+    on_b.sort();
+    assert_eq!(on_b, ids, "the receipts left unanswered on node A reach the customer on node B");
+    drop(rx);
+    b.stop();
+}
+
+#[test]
 fn the_shared_receipt_queue_keeps_the_newest_up_to_its_bound_and_counts_the_rest() {
     // Goal: `receipt_queue_max` bounds a customer's shared queue too: the oldest go, counted in
     // the node's metrics, and the customer then gets the newest, in order.

@@ -649,6 +649,19 @@ impl Core {
         self.hand_over_all_unreceived();
     }
 
+    /// At exit: the customer sessions that are still open (unbinding too slowly) are taken as
+    /// gone, so that what they have in flight is handed over or counted with the rest.
+    pub fn end_sessions_at_exit(&self) {
+        let back = self.dispatcher.borrow_mut().end_sessions();
+        if back > 0 {
+            tracing::warn!(
+                core = self.idx,
+                back,
+                "receipts and MO unanswered by sessions still open at exit"
+            );
+        }
+    }
+
     /// At exit: the receipts and MO still queued here (for customers not bound, or not drained
     /// in time) are lost with the process; they are counted as dropped and logged, not lost
     /// silently.

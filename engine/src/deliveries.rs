@@ -302,6 +302,24 @@ impl Dispatcher {
         }
     }
 
+    /// At exit, once the sessions had their time to answer: every receiving session here counts
+    /// as gone, whether it closed or is still unbinding, and what any of them has in flight
+    /// (sent, unanswered) is queued again. A delivery whose answer never came is handed on
+    /// (possibly a second time for the customer) rather than lost with the process.
+    pub fn end_sessions(&mut self) -> usize {
+        let mut back = 0;
+        for q in self.customers.values_mut() {
+            q.sessions.clear();
+            let mut inflight: Vec<Arc<Delivery>> = q.inflight.drain().map(|(_, (_, d))| d).collect();
+            inflight.sort_by_key(|d| d.token);
+            back += inflight.len();
+            for d in inflight {
+                q.requeue(d);
+            }
+        }
+        back
+    }
+
     /// A receiving session stays open but takes no new deliveries: it leaves the round robin,
     /// and what it has in flight stays its own until it answers or goes down
     /// ([`Dispatcher::session_down`] then gives back the rest).
@@ -1006,6 +1024,30 @@ mod tests {
         assert_eq!(x.dropped, 0);
         x.push(d(1, 99));
         assert_eq!(x.dropped, 1, "still bounded");
+    }
+
+    #[test]
+    fn sessions_still_open_at_exit_give_back_what_they_have_in_flight_in_order() {
+        let mut x = Dispatcher::new(100, 0);
+        x.session_up(1, S1);
+        x.session_up(1, S2);
+        for n in 0..4 {
+            x.push(d(1, n));
+        }
+        let mut out = Vec::new();
+        x.next(t(), &mut out);
+        assert_eq!(out.len(), 4);
+        // One session is unbinding (out of the round robin, its deliveries still its own), the
+        // other still bound; a fifth delivery is queued.
+        x.session_draining(1, S1);
+        x.push(d(1, 4));
+        assert_eq!(x.take_unreceived(1).len(), 0, "a bound session still holds the queue");
+        assert_eq!(x.end_sessions(), 4);
+        let back: Vec<u8> = x.take_unreceived(1).iter().map(|d| d.body.esm_class).collect();
+        assert_eq!(back, vec![0, 1, 2, 3, 4]);
+        // A late answer from a session that was ended changes nothing.
+        x.ack(1, out[0].1.token, out[0].0, Answer::Ok, t());
+        assert_eq!(x.queued_total(), 0);
     }
 
     #[test]

@@ -914,6 +914,7 @@ async fn core_main(
         Timer::new(Duration::from_millis(1)).await;
     }
     serve_control(&core, &control);
+    core.end_sessions_at_exit();
     core.hand_over_all_unreceived();
     core.count_undelivered_at_exit();
     // The caller persists the watermark after the cores stop: exactly what was issued.
