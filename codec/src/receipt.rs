@@ -814,6 +814,15 @@ impl Fields {
                     None => break,
                 }
             }
+            // `id: 123`: some SMSCs put a space after the colon. The next word is the value
+            // unless it is a key of its own (`id: stat:DELIVRD` has an empty id).
+            let value_start = match find(s, value_start, end, |b| !is_sep(b)) {
+                Some(word) if word > value_start => {
+                    let word_end = find(s, word, end, is_sep).unwrap_or(end);
+                    if s[word..word_end].contains(&b':') { value_start } else { word }
+                }
+                _ => value_start,
+            };
             let value_end = find(s, value_start, end, is_sep).unwrap_or(end);
             fields.set(key, input, pos..key_end, value_start..value_end);
             pos = value_end;

@@ -893,13 +893,35 @@ pub fn validate_submit(s: &SubmitSm) -> Result<u32, CommandStatus> {
         // Half a UCS-2 character: the handset would show the rest shifted by an octet.
         return Err(CommandStatus::ESME_RINVMSGLEN);
     }
+    let header_len = body.len() - text.len();
+    if payload.is_none() && s.esm_class & 0x40 == 0 && s.tlvs.get_ref(smppgw_codec::tag::SAR_MSG_REF_NUM).is_some() {
+        // A part the customer split itself, numbered in SAR parameters: one SMS, whose
+        // concatenation header the operator adds, so its text must fit beside that header.
+        if segments_after_header(alphabet, text, SAR_PART_HEADER_LEN) > 1 {
+            return Err(CommandStatus::ESME_RINVMSGLEN);
+        }
+        return Ok(1);
+    }
     if payload.is_some() || s.esm_class & 0x40 == 0 {
-        // A whole text (not a part the customer already split): what it will cost at the operator.
-        Ok(segments_of(alphabet, text))
+        // A whole text (not a part the customer already split): what it will cost at the
+        // operator, its own header (in a message_payload) going in every part.
+        if header_len > PAYLOAD_HEADER_MAX {
+            // No room left for text beside the header and a concatenation element.
+            return Err(CommandStatus::ESME_RINVMSGLEN);
+        }
+        Ok(segments_after_header(alphabet, text, header_len))
     } else {
         Ok(1)
     }
 }
+
+/// The header an operator adds to a part numbered in SAR parameters (UDHL and an 8-bit-reference
+/// concatenation element).
+const SAR_PART_HEADER_LEN: usize = 6;
+
+/// The longest user data header a message_payload may carry before its text: with the
+/// concatenation element its parts need, at least a UCS-2 surrogate pair still fits each part.
+const PAYLOAD_HEADER_MAX: usize = 140 - 5 - 4;
 
 /// The SAR parameters (5.3.2.22-24) come all three or not at all, each of its own size, with a
 /// part number from 1 to the total.
@@ -929,13 +951,20 @@ fn sar_checked(t: &smppgw_codec::Tlvs) -> Result<(), CommandStatus> {
 /// carried in SMPP), 70/67 UCS-2 units, 140/134 octets, with an escape sequence or a surrogate
 /// pair never cut between two (so counted as the operator will bill it).
 pub fn segments_of(alphabet: Alphabet, text: &[u8]) -> u32 {
+    segments_after_header(alphabet, text, 0)
+}
+
+/// [`segments_of`] for a text after a header of the customer's own (`header_len` octets, UDHL
+/// included), which goes in every part.
+fn segments_after_header(alphabet: Alphabet, text: &[u8], header_len: usize) -> u32 {
     use smppgw_codec::text::Encoding;
     let encoding = match alphabet {
         Alphabet::Septets => Encoding::Gsm7,
         Alphabet::Ucs2 => Encoding::Ucs2,
         Alphabet::Octets => Encoding::Latin1,
     };
-    u32::try_from(smppgw_codec::text::count_encoded_segments(text, encoding)).unwrap_or(u32::MAX)
+    let n = smppgw_codec::text::count_encoded_segments_after_header(text, encoding, header_len);
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 #[cfg(test)]
@@ -1507,6 +1536,37 @@ mod tests {
                 Box::new(|s| s.tlvs = sar(&[7], &[2], &[1])),
                 CommandStatus::ESME_RINVPARLEN,
             ),
+            (
+                // The operator adds a concatenation header to it: 153 septets remain.
+                "SAR part of 154 septets",
+                Box::new(|s| {
+                    s.tlvs = sar(&[0, 7], &[2], &[1]);
+                    s.short_message = vec![b'a'; 154].into();
+                }),
+                CommandStatus::ESME_RINVMSGLEN,
+            ),
+            (
+                "SAR part of 68 UCS-2 characters",
+                Box::new(|s| {
+                    s.tlvs = sar(&[0, 7], &[2], &[1]);
+                    s.data_coding = 8;
+                    s.short_message = vec![0x04; 136].into();
+                }),
+                CommandStatus::ESME_RINVMSGLEN,
+            ),
+            (
+                "a message_payload header that leaves no room for text",
+                Box::new(|s| {
+                    s.esm_class = 0x40;
+                    s.data_coding = 4;
+                    s.short_message = Default::default();
+                    let mut p = vec![134, 0x70, 132];
+                    p.extend([0; 132]);
+                    p.push(1);
+                    s.tlvs = Tlvs::builder().bytes(tag::MESSAGE_PAYLOAD, &p).build();
+                }),
+                CommandStatus::ESME_RINVMSGLEN,
+            ),
         ];
         for (what, f, status) in &cases {
             assert_eq!(with(f.as_ref()), Err(*status), "{what}");
@@ -1542,6 +1602,40 @@ mod tests {
                 1,
             ),
             ("SAR part 2 of 2", Box::new(|s| s.tlvs = sar(&[0, 7], &[2], &[2])), 1),
+            (
+                "SAR part of 153 septets",
+                Box::new(|s| {
+                    s.tlvs = sar(&[0, 7], &[2], &[1]);
+                    s.short_message = vec![b'a'; 153].into();
+                }),
+                1,
+            ),
+            (
+                // A port-addressing header (as for WAP push) goes in every part: 133 octets
+                // fit beside it alone, 128 in each part once a concatenation element joins it.
+                "8-bit data of 134 octets after a 7-octet header in a message_payload",
+                Box::new(|s| {
+                    s.esm_class = 0x40;
+                    s.data_coding = 4;
+                    s.short_message = Default::default();
+                    let mut p = vec![6, 0x05, 4, 0x0B, 0x84, 0x23, 0xF0];
+                    p.extend([0; 134]);
+                    s.tlvs = Tlvs::builder().bytes(tag::MESSAGE_PAYLOAD, &p).build();
+                }),
+                2,
+            ),
+            (
+                "8-bit data of 260 octets after a 7-octet header in a message_payload",
+                Box::new(|s| {
+                    s.esm_class = 0x40;
+                    s.data_coding = 4;
+                    s.short_message = Default::default();
+                    let mut p = vec![6, 0x05, 4, 0x0B, 0x84, 0x23, 0xF0];
+                    p.extend([0; 260]);
+                    s.tlvs = Tlvs::builder().bytes(tag::MESSAGE_PAYLOAD, &p).build();
+                }),
+                3,
+            ),
         ];
         for (what, f, segments) in &good {
             assert_eq!(with(f.as_ref()), Ok(*segments), "{what}");

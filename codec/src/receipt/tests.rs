@@ -337,6 +337,21 @@ fn malformed_optional_values_read_as_absent() {
 }
 
 #[test]
+fn a_space_after_a_colon_is_read_past() {
+    // Some SMSCs write `key: value`; the value is the next word unless that is a key itself.
+    let r = parse("id: 123 sub: 001 dlvrd: 001 submit date: 2401011200 done date: 2401011201 stat: DELIVRD err: 000");
+    assert_eq!(r.id, id("123"));
+    assert_eq!(r.sub, Some(1));
+    assert_eq!(r.dlvrd, Some(1));
+    assert_eq!(r.submit_date, Some(date(2024, 1, 1, 12, 0, None)));
+    assert_eq!(r.done_date, Some(date(2024, 1, 1, 12, 1, None)));
+    assert_eq!(r.stat, MessageState::Delivered);
+    assert_eq!(r.err, Some(ReceiptErr::Code(0)));
+    let r = parse("id:7 stat: UNDELIV err:  012 text: hello");
+    assert_eq!((r.stat, r.err), (MessageState::Undeliverable, Some(ReceiptErr::Code(12))));
+}
+
+#[test]
 fn missing_or_bad_required_fields_are_typed_errors() {
     assert_eq!(Receipt::parse(b""), Err(ReceiptError::MissingId));
     assert_eq!(Receipt::parse(b"\r\n\0"), Err(ReceiptError::MissingId));

@@ -21,7 +21,7 @@ pub use reassembly::{
     Reassembler,
 };
 pub use segment::{
-    Concat, Form, Part, RefWidth, count_encoded_segments, count_segments, part_capacity, split, split_encoded,
+    Concat, Form, Part, RefWidth, count_encoded_segments, count_encoded_segments_after_header, count_segments, part_capacity, split, split_encoded,
 };
 pub use udh::{Ports, UdhConcat, UserData, parse_udh};
 
@@ -253,8 +253,8 @@ pub fn decode_as(encoding: Encoding, bytes: &[u8]) -> String {
 
 /// Decodes a `short_message` / `message_payload` body (without its UDH) for display or logging.
 ///
-/// Text codings go through [`Encoding::from_data_coding`] (0 is GSM unpacked). The rest are lossy but
-/// never fail: 8-bit binary (2, 4, and 0xF4..=0xF7) becomes lowercase hex, since it is usually not
+/// Text codings go through [`Encoding::from_data_coding`] (0 is GSM unpacked), and GSM 03.38's
+/// coding groups (0x10 and above) through their [`alphabet`]. The rest are lossy but never fail: 8-bit binary (2, 4, and 0xF4..=0xF7) becomes lowercase hex, since it is usually not
 /// text (WAP push, SIM data) and hex keeps every octet visible; anything else (JIS, Cyrillic, Hebrew,
 /// KS C 5601, reserved values) is read as Latin-1, which maps each octet to one character and so
 /// loses nothing, although non-Latin text will look wrong.
@@ -262,6 +262,14 @@ pub fn decode(data_coding: u8, bytes: &[u8]) -> String {
     match Encoding::from_data_coding(data_coding) {
         Some(encoding) => decode_as(encoding, bytes),
         None if matches!(data_coding, 0x02 | 0x04 | 0xF4..=0xF7) => hex(bytes),
+        // GSM 03.38's coding groups (flash, message waiting, message class): their alphabet.
+        None if data_coding >= 0x10 => match alphabet(data_coding) {
+            Some(Alphabet::Septets) => gsm::decode(bytes),
+            Some(Alphabet::Ucs2) => ucs2::decode(bytes),
+            // 8-bit data or compressed: not text.
+            Some(Alphabet::Octets) => hex(bytes),
+            None => latin::decode_latin1(bytes),
+        },
         None => latin::decode_latin1(bytes),
     }
 }
@@ -350,6 +358,10 @@ mod tests {
         assert_eq!(decode(4, &[0x0A, 0xFF]), "0aff");
         assert_eq!(decode(0xF6, &[0x01]), "01");
         assert_eq!(decode(6, &[0x41, 0xE9]), "Aé");
+        // GSM 03.38's coding groups: flash UCS-2, flash GSM, message class 8-bit data.
+        assert_eq!(decode(0x18, &[0x04, 0x1F]), "П");
+        assert_eq!(decode(0x10, &[0x00, 0x1B, 0x65]), "@€");
+        assert_eq!(decode(0x14, &[0x0A]), "0a");
         let packed = encode("hellohello", Encoding::Gsm7Packed).unwrap();
         assert_eq!(decode_as(Encoding::Gsm7Packed, &packed), "hellohello");
     }

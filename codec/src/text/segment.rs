@@ -295,11 +295,24 @@ pub(super) fn put_concat_udh(out: &mut BytesMut, width: RefWidth, concat: Concat
 /// can need one part more than counted here (what SMPP carries, and the engine counts, is the
 /// unpacked [`Encoding::Gsm7`]).
 pub fn count_encoded_segments(encoded: &[u8], encoding: Encoding) -> usize {
+    count_encoded_segments_after_header(encoded, encoding, 0)
+}
+
+/// Octets a concatenation element with an 8-bit reference adds to a header that has others
+/// (IEI, IEDL, reference, total, number).
+const CONCAT_8_IE_LEN: usize = 5;
+
+/// [`count_encoded_segments`] for a text sent after a user data header of its sender's
+/// (`header_len` octets, its UDHL included; 0 for none, e.g. a port-addressing header in a
+/// `message_payload`): the header goes in every part, with a concatenation element added to it
+/// when the text takes more than one.
+pub fn count_encoded_segments_after_header(encoded: &[u8], encoding: Encoding, header_len: usize) -> usize {
     let unit_octets = if encoding == Encoding::Ucs2 { 2 } else { 1 };
-    if lone_len(encoded, encoding) <= part_capacity(encoding, 0) * unit_octets {
+    if lone_len(encoded, encoding) <= part_capacity(encoding, header_len) * unit_octets {
         return 1;
     }
-    let cap = part_capacity(encoding, RefWidth::Bits8.udh_len()) * unit_octets;
+    let multi_header = if header_len == 0 { RefWidth::Bits8.udh_len() } else { header_len + CONCAT_8_IE_LEN };
+    let cap = part_capacity(encoding, multi_header) * unit_octets;
     let (mut parts, mut used, mut at) = (1, 0, 0);
     while at < encoded.len() {
         let n = char_len_at(encoded, at, encoding);
@@ -465,6 +478,16 @@ mod tests {
         assert_eq!(count_encoded_segments(&gsm, Encoding::Gsm7), 3, "152, the escape, 152: three parts");
         let emoji = super::super::encode(&"😀".repeat(67), Encoding::Ucs2).unwrap();
         assert_eq!(count_encoded_segments(&emoji, Encoding::Ucs2), 3, "67 pairs: 33, 33, 1");
+        // After a 7-octet port-addressing header: 133 octets alone, 128 in each of several parts.
+        let data = vec![0x41; 134];
+        assert_eq!(count_encoded_segments_after_header(&data[..133], Encoding::Latin1, 7), 1);
+        assert_eq!(count_encoded_segments_after_header(&data, Encoding::Latin1, 7), 2);
+        let data = vec![0x41; 260];
+        assert_eq!(count_encoded_segments_after_header(&data, Encoding::Latin1, 7), 3, "128 + 128 + 4");
+        // Seven-bit: 8 septets of header leave 152 alone; 152 + 1 takes two parts.
+        let septets = vec![0x41; 153];
+        assert_eq!(count_encoded_segments_after_header(&septets[..152], Encoding::Gsm7, 7), 1);
+        assert_eq!(count_encoded_segments_after_header(&septets, Encoding::Gsm7, 7), 2);
     }
 
     #[test]
