@@ -19,6 +19,7 @@ pub mod pdu;
 pub mod receipt;
 pub mod status;
 pub mod text;
+pub mod time;
 pub mod tlv;
 mod wire;
 

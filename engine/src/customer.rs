@@ -447,7 +447,13 @@ impl CustomerSession {
                 let _ = body;
             }
             (
-                State::Bound { .. } | State::Unbinding { .. } | State::Closing { .. },
+                // Only an SMSC sends these (4.1.7, 4.12): an unknown command from an ESME, in
+                // any state.
+                State::Open { .. }
+                | State::Binding { .. }
+                | State::Bound { .. }
+                | State::Unbinding { .. }
+                | State::Closing { .. },
                 Body::Outbind(_) | Body::AlertNotification(_),
             ) => {
                 Pdu::with_status(seq, CommandStatus::ESME_RINVCMDID, Body::GenericNack).encode(out);
@@ -830,9 +836,10 @@ pub fn validate_submit(s: &SubmitSm) -> Result<u32, CommandStatus> {
     if s.source.addr.is_empty() {
         return Err(CommandStatus::ESME_RINVSRCADR);
     }
-    // 5.2.12: message type bits 0x04 and 0x20 mark receipts and notifications, which an ESME
-    // does not submit.
-    if matches!(s.esm_class & 0x3C, 0x04 | 0x20) {
+    // 5.2.12: an ESME submits a default message, a delivery acknowledgement or a manual/user
+    // acknowledgement; the other message types (receipts, notifications) and the reserved
+    // values are not its to send.
+    if !matches!(s.esm_class & 0x3C, 0x00 | 0x08 | 0x10) {
         return Err(CommandStatus::ESME_RINVESMCLASS);
     }
     if s.priority_flag > 4 {
@@ -844,13 +851,7 @@ pub fn validate_submit(s: &SubmitSm) -> Result<u32, CommandStatus> {
     if s.replace_if_present_flag > 1 {
         return Err(CommandStatus::ESME_RINVREPFLAG);
     }
-    // 7.1.1: absolute or relative time formats are 16 characters.
-    if !matches!(s.schedule_delivery_time.len(), 0 | 16) {
-        return Err(CommandStatus::ESME_RINVSCHED);
-    }
-    if !matches!(s.validity_period.len(), 0 | 16) {
-        return Err(CommandStatus::ESME_RINVEXPIRY);
-    }
+    times_checked(&s.schedule_delivery_time, &s.validity_period)?;
     // A reserved data_coding cannot be delivered as the customer meant it (SMPP 5.0's status).
     let Some(alphabet) = smppgw_codec::text::alphabet(s.data_coding) else {
         return Err(CommandStatus::ESME_RINVDCS);
@@ -894,7 +895,10 @@ pub fn validate_submit(s: &SubmitSm) -> Result<u32, CommandStatus> {
         return Err(CommandStatus::ESME_RINVMSGLEN);
     }
     let header_len = body.len() - text.len();
-    if payload.is_none() && s.esm_class & 0x40 == 0 && s.tlvs.get_ref(smppgw_codec::tag::SAR_MSG_REF_NUM).is_some() {
+    if payload.is_none()
+        && s.esm_class & 0x40 == 0
+        && s.tlvs.get_ref(smppgw_codec::tag::SAR_MSG_REF_NUM).is_some()
+    {
         // A part the customer split itself, numbered in SAR parameters: one SMS, whose
         // concatenation header the operator adds, so its text must fit beside that header.
         if segments_after_header(alphabet, text, SAR_PART_HEADER_LEN) > 1 {
@@ -922,6 +926,30 @@ const SAR_PART_HEADER_LEN: usize = 6;
 /// The longest user data header a message_payload may carry before its text: with the
 /// concatenation element its parts need, at least a UCS-2 surrogate pair still fits each part.
 const PAYLOAD_HEADER_MAX: usize = 140 - 5 - 4;
+
+/// The fields of a replace_sm that go to the vendor as they are, checked as a submit's are
+/// (its new text is the vendor's to judge against the message it holds).
+pub fn validate_replace(r: &smppgw_codec::ReplaceSm) -> Result<(), CommandStatus> {
+    if r.registered_delivery > 0x1F {
+        return Err(CommandStatus::ESME_RINVREGDLVFLG);
+    }
+    times_checked(&r.schedule_delivery_time, &r.validity_period)?;
+    if !r.short_message.is_empty() && r.tlvs.message_payload().is_some() {
+        return Err(CommandStatus::ESME_RINVPARLEN);
+    }
+    Ok(())
+}
+
+/// 7.1.1: a time is empty or in the absolute or relative form, a real date in the absolute one.
+pub fn times_checked(schedule_delivery_time: &[u8], validity_period: &[u8]) -> Result<(), CommandStatus> {
+    if !smppgw_codec::time::is_valid_time(schedule_delivery_time) {
+        return Err(CommandStatus::ESME_RINVSCHED);
+    }
+    if !smppgw_codec::time::is_valid_time(validity_period) {
+        return Err(CommandStatus::ESME_RINVEXPIRY);
+    }
+    Ok(())
+}
 
 /// The SAR parameters (5.3.2.22-24) come all three or not at all, each of its own size, with a
 /// part number from 1 to the total.
@@ -1273,6 +1301,23 @@ mod tests {
     }
 
     #[test]
+    fn an_outbind_or_alert_notification_is_an_unknown_command_before_bind_too() {
+        let now = Instant::now();
+        let mut s = CustomerSession::new(settings(), now);
+        let (mut out, mut ev) = (BytesMut::new(), Vec::new());
+        s.on_pdu(Pdu::new(5, Body::Outbind(Default::default())), now, &mut out, &mut ev);
+        s.on_pdu(Pdu::new(6, Body::AlertNotification(Default::default())), now, &mut out, &mut ev);
+        let r = decode_all(&mut out);
+        assert_eq!(r.len(), 2);
+        for (p, seq) in r.iter().zip([5, 6]) {
+            assert_eq!(p.command_id(), CommandId::GENERIC_NACK);
+            assert_eq!(p.command_status, CommandStatus::ESME_RINVCMDID);
+            assert_eq!(p.sequence_number, seq);
+        }
+        assert!(ev.is_empty());
+    }
+
+    #[test]
     fn a_second_bind_gets_alybnd() {
         let (mut s, now) = bound(BindKind::Transceiver, 10);
         let (mut out, mut ev) = (BytesMut::new(), Vec::new());
@@ -1436,6 +1481,29 @@ mod tests {
     }
 
     #[test]
+    fn a_replace_sm_s_fields_are_checked_as_a_submit_s() {
+        let ok = smppgw_codec::ReplaceSm {
+            message_id: "1".into(),
+            short_message: "new".into(),
+            validity_period: "000001000000000R".into(),
+            ..Default::default()
+        };
+        assert_eq!(validate_replace(&ok), Ok(()));
+        let mut r = ok.clone();
+        r.registered_delivery = 0xFF;
+        assert_eq!(validate_replace(&r), Err(CommandStatus::ESME_RINVREGDLVFLG));
+        let mut r = ok.clone();
+        r.schedule_delivery_time = "261326120000000+".into();
+        assert_eq!(validate_replace(&r), Err(CommandStatus::ESME_RINVSCHED));
+        let mut r = ok.clone();
+        r.validity_period = "x".into();
+        assert_eq!(validate_replace(&r), Err(CommandStatus::ESME_RINVEXPIRY));
+        let mut r = ok.clone();
+        r.tlvs = Tlvs::builder().bytes(smppgw_codec::tag::MESSAGE_PAYLOAD, b"also").build();
+        assert_eq!(validate_replace(&r), Err(CommandStatus::ESME_RINVPARLEN));
+    }
+
+    #[test]
     fn every_field_check_has_its_status() {
         use smppgw_codec::tag;
         let ok = SubmitSm {
@@ -1480,6 +1548,31 @@ mod tests {
                 "a 15-character schedule",
                 Box::new(|s| s.schedule_delivery_time = "261126120000000".into()),
                 CommandStatus::ESME_RINVSCHED,
+            ),
+            (
+                "a schedule of letters",
+                Box::new(|s| s.schedule_delivery_time = "ABCDEFGHIJKLMNOP".into()),
+                CommandStatus::ESME_RINVSCHED,
+            ),
+            (
+                "a validity period in month 13",
+                Box::new(|s| s.validity_period = "261326120000000+".into()),
+                CommandStatus::ESME_RINVEXPIRY,
+            ),
+            (
+                "a validity period ending in neither +, - nor R",
+                Box::new(|s| s.validity_period = "2611261200000001".into()),
+                CommandStatus::ESME_RINVEXPIRY,
+            ),
+            (
+                "a reserved message type 0x18",
+                Box::new(|s| s.esm_class = 0x18),
+                CommandStatus::ESME_RINVESMCLASS,
+            ),
+            (
+                "a reserved message type 0x0C",
+                Box::new(|s| s.esm_class = 0x0C),
+                CommandStatus::ESME_RINVESMCLASS,
             ),
             ("reserved data_coding 0x0B", Box::new(|s| s.data_coding = 0x0B), CommandStatus::ESME_RINVDCS),
             ("reserved data_coding 0x9F", Box::new(|s| s.data_coding = 0x9F), CommandStatus::ESME_RINVDCS),
@@ -1574,6 +1667,10 @@ mod tests {
         // What is valid stays valid: each check above, one step inside its bound.
         let good: Vec<(&str, Tweak<'_>, u32)> = vec![
             ("priority 4", Box::new(|s| s.priority_flag = 4), 1),
+            ("a delivery acknowledgement", Box::new(|s| s.esm_class = 0x08), 1),
+            ("a manual acknowledgement, store and forward", Box::new(|s| s.esm_class = 0x13), 1),
+            ("an absolute schedule", Box::new(|s| s.schedule_delivery_time = "261231235959948-".into()), 1),
+            ("a relative validity period", Box::new(|s| s.validity_period = "000001000000000R".into()), 1),
             ("registered_delivery 0x1F", Box::new(|s| s.registered_delivery = 0x1F), 1),
             ("flash GSM", Box::new(|s| s.data_coding = 0x10), 1),
             (

@@ -849,6 +849,10 @@ impl CustomerDriver {
                 (x.message_id.clone(), Pending::Cancel(x.clone()), CommandStatus::ESME_RCANCELFAIL)
             }
             smppgw_codec::Body::ReplaceSm(x) => {
+                if let Err(st) = crate::customer::validate_replace(x) {
+                    self.refuse(&pdu, st);
+                    return false;
+                }
                 (x.message_id.clone(), Pending::Replace(x.clone()), CommandStatus::ESME_RREPLACEFAIL)
             }
             smppgw_codec::Body::SubmitMulti(_) if self.multis.contains_key(&seq) => {

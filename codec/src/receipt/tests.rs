@@ -339,7 +339,9 @@ fn malformed_optional_values_read_as_absent() {
 #[test]
 fn a_space_after_a_colon_is_read_past() {
     // Some SMSCs write `key: value`; the value is the next word unless that is a key itself.
-    let r = parse("id: 123 sub: 001 dlvrd: 001 submit date: 2401011200 done date: 2401011201 stat: DELIVRD err: 000");
+    let r = parse(
+        "id: 123 sub: 001 dlvrd: 001 submit date: 2401011200 done date: 2401011201 stat: DELIVRD err: 000",
+    );
     assert_eq!(r.id, id("123"));
     assert_eq!(r.sub, Some(1));
     assert_eq!(r.dlvrd, Some(1));

@@ -21,7 +21,8 @@ pub use reassembly::{
     Reassembler,
 };
 pub use segment::{
-    Concat, Form, Part, RefWidth, count_encoded_segments, count_encoded_segments_after_header, count_segments, part_capacity, split, split_encoded,
+    Concat, Form, Part, RefWidth, count_encoded_segments, count_encoded_segments_after_header,
+    count_segments, part_capacity, split, split_encoded,
 };
 pub use udh::{Ports, UdhConcat, UserData, parse_udh};
 
