@@ -770,10 +770,67 @@ struct Miss {
     id: Bytes,
 }
 
+/// Receipt lookups waiting for their time, the soonest first: a new one (due in 10 ms) must not
+/// wait behind a hopeless one retrying at 50 s.
+#[derive(Default)]
+struct Misses {
+    heap: std::collections::BinaryHeap<std::cmp::Reverse<MissAt>>,
+    /// Ties broken by arrival, so that equal times keep their order.
+    next: u64,
+}
+
+struct MissAt(Instant, u64, Miss);
+
+impl PartialEq for MissAt {
+    fn eq(&self, other: &Self) -> bool {
+        (self.0, self.1) == (other.0, other.1)
+    }
+}
+
+impl Eq for MissAt {}
+
+impl PartialOrd for MissAt {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for MissAt {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.0, self.1).cmp(&(other.0, other.1))
+    }
+}
+
+impl Misses {
+    fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    fn push(&mut self, m: Miss) {
+        self.next += 1;
+        self.heap.push(std::cmp::Reverse(MissAt(m.due, self.next, m)));
+    }
+
+    fn next_due(&self) -> Option<Instant> {
+        self.heap.peek().map(|r| r.0.0)
+    }
+
+    /// The lookups due at `now`, soonest first, at most `max`.
+    fn take_due(&mut self, now: Instant, max: usize) -> Vec<Miss> {
+        let mut due = Vec::new();
+        while due.len() < max && self.next_due().is_some_and(|t| t <= now) {
+            if let Some(std::cmp::Reverse(MissAt(_, _, m))) = self.heap.pop() {
+                due.push(m);
+            }
+        }
+        due
+    }
+}
+
 async fn write_loop(inner: Arc<Inner>, end: RemoteEnd) {
     let lookups = Arc::new(tokio::sync::Semaphore::new(QUERY_LOOKUPS_MAX));
     let mut backlog = Backlog::new();
-    let mut misses: VecDeque<Miss> = VecDeque::new();
+    let mut misses = Misses::default();
     let mut deliveries: Vec<Delivery> = Vec::new();
     loop {
         let snap = inner.snapshot();
@@ -793,7 +850,7 @@ async fn write_loop(inner: Arc<Inner>, end: RemoteEnd) {
                     RemoteOp::Miss { vendor, id } => {
                         if misses.len() < MISS_PENDING_MAX {
                             let due = Instant::now() + Duration::from_millis(MISS_RETRY_MS[0]);
-                            misses.push_back(Miss { due, attempt: 0, vendor, id });
+                            misses.push(Miss { due, attempt: 0, vendor, id });
                         } else {
                             add(&inner.health.given_up, 1);
                         }
@@ -849,7 +906,7 @@ async fn write_loop(inner: Arc<Inner>, end: RemoteEnd) {
                 if !deliveries.is_empty() {
                     push_deliveries(&inner, &mut conn, &snap, &mut deliveries).await;
                 }
-                if misses.front().is_some_and(|m| m.due <= Instant::now()) {
+                if misses.next_due().is_some_and(|t| t <= Instant::now()) {
                     resolve_misses(&inner, &mut conn, &snap, &mut misses).await;
                 }
             }
@@ -1176,19 +1233,9 @@ async fn resolve_misses(
     inner: &Inner,
     conn: &mut MultiplexedConnection,
     snap: &Snapshot,
-    misses: &mut VecDeque<Miss>,
+    misses: &mut Misses,
 ) {
-    let now = Instant::now();
-    let mut due = Vec::new();
-    let mut later = VecDeque::with_capacity(misses.len());
-    while let Some(m) = misses.pop_front() {
-        if m.due <= now && due.len() < LOOKUP_BATCH {
-            due.push(m);
-        } else {
-            later.push_back(m);
-        }
-    }
-    *misses = later;
+    let due = misses.take_due(Instant::now(), LOOKUP_BATCH);
     // First try the last two days (receipts mostly come within minutes), later every day the
     // TTL covers. Phase one finds our id from the vendor's, phase two the record.
     let ttl = u64::from(snap.config.server.receipt_ttl_secs).max(1);
@@ -1219,7 +1266,7 @@ async fn resolve_misses(
         Err(e) => {
             // Not an attempt: the link is down, and the lookup waits for it.
             inner.fail("looking up receipts", &e);
-            misses.extend(due);
+            due.into_iter().for_each(|m| misses.push(m));
             return;
         }
     };
@@ -1237,7 +1284,7 @@ async fn resolve_misses(
             Ok(a) => a.into_iter().map(|v| bytes_value(inner, v)).collect(),
             Err(e) => {
                 inner.fail("looking up receipts", &e);
-                misses.extend(due);
+                due.into_iter().for_each(|m| misses.push(m));
                 return;
             }
         }
@@ -1260,12 +1307,11 @@ async fn resolve_misses(
             }
             None if m.attempt + 1 < MISS_RETRY_MS.len() => {
                 let due = Instant::now() + Duration::from_millis(MISS_RETRY_MS[m.attempt + 1]);
-                misses.push_back(Miss { due, attempt: m.attempt + 1, ..m });
+                misses.push(Miss { due, attempt: m.attempt + 1, ..m });
             }
             None => add(&inner.health.given_up, 1),
         }
     }
-    misses.make_contiguous().sort_by_key(|m| m.due);
 }
 
 async fn lookup_shown(inner: &Inner, shown_id: u64) -> Option<Record> {
@@ -1639,6 +1685,30 @@ pub fn attach(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_receipt_lookup_does_not_wait_behind_one_retrying_later() {
+        let now = Instant::now();
+        let miss = |after_ms: u64, attempt: usize| Miss {
+            due: now + Duration::from_millis(after_ms),
+            attempt,
+            vendor: 0,
+            id: Bytes::from(format!("{after_ms}")),
+        };
+        let mut m = Misses::default();
+        m.push(miss(50_000, 8));
+        m.push(miss(10, 0));
+        m.push(miss(10, 0));
+        m.push(miss(30_000, 7));
+        assert_eq!(m.next_due(), Some(now + Duration::from_millis(10)));
+        let due = m.take_due(now + Duration::from_millis(20), 10);
+        assert_eq!(due.len(), 2, "both new lookups, not the ones retrying later");
+        assert!(due.iter().all(|d| d.attempt == 0));
+        assert_eq!(m.len(), 2);
+        let due = m.take_due(now + Duration::from_secs(60), 1);
+        assert_eq!(due[0].attempt, 7, "the soonest first, up to the batch");
+        assert_eq!(m.next_due(), Some(now + Duration::from_millis(50_000)));
+    }
     use smppgw_codec::receipt::MessageState;
     use smppgw_engine::store::Small;
 
