@@ -639,9 +639,14 @@ async fn follow_database(
         loop {
             let now = {
                 let h = health.borrow_and_update();
-                match (&h.db_ok, &h.last_error) {
-                    (true, _) => Ok(()),
-                    (false, e) => Err(e.clone().unwrap_or_else(|| "not connected".into())),
+                match (&h.db_ok, &h.last_error, &h.rejected) {
+                    // Reachable, but what it holds does not validate: the operator must know,
+                    // though the node runs on (its last good configuration).
+                    (true, _, Some(why)) => {
+                        Err(format!("its configuration is refused (the last good one runs): {why}"))
+                    }
+                    (true, _, None) => Ok(()),
+                    (false, e, _) => Err(e.clone().unwrap_or_else(|| "not connected".into())),
                 }
             };
             let _ = status.send(now);
@@ -680,6 +685,12 @@ async fn control_plane(
                 tokio::sync::watch::channel::<Result<(), String>>(Err("connecting".into()));
             state = state.with_backend(Backend::new("postgres", move || status_rx.borrow().clone()));
             let slot: Arc<std::sync::OnceLock<Arc<smppgw_control::ConfigWatcher>>> = Arc::default();
+            let watched = slot.clone();
+            state = state.with_extra_metrics(move |out| {
+                if let Some(w) = watched.get() {
+                    smppgw_control::db::render_health_metrics(&w.health(), out);
+                }
+            });
             let (applied_tx, applied_rx) = tokio::sync::watch::channel::<Applied>(None);
             let (refused_tx, refused_rx) = tokio::sync::watch::channel::<Option<Vec<String>>>(None);
             let s = slot.clone();

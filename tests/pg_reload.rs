@@ -390,6 +390,24 @@ fn post_reload_answers_what_the_database_reload_came_to() {
     assert!(reasons.iter().any(|r| r.as_str().is_some_and(|r| r.contains("bad2"))), "{body}");
     assert!(reasons.iter().all(|r| r.as_str().is_some_and(|r| !r.contains('\n'))), "{body}");
     assert_eq!(config_version(http_addr), running, "the running configuration stays");
+    // Operators see it without having asked for the reload: /ready's postgres backend says why
+    // (the node stays ready, on its last good configuration), and /metrics has a gauge to alert on.
+    let postgres = |r: &serde_json::Value| {
+        r["backends"].as_array().and_then(|b| b.iter().find(|b| b["name"] == "postgres").cloned())
+    };
+    // (Told to the API by a task of its own: soon, not necessarily before the reload's answer.)
+    wait_for(Duration::from_secs(5), || postgres(&ready(http_addr)).is_some_and(|b| b["ok"] == false));
+    let r = ready(http_addr);
+    let pg_backend = postgres(&r).unwrap_or_else(|| panic!("a postgres backend: {r}"));
+    assert_eq!(pg_backend["ok"], false, "{r}");
+    assert!(pg_backend["error"].as_str().is_some_and(|e| e.contains("refused") && e.contains("bad1")), "{r}");
+    assert_eq!(r["ready"], true, "{r}");
+    let metric = |name: &str| {
+        let (_, m) = http_get(http_addr, "/metrics");
+        m.lines().find_map(|l| l.strip_prefix(&format!("{name} "))?.parse::<u64>().ok())
+    };
+    assert_eq!(metric("smppgw_config_refused"), Some(1));
+    assert!(metric("smppgw_config_reloads_total{result=\"refused\"}").is_some_and(|n| n >= 1));
 
     // A valid change: the answer is the version every core runs once it returns.
     sql(
@@ -405,6 +423,11 @@ fn post_reload_answers_what_the_database_reload_came_to() {
     assert_eq!(config_version(http_addr), version, "the version the node runs");
     let (_, customers) = http_get(http_addr, "/api/v1/customers");
     assert!(customers.contains("\"throughput_limit\":777"), "the change is in force: {customers}");
+    assert_eq!(metric("smppgw_config_refused"), Some(0));
+    assert!(metric("smppgw_config_reloads_total{result=\"applied\"}").is_some_and(|n| n >= 1));
+    wait_for(Duration::from_secs(5), || postgres(&ready(http_addr)).is_some_and(|b| b["ok"] == true));
+    let r = ready(http_addr);
+    assert_eq!(postgres(&r).map(|b| b["ok"].clone()), Some(serde_json::Value::Bool(true)), "{r}");
 
     // SAFETY: a signal to our own child.
     unsafe { libc::kill(gw.id() as i32, libc::SIGTERM) };

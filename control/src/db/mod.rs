@@ -60,7 +60,7 @@ pub use error::{DbError, InvalidConfig, Problem};
 pub use import::{ImportSummary, ItemCounts, import_config};
 pub use load::load;
 pub use migrate::{MIGRATIONS, Migration, migrate};
-pub use watch::{ConfigWatcher, Health, ReloadOutcome, WatchOptions};
+pub use watch::{ConfigWatcher, Health, ReloadOutcome, WatchOptions, render_health_metrics};
 
 /// The NOTIFY channel the triggers signal; the payload is the name of the table that changed.
 pub const NOTIFY_CHANNEL: &str = "smppgw_config";

@@ -93,6 +93,26 @@ pub struct Health {
     pub disconnects: u64,
 }
 
+/// The watcher's families for /metrics: reloads by outcome, and whether the database's
+/// contents are refused now (an alert's condition: the node runs on its last good
+/// configuration until they are fixed).
+pub fn render_health_metrics(h: &Health, out: &mut String) {
+    use std::fmt::Write as _;
+    let _ = writeln!(
+        out,
+        "# HELP smppgw_config_reloads_total Configurations from PostgreSQL after the first load: applied (changed and valid) or refused (invalid)\n\
+         # TYPE smppgw_config_reloads_total counter\n\
+         smppgw_config_reloads_total{{result=\"applied\"}} {}\n\
+         smppgw_config_reloads_total{{result=\"refused\"}} {}\n\
+         # HELP smppgw_config_refused 1 while the configuration in PostgreSQL does not validate (the last good one runs)\n\
+         # TYPE smppgw_config_refused gauge\n\
+         smppgw_config_refused {}",
+        h.applied,
+        h.rejections,
+        u8::from(h.rejected.is_some()),
+    );
+}
+
 /// What one reload of the database came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
