@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use smppgw_engine::metrics::{Histogram, LATENCY_BUCKETS_US, Metrics};
+use smppgw_engine::metrics::{Histogram, Metrics};
 use smppgw_engine::snapshot::Snapshot;
 
 /// The `Content-Type` of what [`render`] returns.
@@ -187,7 +187,7 @@ impl Exposition {
         let mut cumulative = 0u64;
         for (i, n) in buckets.iter().enumerate() {
             cumulative = cumulative.saturating_add(*n);
-            let le = LATENCY_BUCKETS_US.get(i).map_or_else(|| "+Inf".to_owned(), |&us| micros_as_seconds(us));
+            let le = h.bounds().get(i).map_or_else(|| "+Inf".to_owned(), |&us| micros_as_seconds(us));
             let bucket = format!("{name}_bucket");
             let mut with_le = labels.to_vec();
             with_le.push(("le", &le));
@@ -928,6 +928,7 @@ mod tests {
     use std::time::Duration;
 
     use smppgw_engine::config::{BrandConfig, CampaignConfig, Config, CustomerConfig, VendorConfig};
+    use smppgw_engine::metrics::LATENCY_BUCKETS_US;
 
     use super::*;
 

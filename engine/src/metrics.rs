@@ -11,6 +11,32 @@ pub const LATENCY_BUCKETS_US: [u64; 24] = [
     25_000, 50_000, 100_000, 250_000, 1_000_000, 5_000_000,
 ];
 
+/// Upper bounds (microseconds) of the receipt latency buckets: a vendor's receipt comes seconds
+/// to hours after the submit (a handset off), so from 100 ms to a day.
+pub const RECEIPT_LATENCY_BUCKETS_US: [u64; 18] = [
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    30_000_000,
+    60_000_000,
+    120_000_000,
+    300_000_000,
+    600_000_000,
+    1_800_000_000,
+    3_600_000_000,
+    7_200_000_000,
+    21_600_000_000,
+    43_200_000_000,
+    86_400_000_000,
+];
+
+/// Buckets a histogram row holds: at most this many bounds, and +Inf.
+const BUCKETS_MAX: usize = 25;
+
 /// One `T` per executor core, each on cache lines of its own and written only by that core's
 /// thread, for what the executors count on every message: a plain load and store per update
 /// (see [`bump`]) where a shared atomic needs a locked instruction. Readers add the rows up. A
@@ -50,34 +76,47 @@ fn bump(cell: &AtomicU64, by: u64) {
 #[derive(Debug)]
 pub struct Histogram {
     rows: PerCoreRows<HistogramRow>,
+    bounds: &'static [u64],
 }
 
 #[derive(Debug, Default)]
 struct HistogramRow {
-    buckets: [AtomicU64; 25],
+    buckets: [AtomicU64; BUCKETS_MAX],
     sum_us: AtomicU64,
 }
 
 impl Default for Histogram {
+    /// Buckets for a latency of microseconds to seconds ([`LATENCY_BUCKETS_US`]).
     fn default() -> Self {
-        Histogram { rows: PerCoreRows::new(HistogramRow::default) }
+        Histogram::with_bounds(&LATENCY_BUCKETS_US)
     }
 }
 
 impl Histogram {
+    /// A histogram of the given bucket bounds (microseconds, rising; at most 24 are kept).
+    pub fn with_bounds(bounds: &'static [u64]) -> Self {
+        let bounds = &bounds[..bounds.len().min(BUCKETS_MAX - 1)];
+        Histogram { rows: PerCoreRows::new(HistogramRow::default), bounds }
+    }
+
+    /// Its bucket bounds, in microseconds (+Inf not included).
+    pub fn bounds(&self) -> &'static [u64] {
+        self.bounds
+    }
+
     /// Records one observation made on executor `core`.
     pub fn observe(&self, core: usize, d: Duration) {
-        let us = d.as_micros() as u64;
-        let i = LATENCY_BUCKETS_US.iter().position(|&b| us <= b).unwrap_or(LATENCY_BUCKETS_US.len());
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        let i = self.bounds.iter().position(|&b| us <= b).unwrap_or(self.bounds.len());
         let row = self.rows.of(core);
         bump(&row.buckets[i], 1);
         bump(&row.sum_us, us);
     }
 
-    /// (bucket counts, not cumulative; the last is +Inf), sum in microseconds, count (the
-    /// buckets' total, so that the +Inf bucket and the count always agree).
+    /// (bucket counts, not cumulative, one per bound and the last +Inf), sum in microseconds,
+    /// count (the buckets' total, so that the +Inf bucket and the count always agree).
     pub fn read(&self) -> (Vec<u64>, u64, u64) {
-        let mut buckets = vec![0u64; 25];
+        let mut buckets = vec![0u64; self.bounds.len() + 1];
         let mut sum_us = 0u64;
         for row in self.rows.iter() {
             for (total, b) in buckets.iter_mut().zip(&row.buckets) {
@@ -264,9 +303,26 @@ pub struct Metrics {
     /// Customer submit -> our submit_sm_resp.
     pub submit_latency: Histogram,
     /// Customer submit -> the vendor's receipt reaching us.
-    pub receipt_latency: Histogram,
+    pub receipt_latency: ReceiptLatency,
     /// Our submit_sm -> the vendor's submit_sm_resp.
     pub vendor_latency: Histogram,
+}
+
+/// The receipt latency histogram: [`RECEIPT_LATENCY_BUCKETS_US`].
+#[derive(Debug)]
+pub struct ReceiptLatency(pub Histogram);
+
+impl Default for ReceiptLatency {
+    fn default() -> Self {
+        ReceiptLatency(Histogram::with_bounds(&RECEIPT_LATENCY_BUCKETS_US))
+    }
+}
+
+impl std::ops::Deref for ReceiptLatency {
+    type Target = Histogram;
+    fn deref(&self) -> &Histogram {
+        &self.0
+    }
 }
 
 impl Metrics {
@@ -293,6 +349,18 @@ mod tests {
         assert_eq!(buckets[13], 1, "2 ms: in the 2,000 us bucket");
         assert_eq!(buckets[24], 1, "9 s: +Inf");
         assert_eq!(sum_us, 10 + 10 + 2_000 + 9_000_000);
+
+        // Receipts come seconds to hours after the submit: a 30 s and a 2 h one land in
+        // buckets of their own, not in +Inf.
+        let m = Metrics::default();
+        m.receipt_latency.observe(0, Duration::from_secs(30));
+        m.receipt_latency.observe(0, Duration::from_secs(2 * 3600));
+        m.receipt_latency.observe(0, Duration::from_secs(3 * 86_400));
+        let (buckets, _, count) = m.receipt_latency.read();
+        assert_eq!((buckets.len(), count), (RECEIPT_LATENCY_BUCKETS_US.len() + 1, 3));
+        assert_eq!(buckets[7], 1, "30 s");
+        assert_eq!(buckets[14], 1, "2 h");
+        assert_eq!(buckets[18], 1, "3 days: +Inf");
 
         let c = CoreCounter::default();
         c.add(0, 3);
