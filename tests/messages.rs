@@ -166,6 +166,52 @@ fn run_mo(data_sm: bool) {
 }
 
 #[test]
+fn a_submit_multi_all_of_whose_destinations_fail_alike_answers_with_that_status() {
+    // Goal: when no destination goes out and all failed for one reason (a field of the message
+    // itself, no route), the command_status is that reason, not ESME_RSUBMITFAIL, which many
+    // clients take as final; different reasons still give ESME_RSUBMITFAIL.
+    let v = sim(|_| {});
+    let mut cfg = config(&[("v", v.local_addr())]);
+    cfg.routes[0].prefixes = vec!["1555".into()];
+    let gw = smppgw_engine::start(cfg).unwrap();
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
+    let sme = |d: &'static str| DestAddress::Sme(Address::new(1, 1, d));
+    let send = |c: &mut Client, dests: Vec<DestAddress>, esm_class: u8| {
+        let seq = c.next_seq();
+        let m = SubmitMulti {
+            source: Address::new(1, 1, "15550001"),
+            dests,
+            esm_class,
+            short_message: "to many".into(),
+            ..Default::default()
+        };
+        c.send(&Pdu::new(seq, Body::SubmitMulti(m)));
+        let r = c.recv_resp(seq);
+        let Body::SubmitMultiResp(resp) = &r.body else { panic!("submit_multi_resp: {r:?}") };
+        (r.command_status, resp.unsuccess.len())
+    };
+    assert_eq!(
+        send(&mut c, vec![sme("15558880001"), sme("15558880002")], 0x04),
+        (CommandStatus::ESME_RINVESMCLASS, 2),
+        "a receipt's esm_class, for every destination"
+    );
+    assert_eq!(
+        send(&mut c, vec![sme("447700900001"), sme("447700900002")], 0),
+        (CommandStatus::ESME_RINVDSTADR, 2),
+        "no route for any"
+    );
+    assert_eq!(
+        send(&mut c, vec![sme("447700900001"), DestAddress::DistributionList("friends".into())], 0),
+        (CommandStatus::ESME_RSUBMITFAIL, 2),
+        "two reasons"
+    );
+    assert_eq!(v.stats().submits, 0);
+    gw.shutdown();
+    gw.join();
+}
+
+#[test]
 fn submit_multi_routes_each_destination_and_lists_failures() {
     // Goal: each SME destination is routed and sent on its own; a distribution list and a
     // destination no route covers come back in unsuccess_sme with their own status; every

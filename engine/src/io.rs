@@ -611,6 +611,18 @@ struct PendingQuery {
     nonce: u32,
 }
 
+/// The command_status of a submit_multi none of whose destinations was accepted: the one status
+/// they all failed with (a field of the message itself, the customer's throughput), which tells
+/// the customer whether to retry; ESME_RSUBMITFAIL when they failed for different reasons.
+fn multi_failure_status(unsuccess: &[smppgw_codec::UnsuccessSme]) -> CommandStatus {
+    match unsuccess.split_first() {
+        Some((first, rest)) if rest.iter().all(|u| u.error_status == first.error_status) => {
+            first.error_status
+        }
+        _ => CommandStatus::ESME_RSUBMITFAIL,
+    }
+}
+
 struct PendingMulti {
     /// When it was asked.
     since: Instant,
@@ -1067,7 +1079,7 @@ impl CustomerDriver {
         let (status, message_id) = if pm.any_ok {
             (CommandStatus::ESME_ROK, crate::core::shown_text(pm.shown_id, style))
         } else {
-            (CommandStatus::ESME_RSUBMITFAIL, Bytes::new())
+            (multi_failure_status(&pm.unsuccess), Bytes::new())
         };
         let body = smppgw_codec::Body::SubmitMultiResp(smppgw_codec::SubmitMultiResp {
             message_id,
