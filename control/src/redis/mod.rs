@@ -506,12 +506,34 @@ fn bytes_value(inner: &Inner, v: Value) -> Option<Vec<u8>> {
     }
 }
 
+/// A connection to Redis and which one it is (connections are numbered as they are made).
+#[derive(Clone)]
+struct Conn {
+    link: MultiplexedConnection,
+    id: u64,
+}
+
+impl std::ops::Deref for Conn {
+    type Target = MultiplexedConnection;
+    fn deref(&self) -> &MultiplexedConnection {
+        &self.link
+    }
+}
+
+impl std::ops::DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut MultiplexedConnection {
+        &mut self.link
+    }
+}
+
 struct Inner {
     prefix: String,
     node_id: u32,
     health: Arc<RedisHealth>,
     control: Arc<GatewayControl>,
-    conn: Lock<Option<MultiplexedConnection>>,
+    conn: Lock<Option<Conn>>,
+    /// Which connection is the current one ([`Conn::id`]).
+    conn_id: AtomicU64,
     broken: Notify,
     /// The cores' view of `health.up`.
     engine_up: Arc<AtomicBool>,
@@ -543,6 +565,7 @@ impl Redis {
             health: Arc::default(),
             control,
             conn: Lock::new(None),
+            conn_id: AtomicU64::new(0),
             broken: Notify::new(),
             engine_up: end.up.clone(),
             lease_sha: Lock::new(String::new()),
@@ -570,22 +593,35 @@ impl Redis {
 }
 
 impl Inner {
-    fn conn(&self) -> Option<MultiplexedConnection> {
+    fn conn(&self) -> Option<Conn> {
         if !self.health.is_up() {
             return None;
         }
         self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
-    fn fail(&self, what: &str, e: &redis::RedisError) {
+    /// A request on `on` failed for the link (I/O, timeout). Once per connection: a request
+    /// still out on a connection the supervisor has replaced (or is replacing) says nothing of
+    /// the new one, and must not take it down.
+    fn fail(&self, on: &Conn, what: &str, e: &redis::RedisError) {
         add(&self.health.errors, 1);
         let msg = format!("{what}: {e}");
-        if self.health.up.swap(false, Ordering::AcqRel) {
-            warn!("Redis unreachable, serving from local state: {msg}");
+        *self.health.last_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(msg.clone());
+        if on.id != self.conn_id.load(Ordering::Acquire) {
+            return;
         }
         self.engine_up.store(false, Ordering::Release);
-        *self.health.last_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(msg);
-        self.broken.notify_one();
+        if self.health.up.swap(false, Ordering::AcqRel) {
+            warn!("Redis unreachable, serving from local state: {msg}");
+            self.broken.notify_one();
+        }
+    }
+
+    /// A connection attempt failed.
+    fn fail_connect(&self, e: &redis::RedisError) {
+        add(&self.health.errors, 1);
+        *self.health.last_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some(format!("connect: {e}"));
     }
 
     fn key(&self, rest: std::fmt::Arguments<'_>) -> String {
@@ -624,10 +660,12 @@ async fn supervise(inner: Arc<Inner>, url: String) {
             Ok::<_, redis::RedisError>((conn, sha, QueueScripts { take, give_back }))
         };
         match attempt.await {
-            Ok((conn, sha, scripts)) => {
+            Ok((link, sha, scripts)) => {
                 *inner.lease_sha.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = sha;
                 *inner.queue_scripts.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = scripts;
-                *inner.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(conn);
+                let id = inner.conn_id.fetch_add(1, Ordering::AcqRel) + 1;
+                *inner.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                    Some(Conn { link, id });
                 add(&inner.health.connects, 1);
                 inner.health.up.store(true, Ordering::Release);
                 inner.engine_up.store(true, Ordering::Release);
@@ -636,11 +674,7 @@ async fn supervise(inner: Arc<Inner>, url: String) {
                 inner.broken.notified().await;
                 *inner.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
             }
-            Err(e) => {
-                inner.fail("connect", &e);
-                // The permit `fail` left is for a live connection; there is none.
-                let _ = tokio::time::timeout(Duration::ZERO, inner.broken.notified()).await;
-            }
+            Err(e) => inner.fail_connect(&e),
         }
         tokio::time::sleep(Duration::from_millis(backoff)).await;
         backoff = (backoff * 2).min(RECONNECT_MAX_MS);
@@ -980,13 +1014,7 @@ fn recent_days(ttl_secs: u64) -> impl Iterator<Item = u64> {
     (0..=span).filter_map(move |d| today.checked_sub(d))
 }
 
-async fn flush_writes(
-    inner: &Inner,
-    conn: &mut MultiplexedConnection,
-    snap: &Snapshot,
-    backlog: &mut Backlog,
-    ttl: u64,
-) {
+async fn flush_writes(inner: &Inner, conn: &mut Conn, snap: &Snapshot, backlog: &mut Backlog, ttl: u64) {
     loop {
         let all = inner.health.flush_now.load(Ordering::Acquire);
         let due = backlog.take_due(Instant::now(), all, WRITE_BATCH);
@@ -1063,7 +1091,7 @@ async fn flush_writes(
         if let Some(e) = failed {
             // Kept, in order, for when Redis is back.
             backlog.restore(due);
-            inner.fail("writing records", &e);
+            inner.fail(conn, "writing records", &e);
             return;
         }
     }
@@ -1120,12 +1148,7 @@ async fn give_back_all(inner: &Inner, conn: &mut MultiplexedConnection, sha: &st
     Ok(())
 }
 
-async fn push_deliveries(
-    inner: &Inner,
-    conn: &mut MultiplexedConnection,
-    snap: &Snapshot,
-    deliveries: &mut Vec<Delivery>,
-) {
+async fn push_deliveries(inner: &Inner, conn: &mut Conn, snap: &Snapshot, deliveries: &mut Vec<Delivery>) {
     let batch = std::mem::take(deliveries);
     let ttl = queue_ttl(snap);
     let max = snap.config.server.receipt_queue_max.max(1);
@@ -1155,11 +1178,11 @@ async fn push_deliveries(
         Ok(_) => {
             let e =
                 RedisError::from((ErrorKind::ResponseError, "the receipt queue transaction was not applied"));
-            inner.fail("queueing receipts", &e);
+            inner.fail(conn, "queueing receipts", &e);
             return hand_back(inner, snap, pushed).await;
         }
         Err(e) => {
-            inner.fail("queueing receipts", &e);
+            inner.fail(conn, "queueing receipts", &e);
             return hand_back(inner, snap, pushed).await;
         }
     };
@@ -1174,7 +1197,7 @@ async fn push_deliveries(
             }
             other => {
                 match write_error(other) {
-                    Some(e) => inner.fail("queueing receipts", &e),
+                    Some(e) => inner.fail(conn, "queueing receipts", &e),
                     None => refused += 1,
                 }
                 back.push(d);
@@ -1229,12 +1252,7 @@ async fn answer_query(inner: &Inner, reply: smppgw_engine::core::ReplyTo, found:
     }
 }
 
-async fn resolve_misses(
-    inner: &Inner,
-    conn: &mut MultiplexedConnection,
-    snap: &Snapshot,
-    misses: &mut Misses,
-) {
+async fn resolve_misses(inner: &Inner, conn: &mut Conn, snap: &Snapshot, misses: &mut Misses) {
     let due = misses.take_due(Instant::now(), LOOKUP_BATCH);
     // First try the last two days (receipts mostly come within minutes), later every day the
     // TTL covers. Phase one finds our id from the vendor's, phase two the record.
@@ -1265,7 +1283,7 @@ async fn resolve_misses(
         Ok(a) => a.into_iter().map(|v| id_value(inner, v)).collect(),
         Err(e) => {
             // Not an attempt: the link is down, and the lookup waits for it.
-            inner.fail("looking up receipts", &e);
+            inner.fail(conn, "looking up receipts", &e);
             due.into_iter().for_each(|m| misses.push(m));
             return;
         }
@@ -1283,7 +1301,7 @@ async fn resolve_misses(
         match read(inner, conn, &pipe).await {
             Ok(a) => a.into_iter().map(|v| bytes_value(inner, v)).collect(),
             Err(e) => {
-                inner.fail("looking up receipts", &e);
+                inner.fail(conn, "looking up receipts", &e);
                 due.into_iter().for_each(|m| misses.push(m));
                 return;
             }
@@ -1328,7 +1346,7 @@ async fn lookup_shown_checked(inner: &Inner, shown_id: u64) -> Result<Option<Rec
     let blob = match read(inner, &mut conn, &pipe).await {
         Ok(v) => v.into_iter().next().and_then(|v| bytes_value(inner, v)),
         Err(e) => {
-            inner.fail("looking up a message", &e);
+            inner.fail(&conn, "looking up a message", &e);
             return Err(());
         }
     };
@@ -1394,7 +1412,7 @@ async fn poll_deliveries(inner: Arc<Inner>) {
             Ok(v) => v,
             Err(e) => {
                 // Whatever Redis did take waits in the taken lists for the reconnect.
-                inner.fail("taking queued receipts", &e);
+                inner.fail(&conn, "taking queued receipts", &e);
                 continue;
             }
         };
@@ -1439,7 +1457,7 @@ async fn poll_deliveries(inner: Arc<Inner>) {
             Err(e) => Some(e),
         };
         if let Some(e) = failed {
-            inner.fail("ending the hand-over of queued receipts", &e);
+            inner.fail(&conn, "ending the hand-over of queued receipts", &e);
         }
     }
 }
@@ -1494,7 +1512,7 @@ async fn keep_leases(inner: Arc<Inner>) {
                 }
                 match replies(&mut conn, &pipe).await {
                     Ok(_) => inner.health.leases_returned.store(true, Ordering::Release),
-                    Err(e) => inner.fail("giving back leased units", &e),
+                    Err(e) => inner.fail(&conn, "giving back leased units", &e),
                 }
             }
             continue;
@@ -1527,10 +1545,10 @@ async fn keep_leases(inner: Arc<Inner>) {
                 .arg(want);
         }
         add(&inner.health.lease_requests, asks.len() as u64);
-        let answers: Vec<(i64, i64, i64, i64)> = match pipe.query_async(&mut conn).await {
+        let answers: Vec<(i64, i64, i64, i64)> = match pipe.query_async(&mut conn.link).await {
             Ok(a) => a,
             Err(e) => {
-                inner.fail("leasing quotas", &e);
+                inner.fail(&conn, "leasing quotas", &e);
                 continue;
             }
         };
@@ -1573,7 +1591,7 @@ async fn publish_binds(inner: Arc<Inner>) {
         let all = match replies(&mut conn, &pipe).await {
             Ok(a) => a,
             Err(e) => {
-                inner.fail("publishing bind counts", &e);
+                inner.fail(&conn, "publishing bind counts", &e);
                 continue;
             }
         };
@@ -1609,7 +1627,7 @@ async fn publish_binds(inner: Arc<Inner>) {
             c.remote_binds.store(others, Ordering::Release);
         }
         if let Some(e) = failed {
-            inner.fail("publishing bind counts", &e);
+            inner.fail(&conn, "publishing bind counts", &e);
         }
     }
 }
@@ -1628,9 +1646,9 @@ async fn keep_ids(inner: Arc<Inner>) {
         let now = ids.issued();
         let Some(mut conn) = inner.conn().filter(|_| saved != Some(now)) else { continue };
         let ttl = u64::from(inner.snapshot().config.server.receipt_ttl_secs).saturating_add(86_400);
-        match script.key(&key).arg(now).arg(ttl).invoke_async::<Value>(&mut conn).await {
+        match script.key(&key).arg(now).arg(ttl).invoke_async::<Value>(&mut conn.link).await {
             Ok(_) => saved = Some(now),
-            Err(e) => inner.fail("saving the message id watermark", &e),
+            Err(e) => inner.fail(&conn, "saving the message id watermark", &e),
         }
     }
 }
