@@ -1263,6 +1263,39 @@ fn a_later_state_of_an_earlier_message_does_not_shorten_the_time_its_record_grou
 }
 
 #[test]
+fn the_http_lookup_of_a_message_another_node_holds_answers_503_not_404_while_redis_is_down() {
+    // Goal: GET /api/v1/messages/{id} says "no such message" only when every place it could be
+    // answered; with Redis down, a message node B sent is not known to be absent at node A.
+    let mut redis = RedisServer::start();
+    let vendor = sim(|_| {});
+    let (a, b) = two_nodes(&redis, &vendor, ReceiptsTo::Both, |_| {});
+    let mut c = Client::connect(b.gw.local_addr);
+    assert_eq!(c.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+    let (st, id) = c.submit("15551230078", "looked up at node a");
+    assert_eq!(st, CommandStatus::ESME_ROK);
+    let path = format!("/api/v1/messages/{id}?customer=c1");
+    assert!(wait_for(Duration::from_secs(3), || http_get(a.http(), &path).0 == 200), "found through Redis");
+    redis.stop();
+    assert!(
+        wait_for(Duration::from_secs(5), || metric(&a, "smppgw_redis_up") == Some(0)),
+        "node A sees Redis down"
+    );
+    let (status, body) = http_get(a.http(), &path);
+    assert_eq!(status, 503, "{body}");
+    // Node B holds it itself: found there all the same.
+    assert_eq!(http_get(b.http(), &path).0, 200);
+    // Back, but empty (this Redis keeps nothing on disk): now node A knows, and says so.
+    redis.restart();
+    assert!(
+        wait_for(Duration::from_secs(10), || metric(&a, "smppgw_redis_up") == Some(1)),
+        "node A sees Redis again"
+    );
+    assert_eq!(http_get(a.http(), &path).0, 404);
+    a.stop();
+    b.stop();
+}
+
+#[test]
 fn a_receipt_that_reaches_a_node_while_redis_is_unreachable_is_looked_up_when_it_returns() {
     // Goal: node A gets the vendor's receipt for node B's message while A cannot reach Redis
     // (here: Redis paused, so A's commands time out and it marks Redis down). The receipt waits

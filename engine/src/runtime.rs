@@ -167,7 +167,13 @@ impl GatewayControl {
 
     /// The message a customer knows by `shown_id`, from whichever core's shard holds it. Blocks
     /// up to `timeout` (call it from a blocking task of the control plane).
-    pub fn lookup(&self, shown_id: u64, timeout: std::time::Duration) -> Option<crate::store::Record> {
+    /// `Err(())` when some core could not be asked (its control queue full) or did not answer in
+    /// time, and none that did holds it: not knowing is not "no such message".
+    pub fn lookup(
+        &self,
+        shown_id: u64,
+        timeout: std::time::Duration,
+    ) -> Result<Option<crate::store::Record>, ()> {
         let (tx, rx) = crossbeam_channel::bounded(self.senders.len());
         let mut asked = 0;
         for s in &self.senders {
@@ -178,12 +184,12 @@ impl GatewayControl {
         let deadline = std::time::Instant::now() + timeout;
         for _ in 0..asked {
             match rx.recv_deadline(deadline) {
-                Ok(Some(r)) => return Some(r),
+                Ok(Some(r)) => return Ok(Some(r)),
                 Ok(None) => {}
-                Err(_) => return None,
+                Err(_) => return Err(()),
             }
         }
-        None
+        if asked < self.senders.len() { Err(()) } else { Ok(None) }
     }
 
     /// Hands `msg` to core `core`; gives it back when that core's control queue is full.

@@ -123,7 +123,8 @@ pub struct ApiState {
 }
 
 /// Finds a message in state shared between nodes (Redis) when no core of this node holds it.
-pub type RemoteLookupFn = Arc<dyn Fn(u64) -> BoxFuture<Option<Record>> + Send + Sync>;
+/// `Err(())` when the shared state could not be asked.
+pub type RemoteLookupFn = Arc<dyn Fn(u64) -> BoxFuture<Result<Option<Record>, ()>> + Send + Sync>;
 /// Appends more families to /metrics (the Redis link's).
 pub type ExtraMetricsFn = Arc<dyn Fn(&mut String) + Send + Sync>;
 
@@ -166,7 +167,7 @@ impl ApiState {
     pub fn with_remote_lookup<F, Fut>(mut self, lookup: F) -> Self
     where
         F: Fn(u64) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Option<Record>> + Send + 'static,
+        Fut: Future<Output = Result<Option<Record>, ()>> + Send + 'static,
     {
         self.remote_lookup = Some(Arc::new(move |id| Box::pin(lookup(id))));
         self
@@ -234,6 +235,13 @@ struct ErrorBody<'a> {
 
 fn error(status: StatusCode, msg: &str) -> Resp {
     json(status, &ErrorBody { error: msg, reasons: &[] })
+}
+
+/// 503 with `retry-after`: the answer is not known now, and may be in a moment.
+fn unavailable(msg: &str) -> Resp {
+    let mut r = error(StatusCode::SERVICE_UNAVAILABLE, msg);
+    r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
 }
 
 fn method_not_allowed(allow: &'static str) -> Resp {
@@ -587,31 +595,42 @@ async fn message(st: &ApiState, id: &str, query: Option<&str>) -> Resp {
             v
         }
     };
+    // A candidate that could not be looked up everywhere (a core too busy to answer, Redis
+    // down) may be the message: "no such message" is said only when every lookup answered.
+    let mut unsure = false;
     for (style, shown_id, only_customer) in candidates {
         let control = st.control.clone();
         let looked_up = tokio::task::spawn_blocking(move || {
             control.lookup(shown_id, Duration::from_millis(LOOKUP_TIMEOUT_MS))
         })
         .await;
-        // Another node may hold the receipt this node has not seen: Redis's copy wins over a
-        // local one that is not final.
-        let looked_up = match (looked_up, &st.remote_lookup) {
-            (Ok(local), Some(remote)) if local.as_ref().is_none_or(|r| !r.state.is_final()) => {
-                match remote(shown_id).await {
-                    Some(r) if local.is_none() || r.state.is_final() => Ok(Some(r)),
-                    _ => Ok(local),
-                }
-            }
-            (other, _) => other,
-        };
-        let rec = match looked_up {
-            Ok(Some(r)) => r,
-            Ok(None) => continue,
+        let local = match looked_up {
+            Ok(local) => local,
             Err(e) => {
                 warn!("message lookup task failed: {e}");
                 return error(StatusCode::INTERNAL_SERVER_ERROR, "lookup failed");
             }
         };
+        // Another node may hold the receipt this node has not seen: Redis's copy wins over a
+        // local one that is not final.
+        let found = match (local, &st.remote_lookup) {
+            (Ok(Some(r)), _) if r.state.is_final() => Some(r),
+            (local, Some(remote)) => match (remote(shown_id).await, local) {
+                (Ok(Some(r)), Ok(Some(l))) => Some(if r.state.is_final() { r } else { l }),
+                (Ok(Some(r)), _) => Some(r),
+                (_, Ok(Some(l))) => Some(l),
+                (shared, local) => {
+                    unsure |= shared.is_err() || local.is_err();
+                    None
+                }
+            },
+            (Ok(local), None) => local,
+            (Err(()), None) => {
+                unsure = true;
+                None
+            }
+        };
+        let Some(rec) = found else { continue };
         let owner = snap.customer_at(rec.customer);
         let matches = match only_customer {
             Some(idx) => rec.customer == idx,
@@ -621,6 +640,9 @@ async fn message(st: &ApiState, id: &str, query: Option<&str>) -> Resp {
         if matches {
             return json(StatusCode::OK, &message_json(&snap, &rec, style));
         }
+    }
+    if unsure {
+        return unavailable("the message could not be looked up everywhere now; try again");
     }
     error(StatusCode::NOT_FOUND, "no such message")
 }

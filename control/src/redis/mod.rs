@@ -587,8 +587,9 @@ impl Redis {
     }
 
     /// The message a customer knows by `shown_id`, as the shared store holds it.
-    pub async fn lookup(&self, shown_id: u64) -> Option<Record> {
-        lookup_shown(&self.inner, shown_id).await
+    /// `Err(())` when Redis could not be asked (down, or the request failed).
+    pub async fn lookup(&self, shown_id: u64) -> Result<Option<Record>, ()> {
+        lookup_shown_checked(&self.inner, shown_id).await
     }
 }
 
