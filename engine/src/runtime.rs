@@ -70,6 +70,11 @@ pub struct Gateway {
     control: Arc<GatewayControl>,
 }
 
+/// A message lookup that could not ask every place the message could be, or not hear from each
+/// in time: its "not found" is not known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LookupIncomplete;
+
 /// The control plane's handle on the running cores: config reloads. Cloneable and `Send`, used
 /// from the control thread only (its lock is never touched by a core).
 pub struct GatewayControl {
@@ -167,13 +172,13 @@ impl GatewayControl {
 
     /// The message a customer knows by `shown_id`, from whichever core's shard holds it. Blocks
     /// up to `timeout` (call it from a blocking task of the control plane).
-    /// `Err(())` when some core could not be asked (its control queue full) or did not answer in
-    /// time, and none that did holds it: not knowing is not "no such message".
+    /// Incomplete when some core could not be asked (its control queue full) or did not answer
+    /// in time, and none that did holds it: not knowing is not "no such message".
     pub fn lookup(
         &self,
         shown_id: u64,
         timeout: std::time::Duration,
-    ) -> Result<Option<crate::store::Record>, ()> {
+    ) -> Result<Option<crate::store::Record>, LookupIncomplete> {
         let (tx, rx) = crossbeam_channel::bounded(self.senders.len());
         let mut asked = 0;
         for s in &self.senders {
@@ -186,10 +191,10 @@ impl GatewayControl {
             match rx.recv_deadline(deadline) {
                 Ok(Some(r)) => return Ok(Some(r)),
                 Ok(None) => {}
-                Err(_) => return Err(()),
+                Err(_) => return Err(LookupIncomplete),
             }
         }
-        if asked < self.senders.len() { Err(()) } else { Ok(None) }
+        if asked < self.senders.len() { Err(LookupIncomplete) } else { Ok(None) }
     }
 
     /// Hands `msg` to core `core`; gives it back when that core's control queue is full.

@@ -15,7 +15,7 @@ use smppgw_codec::receipt::MessageState;
 use smppgw_engine::config::{ConfigErrors, Location};
 use smppgw_engine::metrics::Metrics;
 use smppgw_engine::msgid::{IdStyle, format_id, parse_id};
-use smppgw_engine::runtime::{Gateway, GatewayControl, ReloadError};
+use smppgw_engine::runtime::{Gateway, GatewayControl, LookupIncomplete, ReloadError};
 use smppgw_engine::snapshot::Snapshot;
 use smppgw_engine::store::Record;
 use tracing::{info, warn};
@@ -123,8 +123,9 @@ pub struct ApiState {
 }
 
 /// Finds a message in state shared between nodes (Redis) when no core of this node holds it.
-/// `Err(())` when the shared state could not be asked.
-pub type RemoteLookupFn = Arc<dyn Fn(u64) -> BoxFuture<Result<Option<Record>, ()>> + Send + Sync>;
+/// Incomplete when the shared state could not be asked.
+pub type RemoteLookupFn =
+    Arc<dyn Fn(u64) -> BoxFuture<Result<Option<Record>, LookupIncomplete>> + Send + Sync>;
 /// Appends more families to /metrics (the Redis link's).
 pub type ExtraMetricsFn = Arc<dyn Fn(&mut String) + Send + Sync>;
 
@@ -167,7 +168,7 @@ impl ApiState {
     pub fn with_remote_lookup<F, Fut>(mut self, lookup: F) -> Self
     where
         F: Fn(u64) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<Option<Record>, ()>> + Send + 'static,
+        Fut: Future<Output = Result<Option<Record>, LookupIncomplete>> + Send + 'static,
     {
         self.remote_lookup = Some(Arc::new(move |id| Box::pin(lookup(id))));
         self
@@ -625,7 +626,7 @@ async fn message(st: &ApiState, id: &str, query: Option<&str>) -> Resp {
                 }
             },
             (Ok(local), None) => local,
-            (Err(()), None) => {
+            (Err(LookupIncomplete), None) => {
                 unsure = true;
                 None
             }

@@ -587,9 +587,14 @@ impl Redis {
     }
 
     /// The message a customer knows by `shown_id`, as the shared store holds it.
-    /// `Err(())` when Redis could not be asked (down, or the request failed).
-    pub async fn lookup(&self, shown_id: u64) -> Result<Option<Record>, ()> {
-        lookup_shown_checked(&self.inner, shown_id).await
+    /// Incomplete when Redis could not be asked (down, or the request failed).
+    pub async fn lookup(
+        &self,
+        shown_id: u64,
+    ) -> Result<Option<Record>, smppgw_engine::runtime::LookupIncomplete> {
+        lookup_shown_checked(&self.inner, shown_id)
+            .await
+            .map_err(|()| smppgw_engine::runtime::LookupIncomplete)
     }
 }
 
