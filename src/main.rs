@@ -612,9 +612,21 @@ async fn follow_database(
             }
         });
     }
-    let apply = |db: Arc<smppgw_control::DbConfig>| {
+    // Validating and building a snapshot takes tens of milliseconds for a large configuration:
+    // off the control thread, whose runtime also serves the HTTP API and tops up the Redis
+    // quotas every 10 ms. One at a time, in order.
+    let apply = |db: Arc<smppgw_control::DbConfig>| async {
         let config = &db.config;
-        let result = match control.reload(config.clone()) {
+        let (c, next) = (control.clone(), config.clone());
+        let reloaded = match tokio::task::spawn_blocking(move || c.reload(next)).await {
+            Ok(r) => r,
+            Err(e) => {
+                // A panic in the engine's reload: the running configuration stays.
+                tracing::error!("configuration from PostgreSQL not applied: the reload task failed: {e}");
+                return;
+            }
+        };
+        let result = match reloaded {
             Ok(v) => {
                 tracing::info!(version = v, "configuration from PostgreSQL applied");
                 to_cache.send_replace(Some(config.clone()));
@@ -628,7 +640,7 @@ async fn follow_database(
         applied.send_replace(Some((db, result)));
     };
     // What the database holds now may be newer than what the node started on (a cache).
-    apply(watcher.current());
+    apply(watcher.current()).await;
     let mut health = watcher.subscribe_health();
     let mut changes = watcher.subscribe();
     let watcher = Arc::new(watcher);
@@ -658,7 +670,7 @@ async fn follow_database(
     let _keep = watcher;
     while changes.changed().await.is_ok() {
         let db = changes.borrow_and_update().clone();
-        apply(db);
+        apply(db).await;
     }
 }
 
@@ -716,8 +728,13 @@ async fn control_plane(
                 let c = control.clone();
                 let path = path.clone();
                 async move {
-                    let cfg = load(path.as_ref()).map_err(ReloadFailure::from)?;
-                    c.reload(cfg).map_err(ReloadFailure::from)
+                    // Reading, validating and building: off the control thread (see above).
+                    tokio::task::spawn_blocking(move || {
+                        let cfg = load(path.as_ref()).map_err(ReloadFailure::from)?;
+                        c.reload(cfg).map_err(ReloadFailure::from)
+                    })
+                    .await
+                    .unwrap_or_else(|e| Err(ReloadFailure::Unavailable(format!("reload task: {e}"))))
                 }
             });
         }
