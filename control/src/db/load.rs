@@ -63,8 +63,21 @@ pub async fn load(client: &mut Client, base: &Config) -> Result<DbConfig, DbErro
         .map_err(DbError::query("starting a read-only transaction"))?;
     let tables = read(&tx).await?;
     tx.commit().await.map_err(DbError::query("ending the read-only transaction"))?;
-    let (db, problems) = build(tables, base);
-    check(db, problems)
+    // Building and validating a large configuration takes milliseconds: not on the runtime,
+    // which may be a current-thread one serving other work (the gateway's control thread).
+    let base = base.clone();
+    match tokio::task::spawn_blocking(move || {
+        let (db, problems) = build(tables, &base);
+        check(db, problems)
+    })
+    .await
+    {
+        Ok(checked) => checked,
+        // A panic while building goes on as it would have here.
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // The runtime is shutting down.
+        Err(_) => Err(DbError::Disconnected { context: "building the configuration" }),
+    }
 }
 
 /// The rows of every configuration table, in load order.
