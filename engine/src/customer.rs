@@ -190,6 +190,9 @@ pub struct CustomerSession {
     enquire_seq: u32,
     deliveries: crate::hash::FxHashMap<u32, (u64, Instant)>,
     delivery_deadlines: DeadlineQueue,
+    /// The customer bound with an interface_version below 0x34 (SMPP 3.3 or earlier, 5.2.4):
+    /// it is sent no optional parameters, which its version does not have.
+    legacy: bool,
 }
 
 /// Result of routing a submit: our id, or the status to answer with.
@@ -210,6 +213,7 @@ impl CustomerSession {
             enquire_seq: 0,
             deliveries: crate::hash::FxHashMap::default(),
             delivery_deadlines: DeadlineQueue::default(),
+            legacy: false,
         }
     }
 
@@ -245,6 +249,13 @@ impl CustomerSession {
                 tlvs,
             };
             Pdu::new(seq, Body::DataSm(d)).encode(out);
+        } else if self.legacy && !body.tlvs.is_empty() {
+            smppgw_codec::encode_short_message(
+                smppgw_codec::CommandId::DELIVER_SM,
+                seq,
+                &without_tlvs(body),
+                out,
+            );
         } else {
             smppgw_codec::encode_short_message(smppgw_codec::CommandId::DELIVER_SM, seq, body, out);
         }
@@ -352,6 +363,7 @@ impl CustomerSession {
                 // The connection's bind timeout and its refusals so far carry on through the
                 // attempt.
                 self.state = State::Binding { since, failures };
+                self.legacy = bind.interface_version < 0x34;
                 events.push(Event::Bind { kind, bind, seq });
             }
             (_, Body::BindTransmitter(_) | Body::BindReceiver(_) | Body::BindTransceiver(_)) => {
@@ -561,7 +573,9 @@ impl CustomerSession {
         window: u32,
         out: &mut BytesMut,
     ) {
-        let body = BindResp { system_id: self.settings.system_id.clone(), tlvs: sc_version() };
+        // sc_interface_version tells a 3.4 (or later) customer what we speak; 3.3 has no TLVs.
+        let tlvs = if self.legacy { Tlvs::default() } else { sc_version() };
+        let body = BindResp { system_id: self.settings.system_id.clone(), tlvs };
         let body = match kind {
             BindKind::Transmitter => Body::BindTransmitterResp(body),
             BindKind::Receiver => Body::BindReceiverResp(body),
@@ -796,6 +810,22 @@ impl CustomerSession {
             }
         }
     }
+}
+
+/// `body` as an SMPP 3.3 customer can read it: no TLVs (a receipt's text carries what its TLVs
+/// say), and an MO's message_payload moved into short_message when it fits there (a longer one
+/// keeps its TLV: nothing else can carry it).
+fn without_tlvs(body: &SubmitSm) -> SubmitSm {
+    let mut b = body.clone();
+    match body.tlvs.message_payload() {
+        Some(p) if b.short_message.is_empty() && p.len() <= usize::from(u8::MAX) => {
+            b.short_message = p;
+            b.tlvs = Tlvs::default();
+        }
+        Some(_) => {}
+        None => b.tlvs = Tlvs::default(),
+    }
+    b
 }
 
 fn sc_version() -> Tlvs {
@@ -1035,10 +1065,54 @@ mod tests {
         let mut s = CustomerSession::new(settings(), now);
         let mut out = BytesMut::new();
         let mut ev = Vec::new();
-        s.on_pdu(Pdu::new(1, Body::BindTransceiver(Bind::default())), now, &mut out, &mut ev);
+        let bind = Bind { interface_version: 0x34, ..Default::default() };
+        s.on_pdu(Pdu::new(1, Body::BindTransceiver(bind)), now, &mut out, &mut ev);
         assert!(matches!(ev[0], Event::Bind { seq: 1, .. }));
         s.bind_accepted(kind, 1, IdStyle::Hex, window, &mut out);
         (s, now)
+    }
+
+    #[test]
+    fn an_smpp_3_3_customer_gets_no_tlvs() {
+        // Goal: a customer bound with interface_version 0x33 gets neither sc_interface_version
+        // in its bind_resp nor TLVs in its receipts (their text says the same); an MO's
+        // message_payload goes in short_message. A 3.4 customer gets them.
+        let receipt = SubmitSm {
+            esm_class: 0x04,
+            short_message: "id:1 stat:DELIVRD".into(),
+            tlvs: Tlvs::builder()
+                .bytes(smppgw_codec::tag::RECEIPTED_MESSAGE_ID, b"1\0")
+                .u8(smppgw_codec::tag::MESSAGE_STATE, 2)
+                .build(),
+            ..Default::default()
+        };
+        let mo = SubmitSm {
+            tlvs: Tlvs::builder().bytes(smppgw_codec::tag::MESSAGE_PAYLOAD, b"hello").build(),
+            ..Default::default()
+        };
+        for (version, tlvs) in [(0x33u8, false), (0x34, true)] {
+            let now = Instant::now();
+            let mut s = CustomerSession::new(settings(), now);
+            let (mut out, mut ev) = (BytesMut::new(), Vec::new());
+            let bind = Bind { interface_version: version, ..Default::default() };
+            s.on_pdu(Pdu::new(1, Body::BindReceiver(bind)), now, &mut out, &mut ev);
+            s.bind_accepted(BindKind::Receiver, 1, IdStyle::Hex, 10, &mut out);
+            assert!(s.deliver(1, &receipt, false, now, &mut out));
+            assert!(s.deliver(2, &mo, false, now, &mut out));
+            let r = decode_all(&mut out);
+            let Body::BindReceiverResp(b) = &r[0].body else { panic!("{:?}", r[0]) };
+            assert_eq!(!b.tlvs.is_empty(), tlvs, "bind_resp of {version:#x}");
+            let Body::DeliverSm(d) = &r[1].body else { panic!("{:?}", r[1]) };
+            assert_eq!(!d.tlvs.is_empty(), tlvs, "receipt to {version:#x}");
+            assert_eq!(&d.short_message[..], b"id:1 stat:DELIVRD");
+            let Body::DeliverSm(d) = &r[2].body else { panic!("{:?}", r[2]) };
+            if tlvs {
+                assert_eq!(d.tlvs.message_payload().as_deref(), Some(&b"hello"[..]));
+            } else {
+                assert!(d.tlvs.is_empty());
+                assert_eq!(&d.short_message[..], b"hello", "the payload in short_message");
+            }
+        }
     }
 
     fn cancel(seq: u32) -> Pdu {
