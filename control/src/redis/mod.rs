@@ -137,6 +137,7 @@ pub const METRIC_FAMILIES: &[&str] = &[
     "smppgw_redis_deliveries_queued_total",
     "smppgw_redis_deliveries_taken_total",
     "smppgw_redis_deliveries_trimmed_total",
+    "smppgw_redis_deliveries_lost_total",
     "smppgw_redis_lease_requests_total",
     "smppgw_redis_malformed_total",
 ];
@@ -254,6 +255,9 @@ pub struct RedisHealth {
     deliveries_out: AtomicU64,
     deliveries_in: AtomicU64,
     trimmed: AtomicU64,
+    /// Receipts/MO that reached no customer queue: a core's control queue stayed full, or the
+    /// customer was removed meanwhile.
+    lost: AtomicU64,
     lease_requests: AtomicU64,
     malformed: AtomicU64,
     flush_now: AtomicBool,
@@ -326,7 +330,7 @@ impl RedisHealth {
     /// Appends the Redis families in the Prometheus text format.
     pub fn render(&self, out: &mut String) {
         use std::fmt::Write as _;
-        let fams: [(&str, &str, &str, u64); 14] = [
+        let fams: [(&str, &str, &str, u64); 15] = [
             ("smppgw_redis_up", "gauge", "1 while Redis answers", u64::from(self.is_up())),
             (
                 "smppgw_redis_errors_total",
@@ -383,6 +387,12 @@ impl RedisHealth {
                 "counter",
                 "Queued receipts/MO dropped (oldest first) for the queue bound",
                 load(&self.trimmed),
+            ),
+            (
+                "smppgw_redis_deliveries_lost_total",
+                "counter",
+                "Receipts and MO from Redis or handed back that reached no customer queue (a core stalled, or the customer removed)",
+                load(&self.lost),
             ),
             (
                 "smppgw_redis_lease_requests_total",
@@ -931,6 +941,7 @@ async fn write_loop(inner: Arc<Inner>, end: RemoteEnd) {
                             drop(permit);
                             let home = delivery.customer as usize % inner.control.cores().max(1);
                             if !to_core(&inner, home, Control::Derived { delivery, stored }).await {
+                                add(&inner.health.lost, 1);
                                 warn!("derived receipt dropped: core control queue full");
                             }
                         });
@@ -1226,11 +1237,14 @@ async fn hand_back(inner: &Inner, snap: &Snapshot, batch: Vec<Delivery>) {
     for d in batch {
         if snap.customer_at(d.customer).is_some() {
             by_core.entry(d.customer as usize % cores).or_default().push(d);
+        } else {
+            add(&inner.health.lost, 1);
         }
     }
     for (core, ds) in by_core {
         let n = ds.len();
         if !to_core(inner, core, Control::Deliveries(ds)).await {
+            add(&inner.health.lost, n as u64);
             warn!(core, n, "receipts dropped: core control queue full");
         }
     }
