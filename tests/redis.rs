@@ -169,12 +169,15 @@ fn minutes_between(from_ms: u64, to_ms: u64) -> u32 {
     (to_ms / 60_000 - from_ms / 60_000 + 1) as u32
 }
 
-/// The published bind count of `node` for customer c1 (`t:binds:c1`): (binds, unix ms).
+/// The bind count `node` published for customer c1 (`t:binds:node:{node}`): (binds, unix ms).
 fn published_binds(r: &mut redis::Connection, node: &str) -> Option<(u32, u64)> {
-    let v: Option<String> = redis::cmd("HGET").arg("t:binds:c1").arg(node).query(r).unwrap();
-    let v = v?;
-    let (count, at) = v.split_once(':')?;
-    Some((count.parse().ok()?, at.parse().ok()?))
+    let (count, at): (Option<u32>, Option<u64>) = redis::cmd("HMGET")
+        .arg(format!("t:binds:node:{node}"))
+        .arg("c1")
+        .arg("@published_at_ms")
+        .query(r)
+        .unwrap();
+    Some((count.unwrap_or(0), at?))
 }
 
 fn query(c: &mut Client, id: &str) -> Pdu {
@@ -323,6 +326,9 @@ fn a_customer_limit_and_its_bind_count_hold_over_both_nodes() {
     let mut third = Client::connect(a.gw.local_addr);
     assert_eq!(third.bind("tx", "c1", "pw"), CommandStatus::ESME_RBINDFAIL, "2 binds over both nodes");
     drop(third);
+    // A node publishes the customers bound to it, not every customer configured.
+    let c2: bool = redis::cmd("HEXISTS").arg("t:binds:node:1").arg("c2").query(&mut r).unwrap();
+    assert!(!c2, "c2, bound nowhere, is not in node 1's counts");
 
     // Both nodes submit as fast as answers come, a thousand attempts each (some seconds, far
     // more than 40/s): alone, each would accept its local 40/s; together they must stay within
@@ -873,9 +879,18 @@ fn a_malformed_value_in_redis_is_counted_and_does_not_take_the_link_down() {
     // text, reads as absent and is counted; the link stays up (/ready 200) and no error counts.
     let redis = RedisServer::start();
     let mut r = redis.client();
-    // A bind count another version (or a hand edit) left that is not UTF-8 text.
-    let _: () =
-        redis::cmd("HSET").arg("t:binds:c1").arg("99").arg(b"\xff\xfe:1".as_slice()).query(&mut r).unwrap();
+    // A bind count another version (or a hand edit) left that is not UTF-8 text, from a node
+    // that looks alive.
+    let now = unix_ms() + 3_600_000;
+    let _: () = redis::cmd("HSET")
+        .arg("t:binds:node:99")
+        .arg("c1")
+        .arg(b"\xff\xfe".as_slice())
+        .arg("@published_at_ms")
+        .arg(now)
+        .query(&mut r)
+        .unwrap();
+    let _: () = redis::cmd("ZADD").arg("t:binds:nodes").arg(now).arg("99").query(&mut r).unwrap();
     let vendor = sim(|_| {});
     let a = Node::start(config(&[("v1", vendor.local_addr())]), 1, &redis);
     assert!(wait_for(Duration::from_secs(10), || vendor.stats().binds_current >= 2), "vendor binds up");

@@ -1585,9 +1585,25 @@ async fn keep_leases(inner: Arc<Inner>) {
     }
 }
 
+/// Field of a node's bind-count hash holding when it was published (unix ms); the others are
+/// system_ids, which are at most 15 characters: this one is longer, so it is none of them.
+const BINDS_AT_FIELD: &str = "@published_at_ms";
+
+/// Publishes this node's bind counts and reads the other nodes', every [`BINDS_PUBLISH_MS`].
+/// Each node keeps one hash, `binds:node:{node_id}`, of the customers bound to it (and when it
+/// wrote it), and is listed in the sorted set `binds:nodes` by that time: a second's work is one
+/// round trip whose size grows with the customers bound and the nodes, not with every customer
+/// configured.
 async fn publish_binds(inner: Arc<Inner>) {
     let mut tick = tokio::time::interval(Duration::from_millis(BINDS_PUBLISH_MS));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let node = inner.node_id.to_string();
+    let own_key = inner.key(format_args!("binds:node:{node}"));
+    let nodes_key = inner.key(format_args!("binds:nodes"));
+    // The customers this node published last (a customer no longer bound here is removed from
+    // its hash), and the other nodes publishing at the last look.
+    let mut published: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut others: Vec<String> = Vec::new();
     loop {
         tick.tick().await;
         let snap = inner.snapshot();
@@ -1595,18 +1611,38 @@ async fn publish_binds(inner: Arc<Inner>) {
             for c in snap.customers.iter().flatten() {
                 c.remote_binds.store(0, Ordering::Release);
             }
+            // What Redis holds of this node is unknown after an outage: written whole again.
+            published.clear();
             continue;
         };
         let now_ms = smppgw_engine::core::unix_now_ms();
-        let node = inner.node_id.to_string();
         let mut pipe = redis::pipe();
-        let customers: Vec<_> = snap.customers.iter().flatten().cloned().collect();
-        for c in &customers {
-            let key = inner.key(format_args!("binds:{}", c.cfg.system_id));
+        let mut hset = redis::cmd("HSET");
+        hset.arg(&own_key).arg(BINDS_AT_FIELD).arg(now_ms);
+        let mut bound = std::collections::HashSet::new();
+        for c in snap.customers.iter().flatten() {
             let mine = c.binds.load(Ordering::Acquire);
-            pipe.cmd("HSET").arg(&key).arg(&node).arg(format!("{mine}:{now_ms}"));
-            pipe.cmd("PEXPIRE").arg(&key).arg(BINDS_STALE_MS * 2);
-            pipe.cmd("HGETALL").arg(&key);
+            if mine > 0 {
+                hset.arg(&c.cfg.system_id).arg(mine);
+                bound.insert(c.cfg.system_id.clone());
+            }
+        }
+        pipe.add_command(hset);
+        let gone: Vec<&String> = published.difference(&bound).collect();
+        if !gone.is_empty() {
+            pipe.cmd("HDEL").arg(&own_key).arg(gone);
+        }
+        pipe.cmd("PEXPIRE").arg(&own_key).arg(BINDS_STALE_MS * 2);
+        pipe.cmd("ZADD").arg(&nodes_key).arg(now_ms).arg(&node);
+        pipe.cmd("ZREMRANGEBYSCORE")
+            .arg(&nodes_key)
+            .arg("-inf")
+            .arg(now_ms.saturating_sub(BINDS_STALE_MS * 2));
+        pipe.cmd("PEXPIRE").arg(&nodes_key).arg(BINDS_STALE_MS * 2);
+        pipe.cmd("ZRANGE").arg(&nodes_key).arg(0).arg(-1);
+        // The nodes seen last time; one that joined since is read next time.
+        for n in &others {
+            pipe.cmd("HGETALL").arg(inner.key(format_args!("binds:node:{n}")));
         }
         let all = match replies(&mut conn, &pipe).await {
             Ok(a) => a,
@@ -1615,40 +1651,60 @@ async fn publish_binds(inner: Arc<Inner>) {
                 continue;
             }
         };
+        let reads = others.len();
+        let (writes, read) = all.split_at(all.len() - reads);
+        if let Some(e) = writes.iter().find_map(write_error) {
+            inner.fail(&conn, "publishing bind counts", &e);
+            continue;
+        }
+        published = bound;
+        // Counts come from other nodes (or a hand edit): each count is taken at most at the
+        // customer's limit and summed without overflow, and a hash whose time is ahead of this
+        // node's clock by more than the staleness bound is stale too.
+        let mut totals: HashMap<Vec<u8>, u32> = HashMap::new();
         let mut failed = None;
-        let mut answers = all.into_iter();
-        for c in &customers {
-            // Three replies per customer, as asked; `replies` checked their number.
-            let (Some(hset), Some(pexpire), Some(hgetall)) = (answers.next(), answers.next(), answers.next())
-            else {
-                break;
-            };
-            if let Some(e) = write_error(&hset).or_else(|| write_error(&pexpire)) {
-                failed = Some(e);
-                break;
-            }
-            let nodes = match reply(&inner, hgetall) {
+        for v in read {
+            let v = match reply(&inner, v.clone()) {
                 Ok(v) => v,
                 Err(e) => {
                     failed = Some(e);
                     break;
                 }
             };
-            // Counts and times come from other nodes (or a hand edit): each count is taken at
-            // most at the customer's limit and summed without overflow, and a time ahead of
-            // this node's clock by more than the staleness bound is stale too.
-            let cap = c.cfg.max_binds;
-            let others: u32 = bind_counts(&inner, nodes)
-                .filter(|(n, _, _)| *n != node.as_bytes())
-                .filter(|&(_, _, at)| {
-                    now_ms.saturating_sub(at) <= BINDS_STALE_MS && at.saturating_sub(now_ms) <= BINDS_STALE_MS
-                })
-                .fold(0u32, |sum, (_, count, _)| sum.saturating_add(count.min(cap)));
-            c.remote_binds.store(others, Ordering::Release);
+            let (at, counts) = bind_counts(&inner, v);
+            let fresh = at.is_some_and(|at| {
+                now_ms.saturating_sub(at) <= BINDS_STALE_MS && at.saturating_sub(now_ms) <= BINDS_STALE_MS
+            });
+            if fresh {
+                for (customer, count) in counts {
+                    let t = totals.entry(customer).or_default();
+                    *t = t.saturating_add(count);
+                }
+            }
         }
         if let Some(e) = failed {
-            inner.fail(&conn, "publishing bind counts", &e);
+            inner.fail(&conn, "reading bind counts", &e);
+            continue;
         }
+        for c in snap.customers.iter().flatten() {
+            let others = totals.get(c.cfg.system_id.as_bytes()).copied().unwrap_or(0);
+            c.remote_binds.store(others.min(c.cfg.max_binds), Ordering::Release);
+        }
+        // The node list (the last write reply) for the next round.
+        others = match writes.last().cloned().map(|v| reply(&inner, v)) {
+            Some(Ok(Value::Array(ids))) => ids
+                .into_iter()
+                .filter_map(|id| match id {
+                    Value::BulkString(b) => String::from_utf8(b).ok().filter(|n| n.parse::<u32>().is_ok()),
+                    _ => None,
+                })
+                .filter(|n| *n != node)
+                .collect(),
+            _ => {
+                malformed::<()>(&inner);
+                Vec::new()
+            }
+        };
     }
 }
 
@@ -1673,10 +1729,9 @@ async fn keep_ids(inner: Arc<Inner>) {
     }
 }
 
-/// The entries of a `binds:` hash (HGETALL's reply, a flat array or a map): (node id, binds,
-/// unix ms). An entry that is not `{binds}:{unix ms}` is skipped and counted as malformed, as is a
-/// reply that is not a hash.
-fn bind_counts(inner: &Inner, reply: Value) -> impl Iterator<Item = (Vec<u8>, u32, u64)> + '_ {
+/// A node's bind-count hash: when it was published, and (system_id, count) for each customer
+/// bound there. A field that does not parse is counted as malformed and skipped.
+fn bind_counts(inner: &Inner, reply: Value) -> (Option<u64>, Vec<(Vec<u8>, u32)>) {
     let pairs: Vec<(Value, Value)> = match reply {
         Value::Nil => Vec::new(),
         Value::Map(pairs) => pairs,
@@ -1686,16 +1741,28 @@ fn bind_counts(inner: &Inner, reply: Value) -> impl Iterator<Item = (Vec<u8>, u3
         }
         _ => malformed(inner).unwrap_or_default(),
     };
-    pairs.into_iter().filter_map(move |(n, v)| {
-        let parsed = match (n, v) {
-            (Value::BulkString(n), Value::BulkString(v)) => std::str::from_utf8(&v).ok().and_then(|v| {
-                let (count, at) = v.split_once(':')?;
-                Some((n, count.parse().ok()?, at.parse().ok()?))
-            }),
-            _ => None,
-        };
-        parsed.or_else(|| malformed(inner))
-    })
+    let mut at = None;
+    let mut counts = Vec::with_capacity(pairs.len());
+    for (k, v) in pairs {
+        let number = |v: &[u8]| std::str::from_utf8(v).ok().and_then(|v| v.parse::<u64>().ok());
+        match (k, v) {
+            (Value::BulkString(k), Value::BulkString(v)) if k == BINDS_AT_FIELD.as_bytes() => {
+                at = number(&v).or_else(|| malformed(inner));
+            }
+            (Value::BulkString(k), Value::BulkString(v)) => {
+                match number(&v).and_then(|n| u32::try_from(n).ok()) {
+                    Some(n) => counts.push((k, n)),
+                    None => {
+                        malformed::<()>(inner);
+                    }
+                }
+            }
+            _ => {
+                malformed::<()>(inner);
+            }
+        }
+    }
+    (at, counts)
 }
 
 /// Starts the Redis link (on the current runtime) and wires it into the API: `/ready` checks it,
