@@ -510,7 +510,8 @@ fn digest(r: &Value) -> Value {
 /// Messages due but unsent at a fixed-rate run's end that flag it: more than this share of what
 /// it sent, and more than [`DUE_UNSENT_MIN`].
 const DUE_UNSENT_SHARE: f64 = 1e-4;
-/// See [`DUE_UNSENT_SHARE`]: one window's worth of the default 4 binds of 64.
+/// See [`DUE_UNSENT_SHARE`]: at least the run's windows' worth (binds x window, from its
+/// report), this when the report does not say (the default 4 binds of 64).
 const DUE_UNSENT_MIN: f64 = 256.0;
 
 /// What makes the figures of a run unreliable, one phrase each; empty for a clean run. `r` is the
@@ -529,6 +530,7 @@ fn problems(r: &Value, exit: Option<i32>) -> Vec<String> {
         (&["lost_in_flight"], "submits lost in flight"),
         (&["receipts", "missing"], "receipts missing"),
         (&["receipts", "unmatched"], "receipts unmatched (duplicates or unknown ids)"),
+        (&["receipts", "duplicate_ids"], "message ids given to more than one message"),
     ] {
         let n = num(r, path);
         if n > 0.0 {
@@ -542,11 +544,24 @@ fn problems(r: &Value, exit: Option<i32>) -> Vec<String> {
     if refused > 0.0 {
         p.push(format!("{refused} binds refused"));
     }
+    // A session the server closed or unbound before the end: the run covered less than asked
+    // (its rate over a shorter time would otherwise pass for the whole run's).
+    for (path, what) in [
+        (&["sessions", "disconnects"][..], "connections closed by the server"),
+        (&["sessions", "server_unbinds"], "sessions unbound by the server before the end"),
+    ] {
+        let n = num(r, path);
+        if n > 0.0 {
+            p.push(format!("{n} {what}"));
+        }
+    }
     // A fixed-rate run that ends with its window full leaves the last burst due but unsent (a
     // few messages in millions, recorded in the latency all the same): only more than that is a
     // stall worth flagging.
     let due_unsent = num(r, &["due_unsent"]);
-    if due_unsent > (num(r, &["messages_sent"]) * DUE_UNSENT_SHARE).max(DUE_UNSENT_MIN) {
+    let burst = num(r, &["binds"]) * num(r, &["window"]);
+    let burst = if burst > 0.0 { burst } else { DUE_UNSENT_MIN };
+    if due_unsent > (num(r, &["messages_sent"]) * DUE_UNSENT_SHARE).max(burst) {
         p.push(format!("{due_unsent} messages due but unsent"));
     }
     if let Some(target) = r["rate_target"].as_f64() {
@@ -681,7 +696,14 @@ fn run_step(bins: &Bins, a: &Args, s: &Step<'_>, extra: &[String]) -> Result<Val
     let sampler = s.watch.map(CpuSampler::start);
     let outcome = loadgen(bins, s.target, s.user, s.password, a, extra);
     let samples = sampler.map(CpuSampler::finish);
-    let (r, exit) = outcome?;
+    let (r, exit) = match outcome {
+        Ok(o) => o,
+        // A failed run is a result, flagged: not a reason to skip the comparison quietly.
+        Err(e) => {
+            eprintln!("e2e: WARNING: {}: the load generator failed: {e}", s.name);
+            return Ok(json!({ "ok_per_s": 0.0, "problems": [format!("the load generator failed: {e}")] }));
+        }
+    };
     let mut d = digest(&r);
     if num(&r, &["receipts", "expected"]) > 0.0 {
         // With receipts the throughput runs to the last receipt; the load generator's own figure
@@ -693,11 +715,10 @@ fn run_step(bins: &Bins, a: &Args, s: &Step<'_>, extra: &[String]) -> Result<Val
     if let (Some(pid), Some(samples)) = (s.watch, &samples) {
         d["gateway_process"] = gateway_process(samples, &r, sample(pid));
     }
-    let binds_ok = num(&r, &["sessions", "binds_ok"]);
-    if binds_ok == 0.0 {
-        return Err(format!("{}: no session could bind: {}", s.name, r["sessions"]["bind_failures"]));
+    let mut flagged = problems(&r, exit);
+    if num(&r, &["sessions", "binds_ok"]) == 0.0 {
+        flagged.insert(0, format!("no session could bind: {}", r["sessions"]["bind_failures"]));
     }
-    let flagged = problems(&r, exit);
     d["loadgen_exit"] = json!(exit);
     d["problems"] = json!(flagged);
     eprintln!(
@@ -882,7 +903,7 @@ fn run(a: &Args, bins: &Bins, root: &Path) -> Result<usize, String> {
         let Some(ctx) = &gw_ctx else { return Ok((d, Value::Null)) };
         let g = gateway_run(bins, a, ctx, label, &[], extra).unwrap_or_else(|e| {
             eprintln!("e2e: gateway {label} run failed: {e}");
-            Value::Null
+            json!({ "ok_per_s": 0.0, "problems": [format!("the gateway run failed: {e}")] })
         });
         Ok((d, g))
     };
@@ -1136,6 +1157,22 @@ mod tests {
         let mut edge = clean.clone();
         edge["due_unsent"] = json!(14);
         assert!(problems(&edge, Some(0)).is_empty(), "the last burst at the deadline is no stall");
+        // The burst is the run's own windows' worth: 250 unsent is a stall for 1 bind of 8, and
+        // 3,000 is not for 16 binds of 1,024.
+        let mut small = clean.clone();
+        small["binds"] = json!(1);
+        small["window"] = json!(8);
+        small["due_unsent"] = json!(250);
+        assert_eq!(problems(&small, Some(0)).len(), 1);
+        let mut large = clean.clone();
+        large["binds"] = json!(16);
+        large["window"] = json!(1024);
+        large["due_unsent"] = json!(3000);
+        assert!(problems(&large, Some(0)).is_empty());
+        // A server that unbinds or drops the sessions before the end.
+        let mut cut = clean.clone();
+        cut["sessions"] = json!({ "server_unbinds": 4, "disconnects": 1 });
+        assert_eq!(problems(&cut, Some(0)).len(), 2, "{:?}", problems(&cut, Some(0)));
         assert!(p.iter().any(|x| x.contains("receipts missing")), "{p:?}");
         let mut slow = clean.clone();
         slow["rate_target"] = json!(200_000.0);

@@ -36,6 +36,7 @@ pub struct Counters {
     pub binds_ok: u64,
     pub connect_failures: u64,
     pub disconnects: u64,
+    pub server_unbinds: u64,
     pub reconnects: u64,
     pub receipts_expected: u64,
     pub receipts_matched: u64,
@@ -43,6 +44,8 @@ pub struct Counters {
     pub receipts_intermediate: u64,
     pub receipts_untracked: u64,
     pub receipts_overflow: u64,
+    pub duplicate_ids: u64,
+    pub receipts_duplicate: u64,
     pub inflight: u64,
 }
 
@@ -325,7 +328,11 @@ impl LoadCore {
             return;
         }
         if self.awaiting.len() < LOAD_AWAITING_RECEIPTS_MAX {
-            self.awaiting.insert(key, t_ref);
+            if self.awaiting.insert(key, t_ref).is_some() {
+                // The server gave this id to two messages: one receipt will match, the other
+                // expectation would vanish without a trace.
+                self.counters.duplicate_ids += 1;
+            }
         } else {
             self.counters.receipts_expected -= 1;
             self.counters.receipts_untracked += 1;
@@ -361,8 +368,11 @@ impl LoadCore {
             self.counters.receipts_matched += 1;
             self.hist.receipt.saturating_record(us(now.saturating_duration_since(t_ref)));
         } else if self.early.len() < LOAD_EARLY_RECEIPTS_MAX {
-            // Before its submit_sm_resp, for another core, a duplicate, or for nothing: decided later.
-            self.early.insert(key, now);
+            // Before its submit_sm_resp, for another core, a duplicate, or for nothing: decided
+            // later. A second one for the same id parked here is a duplicate now.
+            if self.early.insert(key, now).is_some() {
+                self.counters.receipts_duplicate += 1;
+            }
         } else {
             self.counters.receipts_overflow += 1;
         }

@@ -139,6 +139,7 @@ fn merge(cfg: &LoadConfig, cores: usize, results: Vec<self::core::CoreResult>) -
             (&mut c.binds_ok, k.binds_ok),
             (&mut c.connect_failures, k.connect_failures),
             (&mut c.disconnects, k.disconnects),
+            (&mut c.server_unbinds, k.server_unbinds),
             (&mut c.reconnects, k.reconnects),
             (&mut c.receipts_expected, k.receipts_expected),
             (&mut c.receipts_matched, k.receipts_matched),
@@ -146,6 +147,8 @@ fn merge(cfg: &LoadConfig, cores: usize, results: Vec<self::core::CoreResult>) -
             (&mut c.receipts_intermediate, k.receipts_intermediate),
             (&mut c.receipts_untracked, k.receipts_untracked),
             (&mut c.receipts_overflow, k.receipts_overflow),
+            (&mut c.duplicate_ids, k.duplicate_ids),
+            (&mut c.receipts_duplicate, k.receipts_duplicate),
         ] {
             *dst += src;
         }
@@ -159,7 +162,12 @@ fn merge(cfg: &LoadConfig, cores: usize, results: Vec<self::core::CoreResult>) -
             *d += s;
         }
         hist.add(&r.hist);
-        awaiting.extend(r.awaiting);
+        for (key, t_ref) in r.awaiting {
+            // The same id awaited on two cores: given to two messages.
+            if awaiting.insert(key, t_ref).is_some() {
+                c.duplicate_ids += 1;
+            }
+        }
         early.extend(r.early);
         first = match (first, r.first_send) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -176,7 +184,7 @@ fn merge(cfg: &LoadConfig, cores: usize, results: Vec<self::core::CoreResult>) -
     }
     // Receipts that arrived on a core other than the one that submitted (or before their
     // response, and never claimed): match them against every core's table now.
-    let mut unmatched = c.receipts_overflow;
+    let mut unmatched = c.receipts_overflow + c.receipts_duplicate;
     for (key, arrived) in early {
         match awaiting.remove(&key) {
             Some(t_ref) => {
@@ -235,12 +243,14 @@ fn merge(cfg: &LoadConfig, cores: usize, results: Vec<self::core::CoreResult>) -
             bind_failures,
             connect_failures: c.connect_failures,
             disconnects: c.disconnects,
+            server_unbinds: c.server_unbinds,
             reconnects: c.reconnects,
         },
         receipts: ReceiptCounts {
             expected: c.receipts_expected,
             matched: c.receipts_matched,
             missing: awaiting.len() as u64,
+            duplicate_ids: c.duplicate_ids,
             unmatched,
             unparsable: c.receipts_unparsable,
             intermediate: c.receipts_intermediate,
@@ -322,6 +332,39 @@ mod tests {
     use super::*;
     use crate::load::template::Templates;
     use std::rc::Rc;
+
+    #[test]
+    fn an_id_given_twice_and_a_receipt_come_twice_are_not_a_clean_run() {
+        // Goal: a server that gives one id to two messages (one receipt can only match one of
+        // them), and one that sends a receipt twice before its submit_sm_resp, are reported,
+        // whether the duplicates meet on one core or on two.
+        let t0 = Instant::now();
+        let cfg = LoadConfig::default();
+        let mk = |i: usize| {
+            let templates = Rc::new(Templates::build(&cfg.mix).unwrap());
+            let shared = Arc::new(LoadShared::new(2, Arc::new(AtomicBool::new(false))));
+            LoadCore::new(Arc::new(cfg.clone()), shared, i, t0, templates)
+        };
+        let receipt = |id: &str| smppgw_codec::DeliverSm {
+            esm_class: 0x04,
+            short_message: bytes::Bytes::from(format!("id:{id} stat:DELIVRD")),
+            ..Default::default()
+        };
+        let (mut a, mut b) = (mk(0), mk(1));
+        a.await_receipt(b"X", t0);
+        a.await_receipt(b"X", t0);
+        a.on_deliver(&receipt("X"), t0);
+        b.await_receipt(b"Y", t0);
+        a.await_receipt(b"Y", t0);
+        b.on_deliver(&receipt("Z"), t0);
+        b.on_deliver(&receipt("Z"), t0);
+        b.await_receipt(b"Z", t0);
+        let r = merge(&cfg, 2, vec![a.take_result(), b.take_result()]);
+        assert_eq!(r.receipts.duplicate_ids, 2, "X twice on one core, Y on two");
+        assert_eq!(r.receipts.unmatched, 1, "Z's second receipt");
+        assert!(!r.is_clean());
+        assert!(r.to_table().contains("receipts dup. ids"), "{}", r.to_table());
+    }
 
     #[test]
     fn refusals_are_not_throughput_and_every_figure_is_labelled() {

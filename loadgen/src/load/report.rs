@@ -123,6 +123,10 @@ pub struct SessionCounts {
     pub connect_failures: u64,
     /// Connections closed by the server (or broken) before we unbound.
     pub disconnects: u64,
+    /// Sessions the server unbound before their share of the run was sent (a stopping server):
+    /// the run covered less than it was asked to.
+    #[serde(default)]
+    pub server_unbinds: u64,
     /// Reconnections made.
     pub reconnects: u64,
 }
@@ -144,6 +148,10 @@ pub struct ReceiptCounts {
     pub intermediate: u64,
     /// Messages not tracked because the tracking table was full.
     pub untracked: u64,
+    /// Message ids the server gave to more than one accepted message (each such message's
+    /// receipt cannot be told apart).
+    #[serde(default)]
+    pub duplicate_ids: u64,
     /// Final states of the receipts received, by stat word.
     pub states: BTreeMap<String, u64>,
 }
@@ -247,7 +255,9 @@ impl Report {
             && self.due_unsent == 0
             && self.receipts.missing == 0
             && self.receipts.unmatched == 0
+            && self.receipts.duplicate_ids == 0
             && self.sessions.bind_failures.is_empty()
+            && self.sessions.server_unbinds == 0
     }
 
     /// The human table.
@@ -300,6 +310,7 @@ impl Report {
         for (label, n) in [
             ("connect failures", ss.connect_failures),
             ("disconnects", ss.disconnects),
+            ("server unbinds", ss.server_unbinds),
             ("reconnects", ss.reconnects),
         ] {
             if n > 0 {
@@ -317,6 +328,7 @@ impl Report {
                 ("unparsable", r.unparsable),
                 ("intermediate", r.intermediate),
                 ("untracked", r.untracked),
+                ("dup. ids", r.duplicate_ids),
             ] {
                 if n > 0 {
                     let _ = writeln!(s, "  receipts {label:<9} {:>14}", thousands(n));

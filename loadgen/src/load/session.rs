@@ -267,7 +267,14 @@ impl LoadSession {
             }
             Body::Unbind => {
                 put_empty(&mut self.out, CommandId::UNBIND_RESP, CommandStatus::ESME_ROK, seq);
-                // The server ends the session: like a disconnect, after this resp is written.
+                // The server ends the session before its share of the run is sent: counted (the
+                // run covered less than asked), and in the open model the messages still due
+                // before the deadline are given up (in the latency, not silently dropped).
+                if !self.sending_over(now, core) && !core.finishing {
+                    core.counters.server_unbinds += 1;
+                    self.give_up_unsent(now, core);
+                }
+                // Like a disconnect, after this resp is written.
                 self.state = State::Unbinding { since: now };
             }
             Body::UnbindResp => {
@@ -798,6 +805,37 @@ mod tests {
         s.poll(end + Duration::from_millis(50), &mut c);
         assert_eq!((c.counters.due_unsent, c.hist.submit_resp.len()), (998, 1000));
         assert!(c.senders_active == 0, "the session is done");
+    }
+
+    #[test]
+    fn a_server_unbind_before_the_end_is_counted_and_the_rest_of_the_schedule_given_up() {
+        // Goal: a server that unbinds the session 200 ms into a 1 s run at 1000 msg/s (a
+        // stopping gateway) does not leave a short clean run behind: the unbind is counted and
+        // the messages due until the deadline are given up, in the latency.
+        let t0 = Instant::now();
+        let cfg = LoadConfig {
+            binds: 1,
+            window: 1000,
+            rate: Some(1000.0),
+            count: None,
+            duration: Some(Duration::from_secs(1)),
+            ..LoadConfig::default()
+        };
+        let mut c = core(cfg, t0);
+        let mut s = bound(&mut c, t0, None);
+        let at = t0 + Duration::from_millis(200);
+        s.poll(at, &mut c);
+        let sent = drain(&mut s).len() as u64;
+        assert!((199..=201).contains(&sent), "{sent}");
+        s.on_pdu(Pdu::new(77, Body::Unbind), at, &mut c);
+        assert_eq!(c.counters.server_unbinds, 1);
+        assert_eq!(
+            c.counters.due_unsent + sent,
+            1000,
+            "every message due before the deadline: sent or given up"
+        );
+        s.on_disconnected(true, at, &mut c);
+        assert_eq!(c.counters.server_unbinds, 1, "counted once");
     }
 
     #[test]
