@@ -584,6 +584,16 @@ fn half_peak(gateway: &Value, direct: &Value) -> f64 {
     (peak / 2.0).max(1.0).round()
 }
 
+/// What the gateway adds to the p99 of `histogram` at the fixed rate, in ms (null when it did
+/// not run).
+fn p99_added(g: &Value, d: &Value, histogram: &str) -> Value {
+    if g.is_null() || d.is_null() || g["latency_us"].is_null() {
+        return Value::Null;
+    }
+    let p99 = |v: &Value| num(v, &["latency_us", histogram, "p99"]) / 1000.0;
+    json!(((p99(g) - p99(d)) * 1000.0).round() / 1000.0)
+}
+
 /// The ratio of two runs' ESME_ROK rates (null when `g` did not run).
 fn ratio(g: &Value, d: &Value) -> Value {
     if g.is_null() {
@@ -676,6 +686,10 @@ fn gateway_process(samples: &[(f64, f64)], report: &Value, after: Option<ProcSam
     let interval_s = (to - from) / 1000.0;
     json!({
         "cpu_percent": cpu.map(|c| (c / interval_s * 1000.0).round() / 10.0),
+        // What the target compares with the tools' own cost: CPU per ESME_ROK message.
+        "cpu_us_per_msg": cpu
+            .filter(|_| num(report, &["submits_ok"]) > 0.0)
+            .map(|c| (c * 1e6 / num(report, &["submits_ok"]) * 100.0).round() / 100.0),
         "cpu_s": cpu.map(|c| (c * 1000.0).round() / 1000.0),
         "cpu_interval_s": (interval_s * 1000.0).round() / 1000.0,
         "rss_kb": after.rss_kb,
@@ -965,6 +979,10 @@ fn run(a: &Args, bins: &Bins, root: &Path) -> Result<usize, String> {
         "ratio_gateway_to_direct": { "no_receipts": ratio(&g_plain, &d_plain), "receipts": ratio(&g_rcpt, &d_rcpt) },
         "gateway_redis": { "run": redis_run, "no_receipts": r_plain, "receipts": r_rcpt },
         "ratio_redis_to_embedded": { "no_receipts": ratio(&r_plain, &g_plain), "receipts": ratio(&r_rcpt, &g_rcpt) },
+        "p99_added_ms": {
+            "submit_resp": p99_added(&g_fixed, &d_fixed, "submit_resp"),
+            "submit_receipt": p99_added(&g_fixed_rcpt, &d_fixed_rcpt, "receipt"),
+        },
     });
     let flagged = flagged_runs(&result);
     result["flagged_runs"] =
@@ -1045,6 +1063,10 @@ fn print_summary(r: &Value) {
             );
         }
     }
+    let added = |k: &str| {
+        r["p99_added_ms"][k].as_f64().map(|x| println!("  {:<38} {x:>+28.3}", "added by the gateway at p99"))
+    };
+    added("submit_resp");
     println!(
         "\nfixed rate {} msg/s with receipts, achieved rate and submit->receipt (ms)",
         r["params"]["fixed_rate_receipts_per_s"]
@@ -1069,6 +1091,7 @@ fn print_summary(r: &Value) {
             );
         }
     }
+    added("submit_receipt");
     if !r["gateway_redis"]["no_receipts"].is_null() {
         println!("\n{:<34} {:>14} {:>14} {:>8}", "gateway, ESME_ROK/s", "embedded", "with Redis", "ratio");
         for (label, key) in [("no receipts", "no_receipts"), ("with receipts", "receipts")] {
@@ -1094,8 +1117,10 @@ fn print_summary(r: &Value) {
         let p = &g[key]["gateway_process"];
         if !p.is_null() {
             let cpu = p["cpu_percent"].as_f64().map_or_else(|| "-".to_string(), |c| format!("{c:.1}%"));
+            let per =
+                p["cpu_us_per_msg"].as_f64().map_or_else(|| "-".to_string(), |c| format!("{c:.2} us/msg"));
             println!(
-                "  {key:<20} CPU {cpu:>7} over {:>6.1} s  RSS {:>8} kB  peak RSS {:>8} kB",
+                "  {key:<20} CPU {cpu:>7} ({per}) over {:>6.1} s  RSS {:>8} kB  peak RSS {:>8} kB",
                 num(p, &["cpu_interval_s"]),
                 p["rss_kb"],
                 p["peak_rss_kb"]
@@ -1227,10 +1252,15 @@ mod tests {
                 (at, cpu)
             })
             .collect();
-        let report = json!({ "first_send_unix_ms": t + 1000.0, "last_resp_unix_ms": t + 3000.0 });
+        let report = json!({ "first_send_unix_ms": t + 1000.0, "last_resp_unix_ms": t + 3000.0, "submits_ok": 1_000_000 });
         let after = Some(ProcSample { cpu: Duration::from_millis(2500), rss_kb: 10, hwm_kb: 20 });
         let p = gateway_process(&samples, &report, after);
         assert_eq!(p["cpu_percent"], json!(100.0), "{p}");
+        assert_eq!(p["cpu_us_per_msg"], json!(2.0), "2 s of CPU for a million messages");
+        // And what it adds to the p99 at the fixed rate.
+        let run = |p99: f64| json!({ "latency_us": { "submit_resp": { "p99": p99 } } });
+        assert_eq!(p99_added(&run(1_750.0), &run(1_500.0), "submit_resp"), json!(0.25));
+        assert_eq!(p99_added(&Value::Null, &run(1_500.0), "submit_resp"), Value::Null);
         assert_eq!(p["cpu_interval_s"], json!(2.0));
         assert_eq!((p["rss_kb"].clone(), p["peak_rss_kb"].clone()), (json!(10), json!(20)));
         // Interpolated between samples; outside them, no figure rather than a wrong one.
