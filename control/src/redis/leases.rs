@@ -74,6 +74,12 @@ impl LeaseState {
 
     /// One tick of the lease loop: how many units to ask Redis for now, if any.
     pub(crate) fn plan(&mut self, s: &LeaseSpec, now: Instant) -> Option<u64> {
+        if self.idle && self.window < 0 && !s.lease.is_active() {
+            // Idle-started and never granted, and Redis was away meanwhile (which deactivated
+            // it): an inactive lease admits everything and so never records the need that would
+            // make it ask. Redis answers again (this runs only then): idle-started again.
+            s.lease.idle_window();
+        }
         let taken = s.lease.taken();
         self.rate = 0.7 * self.rate + 0.3 * (taken.saturating_sub(self.last_taken)) as f64;
         self.last_taken = taken;
@@ -155,6 +161,26 @@ mod tests {
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
+    }
+
+    #[test]
+    fn a_day_lease_never_granted_is_enforced_again_after_redis_was_away() {
+        // Goal: a brand's day cap, idle-started on a node that had no traffic for it yet, is not
+        // left off for good by a Redis blip: once Redis answers, the first request is admitted
+        // (borrowed) and makes the node ask, the next ones wait for the grant.
+        let s = LeaseSpec { window_ms: 86_400_000, ..spec(10_000) };
+        let t0 = Instant::now();
+        let mut st = LeaseState::new(&s, t0);
+        assert!(st.plan(&s, t0).is_none(), "idle: no ask before a request");
+        // Redis away: the lease loop deactivates every lease.
+        s.lease.deactivate();
+        assert!(!st.in_window(t0), "never granted: not resumed by the loop");
+        // Redis back: the next tick.
+        assert!(st.plan(&s, t0 + ms(10)).is_none());
+        assert!(s.lease.is_active(), "enforced again");
+        assert!(s.lease.try_take(20), "the first request borrows");
+        assert!(!s.lease.try_take(1), "the next waits for the grant");
+        assert!(st.plan(&s, t0 + ms(20)).is_some(), "and the node asks");
     }
 
     #[test]
