@@ -54,9 +54,11 @@ impl FixedWindow {
         self.state
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
                 let (w, n) = unpack(s);
-                // A core whose clock read is a little behind another's counts in the newer window
-                // rather than reopening the old one.
-                let (w, n) = if window > w { (window, 0) } else { (w, n) };
+                // A core whose clock read is a little behind another's (one window at most)
+                // counts in the newer window rather than reopening the old one; further behind,
+                // the wall clock stepped back, and the count starts in the window it reads now
+                // (else nothing would be admitted until the clock caught up again).
+                let (w, n) = if window > w || w - window > 1 { (window, 0) } else { (w, n) };
                 let total = n.checked_add(units)?;
                 (total <= limit).then(|| pack(w, total))
             })
@@ -267,16 +269,22 @@ impl CampaignTable {
     }
 
     /// The campaign of `source` (a leading '+' ignored, and ten national digits of a North
-    /// American number read with their country code 1): the one with the longest matching
-    /// prefix.
+    /// American number, without a '+', read with their country code 1): the one with the
+    /// longest matching prefix.
     pub fn lookup(&self, source: &[u8]) -> Option<u32> {
         if self.by_prefix.is_empty() {
             return None;
         }
+        let international = source.first() == Some(&b'+');
         let source = strip_plus(source);
         let mut with_cc = [b'1'; 11];
-        // NANP: area codes start with 2 to 9, so ten digits not starting with 1 are national.
-        let source = if source.len() == 10 && source.iter().all(u8::is_ascii_digit) && source[0] >= b'2' {
+        // NANP: area codes start with 2 to 9, so ten digits not starting with 1 are national;
+        // after a '+' they are another country's whole number (+47 91234567).
+        let source = if !international
+            && source.len() == 10
+            && source.iter().all(u8::is_ascii_digit)
+            && source[0] >= b'2'
+        {
             with_cc[1..].copy_from_slice(source);
             &with_cc[..]
         } else {
@@ -465,6 +473,9 @@ mod tests {
         assert_eq!(t.lookup(b"155"), None, "shorter than every prefix");
         assert_eq!(t.lookup(b""), None);
         assert_eq!(t.lookup(b"ACME"), None, "alphanumeric senders are in no campaign");
+        // Ten digits after a '+' are another country's number, not a national US one.
+        assert_eq!(t.lookup(b"5550100123"), Some(1), "national: +1 555 010 0123");
+        assert_eq!(t.lookup(b"+5550100123"), None, "+55: Brazil");
         assert!(table(&[], &[]).is_empty());
     }
 
@@ -522,6 +533,11 @@ mod tests {
         let k = &t.campaigns[0].counters;
         assert_eq!(k.segments.load(Ordering::Relaxed), 10);
         assert_eq!(k.throttled.load(Ordering::Relaxed), 2);
+        // A read one minute behind (a core's clock a little late) counts in the newer minute;
+        // ten minutes behind, the clock stepped back: the minute it reads now starts empty,
+        // rather than nothing being admitted until the clock catches up.
+        assert!(t.admit(b"15550001", 1, T0 + 59_000).is_err(), "the full minute after it");
+        assert_eq!(t.admit(b"15550001", 5, T0 - 600_000), Ok(Some(0)));
     }
 
     #[test]

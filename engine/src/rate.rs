@@ -109,8 +109,20 @@ impl AdaptiveRate {
     pub fn set_ceiling(&mut self, ceiling: f64) {
         let ceiling = if ceiling <= 0.0 { f64::INFINITY } else { ceiling };
         let slowed = self.is_slowed();
+        let old_gap = Self::gap(self.current);
         self.ceiling = ceiling;
         self.current = if slowed { self.current.min(ceiling) } else { ceiling };
+        // The next send was spaced at the old pace: a faster one applies to it too (a bind of a
+        // vendor raised from 1/s to 10,000/s does not wait out its last second first).
+        let new_gap = Self::gap(self.current);
+        if new_gap < old_gap {
+            self.next_ns = self.next_ns.saturating_sub(old_gap - new_gap);
+        }
+    }
+
+    /// Nanoseconds between two sends at `per_sec` (0 when unlimited).
+    fn gap(per_sec: f64) -> Nanos {
+        if per_sec.is_finite() && per_sec > 0.0 { (SECOND as f64 / per_sec) as u64 } else { 0 }
     }
 
     /// The current pace in messages per second.
@@ -191,6 +203,21 @@ impl AdaptiveRate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_raised_ceiling_applies_to_the_next_send_at_once() {
+        // Goal: a bind paced at 0.5/s (a 2 s gap) that just sent, raised to 1,000/s by a reload,
+        // sends its next message within a millisecond, not 2 s later; lowered, it keeps its gap.
+        let mut r = AdaptiveRate::new(0.5);
+        r.on_send(0);
+        assert_eq!(r.ready_at(10_000_000), Some(2 * SECOND));
+        r.set_ceiling(1000.0);
+        assert!(r.ready_at(10_000_000).is_none());
+        let mut r = AdaptiveRate::new(1000.0);
+        r.on_send(0);
+        r.set_ceiling(0.5);
+        assert_eq!(r.ready_at(0), Some(1_000_000), "the message already spaced keeps its time");
+    }
 
     #[test]
     fn throttling_never_paces_a_bind_above_its_ceiling() {
