@@ -384,6 +384,17 @@ fn run(opts: Opts) -> ExitCode {
             );
         }
     }
+    // Before anything listens: every bind is a descriptor, and runtimes often start a process
+    // at 1,024 while allowing far more.
+    match smppgw_engine::fdlimit::raise_open_files() {
+        Some(lim) if lim.soft < smppgw_engine::fdlimit::needed(&cfg) => tracing::warn!(
+            open_files = lim.soft,
+            needed = smppgw_engine::fdlimit::needed(&cfg),
+            "the open-file limit is below what server.max_binds and the vendor binds may need: connections past it are refused (raise LimitNOFILE / the container runtime's nofile, see deploy/TUNING.md)"
+        ),
+        Some(lim) => tracing::info!(open_files = lim.soft, "open-file limit"),
+        None => tracing::warn!("cannot read the open-file limit"),
+    }
     let options = smppgw_engine::StartOptions { shared: redis.is_some(), ids_issued };
     let started = smppgw_engine::start_with_options(cfg, options);
     let (gw, remote_end) = match started {

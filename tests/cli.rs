@@ -171,6 +171,46 @@ fn executors_that_cannot_start_stop_the_process_with_an_error() {
 }
 
 #[test]
+fn the_gateway_raises_its_open_file_limit_to_the_hard_limit() {
+    // Goal: started at a soft limit of 1,024 open files (as container runtimes start processes)
+    // with a higher hard limit, the gateway raises its soft limit to the hard one, and says so
+    // when even that is below what its max_binds may need.
+    use std::os::unix::process::CommandExt;
+    let http: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut cmd = smppgw();
+    cmd.env("SMPPGW__SERVER__LISTEN", format!("127.0.0.1:{}", free_port()))
+        .env("SMPPGW__SERVER__HTTP_LISTEN", http.to_string())
+        .env("SMPPGW__SERVER__CORES", "1")
+        .env("SMPPGW__SERVER__MAX_BINDS", "5000")
+        .stderr(std::process::Stdio::piped());
+    // SAFETY: setrlimit is async-signal-safe and touches only the child.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit { rlim_cur: 1_024, rlim_max: 4_096 };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    assert!(
+        common::wait_for(Duration::from_secs(10), || std::net::TcpStream::connect(http).is_ok()),
+        "the gateway is up"
+    );
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
+    let line = limits.lines().find(|l| l.starts_with("Max open files")).unwrap_or_default().to_owned();
+    let soft: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(soft.get(3..5), Some(&["4096", "4096"][..]), "{line}");
+    // SAFETY: a signal to our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("open-file limit is below"), "4,096 < 5,000 binds: said\n{err}");
+}
+
+#[test]
 fn the_embedded_default_is_what_the_readme_says() {
     // Goal: `smppgw` with no arguments serves SMPP on loopback 2775 (the demo password is
     // public), with customer demo/demo and one vendor at the simulator's 127.0.0.1:2776 on a

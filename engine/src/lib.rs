@@ -12,6 +12,7 @@ pub mod core;
 pub mod customer;
 pub mod deadlines;
 pub mod deliveries;
+pub mod fdlimit;
 pub mod hash;
 pub mod io;
 pub mod lease;
