@@ -708,14 +708,22 @@ async fn control_plane(
                 tokio::sync::watch::channel::<Result<(), String>>(Err("connecting".into()));
             state = state.with_backend(Backend::new("postgres", move || status_rx.borrow().clone()));
             let slot: Arc<std::sync::OnceLock<Arc<smppgw_control::ConfigWatcher>>> = Arc::default();
-            let watched = slot.clone();
-            state = state.with_extra_metrics(move |out| {
-                if let Some(w) = watched.get() {
-                    smppgw_control::db::render_health_metrics(&w.health(), out);
-                }
-            });
             let (applied_tx, applied_rx) = tokio::sync::watch::channel::<Applied>(None);
             let (refused_tx, refused_rx) = tokio::sync::watch::channel::<Option<Vec<String>>>(None);
+            let (watched, start_refused) = (slot.clone(), refused_rx.clone());
+            state = state.with_extra_metrics(move |out| {
+                let health = match watched.get() {
+                    Some(w) => w.health(),
+                    // Not following PostgreSQL yet: its contents were refused at start (the node
+                    // runs on its cache), or it has not answered. Rendered all the same, so
+                    // that an alert on the gauge sees the refusal.
+                    None => smppgw_control::db::Health {
+                        rejected: start_refused.borrow().as_ref().map(|r| r.join("; ")),
+                        ..Default::default()
+                    },
+                };
+                smppgw_control::db::render_health_metrics(&health, out);
+            });
             let s = slot.clone();
             let (started_tx, started) = tokio::sync::watch::channel(0u64);
             let (finished_tx, finished) = tokio::sync::watch::channel(0u64);

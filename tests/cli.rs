@@ -193,7 +193,7 @@ fn the_gateway_raises_its_open_file_limit_to_the_hard_limit() {
             Ok(())
         });
     }
-    let mut child = cmd.spawn().unwrap();
+    let child = cmd.spawn().unwrap();
     assert!(
         common::wait_for(Duration::from_secs(10), || std::net::TcpStream::connect(http).is_ok()),
         "the gateway is up"

@@ -330,6 +330,9 @@ fn a_node_starts_from_its_cached_configuration_while_postgresql_is_down() {
         "the reload names what is wrong: {answer:?}"
     );
     assert!(answer.1.contains("c9") && answer.1.contains("window"), "{answer:?}");
+    // An alert on the gauge sees it, though the node never followed PostgreSQL yet.
+    let (_, m) = http_get(http_addr, "/metrics");
+    assert!(m.lines().any(|l| l == "smppgw_config_refused 1"), "refused at start:\n{m}");
     // The operator fixes the database and asks again: the reload reads it now and applies it
     // (it answered with the last attempt's stale problems until the next retry, up to 10 s on).
     // By now the retries are seconds apart: one reload right away must do.
@@ -337,6 +340,13 @@ fn a_node_starts_from_its_cached_configuration_while_postgresql_is_down() {
     sql(&url, "UPDATE smppgw_customers SET window_size = 50 WHERE system_id = 'c9'");
     let (status, body) = http_post(http_addr, "/api/v1/config/reload");
     assert_eq!(status, 200, "the fixed database is read and applied: {body}");
+    assert!(
+        wait_for(Duration::from_secs(5), || http_get(http_addr, "/metrics")
+            .1
+            .lines()
+            .any(|l| l == "smppgw_config_refused 0")),
+        "no longer refused"
+    );
     stop(gw);
     sql(&admin, &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"));
     let _ = std::fs::remove_dir_all(&dir);
