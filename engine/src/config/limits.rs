@@ -92,8 +92,8 @@ pub const RECEIPT_TTL_SECS: Limit = Limit {
 pub const RECEIPT_STORE_MAX: Limit = Limit {
     min: 1_000,
     max: 100_000_000,
-    why: "each entry costs about 0.3 KiB (0.26 KiB preallocated, more with long addresses or ids), \
-          per core: 100 million is about 30 GB for each core, taken at start with receipt_store_prealloc",
+    why: "each entry costs about 0.6 KiB measured with receipts on (0.26 KiB of it preallocated, \
+          more with long addresses or ids), per core: 100 million is about 60 GB for each core",
 };
 
 /// `server.receipt_queue_max`: receipts held per customer while it has no receiving bind.
