@@ -1787,10 +1787,16 @@ pub async fn vendor_slot(
             wbuf.clear();
             let now = Instant::now();
             let mut next = machine.next_deadline();
-            if ((!queue.is_empty() && machine.has_room()) || rate.is_slowed())
-                && let Some(at) = rate.ready_at(io.nanos(now))
-            {
-                next = next.min(io.epoch + Duration::from_nanos(at));
+            let sendable = !queue.is_empty() && machine.has_room();
+            if sendable || rate.is_slowed() {
+                match rate.ready_at(io.nanos(now)) {
+                    Some(at) => next = next.min(io.epoch + Duration::from_nanos(at)),
+                    // Work queued that the pace lets go now (a reload just raised it, after the
+                    // send below held the work back at the old pace): round again at once,
+                    // rather than leave it until the next mail or read.
+                    None if sendable && !lease_starved => next = now,
+                    None => {}
+                }
             }
             if lease_starved {
                 next = next.min(now + Duration::from_millis(LEASE_RETRY_MS));
