@@ -435,9 +435,15 @@ impl Pdu {
     }
 
     /// The error response to a request whose header is `h`: the request's own response with an
-    /// empty body, or generic_nack for unknown commands.
+    /// empty body, or generic_nack for unknown commands and for an invalid command_length (a body
+    /// too short or too long for its command, SMPP 3.4 section 4.3).
     pub fn error_response(h: &Header, status: CommandStatus) -> Pdu {
-        Pdu::with_status(h.sequence_number, status, Body::empty_response(h.command_id))
+        let body = if status == CommandStatus::ESME_RINVCMDLEN {
+            Body::GenericNack
+        } else {
+            Body::empty_response(h.command_id)
+        };
+        Pdu::with_status(h.sequence_number, status, body)
     }
 
     /// The command_id of the body.

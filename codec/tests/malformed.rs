@@ -610,6 +610,11 @@ fn error_response_has_the_requests_response_id() {
         let mut buf = encode(&pdu);
         assert_eq!(buf.len(), 16, "{response}");
         assert_eq!(Decoder::default().decode(&mut buf), Ok(Some(pdu)));
+        // 4.3: a body too short or too long for its command (command_length invalid for it) is
+        // answered with generic_nack, as an unknown command is.
+        let nack = Pdu::error_response(&header(request), CommandStatus::ESME_RINVCMDLEN);
+        assert_eq!(nack.command_id(), CommandId::GENERIC_NACK, "{request}");
+        assert_eq!((nack.sequence_number, nack.command_status), (1234, CommandStatus::ESME_RINVCMDLEN));
     }
 }
 

@@ -145,7 +145,13 @@ proptest! {
                 prop_assert_ne!(error.command_status(), CommandStatus::ESME_ROK);
                 let resp = Pdu::error_response(&header, error.command_status());
                 prop_assert_eq!(resp.sequence_number, header.sequence_number);
-                prop_assert_eq!(resp.command_id(), header.command_id.response());
+                // A body of the wrong length for its command gets generic_nack (4.3).
+                let expected = if error.command_status() == CommandStatus::ESME_RINVCMDLEN {
+                    CommandId::GENERIC_NACK
+                } else {
+                    header.command_id.response()
+                };
+                prop_assert_eq!(resp.command_id(), expected);
             }
         }
     }

@@ -818,7 +818,7 @@ impl CustomerSession {
 fn without_tlvs(body: &SubmitSm) -> SubmitSm {
     let mut b = body.clone();
     match body.tlvs.message_payload() {
-        Some(p) if b.short_message.is_empty() && p.len() <= usize::from(u8::MAX) => {
+        Some(p) if b.short_message.is_empty() && p.len() <= smppgw_codec::SHORT_MESSAGE_MAX => {
             b.short_message = p;
             b.tlvs = Tlvs::default();
         }
@@ -887,6 +887,7 @@ pub fn validate_submit(s: &SubmitSm) -> Result<u32, CommandStatus> {
         return Err(CommandStatus::ESME_RINVDCS);
     };
     sar_checked(&s.tlvs)?;
+    once_each(&s.tlvs)?;
     let payload = s.tlvs.message_payload();
     let body: &Bytes = match &payload {
         // 5.3.2.32: message_payload and short_message must not both carry data.
@@ -977,6 +978,24 @@ pub fn times_checked(schedule_delivery_time: &[u8], validity_period: &[u8]) -> R
     }
     if !smppgw_codec::time::is_valid_time(validity_period) {
         return Err(CommandStatus::ESME_RINVEXPIRY);
+    }
+    Ok(())
+}
+
+/// The TLVs that carry or place the text come once: with two message_payloads the gateway
+/// would check and bill the first while a vendor may send the last.
+fn once_each(t: &smppgw_codec::Tlvs) -> Result<(), CommandStatus> {
+    use smppgw_codec::tag;
+    const ONCE: [u16; 4] =
+        [tag::MESSAGE_PAYLOAD, tag::SAR_MSG_REF_NUM, tag::SAR_TOTAL_SEGMENTS, tag::SAR_SEGMENT_SEQNUM];
+    let mut seen = [false; ONCE.len()];
+    for tlv in t.iter() {
+        if let Some(i) = ONCE.iter().position(|&x| x == tlv.tag) {
+            if seen[i] {
+                return Err(CommandStatus::ESME_RINVOPTPARSTREAM);
+            }
+            seen[i] = true;
+        }
     }
     Ok(())
 }
@@ -1090,6 +1109,22 @@ mod tests {
             tlvs: Tlvs::builder().bytes(smppgw_codec::tag::MESSAGE_PAYLOAD, b"hello").build(),
             ..Default::default()
         };
+        // 255 octets do not fit short_message (254 at most): the payload stays, whole.
+        let long = SubmitSm {
+            tlvs: Tlvs::builder().bytes(smppgw_codec::tag::MESSAGE_PAYLOAD, &[b'x'; 255]).build(),
+            ..Default::default()
+        };
+        let kept = without_tlvs(&long);
+        assert_eq!((kept.short_message.len(), kept.tlvs.message_payload().map(|p| p.len())), (0, Some(255)));
+        assert_eq!(
+            without_tlvs(&SubmitSm {
+                tlvs: Tlvs::builder().bytes(smppgw_codec::tag::MESSAGE_PAYLOAD, &[b'x'; 254]).build(),
+                ..Default::default()
+            })
+            .short_message
+            .len(),
+            254
+        );
         for (version, tlvs) in [(0x33u8, false), (0x34, true)] {
             let now = Instant::now();
             let mut s = CustomerSession::new(settings(), now);
@@ -1702,6 +1737,17 @@ mod tests {
                 "SAR reference of one octet",
                 Box::new(|s| s.tlvs = sar(&[7], &[2], &[1])),
                 CommandStatus::ESME_RINVPARLEN,
+            ),
+            (
+                "two message_payloads",
+                Box::new(|s| {
+                    s.short_message = Default::default();
+                    s.tlvs = Tlvs::builder()
+                        .bytes(tag::MESSAGE_PAYLOAD, b"A")
+                        .bytes(tag::MESSAGE_PAYLOAD, b"ABCDE")
+                        .build();
+                }),
+                CommandStatus::ESME_RINVOPTPARSTREAM,
             ),
             (
                 // The operator adds a concatenation header to it: 153 septets remain.
