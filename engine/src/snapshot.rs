@@ -403,6 +403,10 @@ pub struct Snapshot {
     /// added back gets its index again, so the messages stored under it still find their
     /// customer (their receipts, query_sm) and their vendor (its receipts).
     retired_customers: HashMap<Vec<u8>, u32>,
+    /// The bind and receiver counts of removed customers whose sessions are still closing: a
+    /// customer added again takes them up, so that those sessions, closing after it, count down
+    /// what they counted up (and the re-added customer's max_binds holds meanwhile).
+    retired_counts: HashMap<Vec<u8>, (Arc<AtomicU32>, Arc<AtomicU32>)>,
     retired_vendors: HashMap<String, u32>,
 }
 
@@ -433,11 +437,16 @@ impl Snapshot {
         let mut customer_by_id = HashMap::new();
         let mut next_c = prev.map_or(0, |p| p.next_customer.max(p.customers.len() as u32));
         let mut retired_customers = prev.map(|p| p.retired_customers.clone()).unwrap_or_default();
+        let mut retired_counts = prev.map(|p| p.retired_counts.clone()).unwrap_or_default();
         if let Some(p) = prev {
             for c in p.customers.iter().flatten() {
                 retired_customers.insert(c.cfg.system_id.as_bytes().to_vec(), c.idx);
+                retired_counts
+                    .insert(c.cfg.system_id.as_bytes().to_vec(), (c.binds.clone(), c.receivers.clone()));
             }
         }
+        // Counts no session holds any more are the fresh counts a re-added customer starts with.
+        retired_counts.retain(|_, (b, r)| b.load(Ordering::Acquire) > 0 || r.load(Ordering::Acquire) > 0);
         for c in &config.customers {
             let old = prev.and_then(|p| p.customer(c.system_id.as_bytes())).cloned();
             let idx = match (&old, retired_customers.remove(c.system_id.as_bytes())) {
@@ -448,7 +457,11 @@ impl Snapshot {
                     next_c - 1
                 }
             };
-            let rt = customer_rt(idx, c, old.as_deref());
+            let counts = retired_counts.remove(c.system_id.as_bytes());
+            let mut rt = customer_rt(idx, c, old.as_deref());
+            if let (None, Some((binds, receivers))) = (&old, counts) {
+                (rt.binds, rt.receivers) = (binds, receivers);
+            }
             if customers.len() <= idx as usize {
                 customers.resize(idx as usize + 1, None);
             }
@@ -518,6 +531,7 @@ impl Snapshot {
             next_customer: next_c,
             next_vendor: next_v,
             retired_customers,
+            retired_counts,
             retired_vendors,
         }
     }
@@ -697,6 +711,32 @@ mod tests {
         let fifth = Snapshot::build_next(Some(&fourth), cfg, 1);
         assert_eq!(fifth.customer(b"b").unwrap().idx, b, "kept");
         assert!(fifth.customer(b"c").unwrap().idx != b);
+    }
+
+    #[test]
+    fn a_customer_added_back_while_its_old_sessions_close_shares_their_counts() {
+        // A session of a removed customer still closing (an unbind unanswered) counts down, when
+        // it closes, the counters it counted up: the customer added back meanwhile must share
+        // them, or its bind count ends one short and max_binds lets one bind too many in.
+        let mut cfg = Config::default();
+        cfg.customers.push(CustomerConfig::new("a", "x"));
+        cfg.vendors.push(VendorConfig::new("v", "h", 1, "s", "p"));
+        cfg.routes.push(RouteConfig::new("default", &["v"]));
+        let first = Snapshot::build(cfg.clone(), 1);
+        let old = first.customer(b"a").unwrap().clone();
+        old.binds.fetch_add(1, Ordering::AcqRel);
+        let without = Config { customers: Vec::new(), ..cfg.clone() };
+        let second = Snapshot::build_next(Some(&first), without.clone(), 1);
+        let third = Snapshot::build_next(Some(&second), cfg.clone(), 1);
+        let back = third.customer(b"a").unwrap();
+        assert!(Arc::ptr_eq(&back.binds, &old.binds), "the closing session's count");
+        assert_eq!(back.binds.load(Ordering::Acquire), 1);
+        // Once no session holds them, a customer added back starts afresh.
+        old.binds.fetch_sub(1, Ordering::AcqRel);
+        let fourth = Snapshot::build_next(Some(&third), without, 1);
+        let fifth = Snapshot::build_next(Some(&fourth), cfg, 1);
+        assert!(!Arc::ptr_eq(&fifth.customer(b"a").unwrap().binds, &old.binds));
+        assert!(fifth.retired_counts.is_empty(), "nothing kept for counts back at zero");
     }
 
     #[test]
