@@ -799,6 +799,9 @@ async fn core_main(
             for mb in core.retain_vendor_binds(&new) {
                 let _ = mb.push(VendorMsg::Retire);
             }
+            // Binds retired by earlier reloads whose tasks have ended: their task owned the other
+            // handle on their mailbox. Without this every replaced bind stayed here for good.
+            vendor_tasks.retain(|(_, mailbox)| Rc::strong_count(mailbox) > 1);
             spawn_vendor_slots(&core, &io, &new, &mut vendor_tasks);
             core.unbind_removed_customers(&new);
             applied.fetch_max(new.version, Ordering::AcqRel);
