@@ -339,24 +339,14 @@ fn a_customer_that_stops_reading_is_closed_and_the_gateway_serves_on() {
     // shuts) does not hold its session forever: once the gateway's writes stall for the response
     // timeout, that session is closed; everyone else is served.
     use std::io::Write;
-    use std::os::fd::AsRawFd;
     use std::sync::atomic::Ordering;
     let mut cfg = config(&[]);
     cfg.server.response_timeout_ms = 1000;
     let gw = start(cfg);
-    let mut c = Client::connect(gw.local_addr);
+    // A small receive buffer from the handshake on: set later, the window already advertised
+    // lets the kernel take in more, a little at a time, and the gateway's writes keep moving.
+    let mut c = Client::connect_with_rcvbuf(gw.local_addr, 4096);
     assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
-    let small: libc::c_int = 4096;
-    // SAFETY: setsockopt on a socket this test owns, with a pointer to a live c_int.
-    unsafe {
-        libc::setsockopt(
-            c.stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            (&small as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
     assert_eq!(gw.metrics.sessions_bound.load(Ordering::Relaxed), 1);
     // Submits for a destination no route covers: each is answered at once (16 octets), and
     // never read. Answers for a megabyte more than the gateway's socket can buffer (its send

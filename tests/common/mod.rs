@@ -58,6 +58,19 @@ impl Client {
         Client { stream, buf: BytesMut::new(), seq: 0 }
     }
 
+    /// A client whose receive buffer is `rcvbuf` octets from the connect on (the window it
+    /// advertises never exceeds it, as one set after the handshake may).
+    pub fn connect_with_rcvbuf(addr: SocketAddr, rcvbuf: usize) -> Client {
+        let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)
+            .expect("socket");
+        socket.set_recv_buffer_size(rcvbuf).expect("SO_RCVBUF");
+        socket.connect(&addr.into()).expect("connect");
+        let stream: TcpStream = socket.into();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        stream.set_nodelay(true).unwrap();
+        Client { stream, buf: BytesMut::new(), seq: 0 }
+    }
+
     pub fn next_seq(&mut self) -> u32 {
         self.seq += 1;
         self.seq
