@@ -55,9 +55,25 @@ fn connect(target: SocketAddr, i: usize) -> std::io::Result<TcpStream> {
     Ok(sock.into())
 }
 
+/// The gateway's resident memory once it holds still: a node just started may still be
+/// touching its preallocated receipt store (hundreds of MB), which a baseline taken then would
+/// put on the binds. Waits until two readings a second apart agree within 1 MiB, at most 30 s.
+fn settled_rss_kib(pid: u32) -> u64 {
+    let mut last = rss_kib(pid);
+    for _ in 0..30 {
+        std::thread::sleep(Duration::from_secs(1));
+        let now = rss_kib(pid);
+        if now.abs_diff(last) <= 1024 {
+            return now;
+        }
+        last = now;
+    }
+    last
+}
+
 fn main() {
     let a = Args::parse();
-    let before = rss_kib(a.pid);
+    let before = settled_rss_kib(a.pid);
     let t0 = Instant::now();
     let mut conns = Vec::with_capacity(a.count);
     let bind_for = |i: usize| {
