@@ -2345,16 +2345,15 @@ mod tests {
                 // Far more than the socket buffers hold.
                 let big = vec![0u8; 64 << 20];
                 let mut held = Vec::new();
-                let started = Instant::now();
                 let r = write_unless_aborted(&mut stream, &big, &mailbox, &mut held).await;
-                (r, held.len(), started.elapsed())
+                (r, held.len())
             })
             .expect("executor");
-        let (r, held, took) = ex.join().expect("joined");
+        let (r, held) = ex.join().expect("joined");
         drop(vendor.join());
         assert_eq!(r, Written::Aborted);
+        // Ended by the abort (Aborted), not by the write timeout (Failed).
         assert_eq!(held, 2, "the mail taken meanwhile is kept");
-        assert!(took < Duration::from_secs(2), "{took:?}");
     }
 
     #[test]
