@@ -381,6 +381,48 @@ fn a_customer_that_stops_reading_is_closed_and_the_gateway_serves_on() {
 }
 
 #[test]
+fn a_reloaded_response_timeout_applies_to_the_write_stall_of_a_session_already_open() {
+    // Goal: a session bound under a 60 s response timeout, reloaded to 1 s, that stops reading
+    // is closed once its writes stall for the new timeout, not the old one.
+    use std::io::Write;
+    use std::sync::atomic::Ordering;
+    let mut cfg = config(&[]);
+    cfg.server.response_timeout_ms = 60_000;
+    let gw = start(cfg.clone());
+    let mut c = Client::connect_with_rcvbuf(gw.local_addr, 4096);
+    assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
+    cfg.server.response_timeout_ms = 1000;
+    let version = gw.control().reload(cfg).unwrap();
+    assert!(wait_for(Duration::from_secs(10), || gw.control().applied_everywhere(version)));
+    // The session sees the new settings when it next wakes: an enquire_link does that.
+    c.send(&Pdu::new(1, Body::EnquireLink));
+    assert_eq!(c.recv_resp(1).command_id(), CommandId::ENQUIRE_LINK_RESP);
+    let wmem_max: usize = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(2).and_then(|n| n.parse().ok()))
+        .unwrap_or(4 << 20);
+    let answers = ((wmem_max + (1 << 20)) / 16) as u32;
+    let (_, mut p) = c.submit_pdu("1", "");
+    let mut flood = bytes::BytesMut::new();
+    for i in 0..answers {
+        p.sequence_number = i + 2;
+        p.encode(&mut flood);
+    }
+    let mut writer = c.stream.try_clone().unwrap();
+    writer.set_write_timeout(Some(Duration::from_secs(30))).unwrap();
+    let flooder = std::thread::spawn(move || {
+        let _ = writer.write_all(&flood);
+    });
+    assert!(
+        wait_for(Duration::from_secs(25), || gw.metrics.sessions_bound.load(Ordering::Relaxed) == 0),
+        "closed after the reloaded 1 s, well before the 60 s it was bound under"
+    );
+    flooder.join().unwrap();
+    gw.shutdown();
+    gw.join();
+}
+
+#[test]
 fn a_submit_read_with_broken_framing_behind_it_is_answered_before_the_session_closes() {
     // Goal: a customer whose write carries a submit and then bytes that cannot be framed gets
     // the submit's response (the vendor has the message) before the session is closed; the

@@ -1411,9 +1411,12 @@ async fn customer_session(core: Rc<Core>, io: Rc<CoreIo>, mut stream: TcpStream,
             let snap = core.snap();
             if snap.version != version {
                 version = snap.version;
-                // The server's session settings apply to the sessions already open too.
+                // The server's session settings apply to the sessions already open too, the
+                // write-stall timeout (from the response timeout) included.
                 d.machine.set_server_settings(customer_settings(&snap));
                 d.pending_timeout = pending_timeout(&snap);
+                let stall = u64::from(snap.config.server.response_timeout_ms).max(limits::WRITE_STALL_MIN_MS);
+                let _ = stream.set_write_timeout(Some(Duration::from_millis(stall)));
                 let max = snap.config.server.max_command_length;
                 decoder = Decoder::new(if d.customer.is_some() {
                     max
@@ -1775,6 +1778,8 @@ pub async fn vendor_slot(
                     let fresh = vendor_settings(&nv.cfg, kind);
                     rate.set_ceiling(per_bind_pace(&nv.cfg));
                     machine.set_timing(fresh.response_timeout, fresh.enquire_link_interval);
+                    let stall = u64::from(nv.cfg.response_timeout_ms).max(limits::WRITE_STALL_MIN_MS);
+                    let _ = stream.set_write_timeout(Some(Duration::from_millis(stall)));
                     lease = nv.lease.clone();
                 }
             }
