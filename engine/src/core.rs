@@ -75,6 +75,11 @@ pub const NO_VENDOR_HOLD_MS: u64 = 1_000;
 /// Messages waiting so, per core; beyond it they are answered at once.
 pub const NO_VENDOR_HOLD_MAX: usize = 10_000;
 
+/// Messages a second per bind below which a paced vendor's work is spread over all its binds by
+/// load (a burst queued on one bind at such a pace would wait seconds); above it, this core's
+/// bind first, as for unpaced vendors.
+pub const SLOW_PACE_PER_BIND: u64 = 1_000;
+
 /// `Job::route` of a job not routed yet.
 pub const NOT_ROUTED: u32 = u32::MAX;
 
@@ -1203,9 +1208,26 @@ impl Core {
     /// own core with every message, so reading them costs a cache miss), or when ours is paced
     /// (the vendor's `throughput`) and would hold the job for its pace while another slot, no
     /// busier, can send it now. Without that, a customer that waits for each answer would get
-    /// one bind's share of a paced vendor's throughput.
+    /// one bind's share of a paced vendor's throughput. A slowly paced vendor's work is spread
+    /// over all its binds by load.
     fn best_slot<'a>(&self, vendor: &'a VendorRt, fill: Fill) -> Option<&'a Arc<BindSlot>> {
         let cores = self.cores();
+        let per_bind = u64::from(vendor.cfg.throughput) / (vendor.slots.len().max(1) as u64);
+        if vendor.cfg.throughput > 0 && per_bind < SLOW_PACE_PER_BIND {
+            // Each bind sends only its share of the vendor's rate, so a burst routed before the
+            // local bind has sent (and said when it sends next) would all queue there at that
+            // share while the others idle, for seconds at these paces. At them the cross-core
+            // hop costs nothing that matters: the least loaded bind of all, one that can send
+            // now among equals, this core's first.
+            let now = unix_now_ms();
+            return vendor
+                .slots_on(self.idx, cores)
+                .chain(vendor.slots_off(self.idx, cores))
+                .filter(|s| s.available(fill))
+                .min_by_key(|s| {
+                    (s.load.load(Ordering::Relaxed), s.next_send_ms.load(Ordering::Relaxed) > now)
+                });
+        }
         let Some(local) = least_loaded(vendor.slots_on(self.idx, cores), fill) else {
             return least_loaded(vendor.slots_off(self.idx, cores), fill);
         };

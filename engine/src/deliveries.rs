@@ -300,6 +300,17 @@ impl Dispatcher {
                 q.requeue(d);
             }
         }
+        self.keep_bound(customer);
+    }
+
+    /// Deliveries put back (a session gone, one that could not take them) count against the
+    /// customer's bound as new ones do: past it, the oldest go and are counted.
+    fn keep_bound(&mut self, customer: u32) {
+        let Some(q) = self.customers.get_mut(&customer) else { return };
+        let cap = if q.sessions.is_empty() { self.queue_max } else { self.queue_max * BOUND_QUEUE_FACTOR };
+        while q.held() > cap && q.drop_oldest() {
+            self.dropped += 1;
+        }
     }
 
     /// At exit, once the sessions had their time to answer: every receiving session here counts
@@ -345,7 +356,10 @@ impl Dispatcher {
         }
         match answer {
             Answer::Ok => {}
-            Answer::NotSent => q.requeue(d),
+            Answer::NotSent => {
+                q.requeue(d);
+                self.keep_bound(customer);
+            }
             Answer::Rejected => self.given_up += 1,
             Answer::Failed | Answer::Throttled => {
                 // Copies the delivery only if its session still holds the other reference.
@@ -1048,6 +1062,29 @@ mod tests {
         // A late answer from a session that was ended changes nothing.
         x.ack(1, out[0].1.token, out[0].0, Answer::Ok, t());
         assert_eq!(x.queued_total(), 0);
+    }
+
+    #[test]
+    fn deliveries_put_back_count_against_the_bound() {
+        // Two receiving sessions, the queue at its bound of 2 x 8 with 4 in flight: one session
+        // goes, its deliveries come back, and with one session left the queue stays within the
+        // bound, the oldest dropped and counted.
+        let mut x = Dispatcher::new(2, 0);
+        x.session_up(1, S1);
+        x.session_up(1, S2);
+        for n in 0..4 {
+            x.push(d(1, n));
+        }
+        let mut out = Vec::new();
+        x.next(t(), &mut out);
+        assert_eq!(out.len(), 4);
+        for n in 4..20 {
+            x.push(d(1, n));
+        }
+        assert_eq!(x.queued(1), 16);
+        x.session_down(1, S1);
+        assert_eq!(x.queued(1), 16, "2 came back, the 2 oldest went");
+        assert_eq!(x.dropped, 2);
     }
 
     #[test]

@@ -1960,7 +1960,16 @@ pub async fn vendor_slot(
             slot_rt.slowed.store(slowed, Ordering::Relaxed);
             // While slowed, take only what the pace can send within about 100 ms (and nothing while
             // the next send is further off), so work goes to other vendors instead of queueing.
-            let cap = if !slowed {
+            // A bind the vendor lost takes nothing more (it closes once its last answer is in),
+            // and what waits at it goes elsewhere now, not after that answer or its timeout.
+            let lost = machine.is_lost();
+            if lost && !queue.is_empty() {
+                slot_rt.effective_capacity.store(0, Ordering::Relaxed);
+                send_elsewhere(&core, &slot_rt, &mut queue);
+            }
+            let cap = if lost {
+                0
+            } else if !slowed {
                 slot_rt.capacity
             } else if rate.ready_at(io.nanos(now)).is_none() {
                 ((rate.current() / 10.0) as u32).clamp(1, slot_rt.capacity)

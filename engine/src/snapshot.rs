@@ -564,7 +564,8 @@ impl Snapshot {
     /// The customer that owns `dest` for MO (longest number range prefix).
     pub fn mo_owner(&self, dest: &[u8]) -> Option<u32> {
         let dest = strip_plus(dest);
-        (1..=dest.len().min(self.mo_longest)).rev().find_map(|l| self.mo_ranges.get(&dest[..l]).copied())
+        // From the whole number down to the empty range, which covers every number.
+        (0..=dest.len().min(self.mo_longest)).rev().find_map(|l| self.mo_ranges.get(&dest[..l]).copied())
     }
 
     /// The customer with this system_id.
@@ -737,6 +738,26 @@ mod tests {
         let fifth = Snapshot::build_next(Some(&fourth), cfg, 1);
         assert!(!Arc::ptr_eq(&fifth.customer(b"a").unwrap().binds, &old.binds));
         assert!(fifth.retired_counts.is_empty(), "nothing kept for counts back at zero");
+    }
+
+    #[test]
+    fn an_empty_number_range_takes_the_mo_no_longer_range_covers() {
+        // check-config says "" matches every number: it did not (the lookup began at one digit),
+        // and every MO for that customer was dropped as unroutable.
+        let mut cfg = Config::default();
+        let mut all = CustomerConfig::new("all", "x");
+        all.number_ranges = vec![String::new()];
+        let mut uk = CustomerConfig::new("uk", "x");
+        uk.number_ranges = vec!["+44".into()];
+        cfg.customers.push(all);
+        cfg.customers.push(uk);
+        cfg.vendors.push(VendorConfig::new("v", "h", 1, "s", "p"));
+        cfg.routes.push(RouteConfig::new("default", &["v"]));
+        let snap = Snapshot::build(cfg, 1);
+        let (all, uk) = (snap.customer(b"all").unwrap().idx, snap.customer(b"uk").unwrap().idx);
+        assert_eq!(snap.mo_owner(b"15551230000"), Some(all));
+        assert_eq!(snap.mo_owner(b"+447700900123"), Some(uk), "the longer range first");
+        assert_eq!(snap.mo_owner(b""), Some(all));
     }
 
     #[test]

@@ -170,6 +170,12 @@ impl<J> VendorSession<J> {
     }
 
     /// Whether another submit fits in the window.
+    /// The vendor said it lost our session (ESME_RINVBNDSTS): nothing more is sent on this
+    /// bind, which closes once nothing is in flight.
+    pub fn is_lost(&self) -> bool {
+        self.lost
+    }
+
     pub fn has_room(&self) -> bool {
         self.is_bound()
             && !self.lost
@@ -208,7 +214,7 @@ impl<J> VendorSession<J> {
         out: &mut BytesMut,
         encode: impl FnOnce(u32, &mut BytesMut),
     ) -> Result<(), J> {
-        if !self.is_bound() || self.settings.kind == VendorBindKind::Receiver {
+        if !self.is_bound() || self.lost || self.settings.kind == VendorBindKind::Receiver {
             return Err(job);
         }
         let mut seq = self.next_sequence();
@@ -248,11 +254,17 @@ impl<J> VendorSession<J> {
                     };
                     events.push(VendorEvent::Done { job, outcome });
                 }
+                self.lost_bind(status, events);
             }
             Body::GenericNack => {
                 if let Some((job, _)) = self.inflight.remove(&seq) {
-                    let st = if status.is_ok() { CommandStatus::ESME_RSYSERR } else { status };
-                    events.push(VendorEvent::Done { job, outcome: Outcome::Refused(st) });
+                    // The vendor could not take our PDU (4.3: its length or command): nothing
+                    // the customer can fix, and another vendor may take the message. A system
+                    // error passes it on, and is what the customer gets when none does.
+                    events.push(VendorEvent::Done {
+                        job,
+                        outcome: Outcome::Refused(CommandStatus::ESME_RSYSERR),
+                    });
                     self.lost_bind(status, events);
                 } else if let State::BindSent { seq: s, .. } = self.state
                     && s == seq
@@ -261,12 +273,19 @@ impl<J> VendorSession<J> {
                     events.push(VendorEvent::BindFailed(status));
                     events.push(VendorEvent::Close);
                 } else if self.enquire_sent.is_some() && seq == self.enquire_seq {
-                    // An SMSC that does not know enquire_link still answered it: it is alive.
+                    // An SMSC that does not know enquire_link still answered it: it is alive,
+                    // unless it says it lost our session.
                     self.enquire_sent = None;
+                    self.lost_bind(status, events);
                 }
             }
             Body::EnquireLink => Pdu::new(seq, Body::EnquireLinkResp).encode(out),
-            Body::EnquireLinkResp => self.enquire_sent = None,
+            Body::EnquireLinkResp => {
+                self.enquire_sent = None;
+                // The vendor lost our session but keeps the connection: a receiver bind (or an
+                // idle one) learns it only here, and would otherwise wait for ever.
+                self.lost_bind(status, events);
+            }
             Body::DeliverSm(d) => {
                 Pdu::new(seq, Body::DeliverSmResp(MessageIdResp::default())).encode(out);
                 events.push(VendorEvent::Deliver(d));
@@ -678,6 +697,54 @@ mod tests {
         let err = with_junk_body(0x8000_0004, CommandStatus::ESME_RINVBNDSTS.0, sent[0].sequence_number);
         s.on_decode_error(&err, now, &mut out, &mut ev);
         assert!(ev.iter().any(|e| matches!(e, VendorEvent::Close)), "lost and closed: {ev:?}");
+    }
+
+    #[test]
+    fn a_vendor_that_answers_a_keepalive_with_not_bound_has_its_bind_made_again() {
+        // Goal: a receiver bind sends no submits: an SMSC that lost our session but keeps the
+        // connection tells it only in its enquire_link_resp (or a generic_nack to it). The bind
+        // closes, to be made again, instead of staying "bound" with no receipts coming for ever.
+        for answer in [Body::EnquireLinkResp, Body::GenericNack] {
+            let (mut s, now, mut out) = bound();
+            let _ = pdus(&mut out);
+            let mut ev = Vec::new();
+            s.on_tick(now + Duration::from_secs(31), &mut out, &mut ev);
+            let enquire = pdus(&mut out).into_iter().find(|p| p.command_id() == CommandId::ENQUIRE_LINK);
+            let seq = enquire.expect("an enquire_link after the interval").sequence_number;
+            s.on_pdu(Pdu::with_status(seq, CommandStatus::ESME_RINVBNDSTS, answer), now, &mut out, &mut ev);
+            assert!(ev.iter().any(|e| matches!(e, VendorEvent::Close)), "closed: {ev:?}");
+            assert!(!s.is_bound());
+        }
+        // An ordinary answer keeps it.
+        let (mut s, now, mut out) = bound();
+        let _ = pdus(&mut out);
+        let mut ev = Vec::new();
+        s.on_tick(now + Duration::from_secs(31), &mut out, &mut ev);
+        let seq = pdus(&mut out)[0].sequence_number;
+        s.on_pdu(Pdu::new(seq, Body::EnquireLinkResp), now, &mut out, &mut ev);
+        assert!(s.is_bound());
+    }
+
+    #[test]
+    fn a_generic_nack_to_a_submit_is_a_system_error_passed_to_another_vendor() {
+        // Goal: the vendor could not take our PDU (generic_nack ESME_RINVCMDLEN): that is not
+        // the customer's to fix, so it is ESME_RSYSERR (temporary: the next vendor of the route
+        // is tried), never the framing status a client would take as its own malformed PDU.
+        let (mut s, now, mut out) = bound();
+        s.submit((1, msg()), now, &mut out, |j| &j.1).unwrap();
+        let seq = pdus(&mut out)[0].sequence_number;
+        let mut ev = Vec::new();
+        s.on_pdu(
+            Pdu::with_status(seq, CommandStatus::ESME_RINVCMDLEN, Body::GenericNack),
+            now,
+            &mut out,
+            &mut ev,
+        );
+        assert!(matches!(
+            &ev[..],
+            [VendorEvent::Done { job: (1, _), outcome: Outcome::Refused(CommandStatus::ESME_RSYSERR) }]
+        ));
+        assert!(CommandStatus::ESME_RSYSERR.is_temporary(), "passed over to the next vendor");
     }
 
     #[test]
