@@ -333,12 +333,35 @@ fn an_idle_customer_gets_enquire_link_and_is_closed_when_it_never_answers() {
     gw.join();
 }
 
+/// Submits for a destination no route covers, sequence numbers from `first`, written by a thread
+/// (for at most `patience`) while nobody reads: each is answered at once (16 octets), and the
+/// answers come to a megabyte more than the gateway's socket can buffer (its send buffer grows to
+/// tcp_wmem's largest, 4 MB by default) on top of the client's small receive buffer.
+fn flood_without_reading(c: &mut Client, first: u32, patience: Duration) -> std::thread::JoinHandle<()> {
+    use std::io::Write;
+    let wmem_max: usize = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(2).and_then(|n| n.parse().ok()))
+        .unwrap_or(4 << 20);
+    let answers = ((wmem_max + (1 << 20)) / 16) as u32;
+    let (_, mut p) = c.submit_pdu("1", "");
+    let mut flood = bytes::BytesMut::new();
+    for i in 0..answers {
+        p.sequence_number = first + i;
+        p.encode(&mut flood);
+    }
+    let mut writer = c.stream.try_clone().unwrap();
+    writer.set_write_timeout(Some(patience)).unwrap();
+    std::thread::spawn(move || {
+        let _ = writer.write_all(&flood);
+    })
+}
+
 #[test]
 fn a_customer_that_stops_reading_is_closed_and_the_gateway_serves_on() {
     // Goal: a customer that keeps submitting but never reads its responses (its TCP window
     // shuts) does not hold its session forever: once the gateway's writes stall for the response
     // timeout, that session is closed; everyone else is served.
-    use std::io::Write;
     use std::sync::atomic::Ordering;
     let mut cfg = config(&[]);
     cfg.server.response_timeout_ms = 1000;
@@ -348,25 +371,7 @@ fn a_customer_that_stops_reading_is_closed_and_the_gateway_serves_on() {
     let mut c = Client::connect_with_rcvbuf(gw.local_addr, 4096);
     assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
     assert_eq!(gw.metrics.sessions_bound.load(Ordering::Relaxed), 1);
-    // Submits for a destination no route covers: each is answered at once (16 octets), and
-    // never read. Answers for a megabyte more than the gateway's socket can buffer (its send
-    // buffer grows to tcp_wmem's largest, 4 MB by default) on top of this one's 4 KiB.
-    let wmem_max: usize = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(2).and_then(|n| n.parse().ok()))
-        .unwrap_or(4 << 20);
-    let answers = ((wmem_max + (1 << 20)) / 16) as u32;
-    let (_, mut p) = c.submit_pdu("1", "");
-    let mut flood = bytes::BytesMut::new();
-    for i in 0..answers {
-        p.sequence_number = i + 1;
-        p.encode(&mut flood);
-    }
-    let mut writer = c.stream.try_clone().unwrap();
-    writer.set_write_timeout(Some(Duration::from_secs(20))).unwrap();
-    let flooder = std::thread::spawn(move || {
-        let _ = writer.write_all(&flood);
-    });
+    let flooder = flood_without_reading(&mut c, 1, Duration::from_secs(20));
     assert!(
         wait_for(Duration::from_secs(20), || gw.metrics.sessions_bound.load(Ordering::Relaxed) == 0),
         "the session that stopped reading was closed"
@@ -384,7 +389,6 @@ fn a_customer_that_stops_reading_is_closed_and_the_gateway_serves_on() {
 fn a_reloaded_response_timeout_applies_to_the_write_stall_of_a_session_already_open() {
     // Goal: a session bound under a 60 s response timeout, reloaded to 1 s, that stops reading
     // is closed once its writes stall for the new timeout, not the old one.
-    use std::io::Write;
     use std::sync::atomic::Ordering;
     let mut cfg = config(&[]);
     cfg.server.response_timeout_ms = 60_000;
@@ -397,22 +401,7 @@ fn a_reloaded_response_timeout_applies_to_the_write_stall_of_a_session_already_o
     // The session sees the new settings when it next wakes: an enquire_link does that.
     c.send(&Pdu::new(1, Body::EnquireLink));
     assert_eq!(c.recv_resp(1).command_id(), CommandId::ENQUIRE_LINK_RESP);
-    let wmem_max: usize = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(2).and_then(|n| n.parse().ok()))
-        .unwrap_or(4 << 20);
-    let answers = ((wmem_max + (1 << 20)) / 16) as u32;
-    let (_, mut p) = c.submit_pdu("1", "");
-    let mut flood = bytes::BytesMut::new();
-    for i in 0..answers {
-        p.sequence_number = i + 2;
-        p.encode(&mut flood);
-    }
-    let mut writer = c.stream.try_clone().unwrap();
-    writer.set_write_timeout(Some(Duration::from_secs(30))).unwrap();
-    let flooder = std::thread::spawn(move || {
-        let _ = writer.write_all(&flood);
-    });
+    let flooder = flood_without_reading(&mut c, 2, Duration::from_secs(30));
     assert!(
         wait_for(Duration::from_secs(25), || gw.metrics.sessions_bound.load(Ordering::Relaxed) == 0),
         "closed after the reloaded 1 s, well before the 60 s it was bound under"
