@@ -176,6 +176,12 @@ impl CustomerQueue {
         }
     }
 
+    /// How many it may hold: `queue_max` while it has no receiving session, more while one
+    /// drains it ([`BOUND_QUEUE_FACTOR`]).
+    fn cap(&self, queue_max: usize) -> usize {
+        if self.sessions.is_empty() { queue_max } else { queue_max * BOUND_QUEUE_FACTOR }
+    }
+
     fn held(&self) -> usize {
         self.queue.len() + self.waiting.len()
     }
@@ -254,7 +260,7 @@ impl Dispatcher {
             Arc::make_mut(&mut d).token = self.next_token;
         }
         let q = self.customers.entry(d.customer).or_default();
-        let cap = if q.sessions.is_empty() { self.queue_max } else { self.queue_max * BOUND_QUEUE_FACTOR };
+        let cap = q.cap(self.queue_max);
         while q.held() >= cap && q.drop_oldest() {
             self.dropped += 1;
         }
@@ -307,7 +313,7 @@ impl Dispatcher {
     /// customer's bound as new ones do: past it, the oldest go and are counted.
     fn keep_bound(&mut self, customer: u32) {
         let Some(q) = self.customers.get_mut(&customer) else { return };
-        let cap = if q.sessions.is_empty() { self.queue_max } else { self.queue_max * BOUND_QUEUE_FACTOR };
+        let cap = q.cap(self.queue_max);
         while q.held() > cap && q.drop_oldest() {
             self.dropped += 1;
         }

@@ -52,7 +52,9 @@ mod tests {
         assert_eq!(got.soft, got.hard);
         let mut cfg = crate::config::Config::default();
         cfg.server.max_binds = 10_000;
-        let vendors: u64 = cfg.vendors.iter().map(|v| u64::from(v.binds)).sum();
-        assert_eq!(needed(&cfg), 10_000 + vendors + FD_OVERHEAD);
+        let mut v = crate::config::VendorConfig::new("v", "h", 1, "s", "p");
+        v.binds = 4;
+        cfg.vendors = vec![v.clone(), v];
+        assert_eq!(needed(&cfg), 10_000 + 8 + 512);
     }
 }

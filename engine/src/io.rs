@@ -1353,12 +1353,18 @@ pub(crate) fn smpp_time(unix: u64) -> Bytes {
     ))
 }
 
+/// A write that makes no progress for the response timeout (at least
+/// [`limits::WRITE_STALL_MIN_MS`]) fails: the peer stopped reading, and its session is closed.
+fn set_write_stall(stream: &TcpStream, response_timeout_ms: u32) {
+    let stall = u64::from(response_timeout_ms).max(limits::WRITE_STALL_MIN_MS);
+    let _ = stream.set_write_timeout(Some(Duration::from_millis(stall)));
+}
+
 async fn customer_session(core: Rc<Core>, io: Rc<CoreIo>, mut stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
     core.metrics.sessions.fetch_add(1, Ordering::Relaxed);
     let snap = core.snapshot();
-    let stall = u64::from(snap.config.server.response_timeout_ms).max(limits::WRITE_STALL_MIN_MS);
-    let _ = stream.set_write_timeout(Some(Duration::from_millis(stall)));
+    set_write_stall(&stream, snap.config.server.response_timeout_ms);
     let mailbox = Rc::new(Mailbox::new(limits::WINDOW_MAX as usize + limits::CUSTOMER_MAILBOX_MAX));
     let (slot, generation) = core.add_session(mailbox.clone());
     let now = Instant::now();
@@ -1415,8 +1421,7 @@ async fn customer_session(core: Rc<Core>, io: Rc<CoreIo>, mut stream: TcpStream,
                 // write-stall timeout (from the response timeout) included.
                 d.machine.set_server_settings(customer_settings(&snap));
                 d.pending_timeout = pending_timeout(&snap);
-                let stall = u64::from(snap.config.server.response_timeout_ms).max(limits::WRITE_STALL_MIN_MS);
-                let _ = stream.set_write_timeout(Some(Duration::from_millis(stall)));
+                set_write_stall(&stream, snap.config.server.response_timeout_ms);
                 let max = snap.config.server.max_command_length;
                 decoder = Decoder::new(if d.customer.is_some() {
                     max
@@ -1738,8 +1743,7 @@ pub async fn vendor_slot(
             }
         };
         let _ = stream.set_nodelay(true);
-        let stall = u64::from(cfg.response_timeout_ms).max(limits::WRITE_STALL_MIN_MS);
-        let _ = stream.set_write_timeout(Some(Duration::from_millis(stall)));
+        set_write_stall(&stream, cfg.response_timeout_ms);
         let kind = match (role, cfg.bind_type) {
             (SlotBind::Receiver, _) => VendorBindKind::Receiver,
             (
@@ -1778,8 +1782,7 @@ pub async fn vendor_slot(
                     let fresh = vendor_settings(&nv.cfg, kind);
                     rate.set_ceiling(per_bind_pace(&nv.cfg));
                     machine.set_timing(fresh.response_timeout, fresh.enquire_link_interval);
-                    let stall = u64::from(nv.cfg.response_timeout_ms).max(limits::WRITE_STALL_MIN_MS);
-                    let _ = stream.set_write_timeout(Some(Duration::from_millis(stall)));
+                    set_write_stall(&stream, nv.cfg.response_timeout_ms);
                     lease = nv.lease.clone();
                 }
             }
