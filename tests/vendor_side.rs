@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use common::{Client, config, sim, wait_for};
+use smppgw_codec::receipt::MessageState;
 use smppgw_codec::{Body, CommandStatus, Decoder, Pdu, SubmitSm};
 
 /// One connection to the fake SMSC.
@@ -460,8 +461,15 @@ fn an_intermediate_notification_reaches_the_customer_as_one_and_the_final_receip
         }
     });
     let (gw, mut c) = one_bind_gateway(addr);
-    let (st, id) = c.submit_dlr("15557774444", "steps");
-    assert_eq!(st, CommandStatus::ESME_ROK);
+    let (seq, mut p) = c.submit_pdu("15557774444", "steps");
+    if let Body::SubmitSm(s) = &mut p.body {
+        s.registered_delivery = 0x11; // the final receipt and intermediate notifications
+    }
+    c.send(&p);
+    let r = c.recv_resp(seq);
+    assert_eq!(r.command_status, CommandStatus::ESME_ROK);
+    let Body::SubmitSmResp(m) = r.body else { panic!("submit_sm_resp: {r:?}") };
+    let id = String::from_utf8_lossy(&m.message_id).into_owned();
     let mut got = Vec::new();
     for _ in 0..2 {
         let p = c.recv_deliver();
@@ -476,6 +484,127 @@ fn an_intermediate_notification_reaches_the_customer_as_one_and_the_final_receip
         vec![(id.clone(), 0x20, MessageState::Enroute), (id, 0x04, MessageState::Delivered)],
         "the notification, then the receipt"
     );
+    assert_eq!(c.unbind(), CommandStatus::ESME_ROK);
+    gw.shutdown();
+    gw.join();
+}
+
+/// Every receipt and notification the gateway delivers to `c` until it has been quiet for
+/// `quiet` (each answered): (our id, esm_class, state), sorted; and the submit_sm_resps read
+/// meanwhile, by sequence number.
+fn deliveries_until_quiet(
+    c: &mut Client,
+    quiet: Duration,
+) -> (Vec<(String, u8, MessageState)>, Vec<(u32, Pdu)>) {
+    c.stream.set_read_timeout(Some(quiet)).unwrap();
+    let (mut got, mut resps) = (Vec::new(), Vec::new());
+    while let Some(p) = c.try_recv() {
+        match &p.body {
+            Body::DeliverSm(d) => {
+                let esm = d.esm_class;
+                let (id, r) = common::receipt_of(&p);
+                got.push((id, esm, r.stat));
+                c.answer(&p, CommandStatus::ESME_ROK);
+            }
+            Body::EnquireLink => c.send(&Pdu::new(p.sequence_number, Body::EnquireLinkResp)),
+            Body::SubmitSmResp(_) => resps.push((p.sequence_number, p)),
+            _ => {}
+        }
+    }
+    c.stream.set_read_timeout(None).unwrap();
+    got.sort_by_key(|(id, esm, state)| (id.clone(), *esm, state.as_u8()));
+    resps.sort_by_key(|(seq, _)| *seq);
+    (got, resps)
+}
+
+#[test]
+fn receipts_reach_the_customer_as_its_registered_delivery_asks() {
+    // Goal: the vendor sends an intermediate notification and a final receipt for every
+    // message; the customer gets what each submit's registered_delivery asked for: 0x10 the
+    // notification only (it used to get nothing), 0x02 the final receipt of a failure only (it
+    // used to get a DELIVRD one too), 0x11 both, 0 none.
+    let (addr, _seen) = fake_smsc(|_, mut c| {
+        accept_bind(&mut c);
+        let mut n = 0;
+        serve(&mut c, |c, p| {
+            if let Body::SubmitSm(s) = &p.body {
+                n += 1;
+                let id = format!("R{n}");
+                let fin = if s.dest.addr.ends_with(b"2") { "UNDELIV" } else { "DELIVRD" };
+                c.send(&accepted_as(&p, &id));
+                c.send(&vendor_receipt(100 + 2 * n, 0x20, &id, "ENROUTE"));
+                c.send(&vendor_receipt(101 + 2 * n, 0x04, &id, fin));
+            }
+        });
+    });
+    let (gw, mut c) = one_bind_gateway(addr);
+    // Sent at once, and the answers read with the receipts (a receipt may come before the next
+    // submit's answer).
+    let asks = [
+        ("15550000001", 0x10),
+        ("15550000011", 0x02),
+        ("15550000012", 0x02),
+        ("15550000021", 0x11),
+        ("15550000031", 0),
+    ];
+    for (dest, rd) in asks {
+        let (_, mut p) = c.submit_pdu(dest, "asks");
+        if let Body::SubmitSm(s) = &mut p.body {
+            s.registered_delivery = rd;
+        }
+        c.send(&p);
+    }
+    let (got, resps) = deliveries_until_quiet(&mut c, Duration::from_millis(1_500));
+    let ids: Vec<String> = resps
+        .iter()
+        .map(|(_, r)| {
+            assert_eq!(r.command_status, CommandStatus::ESME_ROK);
+            let Body::SubmitSmResp(m) = &r.body else { unreachable!() };
+            String::from_utf8_lossy(&m.message_id).into_owned()
+        })
+        .collect();
+    assert_eq!(ids.len(), asks.len(), "every submit answered");
+    let mut want = vec![
+        (ids[0].clone(), 0x20, MessageState::Enroute),
+        (ids[2].clone(), 0x04, MessageState::Undeliverable),
+        (ids[3].clone(), 0x20, MessageState::Enroute),
+        (ids[3].clone(), 0x04, MessageState::Delivered),
+    ];
+    want.sort_by_key(|(id, esm, state)| (id.clone(), *esm, state.as_u8()));
+    assert_eq!(got, want);
+    assert_eq!(c.unbind(), CommandStatus::ESME_ROK);
+    gw.shutdown();
+    gw.join();
+}
+
+#[test]
+fn a_vendors_deleted_receipt_after_a_cancel_reaches_the_customer_once() {
+    // Goal: after a cancel_sm the vendor accepted, its DELETED receipt reaches the customer,
+    // and a repeat of it (the vendor missed our deliver_sm_resp) does not: the DELETED the
+    // cancel set let every repeat through.
+    let (addr, _seen) = fake_smsc(|_, mut c| {
+        accept_bind(&mut c);
+        serve(&mut c, |c, p| match p.body {
+            Body::SubmitSm(_) => c.send(&accepted_as(&p, "X1")),
+            Body::CancelSm(_) => {
+                c.send(&Pdu::new(p.sequence_number, Body::CancelSmResp));
+                c.send(&vendor_receipt(40, 0x04, "X1", "DELETED"));
+                c.send(&vendor_receipt(41, 0x04, "X1", "DELETED"));
+            }
+            _ => {}
+        });
+    });
+    let (gw, mut c) = one_bind_gateway(addr);
+    let (st, id) = c.submit_dlr("15557779999", "to cancel");
+    assert_eq!(st, CommandStatus::ESME_ROK);
+    // The record is stored just after the answer: the cancel may have to wait for it.
+    assert!(wait_for(Duration::from_secs(5), || {
+        let seq = c.next_seq();
+        c.send(&cancel_pdu(seq, &id, "15557779999"));
+        c.recv_resp(seq).command_status == CommandStatus::ESME_ROK
+    }));
+    let (got, _) = deliveries_until_quiet(&mut c, Duration::from_millis(1_500));
+    assert_eq!(got, vec![(id, 0x04, MessageState::Deleted)]);
     assert_eq!(c.unbind(), CommandStatus::ESME_ROK);
     gw.shutdown();
     gw.join();
@@ -677,11 +806,12 @@ fn an_earlier_part_keeps_its_final_state_and_error_after_a_late_intermediate_for
         let Body::SubmitSmResp(m) = r.body else { panic!("submit_sm_resp: {r:?}") };
         ids.push(String::from_utf8_lossy(&m.message_id).into_owned());
     }
-    // The final receipts (part 2's own, part 1's derived), then the intermediate for part 2.
-    for _ in 0..3 {
-        let p = c.recv_deliver();
-        c.answer(&p, CommandStatus::ESME_ROK);
-    }
+    // The final receipts (part 2's own, part 1's derived); the late intermediate for part 2
+    // is not delivered after them.
+    let (got, _) = deliveries_until_quiet(&mut c, Duration::from_millis(1_000));
+    let mut want = vec![(ids[0].as_str(), 0x04), (ids[1].as_str(), 0x04)];
+    want.sort();
+    assert_eq!(got.iter().map(|(id, esm, _)| (id.as_str(), *esm)).collect::<Vec<_>>(), want, "{got:?}");
     let query = |c: &mut Client, id: &str| {
         let seq = c.next_seq();
         let q = smppgw_codec::QuerySm {

@@ -398,7 +398,7 @@ pub fn render(metrics: &Metrics, snap: &Snapshot) -> String {
     );
     e.counter(
         "smppgw_receipts_repeated_total",
-        "A vendor's repeats of a final receipt already delivered (not delivered again).",
+        "A vendor's repeats of a final receipt already delivered, and intermediate notifications after it (not delivered).",
         receipts_repeated,
     );
     e.counter(

@@ -23,7 +23,7 @@ use crate::metrics::Metrics;
 use crate::msgid::{IdGen, format_id};
 use crate::remote::{RemoteLink, RemoteOp};
 use crate::snapshot::{BindSlot, Fill, Snapshot, VendorRt};
-use crate::store::{Record, Shard, canonical_id, shard_key, shard_of, vendor_key};
+use crate::store::{Record, Shard, Wanted, canonical_id, shard_key, shard_of, vendor_key};
 
 /// What a finished operation answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,8 +117,8 @@ pub struct Job {
     pub received: Instant,
     /// Unix time of the submit, in milliseconds.
     pub submitted_unix_ms: u64,
-    /// The customer asked for a receipt.
-    pub wants_receipt: bool,
+    /// Which receipts the customer asked for.
+    pub receipts: Wanted,
     /// Earlier parts of a long message whose receipts derive from this part's.
     pub siblings: Vec<u64>,
     /// This is such an earlier part: its receipt will be derived from the last part's.
@@ -163,7 +163,7 @@ impl Job {
         customer: u32,
         submit: SubmitSm,
         received: Instant,
-        wants_receipt: bool,
+        receipts: Wanted,
         siblings: Vec<u64>,
     ) -> Box<Job> {
         Box::new(Job {
@@ -179,7 +179,7 @@ impl Job {
             last_status: None,
             received,
             submitted_unix_ms: unix_ms_at(received),
-            wants_receipt,
+            receipts,
             siblings,
             receipt_derived: false,
             charge: Charge::default(),
@@ -359,16 +359,24 @@ pub enum CoreMsg {
         /// What it found.
         found: Option<Box<Found>>,
     },
-    /// A replace_sm the vendor accepted asked for the message's receipt.
+    /// A replace_sm the vendor accepted asked for receipts of the message.
     WantsReceipt {
         /// The customer's id of the message.
+        shown_id: u64,
+        /// What the replace_sm's `registered_delivery` asks for.
+        receipts: Wanted,
+    },
+    /// A cancel_sm the vendor accepted: the message is DELETED, and the vendor's own DELETED
+    /// receipt, when it comes, is delivered (once).
+    Cancelled {
+        /// The customer's id.
         shown_id: u64,
     },
     /// A record found in the shared store for a cancel_sm or replace_sm sent from this node:
     /// kept in this shard (unless it already is), so that the outcome recorded here reaches the
     /// shared store and query_sm on every node.
     Adopt(Box<Record>),
-    /// Record a new state for a message (after cancel_sm, or a receipt derived for a part).
+    /// Record a new state for a message (a receipt derived for a part).
     SetState {
         /// The customer's id.
         shown_id: u64,
@@ -1090,7 +1098,7 @@ impl Core {
                     // part two.
                     job.submit.registered_delivery &= !0x13;
                     job.receipt_derived = true;
-                    job.wants_receipt = false;
+                    job.receipts = Wanted::NONE;
                     let released = self.part_settlements.borrow_mut().grouped(job.shown_id, now);
                     for d in released {
                         self.deliver_home(d);
@@ -1362,7 +1370,7 @@ impl Core {
         );
         let mut answer_from_home = None;
         if let Err(st) = &result
-            && job.wants_receipt
+            && job.receipts.any()
             && !job.siblings.is_empty()
         {
             if st.is_temporary() || job.maybe_sent {
@@ -1446,7 +1454,7 @@ impl Core {
             state: MessageState::Enroute,
             final_at: 0,
             error: 0,
-            wants_receipt: job.wants_receipt,
+            receipts: job.receipts,
             siblings: job.siblings,
         };
         let shard = shard_of(vendor, &shard_key(&canonical), self.cores());
@@ -1560,19 +1568,23 @@ impl Core {
         let stat = r.receipt.stat;
         // A vendor repeating the final receipt (our deliver_sm_resp lost with its connection, so
         // it sends again after the reconnect): matched, counted, not delivered a second time.
-        // DELETED is left out: a cancel sets it before the vendor's own receipt says so.
-        if rec.state.is_final() && rec.state == stat && stat != MessageState::Deleted && !r.intermediate {
+        // The DELETED a cancel set ahead of the vendor's own receipt is not a repeat (once).
+        let repeated = rec.state.is_final()
+            && rec.state == stat
+            && !r.intermediate
+            && !(stat == MessageState::Deleted && rec.receipts.take_cancelled());
+        // A late intermediate notification neither takes a final state back (query_sm would
+        // then report the message as pending, and a cancel would go to the vendor again) nor
+        // reaches the customer after its final receipt.
+        let late = rec.state.is_final() && (r.intermediate || !stat.is_final());
+        if repeated || late {
             self.metrics.receipts_matched.fetch_add(1, Ordering::Relaxed);
             self.metrics.receipts_repeated.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        // A late intermediate notification does not take a final state back (query_sm would
-        // then report the message as pending, and a cancel would go to the vendor again).
-        if !rec.state.is_final() || stat.is_final() {
-            rec.state = stat;
-            if stat.is_final() {
-                rec.final_at = now;
-            }
+        rec.state = stat;
+        if stat.is_final() {
+            rec.final_at = now;
         }
         // The error for query_sm: the network_error_code TLV's, else the receipt text's `err:`.
         if let Some(nec) = &r.network_error
@@ -1593,7 +1605,7 @@ impl Core {
         if let Some(waited_ms) = rec.receipt_wait_ms(now_ms) {
             self.metrics.receipt_latency.observe(self.idx, std::time::Duration::from_millis(waited_ms));
         }
-        if !rec.wants_receipt {
+        if !rec.receipts.delivers(stat, r.intermediate) {
             return;
         }
         let rec = rec.clone();
@@ -1669,7 +1681,7 @@ impl Core {
             state,
             final_at: now,
             error: 0,
-            wants_receipt: true,
+            receipts: Wanted::FINAL,
             siblings: Vec::new(),
         };
         let Ok(placeholder) = smppgw_codec::receipt::ReceiptId::new(Bytes::from_static(b"0")) else { return };
@@ -1955,9 +1967,9 @@ impl Core {
                     let _ = mb.push(SessionMsg::QueryAnswer { reply, found });
                 }
             }
-            CoreMsg::WantsReceipt { shown_id } => {
+            CoreMsg::WantsReceipt { shown_id, receipts } => {
                 let updated = self.store.borrow_mut().find_shown_mut(shown_id).map(|r| {
-                    r.wants_receipt = true;
+                    r.receipts = receipts;
                     r.clone()
                 });
                 if let Some(r) = updated {
@@ -1973,6 +1985,14 @@ impl Core {
                     if let Some(r) = early {
                         self.apply_receipt(r);
                     }
+                }
+            }
+            CoreMsg::Cancelled { shown_id } => {
+                if let Some(r) = self.store.borrow_mut().find_shown_mut(shown_id) {
+                    r.receipts.cancelled();
+                }
+                if !self.set_state(shown_id, MessageState::Deleted, None) {
+                    self.early_states.borrow_mut().put(shown_id, MessageState::Deleted, None, Instant::now());
                 }
             }
             CoreMsg::SetState { shown_id, state, error } => {
@@ -2177,7 +2197,7 @@ fn unreachable_job() -> Box<Job> {
         last_status: None,
         received: Instant::now(),
         submitted_unix_ms: 0,
-        wants_receipt: false,
+        receipts: Wanted::NONE,
         siblings: Vec::new(),
         receipt_derived: false,
         charge: Charge::default(),

@@ -29,6 +29,7 @@ use crate::limits;
 use crate::mailbox::Mailbox;
 use crate::rate::AdaptiveRate;
 use crate::snapshot::{CustomerRt, Snapshot};
+use crate::store::Wanted;
 use crate::vendor::{Outcome, VendorBindKind, VendorEvent, VendorSession, VendorSettings};
 
 /// Per-core buffers and caches shared by the drivers of that core.
@@ -810,14 +811,16 @@ impl CustomerDriver {
         c.counters.submitted.fetch_add(1, Ordering::Relaxed);
         c.counters.segments.fetch_add(u64::from(segments), Ordering::Relaxed);
         let msg_id = self.core.next_msg_id();
-        let wants_receipt = submit.registered_delivery & 0x03 != 0;
+        let receipts = Wanted::from_registered_delivery(submit.registered_delivery);
         // Under receipt_parts = "last" a part's receipt may be derived from its last part's: the
-        // parts meet in a group on the customer's home core, wherever its sessions are.
-        let grouped = wants_receipt
+        // parts meet in a group on the customer's home core, wherever its sessions are. A
+        // customer asking for intermediate notifications only has each part ask for its own
+        // (a derived final receipt is not its to get).
+        let grouped = receipts.finals()
             && c.cfg.receipt_parts == crate::config::ReceiptParts::Last
             && part_info(&submit).is_some_and(|(_, total, _)| total > 1);
         let mut job =
-            Job::new(msg_id, msg_id, self.reply_to(seq, kind), c.idx, submit, now, wants_receipt, Vec::new());
+            Job::new(msg_id, msg_id, self.reply_to(seq, kind), c.idx, submit, now, receipts, Vec::new());
         job.charge = charge;
         match grouped {
             true => self.core.submit_part(job),
@@ -1055,18 +1058,10 @@ impl CustomerDriver {
         }
         for (i, submit, charge) in jobs {
             self.core.metrics.submits.add(self.core.idx, 1);
-            let wants_receipt = submit.registered_delivery & 0x03 != 0;
+            let receipts = Wanted::from_registered_delivery(submit.registered_delivery);
             let reply = self.reply_to_request(seq, ReplyKind::Multi(i), nonce);
-            let mut job = Job::new(
-                self.core.next_msg_id(),
-                shown_id,
-                reply,
-                c.idx,
-                submit,
-                now,
-                wants_receipt,
-                Vec::new(),
-            );
+            let mut job =
+                Job::new(self.core.next_msg_id(), shown_id, reply, c.idx, submit, now, receipts, Vec::new());
             job.charge = charge;
             self.core.submit(job);
         }
@@ -2115,21 +2110,18 @@ fn on_vjob(
             match outcome {
                 Outcome::Accepted(_) => {
                     if cancel {
+                        core.send(usize::from(op.shard), CoreMsg::Cancelled { shown_id: op.shown_id });
+                    } else if let smppgw_codec::Body::ReplaceSm(r) = &*op.pdu
+                        && let receipts = Wanted::from_registered_delivery(r.registered_delivery)
+                        && receipts.any()
+                    {
+                        // The replaced message asks for receipts: the vendor's are delivered as it
+                        // now asks. One that no longer asks changes nothing here (a receipt the
+                        // vendor sends anyway still goes to the customer rather than being lost).
                         core.send(
                             usize::from(op.shard),
-                            CoreMsg::SetState {
-                                shown_id: op.shown_id,
-                                state: smppgw_codec::receipt::MessageState::Deleted,
-                                error: None,
-                            },
+                            CoreMsg::WantsReceipt { shown_id: op.shown_id, receipts },
                         );
-                    } else if let smppgw_codec::Body::ReplaceSm(r) = &*op.pdu
-                        && r.registered_delivery & 0x03 != 0
-                    {
-                        // The replaced message asks for a receipt: the vendor's is delivered. One
-                        // that no longer asks changes nothing here (a receipt the vendor sends
-                        // anyway still goes to the customer rather than being lost).
-                        core.send(usize::from(op.shard), CoreMsg::WantsReceipt { shown_id: op.shown_id });
                     }
                     core.reply(op.reply, Ok(op.shown_id));
                 }

@@ -282,10 +282,88 @@ pub struct Record {
     pub final_at: u64,
     /// Network error code from the receipt.
     pub error: u16,
-    /// The customer asked for a receipt.
-    pub wants_receipt: bool,
+    /// Which receipts the customer asked for.
+    pub receipts: Wanted,
     /// Other parts of the same long message whose receipts derive from this one's.
     pub siblings: Vec<u64>,
+}
+
+/// Which receipts a customer asked for with a message's `registered_delivery` (its SMSC receipt
+/// bits, 0x03, and its intermediate notification bit, 0x10), and whether a cancel has set the
+/// message DELETED ahead of the vendor's own DELETED receipt, which is still to be delivered.
+/// One octet, shared with other nodes as it is: an older node's `1` reads as [`Wanted::FINAL`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Wanted(u8);
+
+impl Wanted {
+    /// No receipt.
+    pub const NONE: Wanted = Wanted(0);
+    /// The final outcome, success or failure (registered_delivery 0x01).
+    pub const FINAL: Wanted = Wanted(0x01);
+    const ASKED: u8 = 0x13;
+    const CANCELLED: u8 = 0x80;
+
+    /// What a submit's `registered_delivery` asks for (the SME acknowledgement bits are the
+    /// recipient's business, not the gateway's).
+    pub const fn from_registered_delivery(rd: u8) -> Wanted {
+        Wanted(rd & Self::ASKED)
+    }
+
+    /// Read back from [`Wanted::octet`].
+    pub const fn from_octet(o: u8) -> Wanted {
+        Wanted(o & (Self::ASKED | Self::CANCELLED))
+    }
+
+    /// The shared form.
+    pub const fn octet(self) -> u8 {
+        self.0
+    }
+
+    /// Some receipt may be delivered.
+    pub const fn any(self) -> bool {
+        self.0 & Self::ASKED != 0
+    }
+
+    /// A final receipt is asked for (on success and failure, or on failure only).
+    pub const fn finals(self) -> bool {
+        self.0 & 0x03 != 0
+    }
+
+    /// Whether a receipt in `state` is the customer's to get. An intermediate notification
+    /// (esm_class 0x20) needs bit 0x10. Otherwise a final state needs 0x01, or 0x02 for a
+    /// failure; a receipt in a pending state the vendor did not mark as intermediate (ENROUTE,
+    /// UNKNOWN) goes to a customer that asked for either kind, except that a failure-only
+    /// customer is not told ENROUTE, SCHEDLD or ACCEPTD.
+    pub fn delivers(self, state: MessageState, intermediate: bool) -> bool {
+        if intermediate {
+            return self.0 & 0x10 != 0;
+        }
+        match self.0 & 0x03 {
+            0 => !state.is_final() && self.0 & 0x10 != 0,
+            0x02 => !matches!(
+                state,
+                MessageState::Delivered
+                    | MessageState::Accepted
+                    | MessageState::Enroute
+                    | MessageState::Scheduled
+            ),
+            _ => true,
+        }
+    }
+
+    /// Marks a cancel's DELETED as set ahead of the vendor's receipt (when a receipt is wanted).
+    pub fn cancelled(&mut self) {
+        if self.any() {
+            self.0 |= Self::CANCELLED;
+        }
+    }
+
+    /// Whether a cancel's DELETED is still waiting for the vendor's receipt; clears it.
+    pub fn take_cancelled(&mut self) -> bool {
+        let was = self.0 & Self::CANCELLED != 0;
+        self.0 &= !Self::CANCELLED;
+        was
+    }
 }
 
 /// [`Record::submitted_ms`] of a record whose submit time is known to the second only.
@@ -560,7 +638,7 @@ impl<R> Shard<R> {
     fn pop_oldest(&mut self) -> bool {
         let Some((seq, e)) = self.records.pop() else { return false };
         self.len -= 1;
-        if e.rec.wants_receipt && !e.rec.state.is_final() {
+        if e.rec.receipts.any() && !e.rec.state.is_final() {
             self.evicted_waiting += 1;
         }
         self.by_shown.remove_if(e.rec.shown_id, seq);
@@ -707,7 +785,7 @@ mod tests {
             state: MessageState::Enroute,
             final_at: 0,
             error: 0,
-            wants_receipt: true,
+            receipts: Wanted::FINAL,
             siblings: Vec::new(),
         }
     }
@@ -953,7 +1031,7 @@ mod tests {
         let mut s: Shard<()> = Shard::new(2, 100);
         s.insert(rec(1, "a"), 0);
         let mut quiet = rec(2, "b");
-        quiet.wants_receipt = false;
+        quiet.receipts = Wanted::NONE;
         s.insert(quiet, 0);
         if let Some(r) = s.find_shown_mut(1) {
             r.state = MessageState::Delivered;

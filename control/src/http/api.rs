@@ -665,7 +665,7 @@ fn message_json<'a>(snap: &'a Snapshot, rec: &Record, style: IdStyle) -> Message
         final_at: final_unix.map(rfc3339),
         final_unix,
         error_code: (rec.error != 0).then_some(rec.error),
-        receipt_requested: rec.wants_receipt,
+        receipt_requested: rec.receipts.any(),
         parts: rec.siblings.len() + 1,
     }
 }

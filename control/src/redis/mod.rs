@@ -978,7 +978,7 @@ fn make_write(snap: &Snapshot, rec: &Record, new: bool) -> Option<Write> {
     // Only a message whose receipt is still awaited needs finding by the vendor's id: the others
     // (no receipt asked, or it came while the write was held) are found by our id alone, which
     // halves what Redis stores for them.
-    let vendor_index = if new && rec.wants_receipt && !rec.state.is_final() {
+    let vendor_index = if new && rec.receipts.any() && !rec.state.is_final() {
         let vendor = &snap.vendor(rec.vendor)?.cfg.name;
         let field = record_field(vendor, &canonical_id(&rec.vendor_id));
         Some((bucket_of(field.as_bytes()), field))
@@ -1815,7 +1815,7 @@ mod tests {
         assert_eq!(m.next_due(), Some(now + Duration::from_millis(50_000)));
     }
     use smppgw_codec::receipt::MessageState;
-    use smppgw_engine::store::Small;
+    use smppgw_engine::store::{Small, Wanted};
 
     fn rec(shown_id: u64, state: MessageState) -> Record {
         Record {
@@ -1831,7 +1831,7 @@ mod tests {
             state,
             final_at: 0,
             error: 0,
-            wants_receipt: true,
+            receipts: Wanted::FINAL,
             siblings: Vec::new(),
         }
     }
@@ -1913,7 +1913,7 @@ mod tests {
             make_write(&snap, &rec(1, MessageState::Enroute), false).expect("known").vendor_index.is_none()
         );
         let mut no_receipt = rec(1, MessageState::Enroute);
-        no_receipt.wants_receipt = false;
+        no_receipt.receipts = Wanted::NONE;
         assert!(make_write(&snap, &no_receipt, true).expect("known").vendor_index.is_none());
     }
 

@@ -11,7 +11,7 @@ use smppgw_codec::receipt::MessageState;
 use smppgw_codec::{Body, Decoder, Pdu};
 use smppgw_engine::deliveries::{Delivery, Kind};
 use smppgw_engine::snapshot::Snapshot;
-use smppgw_engine::store::{Record, SUBMITTED_MS_UNKNOWN, Small};
+use smppgw_engine::store::{Record, SUBMITTED_MS_UNKNOWN, Small, Wanted};
 
 const RECORD_V1: u8 = 1;
 const DELIVERY_V1: u8 = 1;
@@ -79,7 +79,7 @@ pub fn encode_record_into(rec: &Record, snap: &Snapshot, out: &mut Vec<u8>) -> b
     out.put_u64(rec.final_at);
     out.put_u16(rec.error);
     out.put_u8(rec.state.as_u8());
-    out.put_u8(u8::from(rec.wants_receipt));
+    out.put_u8(rec.receipts.octet());
     put_bytes(out, customer.cfg.system_id.as_bytes());
     put_bytes(out, vendor.cfg.name.as_bytes());
     put_bytes(out, &rec.vendor_id);
@@ -109,7 +109,7 @@ pub fn decode_record(b: &[u8], snap: &Snapshot) -> Option<Record> {
     let final_at = r.u64()?;
     let error = r.u16()?;
     let state = MessageState::from_u8(r.u8()?)?;
-    let wants_receipt = r.u8()? != 0;
+    let receipts = Wanted::from_octet(r.u8()?);
     let customer = snap.customer(r.bytes()?)?.idx;
     let vendor_name = std::str::from_utf8(r.bytes()?).ok()?;
     let vendor = snap.vendors.iter().flatten().find(|v| v.cfg.name == vendor_name)?.idx;
@@ -138,7 +138,7 @@ pub fn decode_record(b: &[u8], snap: &Snapshot) -> Option<Record> {
         state,
         final_at,
         error,
-        wants_receipt,
+        receipts,
         siblings,
     })
 }
@@ -288,7 +288,7 @@ mod tests {
             state: MessageState::Delivered,
             final_at: 1_764_000_009,
             error: 3,
-            wants_receipt: true,
+            receipts: Wanted::FINAL,
             siblings: vec![5, 6],
         }
     }
