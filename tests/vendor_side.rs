@@ -489,13 +489,13 @@ fn an_intermediate_notification_reaches_the_customer_as_one_and_the_final_receip
     gw.join();
 }
 
+/// A receipt as the customer got it: (our id, esm_class, state).
+type Delivered = (String, u8, MessageState);
+
 /// Every receipt and notification the gateway delivers to `c` until it has been quiet for
 /// `quiet` (each answered): (our id, esm_class, state), sorted; and the submit_sm_resps read
 /// meanwhile, by sequence number.
-fn deliveries_until_quiet(
-    c: &mut Client,
-    quiet: Duration,
-) -> (Vec<(String, u8, MessageState)>, Vec<(u32, Pdu)>) {
+fn deliveries_until_quiet(c: &mut Client, quiet: Duration) -> (Vec<Delivered>, Vec<(u32, Pdu)>) {
     c.stream.set_read_timeout(Some(quiet)).unwrap();
     let (mut got, mut resps) = (Vec::new(), Vec::new());
     while let Some(p) = c.try_recv() {
