@@ -42,6 +42,40 @@ fn bind_statuses_are_the_ones_peers_expect() {
 }
 
 #[test]
+fn an_address_guessing_passwords_is_refused_without_more_checks_while_verified_customers_still_bind() {
+    // Goal: after smppgw's budget of failed password checks per address (ten a minute on each
+    // core), more binds with unverified credentials from that address get ESME_RBINDFAIL at
+    // once instead of a slow password hash each; a customer whose credentials a core already
+    // verified still binds there.
+    let gw = start(config(&[]));
+    let a = gw.local_addr;
+    // Verified on every core (connections are spread over them).
+    let mut verified = Vec::new();
+    for _ in 0..4 {
+        let mut c = Client::connect(a);
+        assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
+        verified.push(c);
+    }
+    drop(verified);
+    let mut statuses = Vec::new();
+    for _ in 0..20 {
+        let mut c = Client::connect(a);
+        for _ in 0..3 {
+            statuses.push(c.bind("trx", "c1", "guess"));
+        }
+    }
+    let refused_at = statuses.iter().position(|s| *s == CommandStatus::ESME_RBINDFAIL);
+    assert!(
+        refused_at
+            .is_some_and(|i| i >= 10 && statuses[..i].iter().all(|s| *s == CommandStatus::ESME_RINVPASWD)),
+        "ten checks at least, then refused: {statuses:?}"
+    );
+    assert!(wait_for(Duration::from_secs(5), || Client::connect(a).bind("trx", "c1", "pw").is_ok()));
+    gw.shutdown();
+    gw.join();
+}
+
+#[test]
 fn source_ip_not_allowed_is_refused() {
     // Goal: a customer limited to another network cannot bind from loopback.
     let mut cfg = config(&[]);

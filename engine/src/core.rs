@@ -1930,9 +1930,15 @@ impl Core {
             }
             CoreMsg::DeliveryAck { customer, token, session, answer } => {
                 match answer {
-                    Answer::Ok => self.metrics.deliveries_ok.fetch_add(1, Ordering::Relaxed),
-                    _ => self.metrics.deliveries_failed.fetch_add(1, Ordering::Relaxed),
-                };
+                    Answer::Ok => {
+                        self.metrics.deliveries_ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                    // Never reached the customer: no attempt, queued again.
+                    Answer::NotSent => {}
+                    _ => {
+                        self.metrics.deliveries_failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
                 self.dispatcher.borrow_mut().ack(customer, token, session, answer, Instant::now());
                 self.pump_deliveries_for(customer);
             }

@@ -43,6 +43,8 @@ pub struct CoreIo {
     pub epoch: Instant,
     /// Credentials being verified right now.
     pub auth_inflight: RefCell<std::collections::HashSet<(Bytes, Bytes)>>,
+    /// Failed password checks by source address.
+    failed_binds: RefCell<FailedBinds>,
     /// Places customer connections evenly over the cores.
     pub balancer: Arc<Balancer>,
 }
@@ -56,11 +58,46 @@ impl CoreIo {
             auth_cache: RefCell::new(std::collections::HashMap::new()),
             epoch,
             auth_inflight: RefCell::new(std::collections::HashSet::new()),
+            failed_binds: RefCell::new(FailedBinds::default()),
         }
     }
 
     fn nanos(&self, now: Instant) -> u64 {
         now.saturating_duration_since(self.epoch).as_nanos() as u64
+    }
+}
+
+/// Failed password checks per source address on one core (see
+/// [`limits::BIND_FAILURES_PER_PEER`]).
+#[derive(Debug, Default)]
+struct FailedBinds {
+    /// Address -> (start of its window, failures in it).
+    peers: std::collections::HashMap<IpAddr, (Instant, u32)>,
+}
+
+impl FailedBinds {
+    const WINDOW: Duration = Duration::from_millis(limits::BIND_FAILURE_WINDOW_MS);
+
+    /// Whether `peer` has used up its failures for now.
+    fn exhausted(&self, peer: IpAddr, now: Instant) -> bool {
+        self.peers.get(&peer).is_some_and(|&(since, n)| {
+            n >= limits::BIND_FAILURES_PER_PEER && now.saturating_duration_since(since) < Self::WINDOW
+        })
+    }
+
+    /// Counts a failed check from `peer`.
+    fn failed(&mut self, peer: IpAddr, now: Instant) {
+        if self.peers.len() >= limits::BIND_FAILURE_PEERS_MAX && !self.peers.contains_key(&peer) {
+            self.peers.retain(|_, &mut (since, _)| now.saturating_duration_since(since) < Self::WINDOW);
+            if self.peers.len() >= limits::BIND_FAILURE_PEERS_MAX {
+                self.peers.clear();
+            }
+        }
+        let e = self.peers.entry(peer).or_insert((now, 0));
+        if now.saturating_duration_since(e.0) >= Self::WINDOW {
+            *e = (now, 0);
+        }
+        e.1 = e.1.saturating_add(1);
     }
 }
 
@@ -102,6 +139,24 @@ async fn wait<M>(
         Poll::Pending
     })
     .await
+}
+
+/// Gives back what a burst left in a session's read buffer once it has been decoded: it keeps
+/// only a partial frame, in an allocation of its own (decoded PDUs are slices of the read's
+/// allocation, which the session itself then no longer pins).
+fn trim_read_buffer(rbuf: &mut BytesMut) {
+    *rbuf = match rbuf.is_empty() {
+        true => BytesMut::new(),
+        false => BytesMut::from(&rbuf[..]),
+    };
+}
+
+/// Gives back a write buffer's capacity beyond [`limits::SESSION_WRITE_BUFFER_KEEP_BYTES`] once
+/// it has been written.
+fn trim_write_buffer(wbuf: &mut BytesMut) {
+    if wbuf.is_empty() && wbuf.capacity() > limits::SESSION_WRITE_BUFFER_KEEP_BYTES {
+        *wbuf = BytesMut::new();
+    }
 }
 
 /// Takes `segments` from the customer's own rate and its share of the limit over all nodes, or
@@ -258,12 +313,17 @@ async fn authenticate(
     }
     let cached = io.auth_cache.borrow().get(&key).is_some_and(|h| *h == c.cfg.password_hash);
     if !cached {
+        if io.failed_binds.borrow().exhausted(peer, Instant::now()) {
+            warn!(system_id = %c.cfg.system_id, %peer, "bind refused: too many failed password checks from this address");
+            return Err(CommandStatus::ESME_RBINDFAIL);
+        }
         io.auth_inflight.borrow_mut().insert(key.clone());
         let _guard = InflightGuard { io, key: key.clone() };
         let (hash, pw) = (c.cfg.password_hash.clone(), bind.password.clone());
         // Password hashing is deliberately slow: keep it off the reactor.
         let ok = glommio::executor().spawn_blocking(move || crate::config::verify_password(&hash, &pw)).await;
         if !ok {
+            io.failed_binds.borrow_mut().failed(peer, Instant::now());
             return Err(CommandStatus::ESME_RINVPASWD);
         }
         let mut cache = io.auth_cache.borrow_mut();
@@ -1440,6 +1500,7 @@ async fn customer_session(core: Rc<Core>, io: Rc<CoreIo>, mut stream: TcpStream,
             }
         }
         let timer_woke = matches!(wake, Wake::Timer);
+        let read = matches!(wake, Wake::Read);
         match wake {
             Wake::Eof => break,
             Wake::Read => loop {
@@ -1540,6 +1601,10 @@ async fn customer_session(core: Rc<Core>, io: Rc<CoreIo>, mut stream: TcpStream,
             }
             d.wbuf.clear();
         }
+        if read && !behind_bind {
+            trim_read_buffer(&mut rbuf);
+        }
+        trim_write_buffer(&mut d.wbuf);
         if d.machine.is_closed() {
             d.closing = true;
         }
@@ -2287,6 +2352,59 @@ fn on_outcome(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_address_that_keeps_failing_password_checks_is_refused_for_the_rest_of_its_window() {
+        // Goal: a password-guessing peer gets BIND_FAILURES_PER_PEER slow checks a window, not
+        // one per bind; other addresses are not affected, and the next window starts afresh.
+        let (a, b): (IpAddr, IpAddr) = ([10, 0, 0, 1].into(), [10, 0, 0, 2].into());
+        let t0 = Instant::now();
+        let mut f = FailedBinds::default();
+        for _ in 0..limits::BIND_FAILURES_PER_PEER {
+            assert!(!f.exhausted(a, t0));
+            f.failed(a, t0);
+        }
+        assert!(f.exhausted(a, t0));
+        assert!(!f.exhausted(b, t0), "another address");
+        let later = t0 + FailedBinds::WINDOW;
+        assert!(!f.exhausted(a, later), "a new window");
+        f.failed(a, later);
+        assert!(!f.exhausted(a, later), "counted from one again");
+    }
+
+    #[test]
+    fn the_failed_bind_table_stays_within_its_bound() {
+        let t0 = Instant::now();
+        let mut f = FailedBinds::default();
+        for i in 0..(limits::BIND_FAILURE_PEERS_MAX as u32 + 10) {
+            f.failed(IpAddr::from(i.to_be_bytes()), t0);
+        }
+        assert!(f.peers.len() <= limits::BIND_FAILURE_PEERS_MAX);
+    }
+
+    #[test]
+    fn a_session_keeps_neither_a_large_read_nor_a_large_write_between_wake_ups() {
+        // Goal: a peer that sends one large read (a burst, or a flood before it binds) does not
+        // leave its session holding that read's allocation, through the partial frame at its
+        // end, nor the write buffer its answers took.
+        let mut rbuf = BytesMut::new();
+        rbuf.extend_from_slice(&vec![7u8; 200_000]);
+        let decoded = rbuf.split_to(199_990).freeze();
+        let big = decoded.as_ptr() as usize..decoded.as_ptr() as usize + 200_000;
+        drop(decoded);
+        trim_read_buffer(&mut rbuf);
+        assert_eq!(&rbuf[..], &[7u8; 10][..], "the partial frame is kept");
+        assert!(!big.contains(&(rbuf.as_ptr() as usize)), "in an allocation of its own");
+        rbuf.clear();
+        trim_read_buffer(&mut rbuf);
+        assert_eq!(rbuf.capacity(), 0, "nothing held when nothing is left");
+        let mut wbuf = BytesMut::with_capacity(1 << 20);
+        trim_write_buffer(&mut wbuf);
+        assert!(wbuf.capacity() <= limits::SESSION_WRITE_BUFFER_KEEP_BYTES);
+        let mut small = BytesMut::with_capacity(4096);
+        trim_write_buffer(&mut small);
+        assert_eq!(small.capacity(), 4096, "a small one is kept for the next write");
+    }
 
     #[test]
     fn a_udh_in_message_payload_marks_a_part_as_one_in_short_message_does() {

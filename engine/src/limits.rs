@@ -30,9 +30,10 @@ pub const QUERY_ANSWERS_MAX: usize = 2048;
 /// Bytes read from a socket per syscall, into the per-core scratch buffer.
 pub const READ_SCRATCH_BYTES: usize = 256 * 1024;
 
-/// Outgoing bytes buffered for one session before the session stops producing (it waits for the
-/// socket to drain).
-pub const WRITE_BUFFER_HIGH_WATER_BYTES: usize = 1024 * 1024;
+/// Write buffer capacity a session keeps between wake-ups: a burst (or a flood of requests from
+/// a peer that never binds) does not leave every idle session holding its largest write. A
+/// session's read buffer keeps nothing but a partial frame, copied to a buffer of its own size.
+pub const SESSION_WRITE_BUFFER_KEEP_BYTES: usize = 16 * 1024;
 
 /// Least time a peer gets to take bytes from a socket that does not drain (its TCP window
 /// stays shut) before its session is closed; the session's response timeout when longer. A
@@ -53,6 +54,20 @@ pub const CORES_MAX: usize = 64;
 
 /// Bind attempts that failed authentication before a connection is closed.
 pub const BIND_FAILURES_MAX: u32 = 3;
+
+/// Failed password checks one source address may cause on one core within
+/// [`BIND_FAILURE_WINDOW_MS`]: past them its binds whose credentials were not verified before are
+/// refused (ESME_RBINDFAIL) without a password hash. Each check costs a deliberately slow hash
+/// (tens of milliseconds of CPU), so a password-guessing peer would otherwise take CPU from the
+/// node's traffic at will.
+pub const BIND_FAILURES_PER_PEER: u32 = 10;
+
+/// The window of [`BIND_FAILURES_PER_PEER`].
+pub const BIND_FAILURE_WINDOW_MS: u64 = 60_000;
+
+/// Source addresses whose failed password checks one core remembers; full, the ones whose
+/// window has passed are forgotten, and if none has, all of them.
+pub const BIND_FAILURE_PEERS_MAX: usize = 4096;
 
 /// Verified (system_id, password) pairs cached per core, so that a bind storm costs one password
 /// hash per customer per core instead of one per bind.

@@ -441,6 +441,9 @@ fn start_with(
             .name(&format!("smppgw-core-{core}"))
             .io_memory(limits::IO_MEMORY_BYTES)
             .ring_depth(limits::RING_DEPTH)
+            // Password hashes (slow on purpose) run on a thread the kernel may place on any
+            // allowed CPU, not on the executor's own.
+            .blocking_thread_pool_placement(glommio::PoolPlacement::Unbound(1))
             .spawn({
                 let ready_tx = ready_tx.clone();
                 move || async move {
@@ -775,6 +778,11 @@ async fn core_main(
                         }
                     })
                     .await;
+                } else {
+                    // A full batch and more waiting: glommio runs a ready task on until it
+                    // waits, so a peer core that keeps this channel busy would starve this
+                    // core's sessions, vendor binds and ticker. Let them run between batches.
+                    futures_lite::future::yield_now().await;
                 }
             }
         })
@@ -930,6 +938,10 @@ async fn core_main(
     serve_control(&core, &control);
     core.end_sessions_at_exit();
     core.hand_over_all_unreceived();
+    // What is still gathered for the control thread (record writes since the drain's last
+    // flush, receipts handed over) goes now: a delivery it cannot take comes back to the
+    // queue here and is counted below.
+    core.flush_remote();
     core.count_undelivered_at_exit();
     // The caller persists the watermark after the cores stop: exactly what was issued.
     ids.publish(idx, core.ids_issued());
