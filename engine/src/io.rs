@@ -375,6 +375,9 @@ pub struct PartGroups {
     /// its own and gets stat UNKNOWN when that expires).
     closed: std::collections::HashMap<PartKey, (Instant, u8)>,
     closed_order: std::collections::VecDeque<(Instant, PartKey)>,
+    /// Closed groups per customer, at most [`PART_GROUPS_PER_CUSTOMER_MAX`] each: a customer
+    /// sending last parts alone cannot fill the table for the others.
+    closed_per_customer: std::collections::HashMap<u32, usize>,
 }
 
 /// What a derived receipt needs of a group besides its key.
@@ -414,7 +417,7 @@ impl PartGroups {
         if let Some((_, left)) = self.closed.get_mut(key) {
             *left = left.saturating_sub(1);
             if *left == 0 {
-                self.closed.remove(key);
+                self.remove_closed(key);
             }
             return false;
         }
@@ -448,7 +451,7 @@ impl PartGroups {
     pub fn put_back(&mut self, key: &PartKey, ids: Vec<u64>, meta: PartMeta, now: Instant) -> Vec<u64> {
         // The last part's retry will take them: the parts its first try left to come are
         // expected in the group again.
-        self.closed.remove(key);
+        self.remove_closed(key);
         let mut left = Vec::new();
         for id in ids {
             if !self.add(key, id, meta, now) {
@@ -471,7 +474,14 @@ impl PartGroups {
             None => Vec::new(),
         };
         let missing = usize::from(key.4).saturating_sub(1 + ids.len());
-        if missing > 0 && self.closed.len() < PART_GROUPS_MAX {
+        let mine = self.closed_per_customer.get(&key.0).copied().unwrap_or(0);
+        let known = self.closed.contains_key(key);
+        if missing > 0
+            && (known || (self.closed.len() < PART_GROUPS_MAX && mine < PART_GROUPS_PER_CUSTOMER_MAX))
+        {
+            if !known {
+                self.closed_per_customer.insert(key.0, mine + 1);
+            }
             if self.closed_order.len() >= 2 * PART_GROUPS_MAX {
                 let closed = &self.closed;
                 self.closed_order.retain(|(t, k)| closed.get(k).is_some_and(|(at, _)| at == t));
@@ -494,11 +504,12 @@ impl PartGroups {
     }
 
     fn forget_one(&mut self, customer: u32) {
-        if let std::collections::hash_map::Entry::Occupied(mut e) = self.per_customer.entry(customer) {
-            *e.get_mut() -= 1;
-            if *e.get() == 0 {
-                e.remove();
-            }
+        count_down(&mut self.per_customer, customer);
+    }
+
+    fn remove_closed(&mut self, key: &PartKey) {
+        if self.closed.remove(key).is_some() {
+            count_down(&mut self.closed_per_customer, key.0);
         }
     }
 
@@ -527,7 +538,7 @@ impl PartGroups {
             if let Some((t, k)) = self.closed_order.pop_front()
                 && self.closed.get(&k).is_some_and(|(at, _)| *at == t)
             {
-                self.closed.remove(&k);
+                self.remove_closed(&k);
             }
         }
         while let Some((t, _)) = self.order.front() {
@@ -541,6 +552,16 @@ impl PartGroups {
                 self.forget_one(k.0);
                 self.expired.push(ExpiredGroup { key: k, meta, ids });
             }
+        }
+    }
+}
+
+/// One fewer for `customer` in a per-customer count (forgotten at zero).
+fn count_down(counts: &mut std::collections::HashMap<u32, usize>, customer: u32) {
+    if let std::collections::hash_map::Entry::Occupied(mut e) = counts.entry(customer) {
+        *e.get_mut() -= 1;
+        if *e.get() == 0 {
+            e.remove();
         }
     }
 }
@@ -2644,5 +2665,24 @@ mod tests {
         assert!(g.add(&of(2, 0), 2, m, t0), "customer 2 still has room");
         assert_eq!(g.take(&of(1, 0), t0), vec![0]);
         assert!(g.add(&of(1, usize::MAX / 2), 1, m, t0), "room again once one ends");
+    }
+
+    #[test]
+    fn one_customer_sending_last_parts_alone_cannot_take_the_closed_table() {
+        // Goal: last parts whose earlier parts never come are remembered (so that those parts,
+        // if they come, ask the vendor for their own receipts) within the customer's share:
+        // another customer's earlier part that comes after its last part still goes to the
+        // vendor with its own receipt request, rather than wait for a group that will never end.
+        let t0 = Instant::now();
+        let m = PartMeta::default();
+        let mut g = PartGroups::new();
+        let of = |c: u32, r: usize| (c, Bytes::from(format!("{}", r / 65536)), Bytes::new(), r as u16, 2);
+        for r in 0..PART_GROUPS_MAX {
+            assert!(g.take(&of(1, r), t0).is_empty());
+        }
+        assert!(g.take(&of(2, 0), t0).is_empty(), "customer 2's last part first");
+        assert!(!g.add(&of(2, 0), 5, m, t0), "its earlier part is not held: it asks for its own receipt");
+        assert!(g.closed_per_customer.get(&1).is_some_and(|&n| n <= PART_GROUPS_PER_CUSTOMER_MAX));
+        assert!(g.closed_per_customer.get(&2).is_none(), "forgotten once its part came");
     }
 }

@@ -617,20 +617,39 @@ impl StopStages {
 /// The longest the last stage of a stop waits for customers to answer our unbind (nothing of
 /// theirs is outstanding by then): a customer that does not answer is closed.
 const UNBIND_WAIT_MAX: Duration = Duration::from_secs(2);
+/// Polls in a row ([`CONTROL_POLL_MS`] apart) that must find no receipt or MO left to deliver on
+/// any core before the drain at a stop ends.
+const DRAIN_EMPTY_ROUNDS: u32 = 3;
 /// How long a vendor bind told to stop at once ([`VendorMsg::Abort`]) has to close.
 const VENDOR_ABORT_WAIT: Duration = Duration::from_millis(500);
 
-/// Whether task `t` ends by `deadline` (it is left running otherwise).
-async fn ends_by<T>(t: &mut glommio::task::JoinHandle<T>, deadline: Instant) -> bool {
-    let timeout = Timer::new(deadline.saturating_duration_since(Instant::now()));
+/// Whether task `t` ends by `deadline` (it is left running otherwise). Meanwhile the control
+/// plane is served: the records it found for receipts a vendor bind read while stopping, and
+/// the hand-overs it gives back, would otherwise wait for this core in vain.
+async fn ends_by<T>(
+    t: &mut glommio::task::JoinHandle<T>,
+    deadline: Instant,
+    core: &Core,
+    control: &crossbeam_channel::Receiver<Control>,
+) -> bool {
     futures_lite::future::or(
         async {
             let _ = t.await;
             true
         },
         async {
-            timeout.await;
-            false
+            loop {
+                let now = Instant::now();
+                if now >= deadline {
+                    return false;
+                }
+                Timer::new(
+                    deadline.saturating_duration_since(now).min(Duration::from_millis(CONTROL_POLL_MS)),
+                )
+                .await;
+                serve_control(core, control);
+                core.flush_remote();
+            }
         },
     )
     .await
@@ -863,7 +882,7 @@ async fn core_main(
     let vendor_deadline = Instant::now() + grace.min(Duration::from_secs(5)).max(Duration::from_millis(500));
     let mut late = Vec::new();
     for (mut t, mailbox) in vendor_tasks {
-        if !ends_by(&mut t, vendor_deadline).await {
+        if !ends_by(&mut t, vendor_deadline, &core, &control).await {
             late.push((t, mailbox));
         }
     }
@@ -879,7 +898,7 @@ async fn core_main(
         }
         let abort_deadline = Instant::now() + VENDOR_ABORT_WAIT;
         for (mut t, _) in late {
-            if !ends_by(&mut t, abort_deadline).await {
+            if !ends_by(&mut t, abort_deadline, &core, &control).await {
                 // Stuck even so (a write the vendor does not read): stopped where it is.
                 t.cancel();
             }
@@ -903,10 +922,15 @@ async fn core_main(
         Timer::new(Duration::from_millis(CONTROL_POLL_MS)).await;
     }
     core.release_waiting_deliveries();
+    // Empty everywhere for a few rounds in a row: a receipt still on its way between cores (in
+    // an outbox or a channel, from a store to a home core to a session's core) shows up in some
+    // core's count within a round or two.
+    let mut empty_rounds = 0;
     loop {
         draining[idx].store(core.deliverable() as u64, Ordering::Release);
         let left: u64 = draining.iter().map(|d| d.load(Ordering::Acquire)).sum();
-        if left == 0 || Instant::now() >= drain_until {
+        empty_rounds = if left == 0 { empty_rounds + 1 } else { 0 };
+        if empty_rounds >= DRAIN_EMPTY_ROUNDS || Instant::now() >= drain_until {
             break;
         }
         Timer::new(Duration::from_millis(CONTROL_POLL_MS)).await;
