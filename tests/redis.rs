@@ -1583,3 +1583,72 @@ fn every_destination_of_a_submit_multi_gets_its_receipt_when_the_receipts_reach_
     a.stop();
     b.stop();
 }
+
+#[test]
+fn bind_counts_a_dead_run_of_the_same_node_id_left_in_redis_do_not_hold_the_customer_out() {
+    // Goal: a node that starts (or reconnects) does not know what Redis holds of its bind-count
+    // hash, so it writes the hash whole: a count a dead run of the same node id left there (the
+    // hash lives 10 s) is gone at the first publication, and the customer binds up to its limit
+    // on the other nodes. Only customers unbound since the last publication of the same run
+    // were removed, so the dead run's count stayed, kept alive by every publication.
+    let redis = RedisServer::start();
+    let vendor = sim(|_| {});
+    let mut r = redis.client();
+    let died_at = unix_ms();
+    let _: () = redis::pipe()
+        .cmd("HSET")
+        .arg("t:binds:node:1")
+        .arg("c1")
+        .arg(2)
+        .arg("@published_at_ms")
+        .arg(died_at)
+        .ignore()
+        .cmd("PEXPIRE")
+        .arg("t:binds:node:1")
+        .arg(10_000)
+        .ignore()
+        .cmd("ZADD")
+        .arg("t:binds:nodes")
+        .arg(died_at)
+        .arg("1")
+        .ignore()
+        .query(&mut r)
+        .unwrap();
+    let mk = || {
+        let mut cfg = config(&[("v1", vendor.local_addr())]);
+        cfg.customers[0].max_binds = 2;
+        cfg
+    };
+    let a = Node::start(mk(), 1, &redis);
+    let mut after = died_at;
+    assert!(
+        wait_for(Duration::from_secs(5), || {
+            after = published_binds(&mut r, "1").map_or(died_at, |(_, at)| at);
+            after > died_at
+        }),
+        "node 1 publishes"
+    );
+    let stale: bool = redis::cmd("HEXISTS").arg("t:binds:node:1").arg("c1").query(&mut r).unwrap();
+    assert!(!stale, "the dead run's count of c1 is gone at the first publication");
+
+    // Node 2 reads node 1's hash once it has seen node 1 in the node list: two publications on.
+    let b = Node::start(mk(), 2, &redis);
+    let mut b_at = 0;
+    for _ in 0..3 {
+        let seen = b_at;
+        assert!(
+            wait_for(Duration::from_secs(5), || {
+                b_at = published_binds(&mut r, "2").map_or(seen, |(_, at)| at);
+                b_at != seen
+            }),
+            "node 2 publishes"
+        );
+    }
+    let mut first = Client::connect(b.gw.local_addr);
+    assert_eq!(first.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+    let mut second = Client::connect(b.gw.local_addr);
+    assert_eq!(second.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK, "c1 binds up to its limit");
+    drop((first, second));
+    a.stop();
+    b.stop();
+}

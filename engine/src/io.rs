@@ -1037,6 +1037,24 @@ impl CustomerDriver {
             waiting: Vec::new(),
             nonce: self.new_nonce(),
         };
+        // Everything but the destination is the same for every destination: checked once (the
+        // TLVs and text may be long, and there may be hundreds of destinations).
+        let shared = crate::customer::validate_submit(&smppgw_codec::SubmitSm {
+            service_type: m.service_type.clone(),
+            source: m.source.clone(),
+            dest: smppgw_codec::Address::new(0, 0, Bytes::from_static(b"0")),
+            esm_class: m.esm_class,
+            protocol_id: m.protocol_id,
+            priority_flag: m.priority_flag,
+            schedule_delivery_time: m.schedule_delivery_time.clone(),
+            validity_period: m.validity_period.clone(),
+            registered_delivery: m.registered_delivery,
+            replace_if_present_flag: m.replace_if_present_flag,
+            data_coding: m.data_coding,
+            sm_default_msg_id: m.sm_default_msg_id,
+            short_message: m.short_message.clone(),
+            tlvs: m.tlvs.clone(),
+        });
         let mut jobs = Vec::new();
         for (i, d) in m.dests.iter().enumerate() {
             // Every destination keeps its place, refused here or not: a vendor's answer names
@@ -1067,7 +1085,11 @@ impl CustomerDriver {
                         short_message: m.short_message.clone(),
                         tlvs: m.tlvs.clone(),
                     };
-                    match crate::customer::validate_submit(&submit) {
+                    let valid = match addr.addr.is_empty() {
+                        true => Err(CommandStatus::ESME_RINVDSTADR),
+                        false => shared,
+                    };
+                    match valid {
                         Err(st) => pm.unsuccess.push(UnsuccessSme { addr: addr.clone(), error_status: st }),
                         Ok(segments) => {
                             let lease_gen = c.lease.generation();

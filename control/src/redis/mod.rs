@@ -25,7 +25,8 @@
 //! | `{p}:v:{day}:{bucket}` | hash `{vendor}:{vendor id}` -> our internal id (messages awaiting a receipt) |
 //! | `{p}:dlrq:{system_id}` | list of queued receipts/MO for the customer, receipt TTL |
 //! | `{p}:dlrq-taken:{node id}:{system_id}` | what that node took from the list and its cores do not have yet, receipt TTL |
-//! | `{p}:binds:{system_id}` | hash node id -> `{binds}:{unix ms}` |
+//! | `{p}:binds:node:{node id}` | hash system_id -> binds on that node, and `@published_at_ms` -> unix ms; TTL 2 x [`BINDS_STALE_MS`] |
+//! | `{p}:binds:nodes` | sorted set of node ids by their last publication (unix ms) |
 //! | `{p}:rate:{kind}:{name}:{window}` | units granted in that window, 2 windows |
 //! | `{p}:ids:{node id}` | the highest message id counter the node issued ([`crate::ids`]), receipt TTL + 1 day |
 //!
@@ -63,7 +64,7 @@ use smppgw_engine::store::{Radix, Record, alternate_ids, canonical_id, shard_key
 use tokio::sync::Notify;
 
 use self::leases::LeaseState;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 /// Only the control thread touches it (never a core).
 #[allow(clippy::disallowed_types)]
@@ -105,6 +106,10 @@ const _: () = {
 };
 /// Lookups per pipeline.
 pub const LOOKUP_BATCH: usize = 256;
+/// Receipts/MO per transaction that queues them for other nodes (3 commands each): a round may
+/// drain far more, and one transaction of them all would hold Redis up for everyone and, timing
+/// out after Redis applied it, come back here whole to be queued twice.
+pub const HAND_OVER_BATCH_MAX: usize = 1_000;
 /// Deliveries taken from one customer's queue per poll; also the most a node's `dlrq-taken` list
 /// of a customer holds.
 pub const DELIVERY_POP_BATCH: usize = 256;
@@ -367,7 +372,7 @@ impl RedisHealth {
             (
                 "smppgw_redis_lookups_given_up_total",
                 "counter",
-                "Receipt lookups given up after every retry",
+                "Lookups given up: receipts not found after every retry, and receipts and queries refused at once for the bounds on lookups pending",
                 load(&self.given_up),
             ),
             (
@@ -658,6 +663,24 @@ async fn supervise(inner: Arc<Inner>, url: String) {
         let attempt = async {
             let client = redis::Client::open(url.as_str())?;
             let mut conn = client.get_multiplexed_async_connection_with_config(&cfg).await?;
+            // Once per attempt, before anything is written with commands an old Redis lacks. A
+            // server refusing INFO (renamed away) says nothing of its version, as one whose
+            // INFO names none.
+            let info: String = match redis::cmd("INFO").arg("server").query_async(&mut conn).await {
+                Ok(info) => info,
+                Err(e) if e.code().is_some() => String::new(),
+                Err(e) => return Err(e),
+            };
+            if let Some(why) = version_refusal(&info) {
+                error!("Redis not used, serving from local state: {why}");
+                return Err(RedisError::from((ErrorKind::ClientError, "unsupported Redis", why)));
+            }
+            if redis_version(&info).is_none() {
+                let (major, minor) = REDIS_MIN_VERSION;
+                warn!(
+                    "Redis did not tell its version (INFO server); this gateway needs Redis {major}.{minor} or later"
+                );
+            }
             let (sha, take, give_back): (String, String, String) = redis::pipe()
                 .cmd("SCRIPT")
                 .arg("LOAD")
@@ -695,6 +718,34 @@ async fn supervise(inner: Arc<Inner>, url: String) {
         tokio::time::sleep(Duration::from_millis(backoff)).await;
         backoff = (backoff * 2).min(RECONNECT_MAX_MS);
     }
+}
+
+/// The oldest Redis (major, minor) the link works with: record groups' expiry only moves later
+/// with `EXPIREAT .. GT`, which Redis 7.0 brought; on an older one every flush fails and the
+/// link would flap.
+pub const REDIS_MIN_VERSION: (u32, u32) = (7, 0);
+
+/// `redis_version` of an `INFO server` reply as (major, minor); None when absent or not a
+/// version.
+fn redis_version(info: &str) -> Option<(u32, u32)> {
+    let v = info.lines().find_map(|l| l.trim().strip_prefix("redis_version:"))?;
+    let mut parts = v.trim().split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+/// Why the server that sent `info` (an `INFO server` reply) cannot serve as this node's Redis;
+/// None when it can. A server that names no version (a Redis-compatible one) is given the
+/// benefit of the doubt: refusing it would leave it unusable even where it works.
+fn version_refusal(info: &str) -> Option<String> {
+    let v = redis_version(info)?;
+    (v < REDIS_MIN_VERSION).then(|| {
+        format!(
+            "Redis {}.{} is too old: {}.{} or later is needed",
+            v.0, v.1, REDIS_MIN_VERSION.0, REDIS_MIN_VERSION.1
+        )
+    })
 }
 
 /// What a record write indexes besides the record.
@@ -1165,15 +1216,57 @@ async fn give_back_all(inner: &Inner, conn: &mut MultiplexedConnection, sha: &st
     Ok(())
 }
 
+/// Hands the receipts/MO drained this round to their customers' shared queues, in transactions
+/// of at most [`HAND_OVER_BATCH_MAX`]; what Redis did not take goes back to the local queues.
 async fn push_deliveries(inner: &Inner, conn: &mut Conn, snap: &Snapshot, deliveries: &mut Vec<Delivery>) {
-    let batch = std::mem::take(deliveries);
+    let all = std::mem::take(deliveries);
+    let back = in_batches(all, HAND_OVER_BATCH_MAX, |batch| {
+        let mut conn = conn.clone();
+        async move { queue_batch(inner, &mut conn, snap, batch).await }
+    })
+    .await;
+    hand_back(inner, snap, back).await;
+}
+
+/// Hands `items` to `send` in runs of at most `max`, in order, until one reports the link failed
+/// (its second value false); returns what `send` gave back and every run not sent, in order.
+async fn in_batches<T, F, Fut>(items: Vec<T>, max: usize, mut send: F) -> Vec<T>
+where
+    F: FnMut(Vec<T>) -> Fut,
+    Fut: std::future::Future<Output = (Vec<T>, bool)>,
+{
+    let mut back = Vec::new();
+    let mut rest = items.into_iter();
+    loop {
+        let batch: Vec<T> = rest.by_ref().take(max.max(1)).collect();
+        if batch.is_empty() {
+            return back;
+        }
+        let (refused, link_ok) = send(batch).await;
+        back.extend(refused);
+        if !link_ok {
+            back.extend(rest);
+            return back;
+        }
+    }
+}
+
+/// Queues one batch in one transaction; returns the deliveries to hand back here, and false when
+/// the link failed.
+async fn queue_batch(
+    inner: &Inner,
+    conn: &mut Conn,
+    snap: &Snapshot,
+    batch: Vec<Delivery>,
+) -> (Vec<Delivery>, bool) {
     let ttl = queue_ttl(snap);
     let max = snap.config.server.receipt_queue_max.max(1);
     // One transaction: a connection failure leaves none of the batch queued, so handing it all
-    // back to the local queues below duplicates nothing (except when the connection drops
-    // between Redis applying it and its answer reaching us: then twice, never none). Inside
-    // it each push is judged by its own reply: one Redis refuses (a customer's key of the
-    // wrong type, put there by hand) stays here without the others coming back twice.
+    // back to the local queues duplicates nothing (except when the connection drops between
+    // Redis applying it and its answer reaching us: then twice, never none). Batches EXEC'd
+    // before are done. Inside it each push is judged by its own reply: one Redis refuses (a
+    // customer's key of the wrong type, put there by hand) stays here without the others
+    // coming back twice.
     let mut pipe = redis::pipe();
     pipe.atomic();
     let mut pushed = Vec::with_capacity(batch.len());
@@ -1186,7 +1279,7 @@ async fn push_deliveries(inner: &Inner, conn: &mut Conn, snap: &Snapshot, delive
         pushed.push(d);
     }
     if pushed.is_empty() {
-        return;
+        return (Vec::new(), true);
     }
     // MULTI, one QUEUED per command, then EXEC's reply: one reply per command.
     let exec = conn.send_packed_commands(&pipe, pipe.len() + 1, 1).await.map(|mut v| v.pop());
@@ -1196,14 +1289,15 @@ async fn push_deliveries(inner: &Inner, conn: &mut Conn, snap: &Snapshot, delive
             let e =
                 RedisError::from((ErrorKind::ResponseError, "the receipt queue transaction was not applied"));
             inner.fail(conn, "queueing receipts", &e);
-            return hand_back(inner, snap, pushed).await;
+            return (pushed, false);
         }
         Err(e) => {
             inner.fail(conn, "queueing receipts", &e);
-            return hand_back(inner, snap, pushed).await;
+            return (pushed, false);
         }
     };
     let (mut queued, mut over, mut refused) = (0u64, 0u64, 0u64);
+    let mut link_ok = true;
     let mut back = Vec::new();
     for (d, r) in pushed.into_iter().zip(replies.chunks(3)) {
         match &r[0] {
@@ -1214,7 +1308,10 @@ async fn push_deliveries(inner: &Inner, conn: &mut Conn, snap: &Snapshot, delive
             }
             other => {
                 match write_error(other) {
-                    Some(e) => inner.fail(conn, "queueing receipts", &e),
+                    Some(e) => {
+                        inner.fail(conn, "queueing receipts", &e);
+                        link_ok = false;
+                    }
                     None => refused += 1,
                 }
                 back.push(d);
@@ -1224,7 +1321,7 @@ async fn push_deliveries(inner: &Inner, conn: &mut Conn, snap: &Snapshot, delive
     add(&inner.health.deliveries_out, queued);
     add(&inner.health.trimmed, over);
     add(&inner.health.malformed, refused);
-    hand_back(inner, snap, back).await;
+    (back, link_ok)
 }
 
 /// Gives deliveries back to their customers' home cores on this node.
@@ -1600,9 +1697,12 @@ async fn publish_binds(inner: Arc<Inner>) {
     let node = inner.node_id.to_string();
     let own_key = inner.key(format_args!("binds:node:{node}"));
     let nodes_key = inner.key(format_args!("binds:nodes"));
-    // The customers this node published last (a customer no longer bound here is removed from
-    // its hash), and the other nodes publishing at the last look.
-    let mut published: std::collections::HashSet<String> = std::collections::HashSet::new();
+    // The customers this node published last on which connection (a customer no longer bound
+    // here is removed from its hash); None while what Redis holds of this node is unknown (at
+    // start: a run of the same node id that died left its hash for its TTL; after an outage or
+    // a failed publish), and the hash is then written whole. And the other nodes publishing at
+    // the last look.
+    let mut published: Option<(u64, std::collections::HashSet<String>)> = None;
     let mut others: Vec<String> = Vec::new();
     loop {
         tick.tick().await;
@@ -1611,12 +1711,19 @@ async fn publish_binds(inner: Arc<Inner>) {
             for c in snap.customers.iter().flatten() {
                 c.remote_binds.store(0, Ordering::Release);
             }
-            // What Redis holds of this node is unknown after an outage: written whole again.
-            published.clear();
+            published = None;
             continue;
         };
+        // A connection other than the last publish's: Redis may have lost or kept anything since.
+        let known = published.take().filter(|(on, _)| *on == conn.id).map(|(_, set)| set);
         let now_ms = smppgw_engine::core::unix_now_ms();
         let mut pipe = redis::pipe();
+        // Whole: the hash deleted and written again in one transaction, so that no other node
+        // ever reads it empty.
+        if known.is_none() {
+            pipe.cmd("MULTI");
+            pipe.cmd("DEL").arg(&own_key);
+        }
         let mut hset = redis::cmd("HSET");
         hset.arg(&own_key).arg(BINDS_AT_FIELD).arg(now_ms);
         let mut bound = std::collections::HashSet::new();
@@ -1628,9 +1735,11 @@ async fn publish_binds(inner: Arc<Inner>) {
             }
         }
         pipe.add_command(hset);
-        let gone: Vec<&String> = published.difference(&bound).collect();
-        if !gone.is_empty() {
-            pipe.cmd("HDEL").arg(&own_key).arg(gone);
+        if let Some(known) = &known {
+            let gone: Vec<&String> = known.difference(&bound).collect();
+            if !gone.is_empty() {
+                pipe.cmd("HDEL").arg(&own_key).arg(gone);
+            }
         }
         pipe.cmd("PEXPIRE").arg(&own_key).arg(BINDS_STALE_MS * 2);
         pipe.cmd("ZADD").arg(&nodes_key).arg(now_ms).arg(&node);
@@ -1639,6 +1748,9 @@ async fn publish_binds(inner: Arc<Inner>) {
             .arg("-inf")
             .arg(now_ms.saturating_sub(BINDS_STALE_MS * 2));
         pipe.cmd("PEXPIRE").arg(&nodes_key).arg(BINDS_STALE_MS * 2);
+        if known.is_none() {
+            pipe.cmd("EXEC");
+        }
         pipe.cmd("ZRANGE").arg(&nodes_key).arg(0).arg(-1);
         // The nodes seen last time; one that joined since is read next time.
         for n in &others {
@@ -1651,13 +1763,19 @@ async fn publish_binds(inner: Arc<Inner>) {
                 continue;
             }
         };
-        let reads = others.len();
+        // The node list and the other nodes' hashes, read after the writes.
+        let reads = others.len() + 1;
         let (writes, read) = all.split_at(all.len() - reads);
-        if let Some(e) = writes.iter().find_map(write_error) {
+        let failed = match known {
+            Some(_) => writes.iter().find_map(write_error),
+            None => exec_replies(writes).map_or_else(Some, |done| done.iter().find_map(write_error)),
+        };
+        if let Some(e) = failed {
             inner.fail(&conn, "publishing bind counts", &e);
             continue;
         }
-        published = bound;
+        published = Some((conn.id, bound));
+        let Some((node_list, read)) = read.split_first() else { continue };
         // Counts come from other nodes (or a hand edit): each count is taken at most at the
         // customer's limit and summed without overflow, and a hash whose time is ahead of this
         // node's clock by more than the staleness bound is stale too.
@@ -1690,9 +1808,9 @@ async fn publish_binds(inner: Arc<Inner>) {
             let others = totals.get(c.cfg.system_id.as_bytes()).copied().unwrap_or(0);
             c.remote_binds.store(others.min(c.cfg.max_binds), Ordering::Release);
         }
-        // The node list (the last write reply) for the next round.
-        others = match writes.last().cloned().map(|v| reply(&inner, v)) {
-            Some(Ok(Value::Array(ids))) => ids
+        // The node list for the next round.
+        others = match reply(&inner, node_list.clone()) {
+            Ok(Value::Array(ids)) => ids
                 .into_iter()
                 .filter_map(|id| match id {
                     Value::BulkString(b) => String::from_utf8(b).ok().filter(|n| n.parse::<u32>().is_ok()),
@@ -1700,11 +1818,28 @@ async fn publish_binds(inner: Arc<Inner>) {
                 })
                 .filter(|n| *n != node)
                 .collect(),
-            _ => {
+            Ok(_) => {
                 malformed::<()>(&inner);
                 Vec::new()
             }
+            Err(e) => {
+                inner.fail(&conn, "reading bind counts", &e);
+                Vec::new()
+            }
         };
+    }
+}
+
+/// The replies of a MULTI/EXEC block's commands, from the replies of MULTI, of each command
+/// (QUEUED) and of EXEC; each still to be judged ([`write_error`]).
+///
+/// # Errors
+/// Redis refused the block (EXECABORT: a command it could not queue) or did not apply it.
+fn exec_replies(block: &[Value]) -> Result<Vec<Value>, RedisError> {
+    match block.split_last() {
+        Some((Value::Array(done), queued)) if done.len() + 1 == queued.len() => Ok(done.clone()),
+        Some((Value::ServerError(e), _)) => Err(RedisError::from(e.clone())),
+        _ => Err(RedisError::from((ErrorKind::ResponseError, "a transaction was not applied"))),
     }
 }
 
@@ -1928,5 +2063,73 @@ mod tests {
         assert_eq!(b.len(), WRITE_BACKLOG_MAX);
         let first = b.take_due(t, true, 1);
         assert_eq!(first[0].record.shown_id, 1, "message 0 was dropped");
+    }
+
+    #[test]
+    fn a_hand_over_goes_in_bounded_batches_and_a_failed_one_comes_back_with_the_rest() {
+        let rt = tokio::runtime::Builder::new_current_thread().build().expect("a runtime");
+        let n = 2 * HAND_OVER_BATCH_MAX + 10;
+        let items: Vec<usize> = (0..n).collect();
+        // All go through: each batch at most the bound, every item once, in order.
+        let mut sent = Vec::new();
+        let back = rt.block_on(in_batches(items.clone(), HAND_OVER_BATCH_MAX, |b: Vec<usize>| {
+            sent.push(b);
+            async { (Vec::new(), true) }
+        }));
+        assert!(back.is_empty());
+        assert_eq!(sent.len(), 3);
+        assert!(sent.iter().all(|b| b.len() <= HAND_OVER_BATCH_MAX));
+        assert_eq!(sent.concat(), items);
+        // The second fails: the first stays done, the second and the third come back, in order,
+        // after what the first refused; the third is not tried.
+        let mut tried = 0;
+        let back = rt.block_on(in_batches(items.clone(), HAND_OVER_BATCH_MAX, |b: Vec<usize>| {
+            tried += 1;
+            let failed = tried == 2;
+            async move {
+                match failed {
+                    true => (b, false),
+                    false => (b.into_iter().filter(|i| *i == 7).collect(), true),
+                }
+            }
+        }));
+        assert_eq!(tried, 2);
+        let mut want = vec![7];
+        want.extend(HAND_OVER_BATCH_MAX..n);
+        assert_eq!(back, want);
+    }
+
+    #[test]
+    fn redis_older_than_7_is_refused_and_7_or_later_taken() {
+        let info = |v: &str| format!("# Server\r\nredis_version:{v}\r\nredis_git_sha1:00000000\r\n");
+        assert_eq!(redis_version(&info("7.0.15")), Some((7, 0)));
+        assert_eq!(redis_version(&info("6.2.14")), Some((6, 2)));
+        assert!(version_refusal(&info("6.2.14")).is_some_and(|why| why.contains("6.2")));
+        assert!(version_refusal(&info("5.0.7")).is_some());
+        assert!(version_refusal(&info("7.0.0")).is_none());
+        assert!(version_refusal(&info("7.2.4")).is_none());
+        assert!(version_refusal(&info("10.0.1")).is_none());
+        // No version said, or not one: not refused for it.
+        assert_eq!(redis_version("# Server\r\nos:Linux\r\n"), None);
+        assert_eq!(redis_version(&info("seven")), None);
+        assert!(version_refusal("").is_none());
+    }
+
+    #[test]
+    fn a_transaction_s_replies_are_those_of_exec() {
+        let ok = || Value::Okay;
+        let queued = || Value::SimpleString("QUEUED".into());
+        let done =
+            exec_replies(&[ok(), queued(), queued(), Value::Array(vec![Value::Int(1), Value::Int(2)])]);
+        assert_eq!(done.ok(), Some(vec![Value::Int(1), Value::Int(2)]));
+        assert!(exec_replies(&[ok(), queued(), Value::Nil]).is_err(), "not applied");
+        assert!(exec_replies(&[ok(), queued(), queued(), Value::Array(vec![Value::Int(1)])]).is_err());
+        let abort = || {
+            redis::parse_redis_value(b"-EXECABORT Transaction discarded because of previous errors.\r\n")
+                .expect("an error reply")
+        };
+        assert!(matches!(abort(), Value::ServerError(_)));
+        let refused = exec_replies(&[ok(), abort(), abort()]);
+        assert_eq!(refused.err().and_then(|e| e.code().map(str::to_owned)).as_deref(), Some("EXECABORT"));
     }
 }
