@@ -420,6 +420,49 @@ fn a_customer_that_stops_reading_is_closed_and_the_gateway_serves_on() {
 }
 
 #[test]
+fn a_peer_that_never_binds_and_reads_a_trickle_of_its_answers_is_closed_at_its_bind_deadline() {
+    // Goal: a connection that floods enquire_links without binding and then reads a little
+    // every moment (so that the gateway's write never stalls for long) is closed at its bind
+    // deadline, not kept for as long as answering the whole flood takes at that pace (minutes).
+    use std::io::{Read, Write};
+    use std::sync::atomic::Ordering;
+    let mut cfg = config(&[]);
+    cfg.server.bind_timeout_ms = 1000;
+    let gw = start(cfg);
+    let c = Client::connect_with_rcvbuf(gw.local_addr, 4096);
+    let mut flood = bytes::BytesMut::new();
+    for i in 0..(1u32 << 18) {
+        Pdu::new(i + 1, Body::EnquireLink).encode(&mut flood);
+    }
+    let mut writer = c.stream.try_clone().unwrap();
+    writer.set_write_timeout(Some(Duration::from_secs(20))).unwrap();
+    let flooder = std::thread::spawn(move || {
+        let _ = writer.write_all(&flood);
+    });
+    let mut reader = c.stream.try_clone().unwrap();
+    reader.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    let start = std::time::Instant::now();
+    let mut buf = [0u8; 1500];
+    let closed = loop {
+        if start.elapsed() > Duration::from_secs(15) {
+            break false;
+        }
+        match reader.read(&mut buf) {
+            Ok(0) => break true,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(_) => break true,
+            Ok(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    };
+    assert!(closed, "closed well within 15 s");
+    let _ = c.stream.shutdown(std::net::Shutdown::Both);
+    flooder.join().unwrap();
+    assert!(wait_for(Duration::from_secs(5), || gw.metrics.sessions.load(Ordering::Relaxed) == 0));
+    gw.shutdown();
+    gw.join();
+}
+
+#[test]
 fn a_reloaded_response_timeout_applies_to_the_write_stall_of_a_session_already_open() {
     // Goal: a session bound under a 60 s response timeout, reloaded to 1 s, that stops reading
     // is closed once its writes stall for the new timeout, not the old one.

@@ -1639,7 +1639,26 @@ async fn customer_session(core: Rc<Core>, io: Rc<CoreIo>, mut stream: TcpStream,
             }
         }
         if !d.wbuf.is_empty() {
-            if stream.write_all(&d.wbuf).await.is_err() {
+            let now = Instant::now();
+            let write_by = match d.customer {
+                // Its bind deadline (a moment more to say why it closes, if it is already past).
+                None => d.machine.next_deadline().max(now + Duration::from_millis(100)),
+                Some(_) => now + Duration::from_millis(limits::SESSION_WRITE_MAX_MS),
+            };
+            let mut write = std::pin::pin!(stream.write_all(&d.wbuf));
+            // Nearly always written at once (the socket's send buffer has room): no timer then.
+            let written = match futures_lite::future::poll_once(&mut write).await {
+                Some(r) => r.is_ok(),
+                None => {
+                    futures_lite::future::or(async { write.await.is_ok() }, async {
+                        Timer::new(write_by.saturating_duration_since(now)).await;
+                        false
+                    })
+                    .await
+                }
+            };
+            if !written {
+                debug!("write failed or too slow: closing");
                 break;
             }
             d.wbuf.clear();

@@ -41,6 +41,12 @@ pub const SESSION_WRITE_BUFFER_KEEP_BYTES: usize = 16 * 1024;
 /// waiting on it would hold the session's timers, window and receipts forever.
 pub const WRITE_STALL_MIN_MS: u64 = 1_000;
 
+/// The longest one write of a bound customer session's buffered answers and deliveries may take
+/// in all (a session not bound yet has until its bind deadline). The write-stall timeout starts
+/// again at every partial write, so a peer taking a few octets now and then would otherwise hold
+/// its session, and everything the session has in flight, for as long as it likes.
+pub const SESSION_WRITE_MAX_MS: u64 = 60_000;
+
 /// Largest customer or vendor window accepted from the config.
 pub const WINDOW_MAX: u32 = 10_000;
 
