@@ -1652,3 +1652,112 @@ fn bind_counts_a_dead_run_of_the_same_node_id_left_in_redis_do_not_hold_the_cust
     a.stop();
     b.stop();
 }
+
+/// Whether `system_id`'s shared queue is announced in the pending set (`t:dlrq-pending`).
+fn announced(r: &mut redis::Connection, system_id: &str) -> bool {
+    redis::cmd("SISMEMBER").arg("t:dlrq-pending").arg(system_id).query(r).unwrap()
+}
+
+/// An MO for the shared queue as a node writes it (the customer is the queue's).
+fn queued_mo(text: &str) -> Vec<u8> {
+    let body = smppgw_codec::SubmitSm { short_message: text.to_owned().into(), ..Default::default() };
+    let d = smppgw_engine::deliveries::Delivery {
+        customer: 0,
+        token: 0,
+        kind: smppgw_engine::deliveries::Kind::Mo,
+        body,
+        attempts: 0,
+    };
+    smppgw_control::redis::wire::encode_delivery(&d)
+}
+
+#[test]
+fn a_queue_is_announced_in_the_pending_set_while_it_holds_receipts_and_no_longer_once_drained() {
+    // Goal: nodes take only from queues the pending set announces (a sweep of all of them comes
+    // once a second): a push announces its customer in the same transaction, with a TTL, and
+    // the take that leaves the queue empty removes the member, so the set does not keep every
+    // node taking from an empty queue.
+    let redis = RedisServer::start();
+    let vendor = sim(|_| {});
+    let (a, b) = two_nodes(&redis, &vendor, ReceiptsTo::B, |_| {});
+    let mut r = redis.client();
+
+    let mut tx = Client::connect(b.gw.local_addr);
+    assert_eq!(tx.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let (st, id) = tx.submit_dlr(&format!("1555130000{i}"), "nobody receives yet");
+        assert_eq!(st, CommandStatus::ESME_ROK);
+        ids.push(id);
+    }
+    let len = |r: &mut redis::Connection| redis::cmd("LLEN").arg("t:dlrq:c1").query::<usize>(r).unwrap();
+    assert!(wait_for(Duration::from_secs(5), || len(&mut r) == 3), "three queued: {}", len(&mut r));
+    assert!(announced(&mut r, "c1"), "the queue is announced");
+    let ttl: i64 = redis::cmd("TTL").arg("t:dlrq-pending").query(&mut r).unwrap();
+    let queue_ttl: i64 = redis::cmd("TTL").arg("t:dlrq:c1").query(&mut r).unwrap();
+    assert!(
+        ttl > 0 && ttl >= queue_ttl - 1,
+        "the set lives as long as the queue: {ttl} s, queue {queue_ttl} s"
+    );
+
+    let mut rx = Client::connect(a.gw.local_addr);
+    assert_eq!(rx.bind("rx", "c1", "pw"), CommandStatus::ESME_ROK);
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let p = rx.recv_deliver();
+        rx.answer(&p, CommandStatus::ESME_ROK);
+        got.push(receipt_of(&p).0);
+    }
+    got.sort();
+    ids.sort();
+    assert_eq!(got, ids, "every receipt, on node A");
+    assert!(
+        wait_for(Duration::from_secs(3), || !announced(&mut r, "c1")),
+        "the drained queue is no longer announced"
+    );
+    assert_eq!(len(&mut r), 0);
+    a.stop();
+    b.stop();
+}
+
+#[test]
+fn a_queue_written_by_a_node_that_does_not_announce_it_is_still_delivered() {
+    // Goal: a node of the previous version pushes to `dlrq:{system_id}` without adding the
+    // customer to the pending set; the sweep of every bound customer's queue still finds it.
+    let redis = RedisServer::start();
+    let vendor = sim(|_| {});
+    let a = Node::start(config(&[("v1", vendor.local_addr())]), 1, &redis);
+    let mut rx = Client::connect(a.gw.local_addr);
+    assert_eq!(rx.bind("rx", "c1", "pw"), CommandStatus::ESME_ROK);
+    // Past the first poll, which sweeps.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut r = redis.client();
+    let _: () = redis::pipe()
+        .cmd("RPUSH")
+        .arg("t:dlrq:c1")
+        .arg(queued_mo("old writer 1"))
+        .arg(queued_mo("old writer 2"))
+        .ignore()
+        .cmd("EXPIRE")
+        .arg("t:dlrq:c1")
+        .arg(3600)
+        .ignore()
+        .query(&mut r)
+        .unwrap();
+    assert!(!announced(&mut r, "c1"));
+    rx.stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        let p = rx.try_recv().expect("the old writer's MO within a few sweeps");
+        match &p.body {
+            Body::DeliverSm(d) => got.push(String::from_utf8_lossy(&d.short_message).into_owned()),
+            other => panic!("not a deliver_sm: {other:?}"),
+        }
+        rx.answer(&p, CommandStatus::ESME_ROK);
+    }
+    assert_eq!(got, ["old writer 1", "old writer 2"]);
+    let exists: bool = redis::cmd("EXISTS").arg("t:dlrq:c1").query(&mut r).unwrap();
+    assert!(!exists, "the queue is drained");
+    drop(rx);
+    a.stop();
+}

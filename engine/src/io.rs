@@ -307,9 +307,13 @@ async fn authenticate(
         return Err(CommandStatus::ESME_RBINDFAIL);
     }
     let key = (bind.system_id.clone(), bind.password.clone());
-    // Single flight: a bind storm with the same credentials waits for one verification.
+    // Single flight: a bind storm with the same credentials waits for one verification (polling
+    // less often the longer it waits: hundreds of waiting binds must not wake 200 times a second
+    // each).
+    let mut pause = Duration::from_millis(5);
     while io.auth_inflight.borrow().contains(&key) {
-        Timer::new(Duration::from_millis(5)).await;
+        Timer::new(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(50));
     }
     let cached = io.auth_cache.borrow().get(&key).is_some_and(|h| *h == c.cfg.password_hash);
     if !cached {

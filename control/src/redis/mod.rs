@@ -24,9 +24,10 @@
 //! | `{p}:m:{our id >> 5}` | string: the records of 32 consecutive ids, appended ([`wire::push_entry`]): each under our internal id, and a submit_multi destination also under the id the customer was given (which its destinations share) |
 //! | `{p}:v:{day}:{bucket}` | hash `{vendor}:{vendor id}` -> our internal id (messages awaiting a receipt) |
 //! | `{p}:dlrq:{system_id}` | list of queued receipts/MO for the customer, receipt TTL |
+//! | `{p}:dlrq-pending` | set of the system_ids whose `dlrq` list may hold something; TTL that of the newest list |
 //! | `{p}:dlrq-taken:{node id}:{system_id}` | what that node took from the list and its cores do not have yet, receipt TTL |
-//! | `{p}:binds:node:{node id}` | hash system_id -> binds on that node, and `@published_at_ms` -> unix ms; TTL 2 x [`BINDS_STALE_MS`] |
-//! | `{p}:binds:nodes` | sorted set of node ids by their last publication (unix ms) |
+//! | `{p}:binds:node:{node id}` | hash system_id -> binds on that node, and `@published_at_ms` -> unix ms of Redis's clock; TTL 2 x [`BINDS_STALE_MS`] |
+//! | `{p}:binds:nodes` | sorted set of node ids by their last publication (unix ms of Redis's clock) |
 //! | `{p}:rate:{kind}:{name}:{window}` | units granted in that window, 2 windows |
 //! | `{p}:ids:{node id}` | the highest message id counter the node issued ([`crate::ids`]), receipt TTL + 1 day |
 //!
@@ -41,6 +42,20 @@
 //! a hand-over that fails or a node that dies in between leaves them there, and they go back to
 //! the head of the queue when the node (the same node id) next connects. So a receipt may come
 //! twice, never not at all.
+//!
+//! Every push to a `dlrq` list (and every give-back) adds its customer to `dlrq-pending` in the
+//! same transaction or script, and the take that leaves the list empty (or finds it gone)
+//! removes it in the same script, so a push after that take announces the list again. Each
+//! [`POLL_MS`] a node asks which of the customers with a receiving bind on it are pending (one
+//! SMISMEMBER per [`PENDING_CHECK_BATCH`]) and takes from those only; a take that came back full
+//! is followed by another in the same poll (up to [`TAKE_ROUNDS_MAX`], and no more than the
+//! customer's local queue holds). Every [`QUEUE_SWEEP_MS`], and on a new connection, it takes
+//! from every bound customer's list instead: lists written by a node of an earlier version,
+//! which does not announce them, or whose announcement was lost, still drain.
+//!
+//! Bind counts carry Redis's time (`TIME` in the publishing script) and are judged against
+//! Redis's `TIME` of the same round, never a node's own clock: nodes whose clocks disagree still
+//! see each other's counts.
 
 mod leases;
 pub mod wire;
@@ -54,7 +69,7 @@ use bytes::Bytes;
 use redis::aio::MultiplexedConnection;
 use redis::{ErrorKind, RedisError, Value};
 use smppgw_engine::core::Found;
-use smppgw_engine::deliveries::Delivery;
+use smppgw_engine::deliveries::{BOUND_QUEUE_FACTOR, Delivery};
 use smppgw_engine::hash::FxHashMap;
 use smppgw_engine::lease::LeaseSpec;
 use smppgw_engine::remote::{RemoteEnd, RemoteOp};
@@ -110,17 +125,31 @@ pub const LOOKUP_BATCH: usize = 256;
 /// drain far more, and one transaction of them all would hold Redis up for everyone and, timing
 /// out after Redis applied it, come back here whole to be queued twice.
 pub const HAND_OVER_BATCH_MAX: usize = 1_000;
-/// Deliveries taken from one customer's queue per poll; also the most a node's `dlrq-taken` list
+/// Deliveries taken from one customer's queue per take; also the most a node's `dlrq-taken` list
 /// of a customer holds.
 pub const DELIVERY_POP_BATCH: usize = 256;
-/// How often queues of customers bound here are polled.
+/// How often the queues of customers bound here that the pending set announces are polled.
 pub const POLL_MS: u64 = 20;
+/// Takes from one customer's queue per poll: a take that comes back full is followed by another
+/// in the same poll, so a deep queue drains at up to this many times [`DELIVERY_POP_BATCH`] per
+/// [`POLL_MS`] instead of one batch.
+pub const TAKE_ROUNDS_MAX: usize = 8;
+/// How often every bound customer's queue is taken from, announced in the pending set or not: a
+/// queue pushed by a node of an earlier version (which does not announce it), or whose
+/// announcement was lost, waits at most this long.
+pub const QUEUE_SWEEP_MS: u64 = 1_000;
+/// system_ids per SMISMEMBER asking which bound customers' queues are pending: one command of
+/// every bound customer would hold Redis up for the others.
+pub const PENDING_CHECK_BATCH: usize = 1_000;
 /// How often leases are topped up.
 pub const LEASE_TICK_MS: u64 = 10;
 /// How often bind counts are published and read.
 pub const BINDS_PUBLISH_MS: u64 = 1_000;
-/// A node's published bind count older than this is ignored (the node is gone).
+/// A node's published bind count older than this (by Redis's clock) is ignored (the node is gone).
 pub const BINDS_STALE_MS: u64 = 5_000;
+/// Fields per HSET or HDEL in the bind-count script: Lua's `unpack` takes at most about 8,000
+/// values, and a node may have more customers bound.
+pub const BINDS_SCRIPT_CHUNK: usize = 1_000;
 /// Connect and response timeout.
 pub const TIMEOUT_MS: u64 = 1_000;
 /// Reconnect backoff bounds.
@@ -194,23 +223,34 @@ return {grant, w, win - (now % win), bad}
 
 /// Takes up to ARGV[1] receipts from the head of queue KEYS[1] into the taken list KEYS[2] (TTL
 /// ARGV[2] s) and returns them; when the taken list still holds some (a hand-over whose end never
-/// reached Redis), returns those instead: they are older than anything in the queue.
+/// reached Redis), returns those instead: they are older than anything in the queue. A queue left
+/// empty (or gone: expired) is no longer announced: ARGV[3] leaves the pending set KEYS[3], in
+/// the same atomic step, so a push after it announces it again. A pending set of the wrong type
+/// must not stop the take (whatever it moved would stay in the taken list), hence `pcall`.
 const TAKE_SCRIPT: &str = r"
 local most = tonumber(ARGV[1])
 local items = redis.call('LRANGE', KEYS[2], 0, most - 1)
 if #items == 0 then
   items = redis.call('LPOP', KEYS[1], most)
   if not items then
-    return {}
+    items = {}
   end
-  redis.call('RPUSH', KEYS[2], unpack(items))
+  if #items > 0 then
+    redis.call('RPUSH', KEYS[2], unpack(items))
+  end
 end
-redis.call('EXPIRE', KEYS[2], ARGV[2])
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.pcall('SREM', KEYS[3], ARGV[3])
+end
+if #items > 0 then
+  redis.call('EXPIRE', KEYS[2], ARGV[2])
+end
 return items
 ";
 
-/// Moves everything in the taken list KEYS[1] back to the head of queue KEYS[2], in order, and
-/// sets the queue's TTL to ARGV[1] s (LPOP deleted the key if it emptied it); returns how many.
+/// Moves everything in the taken list KEYS[1] back to the head of queue KEYS[2], in order, sets
+/// the queue's TTL to ARGV[1] s (LPOP deleted the key if it emptied it) and announces it: ARGV[2]
+/// joins the pending set KEYS[3], whose TTL only grows to that of the queue. Returns how many.
 const GIVE_BACK_SCRIPT: &str = r"
 local n = redis.call('LLEN', KEYS[1])
 for _ = 1, n do
@@ -218,8 +258,42 @@ for _ = 1, n do
 end
 if n > 0 then
   redis.call('EXPIRE', KEYS[2], ARGV[1])
+  redis.pcall('SADD', KEYS[3], ARGV[2])
+  redis.call('EXPIRE', KEYS[3], ARGV[1], 'NX')
+  redis.call('EXPIRE', KEYS[3], ARGV[1], 'GT')
 end
 return n
+";
+
+/// Publishes a node's bind counts on Redis's clock (node clocks may disagree by more than
+/// [`BINDS_STALE_MS`]): writes the hash KEYS[1] (deleted first when ARGV[5] is 1: written whole,
+/// atomically, so that no other node reads it empty), with the field ARGV[2] at Redis's time in
+/// unix ms, lists node ARGV[1] in the sorted set KEYS[2] at that time and drops the nodes silent
+/// for ARGV[3] ms, which is also both keys' TTL. ARGV[6] fields to delete follow, then field/value
+/// pairs, written ARGV[4] fields per command. Returns the time.
+const BINDS_SCRIPT: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- Written as whole numbers: a Lua number may go to Redis in exponent form.
+local at = string.format('%d', now)
+local ttl = tonumber(ARGV[3])
+local chunk = tonumber(ARGV[4])
+if ARGV[5] == '1' then
+  redis.call('DEL', KEYS[1])
+end
+local gone_end = 6 + tonumber(ARGV[6])
+for i = 7, gone_end, chunk do
+  redis.call('HDEL', KEYS[1], unpack(ARGV, i, math.min(i + chunk - 1, gone_end)))
+end
+redis.call('HSET', KEYS[1], ARGV[2], at)
+for i = gone_end + 1, #ARGV, 2 * chunk do
+  redis.call('HSET', KEYS[1], unpack(ARGV, i, math.min(i + 2 * chunk - 1, #ARGV)))
+end
+redis.call('PEXPIRE', KEYS[1], ttl)
+redis.call('ZADD', KEYS[2], at, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', string.format('%d', now - ttl))
+redis.call('PEXPIRE', KEYS[2], ttl)
+return now
 ";
 
 /// Where this node finds Redis and how it names its keys.
@@ -1174,6 +1248,13 @@ fn taken_key(inner: &Inner, system_id: &str) -> String {
     inner.key(format_args!("dlrq-taken:{}:{system_id}", inner.node_id))
 }
 
+/// The set of system_ids whose queue may hold something: pollers take only from those (and from
+/// every bound customer's queue each [`QUEUE_SWEEP_MS`]) instead of running a script for every
+/// bound customer at every poll.
+fn pending_key(inner: &Inner) -> String {
+    inner.key(format_args!("dlrq-pending"))
+}
+
 /// TTL of the shared queues, in seconds: a queued receipt lives as long as its message.
 fn queue_ttl(snap: &Snapshot) -> u64 {
     u64::from(snap.config.server.receipt_ttl_secs).max(1)
@@ -1184,10 +1265,12 @@ fn queue_ttl(snap: &Snapshot) -> u64 {
 fn give_back(pipe: &mut redis::Pipeline, inner: &Inner, sha: &str, system_id: &str, ttl: u64) {
     pipe.cmd("EVALSHA")
         .arg(sha)
-        .arg(2)
+        .arg(3)
         .arg(taken_key(inner, system_id))
         .arg(list_key(inner, system_id))
-        .arg(ttl);
+        .arg(pending_key(inner))
+        .arg(ttl)
+        .arg(system_id);
 }
 
 /// Puts every customer's receipts this node id had taken and not handed to its cores (a previous
@@ -1251,6 +1334,9 @@ where
     }
 }
 
+/// Commands announcing a transaction's queues in the pending set: SADD and two EXPIREs.
+const ANNOUNCE_COMMANDS: usize = 3;
+
 /// Queues one batch in one transaction; returns the deliveries to hand back here, and false when
 /// the link failed.
 async fn queue_batch(
@@ -1270,21 +1356,35 @@ async fn queue_batch(
     let mut pipe = redis::pipe();
     pipe.atomic();
     let mut pushed = Vec::with_capacity(batch.len());
+    let mut customers: Vec<&str> = Vec::new();
     for d in batch {
         let Some(c) = snap.customer_at(d.customer) else { continue };
         let key = list_key(inner, &c.cfg.system_id);
         pipe.cmd("RPUSH").arg(&key).arg(wire::encode_delivery(&d));
         pipe.cmd("LTRIM").arg(&key).arg(-i64::from(max)).arg(-1);
         pipe.cmd("EXPIRE").arg(&key).arg(ttl);
+        customers.push(&c.cfg.system_id);
         pushed.push(d);
     }
     if pushed.is_empty() {
         return (Vec::new(), true);
     }
+    // Announced in the same transaction: a poller that finds no member takes nothing, and one
+    // whose take emptied the queue just before removed the member atomically with it. The set
+    // lives as long as the newest queue it announces (NX gives a new set its TTL, GT only ever
+    // extends it), so it never outlives them all; a member whose queue expired goes at its
+    // next take.
+    customers.sort_unstable();
+    customers.dedup();
+    let pending = pending_key(inner);
+    pipe.cmd("SADD").arg(&pending).arg(&customers);
+    pipe.cmd("EXPIRE").arg(&pending).arg(ttl).arg("NX");
+    pipe.cmd("EXPIRE").arg(&pending).arg(ttl).arg("GT");
+    let commands = 3 * pushed.len() + ANNOUNCE_COMMANDS;
     // MULTI, one QUEUED per command, then EXEC's reply: one reply per command.
     let exec = conn.send_packed_commands(&pipe, pipe.len() + 1, 1).await.map(|mut v| v.pop());
     let replies = match exec {
-        Ok(Some(Value::Array(replies))) if replies.len() == 3 * pushed.len() => replies,
+        Ok(Some(Value::Array(replies))) if replies.len() == commands => replies,
         Ok(_) => {
             let e =
                 RedisError::from((ErrorKind::ResponseError, "the receipt queue transaction was not applied"));
@@ -1299,7 +1399,17 @@ async fn queue_batch(
     let (mut queued, mut over, mut refused) = (0u64, 0u64, 0u64);
     let mut link_ok = true;
     let mut back = Vec::new();
-    for (d, r) in pushed.into_iter().zip(replies.chunks(3)) {
+    let (pushes, announce) = replies.split_at(commands - ANNOUNCE_COMMANDS);
+    // The queues are written whatever the set's fate: a set of the wrong type only leaves them
+    // to the sweep.
+    match announce.iter().find_map(write_error) {
+        Some(e) => {
+            inner.fail(conn, "queueing receipts", &e);
+            link_ok = false;
+        }
+        None => refused += announce.iter().filter(|v| matches!(v, Value::ServerError(_))).count() as u64,
+    }
+    for (d, r) in pushed.into_iter().zip(pushes.chunks(3)) {
         match &r[0] {
             Value::Int(len) => {
                 queued += 1;
@@ -1491,9 +1601,14 @@ async fn part_stored(inner: &Inner, shown_id: u64) -> bool {
     false
 }
 
+/// Takes from the shared queues of the customers with a receiving bind here, every [`POLL_MS`]:
+/// from those the pending set announces, and every [`QUEUE_SWEEP_MS`] (and on a new connection)
+/// from all of them. A poll with nothing pending is one command, whatever the customers bound.
 async fn poll_deliveries(inner: Arc<Inner>) {
     let mut tick = tokio::time::interval(Duration::from_millis(POLL_MS));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The connection and time of the last sweep.
+    let mut swept: Option<(u64, Instant)> = None;
     loop {
         tick.tick().await;
         let Some(mut conn) = inner.conn() else { continue };
@@ -1511,32 +1626,162 @@ async fn poll_deliveries(inner: Arc<Inner>) {
         if bound.is_empty() {
             continue;
         }
-        let scripts = inner.queue_scripts.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-        let ttl = queue_ttl(&snap);
-        let mut pipe = redis::pipe();
-        for (_, system_id) in &bound {
+        let now = Instant::now();
+        let sweep = sweep_due(swept, conn.id, now);
+        let due = if sweep {
+            swept = Some((conn.id, now));
+            bound
+        } else {
+            match announced(&inner, &mut conn, bound).await {
+                Ok(due) => due,
+                Err(e) => {
+                    inner.fail(&conn, "reading which receipt queues are pending", &e);
+                    continue;
+                }
+            }
+        };
+        if !due.is_empty() {
+            take_queued(&inner, &mut conn, &snap, due).await;
+        }
+    }
+}
+
+/// Whether a poll on connection `conn` at `now` takes from every bound customer's queue, given
+/// the connection and time of the last sweep: a new connection may follow an outage in which the
+/// set was lost or queues were pushed without it.
+fn sweep_due(swept: Option<(u64, Instant)>, conn: u64, now: Instant) -> bool {
+    swept.is_none_or(|(on, at)| {
+        on != conn || now.saturating_duration_since(at) >= Duration::from_millis(QUEUE_SWEEP_MS)
+    })
+}
+
+/// Those of `bound` whose queue the pending set announces, asked [`PENDING_CHECK_BATCH`] at a
+/// time: the work is that of the customers bound here, not of every customer with a queue (a
+/// customer that never binds a receiver keeps one for the receipt TTL).
+///
+/// # Errors
+/// The link's, as for [`read`]; a set of the wrong type reads as empty (counted), which leaves
+/// the queues to the sweep.
+async fn announced<'a>(
+    inner: &Inner,
+    conn: &mut Conn,
+    bound: Vec<(u32, &'a str)>,
+) -> Result<Vec<(u32, &'a str)>, RedisError> {
+    let key = pending_key(inner);
+    let mut pipe = redis::pipe();
+    for chunk in bound.chunks(PENDING_CHECK_BATCH) {
+        let cmd = pipe.cmd("SMISMEMBER").arg(&key);
+        for (_, system_id) in chunk {
+            cmd.arg(*system_id);
+        }
+    }
+    let answers = read(inner, conn, &pipe).await?;
+    let mut flags = Vec::with_capacity(bound.len());
+    for (chunk, v) in bound.chunks(PENDING_CHECK_BATCH).zip(answers) {
+        match member_flags(v, chunk.len()) {
+            Some(f) => flags.extend(f),
+            None => {
+                // Nil is a set of the wrong type, counted by `read`.
+                flags.extend(std::iter::repeat_n(false, chunk.len()));
+            }
+        }
+    }
+    Ok(bound.into_iter().zip(flags).filter_map(|(b, pending)| pending.then_some(b)).collect())
+}
+
+/// SMISMEMBER's answer for `n` members, one flag each; None when it is not one (counted as
+/// malformed unless Nil, which `read` made of a key of the wrong type and counted).
+fn member_flags(v: Value, n: usize) -> Option<Vec<bool>> {
+    match v {
+        Value::Array(a) if a.len() == n => Some(a.iter().map(|x| matches!(x, Value::Int(1))).collect()),
+        _ => None,
+    }
+}
+
+/// How many a take asks of a customer's queue when this poll already handed `so_far` of its
+/// receipts to the cores: a batch, and never past `room`, what the customer's local queue holds
+/// (more would push out its oldest there).
+fn take_size(so_far: usize, room: usize) -> usize {
+    DELIVERY_POP_BATCH.min(room.saturating_sub(so_far))
+}
+
+/// What a customer's local queue holds while it has a receiving bind (the engine's bound): one
+/// poll takes at most this much of its shared queue.
+fn local_room(snap: &Snapshot) -> usize {
+    (snap.config.server.receipt_queue_max as usize).max(1).saturating_mul(BOUND_QUEUE_FACTOR)
+}
+
+/// The first reply among the ends of hand-overs (LTRIM of a taken list, or its give-back) that
+/// means Redis cannot serve; without one, refusals for a key of the wrong type are counted.
+fn ends_error(inner: &Inner, values: &[Value]) -> Option<RedisError> {
+    let failed = values.iter().find_map(write_error);
+    if failed.is_none() {
+        let refused = values.iter().filter(|v| matches!(v, Value::ServerError(_))).count();
+        add(&inner.health.malformed, refused as u64);
+    }
+    failed
+}
+
+/// Takes the receipts queued for `due`, hands them to each customer's home core and ends each
+/// take (the taken list trimmed when the cores have them, given back when they do not). A take
+/// that came back full is taken again, with the ends before it in the same round trip (a take
+/// returns what its taken list still holds), up to [`TAKE_ROUNDS_MAX`] takes and
+/// [`local_room`] receipts per customer. A failure leaves what was taken in the taken lists: given
+/// back at the reconnect, so a receipt the cores already have may come twice, but none is lost.
+async fn take_queued(inner: &Inner, conn: &mut Conn, snap: &Snapshot, due: Vec<(u32, &str)>) {
+    let scripts = inner.queue_scripts.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    let ttl = queue_ttl(snap);
+    let room = local_room(snap);
+    let pending = pending_key(inner);
+    let cores = inner.control.cores().max(1);
+    // Each customer with how many of its receipts this poll handed to the cores.
+    let mut due: Vec<(u32, &str, usize)> = due.into_iter().map(|(idx, s)| (idx, s, 0)).collect();
+    let mut ends = redis::pipe();
+    for round in 0..TAKE_ROUNDS_MAX {
+        // A stopping node takes no more (what it took goes to the cores, which still read).
+        if due.is_empty() || (round > 0 && inner.control.shutting_down()) {
+            break;
+        }
+        let mut pipe = std::mem::replace(&mut ends, redis::pipe());
+        let ended = pipe.len();
+        let mut asked = Vec::with_capacity(due.len());
+        for (_, system_id, so_far) in &due {
+            let most = take_size(*so_far, room);
             pipe.cmd("EVALSHA")
                 .arg(&scripts.take)
-                .arg(2)
-                .arg(list_key(&inner, system_id))
-                .arg(taken_key(&inner, system_id))
-                .arg(DELIVERY_POP_BATCH)
-                .arg(ttl);
+                .arg(3)
+                .arg(list_key(inner, system_id))
+                .arg(taken_key(inner, system_id))
+                .arg(&pending)
+                .arg(most)
+                .arg(ttl)
+                .arg(*system_id);
+            asked.push(most);
         }
-        // Read reply by reply: one customer's queue of the wrong type must not fail the others',
-        // whose receipts the same pipeline has already taken.
-        let taken = match read(&inner, &mut conn, &pipe).await {
+        let values = match replies(conn, &pipe).await {
             Ok(v) => v,
             Err(e) => {
                 // Whatever Redis did take waits in the taken lists for the reconnect.
-                inner.fail(&conn, "taking queued receipts", &e);
-                continue;
+                inner.fail(conn, "taking queued receipts", &e);
+                return;
             }
         };
-        let cores = inner.control.cores().max(1);
-        // Each customer's taken list is emptied (cores have them) or given back (they do not).
-        let mut ends = redis::pipe();
-        for ((idx, system_id), v) in bound.iter().zip(taken) {
+        let (end_replies, takes) = values.split_at(ended);
+        if let Some(e) = ends_error(inner, end_replies) {
+            inner.fail(conn, "ending the hand-over of queued receipts", &e);
+            return;
+        }
+        // Judged reply by reply before any goes to the cores: one customer's queue of the wrong
+        // type must not fail the others', whose receipts the same pipeline has already taken.
+        let takes: Vec<Value> = match takes.iter().map(|v| reply(inner, v.clone())).collect() {
+            Ok(t) => t,
+            Err(e) => {
+                inner.fail(conn, "taking queued receipts", &e);
+                return;
+            }
+        };
+        let mut again = Vec::new();
+        for ((idx, system_id, so_far), (v, most)) in due.into_iter().zip(takes.into_iter().zip(asked)) {
             let items = match v {
                 Value::Array(items) => items,
                 Value::Nil => continue,
@@ -1549,33 +1794,29 @@ async fn poll_deliveries(inner: Arc<Inner>) {
                 continue;
             }
             let count = items.len();
-            let raw: Vec<Vec<u8>> = items.into_iter().filter_map(|i| bytes_value(&inner, i)).collect();
-            let batch: Vec<Delivery> = raw.iter().filter_map(|b| wire::decode_delivery(b, *idx)).collect();
+            let raw: Vec<Vec<u8>> = items.into_iter().filter_map(|i| bytes_value(inner, i)).collect();
+            let batch: Vec<Delivery> = raw.iter().filter_map(|b| wire::decode_delivery(b, idx)).collect();
             add(&inner.health.malformed, (raw.len() - batch.len()) as u64);
             let n = batch.len() as u64;
-            if batch.is_empty() || to_core(&inner, *idx as usize % cores, Control::Deliveries(batch)).await {
+            if batch.is_empty() || to_core(inner, idx as usize % cores, Control::Deliveries(batch)).await {
                 add(&inner.health.deliveries_in, n);
-                ends.cmd("LTRIM").arg(taken_key(&inner, system_id)).arg(count).arg(-1);
-            } else {
-                give_back(&mut ends, &inner, &scripts.give_back, system_id, ttl);
-            }
-        }
-        // A failure leaves them in the taken lists: given back at the reconnect, so a receipt
-        // the cores already have may come twice, but none is lost.
-        let failed = match replies(&mut conn, &ends).await {
-            Ok(values) => {
-                let refused = values.iter().filter(|v| matches!(v, Value::ServerError(_))).count();
-                let failed = values.iter().find_map(write_error);
-                if failed.is_none() {
-                    add(&inner.health.malformed, refused as u64);
+                ends.cmd("LTRIM").arg(taken_key(inner, system_id)).arg(count).arg(-1);
+                let so_far = so_far + count;
+                if count >= most && so_far < room {
+                    again.push((idx, system_id, so_far));
                 }
-                failed
+            } else {
+                give_back(&mut ends, inner, &scripts.give_back, system_id, ttl);
             }
-            Err(e) => Some(e),
-        };
-        if let Some(e) = failed {
-            inner.fail(&conn, "ending the hand-over of queued receipts", &e);
         }
+        due = again;
+    }
+    let failed = match replies(conn, &ends).await {
+        Ok(values) => ends_error(inner, &values),
+        Err(e) => Some(e),
+    };
+    if let Some(e) = failed {
+        inner.fail(conn, "ending the hand-over of queued receipts", &e);
     }
 }
 
@@ -1682,15 +1923,16 @@ async fn keep_leases(inner: Arc<Inner>) {
     }
 }
 
-/// Field of a node's bind-count hash holding when it was published (unix ms); the others are
-/// system_ids, which are at most 15 characters: this one is longer, so it is none of them.
+/// Field of a node's bind-count hash holding when it was published (unix ms, Redis's clock); the
+/// others are system_ids, which are at most 15 characters: this one is longer, so none of them.
 const BINDS_AT_FIELD: &str = "@published_at_ms";
 
 /// Publishes this node's bind counts and reads the other nodes', every [`BINDS_PUBLISH_MS`].
 /// Each node keeps one hash, `binds:node:{node_id}`, of the customers bound to it (and when it
 /// wrote it), and is listed in the sorted set `binds:nodes` by that time: a second's work is one
 /// round trip whose size grows with the customers bound and the nodes, not with every customer
-/// configured.
+/// configured. Every time is Redis's ([`BINDS_SCRIPT`], `TIME`): node clocks apart by more than
+/// [`BINDS_STALE_MS`] would otherwise ignore each other's counts or drop each other's entries.
 async fn publish_binds(inner: Arc<Inner>) {
     let mut tick = tokio::time::interval(Duration::from_millis(BINDS_PUBLISH_MS));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -1716,41 +1958,37 @@ async fn publish_binds(inner: Arc<Inner>) {
         };
         // A connection other than the last publish's: Redis may have lost or kept anything since.
         let known = published.take().filter(|(on, _)| *on == conn.id).map(|(_, set)| set);
-        let now_ms = smppgw_engine::core::unix_now_ms();
-        let mut pipe = redis::pipe();
-        // Whole: the hash deleted and written again in one transaction, so that no other node
-        // ever reads it empty.
-        if known.is_none() {
-            pipe.cmd("MULTI");
-            pipe.cmd("DEL").arg(&own_key);
-        }
-        let mut hset = redis::cmd("HSET");
-        hset.arg(&own_key).arg(BINDS_AT_FIELD).arg(now_ms);
         let mut bound = std::collections::HashSet::new();
+        let mut counts = Vec::new();
         for c in snap.customers.iter().flatten() {
             let mine = c.binds.load(Ordering::Acquire);
             if mine > 0 {
-                hset.arg(&c.cfg.system_id).arg(mine);
+                counts.push((c.cfg.system_id.as_str(), mine));
                 bound.insert(c.cfg.system_id.clone());
             }
         }
-        pipe.add_command(hset);
-        if let Some(known) = &known {
-            let gone: Vec<&String> = known.difference(&bound).collect();
-            if !gone.is_empty() {
-                pipe.cmd("HDEL").arg(&own_key).arg(gone);
-            }
-        }
-        pipe.cmd("PEXPIRE").arg(&own_key).arg(BINDS_STALE_MS * 2);
-        pipe.cmd("ZADD").arg(&nodes_key).arg(now_ms).arg(&node);
-        pipe.cmd("ZREMRANGEBYSCORE")
+        let gone: Vec<&String> = known.as_ref().map(|k| k.difference(&bound).collect()).unwrap_or_default();
+        // The writes in one script on Redis's clock (whole: the hash deleted and written again
+        // atomically, so that no other node ever reads it empty), then Redis's time to judge
+        // the others' by, the node list and the other nodes' hashes.
+        let mut pipe = redis::pipe();
+        let cmd = pipe
+            .cmd("EVAL")
+            .arg(BINDS_SCRIPT)
+            .arg(2)
+            .arg(&own_key)
             .arg(&nodes_key)
-            .arg("-inf")
-            .arg(now_ms.saturating_sub(BINDS_STALE_MS * 2));
-        pipe.cmd("PEXPIRE").arg(&nodes_key).arg(BINDS_STALE_MS * 2);
-        if known.is_none() {
-            pipe.cmd("EXEC");
+            .arg(&node)
+            .arg(BINDS_AT_FIELD)
+            .arg(BINDS_STALE_MS * 2)
+            .arg(BINDS_SCRIPT_CHUNK)
+            .arg(u8::from(known.is_none()))
+            .arg(gone.len())
+            .arg(gone);
+        for (system_id, n) in counts {
+            cmd.arg(system_id).arg(n);
         }
+        pipe.cmd("TIME");
         pipe.cmd("ZRANGE").arg(&nodes_key).arg(0).arg(-1);
         // The nodes seen last time; one that joined since is read next time.
         for n in &others {
@@ -1763,22 +2001,33 @@ async fn publish_binds(inner: Arc<Inner>) {
                 continue;
             }
         };
-        // The node list and the other nodes' hashes, read after the writes.
-        let reads = others.len() + 1;
-        let (writes, read) = all.split_at(all.len() - reads);
-        let failed = match known {
-            Some(_) => writes.iter().find_map(write_error),
-            None => exec_replies(writes).map_or_else(Some, |done| done.iter().find_map(write_error)),
-        };
-        if let Some(e) = failed {
-            inner.fail(&conn, "publishing bind counts", &e);
-            continue;
+        let Some((write, read)) = all.split_first() else { continue };
+        match write {
+            Value::ServerError(_) => match write_error(write) {
+                Some(e) => {
+                    inner.fail(&conn, "publishing bind counts", &e);
+                    continue;
+                }
+                // A key of the wrong type (a hand edit): counted, and the hash written whole
+                // next time.
+                None => {
+                    malformed::<()>(&inner);
+                }
+            },
+            _ => published = Some((conn.id, bound)),
         }
-        published = Some((conn.id, bound));
+        let Some((time, read)) = read.split_first() else { continue };
+        let now_ms = match reply(&inner, time.clone()) {
+            Ok(t) => redis_time_ms(&t).or_else(|| malformed(&inner)),
+            Err(e) => {
+                inner.fail(&conn, "reading bind counts", &e);
+                continue;
+            }
+        };
         let Some((node_list, read)) = read.split_first() else { continue };
         // Counts come from other nodes (or a hand edit): each count is taken at most at the
-        // customer's limit and summed without overflow, and a hash whose time is ahead of this
-        // node's clock by more than the staleness bound is stale too.
+        // customer's limit and summed without overflow, and a hash whose time is ahead of Redis's
+        // clock by more than the staleness bound is stale too.
         let mut totals: HashMap<Vec<u8>, u32> = HashMap::new();
         let mut failed = None;
         for v in read {
@@ -1790,10 +2039,7 @@ async fn publish_binds(inner: Arc<Inner>) {
                 }
             };
             let (at, counts) = bind_counts(&inner, v);
-            let fresh = at.is_some_and(|at| {
-                now_ms.saturating_sub(at) <= BINDS_STALE_MS && at.saturating_sub(now_ms) <= BINDS_STALE_MS
-            });
-            if fresh {
+            if binds_fresh(at, now_ms) {
                 for (customer, count) in counts {
                     let t = totals.entry(customer).or_default();
                     *t = t.saturating_add(count);
@@ -1830,16 +2076,23 @@ async fn publish_binds(inner: Arc<Inner>) {
     }
 }
 
-/// The replies of a MULTI/EXEC block's commands, from the replies of MULTI, of each command
-/// (QUEUED) and of EXEC; each still to be judged ([`write_error`]).
-///
-/// # Errors
-/// Redis refused the block (EXECABORT: a command it could not queue) or did not apply it.
-fn exec_replies(block: &[Value]) -> Result<Vec<Value>, RedisError> {
-    match block.split_last() {
-        Some((Value::Array(done), queued)) if done.len() + 1 == queued.len() => Ok(done.clone()),
-        Some((Value::ServerError(e), _)) => Err(RedisError::from(e.clone())),
-        _ => Err(RedisError::from((ErrorKind::ResponseError, "a transaction was not applied"))),
+/// Whether a bind-count hash published at `at` counts at `now_ms` (both Redis's clock, unix ms):
+/// neither older nor ahead by more than [`BINDS_STALE_MS`]. Nothing counts without either time.
+fn binds_fresh(at: Option<u64>, now_ms: Option<u64>) -> bool {
+    matches!((at, now_ms), (Some(at), Some(now)) if now.abs_diff(at) <= BINDS_STALE_MS)
+}
+
+/// Redis's `TIME` reply (seconds and microseconds, as text) in unix ms; None when it is not one.
+fn redis_time_ms(v: &Value) -> Option<u64> {
+    let Value::Array(parts) = v else { return None };
+    let number = |v: &Value| match v {
+        Value::BulkString(b) => std::str::from_utf8(b).ok()?.parse::<u64>().ok(),
+        Value::Int(i) => u64::try_from(*i).ok(),
+        _ => None,
+    };
+    match parts.as_slice() {
+        [secs, micros] => number(secs)?.checked_mul(1_000)?.checked_add(number(micros)? / 1_000),
+        _ => None,
     }
 }
 
@@ -2116,20 +2369,53 @@ mod tests {
     }
 
     #[test]
-    fn a_transaction_s_replies_are_those_of_exec() {
-        let ok = || Value::Okay;
-        let queued = || Value::SimpleString("QUEUED".into());
-        let done =
-            exec_replies(&[ok(), queued(), queued(), Value::Array(vec![Value::Int(1), Value::Int(2)])]);
-        assert_eq!(done.ok(), Some(vec![Value::Int(1), Value::Int(2)]));
-        assert!(exec_replies(&[ok(), queued(), Value::Nil]).is_err(), "not applied");
-        assert!(exec_replies(&[ok(), queued(), queued(), Value::Array(vec![Value::Int(1)])]).is_err());
-        let abort = || {
-            redis::parse_redis_value(b"-EXECABORT Transaction discarded because of previous errors.\r\n")
-                .expect("an error reply")
-        };
-        assert!(matches!(abort(), Value::ServerError(_)));
-        let refused = exec_replies(&[ok(), abort(), abort()]);
-        assert_eq!(refused.err().and_then(|e| e.code().map(str::to_owned)).as_deref(), Some("EXECABORT"));
+    fn bind_counts_are_judged_on_redis_s_clock_alone() {
+        // Goal: freshness compares a hash's time (Redis's, written by the publishing script) with
+        // Redis's TIME of the same round, never with a node's own clock.
+        let time = |raw: &[u8]| redis_time_ms(&redis::parse_redis_value(raw).expect("a reply"));
+        let now = time(b"*2\r\n$10\r\n1700000000\r\n$6\r\n123456\r\n");
+        assert_eq!(now, Some(1_700_000_000_123));
+        assert_eq!(time(b"*1\r\n$10\r\n1700000000\r\n"), None, "not a TIME reply");
+        assert_eq!(time(b"*2\r\n$3\r\nabc\r\n$1\r\n0\r\n"), None);
+        assert_eq!(time(b"$10\r\n1700000000\r\n"), None);
+        let t = 1_700_000_000_123;
+        assert!(binds_fresh(Some(t), now));
+        assert!(binds_fresh(Some(t - BINDS_STALE_MS), now), "at the bound");
+        assert!(!binds_fresh(Some(t - BINDS_STALE_MS - 1), now), "older");
+        assert!(binds_fresh(Some(t + BINDS_STALE_MS), now));
+        assert!(!binds_fresh(Some(t + BINDS_STALE_MS + 1), now), "ahead of Redis");
+        assert!(!binds_fresh(None, now), "no time published");
+        assert!(!binds_fresh(Some(t), None), "no time of Redis");
+    }
+
+    #[test]
+    fn a_full_take_is_followed_by_more_only_while_the_customer_s_local_queue_has_room() {
+        assert_eq!(take_size(0, 100_000), DELIVERY_POP_BATCH);
+        assert_eq!(take_size(DELIVERY_POP_BATCH, DELIVERY_POP_BATCH + 10), 10);
+        assert_eq!(take_size(50, 50), 0);
+        assert_eq!(take_size(60, 50), 0);
+        let mut cfg = smppgw_engine::config::Config::default();
+        cfg.server.receipt_queue_max = 3;
+        let snap = Snapshot::build(cfg, 1);
+        assert_eq!(local_room(&snap), 3 * BOUND_QUEUE_FACTOR);
+        assert_eq!(take_size(0, local_room(&snap)), 3 * BOUND_QUEUE_FACTOR, "a small queue's bound");
+    }
+
+    #[test]
+    fn every_bound_queue_is_swept_on_a_new_connection_and_after_the_sweep_period() {
+        let t = Instant::now();
+        let period = Duration::from_millis(QUEUE_SWEEP_MS);
+        assert!(sweep_due(None, 1, t), "the first poll");
+        assert!(!sweep_due(Some((1, t)), 1, t + period / 2));
+        assert!(sweep_due(Some((1, t)), 1, t + period));
+        assert!(sweep_due(Some((1, t)), 2, t), "a new connection");
+    }
+
+    #[test]
+    fn smismember_s_answer_flags_each_member() {
+        let v = Value::Array(vec![Value::Int(1), Value::Int(0), Value::Int(1)]);
+        assert_eq!(member_flags(v.clone(), 3), Some(vec![true, false, true]));
+        assert_eq!(member_flags(v, 2), None, "not one flag per member");
+        assert_eq!(member_flags(Value::Nil, 1), None);
     }
 }
