@@ -1761,3 +1761,190 @@ fn a_queue_written_by_a_node_that_does_not_announce_it_is_still_delivered() {
     drop(rx);
     a.stop();
 }
+
+/// A gateway (for its configuration and cores) whose Redis link takes its ops from the test, which
+/// hands record writes and lookups over as the cores would, as many as it needs.
+struct Fed {
+    gw: Gateway,
+    ctl: ControlThread,
+    redis: Redis,
+    link: smppgw_engine::remote::RemoteLink,
+    /// The link's channel, only looked at: whether the writer took everything handed over.
+    end: smppgw_engine::remote::RemoteEnd,
+}
+
+impl Fed {
+    fn start(redis: &RedisServer, vendor: &smppgw_loadgen::sim::SimHandle) -> Fed {
+        let gw = smppgw_engine::start(config(&[("v1", vendor.local_addr())])).unwrap();
+        let (end, links) = smppgw_engine::remote::link();
+        let control = gw.control();
+        let metrics = gw.metrics.clone();
+        let opts = RedisOptions::new(redis.url()).with_prefix("t");
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let theirs = end.clone();
+        let ctl = spawn_control_thread(HttpConfig::new("127.0.0.1:0".parse().unwrap()), move || async move {
+            let (state, link) = attach(ApiState::new(control.clone(), metrics), opts, control, theirs);
+            let _ = tx.send(link);
+            Ok::<_, String>(state)
+        })
+        .unwrap();
+        let redis = rx.recv_timeout(Duration::from_secs(10)).expect("the Redis link starts");
+        assert!(wait_for(Duration::from_secs(10), || redis.health().is_up()), "the node reaches Redis");
+        Fed { gw, ctl, redis, link: links.make(), end }
+    }
+
+    /// Hands `ops` over in one batch; none may fall back.
+    fn hand_over(&self, ops: impl IntoIterator<Item = smppgw_engine::remote::RemoteOp>) {
+        for op in ops {
+            assert!(self.link.push(op).is_empty(), "taken or kept for the channel");
+        }
+        assert!(self.link.flush().is_empty(), "taken or kept for the channel");
+    }
+
+    fn metric(&self, family: &str) -> Option<u64> {
+        let (_, scrape) = http_get(self.ctl.local_addr(), "/metrics");
+        scrape.lines().find_map(|l| l.strip_prefix(&format!("{family} "))?.parse().ok())
+    }
+
+    fn stop(self) {
+        self.gw.shutdown();
+        self.gw.join();
+        let _ = self.ctl.stop();
+    }
+}
+
+/// The record of message `id` of customer c1 through vendor v1, submitted now, awaiting its
+/// receipt under vendor id `vendor_id`.
+fn record(id: u64, vendor_id: &str) -> smppgw_engine::store::Record {
+    use smppgw_engine::store::{Small, Wanted};
+    smppgw_engine::store::Record {
+        msg_id: id,
+        shown_id: id,
+        customer: 0,
+        vendor: 0,
+        vendor_id: Small::from(vendor_id),
+        source: (1, 1, Small::from("15550001")),
+        dest: (1, 1, Small::from("15550002")),
+        submitted: unix_ms() / 1000,
+        submitted_ms: 0,
+        state: MessageState::Enroute,
+        final_at: 0,
+        error: 0,
+        receipts: Wanted::FINAL,
+        siblings: Vec::new(),
+    }
+}
+
+fn put(record: smppgw_engine::store::Record, new: bool) -> smppgw_engine::remote::RemoteOp {
+    smppgw_engine::remote::RemoteOp::Put { record, new }
+}
+
+/// Whether Redis holds the record of message `id`.
+fn stored(r: &mut redis::Connection, id: u64) -> bool {
+    let key = format!("t:m:{}", id >> smppgw_control::redis::GROUP_BITS);
+    let blob: Option<Vec<u8>> = redis::cmd("GET").arg(&key).query(r).unwrap();
+    blob.is_some_and(|b| smppgw_control::redis::wire::find_entry(&b, id).is_some())
+}
+
+/// Ids of the messages the tests below write, far from any the gateway issues.
+const FED_IDS: u64 = 1 << 50;
+
+#[test]
+fn what_the_cores_hand_over_while_a_backlog_is_replayed_is_taken_at_once_and_written() {
+    // Goal: after an outage the node replays its backlog of record writes, a pipeline at a time,
+    // for a while; the cores' ops handed over meanwhile are taken between pipelines, not left in
+    // the channel until the whole backlog is written (a channel full for that long makes the
+    // cores keep them, then handle them locally: other nodes never see those writes), and they
+    // reach Redis too.
+    const REPLAYED: u64 = 200_000;
+    let mut redis = RedisServer::start();
+    let vendor = sim(|_| {});
+    let n = Fed::start(&redis, &vendor);
+    redis.stop();
+    assert!(wait_for(Duration::from_secs(10), || !n.redis.health().is_up()), "the outage is noticed");
+    n.hand_over((0..REPLAYED).map(|i| put(record(FED_IDS + i, &format!("r{i}")), false)));
+    assert!(
+        wait_for(Duration::from_secs(30), || n.redis.health().backlog() == REPLAYED),
+        "every write waits in the backlog: {}",
+        n.redis.health().backlog()
+    );
+    redis.restart();
+    assert!(wait_for(Duration::from_secs(15), || n.redis.health().is_up()), "reconnects");
+    assert!(wait_for(Duration::from_secs(30), || n.redis.health().written() > 0), "the replay began");
+    let late = FED_IDS + REPLAYED;
+    n.hand_over([put(record(late, "late"), false)]);
+    assert!(wait_for(Duration::from_secs(60), || n.end.ops.is_empty()), "the writer took the op");
+    let written = n.redis.health().written();
+    assert!(
+        written < REPLAYED,
+        "taken during the replay, not after it: {written} of {REPLAYED} were written"
+    );
+    assert!(wait_for(Duration::from_secs(60), || n.redis.health().backlog() == 0), "the backlog drains");
+    let mut r = redis.client();
+    for id in [FED_IDS, FED_IDS + REPLAYED / 2, FED_IDS + REPLAYED - 1, late] {
+        assert!(wait_for(Duration::from_secs(5), || stored(&mut r, id)), "message {id} is in Redis");
+    }
+    assert_eq!(n.metric("smppgw_redis_writes_dropped_total"), Some(0));
+    n.stop();
+}
+
+#[test]
+fn a_receipt_lookup_is_not_tried_on_a_connection_whose_write_just_failed() {
+    // Goal: once a command of the writer's round failed (Redis paused: it timed out), the rest of
+    // the round does not try the same connection, each step waiting for its own timeout while the
+    // cores' ops pile up: the receipt lookup waits for the next connection and is tried once,
+    // there, and finds its message.
+    let redis = RedisServer::start();
+    let vendor = sim(|_| {});
+    let n = Fed::start(&redis, &vendor);
+    let awaited = FED_IDS;
+    n.hand_over([put(record(awaited, "77077"), true)]);
+    assert!(wait_for(Duration::from_secs(10), || n.redis.health().written() >= 1), "the record is written");
+    let mut r = redis.client();
+    let _: () = redis::cmd("CLIENT").arg("PAUSE").arg(4_000).arg("ALL").query(&mut r).unwrap();
+    // A write due at once and the receipt, in the same round.
+    n.hand_over([
+        put(record(FED_IDS + 1, "77078"), false),
+        smppgw_engine::remote::RemoteOp::Miss { vendor: 0, id: bytes::Bytes::from_static(b"77077") },
+    ]);
+    assert!(wait_for(Duration::from_secs(10), || !n.redis.health().is_up()), "the write timed out");
+    assert!(
+        wait_for(Duration::from_secs(30), || n.metric("smppgw_redis_lookups_found_total") == Some(1)),
+        "the receipt's message is found once Redis answers again"
+    );
+    assert_eq!(
+        n.metric("smppgw_redis_lookups_total"),
+        Some(1),
+        "looked up on the new connection only, not first on the one whose write had failed"
+    );
+    n.stop();
+}
+
+#[test]
+fn a_record_write_that_cannot_reach_redis_is_counted_as_dropped() {
+    // Goal: every record write that does not reach Redis is counted in
+    // smppgw_redis_writes_dropped_total, not only those the backlog's bound drops: a record whose
+    // customer is gone from the configuration (it cannot be encoded), and one whose group key
+    // holds another type (Redis refuses the APPEND; also counted as malformed). The others of
+    // the same pipeline are written and counted as such.
+    let redis = RedisServer::start();
+    let vendor = sim(|_| {});
+    let n = Fed::start(&redis, &vendor);
+    let mut r = redis.client();
+    let refused = FED_IDS;
+    let refused_group = format!("t:m:{}", refused >> smppgw_control::redis::GROUP_BITS);
+    let _: () = redis::cmd("RPUSH").arg(&refused_group).arg("x").query(&mut r).unwrap();
+    let unknown = smppgw_engine::store::Record { customer: 999, ..record(FED_IDS + 100, "1") };
+    let fine = FED_IDS + 200;
+    n.hand_over([put(record(refused, "2"), false), put(unknown, false), put(record(fine, "3"), false)]);
+    assert!(
+        wait_for(Duration::from_secs(10), || n.metric("smppgw_redis_writes_dropped_total") == Some(2)),
+        "both counted dropped: {:?}",
+        n.metric("smppgw_redis_writes_dropped_total")
+    );
+    assert!(stored(&mut r, fine), "the others are written");
+    assert_eq!(n.redis.health().written(), 1, "only what reached Redis counts as written");
+    assert_eq!(n.metric("smppgw_redis_malformed_total"), Some(1), "the refusal");
+    assert!(n.redis.health().is_up(), "the link stays up");
+    n.stop();
+}

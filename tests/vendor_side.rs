@@ -146,6 +146,52 @@ fn the_vendors_unbind_is_answered_with_the_receipts_read_before_it_and_the_bind_
 }
 
 #[test]
+fn a_submit_in_flight_when_the_vendor_unbinds_gets_the_vendors_answer() {
+    // Goal: an SMSC that unbinds with our submit in flight, then answers that submit: the
+    // customer gets ESME_ROK with an id (the vendor has the message), and the SMSC gets our
+    // unbind_resp after its answer. The bind used to close at once, the submit answered as of
+    // unknown outcome, though the vendor accepted it.
+    let (addr, seen) = fake_smsc(|n, mut c| {
+        accept_bind(&mut c);
+        if n > 0 {
+            serve(&mut c, |c, p| {
+                if let Body::SubmitSm(_) = p.body {
+                    c.send(&accepted_as(&p, "W2"));
+                }
+            });
+            return Vec::new();
+        }
+        let mut order = Vec::new();
+        while let Some(p) = c.recv() {
+            order.push(p.command_id());
+            match p.body {
+                Body::SubmitSm(_) => {
+                    c.send(&Pdu::new(9, Body::Unbind));
+                    std::thread::sleep(Duration::from_millis(200));
+                    c.send(&accepted_as(&p, "W1"));
+                }
+                Body::EnquireLink => c.send(&Pdu::new(p.sequence_number, Body::EnquireLinkResp)),
+                _ => {}
+            }
+        }
+        order
+    });
+    let (gw, mut c) = one_bind_gateway(addr);
+    let (st, id) = c.submit("15557770001", "in flight at the unbind");
+    assert_eq!(st, CommandStatus::ESME_ROK);
+    assert!(!id.is_empty());
+    let first = seen.recv_timeout(Duration::from_secs(10)).expect("the first connection ends");
+    assert_eq!(
+        first,
+        vec![smppgw_codec::CommandId::SUBMIT_SM, smppgw_codec::CommandId::UNBIND_RESP],
+        "nothing sent between the unbind and its answer"
+    );
+    assert_eq!(c.unbind(), CommandStatus::ESME_ROK);
+    gw.shutdown();
+    gw.join();
+}
+
+#[test]
 fn a_bind_still_on_its_way_when_the_gateway_stops_is_not_left_up() {
     // Goal: shutdown while the SMSC has not answered the bind yet: the gateway does not wait for
     // it, nor keep the bind up (with keepalives) once the answer comes; it closes and exits.

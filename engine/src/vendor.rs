@@ -119,6 +119,9 @@ pub struct VendorSession<J> {
     /// still answers). Nothing more is sent; the bind closes (and is made again) once the
     /// submits in flight are answered.
     lost: bool,
+    /// The sequence number of the vendor's unbind, answered once the submits in flight are
+    /// (the bind is `lost` meanwhile: nothing more is sent on it).
+    unbind_answer: Option<u32>,
 }
 
 impl<J> VendorSession<J> {
@@ -134,6 +137,7 @@ impl<J> VendorSession<J> {
             enquire_sent: None,
             enquire_seq: 0,
             lost: false,
+            unbind_answer: None,
         };
         let seq = s.next_sequence();
         let b = Bind {
@@ -243,7 +247,7 @@ impl<J> VendorSession<J> {
                         if status.is_ok() { Outcome::Accepted(message_id) } else { Outcome::Refused(status) };
                     events.push(VendorEvent::Done { job, outcome });
                 }
-                self.lost_bind(status, events);
+                self.lost_bind(status);
             }
             Body::CancelSmResp | Body::ReplaceSmResp | Body::QuerySmResp(_) => {
                 if let Some((job, _)) = self.inflight.remove(&seq) {
@@ -254,7 +258,7 @@ impl<J> VendorSession<J> {
                     };
                     events.push(VendorEvent::Done { job, outcome });
                 }
-                self.lost_bind(status, events);
+                self.lost_bind(status);
             }
             Body::GenericNack => {
                 if let Some((job, _)) = self.inflight.remove(&seq) {
@@ -265,7 +269,7 @@ impl<J> VendorSession<J> {
                         job,
                         outcome: Outcome::Refused(CommandStatus::ESME_RSYSERR),
                     });
-                    self.lost_bind(status, events);
+                    self.lost_bind(status);
                 } else if let State::BindSent { seq: s, .. } = self.state
                     && s == seq
                 {
@@ -276,7 +280,7 @@ impl<J> VendorSession<J> {
                     // An SMSC that does not know enquire_link still answered it: it is alive,
                     // unless it says it lost our session.
                     self.enquire_sent = None;
-                    self.lost_bind(status, events);
+                    self.lost_bind(status);
                 }
             }
             Body::EnquireLink => Pdu::new(seq, Body::EnquireLinkResp).encode(out),
@@ -284,7 +288,7 @@ impl<J> VendorSession<J> {
                 self.enquire_sent = None;
                 // The vendor lost our session but keeps the connection: a receiver bind (or an
                 // idle one) learns it only here, and would otherwise wait for ever.
-                self.lost_bind(status, events);
+                self.lost_bind(status);
             }
             Body::DeliverSm(d) => {
                 Pdu::new(seq, Body::DeliverSmResp(MessageIdResp::default())).encode(out);
@@ -303,6 +307,13 @@ impl<J> VendorSession<J> {
                     tlvs: d.tlvs,
                     ..SubmitSm::default()
                 }));
+            }
+            // Nothing more is sent; the submits in flight get their answers, if the vendor
+            // sends them, before our unbind_resp lets it close (SMPP 3.4 4.2: the unbind
+            // deregisters the bind, its outstanding requests are still answered).
+            Body::Unbind if !self.inflight.is_empty() && self.state == State::Bound => {
+                self.lost = true;
+                self.unbind_answer = Some(seq);
             }
             Body::Unbind => {
                 Pdu::new(seq, Body::UnbindResp).encode(out);
@@ -327,7 +338,7 @@ impl<J> VendorSession<J> {
                 }
             }
         }
-        self.close_if_lost(events);
+        self.close_if_lost(out, events);
     }
 
     fn bind_answered(&mut self, seq: u32, status: CommandStatus, events: &mut Vec<VendorEvent<J>>) {
@@ -396,7 +407,7 @@ impl<J> VendorSession<J> {
             }
             _ => self.close(events),
         }
-        self.close_if_lost(events);
+        self.close_if_lost(out, events);
     }
 
     /// The earliest time [`VendorSession::on_tick`] has something to do.
@@ -438,7 +449,7 @@ impl<J> VendorSession<J> {
                 events.push(VendorEvent::Done { job, outcome: Outcome::Unknown });
             }
         }
-        self.close_if_lost(events);
+        self.close_if_lost(out, events);
         let s = self.settings.clone();
         match self.state {
             State::BindSent { at, .. } if now >= at + s.response_timeout => {
@@ -497,17 +508,21 @@ impl<J> VendorSession<J> {
 
     /// After an answer with `status`: a vendor that says we are not bound has lost this bind;
     /// once nothing it holds is in flight, the bind closes and the driver makes it again.
-    fn lost_bind(&mut self, status: CommandStatus, events: &mut Vec<VendorEvent<J>>) {
+    /// (Closed by [`VendorSession::close_if_lost`], which every caller's path reaches.)
+    fn lost_bind(&mut self, status: CommandStatus) {
         if status == CommandStatus::ESME_RINVBNDSTS && self.is_bound() {
             self.lost = true;
         }
-        self.close_if_lost(events);
     }
 
     /// Closes a lost bind once nothing it holds is in flight, however the last request left
-    /// (answered, timed out, an operation's answer, an answer that did not decode).
-    fn close_if_lost(&mut self, events: &mut Vec<VendorEvent<J>>) {
+    /// (answered, timed out, an operation's answer, an answer that did not decode), answering
+    /// the vendor's unbind first if that is what ended it.
+    fn close_if_lost(&mut self, out: &mut BytesMut, events: &mut Vec<VendorEvent<J>>) {
         if self.lost && self.inflight.is_empty() && self.state != State::Closed {
+            if let Some(seq) = self.unbind_answer.take() {
+                Pdu::new(seq, Body::UnbindResp).encode(out);
+            }
             self.close(events);
         }
     }
@@ -924,15 +939,60 @@ mod tests {
     #[test]
     fn the_vendors_unbind_is_answered_and_ends_the_bind() {
         let (mut s, now, mut out) = bound();
-        s.submit((1, msg()), now, &mut out, |j| &j.1).unwrap();
-        let _ = pdus(&mut out);
         let mut ev = Vec::new();
         s.on_pdu(Pdu::new(7, Body::Unbind), now, &mut out, &mut ev);
         let r = pdus(&mut out);
         assert_eq!((r[0].command_id(), r[0].sequence_number), (CommandId::UNBIND_RESP, 7));
-        assert!(matches!(&ev[0], VendorEvent::Done { job: (1, _), outcome: Outcome::Unknown }));
         assert!(matches!(ev.last(), Some(VendorEvent::Close)));
         assert!(s.is_closed());
+    }
+
+    #[test]
+    fn the_vendors_unbind_waits_for_the_answers_to_the_submits_in_flight() {
+        // Goal: a vendor that unbinds while our submits are in flight still answers them before
+        // it closes, if we let it: nothing more is sent, each answer is taken, and our
+        // unbind_resp goes once the last one came. Closing at once made every such submit of
+        // unknown outcome (the customer told to try again, the vendor perhaps sending it).
+        let (mut s, now, mut out) = bound();
+        s.submit((1, msg()), now, &mut out, |j| &j.1).unwrap();
+        s.submit((2, msg()), now, &mut out, |j| &j.1).unwrap();
+        let sent = pdus(&mut out);
+        let mut ev = Vec::new();
+        s.on_pdu(Pdu::new(7, Body::Unbind), now, &mut out, &mut ev);
+        assert!(pdus(&mut out).is_empty(), "not answered yet");
+        assert!(ev.is_empty(), "{ev:?}");
+        assert!(!s.has_room() && s.is_lost(), "nothing more is sent on it");
+        assert!(s.submit((3, msg()), now, &mut out, |j| &j.1).is_err());
+        let accepted = |seq: u32| {
+            let r = MessageIdResp { message_id: format!("V{seq}").into(), ..Default::default() };
+            Pdu::new(seq, Body::SubmitSmResp(r))
+        };
+        s.on_pdu(accepted(sent[0].sequence_number), now, &mut out, &mut ev);
+        assert!(matches!(&ev[..], [VendorEvent::Done { job: (1, _), outcome: Outcome::Accepted(_) }]));
+        assert!(pdus(&mut out).is_empty(), "one still in flight");
+        ev.clear();
+        s.on_pdu(accepted(sent[1].sequence_number), now, &mut out, &mut ev);
+        assert!(matches!(&ev[0], VendorEvent::Done { job: (2, _), outcome: Outcome::Accepted(_) }));
+        assert!(matches!(ev.last(), Some(VendorEvent::Close)));
+        let r = pdus(&mut out);
+        assert_eq!((r[0].command_id(), r[0].sequence_number), (CommandId::UNBIND_RESP, 7));
+        assert!(s.is_closed());
+    }
+
+    #[test]
+    fn the_vendors_unbind_is_answered_when_the_submits_in_flight_time_out() {
+        let (mut s, now, mut out) = bound();
+        s.submit((1, msg()), now, &mut out, |j| &j.1).unwrap();
+        let _ = pdus(&mut out);
+        let mut ev = Vec::new();
+        s.on_pdu(Pdu::new(7, Body::Unbind), now, &mut out, &mut ev);
+        let later = now + settings().response_timeout + Duration::from_millis(1);
+        assert!(s.next_deadline() <= later);
+        s.on_tick(later, &mut out, &mut ev);
+        assert!(matches!(&ev[0], VendorEvent::Done { job: (1, _), outcome: Outcome::Unknown }));
+        assert!(matches!(ev.last(), Some(VendorEvent::Close)));
+        let r = pdus(&mut out);
+        assert_eq!((r[0].command_id(), r[0].sequence_number), (CommandId::UNBIND_RESP, 7));
     }
 }
 

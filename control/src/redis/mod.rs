@@ -6,6 +6,13 @@
 //! batches with it ([`smppgw_engine::remote`]). Writes are pipelined in batches of up to
 //! [`WRITE_BATCH`] records, never one round trip per message.
 //!
+//! One task takes the cores' ops into bounded structures of its own (the write backlog, pending
+//! lookups, hand-overs) and works a round at a time: a pipeline of writes, a transaction of
+//! hand-overs, a batch of lookups, taking the cores' ops again before each, and skipping the rest
+//! of the round once a command failed. A replay of the backlog, or a Redis that stopped
+//! answering, never leaves the cores' channel full; nor does a core whose control queue is full,
+//! whose messages wait apart and are offered again.
+//!
 //! Redis down: the node keeps serving from local state. Writes wait in a backlog bounded by
 //! [`WRITE_BACKLOG_MAX`] and are replayed when Redis returns (beyond the bound the oldest are
 //! dropped and counted: they stay in the node's own store, only other nodes cannot see them);
@@ -72,7 +79,7 @@ use smppgw_engine::core::Found;
 use smppgw_engine::deliveries::{BOUND_QUEUE_FACTOR, Delivery};
 use smppgw_engine::hash::FxHashMap;
 use smppgw_engine::lease::LeaseSpec;
-use smppgw_engine::remote::{RemoteEnd, RemoteOp};
+use smppgw_engine::remote::{REMOTE_CHANNEL_CAPACITY, RemoteEnd, RemoteOp};
 use smppgw_engine::runtime::{Control, GatewayControl};
 use smppgw_engine::snapshot::Snapshot;
 use smppgw_engine::store::{Radix, Record, alternate_ids, canonical_id, shard_key, shard_of};
@@ -125,6 +132,13 @@ pub const LOOKUP_BATCH: usize = 256;
 /// drain far more, and one transaction of them all would hold Redis up for everyone and, timing
 /// out after Redis applied it, come back here whole to be queued twice.
 pub const HAND_OVER_BATCH_MAX: usize = 1_000;
+/// Receipts/MO waiting in this node for their transaction to the shared queues. While this many
+/// wait, the node takes no more of its cores' ops (Redis takes them slower than they come, and
+/// the cores keep or handle locally what they cannot hand over, [`smppgw_engine::remote`]).
+pub const HAND_OVER_PENDING_MAX: usize = 100_000;
+/// Messages for one core (receipts handed back, records found) waiting for room in its control
+/// queue; beyond it the oldest is dropped, as one still waiting after 500 ms is.
+pub const CORE_OUTBOX_MAX: usize = 1_024;
 /// Deliveries taken from one customer's queue per take; also the most a node's `dlrq-taken` list
 /// of a customer holds.
 pub const DELIVERY_POP_BATCH: usize = 256;
@@ -428,7 +442,7 @@ impl RedisHealth {
             (
                 "smppgw_redis_writes_dropped_total",
                 "counter",
-                "Record writes dropped for the backlog bound (kept in the local store)",
+                "Record writes that did not reach Redis: beyond the backlog bound, not encodable (customer or vendor removed) or refused for a key of the wrong type (kept in the local store)",
                 load(&self.dropped),
             ),
             (
@@ -726,6 +740,12 @@ impl Inner {
     fn snapshot(&self) -> Arc<Snapshot> {
         self.control.current()
     }
+
+    /// Whether `conn` is still the link to use: no request on it failed (and it was not
+    /// replaced) since it was taken.
+    fn usable(&self, conn: &Conn) -> bool {
+        self.health.is_up() && conn.id == self.conn_id.load(Ordering::Acquire)
+    }
 }
 
 async fn supervise(inner: Arc<Inner>, url: String) {
@@ -1002,98 +1022,266 @@ impl Misses {
     }
 }
 
-async fn write_loop(inner: Arc<Inner>, end: RemoteEnd) {
-    let lookups = Arc::new(tokio::sync::Semaphore::new(QUERY_LOOKUPS_MAX));
-    let mut backlog = Backlog::new();
-    let mut misses = Misses::default();
-    let mut deliveries: Vec<Delivery> = Vec::new();
-    loop {
-        let snap = inner.snapshot();
-        let ttl = u64::from(snap.config.server.receipt_ttl_secs).max(1);
-        let mut got = 0usize;
-        let now = Instant::now();
-        inner.health.writing.store(true, Ordering::SeqCst);
-        while let Ok(batch) = end.ops.try_recv() {
-            got += batch.len();
-            for op in batch {
-                match op {
-                    RemoteOp::Put { record, new } => {
-                        if backlog.put(record, new, now) {
-                            add(&inner.health.dropped, 1);
-                        }
-                    }
-                    RemoteOp::Miss { vendor, id } => {
-                        if misses.len() < MISS_PENDING_MAX {
-                            let due = Instant::now() + Duration::from_millis(MISS_RETRY_MS[0]);
-                            misses.push(Miss { due, attempt: 0, vendor, id });
-                        } else {
-                            add(&inner.health.given_up, 1);
-                        }
-                    }
-                    RemoteOp::Query { shown_id, customer, reply } => {
-                        let inner = inner.clone();
-                        let Ok(permit) = lookups.clone().try_acquire_owned() else {
-                            add(&inner.health.given_up, 1);
-                            tokio::spawn(async move { answer_query(&inner, reply, None).await });
-                            continue;
-                        };
-                        tokio::spawn(async move {
-                            let _permit = permit;
-                            let found =
-                                lookup_shown(&inner, shown_id).await.filter(|r| r.customer == customer);
-                            let found = found.map(|record| {
-                                let snap = inner.snapshot();
-                                let shard = shard_of(
-                                    record.vendor,
-                                    &shard_key(&canonical_id(&record.vendor_id)),
-                                    snap.cores,
-                                ) as u16;
-                                Box::new(Found { shard, record, shared: true })
-                            });
-                            answer_query(&inner, reply, found).await;
-                        });
-                    }
-                    RemoteOp::Deliver(d) => deliveries.push(Arc::unwrap_or_clone(d)),
-                    RemoteOp::DerivedCheck { delivery, shown_id } => {
-                        let inner = inner.clone();
-                        // Out of lookup capacity: delivered unchecked, as without Redis.
-                        let permit = lookups.clone().try_acquire_owned().ok();
-                        tokio::spawn(async move {
-                            let stored = match &permit {
-                                Some(_) => part_stored(&inner, shown_id).await,
-                                None => true,
-                            };
-                            drop(permit);
-                            let home = delivery.customer as usize % inner.control.cores().max(1);
-                            if !to_core(&inner, home, Control::Derived { delivery, stored }).await {
-                                add(&inner.health.lost, 1);
-                                warn!("derived receipt dropped: core control queue full");
-                            }
-                        });
+/// Messages for the cores whose control queue was full, per core and in order. The writer offers
+/// them again before each of its steps instead of awaiting room: waiting for one busy core (up to
+/// [`CORE_SEND_PATIENCE_MS`] a message, one after another) held back every Redis write and every
+/// other core's message with it.
+#[derive(Default)]
+struct Outbox {
+    /// Per core: each message and when it is given up.
+    waiting: FxHashMap<usize, VecDeque<(Instant, Control)>>,
+}
+
+impl Outbox {
+    /// Hands `msg` to `core` through `send` at once when nothing of that core's waits before it
+    /// and its queue has room; otherwise it waits its turn. Returns what the bound dropped (the
+    /// oldest of that core's).
+    fn send(
+        &mut self,
+        core: usize,
+        msg: Control,
+        now: Instant,
+        send: &mut impl FnMut(usize, Control) -> Result<(), Control>,
+    ) -> Option<Control> {
+        let queue = self.waiting.entry(core).or_default();
+        let msg = match queue.is_empty() {
+            true => match send(core, msg) {
+                Ok(()) => return None,
+                Err(m) => m,
+            },
+            false => msg,
+        };
+        queue.push_back((now + Duration::from_millis(CORE_SEND_PATIENCE_MS), msg));
+        match queue.len() > CORE_OUTBOX_MAX {
+            true => queue.pop_front().map(|(_, m)| m),
+            false => None,
+        }
+    }
+
+    /// Offers the waiting messages again, each core's oldest first; returns, with their core,
+    /// those given up (no room still [`CORE_SEND_PATIENCE_MS`] after their first try).
+    fn retry(
+        &mut self,
+        now: Instant,
+        send: &mut impl FnMut(usize, Control) -> Result<(), Control>,
+    ) -> Vec<(usize, Control)> {
+        let mut given_up = Vec::new();
+        self.waiting.retain(|&core, queue| {
+            while let Some((until, msg)) = queue.pop_front() {
+                match send(core, msg) {
+                    Ok(()) => {}
+                    Err(m) if now >= until => given_up.push((core, m)),
+                    Err(m) => {
+                        queue.push_front((until, m));
+                        break;
                     }
                 }
             }
+            !queue.is_empty()
+        });
+        given_up
+    }
+
+    fn is_empty(&self) -> bool {
+        self.waiting.is_empty()
+    }
+}
+
+/// Counts a message a core's full control queue did not take in time.
+fn undelivered(inner: &Inner, core: usize, msg: Control) {
+    match msg {
+        Control::Deliveries(ds) => {
+            add(&inner.health.lost, ds.len() as u64);
+            warn!(core, n = ds.len(), "receipts dropped: core control queue full");
         }
-        inner.health.backlog.store(backlog.len() as u64, Ordering::Relaxed);
-        let conn = inner.conn();
-        match conn {
-            Some(mut conn) => {
-                flush_writes(&inner, &mut conn, &snap, &mut backlog, ttl).await;
-                if !deliveries.is_empty() {
-                    push_deliveries(&inner, &mut conn, &snap, &mut deliveries).await;
+        Control::Record(_) => warn!(core, "found record dropped: core control queue full"),
+        _ => warn!(core, "message to a core dropped: core control queue full"),
+    }
+}
+
+/// What the writer took from the cores and has not finished with, each part bounded.
+struct Writer {
+    backlog: Backlog,
+    misses: Misses,
+    /// Receipts/MO for other nodes' customers, oldest first, for the shared queues.
+    deliveries: VecDeque<Delivery>,
+    /// query_sm lookups and derived-receipt checks in flight.
+    lookups: Arc<tokio::sync::Semaphore>,
+    to_cores: Outbox,
+}
+
+impl Writer {
+    fn new() -> Writer {
+        Writer {
+            backlog: Backlog::new(),
+            misses: Misses::default(),
+            deliveries: VecDeque::new(),
+            lookups: Arc::new(tokio::sync::Semaphore::new(QUERY_LOOKUPS_MAX)),
+            to_cores: Outbox::default(),
+        }
+    }
+
+    /// Takes the ops the cores handed over into the writer's bounded structures and offers the
+    /// cores' waiting messages again; returns the ops taken. Called before every step that
+    /// awaits Redis: one that takes long (a backlog replayed after an outage, a Redis that
+    /// stopped answering) must not leave the channel full, which makes the cores keep or handle
+    /// locally what they hand over. At most a channel's worth at a time, so that the steps go on
+    /// under any load, and nothing while [`HAND_OVER_PENDING_MAX`] deliveries wait.
+    fn take_ops(&mut self, inner: &Arc<Inner>, ops: &crossbeam_channel::Receiver<Vec<RemoteOp>>) -> usize {
+        let now = Instant::now();
+        let mut got = 0;
+        for _ in 0..REMOTE_CHANNEL_CAPACITY {
+            if self.deliveries.len() >= HAND_OVER_PENDING_MAX {
+                break;
+            }
+            let Ok(batch) = ops.try_recv() else { break };
+            got += batch.len();
+            for op in batch {
+                self.take(inner, op, now);
+            }
+        }
+        self.offer_to_cores(inner);
+        inner.health.backlog.store(self.backlog.len() as u64, Ordering::Relaxed);
+        got
+    }
+
+    fn take(&mut self, inner: &Arc<Inner>, op: RemoteOp, now: Instant) {
+        match op {
+            RemoteOp::Put { record, new } => {
+                if self.backlog.put(record, new, now) {
+                    add(&inner.health.dropped, 1);
                 }
-                if misses.next_due().is_some_and(|t| t <= Instant::now()) {
-                    resolve_misses(&inner, &mut conn, &snap, &mut misses).await;
+            }
+            RemoteOp::Miss { vendor, id } => {
+                if self.misses.len() < MISS_PENDING_MAX {
+                    let due = now + Duration::from_millis(MISS_RETRY_MS[0]);
+                    self.misses.push(Miss { due, attempt: 0, vendor, id });
+                } else {
+                    add(&inner.health.given_up, 1);
+                }
+            }
+            RemoteOp::Query { shown_id, customer, reply } => {
+                let inner = inner.clone();
+                let Ok(permit) = self.lookups.clone().try_acquire_owned() else {
+                    add(&inner.health.given_up, 1);
+                    tokio::spawn(async move { answer_query(&inner, reply, None).await });
+                    return;
+                };
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    let found = lookup_shown(&inner, shown_id).await.filter(|r| r.customer == customer);
+                    let found = found.map(|record| {
+                        let snap = inner.snapshot();
+                        let shard =
+                            shard_of(record.vendor, &shard_key(&canonical_id(&record.vendor_id)), snap.cores)
+                                as u16;
+                        Box::new(Found { shard, record, shared: true })
+                    });
+                    answer_query(&inner, reply, found).await;
+                });
+            }
+            RemoteOp::Deliver(d) => self.deliveries.push_back(Arc::unwrap_or_clone(d)),
+            RemoteOp::DerivedCheck { delivery, shown_id } => {
+                let inner = inner.clone();
+                // Out of lookup capacity: delivered unchecked, as without Redis.
+                let permit = self.lookups.clone().try_acquire_owned().ok();
+                tokio::spawn(async move {
+                    let stored = match &permit {
+                        Some(_) => part_stored(&inner, shown_id).await,
+                        None => true,
+                    };
+                    drop(permit);
+                    let home = delivery.customer as usize % inner.control.cores().max(1);
+                    if !to_core(&inner, home, Control::Derived { delivery, stored }).await {
+                        add(&inner.health.lost, 1);
+                        warn!("derived receipt dropped: core control queue full");
+                    }
+                });
+            }
+        }
+    }
+
+    /// Hands `msg` to `core`, or keeps it to offer again ([`Outbox`]).
+    fn hand_to_core(&mut self, inner: &Inner, core: usize, msg: Control) {
+        let mut send = |core, msg| inner.control.send_to_core(core, msg);
+        if let Some(m) = self.to_cores.send(core, msg, Instant::now(), &mut send) {
+            undelivered(inner, core, m);
+        }
+    }
+
+    fn offer_to_cores(&mut self, inner: &Inner) {
+        if self.to_cores.is_empty() {
+            return;
+        }
+        let mut send = |core, msg| inner.control.send_to_core(core, msg);
+        for (core, m) in self.to_cores.retry(Instant::now(), &mut send) {
+            undelivered(inner, core, m);
+        }
+    }
+
+    /// Gives deliveries back to their customers' home cores on this node.
+    fn hand_back(&mut self, inner: &Inner, snap: &Snapshot, batch: Vec<Delivery>) {
+        if batch.is_empty() {
+            return;
+        }
+        let cores = inner.control.cores().max(1);
+        let mut by_core: HashMap<usize, Vec<Delivery>> = HashMap::new();
+        for d in batch {
+            if snap.customer_at(d.customer).is_some() {
+                by_core.entry(d.customer as usize % cores).or_default().push(d);
+            } else {
+                add(&inner.health.lost, 1);
+            }
+        }
+        for (core, ds) in by_core {
+            self.hand_to_core(inner, core, Control::Deliveries(ds));
+        }
+    }
+
+    /// Whether the writer holds something the cores handed over that is not written yet (the
+    /// backlog is told apart, in [`RedisHealth::backlog`]).
+    fn holding(&self) -> bool {
+        !self.deliveries.is_empty() || !self.to_cores.is_empty()
+    }
+}
+
+/// The only reader of the cores' ops. Each round takes one step of each kind that has work (a
+/// pipeline of record writes, a transaction of hand-overs, a batch of receipt lookups), and the
+/// cores' ops are taken before each step: a replay of a large backlog is many rounds, never a
+/// stretch of seconds that leaves the ops channel full.
+async fn write_loop(inner: Arc<Inner>, end: RemoteEnd) {
+    let mut w = Writer::new();
+    loop {
+        inner.health.writing.store(true, Ordering::SeqCst);
+        let mut busy = w.take_ops(&inner, &end.ops) > 0;
+        let snap = inner.snapshot();
+        let ttl = u64::from(snap.config.server.receipt_ttl_secs).max(1);
+        match inner.conn() {
+            Some(mut conn) => {
+                busy |= flush_writes(&inner, &mut conn, &snap, &mut w.backlog, ttl).await;
+                // Once a command on this connection failed, the other steps would each only wait
+                // for their own timeout: they wait for the next connection instead.
+                if !w.deliveries.is_empty() && inner.usable(&conn) {
+                    w.take_ops(&inner, &end.ops);
+                    push_deliveries(&inner, &mut conn, &snap, &mut w).await;
+                    busy = true;
+                }
+                if w.misses.next_due().is_some_and(|t| t <= Instant::now()) && inner.usable(&conn) {
+                    w.take_ops(&inner, &end.ops);
+                    resolve_misses(&inner, &mut conn, &snap, &mut w).await;
+                    busy = true;
                 }
             }
             None => {
                 // Nobody else can take them now: back to the customer's local queue.
-                hand_back(&inner, &snap, std::mem::take(&mut deliveries)).await;
+                let back = Vec::from(std::mem::take(&mut w.deliveries));
+                w.hand_back(&inner, &snap, back);
             }
         }
-        inner.health.backlog.store(backlog.len() as u64, Ordering::Relaxed);
-        inner.health.writing.store(false, Ordering::SeqCst);
-        if got == 0 {
+        w.offer_to_cores(&inner);
+        inner.health.backlog.store(w.backlog.len() as u64, Ordering::Relaxed);
+        inner.health.writing.store(w.holding(), Ordering::SeqCst);
+        if !busy {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
@@ -1156,87 +1344,116 @@ fn recent_days(ttl_secs: u64) -> impl Iterator<Item = u64> {
     (0..=span).filter_map(move |d| today.checked_sub(d))
 }
 
-async fn flush_writes(inner: &Inner, conn: &mut Conn, snap: &Snapshot, backlog: &mut Backlog, ttl: u64) {
-    loop {
-        let all = inner.health.flush_now.load(Ordering::Acquire);
-        let due = backlog.take_due(Instant::now(), all, WRITE_BATCH);
-        if due.is_empty() {
-            return;
-        }
-        // One APPEND per group and one HSET per vendor-id bucket; entries keep their order, so
-        // a later state of a message wins.
-        let mut groups: FxHashMap<u64, (u64, Vec<u8>)> = FxHashMap::default();
-        let mut vendor_ids: HashMap<(u64, u32), redis::Cmd> = HashMap::new();
-        let mut written = 0u64;
-        for p in &due {
-            let Some(w) = make_write(snap, &p.record, p.new) else { continue };
-            // Under our internal id, which the vendor-id index points to (one per vendor
-            // submit); a submit_multi destination, which shares the id the customer was given
-            // with the others, under that id too, for query_sm and lookups by it.
-            let (msg, shown) = (p.record.msg_id, p.record.shown_id);
-            let mut pushed = false;
-            for id in std::iter::once(msg).chain((shown != msg).then_some(shown)) {
-                let (day, blob) = groups.entry(id >> GROUP_BITS).or_insert_with(|| (w.day, Vec::new()));
-                *day = (*day).max(w.day);
-                pushed |= wire::push_record(blob, id, &p.record, snap);
-            }
-            if !pushed {
-                continue;
-            }
-            let id = msg;
-            written += 1;
-            if let Some((bucket, field)) = &w.vendor_index {
-                vendor_ids
-                    .entry((w.day, *bucket))
-                    .or_insert_with(|| {
-                        let mut c = redis::cmd("HSET");
-                        c.arg(vendor_ids_key(inner, w.day, *bucket));
-                        c
-                    })
-                    .arg(field)
-                    .arg(id);
-            }
-        }
-        let mut pipe = redis::pipe();
-        // What a day wrote goes when that day's TTL has passed.
-        let expire_at = |day: u64| (day + 1) * DAY_SECS + ttl;
-        for (group, (day, blob)) in groups {
-            let key = records_key(inner, group << GROUP_BITS);
-            pipe.cmd("APPEND").arg(&key).arg(blob);
-            // A group can span midnight: a later state of its earlier day's message must not cut
-            // short the time of a newer one. NX gives a new key its expiry (GT takes no expiry
-            // as infinite), GT only ever extends it.
-            pipe.cmd("EXPIREAT").arg(&key).arg(expire_at(day)).arg("NX");
-            pipe.cmd("EXPIREAT").arg(key).arg(expire_at(day)).arg("GT");
-        }
-        for ((day, bucket), cmd) in vendor_ids {
-            pipe.add_command(cmd);
-            pipe.cmd("EXPIREAT").arg(vendor_ids_key(inner, day, bucket)).arg(expire_at(day));
-        }
-        // Each reply judged alone: a key of the wrong type (put there by hand, or another
-        // program's under our prefix) refuses its own write, counted as malformed; it must not
-        // make the link look down and hold every later write back with it.
-        let failed = match replies(conn, &pipe).await {
-            Ok(values) => {
-                let refused = values.iter().filter(|v| matches!(v, Value::ServerError(_))).count();
-                match values.iter().find_map(write_error) {
-                    Some(e) => Some(e),
-                    None => {
-                        add(&inner.health.malformed, refused as u64);
-                        add(&inner.health.written, written);
-                        None
-                    }
-                }
-            }
-            Err(e) => Some(e),
-        };
-        if let Some(e) = failed {
-            // Kept, in order, for when Redis is back.
-            backlog.restore(due);
-            inner.fail(conn, "writing records", &e);
-            return;
-        }
+/// Writes the oldest due record writes, at most [`WRITE_BATCH`], in one pipeline; false when none
+/// was due. A write that cannot reach Redis (its customer or vendor removed, a record too large,
+/// its group key refused for its type) is counted dropped; a pipeline the link failed goes back
+/// to the front of the backlog, in order.
+async fn flush_writes(
+    inner: &Inner,
+    conn: &mut Conn,
+    snap: &Snapshot,
+    backlog: &mut Backlog,
+    ttl: u64,
+) -> bool {
+    let all = inner.health.flush_now.load(Ordering::Acquire);
+    let due = backlog.take_due(Instant::now(), all, WRITE_BATCH);
+    if due.is_empty() {
+        return false;
     }
+    // One APPEND per group and one HSET per vendor-id bucket; entries keep their order, so a
+    // later state of a message wins. A group also counts the messages whose record (under our
+    // internal id) it carries.
+    let mut groups: FxHashMap<u64, (u64, Vec<u8>, u64)> = FxHashMap::default();
+    let mut vendor_ids: HashMap<(u64, u32), redis::Cmd> = HashMap::new();
+    let mut kept = Vec::with_capacity(due.len());
+    let mut dropped = 0u64;
+    for p in due {
+        let Some(w) = make_write(snap, &p.record, p.new) else {
+            dropped += 1;
+            continue;
+        };
+        // Under our internal id, which the vendor-id index points to (one per vendor submit); a
+        // submit_multi destination, which shares the id the customer was given with the others,
+        // under that id too, for query_sm and lookups by it.
+        let (msg, shown) = (p.record.msg_id, p.record.shown_id);
+        let mut pushed = false;
+        for id in std::iter::once(msg).chain((shown != msg).then_some(shown)) {
+            let (day, blob, _) = groups.entry(id >> GROUP_BITS).or_insert_with(|| (w.day, Vec::new(), 0));
+            *day = (*day).max(w.day);
+            pushed |= wire::push_record(blob, id, &p.record, snap);
+        }
+        if !pushed {
+            dropped += 1;
+            continue;
+        }
+        if let Some((_, _, n)) = groups.get_mut(&(msg >> GROUP_BITS)) {
+            *n += 1;
+        }
+        if let Some((bucket, field)) = &w.vendor_index {
+            vendor_ids
+                .entry((w.day, *bucket))
+                .or_insert_with(|| {
+                    let mut c = redis::cmd("HSET");
+                    c.arg(vendor_ids_key(inner, w.day, *bucket));
+                    c
+                })
+                .arg(field)
+                .arg(msg);
+        }
+        kept.push(p);
+    }
+    add(&inner.health.dropped, dropped);
+    let mut pipe = redis::pipe();
+    // What a day wrote goes when that day's TTL has passed.
+    let expire_at = |day: u64| (day + 1) * DAY_SECS + ttl;
+    // The messages of each group's APPEND, in the pipeline's order (three commands a group).
+    let mut appended = Vec::with_capacity(groups.len());
+    for (group, (day, blob, n)) in groups {
+        if blob.is_empty() {
+            continue;
+        }
+        let key = records_key(inner, group << GROUP_BITS);
+        pipe.cmd("APPEND").arg(&key).arg(blob);
+        // A group can span midnight: a later state of its earlier day's message must not cut
+        // short the time of a newer one. NX gives a new key its expiry (GT takes no expiry as
+        // infinite), GT only ever extends it.
+        pipe.cmd("EXPIREAT").arg(&key).arg(expire_at(day)).arg("NX");
+        pipe.cmd("EXPIREAT").arg(key).arg(expire_at(day)).arg("GT");
+        appended.push(n);
+    }
+    for ((day, bucket), cmd) in vendor_ids {
+        pipe.add_command(cmd);
+        pipe.cmd("EXPIREAT").arg(vendor_ids_key(inner, day, bucket)).arg(expire_at(day));
+    }
+    // Each reply judged alone: a key of the wrong type (put there by hand, or another program's
+    // under our prefix) refuses its own write, counted as malformed; it must not make the link
+    // look down and hold every later write back with it.
+    let failed = match replies(conn, &pipe).await {
+        Ok(values) => match values.iter().find_map(write_error) {
+            Some(e) => Some(e),
+            None => {
+                let refused = values.iter().filter(|v| matches!(v, Value::ServerError(_))).count();
+                // The messages of a refused APPEND are not in Redis.
+                let lost: u64 = values
+                    .chunks(3)
+                    .zip(&appended)
+                    .filter(|(r, _)| matches!(r[0], Value::ServerError(_)))
+                    .map(|(_, n)| *n)
+                    .sum();
+                add(&inner.health.malformed, refused as u64);
+                add(&inner.health.dropped, lost);
+                add(&inner.health.written, (kept.len() as u64).saturating_sub(lost));
+                None
+            }
+        },
+        Err(e) => Some(e),
+    };
+    if let Some(e) = failed {
+        // Kept, in order, for when Redis is back.
+        backlog.restore(kept);
+        inner.fail(conn, "writing records", &e);
+    }
+    true
 }
 
 fn list_key(inner: &Inner, system_id: &str) -> String {
@@ -1299,39 +1516,14 @@ async fn give_back_all(inner: &Inner, conn: &mut MultiplexedConnection, sha: &st
     Ok(())
 }
 
-/// Hands the receipts/MO drained this round to their customers' shared queues, in transactions
-/// of at most [`HAND_OVER_BATCH_MAX`]; what Redis did not take goes back to the local queues.
-async fn push_deliveries(inner: &Inner, conn: &mut Conn, snap: &Snapshot, deliveries: &mut Vec<Delivery>) {
-    let all = std::mem::take(deliveries);
-    let back = in_batches(all, HAND_OVER_BATCH_MAX, |batch| {
-        let mut conn = conn.clone();
-        async move { queue_batch(inner, &mut conn, snap, batch).await }
-    })
-    .await;
-    hand_back(inner, snap, back).await;
-}
-
-/// Hands `items` to `send` in runs of at most `max`, in order, until one reports the link failed
-/// (its second value false); returns what `send` gave back and every run not sent, in order.
-async fn in_batches<T, F, Fut>(items: Vec<T>, max: usize, mut send: F) -> Vec<T>
-where
-    F: FnMut(Vec<T>) -> Fut,
-    Fut: std::future::Future<Output = (Vec<T>, bool)>,
-{
-    let mut back = Vec::new();
-    let mut rest = items.into_iter();
-    loop {
-        let batch: Vec<T> = rest.by_ref().take(max.max(1)).collect();
-        if batch.is_empty() {
-            return back;
-        }
-        let (refused, link_ok) = send(batch).await;
-        back.extend(refused);
-        if !link_ok {
-            back.extend(rest);
-            return back;
-        }
-    }
+/// Hands the oldest receipts/MO waiting, at most [`HAND_OVER_BATCH_MAX`] (one transaction), to
+/// their customers' shared queues; what Redis did not take goes back to the local queues. The
+/// rest wait for the next round, behind the cores' ops taken meanwhile.
+async fn push_deliveries(inner: &Inner, conn: &mut Conn, snap: &Snapshot, w: &mut Writer) {
+    let n = w.deliveries.len().min(HAND_OVER_BATCH_MAX);
+    let batch: Vec<Delivery> = w.deliveries.drain(..n).collect();
+    let (back, _) = queue_batch(inner, conn, snap, batch).await;
+    w.hand_back(inner, snap, back);
 }
 
 /// Commands announcing a transaction's queues in the pending set: SADD and two EXPIREs.
@@ -1434,34 +1626,12 @@ async fn queue_batch(
     (back, link_ok)
 }
 
-/// Gives deliveries back to their customers' home cores on this node.
-async fn hand_back(inner: &Inner, snap: &Snapshot, batch: Vec<Delivery>) {
-    if batch.is_empty() {
-        return;
-    }
-    let cores = inner.control.cores().max(1);
-    let mut by_core: HashMap<usize, Vec<Delivery>> = HashMap::new();
-    for d in batch {
-        if snap.customer_at(d.customer).is_some() {
-            by_core.entry(d.customer as usize % cores).or_default().push(d);
-        } else {
-            add(&inner.health.lost, 1);
-        }
-    }
-    for (core, ds) in by_core {
-        let n = ds.len();
-        if !to_core(inner, core, Control::Deliveries(ds)).await {
-            add(&inner.health.lost, n as u64);
-            warn!(core, n, "receipts dropped: core control queue full");
-        }
-    }
-}
-
 /// Tries to hand a message to a core for this long while its control queue is full (the cores
 /// drain it every few milliseconds, so only a stalled core makes this give up).
 const CORE_SEND_PATIENCE_MS: u64 = 500;
 
-/// Hands `msg` to a core, waiting while its control queue is full; false when it stayed full.
+/// Hands `msg` to a core, waiting while its control queue is full; false when it stayed full. For
+/// tasks of their own only: the writer keeps what a core cannot take yet ([`Outbox`]).
 async fn to_core(inner: &Inner, core: usize, mut msg: Control) -> bool {
     for _ in 0..CORE_SEND_PATIENCE_MS {
         match inner.control.send_to_core(core, msg) {
@@ -1479,8 +1649,10 @@ async fn answer_query(inner: &Inner, reply: smppgw_engine::core::ReplyTo, found:
     }
 }
 
-async fn resolve_misses(inner: &Inner, conn: &mut Conn, snap: &Snapshot, misses: &mut Misses) {
-    let due = misses.take_due(Instant::now(), LOOKUP_BATCH);
+/// Looks up the receipts due (at most [`LOOKUP_BATCH`]) and hands each record found to its
+/// shard's core.
+async fn resolve_misses(inner: &Inner, conn: &mut Conn, snap: &Snapshot, w: &mut Writer) {
+    let due = w.misses.take_due(Instant::now(), LOOKUP_BATCH);
     // First try the last two days (receipts mostly come within minutes), later every day the
     // TTL covers. Phase one finds our id from the vendor's, phase two the record.
     let ttl = u64::from(snap.config.server.receipt_ttl_secs).max(1);
@@ -1511,7 +1683,7 @@ async fn resolve_misses(inner: &Inner, conn: &mut Conn, snap: &Snapshot, misses:
         Err(e) => {
             // Not an attempt: the link is down, and the lookup waits for it.
             inner.fail(conn, "looking up receipts", &e);
-            due.into_iter().for_each(|m| misses.push(m));
+            due.into_iter().for_each(|m| w.misses.push(m));
             return;
         }
     };
@@ -1529,7 +1701,7 @@ async fn resolve_misses(inner: &Inner, conn: &mut Conn, snap: &Snapshot, misses:
             Ok(a) => a.into_iter().map(|v| bytes_value(inner, v)).collect(),
             Err(e) => {
                 inner.fail(conn, "looking up receipts", &e);
-                due.into_iter().for_each(|m| misses.push(m));
+                due.into_iter().for_each(|m| w.misses.push(m));
                 return;
             }
         }
@@ -1546,13 +1718,11 @@ async fn resolve_misses(inner: &Inner, conn: &mut Conn, snap: &Snapshot, misses:
             Some(rec) => {
                 add(&inner.health.found, 1);
                 let shard = shard_of(rec.vendor, &shard_key(&canonical_id(&rec.vendor_id)), snap.cores);
-                if !to_core(inner, shard, Control::Record(Box::new(rec))).await {
-                    warn!(shard, "found record dropped: core control queue full");
-                }
+                w.hand_to_core(inner, shard, Control::Record(Box::new(rec)));
             }
             None if m.attempt + 1 < MISS_RETRY_MS.len() => {
                 let due = Instant::now() + Duration::from_millis(MISS_RETRY_MS[m.attempt + 1]);
-                misses.push(Miss { due, attempt: m.attempt + 1, ..m });
+                w.misses.push(Miss { due, attempt: m.attempt + 1, ..m });
             }
             None => add(&inner.health.given_up, 1),
         }
@@ -2318,38 +2488,64 @@ mod tests {
         assert_eq!(first[0].record.shown_id, 1, "message 0 was dropped");
     }
 
+    /// The record ids of messages for cores, in order (only [`Control::Record`] is sent here).
+    fn record_ids(msgs: &[(usize, Control)]) -> Vec<(usize, u64)> {
+        msgs.iter()
+            .map(|(core, m)| match m {
+                Control::Record(r) => (*core, r.msg_id),
+                _ => (*core, u64::MAX),
+            })
+            .collect()
+    }
+
+    fn found(id: u64) -> Control {
+        Control::Record(Box::new(rec(id, MessageState::Delivered)))
+    }
+
     #[test]
-    fn a_hand_over_goes_in_bounded_batches_and_a_failed_one_comes_back_with_the_rest() {
-        let rt = tokio::runtime::Builder::new_current_thread().build().expect("a runtime");
-        let n = 2 * HAND_OVER_BATCH_MAX + 10;
-        let items: Vec<usize> = (0..n).collect();
-        // All go through: each batch at most the bound, every item once, in order.
-        let mut sent = Vec::new();
-        let back = rt.block_on(in_batches(items.clone(), HAND_OVER_BATCH_MAX, |b: Vec<usize>| {
-            sent.push(b);
-            async { (Vec::new(), true) }
-        }));
-        assert!(back.is_empty());
-        assert_eq!(sent.len(), 3);
-        assert!(sent.iter().all(|b| b.len() <= HAND_OVER_BATCH_MAX));
-        assert_eq!(sent.concat(), items);
-        // The second fails: the first stays done, the second and the third come back, in order,
-        // after what the first refused; the third is not tried.
-        let mut tried = 0;
-        let back = rt.block_on(in_batches(items.clone(), HAND_OVER_BATCH_MAX, |b: Vec<usize>| {
-            tried += 1;
-            let failed = tried == 2;
-            async move {
-                match failed {
-                    true => (b, false),
-                    false => (b.into_iter().filter(|i| *i == 7).collect(), true),
-                }
+    fn a_core_whose_control_queue_is_full_holds_back_neither_the_writer_nor_the_other_cores() {
+        // Goal: the writer never waits for a busy core: what core 0 cannot take now waits in
+        // order and goes when it has room, core 1 gets its own at once meanwhile; what waits
+        // past the patience, or beyond the bound, is given back to be counted.
+        let t = Instant::now();
+        let mut sent: Vec<(usize, Control)> = Vec::new();
+        let mut out = Outbox::default();
+        // Core 0's queue is full at first.
+        let mut send = |core: usize, m: Control| match core {
+            0 => Err(m),
+            _ => {
+                sent.push((core, m));
+                Ok(())
             }
-        }));
-        assert_eq!(tried, 2);
-        let mut want = vec![7];
-        want.extend(HAND_OVER_BATCH_MAX..n);
-        assert_eq!(back, want);
+        };
+        assert!(out.send(0, found(1), t, &mut send).is_none());
+        assert!(out.send(1, found(2), t, &mut send).is_none());
+        assert!(out.send(0, found(3), t, &mut send).is_none());
+        assert!(out.retry(t + Duration::from_millis(1), &mut send).is_empty(), "still waiting");
+        assert!(!out.is_empty());
+        let mut send = |core: usize, m: Control| {
+            sent.push((core, m));
+            Ok::<(), Control>(())
+        };
+        // A new message does not overtake the ones waiting for the same core.
+        assert!(out.send(0, found(4), t, &mut send).is_none());
+        assert!(out.retry(t + Duration::from_millis(2), &mut send).is_empty());
+        assert!(out.is_empty());
+        assert_eq!(record_ids(&sent), vec![(1, 2), (0, 1), (0, 3), (0, 4)]);
+
+        let mut refuse = |_: usize, m: Control| Err::<(), Control>(m);
+        for id in 0..=CORE_OUTBOX_MAX as u64 {
+            let dropped = out.send(0, found(id), t, &mut refuse);
+            assert_eq!(dropped.is_some(), id == CORE_OUTBOX_MAX as u64, "only beyond the bound");
+            if let Some(m) = dropped {
+                assert_eq!(record_ids(&[(0, m)]), vec![(0, 0)], "the oldest");
+            }
+        }
+        let patience = Duration::from_millis(CORE_SEND_PATIENCE_MS);
+        assert!(out.retry(t + patience / 2, &mut refuse).is_empty());
+        let given_up = out.retry(t + patience, &mut refuse);
+        assert_eq!(given_up.len(), CORE_OUTBOX_MAX, "every one waiting past the patience");
+        assert!(out.is_empty());
     }
 
     #[test]
