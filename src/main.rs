@@ -122,7 +122,7 @@ fn main() -> ExitCode {
             // of anything else is one no customer could ever bind with.
             if pw.is_empty() || pw.len() > 8 {
                 eprintln!(
-                    "refused: an SMPP password is 1 to 8 characters (bind password field), this one has {}",
+                    "refused: an SMPP password is 1 to 8 octets (bind password field), this one has {}",
                     pw.len()
                 );
                 return ExitCode::from(2);
@@ -133,6 +133,20 @@ fn main() -> ExitCode {
         Some(Command::Migrate) => db_command(cli.database_url, None),
         Some(Command::ImportConfig { file }) => db_command(cli.database_url, Some(file)),
         None => {
+            // What cannot work is refused before anything starts, with the status that stops a
+            // supervisor from restarting it (2), rather than found out later.
+            if let Some(url) = &cli.database_url
+                && let Err(e) = smppgw_control::db::parse_database_url(url)
+            {
+                eprintln!("refused: --database-url / SMPPGW_DATABASE_URL: {e}");
+                return ExitCode::from(2);
+            }
+            if let Some(url) = &cli.redis_url
+                && let Err(e) = smppgw_control::redis::check_url(url)
+            {
+                eprintln!("refused: --redis-url / SMPPGW_REDIS_URL: {e}");
+                return ExitCode::from(2);
+            }
             let redis = cli
                 .redis_url
                 .map(|u| smppgw_control::redis::RedisOptions::new(u).with_prefix(cli.redis_prefix));
@@ -155,6 +169,28 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
         .map_err(|e| format!("tokio runtime: {e}"))
 }
 
+/// The cluster-wide `[server]` settings `file` (or an `SMPPGW__SERVER__*` variable) sets: the
+/// ones an import writes; the others stay NULL in the tables, each node's own.
+fn server_settings_set(file: &std::path::Path) -> Result<Vec<String>, String> {
+    let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let doc: toml::Table = text.parse().map_err(|e| format!("{}: {e}", file.display()))?;
+    let in_file: Vec<String> = match doc.get("server") {
+        Some(toml::Value::Table(t)) => t.keys().cloned().collect(),
+        _ => Vec::new(),
+    };
+    let from_env: Vec<String> = std::env::vars()
+        .filter_map(|(k, _)| {
+            let k = k.to_ascii_lowercase();
+            k.strip_prefix("smppgw__server__").map(str::to_owned)
+        })
+        .collect();
+    Ok(smppgw_control::db::DB_SERVER_SETTINGS
+        .iter()
+        .filter(|key| in_file.iter().chain(&from_env).any(|k| k == *key))
+        .map(|key| (*key).to_owned())
+        .collect())
+}
+
 fn db_command(url: Option<String>, import: Option<PathBuf>) -> ExitCode {
     let Some(url) = url else {
         eprintln!("this command needs --database-url (or SMPPGW_DATABASE_URL)");
@@ -169,8 +205,10 @@ fn db_command(url: Option<String>, import: Option<PathBuf>) -> ExitCode {
             println!("migrations applied: {applied:?}");
             if let Some(file) = import {
                 let cfg = config::check_config_file(&file)?;
-                let summary =
-                    smppgw_control::import_config(&mut client, &cfg).await.map_err(|e| e.to_string())?;
+                let set = server_settings_set(&file)?;
+                let summary = smppgw_control::db::import_config_setting(&mut client, &cfg, Some(&set))
+                    .await
+                    .map_err(|e| e.to_string())?;
                 println!("{summary}");
             }
             Ok::<(), String>(())
@@ -232,6 +270,21 @@ fn load(path: Option<&PathBuf>) -> Result<Config, LoadError> {
         None => Config::load(config::DEFAULT_CONFIG_TOML, config::DEFAULT_SOURCE_NAME, env)
             .map_err(LoadError::Invalid),
     }
+}
+
+/// The directives of an `SMPPGW_LOG` filter that name no level and no module this program logs
+/// from: `inof` for `info` is valid syntax (a target named `inof`) and would silence everything.
+fn log_directives_without_level(filter: &str) -> Vec<&str> {
+    const LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
+    const MODULES: [&str; 6] = ["smppgw", "glommio", "tokio", "hyper", "redis", "tokio_postgres"];
+    filter
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty() && !d.contains('=') && !d.contains("::") && !d.contains('['))
+        .filter(|d| {
+            !LEVELS.iter().any(|l| d.eq_ignore_ascii_case(l)) && !MODULES.iter().any(|m| d.starts_with(m))
+        })
+        .collect()
 }
 
 /// How long a stopping node waits for its last writes to reach Redis.
@@ -308,11 +361,23 @@ fn run(opts: Opts) -> ExitCode {
     // instead of killing the process.
     let signals =
         signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT]);
+    let filter = match std::env::var("SMPPGW_LOG") {
+        Ok(v) => {
+            for d in log_directives_without_level(&v) {
+                eprintln!(
+                    "warning: SMPPGW_LOG: '{d}' is neither a level (error, warn, info, debug, trace, off) nor a \
+                     module: it is taken as a target, and the gateway's own logs are off"
+                );
+            }
+            tracing_subscriber::EnvFilter::try_new(&v).unwrap_or_else(|e| {
+                eprintln!("warning: SMPPGW_LOG={v} is not a log filter ({e}): logging at info");
+                tracing_subscriber::EnvFilter::new("info")
+            })
+        }
+        Err(_) => tracing_subscriber::EnvFilter::new("info"),
+    };
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SMPPGW_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();

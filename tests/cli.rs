@@ -53,13 +53,43 @@ fn hash_password_refuses_what_a_bind_cannot_carry() {
     // password field, or empty stdin) gets an error, not a hash.
     let out = smppgw().args(["hash-password", "ninechars"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("1 to 8 characters"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1 to 8 octets"));
     assert!(out.stdout.is_empty());
     let out = smppgw().arg("hash-password").stdin(std::process::Stdio::null()).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "empty stdin");
 }
 
 /// A free TCP port on loopback (the OS's choice, released for the child to take).
+#[test]
+fn a_database_or_redis_url_that_cannot_work_is_refused_at_start_with_status_2() {
+    // Goal: a URL that can never connect stops the node at once with 2 (which supervisors do
+    // not restart on), not 3 ("PostgreSQL down", restarted for ever) or a node that runs alone
+    // with a green /ready.
+    for (flag, url) in [
+        ("--database-url", "postgres://x@127.0.0.1:1/db?sslmode=bogus"),
+        ("--redis-url", "notaurl://x"),
+        ("--redis-url", "rediss://127.0.0.1:6379"),
+    ] {
+        let out = smppgw().args([flag, url]).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{flag} {url}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("refused"), "{flag} {url}");
+    }
+}
+
+#[test]
+fn a_misspelt_log_level_is_warned_about_rather_than_silencing_every_log() {
+    let out =
+        smppgw().args(["--config", "/nonexistent/smppgw.toml"]).env("SMPPGW_LOG", "inof").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("SMPPGW_LOG: 'inof'"), "{err}");
+    let out = smppgw()
+        .args(["--config", "/nonexistent/smppgw.toml"])
+        .env("SMPPGW_LOG", "smppgw_engine=debug,warn")
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("warning: SMPPGW_LOG"), "a valid filter");
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }

@@ -879,6 +879,64 @@ fn an_earlier_part_keeps_its_final_state_and_error_after_a_late_intermediate_for
 }
 
 #[test]
+fn earlier_parts_take_the_last_parts_state_when_the_customer_asked_not_to_be_told_it() {
+    // Goal: under receipt_parts = "last", a customer asking for failure receipts only (0x02)
+    // whose message is delivered gets no receipt, and query_sm on its first part says DELIVERED
+    // as on its last part: the parts' states used to be updated only along with a delivery.
+    let (addr, _seen) = fake_smsc(|_, mut c| {
+        accept_bind(&mut c);
+        let mut n = 0;
+        serve(&mut c, |c, p| {
+            if let Body::SubmitSm(_) = p.body {
+                n += 1;
+                c.send(&accepted_as(&p, &format!("Q{n}")));
+                if n == 2 {
+                    c.send(&vendor_receipt(500, 0x04, "Q2", "DELIVRD"));
+                }
+            }
+        });
+    });
+    let mut cfg = config(&[("smsc", addr)]);
+    cfg.vendors[0].binds = 1;
+    cfg.customers[0].receipt_parts = smppgw_engine::config::ReceiptParts::Last;
+    let gw = smppgw_engine::start(cfg).unwrap();
+    wait_vendor_up(&gw);
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
+    let mut ids = Vec::new();
+    for part in 1..=2u8 {
+        let (seq, mut p) = c.submit_pdu("15557774445", "");
+        let Body::SubmitSm(s) = &mut p.body else { unreachable!() };
+        s.registered_delivery = 0x02;
+        s.esm_class |= 0x40;
+        s.short_message = [&[5u8, 0x00, 3, 0x52, 2, part][..], b"part"].concat().into();
+        c.send(&p);
+        let r = c.recv_resp(seq);
+        let Body::SubmitSmResp(m) = r.body else { panic!("submit_sm_resp: {r:?}") };
+        ids.push(String::from_utf8_lossy(&m.message_id).into_owned());
+    }
+    let query = |c: &mut Client, id: &str| {
+        let seq = c.next_seq();
+        let q = smppgw_codec::QuerySm {
+            message_id: id.to_owned().into(),
+            source: smppgw_codec::Address::new(1, 1, "15550001"),
+        };
+        c.send(&Pdu::new(seq, Body::QuerySm(q)));
+        let r = c.recv_resp(seq);
+        let Body::QuerySmResp(q) = r.body else { panic!("query_sm_resp: {r:?}") };
+        q.message_state
+    };
+    let delivered = MessageState::Delivered.as_u8();
+    assert!(wait_for(Duration::from_secs(3), || query(&mut c, &ids[1]) == delivered), "the last part");
+    assert!(wait_for(Duration::from_secs(3), || query(&mut c, &ids[0]) == delivered), "and the first");
+    let (got, _) = deliveries_until_quiet(&mut c, Duration::from_millis(500));
+    assert!(got.is_empty(), "no receipt for a delivered message: {got:?}");
+    assert_eq!(c.unbind(), CommandStatus::ESME_ROK);
+    gw.shutdown();
+    gw.join();
+}
+
+#[test]
 fn a_receipt_the_vendor_sent_as_tlvs_only_reaches_the_customer_with_every_appendix_b_field() {
     // Goal: a vendor whose receipts carry only receipted_message_id and message_state (no
     // text) still gives the customer an Appendix B text with every field: our id, sub, dlvrd,

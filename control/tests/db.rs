@@ -259,6 +259,30 @@ async fn an_import_that_would_not_validate_writes_nothing() {
 }
 
 #[tokio::test]
+async fn an_import_writes_only_the_cluster_wide_settings_its_file_sets() {
+    // Goal: a file that sets only some `[server]` settings leaves the others NULL in the
+    // tables (each node's own, its environment overrides included), instead of pinning every
+    // node to the defaults the file never chose.
+    let t = TestDb::create().await;
+    let mut client = t.migrated().await;
+    let mut file = example();
+    file.server.receipt_ttl_secs = 3600;
+    let set = vec!["receipt_ttl_secs".to_owned()];
+    db::import_config_setting(&mut client, &file, Some(&set)).await.expect("import");
+    let row = client
+        .query_one("SELECT window_size, receipt_ttl_secs, system_id FROM smppgw_settings", &[])
+        .await
+        .unwrap();
+    let (window, ttl, system_id): (Option<i64>, Option<i64>, Option<String>) =
+        (row.get(0), row.get(1), row.get(2));
+    assert_eq!((window, ttl, system_id), (None, Some(3600), None));
+    let mut node = example();
+    node.server.window = 7;
+    let loaded = db::load(&mut client, &node).await.expect("load");
+    assert_eq!((loaded.config.server.window, loaded.config.server.receipt_ttl_secs), (7, 3600));
+}
+
+#[tokio::test]
 async fn items_inserted_with_only_their_required_columns_load_with_the_toml_defaults() {
     let t = TestDb::create().await;
     let mut client = t.migrated().await;

@@ -707,6 +707,17 @@ impl Core {
         }
     }
 
+    /// At exit, after the last [`Core::flush_remote`]: record writes and lookups still waiting
+    /// for room in the channel to the control thread are given up, and counted as falling back.
+    pub fn abandon_remote(&self) {
+        let Some(link) = &self.remote else { return };
+        let n = link.abandon();
+        if n > 0 {
+            self.metrics.remote_fallbacks.fetch_add(n as u64, Ordering::Relaxed);
+            tracing::warn!(core = self.idx, n, "shared-state writes and lookups not handed over at exit");
+        }
+    }
+
     /// Hands the gathered shared-state ops to the control thread (called by the ticker).
     pub fn flush_remote(&self) {
         let Some(link) = &self.remote else { return };
@@ -1605,7 +1616,8 @@ impl Core {
         if let Some(waited_ms) = rec.receipt_wait_ms(now_ms) {
             self.metrics.receipt_latency.observe(self.idx, std::time::Duration::from_millis(waited_ms));
         }
-        if !rec.receipts.delivers(stat, r.intermediate) {
+        let delivers = rec.receipts.delivers(stat, r.intermediate);
+        if !delivers && rec.siblings.is_empty() {
             return;
         }
         let rec = rec.clone();
@@ -1617,21 +1629,25 @@ impl Core {
         let home = self.home_of(rec.customer);
         let ids = std::iter::once((rec.shown_id, false)).chain(rec.siblings.iter().map(|&s| (s, true)));
         for (shown, derived) in ids {
-            let body = customer_receipt(&rec, &r, shown, c.id_style, derived);
-            let delivery = Arc::new(Delivery {
-                customer: rec.customer,
-                token: 0,
-                kind: Kind::Receipt,
-                body,
-                attempts: 0,
-            });
-            self.send(
-                home,
-                match derived {
-                    true => CoreMsg::DerivedReceipt { delivery, shown_id: shown },
-                    false => CoreMsg::Deliver(delivery),
-                },
-            );
+            // The earlier parts take the last part's state whether or not the customer asked
+            // to be told it (query_sm, the HTTP API and other nodes see it).
+            if delivers {
+                let body = customer_receipt(&rec, &r, shown, c.id_style, derived);
+                let delivery = Arc::new(Delivery {
+                    customer: rec.customer,
+                    token: 0,
+                    kind: Kind::Receipt,
+                    body,
+                    attempts: 0,
+                });
+                self.send(
+                    home,
+                    match derived {
+                        true => CoreMsg::DerivedReceipt { delivery, shown_id: shown },
+                        false => CoreMsg::Deliver(delivery),
+                    },
+                );
+            }
             if derived {
                 for core in 0..self.cores() {
                     self.send(
@@ -1994,7 +2010,11 @@ impl Core {
                 }
             }
             CoreMsg::Cancelled { shown_id } => {
-                if let Some(r) = self.store.borrow_mut().find_shown_mut(shown_id) {
+                // Unless the vendor's DELETED (or another final receipt) got here first: then
+                // any later one is a repeat.
+                if let Some(r) = self.store.borrow_mut().find_shown_mut(shown_id)
+                    && !r.state.is_final()
+                {
                     r.receipts.cancelled();
                 }
                 if !self.set_state(shown_id, MessageState::Deleted, None) {

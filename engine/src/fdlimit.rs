@@ -36,9 +36,20 @@ pub fn raise_open_files() -> Option<OpenFiles> {
 }
 
 /// The descriptors a configuration may need at once: every customer bind it admits, every
-/// vendor bind, and [`FD_OVERHEAD`].
+/// vendor connection (two per bind slot of a `transmitter_receiver` vendor), and
+/// [`FD_OVERHEAD`].
 pub fn needed(config: &crate::config::Config) -> u64 {
-    let vendor_binds: u64 = config.vendors.iter().map(|v| u64::from(v.binds)).sum();
+    let vendor_binds: u64 = config
+        .vendors
+        .iter()
+        .map(|v| {
+            let per_slot = match v.bind_type {
+                crate::config::VendorBindType::TransmitterReceiver => 2,
+                _ => 1,
+            };
+            u64::from(v.binds) * per_slot
+        })
+        .sum();
     u64::from(config.server.max_binds) + vendor_binds + FD_OVERHEAD
 }
 
@@ -54,7 +65,11 @@ mod tests {
         cfg.server.max_binds = 10_000;
         let mut v = crate::config::VendorConfig::new("v", "h", 1, "s", "p");
         v.binds = 4;
-        cfg.vendors = vec![v.clone(), v];
+        cfg.vendors = vec![v.clone(), v.clone()];
         assert_eq!(needed(&cfg), 10_000 + 8 + 512);
+        // A transmitter and a receiver connection per slot.
+        v.bind_type = crate::config::VendorBindType::TransmitterReceiver;
+        cfg.vendors.push(v);
+        assert_eq!(needed(&cfg), 10_000 + 8 + 8 + 512);
     }
 }

@@ -85,6 +85,19 @@ impl FailedBinds {
         })
     }
 
+    /// A check from `peer` begins: counted as failed until it succeeds ([`FailedBinds::passed`]),
+    /// so that checks run in parallel cannot exceed the budget together.
+    fn begin(&mut self, peer: IpAddr, now: Instant) {
+        self.failed(peer, now);
+    }
+
+    /// A check begun from `peer` succeeded: it does not count.
+    fn passed(&mut self, peer: IpAddr) {
+        if let Some(e) = self.peers.get_mut(&peer) {
+            e.1 = e.1.saturating_sub(1);
+        }
+    }
+
     /// Counts a failed check from `peer`.
     fn failed(&mut self, peer: IpAddr, now: Instant) {
         if self.peers.len() >= limits::BIND_FAILURE_PEERS_MAX && !self.peers.contains_key(&peer) {
@@ -141,14 +154,17 @@ async fn wait<M>(
     .await
 }
 
-/// Gives back what a burst left in a session's read buffer once it has been decoded: it keeps
-/// only a partial frame, in an allocation of its own (decoded PDUs are slices of the read's
-/// allocation, which the session itself then no longer pins).
+/// Gives back what a burst left in a session's read buffer once it has been decoded: nothing is
+/// kept when nothing is left, and a small partial frame moves to an allocation of its own
+/// (decoded PDUs are slices of the read's allocation, which the session itself then no longer
+/// pins). A large partial frame (a long PDU still arriving) stays where it is: copying it at
+/// every read would cost its size squared over the read size.
 fn trim_read_buffer(rbuf: &mut BytesMut) {
-    *rbuf = match rbuf.is_empty() {
-        true => BytesMut::new(),
-        false => BytesMut::from(&rbuf[..]),
-    };
+    if rbuf.is_empty() {
+        *rbuf = BytesMut::new();
+    } else if rbuf.len() <= limits::PARTIAL_FRAME_COPY_MAX {
+        *rbuf = BytesMut::from(&rbuf[..]);
+    }
 }
 
 /// Gives back a write buffer's capacity beyond [`limits::SESSION_WRITE_BUFFER_KEEP_BYTES`] once
@@ -321,15 +337,16 @@ async fn authenticate(
             warn!(system_id = %c.cfg.system_id, %peer, "bind refused: too many failed password checks from this address");
             return Err(CommandStatus::ESME_RBINDFAIL);
         }
+        io.failed_binds.borrow_mut().begin(peer, Instant::now());
         io.auth_inflight.borrow_mut().insert(key.clone());
         let _guard = InflightGuard { io, key: key.clone() };
         let (hash, pw) = (c.cfg.password_hash.clone(), bind.password.clone());
         // Password hashing is deliberately slow: keep it off the reactor.
         let ok = glommio::executor().spawn_blocking(move || crate::config::verify_password(&hash, &pw)).await;
         if !ok {
-            io.failed_binds.borrow_mut().failed(peer, Instant::now());
             return Err(CommandStatus::ESME_RINVPASWD);
         }
+        io.failed_binds.borrow_mut().passed(peer);
         let mut cache = io.auth_cache.borrow_mut();
         if cache.len() >= limits::AUTH_CACHE_MAX {
             cache.clear();
@@ -2428,7 +2445,7 @@ mod tests {
         let mut f = FailedBinds::default();
         for _ in 0..limits::BIND_FAILURES_PER_PEER {
             assert!(!f.exhausted(a, t0));
-            f.failed(a, t0);
+            f.begin(a, t0);
         }
         assert!(f.exhausted(a, t0));
         assert!(!f.exhausted(b, t0), "another address");
@@ -2436,6 +2453,22 @@ mod tests {
         assert!(!f.exhausted(a, later), "a new window");
         f.failed(a, later);
         assert!(!f.exhausted(a, later), "counted from one again");
+    }
+
+    #[test]
+    fn checks_in_progress_count_against_the_budget_until_they_pass() {
+        // Goal: binds from one address checked in parallel (each with another wrong password)
+        // cannot run more slow checks than the budget; a check that passes gives its place back.
+        let a: IpAddr = [10, 0, 0, 1].into();
+        let t0 = Instant::now();
+        let mut f = FailedBinds::default();
+        for _ in 0..limits::BIND_FAILURES_PER_PEER {
+            assert!(!f.exhausted(a, t0));
+            f.begin(a, t0);
+        }
+        assert!(f.exhausted(a, t0), "none has finished, and the budget is taken");
+        f.passed(a);
+        assert!(!f.exhausted(a, t0), "one passed: room for one more");
     }
 
     #[test]
@@ -2464,6 +2497,11 @@ mod tests {
         rbuf.clear();
         trim_read_buffer(&mut rbuf);
         assert_eq!(rbuf.capacity(), 0, "nothing held when nothing is left");
+        // A long PDU still arriving is not copied at every read.
+        rbuf.extend_from_slice(&vec![7u8; 60_000]);
+        let at = rbuf.as_ptr();
+        trim_read_buffer(&mut rbuf);
+        assert_eq!((rbuf.as_ptr(), rbuf.len()), (at, 60_000), "left where it is");
         let mut wbuf = BytesMut::with_capacity(1 << 20);
         trim_write_buffer(&mut wbuf);
         assert!(wbuf.capacity() <= limits::SESSION_WRITE_BUFFER_KEEP_BYTES);

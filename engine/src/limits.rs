@@ -47,6 +47,10 @@ pub const WRITE_STALL_MIN_MS: u64 = 1_000;
 /// its session, and everything the session has in flight, for as long as it likes.
 pub const SESSION_WRITE_MAX_MS: u64 = 60_000;
 
+/// A partial frame left in a session's read buffer after decoding is copied out of the read's
+/// allocation up to this size (see `io::trim_read_buffer`); a longer one stays.
+pub const PARTIAL_FRAME_COPY_MAX: usize = 4096;
+
 /// Largest customer or vendor window accepted from the config.
 pub const WINDOW_MAX: u32 = 10_000;
 

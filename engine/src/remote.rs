@@ -171,6 +171,13 @@ impl RemoteLink {
         local
     }
 
+    /// At exit: the ops still waiting for room in the channel are given up; returns how many.
+    pub fn abandon(&self) -> usize {
+        let n = self.waiting();
+        self.retry.borrow_mut().clear();
+        n
+    }
+
     /// Ops waiting for room in the channel.
     pub fn waiting(&self) -> usize {
         self.retry.borrow().iter().map(Vec::len).sum()

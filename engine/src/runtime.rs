@@ -966,6 +966,7 @@ async fn core_main(
     // flush, receipts handed over) goes now: a delivery it cannot take comes back to the
     // queue here and is counted below.
     core.flush_remote();
+    core.abandon_remote();
     core.count_undelivered_at_exit();
     // The caller persists the watermark after the cores stop: exactly what was issued.
     ids.publish(idx, core.ids_issued());

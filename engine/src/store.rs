@@ -330,24 +330,21 @@ impl Wanted {
     }
 
     /// Whether a receipt in `state` is the customer's to get. An intermediate notification
-    /// (esm_class 0x20) needs bit 0x10. Otherwise a final state needs 0x01, or 0x02 for a
-    /// failure; a receipt in a pending state the vendor did not mark as intermediate (ENROUTE,
-    /// UNKNOWN) goes to a customer that asked for either kind, except that a failure-only
-    /// customer is not told ENROUTE, SCHEDLD or ACCEPTD.
+    /// (esm_class 0x20) needs bit 0x10. Otherwise a final state needs 0x01, 0x02 for a failure
+    /// or 0x03 for a success (SMPP 5.0; DELIVRD or ACCEPTD); a receipt in a pending state the
+    /// vendor did not mark as intermediate (ENROUTE, UNKNOWN) goes to a customer that asked for
+    /// either kind, except that a failure-only customer is not told ENROUTE, SCHEDLD or ACCEPTD
+    /// and a success-only one is told none.
     pub fn delivers(self, state: MessageState, intermediate: bool) -> bool {
         if intermediate {
             return self.0 & 0x10 != 0;
         }
+        let success = matches!(state, MessageState::Delivered | MessageState::Accepted);
         match self.0 & 0x03 {
             0 => !state.is_final() && self.0 & 0x10 != 0,
-            0x02 => !matches!(
-                state,
-                MessageState::Delivered
-                    | MessageState::Accepted
-                    | MessageState::Enroute
-                    | MessageState::Scheduled
-            ),
-            _ => true,
+            0x01 => true,
+            0x02 => !success && !matches!(state, MessageState::Enroute | MessageState::Scheduled),
+            _ => success,
         }
     }
 
@@ -769,6 +766,49 @@ impl<R> Shard<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_receipts_a_customer_gets_follow_its_registered_delivery() {
+        // Goal: SMPP 3.4 5.2.17 (and 5.0's success-only value): what reaches the customer is
+        // what it asked for, whatever the vendor sends.
+        use MessageState::*;
+        let w = Wanted::from_registered_delivery;
+        let cases: [(u8, MessageState, bool, bool); 16] = [
+            (0x01, Delivered, false, true),
+            (0x01, Undeliverable, false, true),
+            (0x01, Enroute, true, false),
+            (0x11, Enroute, true, true),
+            (0x10, Enroute, true, true),
+            (0x10, Delivered, false, false),
+            (0x10, Unknown, false, true),
+            (0x02, Delivered, false, false),
+            (0x02, Accepted, false, false),
+            (0x02, Expired, false, true),
+            (0x02, Unknown, false, true),
+            (0x02, Enroute, false, false),
+            (0x03, Delivered, false, true),
+            (0x03, Undeliverable, false, false),
+            (0x00, Delivered, false, false),
+            (0x0C, Delivered, false, false),
+        ];
+        for (rd, state, intermediate, want) in cases {
+            assert_eq!(
+                w(rd).delivers(state, intermediate),
+                want,
+                "rd {rd:#04x}, {state:?}, intermediate {intermediate}"
+            );
+        }
+        // The shared form: an older node's 1 and 0 read as before; the cancel mark travels.
+        assert_eq!(Wanted::from_octet(1), Wanted::FINAL);
+        assert_eq!(Wanted::from_octet(0), Wanted::NONE);
+        let mut c = w(0x01);
+        c.cancelled();
+        let mut back = Wanted::from_octet(c.octet());
+        assert!(back.take_cancelled() && !back.take_cancelled());
+        let mut quiet = Wanted::NONE;
+        quiet.cancelled();
+        assert_eq!(quiet, Wanted::NONE, "no mark where no receipt is wanted");
+    }
     use crate::seqindex::SEGMENTS;
 
     fn rec(msg: u64, vid: &str) -> Record {

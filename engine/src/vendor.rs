@@ -313,7 +313,10 @@ impl<J> VendorSession<J> {
             // deregisters the bind, its outstanding requests are still answered).
             Body::Unbind if !self.inflight.is_empty() && self.state == State::Bound => {
                 self.lost = true;
-                self.unbind_answer = Some(seq);
+                // A repeated unbind: the earlier one is answered now, this one at the close.
+                if let Some(earlier) = self.unbind_answer.replace(seq) {
+                    Pdu::new(earlier, Body::UnbindResp).encode(out);
+                }
             }
             Body::Unbind => {
                 Pdu::new(seq, Body::UnbindResp).encode(out);
@@ -460,7 +463,8 @@ impl<J> VendorSession<J> {
             State::Unbinding { at } if now >= at + s.response_timeout => self.close(events),
             State::Bound => match self.enquire_sent {
                 Some(at) if now >= at + s.response_timeout => self.close(events),
-                None if now >= self.last_rx + s.enquire_link_interval => {
+                // A lost bind sends nothing more (it closes once its answers are in).
+                None if !self.lost && now >= self.last_rx + s.enquire_link_interval => {
                     let seq = self.next_sequence();
                     Pdu::new(seq, Body::EnquireLink).encode(out);
                     self.enquire_sent = Some(now);
@@ -575,9 +579,13 @@ mod tests {
     }
 
     fn bound() -> (VendorSession<(u32, SubmitSm)>, Instant, BytesMut) {
+        bound_with(settings())
+    }
+
+    fn bound_with(settings: VendorSettings) -> (VendorSession<(u32, SubmitSm)>, Instant, BytesMut) {
         let now = Instant::now();
         let mut out = BytesMut::new();
-        let mut s = VendorSession::new(settings(), now, &mut out);
+        let mut s = VendorSession::new(settings, now, &mut out);
         let bind = pdus(&mut out);
         assert_eq!(bind[0].command_id(), CommandId::BIND_TRANSCEIVER);
         let mut ev = Vec::new();
@@ -977,6 +985,27 @@ mod tests {
         let r = pdus(&mut out);
         assert_eq!((r[0].command_id(), r[0].sequence_number), (CommandId::UNBIND_RESP, 7));
         assert!(s.is_closed());
+    }
+
+    #[test]
+    fn a_bind_waiting_to_answer_the_vendors_unbind_sends_no_keepalive_and_answers_a_repeat() {
+        let quick = VendorSettings { enquire_link_interval: Duration::from_secs(1), ..settings() };
+        let (mut s, now, mut out) = bound_with(quick.clone());
+        s.submit((1, msg()), now, &mut out, |j| &j.1).unwrap();
+        let _ = pdus(&mut out);
+        let mut ev = Vec::new();
+        s.on_pdu(Pdu::new(7, Body::Unbind), now, &mut out, &mut ev);
+        s.on_pdu(Pdu::new(8, Body::Unbind), now, &mut out, &mut ev);
+        let r = pdus(&mut out);
+        assert_eq!(
+            r.iter().map(|p| (p.command_id(), p.sequence_number)).collect::<Vec<_>>(),
+            vec![(CommandId::UNBIND_RESP, 7)]
+        );
+        // Past the keepalive interval, within the submit's response timeout.
+        let later = now + quick.enquire_link_interval + Duration::from_millis(1);
+        assert!(later < now + quick.response_timeout, "the test's settings allow it");
+        s.on_tick(later, &mut out, &mut ev);
+        assert!(pdus(&mut out).is_empty(), "no enquire_link on a bind that is ending");
     }
 
     #[test]

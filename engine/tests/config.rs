@@ -549,6 +549,20 @@ fn env_overrides_a_vendor_password_by_name() {
 }
 
 #[test]
+fn an_override_naming_one_of_two_customers_spelt_apart_only_by_dash_and_underscore_reaches_it() {
+    // Goal: customers `acme-eu` and `acme_eu` are two system_ids; the variable spelt with '_'
+    // names `acme_eu` (it used to be refused as matching both), and the other stays as it was.
+    let two = BASE.replace(
+        "[[customer]]\nsystem_id = \"demo\"\npassword_hash = \"HASH\"\n",
+        "[[customer]]\nsystem_id = \"acme-eu\"\npassword_hash = \"HASH\"\n\n[[customer]]\nsystem_id = \"acme_eu\"\npassword_hash = \"HASH\"\n",
+    );
+    let config = load_env(&two, &[("SMPPGW__CUSTOMER__ACME_EU__THROUGHPUT", "5")]).unwrap();
+    let by = |id: &str| config.customers.iter().find(|c| c.system_id == id).map(|c| c.throughput);
+    assert_eq!(by("acme_eu"), Some(5));
+    assert_ne!(by("acme-eu"), Some(5));
+}
+
+#[test]
 fn env_overrides_a_route_vendor_list() {
     let text = format!(
         "{BASE}\n[[vendor]]\nname = \"b\"\nhost = \"h\"\nport = 1\nsystem_id = \"s\"\npassword = \"p\"\n"

@@ -94,6 +94,20 @@ impl fmt::Display for ImportSummary {
 /// written then); [`DbError::Query`] when a statement fails (a number range owned by a customer the
 /// file does not define, for one), also with nothing written.
 pub async fn import_config(client: &mut Client, cfg: &Config) -> Result<ImportSummary, DbError> {
+    import_config_setting(client, cfg, None).await
+}
+
+/// [`import_config`] of a file that sets only the cluster-wide `[server]` settings named in
+/// `set` (its keys, from [`crate::db::DB_SERVER_SETTINGS`]; None: all of them): the others are
+/// written NULL, so that each node's own value applies, as the file left them unset.
+///
+/// # Errors
+/// As [`import_config`].
+pub async fn import_config_setting(
+    client: &mut Client,
+    cfg: &Config,
+    set: Option<&[String]>,
+) -> Result<ImportSummary, DbError> {
     cfg.validate().map_err(|e| DbError::Invalid(InvalidConfig::from_config_errors(&e)))?;
     let tx = client.transaction().await.map_err(DbError::query("starting the import transaction"))?;
     tx.execute("SELECT pg_advisory_xact_lock($1, hashtext(coalesce(current_schema(), '')))", &[&LOCK_CLASS])
@@ -116,7 +130,7 @@ pub async fn import_config(client: &mut Client, cfg: &Config) -> Result<ImportSu
         .collect();
 
     let mut summary =
-        ImportSummary { settings_changed: settings(&tx, &cfg.server).await?, ..Default::default() };
+        ImportSummary { settings_changed: settings(&tx, &cfg.server, set).await?, ..Default::default() };
     let (counts, upsert) = classify(&customers, &current.customers, |c| &c.system_id);
     summary.customers = counts;
     import_customers(&tx, &upsert).await?;
@@ -179,8 +193,11 @@ fn classify<'a, T: PartialEq>(
     (counts, upsert)
 }
 
-async fn settings(tx: &Transaction<'_>, s: &ServerConfig) -> Result<bool, DbError> {
-    let n = |v: u32| i64::from(v);
+async fn settings(tx: &Transaction<'_>, s: &ServerConfig, set: Option<&[String]>) -> Result<bool, DbError> {
+    let is_set = |key: &str| set.is_none_or(|keys| keys.iter().any(|k| k == key));
+    let n = |key: &str, v: u32| is_set(key).then_some(i64::from(v));
+    let system_id = is_set("system_id").then_some(&s.system_id);
+    let failover = is_set("unknown_outcome_failover").then_some(s.unknown_outcome_failover);
     let rows = tx
         .execute(
             "INSERT INTO smppgw_settings AS s (singleton, system_id, window_size, max_command_length, \
@@ -201,15 +218,15 @@ async fn settings(tx: &Transaction<'_>, s: &ServerConfig) -> Result<bool, DbErro
              excluded.response_timeout_ms, excluded.bind_timeout_ms, excluded.receipt_ttl_secs, \
              excluded.unknown_outcome_failover)",
             &[
-                &s.system_id,
-                &n(s.window),
-                &n(s.max_command_length),
-                &n(s.enquire_link_interval_ms),
-                &n(s.session_timeout_ms),
-                &n(s.response_timeout_ms),
-                &n(s.bind_timeout_ms),
-                &n(s.receipt_ttl_secs),
-                &s.unknown_outcome_failover,
+                &system_id,
+                &n("window", s.window),
+                &n("max_command_length", s.max_command_length),
+                &n("enquire_link_interval_ms", s.enquire_link_interval_ms),
+                &n("session_timeout_ms", s.session_timeout_ms),
+                &n("response_timeout_ms", s.response_timeout_ms),
+                &n("bind_timeout_ms", s.bind_timeout_ms),
+                &n("receipt_ttl_secs", s.receipt_ttl_secs),
+                &failover,
             ],
         )
         .await

@@ -57,7 +57,7 @@ use smppgw_engine::config::Config;
 
 pub use connect::{Driver, connect, describe_target, parse_database_url};
 pub use error::{DbError, InvalidConfig, Problem};
-pub use import::{ImportSummary, ItemCounts, import_config};
+pub use import::{ImportSummary, ItemCounts, import_config, import_config_setting};
 pub use load::load;
 pub use migrate::{MIGRATIONS, Migration, migrate};
 pub use watch::{ConfigWatcher, Health, ReloadOutcome, WatchOptions, render_health_metrics};

@@ -814,6 +814,15 @@ async fn supervise(inner: Arc<Inner>, url: String) {
     }
 }
 
+/// Whether `url` is a Redis URL this build can connect with (a node refuses to start with one it
+/// cannot: it would run as if alone while `/ready` stays green).
+///
+/// # Errors
+/// Why it cannot (not a URL, an unknown scheme, TLS, which this build lacks).
+pub fn check_url(url: &str) -> Result<(), String> {
+    redis::Client::open(url).map(|_| ()).map_err(|e| e.to_string())
+}
+
 /// The oldest Redis (major, minor) the link works with: record groups' expiry only moves later
 /// with `EXPIREAT .. GT`, which Redis 7.0 brought; on an older one every flush fails and the
 /// link would flap.

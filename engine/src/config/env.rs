@@ -160,6 +160,16 @@ fn name_matches(in_file: &str, in_var: &str) -> bool {
             .all(|(f, v)| f.eq_ignore_ascii_case(&v) || (f == '-' && v == '_'))
 }
 
+/// The name of item `i` of `section` in `doc`.
+fn item_name<'a>(doc: &'a DeTable<'_>, section: Section, i: usize) -> Option<&'a str> {
+    let DeValue::Array(items) = doc.get(section.key())?.get_ref() else { return None };
+    let DeValue::Table(table) = items.get(i)?.get_ref() else { return None };
+    match table.get(section.item_key())?.get_ref() {
+        DeValue::String(name) => Some(name),
+        _ => None,
+    }
+}
+
 fn find_item(doc: &DeTable<'_>, section: Section, wanted: &str) -> Result<usize, String> {
     let mut names = Vec::new();
     let mut found = Vec::new();
@@ -173,6 +183,18 @@ fn find_item(doc: &DeTable<'_>, section: Section, wanted: &str) -> Result<usize,
                 }
                 names.push(name.to_string());
             }
+        }
+    }
+    // Several match once '-' and '_' are taken alike (`acme-eu` and `acme_eu`): the one spelt
+    // as the variable spells it is meant.
+    if found.len() > 1 {
+        let exact: Vec<usize> = found
+            .iter()
+            .copied()
+            .filter(|&i| item_name(doc, section, i).is_some_and(|n| n.eq_ignore_ascii_case(wanted)))
+            .collect();
+        if let [index] = exact.as_slice() {
+            return Ok(*index);
         }
     }
     match found.as_slice() {
