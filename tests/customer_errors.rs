@@ -76,6 +76,46 @@ fn an_address_guessing_passwords_is_refused_without_more_checks_while_verified_c
 }
 
 #[test]
+fn query_sm_past_the_customers_throughput_is_throttled_without_taking_from_its_submits() {
+    // Goal: a customer asking about messages faster than its throughput (each query_sm may ask
+    // every executor and Redis) gets ESME_RTHROTTLED for the excess; its submits have a budget
+    // of their own, untouched by the queries.
+    let v = sim(|_| {});
+    let mut cfg = config(&[("v", v.local_addr())]);
+    cfg.customers[0].throughput = 10;
+    let gw = start(cfg);
+    assert!(wait_for(Duration::from_secs(10), || v.stats().binds_current >= 1));
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
+    let first = 100u32;
+    for i in 0..20 {
+        let q = smppgw_codec::QuerySm {
+            message_id: "1a2b".into(),
+            source: smppgw_codec::Address::new(1, 1, "15550001"),
+        };
+        c.send(&Pdu::new(first + i, Body::QuerySm(q)));
+    }
+    // Answered in any order: the throttled ones at once, the others after asking every executor.
+    let mut statuses = Vec::new();
+    while statuses.len() < 20 {
+        let p = c.recv().expect("answered");
+        if p.command_id() == CommandId::QUERY_SM_RESP {
+            statuses.push(p.command_status);
+        }
+    }
+    let throttled = statuses.iter().filter(|s| **s == CommandStatus::ESME_RTHROTTLED).count();
+    assert!(throttled >= 5, "the excess is throttled: {statuses:?}");
+    assert!(statuses.contains(&CommandStatus::ESME_RQUERYFAIL), "the rest answered: {statuses:?}");
+    assert_eq!(
+        c.submit("15551230001", "still sends").0,
+        CommandStatus::ESME_ROK,
+        "its submits' budget is whole"
+    );
+    gw.shutdown();
+    gw.join();
+}
+
+#[test]
 fn source_ip_not_allowed_is_refused() {
     // Goal: a customer limited to another network cannot bind from loopback.
     let mut cfg = config(&[]);

@@ -1008,6 +1008,11 @@ impl CustomerDriver {
                 return false;
             }
         };
+        if !c.ops_limiter.try_acquire(1, self.io.nanos(now)) {
+            c.counters.throttled.fetch_add(1, Ordering::Relaxed);
+            self.refuse(&pdu, CommandStatus::ESME_RTHROTTLED);
+            return false;
+        }
         let nonce = self.new_nonce();
         self.queries.insert(
             seq,

@@ -25,6 +25,10 @@ pub struct CustomerRt {
     /// Its throughput limit in segments per second, shared by all its binds on all cores (and
     /// kept across reloads that do not change it).
     pub limiter: Arc<Gcra>,
+    /// Its query_sm, cancel_sm and replace_sm per second on this node, as many as its
+    /// throughput (each may ask every executor and Redis): apart from its submits', so that
+    /// asking about messages does not take from sending them.
+    pub ops_limiter: Arc<Gcra>,
     /// Bound sessions on this node, all cores (kept across reloads).
     pub binds: Arc<AtomicU32>,
     /// Bound sessions on other nodes, as last published through Redis (0 without it).
@@ -591,10 +595,15 @@ fn customer_rt(idx: u32, c: &CustomerConfig, old: Option<&CustomerRt>) -> Custom
         Some(o) if o.cfg.throughput == c.throughput => o.limiter.clone(),
         _ => Arc::new(Gcra::new(c.throughput, burst)),
     };
+    let ops_limiter = match old {
+        Some(o) if o.cfg.throughput == c.throughput => o.ops_limiter.clone(),
+        _ => Arc::new(Gcra::new(c.throughput, burst)),
+    };
     CustomerRt {
         idx,
         cfg: c.clone(),
         limiter,
+        ops_limiter,
         binds: old.map_or_else(|| Arc::new(AtomicU32::new(0)), |o| o.binds.clone()),
         remote_binds: old.map_or_else(Arc::default, |o| o.remote_binds.clone()),
         receivers: old.map_or_else(Arc::default, |o| o.receivers.clone()),
