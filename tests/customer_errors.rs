@@ -116,6 +116,26 @@ fn query_sm_past_the_customers_throughput_is_throttled_without_taking_from_its_s
 }
 
 #[test]
+fn a_submit_refused_for_a_field_the_codec_cannot_read_is_counted_as_rejected() {
+    // Goal: submits = accepted + refused + rejected holds for a submit whose field does not
+    // even decode (a schedule_delivery_time of the wrong length): it is answered with the
+    // field's status and counted, as one refused for an empty destination is.
+    use std::sync::atomic::Ordering;
+    let gw = start(config(&[]));
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
+    let (seq, mut p) = c.submit_pdu("15551230001", "x");
+    if let Body::SubmitSm(s) = &mut p.body {
+        s.schedule_delivery_time = "garbage".into();
+    }
+    c.send(&p);
+    assert_eq!(c.recv_resp(seq).command_status, CommandStatus::ESME_RINVSCHED);
+    assert!(wait_for(Duration::from_secs(2), || gw.metrics.rejected.load(Ordering::Relaxed) == 1));
+    gw.shutdown();
+    gw.join();
+}
+
+#[test]
 fn source_ip_not_allowed_is_refused() {
     // Goal: a customer limited to another network cannot bind from loopback.
     let mut cfg = config(&[]);

@@ -543,7 +543,7 @@ fn render_customers(e: &mut Exposition, snap: &Snapshot) {
         .filter(|c| {
             let k = &c.counters;
             c.binds.load(Ordering::Relaxed) > 0
-                || [&k.submitted, &k.accepted, &k.refused, &k.throttled, &k.segments]
+                || [&k.submitted, &k.accepted, &k.refused, &k.throttled, &k.rejected, &k.segments]
                     .iter()
                     .any(|n| n.load(Ordering::Relaxed) > 0)
         })

@@ -458,6 +458,38 @@ fn unready_without_a_bound_vendor_and_bounded_connections() {
 }
 
 #[test]
+fn a_client_that_sends_requests_and_never_reads_the_answers_loses_its_connection() {
+    // Goal: a client pipelining requests without reading holds its connection slot for about
+    // WRITE_STALL_MS (the answers stall), not the 80 s of a connection's lifetime and its last
+    // request's grace.
+    let gw = smppgw_engine::start(config("127.0.0.1:1".parse().unwrap())).expect("the gateway starts");
+    let api = start_api(HttpConfig::new("127.0.0.1:0".parse().unwrap()), ApiState::for_gateway(&gw));
+    let addr = api.local_addr();
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    s.set_recv_buffer_size(4096).unwrap();
+    s.connect(&addr.into()).unwrap();
+    let mut s = TcpStream::from(s);
+    s.set_write_timeout(Some(Duration::from_secs(1))).unwrap();
+    let started = Instant::now();
+    let closed = loop {
+        if started.elapsed() > Duration::from_secs(40) {
+            break false;
+        }
+        // Each answer is a whole /metrics page: the client's window fills at once.
+        match s.write_all(b"GET /metrics HTTP/1.1\r\nhost: t\r\n\r\n") {
+            Ok(()) => {}
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(_) => break true,
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(closed, "closed well before the connection's lifetime ran out");
+    api.stop().unwrap();
+    gw.shutdown();
+    gw.join();
+}
+
+#[test]
 fn the_control_thread_refuses_unsafe_configurations() {
     // Non-loopback without a token, or with an unusable token, never starts; with a token it may.
     let never = || async { Err::<ApiState, String>("build must not run".to_owned()) };

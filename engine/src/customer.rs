@@ -532,6 +532,17 @@ impl CustomerSession {
                 } else {
                     Pdu::error_response(header, status).encode(out);
                 }
+                // A submit refused for a field the codec could not read counts as any refused
+                // for a field does (submits = accepted + refused + rejected).
+                let submit = matches!(
+                    header.command_id,
+                    smppgw_codec::CommandId::SUBMIT_SM
+                        | smppgw_codec::CommandId::DATA_SM
+                        | smppgw_codec::CommandId::SUBMIT_MULTI
+                );
+                if submit && matches!(self.state, State::Bound { .. }) {
+                    events.push(Event::Rejected { status });
+                }
             }
             _ => {
                 let style = match self.state {

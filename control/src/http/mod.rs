@@ -15,7 +15,9 @@ mod api;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper::server::conn::http1;
@@ -47,6 +49,10 @@ pub const CONNECTIONS_PER_PEER_MAX: usize = 16;
 /// A keep-alive connection is closed gracefully after this long, in milliseconds, so that no
 /// client holds a connection slot for ever.
 pub const CONNECTION_LIFETIME_MAX_MS: u64 = 60_000;
+/// Longest a response write may wait for the client to take bytes, in milliseconds; then the
+/// connection is closed: a client that sends requests and never reads the answers would
+/// otherwise hold its slot until [`CONNECTION_LIFETIME_MAX_MS`] and [`REQUEST_TIMEOUT_MS`] ran out.
+pub const WRITE_STALL_MS: u64 = 5_000;
 /// Refused connections being answered 503 at once; beyond, a connection is closed unanswered.
 pub const REFUSALS_MAX: usize = 16;
 /// How long a refused connection is kept to deliver its 503, in milliseconds.
@@ -322,7 +328,7 @@ impl Server {
 async fn refuse(mut stream: TcpStream, _slot: OwnedSemaphorePermit) {
     const BODY: &str = "{\"error\":\"too many connections\"}\n";
     let msg = format!(
-        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n{BODY}",
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nretry-after: 1\r\ncache-control: no-store\r\nconnection: close\r\n\r\n{BODY}",
         BODY.len()
     );
     let answer = async {
@@ -333,6 +339,83 @@ async fn refuse(mut stream: TcpStream, _slot: OwnedSemaphorePermit) {
         Ok::<(), std::io::Error>(())
     };
     let _ = tokio::time::timeout(Duration::from_millis(REFUSAL_LINGER_MS), answer).await;
+}
+
+/// A connection whose writes fail once one has waited [`WRITE_STALL_MS`] for the client to take
+/// bytes (the wait starts again whenever a write moves).
+struct StallGuard {
+    inner: TcpStream,
+    stalled: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl StallGuard {
+    /// The inner write returned `poll`: passed on, unless it has waited too long.
+    fn guard<T>(&mut self, cx: &mut Context<'_>, poll: Poll<std::io::Result<T>>) -> Poll<std::io::Result<T>> {
+        match poll {
+            Poll::Ready(r) => {
+                self.stalled = None;
+                Poll::Ready(r)
+            }
+            Poll::Pending => {
+                let sleep = self.stalled.get_or_insert_with(|| {
+                    Box::pin(tokio::time::sleep(Duration::from_millis(WRITE_STALL_MS)))
+                });
+                match sleep.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "the client does not read its answers",
+                    ))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for StallGuard {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for StallGuard {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = &mut *self;
+        let poll = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.guard(cx, poll)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = &mut *self;
+        let poll = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.guard(cx, poll)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        let poll = Pin::new(&mut this.inner).poll_flush(cx);
+        this.guard(cx, poll)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 async fn connection(
@@ -352,7 +435,7 @@ async fn connection(
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_millis(HEADER_READ_TIMEOUT_MS))
         .max_buf_size(HEADER_BUF_MAX_BYTES);
-    let conn = builder.serve_connection(TokioIo::new(stream), svc);
+    let conn = builder.serve_connection(TokioIo::new(StallGuard { inner: stream, stalled: None }), svc);
     tokio::pin!(conn);
     let lifetime = tokio::time::sleep(Duration::from_millis(CONNECTION_LIFETIME_MAX_MS));
     tokio::pin!(lifetime);
