@@ -359,8 +359,11 @@ fn run(opts: Opts) -> ExitCode {
     let Opts { path, database_url, admin_token, redis, config_cache, id_state } = opts;
     // Registered first: a SIGTERM while the node is still starting waits here and then drains,
     // instead of killing the process.
-    let signals =
-        signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT]);
+    let signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
+    ]);
     let filter = match std::env::var("SMPPGW_LOG") {
         Ok(v) => {
             for d in log_directives_without_level(&v) {
@@ -495,9 +498,28 @@ fn run(opts: Opts) -> ExitCode {
     match signals {
         Ok(mut signals) => {
             std::thread::spawn(move || {
-                if let Some(sig) = signals.forever().next() {
-                    tracing::info!(signal = sig, "signal received: draining");
-                    flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                let mut draining = false;
+                for sig in signals.forever() {
+                    if sig == signal_hook::consts::SIGHUP {
+                        // A closed terminal, or tooling that expects a reload: not a reason to
+                        // stop (its default action killed the node without a drain).
+                        tracing::info!(
+                            "SIGHUP ignored (a configuration file is reloaded with POST /api/v1/config/reload)"
+                        );
+                    } else if !draining {
+                        draining = true;
+                        tracing::info!(
+                            signal = sig,
+                            "signal received: draining (a second one stops at once)"
+                        );
+                        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                    } else {
+                        tracing::warn!(
+                            signal = sig,
+                            "second signal: stopping now, without finishing the drain"
+                        );
+                        std::process::exit(1);
+                    }
                 }
             });
         }

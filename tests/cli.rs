@@ -142,7 +142,13 @@ fn signal_drains_and_exits_zero(signal: i32) {
     // Signalled once every submit is at the vendor (one read later would be refused as the
     // session is shutting down).
     assert!(common::wait_for(Duration::from_secs(10), || v.stats().submits >= 20), "all at the vendor");
+    // A SIGHUP (a closed terminal) neither stops nor drains the node.
     // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(child.try_wait().unwrap().is_none(), "alive after SIGHUP");
+    assert_eq!(common::http_get(http, "/ready").0, 200, "still ready after SIGHUP");
+    // SAFETY: as above.
     unsafe { libc::kill(child.id() as i32, signal) };
     // The submits wait up to 1 s at the vendor: the node is draining, and says so.
     let mut draining = None;

@@ -136,6 +136,25 @@ fn a_submit_refused_for_a_field_the_codec_cannot_read_is_counted_as_rejected() {
 }
 
 #[test]
+fn a_second_gateway_on_the_listen_address_of_a_running_one_refuses_to_start() {
+    // Goal: the cores share their port (SO_REUSEPORT), so a second node started by mistake on
+    // the same address used to start too, and the kernel split the customers between the two.
+    let first = start(config(&[]));
+    let mut cfg = config(&[]);
+    cfg.server.listen = first.local_addr;
+    match smppgw_engine::start(cfg) {
+        Err(e) => assert!(e.to_string().contains("already in use"), "{e}"),
+        Ok(second) => {
+            second.shutdown();
+            second.join();
+            panic!("a second gateway started on {}", first.local_addr);
+        }
+    }
+    first.shutdown();
+    first.join();
+}
+
+#[test]
 fn source_ip_not_allowed_is_refused() {
     // Goal: a customer limited to another network cannot bind from loopback.
     let mut cfg = config(&[]);

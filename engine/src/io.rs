@@ -154,6 +154,30 @@ async fn wait<M>(
     .await
 }
 
+/// `name` (host:port) resolved on a thread of its own, at most [`VENDOR_ADDRS_MAX`] addresses;
+/// polled every [`RESOLVE_POLL_MS`] (lookups are rare: one per vendor reconnect).
+async fn resolve(name: String) -> std::io::Result<Vec<SocketAddr>> {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    std::thread::Builder::new().name("smppgw-dns".into()).spawn(move || {
+        use std::net::ToSocketAddrs;
+        let _ = tx.send(name.to_socket_addrs().map(|it| it.take(VENDOR_ADDRS_MAX).collect::<Vec<_>>()));
+    })?;
+    loop {
+        match rx.try_recv() {
+            Ok(found) => return found,
+            Err(crossbeam_channel::TryRecvError::Empty) => {
+                Timer::new(Duration::from_millis(RESOLVE_POLL_MS)).await
+            }
+            Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                return Err(std::io::Error::other("the lookup thread ended without an answer"));
+            }
+        };
+    }
+}
+
+/// How often a vendor host name's lookup is looked at, in milliseconds.
+const RESOLVE_POLL_MS: u64 = 10;
+
 /// Gives back what a burst left in a session's read buffer once it has been decoded: nothing is
 /// kept when nothing is left, and a small partial frame moves to an allocation of its own
 /// (decoded PDUs are slices of the read's allocation, which the session itself then no longer
@@ -227,14 +251,37 @@ impl Deadline {
     }
 }
 
+/// First pause after a failed accept.
+const ACCEPT_PAUSE_MIN: Duration = Duration::from_millis(10);
+/// Longest pause between accepts that keep failing.
+const ACCEPT_PAUSE_MAX: Duration = Duration::from_millis(200);
+
 /// Accepts customer connections on this core until shutdown.
 pub async fn accept_loop(core: Rc<Core>, io: Rc<CoreIo>, listener: TcpListener) {
+    // Out of descriptors, every accept fails until one frees: the pause grows (the connection
+    // waits in the listen backlog meanwhile) and the log says so once a second, not a hundred
+    // times.
+    let mut pause = ACCEPT_PAUSE_MIN;
+    let mut failed = 0u64;
+    let mut last_warned: Option<Instant> = None;
     loop {
         let stream = match listener.accept().await {
-            Ok(s) => s,
+            Ok(s) => {
+                pause = ACCEPT_PAUSE_MIN;
+                s
+            }
             Err(e) => {
-                warn!(core = core.idx, "accept failed: {e}");
-                Timer::new(Duration::from_millis(10)).await;
+                failed += 1;
+                if last_warned.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                    warn!(
+                        core = core.idx,
+                        failed, "accept failed: {e} (connections wait in the listen backlog)"
+                    );
+                    last_warned = Some(Instant::now());
+                    failed = 0;
+                }
+                Timer::new(pause).await;
+                pause = (pause * 2).min(ACCEPT_PAUSE_MAX);
                 continue;
             }
         };
@@ -1832,21 +1879,15 @@ pub async fn vendor_slot(
             Ok(_) => format!("[{}]:{}", cfg.host, cfg.port),
             Err(_) => format!("{}:{}", cfg.host, cfg.port),
         };
-        // A host name is resolved on a blocking thread: getaddrinfo on the executor would stop
-        // every session of this core for as long as DNS takes to answer (or time out).
+        // A host name is resolved on a thread of its own: getaddrinfo on the executor would stop
+        // every session of this core for as long as DNS takes to answer (or time out), and on
+        // the executor's blocking thread it would hold up the customers' password checks queued
+        // behind it. One lookup at a time per bind slot.
         let resolved = match addr.parse::<SocketAddr>() {
             Ok(a) => Ok(vec![a]),
             Err(_) => {
                 let name = addr.clone();
-                let lookup = async {
-                    let found = glommio::executor()
-                        .spawn_blocking(move || {
-                            use std::net::ToSocketAddrs;
-                            name.to_socket_addrs().map(|it| it.take(VENDOR_ADDRS_MAX).collect::<Vec<_>>())
-                        })
-                        .await;
-                    Some(found)
-                };
+                let lookup = async { Some(resolve(name).await) };
                 // A stop's abort does not wait for DNS either (the lookup ends on its thread).
                 let aborted = async {
                     abort_requested(&mailbox, &mut msgs).await;

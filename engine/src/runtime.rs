@@ -273,6 +273,26 @@ impl Gateway {
     }
 }
 
+/// Whether `addr` is free of listeners: the cores' sockets share their port (SO_REUSEPORT), so
+/// another process of the same user listening there with it too (a second smppgw started by
+/// mistake) would share it with them, and the kernel would split the customers between two
+/// nodes with one node id. A socket without SO_REUSEPORT cannot bind beside a listener.
+fn port_is_free(addr: SocketAddr) -> std::io::Result<()> {
+    if addr.port() == 0 {
+        return Ok(());
+    }
+    let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    // Connections of an earlier run still in TIME_WAIT do not count.
+    probe.set_reuse_address(true)?;
+    probe.bind(&addr.into()).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AddrInUse => std::io::Error::new(
+            e.kind(),
+            "already in use: another process listens there (another smppgw with the same listen address?)",
+        ),
+        _ => e,
+    })
+}
+
 fn listener_socket(addr: SocketAddr) -> std::io::Result<Socket> {
     let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     s.set_reuse_port(true)?;
@@ -374,6 +394,7 @@ fn start_with(
 
     // Bind every core's listener here, so that port 0 resolves once and all share it.
     let want = snapshot.config.server.listen;
+    port_is_free(want).map_err(|source| StartError::Listen { addr: want, source })?;
     let first = listener_socket(want).map_err(|source| StartError::Listen { addr: want, source })?;
     let local_addr = first
         .local_addr()
