@@ -440,6 +440,14 @@ fn run(opts: Opts) -> ExitCode {
         eprintln!("smppgw: HTTP API: {e}");
         return ExitCode::from(2);
     }
+    // The HTTP port is tried before the engine binds vendors and accepts customers: found in
+    // use only afterwards, every restart would bind and unbind the vendors once more.
+    if cfg.server.http_listen.port() != 0
+        && let Err(e) = std::net::TcpListener::bind(cfg.server.http_listen)
+    {
+        eprintln!("smppgw: HTTP API: cannot listen on {}: {e}", cfg.server.http_listen);
+        return ExitCode::FAILURE;
+    }
     let ids_issued = ids_issued_before(id_state.as_deref(), redis.as_ref(), cfg.server.node_id);
     // Kept before the first id is issued: a crash before the first periodic write is covered too,
     // and a file that cannot be written is said at once.
@@ -458,7 +466,7 @@ fn run(opts: Opts) -> ExitCode {
         Some(lim) if lim.soft < smppgw_engine::fdlimit::needed(&cfg) => tracing::warn!(
             open_files = lim.soft,
             needed = smppgw_engine::fdlimit::needed(&cfg),
-            "the open-file limit is below what server.max_binds and the vendor binds may need: connections past it are refused (raise LimitNOFILE / the container runtime's nofile, see deploy/TUNING.md)"
+            "the open-file limit is below what server.max_binds and the vendor binds may need: connections past it wait unanswered (raise LimitNOFILE / the container runtime's nofile, see deploy/TUNING.md)"
         ),
         Some(lim) => tracing::info!(open_files = lim.soft, "open-file limit"),
         None => tracing::warn!("cannot read the open-file limit"),

@@ -90,6 +90,23 @@ fn a_misspelt_log_level_is_warned_about_rather_than_silencing_every_log() {
     assert!(!String::from_utf8_lossy(&out.stderr).contains("warning: SMPPGW_LOG"), "a valid filter");
 }
 
+#[test]
+fn an_http_port_in_use_stops_the_start_before_the_engine_listens() {
+    // Goal: found in use only after the engine was up, the node bound its vendors and took
+    // customers for a moment at every restart (a supervisor restarts it every 2 s).
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let out = smppgw()
+        .env("SMPPGW__SERVER__LISTEN", "127.0.0.1:0")
+        .env("SMPPGW__SERVER__HTTP_LISTEN", taken.local_addr().unwrap().to_string())
+        .env("SMPPGW_LOG", "info")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("HTTP API: cannot listen"), "{err}");
+    assert!(!err.contains("smppgw listening"), "the engine never started: {err}");
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
