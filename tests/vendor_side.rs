@@ -808,6 +808,49 @@ fn a_message_the_vendor_accepted_without_an_id_cannot_be_cancelled_or_replaced_b
     assert!(ops.is_empty(), "nothing reached the vendor: {ops:?}");
 }
 
+/// A gateway whose one vendor is the fake SMSC at `addr`, customer c1 (receipt_parts = "last")
+/// bound as a transceiver, and a two-part message (UDH) it sent to `dest` with
+/// `registered_delivery`: (gateway, customer, the parts' ids in order).
+fn two_parts_sent_last_asking(
+    addr: SocketAddr,
+    dest: &str,
+    registered_delivery: u8,
+) -> (smppgw_engine::Gateway, Client, Vec<String>) {
+    let mut cfg = config(&[("smsc", addr)]);
+    cfg.vendors[0].binds = 1;
+    cfg.customers[0].receipt_parts = smppgw_engine::config::ReceiptParts::Last;
+    let gw = smppgw_engine::start(cfg).unwrap();
+    wait_vendor_up(&gw);
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
+    let mut ids = Vec::new();
+    for part in 1..=2u8 {
+        let (seq, mut p) = c.submit_pdu(dest, "");
+        let Body::SubmitSm(s) = &mut p.body else { unreachable!() };
+        s.registered_delivery = registered_delivery;
+        s.esm_class |= 0x40;
+        s.short_message = [&[5u8, 0x00, 3, 0x51, 2, part][..], b"part"].concat().into();
+        c.send(&p);
+        let r = c.recv_resp(seq);
+        let Body::SubmitSmResp(m) = r.body else { panic!("submit_sm_resp: {r:?}") };
+        ids.push(String::from_utf8_lossy(&m.message_id).into_owned());
+    }
+    (gw, c, ids)
+}
+
+/// query_sm of our message `id`: (message_state, error_code).
+fn query_state(c: &mut Client, id: &str) -> (u8, u8) {
+    let seq = c.next_seq();
+    let q = smppgw_codec::QuerySm {
+        message_id: id.to_owned().into(),
+        source: smppgw_codec::Address::new(1, 1, "15550001"),
+    };
+    c.send(&Pdu::new(seq, Body::QuerySm(q)));
+    let r = c.recv_resp(seq);
+    let Body::QuerySmResp(q) = r.body else { panic!("query_sm_resp: {r:?}") };
+    (q.message_state, q.error_code)
+}
+
 #[test]
 fn an_earlier_part_keeps_its_final_state_and_error_after_a_late_intermediate_for_the_last_part() {
     // Goal: under receipt_parts = "last" the earlier parts take their state from the last
@@ -833,42 +876,14 @@ fn an_earlier_part_keeps_its_final_state_and_error_after_a_late_intermediate_for
             }
         });
     });
-    let mut cfg = config(&[("smsc", addr)]);
-    cfg.vendors[0].binds = 1;
-    cfg.customers[0].receipt_parts = smppgw_engine::config::ReceiptParts::Last;
-    let gw = smppgw_engine::start(cfg).unwrap();
-    wait_vendor_up(&gw);
-    let mut c = Client::connect(gw.local_addr);
-    assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
-    let mut ids = Vec::new();
-    for part in 1..=2u8 {
-        let (seq, mut p) = c.submit_pdu("15557774444", "");
-        let Body::SubmitSm(s) = &mut p.body else { unreachable!() };
-        s.registered_delivery = 1;
-        s.esm_class |= 0x40;
-        s.short_message = [&[5u8, 0x00, 3, 0x51, 2, part][..], b"part"].concat().into();
-        c.send(&p);
-        let r = c.recv_resp(seq);
-        let Body::SubmitSmResp(m) = r.body else { panic!("submit_sm_resp: {r:?}") };
-        ids.push(String::from_utf8_lossy(&m.message_id).into_owned());
-    }
+    let (gw, mut c, ids) = two_parts_sent_last_asking(addr, "15557774444", 1);
     // The final receipts (part 2's own, part 1's derived); the late intermediate for part 2
     // is not delivered after them.
     let (got, _) = deliveries_until_quiet(&mut c, Duration::from_millis(1_000));
     let mut want = vec![(ids[0].as_str(), 0x04), (ids[1].as_str(), 0x04)];
     want.sort();
     assert_eq!(got.iter().map(|(id, esm, _)| (id.as_str(), *esm)).collect::<Vec<_>>(), want, "{got:?}");
-    let query = |c: &mut Client, id: &str| {
-        let seq = c.next_seq();
-        let q = smppgw_codec::QuerySm {
-            message_id: id.to_owned().into(),
-            source: smppgw_codec::Address::new(1, 1, "15550001"),
-        };
-        c.send(&Pdu::new(seq, Body::QuerySm(q)));
-        let r = c.recv_resp(seq);
-        let Body::QuerySmResp(q) = r.body else { panic!("query_sm_resp: {r:?}") };
-        (q.message_state, q.error_code)
-    };
+    let query = query_state;
     let undeliv = (smppgw_codec::receipt::MessageState::Undeliverable.as_u8(), 5);
     assert!(wait_for(Duration::from_secs(2), || query(&mut c, &ids[1]) == undeliv), "the last part is final");
     std::thread::sleep(Duration::from_millis(200));
@@ -896,36 +911,8 @@ fn earlier_parts_take_the_last_parts_state_when_the_customer_asked_not_to_be_tol
             }
         });
     });
-    let mut cfg = config(&[("smsc", addr)]);
-    cfg.vendors[0].binds = 1;
-    cfg.customers[0].receipt_parts = smppgw_engine::config::ReceiptParts::Last;
-    let gw = smppgw_engine::start(cfg).unwrap();
-    wait_vendor_up(&gw);
-    let mut c = Client::connect(gw.local_addr);
-    assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
-    let mut ids = Vec::new();
-    for part in 1..=2u8 {
-        let (seq, mut p) = c.submit_pdu("15557774445", "");
-        let Body::SubmitSm(s) = &mut p.body else { unreachable!() };
-        s.registered_delivery = 0x02;
-        s.esm_class |= 0x40;
-        s.short_message = [&[5u8, 0x00, 3, 0x52, 2, part][..], b"part"].concat().into();
-        c.send(&p);
-        let r = c.recv_resp(seq);
-        let Body::SubmitSmResp(m) = r.body else { panic!("submit_sm_resp: {r:?}") };
-        ids.push(String::from_utf8_lossy(&m.message_id).into_owned());
-    }
-    let query = |c: &mut Client, id: &str| {
-        let seq = c.next_seq();
-        let q = smppgw_codec::QuerySm {
-            message_id: id.to_owned().into(),
-            source: smppgw_codec::Address::new(1, 1, "15550001"),
-        };
-        c.send(&Pdu::new(seq, Body::QuerySm(q)));
-        let r = c.recv_resp(seq);
-        let Body::QuerySmResp(q) = r.body else { panic!("query_sm_resp: {r:?}") };
-        q.message_state
-    };
+    let (gw, mut c, ids) = two_parts_sent_last_asking(addr, "15557774445", 0x02);
+    let query = |c: &mut Client, id: &str| query_state(c, id).0;
     let delivered = MessageState::Delivered.as_u8();
     assert!(wait_for(Duration::from_secs(3), || query(&mut c, &ids[1]) == delivered), "the last part");
     assert!(wait_for(Duration::from_secs(3), || query(&mut c, &ids[0]) == delivered), "and the first");

@@ -1110,12 +1110,11 @@ impl CustomerDriver {
             waiting: Vec::new(),
             nonce: self.new_nonce(),
         };
-        // Everything but the destination is the same for every destination: checked once (the
-        // TLVs and text may be long, and there may be hundreds of destinations).
-        let shared = crate::customer::validate_submit(&smppgw_codec::SubmitSm {
+        // One destination's submit: everything but the destination is the multi's.
+        let submit_to = |dest: smppgw_codec::Address| smppgw_codec::SubmitSm {
             service_type: m.service_type.clone(),
             source: m.source.clone(),
-            dest: smppgw_codec::Address::new(0, 0, Bytes::from_static(b"0")),
+            dest,
             esm_class: m.esm_class,
             protocol_id: m.protocol_id,
             priority_flag: m.priority_flag,
@@ -1127,7 +1126,14 @@ impl CustomerDriver {
             sm_default_msg_id: m.sm_default_msg_id,
             short_message: m.short_message.clone(),
             tlvs: m.tlvs.clone(),
-        });
+        };
+        // So the destinations' shared fields are checked once (the TLVs and text may be long,
+        // and there may be hundreds of destinations).
+        let shared = crate::customer::validate_submit(&submit_to(smppgw_codec::Address::new(
+            0,
+            0,
+            Bytes::from_static(b"0"),
+        )));
         let mut jobs = Vec::new();
         for (i, d) in m.dests.iter().enumerate() {
             // Every destination keeps its place, refused here or not: a vendor's answer names
@@ -1142,22 +1148,7 @@ impl CustomerDriver {
                     error_status: CommandStatus::ESME_RINVDLNAME,
                 }),
                 DestAddress::Sme(addr) => {
-                    let submit = smppgw_codec::SubmitSm {
-                        service_type: m.service_type.clone(),
-                        source: m.source.clone(),
-                        dest: addr.clone(),
-                        esm_class: m.esm_class,
-                        protocol_id: m.protocol_id,
-                        priority_flag: m.priority_flag,
-                        schedule_delivery_time: m.schedule_delivery_time.clone(),
-                        validity_period: m.validity_period.clone(),
-                        registered_delivery: m.registered_delivery,
-                        replace_if_present_flag: m.replace_if_present_flag,
-                        data_coding: m.data_coding,
-                        sm_default_msg_id: m.sm_default_msg_id,
-                        short_message: m.short_message.clone(),
-                        tlvs: m.tlvs.clone(),
-                    };
+                    let submit = submit_to(addr.clone());
                     let valid = match addr.addr.is_empty() {
                         true => Err(CommandStatus::ESME_RINVDSTADR),
                         false => shared,
