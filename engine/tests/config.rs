@@ -563,6 +563,24 @@ fn an_override_naming_one_of_two_customers_spelt_apart_only_by_dash_and_undersco
 }
 
 #[test]
+fn a_listen_port_taken_by_the_default_http_port_is_reported_at_listens_line() {
+    // Goal: the line named is the one the operator wrote (`listen`), not `[server]`, when
+    // `http_listen` is left at its default (127.0.0.1:8080).
+    let text = BASE.replace("listen = \"127.0.0.1:2775\"", "cores = 2\nlisten = \"0.0.0.0:8080\"");
+    assert_one_error(&text, "f.toml:3: ", "take the same port");
+}
+
+#[test]
+fn two_overrides_of_one_setting_differing_only_in_case_are_an_error() {
+    // Goal: `SMPPGW__SERVER__CORES=70 smppgw__server__cores=2` used to pass, one of them
+    // silently winning (and 70, out of range, never checked).
+    let err = load_env(BASE, &[("SMPPGW__SERVER__CORES", "70"), ("smppgw__server__cores", "2")])
+        .expect_err("ambiguous");
+    let text = err.to_string();
+    assert!(text.contains("sets the same setting"), "{text}");
+}
+
+#[test]
 fn env_overrides_a_route_vendor_list() {
     let text = format!(
         "{BASE}\n[[vendor]]\nname = \"b\"\nhost = \"h\"\nport = 1\nsystem_id = \"s\"\npassword = \"p\"\n"

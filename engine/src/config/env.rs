@@ -52,8 +52,22 @@ pub(crate) fn apply<'a>(
     out: &mut Vec<Problem>,
 ) {
     let mut resolved = Vec::new();
+    let mut seen: std::collections::HashMap<String, &str> = std::collections::HashMap::new();
     for (i, (name, value)) in env.iter().enumerate() {
         let span = base + i;
+        // Two spellings of one variable (names ignore case): which one wins would be an accident
+        // of their order, and the loser's value (out of range, say) would go unchecked.
+        if let Some(other) = seen.insert(name.to_ascii_lowercase(), name) {
+            out.push(Problem {
+                span,
+                kind: ErrorKind::Environment,
+                message: format!(
+                    "'{other}' sets the same setting (variable names ignore case): set one of them"
+                ),
+                fix: Fix::Nothing,
+            });
+            continue;
+        }
         match resolve(doc.get_ref(), name, value, span) {
             Ok(r) => resolved.push(r),
             Err(message) => out.push(Problem {

@@ -163,8 +163,11 @@ fn server(s: &ServerConfig, issues: &mut Issues) {
     let (a, b) = (s.listen, s.http_listen);
     let overlap = a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified();
     if a.port() != 0 && a.port() == b.port() && overlap {
+        // At the line the file has: `http_listen` left at its default, the clash is `listen`'s.
+        let at =
+            if b == crate::config::ServerConfig::default().http_listen { "listen" } else { "http_listen" };
         issues.invalid(
-            p("http_listen"),
+            p(at),
             format!(
                 "{label}: http_listen ({b}) and listen ({a}) take the same port on overlapping addresses; give the HTTP API its own port"
             ),
