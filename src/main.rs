@@ -297,7 +297,7 @@ const REDIS_DRAIN_SECS: u64 = 3;
 const DB_START_TIMEOUT_SECS: u64 = 30;
 
 /// Loads the first configuration from PostgreSQL (migrating the schema first).
-fn load_from_db(url: &str, base: &Config) -> Result<Config, String> {
+fn load_from_db(url: &str, base: &Config, stop: &std::sync::atomic::AtomicBool) -> Result<Config, String> {
     runtime()?.block_on(async {
         let pg = smppgw_control::db::parse_database_url(url).map_err(|e| e.to_string())?;
         let target = smppgw_control::db::describe_target(&pg);
@@ -309,15 +309,27 @@ fn load_from_db(url: &str, base: &Config) -> Result<Config, String> {
             let db = smppgw_control::load(&mut client, base).await.map_err(|e| e.to_string())?;
             Ok(db.config)
         };
-        match tokio::time::timeout(std::time::Duration::from_secs(DB_START_TIMEOUT_SECS), first_load).await {
-            Ok(result) => result,
-            Err(_) => Err(format!(
-                "PostgreSQL at {target}: no configuration within {DB_START_TIMEOUT_SECS} s (connected, but \
-                 the migration or the load did not finish)"
-            )),
+        // A SIGTERM or SIGINT meanwhile ends the wait: there is nothing to drain yet.
+        let stopped = async {
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        };
+        tokio::select! {
+            r = tokio::time::timeout(std::time::Duration::from_secs(DB_START_TIMEOUT_SECS), first_load) => match r {
+                Ok(result) => result,
+                Err(_) => Err(format!(
+                    "PostgreSQL at {target}: no configuration within {DB_START_TIMEOUT_SECS} s (connected, but \
+                     the migration or the load did not finish)"
+                )),
+            },
+            () = stopped => Err(STOPPED_WHILE_LOADING.to_owned()),
         }
     })
 }
+
+/// [`load_from_db`]'s answer when a signal came first.
+const STOPPED_WHILE_LOADING: &str = "stopped by a signal before the configuration was loaded";
 
 /// What `smppgw` (no subcommand) runs with.
 struct Opts {
@@ -364,6 +376,11 @@ fn run(opts: Opts) -> ExitCode {
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGHUP,
     ]);
+    // Also seen while the first configuration loads (before the drain's handler runs).
+    let stop_requested = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        let _ = signal_hook::flag::register(sig, stop_requested.clone());
+    }
     let filter = match std::env::var("SMPPGW_LOG") {
         Ok(v) => {
             for d in log_directives_without_level(&v) {
@@ -392,7 +409,11 @@ fn run(opts: Opts) -> ExitCode {
         }
     };
     let cfg = match &database_url {
-        Some(url) => match (load_from_db(url, &base), &config_cache) {
+        Some(url) => match (load_from_db(url, &base, &stop_requested), &config_cache) {
+            (Err(e), _) if e == STOPPED_WHILE_LOADING => {
+                tracing::info!("{e}: nothing started, nothing to drain");
+                return ExitCode::SUCCESS;
+            }
             (Ok(c), cache) => {
                 if let Some(file) = cache
                     && let Err(e) = smppgw_control::db::cache::save(file, &c)

@@ -107,6 +107,39 @@ fn an_http_port_in_use_stops_the_start_before_the_engine_listens() {
     assert!(!err.contains("smppgw listening"), "the engine never started: {err}");
 }
 
+#[test]
+fn a_sigterm_while_the_first_configuration_loads_from_postgresql_stops_at_once_with_0() {
+    // Goal: a database that accepts connections and never answers held the start for its whole
+    // 30 s, the signal unnoticed, and then exited 3 ("PostgreSQL down"): an operator's stop
+    // marked as a failure.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("postgres://x@{}/db?connect_timeout=60", silent.local_addr().unwrap());
+    let mut child = smppgw()
+        .args(["--database-url", &url])
+        .env("SMPPGW__SERVER__LISTEN", "127.0.0.1:0")
+        .env("SMPPGW__SERVER__HTTP_LISTEN", "127.0.0.1:0")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if started.elapsed() > Duration::from_secs(15) {
+            let _ = child.kill();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let status = status.expect("stopped well before the 30 s load timeout");
+    assert_eq!(status.code(), Some(0));
+    drop(silent);
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
