@@ -871,10 +871,20 @@ async fn core_main(
     }
     info!(core = idx, "shutting down");
     drop(acceptor.cancel());
-    // Handed over but not served: closed (they never bound).
-    while let Ok(h) = handoffs.try_recv() {
-        drop(h);
-        io.balancer.closed(idx);
+    // Handed over but not served: closed (they never bound), and so are those another core
+    // hands over before it sees the stop (within its next poll), for as long as this core runs.
+    {
+        let io = io.clone();
+        glommio::spawn_local(async move {
+            loop {
+                while let Ok(h) = handoffs.try_recv() {
+                    drop(h);
+                    io.balancer.closed(idx);
+                }
+                Timer::new(Duration::from_millis(CONTROL_POLL_MS)).await;
+            }
+        })
+        .detach();
     }
     // The grace period as configured now (a reload may have changed it).
     let grace = Duration::from_millis(u64::from(core.snap().config.server.shutdown_grace_ms));
