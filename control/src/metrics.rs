@@ -66,6 +66,7 @@ pub const METRIC_FAMILIES: &[&str] = &[
     "smppgw_deliveries_dropped_total",
     "smppgw_store_evicted_total",
     "smppgw_store_evicted_waiting_total",
+    "smppgw_receipt_order_given_up_total",
     "smppgw_submit_latency_seconds",
     "smppgw_vendor_submit_latency_seconds",
     "smppgw_vendor_latency_seconds",
@@ -284,6 +285,7 @@ pub fn render(metrics: &Metrics, snap: &Snapshot) -> String {
         store_records_by_core,
         store_evicted,
         store_evicted_waiting,
+        receipt_order_given_up,
         submit_latency,
         receipt_latency,
         vendor_latency,
@@ -425,6 +427,11 @@ pub fn render(metrics: &Metrics, snap: &Snapshot) -> String {
         "smppgw_store_evicted_waiting_total",
         "Evicted records still waiting for the receipt their customer asked for: raise receipt_store_max.",
         store_evicted_waiting,
+    );
+    e.counter(
+        "smppgw_receipt_order_given_up_total",
+        "Messages whose receipts were not held until their submit_sm_resp was written (its answer lost, or too many awaited).",
+        receipt_order_given_up,
     );
 
     e.histogram(

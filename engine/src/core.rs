@@ -10,7 +10,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use smppgw_codec::receipt::{EsmMessageType, MessageState, Receipt, esm_class_message_type, is_receipt};
@@ -274,7 +274,12 @@ pub enum CoreMsg {
         reply: ReplyTo,
         /// Our id or the status.
         result: Result<u64, CommandStatus>,
+        /// The core to tell once the answer is written ([`Core::reply_confirmed`]).
+        confirm: Option<u16>,
     },
+    /// The answer that gave a customer this id has been written (or never will be): receipts
+    /// held for it go now ([`crate::answers`]).
+    Answered(u64),
     /// Store a message a vendor accepted (to its shard), with its key in the shard
     /// ([`crate::store::vendor_key`], computed where the record was made).
     Store(Box<Record>, u64),
@@ -396,6 +401,8 @@ pub enum SessionMsg {
         reply: ReplyTo,
         /// Our id or the status.
         result: Result<u64, CommandStatus>,
+        /// The core to tell once the answer is written ([`Core::answer_written`]).
+        confirm: Option<u16>,
     },
     /// A receipt or MO to send.
     Deliver(Arc<Delivery>),
@@ -480,6 +487,10 @@ pub struct Core {
     /// Grouped parts of customers homed here whose answer has not come (see
     /// [`crate::deliveries::PartSettlements`]).
     part_settlements: RefCell<crate::deliveries::PartSettlements>,
+    /// Receipts of messages stored here, waiting until their answer has been written.
+    answer_wait: RefCell<crate::answers::AnswerWait<CoreMsg>>,
+    /// When `answer_wait` was last rotated.
+    answer_rotated: Cell<Instant>,
     /// Derived states for records not stored here yet (see [`crate::deliveries::EarlyStates`]).
     early_states: RefCell<crate::deliveries::EarlyStates>,
     /// Set by the stop's sweep of the part groups: no part joins or goes back to a group after.
@@ -600,6 +611,8 @@ impl Core {
             dispatcher: RefCell::new(dispatcher),
             refused_parts: RefCell::new(Default::default()),
             part_settlements: RefCell::new(Default::default()),
+            answer_wait: RefCell::new(Default::default()),
+            answer_rotated: Cell::new(Instant::now()),
             early_states: RefCell::new(Default::default()),
             parts_closed: Cell::new(false),
             pending_out: RefCell::new(Vec::new()),
@@ -871,6 +884,15 @@ impl Core {
     pub fn tick(&self) {
         self.ids.borrow_mut().catch_up();
         self.release_held_derived(false);
+        if self.answer_rotated.get().elapsed() >= Duration::from_millis(crate::answers::ANSWER_WAIT_ROTATE_MS)
+        {
+            self.answer_rotated.set(Instant::now());
+            self.release_answer_wait(false);
+        }
+        {
+            let w = self.answer_wait.borrow();
+            self.metrics.receipt_order_given_up[self.idx].store(w.expired + w.untracked, Ordering::Relaxed);
+        }
         // What stayed here for customers with no receiving bind here (a hand-over the control
         // thread could not take) goes to the shared queue.
         if self.remote_up() {
@@ -1348,6 +1370,18 @@ impl Core {
     /// [`Core::finish`] with the time the outcome was read (a vendor session reads a batch of
     /// answers at one instant), saving a clock read per message.
     pub fn finish_at(&self, job: &Job, result: Result<u64, CommandStatus>, now: Instant) {
+        self.finish_confirmed(job, result, now, None)
+    }
+
+    /// [`Core::finish_at`], with the core whose shard awaits the answer's writing
+    /// ([`crate::answers`]) when the message was stored there.
+    fn finish_confirmed(
+        &self,
+        job: &Job,
+        result: Result<u64, CommandStatus>,
+        now: Instant,
+        confirm: Option<u16>,
+    ) {
         match &result {
             Ok(_) => self.metrics.accepted.add(self.idx, 1),
             Err(_) => self.metrics.refused.add(self.idx, 1),
@@ -1410,7 +1444,7 @@ impl Core {
         }
         match answer_from_home {
             Some(back) => self.send(self.home_of(job.customer), CoreMsg::PartsBack(Box::new(back))),
-            None => self.reply(job.reply, result.map(|_| job.shown_id)),
+            None => self.reply_confirmed(job.reply, result.map(|_| job.shown_id), confirm),
         }
     }
 
@@ -1445,8 +1479,7 @@ impl Core {
     }
 
     /// A vendor accepted `job` under `vendor_id`: answer the customer and store the message.
-    pub fn accepted(&self, job: Box<Job>, vendor: u32, vendor_id: Bytes, now: Instant) {
-        self.finish_at(&job, Ok(job.shown_id), now);
+    pub fn accepted(&self, mut job: Box<Job>, vendor: u32, vendor_id: Bytes, now: Instant) {
         let canonical = canonical_id(&vendor_id);
         let rec = Record {
             msg_id: job.msg_id,
@@ -1466,30 +1499,85 @@ impl Core {
             final_at: 0,
             error: 0,
             receipts: job.receipts,
-            siblings: job.siblings,
+            // Only a refusal's handling reads them from the job.
+            siblings: std::mem::take(&mut job.siblings),
         };
         let shard = shard_of(vendor, &shard_key(&canonical), self.cores());
         let key = vendor_key(vendor, &canonical);
+        // Stored before the answer goes: the shard then awaits the answer's writing (a receipt
+        // for the message waits for it), and the session reports it once written.
+        let confirm = rec.receipts.any().then_some(shard as u16);
         self.send(shard, CoreMsg::Store(Box::new(rec), key));
+        self.finish_confirmed(&job, Ok(job.shown_id), now, confirm);
     }
 
     /// Delivers an answer to a session here, or sends it to its core.
     pub fn reply(&self, reply: ReplyTo, result: Result<u64, CommandStatus>) {
+        self.reply_confirmed(reply, result, None)
+    }
+
+    /// [`Core::reply`] for a stored message whose receipts wait for this answer to be written:
+    /// `confirm` is the core whose shard is told ([`CoreMsg::Answered`]) once it is, or at once
+    /// when it cannot be (the session is gone, its mailbox full).
+    pub fn reply_confirmed(&self, reply: ReplyTo, result: Result<u64, CommandStatus>, confirm: Option<u16>) {
         if usize::from(reply.core) != self.idx {
-            return self.send(usize::from(reply.core), CoreMsg::Done { reply, result });
+            return self.send(usize::from(reply.core), CoreMsg::Done { reply, result, confirm });
         }
         match self.session_mailbox(reply.session, reply.generation) {
             Some(mb) => {
-                if mb.push(SessionMsg::Done { reply, result }).is_err() {
+                if let Err(SessionMsg::Done { result, confirm, .. }) =
+                    mb.push(SessionMsg::Done { reply, result, confirm })
+                {
                     self.metrics.lost_answers.fetch_add(1, Ordering::Relaxed);
+                    self.answer_written(confirm, result);
                 }
             }
             None => {
                 // The customer disconnected before its answer: the message went to the vendor
                 // (its receipt will still find the customer), only the id cannot be given.
                 self.metrics.orphan_answers.fetch_add(1, Ordering::Relaxed);
+                self.answer_written(confirm, result);
             }
         }
+    }
+
+    /// Tells the shard `confirm` (if any) that the answer `result` gave the customer has been
+    /// written (or never will be): its receipts need not wait any more.
+    pub fn answer_written(&self, confirm: Option<u16>, result: Result<u64, CommandStatus>) {
+        if let (Some(shard), Ok(id)) = (confirm, result) {
+            self.send(usize::from(shard), CoreMsg::Answered(id));
+        }
+    }
+
+    /// Sends `msg` (a receipt for the customer's home core) once the answer that gave the
+    /// customer `shown_id` has been written, or now if it is not awaited here.
+    fn deliver_after_answer(&self, shown_id: u64, msg: CoreMsg) {
+        if let Err(msg) = self.answer_wait.borrow_mut().hold(shown_id, msg) {
+            self.send_home(msg);
+        }
+    }
+
+    /// Sends a receipt held by [`Core::deliver_after_answer`] to its customer's home core.
+    fn send_home(&self, msg: CoreMsg) {
+        let customer = match &msg {
+            CoreMsg::Deliver(d) | CoreMsg::DerivedReceipt { delivery: d, .. } => d.customer,
+            _ => return debug_assert!(false, "only receipts wait for answers"),
+        };
+        self.send(self.home_of(customer), msg);
+    }
+
+    /// Releases the receipts held for answers that were lost (see [`crate::answers`]), or all of
+    /// them (a stopping node, whose customers have been written all they will be).
+    pub fn release_answer_wait(&self, all: bool) -> usize {
+        let out = match all {
+            true => self.answer_wait.borrow_mut().take_all(),
+            false => self.answer_wait.borrow_mut().rotate(),
+        };
+        let n = out.len();
+        for m in out {
+            self.send_home(m);
+        }
+        n
     }
 
     /// A vendor sent a deliver_sm (receipt or MO) to a bind on this core.
@@ -1626,7 +1714,6 @@ impl Core {
         let Some(c) = snap.customer_at(rec.customer) else { return };
         let mut r = r;
         complete_receipt(&mut r, &rec, now);
-        let home = self.home_of(rec.customer);
         let ids = std::iter::once((rec.shown_id, false)).chain(rec.siblings.iter().map(|&s| (s, true)));
         for (shown, derived) in ids {
             // The earlier parts take the last part's state whether or not the customer asked
@@ -1640,8 +1727,9 @@ impl Core {
                     body,
                     attempts: 0,
                 });
-                self.send(
-                    home,
+                // Not before the customer has been given the id it is for.
+                self.deliver_after_answer(
+                    rec.shown_id,
                     match derived {
                         true => CoreMsg::DerivedReceipt { delivery, shown_id: shown },
                         false => CoreMsg::Deliver(delivery),
@@ -1806,6 +1894,10 @@ impl Core {
     fn store_record(&self, rec: Record, key: u64, now: u64) {
         self.remote_put(&rec, true);
         let shown_id = rec.shown_id;
+        // Its answer carries a request to say when it is written (see `Core::accepted`).
+        if rec.receipts.any() {
+            self.answer_wait.borrow_mut().expect(shown_id);
+        }
         let early = self.store.borrow_mut().insert_keyed(rec, key, now);
         if let Some(r) = early {
             self.metrics.receipts_early.fetch_add(1, Ordering::Relaxed);
@@ -1856,7 +1948,13 @@ impl Core {
                     None => self.reply(op.reply, Err(CommandStatus::ESME_RSYSERR)),
                 }
             }
-            CoreMsg::Done { reply, result } => self.reply(reply, result),
+            CoreMsg::Done { reply, result, confirm } => self.reply_confirmed(reply, result, confirm),
+            CoreMsg::Answered(id) => {
+                let out = self.answer_wait.borrow_mut().answered(id);
+                for m in out {
+                    self.send_home(m);
+                }
+            }
             CoreMsg::Store(rec, key) => self.store_record(*rec, key, unix_now()),
             CoreMsg::Receipt(r) => self.apply_receipt(r),
             CoreMsg::GroupPart(job) => self.group_part(job),
@@ -2243,6 +2341,109 @@ pub fn shown_text(id: u64, style: crate::msgid::IdStyle) -> Bytes {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    /// A one-core node's core with customer c1 and vendor v, driven by hand, and its inbox.
+    fn hand_driven_core() -> (Core, Rc<Outbox>) {
+        let mut cfg = crate::config::Config::default();
+        cfg.server.cores = 1;
+        cfg.server.receipt_store_max = 1_000;
+        cfg.server.receipt_store_prealloc = false;
+        cfg.customers.push(crate::config::CustomerConfig::new("c1", "unused"));
+        cfg.vendors.push(crate::config::VendorConfig::new("v", "127.0.0.1", 1, "u", "p"));
+        let snap = Arc::new(Snapshot::build(cfg, 1));
+        let inbox = Rc::new(Mailbox::new(crate::limits::OUTBOX_MAX));
+        (Core::new(0, snap, vec![inbox.clone()], Arc::new(Metrics::default()), None), inbox)
+    }
+
+    /// Handles what the core sent itself; returns the receipts it sent on to the customer's
+    /// home core instead of handling them (the customer's queue is not under test).
+    fn run_inbox(core: &Core, inbox: &Outbox) -> Vec<Arc<Delivery>> {
+        let mut out = Vec::new();
+        loop {
+            let mut batch = Vec::new();
+            inbox.drain_into(&mut batch);
+            if batch.is_empty() {
+                return out;
+            }
+            let (deliveries, rest): (Vec<_>, Vec<_>) =
+                batch.into_iter().partition(|m| matches!(m, CoreMsg::Deliver(_)));
+            out.extend(deliveries.into_iter().filter_map(|m| match m {
+                CoreMsg::Deliver(d) => Some(d),
+                _ => None,
+            }));
+            core.on_core_msgs(&mut rest.into_iter().collect());
+        }
+    }
+
+    fn accepted_then_receipted(core: &Core, inbox: &Outbox, reply: ReplyTo, vendor_id: &str) {
+        let job = Job::new(1, 42, reply, 0, SubmitSm::default(), Instant::now(), Wanted::FINAL, Vec::new());
+        core.accepted(job, 0, Bytes::copy_from_slice(vendor_id.as_bytes()), Instant::now());
+        let text = format!(
+            "id:{vendor_id} sub:001 dlvrd:001 submit date:2611271200 done date:2611271201 stat:DELIVRD err:000 text:x"
+        );
+        let d = SubmitSm { esm_class: 0x04, short_message: Bytes::from(text), ..SubmitSm::default() };
+        core.vendor_deliver(0, d);
+        assert!(run_inbox(core, inbox).is_empty(), "nothing for the customer before its answer");
+    }
+
+    #[test]
+    fn a_receipt_waits_until_the_session_has_written_its_messages_answer() {
+        // Goal: the vendor's receipt, matched before the customer's session has written the
+        // submit_sm_resp that gives the id, reaches the customer only after that answer is
+        // written (so a customer never gets a receipt for an id it was not given yet).
+        let (core, inbox) = hand_driven_core();
+        let session = Rc::new(Mailbox::new(16));
+        let (slot, generation) = core.add_session(session.clone());
+        let reply = ReplyTo { core: 0, session: slot, generation, seq: 7, kind: ReplyKind::Submit, nonce: 0 };
+        accepted_then_receipted(&core, &inbox, reply, "abc123");
+        // The session takes its answer, which asks to be confirmed once written ...
+        let mut msgs = Vec::new();
+        session.drain_into(&mut msgs);
+        let Some(SessionMsg::Done { result: Ok(42), confirm: Some(shard), .. }) = msgs.pop() else {
+            panic!("the session was not sent its answer: {msgs:?}")
+        };
+        assert!(run_inbox(&core, &inbox).is_empty(), "still held while the answer is unwritten");
+        // ... and once written, says so: the receipt goes, rewritten to the id it was given.
+        core.answer_written(Some(shard), Ok(42));
+        let out = run_inbox(&core, &inbox);
+        assert_eq!(out.len(), 1, "the held receipt goes once the answer is written");
+        let r = Receipt::parse(&out[0].body.short_message).expect("Appendix B text");
+        assert_eq!(r.id.as_str(), "2a");
+        // A later receipt for the same message waits for nothing.
+        let again = SubmitSm {
+            esm_class: 0x04,
+            short_message: Bytes::from_static(b"id:abc123 sub:001 dlvrd:000 submit date:2611271200 done date:2611271201 stat:ENROUTE err:000 text:x"),
+            ..SubmitSm::default()
+        };
+        core.vendor_deliver(0, again);
+        let _ = run_inbox(&core, &inbox);
+        assert!(!core.answer_wait.borrow().is_waiting(42));
+    }
+
+    #[test]
+    fn a_receipt_whose_answer_will_never_be_written_goes_at_once_or_after_the_wait_runs_out() {
+        // Goal: nothing waits for an answer that will not be written: a session gone goes at
+        // once; one that never says (its answer lost) is given up after two rotations.
+        let (core, inbox) = hand_driven_core();
+        let gone = ReplyTo { core: 0, session: 99, generation: 1, seq: 7, kind: ReplyKind::Submit, nonce: 0 };
+        let job = Job::new(1, 42, gone, 0, SubmitSm::default(), Instant::now(), Wanted::FINAL, Vec::new());
+        core.accepted(job, 0, Bytes::from_static(b"abc123"), Instant::now());
+        let text = "id:abc123 sub:001 dlvrd:001 submit date:2611271200 done date:2611271201 stat:DELIVRD err:000 text:x";
+        core.vendor_deliver(
+            0,
+            SubmitSm { esm_class: 0x04, short_message: Bytes::from(text), ..SubmitSm::default() },
+        );
+        assert_eq!(run_inbox(&core, &inbox).len(), 1, "the customer's session is gone: delivered at once");
+
+        let session = Rc::new(Mailbox::new(16));
+        let (slot, generation) = core.add_session(session.clone());
+        let reply = ReplyTo { core: 0, session: slot, generation, seq: 8, kind: ReplyKind::Submit, nonce: 0 };
+        accepted_then_receipted(&core, &inbox, reply, "def456");
+        assert_eq!(core.release_answer_wait(false), 0, "one rotation: still waiting");
+        assert_eq!(core.release_answer_wait(false), 1, "two: given up");
+        assert_eq!(run_inbox(&core, &inbox).len(), 1);
+        assert_eq!(core.answer_wait.borrow().expired, 1);
+    }
 
     #[test]
     fn an_owned_copy_is_equal_and_shares_nothing_with_its_read_buffer() {

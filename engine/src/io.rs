@@ -785,6 +785,8 @@ struct PendingMulti {
     waiting: Vec<u16>,
     /// Answers carry it ([`ReplyTo::nonce`]).
     nonce: u32,
+    /// Destinations accepted whose receipts wait for this answer ([`CustomerDriver::confirms`]).
+    confirms: Vec<(u16, u64)>,
 }
 
 impl PendingMulti {
@@ -817,6 +819,9 @@ struct CustomerDriver {
     /// [`pending_timeout`] under the current configuration.
     pending_timeout: Duration,
     multis: std::collections::HashMap<u32, PendingMulti>,
+    /// Messages whose answers are in `wbuf` (or were dropped as stale): once written, the core
+    /// holding each record is told, and the receipts it held for it go (see `crate::answers`).
+    confirms: Vec<(u16, u64)>,
     closing: bool,
 }
 
@@ -1109,6 +1114,7 @@ impl CustomerDriver {
             dests: Vec::new(),
             waiting: Vec::new(),
             nonce: self.new_nonce(),
+            confirms: Vec::new(),
         };
         // One destination's submit: everything but the destination is the multi's.
         let submit_to = |dest: smppgw_codec::Address| smppgw_codec::SubmitSm {
@@ -1236,7 +1242,8 @@ impl CustomerDriver {
     }
 
     fn finish_multi(&mut self, seq: u32) {
-        let Some(pm) = self.multis.remove(&seq) else { return };
+        let Some(mut pm) = self.multis.remove(&seq) else { return };
+        self.confirms.append(&mut pm.confirms);
         let style = self.customer.as_ref().map_or(crate::msgid::IdStyle::Hex, |c| c.id_style);
         let (status, message_id) = if pm.any_ok {
             (CommandStatus::ESME_ROK, crate::core::shown_text(pm.shown_id, style))
@@ -1255,15 +1262,28 @@ impl CustomerDriver {
         &mut self,
         reply: ReplyTo,
         result: Result<u64, CommandStatus>,
+        confirm: Option<u16>,
         now: Instant,
         events: &mut Vec<Event>,
     ) {
         let seq = reply.seq;
+        let confirm = match (confirm, result) {
+            (Some(shard), Ok(id)) => Some((shard, id)),
+            _ => None,
+        };
         match reply.kind {
-            ReplyKind::Submit => self.machine.submit_done(seq, false, result, now, &mut self.wbuf, events),
-            ReplyKind::DataSm => self.machine.submit_done(seq, true, result, now, &mut self.wbuf, events),
+            ReplyKind::Submit | ReplyKind::DataSm => {
+                let data_sm = reply.kind == ReplyKind::DataSm;
+                self.machine.submit_done(seq, data_sm, result, now, &mut self.wbuf, events);
+                self.confirms.extend(confirm);
+            }
             ReplyKind::Multi(i) => {
-                let Some(pm) = self.multis.get_mut(&seq).filter(|pm| pm.nonce == reply.nonce) else { return };
+                let Some(pm) = self.multis.get_mut(&seq).filter(|pm| pm.nonce == reply.nonce) else {
+                    // Answered already (given up waiting): nothing more to write for it.
+                    self.confirms.extend(confirm);
+                    return;
+                };
+                pm.confirms.extend(confirm);
                 pm.remaining = pm.remaining.saturating_sub(1);
                 self.machine.give_window(1, now, &mut self.wbuf, events);
                 let Some(pm) = self.multis.get_mut(&seq) else { return };
@@ -1546,6 +1566,7 @@ async fn customer_session(core: Rc<Core>, io: Rc<CoreIo>, mut stream: TcpStream,
         nonce: 0,
         pending_timeout: pending_timeout(&snap),
         multis: std::collections::HashMap::new(),
+        confirms: Vec::new(),
         closing: false,
     };
     drop(snap);
@@ -1640,7 +1661,9 @@ async fn customer_session(core: Rc<Core>, io: Rc<CoreIo>, mut stream: TcpStream,
                 mailbox.drain_into(&mut msgs);
                 for m in msgs.drain(..) {
                     match m {
-                        SessionMsg::Done { reply, result } => d.on_done(reply, result, now, &mut events),
+                        SessionMsg::Done { reply, result, confirm } => {
+                            d.on_done(reply, result, confirm, now, &mut events)
+                        }
                         SessionMsg::Deliver(del) => d.on_deliver(del, now),
                         SessionMsg::QueryAnswer { reply, found } => {
                             d.on_query_answer(reply, found, now, &mut events)
@@ -1727,6 +1750,10 @@ async fn customer_session(core: Rc<Core>, io: Rc<CoreIo>, mut stream: TcpStream,
             }
             d.wbuf.clear();
         }
+        // Written (or nothing to write for them): their receipts may go.
+        for (shard, id) in d.confirms.drain(..) {
+            core.send(usize::from(shard), CoreMsg::Answered(id));
+        }
         if read && !behind_bind {
             trim_read_buffer(&mut rbuf);
         }
@@ -1739,6 +1766,20 @@ async fn customer_session(core: Rc<Core>, io: Rc<CoreIo>, mut stream: TcpStream,
         }
     }
     mailbox.close();
+    // Answers this session will never write: the receipts held for them need not wait.
+    msgs.clear();
+    mailbox.drain_into(&mut msgs);
+    for m in msgs.drain(..) {
+        if let SessionMsg::Done { result, confirm, .. } = m {
+            core.answer_written(confirm, result);
+        }
+    }
+    for (_, mut pm) in d.multis.drain() {
+        d.confirms.append(&mut pm.confirms);
+    }
+    for (shard, id) in d.confirms.drain(..) {
+        core.send(usize::from(shard), CoreMsg::Answered(id));
+    }
     core.remove_session(slot);
     core.metrics.sessions.fetch_sub(1, Ordering::Relaxed);
     io.balancer.closed(core.idx);
@@ -2642,6 +2683,7 @@ mod tests {
             dests: vec![addr("1"), addr("2"), addr("3")],
             waiting: vec![2],
             nonce: 1,
+            confirms: Vec::new(),
         };
         pm.give_up_waiting();
         let listed: Vec<(Bytes, CommandStatus)> =

@@ -5,6 +5,7 @@
 //! lives in sans-IO machines ([`customer`], [`vendor`]) driven by thin glommio tasks ([`io`]).
 //! This crate must never block a core: no blocking IO, no locks, no unbounded queues.
 
+pub mod answers;
 pub mod balance;
 pub mod campaign;
 pub mod config;

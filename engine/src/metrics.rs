@@ -300,6 +300,9 @@ pub struct Metrics {
     pub store_evicted: PerCore,
     /// Among them, records still waiting for their receipt, a running total per core.
     pub store_evicted_waiting: PerCore,
+    /// Messages whose receipts were not held until their submit_sm_resp was written (the
+    /// answer lost, or the bound of awaited answers reached), a running total per core.
+    pub receipt_order_given_up: PerCore,
     /// Customer submit -> our submit_sm_resp.
     pub submit_latency: Histogram,
     /// Customer submit -> the vendor's receipt reaching us.

@@ -949,7 +949,9 @@ async fn core_main(
     // No last part will come here any more: the parts still waiting for one get their receipts
     // (through this core's inbox, which runs before the drain below first counts).
     let derived = crate::io::derive_open_parts_at_exit(&core);
-    if derived + core.release_held_derived(true) > 0 {
+    // Every customer has been written its answers (or is out of time): no receipt waits for one.
+    let held = core.release_answer_wait(true);
+    if derived + held + core.release_held_derived(true) > 0 {
         Timer::new(Duration::from_millis(CONTROL_POLL_MS)).await;
     }
     core.release_waiting_deliveries();
