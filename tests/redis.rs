@@ -817,6 +817,73 @@ fn receipts_a_session_still_unbinding_at_the_stop_never_answered_reach_the_custo
 }
 
 #[test]
+fn a_node_whose_only_receiving_bind_is_unbinding_leaves_the_shared_queue_alone() {
+    // Goal: while a customer's only receiving bind on node A unbinds behind a submit still out,
+    // node A does not take the customer's receipts from the shared queue (it could only hand
+    // them back, over and over); they wait there for the customer's next receiving bind.
+    let redis = RedisServer::start();
+    let slow = sim(|s| s.faults.resp_latency = smppgw_loadgen::sim::Delay::Fixed(Duration::from_secs(3)));
+    let fast = sim(|_| {});
+    let mut cfg_a = config(&[("v1", slow.local_addr())]);
+    for v in &mut cfg_a.vendors {
+        v.response_timeout_ms = 10_000;
+    }
+    cfg_a.server.response_timeout_ms = 10_000;
+    let a = Node::start(cfg_a, 1, &redis);
+    let b = Node::start(config(&[("v1", fast.local_addr())]), 2, &redis);
+    assert!(wait_for(Duration::from_secs(10), || slow.stats().binds_current >= 2
+        && fast.stats().binds_current >= 2));
+
+    let mut trx = Client::connect(a.gw.local_addr);
+    assert_eq!(trx.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
+    let (submit_seq, p) = trx.submit_pdu("15551280001", "slow");
+    trx.send(&p);
+    let unbind_seq = trx.next_seq();
+    trx.send(&Pdu::new(unbind_seq, Body::Unbind));
+    // Answered behind the unbind: node A has read it, and the session now waits for the submit.
+    let link_seq = trx.next_seq();
+    trx.send(&Pdu::new(link_seq, Body::EnquireLink));
+    trx.recv_resp(link_seq);
+
+    let mut tx = Client::connect(b.gw.local_addr);
+    assert_eq!(tx.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let (st, id) = tx.submit_dlr(&format!("1555128100{i}"), "for the shared queue");
+        assert_eq!(st, CommandStatus::ESME_ROK);
+        ids.push(id);
+    }
+    assert!(
+        wait_for(Duration::from_secs(10), || b.gw.metrics.remote_deliveries_out.load(Ordering::Relaxed) >= 3),
+        "node B, with no receiving bind, put the receipts in the shared queue"
+    );
+    // Node A polls the queue every 20 ms: in half a second, many chances to take them.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        a.gw.metrics.remote_deliveries_in.load(Ordering::Relaxed),
+        0,
+        "node A took nothing for a bind that is unbinding"
+    );
+    // The unbinding session ends once its submit is answered.
+    assert_eq!(trx.recv_resp(submit_seq).command_status, CommandStatus::ESME_ROK);
+    assert_eq!(trx.recv_resp(unbind_seq).command_id(), smppgw_codec::CommandId::UNBIND_RESP);
+
+    let mut rx = Client::connect(b.gw.local_addr);
+    assert_eq!(rx.bind("rx", "c1", "pw"), CommandStatus::ESME_ROK);
+    let mut got = Vec::new();
+    for _ in 0..ids.len() {
+        let p = rx.recv_deliver();
+        got.push(receipt_of(&p).0);
+        rx.answer(&p, CommandStatus::ESME_ROK);
+    }
+    got.sort();
+    ids.sort();
+    assert_eq!(got, ids, "every receipt waited in the shared queue for the next receiving bind");
+    a.stop();
+    b.stop();
+}
+
+#[test]
 fn the_shared_receipt_queue_keeps_the_newest_up_to_its_bound_and_counts_the_rest() {
     // Goal: `receipt_queue_max` bounds a customer's shared queue too: the oldest go, counted in
     // the node's metrics, and the customer then gets the newest, in order.

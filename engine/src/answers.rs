@@ -24,14 +24,28 @@ pub const ANSWER_WAIT_MAX: usize = 200_000;
 /// write (`limits::SESSION_WRITE_MAX_MS`), after which it is closed and its answers reported.
 pub const ANSWER_WAIT_ROTATE_MS: u64 = 65_000;
 
-/// Ids awaiting their answer, with what is held for each, in two generations.
+/// What waits for one id's answer.
+#[derive(Debug)]
+struct Entry<T> {
+    /// Records stored under the id whose answer has not been reported: a submit_multi's
+    /// destinations share one id (and one answer), and each reports it.
+    expected: u32,
+    /// Reported once: the answer is written, later receipts go at once.
+    written: bool,
+    held: Vec<T>,
+}
+
+/// Ids awaiting their answer, with what is held for each, in two generations (an id lives in
+/// one of them only).
 #[derive(Debug)]
 pub struct AnswerWait<T> {
-    current: FxHashMap<u64, Vec<T>>,
-    previous: FxHashMap<u64, Vec<T>>,
+    current: FxHashMap<u64, Entry<T>>,
+    previous: FxHashMap<u64, Entry<T>>,
     // Answers reported before their message reached the shard (they travel different channels).
     early: FxHashSet<u64>,
     early_previous: FxHashSet<u64>,
+    /// Set by [`AnswerWait::take_all`]: nothing is awaited any more.
+    closed: bool,
     /// Messages whose answer was not awaited because the bound was reached.
     pub untracked: u64,
     /// Ids given up by [`AnswerWait::rotate`] with something held for them.
@@ -45,6 +59,7 @@ impl<T> Default for AnswerWait<T> {
             previous: FxHashMap::default(),
             early: FxHashSet::default(),
             early_previous: FxHashSet::default(),
+            closed: false,
             untracked: 0,
             expired: 0,
         }
@@ -52,46 +67,67 @@ impl<T> Default for AnswerWait<T> {
 }
 
 impl<T> AnswerWait<T> {
+    fn entry(&mut self, id: u64) -> Option<&mut Entry<T>> {
+        match self.current.get_mut(&id) {
+            Some(e) => Some(e),
+            None => self.previous.get_mut(&id),
+        }
+    }
+
     /// A message for `id` reached the shard: what comes for it waits for its answer, unless that
     /// was already reported (or the bound is reached).
     pub fn expect(&mut self, id: u64) {
+        if self.closed {
+            return;
+        }
         let early = !self.early.is_empty() || !self.early_previous.is_empty();
         if early && (self.early.remove(&id) || self.early_previous.remove(&id)) {
+            return;
+        }
+        if let Some(e) = self.entry(id) {
+            e.expected += 1;
             return;
         }
         if self.len() >= ANSWER_WAIT_MAX {
             self.untracked += 1;
             return;
         }
-        self.current.entry(id).or_default();
+        self.current.insert(id, Entry { expected: 1, written: false, held: Vec::new() });
     }
 
     /// Holds `item` if `id`'s answer is awaited; otherwise gives it back (to be sent now).
     pub fn hold(&mut self, id: u64, item: T) -> Result<(), T> {
-        match self.current.get_mut(&id).or_else(|| self.previous.get_mut(&id)) {
-            Some(held) => {
-                held.push(item);
+        match self.entry(id) {
+            Some(e) if !e.written => {
+                e.held.push(item);
                 Ok(())
             }
-            None => Err(item),
+            _ => Err(item),
         }
     }
 
     /// Whether `id`'s answer is awaited.
     pub fn is_waiting(&self, id: u64) -> bool {
-        self.current.contains_key(&id) || self.previous.contains_key(&id)
+        let e = self.current.get(&id).or_else(|| self.previous.get(&id));
+        e.is_some_and(|e| !e.written)
     }
 
     /// `id`'s answer has been written (or its customer is gone): what was held for it, in order.
     pub fn answered(&mut self, id: u64) -> Vec<T> {
-        if let Some(held) = self.current.remove(&id).or_else(|| self.previous.remove(&id)) {
-            return held;
+        let Some(e) = self.entry(id) else {
+            // Its message has not reached the shard yet: it will not wait when it does.
+            if self.len() < ANSWER_WAIT_MAX {
+                self.early.insert(id);
+            }
+            return Vec::new();
+        };
+        e.written = true;
+        e.expected = e.expected.saturating_sub(1);
+        let held = std::mem::take(&mut e.held);
+        if e.expected == 0 {
+            self.current.remove(&id).or_else(|| self.previous.remove(&id));
         }
-        // Its message has not reached the shard yet: it will not wait when it does.
-        if self.len() < ANSWER_WAIT_MAX {
-            self.early.insert(id);
-        }
-        Vec::new()
+        held
     }
 
     /// Ends a period: ids awaited since before the last call are given up, and what was held
@@ -100,20 +136,23 @@ impl<T> AnswerWait<T> {
         let gone = std::mem::replace(&mut self.previous, std::mem::take(&mut self.current));
         self.early_previous = std::mem::take(&mut self.early);
         let mut out = Vec::new();
-        for (_, held) in gone {
-            if !held.is_empty() {
+        for (_, e) in gone {
+            if !e.held.is_empty() {
                 self.expired += 1;
-                out.extend(held);
+                out.extend(e.held);
             }
         }
         out
     }
 
-    /// Everything held, for a node that stops (its sessions have written all they will).
+    /// Everything held, for a node that stops (its sessions have written all they will): from
+    /// now on nothing waits.
     pub fn take_all(&mut self) -> Vec<T> {
-        let mut out = self.rotate();
-        out.extend(self.rotate());
-        out
+        self.closed = true;
+        let (previous, current) = (std::mem::take(&mut self.previous), std::mem::take(&mut self.current));
+        self.early.clear();
+        self.early_previous.clear();
+        previous.into_values().chain(current.into_values()).flat_map(|e| e.held).collect()
     }
 
     /// Ids awaited, and early answers remembered.
@@ -126,9 +165,9 @@ impl<T> AnswerWait<T> {
         self.len() == 0
     }
 
-    /// Items held, for the stop's count of what is still to deliver.
+    /// Items held.
     pub fn held(&self) -> usize {
-        self.current.values().chain(self.previous.values()).map(Vec::len).sum()
+        self.current.values().chain(self.previous.values()).map(|e| e.held.len()).sum()
     }
 }
 
@@ -202,6 +241,28 @@ mod tests {
     }
 
     #[test]
+    fn one_answer_for_several_records_of_one_id_releases_them_and_leaves_nothing_behind() {
+        // A submit_multi's destinations share its id: each record is expected, each destination
+        // reports the one answer; the first report releases, the last forgets the id.
+        let mut w = AnswerWait::default();
+        w.expect(5);
+        w.expect(5);
+        assert_eq!(w.hold(5, "a"), Ok(()));
+        assert_eq!(w.answered(5), vec!["a"]);
+        assert_eq!(w.hold(5, "b"), Err("b"), "the answer is written: no more waiting");
+        assert!(w.answered(5).is_empty());
+        assert!(w.is_empty(), "no early answer left behind to fill the bound");
+        // Expected again across a rotation: still one entry.
+        w.expect(6);
+        w.rotate();
+        w.expect(6);
+        assert_eq!(w.len(), 1);
+        w.answered(6);
+        w.answered(6);
+        assert!(w.is_empty());
+    }
+
+    #[test]
     fn take_all_releases_both_generations() {
         let mut w = AnswerWait::default();
         w.expect(1);
@@ -213,5 +274,8 @@ mod tests {
         all.sort();
         assert_eq!(all, vec!["new", "old"]);
         assert_eq!(w.held(), 0);
+        assert_eq!(w.expired, 0, "released at a stop, not given up");
+        w.expect(3);
+        assert!(!w.is_waiting(3), "a stopped node holds nothing more");
     }
 }

@@ -561,6 +561,15 @@ pub fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
+/// Seconds on the monotonic clock (from the first call in the process): the receipt store's
+/// TTL and the wait of early receipts are measured on it, so a wall clock stepped forward does
+/// not expire them early, nor one stepped back keep them late. Dates shown to customers
+/// (submit, done, final_date) stay on the wall clock.
+pub fn store_now() -> u64 {
+    static ANCHOR: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    ANCHOR.get_or_init(Instant::now).elapsed().as_secs()
+}
+
 impl Core {
     /// A core with its outboxes (index `idx` is the local inbox).
     pub fn new(
@@ -795,7 +804,7 @@ impl Core {
             if store.find_vendor_mut(rec.vendor, &rec.vendor_id).is_some() {
                 return;
             }
-            store.insert(rec, unix_now())
+            store.insert(rec, store_now())
         };
         if let Some(r) = early {
             self.apply_receipt(r);
@@ -904,7 +913,7 @@ impl Core {
         }
         self.remote_was_up.set(up);
         self.pump_due_deliveries();
-        let expired = self.store.borrow_mut().expire(unix_now());
+        let expired = self.store.borrow_mut().expire(store_now());
         if !expired.is_empty() {
             self.metrics.receipts_unmatched.fetch_add(expired.len() as u64, Ordering::Relaxed);
         }
@@ -958,8 +967,11 @@ impl Core {
             Some(o) => {
                 if let Err(msg) = o.push(msg) {
                     if o.is_closed() {
-                        // The cores are stopping: after their last exchange, nothing is sent.
-                        tracing::warn!(to, ?msg, "core stopped: message dropped at exit");
+                        // The cores are stopping: after their last exchange, nothing is sent (a
+                        // session's report of its last answers is of no use to anyone then).
+                        if !matches!(msg, CoreMsg::Answered(_)) {
+                            tracing::warn!(to, ?msg, "core stopped: message dropped at exit");
+                        }
                     } else {
                         // Outboxes are sized far beyond what the windows allow in flight.
                         self.metrics.lost_answers.fetch_add(1, Ordering::Relaxed);
@@ -1650,7 +1662,7 @@ impl Core {
             });
             // Two receipts before the submit_sm_resp (an intermediate one and the final one, in
             // either order): the final one waits.
-            let kept = store.park_unless(vendor, &id, r, now, |old, new| {
+            let kept = store.park_unless(vendor, &id, r, store_now(), |old, new| {
                 old.receipt.stat.is_final() && !new.receipt.stat.is_final()
             });
             if !kept {
@@ -1862,7 +1874,7 @@ impl Core {
     /// and started together they overlap instead of queueing one behind the other.
     pub fn on_core_msgs(&self, batch: &mut Vec<CoreMsg>) {
         let mut msgs = batch.drain(..);
-        // One wall-clock read per batch for the records' arrival times (seconds: the TTL's unit).
+        // One clock read per batch for the records' arrival times (seconds: the TTL's unit).
         let mut now = None;
         while !msgs.as_slice().is_empty() {
             {
@@ -1882,7 +1894,7 @@ impl Core {
             for m in msgs.by_ref().take(CORE_MSG_BATCH) {
                 match m {
                     CoreMsg::Store(rec, key) => {
-                        let now = *now.get_or_insert_with(unix_now);
+                        let now = *now.get_or_insert_with(store_now);
                         self.store_record(*rec, key, now)
                     }
                     m => self.on_core_msg(m),
@@ -1955,7 +1967,7 @@ impl Core {
                     self.send_home(m);
                 }
             }
-            CoreMsg::Store(rec, key) => self.store_record(*rec, key, unix_now()),
+            CoreMsg::Store(rec, key) => self.store_record(*rec, key, store_now()),
             CoreMsg::Receipt(r) => self.apply_receipt(r),
             CoreMsg::GroupPart(job) => self.group_part(job),
             CoreMsg::PartsBack(b) => {
@@ -2100,7 +2112,7 @@ impl Core {
                 let mut store = self.store.borrow_mut();
                 if store.find_shown(rec.shown_id).is_none() {
                     // A parked receipt for it (the vendor's id now known here) applies too.
-                    let early = store.insert(*rec, unix_now());
+                    let early = store.insert(*rec, store_now());
                     drop(store);
                     if let Some(r) = early {
                         self.apply_receipt(r);

@@ -228,10 +228,8 @@ impl CustomerSession {
         now: Instant,
         out: &mut BytesMut,
     ) -> bool {
-        match self.state {
-            State::Bound { kind, .. } | State::Closing { unbind_sent: false, kind, .. }
-                if kind.can_receive() => {}
-            _ => return false,
+        if !self.takes_deliveries() {
+            return false;
         }
         let seq = self.next_sequence();
         if as_data_sm {
@@ -561,6 +559,15 @@ impl CustomerSession {
                     }
                 }
             }
+        }
+    }
+
+    /// Whether [`CustomerSession::deliver`] would send a delivery now: a receiving bind that is
+    /// neither unbinding nor past our own unbind.
+    pub fn takes_deliveries(&self) -> bool {
+        match self.state {
+            State::Bound { kind, .. } | State::Closing { unbind_sent: false, kind, .. } => kind.can_receive(),
+            _ => false,
         }
     }
 

@@ -822,10 +822,22 @@ struct CustomerDriver {
     /// Messages whose answers are in `wbuf` (or were dropped as stale): once written, the core
     /// holding each record is told, and the receipts it held for it go (see `crate::answers`).
     confirms: Vec<(u16, u64)>,
+    /// Counted in its customer's `receivers` (which has the node take the customer's receipts
+    /// from the shared queue): from its bind until it takes no more deliveries.
+    counted: bool,
     closing: bool,
 }
 
 impl CustomerDriver {
+    /// Gives back this session's place in its customer's `receivers`, once.
+    fn uncount_receiver(&mut self) {
+        if std::mem::take(&mut self.counted)
+            && let Some(c) = &self.customer
+        {
+            let _ = c.receivers.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        }
+    }
+
     fn me(&self) -> SessionRef {
         SessionRef { core: self.core.idx as u16, session: self.slot, generation: self.generation }
     }
@@ -1567,6 +1579,7 @@ async fn customer_session(core: Rc<Core>, io: Rc<CoreIo>, mut stream: TcpStream,
         pending_timeout: pending_timeout(&snap),
         multis: std::collections::HashMap::new(),
         confirms: Vec::new(),
+        counted: false,
         closing: false,
     };
     drop(snap);
@@ -1705,6 +1718,7 @@ async fn customer_session(core: Rc<Core>, io: Rc<CoreIo>, mut stream: TcpStream,
                     d.machine.bind_accepted(kind, seq, c.id_style, window, &mut d.wbuf);
                     if kind.can_receive() {
                         d.receiving = true;
+                        d.counted = true;
                         c.receivers.fetch_add(1, Ordering::AcqRel);
                         core.send(
                             core.home_of(c.idx),
@@ -1761,6 +1775,18 @@ async fn customer_session(core: Rc<Core>, io: Rc<CoreIo>, mut stream: TcpStream,
         if d.machine.is_closed() {
             d.closing = true;
         }
+        if d.counted && !d.machine.takes_deliveries() {
+            // Unbinding (behind submits still out) or closing: the node stops taking the
+            // customer's receipts from the shared queue for it (they would only go back), and
+            // its home core stops choosing it.
+            d.uncount_receiver();
+            if let Some(c) = &d.customer {
+                core.send(
+                    core.home_of(c.idx),
+                    CoreMsg::ReceiverDraining { customer: c.idx, session: d.me() },
+                );
+            }
+        }
         if settling {
             core.set_settled(slot, d.machine.is_settled());
         }
@@ -1783,10 +1809,10 @@ async fn customer_session(core: Rc<Core>, io: Rc<CoreIo>, mut stream: TcpStream,
     core.remove_session(slot);
     core.metrics.sessions.fetch_sub(1, Ordering::Relaxed);
     io.balancer.closed(core.idx);
+    d.uncount_receiver();
     if let Some(c) = &d.customer {
         if d.receiving {
             core.send(core.home_of(c.idx), CoreMsg::Receiver { customer: c.idx, session: d.me(), up: false });
-            let _ = c.receivers.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
         }
         c.remove_bind();
         core.metrics.sessions_bound.fetch_sub(1, Ordering::Relaxed);
