@@ -255,3 +255,42 @@ fn a_reloaded_keepalive_interval_applies_to_the_sessions_already_bound() {
     gw.shutdown();
     gw.join();
 }
+
+#[test]
+fn binds_a_reload_replaces_at_a_vendor_that_limits_its_binds_take_over_once_the_old_ones_leave() {
+    // Goal: at a vendor that allows the account only as many binds as the gateway keeps, a
+    // reload that replaces them (a new window) does not leave the vendor without binds for the
+    // reconnect backoff (here 10 s): the new binds, refused while the old ones are still bound,
+    // bind again as soon as those have unbound, and the next message goes through.
+    let v = sim(|s| {
+        s.faults.max_binds = Some(2);
+        s.faults.resp_latency = smppgw_loadgen::sim::Delay::Fixed(Duration::from_millis(300));
+    });
+    let mut cfg = config(&[("v", v.local_addr())]);
+    cfg.vendors[0].binds = 2;
+    cfg.vendors[0].reconnect_backoff_min_ms = 10_000;
+    cfg.vendors[0].reconnect_backoff_max_ms = 20_000;
+    let gw = smppgw_engine::start(cfg.clone()).unwrap();
+    assert!(wait_for(Duration::from_secs(10), || v.stats().binds_current >= 2));
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+    assert_eq!(c.submit("15557000001", "before").0, CommandStatus::ESME_ROK);
+    // A message at the vendor when the reload comes: its bind unbinds only once it is answered,
+    // and meanwhile the vendor refuses a third bind.
+    let (seq, p) = c.submit_pdu("15557000002", "in flight");
+    c.send(&p);
+    assert!(wait_for(Duration::from_secs(5), || v.stats().submits >= 2));
+    cfg.vendors[0].window = 7;
+    let version = gw.control().reload(cfg).unwrap();
+    assert!(wait_for(Duration::from_secs(10), || gw.control().applied_everywhere(version)));
+    assert_eq!(c.recv_resp(seq).command_status, CommandStatus::ESME_ROK);
+    assert!(
+        wait_for(Duration::from_secs(5), || v.stats().binds_total >= 4 && v.stats().binds_current == 2),
+        "the new binds took the old ones' places well within the backoff: {:?}",
+        v.stats()
+    );
+    assert!(v.stats().bind_failures >= 1, "a new bind was refused while an old one was still bound");
+    assert_eq!(c.submit("15557000003", "after").0, CommandStatus::ESME_ROK);
+    gw.shutdown();
+    gw.join();
+}

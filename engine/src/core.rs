@@ -438,6 +438,9 @@ pub enum VendorMsg {
     Abort,
 }
 
+/// A vendor bind slot on a core: (vendor index, slot index).
+pub type SlotKey = (u32, u32);
+
 /// Messages waiting for the channel to another core (or for this core's inbox task). Bounded by
 /// everything in flight, which the windows bound; the pump task awaits channel space, so nothing
 /// is dropped.
@@ -1055,13 +1058,13 @@ impl Core {
     }
 
     /// Removes the slots the new snapshot no longer has; returns their mailboxes.
-    pub fn retain_vendor_binds(&self, snap: &Snapshot) -> Vec<Rc<Mailbox<VendorMsg>>> {
+    pub fn retain_vendor_binds(&self, snap: &Snapshot) -> Vec<(SlotKey, Rc<Mailbox<VendorMsg>>)> {
         let mut gone = Vec::new();
         self.vendor_binds.borrow_mut().retain(|&(v, s), (slot, mb)| {
             let keep =
                 snap.vendor(v).and_then(|x| x.slots.get(s as usize)).is_some_and(|n| Arc::ptr_eq(n, slot));
             if !keep {
-                gone.push(mb.clone());
+                gone.push(((v, s), mb.clone()));
             }
             keep
         });

@@ -1859,6 +1859,9 @@ pub enum SlotBind {
     Receiver,
 }
 
+/// How often a bind waiting for its predecessor's end looks.
+const PREDECESSOR_POLL_MS: u64 = 5;
+
 /// Stops a slot's receiver bind when the slot's sender task ends, however it ends.
 struct StopsReceiver(Option<Rc<Mailbox<VendorMsg>>>);
 
@@ -1870,15 +1873,25 @@ impl Drop for StopsReceiver {
     }
 }
 
+/// The longest a bind that replaces another (a reload) waits for its predecessor to end before
+/// binding again, when the vendor refused it while the predecessor was still bound.
+pub const PREDECESSOR_WAIT_MAX_MS: u64 = 30_000;
+
 /// Keeps one bind of a vendor slot connected and bound and, for its sender, feeds it the jobs
 /// routed to the slot. A `transmitter_receiver` slot has two such tasks: the sender's `receiver`
 /// is the other's mailbox, told to unbind when the sender stops (shutdown, retired slot).
+///
+/// `predecessor` is the mailbox of the bind this one replaces (a reload changed its settings),
+/// closed when that bind's task ends. The new bind binds at once; if the vendor refuses it while
+/// the old one is still bound (a vendor that allows the account only so many binds), it binds
+/// again as soon as the old one is gone rather than after its reconnect backoff.
 pub async fn vendor_slot(
     core: Rc<Core>,
     io: Rc<CoreIo>,
     slot_rt: Arc<crate::snapshot::BindSlot>,
     mailbox: Rc<Mailbox<VendorMsg>>,
     (role, receiver): (SlotBind, Option<Rc<Mailbox<VendorMsg>>>),
+    mut predecessor: Option<Rc<Mailbox<VendorMsg>>>,
 ) {
     let _stops_receiver = StopsReceiver(receiver);
     let sender = role == SlotBind::Sender;
@@ -1890,6 +1903,8 @@ pub async fn vendor_slot(
     // The pace outlives a connection: a vendor that throttled and then dropped the bind is not
     // met at full speed again by the next one (it recovers a quarter a second meanwhile).
     let mut pace: Option<AdaptiveRate> = None;
+    // Refused while the bind it replaces was still up: the next attempt waits for that one's end.
+    let mut behind_predecessor = false;
     'slot: loop {
         // Mail a failed write had taken: jobs go elsewhere while this bind is down.
         if !msgs.is_empty() {
@@ -1905,14 +1920,32 @@ pub async fn vendor_slot(
         if shutting || core.shutting_down.get() && mailbox.is_closed() {
             break;
         }
-        if backoff_ms > 0 {
+        // Refused while its predecessor was bound: it waits for that one's end (if it has not
+        // come already), then binds at once.
+        let after_predecessor = std::mem::take(&mut behind_predecessor);
+        if predecessor.as_ref().is_some_and(|p| p.is_closed()) && !after_predecessor {
+            predecessor = None;
+        }
+        if backoff_ms > 0 || after_predecessor {
             // Jitter: +-25%, so a vendor restart is not met by every bind at the same instant.
             let jitter = (core.next_rand() % (backoff_ms / 2 + 1)) as i64 - (backoff_ms / 4) as i64;
-            let wait_ms = (backoff_ms as i64 + jitter).max(1) as u64;
+            let wait_ms = match after_predecessor {
+                true => PREDECESSOR_WAIT_MAX_MS,
+                false => (backoff_ms as i64 + jitter).max(1) as u64,
+            };
             let until = Instant::now() + Duration::from_millis(wait_ms);
             // While down, jobs that raced into the mailbox go elsewhere.
             while Instant::now() < until {
-                let mut t = Timer::new(until.saturating_duration_since(Instant::now()));
+                if after_predecessor && predecessor.as_ref().is_none_or(|p| p.is_closed()) {
+                    // Gone: bind now, and from the backoff's minimum if refused again.
+                    backoff_ms = 0;
+                    break;
+                }
+                let step = match after_predecessor {
+                    true => Duration::from_millis(PREDECESSOR_POLL_MS),
+                    false => until.saturating_duration_since(Instant::now()),
+                };
+                let mut t = Timer::new(step.min(until.saturating_duration_since(Instant::now())));
                 let got = poll_fn(|cx| {
                     if mailbox.poll_ready(cx.waker()) {
                         return Poll::Ready(true);
@@ -2150,6 +2183,7 @@ pub async fn vendor_slot(
                             crate::snapshot::BindError::BindRefused(st.0),
                             crate::core::unix_now(),
                         );
+                        behind_predecessor = predecessor.as_ref().is_some_and(|p| !p.is_closed());
                         warn!(vendor = %cfg.name, slot, status = %st, "vendor refused bind")
                     }
                     VendorEvent::Done { job, outcome } => {

@@ -565,6 +565,7 @@ fn spawn_vendor_slots(
     io: &Rc<CoreIo>,
     snap: &Snapshot,
     tasks: &mut Vec<(glommio::task::JoinHandle<()>, Rc<Mailbox<VendorMsg>>)>,
+    mut retired: std::collections::HashMap<crate::core::SlotKey, Rc<Mailbox<VendorMsg>>>,
 ) {
     for v in snap.vendors.iter().flatten() {
         for s in v.slots.iter().filter(|s| s.core == core.idx) {
@@ -572,9 +573,11 @@ fn spawn_vendor_slots(
                 continue;
             }
             let mailbox = Rc::new(Mailbox::new(limits::VENDOR_BIND_QUEUE_MAX + limits::WINDOW_MAX as usize));
-            if let Some(old) = core.add_vendor_bind(s.clone(), mailbox.clone()) {
+            let replaced = core.add_vendor_bind(s.clone(), mailbox.clone());
+            if let Some(old) = &replaced {
                 let _ = old.push(VendorMsg::Retire);
             }
+            let predecessor = replaced.or_else(|| retired.remove(&(s.vendor, s.slot)));
             // A `transmitter_receiver` slot is two binds: the receiver's mailbox only ever gets
             // the sender's word to stop.
             let receiver =
@@ -586,6 +589,8 @@ fn spawn_vendor_slots(
                         s.clone(),
                         rx_mailbox.clone(),
                         (SlotBind::Receiver, None),
+                        // The old sender's end stops the old receiver (a moment later).
+                        predecessor.clone(),
                     ));
                     tasks.push((task.detach(), rx_mailbox.clone()));
                     rx_mailbox
@@ -596,6 +601,7 @@ fn spawn_vendor_slots(
                 s.clone(),
                 mailbox.clone(),
                 (SlotBind::Sender, receiver),
+                predecessor,
             ));
             tasks.push((task.detach(), mailbox));
         }
@@ -831,7 +837,7 @@ async fn core_main(
 
     // Vendor bind slots owned by this core.
     let mut vendor_tasks = Vec::new();
-    spawn_vendor_slots(&core, &io, &snap, &mut vendor_tasks);
+    spawn_vendor_slots(&core, &io, &snap, &mut vendor_tasks, Default::default());
 
     // SAFETY: `fd` is a listening socket created in `start` and handed to this core alone.
     let listener = unsafe { glommio::net::TcpListener::from_raw_fd(fd) };
@@ -844,13 +850,15 @@ async fn core_main(
         if published.version.load(Ordering::Acquire) != core.snap().version {
             let new = published.get();
             core.set_snapshot(new.clone());
-            for mb in core.retain_vendor_binds(&new) {
+            let retired = core.retain_vendor_binds(&new);
+            for (_, mb) in &retired {
                 let _ = mb.push(VendorMsg::Retire);
             }
             // Binds retired by earlier reloads whose tasks have ended: their task owned the other
             // handle on their mailbox. Without this every replaced bind stayed here for good.
             vendor_tasks.retain(|(_, mailbox)| Rc::strong_count(mailbox) > 1);
-            spawn_vendor_slots(&core, &io, &new, &mut vendor_tasks);
+            // A bind replaced (same vendor and slot, new settings) is its successor's predecessor.
+            spawn_vendor_slots(&core, &io, &new, &mut vendor_tasks, retired.into_iter().collect());
             core.unbind_removed_customers(&new);
             applied.fetch_max(new.version, Ordering::AcqRel);
             info!(core = idx, version = new.version, "config applied");

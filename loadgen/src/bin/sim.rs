@@ -127,6 +127,9 @@ struct Args {
     /// Close each connection after this many submit_sm.
     #[arg(long)]
     disconnect_after: Option<u64>,
+    /// Binds an account may hold at once; more are refused with ESME_RBINDFAIL.
+    #[arg(long)]
+    max_binds: Option<u32>,
     /// Stall each core (no reads, no answers) for this long, every --stall-every-ms.
     #[arg(long)]
     stall_ms: Option<u64>,
@@ -211,6 +214,7 @@ fn main() -> ExitCode {
             disconnect_after: a.disconnect_after,
             op_status: a.op_status,
             refuse_containing: a.refuse_containing.map(String::into_bytes),
+            max_binds: a.max_binds,
             stall: a.stall_ms.map(|ms| Stall {
                 every: Duration::from_millis(a.stall_every_ms),
                 length: Duration::from_millis(ms),

@@ -247,6 +247,9 @@ pub struct Faults {
     /// A content filter: a submit_sm whose short_message contains these octets is answered
     /// with `error_status`.
     pub refuse_containing: Option<Vec<u8>>,
+    /// Binds an account may hold at once (over every core); another bind is refused with
+    /// ESME_RBINDFAIL, as SMSCs that limit an account's binds do.
+    pub max_binds: Option<u32>,
 }
 
 impl Default for Faults {
@@ -261,6 +264,7 @@ impl Default for Faults {
             stall: None,
             op_status: CommandStatus::ESME_ROK,
             refuse_containing: None,
+            max_binds: None,
         }
     }
 }

@@ -478,6 +478,12 @@ impl SimCore {
         if self.cfg.accounts[i].password.as_bytes() != password {
             return Err(CommandStatus::ESME_RINVPASWD);
         }
+        if let Some(max) = self.cfg.faults.max_binds {
+            let bound: u64 = self.shared.cores.iter().map(|c| get(&c.accounts[i].binds_current)).sum();
+            if bound >= u64::from(max) {
+                return Err(CommandStatus::ESME_RBINDFAIL);
+            }
+        }
         Ok(i)
     }
 

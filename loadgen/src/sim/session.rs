@@ -598,6 +598,29 @@ mod tests {
     }
 
     #[test]
+    fn an_account_past_its_bind_limit_is_refused_until_one_of_its_binds_ends() {
+        // Goal: with max_binds, the simulator refuses a bind beyond the account's limit with
+        // ESME_RBINDFAIL (as SMSCs that limit binds per account do), and takes one again once a
+        // bind of the account has ended.
+        let mut cfg = SimConfig::for_tests();
+        cfg.faults = Faults { max_binds: Some(2), ..Faults::default() };
+        let mut core = core_with(cfg);
+        let t = Instant::now();
+        let mut bound = Vec::new();
+        for want in [CommandStatus::ESME_ROK, CommandStatus::ESME_ROK, CommandStatus::ESME_RBINDFAIL] {
+            let mut s = open(&mut core, t);
+            s.on_pdu(bind(Body::BindTransceiver, "smppgw", "secret"), t, &mut core);
+            assert_eq!(drain(&mut s)[0].command_status, want);
+            bound.push(s);
+        }
+        let first = bound.remove(0);
+        core.close_session(first.id);
+        let mut s = open(&mut core, t);
+        s.on_pdu(bind(Body::BindTransceiver, "smppgw", "secret"), t, &mut core);
+        assert_eq!(drain(&mut s)[0].command_status, CommandStatus::ESME_ROK, "a place is free again");
+    }
+
+    #[test]
     fn submit_before_bind_and_unknown_commands_are_refused() {
         // Goal: requests before bind get ESME_RINVBNDSTS; unknown command ids get generic_nack
         // ESME_RINVCMDID; a broken length closes.
