@@ -294,3 +294,50 @@ fn binds_a_reload_replaces_at_a_vendor_that_limits_its_binds_take_over_once_the_
     gw.shutdown();
     gw.join();
 }
+
+#[test]
+fn a_vendor_bind_a_reload_replaces_keeps_the_slow_down_its_vendors_throttling_asked_for() {
+    // Goal: a vendor that throttled us (its binds slowed down) is not met at full speed again by
+    // the binds a reload opens in place of the slowed ones: they start at the slowed pace.
+    use std::sync::atomic::Ordering;
+    let v = sim(|s| s.faults.throttle_tps = Some(10));
+    let mut cfg = config(&[("v", v.local_addr())]);
+    cfg.vendors[0].binds = 2;
+    let gw = smppgw_engine::start(cfg.clone()).unwrap();
+    assert!(wait_for(Duration::from_secs(10), || v.stats().binds_current >= 2));
+    let slots = || {
+        let snap = gw.control().current();
+        let v = snap.vendors.iter().flatten().find(|v| v.cfg.name == "v").unwrap().clone();
+        v.slots.clone()
+    };
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+    for i in 0..60 {
+        let (_, p) = c.submit_pdu(&format!("155571{i:05}"), "burst");
+        c.send(&p);
+    }
+    for _ in 0..60 {
+        assert!(matches!(c.recv().expect("answered").body, Body::SubmitSmResp(_)));
+    }
+    assert!(v.stats().throttled > 0, "the vendor throttled");
+    let before = slots();
+    let slowed: Vec<usize> =
+        (0..before.len()).filter(|&i| before[i].slowed.load(Ordering::Relaxed)).collect();
+    assert!(!slowed.is_empty(), "throttling slowed a bind");
+    cfg.vendors[0].window = 7;
+    let version = gw.control().reload(cfg).unwrap();
+    assert!(wait_for(Duration::from_secs(10), || gw.control().applied_everywhere(version)));
+    let after = slots();
+    assert!(
+        slowed.iter().all(|&i| !std::sync::Arc::ptr_eq(&before[i], &after[i])),
+        "the binds were replaced"
+    );
+    assert!(
+        wait_for(Duration::from_secs(5), || slowed
+            .iter()
+            .all(|&i| after[i].up.load(Ordering::Relaxed) && after[i].slowed.load(Ordering::Relaxed))),
+        "the new binds start slowed"
+    );
+    gw.shutdown();
+    gw.join();
+}

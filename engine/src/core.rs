@@ -441,6 +441,9 @@ pub enum VendorMsg {
 /// A vendor bind slot on a core: (vendor index, slot index).
 pub type SlotKey = (u32, u32);
 
+/// A vendor bind's slot and its task's mailbox.
+pub type BindHandle = (Arc<BindSlot>, Rc<Mailbox<VendorMsg>>);
+
 /// Messages waiting for the channel to another core (or for this core's inbox task). Bounded by
 /// everything in flight, which the windows bound; the pump task awaits channel space, so nothing
 /// is dropped.
@@ -1048,8 +1051,8 @@ impl Core {
         &self,
         slot: Arc<BindSlot>,
         mailbox: Rc<Mailbox<VendorMsg>>,
-    ) -> Option<Rc<Mailbox<VendorMsg>>> {
-        self.vendor_binds.borrow_mut().insert((slot.vendor, slot.slot), (slot, mailbox)).map(|(_, m)| m)
+    ) -> Option<BindHandle> {
+        self.vendor_binds.borrow_mut().insert((slot.vendor, slot.slot), (slot, mailbox))
     }
 
     /// Whether this exact slot (not a replacement) has its task on this core.
@@ -1058,13 +1061,13 @@ impl Core {
     }
 
     /// Removes the slots the new snapshot no longer has; returns their mailboxes.
-    pub fn retain_vendor_binds(&self, snap: &Snapshot) -> Vec<(SlotKey, Rc<Mailbox<VendorMsg>>)> {
+    pub fn retain_vendor_binds(&self, snap: &Snapshot) -> Vec<(SlotKey, BindHandle)> {
         let mut gone = Vec::new();
         self.vendor_binds.borrow_mut().retain(|&(v, s), (slot, mb)| {
             let keep =
                 snap.vendor(v).and_then(|x| x.slots.get(s as usize)).is_some_and(|n| Arc::ptr_eq(n, slot));
             if !keep {
-                gone.push(((v, s), mb.clone()));
+                gone.push(((v, s), (slot.clone(), mb.clone())));
             }
             keep
         });
@@ -2496,6 +2499,7 @@ mod tests {
                 sent: Default::default(),
                 reconnects: Default::default(),
                 slowed: Default::default(),
+                pace_bits: Default::default(),
                 next_send_ms: Default::default(),
                 last_error: Default::default(),
                 last_error_at: Default::default(),

@@ -1891,8 +1891,17 @@ pub async fn vendor_slot(
     slot_rt: Arc<crate::snapshot::BindSlot>,
     mailbox: Rc<Mailbox<VendorMsg>>,
     (role, receiver): (SlotBind, Option<Rc<Mailbox<VendorMsg>>>),
-    mut predecessor: Option<Rc<Mailbox<VendorMsg>>>,
+    predecessor: Option<crate::core::BindHandle>,
 ) {
+    // A slowed pace carries over to the bind that replaces a slowed one.
+    let inherited =
+        predecessor.as_ref().filter(|(old, _)| old.slowed.load(Ordering::Relaxed)).and_then(|(old, _)| {
+            let snap = core.snapshot();
+            let mut r = AdaptiveRate::new(per_bind_pace(&snap.vendor(slot_rt.vendor)?.cfg));
+            r.continue_from(f64::from_bits(old.pace_bits.load(Ordering::Relaxed)), io.nanos(Instant::now()));
+            Some(r)
+        });
+    let mut predecessor = predecessor.map(|(_, mailbox)| mailbox);
     let _stops_receiver = StopsReceiver(receiver);
     let sender = role == SlotBind::Sender;
     let (vendor, slot) = (slot_rt.vendor, slot_rt.slot);
@@ -1902,7 +1911,7 @@ pub async fn vendor_slot(
     let mut msgs = Vec::new();
     // The pace outlives a connection: a vendor that throttled and then dropped the bind is not
     // met at full speed again by the next one (it recovers a quarter a second meanwhile).
-    let mut pace: Option<AdaptiveRate> = None;
+    let mut pace: Option<AdaptiveRate> = inherited;
     // Refused while the bind it replaces was still up: the next attempt waits for that one's end.
     let mut behind_predecessor = false;
     'slot: loop {
@@ -2242,6 +2251,7 @@ pub async fn vendor_slot(
             }
             let slowed = rate.is_slowed();
             slot_rt.slowed.store(slowed, Ordering::Relaxed);
+            slot_rt.pace_bits.store(rate.current().to_bits(), Ordering::Relaxed);
             // While slowed, take only what the pace can send within about 100 ms (and nothing while
             // the next send is further off), so work goes to other vendors instead of queueing.
             // A bind the vendor lost takes nothing more (it closes once its last answer is in),

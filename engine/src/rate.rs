@@ -125,6 +125,16 @@ impl AdaptiveRate {
         if per_sec.is_finite() && per_sec > 0.0 { (SECOND as f64 / per_sec) as u64 } else { 0 }
     }
 
+    /// Continues a slowed pace (a bind this one replaces was at `pace`): from there it recovers
+    /// as usual, instead of meeting a throttling vendor at the full ceiling again.
+    pub fn continue_from(&mut self, pace: f64, now: Nanos) {
+        if pace < self.current {
+            self.current = pace.max(ADAPTIVE_FLOOR_PER_SEC.min(self.ceiling));
+            self.last_throttle_ns = now;
+            self.last_recover_ns = now;
+        }
+    }
+
     /// The current pace in messages per second.
     pub fn current(&self) -> f64 {
         self.current
@@ -231,6 +241,25 @@ mod tests {
         r.on_throttled(SECOND);
         assert_eq!(r.current(), 50.0, "halved as before");
         assert!(r.is_slowed());
+    }
+
+    #[test]
+    fn a_pace_continued_from_a_slowed_bind_starts_slowed_and_recovers_from_there() {
+        // Goal: the bind that replaces a slowed one (a reload) starts at its predecessor's pace,
+        // below its own ceiling, and recovers a quarter a second from there; a predecessor that
+        // was faster, or unslowed, changes nothing.
+        let mut r = AdaptiveRate::new(100.0);
+        r.continue_from(25.0, 10 * SECOND);
+        assert_eq!(r.current(), 25.0);
+        assert!(r.is_slowed());
+        assert!(r.ready_at(11 * SECOND).is_none());
+        assert_eq!(r.current(), 31.25, "a quarter more after a second");
+        let mut r = AdaptiveRate::new(100.0);
+        r.continue_from(f64::INFINITY, 0);
+        assert!(!r.is_slowed());
+        let mut r = AdaptiveRate::new(10.0);
+        r.continue_from(50.0, 0);
+        assert_eq!(r.current(), 10.0, "never above its own ceiling");
     }
 
     #[test]

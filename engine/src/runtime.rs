@@ -565,7 +565,7 @@ fn spawn_vendor_slots(
     io: &Rc<CoreIo>,
     snap: &Snapshot,
     tasks: &mut Vec<(glommio::task::JoinHandle<()>, Rc<Mailbox<VendorMsg>>)>,
-    mut retired: std::collections::HashMap<crate::core::SlotKey, Rc<Mailbox<VendorMsg>>>,
+    mut retired: std::collections::HashMap<crate::core::SlotKey, crate::core::BindHandle>,
 ) {
     for v in snap.vendors.iter().flatten() {
         for s in v.slots.iter().filter(|s| s.core == core.idx) {
@@ -574,7 +574,7 @@ fn spawn_vendor_slots(
             }
             let mailbox = Rc::new(Mailbox::new(limits::VENDOR_BIND_QUEUE_MAX + limits::WINDOW_MAX as usize));
             let replaced = core.add_vendor_bind(s.clone(), mailbox.clone());
-            if let Some(old) = &replaced {
+            if let Some((_, old)) = &replaced {
                 let _ = old.push(VendorMsg::Retire);
             }
             let predecessor = replaced.or_else(|| retired.remove(&(s.vendor, s.slot)));
@@ -851,7 +851,7 @@ async fn core_main(
             let new = published.get();
             core.set_snapshot(new.clone());
             let retired = core.retain_vendor_binds(&new);
-            for (_, mb) in &retired {
+            for (_, (_, mb)) in &retired {
                 let _ = mb.push(VendorMsg::Retire);
             }
             // Binds retired by earlier reloads whose tasks have ended: their task owned the other

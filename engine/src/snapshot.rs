@@ -129,6 +129,9 @@ pub struct BindSlot {
     pub reconnects: AtomicU64,
     /// Whether throttling currently slows this slot.
     pub slowed: AtomicBool,
+    /// The slot's pace in messages a second while slowed (an f64's bits): a bind that replaces
+    /// it (a reload) starts there, not at full speed.
+    pub pace_bits: AtomicU64,
     /// Unix ms before which the slot's pace lets it send nothing more (0: it can send now, or it
     /// is not paced). Lets the dispatcher give a message to a bind that can send it at once
     /// rather than to one that would hold it for its pace.
@@ -638,6 +641,7 @@ fn vendor_rt(idx: u32, v: &VendorConfig, cores: usize, keep: Option<&[Arc<BindSl
                 sent: AtomicU64::new(0),
                 reconnects: AtomicU64::new(0),
                 slowed: AtomicBool::new(false),
+                pace_bits: AtomicU64::new(f64::INFINITY.to_bits()),
                 next_send_ms: AtomicU64::new(0),
                 last_error: AtomicU64::new(0),
                 last_error_at: AtomicU64::new(0),
