@@ -1861,6 +1861,11 @@ pub enum SlotBind {
 
 /// How often a bind waiting for its predecessor's end looks.
 const PREDECESSOR_POLL_MS: u64 = 5;
+/// After its predecessor's end, a bind refused again retries within this window at short
+/// intervals (doubling from the first to the second figure), then with its reconnect backoff.
+const QUICK_RETRY_WINDOW_MS: u64 = 2_000;
+const QUICK_RETRY_MIN_MS: u64 = 20;
+const QUICK_RETRY_MAX_MS: u64 = 400;
 
 /// Stops a slot's receiver bind when the slot's sender task ends, however it ends.
 struct StopsReceiver(Option<Rc<Mailbox<VendorMsg>>>);
@@ -1914,6 +1919,7 @@ pub async fn vendor_slot(
     let mut pace: Option<AdaptiveRate> = inherited;
     // Refused while the bind it replaces was still up: the next attempt waits for that one's end.
     let mut behind_predecessor = false;
+    let (mut quick_until, mut quick_ms): (Option<Instant>, u64) = (None, QUICK_RETRY_MIN_MS);
     'slot: loop {
         // Mail a failed write had taken: jobs go elsewhere while this bind is down.
         if !msgs.is_empty() {
@@ -1935,19 +1941,25 @@ pub async fn vendor_slot(
         if predecessor.as_ref().is_some_and(|p| p.is_closed()) && !after_predecessor {
             predecessor = None;
         }
+        // Just after the predecessor's end the vendor may not have let its bind go yet: a few
+        // quick attempts first, then the configured backoff.
+        let quick = !after_predecessor && quick_until.is_some_and(|t| Instant::now() < t);
         if backoff_ms > 0 || after_predecessor {
             // Jitter: +-25%, so a vendor restart is not met by every bind at the same instant.
             let jitter = (core.next_rand() % (backoff_ms / 2 + 1)) as i64 - (backoff_ms / 4) as i64;
-            let wait_ms = match after_predecessor {
-                true => PREDECESSOR_WAIT_MAX_MS,
-                false => (backoff_ms as i64 + jitter).max(1) as u64,
+            let wait_ms = match (after_predecessor, quick) {
+                (true, _) => PREDECESSOR_WAIT_MAX_MS,
+                (false, true) => quick_ms,
+                (false, false) => (backoff_ms as i64 + jitter).max(1) as u64,
             };
             let until = Instant::now() + Duration::from_millis(wait_ms);
             // While down, jobs that raced into the mailbox go elsewhere.
             while Instant::now() < until {
                 if after_predecessor && predecessor.as_ref().is_none_or(|p| p.is_closed()) {
-                    // Gone: bind now, and from the backoff's minimum if refused again.
+                    // Gone: bind now (and quickly again for a moment if refused).
                     backoff_ms = 0;
+                    quick_until = Some(Instant::now() + Duration::from_millis(QUICK_RETRY_WINDOW_MS));
+                    quick_ms = QUICK_RETRY_MIN_MS;
                     break;
                 }
                 let step = match after_predecessor {
@@ -1972,8 +1984,12 @@ pub async fn vendor_slot(
                 }
             }
         }
-        backoff_ms = (backoff_ms * 2)
-            .clamp(u64::from(cfg.reconnect_backoff_min_ms), u64::from(cfg.reconnect_backoff_max_ms));
+        if quick {
+            quick_ms = (quick_ms * 2).min(QUICK_RETRY_MAX_MS);
+        } else {
+            backoff_ms = (backoff_ms * 2)
+                .clamp(u64::from(cfg.reconnect_backoff_min_ms), u64::from(cfg.reconnect_backoff_max_ms));
+        }
         // A bare IPv6 address is bracketed before its port.
         let addr = match cfg.host.parse::<std::net::Ipv6Addr>() {
             Ok(_) => format!("[{}]:{}", cfg.host, cfg.port),
@@ -2186,6 +2202,9 @@ pub async fn vendor_slot(
                             slot_rt.up.store(!shutting, Ordering::Relaxed);
                         }
                         bound_at = Some(now);
+                        // Bound: nothing more to wait for.
+                        predecessor = None;
+                        quick_until = None;
                     }
                     VendorEvent::BindFailed(st) => {
                         slot_rt.set_error(
@@ -2249,56 +2268,62 @@ pub async fn vendor_slot(
                     }
                 }
             }
-            let slowed = rate.is_slowed();
-            slot_rt.slowed.store(slowed, Ordering::Relaxed);
-            slot_rt.pace_bits.store(rate.current().to_bits(), Ordering::Relaxed);
-            // While slowed, take only what the pace can send within about 100 ms (and nothing while
-            // the next send is further off), so work goes to other vendors instead of queueing.
-            // A bind the vendor lost takes nothing more (it closes once its last answer is in),
-            // and what waits at it goes elsewhere now, not after that answer or its timeout.
-            let lost = machine.is_lost();
-            if lost && !queue.is_empty() {
-                slot_rt.effective_capacity.store(0, Ordering::Relaxed);
-                send_elsewhere(&core, &slot_rt, &mut queue);
-            }
-            let cap = if lost {
-                0
-            } else if !slowed {
-                slot_rt.capacity
-            } else if rate.ready_at(io.nanos(now)).is_none() {
-                ((rate.current() / 10.0) as u32).clamp(1, slot_rt.capacity)
-            } else {
-                0
-            };
-            slot_rt.effective_capacity.store(cap, Ordering::Relaxed);
-            // Jobs queued here before the vendor throttled would wait out the slower pace (at
-            // 1/s, minutes for a queue of four windows): those beyond what it now takes go to
-            // the route's other binds and vendors, or back to their customers as throttled.
-            // Counted as the dispatcher counts (the slot's load: its submits in flight and
-            // queued), so that what goes does not come straight back.
-            if slowed && !shutting && slot_rt.load.load(Ordering::Relaxed) > cap {
-                // Submits from the back of the queue; cancel/replace stay (they do not count in
-                // the load, and the vendor that holds the message is the only one to ask).
-                let mut excess = slot_rt.load.load(Ordering::Relaxed) - cap;
-                let (mut extra, mut kept) = (VecDeque::new(), VecDeque::with_capacity(queue.len()));
-                while let Some(job) = queue.pop_back() {
-                    if excess > 0 && matches!(job, VJob::Submit(_)) {
-                        excess -= 1;
-                        extra.push_front(job);
-                    } else {
-                        kept.push_front(job);
-                    }
+            // What the slot publishes for the dispatcher is its sender's: a `transmitter_receiver`
+            // slot's receiver bind (never paced) would overwrite it at every receipt it reads.
+            if sender {
+                let slowed = rate.is_slowed();
+                slot_rt.slowed.store(slowed, Ordering::Relaxed);
+                slot_rt.pace_bits.store(rate.current().to_bits(), Ordering::Relaxed);
+                // While slowed, take only what the pace can send within about 100 ms (and nothing while
+                // the next send is further off), so work goes to other vendors instead of queueing.
+                // A bind the vendor lost takes nothing more (it closes once its last answer is in),
+                // and what waits at it goes elsewhere now, not after that answer or its timeout.
+                let lost = machine.is_lost();
+                if lost && !queue.is_empty() {
+                    slot_rt.effective_capacity.store(0, Ordering::Relaxed);
+                    send_elsewhere(&core, &slot_rt, &mut queue);
                 }
-                queue = kept;
-                send_elsewhere(&core, &slot_rt, &mut extra);
-            }
-            // When the pace next lets this slot send (0: now), for the dispatcher's choice.
-            let next_send_ms = match rate.ready_at(io.nanos(now)) {
-                Some(at) => crate::core::unix_now_ms() + at.saturating_sub(io.nanos(now)).div_ceil(1_000_000),
-                None => 0,
-            };
-            if slot_rt.next_send_ms.load(Ordering::Relaxed) != next_send_ms {
-                slot_rt.next_send_ms.store(next_send_ms, Ordering::Relaxed);
+                let cap = if lost {
+                    0
+                } else if !slowed {
+                    slot_rt.capacity
+                } else if rate.ready_at(io.nanos(now)).is_none() {
+                    ((rate.current() / 10.0) as u32).clamp(1, slot_rt.capacity)
+                } else {
+                    0
+                };
+                slot_rt.effective_capacity.store(cap, Ordering::Relaxed);
+                // Jobs queued here before the vendor throttled would wait out the slower pace (at
+                // 1/s, minutes for a queue of four windows): those beyond what it now takes go to
+                // the route's other binds and vendors, or back to their customers as throttled.
+                // Counted as the dispatcher counts (the slot's load: its submits in flight and
+                // queued), so that what goes does not come straight back.
+                if slowed && !shutting && slot_rt.load.load(Ordering::Relaxed) > cap {
+                    // Submits from the back of the queue; cancel/replace stay (they do not count in
+                    // the load, and the vendor that holds the message is the only one to ask).
+                    let mut excess = slot_rt.load.load(Ordering::Relaxed) - cap;
+                    let (mut extra, mut kept) = (VecDeque::new(), VecDeque::with_capacity(queue.len()));
+                    while let Some(job) = queue.pop_back() {
+                        if excess > 0 && matches!(job, VJob::Submit(_)) {
+                            excess -= 1;
+                            extra.push_front(job);
+                        } else {
+                            kept.push_front(job);
+                        }
+                    }
+                    queue = kept;
+                    send_elsewhere(&core, &slot_rt, &mut extra);
+                }
+                // When the pace next lets this slot send (0: now), for the dispatcher's choice.
+                let next_send_ms = match rate.ready_at(io.nanos(now)) {
+                    Some(at) => {
+                        crate::core::unix_now_ms() + at.saturating_sub(io.nanos(now)).div_ceil(1_000_000)
+                    }
+                    None => 0,
+                };
+                if slot_rt.next_send_ms.load(Ordering::Relaxed) != next_send_ms {
+                    slot_rt.next_send_ms.store(next_send_ms, Ordering::Relaxed);
+                }
             }
             if shutting && !unbinding && !machine.is_bound() {
                 // Not bound yet (the bind is on its way): nothing is in flight and there is

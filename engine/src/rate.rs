@@ -132,6 +132,10 @@ impl AdaptiveRate {
             self.current = pace.max(ADAPTIVE_FLOOR_PER_SEC.min(self.ceiling));
             self.last_throttle_ns = now;
             self.last_recover_ns = now;
+            // What the bind is taken to sustain: without a ceiling, pacing ends only well above
+            // it (from nothing, the pace would be dropped at the first recovery step).
+            self.observed = self.current;
+            self.window_start_ns = now;
         }
     }
 
@@ -260,6 +264,14 @@ mod tests {
         let mut r = AdaptiveRate::new(10.0);
         r.continue_from(50.0, 0);
         assert_eq!(r.current(), 10.0, "never above its own ceiling");
+        // Without a ceiling (an unlimited vendor) the slow-down holds until the pace is well
+        // above what the predecessor sustained, as it would have for the predecessor itself.
+        let mut r = AdaptiveRate::new(0.0);
+        r.continue_from(20.0, 10 * SECOND);
+        let _ = r.ready_at(11 * SECOND);
+        assert_eq!(r.current(), 25.0, "still paced after a second");
+        assert!(r.ready_at(20 * SECOND).is_none());
+        assert!(!r.is_slowed(), "and free once well above it");
     }
 
     #[test]
