@@ -1938,9 +1938,6 @@ pub async fn vendor_slot(
         // Refused while its predecessor was bound: it waits for that one's end (if it has not
         // come already), then binds at once.
         let after_predecessor = std::mem::take(&mut behind_predecessor);
-        if predecessor.as_ref().is_some_and(|p| p.is_closed()) && !after_predecessor {
-            predecessor = None;
-        }
         // Just after the predecessor's end the vendor may not have let its bind go yet: a few
         // quick attempts first, then the configured backoff.
         let quick = !after_predecessor && quick_until.is_some_and(|t| Instant::now() < t);
@@ -1956,7 +1953,9 @@ pub async fn vendor_slot(
             // While down, jobs that raced into the mailbox go elsewhere.
             while Instant::now() < until {
                 if after_predecessor && predecessor.as_ref().is_none_or(|p| p.is_closed()) {
-                    // Gone: bind now (and quickly again for a moment if refused).
+                    // Gone: bind now (and quickly again for a moment if refused; after that, it
+                    // is this bind's own backoff).
+                    predecessor = None;
                     backoff_ms = 0;
                     quick_until = Some(Instant::now() + Duration::from_millis(QUICK_RETRY_WINDOW_MS));
                     quick_ms = QUICK_RETRY_MIN_MS;
@@ -2211,7 +2210,8 @@ pub async fn vendor_slot(
                             crate::snapshot::BindError::BindRefused(st.0),
                             crate::core::unix_now(),
                         );
-                        behind_predecessor = predecessor.as_ref().is_some_and(|p| !p.is_closed());
+                        // Still bound, or gone here but perhaps not yet at the vendor.
+                        behind_predecessor = predecessor.is_some();
                         warn!(vendor = %cfg.name, slot, status = %st, "vendor refused bind")
                     }
                     VendorEvent::Done { job, outcome } => {
