@@ -341,3 +341,42 @@ fn a_vendor_bind_a_reload_replaces_keeps_the_slow_down_its_vendors_throttling_as
     gw.shutdown();
     gw.join();
 }
+
+#[test]
+fn two_reloads_in_a_row_at_a_vendor_that_limits_its_binds_leave_it_bound() {
+    // Goal: a second reload that replaces a vendor's binds while the first one's are still
+    // waiting for the original binds (a message in flight for 3 s) does not leave the newest
+    // binds waiting their reconnect backoff: they bind once every older bind of their slot has
+    // gone.
+    let v = sim(|s| {
+        s.faults.max_binds = Some(2);
+        s.faults.resp_latency = smppgw_loadgen::sim::Delay::Fixed(Duration::from_secs(3));
+    });
+    let mut cfg = config(&[("v", v.local_addr())]);
+    cfg.vendors[0].binds = 2;
+    cfg.vendors[0].response_timeout_ms = 10_000;
+    cfg.vendors[0].reconnect_backoff_min_ms = 20_000;
+    cfg.vendors[0].reconnect_backoff_max_ms = 30_000;
+    cfg.server.response_timeout_ms = 10_000;
+    let gw = smppgw_engine::start(cfg.clone()).unwrap();
+    assert!(wait_for(Duration::from_secs(10), || v.stats().binds_current >= 2));
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+    let (seq, p) = c.submit_pdu("15557000011", "in flight");
+    c.send(&p);
+    assert!(wait_for(Duration::from_secs(5), || v.stats().submits >= 1));
+    for window in [7, 8] {
+        cfg.vendors[0].window = window;
+        let version = gw.control().reload(cfg.clone()).unwrap();
+        assert!(wait_for(Duration::from_secs(10), || gw.control().applied_everywhere(version)));
+    }
+    assert_eq!(c.recv_resp(seq).command_status, CommandStatus::ESME_ROK);
+    assert!(
+        wait_for(Duration::from_secs(5), || v.stats().binds_current == 2),
+        "the newest binds are up within moments of the original ones leaving: {:?}",
+        v.stats()
+    );
+    assert_eq!(c.submit("15557000012", "after").0, CommandStatus::ESME_ROK);
+    gw.shutdown();
+    gw.join();
+}

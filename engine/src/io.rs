@@ -1867,6 +1867,15 @@ const QUICK_RETRY_WINDOW_MS: u64 = 2_000;
 const QUICK_RETRY_MIN_MS: u64 = 20;
 const QUICK_RETRY_MAX_MS: u64 = 400;
 
+/// Counts a vendor bind task out of its slot's lineage when it ends, however it ends.
+struct LineageGuard(crate::core::Lineage);
+
+impl Drop for LineageGuard {
+    fn drop(&mut self) {
+        self.0.set(self.0.get().saturating_sub(1));
+    }
+}
+
 /// Stops a slot's receiver bind when the slot's sender task ends, however it ends.
 struct StopsReceiver(Option<Rc<Mailbox<VendorMsg>>>);
 
@@ -1886,8 +1895,8 @@ pub const PREDECESSOR_WAIT_MAX_MS: u64 = 30_000;
 /// routed to the slot. A `transmitter_receiver` slot has two such tasks: the sender's `receiver`
 /// is the other's mailbox, told to unbind when the sender stops (shutdown, retired slot).
 ///
-/// `predecessor` is the mailbox of the bind this one replaces (a reload changed its settings),
-/// closed when that bind's task ends. The new bind binds at once; if the vendor refuses it while
+/// `predecessor` is the bind this one replaces (a reload changed its settings), and `lineage`
+/// counts the running tasks of this slot and role, older generations included. The new bind binds at once; if the vendor refuses it while
 /// the old one is still bound (a vendor that allows the account only so many binds), it binds
 /// again as soon as the old one is gone rather than after its reconnect backoff.
 pub async fn vendor_slot(
@@ -1896,8 +1905,10 @@ pub async fn vendor_slot(
     slot_rt: Arc<crate::snapshot::BindSlot>,
     mailbox: Rc<Mailbox<VendorMsg>>,
     (role, receiver): (SlotBind, Option<Rc<Mailbox<VendorMsg>>>),
-    predecessor: Option<crate::core::BindHandle>,
+    (predecessor, lineage): (Option<crate::core::BindHandle>, crate::core::Lineage),
 ) {
+    lineage.set(lineage.get() + 1);
+    let _counted = LineageGuard(lineage.clone());
     // A slowed pace carries over to the bind that replaces a slowed one.
     let inherited =
         predecessor.as_ref().filter(|(old, _)| old.slowed.load(Ordering::Relaxed)).and_then(|(old, _)| {
@@ -1906,7 +1917,9 @@ pub async fn vendor_slot(
             r.continue_from(f64::from_bits(old.pace_bits.load(Ordering::Relaxed)), io.nanos(Instant::now()));
             Some(r)
         });
-    let mut predecessor = predecessor.map(|(_, mailbox)| mailbox);
+    // An older bind of this slot may still be at the vendor (finishing what it has in flight):
+    // until this one is bound, a refusal waits for every older one's end.
+    let mut predecessor_pending = predecessor.is_some() || lineage.get() > 1;
     let _stops_receiver = StopsReceiver(receiver);
     let sender = role == SlotBind::Sender;
     let (vendor, slot) = (slot_rt.vendor, slot_rt.slot);
@@ -1952,10 +1965,10 @@ pub async fn vendor_slot(
             let until = Instant::now() + Duration::from_millis(wait_ms);
             // While down, jobs that raced into the mailbox go elsewhere.
             while Instant::now() < until {
-                if after_predecessor && predecessor.as_ref().is_none_or(|p| p.is_closed()) {
+                if after_predecessor && lineage.get() <= 1 {
                     // Gone: bind now (and quickly again for a moment if refused; after that, it
                     // is this bind's own backoff).
-                    predecessor = None;
+                    predecessor_pending = false;
                     backoff_ms = 0;
                     quick_until = Some(Instant::now() + Duration::from_millis(QUICK_RETRY_WINDOW_MS));
                     quick_ms = QUICK_RETRY_MIN_MS;
@@ -2202,7 +2215,7 @@ pub async fn vendor_slot(
                         }
                         bound_at = Some(now);
                         // Bound: nothing more to wait for.
-                        predecessor = None;
+                        predecessor_pending = false;
                         quick_until = None;
                     }
                     VendorEvent::BindFailed(st) => {
@@ -2211,7 +2224,7 @@ pub async fn vendor_slot(
                             crate::core::unix_now(),
                         );
                         // Still bound, or gone here but perhaps not yet at the vendor.
-                        behind_predecessor = predecessor.is_some();
+                        behind_predecessor = predecessor_pending;
                         warn!(vendor = %cfg.name, slot, status = %st, "vendor refused bind")
                     }
                     VendorEvent::Done { job, outcome } => {

@@ -589,8 +589,7 @@ fn spawn_vendor_slots(
                         s.clone(),
                         rx_mailbox.clone(),
                         (SlotBind::Receiver, None),
-                        // The old sender's end stops the old receiver (a moment later).
-                        predecessor.clone(),
+                        (predecessor.clone(), core.lineage(s.vendor, s.slot, false)),
                     ));
                     tasks.push((task.detach(), rx_mailbox.clone()));
                     rx_mailbox
@@ -601,7 +600,7 @@ fn spawn_vendor_slots(
                 s.clone(),
                 mailbox.clone(),
                 (SlotBind::Sender, receiver),
-                predecessor,
+                (predecessor, core.lineage(s.vendor, s.slot, true)),
             ));
             tasks.push((task.detach(), mailbox));
         }
