@@ -444,10 +444,6 @@ pub type SlotKey = (u32, u32);
 /// A vendor bind's slot and its task's mailbox.
 pub type BindHandle = (Arc<BindSlot>, Rc<Mailbox<VendorMsg>>);
 
-/// The running tasks of one vendor slot and role (sender or receiver) on a core, every
-/// generation a reload made: a bind waits for the older ones at a vendor that limits binds.
-pub type Lineage = Rc<Cell<u32>>;
-
 /// Messages waiting for the channel to another core (or for this core's inbox task). Bounded by
 /// everything in flight, which the windows bound; the pump task awaits channel space, so nothing
 /// is dropped.
@@ -497,8 +493,6 @@ pub struct Core {
     /// Grouped parts of customers homed here whose answer has not come (see
     /// [`crate::deliveries::PartSettlements`]).
     part_settlements: RefCell<crate::deliveries::PartSettlements>,
-    /// Running vendor bind tasks by (vendor, slot, sender), all generations (see [`Lineage`]).
-    lineages: RefCell<std::collections::HashMap<(u32, u32, bool), Lineage>>,
     /// Receipts of messages stored here, waiting until their answer has been written.
     answer_wait: RefCell<crate::answers::AnswerWait<CoreMsg>>,
     /// When `answer_wait` was last rotated.
@@ -632,7 +626,6 @@ impl Core {
             dispatcher: RefCell::new(dispatcher),
             refused_parts: RefCell::new(Default::default()),
             part_settlements: RefCell::new(Default::default()),
-            lineages: RefCell::new(Default::default()),
             answer_wait: RefCell::new(Default::default()),
             answer_rotated: Cell::new(Instant::now()),
             early_states: RefCell::new(Default::default()),
@@ -1051,11 +1044,6 @@ impl Core {
         if let Some(Some(e)) = self.sessions.borrow().get(slot as usize) {
             e.settled.set(settled);
         }
-    }
-
-    /// The [`Lineage`] of a vendor slot and role on this core.
-    pub fn lineage(&self, vendor: u32, slot: u32, sender: bool) -> Lineage {
-        self.lineages.borrow_mut().entry((vendor, slot, sender)).or_default().clone()
     }
 
     /// Registers the mailbox of a local vendor bind slot; returns the slot and mailbox it replaces.

@@ -1867,12 +1867,12 @@ const QUICK_RETRY_WINDOW_MS: u64 = 2_000;
 const QUICK_RETRY_MIN_MS: u64 = 20;
 const QUICK_RETRY_MAX_MS: u64 = 400;
 
-/// Counts a vendor bind task out of its slot's lineage when it ends, however it ends.
-struct LineageGuard(crate::core::Lineage);
+/// Counts a vendor bind task out of its vendor's `bind_tasks` when it ends, however it ends.
+struct TaskCount(Arc<std::sync::atomic::AtomicU32>);
 
-impl Drop for LineageGuard {
+impl Drop for TaskCount {
     fn drop(&mut self) {
-        self.0.set(self.0.get().saturating_sub(1));
+        let _ = self.0.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
     }
 }
 
@@ -1895,8 +1895,8 @@ pub const PREDECESSOR_WAIT_MAX_MS: u64 = 30_000;
 /// routed to the slot. A `transmitter_receiver` slot has two such tasks: the sender's `receiver`
 /// is the other's mailbox, told to unbind when the sender stops (shutdown, retired slot).
 ///
-/// `predecessor` is the bind this one replaces (a reload changed its settings), and `lineage`
-/// counts the running tasks of this slot and role, older generations included. The new bind binds at once; if the vendor refuses it while
+/// `predecessor` is the bind this one replaces (a reload changed its settings); the vendor's
+/// `bind_tasks` counts its running binds, older generations included. The new bind binds at once; if the vendor refuses it while
 /// the old one is still bound (a vendor that allows the account only so many binds), it binds
 /// again as soon as the old one is gone rather than after its reconnect backoff.
 pub async fn vendor_slot(
@@ -1905,10 +1905,18 @@ pub async fn vendor_slot(
     slot_rt: Arc<crate::snapshot::BindSlot>,
     mailbox: Rc<Mailbox<VendorMsg>>,
     (role, receiver): (SlotBind, Option<Rc<Mailbox<VendorMsg>>>),
-    (predecessor, lineage): (Option<crate::core::BindHandle>, crate::core::Lineage),
+    predecessor: Option<crate::core::BindHandle>,
 ) {
-    lineage.set(lineage.get() + 1);
-    let _counted = LineageGuard(lineage.clone());
+    // (A vendor gone already gets a counter of its own: the task ends at its first round.)
+    let tasks = core.snapshot().vendor(slot_rt.vendor).map(|v| v.bind_tasks.clone()).unwrap_or_default();
+    tasks.fetch_add(1, Ordering::AcqRel);
+    let _counted = TaskCount(tasks.clone());
+    // Older binds of the vendor still running (a reload replaced them; they finish what they
+    // have in flight): the account may have no place for this one until they are gone.
+    let older_running = || {
+        let snap = core.snapshot();
+        snap.vendor(slot_rt.vendor).is_some_and(|v| tasks.load(Ordering::Acquire) > v.bind_tasks_wanted())
+    };
     // A slowed pace carries over to the bind that replaces a slowed one.
     let inherited =
         predecessor.as_ref().filter(|(old, _)| old.slowed.load(Ordering::Relaxed)).and_then(|(old, _)| {
@@ -1919,7 +1927,7 @@ pub async fn vendor_slot(
         });
     // An older bind of this slot may still be at the vendor (finishing what it has in flight):
     // until this one is bound, a refusal waits for every older one's end.
-    let mut predecessor_pending = predecessor.is_some() || lineage.get() > 1;
+    let mut predecessor_pending = predecessor.is_some() || older_running();
     let _stops_receiver = StopsReceiver(receiver);
     let sender = role == SlotBind::Sender;
     let (vendor, slot) = (slot_rt.vendor, slot_rt.slot);
@@ -1965,7 +1973,7 @@ pub async fn vendor_slot(
             let until = Instant::now() + Duration::from_millis(wait_ms);
             // While down, jobs that raced into the mailbox go elsewhere.
             while Instant::now() < until {
-                if after_predecessor && lineage.get() <= 1 {
+                if after_predecessor && !older_running() {
                     // Gone: bind now (and quickly again for a moment if refused; after that, it
                     // is this bind's own backoff).
                     predecessor_pending = false;

@@ -589,7 +589,7 @@ fn spawn_vendor_slots(
                         s.clone(),
                         rx_mailbox.clone(),
                         (SlotBind::Receiver, None),
-                        (predecessor.clone(), core.lineage(s.vendor, s.slot, false)),
+                        predecessor.clone(),
                     ));
                     tasks.push((task.detach(), rx_mailbox.clone()));
                     rx_mailbox
@@ -600,7 +600,7 @@ fn spawn_vendor_slots(
                 s.clone(),
                 mailbox.clone(),
                 (SlotBind::Sender, receiver),
-                (predecessor, core.lineage(s.vendor, s.slot, true)),
+                predecessor,
             ));
             tasks.push((task.detach(), mailbox));
         }

@@ -263,6 +263,21 @@ pub struct VendorRt {
     pub counters: Arc<VendorCounters>,
     /// Its share of the vendor account's throughput over all nodes (inactive without Redis).
     pub lease: Arc<Lease>,
+    /// Its bind tasks running on every core, older generations a reload replaced included
+    /// (kept across reloads): a new bind refused by a vendor that limits the account's binds
+    /// waits until the older ones are gone.
+    pub bind_tasks: Arc<AtomicU32>,
+}
+
+impl VendorRt {
+    /// Bind tasks its configuration asks for (a `transmitter_receiver` slot has two).
+    pub fn bind_tasks_wanted(&self) -> u32 {
+        let per_slot = match self.cfg.bind_type {
+            crate::config::VendorBindType::TransmitterReceiver => 2,
+            _ => 1,
+        };
+        self.cfg.binds.saturating_mul(per_slot)
+    }
 }
 
 /// One compiled route.
@@ -498,6 +513,7 @@ impl Snapshot {
             let mut rt = vendor_rt(idx, v, cores, keep.map(|o| o.slots.as_slice()));
             if let Some(o) = &old {
                 rt.counters = o.counters.clone();
+                rt.bind_tasks = o.bind_tasks.clone();
                 if o.cfg.throughput == v.throughput {
                     rt.lease = o.lease.clone();
                 }
@@ -648,7 +664,14 @@ fn vendor_rt(idx: u32, v: &VendorConfig, cores: usize, keep: Option<&[Arc<BindSl
             })
         })
         .collect();
-    VendorRt { idx, cfg: v.clone(), slots, counters: Arc::default(), lease: Arc::default() }
+    VendorRt {
+        idx,
+        cfg: v.clone(),
+        slots,
+        counters: Arc::default(),
+        lease: Arc::default(),
+        bind_tasks: Arc::default(),
+    }
 }
 
 fn route_table(
