@@ -1887,18 +1887,19 @@ impl Drop for StopsReceiver {
     }
 }
 
-/// The longest a bind that replaces another (a reload) waits for its predecessor to end before
-/// binding again, when the vendor refused it while the predecessor was still bound.
+/// The longest a bind that replaces another (a reload) waits for the vendor's older binds to
+/// end before binding again, when the vendor refused it while they were still bound.
 pub const PREDECESSOR_WAIT_MAX_MS: u64 = 30_000;
 
 /// Keeps one bind of a vendor slot connected and bound and, for its sender, feeds it the jobs
 /// routed to the slot. A `transmitter_receiver` slot has two such tasks: the sender's `receiver`
 /// is the other's mailbox, told to unbind when the sender stops (shutdown, retired slot).
 ///
-/// `predecessor` is the bind this one replaces (a reload changed its settings); the vendor's
-/// `bind_tasks` counts its running binds, older generations included. The new bind binds at once; if the vendor refuses it while
-/// the old one is still bound (a vendor that allows the account only so many binds), it binds
-/// again as soon as the old one is gone rather than after its reconnect backoff.
+/// `predecessor` is the bind this one replaces (a reload changed its settings): its slow-down
+/// carries over. The new bind binds at once; if the vendor refuses it while older binds of the
+/// vendor are still running (counted in the vendor's `bind_tasks`; a vendor that allows the
+/// account only so many binds), it binds again as soon as they are gone, not after its
+/// reconnect backoff.
 pub async fn vendor_slot(
     core: Rc<Core>,
     io: Rc<CoreIo>,
@@ -1925,7 +1926,7 @@ pub async fn vendor_slot(
             r.continue_from(f64::from_bits(old.pace_bits.load(Ordering::Relaxed)), io.nanos(Instant::now()));
             Some(r)
         });
-    // An older bind of this slot may still be at the vendor (finishing what it has in flight):
+    // An older bind of the vendor may still be at the vendor (finishing what it has in flight):
     // until this one is bound, a refusal waits for every older one's end.
     let mut predecessor_pending = predecessor.is_some() || older_running();
     let _stops_receiver = StopsReceiver(receiver);
@@ -1938,7 +1939,7 @@ pub async fn vendor_slot(
     // The pace outlives a connection: a vendor that throttled and then dropped the bind is not
     // met at full speed again by the next one (it recovers a quarter a second meanwhile).
     let mut pace: Option<AdaptiveRate> = inherited;
-    // Refused while the bind it replaces was still up: the next attempt waits for that one's end.
+    // Refused while older binds were still up: the next attempt waits for their end.
     let mut behind_predecessor = false;
     let (mut quick_until, mut quick_ms): (Option<Instant>, u64) = (None, QUICK_RETRY_MIN_MS);
     'slot: loop {
@@ -1956,8 +1957,8 @@ pub async fn vendor_slot(
         if shutting || core.shutting_down.get() && mailbox.is_closed() {
             break;
         }
-        // Refused while its predecessor was bound: it waits for that one's end (if it has not
-        // come already), then binds at once.
+        // Refused while older binds were up: it waits for their end (if it has not come
+        // already), then binds at once.
         let after_predecessor = std::mem::take(&mut behind_predecessor);
         // Just after the predecessor's end the vendor may not have let its bind go yet: a few
         // quick attempts first, then the configured backoff.
