@@ -59,10 +59,15 @@ fn submits_reach_the_vendor_with_our_id_and_fail_over_when_the_first_vendor_is_d
 #[test]
 fn temporary_vendor_errors_fail_over_and_permanent_ones_come_back() {
     // Goal: ESME_RMSGQFUL and ESME_RSYSERR from the first vendor send the message to the next
-    // one (the customer sees ESME_ROK); a permanent refusal (ESME_RINVDSTADR) is not retried
+    // one (the customer sees ESME_ROK), and so does ESME_RINVCMDLEN, which speaks of our PDU to
+    // the vendor, not of the message; a permanent refusal (ESME_RINVDSTADR) is not retried
     // elsewhere and reaches the customer as the vendor gave it.
-    for status in [CommandStatus::ESME_RMSGQFUL, CommandStatus::ESME_RSYSERR, CommandStatus::ESME_RINVDSTADR]
-    {
+    for status in [
+        CommandStatus::ESME_RMSGQFUL,
+        CommandStatus::ESME_RSYSERR,
+        CommandStatus::ESME_RINVCMDLEN,
+        CommandStatus::ESME_RINVDSTADR,
+    ] {
         let v1 = sim(|s| {
             s.faults.error_rate = 1.0;
             s.faults.error_status = status;

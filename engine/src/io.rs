@@ -2590,14 +2590,24 @@ fn on_outcome(
             Outcome::Unknown => c.unknown.fetch_add(1, Ordering::Relaxed),
         };
     }
-    // A vendor that says we are not bound lost the bind (it is being made again): the message
-    // was not taken, and goes to the next vendor like one refused for a temporary reason.
-    let passed_over = |st: CommandStatus| st.is_temporary() || st == CommandStatus::ESME_RINVBNDSTS;
+    // A status about our session with the vendor, not about the message: "not bound" (it lost
+    // the bind, which is being made again), "already bound", or a PDU it could not frame or
+    // does not know. The message was not taken; it goes to the next vendor like one refused for
+    // a temporary reason, and the customer, whose own session is fine, sees a system error.
+    let about_our_session = |st: CommandStatus| {
+        matches!(
+            st,
+            CommandStatus::ESME_RINVBNDSTS
+                | CommandStatus::ESME_RALYBND
+                | CommandStatus::ESME_RINVCMDLEN
+                | CommandStatus::ESME_RINVCMDID
+        )
+    };
+    let passed_over = |st: CommandStatus| st.is_temporary() || about_our_session(st);
     match outcome {
         Outcome::Accepted(vendor_id) => core.accepted(job, vendor, vendor_id, now),
         Outcome::Refused(st) if passed_over(st) => {
-            // The customer's bind state is fine: it must not see the vendor's "not bound".
-            let st = if st == CommandStatus::ESME_RINVBNDSTS { CommandStatus::ESME_RSYSERR } else { st };
+            let st = if about_our_session(st) { CommandStatus::ESME_RSYSERR } else { st };
             if st == CommandStatus::ESME_RTHROTTLED {
                 core.metrics.vendor_throttled.fetch_add(1, Ordering::Relaxed);
                 rate.on_throttled(io.nanos(now));

@@ -387,13 +387,11 @@ impl<J> VendorSession<J> {
                     if let Some((job, _)) = self.inflight.remove(&header.sequence_number) {
                         // The vendor answered but we cannot read its id: it has the message
                         // (unless the answer is a generic_nack, which never accepts one).
+                        // A generic_nack is about our PDU's framing, never the customer's
+                        // business: a system error, passed to the next vendor, as in `on_pdu`.
                         let nack = header.command_id == CommandId::GENERIC_NACK;
                         let outcome = if nack {
-                            Outcome::Refused(if header.command_status.is_ok() {
-                                CommandStatus::ESME_RSYSERR
-                            } else {
-                                header.command_status
-                            })
+                            Outcome::Refused(CommandStatus::ESME_RSYSERR)
                         } else if header.command_status.is_ok() {
                             Outcome::Accepted(Bytes::new())
                         } else {
@@ -774,20 +772,27 @@ mod tests {
     fn a_malformed_generic_nack_never_counts_as_an_acceptance() {
         // Goal: a generic_nack with a body where none belongs (status 0) for a submit in flight
         // refuses that submit (ESME_RSYSERR: passed to the next vendor); it used to be read as an
-        // undecodable submit_sm_resp with status 0, an acceptance without an id.
-        let (mut s, now, mut out) = bound();
-        s.submit((1, msg()), now, &mut out, |j| &j.1).unwrap();
-        let sent = pdus(&mut out);
-        let err = with_junk_body(0x8000_0000, 0, sent[0].sequence_number);
-        let mut ev = Vec::new();
-        s.on_decode_error(&err, now, &mut out, &mut ev);
-        assert!(
-            matches!(
-                &ev[..],
-                [VendorEvent::Done { job: (1, _), outcome: Outcome::Refused(CommandStatus::ESME_RSYSERR) }]
-            ),
-            "{ev:?}"
-        );
+        // undecodable submit_sm_resp with status 0, an acceptance without an id. With a framing
+        // status (ESME_RINVCMDLEN, about our PDU, not the customer's) it is still a system error:
+        // the customer never sees the vendor's framing status, and the next vendor is tried.
+        for status in [0, 0x02] {
+            let (mut s, now, mut out) = bound();
+            s.submit((1, msg()), now, &mut out, |j| &j.1).unwrap();
+            let sent = pdus(&mut out);
+            let err = with_junk_body(0x8000_0000, status, sent[0].sequence_number);
+            let mut ev = Vec::new();
+            s.on_decode_error(&err, now, &mut out, &mut ev);
+            assert!(
+                matches!(
+                    &ev[..],
+                    [VendorEvent::Done {
+                        job: (1, _),
+                        outcome: Outcome::Refused(CommandStatus::ESME_RSYSERR)
+                    }]
+                ),
+                "status {status:#x}: {ev:?}"
+            );
+        }
     }
 
     /// A PDU with four octets of junk after its header, which no header-only PDU may have.
