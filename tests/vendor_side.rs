@@ -1090,3 +1090,72 @@ fn a_data_sm_mo_from_a_long_address_reaches_the_customer_as_data_sm() {
     gw.shutdown();
     gw.join();
 }
+
+#[test]
+fn a_vendor_link_that_went_silent_is_found_by_its_first_timeout_and_bound_again() {
+    // Goal: a vendor connection that a NAT or firewall dropped without a reset answers nothing.
+    // Its first submit times out (ESME_RSUBMITFAIL, the documented unknown outcome); nothing
+    // more is sent into it; an enquire_link asks at once (not after the 30 s keepalive
+    // interval) and, unanswered, closes the bind, which is made again and takes messages.
+    // Before, every submit the dead link took until the keepalive found it (here 30 s) was one
+    // more ESME_RSUBMITFAIL.
+    let (addr, seen) = fake_smsc(|n, mut c| {
+        accept_bind(&mut c);
+        if n > 0 {
+            serve(&mut c, |c, p| {
+                if matches!(p.body, Body::SubmitSm(_)) {
+                    c.send(&accepted_as(&p, "OK1"));
+                }
+            });
+            return (n, 0, 0);
+        }
+        // The dead link: reads everything, answers nothing, until the gateway closes it.
+        let (mut submits, mut enquires, mut chunk) = (0, 0, [0u8; 4096]);
+        let until = Instant::now() + Duration::from_secs(25);
+        while Instant::now() < until {
+            match c.s.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(k) => c.buf.extend_from_slice(&chunk[..k]),
+                Err(e)
+                    if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) =>
+                {
+                    continue;
+                }
+                Err(_) => break,
+            }
+            while let Ok(Some(p)) = Decoder::default().decode(&mut c.buf) {
+                match p.body {
+                    Body::SubmitSm(_) => submits += 1,
+                    Body::EnquireLink => enquires += 1,
+                    _ => {}
+                }
+            }
+        }
+        (n, submits, enquires)
+    });
+    let mut cfg = config(&[("silent", addr)]);
+    cfg.vendors[0].binds = 1;
+    cfg.vendors[0].response_timeout_ms = 500;
+    cfg.vendors[0].enquire_link_interval_ms = 30_000;
+    cfg.vendors[0].reconnect_backoff_min_ms = 50;
+    let gw = smppgw_engine::start(cfg).unwrap();
+    wait_vendor_up(&gw);
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+    assert_eq!(c.submit("15557770000", "into the dead link").0, CommandStatus::ESME_RSUBMITFAIL);
+    let mut failed = 0;
+    assert!(
+        wait_for(Duration::from_secs(8), || {
+            let (st, _) = c.submit("15557770001", "after the rebind");
+            failed += u32::from(st == CommandStatus::ESME_RSUBMITFAIL);
+            st == CommandStatus::ESME_ROK
+        }),
+        "bound again and taking messages well before the keepalive interval"
+    );
+    assert_eq!(failed, 0, "no submit after the first went into the dead link");
+    let (n, submits, enquires) =
+        seen.recv_timeout(Duration::from_secs(10)).expect("the dead link was closed");
+    assert_eq!((n, submits, enquires), (0, 1, 1), "one submit, then one enquire_link, then closed");
+    gw.shutdown();
+    gw.join();
+}

@@ -2299,8 +2299,9 @@ pub async fn vendor_slot(
                 // While slowed, take only what the pace can send within about 100 ms (and nothing while
                 // the next send is further off), so work goes to other vendors instead of queueing.
                 // A bind the vendor lost takes nothing more (it closes once its last answer is in),
-                // and what waits at it goes elsewhere now, not after that answer or its timeout.
-                let lost = machine.is_lost();
+                // and what waits at it goes elsewhere now, not after that answer or its timeout;
+                // so does one whose link may be dead, until the vendor answers its enquire_link.
+                let lost = machine.is_lost() || machine.is_suspect();
                 if lost && !queue.is_empty() {
                     slot_rt.effective_capacity.store(0, Ordering::Relaxed);
                     send_elsewhere(&core, &slot_rt, &mut queue);

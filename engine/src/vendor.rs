@@ -14,6 +14,12 @@ use smppgw_codec::{Bind, Body, CommandStatus, DecodeError, DeliverSm, MessageIdR
 
 use crate::deadlines::DeadlineQueue;
 
+/// Requests timed out in a row, none answered in between, after which the bind is made again
+/// (at least; a bind's whole window timing out at once counts each): an SMSC that still answers
+/// enquire_link but has stopped answering submits would otherwise take every message sent to it
+/// into an unknown outcome for as long as it stays up.
+pub const TIMEOUTS_IN_ROW_MAX: u32 = 8;
+
 /// How a vendor bind binds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VendorBindKind {
@@ -122,6 +128,12 @@ pub struct VendorSession<J> {
     /// The sequence number of the vendor's unbind, answered once the submits in flight are
     /// (the bind is `lost` meanwhile: nothing more is sent on it).
     unbind_answer: Option<u32>,
+    /// A request timed out with nothing heard from the vendor since it was sent: the link may
+    /// be dead without a reset (a NAT or firewall dropped it). Nothing more is sent until the
+    /// vendor is heard from; an enquire_link asks at once, and closes the bind if unanswered.
+    suspect: bool,
+    /// Requests timed out since the last one answered (see [`TIMEOUTS_IN_ROW_MAX`]).
+    timeouts_in_row: u32,
 }
 
 impl<J> VendorSession<J> {
@@ -138,6 +150,8 @@ impl<J> VendorSession<J> {
             enquire_seq: 0,
             lost: false,
             unbind_answer: None,
+            suspect: false,
+            timeouts_in_row: 0,
         };
         let seq = s.next_sequence();
         let b = Bind {
@@ -173,16 +187,18 @@ impl<J> VendorSession<J> {
         self.inflight.len()
     }
 
-    /// Whether another submit fits in the window.
-    /// The vendor said it lost our session (ESME_RINVBNDSTS): nothing more is sent on this
-    /// bind, which closes once nothing is in flight.
+    /// The vendor said it lost our session (ESME_RINVBNDSTS), or stopped answering requests
+    /// ([`TIMEOUTS_IN_ROW_MAX`]): nothing more is sent on this bind, which closes once nothing
+    /// is in flight (and is made again).
     pub fn is_lost(&self) -> bool {
         self.lost
     }
 
+    /// Whether another submit can be sent now (bound, heard from, and room in the window).
     pub fn has_room(&self) -> bool {
         self.is_bound()
             && !self.lost
+            && !self.suspect
             && self.settings.kind != VendorBindKind::Receiver
             && (self.inflight.len() as u32) < self.settings.window
     }
@@ -218,7 +234,7 @@ impl<J> VendorSession<J> {
         out: &mut BytesMut,
         encode: impl FnOnce(u32, &mut BytesMut),
     ) -> Result<(), J> {
-        if !self.is_bound() || self.lost || self.settings.kind == VendorBindKind::Receiver {
+        if !self.is_bound() || self.lost || self.suspect || self.settings.kind == VendorBindKind::Receiver {
             return Err(job);
         }
         let mut seq = self.next_sequence();
@@ -232,9 +248,16 @@ impl<J> VendorSession<J> {
         Ok(())
     }
 
+    /// Whether a timeout with the vendor silent stopped this bind's sending until the vendor
+    /// answers its enquire_link (see `suspect`).
+    pub fn is_suspect(&self) -> bool {
+        self.suspect
+    }
+
     /// Feeds one decoded PDU from the vendor.
     pub fn on_pdu(&mut self, pdu: Pdu, now: Instant, out: &mut BytesMut, events: &mut Vec<VendorEvent<J>>) {
         self.last_rx = now;
+        self.suspect = false;
         let seq = pdu.sequence_number;
         let status = pdu.command_status;
         match pdu.body {
@@ -243,6 +266,7 @@ impl<J> VendorSession<J> {
             }
             Body::SubmitSmResp(MessageIdResp { message_id, .. }) => {
                 if let Some((job, _)) = self.inflight.remove(&seq) {
+                    self.timeouts_in_row = 0;
                     let outcome =
                         if status.is_ok() { Outcome::Accepted(message_id) } else { Outcome::Refused(status) };
                     events.push(VendorEvent::Done { job, outcome });
@@ -251,6 +275,7 @@ impl<J> VendorSession<J> {
             }
             Body::CancelSmResp | Body::ReplaceSmResp | Body::QuerySmResp(_) => {
                 if let Some((job, _)) = self.inflight.remove(&seq) {
+                    self.timeouts_in_row = 0;
                     let outcome = if status.is_ok() {
                         Outcome::Accepted(Bytes::new())
                     } else {
@@ -262,6 +287,7 @@ impl<J> VendorSession<J> {
             }
             Body::GenericNack => {
                 if let Some((job, _)) = self.inflight.remove(&seq) {
+                    self.timeouts_in_row = 0;
                     // The vendor could not take our PDU (4.3: its length or command): nothing
                     // the customer can fix, and another vendor may take the message. A system
                     // error passes it on, and is what the customer gets when none does.
@@ -374,6 +400,7 @@ impl<J> VendorSession<J> {
             DecodeError::Pdu { header, error } => {
                 // Whatever it is, the vendor sent a whole PDU: the connection is alive.
                 self.last_rx = now;
+                self.suspect = false;
                 if header.command_id == CommandId::ENQUIRE_LINK_RESP {
                     self.enquire_sent = None;
                 } else if matches!(
@@ -385,6 +412,7 @@ impl<J> VendorSession<J> {
                     self.bind_answered(header.sequence_number, header.command_status, events);
                 } else if header.command_id.is_response() {
                     if let Some((job, _)) = self.inflight.remove(&header.sequence_number) {
+                        self.timeouts_in_row = 0;
                         // The vendor answered but we cannot read its id: it has the message
                         // (unless the answer is a generic_nack, which never accepts one).
                         // A generic_nack is about our PDU's framing, never the customer's
@@ -442,12 +470,25 @@ impl<J> VendorSession<J> {
 
     /// Time passed: expire submits, keepalive, bind and unbind timeouts.
     pub fn on_tick(&mut self, now: Instant, out: &mut BytesMut, events: &mut Vec<VendorEvent<J>>) {
+        let mut silent = false;
         while let Some((deadline, seq)) = self.deadlines.pop_due(now) {
             // Only if this entry is still the live one for that sequence number.
             if self.is_live(deadline, seq)
                 && let Some((job, _)) = self.inflight.remove(&seq)
             {
                 events.push(VendorEvent::Done { job, outcome: Outcome::Unknown });
+                self.timeouts_in_row = self.timeouts_in_row.saturating_add(1);
+                // Nothing at all came from the vendor since this one went out.
+                let sent = deadline.checked_sub(self.settings.response_timeout);
+                silent |= sent.is_some_and(|sent| self.last_rx < sent);
+            }
+        }
+        if self.is_bound() && !self.lost {
+            if self.timeouts_in_row >= TIMEOUTS_IN_ROW_MAX {
+                // Alive (it answers enquire_link) but not taking submits: made again.
+                self.lost = true;
+            } else if silent {
+                self.suspect = true;
             }
         }
         self.close_if_lost(out, events);
@@ -462,7 +503,7 @@ impl<J> VendorSession<J> {
             State::Bound => match self.enquire_sent {
                 Some(at) if now >= at + s.response_timeout => self.close(events),
                 // A lost bind sends nothing more (it closes once its answers are in).
-                None if !self.lost && now >= self.last_rx + s.enquire_link_interval => {
+                None if !self.lost && (self.suspect || now >= self.last_rx + s.enquire_link_interval) => {
                     let seq = self.next_sequence();
                     Pdu::new(seq, Body::EnquireLink).encode(out);
                     self.enquire_sent = Some(now);
@@ -651,6 +692,114 @@ mod tests {
             .collect();
         assert_eq!(done, vec![1, 2], "both timed out by their send time plus 5 s");
         assert_eq!(s.inflight(), 0, "their window places are free");
+    }
+
+    fn done_unknown(ev: &[VendorEvent<(u32, SubmitSm)>]) -> Vec<u32> {
+        ev.iter()
+            .filter_map(|e| match e {
+                VendorEvent::Done { job, outcome: Outcome::Unknown } => Some(job.0),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_timeout_with_the_vendor_silent_stops_sending_and_asks_at_once_whether_the_link_lives() {
+        // Goal: a link dropped without a reset (NAT, firewall) is found by the first submit that
+        // times out with nothing heard since it went: nothing more is sent into it (each would
+        // be one more unknown outcome), an enquire_link goes at once rather than after the
+        // 30 s keepalive interval, and the bind closes when that goes unanswered too. A vendor
+        // that answers the enquire_link takes submits again.
+        let m = msg();
+        for answers in [false, true] {
+            let (mut s, now, mut out) = bound();
+            let sent_at = now + Duration::from_secs(1);
+            s.submit((1, m.clone()), sent_at, &mut out, |j| &j.1).unwrap();
+            pdus(&mut out);
+            let mut ev = Vec::new();
+            let t = sent_at + Duration::from_secs(5);
+            s.on_tick(t, &mut out, &mut ev);
+            assert_eq!(done_unknown(&ev), vec![1]);
+            assert!(s.is_suspect() && !s.has_room(), "nothing more goes into a link that may be dead");
+            assert_eq!(s.submit((2, m.clone()), t, &mut out, |j| &j.1).map_err(|j| j.0), Err(2));
+            let probe = pdus(&mut out);
+            assert_eq!(probe.len(), 1);
+            assert_eq!(probe[0].command_id(), CommandId::ENQUIRE_LINK, "asked at once");
+            ev.clear();
+            if answers {
+                let resp = Pdu::new(probe[0].sequence_number, Body::EnquireLinkResp);
+                s.on_pdu(resp, t + Duration::from_millis(20), &mut out, &mut ev);
+                assert!(!s.is_suspect() && s.has_room(), "alive: it takes submits again");
+                s.on_tick(t + Duration::from_secs(6), &mut out, &mut ev);
+                assert!(!s.is_closed());
+            } else {
+                s.on_tick(t + Duration::from_secs(5), &mut out, &mut ev);
+                assert!(s.is_closed(), "no answer to the enquire_link either: closed, to be made again");
+                assert!(matches!(&ev[..], [VendorEvent::Close]), "{ev:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_timeout_while_the_vendor_talks_does_not_stop_the_bind() {
+        // Goal: a submit the vendor left unanswered while it answered others is one lost
+        // message, not a sign of a dead link: the bind goes on sending.
+        let m = msg();
+        let (mut s, now, mut out) = bound();
+        let t0 = now + Duration::from_secs(1);
+        s.submit((1, m.clone()), t0, &mut out, |j| &j.1).unwrap();
+        s.submit((2, m.clone()), t0, &mut out, |j| &j.1).unwrap();
+        let sent = pdus(&mut out);
+        let mut ev = Vec::new();
+        let ok = Pdu::new(sent[1].sequence_number, Body::SubmitSmResp(MessageIdResp::default()));
+        s.on_pdu(ok, t0 + Duration::from_millis(10), &mut out, &mut ev);
+        ev.clear();
+        s.on_tick(t0 + Duration::from_secs(5), &mut out, &mut ev);
+        assert_eq!(done_unknown(&ev), vec![1]);
+        assert!(!s.is_suspect() && s.has_room());
+        assert!(pdus(&mut out).is_empty(), "no enquire_link before its interval");
+    }
+
+    #[test]
+    fn a_vendor_that_answers_enquire_link_but_never_a_submit_is_bound_again() {
+        // Goal: a half-dead SMSC (it answers enquire_link, never a submit) would take every
+        // message sent to it into an unknown outcome for as long as it stays up: after
+        // TIMEOUTS_IN_ROW_MAX timeouts in a row the bind takes nothing more and is made again.
+        // One answered submit in between starts the count again.
+        let m = msg();
+        let (mut s, now, mut out) = bound();
+        let mut t = now;
+        let mut ev = Vec::new();
+        let mut timeout_one = |s: &mut VendorSession<(u32, SubmitSm)>, id: u32, answered: bool| {
+            t += Duration::from_secs(1);
+            s.submit((id, m.clone()), t, &mut out, |j| &j.1).unwrap();
+            let sent = pdus(&mut out);
+            if answered {
+                let ok = Pdu::new(sent[0].sequence_number, Body::SubmitSmResp(MessageIdResp::default()));
+                s.on_pdu(ok, t, &mut out, &mut ev);
+                return;
+            }
+            t += Duration::from_secs(5);
+            s.on_tick(t, &mut out, &mut ev);
+            // The vendor answers the enquire_link the silence asked for.
+            for p in pdus(&mut out) {
+                if p.command_id() == CommandId::ENQUIRE_LINK {
+                    s.on_pdu(Pdu::new(p.sequence_number, Body::EnquireLinkResp), t, &mut out, &mut ev);
+                }
+            }
+        };
+        for id in 0..TIMEOUTS_IN_ROW_MAX - 1 {
+            timeout_one(&mut s, id, false);
+        }
+        timeout_one(&mut s, 100, true);
+        for id in 0..TIMEOUTS_IN_ROW_MAX - 1 {
+            timeout_one(&mut s, 200 + id, false);
+        }
+        assert!(!s.is_lost() && !s.is_closed(), "an answer in between restarted the count");
+        timeout_one(&mut s, 300, false);
+        assert!(s.is_lost(), "{} timeouts in a row: nothing more is sent", TIMEOUTS_IN_ROW_MAX);
+        assert!(s.is_closed(), "made again");
+        assert!(matches!(ev.last(), Some(VendorEvent::Close)), "{ev:?}");
     }
 
     #[test]
