@@ -699,6 +699,48 @@ fn a_vendor_is_paced_to_its_throughput_without_redis() {
 }
 
 #[test]
+fn a_customer_faster_than_a_paced_vendor_is_throttled_instead_of_waiting_past_its_timeout() {
+    // Goal: a vendor paced to 4 messages a second (one bind, window 8: a queue of four windows,
+    // 40 in all) queues only what its pace sends in about 2 s; a customer that sends 40 at once
+    // gets the rest back as ESME_RTHROTTLED within a few seconds. Before, all 40 waited at the
+    // bind and the last answer came after 10 s (at 1/s, 40 s: past most clients' response
+    // timeouts, which then send the message again while the gateway still sends the first).
+    let v = sim(|_| {});
+    let mut cfg = config(&[("paced", v.local_addr())]);
+    cfg.vendors[0].throughput = 4;
+    cfg.vendors[0].binds = 1;
+    cfg.vendors[0].window = 8;
+    let gw = smppgw_engine::start(cfg).unwrap();
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+    assert!(wait_for(Duration::from_secs(10), || v.stats().binds_current >= 1));
+    let start = std::time::Instant::now();
+    let mut seqs = std::collections::HashSet::new();
+    for i in 0..40 {
+        let (seq, p) = c.submit_pdu(&format!("1555410{i:04}"), "faster than the vendor");
+        c.send(&p);
+        seqs.insert(seq);
+    }
+    let (mut ok, mut throttled) = (0u64, 0);
+    while !seqs.is_empty() {
+        let p = c.recv().expect("answers");
+        if p.command_id().is_response() && seqs.remove(&p.sequence_number) {
+            match p.command_status {
+                CommandStatus::ESME_ROK => ok += 1,
+                CommandStatus::ESME_RTHROTTLED => throttled += 1,
+                st => panic!("message {}: {st}", p.sequence_number),
+            }
+        }
+    }
+    let took = start.elapsed();
+    assert!(throttled > 0 && ok >= 8, "{ok} accepted, {throttled} throttled");
+    assert_eq!(v.stats().submits_ok, ok, "what was throttled never reached the vendor");
+    assert!(took < Duration::from_secs(6), "every answer within a few seconds, not 10 s: {took:?}");
+    gw.shutdown();
+    gw.join();
+}
+
+#[test]
 fn a_message_held_across_a_reload_keeps_its_destinations_route() {
     // Goal: a message waiting for a vendor of its route (44... -> "uk", down) stays on that
     // route when a reload puts another route first; it used to be sent down whatever route took

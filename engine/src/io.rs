@@ -2309,7 +2309,7 @@ pub async fn vendor_slot(
                 let cap = if lost {
                     0
                 } else if !slowed {
-                    slot_rt.capacity
+                    paced_capacity(rate.current(), machine.inflight(), slot_rt.capacity)
                 } else if rate.ready_at(io.nanos(now)).is_none() {
                     ((rate.current() / 10.0) as u32).clamp(1, slot_rt.capacity)
                 } else {
@@ -2638,9 +2638,29 @@ fn on_outcome(
     }
 }
 
+/// What a bind at `pace` messages a second (infinite when unpaced) takes: its submits in flight
+/// and what its pace sends within [`limits::PACED_QUEUE_WAIT_MS`], within its `capacity`.
+fn paced_capacity(pace: f64, inflight: usize, capacity: u32) -> u32 {
+    if !pace.is_finite() {
+        return capacity;
+    }
+    let queue = (pace * limits::PACED_QUEUE_WAIT_MS as f64 / 1000.0).ceil().max(1.0);
+    (inflight as f64 + queue).min(f64::from(capacity)) as u32
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_paced_bind_queues_what_its_pace_sends_within_the_wait_bound() {
+        // Goal: at 10 messages a second a bind holds its submits in flight and 20 more (2 s of
+        // its pace), not four windows (320 with a window of 64: 32 s for the last one).
+        assert_eq!(paced_capacity(10.0, 3, 320), 23);
+        assert_eq!(paced_capacity(0.2, 0, 320), 1, "a very slow pace still takes one");
+        assert_eq!(paced_capacity(10_000.0, 64, 320), 320, "never beyond the bind's capacity");
+        assert_eq!(paced_capacity(f64::INFINITY, 0, 320), 320, "unpaced: the whole capacity");
+    }
 
     #[test]
     fn an_address_that_keeps_failing_password_checks_is_refused_for_the_rest_of_its_window() {

@@ -10,6 +10,12 @@ pub const CROSS_CORE_CHANNEL_CAPACITY: usize = 16 * 1024;
 /// yet at the vendor, so a long queue only hides a slow vendor from failover.
 pub const VENDOR_BIND_QUEUE_MAX: usize = 1024;
 
+/// A vendor bind paced to its `throughput` queues at most what its pace sends in this long
+/// (beyond its submits in flight): a customer sending faster than the vendor's throughput gets
+/// ESME_RTHROTTLED (or another vendor of the route) after about this wait, instead of waiting
+/// for its answer longer than its own response timeout and sending the message again.
+pub const PACED_QUEUE_WAIT_MS: u64 = 2_000;
+
 /// Events queued for one customer session (submit results, receipts to send). A customer has at
 /// most `window` submits outstanding, so results never exceed this; receipts beyond it wait in the
 /// per-customer receipt queue.
