@@ -216,6 +216,49 @@ fn submit_multi_shares_the_window_and_a_reused_sequence_number_is_refused() {
 }
 
 #[test]
+fn a_cancel_or_replace_of_a_submit_multi_id_is_refused_and_reaches_no_vendor() {
+    // Goal: a submit_multi's id names one message per destination; a cancel_sm or replace_sm of
+    // it is refused (ESME_RCANCELFAIL / ESME_RREPLACEFAIL) and nothing reaches the vendor. It
+    // used to change one destination's message (the one the store found) and answer ESME_ROK,
+    // so the customer believed every destination cancelled while the others were delivered.
+    let v = sim(|s| s.receipts.delay = smppgw_loadgen::sim::Delay::Fixed(Duration::from_secs(30)));
+    let gw = smppgw_engine::start(config(&[("v", v.local_addr())])).unwrap();
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
+    assert!(wait_for(Duration::from_secs(5), || v.stats().binds_current >= 2));
+    let seq = c.next_seq();
+    let multi = smppgw_codec::SubmitMulti {
+        source: Address::new(1, 1, "15550001"),
+        dests: (0..3)
+            .map(|i| smppgw_codec::DestAddress::Sme(Address::new(1, 1, format!("155588810{i:02}"))))
+            .collect(),
+        short_message: "scheduled for three".into(),
+        ..Default::default()
+    };
+    c.send(&Pdu::new(seq, Body::SubmitMulti(multi)));
+    let r = c.recv_resp(seq);
+    assert_eq!(r.command_status, CommandStatus::ESME_ROK);
+    let Body::SubmitMultiResp(m) = r.body else { panic!("submit_multi_resp: {r:?}") };
+    let id = String::from_utf8(m.message_id.to_vec()).unwrap();
+    assert!(wait_for(Duration::from_secs(5), || query(&mut c, &id).command_status.is_ok()));
+
+    let seq = c.next_seq();
+    c.send(&Pdu::new(seq, Body::CancelSm(CancelSm { message_id: id.clone().into(), ..Default::default() })));
+    assert_eq!(c.recv_resp(seq).command_status, CommandStatus::ESME_RCANCELFAIL);
+    let seq = c.next_seq();
+    let r = ReplaceSm { message_id: id.clone().into(), short_message: "other".into(), ..Default::default() };
+    c.send(&Pdu::new(seq, Body::ReplaceSm(r)));
+    assert_eq!(c.recv_resp(seq).command_status, CommandStatus::ESME_RREPLACEFAIL);
+    assert!(v.take_recorded_ops().is_empty(), "no destination was changed at the vendor");
+    match query(&mut c, &id).body {
+        Body::QuerySmResp(q) => assert_eq!(q.message_state, MessageState::Enroute.as_u8(), "still en route"),
+        other => panic!("query_sm_resp: {other:?}"),
+    }
+    gw.shutdown();
+    gw.join();
+}
+
+#[test]
 fn query_sm_gives_the_error_code_of_a_receipt_without_tlvs() {
     // Goal: a vendor whose receipts carry the error only in their text (`err:001`, no
     // network_error_code TLV) still has it reported by query_sm's error_code.

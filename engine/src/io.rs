@@ -1447,8 +1447,12 @@ impl CustomerDriver {
             // cannot name the message at the vendor: forwarded with an empty id, a cancel_sm
             // would cancel every pending message of those addresses (SMPP 3.4, 4.9.1), other
             // customers' too, on the shared bind. It falls through to the failure below.
+            //
+            // Nor can a submit_multi's id, which names one message per destination, perhaps at
+            // several vendors: the record found is one of them, and changing it alone while
+            // answering ESME_ROK would tell the customer they all were.
             (Pending::Cancel(mut x), Some(f))
-                if !f.record.state.is_final() && !f.record.vendor_id.is_empty() =>
+                if !f.record.state.is_final() && !f.record.vendor_id.is_empty() && !f.record.of_multi() =>
             {
                 x.message_id = Bytes::copy_from_slice(&f.record.vendor_id);
                 let nonce = self.new_nonce();
@@ -1467,7 +1471,7 @@ impl CustomerDriver {
                 self.core.dispatch_op(op);
             }
             (Pending::Replace(mut x), Some(f))
-                if !f.record.state.is_final() && !f.record.vendor_id.is_empty() =>
+                if !f.record.state.is_final() && !f.record.vendor_id.is_empty() && !f.record.of_multi() =>
             {
                 x.message_id = Bytes::copy_from_slice(&f.record.vendor_id);
                 let nonce = self.new_nonce();

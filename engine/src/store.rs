@@ -367,6 +367,12 @@ impl Wanted {
 pub const SUBMITTED_MS_UNKNOWN: u16 = u16::MAX;
 
 impl Record {
+    /// One destination of a submit_multi: the customer knows it by the id of the whole
+    /// submission, which its other destinations share (a submit_sm's own id is its shown one).
+    pub fn of_multi(&self) -> bool {
+        self.msg_id != self.shown_id
+    }
+
     /// Milliseconds from the submit to `now_ms` (unix milliseconds), for the receipt latency
     /// histogram; None when the submit time is not known to the millisecond.
     pub fn receipt_wait_ms(&self, now_ms: u64) -> Option<u64> {
