@@ -1159,3 +1159,64 @@ fn a_vendor_link_that_went_silent_is_found_by_its_first_timeout_and_bound_again(
     gw.shutdown();
     gw.join();
 }
+
+#[test]
+fn a_message_refused_by_a_bind_the_vendor_lost_goes_to_the_vendors_other_bind() {
+    // Goal: on a route with one vendor, a bind whose session the vendor lost (it answers
+    // ESME_RINVBNDSTS) hands its message to the vendor's other bind, which accepts it: the
+    // customer gets ESME_ROK. Before, the vendor counted as tried and the customer got
+    // ESME_RSYSERR although the vendor's healthy bind could take the message.
+    let (addr, seen) = fake_smsc(|n, mut c| {
+        accept_bind(&mut c);
+        let (mut refused, mut accepted) = (0, 0);
+        serve(&mut c, |c, p| {
+            if !matches!(p.body, Body::SubmitSm(_)) {
+                return;
+            }
+            if n == 0 {
+                refused += 1;
+                let status = CommandStatus::ESME_RINVBNDSTS;
+                c.send(&Pdu::with_status(p.sequence_number, status, Body::SubmitSmResp(Default::default())));
+            } else {
+                accepted += 1;
+                c.send(&accepted_as(&p, "B2"));
+            }
+        });
+        (n, refused, accepted)
+    });
+    let mut cfg = config(&[("one", addr)]);
+    cfg.vendors[0].binds = 2;
+    // The lost bind is made again only after the test: every message must find the other.
+    cfg.vendors[0].reconnect_backoff_min_ms = 60_000;
+    cfg.vendors[0].reconnect_backoff_max_ms = 60_000;
+    let gw = smppgw_engine::start(cfg).unwrap();
+    let both_up = || {
+        let snap = gw.control().current();
+        snap.vendors[0]
+            .as_ref()
+            .is_some_and(|v| v.slots.iter().all(|s| s.up.load(std::sync::atomic::Ordering::Relaxed)))
+    };
+    assert!(wait_for(Duration::from_secs(10), both_up), "both binds up");
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+    // Sent together, so that the dispatcher spreads them over both binds.
+    let seqs: Vec<u32> = (0..6)
+        .map(|i| {
+            let (seq, p) = c.submit_pdu(&format!("155577790{i:02}"), "one vendor, two binds");
+            c.send(&p);
+            seq
+        })
+        .collect();
+    for seq in seqs {
+        assert_eq!(c.recv_resp(seq).command_status, CommandStatus::ESME_ROK, "message {seq}");
+    }
+    gw.shutdown();
+    gw.join();
+    let mut conns: Vec<(usize, u32, u32)> = seen.try_iter().collect();
+    conns.sort();
+    assert!(
+        conns.iter().any(|&(n, refused, _)| n == 0 && refused > 0),
+        "the lost bind refused some: {conns:?}"
+    );
+    assert_eq!(conns.iter().map(|c| c.2).sum::<u32>(), 6, "the other bind took all six: {conns:?}");
+}

@@ -85,6 +85,10 @@ pub const NOT_ROUTED: u32 = u32::MAX;
 
 /// Most vendors one message may be offered to (failover depth).
 pub const FAILOVER_MAX: usize = 8;
+/// Times a message refused by a bind whose session the vendor lost (ESME_RINVBNDSTS and the
+/// like: nothing about the message) is tried again on that vendor's other binds before the
+/// vendor counts as tried.
+pub const LOST_BIND_RETRY_MAX: u8 = 2;
 
 /// Cross-core messages handled as one batch: the records among them are prefetched together.
 /// A few dozen cache misses in flight is what a core can overlap; more buys nothing.
@@ -132,6 +136,9 @@ pub struct Job {
     pub sent_at: Option<Instant>,
     /// Until when it may wait for a vendor of its route to be bound ([`NO_VENDOR_HOLD_MS`]).
     pub hold_until: Option<Instant>,
+    /// Times a bind whose session the vendor had lost handed it back, to be tried on the
+    /// vendor's other binds (at most [`LOST_BIND_RETRY_MAX`]).
+    pub lost_bind_retries: u8,
 }
 
 /// What a message's admission took from limits (see [`Job::charge`]).
@@ -186,6 +193,7 @@ impl Job {
             maybe_sent: false,
             sent_at: None,
             hold_until: None,
+            lost_bind_retries: 0,
         })
     }
 
@@ -2346,6 +2354,7 @@ fn unreachable_job() -> Box<Job> {
         maybe_sent: false,
         sent_at: None,
         hold_until: None,
+        lost_bind_retries: 0,
     })
 }
 

@@ -2611,6 +2611,16 @@ fn on_outcome(
     let passed_over = |st: CommandStatus| st.is_temporary() || about_our_session(st);
     match outcome {
         Outcome::Accepted(vendor_id) => core.accepted(job, vendor, vendor_id, now),
+        // Only this bind is gone at the vendor, which still has the message's other binds: they
+        // may take it (or, none up, it waits for the binds being made again, as a new message
+        // does), rather than the vendor counting as tried, which ends a one-vendor route.
+        Outcome::Refused(CommandStatus::ESME_RINVBNDSTS)
+            if job.lost_bind_retries < crate::core::LOST_BIND_RETRY_MAX =>
+        {
+            job.lost_bind_retries += 1;
+            core.metrics.failovers.fetch_add(1, Ordering::Relaxed);
+            core.dispatch(job);
+        }
         Outcome::Refused(st) if passed_over(st) => {
             let st = if about_our_session(st) { CommandStatus::ESME_RSYSERR } else { st };
             if st == CommandStatus::ESME_RTHROTTLED {
