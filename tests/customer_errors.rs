@@ -406,6 +406,41 @@ fn field_checks_answer_over_the_wire_and_a_valid_data_sm_reaches_the_vendor() {
 }
 
 #[test]
+fn a_data_sm_s_time_to_live_reaches_the_vendor_as_the_submit_s_validity_period() {
+    // Goal: a data_sm with qos_time_to_live reaches the vendor as a submit_sm whose
+    // validity_period says the same (300 s, relative form), without the data_sm-only parameters
+    // a submit_sm may not carry.
+    use smppgw_codec::{Address, DataSm, Tlvs, tag};
+    let vendor = common::sim(|_| {});
+    let gw = start(config(&[("v1", vendor.local_addr())]));
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
+    assert!(wait_for(Duration::from_secs(5), || vendor.stats().binds_current >= 2), "vendor binds up");
+    let seq = c.next_seq();
+    let d = DataSm {
+        source: Address::new(1, 1, "15550001"),
+        dest: Address::new(1, 1, "15551234567"),
+        tlvs: Tlvs::builder()
+            .bytes(tag::MESSAGE_PAYLOAD, b"code 1234")
+            .bytes(tag::QOS_TIME_TO_LIVE, &300u32.to_be_bytes())
+            .u8(tag::SOURCE_NETWORK_TYPE, 1)
+            .u8(tag::SET_DPF, 1)
+            .build(),
+        ..Default::default()
+    };
+    c.send(&Pdu::new(seq, Body::DataSm(d)));
+    assert_eq!(c.recv_resp(seq).command_status, CommandStatus::ESME_ROK);
+    let recorded = vendor.take_recorded();
+    assert_eq!(recorded.len(), 1, "the vendor got the message once");
+    let sent = &recorded[0].pdu;
+    assert_eq!(&sent.validity_period[..], b"000000000500000R");
+    let tags: Vec<u16> = sent.tlvs.iter().map(|t| t.tag).collect();
+    assert_eq!(tags, vec![tag::MESSAGE_PAYLOAD], "only what a submit_sm allows");
+    gw.shutdown();
+    gw.join();
+}
+
+#[test]
 fn an_idle_customer_gets_enquire_link_and_is_closed_when_it_never_answers() {
     // Goal: a bound customer that sends nothing gets enquire_link after the configured interval;
     // one that answers stays bound; one that never answers is closed after the response timeout.

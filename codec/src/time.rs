@@ -30,6 +30,25 @@ pub fn is_valid_time(t: &[u8]) -> bool {
     }
 }
 
+/// The longest span [`relative_time`] spells exactly: 99 days, 23:59:59. Years and months are
+/// left at 00 because their length in seconds depends on the calendar the SMSC counts in.
+pub const RELATIVE_SECS_MAX: u32 = 99 * 86_400 + 86_399;
+
+/// `secs` from now in SMPP's relative form `YYMMDDhhmmss000R` (7.1.1.2), in days, hours,
+/// minutes and seconds; a longer span is cut to [`RELATIVE_SECS_MAX`]. 300 s is
+/// `000000000500000R`.
+pub fn relative_time(secs: u32) -> [u8; 16] {
+    let s = secs.min(RELATIVE_SECS_MAX);
+    let fields = [0, 0, s / 86_400, s % 86_400 / 3600, s % 3600 / 60, s % 60];
+    let mut t = *b"000000000000000R";
+    for (i, v) in fields.into_iter().enumerate() {
+        // Each field is below 100 (days at most 99).
+        t[2 * i] = b'0' + (v / 10) as u8;
+        t[2 * i + 1] = b'0' + (v % 10) as u8;
+    }
+    t
+}
+
 /// Days in `month` of the two-digit year `yy` (taken as 20yy: every year divisible by 4 in
 /// 2000-2099 is a leap year).
 fn days_in_month(yy: u32, month: u32) -> u32 {
@@ -74,6 +93,23 @@ mod tests {
             "2611271200000 0R",
         ] {
             assert!(!is_valid_time(bad.as_bytes()), "{bad}");
+        }
+    }
+
+    #[test]
+    fn relative_times_spell_days_hours_minutes_and_seconds_and_are_capped() {
+        for (secs, want) in [
+            (0, "000000000000000R"),
+            (300, "000000000500000R"),
+            (86_399, "000000235959000R"),
+            (90_061, "000001010101000R"),
+            (RELATIVE_SECS_MAX, "000099235959000R"),
+            (RELATIVE_SECS_MAX + 1, "000099235959000R"),
+            (u32::MAX, "000099235959000R"),
+        ] {
+            let t = relative_time(secs);
+            assert_eq!(std::str::from_utf8(&t), Ok(want), "{secs} s");
+            assert!(is_valid_time(&t));
         }
     }
 }

@@ -80,7 +80,7 @@ pub enum Event {
     DataSm {
         /// The customer's sequence number.
         seq: u32,
-        /// The message, converted to submit_sm form with its text in message_payload.
+        /// The message in the submit_sm form it goes to vendors in (see `data_sm_as_submit`).
         submit: SubmitSm,
         /// Segments it counts for.
         segments: u32,
@@ -417,16 +417,7 @@ impl CustomerSession {
                 if d.dest.addr.len() > smppgw_codec::pdu::max::ADDR - 1 {
                     return reject(out, events, id, seq, CommandStatus::ESME_RINVDSTADR);
                 }
-                let submit = SubmitSm {
-                    service_type: d.service_type,
-                    source: d.source,
-                    dest: d.dest,
-                    esm_class: d.esm_class,
-                    registered_delivery: d.registered_delivery,
-                    data_coding: d.data_coding,
-                    tlvs: d.tlvs,
-                    ..SubmitSm::default()
-                };
+                let submit = data_sm_as_submit(d);
                 match validate_submit(&submit) {
                     Ok(segments) => {
                         self.outstanding += 1;
@@ -844,6 +835,60 @@ fn without_tlvs(body: &SubmitSm) -> SubmitSm {
         None => b.tlvs = Tlvs::default(),
     }
     b
+}
+
+/// The optional parameters SMPP 3.4 allows in data_sm (4.7.1) and not in submit_sm (4.4.1). A
+/// data_sm goes to the vendor as a submit_sm, where a strict SMSC refuses them
+/// (ESME_ROPTPARNOTALLWD) and a lenient one ignores them.
+const DATA_SM_ONLY: [u16; 11] = {
+    use smppgw_codec::tag::*;
+    [
+        SOURCE_NETWORK_TYPE,
+        SOURCE_BEARER_TYPE,
+        SOURCE_TELEMATICS_ID,
+        DEST_NETWORK_TYPE,
+        DEST_BEARER_TYPE,
+        DEST_TELEMATICS_ID,
+        QOS_TIME_TO_LIVE,
+        SET_DPF,
+        RECEIPTED_MESSAGE_ID,
+        MESSAGE_STATE,
+        NETWORK_ERROR_CODE,
+    ]
+};
+
+/// A data_sm in the submit_sm form it goes to vendors in: its qos_time_to_live (seconds,
+/// 5.3.2.9) becomes the relative validity_period that says the same in a submit_sm (a lenient
+/// vendor would otherwise drop it and keep a short-lived message for its default days), and the
+/// parameters a submit_sm does not allow are left out.
+fn data_sm_as_submit(d: smppgw_codec::DataSm) -> SubmitSm {
+    let validity_period = match d.tlvs.get_ref(smppgw_codec::tag::QOS_TIME_TO_LIVE) {
+        // Its length is checked at decode (four octets); anything else sets no validity.
+        Some(&[a, b, c, e]) => {
+            Bytes::copy_from_slice(&smppgw_codec::time::relative_time(u32::from_be_bytes([a, b, c, e])))
+        }
+        _ => Bytes::new(),
+    };
+    let tlvs = if d.tlvs.iter().any(|t| DATA_SM_ONLY.contains(&t.tag)) {
+        let mut b = smppgw_codec::TlvsBuilder::with_capacity(d.tlvs.raw().len());
+        for t in d.tlvs.iter().filter(|t| !DATA_SM_ONLY.contains(&t.tag)) {
+            b = b.bytes(t.tag, &t.value);
+        }
+        b.build()
+    } else {
+        d.tlvs
+    };
+    SubmitSm {
+        service_type: d.service_type,
+        source: d.source,
+        dest: d.dest,
+        esm_class: d.esm_class,
+        registered_delivery: d.registered_delivery,
+        data_coding: d.data_coding,
+        validity_period,
+        tlvs,
+        ..SubmitSm::default()
+    }
 }
 
 fn sc_version() -> Tlvs {
@@ -1396,6 +1441,46 @@ mod tests {
             ),
             "20 characters go through, the refusals are counted: {ev:?}"
         );
+    }
+
+    #[test]
+    fn a_data_sm_s_time_to_live_becomes_the_submit_s_validity_and_data_sm_only_tlvs_go() {
+        // Goal: a data_sm with qos_time_to_live (300 s) goes to the vendor as a submit_sm whose
+        // validity_period says the same in relative form, without the parameters a submit_sm
+        // does not allow (a strict SMSC would refuse them); the others stay, in their order.
+        use smppgw_codec::tag;
+        let (mut s, now) = bound(BindKind::Transceiver, 10);
+        let (mut out, mut ev) = (BytesMut::new(), Vec::new());
+        let data_sm = |tlvs: Tlvs| smppgw_codec::DataSm {
+            source: Address::new(1, 1, "1555"),
+            dest: Address::new(1, 1, "1666"),
+            tlvs,
+            ..Default::default()
+        };
+        let tlvs = Tlvs::builder()
+            .u8(tag::SOURCE_NETWORK_TYPE, 1)
+            .bytes(tag::MESSAGE_PAYLOAD, b"code 1234")
+            .bytes(tag::QOS_TIME_TO_LIVE, &300u32.to_be_bytes())
+            .u8(tag::DEST_BEARER_TYPE, 1)
+            .u16(tag::USER_MESSAGE_REFERENCE, 7)
+            .u8(tag::SET_DPF, 1)
+            .u16(tag::DEST_TELEMATICS_ID, 1)
+            .build();
+        s.on_pdu(Pdu::new(2, Body::DataSm(data_sm(tlvs))), now, &mut out, &mut ev);
+        let plain = Tlvs::builder().bytes(tag::MESSAGE_PAYLOAD, b"hi").build();
+        s.on_pdu(Pdu::new(3, Body::DataSm(data_sm(plain.clone()))), now, &mut out, &mut ev);
+        let [Event::DataSm { seq: 2, submit: a, .. }, Event::DataSm { seq: 3, submit: b, .. }] = &ev[..]
+        else {
+            panic!("both routed: {ev:?}")
+        };
+        assert_eq!(&a.validity_period[..], b"000000000500000R", "300 s from now");
+        let want = Tlvs::builder()
+            .bytes(tag::MESSAGE_PAYLOAD, b"code 1234")
+            .u16(tag::USER_MESSAGE_REFERENCE, 7)
+            .build();
+        assert_eq!(a.tlvs, want, "only what a submit_sm allows");
+        assert!(b.validity_period.is_empty(), "no time to live: the vendor's default");
+        assert_eq!(b.tlvs, plain, "nothing to take out: as it came");
     }
 
     #[test]
