@@ -191,8 +191,12 @@ pub struct CustomerSession {
     deliveries: crate::hash::FxHashMap<u32, (u64, Instant)>,
     delivery_deadlines: DeadlineQueue,
     /// The customer bound with an interface_version below 0x34 (SMPP 3.3 or earlier, 5.2.4):
-    /// it is sent no optional parameters, which its version does not have.
+    /// it is sent no optional parameters and no data_sm, which its version does not have.
     legacy: bool,
+    /// Deliveries this session can never send (an MO whose addresses only a data_sm holds, to a
+    /// legacy customer), with when they came: reported refused for good at the next tick. At
+    /// most the deliveries the dispatcher lets a session have in flight.
+    refused: Vec<(u64, Instant)>,
 }
 
 /// Result of routing a submit: our id, or the status to answer with.
@@ -214,10 +218,14 @@ impl CustomerSession {
             deliveries: crate::hash::FxHashMap::default(),
             delivery_deadlines: DeadlineQueue::default(),
             legacy: false,
+            refused: Vec::new(),
         }
     }
 
-    /// Sends a receipt or MO (in deliver_sm form) as deliver_sm, or as data_sm when `as_data_sm`.
+    /// Sends a receipt or MO (in deliver_sm form) as deliver_sm, or as data_sm when `as_data_sm`
+    /// (never to a legacy customer: a receipt goes as deliver_sm, and an MO whose addresses a
+    /// deliver_sm cannot hold is refused for good, reported as [`Answer::Rejected`] at the next
+    /// tick, rather than sent again and again to a session that can never take it).
     /// Returns false when this session cannot receive now (not bound as receiver/transceiver, or
     /// shutting down); the caller routes it elsewhere.
     pub fn deliver(
@@ -231,8 +239,14 @@ impl CustomerSession {
         if !self.takes_deliveries() {
             return false;
         }
+        // deliver_sm addresses hold 20 characters and their NUL (SMPP 3.4 5.2.8, 5.2.10).
+        let deliver_sm_max = smppgw_codec::pdu::max::ADDR - 1;
+        if self.legacy && (body.source.addr.len() > deliver_sm_max || body.dest.addr.len() > deliver_sm_max) {
+            self.refused.push((token, now));
+            return true;
+        }
         let seq = self.next_sequence();
-        if as_data_sm {
+        if as_data_sm && !self.legacy {
             let mut tlvs = body.tlvs.clone();
             if !body.short_message.is_empty() {
                 tlvs = tlvs.with(smppgw_codec::tag::MESSAGE_PAYLOAD, &body.short_message);
@@ -740,7 +754,10 @@ impl CustomerSession {
 
     /// The earliest time [`CustomerSession::on_tick`] has something to do.
     pub fn next_deadline(&self) -> Instant {
-        let own = self.own_deadline();
+        let own = match self.refused.first() {
+            Some(&(_, at)) => at.min(self.own_deadline()),
+            None => self.own_deadline(),
+        };
         match self.delivery_deadlines.front() {
             Some((d, _)) => d.min(own),
             None => own,
@@ -765,6 +782,9 @@ impl CustomerSession {
 
     /// Time passed: keepalive, timeouts.
     pub fn on_tick(&mut self, now: Instant, out: &mut BytesMut, events: &mut Vec<Event>) {
+        for (token, _) in self.refused.drain(..) {
+            events.push(Event::Delivered { token, answer: Answer::Rejected });
+        }
         while let Some((deadline, seq)) = self.delivery_deadlines.pop_due(now) {
             if self.deliveries.get(&seq).is_some_and(|(_, d)| *d == deadline) {
                 self.delivery_answered(seq, Answer::Failed, events);
@@ -1211,6 +1231,58 @@ mod tests {
                 assert_eq!(&d.short_message[..], b"hello", "the payload in short_message");
             }
         }
+    }
+
+    #[test]
+    fn an_smpp_3_3_customer_gets_receipts_as_deliver_sm_and_no_mo_only_data_sm_can_carry() {
+        // Goal: a customer bound with interface_version 0x33 (no data_sm in its version) gets a
+        // receipt as deliver_sm, its text intact and no TLVs, even when receipt_pdu asks for
+        // data_sm; an MO from an address longer than a deliver_sm holds is not written to it
+        // but refused for good at once (given up, not retried on a session that cannot take it).
+        let now = Instant::now();
+        let mut s = CustomerSession::new(settings(), now);
+        let (mut out, mut ev) = (BytesMut::new(), Vec::new());
+        let bind = Bind { interface_version: 0x33, ..Default::default() };
+        s.on_pdu(Pdu::new(1, Body::BindReceiver(bind)), now, &mut out, &mut ev);
+        s.bind_accepted(BindKind::Receiver, 1, IdStyle::Hex, 10, &mut out);
+        decode_all(&mut out);
+        ev.clear();
+        let text =
+            "id:1 sub:001 dlvrd:001 submit date:2611271200 done date:2611271201 stat:DELIVRD err:000 text:";
+        let receipt = SubmitSm {
+            source: Address::new(1, 1, "15550002"),
+            dest: Address::new(1, 1, "15550001"),
+            esm_class: 0x04,
+            short_message: text.into(),
+            tlvs: Tlvs::builder()
+                .bytes(smppgw_codec::tag::RECEIPTED_MESSAGE_ID, b"1\0")
+                .u8(smppgw_codec::tag::MESSAGE_STATE, 2)
+                .build(),
+            ..Default::default()
+        };
+        assert!(s.deliver(1, &receipt, true, now, &mut out));
+        let r = decode_all(&mut out);
+        let [Pdu { body: Body::DeliverSm(d), .. }] = &r[..] else { panic!("one deliver_sm: {r:?}") };
+        assert!(d.tlvs.is_empty(), "no TLVs: {:?}", d.tlvs);
+        assert_eq!((d.esm_class, &d.short_message[..]), (0x04, text.as_bytes()));
+
+        let mo = SubmitSm {
+            source: Address::new(1, 1, "1".repeat(30)),
+            dest: Address::new(1, 1, "15550001"),
+            tlvs: Tlvs::builder().bytes(smppgw_codec::tag::MESSAGE_PAYLOAD, b"hello").build(),
+            ..Default::default()
+        };
+        assert!(s.deliver(2, &mo, true, now, &mut out), "taken: the session answers for it");
+        assert!(out.is_empty(), "nothing written");
+        assert!(s.next_deadline() <= now, "reported at once");
+        s.on_tick(now, &mut out, &mut ev);
+        assert!(
+            matches!(&ev[..], [Event::Delivered { token: 2, answer: Answer::Rejected }]),
+            "refused for good: {ev:?}"
+        );
+        ev.clear();
+        s.on_tick(now + Duration::from_secs(20), &mut out, &mut ev);
+        assert!(!ev.iter().any(|e| matches!(e, Event::Delivered { token: 2, .. })), "reported once: {ev:?}");
     }
 
     fn cancel(seq: u32) -> Pdu {
@@ -2025,7 +2097,9 @@ mod delivery_tests {
         let mut s = CustomerSession::new(settings, now);
         let (mut out, mut ev) = (BytesMut::new(), Vec::new());
         assert!(!s.deliver(1, &SubmitSm::default(), false, now, &mut out), "not bound");
-        s.on_pdu(Pdu::new(1, Body::BindReceiver(Bind::default())), now, &mut out, &mut ev);
+        // SMPP 3.4, which has data_sm.
+        let bind = Bind { interface_version: 0x34, ..Default::default() };
+        s.on_pdu(Pdu::new(1, Body::BindReceiver(bind)), now, &mut out, &mut ev);
         s.bind_accepted(BindKind::Receiver, 1, IdStyle::Hex, 10, &mut out);
         out.clear();
         assert!(s.deliver(11, &SubmitSm::default(), false, now, &mut out));
