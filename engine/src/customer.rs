@@ -610,9 +610,30 @@ impl CustomerSession {
     }
 
     /// A reload changed the server's session settings (enquire_link interval, session, bind and
-    /// response timeouts, our system_id): they apply from now, to deadlines set from now on.
+    /// response timeouts, our system_id): they apply from now. A shorter response timeout
+    /// applies to the deliveries in flight too (each then times out at its send time plus the
+    /// new timeout), as on the vendor side: kept, their later deadlines would sit ahead of the
+    /// new deliveries' earlier ones in the send-ordered queue and hold those up to the old
+    /// timeout.
     pub fn set_server_settings(&mut self, settings: CustomerSettings) {
+        let shorter = self.settings.response_timeout.saturating_sub(settings.response_timeout);
         self.settings = settings;
+        if shorter.is_zero() || self.deliveries.is_empty() {
+            return;
+        }
+        let mut order: Vec<(Instant, u32)> = Vec::with_capacity(self.deliveries.len());
+        for (&seq, (_, deadline)) in self.deliveries.iter_mut() {
+            *deadline = deadline.checked_sub(shorter).unwrap_or(*deadline);
+            order.push((*deadline, seq));
+        }
+        order.sort_unstable();
+        self.delivery_deadlines.clear();
+        let deliveries = &self.deliveries;
+        for (deadline, seq) in order {
+            self.delivery_deadlines.push(deadline, seq, deliveries.len(), |d, s| {
+                deliveries.get(&s).is_some_and(|(_, x)| *x == d)
+            });
+        }
     }
 
     /// A reload changed the bound customer's id format or window: they apply from the next
@@ -2081,6 +2102,42 @@ mod delivery_tests {
         // The unanswered one still times out.
         ev.clear();
         s.on_tick(now + Duration::from_secs(11), &mut out, &mut ev);
+        assert_eq!(s.deliveries_outstanding(), 0);
+    }
+
+    #[test]
+    fn a_shorter_response_timeout_from_a_reload_applies_to_the_deliveries_in_flight() {
+        // Goal: lowering the response timeout from 60 s to 5 s times a delivery sent after the
+        // reload out 5 s after it was sent, not held behind an older one's 60 s deadline, and
+        // the older one times out 5 s after its own send time.
+        let now = Instant::now();
+        let with_timeout = |secs| CustomerSettings {
+            system_id: "gw".into(),
+            enquire_link_interval: Duration::from_secs(30),
+            session_timeout: Duration::from_secs(90),
+            bind_timeout: Duration::from_secs(10),
+            response_timeout: Duration::from_secs(secs),
+        };
+        let mut s = CustomerSession::new(with_timeout(60), now);
+        let (mut out, mut ev) = (BytesMut::new(), Vec::new());
+        let bind = Bind { interface_version: 0x34, ..Default::default() };
+        s.on_pdu(Pdu::new(1, Body::BindReceiver(bind)), now, &mut out, &mut ev);
+        s.bind_accepted(BindKind::Receiver, 1, IdStyle::Hex, 10, &mut out);
+        ev.clear();
+        assert!(s.deliver(1, &SubmitSm::default(), false, now, &mut out), "A");
+        s.set_server_settings(with_timeout(5));
+        let later = now + Duration::from_secs(1);
+        assert!(s.deliver(2, &SubmitSm::default(), false, later, &mut out), "B");
+        assert!(s.next_deadline() <= now + Duration::from_secs(5), "the timer wakes for them");
+        s.on_tick(later + Duration::from_secs(5), &mut out, &mut ev);
+        let failed: Vec<u64> = ev
+            .iter()
+            .filter_map(|e| match e {
+                Event::Delivered { token, answer: Answer::Failed } => Some(*token),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(failed, vec![1, 2], "both timed out by their send time plus 5 s");
         assert_eq!(s.deliveries_outstanding(), 0);
     }
 
