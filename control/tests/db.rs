@@ -33,6 +33,8 @@ struct TestDb {
     name: String,
     admin: tokio_postgres::Config,
     pg: tokio_postgres::Config,
+    /// Roles made for the test (cluster-wide): dropped after the database.
+    roles: Vec<String>,
 }
 
 fn admin_config() -> tokio_postgres::Config {
@@ -54,11 +56,39 @@ impl TestDb {
         client.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("CREATE DATABASE");
         let mut pg = admin.clone();
         pg.dbname(&name);
-        TestDb { name, admin, pg }
+        TestDb { name, admin, pg, roles: Vec::new() }
     }
 
     async fn client(&self) -> Client {
         db::connect(&self.pg).await.expect("connect to the test database").0
+    }
+
+    /// A login role that may only connect to this database and read its tables as they are now
+    /// (no CREATE in the schema, whatever the server's version), and how to connect as it.
+    async fn read_only_role(&mut self) -> tokio_postgres::Config {
+        let role = format!("{}_ro", self.name);
+        let password = format!("pw_{role}");
+        let (admin, _driver) = db::connect(&self.admin).await.expect("connect as admin");
+        admin
+            .batch_execute(&format!("CREATE ROLE {role} LOGIN PASSWORD '{password}'"))
+            .await
+            .expect("CREATE ROLE");
+        self.roles.push(role.clone());
+        let owner = self.client().await;
+        owner
+            .batch_execute(&format!(
+                "REVOKE ALL ON DATABASE {db} FROM PUBLIC;
+                 REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+                 GRANT CONNECT ON DATABASE {db} TO {role};
+                 GRANT USAGE ON SCHEMA public TO {role};
+                 GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role};",
+                db = self.name
+            ))
+            .await
+            .expect("grant read-only rights");
+        let mut pg = self.pg.clone();
+        pg.user(&role).password(password);
+        pg
     }
 
     /// A client on a freshly migrated database.
@@ -71,7 +101,7 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let (admin, name) = (self.admin.clone(), self.name.clone());
+        let (admin, name, roles) = (self.admin.clone(), self.name.clone(), std::mem::take(&mut self.roles));
         // Drop runs inside the test's runtime, which cannot be blocked on; use a runtime of its own.
         let dropped = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
@@ -81,6 +111,10 @@ impl Drop for TestDb {
                     .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                     .await
                     .expect("DROP DATABASE");
+                // Their rights went with the database; nothing else refers to them.
+                for role in roles {
+                    client.batch_execute(&format!("DROP ROLE IF EXISTS {role}")).await.expect("DROP ROLE");
+                }
             });
         })
         .join();
@@ -157,6 +191,39 @@ async fn load_before_migrate_says_to_migrate() {
     assert!(matches!(err, DbError::NotMigrated { .. }), "{err:?}");
     assert!(err.to_string().contains("run `smppgw migrate` first"), "{err}");
     assert!(!err.is_transient());
+}
+
+#[tokio::test]
+async fn a_node_whose_role_only_reads_starts_on_a_migrated_schema_and_is_told_to_migrate_a_stale_one() {
+    let mut t = TestDb::create().await;
+    let mut owner = t.migrated().await;
+    db::import_config(&mut owner, &example()).await.expect("import");
+    let reader = t.read_only_role().await;
+
+    // What a node does on start: migrate, then load. Nothing to apply, nothing touched.
+    let (mut client, _driver) = db::connect(&reader).await.expect("connect as the read-only role");
+    assert_eq!(db::migrate(&mut client).await.expect("migrate as a reader"), Vec::<u32>::new());
+    let loaded = db::load(&mut client, &example()).await.expect("load as a reader");
+    assert_eq!(loaded.config, example());
+
+    // A binary newer than the schema: it cannot migrate it, and says who must.
+    let newest = MIGRATIONS[MIGRATIONS.len() - 1];
+    let version = i32::try_from(newest.version).unwrap();
+    owner.execute("DELETE FROM smppgw_schema_migrations WHERE version = $1", &[&version]).await.unwrap();
+    let err =
+        db::migrate(&mut client).await.expect_err("a migration is pending and the role may not apply it");
+    let text = err.to_string();
+    println!("{text}");
+    assert!(
+        matches!(&err, DbError::MigrationDenied { pending, .. } if *pending == [newest.version]),
+        "{err:?}"
+    );
+    assert!(text.contains("run `smppgw migrate` as the schema's owner"), "{text}");
+    assert!(text.contains(&format!("{}_ro", t.name)), "names the role: {text}");
+    assert!(!err.is_transient());
+    let recorded: i64 =
+        owner.query_one("SELECT count(*) FROM smppgw_schema_migrations", &[]).await.unwrap().get(0);
+    assert_eq!(recorded, i64::try_from(MIGRATIONS.len() - 1).unwrap(), "nothing was applied");
 }
 
 #[tokio::test]

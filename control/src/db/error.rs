@@ -41,6 +41,23 @@ pub enum DbError {
         #[source]
         source: tokio_postgres::Error,
     },
+    /// The schema lacks migrations this binary needs and the role connected may not apply them
+    /// (a node may run as a role that only reads). Nothing was changed.
+    #[error(
+        "the database schema is behind this binary (not applied: {}) and role {role} may not change it \
+         ({}); run `smppgw migrate` as the schema's owner",
+        versions(pending),
+        pg_message(source)
+    )]
+    MigrationDenied {
+        /// The versions not applied, in order.
+        pending: Vec<u32>,
+        /// The role connected (`current_user`).
+        role: String,
+        /// PostgreSQL's refusal (insufficient_privilege).
+        #[source]
+        source: tokio_postgres::Error,
+    },
     /// A statement failed (or the connection broke) while doing `context`.
     #[error("PostgreSQL error while {context}: {}", pg_message(source))]
     Query {
@@ -72,7 +89,7 @@ pub enum DbError {
 impl DbError {
     /// Whether trying the same thing again later may succeed without anyone changing the data: true
     /// for connection problems, timeouts and failed statements; false for an invalid configuration,
-    /// a missing schema, a bad URL or a failed migration (they need an operator).
+    /// a missing schema, a bad URL, a failed or denied migration (they need an operator).
     #[must_use]
     pub fn is_transient(&self) -> bool {
         matches!(
@@ -104,6 +121,11 @@ impl DbError {
             }
         }
     }
+}
+
+/// Migration versions as their file names number them: "0003, 0004".
+fn versions(list: &[u32]) -> String {
+    list.iter().map(|v| format!("{v:04}")).collect::<Vec<_>>().join(", ")
 }
 
 /// PostgreSQL's own message for a server error (with its detail, if any), else the driver's text

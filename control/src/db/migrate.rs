@@ -2,6 +2,7 @@
 //! of its own, under an advisory lock so that nodes starting together do not race.
 
 use tokio_postgres::Client;
+use tokio_postgres::error::SqlState;
 
 use super::DbError;
 
@@ -59,13 +60,22 @@ const CREATE_HISTORY: &str = "CREATE TABLE IF NOT EXISTS smppgw_schema_migration
 /// (empty when the schema was current). Holds a session advisory lock meanwhile: a node that starts
 /// at the same time waits, then finds nothing left to do.
 ///
+/// It looks before it changes anything: on a current schema it only reads (no DDL, no lock), so
+/// that a node may run as a role that can only read the tables once `smppgw migrate` ran as the
+/// schema's owner (since PostgreSQL 15 an ordinary role may not CREATE in `public`, and even
+/// `CREATE TABLE IF NOT EXISTS` on an existing table needs that right).
+///
 /// A database with versions newer than this binary knows is left alone (logged): migrations only
 /// add, so an older node can run against a newer schema during a rolling upgrade.
 ///
 /// # Errors
-/// [`DbError::Migration`] for the first migration that failed (it was rolled back; the ones before
-/// it stay applied), [`DbError::Query`] when the connection fails.
+/// [`DbError::MigrationDenied`] when migrations are pending and the role may not apply them;
+/// [`DbError::Migration`] for the first migration that failed otherwise (it was rolled back; the
+/// ones before it stay applied), [`DbError::Query`] when the connection fails.
 pub async fn migrate(client: &mut Client) -> Result<Vec<u32>, DbError> {
+    if pending(client).await?.is_empty() {
+        return Ok(Vec::new());
+    }
     let row = client
         .query_one("SELECT hashtext(coalesce(current_schema(), ''))", &[])
         .await
@@ -85,11 +95,17 @@ pub async fn migrate(client: &mut Client) -> Result<Vec<u32>, DbError> {
     Ok(applied)
 }
 
-async fn apply_pending(client: &mut Client) -> Result<Vec<u32>, DbError> {
-    client
-        .batch_execute(CREATE_HISTORY)
+/// The migrations the database has not recorded, in order, found by reading only (no table is
+/// created). Warns when it records versions newer than this binary's.
+async fn pending(client: &Client) -> Result<Vec<&'static Migration>, DbError> {
+    let row = client
+        .query_one("SELECT to_regclass('smppgw_schema_migrations') IS NOT NULL", &[])
         .await
-        .map_err(DbError::query("creating smppgw_schema_migrations"))?;
+        .map_err(DbError::query("looking for smppgw_schema_migrations"))?;
+    let exists: bool = row.try_get(0).map_err(DbError::query("looking for smppgw_schema_migrations"))?;
+    if !exists {
+        return Ok(MIGRATIONS.iter().collect());
+    }
     let rows = client
         .query("SELECT version FROM smppgw_schema_migrations", &[])
         .await
@@ -109,22 +125,55 @@ async fn apply_pending(client: &mut Client) -> Result<Vec<u32>, DbError> {
             "the database schema is newer than this binary; running on it unchanged"
         );
     }
-    let mut applied = Vec::new();
-    for m in MIGRATIONS {
-        let version = i32::try_from(m.version).unwrap_or(i32::MAX);
-        if done.contains(&version) {
-            continue;
+    Ok(MIGRATIONS.iter().filter(|m| !done.contains(&i32::try_from(m.version).unwrap_or(i32::MAX))).collect())
+}
+
+/// Whether PostgreSQL refused a statement for the role's rights (42501 insufficient_privilege:
+/// no CREATE in the schema, not the owner of a table a migration alters).
+fn is_denied(e: &tokio_postgres::Error) -> bool {
+    e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE)
+}
+
+/// [`DbError::MigrationDenied`] for `left`, naming the role connected.
+async fn denied(client: &Client, left: &[&Migration], source: tokio_postgres::Error) -> DbError {
+    let role = match client.query_one("SELECT current_user::text", &[]).await {
+        Ok(row) => row.try_get(0).unwrap_or_else(|_| "(unknown)".to_owned()),
+        Err(_) => "(unknown)".to_owned(),
+    };
+    DbError::MigrationDenied { pending: left.iter().map(|m| m.version).collect(), role, source }
+}
+
+async fn apply_pending(client: &mut Client) -> Result<Vec<u32>, DbError> {
+    if let Err(e) = client.batch_execute(CREATE_HISTORY).await {
+        if is_denied(&e) {
+            let left = pending(client).await?;
+            return Err(denied(client, &left, e).await);
         }
+        return Err(DbError::query("creating smppgw_schema_migrations")(e));
+    }
+    // Another node may have migrated while this one waited for the lock.
+    let left = pending(client).await?;
+    let mut applied = Vec::new();
+    for (i, m) in left.iter().enumerate() {
+        let version = i32::try_from(m.version).unwrap_or(i32::MAX);
         let failed = |source| DbError::Migration { version: m.version, name: m.name, source };
         let tx = client.transaction().await.map_err(failed)?;
-        tx.batch_execute(m.sql).await.map_err(failed)?;
-        tx.execute(
-            "INSERT INTO smppgw_schema_migrations (version, name) VALUES ($1, $2)",
-            &[&version, &m.name],
-        )
-        .await
-        .map_err(failed)?;
-        tx.commit().await.map_err(failed)?;
+        let done = async {
+            tx.batch_execute(m.sql).await?;
+            tx.execute(
+                "INSERT INTO smppgw_schema_migrations (version, name) VALUES ($1, $2)",
+                &[&version, &m.name],
+            )
+            .await?;
+            tx.commit().await
+        }
+        .await;
+        match done {
+            Ok(()) => {}
+            // The transaction was rolled back when dropped, before the next statement runs.
+            Err(e) if is_denied(&e) => return Err(denied(client, &left[i..], e).await),
+            Err(e) => return Err(failed(e)),
+        }
         tracing::info!(version = m.version, name = m.name, "applied migration");
         applied.push(m.version);
     }
