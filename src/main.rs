@@ -832,7 +832,7 @@ async fn control_plane(
                     Some(w) => w.health(),
                     // Not following PostgreSQL yet: its contents were refused at start (the node
                     // runs on its cache), or it has not answered. Rendered all the same, so
-                    // that an alert on the gauge sees the refusal.
+                    // that alerts see the refusal, and PostgreSQL down (`smppgw_postgres_up 0`).
                     None => smppgw_control::db::Health {
                         rejected: start_refused.borrow().as_ref().map(|r| r.join("; ")),
                         ..Default::default()

@@ -309,6 +309,8 @@ fn a_node_starts_from_its_cached_configuration_while_postgresql_is_down() {
     let (status, body) = http_get(http_addr, "/ready");
     assert_eq!(status, 200, "serving from the cache while PostgreSQL is down: {body}");
     assert!(body.contains(r#""name":"postgres","ok":false"#), "PostgreSQL reported down: {body}");
+    let (_, m) = http_get(http_addr, "/metrics");
+    assert!(m.lines().any(|l| l == "smppgw_postgres_up 0"), "an alert on the gauge sees it:\n{m}");
     drop(c);
     stop(gw);
 
@@ -347,6 +349,9 @@ fn a_node_starts_from_its_cached_configuration_while_postgresql_is_down() {
             .any(|l| l == "smppgw_config_refused 0")),
         "no longer refused"
     );
+    let (_, m) = http_get(http_addr, "/metrics");
+    assert!(m.lines().any(|l| l == "smppgw_postgres_up 1"), "followed now:\n{m}");
+    assert!(m.contains("\nsmppgw_config_last_applied_timestamp_seconds "), "{m}");
     stop(gw);
     sql(&admin, &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"));
     let _ = std::fs::remove_dir_all(&dir);

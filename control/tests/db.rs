@@ -746,3 +746,78 @@ async fn an_asked_for_reload_answers_what_it_came_to() {
     );
     watcher.stop().await;
 }
+
+/// The value of an unlabelled sample in a /metrics text, if there is one.
+fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_show_postgres_lost_and_back_and_when_the_configuration_was_applied() {
+    let t = TestDb::create().await;
+    let mut client = t.migrated().await;
+    let base = example();
+    db::import_config(&mut client, &base).await.expect("import");
+    let before = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    let options = WatchOptions { retry_backoff_min: Duration::from_millis(20), ..WatchOptions::default() };
+    let watcher = ConfigWatcher::start(&t.pg, base, options).await.expect("watcher");
+    let mut health = watcher.subscribe_health();
+    let metrics = |h: &Health| {
+        let mut out = String::new();
+        db::render_health_metrics(h, &mut out);
+        out
+    };
+
+    let m = metrics(&watcher.health());
+    println!("{m}");
+    assert_eq!(sample(&m, "smppgw_postgres_up"), Some(1.0), "{m}");
+    assert_eq!(sample(&m, "smppgw_postgres_disconnects_total"), Some(0.0), "{m}");
+    let applied = sample(&m, "smppgw_config_last_applied_timestamp_seconds").expect("applied at start");
+    assert!(applied >= before.floor() && applied < before + 60.0, "{applied} vs {before}");
+    for family in [
+        "smppgw_postgres_up gauge",
+        "smppgw_postgres_disconnects_total counter",
+        "smppgw_config_last_applied_timestamp_seconds gauge",
+    ] {
+        assert!(m.contains(&format!("# TYPE {family}\n")), "{family}: {m}");
+    }
+
+    // The watcher's session killed while the database takes no new connection: down until it does.
+    // (A database cannot refuse connections from a session on itself: this from another one.)
+    let (admin, _driver) = db::connect(&t.admin).await.expect("connect as admin");
+    admin.batch_execute(&format!("ALTER DATABASE {} ALLOW_CONNECTIONS false", t.name)).await.unwrap();
+    let killed: i64 = admin
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+             WHERE datname = $1 AND application_name = 'smppgw-config-watch'",
+            &[&t.name],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(killed, 1);
+    let h = health_until(&mut health, "the loss to be noticed", |h| !h.db_ok && h.disconnects >= 1).await;
+    let m = metrics(&h);
+    assert_eq!(sample(&m, "smppgw_postgres_up"), Some(0.0), "{m}");
+    assert_eq!(sample(&m, "smppgw_postgres_disconnects_total"), Some(1.0), "{m}");
+    assert_eq!(
+        sample(&m, "smppgw_config_last_applied_timestamp_seconds"),
+        Some(applied),
+        "the configuration in force is still the one applied at start"
+    );
+
+    // Back, and a change applied: up again, and the time moves on.
+    admin.batch_execute(&format!("ALTER DATABASE {} ALLOW_CONNECTIONS true", t.name)).await.unwrap();
+    health_until(&mut health, "the database to be ok again", |h| h.db_ok).await;
+    client
+        .batch_execute("UPDATE smppgw_customers SET throughput = 1 WHERE system_id = 'shop'")
+        .await
+        .unwrap();
+    let h = health_until(&mut health, "the change to be applied", |h| h.applied >= 1).await;
+    let m = metrics(&h);
+    assert_eq!(sample(&m, "smppgw_postgres_up"), Some(1.0), "{m}");
+    assert_eq!(sample(&m, "smppgw_postgres_disconnects_total"), Some(1.0), "{m}");
+    let changed = sample(&m, "smppgw_config_last_applied_timestamp_seconds").expect("applied");
+    assert!(changed >= applied, "{changed} after {applied}");
+    watcher.stop().await;
+}

@@ -12,7 +12,8 @@
 //! - the configuration: a new `Arc<DbConfig>` only when a reload gives a valid configuration that
 //!   differs from the last one. A change that does not validate is logged (once per distinct
 //!   reason) and recorded in [`Health::rejected`]; the last good configuration stays.
-//! - its [`Health`]: whether the database answers (`db_ok`) and the last error, for `/ready`.
+//! - its [`Health`]: whether the database answers (`db_ok`) and the last error, for `/ready` and
+//!   /metrics ([`render_health_metrics`]).
 //! - what each reload came to ([`ReloadOutcome`]), numbered, so that [`ConfigWatcher::reload`]
 //!   can wait for the first reload that started after it was called (`POST /api/v1/config/reload`
 //!   answers with its outcome instead of before anything was loaded).
@@ -25,7 +26,7 @@ use std::collections::BTreeSet;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use smppgw_engine::config::Config;
 use tokio::sync::{mpsc, watch};
@@ -91,26 +92,44 @@ pub struct Health {
     pub rejections: u64,
     /// Connections lost.
     pub disconnects: u64,
+    /// When the configuration in force was published: the first load, or the last change
+    /// applied. `None` until the watcher has loaded one.
+    pub applied_at: Option<SystemTime>,
 }
 
-/// The watcher's families for /metrics: reloads by outcome, and whether the database's
-/// contents are refused now (an alert's condition: the node runs on its last good
-/// configuration until they are fixed).
+/// The watcher's families for /metrics: whether PostgreSQL answers and how often the connection
+/// was lost, reloads by outcome, whether the database's contents are refused now, and when the
+/// configuration in force was applied. The gauges are alerts' conditions: the node runs on its
+/// last good configuration while PostgreSQL is down or refused, and `/ready` stays 200 meanwhile.
 pub fn render_health_metrics(h: &Health, out: &mut String) {
     use std::fmt::Write as _;
     let _ = writeln!(
         out,
-        "# HELP smppgw_config_reloads_total Configurations from PostgreSQL after the first load: applied (changed and valid) or refused (invalid)\n\
+        "# HELP smppgw_postgres_up 1 while PostgreSQL answers the configuration watcher\n\
+         # TYPE smppgw_postgres_up gauge\n\
+         smppgw_postgres_up {}\n\
+         # HELP smppgw_postgres_disconnects_total Connections to PostgreSQL the configuration watcher lost\n\
+         # TYPE smppgw_postgres_disconnects_total counter\n\
+         smppgw_postgres_disconnects_total {}\n\
+         # HELP smppgw_config_reloads_total Configurations from PostgreSQL after the first load: applied (changed and valid) or refused (invalid)\n\
          # TYPE smppgw_config_reloads_total counter\n\
          smppgw_config_reloads_total{{result=\"applied\"}} {}\n\
          smppgw_config_reloads_total{{result=\"refused\"}} {}\n\
          # HELP smppgw_config_refused 1 while the configuration in PostgreSQL does not validate (the last good one runs)\n\
          # TYPE smppgw_config_refused gauge\n\
-         smppgw_config_refused {}",
+         smppgw_config_refused {}\n\
+         # HELP smppgw_config_last_applied_timestamp_seconds Unix time the configuration from PostgreSQL in force was applied (the first load or the last change)\n\
+         # TYPE smppgw_config_last_applied_timestamp_seconds gauge",
+        u8::from(h.db_ok),
+        h.disconnects,
         h.applied,
         h.rejections,
         u8::from(h.rejected.is_some()),
     );
+    // No sample before a configuration came from PostgreSQL: 0 would read as 1970.
+    if let Some(secs) = h.applied_at.and_then(|t| t.duration_since(UNIX_EPOCH).ok()) {
+        let _ = writeln!(out, "smppgw_config_last_applied_timestamp_seconds {:.3}", secs.as_secs_f64());
+    }
 }
 
 /// What one reload of the database came to.
@@ -176,7 +195,8 @@ impl ConfigWatcher {
             "configuration loaded from PostgreSQL"
         );
         let (config_tx, config) = watch::channel(Arc::new(first));
-        let (health_tx, health) = watch::channel(Health { db_ok: true, ..Health::default() });
+        let (health_tx, health) =
+            watch::channel(Health { db_ok: true, applied_at: Some(SystemTime::now()), ..Health::default() });
         let (reload, reload_rx) = mpsc::channel(1);
         let (served_tx, served) = watch::channel(Served::default());
         let tickets = Arc::new(AtomicU64::new(0));
@@ -440,7 +460,10 @@ impl Worker {
                 );
                 let db = Arc::new(db);
                 self.config.send_replace(Arc::clone(&db));
-                self.health(|h| h.applied += 1);
+                self.health(|h| {
+                    h.applied += 1;
+                    h.applied_at = Some(SystemTime::now());
+                });
                 self.serve_tickets(upto, ReloadOutcome::Loaded(db));
                 Ok(())
             }
