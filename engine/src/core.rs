@@ -502,7 +502,7 @@ pub struct Core {
     /// [`crate::deliveries::PartSettlements`]).
     part_settlements: RefCell<crate::deliveries::PartSettlements>,
     /// Receipts of messages stored here, waiting until their answer has been written.
-    answer_wait: RefCell<crate::answers::AnswerWait<CoreMsg>>,
+    answer_wait: RefCell<crate::answers::AnswerWait<CoreMsg, Record>>,
     /// When `answer_wait` was last rotated.
     answer_rotated: Cell<Instant>,
     /// Derived states for records not stored here yet (see [`crate::deliveries::EarlyStates`]).
@@ -786,9 +786,19 @@ impl Core {
         }
     }
 
+    /// Writes `record` to the shared store, once the answer that gave the customer its id has
+    /// been written (see [`crate::answers`]): until then other nodes cannot find it, so a
+    /// receipt the vendor sends to one of their binds waits for it there too. A write held is
+    /// the first (`new`) whatever the later state that replaces it.
     fn remote_put(&self, record: &Record, new: bool) {
-        if self.remote.is_some() {
-            self.remote_push(RemoteOp::Put { record: record.clone(), new });
+        if self.remote.is_none() {
+            return;
+        }
+        let msg_id = record.msg_id;
+        let held =
+            self.answer_wait.borrow_mut().hold_put(record.shown_id, record.clone(), |r| r.msg_id == msg_id);
+        if let Err(record) = held {
+            self.remote_push(RemoteOp::Put { record, new });
         }
     }
 
@@ -1599,11 +1609,19 @@ impl Core {
             true => self.answer_wait.borrow_mut().take_all(),
             false => self.answer_wait.borrow_mut().rotate(),
         };
-        let n = out.len();
-        for m in out {
+        let n = out.0.len();
+        self.release(out);
+        n
+    }
+
+    /// Sends on what waited for an answer: the shared-store writes, then the receipts.
+    fn release(&self, (held, puts): crate::answers::Released<CoreMsg, Record>) {
+        for record in puts {
+            self.remote_push(RemoteOp::Put { record, new: true });
+        }
+        for m in held {
             self.send_home(m);
         }
-        n
     }
 
     /// A vendor sent a deliver_sm (receipt or MO) to a bind on this core.
@@ -1723,10 +1741,7 @@ impl Core {
         if let Some(c) = self.metrics.receipts_by_state.0.get(usize::from(stat.as_u8())) {
             c.fetch_add(1, Ordering::Relaxed);
         }
-        if self.remote.is_some() {
-            let copy = rec.clone();
-            self.remote_push(RemoteOp::Put { record: copy, new: false });
-        }
+        self.remote_put(rec, false);
         if let Some(waited_ms) = rec.receipt_wait_ms(now_ms) {
             self.metrics.receipt_latency.observe(self.idx, std::time::Duration::from_millis(waited_ms));
         }
@@ -1918,12 +1933,12 @@ impl Core {
     }
 
     fn store_record(&self, rec: Record, key: u64, now: u64) {
-        self.remote_put(&rec, true);
         let shown_id = rec.shown_id;
         // Its answer carries a request to say when it is written (see `Core::accepted`).
         if rec.receipts.any() {
             self.answer_wait.borrow_mut().expect(shown_id);
         }
+        self.remote_put(&rec, true);
         let early = self.store.borrow_mut().insert_keyed(rec, key, now);
         if let Some(r) = early {
             self.metrics.receipts_early.fetch_add(1, Ordering::Relaxed);
@@ -1977,9 +1992,7 @@ impl Core {
             CoreMsg::Done { reply, result, confirm } => self.reply_confirmed(reply, result, confirm),
             CoreMsg::Answered(id) => {
                 let out = self.answer_wait.borrow_mut().answered(id);
-                for m in out {
-                    self.send_home(m);
-                }
+                self.release(out);
             }
             CoreMsg::Store(rec, key) => self.store_record(*rec, key, store_now()),
             CoreMsg::Receipt(r) => self.apply_receipt(r),
@@ -2371,6 +2384,10 @@ mod tests {
 
     /// A one-core node's core with customer c1 and vendor v, driven by hand, and its inbox.
     fn hand_driven_core() -> (Core, Rc<Outbox>) {
+        hand_driven_core_with(None)
+    }
+
+    fn hand_driven_core_with(remote: Option<crate::remote::RemoteLink>) -> (Core, Rc<Outbox>) {
         let mut cfg = crate::config::Config::default();
         cfg.server.cores = 1;
         cfg.server.receipt_store_max = 1_000;
@@ -2379,7 +2396,7 @@ mod tests {
         cfg.vendors.push(crate::config::VendorConfig::new("v", "127.0.0.1", 1, "u", "p"));
         let snap = Arc::new(Snapshot::build(cfg, 1));
         let inbox = Rc::new(Mailbox::new(crate::limits::OUTBOX_MAX));
-        (Core::new(0, snap, vec![inbox.clone()], Arc::new(Metrics::default()), None), inbox)
+        (Core::new(0, snap, vec![inbox.clone()], Arc::new(Metrics::default()), remote), inbox)
     }
 
     /// Handles what the core sent itself; returns the receipts it sent on to the customer's
@@ -2445,6 +2462,44 @@ mod tests {
         core.vendor_deliver(0, again);
         let _ = run_inbox(&core, &inbox);
         assert!(!core.answer_wait.borrow().is_waiting(42));
+    }
+
+    #[test]
+    fn other_nodes_see_a_message_only_once_its_answer_is_written() {
+        // Goal: with shared state, the message's record reaches the shared store (where another
+        // node finds it for a receipt the vendor sends there) only after the submit_sm_resp
+        // that gives the customer its id has been written, so that receipt cannot overtake the
+        // answer either; it goes as one first write with the state a receipt gave it meanwhile.
+        let (end, links) = crate::remote::link();
+        end.up.store(true, Ordering::Release);
+        let (core, inbox) = hand_driven_core_with(Some(links.make()));
+        let puts = |core: &Core| {
+            core.flush_remote();
+            let mut out = Vec::new();
+            for batch in end.ops.try_iter() {
+                for op in batch {
+                    if let RemoteOp::Put { record, new } = op {
+                        out.push((record.msg_id, record.state, new));
+                    }
+                }
+            }
+            out
+        };
+        let session = Rc::new(Mailbox::new(16));
+        let (slot, generation) = core.add_session(session.clone());
+        let reply = ReplyTo { core: 0, session: slot, generation, seq: 7, kind: ReplyKind::Submit, nonce: 0 };
+        accepted_then_receipted(&core, &inbox, reply, "abc123");
+        assert_eq!(puts(&core), vec![], "nothing shared before the answer is written");
+        let mut msgs = Vec::new();
+        session.drain_into(&mut msgs);
+        let Some(SessionMsg::Done { confirm: Some(shard), .. }) = msgs.pop() else { panic!("{msgs:?}") };
+        core.answer_written(Some(shard), Ok(42));
+        assert_eq!(run_inbox(&core, &inbox).len(), 1, "the receipt goes");
+        assert_eq!(
+            puts(&core),
+            vec![(1, MessageState::Delivered, true)],
+            "one first write, with its receipt's state"
+        );
     }
 
     #[test]
