@@ -325,7 +325,16 @@ fn allowed_cpus() -> Vec<usize> {
 /// A configured number above the CPUs this process may use is clamped to them (with a warning):
 /// two executors on one CPU would only take turns, each with its own share of the sessions.
 pub fn core_count(config: &Config) -> usize {
-    let avail = allowed_cpus().len().max(1);
+    let affinity = allowed_cpus().len();
+    let parallelism = std::thread::available_parallelism().map_or(affinity, |n| n.get());
+    let avail = usable_cpus(affinity, parallelism);
+    if avail < affinity {
+        tracing::warn!(
+            affinity,
+            quota = parallelism,
+            "the CPU quota (cgroup) is below the CPUs this process may run on: executors limited to the quota"
+        );
+    }
     if config.server.cores as usize > avail {
         let configured = config.server.cores;
         tracing::warn!(
@@ -335,6 +344,14 @@ pub fn core_count(config: &Config) -> usize {
         );
     }
     config.server.effective_cores(avail).clamp(1, limits::CORES_MAX)
+}
+
+/// The CPUs executors can use: those the affinity mask allows, fewer when a CPU quota (a
+/// container's `--cpus`, a pod's CPU limit without the static CPU manager) gives less time than
+/// that; std's `available_parallelism` reads the quota. A 64-CPU host under a 2-CPU quota would
+/// otherwise run 64 pinned executors that the quota throttles together.
+fn usable_cpus(affinity: usize, parallelism: usize) -> usize {
+    affinity.min(parallelism).max(1)
 }
 
 /// Starts the gateway on `config`, with all state local to this node.
@@ -1011,4 +1028,22 @@ async fn core_main(
     // The caller persists the watermark after the cores stop: exactly what was issued.
     ids.publish(idx, core.ids_issued());
     info!(core = idx, "stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn executors_follow_the_cpu_quota_when_it_is_below_the_affinity_mask() {
+        // Goal: `cores = 0` on a 64-CPU host under a 2-CPU quota runs 2 executors, not 64
+        // pinned ones throttled together; without a quota, the affinity mask decides.
+        assert_eq!(usable_cpus(64, 2), 2);
+        assert_eq!(usable_cpus(4, 64), 4, "pinned to 4 CPUs of a larger quota");
+        assert_eq!(usable_cpus(2, 2), 2);
+        assert_eq!(usable_cpus(0, 0), 1, "never none");
+        let mut cfg = Config::default();
+        cfg.server.cores = 0;
+        assert_eq!(cfg.server.effective_cores(usable_cpus(64, 2)), 2);
+    }
 }
