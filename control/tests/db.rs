@@ -821,3 +821,58 @@ async fn metrics_show_postgres_lost_and_back_and_when_the_configuration_was_appl
     assert!(changed >= applied, "{changed} after {applied}");
     watcher.stop().await;
 }
+
+#[test]
+fn a_reload_is_not_taken_for_a_lost_database_while_the_blocking_pool_is_full() {
+    // Goal: with every blocking thread of the watcher's runtime busy for longer than the query
+    // timeout (message lookups, file writes, stuck DNS lookups on the control thread), a change is
+    // still applied at once and PostgreSQL is not reported lost: only the queries are timed, and
+    // building the result does not wait for that pool.
+    const BLOCKING_THREADS: usize = 2;
+    const QUERY_TIMEOUT: Duration = Duration::from_millis(500);
+    const BLOCKED: Duration = Duration::from_secs(2);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(BLOCKING_THREADS)
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let t = TestDb::create().await;
+        let mut client = t.migrated().await;
+        let base = example();
+        db::import_config(&mut client, &base).await.expect("import");
+        let options = WatchOptions { query_timeout: QUERY_TIMEOUT, ..WatchOptions::default() };
+        let watcher = ConfigWatcher::start(&t.pg, base, options).await.expect("watcher");
+        let mut rx = watcher.subscribe();
+
+        let (started_tx, mut started) = tokio::sync::mpsc::channel(BLOCKING_THREADS);
+        let blockers: Vec<_> = (0..BLOCKING_THREADS)
+            .map(|_| {
+                let started_tx = started_tx.clone();
+                tokio::task::spawn_blocking(move || {
+                    let _ = started_tx.blocking_send(());
+                    std::thread::sleep(BLOCKED);
+                })
+            })
+            .collect();
+        for _ in 0..BLOCKING_THREADS {
+            started.recv().await.expect("a blocker started");
+        }
+
+        let since = Instant::now();
+        client
+            .batch_execute("UPDATE smppgw_customers SET throughput = 5 WHERE system_id = 'shop'")
+            .await
+            .unwrap();
+        let (config, elapsed) = next_config(&mut rx, since).await;
+        println!("applied {:.1} ms after the commit, the pool full", elapsed.as_secs_f64() * 1e3);
+        let h = watcher.health();
+        assert!(h.db_ok && h.disconnects == 0 && h.last_error.is_none(), "PostgreSQL reported lost: {h:?}");
+        assert_eq!(config.config.customer("shop").map(|c| c.throughput), Some(5));
+        assert!(elapsed < BLOCKED, "the change waited for the blocking pool: {elapsed:?}");
+        for b in blockers {
+            b.await.expect("blocker");
+        }
+        watcher.stop().await;
+    });
+}

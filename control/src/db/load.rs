@@ -14,6 +14,7 @@ use smppgw_engine::config::{
     BindType, BrandConfig, CampaignConfig, Cidr, Config, CustomerConfig, ErrorKind, RouteConfig, RouteVendor,
     ServerConfig, VendorConfig,
 };
+use tokio::sync::{Semaphore, oneshot};
 use tokio_postgres::types::FromSql;
 use tokio_postgres::{Client, IsolationLevel, Row, Transaction};
 
@@ -41,6 +42,17 @@ const CAMPAIGNS_SQL: &str =
 const CAMPAIGN_NUMBERS_SQL: &str =
     "SELECT campaign_id, source_prefix FROM smppgw_campaign_numbers ORDER BY id";
 
+/// Configuration builds running at once in the process, each on a thread of its own. A watcher
+/// builds one at a time; the second is for a build still running after its caller gave up on it
+/// (a stopped watcher, a first load that timed out): a thread cannot be cancelled.
+pub const BUILD_THREADS_MAX: usize = 2;
+
+/// Name of a build's thread, as `top` and a debugger show it.
+const BUILD_THREAD_NAME: &str = "smppgw-config-build";
+
+/// One permit per build thread alive, held by the thread until it ends.
+static BUILD_THREADS: Semaphore = Semaphore::const_new(BUILD_THREADS_MAX);
+
 /// Reads every configuration table in one consistent snapshot and builds a validated
 /// [`DbConfig`].
 ///
@@ -54,6 +66,13 @@ const CAMPAIGN_NUMBERS_SQL: &str =
 /// does not validate (never a panic); [`DbError::NotMigrated`] when the tables are missing;
 /// [`DbError::Query`] when the connection fails.
 pub async fn load(client: &mut Client, base: &Config) -> Result<DbConfig, DbError> {
+    let tables = fetch(client).await?;
+    build_checked(tables, base).await
+}
+
+/// The part of [`load`] that waits for PostgreSQL: every table read in one repeatable-read,
+/// read-only transaction. The watcher times this alone.
+pub(crate) async fn fetch(client: &mut Client) -> Result<Tables, DbError> {
     let tx = client
         .build_transaction()
         .isolation_level(IsolationLevel::RepeatableRead)
@@ -63,21 +82,54 @@ pub async fn load(client: &mut Client, base: &Config) -> Result<DbConfig, DbErro
         .map_err(DbError::query("starting a read-only transaction"))?;
     let tables = read(&tx).await?;
     tx.commit().await.map_err(DbError::query("ending the read-only transaction"))?;
-    // Building and validating a large configuration takes milliseconds: not on the runtime,
-    // which may be a current-thread one serving other work (the gateway's control thread).
-    let base = base.clone();
-    match tokio::task::spawn_blocking(move || {
-        let (db, problems) = build(tables, &base);
-        check(db, problems)
-    })
-    .await
-    {
-        Ok(checked) => checked,
+    Ok(tables)
+}
+
+/// The part of [`load`] that does not wait for PostgreSQL: builds and validates `tables`.
+///
+/// Building and validating a large configuration takes milliseconds: not on the runtime, which may
+/// be a current-thread one serving other work (the gateway's control thread). Nor on its blocking
+/// pool: that is small and shared with work that can hold every thread for seconds (message
+/// lookups, file writes, DNS lookups that cannot be cancelled), and a build queued behind it would
+/// make a watcher that times its reload take a healthy PostgreSQL for a lost one. So a thread of
+/// its own, at most [`BUILD_THREADS_MAX`] at once; waiting for one waits only for other builds,
+/// which use no IO and always end.
+pub(crate) async fn build_checked(tables: Tables, base: &Config) -> Result<DbConfig, DbError> {
+    // `None` only if the semaphore were closed, which it never is.
+    let permit = BUILD_THREADS.acquire().await.ok();
+    let (inputs_tx, inputs_rx) = oneshot::channel::<(Tables, Config)>();
+    let (done_tx, done_rx) = oneshot::channel();
+    // The inputs go over a channel once the thread exists, so that they are still here to build
+    // with when no thread can be made.
+    let spawned = std::thread::Builder::new().name(BUILD_THREAD_NAME.to_owned()).spawn(move || {
+        let _permit = permit;
+        let Ok((tables, base)) = inputs_rx.blocking_recv() else { return };
+        let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| build_and_check(tables, &base)));
+        let _gone = done_tx.send(built);
+    });
+    let inputs = (tables, base.clone());
+    let unsent = match spawned {
+        Ok(_detached) => inputs_tx.send(inputs).err(),
+        Err(e) => {
+            tracing::warn!(error = %e, "no thread for building the configuration; building it on the runtime");
+            Some(inputs)
+        }
+    };
+    if let Some((tables, base)) = unsent {
+        return build_and_check(tables, &base);
+    }
+    match done_rx.await {
+        Ok(Ok(checked)) => checked,
         // A panic while building goes on as it would have here.
-        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        // The runtime is shutting down.
+        Ok(Err(panic)) => std::panic::resume_unwind(panic),
+        // The thread took the inputs and ended without an answer: cannot happen short of an abort.
         Err(_) => Err(DbError::Disconnected { context: "building the configuration" }),
     }
+}
+
+fn build_and_check(tables: Tables, base: &Config) -> Result<DbConfig, DbError> {
+    let (db, problems) = build(tables, base);
+    check(db, problems)
 }
 
 /// The rows of every configuration table, in load order.

@@ -43,7 +43,8 @@
 //! Statement triggers on every table send `NOTIFY smppgw_config, '<table>'` at commit; see
 //! [`ConfigWatcher`] for how nodes coalesce, validate and publish the result.
 //!
-//! Everything here runs on the control thread's tokio runtime; nothing blocks a data-plane core.
+//! Everything here runs on the control thread's tokio runtime, except building and validating
+//! what [`load`] read, which has threads of its own; nothing blocks a data-plane core.
 
 pub mod cache;
 mod connect;

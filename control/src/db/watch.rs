@@ -53,8 +53,9 @@ pub struct WatchOptions {
     pub debounce: Duration,
     /// Full reload period, whatever the notifications say (default 30 s).
     pub full_reload_interval: Duration,
-    /// A reload, or the LISTEN after a connect, that takes longer counts as a lost connection
-    /// (default 10 s).
+    /// A reload's queries, a connect or the LISTEN after it, that take longer count as a lost
+    /// connection (default 10 s). Building and validating what a reload read is not counted: it
+    /// does not wait for PostgreSQL.
     pub query_timeout: Duration,
     /// First delay before reconnecting (default 100 ms); doubles on each failure.
     pub retry_backoff_min: Duration,
@@ -186,7 +187,7 @@ impl ConfigWatcher {
         }
         let mut conn = open(&database, &options).await?;
         let first =
-            within(options.query_timeout, "loading the configuration", load(&mut conn.client, &base)).await?;
+            load_within(&mut conn.client, &base, options.query_timeout, "loading the configuration").await?;
         tracing::info!(
             customers = first.config.customers.len(),
             vendors = first.config.vendors.len(),
@@ -246,8 +247,8 @@ impl ConfigWatcher {
     /// Asks for a full reload (`POST /api/v1/config/reload`) and waits for the outcome of the
     /// first reload that starts after this call, whatever triggered it: its contents are at least
     /// as new as the database's when this was called. While the database is unreachable that is
-    /// the next connection attempt's failure. The caller bounds the wait (a reload takes up to
-    /// [`WatchOptions::query_timeout`]).
+    /// the next connection attempt's failure. The caller bounds the wait (a reload's queries take
+    /// up to [`WatchOptions::query_timeout`], then building the result milliseconds).
     pub async fn reload(&self) -> ReloadOutcome {
         let ticket = self.tickets.fetch_add(1, Ordering::SeqCst) + 1;
         self.request_reload();
@@ -428,12 +429,9 @@ impl Worker {
     ) -> Result<(), DbError> {
         let upto = self.tickets_now();
         let started = Instant::now();
-        let result = within(
-            self.options.query_timeout,
-            "reloading the configuration",
-            load(&mut c.client, &self.base),
-        )
-        .await;
+        let result =
+            load_within(&mut c.client, &self.base, self.options.query_timeout, "reloading the configuration")
+                .await;
         let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
         self.health(|h| h.reloads += 1);
         match result {
@@ -499,6 +497,20 @@ impl Worker {
             }
         }
     }
+}
+
+/// [`load`], with its queries bounded by `limit`. Building and validating what they read is not
+/// timed: it waits for a thread and the CPU, not for PostgreSQL, and a slow build taken for a lost
+/// connection would mark a healthy database down and drop its connection. The build is bounded
+/// anyway: linear in the rows the queries returned within `limit`, with no IO.
+async fn load_within(
+    client: &mut Client,
+    base: &Config,
+    limit: Duration,
+    what: &'static str,
+) -> Result<DbConfig, DbError> {
+    let tables = within(limit, what, load::fetch(client)).await?;
+    load::build_checked(tables, base).await
 }
 
 /// Runs `f`, failing with [`DbError::Timeout`] after `limit`.

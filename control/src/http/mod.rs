@@ -66,7 +66,9 @@ pub const RELOAD_TIMEOUT_MS: u64 = 10_000;
 pub const RELOAD_APPLY_WAIT_MS: u64 = 2_000;
 /// Longest a message lookup waits for the cores' answers, in milliseconds.
 pub const LOOKUP_TIMEOUT_MS: u64 = 1_000;
-/// Blocking threads of the control runtime (message lookups wait on the cores there).
+/// Blocking threads of the control runtime (message lookups wait on the cores there; file writes
+/// and DNS lookups run there too). A reload from PostgreSQL does not need one: its build has
+/// threads of its own (`db::load`), so a full pool cannot make it time out.
 pub const BLOCKING_THREADS_MAX: usize = 4;
 /// On shutdown, how long open connections get to finish their request, in milliseconds.
 pub const SHUTDOWN_DRAIN_MS: u64 = 2_000;
