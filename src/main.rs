@@ -77,7 +77,28 @@ enum Command {
     },
 }
 
+/// A panic on an executor ends that thread and with it that core's sessions, vendor binds,
+/// queues and receipt store, while the rest of the node goes on looking healthy (its vendor
+/// slots still look up to the other cores, `/health` answers ok). A bug, but one the node cannot
+/// recover from: the process stops at once (abort, exit status 134) so that its supervisor
+/// restarts it whole. Panics elsewhere (a reload's, caught on its thread) keep unwinding.
+fn abort_on_executor_panic() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default(info);
+        if is_executor(std::thread::current().name()) {
+            eprintln!("an executor panicked: stopping the process (its supervisor restarts it)");
+            std::process::abort();
+        }
+    }));
+}
+
+fn is_executor(thread: Option<&str>) -> bool {
+    thread.is_some_and(|n| n.starts_with(smppgw_engine::EXECUTOR_THREAD_PREFIX))
+}
+
 fn main() -> ExitCode {
+    abort_on_executor_panic();
     let cli = Cli::parse();
     match cli.command {
         Some(Command::CheckConfig { file }) => match config::check_config_file(&file) {
@@ -492,7 +513,7 @@ fn run(opts: Opts) -> ExitCode {
         Some(lim) => tracing::info!(open_files = lim.soft, "open-file limit"),
         None => tracing::warn!("cannot read the open-file limit"),
     }
-    let options = smppgw_engine::StartOptions { shared: redis.is_some(), ids_issued };
+    let options = smppgw_engine::StartOptions { shared: redis.is_some(), ids_issued, ..Default::default() };
     let started = smppgw_engine::start_with_options(cfg, options);
     let (gw, remote_end) = match started {
         Ok(g) => g,

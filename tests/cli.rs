@@ -257,6 +257,28 @@ fn executors_that_cannot_start_stop_the_process_with_an_error() {
 }
 
 #[test]
+fn one_executor_that_cannot_start_fails_the_start_at_once_naming_it() {
+    // Goal: when one executor of two cannot start (its io_uring or thread could not be set up)
+    // while the other runs, the start fails at once, naming the one that failed, and the one
+    // that ran stops without waiting out every stage of a graceful stop for the missing one.
+    // Before, the start waited out its 10 s timeout (the running core held the readiness
+    // channel open) and then the stop's stages their deadlines: about 30 s, binding and
+    // unbinding every vendor meanwhile.
+    let v = common::sim(|_| {});
+    let mut cfg = common::config(&[("v", v.local_addr())]);
+    cfg.server.cores = 2;
+    let started = std::time::Instant::now();
+    let options = smppgw_engine::StartOptions { fail_core: Some(1), ..Default::default() };
+    let err = match smppgw_engine::start_with_options(cfg, options) {
+        Ok(_) => panic!("started with a dead executor"),
+        Err(e) => e.to_string(),
+    };
+    let took = started.elapsed();
+    assert!(err.contains("cannot start executor 1") && err.contains("1 of 2 executors started"), "{err}");
+    assert!(took < Duration::from_secs(8), "failed after {took:?}");
+}
+
+#[test]
 fn the_gateway_raises_its_open_file_limit_to_the_hard_limit() {
     // Goal: started at a soft limit of 1,024 open files (as container runtimes start processes)
     // with a higher hard limit, the gateway raises its soft limit to the hard one, and says so

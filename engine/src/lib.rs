@@ -32,4 +32,6 @@ pub mod vendor;
 #[cfg(test)]
 mod test_util;
 
-pub use runtime::{Gateway, StartError, StartOptions, start, start_shared, start_with_options};
+pub use runtime::{
+    EXECUTOR_THREAD_PREFIX, Gateway, StartError, StartOptions, start, start_shared, start_with_options,
+};

@@ -303,6 +303,10 @@ fn listener_socket(addr: SocketAddr) -> std::io::Result<Socket> {
     Ok(s)
 }
 
+/// What the names of the executors' threads start with (glommio names them `{name}-{id}`):
+/// the binary's panic hook tells them by it.
+pub const EXECUTOR_THREAD_PREFIX: &str = "smppgw-core-";
+
 /// How long the executors have to come up.
 const EXECUTOR_START_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -356,14 +360,14 @@ fn usable_cpus(affinity: usize, parallelism: usize) -> usize {
 
 /// Starts the gateway on `config`, with all state local to this node.
 pub fn start(config: Config) -> Result<Gateway, StartError> {
-    start_with(config, None, None)
+    start_with(config, None, None, None)
 }
 
 /// Starts the gateway on `config` with state shared between nodes: the cores hand their
 /// shared-state ops to the returned [`RemoteEnd`], which the control plane serves (Redis).
 pub fn start_shared(config: Config) -> Result<(Gateway, RemoteEnd), StartError> {
     let (end, links) = crate::remote::link();
-    start_with(config, Some(links), None).map(|g| (g, end))
+    start_with(config, Some(links), None, None).map(|g| (g, end))
 }
 
 /// How to start a gateway beyond its configuration.
@@ -374,6 +378,10 @@ pub struct StartOptions {
     /// The highest id counter an earlier run of this node issued, as persisted from
     /// [`Gateway::ids`]: ids start above it (plus a margin) even with the clock stepped back.
     pub ids_issued: Option<u64>,
+    /// Tests only: this executor ends before it is up, as one whose io_uring or thread could not
+    /// be set up does.
+    #[doc(hidden)]
+    pub fail_core: Option<usize>,
 }
 
 /// Starts the gateway with `options`; the [`RemoteEnd`] is there when `options.shared`.
@@ -388,13 +396,14 @@ pub fn start_with_options(
         }
         false => (None, None),
     };
-    start_with(config, links, options.ids_issued).map(|g| (g, end))
+    start_with(config, links, options.ids_issued, options.fail_core).map(|g| (g, end))
 }
 
 fn start_with(
     config: Config,
     remote: Option<RemoteLinks>,
     ids_issued: Option<u64>,
+    fail_core: Option<usize>,
 ) -> Result<Gateway, StartError> {
     let cores = core_count(&config);
     let ids = Arc::new(IdWatermark::new(cores, ids_issued));
@@ -476,7 +485,7 @@ fn start_with(
         let placement =
             if cores <= allowed.len() { Placement::Fixed(allowed[core]) } else { Placement::Unbound };
         let handle = LocalExecutorBuilder::new(placement)
-            .name(&format!("smppgw-core-{core}"))
+            .name(&format!("{EXECUTOR_THREAD_PREFIX}{core}"))
             .io_memory(limits::IO_MEMORY_BYTES)
             .ring_depth(limits::RING_DEPTH)
             // Password hashes (slow on purpose) run on a thread the kernel may place on any
@@ -485,7 +494,13 @@ fn start_with(
             .spawn({
                 let ready_tx = ready_tx.clone();
                 move || async move {
+                    if fail_core == Some(core) {
+                        return;
+                    }
                     let _ = ready_tx.send(core);
+                    // Let go at once: the start must not wait out its timeout for a core that
+                    // failed while the others, up and running, still held the channel open.
+                    drop(ready_tx);
                     core_main(
                         core,
                         fd,
@@ -511,14 +526,33 @@ fn start_with(
     // a dead core would leave its share of the listening port unanswered.
     drop(ready_tx);
     let deadline = Instant::now() + EXECUTOR_START_TIMEOUT;
+    let mut started = vec![false; cores];
     let mut up = 0;
     while up < cores {
         match ready_rx.recv_deadline(deadline) {
-            Ok(_) => up += 1,
+            Ok(c) => {
+                if let Some(s) = started.get_mut(c) {
+                    *s = true;
+                }
+                up += 1;
+            }
             Err(_) => break,
         }
     }
     if up < cores {
+        // The cores that did start stop at once: their stages of the stop count the missing
+        // ones as arrived (else each stage would wait its whole deadline for them), and those
+        // hold nothing to drain.
+        let missing = cores - up;
+        for stage in [&stages.customers_done, &stages.unbound, &stages.vendors_done] {
+            stage.fetch_add(missing, Ordering::AcqRel);
+        }
+        for (c, up) in started.iter().enumerate() {
+            if !up && let Some(d) = draining.get(c) {
+                d.store(0, Ordering::Release);
+            }
+        }
+        let failed = started.iter().position(|s| !s).unwrap_or(up);
         shutdown.store(true, Ordering::Release);
         let mut message = format!("{} of {cores} executors started", up);
         for t in threads {
@@ -528,7 +562,7 @@ fn start_with(
                 );
             }
         }
-        return Err(StartError::Executor { core: up, message });
+        return Err(StartError::Executor { core: failed, message });
     }
     info!(%local_addr, cores, "smppgw listening");
     let control = Arc::new(GatewayControl {
@@ -1033,6 +1067,21 @@ async fn core_main(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn executor_threads_carry_the_prefix_the_panic_hook_looks_for() {
+        // Goal: the binary stops the process when an executor panics, telling executor threads
+        // by their name: glommio must name them after the builder's name.
+        let name = LocalExecutorBuilder::new(Placement::Unbound)
+            .name(&format!("{EXECUTOR_THREAD_PREFIX}0"))
+            .io_memory(limits::IO_MEMORY_BYTES)
+            .ring_depth(64)
+            .spawn(|| async { std::thread::current().name().map(str::to_owned) })
+            .expect("an executor")
+            .join()
+            .expect("it ran");
+        assert!(name.as_deref().is_some_and(|n| n.starts_with(EXECUTOR_THREAD_PREFIX)), "{name:?}");
+    }
 
     #[test]
     fn executors_follow_the_cpu_quota_when_it_is_below_the_affinity_mask() {
