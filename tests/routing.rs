@@ -375,6 +375,37 @@ fn two_thousand_concurrent_binds() {
 }
 
 #[test]
+fn one_address_holding_idle_connections_does_not_lock_other_customers_out() {
+    // Goal: a host that opens connections and never binds (a flood, or a reconnect loop gone
+    // wrong) cannot fill the node's connection budget (twice max_binds): once the node is
+    // crowded its address gets no more unbound connections, and a customer from another
+    // address still binds. Before, every connection past the budget was closed at accept,
+    // whoever it came from.
+    let mut cfg = config(&[]);
+    cfg.server.max_binds = 16;
+    let gw = smppgw_engine::start(cfg).unwrap();
+    let idle: Vec<std::net::TcpStream> =
+        (0..40).map(|_| std::net::TcpStream::connect(gw.local_addr).unwrap()).collect();
+    // Every one of them is accepted or closed by now.
+    assert!(wait_for(Duration::from_secs(5), || {
+        let n = gw.metrics.sessions.load(std::sync::atomic::Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(200));
+        n == gw.metrics.sessions.load(std::sync::atomic::Ordering::Relaxed) && n > 0
+    }));
+    let held = gw.metrics.sessions.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(held < 32, "the idle address holds {held} of the budget of 32");
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let other: std::net::SocketAddr = "127.0.0.2:0".parse().unwrap();
+    socket.bind(&other.into()).unwrap();
+    socket.connect(&gw.local_addr.into()).unwrap();
+    let mut c = Client::from_stream(socket.into());
+    assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK, "a customer from another address binds");
+    drop(idle);
+    gw.shutdown();
+    gw.join();
+}
+
+#[test]
 fn graceful_shutdown_answers_every_submit_in_flight() {
     // Goal: on shutdown, submits in flight are finished and every acknowledged message reached
     // the vendor; the customer is unbound.

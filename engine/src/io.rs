@@ -45,6 +45,10 @@ pub struct CoreIo {
     pub auth_inflight: RefCell<std::collections::HashSet<(Bytes, Bytes)>>,
     /// Failed password checks by source address.
     failed_binds: RefCell<FailedBinds>,
+    /// Connections not bound yet, by source address ([`limits::UNBOUND_PER_ADDRESS_MAX`]).
+    unbound: RefCell<crate::hash::FxHashMap<std::net::IpAddr, u32>>,
+    /// Connections closed at once for [`limits::UNBOUND_PER_ADDRESS_MAX`] since the last warning.
+    unbound_refused: std::cell::Cell<(u64, Option<Instant>)>,
     /// Places customer connections evenly over the cores.
     pub balancer: Arc<Balancer>,
 }
@@ -59,6 +63,31 @@ impl CoreIo {
             epoch,
             auth_inflight: RefCell::new(std::collections::HashSet::new()),
             failed_binds: RefCell::new(FailedBinds::default()),
+            unbound: RefCell::new(Default::default()),
+            unbound_refused: std::cell::Cell::new((0, None)),
+        }
+    }
+
+    /// Counts a new connection from `ip` as unbound; false (and nothing counted) when the node
+    /// is crowded (`Some(cap)`) and that address already holds `cap` unbound connections here.
+    fn enter_unbound(&self, ip: std::net::IpAddr, crowded: Option<u32>) -> bool {
+        let mut u = self.unbound.borrow_mut();
+        let n = u.entry(ip).or_insert(0);
+        if crowded.is_some_and(|cap| *n >= cap) {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    /// A connection from `ip` counted by [`CoreIo::enter_unbound`] bound or closed.
+    fn leave_unbound(&self, ip: std::net::IpAddr) {
+        let mut u = self.unbound.borrow_mut();
+        if let Some(n) = u.get_mut(&ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                u.remove(&ip);
+            }
         }
     }
 
@@ -316,6 +345,15 @@ pub async fn accept_loop(core: Rc<Core>, io: Rc<CoreIo>, listener: TcpListener) 
     }
 }
 
+/// Unbound connections one address may hold per core on a crowded node: at most
+/// [`limits::UNBOUND_PER_ADDRESS_MAX`], and at most an eighth of the node's `max_binds` over all
+/// cores, so that on a node with a small `max_binds` one address cannot take the rest of the
+/// budget either.
+fn unbound_cap(max_binds: u32, cores: usize) -> u32 {
+    let share = max_binds / 8 / (cores.max(1) as u32);
+    share.clamp(1, limits::UNBOUND_PER_ADDRESS_MAX)
+}
+
 /// Serves a connection another core accepted and handed to this one.
 pub fn adopt(core: &Rc<Core>, io: &Rc<CoreIo>, h: Handoff) {
     if core.shutting_down.get() {
@@ -328,6 +366,31 @@ pub fn adopt(core: &Rc<Core>, io: &Rc<CoreIo>, h: Handoff) {
 }
 
 fn serve(core: &Rc<Core>, io: &Rc<CoreIo>, stream: TcpStream, peer: SocketAddr) {
+    // Only once the node holds `max_binds` connections (half its budget): a customer that
+    // connects its many binds at once, each bind read a little after its accept, is not held
+    // to the limit while there is room.
+    let max_binds = core.snapshot().config.server.max_binds;
+    let crowded = (core.metrics.sessions.load(Ordering::Relaxed) >= u64::from(max_binds))
+        .then(|| unbound_cap(max_binds, core.cores()));
+    if !io.enter_unbound(peer.ip(), crowded) {
+        drop(stream);
+        io.balancer.closed(core.idx);
+        let (n, warned) = io.unbound_refused.get();
+        let n = n + 1;
+        if warned.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            warn!(
+                core = core.idx,
+                %peer,
+                refused = n,
+                "connection closed at once: its address already holds {} connections that have not bound",
+                limits::UNBOUND_PER_ADDRESS_MAX
+            );
+            io.unbound_refused.set((0, Some(Instant::now())));
+        } else {
+            io.unbound_refused.set((n, warned));
+        }
+        return;
+    }
     let span = info_span!("customer", core = core.idx, %peer, system_id = tracing::field::Empty);
     glommio::spawn_local(customer_session(core.clone(), io.clone(), stream, peer).instrument(span)).detach();
 }
@@ -1598,6 +1661,8 @@ async fn customer_session(core: Rc<Core>, io: Rc<CoreIo>, mut stream: TcpStream,
     let mut version = core.snapshot().version;
     // PDUs read behind a bind, decoded once the bind is answered.
     let mut behind_bind = false;
+    // Counted among its address's unbound connections (see `serve`) until it binds.
+    let mut unbound = true;
     while !d.closing {
         let next = d.machine.next_deadline();
         deadline.set(d.pending_deadline().map_or(next, |p| p.min(next)));
@@ -1713,6 +1778,9 @@ async fn customer_session(core: Rc<Core>, io: Rc<CoreIo>, mut stream: TcpStream,
             let snap = core.snapshot();
             match authenticate(&core, &io, &snap, kind, &bind, peer.ip()).await {
                 Ok(c) => {
+                    if std::mem::take(&mut unbound) {
+                        io.leave_unbound(peer.ip());
+                    }
                     core.metrics.binds.fetch_add(1, Ordering::Relaxed);
                     core.metrics.sessions_bound.fetch_add(1, Ordering::Relaxed);
                     core.metrics.sessions_by_core[core.idx].fetch_add(1, Ordering::Relaxed);
@@ -1813,6 +1881,9 @@ async fn customer_session(core: Rc<Core>, io: Rc<CoreIo>, mut stream: TcpStream,
     core.remove_session(slot);
     core.metrics.sessions.fetch_sub(1, Ordering::Relaxed);
     io.balancer.closed(core.idx);
+    if unbound {
+        io.leave_unbound(peer.ip());
+    }
     d.uncount_receiver();
     if let Some(c) = &d.customer {
         if d.receiving {

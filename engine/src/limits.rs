@@ -78,6 +78,15 @@ pub const BIND_FAILURES_MAX: u32 = 3;
 /// node's traffic at will.
 pub const BIND_FAILURES_PER_PEER: u32 = 10;
 
+/// Connections from one address that have not bound yet, per core, while the node holds
+/// `max_binds` connections or more (and at most an eighth of `max_binds` over the cores);
+/// beyond, a new one is closed at once. A host holding idle
+/// connections open (a flood, or a customer's reconnect loop gone wrong) would otherwise fill
+/// the node's connection budget (twice `max_binds`, checked at accept) and lock every other
+/// customer out. The per-core map this counts in holds only addresses with such connections, so
+/// it is bounded by the connection budget.
+pub const UNBOUND_PER_ADDRESS_MAX: u32 = 64;
+
 /// The window of [`BIND_FAILURES_PER_PEER`].
 pub const BIND_FAILURE_WINDOW_MS: u64 = 60_000;
 
