@@ -147,6 +147,39 @@ fn disconnects_are_counted_and_sessions_reconnect() {
 }
 
 #[test]
+fn a_timed_run_ends_at_its_deadline_when_the_server_goes_away() {
+    // Goal: a `-d 1s` open-model run whose server stops at 300 ms (connections closed, new ones
+    // refused) ends soon after its deadline instead of retrying for minutes, and the messages it
+    // owed are reported as due but unsent, in the latency, not silently dropped.
+    let s = sim(SimConfig::for_tests());
+    let cfg = LoadConfig {
+        rate: Some(1_000.0),
+        count: None,
+        duration: Some(Duration::from_secs(1)),
+        max_reconnects: 20,
+        ..load_cfg(&s)
+    };
+    let stopper = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        s.stop()
+    });
+    let started = std::time::Instant::now();
+    let r = run(cfg);
+    let took = started.elapsed();
+    let _ = stopper.join();
+    // Generous: retrying until the 20 reconnects are used up, with their backoff, takes 30 s.
+    assert!(took < Duration::from_secs(15), "took {took:?}\n{}", r.to_table());
+    assert!(r.due_unsent >= 500, "{}", r.to_table());
+    assert!(!r.is_clean());
+    assert_eq!(
+        r.latency_us.submit_resp.count,
+        r.submits_ok + r.timeouts + r.lost_in_flight + r.due_unsent,
+        "{}",
+        r.to_table()
+    );
+}
+
+#[test]
 fn dropped_responses_become_timeouts() {
     // Goal: submits the vendor never answers are counted as timeouts, one for one.
     let mut cfg = SimConfig::for_tests();

@@ -148,7 +148,7 @@ struct Args {
     /// enquire_link period (0: never).
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     enquire_link: Duration,
-    /// Reconnections per session after the server closes it.
+    /// Reconnections per session after the server closes it (a sender: none after the -d deadline).
     #[arg(long, default_value_t = 100)]
     max_reconnects: u32,
     /// Seed of the random choices (default: from the clock).

@@ -156,7 +156,8 @@ pub struct LoadConfig {
     pub receipt_wait: Duration,
     /// enquire_link period (None: never).
     pub enquire_link: Option<Duration>,
-    /// Reconnect after the server closes a session, at most this many times per session.
+    /// Reconnect after the server closes a session, at most this many times per session, and a
+    /// sender not once its send deadline has passed.
     pub max_reconnects: u32,
     /// Print progress once a second on stderr.
     pub progress: bool,

@@ -122,13 +122,24 @@ async fn session(plan: SessionPlan, core: Rc<RefCell<LoadCore>>) {
     let decoder = Decoder::new(MAX_COMMAND_LENGTH);
     let mut scratch = vec![0u8; READ_CHUNK_BYTES];
     let mut backoff = BACKOFF_MIN;
-    while sess.wants_connection() {
-        let mut stream = match TcpStream::connect_timeout(target, CONNECT_TIMEOUT).await {
+    loop {
+        // The machine closes a session that waits to reconnect past the end of its sending.
+        let until = {
+            let mut c = core.borrow_mut();
+            sess.poll(Instant::now(), &mut c);
+            sess.connect_until(&c)
+        };
+        if !sess.wants_connection() {
+            break;
+        }
+        let mut stream = match TcpStream::connect_timeout(target, bounded(CONNECT_TIMEOUT, until)).await {
             Ok(s) => s,
             Err(_) => {
                 sess.on_disconnected(false, Instant::now(), &mut core.borrow_mut());
-                glommio::timer::sleep(backoff).await;
-                backoff = (backoff * 2).min(BACKOFF_MAX);
+                if sess.wants_connection() {
+                    glommio::timer::sleep(bounded(backoff, until)).await;
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
                 continue;
             }
         };
@@ -141,10 +152,21 @@ async fn session(plan: SessionPlan, core: Rc<RefCell<LoadCore>>) {
         if !sess.is_closed() {
             sess.on_disconnected(true, Instant::now(), &mut core.borrow_mut());
             if sess.wants_connection() {
-                glommio::timer::sleep(backoff).await;
+                let until = sess.connect_until(&core.borrow());
+                glommio::timer::sleep(bounded(backoff, until)).await;
                 backoff = (backoff * 2).min(BACKOFF_MAX);
             }
         }
+    }
+}
+
+/// `wait`, cut short at `until` if that is still to come, so that a session waiting to reconnect
+/// notices its send deadline in time (at least 1 ms: a zero connect timeout is an error, not a
+/// short wait).
+fn bounded(wait: Duration, until: Option<Instant>) -> Duration {
+    match until.map(|t| t.saturating_duration_since(Instant::now())) {
+        Some(left) if !left.is_zero() => wait.min(left).max(Duration::from_millis(1)),
+        _ => wait,
     }
 }
 

@@ -205,16 +205,45 @@ impl LoadSession {
         self.out.clear();
         let was_leaving = matches!(self.state, State::Unbinding { .. } | State::Closed);
         let wanted = !self.done || (!self.sends && !core.finishing);
-        if !was_leaving && !core.finishing && wanted && self.reconnects < core.cfg.max_reconnects {
+        if !was_leaving
+            && !core.finishing
+            && wanted
+            && !self.past_send_deadline(now, core)
+            && self.reconnects < core.cfg.max_reconnects
+        {
             self.reconnects += 1;
             if connected {
                 core.counters.reconnects += 1;
             }
             self.state = State::Disconnected;
         } else {
-            self.state = State::Closed;
-            self.mark_done(core);
+            self.close_for_good(now, core);
         }
+    }
+
+    /// A sender whose send deadline has passed: a new connection could carry nothing of this
+    /// run, so it is not worth waiting for (a `-d` run against a crashed server must still end).
+    fn past_send_deadline(&self, now: Instant, core: &LoadCore) -> bool {
+        self.sends && core.send_deadline.is_some_and(|d| now >= d)
+    }
+
+    /// The session ends for good (retries used up, bind refused or timed out, deadline passed).
+    /// In the open model the messages still due before the deadline are given up into
+    /// `due_unsent` and the latency, as on a server unbind, not silently dropped; unless the run
+    /// is ending anyway (finishing, or stopped on purpose).
+    fn close_for_good(&mut self, now: Instant, core: &mut LoadCore) {
+        let ending = core.finishing || core.shared.stop.load(std::sync::atomic::Ordering::Relaxed);
+        if !ending && !self.sending_over(now, core) {
+            self.give_up_unsent(now, core);
+        }
+        self.state = State::Closed;
+        self.mark_done(core);
+    }
+
+    /// When the driver must stop waiting to connect: the send deadline of a sender (see
+    /// [`LoadSession::poll`], which closes a waiting session once it has passed).
+    pub fn connect_until(&self, core: &LoadCore) -> Option<Instant> {
+        if self.sends { core.send_deadline } else { None }
     }
 
     /// Handles one decoded PDU.
@@ -257,8 +286,7 @@ impl LoadSession {
                         }
                     } else {
                         *core.bind_failures.entry(status.0).or_insert(0) += 1;
-                        self.state = State::Closed;
-                        self.mark_done(core);
+                        self.close_for_good(now, core);
                     }
                 }
             }
@@ -389,8 +417,15 @@ impl LoadSession {
         match self.state {
             State::Binding { since, .. } if now >= since + BIND_TIMEOUT => {
                 *core.bind_failures.entry(u32::MAX).or_insert(0) += 1;
-                self.state = State::Closed;
-                self.mark_done(core);
+                self.close_for_good(now, core);
+                return;
+            }
+            // Waiting to reconnect: no new connection once the run ends or the deadline passed.
+            State::Disconnected => {
+                let stop = core.shared.stop.load(std::sync::atomic::Ordering::Relaxed);
+                if core.finishing || stop || self.past_send_deadline(now, core) {
+                    self.close_for_good(now, core);
+                }
                 return;
             }
             State::Unbinding { since } if now >= since + UNBIND_TIMEOUT => {
@@ -532,13 +567,16 @@ impl LoadSession {
         }
     }
 
-    /// Open model, deadline passed with the window full: the messages of the schedule that fell
-    /// due before the deadline and were not sent are counted and recorded, once, and the
-    /// schedule ends.
+    /// Open model, deadline passed with the window full, or the session ended early: the
+    /// messages of the schedule due before the deadline and not sent are counted and recorded,
+    /// once, and the schedule ends. Each is recorded as given up at the deadline at the earliest:
+    /// a message that was not yet due when the session died never went out either, and must not
+    /// show as answered at once.
     fn give_up_unsent(&mut self, now: Instant, core: &mut LoadCore) {
         let (Some((origin, interval)), Some(deadline)) = (self.schedule, core.send_deadline) else {
             return;
         };
+        let now = now.max(deadline);
         self.schedule_over = true;
         let left = self.quota.unwrap_or(u64::MAX);
         // Messages k.. due before the deadline: estimated, then made exact against due_at.
@@ -836,6 +874,78 @@ mod tests {
         );
         s.on_disconnected(true, at, &mut c);
         assert_eq!(c.counters.server_unbinds, 1, "counted once");
+    }
+
+    /// A 1 s run at 1000 msg/s, one session bound at `t0` with a window of 1000 and a server that
+    /// never answers: polled at 200 ms, then the connection drops at 250 ms. Returns the messages
+    /// sent.
+    fn lost_after_200ms(t0: Instant) -> (LoadCore, LoadSession, u64) {
+        let cfg = LoadConfig {
+            binds: 1,
+            window: 1000,
+            rate: Some(1000.0),
+            count: None,
+            duration: Some(Duration::from_secs(1)),
+            ..LoadConfig::default()
+        };
+        let mut c = core(cfg, t0);
+        let mut s = bound(&mut c, t0, None);
+        let at = t0 + Duration::from_millis(200);
+        s.poll(at, &mut c);
+        let sent = drain(&mut s).len() as u64;
+        assert!((199..=201).contains(&sent), "{sent}");
+        s.on_disconnected(true, at + Duration::from_millis(50), &mut c);
+        assert!(s.wants_connection(), "before the deadline the session reconnects");
+        assert_eq!(c.counters.lost_in_flight, sent);
+        (c, s, sent)
+    }
+
+    #[test]
+    fn a_server_lost_for_good_ends_a_timed_run_and_its_schedule_is_given_up() {
+        // Goal: a `-d 1s` run at 1000 msg/s whose server crashes at 250 ms ends at the deadline
+        // instead of reconnecting for minutes, and every message due before the deadline is
+        // either sent (lost in flight) or given up as due_unsent, all in submit->resp.
+        let t0 = Instant::now();
+        let (mut c, mut s, sent) = lost_after_200ms(t0);
+        s.on_disconnected(false, t0 + Duration::from_millis(1100), &mut c);
+        assert!(s.is_closed() && !s.wants_connection(), "no reconnect after the deadline");
+        assert_eq!(c.senders_active, 0, "the core can end the run");
+        assert_eq!(sent + c.counters.due_unsent, 1000, "every message due: sent or given up");
+        assert_eq!(c.hist.submit_resp.len(), 1000, "each one in the latency");
+
+        // Waiting to reconnect when the deadline passes: the next poll closes it the same way.
+        let (mut c, mut s, sent) = lost_after_200ms(t0);
+        s.poll(t0 + Duration::from_millis(1000), &mut c);
+        assert!(s.is_closed() && c.senders_active == 0);
+        assert_eq!((sent + c.counters.due_unsent, c.hist.submit_resp.len()), (1000, 1000));
+    }
+
+    #[test]
+    fn a_refused_rebind_gives_up_the_rest_of_the_schedule() {
+        // Goal: a session whose rebind is refused (ESME_RBINDFAIL at 300 ms of a 1 s run at
+        // 1000 msg/s) does not silently drop the messages it owed: they are due_unsent and in
+        // submit->resp, given up at the deadline at the earliest (not at ~0 ms).
+        let t0 = Instant::now();
+        let (mut c, mut s, sent) = lost_after_200ms(t0);
+        let at = t0 + Duration::from_millis(300);
+        s.on_connected(at, &mut c);
+        let bind = drain(&mut s).remove(0);
+        let refused = Pdu::with_status(
+            bind.sequence_number,
+            CommandStatus::ESME_RBINDFAIL,
+            Body::BindTransceiverResp(BindResp::default()),
+        );
+        s.on_pdu(refused, at, &mut c);
+        assert!(s.is_closed());
+        assert_eq!(c.senders_active, 0);
+        assert_eq!(c.bind_failures.get(&CommandStatus::ESME_RBINDFAIL.0), Some(&1));
+        assert_eq!(sent + c.counters.due_unsent, 1000);
+        assert_eq!(c.hist.submit_resp.len(), 1000);
+        assert!(
+            c.hist.submit_resp.min() >= 900,
+            "due at 999 ms, given up at 1 s: {}",
+            c.hist.submit_resp.min()
+        );
     }
 
     #[test]
