@@ -57,9 +57,15 @@ pub const RECORD_MAX: usize = 1_000_000;
 /// but not tracked (`receipts_untracked`), so memory stays bounded on endless runs.
 pub const LOAD_AWAITING_RECEIPTS_MAX: usize = 16 * 1024 * 1024;
 
-/// Receipts parked because their id is not (yet) known: arrived before the submit_sm_resp, or on
-/// another core. Past it they count as unmatched at once.
+/// Receipts parked on a load-generator core because their id is not (yet) awaited there: arrived
+/// before the submit_sm_resp, strays, duplicates. Past it they count as unmatched at once.
 pub const LOAD_EARLY_RECEIPTS_MAX: usize = 1024 * 1024;
+
+/// Ids and receipts on their way to the load-generator core that owns the id (each core's inbox,
+/// emptied every control tick of 10 ms): 32 Ki is about 3 Mi a second per core, several times
+/// what a core receives; an inbox allocates it up front (about 3 MiB). When it is full the item
+/// stays on the core where it arrived and is matched when the report is merged.
+pub const LOAD_ROUTE_CHANNEL: usize = 32 * 1024;
 
 /// Latency histograms record 1 µs to one hour with 3 significant digits; slower is clamped.
 pub const LATENCY_MAX_US: u64 = 3_600_000_000;

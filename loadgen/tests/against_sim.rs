@@ -77,6 +77,33 @@ fn transmitter_receiver_pairs_get_delayed_receipts_on_their_receivers() {
 }
 
 #[test]
+fn receipts_match_across_two_load_cores() {
+    // Goal: with two load cores and tx+rx pairs, receipts the simulator hands to a receiver on
+    // the other core than the one that submitted still all match, none missing or unmatched,
+    // and the run ends once they have (well before the 20 s receipt wait).
+    let mut cfg = SimConfig::for_tests();
+    cfg.receipts.delay = Delay::parse_ms("0..20").unwrap();
+    let s = sim(cfg);
+    let started = std::time::Instant::now();
+    let r = run(LoadConfig {
+        bind_mode: BindMode::TxRx,
+        cores: 2,
+        count: Some(5_000),
+        mix: receipts_on(),
+        receipt_wait: Duration::from_secs(20),
+        ..load_cfg(&s)
+    });
+    let took = started.elapsed();
+    s.stop();
+    assert_eq!(r.cores, 2);
+    assert_eq!((r.receipts.expected, r.receipts.matched), (5_000, 5_000), "{}", r.to_table());
+    assert_eq!((r.receipts.missing, r.receipts.unmatched, r.receipts.untracked), (0, 0, 0));
+    assert_eq!(r.latency_us.receipt.count, 5_000);
+    assert!(r.is_clean(), "{}", r.to_table());
+    assert!(took < Duration::from_secs(15), "took {took:?}");
+}
+
+#[test]
 fn vendor_receipt_quirks_are_still_matched() {
     // Goal: receipts without TLVs, with upper-case keys and 12-digit dates, sent before their
     // submit_sm_resp, with UUID ids, all still match.

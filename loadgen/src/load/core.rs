@@ -1,12 +1,19 @@
 //! What one load-generator core's sessions share: templates, counters, histograms, and the
 //! receipt matching tables. Sans-IO: `now` comes in.
+//!
+//! Receipt matching across cores: each message id has an owner core (a hash of its key), and
+//! both its expectation (from the submit_sm_resp) and its receipt are matched there. Whatever
+//! arrives on another core is sent to the owner over a bounded channel, so that with several
+//! cores receipts match during the run, as they come, not only when the report is merged.
 
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crossbeam_channel::{Receiver, Sender};
 use hdrhistogram::Histogram;
 use smppgw_codec::receipt::{MessageState, Receipt, is_receipt};
 use smppgw_codec::{CommandStatus, DeliverSm};
@@ -14,9 +21,9 @@ use smppgw_codec::{CommandStatus, DeliverSm};
 use super::config::LoadConfig;
 use super::report::{Histograms, new_histogram};
 use super::template::Templates;
-use crate::limits::{LOAD_AWAITING_RECEIPTS_MAX, LOAD_EARLY_RECEIPTS_MAX};
+use crate::limits::{LOAD_AWAITING_RECEIPTS_MAX, LOAD_EARLY_RECEIPTS_MAX, LOAD_ROUTE_CHANNEL};
 use crate::msgid::IdKey;
-use crate::rng::{FastBuild, Rng};
+use crate::rng::{FastBuild, Rng, mix64};
 use crate::runtime::Notify;
 
 /// Plain counters of one core (see [`super::Report`] for their meaning).
@@ -49,6 +56,23 @@ pub struct Counters {
     pub inflight: u64,
 }
 
+/// What travels to the core that owns an id: the id's expectation or its receipt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RouteKind {
+    /// An OK submit_sm_resp gave this id; `at` is the message's reference time.
+    Await,
+    /// A final receipt for this id arrived at `at`.
+    Receipt,
+}
+
+/// One id sent to its owner core.
+#[derive(Debug)]
+pub(crate) struct Routed {
+    pub kind: RouteKind,
+    pub key: IdKey,
+    pub at: Instant,
+}
+
 /// What the cores of a run share.
 #[derive(Debug)]
 pub struct LoadShared {
@@ -56,20 +80,32 @@ pub struct LoadShared {
     pub sending_cores: AtomicUsize,
     /// Receipts awaited per core (gauge).
     pub awaiting: Box<[AtomicU64]>,
-    /// Receipts parked per core, id not known there (gauge).
+    /// Receipts parked per core, id not (yet) awaited there (gauge).
     pub early: Box<[AtomicU64]>,
     /// Set to end the run early: sending stops, sessions drain and unbind.
     pub stop: Arc<AtomicBool>,
+    /// Per core, its inbox: ids and receipts it owns that reached another core.
+    routes: Box<[(Sender<Routed>, Receiver<Routed>)]>,
+    /// Routed items sent and not yet taken in (and published) by their owner.
+    in_transit: AtomicU64,
+    /// Sessions of the run not yet ended, over all cores: a core without sessions left still
+    /// owns ids, and takes them in until the run finishes or no session is left anywhere.
+    pub live_sessions: AtomicUsize,
 }
 
 impl LoadShared {
     /// For `cores` cores.
     pub fn new(cores: usize, stop: Arc<AtomicBool>) -> LoadShared {
+        // One core owns every id: no inbox needed (a bounded channel allocates its capacity).
+        let cap = if cores > 1 { LOAD_ROUTE_CHANNEL } else { 0 };
         LoadShared {
             sending_cores: AtomicUsize::new(cores),
             awaiting: (0..cores).map(|_| AtomicU64::new(0)).collect(),
             early: (0..cores).map(|_| AtomicU64::new(0)).collect(),
             stop,
+            routes: (0..cores).map(|_| crossbeam_channel::bounded(cap)).collect(),
+            in_transit: AtomicU64::new(0),
+            live_sessions: AtomicUsize::new(0),
         }
     }
 
@@ -79,29 +115,48 @@ impl LoadShared {
         (s(&self.awaiting), s(&self.early))
     }
 
-    /// Once every sender is done (no submit_sm_resp can come any more): whether the receipts
-    /// still awaited are all accounted for by parked ones that could match them, so that waiting
-    /// longer cannot match more. See [`receipts_settled`].
+    /// Once every sender is done (no submit_sm_resp can come any more): whether nothing is
+    /// awaited any more, nor on its way to the core that will await it, so that waiting longer
+    /// cannot match more. Parked receipts (strays, duplicates, ids nobody gave) never stand in
+    /// for awaited ones: an id's receipt and expectation meet on its owner core.
     pub fn receipts_settled(&self) -> bool {
-        let load = |v: &[AtomicU64]| v.iter().map(|a| a.load(Ordering::Relaxed)).collect::<Vec<u64>>();
-        receipts_settled(&load(&self.awaiting), &load(&self.early))
+        // Acquire: an owner publishes its gauge before it takes an item off `in_transit`.
+        let in_transit = self.in_transit.load(Ordering::Acquire);
+        let awaiting: u64 = self.awaiting.iter().map(|a| a.load(Ordering::Relaxed)).sum();
+        in_transit == 0 && awaiting == 0
     }
-}
 
-/// Whether the receipt wait can end, from the per-core gauges: receipts awaited and receipts
-/// parked on each core, once every sender is done (no new id can be awaited).
-///
-/// A receipt parked on a core never matches an id awaited on that same core: had its id been
-/// there, it would have matched on arrival or been claimed when the submit_sm_resp came. So
-/// parked receipts (strays, duplicates, ids nobody gave) can only make up for receipts awaited
-/// on *other* cores, and never more than those: with one core the wait ends only when nothing is
-/// awaited. With several cores the ids are not exchanged while running, so this is an upper
-/// bound: strays parked on one core can still end the wait while as many receipts are due on
-/// another (the merge then reports them missing and the strays unmatched).
-pub fn receipts_settled(awaiting: &[u64], early: &[u64]) -> bool {
-    let total: u64 = awaiting.iter().sum();
-    let could_match: u64 = awaiting.iter().zip(early).map(|(&mine, &parked)| parked.min(total - mine)).sum();
-    total <= could_match
+    /// The core that matches `key`: the same on every core, and spread evenly.
+    pub(crate) fn owner(&self, key: &IdKey) -> usize {
+        let cores = self.routes.len();
+        if cores <= 1 {
+            return 0;
+        }
+        // Re-mixed: the maps on the owner hash the same key, and must not see only a slice of it.
+        (mix64(FastBuild::default().hash_one(key) ^ 0x9E37_79B9_7F4A_7C15) % cores as u64) as usize
+    }
+
+    /// Sends `item` to core `owner`; a full inbox hands it back (the caller keeps it locally).
+    fn route(&self, owner: usize, item: Routed) -> Result<(), Routed> {
+        self.in_transit.fetch_add(1, Ordering::AcqRel);
+        match self.routes[owner].0.try_send(item) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.in_transit.fetch_sub(1, Ordering::AcqRel);
+                Err(e.into_inner())
+            }
+        }
+    }
+
+    /// What is left in every inbox once all cores have ended, for the merge.
+    pub(crate) fn take_leftovers(&self) -> Vec<Routed> {
+        let mut v = Vec::new();
+        for (_, rx) in self.routes.iter() {
+            v.extend(rx.try_iter());
+        }
+        self.in_transit.store(0, Ordering::Release);
+        v
+    }
 }
 
 /// The state of one load core.
@@ -134,6 +189,9 @@ pub struct LoadCore {
     pub interval: Histogram<u64>,
     awaiting: HashMap<IdKey, Instant, FastBuild>,
     early: HashMap<IdKey, Instant, FastBuild>,
+    /// Bounds of `awaiting` and `early` (the limits; smaller in tests).
+    awaiting_max: usize,
+    early_max: usize,
     /// Set when sessions must finish (unbind and close).
     pub finishing: bool,
     /// Sender sessions not yet done.
@@ -218,6 +276,8 @@ impl LoadCore {
             interval: new_histogram(),
             awaiting: HashMap::default(),
             early: HashMap::default(),
+            awaiting_max: LOAD_AWAITING_RECEIPTS_MAX,
+            early_max: LOAD_EARLY_RECEIPTS_MAX,
             finishing: false,
             senders_active: 0,
             first_send: None,
@@ -317,17 +377,31 @@ impl LoadCore {
         }
     }
 
-    /// The id of an OK submit whose receipt is awaited, and its reference time.
+    /// The id of an OK submit whose receipt is awaited, and its reference time: awaited here if
+    /// this core owns the id, else sent to its owner.
     #[inline]
     pub fn await_receipt(&mut self, id: &[u8], t_ref: Instant) {
-        let key = IdKey::new(id);
+        let mut key = IdKey::new(id);
+        let owner = self.shared.owner(&key);
+        // A receipt parked here because its owner's inbox was full is claimed here.
+        if owner != self.index && !self.early.contains_key(&key) {
+            match self.shared.route(owner, Routed { kind: RouteKind::Await, key, at: t_ref }) {
+                Ok(()) => return,
+                Err(r) => key = r.key,
+            }
+        }
+        self.await_here(key, t_ref);
+    }
+
+    /// Awaits `key` on this core (its owner, or the owner's inbox was full).
+    fn await_here(&mut self, key: IdKey, t_ref: Instant) {
         self.counters.receipts_expected += 1;
         if let Some(arrived) = self.early.remove(&key) {
             self.counters.receipts_matched += 1;
             self.hist.receipt.saturating_record(us(arrived.saturating_duration_since(t_ref)));
             return;
         }
-        if self.awaiting.len() < LOAD_AWAITING_RECEIPTS_MAX {
+        if self.awaiting.len() < self.awaiting_max {
             if self.awaiting.insert(key, t_ref).is_some() {
                 // The server gave this id to two messages: one receipt will match, the other
                 // expectation would vanish without a trace.
@@ -363,18 +437,50 @@ impl LoadCore {
         }
         self.states[usize::from(state.as_u8()).min(9)] += 1;
         self.last_receipt = Some(now);
-        let key = IdKey::new(&id);
+        let mut key = IdKey::new(&id);
+        let owner = self.shared.owner(&key);
+        // An expectation kept here because its owner's inbox was full matches here.
+        if owner != self.index && !self.awaiting.contains_key(&key) {
+            match self.shared.route(owner, Routed { kind: RouteKind::Receipt, key, at: now }) {
+                Ok(()) => return,
+                Err(r) => key = r.key,
+            }
+        }
+        self.receipt_here(key, now);
+    }
+
+    /// A final receipt for `key` that arrived at `arrived`, matched on this core.
+    fn receipt_here(&mut self, key: IdKey, arrived: Instant) {
         if let Some(t_ref) = self.awaiting.remove(&key) {
             self.counters.receipts_matched += 1;
-            self.hist.receipt.saturating_record(us(now.saturating_duration_since(t_ref)));
-        } else if self.early.len() < LOAD_EARLY_RECEIPTS_MAX {
-            // Before its submit_sm_resp, for another core, a duplicate, or for nothing: decided
-            // later. A second one for the same id parked here is a duplicate now.
-            if self.early.insert(key, now).is_some() {
+            self.hist.receipt.saturating_record(us(arrived.saturating_duration_since(t_ref)));
+        } else if self.early.len() < self.early_max {
+            // Before its submit_sm_resp, a duplicate, or for nothing: decided later. A second
+            // one for the same id parked here is a duplicate now.
+            if self.early.insert(key, arrived).is_some() {
                 self.counters.receipts_duplicate += 1;
             }
         } else {
             self.counters.receipts_overflow += 1;
+        }
+    }
+
+    /// Takes in the ids and receipts the other cores sent here (at most an inbox's worth), then
+    /// publishes the receipt gauges. Only then are they off `in_transit`, so that no core sees
+    /// an expectation neither on its way nor awaited, and ends the receipt wait too soon.
+    pub fn take_routed(&mut self) {
+        let shared = self.shared.clone();
+        let mut n = 0u64;
+        for r in shared.routes[self.index].1.try_iter().take(LOAD_ROUTE_CHANNEL) {
+            match r.kind {
+                RouteKind::Await => self.await_here(r.key, r.at),
+                RouteKind::Receipt => self.receipt_here(r.key, r.at),
+            }
+            n += 1;
+        }
+        self.publish_receipts();
+        if n > 0 {
+            shared.in_transit.fetch_sub(n, Ordering::AcqRel);
         }
     }
 
@@ -414,23 +520,112 @@ mod tests {
     use super::*;
     use crate::load::template::Templates;
 
+    /// `n` cores of one run, sharing their [`LoadShared`].
+    fn cores(n: usize, t0: Instant) -> (Arc<LoadShared>, Vec<LoadCore>) {
+        let cfg = Arc::new(LoadConfig::default());
+        let templates = Rc::new(Templates::build(&cfg.mix).unwrap());
+        let shared = Arc::new(LoadShared::new(n, Arc::new(AtomicBool::new(false))));
+        let c =
+            (0..n).map(|i| LoadCore::new(cfg.clone(), shared.clone(), i, t0, templates.clone())).collect();
+        (shared, c)
+    }
+
+    fn receipt(id: &str) -> DeliverSm {
+        DeliverSm {
+            esm_class: 0x04,
+            short_message: bytes::Bytes::from(format!("id:{id} stat:DELIVRD")),
+            ..Default::default()
+        }
+    }
+
     #[test]
     fn stray_receipts_do_not_end_the_receipt_wait() {
-        // Goal: receipts parked on a core (strays, duplicates) can never match what that core
-        // still awaits, so they must not end the wait while real receipts are due: with one core
-        // only "nothing awaited" ends it; with several, parked receipts count only against
-        // receipts awaited on the other cores.
-        assert!(!receipts_settled(&[3], &[3]), "3 strays, 3 real ones still due");
-        assert!(!receipts_settled(&[3], &[100]));
-        assert!(receipts_settled(&[0], &[5]), "nothing awaited: done, the strays are unmatched");
-        assert!(receipts_settled(&[0], &[0]));
-        // Two cores: receipts awaited on core 0, parked on core 1 (a receiver on the other core).
-        assert!(receipts_settled(&[4, 0], &[0, 4]));
-        assert!(!receipts_settled(&[4, 0], &[0, 3]));
-        // Parked on the core that awaits them: cannot match.
-        assert!(!receipts_settled(&[4, 0], &[4, 0]));
-        assert!(!receipts_settled(&[2, 2], &[2, 1]));
-        assert!(receipts_settled(&[2, 2], &[2, 2]));
+        // Goal: receipts parked on a core (strays, duplicates) never end the receipt wait while
+        // a real one is due, on any core, nor does an id still on its way to the core that owns
+        // it; once that one's receipt came, the wait can end, strays left unmatched.
+        let t0 = Instant::now();
+        let (shared, mut c) = cores(2, t0);
+        let owned_by = |core: usize| {
+            (0u32..).map(|i| format!("{i:08x}")).find(|id| shared.owner(&IdKey::new(id.as_bytes())) == core)
+        };
+        let (real, stray) = (owned_by(1).unwrap(), owned_by(0).unwrap());
+        c[0].await_receipt(real.as_bytes(), t0);
+        assert!(!shared.receipts_settled(), "on its way to core 1");
+        for _ in 0..3 {
+            c[1].on_deliver(&receipt(&stray), t0);
+            c[0].on_deliver(&receipt("nobody"), t0);
+        }
+        c[0].take_routed();
+        c[1].take_routed();
+        assert!(!shared.receipts_settled(), "awaited on core 1, strays parked on both");
+        c[0].on_deliver(&receipt(&real), t0);
+        c[1].take_routed();
+        c[0].take_routed();
+        assert!(shared.receipts_settled());
+        let matched: u64 = c.iter().map(|k| k.counters.receipts_matched).sum();
+        assert_eq!(matched, 1);
+    }
+
+    #[test]
+    fn receipts_reaching_another_core_match_during_the_run() {
+        // Goal: with two load cores, 100 ids awaited on core 0 whose receipts all come to core 1
+        // (its receiver got them) match as they come, whatever the bound on parked receipts (8
+        // here, 1 Mi in a run): matched 100, missing 0, unmatched 0, and the receipt wait can end
+        // instead of lasting the whole --receipt-wait.
+        let t0 = Instant::now();
+        let (shared, mut c) = cores(2, t0);
+        for k in c.iter_mut() {
+            k.early_max = 8;
+        }
+        let ids: Vec<String> = (0..100u64).map(|i| format!("{:016x}", i * 7919)).collect();
+        for id in &ids {
+            c[0].await_receipt(id.as_bytes(), t0);
+        }
+        // Control ticks while the receipts are on their way.
+        c[0].take_routed();
+        c[1].take_routed();
+        let t1 = t0 + Duration::from_millis(30);
+        for id in &ids {
+            c[1].on_deliver(&receipt(id), t1);
+        }
+        c[0].take_routed();
+        c[1].take_routed();
+        let matched: u64 = c.iter().map(|k| k.counters.receipts_matched).sum();
+        assert_eq!(matched, 100, "matched during the run, not only in the merge");
+        assert!(shared.receipts_settled());
+        let cfg = LoadConfig::default();
+        let results = c.iter_mut().map(|k| k.take_result()).collect();
+        let r = crate::load::merge(&cfg, 2, results, shared.take_leftovers());
+        let rc = &r.receipts;
+        assert_eq!((rc.expected, rc.matched, rc.missing, rc.unmatched), (100, 100, 0, 0), "{}", r.to_table());
+        assert_eq!(r.latency_us.receipt.count, 100);
+        assert!(
+            r.latency_us.receipt.min >= 29_000,
+            "from the arrival on core 1: {}",
+            r.latency_us.receipt.min
+        );
+    }
+
+    #[test]
+    fn messages_beyond_the_tracking_bound_make_the_run_unclean() {
+        // Goal: once the table of awaited ids is full (2 here, 16 Mi in a run), the receipts of
+        // further messages cannot be checked: the report says how many and the run is not clean,
+        // although every receipt that was tracked matched.
+        let t0 = Instant::now();
+        let (shared, mut c) = cores(1, t0);
+        c[0].awaiting_max = 2;
+        for id in ["a1", "a2", "a3"] {
+            c[0].await_receipt(id.as_bytes(), t0);
+        }
+        for id in ["a1", "a2"] {
+            c[0].on_deliver(&receipt(id), t0);
+        }
+        let r =
+            crate::load::merge(&LoadConfig::default(), 1, vec![c[0].take_result()], shared.take_leftovers());
+        let rc = &r.receipts;
+        assert_eq!((rc.expected, rc.matched, rc.missing, rc.untracked), (2, 2, 0, 1));
+        assert!(!r.is_clean(), "{}", r.to_table());
+        assert!(r.to_table().contains("receipts untracked"), "{}", r.to_table());
     }
 
     #[test]

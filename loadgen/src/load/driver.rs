@@ -62,10 +62,11 @@ pub(crate) async fn run_core(
     let live = Rc::new(Cell::new(0usize));
     for plan in plans {
         live.set(live.get() + 1);
-        let (core, live) = (core.clone(), live.clone());
+        let (core, live, shared) = (core.clone(), live.clone(), shared.clone());
         glommio::spawn_local(async move {
             session(plan, core).await;
             live.set(live.get() - 1);
+            shared.live_sessions.fetch_sub(1, Ordering::AcqRel);
         })
         .detach();
     }
@@ -77,16 +78,17 @@ pub(crate) async fn run_core(
         glommio::timer::sleep(CONTROL_TICK).await;
         let now = Instant::now();
         let mut c = core.borrow_mut();
-        c.publish_receipts();
+        c.take_routed();
         if !reported_done && c.senders_active == 0 {
-            shared.sending_cores.fetch_sub(1, Ordering::Relaxed);
+            // Release: the ids this core awaits or sent to their owners are visible first.
+            shared.sending_cores.fetch_sub(1, Ordering::AcqRel);
             reported_done = true;
         }
         let stop = shared.stop.load(Ordering::Relaxed);
-        if shared.sending_cores.load(Ordering::Relaxed) == 0 || stop {
+        if shared.sending_cores.load(Ordering::Acquire) == 0 || stop {
             let until = *wait_until.get_or_insert(now + cfg.receipt_wait);
-            // Stray or duplicate receipts parked on a core cannot stand in for receipts still
-            // due there: only parked ones that could match elsewhere count (see receipts_settled).
+            // Ends once nothing is awaited on any core nor on its way to one (see
+            // receipts_settled); stray or duplicate receipts never stand in for due ones.
             if stop || !cfg.expects_receipts() || shared.receipts_settled() || now >= until {
                 c.finish();
                 finished_at.get_or_insert(now);
@@ -99,15 +101,21 @@ pub(crate) async fn run_core(
                 let _ = tx.try_send(ProgressMsg::Sample { core: index, counters: c.counters, interval });
             }
         }
-        // Sessions stuck on a peer that neither reads nor closes are abandoned after a grace.
-        if live.get() == 0 || finished_at.is_some_and(|t| now >= t + FINISH_GRACE) {
+        // A core whose sessions have ended still matches the ids it owns while sessions elsewhere
+        // can bring their receipts. Sessions stuck on a peer that neither reads nor closes are
+        // abandoned after a grace.
+        let idle =
+            live.get() == 0 && (finished_at.is_some() || shared.live_sessions.load(Ordering::Acquire) == 0);
+        if idle || finished_at.is_some_and(|t| now >= t + FINISH_GRACE) {
             break;
         }
     }
     if let Some(tx) = &progress {
         let _ = tx.send(ProgressMsg::Done);
     }
-    core.borrow_mut().take_result()
+    let mut c = core.borrow_mut();
+    c.take_routed();
+    c.take_result()
 }
 
 /// One session: connect, run until the connection ends, reconnect while the machine wants it.

@@ -77,6 +77,7 @@ pub fn run_with_stop(cfg: LoadConfig, stop: Arc<AtomicBool>) -> Result<Report> {
             });
         }
     }
+    shared.live_sessions.store(plans.iter().map(Vec::len).sum(), std::sync::atomic::Ordering::Release);
     let (tx, rx) = crossbeam_channel::bounded(PROGRESS_CHANNEL);
     let progress = cfg.progress.then_some(tx);
     let start = Instant::now();
@@ -95,7 +96,9 @@ pub fn run_with_stop(cfg: LoadConfig, stop: Arc<AtomicBool>) -> Result<Report> {
     for h in handles {
         results.push(h.join().map_err(|e| Error::Runtime(format!("load core failed: {e}")))?);
     }
-    Ok(merge(&cfg, cores, results))
+    // Ids and receipts sent to a core after it took its last ones in: matched in the merge.
+    let leftovers = shared.take_leftovers();
+    Ok(merge(&cfg, cores, results, leftovers))
 }
 
 fn status_name(code: u32) -> String {
@@ -112,7 +115,12 @@ fn unix_ms(t: Instant) -> u64 {
     at.and_then(|w| w.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_millis() as u64)
 }
 
-fn merge(cfg: &LoadConfig, cores: usize, results: Vec<self::core::CoreResult>) -> Report {
+fn merge(
+    cfg: &LoadConfig,
+    cores: usize,
+    results: Vec<self::core::CoreResult>,
+    leftovers: Vec<self::core::Routed>,
+) -> Report {
     let mut c = self::core::Counters::default();
     let mut errors: BTreeMap<String, u64> = BTreeMap::new();
     let mut bind_failures: BTreeMap<String, u64> = BTreeMap::new();
@@ -182,8 +190,20 @@ fn merge(cfg: &LoadConfig, cores: usize, results: Vec<self::core::CoreResult>) -
             (a, b) => a.or(b),
         };
     }
-    // Receipts that arrived on a core other than the one that submitted (or before their
-    // response, and never claimed): match them against every core's table now.
+    for r in leftovers {
+        match r.kind {
+            self::core::RouteKind::Await => {
+                c.receipts_expected += 1;
+                if awaiting.insert(r.key, r.at).is_some() {
+                    c.duplicate_ids += 1;
+                }
+            }
+            self::core::RouteKind::Receipt => early.push((r.key, r.at)),
+        }
+    }
+    // Receipts parked and never claimed (before a response that never came, strays, or kept on
+    // another core than the owner of their id when its inbox was full): matched against every
+    // core's table now.
     let mut unmatched = c.receipts_overflow + c.receipts_duplicate;
     for (key, arrived) in early {
         match awaiting.remove(&key) {
@@ -340,10 +360,10 @@ mod tests {
         // whether the duplicates meet on one core or on two.
         let t0 = Instant::now();
         let cfg = LoadConfig::default();
+        let shared = Arc::new(LoadShared::new(2, Arc::new(AtomicBool::new(false))));
         let mk = |i: usize| {
             let templates = Rc::new(Templates::build(&cfg.mix).unwrap());
-            let shared = Arc::new(LoadShared::new(2, Arc::new(AtomicBool::new(false))));
-            LoadCore::new(Arc::new(cfg.clone()), shared, i, t0, templates)
+            LoadCore::new(Arc::new(cfg.clone()), shared.clone(), i, t0, templates)
         };
         let receipt = |id: &str| smppgw_codec::DeliverSm {
             esm_class: 0x04,
@@ -359,7 +379,9 @@ mod tests {
         b.on_deliver(&receipt("Z"), t0);
         b.on_deliver(&receipt("Z"), t0);
         b.await_receipt(b"Z", t0);
-        let r = merge(&cfg, 2, vec![a.take_result(), b.take_result()]);
+        a.take_routed();
+        b.take_routed();
+        let r = merge(&cfg, 2, vec![a.take_result(), b.take_result()], shared.take_leftovers());
         assert_eq!(r.receipts.duplicate_ids, 2, "X twice on one core, Y on two");
         assert_eq!(r.receipts.unmatched, 1, "Z's second receipt");
         assert!(!r.is_clean());
@@ -384,7 +406,7 @@ mod tests {
             c.on_resp(if i == 9 { end } else { t0 + Duration::from_millis(5) }, t0, t0, status);
         }
         c.on_due_unsent(end, t0 + Duration::from_millis(500), Duration::from_millis(1), 4);
-        let r = merge(&cfg, 1, vec![c.take_result()]);
+        let r = merge(&cfg, 1, vec![c.take_result()], Vec::new());
         assert_eq!((r.ok_per_s, r.responses_per_s), (3.0, 10.0));
         assert_eq!(r.errors.get("ESME_RTHROTTLED"), Some(&7));
         assert_eq!(r.latency_us.error_resp.count, 7);

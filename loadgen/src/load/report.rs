@@ -247,7 +247,8 @@ impl Report {
         serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
     }
 
-    /// Whether the run saw no errors, timeouts, losses or missing receipts.
+    /// Whether the run saw no errors, timeouts, losses or missing receipts, and every receipt due
+    /// could be checked (none untracked).
     pub fn is_clean(&self) -> bool {
         self.submits_failed == 0
             && self.timeouts == 0
@@ -256,6 +257,7 @@ impl Report {
             && self.receipts.missing == 0
             && self.receipts.unmatched == 0
             && self.receipts.duplicate_ids == 0
+            && self.receipts.untracked == 0
             && self.sessions.bind_failures.is_empty()
             && self.sessions.server_unbinds == 0
     }
