@@ -49,17 +49,6 @@ impl Rng {
     }
 }
 
-/// A 64-bit mix of a byte string (FNV-1a then a finaliser): stable across runs, used where a value
-/// must follow from an id (the simulator's final state of a message).
-pub fn hash_bytes(b: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &c in b {
-        h ^= u64::from(c);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    mix64(h)
-}
-
 /// The murmur3 finaliser: spreads every input bit over the output.
 #[inline]
 pub const fn mix64(mut h: u64) -> u64 {

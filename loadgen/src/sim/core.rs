@@ -16,9 +16,9 @@ use super::config::SimConfig;
 use super::delayq::DelayQueue;
 use super::receipt::{Addr, ReceiptData};
 use crate::limits::SIM_FORWARD_CHANNEL;
-use crate::msgid::{IdText, format_id};
+use crate::msgid::{IdText, format_id, parse_id};
 use crate::pattern::PatternGen;
-use crate::rng::{Rng, hash_bytes};
+use crate::rng::{Rng, mix64};
 use crate::runtime::{Notify, bump, get, set};
 
 /// Identifies a session on its core; the generation makes a reused slot a different id.
@@ -163,6 +163,9 @@ pub struct CoreCounters {
     pub malformed: AtomicU64,
     /// Connections closed by `--disconnect-after`.
     pub disconnects_injected: AtomicU64,
+    /// Message ids this core has given (the counter part of its ids), so that any core can tell
+    /// an id it never gave in a query_sm.
+    pub ids_issued: AtomicU64,
     /// Stalls done (`--stall-ms`).
     pub stalls: AtomicU64,
     /// `--receipt-before-resp`: receipts that could not be written ahead of their response (a
@@ -188,6 +191,9 @@ pub struct Shared {
     ops_record: Option<(Sender<RecordedOp>, Receiver<RecordedOp>)>,
     /// Account system_ids, in configuration order.
     pub system_ids: Vec<String>,
+    /// The salt of this run's ids, one for every core: an id any core gave parses on all of them
+    /// (a query_sm may come on a connection another core holds).
+    salt: u64,
 }
 
 impl Shared {
@@ -216,6 +222,10 @@ impl Shared {
             record: (cfg.record_max > 0).then(|| crossbeam_channel::bounded(cfg.record_max)),
             ops_record: (cfg.record_max > 0).then(|| crossbeam_channel::bounded(cfg.record_max)),
             system_ids: cfg.accounts.iter().map(|a| a.system_id.clone()).collect(),
+            salt: match cfg.seed {
+                Some(seed) => Rng::new(seed ^ 0x5A17_5A17).next_u64(),
+                None => Rng::from_time(cores as u64).next_u64(),
+            },
         }
     }
 
@@ -351,6 +361,9 @@ struct MoState {
     rr: usize,
 }
 
+/// The counter part of an id's value (below the core's byte and the salt's 16 bits).
+const ID_COUNTER_MASK: u64 = (1 << 40) - 1;
+
 /// Most MO generated in one poll, so that a long pause does not produce an unbounded burst.
 const MO_BURST_MAX: u64 = 10_000;
 /// How often a core looks at its forwarded receipts and MO schedule when nothing else is due.
@@ -393,9 +406,9 @@ impl SimCore {
         wall_now: Duration,
     ) -> SimCore {
         let seed = cfg.seed.unwrap_or_else(|| Rng::from_time(index as u64).next_u64());
-        let mut rng = Rng::new(seed ^ (index as u64).wrapping_mul(0x9E37_79B9));
-        // Ids: the top byte is the core, the next 16 bits a per-run salt, then a counter.
-        let salt = rng.next_u64();
+        let rng = Rng::new(seed ^ (index as u64).wrapping_mul(0x9E37_79B9));
+        // Ids: the top byte is the core, the next 16 bits the run's salt, then a counter.
+        let salt = shared.salt;
         let next_id = ((index as u64 & 0xFF) << 56) | ((salt & 0xFFFF) << 40);
         let cores = cfg.cores.max(1);
         let mo = (cfg.mo.rate_per_s > 0.0).then(|| MoState {
@@ -528,17 +541,29 @@ impl SimCore {
         self.publish_queued();
     }
 
-    /// A new message id and its text.
+    /// A new message id: its value (see [`SimCore::final_state`]) and its text.
     #[inline]
-    pub fn new_message_id(&mut self) -> IdText {
+    pub fn new_message_id(&mut self) -> (u64, IdText) {
         self.next_id += 1;
-        format_id(self.cfg.id_format, self.salt, self.next_id)
+        bump(&self.counters().ids_issued, 1);
+        (self.next_id, format_id(self.cfg.id_format, self.salt, self.next_id))
     }
 
-    /// The final state of a message, a function of its id so that query_sm agrees with the receipt.
+    /// The value of an id a peer quotes (any case, leading zeros for decimal ids), if it is one
+    /// this run gave: from a core of the run, with the run's salt, counter not past what that
+    /// core has given.
+    pub fn issued_id(&self, text: &[u8]) -> Option<u64> {
+        let v = parse_id(self.cfg.id_format, self.salt, text)?;
+        let (core, salt, n) = ((v >> 56) as usize, (v >> 40) & 0xFFFF, v & ID_COUNTER_MASK);
+        let given = get(&self.shared.cores.get(core)?.ids_issued);
+        (salt == self.salt & 0xFFFF && n >= 1 && n <= given).then_some(v)
+    }
+
+    /// The final state of a message, a function of its id's value (not of its spelling) so that
+    /// query_sm agrees with the receipt however the id is quoted.
     #[inline]
-    pub fn final_state(&self, id: &[u8]) -> MessageState {
-        self.cfg.receipts.mix.pick(hash_bytes(id))
+    pub fn final_state(&self, id: u64) -> MessageState {
+        self.cfg.receipts.mix.pick(mix64(id))
     }
 
     /// Whether the receipt queue has room for one more.

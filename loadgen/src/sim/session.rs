@@ -16,7 +16,7 @@ use super::core::{BindKind, OutKind, Outbound, SessionId, SimCore};
 use super::delayq::DelayQueue;
 use super::receipt::{ReceiptData, put_mo, put_receipt};
 use crate::limits::{SIM_DELAYED_RESP_MAX, WRITE_BUFFER_HIGH_BYTES};
-use crate::msgid::{IdText, parse_id};
+use crate::msgid::IdText;
 use crate::runtime::bump;
 use crate::wire::{SubmitView, next_seq, peek_header, put_empty, put_id_resp};
 
@@ -176,9 +176,9 @@ impl SimSession {
             }
             (&State::Bound { kind, .. }, Body::QuerySm(q)) if kind.can_submit() => {
                 bump(&core.counters().queries, 1);
-                match parse_id(core.cfg.id_format, core.salt(), &q.message_id) {
-                    Some(_) => {
-                        let state = core.final_state(&q.message_id);
+                match core.issued_id(&q.message_id) {
+                    Some(v) => {
+                        let state = core.final_state(v);
                         let mut date = BytesMut::with_capacity(16);
                         super::receipt::put_date(&mut date, core.unix_secs(now), 12);
                         date.extend_from_slice(b"000+");
@@ -197,7 +197,7 @@ impl SimSession {
                 }
             }
             (&State::Bound { kind, .. }, Body::DataSm(_)) if kind.can_submit() => {
-                let id = core.new_message_id();
+                let (_, id) = core.new_message_id();
                 put_id_resp(
                     &mut self.out,
                     CommandId::DATA_SM_RESP,
@@ -207,7 +207,7 @@ impl SimSession {
                 );
             }
             (&State::Bound { kind, .. }, Body::SubmitMulti(_)) if kind.can_submit() => {
-                let id = core.new_message_id();
+                let (_, id) = core.new_message_id();
                 let body = SubmitMultiResp {
                     message_id: Bytes::copy_from_slice(id.as_bytes()),
                     unsuccess: Vec::new(),
@@ -361,13 +361,13 @@ impl SimSession {
             return;
         }
         bump(&core.counters().submits_ok, 1);
-        let id = core.new_message_id();
+        let (v, id) = core.new_message_id();
         if let Some(pdu) = pdu
             && core.cfg.record_max > 0
         {
             core.record(account, id.as_bytes(), status, pdu);
         }
-        let receipt = self.receipt_for(&id, sm, account, now, core);
+        let receipt = self.receipt_for(&id, v, sm, account, now, core);
         let resp_delay = if core.cfg.faults.resp_latency.is_zero() {
             Duration::ZERO
         } else {
@@ -400,6 +400,7 @@ impl SimSession {
     fn receipt_for(
         &self,
         id: &IdText,
+        v: u64,
         sm: &SubmitView<'_>,
         account: usize,
         now: Instant,
@@ -409,7 +410,7 @@ impl SimSession {
         if !core.cfg.receipts.enabled || rd == 0 {
             return None;
         }
-        let state = core.final_state(id.as_bytes());
+        let state = core.final_state(v);
         let wanted = match rd {
             1 => true,
             2 => state != MessageState::Delivered,
@@ -525,9 +526,10 @@ impl SimSession {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::msgid::IdFormat;
     use crate::sim::config::{Faults, SimConfig};
     use crate::sim::core::Shared;
-    use smppgw_codec::{Address, Decoder, MessageIdResp};
+    use smppgw_codec::{Address, Decoder, MessageIdResp, QuerySm};
     use std::rc::Rc;
     use std::sync::Arc;
 
@@ -642,6 +644,96 @@ mod tests {
         let e = Decoder::default().decode(&mut bad).unwrap_err();
         s.on_decode_error(e, &mut core);
         assert!(s.wants_close());
+    }
+
+    /// Submits `n` messages asking for a receipt on a bound transceiver: each id given and the
+    /// state its receipt carries.
+    fn ids_and_receipt_states(core: &mut SimCore, n: u32, t: Instant) -> Vec<(Bytes, u8)> {
+        let mut s = open(core, t);
+        s.on_pdu(bind(Body::BindTransceiver, "smppgw", "secret"), t, core);
+        drain(&mut s);
+        let mut v = Vec::new();
+        for seq in 2..2 + n {
+            s.on_pdu(submit(seq, 1), t, core);
+            s.poll(t, core);
+            let out = drain(&mut s);
+            let Body::SubmitSmResp(r) = &out[0].body else { panic!("{:?}", out[0]) };
+            let Body::DeliverSm(d) = &out[1].body else { panic!("{:?}", out[1]) };
+            v.push((r.message_id.clone(), d.tlvs.message_state().unwrap()));
+        }
+        v
+    }
+
+    /// The answer to a query_sm for `id` on a new transceiver of `core`.
+    fn query(core: &mut SimCore, id: &[u8], t: Instant) -> Pdu {
+        let mut s = open(core, t);
+        s.on_pdu(bind(Body::BindTransceiver, "smppgw", "secret"), t, core);
+        drain(&mut s);
+        let q = QuerySm { message_id: Bytes::copy_from_slice(id), source: Address::default() };
+        s.on_pdu(Pdu::new(99, Body::QuerySm(q)), t, core);
+        drain(&mut s).remove(0)
+    }
+
+    fn queried_state(p: &Pdu) -> Option<u8> {
+        match &p.body {
+            Body::QuerySmResp(r) if p.command_status.is_ok() => Some(r.message_state),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn query_sm_gives_the_state_of_the_receipt_however_the_id_is_spelled() {
+        // Goal: with a mix of final states, query_sm answers the state the message's receipt
+        // carries, whether the id is quoted as given, in upper case, or (decimal ids) with leading
+        // zeros; an id the simulator never gave gets ESME_RQUERYFAIL.
+        let t = Instant::now();
+        for format in [IdFormat::Hex, IdFormat::Decimal, IdFormat::Uuid] {
+            let mut cfg = SimConfig::for_tests();
+            cfg.id_format = format;
+            cfg.receipts.mix =
+                crate::sim::StateMix::parse("DELIVRD=40,UNDELIV=30,EXPIRED=20,REJECTD=10").unwrap();
+            let mut core = core_with(cfg);
+            let given = ids_and_receipt_states(&mut core, 40, t);
+            for (id, state) in &given {
+                let mut spellings = vec![id.to_vec(), id.to_ascii_uppercase()];
+                if format == IdFormat::Decimal {
+                    spellings.push([b"00".as_slice(), id].concat());
+                }
+                for q in spellings {
+                    let got = queried_state(&query(&mut core, &q, t));
+                    assert_eq!(got, Some(*state), "{format} {}", String::from_utf8_lossy(&q));
+                }
+            }
+            // The next id, not given yet, and one from a core the run does not have.
+            let (last, _) = given.last().unwrap();
+            let next = core.issued_id(last).unwrap() + 1;
+            for v in [next, next | 0x7F << 56] {
+                let never = crate::msgid::format_id(format, core.salt(), v);
+                let p = query(&mut core, never.as_bytes(), t);
+                assert_eq!(p.command_status, CommandStatus::ESME_RQUERYFAIL, "{format} {never:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn query_sm_on_another_core_finds_a_uuid_id() {
+        // Goal: with UUID ids and two simulator cores, a query_sm for a message submitted on
+        // one core succeeds on a connection the other core holds, with the receipt's state.
+        let t = Instant::now();
+        let mut cfg = SimConfig::for_tests();
+        cfg.cores = 2;
+        cfg.id_format = IdFormat::Uuid;
+        cfg.receipts.mix = crate::sim::StateMix::parse("DELIVRD=50,UNDELIV=50").unwrap();
+        let cfg = Arc::new(cfg);
+        let shared = Arc::new(Shared::new(&cfg));
+        let wall = Duration::from_secs(1_764_097_200);
+        let mut a = SimCore::new(cfg.clone(), shared.clone(), 0, t, wall);
+        let mut b = SimCore::new(cfg, shared, 1, t, wall);
+        for (id, state) in ids_and_receipt_states(&mut a, 20, t) {
+            let p = query(&mut b, &id, t);
+            assert_eq!(p.command_status, CommandStatus::ESME_ROK, "{}", String::from_utf8_lossy(&id));
+            assert_eq!(queried_state(&p), Some(state));
+        }
     }
 
     #[test]
