@@ -42,8 +42,9 @@ pub const SIM_RECEIPT_QUEUE_DEFAULT: usize = 4 * 1024 * 1024;
 /// Ceiling for `--receipt-queue-max`.
 pub const SIM_RECEIPT_QUEUE_MAX: usize = 64 * 1024 * 1024;
 
-/// Responses held back by `--resp-latency-ms` per session; above it the submit is answered at once
-/// with ESME_RMSGQFUL (a peer ignoring its window must not grow us without bound).
+/// Responses held back by `--resp-latency-ms` per session; above it the submit is refused at once
+/// with ESME_RMSGQFUL, without id or receipt (a peer ignoring its window must not grow us without
+/// bound).
 pub const SIM_DELAYED_RESP_MAX: usize = 65_536;
 
 /// Receipts forwarded between simulator cores (receipt for a transmitter whose receiver is bound

@@ -71,6 +71,8 @@ pub struct SimSession {
     submits: u64,
     bucket: Option<Bucket>,
     delayed: DelayQueue<DelayedResp>,
+    /// Bound of `delayed` (the limit; smaller in tests).
+    delayed_max: usize,
     inflight: VecDeque<(u32, Instant)>,
     close: bool,
 }
@@ -86,6 +88,7 @@ impl SimSession {
             submits: 0,
             bucket: core.cfg.faults.throttle_tps.map(|r| Bucket::new(r, now)),
             delayed: DelayQueue::default(),
+            delayed_max: SIM_DELAYED_RESP_MAX,
             inflight: VecDeque::new(),
             close: false,
         }
@@ -337,7 +340,7 @@ impl SimSession {
             bump(&core.counters().dropped, 1);
             return;
         }
-        let status = if self.bucket.as_mut().is_some_and(|b| !b.take(now)) {
+        let mut status = if self.bucket.as_mut().is_some_and(|b| !b.take(now)) {
             bump(&core.counters().throttled, 1);
             CommandStatus::ESME_RTHROTTLED
         } else if (faults.error_rate > 0.0 && core.rng.chance(faults.error_rate))
@@ -351,6 +354,17 @@ impl SimSession {
         } else {
             CommandStatus::ESME_ROK
         };
+        // The answer is settled before the message gets an id, a record or a receipt: a response
+        // held back by --resp-latency-ms needs room, and without it the submit is refused with
+        // ESME_RMSGQFUL, not confirmed by a receipt.
+        let mut resp_delay = Duration::ZERO;
+        if status.is_ok() && !core.cfg.faults.resp_latency.is_zero() {
+            if self.delayed.len() < self.delayed_max {
+                resp_delay = core.cfg.faults.resp_latency.sample(&mut core.rng);
+            } else {
+                status = CommandStatus::ESME_RMSGQFUL;
+            }
+        }
         if !status.is_ok() {
             if let Some(pdu) = pdu
                 && core.cfg.record_max > 0
@@ -368,11 +382,6 @@ impl SimSession {
             core.record(account, id.as_bytes(), status, pdu);
         }
         let receipt = self.receipt_for(&id, v, sm, account, now, core);
-        let resp_delay = if core.cfg.faults.resp_latency.is_zero() {
-            Duration::ZERO
-        } else {
-            core.cfg.faults.resp_latency.sample(&mut core.rng)
-        };
         if core.cfg.receipts.before_resp
             && let Some(r) = receipt
         {
@@ -423,6 +432,7 @@ impl SimSession {
         })
     }
 
+    /// Answers an accepted submit, now or after `delay` (the caller checked the queue has room).
     fn respond(&mut self, seq: u32, id: IdText, delay: Duration, now: Instant) {
         if delay.is_zero() {
             put_id_resp(
@@ -432,10 +442,8 @@ impl SimSession {
                 CommandStatus::ESME_ROK,
                 id.as_bytes(),
             );
-        } else if self.delayed.len() < SIM_DELAYED_RESP_MAX {
-            self.delayed.push(now + delay, DelayedResp { seq, id });
         } else {
-            put_id_resp(&mut self.out, CommandId::SUBMIT_SM_RESP, seq, CommandStatus::ESME_RMSGQFUL, b"");
+            self.delayed.push(now + delay, DelayedResp { seq, id });
         }
     }
 
@@ -874,5 +882,42 @@ mod tests {
         assert_eq!(s.next_deadline(&core), Some(t + Duration::from_millis(20)));
         s.poll(t + Duration::from_millis(20), &mut core);
         assert_eq!(drain(&mut s)[0].sequence_number, 4);
+    }
+
+    #[test]
+    fn a_submit_refused_for_a_full_response_queue_gets_no_receipt() {
+        // Goal: with --resp-latency-ms and the queue of held responses full (1 here, 64 Ki in a
+        // run), the next submit is answered ESME_RMSGQFUL and is not counted OK, given an id, or
+        // confirmed by a receipt: two submits, one OK response, one receipt.
+        let mut cfg = SimConfig::for_tests();
+        cfg.faults.resp_latency = crate::sim::config::Delay::Fixed(Duration::from_millis(20));
+        let mut core = core_with(cfg);
+        let t = Instant::now();
+        let mut s = open(&mut core, t);
+        s.delayed_max = 1;
+        s.on_pdu(bind(Body::BindTransceiver, "smppgw", "secret"), t, &mut core);
+        drain(&mut s);
+        s.on_pdu(submit(4, 1), t, &mut core);
+        s.on_pdu(submit(5, 1), t, &mut core);
+        let later = t + Duration::from_millis(20);
+        core.poll(later);
+        s.poll(later, &mut core);
+        let out = drain(&mut s);
+        let seen: Vec<(CommandId, u32, CommandStatus)> =
+            out.iter().map(|p| (p.command_id(), p.sequence_number, p.command_status)).collect();
+        let resps: Vec<_> = seen.iter().filter(|p| p.0 == CommandId::SUBMIT_SM_RESP).collect();
+        assert_eq!(
+            resps,
+            [
+                &(CommandId::SUBMIT_SM_RESP, 5, CommandStatus::ESME_RMSGQFUL),
+                &(CommandId::SUBMIT_SM_RESP, 4, CommandStatus::ESME_ROK)
+            ],
+            "{seen:?}"
+        );
+        let receipts = out.iter().filter(|p| p.command_id() == CommandId::DELIVER_SM).count();
+        assert_eq!(receipts, 1, "{seen:?}");
+        let st = core.shared.stats();
+        assert_eq!((st.submits, st.submits_ok), (2, 1));
+        assert_eq!(st.receipts_sent, 1);
     }
 }
