@@ -553,8 +553,11 @@ impl LoadSession {
             }
             self.seq = seq;
             emit(&mut self.out, part, seq, &p.src[..sw], &p.dst[..dw], p.ref_num);
+            // Open model: every part is late from its message's due time. Closed model: a part is
+            // timed from its own send, not from the window slots the earlier parts waited for.
+            let intended = if self.schedule.is_some() { p.intended } else { now };
             self.slots[(seq & self.mask) as usize] =
-                Slot { seq, receipt: self.receipts, intended: p.intended, sent: now };
+                Slot { seq, receipt: self.receipts, intended, sent: now };
             self.inflight += 1;
             core.on_sent(now);
             p.next_part += 1;
@@ -650,7 +653,7 @@ fn due_at(origin: Instant, interval: f64, k: u64) -> Instant {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::load::config::{LoadConfig, MessageMix};
+    use crate::load::config::{Lengths, LoadConfig, MessageMix};
     use crate::load::core::LoadShared;
     use crate::load::template::Templates;
     use smppgw_codec::{Address, BindResp, Decoder, DeliverSm, MessageIdResp, Tlvs, tag};
@@ -733,6 +736,37 @@ mod tests {
         assert!(!s.on_raw_frame(&nack, t0, &mut c), "other commands go to the codec");
         assert_eq!((c.counters.submits_ok, c.counters.submits_failed), (1, 1));
         assert_eq!(c.errors.get(&CommandStatus::ESME_RTHROTTLED.0), Some(&1));
+    }
+
+    #[test]
+    fn closed_model_times_each_part_of_a_long_message_from_its_own_send() {
+        // Goal: with -w 1 and a server taking 50 ms per answer, each part of a 3-part message
+        // shows 50 ms in submit->resp: parts 2 and 3 do not add the round trips of the parts
+        // before them (the client's own wait for a window slot, not the server's latency).
+        let t0 = Instant::now();
+        let mix = MessageMix {
+            long_share: 1.0,
+            long_len: Lengths { min: 400, max: 400 },
+            ucs2_share: 0.0,
+            ..MessageMix::default()
+        };
+        let mut c = core(LoadConfig { window: 1, count: Some(1), mix, ..LoadConfig::default() }, t0);
+        let mut s = bound(&mut c, t0, Some(1));
+        let mut t = t0;
+        for part in 0..3 {
+            s.poll(t, &mut c);
+            let sent = drain(&mut s);
+            assert_eq!(sent.len(), 1, "part {part}: one at a time in a window of 1");
+            t += Duration::from_millis(50);
+            s.on_pdu(resp(sent[0].sequence_number, "id"), t, &mut c);
+        }
+        s.poll(t, &mut c);
+        assert!(drain(&mut s).iter().all(|p| p.body.command_id() != CommandId::SUBMIT_SM));
+        assert_eq!((c.counters.messages_sent, c.counters.submits_sent), (1, 3));
+        let h = &c.hist.submit_resp;
+        assert_eq!(h.len(), 3);
+        assert!(h.max() <= 51_000, "a part counted the earlier parts' round trips: {} us", h.max());
+        assert!(h.min() >= 49_000, "{}", h.min());
     }
 
     #[test]
