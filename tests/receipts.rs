@@ -107,7 +107,7 @@ fn hex_vendor_ids_quoted_in_decimal() {
 fn digit_only_hex_ids_quoted_in_decimal(before_resp: bool) {
     let seed = (0u64..)
         .find(|&s| {
-            format!("{:04x}", smppgw_loadgen::rng::Rng::new(s).next_u64() & 0xFFFF)
+            format!("{:04x}", smppgw_loadgen::sim::core::salt_of_seed(s) & 0xFFFF)
                 .bytes()
                 .all(|b| b.is_ascii_digit())
         })

@@ -223,7 +223,7 @@ impl Shared {
             ops_record: (cfg.record_max > 0).then(|| crossbeam_channel::bounded(cfg.record_max)),
             system_ids: cfg.accounts.iter().map(|a| a.system_id.clone()).collect(),
             salt: match cfg.seed {
-                Some(seed) => Rng::new(seed ^ 0x5A17_5A17).next_u64(),
+                Some(seed) => salt_of_seed(seed),
                 None => Rng::from_time(cores as u64).next_u64(),
             },
         }
@@ -359,6 +359,12 @@ struct MoState {
     source: PatternGen,
     dest: PatternGen,
     rr: usize,
+}
+
+/// The salt of the ids of a run seeded with `seed` (`--seed`): its 16 low bits go into every
+/// id, so a test can choose a seed that gives ids of a chosen shape.
+pub fn salt_of_seed(seed: u64) -> u64 {
+    Rng::new(seed ^ 0x5A17_5A17).next_u64()
 }
 
 /// The counter part of an id's value (below the core's byte and the salt's 16 bits).
