@@ -433,6 +433,17 @@ pub struct Receipt {
     pub extra: Vec<ExtraField>,
 }
 
+/// What [`Receipt::parse_with_tlvs`] read from a `deliver_sm`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parsed {
+    /// The receipt.
+    pub receipt: Receipt,
+    /// The first of `receipted_message_id`, `message_state` and `network_error_code` that failed
+    /// its check and was passed over, the text giving that field (or nothing, for the error
+    /// code): a vendor fault worth counting, not a reason to lose the receipt.
+    pub ignored_tlv: Option<ReceiptError>,
+}
+
 impl Receipt {
     /// A receipt with only the required fields.
     pub fn new(id: ReceiptId, stat: MessageState) -> Receipt {
@@ -492,25 +503,42 @@ impl Receipt {
 
     /// Parses receipt text with the `deliver_sm` TLVs beside it; the TLVs win (see
     /// [`Receipt::merge_tlvs`]). Succeeds on empty or garbled text when the TLVs give the id and
-    /// state, and then ignores a bad `id:` or `stat:` in the text.
+    /// state, and then ignores a bad `id:` or `stat:` in the text. A TLV that fails its check (an
+    /// id not visible ASCII or over [`ID_LEN_MAX`], a state outside 0..=9, an error code not 3
+    /// octets) is passed over and the text's value stands in: the receipt is lost only when
+    /// neither gives an id or a state. What was passed over is in [`Parsed::ignored_tlv`].
     pub fn parse_with_tlvs(
         text: &Bytes,
         receipted_message_id: Option<&[u8]>,
         message_state: Option<u8>,
         network_error_code: Option<&[u8]>,
-    ) -> Result<Receipt, ReceiptError> {
-        let tlvs = TlvValues::read(receipted_message_id, message_state, network_error_code)?;
-        Fields::scan(text, &tlvs).finish(tlvs)
+    ) -> Result<Parsed, ReceiptError> {
+        let raw = RawTlvs { id: receipted_message_id, state: message_state, err: network_error_code };
+        let tlvs = raw.read();
+        let bad = tlvs.bad;
+        match Fields::scan(text, &tlvs).finish(tlvs) {
+            Ok(receipt) => Ok(Parsed { receipt, ignored_tlv: raw.error(bad) }),
+            // Neither the text nor the TLV gave it: the TLV's fault says more than "missing".
+            Err(ReceiptError::MissingId) if bad & BAD_ID != 0 => {
+                Err(raw.error(BAD_ID).unwrap_or(ReceiptError::MissingId))
+            }
+            Err(ReceiptError::MissingStat) if bad & BAD_STAT != 0 => {
+                Err(raw.error(BAD_STAT).unwrap_or(ReceiptError::MissingStat))
+            }
+            Err(e) => Err(e),
+        }
     }
 
-    /// A receipt from the TLVs alone, for a `deliver_sm` whose text is empty or unreadable.
+    /// A receipt from the TLVs alone, for a `deliver_sm` whose text is empty or unreadable. With
+    /// nothing to stand in for it, every TLV given must pass its check.
     pub fn from_tlvs(
         receipted_message_id: &[u8],
         message_state: u8,
         network_error_code: Option<&[u8]>,
     ) -> Result<Receipt, ReceiptError> {
-        let tlvs = TlvValues::read(Some(receipted_message_id), Some(message_state), network_error_code)?;
-        Fields::default().finish(tlvs)
+        let raw =
+            RawTlvs { id: Some(receipted_message_id), state: Some(message_state), err: network_error_code };
+        Fields::default().finish(raw.read_checked()?)
     }
 
     /// Lets the `deliver_sm` TLVs override the text, as SMPP 3.4 section 5.3.2 makes them the
@@ -525,7 +553,8 @@ impl Receipt {
         message_state: Option<u8>,
         network_error_code: Option<&[u8]>,
     ) -> Result<(), ReceiptError> {
-        let tlvs = TlvValues::read(receipted_message_id, message_state, network_error_code)?;
+        let raw = RawTlvs { id: receipted_message_id, state: message_state, err: network_error_code };
+        let tlvs = raw.read_checked()?;
         if let Some(id) = tlvs.id {
             self.id = id;
         }
@@ -635,40 +664,90 @@ impl Receipt {
     }
 }
 
-/// The TLV values, checked.
+/// The three receipt TLVs as a `deliver_sm` gives them.
+#[derive(Clone, Copy)]
+struct RawTlvs<'a> {
+    id: Option<&'a [u8]>,
+    state: Option<u8>,
+    err: Option<&'a [u8]>,
+}
+
+/// [`TlvValues::bad`]: the receipted_message_id failed its check.
+const BAD_ID: u8 = 1;
+/// [`TlvValues::bad`]: the message_state failed its check.
+const BAD_STAT: u8 = 2;
+/// [`TlvValues::bad`]: the network_error_code failed its check.
+const BAD_ERR: u8 = 4;
+
+impl RawTlvs<'_> {
+    /// receipted_message_id's id: a C-Octet String, so up to its first NUL; `None` when absent or
+    /// empty. Its TLV bound ([`crate::tlv::RECEIPTED_MESSAGE_ID_LEN_MAX`]) counts that NUL, so 66
+    /// octets without one are an id too long here, like any other.
+    fn id(&self) -> Option<&[u8]> {
+        self.id.map(|id| id.split(|&b| b == 0).next().unwrap_or_default()).filter(|id| !id.is_empty())
+    }
+
+    /// The values that pass their checks; [`TlvValues::bad`] marks the others.
+    fn read(self) -> TlvValues {
+        let mut tlvs = TlvValues::default();
+        if let Some(id) = self.id() {
+            match ReceiptId::from_slice(id) {
+                Ok(id) => tlvs.id = Some(id),
+                Err(_) => tlvs.bad |= BAD_ID,
+            }
+        }
+        if let Some(value) = self.state {
+            match MessageState::from_u8(value) {
+                Some(stat) => tlvs.stat = Some(stat),
+                None => tlvs.bad |= BAD_STAT,
+            }
+        }
+        match self.err {
+            // SMPP 3.4 section 5.3.2.31: network type (1 octet), then error code (2 octets).
+            Some(&[_network_type, hi, lo]) => tlvs.err = Some(ReceiptErr::Code(u16::from_be_bytes([hi, lo]))),
+            Some(_) => tlvs.bad |= BAD_ERR,
+            None => {}
+        }
+        tlvs
+    }
+
+    /// [`RawTlvs::read`], or the first TLV's error, for callers with no text to fall back on.
+    fn read_checked(self) -> Result<TlvValues, ReceiptError> {
+        let tlvs = self.read();
+        match self.error(tlvs.bad) {
+            Some(e) => Err(e),
+            None => Ok(tlvs),
+        }
+    }
+
+    /// Why the first of the TLVs `bad` marks failed its check (found again, as it is rarely
+    /// wanted); `None` when `bad` marks none.
+    fn error(self, bad: u8) -> Option<ReceiptError> {
+        if bad & BAD_ID != 0
+            && let Err(e) = check_id(self.id().unwrap_or_default())
+        {
+            return Some(e);
+        }
+        if bad & BAD_STAT != 0 {
+            return self.state.map(ReceiptError::UnknownMessageState);
+        }
+        if bad & BAD_ERR != 0 {
+            return self.err.map(|err| ReceiptError::NetworkErrorCodeLen { len: err.len(), expected: 3 });
+        }
+        None
+    }
+}
+
+/// The TLV values that passed their checks. One that failed is left out, so that the text's value
+/// for its field stands in.
 #[derive(Default)]
 struct TlvValues {
     id: Option<ReceiptId>,
     stat: Option<MessageState>,
     err: Option<ReceiptErr>,
-}
-
-impl TlvValues {
-    fn read(
-        receipted_message_id: Option<&[u8]>,
-        message_state: Option<u8>,
-        network_error_code: Option<&[u8]>,
-    ) -> Result<TlvValues, ReceiptError> {
-        // receipted_message_id is a C-Octet String: it ends at the first NUL.
-        let id = receipted_message_id.map(|id| id.split(|&b| b == 0).next().unwrap_or_default());
-        let id = match id {
-            Some(id) if !id.is_empty() => Some(ReceiptId::from_slice(id)?),
-            _ => None,
-        };
-        let stat = match message_state {
-            Some(value) => {
-                Some(MessageState::from_u8(value).ok_or(ReceiptError::UnknownMessageState(value))?)
-            }
-            None => None,
-        };
-        let err = match network_error_code {
-            // SMPP 3.4 section 5.3.2.31: network type (1 octet), then error code (2 octets).
-            Some(&[_network_type, hi, lo]) => Some(ReceiptErr::Code(u16::from_be_bytes([hi, lo]))),
-            Some(other) => return Err(ReceiptError::NetworkErrorCodeLen { len: other.len(), expected: 3 }),
-            None => None,
-        };
-        Ok(TlvValues { id, stat, err })
-    }
+    /// Which TLVs failed their checks (`BAD_*` bits); [`RawTlvs::error`] says why. Kept this
+    /// small since every parse moves this struct.
+    bad: u8,
 }
 
 /// A key the parser knows.
@@ -892,17 +971,20 @@ impl Fields {
         }
     }
 
+    /// The receipt, each of id, stat and err from its TLV when that passed its check, else from
+    /// the text. Without either, the error is the text's, else `Missing*`.
     fn finish(self, tlvs: TlvValues) -> Result<Receipt, ReceiptError> {
-        let id = match tlvs.id {
-            Some(id) => id,
-            None => ReceiptId::new(self.id.ok_or(ReceiptError::MissingId)?)?,
+        let id = match (tlvs.id, self.id) {
+            (Some(id), _) => id,
+            (None, Some(id)) => ReceiptId::new(id)?,
+            (None, None) => return Err(ReceiptError::MissingId),
         };
-        let stat = match tlvs.stat {
-            Some(stat) => stat,
-            None => {
-                let word = self.stat.ok_or(ReceiptError::MissingStat)?;
+        let stat = match (tlvs.stat, self.stat) {
+            (Some(stat), _) => stat,
+            (None, Some(word)) => {
                 MessageState::from_stat_word(&word).ok_or(ReceiptError::UnknownStat(word))?
             }
+            (None, None) => return Err(ReceiptError::MissingStat),
         };
         Ok(Receipt {
             id,

@@ -59,7 +59,8 @@ pub mod tag {
 }
 
 /// Most octets of a receipted_message_id value: [`crate::receipt::ID_LEN_MAX`] characters and the
-/// NUL. One more than SMPP 3.4's 65, which SMSCs writing 65-character ids overrun.
+/// NUL. One more than SMPP 3.4's 65, which SMSCs writing 65-character ids overrun. A value this
+/// long without its NUL holds an id too long for [`crate::receipt`], which passes it over.
 pub const RECEIPTED_MESSAGE_ID_LEN_MAX: usize = crate::receipt::ID_LEN_MAX + 1;
 
 /// Length bounds of the TLVs whose definition fixes them (value octets, inclusive). Unknown tags and

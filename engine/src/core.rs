@@ -1637,7 +1637,13 @@ impl Core {
                 d.tlvs.get_ref(tag::NETWORK_ERROR_CODE),
             );
             let receipt = match receipt {
-                Ok(r) => r,
+                Ok(p) => {
+                    if let Some(e) = &p.ignored_tlv {
+                        // The text stood in for it; the vendor should still hear of it.
+                        tracing::warn!(vendor, "receipt TLV passed over, the text used instead: {e}");
+                    }
+                    p.receipt
+                }
                 Err(e) => {
                     self.metrics.receipts_unparsable.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(vendor, "unreadable receipt: {e}");
@@ -2525,6 +2531,35 @@ mod tests {
         assert_eq!(core.release_answer_wait(false), 1, "two: given up");
         assert_eq!(run_inbox(&core, &inbox).len(), 1);
         assert_eq!(core.answer_wait.borrow().expired, 1);
+    }
+
+    #[test]
+    fn a_receipt_with_good_text_and_a_bad_tlv_reaches_the_customer() {
+        // Goal: a vendor receipt is not dropped as unreadable for one bad TLV when its text
+        // gives the id and state (the deliver_sm was already answered ESME_ROK).
+        use smppgw_codec::Tlvs;
+        let (core, inbox) = hand_driven_core();
+        let bad: [(&[u8], Tlvs); 2] = [
+            (b"abc123", Tlvs::builder().u8(tag::MESSAGE_STATE, 10).build()),
+            (b"def456", Tlvs::builder().cstr(tag::RECEIPTED_MESSAGE_ID, b"12 3").build()),
+        ];
+        for (i, (vendor_id, tlvs)) in bad.into_iter().enumerate() {
+            let gone =
+                ReplyTo { core: 0, session: 99, generation: 1, seq: 7, kind: ReplyKind::Submit, nonce: 0 };
+            let shown = 42 + i as u64;
+            let job =
+                Job::new(1, shown, gone, 0, SubmitSm::default(), Instant::now(), Wanted::FINAL, Vec::new());
+            core.accepted(job, 0, Bytes::copy_from_slice(vendor_id), Instant::now());
+            let text = format!("id:{} stat:DELIVRD", std::str::from_utf8(vendor_id).unwrap_or_default());
+            let d =
+                SubmitSm { esm_class: 0x04, short_message: Bytes::from(text), tlvs, ..SubmitSm::default() };
+            core.vendor_deliver(0, d);
+            let out = run_inbox(&core, &inbox);
+            assert_eq!(out.len(), 1, "receipt {i} delivered");
+            let r = Receipt::parse(&out[0].body.short_message).expect("Appendix B text");
+            assert_eq!((r.id.as_str(), r.stat), (format!("{shown:x}").as_str(), MessageState::Delivered));
+        }
+        assert_eq!(core.metrics.receipts_unparsable.load(Ordering::Relaxed), 0);
     }
 
     #[test]

@@ -63,7 +63,7 @@ fn smpplib_vector_reads_and_agrees_with_its_tlvs() {
     // Canonical input: formatting gives back the very bytes smpplib sent.
     assert_eq!(text_only.to_bytes(), short_message);
 
-    let with_tlvs = Receipt::parse_with_tlvs(&short_message, Some(rmid), Some(state), None).unwrap();
+    let with_tlvs = Receipt::parse_with_tlvs(&short_message, Some(rmid), Some(state), None).unwrap().receipt;
     assert_eq!(with_tlvs, text_only);
 }
 
@@ -279,7 +279,7 @@ fn keys_after_text_are_read_when_id_or_stat_is_still_missing() {
     assert_eq!(r.text.as_deref(), Some(&b"x stat:REJECTD"[..]));
     // A TLV standing in for stat leaves the text whole.
     let text = Bytes::from_static(b"id:1 text:x stat:REJECTD");
-    let r = Receipt::parse_with_tlvs(&text, None, Some(2), None).unwrap();
+    let r = Receipt::parse_with_tlvs(&text, None, Some(2), None).unwrap().receipt;
     assert_eq!(r.stat, MessageState::Delivered);
     assert_eq!(r.text.as_deref(), Some(&b"x stat:REJECTD"[..]));
     // The first text counts when a second one comes before stat.
@@ -456,12 +456,12 @@ fn tlvs_alone_make_a_receipt() {
 #[test]
 fn parse_with_tlvs_survives_empty_or_garbled_text() {
     let empty = Bytes::new();
-    let r = Receipt::parse_with_tlvs(&empty, Some(b"77\0"), Some(3), None).unwrap();
+    let r = Receipt::parse_with_tlvs(&empty, Some(b"77\0"), Some(3), None).unwrap().receipt;
     assert_eq!((r.id.as_str(), r.stat), ("77", MessageState::Expired));
 
     // Garbled id and stat in the text, good TLVs: the TLVs stand in, the rest of the text is kept.
     let text = Bytes::from_static(b"id:\xff\xfe stat:WHATEVER sub:1 dlvrd:0 err:12 text:hi");
-    let r = Receipt::parse_with_tlvs(&text, Some(b"77"), Some(8), None).unwrap();
+    let r = Receipt::parse_with_tlvs(&text, Some(b"77"), Some(8), None).unwrap().receipt;
     assert_eq!((r.id.as_str(), r.stat, r.sub), ("77", MessageState::Rejected, Some(1)));
     assert_eq!(r.err, Some(ReceiptErr::Code(12)));
 
@@ -470,6 +470,60 @@ fn parse_with_tlvs_survives_empty_or_garbled_text() {
     assert_eq!(
         Receipt::parse_with_tlvs(&text, Some(b"77"), None, None),
         Err(ReceiptError::UnknownStat(Bytes::from_static(b"WHATEVER")))
+    );
+}
+
+#[test]
+fn a_bad_tlv_is_passed_over_for_the_text_value() {
+    // Goal: a receipt whose Appendix B text is good is not lost to one bad TLV: the text's id,
+    // state or error stands in, and the bad TLV is reported.
+    let text = Bytes::from_static(b"id:123 stat:DELIVRD err:005");
+    let check = |rmid: Option<&[u8]>, state: Option<u8>, nec: Option<&[u8]>, why: ReceiptError| {
+        let p = Receipt::parse_with_tlvs(&text, rmid, state, nec).unwrap();
+        assert_eq!((p.receipt.id.as_str(), p.receipt.stat), ("123", MessageState::Delivered), "{why}");
+        assert_eq!(p.receipt.err, Some(ReceiptErr::Code(5)), "{why}");
+        assert_eq!(p.ignored_tlv, Some(why));
+    };
+    check(None, Some(10), None, ReceiptError::UnknownMessageState(10));
+    check(Some(b"12 3\0"), None, None, ReceiptError::IdByteInvalid { byte: b' ', index: 2 });
+    // 66 octets fit the TLV's bound, which counts a NUL; without one they are an id too long.
+    let long = [b'7'; crate::tlv::RECEIPTED_MESSAGE_ID_LEN_MAX];
+    check(Some(&long), None, None, ReceiptError::IdTooLong { len: ID_LEN_MAX + 1, max: ID_LEN_MAX });
+    check(None, None, Some(&[3, 0]), ReceiptError::NetworkErrorCodeLen { len: 2, expected: 3 });
+    // The call the review names: text and an unknown message_state alone.
+    let p =
+        Receipt::parse_with_tlvs(&Bytes::from_static(b"id:123 stat:DELIVRD"), None, Some(10), None).unwrap();
+    assert_eq!((p.receipt.id.as_str(), p.receipt.stat), ("123", MessageState::Delivered));
+    // Good TLVs report nothing.
+    let p = Receipt::parse_with_tlvs(&text, Some(b"9\0"), Some(5), Some(&[3, 0, 7])).unwrap();
+    assert_eq!(
+        (p.receipt.id.as_str(), p.receipt.stat, p.ignored_tlv),
+        ("9", MessageState::Undeliverable, None)
+    );
+}
+
+#[test]
+fn a_bad_tlv_with_nothing_in_the_text_is_the_error() {
+    // Goal: when the text gives no id or state either, the bad TLV's error says why.
+    let text = Bytes::from_static(b"sub:001");
+    assert_eq!(
+        Receipt::parse_with_tlvs(&text, Some(b"12 3"), Some(2), None),
+        Err(ReceiptError::IdByteInvalid { byte: b' ', index: 2 })
+    );
+    assert_eq!(
+        Receipt::parse_with_tlvs(&text, Some(b"1"), Some(10), None),
+        Err(ReceiptError::UnknownMessageState(10))
+    );
+    // A bad text id with a bad TLV id: the text's error.
+    let text = Bytes::from_static(b"id:\xff stat:DELIVRD");
+    assert_eq!(
+        Receipt::parse_with_tlvs(&text, Some(b"12 3"), None, None),
+        Err(ReceiptError::IdByteInvalid { byte: 0xff, index: 0 })
+    );
+    // from_tlvs has no text to fall back on: every TLV must pass.
+    assert_eq!(
+        Receipt::from_tlvs(b"1", 2, Some(&[1, 2])),
+        Err(ReceiptError::NetworkErrorCodeLen { len: 2, expected: 3 })
     );
 }
 
@@ -692,7 +746,9 @@ fn a_deliver_sm_with_a_65_character_receipted_message_id_decodes_and_parses() {
     let Body::DeliverSm(d) = pdu.body else { panic!("deliver_sm: {pdu:?}") };
     let rmid = d.tlvs.get(tag::RECEIPTED_MESSAGE_ID).unwrap();
     assert_eq!(rmid.len(), ID_LEN_MAX + 1, "65 characters and the NUL");
-    let r = Receipt::parse_with_tlvs(&d.short_message, Some(&rmid), d.tlvs.message_state(), None).unwrap();
+    let r = Receipt::parse_with_tlvs(&d.short_message, Some(&rmid), d.tlvs.message_state(), None)
+        .unwrap()
+        .receipt;
     assert_eq!(r.id.as_str(), long);
     assert_eq!(r.stat, MessageState::Delivered);
     // The TLV alone (the text without an id) gives the same id.
