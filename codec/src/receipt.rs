@@ -487,15 +487,16 @@ impl Receipt {
     ///
     /// Accepted: `key:value` fields split by whitespace, in any order; keys in any ASCII case, with
     /// `submit date` / `done date` also spelt `submit_date`, `submitdate` (and with several spaces);
-    /// stray words before a key are skipped (`xyz stat:DELIVRD` reads `stat`). `text:` takes the rest
-    /// of the input, spaces and colons included, so a `stat:` inside it is text, except when `id` or
-    /// `stat` has not come before it (and no TLV gives it): then, if an `id:` or `stat:` key follows
-    /// (after whitespace, in any case), the text ends before the first known key after it and the
-    /// keys from there on are read too (`id:1 text:hi err:5 stat:DELIVRD` has text `hi`, err 5 and
-    /// stat DELIVRD). Leading and trailing whitespace, CR/LF and NULs are ignored. When a key
-    /// repeats, the first one counts. Malformed optional values (a date `0000000000`, a count
-    /// `abc`) read as absent rather than failing the receipt; only a missing or bad `id` or `stat`
-    /// is an error.
+    /// stray words before a key are skipped (`xyz stat:DELIVRD` reads `stat`), but a key so found
+    /// gives way to the same key written alone, even later (`msg id:9 id:1` has id 1). `text:`
+    /// takes the rest of the input, spaces and colons included, so a `stat:` inside it is text,
+    /// except when `id` or `stat` has not come before it (and no TLV gives it): then, if an `id:`
+    /// or `stat:` key follows (after whitespace, in any case), the text ends before the first
+    /// known key after it and the keys from there on are read too (`id:1 text:hi err:5
+    /// stat:DELIVRD` has text `hi`, err 5 and stat DELIVRD). Leading and trailing whitespace,
+    /// CR/LF and NULs are ignored. When a key repeats, the first one counts. Malformed optional
+    /// values (a date `0000000000`, a count `abc`) read as absent rather than failing the
+    /// receipt; only a missing or bad `id` or `stat` is an error.
     pub fn parse_bytes(text: &Bytes) -> Result<Receipt, ReceiptError> {
         let tlvs = TlvValues::default();
         Fields::scan(text, &tlvs).finish(tlvs)
@@ -770,32 +771,37 @@ impl Key {
         1u16 << (self as u8)
     }
 
-    /// Classifies a key; when the whole key is unknown, tries it without its leading words, so that
-    /// stray words before a key do not hide it.
-    fn classify(key: &[u8]) -> Key {
+    /// Classifies a key, and says whether the whole key matched; when it is unknown, tries it
+    /// without its leading words, so that stray words before a key do not hide it. Such a match
+    /// (`false`) is weaker: `msg id:999 id:123` is a stray `msg` or a vendor's own `msg id`, and
+    /// the exact `id:` after it is the one to take.
+    fn classify(key: &[u8]) -> (Key, bool) {
         // The spellings of Appendix B (and "Text", seen as often as "text"), matched as they are
         // before the general path normalises case and gaps.
-        match key {
-            b"id" => return Key::Id,
-            b"sub" => return Key::Sub,
-            b"dlvrd" => return Key::Dlvrd,
-            b"submit date" => return Key::SubmitDate,
-            b"done date" => return Key::DoneDate,
-            b"stat" => return Key::Stat,
-            b"err" => return Key::Err,
-            b"text" | b"Text" => return Key::Text,
-            _ => {}
+        let exact = match key {
+            b"id" => Key::Id,
+            b"sub" => Key::Sub,
+            b"dlvrd" => Key::Dlvrd,
+            b"submit date" => Key::SubmitDate,
+            b"done date" => Key::DoneDate,
+            b"stat" => Key::Stat,
+            b"err" => Key::Err,
+            b"text" | b"Text" => Key::Text,
+            _ => Key::known(key),
+        };
+        if exact != Key::Other {
+            return (exact, true);
         }
         let mut rest = key;
         loop {
+            let Some(gap) = rest.iter().position(|&b| is_sep(b)) else { return (Key::Other, true) };
+            let (_, after) = rest.split_at(gap);
+            let Some(word) = after.iter().position(|&b| !is_sep(b)) else { return (Key::Other, true) };
+            rest = after.split_at(word).1;
             let found = Key::known(rest);
             if found != Key::Other {
-                return found;
+                return (found, false);
             }
-            let Some(gap) = rest.iter().position(|&b| is_sep(b)) else { return Key::Other };
-            let (_, after) = rest.split_at(gap);
-            let Some(word) = after.iter().position(|&b| !is_sep(b)) else { return Key::Other };
-            rest = after.split_at(word).1;
         }
     }
 
@@ -839,6 +845,9 @@ impl Key {
 struct Fields {
     /// Keys seen, one bit per `Key`, for "first one counts".
     seen: u16,
+    /// Keys of `seen` matched only after dropping leading words (see [`Key::classify`]): a later
+    /// exact key replaces their value.
+    weak: u16,
     id: Option<Bytes>,
     stat: Option<Bytes>,
     sub: Option<u16>,
@@ -863,7 +872,7 @@ impl Fields {
             // No colon left: what remains is stray words, dropped.
             let Some(colon) = find(s, pos, end, |b| b == b':') else { break };
             let key_end = s[pos..colon].iter().rposition(|&b| !is_sep(b)).map_or(pos, |i| pos + i + 1);
-            let key = Key::classify(&s[pos..key_end]);
+            let (key, exact) = Key::classify(&s[pos..key_end]);
             let value_start = colon + 1;
             if key == Key::Text {
                 // Appendix B puts text last; it runs to the end of the input, keys and all. Only
@@ -881,8 +890,7 @@ impl Fields {
                         .rposition(|&b| !is_sep(b))
                         .map_or(value_start, |i| value_start + i + 1)
                 });
-                if !fields.has(Key::Text) {
-                    fields.seen |= Key::Text.bit();
+                if fields.claim(Key::Text, exact) {
                     fields.text = Some(input.slice(value_start..text_end));
                 }
                 match next {
@@ -903,7 +911,7 @@ impl Fields {
                 _ => value_start,
             };
             let value_end = find(s, value_start, end, is_sep).unwrap_or(end);
-            fields.set(key, input, pos..key_end, value_start..value_end);
+            fields.set(key, exact, input, pos..key_end, value_start..value_end);
             pos = value_end;
         }
         fields
@@ -946,17 +954,32 @@ impl Fields {
         self.seen & key.bit() != 0
     }
 
-    fn set(&mut self, key: Key, input: &Bytes, key_at: Range<usize>, value_at: Range<usize>) {
+    /// Whether a value for `key` is to be taken: the first one, or an exact key's after a weak
+    /// one (see [`Fields::weak`]).
+    fn claim(&mut self, key: Key, exact: bool) -> bool {
+        let bit = key.bit();
+        if self.seen & bit != 0 && !(exact && self.weak & bit != 0) {
+            return false;
+        }
+        self.seen |= bit;
+        if exact {
+            self.weak &= !bit;
+        } else {
+            self.weak |= bit;
+        }
+        true
+    }
+
+    fn set(&mut self, key: Key, exact: bool, input: &Bytes, key_at: Range<usize>, value_at: Range<usize>) {
         if key == Key::Other {
             if self.extra.len() < EXTRA_FIELDS_MAX {
                 self.extra.push(ExtraField { key: input.slice(key_at), value: input.slice(value_at) });
             }
             return;
         }
-        if self.has(key) {
+        if !self.claim(key, exact) {
             return;
         }
-        self.seen |= key.bit();
         // Numbers and dates read the bytes in place; only what is kept takes a slice of `input`.
         let value = &input[value_at.clone()];
         match key {

@@ -318,6 +318,23 @@ fn key_spellings_with_underscores_and_stray_words() {
 }
 
 #[test]
+fn an_exact_key_wins_over_one_found_after_stray_words() {
+    // Goal: a stray word before a key does not make its value the receipt's: `msg id:999` is not
+    // the id when an exact `id:` follows, for any key; without one it still counts.
+    let r = parse("msg id:999 id:123 stat:DELIVRD");
+    assert_eq!(r.id.as_str(), "123");
+    let r = parse("garbage id:1 stat:DELIVRD");
+    assert_eq!(r.id.as_str(), "1");
+    let r = parse("id:1 final stat:REJECTD sub:2 x sub:3 stat:DELIVRD");
+    assert_eq!((r.stat, r.sub), (MessageState::Delivered, Some(2)));
+    // Two weak ones: the first counts, as for exact ones; an exact one first is never replaced.
+    let r = parse("a id:7 b id:8 stat:DELIVRD");
+    assert_eq!(r.id.as_str(), "7");
+    let r = parse("id:5 msg id:6 stat:DELIVRD");
+    assert_eq!(r.id.as_str(), "5");
+}
+
+#[test]
 fn first_of_a_repeated_key_counts() {
     let r = parse("id:1 stat:DELIVRD id:2 stat:REJECTD sub:x sub:5");
     assert_eq!((r.id.as_str(), r.stat, r.sub), ("1", MessageState::Delivered, None));
@@ -699,17 +716,19 @@ fn keys_matched_as_written_classify_as_the_general_path_does() {
         "x id",
         "",
     ] {
-        let mut general = Key::known(key.as_bytes());
-        if general == Key::Other {
-            // classify() also tries the key without its leading words.
+        let mut general = (Key::known(key.as_bytes()), true);
+        if general.0 == Key::Other {
+            // classify() also tries the key without its leading words, a weaker match.
             if let Some((_, last)) = key.rsplit_once(' ') {
-                general = Key::known(last.as_bytes());
+                let found = Key::known(last.as_bytes());
+                general = (found, found == Key::Other);
             }
         }
         assert_eq!(Key::classify(key.as_bytes()), general, "key {key:?}");
     }
-    assert_eq!(Key::classify(b"Text"), Key::Text);
-    assert_eq!(Key::classify(b"submit date"), Key::SubmitDate);
+    assert_eq!(Key::classify(b"Text"), (Key::Text, true));
+    assert_eq!(Key::classify(b"submit date"), (Key::SubmitDate, true));
+    assert_eq!(Key::classify(b"msg id"), (Key::Id, false));
 }
 
 #[test]
