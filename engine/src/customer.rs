@@ -1010,11 +1010,13 @@ pub fn validate_submit(s: &SubmitSm) -> Result<u32, CommandStatus> {
         }
         let (header, text) = body.split_at(usize::from(udhl) + 1);
         // A part the customer split itself is one SMS: its header and text must fit the 140
-        // octets of user data (in septets after the header for the seven-bit alphabets), or the
-        // operator cuts it.
+        // octets of user data (in septets after the header for the seven-bit alphabets, IA5
+        // as the GSM septets the SMSC makes of it), or the operator cuts it.
         if payload.is_none() {
+            let septets_max = 140usize.saturating_sub(header.len()) * 8 / 7;
             let fits = match alphabet {
-                Alphabet::Septets => text.len() <= 140usize.saturating_sub(header.len()) * 8 / 7,
+                Alphabet::Septets => text.len() <= septets_max,
+                Alphabet::Ia5 => smppgw_codec::text::gsm::ia5_septet_count(text) <= septets_max,
                 Alphabet::Octets | Alphabet::Ucs2 => body.len() <= 140,
             };
             if !fits {
@@ -1129,8 +1131,9 @@ fn sar_checked(t: &smppgw_codec::Tlvs) -> Result<(), CommandStatus> {
 }
 
 /// Segments an encoded text occupies at the operator: 160/153 GSM septets (one per octet as
-/// carried in SMPP), 70/67 UCS-2 units, 140/134 octets, with an escape sequence or a surrogate
-/// pair never cut between two (so counted as the operator will bill it).
+/// carried in SMPP; IA5 as the septets the SMSC converts it to, `{` two), 70/67 UCS-2 units,
+/// 140/134 octets, with an escape sequence or a surrogate pair never cut between two (so
+/// counted as the operator will bill it).
 pub fn segments_of(alphabet: Alphabet, text: &[u8]) -> u32 {
     segments_after_header(alphabet, text, 0)
 }
@@ -1141,6 +1144,7 @@ fn segments_after_header(alphabet: Alphabet, text: &[u8], header_len: usize) -> 
     use smppgw_codec::text::Encoding;
     let encoding = match alphabet {
         Alphabet::Septets => Encoding::Gsm7,
+        Alphabet::Ia5 => Encoding::Ascii,
         Alphabet::Ucs2 => Encoding::Ucs2,
         Alphabet::Octets => Encoding::Latin1,
     };
@@ -1783,6 +1787,48 @@ mod tests {
         // Nor is a surrogate pair: 67 emoji are 33 + 33 + 1.
         let emoji: Vec<u8> = (0..67).flat_map(|_| [0xD8, 0x3D, 0xDE, 0x00]).collect();
         assert_eq!(segments_of(Alphabet::Ucs2, &emoji), 3);
+    }
+
+    #[test]
+    fn ia5_is_counted_in_the_gsm_septets_the_operator_sends() {
+        // Goal: data_coding 1 costs what the SMSC sends once it has converted IA5 to GSM 7-bit
+        // (customer throughput and 10DLC limits count these segments): `{` is two septets, and
+        // a plain letter one, 160 to a message and 153 to a part.
+        let ok = SubmitSm {
+            source: Address::new(1, 1, "1"),
+            dest: Address::new(1, 1, "2"),
+            data_coding: 1,
+            ..Default::default()
+        };
+        let whole = |text: Vec<u8>| validate_submit(&SubmitSm { short_message: text.into(), ..ok.clone() });
+        assert_eq!(whole(vec![b'{'; 160]), Ok(3), "320 septets");
+        assert_eq!(whole(vec![b'a'; 150]), Ok(1));
+        assert_eq!(whole(vec![b'a'; 161]), Ok(2));
+        // A part the customer split itself must fit 153 septets after its 6-octet header.
+        let part = |text: &[u8]| {
+            let mut sm = vec![5, 0, 3, 7, 2, 1];
+            sm.extend_from_slice(text);
+            validate_submit(&SubmitSm { esm_class: 0x40, short_message: sm.into(), ..ok.clone() })
+        };
+        assert_eq!(part(&[b'{'; 150]), Err(CommandStatus::ESME_RINVMSGLEN), "300 septets");
+        assert_eq!(part(&[b'{'; 76]), Ok(1));
+        assert_eq!(part(&[b'{'; 77]), Err(CommandStatus::ESME_RINVMSGLEN));
+        assert_eq!(part(&[b'a'; 153]), Ok(1));
+        // So must a part numbered in SAR parameters, beside the header the operator adds.
+        let sar = Tlvs::builder()
+            .bytes(smppgw_codec::tag::SAR_MSG_REF_NUM, &[0, 7])
+            .bytes(smppgw_codec::tag::SAR_TOTAL_SEGMENTS, &[2])
+            .bytes(smppgw_codec::tag::SAR_SEGMENT_SEQNUM, &[1])
+            .build();
+        let sar_part = |n: usize| {
+            validate_submit(&SubmitSm {
+                short_message: vec![b'{'; n].into(),
+                tlvs: sar.clone(),
+                ..ok.clone()
+            })
+        };
+        assert_eq!(sar_part(76), Ok(1));
+        assert_eq!(sar_part(77), Err(CommandStatus::ESME_RINVMSGLEN));
     }
 
     #[test]

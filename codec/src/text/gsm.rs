@@ -153,6 +153,20 @@ pub fn septet_count(text: &str) -> Option<usize> {
     text.chars().try_fold(0usize, |n, c| Some(n + char_septets(c)?))
 }
 
+/// Septets an IA5 (data_coding 1) octet becomes at the SMSC, which sends IA5 text as GSM 7-bit:
+/// 2 for an extension character (`{ } [ ] \ ^ ~ |` and form feed, sent as ESC and a code), 1
+/// for any other, one with no GSM code included (the SMSC puts a character of its own in its
+/// place).
+#[inline]
+pub const fn ia5_septets(octet: u8) -> usize {
+    if octet < 0x80 && ASCII_TO_GSM[octet as usize] & 0x200 != 0 { 2 } else { 1 }
+}
+
+/// Septets IA5 octets become at the SMSC (see [`ia5_septets`]).
+pub fn ia5_septet_count(octets: &[u8]) -> usize {
+    octets.iter().map(|&b| ia5_septets(b)).sum()
+}
+
 /// Whether every character of `text` is in the default alphabet or its extension table.
 pub fn is_representable(text: &str) -> bool {
     text.chars().all(|c| encode_char(c).is_some())

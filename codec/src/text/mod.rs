@@ -94,9 +94,13 @@ impl Encoding {
 /// How the user data of a `data_coding` value is counted and checked: what [`alphabet`] returns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Alphabet {
-    /// Seven-bit characters carried one to an octet (GSM 03.38 default alphabet, IA5): 160 to a
-    /// segment, 153 with a concatenation header.
+    /// GSM 03.38 default alphabet septets carried one to an octet: 160 to a segment, 153 with a
+    /// concatenation header.
     Septets,
+    /// IA5 / ASCII octets (data_coding 1), which the SMSC sends as GSM 7-bit: counted in the
+    /// septets they become ([`gsm::ia5_septets`]: `{` is ESC and a code, two), 160 to a segment,
+    /// 153 with a concatenation header.
+    Ia5,
     /// Octets: 8-bit data and the one-octet (or variable-width, counted by octets) character sets:
     /// 140 to a segment, 134 with a concatenation header.
     Octets,
@@ -116,7 +120,8 @@ pub enum Alphabet {
 /// other general-group values are in daily use, so they are taken as GSM defines them.
 pub const fn alphabet(data_coding: u8) -> Option<Alphabet> {
     match data_coding {
-        0x00 | 0x01 | 0xC0..=0xDF => Some(Alphabet::Septets),
+        0x00 | 0xC0..=0xDF => Some(Alphabet::Septets),
+        0x01 => Some(Alphabet::Ia5),
         0x08 | 0xE0..=0xEF => Some(Alphabet::Ucs2),
         0x02..=0x07 | 0x09 | 0x0A | 0x0D | 0x0E => Some(Alphabet::Octets),
         0x0B | 0x0C | 0x0F | 0x80..=0xBF => None,
@@ -266,6 +271,7 @@ pub fn decode(data_coding: u8, bytes: &[u8]) -> String {
         // GSM 03.38's coding groups (flash, message waiting, message class): their alphabet.
         None if data_coding >= 0x10 => match alphabet(data_coding) {
             Some(Alphabet::Septets) => gsm::decode(bytes),
+            Some(Alphabet::Ia5) => latin::decode_ascii(bytes),
             Some(Alphabet::Ucs2) => ucs2::decode(bytes),
             // 8-bit data or compressed: not text.
             Some(Alphabet::Octets) => hex(bytes),
@@ -294,7 +300,7 @@ mod tests {
         // Goal: the SMPP 3.4 values, the GSM 03.38 groups customers use (flash, message
         // waiting, message class) and the reserved values are told apart.
         assert_eq!(alphabet(0x00), Some(Alphabet::Septets));
-        assert_eq!(alphabet(0x01), Some(Alphabet::Septets));
+        assert_eq!(alphabet(0x01), Some(Alphabet::Ia5));
         assert_eq!(alphabet(0x03), Some(Alphabet::Octets));
         assert_eq!(alphabet(0x04), Some(Alphabet::Octets));
         assert_eq!(alphabet(0x08), Some(Alphabet::Ucs2));
@@ -312,7 +318,7 @@ mod tests {
         assert_eq!(alphabet(0xF0), Some(Alphabet::Septets));
         assert_eq!(alphabet(0xF4), Some(Alphabet::Octets));
         // Every text encoding's own value agrees with it.
-        for (e, a) in [(Encoding::Gsm7, Alphabet::Septets), (Encoding::Ascii, Alphabet::Septets)]
+        for (e, a) in [(Encoding::Gsm7, Alphabet::Septets), (Encoding::Ascii, Alphabet::Ia5)]
             .into_iter()
             .chain([(Encoding::Latin1, Alphabet::Octets), (Encoding::Ucs2, Alphabet::Ucs2)])
         {

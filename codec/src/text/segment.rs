@@ -87,15 +87,16 @@ pub struct Part {
 /// octets (0 for a lone message).
 ///
 /// GSM text after a UDH starts on a septet boundary, so the UDH costs `ceil(udh_len * 8 / 7)` septets:
-/// 160 / 140 / 70 without UDH, 153 / 134 / 67 after 6 octets, 152 / 133 / 66 after 7. Ascii and Latin-1
-/// are counted as 8-bit octets, which is safe even where the SMSC would send them as 7-bit.
+/// 160 / 140 / 70 without UDH, 153 / 134 / 67 after 6 octets, 152 / 133 / 66 after 7. Ascii (IA5) is
+/// counted in GSM septets too, since that is what the SMSC sends it as (an extension character such
+/// as `{` takes two: see [`gsm::ia5_septets`]); Latin-1 in octets.
 pub const fn part_capacity(encoding: Encoding, udh_len: usize) -> usize {
     let octets = SMS_USER_DATA_OCTETS_MAX.saturating_sub(udh_len);
     match encoding {
-        Encoding::Gsm7 | Encoding::Gsm7Packed => {
+        Encoding::Gsm7 | Encoding::Gsm7Packed | Encoding::Ascii => {
             SMS_USER_DATA_SEPTETS_MAX.saturating_sub(udh_len.saturating_mul(8).div_ceil(7))
         }
-        Encoding::Ascii | Encoding::Latin1 => octets,
+        Encoding::Latin1 => octets,
         Encoding::Ucs2 => octets / 2,
     }
 }
@@ -133,7 +134,8 @@ fn cr_pad(fill: Option<u8>, last_is_cr: bool, septets: usize) -> usize {
 fn char_units(c: char, offset: usize, encoding: Encoding) -> Result<usize, TextError> {
     let units = match encoding {
         Encoding::Gsm7 | Encoding::Gsm7Packed => gsm::char_septets(c),
-        Encoding::Ascii => c.is_ascii().then_some(1),
+        // Only ASCII is IA5 (the encoder refuses the rest), so the cast keeps the character.
+        Encoding::Ascii => c.is_ascii().then(|| gsm::ia5_septets(c as u8)),
         Encoding::Latin1 => (u32::from(c) <= 0xFF).then_some(1),
         Encoding::Ucs2 => Some(c.len_utf16()),
     };
@@ -260,11 +262,13 @@ pub fn split_encoded(
     Ok(parts)
 }
 
-/// Units `encoded` takes as a lone message: its length, plus the CR packing may add (see
-/// [`gsm::needs_cr_pad`]; 160 septets ending in CR do not fit one packed message).
+/// Units `encoded` takes as a lone message, as [`char_at`] counts them: its length, plus the CR
+/// packing may add (see [`gsm::needs_cr_pad`]; 160 septets ending in CR do not fit one packed
+/// message), or for IA5 the septets it becomes.
 fn lone_len(encoded: &[u8], encoding: Encoding) -> usize {
     match encoding {
         Encoding::Gsm7Packed => gsm::packed_septets(encoded, 0),
+        Encoding::Ascii => gsm::ia5_septet_count(encoded),
         _ => encoded.len(),
     }
 }
@@ -315,26 +319,29 @@ pub fn count_encoded_segments_after_header(encoded: &[u8], encoding: Encoding, h
     let cap = part_capacity(encoding, multi_header) * unit_octets;
     let (mut parts, mut used, mut at) = (1, 0, 0);
     while at < encoded.len() {
-        let n = char_len_at(encoded, at, encoding);
-        if used + n > cap {
+        let (n, units) = char_at(encoded, at, encoding);
+        if used + units > cap {
             parts += 1;
             used = 0;
         }
-        used += n;
+        used += units;
         at += n;
     }
     parts
 }
 
-/// Octets of the character starting at `at` in `encoded`.
+/// Octets of the character starting at `at` in `encoded`, and what it fills of a part: the same
+/// octets (a part's capacity is in octets of `encoding`'s carriage), except for IA5, whose octet
+/// fills the one or two GSM septets the SMSC makes of it.
 #[inline]
-fn char_len_at(encoded: &[u8], at: usize, encoding: Encoding) -> usize {
-    match encoding {
+fn char_at(encoded: &[u8], at: usize, encoding: Encoding) -> (usize, usize) {
+    let octets = match encoding {
         Encoding::Gsm7 | Encoding::Gsm7Packed => {
             // ESC and the code after it are one character; a trailing lone ESC is one septet.
             if encoded.get(at) == Some(&ESC) && at + 1 < encoded.len() { 2 } else { 1 }
         }
-        Encoding::Ascii | Encoding::Latin1 => 1,
+        Encoding::Ascii => return (1, encoded.get(at).map_or(1, |&b| gsm::ia5_septets(b))),
+        Encoding::Latin1 => 1,
         Encoding::Ucs2 => {
             let unit = |i: usize| match encoded.get(i..i + 2) {
                 Some(&[hi, lo]) => u16::from_be_bytes([hi, lo]),
@@ -342,11 +349,12 @@ fn char_len_at(encoded: &[u8], at: usize, encoding: Encoding) -> usize {
             };
             if is_high_surrogate(unit(at)) && is_low_surrogate(unit(at + 2)) { 4 } else { 2 }
         }
-    }
+    };
+    (octets, octets)
 }
 
-/// Greedy split of `encoded` into ranges of at most `cap_octets`, never inside a character. Errors
-/// with the full count when more than [`PARTS_MAX`] would be needed.
+/// Greedy split of `encoded` into ranges filling at most `cap` (as [`char_at`] counts), never inside
+/// a character. Errors with the full count when more than [`PARTS_MAX`] would be needed.
 ///
 /// `pack_fill` is the fill bits each part is packed after, for [`Encoding::Gsm7Packed`]: a
 /// character whose last septet is a CR ending on an octet boundary counts one septet more, the CR
@@ -356,23 +364,26 @@ fn char_len_at(encoded: &[u8], at: usize, encoding: Encoding) -> usize {
 fn chunk(
     encoded: &[u8],
     encoding: Encoding,
-    cap_octets: usize,
+    cap: usize,
     pack_fill: Option<u8>,
 ) -> Result<Vec<Range<usize>>, TextError> {
-    let mut ranges = Vec::with_capacity(encoded.len().div_ceil(cap_octets.max(1)).min(PARTS_MAX));
-    let (mut parts, mut start, mut at) = (0usize, 0usize, 0usize);
+    let mut ranges = Vec::with_capacity(encoded.len().div_ceil(cap.max(1)).min(PARTS_MAX));
+    let (mut parts, mut start, mut at, mut used) = (0usize, 0usize, 0usize, 0usize);
     while at < encoded.len() {
-        let len = char_len_at(encoded, at, encoding);
+        let (len, units) = char_at(encoded, at, encoding);
         let end = at + len;
-        let pad = cr_pad(pack_fill, encoded.get(end - 1) == Some(&CR), end - start);
+        // Packed GSM fills as many units as octets, so `used + units` is the part's septets.
+        let pad = cr_pad(pack_fill, encoded.get(end - 1) == Some(&CR), used + units);
         // `at > start` guarantees progress even if one character were wider than a part.
-        if at > start && end + pad - start > cap_octets {
+        if at > start && used + units + pad > cap {
             if parts < PARTS_MAX {
                 ranges.push(start..at);
             }
             parts += 1;
             start = at;
+            used = 0;
         }
+        used += units;
         at += len;
     }
     if parts < PARTS_MAX {
@@ -405,7 +416,7 @@ mod tests {
         let table = [
             (Encoding::Gsm7, [160, 153, 152]),
             (Encoding::Gsm7Packed, [160, 153, 152]),
-            (Encoding::Ascii, [140, 134, 133]),
+            (Encoding::Ascii, [160, 153, 152]),
             (Encoding::Latin1, [140, 134, 133]),
             (Encoding::Ucs2, [70, 67, 66]),
         ];
@@ -545,7 +556,43 @@ mod tests {
             assert!(!part.udhi);
             assert_eq!(part.sar, Some(Concat { ref_num: 0xBEEF, total: 3, seq: i as u8 + 1 }));
         }
-        assert_eq!(payload_lens(&parts, 0, 1), [134, 134, 132]);
+        assert_eq!(payload_lens(&parts, 0, 1), [153, 153, 94]);
+    }
+
+    #[test]
+    fn ia5_counts_in_the_gsm_septets_the_smsc_sends() {
+        // Goal: IA5 (data_coding 1) is counted as the GSM 7-bit the SMSC converts it to: 160 and
+        // 153 septets a message and a part, `{` and the other extension characters two each, an
+        // octet with no GSM code one (the SMSC substitutes it).
+        let count = |text: &str| count_segments(text, Encoding::Ascii, UDH8).unwrap();
+        assert_eq!(count(&"a".repeat(150)), 1);
+        assert_eq!(count(&"a".repeat(160)), 1);
+        assert_eq!(count(&"a".repeat(161)), 2);
+        assert_eq!(count(&"{".repeat(80)), 1);
+        assert_eq!(count(&"{".repeat(160)), 3, "320 septets: 76 + 76 + 8 braces");
+        for c in ['[', ']', '\\', '^', '~', '|', '}'] {
+            assert_eq!(count(&c.to_string().repeat(81)), 2, "{c:?} is two septets");
+        }
+        assert_eq!(count(&"`".repeat(160)), 1, "no GSM code: substituted, one septet");
+        // The encoded count and the split agree with it, and no part holds more than 153 septets.
+        for text in [
+            "{".repeat(160),
+            "a".repeat(150),
+            "a".repeat(161),
+            format!("{}{{{}", "a".repeat(152), "a".repeat(152)),
+        ] {
+            let encoded = encode(&text, Encoding::Ascii).unwrap();
+            let parts = split_encoded(encoded.clone(), Encoding::Ascii, UDH8, 1).unwrap();
+            assert_eq!(count_encoded_segments(&encoded, Encoding::Ascii), parts.len(), "{text}");
+            assert_eq!(count(&text), parts.len(), "{text}");
+            let septets: Vec<usize> = parts
+                .iter()
+                .map(|p| gsm::ia5_septet_count(&p.short_message[if p.udhi { 6 } else { 0 }..]))
+                .collect();
+            assert!(septets.iter().all(|&n| n <= if parts.len() == 1 { 160 } else { 153 }), "{septets:?}");
+        }
+        let braces = split(&"{".repeat(160), Encoding::Ascii, UDH8, 1).unwrap();
+        assert_eq!(payload_lens(&braces, 6, 1), [76, 76, 8]);
     }
 
     #[test]
