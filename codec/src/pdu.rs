@@ -676,10 +676,10 @@ struct SubmitLayout {
 
 impl SubmitLayout {
     /// The layout of `b` if it is a body [`decode_submit`] accepts (with the same
-    /// `strict_times`): the same fields, in the same order, with the same bounds; `None`
+    /// `strict`): the same fields, in the same order, with the same bounds; `None`
     /// otherwise.
     #[inline(always)]
-    fn scan(b: &[u8], strict_times: bool) -> Option<SubmitLayout> {
+    fn scan(b: &[u8], strict: bool) -> Option<SubmitLayout> {
         let mut s = Scan { b, pos: 0 };
         let service_type = s.cstr(max::SERVICE_TYPE)?;
         let [ton, npi] = s.array()?;
@@ -687,8 +687,8 @@ impl SubmitLayout {
         let [ton, npi] = s.array()?;
         let dest = (ton, npi, s.cstr(max::ADDR)?);
         let flags = s.array()?;
-        let schedule_delivery_time = s.time(strict_times)?;
-        let validity_period = s.time(strict_times)?;
+        let schedule_delivery_time = s.time(strict)?;
+        let validity_period = s.time(strict)?;
         let [f0, f1, f2, f3, sm_len] = s.array()?;
         let sm_len = usize::from(sm_len);
         if sm_len > SHORT_MESSAGE_MAX || b.len() - s.pos < sm_len {
@@ -697,7 +697,7 @@ impl SubmitLayout {
         let short_message = (s.pos, s.pos + sm_len);
         let tlvs = (short_message.1, b.len());
         if tlvs.0 < b.len() {
-            tlv::validate(&b[tlvs.0..]).ok()?;
+            tlv::validate_with(&b[tlvs.0..], !strict).ok()?;
         }
         Some(SubmitLayout {
             service_type,
@@ -833,9 +833,16 @@ impl Reader {
     }
 
     fn tlvs(&mut self) -> Result<Tlvs, PduError> {
+        self.tlvs_with(false)
+    }
+
+    /// The TLVs, with receipt TLVs of any length when `receipt_lengths_free` (see
+    /// [`tlv::validate_with`]).
+    fn tlvs_with(&mut self, receipt_lengths_free: bool) -> Result<Tlvs, PduError> {
         let raw = self.buf.slice(self.pos..);
         self.pos = self.buf.len();
-        Tlvs::decode(raw)
+        tlv::validate_with(&raw, receipt_lengths_free)?;
+        Ok(Tlvs::from_validated(raw))
     }
 
     fn finish(&self, command: CommandId) -> Result<(), PduError> {
@@ -859,11 +866,12 @@ fn decode_bind(r: &mut Reader) -> Result<Bind, PduError> {
 }
 
 #[inline]
-/// A submit_sm body, or with `strict_times` false a deliver_sm one: SMPP 3.4 wants its time
-/// fields empty, and one a vendor filled in anyway (of any length up to 16) is taken rather
-/// than the receipt it carries refused.
-fn decode_submit(r: &mut Reader, strict_times: bool) -> Result<SubmitSm, PduError> {
-    let time = |r: &mut Reader, field| if strict_times { r.time(field) } else { r.cstr(field, max::TIME) };
+/// A submit_sm body, or with `strict` false a deliver_sm one, which only an SMSC sends: SMPP 3.4
+/// wants its time fields empty, and one a vendor filled in anyway (of any length up to 16) is
+/// taken rather than the receipt it carries refused; so is a receipt TLV of the wrong length,
+/// which the receipt parser passes over (see [`tlv::validate_with`]).
+fn decode_submit(r: &mut Reader, strict: bool) -> Result<SubmitSm, PduError> {
+    let time = |r: &mut Reader, field| if strict { r.time(field) } else { r.cstr(field, max::TIME) };
     Ok(SubmitSm {
         service_type: r.cstr(Field::ServiceType, max::SERVICE_TYPE)?,
         source: r.address(Field::SourceAddrTon, Field::SourceAddrNpi, Field::SourceAddr, max::ADDR)?,
@@ -878,7 +886,7 @@ fn decode_submit(r: &mut Reader, strict_times: bool) -> Result<SubmitSm, PduErro
         data_coding: r.u8(Field::DataCoding)?,
         sm_default_msg_id: r.u8(Field::SmDefaultMsgId)?,
         short_message: r.short_message()?,
-        tlvs: r.tlvs()?,
+        tlvs: r.tlvs_with(!strict)?,
     })
 }
 

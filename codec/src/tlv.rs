@@ -229,9 +229,13 @@ impl Tlvs {
     pub fn receipted_message_id(&self) -> Option<Bytes> {
         self.get(tag::RECEIPTED_MESSAGE_ID).map(strip_nul)
     }
-    /// message_state (see [`crate::receipt::MessageState`]).
+    /// message_state (see [`crate::receipt::MessageState`]); `None` for one that is not one octet
+    /// (a deliver_sm may carry one: see [`Tlvs::well_formed`]).
     pub fn message_state(&self) -> Option<u8> {
-        self.get_u8(tag::MESSAGE_STATE)
+        match self.get_ref(tag::MESSAGE_STATE) {
+            Some(&[state]) => Some(state),
+            _ => None,
+        }
     }
     /// network_error_code.
     pub fn network_error_code(&self) -> Option<NetworkErrorCode> {
@@ -332,6 +336,20 @@ impl Tlvs {
         b.build()
     }
 
+    /// A copy without the parameters whose length their definition does not allow: only a
+    /// deliver_sm's receipt TLVs can have one (see [`crate::Decoder`]), and a deliver_sm passed
+    /// on to an ESME must not carry them, which it could refuse.
+    pub fn well_formed(&self) -> Tlvs {
+        let mut b = TlvsBuilder::with_capacity(self.raw.len());
+        for tlv in self.iter() {
+            let fits = length_bounds(tlv.tag).is_none_or(|(min, max)| (min..=max).contains(&tlv.value.len()));
+            if fits {
+                b = b.bytes(tlv.tag, &tlv.value);
+            }
+        }
+        b.build()
+    }
+
     /// A copy without the parameters of tag `t`.
     pub fn without(&self, t: u16) -> Tlvs {
         let mut b = TlvsBuilder::with_capacity(self.raw.len());
@@ -351,6 +369,20 @@ impl Tlvs {
 /// size. Unknown tags pass untouched.
 #[inline]
 pub(crate) fn validate(b: &[u8]) -> Result<(), PduError> {
+    validate_with(b, false)
+}
+
+/// The TLVs a receipt reads, whose values [`crate::receipt::Receipt::parse_with_tlvs`] checks.
+const fn is_receipt_tag(t: u16) -> bool {
+    matches!(t, tag::RECEIPTED_MESSAGE_ID | tag::MESSAGE_STATE | tag::NETWORK_ERROR_CODE)
+}
+
+/// [`validate`], but with `receipt_lengths_free` a receipt TLV (receipted_message_id,
+/// message_state, network_error_code) of any length: for a deliver_sm, which only an SMSC sends
+/// and which is answered before it is used, so that a receipt whose text is good is not refused
+/// for a TLV the receipt parser would pass over anyway. Every header must still lie inside `b`.
+#[inline]
+pub(crate) fn validate_with(b: &[u8], receipt_lengths_free: bool) -> Result<(), PduError> {
     let mut pos = 0;
     while pos < b.len() {
         let rest = &b[pos..];
@@ -365,6 +397,7 @@ pub(crate) fn validate(b: &[u8]) -> Result<(), PduError> {
         }
         if let Some((min, max)) = length_bounds(t)
             && (len < min || len > max)
+            && !(receipt_lengths_free && is_receipt_tag(t))
         {
             return Err(PduError::TlvLength { tag: t, len, min, max });
         }

@@ -481,11 +481,65 @@ fn known_tlv_with_a_wrong_length_is_an_invalid_parameter_length() {
         (&[0x00, 0x1E, 0x00, 0x00], 0x001E, 0),       // receipted_message_id is 1..=66
         (&[0x03, 0x81, 0x00, 0x02, 1, 1], 0x0381, 2), // callback_num is 4..=19
     ];
+    // In a submit_sm; a deliver_sm leaves the receipt TLVs to the receipt parser (see below).
     for &(tlv, tag, len) in cases {
-        let err = pdu_error(0x5, submit_sm_body().raw(tlv).bytes());
-        assert!(matches!(err, PduError::TlvLength { tag: t, len: l, .. } if t == tag && l == len), "{err:?}");
-        assert_eq!(err.command_status(), CommandStatus::ESME_RINVPARLEN);
-        assert_eq!(err.command_status().0, 0xC2);
+        let receipt_tag = matches!(tag, 0x0427 | 0x0423 | 0x001E);
+        for command_id in if receipt_tag { &[0x4][..] } else { &[0x4, 0x5][..] } {
+            let err = pdu_error(*command_id, submit_sm_body().raw(tlv).bytes());
+            assert!(
+                matches!(err, PduError::TlvLength { tag: t, len: l, .. } if t == tag && l == len),
+                "{err:?}"
+            );
+            assert_eq!(err.command_status(), CommandStatus::ESME_RINVPARLEN);
+            assert_eq!(err.command_status().0, 0xC2);
+        }
+    }
+}
+
+#[test]
+fn a_deliver_sm_keeps_receipt_tlvs_of_a_wrong_length_for_the_receipt_parser() {
+    // Goal: a vendor's receipt whose text is good is not refused with ESME_RINVPARLEN (to be
+    // sent again and refused again) for a receipt TLV of the wrong length, which the receipt
+    // parser passes over; a submit_sm or data_sm, which customers send, stays strict.
+    use smppgw_codec::receipt::{MessageState, Receipt};
+    use smppgw_codec::{Tlvs, tag};
+    let cases: &[(&[u8], u16)] = &[
+        (&[0x04, 0x23, 0x00, 0x02, 3, 0], tag::NETWORK_ERROR_CODE), // 2 octets, not 3
+        (&[0x00, 0x1E, 0x00, 0x00], tag::RECEIPTED_MESSAGE_ID),     // empty
+        (&[0x04, 0x27, 0x00, 0x02, 2, 2], tag::MESSAGE_STATE),      // 2 octets, not 1
+    ];
+    for &(tlv, t) in cases {
+        let body = submit_sm_head().sm(b"id:123 stat:DELIVRD").raw(tlv);
+        let wire = frame(0x5, 0, 1, body.bytes());
+        let general = Pdu::decode_frame(wire.clone().freeze());
+        for decoded in [decode_one(&wire).map(Option::unwrap), general] {
+            let Ok(Pdu { body: Body::DeliverSm(d), .. }) = decoded else { panic!("{tlv:02X?}: {decoded:?}") };
+            assert_eq!(d.tlvs.get_ref(t), Some(&tlv[4..]));
+            let p = Receipt::parse_with_tlvs(
+                &d.short_message,
+                d.tlvs.get_ref(tag::RECEIPTED_MESSAGE_ID),
+                d.tlvs.message_state(),
+                d.tlvs.get_ref(tag::NETWORK_ERROR_CODE),
+            )
+            .unwrap();
+            assert_eq!((p.receipt.id.as_str(), p.receipt.stat), ("123", MessageState::Delivered));
+            // What is passed on to an ESME leaves it out.
+            let kept = d.tlvs.well_formed();
+            assert!(Tlvs::decode(kept.raw().clone()).is_ok() && !kept.contains(t), "{tlv:02X?}");
+        }
+        // Customers' submits stay strict.
+        let err = pdu_error(0x4, submit_sm_body().raw(tlv).bytes());
+        assert!(matches!(err, PduError::TlvLength { tag, .. } if tag == t), "{err:?}");
+        let data_sm = BodyBytes::default()
+            .cstr(b"")
+            .addr(b"447700900001")
+            .addr(b"447700900002")
+            .u8(0x04)
+            .u8(0)
+            .u8(0)
+            .raw(tlv);
+        let err = pdu_error(0x103, data_sm.bytes());
+        assert!(matches!(err, PduError::TlvLength { tag, .. } if tag == t), "{err:?}");
     }
 }
 

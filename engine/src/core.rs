@@ -1652,7 +1652,9 @@ impl Core {
             };
             let canonical = canonical_id(receipt.id.as_bytes());
             let shard = shard_of(vendor, &shard_key(&canonical), self.cores());
-            let network_error = d.tlvs.get(tag::NETWORK_ERROR_CODE);
+            // Passed on to the customer only when it is the 3 octets SMPP fixes: a deliver_sm may
+            // carry one of another length (the receipt parser passes it over).
+            let network_error = d.tlvs.get(tag::NETWORK_ERROR_CODE).filter(|nec| nec.len() == 3);
             let intermediate =
                 esm_class_message_type(d.esm_class) == EsmMessageType::IntermediateNotification;
             let key = vendor_key(vendor, &canonical);
@@ -2325,8 +2327,9 @@ fn owned_copy(d: SubmitSm) -> SubmitSm {
         schedule_delivery_time: own(&d.schedule_delivery_time),
         validity_period: own(&d.validity_period),
         short_message: own(&d.short_message),
-        // Valid already (it was decoded): decoding the copy cannot fail.
-        tlvs: smppgw_codec::Tlvs::decode(own(d.tlvs.raw())).unwrap_or_else(|_| d.tlvs.clone()),
+        // Fails only for a receipt TLV of a length its definition does not allow, which a
+        // deliver_sm may carry: the customer is not sent that (it could refuse the MO for it).
+        tlvs: smppgw_codec::Tlvs::decode(own(d.tlvs.raw())).unwrap_or_else(|_| d.tlvs.well_formed()),
         ..d
     }
 }
@@ -2560,6 +2563,40 @@ mod tests {
             assert_eq!((r.id.as_str(), r.stat), (format!("{shown:x}").as_str(), MessageState::Delivered));
         }
         assert_eq!(core.metrics.receipts_unparsable.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_receipt_tlv_of_a_wrong_length_is_not_passed_on_to_the_customer() {
+        // Goal: a deliver_sm the codec took with a receipt TLV of a length SMPP does not allow
+        // gives its receipt (from the text), and neither that receipt nor an MO passes the TLV
+        // on to a customer, which could refuse the deliver_sm for it.
+        use smppgw_codec::Tlvs;
+        let (core, inbox) = hand_driven_core();
+        let gone = ReplyTo { core: 0, session: 99, generation: 1, seq: 7, kind: ReplyKind::Submit, nonce: 0 };
+        let job = Job::new(1, 42, gone, 0, SubmitSm::default(), Instant::now(), Wanted::FINAL, Vec::new());
+        core.accepted(job, 0, Bytes::from_static(b"abc123"), Instant::now());
+        let raw = Tlvs::builder().bytes(tag::NETWORK_ERROR_CODE, &[3, 0]).build();
+        let d = SubmitSm {
+            esm_class: 0x04,
+            short_message: Bytes::from_static(b"id:abc123 stat:UNDELIV err:005"),
+            tlvs: raw.clone(),
+            ..SubmitSm::default()
+        };
+        core.vendor_deliver(0, d);
+        let out = run_inbox(&core, &inbox);
+        assert_eq!(out.len(), 1, "the receipt is delivered");
+        let tlvs = &out[0].body.tlvs;
+        assert!(Tlvs::decode(tlvs.raw().clone()).is_ok(), "{tlvs:?}");
+        assert!(!tlvs.contains(tag::NETWORK_ERROR_CODE));
+        let r = Receipt::parse(&out[0].body.short_message).expect("Appendix B text");
+        assert_eq!(r.err, Some(smppgw_codec::receipt::ReceiptErr::Code(5)), "the text's err");
+        // An MO keeps its other TLVs and loses that one.
+        let mo_tlvs =
+            Tlvs::builder().u8(tag::SAR_TOTAL_SEGMENTS, 2).bytes(tag::RECEIPTED_MESSAGE_ID, b"").build();
+        let copy = owned_copy(SubmitSm { tlvs: mo_tlvs, ..SubmitSm::default() });
+        assert!(Tlvs::decode(copy.tlvs.raw().clone()).is_ok());
+        assert_eq!(copy.tlvs.sar_total_segments(), Some(2));
+        assert!(!copy.tlvs.contains(tag::RECEIPTED_MESSAGE_ID));
     }
 
     #[test]
