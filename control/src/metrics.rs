@@ -57,6 +57,7 @@ pub const METRIC_FAMILIES: &[&str] = &[
     "smppgw_shared_deliveries_out_total",
     "smppgw_shared_deliveries_in_total",
     "smppgw_receipts_unparsable_total",
+    "smppgw_receipt_tlvs_ignored_total",
     "smppgw_mo_received_total",
     "smppgw_mo_unroutable_total",
     "smppgw_receipts_derived_refused_total",
@@ -272,6 +273,7 @@ pub fn render(metrics: &Metrics, snap: &Snapshot) -> String {
         remote_deliveries_out,
         remote_deliveries_in,
         receipts_unparsable,
+        receipt_tlvs_ignored,
         mo_in,
         mo_unroutable,
         derived_for_refused,
@@ -391,6 +393,11 @@ pub fn render(metrics: &Metrics, snap: &Snapshot) -> String {
         remote_deliveries_in,
     );
     e.counter("smppgw_receipts_unparsable_total", "Receipts that could not be parsed.", receipts_unparsable);
+    e.counter(
+        "smppgw_receipt_tlvs_ignored_total",
+        "Receipt TLVs that failed their check; the receipt text's value was used.",
+        receipt_tlvs_ignored,
+    );
     e.counter("smppgw_mo_received_total", "MO messages received from vendors.", mo_in);
     e.counter("smppgw_mo_unroutable_total", "MO messages for numbers no customer owns.", mo_unroutable);
     e.counter(

@@ -509,6 +509,8 @@ pub struct Core {
     early_states: RefCell<crate::deliveries::EarlyStates>,
     /// Set by the stop's sweep of the part groups: no part joins or goes back to a group after.
     pub parts_closed: Cell<bool>,
+    /// When (on [`store_now`]'s clock) a passed-over receipt TLV may be logged again.
+    tlv_warned_at: Cell<u64>,
     pending_out: RefCell<Vec<(SessionRef, Arc<Delivery>)>>,
     remote: Option<RemoteLink>,
     held: RefCell<std::collections::VecDeque<Box<Job>>>,
@@ -638,6 +640,7 @@ impl Core {
             answer_rotated: Cell::new(Instant::now()),
             early_states: RefCell::new(Default::default()),
             parts_closed: Cell::new(false),
+            tlv_warned_at: Cell::new(0),
             pending_out: RefCell::new(Vec::new()),
             remote,
             held: RefCell::new(std::collections::VecDeque::new()),
@@ -1639,8 +1642,15 @@ impl Core {
             let receipt = match receipt {
                 Ok(p) => {
                     if let Some(e) = &p.ignored_tlv {
-                        // The text stood in for it; the vendor should still hear of it.
-                        tracing::warn!(vendor, "receipt TLV passed over, the text used instead: {e}");
+                        // The text stood in for it; the vendor should still hear of it. Counted
+                        // each time, logged at most once a minute: a vendor that always sends it
+                        // would otherwise log every receipt.
+                        self.metrics.receipt_tlvs_ignored.fetch_add(1, Ordering::Relaxed);
+                        let now = store_now();
+                        if now >= self.tlv_warned_at.get() {
+                            self.tlv_warned_at.set(now + 60);
+                            tracing::warn!(vendor, "receipt TLV passed over, the text used instead: {e}");
+                        }
                     }
                     p.receipt
                 }
@@ -2563,6 +2573,7 @@ mod tests {
             assert_eq!((r.id.as_str(), r.stat), (format!("{shown:x}").as_str(), MessageState::Delivered));
         }
         assert_eq!(core.metrics.receipts_unparsable.load(Ordering::Relaxed), 0);
+        assert_eq!(core.metrics.receipt_tlvs_ignored.load(Ordering::Relaxed), 2, "counted");
     }
 
     #[test]

@@ -273,6 +273,8 @@ pub struct Metrics {
     pub remote_deliveries_in: AtomicU64,
     /// Receipts that could not be parsed.
     pub receipts_unparsable: AtomicU64,
+    /// Receipt TLVs that failed their check and were passed over for the receipt text's value.
+    pub receipt_tlvs_ignored: AtomicU64,
     /// MO messages received from vendors.
     pub mo_in: AtomicU64,
     /// MO messages for numbers no customer owns.
