@@ -31,6 +31,21 @@ pub fn canonical_id(id: &[u8]) -> Small {
     Small::lowercase(id)
 }
 
+/// Whether two spellings whose canonical forms are equal are still different ids: both mix
+/// upper- and lower-case letters (base62 and the like, where case is part of the id) and differ
+/// in case. A vendor that changes an id's case between its answer and its receipt changes all
+/// of its letters; one whose ids mix cases would otherwise have one customer's receipt matched
+/// to another customer's message whose id differs from it in case alone.
+fn case_sensitive_and_different(a: &[u8], b: &[u8]) -> bool {
+    let mixed = |s: &[u8]| s.iter().any(u8::is_ascii_uppercase) && s.iter().any(u8::is_ascii_lowercase);
+    mixed(a) && mixed(b) && without_leading_zeros(a) != without_leading_zeros(b)
+}
+
+fn without_leading_zeros(id: &[u8]) -> &[u8] {
+    let id = trim(id);
+    &id[id.iter().take_while(|&&c| c == b'0').count()..]
+}
+
 fn trim(id: &[u8]) -> &[u8] {
     let start = id.iter().position(|c| !c.is_ascii_whitespace() && *c != 0).unwrap_or(id.len());
     let end = id.iter().rposition(|c| !c.is_ascii_whitespace() && *c != 0).map_or(start, |e| e + 1);
@@ -673,9 +688,11 @@ impl<R> Shard<R> {
             let c = canonical_id(id);
             let lookup = |key: u64, cand: &[u8]| {
                 self.by_vendor.get(key).filter(|&m| {
-                    self.records
-                        .get(m)
-                        .is_some_and(|r| r.vendor == vendor && canonical_id(&r.vendor_id).as_bytes() == cand)
+                    self.records.get(m).is_some_and(|r| {
+                        r.vendor == vendor
+                            && canonical_id(&r.vendor_id).as_bytes() == cand
+                            && !case_sensitive_and_different(&r.vendor_id, id)
+                    })
                 })
             };
             let radix = self.radix_of(vendor);
@@ -877,6 +894,26 @@ mod tests {
         s.insert(rec(3, "8F14E45F-CEEA-467A-9575-2A1F6F2E4A11"), 0);
         assert!(s.find_vendor_mut(1, b"8f14e45f-ceea-467a-9575-2a1f6f2e4a11").is_some());
         assert_eq!(shard_of(1, &shard_key(b"41394"), 7), shard_of(1, &shard_key(b"a1b2"), 7));
+    }
+
+    #[test]
+    fn mixed_case_ids_that_differ_in_case_are_different_messages() {
+        // Goal: a vendor whose ids mix cases (base62) gives "aB3x9Q" to customer 0's message and
+        // "Ab3X9q" to customer 1's: a receipt for "aB3x9Q" is never matched to customer 1's
+        // message (it was, by the case-folded form, and went to the wrong customer). Ids in one
+        // case still match in the other ("ABC123" for "abc123"), leading zeros aside.
+        let mut s: Shard<&str> = Shard::new(10, 100);
+        s.insert(Record { customer: 0, ..rec(1, "aB3x9Q") }, 0);
+        s.insert(Record { customer: 1, ..rec(2, "Ab3X9q") }, 0);
+        assert!(
+            s.find_vendor_mut(1, b"aB3x9Q").is_none_or(|r| r.customer == 0),
+            "never customer 1's message"
+        );
+        assert_eq!(s.find_vendor_mut(1, b"Ab3X9q").map(|r| r.msg_id), Some(2));
+        s.insert(rec(3, "abc123"), 0);
+        assert_eq!(s.find_vendor_mut(1, b"ABC123").map(|r| r.msg_id), Some(3), "one case for another");
+        s.insert(rec(4, "00xY7"), 0);
+        assert_eq!(s.find_vendor_mut(1, b"xY7").map(|r| r.msg_id), Some(4), "leading zeros");
     }
 
     #[test]
