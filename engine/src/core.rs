@@ -1711,9 +1711,12 @@ impl Core {
                 ..*r
             });
             // Two receipts before the submit_sm_resp (an intermediate one and the final one, in
-            // either order): the final one waits.
+            // either order): the final one waits, and an intermediate notification is not a final
+            // one for carrying a final word (some vendors send ACCEPTD or DELIVRD as 0x20).
             let kept = store.park_unless(vendor, &id, r, store_now(), |old, new| {
-                old.receipt.stat.is_final() && !new.receipt.stat.is_final()
+                old.receipt.stat.is_final()
+                    && !old.intermediate
+                    && (new.intermediate || !new.receipt.stat.is_final())
             });
             if !kept {
                 self.metrics.receipts_unmatched.fetch_add(1, Ordering::Relaxed);
@@ -1743,9 +1746,15 @@ impl Core {
             self.metrics.receipts_repeated.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        rec.state = stat;
-        if stat.is_final() {
-            rec.final_at = now;
+        // An intermediate notification that carries a final word (ACCEPTD or DELIVRD as 0x20)
+        // is not the message's outcome: the final receipt that follows is, and would otherwise
+        // be taken for a repeat of it and never reach the customer.
+        let outcome = !(r.intermediate && stat.is_final());
+        if outcome {
+            rec.state = stat;
+            if stat.is_final() {
+                rec.final_at = now;
+            }
         }
         // The error for query_sm: the network_error_code TLV's, else the receipt text's `err:`.
         if let Some(nec) = &r.network_error
@@ -1795,7 +1804,7 @@ impl Core {
                     },
                 );
             }
-            if derived {
+            if derived && outcome {
                 for core in 0..self.cores() {
                     self.send(
                         core,
@@ -2544,6 +2553,56 @@ mod tests {
         assert_eq!(core.release_answer_wait(false), 1, "two: given up");
         assert_eq!(run_inbox(&core, &inbox).len(), 1);
         assert_eq!(core.answer_wait.borrow().expired, 1);
+    }
+
+    #[test]
+    fn an_intermediate_notification_with_a_final_word_does_not_stand_for_the_final_receipt() {
+        // Goal: a vendor that sends an intermediate notification (esm_class 0x20) saying ACCEPTD
+        // or DELIVRD, then its final receipt (0x04), has the final one reach a customer that asked
+        // for final receipts only, whether both came after the message was stored or before its
+        // submit_sm_resp. Before, the intermediate one set the final state and the real receipt
+        // was taken for a repeat; or, parked first, the final one was replaced by it.
+        let (core, inbox) = hand_driven_core();
+        let gone = ReplyTo { core: 0, session: 99, generation: 1, seq: 7, kind: ReplyKind::Submit, nonce: 0 };
+        let receipt = |id: &str, esm_class: u8, stat: &str| SubmitSm {
+            esm_class,
+            short_message: Bytes::from(format!(
+                "id:{id} sub:001 dlvrd:001 submit date:2611271200 done date:2611271201 stat:{stat} err:000 text:x"
+            )),
+            ..SubmitSm::default()
+        };
+        for (i, before_resp) in [false, true].into_iter().enumerate() {
+            let vendor_id = format!("v{i}");
+            let shown = 42 + i as u64;
+            let job = Job::new(
+                shown,
+                shown,
+                gone,
+                0,
+                SubmitSm::default(),
+                Instant::now(),
+                Wanted::FINAL,
+                Vec::new(),
+            );
+            let accept = |job| core.accepted(job, 0, Bytes::from(vendor_id.clone()), Instant::now());
+            let mut job = Some(job);
+            if !before_resp {
+                accept(job.take().expect("job"));
+                let _ = run_inbox(&core, &inbox);
+            }
+            let (first, then) = if before_resp { (0x04, 0x20) } else { (0x20, 0x04) };
+            core.vendor_deliver(0, receipt(&vendor_id, first, "DELIVRD"));
+            core.vendor_deliver(
+                0,
+                receipt(&vendor_id, then, if then == 0x20 { "ACCEPTD" } else { "DELIVRD" }),
+            );
+            if let Some(job) = job.take() {
+                accept(job);
+            }
+            let out = run_inbox(&core, &inbox);
+            let finals: Vec<u8> = out.iter().map(|d| d.body.esm_class).collect();
+            assert_eq!(finals, vec![0x04], "before its submit_sm_resp: {before_resp}");
+        }
     }
 
     #[test]
