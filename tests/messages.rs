@@ -374,10 +374,21 @@ fn mo_waits_for_a_receiving_bind_and_is_delivered_whole_when_it_binds() {
 
 /// Submits one part (reference, total, number) of a long message in UDH form, asking for a
 /// receipt; returns the submit_sm_resp.
-fn submit_udh_part(c: &mut Client, dest: &str, (r, total, part): (u8, u8, u8), text: &[u8]) -> Pdu {
+fn submit_udh_part(c: &mut Client, dest: &str, part: (u8, u8, u8), text: &[u8]) -> Pdu {
+    submit_udh_part_asking(c, dest, part, text, 1)
+}
+
+/// [`submit_udh_part`] with `registered_delivery`.
+fn submit_udh_part_asking(
+    c: &mut Client,
+    dest: &str,
+    (r, total, part): (u8, u8, u8),
+    text: &[u8],
+    registered_delivery: u8,
+) -> Pdu {
     let (seq, mut p) = c.submit_pdu(dest, "");
     let Body::SubmitSm(s) = &mut p.body else { unreachable!() };
-    s.registered_delivery = 1;
+    s.registered_delivery = registered_delivery;
     s.esm_class |= 0x40;
     s.short_message = [&[5u8, 0x00, 3, r, total, part][..], text].concat().into();
     c.send(&p);
@@ -691,4 +702,31 @@ fn parts_still_waiting_for_their_last_part_when_the_node_stops_get_their_receipt
     }
     gw.join();
     assert_eq!(got, vec![(id, true, MessageState::Unknown.as_u8())], "its receipt before the unbind");
+}
+
+#[test]
+fn a_last_part_asking_for_no_receipt_still_brings_the_earlier_parts_theirs() {
+    // Goal: under receipt_parts = last, a customer asking for a receipt on the first part only
+    // (part 1 registered_delivery 1, part 2 0) gets part 1's DELIVRD receipt within seconds and
+    // none for part 2. Nothing asked the vendor for a receipt, and part 1 got stat UNKNOWN ten
+    // minutes later.
+    let (v, gw, mut c) = last_part_policy(|_| {});
+    let r = submit_udh_part_asking(&mut c, "15557775555", (0x47, 2, 1), b"first part ", 1);
+    assert_eq!(r.command_status, CommandStatus::ESME_ROK);
+    let first = id_of(&r);
+    let r = submit_udh_part_asking(&mut c, "15557775555", (0x47, 2, 2), b"last part", 0);
+    assert_eq!(r.command_status, CommandStatus::ESME_ROK);
+    c.stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let p = c.recv_deliver();
+    let (id, receipt) = receipt_of(&p);
+    assert_eq!((id.as_str(), receipt.stat), (first.as_str(), MessageState::Delivered), "part 1's receipt");
+    let Body::DeliverSm(d) = &p.body else { panic!("deliver_sm") };
+    assert!(d.tlvs.contains(smppgw_engine::core::TAG_DERIVED_RECEIPT), "derived from the last part's");
+    c.answer(&p, CommandStatus::ESME_ROK);
+    let asked = v.take_recorded().iter().filter(|r| r.pdu.registered_delivery & 0x03 == 1).count();
+    assert_eq!(asked, 1, "the last part asked the vendor, for part 1");
+    c.stream.set_read_timeout(Some(Duration::from_millis(700))).unwrap();
+    assert!(c.try_recv().is_none(), "no receipt for part 2, which asked for none");
+    gw.shutdown();
+    gw.join();
 }

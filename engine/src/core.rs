@@ -124,7 +124,7 @@ pub struct Job {
     /// Which receipts the customer asked for.
     pub receipts: Wanted,
     /// Earlier parts of a long message whose receipts derive from this part's.
-    pub siblings: Vec<u64>,
+    pub siblings: Vec<crate::io::Sibling>,
     /// This is such an earlier part: its receipt will be derived from the last part's.
     pub receipt_derived: bool,
     /// What admitting it took from the customer's rate and its 10DLC campaign: given back when
@@ -171,7 +171,7 @@ impl Job {
         submit: SubmitSm,
         received: Instant,
         receipts: Wanted,
-        siblings: Vec<u64>,
+        siblings: Vec<crate::io::Sibling>,
     ) -> Box<Job> {
         Box::new(Job {
             msg_id,
@@ -1150,7 +1150,8 @@ impl Core {
 
     /// On the customer's home core: a part before the last joins its group (its receipt will
     /// be derived from the last part's, so it asks the vendor for none); the last part takes
-    /// the group's ids. Then the part is routed.
+    /// the group's parts, and asks the vendor for their receipt whatever it asked for itself
+    /// (the customer still gets only the receipts each part asked for). Then the part is routed.
     fn group_part(&self, mut job: Box<Job>) {
         if let Some((key, part)) =
             crate::io::part_key(job.customer, &job.submit).filter(|_| !self.parts_closed.get())
@@ -1164,7 +1165,8 @@ impl Core {
                     dest: (s.dest.ton, s.dest.npi),
                     submitted_unix_ms: job.submitted_unix_ms,
                 };
-                if groups.add(&key, job.msg_id, meta, now) {
+                let part = crate::io::Sibling { shown_id: job.msg_id, wants: job.receipts };
+                if groups.add(&key, part, meta, now) {
                     // Only the last part asks the vendor, for intermediate notifications too
                     // (0x10); a vendor that sends receipts unasked would otherwise give this
                     // part two.
@@ -1176,8 +1178,18 @@ impl Core {
                         self.deliver_home(d);
                     }
                 }
-            } else {
+            } else if job.receipts.finals() || groups.holds(&key) {
+                // A last part asking for no final receipt that finds no group leaves no closed
+                // group behind: its earlier parts, asking for none either, never come to one.
                 job.siblings = groups.take(&key, now);
+                if !job.siblings.is_empty() {
+                    // Each sibling asked for a final receipt: the vendor must report success
+                    // and failure alike (registered_delivery 0x01) for their states to follow,
+                    // and intermediate notifications (0x10) when one of them asked for those.
+                    let intermediate = job.siblings.iter().fold(0, |a, s| a | s.wants.octet()) & 0x10;
+                    let rd = &mut job.submit.registered_delivery;
+                    *rd = (*rd & !0x03) | 0x01 | intermediate;
+                }
             }
         }
         self.submit(job);
@@ -1454,7 +1466,6 @@ impl Core {
         );
         let mut answer_from_home = None;
         if let Err(st) = &result
-            && job.receipts.any()
             && !job.siblings.is_empty()
         {
             if st.is_temporary() || job.maybe_sent {
@@ -1782,11 +1793,13 @@ impl Core {
         let Some(c) = snap.customer_at(rec.customer) else { return };
         let mut r = r;
         complete_receipt(&mut r, &rec, now);
-        let ids = std::iter::once((rec.shown_id, false)).chain(rec.siblings.iter().map(|&s| (s, true)));
-        for (shown, derived) in ids {
+        let own = (rec.shown_id, rec.receipts, false);
+        let ids = std::iter::once(own).chain(rec.siblings.iter().map(|s| (s.shown_id, s.wants, true)));
+        for (shown, wants, derived) in ids {
             // The earlier parts take the last part's state whether or not the customer asked
-            // to be told it (query_sm, the HTTP API and other nodes see it).
-            if delivers {
+            // to be told it (query_sm, the HTTP API and other nodes see it); each is told it as
+            // its own registered_delivery asked.
+            if wants.delivers(stat, r.intermediate) {
                 let body = customer_receipt(&rec, &r, shown, c.id_style, derived);
                 let delivery = Arc::new(Delivery {
                     customer: rec.customer,
@@ -1868,7 +1881,8 @@ impl Core {
         receipt.text = Some(Bytes::new());
         let r = VendorReceipt { vendor: 0, receipt, network_error: None, key: 0, intermediate: false };
         let home = self.home_of(parts.customer);
-        for &shown in parts.shown_ids {
+        for part in parts.shown_ids {
+            let shown = part.shown_id;
             let body = customer_receipt(&rec, &r, shown, c.id_style, true);
             let delivery = Arc::new(Delivery {
                 customer: parts.customer,
@@ -2300,8 +2314,8 @@ pub struct DerivedParts<'a> {
     pub dest: &'a Address,
     /// When the first of them was submitted.
     pub submitted_unix_ms: u64,
-    /// The customer's ids of the parts.
-    pub shown_ids: &'a [u64],
+    /// The parts.
+    pub shown_ids: &'a [crate::io::Sibling],
 }
 
 /// See [`CoreMsg::PartsBack`].
@@ -2309,8 +2323,8 @@ pub struct DerivedParts<'a> {
 pub struct PartsBack {
     /// The group.
     pub key: crate::io::PartKey,
-    /// The earlier parts' ids.
-    pub ids: Vec<u64>,
+    /// The earlier parts.
+    pub ids: Vec<crate::io::Sibling>,
     /// Addresses' TON/NPI and time, for receipts derived later.
     pub meta: crate::io::PartMeta,
     /// The last part's answer, given once the parts are back in their group.

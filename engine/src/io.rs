@@ -485,12 +485,23 @@ pub fn part_key(customer: u32, submit: &smppgw_codec::SubmitSm) -> Option<(PartK
     Some(((customer, submit.source.addr.clone(), submit.dest.addr.clone(), reference, total), part))
 }
 
+/// A part before the last of a long message, held in its group: the customer's id for it and
+/// the receipts it asked for (parts of one message may ask for different ones; each derived
+/// receipt follows its own part's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sibling {
+    /// The customer's id of the part.
+    pub shown_id: u64,
+    /// What its `registered_delivery` asked for.
+    pub wants: Wanted,
+}
+
 /// Parts of long messages seen on this core, for the "receipt for the last part only" policy:
-/// each group's ids of the parts before the last, forgotten after [`PART_GROUP_TTL`], at most
+/// each group's parts before the last, forgotten after [`PART_GROUP_TTL`], at most
 /// [`PART_GROUPS_MAX`] groups. Sans-IO: the caller passes the time.
 #[derive(Debug, Default)]
 pub struct PartGroups {
-    groups: std::collections::HashMap<PartKey, (Instant, Vec<u64>, PartMeta)>,
+    groups: std::collections::HashMap<PartKey, (Instant, Vec<Sibling>, PartMeta)>,
     /// Groups in the order they began, for expiry from the front; entries of groups taken since
     /// are skipped, and swept out when they reach twice the bound.
     order: std::collections::VecDeque<(Instant, PartKey)>,
@@ -529,8 +540,8 @@ pub struct ExpiredGroup {
     pub key: PartKey,
     /// Addresses' TON/NPI and time.
     pub meta: PartMeta,
-    /// The customer's ids of the parts that came.
-    pub ids: Vec<u64>,
+    /// The parts that came.
+    pub ids: Vec<Sibling>,
 }
 
 impl PartGroups {
@@ -539,10 +550,10 @@ impl PartGroups {
         PartGroups::default()
     }
 
-    /// Adds `msg_id`, a part before the last, to its group. False when the group cannot hold it
+    /// Adds `part`, a part before the last, to its group. False when the group cannot hold it
     /// (the group is full, or so is the table, or its last part came already): that part then
     /// asks the vendor for its own receipt.
-    pub fn add(&mut self, key: &PartKey, msg_id: u64, meta: PartMeta, now: Instant) -> bool {
+    pub fn add(&mut self, key: &PartKey, part: Sibling, meta: PartMeta, now: Instant) -> bool {
         self.expire(now);
         let total = key.4;
         if let Some((_, left)) = self.closed.get_mut(key) {
@@ -557,7 +568,7 @@ impl PartGroups {
             if ids.len() + 1 >= usize::from(total) {
                 return false;
             }
-            ids.push(msg_id);
+            ids.push(part);
             return true;
         }
         let mine = self.per_customer.get(&key.0).copied().unwrap_or(0);
@@ -571,7 +582,7 @@ impl PartGroups {
         }
         let key = owned_key(key);
         self.order.push_back((now, key.clone()));
-        self.groups.insert(key, (now, vec![msg_id], meta));
+        self.groups.insert(key, (now, vec![part], meta));
         true
     }
 
@@ -579,7 +590,13 @@ impl PartGroups {
     /// after all (a temporary refusal, or an outcome unknown): the customer may send it again,
     /// and the retry takes them. Returns the ids it could not hold (the table is full), for
     /// the caller to settle otherwise.
-    pub fn put_back(&mut self, key: &PartKey, ids: Vec<u64>, meta: PartMeta, now: Instant) -> Vec<u64> {
+    pub fn put_back(
+        &mut self,
+        key: &PartKey,
+        ids: Vec<Sibling>,
+        meta: PartMeta,
+        now: Instant,
+    ) -> Vec<Sibling> {
         // The last part's retry will take them: the parts its first try left to come are
         // expected in the group again.
         self.remove_closed(key);
@@ -592,10 +609,10 @@ impl PartGroups {
         left
     }
 
-    /// The ids of the parts before the last, when the last part comes (none when none came).
+    /// The parts before the last, when the last part comes (none when none came).
     /// Parts that have not come yet are remembered, so that each asks the vendor for its own
     /// receipt when it comes.
-    pub fn take(&mut self, key: &PartKey, now: Instant) -> Vec<u64> {
+    pub fn take(&mut self, key: &PartKey, now: Instant) -> Vec<Sibling> {
         self.expire(now);
         let ids = match self.groups.remove(key) {
             Some((_, ids, _)) => {
@@ -622,6 +639,11 @@ impl PartGroups {
             self.closed.insert(key, (now, missing as u8));
         }
         ids
+    }
+
+    /// Whether `key`'s group holds parts (expired or not).
+    pub fn holds(&self, key: &PartKey) -> bool {
+        self.groups.contains_key(key)
     }
 
     /// Every group held, for derived receipts when the node stops: their last parts will not
@@ -1042,12 +1064,13 @@ impl CustomerDriver {
         let msg_id = self.core.next_msg_id();
         let receipts = Wanted::from_registered_delivery(submit.registered_delivery);
         // Under receipt_parts = "last" a part's receipt may be derived from its last part's: the
-        // parts meet in a group on the customer's home core, wherever its sessions are. A
-        // customer asking for intermediate notifications only has each part ask for its own
-        // (a derived final receipt is not its to get).
-        let grouped = receipts.finals()
-            && c.cfg.receipt_parts == crate::config::ReceiptParts::Last
-            && part_info(&submit).is_some_and(|(_, total, _)| total > 1);
+        // parts meet in a group on the customer's home core, wherever its sessions are. An
+        // earlier part asking for intermediate notifications only, or for nothing, has each
+        // part ask for its own (a derived final receipt is not its to get). The last part goes
+        // to its group whatever it asked for: earlier parts may want the receipt it brings.
+        let grouped = c.cfg.receipt_parts == crate::config::ReceiptParts::Last
+            && part_info(&submit)
+                .is_some_and(|(_, total, part)| total > 1 && (receipts.finals() || part >= total));
         let mut job =
             Job::new(msg_id, msg_id, self.reply_to(seq, kind), c.idx, submit, now, receipts, Vec::new());
         job.charge = charge;
@@ -2942,13 +2965,13 @@ mod tests {
         let now = Instant::now();
         let mut g = PartGroups::new();
         let m = PartMeta::default();
-        assert!(g.add(&key(1, 3), 10, m, now));
-        assert!(g.add(&key(1, 3), 11, m, now));
-        assert!(!g.add(&key(1, 3), 12, m, now), "a third part before the last of three: not held");
-        assert!(g.add(&key(2, 2), 20, m, now), "another reference, another group");
-        assert!(g.add(&key(1, 4), 30, m, now), "the same reference in a message of another length");
-        assert_eq!(g.take(&key(1, 3), now), vec![10, 11]);
-        assert_eq!(g.take(&key(1, 3), now), Vec::<u64>::new());
+        assert!(g.add(&key(1, 3), p(10), m, now));
+        assert!(g.add(&key(1, 3), p(11), m, now));
+        assert!(!g.add(&key(1, 3), p(12), m, now), "a third part before the last of three: not held");
+        assert!(g.add(&key(2, 2), p(20), m, now), "another reference, another group");
+        assert!(g.add(&key(1, 4), p(30), m, now), "the same reference in a message of another length");
+        assert_eq!(ids(g.take(&key(1, 3), now)), vec![10, 11]);
+        assert_eq!(ids(g.take(&key(1, 3), now)), Vec::<u64>::new());
         assert_eq!(g.len(), 2);
     }
 
@@ -2961,23 +2984,23 @@ mod tests {
         let now = Instant::now();
         let mut g = PartGroups::new();
         let m = PartMeta::default();
-        assert!(g.add(&key(5, 3), 10, m, now), "part 1");
+        assert!(g.add(&key(5, 3), p(10), m, now), "part 1");
         // Part 2 was refused for now; part 3 (the last) comes and takes part 1.
-        assert_eq!(g.take(&key(5, 3), now), vec![10]);
-        assert!(!g.add(&key(5, 3), 11, m, now), "part 2 again, after the last: its own receipt");
-        assert!(g.add(&key(5, 3), 12, m, now), "the next message with that reference groups again");
+        assert_eq!(ids(g.take(&key(5, 3), now)), vec![10]);
+        assert!(!g.add(&key(5, 3), p(11), m, now), "part 2 again, after the last: its own receipt");
+        assert!(g.add(&key(5, 3), p(12), m, now), "the next message with that reference groups again");
         // The last part came first: both earlier parts ask for their own.
         assert!(g.take(&key(6, 3), now).is_empty());
-        assert!(!g.add(&key(6, 3), 20, m, now));
-        assert!(!g.add(&key(6, 3), 21, m, now));
+        assert!(!g.add(&key(6, 3), p(20), m, now));
+        assert!(!g.add(&key(6, 3), p(21), m, now));
         // Remembered for the TTL only.
         assert!(g.take(&key(7, 2), now).is_empty());
-        assert!(g.add(&key(7, 2), 30, m, now + PART_GROUP_TTL), "forgotten after the TTL");
+        assert!(g.add(&key(7, 2), p(30), m, now + PART_GROUP_TTL), "forgotten after the TTL");
         // A last part refused for now gives its parts back, and the retry takes them again.
-        assert!(g.add(&key(8, 2), 40, m, now));
-        let ids = g.take(&key(8, 2), now);
-        assert!(g.put_back(&key(8, 2), ids, m, now).is_empty());
-        assert_eq!(g.take(&key(8, 2), now), vec![40]);
+        assert!(g.add(&key(8, 2), p(40), m, now));
+        let taken = g.take(&key(8, 2), now);
+        assert!(g.put_back(&key(8, 2), taken, m, now).is_empty());
+        assert_eq!(ids(g.take(&key(8, 2), now)), vec![40]);
     }
 
     #[test]
@@ -2985,14 +3008,14 @@ mod tests {
         let now = Instant::now();
         let mut g = PartGroups::new();
         let m = PartMeta::default();
-        assert!(g.add(&key(1, 3), 10, m, now));
-        assert!(g.add(&key(2, 2), 20, m, now));
-        let mut all: Vec<Vec<u64>> = g.take_all().into_iter().map(|e| e.ids).collect();
+        assert!(g.add(&key(1, 3), p(10), m, now));
+        assert!(g.add(&key(2, 2), p(20), m, now));
+        let mut all: Vec<Vec<u64>> = g.take_all().into_iter().map(|e| ids(e.ids)).collect();
         all.sort();
         assert_eq!(all, vec![vec![10], vec![20]]);
         assert!(g.is_empty());
         assert!(g.take_expired(now + PART_GROUP_TTL).is_empty(), "nothing handed back twice");
-        assert!(g.add(&key(1, 3), 11, m, now), "and the table works on");
+        assert!(g.add(&key(1, 3), p(11), m, now), "and the table works on");
     }
 
     #[test]
@@ -3003,20 +3026,20 @@ mod tests {
         let t0 = Instant::now();
         let m = PartMeta::default();
         let mut g = PartGroups::new();
-        assert!(g.add(&key(1, 2), 1, m, t0));
-        assert_eq!(g.take(&key(1, 2), t0), vec![1]);
+        assert!(g.add(&key(1, 2), p(1), m, t0));
+        assert_eq!(ids(g.take(&key(1, 2), t0)), vec![1]);
         let later = t0 + PART_GROUP_TTL / 2;
-        assert!(g.add(&key(1, 2), 2, m, later), "the same key begins again");
+        assert!(g.add(&key(1, 2), p(2), m, later), "the same key begins again");
         // The first entry's time passes: the group that began later is kept.
-        assert!(g.add(&key(9, 2), 9, m, t0 + PART_GROUP_TTL));
-        assert_eq!(g.take(&key(1, 2), t0 + PART_GROUP_TTL), vec![2]);
+        assert!(g.add(&key(9, 2), p(9), m, t0 + PART_GROUP_TTL));
+        assert_eq!(ids(g.take(&key(1, 2), t0 + PART_GROUP_TTL)), vec![2]);
 
         let mut g = PartGroups::new();
         for r in 0..PART_GROUPS_MAX {
-            assert!(g.add(&nth_key(r), r as u64, m, t0));
+            assert!(g.add(&nth_key(r), p(r as u64), m, t0));
         }
-        assert!(!g.add(&key(7, 2), 7, m, t0 + Duration::from_secs(1)), "full: refused");
-        assert!(g.add(&key(7, 2), 7, m, t0 + PART_GROUP_TTL), "room again once the old ones expire");
+        assert!(!g.add(&key(7, 2), p(7), m, t0 + Duration::from_secs(1)), "full: refused");
+        assert!(g.add(&key(7, 2), p(7), m, t0 + PART_GROUP_TTL), "room again once the old ones expire");
         assert_eq!(g.len(), 1);
     }
 
@@ -3027,15 +3050,25 @@ mod tests {
         let t0 = Instant::now();
         let mut g = PartGroups::new();
         let meta = PartMeta { source: (5, 0), dest: (1, 1), submitted_unix_ms: 42 };
-        assert!(g.add(&key(1, 3), 10, meta, t0));
-        assert!(g.add(&key(1, 3), 11, meta, t0));
-        assert!(g.add(&key(2, 2), 20, meta, t0));
-        assert_eq!(g.take(&key(2, 2), t0), vec![20]);
+        assert!(g.add(&key(1, 3), p(10), meta, t0));
+        assert!(g.add(&key(1, 3), p(11), meta, t0));
+        assert!(g.add(&key(2, 2), p(20), meta, t0));
+        assert_eq!(ids(g.take(&key(2, 2), t0)), vec![20]);
         assert!(g.take_expired(t0 + PART_GROUP_TTL / 2).is_empty(), "not yet");
         let expired = g.take_expired(t0 + PART_GROUP_TTL);
-        assert_eq!(expired, vec![ExpiredGroup { key: key(1, 3), meta, ids: vec![10, 11] }]);
+        assert_eq!(expired, vec![ExpiredGroup { key: key(1, 3), meta, ids: vec![p(10), p(11)] }]);
         assert!(g.take_expired(t0 + PART_GROUP_TTL * 2).is_empty(), "handed back once");
         assert!(g.is_empty());
+    }
+
+    /// A part asking for final receipts.
+    fn p(shown_id: u64) -> Sibling {
+        Sibling { shown_id, wants: Wanted::FINAL }
+    }
+
+    /// The ids of `parts`.
+    fn ids(parts: Vec<Sibling>) -> Vec<u64> {
+        parts.into_iter().map(|s| s.shown_id).collect()
     }
 
     /// A distinct key per `n` (the reference holds 16 bits, the customer the rest).
@@ -3054,12 +3087,12 @@ mod tests {
         let mut g = PartGroups::new();
         let of = |c: u32, r: usize| (c, Bytes::from(format!("{}", r / 65536)), Bytes::new(), r as u16, 2);
         for r in 0..PART_GROUPS_PER_CUSTOMER_MAX {
-            assert!(g.add(&of(1, r), r as u64, m, t0));
+            assert!(g.add(&of(1, r), p(r as u64), m, t0));
         }
-        assert!(!g.add(&of(1, usize::MAX / 2), 1, m, t0), "customer 1's share is full");
-        assert!(g.add(&of(2, 0), 2, m, t0), "customer 2 still has room");
-        assert_eq!(g.take(&of(1, 0), t0), vec![0]);
-        assert!(g.add(&of(1, usize::MAX / 2), 1, m, t0), "room again once one ends");
+        assert!(!g.add(&of(1, usize::MAX / 2), p(1), m, t0), "customer 1's share is full");
+        assert!(g.add(&of(2, 0), p(2), m, t0), "customer 2 still has room");
+        assert_eq!(ids(g.take(&of(1, 0), t0)), vec![0]);
+        assert!(g.add(&of(1, usize::MAX / 2), p(1), m, t0), "room again once one ends");
     }
 
     #[test]
@@ -3076,7 +3109,7 @@ mod tests {
             assert!(g.take(&of(1, r), t0).is_empty());
         }
         assert!(g.take(&of(2, 0), t0).is_empty(), "customer 2's last part first");
-        assert!(!g.add(&of(2, 0), 5, m, t0), "its earlier part is not held: it asks for its own receipt");
+        assert!(!g.add(&of(2, 0), p(5), m, t0), "its earlier part is not held: it asks for its own receipt");
         assert!(g.closed_per_customer.get(&1).is_some_and(|&n| n <= PART_GROUPS_PER_CUSTOMER_MAX));
         assert!(!g.closed_per_customer.contains_key(&2), "forgotten once its part came");
     }

@@ -300,7 +300,7 @@ pub struct Record {
     /// Which receipts the customer asked for.
     pub receipts: Wanted,
     /// Other parts of the same long message whose receipts derive from this one's.
-    pub siblings: Vec<u64>,
+    pub siblings: Vec<crate::io::Sibling>,
 }
 
 /// Which receipts a customer asked for with a message's `registered_delivery` (its SMSC receipt

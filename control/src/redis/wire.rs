@@ -10,6 +10,7 @@ use bytes::{BufMut, BytesMut};
 use smppgw_codec::receipt::MessageState;
 use smppgw_codec::{Body, Decoder, Pdu};
 use smppgw_engine::deliveries::{Delivery, Kind};
+use smppgw_engine::io::Sibling;
 use smppgw_engine::snapshot::Snapshot;
 use smppgw_engine::store::{Record, SUBMITTED_MS_UNKNOWN, Small, Wanted};
 
@@ -62,7 +63,7 @@ fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
 
 /// The stored form of `rec`, or None when its customer or vendor is not in `snap`.
 pub fn encode_record(rec: &Record, snap: &Snapshot) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(96 + rec.siblings.len() * 8);
+    let mut out = Vec::with_capacity(96 + rec.siblings.len() * 9);
     encode_record_into(rec, snap, &mut out).then_some(out)
 }
 
@@ -91,7 +92,12 @@ pub fn encode_record_into(rec: &Record, snap: &Snapshot, out: &mut Vec<u8>) -> b
     let n = rec.siblings.len().min(SIBLINGS_MAX);
     out.put_u16(n as u16);
     for s in &rec.siblings[..n] {
-        out.put_u64(*s);
+        out.put_u64(s.shown_id);
+    }
+    // After the ids, so that a node of the earlier layout reads the record as before (it
+    // ignores what follows them).
+    for s in &rec.siblings[..n] {
+        out.put_u8(s.wants.octet());
     }
     true
 }
@@ -120,10 +126,24 @@ pub fn decode_record(b: &[u8], snap: &Snapshot) -> Option<Record> {
     if n > SIBLINGS_MAX {
         return None;
     }
-    let mut siblings = Vec::with_capacity(n);
+    let mut ids = Vec::with_capacity(n);
     for _ in 0..n {
-        siblings.push(r.u64()?);
+        ids.push(r.u64()?);
     }
+    // What each sibling asked for; a record of the earlier layout has none, and its siblings'
+    // receipts then follow the last part's, as that layout's nodes did.
+    let wants = match r.0.len() {
+        0 => None,
+        _ => Some(r.take(n)?),
+    };
+    let siblings = ids
+        .into_iter()
+        .enumerate()
+        .map(|(i, shown_id)| Sibling {
+            shown_id,
+            wants: wants.and_then(|w| w.get(i)).map_or(receipts, |&o| Wanted::from_octet(o)),
+        })
+        .collect();
     Some(Record {
         msg_id,
         shown_id,
@@ -289,7 +309,10 @@ mod tests {
             final_at: 1_764_000_009,
             error: 3,
             receipts: Wanted::FINAL,
-            siblings: vec![5, 6],
+            siblings: vec![
+                Sibling { shown_id: 5, wants: Wanted::FINAL },
+                Sibling { shown_id: 6, wants: Wanted::from_registered_delivery(0x03) },
+            ],
         }
     }
 
@@ -309,7 +332,11 @@ mod tests {
         let other = snap(&["zeta"]);
         let bytes = encode_record(&record(0), &a).expect("known");
         assert!(decode_record(&bytes, &other).is_none(), "customer unknown there");
-        for cut in 0..bytes.len() {
+        // The earlier layout ends with the siblings' ids: their receipts follow the record's.
+        let earlier = bytes.len() - 2;
+        let old = decode_record(&bytes[..earlier], &a).expect("the earlier layout");
+        assert!(old.siblings.iter().all(|s| s.wants == Wanted::FINAL), "{:?}", old.siblings);
+        for cut in (0..bytes.len()).filter(|&cut| cut != earlier) {
             assert!(decode_record(&bytes[..cut], &a).is_none(), "truncated at {cut}");
         }
         assert!(encode_record(&record(9), &a).is_none(), "no customer 9");
