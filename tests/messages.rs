@@ -379,20 +379,20 @@ fn submit_udh_part(c: &mut Client, dest: &str, part: (u8, u8, u8), text: &[u8]) 
 }
 
 /// [`submit_udh_part`] with `registered_delivery`.
-fn submit_udh_part_asking(
-    c: &mut Client,
-    dest: &str,
-    (r, total, part): (u8, u8, u8),
-    text: &[u8],
-    registered_delivery: u8,
-) -> Pdu {
-    let (seq, mut p) = c.submit_pdu(dest, "");
-    let Body::SubmitSm(s) = &mut p.body else { unreachable!() };
-    s.registered_delivery = registered_delivery;
-    s.esm_class |= 0x40;
-    s.short_message = [&[5u8, 0x00, 3, r, total, part][..], text].concat().into();
+fn submit_udh_part_asking(c: &mut Client, dest: &str, part: (u8, u8, u8), text: &[u8], rd: u8) -> Pdu {
+    let (seq, p) = udh_part(c, dest, part, text, rd);
     c.send(&p);
     c.recv_resp(seq)
+}
+
+/// The submit_sm of one part of a long message in UDH form, and its sequence number.
+fn udh_part(c: &mut Client, dest: &str, (r, total, part): (u8, u8, u8), text: &[u8], rd: u8) -> (u32, Pdu) {
+    let (seq, mut p) = c.submit_pdu(dest, "");
+    let Body::SubmitSm(s) = &mut p.body else { unreachable!() };
+    s.registered_delivery = rd;
+    s.esm_class |= 0x40;
+    s.short_message = [&[5u8, 0x00, 3, r, total, part][..], text].concat().into();
+    (seq, p)
 }
 
 /// A simulator (`tweak`ed), a gateway whose customer c1 has receipt_parts = "last", and c1 bound
@@ -729,4 +729,61 @@ fn a_last_part_asking_for_no_receipt_still_brings_the_earlier_parts_theirs() {
     assert!(c.try_recv().is_none(), "no receipt for part 2, which asked for none");
     gw.shutdown();
     gw.join();
+}
+
+/// query_sm of our message `id`: its message_state.
+fn query_state(c: &mut Client, id: &str) -> u8 {
+    let seq = c.next_seq();
+    let q =
+        smppgw_codec::QuerySm { message_id: id.to_owned().into(), source: Address::new(1, 1, "15550001") };
+    c.send(&Pdu::new(seq, Body::QuerySm(q)));
+    let r = c.recv_resp(seq);
+    let Body::QuerySmResp(q) = r.body else { panic!("query_sm_resp: {r:?}") };
+    q.message_state
+}
+
+#[test]
+fn derived_failure_and_unknown_receipts_follow_each_parts_registered_delivery() {
+    // Goal: under receipt_parts = last, a customer asking for success receipts only (0x03) gets
+    // no derived UNDELIV receipt when its last part is refused for good, nor a derived UNKNOWN
+    // one for a part still waiting when the node stops; query_sm still reads UNDELIV. (Both
+    // were delivered whatever the part asked for.)
+    let (_v, gw, mut c) = last_part_policy(|s| {
+        s.faults.refuse_containing = Some(b"BLOCKED".to_vec());
+        s.faults.error_status = CommandStatus::ESME_RINVDSTADR;
+    });
+    let r = submit_udh_part_asking(&mut c, "15557776666", (0x48, 2, 1), b"first part ", 0x03);
+    assert_eq!(r.command_status, CommandStatus::ESME_ROK);
+    let first = id_of(&r);
+    // Read by hand: a receipt may come before the answer (recv_resp passes receipts over).
+    let (seq, p) = udh_part(&mut c, "15557776666", (0x48, 2, 2), b"BLOCKED end", 0x03);
+    c.send(&p);
+    c.stream.set_read_timeout(Some(Duration::from_millis(1_000))).unwrap();
+    let got: Vec<Pdu> = std::iter::from_fn(|| c.try_recv()).collect();
+    c.stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let resp = got.iter().find(|p| p.sequence_number == seq && p.command_id().is_response());
+    let refused = resp.map(|p| p.command_status);
+    assert_eq!(refused, Some(CommandStatus::ESME_RINVDSTADR), "the vendor refused the last part: {got:?}");
+    let receipts: Vec<_> =
+        got.iter().filter(|p| matches!(p.body, Body::DeliverSm(_))).map(receipt_of).collect();
+    assert!(receipts.is_empty(), "no UNDELIV receipt for a part asking for successes only: {receipts:?}");
+    let undeliv = MessageState::Undeliverable.as_u8();
+    assert!(wait_for(Duration::from_secs(3), || query_state(&mut c, &first) == undeliv), "part 1 is UNDELIV");
+    // A part whose last part will not come before the stop.
+    let r = submit_udh_part_asking(&mut c, "15557776666", (0x49, 2, 1), b"first of two", 0x03);
+    assert_eq!(r.command_status, CommandStatus::ESME_ROK);
+    gw.shutdown();
+    let mut got = Vec::new();
+    while let Some(p) = c.recv() {
+        match &p.body {
+            Body::DeliverSm(_) => {
+                got.push(receipt_of(&p));
+                c.answer(&p, CommandStatus::ESME_ROK);
+            }
+            Body::Unbind => c.send(&Pdu::new(p.sequence_number, Body::UnbindResp)),
+            _ => {}
+        }
+    }
+    gw.join();
+    assert!(got.is_empty(), "no receipt the customer did not ask for: {got:?}");
 }

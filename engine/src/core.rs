@@ -1845,7 +1845,9 @@ impl Core {
     }
 
     /// Derived receipts (marked with [`TAG_DERIVED_RECEIPT`]) in `state` for parts of a long
-    /// message that did not ask the vendor for their own, and their records set to it.
+    /// message that did not ask the vendor for their own, and their records set to it. Each
+    /// part gets its receipt only if its registered_delivery asked for one in `state`, as for
+    /// a vendor's receipt; its state is set either way (query_sm reads it).
     pub fn derive_receipts(&self, parts: &DerivedParts<'_>, state: MessageState, err: u16) {
         let snap = self.snapshot();
         let Some(c) = snap.customer_at(parts.customer) else { return };
@@ -1883,15 +1885,17 @@ impl Core {
         let home = self.home_of(parts.customer);
         for part in parts.shown_ids {
             let shown = part.shown_id;
-            let body = customer_receipt(&rec, &r, shown, c.id_style, true);
-            let delivery = Arc::new(Delivery {
-                customer: parts.customer,
-                token: 0,
-                kind: Kind::Receipt,
-                body,
-                attempts: 0,
-            });
-            self.send(home, CoreMsg::DerivedReceipt { delivery, shown_id: shown });
+            if part.wants.delivers(state, false) {
+                let body = customer_receipt(&rec, &r, shown, c.id_style, true);
+                let delivery = Arc::new(Delivery {
+                    customer: parts.customer,
+                    token: 0,
+                    kind: Kind::Receipt,
+                    body,
+                    attempts: 0,
+                });
+                self.send(home, CoreMsg::DerivedReceipt { delivery, shown_id: shown });
+            }
             for core in 0..self.cores() {
                 self.send(core, CoreMsg::SetState { shown_id: shown, state, error: Some(err) });
             }
