@@ -621,19 +621,7 @@ impl CustomerSession {
         if shorter.is_zero() || self.deliveries.is_empty() {
             return;
         }
-        let mut order: Vec<(Instant, u32)> = Vec::with_capacity(self.deliveries.len());
-        for (&seq, (_, deadline)) in self.deliveries.iter_mut() {
-            *deadline = deadline.checked_sub(shorter).unwrap_or(*deadline);
-            order.push((*deadline, seq));
-        }
-        order.sort_unstable();
-        self.delivery_deadlines.clear();
-        let deliveries = &self.deliveries;
-        for (deadline, seq) in order {
-            self.delivery_deadlines.push(deadline, seq, deliveries.len(), |d, s| {
-                deliveries.get(&s).is_some_and(|(_, x)| *x == d)
-            });
-        }
+        self.delivery_deadlines.shorten(self.deliveries.iter_mut().map(|(&seq, (_, d))| (seq, d)), shorter);
     }
 
     /// A reload changed the bound customer's id format or window: they apply from the next

@@ -7,7 +7,7 @@
 //! flight. Sans-IO: the owner says which entries are live.
 
 use std::collections::VecDeque;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Entries per request in flight (plus a floor of 16 requests) a queue may hold before its
 /// stale entries are swept out.
@@ -63,5 +63,21 @@ impl DeadlineQueue {
     /// Forgets every entry.
     pub fn clear(&mut self) {
         self.0.clear();
+    }
+
+    /// A shorter timeout (a reload) applies to what is in flight too: each of `deadlines` (every
+    /// request in flight, by sequence number) moves `by` earlier, and the queue is rebuilt from
+    /// them in deadline order, its stale entries dropped. Kept in send order, an older, later
+    /// deadline would sit ahead of the new requests' earlier ones and hold them up to the old
+    /// timeout.
+    pub fn shorten<'a>(&mut self, deadlines: impl Iterator<Item = (u32, &'a mut Instant)>, by: Duration) {
+        let mut order: Vec<(Instant, u32)> = deadlines
+            .map(|(seq, d)| {
+                *d = d.checked_sub(by).unwrap_or(*d);
+                (*d, seq)
+            })
+            .collect();
+        order.sort_unstable();
+        self.0 = order.into();
     }
 }

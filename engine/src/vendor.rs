@@ -526,18 +526,7 @@ impl<J> VendorSession<J> {
         if shorter.is_zero() || self.inflight.is_empty() {
             return;
         }
-        let mut order: Vec<(Instant, u32)> = Vec::with_capacity(self.inflight.len());
-        for (&seq, (_, deadline)) in self.inflight.iter_mut() {
-            *deadline = deadline.checked_sub(shorter).unwrap_or(*deadline);
-            order.push((*deadline, seq));
-        }
-        order.sort_unstable();
-        self.deadlines.clear();
-        let inflight = &self.inflight;
-        for (deadline, seq) in order {
-            self.deadlines
-                .push(deadline, seq, inflight.len(), |d, s| inflight.get(&s).is_some_and(|(_, x)| *x == d));
-        }
+        self.deadlines.shorten(self.inflight.iter_mut().map(|(&seq, (_, d))| (seq, d)), shorter);
     }
 
     /// Starts a graceful unbind once nothing is in flight (the driver waits for that).
