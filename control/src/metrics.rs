@@ -515,7 +515,11 @@ pub fn render(metrics: &Metrics, snap: &Snapshot) -> String {
     e.out
 }
 
-/// 10DLC campaign and brand families, one sample per configured campaign or brand.
+/// 10DLC campaign and brand families: one sample per campaign or brand that has counted
+/// something since start. A configuration may hold up to 100,000 of each, most of them idle on
+/// any one node: a sample for every one would make each scrape megabytes, built on the control
+/// thread that also answers /health. A series appears with its first count (Prometheus reads
+/// a series that appears as starting from zero).
 fn render_campaigns(e: &mut Exposition, snap: &Snapshot) {
     let t = &snap.campaigns;
     type CampaignField = fn(&smppgw_engine::campaign::CampaignCounters) -> &AtomicU64;
@@ -530,7 +534,10 @@ fn render_campaigns(e: &mut Exposition, snap: &Snapshot) {
     for (name, help, field) in families {
         e.family(name, Kind::Counter, help);
         for c in &t.campaigns {
-            e.sample(name, &[("campaign", &c.cfg.campaign_id)], field(&c.counters).load(Ordering::Relaxed));
+            let n = field(&c.counters).load(Ordering::Relaxed);
+            if n > 0 {
+                e.sample(name, &[("campaign", &c.cfg.campaign_id)], n);
+            }
         }
     }
     e.family(
@@ -539,11 +546,10 @@ fn render_campaigns(e: &mut Exposition, snap: &Snapshot) {
         "Submits refused (ESME_RTHROTTLED) for each 10DLC brand's daily cap.",
     );
     for b in &t.brands {
-        e.sample(
-            "smppgw_brand_capped_total",
-            &[("brand", &b.cfg.brand_id)],
-            b.counters.capped.load(Ordering::Relaxed),
-        );
+        let n = b.counters.capped.load(Ordering::Relaxed);
+        if n > 0 {
+            e.sample("smppgw_brand_capped_total", &[("brand", &b.cfg.brand_id)], n);
+        }
     }
 }
 
@@ -1001,7 +1007,10 @@ mod tests {
         assert!(text.contains("smppgw_customer_binds{customer=\"we\\\"ird\\\\\"} 0\n"), "label escaping");
         assert!(!text.contains("customer=\"idle\""), "no series for a customer neither bound nor active");
         assert!(text.contains("smppgw_campaign_segments_total{campaign=\"C1\"} 4\n"), "{text}");
-        assert!(text.contains("smppgw_campaign_throttled_total{campaign=\"C1\"} 0\n"));
+        assert!(
+            !text.contains("smppgw_campaign_throttled_total{"),
+            "no sample for a count still at zero: a configuration may hold 100,000 idle campaigns"
+        );
         assert!(text.contains("smppgw_brand_capped_total{brand=\"B1\"} 1\n"));
         // Buckets in seconds, cumulative, +Inf == count; the sum in seconds.
         assert!(text.contains("smppgw_submit_latency_seconds_bucket{le=\"0.000025\"} 1\n"));

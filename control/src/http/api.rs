@@ -540,10 +540,6 @@ fn query_param(query: Option<&str>, key: &str) -> Option<String> {
                 out.push(u8::from_str_radix(s, 16).ok()?);
                 i += 3;
             }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
             b => {
                 out.push(b);
                 i += 1;
@@ -791,7 +787,9 @@ mod tests {
     #[test]
     fn query_params_are_found_and_decoded() {
         assert_eq!(query_param(Some("customer=c1"), "customer").as_deref(), Some("c1"));
-        assert_eq!(query_param(Some("a=1&customer=a%20b+c"), "customer").as_deref(), Some("a b c"));
+        assert_eq!(query_param(Some("a=1&customer=a%20b+c"), "customer").as_deref(), Some("a b+c"));
+        // A system_id may hold a '+' (any printable character but a space): it is not a space.
+        assert_eq!(query_param(Some("customer=acme+uk"), "customer").as_deref(), Some("acme+uk"));
         assert_eq!(query_param(Some("customer=%zz"), "customer"), None);
         assert_eq!(query_param(Some("customerx=1"), "customer"), None);
         assert_eq!(query_param(None, "customer"), None);
