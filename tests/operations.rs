@@ -254,6 +254,24 @@ fn a_cancel_or_replace_of_a_submit_multi_id_is_refused_and_reaches_no_vendor() {
         Body::QuerySmResp(q) => assert_eq!(q.message_state, MessageState::Enroute.as_u8(), "still en route"),
         other => panic!("query_sm_resp: {other:?}"),
     }
+    // A submit_multi that sent one message (clients that always use submit_multi) names that
+    // message alone: it can be cancelled.
+    let seq = c.next_seq();
+    let one = smppgw_codec::SubmitMulti {
+        source: Address::new(1, 1, "15550001"),
+        dests: vec![smppgw_codec::DestAddress::Sme(Address::new(1, 1, "15558881100"))],
+        short_message: "scheduled for one".into(),
+        ..Default::default()
+    };
+    c.send(&Pdu::new(seq, Body::SubmitMulti(one)));
+    let r = c.recv_resp(seq);
+    let Body::SubmitMultiResp(m) = r.body else { panic!("submit_multi_resp: {r:?}") };
+    let id = String::from_utf8(m.message_id.to_vec()).unwrap();
+    assert!(wait_for(Duration::from_secs(5), || query(&mut c, &id).command_status.is_ok()));
+    let seq = c.next_seq();
+    c.send(&Pdu::new(seq, Body::CancelSm(CancelSm { message_id: id.clone().into(), ..Default::default() })));
+    assert_eq!(c.recv_resp(seq).command_status, CommandStatus::ESME_ROK, "one destination: cancelled");
+    assert_eq!(v.take_recorded_ops().len(), 1, "the cancel reached the vendor");
     gw.shutdown();
     gw.join();
 }

@@ -194,8 +194,9 @@ pub struct CustomerSession {
     /// it is sent no optional parameters and no data_sm, which its version does not have.
     legacy: bool,
     /// Deliveries this session can never send (an MO whose addresses only a data_sm holds, to a
-    /// legacy customer), with when they came: reported refused for good at the next tick. At
-    /// most the deliveries the dispatcher lets a session have in flight.
+    /// legacy customer), with when they came: reported failed at the next tick, so that the
+    /// dispatcher tries another of the customer's sessions (one of 3.4 may take it) and gives up
+    /// after its attempts. At most the deliveries the dispatcher lets a session have in flight.
     refused: Vec<(u64, Instant)>,
 }
 
@@ -224,8 +225,8 @@ impl CustomerSession {
 
     /// Sends a receipt or MO (in deliver_sm form) as deliver_sm, or as data_sm when `as_data_sm`
     /// (never to a legacy customer: a receipt goes as deliver_sm, and an MO whose addresses a
-    /// deliver_sm cannot hold is refused for good, reported as [`Answer::Rejected`] at the next
-    /// tick, rather than sent again and again to a session that can never take it).
+    /// deliver_sm cannot hold is not written, reported as [`Answer::Failed`] at the next tick:
+    /// another session of the customer may take it, as one this session's customer refused).
     /// Returns false when this session cannot receive now (not bound as receiver/transceiver, or
     /// shutting down); the caller routes it elsewhere.
     pub fn deliver(
@@ -792,7 +793,7 @@ impl CustomerSession {
     /// Time passed: keepalive, timeouts.
     pub fn on_tick(&mut self, now: Instant, out: &mut BytesMut, events: &mut Vec<Event>) {
         for (token, _) in self.refused.drain(..) {
-            events.push(Event::Delivered { token, answer: Answer::Rejected });
+            events.push(Event::Delivered { token, answer: Answer::Failed });
         }
         while let Some((deadline, seq)) = self.delivery_deadlines.pop_due(now) {
             if self.deliveries.get(&seq).is_some_and(|(_, d)| *d == deadline) {
@@ -1251,7 +1252,8 @@ mod tests {
         // Goal: a customer bound with interface_version 0x33 (no data_sm in its version) gets a
         // receipt as deliver_sm, its text intact and no TLVs, even when receipt_pdu asks for
         // data_sm; an MO from an address longer than a deliver_sm holds is not written to it
-        // but refused for good at once (given up, not retried on a session that cannot take it).
+        // but reported failed at once (for another of the customer's sessions to take, or given up
+        // after the dispatcher's attempts), never written as data_sm.
         let now = Instant::now();
         let mut s = CustomerSession::new(settings(), now);
         let (mut out, mut ev) = (BytesMut::new(), Vec::new());
@@ -1290,8 +1292,8 @@ mod tests {
         assert!(s.next_deadline() <= now, "reported at once");
         s.on_tick(now, &mut out, &mut ev);
         assert!(
-            matches!(&ev[..], [Event::Delivered { token: 2, answer: Answer::Rejected }]),
-            "refused for good: {ev:?}"
+            matches!(&ev[..], [Event::Delivered { token: 2, answer: Answer::Failed }]),
+            "failed here: {ev:?}"
         );
         ev.clear();
         s.on_tick(now + Duration::from_secs(20), &mut out, &mut ev);

@@ -383,7 +383,7 @@ fn serve(core: &Rc<Core>, io: &Rc<CoreIo>, stream: TcpStream, peer: SocketAddr) 
                 %peer,
                 refused = n,
                 "connection closed at once: its address already holds {} connections that have not bound",
-                limits::UNBOUND_PER_ADDRESS_MAX
+                crowded.unwrap_or(limits::UNBOUND_PER_ADDRESS_MAX)
             );
             io.unbound_refused.set((0, Some(Instant::now())));
         } else {
@@ -1327,12 +1327,15 @@ impl CustomerDriver {
             self.finish_multi(seq);
             return false;
         }
+        // One message sent: it is the submission, and keeps the id the customer is given (so that
+        // a cancel_sm or replace_sm of that id, refused for several, applies to it).
+        let single = jobs.len() == 1;
         for (i, submit, charge) in jobs {
             self.core.metrics.submits.add(self.core.idx, 1);
             let receipts = Wanted::from_registered_delivery(submit.registered_delivery);
             let reply = self.reply_to_request(seq, ReplyKind::Multi(i), nonce);
-            let mut job =
-                Job::new(self.core.next_msg_id(), shown_id, reply, c.idx, submit, now, receipts, Vec::new());
+            let msg_id = if single { shown_id } else { self.core.next_msg_id() };
+            let mut job = Job::new(msg_id, shown_id, reply, c.idx, submit, now, receipts, Vec::new());
             job.charge = charge;
             self.core.submit(job);
         }
@@ -2537,6 +2540,12 @@ fn on_vjob(
     match job {
         VJob::Submit(job) => {
             slot_rt.load.fetch_sub(1, Ordering::Relaxed);
+            // A bind the vendor lost (or whose link may be dead) takes nothing more from now on,
+            // not from when it next publishes its capacity: the message it hands back, routed
+            // again below, must not come straight back to it.
+            if matches!(outcome, Outcome::Refused(CommandStatus::ESME_RINVBNDSTS) | Outcome::Unknown) {
+                slot_rt.effective_capacity.store(0, Ordering::Relaxed);
+            }
             match &outcome {
                 Outcome::Refused(st) => slot_rt
                     .set_error(crate::snapshot::BindError::SubmitRefused(st.0), crate::core::unix_now()),

@@ -14,10 +14,10 @@ use smppgw_codec::{Bind, Body, CommandStatus, DecodeError, DeliverSm, MessageIdR
 
 use crate::deadlines::DeadlineQueue;
 
-/// Requests timed out in a row, none answered in between, after which the bind is made again
-/// (at least; a bind's whole window timing out at once counts each): an SMSC that still answers
-/// enquire_link but has stopped answering submits would otherwise take every message sent to it
-/// into an unknown outcome for as long as it stays up.
+/// Rounds of requests timing out in a row (those that time out together count once), no
+/// answer to a request in between, after which the bind is made again: an SMSC that still
+/// answers enquire_link but has stopped answering submits would otherwise take every message
+/// sent to it into an unknown outcome for as long as it stays up.
 pub const TIMEOUTS_IN_ROW_MAX: u32 = 8;
 
 /// How a vendor bind binds.
@@ -132,7 +132,7 @@ pub struct VendorSession<J> {
     /// be dead without a reset (a NAT or firewall dropped it). Nothing more is sent until the
     /// vendor is heard from; an enquire_link asks at once, and closes the bind if unanswered.
     suspect: bool,
-    /// Requests timed out since the last one answered (see [`TIMEOUTS_IN_ROW_MAX`]).
+    /// Rounds of timeouts since the vendor last answered a request (see [`TIMEOUTS_IN_ROW_MAX`]).
     timeouts_in_row: u32,
 }
 
@@ -265,8 +265,9 @@ impl<J> VendorSession<J> {
                 self.bind_answered(seq, status, events)
             }
             Body::SubmitSmResp(MessageIdResp { message_id, .. }) => {
+                // It answers submits, even one that had timed out here: it is taking them.
+                self.timeouts_in_row = 0;
                 if let Some((job, _)) = self.inflight.remove(&seq) {
-                    self.timeouts_in_row = 0;
                     let outcome =
                         if status.is_ok() { Outcome::Accepted(message_id) } else { Outcome::Refused(status) };
                     events.push(VendorEvent::Done { job, outcome });
@@ -274,8 +275,8 @@ impl<J> VendorSession<J> {
                 self.lost_bind(status);
             }
             Body::CancelSmResp | Body::ReplaceSmResp | Body::QuerySmResp(_) => {
+                self.timeouts_in_row = 0;
                 if let Some((job, _)) = self.inflight.remove(&seq) {
-                    self.timeouts_in_row = 0;
                     let outcome = if status.is_ok() {
                         Outcome::Accepted(Bytes::new())
                     } else {
@@ -470,18 +471,23 @@ impl<J> VendorSession<J> {
 
     /// Time passed: expire submits, keepalive, bind and unbind timeouts.
     pub fn on_tick(&mut self, now: Instant, out: &mut BytesMut, events: &mut Vec<VendorEvent<J>>) {
-        let mut silent = false;
+        let (mut silent, mut expired) = (false, false);
         while let Some((deadline, seq)) = self.deadlines.pop_due(now) {
             // Only if this entry is still the live one for that sequence number.
             if self.is_live(deadline, seq)
                 && let Some((job, _)) = self.inflight.remove(&seq)
             {
                 events.push(VendorEvent::Done { job, outcome: Outcome::Unknown });
-                self.timeouts_in_row = self.timeouts_in_row.saturating_add(1);
+                expired = true;
                 // Nothing at all came from the vendor since this one went out.
                 let sent = deadline.checked_sub(self.settings.response_timeout);
                 silent |= sent.is_some_and(|sent| self.last_rx < sent);
             }
+        }
+        // Requests that time out together (a window sent in one burst, a vendor that paused)
+        // count once: a single stall must not make every bind of a vendor again at once.
+        if expired {
+            self.timeouts_in_row = self.timeouts_in_row.saturating_add(1);
         }
         if self.is_bound() && !self.lost {
             if self.timeouts_in_row >= TIMEOUTS_IN_ROW_MAX {
@@ -789,6 +795,49 @@ mod tests {
         assert!(s.is_lost(), "{} timeouts in a row: nothing more is sent", TIMEOUTS_IN_ROW_MAX);
         assert!(s.is_closed(), "made again");
         assert!(matches!(ev.last(), Some(VendorEvent::Close)), "{ev:?}");
+    }
+
+    #[test]
+    fn a_window_timing_out_together_is_one_round_and_a_late_answer_starts_the_count_again() {
+        // Goal: a vendor that pauses longer than the response timeout (a whole window of 10
+        // times out in one tick) does not have the bind made again (every bind of the vendor
+        // would be, at once); and an answer that comes after its request timed out shows the
+        // vendor takes submits, so the count of rounds starts again.
+        let m = msg();
+        let (mut s, now, mut out) = bound_with(VendorSettings { window: 10, ..settings() });
+        let mut ev = Vec::new();
+        let mut t = now;
+        let mut round = |s: &mut VendorSession<(u32, SubmitSm)>, n: u32, answer_late: bool| {
+            t += Duration::from_secs(1);
+            for i in 0..n {
+                s.submit((i, m.clone()), t, &mut out, |j| &j.1).unwrap();
+            }
+            let sent = pdus(&mut out);
+            t += Duration::from_secs(5);
+            s.on_tick(t, &mut out, &mut ev);
+            for p in pdus(&mut out) {
+                if p.command_id() == CommandId::ENQUIRE_LINK {
+                    s.on_pdu(Pdu::new(p.sequence_number, Body::EnquireLinkResp), t, &mut out, &mut ev);
+                }
+            }
+            if answer_late {
+                let resp = Pdu::new(sent[0].sequence_number, Body::SubmitSmResp(MessageIdResp::default()));
+                s.on_pdu(resp, t, &mut out, &mut ev);
+            }
+        };
+        round(&mut s, 10, false);
+        assert!(!s.is_lost() && s.has_room(), "ten timeouts at once are one round");
+        // Rounds 2 to 7, the seventh answered late.
+        for _ in 0..TIMEOUTS_IN_ROW_MAX - 3 {
+            round(&mut s, 1, false);
+        }
+        round(&mut s, 1, true);
+        for _ in 0..TIMEOUTS_IN_ROW_MAX - 1 {
+            round(&mut s, 1, false);
+        }
+        assert!(!s.is_lost(), "the late answer started the count again");
+        round(&mut s, 1, false);
+        assert!(s.is_lost(), "then {TIMEOUTS_IN_ROW_MAX} rounds in a row");
     }
 
     #[test]

@@ -1300,7 +1300,7 @@ fn make_write(snap: &Snapshot, rec: &Record, new: bool) -> Option<Write> {
     // Only a message whose receipt is still awaited needs finding by the vendor's id: the others
     // (no receipt asked, or it came while the write was held) are found by our id alone, which
     // halves what Redis stores for them.
-    let vendor_index = if new && rec.receipts.any() && !rec.state.is_final() {
+    let vendor_index = if new && rec.awaits_vendor_receipt() && !rec.state.is_final() {
         let vendor = &snap.vendor(rec.vendor)?.cfg.name;
         let field = record_field(vendor, &canonical_id(&rec.vendor_id));
         Some((bucket_of(field.as_bytes()), field))
@@ -2482,6 +2482,11 @@ mod tests {
         let mut no_receipt = rec(1, MessageState::Enroute);
         no_receipt.receipts = Wanted::NONE;
         assert!(make_write(&snap, &no_receipt, true).expect("known").vendor_index.is_none());
+        // The last part of a long message whose earlier parts' receipts derive from its own
+        // waits for the vendor's receipt even when its customer asked for none for it: another
+        // node must find it by the vendor's id.
+        no_receipt.siblings = vec![smppgw_engine::io::Sibling { shown_id: 7, wants: Wanted::FINAL }];
+        assert!(make_write(&snap, &no_receipt, true).expect("known").vendor_index.is_some());
     }
 
     #[test]
