@@ -238,6 +238,9 @@ fn error(status: StatusCode, msg: &str) -> Resp {
     json(status, &ErrorBody { error: msg, reasons: &[] })
 }
 
+/// Permits for message lookups on the blocking pool ([`super::LOOKUPS_BLOCKING_MAX`]).
+static LOOKUPS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(super::LOOKUPS_BLOCKING_MAX);
+
 /// 503 with `retry-after`: the answer is not known now, and may be in a moment.
 fn unavailable(msg: &str) -> Resp {
     let mut r = error(StatusCode::SERVICE_UNAVAILABLE, msg);
@@ -597,7 +600,11 @@ async fn message(st: &ApiState, id: &str, query: Option<&str>) -> Resp {
     let mut unsure = false;
     for (style, shown_id, only_customer) in candidates {
         let control = st.control.clone();
+        let Ok(permit) = LOOKUPS.try_acquire() else {
+            return unavailable("too many message lookups at once");
+        };
         let looked_up = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             control.lookup(shown_id, Duration::from_millis(LOOKUP_TIMEOUT_MS))
         })
         .await;
@@ -775,6 +782,29 @@ async fn wait_applied(control: &GatewayControl, version: u64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn message_lookups_beyond_their_share_of_the_blocking_pool_are_503_at_once() {
+        // Goal: with LOOKUPS_BLOCKING_MAX lookups waiting on the cores, another is answered 503
+        // with retry-after at once (it would have queued for a blocking thread that reloads and
+        // file writes need); once they end, lookups are answered again.
+        let mut cfg = smppgw_engine::config::Config::default();
+        cfg.server.listen = "127.0.0.1:0".parse().expect("addr");
+        cfg.server.cores = 1;
+        cfg.server.shutdown_grace_ms = 200;
+        let gw = smppgw_engine::start(cfg).expect("the gateway starts");
+        let st = ApiState::for_gateway(&gw);
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let held = LOOKUPS.try_acquire_many(super::super::LOOKUPS_BLOCKING_MAX as u32).expect("permits");
+        let busy = rt.block_on(message(&st, "1", None));
+        assert_eq!(busy.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(busy.headers().contains_key(header::RETRY_AFTER));
+        drop(held);
+        let free = rt.block_on(message(&st, "1", None));
+        assert_eq!(free.status(), StatusCode::NOT_FOUND, "no such message, looked up everywhere");
+        gw.shutdown();
+        gw.join();
+    }
 
     #[test]
     fn dates_are_utc_rfc3339() {

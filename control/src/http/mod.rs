@@ -66,10 +66,17 @@ pub const RELOAD_TIMEOUT_MS: u64 = 10_000;
 pub const RELOAD_APPLY_WAIT_MS: u64 = 2_000;
 /// Longest a message lookup waits for the cores' answers, in milliseconds.
 pub const LOOKUP_TIMEOUT_MS: u64 = 1_000;
-/// Blocking threads of the control runtime (message lookups wait on the cores there; file writes
-/// and DNS lookups run there too). A reload from PostgreSQL does not need one: its build has
-/// threads of its own (`db::load`), so a full pool cannot make it time out.
+/// Blocking threads of the control runtime: message lookups wait on the cores there (at most
+/// [`LOOKUPS_BLOCKING_MAX`] of them at once), and the engine's reloads, file writes and DNS
+/// lookups run there too. A reload's build from PostgreSQL has threads of its own
+/// (`db::load`).
 pub const BLOCKING_THREADS_MAX: usize = 4;
+/// Message lookups waiting on the cores at once; more are answered 503 with `retry-after` at
+/// once. Each may wait [`LOOKUP_TIMEOUT_MS`] for a busy core: without this bound, a burst of
+/// lookups would take every blocking thread, and a reload or a configuration from PostgreSQL
+/// queued behind them would be answered "timed out" and applied later, unannounced.
+pub const LOOKUPS_BLOCKING_MAX: usize = 2;
+const _: () = assert!(LOOKUPS_BLOCKING_MAX < BLOCKING_THREADS_MAX);
 /// On shutdown, how long open connections get to finish their request, in milliseconds.
 pub const SHUTDOWN_DRAIN_MS: u64 = 2_000;
 /// Pause after a failed accept (out of file descriptors, ...), in milliseconds.
