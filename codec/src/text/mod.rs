@@ -185,7 +185,9 @@ pub enum TextError {
     /// total is 0, or seq is 0 or over total.
     #[error("concatenation seq {seq} of total {total} is invalid")]
     ConcatInvalid { total: u8, seq: u8 },
-    /// A part of a message being reassembled disagrees on the number of parts.
+    /// A part of a message being reassembled disagrees on the number of parts. (The
+    /// [`Reassembler`] itself no longer returns it: such a part starts a new message under a
+    /// reused reference.)
     #[error("part says {got} parts, earlier parts said {expected}")]
     TotalMismatch { expected: u8, got: u8 },
     /// A part handed to the reassembler is longer than a short_message.

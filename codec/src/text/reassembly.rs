@@ -103,8 +103,12 @@ impl<K: Hash + Eq + Clone> Reassembler<K> {
 
     /// Adds one part received at `now_ms`.
     ///
-    /// A message of one part completes at once and is never stored. An error (invalid total / seq, a
-    /// total that disagrees with earlier parts, an oversized payload) leaves the reassembler unchanged.
+    /// A message of one part completes at once and is never stored. An error (invalid total / seq, an
+    /// oversized payload) leaves the reassembler unchanged. A part that disagrees with the message
+    /// pending under its reference (another total, or another payload for a part already held) is
+    /// the first of a new message under a reused reference (an 8-bit reference wraps after 256
+    /// messages): the stale one is dropped, reported in [`Pushed::evicted`], and this one starts;
+    /// the same payload again is a [`Progress::Duplicate`] (a resend).
     pub fn push(
         &mut self,
         key: K,
@@ -118,10 +122,16 @@ impl<K: Hash + Eq + Clone> Reassembler<K> {
         }
         let index = usize::from(seq - 1);
         let map_key = (key, ref_num);
+        let reused = self.pending.get(&map_key).is_some_and(|p| {
+            p.total != total
+                || p.parts.get(index).and_then(Option::as_ref).is_some_and(|held| *held != payload)
+        });
+        let mut stale = None;
+        if reused && let Some(old) = self.pending.remove(&map_key) {
+            self.by_age.remove(&old.age);
+            stale = Some(map_key.clone());
+        }
         if let Some(pending) = self.pending.get_mut(&map_key) {
-            if pending.total != total {
-                return Err(TextError::TotalMismatch { expected: pending.total, got: total });
-            }
             let Some(slot @ None) = pending.parts.get_mut(index) else {
                 return Ok(Pushed { progress: Progress::Duplicate, evicted: None });
             };
@@ -142,9 +152,13 @@ impl<K: Hash + Eq + Clone> Reassembler<K> {
             return Ok(Pushed { progress, evicted: None });
         }
         if total == 1 {
-            return Ok(Pushed { progress: Progress::Complete(payload), evicted: None });
+            return Ok(Pushed { progress: Progress::Complete(payload), evicted: stale });
         }
-        let evicted = if self.pending.len() >= self.pending_max { self.pop_oldest() } else { None };
+        let evicted = match stale {
+            Some(stale) => Some(stale),
+            None if self.pending.len() >= self.pending_max => self.pop_oldest(),
+            None => None,
+        };
         let age = (now_ms, self.arrivals);
         self.arrivals = self.arrivals.wrapping_add(1);
         let mut parts = vec![None; usize::from(total)].into_boxed_slice();
@@ -226,7 +240,7 @@ mod tests {
         assert_eq!(p, Pushed { progress: Progress::Incomplete { received: 1, total: 3 }, evicted: None });
         let p = r.push("a", part(7, 3, 1), Bytes::from_static(b"foo"), 1).unwrap();
         assert_eq!(p.progress, Progress::Incomplete { received: 2, total: 3 });
-        let p = r.push("a", part(7, 3, 1), Bytes::from_static(b"XXX"), 2).unwrap();
+        let p = r.push("a", part(7, 3, 1), Bytes::from_static(b"foo"), 2).unwrap();
         assert_eq!(p.progress, Progress::Duplicate);
         assert_eq!(
             &complete(r.push("a", part(7, 3, 2), Bytes::from_static(b"bar"), 3).unwrap())[..],
@@ -234,6 +248,28 @@ mod tests {
         );
         assert!(r.is_empty());
         assert_eq!(r.next_deadline_ms(), None);
+    }
+
+    #[test]
+    fn a_reused_reference_starts_a_new_message_and_drops_the_stale_one() {
+        // Goal: an 8-bit reference wraps after 256 messages. A message whose part was lost
+        // stays pending; the next message under the same reference, with another total or
+        // another text for a part held, drops it (reported) and is reassembled whole, instead of
+        // being refused part by part or mixed with the stale one's parts.
+        let mut r = Reassembler::new(8, 60_000).unwrap();
+        let _ = r.push("k", part(7, 3, 1), Bytes::from_static(b"A1"), 0).unwrap();
+        let p = r.push("k", part(7, 2, 1), Bytes::from_static(b"B1"), 1).unwrap();
+        assert_eq!(
+            p,
+            Pushed { progress: Progress::Incomplete { received: 1, total: 2 }, evicted: Some(("k", 7)) }
+        );
+        assert_eq!(&complete(r.push("k", part(7, 2, 2), Bytes::from_static(b"B2"), 2).unwrap())[..], b"B1B2");
+        // Same total, another text for the part held: a new message too.
+        let _ = r.push("k", part(9, 2, 1), Bytes::from_static(b"C1"), 3).unwrap();
+        let p = r.push("k", part(9, 2, 1), Bytes::from_static(b"D1"), 4).unwrap();
+        assert_eq!(p.evicted, Some(("k", 9)));
+        assert_eq!(&complete(r.push("k", part(9, 2, 2), Bytes::from_static(b"D2"), 5).unwrap())[..], b"D1D2");
+        assert!(r.is_empty());
     }
 
     #[test]
@@ -261,7 +297,7 @@ mod tests {
 
     #[test]
     fn rejects_invalid_parts_without_changing_state() {
-        // Goal: total 0, seq 0, seq > total, changing totals and oversized parts are errors.
+        // Goal: total 0, seq 0, seq > total and oversized parts are errors.
         let mut r = Reassembler::new(4, 1_000).unwrap();
         let b = || Bytes::from_static(b"x");
         assert_eq!(r.push(1, part(1, 0, 0), b(), 0), Err(TextError::ConcatInvalid { total: 0, seq: 0 }));
@@ -269,8 +305,6 @@ mod tests {
         assert_eq!(r.push(1, part(1, 2, 3), b(), 0), Err(TextError::ConcatInvalid { total: 2, seq: 3 }));
         assert!(r.is_empty());
         let _ = r.push(1, part(1, 2, 1), b(), 0).unwrap();
-        assert_eq!(r.push(1, part(1, 3, 2), b(), 0), Err(TextError::TotalMismatch { expected: 2, got: 3 }));
-        assert_eq!(r.push(1, part(1, 1, 1), b(), 0), Err(TextError::TotalMismatch { expected: 2, got: 1 }));
         let big = Bytes::from(vec![0u8; REASSEMBLY_PART_OCTETS_MAX + 1]);
         assert_eq!(r.push(1, part(1, 2, 2), big, 0), Err(TextError::PartTooLong { len: 255, max: 254 }));
         assert_eq!(&complete(r.push(1, part(1, 2, 2), b(), 0).unwrap())[..], b"xx");
@@ -302,11 +336,9 @@ mod tests {
         let mut r = Reassembler::new(2, 60_000).unwrap();
         assert_eq!(r.push('a', part(1, 2, 1), Bytes::new(), 10).unwrap().evicted, None);
         assert_eq!(r.push('b', part(1, 2, 1), Bytes::new(), 5).unwrap().evicted, None);
-        // Parts for held messages never evict.
-        assert_eq!(
-            r.push('a', part(1, 3, 1), Bytes::new(), 20).err(),
-            Some(TextError::TotalMismatch { expected: 2, got: 3 })
-        );
+        // Parts for held messages never evict another message.
+        assert_eq!(r.push('a', part(1, 2, 2), Bytes::new(), 20).unwrap().evicted, None);
+        let _ = r.push('a', part(1, 2, 1), Bytes::new(), 20).unwrap();
         let p = r.push('c', part(1, 2, 1), Bytes::new(), 30).unwrap();
         assert_eq!(p.evicted, Some(('b', 1)), "b's first part is the oldest by time");
         assert_eq!(r.len(), 2);
