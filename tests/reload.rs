@@ -380,3 +380,45 @@ fn two_reloads_in_a_row_at_a_vendor_that_limits_its_binds_leave_it_bound() {
     gw.shutdown();
     gw.join();
 }
+
+#[test]
+fn messages_waiting_at_a_vendor_a_reload_takes_off_their_route_go_to_the_new_one() {
+    // Goal: a reload that routes a destination away from a vendor (slow, misbehaving) sends the
+    // messages still waiting at that vendor's binds to the new route, not to the old vendor
+    // once its window opens; the one already sent there gets that vendor's answer. Before, the
+    // bind sent its whole queue to the vendor no longer on the route.
+    let slow =
+        sim(|s| s.faults.resp_latency = smppgw_loadgen::sim::Delay::Fixed(Duration::from_millis(2500)));
+    let other = sim(|_| {});
+    let mut cfg = config(&[("a", slow.local_addr()), ("b", other.local_addr())]);
+    cfg.routes = vec![RouteConfig::new("default", &["a"])];
+    cfg.vendors[0].binds = 1;
+    cfg.vendors[0].window = 1;
+    cfg.vendors[0].response_timeout_ms = 10_000;
+    let gw = smppgw_engine::start(cfg.clone()).unwrap();
+    assert!(wait_for(Duration::from_secs(10), || slow.stats().binds_current >= 1
+        && other.stats().binds_current >= 2));
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+    let mut seqs: std::collections::HashSet<u32> = (0..3)
+        .map(|i| {
+            let (seq, p) = c.submit_pdu(&format!("1555880{i:04}"), "rerouted");
+            c.send(&p);
+            seq
+        })
+        .collect();
+    assert!(wait_for(Duration::from_secs(5), || slow.stats().submits == 1), "one in flight at a, two queued");
+    cfg.routes = vec![RouteConfig::new("default", &["b"])];
+    let version = gw.control().reload(cfg).unwrap();
+    assert!(wait_for(Duration::from_secs(5), || gw.control().applied_everywhere(version)));
+    while !seqs.is_empty() {
+        let p = c.recv().expect("answers");
+        if p.command_id().is_response() && seqs.remove(&p.sequence_number) {
+            assert_eq!(p.command_status, CommandStatus::ESME_ROK, "message {}", p.sequence_number);
+        }
+    }
+    assert_eq!(slow.stats().submits, 1, "a got only the one already sent");
+    assert_eq!(other.stats().submits, 2, "b got the two that waited");
+    gw.shutdown();
+    gw.join();
+}

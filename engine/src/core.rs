@@ -1216,6 +1216,19 @@ impl Core {
         }
     }
 
+    /// Whether `vendor` is still on the route `job` would take under the current configuration
+    /// (a reload may have moved its destination to other vendors).
+    pub fn still_routed_to(&self, job: &Job, vendor: u32) -> bool {
+        let snap = self.snap();
+        if job.route_version == snap.version {
+            return true;
+        }
+        snap.routes
+            .lookup(job.customer, &job.submit.source.addr, &job.submit.dest.addr)
+            .and_then(|(r, _)| snap.routes.routes.get(r as usize))
+            .is_some_and(|route| route.groups.iter().flatten().any(|&(v, _)| v == vendor))
+    }
+
     /// Offers a job to the next vendor of its route that can take it, here or on another core;
     /// answers the customer when none can.
     pub fn dispatch(&self, mut job: Box<Job>) {

@@ -2193,6 +2193,8 @@ pub async fn vendor_slot(
         // The vendor account's limit over all nodes (inactive without Redis).
         let mut lease = v.lease.clone();
         let mut seen_version = core.snap().version;
+        // Looked at once at the start: jobs queued under an earlier session may predate a reload.
+        let mut routes_seen = 0;
         let mut lease_starved = false;
         let decoder = Decoder::default();
         let mut events: Vec<VendorEvent<VJob>> = Vec::new();
@@ -2349,6 +2351,19 @@ pub async fn vendor_slot(
                 // unbind, and the deliver_sm_resp to receipts read with it (else re-sent to us).
                 let _ = write_unless_aborted(&mut stream, &wbuf, &mailbox, &mut msgs).await;
                 break 'session;
+            }
+            // Messages waiting here whose destination a reload routed to other vendors go there
+            // (those already sent stay with this vendor's answer). Looked at here, just before
+            // sending: a reload while this bind waited for its vendor shows only now.
+            if core.snap().version != routes_seen {
+                routes_seen = core.snap().version;
+                let moved = |j: &VJob| matches!(j, VJob::Submit(j) if !core.still_routed_to(j, vendor));
+                if queue.iter().any(moved) {
+                    let (mut elsewhere, kept): (VecDeque<VJob>, VecDeque<VJob>) =
+                        std::mem::take(&mut queue).into_iter().partition(moved);
+                    queue = kept;
+                    send_elsewhere(&core, &slot_rt, &mut elsewhere);
+                }
             }
             // Send what the window, the pace and the shared limit allow.
             lease_starved = false;
