@@ -990,8 +990,8 @@ mod tests {
         snap.vendors[0].as_ref().unwrap().slots[1].up.store(true, Ordering::Relaxed);
         snap.customers[0].as_ref().unwrap().binds.store(2, Ordering::Relaxed);
         snap.customers[1].as_ref().unwrap().counters.throttled.store(1, Ordering::Relaxed);
-        assert!(snap.campaign_admit(b"15550001", 4, 0).is_ok());
-        assert!(snap.campaign_admit(b"15550001", 7, 0).is_err(), "over the brand's cap");
+        assert!(snap.campaign_admit(1, b"15550001", 4, 0).is_ok());
+        assert!(snap.campaign_admit(1, b"15550001", 7, 0).is_err(), "over the brand's cap");
 
         let text = render(&m, &snap);
         let families = check_exposition(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));

@@ -415,12 +415,15 @@ impl CampaignTable {
 }
 
 impl Snapshot {
-    /// Admits a message of `segments` from `source` at `unix_ms` against its 10DLC campaign and
-    /// brand (see [`CampaignTable::admit`]): the campaign's index, `None` for a source in no
-    /// campaign, or why it must be answered ESME_RTHROTTLED.
+    /// Admits a message of `segments` from `source` (of type of number `ton`) at `unix_ms`
+    /// against its 10DLC campaign and brand (see [`CampaignTable::admit`]): the campaign's index,
+    /// `None` for a source in no campaign, or why it must be answered ESME_RTHROTTLED. A source
+    /// of TON 1 (international) is a whole number with its country code even without a '+': ten
+    /// digits are not read as a North American national number then (4791234567 is +47).
     #[inline]
     pub fn campaign_admit(
         &self,
+        ton: u8,
         source: &[u8],
         segments: u32,
         unix_ms: u64,
@@ -428,6 +431,14 @@ impl Snapshot {
         if self.campaigns.is_empty() {
             return Ok(None);
         }
+        let mut international = [b'+'; 1 + smppgw_codec::pdu::max::ADDR];
+        let source = match source.first() {
+            Some(&c) if ton == 1 && c != b'+' && source.len() < international.len() => {
+                international[1..=source.len()].copy_from_slice(source);
+                &international[..=source.len()]
+            }
+            _ => source,
+        };
         self.campaigns.admit(source, segments, unix_ms)
     }
 }
@@ -477,6 +488,22 @@ mod tests {
         assert_eq!(t.lookup(b"5550100123"), Some(1), "national: +1 555 010 0123");
         assert_eq!(t.lookup(b"+5550100123"), None, "+55: Brazil");
         assert!(table(&[], &[]).is_empty());
+    }
+
+    #[test]
+    fn ten_digits_of_type_international_are_not_read_as_a_us_number() {
+        // Goal: 4791234567 with TON 1 (international, the usual SMPP form, no '+') is a whole
+        // Norwegian number (+47 91234567): it is in no campaign, not throttled against a US
+        // campaign of prefix 1479; with TON 0 (unknown) or 2 (national) it is a US number.
+        let mut cfg = crate::config::Config::default();
+        cfg.brands.push(brand("B1", 0));
+        cfg.campaigns.push(campaign("C1", "B1", 5, &["1479"]));
+        let snap = crate::snapshot::Snapshot::build(cfg, 1);
+        assert_eq!(snap.campaign_admit(1, b"4791234567", 1, T0), Ok(None), "international");
+        assert_eq!(snap.campaign_admit(1, b"+4791234567", 1, T0), Ok(None));
+        assert_eq!(snap.campaign_admit(0, b"4791234567", 1, T0), Ok(Some(0)), "unknown: national US");
+        assert_eq!(snap.campaign_admit(2, b"4791234567", 1, T0), Ok(Some(0)), "national");
+        assert_eq!(snap.campaign_admit(1, b"14791234567", 1, T0), Ok(Some(0)), "a whole US number");
     }
 
     #[test]

@@ -1032,7 +1032,8 @@ impl CustomerDriver {
             } else {
                 charge.at_ms = crate::core::unix_now_ms();
                 charge.version = snap.version;
-                let admitted = snap.campaign_admit(&submit.source.addr, segments, charge.at_ms);
+                let admitted =
+                    snap.campaign_admit(submit.source.ton, &submit.source.addr, segments, charge.at_ms);
                 if let Ok(Some(ci)) = admitted {
                     let [g1, g2] = snap.campaigns.lease_gens(ci);
                     charge.lease_gens[1..].copy_from_slice(&[g1, g2]);
@@ -1273,7 +1274,12 @@ impl CustomerDriver {
                             // 10DLC: the campaign of the source number and its brand.
                             let snap = self.core.snapshot();
                             let at_ms = crate::core::unix_now_ms();
-                            let campaign = match snap.campaign_admit(&submit.source.addr, segments, at_ms) {
+                            let campaign = match snap.campaign_admit(
+                                submit.source.ton,
+                                &submit.source.addr,
+                                segments,
+                                at_ms,
+                            ) {
                                 Ok(campaign) => campaign,
                                 Err(refusal) => {
                                     refusal.counter(&self.core.metrics).fetch_add(1, Ordering::Relaxed);
