@@ -248,6 +248,24 @@ pub struct DataSm {
     pub tlvs: Tlvs,
 }
 
+impl From<DataSm> for SubmitSm {
+    /// A data_sm in submit_sm form: its fields where submit_sm has them, its text still in its
+    /// message_payload TLV, its TLVs as they came (the caller drops those submit_sm does not
+    /// allow, if it sends it on).
+    fn from(d: DataSm) -> SubmitSm {
+        SubmitSm {
+            service_type: d.service_type,
+            source: d.source,
+            dest: d.dest,
+            esm_class: d.esm_class,
+            registered_delivery: d.registered_delivery,
+            data_coding: d.data_coding,
+            tlvs: d.tlvs,
+            ..SubmitSm::default()
+        }
+    }
+}
+
 /// data_sm_resp.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DataSmResp {

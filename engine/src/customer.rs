@@ -899,26 +899,15 @@ fn data_sm_as_submit(d: smppgw_codec::DataSm) -> SubmitSm {
         }
         _ => Bytes::new(),
     };
-    let tlvs = if d.tlvs.iter().any(|t| DATA_SM_ONLY.contains(&t.tag)) {
-        let mut b = smppgw_codec::TlvsBuilder::with_capacity(d.tlvs.raw().len());
-        for t in d.tlvs.iter().filter(|t| !DATA_SM_ONLY.contains(&t.tag)) {
+    let mut submit = SubmitSm::from(d);
+    if submit.tlvs.iter().any(|t| DATA_SM_ONLY.contains(&t.tag)) {
+        let mut b = smppgw_codec::TlvsBuilder::with_capacity(submit.tlvs.raw().len());
+        for t in submit.tlvs.iter().filter(|t| !DATA_SM_ONLY.contains(&t.tag)) {
             b = b.bytes(t.tag, &t.value);
         }
-        b.build()
-    } else {
-        d.tlvs
-    };
-    SubmitSm {
-        service_type: d.service_type,
-        source: d.source,
-        dest: d.dest,
-        esm_class: d.esm_class,
-        registered_delivery: d.registered_delivery,
-        data_coding: d.data_coding,
-        validity_period,
-        tlvs,
-        ..SubmitSm::default()
+        submit.tlvs = b.build();
     }
+    SubmitSm { validity_period, ..submit }
 }
 
 fn sc_version() -> Tlvs {

@@ -324,16 +324,7 @@ impl<J> VendorSession<J> {
             Body::DataSm(d) => {
                 // A receipt or MO as data_sm: answered, then handled in deliver_sm form.
                 Pdu::new(seq, Body::DataSmResp(Default::default())).encode(out);
-                events.push(VendorEvent::Deliver(SubmitSm {
-                    service_type: d.service_type,
-                    source: d.source,
-                    dest: d.dest,
-                    esm_class: d.esm_class,
-                    registered_delivery: d.registered_delivery,
-                    data_coding: d.data_coding,
-                    tlvs: d.tlvs,
-                    ..SubmitSm::default()
-                }));
+                events.push(VendorEvent::Deliver(SubmitSm::from(d)));
             }
             // Nothing more is sent; the submits in flight get their answers, if the vendor
             // sends them, before our unbind_resp lets it close (SMPP 3.4 4.2: the unbind
