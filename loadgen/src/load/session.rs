@@ -885,20 +885,8 @@ mod tests {
         // stopping gateway) does not leave a short clean run behind: the unbind is counted and
         // the messages due until the deadline are given up, in the latency.
         let t0 = Instant::now();
-        let cfg = LoadConfig {
-            binds: 1,
-            window: 1000,
-            rate: Some(1000.0),
-            count: None,
-            duration: Some(Duration::from_secs(1)),
-            ..LoadConfig::default()
-        };
-        let mut c = core(cfg, t0);
-        let mut s = bound(&mut c, t0, None);
+        let (mut c, mut s, sent) = sent_for_200ms(t0);
         let at = t0 + Duration::from_millis(200);
-        s.poll(at, &mut c);
-        let sent = drain(&mut s).len() as u64;
-        assert!((199..=201).contains(&sent), "{sent}");
         s.on_pdu(Pdu::new(77, Body::Unbind), at, &mut c);
         assert_eq!(c.counters.server_unbinds, 1);
         assert_eq!(
@@ -911,9 +899,8 @@ mod tests {
     }
 
     /// A 1 s run at 1000 msg/s, one session bound at `t0` with a window of 1000 and a server that
-    /// never answers: polled at 200 ms, then the connection drops at 250 ms. Returns the messages
-    /// sent.
-    fn lost_after_200ms(t0: Instant) -> (LoadCore, LoadSession, u64) {
+    /// never answers, polled at 200 ms. Returns the messages sent.
+    fn sent_for_200ms(t0: Instant) -> (LoadCore, LoadSession, u64) {
         let cfg = LoadConfig {
             binds: 1,
             window: 1000,
@@ -924,10 +911,16 @@ mod tests {
         };
         let mut c = core(cfg, t0);
         let mut s = bound(&mut c, t0, None);
-        let at = t0 + Duration::from_millis(200);
-        s.poll(at, &mut c);
+        s.poll(t0 + Duration::from_millis(200), &mut c);
         let sent = drain(&mut s).len() as u64;
         assert!((199..=201).contains(&sent), "{sent}");
+        (c, s, sent)
+    }
+
+    /// [`sent_for_200ms`], then the connection drops at 250 ms.
+    fn lost_after_200ms(t0: Instant) -> (LoadCore, LoadSession, u64) {
+        let (mut c, mut s, sent) = sent_for_200ms(t0);
+        let at = t0 + Duration::from_millis(200);
         s.on_disconnected(true, at + Duration::from_millis(50), &mut c);
         assert!(s.wants_connection(), "before the deadline the session reconnects");
         assert_eq!(c.counters.lost_in_flight, sent);
