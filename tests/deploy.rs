@@ -182,9 +182,11 @@ fn container_port(container: &Value, port: &Value) -> u64 {
         .unwrap_or_else(|| panic!("no container port named {name}"))
 }
 
-/// The ConfigMap's smppgw.toml.
-fn configmap_toml(objs: &[(PathBuf, Value)]) -> String {
-    s(find(objs, "ConfigMap", "smppgw-config"), "/data/smppgw.toml").to_owned()
+/// The node's smppgw.toml, which kustomization.yaml's generator makes the ConfigMap
+/// `smppgw-config` (checked by `the_config_map_is_generated_so_a_change_rolls_the_pods`).
+fn configmap_toml() -> String {
+    let path = k8s_dir().join("smppgw.toml");
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// What the pod's `SMPPGW__` variables evaluate to for the pod with `ordinal`: literal values,
@@ -257,6 +259,47 @@ fn every_manifest_parses_and_names_itself() {
 }
 
 #[test]
+fn the_config_map_is_generated_so_a_change_rolls_the_pods() {
+    // Goal: a change to the node's settings reaches every pod. The gateway reads smppgw.toml
+    // only at start; a plain ConfigMap would change under the running pods and take effect on
+    // each at its next restart. Generated, its name carries a hash of the file, which kustomize
+    // writes into the StatefulSet's pod template: a change rolls the pods.
+    let kustomization = yaml_docs(&k8s_dir().join("kustomization.yaml")).remove(0);
+    let generators = kustomization["configMapGenerator"].as_array().expect("configMapGenerator");
+    let generator = generators.iter().find(|g| g["name"] == "smppgw-config").expect("a generator for smppgw-config");
+    let files: Vec<&str> = generator["files"].as_array().expect("files").iter().filter_map(Value::as_str).collect();
+    assert_eq!(files, ["smppgw.toml"], "generated from smppgw.toml, under the key the pod mounts");
+    assert_ne!(
+        kustomization["generatorOptions"]["disableNameSuffixHash"].as_bool(),
+        Some(true),
+        "the hash suffix is what rolls the pods"
+    );
+    assert_ne!(generator["options"]["disableNameSuffixHash"].as_bool(), Some(true), "the hash suffix is kept");
+    let objs = objects();
+    assert!(
+        !objs.iter().any(|(_, o)| kind_of(o) == "ConfigMap" && o["metadata"]["name"] == "smppgw-config"),
+        "no hand-written ConfigMap of the same name"
+    );
+
+    // The pod mounts it at the path its --config names.
+    let (w, c) = gateway(&objs);
+    let volumes = w["spec"]["template"]["spec"]["volumes"].as_array().expect("volumes");
+    let volume = volumes
+        .iter()
+        .find(|v| v["configMap"]["name"] == "smppgw-config")
+        .expect("a volume from the ConfigMap smppgw-config");
+    let mount = c["volumeMounts"]
+        .as_array()
+        .expect("volumeMounts")
+        .iter()
+        .find(|m| m["name"] == volume["name"])
+        .expect("the ConfigMap is mounted");
+    let args: Vec<&str> = c["args"].as_array().expect("args").iter().filter_map(Value::as_str).collect();
+    let config = format!("{}/smppgw.toml", s(mount, "/mountPath"));
+    assert!(args.windows(2).any(|a| a == ["--config", config.as_str()]), "--config {config} in {args:?}");
+}
+
+#[test]
 fn kustomization_lists_every_manifest_but_the_secret_template() {
     // Goal: `kubectl apply -k deploy/k8s` deploys every manifest of the folder, and never the
     // Secret template with its placeholder values.
@@ -296,11 +339,28 @@ fn kustomization_lists_every_manifest_but_the_secret_template() {
         return;
     }
     let built = kustomize(&k8s_dir());
-    let built_names: BTreeSet<(String, String)> =
-        built.iter().map(|v| (kind_of(v).to_owned(), s(v, "/metadata/name").to_owned())).collect();
+    // The generated ConfigMap (its name suffixed with a hash of smppgw.toml) is checked apart.
+    let generated = |v: &Value| kind_of(v) == "ConfigMap" && s(v, "/metadata/name").starts_with("smppgw-config-");
+    let built_names: BTreeSet<(String, String)> = built
+        .iter()
+        .filter(|v| !generated(v))
+        .map(|v| (kind_of(v).to_owned(), s(v, "/metadata/name").to_owned()))
+        .collect();
     let source_names: BTreeSet<(String, String)> =
         objs.iter().map(|(_, v)| (kind_of(v).to_owned(), s(v, "/metadata/name").to_owned())).collect();
     assert_eq!(built_names, source_names, "kustomize builds exactly the listed objects");
+    let config_maps: Vec<&Value> = built.iter().filter(|v| generated(v)).collect();
+    assert_eq!(config_maps.len(), 1, "one generated ConfigMap");
+    let config_map = config_maps[0];
+    assert_eq!(s(config_map, "/data/smppgw.toml"), configmap_toml(), "holding smppgw.toml as it is");
+    let name = s(config_map, "/metadata/name");
+    let statefulset = built.iter().find(|v| kind_of(v) == "StatefulSet").expect("the StatefulSet");
+    let mounted = statefulset["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|v| v["configMap"]["name"] == name);
+    assert!(mounted, "the pod template names the generated ConfigMap {name}, so a change rolls the pods");
     for v in built.iter().filter(|v| kind_of(v) != "Namespace") {
         assert_eq!(
             v["metadata"]["namespace"], "smppgw",
@@ -388,7 +448,7 @@ fn the_gateway_pods_probe_drain_and_get_whole_cpus() {
     // Drain: preStop, then SIGTERM and the gateway's grace, all inside the grace period.
     let pre_stop = prestop_sleep_secs(c);
     let default_grace_ms = u64::from(Config::embedded_default().server.shutdown_grace_ms);
-    let cfg = Config::load(&configmap_toml(&objs), "configmap.yaml", pod_overrides(w, c, 0)).unwrap();
+    let cfg = Config::load(&configmap_toml(), "smppgw.toml", pod_overrides(w, c, 0)).unwrap();
     let grace_ms = u64::from(cfg.server.shutdown_grace_ms).max(default_grace_ms);
     let period = pod["terminationGracePeriodSeconds"].as_u64().expect("terminationGracePeriodSeconds");
     // The drain's worst case: the grace for in-flight submits, half the grace for deliveries and
@@ -409,7 +469,11 @@ fn the_gateway_pods_probe_drain_and_get_whole_cpus() {
         bytes(&res["limits"]["memory"]),
         "memory requests == limits"
     );
-    assert_eq!(u64::from(cfg.server.cores) * 1000, cpu_lim, "server.cores equals the CPU limit");
+    assert_eq!(
+        u64::from(cfg.server.cores) * 1000 + 1000,
+        cpu_lim,
+        "server.cores is one less than the CPU limit: the control thread needs a CPU of its own"
+    );
 
     // Never root, nothing extra.
     let non_root =
@@ -484,9 +548,9 @@ fn every_replica_gets_its_own_node_id_and_a_valid_config() {
     let last = start + replicas - 1;
     assert!(last <= 255, "ordinals {start}..={last} must fit node_id 0..=255");
 
-    let toml = configmap_toml(&objs);
+    let toml = configmap_toml();
     for ordinal in [start, last] {
-        let cfg = Config::load(&toml, "configmap.yaml smppgw.toml", pod_overrides(w, c, ordinal))
+        let cfg = Config::load(&toml, "smppgw.toml", pod_overrides(w, c, ordinal))
             .unwrap_or_else(|e| panic!("pod {ordinal}: {e}"));
         assert_eq!(u64::from(cfg.server.node_id), ordinal);
         assert_eq!(u64::from(cfg.server.listen.port()), container_port(c, &Value::from("smpp")));
