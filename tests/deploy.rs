@@ -266,15 +266,21 @@ fn the_config_map_is_generated_so_a_change_rolls_the_pods() {
     // writes into the StatefulSet's pod template: a change rolls the pods.
     let kustomization = yaml_docs(&k8s_dir().join("kustomization.yaml")).remove(0);
     let generators = kustomization["configMapGenerator"].as_array().expect("configMapGenerator");
-    let generator = generators.iter().find(|g| g["name"] == "smppgw-config").expect("a generator for smppgw-config");
-    let files: Vec<&str> = generator["files"].as_array().expect("files").iter().filter_map(Value::as_str).collect();
+    let generator =
+        generators.iter().find(|g| g["name"] == "smppgw-config").expect("a generator for smppgw-config");
+    let files: Vec<&str> =
+        generator["files"].as_array().expect("files").iter().filter_map(Value::as_str).collect();
     assert_eq!(files, ["smppgw.toml"], "generated from smppgw.toml, under the key the pod mounts");
     assert_ne!(
         kustomization["generatorOptions"]["disableNameSuffixHash"].as_bool(),
         Some(true),
         "the hash suffix is what rolls the pods"
     );
-    assert_ne!(generator["options"]["disableNameSuffixHash"].as_bool(), Some(true), "the hash suffix is kept");
+    assert_ne!(
+        generator["options"]["disableNameSuffixHash"].as_bool(),
+        Some(true),
+        "the hash suffix is kept"
+    );
     let objs = objects();
     assert!(
         !objs.iter().any(|(_, o)| kind_of(o) == "ConfigMap" && o["metadata"]["name"] == "smppgw-config"),
@@ -340,7 +346,8 @@ fn kustomization_lists_every_manifest_but_the_secret_template() {
     }
     let built = kustomize(&k8s_dir());
     // The generated ConfigMap (its name suffixed with a hash of smppgw.toml) is checked apart.
-    let generated = |v: &Value| kind_of(v) == "ConfigMap" && s(v, "/metadata/name").starts_with("smppgw-config-");
+    let generated =
+        |v: &Value| kind_of(v) == "ConfigMap" && s(v, "/metadata/name").starts_with("smppgw-config-");
     let built_names: BTreeSet<(String, String)> = built
         .iter()
         .filter(|v| !generated(v))
