@@ -81,12 +81,14 @@ enum Command {
 /// queues and receipt store, while the rest of the node goes on looking healthy (its vendor
 /// slots still look up to the other cores, `/health` answers ok). A bug, but one the node cannot
 /// recover from: the process stops at once (abort, exit status 134) so that its supervisor
-/// restarts it whole. Panics elsewhere (a reload's, caught on its thread) keep unwinding.
+/// restarts it whole. Panics elsewhere (a reload's, caught on its thread) keep unwinding, and so
+/// does one on an executor's thread before its executor runs (glommio refusing to set it up when
+/// io_uring is blocked): the start reports that as `cannot start executor N` and exits 1.
 fn abort_on_executor_panic() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         default(info);
-        if is_executor(std::thread::current().name()) {
+        if is_executor(std::thread::current().name()) && smppgw_engine::executor_running_here() {
             eprintln!("an executor panicked: stopping the process (its supervisor restarts it)");
             std::process::abort();
         }

@@ -257,6 +257,48 @@ fn executors_that_cannot_start_stop_the_process_with_an_error() {
 }
 
 #[test]
+fn io_uring_refused_by_seccomp_fails_the_start_with_the_reason_not_an_abort() {
+    // Goal: under a seccomp profile that refuses io_uring (Docker 25+ and containerd 2.x
+    // defaults) the gateway exits 1 saying which executor could not start and what it needs,
+    // as deploy/README.md promises. Before, glommio's panic while setting up the executor went
+    // to the panic hook meant for running executors: abort (status 134) with "an executor
+    // panicked".
+    use std::os::unix::process::CommandExt;
+    let mut cmd = smppgw();
+    cmd.env("SMPPGW__SERVER__LISTEN", "127.0.0.1:0").env("SMPPGW__SERVER__HTTP_LISTEN", "127.0.0.1:0");
+    // SAFETY: prctl is async-signal-safe and the filter (io_uring_setup -> EPERM, as the
+    // runtimes' default profiles answer) applies only to the child.
+    unsafe {
+        cmd.pre_exec(|| {
+            let op = |code: u32, k: u32, jt: u8, jf: u8| libc::sock_filter { code: code as u16, jt, jf, k };
+            let filter = [
+                // The syscall number (offset 0 of struct seccomp_data).
+                op(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0, 0, 0),
+                op(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, libc::SYS_io_uring_setup as u32, 0, 1),
+                op(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ERRNO | libc::EPERM as u32, 0, 0),
+                op(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW, 0, 0),
+            ];
+            let prog = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr().cast_mut() };
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                || libc::prctl(
+                    libc::PR_SET_SECCOMP,
+                    libc::SECCOMP_MODE_FILTER,
+                    &prog as *const libc::sock_fprog,
+                ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "exit status 1, not an abort: {err}");
+    assert!(!err.contains("an executor panicked"), "{err}");
+    assert!(err.contains("cannot start executor") && err.contains("io_uring must be available"), "{err}");
+}
+
+#[test]
 fn one_executor_that_cannot_start_fails_the_start_at_once_naming_it() {
     // Goal: when one executor of two cannot start (its io_uring or thread could not be set up)
     // while the other runs, the start fails at once, naming the one that failed, and the one

@@ -33,5 +33,6 @@ pub mod vendor;
 mod test_util;
 
 pub use runtime::{
-    EXECUTOR_THREAD_PREFIX, Gateway, StartError, StartOptions, start, start_shared, start_with_options,
+    EXECUTOR_THREAD_PREFIX, Gateway, StartError, StartOptions, executor_running_here, start, start_shared,
+    start_with_options,
 };

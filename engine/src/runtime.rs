@@ -307,6 +307,20 @@ fn listener_socket(addr: SocketAddr) -> std::io::Result<Socket> {
 /// the binary's panic hook tells them by it.
 pub const EXECUTOR_THREAD_PREFIX: &str = "smppgw-core-";
 
+thread_local! {
+    /// Set on an executor's thread once its executor runs: a panic before that is glommio
+    /// failing to set the executor up (io_uring refused, locked memory), which the start reports
+    /// as an error naming the core, not a bug to abort on.
+    static EXECUTOR_RUNNING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the calling thread runs one of the gateway's executors (set up and started), for the
+/// binary's panic hook: a panic there takes a core down, one while the executor is being set up
+/// only fails the start.
+pub fn executor_running_here() -> bool {
+    EXECUTOR_RUNNING.with(std::cell::Cell::get)
+}
+
 /// How long the executors have to come up.
 const EXECUTOR_START_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -497,6 +511,7 @@ fn start_with(
                     if fail_core == Some(core) {
                         return;
                     }
+                    EXECUTOR_RUNNING.with(|r| r.set(true));
                     let _ = ready_tx.send(core);
                     // Let go at once: the start must not wait out its timeout for a core that
                     // failed while the others, up and running, still held the channel open.
