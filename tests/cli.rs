@@ -65,15 +65,26 @@ fn a_database_or_redis_url_that_cannot_work_is_refused_at_start_with_status_2() 
     // Goal: a URL that can never connect stops the node at once with 2 (which supervisors do
     // not restart on), not 3 ("PostgreSQL down", restarted for ever) or a node that runs alone
     // with a green /ready.
-    for (flag, url) in [
-        ("--database-url", "postgres://x@127.0.0.1:1/db?sslmode=bogus"),
-        ("--redis-url", "notaurl://x"),
-        ("--redis-url", "rediss://127.0.0.1:6379"),
+    for (flag, url, why) in [
+        ("--database-url", "postgres://x@127.0.0.1:1/db?sslmode=bogus", "invalid database URL"),
+        // No host (an empty placeholder, a URL or key=value string without one): the driver has
+        // no default host (libpq's Unix socket), so no attempt could ever connect.
+        ("--database-url", "", "names no host"),
+        ("--database-url", "postgres:///db", "names no host"),
+        ("--database-url", "dbname=db", "names no host"),
+        ("--redis-url", "notaurl://x", ""),
+        ("--redis-url", "rediss://127.0.0.1:6379", ""),
     ] {
         let out = smppgw().args([flag, url]).output().unwrap();
-        assert_eq!(out.status.code(), Some(2), "{flag} {url}: {}", String::from_utf8_lossy(&out.stderr));
-        assert!(String::from_utf8_lossy(&out.stderr).contains("refused"), "{flag} {url}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag} {url:?}: {err}");
+        assert!(err.contains("refused") && err.contains(why), "{flag} {url:?}: {err}");
     }
+    // The placeholder of an environment file left empty.
+    let out = smppgw().env("SMPPGW_DATABASE_URL", "").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "SMPPGW_DATABASE_URL=: {err}");
+    assert!(err.contains("refused") && err.contains("names no host"), "SMPPGW_DATABASE_URL=: {err}");
 }
 
 #[test]

@@ -20,12 +20,26 @@ pub const CONNECT_TIMEOUT_DEFAULT: Duration = Duration::from_secs(5);
 pub const APPLICATION_NAME_DEFAULT: &str = "smppgw";
 
 /// Parses a database URL (`postgres://user@host:5432/db?...`) or key=value string
-/// (`host=... port=... dbname=...`), as libpq does.
+/// (`host=... port=... dbname=...`), as libpq does, and refuses one that names no host.
+///
+/// Unlike libpq, the driver has no default host (neither a Unix socket nor localhost): a string
+/// without `host` or `hostaddr` (an empty `SMPPGW_DATABASE_URL`, `postgres:///db`, `dbname=db`)
+/// parses, but every connection attempt fails. It is refused here, where it can be told apart
+/// from a server that is down.
 ///
 /// # Errors
 /// [`DbError::BadUrl`], without repeating the URL (it may hold a password).
 pub fn parse_database_url(url: &str) -> Result<tokio_postgres::Config, DbError> {
-    tokio_postgres::Config::from_str(url).map_err(|e| DbError::BadUrl { reason: e.to_string() })
+    let config =
+        tokio_postgres::Config::from_str(url).map_err(|e| DbError::BadUrl { reason: e.to_string() })?;
+    if config.get_hosts().is_empty() && config.get_hostaddrs().is_empty() {
+        return Err(DbError::BadUrl {
+            reason: "it names no host (write postgres://USER@HOST:5432/DB, or host=HOST in the key=value \
+                     form; there is no default host, neither localhost nor a Unix socket)"
+                .to_owned(),
+        });
+    }
+    Ok(config)
 }
 
 /// Where a configuration points, for messages: `host=H port=P dbname=D user=U`, never the password.
