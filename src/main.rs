@@ -103,32 +103,36 @@ fn main() -> ExitCode {
     abort_on_executor_panic();
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::CheckConfig { file }) => match config::check_config_file(&file) {
-            Ok(c) => {
-                // The HTTP API's own rule (a non-loopback address needs an admin token), which
-                // would otherwise stop the node only once it is starting.
-                let mut http = HttpConfig::new(c.server.http_listen);
-                if let Some(t) = &cli.admin_token {
-                    http = http.with_admin_token(t.clone());
+        // As the node that is to run it: a non-loopback http_listen needs an admin token, an
+        // error at its line with the others.
+        Some(Command::CheckConfig { file }) => {
+            match config::check_node_config_file(&file, cli.admin_token.is_some()) {
+                Ok(c) => {
+                    // The token itself (empty, too long, not visible ASCII), which would otherwise
+                    // stop the node only once it is starting.
+                    let mut http = HttpConfig::new(c.server.http_listen);
+                    if let Some(t) = &cli.admin_token {
+                        http = http.with_admin_token(t.clone());
+                    }
+                    if let Err(e) = http.validate() {
+                        eprintln!("refused: --admin-token / SMPPGW_ADMIN_TOKEN: {e}");
+                        return ExitCode::from(2);
+                    }
+                    println!(
+                        "{}: ok ({} customers, {} vendors, {} routes)",
+                        file.display(),
+                        c.customers.len(),
+                        c.vendors.len(),
+                        c.routes.len()
+                    );
+                    ExitCode::SUCCESS
                 }
-                if let Err(e) = http.validate() {
-                    eprintln!("{}: server.http_listen: {e}", file.display());
-                    return ExitCode::from(2);
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::from(2)
                 }
-                println!(
-                    "{}: ok ({} customers, {} vendors, {} routes)",
-                    file.display(),
-                    c.customers.len(),
-                    c.vendors.len(),
-                    c.routes.len()
-                );
-                ExitCode::SUCCESS
             }
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::from(2)
-            }
-        },
+        }
         Some(Command::HashPassword { password }) => {
             let pw = match password {
                 Some(p) => p,
@@ -282,16 +286,21 @@ impl From<LoadError> for ReloadFailure {
     }
 }
 
-fn load(path: Option<&PathBuf>) -> Result<Config, LoadError> {
+/// Loads the node's configuration (`admin_token`: the node has one for its HTTP API), at start
+/// and at every reload of the file.
+fn load(path: Option<&PathBuf>, admin_token: bool) -> Result<Config, LoadError> {
     let env = config::process_env();
     match path {
         Some(p) => {
             let text =
                 std::fs::read_to_string(p).map_err(|source| LoadError::Read { path: p.clone(), source })?;
-            Config::load(&text, &p.display().to_string(), env).map_err(LoadError::Invalid)
+            Config::load_for_node(&text, &p.display().to_string(), env, admin_token)
+                .map_err(LoadError::Invalid)
         }
-        None => Config::load(config::DEFAULT_CONFIG_TOML, config::DEFAULT_SOURCE_NAME, env)
-            .map_err(LoadError::Invalid),
+        None => {
+            Config::load_for_node(config::DEFAULT_CONFIG_TOML, config::DEFAULT_SOURCE_NAME, env, admin_token)
+                .map_err(LoadError::Invalid)
+        }
     }
 }
 
@@ -424,7 +433,8 @@ fn run(opts: Opts) -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let base = match load(path.as_ref()) {
+    let has_token = admin_token.is_some();
+    let base = match load(path.as_ref(), has_token) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
@@ -479,7 +489,8 @@ fn run(opts: Opts) -> ExitCode {
     if let Some(t) = admin_token {
         http = http.with_admin_token(t);
     }
-    // Before anything listens or connects: a configuration error, as the loader's are.
+    // Before anything listens or connects: a configuration error, as the loader's are (the
+    // loader already refused a non-loopback address without a token; here the token itself).
     if let Err(e) = http.validate() {
         eprintln!("smppgw: HTTP API: {e}");
         return ExitCode::from(2);
@@ -534,7 +545,14 @@ fn run(opts: Opts) -> ExitCode {
         if let Some(file) = id_file {
             tokio::spawn(smppgw_control::ids::keep_file(file, control.ids()));
         }
-        control_plane(control, metrics, base, (path, database_url, config_cache), shared, health_tx)
+        control_plane(
+            control,
+            metrics,
+            base,
+            (path, has_token, database_url, config_cache),
+            shared,
+            health_tx,
+        )
     });
     let control_thread = match control_thread {
         Ok(t) => t,
@@ -829,7 +847,7 @@ async fn control_plane(
     control: Arc<smppgw_engine::runtime::GatewayControl>,
     metrics: Arc<smppgw_engine::metrics::Metrics>,
     base: Config,
-    (path, database_url, config_cache): (Option<PathBuf>, Option<String>, Option<PathBuf>),
+    (path, has_token, database_url, config_cache): (Option<PathBuf>, bool, Option<String>, Option<PathBuf>),
     shared: Option<(smppgw_control::redis::RedisOptions, smppgw_engine::remote::RemoteEnd)>,
     health_tx: std::sync::mpsc::SyncSender<Arc<smppgw_control::redis::RedisHealth>>,
 ) -> Result<ApiState, String> {
@@ -888,7 +906,7 @@ async fn control_plane(
                 async move {
                     // Reading, validating and building: off the control thread (see above).
                     tokio::task::spawn_blocking(move || {
-                        let cfg = load(path.as_ref()).map_err(ReloadFailure::from)?;
+                        let cfg = load(path.as_ref(), has_token).map_err(ReloadFailure::from)?;
                         c.reload(cfg).map_err(ReloadFailure::from)
                     })
                     .await

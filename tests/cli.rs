@@ -428,6 +428,45 @@ fn check_config_refuses_a_public_http_api_without_an_admin_token_as_the_start_do
 }
 
 #[test]
+fn check_config_reports_a_public_http_api_without_a_token_at_its_line_with_the_other_errors() {
+    // Goal: the admin-token rule is reported as every other error is, `FILE:LINE:` (or the
+    // variable that set the address), and together with them. It was printed without a line,
+    // only once every other error was fixed, and naming server.http_listen when an
+    // SMPPGW__SERVER__HTTP_LISTEN set the address.
+    let dir = std::env::temp_dir().join(format!("smppgw-cli-token-line-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("http.toml");
+    std::fs::write(
+        &cfg,
+        "[server]\nlisten = \"127.0.0.1:2775\"\nhttp_listen = \"0.0.0.0:8080\"\nwindow = 0\n",
+    )
+    .unwrap();
+    let name = cfg.display().to_string();
+    let out = smppgw().arg("check-config").arg(&cfg).env_remove("SMPPGW_ADMIN_TOKEN").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("{name}:3: ")) && err.contains("admin token"),
+        "http_listen on line 3: {err}"
+    );
+    assert!(err.contains(&format!("{name}:4: ")) && err.contains("window"), "window on line 4: {err}");
+
+    // The address from an override: the variable is named.
+    std::fs::write(&cfg, "[server]\nlisten = \"127.0.0.1:2775\"\n").unwrap();
+    let out = smppgw()
+        .arg("check-config")
+        .arg(&cfg)
+        .env_remove("SMPPGW_ADMIN_TOKEN")
+        .env("SMPPGW__SERVER__HTTP_LISTEN", "0.0.0.0:8080")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("env:SMPPGW__SERVER__HTTP_LISTEN: ") && err.contains("admin token"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn a_node_restarted_with_its_clock_behind_its_last_ids_does_not_issue_them_again() {
     // Goal: with `--id-state FILE`, ids start above what the last run issued even when the clock
     // is behind it (here the last run's counter is an hour ahead of the clock, as after the

@@ -4,8 +4,8 @@
 //! This module owns the schema, its defaults, the hard ceilings of every configurable number
 //! ([`limits`]), password hashing for customer credentials, and error reporting that points at the
 //! line of the offending item (`FILE:LINE: message`, every error at once). It never reads the
-//! process environment or the file system on its own except in [`check_config_file`] and
-//! [`process_env`], which the binary calls; everything else takes its inputs as arguments so that
+//! process environment or the file system on its own except in [`check_config_file`],
+//! [`check_node_config_file`] and [`process_env`], which the binary calls; everything else takes its inputs as arguments so that
 //! tests stay hermetic. A `Config` that loaded is valid: the engine may rely on the limits without
 //! checking them again.
 //!
@@ -709,7 +709,27 @@ impl Config {
         let mut env: Vec<(String, String)> =
             env.into_iter().filter(|(name, _)| env::is_override(name)).collect();
         env.sort();
-        load_with(text, source_name, &env).map_err(|errors| ConfigErrors::new(source_name, errors))
+        load_with(text, source_name, &env, None).map_err(|errors| ConfigErrors::new(source_name, errors))
+    }
+
+    /// Like [`Config::load`], for the node that is to run the configuration: also checks the rules
+    /// that depend on how the node is started. Today one: without an admin token for the HTTP API
+    /// (`admin_token` false), `server.http_listen` must be a loopback address. Its errors point at
+    /// their line (or variable) and come with every other error, as the loader's own do.
+    ///
+    /// # Errors
+    /// Every problem found, each with its line or environment variable (see [`ConfigErrors`]).
+    pub fn load_for_node(
+        text: &str,
+        source_name: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+        admin_token: bool,
+    ) -> Result<Config, ConfigErrors> {
+        let mut env: Vec<(String, String)> =
+            env.into_iter().filter(|(name, _)| env::is_override(name)).collect();
+        env.sort();
+        load_with(text, source_name, &env, Some(admin_token))
+            .map_err(|errors| ConfigErrors::new(source_name, errors))
     }
 
     /// The embedded default configuration ([`DEFAULT_CONFIG_TOML`]), without environment overrides.
@@ -803,7 +823,14 @@ impl<'a> Locator<'a> {
     }
 }
 
-fn load_with(text: &str, source_name: &str, env: &[(String, String)]) -> Result<Config, Vec<ConfigError>> {
+/// Loads `text`; with `admin_token` (whether the node has one), also checks the node's rules
+/// ([`validate::node`]).
+fn load_with(
+    text: &str,
+    source_name: &str,
+    env: &[(String, String)],
+    admin_token: Option<bool>,
+) -> Result<Config, Vec<ConfigError>> {
     let locator = Locator::new(text, env);
 
     // Stage 1: syntax. Nothing else can be trusted in a document that does not parse.
@@ -844,8 +871,10 @@ fn load_with(text: &str, source_name: &str, env: &[(String, String)]) -> Result<
 
     // Stage 3: meaning.
     let field_of = |path: &schema::Path| schema::Path { elem: None, ..*path };
+    let node_issues = admin_token.map(|token| validate::node(&config, token)).unwrap_or_default();
     let issues: Vec<validate::Issue> = validate::validate(&config)
         .into_iter()
+        .chain(node_issues)
         .filter(|issue| {
             let about_dropped = |path: &schema::Path| dropped.contains(&field_of(path));
             !about_dropped(&issue.path) && !issue.also.as_ref().is_some_and(about_dropped)
@@ -878,15 +907,32 @@ fn load_with(text: &str, source_name: &str, env: &[(String, String)]) -> Result<
 }
 
 /// Reads, parses and validates a configuration file with the process's `SMPPGW__` overrides, for
-/// `smppgw check-config FILE` and `smppgw --config FILE`.
+/// `smppgw import-config FILE` (its contents only: see [`check_node_config_file`] for a node's).
 ///
 /// # Errors
 /// The text to print: a read error, or every problem as `FILE:LINE: message`, one per line.
 pub fn check_config_file(path: impl AsRef<Path>) -> Result<Config, String> {
-    let path = path.as_ref();
+    check_file(path.as_ref(), None)
+}
+
+/// Like [`check_config_file`], as [`Config::load_for_node`] checks it: for
+/// `smppgw check-config FILE`, which answers for the node that is to run it (`admin_token`: it
+/// has one).
+///
+/// # Errors
+/// The text to print: a read error, or every problem as `FILE:LINE: message`, one per line.
+pub fn check_node_config_file(path: impl AsRef<Path>, admin_token: bool) -> Result<Config, String> {
+    check_file(path.as_ref(), Some(admin_token))
+}
+
+fn check_file(path: &Path, admin_token: Option<bool>) -> Result<Config, String> {
     let name = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| format!("{name}: cannot read the file: {e}"))?;
-    Config::load(&text, &name, process_env()).map_err(|e| e.to_string())
+    let result = match admin_token {
+        Some(token) => Config::load_for_node(&text, &name, process_env(), token),
+        None => Config::load(&text, &name, process_env()),
+    };
+    result.map_err(|e| e.to_string())
 }
 
 /// The process's `SMPPGW__` environment variables (non-UTF-8 text is converted lossily, so that a

@@ -124,6 +124,25 @@ pub(crate) fn validate(config: &Config) -> Vec<Issue> {
     issues.0
 }
 
+/// The problems of `config` as the configuration of a node that is to run it, beyond its
+/// contents: a node without an admin token (`admin_token` false) must keep its HTTP API on
+/// loopback, since anyone who reaches it could change state.
+pub(crate) fn node(config: &Config, admin_token: bool) -> Vec<Issue> {
+    let mut issues = Issues::default();
+    let addr = config.server.http_listen;
+    if !admin_token && !addr.ip().is_loopback() {
+        issues.invalid(
+            Path::server("http_listen"),
+            format!(
+                "[server]: http_listen = {addr} is not a loopback address and no admin token is set: the \
+                 HTTP API refuses to serve there (set SMPPGW_ADMIN_TOKEN or --admin-token, or listen on \
+                 127.0.0.1)"
+            ),
+        );
+    }
+    issues.0
+}
+
 fn server(s: &ServerConfig, issues: &mut Issues) {
     let label = "[server]";
     let p = Path::server;
