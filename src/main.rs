@@ -253,7 +253,8 @@ fn db_command(url: Option<String>, import: Option<PathBuf>) -> ExitCode {
 /// Why the node's TOML configuration could not be loaded.
 #[derive(Debug)]
 enum LoadError {
-    /// The file could not be read (missing, unreadable): the source, not its contents.
+    /// The file could not be read (missing, unreadable): the source, not its contents (contents
+    /// that are not UTF-8 are [`LoadError::Invalid`]).
     Read {
         /// The file.
         path: PathBuf,
@@ -292,10 +293,11 @@ fn load(path: Option<&PathBuf>, admin_token: bool) -> Result<Config, LoadError> 
     let env = config::process_env();
     match path {
         Some(p) => {
-            let text =
-                std::fs::read_to_string(p).map_err(|source| LoadError::Read { path: p.clone(), source })?;
-            Config::load_for_node(&text, &p.display().to_string(), env, admin_token)
-                .map_err(LoadError::Invalid)
+            let name = p.display().to_string();
+            let bytes = std::fs::read(p).map_err(|source| LoadError::Read { path: p.clone(), source })?;
+            // Contents that are not UTF-8 are invalid (400 to a reload), not unreadable (503).
+            let text = config::text_of(bytes, &name).map_err(LoadError::Invalid)?;
+            Config::load_for_node(&text, &name, env, admin_token).map_err(LoadError::Invalid)
         }
         None => {
             Config::load_for_node(config::DEFAULT_CONFIG_TOML, config::DEFAULT_SOURCE_NAME, env, admin_token)

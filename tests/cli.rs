@@ -467,6 +467,50 @@ fn check_config_reports_a_public_http_api_without_a_token_at_its_line_with_the_o
 }
 
 #[test]
+fn a_config_file_that_is_not_utf8_is_refused_at_its_line_and_its_reload_is_invalid_not_unavailable() {
+    // Goal: a file saved as Latin-1 (an accent in a comment on line 18) is an error of its
+    // contents at its line, as a syntax error is: check-config printed `cannot read the file:
+    // stream did not contain valid UTF-8` without a line, and a reload answered 503 (the source
+    // unavailable, retry) rather than 400 (refused, with the reason).
+    let dir = std::env::temp_dir().join(format!("smppgw-cli-latin1-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (port, http_port) = (free_port(), free_port());
+    let http: std::net::SocketAddr = format!("127.0.0.1:{http_port}").parse().unwrap();
+    let good = smppgw_engine::config::DEFAULT_CONFIG_TOML
+        .replace("listen = \"127.0.0.1:2775\"", &format!("listen = \"127.0.0.1:{port}\""))
+        .replace("http_listen = \"127.0.0.1:8080\"", &format!("http_listen = \"{http}\""));
+    let mut lines: Vec<Vec<u8>> = good.lines().map(|l| l.as_bytes().to_vec()).collect();
+    assert!(lines.len() > 18, "the default has more than 18 lines");
+    lines.insert(17, b"# caf\xe9 (Latin-1)".to_vec());
+    let latin1 = lines.join(&b'\n');
+    let file = dir.join("latin1.toml");
+    std::fs::write(&file, &latin1).unwrap();
+    let name = file.display().to_string();
+    let out = smppgw().arg("check-config").arg(&file).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(&format!("{name}:18:6: ")) && err.contains("not UTF-8"), "{err}");
+
+    // A reload of it: refused with the reason (400), the running configuration kept.
+    std::fs::write(&file, &good).unwrap();
+    let mut child = common::KillOnDrop(
+        smppgw().arg("--config").arg(&file).stderr(std::process::Stdio::null()).spawn().unwrap(),
+    );
+    assert!(
+        common::wait_for(Duration::from_secs(10), || std::net::TcpStream::connect(http).is_ok()),
+        "the HTTP API is up"
+    );
+    std::fs::write(&file, &latin1).unwrap();
+    let (status, body) = common::http_post(http, "/api/v1/config/reload");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("latin1.toml:18") && body.contains("not UTF-8"), "{body}");
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
+    assert!(child.0.wait().unwrap().success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn a_node_restarted_with_its_clock_behind_its_last_ids_does_not_issue_them_again() {
     // Goal: with `--id-state FILE`, ids start above what the last run issued even when the clock
     // is behind it (here the last run's counter is an hour ahead of the clock, as after the

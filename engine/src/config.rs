@@ -927,12 +927,36 @@ pub fn check_node_config_file(path: impl AsRef<Path>, admin_token: bool) -> Resu
 
 fn check_file(path: &Path, admin_token: Option<bool>) -> Result<Config, String> {
     let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{name}: cannot read the file: {e}"))?;
+    let bytes = std::fs::read(path).map_err(|e| format!("{name}: cannot read the file: {e}"))?;
+    let text = text_of(bytes, &name).map_err(|e| e.to_string())?;
     let result = match admin_token {
         Some(token) => Config::load_for_node(&text, &name, process_env(), token),
         None => Config::load(&text, &name, process_env()),
     };
     result.map_err(|e| e.to_string())
+}
+
+/// A configuration file's contents as text. Contents that are not UTF-8 (a file saved as Latin-1,
+/// say) are an error of the contents, at the line and column of the first byte that is not, as a
+/// syntax error is: not a file that could not be read.
+///
+/// # Errors
+/// One error, `FILE:LINE:COL: ... not UTF-8 ...`.
+pub fn text_of(bytes: Vec<u8>, source_name: &str) -> Result<String, ConfigErrors> {
+    String::from_utf8(bytes).map_err(|e| {
+        let bytes = e.as_bytes();
+        let at = e.utf8_error().valid_up_to();
+        // Everything before `at` is UTF-8, by definition of valid_up_to.
+        let valid = bytes.get(..at).and_then(|b| std::str::from_utf8(b).ok()).unwrap_or_default();
+        let line = valid.matches('\n').count() + 1;
+        let column = valid.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        let byte = bytes.get(at).map_or_else(String::new, |b| format!(" (byte 0x{b:02X})"));
+        let message = format!("not UTF-8{byte}: re-save the file as UTF-8");
+        ConfigErrors::new(
+            source_name,
+            vec![ConfigError::new(Location::LineColumn { line, column }, ErrorKind::Syntax, message)],
+        )
+    })
 }
 
 /// The process's `SMPPGW__` environment variables (non-UTF-8 text is converted lossily, so that a
