@@ -205,7 +205,10 @@ fn server_settings_set(file: &std::path::Path) -> Result<Vec<String>, String> {
         Some(toml::Value::Table(t)) => t.keys().cloned().collect(),
         _ => Vec::new(),
     };
-    let from_env: Vec<String> = std::env::vars()
+    // As the loader reads them (lossily): std::env::vars() panics on any variable that is not
+    // UTF-8, even one that is none of ours.
+    let from_env: Vec<String> = config::process_env()
+        .into_iter()
         .filter_map(|(k, _)| {
             let k = k.to_ascii_lowercase();
             k.strip_prefix("smppgw__server__").map(str::to_owned)

@@ -73,6 +73,49 @@ fn import_config(bin: &str, url: &str, toml: &std::path::Path) {
 }
 
 #[test]
+fn import_config_runs_with_an_environment_variable_that_is_not_utf8() {
+    // Goal: import-config read the environment with std::env::vars(), which panics on any
+    // variable that is not UTF-8 (one of the shell's, not even ours); the loader takes them
+    // lossily, and so must the import, which still sees the SMPPGW__SERVER__ ones.
+    use std::os::unix::ffi::OsStrExt;
+    let admin = std::env::var("SMPPGW_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned());
+    let db = format!("smppgw_import_env_{}", std::process::id());
+    sql(&admin, &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"));
+    sql(&admin, &format!("CREATE DATABASE {db}"));
+    let pg = smppgw_control::db::parse_database_url(&admin).unwrap();
+    let url = format!(
+        "postgres://{}@127.0.0.1:{}/{db}",
+        pg.get_user().unwrap_or("postgres"),
+        pg.get_ports().first().copied().unwrap_or(5432)
+    );
+    let dir = std::env::temp_dir().join(format!("smppgw-pg-import-env-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let [smpp, http, vendor] = free_ports();
+    let toml = node_toml(&dir, smpp, http, 1, vendor);
+    let out = Command::new(env!("CARGO_BIN_EXE_smppgw"))
+        .args(["import-config", "--database-url", &url])
+        .arg(&toml)
+        .env("LANG_OF_SOME_TOOL", std::ffi::OsStr::from_bytes(b"caf\xe9"))
+        .env("SMPPGW__SERVER__WINDOW", "32")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "import-config: {err}");
+    // The override was seen: the cluster-wide window it sets is in the settings row.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let window: Option<i64> = rt.block_on(async {
+        let pg = smppgw_control::db::parse_database_url(&url).unwrap();
+        let (client, driver) = smppgw_control::db::connect(&pg).await.expect("PostgreSQL reachable");
+        tokio::spawn(driver);
+        let row = client.query_one("SELECT window_size::bigint FROM smppgw_settings", &[]).await.unwrap();
+        row.get::<_, Option<i64>>(0)
+    });
+    assert_eq!(window, Some(32), "SMPPGW__SERVER__WINDOW imported");
+    sql(&admin, &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn each_table_reloads_under_traffic_without_dropping_the_session() {
     // Goal: a committed change to each kind of configuration table is applied by the node on its
     // own (LISTEN/NOTIFY, no reload asked for) while a customer keeps submitting on one session:
