@@ -876,8 +876,11 @@ fn load_with(
         .into_iter()
         .chain(node_issues)
         .filter(|issue| {
+            // About a dropped field, or a clash with one (its stand-in is no value the file set).
             let about_dropped = |path: &schema::Path| dropped.contains(&field_of(path));
-            !about_dropped(&issue.path) && !issue.also.as_ref().is_some_and(about_dropped)
+            !about_dropped(&issue.path)
+                && !issue.also.as_ref().is_some_and(about_dropped)
+                && !issue.first.as_ref().is_some_and(about_dropped)
         })
         .collect();
     if issues.is_empty() && errors.is_empty() {

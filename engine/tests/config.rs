@@ -471,6 +471,18 @@ vendors = ["sim", "twilio"]
     assert!(lines[6].contains("names vendor 'twilio'"), "{}", lines[6]);
 }
 
+#[test]
+fn a_dropped_field_is_not_blamed_on_the_item_it_seems_to_clash_with() {
+    // Goal: route 'default' with `prefixes = [44]` (not strings: the field is dropped, and its
+    // default [""] stands in) is one error; route 'second' with `prefixes = [""]` is valid and
+    // must not get a duplicate-prefix error "first at line 17" for a value the file never set.
+    let text = format!(
+        "{}\n[[route]]\nname = \"second\"\nprefixes = [\"\"]\nvendors = [\"sim\"]\n",
+        BASE.replace("name = \"default\"\n", "name = \"default\"\nprefixes = [44]\n")
+    );
+    assert_one_error(&text, "f.toml:17: ", "route 'default': every entry of prefixes must be a string");
+}
+
 // ---- route vendors -----------------------------------------------------------------------------
 
 #[test]
