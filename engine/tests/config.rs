@@ -593,6 +593,22 @@ fn two_overrides_of_one_setting_differing_only_in_case_are_an_error() {
 }
 
 #[test]
+fn two_overrides_of_one_item_spelt_with_dash_and_underscore_are_an_error() {
+    // Goal: for vendor `carrier-a`, SMPPGW__VENDOR__CARRIER-A__WINDOW=0 and
+    // SMPPGW__VENDOR__CARRIER_A__WINDOW=5 name the same setting: they passed, the `_` one
+    // winning by byte order and the invalid 0 never checked.
+    let text = BASE.replace("name = \"sim\"", "name = \"carrier-a\"").replace("[\"sim\"]", "[\"carrier-a\"]");
+    assert!(load_env(&text, &[("SMPPGW__VENDOR__CARRIER_A__WINDOW", "5")]).is_ok());
+    let err = load_env(
+        &text,
+        &[("SMPPGW__VENDOR__CARRIER-A__WINDOW", "0"), ("SMPPGW__VENDOR__CARRIER_A__WINDOW", "5")],
+    )
+    .expect_err("ambiguous");
+    let text = err.to_string();
+    assert!(text.contains("sets the same setting"), "{text}");
+}
+
+#[test]
 fn env_overrides_a_route_vendor_list() {
     let text = format!(
         "{BASE}\n[[vendor]]\nname = \"b\"\nhost = \"h\"\nport = 1\nsystem_id = \"s\"\npassword = \"p\"\n"

@@ -28,7 +28,7 @@ pub(crate) fn span_base(text: &str) -> usize {
 }
 
 /// Which table an override writes into.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Target {
     Server,
     Item(Section, usize),
@@ -52,24 +52,30 @@ pub(crate) fn apply<'a>(
     out: &mut Vec<Problem>,
 ) {
     let mut resolved = Vec::new();
-    let mut seen: std::collections::HashMap<String, &str> = std::collections::HashMap::new();
+    // Each setting (item and field, as resolved) and the variable that set it first.
+    let mut seen: std::collections::HashMap<(Target, &str), &str> = std::collections::HashMap::new();
     for (i, (name, value)) in env.iter().enumerate() {
         let span = base + i;
-        // Two spellings of one variable (names ignore case): which one wins would be an accident
-        // of their order, and the loser's value (out of range, say) would go unchecked.
-        if let Some(other) = seen.insert(name.to_ascii_lowercase(), name) {
-            out.push(Problem {
-                span,
-                kind: ErrorKind::Environment,
-                message: format!(
-                    "'{other}' sets the same setting (variable names ignore case): set one of them"
-                ),
-                fix: Fix::Nothing,
-            });
-            continue;
-        }
         match resolve(doc.get_ref(), name, value, span) {
-            Ok(r) => resolved.push(r),
+            Ok(r) => match seen.entry((r.target, r.field.name)) {
+                // Two spellings of one setting (names ignore case, and a `_` matches an item's
+                // `-`): which one wins would be an accident of their order, and the loser's value
+                // (out of range, say) would go unchecked.
+                std::collections::hash_map::Entry::Occupied(first) => out.push(Problem {
+                    span,
+                    kind: ErrorKind::Environment,
+                    message: format!(
+                        "'{}' sets the same setting (variable names ignore case, and a '_' also matches \
+                         a '-' in an item's name): set one of them",
+                        first.get()
+                    ),
+                    fix: Fix::Nothing,
+                }),
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(name);
+                    resolved.push(r);
+                }
+            },
             Err(message) => out.push(Problem {
                 span,
                 kind: ErrorKind::Environment,
