@@ -289,8 +289,14 @@ fn numbers_out_of_range_are_reported_with_their_limit() {
     assert_one_error(&text, "f.toml:3: ", "receipt_queue_max = 0 is out of range 1..=10000000");
     let text = BASE.replace("port = 2776", "port = 2776\nbinds = 0");
     assert_one_error(&text, "f.toml:12: ", "vendor 'sim': binds = 0 is out of range 1..=256");
+    // Past what the field's type holds too: the field's own range, not the type's.
+    let text = BASE
+        .replace("listen = \"127.0.0.1:2775\"", "listen = \"127.0.0.1:2775\"\nbind_timeout_ms = 99999999999");
+    assert_one_error(&text, "f.toml:3: ", "bind_timeout_ms = 99999999999 is out of range 100..=300000");
+    let err = load(&text).unwrap_err();
+    assert_eq!(err.errors()[0].kind, ErrorKind::OutOfRange { value: 99_999_999_999, min: 100, max: 300_000 });
     let text = BASE.replace("port = 2776", "port = 70000");
-    assert_one_error(&text, "f.toml:11: ", "port = 70000 is too large (at most 65535)");
+    assert_one_error(&text, "f.toml:11: ", "port = 70000 is out of range 1..=65535");
     let text = BASE.replace("port = 2776", "port = -1");
     assert_one_error(&text, "f.toml:11: ", "port = -1 must not be negative");
     let err = load(&BASE.replace("port = 2776", "port = 2776\nwindow = 5000")).unwrap_err();

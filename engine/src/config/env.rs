@@ -245,7 +245,7 @@ fn convert<'a>(field: &Field, value: &'a str, span: usize) -> Result<Spanned<DeV
             "false" => DeValue::Boolean(false),
             _ => return Err(format!("{} expects true or false, not '{value}'", field.name)),
         },
-        Kind::Int(_) => match DeValue::parse(value.trim()).map(Spanned::into_inner) {
+        Kind::Int { .. } => match DeValue::parse(value.trim()).map(Spanned::into_inner) {
             Ok(int @ DeValue::Integer(_)) => int,
             _ => return Err(format!("{} expects a whole number, not '{value}'", field.name)),
         },

@@ -1,5 +1,5 @@
-//! The shape of the configuration file, as data: which sections and fields exist, their types, which
-//! are required. The structure check walks the parsed document with it (collecting every unknown
+//! The shape of the configuration file, as data: which sections and fields exist, their types (with
+//! the range of each integer, from [`limits`]), which are required. The structure check walks the parsed document with it (collecting every unknown
 //! field, missing field and wrong type, with spans), the environment overrides use it to type their
 //! values, and it records where every item, field and list element sits so that later errors can
 //! point at their line.
@@ -12,7 +12,8 @@ use std::net::SocketAddr;
 use toml::de::{DeTable, DeValue};
 
 use super::error::ErrorKind;
-use super::{BindType, Cidr, IdFormat, ReceiptParts, ReceiptPdu, VendorBindType, VendorIdFormat, limits};
+use super::limits::{self, Limit};
+use super::{BindType, Cidr, IdFormat, ReceiptParts, ReceiptPdu, VendorBindType, VendorIdFormat};
 
 /// A top-level section.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -83,8 +84,13 @@ impl Section {
 pub(crate) enum Kind {
     Str,
     Bool,
-    /// A non-negative integer no larger than this (the Rust type's maximum; limits come later).
-    Int(u64),
+    /// A non-negative integer: `max` is the largest its Rust type holds, `limit` the range the
+    /// field accepts (the validator checks it again on the typed value; a value past `max`
+    /// never gets there, so it is reported here, with `limit`).
+    Int {
+        max: u64,
+        limit: Limit,
+    },
     /// One of these strings.
     Choice(&'static [&'static str]),
     /// `IP:PORT`.
@@ -110,8 +116,15 @@ pub(crate) struct Field {
     pub(crate) required: bool,
 }
 
-const U16: Kind = Kind::Int(u16::MAX as u64);
-const U32: Kind = Kind::Int(u32::MAX as u64);
+/// A `u16` field accepting `limit`.
+const fn u16_in(limit: Limit) -> Kind {
+    Kind::Int { max: u16::MAX as u64, limit }
+}
+
+/// A `u32` field accepting `limit`.
+const fn u32_in(limit: Limit) -> Kind {
+    Kind::Int { max: u32::MAX as u64, limit }
+}
 
 const fn opt(name: &'static str, kind: Kind) -> Field {
     Field { name, kind, required: false }
@@ -123,21 +136,21 @@ const fn req(name: &'static str, kind: Kind) -> Field {
 
 static SERVER: &[Field] = &[
     opt("listen", Kind::Addr),
-    opt("cores", U32),
-    opt("node_id", U32),
+    opt("cores", u32_in(limits::CORES)),
+    opt("node_id", u32_in(limits::NODE_ID)),
     opt("system_id", Kind::Str),
-    opt("max_binds", U32),
-    opt("window", U32),
-    opt("max_command_length", U32),
-    opt("enquire_link_interval_ms", U32),
-    opt("session_timeout_ms", U32),
-    opt("response_timeout_ms", U32),
-    opt("bind_timeout_ms", U32),
-    opt("shutdown_grace_ms", U32),
-    opt("receipt_ttl_secs", U32),
-    opt("receipt_store_max", U32),
+    opt("max_binds", u32_in(limits::SERVER_MAX_BINDS)),
+    opt("window", u32_in(limits::CUSTOMER_WINDOW)),
+    opt("max_command_length", u32_in(limits::MAX_COMMAND_LENGTH)),
+    opt("enquire_link_interval_ms", u32_in(limits::ENQUIRE_LINK_INTERVAL_MS)),
+    opt("session_timeout_ms", u32_in(limits::SESSION_TIMEOUT_MS)),
+    opt("response_timeout_ms", u32_in(limits::RESPONSE_TIMEOUT_MS)),
+    opt("bind_timeout_ms", u32_in(limits::BIND_TIMEOUT_MS)),
+    opt("shutdown_grace_ms", u32_in(limits::SHUTDOWN_GRACE_MS)),
+    opt("receipt_ttl_secs", u32_in(limits::RECEIPT_TTL_SECS)),
+    opt("receipt_store_max", u32_in(limits::RECEIPT_STORE_MAX)),
     opt("receipt_store_prealloc", Kind::Bool),
-    opt("receipt_queue_max", U32),
+    opt("receipt_queue_max", u32_in(limits::RECEIPT_QUEUE_MAX)),
     opt("http_listen", Kind::Addr),
     opt("unknown_outcome_failover", Kind::Bool),
 ];
@@ -147,9 +160,9 @@ static CUSTOMER: &[Field] = &[
     req("password_hash", Kind::Str),
     opt("bind_types", Kind::ChoiceList(BindType::NAMES)),
     opt("allowed_ips", Kind::CidrList),
-    opt("max_binds", U32),
-    opt("throughput", U32),
-    opt("window", U32),
+    opt("max_binds", u32_in(limits::CUSTOMER_MAX_BINDS)),
+    opt("throughput", u32_in(limits::THROUGHPUT_PER_SEC)),
+    opt("window", u32_in(limits::CUSTOMER_WINDOW_OR_DEFAULT)),
     opt("id_format", Kind::Choice(IdFormat::NAMES)),
     opt("receipt_pdu", Kind::Choice(ReceiptPdu::NAMES)),
     opt("receipt_parts", Kind::Choice(ReceiptParts::NAMES)),
@@ -159,18 +172,18 @@ static CUSTOMER: &[Field] = &[
 static VENDOR: &[Field] = &[
     req("name", Kind::Str),
     req("host", Kind::Str),
-    req("port", U16),
+    req("port", u16_in(limits::PORT)),
     req("system_id", Kind::Str),
     req("password", Kind::Str),
     opt("system_type", Kind::Str),
-    opt("binds", U32),
+    opt("binds", u32_in(limits::VENDOR_BINDS)),
     opt("bind_type", Kind::Choice(VendorBindType::NAMES)),
-    opt("window", U32),
-    opt("throughput", U32),
-    opt("enquire_link_interval_ms", U32),
-    opt("response_timeout_ms", U32),
-    opt("reconnect_backoff_min_ms", U32),
-    opt("reconnect_backoff_max_ms", U32),
+    opt("window", u32_in(limits::VENDOR_WINDOW)),
+    opt("throughput", u32_in(limits::THROUGHPUT_PER_SEC)),
+    opt("enquire_link_interval_ms", u32_in(limits::ENQUIRE_LINK_INTERVAL_MS)),
+    opt("response_timeout_ms", u32_in(limits::RESPONSE_TIMEOUT_MS)),
+    opt("reconnect_backoff_min_ms", u32_in(limits::RECONNECT_BACKOFF_MIN_MS)),
+    opt("reconnect_backoff_max_ms", u32_in(limits::RECONNECT_BACKOFF_MAX_MS)),
     opt("id_format", Kind::Choice(VendorIdFormat::NAMES)),
 ];
 
@@ -182,17 +195,22 @@ static ROUTE: &[Field] = &[
     opt("vendors", Kind::RouteVendors),
 ];
 
-static BRAND: &[Field] = &[req("brand_id", Kind::Str), opt("daily_cap_segments", U32)];
+static BRAND: &[Field] =
+    &[req("brand_id", Kind::Str), opt("daily_cap_segments", u32_in(limits::BRAND_DAILY_CAP_SEGMENTS))];
 
 static CAMPAIGN: &[Field] = &[
     req("campaign_id", Kind::Str),
     req("brand_id", Kind::Str),
-    opt("segments_per_minute", U32),
+    opt("segments_per_minute", u32_in(limits::CAMPAIGN_SEGMENTS_PER_MINUTE)),
     opt("source_prefixes", Kind::StrList),
 ];
 
 /// Fields of a route vendor in table form.
-static ROUTE_VENDOR: &[Field] = &[req("name", Kind::Str), opt("priority", U32), opt("weight", U32)];
+static ROUTE_VENDOR: &[Field] = &[
+    req("name", Kind::Str),
+    opt("priority", u32_in(limits::ROUTE_PRIORITY)),
+    opt("weight", u32_in(limits::ROUTE_WEIGHT)),
+];
 
 /// Where something is in the configuration: a section, an item of it, a field, an element of a
 /// list field.
@@ -448,7 +466,7 @@ pub(crate) fn drop_fields(doc: &mut DeTable<'_>, problems: &[Problem]) -> Vec<Pa
         let Some(field) = section.field(key) else { continue };
         if field.required {
             let placeholder = match field.kind {
-                Kind::Int(_) => DeValue::parse("0").map(toml::Spanned::into_inner).ok(),
+                Kind::Int { .. } => DeValue::parse("0").map(toml::Spanned::into_inner).ok(),
                 _ => Some(DeValue::String(std::borrow::Cow::Borrowed(""))),
             };
             if let Some(value) = placeholder {
@@ -485,7 +503,7 @@ fn check_value(
                 problem(out, span, format!("{label}: {name} must be true or false, not {}", type_name(v)));
             }
         }
-        Kind::Int(max) => check_int(max, label, name, v, span, out),
+        Kind::Int { max, limit } => check_int(max, &limit, label, name, v, span, out),
         Kind::Choice(choices) => check_choice(choices, label, name, v, span, out),
         Kind::Addr => match v {
             DeValue::String(s) if s.parse::<SocketAddr>().is_ok() => {}
@@ -541,9 +559,15 @@ fn check_elem(kind: Kind, label: &str, name: &str, v: &DeValue<'_>, span: usize,
             for (key, value) in table.iter() {
                 match ROUTE_VENDOR.iter().find(|f| f.name == key.get_ref().as_ref()) {
                     Some(field) => match field.kind {
-                        Kind::Int(max) => {
-                            check_int(max, label, field.name, value.get_ref(), value.span().start, out)
-                        }
+                        Kind::Int { max, limit } => check_int(
+                            max,
+                            &limit,
+                            label,
+                            field.name,
+                            value.get_ref(),
+                            value.span().start,
+                            out,
+                        ),
                         _ => {
                             if !matches!(value.get_ref(), DeValue::String(_)) {
                                 problem(
@@ -596,15 +620,27 @@ fn check_elem(kind: Kind, label: &str, name: &str, v: &DeValue<'_>, span: usize,
     }
 }
 
-fn check_int(max: u64, label: &str, name: &str, v: &DeValue<'_>, span: usize, out: &mut Vec<Problem>) {
+/// An integer of a field whose type holds up to `max` and that accepts `limit`. One past what the
+/// type holds (or negative) is reported with the field's own range: it never reaches the validator,
+/// which reports the rest of `limit` on the typed value.
+fn check_int(
+    max: u64,
+    limit: &Limit,
+    label: &str,
+    name: &str,
+    v: &DeValue<'_>,
+    span: usize,
+    out: &mut Vec<Problem>,
+) {
+    let range = format!("{}..={} ({})", limit.min, limit.max, limit.why);
     match v {
         DeValue::Integer(int) => {
             let text = int.as_str();
             if text.starts_with('-') {
                 out.push(Problem::new(
                     span,
-                    ErrorKind::OutOfRange { value: 0, min: 0, max },
-                    format!("{label}: {name} = {int} must not be negative"),
+                    ErrorKind::OutOfRange { value: 0, min: limit.min, max: limit.max },
+                    format!("{label}: {name} = {int} must not be negative: the range is {range}"),
                 ));
                 return;
             }
@@ -612,8 +648,12 @@ fn check_int(max: u64, label: &str, name: &str, v: &DeValue<'_>, span: usize, ou
                 Ok(n) if n <= max => {}
                 parsed => out.push(Problem::new(
                     span,
-                    ErrorKind::OutOfRange { value: parsed.unwrap_or(u64::MAX), min: 0, max },
-                    format!("{label}: {name} = {int} is too large (at most {max})"),
+                    ErrorKind::OutOfRange {
+                        value: parsed.unwrap_or(u64::MAX),
+                        min: limit.min,
+                        max: limit.max,
+                    },
+                    format!("{label}: {name} = {int} is out of range {range}"),
                 )),
             }
         }
@@ -721,6 +761,77 @@ mod tests {
         let mut sections_sorted = sections.clone();
         sections_sorted.sort();
         assert_eq!(keys_of(&config), sections_sorted);
+    }
+
+    #[test]
+    fn every_integer_field_names_the_limit_the_validator_checks() {
+        // The schema reports a value past its type with the field's limit; the validator reports
+        // the rest of the range. One value past each limit, set by an override, must come back
+        // with the same range from the validator: the two lists name the same limits.
+        let hash = Config::embedded_default().customers[0].password_hash.clone();
+        let base = format!(
+            "[server]\n[[customer]]\nsystem_id = \"c\"\npassword_hash = \"{hash}\"\n\
+             [[vendor]]\nname = \"v\"\nhost = \"h\"\nport = 1\nsystem_id = \"s\"\npassword = \"p\"\n\
+             [[route]]\nname = \"r\"\nvendors = [\"v\"]\n[[brand]]\nbrand_id = \"b\"\n\
+             [[campaign]]\ncampaign_id = \"k\"\nbrand_id = \"b\"\n"
+        );
+        Config::from_toml_str(&base, "base.toml").unwrap_or_else(|e| panic!("{e}"));
+        let item = |section: Section| match section {
+            Section::Server => "",
+            Section::Customer => "C__",
+            Section::Vendor => "V__",
+            Section::Route => "R__",
+            Section::Brand => "B__",
+            Section::Campaign => "K__",
+        };
+        let mut cases = Vec::new();
+        for section in Section::ALL {
+            for field in section.fields() {
+                if let Kind::Int { max, limit } = field.kind {
+                    let var = format!(
+                        "SMPPGW__{}__{}{}",
+                        section.key().to_ascii_uppercase(),
+                        item(section),
+                        field.name.to_ascii_uppercase()
+                    );
+                    cases.push((var, field.name, max, limit, None));
+                }
+            }
+        }
+        for field in ROUTE_VENDOR {
+            if let Kind::Int { max, limit } = field.kind {
+                cases.push((
+                    "SMPPGW__ROUTE__R__VENDORS".to_owned(),
+                    field.name,
+                    max,
+                    limit,
+                    Some(field.name),
+                ));
+            }
+        }
+        assert!(cases.len() > 25, "{}", cases.len());
+        for (var, name, max, limit, in_entry) in cases {
+            let value = if limit.max < max {
+                limit.max + 1
+            } else if limit.min > 0 {
+                limit.min - 1
+            } else {
+                continue;
+            };
+            let set = match in_entry {
+                Some(key) => format!("[{{ name = \"v\", {key} = {value} }}]"),
+                None => value.to_string(),
+            };
+            let errors = Config::load(&base, "base.toml", [(var.clone(), set)])
+                .expect_err(&format!("{var}: {name} = {value} is out of range"));
+            let expected = ErrorKind::OutOfRange { value, min: limit.min, max: limit.max };
+            assert!(
+                errors.errors().iter().any(|e| e.kind == expected),
+                "{var} = {value}: the schema says {}..={}, the validator: {errors}",
+                limit.min,
+                limit.max
+            );
+        }
     }
 
     #[test]
