@@ -38,7 +38,8 @@
 //! | `{p}:rate:{kind}:{name}:{window}` | units granted in that window, 2 windows |
 //! | `{p}:ids:{node id}` | the highest message id counter the node issued ([`crate::ids`]), receipt TTL + 1 day |
 //!
-//! `day` is the day (UTC) the message was submitted and `bucket` a hash of the vendor field modulo
+//! `day` is the day (UTC, by the sending node's clock: a lookup asks the next day too, for a node
+//! whose clock runs ahead) the message was submitted and `bucket` a hash of the vendor field modulo
 //! [`BUCKETS_PER_DAY`]. A pipeline writes one APPEND per group and one multi-field HSET per bucket
 //! (Redis's cost is per command far more than per byte), and keys expire `receipt_ttl_secs` after
 //! the end of the day of their newest message, so a message is kept for between the TTL and the
@@ -1346,12 +1347,23 @@ fn records_key(inner: &Inner, id: u64) -> String {
     inner.key(format_args!("m:{}", id >> GROUP_BITS))
 }
 
-/// Days whose buckets may hold a message still within `ttl_secs`, newest first.
+/// Days whose buckets may hold a message still within `ttl_secs`, newest first, by this node's
+/// clock: [`days_around`] of today.
 fn recent_days(ttl_secs: u64) -> impl Iterator<Item = u64> {
-    let today = smppgw_engine::core::unix_now() / DAY_SECS;
-    let span = ttl_secs.div_ceil(DAY_SECS) + 1;
-    (0..=span).filter_map(move |d| today.checked_sub(d))
+    days_around(smppgw_engine::core::unix_now() / DAY_SECS, ttl_secs)
 }
+
+/// The days a receipt's message may be filed under when this node's clock says `today`, newest
+/// first: tomorrow (a node whose clock runs ahead of this one's files a message sent just before
+/// midnight here under the next day), today, and every earlier day `ttl_secs` may keep.
+fn days_around(today: u64, ttl_secs: u64) -> impl Iterator<Item = u64> {
+    let span = ttl_secs.div_ceil(DAY_SECS) + 1;
+    std::iter::once(today + 1).chain((0..=span).filter_map(move |d| today.checked_sub(d)))
+}
+
+/// The days a receipt's first lookup asks (receipts mostly come within minutes): tomorrow,
+/// today and yesterday.
+const FIRST_LOOKUP_DAYS: usize = 3;
 
 /// Writes the oldest due record writes, at most [`WRITE_BATCH`], in one pipeline; false when none
 /// was due. A write that cannot reach Redis (its customer or vendor removed, a record too large,
@@ -1662,8 +1674,9 @@ async fn answer_query(inner: &Inner, reply: smppgw_engine::core::ReplyTo, found:
 /// shard's core.
 async fn resolve_misses(inner: &Inner, conn: &mut Conn, snap: &Snapshot, w: &mut Writer) {
     let due = w.misses.take_due(Instant::now(), LOOKUP_BATCH);
-    // First try the last two days (receipts mostly come within minutes), later every day the
-    // TTL covers. Phase one finds our id from the vendor's, phase two the record.
+    // First try the days around today (receipts mostly come within minutes; tomorrow for a node
+    // whose clock runs ahead), later every day the TTL covers. Phase one finds our id from the
+    // vendor's, phase two the record.
     let ttl = u64::from(snap.config.server.receipt_ttl_secs).max(1);
     let mut pipe = redis::pipe();
     let mut asked = Vec::with_capacity(due.len());
@@ -1672,7 +1685,8 @@ async fn resolve_misses(inner: &Inner, conn: &mut Conn, snap: &Snapshot, w: &mut
         let radix = vendor_rt.map_or(Radix::BOTH, |v| Radix::receipt_to_record(v.cfg.id_format));
         let vendor = vendor_rt.map(|v| v.cfg.name.clone()).unwrap_or_default();
         let c = canonical_id(&m.id);
-        let days: Vec<u64> = recent_days(ttl).take(if m.attempt == 0 { 2 } else { usize::MAX }).collect();
+        let first = if m.attempt == 0 { FIRST_LOOKUP_DAYS } else { usize::MAX };
+        let days: Vec<u64> = recent_days(ttl).take(first).collect();
         let mut keys = Vec::new();
         for spelling in std::iter::once(c.clone()).chain(alternate_ids(&c, radix)) {
             let field = record_field(&vendor, &spelling);
@@ -2619,6 +2633,19 @@ mod tests {
         assert!(!sweep_due(Some((1, t)), 1, t + period / 2));
         assert!(sweep_due(Some((1, t)), 1, t + period));
         assert!(sweep_due(Some((1, t)), 2, t), "a new connection");
+    }
+
+    #[test]
+    fn a_receipt_is_looked_up_under_tomorrow_too_for_a_node_whose_clock_runs_ahead() {
+        // Goal: node A, its clock ahead of node B's, files a message sent just before B's
+        // midnight under the next day; B's lookup of its receipt must look there too, from the
+        // first try.
+        let today = 20_000;
+        let days: Vec<u64> = days_around(today, DAY_SECS).collect();
+        assert_eq!(days, vec![today + 1, today, today - 1, today - 2], "tomorrow, today, the TTL's days");
+        let first: Vec<u64> = days_around(today, 7 * DAY_SECS).take(FIRST_LOOKUP_DAYS).collect();
+        assert_eq!(first, vec![today + 1, today, today - 1]);
+        assert_eq!(days_around(0, DAY_SECS).collect::<Vec<_>>(), vec![1, 0], "no day before the first");
     }
 
     #[test]
