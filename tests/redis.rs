@@ -2015,3 +2015,73 @@ fn a_record_write_that_cannot_reach_redis_is_counted_as_dropped() {
     assert!(n.redis.health().is_up(), "the link stays up");
     n.stop();
 }
+
+#[test]
+fn a_node_stopping_cleanly_withdraws_its_bind_counts_and_the_customer_binds_at_once_elsewhere() {
+    // Goal: a customer at its max_binds on node A, which A unbinds at its clean stop, binds on
+    // node B right after: A takes its bind counts out of Redis once its cores have stopped. It
+    // used to leave them there, and B refused the bind (ESME_RBINDFAIL) until A's last
+    // publication was 5 s old.
+    let redis = RedisServer::start();
+    let vendor = sim(|_| {});
+    let mk = || {
+        let mut cfg = config(&[("v1", vendor.local_addr())]);
+        cfg.customers[0].max_binds = 1;
+        cfg.server.shutdown_grace_ms = 500;
+        cfg
+    };
+    let a = Node::start(mk(), 1, &redis);
+    let b = Node::start(mk(), 2, &redis);
+    assert!(wait_for(Duration::from_secs(10), || vendor.stats().binds_current >= 4), "vendor binds up");
+    let mut on_a = Client::connect(a.gw.local_addr);
+    assert_eq!(on_a.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+    let mut r = redis.client();
+    assert!(
+        wait_for(Duration::from_secs(5), || published_binds(&mut r, "1").is_some_and(|(n, _)| n == 1)),
+        "node A published c1's bind"
+    );
+    // Node B reads node A's hash once it has seen node A in the node list: two publications on.
+    let mut b_at = 0;
+    for _ in 0..3 {
+        let seen = b_at;
+        assert!(
+            wait_for(Duration::from_secs(5), || {
+                b_at = published_binds(&mut r, "2").map_or(seen, |(_, at)| at);
+                b_at != seen
+            }),
+            "node B publishes"
+        );
+    }
+    let mut refused = Client::connect(b.gw.local_addr);
+    assert_eq!(refused.bind("tx", "c1", "pw"), CommandStatus::ESME_RBINDFAIL, "B counts A's bind");
+    drop(refused);
+
+    // Node A unbinds c1 at its stop (the client answers the unbind).
+    let reader = std::thread::spawn(move || on_a.drain_until_closed().1);
+    a.stop();
+    let stopped = Instant::now();
+    assert!(reader.join().unwrap(), "node A unbound c1 at its stop");
+    let (hash, listed): (bool, Option<u64>) = redis::pipe()
+        .cmd("EXISTS")
+        .arg("t:binds:node:1")
+        .cmd("ZSCORE")
+        .arg("t:binds:nodes")
+        .arg("1")
+        .query(&mut r)
+        .unwrap();
+    assert_eq!((hash, listed), (false, None), "node A's bind counts are gone from Redis");
+    // Node B reads the node list and hashes once a second: its next round no longer counts A's.
+    let mut status = CommandStatus::ESME_RBINDFAIL;
+    let mut again = Client::connect(b.gw.local_addr);
+    while stopped.elapsed() < Duration::from_millis(2_500) {
+        status = again.bind("tx", "c1", "pw");
+        if status == CommandStatus::ESME_ROK {
+            break;
+        }
+        again = Client::connect(b.gw.local_addr);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(status, CommandStatus::ESME_ROK, "c1 binds on node B within B's next round, not 5 s on");
+    drop(again);
+    b.stop();
+}

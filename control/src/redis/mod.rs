@@ -63,7 +63,8 @@
 //!
 //! Bind counts carry Redis's time (`TIME` in the publishing script) and are judged against
 //! Redis's `TIME` of the same round, never a node's own clock: nodes whose clocks disagree still
-//! see each other's counts.
+//! see each other's counts. A node that stops cleanly deletes its hash and leaves `binds:nodes`
+//! once its cores have stopped.
 
 mod leases;
 pub mod wire;
@@ -358,6 +359,10 @@ pub struct RedisHealth {
     /// The units the leases held were given back to their windows at the stop (or there was
     /// nothing to give back).
     leases_returned: AtomicBool,
+    /// This node's bind counts were taken out of Redis at the stop.
+    binds_withdrawn: AtomicBool,
+    /// Wakes the bind-count task when the node stops ([`RedisHealth::flush_now`]).
+    stopping: Notify,
     /// The cores' ops not yet taken by the writer (set when the link starts).
     ops: std::sync::OnceLock<crossbeam_channel::Receiver<Vec<RemoteOp>>>,
     /// Set while the writer works on ops it took.
@@ -389,18 +394,21 @@ impl RedisHealth {
     /// every message this node acknowledged.
     pub fn flush_now(&self) {
         self.flush_now.store(true, Ordering::Release);
+        self.stopping.notify_one();
     }
 
     /// For the last moments of a node, after its cores stopped: flushes held writes at once and
     /// waits (blocking) until everything the cores handed over (records, receipts for customers
-    /// bound elsewhere) is in Redis. False when `within` passed first or Redis is down.
+    /// bound elsewhere) is in Redis, the leases' units are given back and the node's bind counts
+    /// are withdrawn. False when `within` passed first or Redis is down.
     pub fn wait_written(&self, within: Duration) -> bool {
         self.flush_now();
         let deadline = Instant::now() + within;
         loop {
             // In this order: ops the writer takes after the first look are seen by the second.
             let queued = self.ops.get().is_some_and(|r| !r.is_empty());
-            let returned = self.leases_returned.load(Ordering::Acquire);
+            let returned =
+                self.leases_returned.load(Ordering::Acquire) && self.binds_withdrawn.load(Ordering::Acquire);
             if !queued && !self.writing.load(Ordering::SeqCst) && self.backlog() == 0 && returned {
                 return true;
             }
@@ -2140,7 +2148,14 @@ async fn publish_binds(inner: Arc<Inner>) {
     let mut published: Option<(u64, std::collections::HashSet<String>)> = None;
     let mut others: Vec<String> = Vec::new();
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = inner.health.stopping.notified() => {}
+        }
+        if inner.health.flush_now.load(Ordering::Acquire) {
+            withdraw_binds(&inner, &own_key, &nodes_key, &node).await;
+            continue;
+        }
         let snap = inner.snapshot();
         let Some(mut conn) = inner.conn() else {
             for c in snap.customers.iter().flatten() {
@@ -2266,6 +2281,29 @@ async fn publish_binds(inner: Arc<Inner>) {
                 Vec::new()
             }
         };
+    }
+}
+
+/// At a clean stop (the cores have stopped, so no customer is bound here any more): takes this
+/// node's bind counts out of Redis, its hash and its place in the node list, once. The other
+/// nodes then count none of its binds from their next round, instead of until its last
+/// publication ages out ([`BINDS_STALE_MS`]): a customer at its `max_binds` that this node
+/// unbound at its stop can bind again elsewhere at once.
+async fn withdraw_binds(inner: &Inner, own_key: &str, nodes_key: &str, node: &str) {
+    if inner.health.binds_withdrawn.load(Ordering::Acquire) {
+        return;
+    }
+    let Some(mut conn) = inner.conn() else { return };
+    let mut pipe = redis::pipe();
+    pipe.cmd("DEL").arg(own_key);
+    pipe.cmd("ZREM").arg(nodes_key).arg(node);
+    let failed = match replies(&mut conn, &pipe).await {
+        Ok(values) => values.iter().find_map(write_error),
+        Err(e) => Some(e),
+    };
+    match failed {
+        Some(e) => inner.fail(&conn, "withdrawing bind counts", &e),
+        None => inner.health.binds_withdrawn.store(true, Ordering::Release),
     }
 }
 
