@@ -20,8 +20,8 @@ use smppgw_codec::receipt::MessageState;
 use smppgw_codec::{Address, Body, CommandStatus, Pdu, QuerySm};
 use smppgw_control::http::{ApiState, ControlThread, HttpConfig, spawn_control_thread};
 use smppgw_control::redis::{Redis, RedisOptions, attach};
-use smppgw_engine::Gateway;
 use smppgw_engine::config::{Config, VendorBindType};
+use smppgw_engine::{Gateway, StartOptions};
 
 /// A redis-server of this test's own.
 struct RedisServer {
@@ -91,9 +91,14 @@ struct Node {
 }
 
 impl Node {
-    fn start(mut cfg: Config, node_id: u32, redis: &RedisServer) -> Node {
+    fn start(cfg: Config, node_id: u32, redis: &RedisServer) -> Node {
+        Node::start_with(cfg, node_id, redis, StartOptions { shared: true, ..Default::default() })
+    }
+
+    fn start_with(mut cfg: Config, node_id: u32, redis: &RedisServer, options: StartOptions) -> Node {
         cfg.server.node_id = node_id;
-        let (gw, end) = smppgw_engine::start_shared(cfg).unwrap();
+        let (gw, end) = smppgw_engine::start_with_options(cfg, options).unwrap();
+        let end = end.expect("started with shared state");
         let control = gw.control();
         let metrics = gw.metrics.clone();
         let opts = RedisOptions::new(redis.url()).with_prefix("t");
@@ -2083,5 +2088,58 @@ fn a_node_stopping_cleanly_withdraws_its_bind_counts_and_the_customer_binds_at_o
     }
     assert_eq!(status, CommandStatus::ESME_ROK, "c1 binds on node B within B's next round, not 5 s on");
     drop(again);
+    b.stop();
+}
+
+#[test]
+fn a_receipt_parked_during_an_outage_longer_than_its_wait_is_delivered_once_redis_returns() {
+    // Goal: node A gets the vendor's receipt for node B's message while Redis is unreachable
+    // for longer than a parked receipt waits (here 2 s instead of 120 s). The vendor was told
+    // ESME_ROK: the receipt must not age while A cannot look it up, and once Redis is back it
+    // is looked up and reaches the customer. It used to expire at A mid-outage, unmatched.
+    let redis = RedisServer::start();
+    let vendor = sim(|s| s.receipts.delay = smppgw_loadgen::sim::Delay::Fixed(Duration::from_millis(3_500)));
+    let cfg_a = config(&[("v1", vendor.local_addr())]);
+    let mut cfg_b = cfg_a.clone();
+    cfg_b.vendors[0].bind_type = VendorBindType::Transmitter;
+    let short_wait = StartOptions { shared: true, early_receipt_ttl_secs: Some(2), ..Default::default() };
+    let a = Node::start_with(cfg_a, 1, &redis, short_wait);
+    let b = Node::start(cfg_b, 2, &redis);
+    assert!(wait_for(Duration::from_secs(10), || vendor.stats().binds_current >= 4), "vendor binds up");
+    let mut c = Client::connect(b.gw.local_addr);
+    assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
+    let (st, id) = c.submit_dlr("15551230079", "receipt during a long outage");
+    assert_eq!(st, CommandStatus::ESME_ROK);
+    let mut r = redis.client();
+    assert!(
+        wait_for(Duration::from_secs(2), || {
+            let keys: Vec<String> = redis::cmd("KEYS").arg("t:v:*").query(&mut r).unwrap();
+            !keys.is_empty()
+        }),
+        "node B's record reached Redis"
+    );
+    let paused = Instant::now();
+    let _: () = redis::cmd("CLIENT").arg("PAUSE").arg(9_000).arg("ALL").query(&mut r).unwrap();
+    assert!(wait_for(Duration::from_secs(5), || !a.redis.health().is_up()), "node A saw Redis go");
+    assert!(
+        wait_for(Duration::from_secs(5), || a.gw.metrics.receipts_in.load(Ordering::Relaxed) >= 1),
+        "the receipt reached node A during the outage"
+    );
+    let parked = Instant::now();
+    // Well past the receipt's 2 s wait, still during the outage.
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(
+        paused.elapsed() < Duration::from_secs(9) && !a.redis.health().is_up(),
+        "still during the outage"
+    );
+    assert!(parked.elapsed() > Duration::from_secs(3));
+    assert_eq!(a.gw.metrics.receipts_unmatched.load(Ordering::Relaxed), 0, "still parked at node A");
+    c.stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let p = c.recv_deliver();
+    let (tlv, rcpt) = receipt_of(&p);
+    assert_eq!((tlv.as_str(), rcpt.stat), (id.as_str(), MessageState::Delivered));
+    c.answer(&p, CommandStatus::ESME_ROK);
+    assert_eq!(a.gw.metrics.receipts_unmatched.load(Ordering::Relaxed), 0);
+    a.stop();
     b.stop();
 }

@@ -693,6 +693,8 @@ impl Core {
     /// other nodes (their records may be there), and receipts kept here for customers bound
     /// elsewhere go to the shared queue instead of waiting for the customer to bind here.
     fn on_remote_back(&self) {
+        // They did not age meanwhile, and each waits its full time again for these lookups.
+        self.store.borrow_mut().resume_parked(store_now());
         let parked: Vec<(u32, Bytes)> =
             self.store.borrow().parked().map(|(v, id)| (v, Bytes::copy_from_slice(id))).collect();
         for (vendor, id) in parked {
@@ -731,6 +733,11 @@ impl Core {
         for job in jobs {
             self.dispatch(job);
         }
+    }
+
+    /// How long a receipt waits parked for its message, in seconds (tests shorten it).
+    pub fn set_early_receipt_ttl(&self, secs: u64) {
+        self.store.borrow_mut().set_early_ttl(secs);
     }
 
     /// Whether shared state (Redis) is configured and reachable now.
@@ -939,6 +946,12 @@ impl Core {
             self.on_remote_back();
         }
         self.remote_was_up.set(up);
+        if self.remote.is_some() && !up {
+            // Shared state is configured but cannot be asked: a receipt parked here may be for
+            // another node's message, and its vendor was told ESME_ROK. It waits for Redis,
+            // however long, instead of expiring unmatched (the bound on parked receipts holds).
+            self.store.borrow_mut().pause_parked();
+        }
         self.pump_due_deliveries();
         let expired = self.store.borrow_mut().expire(store_now());
         if !expired.is_empty() {
@@ -1727,8 +1740,9 @@ impl Core {
         let mut store = self.store.borrow_mut();
         let Some(rec) = store.find_vendor_keyed_mut(r.vendor, r.receipt.id.as_bytes(), r.key) else {
             let (vendor, id) = (r.vendor, r.receipt.id.as_bytes().to_vec());
-            // Parked for up to two minutes: in buffers of its own, not pinning the vendor's read
-            // buffer (after a restart without Redis every receipt for older messages waits here).
+            // Parked for up to two minutes (of shared state answering, when configured): in
+            // buffers of its own, not pinning the vendor's read buffer (after a restart without
+            // Redis every receipt for older messages waits here).
             let r = Box::new(VendorReceipt {
                 receipt: r.receipt.into_owned(),
                 network_error: r.network_error.as_ref().map(|b| Bytes::copy_from_slice(b)),

@@ -374,14 +374,14 @@ fn usable_cpus(affinity: usize, parallelism: usize) -> usize {
 
 /// Starts the gateway on `config`, with all state local to this node.
 pub fn start(config: Config) -> Result<Gateway, StartError> {
-    start_with(config, None, None, None)
+    start_with(config, None, None, None, None)
 }
 
 /// Starts the gateway on `config` with state shared between nodes: the cores hand their
 /// shared-state ops to the returned [`RemoteEnd`], which the control plane serves (Redis).
 pub fn start_shared(config: Config) -> Result<(Gateway, RemoteEnd), StartError> {
     let (end, links) = crate::remote::link();
-    start_with(config, Some(links), None, None).map(|g| (g, end))
+    start_with(config, Some(links), None, None, None).map(|g| (g, end))
 }
 
 /// How to start a gateway beyond its configuration.
@@ -396,6 +396,10 @@ pub struct StartOptions {
     /// be set up does.
     #[doc(hidden)]
     pub fail_core: Option<usize>,
+    /// Tests only: how long a receipt waits parked for its message, in seconds, instead of
+    /// [`crate::store::EARLY_RECEIPT_TTL_SECS`].
+    #[doc(hidden)]
+    pub early_receipt_ttl_secs: Option<u64>,
 }
 
 /// Starts the gateway with `options`; the [`RemoteEnd`] is there when `options.shared`.
@@ -410,7 +414,8 @@ pub fn start_with_options(
         }
         false => (None, None),
     };
-    start_with(config, links, options.ids_issued, options.fail_core).map(|g| (g, end))
+    start_with(config, links, options.ids_issued, options.fail_core, options.early_receipt_ttl_secs)
+        .map(|g| (g, end))
 }
 
 fn start_with(
@@ -418,6 +423,7 @@ fn start_with(
     remote: Option<RemoteLinks>,
     ids_issued: Option<u64>,
     fail_core: Option<usize>,
+    early_receipt_ttl_secs: Option<u64>,
 ) -> Result<Gateway, StartError> {
     let cores = core_count(&config);
     let ids = Arc::new(IdWatermark::new(cores, ids_issued));
@@ -530,6 +536,7 @@ fn start_with(
                         remote.map(|r| r.make()),
                         (draining, handing, stages),
                         (balancer, handoff_rx),
+                        early_receipt_ttl_secs,
                     )
                     .await;
                 }
@@ -782,6 +789,7 @@ async fn core_main(
     remote: Option<crate::remote::RemoteLink>,
     (draining, handing, stages): (Arc<Vec<AtomicU64>>, Arc<AtomicU32>, Arc<StopStages>),
     (balancer, handoffs): (Arc<Balancer>, crossbeam_channel::Receiver<Handoff>),
+    early_receipt_ttl_secs: Option<u64>,
 ) {
     let cores = snap.cores;
     // Outboxes hold what waits for channel space: jobs and answers, which windows bound, and
@@ -790,6 +798,9 @@ async fn core_main(
     let outboxes: Vec<Rc<Outbox>> =
         (0..cores).map(|_| Rc::new(Mailbox::new(crate::limits::OUTBOX_MAX))).collect();
     let core = Rc::new(Core::new(idx, snap.clone(), outboxes.clone(), metrics, remote));
+    if let Some(secs) = early_receipt_ttl_secs {
+        core.set_early_receipt_ttl(secs);
+    }
     core.ids_above(ids.floor());
     let io = Rc::new(CoreIo::new(epoch, balancer));
 

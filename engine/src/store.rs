@@ -13,9 +13,12 @@ use smppgw_codec::receipt::MessageState;
 
 use crate::seqindex::SeqIndex;
 
-/// How long a receipt may wait for its submit_sm_resp, in seconds.
+/// How long a receipt may wait for its submit_sm_resp, in seconds (with shared state, for its
+/// message to be found at another node: while that cannot be asked the wait is paused, see
+/// [`Shard::pause_parked`]).
 pub const EARLY_RECEIPT_TTL_SECS: u64 = 120;
-/// Receipts parked waiting for their submit_sm_resp, per core.
+/// Receipts parked waiting for their submit_sm_resp, per core; beyond it a receipt is refused
+/// (counted unmatched).
 pub const EARLY_RECEIPTS_MAX: usize = 100_000;
 
 /// A vendor message id reduced to its canonical form: trimmed, lower case, no leading zeros.
@@ -538,6 +541,10 @@ pub struct Shard<R> {
     radix: Vec<Radix>,
     max: usize,
     ttl_secs: u64,
+    /// How long a parked receipt waits ([`EARLY_RECEIPT_TTL_SECS`] unless set).
+    early_ttl_secs: u64,
+    /// Parked receipts do not age ([`Shard::pause_parked`]).
+    parked_paused: bool,
     /// Records evicted for the bound before their TTL.
     pub evicted: u64,
     /// Among them, records still waiting for the receipt their customer asked for: that
@@ -560,6 +567,8 @@ impl<R> Shard<R> {
             radix: Vec::new(),
             max: max.max(1),
             ttl_secs,
+            early_ttl_secs: EARLY_RECEIPT_TTL_SECS,
+            parked_paused: false,
             evicted: 0,
             evicted_waiting: 0,
             early_expired: 0,
@@ -574,6 +583,31 @@ impl<R> Shard<R> {
 
     fn radix_of(&self, vendor: u32) -> Radix {
         self.radix.get(vendor as usize).copied().unwrap_or(Radix::BOTH)
+    }
+
+    /// How long a parked receipt waits for its message, in seconds (tests shorten it).
+    pub fn set_early_ttl(&mut self, secs: u64) {
+        self.early_ttl_secs = secs;
+    }
+
+    /// Parked receipts stop aging: where else their message may be (another node, through
+    /// shared state) cannot be asked now, and they would expire unmatched however long that
+    /// lasts. Their number stays bounded ([`EARLY_RECEIPTS_MAX`]).
+    pub fn pause_parked(&mut self) {
+        self.parked_paused = true;
+    }
+
+    /// Ends [`Shard::pause_parked`]: every receipt parked then waits its full time again from
+    /// `now`, while it is looked up elsewhere once more.
+    pub fn resume_parked(&mut self, now: u64) {
+        if !std::mem::replace(&mut self.parked_paused, false) {
+            return;
+        }
+        self.early_order.clear();
+        for ((v, id), e) in &mut self.early {
+            e.at = now;
+            self.early_order.push_back((now, *v, id.clone()));
+        }
     }
 
     /// A new TTL (a reload): records older than it go at the next expiry sweep.
@@ -763,8 +797,8 @@ impl<R> Shard<R> {
         self.records.get_mut(m).filter(|r| r.shown_id == shown_id)
     }
 
-    /// Drops records older than the TTL and early receipts older than theirs; returns the
-    /// early receipts that expired unmatched.
+    /// Drops records older than the TTL and early receipts older than theirs (unless paused,
+    /// [`Shard::pause_parked`]); returns the early receipts that expired unmatched.
     pub fn expire(&mut self, now: u64) -> Vec<R> {
         while let Some(at) = self.records.front_at() {
             if now.saturating_sub(at) < self.ttl_secs {
@@ -774,7 +808,7 @@ impl<R> Shard<R> {
         }
         let mut out = Vec::new();
         while let Some(&(at, _, _)) = self.early_order.front() {
-            if now.saturating_sub(at) < EARLY_RECEIPT_TTL_SECS {
+            if self.parked_paused || now.saturating_sub(at) < self.early_ttl_secs {
                 break;
             }
             // An entry whose receipt was matched, and the same id parked again since, is not
@@ -1010,6 +1044,36 @@ mod tests {
         assert!(s.park_unless(1, b"6", "ENROUTE", 0, keep_final));
         assert!(s.park_unless(1, b"6", "DELIVRD", 0, keep_final));
         assert_eq!(s.insert(rec(2, "6"), 1), Some("DELIVRD"));
+    }
+
+    #[test]
+    fn parked_receipts_do_not_age_while_paused_and_wait_their_full_time_again_after() {
+        // Goal: a receipt parked while its message cannot be looked up elsewhere (Redis down)
+        // does not expire however long that lasts; once it can, it waits its full time again;
+        // the bound still refuses beyond it.
+        let mut s: Shard<&str> = Shard::new(10, 100);
+        assert!(s.park(1, b"1", "before", 0));
+        s.pause_parked();
+        assert!(s.park(1, b"2", "during", 50));
+        assert!(s.expire(10 * EARLY_RECEIPT_TTL_SECS).is_empty(), "none ages while paused");
+        s.resume_parked(1_000);
+        assert!(s.expire(1_000 + EARLY_RECEIPT_TTL_SECS - 1).is_empty(), "a full wait from the resume");
+        let mut out = s.expire(1_000 + EARLY_RECEIPT_TTL_SECS);
+        out.sort_unstable();
+        assert_eq!(out, vec!["before", "during"]);
+        s.resume_parked(5_000);
+        assert!(s.park(1, b"3", "not paused", 5_000));
+        s.resume_parked(9_000);
+        assert_eq!(
+            s.expire(5_000 + EARLY_RECEIPT_TTL_SECS),
+            vec!["not paused"],
+            "a resume unpaused is nothing"
+        );
+        s.pause_parked();
+        for i in 0..EARLY_RECEIPTS_MAX as u64 {
+            assert!(s.park(1, i.to_string().as_bytes(), "bound", 0));
+        }
+        assert!(!s.park(1, b"x", "over", 0), "the bound holds while paused");
     }
 
     #[test]
