@@ -2143,3 +2143,44 @@ fn a_receipt_parked_during_an_outage_longer_than_its_wait_is_delivered_once_redi
     a.stop();
     b.stop();
 }
+
+#[test]
+fn a_full_redis_refuses_writes_without_taking_the_link_down() {
+    // Goal: Redis out of memory under `noeviction` (as the README requires) refuses writes with
+    // OOM: each refusal is counted and shown in /ready, and the link stays up. Any error reply
+    // but a wrong type used to count as a lost link: a reconnect every few hundred ms, a warning
+    // each time, leases turning off and on.
+    let redis = RedisServer::start();
+    let vendor = sim(|_| {});
+    let mut cfg = config(&[("v1", vendor.local_addr())]);
+    cfg.customers[0].throughput = 1_000;
+    let a = Node::start(cfg, 1, &redis);
+    assert!(wait_for(Duration::from_secs(10), || vendor.stats().binds_current >= 2), "vendor binds up");
+    assert_eq!(metric(&a, "smppgw_redis_connects_total"), Some(1));
+    let mut r = redis.client();
+    let _: () = redis::cmd("CONFIG").arg("SET").arg("maxmemory").arg(1).query(&mut r).unwrap();
+    let mut c = Client::connect(a.gw.local_addr);
+    assert_eq!(c.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+    // Records, bind counts, the id watermark and the customer's lease all write: for 3 s.
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        let (st, _) = c.submit("15551230080", "into a full redis");
+        assert_eq!(st, CommandStatus::ESME_ROK);
+        assert!(a.redis.health().is_up(), "the link stays up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(metric(&a, "smppgw_redis_connects_total"), Some(1), "no reconnect");
+    assert_eq!(metric(&a, "smppgw_redis_up"), Some(1));
+    let refused = metric(&a, "smppgw_redis_refused_total").expect("the refusals counter");
+    assert!(refused >= 3, "refusals counted: {refused}");
+    assert!(
+        metric(&a, "smppgw_redis_writes_dropped_total").unwrap_or(0) > 0,
+        "refused records counted dropped"
+    );
+    let (status, body) = http_get(a.http(), "/ready");
+    assert_eq!(status, 200, "still ready: {body}");
+    assert!(body.contains("refusing") && body.contains("OOM"), "/ready tells: {body}");
+    let _: () = redis::cmd("CONFIG").arg("SET").arg("maxmemory").arg(0).query(&mut r).unwrap();
+    drop(c);
+    a.stop();
+}

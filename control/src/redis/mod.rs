@@ -22,7 +22,11 @@
 //! A value that is not what this version writes (a key of another type, a field that is not one
 //! of our ids, a bind count that is not text: another version, a key-prefix collision, a hand
 //! edit) reads as absent and is counted in `smppgw_redis_malformed_total`; only a failure of the
-//! link itself (I/O, timeout, Redis unable to serve) marks Redis down.
+//! link itself (I/O, timeout, Redis unable to serve on this connection: loading, a replica, no
+//! auth, scripts gone) marks Redis down. Any other error reply (out of memory under `noeviction`,
+//! a failed save under `stop-writes-on-bgsave-error`, an ACL refusal) refuses that command
+//! alone: a reconnect would change nothing, so the link stays, and the refusal is counted in
+//! `smppgw_redis_refused_total`, logged at most once a minute and shown by `/ready` ([`is_link_error`]).
 //!
 //! Keys (prefix configurable, default `smppgw`), all with a TTL:
 //!
@@ -159,6 +163,9 @@ pub const QUEUE_SWEEP_MS: u64 = 1_000;
 pub const PENDING_CHECK_BATCH: usize = 1_000;
 /// How often leases are topped up.
 pub const LEASE_TICK_MS: u64 = 10;
+/// After Redis refused a lease request (out of memory), the leases stay off this long, as while
+/// Redis is away (local limits alone), before they ask again.
+pub const LEASE_REFUSED_PAUSE_MS: u64 = 1_000;
 /// How often bind counts are published and read.
 pub const BINDS_PUBLISH_MS: u64 = 1_000;
 /// A node's published bind count older than this (by Redis's clock) is ignored (the node is gone).
@@ -190,7 +197,13 @@ pub const METRIC_FAMILIES: &[&str] = &[
     "smppgw_redis_deliveries_lost_total",
     "smppgw_redis_lease_requests_total",
     "smppgw_redis_malformed_total",
+    "smppgw_redis_refused_total",
 ];
+
+/// A refusal is logged at most once per this long (with the count since the last log).
+pub const REFUSED_LOG_MS: u64 = 60_000;
+/// `/ready` reports Redis as refusing commands for this long after the last refusal.
+pub const REFUSED_RECENT_MS: u64 = 60_000;
 
 /// Gives ARGV[1] units back to the window count KEYS[1] (never below zero; nothing for a count
 /// that is absent or not a number): a stopping node returns what it held and did not send.
@@ -355,6 +368,11 @@ pub struct RedisHealth {
     lost: AtomicU64,
     lease_requests: AtomicU64,
     malformed: AtomicU64,
+    /// Commands Redis refused with an error reply that is not the link's ([`is_link_error`]).
+    refused: AtomicU64,
+    /// The last refusal (when, what) and the last time one was logged, with the count then.
+    last_refused: Lock<Option<(Instant, String)>>,
+    refused_logged: Lock<Option<(Instant, u64)>>,
     flush_now: AtomicBool,
     /// The units the leases held were given back to their windows at the stop (or there was
     /// nothing to give back).
@@ -376,10 +394,19 @@ impl RedisHealth {
         self.up.load(Ordering::Acquire)
     }
 
-    /// For /ready: `Err(why)` while Redis is unreachable.
+    /// For /ready: `Err(why)` while Redis is unreachable, or refuses commands (within the last
+    /// [`REFUSED_RECENT_MS`]).
     pub fn check(&self) -> Result<(), String> {
         if self.is_up() {
-            return Ok(());
+            let last = self.last_refused.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            return match &*last {
+                Some((at, what)) if at.elapsed() < Duration::from_millis(REFUSED_RECENT_MS) => Err(format!(
+                    "connected, but refusing commands ({} so far; last {} s ago: {what})",
+                    self.refused(),
+                    at.elapsed().as_secs()
+                )),
+                _ => Ok(()),
+            };
         }
         let e = self.last_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
         Err(e.unwrap_or_else(|| "not connected yet".into()))
@@ -429,10 +456,36 @@ impl RedisHealth {
         self.malformed.load(Ordering::Relaxed)
     }
 
+    /// Commands Redis refused with an error reply that left the link up (out of memory, ...).
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
+    /// Counts a command Redis refused (`what` the node was doing, `e` its reply); logs at most
+    /// once per [`REFUSED_LOG_MS`].
+    fn refuse(&self, what: &str, e: &RedisError) {
+        let n = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
+        let now = Instant::now();
+        let msg = format!("{what}: {e}");
+        let mut logged = self.refused_logged.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let due =
+            logged.is_none_or(|(at, _)| now.duration_since(at) >= Duration::from_millis(REFUSED_LOG_MS));
+        if due {
+            let since = n - logged.map_or(0, |(_, count)| count);
+            *logged = Some((now, n));
+            warn!(
+                refused = since,
+                "Redis refuses commands, link kept (smppgw_redis_refused_total; next report in a minute at most): {msg}"
+            );
+        }
+        drop(logged);
+        *self.last_refused.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some((now, msg));
+    }
+
     /// Appends the Redis families in the Prometheus text format.
     pub fn render(&self, out: &mut String) {
         use std::fmt::Write as _;
-        let fams: [(&str, &str, &str, u64); 15] = [
+        let fams: [(&str, &str, &str, u64); 16] = [
             ("smppgw_redis_up", "gauge", "1 while Redis answers", u64::from(self.is_up())),
             (
                 "smppgw_redis_errors_total",
@@ -451,7 +504,7 @@ impl RedisHealth {
             (
                 "smppgw_redis_writes_dropped_total",
                 "counter",
-                "Record writes that did not reach Redis: beyond the backlog bound, not encodable (customer or vendor removed) or refused for a key of the wrong type (kept in the local store)",
+                "Record writes that did not reach Redis: beyond the backlog bound, not encodable (customer or vendor removed), or refused for a key of the wrong type or by a full Redis (kept in the local store)",
                 load(&self.dropped),
             ),
             (
@@ -508,6 +561,12 @@ impl RedisHealth {
                 "Values read from Redis of the wrong type or format, taken as absent",
                 load(&self.malformed),
             ),
+            (
+                "smppgw_redis_refused_total",
+                "counter",
+                "Commands Redis refused with an error reply, the link kept (out of memory, a failed save, an ACL): the writes among them did not happen",
+                load(&self.refused),
+            ),
         ];
         for (name, kind, help, v) in fams {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
@@ -562,31 +621,61 @@ fn is_wrong_type(e: &RedisError) -> bool {
     e.code() == Some("WRONGTYPE")
 }
 
+/// Whether an error means the link cannot serve, so that a new connection is needed or may help:
+/// no error code (I/O, timeout), or a reply saying this server cannot serve this connection now
+/// (loading its data, a replica after a failover, authentication lost, our scripts flushed: a
+/// new connection loads them). Any other error reply (OOM under `noeviction`, MISCONF, NOPERM,
+/// EXECABORT of a transaction one of whose commands was refused, ...) refuses that command
+/// alone: reconnecting would not change it, and did only make the link flap.
+fn is_link_error(e: &RedisError) -> bool {
+    e.code().is_none_or(|code| matches!(code, "LOADING" | "READONLY" | "MASTERDOWN" | "NOAUTH" | "NOSCRIPT"))
+}
+
 /// One reply of [`replies`] as its reader sees it: a key of the wrong type reads as absent
-/// (`Nil`) and is counted as malformed.
+/// (`Nil`) and is counted as malformed; another refusal that is not the link's reads as absent
+/// too, counted as refused.
 ///
 /// # Errors
-/// Any other refusal (LOADING, READONLY, NOAUTH, ...): Redis cannot serve, as for a lost link.
+/// A refusal of the link ([`is_link_error`]: LOADING, READONLY, NOAUTH, ...): Redis cannot
+/// serve, as for a lost link.
 fn reply(inner: &Inner, v: Value) -> Result<Value, RedisError> {
     match v {
         Value::ServerError(e) => {
             let e = RedisError::from(e);
-            if !is_wrong_type(&e) {
+            if is_link_error(&e) {
                 return Err(e);
             }
-            add(&inner.health.malformed, 1);
+            match is_wrong_type(&e) {
+                true => add(&inner.health.malformed, 1),
+                false => inner.health.refuse("reading", &e),
+            }
             Ok(Value::Nil)
         }
         v => Ok(v),
     }
 }
 
-/// The error of a write's reply when it means Redis cannot serve; a key of the wrong type is left
-/// to the read of the same key to count.
+/// The error of a write's reply when it means Redis cannot serve ([`is_link_error`]); a key of
+/// the wrong type or another refusal is left to [`count_refused`].
 fn write_error(v: &Value) -> Option<RedisError> {
     match v {
-        Value::ServerError(e) => Some(RedisError::from(e.clone())).filter(|e| !is_wrong_type(e)),
+        Value::ServerError(e) => Some(RedisError::from(e.clone())).filter(is_link_error),
         _ => None,
+    }
+}
+
+/// Counts the refusals among `values` that are not the link's ([`write_error`] finds those): a
+/// key of the wrong type as malformed, any other as refused (`what` the node was doing).
+fn count_refused(inner: &Inner, what: &str, values: &[Value]) {
+    for v in values {
+        if let Value::ServerError(e) = v {
+            let e = RedisError::from(e.clone());
+            match is_wrong_type(&e) {
+                true => add(&inner.health.malformed, 1),
+                false if !is_link_error(&e) => inner.health.refuse(what, &e),
+                false => {}
+            }
+        }
     }
 }
 
@@ -1461,7 +1550,7 @@ async fn flush_writes(
         Ok(values) => match values.iter().find_map(write_error) {
             Some(e) => Some(e),
             None => {
-                let refused = values.iter().filter(|v| matches!(v, Value::ServerError(_))).count();
+                count_refused(inner, "writing records", &values);
                 // The messages of a refused APPEND are not in Redis.
                 let lost: u64 = values
                     .chunks(3)
@@ -1469,7 +1558,6 @@ async fn flush_writes(
                     .filter(|(r, _)| matches!(r[0], Value::ServerError(_)))
                     .map(|(_, n)| *n)
                     .sum();
-                add(&inner.health.malformed, refused as u64);
                 add(&inner.health.dropped, lost);
                 add(&inner.health.written, (kept.len() as u64).saturating_sub(lost));
                 None
@@ -1606,6 +1694,16 @@ async fn queue_batch(
     let exec = conn.send_packed_commands(&pipe, pipe.len() + 1, 1).await.map(|mut v| v.pop());
     let replies = match exec {
         Ok(Some(Value::Array(replies))) if replies.len() == commands => replies,
+        // Refused whole (a command of it refused as it was queued, EXECABORT: Redis out of
+        // memory): nothing of it was applied, and the link is fine; all of it stays here.
+        Ok(Some(Value::ServerError(e))) if !is_link_error(&RedisError::from(e.clone())) => {
+            inner.health.refuse("queueing receipts", &RedisError::from(e));
+            return (pushed, true);
+        }
+        Err(e) if !is_link_error(&e) => {
+            inner.health.refuse("queueing receipts", &e);
+            return (pushed, true);
+        }
         Ok(_) => {
             let e =
                 RedisError::from((ErrorKind::ResponseError, "the receipt queue transaction was not applied"));
@@ -1617,6 +1715,7 @@ async fn queue_batch(
             return (pushed, false);
         }
     };
+    // `refused`: a reply of neither kind (malformed).
     let (mut queued, mut over, mut refused) = (0u64, 0u64, 0u64);
     let mut link_ok = true;
     let mut back = Vec::new();
@@ -1628,7 +1727,7 @@ async fn queue_batch(
             inner.fail(conn, "queueing receipts", &e);
             link_ok = false;
         }
-        None => refused += announce.iter().filter(|v| matches!(v, Value::ServerError(_))).count() as u64,
+        None => count_refused(inner, "announcing queued receipts", announce),
     }
     for (d, r) in pushed.into_iter().zip(pushes.chunks(3)) {
         match &r[0] {
@@ -1642,6 +1741,9 @@ async fn queue_batch(
                     Some(e) => {
                         inner.fail(conn, "queueing receipts", &e);
                         link_ok = false;
+                    }
+                    None if matches!(other, Value::ServerError(_)) => {
+                        count_refused(inner, "queueing receipts", std::slice::from_ref(other));
                     }
                     None => refused += 1,
                 }
@@ -1913,12 +2015,12 @@ fn local_room(snap: &Snapshot) -> usize {
 }
 
 /// The first reply among the ends of hand-overs (LTRIM of a taken list, or its give-back) that
-/// means Redis cannot serve; without one, refusals for a key of the wrong type are counted.
+/// means Redis cannot serve; without one, the refusals are counted ([`count_refused`]: what a
+/// refused end leaves in a taken list comes again at the next take).
 fn ends_error(inner: &Inner, values: &[Value]) -> Option<RedisError> {
     let failed = values.iter().find_map(write_error);
     if failed.is_none() {
-        let refused = values.iter().filter(|v| matches!(v, Value::ServerError(_))).count();
-        add(&inner.health.malformed, refused as u64);
+        count_refused(inner, "ending the hand-over of queued receipts", values);
     }
     failed
 }
@@ -2027,6 +2129,8 @@ async fn keep_leases(inner: Arc<Inner>) {
     let mut version = 0;
     let mut specs: Vec<LeaseSpec> = Vec::new();
     let mut states: HashMap<String, LeaseState> = HashMap::new();
+    // Until when the leases stay off for a refused request.
+    let mut refused_until: Option<Instant> = None;
     loop {
         tick.tick().await;
         let snap = inner.snapshot();
@@ -2076,6 +2180,12 @@ async fn keep_leases(inner: Arc<Inner>) {
             }
             continue;
         }
+        if refused_until.is_some_and(|t| now < t) {
+            for s in &specs {
+                s.lease.deactivate();
+            }
+            continue;
+        }
         for s in &specs {
             if !s.lease.is_active() && states.get(&s.key).is_some_and(|st| st.in_window(now)) {
                 s.lease.resume();
@@ -2104,7 +2214,9 @@ async fn keep_leases(inner: Arc<Inner>) {
                 .arg(want);
         }
         add(&inner.health.lease_requests, asks.len() as u64);
-        let answers: Vec<(i64, i64, i64, i64)> = match pipe.query_async(&mut conn.link).await {
+        // Each answer judged alone: one Redis refused (out of memory) fails neither the others
+        // nor the link.
+        let answers = match replies(&mut conn, &pipe).await {
             Ok(a) => a,
             Err(e) => {
                 inner.fail(&conn, "leasing quotas", &e);
@@ -2112,11 +2224,33 @@ async fn keep_leases(inner: Arc<Inner>) {
             }
         };
         let now = Instant::now();
-        for ((i, want), (grant, window, ms_left, bad)) in asks.into_iter().zip(answers) {
+        for ((i, want), answer) in asks.into_iter().zip(answers) {
+            let s = &specs[i];
+            let (grant, window, ms_left, bad) = match reply(&inner, answer) {
+                Ok(Value::Nil) => {
+                    // Refused (counted; Redis out of memory): as while Redis is away, the local
+                    // limits apply alone for a while. The states stay: Redis counted the units
+                    // the leases hold as this node's.
+                    s.lease.deactivate();
+                    refused_until = Some(now + Duration::from_millis(LEASE_REFUSED_PAUSE_MS));
+                    continue;
+                }
+                Ok(v) => match redis::from_redis_value::<(i64, i64, i64, i64)>(&v) {
+                    Ok(a) => a,
+                    Err(_) => {
+                        add(&inner.health.malformed, 1);
+                        s.lease.deactivate();
+                        continue;
+                    }
+                },
+                Err(e) => {
+                    inner.fail(&conn, "leasing quotas", &e);
+                    break;
+                }
+            };
             if bad != 0 {
                 add(&inner.health.malformed, 1);
             }
-            let s = &specs[i];
             if let Some(st) = states.get_mut(&s.key) {
                 st.apply(s, want, (grant, window, ms_left), now);
             }
@@ -2216,11 +2350,9 @@ async fn publish_binds(inner: Arc<Inner>) {
                     inner.fail(&conn, "publishing bind counts", &e);
                     continue;
                 }
-                // A key of the wrong type (a hand edit): counted, and the hash written whole
-                // next time.
-                None => {
-                    malformed::<()>(&inner);
-                }
+                // A key of the wrong type (a hand edit), or Redis refusing (out of memory):
+                // counted, and the hash written whole next time.
+                None => count_refused(&inner, "publishing bind counts", std::slice::from_ref(write)),
             },
             _ => published = Some((conn.id, bound)),
         }
@@ -2298,7 +2430,10 @@ async fn withdraw_binds(inner: &Inner, own_key: &str, nodes_key: &str, node: &st
     pipe.cmd("DEL").arg(own_key);
     pipe.cmd("ZREM").arg(nodes_key).arg(node);
     let failed = match replies(&mut conn, &pipe).await {
-        Ok(values) => values.iter().find_map(write_error),
+        Ok(values) => {
+            count_refused(inner, "withdrawing bind counts", &values);
+            values.iter().find_map(write_error)
+        }
         Err(e) => Some(e),
     };
     match failed {
@@ -2343,6 +2478,8 @@ async fn keep_ids(inner: Arc<Inner>) {
         let ttl = u64::from(inner.snapshot().config.server.receipt_ttl_secs).saturating_add(86_400);
         match script.key(&key).arg(now).arg(ttl).invoke_async::<Value>(&mut conn.link).await {
             Ok(_) => saved = Some(now),
+            // Refused (out of memory): tried again at the next tick, on the same link.
+            Err(e) if !is_link_error(&e) => inner.health.refuse("saving the message id watermark", &e),
             Err(e) => inner.fail(&conn, "saving the message id watermark", &e),
         }
     }
@@ -2684,6 +2821,37 @@ mod tests {
         let first: Vec<u64> = days_around(today, 7 * DAY_SECS).take(FIRST_LOOKUP_DAYS).collect();
         assert_eq!(first, vec![today + 1, today, today - 1]);
         assert_eq!(days_around(0, DAY_SECS).collect::<Vec<_>>(), vec![1, 0], "no day before the first");
+    }
+
+    #[test]
+    fn only_a_reply_that_the_connection_cannot_serve_takes_the_link_down() {
+        // Goal: a full Redis (OOM under noeviction) and other refusals of one command keep the
+        // link; a server that cannot serve this connection now, or the link itself, does not.
+        let error = |raw: &str| match redis::parse_redis_value(raw.as_bytes()) {
+            Ok(Value::ServerError(e)) => RedisError::from(e),
+            Err(e) => e,
+            Ok(v) => panic!("not an error reply: {v:?}"),
+        };
+        for refused in [
+            "-OOM command not allowed when used memory > 'maxmemory'.\r\n",
+            "-EXECABORT Transaction discarded because of previous errors.\r\n",
+            "-MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist\r\n",
+            "-NOPERM this user has no permissions\r\n",
+            "-ERR unknown command 'EXPIREAT'\r\n",
+            "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n",
+        ] {
+            assert!(!is_link_error(&error(refused)), "{refused}");
+        }
+        for link in [
+            "-LOADING Redis is loading the dataset in memory\r\n",
+            "-READONLY You can't write against a read only replica.\r\n",
+            "-MASTERDOWN Link with MASTER is down\r\n",
+            "-NOAUTH Authentication required.\r\n",
+            "-NOSCRIPT No matching script. Please use EVAL.\r\n",
+        ] {
+            assert!(is_link_error(&error(link)), "{link}");
+        }
+        assert!(is_link_error(&RedisError::from(std::io::Error::other("reset"))));
     }
 
     #[test]
