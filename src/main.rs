@@ -324,7 +324,8 @@ fn log_directives_without_level(filter: &str) -> Vec<&str> {
         .collect()
 }
 
-/// How long a stopping node waits for its last writes to reach Redis.
+/// How long a stopping node waits for its last writes to reach Redis (Redis down or
+/// reconnecting at the stop included).
 const REDIS_DRAIN_SECS: u64 = 3;
 
 /// How long the first load from PostgreSQL may take, migrations included, before the node gives
@@ -603,14 +604,21 @@ fn run(opts: Opts) -> ExitCode {
     gw.join();
     // Messages acknowledged in the last moments, and receipts for customers no longer bound
     // here, must reach Redis before the node goes.
+    // Redis down or reconnecting then: they wait for it, up to the same deadline.
     if let Ok(health) = health_rx.try_recv() {
         let health: Arc<smppgw_control::redis::RedisHealth> = health;
         if !health.wait_written(std::time::Duration::from_secs(REDIS_DRAIN_SECS)) {
-            tracing::warn!(
-                backlog = health.backlog(),
-                up = health.is_up(),
-                "not everything reached Redis before exit"
-            );
+            let (records, receipts) = health.unwritten();
+            if records + receipts > 0 {
+                tracing::warn!(
+                    records,
+                    receipts_and_mo = receipts,
+                    up = health.is_up(),
+                    "not everything reached Redis before exit: these record writes and receipts/MO for the shared queues are lost"
+                );
+            } else {
+                tracing::info!(up = health.is_up(), "the leased rate units were not given back to Redis");
+            }
         }
     }
     if let Err(e) = control_thread.stop() {

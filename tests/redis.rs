@@ -2184,3 +2184,120 @@ fn a_full_redis_refuses_writes_without_taking_the_link_down() {
     drop(c);
     a.stop();
 }
+
+/// The gateway binary on `redis` (prefix `t`), its one vendor `vendor`, `server_extra` added to
+/// its `[server]` section; returns it, its SMPP address and its log lines as they come.
+fn spawn_binary(
+    redis: &RedisServer,
+    vendor: &smppgw_loadgen::sim::SimHandle,
+    server_extra: &str,
+) -> (common::KillOnDrop, SocketAddr, std::sync::mpsc::Receiver<String>) {
+    use std::io::BufRead;
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = std::env::temp_dir().join(format!("smppgw-redis-stop-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("gw.toml");
+    std::fs::write(&cfg, common::binary_config(port, vendor.local_addr().port(), server_extra)).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_smppgw"))
+        .arg("--config")
+        .arg(&cfg)
+        .args(["--redis-url", &redis.url(), "--redis-prefix", "t"])
+        .env("SMPPGW_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    // Far more than a node logs in a test; the reader thread waits beyond it.
+    let (tx, rx) = std::sync::mpsc::sync_channel(100_000);
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    (common::KillOnDrop(child), addr, rx)
+}
+
+/// Reads `log` (keeping every line in `seen`) until a line contains `what`; false when none did
+/// within `within`.
+fn log_shows(
+    log: &std::sync::mpsc::Receiver<String>,
+    seen: &mut Vec<String>,
+    what: &str,
+    within: Duration,
+) -> bool {
+    let end = Instant::now() + within;
+    if seen.iter().any(|l| l.contains(what)) {
+        return true;
+    }
+    while let Ok(line) = log.recv_timeout(end.saturating_duration_since(Instant::now())) {
+        let hit = line.contains(what);
+        seen.push(line);
+        if hit {
+            return true;
+        }
+    }
+    false
+}
+
+/// A node whose Redis went away: a transmitter-only customer's `n` messages are acknowledged
+/// and their receipts queued at the node (no receiving bind for them anywhere); then SIGTERM,
+/// and the node's cores stop. Returns the node (still in its last wait for Redis, or gone), the
+/// customer's ids and the log so far.
+fn acknowledged_during_an_outage_then_sigterm(
+    redis: &mut RedisServer,
+    vendor: &smppgw_loadgen::sim::SimHandle,
+    n: usize,
+) -> (common::KillOnDrop, Vec<String>, std::sync::mpsc::Receiver<String>, Vec<String>) {
+    let (child, addr, log) = spawn_binary(redis, vendor, "shutdown_grace_ms = 2000\n");
+    let mut seen = Vec::new();
+    assert!(log_shows(&log, &mut seen, "Redis connected", Duration::from_secs(10)), "{seen:#?}");
+    assert!(wait_for(Duration::from_secs(10), || vendor.stats().binds_current >= 1), "vendor bind up");
+    redis.stop();
+    assert!(log_shows(&log, &mut seen, "Redis unreachable", Duration::from_secs(10)), "{seen:#?}");
+    let mut c = Client::connect(addr);
+    assert_eq!(c.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let (st, id) = c.submit_dlr(&format!("1555130000{i}"), "acknowledged during an outage");
+        assert_eq!(st, CommandStatus::ESME_ROK);
+        ids.push(id);
+    }
+    assert!(
+        wait_for(Duration::from_secs(10), || vendor.stats().receipts_sent >= n as u64),
+        "the vendor sent the receipts"
+    );
+    // Read and queued at the node (loopback: well within this).
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(c.unbind(), CommandStatus::ESME_ROK);
+    drop(c);
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
+    assert!(log_shows(&log, &mut seen, "stopped core=0", Duration::from_secs(20)), "{seen:#?}");
+    (child, ids, log, seen)
+}
+
+#[test]
+fn records_and_receipts_of_a_node_stopping_while_redis_is_down_reach_redis_when_it_returns_in_time() {
+    // Goal: Redis is down when the node is told to stop, and back while the node waits for its
+    // last writes: the messages it acknowledged during the outage and the receipts it queued for
+    // a customer with no receiving bind reach Redis (another node delivers them) before it exits
+    // 0. It used to give up at once on a Redis that was down, and its cores not even hand the
+    // receipts over: both were lost.
+    let mut redis = RedisServer::start();
+    let vendor = sim(|_| {});
+    let (mut child, ids, log, mut seen) = acknowledged_during_an_outage_then_sigterm(&mut redis, &vendor, 5);
+    // Back after the cores stopped, while the node waits for Redis.
+    redis.restart();
+    let status = child.0.wait().unwrap();
+    seen.extend(log.try_iter());
+    assert_eq!(status.code(), Some(0), "{seen:#?}");
+    let mut r = redis.client();
+    // This Redis restarted empty: everything in it was written after the restart.
+    for id in &ids {
+        let shown = u64::from_str_radix(id, 16).unwrap();
+        assert!(stored(&mut r, shown), "message {id} is in Redis: {seen:#?}");
+    }
+    let queued: usize = redis::cmd("LLEN").arg("t:dlrq:c1").query(&mut r).unwrap();
+    assert_eq!(queued, ids.len(), "every receipt is in the customer's shared queue: {seen:#?}");
+}

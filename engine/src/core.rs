@@ -665,9 +665,12 @@ impl Core {
     /// takes from (this one too, should it bind here again): they no longer wait for it to come
     /// back to this node.
     pub fn hand_over_unreceived(&self, customer: u32) {
-        if !self.remote_up() {
-            return;
+        if self.remote_up() {
+            self.hand_over_queue(customer);
         }
+    }
+
+    fn hand_over_queue(&self, customer: u32) {
         let orphans = self.dispatcher.borrow_mut().take_unreceived(customer);
         if orphans.is_empty() {
             return;
@@ -679,12 +682,26 @@ impl Core {
         self.flush_remote();
     }
 
-    /// At shutdown, after the drain: every customer's queue this node still holds, for customers
-    /// not bound here any more, to the shared queue (when it is up).
+    /// Every customer's queue this node holds for customers with no receiving bind here, to the
+    /// shared queue (when it is up).
     pub fn hand_over_all_unreceived(&self) {
         let customers = self.dispatcher.borrow().unreceived_customers();
         for c in customers {
             self.hand_over_unreceived(c);
+        }
+    }
+
+    /// At shutdown, after the drain: every customer's queue this node still holds, for customers
+    /// not bound here any more, to the control thread when shared state is configured, up or
+    /// not: nothing else here outlives the cores, and the control thread keeps them (within its
+    /// bound) for Redis until the process exits, waiting for a Redis that is down or reconnecting.
+    pub fn hand_over_all_unreceived_at_exit(&self) {
+        if self.remote.is_none() {
+            return;
+        }
+        let customers = self.dispatcher.borrow().unreceived_customers();
+        for c in customers {
+            self.hand_over_queue(c);
         }
     }
 

@@ -1078,7 +1078,7 @@ async fn core_main(
     }
     serve_control(&core, &control);
     core.end_sessions_at_exit();
-    core.hand_over_all_unreceived();
+    core.hand_over_all_unreceived_at_exit();
     // What is still gathered for the control thread (record writes since the drain's last
     // flush, receipts handed over) goes now: a delivery it cannot take comes back to the
     // queue here and is counted below.

@@ -385,6 +385,12 @@ pub struct RedisHealth {
     ops: std::sync::OnceLock<crossbeam_channel::Receiver<Vec<RemoteOp>>>,
     /// Set while the writer works on ops it took.
     writing: AtomicBool,
+    /// Receipts/MO the writer holds for the shared queues, not queued there yet.
+    handing_over: AtomicU64,
+    /// The cores have stopped and the node waits for its last writes ([`RedisHealth::wait_written`]):
+    /// a link that is down is tried again at once, not after the backoff.
+    exiting: AtomicBool,
+    reconnect_now: Notify,
     last_error: Lock<Option<String>>,
 }
 
@@ -427,23 +433,46 @@ impl RedisHealth {
     /// For the last moments of a node, after its cores stopped: flushes held writes at once and
     /// waits (blocking) until everything the cores handed over (records, receipts for customers
     /// bound elsewhere) is in Redis, the leases' units are given back and the node's bind counts
-    /// are withdrawn. False when `within` passed first or Redis is down.
+    /// are withdrawn. Redis down or reconnecting does not end the wait: the link is tried again
+    /// at once and the writes go when it answers, within `within`; what is still unwritten then
+    /// is lost with the process ([`RedisHealth::unwritten`] says how much). With nothing of the
+    /// cores' left, the leases and bind counts are settled first, while Redis answers. False
+    /// when something was not done (`within` passed, or Redis down).
     pub fn wait_written(&self, within: Duration) -> bool {
         self.flush_now();
+        self.exiting.store(true, Ordering::Release);
+        self.reconnect_now.notify_one();
         let deadline = Instant::now() + within;
         loop {
             // In this order: ops the writer takes after the first look are seen by the second.
             let queued = self.ops.get().is_some_and(|r| !r.is_empty());
             let returned =
                 self.leases_returned.load(Ordering::Acquire) && self.binds_withdrawn.load(Ordering::Acquire);
-            if !queued && !self.writing.load(Ordering::SeqCst) && self.backlog() == 0 && returned {
+            let holding = queued || self.writing.load(Ordering::SeqCst) || self.backlog() > 0;
+            if !holding && returned {
                 return true;
             }
-            if !self.is_up() || Instant::now() >= deadline {
+            // The leases' units are not worth waiting for Redis to return; the cores' writes are.
+            if (!holding && !self.is_up()) || Instant::now() >= deadline {
                 return false;
             }
             std::thread::sleep(Duration::from_millis(5));
         }
+    }
+
+    /// What did not reach Redis: (record writes, receipts/MO for the shared queues). For the
+    /// very end, after [`RedisHealth::wait_written`]: it counts what the writer never took off
+    /// the cores' channel by taking it, so the writer cannot write it any more.
+    pub fn unwritten(&self) -> (u64, u64) {
+        let (mut records, mut deliveries) = (self.backlog(), self.handing_over.load(Ordering::Acquire));
+        for op in self.ops.get().into_iter().flat_map(|r| r.try_iter()).flatten() {
+            match op {
+                RemoteOp::Put { .. } => records += 1,
+                RemoteOp::Deliver(_) => deliveries += 1,
+                _ => {}
+            }
+        }
+        (records, deliveries)
     }
 
     /// Records written to Redis so far.
@@ -907,7 +936,15 @@ async fn supervise(inner: Arc<Inner>, url: String) {
             }
             Err(e) => inner.fail_connect(&e),
         }
-        tokio::time::sleep(Duration::from_millis(backoff)).await;
+        // The node waits for its last writes: the next attempt goes at once, and then at the
+        // shortest backoff.
+        if inner.health.exiting.load(Ordering::Acquire) {
+            backoff = RECONNECT_MIN_MS;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(backoff)) => {}
+            () = inner.health.reconnect_now.notified() => backoff = RECONNECT_MIN_MS,
+        }
         backoff = (backoff * 2).min(RECONNECT_MAX_MS);
     }
 }
@@ -1379,14 +1416,19 @@ async fn write_loop(inner: Arc<Inner>, end: RemoteEnd) {
                     busy = true;
                 }
             }
-            None => {
-                // Nobody else can take them now: back to the customer's local queue.
+            // Nobody else can take them now: back to the customer's local queue. Not once the
+            // node stops: its cores hand everything over at their end, whatever the link, and
+            // what would go back to them could be lost with them; here it waits for Redis to
+            // return before the process exits ([`RedisHealth::wait_written`]).
+            None if !inner.control.shutting_down() => {
                 let back = Vec::from(std::mem::take(&mut w.deliveries));
                 w.hand_back(&inner, &snap, back);
             }
+            None => {}
         }
         w.offer_to_cores(&inner);
         inner.health.backlog.store(w.backlog.len() as u64, Ordering::Relaxed);
+        inner.health.handing_over.store(w.deliveries.len() as u64, Ordering::Release);
         inner.health.writing.store(w.holding(), Ordering::SeqCst);
         if !busy {
             tokio::time::sleep(Duration::from_millis(1)).await;
@@ -1639,7 +1681,14 @@ async fn give_back_all(inner: &Inner, conn: &mut MultiplexedConnection, sha: &st
 async fn push_deliveries(inner: &Inner, conn: &mut Conn, snap: &Snapshot, w: &mut Writer) {
     let n = w.deliveries.len().min(HAND_OVER_BATCH_MAX);
     let batch: Vec<Delivery> = w.deliveries.drain(..n).collect();
-    let (back, _) = queue_batch(inner, conn, snap, batch).await;
+    let (back, link_ok) = queue_batch(inner, conn, snap, batch).await;
+    if !link_ok && inner.control.shutting_down() {
+        // Kept for the next connection, ahead of the rest, as in `write_loop`.
+        for d in back.into_iter().rev() {
+            w.deliveries.push_front(d);
+        }
+        return;
+    }
     w.hand_back(inner, snap, back);
 }
 
