@@ -2301,3 +2301,48 @@ fn records_and_receipts_of_a_node_stopping_while_redis_is_down_reach_redis_when_
     let queued: usize = redis::cmd("LLEN").arg("t:dlrq:c1").query(&mut r).unwrap();
     assert_eq!(queued, ids.len(), "every receipt is in the customer's shared queue: {seen:#?}");
 }
+
+#[test]
+fn a_receipt_parked_at_a_stopping_node_for_another_node_s_message_is_looked_up_until_found() {
+    // Goal: node B gets the vendor's receipt for a message whose record is not in Redis yet
+    // (here: node A does not write it; the test does, a second after B begins to stop), parks
+    // it and is told to stop. B keeps looking it up while it stops, finds the record and hands
+    // the receipt to the customer's shared queue. It used to exit as soon as its vendors had
+    // unbound, dropping the receipt it had acknowledged, without a word.
+    let redis = RedisServer::start();
+    let vendor = sim(|_| {});
+    let mut cfg_a = config(&[("v1", vendor.local_addr())]);
+    cfg_a.vendors[0].bind_type = VendorBindType::Transmitter;
+    let mut cfg_b = config(&[("v1", vendor.local_addr())]);
+    cfg_b.server.shutdown_grace_ms = 10_000;
+    // Node A writes nothing to Redis: its record goes there when the test says.
+    let a = smppgw_engine::start(cfg_a).unwrap();
+    let b = Node::start(cfg_b, 2, &redis);
+    assert!(wait_for(Duration::from_secs(10), || vendor.stats().binds_current >= 4), "vendor binds up");
+    let mut tx = Client::connect(a.local_addr);
+    assert_eq!(tx.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+    let (st, id) = tx.submit_dlr("15551310001", "parked at node b");
+    assert_eq!(st, CommandStatus::ESME_ROK);
+    assert!(
+        wait_for(Duration::from_secs(5), || b.gw.metrics.receipts_in.load(Ordering::Relaxed) >= 1),
+        "the receipt reached node B"
+    );
+    let shown = u64::from_str_radix(&id, 16).unwrap();
+    let rec = a.control().lookup(shown, Duration::from_secs(2)).unwrap().expect("node A holds the message");
+    // What writes the record later (its gateway binds to the vendor only now: the receipt is
+    // at node B already).
+    let writer = Fed::start(&redis, &vendor);
+    let stopping = std::thread::spawn(move || b.stop());
+    std::thread::sleep(Duration::from_secs(1));
+    writer.hand_over([put(rec, true)]);
+    stopping.join().expect("node B stops cleanly");
+    let mut r = redis.client();
+    let queued: Vec<Vec<u8>> = redis::cmd("LRANGE").arg("t:dlrq:c1").arg(0).arg(-1).query(&mut r).unwrap();
+    assert_eq!(queued.len(), 1, "the receipt node B parked is in the customer's shared queue");
+    let text = String::from_utf8_lossy(&queued[0]).into_owned();
+    assert!(text.contains(&id), "the receipt of message {id}: {text:?}");
+    writer.stop();
+    drop(tx);
+    a.shutdown();
+    a.join();
+}

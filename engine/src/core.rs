@@ -720,6 +720,48 @@ impl Core {
         self.hand_over_all_unreceived();
     }
 
+    /// Notes whether shared state is reachable, and when it is again, looks up once more the
+    /// receipts parked meanwhile (see [`Core::on_remote_back`]).
+    pub fn follow_remote(&self) {
+        let up = self.remote_up();
+        if up && !self.remote_was_up.get() {
+            self.on_remote_back();
+        }
+        self.remote_was_up.set(up);
+        if self.remote.is_some() && !up {
+            // Shared state is configured but cannot be asked: a receipt parked here may be for
+            // another node's message, and its vendor was told ESME_ROK. It waits for Redis,
+            // however long, instead of expiring unmatched (the bound on parked receipts holds).
+            self.store.borrow_mut().pause_parked();
+        }
+    }
+
+    /// Receipts parked here that another node's message may still match: those whose message
+    /// is not stored here, while shared state is configured (without it, once the vendors are
+    /// done nothing can match them any more).
+    pub fn parked_for_lookup(&self) -> usize {
+        if self.remote.is_none() { 0 } else { self.store.borrow().parked_len() }
+    }
+
+    /// At exit: the receipts still parked here, which vendors had from us an `ESME_ROK` for, are
+    /// lost with the process; counted and logged, not dropped silently. Returns how many count as
+    /// lost: those another node's message may have matched (see [`Core::parked_for_lookup`]).
+    pub fn count_parked_at_exit(&self) -> usize {
+        let parked = self.store.borrow().parked_len();
+        if parked > 0 {
+            let lost = self.parked_for_lookup();
+            tracing::warn!(
+                core = self.idx,
+                parked,
+                shared = self.remote.is_some(),
+                "receipts still parked at exit for a message not found (on another node not yet in Redis, or on none) are lost"
+            );
+            self.metrics.receipts_unmatched.fetch_add(parked as u64, Ordering::Relaxed);
+            return lost;
+        }
+        0
+    }
+
     /// At exit: the customer sessions that are still open (unbinding too slowly) are taken as
     /// gone, so that what they have in flight is handed over or counted with the rest.
     pub fn end_sessions_at_exit(&self) {
@@ -958,17 +1000,7 @@ impl Core {
         if self.remote_up() {
             self.hand_over_all_unreceived();
         }
-        let up = self.remote_up();
-        if up && !self.remote_was_up.get() {
-            self.on_remote_back();
-        }
-        self.remote_was_up.set(up);
-        if self.remote.is_some() && !up {
-            // Shared state is configured but cannot be asked: a receipt parked here may be for
-            // another node's message, and its vendor was told ESME_ROK. It waits for Redis,
-            // however long, instead of expiring unmatched (the bound on parked receipts holds).
-            self.store.borrow_mut().pause_parked();
-        }
+        self.follow_remote();
         self.pump_due_deliveries();
         let expired = self.store.borrow_mut().expire(store_now());
         if !expired.is_empty() {

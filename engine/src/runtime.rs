@@ -1042,9 +1042,13 @@ async fn core_main(
     // Empty everywhere for a few rounds in a row: a receipt still on its way between cores (in
     // an outbox or a channel, from a store to a home core to a session's core) shows up in some
     // core's count within a round or two.
+    // Receipts parked for a message another node stored (its record not in Redis yet when they
+    // came) are waited for too: the control thread looks them up again every 100 ms while the
+    // node stops, and a match here becomes a receipt to deliver or hand over like the rest.
     let mut empty_rounds = 0;
     loop {
-        draining[idx].store(core.deliverable() as u64, Ordering::Release);
+        core.follow_remote();
+        draining[idx].store((core.deliverable() + core.parked_for_lookup()) as u64, Ordering::Release);
         let left: u64 = draining.iter().map(|d| d.load(Ordering::Acquire)).sum();
         empty_rounds = if left == 0 { empty_rounds + 1 } else { 0 };
         if empty_rounds >= DRAIN_EMPTY_ROUNDS || Instant::now() >= drain_until {
@@ -1085,6 +1089,7 @@ async fn core_main(
     core.flush_remote();
     core.abandon_remote();
     core.count_undelivered_at_exit();
+    core.count_parked_at_exit();
     // The caller persists the watermark after the cores stop: exactly what was issued.
     ids.publish(idx, core.ids_issued());
     info!(core = idx, "stopped");

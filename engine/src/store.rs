@@ -781,6 +781,11 @@ impl<R> Shard<R> {
         true
     }
 
+    /// Receipts parked now.
+    pub fn parked_len(&self) -> usize {
+        self.early.len()
+    }
+
     /// Vendor and id of every parked receipt (to look each up elsewhere once more).
     pub fn parked(&self) -> impl Iterator<Item = (u32, &[u8])> {
         self.early.keys().map(|(v, id)| (*v, &id[..]))

@@ -121,6 +121,10 @@ pub const QUERY_LOOKUPS_MAX: usize = 1_024;
 /// 1.3, 4.3, 14, 30, 60 and 110 s after the receipt came: the last just before the core's
 /// early-receipt TTL ends its wait.
 pub const MISS_RETRY_MS: [u64; 9] = [10, 50, 200, 1_000, 3_000, 10_000, 16_000, 30_000, 50_000];
+/// Once the node stops, the longest wait before a receipt's next lookup: its core waits for the
+/// receipts it parked only for part of the stop, and a retry 10 s away would come after it.
+/// The lookups go on, at this pace, until the process exits, past the last of the tries above.
+pub const MISS_RETRY_STOPPING_MS: u64 = 100;
 
 // The last try comes while the receipt still waits in its core.
 const _: () = {
@@ -1154,6 +1158,15 @@ impl Misses {
         self.heap.peek().map(|r| r.0.0)
     }
 
+    /// Every lookup due later than `by` is due at `by` (the node stops: its cores wait for the
+    /// receipts they parked only so long).
+    fn hurry(&mut self, by: Instant) {
+        let all: Vec<Miss> = std::mem::take(&mut self.heap).into_iter().map(|r| r.0.2).collect();
+        for m in all {
+            self.push(Miss { due: m.due.min(by), ..m });
+        }
+    }
+
     /// The lookups due at `now`, soonest first, at most `max`.
     fn take_due(&mut self, now: Instant, max: usize) -> Vec<Miss> {
         let mut due = Vec::new();
@@ -1395,9 +1408,14 @@ impl Writer {
 /// stretch of seconds that leaves the ops channel full.
 async fn write_loop(inner: Arc<Inner>, end: RemoteEnd) {
     let mut w = Writer::new();
+    let mut stopping = false;
     loop {
         inner.health.writing.store(true, Ordering::SeqCst);
         let mut busy = w.take_ops(&inner, &end.ops) > 0;
+        if !stopping && inner.control.shutting_down() {
+            stopping = true;
+            w.misses.hurry(Instant::now() + Duration::from_millis(MISS_RETRY_STOPPING_MS));
+        }
         let snap = inner.snapshot();
         let ttl = u64::from(snap.config.server.receipt_ttl_secs).max(1);
         match inner.conn() {
@@ -1891,6 +1909,7 @@ async fn resolve_misses(inner: &Inner, conn: &mut Conn, snap: &Snapshot, w: &mut
         Vec::new()
     };
     let mut records = records.into_iter();
+    let stopping = inner.control.shutting_down();
     for (m, f) in due.into_iter().zip(found) {
         let rec = f.and_then(|(_, shown)| {
             let blob = records.next().flatten()?;
@@ -1902,9 +1921,14 @@ async fn resolve_misses(inner: &Inner, conn: &mut Conn, snap: &Snapshot, w: &mut
                 let shard = shard_of(rec.vendor, &shard_key(&canonical_id(&rec.vendor_id)), snap.cores);
                 w.hand_to_core(inner, shard, Control::Record(Box::new(rec)));
             }
-            None if m.attempt + 1 < MISS_RETRY_MS.len() => {
-                let due = Instant::now() + Duration::from_millis(MISS_RETRY_MS[m.attempt + 1]);
-                w.misses.push(Miss { due, attempt: m.attempt + 1, ..m });
+            None if m.attempt + 1 < MISS_RETRY_MS.len() || stopping => {
+                let attempt = (m.attempt + 1).min(MISS_RETRY_MS.len() - 1);
+                let mut wait = MISS_RETRY_MS[attempt];
+                if stopping {
+                    wait = wait.min(MISS_RETRY_STOPPING_MS);
+                }
+                let due = Instant::now() + Duration::from_millis(wait);
+                w.misses.push(Miss { due, attempt, ..m });
             }
             None => add(&inner.health.given_up, 1),
         }
