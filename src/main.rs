@@ -543,6 +543,7 @@ fn run(opts: Opts) -> ExitCode {
     };
     let control = gw.control();
     let metrics = gw.metrics.clone();
+    let exit_metrics = gw.metrics.clone();
     let ids = gw.ids.clone();
     let shared = redis.zip(remote_end);
     let (health_tx, health_rx) = std::sync::mpsc::sync_channel(1);
@@ -605,14 +606,15 @@ fn run(opts: Opts) -> ExitCode {
     // Messages acknowledged in the last moments, and receipts for customers no longer bound
     // here, must reach Redis before the node goes.
     // Redis down or reconnecting then: they wait for it, up to the same deadline.
+    let (mut redis_records, mut redis_receipts) = (0, 0);
     if let Ok(health) = health_rx.try_recv() {
         let health: Arc<smppgw_control::redis::RedisHealth> = health;
         if !health.wait_written(std::time::Duration::from_secs(REDIS_DRAIN_SECS)) {
-            let (records, receipts) = health.unwritten();
-            if records + receipts > 0 {
+            (redis_records, redis_receipts) = health.unwritten();
+            if redis_records + redis_receipts > 0 {
                 tracing::warn!(
-                    records,
-                    receipts_and_mo = receipts,
+                    records = redis_records,
+                    receipts_and_mo = redis_receipts,
                     up = health.is_up(),
                     "not everything reached Redis before exit: these record writes and receipts/MO for the shared queues are lost"
                 );
@@ -631,9 +633,27 @@ fn run(opts: Opts) -> ExitCode {
     {
         tracing::warn!("cannot write the message id state to {}: {e}", file.display());
     }
+    let lost = &exit_metrics.lost_at_exit;
+    if lost.total() + redis_records + redis_receipts > 0 {
+        tracing::error!(
+            receipts_and_mo_queued = lost.undelivered.load(std::sync::atomic::Ordering::Acquire),
+            receipts_parked = lost.parked.load(std::sync::atomic::Ordering::Acquire),
+            writes_not_handed_over = lost.not_handed_over.load(std::sync::atomic::Ordering::Acquire),
+            redis_records = redis_records,
+            redis_receipts_and_mo = redis_receipts,
+            "smppgw stopped, but lost what it had acknowledged (exit status {EXIT_STOPPED_WITH_LOSS}): receipts/MO queued for customers not bound, receipts parked for another node's message, record writes and receipts/MO that did not reach Redis"
+        );
+        return ExitCode::from(EXIT_STOPPED_WITH_LOSS);
+    }
     tracing::info!("smppgw stopped");
     ExitCode::SUCCESS
 }
+
+/// The exit status of a stop (signal, drain) that dropped something the node had acknowledged:
+/// a receipt or MO no customer got nor Redis holds, a receipt still parked for another node's
+/// message, a record write that reached neither the control thread nor Redis. 1 is a failed
+/// start or a second signal, 2 a configuration error, 3 PostgreSQL unreachable at the start.
+const EXIT_STOPPED_WITH_LOSS: u8 = 4;
 
 /// The configuration from PostgreSQL that [`follow_database`] handed to the cores last (the
 /// watcher's `Arc`, compared by identity) and the version it became, or why it was not taken.

@@ -2346,3 +2346,22 @@ fn a_receipt_parked_at_a_stopping_node_for_another_node_s_message_is_looked_up_u
     a.shutdown();
     a.join();
 }
+
+#[test]
+fn a_stop_that_loses_what_the_node_acknowledged_exits_4_and_says_what() {
+    // Goal: Redis stays down through the whole stop: the node waits its 3 s for it, then exits
+    // with status 4 (stopped, but something it had acknowledged is lost), not 0, and its last
+    // log line says what: the record writes and the receipts that did not reach Redis.
+    let mut redis = RedisServer::start();
+    let vendor = sim(|_| {});
+    let (mut child, ids, log, mut seen) = acknowledged_during_an_outage_then_sigterm(&mut redis, &vendor, 5);
+    let status = child.0.wait().unwrap();
+    seen.extend(log.try_iter());
+    assert_eq!(status.code(), Some(4), "{seen:#?}");
+    let last =
+        seen.iter().find(|l| l.contains("smppgw stopped, but lost")).unwrap_or_else(|| panic!("{seen:#?}"));
+    // Every message (acknowledged once the outage was noticed) and its receipt.
+    let n = ids.len();
+    assert!(last.contains(&format!("redis_receipts_and_mo={n}")), "{last}");
+    assert!(last.contains(&format!("redis_records={n}")), "{last}");
+}

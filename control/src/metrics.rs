@@ -291,6 +291,8 @@ pub fn render(metrics: &Metrics, snap: &Snapshot) -> String {
         submit_latency,
         receipt_latency,
         vendor_latency,
+        // Counted as the cores stop, after the last scrape: read by the binary for its exit status.
+        lost_at_exit: _,
     } = metrics;
 
     let mut e = Exposition { out: String::with_capacity(16 * 1024) };

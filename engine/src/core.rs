@@ -744,9 +744,9 @@ impl Core {
     }
 
     /// At exit: the receipts still parked here, which vendors had from us an `ESME_ROK` for, are
-    /// lost with the process; counted and logged, not dropped silently. Returns how many count as
-    /// lost: those another node's message may have matched (see [`Core::parked_for_lookup`]).
-    pub fn count_parked_at_exit(&self) -> usize {
+    /// lost with the process; counted and logged, not dropped silently. Those another node's
+    /// message may have matched (see [`Core::parked_for_lookup`]) count as lost at exit.
+    pub fn count_parked_at_exit(&self) {
         let parked = self.store.borrow().parked_len();
         if parked > 0 {
             let lost = self.parked_for_lookup();
@@ -757,9 +757,8 @@ impl Core {
                 "receipts still parked at exit for a message not found (on another node not yet in Redis, or on none) are lost"
             );
             self.metrics.receipts_unmatched.fetch_add(parked as u64, Ordering::Relaxed);
-            return lost;
+            self.metrics.lost_at_exit.parked.fetch_add(lost as u64, Ordering::AcqRel);
         }
-        0
     }
 
     /// At exit: the customer sessions that are still open (unbinding too slowly) are taken as
@@ -782,6 +781,7 @@ impl Core {
         let left = self.dispatcher.borrow().queued_total() as u64;
         if left > 0 {
             self.metrics.deliveries_dropped[self.idx].fetch_add(left, Ordering::Relaxed);
+            self.metrics.lost_at_exit.undelivered.fetch_add(left, Ordering::AcqRel);
             tracing::warn!(core = self.idx, left, "receipts and MO still queued at exit are lost");
         }
     }
@@ -819,6 +819,7 @@ impl Core {
         let n = link.abandon();
         if n > 0 {
             self.metrics.remote_fallbacks.fetch_add(n as u64, Ordering::Relaxed);
+            self.metrics.lost_at_exit.not_handed_over.fetch_add(n as u64, Ordering::AcqRel);
             tracing::warn!(core = self.idx, n, "shared-state writes and lookups not handed over at exit");
         }
     }

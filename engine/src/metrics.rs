@@ -202,9 +202,32 @@ impl StatusCounts {
 #[derive(Debug, Default)]
 pub struct StateCounts(pub [AtomicU64; 10]);
 
+/// What the cores dropped at their stop of what the node had acknowledged (all 0 after a stop
+/// that lost nothing): the binary exits with a status of its own when any is not.
+#[derive(Debug, Default)]
+pub struct ExitLosses {
+    /// Receipts and MO still queued at exit, that nothing else holds.
+    pub undelivered: AtomicU64,
+    /// Record writes and receipt lookups the control thread's channel never took.
+    pub not_handed_over: AtomicU64,
+    /// Receipts parked for a message that another node may have stored, not found by the exit.
+    pub parked: AtomicU64,
+}
+
+impl ExitLosses {
+    /// All of them.
+    pub fn total(&self) -> u64 {
+        self.undelivered.load(Ordering::Acquire)
+            + self.not_handed_over.load(Ordering::Acquire)
+            + self.parked.load(Ordering::Acquire)
+    }
+}
+
 /// Gateway-wide counters.
 #[derive(Debug, Default)]
 pub struct Metrics {
+    /// What the cores dropped at their stop (not rendered: read by the binary as it exits).
+    pub lost_at_exit: ExitLosses,
     /// submit_sm/data_sm (and submit_multi destinations) received from bound customers:
     /// accepted + refused + rejected, once answered.
     pub submits: CoreCounter,
