@@ -2396,9 +2396,7 @@ pub async fn vendor_slot(
                     }),
                     VJob::Op(ref op) => {
                         let body = (*op.pdu).clone();
-                        machine.request(job, now, &mut wbuf, |seq, out| {
-                            smppgw_codec::Pdu::new(seq, body).encode(out)
-                        })
+                        machine.request(job, now, &mut wbuf, body)
                     }
                 };
                 match sent {

@@ -10,7 +10,9 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use smppgw_codec::{Bind, Body, CommandStatus, DecodeError, DeliverSm, MessageIdResp, Pdu, SubmitSm};
+use smppgw_codec::{
+    Bind, Body, CommandId, CommandStatus, DecodeError, DeliverSm, MessageIdResp, Pdu, SubmitSm,
+};
 
 use crate::deadlines::DeadlineQueue;
 
@@ -114,7 +116,9 @@ pub struct VendorSession<J> {
     settings: VendorSettings,
     state: State,
     next_seq: u32,
-    inflight: SeqMap<(J, Instant)>,
+    /// Requests in flight by sequence number: the job, its deadline and the request's command
+    /// (only a response to that command, or a generic_nack, answers it).
+    inflight: SeqMap<(J, Instant, CommandId)>,
     /// Send order of in-flight submits with their deadlines; stale entries are skipped.
     deadlines: DeadlineQueue,
     last_rx: Instant,
@@ -218,22 +222,16 @@ impl<J> VendorSession<J> {
         while self.inflight.contains_key(&seq) {
             seq = self.next_sequence();
         }
-        smppgw_codec::encode_short_message(smppgw_codec::CommandId::SUBMIT_SM, seq, body(&job), out);
+        smppgw_codec::encode_short_message(CommandId::SUBMIT_SM, seq, body(&job), out);
         let deadline = now + self.settings.response_timeout;
-        self.inflight.insert(seq, (job, deadline));
+        self.inflight.insert(seq, (job, deadline, CommandId::SUBMIT_SM));
         self.push_deadline(deadline, seq);
         Ok(())
     }
 
     /// Sends any other request (cancel_sm, replace_sm, query_sm) for `job`; its response comes
     /// back as [`VendorEvent::Done`] like a submit's.
-    pub fn request(
-        &mut self,
-        job: J,
-        now: Instant,
-        out: &mut BytesMut,
-        encode: impl FnOnce(u32, &mut BytesMut),
-    ) -> Result<(), J> {
+    pub fn request(&mut self, job: J, now: Instant, out: &mut BytesMut, body: Body) -> Result<(), J> {
         if !self.is_bound() || self.lost || self.suspect || self.settings.kind == VendorBindKind::Receiver {
             return Err(job);
         }
@@ -241,11 +239,27 @@ impl<J> VendorSession<J> {
         while self.inflight.contains_key(&seq) {
             seq = self.next_sequence();
         }
-        encode(seq, out);
+        let command = body.command_id();
+        Pdu::new(seq, body).encode(out);
         let deadline = now + self.settings.response_timeout;
-        self.inflight.insert(seq, (job, deadline));
+        self.inflight.insert(seq, (job, deadline, command));
         self.push_deadline(deadline, seq);
         Ok(())
+    }
+
+    /// The job whose request in flight at `seq` a response `resp` answers: a response to that
+    /// request's own command, or a generic_nack. A response of another command is not its
+    /// answer (a vendor that mixes them up tells nothing of how the request ended): the request
+    /// stays in flight, and times out with an unknown outcome if no answer of its own comes.
+    fn take_answered(&mut self, seq: u32, resp: CommandId) -> Option<J> {
+        match self.inflight.entry(seq) {
+            std::collections::hash_map::Entry::Occupied(e)
+                if resp == CommandId::GENERIC_NACK || resp.0 == e.get().2.0 | 0x8000_0000 =>
+            {
+                Some(e.remove().0)
+            }
+            _ => None,
+        }
     }
 
     /// Whether a timeout with the vendor silent stopped this bind's sending until the vendor
@@ -267,16 +281,16 @@ impl<J> VendorSession<J> {
             Body::SubmitSmResp(MessageIdResp { message_id, .. }) => {
                 // It answers submits, even one that had timed out here: it is taking them.
                 self.timeouts_in_row = 0;
-                if let Some((job, _)) = self.inflight.remove(&seq) {
+                if let Some(job) = self.take_answered(seq, CommandId::SUBMIT_SM_RESP) {
                     let outcome =
                         if status.is_ok() { Outcome::Accepted(message_id) } else { Outcome::Refused(status) };
                     events.push(VendorEvent::Done { job, outcome });
                 }
                 self.lost_bind(status);
             }
-            Body::CancelSmResp | Body::ReplaceSmResp | Body::QuerySmResp(_) => {
+            ref body @ (Body::CancelSmResp | Body::ReplaceSmResp | Body::QuerySmResp(_)) => {
                 self.timeouts_in_row = 0;
-                if let Some((job, _)) = self.inflight.remove(&seq) {
+                if let Some(job) = self.take_answered(seq, body.command_id()) {
                     let outcome = if status.is_ok() {
                         Outcome::Accepted(Bytes::new())
                     } else {
@@ -287,7 +301,7 @@ impl<J> VendorSession<J> {
                 self.lost_bind(status);
             }
             Body::GenericNack => {
-                if let Some((job, _)) = self.inflight.remove(&seq) {
+                if let Some(job) = self.take_answered(seq, CommandId::GENERIC_NACK) {
                     self.timeouts_in_row = 0;
                     // The vendor could not take our PDU (4.3: its length or command): nothing
                     // the customer can fix, and another vendor may take the message. A system
@@ -387,7 +401,6 @@ impl<J> VendorSession<J> {
         out: &mut BytesMut,
         events: &mut Vec<VendorEvent<J>>,
     ) {
-        use smppgw_codec::CommandId;
         match err {
             DecodeError::Pdu { header, error } => {
                 // Whatever it is, the vendor sent a whole PDU: the connection is alive.
@@ -403,7 +416,7 @@ impl<J> VendorSession<J> {
                 ) {
                     self.bind_answered(header.sequence_number, header.command_status, events);
                 } else if header.command_id.is_response() {
-                    if let Some((job, _)) = self.inflight.remove(&header.sequence_number) {
+                    if let Some(job) = self.take_answered(header.sequence_number, header.command_id) {
                         self.timeouts_in_row = 0;
                         // The vendor answered but we cannot read its id: it has the message
                         // (unless the answer is a generic_nack, which never accepts one).
@@ -450,14 +463,14 @@ impl<J> VendorSession<J> {
 
     /// Whether the deadline entry `(deadline, seq)` still belongs to a request in flight.
     fn is_live(&self, deadline: Instant, seq: u32) -> bool {
-        self.inflight.get(&seq).is_some_and(|(_, d)| *d == deadline)
+        self.inflight.get(&seq).is_some_and(|(_, d, _)| *d == deadline)
     }
 
     /// Records a request's deadline (see [`DeadlineQueue`] for how stale entries are kept down).
     fn push_deadline(&mut self, deadline: Instant, seq: u32) {
         let inflight = &self.inflight;
         self.deadlines
-            .push(deadline, seq, inflight.len(), |d, s| inflight.get(&s).is_some_and(|(_, x)| *x == d));
+            .push(deadline, seq, inflight.len(), |d, s| inflight.get(&s).is_some_and(|(_, x, _)| *x == d));
     }
 
     /// Time passed: expire submits, keepalive, bind and unbind timeouts.
@@ -466,7 +479,7 @@ impl<J> VendorSession<J> {
         while let Some((deadline, seq)) = self.deadlines.pop_due(now) {
             // Only if this entry is still the live one for that sequence number.
             if self.is_live(deadline, seq)
-                && let Some((job, _)) = self.inflight.remove(&seq)
+                && let Some((job, _, _)) = self.inflight.remove(&seq)
             {
                 events.push(VendorEvent::Done { job, outcome: Outcome::Unknown });
                 expired = true;
@@ -523,7 +536,7 @@ impl<J> VendorSession<J> {
         if shorter.is_zero() || self.inflight.is_empty() {
             return;
         }
-        self.deadlines.shorten(self.inflight.iter_mut().map(|(&seq, (_, d))| (seq, d)), shorter);
+        self.deadlines.shorten(self.inflight.iter_mut().map(|(&seq, (_, d, _))| (seq, d)), shorter);
     }
 
     /// Starts a graceful unbind once nothing is in flight (the driver waits for that).
@@ -564,7 +577,7 @@ impl<J> VendorSession<J> {
         let was_closed = self.state == State::Closed;
         self.state = State::Closed;
         self.deadlines.clear();
-        for (_, (job, _)) in self.inflight.drain() {
+        for (_, (job, _, _)) in self.inflight.drain() {
             events.push(VendorEvent::Done { job, outcome: Outcome::Unknown });
         }
         if !was_closed {
@@ -971,6 +984,55 @@ mod tests {
                 "status {status:#x}: {ev:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_response_of_another_command_does_not_end_a_request() {
+        // Goal: a vendor that answers our submit_sm's sequence number with a cancel_sm_resp or a
+        // query_sm_resp (status 0) has said nothing about the message: it was taken as accepted
+        // without an id, and the customer told ESME_ROK for a message the vendor may never have
+        // taken (and a cancel answered by a submit_sm_resp as done). Only the request's own
+        // answer, or a generic_nack, ends it; other responses, well-formed or not, leave it in
+        // flight (timed out as unknown if no answer of its own comes).
+        let (mut s, now, mut out) = bound();
+        s.submit((1, msg()), now, &mut out, |j| &j.1).unwrap();
+        s.request((2, msg()), now, &mut out, Body::CancelSm(Default::default())).unwrap();
+        let sent = pdus(&mut out);
+        let (submit, cancel) = (sent[0].sequence_number, sent[1].sequence_number);
+        assert_eq!(sent[1].command_id(), CommandId::CANCEL_SM);
+        let mut ev = Vec::new();
+        for body in [Body::CancelSmResp, Body::QuerySmResp(Default::default()), Body::ReplaceSmResp] {
+            s.on_pdu(Pdu::new(submit, body), now, &mut out, &mut ev);
+        }
+        let id = MessageIdResp { message_id: "X".into(), tlvs: Default::default() };
+        s.on_pdu(Pdu::new(cancel, Body::SubmitSmResp(id)), now, &mut out, &mut ev);
+        s.on_decode_error(&with_junk_body(0x8000_0004, 0, cancel), now, &mut out, &mut ev);
+        s.on_decode_error(&with_junk_body(0x8000_0008, 0, submit), now, &mut out, &mut ev);
+        assert!(ev.is_empty(), "nothing ended: {ev:?}");
+        assert_eq!(s.inflight(), 2);
+        // Their own answers end them.
+        let id = MessageIdResp { message_id: "V1".into(), tlvs: Default::default() };
+        s.on_pdu(Pdu::new(submit, Body::SubmitSmResp(id)), now, &mut out, &mut ev);
+        s.on_pdu(Pdu::new(cancel, Body::CancelSmResp), now, &mut out, &mut ev);
+        assert!(
+            matches!(
+                &ev[..],
+                [
+                    VendorEvent::Done { job: (1, _), outcome: Outcome::Accepted(id) },
+                    VendorEvent::Done { job: (2, _), outcome: Outcome::Accepted(empty) },
+                ] if id == "V1" && empty.is_empty()
+            ),
+            "{ev:?}"
+        );
+        // A generic_nack answers any request.
+        s.request((3, msg()), now, &mut out, Body::CancelSm(Default::default())).unwrap();
+        let seq = pdus(&mut out)[0].sequence_number;
+        ev.clear();
+        s.on_pdu(Pdu::new(seq, Body::GenericNack), now, &mut out, &mut ev);
+        assert!(
+            matches!(&ev[..], [VendorEvent::Done { job: (3, _), outcome: Outcome::Refused(_) }]),
+            "{ev:?}"
+        );
     }
 
     /// A PDU with four octets of junk after its header, which no header-only PDU may have.
