@@ -504,12 +504,26 @@ impl CustomerSession {
                     return;
                 }
                 if header.command_id.is_response() && header.command_id.name().is_some() {
-                    // A malformed response to our request: judge it by its status, answer nothing.
-                    self.delivery_answered(
-                        header.sequence_number,
-                        Answer::from_status(header.command_status),
-                        events,
-                    );
+                    // A malformed response: answered with nothing, and taken as on_pdu takes a
+                    // well-formed one. An answer to our deliver_sm or data_sm is judged by its
+                    // status; a generic_nack (which carries no body) fails the request it names,
+                    // whatever its status, or answers our enquire_link; a response of another
+                    // command answers nothing we sent.
+                    let seq = header.sequence_number;
+                    match header.command_id {
+                        smppgw_codec::CommandId::DELIVER_SM_RESP | smppgw_codec::CommandId::DATA_SM_RESP => {
+                            self.delivery_answered(seq, Answer::from_status(header.command_status), events)
+                        }
+                        smppgw_codec::CommandId::GENERIC_NACK
+                            if self.enquire_sent.is_some() && seq == self.enquire_seq =>
+                        {
+                            self.enquire_sent = None;
+                        }
+                        smppgw_codec::CommandId::GENERIC_NACK => {
+                            self.delivery_answered(seq, Answer::Failed, events)
+                        }
+                        _ => {}
+                    }
                     return;
                 }
                 let bind = matches!(
@@ -2164,6 +2178,68 @@ mod delivery_tests {
             .collect();
         assert_eq!(failed, vec![1, 2], "both timed out by their send time plus 5 s");
         assert_eq!(s.deliveries_outstanding(), 0);
+    }
+
+    /// `pdu` with four octets of junk after it: a body where none belongs, or one its fields
+    /// do not account for; the decode error the driver hands the session.
+    fn malformed(pdu: Pdu) -> DecodeError {
+        let mut raw = BytesMut::from(&pdu.to_bytes()[..]);
+        raw.extend_from_slice(b"junk");
+        let len = raw.len() as u32;
+        raw[..4].copy_from_slice(&len.to_be_bytes());
+        Decoder::default().decode(&mut raw).expect_err("malformed")
+    }
+
+    #[test]
+    fn a_malformed_response_counts_for_a_delivery_only_as_a_well_formed_one_would() {
+        // Goal: a customer's malformed query_sm_resp (or submit_sm_resp, or any response but
+        // deliver_sm_resp and data_sm_resp) with status 0 and our deliver_sm's sequence number
+        // was taken as the deliver_sm's answer, ESME_ROK: the receipt counted as delivered and
+        // never sent again. A well-formed one answers nothing, and neither does a malformed one.
+        // A malformed generic_nack fails the delivery whatever its status, as a well-formed one
+        // does (it used to count as delivered with status 0), and answers our enquire_link.
+        let now = Instant::now();
+        let settings = CustomerSettings {
+            system_id: "gw".into(),
+            enquire_link_interval: Duration::from_secs(30),
+            session_timeout: Duration::from_secs(90),
+            bind_timeout: Duration::from_secs(10),
+            response_timeout: Duration::from_secs(5),
+        };
+        let mut s = CustomerSession::new(settings, now);
+        let (mut out, mut ev) = (BytesMut::new(), Vec::new());
+        let bind = Bind { interface_version: 0x34, ..Default::default() };
+        s.on_pdu(Pdu::new(1, Body::BindReceiver(bind)), now, &mut out, &mut ev);
+        s.bind_accepted(BindKind::Receiver, 1, IdStyle::Hex, 10, &mut out);
+        out.clear();
+        assert!(s.deliver(7, &SubmitSm::default(), false, now, &mut out));
+        let seq = Decoder::default().decode(&mut out).unwrap().expect("a deliver_sm").sequence_number;
+        ev.clear();
+        for other in [
+            Body::QuerySmResp(Default::default()),
+            Body::SubmitSmResp(Default::default()),
+            Body::BindReceiverResp(Default::default()),
+        ] {
+            s.on_pdu(Pdu::new(seq, other.clone()), now, &mut out, &mut ev);
+            s.on_decode_error(&malformed(Pdu::new(seq, other)), now, &mut out, &mut ev);
+        }
+        assert!(ev.is_empty(), "answered by a response of another command: {ev:?}");
+        assert_eq!(s.deliveries_outstanding(), 1);
+        s.on_decode_error(&malformed(Pdu::new(seq, Body::GenericNack)), now, &mut out, &mut ev);
+        assert!(
+            matches!(&ev[..], [Event::Delivered { token: 7, answer: Answer::Failed }]),
+            "a generic_nack with status 0 fails it: {ev:?}"
+        );
+        assert!(out.is_empty(), "no response is answered");
+        // A malformed generic_nack answers our enquire_link: the customer is alive.
+        let later = now + Duration::from_secs(31);
+        s.on_tick(later, &mut out, &mut ev);
+        let enquire = Decoder::default().decode(&mut out).unwrap().expect("an enquire_link");
+        assert_eq!(enquire.command_id(), CommandId::ENQUIRE_LINK);
+        let nack = malformed(Pdu::new(enquire.sequence_number, Body::GenericNack));
+        s.on_decode_error(&nack, later, &mut out, &mut ev);
+        s.on_tick(later + Duration::from_secs(6), &mut out, &mut ev);
+        assert!(!s.is_closed(), "alive: {ev:?}");
     }
 
     #[test]
