@@ -2373,3 +2373,397 @@ mod fuzz_tests {
         }
     }
 }
+
+#[cfg(test)]
+mod adversarial_tests {
+    //! Long random sequences of well-formed (and some malformed) PDUs in any order, interleaved
+    //! with deliveries, answers from the driver and the passing of time, against the
+    //! session's promises: every request read while the session is open is answered exactly
+    //! once (at most once once it has closed), every delivery handed in ends exactly once, the
+    //! session closes at most once, and it never writes what does not decode.
+    use super::*;
+    use proptest::prelude::*;
+    use smppgw_codec::{
+        Address, CancelSm, CommandId, DataSm, Decoder, DestAddress, QuerySm, ReplaceSm, SubmitMulti,
+    };
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        /// The customer sends these octets.
+        Feed(Vec<u8>),
+        /// A delivery for this session (as data_sm or not).
+        Deliver(bool),
+        /// Time passes (milliseconds).
+        Tick(u32),
+        /// The driver answers the oldest of the routed submits and operations.
+        Answer(u8),
+        /// The node's shutdown steps.
+        Settle,
+        Shutdown,
+    }
+
+    fn submit_body(esm: u8, dest: &'static str) -> SubmitSm {
+        SubmitSm {
+            source: Address::new(1, 1, "1555"),
+            dest: Address::new(1, 1, dest),
+            esm_class: esm,
+            short_message: "hi".into(),
+            ..Default::default()
+        }
+    }
+
+    fn request(kind: u8, seq: u32) -> Pdu {
+        let bind = |v: u8| Bind {
+            system_id: "c1".into(),
+            password: "pw".into(),
+            interface_version: v,
+            ..Default::default()
+        };
+        let body = match kind % 16 {
+            0 => Body::BindTransmitter(bind(0x34)),
+            1 => Body::BindReceiver(bind(0x33)),
+            2 => Body::BindTransceiver(bind(0x34)),
+            3 => Body::Unbind,
+            4 => Body::EnquireLink,
+            5 => Body::SubmitSm(submit_body(0, "1666")),
+            6 => Body::SubmitSm(submit_body(0x04, "")),
+            7 => Body::DataSm(DataSm {
+                source: Address::new(1, 1, "1555"),
+                dest: Address::new(1, 1, "1666"),
+                tlvs: Tlvs::builder().bytes(smppgw_codec::tag::MESSAGE_PAYLOAD, b"hello").build(),
+                ..Default::default()
+            }),
+            8 => Body::QuerySm(QuerySm { message_id: "1".into(), source: Address::new(1, 1, "1555") }),
+            9 => Body::CancelSm(CancelSm { message_id: "1".into(), ..Default::default() }),
+            10 => Body::ReplaceSm(ReplaceSm { message_id: "1".into(), ..Default::default() }),
+            11 => Body::SubmitMulti(SubmitMulti {
+                source: Address::new(1, 1, "1555"),
+                dests: vec![DestAddress::Sme(Address::new(1, 1, "1666"))],
+                ..Default::default()
+            }),
+            12 => Body::DeliverSm(submit_body(0x04, "1666")),
+            13 => Body::Outbind(Default::default()),
+            14 => Body::AlertNotification(Default::default()),
+            _ => Body::DataSm(DataSm {
+                source: Address::new(1, 1, "1555"),
+                dest: Address::new(1, 1, "1666"),
+                ..Default::default()
+            }),
+        };
+        Pdu::new(seq, body)
+    }
+
+    fn response(kind: u8, seq: u32, status: u32) -> Pdu {
+        let body = match kind % 9 {
+            0 => Body::DeliverSmResp(Default::default()),
+            1 => Body::DataSmResp(Default::default()),
+            2 => Body::EnquireLinkResp,
+            3 => Body::UnbindResp,
+            4 => Body::GenericNack,
+            5 => Body::SubmitSmResp(Default::default()),
+            6 => Body::BindTransceiverResp(Default::default()),
+            7 => Body::QuerySmResp(Default::default()),
+            _ => Body::CancelSmResp,
+        };
+        Pdu::with_status(seq, CommandStatus(status), body)
+    }
+
+    /// A request of `kind` with a body where none belongs or cut short: malformed, not a
+    /// framing error.
+    fn malformed(kind: u8, seq: u32) -> Vec<u8> {
+        let mut v = request(kind, seq).to_bytes().to_vec();
+        if v.len() == 16 {
+            v.extend_from_slice(b"junk");
+        } else {
+            v.truncate(v.len() - 1);
+        }
+        let len = v.len() as u32;
+        v[..4].copy_from_slice(&len.to_be_bytes());
+        v
+    }
+
+    /// A response of `kind` with a body where none belongs, or one cut short.
+    fn malformed_response(kind: u8, seq: u32, status: u32) -> Vec<u8> {
+        let mut v = response(kind, seq, status).to_bytes().to_vec();
+        if v.len() == 16 || kind & 0x80 != 0 {
+            v.extend_from_slice(b"junk");
+        } else {
+            v.truncate(v.len() - 1);
+        }
+        let len = v.len() as u32;
+        v[..4].copy_from_slice(&len.to_be_bytes());
+        v
+    }
+
+    /// What one step feeds: (octets, the request sequence numbers in them, in order).
+    fn step() -> impl Strategy<Value = Step> {
+        let seq =
+            prop_oneof![1..12u32, Just(0u32), Just(0x7FFF_FFFFu32), Just(0x8000_0000u32), Just(u32::MAX)];
+        let status = prop_oneof![Just(0u32), Just(0x58u32), Just(0x64u32), Just(0x14u32), any::<u32>()];
+        prop_oneof![
+            6 => any::<u8>().prop_map(|k| Step::Feed(request(k, 0).to_bytes().to_vec())),
+            4 => (any::<u8>(), seq.clone(), status.clone()).prop_map(|(k, q, st)| Step::Feed(response(k, q, st).to_bytes().to_vec())),
+            1 => (any::<u8>(), seq, status).prop_map(|(k, q, st)| Step::Feed(malformed_response(k, q, st))),
+            1 => any::<u8>().prop_map(|k| Step::Feed(malformed(k, 0))),
+            // A command_length below the header's: the stream cannot be framed.
+            1 => Just(Step::Feed(vec![0, 0, 0, 5, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 1])),
+            2 => any::<bool>().prop_map(Step::Deliver),
+            2 => prop_oneof![0..50u32, 1000..40_000u32].prop_map(Step::Tick),
+            3 => any::<u8>().prop_map(Step::Answer),
+            1 => Just(Step::Settle),
+            1 => Just(Step::Shutdown),
+        ]
+    }
+
+    struct Harness {
+        s: CustomerSession,
+        now: Instant,
+        out: BytesMut,
+        /// Submits and operations the driver has not answered yet: (seq, command, is an op).
+        routed: std::collections::VecDeque<(u32, CommandId)>,
+        /// Request sequence numbers read while the session was open, and their command.
+        asked: Vec<(u32, CommandId)>,
+        /// Responses written, by sequence number.
+        answered: std::collections::HashMap<u32, Vec<CommandId>>,
+        /// Delivery tokens handed in (and taken), and those that ended.
+        delivered: Vec<u64>,
+        ended: std::collections::HashMap<u64, u32>,
+        closes: u32,
+        next_req: u32,
+        accept_binds: bool,
+        /// The bind accepted last was of SMPP 3.3 or earlier.
+        legacy: bool,
+        /// The window given at the bind.
+        window: u32,
+    }
+
+    impl Harness {
+        fn events(&mut self, events: Vec<Event>) {
+            for e in events {
+                match e {
+                    Event::Bind { kind, seq, bind } => {
+                        let mut more = Vec::new();
+                        if self.accept_binds {
+                            self.legacy = bind.interface_version < 0x34;
+                            self.s.bind_accepted(kind, seq, IdStyle::Hex, 3, &mut self.out);
+                        } else {
+                            self.s.bind_refused(
+                                kind,
+                                seq,
+                                CommandStatus::ESME_RINVPASWD,
+                                self.now,
+                                &mut self.out,
+                                &mut more,
+                            );
+                        }
+                        self.events(more);
+                    }
+                    Event::Submit { seq, .. } => self.routed.push_back((seq, CommandId::SUBMIT_SM)),
+                    Event::DataSm { seq, .. } => self.routed.push_back((seq, CommandId::DATA_SM)),
+                    Event::Request(p) => self.routed.push_back((p.sequence_number, p.command_id())),
+                    Event::Delivered { token, .. } => *self.ended.entry(token).or_default() += 1,
+                    Event::Rejected { .. } => {}
+                    Event::Close(_) => self.closes += 1,
+                }
+            }
+        }
+
+        fn answer_one(&mut self) {
+            let Some((seq, id)) = self.routed.pop_front() else { return };
+            let mut ev = Vec::new();
+            match id {
+                CommandId::SUBMIT_SM | CommandId::DATA_SM => {
+                    let data_sm = id == CommandId::DATA_SM;
+                    self.s.submit_done(seq, data_sm, Ok(7), self.now, &mut self.out, &mut ev);
+                }
+                _ => {
+                    refuse(&mut self.out, id, seq, CommandStatus::ESME_RQUERYFAIL);
+                    self.s.op_answered(self.now, &mut self.out, &mut ev);
+                }
+            }
+            self.events(ev);
+        }
+
+        fn feed(&mut self, bytes: Vec<u8>) {
+            let mut buf = BytesMut::from(&bytes[..]);
+            // Every request gets a sequence number of its own, so that answers can be counted.
+            if buf.len() >= 16 && buf[..4] != [0, 0, 0, 5] {
+                let id = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]);
+                if id & 0x8000_0000 == 0 {
+                    self.next_req = self.next_req.wrapping_add(1);
+                    let q = self.next_req;
+                    buf[12..16].copy_from_slice(&q.to_be_bytes());
+                    if !self.s.reads_nothing_more() && !self.s.is_closed() {
+                        self.asked.push((q, CommandId(id)));
+                    }
+                }
+            }
+            let mut ev = Vec::new();
+            let (id, status) = match buf.len() >= 16 {
+                true => (
+                    CommandId(u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]])),
+                    u32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]]),
+                ),
+                false => (CommandId(0), 0),
+            };
+            match Decoder::default().decode(&mut buf) {
+                Ok(Some(p)) if !self.s.reads_nothing_more() => {
+                    self.s.on_pdu(p, self.now, &mut self.out, &mut ev)
+                }
+                Err(e) if !self.s.reads_nothing_more() => {
+                    self.s.on_decode_error(&e, self.now, &mut self.out, &mut ev)
+                }
+                _ => {}
+            }
+            for e in &ev {
+                if let Event::Delivered { answer: Answer::Ok, .. } = e {
+                    let answers = matches!(id, CommandId::DELIVER_SM_RESP | CommandId::DATA_SM_RESP);
+                    assert!(
+                        answers && status == 0,
+                        "a delivery taken as answered OK by a {id} with status {status:#x}"
+                    );
+                }
+            }
+            self.events(ev);
+        }
+
+        fn collect(&mut self) -> Result<(), TestCaseError> {
+            loop {
+                match Decoder::default().decode(&mut self.out) {
+                    Ok(Some(p)) => {
+                        let id = p.command_id();
+                        if id.is_response() {
+                            self.answered.entry(p.sequence_number).or_default().push(id);
+                        }
+                        // An unbind (the customer's answered, or ours) goes once nothing the
+                        // customer sent before it is waiting for its answer (a second unbind
+                        // meanwhile is refused at once).
+                        if id == CommandId::UNBIND
+                            || (id == CommandId::UNBIND_RESP && p.command_status.is_ok())
+                        {
+                            prop_assert!(self.routed.is_empty(), "{} with {:?} unanswered", id, self.routed);
+                        }
+                        if self.legacy {
+                            prop_assert!(id != CommandId::DATA_SM, "a data_sm to an SMPP 3.3 customer");
+                            match &p.body {
+                                Body::DeliverSm(d) => {
+                                    prop_assert!(d.tlvs.is_empty(), "TLVs to an SMPP 3.3 customer")
+                                }
+                                Body::BindReceiverResp(b)
+                                | Body::BindTransmitterResp(b)
+                                | Body::BindTransceiverResp(b) => {
+                                    prop_assert!(b.tlvs.is_empty(), "TLVs to an SMPP 3.3 customer")
+                                }
+                                _ => {}
+                            }
+                        }
+                        prop_assert!(
+                            self.s.outstanding() <= self.window,
+                            "{} outstanding in a window of {}",
+                            self.s.outstanding(),
+                            self.window
+                        );
+                    }
+                    Ok(None) => return Ok(()),
+                    Err(e) => prop_assert!(false, "the session wrote something undecodable: {e}"),
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_order_of_pdus_keeps_the_session_s_promises(
+            steps in proptest::collection::vec(step(), 0..80),
+            accept_binds in any::<bool>(),
+            first_req in prop_oneof![Just(0u32), Just(0x7FFF_FFF0u32), Just(0xFFFF_FFF0u32)],
+        ) {
+            let now = Instant::now();
+            let settings = CustomerSettings {
+                system_id: "gw".into(),
+                enquire_link_interval: Duration::from_secs(30),
+                session_timeout: Duration::from_secs(90),
+                bind_timeout: Duration::from_secs(10),
+                response_timeout: Duration::from_secs(5),
+            };
+            let mut h = Harness {
+                s: CustomerSession::new(settings, now),
+                now,
+                out: BytesMut::new(),
+                routed: Default::default(),
+                asked: Vec::new(),
+                answered: Default::default(),
+                delivered: Vec::new(),
+                ended: Default::default(),
+                closes: 0,
+                next_req: first_req,
+                accept_binds,
+                legacy: false,
+                window: 3,
+            };
+            let mut token = 0u64;
+            for st in steps {
+                match st {
+                    Step::Feed(b) => h.feed(b),
+                    Step::Deliver(as_data_sm) => {
+                        token += 1;
+                        let mut body = submit_body(0x04, "1666");
+                        body.tlvs = Tlvs::builder().bytes(smppgw_codec::tag::RECEIPTED_MESSAGE_ID, b"abc").build();
+                        if h.s.deliver(token, &body, as_data_sm, h.now, &mut h.out) {
+                            h.delivered.push(token);
+                        }
+                    }
+                    Step::Tick(ms) => {
+                        h.now += Duration::from_millis(u64::from(ms));
+                        let mut ev = Vec::new();
+                        h.s.on_tick(h.now, &mut h.out, &mut ev);
+                        h.events(ev);
+                    }
+                    Step::Answer(n) => {
+                        for _ in 0..=(n % 3) {
+                            h.answer_one();
+                        }
+                    }
+                    Step::Settle => {
+                        let mut ev = Vec::new();
+                        h.s.begin_settle(h.now, &mut h.out, &mut ev);
+                        h.events(ev);
+                    }
+                    Step::Shutdown => {
+                        let mut ev = Vec::new();
+                        h.s.begin_shutdown(h.now, &mut h.out, &mut ev);
+                        h.events(ev);
+                    }
+                }
+                h.collect()?;
+                prop_assert!(h.closes <= 1, "closed {} times", h.closes);
+                prop_assert_eq!(h.closes == 1, h.s.is_closed(), "a Close event iff closed");
+            }
+            while !h.routed.is_empty() {
+                h.answer_one();
+            }
+            prop_assert_eq!(h.s.outstanding(), 0);
+            h.collect()?;
+            let closed = h.s.is_closed() || h.s.reads_nothing_more();
+            for (q, id) in &h.asked {
+                let n = h.answered.get(q).map_or(0, Vec::len);
+                if closed {
+                    prop_assert!(n <= 1, "request {id} seq {q} answered {n} times");
+                } else {
+                    prop_assert_eq!(n, 1, "request {} seq {} answered {} times: {:?}", id, q, n, h.answered.get(q));
+                }
+            }
+            // Every delivery ends, once.
+            h.now += Duration::from_secs(3600);
+            let mut ev = Vec::new();
+            h.s.on_tick(h.now, &mut h.out, &mut ev);
+            h.events(ev);
+            for t in &h.delivered {
+                prop_assert_eq!(h.ended.get(t).copied().unwrap_or(0), 1, "delivery {} ended once", t);
+            }
+            prop_assert!(h.ended.keys().all(|t| h.delivered.contains(t)));
+        }
+    }
+}

@@ -1360,3 +1360,298 @@ mod fuzz_tests {
         }
     }
 }
+
+#[cfg(test)]
+mod adversarial_tests {
+    //! A vendor that answers in any order: responses to requests never sent, to the wrong
+    //! request, twice, with empty or long ids, bind responses twice, unbinds mid-window,
+    //! receipts before the bind is answered, keepalive storms, malformed PDUs; interleaved with
+    //! our submits, operations, timing changes and the passing of time. The bind's promises:
+    //! every job handed in comes back exactly once, only an answer to that job's own request
+    //! says how it ended, every request of the vendor's is answered at most once (exactly once
+    //! while the bind lives), the bind closes at most once, and it writes only PDUs that decode.
+    use super::*;
+    use proptest::prelude::*;
+    use smppgw_codec::{Address, CommandId, DataSm, Decoder};
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        /// The vendor sends a response of `kind` to the `pick`th request we sent (or a random
+        /// sequence number), with this status.
+        Resp {
+            kind: u8,
+            pick: u16,
+            random: Option<u32>,
+            status: u32,
+            malformed: bool,
+        },
+        /// The vendor sends a request of `kind`.
+        Req {
+            kind: u8,
+            malformed: bool,
+        },
+        /// We send a submit (or another request) for a new job.
+        Submit,
+        Op,
+        Tick(u32),
+        Unbind,
+        Timing(u8),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        let status =
+            prop_oneof![Just(0u32), Just(0x58u32), Just(0x04u32), Just(0x45u32), Just(0x03u32), any::<u32>()];
+        prop_oneof![
+            8 => (any::<u8>(), any::<u16>(), proptest::option::weighted(0.2, prop_oneof![Just(0u32), Just(0x7FFF_FFFF), Just(u32::MAX), 1..20u32]), status, proptest::bool::weighted(0.1))
+                .prop_map(|(kind, pick, random, status, malformed)| Step::Resp { kind, pick, random, status, malformed }),
+            4 => (any::<u8>(), proptest::bool::weighted(0.1)).prop_map(|(kind, malformed)| Step::Req { kind, malformed }),
+            5 => Just(Step::Submit),
+            1 => Just(Step::Op),
+            2 => prop_oneof![0..100u32, 1000..40_000u32].prop_map(Step::Tick),
+            1 => Just(Step::Unbind),
+            1 => any::<u8>().prop_map(Step::Timing),
+        ]
+    }
+
+    fn resp_body(kind: u8, id: &[u8]) -> Body {
+        let m = MessageIdResp { message_id: Bytes::copy_from_slice(id), tlvs: Default::default() };
+        match kind % 12 {
+            0..=3 => Body::SubmitSmResp(m),
+            4 => Body::BindTransceiverResp(Default::default()),
+            5 => Body::BindTransmitterResp(Default::default()),
+            6 => Body::GenericNack,
+            7 => Body::EnquireLinkResp,
+            8 => Body::UnbindResp,
+            9 => Body::CancelSmResp,
+            10 => Body::DeliverSmResp(Default::default()),
+            _ => Body::QuerySmResp(Default::default()),
+        }
+    }
+
+    fn req_body(kind: u8) -> Body {
+        let receipt = SubmitSm {
+            source: Address::new(1, 1, "1666"),
+            dest: Address::new(1, 1, "1555"),
+            esm_class: 0x04,
+            short_message: Bytes::from_static(b"id:\xff\xfe stat:DELIVRD \x00 err:000"),
+            ..Default::default()
+        };
+        match kind % 9 {
+            0 | 1 => Body::DeliverSm(receipt),
+            2 => Body::DataSm(DataSm { source: Address::new(1, 1, "1"), ..Default::default() }),
+            3 | 4 => Body::EnquireLink,
+            5 => Body::Unbind,
+            6 => Body::SubmitSm(receipt),
+            7 => Body::AlertNotification(Default::default()),
+            _ => Body::BindTransceiver(Default::default()),
+        }
+    }
+
+    fn wire(p: Pdu, malformed: bool) -> BytesMut {
+        let mut v = p.to_bytes().to_vec();
+        if malformed {
+            if v.len() == 16 {
+                v.extend_from_slice(b"junk");
+            } else {
+                v.truncate(v.len() - 1);
+            }
+            let len = v.len() as u32;
+            v[..4].copy_from_slice(&len.to_be_bytes());
+        }
+        BytesMut::from(&v[..])
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_order_of_vendor_pdus_keeps_the_bind_s_promises(
+            steps in proptest::collection::vec(step(), 0..80),
+            window in 1..5u32,
+            bind_answered in any::<bool>(),
+        ) {
+            let mut now = Instant::now();
+            let settings = VendorSettings {
+                system_id: "gw".into(),
+                password: "pw".into(),
+                system_type: Bytes::new(),
+                kind: VendorBindKind::Transceiver,
+                window,
+                response_timeout: Duration::from_secs(5),
+                enquire_link_interval: Duration::from_secs(30),
+            };
+            let mut out = BytesMut::new();
+            let mut s: VendorSession<(u32, SubmitSm)> = VendorSession::new(settings, now, &mut out);
+            let mut ev: Vec<VendorEvent<(u32, SubmitSm)>> = Vec::new();
+            // Our requests written, in order: (seq, command, job).
+            let mut sent: Vec<(u32, CommandId, Option<u32>)> = Vec::new();
+            // Jobs in flight by sequence number (what the machine should hold).
+            let mut job_seq: std::collections::HashMap<u32, (u32, CommandId)> = Default::default();
+            // The vendor's requests fed while the bind was open, and our answers to them.
+            let mut asked: Vec<u32> = Vec::new();
+            let mut answered: std::collections::HashMap<u32, u32> = Default::default();
+            let mut vendor_seq = 1000u32;
+            let mut next_job = 0u32;
+            let mut handed = 0u32;
+            let mut done: std::collections::HashMap<u32, u32> = Default::default();
+            let mut closes = 0u32;
+            let body = SubmitSm { source: Address::new(1, 1, "1"), dest: Address::new(1, 1, "2"), ..Default::default() };
+            let mut pending_job: Option<(u32, CommandId)> = None;
+            let drain = |out: &mut BytesMut,
+                             ev: &mut Vec<VendorEvent<(u32, SubmitSm)>>,
+                             pending_job: &mut Option<(u32, CommandId)>,
+                             sent: &mut Vec<(u32, CommandId, Option<u32>)>,
+                             job_seq: &mut std::collections::HashMap<u32, (u32, CommandId)>,
+                             answered: &mut std::collections::HashMap<u32, u32>,
+                             done: &mut std::collections::HashMap<u32, u32>,
+                             closes: &mut u32|
+             -> Result<(), TestCaseError> {
+                loop {
+                    match Decoder::default().decode(out) {
+                        Ok(Some(p)) => {
+                            if p.command_id().is_response() {
+                                *answered.entry(p.sequence_number).or_default() += 1;
+                            } else {
+                                let job = match p.command_id() {
+                                    CommandId::SUBMIT_SM | CommandId::CANCEL_SM => pending_job.take(),
+                                    _ => None,
+                                };
+                                if let Some((j, id)) = job {
+                                    prop_assert_eq!(id, p.command_id());
+                                    prop_assert!(job_seq.insert(p.sequence_number, (j, id)).is_none(), "seq {} reused while in flight", p.sequence_number);
+                                }
+                                sent.push((p.sequence_number, p.command_id(), job.map(|j| j.0)));
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(e) => prop_assert!(false, "wrote a PDU that does not decode: {}", e),
+                    }
+                }
+                for e in ev.drain(..) {
+                    match e {
+                        VendorEvent::Done { job, outcome } => {
+                            *done.entry(job.0).or_default() += 1;
+                            let at = job_seq.iter().find(|(_, (j, _))| *j == job.0).map(|(q, v)| (*q, *v));
+                            if let Some((q, _)) = at {
+                                job_seq.remove(&q);
+                            }
+                            let _ = outcome;
+                        }
+                        VendorEvent::Close => *closes += 1,
+                        _ => {}
+                    }
+                }
+                Ok(())
+            };
+            if bind_answered {
+                let bind_seq = Decoder::default().decode(&mut out.clone()).ok().flatten().map_or(1, |p| p.sequence_number);
+                s.on_pdu(Pdu::new(bind_seq, Body::BindTransceiverResp(Default::default())), now, &mut out, &mut ev);
+            }
+            drain(&mut out, &mut ev, &mut pending_job, &mut sent, &mut job_seq, &mut answered, &mut done, &mut closes)?;
+            for st in steps {
+                match st {
+                    Step::Resp { kind, pick, random, status, malformed } => {
+                        let seq = match (random, sent.is_empty()) {
+                            (Some(q), _) => q,
+                            (None, true) => 1,
+                            (None, false) => sent[sent.len() - 1 - usize::from(pick) % sent.len().min(6)].0,
+                        };
+                        let id: &[u8] = match pick % 4 {
+                            0 => b"",
+                            1 => &[b'x'; 64],
+                            2 => b"\xff\xfe\x00",
+                            _ => b"V1",
+                        };
+                        let resp = resp_body(kind, id).command_id();
+                        let mut b = wire(Pdu::with_status(seq, CommandStatus(status), resp_body(kind, id)), malformed);
+                        match Decoder::default().decode(&mut b) {
+                            Ok(Some(p)) => s.on_pdu(p, now, &mut out, &mut ev),
+                            Err(e) => s.on_decode_error(&e, now, &mut out, &mut ev),
+                            Ok(None) => {}
+                        }
+                        // An outcome other than unknown comes from an answer to the job's own
+                        // request (or a generic_nack, which answers any).
+                        for e in &ev {
+                            if let VendorEvent::Done { job, outcome } = e
+                                && *outcome != Outcome::Unknown
+                                && let Some((_, (_, req))) = job_seq.iter().find(|(_, (j, _))| *j == job.0)
+                            {
+                                let fits = resp == CommandId::GENERIC_NACK || resp.0 == req.0 | 0x8000_0000;
+                                prop_assert!(fits, "{} answered by a {} ({:?})", req, resp, outcome);
+                            }
+                        }
+                    }
+                    Step::Req { kind, malformed } => {
+                        vendor_seq += 1;
+                        let body = req_body(kind);
+                        let alert = matches!(body, Body::AlertNotification(_));
+                        if !s.is_closed() && !alert {
+                            asked.push(vendor_seq);
+                        }
+                        let mut b = wire(Pdu::new(vendor_seq, body), malformed);
+                        match Decoder::default().decode(&mut b) {
+                            Ok(Some(p)) => s.on_pdu(p, now, &mut out, &mut ev),
+                            Err(e) => s.on_decode_error(&e, now, &mut out, &mut ev),
+                            Ok(None) => {}
+                        }
+                    }
+                    Step::Submit => {
+                        next_job += 1;
+                        pending_job = Some((next_job, CommandId::SUBMIT_SM));
+                        if s.submit((next_job, body.clone()), now, &mut out, |j| &j.1).is_ok() {
+                            handed += 1;
+                        } else {
+                            pending_job = None;
+                        }
+                    }
+                    Step::Op => {
+                        next_job += 1;
+                        pending_job = Some((next_job, CommandId::CANCEL_SM));
+                        let r = s.request((next_job, body.clone()), now, &mut out, Body::CancelSm(Default::default()));
+                        if r.is_ok() {
+                            handed += 1;
+                        } else {
+                            pending_job = None;
+                        }
+                    }
+                    Step::Tick(ms) => {
+                        now += Duration::from_millis(u64::from(ms));
+                        s.on_tick(now, &mut out, &mut ev);
+                    }
+                    Step::Unbind => {
+                        if s.inflight() == 0 {
+                            s.unbind(now, &mut out);
+                        }
+                    }
+                    Step::Timing(t) => {
+                        s.set_timing(Duration::from_millis(500 + 100 * u64::from(t)), Duration::from_secs(u64::from(t % 40) + 1));
+                    }
+                }
+                drain(&mut out, &mut ev, &mut pending_job, &mut sent, &mut job_seq, &mut answered, &mut done, &mut closes)?;
+                prop_assert!(closes <= 1, "closed {} times", closes);
+                prop_assert_eq!(s.inflight(), job_seq.len(), "the jobs in flight are the ones not handed back");
+                if s.is_closed() {
+                    prop_assert!(!s.has_room());
+                }
+            }
+            // Time for every timeout, then the connection goes.
+            now += Duration::from_secs(600);
+            s.on_tick(now, &mut out, &mut ev);
+            drain(&mut out, &mut ev, &mut pending_job, &mut sent, &mut job_seq, &mut answered, &mut done, &mut closes)?;
+            let open = !s.is_closed();
+            for q in &asked {
+                let n = answered.get(q).copied().unwrap_or(0);
+                if open {
+                    prop_assert_eq!(n, 1, "vendor request {} answered {} times", q, n);
+                } else {
+                    prop_assert!(n <= 1, "vendor request {} answered {} times", q, n);
+                }
+            }
+            s.close(&mut ev);
+            drain(&mut out, &mut ev, &mut pending_job, &mut sent, &mut job_seq, &mut answered, &mut done, &mut closes)?;
+            prop_assert!(closes <= 1);
+            prop_assert_eq!(done.len() as u32, handed, "every job handed back");
+            prop_assert!(done.values().all(|&n| n == 1), "a job handed back twice: {:?}", done);
+        }
+    }
+}
