@@ -1,0 +1,449 @@
+//! Hostile and odd peers over real sockets: connections that never bind, PDUs at the length
+//! limits or with no body, a customer that writes one octet at a time, and a vendor that answers
+//! with the wrong commands, twice, or with garbage. No peer may stop the gateway, hang a session
+//! or leave a request unanswered.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use common::{Client, config, sim, wait_for};
+use smppgw_codec::{Body, CommandId, CommandStatus, Decoder, MessageIdResp, Pdu, SubmitSm};
+
+fn start(cfg: smppgw_engine::config::Config) -> smppgw_engine::Gateway {
+    smppgw_engine::start(cfg).expect("gateway starts")
+}
+
+/// Whether the gateway closes `s` within `within` (reading, and dropping, what it sends).
+fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
+    let end = Instant::now() + within;
+    let mut buf = [0u8; 4096];
+    while Instant::now() < end {
+        s.set_read_timeout(Some(end.saturating_duration_since(Instant::now()).max(Duration::from_millis(1))))
+            .unwrap();
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                return false;
+            }
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+#[test]
+fn a_connection_that_never_binds_is_closed_at_its_bind_deadline_whatever_it_sends() {
+    // Goal: silence, half a header, a bind dribbled in too slowly, or a stream of enquire_link
+    // (answered) do not keep an unbound connection past its bind timeout.
+    let mut cfg = config(&[]);
+    cfg.server.bind_timeout_ms = 500;
+    let gw = start(cfg);
+    let a = gw.local_addr;
+    let bind = Pdu::new(
+        1,
+        Body::BindTransceiver(smppgw_codec::Bind {
+            system_id: "c1".to_owned().into(),
+            password: "pw".to_owned().into(),
+            interface_version: 0x34,
+            ..Default::default()
+        }),
+    )
+    .to_bytes();
+    let t0 = Instant::now();
+    let mut silent = TcpStream::connect(a).unwrap();
+    let mut half = TcpStream::connect(a).unwrap();
+    half.write_all(&[0, 0, 0]).unwrap();
+    let mut slow_bind = TcpStream::connect(a).unwrap();
+    let mut chatty = TcpStream::connect(a).unwrap();
+    // One octet of the bind, or one enquire_link, every 50 ms, for 2 s.
+    let writer = {
+        let (mut slow, mut chatty) = (slow_bind.try_clone().unwrap(), chatty.try_clone().unwrap());
+        let bind = bind.clone();
+        std::thread::spawn(move || {
+            for i in 0..40u32 {
+                if let Some(octet) = bind.get(i as usize..i as usize + 1) {
+                    let _ = slow.write_all(octet);
+                }
+                let _ = chatty.write_all(&Pdu::new(i + 1, Body::EnquireLink).to_bytes());
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+    for (what, s) in [("silent", &mut silent), ("half a header", &mut half), ("slow bind", &mut slow_bind)] {
+        assert!(closed_within(s, Duration::from_secs(3)), "{what}: closed at its bind deadline");
+    }
+    assert!(closed_within(&mut chatty, Duration::from_secs(3)), "enquire_link does not bind");
+    assert!(t0.elapsed() < Duration::from_secs(3), "all within the deadline: {:?}", t0.elapsed());
+    writer.join().unwrap();
+    // The listener serves on.
+    assert_eq!(Client::connect(a).bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
+    gw.shutdown();
+    gw.join();
+}
+
+/// Every command id the codec knows, a few it does not, requests and responses alike.
+const COMMAND_IDS: [u32; 30] = [
+    0x0000_0001,
+    0x8000_0001,
+    0x0000_0002,
+    0x8000_0002,
+    0x0000_0003,
+    0x8000_0003,
+    0x0000_0004,
+    0x8000_0004,
+    0x0000_0005,
+    0x8000_0005,
+    0x8000_0006,
+    0x0000_0007,
+    0x8000_0007,
+    0x0000_0008,
+    0x8000_0008,
+    0x0000_0009,
+    0x8000_0009,
+    0x0000_000B,
+    0x8000_0000,
+    0x8000_0015,
+    0x0000_0021,
+    0x8000_0021,
+    0x0000_0102,
+    0x0000_0103,
+    0x8000_0103,
+    0x0000_0000,
+    0x0000_0010,
+    0x7FFF_FFFF,
+    0x8000_1234,
+    0xFFFF_FFFF,
+];
+
+/// Sends a 16-octet PDU of every command id (sequence numbers from `first`), then an
+/// enquire_link; returns the answers read before the enquire_link's, by sequence number.
+fn header_only_round(c: &mut Client, first: u32) -> std::collections::HashMap<u32, Vec<Pdu>> {
+    let mut raw = Vec::new();
+    for (i, id) in COMMAND_IDS.iter().enumerate() {
+        raw.extend_from_slice(&16u32.to_be_bytes());
+        raw.extend_from_slice(&id.to_be_bytes());
+        raw.extend_from_slice(&0u32.to_be_bytes());
+        raw.extend_from_slice(&(first + i as u32).to_be_bytes());
+    }
+    let sentinel = first + 1000;
+    raw.extend_from_slice(&Pdu::new(sentinel, Body::EnquireLink).to_bytes());
+    c.send_raw(&raw);
+    let mut got: std::collections::HashMap<u32, Vec<Pdu>> = Default::default();
+    loop {
+        let p = c.recv().expect("the session lives on after PDUs without a body");
+        if p.sequence_number == sentinel && p.command_id() == CommandId::ENQUIRE_LINK_RESP {
+            return got;
+        }
+        if p.command_id().is_response() {
+            got.entry(p.sequence_number).or_default().push(p);
+        }
+    }
+}
+
+#[test]
+fn pdus_with_a_command_length_of_16_get_one_answer_each_and_the_session_lives() {
+    // Goal: a header with no body, for every command id (a request whose body is missing, a
+    // response to nothing, an unknown id), is answered once if it is a request (its own
+    // response with an error, or generic_nack) or of an unknown command (generic_nack, SMPP
+    // 3.4 4.3), not at all if it is a known response, before and after the bind, and the
+    // session goes on.
+    let vendor = sim(|_| {});
+    let gw = start(config(&[("v1", vendor.local_addr())]));
+    let a = gw.local_addr;
+    for bound in [false, true] {
+        let mut c = Client::connect(a);
+        if bound {
+            assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
+        }
+        let got = header_only_round(&mut c, 100);
+        for (i, &id) in COMMAND_IDS.iter().enumerate() {
+            let id = CommandId(id);
+            let seq = 100 + i as u32;
+            let answers = got.get(&seq).map_or(&[][..], Vec::as_slice);
+            if id.is_response() && id.name().is_some() {
+                assert!(answers.is_empty(), "bound {bound}: {id} answered: {answers:?}");
+                continue;
+            }
+            assert_eq!(answers.len(), 1, "bound {bound}: {id} answered once: {answers:?}");
+            let p = &answers[0];
+            assert!(!p.command_status.is_ok(), "bound {bound}: {id} refused: {p:?}");
+            assert!(
+                p.command_id() == id.response() || p.command_id() == CommandId::GENERIC_NACK,
+                "bound {bound}: {id} answered with {p:?}"
+            );
+        }
+        // And still served.
+        c.send(&Pdu::new(5000, Body::EnquireLink));
+        assert_eq!(c.recv_resp(5000).command_id(), CommandId::ENQUIRE_LINK_RESP);
+        if bound {
+            let (st, _) = c.submit("15551234567", "after the headers");
+            assert_eq!(st, CommandStatus::ESME_ROK);
+            assert_eq!(c.unbind(), CommandStatus::ESME_ROK);
+        }
+    }
+    gw.shutdown();
+    gw.join();
+}
+
+/// A submit_sm of exactly `len` octets (its message_payload padded to fit), with `seq`.
+fn submit_of_length(len: usize, seq: u32) -> Vec<u8> {
+    let mut raw = vec![0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 0];
+    raw.extend(seq.to_be_bytes());
+    raw.extend(b"\0\x01\x0115550001\0\x01\x0115551234\0\0\0\0\0\0\0\0\0\0\0");
+    let payload = len - raw.len() - 4;
+    raw.extend([0x04, 0x24]);
+    raw.extend((payload as u16).to_be_bytes());
+    raw.extend(std::iter::repeat_n(b'x', payload));
+    assert_eq!(raw.len(), len);
+    raw[..4].copy_from_slice(&(len as u32).to_be_bytes());
+    raw
+}
+
+#[test]
+fn a_pdu_of_exactly_the_limit_is_read_and_one_octet_more_closes_only_that_session() {
+    // Goal: command_length equal to the limit (1,024 before the bind, max_command_length
+    // after) is a PDU like any other; one more octet closes that session, and no other.
+    let vendor = sim(|_| {});
+    let mut cfg = config(&[("v1", vendor.local_addr())]);
+    cfg.server.max_command_length = 4096;
+    let gw = start(cfg);
+    common::wait_vendors_up(&gw);
+    let a = gw.local_addr;
+    let mut other = Client::connect(a);
+    assert_eq!(other.bind("trx", "c2", "pw"), CommandStatus::ESME_ROK);
+
+    let mut c = Client::connect(a);
+    c.send_raw(&submit_of_length(1024, 7));
+    assert_eq!(c.recv_resp(7).command_status, CommandStatus::ESME_RINVBNDSTS, "1,024 octets before the bind");
+    c.send_raw(&submit_of_length(1025, 8));
+    assert!(c.recv().is_none(), "1,025 octets before the bind: closed");
+
+    let mut c = Client::connect(a);
+    assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
+    c.send_raw(&submit_of_length(4096, 9));
+    assert_eq!(c.recv_resp(9).command_status, CommandStatus::ESME_ROK, "exactly max_command_length");
+    // Only the header of the longer one: it is refused as soon as its length is read.
+    c.send_raw(&submit_of_length(4097, 10)[..16]);
+    assert!(c.recv().is_none(), "one octet past max_command_length: closed");
+
+    let (st, _) = other.submit("15551234567", "the other session");
+    assert_eq!(st, CommandStatus::ESME_ROK);
+    gw.shutdown();
+    gw.join();
+}
+
+#[test]
+fn a_customer_that_writes_one_octet_at_a_time_is_served() {
+    // Goal: a bind and submits that arrive one octet per write (each a read of its own at the
+    // gateway) are framed and answered like whole ones.
+    let vendor = sim(|_| {});
+    let gw = start(config(&[("v1", vendor.local_addr())]));
+    common::wait_vendors_up(&gw);
+    let mut c = Client::connect(gw.local_addr);
+    let bind = Pdu::new(
+        c.next_seq(),
+        Body::BindTransceiver(smppgw_codec::Bind {
+            system_id: "c1".to_owned().into(),
+            password: "pw".to_owned().into(),
+            interface_version: 0x34,
+            ..Default::default()
+        }),
+    );
+    let mut raw = bind.to_bytes().to_vec();
+    for i in 0..3 {
+        let (_, p) = c.submit_pdu("15551234567", &format!("dribbled {i}"));
+        raw.extend_from_slice(&p.to_bytes());
+    }
+    for (i, chunk) in raw.chunks(1).enumerate() {
+        c.send_raw(chunk);
+        if i % 8 == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    assert_eq!(c.recv_resp(1).command_status, CommandStatus::ESME_ROK);
+    for seq in [2, 3, 4] {
+        assert_eq!(c.recv_resp(seq).command_status, CommandStatus::ESME_ROK, "submit {seq}");
+    }
+    gw.shutdown();
+    gw.join();
+}
+
+/// One connection of a hostile SMSC.
+struct Conn {
+    s: TcpStream,
+    buf: BytesMut,
+}
+
+impl Conn {
+    fn recv(&mut self) -> Option<Pdu> {
+        let mut chunk = [0u8; 4096];
+        loop {
+            if let Ok(Some(p)) = Decoder::default().decode(&mut self.buf) {
+                return Some(p);
+            }
+            match self.s.read(&mut chunk) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    fn send(&mut self, p: &Pdu) {
+        let _ = self.s.write_all(&p.to_bytes());
+    }
+
+    fn send_raw(&mut self, b: &[u8]) {
+        let _ = self.s.write_all(b);
+    }
+}
+
+/// A fake SMSC: each connection the gateway makes goes, with its number, to `script` on a
+/// thread of its own.
+fn fake_smsc(script: impl Fn(usize, Conn) + Send + Sync + 'static) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let script = std::sync::Arc::new(script);
+    std::thread::spawn(move || {
+        for (n, s) in listener.incoming().enumerate() {
+            let Ok(s) = s else { return };
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let script = script.clone();
+            std::thread::spawn(move || script(n, Conn { s, buf: BytesMut::new() }));
+        }
+    });
+    addr
+}
+
+fn receipt(seq: u32, text: &[u8]) -> Pdu {
+    let d = SubmitSm {
+        source: smppgw_codec::Address::new(1, 1, "15551234567"),
+        dest: smppgw_codec::Address::new(1, 1, "15550001"),
+        esm_class: 0x04,
+        short_message: bytes::Bytes::copy_from_slice(text),
+        ..Default::default()
+    };
+    Pdu::new(seq, Body::DeliverSm(d))
+}
+
+#[test]
+fn a_vendor_that_answers_with_the_wrong_commands_twice_or_garbage_never_gets_a_customer_a_false_ok() {
+    // Goal: a vendor that answers each submit in its own broken way (a response of another
+    // command, two answers, an id of 64 octets, an empty or non-ASCII id, receipts before the
+    // bind's answer, a second bind answer, receipts with a 60 KB payload or unreadable text,
+    // unknown commands, a TLV running past its PDU, then an unframeable stream) gives each
+    // customer submit exactly one answer, never ESME_ROK for one it did not accept, and the
+    // gateway binds again and goes on.
+    let addr = fake_smsc(|n, mut c| {
+        let Some(bind) = c.recv() else { return };
+        if n == 0 {
+            // A receipt before the bind's answer, then the answer twice.
+            c.send(&receipt(900, b"id:x stat:DELIVRD"));
+        }
+        c.send(&Pdu::new(bind.sequence_number, Body::BindTransceiverResp(Default::default())));
+        if n == 0 {
+            c.send(&Pdu::new(bind.sequence_number, Body::BindTransceiverResp(Default::default())));
+        }
+        let mut k = 0;
+        while let Some(p) = c.recv() {
+            let seq = p.sequence_number;
+            let id = |s: &[u8]| MessageIdResp {
+                message_id: bytes::Bytes::copy_from_slice(s),
+                ..Default::default()
+            };
+            match p.body {
+                Body::EnquireLink => c.send(&Pdu::new(seq, Body::EnquireLinkResp)),
+                Body::Unbind => {
+                    c.send(&Pdu::new(seq, Body::UnbindResp));
+                    return;
+                }
+                Body::SubmitSm(_) if n > 0 => c.send(&Pdu::new(seq, Body::SubmitSmResp(id(b"OK1")))),
+                Body::SubmitSm(_) => {
+                    k += 1;
+                    match k {
+                        // Answered by a response of another command: not accepted.
+                        1 => c.send(&Pdu::new(seq, Body::CancelSmResp)),
+                        2 => c.send(&Pdu::new(seq, Body::QuerySmResp(Default::default()))),
+                        // Answered twice.
+                        3 => {
+                            c.send(&Pdu::new(seq, Body::SubmitSmResp(id(b"TWICE"))));
+                            c.send(&Pdu::with_status(
+                                seq,
+                                CommandStatus::ESME_RSYSERR,
+                                Body::SubmitSmResp(Default::default()),
+                            ));
+                        }
+                        4 => c.send(&Pdu::new(seq, Body::SubmitSmResp(id(&[b'L'; 64])))),
+                        5 => c.send(&Pdu::new(seq, Body::SubmitSmResp(id(b"")))),
+                        6 => c.send(&Pdu::new(seq, Body::SubmitSmResp(id(b"\xff\xfe\x80")))),
+                        7 => {
+                            // Receipts the gateway cannot match or read, a big one, an unknown
+                            // command, a TLV past the end of its PDU; then the answer.
+                            let mut big = b"id:LLLL stat:DELIVRD text:".to_vec();
+                            big.extend(std::iter::repeat_n(0xFFu8, 200));
+                            c.send(&receipt(901, &big));
+                            let mut payload = receipt(902, b"");
+                            if let Body::DeliverSm(d) = &mut payload.body {
+                                let mut text = b"id:".to_vec();
+                                text.extend(std::iter::repeat_n(b'9', 60_000));
+                                d.tlvs = smppgw_codec::Tlvs::builder()
+                                    .bytes(smppgw_codec::tag::MESSAGE_PAYLOAD, &text)
+                                    .build();
+                            }
+                            c.send(&payload);
+                            c.send(&receipt(903, b"\x00\x01\x02 stat: id:"));
+                            c.send_raw(&[0, 0, 0, 16, 0, 0, 0x77, 0x77, 0, 0, 0, 0, 0, 0, 3, 136]);
+                            let mut raw = receipt(905, b"id:1 stat:DELIVRD").to_bytes().to_vec();
+                            raw.extend([0x04, 0x27, 0x00, 0x09, 1]);
+                            let len = raw.len() as u32;
+                            raw[..4].copy_from_slice(&len.to_be_bytes());
+                            c.send_raw(&raw);
+                            c.send(&Pdu::new(seq, Body::SubmitSmResp(id(b"SEVEN"))));
+                        }
+                        // Then a stream that cannot be framed: the bind is made again.
+                        _ => {
+                            c.send_raw(&[0, 0, 0, 3, 0, 0, 0, 0]);
+                            std::thread::sleep(Duration::from_millis(500));
+                            return;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    });
+    let mut cfg = config(&[("hostile", addr)]);
+    cfg.vendors[0].binds = 1;
+    let gw = start(cfg);
+    common::wait_vendors_up(&gw);
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
+    let mut statuses = Vec::new();
+    for i in 1..=8 {
+        let (seq, p) = c.submit_pdu("15551234567", &format!("message {i}"));
+        c.send(&p);
+        let r = c.recv_resp(seq);
+        statuses.push(r.command_status);
+    }
+    assert!(!statuses[0].is_ok() && !statuses[1].is_ok(), "answered by the wrong command: {statuses:?}");
+    assert!(statuses[2..7].iter().all(|s| s.is_ok()), "accepted ones: {statuses:?}");
+    assert!(!statuses[7].is_ok(), "lost with the broken stream: {statuses:?}");
+    // Nothing more came for them (the second answer to the third was not passed on).
+    c.send(&Pdu::new(777, Body::EnquireLink));
+    let next = c.recv_resp(777);
+    assert_eq!(next.command_id(), CommandId::ENQUIRE_LINK_RESP);
+    // Bound again, and working.
+    assert!(
+        wait_for(Duration::from_secs(10), || c.submit("15551234567", "after").0.is_ok()),
+        "the vendor is bound again"
+    );
+    gw.shutdown();
+    gw.join();
+}
