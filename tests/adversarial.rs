@@ -958,3 +958,41 @@ fn a_chaotic_vendor_never_costs_a_customer_its_one_answer_per_submit() {
     gw.shutdown();
     gw.join();
 }
+
+#[test]
+fn an_enquire_link_storm_is_answered_in_full_while_another_customer_is_served() {
+    // Goal: 100,000 enquire_link in one burst (1.6 MB, reads of 256 KiB at the gateway) each get
+    // their enquire_link_resp, in order, and a customer on the same node submits meanwhile.
+    let vendor = sim(|_| {});
+    let gw = start(config(&[("v1", vendor.local_addr())]));
+    common::wait_vendors_up(&gw);
+    let a = gw.local_addr;
+    let mut storm = Client::connect(a);
+    assert_eq!(storm.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
+    const N: u32 = 100_000;
+    let mut burst = Vec::with_capacity(16 * N as usize);
+    for q in 0..N {
+        burst.extend_from_slice(&Pdu::new(q + 10, Body::EnquireLink).to_bytes());
+    }
+    let mut w = storm.stream.try_clone().unwrap();
+    let writer = std::thread::spawn(move || w.write_all(&burst).is_ok());
+    let mut other = Client::connect(a);
+    assert_eq!(other.bind("trx", "c2", "pw"), CommandStatus::ESME_ROK);
+    let t0 = Instant::now();
+    for i in 0..20 {
+        assert_eq!(other.submit("15551234567", &format!("during the storm {i}")).0, CommandStatus::ESME_ROK);
+    }
+    let took = t0.elapsed();
+    let mut next = 10;
+    while next < N + 10 {
+        let p = storm.recv().expect("the storm's session lives");
+        if p.command_id() == CommandId::ENQUIRE_LINK_RESP {
+            assert_eq!(p.sequence_number, next, "in order, none lost");
+            next += 1;
+        }
+    }
+    assert!(writer.join().unwrap(), "the burst was taken whole");
+    assert!(took < Duration::from_secs(5), "20 submits took {took:?} during the storm");
+    gw.shutdown();
+    gw.join();
+}
