@@ -2400,6 +2400,8 @@ mod adversarial_tests {
         /// The node's shutdown steps.
         Settle,
         Shutdown,
+        /// A reload: the customer's window, and the server's timeouts (seconds).
+        Reload(u8, u8),
     }
 
     fn submit_body(esm: u8, dest: &'static str) -> SubmitSm {
@@ -2512,6 +2514,7 @@ mod adversarial_tests {
             3 => any::<u8>().prop_map(Step::Answer),
             1 => Just(Step::Settle),
             1 => Just(Step::Shutdown),
+            1 => (any::<u8>(), any::<u8>()).prop_map(|(w, t)| Step::Reload(w, t)),
         ]
     }
 
@@ -2735,6 +2738,20 @@ mod adversarial_tests {
                         let mut ev = Vec::new();
                         h.s.begin_shutdown(h.now, &mut h.out, &mut ev);
                         h.events(ev);
+                    }
+                    Step::Reload(w, t) => {
+                        let window = u32::from(w % 5);
+                        h.s.update_settings(IdStyle::Hex, window);
+                        // Submits already outstanding stay counted against the window.
+                        h.window = h.window.max(window);
+                        let secs = |n: u8| Duration::from_secs(u64::from(n % 60) + 1);
+                        h.s.set_server_settings(CustomerSettings {
+                            system_id: "gw".into(),
+                            enquire_link_interval: secs(t),
+                            session_timeout: secs(t.wrapping_mul(3)),
+                            bind_timeout: secs(t / 2),
+                            response_timeout: secs(t / 4),
+                        });
                     }
                 }
                 h.collect()?;
