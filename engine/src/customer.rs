@@ -2784,3 +2784,112 @@ mod adversarial_tests {
         }
     }
 }
+
+#[cfg(test)]
+mod validate_fuzz {
+    //! Whatever fields a bound customer's submit_sm or data_sm carries (any esm_class,
+    //! data_coding, user data header, SAR and other TLVs, message_payload up to 64 KiB), checking
+    //! it, turning a data_sm into its submit form, and finding its part of a long message never
+    //! panic, and what is accepted counts for at least one segment.
+    use super::*;
+    use proptest::prelude::*;
+    use smppgw_codec::{Address, DataSm, tag};
+
+    fn tlvs() -> impl Strategy<Value = Tlvs> {
+        let tag = prop_oneof![
+            Just(tag::MESSAGE_PAYLOAD),
+            Just(tag::SAR_MSG_REF_NUM),
+            Just(tag::SAR_TOTAL_SEGMENTS),
+            Just(tag::SAR_SEGMENT_SEQNUM),
+            Just(tag::QOS_TIME_TO_LIVE),
+            Just(tag::RECEIPTED_MESSAGE_ID),
+            any::<u16>(),
+        ];
+        let value = prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..6),
+            proptest::collection::vec(any::<u8>(), 0..400),
+            // A user data header with a concatenation element, then text.
+            (any::<u8>(), any::<u8>(), 0..300usize).prop_map(|(total, part, n)| {
+                let mut v = vec![5, 0, 3, 7, total, part];
+                v.extend(std::iter::repeat_n(b'a', n));
+                v
+            }),
+            (0..65_535usize).prop_map(|n| vec![0x41; n]),
+        ];
+        proptest::collection::vec((tag, value), 0..4).prop_map(|ts| {
+            let mut b = Tlvs::builder();
+            for (t, v) in ts {
+                b = b.bytes(t, &v);
+            }
+            b.build()
+        })
+    }
+
+    fn short_message() -> impl Strategy<Value = Bytes> {
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..255),
+            (any::<u8>(), proptest::collection::vec(any::<u8>(), 0..200)).prop_map(|(udhl, rest)| {
+                let mut v = vec![udhl];
+                v.extend(rest);
+                v.truncate(254);
+                v
+            }),
+        ]
+        .prop_map(Bytes::from)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_fields_are_checked_without_a_panic(
+            esm_class in any::<u8>(),
+            data_coding in any::<u8>(),
+            flags in any::<[u8; 4]>(),
+            short_message in short_message(),
+            tlvs in tlvs(),
+            source in "[0-9+a-z]{0,20}",
+            dest in "[0-9]{0,20}",
+            times in (prop_oneof![Just(String::new()), "[0-9]{12}[0-9][0-9]{2}[-+R]"], prop_oneof![Just(String::new()), "[0-9]{15}[-+R]"]),
+        ) {
+            let s = SubmitSm {
+                source: Address::new(1, 1, source.clone()),
+                dest: Address::new(1, 1, dest.clone()),
+                esm_class,
+                data_coding,
+                priority_flag: flags[0],
+                registered_delivery: flags[1],
+                replace_if_present_flag: flags[2],
+                protocol_id: flags[3],
+                schedule_delivery_time: times.0.clone().into(),
+                validity_period: times.1.clone().into(),
+                short_message: short_message.clone(),
+                tlvs: tlvs.clone(),
+                ..Default::default()
+            };
+            if let Ok(segments) = validate_submit(&s) {
+                prop_assert!(segments >= 1);
+            }
+            let _ = crate::io::part_info(&s);
+            let d = DataSm {
+                source: Address::new(1, 1, source),
+                dest: Address::new(1, 1, dest),
+                esm_class,
+                data_coding,
+                registered_delivery: flags[1],
+                tlvs,
+                ..Default::default()
+            };
+            let as_submit = data_sm_as_submit(d);
+            if let Ok(segments) = validate_submit(&as_submit) {
+                prop_assert!(segments >= 1);
+                // What goes to the vendor encodes and decodes whole.
+                let mut out = BytesMut::new();
+                smppgw_codec::encode_short_message(smppgw_codec::CommandId::SUBMIT_SM, 9, &as_submit, &mut out);
+                let back = smppgw_codec::Decoder::new(1 << 20).decode(&mut out);
+                prop_assert!(matches!(back, Ok(Some(_))), "{:?}", back);
+            }
+            let _ = crate::io::part_info(&as_submit);
+        }
+    }
+}
