@@ -622,6 +622,10 @@ fn run(opts: Opts) -> ExitCode {
                 tracing::info!(up = health.is_up(), "the leased rate units were not given back to Redis");
             }
         }
+        // So that this node's restart uses the shared state at once, not after the claim expires.
+        if !health.release_node_id(std::time::Duration::from_secs(1)) {
+            tracing::warn!("could not give up the node id's claim in Redis: it expires by itself");
+        }
     }
     if let Err(e) = control_thread.stop() {
         tracing::warn!("control thread: {e}");

@@ -123,7 +123,19 @@ impl Node {
         self.gw.shutdown();
         self.gw.join();
         assert!(self.redis.health().wait_written(Duration::from_secs(3)), "what the node held reached Redis");
+        assert!(self.redis.health().release_node_id(Duration::from_secs(1)), "the node id's claim given up");
         let _ = self.ctl.stop();
+    }
+
+    /// As a node that dies: nothing flushed, its node id's claim left to expire.
+    fn crash(self) {
+        let _ = self.ctl.stop();
+        self.gw.shutdown();
+        self.gw.join();
+    }
+
+    fn ready(&self) -> (u16, String) {
+        http_get(self.http(), "/ready")
     }
 }
 
@@ -2145,6 +2157,62 @@ fn a_receipt_parked_during_an_outage_longer_than_its_wait_is_delivered_once_redi
 }
 
 #[test]
+fn a_second_node_with_the_same_node_id_reports_the_conflict_and_leaves_the_shared_state_alone() {
+    // Goal: two gateways configured with one server.node_id (a copied configuration) on one
+    // Redis: the second finds the id held, says so (/ready 503 with the reason, the metric) and
+    // writes nothing under the colliding ids, while the first goes on as before; once the first
+    // stops, the second takes the id over.
+    let redis = RedisServer::start();
+    let vendor = sim(|s| s.receipts.delay = smppgw_loadgen::sim::Delay::Fixed(Duration::from_millis(50)));
+    let cfg = config(&[("v1", vendor.local_addr())]);
+    let a = Node::start(cfg.clone(), 7, &redis);
+    assert!(wait_for(Duration::from_secs(10), || a.ready().0 == 200), "node A ready: {:?}", a.ready());
+    // B binds the vendor as a transmitter: the vendor's receipts go to A.
+    let mut cfg_b = cfg;
+    cfg_b.vendors[0].bind_type = VendorBindType::Transmitter;
+    let b = Node::start(cfg_b, 7, &redis);
+    assert!(wait_for(Duration::from_secs(10), || vendor.stats().binds_current >= 4), "vendor binds up");
+    let (status, body) = b.ready();
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("node id 7 is in use by another instance"), "{body}");
+    assert_eq!(metric(&b, "smppgw_redis_node_id_conflict"), Some(1));
+    assert_eq!(metric(&b, "smppgw_redis_up"), Some(1), "Redis itself answers");
+    let (status, body) = a.ready();
+    assert_eq!(status, 200, "the first node is not disturbed: {body}");
+    assert_eq!(metric(&a, "smppgw_redis_node_id_conflict"), Some(0));
+
+    // A works as before: its message reaches Redis and its receipt the customer.
+    let mut ca = Client::connect(a.gw.local_addr);
+    assert_eq!(ca.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
+    let (st, id) = ca.submit_dlr("15557770001", "on A");
+    assert_eq!(st, CommandStatus::ESME_ROK);
+    let p = ca.recv_deliver();
+    assert_eq!(receipt_of(&p).0, id);
+    ca.answer(&p, CommandStatus::ESME_ROK);
+    assert!(wait_for(Duration::from_secs(5), || a.redis.health().written() >= 1), "A writes its records");
+    // B serves locally and writes nothing under the ids it shares with A.
+    let mut cb = Client::connect(b.gw.local_addr);
+    assert_eq!(cb.bind("tx", "c2", "pw"), CommandStatus::ESME_ROK);
+    assert_eq!(cb.submit("15557770002", "on B").0, CommandStatus::ESME_ROK);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(b.redis.health().written(), 0, "B wrote nothing to Redis");
+    assert_eq!(metric(&a, "smppgw_redis_node_id_conflict"), Some(0), "A still holds the id");
+
+    // A stops (cleanly: it gives the id up): B takes it over and writes what it held back.
+    drop(ca);
+    a.stop();
+    assert!(
+        wait_for(Duration::from_secs(5), || b.ready().0 == 200
+            && metric(&b, "smppgw_redis_node_id_conflict") == Some(0)),
+        "B takes the id over: {:?}",
+        b.ready()
+    );
+    assert!(wait_for(Duration::from_secs(5), || b.redis.health().written() >= 1), "B's held writes go out");
+    drop(cb);
+    b.stop();
+}
+
+#[test]
 fn a_full_redis_refuses_writes_without_taking_the_link_down() {
     // Goal: Redis out of memory under `noeviction` (as the README requires) refuses writes with
     // OOM: each refusal is counted and shown in /ready, and the link stays up. Any error reply
@@ -2364,4 +2432,36 @@ fn a_stop_that_loses_what_the_node_acknowledged_exits_4_and_says_what() {
     let n = ids.len();
     assert!(last.contains(&format!("redis_receipts_and_mo={n}")), "{last}");
     assert!(last.contains(&format!("redis_records={n}")), "{last}");
+}
+
+#[test]
+fn a_node_restarted_after_a_crash_uses_the_shared_state_once_its_last_claim_expires() {
+    // Goal: a node that died leaves its node id's claim in Redis for at most its TTL; the same
+    // node started again meanwhile waits it out (unready, shared state unused) and then goes on
+    // by itself; after a clean stop the restart uses the shared state at once.
+    let redis = RedisServer::start();
+    let vendor = sim(|_| {});
+    let cfg = config(&[("v1", vendor.local_addr())]);
+    let a = Node::start(cfg.clone(), 4, &redis);
+    assert!(wait_for(Duration::from_secs(10), || a.ready().0 == 200), "ready: {:?}", a.ready());
+    a.crash();
+    let restarted = Instant::now();
+    let a = Node::start(cfg.clone(), 4, &redis);
+    assert_eq!(metric(&a, "smppgw_redis_node_id_conflict"), Some(1), "the dead run's claim is still live");
+    let ttl = Duration::from_millis(smppgw_control::redis::NODE_CLAIM_TTL_MS);
+    assert!(
+        wait_for(ttl + Duration::from_secs(3), || a.ready().0 == 200
+            && metric(&a, "smppgw_redis_node_id_conflict") == Some(0)),
+        "the restarted node recovers by itself: {:?}",
+        a.ready()
+    );
+    assert!(
+        restarted.elapsed() <= ttl + Duration::from_secs(2),
+        "within the claim's TTL: {:?}",
+        restarted.elapsed()
+    );
+    a.stop();
+    let a = Node::start(cfg, 4, &redis);
+    assert_eq!(metric(&a, "smppgw_redis_node_id_conflict"), Some(0), "a clean stop gave the id up");
+    a.stop();
 }

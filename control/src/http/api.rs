@@ -117,6 +117,7 @@ pub struct ApiState {
     control: Arc<GatewayControl>,
     metrics: Arc<Metrics>,
     backends: Vec<Backend>,
+    ready_checks: Vec<ReadyCheckFn>,
     reload: Option<ReloadFn>,
     remote_lookup: Option<RemoteLookupFn>,
     extra_metrics: Vec<ExtraMetricsFn>,
@@ -126,6 +127,9 @@ pub struct ApiState {
 /// Incomplete when the shared state could not be asked.
 pub type RemoteLookupFn =
     Arc<dyn Fn(u64) -> BoxFuture<Result<Option<Record>, LookupIncomplete>> + Send + Sync>;
+/// A reason for `/ready` to fail, when there is one (Redis: another instance holds this node's
+/// id).
+pub type ReadyCheckFn = Arc<dyn Fn() -> Option<String> + Send + Sync>;
 /// Appends more families to /metrics (the Redis link's).
 pub type ExtraMetricsFn = Arc<dyn Fn(&mut String) + Send + Sync>;
 
@@ -145,6 +149,7 @@ impl ApiState {
             control,
             metrics,
             backends: Vec::new(),
+            ready_checks: Vec::new(),
             reload: None,
             remote_lookup: None,
             extra_metrics: Vec::new(),
@@ -160,6 +165,14 @@ impl ApiState {
     #[must_use]
     pub fn with_backend(mut self, backend: Backend) -> Self {
         self.backends.push(backend);
+        self
+    }
+
+    /// Adds a check that makes `/ready` fail, with its reason, while it returns one (unlike a
+    /// backend's health, which is only reported).
+    #[must_use]
+    pub fn with_ready_check(mut self, check: impl Fn() -> Option<String> + Send + Sync + 'static) -> Self {
+        self.ready_checks.push(Arc::new(check));
         self
     }
 
@@ -336,6 +349,7 @@ fn ready(st: &ApiState) -> Resp {
     } else if up == 0 {
         reasons.push(format!("none of the {total} vendor binds is up"));
     }
+    reasons.extend(st.ready_checks.iter().filter_map(|c| c()));
     let backends: Vec<BackendJson<'_>> = st
         .backends
         .iter()

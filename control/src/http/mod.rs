@@ -28,7 +28,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tracing::{debug, info, warn};
 
-pub use api::{ApiState, Backend, BoxFuture, ExtraMetricsFn, ReloadFailure, ReloadFn, RemoteLookupFn};
+pub use api::{
+    ApiState, Backend, BoxFuture, ExtraMetricsFn, ReadyCheckFn, ReloadFailure, ReloadFn, RemoteLookupFn,
+};
 
 /// Largest request body accepted (bytes); larger gets 413. No endpoint needs a body today.
 pub const REQUEST_BODY_MAX_BYTES: usize = 64 * 1024;

@@ -41,6 +41,7 @@
 //! | `{p}:binds:nodes` | sorted set of node ids by their last publication (unix ms of Redis's clock) |
 //! | `{p}:rate:{kind}:{name}:{window}` | units granted in that window, 2 windows |
 //! | `{p}:ids:{node id}` | the highest message id counter the node issued ([`crate::ids`]), receipt TTL + 1 day |
+//! | `{p}:node:{node id}` | the token of the process that holds that node id ([`keep_node_id`]), [`NODE_CLAIM_TTL_MS`] |
 //!
 //! `day` is the day (UTC, by the sending node's clock: a lookup asks the next day too, for a node
 //! whose clock runs ahead) the message was submitted and `bucket` a hash of the vendor field modulo
@@ -64,6 +65,11 @@
 //! customer's local queue holds). Every [`QUEUE_SWEEP_MS`], and on a new connection, it takes
 //! from every bound customer's list instead: lists written by a node of an earlier version,
 //! which does not announce them, or whose announcement was lost, still drain.
+//!
+//! A node uses none of this before it holds its node id ([`keep_node_id`]): another instance with
+//! the same id (a copied configuration) would issue the same message ids and take this node's
+//! in-flight receipts back to the queues. While the id is held elsewhere the node runs as while
+//! Redis is down, and `/ready` fails.
 //!
 //! Bind counts carry Redis's time (`TIME` in the publishing script) and are judged against
 //! Redis's `TIME` of the same round, never a node's own clock: nodes whose clocks disagree still
@@ -179,6 +185,14 @@ pub const BINDS_STALE_MS: u64 = 5_000;
 pub const BINDS_SCRIPT_CHUNK: usize = 1_000;
 /// Connect and response timeout.
 pub const TIMEOUT_MS: u64 = 1_000;
+/// How long a node's claim on its node id (`{p}:node:{id}`) lives unless its holder refreshes
+/// it: a node restarted after a crash waits at most this long before it uses the shared state
+/// (one stopped cleanly gives its claim up).
+pub const NODE_CLAIM_TTL_MS: u64 = 10_000;
+/// How often the holder refreshes its claim, and a node that found its id held tries again.
+pub const NODE_CLAIM_REFRESH_MS: u64 = 1_000;
+/// A node whose id another instance holds says so in the log at most this often.
+pub const NODE_CONFLICT_LOG_MS: u64 = 60_000;
 /// Reconnect backoff bounds.
 pub const RECONNECT_MIN_MS: u64 = 100;
 /// Upper bound of the reconnect backoff.
@@ -202,12 +216,38 @@ pub const METRIC_FAMILIES: &[&str] = &[
     "smppgw_redis_lease_requests_total",
     "smppgw_redis_malformed_total",
     "smppgw_redis_refused_total",
+    "smppgw_redis_node_id_conflict",
 ];
 
 /// A refusal is logged at most once per this long (with the count since the last log).
 pub const REFUSED_LOG_MS: u64 = 60_000;
 /// `/ready` reports Redis as refusing commands for this long after the last refusal.
 pub const REFUSED_RECENT_MS: u64 = 60_000;
+
+/// Claims the node id key KEYS[1] for instance ARGV[1] for ARGV[2] ms: takes it when it is free,
+/// refreshes it when this instance holds it, and never touches another instance's claim.
+/// Returns 1, or what holds it instead (another instance's token).
+const CLAIM_SCRIPT: &str = r"
+local v = redis.pcall('GET', KEYS[1])
+if v == false then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+if type(v) ~= 'string' then return 'a key of another type' end
+if v == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return v
+";
+
+/// Gives the node id key KEYS[1] up if instance ARGV[1] holds it (a node stopping cleanly, so
+/// that its restart need not wait for the claim to expire).
+const RELEASE_SCRIPT: &str = r"
+local v = redis.pcall('GET', KEYS[1])
+if v == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+";
 
 /// Gives ARGV[1] units back to the window count KEYS[1] (never below zero; nothing for a count
 /// that is absent or not a number): a stopping node returns what it held and did not send.
@@ -396,6 +436,15 @@ pub struct RedisHealth {
     exiting: AtomicBool,
     reconnect_now: Notify,
     last_error: Lock<Option<String>>,
+    /// This instance holds its node id's claim in Redis (as of its last check): only then does
+    /// it use the shared state.
+    claimed: AtomicBool,
+    /// Why not, while another instance holds the claim (two nodes with one `server.node_id`).
+    conflict: Lock<Option<String>>,
+    /// The node stops: give the claim up ([`RedisHealth::release_node_id`]).
+    release: AtomicBool,
+    released: AtomicBool,
+    release_wake: Notify,
 }
 
 impl RedisHealth {
@@ -404,10 +453,13 @@ impl RedisHealth {
         self.up.load(Ordering::Acquire)
     }
 
-    /// For /ready: `Err(why)` while Redis is unreachable, or refuses commands (within the last
-    /// [`REFUSED_RECENT_MS`]).
+    /// For /ready: `Err(why)` while Redis is unreachable, its shared state is not used for a
+    /// node id conflict, or it refuses commands (within the last [`REFUSED_RECENT_MS`]).
     pub fn check(&self) -> Result<(), String> {
         if self.is_up() {
+            if let Some(conflict) = self.node_id_conflict() {
+                return Err(conflict);
+            }
             let last = self.last_refused.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             return match &*last {
                 Some((at, what)) if at.elapsed() < Duration::from_millis(REFUSED_RECENT_MS) => Err(format!(
@@ -420,6 +472,29 @@ impl RedisHealth {
         }
         let e = self.last_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
         Err(e.unwrap_or_else(|| "not connected yet".into()))
+    }
+
+    /// Why this node does not use the shared state, while another instance holds its node id
+    /// (two nodes configured with one `server.node_id`): a reason for /ready to fail.
+    pub fn node_id_conflict(&self) -> Option<String> {
+        self.conflict.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// For a node stopping, after [`RedisHealth::wait_written`]: gives its node id's claim up
+    /// (blocking, at most `within`), so that its restart uses the shared state at once instead
+    /// of after [`NODE_CLAIM_TTL_MS`]. From then on the shared state is not used. False when
+    /// the claim could not be given up (Redis down: it expires).
+    pub fn release_node_id(&self, within: Duration) -> bool {
+        self.release.store(true, Ordering::Release);
+        self.release_wake.notify_one();
+        let deadline = Instant::now() + within;
+        while !self.released.load(Ordering::Acquire) {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        true
     }
 
     /// Record writes waiting for Redis.
@@ -457,7 +532,11 @@ impl RedisHealth {
                 return true;
             }
             // The leases' units are not worth waiting for Redis to return; the cores' writes are.
-            if (!holding && !self.is_up()) || Instant::now() >= deadline {
+            // Another instance holding this node id: nothing is written under it.
+            if (!holding && !self.is_up())
+                || self.node_id_conflict().is_some()
+                || Instant::now() >= deadline
+            {
                 return false;
             }
             std::thread::sleep(Duration::from_millis(5));
@@ -518,7 +597,8 @@ impl RedisHealth {
     /// Appends the Redis families in the Prometheus text format.
     pub fn render(&self, out: &mut String) {
         use std::fmt::Write as _;
-        let fams: [(&str, &str, &str, u64); 16] = [
+        let conflict = u64::from(self.node_id_conflict().is_some());
+        let fams: [(&str, &str, &str, u64); 17] = [
             ("smppgw_redis_up", "gauge", "1 while Redis answers", u64::from(self.is_up())),
             (
                 "smppgw_redis_errors_total",
@@ -599,6 +679,12 @@ impl RedisHealth {
                 "counter",
                 "Commands Redis refused with an error reply, the link kept (out of memory, a failed save, an ACL): the writes among them did not happen",
                 load(&self.refused),
+            ),
+            (
+                "smppgw_redis_node_id_conflict",
+                "gauge",
+                "1 while another instance holds this node's server.node_id in Redis (the shared state is not used)",
+                conflict,
             ),
         ];
         for (name, kind, help, v) in fams {
@@ -773,6 +859,10 @@ struct Inner {
     engine_up: Arc<AtomicBool>,
     lease_sha: Lock<String>,
     queue_scripts: Lock<QueueScripts>,
+    /// This process's claim on its node id (`{p}:node:{id}`): random per process.
+    token: String,
+    /// When the node id conflict was last logged.
+    conflict_logged: Lock<Option<Instant>>,
 }
 
 /// SHA1s of the shared receipt queue's scripts, as loaded on the current connection.
@@ -804,6 +894,8 @@ impl Redis {
             engine_up: end.up.clone(),
             lease_sha: Lock::new(String::new()),
             queue_scripts: Lock::default(),
+            token: instance_token(),
+            conflict_logged: Lock::new(None),
         });
         let _ = inner.health.ops.set(end.ops.clone());
         tokio::spawn(supervise(inner.clone(), opts.url));
@@ -812,6 +904,7 @@ impl Redis {
         tokio::spawn(keep_leases(inner.clone()));
         tokio::spawn(publish_binds(inner.clone()));
         tokio::spawn(keep_ids(inner.clone()));
+        tokio::spawn(keep_node_id(inner.clone()));
         Redis { inner }
     }
 
@@ -833,11 +926,50 @@ impl Redis {
 }
 
 impl Inner {
+    /// The link for the shared state: none while Redis is down or this instance does not hold
+    /// its node id ([`keep_node_id`]).
     fn conn(&self) -> Option<Conn> {
+        if !self.health.claimed.load(Ordering::Acquire) {
+            return None;
+        }
+        self.link()
+    }
+
+    /// The link, whether or not this instance holds its node id.
+    fn link(&self) -> Option<Conn> {
         if !self.health.is_up() {
             return None;
         }
         self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    fn node_key(&self) -> String {
+        self.key(format_args!("node:{}", self.node_id))
+    }
+
+    /// This instance holds its node id: it uses the shared state.
+    fn claim_held(&self) {
+        *self.health.conflict.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+        self.health.claimed.store(true, Ordering::Release);
+        self.engine_up.store(self.health.is_up(), Ordering::Release);
+    }
+
+    /// Another instance (`holder`) holds this node's id: the shared state is left alone, as
+    /// while Redis is down, until the claim is free.
+    fn claim_conflict(&self, holder: &str) {
+        self.health.claimed.store(false, Ordering::Release);
+        self.engine_up.store(false, Ordering::Release);
+        let why = format!(
+            "node id {} is in use by another instance ({holder}, key {}): two nodes with one server.node_id; this one does not use the shared state in Redis",
+            self.node_id,
+            self.node_key()
+        );
+        *self.health.conflict.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(why.clone());
+        let mut logged = self.conflict_logged.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if logged.is_none_or(|t| t.elapsed() >= Duration::from_millis(NODE_CONFLICT_LOG_MS)) {
+            *logged = Some(Instant::now());
+            error!("{why}");
+        }
     }
 
     /// A request on `on` failed for the link (I/O, timeout). Once per connection: a request
@@ -873,9 +1005,11 @@ impl Inner {
     }
 
     /// Whether `conn` is still the link to use: no request on it failed (and it was not
-    /// replaced) since it was taken.
+    /// replaced) since it was taken, and this instance still holds its node id.
     fn usable(&self, conn: &Conn) -> bool {
-        self.health.is_up() && conn.id == self.conn_id.load(Ordering::Acquire)
+        self.health.is_up()
+            && self.health.claimed.load(Ordering::Acquire)
+            && conn.id == self.conn_id.load(Ordering::Acquire)
     }
 }
 
@@ -918,13 +1052,23 @@ async fn supervise(inner: Arc<Inner>, url: String) {
                 .arg(GIVE_BACK_SCRIPT)
                 .query_async(&mut conn)
                 .await?;
+            // Before the shared state is used: a node id another instance holds would mix this
+            // node's message ids and taken receipts with that one's.
+            let holder = claim_node_id(&inner, &mut conn).await?;
             // Before the node takes anything again: what it had taken keeps its place ahead of
-            // what was queued since, whichever node the customer is bound to now.
-            give_back_all(&inner, &mut conn, &give_back).await?;
-            Ok::<_, redis::RedisError>((conn, sha, QueueScripts { take, give_back }))
+            // what was queued since, whichever node the customer is bound to now. Not what the
+            // other holder of the id has taken (in flight there).
+            if holder.is_none() {
+                give_back_all(&inner, &mut conn, &give_back).await?;
+            }
+            Ok::<_, redis::RedisError>((conn, sha, QueueScripts { take, give_back }, holder))
         };
         match attempt.await {
-            Ok((link, sha, scripts)) => {
+            Ok((link, sha, scripts, holder)) => {
+                match &holder {
+                    None => inner.claim_held(),
+                    Some(h) => inner.claim_conflict(h),
+                }
                 *inner.lease_sha.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = sha;
                 *inner.queue_scripts.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = scripts;
                 let id = inner.conn_id.fetch_add(1, Ordering::AcqRel) + 1;
@@ -932,7 +1076,7 @@ async fn supervise(inner: Arc<Inner>, url: String) {
                     Some(Conn { link, id });
                 add(&inner.health.connects, 1);
                 inner.health.up.store(true, Ordering::Release);
-                inner.engine_up.store(true, Ordering::Release);
+                inner.engine_up.store(holder.is_none(), Ordering::Release);
                 info!("Redis connected");
                 backoff = RECONNECT_MIN_MS;
                 inner.broken.notified().await;
@@ -950,6 +1094,106 @@ async fn supervise(inner: Arc<Inner>, url: String) {
             () = inner.health.reconnect_now.notified() => backoff = RECONNECT_MIN_MS,
         }
         backoff = (backoff * 2).min(RECONNECT_MAX_MS);
+    }
+}
+
+/// A token naming this process's claim on its node id: host name, pid and a random part, so
+/// that the log of the other holder's node says which instance it is.
+fn instance_token() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos(),
+    );
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "?".into());
+    format!("{host}/{}/{:016x}", std::process::id(), h.finish())
+}
+
+/// Claims this node's id for this instance ([`CLAIM_SCRIPT`]): None when it holds it now, or
+/// what holds it instead.
+///
+/// # Errors
+/// The link's, or Redis refusing the script.
+async fn claim_node_id(
+    inner: &Inner,
+    conn: &mut MultiplexedConnection,
+) -> Result<Option<String>, RedisError> {
+    if inner.health.release.load(Ordering::Acquire) {
+        // Given up at the stop: a reconnect after it must not take it again.
+        return Ok(Some("none: this node is stopping".into()));
+    }
+    let v: Value = redis::Script::new(CLAIM_SCRIPT)
+        .key(inner.node_key())
+        .arg(&inner.token)
+        .arg(NODE_CLAIM_TTL_MS)
+        .invoke_async(conn)
+        .await?;
+    Ok(match v {
+        Value::Int(1) => None,
+        Value::BulkString(b) => Some(String::from_utf8_lossy(&b).into_owned()),
+        other => Some(format!("{other:?}")),
+    })
+}
+
+/// Holds this node's id for this instance while the link is up: refreshes the claim every
+/// [`NODE_CLAIM_REFRESH_MS`] (its TTL is [`NODE_CLAIM_TTL_MS`]). While another instance holds it
+/// (a copied configuration, or this node restarted within the TTL of its previous run's claim)
+/// the node does not use the shared state, as while Redis is down, and is not ready; once the
+/// claim is free it takes it, gives back what this id had taken from the shared queues, and goes
+/// on. At the stop ([`RedisHealth::release_node_id`]) it gives the claim up.
+async fn keep_node_id(inner: Arc<Inner>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(NODE_CLAIM_REFRESH_MS));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = inner.health.release_wake.notified() => {}
+        }
+        let Some(mut conn) = inner.link() else { continue };
+        if inner.health.release.load(Ordering::Acquire) {
+            let gone: Result<Value, _> = redis::Script::new(RELEASE_SCRIPT)
+                .key(inner.node_key())
+                .arg(&inner.token)
+                .invoke_async(&mut conn.link)
+                .await;
+            match gone {
+                Ok(_) => {
+                    inner.health.claimed.store(false, Ordering::Release);
+                    inner.engine_up.store(false, Ordering::Release);
+                    inner.health.released.store(true, Ordering::Release);
+                    return;
+                }
+                Err(e) => inner.fail(&conn, "giving up the node id", &e),
+            }
+            continue;
+        }
+        let held = inner.health.claimed.load(Ordering::Acquire);
+        match claim_node_id(&inner, &mut conn.link).await {
+            Ok(None) if held => {}
+            Ok(None) => {
+                // The other instance is gone: what this node id had taken from the shared queues
+                // (a previous run that died) goes back before anything else is taken.
+                let sha = inner
+                    .queue_scripts
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .give_back
+                    .clone();
+                if let Err(e) = give_back_all(&inner, &mut conn.link, &sha).await {
+                    inner.fail(&conn, "giving back taken receipts", &e);
+                    continue;
+                }
+                info!(node_id = inner.node_id, "node id claimed: the shared state in Redis is used");
+                inner.claim_held();
+            }
+            Ok(Some(holder)) => inner.claim_conflict(&holder),
+            Err(e) => inner.fail(&conn, "claiming the node id", &e),
+        }
     }
 }
 
@@ -2606,8 +2850,10 @@ pub fn attach(
     let health = redis.health();
     let h = health.clone();
     let r = redis.clone();
+    let c = health.clone();
     let state = state
         .with_backend(crate::http::Backend::new("redis", move || h.check()))
+        .with_ready_check(move || c.node_id_conflict())
         .with_extra_metrics(move |out| health.render(out))
         .with_remote_lookup(move |id| {
             let r = r.clone();
