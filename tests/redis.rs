@@ -2465,3 +2465,30 @@ fn a_node_restarted_after_a_crash_uses_the_shared_state_once_its_last_claim_expi
     assert_eq!(metric(&a, "smppgw_redis_node_id_conflict"), Some(0), "a clean stop gave the id up");
     a.stop();
 }
+
+#[test]
+fn a_node_with_50000_customers_with_a_limit_keeps_its_redis_link_up() {
+    // Goal: the rounds whose commands grow with the configuration (a give-back per customer at
+    // the connect, a lease ask per limit) go in pipelines of 1,000, and a large configuration's
+    // first asks over several ticks: with 50,000 customers with a throughput limit, one pipeline
+    // of them all outlasted the 1 s timeout, took the link down with every command behind it, and
+    // every reconnect asked again (the link was up 58% of the time, 8 reconnects in 30 s).
+    let redis = RedisServer::start();
+    let vendor = sim(|_| {});
+    let mut cfg = config(&[("v1", vendor.local_addr())]);
+    let hash = common::pw_hash();
+    for i in 0..50_000 {
+        let mut c = smppgw_engine::config::CustomerConfig::new(format!("bulk{i}"), hash.clone());
+        c.throughput = 100;
+        cfg.customers.push(c);
+    }
+    let a = Node::start(cfg, 1, &redis);
+    let asked = || metric(&a, "smppgw_redis_lease_requests_total").unwrap_or(0);
+    assert!(wait_for(Duration::from_secs(10), || asked() >= 50_000), "every limit asked: {}", asked());
+    // A few seconds more: window changes, bind-count publications, polls.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(metric(&a, "smppgw_redis_connects_total"), Some(1), "one connection all along");
+    assert_eq!(metric(&a, "smppgw_redis_errors_total"), Some(0), "no command failed");
+    assert_eq!(metric(&a, "smppgw_redis_up"), Some(1));
+    a.stop();
+}

@@ -185,6 +185,14 @@ pub const BINDS_STALE_MS: u64 = 5_000;
 pub const BINDS_SCRIPT_CHUNK: usize = 1_000;
 /// Connect and response timeout.
 pub const TIMEOUT_MS: u64 = 1_000;
+/// Commands per pipeline where a round's commands grow with the configuration (the give-backs at
+/// a connect, one per customer; the lease asks and returns, one per limit): sent as one, 50,000
+/// of them took longer than [`TIMEOUT_MS`], failing with every command queued behind them on the
+/// shared connection, and the link went down at every reconnect again.
+pub const CONFIG_PIPELINE_BATCH: usize = 1_000;
+/// Leases that ask for the first time in one lease tick: a large configuration's first asks are
+/// spread over ticks (the others admit on their local limit meanwhile, as while Redis is away).
+pub const LEASE_FIRST_ASKS_PER_TICK: usize = CONFIG_PIPELINE_BATCH;
 /// How long a node's claim on its node id (`{p}:node:{id}`) lives unless its holder refreshes
 /// it: a node restarted after a crash waits at most this long before it uses the shared state
 /// (one stopped cleanly gives its claim up).
@@ -720,6 +728,40 @@ async fn replies(conn: &mut MultiplexedConnection, pipe: &redis::Pipeline) -> Re
         )));
     }
     Ok(values)
+}
+
+/// One command per item of `items` (added by `cmd`), in pipelines of at most `batch` commands.
+fn pipelines<'a, T>(
+    items: &'a [T],
+    batch: usize,
+    mut cmd: impl FnMut(&mut redis::Pipeline, &T) + 'a,
+) -> impl Iterator<Item = redis::Pipeline> + 'a {
+    items.chunks(batch.max(1)).map(move |chunk| {
+        let mut pipe = redis::pipe();
+        for item in chunk {
+            cmd(&mut pipe, item);
+        }
+        pipe
+    })
+}
+
+/// [`replies`] of one command per item of `items` (added by `cmd`), sent in pipelines of
+/// [`CONFIG_PIPELINE_BATCH`] one after the other: each within its own timeout, and the other
+/// tasks' commands go between them. Returns the replies of the pipelines that went through, in
+/// order (a prefix of one per item), and the link's error that stopped the rest.
+async fn replies_batched<T>(
+    conn: &mut MultiplexedConnection,
+    items: &[T],
+    cmd: impl FnMut(&mut redis::Pipeline, &T),
+) -> (Vec<Value>, Option<RedisError>) {
+    let mut out = Vec::with_capacity(items.len());
+    for pipe in pipelines(items, CONFIG_PIPELINE_BATCH, cmd) {
+        match replies(conn, &pipe).await {
+            Ok(values) => out.extend(values),
+            Err(e) => return (out, Some(e)),
+        }
+    }
+    (out, None)
 }
 
 /// [`replies`] of read commands, each through [`reply`].
@@ -1919,18 +1961,19 @@ fn give_back(pipe: &mut redis::Pipeline, inner: &Inner, sha: &str, system_id: &s
 async fn give_back_all(inner: &Inner, conn: &mut MultiplexedConnection, sha: &str) -> Result<(), RedisError> {
     let snap = inner.snapshot();
     let ttl = queue_ttl(&snap);
-    let mut pipe = redis::pipe();
-    for c in snap.customers.iter().flatten() {
-        give_back(&mut pipe, inner, sha, &c.cfg.system_id, ttl);
+    let customers: Vec<&str> = snap.customers.iter().flatten().map(|c| c.cfg.system_id.as_str()).collect();
+    let (values, failed) =
+        replies_batched(conn, &customers, |pipe, system_id| give_back(pipe, inner, sha, system_id, ttl))
+            .await;
+    let mut returned = 0;
+    for v in values {
+        if let Value::Int(n) = reply(inner, v)? {
+            returned += n;
+        }
     }
-    let returned: i64 = read(inner, conn, &pipe)
-        .await?
-        .into_iter()
-        .map(|v| match v {
-            Value::Int(n) => n,
-            _ => 0,
-        })
-        .sum();
+    if let Some(e) = failed {
+        return Err(e);
+    }
     if returned > 0 {
         info!(returned, "receipts this node had taken from the shared queues are back in them");
     }
@@ -2475,24 +2518,24 @@ async fn keep_leases(inner: Arc<Inner>) {
             // The node stops (its cores have): what the leases hold in windows still running
             // goes back to Redis for the other nodes, once.
             if !inner.health.leases_returned.load(Ordering::Acquire) {
-                let mut pipe = redis::pipe();
+                let mut held = Vec::new();
                 for s in &specs {
-                    let held = s.lease.tokens();
+                    let units = s.lease.tokens();
                     if let Some(st) = states.get(&s.key).filter(|st| st.in_window(now))
                         && s.lease.is_active()
-                        && held > 0
+                        && units > 0
                     {
-                        pipe.cmd("EVAL")
-                            .arg(RETURN_SCRIPT)
-                            .arg(1)
-                            .arg(inner.key(format_args!("{}:{}", s.key, st.window())))
-                            .arg(held);
+                        held.push((inner.key(format_args!("{}:{}", s.key, st.window())), units));
                     }
                     s.lease.deactivate();
                 }
-                match replies(&mut conn, &pipe).await {
-                    Ok(_) => inner.health.leases_returned.store(true, Ordering::Release),
-                    Err(e) => inner.fail(&conn, "giving back leased units", &e),
+                let (_, failed) = replies_batched(&mut conn.link, &held, |pipe, (key, units)| {
+                    pipe.cmd("EVAL").arg(RETURN_SCRIPT).arg(1).arg(key).arg(units);
+                })
+                .await;
+                match failed {
+                    None => inner.health.leases_returned.store(true, Ordering::Release),
+                    Some(e) => inner.fail(&conn, "giving back leased units", &e),
                 }
             }
             continue;
@@ -2509,8 +2552,19 @@ async fn keep_leases(inner: Arc<Inner>) {
             }
         }
         let mut asks: Vec<(usize, u64)> = Vec::new();
+        let mut first_asks = LEASE_FIRST_ASKS_PER_TICK;
         for (i, s) in specs.iter().enumerate() {
-            let st = states.entry(s.key.clone()).or_insert_with(|| LeaseState::new(s, now));
+            let st = match states.entry(s.key.clone()) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                // A lease seen for the first time asks at once: a large configuration's first
+                // asks go over several ticks, so that no round holds the connection past its
+                // timeout (the lease admits on its local limit until then).
+                std::collections::hash_map::Entry::Vacant(_) if first_asks == 0 => continue,
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    first_asks -= 1;
+                    e.insert(LeaseState::new(s, now))
+                }
+            };
             if let Some(want) = st.plan(s, now) {
                 asks.push((i, want));
             }
@@ -2519,8 +2573,8 @@ async fn keep_leases(inner: Arc<Inner>) {
             continue;
         }
         let sha = inner.lease_sha.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-        let mut pipe = redis::pipe();
-        for &(i, want) in &asks {
+        add(&inner.health.lease_requests, asks.len() as u64);
+        let (values, mut failed) = replies_batched(&mut conn.link, &asks, |pipe, &(i, want)| {
             let s = &specs[i];
             pipe.cmd("EVALSHA")
                 .arg(&sha)
@@ -2529,17 +2583,15 @@ async fn keep_leases(inner: Arc<Inner>) {
                 .arg(s.limit)
                 .arg(s.window_ms)
                 .arg(want);
+        })
+        .await;
+        // The answers of the pipelines that went through are applied (Redis counted those units
+        // as this node's) even when a later one failed; each judged alone: one Redis refused
+        // (out of memory) fails neither the others nor the link.
+        let answers = values;
+        if let Some(e) = failed {
+            inner.fail(&conn, "leasing quotas", &e);
         }
-        add(&inner.health.lease_requests, asks.len() as u64);
-        // Each answer judged alone: one Redis refused (out of memory) fails neither the others
-        // nor the link.
-        let answers = match replies(&mut conn, &pipe).await {
-            Ok(a) => a,
-            Err(e) => {
-                inner.fail(&conn, "leasing quotas", &e);
-                continue;
-            }
-        };
         let now = Instant::now();
         for ((i, want), answer) in asks.into_iter().zip(answers) {
             let s = &specs[i];
@@ -3171,6 +3223,20 @@ mod tests {
             assert!(is_link_error(&error(link)), "{link}");
         }
         assert!(is_link_error(&RedisError::from(std::io::Error::other("reset"))));
+    }
+
+    #[test]
+    fn config_sized_rounds_go_in_pipelines_of_at_most_the_batch() {
+        // Goal: one command per customer or limit goes in pipelines of CONFIG_PIPELINE_BATCH,
+        // none larger, all of them in order (50,000 in one pipeline outlasted the timeout).
+        let items: Vec<u32> = (0..2_500).collect();
+        let sizes: Vec<usize> = pipelines(&items, CONFIG_PIPELINE_BATCH, |pipe, n| {
+            pipe.cmd("GET").arg(*n);
+        })
+        .map(|p| p.len())
+        .collect();
+        assert_eq!(sizes, vec![1_000, 1_000, 500]);
+        assert_eq!(pipelines(&items[..0], 1_000, |_, _| {}).count(), 0, "nothing, no pipeline");
     }
 
     #[test]
