@@ -431,6 +431,21 @@ impl Dispatcher {
         }
     }
 
+    /// Every queued or waiting delivery (not those in flight), each customer's in queue order:
+    /// the queues are empty afterwards. A clean stop hands them to the next start this way.
+    pub fn take_all(&mut self) -> Vec<Arc<Delivery>> {
+        let mut out = Vec::with_capacity(self.queued_total());
+        let mut customers: Vec<u32> = self.customers.keys().copied().collect();
+        customers.sort_unstable();
+        for c in customers {
+            if let Some(q) = self.customers.get_mut(&c) {
+                q.release_due(None);
+                out.extend(q.queue.drain(..));
+            }
+        }
+        out
+    }
+
     /// Customers with deliveries queued and no receiving session here.
     pub fn unreceived_customers(&self) -> Vec<u32> {
         self.customers

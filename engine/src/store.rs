@@ -373,6 +373,11 @@ impl Wanted {
         }
     }
 
+    /// Whether a cancel's DELETED is still waiting for the vendor's receipt (without clearing it).
+    pub const fn cancel_pending(self) -> bool {
+        self.0 & Self::CANCELLED != 0
+    }
+
     /// Whether a cancel's DELETED is still waiting for the vendor's receipt; clears it.
     pub fn take_cancelled(&mut self) -> bool {
         let was = self.0 & Self::CANCELLED != 0;
@@ -396,6 +401,13 @@ impl Record {
     /// `receipt_parts = "last"` it asks the vendor for one even when its customer did not).
     pub fn awaits_vendor_receipt(&self) -> bool {
         self.receipts.any() || !self.siblings.is_empty()
+    }
+
+    /// Whether a receipt the vendor has yet to send would still reach its customer: one is
+    /// awaited ([`Record::awaits_vendor_receipt`]) and the message is not final, or a cancel set
+    /// it DELETED ahead of the vendor's own receipt. What a clean stop keeps for the next start.
+    pub fn receipt_outstanding(&self) -> bool {
+        self.awaits_vendor_receipt() && (!self.state.is_final() || self.receipts.cancel_pending())
     }
 
     /// Milliseconds from the submit to `now_ms` (unix milliseconds), for the receipt latency
@@ -800,6 +812,22 @@ impl<R> Shard<R> {
     pub fn find_shown_mut(&mut self, shown_id: u64) -> Option<&mut Record> {
         let m = self.by_shown.get(shown_id)?;
         self.records.get_mut(m).filter(|r| r.shown_id == shown_id)
+    }
+
+    /// Takes every record out, oldest first, keeping (with its arrival time) those `keep` wants
+    /// and younger than the TTL at `now`: the store is empty afterwards. A clean stop hands them
+    /// to the next start this way.
+    pub fn take_records(&mut self, now: u64, mut keep: impl FnMut(&Record) -> bool) -> Vec<(u64, Record)> {
+        let mut out = Vec::new();
+        while let Some((_, e)) = self.records.pop() {
+            if now.saturating_sub(e.at) < self.ttl_secs && keep(&e.rec) {
+                out.push((e.at, e.rec));
+            }
+        }
+        self.by_vendor = SeqIndex::new();
+        self.by_shown = SeqIndex::new();
+        self.len = 0;
+        out
     }
 
     /// Drops records older than the TTL and early receipts older than theirs (unless paused,
