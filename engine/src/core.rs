@@ -583,8 +583,13 @@ pub fn unix_now() -> u64 {
 /// (submit, done, final_date) stay on the wall clock.
 pub fn store_now() -> u64 {
     static ANCHOR: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    ANCHOR.get_or_init(Instant::now).elapsed().as_secs()
+    STORE_CLOCK_START + ANCHOR.get_or_init(Instant::now).elapsed().as_secs()
 }
+
+/// Where [`store_now`] starts: above any receipt TTL (a `u32` of seconds), so that a record an
+/// earlier run kept ([`Core::restore`]) gets its arrival time back, however old it is, on a
+/// clock that started a moment ago.
+pub const STORE_CLOCK_START: u64 = 1 << 32;
 
 impl Core {
     /// A core with its outboxes (index `idx` is the local inbox).
@@ -784,6 +789,63 @@ impl Core {
             self.metrics.lost_at_exit.undelivered.fetch_add(left, Ordering::AcqRel);
             tracing::warn!(core = self.idx, left, "receipts and MO still queued at exit are lost");
         }
+    }
+
+    /// At exit, after the drain and the hand-over to the shared queue: what this node alone
+    /// still holds of receipts to come. Messages awaiting a vendor receipt are this node's alone
+    /// when there is no shared store, or it is down (with it up, every message was written
+    /// there); the receipts and MO still queued are whatever the shared queue did not take.
+    /// With `keep` (a state file) both are taken out, to be written for the next start; without
+    /// it the messages are only counted (the deliveries are counted as dropped by
+    /// [`Core::count_undelivered_at_exit`]).
+    pub fn take_left_at_exit(&self, keep: bool) -> crate::carryover::LeftAtExit {
+        let mut left = crate::carryover::LeftAtExit { core: self.idx, ..Default::default() };
+        let local_only = self.remote.is_none() || !self.remote_up();
+        if local_only {
+            let (now, unix) = (store_now(), unix_now());
+            let records = self.store.borrow_mut().take_records(now, Record::receipt_outstanding);
+            if keep {
+                // Kept with the wall-clock time they were stored: the next run's store clock
+                // starts anew.
+                left.carried.records = records
+                    .into_iter()
+                    .map(|(at, rec)| (unix.saturating_sub(now.saturating_sub(at)), rec))
+                    .collect();
+            } else {
+                left.forgotten_records = records.len() as u64;
+            }
+        }
+        if keep {
+            left.carried.deliveries = self.dispatcher.borrow_mut().take_all();
+        }
+        left
+    }
+
+    /// At start, before anything is accepted: what an earlier run of this node kept for this
+    /// core ([`crate::carryover::Carried::split`]). Records past the receipt TTL are dropped;
+    /// returns how many.
+    pub fn restore(&self, carried: crate::carryover::Carried) -> usize {
+        let ttl = u64::from(self.snap().config.server.receipt_ttl_secs);
+        let (unix, now) = (unix_now(), store_now());
+        let mut expired = 0;
+        {
+            let mut store = self.store.borrow_mut();
+            for (at_unix, rec) in carried.records {
+                let age = unix.saturating_sub(at_unix);
+                if age >= ttl {
+                    expired += 1;
+                    continue;
+                }
+                // Nothing is parked yet: no receipt waits for it.
+                let _ = store.insert(rec, now.saturating_sub(age));
+            }
+        }
+        let mut d = self.dispatcher.borrow_mut();
+        for mut x in carried.deliveries {
+            Arc::make_mut(&mut x).token = 0;
+            d.push(x);
+        }
+        expired
     }
 
     /// Offers the messages waiting for a vendor of their route again (called by the ticker).

@@ -8,6 +8,7 @@
 pub mod answers;
 pub mod balance;
 pub mod campaign;
+pub mod carryover;
 pub mod config;
 pub mod core;
 pub mod customer;

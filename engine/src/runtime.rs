@@ -23,6 +23,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{info, warn};
 
 use crate::balance::{Balancer, Handoff};
+use crate::carryover::{Carried, LeftAtExit};
 use crate::config::Config;
 use crate::core::{CORE_MSG_BATCH, Core, CoreMsg, Outbox, SessionMsg, VendorMsg};
 use crate::io::{CoreIo, SlotBind, accept_loop, adopt, vendor_slot};
@@ -68,6 +69,7 @@ pub struct Gateway {
     shutdown: Arc<AtomicBool>,
     threads: Vec<glommio::ExecutorJoinHandle<()>>,
     control: Arc<GatewayControl>,
+    left: crossbeam_channel::Receiver<LeftAtExit>,
 }
 
 /// A message lookup that could not ask every place the message could be, or not hear from each
@@ -265,11 +267,19 @@ impl Gateway {
 
     /// Waits until every core has stopped.
     pub fn join(self) {
+        self.join_left();
+    }
+
+    /// Waits until every core has stopped; returns what each left at the end of its stop (see
+    /// [`Core::take_left_at_exit`]: with [`StartOptions::keep_state`], what to keep for the next
+    /// start), one per core that finished its stop.
+    pub fn join_left(self) -> Vec<LeftAtExit> {
         for t in self.threads {
             if let Err(e) = t.join() {
                 warn!("executor ended with an error: {e}");
             }
         }
+        self.left.try_iter().collect()
     }
 }
 
@@ -374,14 +384,14 @@ fn usable_cpus(affinity: usize, parallelism: usize) -> usize {
 
 /// Starts the gateway on `config`, with all state local to this node.
 pub fn start(config: Config) -> Result<Gateway, StartError> {
-    start_with(config, None, None, None, None)
+    start_with(config, None, StartOptions::default())
 }
 
 /// Starts the gateway on `config` with state shared between nodes: the cores hand their
 /// shared-state ops to the returned [`RemoteEnd`], which the control plane serves (Redis).
 pub fn start_shared(config: Config) -> Result<(Gateway, RemoteEnd), StartError> {
     let (end, links) = crate::remote::link();
-    start_with(config, Some(links), None, None, None).map(|g| (g, end))
+    start_with(config, Some(links), StartOptions::default()).map(|g| (g, end))
 }
 
 /// How to start a gateway beyond its configuration.
@@ -392,6 +402,12 @@ pub struct StartOptions {
     /// The highest id counter an earlier run of this node issued, as persisted from
     /// [`Gateway::ids`]: ids start above it (plus a margin) even with the clock stepped back.
     pub ids_issued: Option<u64>,
+    /// The cores give up what they alone hold of receipts to come at the end of their stop, to
+    /// be kept for the next start (see [`crate::carryover`]); without it, that is only counted.
+    pub keep_state: bool,
+    /// What an earlier run kept ([`Gateway::join_left`]): each core takes its share before it
+    /// accepts anyone or binds any vendor.
+    pub restore: Option<Carried>,
     /// Tests only: this executor ends before it is up, as one whose io_uring or thread could not
     /// be set up does.
     #[doc(hidden)]
@@ -414,18 +430,21 @@ pub fn start_with_options(
         }
         false => (None, None),
     };
-    start_with(config, links, options.ids_issued, options.fail_core, options.early_receipt_ttl_secs)
-        .map(|g| (g, end))
+    start_with(config, links, options).map(|g| (g, end))
 }
 
 fn start_with(
     config: Config,
     remote: Option<RemoteLinks>,
-    ids_issued: Option<u64>,
-    fail_core: Option<usize>,
-    early_receipt_ttl_secs: Option<u64>,
+    options: StartOptions,
 ) -> Result<Gateway, StartError> {
+    let StartOptions { ids_issued, fail_core, keep_state, restore, early_receipt_ttl_secs, .. } = options;
     let cores = core_count(&config);
+    let mut restore: Vec<Carried> = match restore {
+        Some(c) => c.split(cores),
+        None => (0..cores).map(|_| Carried::default()).collect(),
+    };
+    let (left_tx, left) = crossbeam_channel::bounded::<LeftAtExit>(cores);
     let ids = Arc::new(IdWatermark::new(cores, ids_issued));
     let snapshot = Arc::new(Snapshot::build(config, cores));
     let metrics = Arc::new(Metrics::default());
@@ -492,6 +511,8 @@ fn start_with(
         let handing = handing.clone();
         let stages = stages.clone();
         let balancer = balancer.clone();
+        let carried = std::mem::take(&mut restore[core]);
+        let left_tx = left_tx.clone();
         let Some(handoff_rx) = handoffs.pop() else {
             return Err(StartError::Executor { core, message: "no handoff queue".into() });
         };
@@ -537,6 +558,7 @@ fn start_with(
                         (draining, handing, stages),
                         (balancer, handoff_rx),
                         early_receipt_ttl_secs,
+                        (carried, keep_state, left_tx),
                     )
                     .await;
                 }
@@ -595,7 +617,7 @@ fn start_with(
         handing,
         ids: ids.clone(),
     });
-    Ok(Gateway { local_addr, metrics, snapshot, ids, shutdown, threads, control })
+    Ok(Gateway { local_addr, metrics, snapshot, ids, shutdown, threads, control, left })
 }
 
 /// How often each core looks for control messages (reloads): the bound on reload latency.
@@ -790,6 +812,7 @@ async fn core_main(
     (draining, handing, stages): (Arc<Vec<AtomicU64>>, Arc<AtomicU32>, Arc<StopStages>),
     (balancer, handoffs): (Arc<Balancer>, crossbeam_channel::Receiver<Handoff>),
     early_receipt_ttl_secs: Option<u64>,
+    (carried, keep_state, left_tx): (Carried, bool, crossbeam_channel::Sender<LeftAtExit>),
 ) {
     let cores = snap.cores;
     // Outboxes hold what waits for channel space: jobs and answers, which windows bound, and
@@ -802,6 +825,13 @@ async fn core_main(
         core.set_early_receipt_ttl(secs);
     }
     core.ids_above(ids.floor());
+    // What an earlier run kept, before any vendor can send a receipt for it or any customer
+    // bind to take its deliveries.
+    if !carried.is_empty() {
+        let (records, deliveries) = (carried.records.len(), carried.deliveries.len());
+        let expired = core.restore(carried);
+        info!(core = idx, records = records - expired, expired, deliveries, "receipt state restored");
+    }
     let io = Rc::new(CoreIo::new(epoch, balancer));
 
     // The local inbox: work this core sends itself runs after the current handler, never inside it.
@@ -1088,6 +1118,9 @@ async fn core_main(
     // queue here and is counted below.
     core.flush_remote();
     core.abandon_remote();
+    // What this node alone still holds of receipts to come: kept for the next start (a state
+    // file), or counted as forgotten.
+    let _ = left_tx.try_send(core.take_left_at_exit(keep_state));
     core.count_undelivered_at_exit();
     core.count_parked_at_exit();
     // The caller persists the watermark after the cores stop: exactly what was issued.
