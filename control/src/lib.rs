@@ -11,6 +11,7 @@ pub mod files;
 pub mod http;
 pub mod ids;
 pub mod metrics;
+pub mod receipt_state;
 pub mod redis;
 
 pub use db::{
