@@ -40,6 +40,13 @@ struct Cli {
     /// the last ids does not issue them again. With Redis it is kept there too.
     #[arg(long, env = "SMPPGW_ID_STATE")]
     id_state: Option<PathBuf>,
+    /// Keep in this file, at a clean stop, the messages still waiting for their vendor receipt
+    /// and the receipts and MO still queued for customers, and take them back at the next start
+    /// (then the file is removed): a vendor that sends the receipts after a restart finds their
+    /// messages. Without Redis they are otherwise only in memory. With Redis the messages are
+    /// there already; the file keeps what Redis could not take.
+    #[arg(long, env = "SMPPGW_RECEIPT_STATE")]
+    receipt_state: Option<PathBuf>,
     /// Token for the HTTP API's state-changing requests (required when it listens beyond loopback).
     #[arg(long, env = "SMPPGW_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
@@ -184,6 +191,7 @@ fn main() -> ExitCode {
                 redis,
                 config_cache: cli.config_cache,
                 id_state: cli.id_state,
+                receipt_state: cli.receipt_state,
             })
         }
     }
@@ -377,6 +385,94 @@ struct Opts {
     redis: Option<smppgw_control::redis::RedisOptions>,
     config_cache: Option<PathBuf>,
     id_state: Option<PathBuf>,
+    receipt_state: Option<PathBuf>,
+}
+
+/// Reads the receipt state an earlier run kept in `file` for `cfg` (see
+/// [`smppgw_control::receipt_state`]). A file that cannot be used is said, set aside as
+/// `FILE.bad`, and the node starts without it.
+fn read_receipt_state(file: &std::path::Path, cfg: &Config) -> Option<smppgw_engine::carryover::Carried> {
+    let cores = smppgw_engine::runtime::core_count(cfg);
+    let snap = smppgw_engine::snapshot::Snapshot::build(cfg.clone(), cores);
+    let records_max = (cfg.server.receipt_store_max as usize).saturating_mul(cores);
+    let started = std::time::Instant::now();
+    match smppgw_control::receipt_state::load(file, &snap, records_max) {
+        Ok(None) => None,
+        Ok(Some(l)) => {
+            tracing::info!(
+                file = %file.display(),
+                records = l.carried.records.len(),
+                deliveries = l.carried.deliveries.len(),
+                expired = l.expired,
+                unknown_customer_or_vendor = l.unknown,
+                over_bound = l.over_bound,
+                ms = started.elapsed().as_millis() as u64,
+                "receipt state read"
+            );
+            if l.unknown + l.over_bound > 0 {
+                tracing::warn!(
+                    unknown_customer_or_vendor = l.unknown,
+                    over_bound = l.over_bound,
+                    "receipt state: entries dropped (their customer or vendor is no longer configured, or beyond the stores' bounds)"
+                );
+            }
+            Some(l.carried)
+        }
+        Err(e) => {
+            let aside = smppgw_control::receipt_state::set_aside(file, true);
+            tracing::warn!(
+                "receipt state file {} not used, starting without it: {e} ({})",
+                file.display(),
+                match aside {
+                    Ok(()) => "kept as .bad".to_owned(),
+                    Err(e) => format!("cannot set it aside: {e}"),
+                }
+            );
+            None
+        }
+    }
+}
+
+/// Keeps what the cores left at their stop in `file` (see [`read_receipt_state`]), or says what
+/// nothing keeps.
+fn write_receipt_state(
+    file: Option<&std::path::Path>,
+    snap: &smppgw_engine::snapshot::Snapshot,
+    left: &[smppgw_engine::carryover::LeftAtExit],
+) {
+    let Some(file) = file else {
+        let forgotten: u64 = left.iter().map(|l| l.forgotten_records).sum();
+        if forgotten > 0 {
+            tracing::warn!(
+                forgotten,
+                "messages still waiting for their vendor receipt are forgotten: receipts the vendor sends after a restart will match nothing (keep them with --receipt-state FILE)"
+            );
+        }
+        return;
+    };
+    let started = std::time::Instant::now();
+    match smppgw_control::receipt_state::save(file, snap, left.iter().map(|l| &l.carried)) {
+        Ok(saved) => {
+            tracing::info!(
+                file = %file.display(),
+                records = saved.records,
+                deliveries = saved.deliveries,
+                bytes = saved.bytes,
+                ms = started.elapsed().as_millis() as u64,
+                "receipt state written"
+            );
+            if saved.unknown > 0 {
+                tracing::warn!(
+                    unknown = saved.unknown,
+                    "receipt state: entries of customers or vendors no longer configured left out"
+                );
+            }
+        }
+        Err(e) => {
+            let lost: usize = left.iter().map(|l| l.carried.records.len() + l.carried.deliveries.len()).sum();
+            tracing::error!(lost, "cannot write the receipt state to {}: {e}", file.display());
+        }
+    }
 }
 
 /// How long the start waits for Redis to read the id watermark before going on without it.
@@ -406,7 +502,7 @@ fn ids_issued_before(
 }
 
 fn run(opts: Opts) -> ExitCode {
-    let Opts { path, database_url, admin_token, redis, config_cache, id_state } = opts;
+    let Opts { path, database_url, admin_token, redis, config_cache, id_state, receipt_state } = opts;
     // Registered first: a SIGTERM while the node is still starting waits here and then drains,
     // instead of killing the process.
     let signals = signal_hook::iterator::Signals::new([
@@ -532,15 +628,35 @@ fn run(opts: Opts) -> ExitCode {
         Some(lim) => tracing::info!(open_files = lim.soft, "open-file limit"),
         None => tracing::warn!("cannot read the open-file limit"),
     }
-    let options = smppgw_engine::StartOptions { shared: redis.is_some(), ids_issued, ..Default::default() };
+    let restore = receipt_state.as_deref().and_then(|f| read_receipt_state(f, &cfg));
+    let restored = restore.is_some();
+    let options = smppgw_engine::StartOptions {
+        shared: redis.is_some(),
+        ids_issued,
+        keep_state: receipt_state.is_some(),
+        restore,
+        ..Default::default()
+    };
     let started = smppgw_engine::start_with_options(cfg, options);
     let (gw, remote_end) = match started {
         Ok(g) => g,
         Err(e) => {
+            // The file stays for the next attempt.
             eprintln!("smppgw: {e}");
             return ExitCode::FAILURE;
         }
     };
+    // In the cores now: never applied twice (the next clean stop writes it anew).
+    if restored
+        && let Some(file) = &receipt_state
+        && let Err(e) = smppgw_control::receipt_state::set_aside(file, false)
+    {
+        tracing::error!(
+            "cannot remove the receipt state file {} once read: {e} (the next start would apply it again)",
+            file.display()
+        );
+    }
+    let gw_control = gw.control();
     let control = gw.control();
     let metrics = gw.metrics.clone();
     let exit_metrics = gw.metrics.clone();
@@ -602,7 +718,9 @@ fn run(opts: Opts) -> ExitCode {
         }
         Err(e) => tracing::warn!("cannot install signal handlers: {e}"),
     }
-    gw.join();
+    let left = gw.join_left();
+    write_receipt_state(receipt_state.as_deref(), &gw_control.current(), &left);
+    drop(left);
     // Messages acknowledged in the last moments, and receipts for customers no longer bound
     // here, must reach Redis before the node goes.
     // Redis down or reconnecting then: they wait for it, up to the same deadline.
