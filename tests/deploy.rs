@@ -780,6 +780,55 @@ fn the_systemd_unit_sets_the_limits_that_matter_and_verifies() {
     assert!(out.status.success() && about_ours.is_empty(), "systemd-analyze verify: {stderr}");
 }
 
+/// The `SMPPGW_*` variables (one underscore: not the `SMPPGW__` setting overrides) the binary
+/// reads: its flags' `env = "..."` and the log filter.
+fn variables_the_binary_reads() -> BTreeSet<String> {
+    let main = read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src/main.rs"));
+    let mut out: BTreeSet<String> =
+        main.split("env = \"").skip(1).filter_map(|rest| rest.split('"').next()).map(str::to_owned).collect();
+    out.insert("SMPPGW_LOG".to_owned());
+    out
+}
+
+#[test]
+fn the_unit_and_the_pods_set_only_variables_the_binary_reads_and_keep_its_state() {
+    // Goal: a variable the manifests set that the binary does not read (a typo, a renamed flag)
+    // would be silently ignored; and both keep the node's state files (message ids, the receipts
+    // still to come across a restart) on their persistent directory.
+    let reads = variables_the_binary_reads();
+    for flag in ["SMPPGW_ID_STATE", "SMPPGW_RECEIPT_STATE", "SMPPGW_CONFIG_CACHE"] {
+        assert!(reads.contains(flag), "the binary reads {flag}: {reads:?}");
+    }
+    let single = |name: &str| name.starts_with("SMPPGW_") && !name.starts_with("SMPPGW__");
+    let unit = unit_keys(&read(&deploy_dir().join("systemd/smppgw.service")));
+    let mut unit_env = BTreeMap::new();
+    for v in unit.get(&("Service".to_owned(), "Environment".to_owned())).into_iter().flatten() {
+        let (name, value) = v.split_once('=').unwrap_or_else(|| panic!("Environment={v}"));
+        unit_env.insert(name.to_owned(), value.to_owned());
+    }
+    let objs = objects();
+    let (_, container) = gateway(&objs);
+    let mut pod_env = BTreeMap::new();
+    for e in container["env"].as_array().into_iter().flatten() {
+        pod_env.insert(s(e, "/name").to_owned(), e["value"].as_str().unwrap_or_default().to_owned());
+    }
+    for (file, env) in [("the systemd unit", &unit_env), ("the StatefulSet", &pod_env)] {
+        for name in env.keys().filter(|n| single(n)) {
+            assert!(reads.contains(name), "{file} sets {name}, which the binary does not read");
+        }
+        for state in ["SMPPGW_ID_STATE", "SMPPGW_RECEIPT_STATE"] {
+            let path = env.get(state).unwrap_or_else(|| panic!("{file} sets {state}"));
+            assert!(path.starts_with("/var/lib/smppgw/"), "{file}: {state}={path} on the state directory");
+        }
+    }
+    let unit_state = unit.get(&("Service".to_owned(), "StateDirectory".to_owned())).and_then(|v| v.last());
+    assert_eq!(
+        unit_state.map(String::as_str),
+        Some("smppgw"),
+        "the unit's StateDirectory is /var/lib/smppgw"
+    );
+}
+
 #[test]
 fn the_sysctls_cover_the_backlog_ports_and_descriptors() {
     // Goal: the sysctl file holds valid keys, and the accept queue is at least the gateway's
