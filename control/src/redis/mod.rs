@@ -541,9 +541,7 @@ impl RedisHealth {
             }
             // The leases' units are not worth waiting for Redis to return; the cores' writes are.
             // Another instance holding this node id: nothing is written under it.
-            if (!holding && !self.is_up())
-                || self.node_id_conflict().is_some()
-                || Instant::now() >= deadline
+            if (!holding && !self.is_up()) || self.node_id_conflict().is_some() || Instant::now() >= deadline
             {
                 return false;
             }
