@@ -2572,7 +2572,7 @@ async fn keep_leases(inner: Arc<Inner>) {
         }
         let sha = inner.lease_sha.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
         add(&inner.health.lease_requests, asks.len() as u64);
-        let (values, mut failed) = replies_batched(&mut conn.link, &asks, |pipe, &(i, want)| {
+        let (values, failed) = replies_batched(&mut conn.link, &asks, |pipe, &(i, want)| {
             let s = &specs[i];
             pipe.cmd("EVALSHA")
                 .arg(&sha)
