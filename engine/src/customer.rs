@@ -2183,10 +2183,7 @@ mod delivery_tests {
     /// `pdu` with four octets of junk after it: a body where none belongs, or one its fields
     /// do not account for; the decode error the driver hands the session.
     fn malformed(pdu: Pdu) -> DecodeError {
-        let mut raw = BytesMut::from(&pdu.to_bytes()[..]);
-        raw.extend_from_slice(b"junk");
-        let len = raw.len() as u32;
-        raw[..4].copy_from_slice(&len.to_be_bytes());
+        let mut raw = BytesMut::from(&crate::test_util::malformed_octets(&pdu, true)[..]);
         Decoder::default().decode(&mut raw).expect_err("malformed")
     }
 
@@ -2473,28 +2470,12 @@ mod adversarial_tests {
     /// A request of `kind` with a body where none belongs or cut short: malformed, not a
     /// framing error.
     fn malformed(kind: u8, seq: u32) -> Vec<u8> {
-        let mut v = request(kind, seq).to_bytes().to_vec();
-        if v.len() == 16 {
-            v.extend_from_slice(b"junk");
-        } else {
-            v.truncate(v.len() - 1);
-        }
-        let len = v.len() as u32;
-        v[..4].copy_from_slice(&len.to_be_bytes());
-        v
+        crate::test_util::malformed_octets(&request(kind, seq), false)
     }
 
     /// A response of `kind` with a body where none belongs, or one cut short.
     fn malformed_response(kind: u8, seq: u32, status: u32) -> Vec<u8> {
-        let mut v = response(kind, seq, status).to_bytes().to_vec();
-        if v.len() == 16 || kind & 0x80 != 0 {
-            v.extend_from_slice(b"junk");
-        } else {
-            v.truncate(v.len() - 1);
-        }
-        let len = v.len() as u32;
-        v[..4].copy_from_slice(&len.to_be_bytes());
-        v
+        crate::test_util::malformed_octets(&response(kind, seq, status), kind & 0x80 != 0)
     }
 
     /// What one step feeds: (octets, the request sequence numbers in them, in order).

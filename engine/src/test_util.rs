@@ -37,3 +37,17 @@ pub(crate) fn lying_header() -> impl proptest::strategy::Strategy<Value = Vec<u8
         v
     })
 }
+
+/// `pdu`'s octets made malformed but not a framing error: four octets of junk after a body
+/// (`junk_after`, or a PDU with none), else its last octet cut, command_length following.
+pub(crate) fn malformed_octets(pdu: &Pdu, junk_after: bool) -> Vec<u8> {
+    let mut v = pdu.to_bytes().to_vec();
+    if v.len() == 16 || junk_after {
+        v.extend_from_slice(b"junk");
+    } else {
+        v.truncate(v.len() - 1);
+    }
+    let len = u32::try_from(v.len()).unwrap_or(u32::MAX);
+    v[..4].copy_from_slice(&len.to_be_bytes());
+    v
+}

@@ -1448,17 +1448,11 @@ mod adversarial_tests {
     }
 
     fn wire(p: Pdu, malformed: bool) -> BytesMut {
-        let mut v = p.to_bytes().to_vec();
         if malformed {
-            if v.len() == 16 {
-                v.extend_from_slice(b"junk");
-            } else {
-                v.truncate(v.len() - 1);
-            }
-            let len = v.len() as u32;
-            v[..4].copy_from_slice(&len.to_be_bytes());
+            BytesMut::from(&crate::test_util::malformed_octets(&p, false)[..])
+        } else {
+            BytesMut::from(&p.to_bytes()[..])
         }
-        BytesMut::from(&v[..])
     }
 
     proptest! {
