@@ -2248,9 +2248,20 @@ fn a_full_redis_refuses_writes_without_taking_the_link_down() {
     let (status, body) = http_get(a.http(), "/ready");
     assert_eq!(status, 200, "still ready: {body}");
     assert!(body.contains("refusing") && body.contains("OOM"), "/ready tells: {body}");
+    // A node starting while Redis is full connects and claims its node id all the same (the
+    // claim's script may write when Redis is out of memory): it used to fail every connect.
+    let b = Node::start(config(&[("v1", vendor.local_addr())]), 2, &redis);
+    assert!(
+        wait_for(Duration::from_secs(5), || b.redis.health().is_up()
+            && metric(&b, "smppgw_redis_node_id_conflict") == Some(0)),
+        "B connects to a full Redis: {:?}",
+        b.ready()
+    );
+    assert_eq!(metric(&b, "smppgw_redis_connects_total"), Some(1), "at the first try");
     let _: () = redis::cmd("CONFIG").arg("SET").arg("maxmemory").arg(0).query(&mut r).unwrap();
     drop(c);
     a.stop();
+    b.stop();
 }
 
 /// The gateway binary on `redis` (prefix `t`), its one vendor `vendor`, `server_extra` added to

@@ -234,8 +234,9 @@ pub const REFUSED_RECENT_MS: u64 = 60_000;
 
 /// Claims the node id key KEYS[1] for instance ARGV[1] for ARGV[2] ms: takes it when it is free,
 /// refreshes it when this instance holds it, and never touches another instance's claim.
-/// Returns 1, or what holds it instead (another instance's token).
-const CLAIM_SCRIPT: &str = r"
+/// Returns 1, or what holds it instead (another instance's token). Allowed to write while Redis
+/// is out of memory (`allow-oom`): a full Redis must not keep a node from using it at all.
+const CLAIM_SCRIPT: &str = r"#!lua flags=allow-oom
 local v = redis.pcall('GET', KEYS[1])
 if v == false then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
@@ -251,7 +252,7 @@ return v
 
 /// Gives the node id key KEYS[1] up if instance ARGV[1] holds it (a node stopping cleanly, so
 /// that its restart need not wait for the claim to expire).
-const RELEASE_SCRIPT: &str = r"
+const RELEASE_SCRIPT: &str = r"#!lua flags=allow-oom
 local v = redis.pcall('GET', KEYS[1])
 if v == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -1208,6 +1209,7 @@ async fn keep_node_id(inner: Arc<Inner>) {
                     inner.health.released.store(true, Ordering::Release);
                     return;
                 }
+                Err(e) if !is_link_error(&e) => inner.health.refuse("giving up the node id", &e),
                 Err(e) => inner.fail(&conn, "giving up the node id", &e),
             }
             continue;
@@ -1232,6 +1234,7 @@ async fn keep_node_id(inner: Arc<Inner>) {
                 inner.claim_held();
             }
             Ok(Some(holder)) => inner.claim_conflict(&holder),
+            Err(e) if !is_link_error(&e) => inner.health.refuse("claiming the node id", &e),
             Err(e) => inner.fail(&conn, "claiming the node id", &e),
         }
     }
