@@ -828,6 +828,7 @@ impl Core {
         let ttl = u64::from(self.snap().config.server.receipt_ttl_secs);
         let (unix, now) = (unix_now(), store_now());
         let mut expired = 0;
+        let mut restored_puts = Vec::new();
         {
             let mut store = self.store.borrow_mut();
             for (at_unix, rec) in carried.records {
@@ -836,9 +837,17 @@ impl Core {
                     expired += 1;
                     continue;
                 }
+                // Written to the shared store too: kept in the file because Redis was down at
+                // the stop, so other nodes (where the vendor may send its receipt) lack it.
+                if self.remote.is_some() {
+                    restored_puts.push(rec.clone());
+                }
                 // Nothing is parked yet: no receipt waits for it.
                 let _ = store.insert(rec, now.saturating_sub(age));
             }
+        }
+        for record in restored_puts {
+            self.remote_push(RemoteOp::Put { record, new: true });
         }
         let mut d = self.dispatcher.borrow_mut();
         for mut x in carried.deliveries {
@@ -2647,6 +2656,39 @@ mod tests {
         core.vendor_deliver(0, again);
         let _ = run_inbox(&core, &inbox);
         assert!(!core.answer_wait.borrow().is_waiting(42));
+    }
+
+    #[test]
+    fn restored_messages_are_written_to_the_shared_store() {
+        // Goal: a node that stopped while Redis was down kept its messages in the state file;
+        // restored at the next start, they are written to Redis too, so that a receipt the
+        // vendor sends to another node finds them (and the next clean stop, with Redis up,
+        // does not skip them as being there already). They stayed local only.
+        let (core, inbox) = hand_driven_core();
+        let session = Rc::new(Mailbox::new(16));
+        let (slot, generation) = core.add_session(session);
+        let reply = ReplyTo { core: 0, session: slot, generation, seq: 7, kind: ReplyKind::Submit, nonce: 0 };
+        let job = Job::new(1, 42, reply, 0, SubmitSm::default(), Instant::now(), Wanted::FINAL, Vec::new());
+        core.accepted(job, 0, Bytes::from_static(b"abc123"), Instant::now());
+        let _ = run_inbox(&core, &inbox);
+        let left = core.take_left_at_exit(true);
+        assert_eq!(left.carried.records.len(), 1, "kept: its receipt is still to come");
+
+        let (end, links) = crate::remote::link();
+        end.up.store(true, Ordering::Release);
+        let (next, _inbox) = hand_driven_core_with(Some(links.make()));
+        assert_eq!(next.restore(left.carried), 0, "none expired");
+        next.flush_remote();
+        let puts: Vec<(u64, bool)> = end
+            .ops
+            .try_iter()
+            .flatten()
+            .filter_map(|op| match op {
+                RemoteOp::Put { record, new } => Some((record.shown_id, new)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(puts, vec![(42, true)], "the restored message is written as a first write");
     }
 
     #[test]
