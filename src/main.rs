@@ -433,13 +433,22 @@ fn read_receipt_state(file: &std::path::Path, cfg: &Config) -> Option<smppgw_eng
     }
 }
 
+/// What a stop's state file kept and lost (see [`write_receipt_state`]).
+#[derive(Debug, Default, Clone, Copy)]
+struct StateWritten {
+    /// Messages kept, with their receipts still to come.
+    records: u64,
+    /// Messages and deliveries the cores gave up for the file that it could not keep.
+    lost: u64,
+}
+
 /// Keeps what the cores left at their stop in `file` (see [`read_receipt_state`]), or says what
 /// nothing keeps.
 fn write_receipt_state(
     file: Option<&std::path::Path>,
     snap: &smppgw_engine::snapshot::Snapshot,
     left: &[smppgw_engine::carryover::LeftAtExit],
-) {
+) -> StateWritten {
     let Some(file) = file else {
         let forgotten: u64 = left.iter().map(|l| l.forgotten_records).sum();
         if forgotten > 0 {
@@ -448,7 +457,7 @@ fn write_receipt_state(
                 "messages still waiting for their vendor receipt are forgotten: receipts the vendor sends after a restart will match nothing (keep them with --receipt-state FILE)"
             );
         }
-        return;
+        return StateWritten::default();
     };
     let started = std::time::Instant::now();
     match smppgw_control::receipt_state::save(file, snap, left.iter().map(|l| &l.carried)) {
@@ -467,10 +476,13 @@ fn write_receipt_state(
                     "receipt state: entries of customers or vendors no longer configured left out"
                 );
             }
+            StateWritten { records: saved.records, lost: 0 }
         }
         Err(e) => {
+            // The cores gave these up for the file: nothing else holds them now.
             let lost: usize = left.iter().map(|l| l.carried.records.len() + l.carried.deliveries.len()).sum();
             tracing::error!(lost, "cannot write the receipt state to {}: {e}", file.display());
+            StateWritten { records: 0, lost: lost as u64 }
         }
     }
 }
@@ -719,7 +731,7 @@ fn run(opts: Opts) -> ExitCode {
         Err(e) => tracing::warn!("cannot install signal handlers: {e}"),
     }
     let left = gw.join_left();
-    write_receipt_state(receipt_state.as_deref(), &gw_control.current(), &left);
+    let state = write_receipt_state(receipt_state.as_deref(), &gw_control.current(), &left);
     drop(left);
     // Messages acknowledged in the last moments, and receipts for customers no longer bound
     // here, must reach Redis before the node goes.
@@ -729,6 +741,9 @@ fn run(opts: Opts) -> ExitCode {
         let health: Arc<smppgw_control::redis::RedisHealth> = health;
         if !health.wait_written(std::time::Duration::from_secs(REDIS_DRAIN_SECS)) {
             (redis_records, redis_receipts) = health.unwritten();
+            // Record writes Redis did not get are not lost when the state file kept the
+            // messages (Redis down at the stop: the cores gave them to the file too).
+            redis_records = redis_records.saturating_sub(state.records);
             if redis_records + redis_receipts > 0 {
                 tracing::warn!(
                     records = redis_records,
@@ -756,9 +771,10 @@ fn run(opts: Opts) -> ExitCode {
         tracing::warn!("cannot write the message id state to {}: {e}", file.display());
     }
     let lost = &exit_metrics.lost_at_exit;
-    if lost.total() + redis_records + redis_receipts > 0 {
+    if lost.total() + redis_records + redis_receipts + state.lost > 0 {
         tracing::error!(
             receipts_and_mo_queued = lost.undelivered.load(std::sync::atomic::Ordering::Acquire),
+            state_file_not_written = state.lost,
             receipts_parked = lost.parked.load(std::sync::atomic::Ordering::Acquire),
             writes_not_handed_over = lost.not_handed_over.load(std::sync::atomic::Ordering::Acquire),
             redis_records = redis_records,

@@ -335,3 +335,27 @@ fn a_damaged_state_file_is_set_aside_and_the_node_starts_without_it() {
     assert!(written.starts_with(b"SMPPGWRS"), "the stop wrote a good one");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_state_file_that_cannot_be_written_makes_the_stop_exit_4() {
+    // Goal: the cores give what they hold up for the file; when it cannot be written (a missing
+    // directory, a full disk) those messages are lost, and the stop says so with exit status 4
+    // like any stop that lost what it had acknowledged. It exited 0 after an error line.
+    let smsc = smsc();
+    let dir = temp_dir("unwritable");
+    let port = free_port();
+    let cfg = write_config(&dir, port, smsc.addr);
+    let state = dir.join("no-such-directory").join("receipt-state");
+    let log = dir.join("gw.log");
+    let mut gw = gateway(&cfg, Some(&state), &log);
+    assert!(wait_for(Duration::from_secs(10), || serving(port) && smsc.binds.load(Ordering::SeqCst) >= 2));
+    let _ = submit_with_receipts(port, &smsc, 3);
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(gw.0.id() as i32, libc::SIGTERM) };
+    let status = gw.0.wait().unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(status.code(), Some(4), "{text}");
+    assert!(text.contains("cannot write the receipt state"), "{text}");
+    assert!(text.contains("stopped, but lost") && text.contains("state_file_not_written=3"), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
