@@ -1108,6 +1108,10 @@ async fn supervise(inner: Arc<Inner>, url: String) {
             Ok((link, sha, scripts, holder)) => {
                 match &holder {
                     None => inner.claim_held(),
+                    // Given up at the stop: not a conflict to report (no error, no unready).
+                    Some(_) if inner.health.release.load(Ordering::Acquire) => {
+                        inner.health.claimed.store(false, Ordering::Release);
+                    }
                     Some(h) => inner.claim_conflict(h),
                 }
                 *inner.lease_sha.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = sha;
