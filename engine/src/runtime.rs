@@ -1078,7 +1078,9 @@ async fn core_main(
     let mut empty_rounds = 0;
     loop {
         core.follow_remote();
-        draining[idx].store((core.deliverable() + core.parked_for_lookup()) as u64, Ordering::Release);
+        // Parked receipts are worth waiting for only while they can be looked up.
+        let parked = if core.remote_up() { core.parked_for_lookup() } else { 0 };
+        draining[idx].store((core.deliverable() + parked) as u64, Ordering::Release);
         let left: u64 = draining.iter().map(|d| d.load(Ordering::Acquire)).sum();
         empty_rounds = if left == 0 { empty_rounds + 1 } else { 0 };
         if empty_rounds >= DRAIN_EMPTY_ROUNDS || Instant::now() >= drain_until {
