@@ -24,7 +24,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use smppgw_engine::carryover::Carried;
-use smppgw_engine::deliveries::BOUND_QUEUE_FACTOR;
 use smppgw_engine::snapshot::Snapshot;
 
 use crate::redis::wire;
@@ -216,7 +215,9 @@ pub fn load(path: &Path, snap: &Snapshot, records_max: usize) -> Result<Option<L
     let _flags = r.u16()?;
     let _written = r.u64()?;
     let ttl = u64::from(snap.config.server.receipt_ttl_secs);
-    let queue_max = (snap.config.server.receipt_queue_max as usize).max(1) * BOUND_QUEUE_FACTOR;
+    // What a customer's queue holds while it has no receiving session, as at a start: the
+    // dispatcher would drop the oldest beyond it.
+    let queue_max = (snap.config.server.receipt_queue_max as usize).max(1);
     let now = unix_now();
     let mut out = Loaded::default();
     let mut per_customer: std::collections::HashMap<u32, usize> = std::collections::HashMap::new();
@@ -261,12 +262,7 @@ pub fn load(path: &Path, snap: &Snapshot, records_max: usize) -> Result<Option<L
                     out.unknown += 1;
                     continue;
                 };
-                let held = per_customer.entry(d.customer).or_default();
-                if *held >= queue_max {
-                    out.over_bound += 1;
-                    continue;
-                }
-                *held += 1;
+                *per_customer.entry(d.customer).or_default() += 1;
                 out.carried.deliveries.push(Arc::new(d));
             }
             other => return Err(format!("an entry of unknown kind {other:#04x}")),
@@ -287,6 +283,20 @@ pub fn load(path: &Path, snap: &Snapshot, records_max: usize) -> Result<Option<L
     let mut rest = [0u8; 1];
     if r.inner.read(&mut rest).map_err(|e| e.to_string())? != 0 {
         return Err("octets after the trailer".into());
+    }
+    // Each customer's youngest deliveries within its queue's bound, in order: the dispatcher
+    // would have dropped the oldest.
+    let mut skip: std::collections::HashMap<u32, usize> =
+        per_customer.into_iter().filter(|&(_, n)| n > queue_max).map(|(c, n)| (c, n - queue_max)).collect();
+    if !skip.is_empty() {
+        out.carried.deliveries.retain(|d| match skip.get_mut(&d.customer) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                out.over_bound += 1;
+                false
+            }
+            _ => true,
+        });
     }
     // The youngest within the bound: the store would have evicted the oldest.
     if out.carried.records.len() > records_max {
@@ -439,6 +449,44 @@ mod tests {
         assert!(!path.exists());
         set_aside(&bad, true).expect("renamed");
         assert!(d.join("bad.bad").exists());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_customer_s_deliveries_are_restored_up_to_its_queue_bound_the_youngest_kept() {
+        // Goal: at a start the customer has no receiving session, so its queue holds
+        // `receipt_queue_max` and the dispatcher drops the oldest beyond it; the loader keeps
+        // the same ones and counts the rest, so the start's log says what was restored. It kept
+        // up to eight times as many, the oldest, and the dispatcher dropped them unannounced.
+        let d = dir("queue-bound");
+        let path = d.join("state");
+        let mut cfg = Config::default();
+        cfg.customers.push(CustomerConfig::new("acme", "x"));
+        cfg.customers.push(CustomerConfig::new("beta", "x"));
+        cfg.vendors.push(VendorConfig::new("v1", "127.0.0.1", 1, "a", "b"));
+        cfg.server.receipt_queue_max = 2;
+        let s = Snapshot::build(cfg, 2);
+        let part = Carried {
+            records: Vec::new(),
+            deliveries: vec![
+                delivery(0, "a1"),
+                delivery(1, "b1"),
+                delivery(0, "a2"),
+                delivery(0, "a3"),
+                delivery(0, "a4"),
+                delivery(1, "b2"),
+            ],
+        };
+        save(&path, &s, [&part]).expect("saved");
+        let loaded = load(&path, &s, 100).expect("reads").expect("a file");
+        let texts: Vec<String> = loaded
+            .carried
+            .deliveries
+            .iter()
+            .map(|d| String::from_utf8_lossy(&d.body.short_message).into_owned())
+            .collect();
+        assert_eq!(texts, ["b1", "a3", "a4", "b2"], "each customer's youngest two, in order");
+        assert_eq!(loaded.over_bound, 2);
         let _ = std::fs::remove_dir_all(&d);
     }
 
