@@ -2137,14 +2137,12 @@ fn a_receipt_parked_during_an_outage_longer_than_its_wait_is_delivered_once_redi
         wait_for(Duration::from_secs(5), || a.gw.metrics.receipts_in.load(Ordering::Relaxed) >= 1),
         "the receipt reached node A during the outage"
     );
-    let parked = Instant::now();
     // Well past the receipt's 2 s wait, still during the outage.
     std::thread::sleep(Duration::from_secs(4));
     assert!(
         paused.elapsed() < Duration::from_secs(9) && !a.redis.health().is_up(),
         "still during the outage"
     );
-    assert!(parked.elapsed() > Duration::from_secs(3));
     assert_eq!(a.gw.metrics.receipts_unmatched.load(Ordering::Relaxed), 0, "still parked at node A");
     c.stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let p = c.recv_deliver();
