@@ -11,7 +11,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use common::{Client, config, sim, wait_for};
+use common::{Client, SmscConn as Conn, config, sim, wait_for};
 use smppgw_codec::{Body, CommandId, CommandStatus, Decoder, MessageIdResp, Pdu, SubmitSm};
 
 fn start(cfg: smppgw_engine::config::Config) -> smppgw_engine::Gateway {
@@ -276,35 +276,6 @@ fn a_customer_that_writes_one_octet_at_a_time_is_served() {
     gw.join();
 }
 
-/// One connection of a hostile SMSC.
-struct Conn {
-    s: TcpStream,
-    buf: BytesMut,
-}
-
-impl Conn {
-    fn recv(&mut self) -> Option<Pdu> {
-        let mut chunk = [0u8; 4096];
-        loop {
-            if let Ok(Some(p)) = Decoder::default().decode(&mut self.buf) {
-                return Some(p);
-            }
-            match self.s.read(&mut chunk) {
-                Ok(0) | Err(_) => return None,
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-    }
-
-    fn send(&mut self, p: &Pdu) {
-        let _ = self.s.write_all(&p.to_bytes());
-    }
-
-    fn send_raw(&mut self, b: &[u8]) {
-        let _ = self.s.write_all(b);
-    }
-}
-
 /// A fake SMSC: each connection the gateway makes goes, with its number, to `script` on a
 /// thread of its own.
 fn fake_smsc(script: impl Fn(usize, Conn) + Send + Sync + 'static) -> SocketAddr {
@@ -316,7 +287,7 @@ fn fake_smsc(script: impl Fn(usize, Conn) + Send + Sync + 'static) -> SocketAddr
             let Ok(s) = s else { return };
             s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
             let script = script.clone();
-            std::thread::spawn(move || script(n, Conn { s, buf: BytesMut::new() }));
+            std::thread::spawn(move || script(n, Conn::new(s)));
         }
     });
     addr

@@ -5,40 +5,14 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use common::{Client, config, sim, wait_for};
+use common::{Client, SmscConn as Conn, config, sim, wait_for};
 use smppgw_codec::receipt::MessageState;
 use smppgw_codec::{Body, CommandStatus, Decoder, Pdu, SubmitSm};
-
-/// One connection to the fake SMSC.
-struct Conn {
-    s: TcpStream,
-    buf: BytesMut,
-}
-
-impl Conn {
-    /// The next PDU; None when the gateway closed the connection or nothing came within 3 s.
-    fn recv(&mut self) -> Option<Pdu> {
-        let mut chunk = [0u8; 4096];
-        loop {
-            if let Ok(Some(p)) = Decoder::default().decode(&mut self.buf) {
-                return Some(p);
-            }
-            match self.s.read(&mut chunk) {
-                Ok(0) | Err(_) => return None,
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-    }
-
-    fn send(&mut self, p: &Pdu) {
-        let _ = self.s.write_all(&p.to_bytes());
-    }
-}
 
 /// A fake SMSC: each connection the gateway makes is handed, in order, to `script` on its own
 /// thread (with its number); what the scripts return comes back on the channel.
@@ -56,7 +30,7 @@ fn fake_smsc<T: Send + 'static>(
             s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
             let (tx, script) = (tx.clone(), script.clone());
             std::thread::spawn(move || {
-                let _ = tx.try_send(script(n, Conn { s, buf: BytesMut::new() }));
+                let _ = tx.try_send(script(n, Conn::new(s)));
             });
         }
     });

@@ -376,3 +376,46 @@ fn dechunk(mut body: &str) -> String {
         body = &rest[n + 2..];
     }
 }
+
+/// One connection the gateway made to a scripted fake SMSC (tests/vendor_side.rs,
+/// tests/adversarial.rs).
+pub struct SmscConn {
+    /// The socket.
+    pub s: std::net::TcpStream,
+    /// What was read and not decoded yet.
+    pub buf: bytes::BytesMut,
+}
+
+impl SmscConn {
+    /// A connection with nothing read yet.
+    pub fn new(s: std::net::TcpStream) -> SmscConn {
+        SmscConn { s, buf: bytes::BytesMut::new() }
+    }
+
+    /// The next PDU; None when the gateway closed the connection or the socket's read timeout
+    /// passed.
+    pub fn recv(&mut self) -> Option<smppgw_codec::Pdu> {
+        use std::io::Read;
+        let mut chunk = [0u8; 4096];
+        loop {
+            if let Ok(Some(p)) = smppgw_codec::Decoder::default().decode(&mut self.buf) {
+                return Some(p);
+            }
+            match self.s.read(&mut chunk) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    /// Sends `p`, ignoring a closed connection.
+    pub fn send(&mut self, p: &smppgw_codec::Pdu) {
+        self.send_raw(&p.to_bytes());
+    }
+
+    /// Sends octets as they are, ignoring a closed connection.
+    pub fn send_raw(&mut self, b: &[u8]) {
+        use std::io::Write;
+        let _ = self.s.write_all(b);
+    }
+}
