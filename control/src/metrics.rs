@@ -45,6 +45,7 @@ pub const METRIC_FAMILIES: &[&str] = &[
     "smppgw_sessions_bound",
     "smppgw_core_sessions_bound",
     "smppgw_core_connections",
+    "smppgw_core_tick_age_seconds",
     "smppgw_vendor_reconnects_total",
     "smppgw_malformed_pdus_total",
     "smppgw_framing_errors_total",
@@ -291,6 +292,7 @@ pub fn render(metrics: &Metrics, snap: &Snapshot) -> String {
         submit_latency,
         receipt_latency,
         vendor_latency,
+        core_ticks,
         // Counted as the cores stop, after the last scrape: read by the binary for its exit status.
         lost_at_exit: _,
     } = metrics;
@@ -357,6 +359,17 @@ pub fn render(metrics: &Metrics, snap: &Snapshot) -> String {
     );
     for (core, n) in connections_by_core.0.iter().take(cores).enumerate() {
         e.sample("smppgw_core_connections", &[("core", &core.to_string())], n.load(Ordering::Relaxed));
+    }
+
+    e.family(
+        "smppgw_core_tick_age_seconds",
+        Kind::Gauge,
+        "Time since each executor core last ran its ticker (every 10 ms when well); /health fails past 10 s.",
+    );
+    for core in 0..cores {
+        if let Some(age) = core_ticks.age(core) {
+            e.sample("smppgw_core_tick_age_seconds", &[("core", &core.to_string())], age.as_secs_f64());
+        }
     }
 
     e.counter("smppgw_vendor_reconnects_total", "Vendor bind reconnects, all vendors.", vendor_reconnects);

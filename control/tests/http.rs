@@ -10,6 +10,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -380,6 +381,52 @@ fn every_endpoint_against_a_gateway_with_a_bound_vendor() {
 }
 
 #[test]
+fn a_core_that_stops_running_fails_the_liveness_probe() {
+    // The cores of a running gateway tick: /health is 200 and each core's age is shown.
+    let sim = sim();
+    let gw = smppgw_engine::start(config(sim.local_addr())).expect("the gateway starts");
+    let limit = Duration::from_millis(300);
+    let api = start_api(
+        HttpConfig::new("127.0.0.1:0".parse().unwrap()),
+        ApiState::for_gateway(&gw).with_core_stall_limit(limit),
+    );
+    let addr = api.local_addr();
+    thread::sleep(limit * 2);
+    assert_eq!(get(addr, "/health").status, 200, "the real cores tick every 10 ms");
+    let m = get(addr, "/metrics").body;
+    let age = sample(&m, "smppgw_core_tick_age_seconds{core=\"0\"}");
+    assert!(age.is_some_and(|a| a < 0.3), "{age:?}");
+    assert_eq!(sample(&m, "smppgw_core_tick_age_seconds{core=\"1\"}"), None, "one core configured");
+
+    // Counters whose core stopped ticking (a core hung without panicking): /health and /ready
+    // fail, naming it, and recover when it ticks again.
+    let metrics = Arc::new(smppgw_engine::metrics::Metrics::default());
+    let stuck = start_api(
+        HttpConfig::new("127.0.0.1:0".parse().unwrap()),
+        ApiState::new(gw.control(), metrics.clone()).with_core_stall_limit(limit),
+    );
+    let stuck_addr = stuck.local_addr();
+    assert_eq!(get(stuck_addr, "/health").status, 200, "a core not started yet is not judged");
+    metrics.core_ticks.beat(0);
+    assert_eq!(get(stuck_addr, "/health").status, 200);
+    thread::sleep(limit * 2);
+    let r = get(stuck_addr, "/health");
+    assert_eq!(r.status, 503);
+    assert!(r.body.starts_with("executor core 0 has not run for "), "{}", r.body);
+    let r = get(stuck_addr, "/ready");
+    assert_eq!(r.status, 503);
+    let reasons = r.json()["reasons"].as_array().unwrap().clone();
+    assert!(reasons.iter().any(|x| x.as_str().unwrap().starts_with("executor core 0")), "{reasons:?}");
+    metrics.core_ticks.beat(0);
+    assert_eq!(get(stuck_addr, "/health").status, 200, "ticking again");
+
+    stuck.stop().unwrap();
+    api.stop().unwrap();
+    gw.shutdown();
+    gw.join();
+}
+
+#[test]
 fn unready_without_a_bound_vendor_and_bounded_connections() {
     // A gateway whose only vendor is unreachable is live but not ready, and says why; the API
     // serves at most CONNECTIONS_MAX connections; without a reload source reload answers 501.
@@ -425,9 +472,14 @@ fn unready_without_a_bound_vendor_and_bounded_connections() {
     };
     let hog: Vec<TcpStream> = (0..CONNECTIONS_PER_PEER_MAX).map(|_| from([127, 0, 0, 1])).collect();
     assert!(
-        wait_for(Duration::from_secs(5), || get(addr, "/health").status == 503),
+        wait_for(Duration::from_secs(5), || get(addr, "/api/v1/vendors").status == 503),
         "the client holding its share is refused"
     );
+    let r = get(addr, "/metrics");
+    assert_eq!((r.status, r.json()["error"].as_str()), (503, Some("too many connections")));
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert_eq!(get(addr, "/health").status, 200, "past its share, the probes are still answered");
+    assert_eq!(get(addr, "/ready").json()["reasons"][0], "none of the 2 vendor binds is up");
     let mut probe = from([127, 0, 0, 2]);
     probe.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     probe.write_all(b"GET /health HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n").unwrap();
@@ -438,11 +490,24 @@ fn unready_without_a_bound_vendor_and_bounded_connections() {
     let others: Vec<TcpStream> = (CONNECTIONS_PER_PEER_MAX..CONNECTIONS_MAX)
         .map(|i| from([127, 0, 1, (i / CONNECTIONS_PER_PEER_MAX) as u8]))
         .collect();
-    let mut late = from([127, 0, 2, 1]);
-    late.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut reply = Vec::new();
-    let _ = late.read_to_end(&mut reply);
-    assert_eq!(parse_reply(&reply).status, 503, "all {CONNECTIONS_MAX} taken");
+    let late = |path: &str| {
+        let mut late = from([127, 0, 2, 1]);
+        late.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        late.write_all(format!("GET {path} HTTP/1.1\r\nhost: t\r\n\r\n").as_bytes()).unwrap();
+        let mut reply = Vec::new();
+        let _ = late.read_to_end(&mut reply);
+        parse_reply(&reply)
+    };
+    assert_eq!(late("/metrics").status, 503, "all {CONNECTIONS_MAX} taken");
+    // A liveness probe must not fail because clients hold every slot: the pod would be killed.
+    let r = late("/health");
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (200, "ok\n"),
+        "all {CONNECTIONS_MAX} taken, the probe still answered"
+    );
+    assert_eq!(late("/ready").status, 503, "answered, unready for its own reason (no vendor bind)");
+    assert_eq!(late("/ready").json()["ready"], false);
     drop((hog, others));
     assert!(wait_for(Duration::from_secs(5), || get(addr, "/health").status == 200), "slots come back");
 

@@ -68,6 +68,11 @@ pub const UNBOUND_COMMAND_LENGTH_MAX: u32 = 1024;
 /// Most executor cores: message ids carry the core in 6 bits.
 pub const CORES_MAX: usize = 64;
 
+/// How long an executor may go without running its ticker (every 10 ms when well) before
+/// `/health` fails: a core that hangs without panicking stalls every session it owns, and only
+/// a restart gets them back. Far above any pause a busy core takes between its tasks.
+pub const CORE_STALL_MS: u64 = 10_000;
+
 /// Bind attempts that failed authentication before a connection is closed.
 pub const BIND_FAILURES_MAX: u32 = 3;
 

@@ -2,7 +2,7 @@
 //! plane for /metrics and by the gateway's own reports.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Upper bounds (microseconds) of the latency buckets: fine enough below a millisecond to read a
 /// p99, coarse above a second.
@@ -334,6 +334,48 @@ pub struct Metrics {
     pub receipt_latency: ReceiptLatency,
     /// Our submit_sm -> the vendor's submit_sm_resp.
     pub vendor_latency: Histogram,
+    /// When each executor last ran its ticker (the liveness probe's view of the cores).
+    pub core_ticks: CoreTicks,
+}
+
+/// When each executor's ticker last ran. A core that hangs without panicking (a loop that never
+/// yields, a blocking call) stops ticking while the control thread and every other core carry
+/// on, so its sessions stall with nothing else noticing: `/health` reads this to fail, and the
+/// orchestrator restarts the node.
+#[derive(Debug)]
+pub struct CoreTicks {
+    epoch: Instant,
+    /// Milliseconds after `epoch`, plus one; 0 before the core's first tick.
+    last: PerCore,
+}
+
+impl Default for CoreTicks {
+    fn default() -> Self {
+        CoreTicks { epoch: Instant::now(), last: PerCore::default() }
+    }
+}
+
+impl CoreTicks {
+    /// Executor `core` is running its ticker now.
+    pub fn beat(&self, core: usize) {
+        let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
+        if let Some(cell) = self.last.0.get(core) {
+            cell.store(ms + 1, Ordering::Relaxed);
+        }
+    }
+
+    /// How long ago executor `core` last ticked; `None` before its first tick.
+    pub fn age(&self, core: usize) -> Option<Duration> {
+        let last = self.last.0.get(core)?.load(Ordering::Relaxed).checked_sub(1)?;
+        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        Some(Duration::from_millis(now.saturating_sub(last)))
+    }
+
+    /// The first of the first `cores` executors that has not ticked for longer than `limit`,
+    /// with its age.
+    pub fn stalled(&self, cores: usize, limit: Duration) -> Option<(usize, Duration)> {
+        (0..cores).find_map(|c| self.age(c).filter(|a| *a > limit).map(|a| (c, a)))
+    }
 }
 
 /// The receipt latency histogram: [`RECEIPT_LATENCY_BUCKETS_US`].
@@ -363,6 +405,24 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_core_that_stops_ticking_is_reported_stalled_and_one_never_started_is_not() {
+        let t = CoreTicks::default();
+        assert_eq!(t.age(0), None, "no tick yet");
+        t.beat(0);
+        t.beat(1);
+        let limit = Duration::from_millis(40);
+        assert_eq!(t.stalled(3, limit), None, "both just ticked; core 2 has not started");
+        std::thread::sleep(Duration::from_millis(60));
+        t.beat(1);
+        let (core, age) = t.stalled(3, limit).expect("core 0 stopped ticking");
+        assert_eq!(core, 0);
+        assert!(age >= Duration::from_millis(60), "{age:?}");
+        t.beat(0);
+        assert_eq!(t.stalled(3, limit), None, "ticking again");
+        t.beat(crate::limits::CORES_MAX + 5); // out of range: ignored, no panic
+    }
 
     #[test]
     fn rows_written_on_different_cores_add_up() {

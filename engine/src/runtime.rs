@@ -953,6 +953,7 @@ async fn core_main(
     let mut last_tick = Instant::now();
     while !shutdown.load(Ordering::Acquire) {
         Timer::new(Duration::from_millis(CONTROL_POLL_MS)).await;
+        core.metrics.core_ticks.beat(idx);
         if published.version.load(Ordering::Acquire) != core.snap().version {
             let new = published.get();
             core.set_snapshot(new.clone());

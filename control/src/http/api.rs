@@ -13,6 +13,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 use smppgw_codec::receipt::MessageState;
 use smppgw_engine::config::{ConfigErrors, Location};
+use smppgw_engine::limits::CORE_STALL_MS;
 use smppgw_engine::metrics::Metrics;
 use smppgw_engine::msgid::{IdStyle, format_id, parse_id};
 use smppgw_engine::runtime::{Gateway, GatewayControl, LookupIncomplete, ReloadError};
@@ -121,6 +122,7 @@ pub struct ApiState {
     reload: Option<ReloadFn>,
     remote_lookup: Option<RemoteLookupFn>,
     extra_metrics: Vec<ExtraMetricsFn>,
+    core_stall_limit: Duration,
 }
 
 /// Finds a message in state shared between nodes (Redis) when no core of this node holds it.
@@ -153,7 +155,16 @@ impl ApiState {
             reload: None,
             remote_lookup: None,
             extra_metrics: Vec::new(),
+            core_stall_limit: Duration::from_millis(CORE_STALL_MS),
         }
+    }
+
+    /// How long an executor core may go without ticking before `/health` and `/ready` fail
+    /// ([`CORE_STALL_MS`] unless set).
+    #[must_use]
+    pub fn with_core_stall_limit(mut self, limit: Duration) -> Self {
+        self.core_stall_limit = limit;
+        self
     }
 
     /// State for a running gateway.
@@ -275,12 +286,26 @@ pub(super) async fn handle(req: Request<Incoming>, shared: &Shared) -> Resp {
     }
 }
 
+/// Answers the one request of a connection that came past the connection limits: the probes
+/// (`/health`, `/ready`) as usual, so that clients holding every slot cannot get the node
+/// restarted or taken out of service; anything else 503.
+pub(super) async fn handle_overflow(req: Request<Incoming>, shared: &Shared) -> Resp {
+    let probe = matches!(*req.method(), Method::GET | Method::HEAD)
+        && matches!(req.uri().path(), "/health" | "/ready");
+    if probe { route(req, shared).await } else { unavailable("too many connections") }
+}
+
 async fn route(req: Request<Incoming>, shared: &Shared) -> Resp {
     let st = &shared.state;
     let get = matches!(*req.method(), Method::GET | Method::HEAD);
     let path = req.uri().path().to_owned();
     match path.as_str() {
-        "/health" if get => text(StatusCode::OK, "text/plain; charset=utf-8", "ok\n"),
+        "/health" if get => match stalled_core(st) {
+            None => text(StatusCode::OK, "text/plain; charset=utf-8", "ok\n"),
+            Some(why) => {
+                text(StatusCode::SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", format!("{why}\n"))
+            }
+        },
         "/ready" if get => ready(st),
         "/metrics" if get => {
             let mut body = crate::metrics::render(&st.metrics, &st.control.current());
@@ -311,6 +336,20 @@ async fn route(req: Request<Incoming>, shared: &Shared) -> Resp {
             None => error(StatusCode::NOT_FOUND, "no such endpoint"),
         },
     }
+}
+
+// ---- /health ----
+
+/// Why the node is not alive: an executor core that has not run its ticker for
+/// its stall limit ([`CORE_STALL_MS`]; hung without panicking: its sessions get no service, and only a restart
+/// brings them back). Not while stopping: the cores leave their tickers to drain.
+fn stalled_core(st: &ApiState) -> Option<String> {
+    if st.control.shutting_down() {
+        return None;
+    }
+    let cores = st.control.current().cores;
+    let (core, age) = st.metrics.core_ticks.stalled(cores, st.core_stall_limit)?;
+    Some(format!("executor core {core} has not run for {:.1} s", age.as_secs_f64()))
 }
 
 // ---- /ready ----
@@ -349,6 +388,7 @@ fn ready(st: &ApiState) -> Resp {
     } else if up == 0 {
         reasons.push(format!("none of the {total} vendor binds is up"));
     }
+    reasons.extend(stalled_core(st));
     reasons.extend(st.ready_checks.iter().filter_map(|c| c()));
     let backends: Vec<BackendJson<'_>> = st
         .backends

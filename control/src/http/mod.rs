@@ -23,7 +23,6 @@ use std::time::Duration;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tracing::{debug, info, warn};
@@ -55,9 +54,11 @@ pub const CONNECTION_LIFETIME_MAX_MS: u64 = 60_000;
 /// connection is closed: a client that sends requests and never reads the answers would
 /// otherwise hold its slot until [`CONNECTION_LIFETIME_MAX_MS`] and [`REQUEST_TIMEOUT_MS`] ran out.
 pub const WRITE_STALL_MS: u64 = 5_000;
-/// Refused connections being answered 503 at once; beyond, a connection is closed unanswered.
+/// Connections past the limits being answered at once (a probe served, anything else 503);
+/// beyond, a connection is closed unanswered.
 pub const REFUSALS_MAX: usize = 16;
-/// How long a refused connection is kept to deliver its 503, in milliseconds.
+/// How long a connection past the limits is kept to send its one request and take the answer,
+/// in milliseconds.
 pub const REFUSAL_LINGER_MS: u64 = 1_000;
 /// Longest a handler may take, reload included, in milliseconds; then 503.
 pub const REQUEST_TIMEOUT_MS: u64 = 20_000;
@@ -306,7 +307,7 @@ impl Server {
                                 debug!(%peer, "HTTP connection refused: {open} open");
                                 // Beyond REFUSALS_MAX refusals in progress, the connection is just closed.
                                 if let Ok(slot) = refusals.clone().try_acquire_owned() {
-                                    tokio::spawn(refuse(stream, slot));
+                                    tokio::spawn(refuse(stream, shared.clone(), slot));
                                 }
                                 continue;
                             }
@@ -336,20 +337,22 @@ impl Server {
 /// The answer to a connection over [`CONNECTIONS_MAX`] or [`CONNECTIONS_PER_PEER_MAX`]: a 503, then the write side is closed and
 /// what the client sent is read and dropped until it closes (closing a socket with unread bytes
 /// would reset it and lose the answer), for at most [`REFUSAL_LINGER_MS`].
-async fn refuse(mut stream: TcpStream, _slot: OwnedSemaphorePermit) {
-    const BODY: &str = "{\"error\":\"too many connections\"}\n";
-    let msg = format!(
-        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nretry-after: 1\r\ncache-control: no-store\r\nconnection: close\r\n\r\n{BODY}",
-        BODY.len()
-    );
-    let answer = async {
-        stream.write_all(msg.as_bytes()).await?;
-        stream.shutdown().await?;
-        let mut sink = [0u8; 1024];
-        while stream.read(&mut sink).await? > 0 {}
-        Ok::<(), std::io::Error>(())
-    };
-    let _ = tokio::time::timeout(Duration::from_millis(REFUSAL_LINGER_MS), answer).await;
+/// A connection past the limits: its one request is answered within [`REFUSAL_LINGER_MS`] by
+/// [`api::handle_overflow`] (probes served, anything else 503), then the connection is closed.
+async fn refuse(stream: TcpStream, shared: Arc<api::Shared>, _slot: OwnedSemaphorePermit) {
+    let _ = stream.set_nodelay(true);
+    let svc = service_fn(move |req| {
+        let shared = shared.clone();
+        async move { Ok::<_, Infallible>(api::handle_overflow(req, &shared).await) }
+    });
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .keep_alive(false)
+        .header_read_timeout(Duration::from_millis(REFUSAL_LINGER_MS))
+        .max_buf_size(HEADER_BUF_MAX_BYTES);
+    let conn = builder.serve_connection(TokioIo::new(StallGuard { inner: stream, stalled: None }), svc);
+    let _ = tokio::time::timeout(Duration::from_millis(REFUSAL_LINGER_MS), conn).await;
 }
 
 /// A connection whose writes fail once one has waited [`WRITE_STALL_MS`] for the client to take
