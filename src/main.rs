@@ -76,8 +76,12 @@ enum Command {
     },
     /// Create or upgrade the PostgreSQL schema (needs --database-url).
     Migrate,
-    /// Copy a TOML config's server settings, customers, number ranges, vendors, routes, brands and
-    /// campaigns into PostgreSQL (needs --database-url).
+    /// Merge a TOML config's server settings, customers, number ranges, vendors, routes, brands and
+    /// campaigns into PostgreSQL, keeping the items the file lacks (needs --database-url).
+    ///
+    /// It never deletes: an item the tables have and the file does not is kept. Delete one in SQL
+    /// (DELETE FROM smppgw_routes WHERE name = '...', and the like; see README.md, "Configuration
+    /// in PostgreSQL").
     ImportConfig {
         /// The TOML file.
         file: PathBuf,
