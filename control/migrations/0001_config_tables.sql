@@ -8,8 +8,11 @@
 -- configuration keeps running. The hard ceilings therefore live in one place (engine limits.rs).
 --
 -- Every column default equals the default of the same field in the TOML format, so that adding an
--- item is one INSERT of its required columns. Column names are the TOML keys, except `window`, a
--- reserved word in SQL, which is `window_size` here.
+-- item is one INSERT of its required columns, except smppgw_route_vendors.priority: it defaults
+-- to 0, where TOML gives a vendor listed without a priority its position in the list (so route
+-- vendors inserted without one share the route by weight; set priority for a failover order).
+-- Column names are the TOML keys, except `window`, a reserved word in SQL, which is `window_size`
+-- here.
 --
 -- The hidden `id` columns only keep insertion order, so that a configuration imported from a file
 -- loads back in the order of the file. Routes load in (position, id) order: among the routes that
