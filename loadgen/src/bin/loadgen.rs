@@ -49,7 +49,8 @@ Measured:
 
 Output:
   Progress once a second on stderr (unless --quiet), then a table on stdout (stderr with --json).
-  Exit status: 0 when the run completed, 2 when no session could bind, 1 on bad arguments.";
+  Exit status: 0 when the run completed, 2 when no session could bind, 1 on bad arguments, a
+  target that does not resolve, or a run that could not be carried out (the reason on stderr).";
 
 /// SMPP load generator: binds sessions, sends submit_sm, measures responses, errors and receipts.
 #[derive(Parser, Debug)]
