@@ -1075,12 +1075,20 @@ async fn control_plane(
         }
         None => {
             // Without a database, a reload re-reads the TOML file (or the embedded default).
+            // One at a time, from the read to the publication: two reloads around a rewrite of
+            // the file could otherwise publish the older read last, and leave it running.
+            let one_at_a_time = Arc::new(tokio::sync::Mutex::new(()));
             state = state.with_reload(move || {
                 let c = control.clone();
                 let path = path.clone();
+                let lock = one_at_a_time.clone();
                 async move {
+                    // Held by the blocking task itself: a request that times out does not let
+                    // the next reload start while this one may still publish.
+                    let turn = lock.lock_owned().await;
                     // Reading, validating and building: off the control thread (see above).
                     tokio::task::spawn_blocking(move || {
+                        let _turn = turn;
                         let cfg = load(path.as_ref(), has_token).map_err(ReloadFailure::from)?;
                         c.reload(cfg).map_err(ReloadFailure::from)
                     })

@@ -2501,3 +2501,39 @@ fn a_node_with_50000_customers_with_a_limit_keeps_its_redis_link_up() {
     assert_eq!(metric(&a, "smppgw_redis_up"), Some(1));
     a.stop();
 }
+
+#[test]
+fn receipts_queued_for_a_customer_a_reload_removes_are_dropped_and_counted_not_handed_to_redis() {
+    // Goal: what a removed customer's session still held goes the documented way (dropped and
+    // counted in smppgw_deliveries_dropped_total), not to the shared queue, which would skip it
+    // unannounced: no node can deliver to a customer the configuration no longer has.
+    let redis = RedisServer::start();
+    let vendor = sim(|_| {});
+    let cfg = config(&[("v1", vendor.local_addr())]);
+    let a = Node::start(cfg.clone(), 1, &redis);
+    assert!(wait_for(Duration::from_secs(10), || vendor.stats().binds_current >= 2), "vendor binds up");
+
+    // c2 receives and never answers its deliver_sm: its receipts stay in flight or queued here.
+    let mut rx = Client::connect(a.gw.local_addr);
+    assert_eq!(rx.bind("trx", "c2", "pw"), CommandStatus::ESME_ROK);
+    for i in 0..5 {
+        let (st, _) = rx.submit_dlr(&format!("1555127000{i}"), "never answered");
+        assert_eq!(st, CommandStatus::ESME_ROK);
+    }
+    assert!(
+        wait_for(Duration::from_secs(10), || a.gw.metrics.receipts_matched.load(Ordering::Relaxed) >= 5),
+        "the five receipts matched"
+    );
+
+    let mut without = cfg.clone();
+    without.customers.retain(|c| c.system_id != "c2");
+    a.gw.control().reload(without).expect("the reload is valid");
+    assert!(
+        wait_for(Duration::from_secs(15), || metric(&a, "smppgw_deliveries_dropped_total") == Some(5)),
+        "dropped and counted: {:?}",
+        metric(&a, "smppgw_deliveries_dropped_total")
+    );
+    assert_eq!(a.gw.metrics.remote_deliveries_out.load(Ordering::Relaxed), 0, "none handed to Redis");
+    drop(rx);
+    a.stop();
+}

@@ -676,6 +676,11 @@ impl Core {
     }
 
     fn hand_over_queue(&self, customer: u32) {
+        if self.snap().customer_at(customer).is_none() {
+            // Removed by a reload: no node can deliver to it, and the shared queue would skip
+            // these unannounced. The tick's `drop_removed` drops and counts them.
+            return;
+        }
         let orphans = self.dispatcher.borrow_mut().take_unreceived(customer);
         if orphans.is_empty() {
             return;
@@ -685,6 +690,18 @@ impl Core {
             self.remote_push(RemoteOp::Deliver(d));
         }
         self.flush_remote();
+    }
+
+    /// Drops (and counts) what is queued for customers a reload removed, once none of their
+    /// sessions holds any of it.
+    fn drop_removed_customers_queues(&self) {
+        let gone = {
+            let snap = self.snap();
+            self.dispatcher.borrow_mut().drop_removed(|c| snap.customer_at(c).is_some())
+        };
+        if gone > 0 {
+            tracing::warn!(core = self.idx, gone, "receipts and MO queued for removed customers dropped");
+        }
     }
 
     /// Every customer's queue this node holds for customers with no receiving bind here, to the
@@ -704,6 +721,7 @@ impl Core {
         if self.remote.is_none() {
             return;
         }
+        self.drop_removed_customers_queues();
         let customers = self.dispatcher.borrow().unreceived_customers();
         for c in customers {
             self.hand_over_queue(c);
@@ -1078,13 +1096,7 @@ impl Core {
         if !expired.is_empty() {
             self.metrics.receipts_unmatched.fetch_add(expired.len() as u64, Ordering::Relaxed);
         }
-        let gone = {
-            let snap = self.snap();
-            self.dispatcher.borrow_mut().drop_removed(|c| snap.customer_at(c).is_some())
-        };
-        if gone > 0 {
-            tracing::warn!(core = self.idx, gone, "receipts and MO queued for removed customers dropped");
-        }
+        self.drop_removed_customers_queues();
         let d = self.dispatcher.borrow();
         self.metrics.deliveries_dropped[self.idx].store(d.dropped + d.given_up, Ordering::Relaxed);
         self.metrics.delivery_queue_by_core[self.idx].store(d.queued_total() as u64, Ordering::Relaxed);

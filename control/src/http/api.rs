@@ -815,7 +815,19 @@ async fn reload(req: Request<Incoming>, shared: &Shared) -> Resp {
             warn!("config reload unavailable: {why}");
             json(StatusCode::SERVICE_UNAVAILABLE, &ErrorBody { error: "reload unavailable", reasons: &[why] })
         }
-        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "reload timed out"),
+        // The reload itself is not cancelled (it runs on the blocking pool and may still
+        // publish): the answer must not read as "nothing happened".
+        Err(_) => json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &ErrorBody {
+                error: "reload timed out",
+                reasons: &[format!(
+                    "it may still be applied: the running configuration was version {} when this request gave up; \
+                     GET /ready shows config_version",
+                    shared.state.control.current().version
+                )],
+            },
+        ),
     }
 }
 
