@@ -4,11 +4,11 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use common::{Client, config, http_post, sim, wait_for};
-use smppgw_codec::{Body, CommandStatus};
-use smppgw_engine::config::RouteConfig;
+use common::{Client, config, http_post, sim, wait_for, wait_vendors_up};
+use smppgw_codec::{Body, CommandStatus, Pdu};
+use smppgw_engine::config::{BindType, Config, CustomerConfig, RouteConfig};
 
 #[test]
 fn reload_switches_routes_rebinds_changed_vendors_and_unbinds_removed_customers() {
@@ -252,6 +252,106 @@ fn a_reloaded_keepalive_interval_applies_to_the_sessions_already_bound() {
     c.stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let enquire = std::iter::from_fn(|| c.try_recv()).find(|p| matches!(p.body, Body::EnquireLink));
     assert!(enquire.is_some(), "an enquire_link at the new interval");
+    gw.shutdown();
+    gw.join();
+}
+
+/// Whether the gateway unbinds `c` (its unbind is answered) or closes its connection within
+/// `within`, answering enquire_link meanwhile. Leaves the read timeout at 10 s.
+fn cut_within(c: &mut Client, within: Duration) -> bool {
+    let end = Instant::now() + within;
+    let cut = loop {
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break false;
+        }
+        c.stream.set_read_timeout(Some(left)).unwrap();
+        match c.try_recv().map(|p| (p.sequence_number, p.body)) {
+            Some((seq, Body::Unbind)) => {
+                c.send(&Pdu::new(seq, Body::UnbindResp));
+                break true;
+            }
+            Some((seq, Body::EnquireLink)) => c.send(&Pdu::new(seq, Body::EnquireLinkResp)),
+            Some(_) => {}
+            // Closed, or the read timed out: a peek tells which without taking anything.
+            None => {
+                c.stream.set_nonblocking(true).unwrap();
+                let closed = matches!(c.stream.peek(&mut [0u8; 1]), Ok(0));
+                c.stream.set_nonblocking(false).unwrap();
+                break closed;
+            }
+        }
+    };
+    c.stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    cut
+}
+
+#[test]
+fn a_reload_that_revokes_a_customers_password_address_or_bind_type_unbinds_its_bound_sessions() {
+    // Goal: once a reload gives a customer a new password hash, or allowed_ips or bind_types
+    // that no longer let a bound session in, that session is unbound within a second or two (a
+    // leaked password stops working for the binds already up, not only for the next ones),
+    // even when the core jumps over the version that removed the customer; a reload that
+    // changes only its throughput leaves its sessions bound and submitting.
+    let v = sim(|_| {});
+    let cfg = config(&[("v", v.local_addr())]);
+    let gw = smppgw_engine::start(cfg.clone()).unwrap();
+    let ctl = gw.control();
+    wait_vendors_up(&gw);
+    let apply = |next: &Config| {
+        let version = ctl.reload(next.clone()).unwrap();
+        assert!(wait_for(Duration::from_secs(10), || ctl.applied_everywhere(version)), "applied");
+    };
+    let bound = |id: &str, pw: &str, kind: &str| {
+        let mut c = Client::connect(gw.local_addr);
+        assert_eq!(c.bind(kind, id, pw), CommandStatus::ESME_ROK, "{id} binds");
+        c
+    };
+    fn customer<'a>(cfg: &'a mut Config, id: &str) -> &'a mut CustomerConfig {
+        cfg.customers.iter_mut().find(|c| c.system_id == id).unwrap()
+    }
+    let mut c1 = bound("c1", "pw", "trx");
+    let mut c2 = bound("c2", "pw", "tx");
+
+    // Throughput only: nothing the sessions bound with changed.
+    let mut next = cfg.clone();
+    customer(&mut next, "c1").throughput = 500;
+    customer(&mut next, "c2").throughput = 500;
+    apply(&next);
+    assert!(!cut_within(&mut c1, Duration::from_secs(1)), "c1 still bound after a throughput change");
+    assert!(c1.submit("15550000001", "after throughput").0.is_ok(), "c1 still submits");
+    assert!(c2.submit("15550000002", "after throughput").0.is_ok(), "c2 still submits");
+
+    // A new password hash for c1 (its old password leaked): its session is cut, c2's is not,
+    // and only the new password binds.
+    let pw2 = smppgw_engine::config::hash_password("pw2");
+    customer(&mut next, "c1").password_hash = pw2.clone();
+    apply(&next);
+    assert!(cut_within(&mut c1, Duration::from_secs(2)), "c1 unbound after its password changed");
+    assert!(c2.submit("15550000003", "c1's password changed").0.is_ok(), "c2 untouched");
+    assert_eq!(Client::connect(gw.local_addr).bind("trx", "c1", "pw"), CommandStatus::ESME_RINVPASWD);
+    let mut c1 = bound("c1", "pw2", "trx");
+
+    // allowed_ips that no longer cover 127.0.0.1: c2's session is cut.
+    customer(&mut next, "c2").allowed_ips = vec!["10.0.0.0/8".parse().unwrap()];
+    apply(&next);
+    assert!(cut_within(&mut c2, Duration::from_secs(2)), "c2 unbound once its address is not allowed");
+    assert!(c1.submit("15550000004", "c2's address narrowed").0.is_ok(), "c1 untouched");
+
+    // bind_types without transceiver: c1's transceiver session is cut.
+    customer(&mut next, "c1").bind_types = vec![BindType::Transmitter];
+    apply(&next);
+    assert!(cut_within(&mut c1, Duration::from_secs(2)), "c1 unbound once transceiver is not allowed");
+
+    // Deleted, then added back with a new password, in two reloads the cores most likely take
+    // as one (they poll every 10 ms): never seen absent, the session is still cut.
+    let mut c1 = bound("c1", "pw2", "tx");
+    let mut gone = next.clone();
+    gone.customers.retain(|c| c.system_id != "c1");
+    customer(&mut next, "c1").password_hash = smppgw_engine::config::hash_password("pw3");
+    ctl.reload(gone).unwrap();
+    apply(&next);
+    assert!(cut_within(&mut c1, Duration::from_secs(2)), "c1 unbound after a delete and re-insert");
     gw.shutdown();
     gw.join();
 }

@@ -1258,7 +1258,8 @@ impl Core {
     }
 
     /// Tells the sessions of customers the snapshot no longer has to unbind, and wakes the others
-    /// to take their new settings.
+    /// to take their new settings; each checks then that its customer still lets it in as it
+    /// bound (password hash, source address, bind type), and unbinds if not (`io.rs`).
     pub fn unbind_removed_customers(&self, snap: &Snapshot) {
         for e in self.sessions.borrow().iter().flatten() {
             if let Some(c) = e.customer.get()

@@ -28,7 +28,7 @@ use crate::deliveries::{Answer, SessionRef};
 use crate::limits;
 use crate::mailbox::Mailbox;
 use crate::rate::AdaptiveRate;
-use crate::snapshot::{CustomerRt, Snapshot};
+use crate::snapshot::{BoundWith, CustomerRt, Snapshot};
 use crate::store::Wanted;
 use crate::vendor::{Outcome, VendorBindKind, VendorEvent, VendorSession, VendorSettings};
 
@@ -428,7 +428,7 @@ async fn authenticate(
     let Some(c) = snap.customer(&bind.system_id).cloned() else {
         return Err(CommandStatus::ESME_RINVSYSID);
     };
-    if !c.cfg.allowed_ips.is_empty() && !c.cfg.allowed_ips.iter().any(|n| n.contains(peer)) {
+    if !c.allows_ip(peer) {
         warn!(system_id = %c.cfg.system_id, %peer, "bind refused: source address not allowed");
         return Err(CommandStatus::ESME_RBINDFAIL);
     }
@@ -893,6 +893,8 @@ struct CustomerDriver {
     generation: u32,
     machine: CustomerSession,
     customer: Option<Arc<CustomerRt>>,
+    /// What it bound with, from its bind until a reload revokes it (then it is unbinding).
+    bound_with: Option<BoundWith>,
     receiving: bool,
     wbuf: BytesMut,
     queries: std::collections::HashMap<u32, PendingQuery>,
@@ -1670,6 +1672,7 @@ async fn customer_session(core: Rc<Core>, io: Rc<CoreIo>, mut stream: TcpStream,
         generation,
         machine: CustomerSession::new(customer_settings(&snap), now),
         customer: None,
+        bound_with: None,
         receiving: false,
         wbuf: BytesMut::new(),
         queries: std::collections::HashMap::new(),
@@ -1706,8 +1709,9 @@ async fn customer_session(core: Rc<Core>, io: Rc<CoreIo>, mut stream: TcpStream,
         };
         let now = Instant::now();
         // A reload gives the session its new settings (the server's timers and framing limit, the
-        // customer's rate, window, formats) before what woke it is handled; a removed customer
-        // is unbound.
+        // customer's rate, window, formats) before what woke it is handled; a session whose
+        // customer is removed, or no longer lets it in as it bound (password hash, source
+        // address, bind type), is unbound.
         // Borrowed, not cloned (a count both cores write, on every wake), in a block that ends
         // before any await.
         {
@@ -1726,17 +1730,26 @@ async fn customer_session(core: Rc<Core>, io: Rc<CoreIo>, mut stream: TcpStream,
                     max.min(limits::UNBOUND_COMMAND_LENGTH_MAX)
                 });
                 if let Some(c) = d.customer.take() {
-                    match snap.customer_at(c.idx) {
+                    let current = snap.customer_at(c.idx);
+                    // Against what it bound with, not the configuration before: this core may
+                    // have skipped versions (one where the customer was gone, say).
+                    if let Some(why) =
+                        d.bound_with.as_ref().and_then(|b| b.revoked_by(current.map(Arc::as_ref)))
+                    {
+                        d.bound_with = None;
+                        info!(reason = %why, "unbinding: a reload revoked what the session bound with");
+                        // Answers what is outstanding, then unbinds.
+                        d.machine.begin_shutdown(Instant::now(), &mut d.wbuf, &mut events);
+                    }
+                    match current {
                         Some(n) => {
                             let window =
                                 if n.cfg.window == 0 { snap.config.server.window } else { n.cfg.window };
                             d.machine.update_settings(n.id_style, window);
                             d.customer = Some(n.clone());
                         }
-                        None => {
-                            d.customer = Some(c);
-                            d.machine.begin_shutdown(Instant::now(), &mut d.wbuf, &mut events);
-                        }
+                        // Unbinding (above): its counts are the removed customer's.
+                        None => d.customer = Some(c),
                     }
                 }
             }
@@ -1830,6 +1843,7 @@ async fn customer_session(core: Rc<Core>, io: Rc<CoreIo>, mut stream: TcpStream,
                         );
                     }
                     core.set_session_customer(d.slot, c.idx);
+                    d.bound_with = Some(BoundWith::new(&c, peer.ip(), kind));
                     d.customer = Some(c);
                     // Bound: the configured framing limit applies from now on.
                     decoder = Decoder::new(snap.config.server.max_command_length);

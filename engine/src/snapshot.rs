@@ -5,6 +5,7 @@
 //! written by the core that owns the thing they describe and read lock-free by the others.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
@@ -60,6 +61,78 @@ pub struct CustomerCounters {
     pub rejected: AtomicU64,
 }
 
+/// What a customer session bound with: the password hash it proved its password against, its
+/// source address and its bind type. Kept for the session's life, so that each configuration it
+/// meets is checked against the bind itself, not against the configuration before, which a core
+/// may never have applied (it takes only the newest at each poll, and a customer deleted and
+/// added back between two polls is never seen absent).
+#[derive(Debug, Clone)]
+pub struct BoundWith {
+    /// The `password_hash` the bind's password was verified against.
+    pub password_hash: String,
+    /// The session's source address.
+    pub peer: IpAddr,
+    /// Its bind type.
+    pub kind: BindKind,
+}
+
+/// Why a configuration no longer lets a bound session stay bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Revoked {
+    /// The customer is gone from the configuration.
+    Removed,
+    /// Its `password_hash` is not the one the session's password was verified against (a hash
+    /// of the same password made again differs too: its salt is new).
+    PasswordChanged,
+    /// Its `allowed_ips` no longer cover the session's source address.
+    AddressNotAllowed,
+    /// Its `bind_types` no longer include the session's bind type.
+    BindTypeNotAllowed,
+}
+
+impl Revoked {
+    /// For the log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Revoked::Removed => "customer removed",
+            Revoked::PasswordChanged => "password_hash changed",
+            Revoked::AddressNotAllowed => "allowed_ips no longer cover the source address",
+            Revoked::BindTypeNotAllowed => "bind_types no longer include the bind type",
+        }
+    }
+}
+
+impl std::fmt::Display for Revoked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl BoundWith {
+    /// What a session that bound as `c` (its configuration at the bind) from `peer` as `kind`
+    /// bound with.
+    pub fn new(c: &CustomerRt, peer: IpAddr, kind: BindKind) -> BoundWith {
+        BoundWith { password_hash: c.cfg.password_hash.clone(), peer, kind }
+    }
+
+    /// Why the session may not stay bound under its customer's configuration `now` (None: the
+    /// customer is gone), or None when it may: a bind now would pass the same checks on
+    /// credentials and access (the number of binds, `max_binds`, is left to the next bind).
+    pub fn revoked_by(&self, now: Option<&CustomerRt>) -> Option<Revoked> {
+        let Some(c) = now else { return Some(Revoked::Removed) };
+        if c.cfg.password_hash != self.password_hash {
+            Some(Revoked::PasswordChanged)
+        } else if !c.allows_ip(self.peer) {
+            Some(Revoked::AddressNotAllowed)
+        } else if !c.allows(self.kind) {
+            Some(Revoked::BindTypeNotAllowed)
+        } else {
+            None
+        }
+    }
+}
+
 /// Per-vendor outcome counters, for /metrics.
 #[derive(Debug, Default)]
 pub struct VendorCounters {
@@ -78,6 +151,11 @@ pub struct VendorCounters {
 }
 
 impl CustomerRt {
+    /// Whether `peer` may bind as it: its `allowed_ips` cover the address (none listed: any).
+    pub fn allows_ip(&self, peer: IpAddr) -> bool {
+        self.cfg.allowed_ips.is_empty() || self.cfg.allowed_ips.iter().any(|n| n.contains(peer))
+    }
+
     /// Whether it may bind as `kind`.
     pub fn allows(&self, kind: BindKind) -> bool {
         use crate::config::BindType;
@@ -847,6 +925,60 @@ mod tests {
         assert_eq!(route(b"1234567890123459").as_deref(), Some("p15"));
         assert_eq!(route(b"1234567890123456").as_deref(), Some("p16"));
         assert_eq!(route(b"+12345678901234567890").as_deref(), Some("p17"));
+    }
+
+    #[test]
+    fn a_bound_session_is_checked_against_what_it_bound_with_not_the_configuration_before() {
+        // Goal: a reload that changes a customer's password hash, narrows its allowed_ips or
+        // its bind_types revokes the sessions bound before, even when the core never applied
+        // the versions in between (the customer deleted and added back between two polls);
+        // one that changes nothing of its credentials or access (its throughput) revokes none.
+        use crate::config::{BindType, Cidr};
+        let peer: IpAddr = "127.0.0.1".parse().unwrap();
+        let mut cfg = Config::default();
+        cfg.customers.push(CustomerConfig::new("a", "h1"));
+        let first = Snapshot::build(cfg.clone(), 1);
+        let a = first.customer(b"a").unwrap();
+        let (idx, bound) = (a.idx, BoundWith::new(a, peer, BindKind::Transceiver));
+        let with = |prev: &Snapshot, change: &dyn Fn(&mut CustomerConfig)| {
+            let mut next = cfg.clone();
+            change(&mut next.customers[0]);
+            Snapshot::build_next(Some(prev), next, 1)
+        };
+        let check = |snap: &Snapshot| bound.revoked_by(snap.customer_at(idx).map(|c| &**c));
+
+        assert_eq!(check(&with(&first, &|c| c.throughput = 50)), None, "throughput only");
+        assert_eq!(check(&with(&first, &|c| c.password_hash = "h2".into())), Some(Revoked::PasswordChanged));
+        let net = |s: &str| s.parse::<Cidr>().unwrap();
+        let narrowed = with(&first, &|c| c.allowed_ips = vec![net("10.0.0.0/8")]);
+        assert_eq!(check(&narrowed), Some(Revoked::AddressNotAllowed));
+        assert_eq!(
+            check(&with(&first, &|c| c.allowed_ips = vec![net("127.0.0.0/8")])),
+            None,
+            "still covered"
+        );
+        let tx_only = with(&first, &|c| c.bind_types = vec![BindType::Transmitter]);
+        assert_eq!(check(&tx_only), Some(Revoked::BindTypeNotAllowed));
+        let tx_and_trx = with(&first, &|c| c.bind_types = vec![BindType::Transmitter, BindType::Transceiver]);
+        assert_eq!(check(&tx_and_trx), None, "its own bind type still allowed");
+
+        // Deleted, then added back with a new password, applied at once (version 1 to 3): the
+        // core never saw it absent; the hash the session proved is what counts.
+        let gone = Snapshot::build_next(Some(&first), Config { customers: Vec::new(), ..cfg.clone() }, 1);
+        assert_eq!(check(&gone), Some(Revoked::Removed));
+        let back = with(&gone, &|c| c.password_hash = "h2".into());
+        assert_eq!(back.customer(b"a").unwrap().idx, idx, "its index again");
+        assert_eq!(check(&back), Some(Revoked::PasswordChanged));
+        // Added back as it was: nothing it bound with changed.
+        assert_eq!(check(&with(&gone, &|_| {})), None);
+        // The version after the one that changed the hash (which the core skipped) changes
+        // only the throughput: the session is still revoked.
+        let changed = with(&first, &|c| c.password_hash = "h2".into());
+        let then = with(&changed, &|c| {
+            c.password_hash = "h2".into();
+            c.throughput = 50;
+        });
+        assert_eq!(check(&then), Some(Revoked::PasswordChanged));
     }
 
     #[test]
