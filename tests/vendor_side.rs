@@ -7,6 +7,7 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::mpsc;
+use std::thread;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -229,6 +230,78 @@ fn a_reloaded_vendor_pace_applies_to_the_binds_it_keeps() {
     // 10 at 5/s take more than a second and a half; at 1000/s a few milliseconds each way.
     assert!(slow >= Duration::from_millis(1500), "{slow:?}");
     assert!(fast < slow / 3, "the new pace applies: {fast:?} against {slow:?}");
+    gw.shutdown();
+    gw.join();
+}
+
+#[test]
+fn a_vendor_s_throughput_is_shared_by_the_binds_that_are_up() {
+    // Goal: `throughput` is the vendor account's: with 4 binds configured and an account that
+    // takes only 2 sessions, the 2 that are up carry all of it (each paced at half), not half of
+    // it (each at a quarter, as if the 2 refused still took their part).
+    let v = sim(|c| c.faults.max_binds = Some(2));
+    let mut cfg = config(&[("paced", v.local_addr())]);
+    cfg.vendors[0].binds = 4;
+    cfg.vendors[0].throughput = 10;
+    let gw = smppgw_engine::start(cfg).unwrap();
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+    assert!(wait_for(Duration::from_secs(5), || v.stats().binds_current == 2));
+    thread::sleep(Duration::from_millis(300)); // each bind counts the binds up every 100 ms
+    let start = Instant::now();
+    for i in 0..30 {
+        assert_eq!(c.submit(&format!("1555601{i:04}"), "shared").0, CommandStatus::ESME_ROK);
+    }
+    let took = start.elapsed();
+    // 30 at 10/s: about 3 s; at the 5/s of two quarter shares, about 6 s.
+    assert!(took >= Duration::from_millis(2000), "still paced: {took:?}");
+    assert!(took < Duration::from_millis(4500), "the whole throughput used: {took:?}");
+    gw.shutdown();
+    gw.join();
+}
+
+#[test]
+fn submits_queued_at_a_vendor_whose_throughput_a_reload_lowers_do_not_wait_out_the_new_pace() {
+    // Goal: a bind holds what its pace sends in 2 s beyond its submits in flight; a reload that
+    // lowers the pace leaves it holding far more, which used to be sent at the new pace (here 1
+    // a second: a minute for the last) after the customer had given up and sent them again.
+    // What is beyond the new bound goes back to the customer as throttled at once.
+    let v = sim(|_| {});
+    let mut cfg = config(&[("paced", v.local_addr())]);
+    cfg.vendors[0].binds = 1;
+    cfg.vendors[0].throughput = 20;
+    let gw = smppgw_engine::start(cfg.clone()).unwrap();
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+    assert!(wait_for(Duration::from_secs(5), || v.stats().binds_current == 1));
+    let mut seqs = Vec::new();
+    for i in 0..40 {
+        let (seq, p) = c.submit_pdu(&format!("1555602{i:04}"), "queued");
+        c.send(&p);
+        seqs.push(seq);
+    }
+    thread::sleep(Duration::from_millis(300));
+    cfg.vendors[0].throughput = 1;
+    let version = gw.control().reload(cfg).unwrap();
+    assert!(wait_for(Duration::from_secs(5), || gw.control().applied_everywhere(version)));
+    let reloaded = Instant::now();
+    let (mut ok, mut throttled) = (0, 0);
+    let mut waiting: std::collections::HashSet<u32> = seqs.into_iter().collect();
+    while !waiting.is_empty() {
+        // Answers come in any order: those sent at the pace after those sent back throttled.
+        let p = c.recv().expect("every submit answered");
+        if !waiting.remove(&p.sequence_number) {
+            continue;
+        }
+        match p.command_status {
+            CommandStatus::ESME_ROK => ok += 1,
+            CommandStatus::ESME_RTHROTTLED => throttled += 1,
+            st => panic!("unexpected {st:?}"),
+        }
+    }
+    let took = reloaded.elapsed();
+    assert!(throttled > 0, "{ok} sent, none throttled");
+    assert!(took < Duration::from_secs(8), "every answer within the new bound (2 s of 1/s): {took:?}");
     gw.shutdown();
     gw.join();
 }

@@ -1961,9 +1961,23 @@ fn vendor_settings(v: &crate::config::VendorConfig, kind: VendorBindKind) -> Ven
 /// minimum.
 const BIND_STABLE_MS: u64 = 10_000;
 
-/// One bind's share of its vendor's `throughput` (0: unlimited).
-fn per_bind_pace(v: &crate::config::VendorConfig) -> f64 {
-    if v.throughput == 0 { 0.0 } else { f64::from(v.throughput) / f64::from(v.binds.max(1)) }
+/// One bind's share of its vendor's `throughput` (0: unlimited) when `up` of its binds can
+/// send: the limit is the vendor account's, so the binds that are up share all of it (a bind
+/// down, or one the vendor refuses because the account allows fewer sessions than configured,
+/// does not take its part of the throughput with it).
+fn per_bind_pace(v: &crate::config::VendorConfig, up: u32) -> f64 {
+    if v.throughput == 0 { 0.0 } else { f64::from(v.throughput) / f64::from(up.clamp(1, v.binds.max(1))) }
+}
+
+/// How often a paced vendor bind counts its vendor's binds that are up, to take its share of the
+/// vendor's throughput (see [`per_bind_pace`]).
+const PACE_SHARE_CHECK_MS: u64 = 100;
+
+/// How many of vendor `vendor`'s binds can send now.
+fn vendor_binds_up(core: &Core, vendor: u32) -> u32 {
+    core.snap().vendor(vendor).map_or(0, |v| {
+        v.slots.iter().filter(|s| s.up.load(Ordering::Relaxed)).count().try_into().unwrap_or(u32::MAX)
+    })
 }
 
 /// How soon a vendor bind that ran out of its share of the vendor's limit over all nodes tries
@@ -2043,7 +2057,10 @@ pub async fn vendor_slot(
     let inherited =
         predecessor.as_ref().filter(|(old, _)| old.slowed.load(Ordering::Relaxed)).and_then(|(old, _)| {
             let snap = core.snapshot();
-            let mut r = AdaptiveRate::new(per_bind_pace(&snap.vendor(slot_rt.vendor)?.cfg));
+            let mut r = AdaptiveRate::new(per_bind_pace(
+                &snap.vendor(slot_rt.vendor)?.cfg,
+                vendor_binds_up(&core, slot_rt.vendor).saturating_add(1),
+            ));
             r.continue_from(f64::from_bits(old.pace_bits.load(Ordering::Relaxed)), io.nanos(Instant::now()));
             Some(r)
         });
@@ -2203,12 +2220,15 @@ pub async fn vendor_slot(
         let (mut rbuf, mut wbuf) = (BytesMut::new(), BytesMut::new());
         let mut machine: VendorSession<VJob> =
             VendorSession::new(vendor_settings(cfg, kind), Instant::now(), &mut wbuf);
+        // Its share of the vendor's throughput: counting itself, about to be up.
+        let mut share = vendor_binds_up(&core, vendor).saturating_add(1);
+        let mut share_checked = Instant::now();
         let rate = match &mut pace {
             Some(r) => {
-                r.set_ceiling(per_bind_pace(cfg));
+                r.set_ceiling(per_bind_pace(cfg, share));
                 r
             }
-            None => pace.insert(AdaptiveRate::new(per_bind_pace(cfg))),
+            None => pace.insert(AdaptiveRate::new(per_bind_pace(cfg, share))),
         };
         // The vendor account's limit over all nodes (inactive without Redis).
         let mut lease = v.lease.clone();
@@ -2229,7 +2249,7 @@ pub async fn vendor_slot(
                 // pace, timing or the vendor's shared limit (a new lease): they apply now.
                 if let Some(nv) = core.snap().vendor(vendor) {
                     let fresh = vendor_settings(&nv.cfg, kind);
-                    rate.set_ceiling(per_bind_pace(&nv.cfg));
+                    rate.set_ceiling(per_bind_pace(&nv.cfg, share));
                     machine.set_timing(fresh.response_timeout, fresh.enquire_link_interval);
                     set_write_stall(&stream, nv.cfg.response_timeout_ms);
                     lease = nv.lease.clone();
@@ -2385,6 +2405,17 @@ pub async fn vendor_slot(
                     send_elsewhere(&core, &slot_rt, &mut elsewhere);
                 }
             }
+            // The vendor's throughput shared by its binds up now (looked at every 100 ms).
+            if sender && now >= share_checked + Duration::from_millis(PACE_SHARE_CHECK_MS) {
+                share_checked = now;
+                let up = vendor_binds_up(&core, vendor);
+                if up != share
+                    && let Some(nv) = core.snap().vendor(vendor)
+                {
+                    share = up;
+                    rate.set_ceiling(per_bind_pace(&nv.cfg, share));
+                }
+            }
             // Send what the window, the pace and the shared limit allow.
             lease_starved = false;
             while machine.has_room() {
@@ -2450,12 +2481,14 @@ pub async fn vendor_slot(
                     0
                 };
                 slot_rt.effective_capacity.store(cap, Ordering::Relaxed);
-                // Jobs queued here before the vendor throttled would wait out the slower pace (at
-                // 1/s, minutes for a queue of four windows): those beyond what it now takes go to
-                // the route's other binds and vendors, or back to their customers as throttled.
-                // Counted as the dispatcher counts (the slot's load: its submits in flight and
-                // queued), so that what goes does not come straight back.
-                if slowed && !shutting && slot_rt.load.load(Ordering::Relaxed) > cap {
+                // Jobs queued here before the pace fell (the vendor throttled, a reload lowered its
+                // throughput, more of its binds came up to share it) would wait out the slower
+                // pace (at 1/s, minutes for a queue of four windows) and reach the vendor after
+                // their customer gave up and sent them again: those beyond what it now takes go
+                // to the route's other binds and vendors, or back to their customers as
+                // throttled. Counted as the dispatcher counts (the slot's load: its submits in
+                // flight and queued), so that what goes does not come straight back.
+                if !shutting && slot_rt.load.load(Ordering::Relaxed) > cap {
                     // Submits from the back of the queue; cancel/replace stay (they do not count in
                     // the load, and the vendor that holds the message is the only one to ask).
                     let mut excess = slot_rt.load.load(Ordering::Relaxed) - cap;
