@@ -86,6 +86,8 @@ pub mod defaults {
     pub const RECEIPT_STORE_PREALLOC: bool = false;
     /// `server.unknown_outcome_failover`: never risk sending a message twice.
     pub const UNKNOWN_OUTCOME_FAILOVER: bool = false;
+    /// `server.removed_vendor_drain_ms`: 10 minutes, within which most receipts come.
+    pub const REMOVED_VENDOR_DRAIN_MS: u32 = 600_000;
     /// `customer.max_binds`.
     pub const CUSTOMER_MAX_BINDS: u32 = 16;
     /// `vendor.binds`.
@@ -118,6 +120,7 @@ pub mod defaults {
     const _: () = assert!(within(RECEIPT_TTL_SECS, limits::RECEIPT_TTL_SECS));
     const _: () = assert!(within(RECEIPT_STORE_MAX, limits::RECEIPT_STORE_MAX));
     const _: () = assert!(within(RECEIPT_QUEUE_MAX, limits::RECEIPT_QUEUE_MAX));
+    const _: () = assert!(within(REMOVED_VENDOR_DRAIN_MS, limits::REMOVED_VENDOR_DRAIN_MS));
     const _: () = assert!(within(CUSTOMER_MAX_BINDS, limits::CUSTOMER_MAX_BINDS));
     const _: () = assert!(within(VENDOR_BINDS, limits::VENDOR_BINDS));
     const _: () = assert!(within(VENDOR_WINDOW, limits::VENDOR_WINDOW));
@@ -309,6 +312,10 @@ pub struct ServerConfig {
     /// retries elsewhere, so a message is never delivered twice; `true` fails over to the next
     /// vendor, trading possible duplicates for fewer failures.
     pub unknown_outcome_failover: bool,
+    /// How long the receiving binds of a vendor a reload removed stay bound for the receipts and
+    /// MO it still sends (taking nothing new), before they unbind; 0: they unbind once nothing
+    /// is in flight.
+    pub removed_vendor_drain_ms: u32,
 }
 
 impl Default for ServerConfig {
@@ -332,6 +339,7 @@ impl Default for ServerConfig {
             receipt_queue_max: defaults::RECEIPT_QUEUE_MAX,
             http_listen: defaults::HTTP_LISTEN,
             unknown_outcome_failover: defaults::UNKNOWN_OUTCOME_FAILOVER,
+            removed_vendor_drain_ms: defaults::REMOVED_VENDOR_DRAIN_MS,
         }
     }
 }

@@ -35,7 +35,7 @@ pub fn load(path: &Path, base: &Config) -> Result<Config, String> {
 /// `config` with the settings that belong to this node ([`super::NODE_SERVER_SETTINGS`]) taken
 /// from `base`.
 pub fn with_node_settings(mut config: Config, base: &Config) -> Config {
-    const _: () = assert!(super::NODE_SERVER_SETTINGS.len() == 9, "copy every per-node setting here");
+    const _: () = assert!(super::NODE_SERVER_SETTINGS.len() == 10, "copy every per-node setting here");
     let (s, b) = (&mut config.server, &base.server);
     s.listen = b.listen;
     s.http_listen = b.http_listen;
@@ -46,6 +46,7 @@ pub fn with_node_settings(mut config: Config, base: &Config) -> Config {
     s.receipt_store_max = b.receipt_store_max;
     s.receipt_store_prealloc = b.receipt_store_prealloc;
     s.receipt_queue_max = b.receipt_queue_max;
+    s.removed_vendor_drain_ms = b.removed_vendor_drain_ms;
     config
 }
 

@@ -6,7 +6,8 @@
 //! The database holds customers (with their MO number ranges), vendors, routes (with their vendors
 //! and customer filters), 10DLC brands and campaigns, and the `[server]` settings that must be the
 //! same on every node ([`DB_SERVER_SETTINGS`]). The settings that describe one node
-//! ([`NODE_SERVER_SETTINGS`]: listen addresses, cores, node id, memory sizing, shutdown grace) stay
+//! ([`NODE_SERVER_SETTINGS`]: listen addresses, cores, node id, memory sizing, shutdown grace and
+//! the drain of a removed vendor's binds) stay
 //! in each node's TOML file and `SMPPGW__` environment, passed to [`load`] as `base`. A database
 //! setting left NULL falls back to `base` as well.
 //!
@@ -92,6 +93,7 @@ pub const NODE_SERVER_SETTINGS: &[&str] = &[
     "receipt_store_max",
     "receipt_store_prealloc",
     "receipt_queue_max",
+    "removed_vendor_drain_ms",
 ];
 
 /// A configuration loaded from the database. Values handed out by [`load`] and [`ConfigWatcher`]

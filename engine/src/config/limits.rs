@@ -103,6 +103,15 @@ pub const RECEIPT_QUEUE_MAX: Limit = Limit {
     why: "receipts queued for an absent customer are held in memory; at least one is kept",
 };
 
+/// `server.removed_vendor_drain_ms`: how long a removed vendor's receiving binds wait for its
+/// receipts.
+pub const REMOVED_VENDOR_DRAIN_MS: Limit = Limit {
+    min: 0,
+    max: 86_400_000,
+    why: "most receipts come within minutes and nearly all within a day; to wait longer, keep the \
+          vendor configured and take it off every route",
+};
+
 // ---- [[customer]] -----------------------------------------------------------------------------------
 
 /// Number of `[[customer]]` entries in one file (more belong in the control-plane database).

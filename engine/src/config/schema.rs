@@ -153,6 +153,7 @@ static SERVER: &[Field] = &[
     opt("receipt_queue_max", u32_in(limits::RECEIPT_QUEUE_MAX)),
     opt("http_listen", Kind::Addr),
     opt("unknown_outcome_failover", Kind::Bool),
+    opt("removed_vendor_drain_ms", u32_in(limits::REMOVED_VENDOR_DRAIN_MS)),
 ];
 
 static CUSTOMER: &[Field] = &[

@@ -165,6 +165,12 @@ fn server(s: &ServerConfig, issues: &mut Issues) {
     issues.range(p("receipt_ttl_secs"), label, s.receipt_ttl_secs, &limits::RECEIPT_TTL_SECS);
     issues.range(p("receipt_store_max"), label, s.receipt_store_max, &limits::RECEIPT_STORE_MAX);
     issues.range(p("receipt_queue_max"), label, s.receipt_queue_max, &limits::RECEIPT_QUEUE_MAX);
+    issues.range(
+        p("removed_vendor_drain_ms"),
+        label,
+        s.removed_vendor_drain_ms,
+        &limits::REMOVED_VENDOR_DRAIN_MS,
+    );
     if s.session_timeout_ms <= s.enquire_link_interval_ms {
         issues.0.push(Issue {
             path: p("session_timeout_ms"),
