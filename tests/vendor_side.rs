@@ -1,5 +1,6 @@
 //! The gateway as a vendor's ESME, against a scripted fake SMSC: the vendor's own unbind, a bind
-//! still on its way when the gateway stops, and a reload of a vendor's pace while its binds stay.
+//! still on its way when the gateway stops, a reload of a vendor's pace while its binds stay, and
+//! the drain of a vendor a reload removes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -1277,4 +1278,317 @@ fn a_message_refused_by_a_bind_the_vendor_lost_goes_to_the_vendors_other_bind() 
     assert_eq!(accepted.load(Ordering::SeqCst), sent, "the other bind took every one");
     gw.shutdown();
     gw.join();
+}
+
+/// What a connection of [`answering_smsc`] saw.
+#[derive(Debug)]
+enum Seen {
+    /// A PDU the gateway sent (already answered when it asks for an answer).
+    Pdu(Pdu),
+    /// The gateway closed the connection.
+    Closed,
+}
+
+/// What the connections of an [`answering_smsc`] read: the connection's number, what it saw and
+/// when.
+type SeenRx = mpsc::Receiver<(usize, Seen, Instant)>;
+
+/// A fake SMSC that answers as SMSCs do, at once: every bind, enquire_link and unbind, and each
+/// submit_sm accepted under the id `R<n>` (n counting from 1 over all its connections). Each
+/// connection the gateway makes is served on a thread of its own; the first receiver hands the
+/// test, in the order they are made, a sender for PDUs to send on each (a receipt); what each
+/// reads comes back on the second with the connection's number and when it was read.
+fn answering_smsc() -> (SocketAddr, mpsc::Receiver<mpsc::SyncSender<Pdu>>, SeenRx) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    // Far more than any test makes.
+    let (conns_tx, conns) = mpsc::sync_channel(16);
+    let (seen_tx, seen) = mpsc::sync_channel(1024);
+    let ids = Arc::new(AtomicU32::new(0));
+    std::thread::spawn(move || {
+        for (n, s) in listener.incoming().enumerate() {
+            let Ok(mut s) = s else { return };
+            let (to_send, outbox) = mpsc::sync_channel::<Pdu>(16);
+            let _ = conns_tx.try_send(to_send);
+            let (seen_tx, ids) = (seen_tx.clone(), ids.clone());
+            std::thread::spawn(move || {
+                // Short reads, so that what the test hands it goes out within moments.
+                s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+                let mut buf = BytesMut::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    while let Ok(p) = outbox.try_recv() {
+                        let _ = s.write_all(&p.to_bytes());
+                    }
+                    match s.read(&mut chunk) {
+                        Ok(0) => break,
+                        Ok(k) => buf.extend_from_slice(&chunk[..k]),
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                            ) =>
+                        {
+                            continue;
+                        }
+                        Err(_) => break,
+                    }
+                    while let Ok(Some(p)) = Decoder::default().decode(&mut buf) {
+                        let seq = p.sequence_number;
+                        let answer = match &p.body {
+                            Body::BindTransceiver(_) => Some(Body::BindTransceiverResp(Default::default())),
+                            Body::BindTransmitter(_) => Some(Body::BindTransmitterResp(Default::default())),
+                            Body::BindReceiver(_) => Some(Body::BindReceiverResp(Default::default())),
+                            Body::EnquireLink => Some(Body::EnquireLinkResp),
+                            Body::Unbind => Some(Body::UnbindResp),
+                            Body::SubmitSm(_) => {
+                                let id = format!("R{}", ids.fetch_add(1, Ordering::SeqCst) + 1);
+                                Some(accepted_as(&p, &id).body)
+                            }
+                            _ => None,
+                        };
+                        if let Some(body) = answer {
+                            let _ = s.write_all(&Pdu::new(seq, body).to_bytes());
+                        }
+                        let _ = seen_tx.try_send((n, Seen::Pdu(p), Instant::now()));
+                    }
+                }
+                let _ = seen_tx.try_send((n, Seen::Closed, Instant::now()));
+            });
+        }
+    });
+    (addr, conns, seen)
+}
+
+/// What the gateway sent on each connection of an [`answering_smsc`] so far, kept in order.
+#[derive(Default)]
+struct Log(Vec<(usize, Seen, Instant)>);
+
+impl Log {
+    /// Takes in what has come, waiting up to `wait` for `until` to hold.
+    fn until(&mut self, seen: &SeenRx, wait: Duration, until: impl Fn(&Log) -> bool) -> bool {
+        let end = Instant::now() + wait;
+        loop {
+            if until(self) {
+                return true;
+            }
+            let left = end.saturating_duration_since(Instant::now());
+            match seen.recv_timeout(left.min(Duration::from_millis(50))) {
+                Ok(got) => self.0.push(got),
+                Err(_) if left.is_zero() => return until(self),
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// The connection whose bind matched `is_bind`.
+    fn conn(&self, is_bind: impl Fn(&Body) -> bool) -> Option<usize> {
+        self.0.iter().find_map(|(n, s, _)| matches!(s, Seen::Pdu(p) if is_bind(&p.body)).then_some(*n))
+    }
+
+    /// How many PDUs matching `f` the connections saw, all together.
+    fn count(&self, f: impl Fn(&Body) -> bool) -> usize {
+        self.0.iter().filter(|(_, s, _)| matches!(s, Seen::Pdu(p) if f(&p.body))).count()
+    }
+
+    /// When connection `n` saw a PDU matching `f` (or closed, for `Seen::Closed`).
+    fn when(&self, n: usize, f: impl Fn(&Seen) -> bool) -> Option<Instant> {
+        self.0.iter().find_map(|(m, s, at)| (*m == n && f(s)).then_some(*at))
+    }
+}
+
+fn is_unbind(s: &Seen) -> bool {
+    matches!(s, Seen::Pdu(p) if matches!(p.body, Body::Unbind))
+}
+
+/// A removed vendor's drain, for a bind type: the receipt it sends 1.5 s after the reload on its
+/// receiving bind reaches the customer, nothing new goes to it, and once the drain is over its
+/// binds unbind and are not made again.
+fn removed_vendor_drains(bind_type: smppgw_engine::config::VendorBindType) {
+    use smppgw_engine::config::{RouteConfig, VendorBindType};
+    const DRAIN_MS: u64 = 5_000;
+    let (addr, conns, seen) = answering_smsc();
+    let other = sim(|_| {});
+    let mut cfg = config(&[("leaving", addr), ("other", other.local_addr())]);
+    cfg.routes = vec![RouteConfig::new("default", &["leaving"])];
+    cfg.vendors[0].binds = 1;
+    cfg.vendors[0].bind_type = bind_type;
+    cfg.server.removed_vendor_drain_ms = DRAIN_MS as u32;
+    let gw = smppgw_engine::start(cfg.clone()).unwrap();
+    let split = bind_type == VendorBindType::TransmitterReceiver;
+    let smsc: Vec<mpsc::SyncSender<Pdu>> =
+        (0..1 + usize::from(split)).map(|_| conns.recv_timeout(Duration::from_secs(10)).unwrap()).collect();
+    let mut log = Log::default();
+    let bind =
+        |b: &Body| matches!(b, Body::BindTransceiver(_) | Body::BindTransmitter(_) | Body::BindReceiver(_));
+    assert!(log.until(&seen, Duration::from_secs(10), |l| l.count(bind) == smsc.len()), "bound");
+    wait_vendor_up(&gw);
+    let receiving = log
+        .conn(|b| matches!(b, Body::BindTransceiver(_) | Body::BindReceiver(_)))
+        .expect("a receiving bind");
+    let mut c = Client::connect(gw.local_addr);
+    c.stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
+    let (st, id) = c.submit_dlr("15557300001", "accepted before the vendor goes");
+    assert_eq!(st, CommandStatus::ESME_ROK);
+
+    // The operator moves the traffic to `other` and deletes `leaving`.
+    let mut next = cfg.clone();
+    next.vendors.retain(|v| v.name != "leaving");
+    next.routes = vec![RouteConfig::new("default", &["other"])];
+    let removed = Instant::now();
+    let version = gw.control().reload(next).unwrap();
+    assert!(wait_for(Duration::from_secs(10), || gw.control().applied_everywhere(version)));
+    // Nothing new goes to the removed vendor.
+    assert_eq!(c.submit("15557300002", "after the removal").0, CommandStatus::ESME_ROK);
+    assert_eq!(other.stats().submits, 1, "the next message went to the other vendor");
+
+    // The vendor's receipt comes on its still-open bind, seconds later.
+    std::thread::sleep(Duration::from_millis(1_500));
+    log.until(&seen, Duration::ZERO, |_| false);
+    assert_eq!(log.when(receiving, is_unbind), None, "the receiving bind is still bound after the removal");
+    smsc[receiving].send(vendor_receipt(9, 0x04, "R1", "DELIVRD")).expect("the connection is open");
+    let delivered = std::iter::from_fn(|| c.try_recv()).find(|p| matches!(p.body, Body::DeliverSm(_)));
+    let p = delivered.expect("the receipt reaches the customer");
+    let (tlv, r) = common::receipt_of(&p);
+    assert_eq!((tlv.as_str(), r.stat), (id.as_str(), MessageState::Delivered));
+    c.answer(&p, CommandStatus::ESME_ROK);
+    let answered = |l: &Log| {
+        l.when(
+            receiving,
+            |s| matches!(s, Seen::Pdu(p) if p.command_id() == smppgw_codec::CommandId::DELIVER_SM_RESP),
+        )
+        .is_some()
+    };
+    assert!(log.until(&seen, Duration::from_secs(5), answered), "the vendor's receipt answered");
+    if split {
+        let transmitter = 1 - receiving;
+        let unbound = log.when(transmitter, is_unbind).expect("the transmitter unbound at the removal");
+        assert!(unbound < removed + Duration::from_millis(1_500), "at once: {:?}", unbound - removed);
+    }
+
+    // The drain over, the receiving bind unbinds cleanly and is not made again.
+    let closed = |l: &Log| l.when(receiving, |s| matches!(s, Seen::Closed)).is_some();
+    assert!(log.until(&seen, Duration::from_millis(DRAIN_MS + 5_000), closed), "unbound at the drain's end");
+    let unbound = log.when(receiving, is_unbind).expect("an unbind, not a bare close");
+    assert!(
+        unbound >= removed + Duration::from_millis(DRAIN_MS - 500),
+        "not before the drain's end: {:?}",
+        unbound - removed
+    );
+    assert!(conns.recv_timeout(Duration::from_secs(1)).is_err(), "the removed vendor is not bound again");
+    log.until(&seen, Duration::ZERO, |_| false);
+    assert_eq!(log.count(|b| matches!(b, Body::SubmitSm(_))), 1, "nothing new went to the removed vendor");
+    assert_eq!(c.unbind(), CommandStatus::ESME_ROK);
+    gw.shutdown();
+    gw.join();
+}
+
+#[test]
+fn a_removed_vendors_receipt_reaches_the_customer_over_its_draining_transceiver() {
+    // Goal: a vendor a reload removes keeps its transceiver bound for the drain
+    // (`server.removed_vendor_drain_ms`), taking nothing new: the receipt it sends there for a
+    // message it accepted before reaches the customer. The bind used to unbind as soon as nothing
+    // was in flight, and the customer never got its receipt.
+    removed_vendor_drains(smppgw_engine::config::VendorBindType::Transceiver);
+}
+
+#[test]
+fn a_removed_transmitter_receiver_vendor_unbinds_its_transmitter_and_keeps_its_receiver_for_the_drain() {
+    // Goal: of a removed `transmitter_receiver` vendor, the transmitter (never sent receipts)
+    // unbinds at once and the receiver stays for the drain; the receipt it delivers there reaches
+    // the customer.
+    removed_vendor_drains(smppgw_engine::config::VendorBindType::TransmitterReceiver);
+}
+
+#[test]
+fn a_node_that_stops_ends_a_removed_vendors_drain_with_an_unbind() {
+    // Goal: a stop does not wait for a removed vendor's drain (10 minutes by default), nor
+    // close its bind without a word: the bind unbinds at once, as every vendor bind at a stop.
+    use smppgw_engine::config::RouteConfig;
+    let (addr, conns, seen) = answering_smsc();
+    let other = sim(|_| {});
+    let mut cfg = config(&[("leaving", addr), ("other", other.local_addr())]);
+    cfg.vendors[0].binds = 1;
+    let gw = smppgw_engine::start(cfg.clone()).unwrap();
+    let _smsc = conns.recv_timeout(Duration::from_secs(10)).unwrap();
+    wait_vendor_up(&gw);
+    let mut next = cfg.clone();
+    next.vendors.retain(|v| v.name != "leaving");
+    next.routes = vec![RouteConfig::new("default", &["other"])];
+    let version = gw.control().reload(next).unwrap();
+    assert!(wait_for(Duration::from_secs(10), || gw.control().applied_everywhere(version)));
+    let mut log = Log::default();
+    assert!(!log.until(&seen, Duration::from_millis(500), |l| l.when(0, is_unbind).is_some()), "draining");
+    let stopping = Instant::now();
+    gw.shutdown();
+    gw.join();
+    assert!(stopping.elapsed() < Duration::from_secs(3), "stopped in {:?}", stopping.elapsed());
+    assert!(
+        log.until(&seen, Duration::from_secs(2), |l| l.when(0, is_unbind).is_some()),
+        "unbound at the stop"
+    );
+}
+
+/// A vendor removed, then added back (under its name or, `renamed`, another at the same account)
+/// while its binds drain, at a vendor that allows the account no more binds than the gateway
+/// keeps: the draining binds unbind and the new ones take their place at once, and the next
+/// message goes to it.
+fn vendor_back_during_its_drain(renamed: bool) {
+    use smppgw_engine::config::RouteConfig;
+    let v = sim(|s| s.faults.max_binds = Some(2));
+    let other = sim(|_| {});
+    let mut cfg = config(&[("back", v.local_addr()), ("other", other.local_addr())]);
+    cfg.routes = vec![RouteConfig::new("default", &["back"])];
+    cfg.vendors[0].binds = 2;
+    // A new bind refused while the old ones are up waits for their end, not for this.
+    cfg.vendors[0].reconnect_backoff_min_ms = 20_000;
+    cfg.vendors[0].reconnect_backoff_max_ms = 30_000;
+    let gw = smppgw_engine::start(cfg.clone()).unwrap();
+    assert!(wait_for(Duration::from_secs(10), || v.stats().binds_current == 2));
+    let mut gone = cfg.clone();
+    gone.vendors.retain(|x| x.name != "back");
+    gone.routes = vec![RouteConfig::new("default", &["other"])];
+    let version = gw.control().reload(gone).unwrap();
+    assert!(wait_for(Duration::from_secs(10), || gw.control().applied_everywhere(version)));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!((v.stats().binds_current, v.stats().unbinds), (2, 0), "draining");
+    if renamed {
+        cfg.vendors[0].name = "renamed".to_owned();
+        cfg.routes = vec![RouteConfig::new("default", &["renamed"])];
+    }
+    let version = gw.control().reload(cfg).unwrap();
+    assert!(wait_for(Duration::from_secs(10), || gw.control().applied_everywhere(version)));
+    assert!(
+        wait_for(Duration::from_secs(5), || {
+            let s = v.stats();
+            s.unbinds >= 2 && s.binds_total >= 4 && s.binds_current == 2
+        }),
+        "the new binds took the draining ones' places: {:?}",
+        v.stats()
+    );
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+    assert_eq!(c.submit("15557400001", "to the vendor added back").0, CommandStatus::ESME_ROK);
+    assert_eq!(v.stats().submits, 1);
+    gw.shutdown();
+    gw.join();
+}
+
+#[test]
+fn a_vendor_added_back_during_its_drain_binds_in_place_of_its_draining_binds() {
+    // Goal: a vendor removed and added back (same name) while its binds drain does not keep
+    // them beside its new binds: at an account limited to the binds the gateway keeps, the new
+    // binds would be refused for the whole drain. They take over at once, as a replaced bind's
+    // successor does.
+    vendor_back_during_its_drain(false);
+}
+
+#[test]
+fn a_vendor_renamed_during_its_drain_binds_in_place_of_its_draining_binds() {
+    // Goal: the same for a vendor added back under another name at the same account (host, port
+    // and system_id): the old name's draining binds give it their places.
+    vendor_back_during_its_drain(true);
 }

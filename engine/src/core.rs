@@ -440,7 +440,17 @@ pub enum VendorMsg {
     /// The gateway is shutting down.
     Shutdown,
     /// A reload replaced or removed this bind: send nothing new, finish what is in flight, unbind.
+    /// A bind that is draining ([`VendorMsg::Drain`]) ends its drain and unbinds.
     Retire,
+    /// A reload removed this bind's vendor: send nothing new and finish what is in flight, like
+    /// [`VendorMsg::Retire`], but a bind that receives (a transceiver, or the receiver of a
+    /// `transmitter_receiver` slot) stays bound until `until` for the receipts and MO the vendor
+    /// still sends for the messages it accepted; then it unbinds. Lost meanwhile, it is not made
+    /// again.
+    Drain {
+        /// When the drain ends (`server.removed_vendor_drain_ms` after the reload).
+        until: Instant,
+    },
     /// The node's shutdown ran out of time for this bind: close it now, answering what is in
     /// flight as unknown and sending what is queued elsewhere (read nothing more).
     Abort,
@@ -448,6 +458,17 @@ pub enum VendorMsg {
 
 /// A vendor bind slot on a core: (vendor index, slot index).
 pub type SlotKey = (u32, u32);
+
+/// A bind of a vendor a reload removed, draining ([`VendorMsg::Drain`]): what tells it apart for
+/// a later reload that brings the vendor back.
+#[derive(Debug)]
+struct DrainingBind {
+    handle: BindHandle,
+    /// Its vendor's name.
+    name: String,
+    /// Its vendor's account: (host, port, system_id).
+    account: (String, u16, String),
+}
 
 /// A vendor bind's slot and its task's mailbox.
 pub type BindHandle = (Arc<BindSlot>, Rc<Mailbox<VendorMsg>>);
@@ -484,6 +505,9 @@ pub struct Core {
     free: RefCell<Vec<u32>>,
     generation: Cell<u32>,
     vendor_binds: RefCell<FxHashMap<(u32, u32), LocalBind>>,
+    /// Binds of vendors a reload removed, draining (out of `vendor_binds`: nothing is routed to
+    /// them). At most the vendor binds this core ever had; the ended ones go at each reload.
+    draining_binds: RefCell<Vec<DrainingBind>>,
     /// One outbox per core; this core's own is its local inbox.
     pub outboxes: Vec<Rc<Outbox>>,
     rng: Cell<u64>,
@@ -623,6 +647,7 @@ impl Core {
             free: RefCell::new(Vec::new()),
             generation: Cell::new(1),
             vendor_binds: RefCell::new(FxHashMap::default()),
+            draining_binds: RefCell::new(Vec::new()),
             outboxes,
             // Seeded apart per core, process and start, so that nodes restarted together do not
             // draw the same weights and reconnect jitter.
@@ -1241,9 +1266,60 @@ impl Core {
         gone
     }
 
-    /// Mailboxes of the local vendor binds (for shutdown).
+    /// Mailboxes of the local vendor binds, draining ones included (for shutdown).
     pub fn vendor_mailboxes(&self) -> Vec<Rc<Mailbox<VendorMsg>>> {
-        self.vendor_binds.borrow().values().map(|(_, m)| m.clone()).collect()
+        let binds = self.vendor_binds.borrow();
+        let draining = self.draining_binds.borrow();
+        binds.values().chain(draining.iter().map(|d| &d.handle)).map(|(_, m)| m.clone()).collect()
+    }
+
+    /// Keeps a bind of `vendor` (which a reload removed) as draining: it has been told
+    /// [`VendorMsg::Drain`].
+    pub fn add_draining_bind(&self, handle: BindHandle, vendor: &crate::config::VendorConfig) {
+        let mut draining = self.draining_binds.borrow_mut();
+        // Those whose task has ended (it closes its mailbox) go.
+        draining.retain(|d| !d.handle.1.is_closed());
+        draining.push(DrainingBind {
+            handle,
+            name: vendor.name.clone(),
+            account: (vendor.host.clone(), vendor.port, vendor.system_id.clone()),
+        });
+    }
+
+    /// Takes out the draining binds whose vendor `new` brings back after `old` did without it:
+    /// the same name, or a vendor `old` did not have at the same account (host, port and
+    /// system_id; a vendor renamed). Their drain ends (their vendor's binds take its receipts
+    /// again); each is returned under the slot of the vendor that came back, whose new bind there
+    /// is its successor. Draining binds whose task has ended go too.
+    pub fn end_drains_for(&self, old: &Snapshot, new: &Snapshot) -> Vec<(SlotKey, BindHandle)> {
+        let mut draining = self.draining_binds.borrow_mut();
+        draining.retain(|d| !d.handle.1.is_closed());
+        if draining.is_empty() {
+            return Vec::new();
+        }
+        let added: Vec<&crate::snapshot::VendorRt> = new
+            .vendors
+            .iter()
+            .flatten()
+            .filter(|v| !old.vendors.iter().flatten().any(|o| o.cfg.name == v.cfg.name))
+            .map(|v| &**v)
+            .collect();
+        let mut back = Vec::new();
+        draining.retain(|d| {
+            let returned = added.iter().find(|v| {
+                v.cfg.name == d.name
+                    || (&v.cfg.host, v.cfg.port, &v.cfg.system_id)
+                        == (&d.account.0, d.account.1, &d.account.2)
+            });
+            match returned {
+                Some(v) => {
+                    back.push(((v.idx, d.handle.0.slot), d.handle.clone()));
+                    false
+                }
+                None => true,
+            }
+        });
+        back
     }
 
     /// Installs a new snapshot on this core, with the server settings a reload may change that

@@ -2026,6 +2026,67 @@ impl Drop for StopsReceiver {
 /// end before binding again, when the vendor refused it while they were still bound.
 pub const PREDECESSOR_WAIT_MAX_MS: u64 = 30_000;
 
+/// How often the sender task of a removed vendor's `transmitter_receiver` slot, holding its
+/// receiver for the drain, looks whether that receiver has ended on its own (its connection lost).
+const DRAIN_RECEIVER_POLL_MS: u64 = 1_000;
+
+/// A removed vendor's bind kept for the receipts and MO the vendor still sends
+/// ([`VendorMsg::Drain`]).
+#[derive(Debug)]
+struct Drain {
+    /// When it ends.
+    until: Instant,
+    /// Said at `info` that it began (a bind was up to take them).
+    announced: bool,
+    /// Ended before its time: the node stops, or a reload brought the vendor back.
+    cut: bool,
+}
+
+impl Drain {
+    /// Told to stop (the node stops, or a reload brought the vendor back): over now.
+    fn cut(drain: &mut Option<Drain>) {
+        if let Some(d) = drain
+            && Instant::now() < d.until
+        {
+            d.until = Instant::now();
+            d.cut = true;
+        }
+    }
+
+    /// Whether it still holds its bind at `now`.
+    fn holds(drain: &Option<Drain>, now: Instant) -> bool {
+        drain.as_ref().is_some_and(|d| now < d.until)
+    }
+
+    /// Says at `info` that it began, once (a bind was up to take them).
+    fn announce(&mut self, vendor: &str, slot: u32, what: &str) {
+        if !self.announced {
+            self.announced = true;
+            let drain_ms = self.until.saturating_duration_since(Instant::now()).as_millis() as u64;
+            info!(
+                vendor = %vendor,
+                slot,
+                drain_ms,
+                "vendor removed: its {what} stays bound for the receipts and MO it still sends"
+            );
+        }
+    }
+
+    /// Ends it (`lost`: its bind's connection closed), saying so when it had begun.
+    fn end(drain: &mut Option<Drain>, vendor: &str, slot: u32, lost: bool) {
+        if let Some(d) = drain.take()
+            && d.announced
+        {
+            let why = match (lost, d.cut) {
+                (true, _) => "the connection closed (not made again)",
+                (false, true) => "cut short: the node stops, or a reload brought the vendor back",
+                (false, false) => "its time is up",
+            };
+            info!(vendor = %vendor, slot, "removed vendor's bind: drain over, {why}");
+        }
+    }
+}
+
 /// Keeps one bind of a vendor slot connected and bound and, for its sender, feeds it the jobs
 /// routed to the slot. A `transmitter_receiver` slot has two such tasks: the sender's `receiver`
 /// is the other's mailbox, told to unbind when the sender stops (shutdown, retired slot).
@@ -2035,6 +2096,10 @@ pub const PREDECESSOR_WAIT_MAX_MS: u64 = 30_000;
 /// vendor are still running (counted in the vendor's `bind_tasks`; a vendor that allows the
 /// account only so many binds), it binds again as soon as they are gone, not after its
 /// reconnect backoff.
+///
+/// A bind whose vendor a reload removed ([`VendorMsg::Drain`]) takes nothing new; a receiving
+/// one stays bound for the drain, and a `transmitter_receiver` sender, its transmitter unbound,
+/// keeps its receiver running as long.
 pub async fn vendor_slot(
     core: Rc<Core>,
     io: Rc<CoreIo>,
@@ -2049,9 +2114,14 @@ pub async fn vendor_slot(
     let _counted = TaskCount(tasks.clone());
     // Older binds of the vendor still running (a reload replaced them; they finish what they
     // have in flight): the account may have no place for this one until they are gone.
+    // (The predecessor's own task too: a draining bind of a renamed vendor counts under its
+    // old name.)
     let older_running = || {
         let snap = core.snapshot();
-        snap.vendor(slot_rt.vendor).is_some_and(|v| tasks.load(Ordering::Acquire) > v.bind_tasks_wanted())
+        predecessor.as_ref().is_some_and(|(_, mb)| !mb.is_closed())
+            || snap
+                .vendor(slot_rt.vendor)
+                .is_some_and(|v| tasks.load(Ordering::Acquire) > v.bind_tasks_wanted())
     };
     // A slowed pace carries over to the bind that replaces a slowed one.
     let inherited =
@@ -2067,12 +2137,16 @@ pub async fn vendor_slot(
     // An older bind of the vendor may still be at the vendor (finishing what it has in flight):
     // until this one is bound, a refusal waits for every older one's end.
     let mut predecessor_pending = predecessor.is_some() || older_running();
-    let _stops_receiver = StopsReceiver(receiver);
+    let stops_receiver = StopsReceiver(receiver);
     let sender = role == SlotBind::Sender;
     let (vendor, slot) = (slot_rt.vendor, slot_rt.slot);
+    // For the log once a reload has removed the vendor.
+    let name = core.snapshot().vendor(vendor).map(|v| v.cfg.name.clone()).unwrap_or_default();
     let mut backoff_ms = 0u64;
     let mut queue: VecDeque<VJob> = VecDeque::new();
     let mut shutting = false;
+    // Its vendor removed: the receipts and MO it still sends are waited for until then.
+    let mut drain: Option<Drain> = None;
     let mut msgs = Vec::new();
     // The pace outlives a connection: a vendor that throttled and then dropped the bind is not
     // met at full speed again by the next one (it recovers a quarter a second meanwhile).
@@ -2083,7 +2157,7 @@ pub async fn vendor_slot(
     'slot: loop {
         // Mail a failed write had taken: jobs go elsewhere while this bind is down.
         if !msgs.is_empty() {
-            redispatch_mail(&core, &mailbox, &slot_rt, &mut msgs, &mut shutting);
+            redispatch_mail(&core, &mailbox, &slot_rt, &mut msgs, (&mut shutting, &mut drain));
         }
         let snap = core.snapshot();
         let Some(v) = snap.vendor(vendor).cloned() else { break };
@@ -2134,7 +2208,7 @@ pub async fn vendor_slot(
                 })
                 .await;
                 if got {
-                    redispatch_mail(&core, &mailbox, &slot_rt, &mut msgs, &mut shutting);
+                    redispatch_mail(&core, &mailbox, &slot_rt, &mut msgs, (&mut shutting, &mut drain));
                     if shutting || mailbox.is_closed() {
                         // Through the common exit: the mailbox closed, and anything that raced
                         // into it sent elsewhere.
@@ -2217,6 +2291,9 @@ pub async fn vendor_slot(
             ) => VendorBindKind::Transmitter,
             (SlotBind::Sender, _) => VendorBindKind::Transceiver,
         };
+        // A transmitter is sent no receipts: it does not drain (a `transmitter_receiver` slot's
+        // receiver does, held by this task once its transmitter has unbound).
+        let receives = kind != VendorBindKind::Transmitter;
         let (mut rbuf, mut wbuf) = (BytesMut::new(), BytesMut::new());
         let mut machine: VendorSession<VJob> =
             VendorSession::new(vendor_settings(cfg, kind), Instant::now(), &mut wbuf);
@@ -2278,6 +2355,9 @@ pub async fn vendor_slot(
             if lease_starved {
                 next = next.min(now + Duration::from_millis(LEASE_RETRY_MS));
             }
+            if let Some(d) = drain.as_ref().filter(|_| receives) {
+                next = next.min(d.until);
+            }
             // Backpressure: while another executor is behind with what this one sends it, read
             // nothing more from the vendor (see `Core::backlogged`).
             while core.backlogged() && !core.shutting_down.get() {
@@ -2311,6 +2391,13 @@ pub async fn vendor_slot(
                     let mut abort = false;
                     for m in msgs.drain(..) {
                         match m {
+                            // Its vendor removed: what raced in goes elsewhere (none of it is
+                            // routed here any more).
+                            VendorMsg::Job(j) if drain.is_some() => {
+                                slot_rt.load.fetch_sub(1, Ordering::Relaxed);
+                                core.dispatch(j);
+                            }
+                            VendorMsg::Op(o) if drain.is_some() => core.dispatch_op(o),
                             VendorMsg::Job(j) => queue.push_back(VJob::Submit(j)),
                             // Submits are bounded by the slot's capacity before they get here;
                             // cancel_sm and replace_sm are bounded here, by the same figure.
@@ -2318,23 +2405,37 @@ pub async fn vendor_slot(
                                 core.reply(o.reply, Err(o.reply.kind.op_failure()));
                             }
                             VendorMsg::Op(o) => queue.push_back(VJob::Op(o)),
-                            VendorMsg::Shutdown if !sender => shutting = true,
+                            VendorMsg::Shutdown if !sender => {
+                                shutting = true;
+                                Drain::cut(&mut drain);
+                            }
                             VendorMsg::Shutdown => {
                                 shutting = true;
+                                Drain::cut(&mut drain);
                                 // Unbinding: route nothing more here.
                                 slot_rt.up.store(false, Ordering::Relaxed);
                             }
                             VendorMsg::Retire => {
                                 shutting = true;
+                                Drain::cut(&mut drain);
                                 if sender {
                                     slot_rt.up.store(false, Ordering::Relaxed);
                                 }
                                 // Not sent yet: safe to send elsewhere right away.
                                 send_elsewhere(&core, &slot_rt, &mut queue);
                             }
+                            // As retired, and a bind that receives stays for the drain.
+                            VendorMsg::Drain { until } => {
+                                begin_drain(until, &mut shutting, &mut drain);
+                                if sender {
+                                    slot_rt.up.store(false, Ordering::Relaxed);
+                                }
+                                send_elsewhere(&core, &slot_rt, &mut queue);
+                            }
                             VendorMsg::Abort => {
                                 shutting = true;
                                 abort = true;
+                                Drain::cut(&mut drain);
                                 slot_rt.up.store(false, Ordering::Relaxed);
                             }
                         }
@@ -2343,6 +2444,14 @@ pub async fn vendor_slot(
                         // Closed below like a lost connection: in flight answered as unknown,
                         // the queue sent elsewhere (answered, the node shutting down).
                         break 'session;
+                    }
+                    // (Not one over before it began: the vendor came back in the same reload.)
+                    if receives
+                        && machine.is_bound()
+                        && Drain::holds(&drain, now)
+                        && let Some(d) = &mut drain
+                    {
+                        d.announce(&name, slot, "bind");
                     }
                 }
                 Wake::Timer => {
@@ -2520,7 +2629,15 @@ pub async fn vendor_slot(
                 // nothing to unbind; what waits for this bind goes elsewhere below.
                 break 'session;
             }
-            if shutting && queue.is_empty() && machine.inflight() == 0 && !unbinding {
+            if shutting
+                && queue.is_empty()
+                && machine.inflight() == 0
+                && !unbinding
+                && !(receives && Drain::holds(&drain, now))
+            {
+                if receives {
+                    Drain::end(&mut drain, &name, slot, false);
+                }
                 machine.unbind(now, &mut wbuf);
                 unbinding = true;
             }
@@ -2532,6 +2649,10 @@ pub async fn vendor_slot(
         // The connection is gone.
         if !shutting {
             slot_rt.set_error(crate::snapshot::BindError::Disconnected, crate::core::unix_now());
+        }
+        if receives {
+            // Not made again: the vendor is no longer configured.
+            Drain::end(&mut drain, &name, slot, true);
         }
         if sender {
             slot_rt.up.store(false, Ordering::Relaxed);
@@ -2561,12 +2682,37 @@ pub async fn vendor_slot(
             backoff_ms = u64::from(cfg.reconnect_backoff_min_ms);
         }
     }
+    // A removed vendor's `transmitter_receiver` slot: the transmitter has unbound, and the
+    // receiver, which this task stops when it ends, stays bound for the drain.
+    if let Some(rx) = stops_receiver.0.clone()
+        && !rx.is_closed()
+        && Drain::holds(&drain, Instant::now())
+        && let Some(d) = &mut drain
+    {
+        d.announce(&name, slot, "receiver bind");
+        while Drain::holds(&drain, Instant::now()) && !rx.is_closed() {
+            let left =
+                drain.as_ref().map_or(Duration::ZERO, |d| d.until.saturating_duration_since(Instant::now()));
+            let mut t = Timer::new(left.min(Duration::from_millis(DRAIN_RECEIVER_POLL_MS)));
+            let got = poll_fn(|cx| {
+                if mailbox.poll_ready(cx.waker()) {
+                    return Poll::Ready(true);
+                }
+                Pin::new(&mut t).poll(cx).map(|_| false)
+            })
+            .await;
+            if got {
+                redispatch_mail(&core, &mailbox, &slot_rt, &mut msgs, (&mut shutting, &mut drain));
+            }
+        }
+        Drain::end(&mut drain, &name, slot, rx.is_closed());
+    }
     mailbox.close();
     // Anything that raced in after close goes elsewhere.
     if sender {
         slot_rt.up.store(false, Ordering::Relaxed);
     }
-    redispatch_mail(&core, &mailbox, &slot_rt, &mut msgs, &mut shutting);
+    redispatch_mail(&core, &mailbox, &slot_rt, &mut msgs, (&mut shutting, &mut drain));
 }
 
 /// What a vendor bind carries: submits and message operations.
@@ -2722,7 +2868,7 @@ fn redispatch_mail(
     mailbox: &Mailbox<VendorMsg>,
     slot_rt: &crate::snapshot::BindSlot,
     msgs: &mut Vec<VendorMsg>,
-    shutting: &mut bool,
+    (shutting, drain): (&mut bool, &mut Option<Drain>),
 ) {
     mailbox.drain_into(msgs);
     for m in msgs.drain(..) {
@@ -2732,9 +2878,22 @@ fn redispatch_mail(
                 core.dispatch(j);
             }
             VendorMsg::Op(op) => core.dispatch_op(op),
-            VendorMsg::Shutdown | VendorMsg::Retire | VendorMsg::Abort => *shutting = true,
+            VendorMsg::Drain { until } => begin_drain(until, shutting, drain),
+            VendorMsg::Shutdown | VendorMsg::Retire | VendorMsg::Abort => {
+                *shutting = true;
+                Drain::cut(drain);
+            }
         }
     }
+}
+
+/// A reload removed the bind's vendor: it stops like a retired one, and drains unless it was
+/// stopping already.
+fn begin_drain(until: Instant, shutting: &mut bool, drain: &mut Option<Drain>) {
+    if !*shutting {
+        *drain = Some(Drain { until, announced: false, cut: false });
+    }
+    *shutting = true;
 }
 
 fn on_outcome(

@@ -956,16 +956,36 @@ async fn core_main(
         core.metrics.core_ticks.beat(idx);
         if published.version.load(Ordering::Acquire) != core.snap().version {
             let new = published.get();
+            let old = core.snapshot();
             core.set_snapshot(new.clone());
             let retired = core.retain_vendor_binds(&new);
-            for (_, (_, mb)) in &retired {
+            // A removed vendor's binds drain: the receipts it owes for the messages it accepted
+            // have no other bind to come on.
+            let drain_ms = new.config.server.removed_vendor_drain_ms;
+            let until = Instant::now() + Duration::from_millis(u64::from(drain_ms));
+            for ((vendor, _), handle) in &retired {
+                match old.vendor(*vendor).filter(|_| new.vendor(*vendor).is_none() && drain_ms > 0) {
+                    Some(gone) => {
+                        let _ = handle.1.push(VendorMsg::Drain { until });
+                        core.add_draining_bind(handle.clone(), &gone.cfg);
+                    }
+                    None => {
+                        let _ = handle.1.push(VendorMsg::Retire);
+                    }
+                }
+            }
+            // Draining binds of a vendor this reload brings back: their drain ends, and each is
+            // the predecessor of its slot's new bind, as a replaced bind is.
+            let returned = core.end_drains_for(&old, &new);
+            for (_, (_, mb)) in &returned {
                 let _ = mb.push(VendorMsg::Retire);
             }
             // Binds retired by earlier reloads whose tasks have ended: their task owned the other
             // handle on their mailbox. Without this every replaced bind stayed here for good.
             vendor_tasks.retain(|(_, mailbox)| Rc::strong_count(mailbox) > 1);
             // A bind replaced (same vendor and slot, new settings) is its successor's predecessor.
-            spawn_vendor_slots(&core, &io, &new, &mut vendor_tasks, retired.into_iter().collect());
+            let predecessors = retired.into_iter().chain(returned).collect();
+            spawn_vendor_slots(&core, &io, &new, &mut vendor_tasks, predecessors);
             core.unbind_removed_customers(&new);
             applied.fetch_max(new.version, Ordering::AcqRel);
             info!(core = idx, version = new.version, "config applied");

@@ -508,6 +508,11 @@ pub struct Snapshot {
     /// what they counted up (and the re-added customer's max_binds holds meanwhile).
     retired_counts: HashMap<Vec<u8>, (Arc<AtomicU32>, Arc<AtomicU32>)>,
     retired_vendors: HashMap<String, u32>,
+    /// The bind task counts of removed vendors whose binds are still running (draining, or
+    /// finishing what they had in flight): a vendor added again takes them up, so that its new
+    /// binds, refused by a vendor that limits the account's binds, wait for those to end as a
+    /// replaced bind's successor does.
+    retired_bind_tasks: HashMap<String, Arc<AtomicU32>>,
 }
 
 /// The parts of a vendor's config that a live bind depends on: a change replaces the binds.
@@ -572,11 +577,15 @@ impl Snapshot {
         let mut next_v = prev.map_or(0, |p| p.next_vendor.max(p.vendors.len() as u32));
         let mut vendor_by_name = HashMap::new();
         let mut retired_vendors = prev.map(|p| p.retired_vendors.clone()).unwrap_or_default();
+        let mut retired_bind_tasks = prev.map(|p| p.retired_bind_tasks.clone()).unwrap_or_default();
         if let Some(p) = prev {
             for v in p.vendors.iter().flatten() {
                 retired_vendors.insert(v.cfg.name.clone(), v.idx);
+                retired_bind_tasks.insert(v.cfg.name.clone(), v.bind_tasks.clone());
             }
         }
+        // A count no task holds any more is the fresh one a re-added vendor starts with.
+        retired_bind_tasks.retain(|_, n| n.load(Ordering::Acquire) > 0);
         for v in &config.vendors {
             let old = prev.and_then(|p| p.vendors.iter().flatten().find(|o| o.cfg.name == v.name)).cloned();
             let idx = match (&old, retired_vendors.remove(&v.name)) {
@@ -589,12 +598,16 @@ impl Snapshot {
             };
             let keep = old.as_ref().filter(|o| connection_key(&o.cfg) == connection_key(v));
             let mut rt = vendor_rt(idx, v, cores, keep.map(|o| o.slots.as_slice()));
+            let still_running = retired_bind_tasks.remove(&v.name);
             if let Some(o) = &old {
                 rt.counters = o.counters.clone();
                 rt.bind_tasks = o.bind_tasks.clone();
                 if o.cfg.throughput == v.throughput {
                     rt.lease = o.lease.clone();
                 }
+            } else if let Some(n) = still_running {
+                // Added back while binds of its earlier self still run: they count on.
+                rt.bind_tasks = n;
             }
             if vendors.len() <= idx as usize {
                 vendors.resize(idx as usize + 1, None);
@@ -634,6 +647,7 @@ impl Snapshot {
             retired_customers,
             retired_counts,
             retired_vendors,
+            retired_bind_tasks,
         }
     }
 
@@ -852,6 +866,35 @@ mod tests {
         let fifth = Snapshot::build_next(Some(&fourth), cfg, 1);
         assert!(!Arc::ptr_eq(&fifth.customer(b"a").unwrap().binds, &old.binds));
         assert!(fifth.retired_counts.is_empty(), "nothing kept for counts back at zero");
+    }
+
+    #[test]
+    fn a_vendor_added_back_while_its_old_binds_drain_shares_their_task_count() {
+        // A removed vendor's binds still running (draining) count down, when they end, the
+        // count they counted up: the vendor added back meanwhile must share it, so that its new
+        // binds, refused by an account that allows no more, see the old ones still there.
+        let mut cfg = Config::default();
+        cfg.vendors.push(VendorConfig::new("v", "h", 1, "s", "p"));
+        cfg.vendors.push(VendorConfig::new("w", "h", 1, "s", "p"));
+        cfg.routes.push(RouteConfig::new("default", &["w"]));
+        let vendor = |snap: &Snapshot| snap.vendors.iter().flatten().find(|v| v.cfg.name == "v").cloned();
+        let first = Snapshot::build(cfg.clone(), 1);
+        let old = vendor(&first).unwrap();
+        old.bind_tasks.fetch_add(2, Ordering::AcqRel);
+        let mut without = cfg.clone();
+        without.vendors.retain(|v| v.name != "v");
+        let second = Snapshot::build_next(Some(&first), without.clone(), 1);
+        assert!(vendor(&second).is_none());
+        let third = Snapshot::build_next(Some(&second), cfg.clone(), 1);
+        let back = vendor(&third).unwrap();
+        assert!(Arc::ptr_eq(&back.bind_tasks, &old.bind_tasks), "the draining binds' count");
+        assert_eq!(back.bind_tasks.load(Ordering::Acquire), 2);
+        // Once none runs, a vendor added back starts afresh.
+        old.bind_tasks.fetch_sub(2, Ordering::AcqRel);
+        let fourth = Snapshot::build_next(Some(&third), without, 1);
+        let fifth = Snapshot::build_next(Some(&fourth), cfg, 1);
+        assert!(!Arc::ptr_eq(&vendor(&fifth).unwrap().bind_tasks, &old.bind_tasks));
+        assert!(fifth.retired_bind_tasks.is_empty(), "nothing kept for counts back at zero");
     }
 
     #[test]
