@@ -213,11 +213,11 @@ fn a_reload_keeps_the_count_of_the_current_window() {
 
 #[test]
 fn a_message_the_campaign_refuses_does_not_spend_the_customers_own_rate() {
-    // Goal: the customer's rate (here 20 segments a second, a burst of 2) counts what it sends,
+    // Goal: the customer's rate (here 2 segments a second, a burst of 2) counts what it sends,
     // not what a 10DLC limit refused: after one message accepted and one refused by the campaign,
     // the second unit of the burst is still there for a message from another number.
     let (gw, mut c, _v) = start(|cfg| {
-        cfg.customers[0].throughput = 20;
+        cfg.customers[0].throughput = 2;
         cfg.brands.push(BrandConfig::new("B1", 0));
         cfg.campaigns.push(campaign("C1", "B1", 1, &["+1555000"]));
     });
@@ -253,8 +253,9 @@ fn messages_the_vendor_refuses_do_not_spend_the_brands_daily_cap() {
     let mut cfg = config(&[("v", v.local_addr())]);
     cfg.brands.push(BrandConfig::new("B1", 3));
     cfg.campaigns.push(campaign("C1", "B1", 0, &["15550001"]));
-    // A burst of 4 segments: the refused messages must not spend the customer's rate either.
-    cfg.customers[0].throughput = 40;
+    // A burst of 4 segments (a second's worth), of which the last message takes the last: the
+    // refused messages must not spend the customer's rate either.
+    cfg.customers[0].throughput = 4;
     let gw = smppgw_engine::start(cfg).expect("gateway starts");
     let mut c = Client::connect(gw.local_addr);
     assert_eq!(c.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);

@@ -243,9 +243,10 @@ fn customer_throughput_is_counted_in_segments() {
         c.send(&p);
         c.recv_resp(seq).command_status
     };
-    // Burst allowance is one tenth of a second (1 segment): the first 3-segment message passes,
-    // the next within the same instant does not. Sent back to back (answers read after): sent
-    // one at a time, a slow machine's round trips could space them out past the rate.
+    // A second's worth (10 segments) may go at once: three 3-segment messages pass, and the
+    // next within the same instant (12 segments) does not. Sent back to back (answers read
+    // after): sent one at a time, a slow machine's round trips could space them out past the
+    // rate.
     let mut seqs = Vec::new();
     for _ in 0..5 {
         let (seq, mut p) = c.submit_pdu("15553330000", "");
@@ -263,8 +264,10 @@ fn customer_throughput_is_counted_in_segments() {
         }
     }
     let statuses: Vec<CommandStatus> = seqs.iter().map(|s| by_seq[s]).collect();
-    assert_eq!(statuses[0], CommandStatus::ESME_ROK);
+    assert_eq!(statuses[..3], [CommandStatus::ESME_ROK; 3], "{statuses:?}");
     assert!(statuses.contains(&CommandStatus::ESME_RTHROTTLED), "{statuses:?}");
+    // The nine segments taken are paid back at 10 a second: a tenth of a second after the burst
+    // the limiter is one segment short of another 3-segment message, 300 ms after it has room.
     std::thread::sleep(Duration::from_millis(400));
     assert_eq!(long(&mut c), CommandStatus::ESME_ROK, "allowed again after 300 ms");
     let snap = gw.control().current();
@@ -276,6 +279,52 @@ fn customer_throughput_is_counted_in_segments() {
         "3 segments per accepted message"
     );
     assert_eq!(k.throttled.load(std::sync::atomic::Ordering::Relaxed), 6 - ok);
+    gw.shutdown();
+    gw.join();
+}
+
+#[test]
+fn a_customer_may_send_a_second_of_its_throughput_at_once() {
+    // Goal: at 10 segments/s, a 3-part UDH message sent as three submit_sm back to back is
+    // accepted whole (the burst allowed was a tenth of a second, one segment: parts 2 and 3 got
+    // ESME_RTHROTTLED), seven more segments in the same instant pass too, and the 11th segment
+    // is refused.
+    let v = sim(|_| {});
+    let mut cfg = config(&[("v", v.local_addr())]);
+    cfg.customers[0].throughput = 10;
+    let gw = smppgw_engine::start(cfg).unwrap();
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+    assert!(wait_for(Duration::from_secs(10), || v.stats().binds_current >= 2));
+    // Eleven submit_sm in one write, so the gateway reads them in the same instant: the three
+    // parts, seven single-segment messages, and one more.
+    let mut wire = Vec::new();
+    let mut seqs = Vec::new();
+    for part in 1..=3u8 {
+        let (seq, mut p) = c.submit_pdu("15553330001", "");
+        let Body::SubmitSm(s) = &mut p.body else { unreachable!() };
+        s.esm_class |= 0x40;
+        s.short_message = [&[5u8, 0x00, 3, 0x77, 3, part][..], b"part of three"].concat().into();
+        wire.extend_from_slice(&p.to_bytes());
+        seqs.push(seq);
+    }
+    for i in 0..8 {
+        let (seq, p) = c.submit_pdu(&format!("155533301{i:02}"), "one segment");
+        wire.extend_from_slice(&p.to_bytes());
+        seqs.push(seq);
+    }
+    c.send_raw(&wire);
+    let mut by_seq = std::collections::HashMap::new();
+    while by_seq.len() < seqs.len() {
+        let p = c.recv().expect("answers");
+        if p.command_id().is_response() {
+            by_seq.insert(p.sequence_number, p.command_status);
+        }
+    }
+    let statuses: Vec<CommandStatus> = seqs.iter().map(|s| by_seq[s]).collect();
+    assert_eq!(statuses[..3], [CommandStatus::ESME_ROK; 3], "the three parts: {statuses:?}");
+    assert_eq!(statuses[3..10], [CommandStatus::ESME_ROK; 7], "ten segments in all: {statuses:?}");
+    assert_eq!(statuses[10], CommandStatus::ESME_RTHROTTLED, "the 11th segment");
     gw.shutdown();
     gw.join();
 }

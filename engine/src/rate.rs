@@ -26,6 +26,16 @@ impl Gcra {
         Gcra { interval_ns, tolerance_ns: interval_ns * u64::from(burst.max(1)), tat: AtomicU64::new(0) }
     }
 
+    /// `rate` units per second that tolerates a whole second's worth at once: after a second
+    /// with nothing taken, `rate` units pass together (a long message's parts sent back to
+    /// back, a submit_multi's destinations), and over any stretch of time no more than `rate`
+    /// a second on average, plus that one second's burst. A customer's `throughput` is
+    /// documented as segments per second, and its shared lease (Redis) grants `rate` units per
+    /// one-second window: both allow a second's worth at once.
+    pub fn per_second(rate: u32) -> Gcra {
+        Gcra::new(rate, rate)
+    }
+
     /// Whether this limiter limits anything.
     pub fn is_unlimited(&self) -> bool {
         self.interval_ns == 0
@@ -286,6 +296,34 @@ mod tests {
         }
         assert!((10..=11).contains(&ok), "{ok}");
         assert!(Gcra::new(0, 0).try_acquire(1000, 0));
+    }
+
+    #[test]
+    fn a_per_second_limit_takes_a_whole_second_at_once_and_no_more_on_average() {
+        // Goal: at 10 a second, a quiet customer may send 10 segments at once (a 3-part
+        // message sent part after part, then seven more) and the 11th is refused; the tolerance
+        // was a tenth of a second (one segment), which refused parts 2 and 3 of the message.
+        // Sustained, it never passes more than 10 a second beyond that first second's burst.
+        let g = Gcra::per_second(10);
+        let t = 5 * SECOND;
+        for i in 0..3 {
+            assert!(g.try_acquire(1, t), "part {} of 3", i + 1);
+        }
+        assert!(g.try_acquire(7, t), "seven more: ten in the same instant");
+        assert!(!g.try_acquire(1, t), "the 11th");
+        assert!(g.try_acquire(1, t + SECOND / 10), "a tenth of a second later, one more");
+        assert!(!g.try_acquire(1, t + SECOND / 10));
+        // Quiet for a second (or longer): a whole second's worth again, not more.
+        let t = t + 3 * SECOND;
+        assert!(g.try_acquire(10, t));
+        assert!(!g.try_acquire(1, t));
+        // Attempts every millisecond for 10 s: 10 a second, plus the one burst at most.
+        let g = Gcra::per_second(10);
+        let ok = (0..10_000u64).filter(|ms| g.try_acquire(1, t + ms * 1_000_000)).count();
+        assert!((100..=110).contains(&ok), "{ok} in 10 s");
+        // Rates that do not divide a second keep their whole second too.
+        let g = Gcra::per_second(3);
+        assert!(g.try_acquire(3, t) && !g.try_acquire(1, t));
     }
 
     #[test]

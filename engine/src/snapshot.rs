@@ -700,15 +700,14 @@ impl Snapshot {
 }
 
 fn customer_rt(idx: u32, c: &CustomerConfig, old: Option<&CustomerRt>) -> CustomerRt {
-    // A burst of one tenth of a second of traffic.
-    let burst = (c.throughput / 10).max(1);
+    // A second's worth of traffic at once (see `Gcra::per_second`).
     let limiter = match old {
         Some(o) if o.cfg.throughput == c.throughput => o.limiter.clone(),
-        _ => Arc::new(Gcra::new(c.throughput, burst)),
+        _ => Arc::new(Gcra::per_second(c.throughput)),
     };
     let ops_limiter = match old {
         Some(o) if o.cfg.throughput == c.throughput => o.ops_limiter.clone(),
-        _ => Arc::new(Gcra::new(c.throughput, burst)),
+        _ => Arc::new(Gcra::per_second(c.throughput)),
     };
     CustomerRt {
         idx,
