@@ -402,12 +402,14 @@ impl CampaignTable {
             key: format!("rate:campaign:{}", c.cfg.campaign_id),
             limit: u64::from(c.cfg.segments_per_minute),
             window_ms: MINUTE_MS,
+            idle_burst: 1,
             lease: c.lease.clone(),
         });
         let brands = self.brands.iter().filter(|b| b.cfg.daily_cap_segments > 0).map(|b| LeaseSpec {
             key: format!("rate:brand:{}", b.cfg.brand_id),
             limit: u64::from(b.cfg.daily_cap_segments),
             window_ms: DAY_MS,
+            idle_burst: 1,
             lease: b.lease.clone(),
         });
         campaigns.chain(brands)

@@ -18,8 +18,11 @@ pub struct Lease {
     /// asks for at least that much (a message of more segments than its usual grant would
     /// otherwise be refused for good).
     need: AtomicU32,
-    /// One request may still be admitted ahead of the grant (see [`Lease::idle_window`]).
-    may_borrow: AtomicBool,
+    /// Units that may still be admitted ahead of the grant in a window after an idle one (see
+    /// [`Lease::idle_window`]), and how many that window started with: the first request passes
+    /// whatever its size, the next ones while they fit.
+    lend_left: AtomicU64,
+    lend_max: AtomicU64,
     /// Bumped by every [`Lease::activate`] (a new window's units): a refund of units taken
     /// under another generation belongs to a window that is over (see [`Lease::give_back_from`]).
     generation: AtomicU32,
@@ -38,18 +41,12 @@ impl Lease {
             return true;
         }
         let n = i64::from(units);
-        // Taken only when there are enough (or one may borrow), never taken and put back: a
-        // put-back landing after the control thread stored a new window's grant would add to it.
-        let mut borrowing = false;
-        let took = self.tokens.fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| {
-            if t >= n || borrowing {
-                return Some(t - n);
-            }
-            // Borrowed, the units stay owed (negative): the next grant pays them back.
-            borrowing = self.may_borrow.swap(false, Ordering::AcqRel);
-            borrowing.then_some(t - n)
-        });
-        if took.is_ok() {
+        // Taken only when there are enough (or they may be borrowed), never taken and put back:
+        // a put-back landing after the control thread stored a new window's grant would add to
+        // it.
+        let took =
+            self.tokens.fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| (t >= n).then_some(t - n));
+        if took.is_ok() || self.lend(units) {
             self.taken.fetch_add(u64::from(units), Ordering::Relaxed);
             true
         } else {
@@ -57,6 +54,22 @@ impl Lease {
             self.need.fetch_max(units, Ordering::Relaxed);
             false
         }
+    }
+
+    /// Admits `units` ahead of the grant if the window after an idle one still lends that many
+    /// (or lent nothing yet): they stay owed (the tokens go negative), and the next grant pays
+    /// them back. A grant landing in between pays them back as well; a new window's first
+    /// grant (which ends the lending) is charged with them.
+    fn lend(&self, units: u32) -> bool {
+        let n = u64::from(units);
+        let max = self.lend_max.load(Ordering::Acquire);
+        let lent = self.lend_left.fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| {
+            (left > 0 && (left >= n || left == max)).then(|| left.saturating_sub(n))
+        });
+        if lent.is_ok() {
+            self.tokens.fetch_sub(i64::from(units), Ordering::AcqRel);
+        }
+        lent.is_ok()
     }
 
     /// Gives back `units` taken by [`Lease::try_take`] for a message refused after all (by
@@ -91,17 +104,24 @@ impl Lease {
     /// Starts enforcing the shared limit with `tokens` units (a new window's first grant).
     pub fn activate(&self, tokens: i64) {
         self.generation.fetch_add(1, Ordering::AcqRel);
-        self.may_borrow.store(false, Ordering::Release);
+        self.lend_left.store(0, Ordering::Release);
         self.tokens.store(tokens, Ordering::Release);
         self.active.store(true, Ordering::Release);
     }
 
     /// A new window for a node that was idle in the last one: it holds no units (it asks when
-    /// it needs some, leaving the limit to the nodes with traffic), and one request is admitted
-    /// ahead of that ask, so that a customer's occasional message is not refused for it.
-    pub fn idle_window(&self) {
-        self.activate(0);
-        self.may_borrow.store(true, Ordering::Release);
+    /// it needs some, leaving the limit to the nodes with traffic), and up to `burst` units are
+    /// admitted ahead of that ask (the first request whatever its size), so that a customer's
+    /// occasional message, or a second's worth sent at once after a quiet second, is not
+    /// refused for it. Units still owed (borrowed before, not yet granted) stay owed, and
+    /// nothing more is lent until they are paid.
+    pub fn idle_window(&self, burst: u64) {
+        let owed = self.tokens().min(0);
+        self.activate(owed);
+        if owed == 0 {
+            self.lend_max.store(burst.max(1), Ordering::Release);
+            self.lend_left.store(burst.max(1), Ordering::Release);
+        }
     }
 
     /// The most units a refused request wanted since the last call.
@@ -155,6 +175,10 @@ pub struct LeaseSpec {
     pub limit: u64,
     /// Window length in milliseconds (aligned to Redis's clock).
     pub window_ms: u64,
+    /// Units a node may admit ahead of its grant in a window after one without traffic (see
+    /// [`Lease::idle_window`]): a customer's throughput (a second's worth, as its local limiter
+    /// allows after a quiet second), 1 for the others (one request, whatever its size).
+    pub idle_burst: u64,
     /// The lease the hot path takes from.
     pub lease: std::sync::Arc<Lease>,
 }
@@ -201,7 +225,7 @@ mod tests {
     #[test]
     fn an_idle_window_admits_one_request_ahead_of_its_grant() {
         let l = Lease::new();
-        l.idle_window();
+        l.idle_window(1);
         assert!(l.try_take(2), "the first, borrowed");
         assert_eq!(l.tokens(), -2, "owed");
         assert!(!l.try_take(1), "one only");
@@ -209,6 +233,37 @@ mod tests {
         assert_eq!(l.tokens(), 3, "the grant pays the debt first");
         l.activate(0);
         assert!(!l.try_take(1), "a window with traffic borrows nothing");
+    }
+
+    #[test]
+    fn an_idle_window_lends_its_burst_ahead_of_the_grant_and_no_more() {
+        // Goal: a customer lease (a burst of a second's worth, here 10) of a node idle for a
+        // window admits 10 units ahead of its grant in any number of requests, the first
+        // whatever its size, and refuses the 11th; the grant pays the units back, and what is
+        // still owed at the next window (Redis granted too little) is charged to it.
+        let l = Lease::new();
+        l.idle_window(10);
+        for part in 0..3 {
+            assert!(l.try_take(1), "part {part} of a 3-part message");
+        }
+        assert!(l.try_take(7), "seven more: ten in all");
+        assert!(!l.try_take(1), "the 11th");
+        assert_eq!(l.tokens(), -10, "owed");
+        l.grant(4);
+        assert!(!l.try_take(1), "still owed: nothing to take, nothing more lent");
+        l.idle_window(10);
+        assert_eq!(l.tokens(), -6, "owed across windows");
+        assert!(!l.try_take(1), "nothing lent while owing");
+        // The first request passes whatever its size; then only what fits.
+        let l = Lease::new();
+        l.idle_window(10);
+        assert!(l.try_take(12), "one request larger than the burst");
+        assert!(!l.try_take(1));
+        let l = Lease::new();
+        l.idle_window(10);
+        assert!(l.try_take(8));
+        assert!(!l.try_take(3), "8 lent, 3 more would pass 10");
+        assert!(l.try_take(2));
     }
 
     #[test]

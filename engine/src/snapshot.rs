@@ -661,6 +661,8 @@ impl Snapshot {
                 key: format!("rate:customer:{}", c.cfg.system_id),
                 limit: u64::from(c.cfg.throughput),
                 window_ms: 1000,
+                // A second's worth after a quiet second, as its local limiter allows.
+                idle_burst: u64::from(c.cfg.throughput),
                 lease: c.lease.clone(),
             });
         }
@@ -669,6 +671,8 @@ impl Snapshot {
                 key: format!("rate:vendor:{}", v.cfg.name),
                 limit: u64::from(v.cfg.throughput),
                 window_ms: 1000,
+                // Its binds pace themselves: one message ahead of the grant.
+                idle_burst: 1,
                 lease: v.lease.clone(),
             });
         }

@@ -42,7 +42,7 @@ impl LeaseState {
     pub(crate) fn new(s: &LeaseSpec, now: Instant) -> LeaseState {
         let idle = s.window_ms >= IDLE_START_WINDOW_MS;
         if idle {
-            s.lease.idle_window();
+            s.lease.idle_window(s.idle_burst);
         }
         LeaseState {
             window: -1,
@@ -78,7 +78,7 @@ impl LeaseState {
             // Idle-started and never granted, and Redis was away meanwhile (which deactivated
             // it): an inactive lease admits everything and so never records the need that would
             // make it ask. Redis answers again (this runs only then): idle-started again.
-            s.lease.idle_window();
+            s.lease.idle_window(s.idle_burst);
         }
         let taken = s.lease.taken();
         self.rate = 0.7 * self.rate + 0.3 * (taken.saturating_sub(self.last_taken)) as f64;
@@ -99,7 +99,7 @@ impl LeaseState {
                 let behind = now.duration_since(self.end).as_millis() as u64 / window_ms + 1;
                 self.window += behind as i64;
                 self.end += Duration::from_millis(behind * window_ms);
-                s.lease.idle_window();
+                s.lease.idle_window(s.idle_burst);
                 self.idle = true;
                 expired = false;
             }
@@ -134,9 +134,11 @@ impl LeaseState {
         now: Instant,
     ) {
         if window != self.window || !s.lease.is_active() {
-            // The first grant after an idle start pays back what was borrowed ahead of it;
-            // a new window's grant replaces the last window's units.
-            let debt = if self.window < 0 { s.lease.tokens().min(0) } else { 0 };
+            // A new window's grant replaces the last window's units, less what is still owed:
+            // units admitted ahead of a grant that Redis never counted (a grant too short to
+            // pay them back in their own window) are paid from the next, so that a burst
+            // borrowed after an idle window keeps the average within the limit.
+            let debt = s.lease.tokens().min(0);
             s.lease.activate(grant + debt);
             self.window = window;
         } else {
@@ -156,7 +158,13 @@ mod tests {
     use super::*;
 
     fn spec(limit: u64) -> LeaseSpec {
-        LeaseSpec { key: "rate:customer:c".into(), limit, window_ms: 1_000, lease: Arc::new(Lease::new()) }
+        LeaseSpec {
+            key: "rate:customer:c".into(),
+            limit,
+            window_ms: 1_000,
+            idle_burst: limit,
+            lease: Arc::new(Lease::new()),
+        }
     }
 
     fn ms(n: u64) -> Duration {
@@ -168,7 +176,7 @@ mod tests {
         // Goal: a brand's day cap, idle-started on a node that had no traffic for it yet, is not
         // left off for good by a Redis blip: once Redis answers, the first request is admitted
         // (borrowed) and makes the node ask, the next ones wait for the grant.
-        let s = LeaseSpec { window_ms: 86_400_000, ..spec(10_000) };
+        let s = LeaseSpec { window_ms: 86_400_000, idle_burst: 1, ..spec(10_000) };
         let t0 = Instant::now();
         let mut st = LeaseState::new(&s, t0);
         assert!(st.plan(&s, t0).is_none(), "idle: no ask before a request");
@@ -210,9 +218,10 @@ mod tests {
     #[test]
     fn a_node_idle_for_a_window_holds_nothing_then_asks_when_a_request_comes() {
         // Goal: a node that neither admitted nor refused anything in a window gives the next
-        // one's units to the nodes with traffic, admits one request ahead of its ask, and asks
-        // for at least what that request took.
-        let s = spec(1_000);
+        // one's units to the nodes with traffic, admits one request ahead of its ask (a limit
+        // that lends one request: a vendor's, a campaign's), and asks for at least what that
+        // request took.
+        let s = LeaseSpec { idle_burst: 1, ..spec(1_000) };
         let t0 = Instant::now();
         let mut st = LeaseState::new(&s, t0);
         let want = st.plan(&s, t0).expect("first ask");
@@ -232,6 +241,35 @@ mod tests {
     }
 
     #[test]
+    fn a_burst_lent_after_an_idle_window_is_paid_from_the_next_window_when_redis_grants_too_little() {
+        // Goal: a customer's lease (10 a second) on a node idle for a window admits a second's
+        // worth ahead of its grant, as the local limiter does after a quiet second; when the
+        // other nodes have used that window and Redis grants too little to pay it back, what is
+        // still owed comes out of the node's next window (it was forgotten there, so the burst
+        // went uncounted) and the node asks for it.
+        let s = spec(10);
+        let t0 = Instant::now();
+        let mut st = LeaseState::new(&s, t0);
+        let want = st.plan(&s, t0).expect("first ask");
+        st.apply(&s, want, (1, 3, 500), t0);
+        let t1 = t0 + ms(500);
+        assert!(st.plan(&s, t1).is_none(), "idle for a window: nothing held, no ask");
+        for i in 0..10 {
+            assert!(s.lease.try_take(1), "segment {} of the burst", i + 1);
+        }
+        assert!(!s.lease.try_take(1), "the 11th");
+        let want = st.plan(&s, t1 + ms(10)).expect("the units owed make it ask");
+        assert_eq!(want, 10, "all it owes");
+        st.apply(&s, want, (4, 4, 490), t1 + ms(11));
+        assert_eq!(s.lease.tokens(), -6, "the other nodes had the rest of the window");
+        // The next window: the node asks as a busy one, and its grant pays the rest first.
+        let want = st.plan(&s, t1 + ms(500)).expect("a new window");
+        assert!(want >= 6, "at least what it owes: {want}");
+        st.apply(&s, want, (10, 5, 1_000), t1 + ms(501));
+        assert_eq!(s.lease.tokens(), 4, "ten granted, six of them owed");
+    }
+
+    #[test]
     fn a_day_long_lease_is_not_asked_for_until_a_request_needs_it() {
         // Goal: a brand's daily cap is not spread over every node at start (each asking a
         // fiftieth of it, traffic or not): a node asks when a request comes, admitting that one
@@ -240,6 +278,7 @@ mod tests {
             key: "rate:brand:b".into(),
             limit: 10_000,
             window_ms: 86_400_000,
+            idle_burst: 1,
             lease: Arc::new(Lease::new()),
         };
         let t0 = Instant::now();
