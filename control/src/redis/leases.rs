@@ -2,6 +2,7 @@
 //! decisions of the lease loop, without Redis or a clock, so that window changes can be driven
 //! in a unit test.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use smppgw_engine::lease::LeaseSpec;
@@ -13,6 +14,62 @@ const SHORT_RETRY_MS: u64 = 50;
 /// units when a request needs them, not at start, so that nodes without that traffic do not
 /// hold a share of a day's cap they will never send.
 const IDLE_START_WINDOW_MS: u64 = 3_600_000;
+
+/// The states of this node's leases, by limit key. The lease loop goes over every limit every
+/// tick and a reload may bring tens of thousands of them, so each step is linear in the number
+/// of limits (one hash lookup per limit) and the tick copies no key of a state it already has.
+#[derive(Debug, Default)]
+pub(crate) struct LeaseStates(HashMap<String, LeaseState>);
+
+impl LeaseStates {
+    /// After a reload: keeps the state of each limit still configured with the same lease, and
+    /// drops the others (a limit removed, or whose value changed: its new lease asks at once).
+    /// One lookup per state in a map of the specs' keys: comparing every state with every spec
+    /// was quadratic (50,000 limited customers: 2.5 billion comparisons, seconds during which
+    /// the single control thread wrote nothing to Redis, topped up no lease and answered no
+    /// /health).
+    pub(crate) fn retain_configured(&mut self, specs: &[LeaseSpec]) {
+        let by_key: HashMap<&str, &LeaseSpec> = specs.iter().map(|s| (s.key.as_str(), s)).collect();
+        self.0.retain(|k, st| by_key.get(k.as_str()).is_some_and(|s| st.is_for(s)));
+    }
+
+    /// The state of `s`'s lease, if it has one.
+    pub(crate) fn get(&self, s: &LeaseSpec) -> Option<&LeaseState> {
+        self.0.get(s.key.as_str())
+    }
+
+    /// The state of `s`'s lease, if it has one.
+    pub(crate) fn get_mut(&mut self, s: &LeaseSpec) -> Option<&mut LeaseState> {
+        self.0.get_mut(s.key.as_str())
+    }
+
+    /// Runs `f` on the state of `s`'s lease at a tick. A lease seen for the first time gets a
+    /// state if `first_asks` allows (each new one takes one; otherwise `f` does not run): its
+    /// key is copied then, once, not at every tick for every limit.
+    pub(crate) fn at_tick(
+        &mut self,
+        s: &LeaseSpec,
+        now: Instant,
+        first_asks: &mut usize,
+        f: impl FnOnce(&mut LeaseState),
+    ) {
+        let st = match self.0.get_mut(s.key.as_str()) {
+            Some(st) => st,
+            None if *first_asks == 0 => return,
+            None => {
+                *first_asks -= 1;
+                self.0.entry(s.key.clone()).or_insert_with(|| LeaseState::new(s, now))
+            }
+        };
+        f(st);
+    }
+
+    /// How many leases have a state.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+}
 
 /// A lease's state on this node.
 #[derive(Debug)]
@@ -169,6 +226,77 @@ mod tests {
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
+    }
+
+    /// A tick of the lease loop over `specs` with Redis granting `grant` of window `window`
+    /// to every lease that asks.
+    fn tick(states: &mut LeaseStates, specs: &[LeaseSpec], now: Instant, first_asks: usize, window: i64) {
+        let mut first_asks = first_asks;
+        for s in specs {
+            states.at_tick(s, now, &mut first_asks, |st| {
+                if let Some(want) = st.plan(s, now) {
+                    st.apply(s, want, (5, window, 1_000), now);
+                }
+            });
+        }
+    }
+
+    fn keyed(key: &str) -> LeaseSpec {
+        LeaseSpec { key: key.into(), ..spec(100) }
+    }
+
+    #[test]
+    fn a_reload_drops_the_states_of_removed_or_changed_limits_and_keeps_the_others() {
+        // Goal: after a reload the lease loop forgets the state of a limit removed, and of one
+        // whose value changed (a new lease, which must ask at once), and keeps the others with
+        // the window and units they were granted.
+        let (a, b, c) = (keyed("rate:customer:a"), keyed("rate:customer:b"), keyed("rate:vendor:c"));
+        let t0 = Instant::now();
+        let mut states = LeaseStates::default();
+        tick(&mut states, &[a.clone(), b.clone(), c.clone()], t0, 10, 7);
+        assert_eq!(states.len(), 3);
+        assert_eq!(a.lease.tokens(), 5);
+        // The reload: a unchanged (the same lease), b's limit changed (a new lease), c removed,
+        // d added.
+        let b2 = keyed("rate:customer:b");
+        let d = keyed("rate:customer:d");
+        let specs = [a.clone(), b2.clone(), d.clone()];
+        states.retain_configured(&specs);
+        assert_eq!(states.len(), 1, "only a's state is left");
+        assert_eq!(states.get(&a).map(LeaseState::window), Some(7), "a keeps its window");
+        assert!(states.get(&b2).is_none() && states.get(&c).is_none() && states.get(&d).is_none());
+        // The next tick: b and d start again and ask at once; a has its grant and asks nothing.
+        let mut planned = Vec::new();
+        let mut first_asks = 10;
+        for s in &specs {
+            states.at_tick(s, t0 + ms(10), &mut first_asks, |st| {
+                planned.push((s.key.clone(), st.plan(s, t0 + ms(10))))
+            });
+        }
+        assert_eq!(first_asks, 8, "two new states, a's was there");
+        assert_eq!(planned[0], ("rate:customer:a".to_owned(), None), "a holds its units: no ask");
+        assert!(planned[1].1.is_some() && planned[2].1.is_some(), "b and d ask: {planned:?}");
+        assert_eq!(a.lease.tokens(), 5, "a's lease untouched");
+    }
+
+    #[test]
+    fn new_lease_states_wait_for_their_turn_and_existing_ones_take_none() {
+        // Goal: at most `first_asks` leases get a state (and ask) in one tick; a lease that has
+        // one is looked at every tick without taking from that allowance.
+        let specs: Vec<LeaseSpec> = (0..5).map(|i| keyed(&format!("rate:customer:c{i}"))).collect();
+        let t0 = Instant::now();
+        let mut states = LeaseStates::default();
+        let mut seen = 0;
+        let mut first_asks = 2;
+        for s in &specs {
+            states.at_tick(s, t0, &mut first_asks, |_| seen += 1);
+        }
+        assert_eq!((seen, states.len(), first_asks), (2, 2, 0), "two new ones this tick");
+        let (mut seen, mut first_asks) = (0, 2);
+        for s in &specs {
+            states.at_tick(s, t0 + ms(10), &mut first_asks, |_| seen += 1);
+        }
+        assert_eq!((seen, states.len(), first_asks), (4, 4, 0), "the first two again, two more");
     }
 
     #[test]

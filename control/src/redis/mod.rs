@@ -97,7 +97,7 @@ use smppgw_engine::snapshot::Snapshot;
 use smppgw_engine::store::{Radix, Record, alternate_ids, canonical_id, shard_key, shard_of};
 use tokio::sync::Notify;
 
-use self::leases::LeaseState;
+use self::leases::LeaseStates;
 use tracing::{error, info, warn};
 
 /// Only the control thread touches it (never a core).
@@ -2493,7 +2493,7 @@ async fn keep_leases(inner: Arc<Inner>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut version = 0;
     let mut specs: Vec<LeaseSpec> = Vec::new();
-    let mut states: HashMap<String, LeaseState> = HashMap::new();
+    let mut states = LeaseStates::default();
     // Until when the leases stay off for a refused request.
     let mut refused_until: Option<Instant> = None;
     loop {
@@ -2506,7 +2506,7 @@ async fn keep_leases(inner: Arc<Inner>) {
             // once (an idle state would wait for a refusal that an inactive lease never makes,
             // leaving only the local limit for the rest of the window). The others stay, also
             // while Redis is away (their leases inactive, their units kept for its return).
-            states.retain(|k, st| specs.iter().any(|s| &s.key == k && st.is_for(s)));
+            states.retain_configured(&specs);
         }
         let Some(mut conn) = inner.conn() else {
             // Only the local limits apply while Redis is away. The states are kept: Redis
@@ -2526,7 +2526,7 @@ async fn keep_leases(inner: Arc<Inner>) {
                 let mut held = Vec::new();
                 for s in &specs {
                     let units = s.lease.tokens();
-                    if let Some(st) = states.get(&s.key).filter(|st| st.in_window(now))
+                    if let Some(st) = states.get(s).filter(|st| st.in_window(now))
                         && s.lease.is_active()
                         && units > 0
                     {
@@ -2552,27 +2552,21 @@ async fn keep_leases(inner: Arc<Inner>) {
             continue;
         }
         for s in &specs {
-            if !s.lease.is_active() && states.get(&s.key).is_some_and(|st| st.in_window(now)) {
+            if !s.lease.is_active() && states.get(s).is_some_and(|st| st.in_window(now)) {
                 s.lease.resume();
             }
         }
         let mut asks: Vec<(usize, u64)> = Vec::new();
         let mut first_asks = LEASE_FIRST_ASKS_PER_TICK;
         for (i, s) in specs.iter().enumerate() {
-            let st = match states.entry(s.key.clone()) {
-                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                // A lease seen for the first time asks at once: a large configuration's first
-                // asks go over several ticks, so that no round holds the connection past its
-                // timeout (the lease admits on its local limit until then).
-                std::collections::hash_map::Entry::Vacant(_) if first_asks == 0 => continue,
-                std::collections::hash_map::Entry::Vacant(e) => {
-                    first_asks -= 1;
-                    e.insert(LeaseState::new(s, now))
+            // A lease seen for the first time asks at once: a large configuration's first asks
+            // go over several ticks, so that no round holds the connection past its timeout
+            // (the lease admits on its local limit until then).
+            states.at_tick(s, now, &mut first_asks, |st| {
+                if let Some(want) = st.plan(s, now) {
+                    asks.push((i, want));
                 }
-            };
-            if let Some(want) = st.plan(s, now) {
-                asks.push((i, want));
-            }
+            });
         }
         if asks.is_empty() {
             continue;
@@ -2625,7 +2619,7 @@ async fn keep_leases(inner: Arc<Inner>) {
             if bad != 0 {
                 add(&inner.health.malformed, 1);
             }
-            if let Some(st) = states.get_mut(&s.key) {
+            if let Some(st) = states.get_mut(s) {
                 st.apply(s, want, (grant, window, ms_left), now);
             }
         }
