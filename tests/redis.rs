@@ -1246,6 +1246,60 @@ fn a_message_of_more_segments_than_a_small_shared_limit_grants_at_once_is_admitt
     a.stop();
 }
 
+#[test]
+fn a_message_of_more_segments_than_the_whole_shared_limit_is_admitted_as_without_redis() {
+    // Goal: a 12-segment message from a customer limited to 10 segments/s passes with Redis as
+    // it does without (the local limiter admits it after a quiet second and charges the next
+    // 1.2 s): once the node holds the whole window's quota. With Redis it was refused for ever,
+    // the lease never holding more than the limit, 10.
+    let twelve_segments = |c: &mut Client| {
+        let (seq, mut p) = c.submit_pdu("15551242222", "");
+        if let Body::SubmitSm(s) = &mut p.body {
+            s.tlvs = smppgw_codec::Tlvs::builder()
+                .bytes(smppgw_codec::tag::MESSAGE_PAYLOAD, &[b'x'; 1_800])
+                .build();
+        }
+        c.send(&p);
+        c.recv_resp(seq).command_status
+    };
+    let limited = |vendor: &smppgw_loadgen::sim::SimHandle| {
+        let mut cfg = config(&[("v1", vendor.local_addr())]);
+        cfg.customers[0].throughput = 10;
+        cfg
+    };
+    // Without Redis.
+    let vendor = sim(|_| {});
+    let gw = smppgw_engine::start(limited(&vendor)).unwrap();
+    assert!(wait_for(Duration::from_secs(10), || vendor.stats().binds_current >= 2), "vendor binds up");
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+    assert_eq!(twelve_segments(&mut c), CommandStatus::ESME_ROK, "without Redis");
+    assert_eq!(twelve_segments(&mut c), CommandStatus::ESME_RTHROTTLED, "and its 1.2 s are charged");
+    drop(c);
+    gw.shutdown();
+    gw.join();
+    // With Redis: a node with the customer's traffic in every window (a message first, then the
+    // long one tried again every few milliseconds, as a client does on ESME_RTHROTTLED).
+    let redis = RedisServer::start();
+    let vendor = sim(|_| {});
+    let a = Node::start(limited(&vendor), 1, &redis);
+    assert!(wait_for(Duration::from_secs(10), || vendor.stats().binds_current >= 2), "vendor binds up");
+    let mut c = Client::connect(a.gw.local_addr);
+    assert_eq!(c.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+    assert!(wait_for(Duration::from_secs(10), || metric(&a, "smppgw_redis_lease_requests_total") >= Some(1)));
+    assert!(wait_for(Duration::from_secs(3), || c.submit("15551242221", "first").0.is_ok()));
+    let mut st = CommandStatus::ESME_RTHROTTLED;
+    assert!(
+        wait_for(Duration::from_secs(5), || {
+            st = twelve_segments(&mut c);
+            st != CommandStatus::ESME_RTHROTTLED
+        }),
+        "still throttled after 5 s"
+    );
+    assert_eq!(st, CommandStatus::ESME_ROK);
+    a.stop();
+}
+
 /// Sends `pdus` in one write (the gateway reads them in the same instant) and returns their
 /// statuses in order.
 fn pipelined(c: &mut Client, pdus: &[(u32, Pdu)]) -> Vec<CommandStatus> {

@@ -23,6 +23,9 @@ pub struct Lease {
     /// whatever its size, the next ones while they fit.
     lend_left: AtomicU64,
     lend_max: AtomicU64,
+    /// The limit's units per window (0 until the control plane says): a request of more units
+    /// than that is admitted when the lease holds a whole window (see [`Lease::try_take`]).
+    window_limit: AtomicI64,
     /// Bumped by every [`Lease::activate`] (a new window's units): a refund of units taken
     /// under another generation belongs to a window that is over (see [`Lease::give_back_from`]).
     generation: AtomicU32,
@@ -35,17 +38,24 @@ impl Lease {
     }
 
     /// Takes `units` if the lease is inactive or holds that many; otherwise takes nothing.
+    ///
+    /// A request of more units than the whole window's limit can never be held: it is admitted
+    /// when the lease holds a whole window (nothing else taken from it), the units beyond it
+    /// owed and paid from the next grants, as the local limiter admits such a message after a
+    /// quiet second and charges the time after it. It was refused for ever with Redis.
     #[inline]
     pub fn try_take(&self, units: u32) -> bool {
         if !self.active.load(Ordering::Relaxed) {
             return true;
         }
         let n = i64::from(units);
+        let whole = self.window_limit.load(Ordering::Relaxed);
+        let fits = |t: i64| t >= n || (whole > 0 && n > whole && t >= whole);
         // Taken only when there are enough (or they may be borrowed), never taken and put back:
         // a put-back landing after the control thread stored a new window's grant would add to
         // it.
         let took =
-            self.tokens.fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| (t >= n).then_some(t - n));
+            self.tokens.fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| fits(t).then_some(t - n));
         if took.is_ok() || self.lend(units) {
             self.taken.fetch_add(u64::from(units), Ordering::Relaxed);
             true
@@ -122,6 +132,11 @@ impl Lease {
             self.lend_max.store(burst.max(1), Ordering::Release);
             self.lend_left.store(burst.max(1), Ordering::Release);
         }
+    }
+
+    /// Sets the limit's units per window (see [`Lease::try_take`]).
+    pub fn set_window_limit(&self, limit: u64) {
+        self.window_limit.store(i64::try_from(limit).unwrap_or(i64::MAX), Ordering::Relaxed);
     }
 
     /// The most units a refused request wanted since the last call.
@@ -264,6 +279,29 @@ mod tests {
         assert!(l.try_take(8));
         assert!(!l.try_take(3), "8 lent, 3 more would pass 10");
         assert!(l.try_take(2));
+    }
+
+    #[test]
+    fn a_request_larger_than_the_whole_limit_is_admitted_when_the_lease_holds_a_whole_window() {
+        // Goal: at a limit of 10 a window, a 12-unit request passes once the lease holds all 10
+        // (the 2 beyond owed), as the local limiter passes it after a quiet second; with less
+        // held it waits, and a request within the limit still needs its units.
+        let l = Lease::new();
+        l.set_window_limit(10);
+        l.activate(9);
+        assert!(!l.try_take(12), "9 of the window's 10 held");
+        assert_eq!(l.take_need(), 12, "remembered for the next ask");
+        l.grant(1);
+        assert!(l.try_take(12), "the whole window held");
+        assert_eq!(l.tokens(), -2, "the rest owed");
+        assert!(!l.try_take(1), "nothing more until it is paid");
+        let l = Lease::new();
+        l.set_window_limit(10);
+        l.activate(10);
+        assert!(l.try_take(4));
+        assert!(!l.try_take(12), "not with part of the window spent");
+        assert!(!l.try_take(7), "within the limit, the units are needed");
+        assert!(l.try_take(6));
     }
 
     #[test]

@@ -97,6 +97,7 @@ impl LeaseState {
     /// A lease seen for the first time: it asks at the next tick, or, for a long window, when a
     /// request needs units (one is admitted ahead of that ask).
     pub(crate) fn new(s: &LeaseSpec, now: Instant) -> LeaseState {
+        s.lease.set_window_limit(s.limit);
         let idle = s.window_ms >= IDLE_START_WINDOW_MS;
         if idle {
             s.lease.idle_window(s.idle_burst);
