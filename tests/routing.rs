@@ -330,6 +330,79 @@ fn a_customer_may_send_a_second_of_its_throughput_at_once() {
 }
 
 #[test]
+fn submit_multi_destinations_are_counted_as_submits_however_they_end() {
+    // Goal: submits = accepted + refused + rejected holds for submit_multi, whose destinations
+    // each count as a submit: those refused for the customer's throughput or as a distribution
+    // list were counted rejected but never received, and a submit_multi refused whole (more
+    // destinations than the window, a full window, a sequence number still pending) was
+    // counted nowhere.
+    use smppgw_codec::{Address, DestAddress, SubmitMulti};
+    use std::sync::atomic::Ordering;
+    // The vendor holds its answers a second, so the window is still taken when the third
+    // submit_multi is read.
+    let v = sim(|s| s.faults.resp_latency = smppgw_loadgen::sim::Delay::Fixed(Duration::from_secs(1)));
+    let mut cfg = config(&[("v", v.local_addr())]);
+    cfg.vendors[0].response_timeout_ms = 10_000;
+    cfg.customers[0].window = 4;
+    cfg.customers[0].throughput = 3;
+    let gw = smppgw_engine::start(cfg).unwrap();
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("tx", "c1", "pw"), CommandStatus::ESME_ROK);
+    assert!(wait_for(Duration::from_secs(10), || v.stats().binds_current >= 2));
+    let multi = |c: &mut Client, smes: u32, list: bool| {
+        let seq = c.next_seq();
+        let mut dests: Vec<DestAddress> =
+            (0..smes).map(|i| DestAddress::Sme(Address::new(1, 1, format!("155544450{i:02}")))).collect();
+        if list {
+            dests.push(DestAddress::DistributionList("friends".into()));
+        }
+        let m = SubmitMulti {
+            source: Address::new(1, 1, "15550001"),
+            dests,
+            short_message: "to many".into(),
+            ..Default::default()
+        };
+        c.send(&Pdu::new(seq, Body::SubmitMulti(m)));
+        seq
+    };
+    // Five SME destinations and a list, the window 4: refused whole.
+    let too_many = multi(&mut c, 5, true);
+    assert_eq!(c.recv_resp(too_many).command_status, CommandStatus::ESME_RINVNUMDESTS);
+    // Four and a list: three go (the customer's 3 segments a second), the fourth is throttled,
+    // the list refused.
+    let sent = multi(&mut c, 4, true);
+    // Two more while three are in flight: the window is full, refused whole.
+    let full = multi(&mut c, 2, false);
+    assert_eq!(c.recv_resp(full).command_status, CommandStatus::ESME_RTHROTTLED);
+    // One to a single destination reusing the sequence number of the one pending: refused.
+    let m = SubmitMulti {
+        source: Address::new(1, 1, "15550001"),
+        dests: vec![DestAddress::Sme(Address::new(1, 1, "15554445099"))],
+        short_message: "again".into(),
+        ..Default::default()
+    };
+    c.send(&Pdu::new(sent, Body::SubmitMulti(m)));
+    assert_eq!(c.recv_resp(sent).command_status, CommandStatus::ESME_RSYSERR, "the reused one, at once");
+    let r = c.recv_resp(sent);
+    assert_eq!(r.command_status, CommandStatus::ESME_ROK);
+    let Body::SubmitMultiResp(resp) = r.body else { panic!("submit_multi_resp") };
+    let failed: Vec<CommandStatus> = resp.unsuccess.iter().map(|u| u.error_status).collect();
+    assert_eq!(failed, [CommandStatus::ESME_RTHROTTLED, CommandStatus::ESME_RINVDLNAME]);
+    let m = &gw.metrics;
+    assert!(wait_for(Duration::from_secs(5), || m.accepted.get() == 3), "three accepted");
+    let rejected = m.rejected.load(Ordering::Relaxed);
+    assert_eq!((m.submits.get(), rejected, m.refused.get()), (6 + 5 + 2 + 1, 6 + 2 + 2 + 1, 0));
+    assert_eq!(m.submits.get(), m.accepted.get() + m.refused.get() + rejected, "the identity");
+    let statuses = |st: CommandStatus| m.submit_results.get(st.0 as usize);
+    assert_eq!(statuses(CommandStatus::ESME_RINVNUMDESTS), 6);
+    assert_eq!(statuses(CommandStatus::ESME_RTHROTTLED), 1 + 2);
+    assert_eq!(statuses(CommandStatus::ESME_RINVDLNAME), 1);
+    assert_eq!(statuses(CommandStatus::ESME_RSYSERR), 1);
+    gw.shutdown();
+    gw.join();
+}
+
+#[test]
 fn window_overflow_gets_throttled() {
     // Goal: more outstanding submits than the window get ESME_RTHROTTLED at once.
     // The vendor holds each answer long enough that the window is still full when the extra

@@ -249,6 +249,16 @@ fn count_throttled(core: &Core, c: &CustomerRt) {
     core.metrics.rejected.fetch_add(1, Ordering::Relaxed);
 }
 
+/// Counts `n` submits (submit_multi destinations, already counted received) refused before
+/// routing with `status`: submits = accepted + refused + rejected.
+fn count_rejected(core: &Core, c: &CustomerRt, n: u64, status: CommandStatus) {
+    core.metrics.rejected.fetch_add(n, Ordering::Relaxed);
+    for _ in 0..n {
+        core.metrics.submit_results.add(core.idx, status.0);
+    }
+    c.counters.rejected.fetch_add(n, Ordering::Relaxed);
+}
+
 pub(crate) fn give_customer_rate_back(c: &CustomerRt, segments: u32) {
     c.limiter.give_back(segments);
     c.lease.give_back(segments);
@@ -1125,13 +1135,15 @@ impl CustomerDriver {
                 }
                 (x.message_id.clone(), Pending::Replace(x.clone()), CommandStatus::ESME_RREPLACEFAIL)
             }
-            smppgw_codec::Body::SubmitMulti(_) if self.multis.contains_key(&seq) => {
+            smppgw_codec::Body::SubmitMulti(m) if self.multis.contains_key(&seq) => {
                 // Its answer would be mixed with the pending one's (the customer reused a
-                // sequence number still in flight): refused, the pending one goes on.
-                {
-                    self.refuse(&pdu, CommandStatus::ESME_RSYSERR);
-                    return false;
-                }
+                // sequence number still in flight): refused, the pending one goes on. Its
+                // destinations were received and refused before routing.
+                let dests = m.dests.len() as u64;
+                self.core.metrics.submits.add(self.core.idx, dests);
+                count_rejected(&self.core, &c, dests, CommandStatus::ESME_RSYSERR);
+                self.refuse(&pdu, CommandStatus::ESME_RSYSERR);
+                return false;
             }
             smppgw_codec::Body::SubmitMulti(m) => return self.submit_multi(seq, m.clone(), &c, now),
             _ => {
@@ -1196,12 +1208,19 @@ impl CustomerDriver {
             command_status: CommandStatus::ESME_ROK,
             sequence_number: seq,
         };
+        // Every destination is a submit received (submits = accepted + refused + rejected):
+        // counted here, and each is counted once more as it ends, refused here (rejected) or
+        // answered after routing (accepted or refused).
+        let dests = m.dests.len() as u64;
+        self.core.metrics.submits.add(self.core.idx, dests);
         if smes > self.machine.window() {
             // More than the window could ever hold: retrying would never help.
+            count_rejected(&self.core, c, dests, CommandStatus::ESME_RINVNUMDESTS);
             smppgw_codec::Pdu::error_response(&h, CommandStatus::ESME_RINVNUMDESTS).encode(&mut self.wbuf);
             return false;
         }
         if !self.machine.take_window(smes) {
+            count_rejected(&self.core, c, dests, CommandStatus::ESME_RTHROTTLED);
             smppgw_codec::Pdu::error_response(&h, CommandStatus::ESME_RTHROTTLED).encode(&mut self.wbuf);
             return false;
         }
@@ -1250,10 +1269,13 @@ impl CustomerDriver {
                 DestAddress::DistributionList(n) => smppgw_codec::Address::new(0, 0, n.clone()),
             });
             match d {
-                DestAddress::DistributionList(name) => pm.unsuccess.push(UnsuccessSme {
-                    addr: smppgw_codec::Address::new(0, 0, name.clone()),
-                    error_status: CommandStatus::ESME_RINVDLNAME,
-                }),
+                DestAddress::DistributionList(name) => {
+                    count_rejected(&self.core, c, 1, CommandStatus::ESME_RINVDLNAME);
+                    pm.unsuccess.push(UnsuccessSme {
+                        addr: smppgw_codec::Address::new(0, 0, name.clone()),
+                        error_status: CommandStatus::ESME_RINVDLNAME,
+                    })
+                }
                 DestAddress::Sme(addr) => {
                     let submit = submit_to(addr.clone());
                     let valid = match addr.addr.is_empty() {
@@ -1261,7 +1283,10 @@ impl CustomerDriver {
                         false => shared,
                     };
                     match valid {
-                        Err(st) => pm.unsuccess.push(UnsuccessSme { addr: addr.clone(), error_status: st }),
+                        Err(st) => {
+                            count_rejected(&self.core, c, 1, st);
+                            pm.unsuccess.push(UnsuccessSme { addr: addr.clone(), error_status: st })
+                        }
                         Ok(segments) => {
                             let lease_gen = c.lease.generation();
                             if !take_customer_rate(c, segments, self.io.nanos(now)) {
@@ -1289,12 +1314,7 @@ impl CustomerDriver {
                                     if refusal.status() == CommandStatus::ESME_RTHROTTLED {
                                         count_throttled(&self.core, c);
                                     } else {
-                                        self.core.metrics.rejected.fetch_add(1, Ordering::Relaxed);
-                                        self.core
-                                            .metrics
-                                            .submit_results
-                                            .add(self.core.idx, refusal.status().0);
-                                        c.counters.rejected.fetch_add(1, Ordering::Relaxed);
+                                        count_rejected(&self.core, c, 1, refusal.status());
                                     }
                                     pm.unsuccess.push(UnsuccessSme {
                                         addr: addr.clone(),
@@ -1339,7 +1359,6 @@ impl CustomerDriver {
         // a cancel_sm or replace_sm of that id, refused for several, applies to it).
         let single = jobs.len() == 1;
         for (i, submit, charge) in jobs {
-            self.core.metrics.submits.add(self.core.idx, 1);
             let receipts = Wanted::from_registered_delivery(submit.registered_delivery);
             let reply = self.reply_to_request(seq, ReplyKind::Multi(i), nonce);
             let msg_id = if single { shown_id } else { self.core.next_msg_id() };

@@ -236,7 +236,8 @@ pub struct Metrics {
     /// Answered with an error status after routing.
     pub refused: CoreCounter,
     /// submit_sm/data_sm (and submit_multi destinations) refused before routing: past the
-    /// window, an invalid field, or a throughput limit (the customer's or 10DLC).
+    /// window, an invalid field, or a throughput limit (the customer's or 10DLC); every
+    /// destination of a submit_multi refused whole.
     pub rejected: AtomicU64,
     /// Refused for the customer's throughput.
     pub throttled_customer: AtomicU64,
