@@ -307,7 +307,7 @@ pub fn render(metrics: &Metrics, snap: &Snapshot) -> String {
 
     e.counter(
         "smppgw_submits_total",
-        "submit_sm and data_sm received from bound customers (accepted + refused + rejected once answered).",
+        "submit_sm and data_sm (and each submit_multi destination) received from bound customers (accepted + refused + rejected once answered).",
         submits,
     );
     e.counter("smppgw_submits_accepted_total", "Customer submits answered with a message id.", accepted);
