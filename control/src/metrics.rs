@@ -79,6 +79,7 @@ pub const METRIC_FAMILIES: &[&str] = &[
     "smppgw_store_records",
     "smppgw_customer_binds",
     "smppgw_customer_max_binds",
+    "smppgw_customer_routed_total",
     "smppgw_customer_messages_total",
     "smppgw_customer_segments_total",
     "smppgw_route_messages_total",
@@ -533,8 +534,9 @@ pub fn render(metrics: &Metrics, snap: &Snapshot) -> String {
 /// 10DLC campaign and brand families: one sample per campaign or brand that has counted
 /// something since start. A configuration may hold up to 100,000 of each, most of them idle on
 /// any one node: a sample for every one would make each scrape megabytes, built on the control
-/// thread that also answers /health. A series appears with its first count (Prometheus reads
-/// a series that appears as starting from zero).
+/// thread that also answers /health. A series appears with its first count, so `increase()`
+/// misses that first count (Prometheus takes a new series' first sample as its start): alert on
+/// the series' presence as well (`> 0`), or on the gateway-wide totals.
 fn render_campaigns(e: &mut Exposition, snap: &Snapshot) {
     let t = &snap.campaigns;
     type CampaignField = fn(&smppgw_engine::campaign::CampaignCounters) -> &AtomicU64;
@@ -592,15 +594,27 @@ fn render_customers(e: &mut Exposition, snap: &Snapshot) {
         e.sample("smppgw_customer_max_binds", &[("customer", &c.cfg.system_id)], c.cfg.max_binds);
     }
     e.family(
+        "smppgw_customer_routed_total",
+        Kind::Counter,
+        "Messages of each customer routed to vendors (accepted + refused once answered).",
+    );
+    for c in &active {
+        e.sample(
+            "smppgw_customer_routed_total",
+            &[("customer", &c.cfg.system_id)],
+            c.counters.submitted.load(Ordering::Relaxed),
+        );
+    }
+    // Results that do not overlap: summed over `result` they are the customer's messages.
+    e.family(
         "smppgw_customer_messages_total",
         Kind::Counter,
-        "Messages of each customer by result: submitted (routed), accepted, refused, throttled, \
+        "Messages of each customer by result: accepted, refused (after routing), throttled, \
          rejected (past the window or an invalid field).",
     );
     for c in &active {
         let k = &c.counters;
         for (result, n) in [
-            ("submitted", &k.submitted),
             ("accepted", &k.accepted),
             ("refused", &k.refused),
             ("throttled", &k.throttled),
@@ -640,7 +654,7 @@ fn render_customers(e: &mut Exposition, snap: &Snapshot) {
     e.family(
         "smppgw_vendor_messages_total",
         Kind::Counter,
-        "Submits at each vendor by outcome: accepted, refused, temporary (passed on), throttled, unknown.",
+        "Submits at each vendor by outcome: accepted, refused, throttled and temporary (passed on), unknown.",
     );
     for v in snap.vendors.iter().flatten() {
         let k = &v.counters;
@@ -990,6 +1004,32 @@ mod tests {
         c.source_prefixes = vec!["1555".into()];
         cfg.campaigns.push(c);
         Snapshot::build(cfg, 2)
+    }
+
+    #[test]
+    fn the_results_of_a_customer_or_a_vendor_add_up_to_its_messages() {
+        // Goal: summed over `result` (what a dashboard does), each family counts every message
+        // once: the routed total is a family of its own, and a vendor's throttled answers are
+        // not temporary ones too.
+        let snap = snapshot();
+        let c = &snap.customers[0].as_ref().unwrap().counters;
+        c.submitted.store(3, Ordering::Relaxed);
+        c.accepted.store(2, Ordering::Relaxed);
+        c.refused.store(1, Ordering::Relaxed);
+        c.throttled.store(4, Ordering::Relaxed);
+        let v = &snap.vendors[0].as_ref().unwrap().counters;
+        v.accepted.store(5, Ordering::Relaxed);
+        v.throttled.store(2, Ordering::Relaxed);
+        let text = render(&Metrics::default(), &snap);
+        let sum = |prefix: &str| -> u64 {
+            text.lines()
+                .filter(|l| l.starts_with(prefix))
+                .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+                .sum()
+        };
+        assert_eq!(sum("smppgw_customer_messages_total{customer=\"c1\""), 7, "2 + 1 + 4\n{text}");
+        assert!(text.contains("smppgw_customer_routed_total{customer=\"c1\"} 3\n"), "{text}");
+        assert_eq!(sum("smppgw_vendor_messages_total{vendor=\"v1\""), 7, "5 + 2\n{text}");
     }
 
     #[test]

@@ -226,11 +226,15 @@ fn every_endpoint_against_a_gateway_with_a_bound_vendor() {
     let gw = smppgw_engine::start(cfg.clone()).expect("the gateway starts");
     let db_ok = Arc::new(AtomicBool::new(true));
     let refuse_next = Arc::new(AtomicBool::new(false));
+    let more_cores = Arc::new(AtomicBool::new(false));
     let state = {
-        let (control, refuse_next) = (gw.control(), refuse_next.clone());
+        let (control, refuse_next, more_cores) = (gw.control(), refuse_next.clone(), more_cores.clone());
         ApiState::for_gateway(&gw).with_backend(Backend::flag("db", db_ok.clone())).with_reload(move || {
             let (control, refuse, mut next) =
                 (control.clone(), refuse_next.load(Ordering::Relaxed), cfg.clone());
+            if more_cores.load(Ordering::Relaxed) {
+                next.server.cores += 1;
+            }
             async move {
                 if refuse {
                     next.customers.push(CustomerConfig::new("", "x"));
@@ -358,6 +362,18 @@ fn every_endpoint_against_a_gateway_with_a_bound_vendor() {
     let j = r.json();
     assert_eq!(j["version"].as_u64(), Some(before + 1));
     assert_eq!(j["applied_everywhere"], true);
+    assert!(j.get("pending_restart").is_none(), "{j}");
+    // A setting only a restart applies: kept at its running value, and said so.
+    more_cores.store(true, Ordering::Relaxed);
+    let j = reload(Some(TOKEN)).json();
+    assert_eq!(j["pending_restart"], serde_json::json!(["cores"]), "{j}");
+    assert_eq!(get(addr, "/ready").json()["pending_restart"], serde_json::json!(["cores"]));
+    assert_eq!(get(addr, "/ready").status, 200, "not a reason to be unready");
+    more_cores.store(false, Ordering::Relaxed);
+    let j = reload(Some(TOKEN)).json();
+    assert!(j.get("pending_restart").is_none(), "back to the running value: {j}");
+    assert!(get(addr, "/ready").json().get("pending_restart").is_none());
+    let before = before + 2;
     refuse_next.store(true, Ordering::Relaxed);
     let r = reload(Some(TOKEN));
     assert_eq!(r.status, 400, "{}", r.body);

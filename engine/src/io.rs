@@ -1992,6 +1992,11 @@ fn per_bind_pace(v: &crate::config::VendorConfig, up: u32) -> f64 {
 /// vendor's throughput (see [`per_bind_pace`]).
 const PACE_SHARE_CHECK_MS: u64 = 100;
 
+/// How long fewer binds must have been up before a bind takes the larger share (a bind coming
+/// up makes the others take a smaller one at once): binds starting together, or one
+/// reconnecting at once, do not briefly send the vendor more than its throughput.
+const PACE_SHARE_SETTLE_MS: u64 = 1_000;
+
 /// How many of vendor `vendor`'s binds can send now.
 fn vendor_binds_up(core: &Core, vendor: u32) -> u32 {
     core.snap().vendor(vendor).map_or(0, |v| {
@@ -2146,10 +2151,8 @@ pub async fn vendor_slot(
     let inherited =
         predecessor.as_ref().filter(|(old, _)| old.slowed.load(Ordering::Relaxed)).and_then(|(old, _)| {
             let snap = core.snapshot();
-            let mut r = AdaptiveRate::new(per_bind_pace(
-                &snap.vendor(slot_rt.vendor)?.cfg,
-                vendor_binds_up(&core, slot_rt.vendor).saturating_add(1),
-            ));
+            let cfg = &snap.vendor(slot_rt.vendor)?.cfg;
+            let mut r = AdaptiveRate::new(per_bind_pace(cfg, cfg.binds));
             r.continue_from(f64::from_bits(old.pace_bits.load(Ordering::Relaxed)), io.nanos(Instant::now()));
             Some(r)
         });
@@ -2316,9 +2319,11 @@ pub async fn vendor_slot(
         let (mut rbuf, mut wbuf) = (BytesMut::new(), BytesMut::new());
         let mut machine: VendorSession<VJob> =
             VendorSession::new(vendor_settings(cfg, kind), Instant::now(), &mut wbuf);
-        // Its share of the vendor's throughput: counting itself, about to be up.
-        let mut share = vendor_binds_up(&core, vendor).saturating_add(1);
+        // Its share of the vendor's throughput: a part as if every bind were up, until fewer have
+        // been for a while.
+        let mut share = cfg.binds.max(1);
         let mut share_checked = Instant::now();
+        let mut fewer_since: Option<Instant> = None;
         let rate = match &mut pace {
             Some(r) => {
                 r.set_ceiling(per_bind_pace(cfg, share));
@@ -2536,12 +2541,18 @@ pub async fn vendor_slot(
             // The vendor's throughput shared by its binds up now (looked at every 100 ms).
             if sender && now >= share_checked + Duration::from_millis(PACE_SHARE_CHECK_MS) {
                 share_checked = now;
-                let up = vendor_binds_up(&core, vendor);
-                if up != share
-                    && let Some(nv) = core.snap().vendor(vendor)
-                {
-                    share = up;
-                    rate.set_ceiling(per_bind_pace(&nv.cfg, share));
+                if let Some(nv) = core.snap().vendor(vendor) {
+                    let up = vendor_binds_up(&core, vendor).clamp(1, nv.cfg.binds.max(1));
+                    let settled = |since: Instant| now >= since + Duration::from_millis(PACE_SHARE_SETTLE_MS);
+                    if up > share || (up < share && fewer_since.is_some_and(settled)) {
+                        share = up;
+                        fewer_since = None;
+                        rate.set_ceiling(per_bind_pace(&nv.cfg, share));
+                    } else if up < share {
+                        fewer_since.get_or_insert(now);
+                    } else {
+                        fewer_since = None;
+                    }
                 }
             }
             // Send what the window, the pace and the shared limit allow.
@@ -2933,8 +2944,8 @@ fn on_outcome(
         }
         match &outcome {
             Outcome::Accepted(_) => c.accepted.fetch_add(1, Ordering::Relaxed),
+            // One result each, so that they add up to the vendor's submits.
             Outcome::Refused(st) if *st == CommandStatus::ESME_RTHROTTLED => {
-                c.temporary.fetch_add(1, Ordering::Relaxed);
                 c.throttled.fetch_add(1, Ordering::Relaxed)
             }
             Outcome::Refused(st) if st.is_temporary() => c.temporary.fetch_add(1, Ordering::Relaxed),

@@ -140,9 +140,9 @@ pub struct VendorCounters {
     pub accepted: AtomicU64,
     /// Refused with a permanent status.
     pub refused: AtomicU64,
-    /// Refused with a temporary status (passed to the next vendor).
+    /// Refused with a temporary status other than ESME_RTHROTTLED (passed to the next vendor).
     pub temporary: AtomicU64,
-    /// ESME_RTHROTTLED among those.
+    /// Refused with ESME_RTHROTTLED (passed to the next vendor).
     pub throttled: AtomicU64,
     /// No answer (timeout or connection lost).
     pub unknown: AtomicU64,

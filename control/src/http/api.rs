@@ -370,6 +370,9 @@ struct ReadyJson<'a> {
     vendor_binds: usize,
     backends: Vec<BackendJson<'a>>,
     reasons: Vec<String>,
+    /// Settings a reload changed that only a restart applies (not a reason to be unready).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pending_restart: Vec<&'static str>,
 }
 
 fn ready(st: &ApiState) -> Resp {
@@ -408,6 +411,7 @@ fn ready(st: &ApiState) -> Resp {
         vendor_binds: total,
         backends,
         reasons,
+        pending_restart: st.control.pending_restart(),
     };
     let status = if body.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     json(status, &body)
@@ -768,6 +772,9 @@ fn authorised<B>(req: &Request<B>, token: Option<&str>) -> bool {
 struct ReloadJson {
     version: u64,
     applied_everywhere: bool,
+    /// Settings the new configuration changed that only a restart applies.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pending_restart: Vec<&'static str>,
 }
 
 /// 401 with the challenge.
@@ -805,7 +812,8 @@ async fn reload(req: Request<Incoming>, shared: &Shared) -> Resp {
         Ok(Ok(version)) => {
             let applied_everywhere = wait_applied(&st.control, version).await;
             info!(version, applied_everywhere, "config reloaded through the HTTP API");
-            json(StatusCode::OK, &ReloadJson { version, applied_everywhere })
+            let pending_restart = shared.state.control.pending_restart();
+            json(StatusCode::OK, &ReloadJson { version, applied_everywhere, pending_restart })
         }
         Ok(Err(ReloadFailure::Invalid(reasons))) => {
             warn!(reasons = %reasons.join("; "), "config reload refused");
