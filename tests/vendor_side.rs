@@ -236,6 +236,73 @@ fn a_reloaded_vendor_pace_applies_to_the_binds_it_keeps() {
 }
 
 #[test]
+fn a_cancel_while_a_reload_replaces_the_vendor_s_binds_waits_for_the_new_one() {
+    // Goal: a reload that changes a vendor's bind settings replaces its binds; a cancel_sm that
+    // comes before the new one is bound waits for it (as a submit does, up to 1 s), instead of
+    // failing at once with ESME_RCANCELFAIL for a message the vendor could still cancel.
+    let (addr, seen) = fake_smsc(|n, mut c| {
+        if n > 0 {
+            // The replacing bind is answered half a second late.
+            thread::sleep(Duration::from_millis(500));
+        }
+        accept_bind(&mut c);
+        let mut got = Vec::new();
+        serve(&mut c, |c, p| {
+            got.push(p.command_id());
+            match p.body {
+                Body::SubmitSm(_) => c.send(&accepted_as(&p, "V1")),
+                Body::CancelSm(_) => c.send(&Pdu::new(p.sequence_number, Body::CancelSmResp)),
+                _ => {}
+            }
+        });
+        got
+    });
+    let mut cfg = config(&[("v", addr)]);
+    cfg.vendors[0].binds = 1;
+    let gw = smppgw_engine::start(cfg.clone()).unwrap();
+    wait_vendor_up(&gw);
+    let mut c = Client::connect(gw.local_addr);
+    assert_eq!(c.bind("trx", "c1", "pw"), CommandStatus::ESME_ROK);
+    let (st, id) = c.submit("15551110000", "cancel me");
+    assert_eq!(st, CommandStatus::ESME_ROK);
+    // The store is written just after the answer: wait until the message is known.
+    let known = |c: &mut Client| {
+        let seq = c.next_seq();
+        let q = smppgw_codec::QuerySm {
+            message_id: id.clone().into(),
+            source: smppgw_codec::Address::new(1, 1, "15550001"),
+        };
+        c.send(&Pdu::new(seq, Body::QuerySm(q)));
+        c.recv_resp(seq).command_status.is_ok()
+    };
+    assert!(wait_for(Duration::from_secs(5), || known(&mut c)));
+
+    cfg.vendors[0].system_type = "changed".into();
+    let version = gw.control().reload(cfg).unwrap();
+    assert!(wait_for(Duration::from_secs(5), || gw.control().applied_everywhere(version)));
+    let seq = c.next_seq();
+    let x = smppgw_codec::CancelSm {
+        message_id: id.clone().into(),
+        source: smppgw_codec::Address::new(1, 1, "15550001"),
+        dest: smppgw_codec::Address::new(1, 1, "15551110000"),
+        ..Default::default()
+    };
+    c.send(&Pdu::new(seq, Body::CancelSm(x)));
+    let resp = c.recv_resp(seq);
+    assert_eq!(resp.command_status, CommandStatus::ESME_ROK, "forwarded once the new bind was up");
+    gw.shutdown();
+    gw.join();
+    let mut all: Vec<smppgw_codec::CommandId> = Vec::new();
+    while let Ok(got) = seen.recv_timeout(Duration::from_secs(5)) {
+        all.extend(got);
+        if all.contains(&smppgw_codec::CommandId::CANCEL_SM) {
+            break;
+        }
+    }
+    assert!(all.contains(&smppgw_codec::CommandId::CANCEL_SM), "the vendor got the cancel: {all:?}");
+}
+
+#[test]
 fn a_vendor_s_throughput_is_shared_by_the_binds_that_are_up() {
     // Goal: `throughput` is the vendor account's: with 4 binds configured and an account that
     // takes only 2 sessions, the 2 that are up carry all of it (each paced at half), not half of

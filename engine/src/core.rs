@@ -538,6 +538,8 @@ pub struct Core {
     pending_out: RefCell<Vec<(SessionRef, Arc<Delivery>)>>,
     remote: Option<RemoteLink>,
     held: RefCell<std::collections::VecDeque<Box<Job>>>,
+    /// Cancel/replace operations waiting so, with until when ([`NO_VENDOR_HOLD_MAX`]).
+    held_ops: RefCell<std::collections::VecDeque<(OpJob, Instant)>>,
     /// Long-message groups of the customer sessions here (receipt policy "last").
     pub part_groups: RefCell<crate::io::PartGroups>,
 }
@@ -674,6 +676,7 @@ impl Core {
             pending_out: RefCell::new(Vec::new()),
             remote,
             held: RefCell::new(std::collections::VecDeque::new()),
+            held_ops: RefCell::new(std::collections::VecDeque::new()),
             part_groups: RefCell::new(crate::io::PartGroups::new()),
         }
     }
@@ -905,6 +908,13 @@ impl Core {
         let jobs: Vec<Box<Job>> = self.held.borrow_mut().drain(..).collect();
         for job in jobs {
             self.dispatch(job);
+        }
+        if self.held_ops.borrow().is_empty() {
+            return;
+        }
+        let ops: Vec<(OpJob, Instant)> = self.held_ops.borrow_mut().drain(..).collect();
+        for (op, until) in ops {
+            self.dispatch_op_until(op, Some(until));
         }
     }
 
@@ -1608,9 +1618,27 @@ impl Core {
 
     /// Sends a cancel/replace to a bind of the vendor that holds the message.
     pub fn dispatch_op(&self, op: OpJob) {
+        self.dispatch_op_until(op, None);
+    }
+
+    /// As [`Core::dispatch_op`]; while none of the vendor's binds is up (a reload replacing
+    /// them, a reconnect) the operation waits for one until `hold_until` ([`NO_VENDOR_HOLD_MS`]
+    /// from its first try), as a submit does, rather than failing at once.
+    fn dispatch_op_until(&self, op: OpJob, hold_until: Option<Instant>) {
         let snap = self.snapshot();
-        let slot = snap.vendor(op.vendor).and_then(|v| self.best_slot(v, Fill::Queue)).cloned();
+        let vendor = snap.vendor(op.vendor);
+        let slot = vendor.and_then(|v| self.best_slot(v, Fill::Queue)).cloned();
         let Some(slot) = slot else {
+            let none_up = vendor.is_some_and(|v| !v.slots.iter().any(|s| s.up.load(Ordering::Relaxed)));
+            if none_up && !self.shutting_down.get() {
+                let until = hold_until
+                    .unwrap_or_else(|| Instant::now() + std::time::Duration::from_millis(NO_VENDOR_HOLD_MS));
+                let mut held = self.held_ops.borrow_mut();
+                if Instant::now() < until && held.len() < NO_VENDOR_HOLD_MAX {
+                    held.push_back((op, until));
+                    return;
+                }
+            }
             return self.reply(op.reply, Err(op.reply.kind.op_failure()));
         };
         if slot.core == self.idx {
@@ -2268,7 +2296,9 @@ impl Core {
                             self.reply(op.reply, Err(CommandStatus::ESME_RSYSERR));
                         }
                     }
-                    None => self.reply(op.reply, Err(CommandStatus::ESME_RSYSERR)),
+                    // The slot is gone here (a reload replaced the vendor's binds): another of
+                    // the vendor's binds takes it, or it waits for one as at its first try.
+                    None => self.dispatch_op(op),
                 }
             }
             CoreMsg::Done { reply, result, confirm } => self.reply_confirmed(reply, result, confirm),
