@@ -246,6 +246,18 @@ impl CustomerSession {
             self.refused.push((token, now));
             return true;
         }
+        // Nor can an SMPP 3.3 session take a text only message_payload can carry (TLVs are
+        // trailing garbage to a 3.3 parser): given up here, for a 3.4 session of the customer.
+        let legacy_body = match self.legacy && !body.tlvs.is_empty() {
+            true => match without_tlvs(body) {
+                Some(b) => Some(b),
+                None => {
+                    self.refused.push((token, now));
+                    return true;
+                }
+            },
+            false => None,
+        };
         let seq = self.next_sequence();
         if as_data_sm && !self.legacy {
             let mut tlvs = body.tlvs.clone();
@@ -262,13 +274,14 @@ impl CustomerSession {
                 tlvs,
             };
             Pdu::new(seq, Body::DataSm(d)).encode(out);
-        } else if self.legacy && !body.tlvs.is_empty() {
-            smppgw_codec::encode_short_message(
-                smppgw_codec::CommandId::DELIVER_SM,
-                seq,
-                &without_tlvs(body),
-                out,
-            );
+        } else if let Some(b) = &legacy_body {
+            smppgw_codec::encode_short_message(smppgw_codec::CommandId::DELIVER_SM, seq, b, out);
+        } else if body.tlvs.iter().any(|t| NOT_IN_DELIVER_SM.contains(&t.tag)) {
+            // A vendor's data_sm MO going on as a deliver_sm: what only data_sm allows is left out,
+            // as a customer's data_sm going on as a submit_sm is (`DATA_SM_ONLY`).
+            let mut b = body.clone();
+            b.tlvs = keep_tlvs(&body.tlvs, |tag| !NOT_IN_DELIVER_SM.contains(&tag));
+            smppgw_codec::encode_short_message(smppgw_codec::CommandId::DELIVER_SM, seq, &b, out);
         } else {
             smppgw_codec::encode_short_message(smppgw_codec::CommandId::DELIVER_SM, seq, body, out);
         }
@@ -866,19 +879,43 @@ impl CustomerSession {
 }
 
 /// `body` as an SMPP 3.3 customer can read it: no TLVs (a receipt's text carries what its TLVs
-/// say), and an MO's message_payload moved into short_message when it fits there (a longer one
-/// keeps its TLV: nothing else can carry it).
-fn without_tlvs(body: &SubmitSm) -> SubmitSm {
+/// say), and an MO's message_payload moved into short_message when it fits there; `None` when it
+/// does not (nothing else can carry it).
+fn without_tlvs(body: &SubmitSm) -> Option<SubmitSm> {
     let mut b = body.clone();
     match body.tlvs.message_payload() {
         Some(p) if b.short_message.is_empty() && p.len() <= smppgw_codec::SHORT_MESSAGE_MAX => {
             b.short_message = p;
-            b.tlvs = Tlvs::default();
         }
-        Some(_) => {}
-        None => b.tlvs = Tlvs::default(),
+        Some(_) => return None,
+        None => {}
     }
-    b
+    b.tlvs = Tlvs::default();
+    Some(b)
+}
+
+/// The optional parameters SMPP 3.4 allows in data_sm (4.7.1) and not in deliver_sm (4.6.1).
+const NOT_IN_DELIVER_SM: [u16; 8] = {
+    use smppgw_codec::tag::*;
+    [
+        SOURCE_NETWORK_TYPE,
+        SOURCE_BEARER_TYPE,
+        SOURCE_TELEMATICS_ID,
+        DEST_NETWORK_TYPE,
+        DEST_BEARER_TYPE,
+        DEST_TELEMATICS_ID,
+        QOS_TIME_TO_LIVE,
+        SET_DPF,
+    ]
+};
+
+/// The TLVs of `tlvs` whose tag `keep` accepts, in their order.
+fn keep_tlvs(tlvs: &Tlvs, keep: impl Fn(u16) -> bool) -> Tlvs {
+    let mut b = smppgw_codec::TlvsBuilder::with_capacity(tlvs.raw().len());
+    for t in tlvs.iter().filter(|t| keep(t.tag)) {
+        b = b.bytes(t.tag, &t.value);
+    }
+    b.build()
 }
 
 /// The optional parameters SMPP 3.4 allows in data_sm (4.7.1) and not in submit_sm (4.4.1). A
@@ -915,11 +952,7 @@ fn data_sm_as_submit(d: smppgw_codec::DataSm) -> SubmitSm {
     };
     let mut submit = SubmitSm::from(d);
     if submit.tlvs.iter().any(|t| DATA_SM_ONLY.contains(&t.tag)) {
-        let mut b = smppgw_codec::TlvsBuilder::with_capacity(submit.tlvs.raw().len());
-        for t in submit.tlvs.iter().filter(|t| !DATA_SM_ONLY.contains(&t.tag)) {
-            b = b.bytes(t.tag, &t.value);
-        }
-        submit.tlvs = b.build();
+        submit.tlvs = keep_tlvs(&submit.tlvs, |tag| !DATA_SM_ONLY.contains(&tag));
     }
     SubmitSm { validity_period, ..submit }
 }
@@ -1209,22 +1242,19 @@ mod tests {
             tlvs: Tlvs::builder().bytes(smppgw_codec::tag::MESSAGE_PAYLOAD, b"hello").build(),
             ..Default::default()
         };
-        // 255 octets do not fit short_message (254 at most): the payload stays, whole.
+        // 255 octets do not fit short_message (254 at most): nothing a 3.3 session reads carries
+        // them.
         let long = SubmitSm {
             tlvs: Tlvs::builder().bytes(smppgw_codec::tag::MESSAGE_PAYLOAD, &[b'x'; 255]).build(),
             ..Default::default()
         };
-        let kept = without_tlvs(&long);
-        assert_eq!((kept.short_message.len(), kept.tlvs.message_payload().map(|p| p.len())), (0, Some(255)));
-        assert_eq!(
-            without_tlvs(&SubmitSm {
-                tlvs: Tlvs::builder().bytes(smppgw_codec::tag::MESSAGE_PAYLOAD, &[b'x'; 254]).build(),
-                ..Default::default()
-            })
-            .short_message
-            .len(),
-            254
-        );
+        assert_eq!(without_tlvs(&long), None);
+        let fits = without_tlvs(&SubmitSm {
+            tlvs: Tlvs::builder().bytes(smppgw_codec::tag::MESSAGE_PAYLOAD, &[b'x'; 254]).build(),
+            ..Default::default()
+        })
+        .expect("254 octets fit short_message");
+        assert_eq!((fits.short_message.len(), fits.tlvs.is_empty()), (254, true));
         for (version, tlvs) in [(0x33u8, false), (0x34, true)] {
             let now = Instant::now();
             let mut s = CustomerSession::new(settings(), now);
@@ -1301,6 +1331,51 @@ mod tests {
         ev.clear();
         s.on_tick(now + Duration::from_secs(20), &mut out, &mut ev);
         assert!(!ev.iter().any(|e| matches!(e, Event::Delivered { token: 2, .. })), "reported once: {ev:?}");
+    }
+
+    #[test]
+    fn an_smpp_3_3_customer_is_never_written_tlvs_and_a_3_4_one_no_data_sm_only_tlvs_in_a_deliver_sm() {
+        // Goal: an MO whose message_payload does not fit short_message cannot be written to a 3.3
+        // session (its TLVs would be trailing garbage there): it fails there at once, for a 3.4
+        // session to take. A vendor's data_sm MO going to a customer as deliver_sm loses the
+        // TLVs only data_sm allows (a strict ESME answers ESME_ROPTPARNOTALLWD), keeping the rest.
+        let now = Instant::now();
+        let long = SubmitSm {
+            source: Address::new(1, 1, "15550002"),
+            dest: Address::new(1, 1, "15550001"),
+            tlvs: Tlvs::builder().bytes(smppgw_codec::tag::MESSAGE_PAYLOAD, &[b'x'; 300]).build(),
+            ..Default::default()
+        };
+        let mut s = CustomerSession::new(settings(), now);
+        let (mut out, mut ev) = (BytesMut::new(), Vec::new());
+        let bind = Bind { interface_version: 0x33, ..Default::default() };
+        s.on_pdu(Pdu::new(1, Body::BindReceiver(bind)), now, &mut out, &mut ev);
+        s.bind_accepted(BindKind::Receiver, 1, IdStyle::Hex, 10, &mut out);
+        decode_all(&mut out);
+        ev.clear();
+        assert!(s.deliver(1, &long, false, now, &mut out), "taken: the session answers for it");
+        assert!(out.is_empty(), "nothing written to the 3.3 session");
+        s.on_tick(now, &mut out, &mut ev);
+        assert!(matches!(&ev[..], [Event::Delivered { token: 1, answer: Answer::Failed }]), "{ev:?}");
+
+        let (mut s, now) = bound(BindKind::Transceiver, 10);
+        let mo = SubmitSm {
+            tlvs: Tlvs::builder()
+                .u8(smppgw_codec::tag::SOURCE_NETWORK_TYPE, 1)
+                .bytes(smppgw_codec::tag::MESSAGE_PAYLOAD, b"hello")
+                .u8(smppgw_codec::tag::SET_DPF, 1)
+                .build(),
+            ..long
+        };
+        assert!(s.deliver(2, &mo, false, now, &mut out));
+        let r = decode_all(&mut out);
+        let [Pdu { body: Body::DeliverSm(d), .. }] = &r[..] else { panic!("one deliver_sm: {r:?}") };
+        let tags: Vec<u16> = d.tlvs.iter().map(|t| t.tag).collect();
+        assert_eq!(tags, vec![smppgw_codec::tag::MESSAGE_PAYLOAD], "only what deliver_sm allows");
+        assert!(s.deliver(3, &mo, true, now, &mut out));
+        let r = decode_all(&mut out);
+        let [Pdu { body: Body::DataSm(d), .. }] = &r[..] else { panic!("one data_sm: {r:?}") };
+        assert_eq!(d.tlvs.iter().count(), 3, "a data_sm keeps them");
     }
 
     fn cancel(seq: u32) -> Pdu {
