@@ -74,6 +74,12 @@ impl Answer {
 /// customer answers them is absorbed, not dropped. Still a bound.
 pub const BOUND_QUEUE_FACTOR: usize = 8;
 
+/// Answers in a row other than ESME_ROK (errors, throttling, timeouts) after which a customer's
+/// receiving binds no longer count as draining its queue: a bind that never accepts a delivery
+/// does not hold [`BOUND_QUEUE_FACTOR`] times the bound (800,000 deliveries by default) on the
+/// node. Its first ESME_ROK makes it count again.
+pub const DRAINING_REFUSALS_MAX: u32 = 256;
+
 /// A customer session somewhere in the node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SessionRef {
@@ -124,6 +130,8 @@ struct CustomerQueue {
     waiting: BinaryHeap<Waiting>,
     /// The customer throttled us: nothing goes to it before this.
     paused_until: Option<Instant>,
+    /// Answers other than ESME_ROK since its last ESME_ROK ([`DRAINING_REFUSALS_MAX`]).
+    refusals_in_row: u32,
 }
 
 impl CustomerQueue {
@@ -177,9 +185,14 @@ impl CustomerQueue {
     }
 
     /// How many it may hold: `queue_max` while it has no receiving session, more while one
-    /// drains it ([`BOUND_QUEUE_FACTOR`]).
+    /// drains it ([`BOUND_QUEUE_FACTOR`]; not once its sessions refuse everything,
+    /// [`DRAINING_REFUSALS_MAX`]).
     fn cap(&self, queue_max: usize) -> usize {
-        if self.sessions.is_empty() { queue_max } else { queue_max * BOUND_QUEUE_FACTOR }
+        if self.sessions.is_empty() || self.refusals_in_row >= DRAINING_REFUSALS_MAX {
+            queue_max
+        } else {
+            queue_max * BOUND_QUEUE_FACTOR
+        }
     }
 
     fn held(&self) -> usize {
@@ -361,7 +374,11 @@ impl Dispatcher {
             e.1 = e.1.saturating_sub(1);
         }
         match answer {
-            Answer::Ok => {}
+            Answer::Ok | Answer::NotSent => {}
+            _ => q.refusals_in_row = q.refusals_in_row.saturating_add(1),
+        }
+        match answer {
+            Answer::Ok => q.refusals_in_row = 0,
             Answer::NotSent => {
                 q.requeue(d);
                 self.keep_bound(customer);
@@ -1059,6 +1076,45 @@ mod tests {
         assert_eq!(x.dropped, 0);
         x.push(d(1, 99));
         assert_eq!(x.dropped, 1, "still bounded");
+    }
+
+    #[test]
+    fn a_bound_customer_that_refuses_everything_holds_only_the_plain_bound() {
+        // Goal: the larger bound is for a queue a bind drains; a bind that answers every
+        // delivery with an error or not at all (each a retry later) drains nothing, and its
+        // customer's queue falls back to receipt_queue_max (800,000 against 100,000 entries by
+        // default, per customer); its first ESME_ROK gives the larger bound back.
+        let mut x = Dispatcher::new(2, 0);
+        x.session_up(1, S1);
+        let mut out = Vec::new();
+        let mut refusals = 0;
+        let mut n = 0u8;
+        while refusals < DRAINING_REFUSALS_MAX {
+            x.push(d(1, n));
+            n = n.wrapping_add(1);
+            out.clear();
+            x.release_all();
+            x.next(t(), &mut out);
+            for (s, dl) in &out {
+                x.ack(1, dl.token, *s, Answer::Failed, t());
+                refusals += 1;
+            }
+        }
+        let before = x.dropped + x.given_up;
+        for k in 0..(2 * BOUND_QUEUE_FACTOR as u8) {
+            x.push(d(1, k));
+        }
+        assert!(x.dropped + x.given_up - before >= 2 * BOUND_QUEUE_FACTOR as u64 - 2, "cut to 2");
+        x.release_all();
+        out.clear();
+        x.next(t(), &mut out);
+        let (s, dl) = out[0].clone();
+        x.ack(1, dl.token, s, Answer::Ok, t());
+        let before = x.dropped;
+        for k in 0..(BOUND_QUEUE_FACTOR as u8) {
+            x.push(d(1, k));
+        }
+        assert_eq!(x.dropped, before, "draining again: the larger bound");
     }
 
     #[test]
