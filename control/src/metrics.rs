@@ -79,6 +79,7 @@ pub const METRIC_FAMILIES: &[&str] = &[
     "smppgw_store_records",
     "smppgw_customer_binds",
     "smppgw_customer_max_binds",
+    "smppgw_customer_series_omitted",
     "smppgw_customer_routed_total",
     "smppgw_customer_messages_total",
     "smppgw_customer_segments_total",
@@ -570,10 +571,20 @@ fn render_campaigns(e: &mut Exposition, snap: &Snapshot) {
     }
 }
 
+/// Customers given series of their own in one scrape: past it, the busiest (bound ones first,
+/// then by messages) keep theirs and `smppgw_customer_series_omitted` counts the rest. Eight
+/// series a customer: 50,000 active customers would make each scrape about 28 MB, built on the
+/// control thread, and most scrapers refuse so many samples from one target.
+pub const CUSTOMER_SERIES_MAX: usize = 2_000;
+
 fn render_customers(e: &mut Exposition, snap: &Snapshot) {
     // Only customers bound here or with traffic since start: a config may hold tens of thousands
-    // of customers, most of them idle on any one node, and each would cost seven series a scrape.
-    let active: Vec<_> = snap
+    // of customers, most of them idle on any one node.
+    let messages = |c: &smppgw_engine::snapshot::CustomerRt| {
+        let k = &c.counters;
+        [&k.submitted, &k.throttled, &k.rejected].iter().map(|n| n.load(Ordering::Relaxed)).sum::<u64>()
+    };
+    let mut active: Vec<_> = snap
         .customers
         .iter()
         .flatten()
@@ -585,6 +596,20 @@ fn render_customers(e: &mut Exposition, snap: &Snapshot) {
                     .any(|n| n.load(Ordering::Relaxed) > 0)
         })
         .collect();
+    let omitted = active.len().saturating_sub(CUSTOMER_SERIES_MAX);
+    if omitted > 0 {
+        active
+            .sort_unstable_by_key(|c| std::cmp::Reverse((c.binds.load(Ordering::Relaxed) > 0, messages(c))));
+        active.truncate(CUSTOMER_SERIES_MAX);
+        // Listed in configuration order, as without the cut.
+        active.sort_unstable_by_key(|c| c.idx);
+    }
+    e.family(
+        "smppgw_customer_series_omitted",
+        Kind::Gauge,
+        "Active customers left out of the customer families this scrape (past CUSTOMER_SERIES_MAX).",
+    );
+    e.sample("smppgw_customer_series_omitted", &[], omitted);
     e.family("smppgw_customer_binds", Kind::Gauge, "Bound sessions of each customer on this node.");
     for c in &active {
         e.sample("smppgw_customer_binds", &[("customer", &c.cfg.system_id)], c.binds.load(Ordering::Relaxed));
@@ -1004,6 +1029,36 @@ mod tests {
         c.source_prefixes = vec!["1555".into()];
         cfg.campaigns.push(c);
         Snapshot::build(cfg, 2)
+    }
+
+    #[test]
+    fn customer_series_are_bounded_the_busiest_kept_and_the_rest_counted() {
+        // Goal: however many customers are active, a scrape carries at most
+        // CUSTOMER_SERIES_MAX customers' series (bound ones first, then the busiest), and says
+        // how many it left out.
+        let mut cfg = Config::default();
+        let n = CUSTOMER_SERIES_MAX + 3;
+        for i in 0..n {
+            cfg.customers.push(CustomerConfig::new(format!("c{i}"), "x"));
+        }
+        let snap = Snapshot::build(cfg, 1);
+        for (i, c) in snap.customers.iter().flatten().enumerate() {
+            // c0 idle but bound; c1..c3 the quietest of the rest.
+            match i {
+                0 => c.binds.store(1, Ordering::Relaxed),
+                _ => c.counters.submitted.store(i as u64, Ordering::Relaxed),
+            }
+        }
+        let text = render(&Metrics::default(), &snap);
+        check_exposition(&text).unwrap_or_else(|e| panic!("{e}"));
+        assert!(text.contains("smppgw_customer_series_omitted 3\n"));
+        let series = text.lines().filter(|l| l.starts_with("smppgw_customer_binds{")).count();
+        assert_eq!(series, CUSTOMER_SERIES_MAX);
+        assert!(text.contains("smppgw_customer_binds{customer=\"c0\"} 1\n"), "bound: kept");
+        for quiet in ["c1", "c2", "c3"] {
+            assert!(!text.contains(&format!("customer=\"{quiet}\"")), "{quiet} left out");
+        }
+        assert!(text.contains(&format!("smppgw_customer_routed_total{{customer=\"c{}\"}}", n - 1)));
     }
 
     #[test]
