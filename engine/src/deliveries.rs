@@ -549,11 +549,20 @@ pub const HELD_PER_PART_MAX: usize = 4;
 /// got an error and no id for it). Sans-IO: the caller passes the time.
 #[derive(Debug, Default)]
 pub struct PartSettlements {
-    /// Part id -> the derived receipts held for it (an intermediate one and the final one, a
-    /// repeat), at most [`HELD_PER_PART_MAX`].
-    unsettled: HashMap<u64, Vec<Arc<Delivery>>>,
-    /// Entries in the order they began, for the bound and the hold's expiry.
+    /// Part id -> when it joined its group and the derived receipts held for it (an
+    /// intermediate one and the final one, a repeat), at most [`HELD_PER_PART_MAX`].
+    unsettled: HashMap<u64, Awaited>,
+    /// Entries in the order they began, for the hold's expiry and for forgetting the oldest.
+    /// An entry whose part was answered stays until it reaches the front or the queue is
+    /// compacted (at twice [`UNSETTLED_PARTS_MAX`]); it is stale once `unsettled` no longer
+    /// holds its part with the same start, and is then skipped. The bound counts `unsettled`.
     order: VecDeque<(Instant, u64)>,
+}
+
+#[derive(Debug)]
+struct Awaited {
+    since: Instant,
+    held: Vec<Arc<Delivery>>,
 }
 
 /// What a part's answer releases.
@@ -568,19 +577,31 @@ pub enum Settled {
 }
 
 impl PartSettlements {
-    /// Part `shown_id` joined its group: its answer is awaited. At the bound the oldest is
-    /// forgotten, and the receipt held for it, if any, is handed back to go out.
+    /// Part `shown_id` joined its group: its answer is awaited. At the bound the oldest still
+    /// awaited is forgotten, and the receipts held for it, if any, are handed back to go out.
     pub fn grouped(&mut self, shown_id: u64, now: Instant) -> Vec<Arc<Delivery>> {
-        let out = if self.order.len() >= UNSETTLED_PARTS_MAX { self.forget_front() } else { Vec::new() };
-        if self.unsettled.insert(shown_id, Vec::new()).is_none() {
-            self.order.push_back((now, shown_id));
+        if self.unsettled.contains_key(&shown_id) {
+            return Vec::new();
         }
+        let out = if self.unsettled.len() >= UNSETTLED_PARTS_MAX {
+            self.forget_oldest().unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        if self.order.len() >= 2 * UNSETTLED_PARTS_MAX {
+            // Answered parts leave `unsettled` at once but `order` only from its front: drop
+            // them here, at most once per UNSETTLED_PARTS_MAX entries (at most that many live).
+            let unsettled = &self.unsettled;
+            self.order.retain(|(at, id)| unsettled.get(id).is_some_and(|a| a.since == *at));
+        }
+        self.unsettled.insert(shown_id, Awaited { since: now, held: Vec::new() });
+        self.order.push_back((now, shown_id));
         out
     }
 
     /// The answer for part `shown_id` came (`refused` or not).
     pub fn settled(&mut self, shown_id: u64, refused: bool) -> Settled {
-        match self.unsettled.remove(&shown_id) {
+        match self.unsettled.remove(&shown_id).map(|a| a.held) {
             None => Settled::Nothing,
             Some(held) if held.is_empty() => Settled::Nothing,
             Some(held) if refused => Settled::Dropped(held.len()),
@@ -592,9 +613,9 @@ impl PartSettlements {
     /// answer has not come yet (then it is held).
     pub fn derived(&mut self, shown_id: u64, d: Arc<Delivery>) -> Option<Arc<Delivery>> {
         match self.unsettled.get_mut(&shown_id) {
-            Some(held) => {
-                if held.len() < HELD_PER_PART_MAX {
-                    held.push(d);
+            Some(a) => {
+                if a.held.len() < HELD_PER_PART_MAX {
+                    a.held.push(d);
                 }
                 None
             }
@@ -610,14 +631,20 @@ impl PartSettlements {
             if !all && now.saturating_duration_since(at) < HELD_DERIVED_MAX {
                 break;
             }
-            out.extend(self.forget_front());
+            out.extend(self.forget_oldest().unwrap_or_default());
         }
         out
     }
 
-    fn forget_front(&mut self) -> Vec<Arc<Delivery>> {
-        let Some((_, id)) = self.order.pop_front() else { return Vec::new() };
-        self.unsettled.remove(&id).unwrap_or_default()
+    /// Pops entries off the front of `order` until one still awaited is found, forgets that
+    /// one and hands back its held receipts; `None` if none is awaited.
+    fn forget_oldest(&mut self) -> Option<Vec<Arc<Delivery>>> {
+        while let Some((at, id)) = self.order.pop_front() {
+            if self.unsettled.get(&id).is_some_and(|a| a.since == at) {
+                return self.unsettled.remove(&id).map(|a| a.held);
+            }
+        }
+        None
     }
 
     /// Parts awaited.
@@ -747,6 +774,32 @@ mod tests {
         assert_eq!(n(p.derived(5, d(0, 5))), None);
         assert_eq!(all(p.expire(t0, true)), vec![5], "all of them at a stop");
         assert!(p.is_empty());
+    }
+
+    #[test]
+    fn answered_parts_do_not_count_against_the_bound_of_parts_awaited() {
+        // Goal: a part still awaited stays awaited however many other parts join and are
+        // answered meanwhile (answered ones used to count until they expired), and the queue
+        // behind the bound does not grow with them.
+        let t0 = Instant::now();
+        let mut p = PartSettlements::default();
+        assert!(p.grouped(1, t0).is_empty());
+        for id in 2..2 + 2 * UNSETTLED_PARTS_MAX as u64 {
+            assert!(p.grouped(id, t0).is_empty(), "nothing forgotten");
+            assert!(matches!(p.settled(id, false), Settled::Nothing));
+        }
+        assert_eq!(p.len(), 1);
+        assert!(p.order.len() <= 2 * UNSETTLED_PARTS_MAX, "the queue is compacted");
+        assert!(p.derived(1, d(0, 1)).is_none(), "part 1 still awaited: its receipt is held");
+        assert!(matches!(p.settled(1, true), Settled::Dropped(1)), "and dropped when it is refused");
+        for id in 10..10 + UNSETTLED_PARTS_MAX as u64 {
+            assert!(p.grouped(id, t0).is_empty());
+        }
+        assert!(p.derived(10, d(0, 10)).is_none());
+        let out = p.grouped(u64::MAX, t0);
+        assert_eq!(out.iter().map(|d| d.body.esm_class).collect::<Vec<_>>(), vec![10], "oldest goes");
+        assert!(p.derived(10, d(0, 10)).is_some(), "part 10 forgotten: out at once");
+        assert_eq!(p.len(), UNSETTLED_PARTS_MAX);
     }
 
     fn d(c: u32, n: u8) -> Arc<Delivery> {
