@@ -9,6 +9,12 @@ use crate::pdu::{HEADER_LEN, Header, Pdu};
 /// destinations or a data_sm carrying a 64 KiB message_payload; 70,000 octets covers both.
 pub const DEFAULT_MAX_COMMAND_LENGTH: u32 = 70_000;
 
+/// The most room reserved in the read buffer beyond what is buffered of a frame still arriving.
+/// A frame up to this size gets its whole room at once; a larger one grows the buffer as its
+/// octets come, so that a peer that sends a header claiming a large frame and then stops makes
+/// the session hold no more than this beyond what it actually sent.
+pub const RESERVE_AHEAD_BYTES_MAX: usize = 4096;
+
 /// Why [`Decoder::decode`] returned no PDU.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -62,7 +68,8 @@ impl Decoder {
     }
 
     /// The length of the frame at the front of `buf` once it is complete; `Ok(None)` while more is
-    /// needed (and room for the rest of the frame is reserved).
+    /// needed (and room for the rest of the frame is reserved, up to [`RESERVE_AHEAD_BYTES_MAX`]
+    /// beyond what is buffered: a larger frame grows the buffer as it arrives).
     #[inline]
     pub fn frame_len(&self, buf: &mut BytesMut) -> Result<Option<usize>, FramingError> {
         if buf.len() < 4 {
@@ -77,7 +84,9 @@ impl Decoder {
         }
         let len = len as usize;
         if buf.len() < len {
-            buf.reserve(len - buf.len());
+            // Room for the rest as it arrives, not at once: a header alone must not make the
+            // session hold max_command_length (a small PDU gets all of its room here).
+            buf.reserve((len - buf.len()).min(RESERVE_AHEAD_BYTES_MAX));
             return Ok(None);
         }
         Ok(Some(len))

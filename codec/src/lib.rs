@@ -25,7 +25,7 @@ mod wire;
 
 pub use command::CommandId;
 pub use error::{Field, FramingError, PduError};
-pub use framing::{DEFAULT_MAX_COMMAND_LENGTH, DecodeError, Decoder};
+pub use framing::{DEFAULT_MAX_COMMAND_LENGTH, DecodeError, Decoder, RESERVE_AHEAD_BYTES_MAX};
 pub use pdu::*;
 pub use status::CommandStatus;
 pub use tlv::{NetworkErrorCode, Tlv, Tlvs, TlvsBuilder, tag};

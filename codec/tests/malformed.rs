@@ -5,6 +5,7 @@ mod common;
 
 use bytes::BytesMut;
 use common::{encode, frame};
+use smppgw_codec::RESERVE_AHEAD_BYTES_MAX;
 use smppgw_codec::pdu::{Header, max};
 use smppgw_codec::{
     Body, CommandId, CommandStatus, DEFAULT_MAX_COMMAND_LENGTH, DecodeError, Decoder, Field, FramingError,
@@ -143,6 +144,24 @@ fn incomplete_frame_waits_and_consumes_nothing() {
         assert_eq!(buf.len(), n);
         assert!(buf.capacity() >= f.len(), "room for the rest is reserved once the length is known");
     }
+}
+
+#[test]
+fn a_header_claiming_a_large_frame_reserves_little() {
+    // Goal: a peer that sends only a header claiming the largest frame allowed makes the
+    // buffer hold little; the frame still decodes once it has all come, in pieces.
+    let decoder = Decoder::new(1 << 20);
+    let mut buf = BytesMut::from(&(1u32 << 20).to_be_bytes()[..]);
+    assert_eq!(decoder.decode(&mut buf), Ok(None));
+    assert!(buf.capacity() <= 2 * RESERVE_AHEAD_BYTES_MAX, "capacity {}", buf.capacity());
+    let f = frame(0x4, 0, 9, submit_sm_body().bytes());
+    let mut buf = BytesMut::new();
+    for piece in f.chunks(3) {
+        assert_eq!(decoder.decode(&mut buf), Ok(None));
+        buf.extend_from_slice(piece);
+    }
+    assert!(matches!(decoder.decode(&mut buf), Ok(Some(_))), "decoded once whole");
+    assert!(buf.is_empty());
 }
 
 #[test]

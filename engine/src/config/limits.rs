@@ -33,7 +33,9 @@ pub const CORES: Limit =
 pub const NODE_ID: Limit =
     Limit { min: 0, max: 255, why: "the node id is one byte of every message id; give each node its own" };
 
-/// `server.max_binds`: every customer bind costs a socket and up to 16 KiB of memory.
+/// `server.max_binds`: every customer bind costs a socket and up to 16 KiB of memory between
+/// PDUs; a PDU still arriving also holds what has come of it plus at most
+/// `smppgw_codec::RESERVE_AHEAD_BYTES_MAX` (room is not reserved for a whole frame on its header).
 pub const SERVER_MAX_BINDS: Limit =
     Limit { min: 1, max: 200_000, why: "each bind holds a socket and up to 16 KiB; 200,000 is ~3 GiB" };
 
