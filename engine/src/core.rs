@@ -535,6 +535,9 @@ pub struct Core {
     pub parts_closed: Cell<bool>,
     /// When (on [`store_now`]'s clock) a passed-over receipt TLV may be logged again.
     tlv_warned_at: Cell<u64>,
+    /// Lines a vendor can cause at its own rate, each logged at most once a second here.
+    unreadable_receipt_log: crate::loglimit::LogLimit,
+    mo_unroutable_log: crate::loglimit::LogLimit,
     pending_out: RefCell<Vec<(SessionRef, Arc<Delivery>)>>,
     remote: Option<RemoteLink>,
     held: RefCell<std::collections::VecDeque<Box<Job>>>,
@@ -673,6 +676,8 @@ impl Core {
             early_states: RefCell::new(Default::default()),
             parts_closed: Cell::new(false),
             tlv_warned_at: Cell::new(0),
+            unreadable_receipt_log: Default::default(),
+            mo_unroutable_log: Default::default(),
             pending_out: RefCell::new(Vec::new()),
             remote,
             held: RefCell::new(std::collections::VecDeque::new()),
@@ -1931,7 +1936,9 @@ impl Core {
                 }
                 Err(e) => {
                     self.metrics.receipts_unparsable.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(vendor, "unreadable receipt: {e}");
+                    if let Some(skipped) = self.unreadable_receipt_log.allow(Instant::now()) {
+                        tracing::warn!(vendor, skipped, "unreadable receipt: {e}");
+                    }
                     return;
                 }
             };
@@ -1966,7 +1973,10 @@ impl Core {
                 }
                 None => {
                     self.metrics.mo_unroutable.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(dest = %String::from_utf8_lossy(&d.dest.addr), "MO for a number no customer owns");
+                    if let Some(skipped) = self.mo_unroutable_log.allow(Instant::now()) {
+                        let dest = String::from_utf8_lossy(&d.dest.addr);
+                        tracing::warn!(vendor, %dest, skipped, "MO for a number no customer owns");
+                    }
                 }
             }
         }

@@ -26,6 +26,7 @@ use crate::core::{Core, CoreMsg, Found, Job, OpJob, ReplyKind, ReplyTo, SessionM
 use crate::customer::{BindKind, CustomerSession, CustomerSettings, Event};
 use crate::deliveries::{Answer, SessionRef};
 use crate::limits;
+use crate::loglimit::LogLimit;
 use crate::mailbox::Mailbox;
 use crate::rate::AdaptiveRate;
 use crate::snapshot::{BoundWith, CustomerRt, Snapshot};
@@ -47,8 +48,14 @@ pub struct CoreIo {
     failed_binds: RefCell<FailedBinds>,
     /// Connections not bound yet, by source address ([`limits::UNBOUND_PER_ADDRESS_MAX`]).
     unbound: RefCell<crate::hash::FxHashMap<std::net::IpAddr, u32>>,
-    /// Connections closed at once for [`limits::UNBOUND_PER_ADDRESS_MAX`] since the last warning.
-    unbound_refused: std::cell::Cell<(u64, Option<Instant>)>,
+    /// Lines a peer can cause at its own rate, each logged at most once a second here:
+    /// connections closed at once for [`limits::UNBOUND_PER_ADDRESS_MAX`], refused binds, binds
+    /// refused for their address or for too many failed password checks, bad PDUs from vendors.
+    unbound_refused: LogLimit,
+    bind_refused: LogLimit,
+    bind_address_refused: LogLimit,
+    bind_checks_exhausted: LogLimit,
+    vendor_bad_pdu: LogLimit,
     /// Places customer connections evenly over the cores.
     pub balancer: Arc<Balancer>,
 }
@@ -64,7 +71,11 @@ impl CoreIo {
             auth_inflight: RefCell::new(std::collections::HashSet::new()),
             failed_binds: RefCell::new(FailedBinds::default()),
             unbound: RefCell::new(Default::default()),
-            unbound_refused: std::cell::Cell::new((0, None)),
+            unbound_refused: LogLimit::default(),
+            bind_refused: LogLimit::default(),
+            bind_address_refused: LogLimit::default(),
+            bind_checks_exhausted: LogLimit::default(),
+            vendor_bad_pdu: LogLimit::default(),
         }
     }
 
@@ -385,19 +396,14 @@ fn serve(core: &Rc<Core>, io: &Rc<CoreIo>, stream: TcpStream, peer: SocketAddr) 
     if !io.enter_unbound(peer.ip(), crowded) {
         drop(stream);
         io.balancer.closed(core.idx);
-        let (n, warned) = io.unbound_refused.get();
-        let n = n + 1;
-        if warned.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+        if let Some(held) = io.unbound_refused.allow(Instant::now()) {
             warn!(
                 core = core.idx,
                 %peer,
-                refused = n,
+                refused = held + 1,
                 "connection closed at once: its address already holds {} connections that have not bound",
                 crowded.unwrap_or(limits::UNBOUND_PER_ADDRESS_MAX)
             );
-            io.unbound_refused.set((0, Some(Instant::now())));
-        } else {
-            io.unbound_refused.set((n, warned));
         }
         return;
     }
@@ -439,7 +445,9 @@ async fn authenticate(
         return Err(CommandStatus::ESME_RINVSYSID);
     };
     if !c.allows_ip(peer) {
-        warn!(system_id = %c.cfg.system_id, %peer, "bind refused: source address not allowed");
+        if let Some(skipped) = io.bind_address_refused.allow(Instant::now()) {
+            warn!(system_id = %c.cfg.system_id, %peer, skipped, "bind refused: source address not allowed");
+        }
         return Err(CommandStatus::ESME_RBINDFAIL);
     }
     let key = (bind.system_id.clone(), bind.password.clone());
@@ -454,7 +462,14 @@ async fn authenticate(
     let cached = io.auth_cache.borrow().get(&key).is_some_and(|h| *h == c.cfg.password_hash);
     if !cached {
         if io.failed_binds.borrow().exhausted(peer, Instant::now()) {
-            warn!(system_id = %c.cfg.system_id, %peer, "bind refused: too many failed password checks from this address");
+            if let Some(skipped) = io.bind_checks_exhausted.allow(Instant::now()) {
+                warn!(
+                    system_id = %c.cfg.system_id,
+                    %peer,
+                    skipped,
+                    "bind refused: too many failed password checks from this address"
+                );
+            }
             return Err(CommandStatus::ESME_RBINDFAIL);
         }
         io.failed_binds.borrow_mut().begin(peer, Instant::now());
@@ -1869,7 +1884,11 @@ async fn customer_session(core: Rc<Core>, io: Rc<CoreIo>, mut stream: TcpStream,
                 }
                 Err(st) => {
                     core.metrics.bind_failures.fetch_add(1, Ordering::Relaxed);
-                    info!(system_id = %String::from_utf8_lossy(&bind.system_id), status = %st, "bind refused");
+                    // Counted every time; logged at most once a second here (an unknown
+                    // system_id costs the peer nothing to send again).
+                    if let Some(skipped) = io.bind_refused.allow(Instant::now()) {
+                        info!(system_id = %String::from_utf8_lossy(&bind.system_id), status = %st, skipped, "bind refused");
+                    }
                     let mut more = Vec::new();
                     d.machine.bind_refused(kind, seq, st, Instant::now(), &mut d.wbuf, &mut more);
                     d.closing |= more.iter().any(|e| matches!(e, Event::Close(_)));
@@ -2402,7 +2421,10 @@ pub async fn vendor_slot(
                         Ok(Some(pdu)) => machine.on_pdu(pdu, now, &mut wbuf, &mut events),
                         Ok(None) => break,
                         Err(e) => {
-                            warn!(vendor = %cfg.name, slot, "bad PDU from vendor: {e}");
+                            // Logged at most once a second here, with how many were not.
+                            if let Some(skipped) = io.vendor_bad_pdu.allow(now) {
+                                warn!(vendor = %cfg.name, slot, skipped, "bad PDU from vendor: {e}");
+                            }
                             machine.on_decode_error(&e, now, &mut wbuf, &mut events);
                             if !matches!(e, DecodeError::Pdu { .. }) {
                                 break;

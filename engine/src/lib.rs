@@ -19,6 +19,7 @@ pub mod hash;
 pub mod io;
 pub mod lease;
 pub mod limits;
+pub mod loglimit;
 pub mod mailbox;
 pub mod metrics;
 pub mod msgid;
