@@ -20,6 +20,12 @@ pub const EARLY_RECEIPT_TTL_SECS: u64 = 120;
 /// Receipts parked waiting for their submit_sm_resp, per core; beyond it a receipt is refused
 /// (counted unmatched).
 pub const EARLY_RECEIPTS_MAX: usize = 100_000;
+/// Of those, the most one vendor may hold: a vendor sending receipts for ids it never gave us
+/// (or for another node's messages while Redis is away) leaves room for the others' receipts
+/// that race their submit_sm_resp.
+pub const EARLY_RECEIPTS_PER_VENDOR_MAX: usize = EARLY_RECEIPTS_MAX / 2;
+const _: () =
+    assert!(EARLY_RECEIPTS_PER_VENDOR_MAX > 0 && EARLY_RECEIPTS_PER_VENDOR_MAX < EARLY_RECEIPTS_MAX);
 
 /// A vendor message id reduced to its canonical form: trimmed, lower case, no leading zeros.
 /// Kept inline (no allocation) up to [`Small`]'s inline size, which covers the usual ids.
@@ -549,6 +555,9 @@ pub struct Shard<R> {
     by_shown: SeqIndex,
     early: std::collections::HashMap<(u32, Box<[u8]>), Early<R>>,
     early_order: VecDeque<(u64, u32, Box<[u8]>)>,
+    /// Receipts parked, by vendor ([`EARLY_RECEIPTS_PER_VENDOR_MAX`]); a vendor holding none
+    /// has no entry.
+    early_by_vendor: crate::hash::FxHashMap<u32, usize>,
     /// Per vendor index, the spellings its receipts may use ([`Radix::BOTH`] when unknown).
     radix: Vec<Radix>,
     max: usize,
@@ -576,6 +585,7 @@ impl<R> Shard<R> {
             by_shown: SeqIndex::new(),
             early: std::collections::HashMap::new(),
             early_order: VecDeque::new(),
+            early_by_vendor: Default::default(),
             radix: Vec::new(),
             max: max.max(1),
             ttl_secs,
@@ -695,15 +705,27 @@ impl<R> Shard<R> {
         if self.early.is_empty() {
             return None;
         }
-        if let Some(e) = self.early.remove(key) {
+        if let Some(e) = self.early_remove(key) {
             return Some(e.receipt);
         }
         for alt in alternate_ids(&key.1, self.radix_of(key.0).reversed()) {
-            if let Some(e) = self.early.remove(&(key.0, Box::<[u8]>::from(alt.as_bytes()))) {
+            if let Some(e) = self.early_remove(&(key.0, Box::<[u8]>::from(alt.as_bytes()))) {
                 return Some(e.receipt);
             }
         }
         None
+    }
+
+    /// Unparks a receipt (its entry in `early_order` goes stale).
+    fn early_remove(&mut self, key: &(u32, Box<[u8]>)) -> Option<Early<R>> {
+        let e = self.early.remove(key)?;
+        if let Some(n) = self.early_by_vendor.get_mut(&key.0) {
+            *n -= 1;
+            if *n == 0 {
+                self.early_by_vendor.remove(&key.0);
+            }
+        }
+        Some(e)
     }
 
     fn pop_oldest(&mut self) -> bool {
@@ -756,7 +778,8 @@ impl<R> Shard<R> {
         self.records.get_mut(found?)
     }
 
-    /// Parks a receipt whose message is not stored yet. Returns false when the bound refuses it.
+    /// Parks a receipt whose message is not stored yet. Returns false when the bound, or the
+    /// vendor's share of it ([`EARLY_RECEIPTS_PER_VENDOR_MAX`]), refuses it.
     pub fn park(&mut self, vendor: u32, id: &[u8], receipt: R, now: u64) -> bool {
         self.park_unless(vendor, id, receipt, now, |_, _| false)
     }
@@ -780,7 +803,8 @@ impl<R> Shard<R> {
             }
             return true;
         }
-        if self.early.len() >= EARLY_RECEIPTS_MAX {
+        let held = self.early_by_vendor.get(&vendor).copied().unwrap_or(0);
+        if self.early.len() >= EARLY_RECEIPTS_MAX || held >= EARLY_RECEIPTS_PER_VENDOR_MAX {
             return false;
         }
         if self.early_order.len() >= 2 * EARLY_RECEIPTS_MAX {
@@ -790,6 +814,7 @@ impl<R> Shard<R> {
         }
         self.early_order.push_back((now, key.0, key.1.clone()));
         self.early.insert(key, Early { at: now, receipt });
+        *self.early_by_vendor.entry(vendor).or_insert(0) += 1;
         true
     }
 
@@ -849,7 +874,7 @@ impl<R> Shard<R> {
             if let Some((at, v, id)) = self.early_order.pop_front() {
                 let key = (v, id);
                 if self.early.get(&key).is_some_and(|e| e.at == at)
-                    && let Some(e) = self.early.remove(&key)
+                    && let Some(e) = self.early_remove(&key)
                 {
                     self.early_expired += 1;
                     out.push(e.receipt);
@@ -1104,9 +1129,27 @@ mod tests {
         );
         s.pause_parked();
         for i in 0..EARLY_RECEIPTS_MAX as u64 {
-            assert!(s.park(1, i.to_string().as_bytes(), "bound", 0));
+            assert!(s.park(1 + (i % 2) as u32, i.to_string().as_bytes(), "bound", 0));
         }
         assert!(!s.park(1, b"x", "over", 0), "the bound holds while paused");
+    }
+
+    #[test]
+    fn one_vendor_cannot_take_every_place_for_early_receipts() {
+        // Goal: a vendor sending receipts for ids it never gave fills at most its share of the
+        // parked receipts; another vendor's receipt racing its submit_sm_resp is still parked,
+        // and the share comes back as that vendor's receipts are matched or expire.
+        let mut s: Shard<&str> = Shard::new(10, 100);
+        let refused =
+            (0..EARLY_RECEIPTS_MAX as u64).filter(|i| !s.park(1, i.to_string().as_bytes(), "junk", 0));
+        assert_eq!(refused.count(), EARLY_RECEIPTS_MAX - EARLY_RECEIPTS_PER_VENDOR_MAX, "beyond its share");
+        assert!(s.park(2, b"42", "racing", 0), "another vendor's receipt is parked");
+        assert_eq!(s.insert(Record { vendor: 2, ..rec(2, "42") }, 1), Some("racing"), "applied when known");
+        assert!(s.park(1, b"7", "repeat", 0), "a repeat takes no new place");
+        assert!(s.insert(rec(1, "7"), 1).is_some());
+        assert!(s.park(1, b"x", "room again", 0), "a matched receipt gives its place back");
+        assert_eq!(s.expire(EARLY_RECEIPT_TTL_SECS).len(), EARLY_RECEIPTS_PER_VENDOR_MAX);
+        assert!(s.early_by_vendor.is_empty(), "expired receipts give their places back");
     }
 
     #[test]
