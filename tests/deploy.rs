@@ -553,7 +553,7 @@ fn every_replica_gets_its_own_node_id_and_a_valid_config() {
     let start = w["spec"]["ordinals"]["start"].as_u64().unwrap_or(0);
     assert!(replicas >= 2, "several replicas");
     let last = start + replicas - 1;
-    assert!(last <= 255, "ordinals {start}..={last} must fit node_id 0..=255");
+    assert!(last <= 127, "ordinals {start}..={last} must fit node_id 0..=127");
 
     let toml = configmap_toml();
     for ordinal in [start, last] {

@@ -275,7 +275,7 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Executor cores; 0 = all available (more than available is clamped at start; at most 64).
     pub cores: u32,
-    /// 0..=255, unique per gateway node: it goes into message ids.
+    /// 0..=127, unique per gateway node: it goes into message ids (whose top bit stays clear).
     pub node_id: u32,
     /// Our system_id in bind responses.
     pub system_id: String,
@@ -356,7 +356,7 @@ impl ServerConfig {
         }
     }
 
-    /// The node id as the byte that goes into message ids (validation keeps it within 0..=255).
+    /// The node id as the byte that goes into message ids (validation keeps it within 0..=127).
     #[must_use]
     pub fn node_id_byte(&self) -> u8 {
         u8::try_from(self.node_id).unwrap_or(u8::MAX)

@@ -1,6 +1,9 @@
 //! Gateway message ids: unique across cores, restarts and nodes, at most 20 characters.
 //!
-//! An id is a u64: `node (8 bits) | core (6 bits) | counter (50 bits)`. Each core's counter starts
+//! An id is a u64: `node (8 bits) | core (6 bits) | counter (50 bits)`, with the node at most
+//! [`NODE_ID_MAX`] (127) so that the top bit stays clear and every id is at most `i64::MAX`: Kannel
+//! reads ids with `strtoll`, Cloudhopper's `getMessageIdAsLong` and signed BIGINT columns hold
+//! them, and all of them fail on a larger one (20 decimal digits, hex from `8000...`). Each core's counter starts
 //! at the current time in microseconds since 2025-01-01 and never falls behind the clock, so ids
 //! stay unique across restarts unless a core sustained more than one million ids per second for
 //! its whole lifetime, and 2^50 microseconds (35 years) pass before the counter wraps. Formatted
@@ -18,6 +21,13 @@ const EPOCH_2025_US: u64 = 1_735_689_600_000_000;
 const COUNTER_BITS: u32 = 50;
 const CORE_BITS: u32 = 6;
 const COUNTER_MASK: u64 = (1 << COUNTER_BITS) - 1;
+
+/// The largest node id: with it, the highest id of any core and counter is still `i64::MAX`.
+pub const NODE_ID_MAX: u8 = 127;
+const _: () = assert!(
+    (((NODE_ID_MAX as u64) << (COUNTER_BITS + CORE_BITS)) | ((1 << (COUNTER_BITS + CORE_BITS)) - 1))
+        <= i64::MAX as u64
+);
 
 /// How the customer wants its ids written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +51,8 @@ fn now_us() -> u64 {
 }
 
 impl IdGen {
-    /// A generator for `node` (0..=255) and `core` (0..=63).
+    /// A generator for `node` (0..=[`NODE_ID_MAX`], which configuration validation ensures) and
+    /// `core` (0..=63).
     pub fn new(node: u8, core: usize) -> IdGen {
         IdGen::above(node, core, 0)
     }
@@ -49,6 +60,7 @@ impl IdGen {
     /// A generator whose first id is above counter `floor` (what an earlier run issued) as well
     /// as the clock.
     pub fn above(node: u8, core: usize, floor: u64) -> IdGen {
+        debug_assert!(node <= NODE_ID_MAX, "node id {node} above {NODE_ID_MAX}");
         let prefix = (u64::from(node) << (COUNTER_BITS + CORE_BITS)) | ((core as u64 & 0x3F) << COUNTER_BITS);
         IdGen { prefix, counter: now_us().max(floor & COUNTER_MASK) }
     }
@@ -177,8 +189,8 @@ mod tests {
 
     #[test]
     fn ids_are_unique_across_cores_and_nodes_and_fit_20_chars() {
-        let mut a = IdGen::new(255, 63);
-        let mut b = IdGen::new(255, 62);
+        let mut a = IdGen::new(NODE_ID_MAX, 63);
+        let mut b = IdGen::new(NODE_ID_MAX, 62);
         let (x, y) = (a.next_id(), b.next_id());
         assert_ne!(x, y);
         let mut buf = [0u8; 20];
@@ -194,7 +206,7 @@ mod tests {
     fn ids_of_different_nodes_and_cores_never_meet() {
         // Goal: every (node, core) pair issues from its own range, whatever the clocks, so two
         // nodes (or two cores) can never hand out the same id.
-        let pairs = [(0u8, 0usize), (0, 1), (1, 0), (1, 1), (254, 63), (255, 62), (255, 63)];
+        let pairs = [(0u8, 0usize), (0, 1), (1, 0), (1, 1), (126, 63), (127, 62), (127, 63)];
         let mut all = std::collections::HashSet::new();
         for (node, core) in pairs {
             let mut g = IdGen::new(node, core);
@@ -208,6 +220,25 @@ mod tests {
         let (mut a, mut b) = (IdGen::new(3, 0), IdGen::new(4, 0));
         b.counter = a.counter;
         assert_ne!(a.next_id(), b.next_id());
+    }
+
+    #[test]
+    fn ids_of_the_largest_allowed_node_fit_a_signed_64_bit_integer() {
+        // Goal: whatever node id the configuration accepts, every id we issue is at most
+        // i64::MAX, so that Kannel (strtoll), Cloudhopper (getMessageIdAsLong) and signed BIGINT
+        // columns can hold it, even on the last core with the counter about to wrap.
+        let node = u8::try_from(crate::config::limits::NODE_ID.max).expect("a node id is a byte");
+        let mut g = IdGen::new(node, 63);
+        g.counter = COUNTER_MASK - 1;
+        let highest = g.next_id();
+        assert_eq!(highest & COUNTER_MASK, COUNTER_MASK, "the highest counter");
+        assert_eq!(node_of(highest), node);
+        assert!(i64::try_from(highest).is_ok(), "{highest:#x} is above i64::MAX");
+        let mut buf = [0u8; 20];
+        let d = std::str::from_utf8(format_id(highest, IdStyle::Decimal, &mut buf)).unwrap().to_owned();
+        assert!(d.parse::<i64>().is_ok(), "{d} parses as a signed 64-bit integer");
+        let h = std::str::from_utf8(format_id(highest, IdStyle::Hex, &mut buf)).unwrap().to_owned();
+        assert!(i64::from_str_radix(&h, 16).is_ok(), "{h} parses as a signed 64-bit integer");
     }
 
     #[test]

@@ -273,7 +273,11 @@ fn route_naming_an_unknown_customer_is_reported() {
 #[test]
 fn numbers_out_of_range_are_reported_with_their_limit() {
     let text = BASE.replace("listen = \"127.0.0.1:2775\"", "listen = \"127.0.0.1:2775\"\nnode_id = 300");
-    assert_one_error(&text, "f.toml:3: ", "[server]: node_id = 300 is out of range 0..=255");
+    assert_one_error(&text, "f.toml:3: ", "[server]: node_id = 300 is out of range 0..=127");
+    let text = BASE.replace("listen = \"127.0.0.1:2775\"", "listen = \"127.0.0.1:2775\"\nnode_id = 128");
+    assert_one_error(&text, "f.toml:3: ", "[server]: node_id = 128 is out of range 0..=127");
+    let text = BASE.replace("listen = \"127.0.0.1:2775\"", "listen = \"127.0.0.1:2775\"\nnode_id = 127");
+    assert!(load(&text).is_ok(), "127 is the largest node id");
     let text = BASE.replace("listen = \"127.0.0.1:2775\"", "listen = \"127.0.0.1:2775\"\ncores = 65");
     assert_one_error(&text, "f.toml:3: ", "cores = 65 is out of range 0..=64");
     let text = BASE.replace("listen = \"127.0.0.1:2775\"", "listen = \"127.0.0.1:2775\"\ncores = 2");
@@ -415,8 +419,9 @@ vendors = ["sim", "twilio"]
     let err = load(text).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "f.toml:2: [server]: node_id = 256 is out of range 0..=255 (the node id is one byte of every message id; \
-         give each node its own)\n\
+        "f.toml:2: [server]: node_id = 256 is out of range 0..=127 (the node id is the top byte of every message \
+         id, whose top bit stays clear so that ids fit a signed 64-bit integer (Kannel, Cloudhopper, BIGINT \
+         columns); give each node its own)\n\
          f.toml:3: [server]: cores = 100 is out of range 0..=64 (one executor per core; the engine is built for \
          at most 64 (0 = all))\n\
          f.toml:15: vendor 'sim': password is 9 characters; SMPP allows at most 8\n\

@@ -1,7 +1,7 @@
 //! Hard ceilings for every configurable number, in one place.
 //!
 //! A configuration is checked against these once, at load; the engine may then rely on them (a window
-//! never exceeds [`CUSTOMER_WINDOW`]`.max`, a node id fits in a byte, ...). Each limit says why it is
+//! never exceeds [`CUSTOMER_WINDOW`]`.max`, a node id fits in a byte with its top bit clear, ...). Each limit says why it is
 //! what it is. Names carry their unit last, as the configuration keys do.
 
 /// An inclusive range a configured integer must lie in, with the reason shown to the operator.
@@ -29,9 +29,14 @@ impl Limit {
 pub const CORES: Limit =
     Limit { min: 0, max: 64, why: "one executor per core; the engine is built for at most 64 (0 = all)" };
 
-/// `server.node_id`: goes into every gateway message id as one byte.
-pub const NODE_ID: Limit =
-    Limit { min: 0, max: 255, why: "the node id is one byte of every message id; give each node its own" };
+/// `server.node_id`: goes into the top byte of every gateway message id, whose top bit stays clear so
+/// that every id fits a signed 64-bit integer (Kannel, Cloudhopper and BIGINT columns need it).
+pub const NODE_ID: Limit = Limit {
+    min: 0,
+    max: 127,
+    why: "the node id is the top byte of every message id, whose top bit stays clear so that ids fit a \
+          signed 64-bit integer (Kannel, Cloudhopper, BIGINT columns); give each node its own",
+};
 
 /// `server.max_binds`: every customer bind costs a socket and up to 16 KiB of memory between
 /// PDUs; a PDU still arriving also holds what has come of it plus at most
@@ -264,7 +269,7 @@ const _: () = assert!(SESSION_TIMEOUT_MS.min > ENQUIRE_LINK_INTERVAL_MS.min);
 const _: () = assert!(RECONNECT_BACKOFF_MIN_MS.min >= RECONNECT_BACKOFF_MAX_MS.min);
 const _: () = assert!(RECONNECT_BACKOFF_MIN_MS.max <= RECONNECT_BACKOFF_MAX_MS.max);
 const _: () = assert!(CUSTOMER_MAX_BINDS.max <= SERVER_MAX_BINDS.max);
-const _: () = assert!(NODE_ID.max == u8::MAX as u64);
+const _: () = assert!(NODE_ID.max == crate::msgid::NODE_ID_MAX as u64);
 const _: () = assert!(PORT.max == u16::MAX as u64);
 const _: () = assert!(PASSWORD_LEN_MAX < SYSTEM_ID_LEN_MAX);
 // The engine's fixed-window counters hold a window's count in 32 bits.
