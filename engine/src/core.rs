@@ -2504,14 +2504,15 @@ fn vendor_radix(snap: &Snapshot) -> Vec<crate::store::Radix> {
 
 /// Fills the Appendix B fields a vendor's receipt left out (one that carries only TLVs has
 /// none) from what the gateway knows: one message submitted, delivered or not by its state,
-/// the submit date, the done date of a final state (when the receipt came), the error from the
-/// network_error_code TLV (else 0), and an empty text (the gateway keeps no message text).
+/// the submit date, the done date (when the receipt came, whatever its state: ESME parsers such
+/// as Cloudhopper's refuse a receipt without one, as derived receipts already have), the error
+/// from the network_error_code TLV (else 0), and an empty text (the gateway keeps no message text).
 fn complete_receipt(r: &mut VendorReceipt, rec: &Record, now: u64) {
     let x = &mut r.receipt;
     if x.sub.is_some()
         && x.dlvrd.is_some()
         && x.submit_date.is_some()
-        && (x.done_date.is_some() || !x.stat.is_final())
+        && x.done_date.is_some()
         && x.err.is_some()
         && x.text.is_some()
     {
@@ -2523,7 +2524,7 @@ fn complete_receipt(r: &mut VendorReceipt, rec: &Record, now: u64) {
     if x.submit_date.is_none() {
         x.submit_date = date(rec.submitted);
     }
-    if x.done_date.is_none() && x.stat.is_final() {
+    if x.done_date.is_none() {
         x.done_date = date(now);
     }
     if x.err.is_none() {
@@ -2961,6 +2962,33 @@ mod tests {
         }
         assert_eq!(core.metrics.receipts_unparsable.load(Ordering::Relaxed), 0);
         assert_eq!(core.metrics.receipt_tlvs_ignored.load(Ordering::Relaxed), 2, "counted");
+    }
+
+    #[test]
+    fn a_pending_or_unknown_receipt_without_a_done_date_reaches_the_customer_with_one() {
+        // Goal: a receipt the vendor wrote without `done date:` reaches the customer with one
+        // whatever its state (ENROUTE, and UNKNOWN, which is not final): ESME parsers such as
+        // Cloudhopper's refuse a receipt without it.
+        let (core, inbox) = hand_driven_core();
+        for (i, stat) in ["ENROUTE", "UNKNOWN", "DELIVRD"].into_iter().enumerate() {
+            let gone =
+                ReplyTo { core: 0, session: 99, generation: 1, seq: 7, kind: ReplyKind::Submit, nonce: 0 };
+            let (shown, vendor_id) = (42 + i as u64, format!("v{i}"));
+            let job =
+                Job::new(1, shown, gone, 0, SubmitSm::default(), Instant::now(), Wanted::FINAL, Vec::new());
+            core.accepted(job, 0, Bytes::from(vendor_id.clone()), Instant::now());
+            let text =
+                format!("id:{vendor_id} sub:001 dlvrd:000 submit date:2611271200 stat:{stat} err:000 text:x");
+            let d = SubmitSm { esm_class: 0x04, short_message: Bytes::from(text), ..SubmitSm::default() };
+            core.vendor_deliver(0, d);
+            let out = run_inbox(&core, &inbox);
+            assert_eq!(out.len(), 1, "the {stat} receipt is delivered");
+            let text = String::from_utf8_lossy(&out[0].body.short_message).into_owned();
+            let r = Receipt::parse(&out[0].body.short_message).expect("Appendix B text");
+            assert_eq!(r.stat.stat_word(), stat, "{text}");
+            assert!(r.done_date.is_some(), "{stat}: no done date in {text}");
+            assert!(text.contains(" submit date:2611271200 done date:"), "{text}");
+        }
     }
 
     #[test]
