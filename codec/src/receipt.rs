@@ -373,6 +373,11 @@ impl ReceiptDate {
     }
 }
 
+/// The largest `err` taken from a `network_error_code` TLV: Appendix B gives `err` three
+/// characters, and parsers such as Cloudhopper's refuse more; the TLV's error is a u16
+/// (vendor-specific codes reach 0x400 and beyond).
+pub const ERR_CODE_MAX: u16 = 999;
+
 /// A receipt `err:` value.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ReceiptErr {
@@ -502,8 +507,8 @@ impl Receipt {
         Fields::scan(text, &tlvs).finish(tlvs)
     }
 
-    /// Parses receipt text with the `deliver_sm` TLVs beside it; the TLVs win (see
-    /// [`Receipt::merge_tlvs`]). Succeeds on empty or garbled text when the TLVs give the id and
+    /// Parses receipt text with the `deliver_sm` TLVs beside it; the TLVs win for id and state,
+    /// the text's own `err` for the error (see [`Receipt::merge_tlvs`]). Succeeds on empty or garbled text when the TLVs give the id and
     /// state, and then ignores a bad `id:` or `stat:` in the text. A TLV that fails its check (an
     /// id not visible ASCII or over [`ID_LEN_MAX`], a state outside 0..=9, an error code not 3
     /// octets) is passed over and the text's value stands in: the receipt is lost only when
@@ -544,10 +549,11 @@ impl Receipt {
 
     /// Lets the `deliver_sm` TLVs override the text, as SMPP 3.4 section 5.3.2 makes them the
     /// authoritative form: `receipted_message_id` replaces `id` (read up to its NUL; an empty one
-    /// counts as absent), `message_state` replaces `stat`, and `network_error_code` (network type,
-    /// then a big-endian u16 error) replaces `err` with its error part, whatever the text said,
-    /// since the text's `err` is free-form and the TLV is not. All TLVs are checked before any is
-    /// applied: on error the receipt is unchanged.
+    /// counts as absent) and `message_state` replaces `stat`. `network_error_code` (network type,
+    /// then a big-endian u16 error) gives `err` its error part only when the text has no `err`:
+    /// the vendor's own value is what its customers' parsers expect (three characters, Appendix
+    /// B), where the TLV's can be any u16; one above [`ERR_CODE_MAX`] is written as that. All
+    /// TLVs are checked before any is applied: on error the receipt is unchanged.
     pub fn merge_tlvs(
         &mut self,
         receipted_message_id: Option<&[u8]>,
@@ -562,8 +568,8 @@ impl Receipt {
         if let Some(stat) = tlvs.stat {
             self.stat = stat;
         }
-        if let Some(err) = tlvs.err {
-            self.err = Some(err);
+        if self.err.is_none() {
+            self.err = tlvs.err;
         }
         Ok(())
     }
@@ -705,7 +711,9 @@ impl RawTlvs<'_> {
         }
         match self.err {
             // SMPP 3.4 section 5.3.2.31: network type (1 octet), then error code (2 octets).
-            Some(&[_network_type, hi, lo]) => tlvs.err = Some(ReceiptErr::Code(u16::from_be_bytes([hi, lo]))),
+            Some(&[_network_type, hi, lo]) => {
+                tlvs.err = Some(ReceiptErr::Code(u16::from_be_bytes([hi, lo]).min(ERR_CODE_MAX)));
+            }
             Some(_) => tlvs.bad |= BAD_ERR,
             None => {}
         }
@@ -994,8 +1002,9 @@ impl Fields {
         }
     }
 
-    /// The receipt, each of id, stat and err from its TLV when that passed its check, else from
-    /// the text. Without either, the error is the text's, else `Missing*`.
+    /// The receipt, each of id and stat from its TLV when that passed its check, else from the
+    /// text; err from the text, else from its TLV. Without id or stat, the error is the text's,
+    /// else `Missing*`.
     fn finish(self, tlvs: TlvValues) -> Result<Receipt, ReceiptError> {
         let id = match (tlvs.id, self.id) {
             (Some(id), _) => id,
@@ -1016,7 +1025,7 @@ impl Fields {
             submit_date: self.submit_date,
             done_date: self.done_date,
             stat,
-            err: tlvs.err.or(self.err),
+            err: self.err.or(tlvs.err),
             text: self.text,
             extra: self.extra,
         })

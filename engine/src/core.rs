@@ -2506,7 +2506,8 @@ fn vendor_radix(snap: &Snapshot) -> Vec<crate::store::Radix> {
 /// none) from what the gateway knows: one message submitted, delivered or not by its state,
 /// the submit date, the done date (when the receipt came, whatever its state: ESME parsers such
 /// as Cloudhopper's refuse a receipt without one, as derived receipts already have), the error
-/// from the network_error_code TLV (else 0), and an empty text (the gateway keeps no message text).
+/// from the network_error_code TLV (at most 999: `err` has three digits; else 0), and an empty
+/// text (the gateway keeps no message text). The vendor's own `err` stays.
 fn complete_receipt(r: &mut VendorReceipt, rec: &Record, now: u64) {
     let x = &mut r.receipt;
     if x.sub.is_some()
@@ -2529,7 +2530,7 @@ fn complete_receipt(r: &mut VendorReceipt, rec: &Record, now: u64) {
     }
     if x.err.is_none() {
         let code = match r.network_error.as_deref() {
-            Some([_, hi, lo]) => u16::from_be_bytes([*hi, *lo]),
+            Some([_, hi, lo]) => u16::from_be_bytes([*hi, *lo]).min(smppgw_codec::receipt::ERR_CODE_MAX),
             _ => 0,
         };
         x.err = Some(smppgw_codec::receipt::ReceiptErr::Code(code));
@@ -2988,6 +2989,38 @@ mod tests {
             assert_eq!(r.stat.stat_word(), stat, "{text}");
             assert!(r.done_date.is_some(), "{stat}: no done date in {text}");
             assert!(text.contains(" submit date:2611271200 done date:"), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_receipts_err_keeps_the_vendors_text_and_has_at_most_three_digits() {
+        // Goal: the customer's receipt text has the vendor's own `err:` when it wrote one, not
+        // the network_error_code TLV's error, and one filled from that TLV is at most 999:
+        // Cloudhopper refuses an err of more than three characters. The TLV itself goes on.
+        use smppgw_codec::Tlvs;
+        let (core, inbox) = hand_driven_core();
+        let nec: &[u8] = &[3, 0x04, 0x01]; // GSM, error 1025
+        for (i, (err, want)) in [(" err:005", "err:005"), ("", "err:999")].into_iter().enumerate() {
+            let gone =
+                ReplyTo { core: 0, session: 99, generation: 1, seq: 7, kind: ReplyKind::Submit, nonce: 0 };
+            let (shown, vendor_id) = (42 + i as u64, format!("v{i}"));
+            let job =
+                Job::new(1, shown, gone, 0, SubmitSm::default(), Instant::now(), Wanted::FINAL, Vec::new());
+            core.accepted(job, 0, Bytes::from(vendor_id.clone()), Instant::now());
+            let text = format!("id:{vendor_id} sub:001 dlvrd:000 stat:UNDELIV{err} text:x");
+            let tlvs = Tlvs::builder().bytes(tag::NETWORK_ERROR_CODE, nec).build();
+            let d =
+                SubmitSm { esm_class: 0x04, short_message: Bytes::from(text), tlvs, ..SubmitSm::default() };
+            core.vendor_deliver(0, d);
+            let out = run_inbox(&core, &inbox);
+            assert_eq!(out.len(), 1, "receipt {i} delivered");
+            let text = String::from_utf8_lossy(&out[0].body.short_message).into_owned();
+            assert!(text.contains(&format!("stat:UNDELIV {want} ")), "{want} in {text}");
+            assert_eq!(
+                out[0].body.tlvs.get(tag::NETWORK_ERROR_CODE).as_deref(),
+                Some(nec),
+                "the TLV goes on"
+            );
         }
     }
 

@@ -432,8 +432,34 @@ fn tlvs_override_the_text() {
     r.merge_tlvs(Some(b"ABCDEF\0"), Some(5), Some(&[3, 0x01, 0x0B])).unwrap();
     assert_eq!(r.id.as_str(), "ABCDEF", "trailing NUL stripped");
     assert_eq!(r.stat, MessageState::Undeliverable);
-    assert_eq!(r.err, Some(ReceiptErr::Code(0x010B)));
+    assert_eq!(r.err, Some(ReceiptErr::Code(0)), "the text's own err stays");
     assert_eq!(r.text.as_deref(), Some(&b"Hello world"[..]), "text untouched");
+    let mut r = parse("id:1 stat:UNDELIV");
+    r.merge_tlvs(None, None, Some(&[3, 0x01, 0x0B])).unwrap();
+    assert_eq!(r.err, Some(ReceiptErr::Code(0x010B)), "a text without err takes the TLV's");
+}
+
+#[test]
+fn err_keeps_the_vendors_text_and_takes_at_most_three_digits_from_the_tlv() {
+    // Goal: a receipt's err is never longer than the three characters Appendix B gives it
+    // because of the network_error_code TLV (Cloudhopper refuses more): the vendor's own err
+    // stays when the text has one, and one filled from the TLV is at most 999.
+    let nec: &[u8] = &[3, 0x04, 0x01]; // GSM, error 1025
+    let with_err = Bytes::from_static(b"id:1 stat:UNDELIV err:005 text:x");
+    let r = Receipt::parse_with_tlvs(&with_err, None, None, Some(nec)).unwrap().receipt;
+    assert_eq!(r.err, Some(ReceiptErr::Code(5)), "the vendor's own err");
+    assert_eq!(formatted(&r), "id:1 stat:UNDELIV err:005 text:x");
+    let without = Bytes::from_static(b"id:1 stat:UNDELIV text:x");
+    let r = Receipt::parse_with_tlvs(&without, None, None, Some(nec)).unwrap().receipt;
+    assert_eq!(r.err, Some(ReceiptErr::Code(ERR_CODE_MAX)));
+    assert_eq!(formatted(&r), "id:1 stat:UNDELIV err:999 text:x");
+    let r = Receipt::from_tlvs(b"1", 5, Some(nec)).unwrap();
+    assert_eq!(formatted(&r), "id:1 stat:UNDELIV err:999");
+    let mut r = parse("id:1 stat:UNDELIV");
+    r.merge_tlvs(None, None, Some(nec)).unwrap();
+    assert_eq!(r.err, Some(ReceiptErr::Code(ERR_CODE_MAX)));
+    let r = Receipt::parse_with_tlvs(&without, None, None, Some(&[3, 0x03, 0xE7])).unwrap().receipt;
+    assert_eq!(r.err, Some(ReceiptErr::Code(999)), "999 itself is kept");
 }
 
 #[test]
