@@ -2018,11 +2018,14 @@ impl Core {
         let stat = r.receipt.stat;
         // A vendor repeating the final receipt (our deliver_sm_resp lost with its connection, so
         // it sends again after the reconnect): matched, counted, not delivered a second time.
-        // The DELETED a cancel set ahead of the vendor's own receipt is not a repeat (once).
-        let repeated = rec.state.is_final()
-            && rec.state == stat
+        // The DELETED a cancel set ahead of the vendor's own receipt is not a repeat (once). A
+        // plain UNKNOWN is not final (a final receipt may follow, and still goes), but the same
+        // plain UNKNOWN again is a repeat too (not one after an intermediate UNKNOWN, which a
+        // customer asking for final receipts only was not told).
+        let repeated = rec.state == stat
             && !r.intermediate
-            && !(stat == MessageState::Deleted && rec.receipts.take_cancelled());
+            && ((rec.state.is_final() && !(stat == MessageState::Deleted && rec.receipts.take_cancelled()))
+                || (stat == MessageState::Unknown && rec.receipts.plain_unknown()));
         // A late intermediate notification neither takes a final state back (query_sm would
         // then report the message as pending, and a cancel would go to the vendor again) nor
         // reaches the customer after its final receipt.
@@ -2041,6 +2044,7 @@ impl Core {
             if stat.is_final() {
                 rec.final_at = now;
             }
+            rec.receipts.set_plain_unknown(stat == MessageState::Unknown && !r.intermediate);
         }
         // The error for query_sm: the network_error_code TLV's, else the receipt text's `err:`.
         if let Some(nec) = &r.network_error
@@ -3022,6 +3026,51 @@ mod tests {
                 "the TLV goes on"
             );
         }
+    }
+
+    #[test]
+    fn a_repeated_unknown_receipt_reaches_the_customer_once_and_a_final_one_still_goes() {
+        // Goal: a vendor sending the same plain stat:UNKNOWN receipt twice (it missed our
+        // deliver_sm_resp) gives the customer one deliver_sm, as a repeated final receipt does;
+        // UNKNOWN is not final, so the DELIVRD that follows still reaches the customer. A plain
+        // UNKNOWN after an intermediate UNKNOWN is not a repeat.
+        let (core, inbox) = hand_driven_core();
+        let gone = ReplyTo { core: 0, session: 99, generation: 1, seq: 7, kind: ReplyKind::Submit, nonce: 0 };
+        let wanted = Wanted::from_registered_delivery(0x11);
+        let job = Job::new(1, 42, gone, 0, SubmitSm::default(), Instant::now(), wanted, Vec::new());
+        core.accepted(job, 0, Bytes::from_static(b"abc123"), Instant::now());
+        let receipt = |esm_class: u8, stat: &str| SubmitSm {
+            esm_class,
+            short_message: Bytes::from(format!(
+                "id:abc123 sub:001 dlvrd:000 submit date:2611271200 done date:2611271201 stat:{stat} err:000 text:x"
+            )),
+            ..SubmitSm::default()
+        };
+        let stats = |out: &[Arc<Delivery>]| -> Vec<(u8, MessageState)> {
+            out.iter()
+                .map(|d| {
+                    (d.body.esm_class, Receipt::parse(&d.body.short_message).expect("Appendix B text").stat)
+                })
+                .collect()
+        };
+        core.vendor_deliver(0, receipt(0x20, "UNKNOWN"));
+        core.vendor_deliver(0, receipt(0x04, "UNKNOWN"));
+        core.vendor_deliver(0, receipt(0x04, "UNKNOWN"));
+        let out = run_inbox(&core, &inbox);
+        assert_eq!(
+            stats(&out),
+            vec![(0x20, MessageState::Unknown), (0x04, MessageState::Unknown)],
+            "the intermediate UNKNOWN and the plain one, but not its repeat"
+        );
+        assert_eq!(core.metrics.receipts_repeated.load(Ordering::Relaxed), 1);
+        core.vendor_deliver(0, receipt(0x04, "DELIVRD"));
+        core.vendor_deliver(0, receipt(0x04, "DELIVRD"));
+        let out = run_inbox(&core, &inbox);
+        assert_eq!(
+            stats(&out),
+            vec![(0x04, MessageState::Delivered)],
+            "the final receipt after UNKNOWN goes, once"
+        );
     }
 
     #[test]

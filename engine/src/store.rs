@@ -313,9 +313,12 @@ pub struct Record {
 }
 
 /// Which receipts a customer asked for with a message's `registered_delivery` (its SMSC receipt
-/// bits, 0x03, and its intermediate notification bit, 0x10), and whether a cancel has set the
-/// message DELETED ahead of the vendor's own DELETED receipt, which is still to be delivered.
-/// One octet, shared with other nodes as it is: an older node's `1` reads as [`Wanted::FINAL`].
+/// bits, 0x03, and its intermediate notification bit, 0x10), whether a cancel has set the
+/// message DELETED ahead of the vendor's own DELETED receipt, which is still to be delivered,
+/// and whether the message's UNKNOWN state came from a plain (not intermediate) vendor receipt,
+/// so that a repeat of it is not delivered again. One octet, shared with other nodes as it is:
+/// an older node's `1` reads as [`Wanted::FINAL`], and an older node drops the UNKNOWN mark
+/// (it then delivers a repeated UNKNOWN, as it did).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Wanted(u8);
 
@@ -326,6 +329,7 @@ impl Wanted {
     pub const FINAL: Wanted = Wanted(0x01);
     const ASKED: u8 = 0x13;
     const CANCELLED: u8 = 0x80;
+    const PLAIN_UNKNOWN: u8 = 0x40;
 
     /// What a submit's `registered_delivery` asks for (the SME acknowledgement bits are the
     /// recipient's business, not the gateway's).
@@ -335,7 +339,7 @@ impl Wanted {
 
     /// Read back from [`Wanted::octet`].
     pub const fn from_octet(o: u8) -> Wanted {
-        Wanted(o & (Self::ASKED | Self::CANCELLED))
+        Wanted(o & (Self::ASKED | Self::CANCELLED | Self::PLAIN_UNKNOWN))
     }
 
     /// The shared form.
@@ -382,6 +386,22 @@ impl Wanted {
     /// Whether a cancel's DELETED is still waiting for the vendor's receipt (without clearing it).
     pub const fn cancel_pending(self) -> bool {
         self.0 & Self::CANCELLED != 0
+    }
+
+    /// Marks whether the message's state was last set by a plain (not intermediate) UNKNOWN
+    /// receipt from the vendor.
+    pub fn set_plain_unknown(&mut self, yes: bool) {
+        if yes {
+            self.0 |= Self::PLAIN_UNKNOWN;
+        } else {
+            self.0 &= !Self::PLAIN_UNKNOWN;
+        }
+    }
+
+    /// Whether the message's UNKNOWN state came from a plain vendor receipt: another plain
+    /// UNKNOWN is a repeat of it.
+    pub const fn plain_unknown(self) -> bool {
+        self.0 & Self::PLAIN_UNKNOWN != 0
     }
 
     /// Whether a cancel's DELETED is still waiting for the vendor's receipt; clears it.
@@ -927,6 +947,13 @@ mod tests {
         c.cancelled();
         let mut back = Wanted::from_octet(c.octet());
         assert!(back.take_cancelled() && !back.take_cancelled());
+        // So does the mark of a plain UNKNOWN, which leaves what is asked for alone.
+        let mut u = w(0x01);
+        u.set_plain_unknown(true);
+        let back = Wanted::from_octet(u.octet());
+        assert!(back.plain_unknown() && back.finals() && !back.cancel_pending());
+        u.set_plain_unknown(false);
+        assert_eq!(u, w(0x01));
         let mut quiet = Wanted::NONE;
         quiet.cancelled();
         assert_eq!(quiet, Wanted::NONE, "no mark where no receipt is wanted");
