@@ -278,7 +278,7 @@ impl CustomerSession {
             smppgw_codec::encode_short_message(smppgw_codec::CommandId::DELIVER_SM, seq, b, out);
         } else if body.tlvs.iter().any(|t| NOT_IN_DELIVER_SM.contains(&t.tag)) {
             // A vendor's data_sm MO going on as a deliver_sm: what only data_sm allows is left out,
-            // as a customer's data_sm going on as a submit_sm is (`DATA_SM_ONLY`).
+            // as a customer's data_sm going on as a submit_sm is (`data_sm_only`).
             let mut b = body.clone();
             b.tlvs = keep_tlvs(&body.tlvs, |tag| !NOT_IN_DELIVER_SM.contains(&tag));
             smppgw_codec::encode_short_message(smppgw_codec::CommandId::DELIVER_SM, seq, &b, out);
@@ -918,25 +918,15 @@ fn keep_tlvs(tlvs: &Tlvs, keep: impl Fn(u16) -> bool) -> Tlvs {
     b.build()
 }
 
-/// The optional parameters SMPP 3.4 allows in data_sm (4.7.1) and not in submit_sm (4.4.1). A
-/// data_sm goes to the vendor as a submit_sm, where a strict SMSC refuses them
-/// (ESME_ROPTPARNOTALLWD) and a lenient one ignores them.
-const DATA_SM_ONLY: [u16; 11] = {
+/// Whether SMPP 3.4 allows optional parameter `tag` in data_sm (4.7.1) and not in submit_sm
+/// (4.4.1): those it allows in data_sm and not in deliver_sm, and the receipt ones. A data_sm
+/// goes to the vendor as a submit_sm, where a strict SMSC refuses them (ESME_ROPTPARNOTALLWD)
+/// and a lenient one ignores them.
+fn data_sm_only(tag: u16) -> bool {
     use smppgw_codec::tag::*;
-    [
-        SOURCE_NETWORK_TYPE,
-        SOURCE_BEARER_TYPE,
-        SOURCE_TELEMATICS_ID,
-        DEST_NETWORK_TYPE,
-        DEST_BEARER_TYPE,
-        DEST_TELEMATICS_ID,
-        QOS_TIME_TO_LIVE,
-        SET_DPF,
-        RECEIPTED_MESSAGE_ID,
-        MESSAGE_STATE,
-        NETWORK_ERROR_CODE,
-    ]
-};
+    NOT_IN_DELIVER_SM.contains(&tag)
+        || matches!(tag, RECEIPTED_MESSAGE_ID | MESSAGE_STATE | NETWORK_ERROR_CODE)
+}
 
 /// A data_sm in the submit_sm form it goes to vendors in: its qos_time_to_live (seconds,
 /// 5.3.2.9) becomes the relative validity_period that says the same in a submit_sm (a lenient
@@ -951,8 +941,8 @@ fn data_sm_as_submit(d: smppgw_codec::DataSm) -> SubmitSm {
         _ => Bytes::new(),
     };
     let mut submit = SubmitSm::from(d);
-    if submit.tlvs.iter().any(|t| DATA_SM_ONLY.contains(&t.tag)) {
-        submit.tlvs = keep_tlvs(&submit.tlvs, |tag| !DATA_SM_ONLY.contains(&tag));
+    if submit.tlvs.iter().any(|t| data_sm_only(t.tag)) {
+        submit.tlvs = keep_tlvs(&submit.tlvs, |tag| !data_sm_only(tag));
     }
     SubmitSm { validity_period, ..submit }
 }

@@ -2240,15 +2240,7 @@ pub async fn vendor_slot(
                     true => Duration::from_millis(PREDECESSOR_POLL_MS),
                     false => until.saturating_duration_since(Instant::now()),
                 };
-                let mut t = Timer::new(step.min(until.saturating_duration_since(Instant::now())));
-                let got = poll_fn(|cx| {
-                    if mailbox.poll_ready(cx.waker()) {
-                        return Poll::Ready(true);
-                    }
-                    Pin::new(&mut t).poll(cx).map(|_| false)
-                })
-                .await;
-                if got {
+                if mail_within(&mailbox, step.min(until.saturating_duration_since(Instant::now()))).await {
                     redispatch_mail(&core, &mailbox, &slot_rt, &mut msgs, (&mut shutting, &mut drain));
                     if shutting || mailbox.is_closed() {
                         // Through the common exit: the mailbox closed, and anything that raced
@@ -2745,15 +2737,7 @@ pub async fn vendor_slot(
         while Drain::holds(&drain, Instant::now()) && !rx.is_closed() {
             let left =
                 drain.as_ref().map_or(Duration::ZERO, |d| d.until.saturating_duration_since(Instant::now()));
-            let mut t = Timer::new(left.min(Duration::from_millis(DRAIN_RECEIVER_POLL_MS)));
-            let got = poll_fn(|cx| {
-                if mailbox.poll_ready(cx.waker()) {
-                    return Poll::Ready(true);
-                }
-                Pin::new(&mut t).poll(cx).map(|_| false)
-            })
-            .await;
-            if got {
+            if mail_within(&mailbox, left.min(Duration::from_millis(DRAIN_RECEIVER_POLL_MS))).await {
                 redispatch_mail(&core, &mailbox, &slot_rt, &mut msgs, (&mut shutting, &mut drain));
             }
         }
@@ -2895,6 +2879,18 @@ async fn write_unless_aborted(
         Written::Aborted
     };
     futures_lite::future::or(write, aborted).await
+}
+
+/// Waits until mail comes (true) or `wait` passes (false).
+async fn mail_within(mailbox: &Mailbox<VendorMsg>, wait: Duration) -> bool {
+    let mut t = Timer::new(wait);
+    poll_fn(|cx| {
+        if mailbox.poll_ready(cx.waker()) {
+            return Poll::Ready(true);
+        }
+        Pin::new(&mut t).poll(cx).map(|_| false)
+    })
+    .await
 }
 
 /// Ends when the mailbox is told to abort ([`VendorMsg::Abort`]); what it receives meanwhile
