@@ -75,6 +75,137 @@ fn an_address_guessing_passwords_is_refused_without_more_checks_while_verified_c
     gw.join();
 }
 
+/// A connection to `gw` from `source` (a loopback address of its own).
+fn connect_from(source: [u8; 4], gw: std::net::SocketAddr) -> Option<std::net::TcpStream> {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).ok()?;
+    socket.bind(&std::net::SocketAddr::from((source, 0)).into()).ok()?;
+    socket.connect(&gw.into()).ok()?;
+    Some(socket.into())
+}
+
+/// Sends a bind of `system_id` with `password` on `c`; its sequence number.
+fn send_bind(c: &mut Client, system_id: &str, password: &str) -> u32 {
+    let seq = c.next_seq();
+    let bind = smppgw_codec::Bind {
+        system_id: system_id.to_owned().into(),
+        password: password.to_owned().into(),
+        interface_version: 0x34,
+        ..Default::default()
+    };
+    let _ = std::io::Write::write_all(&mut c.stream, &Pdu::new(seq, Body::BindTransceiver(bind)).to_bytes());
+    seq
+}
+
+/// The answer to the bind `seq` on `c`, or None when none came (closed, or nothing within its
+/// read timeout).
+fn bind_answer(c: &mut Client, seq: u32) -> Option<CommandStatus> {
+    loop {
+        let p = c.try_recv()?;
+        if p.sequence_number == seq && p.command_id().is_response() {
+            return Some(p.command_status);
+        }
+    }
+}
+
+#[test]
+fn guesses_from_many_addresses_do_not_hold_up_a_customers_first_bind() {
+    // Goal: a peer that knows a system_id and sends wrong passwords from many source addresses
+    // (each with its own budget of failed checks) cannot make a customer that never bound
+    // before wait behind its queue of password hashes: the customer's bind is answered
+    // ESME_ROK within seconds. Before, every check on a core queued on one hashing thread
+    // without bound, and the customer's bind waited behind all of them.
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    const ADDRESSES: u8 = 32;
+    const CONNECTIONS_PER_ADDRESS: usize = 24;
+    let mut cfg = config(&[]);
+    cfg.server.max_binds = 2000;
+    let gw = start(cfg);
+    let a = gw.local_addr;
+    let stop = Arc::new(AtomicBool::new(false));
+    let wrong = Arc::new(AtomicUsize::new(0));
+    let flood: Vec<_> = (1..=ADDRESSES)
+        .map(|host| {
+            let (stop, wrong) = (stop.clone(), wrong.clone());
+            std::thread::spawn(move || {
+                let mut guess = 0u32;
+                let mut conns: Vec<Option<Client>> = (0..CONNECTIONS_PER_ADDRESS).map(|_| None).collect();
+                while !stop.load(Ordering::Relaxed) {
+                    for slot in conns.iter_mut() {
+                        if slot.is_none() {
+                            *slot = connect_from([127, 0, 1, host], a).map(|s| {
+                                let c = Client::from_stream(s);
+                                c.stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                                c
+                            });
+                        }
+                    }
+                    // One guess on each connection at once, then their answers.
+                    // Every guess a different password (one password is checked once at a time),
+                    // of at most 8 octets (the longest a bind carries).
+                    let sent: Vec<Option<u32>> = conns
+                        .iter_mut()
+                        .map(|slot| {
+                            guess += 1;
+                            slot.as_mut()
+                                .map(|c| send_bind(c, "c1", &format!("{host:03}{:05}", guess % 100_000)))
+                        })
+                        .collect();
+                    let mut refused = false;
+                    for (slot, seq) in conns.iter_mut().zip(sent) {
+                        let (Some(c), Some(seq)) = (slot.as_mut(), seq) else { continue };
+                        let st = bind_answer(c, seq);
+                        match st {
+                            Some(CommandStatus::ESME_RINVPASWD) => {
+                                wrong.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Some(_) => refused = true,
+                            None => *slot = None,
+                        }
+                    }
+                    if refused {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                }
+            })
+        })
+        .collect();
+    // Every guessing address has failed about once on each core (hundreds of checks stay
+    // queued on each core when nothing bounds them).
+    assert!(wait_for(Duration::from_secs(60), || wrong.load(Ordering::Relaxed) >= 2 * usize::from(ADDRESSES)));
+    let began = std::time::Instant::now();
+    let (mut ok, mut refused, mut unanswered) = (0, 0, 0);
+    while ok == 0 && began.elapsed() < Duration::from_secs(10) {
+        let mut c = Client::connect(a);
+        c.stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let seq = send_bind(&mut c, "c2", "pw");
+        match bind_answer(&mut c, seq) {
+            Some(CommandStatus::ESME_ROK) => ok += 1,
+            Some(CommandStatus::ESME_RBINDFAIL) => {
+                refused += 1;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            other => {
+                unanswered += 1;
+                eprintln!("customer's bind: {other:?}");
+            }
+        }
+    }
+    let took = began.elapsed();
+    let guesses = wrong.load(Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
+    gw.shutdown();
+    gw.join();
+    for t in flood {
+        let _ = t.join();
+    }
+    assert_eq!(
+        (ok, unanswered),
+        (1, 0),
+        "the customer binds within 10 s, each try answered within 5 s ({took:?}, {refused} binds refused at once, {guesses} wrong passwords)"
+    );
+}
+
 #[test]
 fn query_sm_past_the_customers_throughput_is_throttled_without_taking_from_its_submits() {
     // Goal: a customer asking about messages faster than its throughput (each query_sm may ask

@@ -46,6 +46,13 @@ pub struct CoreIo {
     pub auth_inflight: RefCell<std::collections::HashSet<(Bytes, Bytes)>>,
     /// Failed password checks by source address.
     failed_binds: RefCell<FailedBinds>,
+    /// Password checks waiting for or running on this core's hashing thread
+    /// ([`limits::PASSWORD_CHECKS_PENDING_MAX`]); each one's [`CheckSlot`] gives its place back
+    /// on that thread once the hash is done (or dropped unrun).
+    password_checks: Arc<std::sync::atomic::AtomicUsize>,
+    /// Binds refused for a full password check queue or a check past the bind timeout (logged
+    /// at most once a second).
+    checks_refused: LogLimit,
     /// Connections not bound yet, by source address ([`limits::UNBOUND_PER_ADDRESS_MAX`]).
     unbound: RefCell<crate::hash::FxHashMap<std::net::IpAddr, u32>>,
     /// Lines a peer can cause at its own rate, each logged at most once a second here:
@@ -70,6 +77,8 @@ impl CoreIo {
             epoch,
             auth_inflight: RefCell::new(std::collections::HashSet::new()),
             failed_binds: RefCell::new(FailedBinds::default()),
+            password_checks: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            checks_refused: LogLimit::default(),
             unbound: RefCell::new(Default::default()),
             unbound_refused: LogLimit::default(),
             bind_refused: LogLimit::default(),
@@ -111,18 +120,37 @@ impl CoreIo {
 /// [`limits::BIND_FAILURES_PER_PEER`]).
 #[derive(Debug, Default)]
 struct FailedBinds {
-    /// Address -> (start of its window, failures in it).
+    /// Address ([`FailedBinds::key`]) -> (start of its window, failures in it).
     peers: std::collections::HashMap<IpAddr, (Instant, u32)>,
 }
 
 impl FailedBinds {
     const WINDOW: Duration = Duration::from_millis(limits::BIND_FAILURE_WINDOW_MS);
 
+    /// What `peer` counts as: an IPv6 address by its /64 (one host usually holds a whole one),
+    /// an IPv4-mapped one as its IPv4 address.
+    fn key(peer: IpAddr) -> IpAddr {
+        match peer {
+            IpAddr::V4(_) => peer,
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+            },
+        }
+    }
+
+    /// Failures counted for `peer` in its current window.
+    fn failures(&self, peer: IpAddr, now: Instant) -> u32 {
+        match self.peers.get(&Self::key(peer)) {
+            Some(&(since, n)) if now.saturating_duration_since(since) < Self::WINDOW => n,
+            _ => 0,
+        }
+    }
+
     /// Whether `peer` has used up its failures for now.
+    #[cfg(test)]
     fn exhausted(&self, peer: IpAddr, now: Instant) -> bool {
-        self.peers.get(&peer).is_some_and(|&(since, n)| {
-            n >= limits::BIND_FAILURES_PER_PEER && now.saturating_duration_since(since) < Self::WINDOW
-        })
+        self.failures(peer, now) >= limits::BIND_FAILURES_PER_PEER
     }
 
     /// A check from `peer` begins: counted as failed until it succeeds ([`FailedBinds::passed`]),
@@ -133,17 +161,24 @@ impl FailedBinds {
 
     /// A check begun from `peer` succeeded: it does not count.
     fn passed(&mut self, peer: IpAddr) {
-        if let Some(e) = self.peers.get_mut(&peer) {
+        if let Some(e) = self.peers.get_mut(&Self::key(peer)) {
             e.1 = e.1.saturating_sub(1);
         }
     }
 
     /// Counts a failed check from `peer`.
     fn failed(&mut self, peer: IpAddr, now: Instant) {
+        let peer = Self::key(peer);
         if self.peers.len() >= limits::BIND_FAILURE_PEERS_MAX && !self.peers.contains_key(&peer) {
             self.peers.retain(|_, &mut (since, _)| now.saturating_duration_since(since) < Self::WINDOW);
             if self.peers.len() >= limits::BIND_FAILURE_PEERS_MAX {
-                self.peers.clear();
+                // The address with the fewest failures goes (the oldest of them): forgetting
+                // all of them would free an address that used up its failures along with the
+                // ones whose failures made room.
+                let evict = self.peers.iter().min_by_key(|&(_, &(since, n))| (n, since)).map(|(ip, _)| *ip);
+                if let Some(ip) = evict {
+                    self.peers.remove(&ip);
+                }
             }
         }
         let e = self.peers.entry(peer).or_insert((now, 0));
@@ -433,6 +468,24 @@ impl Drop for InflightGuard<'_> {
     }
 }
 
+/// A password check's place among [`limits::PASSWORD_CHECKS_PENDING_MAX`], held by the hashing
+/// closure: given back when the hash is done, or when the closure is dropped without running.
+struct CheckSlot(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for CheckSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Why a bind was refused without a password check (or without waiting for its end): warned at
+/// most once a second, with how many were refused since.
+fn warn_check_refused(io: &CoreIo, system_id: &str, peer: IpAddr, why: &str) {
+    if let Some(skipped) = io.checks_refused.allow(Instant::now()) {
+        warn!(%system_id, %peer, skipped, "bind refused: {why}");
+    }
+}
+
 async fn authenticate(
     core: &Core,
     io: &CoreIo,
@@ -450,19 +503,33 @@ async fn authenticate(
         }
         return Err(CommandStatus::ESME_RBINDFAIL);
     }
+    // A bind waits for its password check at most the bind timeout, then is refused.
+    let deadline = Instant::now() + Duration::from_millis(u64::from(snap.config.server.bind_timeout_ms));
     let key = (bind.system_id.clone(), bind.password.clone());
     // Single flight: a bind storm with the same credentials waits for one verification (polling
     // less often the longer it waits: hundreds of waiting binds must not wake 200 times a second
     // each).
     let mut pause = Duration::from_millis(5);
     while io.auth_inflight.borrow().contains(&key) {
-        Timer::new(pause).await;
+        let now = Instant::now();
+        if now >= deadline {
+            warn_check_refused(
+                io,
+                &c.cfg.system_id,
+                peer,
+                "its password check took longer than the bind timeout",
+            );
+            return Err(CommandStatus::ESME_RBINDFAIL);
+        }
+        Timer::new(pause.min(deadline - now)).await;
         pause = (pause * 2).min(Duration::from_millis(50));
     }
     let cached = io.auth_cache.borrow().get(&key).is_some_and(|h| *h == c.cfg.password_hash);
     if !cached {
-        if io.failed_binds.borrow().exhausted(peer, Instant::now()) {
-            if let Some(skipped) = io.bind_checks_exhausted.allow(Instant::now()) {
+        let now = Instant::now();
+        let failures = io.failed_binds.borrow().failures(peer, now);
+        if failures >= limits::BIND_FAILURES_PER_PEER {
+            if let Some(skipped) = io.bind_checks_exhausted.allow(now) {
                 warn!(
                     system_id = %c.cfg.system_id,
                     %peer,
@@ -472,14 +539,44 @@ async fn authenticate(
             }
             return Err(CommandStatus::ESME_RBINDFAIL);
         }
-        io.failed_binds.borrow_mut().begin(peer, Instant::now());
+        let room = if failures == 0 {
+            limits::PASSWORD_CHECKS_PENDING_MAX
+        } else {
+            limits::PASSWORD_CHECKS_FAILING_MAX
+        };
+        if io.password_checks.load(Ordering::Acquire) >= room {
+            warn_check_refused(io, &c.cfg.system_id, peer, "too many password checks waiting on this core");
+            return Err(CommandStatus::ESME_RBINDFAIL);
+        }
+        io.failed_binds.borrow_mut().begin(peer, now);
         io.auth_inflight.borrow_mut().insert(key.clone());
         let _guard = InflightGuard { io, key: key.clone() };
+        io.password_checks.fetch_add(1, Ordering::AcqRel);
+        let slot = CheckSlot(io.password_checks.clone());
         let (hash, pw) = (c.cfg.password_hash.clone(), bind.password.clone());
         // Password hashing is deliberately slow: keep it off the reactor.
-        let ok = glommio::executor().spawn_blocking(move || crate::config::verify_password(&hash, &pw)).await;
-        if !ok {
-            return Err(CommandStatus::ESME_RINVPASWD);
+        let check = glommio::executor().spawn_blocking(move || {
+            let _slot = slot;
+            crate::config::verify_password(&hash, &pw)
+        });
+        let ok = futures_lite::future::or(async { Some(check.await) }, async {
+            Timer::new(deadline.saturating_duration_since(Instant::now())).await;
+            None
+        })
+        .await;
+        match ok {
+            Some(true) => {}
+            Some(false) => return Err(CommandStatus::ESME_RINVPASWD),
+            // Still counted as failed: its outcome is not known.
+            None => {
+                warn_check_refused(
+                    io,
+                    &c.cfg.system_id,
+                    peer,
+                    "its password check took longer than the bind timeout",
+                );
+                return Err(CommandStatus::ESME_RBINDFAIL);
+            }
         }
         io.failed_binds.borrow_mut().passed(peer);
         let mut cache = io.auth_cache.borrow_mut();
@@ -3041,6 +3138,49 @@ fn paced_capacity(pace: f64, inflight: usize, capacity: u32) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_address_that_used_up_its_failures_stays_refused_however_many_others_fail_after_it() {
+        // Goal: a peer guessing passwords cannot free its own address by failing from
+        // BIND_FAILURE_PEERS_MAX other addresses: the table forgets the addresses with the
+        // fewest failures, not every one (it used to clear itself).
+        let mut f = FailedBinds::default();
+        let t0 = Instant::now();
+        let guesser = IpAddr::from([10, 0, 0, 1]);
+        for _ in 0..limits::BIND_FAILURES_PER_PEER {
+            f.failed(guesser, t0);
+        }
+        assert!(f.exhausted(guesser, t0));
+        let later = t0 + Duration::from_secs(1);
+        for i in 0..2 * limits::BIND_FAILURE_PEERS_MAX as u32 {
+            f.failed(IpAddr::from((0x0b00_0000u32 + i).to_be_bytes()), later);
+        }
+        assert!(
+            f.exhausted(guesser, later),
+            "still refused after {} others failed",
+            2 * limits::BIND_FAILURE_PEERS_MAX
+        );
+        assert!(f.peers.len() <= limits::BIND_FAILURE_PEERS_MAX);
+        // Its window still ends.
+        assert!(!f.exhausted(guesser, t0 + FailedBinds::WINDOW));
+    }
+
+    #[test]
+    fn ipv6_peers_count_by_their_64() {
+        // Goal: a host holding a /64 cannot get a budget of failures per address in it.
+        let mut f = FailedBinds::default();
+        let now = Instant::now();
+        for i in 0..limits::BIND_FAILURES_PER_PEER {
+            f.failed(IpAddr::from([0x2001, 0xdb8, 0, 1, 0, 0, 0, i as u16 + 1]), now);
+        }
+        assert!(f.exhausted(IpAddr::from([0x2001, 0xdb8, 0, 1, 0xffff, 1, 2, 3]), now));
+        assert!(!f.exhausted(IpAddr::from([0x2001, 0xdb8, 0, 2, 0, 0, 0, 1]), now), "another /64");
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap_or(IpAddr::from([0u8; 16]));
+        for _ in 0..limits::BIND_FAILURES_PER_PEER {
+            f.failed(mapped, now);
+        }
+        assert!(f.exhausted(IpAddr::from([192, 0, 2, 7]), now), "an IPv4-mapped address is its IPv4 one");
+    }
 
     #[test]
     fn a_paced_bind_queues_what_its_pace_sends_within_the_wait_bound() {

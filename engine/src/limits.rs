@@ -96,8 +96,24 @@ pub const UNBOUND_PER_ADDRESS_MAX: u32 = 64;
 pub const BIND_FAILURE_WINDOW_MS: u64 = 60_000;
 
 /// Source addresses whose failed password checks one core remembers; full, the ones whose
-/// window has passed are forgotten, and if none has, all of them.
+/// window has passed are forgotten, and if none has, the one with the fewest failures (the
+/// oldest of them): an address that used up its failures stays refused however many others
+/// fail after it. IPv6 addresses count by their /64, which one host usually holds whole.
 pub const BIND_FAILURE_PEERS_MAX: usize = 4096;
+
+/// Password checks waiting for or running on one core's hashing thread. They run one after
+/// another (tens of milliseconds each), so a bind needing one waits behind all of them: without
+/// a bound, a peer guessing from many addresses (each with its own
+/// [`BIND_FAILURES_PER_PEER`]) would queue minutes of hashing ahead of a customer's first bind.
+/// Beyond it, a bind whose credentials the core has not verified before is refused at once
+/// (ESME_RBINDFAIL, counted in bind_failures) and may be tried again.
+pub const PASSWORD_CHECKS_PENDING_MAX: usize = 16;
+
+/// Of [`PASSWORD_CHECKS_PENDING_MAX`], how many checks from addresses that already failed one in
+/// their window may be waiting or running: the rest is kept for addresses with no failure (a
+/// customer binding for the first time), so that guesses from addresses that keep failing never
+/// fill the queue for them.
+pub const PASSWORD_CHECKS_FAILING_MAX: usize = PASSWORD_CHECKS_PENDING_MAX / 2;
 
 /// Verified (system_id, password) pairs cached per core, so that a bind storm costs one password
 /// hash per customer per core instead of one per bind.
@@ -118,6 +134,8 @@ pub const LISTEN_BACKLOG: i32 = 8192;
 
 const _: () = assert!(CUSTOMER_MAILBOX_MAX as u32 >= WINDOW_MAX / 4);
 const _: () = assert!(CORES_MAX <= 64);
+const _: () =
+    assert!(0 < PASSWORD_CHECKS_FAILING_MAX && PASSWORD_CHECKS_FAILING_MAX < PASSWORD_CHECKS_PENDING_MAX);
 // A session's mailbox holds, besides its window's submit answers, the query answers and the
 // receipts in flight to it.
 const _: () =
