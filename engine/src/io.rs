@@ -196,12 +196,12 @@ enum Wake {
     Timer,
 }
 
-/// Waits for bytes (appended to `rbuf`; not when `read` is false), a mailbox item, or the
-/// deadline.
+/// Waits for bytes (at most `read_max` of them, appended to `rbuf`; none when it is 0), a
+/// mailbox item, or the deadline.
 async fn wait<M>(
     stream: &mut TcpStream,
     rbuf: &mut BytesMut,
-    read: bool,
+    read_max: usize,
     io: &CoreIo,
     mailbox: &Mailbox<M>,
     timer: &mut Timer,
@@ -210,9 +210,10 @@ async fn wait<M>(
         if mailbox.poll_ready(cx.waker()) {
             return Poll::Ready(Wake::Mail);
         }
-        if read {
+        if read_max > 0 {
             let mut scratch = io.scratch.borrow_mut();
-            match Pin::new(&mut *stream).poll_read(cx, &mut scratch[..]) {
+            let len = read_max.min(scratch.len());
+            match Pin::new(&mut *stream).poll_read(cx, &mut scratch[..len]) {
                 Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(Wake::Eof),
                 Poll::Ready(Ok(n)) => {
                     rbuf.extend_from_slice(&scratch[..n]);
@@ -1835,8 +1836,16 @@ async fn customer_session(core: Rc<Core>, io: Rc<CoreIo>, mut stream: TcpStream,
         let wake = if std::mem::take(&mut behind_bind) {
             Wake::Read
         } else {
-            wait(&mut stream, &mut rbuf, !d.machine.reads_nothing_more(), &io, &mailbox, &mut deadline.timer)
-                .await
+            // Not bound yet, a read takes no more than an unbound PDU may be long: what a peer
+            // sends behind its bind waits in the socket, not here, while the bind is checked.
+            let read_max = if d.machine.reads_nothing_more() {
+                0
+            } else if d.customer.is_none() {
+                limits::UNBOUND_READ_BYTES
+            } else {
+                usize::MAX
+            };
+            wait(&mut stream, &mut rbuf, read_max, &io, &mailbox, &mut deadline.timer).await
         };
         let now = Instant::now();
         // A reload gives the session its new settings (the server's timers and framing limit, the
@@ -2498,7 +2507,7 @@ pub async fn vendor_slot(
             deadline.set(next);
             // Mail taken while writing is handled before anything else.
             let wake = match msgs.is_empty() {
-                true => wait(&mut stream, &mut rbuf, true, &io, &mailbox, &mut deadline.timer).await,
+                true => wait(&mut stream, &mut rbuf, usize::MAX, &io, &mailbox, &mut deadline.timer).await,
                 false => Wake::Mail,
             };
             let now = Instant::now();
@@ -3225,6 +3234,60 @@ mod tests {
         assert!(f.exhausted(a, t0), "none has finished, and the budget is taken");
         f.passed(a);
         assert!(!f.exhausted(a, t0), "one passed: room for one more");
+    }
+
+    #[test]
+    fn a_connection_not_bound_yet_is_read_no_more_than_an_unbound_pdu_at_a_time() {
+        // Goal: a peer that sends a bind and about 250 KiB behind it in one write does not make
+        // its session hold a whole scratch read while the bind is checked: a read of a
+        // connection not bound yet takes at most UNBOUND_READ_BYTES, the rest stays in the
+        // socket. A bound session still reads the whole scratch buffer's worth.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+        let addr = listener.local_addr().expect("address");
+        let sent = 250 * 1024;
+        let peer = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().expect("accepted");
+            // Ends when the reader closes, or after the timeout, whatever the buffers held.
+            let _ = s.set_write_timeout(Some(Duration::from_secs(5)));
+            let _ = std::io::Write::write_all(&mut s, &vec![0u8; sent]);
+        });
+        let ex = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .io_memory(crate::limits::IO_MEMORY_BYTES)
+            .spawn(move || async move {
+                let mut stream = TcpStream::connect(addr).await.expect("connected");
+                // Far more than one unbound read waits in this socket before the first read.
+                let want = 4 * limits::UNBOUND_READ_BYTES;
+                let mut available = 0;
+                for _ in 0..500 {
+                    let mut n: libc::c_int = 0;
+                    // SAFETY: FIONREAD writes one c_int to a pointer to one.
+                    if unsafe { libc::ioctl(stream.as_raw_fd(), libc::FIONREAD, &mut n) } == 0 {
+                        available = n as usize;
+                    }
+                    if available >= want {
+                        break;
+                    }
+                    Timer::new(Duration::from_millis(10)).await;
+                }
+                assert!(available >= want, "only {available} octets arrived");
+                let (balancer, _rx) = Balancer::new(1, Arc::new(crate::metrics::Metrics::default()));
+                let io = CoreIo::new(Instant::now(), balancer);
+                let mailbox: Mailbox<SessionMsg> = Mailbox::new(1);
+                let mut timer = Timer::new(Duration::from_secs(10));
+                let mut rbuf = BytesMut::new();
+                let wake =
+                    wait(&mut stream, &mut rbuf, limits::UNBOUND_READ_BYTES, &io, &mailbox, &mut timer).await;
+                let unbound = (matches!(wake, Wake::Read), rbuf.len());
+                rbuf.clear();
+                let wake = wait(&mut stream, &mut rbuf, usize::MAX, &io, &mailbox, &mut timer).await;
+                (unbound, (matches!(wake, Wake::Read), rbuf.len()))
+            })
+            .expect("executor");
+        let ((read, unbound), (read_bound, bound)) = ex.join().expect("joined");
+        peer.join().expect("the peer ended");
+        assert!(read && read_bound);
+        assert_eq!(unbound, limits::UNBOUND_READ_BYTES, "one read of a connection not bound yet");
+        assert!(bound > limits::UNBOUND_READ_BYTES, "a bound session reads more at once: {bound}");
     }
 
     #[test]

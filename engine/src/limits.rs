@@ -65,6 +65,12 @@ pub const WINDOW_MAX: u32 = 10_000;
 /// (up to 1 MiB) each. A longer one is a framing error, which closes the connection.
 pub const UNBOUND_COMMAND_LENGTH_MAX: u32 = 1024;
 
+/// Octets read from a customer connection per read while it is not bound: with the partial PDU
+/// left before it (shorter than [`UNBOUND_COMMAND_LENGTH_MAX`]), what an unauthenticated
+/// connection makes the node buffer, also while its bind waits for its password check (what it
+/// sent behind the bind stays in the socket, not in a [`READ_SCRATCH_BYTES`] read).
+pub const UNBOUND_READ_BYTES: usize = UNBOUND_COMMAND_LENGTH_MAX as usize;
+
 /// Most executor cores: message ids carry the core in 6 bits.
 pub const CORES_MAX: usize = 64;
 
@@ -134,6 +140,9 @@ pub const LISTEN_BACKLOG: i32 = 8192;
 
 const _: () = assert!(CUSTOMER_MAILBOX_MAX as u32 >= WINDOW_MAX / 4);
 const _: () = assert!(CORES_MAX <= 64);
+const _: () = assert!(
+    UNBOUND_READ_BYTES >= UNBOUND_COMMAND_LENGTH_MAX as usize && UNBOUND_READ_BYTES <= READ_SCRATCH_BYTES
+);
 const _: () =
     assert!(0 < PASSWORD_CHECKS_FAILING_MAX && PASSWORD_CHECKS_FAILING_MAX < PASSWORD_CHECKS_PENDING_MAX);
 // A session's mailbox holds, besides its window's submit answers, the query answers and the
