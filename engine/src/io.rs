@@ -487,6 +487,13 @@ fn warn_check_refused(io: &CoreIo, system_id: &str, peer: IpAddr, why: &str) {
     }
 }
 
+/// A bind whose password check did not end within the bind timeout: refused, said at most
+/// once a second.
+fn check_timed_out(io: &CoreIo, system_id: &str, peer: IpAddr) -> CommandStatus {
+    warn_check_refused(io, system_id, peer, "its password check took longer than the bind timeout");
+    CommandStatus::ESME_RBINDFAIL
+}
+
 async fn authenticate(
     core: &Core,
     io: &CoreIo,
@@ -514,13 +521,7 @@ async fn authenticate(
     while io.auth_inflight.borrow().contains(&key) {
         let now = Instant::now();
         if now >= deadline {
-            warn_check_refused(
-                io,
-                &c.cfg.system_id,
-                peer,
-                "its password check took longer than the bind timeout",
-            );
-            return Err(CommandStatus::ESME_RBINDFAIL);
+            return Err(check_timed_out(io, &c.cfg.system_id, peer));
         }
         Timer::new(pause.min(deadline - now)).await;
         pause = (pause * 2).min(Duration::from_millis(50));
@@ -569,15 +570,7 @@ async fn authenticate(
             Some(true) => {}
             Some(false) => return Err(CommandStatus::ESME_RINVPASWD),
             // Still counted as failed: its outcome is not known.
-            None => {
-                warn_check_refused(
-                    io,
-                    &c.cfg.system_id,
-                    peer,
-                    "its password check took longer than the bind timeout",
-                );
-                return Err(CommandStatus::ESME_RBINDFAIL);
-            }
+            None => return Err(check_timed_out(io, &c.cfg.system_id, peer)),
         }
         io.failed_binds.borrow_mut().passed(peer);
         let mut cache = io.auth_cache.borrow_mut();
