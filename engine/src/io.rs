@@ -2740,7 +2740,9 @@ pub async fn vendor_slot(
                 // to the route's other binds and vendors, or back to their customers as
                 // throttled. Counted as the dispatcher counts (the slot's load: its submits in
                 // flight and queued), so that what goes does not come straight back.
-                if !shutting && slot_rt.load.load(Ordering::Relaxed) > cap {
+                // (Not an unpaced bind's: its cap is its whole capacity, which two cores choosing
+                // it at once may pass by a job or two; those wait for the window as before.)
+                if !shutting && rate.current().is_finite() && slot_rt.load.load(Ordering::Relaxed) > cap {
                     // Submits from the back of the queue; cancel/replace stay (they do not count in
                     // the load, and the vendor that holds the message is the only one to ask).
                     let mut excess = slot_rt.load.load(Ordering::Relaxed) - cap;

@@ -107,8 +107,10 @@ struct Published {
     snapshot: ControlLock<Arc<Snapshot>>,
     version: AtomicU64,
     /// Serialises reloads (each builds on the one before); only the control plane takes it.
-    /// Holds the restart-only settings the last reload changed (kept at their running values).
-    reloads: ControlLock<Vec<&'static str>>,
+    reloads: ControlLock<()>,
+    /// The restart-only settings the last reload changed (kept at their running values). A lock
+    /// of its own, never held across a build: `/ready` reads it on the control thread.
+    pending_restart: ControlLock<Vec<&'static str>>,
 }
 
 impl Published {
@@ -144,8 +146,7 @@ impl GatewayControl {
     pub fn reload(&self, mut config: Config) -> Result<u64, ReloadError> {
         config.validate()?;
         #[allow(clippy::disallowed_methods)]
-        let mut pending_restart =
-            self.current.reloads.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _one_at_a_time = self.current.reloads.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let current = self.current.get();
         // Per-node settings that only a restart can change keep their running values; a change
         // to one is said, not silently dropped.
@@ -165,13 +166,17 @@ impl GatewayControl {
         if !later.is_empty() {
             warn!(settings = ?later, "changed settings take effect at the next restart; the running values stay");
         }
-        *pending_restart = later;
         let next = Arc::new(Snapshot::build_next(Some(&current), config, current.cores));
         let v = next.version;
         #[allow(clippy::disallowed_methods)]
         let mut published = self.current.snapshot.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         *published = next;
         self.current.version.store(v, Ordering::Release);
+        drop(published);
+        #[allow(clippy::disallowed_methods)]
+        let mut pending =
+            self.current.pending_restart.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *pending = later;
         Ok(v)
     }
 
@@ -179,7 +184,7 @@ impl GatewayControl {
     /// running values stay until then): `listen`, `cores`, `node_id`, ...
     pub fn pending_restart(&self) -> Vec<&'static str> {
         #[allow(clippy::disallowed_methods)]
-        self.current.reloads.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+        self.current.pending_restart.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     /// The message a customer knows by `shown_id`, from whichever core's shard holds it. Blocks
@@ -463,7 +468,8 @@ fn start_with(
     let published = Arc::new(Published {
         snapshot: ControlLock::new(snapshot.clone()),
         version: AtomicU64::new(snapshot.version),
-        reloads: ControlLock::new(Vec::new()),
+        reloads: ControlLock::new(()),
+        pending_restart: ControlLock::new(Vec::new()),
     });
     let epoch = Instant::now();
 

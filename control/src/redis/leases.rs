@@ -30,7 +30,17 @@ impl LeaseStates {
     /// /health).
     pub(crate) fn retain_configured(&mut self, specs: &[LeaseSpec]) {
         let by_key: HashMap<&str, &LeaseSpec> = specs.iter().map(|s| (s.key.as_str(), s)).collect();
-        self.0.retain(|k, st| by_key.get(k.as_str()).is_some_and(|s| st.is_for(s)));
+        self.0.retain(|k, st| {
+            by_key.get(k.as_str()).is_some_and(|s| {
+                // A lease kept across a reload (a campaign's, a brand's) may have a new limit:
+                // what a whole window holds is the new one.
+                let kept = st.is_for(s);
+                if kept {
+                    s.lease.set_window_limit(s.limit);
+                }
+                kept
+            })
+        });
     }
 
     /// The state of `s`'s lease, if it has one.
@@ -278,6 +288,22 @@ mod tests {
         assert_eq!(planned[0], ("rate:customer:a".to_owned(), None), "a holds its units: no ask");
         assert!(planned[1].1.is_some() && planned[2].1.is_some(), "b and d ask: {planned:?}");
         assert_eq!(a.lease.tokens(), 5, "a's lease untouched");
+    }
+
+    #[test]
+    fn a_lease_kept_across_a_reload_takes_its_new_limit_as_a_whole_window() {
+        // Goal: a campaign's or a brand's lease stays the same across a reload that changes its
+        // limit (its units and window are kept); a message larger than the new limit is still
+        // admitted once the node holds a whole window of the new limit, not held to the old.
+        let a = LeaseSpec { limit: 100, ..keyed("rate:campaign:a") };
+        let t0 = Instant::now();
+        let mut states = LeaseStates::default();
+        tick(&mut states, std::slice::from_ref(&a), t0, 10, 7);
+        let lowered = LeaseSpec { limit: 5, ..a.clone() };
+        states.retain_configured(std::slice::from_ref(&lowered));
+        assert_eq!(states.len(), 1, "the same lease: its state kept");
+        a.lease.activate(5);
+        assert!(a.lease.try_take(6), "a whole window of the new limit (5) admits 6 segments");
     }
 
     #[test]
