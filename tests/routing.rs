@@ -189,10 +189,12 @@ fn messages_queued_at_a_vendor_when_it_starts_throttling_go_to_the_next_one() {
         "accepted, or throttled for the customer to retry: {answered:?}"
     );
     assert_eq!(v2.stats().submits_ok, ok, "the spare vendor carried every accepted message");
-    // The first four went to the throttling vendor, and at most a few more at its slowed pace:
-    // not the sixteen queued behind them.
+    // The first ones went to the throttling vendor (up to its window of four: on a loaded
+    // machine the burst may reach the gateway in pieces, and the spare vendor's window takes
+    // some of the first), and at most a few more at its slowed pace: not the sixteen queued
+    // behind them.
     let tried = v1.stats().submits;
-    assert!((4..12).contains(&tried), "the throttling vendor was sent {tried}");
+    assert!((1..12).contains(&tried), "the throttling vendor was sent {tried}");
     gw.shutdown();
     gw.join();
 }
