@@ -2601,7 +2601,8 @@ fn a_node_with_50000_customers_with_a_limit_keeps_its_redis_link_up() {
     }
     let a = Node::start(cfg, 1, &redis);
     let asked = || metric(&a, "smppgw_redis_lease_requests_total").unwrap_or(0);
-    assert!(wait_for(Duration::from_secs(10), || asked() >= 50_000), "every limit asked: {}", asked());
+    // (How soon is not the point: a loaded CI machine took over 10 s for the first asks.)
+    assert!(wait_for(Duration::from_secs(40), || asked() >= 50_000), "every limit asked: {}", asked());
     // A few seconds more: window changes, bind-count publications, polls.
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(metric(&a, "smppgw_redis_connects_total"), Some(1), "one connection all along");
